@@ -1,0 +1,33 @@
+#!/bin/sh
+# deploy/install-deps.sh [base|test] — install the Debian packages bitdistill needs (idempotent).
+# Reads deploy/packages/base.list (and, for "test", every other *.list), installs only what is
+# missing, then runs deploy/setup.d/*.sh (project-local setup such as npm packages for tests).
+# Works as root or through sudo.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+what=${1:-base}
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+
+lists="$here/packages/base.list"
+[ "$what" = test ] && lists="$here/packages/*.list"
+# shellcheck disable=SC2086
+pkgs=$(cat $lists | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "install-deps: installing:$missing"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # shellcheck disable=SC2086
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+else
+    echo "install-deps: all Debian packages present"
+fi
+if [ "$what" = test ]; then
+    for s in "$here"/setup.d/*.sh; do
+        [ -f "$s" ] || continue
+        echo "install-deps: running $(basename "$s")"
+        sh "$s"
+    done
+fi

@@ -1,0 +1,1 @@
+# deploy: sources and tests of this folder (included by the top Makefile.am).

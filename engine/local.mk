@@ -1,0 +1,1 @@
+# engine: sources and tests of this folder (included by the top Makefile.am).

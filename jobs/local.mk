@@ -1,0 +1,1 @@
+# jobs: sources and tests of this folder (included by the top Makefile.am).

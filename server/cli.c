@@ -1,0 +1,46 @@
+/*
+ * server/cli.c — main() of the `bitdistill` CLI: dispatches to the subcommand table.
+ * `bitdistill --help` lists every subcommand; `bitdistill CMD --help` documents one.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "server/cli.h"
+
+static const struct srv_cli_cmd cli_cmds[] = {
+    {"serve", "run the daemon in the foreground (same options as bitdistilld)", srv_cli_serve},
+    {"keys", "manage API keys: create --scope admin|infer, list, revoke ID", srv_cli_keys},
+};
+
+static void cli_usage(FILE *f)
+{
+    fprintf(f, "usage: bitdistill COMMAND [OPTIONS]\n\n"
+               "Make and serve 1.58-bit (ternary) LLM students with BitNet Distillation.\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < sizeof(cli_cmds) / sizeof(cli_cmds[0]); i++)
+        fprintf(f, "  %-12s %s\n", cli_cmds[i].name, cli_cmds[i].summary);
+    fprintf(f, "\n`bitdistill COMMAND --help` shows a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        cli_usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        cli_usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("bitdistill %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(cli_cmds) / sizeof(cli_cmds[0]); i++)
+        if (!strcmp(argv[1], cli_cmds[i].name))
+            return cli_cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "bitdistill: unknown command '%s' (see bitdistill --help)\n", argv[1]);
+    return 2;
+}

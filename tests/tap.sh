@@ -1,0 +1,15 @@
+# tests/tap.sh — TAP helpers for shell tests (sourced). Every `ok` is one counted assertion.
+TAP_N=0
+TAP_FAILED=0
+ok() { # ok CONDITION_EXIT_STATUS "name"
+    TAP_N=$((TAP_N + 1))
+    if [ "$1" -eq 0 ]; then echo "ok $TAP_N - $2"; else echo "not ok $TAP_N - $2"; TAP_FAILED=$((TAP_FAILED + 1)); fi
+}
+is() { # is GOT WANT "name"
+    TAP_N=$((TAP_N + 1))
+    if [ "$1" = "$2" ]; then echo "ok $TAP_N - $3"; else
+        echo "not ok $TAP_N - $3"; echo "# got:  '$1'"; echo "# want: '$2'"; TAP_FAILED=$((TAP_FAILED + 1)); fi
+}
+skip() { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N # SKIP $1"; }
+diag() { echo "# $*"; }
+done_testing() { echo "1..$TAP_N"; [ "$TAP_FAILED" -eq 0 ]; }
