@@ -1,1 +1,3 @@
-# api: sources and tests of this folder (included by the top Makefile.am).
+# api: route table, error format, handlers.
+libbitdistill_a_SOURCES += api/api.h api/error.c api/router.c api/routes.c api/health.c \
+	api/keys.c

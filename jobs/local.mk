@@ -1,1 +1,2 @@
-# jobs: sources and tests of this folder (included by the top Makefile.am).
+# jobs: the SQLite store (and, later, the job supervisor, pipeline stages and trainer).
+libbitdistill_a_SOURCES += jobs/store.c jobs/store.h

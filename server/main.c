@@ -1,2 +1,9 @@
-#include <stdio.h>
-int main(void) { puts("bitdistilld"); return 0; }
+/*
+ * server/main.c — main() of bitdistilld.
+ */
+#include "server/daemon.h"
+
+int main(int argc, char **argv)
+{
+    return srv_daemon_main(argc, argv);
+}

@@ -1,0 +1,70 @@
+/*
+ * api/api.h — the HTTP API: route table, error format, and what handlers share.
+ *
+ * Every endpoint is one static `struct api_route` descriptor in the file of its handler
+ * (api/health.c, api/keys.c, ...), listed once in api/routes.c. The router matches the method
+ * and path when a request's headers are complete, checks the key's scope and sets the body
+ * limit; unknown paths get 404, known paths with another method 405 with `Allow`. Only api/ maps
+ * statuses to HTTP codes and error bodies.
+ */
+#ifndef BD_API_API_H
+#define BD_API_API_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "server/auth.h"
+#include "server/http.h"
+#include "server/server.h"
+
+struct api_ctx {
+    struct srv_server *srv;  /* borrowed */
+    struct job_store *store; /* borrowed */
+    double start_time;       /* unix seconds, for process_start_time_seconds */
+};
+
+typedef void (*api_handler_fn)(struct srv_req *req, struct api_ctx *ctx);
+
+struct api_route {
+    const char *method;  /* "GET", "POST", "DELETE" (HEAD matches GET) */
+    const char *pattern; /* "/v1/keys/{id}": literal segments and {param} segments */
+    const char *name;    /* handler name for logs and metrics, e.g. "keys_delete" */
+    enum srv_scope scope; /* SRV_SCOPE_OPEN: no key needed */
+    size_t max_body;     /* 0: the server's max-body-size */
+    api_handler_fn fn;
+};
+
+/* The table (api/routes.c), NULL-terminated. */
+extern const struct api_route *const api_routes[];
+
+/* Hooks for srv_server_create; ctx is borrowed and must outlive the server. */
+struct srv_hooks api_hooks(struct api_ctx *ctx);
+
+/*
+ * Answer with the error format {"error":{"message","type","param","code"}}: `type` follows from
+ * the status (invalid_request_error, authentication_error, ...); param and code may be NULL.
+ */
+void api_error(struct srv_req *req, int status, const char *message, const char *param,
+               const char *code);
+void api_errorf(struct srv_req *req, int status, const char *param, const char *code,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* The error `type` for an HTTP status. */
+const char *api_error_type(int status);
+
+/*
+ * Parse the request body as a JSON object. On failure answers 400 (naming the JSON error's
+ * line and column) and returns NULL. Returns a new reference.
+ */
+json_t *api_body_json(struct srv_req *req);
+
+/*
+ * Run `work(data)` on a worker thread (libuv's pool), then `done(req, data, ctx)` on the loop
+ * thread. The request is referenced meanwhile; `done` must answer (answering a request whose
+ * client left is a no-op) and free `data`. Returns 0, or -1 when the work could not be queued
+ * (then nothing was called and the caller answers).
+ */
+int api_defer(struct srv_req *req, struct api_ctx *ctx, void (*work)(void *data),
+              void (*done)(struct srv_req *req, void *data, struct api_ctx *ctx), void *data);
+
+#endif

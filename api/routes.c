@@ -1,0 +1,20 @@
+/*
+ * api/routes.c — the route table: every endpoint the daemon serves, one line each.
+ * Descriptors live beside their handlers; the order here is the matching order.
+ */
+#include "api/api.h"
+
+extern const struct api_route api_route_livez, api_route_readyz, api_route_health,
+    api_route_metrics;
+extern const struct api_route api_route_keys_list, api_route_keys_create, api_route_keys_delete;
+
+const struct api_route *const api_routes[] = {
+    &api_route_livez,
+    &api_route_readyz,
+    &api_route_health,
+    &api_route_metrics,
+    &api_route_keys_list,
+    &api_route_keys_create,
+    &api_route_keys_delete,
+    NULL,
+};

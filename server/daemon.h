@@ -1,0 +1,10 @@
+/*
+ * server/daemon.h — the daemon's main: config, store, server, signals, drain.
+ */
+#ifndef BD_SERVER_DAEMON_H
+#define BD_SERVER_DAEMON_H
+
+/* Run bitdistilld with these arguments until drained; returns the exit status. */
+int srv_daemon_main(int argc, char **argv);
+
+#endif
