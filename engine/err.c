@@ -1,7 +1,7 @@
 /*
  * engine/err.c — eng_strerror and the error-message helper.
  */
-#include "config.h"
+#include "bdconfig.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -235,7 +235,12 @@ def main():
             mb.load_state_dict(m.state_dict())
             save_hf(mb.to(torch.bfloat16), db)
             clean_dir(db)
-            mb = mb.to(DT)
+            # Reload as a user would (fp32 model from the bf16 file): casting the live model
+            # back with .to(float32) would also keep RoPE's inv_freq buffer bf16-rounded.
+            try:
+                mb = mcls.from_pretrained(db, dtype=DT, attn_implementation="eager").eval()
+            except TypeError:
+                mb = mcls.from_pretrained(db, torch_dtype=DT, attn_implementation="eager").eval()
             save_bin(os.path.join(root, "qwen3-bf16.logits.bin"), logits_of(mb, ids))
             refs["models"]["qwen3-bf16"] = {"tokens": ids, "vocab": kw["vocab_size"],
                                             "greedy": greedy(mb, ids[:5], 8)}

