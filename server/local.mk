@@ -9,3 +9,11 @@ bitdistilld_SOURCES = server/main.c
 bitdistilld_LDADD = $(BD_ALL_LIBS)
 bitdistill_SOURCES = server/cli.c server/cli.h server/keys_cli.c
 bitdistill_LDADD = $(BD_ALL_LIBS)
+
+EXTRA_DIST += tests/http_client.h
+check_PROGRAMS += tests/test-srv-http
+TESTS += tests/test-srv-http
+tests_test_srv_http_LDADD = $(BD_ALL_LIBS)
+check_PROGRAMS += tests/test-srv-config
+TESTS += tests/test-srv-config
+tests_test_srv_config_LDADD = $(BD_ALL_LIBS)
