@@ -74,7 +74,7 @@ static int api_on_headers(struct srv_req *req, void *arg)
         }
     }
     if (!found) {
-        char msg[300];
+        char msg[512];
         if (path_known) {
             srv_res_header(req, "Allow", allow);
             snprintf(msg, sizeof(msg), "method %s is not allowed on %.200s (allowed: %s)",

@@ -905,13 +905,9 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || conn->closing)
         return;
     if (nread < 0) {
-        if (nread == UV_EOF && conn->req && conn->req->state >= 1 && !conn->lingering) {
-            /* Half-close after a complete request: answer, then close. */
-            conn->close_after = 1;
-            uv_read_stop(s);
-            conn->reading = 0;
-            return;
-        }
+        /* EOF or reset: the client is gone. A request being answered becomes dead (handlers
+         * see srv_req_alive() == 0 and can stop work, e.g. a generation), as in nginx and
+         * vLLM; clients that half-close and still wait for the answer are not supported. */
         srv_conn_close(conn);
         return;
     }

@@ -17,3 +17,6 @@ tests_test_srv_http_LDADD = $(BD_ALL_LIBS)
 check_PROGRAMS += tests/test-srv-config
 TESTS += tests/test-srv-config
 tests_test_srv_config_LDADD = $(BD_ALL_LIBS)
+check_PROGRAMS += tests/test-srv-stream
+TESTS += tests/test-srv-stream
+tests_test_srv_stream_LDADD = $(BD_ALL_LIBS)

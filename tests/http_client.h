@@ -46,14 +46,14 @@ struct tc_res {
     int chunked;
 };
 
-static double tc_now(void)
+static inline double tc_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int tc_open(struct tc *c, int port)
+static inline int tc_open(struct tc *c, int port)
 {
     struct sockaddr_in sa;
     memset(c, 0, sizeof(*c));
@@ -75,7 +75,7 @@ static int tc_open(struct tc *c, int port)
     return c->buf ? 0 : -1;
 }
 
-static void tc_close(struct tc *c)
+static inline void tc_close(struct tc *c)
 {
     if (c->fd >= 0)
         close(c->fd);
@@ -84,7 +84,7 @@ static void tc_close(struct tc *c)
     c->buf = NULL;
 }
 
-static int tc_send(struct tc *c, const char *data, size_t len)
+static inline int tc_send(struct tc *c, const char *data, size_t len)
 {
     while (len) {
         ssize_t k = send(c->fd, data, len, MSG_NOSIGNAL);
@@ -99,13 +99,13 @@ static int tc_send(struct tc *c, const char *data, size_t len)
     return 0;
 }
 
-static int tc_sends(struct tc *c, const char *s)
+static inline int tc_sends(struct tc *c, const char *s)
 {
     return tc_send(c, s, strlen(s));
 }
 
 /* Read more bytes, waiting up to timeout seconds. Returns bytes read, 0 on EOF, -1 timeout/error. */
-static int tc_fill(struct tc *c, double timeout)
+static inline int tc_fill(struct tc *c, double timeout)
 {
     struct pollfd p = {c->fd, POLLIN, 0};
     if (c->eof)
@@ -127,7 +127,7 @@ static int tc_fill(struct tc *c, double timeout)
     return (int)k;
 }
 
-static void tc_consume(struct tc *c, size_t k)
+static inline void tc_consume(struct tc *c, size_t k)
 {
     memmove(c->buf, c->buf + k, c->n - k);
     c->n -= k;
@@ -135,7 +135,7 @@ static void tc_consume(struct tc *c, size_t k)
 }
 
 /* Wait until `need` bytes are buffered (or EOF/timeout). */
-static int tc_need(struct tc *c, size_t need, double deadline)
+static inline int tc_need(struct tc *c, size_t need, double deadline)
 {
     while (c->n < need) {
         double left = deadline - tc_now();
@@ -157,7 +157,7 @@ static char *tc_find(struct tc *c, const char *pat, double deadline)
     return p;
 }
 
-static void tc_res_free(struct tc_res *r)
+static inline void tc_res_free(struct tc_res *r)
 {
     free(r->body);
     r->body = NULL;
@@ -192,7 +192,7 @@ static const char *tc_header(const struct tc_res *r, const char *name, char *out
  * Read one response (skipping interim 1xx unless want_interim). Returns 0, or -1 if none arrived
  * within timeout seconds or it was malformed. With head_only, does not read a body.
  */
-static int tc_read_response(struct tc *c, struct tc_res *r, double timeout, int want_interim)
+static inline int tc_read_response(struct tc *c, struct tc_res *r, double timeout, int want_interim)
 {
     double deadline = tc_now() + timeout;
     memset(r, 0, sizeof(*r));
@@ -272,7 +272,7 @@ static int tc_read_response(struct tc *c, struct tc_res *r, double timeout, int 
 }
 
 /* Whether the server closed the connection within timeout seconds (reading and dropping). */
-static int tc_wait_closed(struct tc *c, double timeout)
+static inline int tc_wait_closed(struct tc *c, double timeout)
 {
     double deadline = tc_now() + timeout;
     while (!c->eof) {
@@ -287,7 +287,7 @@ static int tc_wait_closed(struct tc *c, double timeout)
 }
 
 /* One request on a fresh connection; returns the status or -1. */
-static int tc_request(int port, const char *raw, struct tc_res *r)
+static inline int tc_request(int port, const char *raw, struct tc_res *r)
 {
     struct tc c;
     int st = -1;
@@ -309,7 +309,7 @@ struct td {
 };
 
 /* Make a fresh temporary directory for one daemon. */
-static int td_mkdir(struct td *d, const char *tag)
+static inline int td_mkdir(struct td *d, const char *tag)
 {
     memset(d, 0, sizeof(*d));
     snprintf(d->dir, sizeof(d->dir), "/tmp/bd-test-%s-XXXXXX", tag);
@@ -320,14 +320,14 @@ static int td_mkdir(struct td *d, const char *tag)
 }
 
 /* Path of a built program ($top_builddir/NAME). */
-static void td_prog(char *out, size_t outlen, const char *name)
+static inline void td_prog(char *out, size_t outlen, const char *name)
 {
     const char *b = getenv("top_builddir");
     snprintf(out, outlen, "%s/%s", b ? b : ".", name);
 }
 
 /* Start bitdistilld with the standard test options plus `extra` (NULL-terminated). */
-static int td_start(struct td *d, const char *const *extra)
+static inline int td_start(struct td *d, const char *const *extra)
 {
     char prog[512], portfile[400], data[400];
     const char *argv[64];
@@ -380,7 +380,7 @@ static int td_start(struct td *d, const char *const *extra)
 }
 
 /* Wait up to timeout seconds for the daemon to exit; returns its exit status, or -1. */
-static int td_wait(struct td *d, double timeout)
+static inline int td_wait(struct td *d, double timeout)
 {
     double deadline = tc_now() + timeout;
     int st;
@@ -396,7 +396,7 @@ static int td_wait(struct td *d, double timeout)
 }
 
 /* SIGTERM and wait; SIGKILL if it hangs. Returns the exit status or -1. */
-static int td_stop(struct td *d)
+static inline int td_stop(struct td *d)
 {
     if (d->pid <= 0)
         return -1;
@@ -410,7 +410,7 @@ static int td_stop(struct td *d)
 }
 
 /* Whether the daemon's log contains `text` (waits up to timeout seconds). */
-static int td_log_has(struct td *d, const char *text, double timeout)
+static inline int td_log_has(struct td *d, const char *text, double timeout)
 {
     double deadline = tc_now() + timeout;
     do {
@@ -429,7 +429,7 @@ static int td_log_has(struct td *d, const char *text, double timeout)
 }
 
 /* Remove the daemon's directory tree (best effort). */
-static void td_cleanup(struct td *d)
+static inline void td_cleanup(struct td *d)
 {
     char cmd[400];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d->dir);
