@@ -1,9 +1,13 @@
 # engine: sources and tests of this folder (included by the top Makefile.am).
 libbitdistill_a_SOURCES += engine/err.c engine/safetensors.c engine/config.c engine/model.c \
-	engine/forward.c
+	engine/forward.c engine/tokenizer.c engine/tokload.c
 
 EXTRA_DIST += tests/fixtures/engine tools/make_engine_fixtures.py tests/eng_util.h
 
 check_PROGRAMS += tests/test-eng-model
 TESTS += tests/test-eng-model
 tests_test_eng_model_LDADD = $(BD_ALL_LIBS)
+
+check_PROGRAMS += tests/test-eng-tok
+TESTS += tests/test-eng-tok
+tests_test_eng_tok_LDADD = $(BD_ALL_LIBS)
