@@ -1,7 +1,7 @@
 /*
  * engine/err.c — eng_strerror and the error-message helper.
  */
-#include "bdconfig.h"
+#include "config.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -8,7 +8,7 @@
  * float32, scores q.k * d^-0.5, softmax in float32. Linear layers are OpenBLAS sgemm (FP) or the
  * kernels' ternary GEMM (student, student.c). Prefill runs in chunks of `chunk` tokens.
  */
-#include "bdconfig.h"
+#include "config.h"
 
 #include <cblas.h>
 #include <math.h>

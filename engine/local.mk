@@ -1,5 +1,5 @@
 # engine: sources and tests of this folder (included by the top Makefile.am).
-libbitdistill_a_SOURCES += engine/err.c engine/safetensors.c engine/config.c engine/model.c \
+libbitdistill_a_SOURCES += engine/err.c engine/safetensors.c engine/hfconfig.c engine/model.c \
 	engine/forward.c engine/tokenizer.c engine/tokload.c
 
 EXTRA_DIST += tests/fixtures/engine tools/make_engine_fixtures.py tests/eng_util.h

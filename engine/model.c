@@ -6,7 +6,7 @@
  * tensor. fp32 tensors are used in place from the mapping (4-byte aligned in files written by
  * safetensors, checked here); others are converted to fp32 copies owned by the model.
  */
-#include "bdconfig.h"
+#include "config.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/config.h"
+#include "engine/hfconfig.h"
 
 struct eng_model;
 struct eng_ctx;

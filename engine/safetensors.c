@@ -5,7 +5,7 @@
  * linear scan over the tensor table is enough. Data are never copied here: tensors point into
  * the read-only mappings, which live until eng_st_free().
  */
-#include "bdconfig.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

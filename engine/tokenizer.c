@@ -6,7 +6,7 @@
  * maps a pair of ids -> (merge rank, merged id). Workload: load once (150k tokens, 150k
  * merges), then encode pieces of a few bytes each.
  */
-#include "bdconfig.h"
+#include "config.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <jansson.h>

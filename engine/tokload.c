@@ -4,7 +4,7 @@
  * else (WordPiece, Unigram, byte fallback, other normalizers or pre-tokenizers) is refused
  * with a message naming the field.
  */
-#include "bdconfig.h"
+#include "config.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -6,11 +6,11 @@
  * logits of 13 tokens and an 8-token greedy continuation. Then corrupt checkpoints and configs,
  * each of which must fail with a message naming the problem.
  */
-#include "bdconfig.h"
+#include "config.h"
 
 #include <sys/stat.h>
 
-#include "engine/config.h"
+#include "engine/hfconfig.h"
 #include "engine/err.h"
 #include "engine/model.h"
 #include "engine/safetensors.h"

