@@ -36,7 +36,8 @@ typedef struct krn_w_view {
     size_t k_pad;         /* padded columns */
 } krn_w_view;
 
-/* Raw matrix kernel: y[t*ldy + m] for m in rows of groups [g0, g1), m < w->m, t < x->n. */
+/* Raw matrix kernel: for rows m of groups [g0, g1) with m < w->m and tokens t < x->n, writes
+ * y[t*ldy + (m - 16*g0)]: y points at the first row of group g0 (any alignment). */
 typedef void (*krn_mat_fn)(const krn_w_view *w, const krn_act_view *x, size_t g0, size_t g1,
                            float *y, size_t ldy);
 
@@ -111,5 +112,114 @@ KRN_DECLARE_MAT_(neon)
 KRN_DECLARE_MAT_(neondot)
 KRN_DECLARE_FOPS_(neon)
 #endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* CPU detection and table filling (used by krn.c only).                                     */
+
+#if defined(KRN_DISPATCH_IMPL)
+#if defined(__x86_64__)
+#include <cpuid.h>
+/* 1 if cpuid says AMX-TILE and AMX-INT8 (leaf 7.0 EDX bits 24, 25). OS permission separate. */
+static inline int krn_cpu_amx_(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    return (d >> 24 & 1) && (d >> 25 & 1);
+}
+static inline int krn_cpu_supports_(krn_variant v)
+{
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    switch (v) {
+    case KRN_VARIANT_REF: return 1;
+    case KRN_VARIANT_AVX2: return avx2;
+    case KRN_VARIANT_AVX512: return avx512;
+    case KRN_VARIANT_AMX: return avx512 && krn_cpu_amx_() && krn_amx_enable();
+    default: return 0;
+    }
+}
+#define KRN_FILL_(t, sfx, fsfx)                                                                    \
+    do {                                                                                           \
+        (t)->i2_gemv = krn_i2_gemv_##sfx;                                                          \
+        (t)->i2_gemm = krn_i2_gemm_##sfx;                                                          \
+        (t)->q8_gemm = krn_q8_gemm_##sfx;                                                          \
+        (t)->q4_gemm = krn_q4_gemm_##sfx;                                                          \
+        (t)->actq = krn_actq_##sfx;                                                                \
+        (t)->rmsnorm = krn_rmsnorm_##fsfx;                                                         \
+        (t)->rope = krn_rope_##fsfx;                                                               \
+        (t)->softmax = krn_softmax_##fsfx;                                                         \
+        (t)->silu_mul = krn_silu_mul_##fsfx;                                                       \
+        (t)->add = krn_add_##fsfx;                                                                 \
+    } while (0)
+static inline void krn_fill_(krn_ops *t, krn_variant v)
+{
+    t->variant = v;
+    switch (v) {
+    case KRN_VARIANT_AVX2: KRN_FILL_(t, avx2, avx2); break;
+    case KRN_VARIANT_AVX512: KRN_FILL_(t, avx512, avx512); break;
+    case KRN_VARIANT_AMX:
+        KRN_FILL_(t, avx512, avx512);
+        t->i2_gemm = krn_i2_gemm_amx;
+        break;
+    default: KRN_FILL_(t, ref, ref); break;
+    }
+}
+#elif defined(__aarch64__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+static inline int krn_cpu_supports_(krn_variant v)
+{
+    switch (v) {
+    case KRN_VARIANT_REF:
+    case KRN_VARIANT_NEON: return 1;
+    case KRN_VARIANT_NEONDOT: return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+    default: return 0;
+    }
+}
+#define KRN_FILL_(t, sfx, fsfx)                                                                    \
+    do {                                                                                           \
+        (t)->i2_gemv = krn_i2_gemv_##sfx;                                                          \
+        (t)->i2_gemm = krn_i2_gemm_##sfx;                                                          \
+        (t)->q8_gemm = krn_q8_gemm_##sfx;                                                          \
+        (t)->q4_gemm = krn_q4_gemm_##sfx;                                                          \
+        (t)->actq = krn_actq_##sfx;                                                                \
+        (t)->rmsnorm = krn_rmsnorm_##fsfx;                                                         \
+        (t)->rope = krn_rope_##fsfx;                                                               \
+        (t)->softmax = krn_softmax_##fsfx;                                                         \
+        (t)->silu_mul = krn_silu_mul_##fsfx;                                                       \
+        (t)->add = krn_add_##fsfx;                                                                 \
+    } while (0)
+static inline void krn_fill_(krn_ops *t, krn_variant v)
+{
+    t->variant = v;
+    switch (v) {
+    case KRN_VARIANT_NEON: KRN_FILL_(t, neon, neon); break;
+    case KRN_VARIANT_NEONDOT: KRN_FILL_(t, neondot, neon); break;
+    default: KRN_FILL_(t, ref, ref); break;
+    }
+}
+#else
+static inline int krn_cpu_supports_(krn_variant v) { return v == KRN_VARIANT_REF; }
+static inline void krn_fill_(krn_ops *t, krn_variant v)
+{
+    t->variant = KRN_VARIANT_REF;
+    t->i2_gemv = krn_i2_gemv_ref;
+    t->i2_gemm = krn_i2_gemm_ref;
+    t->q8_gemm = krn_q8_gemm_ref;
+    t->q4_gemm = krn_q4_gemm_ref;
+    t->actq = krn_actq_ref;
+    t->rmsnorm = krn_rmsnorm_ref;
+    t->rope = krn_rope_ref;
+    t->softmax = krn_softmax_ref;
+    t->silu_mul = krn_silu_mul_ref;
+    t->add = krn_add_ref;
+}
+#endif
+#endif /* KRN_DISPATCH_IMPL */
 
 #endif

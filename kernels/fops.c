@@ -1,0 +1,25 @@
+/*
+ * kernels/fops.c — public float ops (fops.h): each forwards to the chosen variant's kernel.
+ */
+#include "kernels/dispatch.h"
+#include "kernels/fops.h"
+
+void krn_rmsnorm(float *y, const float *x, const float *w, size_t n, size_t d, float eps)
+{
+    krn_ops_get()->rmsnorm(y, x, w, n, d, eps);
+}
+
+void krn_rope(float *x, size_t n_tok, size_t n_head, size_t head_dim, const float *cos,
+              const float *sin)
+{
+    krn_ops_get()->rope(x, n_tok, n_head, head_dim, cos, sin);
+}
+
+void krn_softmax(float *x, size_t n, size_t d) { krn_ops_get()->softmax(x, n, d); }
+
+void krn_silu_mul(float *y, const float *g, const float *u, size_t n)
+{
+    krn_ops_get()->silu_mul(y, g, u, n);
+}
+
+void krn_add(float *y, const float *a, const float *b, size_t n) { krn_ops_get()->add(y, a, b, n); }

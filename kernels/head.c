@@ -1,0 +1,231 @@
+/*
+ * kernels/head.c — the LM-head / embedding formats Q8 (INT8 per row) and Q4 (4-bit, blocks of
+ * 32 with fp32 scales): quantize + pack, dequantize a row, and the threaded drivers.
+ * Layouts and int32 bounds: quant.h.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/gemm.h"
+#include "kernels/internal.h"
+#include "kernels/krn.h"
+
+struct krn_q8 {
+    size_t m, k, m_pad, k_pad;
+    uint8_t *data;  /* [m_pad/16][k_pad/4][64]: w8 + 128 */
+    float *scales;  /* [m_pad] s_m = absmax/127 */
+};
+
+struct krn_q4 {
+    size_t m, k, m_pad, k_pad;
+    uint8_t *data;  /* [m_pad/16][k_pad/32][256]: nibbles w4 + 8 */
+    float *scales;  /* [m_pad/16][k_pad/32][16] s = absmax/7 per row and block */
+};
+
+static int check_finite(const float *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        memcpy(&v, &w[i], sizeof(v));
+        if (!isfinite(v))
+            return 0;
+    }
+    return 1;
+}
+
+static inline float ldf(const float *p)
+{
+    float v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+int krn_q8_create(const float *w, size_t m, size_t k, krn_q8 **out)
+{
+    *out = NULL;
+    if (!m || !k)
+        return KRN_EINVAL;
+    if (k > KRN_Q8_MAX_K)
+        return KRN_ETOOBIG;
+    if (!check_finite(w, m * k))
+        return KRN_ENONFINITE;
+    krn_q8 *h = calloc(1, sizeof(*h));
+    if (!h)
+        return KRN_ENOMEM;
+    h->m = m;
+    h->k = k;
+    h->m_pad = (m + 15) / 16 * 16;
+    h->k_pad = krn_kpad(k);
+    h->data = krn_zalloc64(h->m_pad * h->k_pad);
+    h->scales = krn_zalloc64(h->m_pad * sizeof(float));
+    if (!h->data || !h->scales) {
+        krn_q8_free(h);
+        return KRN_ENOMEM;
+    }
+    memset(h->data, 128, h->m_pad * h->k_pad);
+    for (size_t r = 0; r < m; r++) {
+        float amax = 0.0f;
+        for (size_t j = 0; j < k; j++)
+            amax = fmaxf(amax, fabsf(ldf(&w[r * k + j])));
+        float s = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
+        h->scales[r] = s;
+        size_t g = r / 16, rr = r % 16;
+        for (size_t j = 0; j < k; j++) {
+            float q = rintf(ldf(&w[r * k + j]) * inv);
+            q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+            h->data[64 * (g * (h->k_pad / 4) + j / 4) + 4 * rr + j % 4] = (uint8_t)((int)q + 128);
+        }
+    }
+    *out = h;
+    return KRN_OK;
+}
+
+void krn_q8_free(krn_q8 *h)
+{
+    if (!h)
+        return;
+    free(h->data);
+    free(h->scales);
+    free(h);
+}
+
+size_t krn_q8_rows(const krn_q8 *h) { return h->m; }
+size_t krn_q8_cols(const krn_q8 *h) { return h->k; }
+size_t krn_q8_bytes(const krn_q8 *h) { return h->m_pad * h->k_pad + h->m_pad * sizeof(float); }
+
+void krn_q8_row(const krn_q8 *h, size_t r, float *out)
+{
+    size_t g = r / 16, rr = r % 16;
+    for (size_t j = 0; j < h->k; j++) {
+        int q = h->data[64 * (g * (h->k_pad / 4) + j / 4) + 4 * rr + j % 4] - 128;
+        float v = (float)q * h->scales[r];
+        memcpy(&out[j], &v, sizeof(v));
+    }
+}
+
+int krn_q4_create(const float *w, size_t m, size_t k, krn_q4 **out)
+{
+    *out = NULL;
+    if (!m || !k)
+        return KRN_EINVAL;
+    if (!check_finite(w, m * k))
+        return KRN_ENONFINITE;
+    krn_q4 *h = calloc(1, sizeof(*h));
+    if (!h)
+        return KRN_ENOMEM;
+    h->m = m;
+    h->k = k;
+    h->m_pad = (m + 15) / 16 * 16;
+    h->k_pad = krn_kpad(k);
+    size_t nb = h->k_pad / KRN_Q4_BLOCK;
+    h->data = krn_zalloc64(h->m_pad * h->k_pad / 2);
+    h->scales = krn_zalloc64(h->m_pad * nb * sizeof(float));
+    if (!h->data || !h->scales) {
+        krn_q4_free(h);
+        return KRN_ENOMEM;
+    }
+    memset(h->data, 0x88, h->m_pad * h->k_pad / 2);
+    for (size_t r = 0; r < m; r++) {
+        size_t g = r / 16, rr = r % 16;
+        for (size_t b = 0; b < nb; b++) {
+            float amax = 0.0f;
+            for (size_t j = b * 32; j < (b + 1) * 32 && j < k; j++)
+                amax = fmaxf(amax, fabsf(ldf(&w[r * k + j])));
+            float s = amax / 7.0f, inv = amax > 0 ? 7.0f / amax : 0.0f;
+            h->scales[(g * nb + b) * 16 + rr] = s;
+            for (size_t j = b * 32; j < (b + 1) * 32 && j < k; j++) {
+                float q = rintf(ldf(&w[r * k + j]) * inv);
+                q = q > 7.0f ? 7.0f : q < -7.0f ? -7.0f : q;
+                size_t kk = j % 32, c = kk / 8, hi = (kk % 8) / 4, jj = kk % 4;
+                uint8_t *byte = &h->data[256 * (g * nb + b) + 64 * c + 4 * rr + jj];
+                unsigned u = (unsigned)((int)q + 8);
+                *byte = hi ? (uint8_t)((*byte & 0x0f) | u << 4) : (uint8_t)((*byte & 0xf0) | u);
+            }
+        }
+    }
+    *out = h;
+    return KRN_OK;
+}
+
+void krn_q4_free(krn_q4 *h)
+{
+    if (!h)
+        return;
+    free(h->data);
+    free(h->scales);
+    free(h);
+}
+
+size_t krn_q4_rows(const krn_q4 *h) { return h->m; }
+size_t krn_q4_cols(const krn_q4 *h) { return h->k; }
+size_t krn_q4_bytes(const krn_q4 *h)
+{
+    return h->m_pad * h->k_pad / 2 + h->m_pad * (h->k_pad / 32) * sizeof(float);
+}
+
+void krn_q4_row(const krn_q4 *h, size_t r, float *out)
+{
+    size_t g = r / 16, rr = r % 16, nb = h->k_pad / 32;
+    for (size_t j = 0; j < h->k; j++) {
+        size_t b = j / 32, kk = j % 32, c = kk / 8, hi = (kk % 8) / 4, jj = kk % 4;
+        uint8_t byte = h->data[256 * (g * nb + b) + 64 * c + 4 * rr + jj];
+        int q = (hi ? byte >> 4 : byte & 15) - 8;
+        float v = (float)q * h->scales[(g * nb + b) * 16 + rr];
+        memcpy(&out[j], &v, sizeof(v));
+    }
+}
+
+static krn_w_view q8_view(const krn_q8 *h)
+{
+    krn_w_view v = {.data = h->data, .scales = h->scales, .m = h->m, .k_pad = h->k_pad};
+    return v;
+}
+
+static krn_w_view q4_view(const krn_q4 *h)
+{
+    krn_w_view v = {.data = h->data, .scales = h->scales, .m = h->m, .k_pad = h->k_pad};
+    return v;
+}
+
+int krn_q8_gemm(const krn_q8 *w, const krn_qact *x, float *y, size_t ldy, krn_pool *pool)
+{
+    if (krn_qact_cols(x) != w->k || ldy < w->m)
+        return KRN_ESHAPE;
+    krn_w_view wv = q8_view(w);
+    krn_act_view xv = krn_qact_view(x);
+    if (xv.n)
+        krn_run_groups(krn_ops_get()->q8_gemm, &wv, &xv, w->m_pad / 16, y, ldy, pool);
+    return KRN_OK;
+}
+
+int krn_q4_gemm(const krn_q4 *w, const krn_qact *x, float *y, size_t ldy, krn_pool *pool)
+{
+    if (krn_qact_cols(x) != w->k || ldy < w->m)
+        return KRN_ESHAPE;
+    krn_w_view wv = q4_view(w);
+    krn_act_view xv = krn_qact_view(x);
+    if (xv.n)
+        krn_run_groups(krn_ops_get()->q4_gemm, &wv, &xv, w->m_pad / 16, y, ldy, pool);
+    return KRN_OK;
+}
+
+int krn_q8_gemm_rows(const krn_q8 *w, const size_t *rows, size_t nrows, const krn_qact *x,
+                     float *y, size_t ldy, krn_pool *pool)
+{
+    if (krn_qact_cols(x) != w->k || ldy < nrows)
+        return KRN_ESHAPE;
+    krn_w_view wv = q8_view(w);
+    krn_act_view xv = krn_qact_view(x);
+    return krn_run_rows(krn_ops_get()->q8_gemm, &wv, &xv, rows, nrows, y, ldy, pool);
+}
+
+int krn_q4_gemm_rows(const krn_q4 *w, const size_t *rows, size_t nrows, const krn_qact *x,
+                     float *y, size_t ldy, krn_pool *pool)
+{
+    if (krn_qact_cols(x) != w->k || ldy < nrows)
+        return KRN_ESHAPE;
+    krn_w_view wv = q4_view(w);
+    krn_act_view xv = krn_qact_view(x);
+    return krn_run_rows(krn_ops_get()->q4_gemm, &wv, &xv, rows, nrows, y, ldy, pool);
+}
