@@ -20,3 +20,5 @@ tests_test_srv_config_LDADD = $(BD_ALL_LIBS)
 check_PROGRAMS += tests/test-srv-stream
 TESTS += tests/test-srv-stream
 tests_test_srv_stream_LDADD = $(BD_ALL_LIBS)
+dist_noinst_SCRIPTS += tests/test-srv-auth.sh
+TESTS += tests/test-srv-auth.sh

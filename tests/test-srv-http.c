@@ -6,6 +6,7 @@
  * request in flight.
  */
 #include <jansson.h>
+#include <sys/un.h>
 
 #include "tests/http_client.h"
 #include "tests/tap.h"
@@ -437,6 +438,43 @@ static void test_drain(void)
     td_cleanup(&d);
 }
 
+static void test_notify(void)
+{
+    struct td d;
+    struct sockaddr_un sa;
+    char buf[512];
+    TAP_OK(td_mkdir(&d, "notify") == 0, "tmpdir");
+    int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    if (strlen(d.dir) + 13 >= sizeof(sa.sun_path))
+        TAP_BAIL("temporary directory name too long for a unix socket");
+    memcpy(sa.sun_path, d.dir, strlen(d.dir));
+    memcpy(sa.sun_path + strlen(d.dir), "/notify.sock", 13);
+    TAP_OK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "notify socket bound");
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+    setenv("JOURNAL_STREAM", "8:12345", 1);
+    int started = td_start(&d, NULL) == 0;
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("JOURNAL_STREAM");
+    TAP_OK(started, "daemon under a fake systemd");
+    ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+    buf[n > 0 ? n : 0] = 0;
+    TAP_OK(n > 0 && strstr(buf, "READY=1") && strstr(buf, "STATUS="),
+           "sd_notify READY=1 with STATUS once listening: %s", buf);
+    kill(d.pid, SIGTERM);
+    n = recv(fd, buf, sizeof(buf) - 1, 0);
+    buf[n > 0 ? n : 0] = 0;
+    TAP_OK(n > 0 && strstr(buf, "STOPPING=1"), "sd_notify STOPPING=1 on SIGTERM: %s", buf);
+    TAP_OK(td_wait(&d, 10) == 0, "daemon exits 0");
+    TAP_OK(td_log_has(&d, "<6>bitdistilld", 1) && td_log_has(&d, "<4>no API keys", 1),
+           "under systemd, log lines carry <N> priority prefixes");
+    close(fd);
+    td_cleanup(&d);
+}
+
 int main(void)
 {
     struct td d;
@@ -457,5 +495,6 @@ int main(void)
     test_max_connections();
     test_reload();
     test_drain();
+    test_notify();
     return tap_done();
 }
