@@ -1,8 +1,9 @@
 # engine: sources and tests of this folder (included by the top Makefile.am).
 libbitdistill_a_SOURCES += engine/err.c engine/safetensors.c engine/hfconfig.c engine/model.c \
-	engine/forward.c engine/tokenizer.c engine/tokload.c
+	engine/forward.c engine/tokenizer.c engine/tokload.c \
+	engine/init.c engine/cli.c
 
-EXTRA_DIST += tests/fixtures/engine tools/make_engine_fixtures.py tests/eng_util.h
+EXTRA_DIST += engine/configs tests/fixtures/engine tools/make_engine_fixtures.py tests/eng_util.h
 
 check_PROGRAMS += tests/test-eng-model
 TESTS += tests/test-eng-model

@@ -7,11 +7,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/cli.h"
 #include "server/cli.h"
 
 static const struct srv_cli_cmd cli_cmds[] = {
     {"serve", "run the daemon in the foreground (same options as bitdistilld)", srv_cli_serve},
     {"keys", "manage API keys: create --scope admin|infer, list, revoke ID", srv_cli_keys},
+    {"init", "write a random-initialised HF model from a config.json", eng_cli_init},
+    {"tokenize", "text on stdin -> token ids (--decode: ids -> text)", eng_cli_tokenize},
+    {"forward", "logits of all positions as raw float32 [T, vocab]", eng_cli_forward},
+    {"generate", "greedy text generation from a prompt", eng_cli_generate},
 };
 
 static void cli_usage(FILE *f)
