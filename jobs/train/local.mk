@@ -1,0 +1,1 @@
+# jobs/train: the trainer (prefix trn_); included by the top Makefile.am.
