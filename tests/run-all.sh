@@ -33,6 +33,17 @@ for kind in normal sanitize; do
     fi
 done
 
+# The release tarball must be complete: make dist, then configure and build from it alone.
+echo "=== tarball build ==="
+rm -rf build/dist && mkdir -p build/dist
+if make -C build/normal -s dist >build/dist/dist.out 2>&1 &&
+    tar -xzf build/normal/bitdistill-*.tar.gz -C build/dist &&
+    (cd build/dist/bitdistill-* && mkdir _b && cd _b && ../configure -q && make -s -j"$jobs") >>build/dist/dist.out 2>&1; then
+    echo "# PASS: 1" >build/dist/check.out; echo "PASS: tarball configures and builds"
+else
+    echo "# FAIL: 1" >build/dist/check.out; echo "FAIL: tarball does not build:"; tail -20 build/dist/dist.out
+fi
+
 sum() { cat build/*/check.out 2>/dev/null | sed -n "s/^# $1: *//p" | awk '{s+=$1} END {print s+0}'; }
 pass=$(sum PASS); fail=$(( $(sum FAIL) + $(sum ERROR) + $(sum XPASS) )); skip=$(sum SKIP)
 [ "$status" -ne 0 ] && [ "$fail" -eq 0 ] && fail=1
