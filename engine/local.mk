@@ -1,7 +1,8 @@
 # engine: sources and tests of this folder (included by the top Makefile.am).
 libbitdistill_a_SOURCES += engine/err.c engine/safetensors.c engine/hfconfig.c engine/model.c \
 	engine/forward.c engine/tokenizer.c engine/tokload.c \
-	engine/init.c engine/cli.c
+	engine/init.c engine/cli.c engine/gguf.c \
+	engine/student.c engine/studentio.c
 
 EXTRA_DIST += engine/configs tests/fixtures/engine tools/make_engine_fixtures.py tests/eng_util.h
 
@@ -12,3 +13,7 @@ tests_test_eng_model_LDADD = $(BD_ALL_LIBS)
 check_PROGRAMS += tests/test-eng-tok
 TESTS += tests/test-eng-tok
 tests_test_eng_tok_LDADD = $(BD_ALL_LIBS)
+
+check_PROGRAMS += tests/test-eng-student
+TESTS += tests/test-eng-student
+tests_test_eng_student_LDADD = $(BD_ALL_LIBS)

@@ -1,0 +1,41 @@
+/*
+ * engine/student_impl.h — the inside of the student (student.c: quantization and forward
+ * hooks, studentio.c: the GGUF file). Not installed.
+ */
+#ifndef BD_ENGINE_STUDENT_IMPL_H
+#define BD_ENGINE_STUDENT_IMPL_H
+
+#include "engine/gguf.h"
+#include "engine/model_impl.h"
+#include "engine/student.h"
+#include "kernels/pool.h"
+#include "kernels/quant.h"
+
+#define ENG_Q4_BLK 32 /* 4-bit block length along K (= KRN_Q4_BLOCK) */
+
+/* An embedding/head matrix in its file format plus the kernel object made from it. */
+struct qmat {
+    int m, k;         /* rows (vocab), columns (hidden) */
+    int q4;           /* 1: 4-bit block-scaled, 0: INT8 per row */
+    int8_t *codes;    /* owned file codes (students made from FP only), else NULL:
+                       * q8 [m][k] int8; q4 [m][nb*16] bytes of two codes (w + 8), nb = ceil(k/32) */
+    float *scales;    /* owned: q8 [m]; q4 [m][nb] */
+    krn_q8 *k8;       /* kernel matrix (owned) */
+    krn_q4 *k4;
+};
+
+struct eng_student {
+    krn_pool *pool;        /* kernel threads (owned) */
+    enum eng_head_fmt fmt;
+    struct qmat emb, head; /* head unused when tied */
+    int tied;
+    krn_i2 **i2;           /* [layers * 7] ternary layers (owned) */
+    size_t ni2;
+    struct eng_gguf *g;    /* loaded file (owned); the i2 objects and norms borrow its mapping */
+};
+
+struct eng_model *eng_student_new_(const struct eng_config *cfg, enum eng_head_fmt fmt);
+int eng_student_qmat_kernel_(struct qmat *q, const int8_t *codes, const float *scales);
+size_t eng_student_qmat_bytes_(const struct qmat *q);
+
+#endif

