@@ -1,1 +1,2 @@
-# bench: sources and tests of this folder (included by the top Makefile.am).
+# bench: `bitdistill bench SUITE` (benchmarks, not timed tests). Suites register in bench/bench.c.
+bitdistill_SOURCES += bench/bench.h bench/bench.c bench/kernels.c

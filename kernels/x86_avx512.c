@@ -17,6 +17,14 @@
 
 #define A512 static inline __attribute__((always_inline))
 
+/* GEMV software prefetch into L2, two group pairs (256 * nb bytes) ahead of both streams.
+ * Each 16-row group is one short stream (64 * nb bytes, 4 KiB at K = 1024); the hardware
+ * prefetchers retrain at every group and left single-core GEMV at ~40% of STREAM. Measured on
+ * Zen 4 (1 core, 256 MiB of weights): no prefetch 9 GB/s, this 20 GB/s, triad 24 GB/s. */
+#define KRN_GEMV_PREFETCH(pa, pb, b, nb)                                                           \
+    (_mm_prefetch((const char *)(pa) + 256 * (nb) + 64 * (b), _MM_HINT_T1),                        \
+     _mm_prefetch((const char *)(pb) + 256 * (nb) + 64 * (b), _MM_HINT_T1))
+
 A512 __m512i bcast4(const int8_t *p)
 {
     int32_t v;
@@ -54,6 +62,7 @@ void krn_i2_gemv_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, s
             __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
             __m512i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
             for (size_t b = 0; b < nb; b++) {
+                KRN_GEMV_PREFETCH(pa, pb, b, nb);
                 __m512i va = _mm512_loadu_si512(pa + 64 * b);
                 __m512i vb = _mm512_loadu_si512(pb + 64 * b);
                 __m512i x0 = bcast4(xq + 16 * b), x1 = bcast4(xq + 16 * b + 4);
@@ -78,6 +87,7 @@ void krn_i2_gemv_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, s
             const uint8_t *pa = w->data + 64 * g * nb;
             __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
             for (size_t b = 0; b < nb; b++) {
+                _mm_prefetch((const char *)pa + 128 * nb + 64 * b, _MM_HINT_T1);
                 __m512i va = _mm512_loadu_si512(pa + 64 * b);
                 a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(va, m3), bcast4(xq + 16 * b));
                 a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(_mm512_srli_epi16(va, 2), m3),
@@ -124,10 +134,69 @@ A512 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
                    16 * g, w->m);
 }
 
+/* Two groups (32 rows) x T tokens: each broadcast activation feeds two vpdpbusd, each
+ * unpacked code vector T of them (16 accumulators + 8 code registers at T = 8). */
+A512 void i2_tile2(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t0, int T,
+                   float *y, size_t ldy)
+{
+    const size_t nb = w->k_pad / 16;
+    const __m512i m3 = _mm512_set1_epi8(3);
+    const uint8_t *pa = w->data + 64 * g * nb, *pb = pa + 64 * nb;
+    const int8_t *xq = x->q + t0 * x->ldq;
+    __m512i acc[8], bcc[8];
+    for (int t = 0; t < T; t++)
+        acc[t] = bcc[t] = _mm512_setzero_si512();
+    for (size_t b = 0; b < nb; b++) {
+        __m512i va = _mm512_loadu_si512(pa + 64 * b), vb = _mm512_loadu_si512(pb + 64 * b);
+        __m512i a0 = _mm512_and_si512(va, m3), b0 = _mm512_and_si512(vb, m3);
+        __m512i a1 = _mm512_and_si512(_mm512_srli_epi16(va, 2), m3);
+        __m512i b1 = _mm512_and_si512(_mm512_srli_epi16(vb, 2), m3);
+        __m512i a2 = _mm512_and_si512(_mm512_srli_epi16(va, 4), m3);
+        __m512i b2 = _mm512_and_si512(_mm512_srli_epi16(vb, 4), m3);
+        __m512i a3 = _mm512_and_si512(_mm512_srli_epi16(va, 6), m3);
+        __m512i b3 = _mm512_and_si512(_mm512_srli_epi16(vb, 6), m3);
+        for (int t = 0; t < T; t++) {
+            const int8_t *xb = xq + t * x->ldq + 16 * b;
+            __m512i x0 = bcast4(xb), x1 = bcast4(xb + 4), x2 = bcast4(xb + 8), x3 = bcast4(xb + 12);
+            acc[t] = _mm512_dpbusd_epi32(acc[t], a0, x0);
+            bcc[t] = _mm512_dpbusd_epi32(bcc[t], b0, x0);
+            acc[t] = _mm512_dpbusd_epi32(acc[t], a1, x1);
+            bcc[t] = _mm512_dpbusd_epi32(bcc[t], b1, x1);
+            acc[t] = _mm512_dpbusd_epi32(acc[t], a2, x2);
+            bcc[t] = _mm512_dpbusd_epi32(bcc[t], b2, x2);
+            acc[t] = _mm512_dpbusd_epi32(acc[t], a3, x3);
+            bcc[t] = _mm512_dpbusd_epi32(bcc[t], b3, x3);
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        float *yt = y + (t0 + t) * ldy;
+        store_rows(yt, i2_finish(acc[t], x->sum[t0 + t], w->d, x->scale[t0 + t]), 16 * g, w->m);
+        store_rows(yt + 16, i2_finish(bcc[t], x->sum[t0 + t], w->d, x->scale[t0 + t]),
+                   16 * g + 16, w->m);
+    }
+}
+
 void krn_i2_gemm_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, size_t g1,
                         float *y, size_t ldy)
 {
-    for (size_t g = g0; g < g1; g++) {
+    size_t g = g0;
+    for (; g + 2 <= g1; g += 2) {
+        float *yg = y + 16 * (g - g0);
+        size_t t = 0;
+        for (; t + 8 <= x->n; t += 8)
+            i2_tile2(w, x, g, t, 8, yg, ldy);
+        switch (x->n - t) {
+        case 7: i2_tile2(w, x, g, t, 7, yg, ldy); break;
+        case 6: i2_tile2(w, x, g, t, 6, yg, ldy); break;
+        case 5: i2_tile2(w, x, g, t, 5, yg, ldy); break;
+        case 4: i2_tile2(w, x, g, t, 4, yg, ldy); break;
+        case 3: i2_tile2(w, x, g, t, 3, yg, ldy); break;
+        case 2: i2_tile2(w, x, g, t, 2, yg, ldy); break;
+        case 1: i2_tile2(w, x, g, t, 1, yg, ldy); break;
+        default: break;
+        }
+    }
+    for (; g < g1; g++) {
         float *yg = y + 16 * (g - g0);
         size_t t = 0;
         for (; t + 8 <= x->n; t += 8)
@@ -157,6 +226,10 @@ A512 void q8_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
     for (int t = 0; t < T; t++)
         acc[t] = acc2[t] = _mm512_setzero_si512();
     for (size_t c = 0; c < nc; c += 2) { /* k_pad is a multiple of 64: nc even */
+        if (T == 1) { /* GEMV: stream the head ahead into L2 (see KRN_GEMV_PREFETCH) */
+            _mm_prefetch((const char *)p + 64 * c + 8192, _MM_HINT_T1);
+            _mm_prefetch((const char *)p + 64 * c + 8256, _MM_HINT_T1);
+        }
         __m512i v0 = _mm512_loadu_si512(p + 64 * c), v1 = _mm512_loadu_si512(p + 64 * c + 64);
         for (int t = 0; t < T; t++) {
             acc[t] = _mm512_dpbusd_epi32(acc[t], v0, bcast4(xq + t * x->ldq + 4 * c));
