@@ -1,7 +1,8 @@
 /*
  * engine/cli.c — `bitdistill init | tokenize | forward | generate`.
  *
- * --model takes a Hugging Face directory (config.json, safetensors, tokenizer.json).
+ * --model takes a Hugging Face directory (config.json, safetensors, tokenizer.json) or a
+ * student file (*.gguf, which carries its tokenizer and task metadata).
  */
 #include "config.h"
 
@@ -10,11 +11,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <jansson.h>
+
+#include "engine/classify.h"
 #include "engine/cli.h"
 #include "engine/err.h"
 #include "engine/init.h"
 #include "engine/model.h"
+#include "engine/student.h"
 #include "engine/tokenizer.h"
 
 /* Read all of stdin (malloc'd, NUL-terminated). */
@@ -77,12 +85,20 @@ static int parse_ids(const char *s, int32_t **out)
 struct opened {
     struct eng_model *m;
     struct eng_tok *tok;
+    struct eng_student_meta meta; /* students only */
 };
 
 static void close_model(struct opened *o)
 {
     eng_model_free(o->m);
     eng_tok_free(o->tok);
+    eng_student_meta_release(&o->meta);
+}
+
+static int is_gguf(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 5 && !strcmp(path + n - 5, ".gguf");
 }
 
 /* Open --model: weights (need_model) and/or tokenizer (need_tok). */
@@ -91,6 +107,15 @@ static int open_model(const char *path, int need_model, int need_tok, struct ope
     char err[ENG_ERR_LEN] = "";
     int rc = 0;
     memset(o, 0, sizeof(*o));
+    if (is_gguf(path)) {
+        if ((rc = eng_student_load(path, &o->m, &o->tok, &o->meta, err)))
+            goto fail;
+        if (need_tok && !o->tok) {
+            rc = eng_fail(err, ENG_ETOKENIZER, "'%s' holds no tokenizer", path);
+            goto fail;
+        }
+        return 0;
+    }
     if (need_model && (rc = eng_model_load_hf(path, &o->m, err)))
         goto fail;
     if (need_tok && (rc = eng_tok_load_json(path, &o->tok, err)))
@@ -345,6 +370,223 @@ out:
     free(gen);
     free(ids);
     eng_ctx_free(ctx);
+    close_model(&o);
+    return rc;
+}
+
+/* sha256 (hex) of the checkpoint's safetensors files, in index order. */
+static int teacher_sha256(const char *dir, char hex[65])
+{
+    char path[4096];
+    const char *files[4096];
+    int nf = 0, rc = -1;
+    json_t *idx = NULL;
+    snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
+    if ((idx = json_load_file(path, 0, NULL))) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(idx, "weight_map"), k, v) {
+            int seen = 0;
+            for (int i = 0; i < nf; i++)
+                seen |= !strcmp(files[i], json_string_value(v));
+            if (!seen && nf < 4096 && json_string_value(v))
+                files[nf++] = json_string_value(v);
+        }
+    } else {
+        files[nf++] = "model.safetensors";
+    }
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char buf[1 << 16], dig[32];
+    unsigned int dl = 0;
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+        goto out;
+    for (int i = 0; i < nf; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        FILE *f = fopen(path, "rb");
+        size_t r;
+        if (!f)
+            goto out;
+        while ((r = fread(buf, 1, sizeof(buf), f)) > 0)
+            EVP_DigestUpdate(md, buf, r);
+        fclose(f);
+    }
+    if (EVP_DigestFinal_ex(md, dig, &dl) != 1)
+        goto out;
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", dig[i]);
+    rc = 0;
+out:
+    EVP_MD_CTX_free(md);
+    json_decref(idx);
+    return rc;
+}
+
+#define MAX_LABELS 64
+
+/* "--label NAME=WORD": the label name and its verbalizer word (WORD may start with a space). */
+static int add_label(char *arg, char **names, char **words, int *n)
+{
+    char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !eq[1] || *n >= MAX_LABELS)
+        return -1;
+    *eq = 0;
+    names[*n] = arg;
+    words[*n] = eq + 1;
+    (*n)++;
+    return 0;
+}
+
+int eng_cli_convert(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", 1, 0, 'm'}, {"out", 1, 0, 'o'},    {"ternary", 0, 0, 't'},
+        {"head", 1, 0, 'H'},  {"template", 1, 0, 'T'}, {"label", 1, 0, 'l'},
+        {"job-id", 1, 0, 'j'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+    const char *model = NULL, *outp = NULL, *head = "q8", *tmpl = NULL, *job = NULL;
+    char *names[MAX_LABELS], *words[MAX_LABELS], err[ENG_ERR_LEN] = "", hex[65] = "";
+    int c, ternary = 0, nl = 0, rc = 1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'o': outp = optarg; break;
+        case 't': ternary = 1; break;
+        case 'H': head = optarg; break;
+        case 'T': tmpl = optarg; break;
+        case 'j': job = optarg; break;
+        case 'l':
+            if (add_label(optarg, names, words, &nl)) {
+                fprintf(stderr, "bitdistill convert: --label needs NAME=WORD (at most %d)\n",
+                        MAX_LABELS);
+                return 2;
+            }
+            break;
+        case 'h':
+            printf("usage: bitdistill convert --model HF_DIR --out student.gguf --ternary "
+                   "[--head q8|q4]\n       [--template 'Review: {text}\\nSentiment:' --label "
+                   "negative=' negative' --label positive=' positive'] [--job-id ID]\n"
+                   "Post-training absmean ternary quantization of an FP checkpoint (the "
+                   "no-training baseline).\nSubLN weights in the checkpoint "
+                   "(*.attn_sub_norm.weight, *.ffn_sub_norm.weight) are kept.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!model || !outp || !ternary || (strcmp(head, "q8") && strcmp(head, "q4")) ||
+        (nl > 0 && (nl < 2 || !tmpl))) {
+        fprintf(stderr, "usage: bitdistill convert --model HF_DIR --out student.gguf --ternary "
+                        "[--head q8|q4] [--template T --label NAME=WORD ...]\n");
+        return 2;
+    }
+    struct opened o;
+    struct eng_model *st = NULL;
+    char tokpath[4096];
+    snprintf(tokpath, sizeof(tokpath), "%s/tokenizer.json", model);
+    if (open_model(model, 1, 0, &o))
+        return 1;
+    if (access(tokpath, R_OK) == 0 && (rc = eng_tok_load_json(tokpath, &o.tok, err))) {
+        fprintf(stderr, "bitdistill convert: %s\n", err);
+        rc = 1;
+        goto out;
+    }
+    if ((rc = eng_student_from_fp(o.m, strcmp(head, "q4") ? ENG_HEAD_Q8 : ENG_HEAD_Q4, &st,
+                                  err))) {
+        fprintf(stderr, "bitdistill convert: %s\n", err);
+        rc = 1;
+        goto out;
+    }
+    teacher_sha256(model, hex);
+    struct eng_student_meta meta = {(char *)tmpl, nl, names, words, hex[0] ? hex : NULL,
+                                    (char *)job, NULL};
+    if ((rc = eng_student_save(st, o.tok, &meta, outp, err))) {
+        fprintf(stderr, "bitdistill convert: %s\n", err);
+        rc = 1;
+        goto out;
+    }
+    struct stat sb;
+    stat(outp, &sb);
+    fprintf(stderr, "bitdistill convert: wrote %s (%lld bytes; teacher resident %zu bytes, "
+            "student %zu bytes; head %s)\n", outp, (long long)sb.st_size,
+            eng_model_resident_bytes(o.m), eng_model_resident_bytes(st), head);
+    rc = 0;
+out:
+    eng_model_free(st);
+    close_model(&o);
+    return rc;
+}
+
+int eng_cli_classify(int argc, char **argv)
+{
+    static const struct option opts[] = {{"model", 1, 0, 'm'},    {"template", 1, 0, 'T'},
+                                         {"label", 1, 0, 'l'},    {"threads", 1, 0, 'j'},
+                                         {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
+    const char *model = NULL, *tmpl = NULL;
+    char *names[MAX_LABELS], *words[MAX_LABELS], err[ENG_ERR_LEN] = "";
+    int c, nl = 0, threads = 1, rc = 1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'T': tmpl = optarg; break;
+        case 'j': threads = atoi(optarg); break;
+        case 'l':
+            if (add_label(optarg, names, words, &nl)) {
+                fprintf(stderr, "bitdistill classify: --label needs NAME=WORD\n");
+                return 2;
+            }
+            break;
+        case 'h':
+            printf("usage: bitdistill classify --model M [--template T --label NAME=WORD ...] "
+                   "TEXT...\nPrints one JSON line per TEXT: {\"label\", \"probs\": {label: p}}. "
+                   "A student file\nsupplies its own template and labels.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!model || optind >= argc) {
+        fprintf(stderr, "usage: bitdistill classify --model M [--template T --label NAME=WORD "
+                        "...] TEXT...\n");
+        return 2;
+    }
+    struct opened o;
+    struct eng_classifier *cl = NULL;
+    if (open_model(model, 1, 1, &o))
+        return 1;
+    eng_model_set_threads(o.m, threads);
+    const char *const *lw = (const char *const *)words, *const *ln = (const char *const *)names;
+    if (nl == 0 && o.meta.nlabels > 0) {
+        nl = o.meta.nlabels;
+        lw = (const char *const *)o.meta.label_words;
+        ln = (const char *const *)o.meta.labels;
+    }
+    if (!tmpl)
+        tmpl = o.meta.template;
+    if ((rc = eng_classifier_create(o.m, o.tok, tmpl, lw, nl, &cl, err))) {
+        fprintf(stderr, "bitdistill classify: %s\n", err);
+        rc = 1;
+        goto out;
+    }
+    for (int i = optind; i < argc; i++) {
+        float probs[MAX_LABELS];
+        int best;
+        if ((rc = eng_classify(cl, argv[i], probs, &best, err))) {
+            fprintf(stderr, "bitdistill classify: %s\n", err);
+            rc = 1;
+            goto out;
+        }
+        json_t *j = json_object(), *p = json_object();
+        for (int k = 0; k < nl; k++)
+            json_object_set_new(p, ln[k], json_real(probs[k]));
+        json_object_set_new(j, "label", json_string(ln[best]));
+        json_object_set_new(j, "probs", p);
+        char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+        printf("%s\n", s ? s : "{}");
+        free(s);
+        json_decref(j);
+    }
+    rc = 0;
+out:
+    eng_classifier_free(cl);
     close_model(&o);
     return rc;
 }

@@ -10,5 +10,7 @@ int eng_cli_init(int argc, char **argv);     /* random-init HF model from a conf
 int eng_cli_tokenize(int argc, char **argv); /* stdin text -> ids, or --decode ids -> text */
 int eng_cli_forward(int argc, char **argv);  /* logits of all positions, raw float32 [T, vocab] */
 int eng_cli_generate(int argc, char **argv); /* greedy decoding */
+int eng_cli_convert(int argc, char **argv);  /* HF checkpoint -> ternary student GGUF */
+int eng_cli_classify(int argc, char **argv); /* verbalizer classification */
 
 #endif

@@ -2,7 +2,7 @@
 libbitdistill_a_SOURCES += engine/err.c engine/safetensors.c engine/hfconfig.c engine/model.c \
 	engine/forward.c engine/tokenizer.c engine/tokload.c \
 	engine/init.c engine/cli.c engine/gguf.c \
-	engine/student.c engine/studentio.c
+	engine/student.c engine/studentio.c engine/classify.c
 
 EXTRA_DIST += engine/configs tests/fixtures/engine tools/make_engine_fixtures.py tests/eng_util.h
 
@@ -17,3 +17,6 @@ tests_test_eng_tok_LDADD = $(BD_ALL_LIBS)
 check_PROGRAMS += tests/test-eng-student
 TESTS += tests/test-eng-student
 tests_test_eng_student_LDADD = $(BD_ALL_LIBS)
+
+dist_noinst_SCRIPTS += tests/test-eng-cli.sh
+TESTS += tests/test-eng-cli.sh

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench/bench.h"
 #include "engine/cli.h"
 #include "server/cli.h"
 
@@ -17,6 +18,9 @@ static const struct srv_cli_cmd cli_cmds[] = {
     {"tokenize", "text on stdin -> token ids (--decode: ids -> text)", eng_cli_tokenize},
     {"forward", "logits of all positions as raw float32 [T, vocab]", eng_cli_forward},
     {"generate", "greedy text generation from a prompt", eng_cli_generate},
+    {"classify", "label probabilities of texts by verbalizer (one forward pass each)", eng_cli_classify},
+    {"convert", "HF checkpoint -> ternary student GGUF (--ternary: post-training absmean)", eng_cli_convert},
+    {"bench", "benchmarks: `bench kernels` (GEMV/GEMM vs STREAM and sgemm)", bench_cli_main},
 };
 
 static void cli_usage(FILE *f)
