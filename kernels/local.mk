@@ -51,3 +51,35 @@ tests_test_krn_pool_SOURCES = tests/test-krn-pool.c
 tests_test_krn_pool_LDADD = $(BD_ALL_LIBS)
 tests_test_krn_amx_SOURCES = tests/test-krn-amx.c tests/krn_test.h
 tests_test_krn_amx_LDADD = $(BD_ALL_LIBS)
+
+# ---- NEON for real: the kernel tests cross-built for aarch64 (static) and run under qemu ------
+# Needs Debian's gcc-aarch64-linux-gnu + qemu-user (deploy/packages/kernels.list); where
+# configure found no AARCH64_CC the stamp records that and the wrapper prints a TAP SKIP.
+KRN_ARM_DIR = tests/krn-arm64
+KRN_ARM_CFLAGS = -std=gnu11 -O2 -static -ffp-contract=off -Wall -Wextra -Werror \
+	-Wno-unused-parameter -D_GNU_SOURCE -I$(top_srcdir) -I$(top_builddir)
+KRN_ARM_TESTS = test-krn-i2 test-krn-head test-krn-fops
+check_DATA = $(KRN_ARM_DIR)/stamp
+CLEANFILES += $(KRN_ARM_DIR)/stamp $(KRN_ARM_DIR)/*.o $(KRN_ARM_TESTS:%=$(KRN_ARM_DIR)/%)
+TESTS += tests/test-krn-neon.sh
+EXTRA_DIST += tests/test-krn-neon.sh
+AM_TESTS_ENVIRONMENT += QEMU_AARCH64='$(QEMU_AARCH64)'; export QEMU_AARCH64;
+
+$(KRN_ARM_DIR)/stamp: $(KRN_PORTABLE:%=$(srcdir)/%) $(KRN_HEADERS:%=$(srcdir)/%) \
+		$(srcdir)/kernels/arm_neon.c $(srcdir)/kernels/fops_vec.c $(srcdir)/tests/krn_test.h \
+		$(srcdir)/tests/tap.h $(KRN_ARM_TESTS:%=$(srcdir)/tests/%.c)
+	$(AM_V_GEN)$(MKDIR_P) $(KRN_ARM_DIR); rm -f $@; \
+	if test -z "$(AARCH64_CC)"; then echo "no aarch64 cross compiler (aarch64-linux-gnu-gcc) found by configure" > $@; exit 0; fi; \
+	objs=""; \
+	for f in $(KRN_PORTABLE); do \
+	  o=$(KRN_ARM_DIR)/`basename $$f .c`.o; objs="$$objs $$o"; \
+	  $(AARCH64_CC) $(KRN_ARM_CFLAGS) -c $(srcdir)/$$f -o $$o || exit 1; \
+	done; \
+	$(AARCH64_CC) $(KRN_ARM_CFLAGS) -DKRN_SFX=neon -DKRN_NEON_DOT=0 -c $(srcdir)/kernels/arm_neon.c -o $(KRN_ARM_DIR)/neon.o && \
+	$(AARCH64_CC) $(KRN_ARM_CFLAGS) -march=armv8.2-a+dotprod -DKRN_SFX=neondot -DKRN_NEON_DOT=1 -c $(srcdir)/kernels/arm_neon.c -o $(KRN_ARM_DIR)/neondot.o && \
+	$(AARCH64_CC) $(KRN_ARM_CFLAGS) -DKRN_SFX=neon -DKRN_VW=4 -c $(srcdir)/kernels/fops_vec.c -o $(KRN_ARM_DIR)/fops_neon.o || exit 1; \
+	for t in $(KRN_ARM_TESTS); do \
+	  $(AARCH64_CC) $(KRN_ARM_CFLAGS) $(srcdir)/tests/$$t.c $$objs $(KRN_ARM_DIR)/neon.o $(KRN_ARM_DIR)/neondot.o \
+	    $(KRN_ARM_DIR)/fops_neon.o -lpthread -lm -o $(KRN_ARM_DIR)/$$t || exit 1; \
+	done; \
+	echo "built with $(AARCH64_CC)" > $@

@@ -16,6 +16,20 @@
 #include "kernels/krn.h"
 #include "kernels/quant.h"
 
+/* 1 if variant v belongs to this build's architecture (x86-64: avx2/avx512/amx, aarch64:
+ * neon/neondot): those that cannot run here are reported as TAP SKIP with the reason; variants
+ * of the other architecture are not checks of this build and are left out silently. */
+static inline int krn_test_variant_here(int v)
+{
+#if defined(KRN_HAVE_X86)
+    return v == KRN_VARIANT_AVX2 || v == KRN_VARIANT_AVX512 || v == KRN_VARIANT_AMX;
+#elif defined(KRN_HAVE_ARM)
+    return v == KRN_VARIANT_NEON || v == KRN_VARIANT_NEONDOT;
+#else
+    return 0;
+#endif
+}
+
 /* Named tolerances. The integer paths are exact by design; the fp32 epilogues of every variant
  * perform the same IEEE operations in the same order as _ref (ref.c), so outputs must match bit
  * for bit: a tolerance of 0 ulp. */

@@ -18,6 +18,8 @@ static void test_variants(int fmt)
     const char *fn = fmt == KRN_FMT_Q8 ? "q8" : "q4";
     for (int v = 1; v < KRN_VARIANT_COUNT; v++) {
         const krn_ops *ops = krn_ops_variant((krn_variant)v);
+        if (!krn_test_variant_here(v) || v == KRN_VARIANT_AMX) /* AMX runs the avx512 head */
+            continue;
         if (!ops) {
             TAP_SKIP("%s variant %s: not supported by this CPU/build", fn, krn_variant_name(v));
             continue;
@@ -99,11 +101,15 @@ static void test_public(void)
         for (size_t j = 0; j < k; j++)
             amax = fmaxf(amax, fabsf(wf[r * k + j]));
         krn_q8_row(h8, r, row);
-        for (size_t j = 0; j < k; j++)
-            e8 = fmax(e8, fabs(row[j] - wf[r * k + j]) / amax);
+        for (size_t j = 0; j < k; j++) { /* (fmax here trips a gcc-12 aarch64 vectorizer ICE) */
+            double e = fabs(row[j] - wf[r * k + j]) / amax;
+            e8 = e > e8 ? e : e8;
+        }
         krn_q4_row(h4, r, row);
-        for (size_t j = 0; j < k; j++)
-            e4 = fmax(e4, fabs(row[j] - wf[r * k + j]) / amax);
+        for (size_t j = 0; j < k; j++) {
+            double e = fabs(row[j] - wf[r * k + j]) / amax;
+            e4 = e > e4 ? e : e4;
+        }
     }
     TAP_OK(e8 <= 0.5 / 127 + 1e-6 && e4 <= 0.5 / 7 + 1e-6,
            "dequantized rows within half a step: Q8 %.4g (<= %.4g), Q4 %.4g (<= %.4g of absmax)",
