@@ -16,6 +16,8 @@ struct bench_suite {
 static const struct bench_suite suites[] = {
     {"kernels", "ternary/INT8 GEMV and GEMM vs STREAM triad and OpenBLAS sgemm (Qwen3-0.6B shapes)",
      bench_kernels_main},
+    {"e2e", "whole-model prefill/decode, memory, bandwidth ceiling: FP vs ternary student",
+     bench_e2e_main},
 };
 
 double bench_now(void)

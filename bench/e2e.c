@@ -1,0 +1,281 @@
+/*
+ * bench/e2e.c — `bitdistill bench e2e`: whole-model prefill and decode speed, resident memory
+ * and bandwidth ceilings of the FP path (teacher: fp32 math, OpenBLAS sgemm) and the ternary
+ * student (I2 body + 4-bit or INT8 head through the kernels), at real shapes with random
+ * weights (`bitdistill init`), at 1 and 2 threads.
+ *
+ * Decode ceiling: a decode step must read every weight byte once (plus the KV cache), so
+ * tokens/s <= STREAM triad bandwidth / bytes read per token; the fraction reached is the
+ * measured rate over that ceiling. STREAM is measured in the same run, same thread count.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bench/bench.h"
+#include "engine/err.h"
+#include "engine/init.h"
+#include "engine/model.h"
+#include "engine/student.h"
+#include "kernels/pool.h"
+
+struct e2e_opts {
+    const char *config, *model, *dir;
+    int threads[4], nthreads;
+    int prompt, decode, reps;
+    int q8;  /* also measure the INT8-head student */
+};
+
+struct triad {
+    float *a, *b, *c;
+    size_t n;
+};
+
+static void triad_run(void *argp, int ith, int nth)
+{
+    struct triad *t = argp;
+    size_t lo, hi;
+    krn_pool_split(t->n, 1024, ith, nth, &lo, &hi);
+    for (size_t i = lo; i < hi; i++)
+        t->a[i] = t->b[i] + 3.0f * t->c[i];
+}
+
+/* STREAM triad GB/s (3 arrays of 64 MiB counted, as STREAM does) on nth threads. */
+static double stream_gbs(int nth)
+{
+    krn_pool *pool = NULL;
+    struct triad t = {0};
+    double best = 1e30;
+    t.n = (64u << 20) / sizeof(float);
+    t.a = malloc(t.n * 4);
+    t.b = malloc(t.n * 4);
+    t.c = malloc(t.n * 4);
+    if (!t.a || !t.b || !t.c || krn_pool_create(nth, &pool))
+        goto out;
+    for (size_t i = 0; i < t.n; i++) {
+        t.a[i] = 0;
+        t.b[i] = 1;
+        t.c[i] = 2;
+    }
+    for (int r = 0; r < 6; r++) {
+        double t0 = bench_now();
+        krn_pool_run(pool, triad_run, &t);
+        double dt = bench_now() - t0;
+        best = dt < best ? dt : best;
+    }
+out:
+    krn_pool_free(pool);
+    free(t.a);
+    free(t.b);
+    free(t.c);
+    return best < 1e30 ? 3.0 * t.n * 4 / best / 1e9 : 0;
+}
+
+static size_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long a = 0, b = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &a, &b) != 2)
+            b = 0;
+        fclose(f);
+    }
+    return (size_t)b * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+struct result {
+    double prefill_tps, decode_tps, ceiling_tps, stream;
+    size_t bytes_per_tok;
+};
+
+/* Prefill `prompt` tokens (best of reps), then `decode` greedy steps one token each. */
+static int measure(struct eng_model *m, const struct e2e_opts *o, int nth, struct result *r)
+{
+    const struct eng_config *c = eng_model_config(m);
+    struct eng_ctx *ctx = NULL;
+    int32_t *tok = malloc((size_t)o->prompt * sizeof(*tok));
+    float *lg = malloc((size_t)c->vocab * sizeof(float));
+    int rc = -1;
+    if (!tok || !lg || eng_model_set_threads(m, nth) ||
+        eng_ctx_create(m, o->prompt + o->decode + 1, &ctx))
+        goto out;
+    for (int i = 0; i < o->prompt; i++)
+        tok[i] = (int32_t)((i * 7919 + 13) % c->vocab);
+    double best = 1e30, dbest = 1e30;
+    for (int rep = 0; rep < o->reps; rep++) {
+        eng_ctx_reset(ctx);
+        double t0 = bench_now();
+        if (eng_ctx_forward(ctx, tok, o->prompt, lg, 0))
+            goto out;
+        double dt = bench_now() - t0;
+        best = dt < best ? dt : best;
+        t0 = bench_now();
+        for (int i = 0; i < o->decode; i++) {
+            int32_t nx = 0;
+            for (int v = 1; v < c->vocab; v++)
+                if (lg[v] > lg[nx])
+                    nx = v;
+            if (eng_ctx_forward(ctx, &nx, 1, lg, 0))
+                goto out;
+        }
+        dt = bench_now() - t0;
+        dbest = dt < dbest ? dt : dbest;
+    }
+    r->prefill_tps = o->prompt / best;
+    r->decode_tps = o->decode / dbest;
+    /* weights + the KV cache read at the mean decode position */
+    size_t kd = (size_t)c->kv_heads * c->head_dim;
+    r->bytes_per_tok = eng_model_decode_bytes(m) +
+                       (size_t)c->layers * 2 * kd * 4 * (size_t)(o->prompt + o->decode / 2);
+    r->stream = stream_gbs(nth);
+    r->ceiling_tps = r->stream * 1e9 / (double)r->bytes_per_tok;
+    rc = 0;
+out:
+    eng_ctx_free(ctx);
+    free(tok);
+    free(lg);
+    return rc;
+}
+
+static int parse(int argc, char **argv, struct e2e_opts *o)
+{
+    o->threads[0] = 1;
+    o->threads[1] = 2;
+    o->nthreads = 2;
+    o->prompt = 128;
+    o->decode = 32;
+    o->reps = 2;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: bitdistill bench e2e (--config CONFIG.json | --model HF_DIR) "
+                   "[--threads 1,2] [--prompt 128]\n       [--decode 32] [--reps 2] [--q8] "
+                   "[--dir TMPDIR]\nRandom weights from CONFIG (e.g. engine/configs/"
+                   "qwen3-0.6b.json) are written to TMPDIR (default /tmp) first.\n");
+            exit(0);
+        } else if (!strcmp(argv[i], "--config") && v) {
+            o->config = v;
+            i++;
+        } else if (!strcmp(argv[i], "--model") && v) {
+            o->model = v;
+            i++;
+        } else if (!strcmp(argv[i], "--dir") && v) {
+            o->dir = v;
+            i++;
+        } else if (!strcmp(argv[i], "--threads") && v) {
+            o->nthreads = sscanf(v, "%d,%d,%d,%d", &o->threads[0], &o->threads[1],
+                                 &o->threads[2], &o->threads[3]);
+            i++;
+        } else if (!strcmp(argv[i], "--prompt") && v) {
+            o->prompt = atoi(v);
+            i++;
+        } else if (!strcmp(argv[i], "--decode") && v) {
+            o->decode = atoi(v);
+            i++;
+        } else if (!strcmp(argv[i], "--reps") && v) {
+            o->reps = atoi(v);
+            i++;
+        } else if (!strcmp(argv[i], "--q8")) {
+            o->q8 = 1;
+        } else {
+            fprintf(stderr, "bitdistill bench e2e: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if ((!o->config && !o->model) || o->nthreads < 1 || o->prompt < 1 || o->decode < 1 ||
+        o->reps < 1)
+        return 2;
+    return 0;
+}
+
+int bench_e2e_main(int argc, char **argv)
+{
+    struct e2e_opts o = {0};
+    char err[ENG_ERR_LEN] = "", dir[4096];
+    struct eng_model *fp = NULL, *st[2] = {NULL, NULL};
+    struct result r[3][4];
+    int rc = parse(argc, argv, &o);
+    if (rc) {
+        fprintf(stderr, "usage: bitdistill bench e2e (--config CONFIG.json | --model HF_DIR) "
+                        "[--threads 1,2] [--prompt 128] [--decode 32]\n");
+        return rc;
+    }
+    if (o.config) {
+        snprintf(dir, sizeof(dir), "%s/bd-e2e-XXXXXX", o.dir ? o.dir : "/tmp");
+        if (!mkdtemp(dir)) {
+            fprintf(stderr, "bitdistill bench e2e: cannot create %s: %s\n", dir, strerror(errno));
+            return 1;
+        }
+        double t0 = bench_now();
+        if ((rc = eng_init_write(o.config, dir, 1, 1, err))) {
+            fprintf(stderr, "bitdistill bench e2e: %s\n", err);
+            return 1;
+        }
+        printf("random bf16 model from %s written to %s in %.1f s\n", o.config, dir,
+               bench_now() - t0);
+        o.model = dir;
+    }
+    double t0 = bench_now();
+    if ((rc = eng_model_load_hf(o.model, &fp, err)) ||
+        (rc = eng_student_from_fp(fp, ENG_HEAD_Q4, &st[0], err)) ||
+        (o.q8 && (rc = eng_student_from_fp(fp, ENG_HEAD_Q8, &st[1], err)))) {
+        fprintf(stderr, "bitdistill bench e2e: %s\n", err);
+        rc = 1;
+        goto out;
+    }
+    const struct eng_config *c = eng_model_config(fp);
+    size_t params = eng_model_resident_bytes(fp) / 4; /* fp32 resident = 4 bytes a parameter */
+    printf("model %s: %s, %d layers, hidden %d, vocab %d, %.3f G parameters; loaded and "
+           "quantized in %.1f s; process RSS %.2f GiB\n", o.model, c->model_type, c->layers,
+           c->hidden, c->vocab, params / 1e9, bench_now() - t0, rss_bytes() / 1073741824.0);
+    printf("prefill %d tokens, decode %d tokens after it, best of %d\n\n", o.prompt, o.decode,
+           o.reps);
+    struct eng_model *ms[3] = {fp, st[0], st[1]};
+    const char *names[3] = {"FP (fp32, OpenBLAS)", "student (I2 + Q4 head)", "student (I2 + Q8 head)"};
+    printf("%-24s %3s %12s %12s %12s %10s %12s %10s %9s\n", "path", "thr", "resident MB",
+           "prefill t/s", "decode t/s", "MB/token", "ceiling t/s", "STREAM", "fraction");
+    for (int p = 0; p < 3; p++) {
+        if (!ms[p])
+            continue;
+        for (int t = 0; t < o.nthreads; t++) {
+            if (measure(ms[p], &o, o.threads[t], &r[p][t])) {
+                fprintf(stderr, "bitdistill bench e2e: the %s forward failed\n", names[p]);
+                rc = 1;
+                goto out;
+            }
+            printf("%-24s %3d %12.1f %12.1f %12.2f %10.1f %12.2f %7.1f GB/s %8.1f%%\n", names[p],
+                   o.threads[t], eng_model_resident_bytes(ms[p]) / 1e6, r[p][t].prefill_tps,
+                   r[p][t].decode_tps, r[p][t].bytes_per_tok / 1e6, r[p][t].ceiling_tps,
+                   r[p][t].stream, 100.0 * r[p][t].decode_tps / r[p][t].ceiling_tps);
+            fflush(stdout);
+        }
+    }
+    printf("\n");
+    for (int t = 0; t < o.nthreads; t++)
+        printf("threads %d: student/FP decode %.2fx (target >= 5), prefill %.2fx (target >= 3); "
+               "student at %.1f%% of its bandwidth ceiling (target >= 75%%)\n", o.threads[t],
+               r[1][t].decode_tps / r[0][t].decode_tps, r[1][t].prefill_tps / r[0][t].prefill_tps,
+               100.0 * r[1][t].decode_tps / r[1][t].ceiling_tps);
+    printf("size: student (Q4 head) %.1f MB = 1/%.2f of the FP16 size %.1f MB (target <= 1/6)\n",
+           eng_model_resident_bytes(st[0]) / 1e6,
+           2.0 * params / (double)eng_model_resident_bytes(st[0]), 2.0 * params / 1e6);
+    rc = 0;
+out:
+    eng_model_free(st[0]);
+    eng_model_free(st[1]);
+    eng_model_free(fp);
+    if (o.config) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+        unlink(path);
+        snprintf(path, sizeof(path), "%s/config.json", dir);
+        unlink(path);
+        rmdir(dir);
+    }
+    return rc;
+}
