@@ -1,1 +1,9 @@
 # jobs/train: the trainer (prefix trn_); included by the top Makefile.am.
+libbitdistill_a_SOURCES += jobs/train/ops.c
+libbitdistill_a_SOURCES += jobs/train/model.c
+libbitdistill_a_SOURCES += jobs/train/step.c
+EXTRA_DIST += tests/fixtures/train tools/make_train_fixtures.py
+
+check_PROGRAMS += tests/test-trn-parity
+TESTS += tests/test-trn-parity
+tests_test_trn_parity_LDADD = $(BD_ALL_LIBS)
