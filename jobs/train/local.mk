@@ -7,3 +7,7 @@ EXTRA_DIST += tests/fixtures/train tools/make_train_fixtures.py
 check_PROGRAMS += tests/test-trn-parity
 TESTS += tests/test-trn-parity
 tests_test_trn_parity_LDADD = $(BD_ALL_LIBS)
+
+check_PROGRAMS += tests/test-trn-ops
+TESTS += tests/test-trn-ops
+tests_test_trn_ops_LDADD = $(BD_ALL_LIBS)
