@@ -17,10 +17,15 @@
 #include "server/http.h"
 #include "server/server.h"
 
+struct eng_registry;
+struct eng_sched;
+
 struct api_ctx {
-    struct srv_server *srv;  /* borrowed */
-    struct job_store *store; /* borrowed */
-    double start_time;       /* unix seconds, for process_start_time_seconds */
+    struct srv_server *srv;          /* borrowed */
+    struct job_store *store;         /* borrowed */
+    struct eng_registry *registry;   /* borrowed: models served */
+    struct eng_sched *sched;         /* borrowed: the engine thread */
+    double start_time;               /* unix seconds, for process_start_time_seconds */
 };
 
 typedef void (*api_handler_fn)(struct srv_req *req, struct api_ctx *ctx);

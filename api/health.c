@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "engine/sched.h"
 #include "server/metrics.h"
 
 static void livez(struct srv_req *req, struct api_ctx *ctx)
@@ -78,6 +79,20 @@ static void metrics(struct srv_req *req, struct api_ctx *ctx)
                           srv_metrics_labels(labels, sizeof(labels), "version", PACKAGE_VERSION,
                                              NULL),
                           1);
+    if (ctx->sched) {
+        struct eng_sched_stats st;
+        eng_sched_stats(ctx->sched, &st);
+        srv_metrics_gauge_set(m, "bitdistill_num_requests_running",
+                              "Inference requests in the engine now", NULL, st.running);
+        srv_metrics_gauge_set(m, "bitdistill_num_requests_waiting",
+                              "Inference requests (classification inputs) queued", NULL,
+                              st.waiting);
+        srv_metrics_gauge_set(m, "bitdistill_batch_size", "Sequences in the last batched pass",
+                              NULL, st.last_batch);
+        srv_metrics_gauge_set(m, "bitdistill_kv_cache_usage_ratio",
+                              "Generation KV caches in use over capacity", NULL,
+                              st.kv_capacity ? (double)st.kv_used / st.kv_capacity : 0.0);
+    }
     char *text = srv_metrics_render(m, &len);
     if (!text) {
         api_error(req, 500, "out of memory rendering metrics", NULL, NULL);

@@ -7,6 +7,9 @@
 extern const struct api_route api_route_livez, api_route_readyz, api_route_health,
     api_route_metrics;
 extern const struct api_route api_route_keys_list, api_route_keys_create, api_route_keys_delete;
+extern const struct api_route api_route_classify, api_route_summarize, api_route_completions;
+extern const struct api_route api_route_models_list, api_route_models_get, api_route_tokenize,
+    api_route_detokenize;
 
 const struct api_route *const api_routes[] = {
     &api_route_livez,
@@ -16,5 +19,12 @@ const struct api_route *const api_routes[] = {
     &api_route_keys_list,
     &api_route_keys_create,
     &api_route_keys_delete,
+    &api_route_classify,
+    &api_route_summarize,
+    &api_route_completions,
+    &api_route_models_list,
+    &api_route_models_get,
+    &api_route_tokenize,
+    &api_route_detokenize,
     NULL,
 };

@@ -52,6 +52,17 @@ static const struct cfg_opt cfg_opts[] = {
      "on SIGTERM/SIGINT, wait this long for in-flight requests"},
     {"log-level", CFG_LEVEL, OFF(log_level), "info", "error, warn, info or debug"},
     {"threads", CFG_INT, OFF(threads), "0", "inference threads (0 = one per core)"},
+    {"model", CFG_STR, OFF(model), NULL,
+     "student .gguf file or Hugging Face directory to serve (loaded in the background)"},
+    {"model-id", CFG_STR, OFF(model_id), NULL, "id of --model (default: its base name)"},
+    {"max-context", CFG_INT, OFF(max_context), "2048",
+     "positions per request at most (0 = the model's own)"},
+    {"batch-max", CFG_INT, OFF(batch_max), "16", "classification inputs per batched pass"},
+    {"batch-wait-ms", CFG_INT, OFF(batch_wait_ms), "2",
+     "wait this long for more classifications to batch"},
+    {"queue-size", CFG_INT, OFF(queue_size), "256",
+     "inference requests waiting at most (429 with Retry-After above)"},
+    {"max-seqs", CFG_INT, OFF(max_seqs), "8", "generations running at once (KV caches)"},
 };
 
 #define N_OPTS (sizeof(cfg_opts) / sizeof(cfg_opts[0]))

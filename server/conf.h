@@ -34,6 +34,13 @@ struct srv_config {
     int drain_timeout_ms;     /* on SIGTERM, wait this long for in-flight requests */
     int log_level;            /* enum srv_log_level */
     int threads;              /* inference threads; 0 = one per core */
+    char *model;              /* student GGUF or HF directory served at start-up (NULL: none) */
+    char *model_id;           /* its id (NULL: the file's base name) */
+    int max_context;          /* positions per request; 0 = the model's own */
+    int batch_max;            /* classification inputs per batched pass */
+    int batch_wait_ms;        /* wait this long for more classifications */
+    int queue_size;           /* inference jobs waiting at most (429 above) */
+    int max_seqs;             /* generations running at once (KV caches) */
 };
 
 /* Fill defaults. Returns 0 or -1 (out of memory). The config owns every string. */

@@ -20,6 +20,9 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "api/infer.h"
+#include "engine/registry.h"
+#include "engine/sched.h"
 #include "jobs/store.h"
 #include "server/conf.h"
 #include "server/daemon.h"
@@ -38,6 +41,13 @@ struct daemon {
     struct srv_server *srv;
     struct api_ctx api;
     uv_signal_t sig_term, sig_int, sig_hup;
+    uv_async_t engine_async;       /* the engine thread has results */
+    struct eng_registry *registry;
+    struct eng_sched *sched;
+    uv_work_t load_work;           /* --model loading in the background */
+    struct eng_served *loaded;
+    char load_err[512];
+    char not_ready[600];
     int stopping;
     int exit_code;
 };
@@ -70,7 +80,57 @@ static void daemon_drained(struct srv_server *srv, int timed_out)
     struct daemon *d = uv_loop_get_data(srv_server_loop(srv));
     srv_log_info("drained%s; exiting", timed_out ? " (timed out)" : "");
     srv_server_close(srv);
+    eng_sched_stop(d->sched);
+    api_infer_drain(&d->api); /* jobs cancelled by the stop: their requests are gone */
+    uv_close((uv_handle_t *)&d->engine_async, NULL);
     daemon_close_signals(d);
+}
+
+/* Engine thread -> loop thread. */
+static void daemon_engine_notify(void *arg)
+{
+    uv_async_send(arg);
+}
+
+static void daemon_on_engine(uv_async_t *a)
+{
+    struct daemon *d = a->data;
+    api_infer_drain(&d->api);
+}
+
+static void daemon_load_work(uv_work_t *w)
+{
+    struct daemon *d = w->data;
+    if (eng_served_load(d->cfg->model, d->cfg->model_id, d->cfg->max_context, &d->loaded,
+                        d->load_err) == 0) {
+        int threads = d->cfg->threads > 0 ? d->cfg->threads : (int)uv_available_parallelism();
+        eng_model_set_threads(d->loaded->model, threads);
+    }
+}
+
+static void daemon_load_done(uv_work_t *w, int status)
+{
+    struct daemon *d = w->data;
+    (void)status;
+    if (!d->loaded) {
+        srv_log_error("cannot load model '%s': %s", d->cfg->model, d->load_err);
+        snprintf(d->not_ready, sizeof(d->not_ready), "model '%s' failed to load: %s",
+                 d->cfg->model, d->load_err);
+        srv_server_set_not_ready(d->srv, d->not_ready);
+        return;
+    }
+    if (eng_registry_add(d->registry, d->loaded) || eng_registry_activate(d->registry, d->loaded->id)) {
+        srv_log_error("cannot register model '%s'", d->loaded->id);
+    } else {
+        srv_log_info("model '%s' loaded from %s: %s, %s, %.1f MiB resident", d->loaded->id,
+                     d->cfg->model, eng_task_name(d->loaded->task),
+                     eng_model_is_ternary(d->loaded->model) ? "ternary student" : "FP",
+                     d->loaded->resident_bytes / 1048576.0);
+        srv_server_set_not_ready(d->srv, NULL);
+        srv_notify("STATUS=serving");
+    }
+    eng_served_unref(d->loaded);
+    d->loaded = NULL;
 }
 
 static void daemon_on_stop(uv_signal_t *h, int signum)
@@ -165,9 +225,24 @@ int srv_daemon_main(int argc, char **argv)
         goto out_loop;
     }
     d.api.srv = d.srv;
+    struct eng_sched_cfg scfg = {d.cfg->batch_max, d.cfg->batch_wait_ms, d.cfg->queue_size,
+                                 d.cfg->max_seqs, 64};
+    uv_async_init(&d.loop, &d.engine_async, daemon_on_engine);
+    d.engine_async.data = &d;
+    if (!(d.registry = eng_registry_create()) ||
+        eng_sched_create(&scfg, daemon_engine_notify, &d.engine_async, &d.sched)) {
+        srv_log_error("cannot start the engine: out of memory");
+        uv_close((uv_handle_t *)&d.engine_async, NULL);
+        srv_server_close(d.srv);
+        uv_run(&d.loop, UV_RUN_DEFAULT);
+        goto out_srv;
+    }
+    d.api.registry = d.registry;
+    d.api.sched = d.sched;
     if (srv_server_listen(d.srv, err, sizeof(err))) {
         srv_log_error("%s", err);
         srv_server_close(d.srv);
+        uv_close((uv_handle_t *)&d.engine_async, NULL);
         uv_run(&d.loop, UV_RUN_DEFAULT);
         goto out_srv;
     }
@@ -179,23 +254,33 @@ int srv_daemon_main(int argc, char **argv)
     uv_signal_start(&d.sig_int, daemon_on_stop, SIGINT);
     uv_signal_start(&d.sig_hup, daemon_on_hup, SIGHUP);
 
-    srv_server_set_not_ready(d.srv, "no model loaded");
+    if (d.cfg->model) {
+        snprintf(d.not_ready, sizeof(d.not_ready), "loading model '%s'", d.cfg->model);
+        srv_server_set_not_ready(d.srv, d.not_ready);
+        d.load_work.data = &d;
+        uv_queue_work(&d.loop, &d.load_work, daemon_load_work, daemon_load_done);
+    } else {
+        srv_server_set_not_ready(d.srv, "no model loaded");
+    }
     int nkeys = job_store_key_count(d.store);
     srv_log_info("bitdistilld %s listening on %s://%s:%d (data-dir %s, database %s)",
                  PACKAGE_VERSION, d.cfg->tls_cert ? "https" : "http", d.cfg->host,
                  srv_server_port(d.srv), d.cfg->data_dir, db);
-    srv_log_info("no model loaded: /readyz answers 503 until a model is activated");
+    if (!d.cfg->model)
+        srv_log_info("no model loaded: /readyz answers 503 until a model is activated");
     if (nkeys == 0)
         srv_log_warn("no API keys exist: the API is open to anyone who can reach %s:%d "
                      "(create one with `bitdistill keys create --scope admin`)",
                      d.cfg->host, srv_server_port(d.srv));
-    snprintf(status, sizeof(status), "READY=1\nMAINPID=%d\nSTATUS=serving on port %d, no model loaded",
-             (int)getpid(), srv_server_port(d.srv));
+    snprintf(status, sizeof(status), "READY=1\nMAINPID=%d\nSTATUS=serving on port %d, %s",
+             (int)getpid(), srv_server_port(d.srv), d.cfg->model ? "loading the model" : "no model loaded");
     srv_notify(status);
 
     uv_run(&d.loop, UV_RUN_DEFAULT);
     d.exit_code = 0;
 out_srv:
+    eng_sched_free(d.sched);
+    eng_registry_free(d.registry);
     srv_server_free(d.srv);
 out_loop:
     if (uv_loop_close(&d.loop) == UV_EBUSY) {

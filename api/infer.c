@@ -1,0 +1,563 @@
+/*
+ * api/infer.c — inference routes (infer scope):
+ *   POST /v1/classify     {"model"?, "input": str|[str], "top_k"?, "truncate"?}
+ *   POST /v1/summarize    {"model"?, "input", "max_tokens"?, "stream"?, "truncate"?}
+ *   POST /v1/completions  OpenAI text completions (prompt, max_tokens, temperature, top_p,
+ *                         seed, stop, stream)
+ * The handler validates the JSON, picks the model (the request's, or the active one of the
+ * task) and submits a job to the engine scheduler (engine/sched.h); tokenization, truncation and
+ * inference run on the engine thread. Results come back through the scheduler's drain on the
+ * loop thread (api_infer_drain). A stream starts only when the first text (or the completion)
+ * arrives, so every error the engine can find before generating is a proper HTTP status;
+ * errors after the first byte are sent as `data: {"error":...}`.
+ *
+ * Response headers: x-queue-time and x-inference-time (ms), x-prompt-tokens,
+ * x-generated-tokens (on streams: the queue time and prompt tokens, known at the first byte).
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/api.h"
+#include "api/infer.h"
+#include "server/metrics.h"
+
+#define MAX_INPUTS 256
+#define MAX_STOP 4
+
+enum infer_kind { INFER_CLASSIFY, INFER_SUMMARIZE, INFER_COMPLETE };
+
+struct infer_req {
+    struct srv_req *req;       /* referenced */
+    struct api_ctx *ctx;
+    enum infer_kind kind;
+    int stream;
+    int started;               /* stream started (first byte sent) */
+    int top_k;
+    char id[48];
+    long created;
+    struct srv_buf_text { char *p; size_t n, cap; } text;
+};
+
+static void text_add(struct infer_req *ir, const char *s, size_t n)
+{
+    if (ir->text.n + n + 1 > ir->text.cap) {
+        size_t nc = (ir->text.n + n + 1) * 2;
+        char *np = realloc(ir->text.p, nc);
+        if (!np)
+            return;
+        ir->text.p = np;
+        ir->text.cap = nc;
+    }
+    memcpy(ir->text.p + ir->text.n, s, n);
+    ir->text.n += n;
+    ir->text.p[ir->text.n] = 0;
+}
+
+static void infer_free(struct infer_req *ir)
+{
+    srv_req_unref(ir->req);
+    free(ir->text.p);
+    free(ir);
+}
+
+/* ---- request parsing -------------------------------------------------------------------- */
+
+/* Check `body` has only the keys in `allowed` (NULL-terminated); answers 400 if not. */
+static int only_keys(struct srv_req *req, json_t *body, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v) {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++)
+            ok |= !strcmp(*a, key);
+        if (!ok) {
+            api_errorf(req, 400, key, "unknown_parameter", "unknown parameter '%s'", key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Optional integer field in [lo, hi]; answers 400 naming it. */
+static int get_int(struct srv_req *req, json_t *body, const char *name, long lo, long hi,
+                   long *out)
+{
+    json_t *v = json_object_get(body, name);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        api_errorf(req, 400, name, "invalid_value", "'%s' must be an integer from %ld to %ld",
+                   name, lo, hi);
+        return -1;
+    }
+    *out = (long)json_integer_value(v);
+    return 0;
+}
+
+static int get_num(struct srv_req *req, json_t *body, const char *name, double lo, double hi,
+                   double *out)
+{
+    json_t *v = json_object_get(body, name);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_number(v) || json_number_value(v) < lo || json_number_value(v) > hi) {
+        api_errorf(req, 400, name, "invalid_value", "'%s' must be a number from %g to %g", name,
+                   lo, hi);
+        return -1;
+    }
+    *out = json_number_value(v);
+    return 0;
+}
+
+static int get_bool(struct srv_req *req, json_t *body, const char *name, int *out)
+{
+    json_t *v = json_object_get(body, name);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v)) {
+        api_errorf(req, 400, name, "invalid_value", "'%s' must be true or false", name);
+        return -1;
+    }
+    *out = json_is_true(v);
+    return 0;
+}
+
+/*
+ * The model: `model` from the body, or the active one of `task` (with any_task, the active model
+ * of any task, generation first). Answers 404/503 on failure. Returns a new reference.
+ */
+static struct eng_served *pick_model(struct srv_req *req, struct api_ctx *ctx, json_t *body,
+                                     enum eng_task task, int any_task)
+{
+    json_t *m = json_object_get(body, "model");
+    struct eng_served *s;
+    if (m && !json_is_null(m)) {
+        if (!json_is_string(m)) {
+            api_error(req, 400, "'model' must be a string", "model", "invalid_value");
+            return NULL;
+        }
+        if (!(s = eng_registry_get(ctx->registry, json_string_value(m))))
+            api_errorf(req, 404, "model", "model_not_found", "model '%s' does not exist",
+                       json_string_value(m));
+        return s;
+    }
+    s = eng_registry_active(ctx->registry, task);
+    for (int t = 0; !s && any_task && t < 3; t++)
+        s = eng_registry_active(ctx->registry, (enum eng_task)t);
+    if (!s)
+        api_errorf(req, 503, "model", "no_active_model",
+                   "no %smodel is active: name one with 'model' or activate one",
+                   any_task ? "" : task == ENG_TASK_CLASSIFICATION ? "classification "
+                                 : task == ENG_TASK_SUMMARIZATION ? "summarization " : "");
+    return s;
+}
+
+/* Submit; answers 429 when the queue is full. Takes the job. */
+static void submit(struct srv_req *req, struct api_ctx *ctx, struct eng_job *job,
+                   struct infer_req *ir)
+{
+    ir->req = req;
+    ir->ctx = ctx;
+    ir->created = (long)time(NULL);
+    snprintf(ir->id, sizeof(ir->id), "%s-%.24s",
+             ir->kind == INFER_CLASSIFY ? "cls" : ir->kind == INFER_SUMMARIZE ? "sum" : "cmpl",
+             srv_req_id(req));
+    job->user = ir;
+    srv_req_ref(req);
+    if (eng_sched_submit(ctx->sched, job)) {
+        srv_req_unref(req);
+        free(ir);
+        eng_job_free(job);
+        srv_res_header(req, "Retry-After", "1");
+        api_error(req, 429, "the inference queue is full: retry later", NULL, "queue_full");
+    }
+}
+
+static void classify(struct srv_req *req, struct api_ctx *ctx)
+{
+    static const char *const keys[] = {"model", "input", "top_k", "truncate", "user", NULL};
+    json_t *body = api_body_json(req);
+    struct eng_served *model = NULL;
+    struct eng_job *job = NULL;
+    long top_k = 0;
+    int truncate = 1;
+    if (!body)
+        return;
+    if (only_keys(req, body, keys) || get_int(req, body, "top_k", 1, 1000, &top_k) ||
+        get_bool(req, body, "truncate", &truncate))
+        goto out;
+    json_t *in = json_object_get(body, "input");
+    size_t n = json_is_array(in) ? json_array_size(in) : 1;
+    if (!in || (!json_is_string(in) && !json_is_array(in))) {
+        api_error(req, 400, "'input' must be a string or an array of strings", "input",
+                  "invalid_value");
+        goto out;
+    }
+    if (n == 0 || n > MAX_INPUTS) {
+        api_errorf(req, n ? 413 : 400, "input", "invalid_value",
+                   "'input' has %zu items; send 1 to %d", n, MAX_INPUTS);
+        goto out;
+    }
+    for (size_t i = 0; json_is_array(in) && i < n; i++)
+        if (!json_is_string(json_array_get(in, i))) {
+            api_errorf(req, 400, "input", "invalid_value", "'input[%zu]' must be a string", i);
+            goto out;
+        }
+    if (!(model = pick_model(req, ctx, body, ENG_TASK_CLASSIFICATION, 0)))
+        goto out;
+    if (model->task != ENG_TASK_CLASSIFICATION) {
+        api_errorf(req, 400, "model", "wrong_task", "model '%s' is a %s model, not a "
+                   "classification model", model->id, eng_task_name(model->task));
+        goto out;
+    }
+    job = eng_job_new(ENG_JOB_CLASSIFY, model);
+    struct infer_req *ir = calloc(1, sizeof(*ir));
+    if (!job || !ir || !(job->inputs = calloc(n, sizeof(char *)))) {
+        free(ir);
+        api_error(req, 500, "out of memory", NULL, NULL);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_is_array(in) ? json_array_get(in, i) : in;
+        if (!(job->inputs[i] = strndup(json_string_value(s), json_string_length(s)))) {
+            job->ninputs = (int)i;
+            free(ir);
+            api_error(req, 500, "out of memory", NULL, NULL);
+            goto out;
+        }
+        job->ninputs = (int)i + 1;
+    }
+    job->truncate = truncate;
+    ir->kind = INFER_CLASSIFY;
+    ir->top_k = (int)top_k;
+    submit(req, ctx, job, ir);
+    job = NULL;
+out:
+    eng_job_free(job);
+    eng_served_unref(model);
+    json_decref(body);
+}
+
+/* Shared by summarize and completions: sampling options and stop strings. */
+static int gen_options(struct srv_req *req, json_t *body, struct eng_job *job, int max_default)
+{
+    long max_tokens = max_default, seed = 0;
+    double temp = 0.0, top_p = 1.0;
+    if (get_int(req, body, "max_tokens", 1, 4096, &max_tokens) ||
+        get_num(req, body, "temperature", 0.0, 2.0, &temp) ||
+        get_num(req, body, "top_p", 1e-6, 1.0, &top_p) ||
+        get_int(req, body, "seed", -(1L << 62), 1L << 62, &seed))
+        return -1;
+    job->max_tokens = (int)max_tokens;
+    job->temperature = (float)temp;
+    job->top_p = (float)top_p;
+    job->seed = (uint64_t)seed;
+    json_t *stop = json_object_get(body, "stop");
+    if (stop && !json_is_null(stop)) {
+        size_t n = json_is_array(stop) ? json_array_size(stop) : 1;
+        if ((!json_is_string(stop) && !json_is_array(stop)) || n > MAX_STOP) {
+            api_errorf(req, 400, "stop", "invalid_value",
+                       "'stop' must be a string or an array of at most %d strings", MAX_STOP);
+            return -1;
+        }
+        job->stop = calloc(n, sizeof(char *));
+        for (size_t i = 0; job->stop && i < n; i++) {
+            json_t *s = json_is_array(stop) ? json_array_get(stop, i) : stop;
+            if (!json_is_string(s) || json_string_length(s) == 0) {
+                api_error(req, 400, "each stop sequence must be a non-empty string", "stop",
+                          "invalid_value");
+                return -1;
+            }
+            job->stop[job->nstop++] = strdup(json_string_value(s));
+        }
+    }
+    return 0;
+}
+
+static void generate(struct srv_req *req, struct api_ctx *ctx, enum infer_kind kind)
+{
+    static const char *const sum_keys[] = {"model", "input", "max_tokens", "stream",
+                                           "temperature", "top_p", "seed", "user", NULL};
+    static const char *const cmp_keys[] = {"model", "prompt", "max_tokens", "stream",
+                                           "temperature", "top_p", "seed", "stop", "n",
+                                           "user", "echo", "logprobs", "stream_options",
+                                           "presence_penalty", "frequency_penalty", NULL};
+    json_t *body = api_body_json(req);
+    struct eng_served *model = NULL;
+    struct eng_job *job = NULL;
+    int stream = 0;
+    if (!body)
+        return;
+    if (only_keys(req, body, kind == INFER_SUMMARIZE ? sum_keys : cmp_keys) ||
+        get_bool(req, body, "stream", &stream))
+        goto out;
+    const char *field = kind == INFER_SUMMARIZE ? "input" : "prompt";
+    json_t *in = json_object_get(body, field);
+    if (json_is_array(in) && json_array_size(in) == 1 && kind == INFER_COMPLETE)
+        in = json_array_get(in, 0); /* OpenAI clients send a one-element list */
+    if (!json_is_string(in) || json_string_length(in) == 0) {
+        api_errorf(req, 400, field, "invalid_value", "'%s' must be a non-empty string", field);
+        goto out;
+    }
+    json_t *nv = json_object_get(body, "n");
+    if (nv && !json_is_null(nv) && !(json_is_integer(nv) && json_integer_value(nv) == 1)) {
+        api_error(req, 400, "only n = 1 is supported", "n", "invalid_value");
+        goto out;
+    }
+    json_t *lp = json_object_get(body, "logprobs"), *echo = json_object_get(body, "echo");
+    if ((lp && !json_is_null(lp)) || json_is_true(echo)) {
+        api_error(req, 400, "logprobs and echo are not supported", lp ? "logprobs" : "echo",
+                  "unsupported");
+        goto out;
+    }
+    if (!(model = pick_model(req, ctx, body,
+                             kind == INFER_SUMMARIZE ? ENG_TASK_SUMMARIZATION
+                                                     : ENG_TASK_GENERATION,
+                             kind == INFER_COMPLETE)))
+        goto out;
+    job = eng_job_new(ENG_JOB_GENERATE, model);
+    struct infer_req *ir = calloc(1, sizeof(*ir));
+    if (!job || !ir) {
+        free(ir);
+        api_error(req, 500, "out of memory", NULL, NULL);
+        goto out;
+    }
+    if (gen_options(req, body, job, kind == INFER_SUMMARIZE ? 128 : 16)) {
+        free(ir);
+        goto out;
+    }
+    job->prompt = kind == INFER_SUMMARIZE
+                      ? eng_served_prompt(model, json_string_value(in), json_string_length(in))
+                      : strndup(json_string_value(in), json_string_length(in));
+    if (!job->prompt) {
+        free(ir);
+        api_error(req, 500, "out of memory", NULL, NULL);
+        goto out;
+    }
+    ir->kind = kind;
+    ir->stream = stream;
+    submit(req, ctx, job, ir);
+    job = NULL;
+out:
+    eng_job_free(job);
+    eng_served_unref(model);
+    json_decref(body);
+}
+
+static void summarize(struct srv_req *req, struct api_ctx *ctx)
+{
+    generate(req, ctx, INFER_SUMMARIZE);
+}
+
+static void completions(struct srv_req *req, struct api_ctx *ctx)
+{
+    generate(req, ctx, INFER_COMPLETE);
+}
+
+/* ---- answers ------------------------------------------------------------------------------- */
+
+static void timing_headers(struct srv_req *req, const struct eng_job *j, int final)
+{
+    char v[32];
+    snprintf(v, sizeof(v), "%.3f", (j->t_start - j->t_submit) * 1e3);
+    srv_res_header(req, "x-queue-time", v);
+    snprintf(v, sizeof(v), "%d", j->prompt_tokens);
+    srv_res_header(req, "x-prompt-tokens", v);
+    if (final) {
+        snprintf(v, sizeof(v), "%.3f", (j->t_end - j->t_start) * 1e3);
+        srv_res_header(req, "x-inference-time", v);
+        snprintf(v, sizeof(v), "%d", j->completion_tokens);
+        srv_res_header(req, "x-generated-tokens", v);
+    }
+}
+
+static json_t *usage_json(const struct eng_job *j)
+{
+    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", j->prompt_tokens, "completion_tokens",
+                     j->completion_tokens, "total_tokens", j->prompt_tokens + j->completion_tokens);
+}
+
+static void answer_classify(struct infer_req *ir, struct eng_job *j)
+{
+    const struct eng_served *m = j->model;
+    int nl = m->meta.nlabels, k = ir->top_k > 0 && ir->top_k < nl ? ir->top_k : nl;
+    json_t *data = json_array();
+    for (int i = 0; i < j->ninputs; i++) {
+        const float *p = j->probs + (size_t)i * nl;
+        int *order = malloc((size_t)nl * sizeof(int));
+        for (int a = 0; a < nl; a++)
+            order[a] = a;
+        for (int a = 1; a < nl; a++) /* insertion sort by probability, stable */
+            for (int b = a; b > 0 && p[order[b]] > p[order[b - 1]]; b--) {
+                int t = order[b];
+                order[b] = order[b - 1];
+                order[b - 1] = t;
+            }
+        json_t *probs = json_object();
+        for (int a = 0; a < k; a++)
+            json_object_set_new(probs, m->meta.labels[order[a]], json_real(p[order[a]]));
+        json_array_append_new(data, json_pack("{s:i, s:s, s:o, s:b}", "index", i, "label",
+                                              m->meta.labels[order[0]], "probs", probs,
+                                              "truncated", j->truncated[i]));
+        free(order);
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:{s:i, s:i}}", "id", ir->id, "object", "list",
+                          "model", m->id, "data", data, "usage", "prompt_tokens",
+                          j->prompt_tokens, "total_tokens", j->prompt_tokens);
+    timing_headers(ir->req, j, 1);
+    srv_res_json(ir->req, 200, o);
+}
+
+/* One SSE event with a JSON payload (takes obj). */
+static void sse_json(struct srv_req *req, json_t *obj)
+{
+    char *t = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(obj);
+    if (!t)
+        return;
+    srv_res_stream_write(req, "data: ", 6);
+    srv_res_stream_write(req, t, strlen(t));
+    srv_res_stream_write(req, "\n\n", 2);
+    free(t);
+}
+
+static json_t *chunk_json(struct infer_req *ir, const struct eng_job *j, const char *text,
+                          size_t len, const char *finish)
+{
+    if (ir->kind == INFER_COMPLETE)
+        return json_pack("{s:s, s:s, s:I, s:s, s:[{s:s%, s:i, s:n, s:s?}]}", "id", ir->id,
+                         "object", "text_completion", "created", (json_int_t)ir->created,
+                         "model", j->model->id, "choices", "text", text, len, "index", 0,
+                         "logprobs", "finish_reason", finish);
+    return json_pack("{s:s, s:s, s:s, s:s%, s:s?}", "id", ir->id, "object",
+                     "summarization.chunk", "model", j->model->id, "text", text, len,
+                     "finish_reason", finish);
+}
+
+static void answer_generate(struct infer_req *ir, struct eng_job *j)
+{
+    struct srv_req *req = ir->req;
+    if (ir->started) {
+        json_t *last = chunk_json(ir, j, "", 0, j->finish_reason);
+        json_object_set_new(last, "usage", usage_json(j));
+        sse_json(req, last);
+        srv_res_stream_write(req, "data: [DONE]\n\n", 14);
+        srv_res_stream_end(req);
+        return;
+    }
+    const char *text = ir->text.p ? ir->text.p : "";
+    json_t *o;
+    if (ir->kind == INFER_COMPLETE)
+        o = json_pack("{s:s, s:s, s:I, s:s, s:[{s:s, s:i, s:n, s:s}], s:o}", "id", ir->id,
+                      "object", "text_completion", "created", (json_int_t)ir->created, "model",
+                      j->model->id, "choices", "text", text, "index", 0, "logprobs",
+                      "finish_reason", j->finish_reason, "usage", usage_json(j));
+    else
+        o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "id", ir->id, "object", "summarization",
+                      "model", j->model->id, "summary_text", text, "finish_reason",
+                      j->finish_reason, "usage", usage_json(j));
+    timing_headers(req, j, 1);
+    srv_res_json(req, 200, o);
+}
+
+static void start_stream(struct infer_req *ir, struct eng_job *j)
+{
+    timing_headers(ir->req, j, 0);
+    srv_res_stream_start(ir->req, 200, "text/event-stream");
+    ir->started = 1;
+}
+
+static void record_metrics(struct api_ctx *ctx, const struct eng_job *j)
+{
+    struct srv_metrics *m = srv_server_metrics(ctx->srv);
+    char lb[256], ver[16];
+    snprintf(ver, sizeof(ver), "%d", j->model->version);
+    srv_metrics_labels(lb, sizeof(lb), "model_name", j->model->id, "model_version", ver, NULL);
+    srv_metrics_counter_add(m, "bitdistill_prompt_tokens_total", "Prompt tokens processed", lb,
+                            j->prompt_tokens);
+    srv_metrics_counter_add(m, "bitdistill_generation_tokens_total", "Tokens generated", lb,
+                            j->completion_tokens);
+    srv_metrics_histogram_observe(m, "bitdistill_e2e_request_latency_seconds",
+                                  "Time from queueing to completion", lb,
+                                  j->t_end - j->t_submit);
+    srv_metrics_histogram_observe(m, "bitdistill_request_queue_time_seconds",
+                                  "Time waiting before the engine took the request", lb,
+                                  j->t_start - j->t_submit);
+    if (j->t_first > 0) {
+        srv_metrics_histogram_observe(m, "bitdistill_time_to_first_token_seconds",
+                                      "Time from queueing to the first generated token", lb,
+                                      j->t_first - j->t_submit);
+        if (j->completion_tokens > 1)
+            srv_metrics_histogram_observe(m, "bitdistill_inter_token_latency_seconds",
+                                          "Mean time between generated tokens of a request", lb,
+                                          (j->t_end - j->t_first) / (j->completion_tokens - 1));
+    }
+    char lb2[320];
+    srv_metrics_labels(lb2, sizeof(lb2), "model_name", j->model->id, "model_version", ver,
+                       "finish_reason", j->status ? "error" : j->finish_reason, NULL);
+    srv_metrics_counter_add(m, "bitdistill_request_success_total",
+                            "Finished inference requests by finish reason", lb2, 1);
+}
+
+static void on_job(struct eng_job *j, const char *text, size_t len, int done, void *arg)
+{
+    struct api_ctx *ctx = arg;
+    struct infer_req *ir = j->user;
+    struct srv_req *req = ir->req;
+    if (!srv_req_alive(req)) {
+        if (!done) {
+            eng_sched_cancel(ctx->sched, j);
+            return;
+        }
+    } else if (len) {
+        if (ir->stream) {
+            if (!ir->started)
+                start_stream(ir, j);
+            sse_json(req, chunk_json(ir, j, text, len, NULL));
+        } else {
+            text_add(ir, text, len);
+        }
+    }
+    if (!done)
+        return;
+    record_metrics(ctx, j);
+    if (srv_req_alive(req)) {
+        if (j->status) {
+            if (ir->started) {
+                sse_json(req, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message",
+                                        j->error, "type", api_error_type(j->status), "param",
+                                        "code", "inference_failed"));
+                srv_res_stream_write(req, "data: [DONE]\n\n", 14);
+                srv_res_stream_end(req);
+            } else {
+                api_error(req, j->status, j->error, NULL, NULL);
+            }
+        } else if (ir->kind == INFER_CLASSIFY) {
+            answer_classify(ir, j);
+        } else {
+            if (ir->stream && !ir->started)
+                start_stream(ir, j);
+            answer_generate(ir, j);
+        }
+    }
+    infer_free(ir);
+    eng_job_free(j);
+}
+
+void api_infer_drain(struct api_ctx *ctx)
+{
+    eng_sched_drain(ctx->sched, on_job, ctx);
+}
+
+const struct api_route api_route_classify = {"POST", "/v1/classify", "classify",
+                                             SRV_SCOPE_INFER, 0, classify};
+const struct api_route api_route_summarize = {"POST", "/v1/summarize", "summarize",
+                                              SRV_SCOPE_INFER, 0, summarize};
+const struct api_route api_route_completions = {"POST", "/v1/completions", "completions",
+                                                SRV_SCOPE_INFER, 0, completions};

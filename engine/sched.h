@@ -1,0 +1,121 @@
+/*
+ * engine/sched.h — the serving scheduler: one engine thread that batches requests.
+ *
+ * Jobs are submitted from the loop thread into a bounded queue (full: ENG_ERANGE, the API's
+ * 429). The engine thread
+ *   - batches classifications dynamically: it waits up to max_wait_ms after the oldest pending
+ *     input (or until max_batch inputs are pending) and scores them in one batched pass
+ *     (engine/batch.h), grouped by model;
+ *   - batches generations continuously: every step runs one pass holding the next token of
+ *     every running sequence plus prompt chunks of sequences being admitted; a new request joins
+ *     at the next step, a finished or cancelled one leaves at once and frees its context
+ *     (KV cache). At most max_seqs sequences run at once; the rest wait in the queue.
+ * Parallelism inside a pass comes from the kernels' thread pool (the model's threads).
+ *
+ * Results flow back through `notify` (called on the engine thread; the daemon makes it a
+ * uv_async_send) and eng_sched_drain on the loop thread, which hands each job's new text and,
+ * once, its completion to a callback. After the completion is handed over the loop thread owns
+ * the job and frees it with eng_job_free.
+ */
+#ifndef BD_ENGINE_SCHED_H
+#define BD_ENGINE_SCHED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/registry.h"
+
+enum eng_job_kind { ENG_JOB_CLASSIFY = 0, ENG_JOB_GENERATE = 1 };
+
+struct eng_job {
+    enum eng_job_kind kind;
+    struct eng_served *model; /* reference owned by the job */
+    void *user;               /* the caller's (the API's request) */
+
+    /* classify */
+    char **inputs;            /* [ninputs] UTF-8 texts (owned) */
+    int ninputs;
+    int truncate;             /* 1: cut inputs that do not fit; 0: fail with 400 */
+
+    /* generate */
+    char *prompt;             /* owned; used as is (the API applies templates) */
+    int truncate_prompt;      /* 1: cut the start of the prompt's {text} part... see sched.c */
+    int max_tokens;
+    float temperature, top_p;
+    uint64_t seed;
+    char **stop;              /* [nstop] stop strings (owned) */
+    int nstop;
+
+    /* results (engine thread writes; read on the loop thread after completion) */
+    int status;               /* 0 or an HTTP-like status: 400 (input), 500 (engine) */
+    char error[256];
+    float *probs;             /* classify: [ninputs][nlabels] */
+    int *truncated;           /* classify: [ninputs] 1 if the input was cut */
+    int prompt_tokens;
+    int completion_tokens;
+    const char *finish_reason; /* "stop", "length" or "cancelled" */
+    double t_submit, t_start, t_first, t_end; /* monotonic seconds */
+
+    /* private */
+    struct eng_job *next;     /* incoming queue */
+    struct eng_job *rnext;    /* ready list */
+    int32_t **ctok;           /* classify: token ids per input (engine thread) */
+    int *cn;
+    int cnext;                /* classify: inputs scored so far */
+    int cancelled;
+    int queued_ready;
+    int done;
+    int delivered;
+    char *delta;              /* text produced since the last drain */
+    size_t delta_len, delta_cap;
+};
+
+struct eng_sched_cfg {
+    int max_batch;    /* classification inputs per pass (default 16) */
+    int max_wait_ms;  /* wait for more classifications (default 2) */
+    int max_queue;    /* jobs waiting at most (default 256) */
+    int max_seqs;     /* generations running at once (default 8) */
+    int prefill_rows; /* prompt tokens admitted per generation step (default 64) */
+};
+
+struct eng_sched_stats {
+    int waiting;        /* jobs queued */
+    int running;        /* generations running + classifications in the current pass */
+    int last_batch;     /* sequences in the last pass */
+    int kv_used;        /* contexts in use */
+    int kv_capacity;    /* max_seqs */
+};
+
+struct eng_sched;
+
+/* Start the engine thread. notify(arg) is called (engine thread) when jobs have news. */
+int eng_sched_create(const struct eng_sched_cfg *cfg, void (*notify)(void *arg), void *arg,
+                     struct eng_sched **out);
+/* Stop the thread; every job not completed is completed as cancelled (drain them after). */
+void eng_sched_stop(struct eng_sched *s);
+/* Stop if needed and free; completions not drained are freed with their jobs. */
+void eng_sched_free(struct eng_sched *s);
+
+/* A new job of kind; the caller fills its inputs. */
+struct eng_job *eng_job_new(enum eng_job_kind kind, struct eng_served *model);
+void eng_job_free(struct eng_job *j);
+
+/* Queue a job (ownership passes to the scheduler until its completion is drained). Returns 0,
+ * or ENG_ERANGE when the queue is full (the job stays the caller's). */
+int eng_sched_submit(struct eng_sched *s, struct eng_job *j);
+/* Ask a job to stop (its client left); it completes with finish_reason "cancelled". */
+void eng_sched_cancel(struct eng_sched *s, struct eng_job *j);
+
+/*
+ * Loop thread: for every job with news, call cb(job, text, len, done, arg) — text is the new
+ * generated text since the last call (may be empty); done is 1 exactly once, last. After a done
+ * call the job belongs to the callback.
+ */
+void eng_sched_drain(struct eng_sched *s,
+                     void (*cb)(struct eng_job *j, const char *text, size_t len, int done,
+                                void *arg),
+                     void *arg);
+
+void eng_sched_stats(struct eng_sched *s, struct eng_sched_stats *st);
+
+#endif
