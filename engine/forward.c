@@ -38,8 +38,11 @@ int eng_lin_forward(struct eng_ctx *c, const struct eng_lin *l, const float *x, 
 {
     if (l->q)
         return c->m->ops->lin(c, l, x, n, y);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->in, 1.0f, x, l->in, l->w,
-                l->in, 0.0f, y, l->out);
+    if (n == 1) /* decode: one pass over the weights */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, l->out, l->in, 1.0f, l->w, l->in, x, 1, 0.0f, y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->in, 1.0f, x, l->in,
+                    l->w, l->in, 0.0f, y, l->out);
     if (l->b)
         for (int t = 0; t < n; t++)
             for (int o = 0; o < l->out; o++)
@@ -71,7 +74,7 @@ int eng_ctx_create(struct eng_model *m, int max_tokens, struct eng_ctx **out)
     c->att = malloc(ch * qd * sizeof(float));
     c->g = malloc(ch * cf->inter * sizeof(float));
     c->u = malloc(ch * cf->inter * sizeof(float));
-    c->sc = malloc((size_t)max_tokens * sizeof(float));
+    c->sc = malloc(ch * (size_t)max_tokens * sizeof(float));
     c->rc = malloc((size_t)max_tokens * half * sizeof(float));
     c->rs = malloc((size_t)max_tokens * half * sizeof(float));
     if (!c->kc || !c->vc || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->g ||
@@ -152,43 +155,37 @@ static void rope(const struct eng_ctx *c, float *x, int n, int nh, int hd, int p
     }
 }
 
-/* Causal attention of n queries at p0.. over the cache of layer l (already holding them). */
+/* Causal attention of n queries at p0.. over the cache of layer l (already holding them).
+ * Per head: S [n][np] = scale * Q_h K_g^T (sgemm), masked row softmax (keys j <= p0 + t),
+ * O_h [n][hd] = P V_g (sgemm); g = the head's KV group. c->sc holds S ([chunk][max_t]). */
 static void attention(struct eng_ctx *c, int l, int n, int p0)
 {
     const struct eng_config *cf = &c->m->cfg;
-    int hd = cf->head_dim, nh = cf->heads, grp = cf->heads / cf->kv_heads;
-    size_t kd = (size_t)cf->kv_heads * hd;
+    int hd = cf->head_dim, nh = cf->heads, grp = cf->heads / cf->kv_heads, np = p0 + n;
+    int kd = cf->kv_heads * hd, qd = nh * hd;
     const float *K = c->kc + (size_t)l * c->max_t * kd, *V = c->vc + (size_t)l * c->max_t * kd;
     float scale = 1.0f / sqrtf((float)hd);
-    for (int t = 0; t < n; t++) {
-        int np = p0 + t + 1; /* keys 0..p0+t */
-        for (int h = 0; h < nh; h++) {
-            const float *q = c->q + ((size_t)t * nh + h) * hd;
-            size_t ko = (size_t)(h / grp) * hd;
-            float mx = -INFINITY, sum = 0.0f;
-            for (int j = 0; j < np; j++) {
-                const float *k = K + (size_t)j * kd + ko;
-                float s = 0.0f;
-                for (int i = 0; i < hd; i++)
-                    s += q[i] * k[i];
-                s *= scale;
-                c->sc[j] = s;
-                if (s > mx)
-                    mx = s;
+    for (int h = 0; h < nh; h++) {
+        size_t ko = (size_t)(h / grp) * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, np, hd, scale, c->q + (size_t)h * hd,
+                    qd, K + ko, kd, 0.0f, c->sc, np);
+        for (int t = 0; t < n; t++) {
+            float *row = c->sc + (size_t)t * np, mx = -INFINITY, sum = 0.0f;
+            int nk = p0 + t + 1; /* keys 0..p0+t */
+            for (int j = 0; j < nk; j++)
+                mx = row[j] > mx ? row[j] : mx;
+            for (int j = 0; j < nk; j++) {
+                row[j] = expf(row[j] - mx);
+                sum += row[j];
             }
-            for (int j = 0; j < np; j++) {
-                c->sc[j] = expf(c->sc[j] - mx);
-                sum += c->sc[j];
-            }
-            float *o = c->att + ((size_t)t * nh + h) * hd;
-            memset(o, 0, (size_t)hd * sizeof(float));
-            for (int j = 0; j < np; j++) {
-                const float *v = V + (size_t)j * kd + ko;
-                float w = c->sc[j] / sum;
-                for (int i = 0; i < hd; i++)
-                    o[i] += w * v[i];
-            }
+            float inv = 1.0f / sum;
+            for (int j = 0; j < nk; j++)
+                row[j] *= inv;
+            for (int j = nk; j < np; j++)
+                row[j] = 0.0f;
         }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, np, 1.0f, c->sc, np, V + ko,
+                    kd, 0.0f, c->att + (size_t)h * hd, qd);
     }
 }
 
@@ -254,8 +251,12 @@ static int head(struct eng_ctx *c, const float *x, int n, float *logits)
     const struct eng_config *cf = &c->m->cfg;
     if (c->m->ternary)
         return c->m->ops->head(c, x, n, logits);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, cf->vocab, cf->hidden, 1.0f, x,
-                cf->hidden, c->m->head, cf->hidden, 0.0f, logits, cf->vocab);
+    if (n == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, cf->vocab, cf->hidden, 1.0f, c->m->head,
+                    cf->hidden, x, 1, 0.0f, logits, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, cf->vocab, cf->hidden, 1.0f, x,
+                    cf->hidden, c->m->head, cf->hidden, 0.0f, logits, cf->vocab);
     return 0;
 }
 

@@ -4,7 +4,8 @@ libbitdistill_a_SOURCES += engine/err.c engine/safetensors.c engine/hfconfig.c e
 	engine/init.c engine/cli.c engine/gguf.c \
 	engine/student.c engine/studentio.c engine/classify.c
 
-EXTRA_DIST += engine/configs tests/fixtures/engine tools/make_engine_fixtures.py tests/eng_util.h
+EXTRA_DIST += engine/configs tests/fixtures/engine tools/make_engine_fixtures.py tests/eng_util.h \
+	tests/npm/package.json tests/npm/package-lock.json deploy/setup.d/npm-tokenizers.sh
 
 check_PROGRAMS += tests/test-eng-model
 TESTS += tests/test-eng-model
