@@ -11,3 +11,9 @@ tests_test_trn_parity_LDADD = $(BD_ALL_LIBS)
 check_PROGRAMS += tests/test-trn-ops
 TESTS += tests/test-trn-ops
 tests_test_trn_ops_LDADD = $(BD_ALL_LIBS)
+libbitdistill_a_SOURCES += jobs/train/data.c
+libbitdistill_a_SOURCES += jobs/train/metrics.c
+
+check_PROGRAMS += tests/test-trn-metrics
+TESTS += tests/test-trn-metrics
+tests_test_trn_metrics_LDADD = $(BD_ALL_LIBS)

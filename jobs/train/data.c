@@ -1,0 +1,587 @@
+/*
+ * jobs/train/data.c — tasks, dataset readers, example encoding and corpus packing (data.h).
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/err.h"
+#include "jobs/train/data.h"
+
+/* ------------------------------------------------------------------ tasks */
+
+static void set_labels(struct trn_task *t, int n, const char *const *names,
+                       const char *const *words)
+{
+    t->nlabels = n;
+    for (int i = 0; i < n; i++) {
+        snprintf(t->labels[i], sizeof(t->labels[i]), "%s", names[i]);
+        snprintf(t->words[i], sizeof(t->words[i]), "%s", words[i]);
+    }
+}
+
+int trn_task_defaults(const char *name, struct trn_task *t, char *err)
+{
+    memset(t, 0, sizeof(*t));
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    t->max_target = 128;
+    t->eos = -1;
+    if (!strcmp(name, "sst2")) {
+        static const char *const n[] = {"negative", "positive"}, *const w[] = {" negative",
+                                                                               " positive"};
+        t->kind = TRN_TASK_CLS;
+        snprintf(t->template, sizeof(t->template), "Review: {text}\nSentiment:");
+        set_labels(t, 2, n, w);
+    } else if (!strcmp(name, "mnli")) {
+        static const char *const n[] = {"entailment", "neutral", "contradiction"};
+        static const char *const w[] = {" yes", " maybe", " no"};
+        t->kind = TRN_TASK_CLS;
+        snprintf(t->template, sizeof(t->template),
+                 "Premise: {text}\nHypothesis: {text_b}\nDoes the premise entail the "
+                 "hypothesis?");
+        set_labels(t, 3, n, w);
+    } else if (!strcmp(name, "qnli")) {
+        static const char *const n[] = {"entailment", "not_entailment"};
+        static const char *const w[] = {" yes", " no"};
+        t->kind = TRN_TASK_CLS;
+        snprintf(t->template, sizeof(t->template),
+                 "Question: {text}\nSentence: {text_b}\nDoes the sentence answer the question?");
+        set_labels(t, 2, n, w);
+    } else if (!strcmp(name, "cnndm") || !strcmp(name, "summarization")) {
+        t->kind = TRN_TASK_SUM;
+        snprintf(t->template, sizeof(t->template), "{text}\nTL;DR:");
+    } else if (!strcmp(name, "classification")) {
+        t->kind = TRN_TASK_CLS;
+        snprintf(t->template, sizeof(t->template), "{text}\nLabel:");
+    } else {
+        return eng_fail(err, ENG_EINVAL, "unknown task type '%s' (sst2, mnli, qnli, cnndm, "
+                        "classification, summarization)", name);
+    }
+    return 0;
+}
+
+/* First token of text, or -1. */
+static int32_t first_token(const struct eng_tok *tok, const char *text)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (eng_tok_encode(tok, text, strlen(text), &ids, &n) || n == 0) {
+        free(ids);
+        return -1;
+    }
+    int32_t r = ids[0];
+    free(ids);
+    return r;
+}
+
+int trn_task_resolve(struct trn_task *t, const struct eng_tok *tok, int eos_id, char *err)
+{
+    if (!strstr(t->template, "{text}"))
+        return eng_fail(err, ENG_ECONFIG, "task template has no {text}: \"%s\"", t->template);
+    if (t->kind == TRN_TASK_CLS) {
+        if (t->nlabels < 2)
+            return eng_fail(err, ENG_ECONFIG, "a classification task needs >= 2 labels");
+        for (int i = 0; i < t->nlabels; i++) {
+            t->label_tok[i] = first_token(tok, t->words[i]);
+            if (t->label_tok[i] < 0)
+                return eng_fail(err, ENG_ECONFIG, "label word \"%s\" does not tokenize",
+                                t->words[i]);
+            for (int j = 0; j < i; j++)
+                if (t->label_tok[j] == t->label_tok[i])
+                    return eng_fail(err, ENG_ECONFIG, "label words \"%s\" and \"%s\" start with "
+                                    "the same token %d: choose verbalizers that differ in "
+                                    "their first token", t->words[j], t->words[i],
+                                    (int)t->label_tok[i]);
+        }
+    }
+    t->eos = eos_id;
+    if (t->eos < 0)
+        t->eos = eng_tok_find(tok, "<|endoftext|>");
+    if (t->eos < 0)
+        t->eos = eng_tok_find(tok, "<|im_end|>");
+    if (t->kind == TRN_TASK_SUM && t->eos < 0)
+        return eng_fail(err, ENG_ECONFIG, "summarization needs an EOS token (eos_token_id or "
+                        "<|endoftext|> in the tokenizer)");
+    return 0;
+}
+
+/* ------------------------------------------------------------------ datasets */
+
+static int label_of(const struct trn_task *t, json_t *v, const char *what, size_t line,
+                    int *label, char *err)
+{
+    if (json_is_integer(v)) {
+        json_int_t k = json_integer_value(v);
+        if (k < 0 || k >= t->nlabels)
+            return eng_fail(err, ENG_EINVAL, "%s:%zu: label %lld outside the task's %d labels",
+                            what, line, (long long)k, t->nlabels);
+        *label = (int)k;
+        return 0;
+    }
+    const char *s = json_string_value(v);
+    if (s) {
+        for (int i = 0; i < t->nlabels; i++)
+            if (!strcmp(s, t->labels[i])) {
+                *label = i;
+                return 0;
+            }
+        /* "0"/"1" strings */
+        char *end;
+        long k = strtol(s, &end, 10);
+        if (*s && !*end && k >= 0 && k < t->nlabels) {
+            *label = (int)k;
+            return 0;
+        }
+        return eng_fail(err, ENG_EINVAL, "%s:%zu: label \"%s\" is not in the task's label set "
+                        "(%s, %s%s)", what, line, s, t->labels[0], t->labels[1],
+                        t->nlabels > 2 ? ", ..." : "");
+    }
+    return eng_fail(err, ENG_EINVAL, "%s:%zu: missing or invalid label", what, line);
+}
+
+static const char *jstr(json_t *o, const char *const *keys)
+{
+    for (; *keys; keys++) {
+        const char *s = json_string_value(json_object_get(o, *keys));
+        if (s)
+            return s;
+    }
+    return NULL;
+}
+
+static int push(struct trn_dataset *d, const char *a, const char *b, const char *target,
+                int label)
+{
+    if (d->n == d->cap) {
+        size_t nc = d->cap ? d->cap * 2 : 256;
+        struct trn_example *p = realloc(d->ex, nc * sizeof(*p));
+        if (!p)
+            return ENG_ENOMEM;
+        d->ex = p;
+        d->cap = nc;
+    }
+    struct trn_example *e = &d->ex[d->n];
+    e->text = strdup(a);
+    e->text_b = b ? strdup(b) : NULL;
+    e->target = target ? strdup(target) : NULL;
+    e->label = label;
+    if (!e->text || (b && !e->text_b) || (target && !e->target)) {
+        free(e->text);
+        free(e->text_b);
+        free(e->target);
+        return ENG_ENOMEM;
+    }
+    d->n++;
+    return 0;
+}
+
+static int add_record(struct trn_dataset *d, const struct trn_task *t, json_t *o,
+                      const char *what, size_t line, char *err)
+{
+    static const char *const ka[] = {"text", "sentence", "text_a", "premise", "question",
+                                     "article", NULL};
+    static const char *const kb[] = {"text_b", "hypothesis", "sentence2", NULL};
+    static const char *const ks[] = {"summary", "highlights", NULL};
+    const char *a = jstr(o, ka), *b = jstr(o, kb), *s = jstr(o, ks);
+    int label = -1, rc;
+    if (!json_is_object(o) || !a)
+        return eng_fail(err, ENG_EINVAL, "%s:%zu: record has no text field (text, sentence, "
+                        "text_a, premise, question, article)", what, line);
+    if (t->kind == TRN_TASK_CLS) {
+        if ((rc = label_of(t, json_object_get(o, "label"), what, line, &label, err)))
+            return rc;
+    } else if (!s) {
+        return eng_fail(err, ENG_EINVAL, "%s:%zu: record has no summary", what, line);
+    }
+    if (strstr(t->template, "{text_b}") && !b)
+        return eng_fail(err, ENG_EINVAL, "%s:%zu: the task needs a second text (text_b, "
+                        "hypothesis)", what, line);
+    if ((rc = push(d, a, b, s, label)))
+        return eng_fail(err, rc, "out of memory");
+    return 0;
+}
+
+static char *read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 16, len = 0, r;
+    char *b = malloc(cap + 1);
+    while (b && (r = fread(b + len, 1, cap - len, f)) > 0) {
+        len += r;
+        if (len == cap) {
+            char *nb = realloc(b, cap * 2 + 1);
+            if (!nb) {
+                free(b);
+                b = NULL;
+                break;
+            }
+            b = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (b) {
+        b[len] = 0;
+        *n = len;
+    }
+    return b;
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+int trn_dataset_load(const char *path, const struct trn_task *t, size_t max_examples,
+                     struct trn_dataset **out, char *err)
+{
+    size_t len = 0, line = 0;
+    int rc = 0;
+    *out = NULL;
+    char *buf = read_all(path, &len);
+    if (!buf)
+        return eng_fail(err, ENG_EIO, "cannot read dataset '%s'", path);
+    struct trn_dataset *d = calloc(1, sizeof(*d));
+    if (!d) {
+        free(buf);
+        return eng_fail(err, ENG_ENOMEM, "out of memory");
+    }
+    if (ends_with(path, ".json")) {
+        json_error_t je;
+        json_t *root = json_loads(buf, 0, &je), *v;
+        const char *key;
+        size_t i;
+        if (!root) {
+            rc = eng_fail(err, ENG_EFORMAT, "%s:%d: %s", path, je.line, je.text);
+        } else if (json_is_object(root)) {
+            json_object_foreach(root, key, v) {
+                if ((rc = add_record(d, t, v, path, ++line, err)) ||
+                    (max_examples && d->n >= max_examples))
+                    break;
+            }
+        } else if (json_is_array(root)) {
+            json_array_foreach(root, i, v) {
+                if ((rc = add_record(d, t, v, path, ++line, err)) ||
+                    (max_examples && d->n >= max_examples))
+                    break;
+            }
+        } else {
+            rc = eng_fail(err, ENG_EFORMAT, "%s: expected an object or array of records", path);
+        }
+        json_decref(root);
+    } else {
+        int tsv = ends_with(path, ".tsv"), jsonl = ends_with(path, ".jsonl");
+        int col_text = 0, col_label = 1;
+        char *save = NULL;
+        for (char *ln = strtok_r(buf, "\n", &save); ln && !rc; ln = strtok_r(NULL, "\n", &save)) {
+            line++;
+            size_t l = strlen(ln);
+            if (l && ln[l - 1] == '\r')
+                ln[--l] = 0;
+            if (!l)
+                continue;
+            if (jsonl) {
+                json_error_t je;
+                json_t *o = json_loads(ln, 0, &je);
+                if (!o)
+                    rc = eng_fail(err, ENG_EFORMAT, "%s:%zu: %s", path, line, je.text);
+                else
+                    rc = add_record(d, t, o, path, line, err);
+                json_decref(o);
+            } else if (tsv) {
+                char *c[8] = {0};
+                int nc = 0;
+                for (char *p = ln; p && nc < 8; nc++) {
+                    c[nc] = p;
+                    p = strchr(p, '\t');
+                    if (p)
+                        *p++ = 0;
+                }
+                if (line == 1) { /* header */
+                    for (int k = 0; k < nc; k++) {
+                        if (!strcmp(c[k], "sentence") || !strcmp(c[k], "text"))
+                            col_text = k;
+                        if (!strcmp(c[k], "label"))
+                            col_label = k;
+                    }
+                    continue;
+                }
+                if (col_text >= nc || col_label >= nc) {
+                    rc = eng_fail(err, ENG_EFORMAT, "%s:%zu: expected the header's columns", path,
+                                  line);
+                    break;
+                }
+                json_t *o = json_pack("{s:s,s:s}", "text", c[col_text], "label", c[col_label]);
+                rc = o ? add_record(d, t, o, path, line, err) : ENG_ENOMEM;
+                json_decref(o);
+            } else { /* "label text" (SST-2 sentence files) */
+                if (t->kind != TRN_TASK_CLS || !isdigit((unsigned char)ln[0]) ||
+                    (ln[1] != ' ' && ln[1] != '\t')) {
+                    rc = eng_fail(err, ENG_EFORMAT, "%s:%zu: expected \"LABEL text\" (or use "
+                                  ".jsonl/.json/.tsv)", path, line);
+                    break;
+                }
+                char lab[2] = {ln[0], 0};
+                json_t *o = json_pack("{s:s,s:s}", "text", ln + 2, "label", lab);
+                rc = o ? add_record(d, t, o, path, line, err) : ENG_ENOMEM;
+                json_decref(o);
+            }
+            if (max_examples && d->n >= max_examples)
+                break;
+        }
+    }
+    free(buf);
+    if (!rc && d->n == 0)
+        rc = eng_fail(err, ENG_EINVAL, "dataset '%s' has no examples", path);
+    if (rc) {
+        trn_dataset_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+void trn_dataset_free(struct trn_dataset *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->n; i++) {
+        free(d->ex[i].text);
+        free(d->ex[i].text_b);
+        free(d->ex[i].target);
+    }
+    free(d->ex);
+    free(d);
+}
+
+/* ------------------------------------------------------------------ encoding */
+
+/* template with {text} -> a[0..alen), {text_b} -> b; malloc'd. */
+static char *fill(const char *tpl, const char *a, size_t alen, const char *b)
+{
+    size_t cap = strlen(tpl) + alen + (b ? strlen(b) : 0) + 1, o = 0;
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    for (const char *p = tpl; *p;) {
+        if (!strncmp(p, "{text_b}", 8)) {
+            size_t k = b ? strlen(b) : 0;
+            memcpy(s + o, b ? b : "", k);
+            o += k;
+            p += 8;
+        } else if (!strncmp(p, "{text}", 6)) {
+            memcpy(s + o, a, alen);
+            o += alen;
+            p += 6;
+        } else {
+            s[o++] = *p++;
+        }
+    }
+    s[o] = 0;
+    return s;
+}
+
+/* Longest prefix of s of at most n bytes ending on a UTF-8 boundary. */
+static size_t utf8_cut(const char *s, size_t n)
+{
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+int trn_encode(const struct trn_task *t, const struct eng_tok *tok, const struct trn_example *e,
+               int max_len, int with_target, int32_t **ids, int *n, int *nprompt)
+{
+    int32_t *tg = NULL, *pr = NULL;
+    size_t ntg = 0, npr = 0, alen = strlen(e->text);
+    int rc;
+    *ids = NULL;
+    if (t->kind == TRN_TASK_CLS) {
+        ntg = 1;
+    } else if (with_target) {
+        size_t sl = strlen(e->target);
+        char *s = malloc(sl + 2);
+        if (!s)
+            return ENG_ENOMEM;
+        s[0] = ' ';
+        memcpy(s + 1, e->target, sl + 1);
+        rc = eng_tok_encode(tok, s, sl + 1, &tg, &ntg);
+        free(s);
+        if (rc)
+            return rc;
+        /* summary capped at max_target - 1 tokens, then EOS */
+        size_t keep = t->max_target > 1 ? (size_t)t->max_target - 1 : 0;
+        keep = ntg < keep ? ntg : keep;
+        int32_t *nt = realloc(tg, (keep + 1) * sizeof(int32_t));
+        if (!nt) {
+            free(tg);
+            return ENG_ENOMEM;
+        }
+        tg = nt;
+        tg[keep] = t->eos;
+        ntg = keep + 1;
+    }
+    size_t tgt_room = with_target ? ntg : 0;
+    if ((int)tgt_room >= max_len) {
+        free(tg);
+        return ENG_ERANGE;
+    }
+    /* Shrink the input text until the prompt fits max_len - target. */
+    for (int iter = 0; iter < 64; iter++) {
+        char *p = fill(t->template, e->text, alen, e->text_b);
+        if (!p) {
+            free(tg);
+            return ENG_ENOMEM;
+        }
+        rc = eng_tok_encode(tok, p, strlen(p), &pr, &npr);
+        free(p);
+        if (rc) {
+            free(tg);
+            return rc;
+        }
+        if (npr + tgt_room <= (size_t)max_len || alen == 0)
+            break;
+        size_t over = npr + tgt_room - (size_t)max_len;
+        size_t cut = over * alen / (npr ? npr : 1) + 1;
+        alen = utf8_cut(e->text, alen > cut ? alen - cut : 0);
+        free(pr);
+        pr = NULL;
+    }
+    if (npr + tgt_room > (size_t)max_len) {
+        free(pr);
+        free(tg);
+        return ENG_ERANGE;
+    }
+    int32_t *out = malloc((npr + tgt_room + 1) * sizeof(int32_t));
+    if (!out) {
+        free(pr);
+        free(tg);
+        return ENG_ENOMEM;
+    }
+    memcpy(out, pr, npr * sizeof(int32_t));
+    if (with_target) {
+        if (t->kind == TRN_TASK_CLS)
+            out[npr] = t->label_tok[e->label];
+        else
+            memcpy(out + npr, tg, ntg * sizeof(int32_t));
+    }
+    *ids = out;
+    *n = (int)(npr + tgt_room);
+    *nprompt = (int)npr;
+    free(pr);
+    free(tg);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ corpus */
+
+int trn_corpus_load(const char *path, const struct eng_tok *tok, int32_t eos, size_t budget,
+                    struct trn_corpus **out, char *err)
+{
+    size_t len = 0, cap = 1 << 16;
+    *out = NULL;
+    char *buf = read_all(path, &len);
+    if (!buf)
+        return eng_fail(err, ENG_EIO, "cannot read corpus '%s'", path);
+    struct trn_corpus *c = calloc(1, sizeof(*c));
+    if (c)
+        c->tok = malloc(cap * sizeof(int32_t));
+    if (!c || !c->tok) {
+        free(buf);
+        trn_corpus_free(c);
+        return eng_fail(err, ENG_ENOMEM, "out of memory");
+    }
+    int jsonl = ends_with(path, ".jsonl"), rc = 0;
+    /* documents: JSONL lines, or paragraphs (blank-line separated) of plain text */
+    char *p = buf;
+    while (*p && (!budget || c->ntok < budget)) {
+        char *end = jsonl ? strchr(p, '\n') : strstr(p, "\n\n");
+        if (!end)
+            end = p + strlen(p);
+        char save = *end;
+        *end = 0;
+        const char *doc = p;
+        json_t *o = NULL;
+        if (jsonl) {
+            o = json_loads(p, 0, NULL);
+            doc = json_string_value(json_object_get(o, "text"));
+        }
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (doc && *doc && (rc = eng_tok_encode(tok, doc, strlen(doc), &ids, &n)) == 0) {
+            if (c->ntok + n + 1 > cap) {
+                while (c->ntok + n + 1 > cap)
+                    cap *= 2;
+                int32_t *nt = realloc(c->tok, cap * sizeof(int32_t));
+                if (!nt) {
+                    free(ids);
+                    json_decref(o);
+                    rc = ENG_ENOMEM;
+                    break;
+                }
+                c->tok = nt;
+            }
+            memcpy(c->tok + c->ntok, ids, n * sizeof(int32_t));
+            c->ntok += n;
+            if (eos >= 0)
+                c->tok[c->ntok++] = eos;
+        }
+        free(ids);
+        json_decref(o);
+        if (rc == ENG_ETOKENIZER) /* skip a document with invalid UTF-8 */
+            rc = 0;
+        if (rc)
+            break;
+        *end = save;
+        p = *end ? end + 1 : end;
+    }
+    free(buf);
+    if (!rc && c->ntok < 2)
+        rc = eng_fail(err, ENG_EINVAL, "corpus '%s' has no text", path);
+    else if (rc)
+        eng_fail(err, rc, "cannot tokenize corpus '%s'", path);
+    if (rc) {
+        trn_corpus_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void trn_corpus_free(struct trn_corpus *c)
+{
+    if (!c)
+        return;
+    free(c->tok);
+    free(c);
+}
+
+/* ------------------------------------------------------------------ RNG */
+
+uint64_t trn_rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+void trn_shuffle(size_t *perm, size_t n, uint64_t seed)
+{
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i++)
+        perm[i] = i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(trn_rng_next(&s) % i);
+        size_t tmp = perm[i - 1];
+        perm[i - 1] = perm[j];
+        perm[j] = tmp;
+    }
+}
