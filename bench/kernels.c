@@ -137,8 +137,34 @@ static krn_i2 *make_i2(size_t m, size_t k)
     return w;
 }
 
+struct bk_result {
+    double bytes, hot, cold, ncopy, gemm, sgemm; /* packed bytes; seconds per call */
+};
+
+/* OpenBLAS's threads keep spinning for a while after each sgemm and would steal the cores of
+ * the kernel pool, so every sgemm of a round runs after all our measurements of that round. */
+static void bench_sgemm(const struct bk_shape *s, const struct bk_opts *o, int nth,
+                        struct bk_result *r)
+{
+    size_t m = s->m, k = s->k, n = o->tokens;
+    float *wf = malloc(m * k * sizeof(float)), *x = malloc(n * k * sizeof(float)),
+          *y = malloc(n * m * sizeof(float));
+    r->sgemm = 0;
+    if (wf && x && y) {
+        for (size_t i = 0; i < m * k; i++)
+            wf[i] = frand();
+        for (size_t i = 0; i < n * k; i++)
+            x[i] = frand();
+        krn_blas_set_threads(nth);
+        TIME_BEST(o->min_time, r->sgemm, krn_sgemm(1, n, m, k, 1.0f, x, k, wf, k, 0.0f, y, m));
+    }
+    free(wf);
+    free(x);
+    free(y);
+}
+
 static int bench_shape(const struct bk_shape *s, const struct bk_opts *o, krn_pool *pool,
-                       int nth, double stream)
+                       struct bk_result *res)
 {
     size_t m = s->m, k = s->k, n = o->tokens;
     krn_i2 *w = make_i2(m, k);
@@ -151,7 +177,7 @@ static int bench_shape(const struct bk_shape *s, const struct bk_opts *o, krn_po
     for (size_t i = 0; i < n * k; i++)
         x[i] = frand();
     krn_qact_quantize(a1, x, 1, k);
-    double bytes = (double)krn_i2_bytes(w), hot, cold, gemm, sg = 0;
+    double bytes = (double)krn_i2_bytes(w), hot, cold, gemm;
     TIME_BEST(o->min_time, hot, krn_i2_gemm(w, a1, y, m, pool));
 
     /* cold: distinct copies of the packed bytes, wrapped without copying, past the LLC */
@@ -173,19 +199,11 @@ static int bench_shape(const struct bk_shape *s, const struct bk_opts *o, krn_po
     free(big);
 
     TIME_BEST(o->min_time, gemm, krn_qact_quantize(an, x, n, k); krn_i2_gemm(w, an, y, m, pool));
-    if (o->sgemm) {
-        float *wf = malloc(m * k * sizeof(float));
-        for (size_t i = 0; wf && i < m * k; i++)
-            wf[i] = frand();
-        krn_blas_set_threads(nth);
-        TIME_BEST(o->min_time, sg, krn_sgemm(1, n, m, k, 1.0f, x, k, wf, k, 0.0f, y, m));
-        free(wf);
-    }
-    double ops = 2.0 * m * k * n;
-    printf("  %-16s %9.1f %9.1f %8.0f%% %9.1f %9.1f %8.2fx\n", s->name, bytes / hot / 1e9,
-           bytes * ncopy / cold / 1e9, 100.0 * bytes * ncopy / cold / 1e9 / stream,
-           ops / gemm / 1e9, sg > 0 ? ops / sg / 1e9 : 0.0, sg > 0 ? sg / gemm : 0.0);
-    fflush(stdout);
+    res->bytes = bytes;
+    res->hot = hot;
+    res->cold = cold;
+    res->ncopy = (double)ncopy;
+    res->gemm = gemm;
     krn_i2_free(w);
     krn_qact_free(a1);
     krn_qact_free(an);
@@ -193,6 +211,11 @@ static int bench_shape(const struct bk_shape *s, const struct bk_opts *o, krn_po
     free(y);
     return 0;
 }
+
+static void empty_region(void *arg, int ith, int nth) { (void)arg, (void)ith, (void)nth; }
+
+/* Let OpenBLAS's spinning threads (THREAD_TIMEOUT, ~2^28 cycles by default) go to sleep. */
+static void settle(void) { usleep(300000); }
 
 static int bench_head(const struct bk_opts *o, krn_pool *pool, int nth, double stream,
                       const float *wf, krn_q8 *h8, krn_q4 *h4)
@@ -211,6 +234,9 @@ static int bench_head(const struct bk_opts *o, krn_pool *pool, int nth, double s
     TIME_BEST(o->min_time, g8, krn_q8_gemm(h8, a1, y, m, pool));
     TIME_BEST(o->min_time, g4, krn_q4_gemm(h4, a1, y, m, pool));
     TIME_BEST(o->min_time, m8, krn_qact_quantize(an, x, n, k); krn_q8_gemm(h8, an, y, m, pool));
+    size_t rows[2] = {1000, 2000};
+    double rs;
+    TIME_BEST(o->min_time, rs, krn_q8_gemm_rows(h8, rows, 2, a1, y, 2, pool));
     if (o->sgemm) {
         krn_blas_set_threads(nth);
         TIME_BEST(o->min_time, sg, krn_sgemm(1, n, m, k, 1.0f, x, k, wf, k, 0.0f, y, m));
@@ -221,9 +247,6 @@ static int bench_head(const struct bk_opts *o, krn_pool *pool, int nth, double s
            sg > 0 ? ops / sg / 1e9 : 0.0, sg > 0 ? sg / m8 : 0.0);
     printf("  %-16s %9s %9.1f %8.0f%%   (GEMV %.2f ms; Q8 GEMV %.2f ms)\n", "head Q4 151936x1024",
            "-", b4 / g4 / 1e9, 100.0 * b4 / g4 / 1e9 / stream, g4 * 1e3, g8 * 1e3);
-    size_t rows[2] = {1000, 2000};
-    double rs;
-    TIME_BEST(o->min_time, rs, krn_q8_gemm_rows(h8, rows, 2, a1, y, 2, pool));
     printf("  %-16s row subset (2 label rows): %.2f us\n", "head Q8", rs * 1e6);
     krn_qact_free(a1);
     krn_qact_free(an);
@@ -325,14 +348,30 @@ int bench_kernels_main(int argc, char **argv)
             fprintf(stderr, "bench: cannot start %d threads\n", nth);
             return 1;
         }
-        double stream = stream_triad(pool, (o.cold_mb << 20) / 2);
-        printf("\nthreads %d: STREAM triad %.1f GB/s (3 arrays x %zu MiB)\n", nth, stream,
-               o.cold_mb / 2);
+        settle();
+        double stream = stream_triad(pool, (o.cold_mb << 20) / 2), rt;
+        TIME_BEST(o.min_time / 4, rt, krn_pool_run(pool, empty_region, NULL));
+        printf("\nthreads %d: STREAM triad %.1f GB/s (3 arrays x %zu MiB); empty pool region "
+               "%.2f us\n", nth, stream, o.cold_mb / 2, rt * 1e6);
         printf("  %-16s %9s %9s %9s %9s %9s %9s\n", "shape (MxK)", "GEMV hot", "GEMV cold",
                "cold/STR", "GEMM GOPS", "sgemm GF", "x sgemm");
         printf("  %-16s %9s %9s %9s %9s %9s %9s\n", "", "GB/s", "GB/s", "", "", "", "(time)");
-        for (size_t s = 0; s < sizeof(SHAPES) / sizeof(SHAPES[0]) && !rc; s++)
-            rc = bench_shape(&SHAPES[s], &o, pool, nth, stream);
+        const size_t ns = sizeof(SHAPES) / sizeof(SHAPES[0]);
+        struct bk_result res[sizeof(SHAPES) / sizeof(SHAPES[0])];
+        for (size_t s = 0; s < ns && !rc; s++)
+            rc = bench_shape(&SHAPES[s], &o, pool, &res[s]);
+        for (size_t s = 0; s < ns && !rc && o.sgemm; s++)
+            bench_sgemm(&SHAPES[s], &o, nth, &res[s]);
+        for (size_t s = 0; s < ns && !rc; s++) {
+            const struct bk_result *r = &res[s];
+            double ops = 2.0 * SHAPES[s].m * SHAPES[s].k * o.tokens, sg = o.sgemm ? r->sgemm : 0;
+            printf("  %-16s %9.1f %9.1f %8.0f%% %9.1f %9.1f %8.2fx\n", SHAPES[s].name,
+                   r->bytes / r->hot / 1e9, r->bytes * r->ncopy / r->cold / 1e9,
+                   100.0 * r->bytes * r->ncopy / r->cold / 1e9 / stream, ops / r->gemm / 1e9,
+                   sg > 0 ? ops / sg / 1e9 : 0.0, sg > 0 ? sg / r->gemm : 0.0);
+        }
+        fflush(stdout);
+        settle();
         if (o.head && !rc)
             rc = bench_head(&o, pool, nth, stream, wf, h8, h4);
         krn_pool_free(pool);

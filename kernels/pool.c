@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include "kernels/pool.h"
 
 #define POOL_DEFAULT_SPIN_US 100
+#define POOL_YIELD_AFTER_US 20 /* spin with pause for 20 us, then pause + sched_yield */
 
 struct pool_worker {
     struct krn_pool *pool;
@@ -69,6 +71,8 @@ static unsigned wait_change(struct krn_pool *p, unsigned *word, unsigned seen, p
                 t0 = t;
             else if (t - t0 >= p->spin_us)
                 break;
+            else if (t - t0 >= POOL_YIELD_AFTER_US)
+                sched_yield(); /* oversubscribed cores (VM steal, another pool): let them run */
         }
         cpu_relax();
     }

@@ -16,6 +16,9 @@
  * krn_blas_set_threads(krn_pool_size(pool)) once (blas.h) so the two never sum to more than n
  * busy threads (kernels/ keeps the pool free of any BLAS link); an engine that runs two models
  * concurrently splits the cores between two pools (n1 + n2 <= cores) and gives BLAS n1.
+ * OpenBLAS's idle threads busy-wait ~2^28 cycles (~0.1 s) after each call before sleeping;
+ * run the daemon with OPENBLAS_THREAD_TIMEOUT=4 (the minimum, 2^4 cycles) so they do not
+ * steal the cores of this pool right after a float GEMM. Our spinners yield after 20 us.
  */
 #ifndef BD_KERNELS_POOL_H
 #define BD_KERNELS_POOL_H

@@ -13,9 +13,11 @@
  * KRN_I2_MAX_K / 2 below; larger K falls back to AVX-512).
  * Blocking: 2 row groups (32 weight rows, 2 B tiles) x 2 token tiles (32 tokens, 2 A tiles) ->
  * 4 C accumulators per 64-column chunk: 4 TDPBUSD per 4 tile loads. Each row group is unpacked
- * once (16 x k_pad bytes) and reused for all token tiles.
+ * once (16 x k_pad bytes) and reused for all token tiles. Scratch buffers are thread-local
+ * and kept for the thread's lifetime (the pool's threads live as long as the pool).
  */
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -36,6 +38,52 @@ int krn_amx_enable(void)
         __atomic_store_n(&state, s, __ATOMIC_RELEASE);
     }
     return s;
+}
+
+/* Per-thread scratch kept between calls (no malloc or page faults per call); freed by the
+ * thread-exit destructor of a pthread key. */
+struct amx_scratch {
+    uint8_t *xu;       /* [n_pad][k_pad] activations as u8 */
+    uint8_t *wb;       /* [2][k_pad/64][16][64] unpacked B tiles of two row groups */
+    size_t xu_cap, wb_cap;
+    int32_t c[4 * 16 * 16] __attribute__((aligned(64))); /* 4 C tiles */
+};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+    struct amx_scratch *sc = p;
+    free(sc->xu);
+    free(sc->wb);
+    free(sc);
+}
+
+static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
+
+static struct amx_scratch *scratch_get(size_t xu_bytes, size_t wb_bytes)
+{
+    pthread_once(&scratch_once, scratch_init);
+    struct amx_scratch *sc = pthread_getspecific(scratch_key);
+    if (!sc) {
+        sc = aligned_alloc(64, sizeof(*sc));
+        if (!sc)
+            return NULL;
+        memset(sc, 0, sizeof(*sc));
+        pthread_setspecific(scratch_key, sc);
+    }
+    if (sc->xu_cap < xu_bytes) {
+        free(sc->xu);
+        sc->xu = aligned_alloc(64, xu_bytes);
+        sc->xu_cap = sc->xu ? xu_bytes : 0;
+    }
+    if (sc->wb_cap < wb_bytes) {
+        free(sc->wb);
+        sc->wb = aligned_alloc(64, wb_bytes);
+        sc->wb_cap = sc->wb ? wb_bytes : 0;
+    }
+    return sc->xu && sc->wb ? sc : NULL;
 }
 
 struct tile_cfg {
@@ -86,16 +134,13 @@ void krn_i2_gemm_amx(const krn_w_view *w, const krn_act_view *x, size_t g0, size
         return;
     }
     const size_t kc = w->k_pad / 64, n_pad = (x->n + 31) / 32 * 32;
-    uint8_t *xu = aligned_alloc(64, n_pad * w->k_pad);
-    uint8_t *wb = aligned_alloc(64, 2 * 16 * w->k_pad);
-    int32_t *cbuf = aligned_alloc(64, 4 * 16 * 16 * sizeof(int32_t));
-    if (!xu || !wb || !cbuf) { /* no memory for the tiles: the AVX-512 path needs none */
-        free(xu);
-        free(wb);
-        free(cbuf);
+    struct amx_scratch *sc = scratch_get(n_pad * w->k_pad, 2 * 16 * w->k_pad);
+    if (!sc) { /* no memory for the tiles: the AVX-512 path needs none */
         krn_i2_gemm_avx512(w, x, g0, g1, y, ldy);
         return;
     }
+    uint8_t *xu = sc->xu, *wb = sc->wb;
+    int32_t *cbuf = sc->c;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (size_t t = 0; t < n_pad; t++)
         for (size_t k = 0; k < w->k_pad; k += 64) {
@@ -149,7 +194,4 @@ void krn_i2_gemm_amx(const krn_w_view *w, const krn_act_view *x, size_t g0, size
         }
     }
     _tile_release();
-    free(cbuf);
-    free(wb);
-    free(xu);
 }
