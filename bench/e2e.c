@@ -29,6 +29,7 @@ struct e2e_opts {
     int threads[4], nthreads;
     int prompt, decode, reps;
     int q8;  /* also measure the INT8-head student */
+    int no_fp; /* skip the FP path's measurements (ratios then not printed) */
 };
 
 struct triad {
@@ -155,7 +156,7 @@ static int parse(int argc, char **argv, struct e2e_opts *o)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: bitdistill bench e2e (--config CONFIG.json | --model HF_DIR) "
-                   "[--threads 1,2] [--prompt 128]\n       [--decode 32] [--reps 3] [--q8] "
+                   "[--threads 1,2] [--prompt 128]\n       [--decode 32] [--reps 3] [--q8] [--no-fp] "
                    "[--dir TMPDIR]\nRandom weights from CONFIG (e.g. engine/configs/"
                    "qwen3-0.6b.json) are written to TMPDIR (default /tmp) first.\n");
             exit(0);
@@ -183,6 +184,8 @@ static int parse(int argc, char **argv, struct e2e_opts *o)
             i++;
         } else if (!strcmp(argv[i], "--q8")) {
             o->q8 = 1;
+        } else if (!strcmp(argv[i], "--no-fp")) {
+            o->no_fp = 1;
         } else {
             fprintf(stderr, "bitdistill bench e2e: unknown option '%s'\n", argv[i]);
             return 2;
@@ -244,7 +247,7 @@ int bench_e2e_main(int argc, char **argv)
     printf("%-24s %3s %12s %12s %12s %10s %12s %10s %9s\n", "path", "thr", "resident MB",
            "prefill t/s", "decode t/s", "MB/token", "ceiling t/s", "STREAM", "fraction");
     for (int p = 0; p < 3; p++) {
-        if (!ms[p])
+        if (!ms[p] || (p == 0 && o.no_fp))
             continue;
         for (int t = 0; t < o.nthreads; t++) {
             if (measure(ms[p], &o, o.threads[t], stream[t], &r[p][t])) {
@@ -260,7 +263,7 @@ int bench_e2e_main(int argc, char **argv)
         }
     }
     printf("\n");
-    for (int t = 0; t < o.nthreads; t++)
+    for (int t = 0; t < o.nthreads && !o.no_fp; t++)
         printf("threads %d: student/FP decode %.2fx (target >= 5), prefill %.2fx (target >= 3); "
                "student at %.1f%% of its bandwidth ceiling (target >= 75%%)\n", o.threads[t],
                r[1][t].decode_tps / r[0][t].decode_tps, r[1][t].prefill_tps / r[0][t].prefill_tps,
