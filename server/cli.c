@@ -9,6 +9,7 @@
 
 #include "bench/bench.h"
 #include "engine/cli.h"
+#include "jobs/train/pipeline.h"
 #include "server/cli.h"
 
 static const struct srv_cli_cmd cli_cmds[] = {
@@ -20,6 +21,7 @@ static const struct srv_cli_cmd cli_cmds[] = {
     {"generate", "greedy text generation from a prompt", eng_cli_generate},
     {"classify", "label probabilities of texts by verbalizer (one forward pass each)", eng_cli_classify},
     {"convert", "HF checkpoint -> ternary student GGUF (--ternary: post-training absmean)", eng_cli_convert},
+    {"train", "run a BitDistill job (fp16_sft | bitnet_sft | bitdistill) from a JSON config", trn_cli_train},
     {"bench", "benchmarks: `bench kernels` (GEMV/GEMM vs STREAM and sgemm)", bench_cli_main},
 };
 

@@ -17,3 +17,4 @@ libbitdistill_a_SOURCES += jobs/train/metrics.c
 check_PROGRAMS += tests/test-trn-metrics
 TESTS += tests/test-trn-metrics
 tests_test_trn_metrics_LDADD = $(BD_ALL_LIBS)
+libbitdistill_a_SOURCES += jobs/train/ckpt.c jobs/train/pipeline.c
