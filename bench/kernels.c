@@ -212,6 +212,72 @@ static int bench_shape(const struct bk_shape *s, const struct bk_opts *o, krn_po
     return 0;
 }
 
+/* A decode step's ternary part at Qwen3-0.6B shape: per layer q,k,v (one region via
+ * krn_i2_gemm_multi), o, gate+up (one region), down; 28 layers or as many as exceed cold_mb. */
+static int bench_decode(const struct bk_opts *o, krn_pool *pool, double stream)
+{
+    static const size_t M[7] = {2048, 512, 512, 1024, 3072, 3072, 1024};
+    static const size_t K[7] = {1024, 1024, 1024, 2048, 1024, 1024, 3072};
+    krn_i2 *tmpl[7] = {0};
+    size_t layer_bytes = 0;
+    for (int i = 0; i < 7; i++) {
+        tmpl[i] = make_i2(M[i], K[i]);
+        if (!tmpl[i])
+            return 1;
+        layer_bytes += krn_i2_bytes(tmpl[i]);
+    }
+    size_t nl = (o->cold_mb << 20) / layer_bytes + 1;
+    nl = nl < 28 ? 28 : nl;
+    uint8_t *big = aligned_alloc(64, nl * layer_bytes);
+    krn_i2 **w = calloc(nl * 7, sizeof(*w));
+    krn_qact *a1 = NULL, *a2 = NULL, *a3 = NULL;
+    float *x = malloc(3072 * sizeof(float)), *y = malloc(4 * 3072 * sizeof(float));
+    if (!big || !w || !x || !y || krn_qact_create(1, 1024, &a1) || krn_qact_create(1, 2048, &a2) ||
+        krn_qact_create(1, 3072, &a3)) {
+        fprintf(stderr, "bench: out of memory for the decode step\n");
+        return 1;
+    }
+    for (size_t i = 0; i < 3072; i++)
+        x[i] = frand();
+    krn_qact_quantize(a1, x, 1, 1024);
+    krn_qact_quantize(a2, x, 1, 2048);
+    krn_qact_quantize(a3, x, 1, 3072);
+    size_t off = 0;
+    for (size_t l = 0; l < nl; l++)
+        for (int i = 0; i < 7; i++) {
+            size_t b = krn_i2_bytes(tmpl[i]);
+            memcpy(big + off, krn_i2_data(tmpl[i]), b);
+            krn_i2_create_packed(big + off, M[i], K[i], 0.02f, &w[l * 7 + i]);
+            off += b;
+        }
+    float *yq[3] = {y, y + 3072, y + 2 * 3072}, *ygu[2] = {y, y + 3072};
+    size_t ldq[3] = {2048, 512, 512}, ldgu[2] = {3072, 3072};
+    double t;
+    TIME_BEST(o->min_time, t, for (size_t l = 0; l < nl; l++) {
+        krn_i2 **lw = w + l * 7;
+        krn_i2_gemm_multi((const krn_i2 *const *)lw, 3, a1, yq, ldq, pool);
+        krn_i2_gemm(lw[3], a2, y, 1024, pool);
+        krn_i2_gemm_multi((const krn_i2 *const *)lw + 4, 2, a1, ygu, ldgu, pool);
+        krn_i2_gemm(lw[6], a3, y, 1024, pool);
+    });
+    double gbs = (double)(nl * layer_bytes) / t / 1e9;
+    printf("  decode step, %zu layers x 7 ternary GEMV (%.0f MiB, 4 regions/layer): %.1f GB/s = "
+           "%.0f%% of STREAM; %.3f ms per 28 layers\n",
+           nl, nl * layer_bytes / 1048576.0, gbs, 100.0 * gbs / stream, t / nl * 28 * 1e3);
+    for (size_t i = 0; i < nl * 7; i++)
+        krn_i2_free(w[i]);
+    for (int i = 0; i < 7; i++)
+        krn_i2_free(tmpl[i]);
+    free(w);
+    free(big);
+    free(x);
+    free(y);
+    krn_qact_free(a1);
+    krn_qact_free(a2);
+    krn_qact_free(a3);
+    return 0;
+}
+
 static void empty_region(void *arg, int ith, int nth) { (void)arg, (void)ith, (void)nth; }
 
 /* Let OpenBLAS's spinning threads (THREAD_TIMEOUT, ~2^28 cycles by default) go to sleep. */
@@ -372,6 +438,8 @@ int bench_kernels_main(int argc, char **argv)
         }
         fflush(stdout);
         settle();
+        if (!rc)
+            rc = bench_decode(&o, pool, stream);
         if (o.head && !rc)
             rc = bench_head(&o, pool, nth, stream, wf, h8, h4);
         krn_pool_free(pool);

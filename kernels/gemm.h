@@ -22,6 +22,14 @@
 /* Ternary linear layer: y[t][m] = d * (g_t/127) * (dot(c_m + 1, q_t) - sum(q_t)). */
 int krn_i2_gemm(const krn_i2 *w, const krn_qact *x, float *y, size_t ldy, krn_pool *pool);
 
+/* Several ternary layers that read the same activations (q/k/v; gate/up) in ONE parallel
+ * region: for i < nw, y[i][t * ldy[i] + m] = <row m of w[i]> . <token t of x>. Same numbers as
+ * nw separate krn_i2_gemm calls, bit for bit; saves nw - 1 pool round trips (~2 us each at 16
+ * threads, as long as a 1024x1024 decode GEMV itself). All w[i] must have K = krn_qact_cols(x)
+ * (else KRN_ESHAPE, nothing written); arrays borrowed. */
+int krn_i2_gemm_multi(const krn_i2 *const *w, size_t nw, const krn_qact *x, float *const *y,
+                      const size_t *ldy, krn_pool *pool);
+
 /* INT8 per-row head: y[t][m] = s_m * (g_t/127) * dot(w8_m, q_t). */
 int krn_q8_gemm(const krn_q8 *w, const krn_qact *x, float *y, size_t ldy, krn_pool *pool);
 

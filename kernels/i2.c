@@ -216,6 +216,50 @@ int krn_i2_gemm_rows(const krn_i2 *w, const size_t *rows, size_t nrows, const kr
                         pool);
 }
 
+struct multi_task {
+    const krn_ops *ops;
+    const krn_i2 *const *w;
+    size_t nw, total; /* total row groups over all matrices */
+    const krn_act_view *x;
+    float *const *y;
+    const size_t *ldy;
+};
+
+static void multi_run(void *argp, int ith, int nth)
+{
+    struct multi_task *t = argp;
+    size_t lo, hi, base = 0;
+    krn_pool_split(t->total, 1, ith, nth, &lo, &hi);
+    krn_mat_fn fn = t->x->n == 1 ? t->ops->i2_gemv : t->ops->i2_gemm;
+    for (size_t i = 0; i < t->nw && lo < hi; i++) {
+        size_t ng = t->w[i]->m_pad / KRN_I2_ROWS;
+        if (lo < base + ng) { /* this thread's range overlaps matrix i */
+            size_t g0 = lo - base, g1 = (hi < base + ng ? hi : base + ng) - base;
+            krn_w_view wv = i2_view(t->w[i]);
+            fn(&wv, t->x, g0, g1, t->y[i] + g0 * KRN_I2_ROWS, t->ldy[i]);
+            lo = base + g1;
+        }
+        base += ng;
+    }
+}
+
+int krn_i2_gemm_multi(const krn_i2 *const *w, size_t nw, const krn_qact *x, float *const *y,
+                      const size_t *ldy, krn_pool *pool)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < nw; i++) {
+        if (w[i]->k != krn_qact_cols(x) || ldy[i] < w[i]->m)
+            return KRN_ESHAPE;
+        total += w[i]->m_pad / KRN_I2_ROWS;
+    }
+    krn_act_view xv = krn_qact_view(x);
+    if (!xv.n || !nw)
+        return KRN_OK;
+    struct multi_task t = {krn_ops_get(), w, nw, total, &xv, y, ldy};
+    krn_pool_run(total > 1 ? pool : NULL, multi_run, &t);
+    return KRN_OK;
+}
+
 /* ---- drivers ------------------------------------------------------------------------------ */
 
 struct groups_task {

@@ -262,6 +262,36 @@ static void test_public_api(void)
         for (size_t i = 0; i < 5; i++)
             ok &= yr[t * 5 + i] == y[t * m + rows[i]];
     TAP_OK(ok, "krn_i2_gemm_rows equals the full result's columns");
+    /* three layers on one region == three separate calls, bit for bit */
+    krn_i2 *w2, *w3;
+    float *wf2 = malloc(17 * k * sizeof(float));
+    for (size_t i = 0; i < 17 * k; i++)
+        wf2[i] = krn_randf();
+    rc = krn_i2_create(wf2, 17, k, &w2) | krn_i2_create(wf2, 1, k, &w3);
+    float *ya = malloc(n * 17 * sizeof(float)), *yb = malloc(n * 17 * sizeof(float));
+    float *yc = malloc(n * sizeof(float)), *yd = malloc(n * sizeof(float));
+    float *ym = malloc(n * m * sizeof(float));
+    const krn_i2 *ws[3] = {w, w2, w3};
+    float *ys[3] = {ym, ya, yc};
+    size_t lds[3] = {m, 17, 1};
+    rc |= krn_i2_gemm_multi(ws, 3, a, ys, lds, pool);
+    rc |= krn_i2_gemm(w2, a, yb, 17, NULL) | krn_i2_gemm(w3, a, yd, 1, NULL);
+    TAP_OK(rc == 0 && !memcmp(ym, y, n * m * 4) && !memcmp(ya, yb, n * 17 * 4) &&
+               !memcmp(yc, yd, n * 4),
+           "krn_i2_gemm_multi (100, 17 and 1 rows, one region) == separate calls");
+    krn_qact_quantize(a, x, 1, k); /* the GEMV path too */
+    rc = krn_i2_gemm_multi(ws, 3, a, ys, lds, pool);
+    rc |= krn_i2_gemm(w, a, y, m, NULL) | krn_i2_gemm(w2, a, yb, 17, NULL);
+    TAP_OK(rc == 0 && !memcmp(ym, y, m * 4) && !memcmp(ya, yb, 17 * 4),
+           "krn_i2_gemm_multi with one token (GEMV) == separate calls");
+    free(ya);
+    free(yb);
+    free(yc);
+    free(yd);
+    free(ym);
+    free(wf2);
+    krn_i2_free(w2);
+    krn_i2_free(w3);
     krn_qact *a2;
     krn_qact_create(1, k + 1, &a2);
     TAP_OK(krn_i2_gemm(w, a2, y, m, pool) == KRN_ESHAPE, "K mismatch -> KRN_ESHAPE");
