@@ -109,6 +109,8 @@ void krn_i2_gemv_avx2(const krn_w_view *w, const krn_act_view *x, size_t g0, siz
             const uint8_t *p = w->data + 64 * g * nb;
             __m256i a0 = _mm256_setzero_si256(), a1 = a0;
             for (size_t b = 0; b < nb; b++) {
+                /* L2 prefetch two groups ahead: each group is a short stream (x86_avx512.c) */
+                _mm_prefetch((const char *)p + 128 * nb + 64 * b, _MM_HINT_T1);
                 __m256i v0 = _mm256_loadu_si256((const __m256i *)(p + 64 * b));
                 __m256i v1 = _mm256_loadu_si256((const __m256i *)(p + 64 * b + 32));
                 __m256i x0 = bcast4(xq + 16 * b), x1 = bcast4(xq + 16 * b + 4);

@@ -19,8 +19,8 @@
 
 /* GEMV software prefetch into L2, two group pairs (256 * nb bytes) ahead of both streams.
  * Each 16-row group is one short stream (64 * nb bytes, 4 KiB at K = 1024); the hardware
- * prefetchers retrain at every group and left single-core GEMV at ~40% of STREAM. Measured on
- * Zen 4 (1 core, 256 MiB of weights): no prefetch 9 GB/s, this 20 GB/s, triad 24 GB/s. */
+ * prefetchers retrain at every group. `bitdistill bench kernels --threads 1` (GEMV cold) on the
+ * 2-core Zen 4 dev VM: 8.7-12.4 GB/s without it, 18.7-21.9 GB/s with it (triad 18-24 GB/s). */
 #define KRN_GEMV_PREFETCH(pa, pb, b, nb)                                                           \
     (_mm_prefetch((const char *)(pa) + 256 * (nb) + 64 * (b), _MM_HINT_T1),                        \
      _mm_prefetch((const char *)(pb) + 256 * (nb) + 64 * (b), _MM_HINT_T1))
