@@ -113,6 +113,16 @@ KRN_DECLARE_MAT_(neondot)
 KRN_DECLARE_FOPS_(neon)
 #endif
 
+/* A spin-wait hint (pool.c): pause on x86, yield on aarch64. */
+static inline void krn_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* CPU detection and table filling (used by krn.c only).                                     */
 

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernels/dispatch.h"
 #include "kernels/krn.h"
 #include "kernels/pool.h"
 
@@ -47,15 +48,6 @@ static double now_us(void)
     return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 /* Wait until *word != seen (spin for spin_us, then sleep on cond). Returns the new value. */
 static unsigned wait_change(struct krn_pool *p, unsigned *word, unsigned seen, pthread_cond_t *cond)
 {
@@ -74,7 +66,7 @@ static unsigned wait_change(struct krn_pool *p, unsigned *word, unsigned seen, p
             else if (t - t0 >= POOL_YIELD_AFTER_US)
                 sched_yield(); /* oversubscribed cores (VM steal, another pool): let them run */
         }
-        cpu_relax();
+        krn_cpu_relax();
     }
     pthread_mutex_lock(&p->mu);
     p->sleepers++;
