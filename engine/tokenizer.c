@@ -353,35 +353,101 @@ static int push(struct ids *a, int32_t id)
     return 0;
 }
 
-/* BPE over the bytes of one pre-token. sym: scratch of n ids. */
-static int bpe_piece(const struct eng_tok *t, const unsigned char *p, size_t n, int32_t *sym,
-                     struct ids *out)
+/* A candidate merge of the symbols at pos and its right neighbour. */
+struct cand {
+    int32_t rank, id;
+    uint32_t pos;
+};
+
+static int cand_less(const struct cand *a, const struct cand *b)
 {
-    size_t ns = n;
-    for (size_t i = 0; i < n; i++) {
-        sym[i] = t->byte_id[p[i]];
-        if (sym[i] < 0)
-            return ENG_ETOKENIZER;
+    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+static void heap_push(struct cand *h, size_t *n, struct cand c)
+{
+    size_t i = (*n)++;
+    while (i > 0 && cand_less(&c, &h[(i - 1) / 2])) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
     }
-    while (ns > 1) {
-        int32_t best = INT32_MAX, bid = -1;
-        size_t bi = 0;
-        for (size_t i = 0; i + 1 < ns; i++) {
-            const struct mkey *m = mfind(t, sym[i], sym[i + 1]);
-            if (m && m->rank < best) {
-                best = m->rank;
-                bid = m->id;
-                bi = i;
-            }
+    h[i] = c;
+}
+
+static struct cand heap_pop(struct cand *h, size_t *n)
+{
+    struct cand top = h[0], last = h[--(*n)];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        const struct cand *best = &last;
+        if (l < *n && cand_less(&h[l], best)) {
+            m = l;
+            best = &h[l];
         }
-        if (bid < 0)
+        if (r < *n && cand_less(&h[r], best))
+            m = r;
+        if (m == i)
             break;
-        sym[bi] = bid;
-        memmove(sym + bi + 1, sym + bi + 2, (ns - bi - 2) * sizeof(*sym));
-        ns--;
+        h[i] = h[m];
+        i = m;
     }
-    for (size_t i = 0; i < ns; i++)
-        if (push(out, sym[i]))
+    if (*n > 0)
+        h[i] = last;
+    return top;
+}
+
+/* Scratch for BPE over one pre-token of up to cap bytes. */
+struct bpe_scratch {
+    int32_t *sym;       /* [cap] token id of the symbol starting here (-1: merged away) */
+    int32_t *nxt, *prv; /* [cap] linked list of live symbols */
+    struct cand *heap;  /* [3 * cap] */
+};
+
+static void try_pair(const struct eng_tok *t, struct bpe_scratch *s, size_t *nh, int32_t pos)
+{
+    int32_t r = s->nxt[pos];
+    if (r < 0)
+        return;
+    const struct mkey *m = mfind(t, s->sym[pos], s->sym[r]);
+    if (m)
+        heap_push(s->heap, nh, (struct cand){m->rank, m->id, (uint32_t)pos});
+}
+
+/* BPE over the bytes of one pre-token, as HF's Word::merge_all: repeatedly apply the
+ * lowest-ranked merge present (leftmost on ties), O(n log n) with a heap. */
+static int bpe_piece(const struct eng_tok *t, const unsigned char *p, size_t n,
+                     struct bpe_scratch *s, struct ids *out)
+{
+    size_t nh = 0;
+    for (size_t i = 0; i < n; i++) {
+        s->sym[i] = t->byte_id[p[i]];
+        if (s->sym[i] < 0)
+            return ENG_ETOKENIZER;
+        s->nxt[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
+        s->prv[i] = (int32_t)i - 1;
+    }
+    for (size_t i = 0; i + 1 < n; i++)
+        try_pair(t, s, &nh, (int32_t)i);
+    while (nh > 0) {
+        struct cand c = heap_pop(s->heap, &nh);
+        int32_t a = (int32_t)c.pos, b = s->nxt[a];
+        if (s->sym[a] < 0 || b < 0)
+            continue; /* stale: a was merged into its left neighbour, or has no right one */
+        const struct mkey *m = mfind(t, s->sym[a], s->sym[b]);
+        if (!m || m->id != c.id || m->rank != c.rank)
+            continue; /* stale: a or b changed since this candidate was queued */
+        s->sym[a] = c.id;
+        s->sym[b] = -1;
+        s->nxt[a] = s->nxt[b];
+        if (s->nxt[b] >= 0)
+            s->prv[s->nxt[b]] = a;
+        if (s->prv[a] >= 0)
+            try_pair(t, s, &nh, s->prv[a]);
+        try_pair(t, s, &nh, a);
+    }
+    for (int32_t i = 0; i >= 0 && (size_t)i < n; i = s->nxt[i])
+        if (push(out, s->sym[i]))
             return ENG_ENOMEM;
     return 0;
 }
@@ -390,7 +456,7 @@ static int bpe_piece(const struct eng_tok *t, const unsigned char *p, size_t n, 
 static int encode_segment(const struct eng_tok *t, const char *s, size_t n, struct ids *out)
 {
     char *norm = NULL, *pre = NULL;
-    int32_t *sym = NULL;
+    struct bpe_scratch sc = {0};
     int rc = 0;
     if (n == 0)
         return 0;
@@ -415,9 +481,12 @@ static int encode_segment(const struct eng_tok *t, const char *s, size_t n, stru
         s = pre;
         n++;
     }
-    sym = malloc(n * sizeof(*sym));
+    sc.sym = malloc(n * sizeof(*sc.sym));
+    sc.nxt = malloc(n * sizeof(*sc.nxt));
+    sc.prv = malloc(n * sizeof(*sc.prv));
+    sc.heap = malloc(3 * n * sizeof(*sc.heap));
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
-    if (!sym || !md) {
+    if (!sc.sym || !sc.nxt || !sc.prv || !sc.heap || !md) {
         pcre2_match_data_free(md);
         rc = ENG_ENOMEM;
         goto out;
@@ -426,26 +495,29 @@ static int encode_segment(const struct eng_tok *t, const char *s, size_t n, stru
     while (off < n && rc == 0) {
         int r = pcre2_match(t->re, (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK, md, NULL);
         if (r < 0) { /* no more matches: the tail is one piece (Isolated keeps gaps) */
-            rc = bpe_piece(t, (const unsigned char *)s + off, n - off, sym, out);
+            rc = bpe_piece(t, (const unsigned char *)s + off, n - off, &sc, out);
             break;
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         if (ov[0] > off)
-            rc = bpe_piece(t, (const unsigned char *)s + off, ov[0] - off, sym, out);
+            rc = bpe_piece(t, (const unsigned char *)s + off, ov[0] - off, &sc, out);
         if (rc == 0 && ov[1] > ov[0])
-            rc = bpe_piece(t, (const unsigned char *)s + ov[0], ov[1] - ov[0], sym, out);
+            rc = bpe_piece(t, (const unsigned char *)s + ov[0], ov[1] - ov[0], &sc, out);
         if (ov[1] > ov[0]) {
             off = ov[1];
         } else { /* empty match: step one character */
             uint32_t cp;
             int l = utf8_dec((const unsigned char *)s + ov[0], n - ov[0], &cp);
-            rc = rc ? rc : bpe_piece(t, (const unsigned char *)s + ov[0], l ? (size_t)l : 1, sym, out);
+            rc = rc ? rc : bpe_piece(t, (const unsigned char *)s + ov[0], l ? (size_t)l : 1, &sc, out);
             off = ov[0] + (l ? (size_t)l : 1);
         }
     }
     pcre2_match_data_free(md);
 out:
-    free(sym);
+    free(sc.sym);
+    free(sc.nxt);
+    free(sc.prv);
+    free(sc.heap);
     free(pre);
     free(norm);
     return rc;

@@ -14,6 +14,8 @@
 #include "tests/eng_util.h"
 #include "tests/tap.h"
 
+#include <time.h>
+
 static void run_cases(const char *label, const struct eng_tok *t, const char *refname)
 {
     json_error_t je;
@@ -145,6 +147,29 @@ int main(void)
             int32_t bad = 200000;
             rc = eng_tok_decode(t, &bad, 1, 0, &s, NULL);
             TAP_OK(rc == ENG_EINVAL, "qwen3: decoding unknown id 200000 refused");
+            /* One 300 KB pre-token (letters), 100 KB of spaces, 60 KB of CJK: BPE must stay
+             * O(n log n) and round-trip exactly. */
+            size_t big = 300000;
+            char *bs = malloc(big + 100000 + 60000 + 1);
+            for (size_t k = 0; k < big; k++)
+                bs[k] = "abcdefghij"[(k * 7 + k / 13) % 10];
+            memset(bs + big, ' ', 100000);
+            for (size_t k = 0; k < 20000; k++)
+                memcpy(bs + big + 100000 + 3 * k, "\xe4\xb8\xad", 3);
+            size_t bl = big + 160000;
+            bs[bl] = 0;
+            double t0 = (double)clock() / CLOCKS_PER_SEC;
+            rc = eng_tok_encode(t, bs, bl, &ids, &n);
+            double dt = (double)clock() / CLOCKS_PER_SEC - t0;
+            char *back = NULL;
+            size_t backn = 0;
+            if (rc == 0)
+                rc = eng_tok_decode(t, ids, n, 0, &back, &backn);
+            TAP_OK(rc == 0 && backn == bl && !memcmp(back, bs, bl) && dt < 20.0,
+                   "qwen3: 460 KB in three huge pre-tokens -> %zu ids in %.2f s, decodes back", n, dt);
+            free(back);
+            free(ids);
+            free(bs);
             int32_t sp[3] = {151644, 9707, 151645};
             rc = eng_tok_decode(t, sp, 3, 1, &s, NULL);
             TAP_OK(rc == 0 && !strcmp(s, "Hello"), "qwen3: skip_special drops <|im_start|>/<|im_end|> (%s)",
