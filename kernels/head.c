@@ -41,15 +41,13 @@ static inline float ldf(const float *p)
     return v;
 }
 
-int krn_q8_create(const float *w, size_t m, size_t k, krn_q8 **out)
+static int q8_alloc(size_t m, size_t k, krn_q8 **out)
 {
     *out = NULL;
     if (!m || !k)
         return KRN_EINVAL;
     if (k > KRN_Q8_MAX_K)
         return KRN_ETOOBIG;
-    if (!check_finite(w, m * k))
-        return KRN_ENONFINITE;
     krn_q8 *h = calloc(1, sizeof(*h));
     if (!h)
         return KRN_ENOMEM;
@@ -64,21 +62,58 @@ int krn_q8_create(const float *w, size_t m, size_t k, krn_q8 **out)
         return KRN_ENOMEM;
     }
     memset(h->data, 128, h->m_pad * h->k_pad);
+    *out = h;
+    return KRN_OK;
+}
+
+int krn_q8_create_codes(const int8_t *codes, const float *scales, size_t m, size_t k,
+                        krn_q8 **out)
+{
+    krn_q8 *h;
+    int rc = q8_alloc(m, k, &h);
+    if (rc)
+        return rc;
+    for (size_t r = 0; r < m; r++) {
+        h->scales[r] = ldf(&scales[r]);
+        size_t g = r / 16, rr = r % 16;
+        for (size_t j = 0; j < k; j++)
+            h->data[64 * (g * (h->k_pad / 4) + j / 4) + 4 * rr + j % 4] =
+                (uint8_t)(codes[r * k + j] + 128);
+    }
+    *out = h;
+    return KRN_OK;
+}
+
+int krn_q8_create(const float *w, size_t m, size_t k, krn_q8 **out)
+{
+    *out = NULL;
+    if (!m || !k)
+        return KRN_EINVAL;
+    if (k > KRN_Q8_MAX_K)
+        return KRN_ETOOBIG;
+    if (!check_finite(w, m * k))
+        return KRN_ENONFINITE;
+    int8_t *codes = malloc(m * k);
+    float *sc = malloc(m * sizeof(float));
+    int rc = KRN_ENOMEM;
+    if (!codes || !sc)
+        goto out;
     for (size_t r = 0; r < m; r++) {
         float amax = 0.0f;
         for (size_t j = 0; j < k; j++)
             amax = fmaxf(amax, fabsf(ldf(&w[r * k + j])));
-        float s = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
-        h->scales[r] = s;
-        size_t g = r / 16, rr = r % 16;
+        float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        sc[r] = amax / 127.0f;
         for (size_t j = 0; j < k; j++) {
             float q = rintf(ldf(&w[r * k + j]) * inv);
-            q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
-            h->data[64 * (g * (h->k_pad / 4) + j / 4) + 4 * rr + j % 4] = (uint8_t)((int)q + 128);
+            codes[r * k + j] = (int8_t)(q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q);
         }
     }
-    *out = h;
-    return KRN_OK;
+    rc = krn_q8_create_codes(codes, sc, m, k, out);
+out:
+    free(codes);
+    free(sc);
+    return rc;
 }
 
 void krn_q8_free(krn_q8 *h)
@@ -104,13 +139,15 @@ void krn_q8_row(const krn_q8 *h, size_t r, float *out)
     }
 }
 
-int krn_q4_create(const float *w, size_t m, size_t k, krn_q4 **out)
+int krn_q4_create_codes(const int8_t *codes, const float *scales, size_t m, size_t k,
+                        krn_q4 **out)
 {
     *out = NULL;
     if (!m || !k)
         return KRN_EINVAL;
-    if (!check_finite(w, m * k))
-        return KRN_ENONFINITE;
+    for (size_t i = 0; i < m * k; i++)
+        if (codes[i] < -8 || codes[i] > 7)
+            return KRN_EINVAL;
     krn_q4 *h = calloc(1, sizeof(*h));
     if (!h)
         return KRN_ENOMEM;
@@ -118,7 +155,7 @@ int krn_q4_create(const float *w, size_t m, size_t k, krn_q4 **out)
     h->k = k;
     h->m_pad = (m + 15) / 16 * 16;
     h->k_pad = krn_kpad(k);
-    size_t nb = h->k_pad / KRN_Q4_BLOCK;
+    size_t nb = h->k_pad / KRN_Q4_BLOCK, nbk = (k + KRN_Q4_BLOCK - 1) / KRN_Q4_BLOCK;
     h->data = krn_zalloc64(h->m_pad * h->k_pad / 2);
     h->scales = krn_zalloc64(h->m_pad * nb * sizeof(float));
     if (!h->data || !h->scales) {
@@ -128,24 +165,50 @@ int krn_q4_create(const float *w, size_t m, size_t k, krn_q4 **out)
     memset(h->data, 0x88, h->m_pad * h->k_pad / 2);
     for (size_t r = 0; r < m; r++) {
         size_t g = r / 16, rr = r % 16;
-        for (size_t b = 0; b < nb; b++) {
-            float amax = 0.0f;
-            for (size_t j = b * 32; j < (b + 1) * 32 && j < k; j++)
-                amax = fmaxf(amax, fabsf(ldf(&w[r * k + j])));
-            float s = amax / 7.0f, inv = amax > 0 ? 7.0f / amax : 0.0f;
-            h->scales[(g * nb + b) * 16 + rr] = s;
-            for (size_t j = b * 32; j < (b + 1) * 32 && j < k; j++) {
-                float q = rintf(ldf(&w[r * k + j]) * inv);
-                q = q > 7.0f ? 7.0f : q < -7.0f ? -7.0f : q;
-                size_t kk = j % 32, c = kk / 8, hi = (kk % 8) / 4, jj = kk % 4;
-                uint8_t *byte = &h->data[256 * (g * nb + b) + 64 * c + 4 * rr + jj];
-                unsigned u = (unsigned)((int)q + 8);
-                *byte = hi ? (uint8_t)((*byte & 0x0f) | u << 4) : (uint8_t)((*byte & 0xf0) | u);
-            }
+        for (size_t b = 0; b < nbk; b++)
+            h->scales[(g * nb + b) * 16 + rr] = ldf(&scales[r * nbk + b]);
+        for (size_t j = 0; j < k; j++) {
+            size_t b = j / 32, kk = j % 32, c = kk / 8, hi = (kk % 8) / 4, jj = kk % 4;
+            uint8_t *byte = &h->data[256 * (g * nb + b) + 64 * c + 4 * rr + jj];
+            unsigned u = (unsigned)(codes[r * k + j] + 8);
+            *byte = hi ? (uint8_t)((*byte & 0x0f) | u << 4) : (uint8_t)((*byte & 0xf0) | u);
         }
     }
     *out = h;
     return KRN_OK;
+}
+
+int krn_q4_create(const float *w, size_t m, size_t k, krn_q4 **out)
+{
+    *out = NULL;
+    if (!m || !k)
+        return KRN_EINVAL;
+    if (!check_finite(w, m * k))
+        return KRN_ENONFINITE;
+    size_t nbk = (k + KRN_Q4_BLOCK - 1) / KRN_Q4_BLOCK;
+    int8_t *codes = malloc(m * k);
+    float *sc = malloc(m * nbk * sizeof(float));
+    int rc = KRN_ENOMEM;
+    if (!codes || !sc)
+        goto out;
+    for (size_t r = 0; r < m; r++)
+        for (size_t b = 0; b < nbk; b++) {
+            size_t j1 = (b + 1) * 32 < k ? (b + 1) * 32 : k;
+            float amax = 0.0f;
+            for (size_t j = b * 32; j < j1; j++)
+                amax = fmaxf(amax, fabsf(ldf(&w[r * k + j])));
+            float inv = amax > 0 ? 7.0f / amax : 0.0f;
+            sc[r * nbk + b] = amax / 7.0f;
+            for (size_t j = b * 32; j < j1; j++) {
+                float q = rintf(ldf(&w[r * k + j]) * inv);
+                codes[r * k + j] = (int8_t)(q > 7.0f ? 7 : q < -7.0f ? -7 : (int)q);
+            }
+        }
+    rc = krn_q4_create_codes(codes, sc, m, k, out);
+out:
+    free(codes);
+    free(sc);
+    return rc;
 }
 
 void krn_q4_free(krn_q4 *h)

@@ -138,6 +138,14 @@ typedef struct krn_q4 krn_q4;
  * KRN_ETOOBIG for k > KRN_Q8_MAX_K (Q8 only). */
 int krn_q8_create(const float *w, size_t m, size_t k, krn_q8 **out);
 int krn_q4_create(const float *w, size_t m, size_t k, krn_q4 **out);
+/* Build from already-quantized codes (a student file), exactly, without requantizing:
+ *   Q8: codes [m][k] int8 (any value; w8 = code), scales [m] fp32 (s_m);
+ *   Q4: codes [m][k] int8 in [-8, 7] (KRN_EINVAL otherwise), scales [m][ceil(k/32)] fp32
+ *       row-major (s[m][b]). Both borrowed and copied. KRN_ETOOBIG as above. */
+int krn_q8_create_codes(const int8_t *codes, const float *scales, size_t m, size_t k,
+                        krn_q8 **out);
+int krn_q4_create_codes(const int8_t *codes, const float *scales, size_t m, size_t k,
+                        krn_q4 **out);
 void krn_q8_free(krn_q8 *w);
 void krn_q4_free(krn_q4 *w);
 size_t krn_q8_rows(const krn_q8 *w);

@@ -128,6 +128,33 @@ static void test_public(void)
         TAP_OK(ok, "%s row subset (label rows) == the full head's columns, bit for bit",
                f ? "Q4" : "Q8");
     }
+    /* from file codes: exact, no requantization (codes with max |c| < 127 keep their scale) */
+    {
+        int8_t c8[3 * 40], c4[3 * 40];
+        float s8[3] = {0.5f, 0.25f, 2.0f}, s4[3 * 2] = {1, 2, 3, 4, 5, 6}, rw[40];
+        for (int i = 0; i < 120; i++) {
+            c8[i] = (int8_t)((int)(krn_rand() % 21) - 10);
+            c4[i] = (int8_t)((int)(krn_rand() % 16) - 8);
+        }
+        krn_q8 *f8 = NULL;
+        krn_q4 *f4 = NULL;
+        int ok = krn_q8_create_codes(c8, s8, 3, 40, &f8) == KRN_OK &&
+                 krn_q4_create_codes(c4, s4, 3, 40, &f4) == KRN_OK;
+        for (int r = 0; ok && r < 3; r++) {
+            krn_q8_row(f8, (size_t)r, rw);
+            for (int j = 0; j < 40; j++)
+                ok &= rw[j] == (float)c8[r * 40 + j] * s8[r];
+            krn_q4_row(f4, (size_t)r, rw);
+            for (int j = 0; j < 40; j++)
+                ok &= rw[j] == (float)c4[r * 40 + j] * s4[r * 2 + j / 32];
+        }
+        c4[7] = 8;
+        krn_q4 *bad4 = NULL;
+        ok &= krn_q4_create_codes(c4, s4, 3, 40, &bad4) == KRN_EINVAL && !bad4;
+        TAP_OK(ok, "Q8/Q4 from file codes: rows dequantize to code * scale exactly; Q4 code 8 rejected");
+        krn_q8_free(f8);
+        krn_q4_free(f4);
+    }
     size_t badrow = m;
     TAP_OK(krn_q8_gemm_rows(h8, &badrow, 1, a, yr, 1, pool) == KRN_EINVAL, "row >= M -> KRN_EINVAL");
     wf[3] = NAN;
