@@ -7,6 +7,10 @@
  *   activations, per token (absmax): g = max|x|,  q = clamp(round(127 * x / (g + KRN_A_EPS)), -128, 127),
  *                                   x ~= (g / 127) * q
  *   round() is round-half-to-even (torch.round, the SIMD cvt default), everywhere.
+ *   The exact float operations (so a trainer can reproduce the codes bit for bit, as the BitNet
+ *   reference code does: multiply by a precomputed reciprocal):
+ *     weights:     d = (float)(sum_double |W| / n);  c = clamp(rint(W * (1.0f / (d + KRN_W_EPS))))
+ *     activations: c = clamp(rint(x * (127.0f / (g + KRN_A_EPS))))
  *
  * Output of a ternary linear layer for token t, output row m (gemm.h):
  *   y[t][m] = d * (g_t / 127) * (dot(c_m + 1, q_t) - sum(q_t))
