@@ -32,11 +32,13 @@ int eng_model_is_ternary(const struct eng_model *m);
 size_t eng_model_resident_bytes(const struct eng_model *m);
 /* Bytes read from weights per decoded token (the bandwidth floor of a decode step). */
 size_t eng_model_decode_bytes(const struct eng_model *m);
-/* Threads used by the student's kernels (a krn pool owned by the model); FP path: OpenBLAS. */
+/* Threads for contexts created after this call: the student's kernels (each eng_ctx owns a
+ * krn pool of that size, so one model serves several threads); FP path: OpenBLAS's (global). */
 int eng_model_set_threads(struct eng_model *m, int n_threads);
 const char *eng_model_errmsg(const struct eng_model *m);
 
-/* A context of up to max_tokens positions (KV cache). */
+/* A context of up to max_tokens positions (KV cache). One context per inference thread; the
+ * model may be shared by any number of contexts. */
 int eng_ctx_create(struct eng_model *m, int max_tokens, struct eng_ctx **out);
 void eng_ctx_free(struct eng_ctx *c);
 /* Forget the cached positions (start a new sequence). */

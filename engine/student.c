@@ -22,8 +22,11 @@
 #define Q4_BLK ENG_Q4_BLK
 
 
+/* Per-context student state: each context has its own kernel pool, so one model can serve
+ * several inference threads at once (a krn_pool runs one region at a time). */
 struct stu_ctx {
     krn_qact *qh, *qq, *qi; /* activations of width hidden, heads*head_dim, inter */
+    krn_pool *pool;         /* nthreads of the model when the context was made (owned) */
 };
 
 /* ------------------------------------------------------------------------- file formats */
@@ -165,7 +168,7 @@ static int s_lin(struct eng_ctx *c, const struct eng_lin *l, const float *x, int
     if (rc != KRN_OK && rc != KRN_ENONFINITE)
         return eng_fail(c->err, ENG_ERANGE, "activation quantization failed: %s",
                         krn_strerror(rc));
-    rc = krn_i2_gemm(l->q, qa, y, (size_t)l->out, c->m->stu->pool);
+    rc = krn_i2_gemm(l->q, qa, y, (size_t)l->out, ((struct stu_ctx *)c->qa)->pool);
     if (rc != KRN_OK)
         return eng_fail(c->err, ENG_ESHAPE, "ternary GEMM failed: %s", krn_strerror(rc));
     if (l->b)
@@ -194,8 +197,9 @@ static int s_head(struct eng_ctx *c, const float *x, int n, float *logits)
     if (rc != KRN_OK && rc != KRN_ENONFINITE)
         return eng_fail(c->err, ENG_ERANGE, "head activation quantization failed");
     krn_qact *qa = pick_qa(c, c->m->cfg.hidden);
-    rc = h->q4 ? krn_q4_gemm(h->k4, qa, logits, (size_t)h->m, s->pool)
-               : krn_q8_gemm(h->k8, qa, logits, (size_t)h->m, s->pool);
+    krn_pool *pool = ((struct stu_ctx *)c->qa)->pool;
+    rc = h->q4 ? krn_q4_gemm(h->k4, qa, logits, (size_t)h->m, pool)
+               : krn_q8_gemm(h->k8, qa, logits, (size_t)h->m, pool);
     return rc == KRN_OK ? 0 : eng_fail(c->err, ENG_ESHAPE, "head GEMM failed");
 }
 
@@ -212,8 +216,10 @@ static int s_head_rows(struct eng_ctx *c, const float *x, const int32_t *rows, i
     krn_qact *qa = pick_qa(c, c->m->cfg.hidden);
     int rc = krn_qact_quantize(qa, x, 1, (size_t)c->m->cfg.hidden);
     if (rc == KRN_OK || rc == KRN_ENONFINITE)
-        rc = h->q4 ? krn_q4_gemm_rows(h->k4, r, (size_t)nrows, qa, out, (size_t)nrows, s->pool)
-                   : krn_q8_gemm_rows(h->k8, r, (size_t)nrows, qa, out, (size_t)nrows, s->pool);
+        rc = h->q4 ? krn_q4_gemm_rows(h->k4, r, (size_t)nrows, qa, out, (size_t)nrows,
+                                      ((struct stu_ctx *)c->qa)->pool)
+                   : krn_q8_gemm_rows(h->k8, r, (size_t)nrows, qa, out, (size_t)nrows,
+                                      ((struct stu_ctx *)c->qa)->pool);
     free(r);
     return rc == KRN_OK ? 0 : eng_fail(c->err, ENG_ESHAPE, "head row GEMM failed");
 }
@@ -229,6 +235,8 @@ static int s_ctx_init(struct eng_ctx *c)
         krn_qact_create((size_t)c->chunk, (size_t)cf->heads * cf->head_dim, &s->qq) ||
         krn_qact_create((size_t)c->chunk, (size_t)cf->inter, &s->qi))
         return ENG_ENOMEM;
+    if (c->m->stu->nthreads > 1 && krn_pool_create(c->m->stu->nthreads, &s->pool) != KRN_OK)
+        return ENG_ENOMEM;
     return 0;
 }
 
@@ -238,6 +246,7 @@ static void s_ctx_release(struct eng_ctx *c)
     krn_qact_free(s->qh);
     krn_qact_free(s->qq);
     krn_qact_free(s->qi);
+    krn_pool_free(s->pool);
     free(s);
     c->qa = NULL;
 }
@@ -249,21 +258,14 @@ static void s_free(struct eng_student *s)
     free(s->i2);
     qmat_release(&s->emb);
     qmat_release(&s->head);
-    krn_pool_free(s->pool);
     eng_gguf_free(s->g);
     free(s);
 }
 
 static int s_set_threads(struct eng_model *m, int n)
 {
-    krn_pool *p = NULL;
-    if (n < 1)
-        n = 1;
-    if (krn_pool_create(n, &p) != KRN_OK)
-        return eng_fail(m->err, ENG_ENOMEM, "cannot start %d kernel threads", n);
-    krn_pool_free(m->stu->pool);
-    m->stu->pool = p;
-    krn_blas_set_threads(n);
+    m->stu->nthreads = n < 1 ? 1 : n; /* for contexts made from now on */
+    krn_blas_set_threads(m->stu->nthreads);
     return 0;
 }
 

@@ -25,7 +25,7 @@ struct qmat {
 };
 
 struct eng_student {
-    krn_pool *pool;        /* kernel threads (owned) */
+    int nthreads;          /* kernel threads of each new context (its own krn_pool) */
     enum eng_head_fmt fmt;
     struct qmat emb, head; /* head unused when tied */
     int tied;
