@@ -42,43 +42,27 @@ static void qmat_release(struct qmat *q)
     memset(q, 0, sizeof(*q));
 }
 
-/* Dequantized fp32 [m][k] of the file codes (malloc'd). */
-static float *qmat_dequant(const struct qmat *q, const int8_t *codes, const float *scales)
-{
-    float *w = malloc((size_t)q->m * q->k * sizeof(float));
-    if (!w)
-        return NULL;
-    size_t nb = q4_nb(q->k), rb = nb * 16;
-    for (int r = 0; r < q->m; r++) {
-        float *wr = w + (size_t)r * q->k;
-        if (!q->q4) {
-            float s;
-            memcpy(&s, scales + r, 4);
-            for (int j = 0; j < q->k; j++)
-                wr[j] = (float)codes[(size_t)r * q->k + j] * s;
-            continue;
-        }
-        for (int j = 0; j < q->k; j++) {
-            uint8_t b = (uint8_t)codes[(size_t)r * rb + j / 2];
-            int c = (j & 1 ? b >> 4 : b & 15) - 8;
-            float s;
-            memcpy(&s, scales + (size_t)r * nb + j / Q4_BLK, 4);
-            wr[j] = (float)c * s;
-        }
-    }
-    return w;
-}
-
-/* Make the kernel object from file-format codes. */
+/* Make the kernel object from file-format codes, exactly (krn_*_create_codes: no
+ * requantization). Q4 codes are unpacked from two per byte into one int8 per weight first. */
 static int qmat_kernel(struct qmat *q, const int8_t *codes, const float *scales)
 {
-    float *w = qmat_dequant(q, codes, scales);
-    if (!w)
+    int rc;
+    if (!q->q4) {
+        rc = krn_q8_create_codes(codes, scales, (size_t)q->m, (size_t)q->k, &q->k8);
+        return rc == KRN_OK ? 0 : rc == KRN_ENOMEM ? ENG_ENOMEM : ENG_ERANGE;
+    }
+    size_t rb = q4_nb(q->k) * 16;
+    int8_t *c = malloc((size_t)q->m * q->k);
+    if (!c)
         return ENG_ENOMEM;
-    int rc = q->q4 ? krn_q4_create(w, (size_t)q->m, (size_t)q->k, &q->k4)
-                   : krn_q8_create(w, (size_t)q->m, (size_t)q->k, &q->k8);
-    free(w);
-    return rc == KRN_OK ? 0 : ENG_ERANGE;
+    for (int r = 0; r < q->m; r++)
+        for (int j = 0; j < q->k; j++) {
+            uint8_t b = (uint8_t)codes[(size_t)r * rb + j / 2];
+            c[(size_t)r * q->k + j] = (int8_t)((j & 1 ? b >> 4 : b & 15) - 8);
+        }
+    rc = krn_q4_create_codes(c, scales, (size_t)q->m, (size_t)q->k, &q->k4);
+    free(c);
+    return rc == KRN_OK ? 0 : rc == KRN_ENOMEM ? ENG_ENOMEM : ENG_ERANGE;
 }
 
 /* Quantize fp32 w [m][k] into the file format (INT8 per row or 4-bit per block of 32), with
