@@ -246,10 +246,58 @@ A512 void q8_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
     }
 }
 
+/* Two groups x T tokens (T <= 8): each broadcast feeds two vpdpbusd (prefill, n >= 2). */
+A512 void q8_tile2(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t0, int T,
+                   float *y, size_t ldy)
+{
+    const size_t nc = w->k_pad / 4;
+    const uint8_t *pa = w->data + 64 * g * nc, *pb = pa + 64 * nc;
+    const int8_t *xq = x->q + t0 * x->ldq;
+    __m512i acc[8], bcc[8];
+    for (int t = 0; t < T; t++)
+        acc[t] = bcc[t] = _mm512_setzero_si512();
+    for (size_t c = 0; c < nc; c++) {
+        __m512i va = _mm512_loadu_si512(pa + 64 * c), vb = _mm512_loadu_si512(pb + 64 * c);
+        for (int t = 0; t < T; t++) {
+            __m512i xv = bcast4(xq + t * x->ldq + 4 * c);
+            acc[t] = _mm512_dpbusd_epi32(acc[t], va, xv);
+            bcc[t] = _mm512_dpbusd_epi32(bcc[t], vb, xv);
+        }
+    }
+    __m512 sa = _mm512_loadu_ps(w->scales + 16 * g), sb = _mm512_loadu_ps(w->scales + 16 * g + 16);
+    for (int t = 0; t < T; t++) {
+        __m512i corr = _mm512_set1_epi32(128 * x->sum[t0 + t]);
+        __m512 sx = _mm512_set1_ps(x->scale[t0 + t]);
+        float *yt = y + (t0 + t) * ldy;
+        store_rows(yt, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[t], corr)),
+                                     _mm512_mul_ps(sa, sx)), 16 * g, w->m);
+        store_rows(yt + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(bcc[t], corr)),
+                                          _mm512_mul_ps(sb, sx)), 16 * g + 16, w->m);
+    }
+}
+
 void krn_q8_gemm_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, size_t g1,
                         float *y, size_t ldy)
 {
-    for (size_t g = g0; g < g1; g++) {
+    size_t g = g0;
+    if (x->n >= 2)
+        for (; g + 2 <= g1; g += 2) {
+            float *yg = y + 16 * (g - g0);
+            size_t t = 0;
+            for (; t + 8 <= x->n; t += 8)
+                q8_tile2(w, x, g, t, 8, yg, ldy);
+            switch (x->n - t) {
+            case 7: q8_tile2(w, x, g, t, 7, yg, ldy); break;
+            case 6: q8_tile2(w, x, g, t, 6, yg, ldy); break;
+            case 5: q8_tile2(w, x, g, t, 5, yg, ldy); break;
+            case 4: q8_tile2(w, x, g, t, 4, yg, ldy); break;
+            case 3: q8_tile2(w, x, g, t, 3, yg, ldy); break;
+            case 2: q8_tile2(w, x, g, t, 2, yg, ldy); break;
+            case 1: q8_tile2(w, x, g, t, 1, yg, ldy); break;
+            default: break;
+            }
+        }
+    for (; g < g1; g++) {
         float *yg = y + 16 * (g - g0);
         size_t t = 0;
         for (; t + 8 <= x->n; t += 8)
