@@ -21,3 +21,7 @@ tests_test_eng_student_LDADD = $(BD_ALL_LIBS)
 
 dist_noinst_SCRIPTS += tests/test-eng-cli.sh
 TESTS += tests/test-eng-cli.sh
+
+check_PROGRAMS += tests/test-eng-fuzz
+TESTS += tests/test-eng-fuzz
+tests_test_eng_fuzz_LDADD = $(BD_ALL_LIBS)
