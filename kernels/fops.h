@@ -4,9 +4,11 @@
  * of any alignment; in-place use is allowed where the comment says so.
  *
  * Accuracy contract against _ref (tests use these named constants):
- *   krn_add: exact. krn_rope: exact (same multiply/add order, no FMA contraction difference
- *   tolerated beyond KRN_FOPS_RTOL). krn_rmsnorm, krn_softmax, krn_silu_mul: relative error
- *   <= KRN_FOPS_RTOL per element (different summation order; polynomial exp with <= 2 ulp).
+ *   krn_add: exact. krn_rope: the same multiplies and adds in the same order (the SIMD files
+ *   are built with -ffp-contract=off), so exact unless the compiler fused the _ref's a*b - c
+ *   into an FMA (aarch64 native builds may): tested within KRN_FOPS_RTOL. krn_rmsnorm,
+ *   krn_softmax, krn_silu_mul: relative error <= KRN_FOPS_RTOL per element (different
+ *   summation order; polynomial exp with <= 2 ulp).
  * NaN/Inf: propagate as IEEE arithmetic would (a NaN in a row gives NaN outputs of that row);
  * softmax subtracts the row max, so +-large finite inputs never overflow.
  */
