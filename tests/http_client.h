@@ -291,6 +291,7 @@ static inline int tc_request(int port, const char *raw, struct tc_res *r)
 {
     struct tc c;
     int st = -1;
+    memset(r, 0, sizeof(*r));
     if (tc_open(&c, port))
         return -1;
     if (!tc_sends(&c, raw) && !tc_read_response(&c, r, 10, 0))
