@@ -18,3 +18,7 @@ check_PROGRAMS += tests/test-trn-metrics
 TESTS += tests/test-trn-metrics
 tests_test_trn_metrics_LDADD = $(BD_ALL_LIBS)
 libbitdistill_a_SOURCES += jobs/train/ckpt.c jobs/train/pipeline.c
+
+check_PROGRAMS += tests/test-trn-pipeline
+TESTS += tests/test-trn-pipeline
+tests_test_trn_pipeline_LDADD = $(BD_ALL_LIBS)
