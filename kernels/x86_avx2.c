@@ -55,6 +55,7 @@ A2 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int h, siz
     const uint8_t *p = w->data + 64 * g * nb + 32 * h;
     const int8_t *xq = x->q + t0 * x->ldq;
     __m256i acc[4];
+    #pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         acc[t] = _mm256_setzero_si256();
     for (size_t b = 0; b < nb; b++) {
@@ -63,6 +64,7 @@ A2 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int h, siz
         __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), m3);
         __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m3);
         __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
+        #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const int8_t *xb = xq + t * x->ldq + 16 * b;
             __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(c0, bcast4(xb)),
@@ -72,6 +74,7 @@ A2 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int h, siz
             acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(s, ones));
         }
     }
+    #pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         store8(y + (t0 + t) * ldy + 8 * h,
                i2_finish(acc[t], x->sum[t0 + t], w->d, x->scale[t0 + t]), 16 * g + 8 * h, w->m);
@@ -195,6 +198,7 @@ void krn_q4_gemm_avx2(const krn_w_view *w, const krn_act_view *x, size_t g0, siz
                 for (size_t b = 0; b < nb; b++) {
                     const int8_t *xb = xq + 32 * b;
                     __m256i s = _mm256_setzero_si256();
+                    #pragma GCC unroll 8
                     for (int c = 0; c < 4; c++) {
                         __m256i v = _mm256_loadu_si256(
                             (const __m256i *)(p + 256 * b + 64 * c + 32 * h));

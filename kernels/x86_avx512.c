@@ -113,6 +113,7 @@ A512 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
     const uint8_t *p = w->data + 64 * g * nb;
     const int8_t *xq = x->q + t0 * x->ldq;
     __m512i acc[8];
+    #pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         acc[t] = _mm512_setzero_si512();
     for (size_t b = 0; b < nb; b++) {
@@ -121,6 +122,7 @@ A512 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
         __m512i c1 = _mm512_and_si512(_mm512_srli_epi16(v, 2), m3);
         __m512i c2 = _mm512_and_si512(_mm512_srli_epi16(v, 4), m3);
         __m512i c3 = _mm512_and_si512(_mm512_srli_epi16(v, 6), m3);
+        #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const int8_t *xb = xq + t * x->ldq + 16 * b;
             acc[t] = _mm512_dpbusd_epi32(acc[t], c0, bcast4(xb));
@@ -129,6 +131,7 @@ A512 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
             acc[t] = _mm512_dpbusd_epi32(acc[t], c3, bcast4(xb + 12));
         }
     }
+    #pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         store_rows(y + (t0 + t) * ldy, i2_finish(acc[t], x->sum[t0 + t], w->d, x->scale[t0 + t]),
                    16 * g, w->m);
@@ -144,6 +147,7 @@ A512 void i2_tile2(const krn_w_view *w, const krn_act_view *x, size_t g, size_t 
     const uint8_t *pa = w->data + 64 * g * nb, *pb = pa + 64 * nb;
     const int8_t *xq = x->q + t0 * x->ldq;
     __m512i acc[8], bcc[8];
+    #pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         acc[t] = bcc[t] = _mm512_setzero_si512();
     for (size_t b = 0; b < nb; b++) {
@@ -155,6 +159,7 @@ A512 void i2_tile2(const krn_w_view *w, const krn_act_view *x, size_t g, size_t 
         __m512i b2 = _mm512_and_si512(_mm512_srli_epi16(vb, 4), m3);
         __m512i a3 = _mm512_and_si512(_mm512_srli_epi16(va, 6), m3);
         __m512i b3 = _mm512_and_si512(_mm512_srli_epi16(vb, 6), m3);
+        #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const int8_t *xb = xq + t * x->ldq + 16 * b;
             __m512i x0 = bcast4(xb), x1 = bcast4(xb + 4), x2 = bcast4(xb + 8), x3 = bcast4(xb + 12);
@@ -168,6 +173,7 @@ A512 void i2_tile2(const krn_w_view *w, const krn_act_view *x, size_t g, size_t 
             bcc[t] = _mm512_dpbusd_epi32(bcc[t], b3, x3);
         }
     }
+    #pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
         float *yt = y + (t0 + t) * ldy;
         store_rows(yt, i2_finish(acc[t], x->sum[t0 + t], w->d, x->scale[t0 + t]), 16 * g, w->m);
@@ -183,11 +189,9 @@ void krn_i2_gemm_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, s
     for (; g + 2 <= g1; g += 2) {
         float *yg = y + 16 * (g - g0);
         size_t t = 0;
-        for (; t + 8 <= x->n; t += 8)
-            i2_tile2(w, x, g, t, 8, yg, ldy);
+        for (; t + 6 <= x->n; t += 6)
+            i2_tile2(w, x, g, t, 6, yg, ldy);
         switch (x->n - t) {
-        case 7: i2_tile2(w, x, g, t, 7, yg, ldy); break;
-        case 6: i2_tile2(w, x, g, t, 6, yg, ldy); break;
         case 5: i2_tile2(w, x, g, t, 5, yg, ldy); break;
         case 4: i2_tile2(w, x, g, t, 4, yg, ldy); break;
         case 3: i2_tile2(w, x, g, t, 3, yg, ldy); break;
@@ -223,6 +227,7 @@ A512 void q8_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
     const uint8_t *p = w->data + 64 * g * nc;
     const int8_t *xq = x->q + t0 * x->ldq;
     __m512i acc[8], acc2[8];
+    #pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         acc[t] = acc2[t] = _mm512_setzero_si512();
     for (size_t c = 0; c < nc; c += 2) { /* k_pad is a multiple of 64: nc even */
@@ -231,12 +236,14 @@ A512 void q8_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
             _mm_prefetch((const char *)p + 64 * c + 8256, _MM_HINT_T1);
         }
         __m512i v0 = _mm512_loadu_si512(p + 64 * c), v1 = _mm512_loadu_si512(p + 64 * c + 64);
+        #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             acc[t] = _mm512_dpbusd_epi32(acc[t], v0, bcast4(xq + t * x->ldq + 4 * c));
             acc2[t] = _mm512_dpbusd_epi32(acc2[t], v1, bcast4(xq + t * x->ldq + 4 * c + 4));
         }
     }
     __m512 s = _mm512_loadu_ps(w->scales + 16 * g); /* scales padded to m_pad */
+    #pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
         __m512i d = _mm512_sub_epi32(_mm512_add_epi32(acc[t], acc2[t]),
                                      _mm512_set1_epi32(128 * x->sum[t0 + t]));
@@ -254,10 +261,12 @@ A512 void q8_tile2(const krn_w_view *w, const krn_act_view *x, size_t g, size_t 
     const uint8_t *pa = w->data + 64 * g * nc, *pb = pa + 64 * nc;
     const int8_t *xq = x->q + t0 * x->ldq;
     __m512i acc[8], bcc[8];
+    #pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         acc[t] = bcc[t] = _mm512_setzero_si512();
     for (size_t c = 0; c < nc; c++) {
         __m512i va = _mm512_loadu_si512(pa + 64 * c), vb = _mm512_loadu_si512(pb + 64 * c);
+        #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             __m512i xv = bcast4(xq + t * x->ldq + 4 * c);
             acc[t] = _mm512_dpbusd_epi32(acc[t], va, xv);
@@ -265,6 +274,7 @@ A512 void q8_tile2(const krn_w_view *w, const krn_act_view *x, size_t g, size_t 
         }
     }
     __m512 sa = _mm512_loadu_ps(w->scales + 16 * g), sb = _mm512_loadu_ps(w->scales + 16 * g + 16);
+    #pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
         __m512i corr = _mm512_set1_epi32(128 * x->sum[t0 + t]);
         __m512 sx = _mm512_set1_ps(x->scale[t0 + t]);
@@ -326,19 +336,23 @@ A512 void q4_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
     const int8_t *xq = x->q + t0 * x->ldq;
     const __m512i m15 = _mm512_set1_epi8(15);
     __m512 f[8];
+    #pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         f[t] = _mm512_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
         __m512i lo[4], hi[4];
+        #pragma GCC unroll 8
         for (int c = 0; c < 4; c++) {
             __m512i v = _mm512_loadu_si512(p + 256 * b + 64 * c);
             lo[c] = _mm512_and_si512(v, m15);
             hi[c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m15);
         }
         __m512 s = _mm512_loadu_ps(sc + 16 * b);
+        #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const int8_t *xb = xq + t * x->ldq + 32 * b;
             __m512i a = _mm512_setzero_si512(), a2 = _mm512_setzero_si512();
+            #pragma GCC unroll 8
             for (int c = 0; c < 4; c += 2) {
                 a = _mm512_dpbusd_epi32(a, lo[c], bcast4(xb + 8 * c));
                 a2 = _mm512_dpbusd_epi32(a2, hi[c], bcast4(xb + 8 * c + 4));
@@ -350,6 +364,7 @@ A512 void q4_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
             f[t] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(d), f[t]);
         }
     }
+    #pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         store_rows(y + (t0 + t) * ldy, _mm512_mul_ps(f[t], _mm512_set1_ps(x->scale[t0 + t])),
                    16 * g, w->m);
