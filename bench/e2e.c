@@ -46,13 +46,14 @@ static void triad_run(void *argp, int ith, int nth)
         t->a[i] = t->b[i] + 3.0f * t->c[i];
 }
 
-/* STREAM triad GB/s (3 arrays of 64 MiB counted, as STREAM does) on nth threads. */
+/* STREAM triad GB/s (3 arrays of 256 MiB, beyond any LLC; bytes counted as STREAM does) on nth
+ * threads, the same sizes as `bench kernels`. */
 static double stream_gbs(int nth)
 {
     krn_pool *pool = NULL;
     struct triad t = {0};
     double best = 1e30;
-    t.n = (64u << 20) / sizeof(float);
+    t.n = (256u << 20) / sizeof(float);
     t.a = malloc(t.n * 4);
     t.b = malloc(t.n * 4);
     t.c = malloc(t.n * 4);
@@ -268,6 +269,38 @@ int bench_e2e_main(int argc, char **argv)
                "student at %.1f%% of its bandwidth ceiling (target >= 75%%)\n", o.threads[t],
                r[1][t].decode_tps / r[0][t].decode_tps, r[1][t].prefill_tps / r[0][t].prefill_tps,
                100.0 * r[1][t].decode_tps / r[1][t].ceiling_tps);
+    if (st[1]) { /* accuracy effect of the head format: same ternary body, Q4 vs Q8 head */
+        size_t V = (size_t)c->vocab, T = (size_t)o.prompt;
+        float *a = malloc(T * V * sizeof(float)), *b = malloc(T * V * sizeof(float));
+        int32_t *tok = malloc(T * sizeof(*tok));
+        struct eng_ctx *ca = NULL, *cb = NULL;
+        for (size_t i = 0; a && b && tok && i < T; i++)
+            tok[i] = (int32_t)((i * 7919 + 13) % V);
+        if (a && b && tok && !eng_ctx_create(st[0], (int)T, &ca) &&
+            !eng_ctx_create(st[1], (int)T, &cb) && !eng_ctx_forward(ca, tok, (int)T, a, 1) &&
+            !eng_ctx_forward(cb, tok, (int)T, b, 1)) {
+            double mx = 0, ref = 0;
+            int agree = 0;
+            for (size_t t = 0; t < T; t++) {
+                size_t ia = 0, ib = 0;
+                for (size_t v = 0; v < V; v++) {
+                    double d = a[t * V + v] - b[t * V + v];
+                    mx = d > mx ? d : -d > mx ? -d : mx;
+                    ref = b[t * V + v] > ref ? b[t * V + v] : -b[t * V + v] > ref ? -b[t * V + v] : ref;
+                    ia = a[t * V + v] > a[t * V + ia] ? v : ia;
+                    ib = b[t * V + v] > b[t * V + ib] ? v : ib;
+                }
+                agree += ia == ib;
+            }
+            printf("head format effect (same ternary body, %zu positions): Q4 vs Q8 max abs logit "
+                   "diff %.4f (Q8 logits up to %.3f), top-1 agreement %d/%zu\n", T, mx, ref, agree, T);
+        }
+        eng_ctx_free(ca);
+        eng_ctx_free(cb);
+        free(a);
+        free(b);
+        free(tok);
+    }
     printf("size: student (Q4 head) %.1f MB = 1/%.2f of the FP16 size %.1f MB (target <= 1/6)\n",
            eng_model_resident_bytes(st[0]) / 1e6,
            2.0 * params / (double)eng_model_resident_bytes(st[0]), 2.0 * params / 1e6);

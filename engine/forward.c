@@ -155,6 +155,40 @@ static void rope(const struct eng_ctx *c, float *x, int n, int nh, int hd, int p
     }
 }
 
+/* Attention of the single query row c->q (position p0) over keys 0..p0 -> c->att. */
+static void attention_one(struct eng_ctx *c, const float *K, const float *V, int kd, int p0,
+                          float scale)
+{
+    const struct eng_config *cf = &c->m->cfg;
+    int hd = cf->head_dim, grp = cf->heads / cf->kv_heads, np = p0 + 1;
+    for (int h = 0; h < cf->heads; h++) {
+        const float *q = c->q + (size_t)h * hd;
+        size_t ko = (size_t)(h / grp) * hd;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int j = 0; j < np; j++) {
+            const float *k = K + (size_t)j * kd + ko;
+            float s = 0.0f;
+            for (int i = 0; i < hd; i++)
+                s += q[i] * k[i];
+            s *= scale;
+            c->sc[j] = s;
+            mx = s > mx ? s : mx;
+        }
+        for (int j = 0; j < np; j++) {
+            c->sc[j] = expf(c->sc[j] - mx);
+            sum += c->sc[j];
+        }
+        float *o = c->att + (size_t)h * hd, inv = 1.0f / sum;
+        memset(o, 0, (size_t)hd * sizeof(float));
+        for (int j = 0; j < np; j++) {
+            const float *v = V + (size_t)j * kd + ko;
+            float w = c->sc[j] * inv;
+            for (int i = 0; i < hd; i++)
+                o[i] += w * v[i];
+        }
+    }
+}
+
 /* Causal attention of n queries at p0.. over the cache of layer l (already holding them).
  * Per head: S [n][np] = scale * Q_h K_g^T (sgemm), masked row softmax (keys j <= p0 + t),
  * O_h [n][hd] = P V_g (sgemm); g = the head's KV group. c->sc holds S ([chunk][max_t]). */
@@ -165,6 +199,10 @@ static void attention(struct eng_ctx *c, int l, int n, int p0)
     int kd = cf->kv_heads * hd, qd = nh * hd;
     const float *K = c->kc + (size_t)l * c->max_t * kd, *V = c->vc + (size_t)l * c->max_t * kd;
     float scale = 1.0f / sqrtf((float)hd);
+    if (n == 1) { /* decode: plain loops; BLAS call overhead would dominate at these sizes */
+        attention_one(c, K, V, kd, p0, scale);
+        return;
+    }
     for (int h = 0; h < nh; h++) {
         size_t ko = (size_t)(h / grp) * hd;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, np, hd, scale, c->q + (size_t)h * hd,
