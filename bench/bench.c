@@ -18,6 +18,8 @@ static const struct bench_suite suites[] = {
      bench_kernels_main},
     {"e2e", "whole-model prefill/decode, memory, bandwidth ceiling: FP vs ternary student",
      bench_e2e_main},
+    {"train", "CPU training step per phase (teacher/student fwd, losses, backward, AdamW), sgemm share",
+     bench_train_main},
 };
 
 double bench_now(void)

@@ -14,6 +14,7 @@ int bench_cli_main(int argc, char **argv);
 /* Suites. */
 int bench_kernels_main(int argc, char **argv); /* bench/kernels.c */
 int bench_e2e_main(int argc, char **argv);     /* bench/e2e.c */
+int bench_train_main(int argc, char **argv);   /* bench/train.c */
 
 /* Monotonic clock in seconds (shared by the suites). */
 double bench_now(void);

@@ -151,7 +151,7 @@ static void ops(void)
     VV = rnd((size_t)N * KVH * HD, 1.0f);
     PR = zeros((size_t)B * NH * T * T);
     float *dq = zeros((size_t)N * NH * HD), *dk = zeros((size_t)N * KVH * HD);
-    float *dv = zeros((size_t)N * KVH * HD), *sc = zeros(T);
+    float *dv = zeros((size_t)N * KVH * HD), *sc = zeros((size_t)T * T);
     l_attn();
     trn_attention_backward(dq, dk, dv, R, PR, Q, K, VV, B, T, NH, KVH, HD, sc);
     fd_check("attention dq", Q, dq, (size_t)N * NH * HD, l_attn);

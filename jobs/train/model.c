@@ -357,7 +357,7 @@ static int plan(struct trn_model *m, int B, int T)
     size_t per = N * (3 * H + 4 * QD + 4 * KD + 2 * QD + H + H + H + 5 * I) + (size_t)B * NH * T * T +
                  N * (4 + NH + KH);
     size_t tot = (L + 1) * N * H + L * per + N * H + N + 2 * N * V + N * mx + L * N * (QD + 2 * KD) +
-                 2 * (size_t)T * half + N * H + 2 * N * mx + 2 * N * I + 2 * N * QD + 3 * N * KD + T;
+                 2 * (size_t)T * half + N * H + 2 * N * mx + 2 * N * I + 2 * N * QD + 3 * N * KD + (size_t)T * T;
     m->arena = calloc(tot, sizeof(float));
     m->acts = calloc(L, sizeof(*m->acts));
     m->tok = calloc(N, sizeof(int32_t));
@@ -389,7 +389,7 @@ static int plan(struct trn_model *m, int B, int T)
     m->cs = TAKE((size_t)T * half); m->sn = TAKE((size_t)T * half);
     m->dres = TAKE(N * H); m->d1 = TAKE(N * mx); m->d2 = TAKE(N * mx);
     m->dg = TAKE(N * I); m->du = TAKE(N * I); m->dq = TAKE(N * QD); m->dqn = TAKE(N * QD);
-    m->dk = TAKE(N * KD); m->dkn = TAKE(N * KD); m->dv = TAKE(N * KD); m->dsc = TAKE((size_t)T);
+    m->dk = TAKE(N * KD); m->dkn = TAKE(N * KD); m->dv = TAKE(N * KD); m->dsc = TAKE((size_t)T * T);
 #undef TAKE
     if ((size_t)(p - m->arena) > tot) {
         release_acts(m);

@@ -183,6 +183,9 @@ void trn_rope_backward(float *dinp, const float *dout, const float *cs, const fl
 
 /* ------------------------------------------------------------------ attention */
 
+/* Per (batch, head): S = scale * Q K^T by sgemm (full T x T; the causal half above the
+ * diagonal is overwritten), causal softmax per row, O = P V by sgemm. Q rows have stride
+ * NH*HD, K/V rows KVH*HD (GQA: query head h reads kv head h / (NH/KVH)). */
 void trn_attention_forward(float *out, float *probs, const float *q, const float *k,
                            const float *v, int B, int T, int NH, int KVH, int HD)
 {
@@ -192,19 +195,16 @@ void trn_attention_forward(float *out, float *probs, const float *q, const float
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             int kh = h / grp;
+            const float *qb = q + (size_t)b * T * qs + (size_t)h * HD;
+            const float *kb = k + (size_t)b * T * ks + (size_t)kh * HD;
+            const float *vb = v + (size_t)b * T * ks + (size_t)kh * HD;
+            float *P = probs + ((size_t)b * NH + h) * T * T;
+            krn_sgemm(1, (size_t)T, (size_t)T, (size_t)HD, scale, qb, qs, kb, ks, 0.0f, P,
+                      (size_t)T);
             for (int t = 0; t < T; t++) {
-                const float *qt = q + ((size_t)b * T + t) * qs + (size_t)h * HD;
-                float *p = probs + (((size_t)b * NH + h) * T + t) * T;
-                float mx = -INFINITY, sum = 0.0f;
-                for (int j = 0; j <= t; j++) {
-                    const float *kj = k + ((size_t)b * T + j) * ks + (size_t)kh * HD;
-                    float s = 0.0f;
-                    for (int i = 0; i < HD; i++)
-                        s += qt[i] * kj[i];
-                    s *= scale;
-                    p[j] = s;
-                    mx = s > mx ? s : mx;
-                }
+                float *p = P + (size_t)t * T, mx = -INFINITY, sum = 0.0f;
+                for (int j = 0; j <= t; j++)
+                    mx = p[j] > mx ? p[j] : mx;
                 for (int j = 0; j <= t; j++) {
                     p[j] = expf(p[j] - mx);
                     sum += p[j];
@@ -214,17 +214,14 @@ void trn_attention_forward(float *out, float *probs, const float *q, const float
                     p[j] *= inv;
                 for (int j = t + 1; j < T; j++)
                     p[j] = 0.0f;
-                float *o = out + ((size_t)b * T + t) * qs + (size_t)h * HD;
-                memset(o, 0, (size_t)HD * sizeof(float));
-                for (int j = 0; j <= t; j++) {
-                    const float *vj = v + ((size_t)b * T + j) * ks + (size_t)kh * HD;
-                    for (int i = 0; i < HD; i++)
-                        o[i] += p[j] * vj[i];
-                }
             }
+            krn_sgemm(0, (size_t)T, (size_t)HD, (size_t)T, 1.0f, P, (size_t)T, vb, ks, 0.0f,
+                      out + (size_t)b * T * qs + (size_t)h * HD, qs);
         }
 }
 
+/* dP = dO V^T; dV += P^T dO; dS = P * (dP - rowsum(P * dP)) * scale; dQ += dS K; dK += dS^T Q.
+ * scratch: T*T floats (dP / dS). */
 void trn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                             const float *probs, const float *q, const float *k, const float *v,
                             int B, int T, int NH, int KVH, int HD, float *scratch)
@@ -232,39 +229,30 @@ void trn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     int grp = NH / KVH;
     float scale = 1.0f / sqrtf((float)HD);
     size_t qs = (size_t)NH * HD, ks = (size_t)KVH * HD;
-    float *dp = scratch; /* [T] */
+    float *dp = scratch; /* [T][T] */
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             int kh = h / grp;
+            size_t qo = (size_t)b * T * qs + (size_t)h * HD, ko = (size_t)b * T * ks + (size_t)kh * HD;
+            const float *P = probs + ((size_t)b * NH + h) * T * T;
+            krn_sgemm(1, (size_t)T, (size_t)T, (size_t)HD, 1.0f, dout + qo, qs, v + ko, ks, 0.0f,
+                      dp, (size_t)T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, P, T, dout + qo,
+                        (int)qs, 1.0f, dv + ko, (int)ks);
             for (int t = 0; t < T; t++) {
-                const float *p = probs + (((size_t)b * NH + h) * T + t) * T;
-                const float *go = dout + ((size_t)b * T + t) * qs + (size_t)h * HD;
-                const float *qt = q + ((size_t)b * T + t) * qs + (size_t)h * HD;
-                float *dqt = dq + ((size_t)b * T + t) * qs + (size_t)h * HD;
-                /* dP[j] = dout . v_j ; dv_j += p_j dout */
-                float dot = 0.0f;
-                for (int j = 0; j <= t; j++) {
-                    const float *vj = v + ((size_t)b * T + j) * ks + (size_t)kh * HD;
-                    float *dvj = dv + ((size_t)b * T + j) * ks + (size_t)kh * HD;
-                    float s = 0.0f;
-                    for (int i = 0; i < HD; i++) {
-                        s += go[i] * vj[i];
-                        dvj[i] += p[j] * go[i];
-                    }
-                    dp[j] = s;
-                    dot += s * p[j];
-                }
-                /* dS = P * (dP - sum P dP), scores s = scale * q.k */
-                for (int j = 0; j <= t; j++) {
-                    float ds = p[j] * (dp[j] - dot) * scale;
-                    const float *kj = k + ((size_t)b * T + j) * ks + (size_t)kh * HD;
-                    float *dkj = dk + ((size_t)b * T + j) * ks + (size_t)kh * HD;
-                    for (int i = 0; i < HD; i++) {
-                        dqt[i] += ds * kj[i];
-                        dkj[i] += ds * qt[i];
-                    }
-                }
+                const float *p = P + (size_t)t * T;
+                float *d = dp + (size_t)t * T, dot = 0.0f;
+                for (int j = 0; j <= t; j++)
+                    dot += p[j] * d[j];
+                for (int j = 0; j <= t; j++)
+                    d[j] = p[j] * (d[j] - dot) * scale;
+                for (int j = t + 1; j < T; j++)
+                    d[j] = 0.0f;
             }
+            krn_sgemm(0, (size_t)T, (size_t)HD, (size_t)T, 1.0f, dp, (size_t)T, k + ko, ks, 1.0f,
+                      dq + qo, qs);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, dp, T, q + qo,
+                        (int)qs, 1.0f, dk + ko, (int)ks);
         }
 }
 
@@ -296,8 +284,9 @@ static double lse(const float *x, int V, float tau)
     for (int i = 0; i < V; i++)
         mx = x[i] > mx ? x[i] : mx;
     double s = 0.0;
+    float it = 1.0f / tau;
     for (int i = 0; i < V; i++)
-        s += exp((double)(x[i] - mx) / tau);
+        s += expf((x[i] - mx) * it);
     return (double)mx / tau + log(s);
 }
 
@@ -334,9 +323,9 @@ void trn_ce_backward(float *dlogits, const float *logits, const int32_t *target,
             continue;
         const float *x = logits + (size_t)n * V;
         float *d = dlogits + (size_t)n * V;
-        double l = lse(x, V, 1.0f);
+        float l = (float)lse(x, V, 1.0f);
         for (int i = 0; i < V; i++)
-            d[i] += w * ((float)exp((double)x[i] - l) - (i == target[n] ? 1.0f : 0.0f));
+            d[i] += w * (expf(x[i] - l) - (i == target[n] ? 1.0f : 0.0f));
     }
 }
 
@@ -350,9 +339,10 @@ double trn_kl_forward(const float *s_logits, const float *t_logits, const int32_
             continue;
         const float *s = s_logits + (size_t)n * V, *t = t_logits + (size_t)n * V;
         double ls = lse(s, V, tau), lt = lse(t, V, tau), kl = 0.0;
+        float it = 1.0f / tau;
         for (int i = 0; i < V; i++) {
-            double lpt = t[i] / tau - lt, lps = s[i] / tau - ls;
-            kl += exp(lpt) * (lpt - lps);
+            float lpt = (float)(t[i] * it - lt), lps = (float)(s[i] * it - ls);
+            kl += (double)(expf(lpt) * (lpt - lps));
         }
         tot += kl;
     }
@@ -372,9 +362,9 @@ void trn_kl_backward(float *ds, const float *s_logits, const float *t_logits,
             continue;
         const float *s = s_logits + (size_t)n * V, *t = t_logits + (size_t)n * V;
         float *d = ds + (size_t)n * V;
-        double ls = lse(s, V, tau), lt = lse(t, V, tau);
+        float ls = (float)lse(s, V, tau), lt = (float)lse(t, V, tau), it = 1.0f / tau;
         for (int i = 0; i < V; i++)
-            d[i] += w * (float)(exp(s[i] / tau - ls) - exp(t[i] / tau - lt));
+            d[i] += w * (expf(s[i] * it - ls) - expf(t[i] * it - lt));
     }
 }
 

@@ -56,7 +56,7 @@ void trn_rope_backward(float *dinp, const float *dout, const float *cs, const fl
  * q.k/sqrt(HD) over keys 0..t, zeros above the diagonal) kept for the backward. */
 void trn_attention_forward(float *out, float *probs, const float *q, const float *k,
                            const float *v, int B, int T, int NH, int KVH, int HD);
-/* dq, dk, dv += ...; scratch [T] floats. */
+/* dq, dk, dv += ...; scratch [T*T] floats. */
 void trn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                             const float *probs, const float *q, const float *k, const float *v,
                             int B, int T, int NH, int KVH, int HD, float *scratch);
