@@ -250,6 +250,35 @@ static void methods(void)
     eng_model_free(m);
 }
 
+/* ---------------------------------------------------------------- summarization */
+
+static void summarization(void)
+{
+    char ev[600], out[600];
+    snprintf(ev, sizeof(ev), "%s/sum.events", tmp);
+    snprintf(out, sizeof(out), "%s/sum", tmp);
+    int rc = run_job("sum", cfg_text("{\"method\":\"bitdistill\",\"model\":\"%s\",\"tokenizer\":"
+                                     "\"%s/tests/fixtures/train/tok-bytes.json\",\"task\":{\"type\":"
+                                     "\"cnndm\",\"max_target\":24},\"train_file\":"
+                                     "\"%s/cnndm/train.jsonl\",\"validation_file\":"
+                                     "\"%s/cnndm/validation.jsonl\",\"max_train_examples\":16,"
+                                     "\"max_eval_examples\":2,\"eval_max_new\":4,\"max_len\":96,"
+                                     "\"batch\":2,\"teacher_sft\":{\"steps\":2},\"distill\":"
+                                     "{\"steps\":2,\"layer\":\"all\",\"relation\":\"scaled\"}}",
+                                     base, top, data, data), out, 0, 0, ev);
+    json_t *e = find_event(ev, "eval", "student");
+    TAP_OK(rc == 0 && e && json_is_number(json_object_get(e, "rouge1")) &&
+           json_is_number(json_object_get(e, "rouge2")) &&
+           json_is_number(json_object_get(e, "rougeLsum")) &&
+           json_is_number(json_object_get(e, "bleu")),
+           "summarization (CNN/DM): bitdistill finishes and reports ROUGE-1/2/L/Lsum and BLEU "
+           "(rc %d)", rc);
+    json_t *d = find_event(ev, "step", NULL);
+    TAP_OK(d != NULL, "summarization: step events");
+    json_decref(d);
+    json_decref(e);
+}
+
 /* ---------------------------------------------------------------- resume */
 
 static int same_file(const char *a, const char *b)
@@ -389,6 +418,7 @@ int main(void)
     if (!TAP_OK(rc == 0, "tiny random-init Qwen3 written (%s)", err))
         return tap_done();
     bad_configs();
+    summarization();
     resume();
     if (getenv("BD_SKIP_SLOW")) /* the three 300-step trainings (~40 s normal build) */
         TAP_SKIP("BD_SKIP_SLOW set: the three SST-2 trainings are skipped");

@@ -482,6 +482,24 @@ int trn_encode(const struct trn_task *t, const struct eng_tok *tok, const struct
 
 /* ------------------------------------------------------------------ corpus */
 
+/* End of the paragraph starting at p: the newline before a blank (whitespace-only) line, or the
+ * first line end past 16 KiB, or the end of the text. */
+static char *para_end(char *p)
+{
+    char *q = p;
+    for (;;) {
+        char *nl = strchr(q, '\n');
+        if (!nl)
+            return q + strlen(q);
+        char *r = nl + 1;
+        while (*r == ' ' || *r == '\t' || *r == '\r')
+            r++;
+        if (*r == '\n' || !*r || nl - p > 16384)
+            return nl;
+        q = nl + 1;
+    }
+}
+
 int trn_corpus_load(const char *path, const struct eng_tok *tok, int32_t eos, size_t budget,
                     struct trn_corpus **out, char *err)
 {
@@ -502,7 +520,13 @@ int trn_corpus_load(const char *path, const struct eng_tok *tok, int32_t eos, si
     /* documents: JSONL lines, or paragraphs (blank-line separated) of plain text */
     char *p = buf;
     while (*p && (!budget || c->ntok < budget)) {
-        char *end = jsonl ? strchr(p, '\n') : strstr(p, "\n\n");
+        if (!jsonl) {
+            while (isspace((unsigned char)*p))
+                p++;
+            if (!*p)
+                break;
+        }
+        char *end = jsonl ? strchr(p, '\n') : para_end(p);
         if (!end)
             end = p + strlen(p);
         char save = *end;

@@ -22,3 +22,7 @@ libbitdistill_a_SOURCES += jobs/train/ckpt.c jobs/train/pipeline.c
 check_PROGRAMS += tests/test-trn-pipeline
 TESTS += tests/test-trn-pipeline
 tests_test_trn_pipeline_LDADD = $(BD_ALL_LIBS)
+
+check_PROGRAMS += tests/test-trn-data
+TESTS += tests/test-trn-data
+tests_test_trn_data_LDADD = $(BD_ALL_LIBS)

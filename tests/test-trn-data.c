@@ -1,0 +1,140 @@
+/*
+ * tests/test-trn-data.c — datasets, task templates and encoding on the real files of
+ * ../shared/data (README there): SST-2 in both formats, MNLI/QNLI json, CNN/DM jsonl, a corpus;
+ * verbalizer tokens, truncation (the input is cut, never the summary), packing, shuffling.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "engine/err.h"
+#include "engine/tokenizer.h"
+#include "jobs/train/data.h"
+#include "tests/tap.h"
+
+static char data[600];
+
+static const char *dp(const char *rel)
+{
+    static char b[800];
+    snprintf(b, sizeof(b), "%s/%s", data, rel);
+    return b;
+}
+
+static void load(const char *task, const char *rel, size_t max, size_t want_n, int lab0,
+                 int want_lab0)
+{
+    struct trn_task t;
+    struct trn_dataset *d = NULL;
+    char err[ENG_ERR_LEN] = "";
+    trn_task_defaults(task, &t, err);
+    int rc = trn_dataset_load(dp(rel), &t, max, &d, err);
+    size_t c0 = 0;
+    for (size_t i = 0; d && i < d->n; i++)
+        c0 += d->ex[i].label == lab0;
+    TAP_OK(rc == 0 && d->n == want_n && (want_lab0 < 0 || c0 == (size_t)want_lab0),
+           "%s %s: %zu examples (want %zu), %zu with label %d (%s)", task, rel, d ? d->n : 0,
+           want_n, c0, lab0, err);
+    trn_dataset_free(d);
+}
+
+int main(void)
+{
+    const char *top = getenv("top_srcdir");
+    char err[ENG_ERR_LEN] = "", tokp[600];
+    struct stat st;
+    snprintf(data, sizeof(data), "%s/../shared/data", top ? top : ".");
+    if (stat(dp("sst2"), &st)) {
+        TAP_SKIP("no ../shared/data beside the checkout");
+        return tap_done();
+    }
+    /* counts from ../shared/data/README.md; label balances counted with awk/jq */
+    load("sst2", "sst2/sentence/stsa.binary.dev", 0, 872, 0, 428);
+    load("sst2", "sst2/sentence/stsa.binary.train", 0, 6920, 1, 3610);
+    load("sst2", "sst2/glue/dev.tsv", 0, 872, 0, 428);
+    load("sst2", "sst2/glue/train.tsv", 1000, 1000, -1, -1);
+    load("mnli", "mnli/validation.json", 0, 1000, 2, 320); /* contradiction */
+    load("qnli", "qnli/validation.json", 0, 1000, 1, 496); /* not_entailment */
+    load("cnndm", "cnndm/validation.jsonl", 0, 100, -1, -1);
+
+    snprintf(tokp, sizeof(tokp), "%s/tests/fixtures/train/tok-bytes.json", top ? top : ".");
+    struct eng_tok *tok = NULL;
+    if (!TAP_OK(eng_tok_load_json(tokp, &tok, err) == 0, "test tokenizer loads (%s)", err))
+        return tap_done();
+    /* classification: prompt + the verbalizer's first token */
+    struct trn_task t;
+    trn_task_defaults("sst2", &t, err);
+    int rc = trn_task_resolve(&t, tok, -1, err);
+    TAP_OK(rc == 0 && t.label_tok[0] != t.label_tok[1] && t.eos == 506,
+           "sst2 verbalizers resolve to distinct first tokens %d/%d, EOS %d (%s)", t.label_tok[0],
+           t.label_tok[1], t.eos, err);
+    struct trn_example e = {.text = "a gripping , funny movie .", .label = 1};
+    int32_t *ids = NULL, *pids = NULL;
+    int n = 0, np = 0, pn = 0, pnp = 0;
+    rc = trn_encode(&t, tok, &e, 64, 1, &ids, &n, &np);
+    trn_encode(&t, tok, &e, 64, 0, &pids, &pn, &pnp);
+    char *txt = NULL;
+    size_t tl = 0;
+    if (!rc)
+        eng_tok_decode(tok, ids, (size_t)np, 0, &txt, &tl);
+    TAP_OK(rc == 0 && n == np + 1 && ids[np] == t.label_tok[1] && pn == np &&
+           !memcmp(ids, pids, (size_t)np * sizeof(int32_t)) && txt &&
+           !strcmp(txt, "Review: a gripping , funny movie .\nSentiment:"),
+           "classification: template filled, prompt + label token (\"%s\")", txt ? txt : "");
+    free(ids);
+    free(pids);
+    free(txt);
+    /* truncation: a long review is cut to fit; the label token stays */
+    char longt[4000];
+    for (int i = 0; i < 3990; i++)
+        longt[i] = "abcdefgh "[i % 9];
+    longt[3990] = 0;
+    e.text = longt;
+    rc = trn_encode(&t, tok, &e, 40, 1, &ids, &n, &np);
+    TAP_OK(rc == 0 && n <= 40 && n >= 30 && ids[n - 1] == t.label_tok[1],
+           "a 4000-byte review is cut to %d <= 40 tokens, label kept", n);
+    txt = NULL;
+    if (!rc)
+        eng_tok_decode(tok, ids, (size_t)np, 0, &txt, &tl);
+    TAP_OK(txt && strstr(txt, "\nSentiment:") && !strncmp(txt, "Review: abcdefgh", 16),
+           "truncation cuts the input's end, the template's suffix stays");
+    free(txt);
+    free(ids);
+    /* summarization: article cut, summary + EOS kept whole */
+    struct trn_task s;
+    trn_task_defaults("cnndm", &s, err);
+    s.max_target = 12;
+    trn_task_resolve(&s, tok, -1, err);
+    struct trn_example se = {.text = longt, .target = "police said", .label = -1};
+    rc = trn_encode(&s, tok, &se, 60, 1, &ids, &n, &np);
+    txt = NULL;
+    if (!rc)
+        eng_tok_decode(tok, ids + np, (size_t)(n - np - 1), 0, &txt, &tl);
+    TAP_OK(rc == 0 && n <= 60 && ids[n - 1] == s.eos && txt && !strcmp(txt, " police said"),
+           "summarization: article cut to fit 60, summary \"%s\" + EOS whole", txt ? txt : "");
+    free(txt);
+    free(ids);
+    /* corpus packing */
+    struct trn_corpus *c = NULL;
+    rc = trn_corpus_load(dp("corpus/wikitext2/valid.txt"), tok, 506, 5000, &c, err);
+    TAP_OK(rc == 0 && c->ntok >= 5000 && c->ntok < 5000 + 16384, "corpus: %zu tokens for a "
+           "5000-token budget (%s)", c ? c->ntok : 0, err);
+    trn_corpus_free(c);
+    /* shuffling: a permutation, deterministic per seed */
+    size_t p1[1000], p2[1000], p3[1000];
+    int seen[1000] = {0}, perm = 1;
+    trn_shuffle(p1, 1000, 42);
+    trn_shuffle(p2, 1000, 42);
+    trn_shuffle(p3, 1000, 43);
+    for (int i = 0; i < 1000; i++)
+        seen[p1[i]]++;
+    for (int i = 0; i < 1000; i++)
+        perm &= seen[i] == 1;
+    TAP_OK(perm && !memcmp(p1, p2, sizeof(p1)) && memcmp(p1, p3, sizeof(p1)),
+           "shuffle: a permutation, same for the same seed, different for another");
+    eng_tok_free(tok);
+    return tap_done();
+}
