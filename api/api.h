@@ -19,12 +19,18 @@
 
 struct eng_registry;
 struct eng_sched;
+struct job_writer;
+struct job_sup;
 
 struct api_ctx {
     struct srv_server *srv;          /* borrowed */
     struct job_store *store;         /* borrowed */
     struct eng_registry *registry;   /* borrowed: models served */
     struct eng_sched *sched;         /* borrowed: the engine thread */
+    struct job_writer *writer;       /* borrowed: the database's writer thread */
+    struct job_sup *sup;             /* borrowed: the job supervisor */
+    const char *data_dir;            /* borrowed */
+    char model_root[1024];           /* realpath of the model root */
     double start_time;               /* unix seconds, for process_start_time_seconds */
 };
 
@@ -35,9 +41,11 @@ struct api_route {
     const char *pattern; /* "/v1/keys/{id}": literal segments and {param} segments */
     const char *name;    /* handler name for logs and metrics, e.g. "keys_delete" */
     enum srv_scope scope; /* SRV_SCOPE_OPEN: no key needed */
-    size_t max_body;     /* 0: the server's max-body-size */
+    size_t max_body;     /* 0: the server's max-body-size; API_BODY_UPLOAD: max-upload-size */
     api_handler_fn fn;
 };
+
+#define API_BODY_UPLOAD ((size_t)-1)
 
 /* The table (api/routes.c), NULL-terminated. */
 extern const struct api_route *const api_routes[];

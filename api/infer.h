@@ -8,6 +8,12 @@
 #include "engine/registry.h"
 #include "engine/sched.h"
 
+/* Load (in the background) model `id` from `path` into the registry and, with activate, make it
+ * the active model of its task and record that in the store. Loop thread. */
+void api_models_load(struct api_ctx *ctx, const char *id, const char *path, int activate);
+/* Start-up: load the models the store says were active. */
+void api_models_restore(struct api_ctx *ctx);
+
 /* Loop thread: hand every finished or progressing inference job to its request. */
 void api_infer_drain(struct api_ctx *ctx);
 

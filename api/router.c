@@ -89,7 +89,9 @@ static int api_on_headers(struct srv_req *req, void *arg)
     srv_req_set_handler(req, found->name);
     srv_req_set_data(req, found);
     route_match(found->pattern, path, req);
-    if (found->max_body)
+    if (found->max_body == API_BODY_UPLOAD)
+        srv_req_set_body_limit(req, srv_server_config(ctx->srv)->max_upload_size);
+    else if (found->max_body)
         srv_req_set_body_limit(req, found->max_body);
 
     switch (srv_auth_check(ctx->store, srv_req_header(req, "Authorization"), found->scope, NULL)) {

@@ -9,7 +9,11 @@ extern const struct api_route api_route_livez, api_route_readyz, api_route_healt
 extern const struct api_route api_route_keys_list, api_route_keys_create, api_route_keys_delete;
 extern const struct api_route api_route_classify, api_route_summarize, api_route_completions;
 extern const struct api_route api_route_models_list, api_route_models_get, api_route_tokenize,
-    api_route_detokenize;
+    api_route_detokenize, api_route_models_activate, api_route_models_delete;
+extern const struct api_route api_route_files_create, api_route_files_list, api_route_files_get,
+    api_route_files_delete;
+extern const struct api_route api_route_jobs_create, api_route_jobs_list, api_route_jobs_get,
+    api_route_jobs_cancel, api_route_jobs_events, api_route_jobs_checkpoints;
 
 const struct api_route *const api_routes[] = {
     &api_route_livez,
@@ -24,6 +28,18 @@ const struct api_route *const api_routes[] = {
     &api_route_completions,
     &api_route_models_list,
     &api_route_models_get,
+    &api_route_models_activate,
+    &api_route_models_delete,
+    &api_route_files_create,
+    &api_route_files_list,
+    &api_route_files_get,
+    &api_route_files_delete,
+    &api_route_jobs_create,
+    &api_route_jobs_list,
+    &api_route_jobs_get,
+    &api_route_jobs_cancel,
+    &api_route_jobs_events,
+    &api_route_jobs_checkpoints,
     &api_route_tokenize,
     &api_route_detokenize,
     NULL,

@@ -33,6 +33,34 @@ static const char *const store_migrations[] = {
     "  created_at INTEGER NOT NULL,"
     "  revoked_at INTEGER"
     ");",
+    /* 2: the distillation service: uploaded files, jobs, their events and checkpoints, models. */
+    "CREATE TABLE files ("
+    "  id TEXT PRIMARY KEY, filename TEXT NOT NULL, purpose TEXT NOT NULL,"
+    "  bytes INTEGER NOT NULL, sha256 TEXT NOT NULL, path TEXT NOT NULL,"
+    "  task TEXT, rows INTEGER, created_at INTEGER NOT NULL);"
+    "CREATE TABLE jobs ("
+    "  id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, spec TEXT NOT NULL,"
+    "  method TEXT NOT NULL, model TEXT NOT NULL, training_file TEXT NOT NULL,"
+    "  validation_file TEXT, corpus_file TEXT, device TEXT NOT NULL, dir TEXT NOT NULL,"
+    "  status TEXT NOT NULL, stage INTEGER NOT NULL DEFAULT 0, stage_name TEXT,"
+    "  progress REAL NOT NULL DEFAULT 0, trained_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  metrics TEXT, error TEXT, result_model TEXT, activate INTEGER NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,"
+    "  started_at INTEGER, finished_at INTEGER);"
+    "CREATE TABLE job_events ("
+    "  job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, seq INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL,"
+    "  PRIMARY KEY (job_id, seq)) WITHOUT ROWID;"
+    "CREATE TABLE checkpoints ("
+    "  job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, stage INTEGER NOT NULL,"
+    "  step INTEGER NOT NULL, path TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (job_id, stage, step)) WITHOUT ROWID;"
+    "CREATE TABLE models ("
+    "  id TEXT PRIMARY KEY, path TEXT NOT NULL, sha256 TEXT NOT NULL, task TEXT NOT NULL,"
+    "  labels TEXT, teacher TEXT, job_id TEXT UNIQUE, metrics TEXT,"
+    "  status TEXT NOT NULL, active INTEGER NOT NULL DEFAULT 0,"
+    "  version INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -196,6 +224,31 @@ void job_store_free(struct job_store *st)
     sqlite3_close(st->wr);
     pthread_mutex_destroy(&st->wr_lock);
     free(st);
+}
+
+sqlite3 *job_store_reader(struct job_store *st)
+{
+    return st->rd;
+}
+
+int job_store_write(struct job_store *st, int (*fn)(sqlite3 *db, void *arg), void *arg)
+{
+    char *msg = NULL;
+    int rc;
+    pthread_mutex_lock(&st->wr_lock);
+    if (sqlite3_exec(st->wr, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_free(msg);
+        pthread_mutex_unlock(&st->wr_lock);
+        return JOB_STORE_EIO;
+    }
+    rc = fn(st->wr, arg);
+    if (sqlite3_exec(st->wr, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_free(msg);
+        sqlite3_exec(st->wr, "ROLLBACK", NULL, NULL, NULL);
+        rc = rc ? rc : JOB_STORE_EIO;
+    }
+    pthread_mutex_unlock(&st->wr_lock);
+    return rc;
 }
 
 int job_store_schema_version(struct job_store *st)

@@ -34,6 +34,16 @@ enum job_store_status {
 struct job_store *job_store_open(const char *path, char *err, size_t errlen);
 void job_store_free(struct job_store *st);
 
+typedef struct sqlite3 sqlite3;
+
+/* The reader connection: loop thread only, reads only. */
+sqlite3 *job_store_reader(struct job_store *st);
+/*
+ * Run fn(writer, arg) inside one IMMEDIATE transaction on the writer connection (committed when
+ * fn returns 0, rolled back otherwise). May wait: not on the loop thread (see jobs/writer.h).
+ */
+int job_store_write(struct job_store *st, int (*fn)(sqlite3 *db, void *arg), void *arg);
+
 /* The schema version after migrations (PRAGMA user_version). */
 int job_store_schema_version(struct job_store *st);
 /* The last error message (valid until the next call on the same connection). */

@@ -63,6 +63,16 @@ static const struct cfg_opt cfg_opts[] = {
     {"queue-size", CFG_INT, OFF(queue_size), "256",
      "inference requests waiting at most (429 with Retry-After above)"},
     {"max-seqs", CFG_INT, OFF(max_seqs), "8", "generations running at once (KV caches)"},
+    {"max-upload-size", CFG_SIZE, OFF(max_upload_size), "512M",
+     "largest file upload (POST /v1/files)"},
+    {"model-root", CFG_STR, OFF(model_root), NULL,
+     "directory whose HF model directories jobs may name as `model` (default DATA_DIR/models)"},
+    {"trainer", CFG_STR, OFF(trainer), NULL,
+     "the bitdistill binary that runs training jobs (default: beside bitdistilld)"},
+    {"cpu-jobs", CFG_INT, OFF(cpu_jobs), "1", "fine-tuning jobs running on the CPU at once"},
+    {"job-threads", CFG_INT, OFF(job_threads), "0",
+     "threads of each CPU training job (0 = the trainer's default)"},
+    {"job-retries", CFG_INT, OFF(job_retries), "0", "extra attempts of a failed job"},
 };
 
 #define N_OPTS (sizeof(cfg_opts) / sizeof(cfg_opts[0]))

@@ -41,6 +41,12 @@ struct srv_config {
     int batch_wait_ms;        /* wait this long for more classifications */
     int queue_size;           /* inference jobs waiting at most (429 above) */
     int max_seqs;             /* generations running at once (KV caches) */
+    size_t max_upload_size;   /* bytes, POST /v1/files bodies */
+    char *model_root;         /* HF directories jobs may name as `model` live under this */
+    char *trainer;            /* the `bitdistill` binary that runs jobs (NULL: beside us) */
+    int cpu_jobs;             /* fine-tuning jobs running on the CPU at once */
+    int job_threads;          /* threads of each CPU job (0: the trainer's default) */
+    int job_retries;          /* extra attempts of a failed job */
 };
 
 /* Fill defaults. Returns 0 or -1 (out of memory). The config owns every string. */

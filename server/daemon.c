@@ -24,6 +24,8 @@
 #include "engine/registry.h"
 #include "engine/sched.h"
 #include "jobs/store.h"
+#include "jobs/supervisor.h"
+#include "jobs/writer.h"
 #include "server/conf.h"
 #include "server/daemon.h"
 #include "server/log.h"
@@ -44,6 +46,9 @@ struct daemon {
     uv_async_t engine_async;       /* the engine thread has results */
     struct eng_registry *registry;
     struct eng_sched *sched;
+    struct job_writer *writer;
+    struct job_sup *sup;
+    char trainer[4096];
     uv_work_t load_work;           /* --model loading in the background */
     struct eng_served *loaded;
     char load_err[512];
@@ -83,6 +88,9 @@ static void daemon_drained(struct srv_server *srv, int timed_out)
     eng_sched_stop(d->sched);
     api_infer_drain(&d->api); /* jobs cancelled by the stop: their requests are gone */
     uv_close((uv_handle_t *)&d->engine_async, NULL);
+    job_sup_close(d->sup);
+    job_writer_free(d->writer); /* runs what is queued, then closes its handle */
+    d->writer = NULL;
     daemon_close_signals(d);
 }
 
@@ -96,6 +104,34 @@ static void daemon_on_engine(uv_async_t *a)
 {
     struct daemon *d = a->data;
     api_infer_drain(&d->api);
+}
+
+/* A job succeeded: load its student, and activate it when the job asked. */
+static void daemon_job_success(void *arg, const struct job_rec *rec, const struct job_model *m)
+{
+    struct daemon *d = arg;
+    if (rec->activate)
+        api_models_load(&d->api, m->id, m->path, 1);
+}
+
+/* The trainer: --trainer, else `bitdistill` beside this executable. */
+static void daemon_trainer_path(struct daemon *d)
+{
+    char self[4000];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (d->cfg->trainer) {
+        snprintf(d->trainer, sizeof(d->trainer), "%s", d->cfg->trainer);
+        return;
+    }
+    if (n <= 0) {
+        snprintf(d->trainer, sizeof(d->trainer), "bitdistill");
+        return;
+    }
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = 0;
+    snprintf(d->trainer, sizeof(d->trainer), "%s/bitdistill", self);
 }
 
 static void daemon_load_work(uv_work_t *w)
@@ -144,6 +180,7 @@ static void daemon_on_stop(uv_signal_t *h, int signum)
     srv_log_info("%s: draining (up to %d ms for in-flight requests)", strsignal(signum),
                  d->cfg->drain_timeout_ms);
     srv_notify("STOPPING=1\nSTATUS=draining");
+    job_sup_close(d->sup); /* trainers stop (their jobs resume at the next start) */
     srv_server_drain(d->srv, daemon_drained);
 }
 
@@ -239,6 +276,28 @@ int srv_daemon_main(int argc, char **argv)
     }
     d.api.registry = d.registry;
     d.api.sched = d.sched;
+    d.api.data_dir = d.cfg->data_dir;
+    {
+        char root[4096];
+        if (d.cfg->model_root)
+            snprintf(root, sizeof(root), "%s", d.cfg->model_root);
+        else
+            snprintf(root, sizeof(root), "%s/models", d.cfg->data_dir);
+        mkdir_p(root);
+        if (!realpath(root, d.api.model_root))
+            d.api.model_root[0] = 0;
+    }
+    daemon_trainer_path(&d);
+    struct job_sup_cfg jcfg = {d.cfg->data_dir, d.trainer, d.cfg->cpu_jobs, d.cfg->job_threads,
+                               d.cfg->job_retries, 10000};
+    struct job_sup_hooks jhooks = {daemon_job_success, &d};
+    if (!(d.writer = job_writer_create(&d.loop, d.store)) ||
+        !(d.sup = job_sup_create(&d.loop, d.store, d.writer, &jcfg, &jhooks))) {
+        srv_log_error("cannot start the job supervisor: out of memory");
+        goto out_srv;
+    }
+    d.api.writer = d.writer;
+    d.api.sup = d.sup;
     if (srv_server_listen(d.srv, err, sizeof(err))) {
         srv_log_error("%s", err);
         srv_server_close(d.srv);
@@ -262,6 +321,8 @@ int srv_daemon_main(int argc, char **argv)
     } else {
         srv_server_set_not_ready(d.srv, "no model loaded");
     }
+    api_models_restore(&d.api);
+    job_sup_start(d.sup);
     int nkeys = job_store_key_count(d.store);
     srv_log_info("bitdistilld %s listening on %s://%s:%d (data-dir %s, database %s)",
                  PACKAGE_VERSION, d.cfg->tls_cert ? "https" : "http", d.cfg->host,
@@ -279,6 +340,12 @@ int srv_daemon_main(int argc, char **argv)
     uv_run(&d.loop, UV_RUN_DEFAULT);
     d.exit_code = 0;
 out_srv:
+    if (d.writer) { /* start-up failed before the loop ran: close what was made */
+        job_sup_close(d.sup);
+        job_writer_free(d.writer);
+        uv_run(&d.loop, UV_RUN_DEFAULT);
+    }
+    job_sup_free(d.sup);
     eng_sched_free(d.sched);
     eng_registry_free(d.registry);
     srv_server_free(d.srv);

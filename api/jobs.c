@@ -1,0 +1,711 @@
+/*
+ * api/jobs.c — fine-tuning jobs (admin scope), in the OpenAI shape:
+ *   POST /v1/fine_tuning/jobs                    create (validated before it is queued)
+ *   GET  /v1/fine_tuning/jobs?after=&limit=      newest first, with has_more
+ *   GET  /v1/fine_tuning/jobs/{id}
+ *   POST /v1/fine_tuning/jobs/{id}/cancel        409 when already finished
+ *   GET  /v1/fine_tuning/jobs/{id}/events        list (?after=SEQ&limit=), or ?stream=true: SSE
+ *                                                replaying after Last-Event-ID, live until the
+ *                                                job ends, then `data: [DONE]`
+ *   GET  /v1/fine_tuning/jobs/{id}/checkpoints
+ *
+ * A job request:
+ *   {"model": HF directory under --model-root (relative name or path inside it),
+ *    "training_file": file id, "validation_file"?: file id, "corpus_file"?: file id (corpus),
+ *    "method": {"type": "bitdistill"|"bitnet_sft"|"fp16_sft",
+ *               "<type>"?: {"teacher_sft"|"continue_pretrain"|"distill": {stage settings}}},
+ *    "hyperparameters"?: {"n_epochs","batch_size","learning_rate","max_len","steps"},
+ *    "teacher"?: fine-tuned teacher directory (skips stage 0), "task"?: sst2|mnli|qnli|cnndm,
+ *    "device"?: "cpu"|"cuda:K", "suffix"?, "seed"?, "activate"?: bool, "threads"?}
+ * and becomes the trainer's job.json (jobs/train/pipeline.h) in the job's directory.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "engine/hfconfig.h"
+#include "jobs/files.h"
+#include "jobs/jobrec.h"
+#include "jobs/supervisor.h"
+#include "jobs/writer.h"
+
+static const char *const stage_keys[] = {"epochs", "steps", "lr", "min_lr", "warmup",
+                                         "weight_decay", "clip", "batch", "grad_accum", "max_len",
+                                         "tokens", "lambda", "gamma", "tau", "layer",
+                                         "split_heads", "relation", "t_r", "gamma_warmup", NULL};
+
+/* Validate one stage object; err names the field. Returns 0 or -1. */
+static int check_stage(json_t *o, const char *path, char *err, size_t errlen, char *param,
+                       size_t plen)
+{
+    const char *key;
+    json_t *v;
+    if (!json_is_object(o)) {
+        snprintf(param, plen, "%s", path);
+        snprintf(err, errlen, "'%s' must be an object", path);
+        return -1;
+    }
+    json_object_foreach(o, key, v) {
+        int known = 0;
+        for (const char *const *k = stage_keys; *k; k++)
+            known |= !strcmp(*k, key);
+        if (snprintf(param, plen, "%s.%s", path, key) >= (int)plen)
+            param[plen - 1] = 0;
+        if (!known) {
+            snprintf(err, errlen, "unknown setting '%s'", param);
+            return -1;
+        }
+        if (!strcmp(key, "relation")) {
+            const char *r = json_string_value(v);
+            if (!r || (strcmp(r, "cosine") && strcmp(r, "scaled"))) {
+                snprintf(err, errlen, "'%s' must be \"cosine\" or \"scaled\"", param);
+                return -1;
+            }
+            continue;
+        }
+        if (!strcmp(key, "layer")) {
+            const char *l = json_string_value(v);
+            if (!json_is_integer(v) && !(l && (!strcmp(l, "last") || !strcmp(l, "all")))) {
+                snprintf(err, errlen, "'%s' must be an integer, \"last\" or \"all\"", param);
+                return -1;
+            }
+            continue;
+        }
+        if (!json_is_number(v) || json_number_value(v) < 0 ||
+            ((!strcmp(key, "lr") || !strcmp(key, "tau") || !strcmp(key, "t_r") ||
+              !strcmp(key, "batch") || !strcmp(key, "grad_accum") || !strcmp(key, "max_len") ||
+              !strcmp(key, "split_heads")) &&
+             json_number_value(v) <= 0)) {
+            snprintf(err, errlen, "'%s' must be a %s number", param,
+                     !strcmp(key, "lr") || !strcmp(key, "batch") || !strcmp(key, "max_len")
+                         ? "positive"
+                         : "non-negative");
+            return -1;
+        }
+    }
+    param[0] = 0;
+    return 0;
+}
+
+/* A model directory inside the model root; *out gets the real path. Returns 0 or -1. */
+static int resolve_model(struct api_ctx *ctx, const char *name, char *out, char *err,
+                         size_t errlen)
+{
+    char joined[PATH_MAX * 2], real[PATH_MAX];
+    if (!ctx->model_root[0]) {
+        snprintf(err, errlen, "no model root is configured (--model-root)");
+        return -1;
+    }
+    if (name[0] == '/')
+        snprintf(joined, sizeof(joined), "%s", name);
+    else
+        snprintf(joined, sizeof(joined), "%s/%s", ctx->model_root, name);
+    if (!realpath(joined, real)) {
+        snprintf(err, errlen, "model '%s' not found under the model root", name);
+        return -1;
+    }
+    size_t rl = strlen(ctx->model_root);
+    if (strncmp(real, ctx->model_root, rl) || real[rl] != '/') {
+        snprintf(err, errlen, "model '%s' is outside the model root: only directories under "
+                 "--model-root may be used", name);
+        return -1;
+    }
+    struct eng_config cfg;
+    char eerr[512];
+    if (eng_config_load(real, &cfg, eerr)) {
+        snprintf(err, errlen, "model '%s': %s", name, eerr);
+        return -1;
+    }
+    snprintf(out, PATH_MAX, "%s", real);
+    return 0;
+}
+
+struct create {
+    struct api_ctx *ctx;
+    struct job_rec rec;
+    json_t *trainer;         /* the trainer's job.json (owned) */
+    int status;
+    char err[600], param[96];
+};
+
+static int create_queued_tx(sqlite3 *db, void *arg)
+{
+    struct create *c = arg;
+    int rc = job_rec_insert_tx(db, &c->rec);
+    if (rc)
+        return rc;
+    struct job_status_op op;
+    memset(&op, 0, sizeof(op));
+    snprintf(op.id, sizeof(op.id), "%s", c->rec.id);
+    snprintf(op.status, sizeof(op.status), "queued");
+    return job_status_tx(db, &op);
+}
+
+static void create_work(void *arg)
+{
+    struct create *c = arg;
+    char path[1200];
+    if (mkdir(c->rec.dir, 0750) && errno != EEXIST) {
+        c->status = 500;
+        snprintf(c->err, sizeof(c->err), "cannot create '%.400s': %s", c->rec.dir, strerror(errno));
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/job.json", c->rec.dir);
+    if (json_dump_file(c->trainer, path, JSON_INDENT(2) | JSON_SORT_KEYS)) {
+        c->status = 500;
+        snprintf(c->err, sizeof(c->err), "cannot write '%.400s': %s", path, strerror(errno));
+        return;
+    }
+    if (job_store_write(c->ctx->store, create_queued_tx, c)) {
+        c->status = 500;
+        snprintf(c->err, sizeof(c->err), "cannot record the job: database error");
+    }
+}
+
+static void create_done(struct srv_req *req, void *arg, struct api_ctx *ctx)
+{
+    struct create *c = arg;
+    if (c->status) {
+        api_error(req, c->status, c->err, NULL, NULL);
+    } else {
+        struct job_rec r;
+        job_sup_kick(ctx->sup);
+        if (job_rec_get(ctx->store, c->rec.id, &r) == 0) {
+            srv_res_json(req, 200, job_rec_json(&r));
+            job_rec_release(&r);
+        } else {
+            api_error(req, 500, "the job was created but cannot be read back", NULL, NULL);
+        }
+    }
+    json_decref(c->trainer);
+    job_rec_release(&c->rec);
+    free(c);
+}
+
+/* A file reference: must exist with the purpose; copies its path into the trainer config. */
+static int use_file(struct srv_req *req, struct api_ctx *ctx, json_t *body, const char *field,
+                    const char *purpose, int required, json_t *trainer, const char *tkey,
+                    char id_out[48], struct job_file *f)
+{
+    json_t *v = json_object_get(body, field);
+    if (!v || json_is_null(v)) {
+        if (required)
+            api_errorf(req, 400, field, "missing_field", "'%s' is required", field);
+        return required ? -1 : 0;
+    }
+    if (!json_is_string(v) || json_string_length(v) >= 48) {
+        api_errorf(req, 400, field, "invalid_value", "'%s' must be a file id", field);
+        return -1;
+    }
+    if (job_file_get(ctx->store, json_string_value(v), f)) {
+        api_errorf(req, 404, field, "file_not_found", "'%s': no file '%s'", field,
+                   json_string_value(v));
+        return -1;
+    }
+    if (strcmp(f->purpose, purpose)) {
+        api_errorf(req, 422, field, "wrong_purpose", "'%s': file '%s' has purpose '%s', not '%s'",
+                   field, f->id, f->purpose, purpose);
+        return -1;
+    }
+    snprintf(id_out, 48, "%s", f->id);
+    if (tkey)
+        json_object_set_new(trainer, tkey, json_string(f->path));
+    return 1;
+}
+
+static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
+{
+    static const char *const keys[] = {"model", "training_file", "validation_file",
+                                       "corpus_file", "method", "hyperparameters", "teacher",
+                                       "task", "device", "suffix", "seed", "activate", "threads",
+                                       "integrations", "metadata", NULL};
+    json_t *body = api_body_json(req), *trainer = NULL;
+    struct create *c = NULL;
+    char err[600], param[96], path[PATH_MAX];
+    struct job_file tf, vf, cf;
+    if (!body)
+        return;
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v) {
+        int known = 0;
+        for (const char *const *k = keys; *k; k++)
+            known |= !strcmp(*k, key);
+        if (!known) {
+            api_errorf(req, 400, key, "unknown_parameter", "unknown parameter '%s'", key);
+            goto out;
+        }
+    }
+    trainer = json_object();
+    c = calloc(1, sizeof(*c));
+    if (!c || !trainer) {
+        api_error(req, 500, "out of memory", NULL, NULL);
+        goto out;
+    }
+    /* method */
+    json_t *method = json_object_get(body, "method");
+    const char *type = json_string_value(json_object_get(method, "type"));
+    if (!type || (strcmp(type, "bitdistill") && strcmp(type, "bitnet_sft") &&
+                  strcmp(type, "fp16_sft"))) {
+        api_error(req, 400, "'method.type' must be \"bitdistill\", \"bitnet_sft\" or \"fp16_sft\"",
+                  "method.type", "invalid_method");
+        goto out;
+    }
+    json_object_set_new(trainer, "method", json_string(type));
+    json_t *settings = json_object_get(method, type);
+    json_object_foreach(method, key, v) {
+        if (strcmp(key, "type") && strcmp(key, type)) {
+            api_errorf(req, 400, "method", "unknown_parameter",
+                       "unknown 'method.%s' for method type '%s'", key, type);
+            goto out;
+        }
+    }
+    if (settings && !json_is_null(settings)) {
+        if (!json_is_object(settings)) {
+            api_errorf(req, 400, "method", "invalid_value", "'method.%s' must be an object", type);
+            goto out;
+        }
+        json_object_foreach(settings, key, v) {
+            char where[96];
+            snprintf(where, sizeof(where), "method.%s.%s", type, key);
+            if (strcmp(key, "teacher_sft") && strcmp(key, "continue_pretrain") &&
+                strcmp(key, "distill")) {
+                api_errorf(req, 400, where, "unknown_parameter",
+                           "unknown stage '%s' (teacher_sft, continue_pretrain, distill)", where);
+                goto out;
+            }
+            if (check_stage(v, where, err, sizeof(err), param, sizeof(param))) {
+                api_error(req, 400, err, param, "invalid_value");
+                goto out;
+            }
+            json_object_set(trainer, key, v);
+        }
+    }
+    /* hyperparameters */
+    json_t *hp = json_object_get(body, "hyperparameters");
+    if (hp && !json_is_null(hp)) {
+        static const struct { const char *api, *trn; int integer; } map[] = {
+            {"n_epochs", "epochs", 0}, {"batch_size", "batch", 1}, {"learning_rate", "lr", 0},
+            {"max_len", "max_len", 1}, {"steps", "steps", 1}};
+        if (!json_is_object(hp)) {
+            api_error(req, 400, "'hyperparameters' must be an object", "hyperparameters", NULL);
+            goto out;
+        }
+        json_object_foreach(hp, key, v) {
+            size_t i;
+            for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+                if (!strcmp(map[i].api, key))
+                    break;
+            snprintf(param, sizeof(param), "hyperparameters.%s", key);
+            if (i == sizeof(map) / sizeof(map[0])) {
+                api_errorf(req, 400, param, "unknown_parameter", "unknown '%s' (n_epochs, "
+                           "batch_size, learning_rate, max_len, steps)", param);
+                goto out;
+            }
+            if (json_is_string(v) && !strcmp(json_string_value(v), "auto"))
+                continue;
+            if (!json_is_number(v) || json_number_value(v) <= 0 ||
+                (map[i].integer && !json_is_integer(v))) {
+                api_errorf(req, 400, param, "invalid_value", "'%s' must be a positive %s or "
+                           "\"auto\"", param, map[i].integer ? "integer" : "number");
+                goto out;
+            }
+            json_object_set(trainer, map[i].trn, v);
+        }
+    }
+    /* model, teacher */
+    json_t *model = json_object_get(body, "model");
+    if (!json_is_string(model)) {
+        api_error(req, 400, "'model' must name a model directory under the model root", "model",
+                  "missing_field");
+        goto out;
+    }
+    if (resolve_model(ctx, json_string_value(model), path, err, sizeof(err))) {
+        api_error(req, strstr(err, "not found") ? 404 : 400, err, "model", "invalid_model");
+        goto out;
+    }
+    json_object_set_new(trainer, "model", json_string(path));
+    snprintf(c->rec.model, sizeof(c->rec.model), "%s", json_string_value(model));
+    json_t *teacher = json_object_get(body, "teacher");
+    if (teacher && !json_is_null(teacher)) {
+        if (!json_is_string(teacher) ||
+            resolve_model(ctx, json_string_value(teacher), path, err, sizeof(err))) {
+            api_error(req, 400, json_is_string(teacher) ? err : "'teacher' must be a string",
+                      "teacher", "invalid_model");
+            goto out;
+        }
+        json_object_set_new(trainer, "teacher", json_string(path));
+    }
+    /* files */
+    if (use_file(req, ctx, body, "training_file", "fine-tune", 1, trainer, "train_file",
+                 c->rec.training_file, &tf) < 0 ||
+        use_file(req, ctx, body, "validation_file", "fine-tune", 0, trainer, "validation_file",
+                 c->rec.validation_file, &vf) < 0)
+        goto out;
+    int has_corpus = use_file(req, ctx, body, "corpus_file", "corpus", 0, NULL, NULL,
+                              c->rec.corpus_file, &cf);
+    if (has_corpus < 0)
+        goto out;
+    /* task: the request's, else the training file's */
+    const char *task = json_string_value(json_object_get(body, "task"));
+    if (json_object_get(body, "task") && !task) {
+        api_error(req, 400, "'task' must be a string", "task", "invalid_value");
+        goto out;
+    }
+    if (!task)
+        task = tf.task;
+    if (strcmp(task, "sst2") && strcmp(task, "mnli") && strcmp(task, "qnli") &&
+        strcmp(task, "cnndm")) {
+        api_errorf(req, 400, "task", "invalid_task", "unknown task '%s' (sst2, mnli, qnli, cnndm)",
+                   task);
+        goto out;
+    }
+    if (strcmp(task, tf.task)) {
+        api_errorf(req, 422, "training_file", "wrong_task", "training file '%s' is a %s dataset, "
+                   "not %s", tf.id, tf.task, task);
+        goto out;
+    }
+    if (c->rec.validation_file[0] && strcmp(task, vf.task)) {
+        api_errorf(req, 422, "validation_file", "wrong_task", "validation file '%s' is a %s "
+                   "dataset, not %s", vf.id, vf.task, task);
+        goto out;
+    }
+    json_object_set_new(trainer, "task", json_string(task));
+    if (has_corpus) {
+        json_t *cpt = json_object_get(trainer, "continue_pretrain");
+        if (!cpt) {
+            cpt = json_object();
+            json_object_set_new(trainer, "continue_pretrain", cpt);
+        }
+        json_object_set_new(cpt, "corpus", json_string(cf.path));
+        if (!json_object_get(cpt, "tokens"))
+            json_object_set_new(cpt, "tokens", json_integer(20000));
+    } else if (json_number_value(json_object_get(json_object_get(trainer, "continue_pretrain"),
+                                                 "tokens")) > 0) {
+        api_error(req, 400, "continued pre-training needs a 'corpus_file'", "corpus_file",
+                  "missing_field");
+        goto out;
+    }
+    /* device, seed, suffix, threads, activate */
+    const char *device = json_string_value(json_object_get(body, "device"));
+    if (json_object_get(body, "device") && !device) {
+        api_error(req, 400, "'device' must be \"cpu\" or \"cuda:K\"", "device", NULL);
+        goto out;
+    }
+    if (!device)
+        device = "cpu";
+    char *endp;
+    if (strcmp(device, "cpu") &&
+        (strncmp(device, "cuda:", 5) || !device[5] || (strtol(device + 5, &endp, 10), *endp))) {
+        api_errorf(req, 400, "device", "invalid_device", "device '%s' must be \"cpu\" or "
+                   "\"cuda:K\"", device);
+        goto out;
+    }
+#ifndef BD_HAVE_CUDA
+    if (strcmp(device, "cpu")) {
+        api_errorf(req, 400, "device", "invalid_device", "device '%s': this bitdistilld was "
+                   "built without CUDA", device);
+        goto out;
+    }
+#endif
+    snprintf(c->rec.device, sizeof(c->rec.device), "%s", device);
+    json_t *seed = json_object_get(body, "seed");
+    if (seed && !json_is_null(seed)) {
+        if (!json_is_integer(seed) || json_integer_value(seed) < 0) {
+            api_error(req, 400, "'seed' must be a non-negative integer", "seed", NULL);
+            goto out;
+        }
+        json_object_set(trainer, "seed", seed);
+    }
+    json_t *threads = json_object_get(body, "threads");
+    if (threads && !json_is_null(threads)) {
+        if (!json_is_integer(threads) || json_integer_value(threads) < 1 ||
+            json_integer_value(threads) > 1024) {
+            api_error(req, 400, "'threads' must be an integer from 1 to 1024", "threads", NULL);
+            goto out;
+        }
+        json_object_set(trainer, "threads", threads);
+    }
+    const char *suffix = json_string_value(json_object_get(body, "suffix"));
+    if (json_object_get(body, "suffix") && !json_is_null(json_object_get(body, "suffix"))) {
+        int okc = suffix && strlen(suffix) <= 40;
+        for (const char *p = suffix; okc && *p; p++)
+            okc = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '-' || *p == '_';
+        if (!okc) {
+            api_error(req, 400, "'suffix' must be at most 40 letters, digits, '-' or '_'",
+                      "suffix", NULL);
+            goto out;
+        }
+    }
+    json_t *act = json_object_get(body, "activate");
+    if (act && !json_is_boolean(act)) {
+        api_error(req, 400, "'activate' must be true or false", "activate", NULL);
+        goto out;
+    }
+    c->rec.activate = json_is_true(act);
+
+    /* The record: id, directory, spec (as accepted, plus the task type). */
+    unsigned char rnd[12];
+    RAND_bytes(rnd, sizeof(rnd));
+    int n = snprintf(c->rec.id, sizeof(c->rec.id), "ftjob-");
+    for (int i = 0; i < 12; i++)
+        n += snprintf(c->rec.id + n, sizeof(c->rec.id) - n, "%02x", rnd[i]);
+    snprintf(c->rec.dir, sizeof(c->rec.dir), "%s/jobs/%s", ctx->data_dir, c->rec.id);
+    snprintf(c->rec.method, sizeof(c->rec.method), "%s", type);
+    snprintf(c->rec.status, sizeof(c->rec.status), "validating_files");
+    c->rec.created_at = (int64_t)time(NULL);
+    json_object_set_new(body, "task", json_string(task));
+    json_object_set_new(body, "task_type",
+                        json_string(!strcmp(task, "cnndm") ? "summarization" : "classification"));
+    json_object_set_new(trainer, "checkpoint_every", json_integer(20));
+    c->rec.spec = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    c->ctx = ctx;
+    c->trainer = trainer;
+    trainer = NULL;
+    char jobs_dir[1100];
+    snprintf(jobs_dir, sizeof(jobs_dir), "%s/jobs", ctx->data_dir);
+    mkdir(jobs_dir, 0750);
+    if (api_defer(req, ctx, create_work, create_done, c)) {
+        api_error(req, 500, "cannot queue the job", NULL, NULL);
+        goto out;
+    }
+    c = NULL;
+out:
+    if (c) {
+        json_decref(c->trainer);
+        job_rec_release(&c->rec);
+        free(c);
+    }
+    json_decref(trainer);
+    json_decref(body);
+}
+
+static long query_long(const char *q, const char *name, long def)
+{
+    size_t nl = strlen(name);
+    for (const char *p = q; p && *p;) {
+        if (!strncmp(p, name, nl) && p[nl] == '=')
+            return strtol(p + nl + 1, NULL, 10);
+        p = strchr(p, '&');
+        if (p)
+            p++;
+    }
+    return def;
+}
+
+static const char *query_str(const char *q, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    for (const char *p = q; p && *p;) {
+        if (!strncmp(p, name, nl) && p[nl] == '=') {
+            size_t l = strcspn(p + nl + 1, "&");
+            snprintf(out, outlen, "%.*s", (int)l, p + nl + 1);
+            return out;
+        }
+        p = strchr(p, '&');
+        if (p)
+            p++;
+    }
+    return NULL;
+}
+
+static void jobs_list(struct srv_req *req, struct api_ctx *ctx)
+{
+    char after[64];
+    int has_more;
+    long limit = query_long(srv_req_query(req), "limit", 20);
+    if (limit < 1 || limit > 100) {
+        api_error(req, 400, "'limit' must be from 1 to 100", "limit", NULL);
+        return;
+    }
+    json_t *data = job_rec_list_json(ctx->store,
+                                     query_str(srv_req_query(req), "after", after, sizeof(after)),
+                                     (int)limit, &has_more);
+    srv_res_json(req, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data", data,
+                                     "has_more", has_more));
+}
+
+static void jobs_get(struct srv_req *req, struct api_ctx *ctx)
+{
+    struct job_rec r;
+    const char *id = srv_req_param(req, "id");
+    if (job_rec_get(ctx->store, id, &r)) {
+        api_errorf(req, 404, "id", "job_not_found", "no fine-tuning job '%.64s'", id);
+        return;
+    }
+    srv_res_json(req, 200, job_rec_json(&r));
+    job_rec_release(&r);
+}
+
+static void jobs_cancel(struct srv_req *req, struct api_ctx *ctx)
+{
+    const char *id = srv_req_param(req, "id");
+    struct job_rec r;
+    int rc = job_sup_cancel(ctx->sup, id);
+    if (rc == JOB_STORE_ENOTFOUND) {
+        api_errorf(req, 404, "id", "job_not_found", "no fine-tuning job '%.64s'", id);
+        return;
+    }
+    if (job_rec_get(ctx->store, id, &r)) {
+        api_error(req, 500, "cannot read the job", NULL, NULL);
+        return;
+    }
+    if (rc == JOB_STORE_EEXIST) {
+        api_errorf(req, 409, "id", "job_finished", "job '%s' has already %s", id, r.status);
+        job_rec_release(&r);
+        return;
+    }
+    json_t *o = job_rec_json(&r);
+    json_object_set_new(o, "status", json_string(strcmp(r.status, "running") ? "cancelled"
+                                                                             : "cancelling"));
+    srv_res_json(req, 200, o);
+    job_rec_release(&r);
+}
+
+static void jobs_checkpoints(struct srv_req *req, struct api_ctx *ctx)
+{
+    struct job_rec r;
+    const char *id = srv_req_param(req, "id");
+    if (job_rec_get(ctx->store, id, &r)) {
+        api_errorf(req, 404, "id", "job_not_found", "no fine-tuning job '%.64s'", id);
+        return;
+    }
+    job_rec_release(&r);
+    srv_res_json(req, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data",
+                                     job_checkpoints_json(ctx->store, id), "has_more", 0));
+}
+
+/* ---- events, listed or streamed ---------------------------------------------------------- */
+
+struct ev_stream {
+    struct srv_req *req;
+    struct api_ctx *ctx;
+    char id[48];
+    int64_t last;
+};
+
+static void ev_stream_watch(void *arg, const char *job_id, int64_t seq, int ended);
+
+/* Send what is new; end the stream when the job has finished. Returns 1 when done. */
+static int ev_stream_flush(struct ev_stream *es)
+{
+    if (!srv_req_alive(es->req))
+        return 1;
+    for (;;) {
+        json_t *arr = job_events_json(es->ctx->store, es->id, es->last, 500, &es->last);
+        size_t i, n = json_array_size(arr);
+        json_t *ev;
+        json_array_foreach(arr, i, ev) {
+            char *t = json_dumps(ev, JSON_COMPACT | JSON_ENSURE_ASCII);
+            char head[64];
+            int hl = snprintf(head, sizeof(head), "id: %lld\ndata: ",
+                              (long long)json_integer_value(json_object_get(ev, "seq")));
+            srv_res_stream_write(es->req, head, (size_t)hl);
+            srv_res_stream_write(es->req, t, strlen(t));
+            srv_res_stream_write(es->req, "\n\n", 2);
+            free(t);
+        }
+        json_decref(arr);
+        if (n < 500)
+            break;
+    }
+    struct job_rec r;
+    memset(&r, 0, sizeof(r));
+    int got = job_rec_get(es->ctx->store, es->id, &r) == 0;
+    int ended = !got || job_rec_terminal(r.status);
+    if (got)
+        job_rec_release(&r);
+    if (ended) {
+        srv_res_stream_write(es->req, "data: [DONE]\n\n", 14);
+        srv_res_stream_end(es->req);
+    }
+    return ended;
+}
+
+static void ev_stream_free(struct ev_stream *es)
+{
+    job_sup_unwatch(es->ctx->sup, ev_stream_watch, es);
+    srv_req_unref(es->req);
+    free(es);
+}
+
+static void ev_stream_watch(void *arg, const char *job_id, int64_t seq, int ended)
+{
+    struct ev_stream *es = arg;
+    (void)job_id;
+    (void)seq;
+    (void)ended;
+    if (ev_stream_flush(es))
+        ev_stream_free(es);
+}
+
+static void jobs_events(struct srv_req *req, struct api_ctx *ctx)
+{
+    struct job_rec r;
+    const char *id = srv_req_param(req, "id");
+    const char *q = srv_req_query(req);
+    char tmp[16];
+    if (job_rec_get(ctx->store, id, &r)) {
+        api_errorf(req, 404, "id", "job_not_found", "no fine-tuning job '%.64s'", id);
+        return;
+    }
+    job_rec_release(&r);
+    long after = query_long(q, "after", 0);
+    const char *lei = srv_req_header(req, "Last-Event-ID");
+    if (lei)
+        after = strtol(lei, NULL, 10);
+    int stream = query_str(q, "stream", tmp, sizeof(tmp)) && !strcmp(tmp, "true");
+    if (!stream) {
+        long limit = query_long(q, "limit", 100);
+        if (limit < 1 || limit > 1000) {
+            api_error(req, 400, "'limit' must be from 1 to 1000", "limit", NULL);
+            return;
+        }
+        int64_t last;
+        json_t *data = job_events_json(ctx->store, id, after, (int)limit + 1, &last);
+        int more = json_array_size(data) > (size_t)limit;
+        if (more)
+            json_array_remove(data, (size_t)limit);
+        srv_res_json(req, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data", data,
+                                         "has_more", more));
+        return;
+    }
+    struct ev_stream *es = calloc(1, sizeof(*es));
+    if (!es) {
+        api_error(req, 500, "out of memory", NULL, NULL);
+        return;
+    }
+    es->req = req;
+    es->ctx = ctx;
+    snprintf(es->id, sizeof(es->id), "%s", id);
+    es->last = after;
+    srv_req_ref(req);
+    srv_res_stream_start(req, 200, "text/event-stream");
+    if (ev_stream_flush(es) || job_sup_watch(ctx->sup, id, ev_stream_watch, es))
+        ev_stream_free(es);
+}
+
+const struct api_route api_route_jobs_create = {"POST", "/v1/fine_tuning/jobs", "jobs_create",
+                                                SRV_SCOPE_ADMIN, 0, jobs_create};
+const struct api_route api_route_jobs_list = {"GET", "/v1/fine_tuning/jobs", "jobs_list",
+                                              SRV_SCOPE_ADMIN, 0, jobs_list};
+const struct api_route api_route_jobs_get = {"GET", "/v1/fine_tuning/jobs/{id}", "jobs_get",
+                                             SRV_SCOPE_ADMIN, 0, jobs_get};
+const struct api_route api_route_jobs_cancel = {"POST", "/v1/fine_tuning/jobs/{id}/cancel",
+                                                "jobs_cancel", SRV_SCOPE_ADMIN, 0, jobs_cancel};
+const struct api_route api_route_jobs_events = {"GET", "/v1/fine_tuning/jobs/{id}/events",
+                                                "jobs_events", SRV_SCOPE_ADMIN, 0, jobs_events};
+const struct api_route api_route_jobs_checkpoints = {"GET",
+                                                     "/v1/fine_tuning/jobs/{id}/checkpoints",
+                                                     "jobs_checkpoints", SRV_SCOPE_ADMIN, 0,
+                                                     jobs_checkpoints};
