@@ -74,7 +74,8 @@ int eng_ctx_create(struct eng_model *m, int max_tokens, struct eng_ctx **out)
     c->att = malloc(ch * qd * sizeof(float));
     c->g = malloc(ch * cf->inter * sizeof(float));
     c->u = malloc(ch * cf->inter * sizeof(float));
-    c->sc = malloc(ch * (size_t)max_tokens * sizeof(float));
+    size_t grp = (size_t)(cf->heads / cf->kv_heads); /* decode: one KV group's rows at once */
+    c->sc = malloc((ch > grp ? ch : grp) * (size_t)max_tokens * sizeof(float));
     c->rc = malloc((size_t)max_tokens * half * sizeof(float));
     c->rs = malloc((size_t)max_tokens * half * sizeof(float));
     if (!c->kc || !c->vc || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->g ||
@@ -155,37 +156,32 @@ static void rope(const struct eng_ctx *c, float *x, int n, int nh, int hd, int p
     }
 }
 
-/* Attention of the single query row c->q (position p0) over keys 0..p0 -> c->att. */
+/* Attention of the single query row c->q (position p0) over keys 0..p0 -> c->att. The `grp`
+ * query heads of one KV group are contiguous, so each group is two small sgemms:
+ * S [grp][np] = scale * Q_g K_g^T, softmax by row, O_g [grp][hd] = S V_g. */
 static void attention_one(struct eng_ctx *c, const float *K, const float *V, int kd, int p0,
                           float scale)
 {
     const struct eng_config *cf = &c->m->cfg;
     int hd = cf->head_dim, grp = cf->heads / cf->kv_heads, np = p0 + 1;
-    for (int h = 0; h < cf->heads; h++) {
-        const float *q = c->q + (size_t)h * hd;
-        size_t ko = (size_t)(h / grp) * hd;
-        float mx = -INFINITY, sum = 0.0f;
-        for (int j = 0; j < np; j++) {
-            const float *k = K + (size_t)j * kd + ko;
-            float s = 0.0f;
-            for (int i = 0; i < hd; i++)
-                s += q[i] * k[i];
-            s *= scale;
-            c->sc[j] = s;
-            mx = s > mx ? s : mx;
+    for (int g = 0; g < cf->kv_heads; g++) {
+        size_t ko = (size_t)g * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, grp, np, hd, scale,
+                    c->q + (size_t)g * grp * hd, hd, K + ko, kd, 0.0f, c->sc, np);
+        for (int r = 0; r < grp; r++) {
+            float *row = c->sc + (size_t)r * np, mx = -INFINITY, sum = 0.0f;
+            for (int j = 0; j < np; j++)
+                mx = row[j] > mx ? row[j] : mx;
+            for (int j = 0; j < np; j++) {
+                row[j] = expf(row[j] - mx);
+                sum += row[j];
+            }
+            float inv = 1.0f / sum;
+            for (int j = 0; j < np; j++)
+                row[j] *= inv;
         }
-        for (int j = 0; j < np; j++) {
-            c->sc[j] = expf(c->sc[j] - mx);
-            sum += c->sc[j];
-        }
-        float *o = c->att + (size_t)h * hd, inv = 1.0f / sum;
-        memset(o, 0, (size_t)hd * sizeof(float));
-        for (int j = 0; j < np; j++) {
-            const float *v = V + (size_t)j * kd + ko;
-            float w = c->sc[j] * inv;
-            for (int i = 0; i < hd; i++)
-                o[i] += w * v[i];
-        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, grp, hd, np, 1.0f, c->sc, np,
+                    V + ko, kd, 0.0f, c->att + (size_t)g * grp * hd, hd);
     }
 }
 

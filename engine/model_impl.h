@@ -72,7 +72,7 @@ struct eng_ctx {
     float *q, *k, *v;   /* [chunk][heads*hd], [chunk][kv*hd] x2 */
     float *att;         /* [chunk][heads*hd] attention output */
     float *g, *u;       /* [chunk][inter] */
-    float *sc;          /* [chunk][max_t] attention scores of one head */
+    float *sc;          /* [max(chunk, heads/kv_heads)][max_t] attention scores */
     float *rc, *rs;     /* RoPE tables [max_t][hd/2] */
     void *qa;           /* student: activation quantizer state (student.c) */
     char err[ENG_ERR_LEN];
