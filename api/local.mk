@@ -6,3 +6,5 @@ libbitdistill_a_SOURCES += api/api.h api/error.c api/router.c api/routes.c api/h
 check_PROGRAMS += tests/test-api-infer
 TESTS += tests/test-api-infer
 tests_test_api_infer_LDADD = $(BD_ALL_LIBS)
+dist_noinst_SCRIPTS += tests/test-api-jobs.sh
+TESTS += tests/test-api-jobs.sh

@@ -121,6 +121,13 @@ static int validate(const char *path, const char *purpose, const char *task, con
         }
         if (ds && ds->n == 0)
             snprintf(msg, sizeof(msg), "no examples");
+        /* The loader names "PATH:LINE: problem"; the path is our temporary file: say "line". */
+        size_t pl = strlen(path);
+        if (!strncmp(msg, path, pl) && msg[pl] == ':') {
+            char tail[500];
+            snprintf(tail, sizeof(tail), "%.490s", msg + pl + 1);
+            snprintf(msg, sizeof(msg), "line %s", tail);
+        }
         trn_dataset_free(ds);
         if (!first_err[0])
             snprintf(first_err, sizeof(first_err), "%s", msg);
