@@ -49,7 +49,7 @@ struct trn_model {
     /* planned activations */
     int B, T;
     float *arena;                   /* every activation and scratch buffer below */
-    size_t arena_n;
+    size_t arena_n, tok_n;          /* capacities (floats, tokens) */
     int32_t *tok;                   /* [N] copy of the last batch */
     float *resid;                   /* [L+1][N][H] residual stream at layer boundaries */
     struct lact *acts;              /* [L] */
@@ -172,6 +172,7 @@ static void release_acts(struct trn_model *m)
     m->arena = NULL;
     m->acts = NULL;
     m->tok = NULL;
+    m->arena_n = m->tok_n = 0;
     m->B = m->T = 0;
 }
 
@@ -348,7 +349,6 @@ static int plan(struct trn_model *m, int B, int T)
 {
     if (m->B == B && m->T == T && m->arena)
         return 0;
-    release_acts(m);
     const struct eng_config *c = &m->cfg;
     size_t N = (size_t)B * T, H = c->hidden, I = c->inter, V = c->vocab, L = c->layers;
     size_t QD = (size_t)c->heads * c->head_dim, KD = (size_t)c->kv_heads * c->head_dim;
@@ -358,15 +358,20 @@ static int plan(struct trn_model *m, int B, int T)
                  N * (4 + NH + KH);
     size_t tot = (L + 1) * N * H + L * per + N * H + N + 2 * N * V + N * mx + L * N * (QD + 2 * KD) +
                  2 * (size_t)T * half + N * H + 2 * N * mx + 2 * N * I + 2 * N * QD + 3 * N * KD + (size_t)T * T;
-    m->arena = calloc(tot, sizeof(float));
-    m->acts = calloc(L, sizeof(*m->acts));
-    m->tok = calloc(N, sizeof(int32_t));
-    if (!m->arena || !m->acts || !m->tok) {
+    /* a smaller shape reuses the arena (batches of varying length); a larger one grows it */
+    if (!m->arena || tot > m->arena_n || N > m->tok_n) {
         release_acts(m);
-        return eng_fail(m->err, ENG_ENOMEM, "out of memory for activations of a %d x %d batch",
-                        B, T);
+        m->arena = calloc(tot, sizeof(float));
+        m->acts = calloc(L, sizeof(*m->acts));
+        m->tok = calloc(N, sizeof(int32_t));
+        if (!m->arena || !m->acts || !m->tok) {
+            release_acts(m);
+            return eng_fail(m->err, ENG_ENOMEM, "out of memory for activations of a %d x %d "
+                            "batch", B, T);
+        }
+        m->arena_n = tot;
+        m->tok_n = N;
     }
-    m->arena_n = tot;
     float *p = m->arena;
 #define TAKE(n) (p += (n), p - (n))
     m->resid = TAKE((L + 1) * N * H);
@@ -391,7 +396,7 @@ static int plan(struct trn_model *m, int B, int T)
     m->dg = TAKE(N * I); m->du = TAKE(N * I); m->dq = TAKE(N * QD); m->dqn = TAKE(N * QD);
     m->dk = TAKE(N * KD); m->dkn = TAKE(N * KD); m->dv = TAKE(N * KD); m->dsc = TAKE((size_t)T * T);
 #undef TAKE
-    if ((size_t)(p - m->arena) > tot) {
+    if ((size_t)(p - m->arena) > m->arena_n) {
         release_acts(m);
         return eng_fail(m->err, ENG_ERANGE, "activation plan overflow (bug)");
     }
