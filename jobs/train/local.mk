@@ -1,28 +1,31 @@
-# jobs/train: the trainer (prefix trn_); included by the top Makefile.am.
-libbitdistill_a_SOURCES += jobs/train/ops.c
-libbitdistill_a_SOURCES += jobs/train/model.c
-libbitdistill_a_SOURCES += jobs/train/step.c
-EXTRA_DIST += tests/fixtures/train tools/make_train_fixtures.py
+# jobs/train: the trainer (prefix trn_) and `bitdistill train`; included by the top Makefile.am.
+libbitdistill_a_SOURCES += jobs/train/ops.c jobs/train/model.c jobs/train/step.c \
+	jobs/train/data.c jobs/train/metrics.c jobs/train/ckpt.c jobs/train/pipeline.c
 
+EXTRA_DIST += tests/fixtures/train tools/make_train_fixtures.py tools/make_byte_tokenizer.py \
+	docs/train.md
+
+# finite differences of every backward op, quantizers, whole network
+check_PROGRAMS += tests/test-trn-ops
+TESTS += tests/test-trn-ops
+tests_test_trn_ops_LDADD = $(BD_ALL_LIBS)
+
+# one BitDistill step and 3 AdamW steps vs PyTorch; forward vs the engine
 check_PROGRAMS += tests/test-trn-parity
 TESTS += tests/test-trn-parity
 tests_test_trn_parity_LDADD = $(BD_ALL_LIBS)
 
-check_PROGRAMS += tests/test-trn-ops
-TESTS += tests/test-trn-ops
-tests_test_trn_ops_LDADD = $(BD_ALL_LIBS)
-libbitdistill_a_SOURCES += jobs/train/data.c
-libbitdistill_a_SOURCES += jobs/train/metrics.c
-
+# ROUGE vs hand-computed values, BLEU vs sacrebleu
 check_PROGRAMS += tests/test-trn-metrics
 TESTS += tests/test-trn-metrics
 tests_test_trn_metrics_LDADD = $(BD_ALL_LIBS)
-libbitdistill_a_SOURCES += jobs/train/ckpt.c jobs/train/pipeline.c
 
-check_PROGRAMS += tests/test-trn-pipeline
-TESTS += tests/test-trn-pipeline
-tests_test_trn_pipeline_LDADD = $(BD_ALL_LIBS)
-
+# datasets of ../shared/data, templates, truncation, packing
 check_PROGRAMS += tests/test-trn-data
 TESTS += tests/test-trn-data
 tests_test_trn_data_LDADD = $(BD_ALL_LIBS)
+
+# `bitdistill train` end to end: bad configs, resume, the three methods on SST-2
+check_PROGRAMS += tests/test-trn-pipeline
+TESTS += tests/test-trn-pipeline
+tests_test_trn_pipeline_LDADD = $(BD_ALL_LIBS)
