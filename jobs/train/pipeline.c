@@ -530,9 +530,10 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
             goto out;
         }
         if ((k + 1) % (r->job.log_every > 0 ? r->job.log_every : 1) == 0 || k + 1 == steps)
-            emit(r, json_pack("{s:s,s:i,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "type",
+            emit(r, json_pack("{s:s,s:i,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "type",
                               "step", "stage", stage, "step", (json_int_t)(k + 1), "steps",
-                              (json_int_t)steps, "tokens", tokens, "ce", acc.ce, "ld", acc.ld,
+                              (json_int_t)steps, "tokens", (json_int_t)tokens, "ce", acc.ce,
+                              "ld", acc.ld,
                               "ad", acc.ad, "loss", acc.loss, "lr", (double)lr, "grad_norm", gn,
                               "tokens_per_s", dt > 0 ? (double)ntok / dt : 0.0, "gamma",
                               teacher ? (double)lc.gamma : 0.0));
