@@ -228,11 +228,16 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
                                        "corpus_file", "method", "hyperparameters", "teacher",
                                        "task", "device", "suffix", "seed", "activate", "threads",
                                        "integrations", "metadata", NULL};
-    json_t *body = api_body_json(req), *trainer = NULL;
+    json_t *body = NULL, *trainer = NULL;
     struct create *c = NULL;
     char err[600], param[96], path[PATH_MAX];
     struct job_file tf, vf, cf;
-    if (!body)
+    if (!srv_server_config(ctx->srv)->run_jobs) {
+        api_error(req, 503, "this replica does not run fine-tuning jobs (run-jobs 0): submit "
+                  "them to the daemon that does", NULL, "jobs_disabled");
+        return;
+    }
+    if (!(body = api_body_json(req)))
         return;
     const char *key;
     json_t *v;

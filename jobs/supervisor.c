@@ -538,6 +538,59 @@ static void kill_leftover(const char *dir)
         usleep(10000);
 }
 
+/* Copy template to out with every "{name}" replaced by name. */
+static void expand_name(const char *template, const char *name, char *out, size_t outlen)
+{
+    size_t o = 0, nl = strlen(name);
+    for (const char *p = template; *p && o + 1 < outlen;) {
+        if (!strncmp(p, "{name}", 6) && o + nl + 1 < outlen) {
+            memcpy(out + o, name, nl);
+            o += nl;
+            p += 6;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = 0;
+}
+
+static void cancel_cmd_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void cancel_cmd_exit(uv_process_t *p, int64_t status, int sig)
+{
+    (void)status;
+    (void)sig;
+    uv_close((uv_handle_t *)p, cancel_cmd_closed);
+}
+
+/* Run the cluster's cancel command for a launched job (fire and forget). */
+static void run_cancel_cmd(struct job_sup *s, const char *id)
+{
+    char name[64], buf[2048];
+    char *args[24], *sv;
+    int n = 0;
+    snprintf(name, sizeof(name), "bd-%s", id);
+    expand_name(s->cfg.cancel_cmd, name, buf, sizeof(buf));
+    for (char *w = strtok_r(buf, " ", &sv); w && n < 23; w = strtok_r(NULL, " ", &sv))
+        args[n++] = w;
+    args[n] = NULL;
+    if (!n)
+        return;
+    uv_process_t *p = calloc(1, sizeof(*p));
+    uv_process_options_t opt;
+    memset(&opt, 0, sizeof(opt));
+    opt.file = args[0];
+    opt.args = args;
+    opt.exit_cb = cancel_cmd_exit;
+    if (!p || uv_spawn(s->loop, p, &opt)) {
+        srv_log_warn("job %s: cannot run the cancel command '%s'", id, s->cfg.cancel_cmd);
+        free(p);
+    }
+}
+
 static int device_busy(struct job_sup *s, const char *device)
 {
     int cpu = 0;
@@ -554,7 +607,7 @@ static int run_start(struct job_sup *s, const struct job_rec *rec)
 {
     struct sup_run *r = calloc(1, sizeof(*r));
     char config[1100], out[1100], latest[1200], logp[1100], threads[16], pidfile[1100];
-    char *args[16];
+    char *args[48];
     int n = 0, rc;
     if (!r)
         return -1;
@@ -570,6 +623,19 @@ static int run_start(struct job_sup *s, const struct job_rec *rec)
     snprintf(out, sizeof(out), "%s/out", rec->dir);
     snprintf(latest, sizeof(latest), "%s/out/checkpoints/LATEST", rec->dir);
     snprintf(logp, sizeof(logp), "%s/trainer.log", rec->dir);
+    char name[64], lbuf[2048];
+    char *largs[24];
+    int nl = 0;
+    snprintf(name, sizeof(name), "bd-%s", rec->id);
+    if (s->cfg.launcher) {
+        /* The launcher's words, {name} expanded, then the trainer's command line. */
+        char *sv, *w;
+        expand_name(s->cfg.launcher, name, lbuf, sizeof(lbuf));
+        for (w = strtok_r(lbuf, " ", &sv); w && nl < 20; w = strtok_r(NULL, " ", &sv))
+            largs[nl++] = w;
+        for (int i = 0; i < nl; i++)
+            args[n++] = largs[i];
+    }
     args[n++] = (char *)s->cfg.trainer;
     args[n++] = "train";
     args[n++] = "--config";
@@ -577,7 +643,7 @@ static int run_start(struct job_sup *s, const struct job_rec *rec)
     args[n++] = "--out";
     args[n++] = out;
     args[n++] = "--events-fd";
-    args[n++] = "3";
+    args[n++] = s->cfg.launcher ? "1" : "3";
     args[n++] = "--device";
     args[n++] = r->device;
     if (s->cfg.threads > 0 && !strcmp(r->device, "cpu")) {
@@ -602,13 +668,15 @@ static int run_start(struct job_sup *s, const struct job_rec *rec)
     io[2] = io[1];
     io[3].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
     io[3].data.stream = (uv_stream_t *)&r->pipe;
+    if (s->cfg.launcher) /* events on the trainer's stdout, which the launcher forwards */
+        io[1] = io[3];
     uv_process_options_t opt;
     memset(&opt, 0, sizeof(opt));
-    opt.file = s->cfg.trainer;
+    opt.file = args[0];
     opt.args = args;
     opt.cwd = rec->dir;
     opt.stdio = io;
-    opt.stdio_count = 4;
+    opt.stdio_count = s->cfg.launcher ? 3 : 4;
     opt.exit_cb = run_exit;
     rc = uv_spawn(s->loop, &r->proc, &opt);
     if (logfd >= 0)
@@ -651,7 +719,7 @@ static struct sup_run *run_find(struct job_sup *s, const char *id)
 void job_sup_kick(struct job_sup *s)
 {
     char ids[64][48];
-    if (s->closing)
+    if (s->closing || s->cfg.disabled)
         return;
     int n = job_rec_ids_by_status(s->st, "queued", ids, 64);
     for (int i = 0; i < n; i++) {
@@ -686,6 +754,8 @@ struct job_sup *job_sup_create(uv_loop_t *loop, struct job_store *st, struct job
 void job_sup_start(struct job_sup *s)
 {
     char ids[64][48];
+    if (s->cfg.disabled)
+        return;
     int n = job_rec_ids_by_status(s->st, "running", ids, 64);
     for (int i = 0; i < n; i++) {
         struct job_rec rec;
@@ -719,6 +789,8 @@ int job_sup_cancel(struct job_sup *s, const char *id)
     }
     if (!r->cancel) {
         r->cancel = 1;
+        if (s->cfg.cancel_cmd)
+            run_cancel_cmd(s, id);
         uv_process_kill(&r->proc, SIGTERM);
         uv_timer_start(&r->kill_timer, run_kill_now, (uint64_t)s->cfg.kill_grace_ms, 0);
     }

@@ -73,6 +73,13 @@ static const struct cfg_opt cfg_opts[] = {
     {"job-threads", CFG_INT, OFF(job_threads), "0",
      "threads of each CPU training job (0 = the trainer's default)"},
     {"job-retries", CFG_INT, OFF(job_retries), "0", "extra attempts of a failed job"},
+    {"run-jobs", CFG_INT, OFF(run_jobs), "1",
+     "run fine-tuning jobs (0: a serving-only replica sharing another daemon's data dir)"},
+    {"job-launcher", CFG_STR, OFF(job_launcher), NULL,
+     "command prefix that runs each trainer on a cluster, e.g. 'srun --job-name={name} -n1' "
+     "({name} = bd-JOBID; events then come on the trainer's stdout)"},
+    {"job-cancel", CFG_STR, OFF(job_cancel), NULL,
+     "command that cancels a launched trainer, e.g. 'scancel --name={name}'"},
 };
 
 #define N_OPTS (sizeof(cfg_opts) / sizeof(cfg_opts[0]))
@@ -198,10 +205,20 @@ static int cfg_load_file(struct srv_config *cfg, const char *path, char *err, si
         const struct cfg_opt *o = cfg_find(key, strlen(key));
         char num[64], src[300];
         const char *text;
+        if (key[0] == '_')
+            continue; /* "_name": comments (the example config documents each option so) */
         if (!o || o->offset == OFF(config_file)) {
             snprintf(err, errlen, "config file '%s': unknown option '%s'", path, key);
             rc = -1;
             break;
+        }
+        if (json_is_null(val)) { /* null: unset (strings) or the default (numbers) */
+            if (o->type == CFG_STR) {
+                char **p = (char **)((char *)cfg + o->offset);
+                free(*p);
+                *p = NULL;
+            }
+            continue;
         }
         if (json_is_string(val)) {
             text = json_string_value(val);
@@ -340,6 +357,44 @@ void srv_config_help(FILE *f, const char *prog)
                 o->def ? ", default " : "", o->def ? o->def : "");
     }
     fprintf(f, "  --%-20s show this help\n", "help");
+    fprintf(f, "  --%-20s print the effective configuration as a JSON config file\n",
+            "print-config");
+    fprintf(f, "  --%-20s print every option with its default and description\n",
+            "print-example-config");
+}
+
+void srv_config_dump(const struct srv_config *cfg, FILE *f, int with_help)
+{
+    fprintf(f, "{\n");
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct cfg_opt *o = &cfg_opts[i];
+        const char *field = (const char *)cfg + o->offset;
+        json_t *v = NULL;
+        if (o->offset == OFF(config_file) || o->offset == OFF(port_file))
+            continue;
+        switch (o->type) {
+        case CFG_STR: {
+            const char *str = *(char *const *)field;
+            v = str ? json_string(str) : json_null();
+            break;
+        }
+        case CFG_INT: v = json_integer(*(const int *)field); break;
+        case CFG_SIZE: v = json_integer((json_int_t) * (const size_t *)field); break;
+        case CFG_LEVEL: v = json_string(srv_log_level_name(*(const int *)field)); break;
+        }
+        char *vt = json_dumps(v, JSON_ENCODE_ANY);
+        json_t *h = json_string(o->help);
+        char *ht = json_dumps(h, JSON_ENCODE_ANY);
+        int last = i + 1 == N_OPTS;
+        if (with_help)
+            fprintf(f, "  \"_%s\": %s,\n", o->name, ht);
+        fprintf(f, "  \"%s\": %s%s\n", o->name, vt, last ? "" : ",");
+        free(vt);
+        free(ht);
+        json_decref(v);
+        json_decref(h);
+    }
+    fprintf(f, "}\n");
 }
 
 char *srv_config_db_path(const struct srv_config *cfg)

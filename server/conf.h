@@ -47,6 +47,9 @@ struct srv_config {
     int cpu_jobs;             /* fine-tuning jobs running on the CPU at once */
     int job_threads;          /* threads of each CPU job (0: the trainer's default) */
     int job_retries;          /* extra attempts of a failed job */
+    int run_jobs;             /* 0: a serving-only replica (queued jobs wait for another) */
+    char *job_launcher;       /* command prefix that runs the trainer (e.g. srun ...) or NULL */
+    char *job_cancel;         /* command that cancels a launched trainer ({name}) or NULL */
 };
 
 /* Fill defaults. Returns 0 or -1 (out of memory). The config owns every string. */
@@ -64,6 +67,10 @@ int srv_config_load(struct srv_config *cfg, int argc, char **argv, char **envp, 
 
 /* Print every option with its default, environment name and description. */
 void srv_config_help(FILE *f, const char *prog);
+
+/* Print cfg as a JSON config file (every option, in table order); with_help adds a "_name"
+ * comment key before each (keys starting with '_' are ignored when a file is read). */
+void srv_config_dump(const struct srv_config *cfg, FILE *f, int with_help);
 
 /* Path of the database (db_path or data_dir/bitdistill.db); returns a new string. */
 char *srv_config_db_path(const struct srv_config *cfg);

@@ -224,6 +224,26 @@ int srv_daemon_main(int argc, char **argv)
             srv_config_help(stdout, "bitdistilld");
             return 0;
         }
+        if (!strcmp(argv[i], "--print-config") || !strcmp(argv[i], "--print-example-config")) {
+            struct srv_config c;
+            char e[512];
+            int example = !strcmp(argv[i], "--print-example-config");
+            char **rest = calloc((size_t)argc, sizeof(char *));
+            int nr = 0;
+            for (int k = 0; k < argc; k++)
+                if (k != i)
+                    rest[nr++] = argv[k];
+            int rc = srv_config_init(&c) || (!example && srv_config_load(&c, nr, rest, environ, e, sizeof(e)));
+            free(rest);
+            if (rc) {
+                fprintf(stderr, "bitdistilld: %s\n", e);
+                srv_config_release(&c);
+                return 2;
+            }
+            srv_config_dump(&c, stdout, example);
+            srv_config_release(&c);
+            return 0;
+        }
         if (!strcmp(argv[i], "--version")) {
             printf("bitdistilld %s\n", PACKAGE_VERSION);
             return 0;
@@ -288,8 +308,9 @@ int srv_daemon_main(int argc, char **argv)
             d.api.model_root[0] = 0;
     }
     daemon_trainer_path(&d);
-    struct job_sup_cfg jcfg = {d.cfg->data_dir, d.trainer, d.cfg->cpu_jobs, d.cfg->job_threads,
-                               d.cfg->job_retries, 10000};
+    struct job_sup_cfg jcfg = {d.cfg->data_dir,    d.trainer,         d.cfg->cpu_jobs,
+                               d.cfg->job_threads, d.cfg->job_retries, 10000,
+                               d.cfg->job_launcher, d.cfg->job_cancel, !d.cfg->run_jobs};
     struct job_sup_hooks jhooks = {daemon_job_success, &d};
     if (!(d.writer = job_writer_create(&d.loop, d.store)) ||
         !(d.sup = job_sup_create(&d.loop, d.store, d.writer, &jcfg, &jhooks))) {

@@ -181,6 +181,8 @@ void srv_server_drain(struct srv_server *srv, void (*done)(struct srv_server *sr
             srv_conn_close(c);
         c = next;
     }
+    if (!srv->drain_done)
+        return; /* the last idle connection's close already reported the drain done */
     if (srv->nconns == 0) {
         srv->drain_done = NULL;
         if (done)
