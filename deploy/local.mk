@@ -1,7 +1,7 @@
 # deploy: setup scripts, package lists, the systemd unit, man pages, container and proxy examples.
 dist_noinst_SCRIPTS += deploy/install-deps.sh deploy/quickstart.sh tests/run-all.sh bench/http.sh
 EXTRA_DIST += README.md deploy/packages deploy/setup.d .ci/run deploy/systemd/bitdistilld.service.in \
-	deploy/Dockerfile deploy/bitdistill.example.json deploy/nginx/bitdistill.conf \
+	deploy/Dockerfile deploy/nginx/bitdistill.conf \
 	deploy/slurm
 
 systemdunit_DATA = deploy/systemd/bitdistilld.service
@@ -12,8 +12,10 @@ deploy/systemd/bitdistilld.service: $(srcdir)/deploy/systemd/bitdistilld.service
 CLEANFILES += deploy/systemd/bitdistilld.service
 
 dist_man_MANS = docs/man/bitdistilld.8 docs/man/bitdistill.1
-pkgdata_DATA = deploy/bitdistill.example.json
+dist_pkgdata_DATA = deploy/bitdistill.example.json
 
 dist_noinst_SCRIPTS += tests/test-deploy-nginx.sh deploy/gen-docs.sh
 EXTRA_DIST += deploy/man-templates.txt
 TESTS += tests/test-deploy-nginx.sh
+dist_noinst_SCRIPTS += tests/test-deploy.sh
+TESTS += tests/test-deploy.sh
