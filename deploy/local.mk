@@ -19,3 +19,5 @@ EXTRA_DIST += deploy/man-templates.txt
 TESTS += tests/test-deploy-nginx.sh
 dist_noinst_SCRIPTS += tests/test-deploy.sh
 TESTS += tests/test-deploy.sh
+dist_noinst_SCRIPTS += tests/test-deploy-slurm.sh
+TESTS += tests/test-deploy-slurm.sh
