@@ -64,6 +64,12 @@ fi
 slurmctld >/dev/null 2>&1 && slurmd >/dev/null 2>&1
 up=1
 for _ in $(seq 100); do sinfo -h -o %t 2>/dev/null | grep -q idle && up=0 && break; sleep 0.1; done
+if [ $up -ne 0 ]; then
+    # The scheduler itself could not start here (no munge socket, no root cgroups...): that is
+    # the machine, not bitdistill; say why and skip rather than fail.
+    skip "Slurm did not come up on this machine: $(tail -1 "$T/slurmctld.log" 2>/dev/null) $(tail -1 "$T/slurmd.log" 2>/dev/null)"
+    done_testing; exit $?
+fi
 ok $up "single-node Slurm up ($(sinfo -h -o '%P %t %D' 2>/dev/null))"
 [ "$(srun -n1 -Q echo hi 2>/dev/null)" = hi ]
 ok $? "srun runs a task"
