@@ -70,6 +70,35 @@ static void run_cases(const char *label, const struct eng_tok *t, const char *re
     json_decref(r);
 }
 
+/* Real text (tok-corpus.json: Gutenberg, State of the Union, WikiText-2, SST-2, CNN/DM
+ * slices with their sources): ids identical to HF on every slice, one assertion per corpus. */
+static void run_corpus(const char *label, const struct eng_tok *t, const char *key)
+{
+    json_error_t je;
+    json_t *r = json_load_file(eu_fx("tok-corpus.json"), 0, &je), *c;
+    size_t i, bad = 0, nc = 0, nid = 0;
+    if (!TAP_OK(r != NULL, "%s: tok-corpus.json readable (%s)", label, r ? "" : je.text))
+        return;
+    json_array_foreach(json_object_get(r, "cases"), i, c) {
+        json_t *jt = json_object_get(c, "text"), *jids = json_object_get(c, key);
+        int32_t *ids = NULL;
+        size_t n = 0;
+        int rc = eng_tok_encode(t, json_string_value(jt), json_string_length(jt), &ids, &n);
+        int same = rc == 0 && n == json_array_size(jids);
+        for (size_t k = 0; same && k < n; k++)
+            same = ids[k] == json_integer_value(json_array_get(jids, k));
+        if (!same && bad++ < 3)
+            TAP_DIAG("%s: corpus slice %zu (%s) differs", label, i,
+                     json_string_value(json_object_get(c, "source")));
+        nc++;
+        nid += json_array_size(jids);
+        free(ids);
+    }
+    TAP_OK(bad == 0 && nc > 50, "%s: %zu real-text slices (%zu ids) identical to HF, %zu differ",
+           label, nc, nid, bad);
+    json_decref(r);
+}
+
 static void bad_json(const char *label, const char *json, int want, const char *needle)
 {
     char path[512], err[ENG_ERR_LEN] = "";
@@ -139,6 +168,7 @@ int main(void)
                        eng_tok_added_count(t) == 26 && eng_tok_nfc(t),
                    "qwen3: 151669 ids, 151387 merges, 26 added tokens, NFC");
             run_cases("qwen3", t, "tok-qwen3.json");
+            run_corpus("qwen3", t, "qwen3");
             int32_t *ids;
             size_t n;
             rc = eng_tok_encode(t, "ab\xff\xfe", 4, &ids, &n);
@@ -188,6 +218,7 @@ int main(void)
             TAP_OK(eng_tok_vocab_size(t) == 50257 && eng_tok_merge_count(t) == 50000,
                    "gpt2: 50257 ids, 50000 merges");
             run_cases("gpt2", t, "tok-gpt2.json");
+            run_corpus("gpt2", t, "gpt2");
         }
         eng_tok_free(t);
     }
