@@ -18,6 +18,8 @@
 #include "tests/tap.h"
 
 #define FP_TOL 1e-4 /* max abs logit error vs transformers, fp32 math */
+#define FP16_TOL 0.1 /* fp16-rounded weights (rel. 2^-11 each) vs fp32 reference, logits ~30;
+                       * measured 0.024 */
 
 static json_t *refs;
 
@@ -260,6 +262,99 @@ static void configs(void)
                !c.qk_norm, "qwen2 fixture config: bias on, head_dim from hidden/heads");
 }
 
+/* fp32 -> fp16, round to nearest even (normals and subnormals; the test data has no inf/nan). */
+static uint16_t f32_to_f16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000u, exp = (u >> 23) & 0xff, man = u & 0x7fffffu;
+    int e = (int)exp - 127 + 15;
+    if (e >= 31)
+        return (uint16_t)(sign | 0x7c00u);
+    if (e <= 0) { /* subnormal half */
+        if (e < -10)
+            return (uint16_t)sign;
+        man |= 0x800000u;
+        int shift = 14 - e;
+        uint32_t h = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1)))
+            h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((uint32_t)e << 10) | (man >> 13), rem = man & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1)))
+        h++;
+    return (uint16_t)(sign | h);
+}
+
+/* The Qwen3 fixture rewritten as F16 safetensors: loads through the F16 path, logits close to
+ * the fp32 reference (weights rounded to 11 bits) with the same argmax everywhere. */
+static void fp16_checkpoint(void)
+{
+    char err[ENG_ERR_LEN] = "", dir[512], path[600], cmd[1300];
+    struct eng_st *st = NULL;
+    struct eng_model *m = NULL;
+    struct eng_ctx *c = NULL;
+    snprintf(dir, sizeof(dir), "%s/f16", eu_tmpdir());
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp %s/config.json %s/", dir, eu_fx("qwen3-f32"), dir);
+    if (system(cmd) != 0 || eng_st_open(eu_fx("qwen3-f32"), &st, err))
+        TAP_BAIL("cannot prepare the fp16 checkpoint: %s", err);
+    size_t n = eng_st_count(st);
+    struct eng_st_wtensor *w = calloc(n, sizeof(*w));
+    for (size_t i = 0; i < n; i++) {
+        const struct eng_st_tensor *t = eng_st_at(st, i);
+        size_t k = (size_t)eng_st_numel(t);
+        float *f = malloc(k * sizeof(float));
+        uint16_t *h = malloc(k * sizeof(uint16_t));
+        eng_to_f32(t->dtype, t->data, f, k);
+        for (size_t j = 0; j < k; j++)
+            h[j] = f32_to_f16(f[j]);
+        free(f);
+        w[i] = (struct eng_st_wtensor){t->name, ENG_DT_F16, t->ndim, {0}, h};
+        memcpy(w[i].shape, t->shape, sizeof(t->shape));
+    }
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    int rc = eng_st_write(path, w, n, err);
+    for (size_t i = 0; i < n; i++)
+        free((void *)w[i].data);
+    free(w);
+    eng_st_free(st);
+    if (rc == 0)
+        rc = eng_model_load_hf(dir, &m, err);
+    TAP_OK(rc == 0, "F16 checkpoint (written by eng_st_write) loads (%s)", err);
+    if (rc)
+        return;
+    json_t *r = json_object_get(json_object_get(refs, "models"), "qwen3-f32");
+    int32_t tok[64];
+    int nt = 0, V = 211;
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(r, "tokens"), i, x)
+        tok[nt++] = (int32_t)json_integer_value(x);
+    float *ref = (float *)eu_read(eu_fx("qwen3-f32.logits.bin"), NULL);
+    float *lg = malloc((size_t)nt * V * sizeof(float));
+    rc = eng_ctx_create(m, 32, &c);
+    if (rc == 0)
+        rc = eng_ctx_forward(c, tok, nt, lg, 1);
+    int agree = 0;
+    for (int t = 0; rc == 0 && t < nt; t++) {
+        int a = 0, b = 0;
+        for (int v = 1; v < V; v++) {
+            a = lg[t * V + v] > lg[t * V + a] ? v : a;
+            b = ref[t * V + v] > ref[t * V + b] ? v : b;
+        }
+        agree += a == b;
+    }
+    double e = rc == 0 ? eu_maxabs(lg, ref, (size_t)nt * V) : 1e9;
+    TAP_OK(rc == 0 && e < FP16_TOL && agree == nt,
+           "F16 weights: logits within %.3g of the fp32 reference (< %g), argmax %d/%d", e,
+           FP16_TOL, agree, nt);
+    eng_ctx_free(c);
+    eng_model_free(m);
+    free(ref);
+    free(lg);
+}
+
 static void conversions(void)
 {
     uint16_t h[6] = {0x3c00, 0xc000, 0x0001, 0x7c00, 0x3555, 0x0000};
@@ -296,6 +391,7 @@ int main(void)
     }
     configs();
     conversions();
+    fp16_checkpoint();
     corrupt_safetensors();
     json_decref(refs);
     eu_rmrf(eu_tmpdir());
