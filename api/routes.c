@@ -14,6 +14,7 @@ extern const struct api_route api_route_files_create, api_route_files_list, api_
     api_route_files_delete;
 extern const struct api_route api_route_jobs_create, api_route_jobs_list, api_route_jobs_get,
     api_route_jobs_cancel, api_route_jobs_events, api_route_jobs_checkpoints;
+extern const struct api_route api_route_dashboard_index, api_route_dashboard_file;
 
 const struct api_route *const api_routes[] = {
     &api_route_livez,
@@ -42,5 +43,7 @@ const struct api_route *const api_routes[] = {
     &api_route_jobs_checkpoints,
     &api_route_tokenize,
     &api_route_detokenize,
+    &api_route_dashboard_index,
+    &api_route_dashboard_file,
     NULL,
 };
