@@ -44,7 +44,7 @@ SHOTS=${DASH_SHOTS:-$B/tests/dash-screenshots}
 mkdir -p "$SHOTS"
 BASE="http://127.0.0.1:$(cat "$T/port")" ADMIN_KEY="$ADMIN" INFER_KEY="$INFER" \
     TRAIN_FILE="$T/train.txt" DEV_FILE="$T/dev.txt" SHOTS="$SHOTS" CHROMIUM="$CHROMIUM" \
-    PROFILE="$T/profile" NODE_PATH="$top_srcdir/tests/browser/node_modules" \
+    PROFILE="$T/profile" DAEMON_LOG="$T/d.log" \
     node "$top_srcdir/tests/browser/dash.test.mjs"
 rc=$?
 if [ $rc -ne 0 ]; then

@@ -12,10 +12,11 @@ function niceStep(range, n) {
   return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * p;
 }
 
+// Tick text: 3 significant digits, exponents for very large or small values ("1.5e-4").
 function tickLabel(v) {
   const a = Math.abs(v);
-  if (v === 0) return '0';
-  if (a >= 1e4 || a < 1e-2) return v.toExponential(0).replace('e+', 'e');
+  if (v === 0 || a < 1e-12) return '0';
+  if (a >= 1e4 || a < 1e-2) return v.toExponential(2).replace(/\.?0+e/, 'e').replace('e+', 'e');
   return Number(v.toPrecision(3)).toString();
 }
 
@@ -51,12 +52,16 @@ export class LineChart {
     this.pending = true;
     requestAnimationFrame(() => { this.pending = false; this.draw(); });
   }
+  // Is x the first point of a stage (a mark)? Smoothing restarts and the line breaks there:
+  // each stage trains another model (teacher, then student).
+  starts(x) { return this.marks.some((m) => m.x === x); }
   // Smoothed series (TensorBoard's debiased EMA with weight `smooth`).
   smoothed() {
     const w = Math.min(0.999, Math.max(0, this.smooth));
     const out = new Array(this.ys.length);
     let acc = 0, n = 0;
     for (let i = 0; i < this.ys.length; i++) {
+      if (i && this.starts(this.xs[i])) acc = n = 0;
       acc = acc * w + (1 - w) * this.ys[i];
       n = n * w + (1 - w);
       out[i] = w ? acc / n : this.ys[i];
@@ -170,6 +175,7 @@ export class LineChart {
       const v = ty(vals[i]);
       if (!isFinite(v)) continue;
       const cx = Math.round(X(this.xs[i]));
+      if (i && this.starts(this.xs[i])) { flush(); col = null; first = true; }
       if (cx !== col) {
         flush();
         col = cx; lo = hi = v;

@@ -56,7 +56,7 @@ export function modelsView() {
         h('td.mono', m.id, ' ', m.active ? h('span.badge.active', 'active') : null),
         h('td', m.task || '—'), h('td', badge(m.status)), h('td.num', m.version ?? '—'),
         h('td.num', fmtBytes(m.bytes)), h('td.num', m.resident_bytes ? fmtBytes(m.resident_bytes) : '—'),
-        h('td', bits(m)), h('td', metricText(m.metrics)),
+        h('td', bits(m)), h('td.wrap', metricText(m.metrics)),
         h('td', job ? h('span.mono', job.model, ' ') : null, m.fine_tuning_job ? h('a.mono', { href: '#/jobs/' + m.fine_tuning_job }, m.fine_tuning_job) : '—'),
         h('td', act));
     }));

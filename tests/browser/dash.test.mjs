@@ -46,6 +46,21 @@ page.on('pageerror', (e) => pageErrors.push(e.message));
 page.on('dialog', (d) => d.accept());
 
 try {
+  // --- static files: open, typed, revalidated with ETag, 404 for unknown names ---------------
+  const idx = await fetch(BASE + '/');
+  const csp = idx.headers.get('content-security-policy') || '';
+  ok(idx.status === 200 && /text\/html/.test(idx.headers.get('content-type')) && /default-src 'none'/.test(csp) &&
+    /connect-src 'self'/.test(csp), 'GET / serves the page without a key, with a same-origin-only CSP', `${idx.status} ${csp}`);
+  const js = await fetch(BASE + '/dashboard/app.js');
+  const etag = js.headers.get('etag');
+  ok(js.status === 200 && /^text\/javascript/.test(js.headers.get('content-type')) && /^"\d+-\d+"$/.test(etag) &&
+    js.headers.get('cache-control') === 'no-cache' && (await js.text()).includes('hashchange'), 'an ES module is served as text/javascript with an ETag');
+  const again = await fetch(BASE + '/dashboard/app.js', { headers: { 'If-None-Match': etag } });
+  ok(again.status === 304, 'If-None-Match with its ETag gives 304', again.status);
+  const nope = await fetch(BASE + '/dashboard/nope.js');
+  const nj = await nope.json().catch(() => ({}));
+  ok(nope.status === 404 && nj.error && /no dashboard file 'nope.js'/.test(nj.error.message), 'an unknown asset gives 404 in the API error format', JSON.stringify(nj));
+
   // --- auth: the key is asked for, a wrong key gets the 401 message, the right one works ----
   await page.goto(BASE + '/');
   await page.locator('#keydlg[open]').waitFor({ timeout: 10000 });
@@ -220,6 +235,23 @@ try {
   ok(await page.locator('#handlers tbody tr').count() > 3, 'requests by handler listed');
   await shot(page, '07-server');
 
+  // --- many events: the chart decimates (50,000 points drawn in one frame's budget) -------------
+  const drawMs = await page.evaluate(async () => {
+    const { LineChart } = await import('/dashboard/chart.js');
+    const c = document.createElement('canvas');
+    c.style.width = '600px'; c.style.height = '200px';
+    document.body.append(c);
+    const ch = new LineChart(c, { color: '#000' });
+    for (let i = 1; i <= 50000; i++) { ch.xs.push(i); ch.ys.push(3 * Math.exp(-i / 9000) + Math.random() * 0.3); }
+    ch.draw();
+    const t = performance.now();
+    for (let k = 0; k < 5; k++) ch.draw();
+    const ms = (performance.now() - t) / 5;
+    ch.destroy(); c.remove();
+    return ms;
+  });
+  ok(drawMs < 50, `a 50,000-point chart redraws in ${drawMs.toFixed(1)} ms`);
+
   // --- phone width ---------------------------------------------------------------------------------
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(BASE + '/#/jobs');
@@ -235,6 +267,9 @@ try {
   const foreign = urls.filter((u) => !u.startsWith(BASE + '/') && !u.startsWith('data:'));
   ok(urls.length > 20 && foreign.length === 0, `all ${urls.length} requests went to the daemon`, foreign.slice(0, 5).join('\n'));
   ok(pageErrors.length === 0, 'no uncaught errors in the page', pageErrors.join('\n'));
+  const dlog = fs.readFileSync(env.DAEMON_LOG, 'utf8');
+  const san = dlog.split('\n').filter((l) => /AddressSanitizer|LeakSanitizer|runtime error:/.test(l));
+  ok(/GET \/ 200/.test(dlog) && san.length === 0, 'the daemon served the session with no sanitizer report', san.slice(0, 5).join('\n'));
 } catch (e) {
   ok(false, 'browser test ran to the end', e.stack);
   await shot(page, 'zz-failure').catch(() => {});
