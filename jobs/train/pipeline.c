@@ -27,6 +27,7 @@
 #include "engine/model.h"
 #include "engine/student.h"
 #include "engine/tokenizer.h"
+#include "jobs/train/backend.h"
 #include "jobs/train/ckpt.h"
 #include "jobs/train/data.h"
 #include "jobs/train/metrics.h"
@@ -483,6 +484,7 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
                                .eps = 1e-8f, .weight_decay = s->weight_decay, .clip = s->clip,
                                .warmup = s->warmup >= 0 ? s->warmup : steps / 20, .total = steps};
     struct trn_batch b = {0};
+    struct trn_cuda *gpu = NULL; /* --device cuda:K: the stage runs on the GPU (backend.h) */
     int rc = 0;
     b.tok = malloc(cap * sizeof(int32_t));
     b.target = malloc(cap * sizeof(int32_t));
@@ -497,6 +499,12 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
         memset(r->m, 0, np * sizeof(float));
         memset(r->v, 0, np * sizeof(float));
     }
+    int dev = r->o->device ? trn_cuda_parse_device(r->o->device) : -1;
+    if (dev >= 0 &&
+        ((rc = trn_cuda_create(dev, model, teacher, !getenv("BITDISTILL_CUDA_FP32"),
+                               &gpu, r->err)) ||
+         (start_step && (rc = trn_cuda_set_moments(gpu, r->m, r->v, r->err)))))
+        goto out;
     stage_event(r, stage, name, start_step ? "resume" : "start", steps);
     struct timespec t0, t1;
     for (long k = start_step; k < steps; k++) {
@@ -506,11 +514,16 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
         if (stage == 3 && s->gamma_warmup > 0 && k < s->gamma_warmup)
             lc.gamma *= (float)(k + 1) / (float)s->gamma_warmup;
         size_t ntok = 0;
-        trn_model_zero_grad(model);
+        if (gpu)
+            trn_cuda_zero_grad(gpu);
+        else
+            trn_model_zero_grad(model);
         for (int a = 0; a < s->accum; a++) {
             ntok += make_batch(r, stage, s, k * s->accum + a, &b);
-            if ((rc = trn_step_losses(model, teacher, &b, &lc, 1, 1.0f / (float)s->accum, &L,
-                                      r->err)))
+            if ((rc = gpu ? trn_cuda_step_losses(gpu, &b, &lc, 1, 1.0f / (float)s->accum, &L,
+                                                 r->err)
+                          : trn_step_losses(model, teacher, &b, &lc, 1, 1.0f / (float)s->accum,
+                                            &L, r->err)))
                 goto out;
             acc.ce += L.ce / s->accum;
             acc.ld += L.ld / s->accum;
@@ -519,7 +532,10 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
         }
         float lr = trn_lr_at(&ac, k);
         double gn = 0;
-        trn_adamw_update(model, r->m, r->v, k + 1, lr, &ac, &gn);
+        if (gpu && (rc = trn_cuda_adamw_update(gpu, k + 1, lr, &ac, &gn, r->err)))
+            goto out;
+        if (!gpu)
+            trn_adamw_update(model, r->m, r->v, k + 1, lr, &ac, &gn);
         tokens += (double)ntok;
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
@@ -544,6 +560,9 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
         int end = k + 1 == steps;
         if (end || (r->job.checkpoint_every > 0 && (k + 1) % r->job.checkpoint_every == 0)) {
             char path[PATH_LEN];
+            if (gpu && (rc = trn_cuda_pull(gpu, trn_model_params(model), NULL, r->m, r->v,
+                                           r->err)))
+                goto out;
             json_t *st = state_json(r, stage, k + 1, steps, s->accum, tokens);
             rc = trn_ckpt_save(r->o->out, stage, k + 1, st, trn_model_params(model), r->m, r->v,
                                np, r->job.keep, path, r->err);
@@ -563,6 +582,9 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
         fprintf(stderr, "\n");
     stage_event(r, stage, name, "end", steps);
 out:
+    if (gpu && !rc)
+        rc = trn_cuda_pull(gpu, trn_model_params(model), NULL, r->m, r->v, r->err);
+    trn_cuda_free(gpu);
     free(b.tok);
     free(b.target);
     free(b.len);
@@ -1042,7 +1064,7 @@ int trn_cli_train(int argc, char **argv)
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     struct trn_run_opts o = {.events_fd = -1, .progress = 1};
     const char *usage = "usage: bitdistill train --config JOB.json --out DIR [--threads N] "
-                        "[--device cpu] [--events-fd N] [--resume] [--quiet]\n";
+                        "[--device cpu|cuda:K] [--events-fd N] [--resume] [--quiet]\n";
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1051,9 +1073,17 @@ int trn_cli_train(int argc, char **argv)
         case 'o': o.out = optarg; break;
         case 't': o.threads = atoi(optarg); break;
         case 'd':
-            if (strcmp(optarg, "cpu")) {
-                fprintf(stderr, "bitdistill train: --device %s: only \"cpu\" is built in\n",
+            o.device = optarg;
+            int dev = trn_cuda_parse_device(optarg);
+            if (dev < -1) {
+                fprintf(stderr, "bitdistill train: --device %s: expected cpu, cuda or cuda:K\n",
                         optarg);
+                return 2;
+            }
+            if (dev >= 0 && dev >= trn_cuda_device_count()) {
+                fprintf(stderr, "bitdistill train: --device %s: no such CUDA device (%d "
+                        "visible; a build without CUDA sees none)\n", optarg,
+                        trn_cuda_device_count());
                 return 2;
             }
             break;

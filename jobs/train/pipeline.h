@@ -50,13 +50,14 @@ struct trn_run_opts {
     int resume;           /* continue from out/checkpoints/LATEST */
     long stop_after;      /* testing: exit(3) after this many optimizer steps (0: off) */
     int progress;         /* progress line on stderr */
+    const char *device;   /* NULL or "cpu": CPU; "cuda" or "cuda:K": GPU K (backend.h) */
 };
 
 /* Run a job. Returns 0, or a negative status (the message is printed and sent as an event). */
 int trn_run(const struct trn_run_opts *o);
 
-/* `bitdistill train --config JOB.json --out DIR [--threads N] [--device cpu] [--events-fd N]
- *  [--resume]`: 0 ok, 1 failure, 2 usage. */
+/* `bitdistill train --config JOB.json --out DIR [--threads N] [--device cpu|cuda:K]
+ *  [--events-fd N] [--resume]`: 0 ok, 1 failure, 2 usage. */
 int trn_cli_train(int argc, char **argv);
 
 #endif

@@ -1,0 +1,76 @@
+/*
+ * jobs/train/cuda_stub.c — backend.h in a build without CUDA (configure found no nvcc): the
+ * device parser still works, every GPU call fails with ENG_EUNSUPPORTED and a message.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/err.h"
+#include "jobs/train/backend.h"
+
+int trn_cuda_parse_device(const char *s)
+{
+    if (!strcmp(s, "cpu"))
+        return -1;
+    if (!strcmp(s, "cuda"))
+        return 0;
+    if (!strncmp(s, "cuda:", 5) && s[5] >= '0' && s[5] <= '9') {
+        char *e;
+        long k = strtol(s + 5, &e, 10);
+        return *e || k > 1024 ? -2 : (int)k;
+    }
+    return -2;
+}
+
+int trn_cuda_device_count(void) { return 0; }
+
+#define NOCUDA(err) eng_fail((err), ENG_EUNSUPPORTED, "this bitdistill was built without CUDA " \
+                             "(configure --with-cuda)")
+
+int trn_cuda_create(int dev, struct trn_model *student, struct trn_model *teacher, int bf16,
+                    struct trn_cuda **out, char *err)
+{
+    (void)dev, (void)student, (void)teacher, (void)bf16;
+    *out = NULL;
+    return NOCUDA(err);
+}
+
+void trn_cuda_free(struct trn_cuda *g) { (void)g; }
+
+int trn_cuda_step_losses(struct trn_cuda *g, const struct trn_batch *b,
+                         const struct trn_loss_cfg *lc, int grad, float grad_scale,
+                         struct trn_losses *out, char *err)
+{
+    (void)g, (void)b, (void)lc, (void)grad, (void)grad_scale;
+    memset(out, 0, sizeof(*out));
+    return NOCUDA(err);
+}
+
+void trn_cuda_zero_grad(struct trn_cuda *g) { (void)g; }
+
+int trn_cuda_adamw_update(struct trn_cuda *g, long t, float lr, const struct trn_adamw_cfg *c,
+                          double *gnorm, char *err)
+{
+    (void)g, (void)t, (void)lr, (void)c, (void)gnorm;
+    return NOCUDA(err);
+}
+
+int trn_cuda_set_moments(struct trn_cuda *g, const float *m, const float *v, char *err)
+{
+    (void)g, (void)m, (void)v;
+    return NOCUDA(err);
+}
+
+int trn_cuda_pull(struct trn_cuda *g, float *params, float *grads, float *m, float *v, char *err)
+{
+    (void)g, (void)params, (void)grads, (void)m, (void)v;
+    return NOCUDA(err);
+}
+
+int trn_cuda_logits(struct trn_cuda *g, float *out, char *err)
+{
+    (void)g, (void)out;
+    return NOCUDA(err);
+}

@@ -1,0 +1,126 @@
+/*
+ * kernels/cuda/kcuda.h — the trainer's operations on a CUDA GPU (prefix krn_cuda_), the device
+ * twins of jobs/train/ops.h with the same contract: forwards write, backwards ACCUMULATE (+=)
+ * into the gradients of their inputs. Every tensor argument is a DEVICE pointer (fp32, row-major,
+ * the same shapes as ops.h); int32 arguments (tokens, targets, lengths) are device pointers too.
+ *
+ * A context owns one device, one stream, a cuBLAS handle and a small reduction scratch. Launches
+ * are asynchronous on the context's stream; errors are sticky: the first failed launch or cuBLAS
+ * call is kept with its message, and krn_cuda_sync() (or any call that returns a value to the
+ * host) reports it as a negative status. A context is used by one thread at a time.
+ *
+ * Matrix products go through cuBLAS with fp32 storage. krn_cuda_set_bf16(ctx, 1) switches them to
+ * bf16 tensor-core arithmetic with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_16BF, the master
+ * weights staying fp32); 0 (the default) is plain fp32 arithmetic, which matches the CPU trainer
+ * to ~1e-5 relative.
+ */
+#ifndef BD_KERNELS_CUDA_KCUDA_H
+#define BD_KERNELS_CUDA_KCUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KRN_CUDA_ERR_LEN 512
+
+/* Statuses (the engine's codes, engine/err.h, so they pass through unchanged). */
+#define KRN_CUDA_ENOMEM (-2)
+#define KRN_CUDA_EINVAL (-8)
+#define KRN_CUDA_EDEVICE (-1) /* a device or driver failure (ENG_EIO) */
+
+struct krn_cuda;
+
+/* Number of usable devices (0 when there is no driver or GPU); never fails. When 0 and why is
+ * non-NULL, a reason of at most `len` bytes is written there. */
+int krn_cuda_device_count(char *why, size_t len);
+/* Open device `dev`. Returns 0 or a status with the message in err (KRN_CUDA_ERR_LEN). */
+int krn_cuda_create(int dev, struct krn_cuda **out, char *err);
+void krn_cuda_free(struct krn_cuda *c); /* NULL: no-op */
+void krn_cuda_set_bf16(struct krn_cuda *c, int on);
+int krn_cuda_device(const struct krn_cuda *c);
+const char *krn_cuda_errmsg(const struct krn_cuda *c);
+/* Wait for the stream; 0 or the first sticky error (message in krn_cuda_errmsg). */
+int krn_cuda_sync(struct krn_cuda *c);
+/* Device memory in bytes: free and total. */
+void krn_cuda_meminfo(struct krn_cuda *c, size_t *free_b, size_t *total_b);
+
+/* ---- memory (device pointers; NULL from alloc = out of memory, message kept) ---- */
+void *krn_cuda_alloc(struct krn_cuda *c, size_t bytes); /* zero-filled */
+void krn_cuda_dfree(struct krn_cuda *c, void *p);
+void krn_cuda_h2d(struct krn_cuda *c, void *dst, const void *src, size_t bytes);
+void krn_cuda_d2h(struct krn_cuda *c, void *dst, const void *src, size_t bytes); /* synchronous */
+void krn_cuda_d2d(struct krn_cuda *c, void *dst, const void *src, size_t bytes);
+void krn_cuda_zero(struct krn_cuda *c, void *p, size_t bytes);
+
+/* ---- generic pieces ---- */
+/* Row-major strided-batched C = alpha * op(A) . op(B) + beta * C with C [M][N], op(A) [M][K],
+ * op(B) [K][N]; ta/tb: 1 = the stored matrix is transposed; lda/ldb/ldc row strides. */
+void krn_cuda_gemm(struct krn_cuda *c, int ta, int tb, int M, int N, int K, float alpha,
+                   const float *A, int lda, long long sa, const float *B, int ldb, long long sb,
+                   float beta, float *C, int ldc, long long sc, int batch);
+void krn_cuda_add(struct krn_cuda *c, float *out, const float *a, const float *b, size_t n);
+/* sum of x[n]^2 (double accumulation); synchronises. */
+double krn_cuda_sumsq(struct krn_cuda *c, const float *x, size_t n);
+/* sum of x[n] (double accumulation); synchronises. */
+double krn_cuda_sum(struct krn_cuda *c, const float *x, size_t n);
+
+/* ---- the ops (shapes and meaning: jobs/train/ops.h) ---- */
+void krn_cuda_wquant(struct krn_cuda *c, float *wq, const float *w, size_t n);
+void krn_cuda_aquant(struct krn_cuda *c, float *xq, const float *x, int N, int C);
+void krn_cuda_embed_forward(struct krn_cuda *c, float *out, const int32_t *tok, const float *wte,
+                            int N, int C);
+void krn_cuda_embed_backward(struct krn_cuda *c, float *dwte, const float *dout,
+                             const int32_t *tok, int N, int C);
+void krn_cuda_linear_forward(struct krn_cuda *c, float *out, const float *inp, const float *w,
+                             int N, int C, int OC);
+void krn_cuda_linear_backward(struct krn_cuda *c, float *dinp, float *dw, const float *dout,
+                              const float *inp, const float *w, int N, int C, int OC);
+void krn_cuda_rmsnorm_forward(struct krn_cuda *c, float *out, float *rstd, const float *inp,
+                              const float *w, int N, int C, float eps);
+void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, float *dw, const float *dout,
+                               const float *inp, const float *w, const float *rstd, int N, int C);
+void krn_cuda_rope_forward(struct krn_cuda *c, float *out, const float *inp, const float *cs,
+                           const float *sn, int B, int T, int NH, int HD);
+void krn_cuda_rope_backward(struct krn_cuda *c, float *dinp, const float *dout, const float *cs,
+                            const float *sn, int B, int T, int NH, int HD);
+void krn_cuda_attention_forward(struct krn_cuda *c, float *out, float *probs, const float *q,
+                                const float *k, const float *v, int B, int T, int NH, int KVH,
+                                int HD);
+/* scratch: B*T*T floats (device). */
+void krn_cuda_attention_backward(struct krn_cuda *c, float *dq, float *dk, float *dv,
+                                 const float *dout, const float *probs, const float *q,
+                                 const float *k, const float *v, int B, int T, int NH, int KVH,
+                                 int HD, float *scratch);
+void krn_cuda_swiglu_forward(struct krn_cuda *c, float *out, const float *g, const float *u,
+                             size_t n);
+void krn_cuda_swiglu_backward(struct krn_cuda *c, float *dg, float *du, const float *dout,
+                              const float *g, const float *u, size_t n);
+/* Cross-entropy: rowloss[N] = -log softmax(logits)[target] (0 for target < 0); when dlogits is
+ * non-NULL, dlogits += scale/kept * (softmax - onehot) on the kept rows. */
+void krn_cuda_ce(struct krn_cuda *c, float *rowloss, float *dlogits, const float *logits,
+                 const int32_t *target, int N, int V, int kept, float scale);
+/* Logits KL: rowloss[N] = KL(softmax(t/tau) || softmax(s/tau)); ds += scale/kept/tau*(ps - pt). */
+void krn_cuda_kl(struct krn_cuda *c, float *rowloss, float *ds, const float *s, const float *t,
+                 const int32_t *target, int N, int V, float tau, int kept, float scale);
+/* Relation distillation of one state (ops.h trn_relation_*): returns the loss (synchronises);
+ * when ds is non-NULL, ds += scale * dloss/ds. len: device [B] (NULL = all T); rows: the sum over
+ * b of min(len[b], T) (the host knows it). The scratch is krn_cuda_relation_scratch() floats of
+ * device memory. */
+size_t krn_cuda_relation_scratch(int B, int T, int Cs, int Ct, int S);
+double krn_cuda_relation(struct krn_cuda *c, float *ds, const float *s, const float *t,
+                         const int32_t *len, int rows, int B, int T, int Cs, int Ct, int S,
+                         int scaled, float t_r, float scale, float *scratch);
+/* AdamW on p, g, m, v [n]: g' = g*cs; m,v moments; p -= lr*wd*p; p -= lr*mhat/(sqrt(vhat)+eps). */
+void krn_cuda_adamw(struct krn_cuda *c, float *p, const float *g, float *m, float *v, size_t n,
+                    float lr, float b1, float b2, float eps, float wd, float bc1, float bc2,
+                    float cs);
+void krn_cuda_scale(struct krn_cuda *c, float *x, float a, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,48 @@
+# kernels/cuda: the trainer's GPU backend (prefix krn_cuda_), built only when configure found
+# nvcc (--with-cuda; AM_CONDITIONAL HAVE_CUDA). The .cu files go through $(NVCC) by explicit
+# rules into libkrn_cuda.a, linked after libbitdistill.a with the CUDA runtime and cuBLAS.
+# Targets: sm_90 machine code (H100/H200) plus compute_90 PTX for newer GPUs.
+# jobs/train/cuda_model.c (the GPU model, plain C on kcuda.h) replaces jobs/train/cuda_stub.c.
+
+KRN_CUDA_SRCS = kernels/cuda/ops.cu
+EXTRA_DIST += $(KRN_CUDA_SRCS) kernels/cuda/kcuda.h docs/cuda.md tools/bench_cuda_torch.py
+
+if HAVE_CUDA
+NVCC_ARCH = -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+NVCC_FLAGS = -std=c++17 -O3 -g -lineinfo $(NVCC_ARCH) -I$(top_srcdir) -I$(top_builddir) \
+	-Xcompiler -Wall,-Wextra,-Werror,-fPIC
+noinst_LIBRARIES += libkrn_cuda.a
+libkrn_cuda_a_SOURCES =
+libkrn_cuda_a_LIBADD = kernels/cuda/ops.$(OBJEXT)
+EXTRA_libkrn_cuda_a_DEPENDENCIES = kernels/cuda/ops.$(OBJEXT)
+kernels/cuda/ops.$(OBJEXT): $(srcdir)/kernels/cuda/ops.cu $(srcdir)/kernels/cuda/kcuda.h
+	@$(MKDIR_P) kernels/cuda
+	$(AM_V_GEN)$(NVCC) $(NVCC_FLAGS) -c -o $@ $(srcdir)/kernels/cuda/ops.cu
+CLEANFILES += kernels/cuda/ops.$(OBJEXT)
+BD_SIMD_LIBS += libkrn_cuda.a -L$(CUDA_DIR)/lib64 -lcublas -lcudart -lstdc++
+AM_LDFLAGS += -Wl,-rpath,$(CUDA_DIR)/lib64
+libbitdistill_a_SOURCES += jobs/train/backend.h jobs/train/cuda_model.c kernels/cuda/kcuda.h
+else
+libbitdistill_a_SOURCES += jobs/train/backend.h jobs/train/cuda_stub.c
+endif
+EXTRA_DIST += jobs/train/cuda_model.c jobs/train/cuda_stub.c
+
+# every GPU op against its CPU twin (SKIP without a GPU)
+if HAVE_CUDA
+check_PROGRAMS += tests/test-cuda-ops
+TESTS += tests/test-cuda-ops
+tests_test_cuda_ops_LDADD = $(BD_ALL_LIBS)
+endif
+
+# one BitDistill step and 3 AdamW steps, GPU vs CPU (SKIP without a GPU or without CUDA)
+check_PROGRAMS += tests/test-cuda-step
+TESTS += tests/test-cuda-step
+tests_test_cuda_step_LDADD = $(BD_ALL_LIBS)
+
+# tokens/s and MFU of the GPU step on a real-shaped model (docs/cuda.md); not run by make check
+if HAVE_CUDA
+noinst_PROGRAMS += bench-cuda-train
+bench_cuda_train_SOURCES = jobs/train/cuda_bench.c
+bench_cuda_train_LDADD = $(BD_ALL_LIBS)
+endif
+EXTRA_DIST += jobs/train/cuda_bench.c tools/qwen3-0.6b-config.json tools/cuda_device_run.sh

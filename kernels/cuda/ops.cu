@@ -1,0 +1,904 @@
+/*
+ * kernels/cuda/ops.cu — the trainer's operations on a CUDA GPU (see kcuda.h for the contract).
+ *
+ * Each kernel is the device twin of the CPU op of the same name in jobs/train/ops.c and computes
+ * the same formula in the same order where it matters (row reductions of the norms and the
+ * losses, the quantizers' rounding); tests/test-cuda-ops.c checks every one against the CPU op.
+ * Row-wise ops run one block of 256 threads per row with a warp-shuffle block reduction; matrix
+ * products, including attention's per-head products (batched over the batch), go to cuBLAS.
+ * Nothing here allocates during a step except krn_cuda_alloc itself.
+ */
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/kcuda.h"
+
+#define NT 256 /* threads per block of the row kernels */
+
+struct krn_cuda {
+    int dev, bf16, status;
+    cudaStream_t st;
+    cublasHandle_t blas;
+    double *red; /* device reduction slots [4] */
+    char err[KRN_CUDA_ERR_LEN];
+};
+
+static void fail(struct krn_cuda *c, int status, const char *fmt, ...)
+{
+    if (c->status)
+        return; /* sticky: keep the first */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    va_end(ap);
+    c->status = status;
+}
+
+static int cuda_status(cudaError_t e)
+{
+    return e == cudaErrorMemoryAllocation ? KRN_CUDA_ENOMEM : KRN_CUDA_EDEVICE;
+}
+
+static void chk(struct krn_cuda *c, cudaError_t e, const char *what)
+{
+    if (e != cudaSuccess)
+        fail(c, cuda_status(e), "cuda: %s: %s", what, cudaGetErrorString(e));
+}
+
+#define LAUNCHED(c, name) chk((c), cudaGetLastError(), (name))
+
+static unsigned blocks(size_t n, unsigned t)
+{
+    size_t b = (n + t - 1) / t;
+    return (unsigned)(b > 65535u * 16u ? 65535u * 16u : (b ? b : 1));
+}
+
+/* ------------------------------------------------------------------ context */
+
+extern "C" int krn_cuda_device_count(char *why, size_t len)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        if (why)
+            snprintf(why, len, "cudaGetDeviceCount: %s", cudaGetErrorString(e));
+        cudaGetLastError();
+        return 0;
+    }
+    if (n == 0 && why)
+        snprintf(why, len, "no CUDA device");
+    return n;
+}
+
+extern "C" int krn_cuda_create(int dev, struct krn_cuda **out, char *err)
+{
+    struct krn_cuda *c = (struct krn_cuda *)calloc(1, sizeof(*c));
+    char why[256];
+    *out = NULL;
+    if (!c) {
+        snprintf(err, KRN_CUDA_ERR_LEN, "out of memory");
+        return KRN_CUDA_ENOMEM;
+    }
+    c->dev = dev;
+    int n = krn_cuda_device_count(why, sizeof(why));
+    if (dev < 0 || dev >= n) {
+        snprintf(err, KRN_CUDA_ERR_LEN, "cuda:%d: %s", dev,
+                 n ? "no such device" : why);
+        free(c);
+        return KRN_CUDA_EINVAL;
+    }
+    cudaError_t e = cudaSetDevice(dev);
+    if (e == cudaSuccess)
+        e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking);
+    if (e == cudaSuccess)
+        e = cudaMalloc((void **)&c->red, 4 * sizeof(double));
+    if (e != cudaSuccess) {
+        snprintf(err, KRN_CUDA_ERR_LEN, "cuda:%d: %s", dev, cudaGetErrorString(e));
+        krn_cuda_free(c);
+        return cuda_status(e);
+    }
+    if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) {
+        snprintf(err, KRN_CUDA_ERR_LEN, "cuda:%d: cublasCreate failed", dev);
+        c->blas = NULL;
+        krn_cuda_free(c);
+        return KRN_CUDA_EDEVICE;
+    }
+    cublasSetStream(c->blas, c->st);
+    cublasSetMathMode(c->blas, CUBLAS_PEDANTIC_MATH);
+    *out = c;
+    return 0;
+}
+
+extern "C" void krn_cuda_free(struct krn_cuda *c)
+{
+    if (!c)
+        return;
+    cudaSetDevice(c->dev);
+    if (c->blas)
+        cublasDestroy(c->blas);
+    if (c->red)
+        cudaFree(c->red);
+    if (c->st)
+        cudaStreamDestroy(c->st);
+    free(c);
+}
+
+extern "C" void krn_cuda_set_bf16(struct krn_cuda *c, int on)
+{
+    c->bf16 = on != 0;
+    cublasSetMathMode(c->blas, on ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH);
+}
+
+extern "C" int krn_cuda_device(const struct krn_cuda *c) { return c->dev; }
+extern "C" const char *krn_cuda_errmsg(const struct krn_cuda *c) { return c->err; }
+
+extern "C" int krn_cuda_sync(struct krn_cuda *c)
+{
+    chk(c, cudaStreamSynchronize(c->st), "stream synchronize");
+    return c->status;
+}
+
+extern "C" void krn_cuda_meminfo(struct krn_cuda *c, size_t *free_b, size_t *total_b)
+{
+    *free_b = *total_b = 0;
+    chk(c, cudaMemGetInfo(free_b, total_b), "cudaMemGetInfo");
+}
+
+/* ------------------------------------------------------------------ memory */
+
+extern "C" void *krn_cuda_alloc(struct krn_cuda *c, size_t bytes)
+{
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        fail(c, cuda_status(e), "cuda:%d: cannot allocate %zu bytes: %s", c->dev, bytes,
+             cudaGetErrorString(e));
+        return NULL;
+    }
+    chk(c, cudaMemsetAsync(p, 0, bytes, c->st), "memset");
+    return p;
+}
+
+extern "C" void krn_cuda_dfree(struct krn_cuda *c, void *p)
+{
+    (void)c;
+    if (p)
+        cudaFree(p);
+}
+
+extern "C" void krn_cuda_h2d(struct krn_cuda *c, void *dst, const void *src, size_t bytes)
+{
+    chk(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->st), "copy to device");
+    chk(c, cudaStreamSynchronize(c->st), "copy to device");
+}
+
+extern "C" void krn_cuda_d2h(struct krn_cuda *c, void *dst, const void *src, size_t bytes)
+{
+    chk(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->st), "copy to host");
+    chk(c, cudaStreamSynchronize(c->st), "copy to host");
+}
+
+extern "C" void krn_cuda_d2d(struct krn_cuda *c, void *dst, const void *src, size_t bytes)
+{
+    chk(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->st), "copy on device");
+}
+
+extern "C" void krn_cuda_zero(struct krn_cuda *c, void *p, size_t bytes)
+{
+    chk(c, cudaMemsetAsync(p, 0, bytes, c->st), "memset");
+}
+
+/* ------------------------------------------------------------------ reductions */
+
+__device__ static float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ static float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ static double warp_sumd(double v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Block-wide sum / max of blockDim.x (multiple of 32, <= 1024) threads; every thread gets it. */
+__device__ static float block_sum(float v)
+{
+    __shared__ float sh[32];
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (!lane)
+        sh[w] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+__device__ static float block_max(float v)
+{
+    __shared__ float sh[32];
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (!lane)
+        sh[w] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : -INFINITY;
+    return warp_max(v);
+}
+
+__device__ static double block_sumd(double v)
+{
+    __shared__ double sh[32];
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sumd(v);
+    __syncthreads();
+    if (!lane)
+        sh[w] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0;
+    return warp_sumd(v);
+}
+
+/* mode 0: sum x, 1: sum x^2, 2: sum |x| into *out (atomic). */
+__global__ void k_reduce(double *out, const float *x, size_t n, int mode)
+{
+    double s = 0.0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        double v = x[i];
+        s += mode == 0 ? v : mode == 1 ? v * v : fabs(v);
+    }
+    s = block_sumd(s);
+    if (!threadIdx.x)
+        atomicAdd(out, s);
+}
+
+static double reduce(struct krn_cuda *c, const float *x, size_t n, int mode)
+{
+    double r = 0.0;
+    chk(c, cudaMemsetAsync(c->red, 0, sizeof(double), c->st), "memset");
+    unsigned nb = blocks(n, NT);
+    k_reduce<<<nb > 1024 ? 1024 : nb, NT, 0, c->st>>>(c->red, x, n, mode);
+    LAUNCHED(c, "reduce");
+    chk(c, cudaMemcpyAsync(&r, c->red, sizeof(double), cudaMemcpyDeviceToHost, c->st), "reduce");
+    chk(c, cudaStreamSynchronize(c->st), "reduce");
+    return r;
+}
+
+extern "C" double krn_cuda_sumsq(struct krn_cuda *c, const float *x, size_t n)
+{
+    return reduce(c, x, n, 1);
+}
+
+extern "C" double krn_cuda_sum(struct krn_cuda *c, const float *x, size_t n)
+{
+    return reduce(c, x, n, 0);
+}
+
+/* ------------------------------------------------------------------ GEMM */
+
+extern "C" void krn_cuda_gemm(struct krn_cuda *c, int ta, int tb, int M, int N, int K,
+                              float alpha, const float *A, int lda, long long sa, const float *B,
+                              int ldb, long long sb, float beta, float *C, int ldc, long long sc,
+                              int batch)
+{
+    /* row-major C[M][N] is column-major C^T: C^T = op(B)^T op(A)^T */
+    cublasComputeType_t ct = c->bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
+    cublasStatus_t s = cublasGemmStridedBatchedEx(
+        c->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha,
+        B, CUDA_R_32F, ldb, sb, A, CUDA_R_32F, lda, sa, &beta, C, CUDA_R_32F, ldc, sc, batch, ct,
+        CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        fail(c, s == CUBLAS_STATUS_ALLOC_FAILED ? KRN_CUDA_ENOMEM : KRN_CUDA_EDEVICE,
+             "cublas: gemm %dx%dx%d (batch %d): %s", M, N, K, batch, cublasGetStatusString(s));
+}
+
+/* ------------------------------------------------------------------ elementwise */
+
+__global__ void k_add(float *out, const float *a, const float *b, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        out[i] = a[i] + b[i];
+}
+
+extern "C" void krn_cuda_add(struct krn_cuda *c, float *out, const float *a, const float *b,
+                             size_t n)
+{
+    k_add<<<blocks(n, NT), NT, 0, c->st>>>(out, a, b, n);
+    LAUNCHED(c, "add");
+}
+
+__global__ void k_scale(float *x, float a, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        x[i] *= a;
+}
+
+extern "C" void krn_cuda_scale(struct krn_cuda *c, float *x, float a, size_t n)
+{
+    k_scale<<<blocks(n, NT), NT, 0, c->st>>>(x, a, n);
+    LAUNCHED(c, "scale");
+}
+
+/* ------------------------------------------------------------------ quantizers */
+
+__global__ void k_wquant(float *wq, const float *w, size_t n, const double *sabs)
+{
+    float d = (float)(*sabs / (double)(n ? n : 1));
+    float inv = 1.0f / (d + 1e-5f);
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float r = rintf(__fmul_rn(w[i], inv));
+        r = r > 1.0f ? 1.0f : (r < -1.0f ? -1.0f : r);
+        wq[i] = r * d;
+    }
+}
+
+extern "C" void krn_cuda_wquant(struct krn_cuda *c, float *wq, const float *w, size_t n)
+{
+    chk(c, cudaMemsetAsync(c->red, 0, sizeof(double), c->st), "memset");
+    unsigned nb = blocks(n, NT);
+    k_reduce<<<nb > 1024 ? 1024 : nb, NT, 0, c->st>>>(c->red, w, n, 2);
+    k_wquant<<<blocks(n, NT), NT, 0, c->st>>>(wq, w, n, c->red);
+    LAUNCHED(c, "wquant");
+}
+
+__global__ void k_aquant(float *xq, const float *x, int C)
+{
+    const float *xr = x + (size_t)blockIdx.x * C;
+    float *yr = xq + (size_t)blockIdx.x * C, g = 0.0f;
+    for (int j = threadIdx.x; j < C; j += blockDim.x)
+        g = fmaxf(g, fabsf(xr[j]));
+    g = block_max(g);
+    float s = 127.0f / (g + 1e-5f), back = g / 127.0f;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        float q = rintf(__fmul_rn(xr[j], s));
+        q = q > 127.0f ? 127.0f : (q < -128.0f ? -128.0f : q);
+        yr[j] = q * back;
+    }
+}
+
+extern "C" void krn_cuda_aquant(struct krn_cuda *c, float *xq, const float *x, int N, int C)
+{
+    k_aquant<<<N, NT, 0, c->st>>>(xq, x, C);
+    LAUNCHED(c, "aquant");
+}
+
+/* ------------------------------------------------------------------ embedding */
+
+__global__ void k_embed_fwd(float *out, const int32_t *tok, const float *wte, int C)
+{
+    const float *src = wte + (size_t)tok[blockIdx.x] * C;
+    float *dst = out + (size_t)blockIdx.x * C;
+    for (int j = threadIdx.x; j < C; j += blockDim.x)
+        dst[j] = src[j];
+}
+
+__global__ void k_embed_bwd(float *dwte, const float *dout, const int32_t *tok, int C)
+{
+    float *d = dwte + (size_t)tok[blockIdx.x] * C;
+    const float *g = dout + (size_t)blockIdx.x * C;
+    for (int j = threadIdx.x; j < C; j += blockDim.x)
+        atomicAdd(d + j, g[j]);
+}
+
+extern "C" void krn_cuda_embed_forward(struct krn_cuda *c, float *out, const int32_t *tok,
+                                       const float *wte, int N, int C)
+{
+    k_embed_fwd<<<N, NT, 0, c->st>>>(out, tok, wte, C);
+    LAUNCHED(c, "embed forward");
+}
+
+extern "C" void krn_cuda_embed_backward(struct krn_cuda *c, float *dwte, const float *dout,
+                                        const int32_t *tok, int N, int C)
+{
+    k_embed_bwd<<<N, NT, 0, c->st>>>(dwte, dout, tok, C);
+    LAUNCHED(c, "embed backward");
+}
+
+/* ------------------------------------------------------------------ linear */
+
+extern "C" void krn_cuda_linear_forward(struct krn_cuda *c, float *out, const float *inp,
+                                        const float *w, int N, int C, int OC)
+{
+    krn_cuda_gemm(c, 0, 1, N, OC, C, 1.0f, inp, C, 0, w, C, 0, 0.0f, out, OC, 0, 1);
+}
+
+extern "C" void krn_cuda_linear_backward(struct krn_cuda *c, float *dinp, float *dw,
+                                         const float *dout, const float *inp, const float *w,
+                                         int N, int C, int OC)
+{
+    if (dinp)
+        krn_cuda_gemm(c, 0, 0, N, C, OC, 1.0f, dout, OC, 0, w, C, 0, 1.0f, dinp, C, 0, 1);
+    if (dw)
+        krn_cuda_gemm(c, 1, 0, OC, C, N, 1.0f, dout, OC, 0, inp, C, 0, 1.0f, dw, C, 0, 1);
+}
+
+/* ------------------------------------------------------------------ RMSNorm */
+
+__global__ void k_rms_fwd(float *out, float *rstd, const float *inp, const float *w, int C,
+                          float eps)
+{
+    const float *x = inp + (size_t)blockIdx.x * C;
+    float *y = out + (size_t)blockIdx.x * C, ss = 0.0f;
+    for (int j = threadIdx.x; j < C; j += blockDim.x)
+        ss += x[j] * x[j];
+    ss = block_sum(ss);
+    float inv = 1.0f / sqrtf(ss / (float)C + eps);
+    if (!threadIdx.x)
+        rstd[blockIdx.x] = inv;
+    for (int j = threadIdx.x; j < C; j += blockDim.x)
+        y[j] = w[j] * (x[j] * inv);
+}
+
+__global__ void k_rms_bwd(float *dinp, const float *dout, const float *inp, const float *w,
+                          const float *rstd, int C)
+{
+    const float *x = inp + (size_t)blockIdx.x * C, *dy = dout + (size_t)blockIdx.x * C;
+    float *dx = dinp + (size_t)blockIdx.x * C, s = rstd[blockIdx.x];
+    double dot = 0.0;
+    for (int j = threadIdx.x; j < C; j += blockDim.x)
+        dot += (double)(w[j] * dy[j]) * x[j];
+    dot = block_sumd(dot);
+    float k = (float)dot * s * s * s / (float)C;
+    for (int j = threadIdx.x; j < C; j += blockDim.x)
+        dx[j] += s * w[j] * dy[j] - x[j] * k;
+}
+
+/* dw[j] += sum over this block's rows of dy * x * rstd (one atomic per column per block). */
+#define RMS_DW_ROWS 64
+__global__ void k_rms_dw(float *dw, const float *dout, const float *inp, const float *rstd,
+                         int N, int C)
+{
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= C)
+        return;
+    int r0 = blockIdx.y * RMS_DW_ROWS, r1 = min(N, r0 + RMS_DW_ROWS);
+    float s = 0.0f;
+    for (int r = r0; r < r1; r++)
+        s += dout[(size_t)r * C + j] * inp[(size_t)r * C + j] * rstd[r];
+    atomicAdd(dw + j, s);
+}
+
+extern "C" void krn_cuda_rmsnorm_forward(struct krn_cuda *c, float *out, float *rstd,
+                                         const float *inp, const float *w, int N, int C,
+                                         float eps)
+{
+    k_rms_fwd<<<N, C >= 1024 ? NT : 128, 0, c->st>>>(out, rstd, inp, w, C, eps);
+    LAUNCHED(c, "rmsnorm forward");
+}
+
+extern "C" void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, float *dw,
+                                          const float *dout, const float *inp, const float *w,
+                                          const float *rstd, int N, int C)
+{
+    k_rms_bwd<<<N, C >= 1024 ? NT : 128, 0, c->st>>>(dinp, dout, inp, w, rstd, C);
+    if (dw) {
+        dim3 g((unsigned)((C + 127) / 128), (unsigned)((N + RMS_DW_ROWS - 1) / RMS_DW_ROWS));
+        k_rms_dw<<<g, 128, 0, c->st>>>(dw, dout, inp, rstd, N, C);
+    }
+    LAUNCHED(c, "rmsnorm backward");
+}
+
+/* ------------------------------------------------------------------ RoPE */
+
+/* one thread per (row = b*T*NH + t*NH + h, i < half) */
+__global__ void k_rope(float *out, const float *inp, const float *cs, const float *sn, int T,
+                       int NH, int HD, size_t n, int bwd)
+{
+    int half = HD / 2;
+    size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (idx >= n)
+        return;
+    size_t row = idx / half;
+    int i = (int)(idx % half), t = (int)((row / NH) % T);
+    float co = cs[(size_t)t * half + i], si = sn[(size_t)t * half + i];
+    const float *x = inp + row * HD;
+    float *y = out + row * HD;
+    float x1 = x[i], x2 = x[i + half];
+    if (!bwd) {
+        y[i] = x1 * co - x2 * si;
+        y[i + half] = x2 * co + x1 * si;
+    } else {
+        y[i] += x1 * co + x2 * si;
+        y[i + half] += x2 * co - x1 * si;
+    }
+}
+
+extern "C" void krn_cuda_rope_forward(struct krn_cuda *c, float *out, const float *inp,
+                                      const float *cs, const float *sn, int B, int T, int NH,
+                                      int HD)
+{
+    size_t n = (size_t)B * T * NH * (HD / 2);
+    k_rope<<<(unsigned)((n + NT - 1) / NT), NT, 0, c->st>>>(out, inp, cs, sn, T, NH, HD, n, 0);
+    LAUNCHED(c, "rope forward");
+}
+
+extern "C" void krn_cuda_rope_backward(struct krn_cuda *c, float *dinp, const float *dout,
+                                       const float *cs, const float *sn, int B, int T, int NH,
+                                       int HD)
+{
+    size_t n = (size_t)B * T * NH * (HD / 2);
+    k_rope<<<(unsigned)((n + NT - 1) / NT), NT, 0, c->st>>>(dinp, dout, cs, sn, T, NH, HD, n, 1);
+    LAUNCHED(c, "rope backward");
+}
+
+/* ------------------------------------------------------------------ attention */
+
+/* Causal softmax in place over rows of P [rows][T]; row r is query t = r % T. */
+__global__ void k_causal_softmax(float *P, int T)
+{
+    int t = blockIdx.x % T;
+    float *p = P + (size_t)blockIdx.x * T, mx = -INFINITY, sum = 0.0f;
+    for (int j = threadIdx.x; j <= t; j += blockDim.x)
+        mx = fmaxf(mx, p[j]);
+    mx = block_max(mx);
+    for (int j = threadIdx.x; j <= t; j += blockDim.x) {
+        float e = expf(p[j] - mx);
+        p[j] = e;
+        sum += e;
+    }
+    sum = block_sum(sum);
+    float inv = 1.0f / sum;
+    for (int j = threadIdx.x; j < T; j += blockDim.x)
+        p[j] = j <= t ? p[j] * inv : 0.0f;
+}
+
+/* dS = P * (dP - rowsum(P * dP)) * scale on the causal part, 0 above; dp [B][T][T] of head h,
+ * P rows of head h at ((b*NH + h)*T + t)*T. */
+__global__ void k_softmax_bwd(float *dp, const float *P, int T, int NH, int h, float scale)
+{
+    int b = blockIdx.x / T, t = blockIdx.x % T;
+    const float *p = P + (((size_t)b * NH + h) * T + t) * T;
+    float *d = dp + (size_t)blockIdx.x * T, dot = 0.0f;
+    for (int j = threadIdx.x; j <= t; j += blockDim.x)
+        dot += p[j] * d[j];
+    dot = block_sum(dot);
+    for (int j = threadIdx.x; j < T; j += blockDim.x)
+        d[j] = j <= t ? p[j] * (d[j] - dot) * scale : 0.0f;
+}
+
+static unsigned row_threads(int T) { return T >= 512 ? NT : T >= 128 ? 128 : 32; }
+
+extern "C" void krn_cuda_attention_forward(struct krn_cuda *c, float *out, float *probs,
+                                           const float *q, const float *k, const float *v, int B,
+                                           int T, int NH, int KVH, int HD)
+{
+    int grp = NH / KVH, qs = NH * HD, ks = KVH * HD;
+    float scale = 1.0f / sqrtf((float)HD);
+    long long tt = (long long)T * T;
+    for (int h = 0; h < NH; h++) {
+        int kh = h / grp;
+        krn_cuda_gemm(c, 0, 1, T, T, HD, scale, q + (size_t)h * HD, qs, (long long)T * qs,
+                      k + (size_t)kh * HD, ks, (long long)T * ks, 0.0f, probs + (size_t)h * tt,
+                      T, NH * tt, B);
+    }
+    k_causal_softmax<<<(unsigned)B * NH * T, row_threads(T), 0, c->st>>>(probs, T);
+    LAUNCHED(c, "attention softmax");
+    for (int h = 0; h < NH; h++) {
+        int kh = h / grp;
+        krn_cuda_gemm(c, 0, 0, T, HD, T, 1.0f, probs + (size_t)h * tt, T, NH * tt,
+                      v + (size_t)kh * HD, ks, (long long)T * ks, 0.0f, out + (size_t)h * HD, qs,
+                      (long long)T * qs, B);
+    }
+}
+
+extern "C" void krn_cuda_attention_backward(struct krn_cuda *c, float *dq, float *dk, float *dv,
+                                            const float *dout, const float *probs,
+                                            const float *q, const float *k, const float *v, int B,
+                                            int T, int NH, int KVH, int HD, float *scratch)
+{
+    int grp = NH / KVH, qs = NH * HD, ks = KVH * HD;
+    float scale = 1.0f / sqrtf((float)HD);
+    long long tt = (long long)T * T, tq = (long long)T * qs, tk = (long long)T * ks;
+    for (int h = 0; h < NH; h++) {
+        size_t qo = (size_t)h * HD, ko = (size_t)(h / grp) * HD;
+        const float *P = probs + (size_t)h * tt;
+        /* dP = dO V^T; dV += P^T dO */
+        krn_cuda_gemm(c, 0, 1, T, T, HD, 1.0f, dout + qo, qs, tq, v + ko, ks, tk, 0.0f, scratch,
+                      T, tt, B);
+        krn_cuda_gemm(c, 1, 0, T, HD, T, 1.0f, P, T, NH * tt, dout + qo, qs, tq, 1.0f, dv + ko,
+                      ks, tk, B);
+        k_softmax_bwd<<<(unsigned)B * T, row_threads(T), 0, c->st>>>(scratch, probs, T, NH, h,
+                                                                      scale);
+        LAUNCHED(c, "attention softmax backward");
+        /* dQ += dS K; dK += dS^T Q */
+        krn_cuda_gemm(c, 0, 0, T, HD, T, 1.0f, scratch, T, tt, k + ko, ks, tk, 1.0f, dq + qo, qs,
+                      tq, B);
+        krn_cuda_gemm(c, 1, 0, T, HD, T, 1.0f, scratch, T, tt, q + qo, qs, tq, 1.0f, dk + ko, ks,
+                      tk, B);
+    }
+}
+
+/* ------------------------------------------------------------------ SwiGLU */
+
+__global__ void k_swiglu_fwd(float *out, const float *g, const float *u, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+__global__ void k_swiglu_bwd(float *dg, float *du, const float *dout, const float *g,
+                             const float *u, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float sg = 1.0f / (1.0f + expf(-g[i])), silu = g[i] * sg;
+        du[i] += dout[i] * silu;
+        dg[i] += dout[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+    }
+}
+
+extern "C" void krn_cuda_swiglu_forward(struct krn_cuda *c, float *out, const float *g,
+                                        const float *u, size_t n)
+{
+    k_swiglu_fwd<<<blocks(n, NT), NT, 0, c->st>>>(out, g, u, n);
+    LAUNCHED(c, "swiglu forward");
+}
+
+extern "C" void krn_cuda_swiglu_backward(struct krn_cuda *c, float *dg, float *du,
+                                         const float *dout, const float *g, const float *u,
+                                         size_t n)
+{
+    k_swiglu_bwd<<<blocks(n, NT), NT, 0, c->st>>>(dg, du, dout, g, u, n);
+    LAUNCHED(c, "swiglu backward");
+}
+
+/* ------------------------------------------------------------------ losses */
+
+/* max and log-sum-exp of x[V]/tau over the block (every thread gets both). */
+__device__ static float row_lse(const float *x, int V, float it)
+{
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += blockDim.x)
+        mx = fmaxf(mx, x[i]);
+    mx = block_max(mx);
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < V; i += blockDim.x)
+        s += expf((x[i] - mx) * it);
+    s = block_sum(s);
+    return mx * it + logf(s);
+}
+
+__global__ void k_ce(float *rowloss, float *dl, const float *logits, const int32_t *target,
+                     int V, float w)
+{
+    int n = blockIdx.x, tg = target[n];
+    if (tg < 0) {
+        if (!threadIdx.x)
+            rowloss[n] = 0.0f;
+        return;
+    }
+    const float *x = logits + (size_t)n * V;
+    float l = row_lse(x, V, 1.0f);
+    if (!threadIdx.x)
+        rowloss[n] = l - x[tg];
+    if (dl) {
+        float *d = dl + (size_t)n * V;
+        for (int i = threadIdx.x; i < V; i += blockDim.x)
+            d[i] += w * (expf(x[i] - l) - (i == tg ? 1.0f : 0.0f));
+    }
+}
+
+extern "C" void krn_cuda_ce(struct krn_cuda *c, float *rowloss, float *dlogits,
+                            const float *logits, const int32_t *target, int N, int V, int kept,
+                            float scale)
+{
+    float w = kept ? scale / (float)kept : 0.0f;
+    k_ce<<<N, NT, 0, c->st>>>(rowloss, kept ? dlogits : NULL, logits, target, V, w);
+    LAUNCHED(c, "cross-entropy");
+}
+
+__global__ void k_kl(float *rowloss, float *ds, const float *sl, const float *tl,
+                     const int32_t *target, int V, float tau, float w)
+{
+    int n = blockIdx.x;
+    if (target[n] < 0) {
+        if (!threadIdx.x)
+            rowloss[n] = 0.0f;
+        return;
+    }
+    const float *s = sl + (size_t)n * V, *t = tl + (size_t)n * V;
+    float it = 1.0f / tau, ls = row_lse(s, V, it), lt = row_lse(t, V, it), kl = 0.0f;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float lpt = t[i] * it - lt, lps = s[i] * it - ls;
+        kl += expf(lpt) * (lpt - lps);
+        if (ds)
+            ds[(size_t)n * V + i] += w * (expf(lps) - expf(lpt));
+    }
+    kl = block_sum(kl);
+    if (!threadIdx.x)
+        rowloss[n] = kl;
+}
+
+extern "C" void krn_cuda_kl(struct krn_cuda *c, float *rowloss, float *ds, const float *s,
+                            const float *t, const int32_t *target, int N, int V, float tau,
+                            int kept, float scale)
+{
+    float w = kept ? scale / (float)kept / tau : 0.0f;
+    k_kl<<<N, NT, 0, c->st>>>(rowloss, kept ? ds : NULL, s, t, target, V, tau, w);
+    LAUNCHED(c, "logits kl");
+}
+
+/* ------------------------------------------------------------------ relation distillation */
+
+extern "C" size_t krn_cuda_relation_scratch(int B, int T, int Cs, int Ct, int S)
+{
+    size_t R = (size_t)B * S * T, ds = (size_t)Cs / S, dt = (size_t)Ct / S;
+    /* As, dA [R][ds]; At [R][dt]; Zs, Zt [R][T]; nrm_s, nrm_t, rowloss [R] */
+    return R * (2 * ds + dt + 2 * (size_t)T + 3);
+}
+
+/* Row (b, h, t) of a [B][S][T][d] from x [B][T][C]: L2-normalised (cosine) or copied; rows at
+ * t >= len[b] are zero. One warp per row. */
+__global__ void k_rel_gather(float *a, float *nrm, const float *x, const int32_t *len, int S,
+                             int T, int C, int cosine, int R)
+{
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (row >= R)
+        return;
+    int d = C / S, t = row % T, h = (row / T) % S, b = row / (T * S);
+    int L = len ? min(len[b], T) : T;
+    float *dst = a + (size_t)row * d;
+    if (t >= L) {
+        for (int i = lane; i < d; i += 32)
+            dst[i] = 0.0f;
+        return;
+    }
+    const float *src = x + ((size_t)b * T + t) * C + (size_t)h * d;
+    float n = 1.0f;
+    if (cosine) {
+        double ss = 0.0;
+        for (int i = lane; i < d; i += 32)
+            ss += (double)src[i] * src[i];
+        ss = warp_sumd(ss);
+        n = (float)sqrt(ss);
+        n = n > 1e-12f ? n : 1e-12f;
+        if (!lane)
+            nrm[row] = n;
+    }
+    for (int i = lane; i < d; i += 32)
+        dst[i] = cosine ? src[i] / n : src[i];
+}
+
+/* Row (bs, i) of Zs, Zt [B*S][T][T]: rowloss = KL(softmax zt || softmax zs) over keys < L; zs
+ * is overwritten by dz = w*k*(softmax zs - softmax zt) (0 outside the valid square). */
+__global__ void k_rel_kl(float *rowloss, float *zs, const float *zt, const int32_t *len, int S,
+                         int T, float w, int grad)
+{
+    int row = blockIdx.x, i = row % T, b = row / (T * S);
+    int L = len ? min(len[b], T) : T;
+    float *s = zs + (size_t)row * T;
+    const float *t = zt + (size_t)row * T;
+    if (i >= L) {
+        if (grad)
+            for (int j = threadIdx.x; j < T; j += blockDim.x)
+                s[j] = 0.0f;
+        if (!threadIdx.x)
+            rowloss[row] = 0.0f;
+        return;
+    }
+    float ls = row_lse(s, L, 1.0f), lt = row_lse(t, L, 1.0f), kl = 0.0f;
+    __syncthreads();
+    for (int j = threadIdx.x; j < T; j += blockDim.x) {
+        float d = 0.0f;
+        if (j < L) {
+            float a = s[j] - ls, bb = t[j] - lt, pt = expf(bb);
+            kl += pt * (bb - a);
+            d = w * (expf(a) - pt);
+        }
+        if (grad)
+            s[j] = d;
+    }
+    kl = block_sum(kl);
+    if (!threadIdx.x)
+        rowloss[row] = kl;
+}
+
+/* ds[b][t][h*d + i] += normalisation backward of dA row (b, h, t); one warp per row. */
+__global__ void k_rel_scatter(float *dsv, const float *a, const float *da, const float *nrm,
+                              const int32_t *len, int S, int T, int C, int cosine, int R)
+{
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (row >= R)
+        return;
+    int d = C / S, t = row % T, h = (row / T) % S, b = row / (T * S);
+    int L = len ? min(len[b], T) : T;
+    if (t >= L)
+        return;
+    const float *y = a + (size_t)row * d, *dy = da + (size_t)row * d;
+    float *dx = dsv + ((size_t)b * T + t) * C + (size_t)h * d;
+    float yd = 0.0f;
+    if (cosine) {
+        for (int i = lane; i < d; i += 32)
+            yd += y[i] * dy[i];
+        yd = warp_sum(yd);
+    }
+    for (int i = lane; i < d; i += 32)
+        dx[i] += cosine ? (dy[i] - y[i] * yd) / nrm[row] : dy[i];
+}
+
+extern "C" double krn_cuda_relation(struct krn_cuda *c, float *dsv, const float *s,
+                                    const float *t, const int32_t *len, int rows, int B, int T,
+                                    int Cs, int Ct, int S, int scaled, float t_r, float scale,
+                                    float *scratch)
+{
+    if (rows <= 0)
+        return 0.0;
+    int ds = Cs / S, dt = Ct / S, R = B * S * T, cosine = !scaled;
+    float *as = scratch, *da = as + (size_t)R * ds, *at = da + (size_t)R * ds;
+    float *zs = at + (size_t)R * dt, *zt = zs + (size_t)R * T, *ns = zt + (size_t)R * T;
+    float *nt = ns + R, *rl = nt + R;
+    float ks = cosine ? 1.0f / t_r : 1.0f / sqrtf((float)ds);
+    float kt = cosine ? 1.0f / t_r : 1.0f / sqrtf((float)dt);
+    unsigned wb = (unsigned)((R + 7) / 8);
+    long long tt = (long long)T * T;
+    k_rel_gather<<<wb, 256, 0, c->st>>>(as, ns, s, len, S, T, Cs, cosine, R);
+    k_rel_gather<<<wb, 256, 0, c->st>>>(at, nt, t, len, S, T, Ct, cosine, R);
+    LAUNCHED(c, "relation gather");
+    krn_cuda_gemm(c, 0, 1, T, T, ds, ks, as, ds, (long long)T * ds, as, ds, (long long)T * ds,
+                  0.0f, zs, T, tt, B * S);
+    krn_cuda_gemm(c, 0, 1, T, T, dt, kt, at, dt, (long long)T * dt, at, dt, (long long)T * dt,
+                  0.0f, zt, T, tt, B * S);
+    float w = (float)(scale / ((double)rows * S)) * ks;
+    k_rel_kl<<<R, row_threads(T), 0, c->st>>>(rl, zs, zt, len, S, T, w, dsv != NULL);
+    LAUNCHED(c, "relation kl");
+    double loss = krn_cuda_sum(c, rl, (size_t)R) / ((double)rows * S);
+    if (dsv) {
+        /* dA = (dZ + dZ^T) A */
+        krn_cuda_gemm(c, 0, 0, T, ds, T, 1.0f, zs, T, tt, as, ds, (long long)T * ds, 0.0f, da, ds,
+                      (long long)T * ds, B * S);
+        krn_cuda_gemm(c, 1, 0, T, ds, T, 1.0f, zs, T, tt, as, ds, (long long)T * ds, 1.0f, da, ds,
+                      (long long)T * ds, B * S);
+        k_rel_scatter<<<wb, 256, 0, c->st>>>(dsv, as, da, ns, len, S, T, Cs, cosine, R);
+        LAUNCHED(c, "relation scatter");
+    }
+    return loss;
+}
+
+/* ------------------------------------------------------------------ AdamW */
+
+__global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                        float b1, float b2, float eps, float wd, float bc1, float bc2, float cs)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float gi = g[i] * cs;
+        float mi = b1 * m[i] + (1.0f - b1) * gi, vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float pi = p[i];
+        pi -= lr * wd * pi;
+        pi -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+        p[i] = pi;
+    }
+}
+
+extern "C" void krn_cuda_adamw(struct krn_cuda *c, float *p, const float *g, float *m, float *v,
+                               size_t n, float lr, float b1, float b2, float eps, float wd,
+                               float bc1, float bc2, float cs)
+{
+    k_adamw<<<blocks(n, NT), NT, 0, c->st>>>(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, cs);
+    LAUNCHED(c, "adamw");
+}

@@ -1,0 +1,375 @@
+/*
+ * tests/test-cuda-ops.c — every GPU op of kernels/cuda/kcuda.h against its CPU twin in
+ * jobs/train/ops.c, forward and backward, on random inputs of awkward shapes (1, 15, 17, ...).
+ * Error = ||gpu - cpu|| / ||cpu|| per output tensor; the tolerances are named below. Backward
+ * outputs start from random values (not zeros), so the "accumulate" contract is checked too.
+ * Without a GPU every check is a TAP SKIP with the reason.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobs/train/ops.h"
+#include "kernels/cuda/kcuda.h"
+#include "tests/tap.h"
+
+#define TOL_EXACT 1e-6 /* quantizers: same float operations (d may differ by an ulp) */
+#define TOL_F32 2e-5   /* row ops and fp32 cuBLAS products: summation order only */
+#define TOL_BF16 1e-2  /* products in bf16 with fp32 accumulation */
+
+static struct krn_cuda *K;
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static float frand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+static float *hrand(size_t n, float sc)
+{
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        p[i] = frand() * sc;
+    return p;
+}
+
+static float *dup(const float *h, size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    memcpy(p, h, n * sizeof(float));
+    return p;
+}
+
+static void *up(const void *h, size_t bytes)
+{
+    void *d = krn_cuda_alloc(K, bytes);
+    if (d)
+        krn_cuda_h2d(K, d, h, bytes);
+    return d;
+}
+
+/* Download d[n] and compare with ref; prints the first mismatches on failure. */
+static double cmp(const char *what, const float *d, const float *ref, size_t n, double tol)
+{
+    float *g = malloc((n ? n : 1) * sizeof(float));
+    krn_cuda_d2h(K, g, d, n * sizeof(float));
+    int st = krn_cuda_sync(K);
+    double num = 0, den = 0;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = (double)g[i] - ref[i];
+        num += e * e;
+        den += (double)ref[i] * ref[i];
+        if (!isfinite(g[i]))
+            bad = 1;
+    }
+    double rel = sqrt(num) / (sqrt(den) > 0 ? sqrt(den) : 1.0);
+    int ok = !st && !bad && rel <= tol;
+    TAP_OK(ok, "%s: rel err %.2e <= %.0e%s%s", what, rel, tol, st ? " cuda: " : "",
+           st ? krn_cuda_errmsg(K) : "");
+    if (!ok)
+        for (size_t i = 0, shown = 0; i < n && shown < 5; i++)
+            if (fabs((double)g[i] - ref[i]) > tol * (fabs(ref[i]) + 1e-3)) {
+                TAP_DIAG("  [%zu] gpu %.7g cpu %.7g", i, (double)g[i], (double)ref[i]);
+                shown++;
+            }
+    free(g);
+    return rel;
+}
+
+static void t_quant(int N, int C)
+{
+    size_t n = (size_t)N * C;
+    float *x = hrand(n, 3.0f), *r = malloc(n * sizeof(float)), *d = up(x, n * 4);
+    float *o = krn_cuda_alloc(K, n * 4);
+    trn_wquant(r, x, n);
+    krn_cuda_wquant(K, o, d, n);
+    cmp("wquant", o, r, n, TOL_EXACT);
+    trn_aquant(r, x, N, C);
+    krn_cuda_aquant(K, o, d, N, C);
+    cmp("aquant", o, r, n, TOL_EXACT);
+    free(x), free(r), krn_cuda_dfree(K, d), krn_cuda_dfree(K, o);
+}
+
+static void t_embed(int N, int C, int V)
+{
+    int32_t *tok = malloc(N * sizeof(int32_t));
+    for (int i = 0; i < N; i++)
+        tok[i] = (int32_t)((unsigned)(frand() * 1e6f + 1e6f) % V);
+    tok[N - 1] = tok[0]; /* a repeated token: the backward must add */
+    float *w = hrand((size_t)V * C, 1), *ro = malloc((size_t)N * C * 4), *dout = hrand((size_t)N * C, 1);
+    float *dw = hrand((size_t)V * C, 1), *dwr = dup(dw, (size_t)V * C);
+    int32_t *dt = up(tok, N * 4);
+    float *dwd = up(w, (size_t)V * C * 4), *od = krn_cuda_alloc(K, (size_t)N * C * 4);
+    float *doutd = up(dout, (size_t)N * C * 4), *dwdd = up(dw, (size_t)V * C * 4);
+    trn_embed_forward(ro, tok, w, N, C);
+    krn_cuda_embed_forward(K, od, dt, dwd, N, C);
+    cmp("embed forward", od, ro, (size_t)N * C, TOL_EXACT);
+    trn_embed_backward(dwr, dout, tok, N, C);
+    krn_cuda_embed_backward(K, dwdd, doutd, dt, N, C);
+    cmp("embed backward", dwdd, dwr, (size_t)V * C, TOL_F32);
+    free(tok), free(w), free(ro), free(dout), free(dw), free(dwr);
+    krn_cuda_dfree(K, dt), krn_cuda_dfree(K, dwd), krn_cuda_dfree(K, od);
+    krn_cuda_dfree(K, doutd), krn_cuda_dfree(K, dwdd);
+}
+
+static void t_linear(int N, int C, int OC, int bf16)
+{
+    size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
+    double tol = bf16 ? TOL_BF16 : TOL_F32;
+    char nm[96];
+    krn_cuda_set_bf16(K, bf16);
+    float *x = hrand(nx, 1), *w = hrand(nw, 1), *y = malloc(ny * 4), *dy = hrand(ny, 1);
+    float *dx = hrand(nx, 1), *dw = hrand(nw, 1), *dxr = dup(dx, nx), *dwr = dup(dw, nw);
+    float *xd = up(x, nx * 4), *wd = up(w, nw * 4), *yd = krn_cuda_alloc(K, ny * 4);
+    float *dyd = up(dy, ny * 4), *dxd = up(dx, nx * 4), *dwd = up(dw, nw * 4);
+    trn_linear_forward(y, x, w, N, C, OC);
+    krn_cuda_linear_forward(K, yd, xd, wd, N, C, OC);
+    snprintf(nm, sizeof(nm), "linear %dx%d->%d forward (%s)", N, C, OC, bf16 ? "bf16" : "fp32");
+    cmp(nm, yd, y, ny, tol);
+    trn_linear_backward(dxr, dwr, dy, x, w, N, C, OC);
+    krn_cuda_linear_backward(K, dxd, dwd, dyd, xd, wd, N, C, OC);
+    snprintf(nm, sizeof(nm), "linear %dx%d->%d dX (%s)", N, C, OC, bf16 ? "bf16" : "fp32");
+    cmp(nm, dxd, dxr, nx, tol);
+    snprintf(nm, sizeof(nm), "linear %dx%d->%d dW (%s)", N, C, OC, bf16 ? "bf16" : "fp32");
+    cmp(nm, dwd, dwr, nw, tol);
+    krn_cuda_set_bf16(K, 0);
+    free(x), free(w), free(y), free(dy), free(dx), free(dw), free(dxr), free(dwr);
+    krn_cuda_dfree(K, xd), krn_cuda_dfree(K, wd), krn_cuda_dfree(K, yd);
+    krn_cuda_dfree(K, dyd), krn_cuda_dfree(K, dxd), krn_cuda_dfree(K, dwd);
+}
+
+static void t_rmsnorm(int N, int C)
+{
+    size_t n = (size_t)N * C;
+    float *x = hrand(n, 2), *w = hrand(C, 1), *y = malloc(n * 4), *rs = malloc(N * 4);
+    float *dy = hrand(n, 1), *dx = hrand(n, 1), *dw = hrand(C, 1), *dxr = dup(dx, n);
+    float *dwr = dup(dw, C);
+    float *xd = up(x, n * 4), *wd = up(w, C * 4), *yd = krn_cuda_alloc(K, n * 4);
+    float *rsd = krn_cuda_alloc(K, N * 4), *dyd = up(dy, n * 4), *dxd = up(dx, n * 4);
+    float *dwd = up(dw, C * 4);
+    trn_rmsnorm_forward(y, rs, x, w, N, C, 1e-6f);
+    krn_cuda_rmsnorm_forward(K, yd, rsd, xd, wd, N, C, 1e-6f);
+    cmp("rmsnorm forward", yd, y, n, TOL_F32);
+    cmp("rmsnorm rstd", rsd, rs, N, TOL_F32);
+    trn_rmsnorm_backward(dxr, dwr, dy, x, w, rs, N, C);
+    krn_cuda_rmsnorm_backward(K, dxd, dwd, dyd, xd, wd, rsd, N, C);
+    cmp("rmsnorm dX", dxd, dxr, n, TOL_F32);
+    cmp("rmsnorm dW", dwd, dwr, C, TOL_F32);
+    free(x), free(w), free(y), free(rs), free(dy), free(dx), free(dw), free(dxr), free(dwr);
+    krn_cuda_dfree(K, xd), krn_cuda_dfree(K, wd), krn_cuda_dfree(K, yd), krn_cuda_dfree(K, rsd);
+    krn_cuda_dfree(K, dyd), krn_cuda_dfree(K, dxd), krn_cuda_dfree(K, dwd);
+}
+
+static void t_rope(int B, int T, int NH, int HD)
+{
+    size_t n = (size_t)B * T * NH * HD, nt = (size_t)T * (HD / 2);
+    float *cs = malloc(nt * 4), *sn = malloc(nt * 4), *x = hrand(n, 1), *y = malloc(n * 4);
+    float *dx = hrand(n, 1), *dxr = dup(dx, n);
+    trn_rope_tables(cs, sn, T, HD, 10000.0f);
+    float *csd = up(cs, nt * 4), *snd = up(sn, nt * 4), *xd = up(x, n * 4);
+    float *yd = krn_cuda_alloc(K, n * 4), *dxd = up(dx, n * 4);
+    trn_rope_forward(y, x, cs, sn, B, T, NH, HD);
+    krn_cuda_rope_forward(K, yd, xd, csd, snd, B, T, NH, HD);
+    cmp("rope forward", yd, y, n, TOL_F32);
+    trn_rope_backward(dxr, x, cs, sn, B, T, NH, HD);
+    krn_cuda_rope_backward(K, dxd, xd, csd, snd, B, T, NH, HD);
+    cmp("rope backward", dxd, dxr, n, TOL_F32);
+    free(cs), free(sn), free(x), free(y), free(dx), free(dxr);
+    krn_cuda_dfree(K, csd), krn_cuda_dfree(K, snd), krn_cuda_dfree(K, xd);
+    krn_cuda_dfree(K, yd), krn_cuda_dfree(K, dxd);
+}
+
+static void t_attention(int B, int T, int NH, int KVH, int HD)
+{
+    size_t nq = (size_t)B * T * NH * HD, nk = (size_t)B * T * KVH * HD;
+    size_t np = (size_t)B * NH * T * T;
+    char nm[96];
+    float *q = hrand(nq, 1), *k = hrand(nk, 1), *v = hrand(nk, 1), *o = malloc(nq * 4);
+    float *P = malloc(np * 4), *dout = hrand(nq, 1), *sc = malloc((size_t)T * T * 4);
+    float *dq = hrand(nq, 1), *dk = hrand(nk, 1), *dv = hrand(nk, 1);
+    float *dqr = dup(dq, nq), *dkr = dup(dk, nk), *dvr = dup(dv, nk);
+    float *qd = up(q, nq * 4), *kd = up(k, nk * 4), *vd = up(v, nk * 4);
+    float *od = krn_cuda_alloc(K, nq * 4), *Pd = krn_cuda_alloc(K, np * 4);
+    float *doutd = up(dout, nq * 4), *scd = krn_cuda_alloc(K, (size_t)B * T * T * 4);
+    float *dqd = up(dq, nq * 4), *dkd = up(dk, nk * 4), *dvd = up(dv, nk * 4);
+    trn_attention_forward(o, P, q, k, v, B, T, NH, KVH, HD);
+    krn_cuda_attention_forward(K, od, Pd, qd, kd, vd, B, T, NH, KVH, HD);
+    snprintf(nm, sizeof(nm), "attention B%d T%d H%d/%d d%d", B, T, NH, KVH, HD);
+    char n2[128];
+    snprintf(n2, sizeof(n2), "%s out", nm);
+    cmp(n2, od, o, nq, TOL_F32);
+    snprintf(n2, sizeof(n2), "%s probs", nm);
+    cmp(n2, Pd, P, np, TOL_F32);
+    trn_attention_backward(dqr, dkr, dvr, dout, P, q, k, v, B, T, NH, KVH, HD, sc);
+    krn_cuda_attention_backward(K, dqd, dkd, dvd, doutd, Pd, qd, kd, vd, B, T, NH, KVH, HD, scd);
+    snprintf(n2, sizeof(n2), "%s dQ", nm);
+    cmp(n2, dqd, dqr, nq, TOL_F32);
+    snprintf(n2, sizeof(n2), "%s dK", nm);
+    cmp(n2, dkd, dkr, nk, TOL_F32);
+    snprintf(n2, sizeof(n2), "%s dV", nm);
+    cmp(n2, dvd, dvr, nk, TOL_F32);
+    free(q), free(k), free(v), free(o), free(P), free(dout), free(sc), free(dq), free(dk);
+    free(dv), free(dqr), free(dkr), free(dvr);
+    krn_cuda_dfree(K, qd), krn_cuda_dfree(K, kd), krn_cuda_dfree(K, vd), krn_cuda_dfree(K, od);
+    krn_cuda_dfree(K, Pd), krn_cuda_dfree(K, doutd), krn_cuda_dfree(K, scd);
+    krn_cuda_dfree(K, dqd), krn_cuda_dfree(K, dkd), krn_cuda_dfree(K, dvd);
+}
+
+static void t_swiglu(size_t n)
+{
+    float *g = hrand(n, 4), *u = hrand(n, 2), *o = malloc(n * 4), *dy = hrand(n, 1);
+    float *dg = hrand(n, 1), *du = hrand(n, 1), *dgr = dup(dg, n), *dur = dup(du, n);
+    float *gd = up(g, n * 4), *ud = up(u, n * 4), *od = krn_cuda_alloc(K, n * 4);
+    float *dyd = up(dy, n * 4), *dgd = up(dg, n * 4), *dud = up(du, n * 4);
+    trn_swiglu_forward(o, g, u, n);
+    krn_cuda_swiglu_forward(K, od, gd, ud, n);
+    cmp("swiglu forward", od, o, n, TOL_F32);
+    trn_swiglu_backward(dgr, dur, dy, g, u, n);
+    krn_cuda_swiglu_backward(K, dgd, dud, dyd, gd, ud, n);
+    cmp("swiglu dG", dgd, dgr, n, TOL_F32);
+    cmp("swiglu dU", dud, dur, n, TOL_F32);
+    free(g), free(u), free(o), free(dy), free(dg), free(du), free(dgr), free(dur);
+    krn_cuda_dfree(K, gd), krn_cuda_dfree(K, ud), krn_cuda_dfree(K, od);
+    krn_cuda_dfree(K, dyd), krn_cuda_dfree(K, dgd), krn_cuda_dfree(K, dud);
+}
+
+static void cmp_scalar(const char *what, double g, double c, double tol)
+{
+    double rel = fabs(g - c) / (fabs(c) > 0 ? fabs(c) : 1.0);
+    TAP_OK(isfinite(g) && rel <= tol, "%s: gpu %.9g cpu %.9g (rel %.1e <= %.0e)", what, g, c, rel,
+           tol);
+}
+
+static void t_losses(int N, int V)
+{
+    size_t n = (size_t)N * V;
+    int32_t *tg = malloc(N * 4);
+    int kept = 0;
+    for (int i = 0; i < N; i++) {
+        tg[i] = i % 3 == 1 ? -1 : (int32_t)((unsigned)(frand() * 1e6f + 1e6f) % V);
+        kept += tg[i] >= 0;
+    }
+    float *s = hrand(n, 8), *t = hrand(n, 8), *d = hrand(n, 1), *dr = dup(d, n);
+    float *sd = up(s, n * 4), *td = up(t, n * 4), *dd = up(d, n * 4);
+    float *rl = krn_cuda_alloc(K, N * 4);
+    int32_t *tgd = up(tg, N * 4);
+    double c = trn_ce_forward(s, tg, N, V);
+    trn_ce_backward(dr, s, tg, N, V, 0.7f);
+    krn_cuda_ce(K, rl, dd, sd, tgd, N, V, kept, 0.7f);
+    cmp_scalar("cross-entropy value", krn_cuda_sum(K, rl, N) / kept, c, TOL_F32);
+    cmp("cross-entropy dlogits", dd, dr, n, TOL_F32);
+    c = trn_kl_forward(s, t, tg, N, V, 5.0f);
+    trn_kl_backward(dr, s, t, tg, N, V, 5.0f, 10.0f);
+    krn_cuda_kl(K, rl, dd, sd, td, tgd, N, V, 5.0f, kept, 10.0f);
+    cmp_scalar("logits KL value", krn_cuda_sum(K, rl, N) / kept, c, 1e-4);
+    cmp("logits KL dlogits (after CE, accumulated)", dd, dr, n, TOL_F32);
+    free(tg), free(s), free(t), free(d), free(dr);
+    krn_cuda_dfree(K, sd), krn_cuda_dfree(K, td), krn_cuda_dfree(K, dd), krn_cuda_dfree(K, rl);
+    krn_cuda_dfree(K, tgd);
+}
+
+static void t_relation(int B, int T, int Cs, int Ct, int S, enum trn_rel kind)
+{
+    size_t ns = (size_t)B * T * Cs, nt = (size_t)B * T * Ct;
+    int32_t *len = malloc(B * 4);
+    int rows = 0;
+    for (int b = 0; b < B; b++) {
+        len[b] = b == 0 ? T : 1 + (b * 7) % T;
+        rows += len[b];
+    }
+    float *s = hrand(ns, 1), *t = hrand(nt, 1), *ds = hrand(ns, 1), *dsr = dup(ds, ns);
+    size_t scn = trn_relation_scratch(T, Cs > Ct ? Cs : Ct, Cs > Ct ? Cs : Ct, 1);
+    float *sc = malloc(scn * 4);
+    float *sd = up(s, ns * 4), *td = up(t, nt * 4), *dsd = up(ds, ns * 4);
+    float *gsc = krn_cuda_alloc(K, krn_cuda_relation_scratch(B, T, Cs, Ct, S) * 4);
+    int32_t *lend = up(len, B * 4);
+    double c = trn_relation_forward(s, t, len, B, T, Cs, Ct, S, kind, 1.0f, sc);
+    trn_relation_backward(dsr, s, t, len, B, T, Cs, Ct, S, kind, 1.0f, 1e3f, sc);
+    double g = krn_cuda_relation(K, dsd, sd, td, lend, rows, B, T, Cs, Ct, S,
+                                 kind == TRN_REL_SCALED, 1.0f, 1e3f, gsc);
+    char nm[128];
+    snprintf(nm, sizeof(nm), "relation %s B%d T%d C%d/%d S%d value",
+             kind == TRN_REL_SCALED ? "scaled" : "cosine", B, T, Cs, Ct, S);
+    cmp_scalar(nm, g, c, 1e-4);
+    snprintf(nm, sizeof(nm), "relation %s B%d T%d C%d/%d S%d dS",
+             kind == TRN_REL_SCALED ? "scaled" : "cosine", B, T, Cs, Ct, S);
+    cmp(nm, dsd, dsr, ns, 1e-4);
+    free(len), free(s), free(t), free(ds), free(dsr), free(sc);
+    krn_cuda_dfree(K, sd), krn_cuda_dfree(K, td), krn_cuda_dfree(K, dsd), krn_cuda_dfree(K, gsc);
+    krn_cuda_dfree(K, lend);
+}
+
+static void t_adamw(size_t n)
+{
+    float *p = hrand(n, 1), *g = hrand(n, 1), *m = hrand(n, 0.1f), *v = hrand(n, 0.1f);
+    for (size_t i = 0; i < n; i++)
+        v[i] = fabsf(v[i]);
+    float *pr = dup(p, n), *mr = dup(m, n), *vr = dup(v, n);
+    float *pd = up(p, n * 4), *gd = up(g, n * 4), *md = up(m, n * 4), *vd = up(v, n * 4);
+    double nc = 0;
+    for (size_t i = 0; i < n; i++)
+        nc += (double)g[i] * g[i];
+    cmp_scalar("grad norm^2", krn_cuda_sumsq(K, gd, n), nc, 1e-9);
+    float cs = 0.5f, lr = 1e-3f, b1 = 0.9f, b2 = 0.999f, wd = 0.1f, bc1 = 1 - powf(b1, 3.0f),
+          bc2 = 1 - powf(b2, 3.0f);
+    for (size_t i = 0; i < n; i++) { /* step.c's update, verbatim */
+        float gi = g[i] * cs;
+        mr[i] = b1 * mr[i] + (1.0f - b1) * gi;
+        vr[i] = b2 * vr[i] + (1.0f - b2) * gi * gi;
+        pr[i] -= lr * wd * pr[i];
+        pr[i] -= lr * (mr[i] / bc1) / (sqrtf(vr[i] / bc2) + 1e-8f);
+    }
+    krn_cuda_adamw(K, pd, gd, md, vd, n, lr, b1, b2, 1e-8f, wd, bc1, bc2, cs);
+    cmp("adamw params", pd, pr, n, 1e-6);
+    cmp("adamw m", md, mr, n, 1e-6);
+    cmp("adamw v", vd, vr, n, 1e-6);
+    free(p), free(g), free(m), free(v), free(pr), free(mr), free(vr);
+    krn_cuda_dfree(K, pd), krn_cuda_dfree(K, gd), krn_cuda_dfree(K, md), krn_cuda_dfree(K, vd);
+}
+
+int main(void)
+{
+    char why[256], err[KRN_CUDA_ERR_LEN];
+    if (krn_cuda_device_count(why, sizeof(why)) == 0) {
+        TAP_SKIP("no GPU: %s", why);
+        return tap_done();
+    }
+    if (krn_cuda_create(0, &K, err)) {
+        TAP_OK(0, "cuda:0 opens: %s", err);
+        return tap_done();
+    }
+    t_quant(17, 257);
+    t_quant(1, 4095);
+    t_embed(17, 40, 97);
+    t_linear(17, 40, 15, 0);
+    t_linear(257, 1024, 3072, 0);
+    t_linear(257, 1024, 3072, 1);
+    t_rmsnorm(17, 40);
+    t_rmsnorm(15, 4095);
+    t_rmsnorm(33, 8);
+    t_rope(2, 15, 5, 8);
+    t_rope(1, 17, 2, 128);
+    t_attention(2, 15, 5, 1, 8);
+    t_attention(3, 17, 4, 2, 16);
+    t_attention(2, 130, 16, 8, 128);
+    t_swiglu(17 * 72);
+    t_swiglu(4095);
+    t_losses(17, 97);
+    t_losses(15, 4095);
+    t_relation(2, 15, 40, 40, 1, TRN_REL_COSINE);
+    t_relation(3, 17, 64, 32, 4, TRN_REL_COSINE);
+    t_relation(3, 17, 64, 32, 4, TRN_REL_SCALED);
+    t_relation(2, 130, 2048, 1024, 8, TRN_REL_COSINE);
+    t_adamw(1);
+    t_adamw(100003);
+    TAP_OK(krn_cuda_sync(K) == 0, "no sticky cuda error (%s)", krn_cuda_errmsg(K));
+    krn_cuda_free(K);
+    return tap_done();
+}

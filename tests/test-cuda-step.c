@@ -1,0 +1,173 @@
+/*
+ * tests/test-cuda-step.c — one whole BitDistill training step on the GPU (jobs/train/backend.h)
+ * against the CPU trainer (step.h) on the tiny Qwen3 fixtures of tests/fixtures/train: the
+ * losses CE, LD, AD and their sum, the gradient of every student tensor, then 3 AdamW steps
+ * (parameters after). Paths: fp32 products (tolerances 1e-4 on losses) and bf16 products with
+ * fp32 accumulation (1e-2 on losses). Gradient error is ||g_gpu - g_cpu|| / ||g_cpu|| per tensor.
+ * Without a GPU every check is a TAP SKIP with the reason.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/err.h"
+#include "jobs/train/backend.h"
+#include "tests/tap.h"
+
+#define LOSS_TOL_F32 1e-4
+#define GRAD_TOL_F32 2e-3  /* a BitLinear INT8 code may flip at a rounding boundary */
+#define PARAM_TOL_F32 1e-4
+#define LOSS_TOL_BF16 1e-2
+#define GRAD_TOL_BF16 1e-1
+
+static const char *fx(const char *rel)
+{
+    static char p[2][1024];
+    static int k;
+    const char *top = getenv("top_srcdir");
+    k ^= 1;
+    snprintf(p[k], sizeof(p[k]), "%s/tests/fixtures/train/%s", top ? top : ".", rel);
+    return p[k];
+}
+
+static double nerr(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = (double)a[i] - b[i];
+        num += e * e;
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num) / (den > 0 ? sqrt(den) : 1.0);
+}
+
+static int load(struct trn_model **s, struct trn_model **t)
+{
+    char err[ENG_ERR_LEN] = "";
+    int rc = trn_model_load_hf(fx("student"), s, err);
+    if (!rc)
+        rc = trn_model_load_hf(fx("teacher"), t, err);
+    if (rc)
+        TAP_DIAG("cannot load the fixtures: %s", err);
+    else
+        trn_model_set_quant(*s, 1);
+    return rc;
+}
+
+static void one_case(const char *name, struct trn_batch *b, const struct trn_loss_cfg *lc,
+                     int bf16)
+{
+    struct trn_model *s = NULL, *t = NULL;
+    struct trn_cuda *g = NULL;
+    struct trn_losses Lc, Lg;
+    char err[ENG_ERR_LEN] = "";
+    double ltol = bf16 ? LOSS_TOL_BF16 : LOSS_TOL_F32, gtol = bf16 ? GRAD_TOL_BF16 : GRAD_TOL_F32;
+    if (load(&s, &t)) {
+        TAP_OK(0, "%s: fixtures load", name);
+        return;
+    }
+    int rc = trn_cuda_create(0, s, t, bf16, &g, err);
+    if (!TAP_OK(rc == 0, "%s: session on cuda:0 (%s)", name, err))
+        goto out;
+    trn_model_zero_grad(s);
+    rc = trn_step_losses(s, t, b, lc, 1, 0.5f, &Lc, err);
+    TAP_OK(rc == 0, "%s: CPU step (%s)", name, err);
+    trn_cuda_zero_grad(g);
+    rc = trn_cuda_step_losses(g, b, lc, 1, 0.5f, &Lg, err);
+    TAP_OK(rc == 0, "%s: GPU step (%s)", name, err);
+    double gv[4] = {Lg.ce, Lg.ld, Lg.ad, Lg.loss}, cv[4] = {Lc.ce, Lc.ld, Lc.ad, Lc.loss};
+    const char *ln[4] = {"CE", "LD", "AD", "loss"};
+    for (int i = 0; i < 4; i++) {
+        double re = fabs(gv[i] - cv[i]) / (fabs(cv[i]) > 0 ? fabs(cv[i]) : 1.0);
+        TAP_OK(isfinite(gv[i]) && re <= ltol, "%s: %s gpu %.8g cpu %.8g (rel %.1e <= %.0e)",
+               name, ln[i], gv[i], cv[i], re, ltol);
+    }
+    size_t np = trn_model_nparams(s);
+    float *gg = malloc(np * sizeof(float));
+    rc = trn_cuda_pull(g, NULL, gg, NULL, NULL, err);
+    TAP_OK(rc == 0, "%s: gradients download (%s)", name, err);
+    double worst = 0;
+    const char *wn = "";
+    int bad = 0;
+    for (int i = 0; i < trn_model_ntensors(s); i++) {
+        const struct trn_tensor *tt = trn_model_tensor(s, i);
+        double e = nerr(gg + tt->off, trn_model_grads(s) + tt->off, tt->n);
+        if (!(e <= gtol)) {
+            bad++;
+            TAP_DIAG("  %s: grad %s err %.3g", name, tt->name, e);
+        }
+        if (!(e <= worst)) {
+            worst = e;
+            wn = tt->name;
+        }
+    }
+    TAP_OK(!bad, "%s: gradients of all %d tensors within %.0e (worst %.2e, %s)", name,
+           trn_model_ntensors(s), gtol, worst, wn);
+    if (!bf16 && lc->gamma > 0) {
+        /* 3 optimizer steps, same batch: parameters after */
+        struct trn_adamw_cfg ac = {.lr = 1e-3f, .min_lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f,
+                                   .eps = 1e-8f, .weight_decay = 0.1f, .clip = 1.0f,
+                                   .warmup = 1, .total = 3};
+        float *m = calloc(np, sizeof(float)), *v = calloc(np, sizeof(float));
+        double gnc = 0, gng = 0;
+        for (int k = 0; k < 3; k++) {
+            float lr = trn_lr_at(&ac, k);
+            if (k) {
+                trn_model_zero_grad(s);
+                trn_step_losses(s, t, b, lc, 1, 0.5f, &Lc, err);
+                trn_cuda_zero_grad(g);
+                trn_cuda_step_losses(g, b, lc, 1, 0.5f, &Lg, err);
+            }
+            trn_adamw_update(s, m, v, k + 1, lr, &ac, &gnc);
+            rc = trn_cuda_adamw_update(g, k + 1, lr, &ac, &gng, err);
+            TAP_OK(rc == 0 && fabs(gng - gnc) <= 1e-3 * gnc, "%s: AdamW step %d: grad norm gpu "
+                   "%.6g cpu %.6g", name, k + 1, gng, gnc);
+        }
+        float *gp = malloc(np * sizeof(float));
+        trn_cuda_pull(g, gp, NULL, NULL, NULL, err);
+        double e = nerr(gp, trn_model_params(s), np);
+        TAP_OK(e <= PARAM_TOL_F32, "%s: parameters after 3 AdamW steps: err %.2e <= %.0e", name,
+               e, PARAM_TOL_F32);
+        free(gp);
+        free(m);
+        free(v);
+    }
+    free(gg);
+out:
+    trn_cuda_free(g);
+    trn_model_free(s);
+    trn_model_free(t);
+}
+
+int main(void)
+{
+    if (trn_cuda_device_count() == 0) {
+        TAP_SKIP("no GPU (or built without CUDA): the GPU step is not checked here");
+        return tap_done();
+    }
+    enum { B = 3, T = 13 };
+    int32_t tok[B * T], target[B * T], len[B] = {13, 9, 11};
+    struct trn_batch b = {.B = B, .T = T, .tok = tok, .target = target, .len = len};
+    unsigned x = 12345;
+    for (int i = 0; i < B * T; i++) {
+        x = x * 1103515245u + 12345u;
+        tok[i] = (int32_t)((x >> 16) % 97);
+    }
+    for (int r = 0; r < B; r++)
+        for (int t = 0; t < T; t++)
+            target[r * T + t] = t >= 4 && t < len[r] - 1 ? tok[r * T + t + 1] : -1;
+    struct trn_loss_cfg lc = {.lambda = 10.0f, .gamma = 1e3f, .tau = 5.0f, .layer = -1,
+                              .split_heads = 2, .rel = TRN_REL_COSINE, .t_r = 1.0f};
+    one_case("distill cosine last layer fp32", &b, &lc, 0);
+    lc.layer = -2;
+    lc.rel = TRN_REL_SCALED;
+    one_case("distill scaled all layers fp32", &b, &lc, 0);
+    struct trn_loss_cfg ce = {.tau = 5.0f, .layer = -1, .split_heads = 1, .t_r = 1.0f};
+    one_case("CE only fp32", &b, &ce, 0);
+    lc.layer = -1;
+    lc.rel = TRN_REL_COSINE;
+    one_case("distill cosine bf16", &b, &lc, 1);
+    return tap_done();
+}

@@ -1,0 +1,65 @@
+#!/bin/bash
+# tools/cuda_device_run.sh — what was run on the GPU machine for docs/cuda.md: the GPU op and
+# step tests, `bitdistill train --device cuda:0` against the CPU on SST-2, and the throughput
+# of bench-cuda-train against tools/bench_cuda_torch.py on a random-init Qwen3-0.6B.
+#   tools/cuda_device_run.sh BIN_DIR DATA_DIR OUT_DIR [tests|train|bench]...
+# BIN_DIR holds bitdistill, bench-cuda-train, test-cuda-ops, test-cuda-step (built here with
+# --with-cuda) and lib/ with the shared libraries the target machine lacks.
+set -u
+BIN=$1 DATA=$2 OUT=$3
+shift 3
+export LD_LIBRARY_PATH=$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export NCCL_NVLS_ENABLE=0 top_srcdir=$PWD
+mkdir -p "$OUT"
+nvidia-smi -L
+for what in "$@"; do
+case $what in
+tests)
+    timeout 120 "$BIN"/test-cuda-ops 2>&1 | tee "$OUT"/test-cuda-ops.log | grep -v '^ok' 
+    timeout 120 "$BIN"/test-cuda-step 2>&1 | tee "$OUT"/test-cuda-step.log | grep -v '^ok'
+    echo "ops: $(grep -c '^ok' "$OUT"/test-cuda-ops.log) ok, $(grep -c '^not ok' "$OUT"/test-cuda-ops.log) not ok;" \
+         "step: $(grep -c '^ok' "$OUT"/test-cuda-step.log) ok, $(grep -c '^not ok' "$OUT"/test-cuda-step.log) not ok"
+    ;;
+train)
+    W=/tmp/bdtrain; rm -rf $W; mkdir -p $W
+    "$BIN"/bitdistill init --config tests/fixtures/train/tiny-config.json --out $W/base --seed 1 >/dev/null
+    cat > $W/job.json <<JOB
+{"method":"bitdistill","model":"$W/base","tokenizer":"$PWD/tests/fixtures/train/tok-bytes.json",
+ "task":"sst2","train_file":"$DATA/stsa.binary.train","validation_file":"$DATA/stsa.binary.dev",
+ "max_len":48,"batch":16,"lr":1e-3,"weight_decay":0,"max_eval_examples":872,"seed":3,
+ "teacher_sft":{"steps":100},"continue_pretrain":{"corpus":"$DATA/valid.txt","tokens":4000},
+ "distill":{"steps":100,"lambda":10,"gamma":100,"gamma_warmup":20},"log_every":10,
+ "checkpoint_every":50}
+JOB
+    for dev in cuda:0 cpu; do
+        t0=$(date +%s%N)
+        timeout 240 "$BIN"/bitdistill train --config $W/job.json --out $W/$dev --device $dev \
+            --threads 8 --quiet --events-fd 3 3>"$OUT"/train-$dev.events >"$OUT"/train-$dev.log 2>&1
+        echo "train --device $dev: rc $? in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+    done
+    python3 - "$OUT" <<'PY'
+import json, sys
+ev = {d: [json.loads(l) for l in open(f"{sys.argv[1]}/train-{d}.events")] for d in ("cuda:0", "cpu")}
+steps = {d: {(e["stage"], e["step"]): e for e in v if e["type"] == "step"} for d, v in ev.items()}
+print("stage step | loss gpu | loss cpu | rel")
+worst = {}
+for k in sorted(steps["cpu"]):
+    g, c = steps["cuda:0"].get(k), steps["cpu"][k]
+    if not g: print(k, "missing on gpu"); continue
+    r = abs(g["loss"] - c["loss"]) / max(abs(c["loss"]), 1e-9)
+    worst[k[0]] = max(worst.get(k[0], 0), r)
+    if k[1] % 20 == 0 or k[1] == 10: print(f"{k[0]} {k[1]:4d} | {g['loss']:.5g} | {c['loss']:.5g} | {r:.1e}")
+print("worst rel per stage:", worst)
+for d, v in ev.items():
+    print(d, [ (e.get("model"), e.get("accuracy")) for e in v if e["type"] == "eval"],
+          [e["message"] for e in v if e["type"] == "error"], "done" if any(e["type"] == "done" for e in v) else "NOT done")
+PY
+    ;;
+bench)
+    M=/tmp/q06; rm -rf $M
+    "$BIN"/bitdistill init --config tools/qwen3-0.6b-config.json --out $M --seed 1 >/dev/null || exit 1
+    timeout 200 "$BIN"/bench-cuda-train $M 4 512 8 3 2>&1 | tee "$OUT"/bench-c.log
+    PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench_cuda_torch.py $M 4 512 8 3 2>&1 | tail -5 | tee "$OUT"/bench-torch.log
+    ;;
+esac
+done
