@@ -4,6 +4,8 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "api/api.h"
 
@@ -42,14 +44,60 @@ static const char *api_default_code(int status)
     return status >= 500 ? "internal_error" : NULL;
 }
 
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 if the bytes there are not one. */
+static size_t utf8_seq(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF)
+        return (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+        unsigned char lo = s[0] == 0xE0 ? 0xA0 : 0x80, hi = s[0] == 0xED ? 0x9F : 0xBF;
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 ? 3 : 0;
+    }
+    if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        unsigned char lo = s[0] == 0xF0 ? 0x90 : 0x80, hi = s[0] == 0xF4 ? 0x8F : 0xBF;
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80 ? 4
+                                                                                            : 0;
+    }
+    return 0;
+}
+
+/*
+ * A copy of s (malloc'd; NULL for NULL or no memory) with every byte that does not belong to a
+ * valid UTF-8 sequence replaced by '?'. Messages quote request input (paths, names, values) and
+ * are cut to fit buffers, and jansson refuses strings that are not UTF-8.
+ */
+static char *utf8_clean(const char *s)
+{
+    if (!s)
+        return NULL;
+    char *out = strdup(s);
+    if (!out)
+        return NULL;
+    for (unsigned char *p = (unsigned char *)out; *p;) {
+        size_t n = utf8_seq(p);
+        if (n == 0)
+            *p++ = '?';
+        else
+            p += n;
+    }
+    return out;
+}
+
 void api_error(struct srv_req *req, int status, const char *message, const char *param,
                const char *code)
 {
     if (!code)
         code = api_default_code(status);
-    json_t *err = json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message",
-                            message ? message : srv_status_text(status), "type",
-                            api_error_type(status), "param", param, "code", code);
+    char *msg = utf8_clean(message ? message : srv_status_text(status));
+    char *par = utf8_clean(param);
+    json_t *err = msg && (par || !param)
+                      ? json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", msg, "type",
+                                  api_error_type(status), "param", par, "code", code)
+                      : NULL;
+    free(msg);
+    free(par);
     if (!err) {
         static const char fallback[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
                                        "\"server_error\",\"param\":null,\"code\":null}}\n";
