@@ -318,8 +318,10 @@ int trn_dataset_load(const char *path, const struct trn_task *t, size_t max_exam
                                   line);
                     break;
                 }
+                /* json_pack refuses text that is not UTF-8 (not only on allocation failure). */
                 json_t *o = json_pack("{s:s,s:s}", "text", c[col_text], "label", c[col_label]);
-                rc = o ? add_record(d, t, o, path, line, err) : ENG_ENOMEM;
+                rc = o ? add_record(d, t, o, path, line, err)
+                       : eng_fail(err, ENG_EFORMAT, "%s:%zu: not valid UTF-8 text", path, line);
                 json_decref(o);
             } else { /* "label text" (SST-2 sentence files) */
                 if (t->kind != TRN_TASK_CLS || !isdigit((unsigned char)ln[0]) ||
@@ -330,7 +332,8 @@ int trn_dataset_load(const char *path, const struct trn_task *t, size_t max_exam
                 }
                 char lab[2] = {ln[0], 0};
                 json_t *o = json_pack("{s:s,s:s}", "text", ln + 2, "label", lab);
-                rc = o ? add_record(d, t, o, path, line, err) : ENG_ENOMEM;
+                rc = o ? add_record(d, t, o, path, line, err)
+                       : eng_fail(err, ENG_EFORMAT, "%s:%zu: not valid UTF-8 text", path, line);
                 json_decref(o);
             }
             if (max_examples && d->n >= max_examples)
