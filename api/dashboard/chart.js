@@ -20,6 +20,33 @@ function tickLabel(v) {
   return Number(v.toPrecision(3)).toString();
 }
 
+function linTicks(lo, hi, n) {
+  const step = niceStep(hi - lo, n);
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi && out.length < 50; v += step) out.push(v);
+  return out;
+}
+
+// Ticks of a log10 axis (lo, hi in log10 units) at 1, 2, 5 x 10^k, or at decades only when that
+// is too many, or at 1..9 x 10^k when the range is under a decade and 1-2-5 gives fewer than 2.
+function logTicks(lo, hi, n) {
+  const at = (ms) => {
+    const out = [];
+    for (let k = Math.floor(lo); k <= Math.ceil(hi); k++) {
+      for (const m of ms) {
+        const v = k + Math.log10(m);
+        if (v >= lo && v <= hi) out.push(v);
+      }
+    }
+    return out;
+  };
+  let t = at([1, 2, 5]);
+  if (t.length > n) t = at([1]).filter((_, i, a) => a.length <= n || i % Math.ceil(a.length / n) === 0);
+  if (t.length < 2) t = at([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  if (t.length > n) t = t.filter((_, i) => i % Math.ceil(t.length / n) === 0);
+  return t.length >= 2 ? t : linTicks(lo, hi, n);
+}
+
 export class LineChart {
   // canvas: borrowed; opts {color, title}
   constructor(canvas, opts = {}) {
@@ -114,8 +141,7 @@ export class LineChart {
     g.lineWidth = 1;
     g.textAlign = 'right';
     g.textBaseline = 'middle';
-    const ys = niceStep(y1 - y0, Math.max(2, Math.floor(ph / 36)));
-    for (let v = Math.ceil(y0 / ys) * ys; v <= y1; v += ys) {
+    for (const v of this.log ? logTicks(y0, y1, Math.max(2, Math.floor(ph / 22))) : linTicks(y0, y1, Math.max(2, Math.floor(ph / 36)))) {
       const yy = Math.round(Y(v)) + 0.5;
       g.beginPath(); g.moveTo(PAD.l, yy); g.lineTo(W - PAD.r, yy); g.stroke();
       g.fillText(this.log ? tickLabel(Math.pow(10, v)) : tickLabel(v), PAD.l - 6, yy);

@@ -16,7 +16,7 @@ const SUM_METRICS = ['rouge1', 'rouge2', 'rougeL', 'rougeLsum', 'bleu'];
 
 export function jobView(id) {
   const ctl = new AbortController();
-  const st = { alive: true, timer: 0, x: 0, stage: -1, events: 0, evals: {}, job: null };
+  const st = { alive: true, timer: 0, x: 0, stage: -1, events: 0, evals: {}, job: null, ran: new Set(), rows: [], rowsQueued: false };
   const css = getComputedStyle(document.documentElement);
   const err = h('p.error', { role: 'alert' });
   const head = h('div');
@@ -64,9 +64,14 @@ export function jobView(id) {
   function renderHead(j) {
     const e = eta(j);
     const stages = h('div.stages', STAGES.map((name, i) => {
-      const s = h('span', `${i} ${name}`);
       const idx = j.stage ? j.stage.index : -1;
-      if (j.status === 'succeeded' || i < idx) s.classList.add('done');
+      // A stage the stream never saw start, once a later one has: skipped (no corpus, no teacher
+      // fine-tuning for the SFT methods).
+      const skipped = st.ran.size && !st.ran.has(i) && (j.status === 'succeeded' || i < idx);
+      const s = h('span', `${i} ${name}`, skipped ? ' (skipped)' : '');
+      s.dataset.stage = String(i);
+      if (skipped) s.classList.add('skipped');
+      else if (j.status === 'succeeded' || i < idx) s.classList.add('done');
       else if (i === idx && j.status === 'running') s.classList.add('now');
       return s;
     }));
@@ -120,10 +125,18 @@ export function jobView(id) {
     } else if (ev.type === 'checkpoint') {
       text = `checkpoint stage ${d.stage} step ${d.step}`;
     }
-    const row = h('div' + (ev.level === 'error' ? '.lvl-error' : ''),
-      `#${ev.seq} ${new Date(ev.created_at * 1000).toLocaleTimeString()} ${ev.type.padEnd(10)} ${text}`);
+    st.rows.push(h('div' + (ev.level === 'error' ? '.lvl-error' : ''),
+      `#${ev.seq} ${new Date(ev.created_at * 1000).toLocaleTimeString()} ${ev.type.padEnd(10)} ${text}`));
+    if (st.rows.length > LOG_MAX) st.rows.splice(0, st.rows.length - LOG_MAX);
+    if (!st.rowsQueued) { st.rowsQueued = true; requestAnimationFrame(flushLog); }
+  }
+
+  // Rows go into the page once per frame: a replay of thousands of events costs one layout.
+  function flushLog() {
+    st.rowsQueued = false;
     const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 30;
-    log.append(row);
+    log.append(...st.rows);
+    st.rows = [];
     while (log.childElementCount > LOG_MAX) log.firstElementChild.remove();
     if (atBottom) log.scrollTop = log.scrollHeight;
     logCount.textContent = `${st.events} events` + (st.events > LOG_MAX ? ` (last ${LOG_MAX} shown)` : '');
@@ -159,6 +172,9 @@ export function jobView(id) {
     } else if (ev.type === 'eval') {
       st.evals[d.model] = d;
       renderEval();
+    } else if (ev.type === 'stage' && d.status === 'start') {
+      st.ran.add(d.stage);
+      if (st.job) renderHead(st.job);
     } else if (ev.type === 'checkpoint') {
       loadCkpts();
     } else if (ev.type === 'done' && d.metrics) {

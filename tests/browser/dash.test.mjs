@@ -179,6 +179,8 @@ try {
   ok(ck > 0, `checkpoints listed (${ck})`);
   const logText = await text(page, '#event-log');
   ok(/step\s+stage 3 step 6\/6/.test(logText) && /done/.test(logText), 'the event log shows steps and the end');
+  const strip = await page.evaluate(() => [...document.querySelectorAll('.stages span')].map((x) => x.className).join(' '));
+  ok(strip === 'done done skipped done done', `the stage strip shows stage 2 skipped (no corpus), the others done (${strip})`);
   const student = (await text(page, '#student')).trim();
   ok(/\S/.test(student), `the job names its student (${student})`);
   await shot(page, '04-job');
