@@ -20,7 +20,7 @@
 #define CTX_CHUNK 64 /* tokens per prefill chunk: bounds the scratch to chunk x inter floats */
 
 /* y[i] = x[i] / sqrt(mean(x^2) + eps) * w, over rows of d; y may equal x. */
-static void rmsnorm(float *y, const float *x, const float *w, int rows, int d, float eps)
+void eng_rmsnorm(float *y, const float *x, const float *w, int rows, int d, float eps)
 {
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * d;
@@ -140,7 +140,7 @@ const char *eng_ctx_errmsg(const struct eng_ctx *c)
 }
 
 /* In place on x [n][nh][hd] for positions p0..p0+n-1. */
-static void rope(const struct eng_ctx *c, float *x, int n, int nh, int hd, int p0)
+void eng_rope(const struct eng_ctx *c, float *x, int n, int nh, int hd, int p0)
 {
     int half = hd / 2;
     for (int t = 0; t < n; t++) {
@@ -159,15 +159,15 @@ static void rope(const struct eng_ctx *c, float *x, int n, int nh, int hd, int p
 /* Attention of the single query row c->q (position p0) over keys 0..p0 -> c->att. The `grp`
  * query heads of one KV group are contiguous, so each group is two small sgemms:
  * S [grp][np] = scale * Q_g K_g^T, softmax by row, O_g [grp][hd] = S V_g. */
-static void attention_one(struct eng_ctx *c, const float *K, const float *V, int kd, int p0,
-                          float scale)
+static void attention_one(struct eng_ctx *c, const float *q, float *att, const float *K,
+                          const float *V, int kd, int p0, float scale)
 {
     const struct eng_config *cf = &c->m->cfg;
     int hd = cf->head_dim, grp = cf->heads / cf->kv_heads, np = p0 + 1;
     for (int g = 0; g < cf->kv_heads; g++) {
         size_t ko = (size_t)g * hd;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, grp, np, hd, scale,
-                    c->q + (size_t)g * grp * hd, hd, K + ko, kd, 0.0f, c->sc, np);
+                    q + (size_t)g * grp * hd, hd, K + ko, kd, 0.0f, c->sc, np);
         for (int r = 0; r < grp; r++) {
             float *row = c->sc + (size_t)r * np, mx = -INFINITY, sum = 0.0f;
             for (int j = 0; j < np; j++)
@@ -181,14 +181,14 @@ static void attention_one(struct eng_ctx *c, const float *K, const float *V, int
                 row[j] *= inv;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, grp, hd, np, 1.0f, c->sc, np,
-                    V + ko, kd, 0.0f, c->att + (size_t)g * grp * hd, hd);
+                    V + ko, kd, 0.0f, att + (size_t)g * grp * hd, hd);
     }
 }
 
 /* Causal attention of n queries at p0.. over the cache of layer l (already holding them).
  * Per head: S [n][np] = scale * Q_h K_g^T (sgemm), masked row softmax (keys j <= p0 + t),
  * O_h [n][hd] = P V_g (sgemm); g = the head's KV group. c->sc holds S ([chunk][max_t]). */
-static void attention(struct eng_ctx *c, int l, int n, int p0)
+void eng_attention(struct eng_ctx *c, int l, const float *q, float *att, int n, int p0)
 {
     const struct eng_config *cf = &c->m->cfg;
     int hd = cf->head_dim, nh = cf->heads, grp = cf->heads / cf->kv_heads, np = p0 + n;
@@ -196,12 +196,12 @@ static void attention(struct eng_ctx *c, int l, int n, int p0)
     const float *K = c->kc + (size_t)l * c->max_t * kd, *V = c->vc + (size_t)l * c->max_t * kd;
     float scale = 1.0f / sqrtf((float)hd);
     if (n == 1) { /* decode: plain loops; BLAS call overhead would dominate at these sizes */
-        attention_one(c, K, V, kd, p0, scale);
+        attention_one(c, q, att, K, V, kd, p0, scale);
         return;
     }
     for (int h = 0; h < nh; h++) {
         size_t ko = (size_t)(h / grp) * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, np, hd, scale, c->q + (size_t)h * hd,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, np, hd, scale, q + (size_t)h * hd,
                     qd, K + ko, kd, 0.0f, c->sc, np);
         for (int t = 0; t < n; t++) {
             float *row = c->sc + (size_t)t * np, mx = -INFINITY, sum = 0.0f;
@@ -219,64 +219,19 @@ static void attention(struct eng_ctx *c, int l, int n, int p0)
                 row[j] = 0.0f;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, np, 1.0f, c->sc, np, V + ko,
-                    kd, 0.0f, c->att + (size_t)h * hd, qd);
+                    kd, 0.0f, att + (size_t)h * hd, qd);
     }
 }
 
-/* One chunk of n tokens through the layers; leaves the final-normed rows in c->xn. */
+/* One chunk of n tokens through the layers (engine/batch.c's pass with one piece: the context
+ * is both the scratch and the sequence); leaves the final-normed rows in c->xn. */
 static int forward_chunk(struct eng_ctx *c, const int32_t *tok, int n)
 {
-    struct eng_model *m = c->m;
-    const struct eng_config *cf = &m->cfg;
-    int H = cf->hidden, hd = cf->head_dim, qd = cf->heads * hd, kd = cf->kv_heads * hd;
-    int p0 = c->pos, rc;
-    for (int t = 0; t < n; t++) {
-        if (m->ternary)
-            m->ops->embed(m, tok[t], c->x + (size_t)t * H);
-        else
-            memcpy(c->x + (size_t)t * H, m->embed + (size_t)tok[t] * H, (size_t)H * sizeof(float));
-    }
-    for (int l = 0; l < cf->layers; l++) {
-        const struct eng_layer *L = &m->layers[l];
-        rmsnorm(c->xn, c->x, L->in_norm, n, H, cf->eps);
-        if ((rc = eng_lin_forward(c, &L->q, c->xn, n, c->q)) ||
-            (rc = eng_lin_forward(c, &L->k, c->xn, n, c->k)) ||
-            (rc = eng_lin_forward(c, &L->v, c->xn, n, c->v)))
-            return rc;
-        if (L->q_norm) {
-            rmsnorm(c->q, c->q, L->q_norm, n * cf->heads, hd, cf->eps);
-            rmsnorm(c->k, c->k, L->k_norm, n * cf->kv_heads, hd, cf->eps);
-        }
-        rope(c, c->q, n, cf->heads, hd, p0);
-        rope(c, c->k, n, cf->kv_heads, hd, p0);
-        size_t off = ((size_t)l * c->max_t + p0) * kd;
-        memcpy(c->kc + off, c->k, (size_t)n * kd * sizeof(float));
-        memcpy(c->vc + off, c->v, (size_t)n * kd * sizeof(float));
-        attention(c, l, n, p0);
-        if (L->attn_sub)
-            rmsnorm(c->att, c->att, L->attn_sub, n, qd, cf->eps);
-        if ((rc = eng_lin_forward(c, &L->o, c->att, n, c->xn)))
-            return rc;
-        for (size_t i = 0; i < (size_t)n * H; i++)
-            c->x[i] += c->xn[i];
-        rmsnorm(c->xn, c->x, L->post_norm, n, H, cf->eps);
-        if ((rc = eng_lin_forward(c, &L->gate, c->xn, n, c->g)) ||
-            (rc = eng_lin_forward(c, &L->up, c->xn, n, c->u)))
-            return rc;
-        for (size_t i = 0; i < (size_t)n * cf->inter; i++) {
-            float g = c->g[i];
-            c->g[i] = g / (1.0f + expf(-g)) * c->u[i];
-        }
-        if (L->ffn_sub)
-            rmsnorm(c->g, c->g, L->ffn_sub, n, cf->inter, cf->eps);
-        if ((rc = eng_lin_forward(c, &L->down, c->g, n, c->xn)))
-            return rc;
-        for (size_t i = 0; i < (size_t)n * H; i++)
-            c->x[i] += c->xn[i];
-    }
-    rmsnorm(c->xn, c->x, m->norm, n, H, cf->eps);
-    c->pos += n;
-    return 0;
+    struct eng_piece pc = {c, tok, n, 0, c->pos};
+    int rc = eng_layers_run(c, &pc, 1, n);
+    if (!rc)
+        c->pos += n;
+    return rc;
 }
 
 /* logits [n][vocab] of the n rows in x. */

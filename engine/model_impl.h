@@ -84,4 +84,24 @@ void *eng_model_own(struct eng_model *m, void *p);
 /* Linear layer on n rows; dispatches to sgemm (FP) or the student kernels. */
 int eng_lin_forward(struct eng_ctx *c, const struct eng_lin *l, const float *x, int n, float *y);
 
+/* forward.c: the numerics shared by the single-sequence and batched passes. */
+void eng_rmsnorm(float *y, const float *x, const float *w, int rows, int d, float eps);
+/* RoPE in place on x [n][nh][hd] at positions p0.. with c's tables. */
+void eng_rope(const struct eng_ctx *c, float *x, int n, int nh, int hd, int p0);
+/* Causal attention of n query rows q [n][heads*hd] at positions p0.. over sequence c's cache of
+ * layer l (already holding them) -> att [n][heads*hd]; scores in c->sc. */
+void eng_attention(struct eng_ctx *c, int l, const float *q, float *att, int n, int p0);
+
+/* batch.c: rows of one sequence inside a pass. */
+struct eng_piece {
+    struct eng_ctx *ctx;  /* the sequence: KV cache, RoPE tables, score scratch */
+    const int32_t *tok;   /* [n] */
+    int n;
+    int row;              /* first row in the pass */
+    int p0;               /* position of tok[0] */
+};
+/* The decoder layers over R rows made of np pieces, with S's buffers (R <= S->chunk); leaves
+ * the final-normed rows in S->xn. Positions are not advanced. */
+int eng_layers_run(struct eng_ctx *S, const struct eng_piece *pc, int np, int R);
+
 #endif
