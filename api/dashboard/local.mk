@@ -10,7 +10,7 @@ api/dashboard-assets.c: $(DASHBOARD_FILES:%=$(srcdir)/%) $(srcdir)/api/dashboard
 	$(AM_V_GEN)$(SHELL) $(srcdir)/api/dashboard/embed.sh $(srcdir) $(DASHBOARD_FILES) >$@.tmp && \
 	mv $@.tmp $@
 CLEANFILES += api/dashboard-assets.c
-EXTRA_DIST += $(DASHBOARD_FILES) api/dashboard/embed.sh api/dashboard/local.mk
+EXTRA_DIST += $(DASHBOARD_FILES) api/dashboard/embed.sh api/dashboard/local.mk api/dashboard/README.md
 
 # Browser test: Playwright (tests/browser, npm) driving Debian's chromium headless.
 dist_noinst_SCRIPTS += tests/test-dash-browser.sh
