@@ -133,6 +133,8 @@ int eng_batch_run(struct eng_ctx *S, struct eng_seg *segs, int nsegs)
     int cap = S->chunk < ENG_BATCH_ROWS ? S->chunk : ENG_BATCH_ROWS, rc;
     struct piece pc[ENG_BATCH_ROWS];
 
+    if (S->kv_only)
+        return eng_fail(S->err, ENG_EINVAL, "the scratch context of a batch needs pass buffers");
     for (int i = 0; i < nsegs; i++) {
         struct eng_seg *s = &segs[i];
         if (s->n <= 0 || s->ctx->m != S->m)

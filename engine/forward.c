@@ -50,7 +50,7 @@ int eng_lin_forward(struct eng_ctx *c, const struct eng_lin *l, const float *x, 
     return 0;
 }
 
-int eng_ctx_create(struct eng_model *m, int max_tokens, struct eng_ctx **out)
+static int ctx_create(struct eng_model *m, int max_tokens, int kv_only, struct eng_ctx **out)
 {
     const struct eng_config *cf = &m->cfg;
     struct eng_ctx *c = calloc(1, sizeof(*c));
@@ -61,25 +61,28 @@ int eng_ctx_create(struct eng_model *m, int max_tokens, struct eng_ctx **out)
         max_tokens = cf->max_pos;
     c->m = m;
     c->max_t = max_tokens;
+    c->kv_only = kv_only;
     c->chunk = CTX_CHUNK < max_tokens ? CTX_CHUNK : max_tokens;
     size_t qd = (size_t)cf->heads * cf->head_dim, kd = (size_t)cf->kv_heads * cf->head_dim;
     size_t ch = (size_t)c->chunk, half = (size_t)cf->head_dim / 2;
     c->kc = calloc((size_t)cf->layers * max_tokens * kd, sizeof(float));
     c->vc = calloc((size_t)cf->layers * max_tokens * kd, sizeof(float));
-    c->x = malloc(ch * cf->hidden * sizeof(float));
-    c->xn = malloc(ch * cf->hidden * sizeof(float));
-    c->q = malloc(ch * qd * sizeof(float));
-    c->k = malloc(ch * kd * sizeof(float));
-    c->v = malloc(ch * kd * sizeof(float));
-    c->att = malloc(ch * qd * sizeof(float));
-    c->g = malloc(ch * cf->inter * sizeof(float));
-    c->u = malloc(ch * cf->inter * sizeof(float));
+    if (!kv_only) { /* the pass's buffers; a KV-only context borrows a scratch's */
+        c->x = malloc(ch * cf->hidden * sizeof(float));
+        c->xn = malloc(ch * cf->hidden * sizeof(float));
+        c->q = malloc(ch * qd * sizeof(float));
+        c->k = malloc(ch * kd * sizeof(float));
+        c->v = malloc(ch * kd * sizeof(float));
+        c->att = malloc(ch * qd * sizeof(float));
+        c->g = malloc(ch * cf->inter * sizeof(float));
+        c->u = malloc(ch * cf->inter * sizeof(float));
+    }
     size_t grp = (size_t)(cf->heads / cf->kv_heads); /* decode: one KV group's rows at once */
     c->sc = malloc((ch > grp ? ch : grp) * (size_t)max_tokens * sizeof(float));
     c->rc = malloc((size_t)max_tokens * half * sizeof(float));
     c->rs = malloc((size_t)max_tokens * half * sizeof(float));
-    if (!c->kc || !c->vc || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->g ||
-        !c->u || !c->sc || !c->rc || !c->rs) {
+    if (!c->kc || !c->vc || !c->sc || !c->rc || !c->rs ||
+        (!kv_only && (!c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u))) {
         eng_ctx_free(c);
         return eng_fail(m->err, ENG_ENOMEM, "out of memory for a context of %d tokens",
                         max_tokens);
@@ -94,12 +97,22 @@ int eng_ctx_create(struct eng_model *m, int max_tokens, struct eng_ctx **out)
             c->rs[(size_t)p * half + i] = sinf(a);
         }
     }
-    if (m->ternary && m->ops->ctx_init(c)) {
+    if (!kv_only && m->ternary && m->ops->ctx_init(c)) {
         eng_ctx_free(c);
         return eng_fail(m->err, ENG_ENOMEM, "out of memory for the student's activations");
     }
     *out = c;
     return 0;
+}
+
+int eng_ctx_create(struct eng_model *m, int max_tokens, struct eng_ctx **out)
+{
+    return ctx_create(m, max_tokens, 0, out);
+}
+
+int eng_ctx_create_kv(struct eng_model *m, int max_tokens, struct eng_ctx **out)
+{
+    return ctx_create(m, max_tokens, 1, out);
 }
 
 void eng_ctx_free(struct eng_ctx *c)
@@ -251,6 +264,8 @@ static int head(struct eng_ctx *c, const float *x, int n, float *logits)
 
 static int check_tokens(struct eng_ctx *c, const int32_t *tokens, int n)
 {
+    if (c->kv_only)
+        return eng_fail(c->err, ENG_EINVAL, "a KV-only context runs only inside eng_batch_run");
     if (n <= 0)
         return eng_fail(c->err, ENG_EINVAL, "no tokens to run");
     if (c->pos + n > c->max_t)

@@ -40,6 +40,9 @@ const char *eng_model_errmsg(const struct eng_model *m);
 /* A context of up to max_tokens positions (KV cache). One context per inference thread; the
  * model may be shared by any number of contexts. */
 int eng_ctx_create(struct eng_model *m, int max_tokens, struct eng_ctx **out);
+/* A context holding only a sequence's KV cache (no pass buffers, no kernel pool): the batcher
+ * (engine/batch.h) runs such sequences with one scratch context's buffers. */
+int eng_ctx_create_kv(struct eng_model *m, int max_tokens, struct eng_ctx **out);
 void eng_ctx_free(struct eng_ctx *c);
 /* Forget the cached positions (start a new sequence). */
 void eng_ctx_reset(struct eng_ctx *c);

@@ -67,6 +67,7 @@ struct eng_ctx {
     int max_t;          /* KV capacity in positions */
     int pos;            /* positions cached */
     int chunk;          /* tokens per forward chunk (scratch rows) */
+    int kv_only;        /* 1: KV cache, RoPE tables and scores only (eng_ctx_create_kv) */
     float *kc, *vc;     /* [layers][max_t][kv_heads*head_dim] */
     float *x, *xn;      /* [chunk][hidden] residual stream, normed copy */
     float *q, *k, *v;   /* [chunk][heads*hd], [chunk][kv*hd] x2 */

@@ -29,6 +29,8 @@ static void served_free(struct eng_served *s)
 {
     for (int i = 0; i < s->npool; i++)
         eng_ctx_free(s->pool[i]);
+    for (int i = 0; i < s->nscratch; i++)
+        eng_ctx_free(s->scratch[i]);
     free(s->pool);
     if (s->pool_lock) {
         pthread_mutex_destroy(s->pool_lock);
@@ -160,10 +162,35 @@ struct eng_ctx *eng_served_ctx_get(struct eng_served *s, int need)
             break;
         }
     pthread_mutex_unlock(s->pool_lock);
-    if (!c && eng_ctx_create(s->model, size, &c))
+    if (!c && eng_ctx_create_kv(s->model, size, &c))
         return NULL;
     eng_ctx_reset(c);
     return c;
+}
+
+struct eng_ctx *eng_served_scratch_get(struct eng_served *s)
+{
+    struct eng_ctx *c = NULL;
+    pthread_mutex_lock(s->pool_lock);
+    if (s->nscratch > 0)
+        c = s->scratch[--s->nscratch];
+    pthread_mutex_unlock(s->pool_lock);
+    if (!c && eng_ctx_create(s->model, 64 < s->max_context ? 64 : s->max_context, &c))
+        return NULL;
+    return c;
+}
+
+void eng_served_scratch_put(struct eng_served *s, struct eng_ctx *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(s->pool_lock);
+    if (s->nscratch < (int)(sizeof(s->scratch) / sizeof(s->scratch[0]))) {
+        s->scratch[s->nscratch++] = c;
+        c = NULL;
+    }
+    pthread_mutex_unlock(s->pool_lock);
+    eng_ctx_free(c);
 }
 
 void eng_served_ctx_put(struct eng_served *s, struct eng_ctx *c)

@@ -40,8 +40,10 @@ struct eng_served {
     /* private: */
     int refs;
     void *pool_lock;
-    struct eng_ctx **pool;       /* free contexts */
+    struct eng_ctx **pool;       /* free KV-only contexts */
     int npool;
+    struct eng_ctx *scratch[2];  /* free pass contexts (buffers + kernel pool) */
+    int nscratch;
 };
 
 /*
@@ -55,12 +57,16 @@ void eng_served_ref(struct eng_served *s);
 void eng_served_unref(struct eng_served *s);
 
 /*
- * A context with room for at least `need` positions (pooled by power-of-two size classes from 64
- * up to max_context), reset; NULL when need > max_context or out of memory. Return it with
- * eng_served_ctx_put.
+ * A KV-only context (eng_ctx_create_kv) with room for at least `need` positions (pooled by
+ * power-of-two size classes from 64 up to max_context), reset; NULL when need > max_context or
+ * out of memory. Return it with eng_served_ctx_put.
  */
 struct eng_ctx *eng_served_ctx_get(struct eng_served *s, int need);
 void eng_served_ctx_put(struct eng_served *s, struct eng_ctx *c);
+
+/* A context for running passes (buffers and the kernel thread pool), from a small pool. */
+struct eng_ctx *eng_served_scratch_get(struct eng_served *s);
+void eng_served_scratch_put(struct eng_served *s, struct eng_ctx *c);
 
 /*
  * The prompt of `input` for this model's task: the template with {text} replaced (the input

@@ -285,7 +285,7 @@ static void classify_pass(struct eng_sched *s)
     int cap = s->cfg.max_batch, nseg = 0, nl = m->meta.nlabels;
     struct eng_seg *segs = calloc((size_t)cap, sizeof(*segs));
     struct eng_job **owner = calloc((size_t)cap, sizeof(*owner));
-    struct eng_ctx *scratch = eng_served_ctx_get(m, 64);
+    struct eng_ctx *scratch = eng_served_scratch_get(m);
     int rc = 0;
 
     if (!segs || !owner || !scratch) {
@@ -314,11 +314,12 @@ static void classify_pass(struct eng_sched *s)
     rc = eng_batch_run(scratch, segs, nseg);
     for (int i = 0; !rc && i < nseg; i++)
         label_probs(segs[i].out, nl);
-out:
+out:;
+    char why[300];
+    snprintf(why, sizeof(why), "%s", scratch ? eng_ctx_errmsg(scratch) : eng_strerror(rc));
     for (int i = 0; i < nseg; i++)
         eng_served_ctx_put(m, segs[i].ctx);
-    if (scratch)
-        eng_served_ctx_put(m, scratch);
+    eng_served_scratch_put(m, scratch);
     /* Finish the jobs whose inputs are all scored (or all jobs of this pass on error). */
     int w = 0;
     for (int k = 0; k < s->npend; k++) {
@@ -327,8 +328,7 @@ out:
         for (int i = 0; i < nseg; i++)
             in_pass |= owner[i] == j;
         if (rc && (in_pass || !segs))
-            job_finish(s, j, 500, NULL, "inference failed: %s",
-                       scratch ? eng_ctx_errmsg(scratch) : eng_strerror(rc));
+            job_finish(s, j, 500, NULL, "inference failed: %s", why);
         else if (!rc && j->cnext == j->ninputs)
             job_finish(s, j, 0, "stop", NULL);
         else
@@ -508,14 +508,14 @@ static void gen_step(struct eng_sched *s)
         owner[nseg++] = g;
         x->fed += todo;
     }
-    struct eng_ctx *scratch = eng_served_ctx_get(m, 64);
+    struct eng_ctx *scratch = eng_served_scratch_get(m);
     pthread_mutex_lock(&s->lock);
     s->stats.last_batch = nseg;
     pthread_mutex_unlock(&s->lock);
     rc = scratch ? eng_batch_run(scratch, segs, nseg) : ENG_ENOMEM;
     char why[300];
     snprintf(why, sizeof(why), "%s", scratch ? eng_ctx_errmsg(scratch) : "out of memory");
-    eng_served_ctx_put(m, scratch);
+    eng_served_scratch_put(m, scratch);
     int V = eng_model_config(m->model)->vocab;
     if (s->scratch_n < V) {
         free(s->scratch_idx);

@@ -156,9 +156,9 @@ void eng_tok_free(struct eng_tok *t)
 {
     if (!t)
         return;
-    for (int32_t i = 0; i < t->n_vocab; i++) {
-        free(t->str[i]);
-        free(t->raw[i]);
+    for (int32_t i = 0; i < t->n_vocab; i++) { /* str or raw is NULL when creation ran out */
+        free(t->str ? t->str[i] : NULL);
+        free(t->raw ? t->raw[i] : NULL);
     }
     for (int32_t i = 0; i < t->n_merges; i++)
         free(t->merges[i]);
