@@ -252,7 +252,7 @@ try {
     ch.destroy(); c.remove();
     return ms;
   });
-  ok(drawMs < 50, `a 50,000-point chart redraws in ${drawMs.toFixed(1)} ms`);
+  ok(drawMs < 100, `a 50,000-point chart redraws in ${drawMs.toFixed(1)} ms (under 100)`);
 
   // --- phone width ---------------------------------------------------------------------------------
   await page.setViewportSize({ width: 390, height: 844 });
