@@ -141,6 +141,56 @@ out:
     trn_model_free(t);
 }
 
+/* Data parallel over cuda:0,1 vs one GPU on the same batch: losses, then the parameters after
+ * one all-reduce + AdamW step (replica 0). Needs 2 GPUs and NCCL. */
+static void dp_case(struct trn_batch *b, const struct trn_loss_cfg *lc)
+{
+    struct trn_model *s = NULL, *t = NULL;
+    struct trn_cuda_dp *one = NULL, *two = NULL;
+    struct trn_losses L1, L2;
+    char err[ENG_ERR_LEN] = "";
+    int d1[1] = {0}, d2[2] = {0, 1};
+    struct trn_adamw_cfg ac = {.lr = 1e-3f, .min_lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f,
+                               .eps = 1e-8f, .weight_decay = 0.1f, .clip = 1.0f, .warmup = 1,
+                               .total = 3};
+    if (load(&s, &t)) {
+        TAP_OK(0, "dp: fixtures load");
+        return;
+    }
+    int rc = trn_cuda_dp_create(d1, 1, s, t, 0, &one, err);
+    if (!rc)
+        rc = trn_cuda_dp_create(d2, 2, s, t, 0, &two, err);
+    if (!TAP_OK(rc == 0, "dp: sessions on cuda:0 and cuda:0,1 (%s)", err))
+        goto out;
+    double g1 = 0, g2 = 0;
+    trn_cuda_dp_zero_grad(one);
+    trn_cuda_dp_zero_grad(two);
+    rc = trn_cuda_dp_step_losses(one, b, lc, 0.5f, &L1, err);
+    if (!rc)
+        rc = trn_cuda_dp_step_losses(two, b, lc, 0.5f, &L2, err);
+    double re = fabs(L2.loss - L1.loss) / fabs(L1.loss);
+    TAP_OK(rc == 0 && re <= 1e-5, "dp: loss on 2 GPUs %.8g, on 1 %.8g (rel %.1e <= 1e-5) %s",
+           L2.loss, L1.loss, re, err);
+    rc = trn_cuda_dp_adamw_update(one, 1, 1e-3f, &ac, &g1, err);
+    if (!rc)
+        rc = trn_cuda_dp_adamw_update(two, 1, 1e-3f, &ac, &g2, err);
+    TAP_OK(rc == 0 && fabs(g1 - g2) <= 1e-4 * g1, "dp: all-reduced grad norm %.7g vs %.7g (%s)",
+           g2, g1, err);
+    size_t np = trn_model_nparams(s);
+    float *p1 = malloc(np * sizeof(float)), *p2 = malloc(np * sizeof(float));
+    trn_cuda_dp_pull(one, p1, NULL, NULL, err);
+    trn_cuda_dp_pull(two, p2, NULL, NULL, err);
+    double e = nerr(p2, p1, np);
+    TAP_OK(e <= 1e-6, "dp: parameters after one step on 2 GPUs vs 1: err %.2e <= 1e-6", e);
+    free(p1);
+    free(p2);
+out:
+    trn_cuda_dp_free(one);
+    trn_cuda_dp_free(two);
+    trn_model_free(s);
+    trn_model_free(t);
+}
+
 int main(void)
 {
     if (trn_cuda_device_count() == 0) {
@@ -169,5 +219,11 @@ int main(void)
     lc.layer = -1;
     lc.rel = TRN_REL_COSINE;
     one_case("distill cosine bf16", &b, &lc, 1);
+    if (trn_cuda_device_count() < 2) {
+        TAP_SKIP("data parallel: fewer than 2 GPUs here (%d)", trn_cuda_device_count());
+    } else {
+        lc.rel = TRN_REL_SCALED;
+        dp_case(&b, &lc);
+    }
     return tap_done();
 }

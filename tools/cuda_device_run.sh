@@ -2,7 +2,7 @@
 # tools/cuda_device_run.sh — what was run on the GPU machine for docs/cuda.md: the GPU op and
 # step tests, `bitdistill train --device cuda:0` against the CPU on SST-2, and the throughput
 # of bench-cuda-train against tools/bench_cuda_torch.py on a random-init Qwen3-0.6B.
-#   tools/cuda_device_run.sh BIN_DIR DATA_DIR OUT_DIR [tests|train|bench]...
+#   tools/cuda_device_run.sh BIN_DIR DATA_DIR OUT_DIR [tests|train|bench|dp]...
 # BIN_DIR holds bitdistill, bench-cuda-train, test-cuda-ops, test-cuda-step (built here with
 # --with-cuda) and lib/ with the shared libraries the target machine lacks.
 set -u
@@ -15,10 +15,10 @@ nvidia-smi -L
 for what in "$@"; do
 case $what in
 tests)
-    timeout 120 "$BIN"/test-cuda-ops 2>&1 | tee "$OUT"/test-cuda-ops.log | grep -v '^ok' 
-    timeout 120 "$BIN"/test-cuda-step 2>&1 | tee "$OUT"/test-cuda-step.log | grep -v '^ok'
-    echo "ops: $(grep -c '^ok' "$OUT"/test-cuda-ops.log) ok, $(grep -c '^not ok' "$OUT"/test-cuda-ops.log) not ok;" \
-         "step: $(grep -c '^ok' "$OUT"/test-cuda-step.log) ok, $(grep -c '^not ok' "$OUT"/test-cuda-step.log) not ok"
+    timeout 120 "$BIN"/test-cuda-ops 2>&1 | tee "$OUT"/test-cuda-ops.txt | grep -v '^ok' 
+    timeout 120 "$BIN"/test-cuda-step 2>&1 | tee "$OUT"/test-cuda-step.txt | grep -v '^ok'
+    echo "ops: $(grep -c '^ok' "$OUT"/test-cuda-ops.txt) ok, $(grep -c '^not ok' "$OUT"/test-cuda-ops.txt) not ok;" \
+         "step: $(grep -c '^ok' "$OUT"/test-cuda-step.txt) ok, $(grep -c '^not ok' "$OUT"/test-cuda-step.txt) not ok"
     ;;
 train)
     W=/tmp/bdtrain; rm -rf $W; mkdir -p $W
@@ -34,12 +34,12 @@ JOB
     for dev in cuda:0 cpu; do
         t0=$(date +%s%N)
         timeout 240 "$BIN"/bitdistill train --config $W/job.json --out $W/$dev --device $dev \
-            --threads 8 --quiet --events-fd 3 3>"$OUT"/train-$dev.events >"$OUT"/train-$dev.log 2>&1
+            --threads 8 --quiet --events-fd 3 3>"$OUT"/train-${dev/:/}.events >"$OUT"/train-${dev/:/}.txt 2>&1
         echo "train --device $dev: rc $? in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
     done
     python3 - "$OUT" <<'PY'
 import json, sys
-ev = {d: [json.loads(l) for l in open(f"{sys.argv[1]}/train-{d}.events")] for d in ("cuda:0", "cpu")}
+ev = {d: [json.loads(l) for l in open(f"{sys.argv[1]}/train-{d.replace(':', '')}.events")] for d in ("cuda:0", "cpu")}
 steps = {d: {(e["stage"], e["step"]): e for e in v if e["type"] == "step"} for d, v in ev.items()}
 print("stage step | loss gpu | loss cpu | rel")
 worst = {}
@@ -58,8 +58,34 @@ PY
 bench)
     M=/tmp/q06; rm -rf $M
     "$BIN"/bitdistill init --config tools/qwen3-0.6b-config.json --out $M --seed 1 >/dev/null || exit 1
-    timeout 200 "$BIN"/bench-cuda-train $M 4 512 8 3 2>&1 | tee "$OUT"/bench-c.log
-    PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench_cuda_torch.py $M 4 512 8 3 2>&1 | tail -5 | tee "$OUT"/bench-torch.log
+    timeout 200 "$BIN"/bench-cuda-train $M 4 512 8 3 2>&1 | tee "$OUT"/bench-c.txt
+    PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench_cuda_torch.py $M 4 512 8 3 2>&1 | tail -5 | tee "$OUT"/bench-torch.txt
+    ;;
+dp)
+    # data parallel: the same job on cuda:all vs cuda:0 (same global batch), then tokens/s of
+    # 1 vs all GPUs on Qwen3-0.6B (micro-batch 8 x 4 = 32 sequences of 512)
+    W=/tmp/bdtrain
+    [ -d $W/base ] || { echo "run 'train' first"; exit 1; }
+    for dev in cuda:0 cuda:all; do # fp32 products: no bf16 rounding between the two
+        BITDISTILL_CUDA_FP32=1 timeout 240 "$BIN"/bitdistill train --config $W/job.json \
+            --out $W/dp-${dev/:/} --device $dev --quiet --events-fd 3 \
+            3>"$OUT"/dp-${dev/:/}.events >"$OUT"/dp-${dev/:/}.txt 2>&1
+        echo "train --device $dev (fp32 products): rc $?"
+    done
+    python3 - "$OUT" <<'PY'
+import json, sys
+ld = lambda f: {(e["stage"], e["step"]): e["loss"] for e in map(json.loads, open(f)) if e["type"] == "step"}
+a, b = ld(f"{sys.argv[1]}/dp-cudaall.events"), ld(f"{sys.argv[1]}/dp-cuda0.events")
+w = {}
+for k in b:
+    if k in a: w[k[0]] = max(w.get(k[0], 0), abs(a[k] - b[k]) / abs(b[k]))
+print("cuda:all vs cuda:0 loss curves, worst rel per stage:", w, "steps compared", len([k for k in b if k in a]), "of", len(b))
+PY
+    M=/tmp/q06
+    [ -d $M ] || "$BIN"/bitdistill init --config tools/qwen3-0.6b-config.json --out $M --seed 1 >/dev/null
+    n=$(nvidia-smi -L | wc -l)
+    timeout 200 "$BIN"/bench-cuda-train $M 8 512 4 3 bf16 1 2>&1 | tee "$OUT"/bench-dp1.txt
+    timeout 200 "$BIN"/bench-cuda-train $M 8 512 4 3 bf16 $n 2>&1 | tee "$OUT"/bench-dp$n.txt
     ;;
 esac
 done

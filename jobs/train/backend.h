@@ -46,4 +46,29 @@ int trn_cuda_pull(struct trn_cuda *g, float *params, float *grads, float *m, flo
 /* Logits [B*T][vocab] of the last student forward, downloaded into out. */
 int trn_cuda_logits(struct trn_cuda *g, float *out, char *err);
 
+/* ---- data parallel over the GPUs of one host: one process drives them all, one session and
+ * one host thread per GPU, gradients summed by an NCCL all-reduce (timeout:
+ * BITDISTILL_NCCL_TIMEOUT seconds, default 300) before an identical AdamW on every replica.
+ * Each micro-batch is split by rows across the GPUs; every shard's gradient is weighted by its
+ * share of the target rows (CE, LD) and of the relation rows (AD), so the sum is the gradient
+ * of the whole micro-batch and the loss curve is the single-GPU one. n == 1: no NCCL, the
+ * single-session calls above. */
+struct trn_cuda_dp;
+/* "cpu" -> 0; "cuda", "cuda:K" -> 1 device; "cuda:all" -> every visible device; "cuda:0,1"
+ * -> that list; anything else (or none visible for "all") -> -1. devs gets at most max. */
+int trn_cuda_parse_devices(const char *s, int *devs, int max);
+int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,
+                       struct trn_model *teacher, int bf16, struct trn_cuda_dp **out, char *err);
+void trn_cuda_dp_free(struct trn_cuda_dp *d);
+int trn_cuda_dp_size(const struct trn_cuda_dp *d);
+int trn_cuda_dp_step_losses(struct trn_cuda_dp *d, const struct trn_batch *b,
+                            const struct trn_loss_cfg *lc, float grad_scale,
+                            struct trn_losses *out, char *err);
+void trn_cuda_dp_zero_grad(struct trn_cuda_dp *d);
+int trn_cuda_dp_adamw_update(struct trn_cuda_dp *d, long t, float lr,
+                             const struct trn_adamw_cfg *c, double *gnorm, char *err);
+int trn_cuda_dp_set_moments(struct trn_cuda_dp *d, const float *m, const float *v, char *err);
+/* Parameters and moments of replica 0 (all replicas are equal). */
+int trn_cuda_dp_pull(struct trn_cuda_dp *d, float *params, float *m, float *v, char *err);
+
 #endif

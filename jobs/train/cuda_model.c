@@ -12,6 +12,8 @@
 #include "config.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +87,39 @@ int trn_cuda_parse_device(const char *s)
 }
 
 int trn_cuda_device_count(void) { return krn_cuda_device_count(NULL, 0); }
+
+int trn_cuda_parse_devices(const char *s, int *devs, int max)
+{
+    int n = 0;
+    if (!strcmp(s, "cpu"))
+        return 0;
+    if (!strcmp(s, "cuda:all")) {
+        int k = trn_cuda_device_count();
+        for (n = 0; n < k && n < max; n++)
+            devs[n] = n;
+        return n ? n : -1;
+    }
+    if (!strncmp(s, "cuda:", 5) && strchr(s, ',')) {
+        const char *p = s + 5;
+        while (*p) {
+            char *e;
+            long k = strtol(p, &e, 10);
+            if (e == p || k < 0 || k > 1024 || n >= max || (*e && *e != ','))
+                return -1;
+            for (int i = 0; i < n; i++)
+                if (devs[i] == (int)k)
+                    return -1;
+            devs[n++] = (int)k;
+            p = *e ? e + 1 : e;
+        }
+        return n;
+    }
+    int d = trn_cuda_parse_device(s);
+    if (d < -1)
+        return -1;
+    devs[0] = d;
+    return 1;
+}
 
 static int gfail(struct trn_cuda *g, char *err, const char *what)
 {
@@ -272,6 +307,7 @@ void trn_cuda_free(struct trn_cuda *g)
     if (!g)
         return;
     if (g->k) {
+        krn_cuda_bind(g->k);
         gmodel_release(g, &g->s);
         gmodel_release(g, &g->t);
         krn_cuda_dfree(g->k, g->m);
@@ -460,9 +496,10 @@ static int ensure_batch(struct trn_cuda *g, const struct trn_batch *b)
     return 0;
 }
 
-int trn_cuda_step_losses(struct trn_cuda *g, const struct trn_batch *b,
-                         const struct trn_loss_cfg *lc, int grad, float grad_scale,
-                         struct trn_losses *out, char *err)
+/* The step with a gradient scale per loss term (data parallel shards weigh CE/LD by their
+ * share of the target rows and AD by their share of the relation rows). */
+static int step3(struct trn_cuda *g, const struct trn_batch *b, const struct trn_loss_cfg *lc,
+                 int grad, float s_ce, float s_ld, float s_ad, struct trn_losses *out, char *err)
 {
     const struct eng_config *sc = g->s.c;
     int N = b->B * b->T, V = sc->vocab, rc, lo = 0, hi = 0, kept = 0, rows = 0;
@@ -506,11 +543,11 @@ int trn_cuda_step_losses(struct trn_cuda *g, const struct trn_batch *b,
                       (size_t)(sc->heads + 2 * sc->kv_heads) * sc->head_dim * sizeof(float));
     }
     krn_cuda_ce(g->k, g->rowloss, grad ? g->s.dlogits : NULL, g->s.logits, g->target, N, V, kept,
-                grad_scale);
+                s_ce);
     out->ce = kept ? krn_cuda_sum(g->k, g->rowloss, (size_t)N) / kept : 0.0;
     if (use_t && lc->lambda > 0) {
         krn_cuda_kl(g->k, g->rowloss, grad ? g->s.dlogits : NULL, g->s.logits, g->t.logits,
-                    g->target, N, V, lc->tau, kept, grad_scale * lc->lambda);
+                    g->target, N, V, lc->tau, kept, s_ld * lc->lambda);
         out->ld = kept ? krn_cuda_sum(g->k, g->rowloss, (size_t)N) / kept : 0.0;
     }
     if (use_t && lc->gamma > 0) {
@@ -535,7 +572,7 @@ int trn_cuda_step_losses(struct trn_cuda *g, const struct trn_batch *b,
                                                         : NULL,
                                              s, t, b->len ? g->len : NULL, rows, b->B, b->T, Cs,
                                              Ct, S, lc->rel == TRN_REL_SCALED, lc->t_r,
-                                             grad_scale * lc->gamma, g->rel);
+                                             s_ad * lc->gamma, g->rel);
             }
     }
     out->loss = out->ce + (double)lc->lambda * out->ld + (double)lc->gamma * out->ad;
@@ -546,14 +583,24 @@ int trn_cuda_step_losses(struct trn_cuda *g, const struct trn_batch *b,
     return 0;
 }
 
+int trn_cuda_step_losses(struct trn_cuda *g, const struct trn_batch *b,
+                         const struct trn_loss_cfg *lc, int grad, float grad_scale,
+                         struct trn_losses *out, char *err)
+{
+    krn_cuda_bind(g->k);
+    return step3(g, b, lc, grad, grad_scale, grad_scale, grad_scale, out, err);
+}
+
 void trn_cuda_zero_grad(struct trn_cuda *g)
 {
+    krn_cuda_bind(g->k);
     krn_cuda_zero(g->k, g->s.gr, g->s.np * sizeof(float));
 }
 
 int trn_cuda_adamw_update(struct trn_cuda *g, long t, float lr, const struct trn_adamw_cfg *c,
                           double *gnorm, char *err)
 {
+    krn_cuda_bind(g->k);
     double norm = sqrt(krn_cuda_sumsq(g->k, g->s.gr, g->s.np));
     float cs = 1.0f;
     if (c->clip > 0 && norm > c->clip)
@@ -574,6 +621,7 @@ int trn_cuda_adamw_update(struct trn_cuda *g, long t, float lr, const struct trn
 
 int trn_cuda_set_moments(struct trn_cuda *g, const float *m, const float *v, char *err)
 {
+    krn_cuda_bind(g->k);
     krn_cuda_h2d(g->k, g->m, m, g->s.np * sizeof(float));
     krn_cuda_h2d(g->k, g->v, v, g->s.np * sizeof(float));
     return krn_cuda_sync(g->k) ? gfail(g, err, "uploading moments") : 0;
@@ -582,6 +630,7 @@ int trn_cuda_set_moments(struct trn_cuda *g, const float *m, const float *v, cha
 int trn_cuda_pull(struct trn_cuda *g, float *params, float *grads, float *m, float *v, char *err)
 {
     size_t n = g->s.np * sizeof(float);
+    krn_cuda_bind(g->k);
     if (params)
         krn_cuda_d2h(g->k, params, g->s.p, n);
     if (grads)
@@ -597,6 +646,188 @@ int trn_cuda_logits(struct trn_cuda *g, float *out, char *err)
 {
     if (!g->s.arena)
         return eng_fail(err, ENG_EINVAL, "no forward yet");
+    krn_cuda_bind(g->k);
     krn_cuda_d2h(g->k, out, g->s.logits, (size_t)g->s.B * g->s.T * g->s.c->vocab * sizeof(float));
     return krn_cuda_sync(g->k) ? gfail(g, err, "downloading logits") : 0;
+}
+
+/* ------------------------------------------------------------------ data parallel */
+
+struct trn_cuda_dp {
+    int n;
+    struct trn_cuda **g;      /* [n] one session per device */
+    struct krn_cuda **k;      /* [n] their contexts (borrowed from g) */
+    struct krn_cuda_comm *comm; /* NULL when n == 1 */
+    float **grads;            /* [n] device gradient vectors */
+    double timeout_s;
+};
+
+int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,
+                       struct trn_model *teacher, int bf16, struct trn_cuda_dp **out, char *err)
+{
+    struct trn_cuda_dp *d = calloc(1, sizeof(*d));
+    int rc = 0;
+    char kerr[KRN_CUDA_ERR_LEN];
+    *out = NULL;
+    if (!d || !(d->g = calloc((size_t)n, sizeof(*d->g))) ||
+        !(d->k = calloc((size_t)n, sizeof(*d->k))) ||
+        !(d->grads = calloc((size_t)n, sizeof(*d->grads)))) {
+        trn_cuda_dp_free(d);
+        return eng_fail(err, ENG_ENOMEM, "out of memory");
+    }
+    d->n = n;
+    const char *to = getenv("BITDISTILL_NCCL_TIMEOUT");
+    d->timeout_s = to && atof(to) > 0 ? atof(to) : 300.0;
+    for (int i = 0; i < n && !rc; i++) {
+        rc = trn_cuda_create(devs[i], student, teacher, bf16, &d->g[i], err);
+        if (!rc) {
+            d->k[i] = d->g[i]->k;
+            d->grads[i] = d->g[i]->s.gr;
+        }
+    }
+    if (!rc && n > 1 && (rc = krn_cuda_comm_create(d->k, n, &d->comm, kerr)))
+        eng_fail(err, rc, "%s", kerr);
+    if (rc) {
+        trn_cuda_dp_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+void trn_cuda_dp_free(struct trn_cuda_dp *d)
+{
+    if (!d)
+        return;
+    krn_cuda_comm_free(d->comm);
+    for (int i = 0; d->g && i < d->n; i++)
+        trn_cuda_free(d->g[i]);
+    free(d->g);
+    free(d->k);
+    free(d->grads);
+    free(d);
+}
+
+int trn_cuda_dp_size(const struct trn_cuda_dp *d) { return d->n; }
+
+struct shard {
+    struct trn_cuda *g;
+    struct trn_batch b;
+    const struct trn_loss_cfg *lc;
+    float s_ce, s_ld, s_ad;
+    double w_ce, w_ad; /* share of the target rows / relation rows */
+    struct trn_losses L;
+    int rc, running, empty;
+    char err[ENG_ERR_LEN];
+};
+
+static void *shard_run(void *arg)
+{
+    struct shard *h = arg;
+    krn_cuda_bind(h->g->k);
+    h->rc = step3(h->g, &h->b, h->lc, 1, h->s_ce, h->s_ld, h->s_ad, &h->L, h->err);
+    return NULL;
+}
+
+int trn_cuda_dp_step_losses(struct trn_cuda_dp *d, const struct trn_batch *b,
+                            const struct trn_loss_cfg *lc, float grad_scale,
+                            struct trn_losses *out, char *err)
+{
+    if (d->n == 1)
+        return trn_cuda_step_losses(d->g[0], b, lc, 1, grad_scale, out, err);
+    struct shard *h = calloc((size_t)d->n, sizeof(*h));
+    pthread_t *th = calloc((size_t)d->n, sizeof(*th));
+    int rc = 0, kept = 0, rows = 0;
+    if (!h || !th) {
+        free(h);
+        free(th);
+        return eng_fail(err, ENG_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < b->B * b->T; i++)
+        kept += b->target[i] >= 0;
+    for (int i = 0; i < b->B; i++)
+        rows += b->len ? (b->len[i] < b->T ? b->len[i] : b->T) : b->T;
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < d->n; i++) {
+        int r0 = b->B * i / d->n, r1 = b->B * (i + 1) / d->n, k = 0, r = 0;
+        struct shard *s = &h[i];
+        s->g = d->g[i];
+        s->lc = lc;
+        s->b = (struct trn_batch){.B = r1 - r0, .T = b->T, .tok = b->tok + (size_t)r0 * b->T,
+                                  .target = b->target + (size_t)r0 * b->T,
+                                  .len = b->len ? b->len + r0 : NULL};
+        if (r1 == r0) {
+            s->empty = 1; /* no rows: this GPU adds nothing (its gradients stay zero) */
+            continue;
+        }
+        for (int j = 0; j < s->b.B * s->b.T; j++)
+            k += s->b.target[j] >= 0;
+        for (int j = 0; j < s->b.B; j++)
+            r += s->b.len ? (s->b.len[j] < b->T ? s->b.len[j] : b->T) : b->T;
+        s->w_ce = kept ? (double)k / kept : 0.0;
+        s->w_ad = rows ? (double)r / rows : 0.0;
+        s->s_ce = s->s_ld = grad_scale * (float)s->w_ce;
+        s->s_ad = grad_scale * (float)s->w_ad;
+        if (pthread_create(&th[i], NULL, shard_run, s)) {
+            s->rc = ENG_ENOMEM;
+            snprintf(s->err, sizeof(s->err), "cannot start a thread for cuda:%d",
+                     krn_cuda_device(d->k[i]));
+            continue;
+        }
+        s->running = 1;
+    }
+    for (int i = 0; i < d->n; i++) {
+        struct shard *s = &h[i];
+        if (s->running)
+            pthread_join(th[i], NULL);
+        if (s->empty)
+            continue;
+        if (s->rc && !rc)
+            rc = eng_fail(err, s->rc, "cuda:%d: %s", krn_cuda_device(d->k[i]), s->err);
+        out->ce += s->w_ce * s->L.ce;
+        out->ld += s->w_ce * s->L.ld;
+        out->ad += s->w_ad * s->L.ad;
+    }
+    out->loss = out->ce + (double)lc->lambda * out->ld + (double)lc->gamma * out->ad;
+    free(h);
+    free(th);
+    return rc;
+}
+
+void trn_cuda_dp_zero_grad(struct trn_cuda_dp *d)
+{
+    for (int i = 0; i < d->n; i++)
+        trn_cuda_zero_grad(d->g[i]);
+}
+
+int trn_cuda_dp_adamw_update(struct trn_cuda_dp *d, long t, float lr,
+                             const struct trn_adamw_cfg *c, double *gnorm, char *err)
+{
+    char kerr[KRN_CUDA_ERR_LEN];
+    int rc;
+    if (d->n > 1) {
+        for (int i = 0; i < d->n; i++)
+            if (krn_cuda_sync(d->k[i]))
+                return gfail(d->g[i], err, "before the all-reduce");
+        if ((rc = krn_cuda_allreduce_sum(d->comm, d->grads, d->g[0]->s.np, d->timeout_s, kerr)))
+            return eng_fail(err, rc, "%s", kerr);
+    }
+    /* every replica applies the same update to the same summed gradients: they stay equal */
+    for (int i = 0; i < d->n; i++)
+        if ((rc = trn_cuda_adamw_update(d->g[i], t, lr, c, gnorm, err)))
+            return rc;
+    return 0;
+}
+
+int trn_cuda_dp_set_moments(struct trn_cuda_dp *d, const float *m, const float *v, char *err)
+{
+    int rc = 0;
+    for (int i = 0; i < d->n && !rc; i++)
+        rc = trn_cuda_set_moments(d->g[i], m, v, err);
+    return rc;
+}
+
+int trn_cuda_dp_pull(struct trn_cuda_dp *d, float *params, float *m, float *v, char *err)
+{
+    return trn_cuda_pull(d->g[0], params, NULL, m, v, err);
 }

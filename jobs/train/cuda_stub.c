@@ -74,3 +74,55 @@ int trn_cuda_logits(struct trn_cuda *g, float *out, char *err)
     (void)g, (void)out;
     return NOCUDA(err);
 }
+
+int trn_cuda_parse_devices(const char *s, int *devs, int max)
+{
+    int d = trn_cuda_parse_device(s);
+    if (d == -1)
+        return 0;
+    if (d < -1 || max < 1)
+        return -1;
+    devs[0] = d;
+    return 1;
+}
+
+int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,
+                       struct trn_model *teacher, int bf16, struct trn_cuda_dp **out, char *err)
+{
+    (void)devs, (void)n, (void)student, (void)teacher, (void)bf16;
+    *out = NULL;
+    return NOCUDA(err);
+}
+
+void trn_cuda_dp_free(struct trn_cuda_dp *d) { (void)d; }
+int trn_cuda_dp_size(const struct trn_cuda_dp *d) { (void)d; return 0; }
+
+int trn_cuda_dp_step_losses(struct trn_cuda_dp *d, const struct trn_batch *b,
+                            const struct trn_loss_cfg *lc, float grad_scale,
+                            struct trn_losses *out, char *err)
+{
+    (void)d, (void)b, (void)lc, (void)grad_scale;
+    memset(out, 0, sizeof(*out));
+    return NOCUDA(err);
+}
+
+void trn_cuda_dp_zero_grad(struct trn_cuda_dp *d) { (void)d; }
+
+int trn_cuda_dp_adamw_update(struct trn_cuda_dp *d, long t, float lr,
+                             const struct trn_adamw_cfg *c, double *gnorm, char *err)
+{
+    (void)d, (void)t, (void)lr, (void)c, (void)gnorm;
+    return NOCUDA(err);
+}
+
+int trn_cuda_dp_set_moments(struct trn_cuda_dp *d, const float *m, const float *v, char *err)
+{
+    (void)d, (void)m, (void)v;
+    return NOCUDA(err);
+}
+
+int trn_cuda_dp_pull(struct trn_cuda_dp *d, float *params, float *m, float *v, char *err)
+{
+    (void)d, (void)params, (void)m, (void)v;
+    return NOCUDA(err);
+}

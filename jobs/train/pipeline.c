@@ -484,7 +484,7 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
                                .eps = 1e-8f, .weight_decay = s->weight_decay, .clip = s->clip,
                                .warmup = s->warmup >= 0 ? s->warmup : steps / 20, .total = steps};
     struct trn_batch b = {0};
-    struct trn_cuda *gpu = NULL; /* --device cuda:K: the stage runs on the GPU (backend.h) */
+    struct trn_cuda_dp *gpu = NULL; /* --device cuda:...: the stage runs on GPUs (backend.h) */
     int rc = 0;
     b.tok = malloc(cap * sizeof(int32_t));
     b.target = malloc(cap * sizeof(int32_t));
@@ -499,11 +499,11 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
         memset(r->m, 0, np * sizeof(float));
         memset(r->v, 0, np * sizeof(float));
     }
-    int dev = r->o->device ? trn_cuda_parse_device(r->o->device) : -1;
-    if (dev >= 0 &&
-        ((rc = trn_cuda_create(dev, model, teacher, !getenv("BITDISTILL_CUDA_FP32"),
-                               &gpu, r->err)) ||
-         (start_step && (rc = trn_cuda_set_moments(gpu, r->m, r->v, r->err)))))
+    int devs[64], ndev = r->o->device ? trn_cuda_parse_devices(r->o->device, devs, 64) : 0;
+    if (ndev > 0 &&
+        ((rc = trn_cuda_dp_create(devs, ndev, model, teacher, !getenv("BITDISTILL_CUDA_FP32"),
+                                  &gpu, r->err)) ||
+         (start_step && (rc = trn_cuda_dp_set_moments(gpu, r->m, r->v, r->err)))))
         goto out;
     stage_event(r, stage, name, start_step ? "resume" : "start", steps);
     struct timespec t0, t1;
@@ -515,13 +515,13 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
             lc.gamma *= (float)(k + 1) / (float)s->gamma_warmup;
         size_t ntok = 0;
         if (gpu)
-            trn_cuda_zero_grad(gpu);
+            trn_cuda_dp_zero_grad(gpu);
         else
             trn_model_zero_grad(model);
         for (int a = 0; a < s->accum; a++) {
             ntok += make_batch(r, stage, s, k * s->accum + a, &b);
-            if ((rc = gpu ? trn_cuda_step_losses(gpu, &b, &lc, 1, 1.0f / (float)s->accum, &L,
-                                                 r->err)
+            if ((rc = gpu ? trn_cuda_dp_step_losses(gpu, &b, &lc, 1.0f / (float)s->accum, &L,
+                                                    r->err)
                           : trn_step_losses(model, teacher, &b, &lc, 1, 1.0f / (float)s->accum,
                                             &L, r->err)))
                 goto out;
@@ -532,7 +532,7 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
         }
         float lr = trn_lr_at(&ac, k);
         double gn = 0;
-        if (gpu && (rc = trn_cuda_adamw_update(gpu, k + 1, lr, &ac, &gn, r->err)))
+        if (gpu && (rc = trn_cuda_dp_adamw_update(gpu, k + 1, lr, &ac, &gn, r->err)))
             goto out;
         if (!gpu)
             trn_adamw_update(model, r->m, r->v, k + 1, lr, &ac, &gn);
@@ -560,8 +560,8 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
         int end = k + 1 == steps;
         if (end || (r->job.checkpoint_every > 0 && (k + 1) % r->job.checkpoint_every == 0)) {
             char path[PATH_LEN];
-            if (gpu && (rc = trn_cuda_pull(gpu, trn_model_params(model), NULL, r->m, r->v,
-                                           r->err)))
+            if (gpu && (rc = trn_cuda_dp_pull(gpu, trn_model_params(model), r->m, r->v,
+                                              r->err)))
                 goto out;
             json_t *st = state_json(r, stage, k + 1, steps, s->accum, tokens);
             rc = trn_ckpt_save(r->o->out, stage, k + 1, st, trn_model_params(model), r->m, r->v,
@@ -583,8 +583,8 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
     stage_event(r, stage, name, "end", steps);
 out:
     if (gpu && !rc)
-        rc = trn_cuda_pull(gpu, trn_model_params(model), NULL, r->m, r->v, r->err);
-    trn_cuda_free(gpu);
+        rc = trn_cuda_dp_pull(gpu, trn_model_params(model), r->m, r->v, r->err);
+    trn_cuda_dp_free(gpu);
     free(b.tok);
     free(b.target);
     free(b.len);
@@ -1064,7 +1064,7 @@ int trn_cli_train(int argc, char **argv)
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     struct trn_run_opts o = {.events_fd = -1, .progress = 1};
     const char *usage = "usage: bitdistill train --config JOB.json --out DIR [--threads N] "
-                        "[--device cpu|cuda:K] [--events-fd N] [--resume] [--quiet]\n";
+                        "[--device cpu|cuda:K|cuda:all] [--events-fd N] [--resume] [--quiet]\n";
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1074,18 +1074,19 @@ int trn_cli_train(int argc, char **argv)
         case 't': o.threads = atoi(optarg); break;
         case 'd':
             o.device = optarg;
-            int dev = trn_cuda_parse_device(optarg);
-            if (dev < -1) {
-                fprintf(stderr, "bitdistill train: --device %s: expected cpu, cuda or cuda:K\n",
-                        optarg);
+            int devs[64], nd = trn_cuda_parse_devices(optarg, devs, 64), vis;
+            if (nd < 0) {
+                fprintf(stderr, "bitdistill train: --device %s: expected cpu, cuda, cuda:K, "
+                        "cuda:K,L,... or cuda:all (with a GPU)\n", optarg);
                 return 2;
             }
-            if (dev >= 0 && dev >= trn_cuda_device_count()) {
-                fprintf(stderr, "bitdistill train: --device %s: no such CUDA device (%d "
-                        "visible; a build without CUDA sees none)\n", optarg,
-                        trn_cuda_device_count());
-                return 2;
-            }
+            vis = trn_cuda_device_count();
+            for (int i = 0; i < nd; i++)
+                if (devs[i] >= vis) {
+                    fprintf(stderr, "bitdistill train: --device %s: no CUDA device %d (%d "
+                            "visible; a build without CUDA sees none)\n", optarg, devs[i], vis);
+                    return 2;
+                }
             break;
         case 'e': o.events_fd = atoi(optarg); break;
         case 'r': o.resume = 1; break;

@@ -44,6 +44,8 @@ int krn_cuda_device(const struct krn_cuda *c);
 const char *krn_cuda_errmsg(const struct krn_cuda *c);
 /* Wait for the stream; 0 or the first sticky error (message in krn_cuda_errmsg). */
 int krn_cuda_sync(struct krn_cuda *c);
+/* Make c's device current on the calling thread (each thread that drives c calls it once). */
+void krn_cuda_bind(struct krn_cuda *c);
 /* Device memory in bytes: free and total. */
 void krn_cuda_meminfo(struct krn_cuda *c, size_t *free_b, size_t *total_b);
 
@@ -118,6 +120,19 @@ void krn_cuda_adamw(struct krn_cuda *c, float *p, const float *g, float *m, floa
                     float lr, float b1, float b2, float eps, float wd, float bc1, float bc2,
                     float cs);
 void krn_cuda_scale(struct krn_cuda *c, float *x, float a, size_t n);
+
+/* ---- all-reduce over the GPUs of one host (NCCL, kernels/cuda/nccl.cu) ----
+ * One communicator spans n contexts (one per device, one process driving all). Sets
+ * NCCL_NVLS_ENABLE=0 in the environment first (NVLink multicast stays off on shared hosts).
+ * Without NCCL in the build, create fails with a message. */
+struct krn_cuda_comm;
+int krn_cuda_comm_create(struct krn_cuda **ctx, int n, struct krn_cuda_comm **out, char *err);
+void krn_cuda_comm_free(struct krn_cuda_comm *m);
+/* In place: buf[i] (device pointer of ctx[i], count floats) = sum over i. Waits at most
+ * timeout_s seconds; past that (a lost peer, a hung collective) the communicator is aborted and
+ * an error returned, never a hang. */
+int krn_cuda_allreduce_sum(struct krn_cuda_comm *m, float **buf, size_t count, double timeout_s,
+                           char *err);
 
 #ifdef __cplusplus
 }

@@ -4,7 +4,7 @@
 # Targets: sm_90 machine code (H100/H200) plus compute_90 PTX for newer GPUs.
 # jobs/train/cuda_model.c (the GPU model, plain C on kcuda.h) replaces jobs/train/cuda_stub.c.
 
-KRN_CUDA_SRCS = kernels/cuda/ops.cu
+KRN_CUDA_SRCS = kernels/cuda/ops.cu kernels/cuda/nccl.cu
 EXTRA_DIST += $(KRN_CUDA_SRCS) kernels/cuda/kcuda.h docs/cuda.md tools/bench_cuda_torch.py
 
 if HAVE_CUDA
@@ -13,12 +13,19 @@ NVCC_FLAGS = -std=c++17 -O3 -g -lineinfo $(NVCC_ARCH) -I$(top_srcdir) -I$(top_bu
 	-Xcompiler -Wall,-Wextra,-Werror,-fPIC
 noinst_LIBRARIES += libkrn_cuda.a
 libkrn_cuda_a_SOURCES =
-libkrn_cuda_a_LIBADD = kernels/cuda/ops.$(OBJEXT)
-EXTRA_libkrn_cuda_a_DEPENDENCIES = kernels/cuda/ops.$(OBJEXT)
+libkrn_cuda_a_LIBADD = kernels/cuda/ops.$(OBJEXT) kernels/cuda/nccl.$(OBJEXT)
+EXTRA_libkrn_cuda_a_DEPENDENCIES = $(libkrn_cuda_a_LIBADD)
 kernels/cuda/ops.$(OBJEXT): $(srcdir)/kernels/cuda/ops.cu $(srcdir)/kernels/cuda/kcuda.h
 	@$(MKDIR_P) kernels/cuda
 	$(AM_V_GEN)$(NVCC) $(NVCC_FLAGS) -c -o $@ $(srcdir)/kernels/cuda/ops.cu
-CLEANFILES += kernels/cuda/ops.$(OBJEXT)
+# NCCL (data parallel) only where its header is installed beside CUDA, else a stub that says
+# so; libnccl.so.2 itself is opened at run time (dlopen) by the first multi-GPU job
+KRN_NCCL_H = $(wildcard $(CUDA_DIR)/include/nccl.h)
+kernels/cuda/nccl.$(OBJEXT): $(srcdir)/kernels/cuda/nccl.cu $(srcdir)/kernels/cuda/kcuda.h
+	@$(MKDIR_P) kernels/cuda
+	$(AM_V_GEN)$(NVCC) $(NVCC_FLAGS) $(if $(KRN_NCCL_H),-DKRN_HAVE_NCCL,) -c -o $@ \
+	  $(srcdir)/kernels/cuda/nccl.cu
+CLEANFILES += $(libkrn_cuda_a_LIBADD)
 BD_SIMD_LIBS += libkrn_cuda.a -L$(CUDA_DIR)/lib64 -lcublas -lcudart -lstdc++
 AM_LDFLAGS += -Wl,-rpath,$(CUDA_DIR)/lib64
 libbitdistill_a_SOURCES += jobs/train/backend.h jobs/train/cuda_model.c kernels/cuda/kcuda.h

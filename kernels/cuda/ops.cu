@@ -143,6 +143,11 @@ extern "C" int krn_cuda_sync(struct krn_cuda *c)
     return c->status;
 }
 
+extern "C" void krn_cuda_bind(struct krn_cuda *c) { chk(c, cudaSetDevice(c->dev), "set device"); }
+
+/* The context's stream, for kernels/cuda/nccl.cu. */
+extern "C" cudaStream_t krn_cuda_stream_(struct krn_cuda *c) { return c->st; }
+
 extern "C" void krn_cuda_meminfo(struct krn_cuda *c, size_t *free_b, size_t *total_b)
 {
     *free_b = *total_b = 0;
