@@ -14,7 +14,11 @@ lists="$here/packages/base.list"
 pkgs=$(cat $lists | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
 missing=""
 for p in $pkgs; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
+    # A tool that is already on the machine from elsewhere (e.g. npm inside NodeSource's nodejs)
+    # counts as present: installing Debian's package beside it would conflict.
+    command -v "$p" >/dev/null 2>&1 && continue
+    missing="$missing $p"
 done
 if [ -n "$missing" ]; then
     echo "install-deps: installing:$missing"
