@@ -141,6 +141,41 @@ out:
     trn_model_free(t);
 }
 
+/* Out of device memory: a batch whose activations cannot fit (attention probabilities alone
+ * 2 layers x 64 x 5 heads x 8192^2 floats = 172 GB) fails with ENG_ENOMEM and a message, and
+ * the same session then runs a normal step that equals the CPU's (nothing is left broken). */
+static void oom_case(struct trn_batch *small, const struct trn_loss_cfg *lc)
+{
+    struct trn_model *s = NULL, *t = NULL;
+    struct trn_cuda *g = NULL;
+    struct trn_losses Lg, Lc;
+    char err[ENG_ERR_LEN] = "";
+    enum { B = 64, T = 8192 };
+    struct trn_batch b = {.B = B, .T = T};
+    b.tok = calloc((size_t)B * T, sizeof(int32_t));
+    b.target = calloc((size_t)B * T, sizeof(int32_t));
+    if (load(&s, &t) || trn_cuda_create(0, s, t, 0, &g, err)) {
+        TAP_OK(0, "oom: session (%s)", err);
+        goto out;
+    }
+    trn_cuda_zero_grad(g);
+    int rc = trn_cuda_step_losses(g, &b, lc, 1, 1.0f, &Lg, err);
+    TAP_OK(rc == ENG_ENOMEM && strstr(err, "cannot allocate"), "oom: a 64 x 8192 batch fails "
+           "cleanly with ENG_ENOMEM (rc %d: %s)", rc, err);
+    trn_cuda_zero_grad(g);
+    rc = trn_cuda_step_losses(g, small, lc, 1, 1.0f, &Lg, err);
+    trn_model_zero_grad(s);
+    trn_step_losses(s, t, small, lc, 1, 1.0f, &Lc, err);
+    TAP_OK(rc == 0 && fabs(Lg.loss - Lc.loss) <= 1e-4 * fabs(Lc.loss), "oom: the session then "
+           "steps normally (loss %.7g vs CPU %.7g) %s", Lg.loss, Lc.loss, rc ? err : "");
+out:
+    free(b.tok);
+    free(b.target);
+    trn_cuda_free(g);
+    trn_model_free(s);
+    trn_model_free(t);
+}
+
 /* Data parallel over cuda:0,1 vs one GPU on the same batch: losses, then the parameters after
  * one all-reduce + AdamW step (replica 0). Needs 2 GPUs and NCCL. */
 static void dp_case(struct trn_batch *b, const struct trn_loss_cfg *lc)
@@ -219,6 +254,7 @@ int main(void)
     lc.layer = -1;
     lc.rel = TRN_REL_COSINE;
     one_case("distill cosine bf16", &b, &lc, 1);
+    oom_case(&b, &lc);
     if (trn_cuda_device_count() < 2) {
         TAP_SKIP("data parallel: fewer than 2 GPUs here (%d)", trn_cuda_device_count());
     } else {

@@ -505,6 +505,7 @@ static int step3(struct trn_cuda *g, const struct trn_batch *b, const struct trn
     int N = b->B * b->T, V = sc->vocab, rc, lo = 0, hi = 0, kept = 0, rows = 0;
     int use_t = g->has_t && (lc->lambda > 0 || lc->gamma > 0);
     memset(out, 0, sizeof(*out));
+    g->err[0] = 0;
     for (int i = 0; i < N; i++) {
         if (b->tok[i] < 0 || b->tok[i] >= V)
             return eng_fail(err, ENG_EINVAL, "token id %d outside the vocabulary [0, %d)",
@@ -566,7 +567,8 @@ static int step3(struct trn_cuda *g, const struct trn_batch *b, const struct trn
                     g->rel = krn_cuda_alloc(g->k, need * sizeof(float));
                     g->rel_n = g->rel ? need : 0;
                     if (!g->rel)
-                        return gfail(g, err, "relation scratch");
+                        return eng_fail(err, ENG_ENOMEM, "relation scratch: %s",
+                                        krn_cuda_errmsg(g->k));
                 }
                 out->ad += krn_cuda_relation(g->k, grad ? dstate(&g->s, l, (enum trn_state)w)
                                                         : NULL,

@@ -49,7 +49,8 @@ void krn_cuda_bind(struct krn_cuda *c);
 /* Device memory in bytes: free and total. */
 void krn_cuda_meminfo(struct krn_cuda *c, size_t *free_b, size_t *total_b);
 
-/* ---- memory (device pointers; NULL from alloc = out of memory, message kept) ---- */
+/* ---- memory (device pointers; NULL from alloc = out of memory: the message is kept in
+ * krn_cuda_errmsg but the context stays usable, since nothing was launched) ---- */
 void *krn_cuda_alloc(struct krn_cuda *c, size_t bytes); /* zero-filled */
 void krn_cuda_dfree(struct krn_cuda *c, void *p);
 void krn_cuda_h2d(struct krn_cuda *c, void *dst, const void *src, size_t bytes);

@@ -161,9 +161,15 @@ extern "C" void *krn_cuda_alloc(struct krn_cuda *c, size_t bytes)
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
     if (e != cudaSuccess) {
+        /* not sticky: nothing was launched, the caller sees NULL and may try a smaller size */
         cudaGetLastError();
-        fail(c, cuda_status(e), "cuda:%d: cannot allocate %zu bytes: %s", c->dev, bytes,
-             cudaGetErrorString(e));
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        cudaGetLastError();
+        if (!c->status)
+            snprintf(c->err, sizeof(c->err), "cuda:%d: cannot allocate %.2f GiB (%.2f of %.2f "
+                     "GiB free): %s", c->dev, (double)bytes / (1 << 30), (double)fr / (1 << 30),
+                     (double)tot / (1 << 30), cudaGetErrorString(e));
         return NULL;
     }
     chk(c, cudaMemsetAsync(p, 0, bytes, c->st), "memset");
