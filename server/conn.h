@@ -40,6 +40,8 @@ struct srv_server {
     int draining;
     uv_timer_t drain_timer;
     int drain_timer_open;
+    uv_timer_t accept_timer; /* retries an accept that ran out of memory */
+    int accept_timer_open;
     void (*drain_done)(struct srv_server *srv, int timed_out);
     const char *not_ready;
     char date[40];
@@ -68,6 +70,7 @@ struct srv_conn {
     int reading;
     int lingering;           /* shut down for writing, discarding input until EOF */
     int timer_kind;          /* 0 idle, 1 headers, 2 body, 3 none, 4 linger */
+    int oom;                 /* a parser callback ran out of memory (answer 500) */
 };
 
 struct srv_param {

@@ -642,11 +642,18 @@ void srv_conn_fail(struct srv_conn *conn, int status, const char *message)
 
 #define CONN(p) ((struct srv_conn *)(p)->data)
 
+/* A callback ran out of memory: the request is answered 500, not as a malformed one. */
+static int conn_oom(struct srv_conn *conn)
+{
+    conn->oom = 1;
+    return HPE_USER;
+}
+
 static int on_message_begin(llhttp_t *p)
 {
     struct srv_conn *conn = CONN(p);
     if (!conn->req && !(conn->req = req_create(conn)))
-        return HPE_USER;
+        return conn_oom(conn);
     conn->header_bytes = 0;
     conn->hstate = 0;
     conn_timer(conn, TIMER_HEADERS);
@@ -662,7 +669,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
         return HPE_USER;
     }
     conn->header_bytes += len;
-    return srv_buf_add(&req->url, at, len) ? HPE_USER : 0;
+    return srv_buf_add(&req->url, at, len) ? conn_oom(conn) : 0;
 }
 
 static int header_count(struct srv_conn *conn, size_t len)
@@ -680,7 +687,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     struct srv_conn *conn = CONN(p);
     if (header_count(conn, len))
         return HPE_USER;
-    return srv_buf_add(&conn->hname, at, len) ? HPE_USER : 0;
+    return srv_buf_add(&conn->hname, at, len) ? conn_oom(conn) : 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
@@ -688,7 +695,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     struct srv_conn *conn = CONN(p);
     if (header_count(conn, len))
         return HPE_USER;
-    return srv_buf_add(&conn->hval, at, len) ? HPE_USER : 0;
+    return srv_buf_add(&conn->hval, at, len) ? conn_oom(conn) : 0;
 }
 
 static int on_header_value_complete(llhttp_t *p)
@@ -703,19 +710,19 @@ static int on_header_value_complete(llhttp_t *p)
         size_t ncap = req->hcap ? req->hcap * 2 : 16;
         struct srv_buf *nn = realloc(req->hdr_names, ncap * sizeof(*nn));
         if (!nn)
-            return HPE_USER;
+            return conn_oom(conn);
         req->hdr_names = nn;
         struct srv_buf *nv = realloc(req->hdr_values, ncap * sizeof(*nv));
         if (!nv)
-            return HPE_USER;
+            return conn_oom(conn);
         req->hdr_values = nv;
         req->hcap = ncap;
     }
     /* Hand the buffers over; empty values still need a string. */
     if (!conn->hval.p && srv_buf_add(&conn->hval, "", 0))
-        return HPE_USER;
+        return conn_oom(conn);
     if (!conn->hname.p && srv_buf_add(&conn->hname, "", 0))
-        return HPE_USER;
+        return conn_oom(conn);
     req->hdr_names[req->nhdrs] = conn->hname;
     req->hdr_values[req->nhdrs] = conn->hval;
     req->nhdrs++;
@@ -724,13 +731,14 @@ static int on_header_value_complete(llhttp_t *p)
     return 0;
 }
 
-/* Split the target into path and query; reject absolute-form and garbage. */
+/* Split the target into path and query; reject absolute-form and garbage (-1), or -2 when out
+ * of memory. */
 static int req_split_url(struct srv_req *req)
 {
     if (!req->url.p || req->url.p[0] != '/')
         return -1;
     if (!(req->pathq = strdup(req->url.p)))
-        return -1;
+        return -2;
     req->path = req->pathq;
     char *q = strchr(req->pathq, '?');
     if (q) {
@@ -761,7 +769,10 @@ static int on_headers_complete(llhttp_t *p)
         if (okid)
             snprintf(req->id, sizeof(req->id), "%s", rid);
     }
-    if (req_split_url(req)) {
+    int split = req_split_url(req);
+    if (split == -2)
+        return conn_oom(conn);
+    if (split) {
         srv_req_reject(req, 400, "request target must be an absolute path starting with '/'");
         return HPE_USER;
     }
@@ -807,7 +818,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
         srv_req_reject(req, 413, msg);
         return HPE_USER;
     }
-    return srv_buf_add(&req->body, at, len) ? HPE_USER : 0;
+    return srv_buf_add(&req->body, at, len) ? conn_oom(conn) : 0;
 }
 
 static int on_message_complete(llhttp_t *p)
@@ -863,7 +874,9 @@ static void conn_parse(struct srv_conn *conn)
         }
         /* A protocol error, or a limit a callback enforced. */
         buf_consume(&conn->in, conn->in.n);
-        if (conn->req && conn->req->reject) {
+        if (conn->oom) {
+            srv_conn_fail(conn, 500, "out of memory while reading the request");
+        } else if (conn->req && conn->req->reject) {
             srv_conn_fail(conn, conn->req->reject, conn->req->reject_msg);
         } else {
             char msg[256];

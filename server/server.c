@@ -43,6 +43,15 @@ fail:
     return NULL;
 }
 
+static void srv_accept(struct srv_server *srv);
+
+static void srv_accept_retry(uv_timer_t *t)
+{
+    struct srv_server *srv = t->data;
+    if (srv->listener_open)
+        srv_accept(srv);
+}
+
 static void srv_on_connection(uv_stream_t *listener, int status)
 {
     struct srv_server *srv = listener->data;
@@ -50,9 +59,26 @@ static void srv_on_connection(uv_stream_t *listener, int status)
         srv_log_warn("accept: %s", uv_strerror(status));
         return;
     }
+    srv_accept(srv);
+}
+
+/*
+ * Accept the pending connection. Out of memory, it stays pending and is retried after 100 ms:
+ * libuv stops watching the listener until uv_accept is called, so returning without accepting
+ * would stop the server accepting for good.
+ */
+static void srv_accept(struct srv_server *srv)
+{
+    uv_stream_t *listener = (uv_stream_t *)&srv->listener;
     struct srv_conn *conn = calloc(1, sizeof(*conn));
     if (!conn) {
-        srv_log_error("accept: out of memory");
+        srv_log_error("accept: out of memory (retrying in 100 ms)");
+        if (!srv->accept_timer_open) {
+            uv_timer_init(srv->loop, &srv->accept_timer);
+            srv->accept_timer.data = srv;
+            srv->accept_timer_open = 1;
+        }
+        uv_timer_start(&srv->accept_timer, srv_accept_retry, 100, 0);
         return;
     }
     conn->srv = srv;
@@ -173,6 +199,10 @@ void srv_server_drain(struct srv_server *srv, void (*done)(struct srv_server *sr
         srv->listener_open = 0;
         srv->listening = 0;
     }
+    if (srv->accept_timer_open) {
+        uv_close((uv_handle_t *)&srv->accept_timer, NULL);
+        srv->accept_timer_open = 0;
+    }
     /* Idle keep-alive connections go now; busy ones close after their response. */
     struct srv_conn *c = srv->conns;
     while (c) {
@@ -213,6 +243,10 @@ void srv_server_close(struct srv_server *srv)
     if (srv->drain_timer_open) {
         uv_close((uv_handle_t *)&srv->drain_timer, NULL);
         srv->drain_timer_open = 0;
+    }
+    if (srv->accept_timer_open) {
+        uv_close((uv_handle_t *)&srv->accept_timer, NULL);
+        srv->accept_timer_open = 0;
     }
 }
 
