@@ -129,6 +129,18 @@ json_t *api_body_json(struct srv_req *req)
         return NULL;
     }
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* jansson does not always say when it ran out of memory (a failed string allocation reads
+     * as a syntax error): a body that parses on a second try failed for want of memory. */
+    int oom = !root && (json_error_code(&jerr) == json_error_out_of_memory || jerr.line < 0);
+    if (!root && !oom) {
+        json_t *again = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+        oom = again != NULL || json_error_code(&jerr) == json_error_out_of_memory;
+        json_decref(again);
+    }
+    if (oom) {
+        api_error(req, 500, "out of memory while parsing the request body", NULL, NULL);
+        return NULL;
+    }
     if (!root) {
         api_errorf(req, 400, NULL, "invalid_json", "invalid JSON at line %d, column %d: %s",
                    jerr.line, jerr.column, jerr.text);
