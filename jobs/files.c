@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "jobs/files.h"
+#include "engine/err.h"
 #include "jobs/train/data.h"
 
 static const char *const detect_order[] = {"sst2", "mnli", "qnli", "cnndm"};
@@ -113,7 +114,12 @@ static int validate(const char *path, const char *purpose, const char *task, con
             snprintf(err, errlen, "unknown task '%s' (known: sst2, mnli, qnli, cnndm)", names[i]);
             return 400;
         }
-        if (trn_dataset_load(path, &t, 0, &ds, msg) == 0 && ds->n > 0) {
+        int lrc = trn_dataset_load(path, &t, 0, &ds, msg);
+        if (lrc == ENG_ENOMEM) {
+            snprintf(err, errlen, "out of memory validating the file");
+            return 500;
+        }
+        if (lrc == 0 && ds->n > 0) {
             *rows = (int64_t)ds->n;
             snprintf(task_out, 32, "%s", names[i]);
             trn_dataset_free(ds);

@@ -4,10 +4,12 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "engine/err.h"
 #include "jobs/train/data.h"
@@ -205,6 +207,30 @@ static int add_record(struct trn_dataset *d, const struct trn_task *t, json_t *o
     return 0;
 }
 
+static int utf8_valid(const char *text)
+{
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)text;
+    utf8proc_int32_t cp;
+    for (size_t len = strlen(text); len > 0;) {
+        utf8proc_ssize_t k = utf8proc_iterate(p, (utf8proc_ssize_t)len, &cp);
+        if (k <= 0)
+            return 0;
+        p += k;
+        len -= (size_t)k;
+    }
+    return 1;
+}
+
+/* json_pack failed on a row's two fields: either one is not UTF-8 (a format error naming the
+ * line) or memory ran out. */
+static int pack_fail(const char *path, size_t line, const char *a, const char *b, char *err)
+{
+    if (!utf8_valid(a) || !utf8_valid(b))
+        return eng_fail(err, ENG_EFORMAT, "%s:%zu: not valid UTF-8 text", path, line);
+    return eng_fail(err, ENG_ENOMEM, "out of memory");
+}
+
+/* The whole file, NUL-terminated (malloc'd), or NULL with errno (ENOMEM when out of memory). */
 static char *read_all(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
@@ -226,10 +252,12 @@ static char *read_all(const char *path, size_t *n)
         }
     }
     fclose(f);
-    if (b) {
-        b[len] = 0;
-        *n = len;
+    if (!b) {
+        errno = ENOMEM;
+        return NULL;
     }
+    b[len] = 0;
+    *n = len;
     return b;
 }
 
@@ -246,6 +274,8 @@ int trn_dataset_load(const char *path, const struct trn_task *t, size_t max_exam
     int rc = 0;
     *out = NULL;
     char *buf = read_all(path, &len);
+    if (!buf && errno == ENOMEM)
+        return eng_fail(err, ENG_ENOMEM, "out of memory reading dataset '%s'", path);
     if (!buf)
         return eng_fail(err, ENG_EIO, "cannot read dataset '%s'", path);
     struct trn_dataset *d = calloc(1, sizeof(*d));
@@ -318,10 +348,9 @@ int trn_dataset_load(const char *path, const struct trn_task *t, size_t max_exam
                                   line);
                     break;
                 }
-                /* json_pack refuses text that is not UTF-8 (not only on allocation failure). */
                 json_t *o = json_pack("{s:s,s:s}", "text", c[col_text], "label", c[col_label]);
                 rc = o ? add_record(d, t, o, path, line, err)
-                       : eng_fail(err, ENG_EFORMAT, "%s:%zu: not valid UTF-8 text", path, line);
+                       : pack_fail(path, line, c[col_text], c[col_label], err);
                 json_decref(o);
             } else { /* "label text" (SST-2 sentence files) */
                 if (t->kind != TRN_TASK_CLS || !isdigit((unsigned char)ln[0]) ||
@@ -333,7 +362,7 @@ int trn_dataset_load(const char *path, const struct trn_task *t, size_t max_exam
                 char lab[2] = {ln[0], 0};
                 json_t *o = json_pack("{s:s,s:s}", "text", ln + 2, "label", lab);
                 rc = o ? add_record(d, t, o, path, line, err)
-                       : eng_fail(err, ENG_EFORMAT, "%s:%zu: not valid UTF-8 text", path, line);
+                       : pack_fail(path, line, ln + 2, lab, err);
                 json_decref(o);
             }
             if (max_examples && d->n >= max_examples)
