@@ -16,7 +16,7 @@
  *               "<type>"?: {"teacher_sft"|"continue_pretrain"|"distill": {stage settings}}},
  *    "hyperparameters"?: {"n_epochs","batch_size","learning_rate","max_len","steps"},
  *    "teacher"?: fine-tuned teacher directory (skips stage 0), "task"?: sst2|mnli|qnli|cnndm,
- *    "device"?: "cpu"|"cuda:K", "suffix"?, "seed"?, "activate"?: bool, "threads"?}
+ *    "device"?: "cpu"|"cuda:K"|"cuda:K,L"|"cuda:all", "suffix"?, "seed"?, "activate"?: bool, "threads"?}
  * and becomes the trainer's job.json (jobs/train/pipeline.h) in the job's directory.
  */
 #include "config.h"
@@ -403,16 +403,22 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
     /* device, seed, suffix, threads, activate */
     const char *device = json_string_value(json_object_get(body, "device"));
     if (json_object_get(body, "device") && !device) {
-        api_error(req, 400, "'device' must be \"cpu\" or \"cuda:K\"", "device", NULL);
+        api_error(req, 400, "'device' must be a string such as \"cpu\" or \"cuda:0\"", "device",
+                  NULL);
         goto out;
     }
     if (!device)
         device = "cpu";
-    char *endp;
-    if (strcmp(device, "cpu") &&
-        (strncmp(device, "cuda:", 5) || !device[5] || (strtol(device + 5, &endp, 10), *endp))) {
-        api_errorf(req, 400, "device", "invalid_device", "device '%s' must be \"cpu\" or "
-                   "\"cuda:K\"", device);
+    /* "cpu", "cuda:K", "cuda:K,L,..." or "cuda:all" (data parallel over those GPUs). */
+    int okdev = !strcmp(device, "cpu") || !strcmp(device, "cuda:all");
+    if (!okdev && !strncmp(device, "cuda:", 5) && device[5]) {
+        okdev = 1;
+        for (const char *p = device + 5; *p; p++)
+            okdev &= (*p >= '0' && *p <= '9') || (*p == ',' && p[1] && p[-1] != ',');
+    }
+    if (!okdev) {
+        api_errorf(req, 400, "device", "invalid_device", "device '%s' must be \"cpu\", "
+                   "\"cuda:K\", \"cuda:K,L\" or \"cuda:all\"", device);
         goto out;
     }
 #ifndef BD_HAVE_CUDA

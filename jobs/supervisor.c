@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -591,13 +592,35 @@ static void run_cancel_cmd(struct job_sup *s, const char *id)
     }
 }
 
+/* The GPUs a device string names as a bit set ("cuda:all": every bit; "cpu": none). */
+static uint64_t device_gpus(const char *device)
+{
+    uint64_t set = 0;
+    if (strncmp(device, "cuda", 4))
+        return 0;
+    if (!strcmp(device, "cuda") || !strcmp(device, "cuda:all"))
+        return ~(uint64_t)0;
+    for (const char *p = device + 5; *p;) {
+        char *end;
+        long k = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if (k >= 0 && k < 64)
+            set |= (uint64_t)1 << k;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return set;
+}
+
+/* CPU jobs share cpu_jobs slots; GPU jobs never share a GPU (multi-GPU jobs reserve all theirs). */
 static int device_busy(struct job_sup *s, const char *device)
 {
     int cpu = 0;
+    uint64_t want = device_gpus(device);
     for (struct sup_run *r = s->runs; r; r = r->next) {
         if (!strcmp(device, "cpu"))
             cpu += !strcmp(r->device, "cpu");
-        else if (!strcmp(r->device, device))
+        else if (device_gpus(r->device) & want)
             return 1;
     }
     return !strcmp(device, "cpu") && cpu >= (s->cfg.cpu_jobs > 0 ? s->cfg.cpu_jobs : 1);
