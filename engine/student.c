@@ -283,10 +283,10 @@ struct eng_model *eng_student_new_(const struct eng_config *cfg, enum eng_head_f
     m->ternary = 1;
     m->ops = &stu_ops;
     m->stu = calloc(1, sizeof(*m->stu));
-    m->layers = calloc((size_t)cfg->layers, sizeof(*m->layers));
-    if (!m->stu || !m->layers || !eng_model_own(m, m->layers)) {
-        if (m->stu)
-            free(m->stu);
+    /* eng_model_own frees the layers itself when it cannot record them. */
+    m->layers = m->stu ? eng_model_own(m, calloc((size_t)cfg->layers, sizeof(*m->layers))) : NULL;
+    if (!m->layers) {
+        free(m->stu);
         free(m);
         return NULL;
     }
