@@ -388,9 +388,14 @@ static void answer_classify(struct infer_req *ir, struct eng_job *j)
     const struct eng_served *m = j->model;
     int nl = m->meta.nlabels, k = ir->top_k > 0 && ir->top_k < nl ? ir->top_k : nl;
     json_t *data = json_array();
-    for (int i = 0; i < j->ninputs; i++) {
+    int oom = !data; /* out of memory: 500, never a 200 with inputs missing */
+    for (int i = 0; i < j->ninputs && !oom; i++) {
         const float *p = j->probs + (size_t)i * nl;
         int *order = malloc((size_t)nl * sizeof(int));
+        if (!order) {
+            oom = 1;
+            break;
+        }
         for (int a = 0; a < nl; a++)
             order[a] = a;
         for (int a = 1; a < nl; a++) /* insertion sort by probability, stable */
@@ -400,16 +405,27 @@ static void answer_classify(struct infer_req *ir, struct eng_job *j)
                 order[b - 1] = t;
             }
         json_t *probs = json_object();
-        for (int a = 0; a < k; a++)
-            json_object_set_new(probs, m->meta.labels[order[a]], json_real(p[order[a]]));
-        json_array_append_new(data, json_pack("{s:i, s:s, s:o, s:b}", "index", i, "label",
+        oom = !probs;
+        for (int a = 0; a < k && !oom; a++)
+            oom = json_object_set_new(probs, m->meta.labels[order[a]], json_real(p[order[a]]));
+        json_t *item = oom ? NULL : json_pack("{s:i, s:s, s:o, s:b}", "index", i, "label",
                                               m->meta.labels[order[0]], "probs", probs,
-                                              "truncated", j->truncated[i]));
+                                              "truncated", j->truncated[i]);
+        if (oom)
+            json_decref(probs);
+        oom = !item || json_array_append_new(data, item);
         free(order);
     }
-    json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:{s:i, s:i}}", "id", ir->id, "object", "list",
-                          "model", m->id, "data", data, "usage", "prompt_tokens",
-                          j->prompt_tokens, "total_tokens", j->prompt_tokens);
+    json_t *o = oom ? NULL : json_pack("{s:s, s:s, s:s, s:o, s:{s:i, s:i}}", "id", ir->id,
+                                       "object", "list", "model", m->id, "data", data, "usage",
+                                       "prompt_tokens", j->prompt_tokens, "total_tokens",
+                                       j->prompt_tokens);
+    if (!o) {
+        if (oom)
+            json_decref(data);
+        api_error(ir->req, 500, "out of memory", NULL, NULL);
+        return;
+    }
     timing_headers(ir->req, j, 1);
     srv_res_json(ir->req, 200, o);
 }
