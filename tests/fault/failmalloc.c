@@ -12,7 +12,8 @@
  *   BD_FAIL_AT=N        armed from the start (counts start-up too).
  *   BD_FAIL_CTL=FILE    on SIGUSR2 the hook reads "N [REPEAT]" from FILE, resets the count and
  *                       arms (N = 0 disarms); start-up is excluded by arming only after it.
- *   In-process drivers call bd_failmalloc_arm(n, repeat) (found with dlsym) and
+ *   In-process drivers call bd_failmalloc_arm(n, repeat) (found with dlsym; counts the calling
+ *   thread only) and
  *   bd_failmalloc_fired() (number of failures injected since the last arm).
  */
 #define _GNU_SOURCE
@@ -38,6 +39,8 @@ static atomic_long fail_at;   /* 0: disarmed */
 static atomic_long count;
 static atomic_long fired;
 static atomic_int repeat;
+static atomic_int thread_only; /* armed by bd_failmalloc_arm: count the arming thread only */
+static __thread int arming_thread;
 static char ctl_path[512];
 
 /*
@@ -167,7 +170,7 @@ __attribute__((constructor)) static void failmalloc_start(void)
 static int should_fail(void)
 {
     long at = atomic_load_explicit(&fail_at, memory_order_relaxed);
-    if (at <= 0)
+    if (at <= 0 || (atomic_load_explicit(&thread_only, memory_order_relaxed) && !arming_thread))
         return 0;
     long c = atomic_fetch_add(&count, 1) + 1;
     if (c == at || (c > at && atomic_load(&repeat))) {
@@ -178,13 +181,16 @@ static int should_fail(void)
     return 0;
 }
 
-/* Arm for the nth allocation from now (n > 0: count and fired reset), or disarm (n = 0: the
- * count of injected failures is kept for bd_failmalloc_fired). */
+/* Arm for the nth allocation of the calling thread from now (n > 0: count and fired reset;
+ * other threads, such as a sanitizer's or a thread pool's start-up, are not counted), or disarm
+ * (n = 0: the count of injected failures is kept for bd_failmalloc_fired). */
 void bd_failmalloc_arm(long n, int rep)
 {
     atomic_store(&fail_at, 0);
     if (n <= 0)
         return;
+    arming_thread = 1;
+    atomic_store(&thread_only, 1);
     atomic_store(&count, 0);
     atomic_store(&fired, 0);
     atomic_store(&repeat, rep);
