@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "engine/err.h"
 #include "engine/hfconfig.h"
 #include "jobs/files.h"
 #include "jobs/jobrec.h"
@@ -96,7 +97,8 @@ static int check_stage(json_t *o, const char *path, char *err, size_t errlen, ch
     return 0;
 }
 
-/* A model directory inside the model root; *out gets the real path. Returns 0 or -1. */
+/* A model directory inside the model root; *out gets the real path. Returns 0, -1 (the
+ * request's fault, err says why) or -2 (out of memory reading it). */
 static int resolve_model(struct api_ctx *ctx, const char *name, char *out, char *err,
                          size_t errlen)
 {
@@ -121,9 +123,11 @@ static int resolve_model(struct api_ctx *ctx, const char *name, char *out, char 
     }
     struct eng_config cfg;
     char eerr[512];
-    if (eng_config_load(real, &cfg, eerr)) {
+    errno = 0;
+    int crc = eng_config_load(real, &cfg, eerr);
+    if (crc) {
         snprintf(err, errlen, "model '%s': %s", name, eerr);
-        return -1;
+        return crc == ENG_ENOMEM || errno == ENOMEM ? -2 : -1;
     }
     snprintf(out, PATH_MAX, "%s", real);
     return 0;
@@ -334,18 +338,23 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
                   "missing_field");
         goto out;
     }
-    if (resolve_model(ctx, json_string_value(model), path, err, sizeof(err))) {
-        api_error(req, strstr(err, "not found") ? 404 : 400, err, "model", "invalid_model");
+    int mrc = resolve_model(ctx, json_string_value(model), path, err, sizeof(err));
+    if (mrc) {
+        api_error(req, mrc == -2 ? 500 : strstr(err, "not found") ? 404 : 400, err, "model",
+                  mrc == -2 ? NULL : "invalid_model");
         goto out;
     }
     json_object_set_new(trainer, "model", json_string(path));
     snprintf(c->rec.model, sizeof(c->rec.model), "%s", json_string_value(model));
     json_t *teacher = json_object_get(body, "teacher");
     if (teacher && !json_is_null(teacher)) {
-        if (!json_is_string(teacher) ||
-            resolve_model(ctx, json_string_value(teacher), path, err, sizeof(err))) {
-            api_error(req, 400, json_is_string(teacher) ? err : "'teacher' must be a string",
-                      "teacher", "invalid_model");
+        int trc = json_is_string(teacher)
+                      ? resolve_model(ctx, json_string_value(teacher), path, err, sizeof(err))
+                      : -1;
+        if (trc) {
+            api_error(req, trc == -2 ? 500 : 400,
+                      json_is_string(teacher) ? err : "'teacher' must be a string", "teacher",
+                      trc == -2 ? NULL : "invalid_model");
             goto out;
         }
         json_object_set_new(trainer, "teacher", json_string(path));
