@@ -485,12 +485,42 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 /* The response has ended: account for it and move the connection on. */
+/*
+ * The request target for the access log: the query's values of parameters that commonly carry
+ * credentials (key, api_key, token, access_token, secret, password, auth...) become "REDACTED".
+ * The daemon never reads credentials from the query, but clients do put them there.
+ */
+static const char *log_target(const struct srv_req *req, char *out, size_t cap)
+{
+    static const char *const secret[] = {"key", "api_key", "apikey", "api-key", "token",
+                                         "access_token", "secret", "password", "auth",
+                                         "authorization", NULL};
+    if (!req->url.p)
+        return "-";
+    const char *q = req->pathq ? strchr(req->url.p, '?') : NULL;
+    if (!q)
+        return req->url.p;
+    size_t n = (size_t)snprintf(out, cap, "%.*s", (int)(q - req->url.p), req->url.p);
+    for (const char *p = q + 1; *p && n < cap;) {
+        size_t len = strcspn(p, "&"), nl = strcspn(p, "=&");
+        int hide = 0;
+        for (int i = 0; secret[i] && p[nl] == '='; i++)
+            hide |= strlen(secret[i]) == nl && !strncasecmp(p, secret[i], nl);
+        n += (size_t)snprintf(out + n, cap - n, "%c%.*s", p == q + 1 ? '?' : '&',
+                              hide ? (int)nl + 1 : (int)len, p);
+        if (hide && n < cap)
+            n += (size_t)snprintf(out + n, cap - n, "REDACTED");
+        p += len + (p[len] == '&');
+    }
+    return out;
+}
+
 static void req_done(struct srv_req *req)
 {
     struct srv_conn *conn = req->conn;
     struct srv_server *srv = req->srv;
     double secs = (double)(uv_hrtime() - req->t_start) / 1e9;
-    char labels[256], status[8];
+    char labels[256], status[8], target[1024];
 
     req->state = 3;
     snprintf(status, sizeof(status), "%d", req->status);
@@ -505,8 +535,8 @@ static void req_done(struct srv_req *req)
                                                      req->handler, NULL),
                                   secs);
     srv_log(req->status >= 500 ? SRV_LOG_WARN : SRV_LOG_INFO, "%s %s %d %zuB %.2fms rid=%s",
-            req->method, req->url.p ? req->url.p : "-", req->status, req->bytes_out, secs * 1e3,
-            req->id);
+            req->method, log_target(req, target, sizeof(target)), req->status, req->bytes_out,
+            secs * 1e3, req->id);
     if (!conn)
         return;
     int keep = req_keep_alive(req);
