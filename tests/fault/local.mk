@@ -15,3 +15,6 @@ tests_fault_fault_load_DEPENDENCIES = libbitdistill.a libllhttp.a
 dist_noinst_SCRIPTS += tests/fault/test-fault.sh
 TESTS += tests/fault/test-fault.sh
 EXTRA_DIST += tests/fault/failmalloc.c
+# Load and soak (bench/soak.sh SECONDS for the full run; 45 s in make check).
+dist_noinst_SCRIPTS += tests/fault/test-soak.sh bench/soak.sh
+TESTS += tests/fault/test-soak.sh
