@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -248,6 +249,29 @@ static void file_row(sqlite3_stmt *s, struct job_file *f)
 }
 
 #define FILE_COLS "id, filename, purpose, bytes, sha256, path, task, rows, created_at"
+
+int job_file_sweep(struct job_store *st, const char *data_dir)
+{
+    char dir[1024], path[1400];
+    struct job_file f;
+    int removed = 0;
+    snprintf(dir, sizeof(dir), "%.900s/files", data_dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *n = e->d_name;
+        size_t len = strlen(n);
+        int tmp = n[0] == '.' && len > 4 && !strcmp(n + len - 4, ".tmp");
+        int orphan = !strncmp(n, "file-", 5) && job_file_get(st, n, &f) == JOB_STORE_ENOTFOUND;
+        if (!tmp && !orphan)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, n);
+        removed += unlink(path) == 0;
+    }
+    closedir(d);
+    return removed;
+}
 
 int job_file_get(struct job_store *st, const char *id, struct job_file *out)
 {

@@ -39,6 +39,13 @@ int job_file_store(struct job_store *st, const char *data_dir, const char *filen
                    const char *purpose, const char *task, const char *data, size_t len,
                    struct job_file *out, char *err, size_t errlen);
 
+/*
+ * At start-up, before serving: remove what a crash can leave in DATA_DIR/files, temporary
+ * uploads (".file-*.tmp") and files renamed into place whose row was never written. Returns how
+ * many were removed.
+ */
+int job_file_sweep(struct job_store *st, const char *data_dir);
+
 /* Reader (loop thread): one file by id. 0 or JOB_STORE_ENOTFOUND. */
 int job_file_get(struct job_store *st, const char *id, struct job_file *out);
 /* Reader: every file, newest first, as OpenAI-shaped JSON objects (new reference). */

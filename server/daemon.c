@@ -23,6 +23,7 @@
 #include "api/infer.h"
 #include "engine/registry.h"
 #include "engine/sched.h"
+#include "jobs/files.h"
 #include "jobs/store.h"
 #include "jobs/supervisor.h"
 #include "jobs/writer.h"
@@ -342,6 +343,9 @@ int srv_daemon_main(int argc, char **argv)
     } else {
         srv_server_set_not_ready(d.srv, "no model loaded");
     }
+    int swept = job_file_sweep(d.store, d.cfg->data_dir);
+    if (swept > 0)
+        srv_log_warn("removed %d partial or unrecorded upload(s) left by a crash", swept);
     api_models_restore(&d.api);
     job_sup_start(d.sup);
     int nkeys = job_store_key_count(d.store);
