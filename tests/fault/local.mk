@@ -18,3 +18,6 @@ EXTRA_DIST += tests/fault/failmalloc.c
 # Load and soak (bench/soak.sh SECONDS for the full run; 45 s in make check).
 dist_noinst_SCRIPTS += tests/fault/test-soak.sh bench/soak.sh
 TESTS += tests/fault/test-soak.sh
+# Crash and restart: 20 SIGKILLs of the daemon during a job and uploads, SIGKILL of a trainer.
+dist_noinst_SCRIPTS += tests/fault/test-crash.sh
+TESTS += tests/fault/test-crash.sh
