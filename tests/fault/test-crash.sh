@@ -14,6 +14,9 @@ PID=""
 UPID=""
 trap 'kill $UPID 2>/dev/null; kill -9 $PID 2>/dev/null; rm -rf "$T"' EXIT
 DB="$T/data/bitdistill.db"
+# Job lengths (steps) so that the kills land mid-job; the sanitizer build's trainer is ~4x slower.
+S1=6000 S2=3000 S3=1500
+grep -q "define BD_SANITIZERS 1" "$B/config.h" 2>/dev/null && S1=3000 S2=800 S3=400
 start() {
     rm -f "$T/port"
     "$B/bitdistilld" --port 0 --port-file "$T/port" --data-dir "$T/data" --job-threads 1 "$@" >>"$T/d.log" 2>&1 &
@@ -37,7 +40,7 @@ awk 'BEGIN { for (i = 0; i < 64; i++) printf "%d a %s film number %d\n", i % 2, 
 awk 'BEGIN { for (i = 0; i < 20000; i++) printf "%d a film numbered %d, good or bad\n", i % 2, i }' >"$T/up.txt"
 start
 F=$(curl -s --data-binary "@$T/train.txt" "$U/v1/files?purpose=fine-tune&task=sst2&filename=t.txt" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p' | head -1)
-J=$(curl -s "$U/v1/fine_tuning/jobs" -d "{\"model\":\"tiny\",\"training_file\":\"$F\",\"method\":{\"type\":\"bitnet_sft\",\"bitnet_sft\":{\"distill\":{\"steps\":6000}}},\"hyperparameters\":{\"batch_size\":4},\"suffix\":\"crash\"}" | sed -n 's/.*"id":"\(ftjob[^"]*\)".*/\1/p' | head -1)
+J=$(curl -s "$U/v1/fine_tuning/jobs" -d "{\"model\":\"tiny\",\"training_file\":\"$F\",\"method\":{\"type\":\"bitnet_sft\",\"bitnet_sft\":{\"distill\":{\"steps\":$S1}}},\"hyperparameters\":{\"batch_size\":4},\"suffix\":\"crash\"}" | sed -n 's/.*"id":"\(ftjob[^"]*\)".*/\1/p' | head -1)
 [ -n "$J" ]
 ok $? "job submitted"
 uploads() { while :; do curl -s -o /dev/null --data-binary "@$T/up.txt" "$U/v1/files?purpose=fine-tune&task=sst2&filename=u.txt"; done; }
@@ -77,7 +80,7 @@ kill_trainer() { # kill_trainer JOB: once the job runs, SIGKILL its trainer
     for p in $(pgrep -f "$T/data/jobs/$1"); do kill -9 "$p"; done
 }
 start
-J2=$(curl -s "$U/v1/fine_tuning/jobs" -d "{\"model\":\"tiny\",\"training_file\":\"$F\",\"method\":{\"type\":\"bitnet_sft\",\"bitnet_sft\":{\"distill\":{\"steps\":3000}}},\"hyperparameters\":{\"batch_size\":4}}" | sed -n 's/.*"id":"\(ftjob[^"]*\)".*/\1/p' | head -1)
+J2=$(curl -s "$U/v1/fine_tuning/jobs" -d "{\"model\":\"tiny\",\"training_file\":\"$F\",\"method\":{\"type\":\"bitnet_sft\",\"bitnet_sft\":{\"distill\":{\"steps\":$S2}}},\"hyperparameters\":{\"batch_size\":4}}" | sed -n 's/.*"id":"\(ftjob[^"]*\)".*/\1/p' | head -1)
 kill_trainer "$J2"
 st=$(wait_end "$J2" 60)
 curl -s "$U/v1/fine_tuning/jobs/$J2" >"$T/j2.json"
@@ -85,7 +88,7 @@ curl -s "$U/v1/fine_tuning/jobs/$J2" >"$T/j2.json"
 ok $? "trainer SIGKILLed: the job ends failed with a reason ($(grep -o '"error":{"message":"[^"]*"' "$T/j2.json"))"
 kill -TERM $PID; wait $PID; PID=""
 start --job-retries 1
-J3=$(curl -s "$U/v1/fine_tuning/jobs" -d "{\"model\":\"tiny\",\"training_file\":\"$F\",\"method\":{\"type\":\"bitnet_sft\",\"bitnet_sft\":{\"distill\":{\"steps\":1500}}},\"hyperparameters\":{\"batch_size\":4}}" | sed -n 's/.*"id":"\(ftjob[^"]*\)".*/\1/p' | head -1)
+J3=$(curl -s "$U/v1/fine_tuning/jobs" -d "{\"model\":\"tiny\",\"training_file\":\"$F\",\"method\":{\"type\":\"bitnet_sft\",\"bitnet_sft\":{\"distill\":{\"steps\":$S3}}},\"hyperparameters\":{\"batch_size\":4}}" | sed -n 's/.*"id":"\(ftjob[^"]*\)".*/\1/p' | head -1)
 kill_trainer "$J3"
 is "$(wait_end "$J3" 300)" succeeded "with --job-retries 1 the killed trainer's job is retried and succeeds"
 kill -TERM $PID; wait $PID; PID=""
