@@ -295,9 +295,11 @@ static void conn_tls_out(void *arg, const char *data, size_t len)
     conn_raw_write(arg, data, len);
 }
 
+/* conn may be NULL: a failed write closes the connection and detaches the request, so the
+ * next write of the same response (a chunk's size line, data, CRLF) finds no connection. */
 static void conn_write(struct srv_conn *conn, const char *data, size_t len)
 {
-    if (conn->closing)
+    if (!conn || conn->closing)
         return;
     if (conn->tls) {
         if (srv_tls_write(conn->tls, data, len))
@@ -635,6 +637,8 @@ int srv_res_stream_write(struct srv_req *req, const char *data, size_t len)
     conn_write(req->conn, data, len);
     if (req->chunked)
         conn_write(req->conn, "\r\n", 2);
+    if (!req->conn)
+        return -1; /* the client went away during this write */
     req->bytes_out += len;
     return 0;
 }

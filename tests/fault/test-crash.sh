@@ -16,7 +16,7 @@ trap 'kill $UPID 2>/dev/null; kill -9 $PID 2>/dev/null; rm -rf "$T"' EXIT
 DB="$T/data/bitdistill.db"
 # Job lengths (steps) so that the kills land mid-job; the sanitizer build's trainer is ~4x slower.
 S1=6000 S2=3000 S3=1500
-grep -q "define BD_SANITIZERS 1" "$B/config.h" 2>/dev/null && S1=3000 S2=800 S3=400
+grep -q "define BD_SANITIZERS 1" "$B/config.h" 2>/dev/null && S1=3000 S2=3000 S3=400
 start() {
     rm -f "$T/port"
     "$B/bitdistilld" --port 0 --port-file "$T/port" --data-dir "$T/data" --job-threads 1 "$@" >>"$T/d.log" 2>&1 &
@@ -74,9 +74,12 @@ is "$(sqlite3 "$DB" 'PRAGMA integrity_check')" ok "integrity_check after $KILLS 
 kill -TERM $PID; wait $PID; PID=""
 
 # SIGKILL of the trainer child.
-kill_trainer() { # kill_trainer JOB: once the job runs, SIGKILL its trainer
+kill_trainer() { # kill_trainer JOB: once the trainer has reported a step, SIGKILL it
     for _ in $(seq 600); do [ "$(status_of "$1")" = running ] && break; sleep 0.1; done
-    sleep 1
+    for _ in $(seq 600); do
+        curl -s "$U/v1/fine_tuning/jobs/$1/events?limit=1000" | grep -q '"type":"step"' && break
+        sleep 0.1
+    done
     for p in $(pgrep -f "$T/data/jobs/$1"); do kill -9 "$p"; done
 }
 start
