@@ -54,9 +54,17 @@ http {
 EOF2
 "$NGINX" -t -c "$T/nginx.conf" >/dev/null 2>&1
 ok $? "nginx accepts deploy/nginx/bitdistill.conf"
-"$NGINX" -c "$T/nginx.conf" &
-N_PID=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PN/livez" >/dev/null && break; sleep 0.05; done
+# nginx's port may be taken between the pick and the bind: pick again until nginx is up.
+for _try in 1 2 3 4 5; do
+    "$NGINX" -c "$T/nginx.conf" &
+    N_PID=$!
+    up=1
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PN/livez" >/dev/null && up=0 && break; sleep 0.05; done
+    [ $up -eq 0 ] && break
+    kill $N_PID 2>/dev/null; wait $N_PID 2>/dev/null
+    OLD=$PN; PN=$(free_port)
+    sed -i "s/listen 127.0.0.1:$OLD;/listen 127.0.0.1:$PN;/" "$T/site.conf"
+done
 U="http://127.0.0.1:$PN"
 
 cls() { curl -s -o /dev/null -w '%{http_code}\n' "$U/v1/classify" -d '{"input":"a fine film"}'; }
