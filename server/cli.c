@@ -10,6 +10,7 @@
 #include "bench/bench.h"
 #include "engine/cli.h"
 #include "jobs/train/pipeline.h"
+#include "plot/cli.h"
 #include "server/cli.h"
 
 static const struct srv_cli_cmd cli_cmds[] = {
@@ -23,6 +24,7 @@ static const struct srv_cli_cmd cli_cmds[] = {
     {"convert", "HF checkpoint -> ternary student GGUF (--ternary: post-training absmean)", eng_cli_convert},
     {"train", "run a BitDistill job (fp16_sft | bitnet_sft | bitdistill) from a JSON config", trn_cli_train},
     {"bench", "benchmarks: `bench kernels` (GEMV/GEMM vs STREAM and sgemm)", bench_cli_main},
+    {"plot", "PNG charts: `plot line` (loss curves from events), `plot bar` (accuracy per method)", plot_cli_main},
 };
 
 static void cli_usage(FILE *f)
