@@ -9,6 +9,7 @@
 
 #include "bench/bench.h"
 #include "engine/cli.h"
+#include "jobs/train/dist.h"
 #include "jobs/train/pipeline.h"
 #include "plot/cli.h"
 #include "server/cli.h"
@@ -23,6 +24,7 @@ static const struct srv_cli_cmd cli_cmds[] = {
     {"classify", "label probabilities of texts by verbalizer (one forward pass each)", eng_cli_classify},
     {"convert", "HF checkpoint -> ternary student GGUF (--ternary: post-training absmean)", eng_cli_convert},
     {"train", "run a BitDistill job (fp16_sft | bitnet_sft | bitdistill) from a JSON config", trn_cli_train},
+    {"dist-check", "under a launcher (srun -N2 ...): connect the ranks, print their GPUs", trn_cli_dist_check},
     {"bench", "benchmarks: `bench kernels` (GEMV/GEMM vs STREAM and sgemm)", bench_cli_main},
     {"plot", "PNG charts: `plot line` (loss curves from events), `plot bar` (accuracy per method)", plot_cli_main},
 };

@@ -192,9 +192,9 @@ static void dp_case(struct trn_batch *b, const struct trn_loss_cfg *lc)
         TAP_OK(0, "dp: fixtures load");
         return;
     }
-    int rc = trn_cuda_dp_create(d1, 1, s, t, 0, &one, err);
+    int rc = trn_cuda_dp_create(d1, 1, s, t, 0, NULL, &one, err);
     if (!rc)
-        rc = trn_cuda_dp_create(d2, 2, s, t, 0, &two, err);
+        rc = trn_cuda_dp_create(d2, 2, s, t, 0, NULL, &two, err);
     if (!TAP_OK(rc == 0, "dp: sessions on cuda:0 and cuda:0,1 (%s)", err))
         goto out;
     double g1 = 0, g2 = 0;

@@ -3,7 +3,9 @@
 # Slurm from Debian (slurm-wlm + munge) started here, bitdistilld running each trainer with
 # `--job-launcher 'srun ...'` (events read through srun's forwarded stdout) and cancelling with
 # `--job-cancel 'scancel --name={name}'`: a tiny CPU job succeeds end to end and another is
-# cancelled (gone from the Slurm queue, job `cancelled`). Needs root (slurmd) — CI runs as root.
+# cancelled (gone from the Slurm queue, job `cancelled`); a 2-task srun step of `bitdistill
+# dist-check` (and of `train`) bootstraps from Slurm's environment. Needs root (slurmd) — CI
+# runs as root.
 . "$top_srcdir/tests/tap.sh"
 B=${top_builddir:-.}
 D=${SHARED_DATA:-$top_srcdir/../shared/data}
@@ -78,6 +80,27 @@ mkdir -p "$T/data/models"
 "$B/bitdistill" init --config "$top_srcdir/tests/fixtures/train/tiny-config.json" --out "$T/data/models/tiny" --seed 1 >/dev/null
 cp "$top_srcdir/tests/fixtures/train/tok-bytes.json" "$T/data/models/tiny/tokenizer.json"
 head -64 "$D/sst2/sentence/stsa.binary.train" >"$T/train.txt"
+
+# Several trainer processes of one srun step find each other from Slurm's environment alone
+# (SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_STEP_NODELIST, SLURM_JOB_ID: jobs/train/dist.c).
+DC=$(srun -n2 -c1 -O -Q "$B/bitdistill" dist-check --device cpu 2>"$T/dist.err")
+rc=$?
+echo "$DC" | sed 's/^/# /'
+[ $rc -eq 0 ] && [ "$(echo "$DC" | grep -c 'of 2 (slurm) .* sum ok$')" -eq 2 ] &&
+    [ "$(echo "$DC" | sed -n 's/.* id \([0-9a-f]*\) .*/\1/p' | sort -u | wc -l)" -eq 1 ]
+ok $? "srun -n2 bitdistill dist-check: ranks 0 and 1 connect through Slurm's variables, same id, sum ok"
+# `bitdistill train` as 2 tasks: rank 0 alone writes events to the shared stdout; here on CPUs,
+# so the job must fail, on both ranks, with one error event naming the rank without a GPU
+cat >"$T/dist-job.json" <<EOF2
+{"method":"bitnet_sft","model":"$T/data/models/tiny","task":"sst2","train_file":"$T/train.txt",
+ "max_len":48,"batch":8,"distill":{"steps":2}}
+EOF2
+EV=$(srun -n2 -c1 -O -Q "$B/bitdistill" train --config "$T/dist-job.json" --out "$T/dist-out" \
+    --device cpu --events-fd 1 --quiet 2>"$T/dist-train.err")
+rc=$?
+[ $rc -ne 0 ] && [ "$(echo "$EV" | grep -c '"type":"error"')" -eq 1 ] &&
+    echo "$EV" | grep -q 'has no GPU to train on' && [ "$(grep -c 'no GPU' "$T/dist-train.err")" -eq 2 ]
+ok $? "srun -n2 bitdistill train --device cpu: one error event (rank 0's), both ranks fail on stderr"
 "$B/bitdistilld" --port 0 --port-file "$T/port" --data-dir "$T/data" --job-threads 1 \
     --job-launcher "srun --job-name={name} -n1 -c1 -u -Q" --job-cancel "scancel --name={name}" >"$T/d.log" 2>&1 &
 PID=$!

@@ -46,19 +46,27 @@ int trn_cuda_pull(struct trn_cuda *g, float *params, float *grads, float *m, flo
 /* Logits [B*T][vocab] of the last student forward, downloaded into out. */
 int trn_cuda_logits(struct trn_cuda *g, float *out, char *err);
 
-/* ---- data parallel over the GPUs of one host: one process drives them all, one session and
- * one host thread per GPU, gradients summed by an NCCL all-reduce (timeout:
- * BITDISTILL_NCCL_TIMEOUT seconds, default 300) before an identical AdamW on every replica.
- * Each micro-batch is split by rows across the GPUs; every shard's gradient is weighted by its
- * share of the target rows (CE, LD) and of the relation rows (AD), so the sum is the gradient
- * of the whole micro-batch and the loss curve is the single-GPU one. n == 1: no NCCL, the
- * single-session calls above. */
+/* ---- data parallel: one process drives the GPUs of its host, one session and one host
+ * thread per GPU, gradients summed by an NCCL all-reduce (timeout: BITDISTILL_NCCL_TIMEOUT
+ * seconds, default 300) before an identical AdamW on every replica. Each micro-batch is split
+ * by rows across the GPUs; every shard's gradient is weighted by its share of the target rows
+ * (CE, LD) and of the relation rows (AD), so the sum is the gradient of the whole micro-batch
+ * and the loss curve is the single-GPU one. One GPU in all: no NCCL, the single-session calls
+ * above.
+ * Several processes (dist.h; dist NULL: one): every process builds the same whole micro-batch
+ * and takes the rows of its GPUs' global indices (trn_dist_first_gpu .. + n of
+ * trn_dist_gpus); the NCCL communicators span every GPU of the job (the id broadcast through
+ * dist), and the losses (and each rank's status) are summed through dist, so every process
+ * returns the whole micro-batch's losses, or the same error naming the failed rank. */
 struct trn_cuda_dp;
+struct trn_dist;
 /* "cpu" -> 0; "cuda", "cuda:K" -> 1 device; "cuda:all" -> every visible device; "cuda:0,1"
  * -> that list; anything else (or none visible for "all") -> -1. devs gets at most max. */
 int trn_cuda_parse_devices(const char *s, int *devs, int max);
+/* dist is borrowed (NULL: a single process); it must outlive the result. */
 int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,
-                       struct trn_model *teacher, int bf16, struct trn_cuda_dp **out, char *err);
+                       struct trn_model *teacher, int bf16, struct trn_dist *dist,
+                       struct trn_cuda_dp **out, char *err);
 void trn_cuda_dp_free(struct trn_cuda_dp *d);
 int trn_cuda_dp_size(const struct trn_cuda_dp *d);
 int trn_cuda_dp_step_losses(struct trn_cuda_dp *d, const struct trn_batch *b,

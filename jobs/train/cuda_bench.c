@@ -47,7 +47,7 @@ static int run(const char *mode, struct trn_model *s, struct trn_model *t, struc
                                .eps = 1e-8f, .weight_decay = 0.01f, .clip = 1.0f, .warmup = 1,
                                .total = steps + 1};
     struct trn_losses L = {0};
-    int rc = trn_cuda_dp_create(devs, ngpu, s, t, bf16, &g, err);
+    int rc = trn_cuda_dp_create(devs, ngpu, s, t, bf16, NULL, &g, err);
     if (rc) {
         fprintf(stderr, "%s: %s\n", mode, err);
         return rc;

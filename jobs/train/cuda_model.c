@@ -19,6 +19,7 @@
 
 #include "engine/err.h"
 #include "jobs/train/backend.h"
+#include "jobs/train/dist.h"
 #include "kernels/cuda/kcuda.h"
 
 struct glayer {
@@ -656,16 +657,37 @@ int trn_cuda_logits(struct trn_cuda *g, float *out, char *err)
 /* ------------------------------------------------------------------ data parallel */
 
 struct trn_cuda_dp {
-    int n;
+    int n;                    /* GPUs of this process */
+    int gpus, first;          /* GPUs of the whole job; global index of this process's first */
+    struct trn_dist *dist;    /* borrowed; NULL: a single process */
     struct trn_cuda **g;      /* [n] one session per device */
     struct krn_cuda **k;      /* [n] their contexts (borrowed from g) */
-    struct krn_cuda_comm *comm; /* NULL when n == 1 */
+    struct krn_cuda_comm *comm; /* NULL when the job has one GPU */
     float **grads;            /* [n] device gradient vectors */
     double timeout_s;
 };
 
+/* Several processes: rank 0 makes the NCCL id, every rank reports whether its sessions (and
+ * rank 0 its id) are ready, so one rank's failure (out of memory...) fails every rank with its
+ * message instead of leaving the others waiting in NCCL; then all join. */
+static int dp_join(struct trn_cuda_dp *d, int rc, uint64_t check, char *err)
+{
+    unsigned char id[KRN_CUDA_COMM_ID_BYTES] = {0};
+    char kerr[KRN_CUDA_ERR_LEN];
+    if (!rc && trn_dist_rank(d->dist) == 0 && (rc = krn_cuda_comm_unique_id(id, kerr)))
+        eng_fail(err, rc, "%s", kerr);
+    if ((rc = trn_dist_reduce(d->dist, rc, err, check, NULL, 0, err)) ||
+        (rc = trn_dist_bcast(d->dist, id, sizeof(id), err)))
+        return rc;
+    if ((rc = krn_cuda_comm_create_rank(d->k, d->n, id, d->gpus, d->first, d->timeout_s,
+                                        &d->comm, kerr)))
+        return eng_fail(err, rc, "%s", kerr);
+    return 0;
+}
+
 int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,
-                       struct trn_model *teacher, int bf16, struct trn_cuda_dp **out, char *err)
+                       struct trn_model *teacher, int bf16, struct trn_dist *dist,
+                       struct trn_cuda_dp **out, char *err)
 {
     struct trn_cuda_dp *d = calloc(1, sizeof(*d));
     int rc = 0;
@@ -678,6 +700,9 @@ int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,
         return eng_fail(err, ENG_ENOMEM, "out of memory");
     }
     d->n = n;
+    d->dist = trn_dist_world(dist) > 1 ? dist : NULL;
+    d->gpus = d->dist ? trn_dist_gpus(dist) : n;
+    d->first = d->dist ? trn_dist_first_gpu(dist) : 0;
     const char *to = getenv("BITDISTILL_NCCL_TIMEOUT");
     d->timeout_s = to && atof(to) > 0 ? atof(to) : 300.0;
     for (int i = 0; i < n && !rc; i++) {
@@ -687,7 +712,9 @@ int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,
             d->grads[i] = d->g[i]->s.gr;
         }
     }
-    if (!rc && n > 1 && (rc = krn_cuda_comm_create(d->k, n, &d->comm, kerr)))
+    if (d->dist)
+        rc = dp_join(d, rc, (uint64_t)trn_model_nparams(student) << 1 | (teacher != NULL), err);
+    else if (!rc && n > 1 && (rc = krn_cuda_comm_create(d->k, n, &d->comm, kerr)))
         eng_fail(err, rc, "%s", kerr);
     if (rc) {
         trn_cuda_dp_free(d);
@@ -723,6 +750,19 @@ struct shard {
     char err[ENG_ERR_LEN];
 };
 
+/* FNV-1a of a micro-batch: the ranks of one job must all have built the same one. */
+static uint64_t batch_hash(const struct trn_batch *b)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)b->B << 32 ^ (uint64_t)b->T;
+    size_t n = (size_t)b->B * b->T;
+    const int32_t *arr[3] = {b->tok, b->target, b->len};
+    size_t len[3] = {n, n, b->len ? (size_t)b->B : 0};
+    for (int a = 0; a < 3; a++)
+        for (size_t i = 0; i < len[a]; i++)
+            h = (h ^ (uint32_t)arr[a][i]) * 1099511628211ULL;
+    return h;
+}
+
 static void *shard_run(void *arg)
 {
     struct shard *h = arg;
@@ -735,7 +775,7 @@ int trn_cuda_dp_step_losses(struct trn_cuda_dp *d, const struct trn_batch *b,
                             const struct trn_loss_cfg *lc, float grad_scale,
                             struct trn_losses *out, char *err)
 {
-    if (d->n == 1)
+    if (d->gpus == 1)
         return trn_cuda_step_losses(d->g[0], b, lc, 1, grad_scale, out, err);
     struct shard *h = calloc((size_t)d->n, sizeof(*h));
     pthread_t *th = calloc((size_t)d->n, sizeof(*th));
@@ -751,7 +791,8 @@ int trn_cuda_dp_step_losses(struct trn_cuda_dp *d, const struct trn_batch *b,
         rows += b->len ? (b->len[i] < b->T ? b->len[i] : b->T) : b->T;
     memset(out, 0, sizeof(*out));
     for (int i = 0; i < d->n; i++) {
-        int r0 = b->B * i / d->n, r1 = b->B * (i + 1) / d->n, k = 0, r = 0;
+        int gi = d->first + i; /* this GPU's rows of the job's micro-batch */
+        int r0 = b->B * gi / d->gpus, r1 = b->B * (gi + 1) / d->gpus, k = 0, r = 0;
         struct shard *s = &h[i];
         s->g = d->g[i];
         s->lc = lc;
@@ -790,9 +831,17 @@ int trn_cuda_dp_step_losses(struct trn_cuda_dp *d, const struct trn_batch *b,
         out->ld += s->w_ce * s->L.ld;
         out->ad += s->w_ad * s->L.ad;
     }
-    out->loss = out->ce + (double)lc->lambda * out->ld + (double)lc->gamma * out->ad;
     free(h);
     free(th);
+    if (d->dist) {
+        /* the other processes' shares (added in rank order: equal on every rank) */
+        double v[3] = {out->ce, out->ld, out->ad};
+        rc = trn_dist_reduce(d->dist, rc, err, batch_hash(b), v, 3, err);
+        out->ce = v[0];
+        out->ld = v[1];
+        out->ad = v[2];
+    }
+    out->loss = out->ce + (double)lc->lambda * out->ld + (double)lc->gamma * out->ad;
     return rc;
 }
 
@@ -807,7 +856,7 @@ int trn_cuda_dp_adamw_update(struct trn_cuda_dp *d, long t, float lr,
 {
     char kerr[KRN_CUDA_ERR_LEN];
     int rc;
-    if (d->n > 1) {
+    if (d->comm) {
         for (int i = 0; i < d->n; i++)
             if (krn_cuda_sync(d->k[i]))
                 return gfail(d->g[i], err, "before the all-reduce");

@@ -87,9 +87,10 @@ int trn_cuda_parse_devices(const char *s, int *devs, int max)
 }
 
 int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,
-                       struct trn_model *teacher, int bf16, struct trn_cuda_dp **out, char *err)
+                       struct trn_model *teacher, int bf16, struct trn_dist *dist,
+                       struct trn_cuda_dp **out, char *err)
 {
-    (void)devs, (void)n, (void)student, (void)teacher, (void)bf16;
+    (void)devs, (void)n, (void)student, (void)teacher, (void)bf16, (void)dist;
     *out = NULL;
     return NOCUDA(err);
 }

@@ -1,6 +1,7 @@
 # jobs/train: the trainer (prefix trn_) and `bitdistill train`; included by the top Makefile.am.
 libbitdistill_a_SOURCES += jobs/train/ops.c jobs/train/model.c jobs/train/step.c \
-	jobs/train/data.c jobs/train/metrics.c jobs/train/ckpt.c jobs/train/pipeline.c
+	jobs/train/data.c jobs/train/metrics.c jobs/train/ckpt.c jobs/train/pipeline.c \
+	jobs/train/dist.c jobs/train/dist.h
 
 EXTRA_DIST += tests/fixtures/train tools/make_train_fixtures.py tools/make_byte_tokenizer.py \
 	docs/train.md
@@ -29,3 +30,11 @@ tests_test_trn_data_LDADD = $(BD_ALL_LIBS)
 check_PROGRAMS += tests/test-trn-pipeline
 TESTS += tests/test-trn-pipeline
 tests_test_trn_pipeline_LDADD = $(BD_ALL_LIBS)
+
+# several training processes: Slurm hostlists, the environment, the TCP rendezvous of forked
+# ranks on loopback (same NCCL id and layout everywhere, a missing rank named within the
+# deadline), GPU placement
+check_PROGRAMS += tests/test-trn-dist
+TESTS += tests/test-trn-dist
+tests_test_trn_dist_LDADD = $(BD_ALL_LIBS)
+EXTRA_DIST += tools/cuda_dist_check.sh

@@ -30,6 +30,7 @@
 #include "jobs/train/backend.h"
 #include "jobs/train/ckpt.h"
 #include "jobs/train/data.h"
+#include "jobs/train/dist.h"
 #include "jobs/train/metrics.h"
 #include "jobs/train/model.h"
 #include "jobs/train/pipeline.h"
@@ -90,6 +91,7 @@ struct run {
     int perm_stage;
     long total_steps;      /* optimizer steps run in this process (for --stop-after) */
     json_t *metrics;
+    struct trn_dist *dist; /* one rank of several processes (dist.h): rank 0 alone writes */
     char err[ENG_ERR_LEN];
 };
 
@@ -502,7 +504,7 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
     int devs[64], ndev = r->o->device ? trn_cuda_parse_devices(r->o->device, devs, 64) : 0;
     if (ndev > 0 &&
         ((rc = trn_cuda_dp_create(devs, ndev, model, teacher, !getenv("BITDISTILL_CUDA_FP32"),
-                                  &gpu, r->err)) ||
+                                  r->dist, &gpu, r->err)) ||
          (start_step && (rc = trn_cuda_dp_set_moments(gpu, r->m, r->v, r->err)))))
         goto out;
     stage_event(r, stage, name, start_step ? "resume" : "start", steps);
@@ -558,7 +560,8 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
                     "lr %.2e %.0f tok/s   ", stage, name, k + 1, steps, acc.loss, acc.ce, acc.ld,
                     acc.ad, (double)lr, dt > 0 ? (double)ntok / dt : 0.0);
         int end = k + 1 == steps;
-        if (end || (r->job.checkpoint_every > 0 && (k + 1) % r->job.checkpoint_every == 0)) {
+        if ((end || (r->job.checkpoint_every > 0 && (k + 1) % r->job.checkpoint_every == 0)) &&
+            trn_dist_rank(r->dist) == 0) {
             char path[PATH_LEN];
             if (gpu && (rc = trn_cuda_dp_pull(gpu, trn_model_params(model), r->m, r->v,
                                               r->err)))
@@ -925,8 +928,9 @@ static int run_job(struct run *r)
                 return rc;
             if ((rc = train_stage(r, 0, "teacher_sft", r->teacher, NULL, &j->sft, s0, t0)))
                 return rc;
-            if ((rc = trn_model_save_hf(r->teacher, tdir, r->err)) ||
-                (rc = copy_tokenizer(r, tdir)))
+            if (trn_dist_rank(r->dist) == 0 &&
+                ((rc = trn_model_save_hf(r->teacher, tdir, r->err)) ||
+                 (rc = copy_tokenizer(r, tdir))))
                 return rc;
         } else {
             trn_model_free(r->teacher);
@@ -942,6 +946,8 @@ static int run_job(struct run *r)
     if (r->teacher)
         trn_model_set_quant(r->teacher, 0);
     if (j->method == M_FP16_SFT) {
+        if (trn_dist_rank(r->dist) > 0)
+            return 0; /* rank 0 evaluates and writes the outputs */
         if ((rc = evaluate(r, r->teacher, "teacher")))
             return rc;
         goto done;
@@ -990,6 +996,8 @@ static int run_job(struct run *r)
     if ((rc = train_stage(r, 3, j->method == M_BITDISTILL ? "distill" : "bitnet_sft", r->student,
                           j->method == M_BITDISTILL ? r->teacher : NULL, &d, s3, t3)))
         return rc;
+    if (trn_dist_rank(r->dist) > 0)
+        return 0; /* rank 0 evaluates and writes the outputs */
     /* ---- stage 4: evaluation and export ---- */
     stage_event(r, 4, "eval_export", "start", 0);
     if (r->teacher && (rc = evaluate(r, r->teacher, "teacher")))
@@ -1008,9 +1016,14 @@ done:;
 
 int trn_run(const struct trn_run_opts *o)
 {
-    struct run r = {.o = o, .perm_epoch = -1};
-    int rc;
-    if (o->events_fd >= 0) {
+    struct trn_run_opts ro = *o; /* one rank of several: its own devices, rank 0 reports */
+    struct run r = {.o = &ro, .perm_epoch = -1};
+    struct trn_dist_cfg dc;
+    char dev[256];
+    int rc = trn_dist_cfg_env(&dc, r.err);
+    if (dc.rank > 0)
+        ro.progress = 0; /* the other ranks print their own errors only */
+    if (o->events_fd >= 0 && dc.rank == 0) {
         r.ev = fdopen(dup(o->events_fd), "w");
         if (!r.ev) {
             fprintf(stderr, "bitdistill train: --events-fd %d: %s\n", o->events_fd,
@@ -1019,6 +1032,10 @@ int trn_run(const struct trn_run_opts *o)
         }
     }
     r.metrics = json_object();
+    if (rc || (rc = trn_dist_start(&dc, o->device, -1, 1, &r.dist, dev, sizeof(dev), r.err)))
+        goto out;
+    if (r.dist)
+        ro.device = dev;
     if ((rc = job_parse(o->config, &r.job, r.err)))
         goto out;
     if (mkdir(o->out, 0755) && errno != EEXIST) {
@@ -1051,6 +1068,7 @@ out:
     trn_dataset_free(r.val);
     eng_tok_free(r.tok);
     json_decref(r.metrics);
+    trn_dist_free(r.dist);
     return rc;
 }
 

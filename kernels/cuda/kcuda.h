@@ -122,12 +122,21 @@ void krn_cuda_adamw(struct krn_cuda *c, float *p, const float *g, float *m, floa
                     float cs);
 void krn_cuda_scale(struct krn_cuda *c, float *x, float a, size_t n);
 
-/* ---- all-reduce over the GPUs of one host (NCCL, kernels/cuda/nccl.cu) ----
- * One communicator spans n contexts (one per device, one process driving all). Sets
- * NCCL_NVLS_ENABLE=0 in the environment first (NVLink multicast stays off on shared hosts).
- * Without NCCL in the build, create fails with a message. */
+/* ---- all-reduce over GPUs (NCCL, kernels/cuda/nccl.cu) ----
+ * krn_cuda_comm_create: one communicator spans n contexts (one per device, one process driving
+ * all). Sets NCCL_NVLS_ENABLE=0 in the environment first (NVLink multicast stays off on shared
+ * hosts). Without NCCL in the build, create fails with a message. */
 struct krn_cuda_comm;
 int krn_cuda_comm_create(struct krn_cuda **ctx, int n, struct krn_cuda_comm **out, char *err);
+/* Several processes: rank 0 writes a fresh id[KRN_CUDA_COMM_ID_BYTES] (ncclGetUniqueId), the
+ * caller gives it to every process, and each joins its n contexts as global ranks first_rank
+ * ... first_rank + n - 1 of nranks. Joining waits at most timeout_s seconds for the peers
+ * (then aborts and fails, naming the rank); the contexts are borrowed as above. */
+#define KRN_CUDA_COMM_ID_BYTES 128
+int krn_cuda_comm_unique_id(unsigned char *id, char *err);
+int krn_cuda_comm_create_rank(struct krn_cuda **ctx, int n, const unsigned char *id, int nranks,
+                              int first_rank, double timeout_s, struct krn_cuda_comm **out,
+                              char *err);
 void krn_cuda_comm_free(struct krn_cuda_comm *m);
 /* In place: buf[i] (device pointer of ctx[i], count floats) = sum over i. Waits at most
  * timeout_s seconds; past that (a lost peer, a hung collective) the communicator is aborted and
