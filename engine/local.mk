@@ -2,7 +2,8 @@
 libbitdistill_a_SOURCES += engine/err.c engine/safetensors.c engine/hfconfig.c engine/model.c \
 	engine/forward.c engine/tokenizer.c engine/tokload.c \
 	engine/init.c engine/cli.c engine/gguf.c \
-	engine/student.c engine/studentio.c engine/classify.c
+	engine/student.c engine/studentio.c engine/classify.c \
+	engine/bpetrain.c engine/bpecli.c
 
 EXTRA_DIST += engine/configs tests/fixtures/engine tools/make_engine_fixtures.py tests/eng_util.h \
 	tests/npm/package.json tests/npm/package-lock.json deploy/setup.d/npm-tokenizers.sh
@@ -29,3 +30,11 @@ tests_test_eng_fuzz_LDADD = $(BD_ALL_LIBS)
 check_PROGRAMS += tests/test-eng-classify
 TESTS += tests/test-eng-classify
 tests_test_eng_classify_LDADD = $(BD_ALL_LIBS)
+
+check_PROGRAMS += tests/test-eng-bpetrain
+TESTS += tests/test-eng-bpetrain
+tests_test_eng_bpetrain_LDADD = $(BD_ALL_LIBS)
+
+dist_noinst_SCRIPTS += tests/test-eng-bpetrain-cli.sh
+TESTS += tests/test-eng-bpetrain-cli.sh
+EXTRA_DIST += tests/npm/hf-bpe-check.cjs

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bench/bench.h"
+#include "engine/bpetrain.h"
 #include "engine/cli.h"
 #include "jobs/train/dist.h"
 #include "jobs/train/pipeline.h"
@@ -18,6 +19,7 @@ static const struct srv_cli_cmd cli_cmds[] = {
     {"serve", "run the daemon in the foreground (same options as bitdistilld)", srv_cli_serve},
     {"keys", "manage API keys: create --scope admin|infer, list, revoke ID", srv_cli_keys},
     {"init", "write a random-initialised HF model from a config.json", eng_cli_init},
+    {"tokenizer-train", "train a byte-level BPE tokenizer.json (Qwen2 shape) on text files", eng_cli_tokenizer_train},
     {"tokenize", "text on stdin -> token ids (--decode: ids -> text)", eng_cli_tokenize},
     {"forward", "logits of all positions as raw float32 [T, vocab]", eng_cli_forward},
     {"generate", "greedy text generation from a prompt", eng_cli_generate},
