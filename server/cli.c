@@ -25,7 +25,7 @@ static const struct srv_cli_cmd cli_cmds[] = {
     {"generate", "greedy text generation from a prompt", eng_cli_generate},
     {"classify", "label probabilities of texts by verbalizer (one forward pass each)", eng_cli_classify},
     {"convert", "HF checkpoint -> ternary student GGUF (--ternary: post-training absmean)", eng_cli_convert},
-    {"train", "run a BitDistill job (fp16_sft | bitnet_sft | bitdistill) from a JSON config", trn_cli_train},
+    {"train", "run a training job (fp16_sft | bitnet_sft | bitdistill | pretrain) from a JSON config", trn_cli_train},
     {"dist-check", "under a launcher (srun -N2 ...): connect the ranks, print their GPUs", trn_cli_dist_check},
     {"bench", "benchmarks: `bench kernels` (GEMV/GEMM vs STREAM and sgemm)", bench_cli_main},
     {"plot", "PNG charts: `plot line` (loss curves from events), `plot bar` (accuracy per method)", plot_cli_main},

@@ -56,6 +56,22 @@ int main(void)
     load("sst2", "sst2/sentence/stsa.binary.train", 0, 6920, 1, 3610);
     load("sst2", "sst2/glue/dev.tsv", 0, 872, 0, 428);
     load("sst2", "sst2/glue/train.tsv", 1000, 1000, -1, -1);
+    /* the GLUE files name their columns differently (train: sentence, dev: content): the text
+     * must be the sentence, never the label column */
+    {
+        struct trn_task t;
+        struct trn_dataset *d = NULL;
+        trn_task_defaults("sst2", &t, err);
+        int rc = trn_dataset_load(dp("sst2/glue/dev.tsv"), &t, 0, &d, err);
+        size_t short_texts = 0;
+        for (size_t i = 0; d && i < d->n; i++)
+            short_texts += strlen(d->ex[i].text) < 3;
+        TAP_OK(rc == 0 && d->n && !strcmp(d->ex[0].text, "one long string of cliches .") &&
+                   short_texts == 0,
+               "glue dev.tsv: texts from the 'content' column ('%s', %zu texts under 3 bytes)",
+               d && d->n ? d->ex[0].text : "", short_texts);
+        trn_dataset_free(d);
+    }
     load("mnli", "mnli/validation.json", 0, 1000, 2, 320); /* contradiction */
     load("qnli", "qnli/validation.json", 0, 1000, 1, 496); /* not_entailment */
     load("cnndm", "cnndm/validation.jsonl", 0, 100, -1, -1);

@@ -6,9 +6,11 @@
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <utf8proc.h>
 
 #include "engine/err.h"
@@ -334,13 +336,23 @@ int trn_dataset_load(const char *path, const struct trn_task *t, size_t max_exam
                     if (p)
                         *p++ = 0;
                 }
-                if (line == 1) { /* header */
+                if (line == 1) { /* header: a text column by name, else the one non-label */
+                    int found = -1;
                     for (int k = 0; k < nc; k++) {
-                        if (!strcmp(c[k], "sentence") || !strcmp(c[k], "text"))
-                            col_text = k;
+                        if (!strcmp(c[k], "sentence") || !strcmp(c[k], "text") ||
+                            !strcmp(c[k], "content") || !strcmp(c[k], "review"))
+                            found = k;
                         if (!strcmp(c[k], "label"))
                             col_label = k;
                     }
+                    if (found < 0 && nc == 2)
+                        found = col_label == 0 ? 1 : 0;
+                    if (found < 0 || found == col_label) {
+                        rc = eng_fail(err, ENG_EFORMAT, "%s:1: the header names no text column "
+                                      "(sentence, text, content or review) besides label", path);
+                        break;
+                    }
+                    col_text = found;
                     continue;
                 }
                 if (col_text >= nc || col_label >= nc) {
@@ -396,15 +408,15 @@ void trn_dataset_free(struct trn_dataset *d)
 /* ------------------------------------------------------------------ encoding */
 
 /* template with {text} -> a[0..alen), {text_b} -> b; malloc'd. */
-static char *fill(const char *tpl, const char *a, size_t alen, const char *b)
+static char *fill(const char *tpl, const char *a, size_t alen, const char *b, size_t blen)
 {
-    size_t cap = strlen(tpl) + alen + (b ? strlen(b) : 0) + 1, o = 0;
+    size_t cap = strlen(tpl) + alen + blen + 1, o = 0;
     char *s = malloc(cap);
     if (!s)
         return NULL;
     for (const char *p = tpl; *p;) {
         if (!strncmp(p, "{text_b}", 8)) {
-            size_t k = b ? strlen(b) : 0;
+            size_t k = b ? blen : 0;
             memcpy(s + o, b ? b : "", k);
             o += k;
             p += 8;
@@ -432,7 +444,7 @@ int trn_encode(const struct trn_task *t, const struct eng_tok *tok, const struct
                int max_len, int with_target, int32_t **ids, int *n, int *nprompt)
 {
     int32_t *tg = NULL, *pr = NULL;
-    size_t ntg = 0, npr = 0, alen = strlen(e->text);
+    size_t ntg = 0, npr = 0, alen = strlen(e->text), blen = e->text_b ? strlen(e->text_b) : 0;
     int rc;
     *ids = NULL;
     if (t->kind == TRN_TASK_CLS) {
@@ -465,9 +477,9 @@ int trn_encode(const struct trn_task *t, const struct eng_tok *tok, const struct
         free(tg);
         return ENG_ERANGE;
     }
-    /* Shrink the input text until the prompt fits max_len - target. */
-    for (int iter = 0; iter < 64; iter++) {
-        char *p = fill(t->template, e->text, alen, e->text_b);
+    /* Shrink the input text (then text_b) until the prompt fits max_len - target. */
+    for (int iter = 0; iter < 128; iter++) {
+        char *p = fill(t->template, e->text, alen, e->text_b, blen);
         if (!p) {
             free(tg);
             return ENG_ENOMEM;
@@ -478,11 +490,14 @@ int trn_encode(const struct trn_task *t, const struct eng_tok *tok, const struct
             free(tg);
             return rc;
         }
-        if (npr + tgt_room <= (size_t)max_len || alen == 0)
+        if (npr + tgt_room <= (size_t)max_len || (alen == 0 && blen == 0))
             break;
-        size_t over = npr + tgt_room - (size_t)max_len;
-        size_t cut = over * alen / (npr ? npr : 1) + 1;
-        alen = utf8_cut(e->text, alen > cut ? alen - cut : 0);
+        size_t over = npr + tgt_room - (size_t)max_len, len = alen ? alen : blen;
+        size_t cut = over * len / (npr ? npr : 1) + 1;
+        if (alen)
+            alen = utf8_cut(e->text, alen > cut ? alen - cut : 0);
+        else
+            blen = utf8_cut(e->text_b, blen > cut ? blen - cut : 0);
         free(pr);
         pr = NULL;
     }
@@ -532,73 +547,143 @@ static char *para_end(char *p)
     }
 }
 
+/* Documents of a corpus batch, encoded by worker threads (the tokenizer is read-only). */
+struct doc_job {
+    const struct eng_tok *tok;
+    char **doc;            /* [n] NUL-terminated, NULL = skipped */
+    int32_t **ids;
+    size_t *len;
+    int *rc;
+    size_t n, stride, first;
+};
+
+static void *encode_docs(void *arg)
+{
+    struct doc_job *j = arg;
+    for (size_t i = j->first; i < j->n; i += j->stride) {
+        j->ids[i] = NULL;
+        j->len[i] = 0;
+        j->rc[i] = j->doc[i] && *j->doc[i]
+                       ? eng_tok_encode(j->tok, j->doc[i], strlen(j->doc[i]), &j->ids[i], &j->len[i])
+                       : 0;
+    }
+    return NULL;
+}
+
+enum { CORPUS_BATCH = 4096, CORPUS_THREADS = 16 };
+
+/* Append the encoded batch to c in document order until budget; 1 when the budget is reached. */
+static int corpus_append(struct trn_corpus *c, size_t *cap, int32_t eos, size_t budget,
+                         struct doc_job *j, int *rc)
+{
+    for (size_t i = 0; i < j->n && !*rc; i++) {
+        if (j->rc[i] == ENG_ETOKENIZER) /* skip a document with invalid UTF-8 */
+            continue;
+        if ((*rc = j->rc[i]))
+            break;
+        if (!j->doc[i] || !*j->doc[i] || (budget && c->ntok >= budget))
+            continue;
+        size_t n = j->len[i];
+        if (c->ntok + n + 1 > *cap) {
+            while (c->ntok + n + 1 > *cap)
+                *cap *= 2;
+            int32_t *nt = realloc(c->tok, *cap * sizeof(int32_t));
+            if (!nt) {
+                *rc = ENG_ENOMEM;
+                break;
+            }
+            c->tok = nt;
+        }
+        memcpy(c->tok + c->ntok, j->ids[i], n * sizeof(int32_t));
+        c->ntok += n;
+        if (eos >= 0)
+            c->tok[c->ntok++] = eos;
+    }
+    return budget && c->ntok >= budget;
+}
+
 int trn_corpus_load(const char *path, const struct eng_tok *tok, int32_t eos, size_t budget,
                     struct trn_corpus **out, char *err)
 {
-    size_t len = 0, cap = 1 << 16;
-    *out = NULL;
+    size_t len = 0, cap = budget ? budget + 1024 : 1 << 20;
     char *buf = read_all(path, &len);
     if (!buf)
         return eng_fail(err, ENG_EIO, "cannot read corpus '%s'", path);
     struct trn_corpus *c = calloc(1, sizeof(*c));
+    char **docs = malloc(CORPUS_BATCH * sizeof(*docs));
+    int32_t **ids = malloc(CORPUS_BATCH * sizeof(*ids));
+    size_t *lens = malloc(CORPUS_BATCH * sizeof(*lens));
+    int *rcs = malloc(CORPUS_BATCH * sizeof(*rcs));
+    json_t **js = malloc(CORPUS_BATCH * sizeof(*js));
     if (c)
         c->tok = malloc(cap * sizeof(int32_t));
-    if (!c || !c->tok) {
+    if (!c || !c->tok || !docs || !ids || !lens || !rcs || !js) {
         free(buf);
+        free(docs);
+        free(ids);
+        free(lens);
+        free(rcs);
+        free(js);
         trn_corpus_free(c);
         return eng_fail(err, ENG_ENOMEM, "out of memory");
     }
-    int jsonl = ends_with(path, ".jsonl"), rc = 0;
-    /* documents: JSONL lines, or paragraphs (blank-line separated) of plain text */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nth = ncpu < 1 ? 1 : ncpu > CORPUS_THREADS ? CORPUS_THREADS : (int)ncpu;
+    int jsonl = ends_with(path, ".jsonl"), rc = 0, full = 0;
+    /* documents: JSONL lines, or paragraphs (blank-line separated) of plain text, encoded
+     * CORPUS_BATCH at a time by nth threads and appended in file order */
     char *p = buf;
-    while (*p && (!budget || c->ntok < budget)) {
-        if (!jsonl) {
-            while (isspace((unsigned char)*p))
-                p++;
-            if (!*p)
-                break;
-        }
-        char *end = jsonl ? strchr(p, '\n') : para_end(p);
-        if (!end)
-            end = p + strlen(p);
-        char save = *end;
-        *end = 0;
-        const char *doc = p;
-        json_t *o = NULL;
-        if (jsonl) {
-            o = json_loads(p, 0, NULL);
-            doc = json_string_value(json_object_get(o, "text"));
-        }
-        int32_t *ids = NULL;
-        size_t n = 0;
-        if (doc && *doc && (rc = eng_tok_encode(tok, doc, strlen(doc), &ids, &n)) == 0) {
-            if (c->ntok + n + 1 > cap) {
-                while (c->ntok + n + 1 > cap)
-                    cap *= 2;
-                int32_t *nt = realloc(c->tok, cap * sizeof(int32_t));
-                if (!nt) {
-                    free(ids);
-                    json_decref(o);
-                    rc = ENG_ENOMEM;
+    while (*p && !full && !rc) {
+        size_t nd = 0;
+        while (*p && nd < CORPUS_BATCH) {
+            if (!jsonl) {
+                while (isspace((unsigned char)*p))
+                    p++;
+                if (!*p)
                     break;
-                }
-                c->tok = nt;
             }
-            memcpy(c->tok + c->ntok, ids, n * sizeof(int32_t));
-            c->ntok += n;
-            if (eos >= 0)
-                c->tok[c->ntok++] = eos;
+            char *end = jsonl ? strchr(p, '\n') : para_end(p);
+            if (!end)
+                end = p + strlen(p);
+            int last = !*end;
+            *end = 0;
+            js[nd] = NULL;
+            docs[nd] = p;
+            if (jsonl) {
+                js[nd] = json_loads(p, 0, NULL);
+                docs[nd] = (char *)json_string_value(json_object_get(js[nd], "text"));
+            }
+            nd++;
+            p = last ? end : end + 1;
         }
-        free(ids);
-        json_decref(o);
-        if (rc == ENG_ETOKENIZER) /* skip a document with invalid UTF-8 */
-            rc = 0;
-        if (rc)
-            break;
-        *end = save;
-        p = *end ? end + 1 : end;
+        struct doc_job jobs[CORPUS_THREADS];
+        pthread_t th[CORPUS_THREADS];
+        int nt = nd < 64 ? 1 : nth, started = 0;
+        for (int t = 0; t < nt; t++) {
+            jobs[t] = (struct doc_job){.tok = tok, .doc = docs, .ids = ids, .len = lens,
+                                       .rc = rcs, .n = nd, .stride = (size_t)nt,
+                                       .first = (size_t)t};
+            if (t > 0 && pthread_create(&th[t], NULL, encode_docs, &jobs[t]) == 0)
+                started |= 1 << t;
+            else if (t > 0)
+                encode_docs(&jobs[t]);
+        }
+        encode_docs(&jobs[0]);
+        for (int t = 1; t < nt; t++)
+            if (started & (1 << t))
+                pthread_join(th[t], NULL);
+        full = corpus_append(c, &cap, eos, budget, &jobs[0], &rc);
+        for (size_t i = 0; i < nd; i++) {
+            free(ids[i]);
+            json_decref(js[i]);
+        }
     }
     free(buf);
+    free(docs);
+    free(ids);
+    free(lens);
+    free(rcs);
+    free(js);
     if (!rc && c->ntok < 2)
         rc = eng_fail(err, ENG_EINVAL, "corpus '%s' has no text", path);
     else if (rc)

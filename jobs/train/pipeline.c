@@ -39,8 +39,8 @@
 
 #define PATH_LEN 4096
 
-enum method { M_FP16_SFT = 0, M_BITNET_SFT, M_BITDISTILL };
-static const char *const method_names[] = {"fp16_sft", "bitnet_sft", "bitdistill"};
+enum method { M_FP16_SFT = 0, M_BITNET_SFT, M_BITDISTILL, M_PRETRAIN, M_COUNT };
+static const char *const method_names[] = {"fp16_sft", "bitnet_sft", "bitdistill", "pretrain"};
 
 /* Settings of one training stage. */
 struct stage_cfg {
@@ -60,10 +60,15 @@ struct job {
     enum method method;
     char model[PATH_LEN], teacher[PATH_LEN], tokenizer[PATH_LEN];
     char train_file[PATH_LEN], validation_file[PATH_LEN];
+    char selection_file[PATH_LEN]; /* optional second eval set (model selection, not report) */
+    char heldout[PATH_LEN]; /* pretrain: held-out text for perplexity */
+    size_t eval_tokens;     /* pretrain: held-out tokens read (default 65536) */
     struct trn_task task;
     size_t max_train, max_eval;
     uint64_t seed;
     int threads, checkpoint_every, log_every, keep, eval_max_new;
+    int subln;              /* bitdistill: insert SubLN (stage 1); false for the ablation */
+    int save_cpt;           /* bitdistill: write the stage-2 student as DIR/student-cpt */
     enum eng_head_fmt head;
     struct stage_cfg sft, cpt, dist;
     char sha[65]; /* sha256 of the config text */
@@ -80,13 +85,13 @@ struct run {
     struct job job;
     FILE *ev;
     struct eng_tok *tok;
-    struct trn_dataset *train, *val;
+    struct trn_dataset *train, *val, *sel;
     struct enc *tr;        /* [train->n] at the stage's max_len */
     int tr_len;            /* max_len tr was encoded at */
-    struct trn_corpus *corpus;
+    struct trn_corpus *corpus, *heldout;
     struct trn_model *teacher, *student;
     float *m, *v;
-    size_t *perm;
+    size_t *perm, perm_n;
     long perm_epoch;
     int perm_stage;
     long total_steps;      /* optimizer steps run in this process (for --stop-after) */
@@ -272,23 +277,29 @@ static int job_parse(const char *path, struct job *j, char *err)
     free(txt);
     const char *m = json_string_value(json_object_get(root, "method"));
     int found = 0;
-    for (int i = 0; m && i < 3; i++)
+    for (int i = 0; m && i < M_COUNT; i++)
         if (!strcmp(m, method_names[i])) {
             j->method = (enum method)i;
             found = 1;
         }
     if (!found) {
         rc = eng_fail(err, ENG_ECONFIG, "job config: unknown method '%s' (fp16_sft, bitnet_sft, "
-                      "bitdistill)", m ? m : "(missing)");
+                      "bitdistill, pretrain)", m ? m : "(missing)");
         goto out;
     }
+    int pre = j->method == M_PRETRAIN;
     if ((rc = get_path(root, "model", j->model, 1, err)) ||
         (rc = get_path(root, "teacher", j->teacher, 0, err)) ||
         (rc = get_path(root, "tokenizer", j->tokenizer, 0, err)) ||
-        (rc = get_path(root, "train_file", j->train_file, 1, err)) ||
+        (rc = get_path(root, "train_file", j->train_file, !pre, err)) ||
         (rc = get_path(root, "validation_file", j->validation_file, 0, err)) ||
-        (rc = task_parse(root, &j->task, err)))
+        (rc = get_path(root, "selection_file", j->selection_file, 0, err)) ||
+        (rc = get_path(root, "heldout", j->heldout, 0, err)) ||
+        (!pre && (rc = task_parse(root, &j->task, err))))
         goto out;
+    if (pre)
+        j->task.eos = -1; /* the model's EOS, set by job_validate */
+    j->eval_tokens = (size_t)num(root, "eval_tokens", 65536);
     if (!j->tokenizer[0])
         snprintf(j->tokenizer, sizeof(j->tokenizer), "%s", j->model);
     j->max_train = (size_t)num(root, "max_train_examples", 0);
@@ -299,6 +310,13 @@ static int job_parse(const char *path, struct job *j, char *err)
     j->log_every = (int)num(root, "log_every", 1);
     j->keep = (int)num(root, "keep_checkpoints", 2);
     j->eval_max_new = (int)num(root, "eval_max_new", 64);
+    json_t *sl = json_object_get(root, "subln");
+    if (sl && !json_is_boolean(sl)) {
+        rc = eng_fail(err, ENG_ECONFIG, "job config: subln must be true or false");
+        goto out;
+    }
+    j->subln = !sl || json_is_true(sl);
+    j->save_cpt = json_is_true(json_object_get(root, "save_cpt"));
     const char *head = json_string_value(json_object_get(root, "head"));
     if (head && strcmp(head, "q8") && strcmp(head, "q4")) {
         rc = eng_fail(err, ENG_ECONFIG, "job config: head must be \"q8\" or \"q4\"");
@@ -317,11 +335,13 @@ static int job_parse(const char *path, struct job *j, char *err)
     };
     base.min_lr = (float)num(root, "min_lr", 0.1 * base.lr);
     if ((rc = stage_parse(root, "teacher_sft", &j->sft, &base, err)) ||
-        (rc = stage_parse(root, "continue_pretrain", &j->cpt, &base, err)) ||
+        (rc = stage_parse(root, pre ? "pretrain" : "continue_pretrain", &j->cpt, &base, err)) ||
         (rc = stage_parse(root, "distill", &j->dist, &base, err)))
         goto out;
-    if (!json_object_get(json_object_get(root, "continue_pretrain"), "tokens"))
+    if (!pre && !json_object_get(json_object_get(root, "continue_pretrain"), "tokens"))
         j->cpt.tokens = 0;
+    if (pre && !j->cpt.corpus[0])
+        rc = eng_fail(err, ENG_ECONFIG, "job config: method pretrain needs pretrain.corpus");
 out:
     json_decref(root);
     return rc;
@@ -353,12 +373,26 @@ static int job_validate(struct run *r)
     if (eng_tok_vocab_size(r->tok) > mc.vocab)
         return eng_fail(err, ENG_ECONFIG, "incompatible tokenizer: %d tokens but the model has "
                         "%d rows", eng_tok_vocab_size(r->tok), mc.vocab);
+    if (j->method == M_PRETRAIN) {
+        struct stat st;
+        j->task.eos = mc.eos_id;
+        if (stat(j->cpt.corpus, &st))
+            return eng_fail(err, ENG_ECONFIG, "pretrain.corpus '%s' cannot be read: %s",
+                            j->cpt.corpus, strerror(errno));
+        if (j->heldout[0] && stat(j->heldout, &st))
+            return eng_fail(err, ENG_ECONFIG, "heldout '%s' cannot be read: %s", j->heldout,
+                            strerror(errno));
+        return 0;
+    }
     if ((rc = trn_task_resolve(&j->task, r->tok, mc.eos_id, err)))
         return rc;
     if ((rc = trn_dataset_load(j->train_file, &j->task, j->max_train, &r->train, err)))
         return rc;
     if (j->validation_file[0] &&
         (rc = trn_dataset_load(j->validation_file, &j->task, j->max_eval, &r->val, err)))
+        return rc;
+    if (j->selection_file[0] &&
+        (rc = trn_dataset_load(j->selection_file, &j->task, j->max_eval, &r->sel, err)))
         return rc;
     if (j->method == M_BITDISTILL && j->cpt.tokens > 0) {
         struct stat st;
@@ -399,13 +433,15 @@ static int encode_train(struct run *r, int max_len)
 }
 
 /* Example index of the i-th example drawn in stage `stage` (epochs of seeded permutations). */
-static size_t draw(struct run *r, int stage, size_t i)
+static size_t draw_n(struct run *r, int stage, size_t i, size_t n)
 {
-    size_t n = r->train->n;
     long epoch = (long)(i / n);
-    if (!r->perm || r->perm_epoch != epoch || r->perm_stage != stage) {
-        if (!r->perm)
+    if (!r->perm || r->perm_epoch != epoch || r->perm_stage != stage || r->perm_n != n) {
+        if (r->perm_n != n) {
+            free(r->perm);
             r->perm = malloc(n * sizeof(size_t));
+            r->perm_n = n;
+        }
         trn_shuffle(r->perm, n, r->job.seed * 1000003ULL + (uint64_t)stage * 7919ULL +
                     (uint64_t)epoch);
         r->perm_epoch = epoch;
@@ -413,6 +449,8 @@ static size_t draw(struct run *r, int stage, size_t i)
     }
     return r->perm[i % n];
 }
+
+static size_t draw(struct run *r, int stage, size_t i) { return draw_n(r, stage, i, r->train->n); }
 
 /* Fill b (arrays of B*maxT) with micro-batch k of the stage: task examples or corpus rows. */
 static size_t make_batch(struct run *r, int stage, const struct stage_cfg *s, long k,
@@ -422,9 +460,11 @@ static size_t make_batch(struct run *r, int stage, const struct stage_cfg *s, lo
     size_t ntok = 0;
     if (stage == 2) {
         T = s->max_len;
-        size_t span = r->corpus->ntok - (size_t)T - 1;
+        size_t span = r->corpus->ntok - (size_t)T - 1, nwin = (r->corpus->ntok - 1) / (size_t)T;
         for (int i = 0; i < B; i++) {
             size_t row = (size_t)k * B + i, start = (row * (size_t)T) % (span ? span : 1);
+            if (r->job.method == M_PRETRAIN) /* epochs of shuffled windows of T+1 tokens */
+                start = draw_n(r, stage, row, nwin) * (size_t)T;
             for (int t = 0; t < T; t++) {
                 b->tok[i * T + t] = r->corpus->tok[start + t];
                 b->target[i * T + t] = r->corpus->tok[start + t + 1];
@@ -459,7 +499,9 @@ static long stage_steps(struct run *r, int stage, const struct stage_cfg *s)
     if (s->steps > 0)
         return s->steps;
     double per = (double)s->batch * s->accum;
-    double n = stage == 2 ? (double)s->tokens / s->max_len : s->epochs * (double)r->train->n;
+    double n = stage != 2       ? s->epochs * (double)r->train->n
+               : s->tokens > 0 ? (double)s->tokens / s->max_len
+                               : s->epochs * (double)(r->corpus->ntok - 1) / s->max_len;
     long k = (long)ceil(n / per);
     return k > 0 ? k : 1;
 }
@@ -473,6 +515,30 @@ static json_t *state_json(struct run *r, int stage, long step, long steps, int a
                      (json_int_t)(step * accum), "epoch_seed_base",
                      (json_int_t)(r->job.seed * 1000003ULL), "method",
                      method_names[r->job.method]);
+}
+
+/* pretrain: held-out loss and perplexity of model (host copy), as an eval event and metric. */
+static int eval_heldout(struct run *r, struct trn_model *model, long step, double tokens)
+{
+    if (!r->heldout)
+        return 0;
+    int T = r->job.cpt.max_len < trn_model_config(model)->max_pos ? r->job.cpt.max_len
+                                                                    : trn_model_config(model)->max_pos;
+    double ce = 0;
+    size_t n = 0;
+    int rc = trn_eval_corpus(model, r->heldout->tok, r->heldout->ntok, T, 8, &ce, &n, r->err);
+    if (rc)
+        return rc;
+    json_t *res = json_pack("{s:s,s:i,s:s,s:I,s:I,s:f,s:f,s:I}", "type", "eval", "stage", 2,
+                            "model", "pretrain", "step", (json_int_t)step, "tokens",
+                            (json_int_t)tokens, "loss", ce, "perplexity", exp(ce), "n",
+                            (json_int_t)n);
+    json_t *copy = json_deep_copy(res);
+    json_object_del(copy, "type");
+    json_object_del(copy, "stage");
+    json_object_set_new(r->metrics, "pretrain", copy);
+    emit(r, res);
+    return 0;
 }
 
 /* Train `model` for stage `stage`; start_step/tokens from a checkpoint (0 for a fresh stage). */
@@ -574,6 +640,8 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
                 goto out;
             emit(r, json_pack("{s:s,s:i,s:I,s:s}", "type", "checkpoint", "stage", stage, "step",
                               (json_int_t)(k + 1), "path", path));
+            if (r->job.method == M_PRETRAIN && (rc = eval_heldout(r, model, k + 1, tokens)))
+                goto out;
         }
         if (r->o->stop_after > 0 && ++r->total_steps >= r->o->stop_after) {
             message(r, "stopping after %ld optimizer steps (--stop-after)", r->total_steps);
@@ -638,42 +706,45 @@ static int eval_cls(struct run *r, struct trn_model *model, double *acc, size_t 
     return rc;
 }
 
-/* Greedy summaries (recomputing the prefix each token: eval sets are small) and ROUGE/BLEU. */
+/* Greedy summaries and ROUGE/BLEU, decoded by the engine with a KV cache: the model is written
+ * as an HF directory and loaded by the engine (the ternary student converted exactly as for
+ * export, with its q8/q4 head), so the summaries are the ones the served model would write. */
 static int eval_sum(struct run *r, struct trn_model *model, json_t *res)
 {
     const struct trn_task *t = &r->job.task;
-    int max_pos = trn_model_config(model)->max_pos, V = trn_model_config(model)->vocab, rc = 0;
+    int max_pos = trn_model_config(model)->max_pos, rc;
     int mn = r->job.eval_max_new, ml = r->job.dist.max_len < max_pos ? r->job.dist.max_len : max_pos;
+    int th = r->o->threads > 0 ? r->o->threads : (r->job.threads > 0 ? r->job.threads : 1);
     struct trn_rouge sum = {0};
     struct trn_bleu_stats bs = {0};
+    struct eng_model *fp = NULL, *stu = NULL, *m;
     size_t n = r->val->n;
-    int32_t *seq = malloc((size_t)max_pos * sizeof(int32_t));
-    if (!seq)
+    char dir[PATH_LEN + 32], p[PATH_LEN + 64];
+    int32_t *gen = malloc(((size_t)mn + 1) * sizeof(int32_t));
+    snprintf(dir, sizeof(dir), "%s/.eval-hf", r->o->out);
+    if (!gen)
         return eng_fail(r->err, ENG_ENOMEM, "out of memory");
+    if ((rc = trn_model_save_hf(model, dir, r->err)) || (rc = eng_model_load_hf(dir, &fp, r->err)) ||
+        (trn_model_quant(model) && (rc = eng_student_from_fp(fp, r->job.head, &stu, r->err))))
+        goto out;
+    m = stu ? stu : fp;
+    eng_model_set_threads(m, th);
     for (size_t i = 0; i < n && !rc; i++) {
         struct enc e = {0};
-        int room = ml - mn > 8 ? ml - mn : 8;
+        struct eng_ctx *ctx = NULL;
+        int room = ml - mn > 8 ? ml - mn : 8, g = 0;
         if ((rc = trn_encode(t, r->tok, &r->val->ex[i], room, 0, &e.ids, &e.n, &e.np)))
             break;
-        memcpy(seq, e.ids, (size_t)e.n * sizeof(int32_t));
-        int len = e.n, gen = 0;
-        free(e.ids);
-        while (gen < mn && len < max_pos) {
-            if ((rc = trn_model_forward(model, seq, 1, len)))
-                break;
-            const float *lg = trn_model_logits(model) + (size_t)(len - 1) * V;
-            int best = 0;
-            for (int v = 1; v < V; v++)
-                if (lg[v] > lg[best])
-                    best = v;
-            if (best == t->eos)
-                break;
-            seq[len++] = best;
-            gen++;
+        if ((rc = eng_ctx_create(m, e.n + mn, &ctx))) {
+            eng_fail(r->err, rc, "eval: cannot make a context of %d tokens", e.n + mn);
+        } else if ((g = eng_generate_greedy(ctx, e.ids, e.n, mn, t->eos, gen)) < 0) {
+            rc = eng_fail(r->err, ENG_EINVAL, "eval: %s", eng_ctx_errmsg(ctx));
         }
+        eng_ctx_free(ctx);
+        free(e.ids);
         char *txt = NULL;
         size_t tl = 0;
-        if (!rc && eng_tok_decode(r->tok, seq + (len - gen), (size_t)gen, 1, &txt, &tl) == 0) {
+        if (!rc && eng_tok_decode(r->tok, gen, (size_t)g, 1, &txt, &tl) == 0) {
             struct trn_rouge one;
             trn_rouge_score(txt, r->val->ex[i].target, &one);
             sum.r1 += one.r1;
@@ -684,21 +755,45 @@ static int eval_sum(struct run *r, struct trn_model *model, json_t *res)
         }
         free(txt);
     }
-    free(seq);
     double d = n ? (double)n : 1.0;
     json_object_set_new(res, "rouge1", json_real(sum.r1 / d));
     json_object_set_new(res, "rouge2", json_real(sum.r2 / d));
     json_object_set_new(res, "rougeL", json_real(sum.rl / d));
     json_object_set_new(res, "rougeLsum", json_real(sum.rlsum / d));
     json_object_set_new(res, "bleu", json_real(trn_bleu_score(&bs, 0)));
+out:
+    eng_model_free(stu);
+    eng_model_free(fp);
+    free(gen);
+    snprintf(p, sizeof(p), "%s/model.safetensors", dir);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/config.json", dir);
+    unlink(p);
+    rmdir(dir);
     return rc;
 }
 
+static int evaluate_on(struct run *r, struct trn_model *model, const char *who, int selection);
+
+/* Evaluate on validation_file, and on selection_file when given (events with "split"). */
 static int evaluate(struct run *r, struct trn_model *model, const char *who)
+{
+    int rc = evaluate_on(r, model, who, 0);
+    if (!rc && r->sel) {
+        struct trn_dataset *val = r->val;
+        r->val = r->sel;
+        rc = evaluate_on(r, model, who, 1);
+        r->val = val;
+    }
+    return rc;
+}
+
+static int evaluate_on(struct run *r, struct trn_model *model, const char *who, int selection)
 {
     if (!r->val)
         return 0;
-    json_t *res = json_pack("{s:s,s:i,s:s}", "type", "eval", "stage", 4, "model", who);
+    json_t *res = json_pack("{s:s,s:i,s:s,s:s}", "type", "eval", "stage", 4, "model", who,
+                            "split", selection ? "selection" : "validation");
     int rc;
     if (r->job.task.kind == TRN_TASK_CLS) {
         double acc = 0;
@@ -712,7 +807,9 @@ static int evaluate(struct run *r, struct trn_model *model, const char *who)
     json_t *copy = json_deep_copy(res);
     json_object_del(copy, "type");
     json_object_del(copy, "stage");
-    json_object_set_new(r->metrics, who, copy);
+    char key[64];
+    snprintf(key, sizeof(key), "%s%s", who, selection ? "_selection" : "");
+    json_object_set_new(r->metrics, key, copy);
     emit(r, res);
     return rc;
 }
@@ -817,7 +914,7 @@ static int export_student(struct run *r, const char *teacher_dir, char *gguf)
             goto out;
         rc = eng_classifier_create(back, btok ? btok : r->tok, "{text}",
                                    (const char *const *)words, r->job.task.nlabels, &cl, r->err);
-        size_t correct = 0, n = r->val->n;
+        size_t correct = 0, n = r->val->n, skipped = 0;
         for (size_t i = 0; i < n && !rc; i++) {
             const struct trn_example *e = &r->val->ex[i];
             size_t cap = strlen(r->job.task.template) + strlen(e->text) +
@@ -843,15 +940,23 @@ static int export_student(struct run *r, const char *teacher_dir, char *gguf)
             *o = 0;
             rc = eng_classify(cl, p, probs, &best, r->err);
             free(p);
+            if (rc == ENG_ERANGE) { /* longer than the model's context: not scored */
+                rc = 0;
+                skipped++;
+                continue;
+            }
             correct += !rc && best == e->label;
         }
         eng_classifier_free(cl);
         if (!rc) {
+            n -= skipped;
             double acc = n ? (double)correct / (double)n : 0.0;
-            emit(r, json_pack("{s:s,s:i,s:s,s:f,s:I}", "type", "eval", "stage", 4, "model",
-                              "student_gguf", "accuracy", acc, "n", (json_int_t)n));
+            emit(r, json_pack("{s:s,s:i,s:s,s:f,s:I,s:I}", "type", "eval", "stage", 4, "model",
+                              "student_gguf", "accuracy", acc, "n", (json_int_t)n, "skipped",
+                              (json_int_t)skipped));
             json_object_set_new(r->metrics, "student_gguf",
-                                json_pack("{s:f,s:I}", "accuracy", acc, "n", (json_int_t)n));
+                                json_pack("{s:f,s:I,s:I}", "accuracy", acc, "n", (json_int_t)n,
+                                          "skipped", (json_int_t)skipped));
         }
     }
 out:
@@ -893,6 +998,57 @@ static int restore(struct run *r, struct trn_model *model, long *step, double *t
     return 0;
 }
 
+static void write_metrics(struct run *r)
+{
+    char mp[PATH_LEN + 32];
+    snprintf(mp, sizeof(mp), "%s/metrics.json", r->o->out);
+    json_dump_file(r->metrics, mp, JSON_INDENT(2) | JSON_SORT_KEYS);
+}
+
+/* method pretrain: FP next-token training of `model` on the corpus (stage 2 slot), held-out
+ * perplexity at every checkpoint, the result as an HF directory DIR/model. */
+static int run_pretrain(struct run *r, int rstage)
+{
+    struct job *j = &r->job;
+    char mdir[PATH_LEN + 32];
+    long s2 = 0;
+    double t2 = 0;
+    int rc;
+    if (rstage > 2)
+        return eng_fail(r->err, ENG_ECONFIG, "--resume: unknown stage %d", rstage);
+    if ((rc = trn_model_load_hf(j->model, &r->student, r->err)))
+        return rc;
+    trn_model_set_quant(r->student, 0);
+    if ((rc = alloc_moments(r, trn_model_nparams(r->student))) ||
+        (rstage == 2 && (rc = restore(r, r->student, &s2, &t2))))
+        return rc;
+    if ((rc = trn_corpus_load(j->cpt.corpus, r->tok, j->task.eos,
+                              j->cpt.tokens ? j->cpt.tokens + (size_t)j->cpt.max_len + 1 : 0,
+                              &r->corpus, r->err)) ||
+        (j->heldout[0] && (rc = trn_corpus_load(j->heldout, r->tok, j->task.eos, j->eval_tokens,
+                                                &r->heldout, r->err))))
+        return rc;
+    if (r->corpus->ntok < (size_t)j->cpt.max_len + 2)
+        return eng_fail(r->err, ENG_EINVAL, "corpus '%s' has fewer than max_len + 2 tokens",
+                        j->cpt.corpus);
+    message(r, "pretrain: %zu corpus tokens, %zu held-out tokens, %zu parameters",
+            r->corpus->ntok, r->heldout ? r->heldout->ntok : 0,
+            trn_model_nparams(r->student));
+    if (rstage < 2 && (rc = eval_heldout(r, r->student, 0, 0)))
+        return rc;
+    if ((rc = train_stage(r, 2, "pretrain", r->student, NULL, &j->cpt, s2, t2)))
+        return rc;
+    if (trn_dist_rank(r->dist) > 0)
+        return 0; /* rank 0 writes the outputs */
+    snprintf(mdir, sizeof(mdir), "%s/model", r->o->out);
+    if ((rc = trn_model_save_hf(r->student, mdir, r->err)) || (rc = copy_tokenizer(r, mdir)))
+        return rc;
+    write_metrics(r);
+    emit(r, json_pack("{s:s,s:n,s:n,s:s,s:O}", "type", "done", "student", "teacher", "model",
+                      mdir, "metrics", r->metrics));
+    return 0;
+}
+
 static int run_job(struct run *r)
 {
     struct job *j = &r->job;
@@ -914,6 +1070,8 @@ static int run_job(struct run *r)
             message(r, "--resume: no checkpoint yet, starting from the beginning");
         }
     }
+    if (j->method == M_PRETRAIN)
+        return run_pretrain(r, rstage);
     int need_sft = j->method == M_FP16_SFT || (j->method == M_BITDISTILL && !j->teacher[0]);
     /* ---- stage 0: teacher SFT ---- */
     if (need_sft) {
@@ -955,7 +1113,7 @@ static int run_job(struct run *r)
     /* ---- stage 1: SubLN on a fresh copy of the base model ---- */
     if ((rc = trn_model_load_hf(j->model, &r->student, r->err)))
         return rc;
-    if (j->method == M_BITDISTILL) {
+    if (j->method == M_BITDISTILL && j->subln) {
         stage_event(r, 1, "subln", "start", 0);
         if ((rc = trn_model_add_subln(r->student)))
             return eng_fail(r->err, rc, "%s", trn_model_errmsg(r->student));
@@ -978,6 +1136,13 @@ static int run_job(struct run *r)
                             j->cpt.corpus);
         if ((rc = train_stage(r, 2, "continue_pretrain", r->student, NULL, &j->cpt, s2, t2)))
             return rc;
+        if (j->save_cpt && trn_dist_rank(r->dist) == 0) { /* a start for other stage-3 runs */
+            char cdir[PATH_LEN + 32];
+            snprintf(cdir, sizeof(cdir), "%s/student-cpt", r->o->out);
+            if ((rc = trn_model_save_hf(r->student, cdir, r->err)) ||
+                (rc = copy_tokenizer(r, cdir)))
+                return rc;
+        }
     }
     /* ---- stage 3: task fine-tuning ---- */
     long s3 = 0;
@@ -1005,10 +1170,8 @@ static int run_job(struct run *r)
     if ((rc = evaluate(r, r->student, "student")) || (rc = export_student(r, teacher_dir, gguf)))
         return rc;
     stage_event(r, 4, "eval_export", "end", 0);
-done:;
-    char mp[PATH_LEN + 32];
-    snprintf(mp, sizeof(mp), "%s/metrics.json", r->o->out);
-    json_dump_file(r->metrics, mp, JSON_INDENT(2) | JSON_SORT_KEYS);
+done:
+    write_metrics(r);
     emit(r, json_pack("{s:s,s:s?,s:s?,s:O}", "type", "done", "student", gguf[0] ? gguf : NULL,
                       "teacher", need_sft ? tdir : NULL, "metrics", r->metrics));
     return 0;
@@ -1047,7 +1210,7 @@ int trn_run(const struct trn_run_opts *o)
     if ((rc = job_validate(&r)))
         goto out;
     message(&r, "method %s, %zu training examples, %zu validation, %d thread(s)",
-            method_names[r.job.method], r.train->n, r.val ? r.val->n : 0, th);
+            method_names[r.job.method], r.train ? r.train->n : 0, r.val ? r.val->n : 0, th);
     rc = run_job(&r);
 out:
     if (rc && rc != 3) {
@@ -1064,8 +1227,10 @@ out:
     trn_model_free(r.teacher);
     trn_model_free(r.student);
     trn_corpus_free(r.corpus);
+    trn_corpus_free(r.heldout);
     trn_dataset_free(r.train);
     trn_dataset_free(r.val);
+    trn_dataset_free(r.sel);
     eng_tok_free(r.tok);
     json_decref(r.metrics);
     trn_dist_free(r.dist);
@@ -1112,7 +1277,7 @@ int trn_cli_train(int argc, char **argv)
         case 'q': o.progress = 0; break;
         case 'h':
             printf("%s", usage);
-            printf("Runs a BitDistill job (method fp16_sft | bitnet_sft | bitdistill): see "
+            printf("Runs a training job (method fp16_sft | bitnet_sft | bitdistill | pretrain): see "
                    "docs/train.md.\n");
             return 0;
         default: fprintf(stderr, "%s", usage); return 2;

@@ -137,3 +137,35 @@ void trn_adamw_update(struct trn_model *model, float *m, float *v, long t, float
         }
     }
 }
+
+int trn_eval_corpus(struct trn_model *m, const int32_t *tok, size_t ntok, int T, int B,
+                    double *mean_ce, size_t *ntargets, char *err)
+{
+    size_t nwin = ntok > 1 ? (ntok - 1) / (size_t)T : 0, done = 0;
+    int V = trn_model_config(m)->vocab, rc = 0;
+    double sum = 0.0;
+    *mean_ce = 0.0;
+    *ntargets = 0;
+    if (!nwin)
+        return eng_fail(err, ENG_EINVAL, "held-out text has %zu tokens, fewer than one window of "
+                        "%d", ntok, T + 1);
+    int32_t *target = malloc((size_t)B * T * sizeof(int32_t));
+    if (!target)
+        return eng_fail(err, ENG_ENOMEM, "out of memory");
+    while (done < nwin) {
+        int nb = nwin - done < (size_t)B ? (int)(nwin - done) : B;
+        const int32_t *x = tok + done * (size_t)T;
+        for (size_t i = 0; i < (size_t)nb * T; i++)
+            target[i] = x[i + 1];
+        if ((rc = trn_model_forward(m, x, nb, T))) {
+            eng_fail(err, rc, "held-out forward: %s", trn_model_errmsg(m));
+            break;
+        }
+        sum += trn_ce_forward(trn_model_logits(m), target, nb * T, V) * (double)nb * T;
+        done += (size_t)nb;
+    }
+    free(target);
+    *ntargets = done * (size_t)T;
+    *mean_ce = *ntargets ? sum / (double)*ntargets : 0.0;
+    return rc;
+}

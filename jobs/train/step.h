@@ -72,4 +72,10 @@ double trn_grad_norm(const float *g, size_t n);
 void trn_adamw_update(struct trn_model *model, float *m, float *v, long t, float lr,
                       const struct trn_adamw_cfg *c, double *gnorm);
 
+/* Mean next-token CE of the model (its quant setting) over tok[ntok], read as consecutive windows
+ * of T+1 tokens (T inputs, T targets) in forward batches of B windows; *ntargets gets the count
+ * of predicted tokens. Perplexity = exp(*mean_ce). Returns 0 or a status (message in err). */
+int trn_eval_corpus(struct trn_model *m, const int32_t *tok, size_t ntok, int T, int B,
+                    double *mean_ce, size_t *ntargets, char *err);
+
 #endif
