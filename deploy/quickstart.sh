@@ -19,14 +19,57 @@ for a in "$@"; do
     case "$a" in --port=*) port=${a#--port=} ;; esac
     prev=$a
 done
+demo=$top/models/demo
+U=http://127.0.0.1:$port
+# The bundled SST-2 student serves from the start; the bundled FP teacher is under the model
+# root, so jobs can name it ("model": "teacher").
+build/normal/bitdistilld --host 127.0.0.1 --port "$port" --data-dir "$top/bitdistill-data" \
+    --model "$demo/student.gguf" --model-root "$demo" "$@" &
+pid=$!
+trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 0' INT TERM
+for _ in $(seq 100); do curl -sf "$U/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 cat <<EOF2
 
-bitdistilld is starting on http://127.0.0.1:$port  (data in $top/bitdistill-data)
-Try, from another terminal:
-  curl -s http://127.0.0.1:$port/readyz
-  curl -s http://127.0.0.1:$port/metrics | head
-  build/normal/bitdistill keys create --scope admin --data-dir bitdistill-data
-Stop with Ctrl-C (drains in-flight requests first).
-
+bitdistilld is serving the bundled SST-2 student (models/demo) on $U
+(data in $top/bitdistill-data). Try, from another terminal:
+  curl -s $U/v1/classify -d '{"input":["a gorgeous, witty film","dull and lifeless"]}'
+  curl -s $U/v1/models
+  curl -s $U/metrics | head
+Dashboard: $U/   Stop with Ctrl-C (drains in-flight requests first).
 EOF2
-exec build/normal/bitdistilld --host 127.0.0.1 --port "$port" --data-dir "$top/bitdistill-data" "$@"
+# The live demonstration: a short BitDistill job from the bundled teacher on the CPU (about a
+# minute on 2 cores), activated into serving when it succeeds. BITDISTILL_DEMO_JOB=0 skips it.
+if [ "${BITDISTILL_DEMO_JOB:-1}" != 0 ] && curl -sf "$U/readyz" >/dev/null 2>&1; then
+    (
+        set +e
+        field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" | head -1; }
+        tf=$(curl -s --data-binary "@$demo/data/sst2-train-slice.txt" \
+            "$U/v1/files?purpose=fine-tune&task=sst2&filename=sst2-train-slice.txt" | field id)
+        vf=$(curl -s --data-binary "@$demo/data/sst2-dev.txt" \
+            "$U/v1/files?purpose=fine-tune&task=sst2&filename=sst2-dev.txt" | field id)
+        job=$(curl -s "$U/v1/fine_tuning/jobs" -d "{\"model\":\"teacher\",\"teacher\":\"teacher\",
+            \"training_file\":\"$tf\",\"validation_file\":\"$vf\",\"task\":\"sst2\",
+            \"method\":{\"type\":\"bitdistill\",\"bitdistill\":{\"distill\":{\"steps\":80}}},
+            \"hyperparameters\":{\"batch_size\":16,\"learning_rate\":1e-3,\"max_len\":64},
+            \"suffix\":\"demo\",\"activate\":true}" | field id)
+        if [ -z "$job" ]; then
+            echo "demo job: not submitted (API keys set? see docs/api.md); the daemon keeps serving"
+            exit 0
+        fi
+        echo "demo job $job: distilling the bundled teacher into a new ternary student on the CPU"
+        echo "  follow it: curl -sN $U/v1/fine_tuning/jobs/$job/events?stream=true   (or the dashboard)"
+        while :; do
+            sleep 5
+            st=$(curl -s "$U/v1/fine_tuning/jobs/$job") || exit 0
+            s=$(echo "$st" | field status)
+            case $s in
+            succeeded)
+                echo "demo job $job: succeeded; $(echo "$st" | field fine_tuned_model) is now active:"
+                curl -s "$U/v1/classify" -d '{"input":["a gorgeous, witty film","dull and lifeless"]}'
+                echo; exit 0 ;;
+            failed|cancelled) echo "demo job $job: $s: $(echo "$st" | field message)"; exit 0 ;;
+            esac
+        done
+    ) &
+fi
+wait "$pid"

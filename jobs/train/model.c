@@ -311,8 +311,21 @@ void trn_model_zero_grad(struct trn_model *m) { memset(m->grads, 0, m->np * size
 
 int trn_model_save_hf(const struct trn_model *m, const char *dir, char *err)
 {
+    return trn_model_save_hf_as(m, dir, 0, err);
+}
+
+int trn_model_save_hf_as(const struct trn_model *m, const char *dir, int bf16, char *err)
+{
     char path[4096];
     int rc = 0;
+    uint16_t *h = NULL;
+    if (bf16) {
+        h = malloc(m->np * sizeof(uint16_t));
+        if (!h)
+            return eng_fail(err, ENG_ENOMEM, "out of memory");
+        for (size_t i = 0; i < m->np; i++)
+            h[i] = eng_f32_to_bf16(m->params[i]);
+    }
     if (mkdir(dir, 0755) && errno != EEXIST)
         return eng_fail(err, ENG_EIO, "cannot create '%s': %s", dir, strerror(errno));
     struct eng_st_wtensor *w = calloc((size_t)m->ntens, sizeof(*w));
@@ -321,21 +334,22 @@ int trn_model_save_hf(const struct trn_model *m, const char *dir, char *err)
     for (int i = 0; i < m->ntens; i++) {
         const struct trn_tensor *t = &m->tens[i];
         w[i].name = t->name;
-        w[i].dtype = ENG_DT_F32;
+        w[i].dtype = bf16 ? ENG_DT_BF16 : ENG_DT_F32;
         w[i].ndim = t->ndim;
         w[i].shape[0] = t->shape[0];
         w[i].shape[1] = t->shape[1];
-        w[i].data = m->params + t->off;
+        w[i].data = bf16 ? (const void *)(h + t->off) : (const void *)(m->params + t->off);
     }
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
     rc = eng_st_write(path, w, (size_t)m->ntens, err);
     free(w);
+    free(h);
     if (rc)
         return rc;
     json_t *cj = eng_config_to_json(&m->cfg);
     if (!cj)
         return eng_fail(err, ENG_ENOMEM, "out of memory");
-    json_object_set_new(cj, "torch_dtype", json_string("float32"));
+    json_object_set_new(cj, "torch_dtype", json_string(bf16 ? "bfloat16" : "float32"));
     snprintf(path, sizeof(path), "%s/config.json", dir);
     if (json_dump_file(cj, path, JSON_INDENT(2) | JSON_SORT_KEYS))
         rc = eng_fail(err, ENG_EIO, "cannot write '%s'", path);

@@ -53,6 +53,8 @@ int trn_model_quant(const struct trn_model *m);
 
 /* Write DIR/config.json and DIR/model.safetensors (fp32 latent weights, SubLN included). */
 int trn_model_save_hf(const struct trn_model *m, const char *dir, char *err);
+/* The same with the weights rounded to bf16 when bf16 is set (torch_dtype "bfloat16"). */
+int trn_model_save_hf_as(const struct trn_model *m, const char *dir, int bf16, char *err);
 
 const struct eng_config *trn_model_config(const struct trn_model *m);
 const char *trn_model_errmsg(const struct trn_model *m);

@@ -59,5 +59,7 @@ int trn_run(const struct trn_run_opts *o);
 /* `bitdistill train --config JOB.json --out DIR [--threads N] [--device cpu|cuda:K]
  *  [--events-fd N] [--resume]`: 0 ok, 1 failure, 2 usage. */
 int trn_cli_train(int argc, char **argv);
+/* `bitdistill cast`: an HF checkpoint rewritten in bf16 or f32 (cast.c). */
+int trn_cli_cast(int argc, char **argv);
 
 #endif
