@@ -38,6 +38,18 @@ echo "| BitDistill | $(stats $(seeds "$bd" student)) | $(pct "$(ev "$bd" student
 echo
 echo "Selected on the SST-2 selection split: $sel."
 echo
+echo "### Learning-rate search on SST-2 (seed 1): selection split / dev"
+echo
+echo "| method | lr | selection split | dev |"
+echo "|---|---|---|---|"
+for m in fp:teacher bitnet:student bitdistill:student; do
+    for d in "$R"/sst2-"${m%%:*}"-lr*-s1; do
+        n=$(basename "$d")
+        printf '| %s | %s | %s | %s |\n' "${m%%:*}" "$(sed -n 's/.*-lr\(.*\)-s1$/\1/p' <<< "$n")" \
+            "$(pct "$(ev "$n" "${m#*:}" selection accuracy)")" "$(pct "$(ev "$n" "${m#*:}" validation accuracy)")"
+    done
+done
+echo
 echo "### Table 2: CNN/DailyMail (100 validation articles, greedy, 64 new tokens)"
 echo
 echo "| method | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | BLEU |"
