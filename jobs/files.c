@@ -207,8 +207,14 @@ int job_file_store(struct job_store *st, const char *data_dir, const char *filen
         snprintf(err, errlen, "cannot create '%s': %s", dir, strerror(errno));
         return 500;
     }
-    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, f.id);
-    snprintf(f.path, sizeof(f.path), "%s/%s", dir, f.id);
+    /* the declared name's format suffix stays on the stored file: readers go by it */
+    static const char *const fmts[] = {".tsv", ".jsonl", ".json", ".txt"};
+    const char *ext = "", *dot = filename ? strrchr(filename, '.') : NULL;
+    for (size_t i = 0; dot && i < sizeof(fmts) / sizeof(fmts[0]); i++)
+        if (!strcmp(dot, fmts[i]))
+            ext = fmts[i];
+    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp%s", dir, f.id, ext);
+    snprintf(f.path, sizeof(f.path), "%s/%s%s", dir, f.id, ext);
     if (write_all(tmp, data, len, err, errlen))
         return 500;
     if ((rc = validate(tmp, purpose, task, data, len, f.task, &f.rows, err, errlen))) {
@@ -260,10 +266,12 @@ int job_file_sweep(struct job_store *st, const char *data_dir)
     if (!d)
         return 0;
     for (struct dirent *e; (e = readdir(d));) {
+        /* stored files are ID or ID.EXT, uploads in flight .ID.tmp or .ID.tmp.EXT */
         const char *n = e->d_name;
-        size_t len = strlen(n);
-        int tmp = n[0] == '.' && len > 4 && !strcmp(n + len - 4, ".tmp");
-        int orphan = !strncmp(n, "file-", 5) && job_file_get(st, n, &f) == JOB_STORE_ENOTFOUND;
+        char id[64];
+        snprintf(id, sizeof(id), "%.*s", (int)strcspn(n, "."), n);
+        int tmp = n[0] == '.' && !strncmp(n + 1, "file-", 5) && strstr(n, ".tmp");
+        int orphan = !strncmp(n, "file-", 5) && job_file_get(st, id, &f) == JOB_STORE_ENOTFOUND;
         if (!tmp && !orphan)
             continue;
         snprintf(path, sizeof(path), "%s/%s", dir, n);

@@ -61,10 +61,16 @@ printf '1 good\n7 bad label\n' >"$T/bad.txt"
 R=$(curl -s -w ' %{http_code}' --data-binary "@$T/bad.txt" "$U/v1/files?purpose=fine-tune&task=sst2")
 echo "$R" | grep -q ' 422$' && echo "$R" | grep -q 'line 2'
 ok $? "a dataset with an unknown label -> 422 naming the line: $R"
+# a GLUE TSV (header row; dev.tsv calls its text column "content"): read by the declared name's
+# format, which the stored file keeps for the trainer
+head -50 "$D/sst2/glue/dev.tsv" >"$T/glue-dev.tsv"
+R=$(curl -s -w ' %{http_code}' --data-binary "@$T/glue-dev.tsv" "$U/v1/files?purpose=fine-tune&task=sst2&filename=glue-dev.tsv")
+echo "$R" | grep -q '"rows":49' && echo "$R" | grep -q ' 201$'
+ok $? "a GLUE .tsv upload (filename=glue-dev.tsv): 201 with 49 rows: $R"
 R=$(curl -s -w ' %{http_code}' --data-binary "@$T/train.txt" "$U/v1/files?purpose=weights")
 echo "$R" | grep -q ' 400$'
 ok $? "unknown purpose -> 400"
-is "$(curl -s "$U/v1/files" | grep -o '"object":"file"' | wc -l)" 2 "two files listed"
+is "$(curl -s "$U/v1/files" | grep -o '"object":"file"' | wc -l)" 3 "three files listed"
 ls "$T/data/files" | grep -q '\.tmp'
 ok $((! $?)) "no temporary upload left behind"
 
