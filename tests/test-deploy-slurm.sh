@@ -28,8 +28,11 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
-port() { awk -v r="$(od -An -N2 -tu2 /dev/urandom)" 'BEGIN { print 30000 + r % 20000 }'; }
+# Ports below Linux's ephemeral range (32768-60999), where the other tests' daemons and clients
+# (--port 0, outgoing connections) take theirs; a collision is retried with other ports below.
+port() { awk -v r="$(od -An -N2 -tu2 /dev/urandom)" 'BEGIN { print 20000 + r % 12000 }'; }
 H=$(hostname -s)
+write_conf() {
 mkdir -p "$T/state" "$T/spool"
 cat >"$T/slurm.conf" <<EOF2
 ClusterName=bdtest
@@ -56,6 +59,7 @@ SlurmdLogFile=$T/slurmd.log
 NodeName=$H CPUs=$(nproc) State=UNKNOWN
 PartitionName=debug Nodes=$H Default=YES MaxTime=INFINITE State=UP
 EOF2
+}
 export SLURM_CONF="$T/slurm.conf"
 if ! pgrep -x munged >/dev/null; then
     mkdir -p /run/munge && chown munge:munge /run/munge 2>/dev/null
@@ -63,9 +67,22 @@ if ! pgrep -x munged >/dev/null; then
     (su -s /bin/sh munge -c "munged --force" 2>/dev/null || munged --force) >/dev/null 2>&1
     MUNGE_STARTED=1
 fi
-slurmctld >/dev/null 2>&1 && slurmd >/dev/null 2>&1
+# Start; when a port was taken (a bind failure in a log), stop what started and try new ports.
+# Every wait is bounded: sinfo against a controller that never came up would block ~10 s a call.
 up=1
-for _ in $(seq 100); do sinfo -h -o %t 2>/dev/null | grep -q idle && up=0 && break; sleep 0.1; done
+for attempt in 1 2 3; do
+    write_conf
+    slurmctld >/dev/null 2>&1 && slurmd >/dev/null 2>&1
+    for _ in $(seq 80); do
+        timeout 3 sinfo -h -o %t 2>/dev/null | grep -q idle && up=0 && break
+        sleep 0.25
+    done
+    [ $up -eq 0 ] && break
+    grep -q "Address already in use" "$T/slurmctld.log" "$T/slurmd.log" 2>/dev/null || break
+    for d in slurmd slurmctld; do [ -f "$T/$d.pid" ] && kill "$(cat "$T/$d.pid")" 2>/dev/null; done
+    sleep 1
+    rm -f "$T"/*.log "$T"/*.pid
+done
 if [ $up -ne 0 ]; then
     # The scheduler itself could not start here (no munge socket, no root cgroups...): that is
     # the machine, not bitdistill; say why and skip rather than fail.

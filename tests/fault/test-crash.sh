@@ -64,12 +64,14 @@ SEQS=$(sqlite3 "$DB" "select count(*), min(seq), max(seq), count(distinct seq) f
 N=${SEQS%%|*}
 is "$SEQS" "$N|1|$N|$N" "event ids contiguous from 1, no duplicates ($N events)"
 is "$(sqlite3 "$DB" "select count(*) from models where job_id='$J'")" 1 "exactly one model for the job"
-rows=$(sqlite3 "$DB" "select id from files order by id")
+# a stored file is ID or ID.EXT (the upload's format suffix): the rows' paths name them
+rows=$(sqlite3 "$DB" "select path from files order by path")
+names=$(echo "$rows" | sed 's|.*/||')
 disk=$(ls -A "$T/data/files" | sort)
-[ "$rows" = "$(echo "$rows" | while read -r f; do [ -f "$T/data/files/$f" ] && echo "$f"; done)" ]
+[ "$rows" = "$(echo "$rows" | while read -r f; do [ -f "$f" ] && echo "$f"; done)" ]
 ok $? "every file row has its file on disk ($(echo "$rows" | grep -c .) rows)"
-extra=$(echo "$disk" | grep -v -x -F "$rows" | grep -c .)
-is "$extra" 0 "no file on disk without its row (partial uploads left by the kills: $(echo "$disk" | grep -v -x -F "$rows" | head -3 | tr '\n' ' '))"
+extra=$(echo "$disk" | grep -v -x -F "$names" | grep -c .)
+is "$extra" 0 "no file on disk without its row (partial uploads left by the kills: $(echo "$disk" | grep -v -x -F "$names" | head -3 | tr '\n' ' '))"
 is "$(sqlite3 "$DB" 'PRAGMA integrity_check')" ok "integrity_check after $KILLS kills"
 kill -TERM $PID; wait $PID; PID=""
 
