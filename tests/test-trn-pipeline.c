@@ -448,6 +448,29 @@ static void pretrain(void)
     TAP_OK(rc == 0 && fabs(ce - json_number_value(json_object_get(last, "loss"))) < 1e-6,
            "pretrain: %s (with tokenizer.json) reloads to held-out loss %.9f over %zu tokens "
            "(event %.9f) (%s)", f1, ce, n, json_number_value(json_object_get(last, "loss")), err);
+    /* bitdistill cast: the same weights in bf16 (round to nearest even), half the bytes */
+    snprintf(f2, sizeof(f2), "%s/model-bf16", out);
+    struct trn_model *h = NULL;
+    double worst = 0;
+    int bad = 0;
+    if (m && !(rc = trn_model_save_hf_as(m, f2, 1, err)) && !(rc = trn_model_load_hf(f2, &h, err))) {
+        const float *a = trn_model_params(m), *b = trn_model_params(h);
+        for (size_t i = 0; i < trn_model_nparams(m); i++) {
+            double d = fabs((double)a[i] - b[i]), lim = fabs((double)a[i]) / 256.0 * 1.000001;
+            worst = d > worst ? d : worst;
+            bad += d > lim;
+        }
+    }
+    struct stat s32 = {0}, s16 = {0};
+    char p32[800], p16[800];
+    snprintf(p32, sizeof(p32), "%s/model.safetensors", f1);
+    snprintf(p16, sizeof(p16), "%s/model.safetensors", f2);
+    int st_ok = !stat(p32, &s32) && !stat(p16, &s16);
+    TAP_OK(rc == 0 && h && bad == 0 && st_ok &&
+               llabs((long long)(s32.st_size - s16.st_size) - 2LL * (long long)trn_model_nparams(m)) < 4096,
+           "cast to bf16: every weight within 2^-8 relative (%d over, worst abs %.2e), %lld -> %lld bytes "
+           "(%s)", bad, worst, (long long)s32.st_size, (long long)s16.st_size, err);
+    trn_model_free(h);
     trn_corpus_free(c);
     eng_tok_free(tok);
     trn_model_free(m);
