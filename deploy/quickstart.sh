@@ -30,8 +30,9 @@ trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 0' INT TERM
 for _ in $(seq 100); do curl -sf "$U/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 cat <<EOF2
 
-bitdistilld is serving the bundled SST-2 student (models/demo) on $U
-(data in $top/bitdistill-data). Try, from another terminal:
+bitdistilld is serving on $U the bundled SST-2 student (models/demo), or the model
+activated last time (a restart keeps it: see /v1/models). Data in $top/bitdistill-data.
+Try, from another terminal:
   curl -s $U/v1/classify -d '{"input":["a gorgeous, witty film","dull and lifeless"]}'
   curl -s $U/v1/models
   curl -s $U/metrics | head
