@@ -17,7 +17,9 @@ fi
 # A port nothing listens on (replicas restart on the same port, so the upstream list is fixed).
 free_port() {
     while :; do
-        p=$(awk -v r="$(od -An -N2 -tu2 /dev/urandom)" 'BEGIN { print 20000 + r % 30000 }')
+        # below Linux's ephemeral range (32768-60999), where the other tests' clients and
+        # --port 0 daemons take theirs
+        p=$(awk -v r="$(od -An -N2 -tu2 /dev/urandom)" 'BEGIN { print 20000 + r % 12000 }')
         curl -s -m 1 "http://127.0.0.1:$p/" >/dev/null 2>&1; [ $? -eq 7 ] && { echo "$p"; return; }
     done
 }
@@ -25,7 +27,20 @@ start() { # start NAME PORT -> sets <NAME>_PID
     "$B/bitdistilld" --port "$2" --data-dir "$T/data" --run-jobs "$3" --model "$T/cls.gguf" --model-id sst2 \
         --drain-timeout-ms 5000 >>"$T/$1.log" 2>&1 &
     eval "${1}_PID=$!"
-    for _ in $(seq 200); do curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && return 0; sleep 0.05; done
+    for _ in $(seq 600); do
+        curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && return 0
+        kill -0 "$(eval echo "\$${1}_PID")" 2>/dev/null || return 1 # exited: the port was taken
+        sleep 0.05
+    done
+    return 1
+}
+# start_on NAME PORT_VARIABLE RUN_JOBS: start, on other free ports if the first is taken meanwhile
+start_on() {
+    for _ in 1 2 3; do
+        start "$1" "$(eval echo "\$$2")" "$3" && return 0
+        kill "$(eval echo "\$${1}_PID")" 2>/dev/null
+        eval "$2=\$(free_port)"
+    done
     return 1
 }
 
@@ -36,8 +51,8 @@ cp "$top_srcdir/tests/fixtures/train/tok-bytes.json" "$T/tiny/tokenizer.json"
 ok $? "test student made"
 
 PA=$(free_port); PB=$(free_port); PN=$(free_port)
-start A "$PA" 1; ok $? "replica A (runs jobs) on $PA"
-start B "$PB" 0; ok $? "replica B (serving only) on $PB, same data dir"
+start_on A PA 1; ok $? "replica A (runs jobs) on $PA"
+start_on B PB 0; ok $? "replica B (serving only) on $PB, same data dir"
 sed -e "s/127.0.0.1:8081/127.0.0.1:$PA/; s/127.0.0.1:8082/127.0.0.1:$PB/; s/listen 8080;/listen 127.0.0.1:$PN;/" \
     "$top_srcdir/deploy/nginx/bitdistill.conf" >"$T/site.conf"
 cat >"$T/nginx.conf" <<EOF2
