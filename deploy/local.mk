@@ -1,6 +1,6 @@
 # deploy: setup scripts, package lists, the systemd unit, man pages, container and proxy examples.
 dist_noinst_SCRIPTS += deploy/install-deps.sh deploy/quickstart.sh tests/run-all.sh bench/http.sh
-EXTRA_DIST += README.md deploy/packages deploy/setup.d .ci/run deploy/systemd/bitdistilld.service.in \
+EXTRA_DIST += README.md deploy/packages deploy/setup.d deploy/npm-ci.sh .ci/run deploy/systemd/bitdistilld.service.in \
 	deploy/Dockerfile deploy/nginx/bitdistill.conf
 
 systemdunit_DATA = deploy/systemd/bitdistilld.service

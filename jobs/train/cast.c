@@ -8,29 +8,11 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/err.h"
 #include "jobs/train/model.h"
 #include "jobs/train/pipeline.h"
-
-static int copy_if_exists(const char *from, const char *to)
-{
-    FILE *a = fopen(from, "rb"), *b;
-    char buf[65536];
-    size_t n;
-    int rc = 0;
-    if (!a)
-        return 0;
-    if (!(b = fopen(to, "wb"))) {
-        fclose(a);
-        return -1;
-    }
-    while ((n = fread(buf, 1, sizeof(buf), a)) > 0)
-        if (fwrite(buf, 1, n, b) != n)
-            rc = -1;
-    fclose(a);
-    return fclose(b) || rc ? -1 : 0;
-}
 
 int trn_cli_cast(int argc, char **argv)
 {
@@ -65,8 +47,8 @@ int trn_cli_cast(int argc, char **argv)
     trn_model_free(m);
     snprintf(from, sizeof(from), "%s/tokenizer.json", in);
     snprintf(to, sizeof(to), "%s/tokenizer.json", out);
-    if (!rc && copy_if_exists(from, to))
-        rc = eng_fail(err, ENG_EIO, "cannot copy '%s' to '%s'", from, to);
+    if (!rc && access(from, R_OK) == 0) /* a checkpoint without tokenizer.json is fine */
+        rc = trn_copy_file(from, to, err);
     if (rc) {
         fprintf(stderr, "bitdistill cast: %s\n", err);
         return 1;

@@ -1,6 +1,7 @@
 /*
- * jobs/train/cuda_stub.c — backend.h in a build without CUDA (configure found no nvcc): the
- * device parser still works, every GPU call fails with ENG_EUNSUPPORTED and a message.
+ * jobs/train/cuda_stub.c — backend.h in a build without CUDA (configure found no nvcc): no device
+ * is visible (the parsers in device.c still work) and every GPU call fails with
+ * ENG_EUNSUPPORTED and a message.
  */
 #include "config.h"
 
@@ -9,20 +10,6 @@
 
 #include "engine/err.h"
 #include "jobs/train/backend.h"
-
-int trn_cuda_parse_device(const char *s)
-{
-    if (!strcmp(s, "cpu"))
-        return -1;
-    if (!strcmp(s, "cuda"))
-        return 0;
-    if (!strncmp(s, "cuda:", 5) && s[5] >= '0' && s[5] <= '9') {
-        char *e;
-        long k = strtol(s + 5, &e, 10);
-        return *e || k > 1024 ? -2 : (int)k;
-    }
-    return -2;
-}
 
 int trn_cuda_device_count(void) { return 0; }
 
@@ -73,17 +60,6 @@ int trn_cuda_logits(struct trn_cuda *g, float *out, char *err)
 {
     (void)g, (void)out;
     return NOCUDA(err);
-}
-
-int trn_cuda_parse_devices(const char *s, int *devs, int max)
-{
-    int d = trn_cuda_parse_device(s);
-    if (d == -1)
-        return 0;
-    if (d < -1 || max < 1)
-        return -1;
-    devs[0] = d;
-    return 1;
 }
 
 int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,

@@ -773,21 +773,6 @@ out:
     return rc;
 }
 
-static int evaluate_on(struct run *r, struct trn_model *model, const char *who, int selection);
-
-/* Evaluate on validation_file, and on selection_file when given (events with "split"). */
-static int evaluate(struct run *r, struct trn_model *model, const char *who)
-{
-    int rc = evaluate_on(r, model, who, 0);
-    if (!rc && r->sel) {
-        struct trn_dataset *val = r->val;
-        r->val = r->sel;
-        rc = evaluate_on(r, model, who, 1);
-        r->val = val;
-    }
-    return rc;
-}
-
 static int evaluate_on(struct run *r, struct trn_model *model, const char *who, int selection)
 {
     if (!r->val)
@@ -814,9 +799,22 @@ static int evaluate_on(struct run *r, struct trn_model *model, const char *who, 
     return rc;
 }
 
+/* Evaluate on validation_file, and on selection_file when given (events with "split"). */
+static int evaluate(struct run *r, struct trn_model *model, const char *who)
+{
+    int rc = evaluate_on(r, model, who, 0);
+    if (!rc && r->sel) {
+        struct trn_dataset *val = r->val;
+        r->val = r->sel;
+        rc = evaluate_on(r, model, who, 1);
+        r->val = val;
+    }
+    return rc;
+}
+
 /* ------------------------------------------------------------------ export */
 
-static int copy_file(const char *from, const char *to, char *err)
+int trn_copy_file(const char *from, const char *to, char *err)
 {
     FILE *a = fopen(from, "rb"), *b = a ? fopen(to, "wb") : NULL;
     char buf[65536];
@@ -844,7 +842,7 @@ static int copy_tokenizer(struct run *r, const char *dir)
     else
         snprintf(from, sizeof(from), "%s", r->job.tokenizer);
     snprintf(to, sizeof(to), "%s/tokenizer.json", dir);
-    return copy_file(from, to, r->err);
+    return trn_copy_file(from, to, r->err);
 }
 
 static void file_sha256(const char *path, char hex[65])
@@ -1005,6 +1003,18 @@ static void write_metrics(struct run *r)
     json_dump_file(r->metrics, mp, JSON_INDENT(2) | JSON_SORT_KEYS);
 }
 
+/* The stage-2 corpus: `tokens` (+ one window) of it, or all of it when tokens is 0. */
+static int load_corpus(struct run *r)
+{
+    const struct stage_cfg *c = &r->job.cpt;
+    int rc = trn_corpus_load(c->corpus, r->tok, r->job.task.eos,
+                             c->tokens ? c->tokens + (size_t)c->max_len + 1 : 0, &r->corpus, r->err);
+    if (!rc && r->corpus->ntok < (size_t)c->max_len + 2)
+        rc = eng_fail(r->err, ENG_EINVAL, "corpus '%s' has fewer than max_len + 2 tokens",
+                      c->corpus);
+    return rc;
+}
+
 /* method pretrain: FP next-token training of `model` on the corpus (stage 2 slot), held-out
  * perplexity at every checkpoint, the result as an HF directory DIR/model. */
 static int run_pretrain(struct run *r, int rstage)
@@ -1022,15 +1032,10 @@ static int run_pretrain(struct run *r, int rstage)
     if ((rc = alloc_moments(r, trn_model_nparams(r->student))) ||
         (rstage == 2 && (rc = restore(r, r->student, &s2, &t2))))
         return rc;
-    if ((rc = trn_corpus_load(j->cpt.corpus, r->tok, j->task.eos,
-                              j->cpt.tokens ? j->cpt.tokens + (size_t)j->cpt.max_len + 1 : 0,
-                              &r->corpus, r->err)) ||
+    if ((rc = load_corpus(r)) ||
         (j->heldout[0] && (rc = trn_corpus_load(j->heldout, r->tok, j->task.eos, j->eval_tokens,
                                                 &r->heldout, r->err))))
         return rc;
-    if (r->corpus->ntok < (size_t)j->cpt.max_len + 2)
-        return eng_fail(r->err, ENG_EINVAL, "corpus '%s' has fewer than max_len + 2 tokens",
-                        j->cpt.corpus);
     message(r, "pretrain: %zu corpus tokens, %zu held-out tokens, %zu parameters",
             r->corpus->ntok, r->heldout ? r->heldout->ntok : 0,
             trn_model_nparams(r->student));
@@ -1128,12 +1133,8 @@ static int run_job(struct run *r)
         double t2 = 0;
         if (rstage == 2 && (rc = restore(r, r->student, &s2, &t2)))
             return rc;
-        if ((rc = trn_corpus_load(j->cpt.corpus, r->tok, j->task.eos, j->cpt.tokens + 
-                                  (size_t)j->cpt.max_len + 1, &r->corpus, r->err)))
+        if ((rc = load_corpus(r)))
             return rc;
-        if (r->corpus->ntok < (size_t)j->cpt.max_len + 2)
-            return eng_fail(r->err, ENG_EINVAL, "corpus '%s' has fewer than max_len + 2 tokens",
-                            j->cpt.corpus);
         if ((rc = train_stage(r, 2, "continue_pretrain", r->student, NULL, &j->cpt, s2, t2)))
             return rc;
         if (j->save_cpt && trn_dist_rank(r->dist) == 0) { /* a start for other stage-3 runs */

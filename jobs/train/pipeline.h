@@ -59,6 +59,8 @@ int trn_run(const struct trn_run_opts *o);
 /* `bitdistill train --config JOB.json --out DIR [--threads N] [--device cpu|cuda:K]
  *  [--events-fd N] [--resume]`: 0 ok, 1 failure, 2 usage. */
 int trn_cli_train(int argc, char **argv);
+/* Copy file from to to (replacing it); 0 or ENG_EIO with a message naming both. */
+int trn_copy_file(const char *from, const char *to, char *err);
 /* `bitdistill cast`: an HF checkpoint rewritten in bf16 or f32 (cast.c). */
 int trn_cli_cast(int argc, char **argv);
 

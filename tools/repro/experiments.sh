@@ -82,11 +82,9 @@ export BD OUT DEVICE THREADS
 
 run_all() { xargs -r -P "$JOBS" -I{} bash -c 'run {}'; }
 
+. "$(dirname "$0")/eval-event.sh"
 # metric NAME MODEL SPLIT FIELD: the number from the run's eval event (empty when missing)
-metric() {
-    grep "\"model\":\"$2\",\"split\":\"$3\"" "$OUT/runs/$1/events.jsonl" 2>/dev/null | tail -1 |
-        sed -n "s/.*\"$4\":\([-0-9.e]*\).*/\1/p"
-}
+metric() { eval_event "$OUT/runs/$1/events.jsonl" "$2" "$3" "$4"; }
 
 # best PREFIX MODEL: the run NAME among PREFIX-lr* with the highest selection accuracy
 best() {

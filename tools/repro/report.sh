@@ -13,11 +13,9 @@ if [ -f "$RAW" ]; then
 fi
 R=$RAW/exp/runs
 
+. "$(dirname "$0")/eval-event.sh"
 # ev RUN MODEL SPLIT FIELD: a number from the run's eval events
-ev() {
-    grep "\"type\":\"eval\".*\"model\":\"$2\",\"split\":\"$3\"" "$R/$1/events.jsonl" 2>/dev/null | tail -1 |
-        sed -n "s/.*\"$4\":\([-0-9.e]*\).*/\1/p"
-}
+ev() { eval_event "$R/$1/events.jsonl" "$2" "$3" "$4"; }
 pct() { awk -v x="$1" 'BEGIN { if (x == "") print "—"; else printf "%.2f", 100 * x }'; }
 # mean and sample standard deviation (in points) of the arguments (fractions)
 stats() { printf '%s\n' "$@" | awk '{ x[NR] = 100 * $1; s += x[NR] } END { m = s / NR;
