@@ -284,6 +284,12 @@ static int read_config(const struct eng_gguf *g, const char *path, struct eng_co
     if (c->heads % c->kv_heads || c->head_dim % 2 || !(c->eps > 0) || !(c->rope_theta > 0))
         return eng_fail(err, ENG_ECONFIG, "'%s': inconsistent hyperparameters (heads %d, kv %d, "
                         "head_dim %d)", path, c->heads, c->kv_heads, c->head_dim);
+    /* Each block holds 7 ternary matrices of two tensors each: a block count the tensor table
+     * cannot hold is refused before anything is sized by it. */
+    if ((uint64_t)c->layers * 14 > eng_gguf_tensor_count(g))
+        return eng_fail(err, ENG_ECONFIG, "'%s': block_count %d needs at least %llu tensors, the "
+                        "file holds %zu", path, c->layers, (unsigned long long)c->layers * 14,
+                        eng_gguf_tensor_count(g));
     if ((rc = eng_gguf_get_str(g, "bitdistill.head_format", &s, err)))
         return rc;
     *fmt = !strcmp(s, "q4") ? ENG_HEAD_Q4 : ENG_HEAD_Q8;

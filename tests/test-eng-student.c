@@ -144,6 +144,34 @@ static void wrong_contents(void)
     rc = eng_student_load(path, &m, NULL, NULL, err);
     TAP_OK(rc == ENG_EMISSING && strstr(err, "qwen3-bitdistill.embedding_length"),
            "gguf missing a hyperparameter: %s", err);
+    /* Every hyperparameter present, but a block count no tensor table of this size can hold
+     * (found by fuzz-gguf: the loader sized its layer arrays by it, 4.5 GB, before any check). */
+    eng_gguf_writer_create(&w);
+    eng_gguf_w_str(w, "general.architecture", "qwen3-bitdistill");
+    const char *ints[] = {"context_length", "embedding_length", "feed_forward_length",
+                          "block_count", "attention.head_count", "attention.head_count_kv",
+                          "attention.key_length", "vocab_size"};
+    for (size_t k = 0; k < sizeof(ints) / sizeof(ints[0]); k++) {
+        char key[96];
+        snprintf(key, sizeof(key), "qwen3-bitdistill.%s", ints[k]);
+        eng_gguf_w_u64(w, key, !strcmp(ints[k], "block_count") ? 1u << 28 : 4);
+    }
+    eng_gguf_w_f32(w, "qwen3-bitdistill.rope.freq_base", 1e4f);
+    eng_gguf_w_f32(w, "qwen3-bitdistill.attention.layer_norm_rms_epsilon", 1e-6f);
+    eng_gguf_w_bool(w, "bitdistill.tie_word_embeddings", 1);
+    eng_gguf_w_bool(w, "bitdistill.qk_norm", 1);
+    eng_gguf_w_bool(w, "bitdistill.qkv_bias", 0);
+    eng_gguf_w_bool(w, "bitdistill.subln", 1);
+    eng_gguf_w_str(w, "bitdistill.base_model_type", "qwen3");
+    eng_gguf_w_str(w, "bitdistill.head_format", "q8");
+    eng_gguf_w_tensor(w, "x", ENG_GGML_F32, 1, ne, z, 16);
+    eng_gguf_writer_write(w, path, err);
+    eng_gguf_writer_free(w);
+    rc = eng_student_load(path, &m, NULL, NULL, err);
+    TAP_OK(rc == ENG_ECONFIG && strstr(err, "block_count 268435456") && strstr(err, "holds 1"),
+           "gguf with a block count its tensor table cannot hold: %s", err);
+    eng_model_free(m);
+    m = NULL;
     struct eng_gguf *g = NULL;
     rc = eng_gguf_open(path, &g, err);
     const struct eng_gguf_tensor *t = g ? eng_gguf_tensor(g, "x") : NULL;
