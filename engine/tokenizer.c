@@ -453,6 +453,22 @@ static int bpe_piece(const struct eng_tok *t, const unsigned char *p, size_t n,
 }
 
 /* Pre-tokenize and BPE one segment without added tokens. */
+/* The match again without PCRE2's default limits, for a text that exhausts them (a whitespace
+ * run of megabytes backtracks once per byte): interpreted, since the JIT's stack is fixed, and
+ * rare enough that the context is made per call. Returns pcre2_match's result. */
+static int match_unlimited(const struct eng_tok *t, const char *s, size_t n, size_t off,
+                           pcre2_match_data *md)
+{
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+    if (!mc)
+        return PCRE2_ERROR_NOMEMORY;
+    pcre2_set_match_limit(mc, UINT32_MAX);
+    pcre2_set_depth_limit(mc, UINT32_MAX);
+    int r = pcre2_match(t->re, (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, mc);
+    pcre2_match_context_free(mc);
+    return r;
+}
+
 static int encode_segment(const struct eng_tok *t, const char *s, size_t n, struct ids *out)
 {
     char *norm = NULL, *pre = NULL;
@@ -494,8 +510,14 @@ static int encode_segment(const struct eng_tok *t, const char *s, size_t n, stru
     size_t off = 0;
     while (off < n && rc == 0) {
         int r = pcre2_match(t->re, (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (r < 0) { /* no more matches: the tail is one piece (Isolated keeps gaps) */
+        if (r < 0 && r != PCRE2_ERROR_NOMATCH)
+            r = match_unlimited(t, s, n, off, md);
+        if (r == PCRE2_ERROR_NOMATCH) { /* the tail is one piece (Isolated keeps gaps) */
             rc = bpe_piece(t, (const unsigned char *)s + off, n - off, &sc, out);
+            break;
+        }
+        if (r < 0) {
+            rc = ENG_ERANGE;
             break;
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
