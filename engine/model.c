@@ -127,16 +127,11 @@ static int load_layers(struct eng_model *m, char *err)
     return 0;
 }
 
-int eng_model_load_hf(const char *dir, struct eng_model **out, char *err)
+/* The weights of m->cfg looked up in m->st; on failure m is freed. */
+static int build(struct eng_model *m, struct eng_model **out, char *err)
 {
-    int rc;
-    struct eng_model *m = calloc(1, sizeof(*m));
-    *out = NULL;
-    if (!m)
-        return eng_fail(err, ENG_ENOMEM, "out of memory");
-    if ((rc = eng_config_load(dir, &m->cfg, err)) || (rc = eng_st_open(dir, &m->st, err)))
-        goto fail;
     const struct eng_config *c = &m->cfg;
+    int rc;
     m->layers = eng_model_own(m, calloc((size_t)c->layers, sizeof(*m->layers)));
     if (!m->layers) {
         rc = eng_fail(err, ENG_ENOMEM, "out of memory");
@@ -158,6 +153,36 @@ int eng_model_load_hf(const char *dir, struct eng_model **out, char *err)
 fail:
     eng_model_free(m);
     return rc;
+}
+
+int eng_model_load_hf(const char *dir, struct eng_model **out, char *err)
+{
+    int rc;
+    struct eng_model *m = calloc(1, sizeof(*m));
+    *out = NULL;
+    if (!m)
+        return eng_fail(err, ENG_ENOMEM, "out of memory");
+    if ((rc = eng_config_load(dir, &m->cfg, err)) || (rc = eng_st_open(dir, &m->st, err))) {
+        eng_model_free(m);
+        return rc;
+    }
+    return build(m, out, err);
+}
+
+int eng_model_from_mem(const struct eng_config *cfg, const struct eng_st_wtensor *ts, size_t n,
+                       struct eng_model **out, char *err)
+{
+    int rc;
+    struct eng_model *m = calloc(1, sizeof(*m));
+    *out = NULL;
+    if (!m)
+        return eng_fail(err, ENG_ENOMEM, "out of memory");
+    m->cfg = *cfg;
+    if ((rc = eng_st_from_mem(ts, n, &m->st, err))) {
+        eng_model_free(m);
+        return rc;
+    }
+    return build(m, out, err);
 }
 
 void eng_model_free(struct eng_model *m)

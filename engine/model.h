@@ -23,6 +23,12 @@ struct eng_ctx;
  * (model.layers.N.self_attn.attn_sub_norm.weight, model.layers.N.mlp.ffn_sub_norm.weight) are
  * used when present. *out owns the model. */
 int eng_model_load_hf(const char *dir, struct eng_model **out, char *err);
+/* The same model over n tensors in memory (named as in the HF checkpoint; see eng_st_from_mem),
+ * for a configuration the caller has validated. F32 tensors are used in place: the caller keeps
+ * them alive and unchanged until eng_model_free. */
+struct eng_st_wtensor;
+int eng_model_from_mem(const struct eng_config *cfg, const struct eng_st_wtensor *ts, size_t n,
+                       struct eng_model **out, char *err);
 void eng_model_free(struct eng_model *m);
 
 const struct eng_config *eng_model_config(const struct eng_model *m);

@@ -144,6 +144,44 @@ void eng_st_free(struct eng_st *st)
     free(st);
 }
 
+int eng_st_from_mem(const struct eng_st_wtensor *ts, size_t n, struct eng_st **out, char *err)
+{
+    struct eng_st *st = calloc(1, sizeof(*st));
+    *out = NULL;
+    if (!st || !(st->tensors = calloc(n ? n : 1, sizeof(*st->tensors))) ||
+        !(st->names = calloc(n ? n : 1, sizeof(*st->names)))) {
+        eng_st_free(st);
+        return eng_fail(err, ENG_ENOMEM, "out of memory");
+    }
+    st->cap = n;
+    for (size_t i = 0; i < n; i++) {
+        struct eng_st_tensor *t = &st->tensors[i];
+        if ((unsigned)ts[i].dtype >= ENG_DT_COUNT || ts[i].ndim < 0 || ts[i].ndim > ENG_ST_MAXDIM) {
+            eng_st_free(st);
+            return eng_fail(err, ENG_EINVAL, "in-memory tensor '%s': bad dtype or rank",
+                            ts[i].name);
+        }
+        if (!(st->names[i] = strdup(ts[i].name))) {
+            eng_st_free(st);
+            return eng_fail(err, ENG_ENOMEM, "out of memory");
+        }
+        st->ntensors = i + 1;
+        t->name = st->names[i];
+        t->dtype = ts[i].dtype;
+        t->ndim = ts[i].ndim;
+        size_t nb = dt_sizes[t->dtype];
+        for (int d = 0; d < t->ndim; d++) {
+            t->shape[d] = ts[i].shape[d];
+            nb *= (size_t)ts[i].shape[d];
+        }
+        t->data = ts[i].data;
+        t->nbytes = nb;
+        t->file = "(memory)";
+    }
+    *out = st;
+    return 0;
+}
+
 const struct eng_st_tensor *eng_st_find(const struct eng_st *st, const char *name)
 {
     for (size_t i = 0; i < st->ntensors; i++)

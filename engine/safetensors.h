@@ -73,6 +73,10 @@ struct eng_st_wtensor {
     const void *data;
 };
 
+/* A tensor set over memory the caller keeps alive and unchanged until eng_st_free (names are
+ * copied, data is borrowed): what a trainer hands the engine without writing a file. */
+int eng_st_from_mem(const struct eng_st_wtensor *ts, size_t n, struct eng_st **out, char *err);
+
 /* Write a safetensors file (temp name then rename). metadata may be NULL ({"format":"pt"}). */
 int eng_st_write(const char *path, const struct eng_st_wtensor *ts, size_t n, char *err);
 

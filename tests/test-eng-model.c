@@ -23,23 +23,54 @@
 
 static json_t *refs;
 
-static void parity(const char *name)
+/* The fixture as eng_model_from_mem sees it: its tensors over the mapped file (st stays open). */
+static int load_mem(const char *dir, struct eng_st **st, struct eng_model **m, char *err)
+{
+    struct eng_config cfg;
+    int rc;
+    if ((rc = eng_config_load(dir, &cfg, err)) || (rc = eng_st_open(dir, st, err)))
+        return rc;
+    size_t n = eng_st_count(*st);
+    struct eng_st_wtensor *w = calloc(n, sizeof(*w));
+    for (size_t i = 0; w && i < n; i++) {
+        const struct eng_st_tensor *t = eng_st_at(*st, i);
+        w[i].name = t->name;
+        w[i].dtype = t->dtype;
+        w[i].ndim = t->ndim;
+        memcpy(w[i].shape, t->shape, sizeof(w[i].shape));
+        w[i].data = t->data;
+    }
+    rc = w ? eng_model_from_mem(&cfg, w, n, m, err) : ENG_ENOMEM;
+    free(w);
+    return rc;
+}
+
+/* mem: the model built from tensors in memory instead of read from the directory. */
+static void parity(const char *name, int mem)
 {
     char err[ENG_ERR_LEN] = "", path[256];
     struct eng_model *m = NULL;
+    struct eng_st *st = NULL;
     struct eng_ctx *c = NULL;
+    const char *fx = name;
+    char shown[128];
     json_t *r = json_object_get(json_object_get(refs, "models"), name);
     json_t *jt = json_object_get(r, "tokens"), *jg = json_object_get(r, "greedy");
     int n = (int)json_array_size(jt), V = (int)json_integer_value(json_object_get(r, "vocab"));
     int32_t tok[64], gen[16];
     for (int i = 0; i < n; i++)
         tok[i] = (int32_t)json_integer_value(json_array_get(jt, (size_t)i));
-    int rc = eng_model_load_hf(eu_fx(name), &m, err);
-    if (!TAP_OK(rc == 0, "%s: loads (%s)", name, err)) {
+    int rc = mem ? load_mem(eu_fx(name), &st, &m, err) : eng_model_load_hf(eu_fx(name), &m, err);
+    if (!TAP_OK(rc == 0, "%s: loads%s (%s)", name, mem ? " from memory" : "", err)) {
+        eng_st_free(st);
         return;
     }
+    if (mem) { /* the rest of the checks name the path under test */
+        snprintf(shown, sizeof(shown), "%s (from memory)", fx);
+        name = shown;
+    }
     TAP_OK(eng_model_config(m)->vocab == V, "%s: vocab %d", name, V);
-    snprintf(path, sizeof(path), "%s.logits.bin", name);
+    snprintf(path, sizeof(path), "%s.logits.bin", fx);
     float *ref = (float *)eu_read(eu_fx(path), NULL);
     float *lg = malloc((size_t)n * V * sizeof(float)), *one = malloc((size_t)V * sizeof(float));
     rc = eng_ctx_create(m, 32, &c);
@@ -86,6 +117,7 @@ static void parity(const char *name)
 out:
     eng_ctx_free(c);
     eng_model_free(m);
+    eng_st_free(st);
     free(ref);
     free(lg);
     free(one);
@@ -373,10 +405,12 @@ int main(void)
     refs = json_load_file(eu_fx("refs.json"), 0, &je);
     if (!refs)
         TAP_BAIL("cannot read %s: %s", eu_fx("refs.json"), je.text);
-    parity("qwen3-f32");
-    parity("qwen3-bf16");
-    parity("qwen2-sharded");
-    parity("llama-f32");
+    parity("qwen3-f32", 0);
+    parity("qwen3-bf16", 0);
+    parity("qwen2-sharded", 0);
+    parity("llama-f32", 0);
+    parity("qwen3-f32", 1);
+    parity("qwen2-sharded", 1);
     {
         char err[ENG_ERR_LEN];
         struct eng_model *a = NULL, *b = NULL;

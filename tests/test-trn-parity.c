@@ -16,6 +16,7 @@
 
 #include "engine/err.h"
 #include "engine/model.h"
+#include "engine/student.h"
 #include "jobs/train/model.h"
 #include "jobs/train/step.h"
 #include "tests/tap.h"
@@ -112,6 +113,22 @@ static void fwd_vs_engine(const char *name)
     rt = trn_model_forward(t, tok2, 2, 13);
     d = rc || rt ? 1e9 : maxabs(trn_model_logits(t) + (size_t)13 * V, lg, (size_t)13 * V);
     TAP_OK(d < FWD_TOL, "%s: second row of a batch of 2, max abs err %.3g", name, d);
+    /* The engine over the trainer's parameters in place (what evaluation uses): the same fp32
+     * weights, so the same logits to the bit. */
+    struct eng_model *em = NULL;
+    struct eng_ctx *cm = NULL;
+    float *lm = malloc((size_t)13 * V * sizeof(float));
+    int rm = trn_model_engine(t, &em, err);
+    if (!rm)
+        rm = eng_ctx_create(em, 16, &cm);
+    if (!rm)
+        rm = eng_ctx_forward(cm, tok, 13, lm, 1);
+    d = rc || rm ? 1e9 : maxabs(lm, lg, (size_t)13 * V);
+    TAP_OK(d == 0, "%s: engine over the trainer's parameters == engine from the file, max abs "
+           "diff %.3g (%s)", name, d, rm ? err : "");
+    eng_ctx_free(cm);
+    eng_model_free(em);
+    free(lm);
     free(lg);
     eng_ctx_free(c);
     eng_model_free(e);
@@ -140,6 +157,28 @@ static void fwd_student(void)
         double d = rc || nr != (size_t)n * V ? 1e9 : maxabs(trn_model_logits(t), ref, nr);
         TAP_OK(d < FWD_TOL * 10, "BitLinear+SubLN forward vs PyTorch student: max abs err %.3g",
                d);
+        /* The student evaluation's path: the engine over the latent weights in place, made
+         * ternary with its INT8 head, against PyTorch's INT8-head student. */
+        struct eng_model *fp = NULL, *st = NULL;
+        struct eng_ctx *c = NULL;
+        size_t nq = 0;
+        float *q8 = read_f32(fx("engine", "qwen3-student.q8head_aq.bin"), &nq);
+        float *lg = malloc((size_t)n * V * sizeof(float));
+        rc = trn_model_engine(t, &fp, err);
+        if (!rc)
+            rc = eng_student_from_fp(fp, ENG_HEAD_Q8, &st, err);
+        if (!rc)
+            rc = eng_ctx_create(st, n, &c);
+        if (!rc)
+            rc = eng_ctx_forward(c, tok, n, lg, 1);
+        d = rc || !q8 || nq != (size_t)n * V ? 1e9 : maxabs(lg, q8, nq);
+        TAP_OK(d < 2e-2, "engine student over the trainer's latent weights vs PyTorch INT8-head "
+               "student: max abs err %.3g (%s)", d, rc ? err : "");
+        eng_ctx_free(c);
+        eng_model_free(st);
+        eng_model_free(fp);
+        free(lg);
+        free(q8);
     }
     free(ref);
     trn_model_free(t);

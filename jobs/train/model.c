@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "engine/err.h"
+#include "engine/model.h"
 #include "engine/safetensors.h"
 #include "jobs/train/model.h"
 #include "jobs/train/ops.h"
@@ -314,6 +315,32 @@ int trn_model_save_hf(const struct trn_model *m, const char *dir, char *err)
     return trn_model_save_hf_as(m, dir, 0, err);
 }
 
+/* The parameters as HF-named tensors: bf16 copies from h when given, else fp32 in place. */
+static struct eng_st_wtensor *tensor_list(const struct trn_model *m, const uint16_t *h)
+{
+    struct eng_st_wtensor *w = calloc((size_t)m->ntens, sizeof(*w));
+    for (int i = 0; w && i < m->ntens; i++) {
+        const struct trn_tensor *t = &m->tens[i];
+        w[i].name = t->name;
+        w[i].dtype = h ? ENG_DT_BF16 : ENG_DT_F32;
+        w[i].ndim = t->ndim;
+        w[i].shape[0] = t->shape[0];
+        w[i].shape[1] = t->shape[1];
+        w[i].data = h ? (const void *)(h + t->off) : (const void *)(m->params + t->off);
+    }
+    return w;
+}
+
+int trn_model_engine(const struct trn_model *m, struct eng_model **out, char *err)
+{
+    struct eng_st_wtensor *w = tensor_list(m, NULL);
+    if (!w)
+        return eng_fail(err, ENG_ENOMEM, "out of memory");
+    int rc = eng_model_from_mem(&m->cfg, w, (size_t)m->ntens, out, err);
+    free(w);
+    return rc;
+}
+
 int trn_model_save_hf_as(const struct trn_model *m, const char *dir, int bf16, char *err)
 {
     char path[4096];
@@ -326,19 +353,14 @@ int trn_model_save_hf_as(const struct trn_model *m, const char *dir, int bf16, c
         for (size_t i = 0; i < m->np; i++)
             h[i] = eng_f32_to_bf16(m->params[i]);
     }
-    if (mkdir(dir, 0755) && errno != EEXIST)
+    if (mkdir(dir, 0755) && errno != EEXIST) {
+        free(h);
         return eng_fail(err, ENG_EIO, "cannot create '%s': %s", dir, strerror(errno));
-    struct eng_st_wtensor *w = calloc((size_t)m->ntens, sizeof(*w));
-    if (!w)
+    }
+    struct eng_st_wtensor *w = tensor_list(m, h);
+    if (!w) {
+        free(h);
         return eng_fail(err, ENG_ENOMEM, "out of memory");
-    for (int i = 0; i < m->ntens; i++) {
-        const struct trn_tensor *t = &m->tens[i];
-        w[i].name = t->name;
-        w[i].dtype = bf16 ? ENG_DT_BF16 : ENG_DT_F32;
-        w[i].ndim = t->ndim;
-        w[i].shape[0] = t->shape[0];
-        w[i].shape[1] = t->shape[1];
-        w[i].data = bf16 ? (const void *)(h + t->off) : (const void *)(m->params + t->off);
     }
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
     rc = eng_st_write(path, w, (size_t)m->ntens, err);

@@ -56,6 +56,11 @@ int trn_model_save_hf(const struct trn_model *m, const char *dir, char *err);
 /* The same with the weights rounded to bf16 when bf16 is set (torch_dtype "bfloat16"). */
 int trn_model_save_hf_as(const struct trn_model *m, const char *dir, int bf16, char *err);
 
+/* The engine's FP model over the parameters in place (fp32, SubLN included), for evaluation
+ * without writing a file: valid while m lives and its parameters do not change. */
+struct eng_model;
+int trn_model_engine(const struct trn_model *m, struct eng_model **out, char *err);
+
 const struct eng_config *trn_model_config(const struct trn_model *m);
 const char *trn_model_errmsg(const struct trn_model *m);
 size_t trn_model_nparams(const struct trn_model *m);

@@ -706,9 +706,9 @@ static int eval_cls(struct run *r, struct trn_model *model, double *acc, size_t 
     return rc;
 }
 
-/* Greedy summaries and ROUGE/BLEU, decoded by the engine with a KV cache: the model is written
- * as an HF directory and loaded by the engine (the ternary student converted exactly as for
- * export, with its q8/q4 head), so the summaries are the ones the served model would write. */
+/* Greedy summaries and ROUGE/BLEU, decoded by the engine with a KV cache: the engine reads the
+ * parameters in place (the ternary student converted exactly as for export, with its q8/q4
+ * head), so the summaries are the ones the served model would write. */
 static int eval_sum(struct run *r, struct trn_model *model, json_t *res)
 {
     const struct trn_task *t = &r->job.task;
@@ -719,12 +719,10 @@ static int eval_sum(struct run *r, struct trn_model *model, json_t *res)
     struct trn_bleu_stats bs = {0};
     struct eng_model *fp = NULL, *stu = NULL, *m;
     size_t n = r->val->n;
-    char dir[PATH_LEN + 32], p[PATH_LEN + 64];
     int32_t *gen = malloc(((size_t)mn + 1) * sizeof(int32_t));
-    snprintf(dir, sizeof(dir), "%s/.eval-hf", r->o->out);
     if (!gen)
         return eng_fail(r->err, ENG_ENOMEM, "out of memory");
-    if ((rc = trn_model_save_hf(model, dir, r->err)) || (rc = eng_model_load_hf(dir, &fp, r->err)) ||
+    if ((rc = trn_model_engine(model, &fp, r->err)) ||
         (trn_model_quant(model) && (rc = eng_student_from_fp(fp, r->job.head, &stu, r->err))))
         goto out;
     m = stu ? stu : fp;
@@ -765,11 +763,6 @@ out:
     eng_model_free(stu);
     eng_model_free(fp);
     free(gen);
-    snprintf(p, sizeof(p), "%s/model.safetensors", dir);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s/config.json", dir);
-    unlink(p);
-    rmdir(dir);
     return rc;
 }
 
