@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "jobs/store.h"
 #include "server/auth.h"
@@ -130,9 +131,19 @@ static int drain(int fd, char *first, size_t firstlen)
 {
     size_t got = 0;
     char buf[16384];
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
+        /* A deadline, not a poll timeout: libFuzzer's timeout alarm (SIGALRM) interrupts poll,
+         * and taking that EINTR for a hang made runs fail at random. */
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long left = 10000 - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left <= 0)
+            return -1;
         struct pollfd p = {fd, POLLIN, 0};
-        int r = poll(&p, 1, 10000);
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r <= 0)
             return -1;
         ssize_t n = recv(fd, buf, sizeof(buf), 0);
@@ -149,6 +160,32 @@ static int drain(int fd, char *first, size_t firstlen)
     }
 }
 
+/* connect(), carried on when a signal interrupts it (libFuzzer's timeout alarm): 0, or -1 with
+ * errno. */
+static int connect_wait(int fd, const struct sockaddr_in *sa)
+{
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+        return 0;
+    if (errno != EINTR && errno != EINPROGRESS)
+        return -1;
+    for (int waited = 0; waited < 20; waited++) {
+        struct pollfd p = {fd, POLLOUT, 0};
+        int r = poll(&p, 1, 1000);
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (r > 0) {
+            int e = 0;
+            socklen_t l = sizeof(e);
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l))
+                return -1;
+            errno = e;
+            return e ? -1 : 0;
+        }
+    }
+    errno = ETIMEDOUT;
+    return -1;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct sockaddr_in sa;
@@ -156,9 +193,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    /* Each connection from another loopback source address (127.1.0.1, 127.1.0.2, ...): the
+     * daemon closes first, so each connection leaves a TIME-WAIT for 60 s, and at ~500
+     * connections/s one source address would need ~30,000 of them, more than the ephemeral
+     * port range holds. */
+    static uint32_t nconn;
+    struct sockaddr_in src;
+    memset(&src, 0, sizeof(src));
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl(0x7f010000u + 1 + nconn++ % 65000);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+    if (fd < 0 || bind(fd, (struct sockaddr *)&src, sizeof(src)) || connect_wait(fd, &sa)) {
+        fprintf(stderr, "fuzz-http: cannot connect to the daemon: %s\n", strerror(errno));
         abort();
+    }
     /* Write everything (the daemon reads while answering; a large body may be refused early,
      * then the rest of the write fails: that is fine). */
     size_t off = 0;
