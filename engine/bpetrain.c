@@ -858,6 +858,35 @@ static int setup_merge(struct eng_bpe *b)
     return flush_dirty(b);
 }
 
+/* The merge phase's tables (pairs, their index, heap, symbols, words), freed and zeroed. */
+static void free_merge_tables(struct eng_bpe *b)
+{
+    for (int32_t i = 0; i < b->np; i++)
+        free(b->pairs[i].w);
+    free(b->pairs);
+    free(b->pkey);
+    free(b->pval);
+    free(b->heap);
+    free(b->dirty);
+    free(b->sym);
+    free(b->wstart);
+    free(b->wlen);
+    free(b->wcnt);
+    free(b->wstamp);
+    b->pairs = NULL;
+    b->pkey = NULL;
+    b->pval = NULL;
+    b->heap = NULL;
+    b->dirty = NULL;
+    b->sym = NULL;
+    b->wstart = NULL;
+    b->wlen = NULL;
+    b->wcnt = NULL;
+    b->wstamp = NULL;
+    b->np = b->pcap = 0;
+    b->pmcap = b->nh = b->hcap = b->ndirty = b->dcap = 0;
+}
+
 int eng_bpe_train(struct eng_bpe *b)
 {
     int32_t target = b->o.vocab_size - ENG_BPE_N_SPECIAL;
@@ -893,31 +922,7 @@ out:
     b->st.merges = b->nmerges;
     b->st.vocab = b->ntok + ENG_BPE_N_SPECIAL;
     b->st.merge_s = now_s() - t0;
-    /* the merge-phase tables are no longer needed */
-    for (int32_t i = 0; i < b->np; i++)
-        free(b->pairs[i].w);
-    free(b->pairs);
-    free(b->pkey);
-    free(b->pval);
-    free(b->heap);
-    free(b->dirty);
-    free(b->sym);
-    free(b->wstart);
-    free(b->wlen);
-    free(b->wcnt);
-    free(b->wstamp);
-    b->pairs = NULL;
-    b->pkey = NULL;
-    b->pval = NULL;
-    b->heap = NULL;
-    b->dirty = NULL;
-    b->sym = NULL;
-    b->wstart = NULL;
-    b->wlen = NULL;
-    b->wcnt = NULL;
-    b->wstamp = NULL;
-    b->np = b->pcap = 0;
-    b->pmcap = b->nh = b->hcap = b->ndirty = b->dcap = 0;
+    free_merge_tables(b); /* no longer needed */
     if (rc)
         return eng_fail(b->err, rc, "out of memory while merging (%d merges made)",
                         (int)b->nmerges);
@@ -997,18 +1002,7 @@ void eng_bpe_free(struct eng_bpe *b)
     free(b->toff);
     free(b->tlen);
     free(b->thash);
-    for (int32_t i = 0; i < b->np; i++)
-        free(b->pairs[i].w);
-    free(b->pairs);
-    free(b->pkey);
-    free(b->pval);
-    free(b->heap);
-    free(b->dirty);
-    free(b->sym);
-    free(b->wstart);
-    free(b->wlen);
-    free(b->wcnt);
-    free(b->wstamp);
+    free_merge_tables(b);
     free(b->merges);
     free(b);
 }
