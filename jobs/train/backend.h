@@ -63,6 +63,9 @@ struct trn_dist;
 /* "cpu" -> 0; "cuda", "cuda:K" -> 1 device; "cuda:all" -> every visible device; "cuda:0,1"
  * -> that list; anything else (or none visible for "all") -> -1. devs gets at most max. */
 int trn_cuda_parse_devices(const char *s, int *devs, int max);
+/* The ids of a "K,L,..." list (each 0..1024, no repeats, no empty item) into devs: their count,
+ * or -1 for a malformed list or more than max ids. */
+int trn_parse_device_ids(const char *list, int *devs, int max);
 /* dist is borrowed (NULL: a single process); it must outlive the result. */
 int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,
                        struct trn_model *teacher, int bf16, struct trn_dist *dist,

@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,25 @@ int trn_cuda_parse_device(const char *s)
     return -2;
 }
 
+int trn_parse_device_ids(const char *p, int *devs, int max)
+{
+    int n = 0;
+    while (*p) {
+        char *e;
+        if (!isdigit((unsigned char)*p))
+            return -1;
+        long k = strtol(p, &e, 10);
+        if (k > 1024 || n >= max || (*e && *e != ',') || (*e == ',' && !e[1]))
+            return -1;
+        for (int i = 0; i < n; i++)
+            if (devs[i] == (int)k)
+                return -1;
+        devs[n++] = (int)k;
+        p = *e ? e + 1 : e;
+    }
+    return n ? n : -1;
+}
+
 int trn_cuda_parse_devices(const char *s, int *devs, int max)
 {
     int n = 0;
@@ -35,21 +55,8 @@ int trn_cuda_parse_devices(const char *s, int *devs, int max)
             devs[n] = n;
         return n ? n : -1;
     }
-    if (!strncmp(s, "cuda:", 5) && strchr(s, ',')) {
-        const char *p = s + 5;
-        while (*p) {
-            char *e;
-            long k = strtol(p, &e, 10);
-            if (e == p || k < 0 || k > 1024 || n >= max || (*e && *e != ','))
-                return -1;
-            for (int i = 0; i < n; i++)
-                if (devs[i] == (int)k)
-                    return -1;
-            devs[n++] = (int)k;
-            p = *e ? e + 1 : e;
-        }
-        return n;
-    }
+    if (!strncmp(s, "cuda:", 5) && strchr(s, ','))
+        return trn_parse_device_ids(s + 5, devs, max);
     int d = trn_cuda_parse_device(s);
     if (d < -1)
         return -1;

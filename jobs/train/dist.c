@@ -903,22 +903,9 @@ int trn_dist_pick_devices(const char *device, int visible, int local_rank, int l
         devs[0] = 0;
         return 1;
     }
-    if (strncmp(device, "cuda:", 5) || !device[5])
+    if (strncmp(device, "cuda:", 5))
         return -1;
-    for (const char *p = device + 5; *p;) {
-        char *e;
-        if (!isdigit((unsigned char)*p))
-            return -1;
-        long k = strtol(p, &e, 10);
-        if (k > 1024 || n >= max || (*e && *e != ',') || (*e == ',' && !e[1]))
-            return -1;
-        for (int i = 0; i < n; i++)
-            if (devs[i] == (int)k)
-                return -1;
-        devs[n++] = (int)k;
-        p = *e ? e + 1 : e;
-    }
-    return n;
+    return trn_parse_device_ids(device + 5, devs, max);
 }
 
 /* What each rank reports about itself at start-up. */
