@@ -101,4 +101,11 @@ max=$(sort -n "$T/rss" | tail -1)
 total=$(( ${creq:-0} + ${sreq:-0} + lreq ))
 failed=$(( ${cerr:-1} + ${serr:-1} + lbad ))
 echo "soak: requests=$total failed=$failed 5xx=$((l5xx + n5xx)) swaps=$swaps/50 rss_kib first=$first after_warmup=$warm last=$last max=$max (${SECS}s, 64 clients)"
-[ "$failed" -eq 0 ] && [ $((l5xx + n5xx)) -eq 0 ] && [ "$swaps" -eq 50 ] && kill -0 $PID
+if [ "$failed" -eq 0 ] && [ $((l5xx + n5xx)) -eq 0 ] && [ "$swaps" -eq 50 ] && kill -0 $PID; then
+    exit 0
+fi
+# What the daemon said, for a failed run (its log goes with the temporary directory).
+kill -0 $PID 2>/dev/null && echo "daemon: still running" || echo "daemon: exited"
+echo "daemon log (last 60 lines):"
+tail -60 "$T/d.log"
+exit 1
