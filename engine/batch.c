@@ -12,6 +12,7 @@
 
 #include "engine/batch.h"
 #include "engine/model_impl.h"
+#include "engine/student_impl.h"
 
 /* A piece of a segment inside one pass: the rows, and which segment they belong to. */
 struct piece {
@@ -26,6 +27,8 @@ int eng_layers_run(struct eng_ctx *S, const struct eng_piece *pc, int np, int R)
     const struct eng_config *cf = &m->cfg;
     int H = cf->hidden, hd = cf->head_dim, qd = cf->heads * hd, kd = cf->kv_heads * hd, rc;
 
+    if (m->ternary)
+        return eng_step_layers(S, pc, np, R);
     for (int p = 0; p < np; p++)
         for (int t = 0; t < pc[p].n; t++) {
             int32_t id = pc[p].tok[t];

@@ -22,12 +22,6 @@
 #define Q4_BLK ENG_Q4_BLK
 
 
-/* Per-context student state: each context has its own kernel pool, so one model can serve
- * several inference threads at once (a krn_pool runs one region at a time). */
-struct stu_ctx {
-    krn_qact *qh, *qq, *qi; /* activations of width hidden, heads*head_dim, inter */
-    krn_pool *pool;         /* nthreads of the model when the context was made (owned) */
-};
 
 /* ------------------------------------------------------------------------- file formats */
 
@@ -231,6 +225,7 @@ static void s_ctx_release(struct eng_ctx *c)
     krn_qact_free(s->qq);
     krn_qact_free(s->qi);
     krn_pool_free(s->pool);
+    free(s->scores);
     free(s);
     c->qa = NULL;
 }

@@ -34,6 +34,19 @@ struct eng_student {
     struct eng_gguf *g;    /* loaded file (owned); the i2 objects and norms borrow its mapping */
 };
 
+/* Per-context student state: each context has its own kernel pool, so one model can serve
+ * several inference threads at once (a krn_pool runs one region at a time). */
+struct stu_ctx {
+    krn_qact *qh, *qq, *qi; /* activations of width hidden, heads*head_dim, inter */
+    krn_pool *pool;         /* nthreads of the model when the context was made (owned) */
+    float *scores;          /* attention scores, [threads][keys] of the last pass (owned) */
+    size_t scores_cap;      /* floats allocated */
+};
+
+/* step.c: the decoder layers of a student over R rows in one pool region (see
+ * eng_layers_run, which calls it for students). */
+int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R);
+
 struct eng_model *eng_student_new_(const struct eng_config *cfg, enum eng_head_fmt fmt);
 int eng_student_qmat_kernel_(struct qmat *q, const int8_t *codes, const float *scales);
 size_t eng_student_qmat_bytes_(const struct qmat *q);

@@ -53,6 +53,10 @@ typedef void (*krn_rope_fn)(float *x, size_t n_tok, size_t n_head, size_t head_d
 typedef void (*krn_softmax_fn)(float *x, size_t n, size_t d);
 typedef void (*krn_silu_mul_fn)(float *y, const float *g, const float *u, size_t n);
 typedef void (*krn_add_fn)(float *y, const float *a, const float *b, size_t n);
+typedef void (*krn_attn_scores_fn)(float *s, const float *q, const float *K, size_t ldk, size_t n,
+                                   size_t d, float scale);
+typedef void (*krn_attn_values_fn)(float *o, const float *p, const float *V, size_t ldv, size_t n,
+                                   size_t d);
 
 typedef struct krn_ops {
     krn_variant variant;
@@ -66,6 +70,8 @@ typedef struct krn_ops {
     krn_softmax_fn softmax;
     krn_silu_mul_fn silu_mul;
     krn_add_fn add;
+    krn_attn_scores_fn attn_scores;
+    krn_attn_values_fn attn_values;
 } krn_ops;
 
 /* The table of the current variant (krn_init() first if needed). Reference, never NULL. */
@@ -88,7 +94,10 @@ const krn_ops *krn_ops_variant(krn_variant v);
     void krn_rope_##sfx(float *, size_t, size_t, size_t, const float *, const float *);            \
     void krn_softmax_##sfx(float *, size_t, size_t);                                               \
     void krn_silu_mul_##sfx(float *, const float *, const float *, size_t);                        \
-    void krn_add_##sfx(float *, const float *, const float *, size_t);
+    void krn_add_##sfx(float *, const float *, const float *, size_t);                              \
+    void krn_attn_scores_##sfx(float *, const float *, const float *, size_t, size_t, size_t,      \
+                               float);                                                             \
+    void krn_attn_values_##sfx(float *, const float *, const float *, size_t, size_t, size_t);
 
 /* Scalar reference: always built. */
 KRN_DECLARE_MAT_(ref)
@@ -163,6 +172,8 @@ static inline int krn_cpu_supports_(krn_variant v)
         (t)->softmax = krn_softmax_##fsfx;                                                         \
         (t)->silu_mul = krn_silu_mul_##fsfx;                                                       \
         (t)->add = krn_add_##fsfx;                                                                 \
+        (t)->attn_scores = krn_attn_scores_##fsfx;                                                 \
+        (t)->attn_values = krn_attn_values_##fsfx;                                                 \
     } while (0)
 static inline void krn_fill_(krn_ops *t, krn_variant v)
 {
@@ -203,6 +214,8 @@ static inline int krn_cpu_supports_(krn_variant v)
         (t)->softmax = krn_softmax_##fsfx;                                                         \
         (t)->silu_mul = krn_silu_mul_##fsfx;                                                       \
         (t)->add = krn_add_##fsfx;                                                                 \
+        (t)->attn_scores = krn_attn_scores_##fsfx;                                                 \
+        (t)->attn_values = krn_attn_values_##fsfx;                                                 \
     } while (0)
 static inline void krn_fill_(krn_ops *t, krn_variant v)
 {
@@ -228,6 +241,8 @@ static inline void krn_fill_(krn_ops *t, krn_variant v)
     t->softmax = krn_softmax_ref;
     t->silu_mul = krn_silu_mul_ref;
     t->add = krn_add_ref;
+    t->attn_scores = krn_attn_scores_ref;
+    t->attn_values = krn_attn_values_ref;
 }
 #endif
 #endif /* KRN_DISPATCH_IMPL */

@@ -23,3 +23,14 @@ void krn_silu_mul(float *y, const float *g, const float *u, size_t n)
 }
 
 void krn_add(float *y, const float *a, const float *b, size_t n) { krn_ops_get()->add(y, a, b, n); }
+
+void krn_attn_scores(float *s, const float *q, const float *K, size_t ldk, size_t n, size_t d,
+                     float scale)
+{
+    krn_ops_get()->attn_scores(s, q, K, ldk, n, d, scale);
+}
+
+void krn_attn_values(float *o, const float *p, const float *V, size_t ldv, size_t n, size_t d)
+{
+    krn_ops_get()->attn_values(o, p, V, ldv, n, d);
+}

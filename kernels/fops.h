@@ -41,4 +41,15 @@ void krn_silu_mul(float *y, const float *g, const float *u, size_t n);
 /* Residual add: y[i] = a[i] + b[i] (y may equal a or b). */
 void krn_add(float *y, const float *a, const float *b, size_t n);
 
+/* Attention scores of one query against n keys: s[j] = scale * dot(q, K + j * ldk) over d
+ * features, j < n. q [d], K rows of d at stride ldk (floats). Error against _ref: per score,
+ * <= KRN_FOPS_RTOL * scale * sum_i |q_i k_ji| (summation order). */
+void krn_attn_scores(float *s, const float *q, const float *K, size_t ldk, size_t n, size_t d,
+                     float scale);
+
+/* Attention output of one query: o[i] = sum_{j<n} p[j] * V[j * ldv + i] for i < d (o
+ * overwritten; accumulated in j order per element in every variant, so exact against _ref
+ * unless the compiler contracts the _ref's multiply-add). */
+void krn_attn_values(float *o, const float *p, const float *V, size_t ldv, size_t n, size_t d);
+
 #endif

@@ -78,3 +78,27 @@ void krn_add_ref(float *y, const float *a, const float *b, size_t n)
     for (size_t i = 0; i < n; i++)
         st(&y[i], ld(&a[i]) + ld(&b[i]));
 }
+
+void krn_attn_scores_ref(float *s, const float *q, const float *K, size_t ldk, size_t n, size_t d,
+                         float scale)
+{
+    for (size_t j = 0; j < n; j++) {
+        float acc = 0.0f;
+        for (size_t i = 0; i < d; i++)
+            acc += ld(&q[i]) * ld(&K[j * ldk + i]);
+        st(&s[j], acc * scale);
+    }
+}
+
+void krn_attn_values_ref(float *o, const float *p, const float *V, size_t ldv, size_t n, size_t d)
+{
+    for (size_t i = 0; i < d; i++)
+        st(&o[i], 0.0f);
+    for (size_t j = 0; j < n; j++) {
+        float pj = ld(&p[j]);
+        for (size_t i = 0; i < d; i++) {
+            float a = pj * ld(&V[j * ldv + i]);
+            st(&o[i], ld(&o[i]) + a);
+        }
+    }
+}

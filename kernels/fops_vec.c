@@ -203,3 +203,71 @@ void FN(krn_add)(float *y, const float *a, const float *b, size_t n)
         memcpy(y + i, &av, 4);
     }
 }
+
+void FN(krn_attn_scores)(float *s, const float *q, const float *K, size_t ldk, size_t n, size_t d,
+                         float scale)
+{
+    for (size_t j = 0; j < n; j++) {
+        const float *kr = K + j * ldk;
+        vf acc = {0}, acc2 = {0};
+        size_t i = 0;
+        for (; i + 2 * VW <= d; i += 2 * VW) {
+            acc += ldv(q + i) * ldv(kr + i);
+            acc2 += ldv(q + i + VW) * ldv(kr + i + VW);
+        }
+        for (; i + VW <= d; i += VW)
+            acc += ldv(q + i) * ldv(kr + i);
+        float a = hsum(acc + acc2);
+        for (; i < d; i++) {
+            float x, y;
+            memcpy(&x, q + i, 4);
+            memcpy(&y, kr + i, 4);
+            a += x * y;
+        }
+        a *= scale;
+        memcpy(s + j, &a, 4);
+    }
+}
+
+/* o[i] accumulates p[j] * V[j][i] in j order, like _ref: 4 vectors of o stay in registers
+ * while the keys stream past. */
+void FN(krn_attn_values)(float *o, const float *p, const float *V, size_t ldvv, size_t n, size_t d)
+{
+    size_t i = 0;
+    for (; i + 4 * VW <= d; i += 4 * VW) {
+        vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (size_t j = 0; j < n; j++) {
+            float pj;
+            memcpy(&pj, p + j, 4);
+            vf vp = splat(pj);
+            const float *vr = V + j * ldvv + i;
+            a0 += vp * ldv(vr);
+            a1 += vp * ldv(vr + VW);
+            a2 += vp * ldv(vr + 2 * VW);
+            a3 += vp * ldv(vr + 3 * VW);
+        }
+        stv(o + i, a0);
+        stv(o + i + VW, a1);
+        stv(o + i + 2 * VW, a2);
+        stv(o + i + 3 * VW, a3);
+    }
+    for (; i + VW <= d; i += VW) {
+        vf a0 = {0};
+        for (size_t j = 0; j < n; j++) {
+            float pj;
+            memcpy(&pj, p + j, 4);
+            a0 += splat(pj) * ldv(V + j * ldvv + i);
+        }
+        stv(o + i, a0);
+    }
+    for (; i < d; i++) {
+        float a = 0.0f;
+        for (size_t j = 0; j < n; j++) {
+            float pj, v;
+            memcpy(&pj, p + j, 4);
+            memcpy(&v, V + j * ldvv + i, 4);
+            a += pj * v;
+        }
+        memcpy(o + i, &a, 4);
+    }
+}

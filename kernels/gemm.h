@@ -47,4 +47,21 @@ int krn_q4_gemm_rows(const krn_q4 *w, const size_t *rows, size_t nrows, const kr
 int krn_i2_gemm_rows(const krn_i2 *w, const size_t *rows, size_t nrows, const krn_qact *x,
                      float *y, size_t ldy, krn_pool *pool);
 
+/* ---- In-region parts -----------------------------------------------------------------------
+ * For a caller that runs a whole forward step as ONE pool region and splits the work itself
+ * (engine/step.c): compute the output rows of row groups [g0, g1) (16 rows each; groups past
+ * the matrix are ignored) for all tokens of x, into y[t * ldy + m] with y pointing at row 0.
+ * No pool call and no shape check here: the caller checks once with krn_*_cols(w) ==
+ * krn_qact_cols(x) and ldy >= rows. Numbers are those of the whole-matrix kernels, bit for bit,
+ * whatever the split. */
+size_t krn_i2_groups(const krn_i2 *w); /* ceil(M / 16) */
+size_t krn_q8_groups(const krn_q8 *w);
+size_t krn_q4_groups(const krn_q4 *w);
+void krn_i2_gemm_part(const krn_i2 *w, const krn_qact *x, size_t g0, size_t g1, float *y,
+                      size_t ldy);
+void krn_q8_gemm_part(const krn_q8 *w, const krn_qact *x, size_t g0, size_t g1, float *y,
+                      size_t ldy);
+void krn_q4_gemm_part(const krn_q4 *w, const krn_qact *x, size_t g0, size_t g1, float *y,
+                      size_t ldy);
+
 #endif

@@ -251,6 +251,31 @@ static krn_w_view q4_view(const krn_q4 *h)
     return v;
 }
 
+size_t krn_q8_groups(const krn_q8 *w) { return w->m_pad / 16; }
+size_t krn_q4_groups(const krn_q4 *w) { return w->m_pad / 16; }
+
+void krn_q8_gemm_part(const krn_q8 *w, const krn_qact *x, size_t g0, size_t g1, float *y,
+                      size_t ldy)
+{
+    g1 = g1 < w->m_pad / 16 ? g1 : w->m_pad / 16;
+    if (g0 >= g1 || !krn_qact_tokens(x))
+        return;
+    krn_w_view wv = q8_view(w);
+    krn_act_view xv = krn_qact_view(x);
+    krn_ops_get()->q8_gemm(&wv, &xv, g0, g1, y + 16 * g0, ldy);
+}
+
+void krn_q4_gemm_part(const krn_q4 *w, const krn_qact *x, size_t g0, size_t g1, float *y,
+                      size_t ldy)
+{
+    g1 = g1 < w->m_pad / 16 ? g1 : w->m_pad / 16;
+    if (g0 >= g1 || !krn_qact_tokens(x))
+        return;
+    krn_w_view wv = q4_view(w);
+    krn_act_view xv = krn_qact_view(x);
+    krn_ops_get()->q4_gemm(&wv, &xv, g0, g1, y + 16 * g0, ldy);
+}
+
 int krn_q8_gemm(const krn_q8 *w, const krn_qact *x, float *y, size_t ldy, krn_pool *pool)
 {
     if (krn_qact_cols(x) != w->k || ldy < w->m)

@@ -216,6 +216,21 @@ int krn_i2_gemm_rows(const krn_i2 *w, const size_t *rows, size_t nrows, const kr
                         pool);
 }
 
+size_t krn_i2_groups(const krn_i2 *w) { return w->m_pad / KRN_I2_ROWS; }
+
+void krn_i2_gemm_part(const krn_i2 *w, const krn_qact *x, size_t g0, size_t g1, float *y,
+                      size_t ldy)
+{
+    size_t ng = w->m_pad / KRN_I2_ROWS;
+    g1 = g1 < ng ? g1 : ng;
+    if (g0 >= g1 || !x->n)
+        return;
+    const krn_ops *ops = krn_ops_get();
+    krn_w_view wv = i2_view(w);
+    krn_act_view xv = krn_qact_view(x);
+    (xv.n == 1 ? ops->i2_gemv : ops->i2_gemm)(&wv, &xv, g0, g1, y + g0 * KRN_I2_ROWS, ldy);
+}
+
 struct multi_task {
     const krn_ops *ops;
     const krn_i2 *const *w;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kernels/dispatch.h"
+#include "kernels/internal.h"
 #include "kernels/krn.h"
 #include "kernels/pool.h"
 
@@ -36,6 +37,11 @@ struct krn_pool {
     int pending;       /* workers not yet done with the region (atomic) */
     int stop;          /* set by krn_pool_free (atomic) */
     int sleepers;      /* threads asleep or about to sleep (under mu) */
+    /* Barrier (krn_pool_barrier): arrivals of the current phase and the phase counter, each on
+     * its own cache line so the spinning readers of `phase` do not slow the arrivals. */
+    _Alignas(64) unsigned bar_count;
+    _Alignas(64) unsigned bar_phase;
+    _Alignas(64) char pad_;
     pthread_mutex_t mu;
     pthread_cond_t wake; /* workers sleep here */
     pthread_cond_t done; /* the caller sleeps here */
@@ -109,7 +115,7 @@ int krn_pool_create(int n_threads, krn_pool **out)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (int)n : 1;
     }
-    struct krn_pool *p = calloc(1, sizeof(*p));
+    struct krn_pool *p = krn_zalloc64(sizeof(*p)); /* 64-byte aligned: the barrier's lines */
     if (!p)
         return KRN_ENOMEM;
     p->nth = n_threads;
@@ -190,6 +196,29 @@ void krn_pool_run(krn_pool *p, krn_pool_fn fn, void *arg)
         if (left == 0)
             break;
         wait_change(p, (unsigned *)&p->pending, left, &p->done);
+    }
+}
+
+void krn_pool_barrier(krn_pool *p)
+{
+    if (!p || p->nth == 1)
+        return;
+    unsigned phase = __atomic_load_n(&p->bar_phase, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&p->bar_count, 1, __ATOMIC_ACQ_REL) == (unsigned)p->nth) {
+        __atomic_store_n(&p->bar_count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&p->bar_phase, phase + 1, __ATOMIC_RELEASE);
+        return;
+    }
+    double t0 = 0;
+    for (int i = 0; __atomic_load_n(&p->bar_phase, __ATOMIC_ACQUIRE) == phase; i++) {
+        if ((i & 1023) == 1023) { /* rarely: a descheduled peer (VM steal) must get to run */
+            double t = now_us();
+            if (t0 == 0)
+                t0 = t;
+            else if (t - t0 >= POOL_YIELD_AFTER_US)
+                sched_yield();
+        }
+        krn_cpu_relax();
     }
 }
 

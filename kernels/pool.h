@@ -48,6 +48,14 @@ void krn_pool_set_spin(krn_pool *p, int spin_us);
  * One region at a time per pool: the pool belongs to one engine thread (not reentrant). */
 void krn_pool_run(krn_pool *p, krn_pool_fn fn, void *arg);
 
+/* Inside a region: wait until all nth threads of the region have reached this barrier, then
+ * return on all of them. Every thread of the region must call it the same number of times.
+ * Memory written before the barrier by any thread is visible after it to all (acq/rel). The
+ * waiting threads spin (pause, then sched_yield after POOL_YIELD_AFTER_US), never sleep: a
+ * step of the forward pass is one region with a few hundred barriers of ~1 us each. No-op for
+ * a NULL pool and in a one-thread region. */
+void krn_pool_barrier(krn_pool *p);
+
 /* Split [0, n) into nth near-equal contiguous parts in units of `align`; part ith is [*lo, *hi). */
 void krn_pool_split(size_t n, size_t align, int ith, int nth, size_t *lo, size_t *hi);
 

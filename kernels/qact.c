@@ -54,6 +54,21 @@ int krn_qact_quantize(krn_qact *a, const float *x, size_t n, size_t ldx)
     return bad ? KRN_ENONFINITE : KRN_OK;
 }
 
+int krn_qact_prepare(krn_qact *a, size_t n)
+{
+    if (n > a->max_tok)
+        return KRN_ESHAPE;
+    a->n = n;
+    return KRN_OK;
+}
+
+size_t krn_qact_quantize_row(krn_qact *a, size_t t, const float *x)
+{
+    size_t nb = a->k_pad / KRN_Q4_BLOCK;
+    return krn_ops_get()->actq(x, a->k, a->k_pad, a->q + t * a->k_pad, &a->scale[t], &a->sum[t],
+                               a->bsum + t * nb);
+}
+
 size_t krn_qact_tokens(const krn_qact *a) { return a->n; }
 size_t krn_qact_cols(const krn_qact *a) { return a->k; }
 const int8_t *krn_qact_q(const krn_qact *a, size_t t) { return a->q + t * a->k_pad; }

@@ -126,6 +126,14 @@ void krn_qact_free(krn_qact *a); /* NULL is a no-op */
  * KRN_ESHAPE if n > max_tok. An all-zero token gives q = 0, scale 0. */
 int krn_qact_quantize(krn_qact *a, const float *x, size_t n, size_t ldx);
 
+/* Parallel form of krn_qact_quantize, for callers that quantize rows on several threads:
+ * krn_qact_prepare sets the token count n (KRN_ESHAPE if n > max_tok; before the threads
+ * start), then each token t < n is quantized once by krn_qact_quantize_row from x [k] fp32
+ * (borrowed), on any thread (distinct t may run concurrently). Returns the number of
+ * non-finite inputs of the row (same contract as above). */
+int krn_qact_prepare(krn_qact *a, size_t n);
+size_t krn_qact_quantize_row(krn_qact *a, size_t t, const float *x);
+
 size_t krn_qact_tokens(const krn_qact *a);  /* n of the last quantize */
 size_t krn_qact_cols(const krn_qact *a);    /* k */
 const int8_t *krn_qact_q(const krn_qact *a, size_t t); /* row t (reference) */

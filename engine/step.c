@@ -1,0 +1,301 @@
+/*
+ * engine/step.c — the student's decoder pass as ONE kernel-pool region.
+ *
+ * The earlier pass called the pool once per projection (~200 regions per decode step) and ran
+ * everything between them (norms, RoPE, attention, activation quantization, SwiGLU, residuals)
+ * on one thread. Here every thread of the context's pool enters once per pass and runs the same
+ * sequence of phases, each split over the threads, with a spinning barrier between dependent
+ * phases (the design of ggml's graph compute): 9 barriers per layer, no sleep and no wake-up
+ * inside a pass. Splits:
+ *   - per token row: RMSNorm + INT8 quantization of a row (norm_quant), embeddings;
+ *   - per head (head_dim a multiple of 16): the q/k/v rows of one head, then its QK-norm, RoPE
+ *     and KV-cache write on the same thread, so projection and RoPE need no barrier between;
+ *     other head sizes: q/k/v row groups, a barrier, then per (token, head);
+ *   - per (sequence piece, query head): causal attention over the cache;
+ *   - per 16-row group of the output: o_proj and down_proj with the residual add of those
+ *     columns; gate_proj and up_proj over the SAME groups, so SwiGLU of those columns follows
+ *     on the same thread.
+ * Every output element is computed by one thread with the same operations whatever the
+ * number of threads, so logits are bit-identical for any thread count (tests/test-eng-step.c).
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/model_impl.h"
+#include "engine/student_impl.h"
+#include "kernels/fops.h"
+#include "kernels/gemm.h"
+#include "kernels/pool.h"
+
+struct step {
+    struct eng_ctx *S;           /* scratch context: pass buffers and the pool */
+    const struct eng_piece *pc;  /* [np] pieces of sequences */
+    int np, R;                   /* pieces, rows */
+    krn_pool *pool;
+    struct stu_ctx *sc;          /* S's student state */
+    size_t keys;                 /* attention scratch floats per thread */
+};
+
+/* Split [0, n) for thread ith of nth. */
+static void part(size_t n, int ith, int nth, size_t *lo, size_t *hi)
+{
+    krn_pool_split(n, 1, ith, nth, lo, hi);
+}
+
+/* y rows [16 g0, 16 g1) of linear l for all rows of qa, plus its bias on those rows. */
+static void lin_part(const struct eng_lin *l, const krn_qact *qa, size_t g0, size_t g1, float *y,
+                     size_t ldy, int R)
+{
+    krn_i2_gemm_part(l->q, qa, g0, g1, y, ldy);
+    if (!l->b)
+        return;
+    size_t r1 = 16 * g1 < (size_t)l->out ? 16 * g1 : (size_t)l->out;
+    for (int t = 0; t < R; t++)
+        for (size_t o = 16 * g0; o < r1; o++)
+            y[(size_t)t * ldy + o] += l->b[o];
+}
+
+/* Rows x [R][d] (optionally RMS-normed with w into x itself, or into tmp when tmp != NULL)
+ * quantized into qa, one row per thread in turn. */
+static void norm_quant(struct step *st, float *x, float *tmp, const float *w, int d, krn_qact *qa,
+                       int ith, int nth)
+{
+    float eps = st->S->m->cfg.eps;
+    for (int t = ith; t < st->R; t += nth) {
+        float *row = x + (size_t)t * d, *out = tmp ? tmp + (size_t)t * d : row;
+        if (w)
+            krn_rmsnorm(out, row, w, 1, (size_t)d, eps);
+        else
+            out = row;
+        krn_qact_quantize_row(qa, (size_t)t, out);
+    }
+}
+
+/* QK-norm (Qwen3) and RoPE of head h of projection rows y [R][ld] (nh heads), for every token
+ * of every piece at its position. */
+static void head_post(struct step *st, float *y, size_t ld, int h, const float *norm)
+{
+    const struct eng_config *cf = &st->S->m->cfg;
+    int hd = cf->head_dim, half = hd / 2;
+    for (int p = 0; p < st->np; p++) {
+        const struct eng_piece *pc = &st->pc[p];
+        for (int t = 0; t < pc->n; t++) {
+            float *v = y + (size_t)(pc->row + t) * ld + (size_t)h * hd;
+            if (norm)
+                krn_rmsnorm(v, v, norm, 1, (size_t)hd, cf->eps);
+            int pos = pc->p0 + t;
+            krn_rope(v, 1, 1, (size_t)hd, pc->ctx->rc + (size_t)pos * half,
+                     pc->ctx->rs + (size_t)pos * half);
+        }
+    }
+}
+
+/* Copy head g of the k or v rows into layer l's cache of each piece's sequence. */
+static void cache_put(struct step *st, int l, const float *y, int g, int is_v)
+{
+    const struct eng_config *cf = &st->S->m->cfg;
+    size_t hd = (size_t)cf->head_dim, kd = (size_t)cf->kv_heads * hd;
+    for (int p = 0; p < st->np; p++) {
+        const struct eng_piece *pc = &st->pc[p];
+        float *cache = is_v ? pc->ctx->vc : pc->ctx->kc;
+        for (int t = 0; t < pc->n; t++) {
+            size_t off = ((size_t)l * pc->ctx->max_t + (size_t)(pc->p0 + t)) * kd + g * hd;
+            memcpy(cache + off, y + (size_t)(pc->row + t) * kd + g * hd, hd * sizeof(float));
+        }
+    }
+}
+
+/* q/k/v projections, QK-norm, RoPE and the cache writes. Units: query heads, then key heads,
+ * then value heads. Returns with a barrier passed when the per-head fusion is not possible. */
+static void qkv(struct step *st, int l, int ith, int nth)
+{
+    struct eng_ctx *S = st->S;
+    const struct eng_config *cf = &S->m->cfg;
+    const struct eng_layer *L = &S->m->layers[l];
+    int hd = cf->head_dim, nh = cf->heads, nkv = cf->kv_heads;
+    size_t qd = (size_t)nh * hd, kd = (size_t)nkv * hd, lo, hi;
+    krn_qact *qa = st->sc->qh;
+    if (hd % 16 == 0) {
+        size_t gph = (size_t)hd / 16; /* row groups per head */
+        part((size_t)(nh + 2 * nkv), ith, nth, &lo, &hi);
+        for (size_t u = lo; u < hi; u++) {
+            if (u < (size_t)nh) {
+                lin_part(&L->q, qa, u * gph, (u + 1) * gph, S->q, qd, st->R);
+                head_post(st, S->q, qd, (int)u, L->q_norm);
+            } else if (u < (size_t)(nh + nkv)) {
+                int g = (int)u - nh;
+                lin_part(&L->k, qa, g * gph, (g + 1) * gph, S->k, kd, st->R);
+                head_post(st, S->k, kd, g, L->k_norm);
+                cache_put(st, l, S->k, g, 0);
+            } else {
+                int g = (int)u - nh - nkv;
+                lin_part(&L->v, qa, g * gph, (g + 1) * gph, S->v, kd, st->R);
+                cache_put(st, l, S->v, g, 1);
+            }
+        }
+        return;
+    }
+    /* Heads that do not align with row groups: the three projections by groups, then heads. */
+    size_t gq = krn_i2_groups(L->q.q), gk = krn_i2_groups(L->k.q);
+    part(gq + 2 * gk, ith, nth, &lo, &hi);
+    if (lo < gq)
+        lin_part(&L->q, qa, lo, hi < gq ? hi : gq, S->q, qd, st->R);
+    if (hi > gq && lo < gq + gk)
+        lin_part(&L->k, qa, (lo > gq ? lo : gq) - gq, (hi < gq + gk ? hi : gq + gk) - gq, S->k,
+                 kd, st->R);
+    if (hi > gq + gk)
+        lin_part(&L->v, qa, (lo > gq + gk ? lo : gq + gk) - gq - gk, hi - gq - gk, S->v, kd,
+                 st->R);
+    krn_pool_barrier(st->pool);
+    part((size_t)(nh + 2 * nkv), ith, nth, &lo, &hi);
+    for (size_t u = lo; u < hi; u++) {
+        if (u < (size_t)nh)
+            head_post(st, S->q, qd, (int)u, L->q_norm);
+        else if (u < (size_t)(nh + nkv)) {
+            head_post(st, S->k, kd, (int)u - nh, L->k_norm);
+            cache_put(st, l, S->k, (int)u - nh, 0);
+        } else
+            cache_put(st, l, S->v, (int)u - nh - nkv, 1);
+    }
+}
+
+/* Causal attention, one (piece, query head) unit at a time: for token t of the piece at
+ * position p0 + t, keys 0..p0+t of its sequence's cache. Scores in this thread's scratch. */
+static void attention(struct step *st, int l, int ith, int nth)
+{
+    struct eng_ctx *S = st->S;
+    const struct eng_config *cf = &S->m->cfg;
+    int hd = cf->head_dim, nh = cf->heads, grp = cf->heads / cf->kv_heads;
+    size_t qd = (size_t)nh * hd, kd = (size_t)cf->kv_heads * hd, lo, hi;
+    float scale = 1.0f / sqrtf((float)hd), *sc = st->sc->scores + (size_t)ith * st->keys;
+    part((size_t)st->np * nh, ith, nth, &lo, &hi);
+    for (size_t u = lo; u < hi; u++) {
+        const struct eng_piece *pc = &st->pc[u / nh];
+        int h = (int)(u % nh);
+        size_t base = (size_t)l * pc->ctx->max_t * kd + (size_t)(h / grp) * hd;
+        const float *K = pc->ctx->kc + base, *V = pc->ctx->vc + base;
+        for (int t = 0; t < pc->n; t++) {
+            size_t nk = (size_t)pc->p0 + t + 1, row = (size_t)pc->row + t;
+            krn_attn_scores(sc, S->q + row * qd + (size_t)h * hd, K, kd, nk, (size_t)hd, scale);
+            krn_softmax(sc, 1, nk);
+            krn_attn_values(S->att + row * qd + (size_t)h * hd, sc, V, kd, nk, (size_t)hd);
+        }
+    }
+}
+
+/* y = l(qa) into S->xn for this thread's row groups, then x += y on those columns. */
+static void proj_residual(struct step *st, const struct eng_lin *l, const krn_qact *qa, int ith,
+                          int nth)
+{
+    struct eng_ctx *S = st->S;
+    size_t H = (size_t)S->m->cfg.hidden, lo, hi;
+    part(krn_i2_groups(l->q), ith, nth, &lo, &hi);
+    if (lo >= hi)
+        return;
+    lin_part(l, qa, lo, hi, S->xn, H, st->R);
+    size_t c0 = 16 * lo, c1 = 16 * hi < H ? 16 * hi : H;
+    for (int t = 0; t < st->R; t++)
+        krn_add(S->x + t * H + c0, S->x + t * H + c0, S->xn + t * H + c0, c1 - c0);
+}
+
+/* gate and up over the same row groups, then SwiGLU g = silu(g) * u on those columns. */
+static void gate_up(struct step *st, const struct eng_layer *L, int ith, int nth)
+{
+    struct eng_ctx *S = st->S;
+    size_t I = (size_t)S->m->cfg.inter, lo, hi;
+    part(krn_i2_groups(L->gate.q), ith, nth, &lo, &hi);
+    if (lo >= hi)
+        return;
+    lin_part(&L->gate, st->sc->qh, lo, hi, S->g, I, st->R);
+    lin_part(&L->up, st->sc->qh, lo, hi, S->u, I, st->R);
+    size_t c0 = 16 * lo, c1 = 16 * hi < I ? 16 * hi : I;
+    for (int t = 0; t < st->R; t++)
+        krn_silu_mul(S->g + t * I + c0, S->g + t * I + c0, S->u + t * I + c0, c1 - c0);
+}
+
+static void step_run(void *arg, int ith, int nth)
+{
+    struct step *st = arg;
+    struct eng_ctx *S = st->S;
+    struct eng_model *m = S->m;
+    const struct eng_config *cf = &m->cfg;
+    int H = cf->hidden, qd = cf->heads * cf->head_dim;
+    krn_pool *pool = st->pool;
+
+    for (int p = 0; p < st->np; p++)
+        for (int t = 0; t < st->pc[p].n; t++)
+            if ((st->pc[p].row + t) % nth == ith)
+                m->ops->embed(m, st->pc[p].tok[t], S->x + (size_t)(st->pc[p].row + t) * H);
+    krn_pool_barrier(pool);
+    for (int l = 0; l < cf->layers; l++) {
+        const struct eng_layer *L = &m->layers[l];
+        norm_quant(st, S->x, S->xn, L->in_norm, H, st->sc->qh, ith, nth);
+        krn_pool_barrier(pool);
+        qkv(st, l, ith, nth);
+        krn_pool_barrier(pool);
+        attention(st, l, ith, nth);
+        krn_pool_barrier(pool);
+        norm_quant(st, S->att, NULL, L->attn_sub, qd, st->sc->qq, ith, nth);
+        krn_pool_barrier(pool);
+        proj_residual(st, &L->o, st->sc->qq, ith, nth);
+        krn_pool_barrier(pool);
+        norm_quant(st, S->x, S->xn, L->post_norm, H, st->sc->qh, ith, nth);
+        krn_pool_barrier(pool);
+        gate_up(st, L, ith, nth);
+        krn_pool_barrier(pool);
+        norm_quant(st, S->g, NULL, L->ffn_sub, cf->inter, st->sc->qi, ith, nth);
+        krn_pool_barrier(pool);
+        proj_residual(st, &L->down, st->sc->qi, ith, nth);
+        krn_pool_barrier(pool);
+    }
+    for (int t = ith; t < st->R; t += nth)
+        krn_rmsnorm(S->xn + (size_t)t * H, S->x + (size_t)t * H, m->norm, 1, (size_t)H, cf->eps);
+}
+
+/* The shapes the pass relies on, checked once per pass (cheap: 7 per layer). */
+static int check_shapes(struct eng_ctx *S)
+{
+    const struct eng_config *cf = &S->m->cfg;
+    size_t H = (size_t)cf->hidden, qd = (size_t)cf->heads * cf->head_dim;
+    size_t kd = (size_t)cf->kv_heads * cf->head_dim, I = (size_t)cf->inter;
+    for (int l = 0; l < cf->layers; l++) {
+        const struct eng_layer *L = &S->m->layers[l];
+        const struct eng_lin *ls[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
+        const size_t in[7] = {H, H, H, qd, H, H, I}, out[7] = {qd, kd, kd, H, I, I, H};
+        for (int j = 0; j < 7; j++)
+            if (!ls[j]->q || krn_i2_cols(ls[j]->q) != in[j] || krn_i2_rows(ls[j]->q) != out[j])
+                return eng_fail(S->err, ENG_ESHAPE, "layer %d projection %d: weights %zux%zu, "
+                                "the config wants %zux%zu", l, j,
+                                ls[j]->q ? krn_i2_rows(ls[j]->q) : 0,
+                                ls[j]->q ? krn_i2_cols(ls[j]->q) : 0, out[j], in[j]);
+    }
+    return 0;
+}
+
+int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R)
+{
+    struct stu_ctx *sc = S->qa;
+    int rc, nth = krn_pool_size(sc->pool);
+    if ((rc = check_shapes(S)))
+        return rc;
+    if (krn_qact_prepare(sc->qh, (size_t)R) || krn_qact_prepare(sc->qq, (size_t)R) ||
+        krn_qact_prepare(sc->qi, (size_t)R))
+        return eng_fail(S->err, ENG_ERANGE, "%d rows exceed the pass's %d", R, S->chunk);
+    size_t keys = 1;
+    for (int p = 0; p < np; p++)
+        keys = (size_t)(pc[p].p0 + pc[p].n) > keys ? (size_t)(pc[p].p0 + pc[p].n) : keys;
+    keys = (keys + 15) / 16 * 16; /* each thread's row on its own cache lines */
+    if (keys * nth > sc->scores_cap) {
+        float *s = realloc(sc->scores, keys * nth * sizeof(float));
+        if (!s)
+            return eng_fail(S->err, ENG_ENOMEM, "out of memory for attention scores");
+        sc->scores = s;
+        sc->scores_cap = keys * nth;
+    }
+    struct step st = {S, pc, np, R, sc->pool, sc, keys};
+    krn_pool_run(sc->pool, step_run, &st);
+    return 0;
+}
