@@ -27,7 +27,10 @@ int eng_layers_run(struct eng_ctx *S, const struct eng_piece *pc, int np, int R)
     const struct eng_config *cf = &m->cfg;
     int H = cf->hidden, hd = cf->head_dim, qd = cf->heads * hd, kd = cf->kv_heads * hd, rc;
 
-    if (m->ternary)
+    /* Students: one pool region per pass (step.c). What follows is the FP path and, for a
+     * student context made with BITDISTILL_STEP=ops, the op-by-op reference of step.c (each
+     * projection its own region, everything else on this thread; tests/test-eng-step.c). */
+    if (m->ternary && !((struct stu_ctx *)S->qa)->ops)
         return eng_step_layers(S, pc, np, R);
     for (int p = 0; p < np; p++)
         for (int t = 0; t < pc[p].n; t++) {

@@ -27,6 +27,10 @@ check_PROGRAMS += tests/test-eng-fuzz
 TESTS += tests/test-eng-fuzz
 tests_test_eng_fuzz_LDADD = $(BD_ALL_LIBS)
 
+check_PROGRAMS += tests/test-eng-step
+TESTS += tests/test-eng-step
+tests_test_eng_step_LDADD = $(BD_ALL_LIBS)
+
 check_PROGRAMS += tests/test-eng-classify
 TESTS += tests/test-eng-classify
 tests_test_eng_classify_LDADD = $(BD_ALL_LIBS)

@@ -23,6 +23,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/model_impl.h"
 #include "engine/student_impl.h"
@@ -216,6 +217,34 @@ static void gate_up(struct step *st, const struct eng_layer *L, int ith, int nth
         krn_silu_mul(S->g + t * I + c0, S->g + t * I + c0, S->u + t * I + c0, c1 - c0);
 }
 
+/* Phases of a layer, for the profile (BITDISTILL_STEP_PROFILE=1). */
+static const char *const phase_names[STU_PHASES] = {
+    "embed", "norm+quant (attn in)", "q/k/v + rope + cache", "attention", "subln+quant (o in)",
+    "o_proj + residual", "norm+quant (ffn in)", "gate/up + swiglu", "subln+quant (down in)",
+    "down_proj + residual", "final norm"};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* End of phase ph on thread 0: its own work time, then the barrier's wait (profile only). */
+static void phase_end(struct step *st, int ith, int ph, double *t)
+{
+    if (!st->sc->profile || ith != 0) {
+        krn_pool_barrier(st->pool);
+        return;
+    }
+    double t1 = now_s();
+    krn_pool_barrier(st->pool);
+    double t2 = now_s();
+    st->sc->prof[ph][0] += t1 - *t;
+    st->sc->prof[ph][1] += t2 - t1;
+    *t = t2;
+}
+
 static void step_run(void *arg, int ith, int nth)
 {
     struct step *st = arg;
@@ -223,36 +252,50 @@ static void step_run(void *arg, int ith, int nth)
     struct eng_model *m = S->m;
     const struct eng_config *cf = &m->cfg;
     int H = cf->hidden, qd = cf->heads * cf->head_dim;
-    krn_pool *pool = st->pool;
+    double t = st->sc->profile && ith == 0 ? now_s() : 0;
 
     for (int p = 0; p < st->np; p++)
-        for (int t = 0; t < st->pc[p].n; t++)
-            if ((st->pc[p].row + t) % nth == ith)
-                m->ops->embed(m, st->pc[p].tok[t], S->x + (size_t)(st->pc[p].row + t) * H);
-    krn_pool_barrier(pool);
+        for (int i = 0; i < st->pc[p].n; i++)
+            if ((st->pc[p].row + i) % nth == ith)
+                m->ops->embed(m, st->pc[p].tok[i], S->x + (size_t)(st->pc[p].row + i) * H);
+    phase_end(st, ith, 0, &t);
     for (int l = 0; l < cf->layers; l++) {
         const struct eng_layer *L = &m->layers[l];
         norm_quant(st, S->x, S->xn, L->in_norm, H, st->sc->qh, ith, nth);
-        krn_pool_barrier(pool);
+        phase_end(st, ith, 1, &t);
         qkv(st, l, ith, nth);
-        krn_pool_barrier(pool);
+        phase_end(st, ith, 2, &t);
         attention(st, l, ith, nth);
-        krn_pool_barrier(pool);
+        phase_end(st, ith, 3, &t);
         norm_quant(st, S->att, NULL, L->attn_sub, qd, st->sc->qq, ith, nth);
-        krn_pool_barrier(pool);
+        phase_end(st, ith, 4, &t);
         proj_residual(st, &L->o, st->sc->qq, ith, nth);
-        krn_pool_barrier(pool);
+        phase_end(st, ith, 5, &t);
         norm_quant(st, S->x, S->xn, L->post_norm, H, st->sc->qh, ith, nth);
-        krn_pool_barrier(pool);
+        phase_end(st, ith, 6, &t);
         gate_up(st, L, ith, nth);
-        krn_pool_barrier(pool);
+        phase_end(st, ith, 7, &t);
         norm_quant(st, S->g, NULL, L->ffn_sub, cf->inter, st->sc->qi, ith, nth);
-        krn_pool_barrier(pool);
+        phase_end(st, ith, 8, &t);
         proj_residual(st, &L->down, st->sc->qi, ith, nth);
-        krn_pool_barrier(pool);
+        phase_end(st, ith, 9, &t);
     }
-    for (int t = ith; t < st->R; t += nth)
-        krn_rmsnorm(S->xn + (size_t)t * H, S->x + (size_t)t * H, m->norm, 1, (size_t)H, cf->eps);
+    for (int i = ith; i < st->R; i += nth)
+        krn_rmsnorm(S->xn + (size_t)i * H, S->x + (size_t)i * H, m->norm, 1, (size_t)H, cf->eps);
+    if (st->sc->profile && ith == 0)
+        st->sc->prof[10][0] += now_s() - t;
+}
+
+void eng_step_profile_print(const struct stu_ctx *sc, FILE *f)
+{
+    double tot = 0;
+    for (int i = 0; i < STU_PHASES; i++)
+        tot += sc->prof[i][0] + sc->prof[i][1];
+    fprintf(f, "step profile (thread 0, %d threads, %.3f s in passes)\n%-24s %9s %9s %7s\n",
+            krn_pool_size(sc->pool), tot, "phase", "work ms", "wait ms", "share");
+    for (int i = 0; i < STU_PHASES; i++)
+        fprintf(f, "%-24s %9.2f %9.2f %6.1f%%\n", phase_names[i], sc->prof[i][0] * 1e3,
+                sc->prof[i][1] * 1e3, tot > 0 ? 100 * (sc->prof[i][0] + sc->prof[i][1]) / tot : 0);
 }
 
 /* The shapes the pass relies on, checked once per pass (cheap: 7 per layer). */

@@ -215,6 +215,9 @@ static int s_ctx_init(struct eng_ctx *c)
         return ENG_ENOMEM;
     if (c->m->stu->nthreads > 1 && krn_pool_create(c->m->stu->nthreads, &s->pool) != KRN_OK)
         return ENG_ENOMEM;
+    const char *how = getenv("BITDISTILL_STEP"), *prof = getenv("BITDISTILL_STEP_PROFILE");
+    s->ops = how && !strcmp(how, "ops");
+    s->profile = prof && *prof && strcmp(prof, "0");
     return 0;
 }
 
@@ -224,6 +227,8 @@ static void s_ctx_release(struct eng_ctx *c)
     krn_qact_free(s->qh);
     krn_qact_free(s->qq);
     krn_qact_free(s->qi);
+    if (s->profile)
+        eng_step_profile_print(s, stderr);
     krn_pool_free(s->pool);
     free(s->scores);
     free(s);

@@ -5,6 +5,8 @@
 #ifndef BD_ENGINE_STUDENT_IMPL_H
 #define BD_ENGINE_STUDENT_IMPL_H
 
+#include <stdio.h>
+
 #include "engine/gguf.h"
 #include "engine/model_impl.h"
 #include "engine/student.h"
@@ -34,6 +36,8 @@ struct eng_student {
     struct eng_gguf *g;    /* loaded file (owned); the i2 objects and norms borrow its mapping */
 };
 
+#define STU_PHASES 11 /* embed, 9 per layer, final norm (step.c) */
+
 /* Per-context student state: each context has its own kernel pool, so one model can serve
  * several inference threads at once (a krn_pool runs one region at a time). */
 struct stu_ctx {
@@ -41,7 +45,13 @@ struct stu_ctx {
     krn_pool *pool;         /* nthreads of the model when the context was made (owned) */
     float *scores;          /* attention scores, [threads][keys] of the last pass (owned) */
     size_t scores_cap;      /* floats allocated */
+    int ops;                /* BITDISTILL_STEP=ops: the op-by-op reference pass (batch.c) */
+    int profile;            /* BITDISTILL_STEP_PROFILE set: time the phases (step.c) */
+    double prof[STU_PHASES][2]; /* seconds of thread 0 per phase: working, waiting */
 };
+
+/* Print the phase profile of a context's passes (printed at context free when enabled). */
+void eng_step_profile_print(const struct stu_ctx *sc, FILE *f);
 
 /* step.c: the decoder layers of a student over R rows in one pool region (see
  * eng_layers_run, which calls it for students). */

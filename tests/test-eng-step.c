@@ -1,0 +1,170 @@
+/*
+ * tests/test-eng-step.c — the student's one-region pass (engine/step.c):
+ *   - logits with N threads (2, 3, 5, 8) equal those with 1 thread bit for bit, for prefill
+ *     across a chunk boundary and for decode steps;
+ *   - they match the op-by-op reference pass (BITDISTILL_STEP=ops: each projection its own pool
+ *     region, norms/RoPE/attention scalar on one thread) within STEP_TOL;
+ *   - a batched pass of several sequences (eng_batch_run) equals each sequence run alone;
+ * for a Qwen3 layout whose head_dim is a multiple of 16 (q/k/v fused per head) and a Qwen2
+ * layout (q/k/v bias, head_dim 8, FFN width not a multiple of 16) that takes the other split.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/batch.h"
+#include "engine/err.h"
+#include "engine/init.h"
+#include "engine/model.h"
+#include "engine/student.h"
+#include "tests/eng_util.h"
+#include "tests/tap.h"
+
+/* Max abs logit difference against the op-by-op pass: the two sum RMSNorm and attention in
+ * different orders (fops.h: 2e-5 relative), which can flip an INT8 activation code at a rounding
+ * boundary; logits here reach ~10. */
+#define STEP_TOL 2e-2
+#define NPROMPT 80 /* > the 64-token chunk: two chunks */
+#define NDEC 4
+
+/* Logits of NPROMPT prompt positions (all) then NDEC greedy-fed decode steps, [NPROMPT+NDEC][V]. */
+static float *run(struct eng_model *m, int nth, const int32_t *prompt, int V, char *why)
+{
+    float *lg = malloc((size_t)(NPROMPT + NDEC) * V * sizeof(float));
+    struct eng_ctx *c = NULL;
+    if (!lg || eng_model_set_threads(m, nth) || eng_ctx_create(m, 128, &c)) {
+        snprintf(why, 256, "context with %d threads", nth);
+        goto fail;
+    }
+    if (eng_ctx_forward(c, prompt, NPROMPT, lg, 1)) {
+        snprintf(why, 256, "prefill: %s", eng_ctx_errmsg(c));
+        goto fail;
+    }
+    for (int i = 0; i < NDEC; i++) {
+        int32_t t = (int32_t)((prompt[i] * 7 + 3) % V);
+        if (eng_ctx_forward(c, &t, 1, lg + (size_t)(NPROMPT + i) * V, 0)) {
+            snprintf(why, 256, "decode: %s", eng_ctx_errmsg(c));
+            goto fail;
+        }
+    }
+    eng_ctx_free(c);
+    return lg;
+fail:
+    eng_ctx_free(c);
+    free(lg);
+    return NULL;
+}
+
+static double maxabs(const float *a, const float *b, size_t n, size_t *where)
+{
+    double e = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > e || isnan(d)) {
+            e = isnan(d) ? INFINITY : d;
+            *where = i;
+        }
+    }
+    return e;
+}
+
+/* Three sequences of 5, 37 and 1 tokens through one batched pass vs each alone. */
+static void batch_case(const char *name, struct eng_model *m, const int32_t *prompt, int V)
+{
+    static const int lens[3] = {5, 37, 1};
+    struct eng_ctx *S = NULL, *c[3] = {0}, *one = NULL;
+    float *got = malloc(3 * (size_t)V * sizeof(float)), *want = malloc((size_t)V * sizeof(float));
+    int ok = got && want && !eng_model_set_threads(m, 3) && !eng_ctx_create(m, 128, &S) &&
+             !eng_ctx_create(m, 128, &one);
+    struct eng_seg seg[3];
+    for (int i = 0; ok && i < 3; i++) {
+        ok = !eng_ctx_create(m, 128, &c[i]);
+        seg[i] = (struct eng_seg){c[i], prompt + 10 * i, lens[i], ENG_WANT_LOGITS, NULL, 0,
+                                  got + (size_t)i * V};
+    }
+    ok = ok && !eng_batch_run(S, seg, 3);
+    double e = 0;
+    for (int i = 0; ok && i < 3; i++) {
+        eng_ctx_reset(one);
+        size_t w = 0;
+        ok = !eng_ctx_forward(one, prompt + 10 * i, lens[i], want, 0);
+        double d = ok ? maxabs(got + (size_t)i * V, want, (size_t)V, &w) : 1;
+        e = d > e ? d : e;
+    }
+    TAP_OK(ok && e == 0, "%s: a batched pass of 3 sequences (5, 37, 1 tokens) equals each run "
+           "alone, bit for bit (max diff %g)", name, e);
+    for (int i = 0; i < 3; i++)
+        eng_ctx_free(c[i]);
+    eng_ctx_free(S);
+    eng_ctx_free(one);
+    free(got);
+    free(want);
+}
+
+static void model_case(const char *name, const char *cfg, enum eng_head_fmt fmt)
+{
+    char err[ENG_ERR_LEN] = "", cfgp[512], dir[512], why[256] = "";
+    snprintf(cfgp, sizeof(cfgp), "%s/%s.json", eu_tmpdir(), name);
+    snprintf(dir, sizeof(dir), "%s/%s", eu_tmpdir(), name);
+    eu_write(cfgp, cfg, strlen(cfg));
+    struct eng_model *fp = NULL, *m = NULL;
+    int rc = eng_init_write(cfgp, dir, 7, 0, err);
+    if (!rc)
+        rc = eng_model_load_hf(dir, &fp, err);
+    if (!rc)
+        rc = eng_student_from_fp(fp, fmt, &m, err);
+    if (!TAP_OK(rc == 0, "%s: random model and its student (%s)", name, err))
+        goto out;
+    int V = eng_model_config(m)->vocab;
+    int32_t prompt[NPROMPT];
+    for (int i = 0; i < NPROMPT; i++)
+        prompt[i] = (int32_t)((i * 37 + 11) % V);
+    size_t n = (size_t)(NPROMPT + NDEC) * V, w = 0;
+    float *one = run(m, 1, prompt, V, why);
+    if (!TAP_OK(one != NULL, "%s: 1 thread runs (%s)", name, why))
+        goto out;
+    static const int nths[4] = {2, 3, 5, 8};
+    for (int i = 0; i < 4; i++) {
+        float *lg = run(m, nths[i], prompt, V, why);
+        double e = lg ? maxabs(lg, one, n, &w) : INFINITY;
+        TAP_OK(lg && e == 0, "%s: %d threads give the 1-thread logits bit for bit (max diff %g "
+               "at position %zu) %s", name, nths[i], e, w / (size_t)V, why);
+        free(lg);
+    }
+    setenv("BITDISTILL_STEP", "ops", 1);
+    float *ref = run(m, 2, prompt, V, why);
+    unsetenv("BITDISTILL_STEP");
+    double e = ref ? maxabs(ref, one, n, &w) : INFINITY, scale = 0;
+    for (size_t i = 0; ref && i < n; i++)
+        scale = fabs(ref[i]) > scale ? fabs(ref[i]) : scale;
+    TAP_OK(ref && e < STEP_TOL, "%s: one-region pass vs the op-by-op reference: max abs diff %.3g "
+           "< %g (logits up to %.3g)", name, e, STEP_TOL, scale);
+    free(ref);
+    free(one);
+    batch_case(name, m, prompt, V);
+out:
+    eng_model_free(m);
+    eng_model_free(fp);
+}
+
+int main(void)
+{
+    model_case("qwen3-hd16",
+               "{\"model_type\":\"qwen3\",\"vocab_size\":300,\"hidden_size\":64,"
+               "\"intermediate_size\":160,\"num_hidden_layers\":3,\"num_attention_heads\":4,"
+               "\"num_key_value_heads\":2,\"head_dim\":16,\"max_position_embeddings\":256,"
+               "\"tie_word_embeddings\":true,\"initializer_range\":0.5}",
+               ENG_HEAD_Q4);
+    model_case("qwen2-hd8",
+               "{\"model_type\":\"qwen2\",\"vocab_size\":333,\"hidden_size\":48,"
+               "\"intermediate_size\":72,\"num_hidden_layers\":2,\"num_attention_heads\":6,"
+               "\"num_key_value_heads\":2,\"max_position_embeddings\":256,"
+               "\"tie_word_embeddings\":false,\"initializer_range\":0.5}",
+               ENG_HEAD_Q8);
+    eu_rmrf(eu_tmpdir());
+    return tap_done();
+}
