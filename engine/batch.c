@@ -21,7 +21,35 @@ struct piece {
     int last; /* holds the segment's last token */
 };
 
+/* The head's logits of the rows `head` names, from the final-normed rows in S->xn (the FP path
+ * and the op-by-op student reference; step.c does this inside its region). */
+static int layers_head(struct eng_ctx *S, const struct eng_step_head *head)
+{
+    struct eng_model *m = S->m;
+    const struct eng_config *cf = &m->cfg;
+    int H = cf->hidden;
+    float *rows = malloc((size_t)head->n * H * sizeof(float));
+    if (!rows)
+        return eng_fail(S->err, ENG_ENOMEM, "out of memory");
+    for (int i = 0; i < head->n; i++)
+        memcpy(rows + (size_t)i * H, S->xn + (size_t)head->rows[i] * H, (size_t)H * sizeof(float));
+    int rc = 0;
+    if (m->ternary)
+        rc = m->ops->head(S, rows, head->n, head->logits);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, head->n, cf->vocab, H, 1.0f, rows, H,
+                    m->head, H, 0.0f, head->logits, cf->vocab);
+    free(rows);
+    return rc;
+}
+
 int eng_layers_run(struct eng_ctx *S, const struct eng_piece *pc, int np, int R)
+{
+    return eng_layers_run_head(S, pc, np, R, NULL);
+}
+
+int eng_layers_run_head(struct eng_ctx *S, const struct eng_piece *pc, int np, int R,
+                        const struct eng_step_head *head)
 {
     struct eng_model *m = S->m;
     const struct eng_config *cf = &m->cfg;
@@ -31,7 +59,7 @@ int eng_layers_run(struct eng_ctx *S, const struct eng_piece *pc, int np, int R)
      * student context made with BITDISTILL_STEP=ops, the op-by-op reference of step.c (each
      * projection its own region, everything else on this thread; tests/test-eng-step.c). */
     if (m->ternary && !((struct stu_ctx *)S->qa)->ops)
-        return eng_step_layers(S, pc, np, R);
+        return eng_step_layers(S, pc, np, R, head);
     for (int p = 0; p < np; p++)
         for (int t = 0; t < pc[p].n; t++) {
             int32_t id = pc[p].tok[t];
@@ -84,39 +112,31 @@ int eng_layers_run(struct eng_ctx *S, const struct eng_piece *pc, int np, int R)
             S->x[i] += S->xn[i];
     }
     eng_rmsnorm(S->xn, S->x, m->norm, R, H, cf->eps);
-    return 0;
+    return head ? layers_head(S, head) : 0;
 }
 
-/* The outputs the pieces that end their segment want, from the final-normed rows in S->xn. */
-static int batch_outputs(struct eng_ctx *S, struct piece *pc, int np)
+/* The rows of the pass whose logits a segment wants (the last row of a piece that ends a
+ * LOGITS segment) -> rows[], returned count. */
+static int logit_rows(const struct piece *pc, int np, int *rows)
+{
+    int nl = 0;
+    for (int p = 0; p < np; p++)
+        if (pc[p].last && pc[p].seg->want == ENG_WANT_LOGITS)
+            rows[nl++] = pc[p].p.row + pc[p].p.n - 1;
+    return nl;
+}
+
+/* Hand the pass's logits (lg [nl][vocab], in logit_rows order) to their segments, and score
+ * the label rows of ROWS segments from the final-normed rows in S->xn. */
+static int batch_outputs(struct eng_ctx *S, struct piece *pc, int np, const float *lg)
 {
     struct eng_model *m = S->m;
     const struct eng_config *cf = &m->cfg;
-    int H = cf->hidden, nl = 0, rc;
-    /* Logits: gather the last rows into S->x (free now) and run the head once. */
-    for (int p = 0; p < np; p++)
+    int H = cf->hidden, rc;
+    size_t V = (size_t)cf->vocab;
+    for (int p = 0, i = 0; p < np; p++)
         if (pc[p].last && pc[p].seg->want == ENG_WANT_LOGITS)
-            memcpy(S->x + (size_t)nl++ * H, S->xn + (size_t)(pc[p].p.row + pc[p].p.n - 1) * H,
-                   (size_t)H * sizeof(float));
-    if (nl) {
-        size_t V = (size_t)cf->vocab;
-        float *lg = malloc((size_t)nl * V * sizeof(float));
-        if (!lg)
-            return eng_fail(S->err, ENG_ENOMEM, "out of memory for %d x %zu logits", nl, V);
-        if (m->ternary) {
-            rc = m->ops->head(S, S->x, nl, lg);
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nl, cf->vocab, H, 1.0f, S->x, H,
-                        m->head, H, 0.0f, lg, cf->vocab);
-            rc = 0;
-        }
-        for (int p = 0, i = 0; !rc && p < np; p++)
-            if (pc[p].last && pc[p].seg->want == ENG_WANT_LOGITS)
-                memcpy(pc[p].seg->out, lg + (size_t)i++ * V, V * sizeof(float));
-        free(lg);
-        if (rc)
-            return rc;
-    }
+            memcpy(pc[p].seg->out, lg + (size_t)i++ * V, V * sizeof(float));
     for (int p = 0; p < np; p++) {
         struct eng_seg *s = pc[p].seg;
         if (!pc[p].last || s->want != ENG_WANT_ROWS)
@@ -177,7 +197,17 @@ int eng_batch_run(struct eng_ctx *S, struct eng_seg *segs, int nsegs)
         struct eng_piece rows[ENG_BATCH_ROWS];
         for (int p = 0; p < np; p++)
             rows[p] = pc[p].p;
-        if ((rc = eng_layers_run(S, rows, np, R)) || (rc = batch_outputs(S, pc, np)))
+        int lrows[ENG_BATCH_ROWS], nl = logit_rows(pc, np, lrows);
+        float *lg = nl ? malloc((size_t)nl * cf->vocab * sizeof(float)) : NULL;
+        if (nl && !lg)
+            return eng_fail(S->err, ENG_ENOMEM, "out of memory for %d x %d logits", nl,
+                            cf->vocab);
+        struct eng_step_head hd = {lrows, nl, lg};
+        rc = eng_layers_run_head(S, rows, np, R, nl ? &hd : NULL);
+        if (!rc)
+            rc = batch_outputs(S, pc, np, lg);
+        free(lg);
+        if (rc)
             return rc;
     }
     return 0;

@@ -17,7 +17,7 @@
 
 #include "engine/model_impl.h"
 
-#define CTX_CHUNK 64 /* tokens per prefill chunk: bounds the scratch to chunk x inter floats */
+#define CTX_CHUNK ENG_CTX_CHUNK_MAX /* tokens per prefill chunk: bounds the scratch to chunk x inter floats */
 
 /* y[i] = x[i] / sqrt(mean(x^2) + eps) * w, over rows of d; y may equal x. */
 void eng_rmsnorm(float *y, const float *x, const float *w, int rows, int d, float eps)
@@ -237,29 +237,22 @@ void eng_attention(struct eng_ctx *c, int l, const float *q, float *att, int n, 
 }
 
 /* One chunk of n tokens through the layers (engine/batch.c's pass with one piece: the context
- * is both the scratch and the sequence); leaves the final-normed rows in c->xn. */
-static int forward_chunk(struct eng_ctx *c, const int32_t *tok, int n)
+ * is both the scratch and the sequence); leaves the final-normed rows in c->xn, and writes
+ * logits [n][vocab] of every row (all) or [vocab] of the last row when `logits` is not NULL. */
+static int forward_chunk(struct eng_ctx *c, const int32_t *tok, int n, float *logits, int all)
 {
     struct eng_piece pc = {c, tok, n, 0, c->pos};
-    int rc = eng_layers_run(c, &pc, 1, n);
+    int rows[ENG_CTX_CHUNK_MAX], nr = 0;
+    if (logits && all)
+        for (; nr < n; nr++)
+            rows[nr] = nr;
+    else if (logits)
+        rows[nr++] = n - 1;
+    struct eng_step_head hd = {rows, nr, logits};
+    int rc = eng_layers_run_head(c, &pc, 1, n, nr ? &hd : NULL);
     if (!rc)
         c->pos += n;
     return rc;
-}
-
-/* logits [n][vocab] of the n rows in x. */
-static int head(struct eng_ctx *c, const float *x, int n, float *logits)
-{
-    const struct eng_config *cf = &c->m->cfg;
-    if (c->m->ternary)
-        return c->m->ops->head(c, x, n, logits);
-    if (n == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, cf->vocab, cf->hidden, 1.0f, c->m->head,
-                    cf->hidden, x, 1, 0.0f, logits, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, cf->vocab, cf->hidden, 1.0f, x,
-                    cf->hidden, c->m->head, cf->hidden, 0.0f, logits, cf->vocab);
-    return 0;
 }
 
 static int check_tokens(struct eng_ctx *c, const int32_t *tokens, int n)
@@ -284,16 +277,12 @@ int eng_ctx_forward(struct eng_ctx *c, const int32_t *tokens, int n, float *logi
     int rc = check_tokens(c, tokens, n);
     if (rc)
         return rc;
-    size_t V = (size_t)c->m->cfg.vocab, H = (size_t)c->m->cfg.hidden;
+    size_t V = (size_t)c->m->cfg.vocab;
     for (int i = 0; i < n; i += c->chunk) {
         int k = n - i < c->chunk ? n - i : c->chunk;
-        if ((rc = forward_chunk(c, tokens + i, k)))
-            return rc;
-        if (logits && all_logits)
-            rc = head(c, c->xn, k, logits + (size_t)i * V);
-        else if (logits && i + k == n)
-            rc = head(c, c->xn + (size_t)(k - 1) * H, 1, logits);
-        if (rc)
+        float *out = !logits ? NULL : all_logits ? logits + (size_t)i * V
+                                                 : i + k == n ? logits : NULL;
+        if ((rc = forward_chunk(c, tokens + i, k, out, all_logits)))
             return rc;
     }
     return 0;
@@ -346,7 +335,7 @@ int eng_ctx_score_rows(struct eng_ctx *c, const int32_t *tokens, int n, const in
         return rc;
     for (int i = 0; i < n; i += c->chunk) {
         int k = n - i < c->chunk ? n - i : c->chunk;
-        if ((rc = forward_chunk(c, tokens + i, k)))
+        if ((rc = forward_chunk(c, tokens + i, k, NULL, 0)))
             return rc;
         if (i + k == n) {
             const float *x = c->xn + (size_t)(k - 1) * cf->hidden;

@@ -11,6 +11,8 @@
 
 struct eng_ctx;
 
+#define ENG_CTX_CHUNK_MAX 64 /* rows of a context's pass buffers at most (prefill chunk) */
+
 /* One linear layer y[n][out] = x[n][in] . W^T + b. FP: w [out][in] fp32; student: q (krn_i2*). */
 struct eng_lin {
     int out, in;
@@ -104,5 +106,16 @@ struct eng_piece {
 /* The decoder layers over R rows made of np pieces, with S's buffers (R <= S->chunk); leaves
  * the final-normed rows in S->xn. Positions are not advanced. */
 int eng_layers_run(struct eng_ctx *S, const struct eng_piece *pc, int np, int R);
+
+/* Logits a pass should end with: for i < n, logits[i][vocab] of pass row rows[i] (borrowed). */
+struct eng_step_head {
+    const int *rows;
+    int n;
+    float *logits;
+};
+/* eng_layers_run, then the head's logits of the rows `head` names (NULL: none). The student
+ * computes them inside the pass's one pool region. */
+int eng_layers_run_head(struct eng_ctx *S, const struct eng_piece *pc, int np, int R,
+                        const struct eng_step_head *head);
 
 #endif

@@ -14,9 +14,13 @@
  *   - per (sequence piece, query head): causal attention over the cache;
  *   - per 16-row group of the output: o_proj and down_proj with the residual add of those
  *     columns; gate_proj and up_proj over the SAME groups, so SwiGLU of those columns follows
- *     on the same thread.
- * Every output element is computed by one thread with the same operations whatever the
- * number of threads, so logits are bit-identical for any thread count (tests/test-eng-step.c).
+ *     on the same thread;
+ *   - the LM head (when the caller wants logits) over its row groups, after the final norm.
+ * Units are handed out dynamically: each phase has its own counter and a thread that finishes
+ * a chunk claims the next, so a thread that the OS or the hypervisor delays holds up only its
+ * own chunk (chunks ~1/4 of a thread's share). Every output element is computed by one thread
+ * with the same operations whatever thread that is, so logits are bit-identical for any thread
+ * count (tests/test-eng-step.c).
  */
 #include "config.h"
 
@@ -30,6 +34,7 @@
 #include "kernels/fops.h"
 #include "kernels/gemm.h"
 #include "kernels/pool.h"
+#include "kernels/internal.h"
 
 struct step {
     struct eng_ctx *S;           /* scratch context: pass buffers and the pool */
@@ -38,12 +43,40 @@ struct step {
     krn_pool *pool;
     struct stu_ctx *sc;          /* S's student state */
     size_t keys;                 /* attention scratch floats per thread */
+    const struct eng_step_head *head; /* logits wanted, or NULL */
+    int nth;
 };
 
-/* Split [0, n) for thread ith of nth. */
-static void part(size_t n, int ith, int nth, size_t *lo, size_t *hi)
+/* Per-thread cursor over the phase counters: every thread walks the phases in the same order,
+ * so phase k of the pass uses counter k on all of them. */
+struct cursor {
+    int ith, nth;
+    size_t k;
+};
+
+/* The counter of the next phase (zeroed before the region). */
+static size_t *next_ctr(struct step *st, struct cursor *cu)
 {
-    krn_pool_split(n, 1, ith, nth, lo, hi);
+    return st->sc->ctr + STU_CTR_STRIDE * cu->k++;
+}
+
+/* Claim the next chunk [*lo, *hi) of [0, n) from counter c, chunks of `per` units; 0 when the
+ * phase has no work left. */
+static int claim(size_t *c, size_t n, size_t per, size_t *lo, size_t *hi)
+{
+    size_t i = __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+    if (i >= (n + per - 1) / per)
+        return 0;
+    *lo = i * per;
+    *hi = *lo + per < n ? *lo + per : n;
+    return 1;
+}
+
+/* Chunk size for n units over nth threads: about four chunks per thread, at least `min`. */
+static size_t chunk(size_t n, int nth, size_t min)
+{
+    size_t per = n / (4 * (size_t)nth);
+    return per < min ? min : per;
 }
 
 /* y rows [16 g0, 16 g1) of linear l for all rows of qa, plus its bias on those rows. */
@@ -111,7 +144,7 @@ static void cache_put(struct step *st, int l, const float *y, int g, int is_v)
 
 /* q/k/v projections, QK-norm, RoPE and the cache writes. Units: query heads, then key heads,
  * then value heads. Returns with a barrier passed when the per-head fusion is not possible. */
-static void qkv(struct step *st, int l, int ith, int nth)
+static void qkv(struct step *st, int l, struct cursor *cu)
 {
     struct eng_ctx *S = st->S;
     const struct eng_config *cf = &S->m->cfg;
@@ -119,61 +152,65 @@ static void qkv(struct step *st, int l, int ith, int nth)
     int hd = cf->head_dim, nh = cf->heads, nkv = cf->kv_heads;
     size_t qd = (size_t)nh * hd, kd = (size_t)nkv * hd, lo, hi;
     krn_qact *qa = st->sc->qh;
+    size_t units = (size_t)(nh + 2 * nkv);
     if (hd % 16 == 0) {
-        size_t gph = (size_t)hd / 16; /* row groups per head */
-        part((size_t)(nh + 2 * nkv), ith, nth, &lo, &hi);
-        for (size_t u = lo; u < hi; u++) {
-            if (u < (size_t)nh) {
-                lin_part(&L->q, qa, u * gph, (u + 1) * gph, S->q, qd, st->R);
-                head_post(st, S->q, qd, (int)u, L->q_norm);
-            } else if (u < (size_t)(nh + nkv)) {
-                int g = (int)u - nh;
-                lin_part(&L->k, qa, g * gph, (g + 1) * gph, S->k, kd, st->R);
-                head_post(st, S->k, kd, g, L->k_norm);
-                cache_put(st, l, S->k, g, 0);
-            } else {
-                int g = (int)u - nh - nkv;
-                lin_part(&L->v, qa, g * gph, (g + 1) * gph, S->v, kd, st->R);
-                cache_put(st, l, S->v, g, 1);
+        size_t gph = (size_t)hd / 16, *c = next_ctr(st, cu); /* row groups per head */
+        while (claim(c, units, 1, &lo, &hi))
+            for (size_t u = lo; u < hi; u++) {
+                if (u < (size_t)nh) {
+                    lin_part(&L->q, qa, u * gph, (u + 1) * gph, S->q, qd, st->R);
+                    head_post(st, S->q, qd, (int)u, L->q_norm);
+                } else if (u < (size_t)(nh + nkv)) {
+                    int g = (int)u - nh;
+                    lin_part(&L->k, qa, g * gph, (g + 1) * gph, S->k, kd, st->R);
+                    head_post(st, S->k, kd, g, L->k_norm);
+                    cache_put(st, l, S->k, g, 0);
+                } else {
+                    int g = (int)u - nh - nkv;
+                    lin_part(&L->v, qa, g * gph, (g + 1) * gph, S->v, kd, st->R);
+                    cache_put(st, l, S->v, g, 1);
+                }
             }
-        }
         return;
     }
     /* Heads that do not align with row groups: the three projections by groups, then heads. */
-    size_t gq = krn_i2_groups(L->q.q), gk = krn_i2_groups(L->k.q);
-    part(gq + 2 * gk, ith, nth, &lo, &hi);
-    if (lo < gq)
-        lin_part(&L->q, qa, lo, hi < gq ? hi : gq, S->q, qd, st->R);
-    if (hi > gq && lo < gq + gk)
-        lin_part(&L->k, qa, (lo > gq ? lo : gq) - gq, (hi < gq + gk ? hi : gq + gk) - gq, S->k,
-                 kd, st->R);
-    if (hi > gq + gk)
-        lin_part(&L->v, qa, (lo > gq + gk ? lo : gq + gk) - gq - gk, hi - gq - gk, S->v, kd,
-                 st->R);
-    krn_pool_barrier(st->pool);
-    part((size_t)(nh + 2 * nkv), ith, nth, &lo, &hi);
-    for (size_t u = lo; u < hi; u++) {
-        if (u < (size_t)nh)
-            head_post(st, S->q, qd, (int)u, L->q_norm);
-        else if (u < (size_t)(nh + nkv)) {
-            head_post(st, S->k, kd, (int)u - nh, L->k_norm);
-            cache_put(st, l, S->k, (int)u - nh, 0);
-        } else
-            cache_put(st, l, S->v, (int)u - nh - nkv, 1);
+    size_t gq = krn_i2_groups(L->q.q), gk = krn_i2_groups(L->k.q), *c = next_ctr(st, cu);
+    while (claim(c, gq + 2 * gk, chunk(gq + 2 * gk, cu->nth, 2), &lo, &hi)) {
+        if (lo < gq)
+            lin_part(&L->q, qa, lo, hi < gq ? hi : gq, S->q, qd, st->R);
+        if (hi > gq && lo < gq + gk)
+            lin_part(&L->k, qa, (lo > gq ? lo : gq) - gq, (hi < gq + gk ? hi : gq + gk) - gq,
+                     S->k, kd, st->R);
+        if (hi > gq + gk)
+            lin_part(&L->v, qa, (lo > gq + gk ? lo : gq + gk) - gq - gk, hi - gq - gk, S->v, kd,
+                     st->R);
     }
+    krn_pool_barrier(st->pool);
+    c = next_ctr(st, cu);
+    while (claim(c, units, 1, &lo, &hi))
+        for (size_t u = lo; u < hi; u++) {
+            if (u < (size_t)nh)
+                head_post(st, S->q, qd, (int)u, L->q_norm);
+            else if (u < (size_t)(nh + nkv)) {
+                head_post(st, S->k, kd, (int)u - nh, L->k_norm);
+                cache_put(st, l, S->k, (int)u - nh, 0);
+            } else
+                cache_put(st, l, S->v, (int)u - nh - nkv, 1);
+        }
 }
 
 /* Causal attention, one (piece, query head) unit at a time: for token t of the piece at
  * position p0 + t, keys 0..p0+t of its sequence's cache. Scores in this thread's scratch. */
-static void attention(struct step *st, int l, int ith, int nth)
+static void attention(struct step *st, int l, struct cursor *cu)
 {
     struct eng_ctx *S = st->S;
     const struct eng_config *cf = &S->m->cfg;
     int hd = cf->head_dim, nh = cf->heads, grp = cf->heads / cf->kv_heads;
     size_t qd = (size_t)nh * hd, kd = (size_t)cf->kv_heads * hd, lo, hi;
-    float scale = 1.0f / sqrtf((float)hd), *sc = st->sc->scores + (size_t)ith * st->keys;
-    part((size_t)st->np * nh, ith, nth, &lo, &hi);
-    for (size_t u = lo; u < hi; u++) {
+    float scale = 1.0f / sqrtf((float)hd), *sc = st->sc->scores + (size_t)cu->ith * st->keys;
+    size_t *c = next_ctr(st, cu);
+    while (claim(c, (size_t)st->np * nh, 1, &lo, &hi)) {
+        size_t u = lo;
         const struct eng_piece *pc = &st->pc[u / nh];
         int h = (int)(u % nh);
         size_t base = (size_t)l * pc->ctx->max_t * kd + (size_t)(h / grp) * hd;
@@ -188,40 +225,53 @@ static void attention(struct step *st, int l, int ith, int nth)
 }
 
 /* y = l(qa) into S->xn for this thread's row groups, then x += y on those columns. */
-static void proj_residual(struct step *st, const struct eng_lin *l, const krn_qact *qa, int ith,
-                          int nth)
+static void proj_residual(struct step *st, const struct eng_lin *l, const krn_qact *qa,
+                          struct cursor *cu)
 {
     struct eng_ctx *S = st->S;
-    size_t H = (size_t)S->m->cfg.hidden, lo, hi;
-    part(krn_i2_groups(l->q), ith, nth, &lo, &hi);
-    if (lo >= hi)
-        return;
-    lin_part(l, qa, lo, hi, S->xn, H, st->R);
-    size_t c0 = 16 * lo, c1 = 16 * hi < H ? 16 * hi : H;
-    for (int t = 0; t < st->R; t++)
-        krn_add(S->x + t * H + c0, S->x + t * H + c0, S->xn + t * H + c0, c1 - c0);
+    size_t H = (size_t)S->m->cfg.hidden, lo, hi, ng = krn_i2_groups(l->q), *c = next_ctr(st, cu);
+    while (claim(c, ng, chunk(ng, cu->nth, 2), &lo, &hi)) {
+        lin_part(l, qa, lo, hi, S->xn, H, st->R);
+        size_t c0 = 16 * lo, c1 = 16 * hi < H ? 16 * hi : H;
+        for (int t = 0; t < st->R; t++)
+            krn_add(S->x + t * H + c0, S->x + t * H + c0, S->xn + t * H + c0, c1 - c0);
+    }
 }
 
 /* gate and up over the same row groups, then SwiGLU g = silu(g) * u on those columns. */
-static void gate_up(struct step *st, const struct eng_layer *L, int ith, int nth)
+static void gate_up(struct step *st, const struct eng_layer *L, struct cursor *cu)
 {
     struct eng_ctx *S = st->S;
-    size_t I = (size_t)S->m->cfg.inter, lo, hi;
-    part(krn_i2_groups(L->gate.q), ith, nth, &lo, &hi);
-    if (lo >= hi)
-        return;
-    lin_part(&L->gate, st->sc->qh, lo, hi, S->g, I, st->R);
-    lin_part(&L->up, st->sc->qh, lo, hi, S->u, I, st->R);
-    size_t c0 = 16 * lo, c1 = 16 * hi < I ? 16 * hi : I;
-    for (int t = 0; t < st->R; t++)
-        krn_silu_mul(S->g + t * I + c0, S->g + t * I + c0, S->u + t * I + c0, c1 - c0);
+    size_t I = (size_t)S->m->cfg.inter, lo, hi, ng = krn_i2_groups(L->gate.q);
+    size_t *c = next_ctr(st, cu);
+    while (claim(c, ng, chunk(ng, cu->nth, 2), &lo, &hi)) {
+        lin_part(&L->gate, st->sc->qh, lo, hi, S->g, I, st->R);
+        lin_part(&L->up, st->sc->qh, lo, hi, S->u, I, st->R);
+        size_t c0 = 16 * lo, c1 = 16 * hi < I ? 16 * hi : I;
+        for (int t = 0; t < st->R; t++)
+            krn_silu_mul(S->g + t * I + c0, S->g + t * I + c0, S->u + t * I + c0, c1 - c0);
+    }
+}
+
+/* The LM head over the wanted rows (quantized into qh rows 0..n-1 by the caller phase). */
+static void head(struct step *st, struct cursor *cu)
+{
+    const struct qmat *h = eng_student_headmat_(st->S->m->stu);
+    size_t V = (size_t)h->m, lo, hi, *c = next_ctr(st, cu);
+    size_t ng = h->q4 ? krn_q4_groups(h->k4) : krn_q8_groups(h->k8);
+    while (claim(c, ng, chunk(ng, cu->nth, 2), &lo, &hi)) {
+        if (h->q4)
+            krn_q4_gemm_part(h->k4, st->sc->qh, lo, hi, st->head->logits, V);
+        else
+            krn_q8_gemm_part(h->k8, st->sc->qh, lo, hi, st->head->logits, V);
+    }
 }
 
 /* Phases of a layer, for the profile (BITDISTILL_STEP_PROFILE=1). */
 static const char *const phase_names[STU_PHASES] = {
     "embed", "norm+quant (attn in)", "q/k/v + rope + cache", "attention", "subln+quant (o in)",
     "o_proj + residual", "norm+quant (ffn in)", "gate/up + swiglu", "subln+quant (down in)",
-    "down_proj + residual", "final norm"};
+    "down_proj + residual", "final norm + quant", "head"};
 
 static double now_s(void)
 {
@@ -253,6 +303,7 @@ static void step_run(void *arg, int ith, int nth)
     const struct eng_config *cf = &m->cfg;
     int H = cf->hidden, qd = cf->heads * cf->head_dim;
     double t = st->sc->profile && ith == 0 ? now_s() : 0;
+    struct cursor cu = {ith, nth, 0};
 
     for (int p = 0; p < st->np; p++)
         for (int i = 0; i < st->pc[p].n; i++)
@@ -263,27 +314,37 @@ static void step_run(void *arg, int ith, int nth)
         const struct eng_layer *L = &m->layers[l];
         norm_quant(st, S->x, S->xn, L->in_norm, H, st->sc->qh, ith, nth);
         phase_end(st, ith, 1, &t);
-        qkv(st, l, ith, nth);
+        qkv(st, l, &cu);
         phase_end(st, ith, 2, &t);
-        attention(st, l, ith, nth);
+        attention(st, l, &cu);
         phase_end(st, ith, 3, &t);
         norm_quant(st, S->att, NULL, L->attn_sub, qd, st->sc->qq, ith, nth);
         phase_end(st, ith, 4, &t);
-        proj_residual(st, &L->o, st->sc->qq, ith, nth);
+        proj_residual(st, &L->o, st->sc->qq, &cu);
         phase_end(st, ith, 5, &t);
         norm_quant(st, S->x, S->xn, L->post_norm, H, st->sc->qh, ith, nth);
         phase_end(st, ith, 6, &t);
-        gate_up(st, L, ith, nth);
+        gate_up(st, L, &cu);
         phase_end(st, ith, 7, &t);
         norm_quant(st, S->g, NULL, L->ffn_sub, cf->inter, st->sc->qi, ith, nth);
         phase_end(st, ith, 8, &t);
-        proj_residual(st, &L->down, st->sc->qi, ith, nth);
+        proj_residual(st, &L->down, st->sc->qi, &cu);
         phase_end(st, ith, 9, &t);
     }
-    for (int i = ith; i < st->R; i += nth)
+    for (int i = ith; i < st->R; i += nth) {
         krn_rmsnorm(S->xn + (size_t)i * H, S->x + (size_t)i * H, m->norm, 1, (size_t)H, cf->eps);
+        for (int j = 0; st->head && j < st->head->n; j++) /* row i wanted by the head: slot j */
+            if (st->head->rows[j] == i)
+                krn_qact_quantize_row(st->sc->qh, (size_t)j, S->xn + (size_t)i * H);
+    }
+    if (st->head) {
+        if (ith == 0) /* qh now holds the head's n rows (read by all after the barrier) */
+            krn_qact_prepare(st->sc->qh, (size_t)st->head->n);
+        phase_end(st, ith, 10, &t);
+        head(st, &cu);
+    }
     if (st->sc->profile && ith == 0)
-        st->sc->prof[10][0] += now_s() - t;
+        st->sc->prof[11][0] += now_s() - t;
 }
 
 void eng_step_profile_print(const struct stu_ctx *sc, FILE *f)
@@ -318,7 +379,8 @@ static int check_shapes(struct eng_ctx *S)
     return 0;
 }
 
-int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R)
+int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R,
+                    const struct eng_step_head *head)
 {
     struct stu_ctx *sc = S->qa;
     int rc, nth = krn_pool_size(sc->pool);
@@ -327,6 +389,17 @@ int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R
     if (krn_qact_prepare(sc->qh, (size_t)R) || krn_qact_prepare(sc->qq, (size_t)R) ||
         krn_qact_prepare(sc->qi, (size_t)R))
         return eng_fail(S->err, ENG_ERANGE, "%d rows exceed the pass's %d", R, S->chunk);
+    if (head && head->n > R)
+        return eng_fail(S->err, ENG_ERANGE, "%d logit rows of a %d-row pass", head->n, R);
+    size_t nctr = (size_t)S->m->cfg.layers * 12 + 8; /* phases with a counter, generously */
+    if (nctr > sc->nctr) {
+        free(sc->ctr);
+        sc->ctr = krn_zalloc64(nctr * STU_CTR_STRIDE * sizeof(size_t));
+        sc->nctr = sc->ctr ? nctr : 0;
+        if (!sc->ctr)
+            return eng_fail(S->err, ENG_ENOMEM, "out of memory for the pass's counters");
+    }
+    memset(sc->ctr, 0, sc->nctr * STU_CTR_STRIDE * sizeof(size_t));
     size_t keys = 1;
     for (int p = 0; p < np; p++)
         keys = (size_t)(pc[p].p0 + pc[p].n) > keys ? (size_t)(pc[p].p0 + pc[p].n) : keys;
@@ -338,7 +411,7 @@ int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R
         sc->scores = s;
         sc->scores_cap = keys * nth;
     }
-    struct step st = {S, pc, np, R, sc->pool, sc, keys};
+    struct step st = {S, pc, np, R, sc->pool, sc, keys, head, nth};
     krn_pool_run(sc->pool, step_run, &st);
     return 0;
 }

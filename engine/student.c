@@ -161,7 +161,7 @@ static void s_embed(const struct eng_model *m, int32_t id, float *out)
     qmat_row(&m->stu->emb, id, out);
 }
 
-static const struct qmat *headmat(const struct eng_student *s)
+const struct qmat *eng_student_headmat_(const struct eng_student *s)
 {
     return s->tied ? &s->emb : &s->head;
 }
@@ -169,7 +169,7 @@ static const struct qmat *headmat(const struct eng_student *s)
 static int s_head(struct eng_ctx *c, const float *x, int n, float *logits)
 {
     const struct eng_student *s = c->m->stu;
-    const struct qmat *h = headmat(s);
+    const struct qmat *h = eng_student_headmat_(s);
     int rc = krn_qact_quantize(pick_qa(c, c->m->cfg.hidden), x, (size_t)n,
                                (size_t)c->m->cfg.hidden);
     if (rc != KRN_OK && rc != KRN_ENONFINITE)
@@ -185,7 +185,7 @@ static int s_head_rows(struct eng_ctx *c, const float *x, const int32_t *rows, i
                        float *out)
 {
     const struct eng_student *s = c->m->stu;
-    const struct qmat *h = headmat(s);
+    const struct qmat *h = eng_student_headmat_(s);
     size_t *r = malloc((size_t)(nrows > 0 ? nrows : 1) * sizeof(*r));
     if (!r)
         return eng_fail(c->err, ENG_ENOMEM, "out of memory");
@@ -231,6 +231,7 @@ static void s_ctx_release(struct eng_ctx *c)
         eng_step_profile_print(s, stderr);
     krn_pool_free(s->pool);
     free(s->scores);
+    free(s->ctr);
     free(s);
     c->qa = NULL;
 }

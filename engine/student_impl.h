@@ -36,7 +36,8 @@ struct eng_student {
     struct eng_gguf *g;    /* loaded file (owned); the i2 objects and norms borrow its mapping */
 };
 
-#define STU_PHASES 11 /* embed, 9 per layer, final norm (step.c) */
+#define STU_PHASES 12 /* embed, 9 per layer, final norm, head (step.c) */
+#define STU_CTR_STRIDE 8 /* size_t per phase counter: one cache line each */
 
 /* Per-context student state: each context has its own kernel pool, so one model can serve
  * several inference threads at once (a krn_pool runs one region at a time). */
@@ -45,6 +46,8 @@ struct stu_ctx {
     krn_pool *pool;         /* nthreads of the model when the context was made (owned) */
     float *scores;          /* attention scores, [threads][keys] of the last pass (owned) */
     size_t scores_cap;      /* floats allocated */
+    size_t *ctr;            /* [nctr][STU_CTR_STRIDE] work counters of a pass's phases (owned) */
+    size_t nctr;
     int ops;                /* BITDISTILL_STEP=ops: the op-by-op reference pass (batch.c) */
     int profile;            /* BITDISTILL_STEP_PROFILE set: time the phases (step.c) */
     double prof[STU_PHASES][2]; /* seconds of thread 0 per phase: working, waiting */
@@ -53,9 +56,14 @@ struct stu_ctx {
 /* Print the phase profile of a context's passes (printed at context free when enabled). */
 void eng_step_profile_print(const struct stu_ctx *sc, FILE *f);
 
-/* step.c: the decoder layers of a student over R rows in one pool region (see
- * eng_layers_run, which calls it for students). */
-int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R);
+/* step.c: the decoder layers of a student over R rows in one pool region, leaving the
+ * final-normed rows in S->xn (as eng_layers_run, which calls it for students), and, when head
+ * is not NULL, the head's logits of the rows it names (n <= R) in the same region. */
+int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R,
+                    const struct eng_step_head *head);
+
+/* The matrix the head multiplies with: the embedding when tied. */
+const struct qmat *eng_student_headmat_(const struct eng_student *s);
 
 struct eng_model *eng_student_new_(const struct eng_config *cfg, enum eng_head_fmt fmt);
 int eng_student_qmat_kernel_(struct qmat *q, const int8_t *codes, const float *scales);

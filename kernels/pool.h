@@ -3,7 +3,7 @@
  * calling thread, created once, woken per parallel region, no thread creation per call.
  *
  * Wake/wait protocol: krn_pool_run publishes (fn, arg) and bumps a generation counter; workers
- * spin on the counter for up to `spin_us` microseconds after their last task (default 100 us,
+ * spin on the counter for up to `spin_us` microseconds after their last task (default 300 us,
  * BITDISTILL_POOL_SPIN_US overrides), then sleep on a condition variable; the caller runs part 0
  * itself and then waits the same way (spin, then sleep) for the others. A decode step issues
  * hundreds of regions of 10-100 us each, so the spin keeps the wake-up latency at ~1 us; an idle
