@@ -52,6 +52,8 @@ struct step {
 struct cursor {
     int ith, nth;
     size_t k;
+    krn_qact *qh, *qq, *qi; /* the activations this thread's projections read */
+    float *tmp;             /* private row [max(hidden, heads*head_dim, inter)] or NULL */
 };
 
 /* The counter of the next phase (zeroed before the region). */
@@ -151,7 +153,7 @@ static void qkv(struct step *st, int l, struct cursor *cu)
     const struct eng_layer *L = &S->m->layers[l];
     int hd = cf->head_dim, nh = cf->heads, nkv = cf->kv_heads;
     size_t qd = (size_t)nh * hd, kd = (size_t)nkv * hd, lo, hi;
-    krn_qact *qa = st->sc->qh;
+    krn_qact *qa = cu->qh;
     size_t units = (size_t)(nh + 2 * nkv);
     if (hd % 16 == 0) {
         size_t gph = (size_t)hd / 16, *c = next_ctr(st, cu); /* row groups per head */
@@ -245,8 +247,8 @@ static void gate_up(struct step *st, const struct eng_layer *L, struct cursor *c
     size_t I = (size_t)S->m->cfg.inter, lo, hi, ng = krn_i2_groups(L->gate.q);
     size_t *c = next_ctr(st, cu);
     while (claim(c, ng, chunk(ng, cu->nth, 2), &lo, &hi)) {
-        lin_part(&L->gate, st->sc->qh, lo, hi, S->g, I, st->R);
-        lin_part(&L->up, st->sc->qh, lo, hi, S->u, I, st->R);
+        lin_part(&L->gate, cu->qh, lo, hi, S->g, I, st->R);
+        lin_part(&L->up, cu->qh, lo, hi, S->u, I, st->R);
         size_t c0 = 16 * lo, c1 = 16 * hi < I ? 16 * hi : I;
         for (int t = 0; t < st->R; t++)
             krn_silu_mul(S->g + t * I + c0, S->g + t * I + c0, S->u + t * I + c0, c1 - c0);
@@ -261,10 +263,23 @@ static void head(struct step *st, struct cursor *cu)
     size_t ng = h->q4 ? krn_q4_groups(h->k4) : krn_q8_groups(h->k8);
     while (claim(c, ng, chunk(ng, cu->nth, 2), &lo, &hi)) {
         if (h->q4)
-            krn_q4_gemm_part(h->k4, st->sc->qh, lo, hi, st->head->logits, V);
+            krn_q4_gemm_part(h->k4, cu->qh, lo, hi, st->head->logits, V);
         else
-            krn_q8_gemm_part(h->k8, st->sc->qh, lo, hi, st->head->logits, V);
+            krn_q8_gemm_part(h->k8, cu->qh, lo, hi, st->head->logits, V);
     }
+}
+
+/* Decode (one row, several threads): every thread RMS-norms the row x [d] into its private
+ * row and quantizes it into its private activations qa, instead of one thread doing it for all
+ * behind a barrier. The same functions on the same data: the same numbers. */
+static void norm_quant_own(struct step *st, const float *x, const float *w, int d, krn_qact *qa,
+                           float *tmp)
+{
+    if (w) {
+        krn_rmsnorm(tmp, x, w, 1, (size_t)d, st->S->m->cfg.eps);
+        x = tmp;
+    }
+    krn_qact_quantize_row(qa, 0, x);
 }
 
 /* Phases of a layer, for the profile (BITDISTILL_STEP_PROFILE=1). */
@@ -295,6 +310,43 @@ static void phase_end(struct step *st, int ith, int ph, double *t)
     *t = t2;
 }
 
+/* End of phase ph on thread 0 without a barrier (profile only). */
+static void phase_mark(struct step *st, int ith, int ph, double *t)
+{
+    if (!st->sc->profile || ith != 0)
+        return;
+    double t1 = now_s();
+    st->sc->prof[ph][0] += t1 - *t;
+    *t = t1;
+}
+
+/* One layer of a decode pass (R == 1, nth > 1): private norms, 5 barriers. */
+static void layer_own(struct step *st, int l, struct cursor *cu, double *t)
+{
+    struct eng_ctx *S = st->S;
+    const struct eng_config *cf = &S->m->cfg;
+    const struct eng_layer *L = &S->m->layers[l];
+    int ith = cu->ith, H = cf->hidden, qd = cf->heads * cf->head_dim;
+    norm_quant_own(st, S->x, L->in_norm, H, cu->qh, cu->tmp);
+    phase_mark(st, ith, 1, t);
+    qkv(st, l, cu);
+    phase_end(st, ith, 2, t);
+    attention(st, l, cu);
+    phase_end(st, ith, 3, t);
+    norm_quant_own(st, S->att, L->attn_sub, qd, cu->qq, cu->tmp);
+    phase_mark(st, ith, 4, t);
+    proj_residual(st, &L->o, cu->qq, cu);
+    phase_end(st, ith, 5, t);
+    norm_quant_own(st, S->x, L->post_norm, H, cu->qh, cu->tmp);
+    phase_mark(st, ith, 6, t);
+    gate_up(st, L, cu);
+    phase_end(st, ith, 7, t);
+    norm_quant_own(st, S->g, L->ffn_sub, cf->inter, cu->qi, cu->tmp);
+    phase_mark(st, ith, 8, t);
+    proj_residual(st, &L->down, cu->qi, cu);
+    phase_end(st, ith, 9, t);
+}
+
 static void step_run(void *arg, int ith, int nth)
 {
     struct step *st = arg;
@@ -303,14 +355,24 @@ static void step_run(void *arg, int ith, int nth)
     const struct eng_config *cf = &m->cfg;
     int H = cf->hidden, qd = cf->heads * cf->head_dim;
     double t = st->sc->profile && ith == 0 ? now_s() : 0;
-    struct cursor cu = {ith, nth, 0};
+    struct stu_ctx *sc = st->sc;
+    int own = st->R == 1 && nth > 1;
+    struct cursor cu = {ith, nth, 0, sc->qh, sc->qq, sc->qi, NULL};
+    if (own) {
+        cu.qh = sc->own[3 * ith];
+        cu.qq = sc->own[3 * ith + 1];
+        cu.qi = sc->own[3 * ith + 2];
+        cu.tmp = sc->own_tmp + (size_t)ith * sc->own_d;
+    }
 
     for (int p = 0; p < st->np; p++)
         for (int i = 0; i < st->pc[p].n; i++)
             if ((st->pc[p].row + i) % nth == ith)
                 m->ops->embed(m, st->pc[p].tok[i], S->x + (size_t)(st->pc[p].row + i) * H);
     phase_end(st, ith, 0, &t);
-    for (int l = 0; l < cf->layers; l++) {
+    for (int l = 0; own && l < cf->layers; l++)
+        layer_own(st, l, &cu, &t);
+    for (int l = 0; !own && l < cf->layers; l++) {
         const struct eng_layer *L = &m->layers[l];
         norm_quant(st, S->x, S->xn, L->in_norm, H, st->sc->qh, ith, nth);
         phase_end(st, ith, 1, &t);
@@ -330,6 +392,18 @@ static void step_run(void *arg, int ith, int nth)
         phase_end(st, ith, 8, &t);
         proj_residual(st, &L->down, st->sc->qi, &cu);
         phase_end(st, ith, 9, &t);
+    }
+    if (own) { /* every thread: the final norm of the row and its quantization for the head */
+        float *xn = ith == 0 ? S->xn : cu.tmp; /* thread 0 leaves it in S->xn for the caller */
+        krn_rmsnorm(xn, S->x, m->norm, 1, (size_t)H, cf->eps);
+        if (st->head)
+            krn_qact_quantize_row(cu.qh, 0, xn);
+        phase_mark(st, ith, 10, &t);
+        if (st->head)
+            head(st, &cu);
+        if (st->sc->profile && ith == 0)
+            st->sc->prof[11][0] += now_s() - t;
+        return;
     }
     for (int i = ith; i < st->R; i += nth) {
         krn_rmsnorm(S->xn + (size_t)i * H, S->x + (size_t)i * H, m->norm, 1, (size_t)H, cf->eps);
@@ -379,6 +453,36 @@ static int check_shapes(struct eng_ctx *S)
     return 0;
 }
 
+/* Per-thread activations and a private row for decode passes (layer_own), made once. */
+static int own_alloc(struct eng_ctx *S, struct stu_ctx *sc, int nth)
+{
+    const struct eng_config *cf = &S->m->cfg;
+    size_t H = (size_t)cf->hidden, qd = (size_t)cf->heads * cf->head_dim, I = (size_t)cf->inter;
+    size_t d = H > qd ? H : qd;
+    d = (d > I ? d : I) + 15;
+    d -= d % 16; /* rows on their own cache lines */
+    sc->own = calloc((size_t)nth * 3, sizeof(*sc->own));
+    sc->own_tmp = krn_zalloc64((size_t)nth * d * sizeof(float));
+    sc->own_n = nth;
+    sc->own_d = d;
+    int ok = sc->own && sc->own_tmp;
+    for (int i = 0; ok && i < nth; i++)
+        ok = !krn_qact_create(1, H, &sc->own[3 * i]) && !krn_qact_create(1, qd, &sc->own[3 * i + 1]) &&
+             !krn_qact_create(1, I, &sc->own[3 * i + 2]) && !krn_qact_prepare(sc->own[3 * i], 1) &&
+             !krn_qact_prepare(sc->own[3 * i + 1], 1) && !krn_qact_prepare(sc->own[3 * i + 2], 1);
+    return ok ? 0 : eng_fail(S->err, ENG_ENOMEM, "out of memory for the decode activations");
+}
+
+void eng_step_release(struct stu_ctx *sc)
+{
+    for (int i = 0; sc->own && i < 3 * sc->own_n; i++)
+        krn_qact_free(sc->own[i]);
+    free(sc->own);
+    free(sc->own_tmp);
+    sc->own = NULL;
+    sc->own_tmp = NULL;
+}
+
 int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R,
                     const struct eng_step_head *head)
 {
@@ -411,6 +515,8 @@ int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R
         sc->scores = s;
         sc->scores_cap = keys * nth;
     }
+    if (R == 1 && nth > 1 && !sc->own && (rc = own_alloc(S, sc, nth)))
+        return rc;
     struct step st = {S, pc, np, R, sc->pool, sc, keys, head, nth};
     krn_pool_run(sc->pool, step_run, &st);
     return 0;

@@ -230,6 +230,7 @@ static void s_ctx_release(struct eng_ctx *c)
     if (s->profile)
         eng_step_profile_print(s, stderr);
     krn_pool_free(s->pool);
+    eng_step_release(s);
     free(s->scores);
     free(s->ctr);
     free(s);

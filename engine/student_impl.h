@@ -48,6 +48,10 @@ struct stu_ctx {
     size_t scores_cap;      /* floats allocated */
     size_t *ctr;            /* [nctr][STU_CTR_STRIDE] work counters of a pass's phases (owned) */
     size_t nctr;
+    krn_qact **own;         /* decode: [threads][3] private activations (hidden, q, inter) */
+    float *own_tmp;         /* decode: [threads][own_d] private rows */
+    int own_n;
+    size_t own_d;
     int ops;                /* BITDISTILL_STEP=ops: the op-by-op reference pass (batch.c) */
     int profile;            /* BITDISTILL_STEP_PROFILE set: time the phases (step.c) */
     double prof[STU_PHASES][2]; /* seconds of thread 0 per phase: working, waiting */
@@ -61,6 +65,9 @@ void eng_step_profile_print(const struct stu_ctx *sc, FILE *f);
  * is not NULL, the head's logits of the rows it names (n <= R) in the same region. */
 int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R,
                     const struct eng_step_head *head);
+
+/* Free what eng_step_layers allocated in sc (not sc itself). */
+void eng_step_release(struct stu_ctx *sc);
 
 /* The matrix the head multiplies with: the embedding when tied. */
 const struct qmat *eng_student_headmat_(const struct eng_student *s);

@@ -18,7 +18,7 @@
 #include "kernels/krn.h"
 #include "kernels/pool.h"
 
-#define POOL_DEFAULT_SPIN_US 300
+#define POOL_DEFAULT_SPIN_US 2000
 #define POOL_YIELD_AFTER_US 20 /* spin with pause for 20 us, then pause + sched_yield */
 
 struct pool_worker {
