@@ -80,4 +80,12 @@ json_t *api_body_json(struct srv_req *req);
 int api_defer(struct srv_req *req, struct api_ctx *ctx, void (*work)(void *data),
               void (*done)(struct srv_req *req, void *data, struct api_ctx *ctx), void *data);
 
+/* Percent-decode src[0..len) ('+' is a space) into out (NUL-terminated, cut at outlen - 1);
+ * returns the decoded length. */
+size_t api_url_decode(const char *src, size_t len, char *out, size_t outlen);
+/* The decoded value of query parameter `name` of query string q into out; NULL if absent. */
+const char *api_query_param(const char *q, const char *name, char *out, size_t outlen);
+/* Query parameter `name` as a number (strtol), def if absent. */
+long api_query_long(const char *q, const char *name, long def);
+
 #endif

@@ -6,44 +6,19 @@
  *                                      "purpose","sha256","task","rows"}
  *   GET    /v1/files           {"object":"list","data":[...]}
  *   GET    /v1/files/{id}
+ *   GET    /v1/files/{id}/content   the stored bytes (uploads, and jobs' result files)
  *   DELETE /v1/files/{id}      {"id","object":"file","deleted":true}; 409 while a job uses it
  * Storing and validating run on a worker thread (jobs/files.h); bad content is refused with 422
  * naming the line.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "api/api.h"
 #include "jobs/files.h"
-
-/* Value of query parameter `name` (decoded: %XX and +) into out; NULL if absent. */
-static const char *query_param(const char *q, const char *name, char *out, size_t outlen)
-{
-    size_t nl = strlen(name);
-    while (q && *q) {
-        const char *amp = strchr(q, '&');
-        size_t len = amp ? (size_t)(amp - q) : strlen(q);
-        if (len > nl && !strncmp(q, name, nl) && q[nl] == '=') {
-            size_t o = 0;
-            for (size_t i = nl + 1; i < len && o + 1 < outlen; i++) {
-                char c = q[i];
-                if (c == '+') {
-                    c = ' ';
-                } else if (c == '%' && i + 2 < len) {
-                    char hex[3] = {q[i + 1], q[i + 2], 0};
-                    c = (char)strtol(hex, NULL, 16);
-                    i += 2;
-                }
-                out[o++] = c;
-            }
-            out[o] = 0;
-            return out;
-        }
-        q = amp ? amp + 1 : NULL;
-    }
-    return NULL;
-}
 
 struct part {
     const char *data;
@@ -176,15 +151,15 @@ static void files_create(struct srv_req *req, struct api_ctx *ctx)
             snprintf(u->task, sizeof(u->task), "%.*s", (int)task.len, task.data);
     } else {
         const char *q = srv_req_query(req);
-        if (!query_param(q, "purpose", u->purpose, sizeof(u->purpose))) {
+        if (!api_query_param(q, "purpose", u->purpose, sizeof(u->purpose))) {
             free(u);
             api_error(req, 400, "a raw upload needs ?purpose=fine-tune or ?purpose=corpus",
                       "purpose", "missing_purpose");
             return;
         }
-        if (query_param(q, "filename", tmp, sizeof(tmp)))
+        if (api_query_param(q, "filename", tmp, sizeof(tmp)))
             snprintf(u->filename, sizeof(u->filename), "%s", tmp);
-        if (query_param(q, "task", tmp, sizeof(tmp)))
+        if (api_query_param(q, "task", tmp, sizeof(tmp)))
             snprintf(u->task, sizeof(u->task), "%.31s", tmp);
         u->data = body;
         u->len = len;
@@ -212,6 +187,71 @@ static void files_get(struct srv_req *req, struct api_ctx *ctx)
         return;
     }
     srv_res_json(req, 200, job_file_json(&f));
+}
+
+struct fcontent {
+    struct job_file f;
+    char *data;              /* the file's bytes (owned) */
+    size_t len;
+    char err[400];
+};
+
+static void fcontent_work(void *arg)
+{
+    struct fcontent *c = arg;
+    FILE *fp = fopen(c->f.path, "rb");
+    long size = -1;
+    if (fp && !fseek(fp, 0, SEEK_END))
+        size = ftell(fp);
+    if (size >= 0 && !fseek(fp, 0, SEEK_SET) && (c->data = malloc((size_t)size + 1)) &&
+        fread(c->data, 1, (size_t)size, fp) == (size_t)size) {
+        c->len = (size_t)size;
+    } else {
+        snprintf(c->err, sizeof(c->err), "cannot read the stored file: %s",
+                 errno ? strerror(errno) : "short read");
+        free(c->data);
+        c->data = NULL;
+    }
+    if (fp)
+        fclose(fp);
+}
+
+static void fcontent_done(struct srv_req *req, void *arg, struct api_ctx *ctx)
+{
+    struct fcontent *c = arg;
+    (void)ctx;
+    if (!c->data) {
+        api_error(req, 500, c->err, NULL, NULL);
+    } else {
+        const char *dot = strrchr(c->f.filename, '.');
+        const char *type = dot && !strcmp(dot, ".csv")     ? "text/csv"
+                           : dot && !strcmp(dot, ".jsonl") ? "application/jsonl"
+                           : dot && !strcmp(dot, ".json")  ? "application/json"
+                                                           : "text/plain; charset=utf-8";
+        srv_res_send(req, 200, type, c->data, c->len);
+    }
+    free(c->data);
+    free(c);
+}
+
+/* GET /v1/files/{id}/content: the stored bytes (read on a worker thread). */
+static void files_content(struct srv_req *req, struct api_ctx *ctx)
+{
+    const char *id = srv_req_param(req, "id");
+    struct fcontent *c = calloc(1, sizeof(*c));
+    if (!c) {
+        api_error(req, 500, "out of memory", NULL, NULL);
+        return;
+    }
+    if (job_file_get(ctx->store, id, &c->f)) {
+        free(c);
+        api_errorf(req, 404, "id", "file_not_found", "no file '%.64s'", id);
+        return;
+    }
+    if (api_defer(req, ctx, fcontent_work, fcontent_done, c)) {
+        free(c);
+        api_error(req, 500, "cannot queue the read", NULL, NULL);
+    }
 }
 
 struct fdel {
@@ -267,5 +307,8 @@ const struct api_route api_route_files_list = {"GET", "/v1/files", "files_list",
                                                0, files_list};
 const struct api_route api_route_files_get = {"GET", "/v1/files/{id}", "files_get",
                                               SRV_SCOPE_ADMIN, 0, files_get};
+const struct api_route api_route_files_content = {"GET", "/v1/files/{id}/content",
+                                                  "files_content", SRV_SCOPE_ADMIN, 0,
+                                                  files_content};
 const struct api_route api_route_files_delete = {"DELETE", "/v1/files/{id}", "files_delete",
                                                  SRV_SCOPE_ADMIN, 0, files_delete};

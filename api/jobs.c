@@ -4,17 +4,21 @@
  *   GET  /v1/fine_tuning/jobs?after=&limit=      newest first, with has_more
  *   GET  /v1/fine_tuning/jobs/{id}
  *   POST /v1/fine_tuning/jobs/{id}/cancel        409 when already finished
+ *   POST /v1/fine_tuning/jobs/{id}/pause         the trainer checkpoints and stops: `paused`
+ *   POST /v1/fine_tuning/jobs/{id}/resume        a paused job continues from that checkpoint
  *   GET  /v1/fine_tuning/jobs/{id}/events        list (?after=SEQ&limit=), or ?stream=true: SSE
  *                                                replaying after Last-Event-ID, live until the
  *                                                job ends, then `data: [DONE]`
- *   GET  /v1/fine_tuning/jobs/{id}/checkpoints
+ *   GET  /v1/fine_tuning/jobs/{id}/checkpoints?after=&limit=   newest first, has_more
  *
  * A job request:
  *   {"model": HF directory under --model-root (relative name or path inside it),
  *    "training_file": file id, "validation_file"?: file id, "corpus_file"?: file id (corpus),
  *    "method": {"type": "bitdistill"|"bitnet_sft"|"fp16_sft",
  *               "<type>"?: {"teacher_sft"|"continue_pretrain"|"distill": {stage settings}}},
- *    "hyperparameters"?: {"n_epochs","batch_size","learning_rate","max_len","steps"},
+ *    "hyperparameters"?: {"n_epochs","batch_size","learning_rate_multiplier" (each a number or
+ *                         "auto", see resolve_auto),"learning_rate","max_len","steps"},
+ *    "metadata"?: up to 16 string pairs (keys <= 64 characters, values <= 512),
  *    "teacher"?: fine-tuned teacher directory (skips stage 0), "task"?: sst2|mnli|qnli|cnndm,
  *    "device"?: "cpu"|"cuda:K"|"cuda:K,L"|"cuda:all", "suffix"?, "seed"?, "activate"?: bool, "threads"?}
  * and becomes the trainer's job.json (jobs/train/pipeline.h) in the job's directory.
@@ -23,6 +27,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +136,92 @@ static int resolve_model(struct api_ctx *ctx, const char *name, char *out, char 
     }
     snprintf(out, PATH_MAX, "%s", real);
     return 0;
+}
+
+/* OpenAI's metadata limits: at most 16 pairs, keys up to 64 characters, string values up to 512.
+ * Answers 400 naming the field and returns -1, or 0. */
+static int check_metadata(struct srv_req *req, json_t *meta)
+{
+    const char *k;
+    json_t *v;
+    if (!meta || json_is_null(meta))
+        return 0;
+    if (!json_is_object(meta)) {
+        api_error(req, 400, "'metadata' must be an object of string values", "metadata",
+                  "invalid_value");
+        return -1;
+    }
+    if (json_object_size(meta) > 16) {
+        api_errorf(req, 400, "metadata", "invalid_value", "'metadata' has %zu pairs: at most 16",
+                   json_object_size(meta));
+        return -1;
+    }
+    json_object_foreach(meta, k, v) {
+        char param[96];
+        snprintf(param, sizeof(param), "metadata.%.64s", k);
+        if (strlen(k) > 64) {
+            api_errorf(req, 400, "metadata", "invalid_value", "metadata key '%.64s...' is %zu "
+                       "characters: at most 64", k, strlen(k));
+            return -1;
+        }
+        if (!json_is_string(v) || json_string_length(v) > 512) {
+            api_errorf(req, 400, param, "invalid_value", "'%s' must be a string of at most 512 "
+                       "characters", param);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The job's hyperparameters with "auto" resolved (new reference; hp borrowed, may be NULL), the
+ * resolved values also set in the trainer config. Rules, from the training file's rows n:
+ *   n_epochs: 3, unless 3n < 100 (then min(25, 100 / n)) or 3n > 25000 (then max(1, 25000 / n))
+ *             -- OpenAI's documented rule (cookbook "Data preparation and analysis for chat
+ *             model fine-tuning");
+ *   batch_size: about 0.2% of n, from 1 to 256 (OpenAI: "~0.2% of the number of examples in the
+ *             training set, with a cap of 256");
+ *   learning_rate_multiplier: sqrt(batch_size / 32) within [0.5, 2] -- larger batches take a
+ *             larger multiplier, as OpenAI's, relative to the trainer's learning rates, which
+ *             docs/train.md gives for batch 32.
+ * Absent ones are reported with the trainer's defaults (1 epoch, batch 32, multiplier 1).
+ */
+static json_t *resolve_auto(json_t *hp, int64_t n, json_t *trainer)
+{
+    json_t *out = json_is_object(hp) ? json_deep_copy(hp) : json_object();
+    const char *ep = json_string_value(json_object_get(out, "n_epochs"));
+    const char *bs = json_string_value(json_object_get(out, "batch_size"));
+    const char *lm = json_string_value(json_object_get(out, "learning_rate_multiplier"));
+    n = n > 0 ? n : 1;
+    if (ep) {
+        int64_t e = 3;
+        if (n * 3 < 100)
+            e = 100 / n < 25 ? 100 / n : 25;
+        else if (n * 3 > 25000)
+            e = 25000 / n > 1 ? 25000 / n : 1;
+        json_object_set_new(out, "n_epochs", json_integer(e));
+        json_object_set_new(trainer, "epochs", json_integer(e));
+    }
+    if (bs) {
+        int64_t b = (n * 2 + 500) / 1000;
+        b = b < 1 ? 1 : b > 256 ? 256 : b;
+        json_object_set_new(out, "batch_size", json_integer(b));
+        json_object_set_new(trainer, "batch", json_integer(b));
+    }
+    if (!json_object_get(out, "n_epochs"))
+        json_object_set_new(out, "n_epochs", json_integer(1));
+    if (!json_object_get(out, "batch_size"))
+        json_object_set_new(out, "batch_size", json_integer(32));
+    if (lm) {
+        double m = sqrt((double)json_integer_value(json_object_get(out, "batch_size")) / 32.0);
+        m = m < 0.5 ? 0.5 : m > 2.0 ? 2.0 : m;
+        m = round(m * 1000.0) / 1000.0;
+        json_object_set_new(out, "learning_rate_multiplier", json_real(m));
+        json_object_set_new(trainer, "lr_multiplier", json_real(m));
+    }
+    if (!json_object_get(out, "learning_rate_multiplier"))
+        json_object_set_new(out, "learning_rate_multiplier", json_real(1.0));
+    return out;
 }
 
 struct create {
@@ -304,7 +395,8 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
     if (hp && !json_is_null(hp)) {
         static const struct { const char *api, *trn; int integer; } map[] = {
             {"n_epochs", "epochs", 0}, {"batch_size", "batch", 1}, {"learning_rate", "lr", 0},
-            {"max_len", "max_len", 1}, {"steps", "steps", 1}};
+            {"learning_rate_multiplier", "lr_multiplier", 0}, {"max_len", "max_len", 1},
+            {"steps", "steps", 1}};
         if (!json_is_object(hp)) {
             api_error(req, 400, "'hyperparameters' must be an object", "hyperparameters", NULL);
             goto out;
@@ -317,11 +409,18 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
             snprintf(param, sizeof(param), "hyperparameters.%s", key);
             if (i == sizeof(map) / sizeof(map[0])) {
                 api_errorf(req, 400, param, "unknown_parameter", "unknown '%s' (n_epochs, "
-                           "batch_size, learning_rate, max_len, steps)", param);
+                           "batch_size, learning_rate_multiplier, learning_rate, max_len, "
+                           "steps)", param);
                 goto out;
             }
-            if (json_is_string(v) && !strcmp(json_string_value(v), "auto"))
+            if (json_is_string(v) && !strcmp(json_string_value(v), "auto")) {
+                if (i > 3) {
+                    api_errorf(req, 400, param, "invalid_value", "'%s' cannot be \"auto\" "
+                               "(only n_epochs, batch_size, learning_rate_multiplier)", param);
+                    goto out;
+                }
                 continue;
+            }
             if (!json_is_number(v) || json_number_value(v) <= 0 ||
                 (map[i].integer && !json_is_integer(v))) {
                 api_errorf(req, 400, param, "invalid_value", "'%s' must be a positive %s or "
@@ -394,6 +493,9 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
         goto out;
     }
     json_object_set_new(trainer, "task", json_string(task));
+    if (check_metadata(req, json_object_get(body, "metadata")))
+        goto out;
+    json_object_set_new(body, "hyperparameters", resolve_auto(hp, tf.rows, trainer));
     if (has_corpus) {
         json_t *cpt = json_object_get(trainer, "continue_pretrain");
         if (!cpt) {
@@ -510,47 +612,59 @@ out:
     json_decref(body);
 }
 
-static long query_long(const char *q, const char *name, long def)
+/* The metadata filter of a list query, OpenAI's syntax: metadata[KEY]=VALUE pairs (all must
+ * match), or metadata=null (or empty): jobs without metadata. *out: a new object, json null, or
+ * NULL for no filter. Answers 400 and returns -1 on a malformed one. */
+static int metadata_filter(struct srv_req *req, const char *q, json_t **out)
 {
-    size_t nl = strlen(name);
+    *out = NULL;
     for (const char *p = q; p && *p;) {
-        if (!strncmp(p, name, nl) && p[nl] == '=')
-            return strtol(p + nl + 1, NULL, 10);
-        p = strchr(p, '&');
-        if (p)
-            p++;
-    }
-    return def;
-}
-
-static const char *query_str(const char *q, const char *name, char *out, size_t outlen)
-{
-    size_t nl = strlen(name);
-    for (const char *p = q; p && *p;) {
-        if (!strncmp(p, name, nl) && p[nl] == '=') {
-            size_t l = strcspn(p + nl + 1, "&");
-            snprintf(out, outlen, "%.*s", (int)l, p + nl + 1);
-            return out;
+        const char *amp = strchr(p, '&'), *eq;
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        char key[200], val[600];
+        eq = memchr(p, '=', len);
+        size_t kl = api_url_decode(p, eq ? (size_t)(eq - p) : len, key, sizeof(key));
+        api_url_decode(eq ? eq + 1 : p + len, eq ? len - (size_t)(eq + 1 - p) : 0, val,
+                       sizeof(val));
+        p = amp ? amp + 1 : NULL;
+        if (strncmp(key, "metadata", 8))
+            continue;
+        if (!key[8] && (!val[0] || !strcmp(val, "null"))) {
+            json_decref(*out);
+            *out = json_null();
+            continue;
         }
-        p = strchr(p, '&');
-        if (p)
-            p++;
+        if (key[8] != '[' || key[kl - 1] != ']' || kl < 11 || json_is_null(*out)) {
+            json_decref(*out);
+            *out = NULL;
+            api_error(req, 400, "a metadata filter is metadata[KEY]=VALUE (repeatable) or "
+                      "metadata=null", "metadata", "invalid_value");
+            return -1;
+        }
+        key[kl - 1] = 0;
+        if (!*out)
+            *out = json_object();
+        json_object_set_new(*out, key + 9, json_string(val));
     }
-    return NULL;
+    return 0;
 }
 
 static void jobs_list(struct srv_req *req, struct api_ctx *ctx)
 {
     char after[64];
     int has_more;
-    long limit = query_long(srv_req_query(req), "limit", 20);
+    json_t *meta;
+    const char *q = srv_req_query(req);
+    long limit = api_query_long(q, "limit", 20);
     if (limit < 1 || limit > 100) {
         api_error(req, 400, "'limit' must be from 1 to 100", "limit", NULL);
         return;
     }
-    json_t *data = job_rec_list_json(ctx->store,
-                                     query_str(srv_req_query(req), "after", after, sizeof(after)),
-                                     (int)limit, &has_more);
+    if (metadata_filter(req, q, &meta))
+        return;
+    json_t *data = job_rec_list_json(ctx->store, api_query_param(q, "after", after, sizeof(after)),
+                                     (int)limit, meta, &has_more);
+    json_decref(meta);
     srv_res_json(req, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data", data,
                                      "has_more", has_more));
 }
@@ -592,17 +706,86 @@ static void jobs_cancel(struct srv_req *req, struct api_ctx *ctx)
     job_rec_release(&r);
 }
 
+/* POST .../pause and .../resume: 409 naming the job's status when it cannot. */
+static void jobs_pause_resume(struct srv_req *req, struct api_ctx *ctx, int pause)
+{
+    const char *id = srv_req_param(req, "id");
+    char status[24] = "";
+    struct job_rec r;
+    int rc = pause ? job_sup_pause(ctx->sup, id, status) : job_sup_resume(ctx->sup, id, status);
+    if (rc == JOB_STORE_ENOTFOUND) {
+        api_errorf(req, 404, "id", "job_not_found", "no fine-tuning job '%.64s'", id);
+        return;
+    }
+    if (rc == JOB_SUP_ENOPAUSE) {
+        api_errorf(req, 409, "id", "pause_unsupported", "job '%s' runs through the launcher "
+                   "(--launcher), which does not pass the pause signal on: cancel it instead",
+                   id);
+        return;
+    }
+    if (rc) {
+        api_errorf(req, 409, "id", pause ? "job_not_pausable" : "job_not_paused",
+                   "job '%s' has status '%s': %s", id, status,
+                   pause ? "only a queued or running job can be paused"
+                         : "only a paused job can be resumed");
+        return;
+    }
+    if (job_rec_get(ctx->store, id, &r)) {
+        api_error(req, 500, "cannot read the job", NULL, NULL);
+        return;
+    }
+    json_t *o = job_rec_json(&r);
+    json_object_set_new(o, "status", json_string(status)); /* the write may still be queued */
+    srv_res_json(req, 200, o);
+    job_rec_release(&r);
+}
+
+static void jobs_pause(struct srv_req *req, struct api_ctx *ctx)
+{
+    jobs_pause_resume(req, ctx, 1);
+}
+
+static void jobs_resume(struct srv_req *req, struct api_ctx *ctx)
+{
+    jobs_pause_resume(req, ctx, 0);
+}
+
 static void jobs_checkpoints(struct srv_req *req, struct api_ctx *ctx)
 {
     struct job_rec r;
-    const char *id = srv_req_param(req, "id");
+    const char *id = srv_req_param(req, "id"), *q = srv_req_query(req);
+    char after[96], model[200];
+    int has_more;
     if (job_rec_get(ctx->store, id, &r)) {
         api_errorf(req, 404, "id", "job_not_found", "no fine-tuning job '%.64s'", id);
         return;
     }
+    long limit = api_query_long(q, "limit", 10);
+    if (limit < 1 || limit > 100) {
+        job_rec_release(&r);
+        api_error(req, 400, "'limit' must be from 1 to 100", "limit", NULL);
+        return;
+    }
+    /* the model the checkpoints lead to: the job's model id (as supervisor.c names it) */
+    json_error_t e;
+    json_t *spec = json_loads(r.spec ? r.spec : "{}", 0, &e);
+    const char *sfx = json_string_value(json_object_get(spec, "suffix"));
+    snprintf(model, sizeof(model), "bd-%.40s%s%.40s", r.id + 6, sfx && *sfx ? ":" : "",
+             sfx && *sfx ? sfx : "");
+    json_decref(spec);
     job_rec_release(&r);
-    srv_res_json(req, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data",
-                                     job_checkpoints_json(ctx->store, id), "has_more", 0));
+    const char *a = api_query_param(q, "after", after, sizeof(after));
+    json_t *data = job_checkpoints_json(ctx->store, id, model, a, (int)limit, &has_more);
+    if (!data) {
+        api_errorf(req, 400, "after", "invalid_value", "'after' must be a checkpoint id of job "
+                   "'%s' (ftckpt-...)", id);
+        return;
+    }
+    json_t *first = json_array_get(data, 0), *last = json_array_get(data, json_array_size(data) - 1);
+    srv_res_json(req, 200, json_pack("{s:s, s:o, s:b, s:O?, s:O?}", "object", "list", "data", data,
+                                     "has_more", has_more, "first_id",
+                                     json_object_get(first, "id"), "last_id",
+                                     json_object_get(last, "id")));
 }
 
 /* ---- events, listed or streamed ---------------------------------------------------------- */
@@ -680,13 +863,13 @@ static void jobs_events(struct srv_req *req, struct api_ctx *ctx)
         return;
     }
     job_rec_release(&r);
-    long after = query_long(q, "after", 0);
+    long after = api_query_long(q, "after", 0);
     const char *lei = srv_req_header(req, "Last-Event-ID");
     if (lei)
         after = strtol(lei, NULL, 10);
-    int stream = query_str(q, "stream", tmp, sizeof(tmp)) && !strcmp(tmp, "true");
+    int stream = api_query_param(q, "stream", tmp, sizeof(tmp)) && !strcmp(tmp, "true");
     if (!stream) {
-        long limit = query_long(q, "limit", 100);
+        long limit = api_query_long(q, "limit", 100);
         if (limit < 1 || limit > 1000) {
             api_error(req, 400, "'limit' must be from 1 to 1000", "limit", NULL);
             return;
@@ -729,3 +912,7 @@ const struct api_route api_route_jobs_checkpoints = {"GET",
                                                      "/v1/fine_tuning/jobs/{id}/checkpoints",
                                                      "jobs_checkpoints", SRV_SCOPE_ADMIN, 0,
                                                      jobs_checkpoints};
+const struct api_route api_route_jobs_pause = {"POST", "/v1/fine_tuning/jobs/{id}/pause",
+                                               "jobs_pause", SRV_SCOPE_ADMIN, 0, jobs_pause};
+const struct api_route api_route_jobs_resume = {"POST", "/v1/fine_tuning/jobs/{id}/resume",
+                                                "jobs_resume", SRV_SCOPE_ADMIN, 0, jobs_resume};

@@ -1,7 +1,7 @@
 # api: route table, error format, handlers.
 libbitdistill_a_SOURCES += api/api.h api/error.c api/router.c api/routes.c api/health.c \
 	api/keys.c api/infer.c api/infer.h api/models.c \
-	api/files.c api/jobs.c
+	api/files.c api/jobs.c api/query.c
 
 check_PROGRAMS += tests/test-api-infer
 TESTS += tests/test-api-infer

@@ -11,9 +11,10 @@ extern const struct api_route api_route_classify, api_route_summarize, api_route
 extern const struct api_route api_route_models_list, api_route_models_get, api_route_tokenize,
     api_route_detokenize, api_route_models_activate, api_route_models_delete;
 extern const struct api_route api_route_files_create, api_route_files_list, api_route_files_get,
-    api_route_files_delete;
+    api_route_files_content, api_route_files_delete;
 extern const struct api_route api_route_jobs_create, api_route_jobs_list, api_route_jobs_get,
-    api_route_jobs_cancel, api_route_jobs_events, api_route_jobs_checkpoints;
+    api_route_jobs_cancel, api_route_jobs_pause, api_route_jobs_resume, api_route_jobs_events,
+    api_route_jobs_checkpoints;
 extern const struct api_route api_route_dashboard_index, api_route_dashboard_file;
 
 const struct api_route *const api_routes[] = {
@@ -34,11 +35,14 @@ const struct api_route *const api_routes[] = {
     &api_route_files_create,
     &api_route_files_list,
     &api_route_files_get,
+    &api_route_files_content,
     &api_route_files_delete,
     &api_route_jobs_create,
     &api_route_jobs_list,
     &api_route_jobs_get,
     &api_route_jobs_cancel,
+    &api_route_jobs_pause,
+    &api_route_jobs_resume,
     &api_route_jobs_events,
     &api_route_jobs_checkpoints,
     &api_route_tokenize,

@@ -174,9 +174,11 @@ static int file_insert(sqlite3 *db, void *arg)
     return rc;
 }
 
-int job_file_store(struct job_store *st, const char *data_dir, const char *filename,
-                   const char *purpose, const char *task, const char *data, size_t len,
-                   struct job_file *out, char *err, size_t errlen)
+/* Store data as a new file (job_file_store's steps); `generated` files (the daemon's own) are
+ * not validated: their rows are their lines. */
+static int file_store(struct job_store *st, const char *data_dir, const char *filename,
+                      const char *purpose, const char *task, const char *data, size_t len,
+                      int generated, struct job_file *out, char *err, size_t errlen)
 {
     unsigned char rnd[12];
     char dir[960], tmp[1100];
@@ -184,15 +186,6 @@ int job_file_store(struct job_store *st, const char *data_dir, const char *filen
     int rc;
 
     memset(&f, 0, sizeof(f));
-    if (strcmp(purpose, "fine-tune") && strcmp(purpose, "corpus")) {
-        snprintf(err, errlen, "purpose must be \"fine-tune\" or \"corpus\", not \"%.64s\"",
-                 purpose);
-        return 400;
-    }
-    if (task && *task && !strcmp(purpose, "corpus")) {
-        snprintf(err, errlen, "a corpus has no task");
-        return 400;
-    }
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         snprintf(err, errlen, "no entropy for an id");
         return 500;
@@ -217,7 +210,10 @@ int job_file_store(struct job_store *st, const char *data_dir, const char *filen
     snprintf(f.path, sizeof(f.path), "%s/%s%s", dir, f.id, ext);
     if (write_all(tmp, data, len, err, errlen))
         return 500;
-    if ((rc = validate(tmp, purpose, task, data, len, f.task, &f.rows, err, errlen))) {
+    if (generated) {
+        for (size_t i = 0; i < len; i++)
+            f.rows += data[i] == '\n';
+    } else if ((rc = validate(tmp, purpose, task, data, len, f.task, &f.rows, err, errlen))) {
         unlink(tmp);
         return rc;
     }
@@ -237,6 +233,30 @@ int job_file_store(struct job_store *st, const char *data_dir, const char *filen
     }
     *out = f;
     return 0;
+}
+
+int job_file_store(struct job_store *st, const char *data_dir, const char *filename,
+                   const char *purpose, const char *task, const char *data, size_t len,
+                   struct job_file *out, char *err, size_t errlen)
+{
+    if (strcmp(purpose, "fine-tune") && strcmp(purpose, "corpus")) {
+        snprintf(err, errlen, "purpose must be \"fine-tune\" or \"corpus\", not \"%.64s\"",
+                 purpose);
+        return 400;
+    }
+    if (task && *task && !strcmp(purpose, "corpus")) {
+        snprintf(err, errlen, "a corpus has no task");
+        return 400;
+    }
+    return file_store(st, data_dir, filename, purpose, task, data, len, 0, out, err, errlen);
+}
+
+int job_file_store_result(struct job_store *st, const char *data_dir, const char *filename,
+                          const char *data, size_t len, struct job_file *out, char *err,
+                          size_t errlen)
+{
+    return file_store(st, data_dir, filename, "fine-tune-results", NULL, data, len, 1, out, err,
+                      errlen);
 }
 
 static void file_row(sqlite3_stmt *s, struct job_file *f)

@@ -21,7 +21,7 @@
 struct job_file {
     char id[48];          /* "file-" + 24 hex */
     char filename[256];
-    char purpose[16];     /* "fine-tune" or "corpus" */
+    char purpose[24];     /* "fine-tune", "corpus" or "fine-tune-results" (made by a job) */
     char task[32];        /* detected or declared task ("" for corpora) */
     int64_t bytes;
     char sha256[65];
@@ -38,6 +38,14 @@ struct job_file {
 int job_file_store(struct job_store *st, const char *data_dir, const char *filename,
                    const char *purpose, const char *task, const char *data, size_t len,
                    struct job_file *out, char *err, size_t errlen);
+
+/*
+ * Store a file the daemon made (a job's metrics CSV) with purpose "fine-tune-results", unvalidated
+ * (worker thread). Returns 0 and fills *out, or 500 with the reason in err.
+ */
+int job_file_store_result(struct job_store *st, const char *data_dir, const char *filename,
+                          const char *data, size_t len, struct job_file *out, char *err,
+                          size_t errlen);
 
 /*
  * At start-up, before serving: remove what a crash can leave in DATA_DIR/files, temporary

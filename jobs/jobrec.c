@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,8 @@ void job_rec_release(struct job_rec *r)
     free(r->spec);
     free(r->metrics);
     free(r->error);
-    r->spec = r->metrics = r->error = NULL;
+    free(r->result_files);
+    r->spec = r->metrics = r->error = r->result_files = NULL;
 }
 
 int job_rec_terminal(const char *status)
@@ -39,7 +41,7 @@ int job_rec_terminal(const char *status)
 #define JOB_COLS                                                                                   \
     "id, seq, spec, method, model, training_file, validation_file, corpus_file, device, dir, "     \
     "status, stage, stage_name, progress, trained_tokens, metrics, error, result_model, "          \
-    "activate, attempts, created_at, started_at, finished_at"
+    "activate, attempts, created_at, started_at, finished_at, result_files"
 
 static void job_row(sqlite3_stmt *s, struct job_rec *r)
 {
@@ -67,6 +69,7 @@ static void job_row(sqlite3_stmt *s, struct job_rec *r)
     r->created_at = sqlite3_column_int64(s, 20);
     r->started_at = sqlite3_column_int64(s, 21);
     r->finished_at = sqlite3_column_int64(s, 22);
+    r->result_files = dup_col(s, 23);
 }
 
 int job_rec_get(struct job_store *st, const char *id, struct job_rec *r)
@@ -111,6 +114,7 @@ json_t *job_rec_json(const struct job_rec *r)
     json_error_t e;
     json_t *spec = r->spec ? json_loads(r->spec, 0, &e) : NULL;
     json_t *metrics = r->metrics ? json_loads(r->metrics, 0, &e) : NULL;
+    json_t *files = r->result_files ? json_loads(r->result_files, 0, &e) : NULL;
     json_t *err = r->error ? json_pack("{s:s, s:s, s:n}", "message", r->error, "code",
                                        "job_failed", "param")
                            : json_null();
@@ -130,6 +134,15 @@ json_t *job_rec_json(const struct job_rec *r)
         spec ? json_object_get(spec, "hyperparameters") : NULL, "seed",
         spec ? json_object_get(spec, "seed") : NULL, "finished_at", (json_int_t)r->finished_at,
         "attempts", r->attempts);
+    if (o) {
+        json_t *meta = spec ? json_object_get(spec, "metadata") : NULL;
+        json_object_set(o, "metadata", meta ? meta : json_null());
+        json_object_set_new(o, "result_files", json_is_array(files) ? json_incref(files)
+                                                                    : json_array());
+        json_t *sfx = spec ? json_object_get(spec, "suffix") : NULL;
+        json_object_set(o, "user_provided_suffix", sfx ? sfx : json_null());
+    }
+    json_decref(files);
     if (o && r->started_at)
         json_object_set_new(o, "started_at", json_integer(r->started_at));
     if (o && !r->finished_at)
@@ -146,11 +159,33 @@ json_t *job_rec_json(const struct job_rec *r)
     return o;
 }
 
-json_t *job_rec_list_json(struct job_store *st, const char *after, int limit, int *has_more)
+int job_rec_meta_match(const struct job_rec *r, const json_t *meta)
+{
+    json_error_t e;
+    json_t *spec = r->spec ? json_loads(r->spec, 0, &e) : NULL;
+    json_t *have = json_object_get(spec, "metadata");
+    int match = 1;
+    if (json_is_null(meta)) {
+        match = !json_object_size(have);
+    } else {
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)meta, k, v) {
+            const char *hv = json_string_value(json_object_get(have, k));
+            match &= hv && json_is_string(v) && !strcmp(hv, json_string_value(v));
+        }
+    }
+    json_decref(spec);
+    return match;
+}
+
+json_t *job_rec_list_json(struct job_store *st, const char *after, int limit,
+                          const json_t *meta, int *has_more)
 {
     sqlite3_stmt *s;
     json_t *arr = json_array();
     *has_more = 0;
+    /* with a metadata filter every older row is a candidate: it is matched here, not in SQL */
     const char *sql = after ? "SELECT " JOB_COLS " FROM jobs WHERE seq < (SELECT seq FROM jobs "
                               "WHERE id = ?1) ORDER BY seq DESC LIMIT ?2"
                             : "SELECT " JOB_COLS " FROM jobs ORDER BY seq DESC LIMIT ?2";
@@ -158,15 +193,20 @@ json_t *job_rec_list_json(struct job_store *st, const char *after, int limit, in
         return arr;
     if (after)
         sqlite3_bind_text(s, 1, after, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, limit + 1);
+    sqlite3_bind_int(s, 2, meta ? -1 : limit + 1);
     int n = 0;
     while (sqlite3_step(s) == SQLITE_ROW) {
-        if (n++ == limit) {
-            *has_more = 1;
-            break;
-        }
         struct job_rec r;
         job_row(s, &r);
+        if (meta && !job_rec_meta_match(&r, meta)) {
+            job_rec_release(&r);
+            continue;
+        }
+        if (n++ == limit) {
+            *has_more = 1;
+            job_rec_release(&r);
+            break;
+        }
         json_array_append_new(arr, job_rec_json(&r));
         job_rec_release(&r);
     }
@@ -210,6 +250,7 @@ int job_status_tx(sqlite3 *db, void *arg)
             db,
             "UPDATE jobs SET status = ?2, error = COALESCE(?3, error), "
             "result_model = COALESCE(NULLIF(?4, ''), result_model), "
+            "result_files = COALESCE(?8, result_files), "
             "started_at = CASE WHEN ?5 THEN strftime('%s','now') ELSE started_at END, "
             "finished_at = CASE WHEN ?6 THEN strftime('%s','now') ELSE finished_at END, "
             "attempts = attempts + ?7 WHERE id = ?1",
@@ -223,6 +264,8 @@ int job_status_tx(sqlite3 *db, void *arg)
     sqlite3_bind_int(s, 5, op->set_started);
     sqlite3_bind_int(s, 6, op->set_finished);
     sqlite3_bind_int(s, 7, op->bump_attempts);
+    if (op->result_files)
+        sqlite3_bind_text(s, 8, op->result_files, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : JOB_STORE_EIO;
     sqlite3_finalize(s);
     return rc;
@@ -270,13 +313,15 @@ int job_event_tx(sqlite3 *db, void *arg)
         return rc;
     if (sqlite3_prepare_v2(db,
                            "INSERT OR REPLACE INTO checkpoints (job_id, stage, step, path, "
-                           "created_at) VALUES (?, ?, ?, ?, strftime('%s','now'))",
+                           "created_at, metrics) VALUES (?, ?, ?, ?, strftime('%s','now'), ?)",
                            -1, &s, NULL) != SQLITE_OK)
         return JOB_STORE_EIO;
     sqlite3_bind_text(s, 1, op->id, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 2, op->ckpt_stage);
     sqlite3_bind_int64(s, 3, op->ckpt_step);
     sqlite3_bind_text(s, 4, op->ckpt_path, -1, SQLITE_STATIC);
+    if (op->ckpt_metrics)
+        sqlite3_bind_text(s, 5, op->ckpt_metrics, -1, SQLITE_STATIC);
     if (sqlite3_step(s) != SQLITE_DONE)
         rc = JOB_STORE_EIO;
     sqlite3_finalize(s);
@@ -334,24 +379,67 @@ json_t *job_events_json(struct job_store *st, const char *id, int64_t after, int
     return arr;
 }
 
-json_t *job_checkpoints_json(struct job_store *st, const char *id)
+void job_checkpoint_id(const char *job_id, int stage, int64_t step, char out[80])
+{
+    snprintf(out, 80, "ftckpt-%.40s-%d-%lld", strncmp(job_id, "ftjob-", 6) ? job_id : job_id + 6,
+             stage, (long long)step);
+}
+
+json_t *job_checkpoints_json(struct job_store *st, const char *id, const char *model,
+                             const char *after, int limit, int *has_more)
 {
     sqlite3_stmt *s;
+    int astage = INT32_MAX, n = 0;
+    long long astep = INT64_MAX;
+    char want[80];
+    *has_more = 0;
+    if (after) { /* the cursor must be one of this job's checkpoint ids */
+        const char *p = strrchr(after, '-');
+        const char *q = p ? p - 1 : NULL;
+        while (q && q > after && *q != '-')
+            q--;
+        if (!p || !q || sscanf(q, "-%d-%lld", &astage, &astep) != 2)
+            return NULL;
+        job_checkpoint_id(id, astage, astep, want);
+        if (strcmp(want, after))
+            return NULL;
+    }
     json_t *arr = json_array();
     if (sqlite3_prepare_v2(job_store_reader(st),
-                           "SELECT stage, step, path, created_at FROM checkpoints WHERE job_id = "
-                           "? ORDER BY stage, step",
+                           "SELECT stage, step, path, created_at, metrics FROM checkpoints WHERE "
+                           "job_id = ?1 AND (stage < ?2 OR (stage = ?2 AND step < ?3)) ORDER BY "
+                           "stage DESC, step DESC LIMIT ?4",
                            -1, &s, NULL) != SQLITE_OK)
         return arr;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-    while (sqlite3_step(s) == SQLITE_ROW)
+    sqlite3_bind_int(s, 2, astage);
+    sqlite3_bind_int64(s, 3, astep);
+    sqlite3_bind_int(s, 4, limit + 1);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        if (n++ == limit) {
+            *has_more = 1;
+            break;
+        }
+        int stage = sqlite3_column_int(s, 0);
+        int64_t step = sqlite3_column_int64(s, 1);
+        char cid[80], name[300];
+        json_error_t e;
+        const unsigned char *mt = sqlite3_column_text(s, 4);
+        json_t *m = mt ? json_loads((const char *)mt, 0, &e) : NULL;
+        if (!json_is_object(m)) {
+            json_decref(m);
+            m = json_pack("{s:I}", "step", (json_int_t)step);
+        }
+        job_checkpoint_id(id, stage, step, cid);
+        snprintf(name, sizeof(name), "%s:ckpt-%d-%lld", model, stage, (long long)step);
         json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:i, s:I, s:s, s:I}", "object",
-                           "fine_tuning.job.checkpoint", "fine_tuning_job_id", id, "stage",
-                           sqlite3_column_int(s, 0), "step_number",
-                           (json_int_t)sqlite3_column_int64(s, 1), "path",
-                           (const char *)sqlite3_column_text(s, 2), "created_at",
-                           (json_int_t)sqlite3_column_int64(s, 3)));
+            arr, json_pack("{s:s, s:s, s:I, s:s, s:I, s:o, s:s, s:i, s:s}", "object",
+                           "fine_tuning.job.checkpoint", "id", cid, "created_at",
+                           (json_int_t)sqlite3_column_int64(s, 3), "fine_tuned_model_checkpoint",
+                           name, "step_number", (json_int_t)step, "metrics", m,
+                           "fine_tuning_job_id", id, "stage", stage, "path",
+                           (const char *)sqlite3_column_text(s, 2)));
+    }
     sqlite3_finalize(s);
     return arr;
 }

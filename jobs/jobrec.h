@@ -4,7 +4,9 @@
  * writers (`_tx`) are job_write_fn's for jobs/writer.h (run on the writer thread, inside a
  * transaction).
  *
- * Job status: validating_files -> queued -> running -> succeeded | failed | cancelled.
+ * Job status: validating_files -> queued -> running -> succeeded | failed | cancelled; a
+ * running or queued job can be paused (running -> paused after the trainer checkpoints) and
+ * resumed (paused -> queued -> running from that checkpoint).
  * Stages: 0 teacher SFT, 1 SubLN, 2 continued pre-training, 3 distillation (or BitNet-SFT),
  * 4 evaluation and export. Event ids (seq) are per job, contiguous from 1.
  */
@@ -33,6 +35,7 @@ struct job_rec {
     char *metrics;           /* latest step / eval metrics JSON (owned) or NULL */
     char *error;             /* owned or NULL */
     char result_model[128];
+    char *result_files;      /* JSON array of file ids (owned) or NULL */
     int activate;
     int attempts;
     int64_t created_at, started_at, finished_at;
@@ -47,8 +50,13 @@ int job_rec_get(struct job_store *st, const char *id, struct job_rec *r);
 int job_rec_ids_by_status(struct job_store *st, const char *status, char (*ids)[48], int max);
 /* Reader: the OpenAI-shaped job object. */
 json_t *job_rec_json(const struct job_rec *r);
-/* Reader: newest first, after the job `after` (NULL: from the newest), at most limit. */
-json_t *job_rec_list_json(struct job_store *st, const char *after, int limit, int *has_more);
+/* Reader: newest first, after the job `after` (NULL: from the newest), at most limit. With
+ * `meta` (borrowed), only jobs whose metadata matches: an object of key -> string (every pair
+ * present), or JSON null (jobs without metadata). */
+json_t *job_rec_list_json(struct job_store *st, const char *after, int limit,
+                          const json_t *meta, int *has_more);
+/* 1 when job r's metadata matches the filter meta (as job_rec_list_json). */
+int job_rec_meta_match(const struct job_rec *r, const json_t *meta);
 
 /* Writers. arg is the struct job_rec. */
 int job_rec_insert_tx(sqlite3 *db, void *arg);
@@ -59,6 +67,7 @@ struct job_status_op {
     char status[24];
     char *error;             /* owned by the op; NULL keeps the stored one */
     char result_model[128];  /* "" keeps */
+    char *result_files;      /* JSON array text, owned by the op; NULL keeps */
     int set_started, set_finished, bump_attempts;
 };
 int job_status_tx(sqlite3 *db, void *arg);
@@ -75,6 +84,7 @@ struct job_event_op {
     int64_t tokens;          /* < 0: unchanged */
     int set_metrics;         /* data becomes the job's latest metrics */
     char ckpt_path[1024];    /* checkpoint events: recorded in checkpoints */
+    char *ckpt_metrics;      /* their metrics JSON (owned by the op) or NULL */
     int ckpt_stage;
     int64_t ckpt_step;
 };
@@ -85,8 +95,13 @@ int64_t job_events_max_seq(struct job_store *st, const char *id);
 /* Reader: events with seq > after, at most limit, oldest first; *last gets the last seq. */
 json_t *job_events_json(struct job_store *st, const char *id, int64_t after, int limit,
                         int64_t *last);
-/* Reader: the job's checkpoints. */
-json_t *job_checkpoints_json(struct job_store *st, const char *id);
+/* Reader: the job's checkpoints in OpenAI's shape (fine_tuning.job.checkpoint), newest first,
+ * after the checkpoint id `after` (NULL: from the newest), at most limit; `model` names the
+ * job's model for fine_tuned_model_checkpoint. */
+json_t *job_checkpoints_json(struct job_store *st, const char *id, const char *model,
+                             const char *after, int limit, int *has_more);
+/* The checkpoint id of (job, stage, step): "ftckpt-<job hex>-<stage>-<step>". */
+void job_checkpoint_id(const char *job_id, int stage, int64_t step, char out[80]);
 
 /* Registered models (students and trained teachers). */
 struct job_model {

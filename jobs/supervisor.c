@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jobs/files.h"
+#include "jobs/results.h"
 #include "jobs/supervisor.h"
 #include "server/log.h"
 
@@ -37,6 +39,7 @@ struct sup_run {
     size_t n, cap;
     int64_t seq;            /* last event seq given */
     int cancel;
+    int pause;              /* pause asked: SIGUSR1 sent, the trainer checkpoints and exits 4 */
     int done_seen;
     char student[1024];
     char *done_metrics;
@@ -118,6 +121,7 @@ static void ev_written(void *arg, int status)
     else
         notify(d->sup, d->op.id, d->op.seq, 0);
     free(d->op.data);
+    free(d->op.ckpt_metrics);
     free(d);
 }
 
@@ -216,6 +220,8 @@ static void run_event(struct sup_run *r, const char *line, size_t len)
         snprintf(op->ckpt_path, sizeof(op->ckpt_path), "%s", p ? p : "");
         op->ckpt_stage = op->stage;
         op->ckpt_step = json_integer_value(json_object_get(j, "step"));
+        json_t *m = json_object_get(j, "metrics");
+        op->ckpt_metrics = m ? json_dumps(m, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     } else if (!strcmp(op->type, "done")) {
         const char *p = json_string_value(json_object_get(j, "student"));
         r->done_seen = 1;
@@ -231,6 +237,7 @@ static void run_event(struct sup_run *r, const char *line, size_t len)
     json_decref(j);
     if (!op->data || job_writer_submit(r->sup->w, ev_tx, ev_written, d)) {
         free(op->data);
+        free(op->ckpt_metrics);
         free(d);
     }
 }
@@ -320,13 +327,40 @@ struct reg_work {
     struct job_rec rec;
     int hash_failed;
     char why[256];
+    char *csv;               /* the result file's text (owned), stored by reg_hash */
+    char result_files[80];   /* ["file-..."] once stored, else "" */
 };
+
+static void reg_free(struct reg_work *rw)
+{
+    job_model_release(&rw->m);
+    job_rec_release(&rw->rec);
+    free(rw->csv);
+    free(rw);
+}
+
+/* Worker thread: store the job's metrics CSV as a "fine-tune-results" file (a failure is logged
+ * and the job succeeds without it). */
+static void reg_store_results(struct reg_work *rw)
+{
+    struct job_file f;
+    char name[96], err[512];
+    if (!rw->csv)
+        return;
+    snprintf(name, sizeof(name), "%s-results.csv", rw->rec.id);
+    if (job_file_store_result(rw->sup->st, rw->sup->cfg.data_dir, name, rw->csv,
+                              strlen(rw->csv), &f, err, sizeof(err)))
+        srv_log_warn("job %s: cannot store its result file: %s", rw->rec.id, err);
+    else
+        snprintf(rw->result_files, sizeof(rw->result_files), "[\"%s\"]", f.id);
+}
 
 static void reg_hash(uv_work_t *w)
 {
     struct reg_work *rw = w->data;
     unsigned char md[32], buf[1 << 16];
     unsigned int len = 0;
+    reg_store_results(rw);
     FILE *f = fopen(rw->m.path, "rb");
     if (!f) {
         rw->hash_failed = 1;
@@ -359,6 +393,7 @@ static int reg_tx(sqlite3 *db, void *arg)
     snprintf(op.id, sizeof(op.id), "%s", rw->rec.id);
     snprintf(op.status, sizeof(op.status), "succeeded");
     snprintf(op.result_model, sizeof(op.result_model), "%s", rw->m.id);
+    op.result_files = rw->result_files[0] ? rw->result_files : NULL;
     op.set_finished = 1;
     return job_status_tx(db, &op);
 }
@@ -378,9 +413,7 @@ static void reg_written(void *arg, int status)
         notify(s, rw->rec.id, 0, 1);
         job_sup_kick(s);
     }
-    job_model_release(&rw->m);
-    job_rec_release(&rw->rec);
-    free(rw);
+    reg_free(rw);
 }
 
 static void reg_hashed(uv_work_t *w, int status)
@@ -389,16 +422,11 @@ static void reg_hashed(uv_work_t *w, int status)
     (void)status;
     if (rw->hash_failed) {
         set_status(rw->sup, rw->rec.id, "failed", rw->why, 0, 1, 0);
-        job_model_release(&rw->m);
-        job_rec_release(&rw->rec);
-        free(rw);
+        reg_free(rw);
         return;
     }
-    if (job_writer_submit(rw->sup->w, reg_tx, reg_written, rw)) {
-        job_model_release(&rw->m);
-        job_rec_release(&rw->rec);
-        free(rw);
-    }
+    if (job_writer_submit(rw->sup->w, reg_tx, reg_written, rw))
+        reg_free(rw);
 }
 
 static void run_succeeded(struct sup_run *r)
@@ -428,12 +456,10 @@ static void run_succeeded(struct sup_run *r)
     snprintf(rw->m.job_id, sizeof(rw->m.job_id), "%s", r->id);
     rw->m.metrics = r->done_metrics ? strdup(r->done_metrics) : NULL;
     snprintf(rw->m.status, sizeof(rw->m.status), "unloaded");
+    rw->csv = job_results_csv(s->st, r->id); /* the events are read here, on the loop thread */
     rw->w.data = rw;
-    if (uv_queue_work(s->loop, &rw->w, reg_hash, reg_hashed)) {
-        job_rec_release(&rw->rec);
-        job_model_release(&rw->m);
-        free(rw);
-    }
+    if (uv_queue_work(s->loop, &rw->w, reg_hash, reg_hashed))
+        reg_free(rw);
 }
 
 static void run_unlink(struct job_sup *s, struct sup_run *r)
@@ -458,6 +484,11 @@ static void run_finish(struct sup_run *r)
             set_status(s, r->id, "cancelled", NULL, 0, 1, 0);
         } else if (r->exit_status == 0 && !r->term_signal && r->done_seen && r->student[0]) {
             run_succeeded(r);
+        } else if (r->pause && (r->exit_status == 4 || r->term_signal == SIGUSR1)) {
+            /* exit 4: checkpointed and stopped; SIGUSR1's default action: it came before the
+             * trainer set its handler, and --resume starts from the last checkpoint if any */
+            srv_log_info("job %s paused", r->id);
+            set_status(s, r->id, "paused", NULL, 0, 0, 0);
         } else {
             char why[1600];
             char *tail = log_tail(r->dir);
@@ -817,6 +848,47 @@ int job_sup_cancel(struct job_sup *s, const char *id)
         uv_process_kill(&r->proc, SIGTERM);
         uv_timer_start(&r->kill_timer, run_kill_now, (uint64_t)s->cfg.kill_grace_ms, 0);
     }
+    return 0;
+}
+
+int job_sup_pause(struct job_sup *s, const char *id, char status[24])
+{
+    struct job_rec rec;
+    if (job_rec_get(s->st, id, &rec))
+        return JOB_STORE_ENOTFOUND;
+    snprintf(status, 24, "%s", rec.status);
+    job_rec_release(&rec);
+    if (strcmp(status, "running") && strcmp(status, "queued"))
+        return JOB_STORE_EEXIST;
+    struct sup_run *r = run_find(s, id);
+    if (r && r->cancel)
+        return JOB_STORE_EEXIST;
+    if (r && s->cfg.launcher)
+        return JOB_SUP_ENOPAUSE;
+    if (!r) { /* queued, or running on a daemon that runs no jobs: nothing to stop */
+        set_status(s, id, "paused", NULL, 0, 0, 0);
+        snprintf(status, 24, "paused");
+        return 0;
+    }
+    if (!r->pause) {
+        r->pause = 1;
+        uv_process_kill(&r->proc, SIGUSR1);
+    }
+    snprintf(status, 24, "pausing");
+    return 0;
+}
+
+int job_sup_resume(struct job_sup *s, const char *id, char status[24])
+{
+    struct job_rec rec;
+    if (job_rec_get(s->st, id, &rec))
+        return JOB_STORE_ENOTFOUND;
+    snprintf(status, 24, "%s", rec.status);
+    job_rec_release(&rec);
+    if (strcmp(status, "paused"))
+        return JOB_STORE_EEXIST;
+    set_status(s, id, "queued", NULL, 0, 0, 0); /* started by the kick after the write */
+    snprintf(status, 24, "queued");
     return 0;
 }
 

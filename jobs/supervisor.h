@@ -12,6 +12,8 @@
  * and, if asked, activates it); a cancel -> SIGTERM, SIGKILL after the grace period ->
  * `cancelled`; anything else -> `failed` with the trainer's error event or the tail of its log,
  * unless retries remain (then queued again, resuming from the last checkpoint).
+ * Pause: SIGUSR1 -> the trainer checkpoints and exits 4 -> `paused`, which start-up leaves alone
+ * (a paused job stays paused across restarts); resume queues it again with --resume.
  * Restarts: on start-up, jobs found `running` (the daemon died under them) are resumed with
  * --resume from their last checkpoint after any trainer left over from before is killed; their
  * event history is kept and new events continue the sequence.
@@ -62,6 +64,15 @@ void job_sup_free(struct job_sup *s);
 void job_sup_kick(struct job_sup *s);
 /* Cancel: returns 0, JOB_STORE_ENOTFOUND, or JOB_STORE_EEXIST when already finished. */
 int job_sup_cancel(struct job_sup *s, const char *id);
+/* Pause: a running job's trainer gets SIGUSR1, writes a checkpoint after its current step and
+ * exits; the job becomes `paused` (*status "pausing" until then); a queued job is `paused` at
+ * once. Returns 0, JOB_STORE_ENOTFOUND, JOB_STORE_EEXIST when its status (in *status) cannot be
+ * paused, or JOB_SUP_ENOPAUSE for a trainer run through a launcher (signals do not reach it). */
+#define JOB_SUP_ENOPAUSE (-20)
+int job_sup_pause(struct job_sup *s, const char *id, char status[24]);
+/* Resume a paused job: queued again, it starts with --resume from its checkpoint when its device
+ * is free. Returns 0, JOB_STORE_ENOTFOUND or JOB_STORE_EEXIST (not paused; *status says what). */
+int job_sup_resume(struct job_sup *s, const char *id, char status[24]);
 /* Jobs running now. */
 int job_sup_running(const struct job_sup *s);
 

@@ -48,7 +48,7 @@ HASH=$(printf '%s' "$ADMIN" | sha256sum | cut -d' ' -f1)
 is "$(sqlite3 "$T/data/bitdistill.db" "select count(*) from api_keys where hash='$HASH'")" 1 "the database holds the key's SHA-256"
 is "$(sqlite3 "$T/data/bitdistill.db" "select count(*) from api_keys where hash='$ADMIN' or prefix='$ADMIN' or name='$ADMIN'")" 0 "and never the key itself"
 is "$(sqlite3 "$T/data/bitdistill.db" "pragma journal_mode")" wal "the database is in WAL mode"
-is "$(sqlite3 "$T/data/bitdistill.db" "pragma user_version")" 2 "migrations recorded in user_version"
+is "$(sqlite3 "$T/data/bitdistill.db" "pragma user_version")" 3 "migrations recorded in user_version"
 
 is "$(code "http://127.0.0.1:$PORT/v1/keys")" 401 "no key -> 401"
 grep -q '"type":"authentication_error"' "$T/body"

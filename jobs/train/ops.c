@@ -311,6 +311,25 @@ double trn_ce_forward(const float *logits, const int32_t *target, int N, int V)
     return kept ? s / kept : 0.0;
 }
 
+size_t trn_token_hits(const float *logits, const int32_t *target, int N, int V, size_t *kept)
+{
+    size_t hits = 0, k = 0;
+    for (int n = 0; n < N; n++) {
+        if (target[n] < 0)
+            continue;
+        const float *x = logits + (size_t)n * V;
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (x[v] > x[best])
+                best = v;
+        hits += best == target[n];
+        k++;
+    }
+    if (kept)
+        *kept = k;
+    return hits;
+}
+
 void trn_ce_backward(float *dlogits, const float *logits, const int32_t *target, int N, int V,
                      float scale)
 {

@@ -72,6 +72,9 @@ void trn_swiglu_backward(float *dg, float *du, const float *dout, const float *g
 double trn_ce_forward(const float *logits, const int32_t *target, int N, int V);
 void trn_ce_backward(float *dlogits, const float *logits, const int32_t *target, int N, int V,
                      float scale);
+/* Token accuracy: how many kept rows have argmax(logits) == target (the first maximum wins, as
+ * torch.argmax); *kept (when non-NULL) gets the count of kept rows. */
+size_t trn_token_hits(const float *logits, const int32_t *target, int N, int V, size_t *kept);
 /* Logits distillation: mean over rows with target >= 0 of KL(softmax(t/tau) || softmax(s/tau)). */
 double trn_kl_forward(const float *s_logits, const float *t_logits, const int32_t *target, int N,
                       int V, float tau);

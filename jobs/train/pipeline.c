@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,19 @@
 #include "kernels/blas.h"
 
 #define PATH_LEN 4096
+
+/* trn_run's status for a job paused on SIGUSR1 (a checkpoint was written; --resume continues). */
+#define TRN_PAUSED 4
+
+/* Set by the SIGUSR1 handler (trn_cli_train): the one global of the trainer, because a signal
+ * handler can reach nothing else. train_stage checkpoints and stops after the current step. */
+static volatile sig_atomic_t pause_requested;
+
+static void on_pause_signal(int sig)
+{
+    (void)sig;
+    pause_requested = 1;
+}
 
 enum method { M_FP16_SFT = 0, M_BITNET_SFT, M_BITDISTILL, M_PRETRAIN, M_COUNT };
 static const char *const method_names[] = {"fp16_sft", "bitnet_sft", "bitdistill", "pretrain"};
@@ -88,6 +102,8 @@ struct run {
     struct trn_dataset *train, *val, *sel;
     struct enc *tr;        /* [train->n] at the stage's max_len */
     int tr_len;            /* max_len tr was encoded at */
+    struct enc *va;        /* [val->n] with their targets, for validation loss/accuracy */
+    int va_len;
     struct trn_corpus *corpus, *heldout;
     struct trn_model *teacher, *student;
     float *m, *v;
@@ -338,6 +354,16 @@ static int job_parse(const char *path, struct job *j, char *err)
         (rc = stage_parse(root, pre ? "pretrain" : "continue_pretrain", &j->cpt, &base, err)) ||
         (rc = stage_parse(root, "distill", &j->dist, &base, err)))
         goto out;
+    double lrm = num(root, "lr_multiplier", 1.0);
+    if (lrm <= 0) {
+        rc = eng_fail(err, ENG_ECONFIG, "job config: lr_multiplier must be positive");
+        goto out;
+    }
+    struct stage_cfg *stages[] = {&j->sft, &j->cpt, &j->dist};
+    for (int i = 0; i < 3; i++) {
+        stages[i]->lr *= (float)lrm;
+        stages[i]->min_lr *= (float)lrm;
+    }
     if (!pre && !json_object_get(json_object_get(root, "continue_pretrain"), "tokens"))
         j->cpt.tokens = 0;
     if (pre && !j->cpt.corpus[0])
@@ -405,31 +431,68 @@ static int job_validate(struct run *r)
 
 /* ------------------------------------------------------------------ data */
 
+static void free_set(struct enc **e, const struct trn_dataset *d)
+{
+    for (size_t i = 0; *e && i < d->n; i++)
+        free((*e)[i].ids);
+    free(*e);
+    *e = NULL;
+}
+
 static void free_enc(struct run *r)
 {
-    for (size_t i = 0; r->tr && i < r->train->n; i++)
-        free(r->tr[i].ids);
-    free(r->tr);
-    r->tr = NULL;
+    if (r->train)
+        free_set(&r->tr, r->train);
+    if (r->val)
+        free_set(&r->va, r->val);
+}
+
+/* Encode dataset d (from file) with targets at max_len into *e (cached while *len matches). */
+static int encode_set(struct run *r, const struct trn_dataset *d, const char *file, int max_len,
+                      struct enc **e, int *len)
+{
+    if (*e && *len == max_len)
+        return 0;
+    free_set(e, d);
+    *e = calloc(d->n, sizeof(**e));
+    if (!*e)
+        return eng_fail(r->err, ENG_ENOMEM, "out of memory");
+    for (size_t i = 0; i < d->n; i++) {
+        int rc = trn_encode(&r->job.task, r->tok, &d->ex[i], max_len, 1, &(*e)[i].ids,
+                            &(*e)[i].n, &(*e)[i].np);
+        if (rc)
+            return eng_fail(r->err, rc, "%s: example %zu cannot be encoded in %d tokens (%s)",
+                            file, i + 1, max_len, eng_strerror(rc));
+    }
+    *len = max_len;
+    return 0;
 }
 
 static int encode_train(struct run *r, int max_len)
 {
-    if (r->tr && r->tr_len == max_len)
-        return 0;
-    free_enc(r);
-    r->tr = calloc(r->train->n, sizeof(*r->tr));
-    if (!r->tr)
-        return eng_fail(r->err, ENG_ENOMEM, "out of memory");
-    for (size_t i = 0; i < r->train->n; i++) {
-        int rc = trn_encode(&r->job.task, r->tok, &r->train->ex[i], max_len, 1, &r->tr[i].ids,
-                            &r->tr[i].n, &r->tr[i].np);
-        if (rc)
-            return eng_fail(r->err, rc, "%s: example %zu cannot be encoded in %d tokens (%s)",
-                            r->job.train_file, i + 1, max_len, eng_strerror(rc));
+    return encode_set(r, r->train, r->job.train_file, max_len, &r->tr, &r->tr_len);
+}
+
+/* Fill b's rows with examples e[0..B) (prompt tokens, targets on the answer, zero padding);
+ * returns the real tokens. */
+static size_t fill_batch(const struct enc *const *e, int B, struct trn_batch *b)
+{
+    int T = 1;
+    size_t ntok = 0;
+    for (int i = 0; i < B; i++)
+        T = e[i]->n > T ? e[i]->n : T;
+    for (int i = 0; i < B; i++) {
+        for (int t = 0; t < T; t++) {
+            b->tok[i * T + t] = t < e[i]->n ? e[i]->ids[t] : 0;
+            b->target[i * T + t] =
+                t >= e[i]->np - 1 && t < e[i]->n - 1 ? e[i]->ids[t + 1] : -1;
+        }
+        b->len[i] = e[i]->n;
+        ntok += (size_t)e[i]->n;
     }
-    r->tr_len = max_len;
-    return 0;
+    b->B = B;
+    b->T = T;
+    return ntok;
 }
 
 /* Example index of the i-th example drawn in stage `stage` (epochs of seeded permutations). */
@@ -472,24 +535,46 @@ static size_t make_batch(struct run *r, int stage, const struct stage_cfg *s, lo
             b->len[i] = T;
             ntok += (size_t)T;
         }
-    } else {
-        for (int i = 0; i < B; i++) {
-            const struct enc *e = &r->tr[draw(r, stage, (size_t)k * B + i)];
-            T = e->n > T ? e->n : T;
-        }
-        for (int i = 0; i < B; i++) {
-            const struct enc *e = &r->tr[draw(r, stage, (size_t)k * B + i)];
-            for (int t = 0; t < T; t++) {
-                b->tok[i * T + t] = t < e->n ? e->ids[t] : 0;
-                b->target[i * T + t] = t >= e->np - 1 && t < e->n - 1 ? e->ids[t + 1] : -1;
-            }
-            b->len[i] = e->n;
-            ntok += (size_t)e->n;
-        }
+        b->B = B;
+        b->T = T;
+        return ntok;
     }
-    b->B = B;
-    b->T = T;
-    return ntok;
+    const struct enc *rows[B];
+    for (int i = 0; i < B; i++)
+        rows[i] = &r->tr[draw(r, stage, (size_t)k * B + i)];
+    return fill_batch(rows, B, b);
+}
+
+/* Validation CE and token accuracy of model on the first `limit` validation examples (0: all),
+ * in batches of the stage's size (b: the stage's batch buffers). Adds valid_loss and
+ * valid_mean_token_accuracy (or the full_ pair when full) to m. */
+static int valid_metrics(struct run *r, struct trn_model *model, const struct stage_cfg *s,
+                         struct trn_batch *b, size_t limit, int full, json_t *m)
+{
+    int rc;
+    size_t n = limit && limit < r->val->n ? limit : r->val->n, hits = 0, rows = 0;
+    double ce = 0.0;
+    if ((rc = encode_set(r, r->val, r->job.validation_file, s->max_len, &r->va, &r->va_len)))
+        return rc;
+    for (size_t i = 0; i < n; i += (size_t)s->batch) {
+        int nb = n - i < (size_t)s->batch ? (int)(n - i) : s->batch;
+        const struct enc *e[nb];
+        double c;
+        size_t h, k;
+        for (int j = 0; j < nb; j++)
+            e[j] = &r->va[i + (size_t)j];
+        fill_batch(e, nb, b);
+        if ((rc = trn_eval_batch(model, b, &c, &h, &k, r->err)))
+            return rc;
+        ce += c;
+        hits += h;
+        rows += k;
+    }
+    json_object_set_new(m, full ? "full_valid_loss" : "valid_loss",
+                        json_real(rows ? ce / (double)rows : 0.0));
+    json_object_set_new(m, full ? "full_valid_mean_token_accuracy" : "valid_mean_token_accuracy",
+                        json_real(rows ? (double)hits / (double)rows : 0.0));
+    return 0;
 }
 
 /* ------------------------------------------------------------------ stages */
@@ -541,7 +626,28 @@ static int eval_heldout(struct run *r, struct trn_model *model, long step, doubl
     return 0;
 }
 
-/* Train `model` for stage `stage`; start_step/tokens from a checkpoint (0 for a fresh stage). */
+/* The metrics of a checkpoint at step `step` (OpenAI's checkpoint metrics): the step's CE as
+ * train_loss and its token accuracy (CPU only), and for the task stages with a validation set,
+ * CE and token accuracy on the first batch of validation examples, and at the stage's end on
+ * all of them (full_). New reference, or NULL with r->err set. */
+static json_t *ckpt_metrics(struct run *r, int stage, struct trn_model *model,
+                            const struct stage_cfg *s, struct trn_batch *b, long step, int end,
+                            const struct trn_losses *L, int gpu)
+{
+    json_t *m = json_pack("{s:I,s:f}", "step", (json_int_t)step, "train_loss", L->ce);
+    if (!gpu)
+        json_object_set_new(m, "train_mean_token_accuracy", json_real(L->acc));
+    if (stage != 2 && r->val && r->val->n &&
+        (valid_metrics(r, model, s, b, (size_t)s->batch, 0, m) ||
+         (end && valid_metrics(r, model, s, b, 0, 1, m)))) {
+        json_decref(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Train `model` for stage `stage`; start_step/tokens from a checkpoint (0 for a fresh stage).
+ * Returns 0, a status, 3 (--stop-after) or TRN_PAUSED (SIGUSR1: checkpointed and stopped). */
 static int train_stage(struct run *r, int stage, const char *name, struct trn_model *model,
                        struct trn_model *teacher, const struct stage_cfg *s, long start_step,
                        double tokens)
@@ -597,6 +703,7 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
             acc.ld += L.ld / s->accum;
             acc.ad += L.ad / s->accum;
             acc.loss += L.loss / s->accum;
+            acc.acc += L.acc / s->accum;
         }
         float lr = trn_lr_at(&ac, k);
         double gn = 0;
@@ -613,20 +720,27 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
                           acc.ad);
             goto out;
         }
-        if ((k + 1) % (r->job.log_every > 0 ? r->job.log_every : 1) == 0 || k + 1 == steps)
-            emit(r, json_pack("{s:s,s:i,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "type",
-                              "step", "stage", stage, "step", (json_int_t)(k + 1), "steps",
-                              (json_int_t)steps, "tokens", (json_int_t)tokens, "ce", acc.ce,
-                              "ld", acc.ld,
-                              "ad", acc.ad, "loss", acc.loss, "lr", (double)lr, "grad_norm", gn,
-                              "tokens_per_s", dt > 0 ? (double)ntok / dt : 0.0, "gamma",
-                              teacher ? (double)lc.gamma : 0.0));
+        if ((k + 1) % (r->job.log_every > 0 ? r->job.log_every : 1) == 0 || k + 1 == steps) {
+            json_t *ev = json_pack("{s:s,s:i,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}",
+                                   "type", "step", "stage", stage, "step", (json_int_t)(k + 1),
+                                   "steps", (json_int_t)steps, "tokens", (json_int_t)tokens, "ce",
+                                   acc.ce, "ld", acc.ld, "ad", acc.ad, "loss", acc.loss, "lr",
+                                   (double)lr, "grad_norm", gn, "tokens_per_s",
+                                   dt > 0 ? (double)ntok / dt : 0.0, "gamma",
+                                   teacher ? (double)lc.gamma : 0.0);
+            if (!gpu) /* token accuracy is computed on the CPU path only */
+                json_object_set_new(ev, "acc", json_real(acc.acc));
+            emit(r, ev);
+        }
         if (r->o->progress && isatty(2))
             fprintf(stderr, "\r[stage %d %s] step %ld/%ld loss %.4f ce %.4f ld %.4f ad %.4g "
                     "lr %.2e %.0f tok/s   ", stage, name, k + 1, steps, acc.loss, acc.ce, acc.ld,
                     acc.ad, (double)lr, dt > 0 ? (double)ntok / dt : 0.0);
         int end = k + 1 == steps;
-        if ((end || (r->job.checkpoint_every > 0 && (k + 1) % r->job.checkpoint_every == 0)) &&
+        /* a pause is honoured by a single process only (ranks of a launcher cannot agree) */
+        int pause = pause_requested && !r->dist;
+        if ((end || pause ||
+             (r->job.checkpoint_every > 0 && (k + 1) % r->job.checkpoint_every == 0)) &&
             trn_dist_rank(r->dist) == 0) {
             char path[PATH_LEN];
             if (gpu && (rc = trn_cuda_dp_pull(gpu, trn_model_params(model), r->m, r->v,
@@ -636,12 +750,22 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
             rc = trn_ckpt_save(r->o->out, stage, k + 1, st, trn_model_params(model), r->m, r->v,
                                np, r->job.keep, path, r->err);
             json_decref(st);
-            if (rc)
+            json_t *cm = rc ? NULL : ckpt_metrics(r, stage, model, s, &b, k + 1, end, &acc,
+                                                  gpu != NULL);
+            if (rc || (rc = cm ? 0 : ENG_EIO))
                 goto out;
-            emit(r, json_pack("{s:s,s:i,s:I,s:s}", "type", "checkpoint", "stage", stage, "step",
-                              (json_int_t)(k + 1), "path", path));
+            emit(r, json_pack("{s:s,s:i,s:I,s:s,s:o}", "type", "checkpoint", "stage", stage,
+                              "step", (json_int_t)(k + 1), "path", path, "metrics", cm));
             if (r->job.method == M_PRETRAIN && (rc = eval_heldout(r, model, k + 1, tokens)))
                 goto out;
+        }
+        if (pause) {
+            emit(r, json_pack("{s:s,s:i,s:I,s:I}", "type", "paused", "stage", stage, "step",
+                              (json_int_t)(k + 1), "steps", (json_int_t)steps));
+            message(r, "paused at stage %d step %ld: checkpoint written, --resume continues",
+                    stage, k + 1);
+            rc = TRN_PAUSED;
+            goto out;
         }
         if (r->o->stop_after > 0 && ++r->total_steps >= r->o->stop_after) {
             message(r, "stopping after %ld optimizer steps (--stop-after)", r->total_steps);
@@ -1207,7 +1331,7 @@ int trn_run(const struct trn_run_opts *o)
             method_names[r.job.method], r.train ? r.train->n : 0, r.val ? r.val->n : 0, th);
     rc = run_job(&r);
 out:
-    if (rc && rc != 3) {
+    if (rc && rc != 3 && rc != TRN_PAUSED) {
         fprintf(stderr, "bitdistill train: %s\n", r.err[0] ? r.err : eng_strerror(rc));
         emit(&r, json_pack("{s:s,s:s}", "type", "error", "message",
                            r.err[0] ? r.err : eng_strerror(rc)));
@@ -1281,6 +1405,11 @@ int trn_cli_train(int argc, char **argv)
         fprintf(stderr, "%s", usage);
         return 2;
     }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_pause_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
     int rc = trn_run(&o);
-    return rc == 0 ? 0 : rc == 3 ? 3 : 1;
+    return rc == 0 ? 0 : rc == 3 || rc == TRN_PAUSED ? rc : 1;
 }

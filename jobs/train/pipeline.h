@@ -12,6 +12,7 @@
  *    "train_file", "validation_file", "max_train_examples", "max_eval_examples",
  *    "seed": 1, "threads": N, "max_len": 512, "batch": 32, "grad_accum": 1,
  *    "checkpoint_every": 0 (steps; 0: only at stage ends), "log_every": 1,
+ *    "lr_multiplier": 1 (scales every stage's lr and min_lr),
  *    "head": "q8" | "q4" (student file's embedding/head format), "eval_max_new": 64,
  *    "teacher_sft": {stage}, "continue_pretrain": {stage + "corpus", "tokens"},
  *    "distill": {stage + "lambda", "gamma", "tau", "layer" (int, "last", "all"),
@@ -29,8 +30,13 @@
  *   {"type":"stage","stage":S,"name":"teacher_sft"|"subln"|"continue_pretrain"|"distill"|
  *        "bitnet_sft"|"eval_export","status":"start"|"end","steps":TOTAL}
  *   {"type":"step","stage":S,"step":K,"steps":TOTAL,"tokens":T,"ce","ld","ad","loss","lr",
- *        "grad_norm","tokens_per_s","gamma"}
- *   {"type":"checkpoint","stage":S,"step":K,"path":DIR}
+ *        "grad_norm","tokens_per_s","gamma","acc" (token accuracy; CPU only)}
+ *   {"type":"checkpoint","stage":S,"step":K,"path":DIR,"metrics":{"step","train_loss" (CE),
+ *        "train_mean_token_accuracy" (CPU only), "valid_loss","valid_mean_token_accuracy"
+ *        (first batch of the validation set, stages 0 and 3), "full_valid_loss",
+ *        "full_valid_mean_token_accuracy" (whole validation set, at a stage's end)}}
+ *   {"type":"paused","stage":S,"step":K,"steps":TOTAL}  (SIGUSR1: after the current step a
+ *        checkpoint is written and the trainer exits with status 4; --resume continues)
  *   {"type":"eval","stage":4,"model":"teacher"|"student"|"student_gguf","accuracy" |
  *        "rouge1","rouge2","rougeL","rougeLsum","bleu","n":EXAMPLES}
  *   {"type":"message","message":TEXT}

@@ -47,6 +47,8 @@ int trn_step_losses(struct trn_model *student, struct trn_model *teacher,
         return eng_fail(err, rc, "student: %s", trn_model_errmsg(student));
     const float *sl = trn_model_logits(student);
     out->ce = trn_ce_forward(sl, b->target, N, V);
+    size_t kept, hits = trn_token_hits(sl, b->target, N, V, &kept);
+    out->acc = kept ? (double)hits / (double)kept : 0.0;
     if (grad) {
         trn_model_backward_begin(student);
         trn_ce_backward(trn_model_dlogits(student), sl, b->target, N, V, grad_scale);
@@ -168,4 +170,16 @@ int trn_eval_corpus(struct trn_model *m, const int32_t *tok, size_t ntok, int T,
     *ntargets = done * (size_t)T;
     *mean_ce = *ntargets ? sum / (double)*ntargets : 0.0;
     return rc;
+}
+
+int trn_eval_batch(struct trn_model *m, const struct trn_batch *b, double *ce_sum, size_t *hits,
+                   size_t *rows, char *err)
+{
+    int rc, N = b->B * b->T, V = trn_model_config(m)->vocab;
+    if ((rc = trn_model_forward(m, b->tok, b->B, b->T)))
+        return eng_fail(err, rc, "validation forward: %s", trn_model_errmsg(m));
+    const float *lg = trn_model_logits(m);
+    *hits = trn_token_hits(lg, b->target, N, V, rows);
+    *ce_sum = trn_ce_forward(lg, b->target, N, V) * (double)*rows;
+    return 0;
 }

@@ -41,6 +41,8 @@ struct trn_batch {
 /* Losses of one micro-step (values before weighting). */
 struct trn_losses {
     double ce, ld, ad, loss; /* loss = CE + lambda*LD + gamma*AD */
+    double acc;              /* token accuracy: share of target rows whose argmax is the target
+                              * (CPU path; the CUDA path leaves it 0) */
 };
 
 /* Forward the student (and the teacher when given and lambda or gamma > 0), compute the losses
@@ -77,5 +79,11 @@ void trn_adamw_update(struct trn_model *model, float *m, float *v, long t, float
  * of predicted tokens. Perplexity = exp(*mean_ce). Returns 0 or a status (message in err). */
 int trn_eval_corpus(struct trn_model *m, const int32_t *tok, size_t ntok, int T, int B,
                     double *mean_ce, size_t *ntargets, char *err);
+
+/* Forward-only CE and token accuracy of the model (its quant setting) on batch b: *ce_sum gets
+ * the sum over target rows of -log softmax[target], *hits the rows whose argmax is the target,
+ * *rows the target rows. Returns 0 or a status (message in err). */
+int trn_eval_batch(struct trn_model *m, const struct trn_batch *b, double *ce_sum, size_t *hits,
+                   size_t *rows, char *err);
 
 #endif
