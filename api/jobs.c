@@ -6,7 +6,8 @@
  *   POST /v1/fine_tuning/jobs/{id}/cancel        409 when already finished
  *   POST /v1/fine_tuning/jobs/{id}/pause         the trainer checkpoints and stops: `paused`
  *   POST /v1/fine_tuning/jobs/{id}/resume        a paused job continues from that checkpoint
- *   GET  /v1/fine_tuning/jobs/{id}/events        list (?after=SEQ&limit=), or ?stream=true: SSE
+ *   GET  /v1/fine_tuning/jobs/{id}/events        list (?after=SEQ or event id, &limit=), oldest
+ *                                                first, or ?stream=true: SSE
  *                                                replaying after Last-Event-ID, live until the
  *                                                job ends, then `data: [DONE]`
  *   GET  /v1/fine_tuning/jobs/{id}/checkpoints?after=&limit=   newest first, has_more
@@ -414,7 +415,8 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
                 goto out;
             }
             if (json_is_string(v) && !strcmp(json_string_value(v), "auto")) {
-                if (i > 3) {
+                if (strcmp(key, "n_epochs") && strcmp(key, "batch_size") &&
+                    strcmp(key, "learning_rate_multiplier")) {
                     api_errorf(req, 400, param, "invalid_value", "'%s' cannot be \"auto\" "
                                "(only n_epochs, batch_size, learning_rate_multiplier)", param);
                     goto out;
@@ -863,7 +865,12 @@ static void jobs_events(struct srv_req *req, struct api_ctx *ctx)
         return;
     }
     job_rec_release(&r);
-    long after = api_query_long(q, "after", 0);
+    /* after: a seq, or an event id "ftevent-<job hex>-<seq>" (the SDKs' cursor) */
+    char acur[96];
+    const char *ac = api_query_param(q, "after", acur, sizeof(acur));
+    const char *dash = ac ? strrchr(ac, '-') : NULL;
+    long after = !ac ? 0 : !strncmp(ac, "ftevent-", 8) && dash ? strtol(dash + 1, NULL, 10)
+                                                               : strtol(ac, NULL, 10);
     const char *lei = srv_req_header(req, "Last-Event-ID");
     if (lei)
         after = strtol(lei, NULL, 10);

@@ -8,3 +8,5 @@ TESTS += tests/test-api-infer
 tests_test_api_infer_LDADD = $(BD_ALL_LIBS)
 dist_noinst_SCRIPTS += tests/test-api-jobs.sh
 TESTS += tests/test-api-jobs.sh
+dist_noinst_SCRIPTS += tests/test-api-ft-openai.sh
+TESTS += tests/test-api-ft-openai.sh

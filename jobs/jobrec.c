@@ -368,8 +368,12 @@ json_t *job_events_json(struct job_store *st, const char *id, int64_t after, int
             snprintf(text, sizeof(text), "%s", type);
             msg = text;
         }
+        char eid[96];
+        snprintf(eid, sizeof(eid), "ftevent-%.40s-%lld", strncmp(id, "ftjob-", 6) ? id : id + 6,
+                 (long long)*last);
         json_array_append_new(
-            arr, json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:o}", "seq", (json_int_t)*last,
+            arr, json_pack("{s:s, s:I, s:s, s:I, s:s, s:s, s:s, s:o}", "id", eid, "seq",
+                           (json_int_t)*last,
                            "object", "fine_tuning.job.event", "created_at",
                            (json_int_t)sqlite3_column_int64(s, 1), "level",
                            !strcmp(type, "error") ? "error" : "info", "type", type, "message",

@@ -55,6 +55,14 @@ struct sup_watch {
     void *arg;
 };
 
+/* A status write queued and not yet stored: what the job's status is about to be. */
+struct sup_pending {
+    struct sup_pending *next;
+    char id[48];
+    char status[24];  /* the last status queued */
+    int writes;       /* writes in flight */
+};
+
 struct job_sup {
     uv_loop_t *loop;
     struct job_store *st;
@@ -63,6 +71,7 @@ struct job_sup {
     struct job_sup_hooks hooks;
     struct sup_run *runs;
     struct sup_watch *watches;
+    struct sup_pending *pending;
     int closing;
 };
 
@@ -106,6 +115,52 @@ static void notify(struct job_sup *s, const char *id, int64_t seq, int ended)
     }
 }
 
+/* ---- statuses in flight --------------------------------------------------------------------- */
+
+static void pending_push(struct job_sup *s, const char *id, const char *status)
+{
+    struct sup_pending *p = s->pending;
+    while (p && strcmp(p->id, id))
+        p = p->next;
+    if (!p) {
+        if (!(p = calloc(1, sizeof(*p))))
+            return;
+        snprintf(p->id, sizeof(p->id), "%s", id);
+        p->next = s->pending;
+        s->pending = p;
+    }
+    snprintf(p->status, sizeof(p->status), "%s", status);
+    p->writes++;
+}
+
+static void pending_pop(struct job_sup *s, const char *id)
+{
+    for (struct sup_pending **pp = &s->pending; *pp; pp = &(*pp)->next)
+        if (!strcmp((*pp)->id, id)) {
+            struct sup_pending *p = *pp;
+            if (--p->writes <= 0) {
+                *pp = p->next;
+                free(p);
+            }
+            return;
+        }
+}
+
+/* The status of job id as the supervisor's queued writes will leave it (the stored one when none
+ * is in flight) into status[24]. Returns 0 or JOB_STORE_ENOTFOUND. */
+static int effective_status(struct job_sup *s, const char *id, char status[24])
+{
+    struct job_rec rec;
+    if (job_rec_get(s->st, id, &rec))
+        return JOB_STORE_ENOTFOUND;
+    snprintf(status, 24, "%s", rec.status);
+    job_rec_release(&rec);
+    for (struct sup_pending *p = s->pending; p; p = p->next)
+        if (!strcmp(p->id, id))
+            snprintf(status, 24, "%s", p->status);
+    return 0;
+}
+
 /* ---- writes with notification ------------------------------------------------------------- */
 
 struct ev_done {
@@ -142,6 +197,7 @@ static void st_written(void *arg, int status)
     if (status)
         srv_log_error("job %s: cannot store status %s", d->op.id, d->op.status);
     struct job_sup *s = d->sup;
+    pending_pop(s, d->op.id);
     if (d->ended)
         notify(s, d->op.id, 0, 1);
     free(d->op.error);
@@ -172,7 +228,9 @@ static void set_status(struct job_sup *s, const char *id, const char *status, co
     if (job_writer_submit(s->w, st_tx, st_written, d)) {
         free(d->op.error);
         free(d);
+        return;
     }
+    pending_push(s, id, status);
 }
 
 /* ---- events from the trainer ---------------------------------------------------------------- */
@@ -778,7 +836,9 @@ void job_sup_kick(struct job_sup *s)
     int n = job_rec_ids_by_status(s->st, "queued", ids, 64);
     for (int i = 0; i < n; i++) {
         struct job_rec rec;
-        if (run_find(s, ids[i]) || job_rec_get(s->st, ids[i], &rec))
+        char now[24];
+        if (run_find(s, ids[i]) || effective_status(s, ids[i], now) || strcmp(now, "queued") ||
+            job_rec_get(s->st, ids[i], &rec))
             continue;
         if (!device_busy(s, rec.device))
             run_start(s, &rec);
@@ -829,12 +889,10 @@ void job_sup_start(struct job_sup *s)
 
 int job_sup_cancel(struct job_sup *s, const char *id)
 {
-    struct job_rec rec;
-    if (job_rec_get(s->st, id, &rec))
+    char status[24];
+    if (effective_status(s, id, status))
         return JOB_STORE_ENOTFOUND;
-    int terminal = job_rec_terminal(rec.status);
-    job_rec_release(&rec);
-    if (terminal)
+    if (job_rec_terminal(status))
         return JOB_STORE_EEXIST;
     struct sup_run *r = run_find(s, id);
     if (!r) {
@@ -853,11 +911,8 @@ int job_sup_cancel(struct job_sup *s, const char *id)
 
 int job_sup_pause(struct job_sup *s, const char *id, char status[24])
 {
-    struct job_rec rec;
-    if (job_rec_get(s->st, id, &rec))
+    if (effective_status(s, id, status))
         return JOB_STORE_ENOTFOUND;
-    snprintf(status, 24, "%s", rec.status);
-    job_rec_release(&rec);
     if (strcmp(status, "running") && strcmp(status, "queued"))
         return JOB_STORE_EEXIST;
     struct sup_run *r = run_find(s, id);
@@ -880,11 +935,8 @@ int job_sup_pause(struct job_sup *s, const char *id, char status[24])
 
 int job_sup_resume(struct job_sup *s, const char *id, char status[24])
 {
-    struct job_rec rec;
-    if (job_rec_get(s->st, id, &rec))
+    if (effective_status(s, id, status))
         return JOB_STORE_ENOTFOUND;
-    snprintf(status, 24, "%s", rec.status);
-    job_rec_release(&rec);
     if (strcmp(status, "paused"))
         return JOB_STORE_EEXIST;
     set_status(s, id, "queued", NULL, 0, 0, 0); /* started by the kick after the write */
@@ -934,6 +986,11 @@ void job_sup_free(struct job_sup *s)
         struct sup_watch *w = s->watches;
         s->watches = w->next;
         free(w);
+    }
+    while (s->pending) {
+        struct sup_pending *p = s->pending;
+        s->pending = p->next;
+        free(p);
     }
     free(s);
 }

@@ -8,7 +8,8 @@ FUZZ_TARGETS = tests/fuzz/fuzz-http tests/fuzz/fuzz-gguf tests/fuzz/fuzz-safeten
 FUZZ_SRCS = server/log.c server/conf.c server/metrics.c server/tls.c server/auth.c \
 	server/http.c server/server.c server/daemon.c \
 	api/error.c api/router.c api/health.c api/keys.c api/infer.c api/models.c api/files.c \
-	api/jobs.c jobs/store.c jobs/files.c jobs/jobrec.c jobs/writer.c jobs/supervisor.c \
+	api/jobs.c api/query.c jobs/store.c jobs/files.c jobs/jobrec.c jobs/writer.c \
+	jobs/supervisor.c jobs/results.c \
 	engine/gguf.c engine/safetensors.c engine/tokenizer.c engine/tokload.c engine/hfconfig.c \
 	engine/student.c engine/studentio.c jobs/train/data.c
 FUZZ_OBJS = $(FUZZ_SRCS:%.c=tests/fuzz/obj/%.o)
