@@ -20,7 +20,7 @@
  *    "hyperparameters"?: {"n_epochs","batch_size","learning_rate_multiplier" (each a number or
  *                         "auto", see resolve_auto),"learning_rate","max_len","steps"},
  *    "metadata"?: up to 16 string pairs (keys <= 64 characters, values <= 512),
- *    "teacher"?: fine-tuned teacher directory (skips stage 0), "task"?: sst2|mnli|qnli|cnndm,
+ *    "teacher"?: fine-tuned teacher directory (skips stage 0), "task"?: sst2|mnli|qnli|cnndm|chat,
  *    "device"?: "cpu"|"cuda:K"|"cuda:K,L"|"cuda:all", "suffix"?, "seed"?, "activate"?: bool, "threads"?}
  * and becomes the trainer's job.json (jobs/train/pipeline.h) in the job's directory.
  */
@@ -479,9 +479,9 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
     if (!task)
         task = tf.task;
     if (strcmp(task, "sst2") && strcmp(task, "mnli") && strcmp(task, "qnli") &&
-        strcmp(task, "cnndm")) {
-        api_errorf(req, 400, "task", "invalid_task", "unknown task '%s' (sst2, mnli, qnli, cnndm)",
-                   task);
+        strcmp(task, "cnndm") && strcmp(task, "chat")) {
+        api_errorf(req, 400, "task", "invalid_task", "unknown task '%s' (sst2, mnli, qnli, cnndm, "
+                   "chat)", task);
         goto out;
     }
     if (strcmp(task, tf.task)) {
@@ -589,8 +589,11 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
     snprintf(c->rec.status, sizeof(c->rec.status), "validating_files");
     c->rec.created_at = (int64_t)time(NULL);
     json_object_set_new(body, "task", json_string(task));
+    /* a chat student has no template in its file: the engine serves it for generation */
     json_object_set_new(body, "task_type",
-                        json_string(!strcmp(task, "cnndm") ? "summarization" : "classification"));
+                        json_string(!strcmp(task, "cnndm")  ? "summarization"
+                                    : !strcmp(task, "chat") ? "generation"
+                                                            : "classification"));
     json_object_set_new(trainer, "checkpoint_every", json_integer(20));
     c->rec.spec = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
     c->ctx = ctx;

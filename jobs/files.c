@@ -20,7 +20,7 @@
 #include "engine/err.h"
 #include "jobs/train/data.h"
 
-static const char *const detect_order[] = {"sst2", "mnli", "qnli", "cnndm"};
+static const char *const detect_order[] = {"sst2", "mnli", "qnli", "cnndm", "chat"};
 
 static void sha256_hex(const char *data, size_t len, char hex[65])
 {
@@ -112,7 +112,8 @@ static int validate(const char *path, const char *purpose, const char *task, con
         struct trn_task t;
         struct trn_dataset *ds = NULL;
         if (trn_task_defaults(names[i], &t, msg)) {
-            snprintf(err, errlen, "unknown task '%s' (known: sst2, mnli, qnli, cnndm)", names[i]);
+            snprintf(err, errlen, "unknown task '%s' (known: sst2, mnli, qnli, cnndm, chat)",
+                     names[i]);
             return 400;
         }
         int lrc = trn_dataset_load(path, &t, 0, &ds, msg);
@@ -136,14 +137,20 @@ static int validate(const char *path, const char *purpose, const char *task, con
             snprintf(msg, sizeof(msg), "line %s", tail);
         }
         trn_dataset_free(ds);
-        if (!first_err[0])
+        /* a file of chat records is judged as chat: its first problem is the useful one */
+        int chat_like = !strcmp(names[i], "chat") && memmem(data, len, "\"messages\"", 10);
+        if (!first_err[0] || chat_like)
             snprintf(first_err, sizeof(first_err), "%s", msg);
+        if (chat_like && nnames > 1) {
+            snprintf(err, errlen, "not a valid chat dataset: %s", first_err);
+            return 422;
+        }
     }
     if (nnames == 1)
         snprintf(err, errlen, "not a valid %s dataset: %s", task, first_err);
     else
-        snprintf(err, errlen, "not a dataset of any known task (sst2, mnli, qnli, cnndm); as "
-                 "sst2: %s", first_err);
+        snprintf(err, errlen, "not a dataset of any known task (sst2, mnli, qnli, cnndm, chat); "
+                 "as sst2: %s", first_err);
     return 422;
 }
 

@@ -4,7 +4,7 @@
  *
  * Purposes: "fine-tune" (a task dataset: JSONL/JSON/TSV/SST-2 sentence format, see
  * jobs/train/data.h; with `task` it must load as that task — labels included — or it is refused
- * naming the line; without, the first of sst2, mnli, qnli, cnndm it loads as is recorded) and
+ * naming the line; without, the first of sst2, mnli, qnli, cnndm, chat it loads as is recorded) and
  * "corpus" (plain text or JSONL {"text"}, valid UTF-8). Content is written to a temporary file,
  * fsynced, validated, then renamed into place and recorded, so a crash or a full disk never
  * leaves a half file behind a row.

@@ -58,11 +58,16 @@ int trn_task_defaults(const char *name, struct trn_task *t, char *err)
     } else if (!strcmp(name, "cnndm") || !strcmp(name, "summarization")) {
         t->kind = TRN_TASK_SUM;
         snprintf(t->template, sizeof(t->template), "{text}\nTL;DR:");
+    } else if (!strcmp(name, "chat")) {
+        t->kind = TRN_TASK_SUM;
+        t->chat = 1;
+        t->max_target = 256;
+        snprintf(t->template, sizeof(t->template), "{text}");
     } else if (!strcmp(name, "classification")) {
         t->kind = TRN_TASK_CLS;
         snprintf(t->template, sizeof(t->template), "{text}\nLabel:");
     } else {
-        return eng_fail(err, ENG_EINVAL, "unknown task type '%s' (sst2, mnli, qnli, cnndm, "
+        return eng_fail(err, ENG_EINVAL, "unknown task type '%s' (sst2, mnli, qnli, cnndm, chat, "
                         "classification, summarization)", name);
     }
     return 0;
@@ -102,7 +107,9 @@ int trn_task_resolve(struct trn_task *t, const struct eng_tok *tok, int eos_id, 
                                     (int)t->label_tok[i]);
         }
     }
-    t->eos = eos_id;
+    t->eos = t->chat ? eng_tok_find(tok, "<|im_end|>") : -1;
+    if (t->eos < 0)
+        t->eos = eos_id;
     if (t->eos < 0)
         t->eos = eng_tok_find(tok, "<|endoftext|>");
     if (t->eos < 0)
@@ -183,9 +190,103 @@ static int push(struct trn_dataset *d, const char *a, const char *b, const char 
     return 0;
 }
 
+/* A message's text: content as a string, or the concatenated "text" of its parts. NULL when it
+ * is neither (or a part is not text). Returns a new string. */
+static char *chat_content(json_t *c)
+{
+    if (json_is_string(c))
+        return strdup(json_string_value(c));
+    if (!json_is_array(c))
+        return NULL;
+    size_t i, n = 0;
+    json_t *p;
+    json_array_foreach(c, i, p) {
+        const char *tx = json_string_value(json_object_get(p, "text"));
+        const char *ty = json_string_value(json_object_get(p, "type"));
+        if (!tx || (ty && strcmp(ty, "text")))
+            return NULL;
+        n += strlen(tx);
+    }
+    char *s = malloc(n + 1);
+    if (!s)
+        return NULL;
+    s[0] = 0;
+    json_array_foreach(c, i, p)
+        strcat(s, json_string_value(json_object_get(p, "text")));
+    return s;
+}
+
+/* Append "<|im_start|>ROLE\nCONTENT<|im_end|>\n" (content NULL: the header only) to *buf. */
+static int chatml_append(char **buf, size_t *len, const char *role, const char *content)
+{
+    size_t add = strlen(role) + (content ? strlen(content) : 0) + 32;
+    char *nb = realloc(*buf, *len + add);
+    if (!nb)
+        return ENG_ENOMEM;
+    *buf = nb;
+    if (content)
+        *len += (size_t)snprintf(nb + *len, add, "<|im_start|>%s\n%s<|im_end|>\n", role, content);
+    else
+        *len += (size_t)snprintf(nb + *len, add, "<|im_start|>%s\n", role);
+    return 0;
+}
+
+/* A chat record: one example per assistant message (see data.h). */
+static int add_chat(struct trn_dataset *d, json_t *o, const char *what, size_t line, char *err)
+{
+    json_t *msgs = json_object_get(o, "messages"), *m;
+    char *conv = NULL;
+    size_t i, len = 0, before = d->n;
+    int rc = 0;
+    if (!json_is_array(msgs) || !json_array_size(msgs))
+        return eng_fail(err, ENG_EINVAL, "%s:%zu: a chat record needs a non-empty \"messages\" "
+                        "array", what, line);
+    json_array_foreach(msgs, i, m) {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        json_t *w = json_object_get(m, "weight");
+        char *content = chat_content(json_object_get(m, "content"));
+        if (!role || (strcmp(role, "system") && strcmp(role, "developer") &&
+                      strcmp(role, "user") && strcmp(role, "assistant")))
+            rc = eng_fail(err, ENG_EINVAL, "%s:%zu: message %zu: role must be \"system\", "
+                          "\"user\" or \"assistant\"%s%s", what, line, i + 1,
+                          role ? ", not " : "", role ? role : "");
+        else if (!content)
+            rc = eng_fail(err, ENG_EINVAL, "%s:%zu: message %zu: content must be a string or "
+                          "an array of text parts (tool calls are not supported)", what, line,
+                          i + 1);
+        else if (w && (!json_is_integer(w) || json_integer_value(w) < 0 ||
+                       json_integer_value(w) > 1))
+            rc = eng_fail(err, ENG_EINVAL, "%s:%zu: message %zu: weight must be 0 or 1", what,
+                          line, i + 1);
+        else if (!strcmp(role, "assistant") && (!w || json_integer_value(w) == 1)) {
+            size_t l0 = len;
+            rc = chatml_append(&conv, &len, "assistant", NULL);
+            if (!rc && (rc = push(d, conv, NULL, content, -1)))
+                eng_fail(err, rc, "out of memory");
+            len = l0;
+            conv[len] = 0;
+        }
+        if (!rc)
+            rc = chatml_append(&conv, &len, !strcmp(role, "developer") ? "system" : role,
+                               content);
+        free(content);
+        if (rc)
+            break;
+    }
+    free(conv);
+    if (!rc && d->n == before)
+        rc = eng_fail(err, ENG_EINVAL, "%s:%zu: the conversation has no assistant message to "
+                      "learn from (with weight 1)", what, line);
+    return rc;
+}
+
 static int add_record(struct trn_dataset *d, const struct trn_task *t, json_t *o,
                       const char *what, size_t line, char *err)
 {
+    if (t->chat)
+        return json_is_object(o) ? add_chat(d, o, what, line, err)
+                                 : eng_fail(err, ENG_EINVAL, "%s:%zu: a chat record must be a "
+                                            "JSON object", what, line);
     static const char *const ka[] = {"text", "sentence", "text_a", "premise", "question",
                                      "article", NULL};
     static const char *const kb[] = {"text_b", "hypothesis", "sentence2", NULL};
@@ -450,17 +551,17 @@ int trn_encode(const struct trn_task *t, const struct eng_tok *tok, const struct
     if (t->kind == TRN_TASK_CLS) {
         ntg = 1;
     } else if (with_target) {
-        size_t sl = strlen(e->target);
+        size_t sl = strlen(e->target), sp = !t->chat; /* a summary follows "TL;DR:" after ' ' */
         char *s = malloc(sl + 2);
         if (!s)
             return ENG_ENOMEM;
         s[0] = ' ';
-        memcpy(s + 1, e->target, sl + 1);
-        rc = eng_tok_encode(tok, s, sl + 1, &tg, &ntg);
+        memcpy(s + sp, e->target, sl + 1);
+        rc = eng_tok_encode(tok, s, sl + sp, &tg, &ntg);
         free(s);
         if (rc)
             return rc;
-        /* summary capped at max_target - 1 tokens, then EOS */
+        /* summary (or reply) capped at max_target - 1 tokens, then EOS (<|im_end|>) */
         size_t keep = t->max_target > 1 ? (size_t)t->max_target - 1 : 0;
         keep = ntg < keep ? ntg : keep;
         int32_t *nt = realloc(tg, (keep + 1) * sizeof(int32_t));

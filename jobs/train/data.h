@@ -15,6 +15,14 @@
  * ("1 text" per line). Labels are integers (index into the label set) or strings (names of the
  * label set); any other value fails the load naming the line. A corpus (stage 2) is plain text
  * or JSONL {"text"}: documents are encoded, joined with EOS and packed into rows of max_len+1.
+ *
+ * Chat (task "chat", OpenAI's fine-tuning format): JSONL lines {"messages": [{"role", "content",
+ * "weight"?}, ...]} with roles system (developer), user and assistant; content a string or an
+ * array of {"type":"text","text"} parts. Conversations are written in ChatML
+ * ("<|im_start|>ROLE\nCONTENT<|im_end|>\n", Qwen's format without a default system prompt), and
+ * every assistant message (unless "weight": 0) becomes one example: the conversation before it
+ * plus "<|im_start|>assistant\n" as the prompt, its content then <|im_end|> as the target, so the
+ * loss falls on assistant turns only.
  */
 #ifndef BD_JOBS_TRAIN_DATA_H
 #define BD_JOBS_TRAIN_DATA_H
@@ -38,9 +46,11 @@ struct trn_task {
     int32_t label_tok[TRN_MAX_LABELS];   /* first token of each verbalizer (after resolve) */
     int32_t eos;                         /* end of summary token (after resolve) */
     int max_target;                      /* summarization: summary tokens kept */
+    int chat;                            /* "chat": ChatML conversations (kind SUM, eos
+                                          * <|im_end|> when the tokenizer has it) */
 };
 
-/* Defaults of a named task ("sst2", "mnli", "qnli", "cnndm"; "classification" and
+/* Defaults of a named task ("sst2", "mnli", "qnli", "cnndm", "chat"; "classification" and
  * "summarization" need labels/template from the config). ENG_EINVAL for an unknown name. */
 int trn_task_defaults(const char *name, struct trn_task *t, char *err);
 /* Tokenize the verbalizers (first tokens must differ) and find EOS (eos_id, or the tokenizer's

@@ -1408,6 +1408,7 @@ int trn_cli_train(int argc, char **argv)
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_pause_signal;
+    sa.sa_flags = SA_RESTART; /* a checkpoint write in flight is not cut short */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGUSR1, &sa, NULL);
     int rc = trn_run(&o);
