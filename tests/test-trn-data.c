@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine/err.h"
 #include "engine/tokenizer.h"
@@ -39,6 +40,93 @@ static void load(const char *task, const char *rel, size_t max, size_t want_n, i
            "%s %s: %zu examples (want %zu), %zu with label %d (%s)", task, rel, d ? d->n : 0,
            want_n, c0, lab0, err);
     trn_dataset_free(d);
+}
+
+/* Chat JSONL (OpenAI's fine-tuning format) into ChatML examples, one per assistant message of
+ * weight 1, and their encoding: the loss (targets >= 0 in a batch) covers the reply and the end
+ * token only. The expected strings are Qwen's ChatML written out by hand. */
+static void test_chat(const struct eng_tok *tok)
+{
+    static const char *good =
+        "{\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+        "{\"role\":\"user\",\"content\":\"1+1?\"},{\"role\":\"assistant\",\"content\":\"2\"},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"and \"},"
+        "{\"type\":\"text\",\"text\":\"2+2?\"}]},{\"role\":\"assistant\",\"content\":\"4\"}]}\n"
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\","
+        "\"content\":\"skip me\",\"weight\":0},{\"role\":\"user\",\"content\":\"again\"},"
+        "{\"role\":\"assistant\",\"content\":\"hello\"}]}\n";
+    char path[] = "/tmp/bd-test-chat-XXXXXX.jsonl", err[ENG_ERR_LEN] = "";
+    int fd = mkstemps(path, 6);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!TAP_OK(f != NULL, "temporary chat file"))
+        return;
+    fputs(good, f);
+    fclose(f);
+    struct trn_task t;
+    struct trn_dataset *d = NULL;
+    trn_task_defaults("chat", &t, err);
+    int rc = trn_dataset_load(path, &t, 0, &d, err);
+    TAP_OK(rc == 0 && d->n == 3, "two conversations with 2 + 1 weighted assistant messages give "
+           "3 examples (%zu; %s)", d ? d->n : 0, err);
+    if (!rc && d->n == 3) {
+        TAP_OK(!strcmp(d->ex[0].text, "<|im_start|>system\nBe brief.<|im_end|>\n"
+                                      "<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n") &&
+                   !strcmp(d->ex[0].target, "2"),
+               "first turn: the conversation so far in ChatML, then the reply as the target");
+        TAP_OK(!strcmp(d->ex[1].text, "<|im_start|>system\nBe brief.<|im_end|>\n"
+                                      "<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n2"
+                                      "<|im_end|>\n<|im_start|>user\nand 2+2?<|im_end|>\n"
+                                      "<|im_start|>assistant\n") &&
+                   !strcmp(d->ex[1].target, "4"),
+               "second turn: earlier replies are context (text parts joined)");
+        TAP_OK(!strcmp(d->ex[2].text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+                                      "skip me<|im_end|>\n<|im_start|>user\nagain<|im_end|>\n"
+                                      "<|im_start|>assistant\n") &&
+                   !strcmp(d->ex[2].target, "hello"),
+               "a weight-0 reply is context only, not an example");
+        trn_task_resolve(&t, tok, -1, err);
+        int32_t *ids = NULL, *pids = NULL;
+        int n = 0, np = 0, pn = 0, pnp = 0;
+        rc = trn_encode(&t, tok, &d->ex[2], 256, 1, &ids, &n, &np);
+        trn_encode(&t, tok, &d->ex[2], 256, 0, &pids, &pn, &pnp);
+        char *rep = NULL, *pr = NULL;
+        size_t rl = 0, pl = 0;
+        if (!rc) {
+            eng_tok_decode(tok, ids + np, (size_t)(n - np - 1), 0, &rep, &rl);
+            eng_tok_decode(tok, ids, (size_t)np, 0, &pr, &pl);
+        }
+        TAP_OK(rc == 0 && pn == np && rep && !strcmp(rep, "hello") && ids[n - 1] == t.eos &&
+                   pr && !strcmp(pr, d->ex[2].text),
+               "encoded: the prompt, then the reply without a leading space (\"%s\") and the end "
+               "token %d", rep ? rep : "", t.eos);
+        free(ids);
+        free(pids);
+        free(rep);
+        free(pr);
+    }
+    trn_dataset_free(d);
+    static const char *const bad[][2] = {
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", "no assistant message"},
+        {"{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", "role must be"},
+        {"{\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[]}]}",
+         "content must be"},
+        {"{\"messages\":[{\"role\":\"assistant\",\"content\":\"x\",\"weight\":2}]}",
+         "weight must be 0 or 1"},
+        {"{\"prompt\":\"x\",\"completion\":\"y\"}", "non-empty \"messages\""},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        f = fopen(path, "w");
+        fprintf(f, "%s\n%s\n", "{\"messages\":[{\"role\":\"assistant\",\"content\":\"ok\"}]}",
+                bad[i][0]);
+        fclose(f);
+        d = NULL;
+        err[0] = 0;
+        rc = trn_dataset_load(path, &t, 0, &d, err);
+        TAP_OK(rc && strstr(err, ":2:") && strstr(err, bad[i][1]), "bad chat line 2 refused, "
+               "naming the line and '%s' (%s)", bad[i][1], err);
+        trn_dataset_free(d);
+    }
+    unlink(path);
 }
 
 int main(void)
@@ -151,6 +239,7 @@ int main(void)
         perm &= seen[i] == 1;
     TAP_OK(perm && !memcmp(p1, p2, sizeof(p1)) && memcmp(p1, p3, sizeof(p1)),
            "shuffle: a permutation, same for the same seed, different for another");
+    test_chat(tok);
     eng_tok_free(tok);
     return tap_done();
 }

@@ -4,7 +4,7 @@
 // Prints TAP. Covers: upload, create with metadata and "auto" hyperparameters (checked against
 // the rule docs/api.md states), list with metadata filters, retrieve, events, checkpoints with
 // cursor pages, pause, a daemon restart while paused, resume (the loss curve equals an unpaused
-// run's bit for bit), cancel, the result file, and the 4xx/409 answers.
+// run's bit for bit), cancel, the result file, chat JSONL data, and the 4xx/409 answers.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -100,7 +100,7 @@ async function main() {
        `files.create uploads the training (${rows} rows) and validation files`, train);
 
     // The reference job (A) and the job that is paused (B): the same trainer config.
-    const STEPS = 300;
+    const STEPS = 160;
     const spec = (meta) => ({
         model: 'tiny', training_file: train.id, validation_file: dev.id, seed: 7,
         method: { type: 'bitnet_sft', bitnet_sft: { distill: { steps: STEPS } } },
@@ -226,6 +226,26 @@ async function main() {
     }
     ok(agree, 'CSV rows equal the step events and the checkpoints\' validation metrics', why);
 
+    // Chat data (OpenAI's format): validated at upload, trained with the loss on assistant turns.
+    const chatLines = [];
+    for (let i = 0; i < 8; i++)
+        chatLines.push(JSON.stringify({ messages: [{ role: 'system', content: 'Answer in digits.' },
+            { role: 'user', content: `${i} plus ${i}?` }, { role: 'assistant', content: `${2 * i}` }] }));
+    const chatPath = path.join(env.DATA, '..', 'chat.jsonl');
+    fs.writeFileSync(chatPath, chatLines.join('\n') + '\n');
+    const chat = await client.files.create({ file: fs.createReadStream(chatPath), purpose: 'fine-tune' });
+    ok(chat.task === 'chat' && chat.rows === 8, `a chat JSONL upload is detected as task chat with 8 examples (${chat.task}, ${chat.rows})`);
+    const badPath = path.join(env.DATA, '..', 'badchat.jsonl');
+    fs.writeFileSync(badPath, chatLines[0] + '\n' + JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }) + '\n');
+    await expectError(client.files.create({ file: fs.createReadStream(badPath), purpose: 'fine-tune' }), 422,
+        'line 2', 'a chat file whose line 2 has no assistant message');
+    const cj = await client.fineTuning.jobs.create({ model: 'tiny', training_file: chat.id, validation_file: chat.id,
+        method: { type: 'bitnet_sft', bitnet_sft: { distill: { steps: 8 } } }, hyperparameters: { batch_size: 4 } });
+    const cdone = await waitFor(client, cj.id, ['succeeded'], 120);
+    const cm = cdone.fine_tuned_model ? await client.models.retrieve(cdone.fine_tuned_model) : {};
+    ok(cdone.status === 'succeeded' && cm.task === 'generation' && typeof cm.metrics.student.rouge1 === 'number',
+       `a chat job succeeds; its student serves generation and was scored by ROUGE (${cdone.status}, ${cm.task})`, cdone.error);
+
     // Bad input.
     const many = {};
     for (let i = 0; i < 17; i++) many[`k${i}`] = 'v';
@@ -237,7 +257,7 @@ async function main() {
         'hyperparameters.learning_rate', '"auto" learning_rate');
     await expectError(client.fineTuning.jobs.checkpoints.list(b.id, { after: 'ftckpt-nope' }), 400, 'after', 'a foreign checkpoint cursor');
     await expectError(client.fineTuning.jobs.pause('ftjob-nope'), 404, 'ftjob-nope', 'pausing an unknown job');
-    ok((await ids({})).length === 3, 'refused requests created no job');
+    ok((await ids({})).length === 4, 'refused requests created no job (A, B, C and the chat job)');
 
     ok((await stopDaemon()) === 0, 'daemon exits 0');
     console.log(`1..${n}`);
