@@ -20,6 +20,7 @@
  *    "hyperparameters"?: {"n_epochs","batch_size","learning_rate_multiplier" (each a number or
  *                         "auto", see resolve_auto),"learning_rate","max_len","steps"},
  *    "metadata"?: up to 16 string pairs (keys <= 64 characters, values <= 512),
+ *    "chat_format"?: "chatml" (classification tasks as generative SFT in ChatML),
  *    "teacher"?: fine-tuned teacher directory (skips stage 0), "task"?: sst2|mnli|qnli|cnndm|chat,
  *    "device"?: "cpu"|"cuda:K"|"cuda:K,L"|"cuda:all", "suffix"?, "seed"?, "activate"?: bool, "threads"?}
  * and becomes the trainer's job.json (jobs/train/pipeline.h) in the job's directory.
@@ -323,7 +324,7 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
     static const char *const keys[] = {"model", "training_file", "validation_file",
                                        "corpus_file", "method", "hyperparameters", "teacher",
                                        "task", "device", "suffix", "seed", "activate", "threads",
-                                       "integrations", "metadata", NULL};
+                                       "integrations", "metadata", "chat_format", NULL};
     json_t *body = NULL, *trainer = NULL;
     struct create *c = NULL;
     char err[600], param[96], path[PATH_MAX];
@@ -495,6 +496,20 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
         goto out;
     }
     json_object_set_new(trainer, "task", json_string(task));
+    json_t *cfmt = json_object_get(body, "chat_format");
+    if (cfmt && !json_is_null(cfmt)) {
+        if (!json_is_string(cfmt) || strcmp(json_string_value(cfmt), "chatml")) {
+            api_error(req, 400, "'chat_format' must be \"chatml\" (the model's own Jinja template "
+                      "is not supported yet)", "chat_format", "invalid_value");
+            goto out;
+        }
+        if (!strcmp(task, "cnndm") || !strcmp(task, "chat")) {
+            api_errorf(req, 400, "chat_format", "invalid_value", "'chat_format' applies to the "
+                       "classification tasks (sst2, mnli, qnli), not %s", task);
+            goto out;
+        }
+        json_object_set(trainer, "chat_format", cfmt);
+    }
     if (check_metadata(req, json_object_get(body, "metadata")))
         goto out;
     json_object_set_new(body, "hyperparameters", resolve_auto(hp, tf.rows, trainer));

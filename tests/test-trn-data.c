@@ -240,6 +240,23 @@ int main(void)
     TAP_OK(perm && !memcmp(p1, p2, sizeof(p1)) && memcmp(p1, p3, sizeof(p1)),
            "shuffle: a permutation, same for the same seed, different for another");
     test_chat(tok);
+    /* chat_format "chatml": the sst2 prompt as a ChatML user turn, the answer without its space */
+    trn_task_defaults("sst2", &t, err);
+    rc = trn_task_chatml(&t, err) || trn_task_resolve(&t, tok, -1, err);
+    e.text = "a fine film";
+    e.label = 0;
+    ids = NULL;
+    if (!rc)
+        rc = trn_encode(&t, tok, &e, 64, 1, &ids, &n, &np);
+    txt = NULL;
+    if (!rc)
+        eng_tok_decode(tok, ids, (size_t)n, 0, &txt, &tl);
+    TAP_OK(rc == 0 && !strcmp(t.words[0], "negative") && txt &&
+               !strcmp(txt, "<|im_start|>user\nReview: a fine film\nSentiment:<|im_end|>\n"
+                            "<|im_start|>assistant\nn"),
+           "chat_format chatml: \"%s\" (prompt + the first token of 'negative')", txt ? txt : "");
+    free(ids);
+    free(txt);
     eng_tok_free(tok);
     return tap_done();
 }

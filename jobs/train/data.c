@@ -87,6 +87,21 @@ static int32_t first_token(const struct eng_tok *tok, const char *text)
     return r;
 }
 
+int trn_task_chatml(struct trn_task *t, char *err)
+{
+    char tpl[sizeof(t->template)];
+    if (t->kind != TRN_TASK_CLS)
+        return eng_fail(err, ENG_ECONFIG, "chat_format applies to classification tasks only");
+    if (snprintf(tpl, sizeof(tpl), "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n",
+                 t->template) >= (int)sizeof(tpl))
+        return eng_fail(err, ENG_ECONFIG, "chat_format: the task template is too long");
+    memcpy(t->template, tpl, sizeof(tpl));
+    for (int i = 0; i < t->nlabels; i++)
+        if (t->words[i][0] == ' ')
+            memmove(t->words[i], t->words[i] + 1, strlen(t->words[i]));
+    return 0;
+}
+
 int trn_task_resolve(struct trn_task *t, const struct eng_tok *tok, int eos_id, char *err)
 {
     if (!strstr(t->template, "{text}"))

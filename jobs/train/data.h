@@ -57,6 +57,13 @@ int trn_task_defaults(const char *name, struct trn_task *t, char *err);
  * "<|endoftext|>" / "<|im_end|>"). */
 int trn_task_resolve(struct trn_task *t, const struct eng_tok *tok, int eos_id, char *err);
 
+/* Classification as generative SFT in ChatML (the job's "chat_format": "chatml", as the BitNet
+ * repository's BitDistill code trains with Qwen's chat template): the prompt becomes the user turn
+ * "<|im_start|>user\n" + template + "<|im_end|>\n<|im_start|>assistant\n" and the answer the
+ * verbalizer without its leading space. The exported student carries that template, so serving
+ * formats requests the same way. ENG_ECONFIG for a summarization task or a template too long. */
+int trn_task_chatml(struct trn_task *t, char *err);
+
 struct trn_example {
     char *text, *text_b; /* owned */
     char *target;        /* summary (owned) or NULL */

@@ -313,6 +313,13 @@ static int job_parse(const char *path, struct job *j, char *err)
         (rc = get_path(root, "heldout", j->heldout, 0, err)) ||
         (!pre && (rc = task_parse(root, &j->task, err))))
         goto out;
+    const char *cf = json_string_value(json_object_get(root, "chat_format"));
+    if (json_object_get(root, "chat_format") && (!cf || strcmp(cf, "chatml"))) {
+        rc = eng_fail(err, ENG_ECONFIG, "job config: chat_format must be \"chatml\"");
+        goto out;
+    }
+    if (cf && (rc = trn_task_chatml(&j->task, err)))
+        goto out;
     if (pre)
         j->task.eos = -1; /* the model's EOS, set by job_validate */
     j->eval_tokens = (size_t)num(root, "eval_tokens", 65536);

@@ -13,6 +13,7 @@
  *    "seed": 1, "threads": N, "max_len": 512, "batch": 32, "grad_accum": 1,
  *    "checkpoint_every": 0 (steps; 0: only at stage ends), "log_every": 1,
  *    "lr_multiplier": 1 (scales every stage's lr and min_lr),
+ *    "chat_format": "chatml" (classification as generative SFT in ChatML, data.h),
  *    "head": "q8" | "q4" (student file's embedding/head format), "eval_max_new": 64,
  *    "teacher_sft": {stage}, "continue_pretrain": {stage + "corpus", "tokens"},
  *    "distill": {stage + "lambda", "gamma", "tau", "layer" (int, "last", "all"),

@@ -246,6 +246,30 @@ async function main() {
     ok(cdone.status === 'succeeded' && cm.task === 'generation' && typeof cm.metrics.student.rouge1 === 'number',
        `a chat job succeeds; its student serves generation and was scored by ROUGE (${cdone.status}, ${cm.task})`, cdone.error);
 
+    // Classification as generative SFT in ChatML: the student carries the ChatML template and
+    // classifies with it.
+    const fj = await client.fineTuning.jobs.create({ model: 'tiny', training_file: train.id, validation_file: dev.id,
+        chat_format: 'chatml', activate: true,
+        method: { type: 'bitnet_sft', bitnet_sft: { distill: { steps: 8 } } }, hyperparameters: { batch_size: 4 } });
+    const fdone = await waitFor(client, fj.id, ['succeeded'], 120);
+    const fm = fdone.fine_tuned_model ? await client.models.retrieve(fdone.fine_tuned_model) : {};
+    const tpl = '<|im_start|>user\nReview: {text}\nSentiment:<|im_end|>\n<|im_start|>assistant\n';
+    const gguf = path.join(env.DATA, 'jobs', fj.id, 'out', 'student.gguf');
+    ok(fdone.status === 'succeeded' && fs.existsSync(gguf) && fs.readFileSync(gguf).includes(Buffer.from(tpl)),
+       'a chat_format job succeeds and its student file carries the ChatML template',
+       { status: fdone.status, error: fdone.error, model: fm.id });
+    let cls = {};
+    for (let i = 0; i < 100; i++) { // activation loads in the background
+        cls = await fetch(`${client.baseURL}/classify`, { method: 'POST', body: JSON.stringify({ input: 'a gorgeous film' }) }).then((x) => x.json());
+        if (cls.model === fm.id) break;
+        await sleep(100);
+    }
+    ok(cls.model === fm.id && ['positive', 'negative'].includes(cls.data && cls.data[0].label),
+       'the activated ChatML student classifies', cls);
+    await expectError(client.fineTuning.jobs.create({ ...spec(undefined), chat_format: 'jinja' }), 400, 'chat_format', 'chat_format "jinja"');
+    await expectError(client.fineTuning.jobs.create({ model: 'tiny', training_file: chat.id, chat_format: 'chatml',
+        method: { type: 'bitnet_sft' } }), 400, 'not chat', 'chat_format on chat data');
+
     // Bad input.
     const many = {};
     for (let i = 0; i < 17; i++) many[`k${i}`] = 'v';
@@ -257,7 +281,7 @@ async function main() {
         'hyperparameters.learning_rate', '"auto" learning_rate');
     await expectError(client.fineTuning.jobs.checkpoints.list(b.id, { after: 'ftckpt-nope' }), 400, 'after', 'a foreign checkpoint cursor');
     await expectError(client.fineTuning.jobs.pause('ftjob-nope'), 404, 'ftjob-nope', 'pausing an unknown job');
-    ok((await ids({})).length === 4, 'refused requests created no job (A, B, C and the chat job)');
+    ok((await ids({})).length === 5, 'refused requests created no job (A, B, C, the chat and ChatML jobs)');
 
     ok((await stopDaemon()) === 0, 'daemon exits 0');
     console.log(`1..${n}`);
