@@ -299,8 +299,22 @@ static void network(void)
     trn_model_free(M);
 }
 
+/* Token accuracy by hand: rows with target -1 are skipped, and a tie goes to the first maximum
+ * (torch.argmax documents "the indices of the first maximal value"). */
+static void token_hits(void)
+{
+    static const float lg[4 * 5] = {0, 1, 3, 2, 0,     /* argmax 2 */
+                                    9, 0, 0, 0, 0,     /* skipped */
+                                    5, 1, 2, 5, 0,     /* tie 0/3: 0 */
+                                    0, 7, 0, 0, 6.9f}; /* argmax 1 */
+    static const int32_t tg[4] = {2, -1, 0, 4};
+    size_t kept = 0, hits = trn_token_hits(lg, tg, 4, 5, &kept);
+    TAP_OK(hits == 2 && kept == 3, "token hits: %zu of %zu kept rows (want 2 of 3)", hits, kept);
+}
+
 int main(void)
 {
+    token_hits();
     ops();
     quantizers();
     network();
