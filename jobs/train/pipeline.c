@@ -636,7 +636,8 @@ static int eval_heldout(struct run *r, struct trn_model *model, long step, doubl
 /* The metrics of a checkpoint at step `step` (OpenAI's checkpoint metrics): the step's CE as
  * train_loss and its token accuracy (CPU only), and for the task stages with a validation set,
  * CE and token accuracy on the first batch of validation examples, and at the stage's end on
- * all of them (full_). New reference, or NULL with r->err set. */
+ * all of them (full_); with a GPU (host forward passes) only at the stage's end. New reference,
+ * or NULL with r->err set. */
 static json_t *ckpt_metrics(struct run *r, int stage, struct trn_model *model,
                             const struct stage_cfg *s, struct trn_batch *b, long step, int end,
                             const struct trn_losses *L, int gpu)
@@ -644,7 +645,8 @@ static json_t *ckpt_metrics(struct run *r, int stage, struct trn_model *model,
     json_t *m = json_pack("{s:I,s:f}", "step", (json_int_t)step, "train_loss", L->ce);
     if (!gpu)
         json_object_set_new(m, "train_mean_token_accuracy", json_real(L->acc));
-    if (stage != 2 && r->val && r->val->n &&
+    /* on the CUDA path they run on the host copy: at the stage's end only, as evaluation does */
+    if (stage != 2 && r->val && r->val->n && (!gpu || end) &&
         (valid_metrics(r, model, s, b, (size_t)s->batch, 0, m) ||
          (end && valid_metrics(r, model, s, b, 0, 1, m)))) {
         json_decref(m);
