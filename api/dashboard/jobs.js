@@ -7,7 +7,7 @@ import { api, h, fmtTime, fmtDur } from './api.js';
 // 2 continued pre-training, 3 distillation (or SFT), 4 evaluation and export.
 export const STAGES = ['teacher SFT', 'SubLN', 'continued pre-training', 'distillation', 'export/eval'];
 export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
-export const STATUSES = ['validating_files', 'queued', 'running', 'succeeded', 'failed', 'cancelled'];
+export const STATUSES = ['validating_files', 'queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled'];
 
 export function stageText(job) {
   const i = job.stage ? job.stage.index : -1;
