@@ -34,18 +34,19 @@ struct e2e_opts {
     const char *gguf; /* --gguf: a student file, measured as llama-bench does (gguf_bench) */
     int threads[8], nthreads;
     int prompt, decode, reps;
+    int stream_mb; /* MiB per STREAM array (default 256: beyond any LLC) */
     int q8;  /* also measure the INT8-head student */
     int no_fp; /* skip the FP path's measurements (ratios then not printed) */
 };
 
-/* STREAM triad GB/s (3 arrays of 256 MiB, beyond any LLC; bench_stream_triad) on nth threads;
- * 0 when the pool or the arrays cannot be had. */
-static double stream_gbs(int nth)
+/* STREAM triad GB/s (3 arrays of mb MiB; bench_stream_triad) on nth threads; 0 when the pool or
+ * the arrays cannot be had. */
+static double stream_gbs(int nth, int mb)
 {
     krn_pool *pool = NULL;
     double gbs = 0;
     if (!krn_pool_create(nth, &pool))
-        gbs = bench_stream_triad(pool, 256u << 20);
+        gbs = bench_stream_triad(pool, (size_t)mb << 20);
     krn_pool_free(pool);
     return gbs;
 }
@@ -247,6 +248,7 @@ static int parse(int argc, char **argv, struct e2e_opts *o)
     o->prompt = 128;
     o->decode = 32;
     o->reps = 3;
+    o->stream_mb = 256;
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -254,6 +256,7 @@ static int parse(int argc, char **argv, struct e2e_opts *o)
                    "[--threads 1,2] [--prompt 128]\n       [--decode 32] [--reps 3] [--q8] [--no-fp] "
                    "[--dir TMPDIR]\n   or: bitdistill bench e2e --gguf STUDENT.gguf [--threads 1,2] "
                    "[--prompt 128] [--decode 32] [--reps 3]\n"
+                   "STREAM triad: 3 arrays of --stream-mb MiB (default 256).\n"
                    "Random weights from CONFIG (e.g. engine/configs/qwen3-0.6b.json) are written "
                    "to TMPDIR (default /tmp) first.\n--gguf measures a student file with "
                    "llama-bench's definitions: ppN = one N-token forward, tgN = N one-token\n"
@@ -288,6 +291,9 @@ static int parse(int argc, char **argv, struct e2e_opts *o)
         } else if (!strcmp(argv[i], "--reps") && v) {
             o->reps = atoi(v);
             i++;
+        } else if (!strcmp(argv[i], "--stream-mb") && v) {
+            o->stream_mb = atoi(v);
+            i++;
         } else if (!strcmp(argv[i], "--q8")) {
             o->q8 = 1;
         } else if (!strcmp(argv[i], "--no-fp")) {
@@ -298,7 +304,7 @@ static int parse(int argc, char **argv, struct e2e_opts *o)
         }
     }
     if (!!o->config + !!o->model + !!o->gguf != 1 || o->nthreads < 1 || o->prompt < 1 ||
-        o->decode < 1 || o->reps < 1)
+        o->decode < 1 || o->reps < 1 || o->stream_mb < 1)
         return 2;
     return 0;
 }
@@ -332,7 +338,7 @@ int bench_e2e_main(int argc, char **argv)
     }
     double stream[8];
     for (int t = 0; t < o.nthreads; t++) /* before any model is resident: a quiet machine */
-        stream[t] = stream_gbs(o.threads[t]);
+        stream[t] = stream_gbs(o.threads[t], o.stream_mb);
     if (o.gguf)
         return gguf_bench(&o, stream);
     double t0 = bench_now();

@@ -26,7 +26,8 @@
 # Needs: deploy/install-deps.sh bench (cmake, g++, ninja, python3-numpy). Environment:
 #   PEERS_SRC, PEERS_DIR, PEERS_JOBS (build jobs, default nproc), REPS, BUILD (our build tree,
 #   default build/normal), BITDISTILL (a prebuilt bitdistill binary instead of $BUILD's; used
-#   by tools/peers_device_run.sh).
+#   by tools/peers_device_run.sh); for tests/test-bench-peers.sh: PEERS_CONFIG (our model's
+#   shapes, default the peers' Qwen3-0.6B), STREAM_MB (MiB per STREAM array, default 256).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 threads=${1:-1,2}
@@ -35,7 +36,7 @@ PEERS_DIR=${PEERS_DIR:-$top/build/peers}
 PEERS_JOBS=${PEERS_JOBS:-$(nproc)}
 REPS=${REPS:-3}
 B=${BUILD:-$top/build/normal}
-cfg=$top/engine/configs/qwen3-0.6b.json
+cfg=${PEERS_CONFIG:-$top/engine/configs/qwen3-0.6b.json}
 T=$(mktemp -d /tmp/bd-bench-peers-XXXXXX)
 trap 'rm -rf "$T"' EXIT
 
@@ -49,6 +50,8 @@ echo "$threads" | grep -Eq '^[1-9][0-9]*(,[1-9][0-9]*)*$' ||
 echo "building the peers into $PEERS_DIR ($PEERS_JOBS jobs; reused when built) ..." >&2
 bash "$PEERS_SRC/build.sh" "$PEERS_DIR" "$PEERS_JOBS" >"$T/build.out" 2>&1 || {
     tail -20 "$T/build.out" >&2
+    # build.sh names the log of the engine that failed ("..., see DIR/llama.cpp.build.log")
+    sed -n 's/.*, see \(.*\.log\)$/\1/p' "$T/build.out" | while read -r log; do tail -10 "$log"; done >&2
     die "the peers failed to build (logs in $PEERS_DIR/*.log)"
 }
 M=$PEERS_DIR/models
@@ -78,7 +81,7 @@ echo "converting it to our student (ternary body, 4-bit head) ..." >&2
 # ---- 3. measurements (rows: "name|file|pp_1 pp_2 ...|tg_1 tg_2 ..." in $T/rows) --------------
 echo "measuring our student (and STREAM) ..." >&2
 "$BD" bench e2e --gguf "$T/student.gguf" --threads "$threads" --prompt 128 --decode 64 \
-    --reps "$REPS" >"$T/ours.txt" || die "bitdistill bench e2e --gguf failed"
+    --reps "$REPS" --stream-mb "${STREAM_MB:-256}" >"$T/ours.txt" || die "bitdistill bench e2e --gguf failed"
 # table rows of bench e2e --gguf: threads pp sd tg sd stream ceiling fraction%
 awk -v name="bitdistill student (I2 + Q4 head)" -v file="$T/student.gguf" -v sf="$T/stream" '
     $1 ~ /^[0-9]+$/ && NF == 8 {
@@ -97,7 +100,7 @@ peer() {
     [ -f "$model" ] || die "$model is missing (the peers' build did not finish)"
     "$bin" -m "$model" -p 128 -n 64 -r "$REPS" -t "$threads" -o csv "$@" >"$T/lb.csv" 2>"$T/lb.err" || {
         tail -5 "$T/lb.err" >&2
-        die "$name: llama-bench failed ($bin -m $model -t $threads $*)"
+        die "$name: llama-bench failed: $bin -m $model -t $threads${*:+ $*}"
     }
     # CSV: a header of field names, then one row per test, every value in double quotes
     awk -v name="$name" -v file="$model" -v threads="$threads" '
