@@ -1,11 +1,14 @@
 /*
- * bench/bench.c — the `bitdistill bench` dispatcher: one table of suites (bench.h).
+ * bench/bench.c — the `bitdistill bench` dispatcher: one table of suites (bench.h), and the
+ * helpers the suites share (clock, thread lists, STREAM triad).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "bench/bench.h"
+#include "kernels/pool.h"
 
 struct bench_suite {
     const char *name;    /* `bitdistill bench NAME` */
@@ -27,6 +30,71 @@ double bench_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int bench_parse_threads(const char *s, int *out, int max)
+{
+    int n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 1024 || n == max || (*end && *end != ','))
+            return -1;
+        out[n++] = (int)v;
+        s = *end ? end + 1 : end;
+    }
+    return n > 0 ? n : -1;
+}
+
+struct triad {
+    float *a, *b, *c;
+    size_t n;
+    int init; /* 1: first-touch pass (fill the arrays), 0: the triad */
+};
+
+static void triad_run(void *argp, int ith, int nth)
+{
+    struct triad *t = argp;
+    size_t lo, hi;
+    krn_pool_split(t->n, 1024, ith, nth, &lo, &hi);
+    if (t->init) { /* first touch by the thread that will use the pages */
+        for (size_t i = lo; i < hi; i++) {
+            t->a[i] = 0.0f;
+            t->b[i] = 1.0f;
+            t->c[i] = 2.0f;
+        }
+        return;
+    }
+    float *restrict a = t->a;
+    const float *restrict b = t->b, *restrict c = t->c;
+    for (size_t i = lo; i < hi; i++)
+        a[i] = b[i] + 3.0f * c[i];
+}
+
+double bench_stream_triad(struct krn_pool *pool, size_t bytes_per_array)
+{
+    struct triad t = {0};
+    double best = 1e30;
+    t.n = bytes_per_array / sizeof(float);
+    t.a = aligned_alloc(64, t.n * sizeof(float));
+    t.b = aligned_alloc(64, t.n * sizeof(float));
+    t.c = aligned_alloc(64, t.n * sizeof(float));
+    if (!t.a || !t.b || !t.c)
+        goto out;
+    t.init = 1;
+    krn_pool_run(pool, triad_run, &t);
+    t.init = 0;
+    for (int r = 0; r < 8; r++) {
+        double t0 = bench_now();
+        krn_pool_run(pool, triad_run, &t);
+        double dt = bench_now() - t0;
+        best = dt < best ? dt : best;
+    }
+out:
+    free(t.a);
+    free(t.b);
+    free(t.c);
+    return best < 1e30 ? 3.0 * t.n * sizeof(float) / best / 1e9 : 0;
 }
 
 static void usage(FILE *f)

@@ -4,6 +4,9 @@
  * student (I2 body + 4-bit or INT8 head through the kernels), at real shapes with random
  * weights (`bitdistill init`), at 1 and 2 threads.
  *
+ * `--gguf FILE` measures a student file instead (bench/peers.sh runs it beside llama.cpp's and
+ * ik_llama.cpp's llama-bench): pp128 and tg64 with llama-bench's definitions (lb_test).
+ *
  * Decode ceiling: a decode step must read every weight byte once (plus the KV cache), so
  * tokens/s <= STREAM triad bandwidth / bytes read per token; the fraction reached is the
  * measured rate over that ceiling. STREAM is measured in the same run, same thread count.
@@ -11,6 +14,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,56 +31,24 @@
 
 struct e2e_opts {
     const char *config, *model, *dir;
-    int threads[4], nthreads;
+    const char *gguf; /* --gguf: a student file, measured as llama-bench does (gguf_bench) */
+    int threads[8], nthreads;
     int prompt, decode, reps;
+    int stream_mb; /* MiB per STREAM array (default 256: beyond any LLC) */
     int q8;  /* also measure the INT8-head student */
     int no_fp; /* skip the FP path's measurements (ratios then not printed) */
 };
 
-struct triad {
-    float *a, *b, *c;
-    size_t n;
-};
-
-static void triad_run(void *argp, int ith, int nth)
-{
-    struct triad *t = argp;
-    size_t lo, hi;
-    krn_pool_split(t->n, 1024, ith, nth, &lo, &hi);
-    for (size_t i = lo; i < hi; i++)
-        t->a[i] = t->b[i] + 3.0f * t->c[i];
-}
-
-/* STREAM triad GB/s (3 arrays of 256 MiB, beyond any LLC; bytes counted as STREAM does) on nth
- * threads, the same sizes as `bench kernels`. */
-static double stream_gbs(int nth)
+/* STREAM triad GB/s (3 arrays of mb MiB; bench_stream_triad) on nth threads; 0 when the pool or
+ * the arrays cannot be had. */
+static double stream_gbs(int nth, int mb)
 {
     krn_pool *pool = NULL;
-    struct triad t = {0};
-    double best = 1e30;
-    t.n = (256u << 20) / sizeof(float);
-    t.a = malloc(t.n * 4);
-    t.b = malloc(t.n * 4);
-    t.c = malloc(t.n * 4);
-    if (!t.a || !t.b || !t.c || krn_pool_create(nth, &pool))
-        goto out;
-    for (size_t i = 0; i < t.n; i++) {
-        t.a[i] = 0;
-        t.b[i] = 1;
-        t.c[i] = 2;
-    }
-    for (int r = 0; r < 6; r++) {
-        double t0 = bench_now();
-        krn_pool_run(pool, triad_run, &t);
-        double dt = bench_now() - t0;
-        best = dt < best ? dt : best;
-    }
-out:
+    double gbs = 0;
+    if (!krn_pool_create(nth, &pool))
+        gbs = bench_stream_triad(pool, (size_t)mb << 20);
     krn_pool_free(pool);
-    free(t.a);
-    free(t.b);
-    free(t.c);
-    return best < 1e30 ? 3.0 * t.n * 4 / best / 1e9 : 0;
+    return gbs;
 }
 
 static size_t rss_bytes(void)
@@ -88,6 +61,15 @@ static size_t rss_bytes(void)
         fclose(f);
     }
     return (size_t)b * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Bytes a decode step at position pos reads: the weights plus the KV cache before it (fp32 K
+ * and V of every layer). */
+static size_t token_bytes(const struct eng_model *m, int pos)
+{
+    const struct eng_config *c = eng_model_config(m);
+    size_t kd = (size_t)c->kv_heads * c->head_dim;
+    return eng_model_decode_bytes(m) + (size_t)c->layers * 2 * kd * 4 * (size_t)pos;
 }
 
 struct result {
@@ -131,16 +113,129 @@ static int measure(struct eng_model *m, const struct e2e_opts *o, int nth, doubl
     }
     r->prefill_tps = o->prompt / best;
     r->decode_tps = o->decode / dbest;
-    /* weights + the KV cache read at the mean decode position */
-    size_t kd = (size_t)c->kv_heads * c->head_dim;
-    r->bytes_per_tok = eng_model_decode_bytes(m) +
-                       (size_t)c->layers * 2 * kd * 4 * (size_t)(o->prompt + o->decode / 2);
+    r->bytes_per_tok = token_bytes(m, o->prompt + o->decode / 2);
     r->stream = stream;
     r->ceiling_tps = r->stream * 1e9 / (double)r->bytes_per_tok;
     rc = 0;
 out:
     eng_ctx_free(ctx);
     free(tok);
+    free(lg);
+    return rc;
+}
+
+/* ---- --gguf FILE: a student file measured with llama-bench's definitions ------------------ */
+
+/* One llama-bench test: n_prompt > 0 is "ppN" (one forward of n_prompt token ids, logits of the
+ * last position), else "tgN" (n_gen forwards of one token each, logits every step, no sampling:
+ * the next id is random as in llama-bench). One warm-up (the whole prompt, or one generated
+ * token), then reps runs, each from an empty context; ts[rep] = tokens/s of run rep. ctx, tok
+ * [max(n_prompt, 1)], lg [vocab] borrowed; *seed advanced. Returns 0 or the forward's status. */
+static int lb_test(struct eng_ctx *ctx, int vocab, int n_prompt, int n_gen, int reps,
+                   int32_t *tok, float *lg, uint32_t *seed, double *ts)
+{
+    int rc;
+    for (int rep = -1; rep < reps; rep++) { /* rep -1: the warm-up */
+        int n = n_prompt > 0 ? n_prompt : 1, steps = n_prompt > 0 ? 1 : rep < 0 ? 1 : n_gen;
+        eng_ctx_reset(ctx);
+        double t0 = bench_now();
+        for (int s = 0; s < steps; s++) {
+            for (int i = 0; i < n; i++) { /* llama-bench draws ids with rand() % n_vocab */
+                *seed = *seed * 1664525u + 1013904223u;
+                tok[i] = (int32_t)((*seed >> 8) % (uint32_t)vocab);
+            }
+            if ((rc = eng_ctx_forward(ctx, tok, n, lg, 0)))
+                return rc;
+        }
+        if (rep >= 0)
+            ts[rep] = (n_prompt > 0 ? n_prompt : n_gen) / (bench_now() - t0);
+    }
+    return 0;
+}
+
+/* Mean and sample standard deviation (n - 1) of v[0..n-1], as llama-bench's avg_ts/stddev_ts. */
+static void lb_stats(const double *v, int n, double *mean, double *sd)
+{
+    double s = 0, q = 0;
+    for (int i = 0; i < n; i++)
+        s += v[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++)
+        q += (v[i] - *mean) * (v[i] - *mean);
+    *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+}
+
+/* `bench e2e --gguf FILE`: load the student file (used in place, as the daemon does) and print,
+ * per thread count, pp<prompt> and tg<decode> (mean and sd over reps), the STREAM triad of
+ * stream[] and the decode ceiling STREAM / bytes a step reads at the mean position of the tgN
+ * run. Returns the process status. */
+static int gguf_bench(const struct e2e_opts *o, const double *stream)
+{
+    char err[ENG_ERR_LEN] = "";
+    struct eng_model *m = NULL;
+    struct eng_ctx *ctx = NULL;
+    struct stat sb;
+    int rc = 1, n = o->prompt > o->decode ? o->prompt : o->decode;
+    int32_t *tok = malloc((size_t)n * sizeof(*tok));
+    double *ts = malloc((size_t)o->reps * sizeof(*ts));
+    float *lg = NULL;
+    uint32_t seed = 1;
+    if (stat(o->gguf, &sb)) {
+        fprintf(stderr, "bitdistill bench e2e: cannot read '%s': %s\n", o->gguf, strerror(errno));
+        goto out;
+    }
+    if (eng_student_load(o->gguf, &m, NULL, NULL, err)) {
+        fprintf(stderr, "bitdistill bench e2e: %s\n", err);
+        goto out;
+    }
+    const struct eng_config *c = eng_model_config(m);
+    size_t tb = token_bytes(m, o->decode / 2);
+    lg = malloc((size_t)c->vocab * sizeof(*lg));
+    if (!tok || !ts || !lg) {
+        fprintf(stderr, "bitdistill bench e2e: out of memory\n");
+        goto out;
+    }
+    printf("student %s: %lld bytes on disk, %d layers, hidden %d, vocab %d, %s head; resident "
+           "%.1f MB; a tg step reads %.1f MB (weights + KV cache at position %d)\n", o->gguf,
+           (long long)sb.st_size, c->layers, c->hidden, c->vocab,
+           eng_student_head_fmt(m) == ENG_HEAD_Q4 ? "4-bit" : "INT8",
+           eng_model_resident_bytes(m) / 1e6, tb / 1e6, o->decode / 2);
+    printf("pp%d and tg%d as llama-bench measures them: one warm-up, then mean and sample sd of "
+           "tokens/s over %d runs from an empty context (random ids, logits of the last position "
+           "of each forward); ceiling = STREAM / bytes a tg step reads\n", o->prompt, o->decode,
+           o->reps);
+    printf("%7s %10s %8s %10s %8s %12s %12s %10s\n", "threads", "pp t/s", "sd", "tg t/s", "sd",
+           "STREAM GB/s", "ceiling t/s", "tg/ceil");
+    for (int t = 0; t < o->nthreads; t++) {
+        double pp, ppsd, tg, tgsd;
+        if (eng_model_set_threads(m, o->threads[t]) || eng_ctx_create(m, n + 1, &ctx)) {
+            fprintf(stderr, "bitdistill bench e2e: cannot make a context of %d threads\n",
+                    o->threads[t]);
+            goto out;
+        }
+        if (lb_test(ctx, c->vocab, o->prompt, 0, o->reps, tok, lg, &seed, ts)) {
+            fprintf(stderr, "bitdistill bench e2e: prefill failed: %s\n", eng_ctx_errmsg(ctx));
+            goto out;
+        }
+        lb_stats(ts, o->reps, &pp, &ppsd);
+        if (lb_test(ctx, c->vocab, 0, o->decode, o->reps, tok, lg, &seed, ts)) {
+            fprintf(stderr, "bitdistill bench e2e: decode failed: %s\n", eng_ctx_errmsg(ctx));
+            goto out;
+        }
+        lb_stats(ts, o->reps, &tg, &tgsd);
+        eng_ctx_free(ctx);
+        ctx = NULL;
+        double ceil = stream[t] * 1e9 / (double)tb;
+        printf("%7d %10.2f %8.2f %10.2f %8.2f %12.1f %12.2f %9.1f%%\n", o->threads[t], pp, ppsd,
+               tg, tgsd, stream[t], ceil, 100.0 * tg / ceil);
+        fflush(stdout);
+    }
+    rc = 0;
+out:
+    eng_ctx_free(ctx);
+    eng_model_free(m);
+    free(tok);
+    free(ts);
     free(lg);
     return rc;
 }
@@ -153,13 +248,20 @@ static int parse(int argc, char **argv, struct e2e_opts *o)
     o->prompt = 128;
     o->decode = 32;
     o->reps = 3;
+    o->stream_mb = 256;
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: bitdistill bench e2e (--config CONFIG.json | --model HF_DIR) "
                    "[--threads 1,2] [--prompt 128]\n       [--decode 32] [--reps 3] [--q8] [--no-fp] "
-                   "[--dir TMPDIR]\nRandom weights from CONFIG (e.g. engine/configs/"
-                   "qwen3-0.6b.json) are written to TMPDIR (default /tmp) first.\n");
+                   "[--dir TMPDIR]\n   or: bitdistill bench e2e --gguf STUDENT.gguf [--threads 1,2] "
+                   "[--prompt 128] [--decode 32] [--reps 3]\n"
+                   "STREAM triad: 3 arrays of --stream-mb MiB (default 256).\n"
+                   "Random weights from CONFIG (e.g. engine/configs/qwen3-0.6b.json) are written "
+                   "to TMPDIR (default /tmp) first.\n--gguf measures a student file with "
+                   "llama-bench's definitions: ppN = one N-token forward, tgN = N one-token\n"
+                   "forwards, each from an empty context, mean and sd over the reps after one "
+                   "warm-up.\n");
             exit(0);
         } else if (!strcmp(argv[i], "--config") && v) {
             o->config = v;
@@ -167,12 +269,18 @@ static int parse(int argc, char **argv, struct e2e_opts *o)
         } else if (!strcmp(argv[i], "--model") && v) {
             o->model = v;
             i++;
+        } else if (!strcmp(argv[i], "--gguf") && v) {
+            o->gguf = v;
+            i++;
         } else if (!strcmp(argv[i], "--dir") && v) {
             o->dir = v;
             i++;
         } else if (!strcmp(argv[i], "--threads") && v) {
-            o->nthreads = sscanf(v, "%d,%d,%d,%d", &o->threads[0], &o->threads[1],
-                                 &o->threads[2], &o->threads[3]);
+            if ((o->nthreads = bench_parse_threads(v, o->threads, 8)) < 0) {
+                fprintf(stderr, "bitdistill bench e2e: --threads wants a list like 1,2,4 "
+                                "(at most 8 counts of 1..1024), not '%s'\n", v);
+                return 2;
+            }
             i++;
         } else if (!strcmp(argv[i], "--prompt") && v) {
             o->prompt = atoi(v);
@@ -183,6 +291,9 @@ static int parse(int argc, char **argv, struct e2e_opts *o)
         } else if (!strcmp(argv[i], "--reps") && v) {
             o->reps = atoi(v);
             i++;
+        } else if (!strcmp(argv[i], "--stream-mb") && v) {
+            o->stream_mb = atoi(v);
+            i++;
         } else if (!strcmp(argv[i], "--q8")) {
             o->q8 = 1;
         } else if (!strcmp(argv[i], "--no-fp")) {
@@ -192,8 +303,8 @@ static int parse(int argc, char **argv, struct e2e_opts *o)
             return 2;
         }
     }
-    if ((!o->config && !o->model) || o->nthreads < 1 || o->prompt < 1 || o->decode < 1 ||
-        o->reps < 1)
+    if (!!o->config + !!o->model + !!o->gguf != 1 || o->nthreads < 1 || o->prompt < 1 ||
+        o->decode < 1 || o->reps < 1 || o->stream_mb < 1)
         return 2;
     return 0;
 }
@@ -203,11 +314,11 @@ int bench_e2e_main(int argc, char **argv)
     struct e2e_opts o = {0};
     char err[ENG_ERR_LEN] = "", dir[4096];
     struct eng_model *fp = NULL, *st[2] = {NULL, NULL};
-    struct result r[3][4];
+    struct result r[3][8];
     int rc = parse(argc, argv, &o);
     if (rc) {
-        fprintf(stderr, "usage: bitdistill bench e2e (--config CONFIG.json | --model HF_DIR) "
-                        "[--threads 1,2] [--prompt 128] [--decode 32]\n");
+        fprintf(stderr, "usage: bitdistill bench e2e (--config CONFIG.json | --model HF_DIR | "
+                        "--gguf STUDENT.gguf) [--threads 1,2] [--prompt 128] [--decode 32]\n");
         return rc;
     }
     if (o.config) {
@@ -225,9 +336,11 @@ int bench_e2e_main(int argc, char **argv)
                bench_now() - t0);
         o.model = dir;
     }
-    double stream[4];
+    double stream[8];
     for (int t = 0; t < o.nthreads; t++) /* before any model is resident: a quiet machine */
-        stream[t] = stream_gbs(o.threads[t]);
+        stream[t] = stream_gbs(o.threads[t], o.stream_mb);
+    if (o.gguf)
+        return gguf_bench(&o, stream);
     double t0 = bench_now();
     if ((rc = eng_model_load_hf(o.model, &fp, err)) ||
         (rc = eng_student_from_fp(fp, ENG_HEAD_Q4, &st[0], err)) ||

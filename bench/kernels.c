@@ -51,62 +51,6 @@ static float frand(void)
     return (float)(rng >> 8) / 8388608.0f - 1.0f;
 }
 
-/* ---- STREAM triad on the pool -------------------------------------------------------------- */
-
-struct triad {
-    float *a, *b, *c;
-    size_t n;
-    int init;
-};
-
-static void triad_run(void *argp, int ith, int nth)
-{
-    struct triad *t = argp;
-    size_t lo, hi;
-    krn_pool_split(t->n, 1024, ith, nth, &lo, &hi);
-    if (t->init) { /* first touch by the thread that will use the pages */
-        for (size_t i = lo; i < hi; i++) {
-            t->a[i] = 0.0f;
-            t->b[i] = 1.0f;
-            t->c[i] = 2.0f;
-        }
-        return;
-    }
-    float *restrict a = t->a;
-    const float *restrict b = t->b, *restrict c = t->c;
-    for (size_t i = lo; i < hi; i++)
-        a[i] = b[i] + 3.0f * c[i];
-}
-
-static double stream_triad(krn_pool *pool, size_t bytes_per_array)
-{
-    struct triad t = {0};
-    t.n = bytes_per_array / sizeof(float);
-    t.a = aligned_alloc(64, t.n * sizeof(float));
-    t.b = aligned_alloc(64, t.n * sizeof(float));
-    t.c = aligned_alloc(64, t.n * sizeof(float));
-    if (!t.a || !t.b || !t.c) {
-        free(t.a);
-        free(t.b);
-        free(t.c);
-        return 0;
-    }
-    t.init = 1;
-    krn_pool_run(pool, triad_run, &t);
-    t.init = 0;
-    double best = 1e30;
-    for (int r = 0; r < 8; r++) {
-        double t0 = bench_now();
-        krn_pool_run(pool, triad_run, &t);
-        double dt = bench_now() - t0;
-        best = dt < best ? dt : best;
-    }
-    free(t.a);
-    free(t.b);
-    free(t.c);
-    return 3.0 * t.n * sizeof(float) / best / 1e9;
-}
-
 /* ---- measurements -------------------------------------------------------------------------- */
 
 /* Best time of one call of fn over repetitions lasting >= min_time. */
@@ -349,14 +293,8 @@ static int parse(int argc, char **argv, struct bk_opts *o)
             usage(stdout);
             return 0;
         } else if (!strcmp(argv[i], "--threads") && v) {
-            o->nthreads = 0;
-            for (char *s = argv[++i]; *s && o->nthreads < 8;) {
-                o->threads[o->nthreads++] = (int)strtol(s, &s, 10);
-                if (*s == ',')
-                    s++;
-                else if (*s)
-                    return -1;
-            }
+            if ((o->nthreads = bench_parse_threads(argv[++i], o->threads, 8)) < 0)
+                return -1;
         } else if (!strcmp(argv[i], "--tokens") && v) {
             o->tokens = (size_t)atol(argv[++i]);
         } else if (!strcmp(argv[i], "--time") && v) {
@@ -415,7 +353,7 @@ int bench_kernels_main(int argc, char **argv)
             return 1;
         }
         settle();
-        double stream = stream_triad(pool, (o.cold_mb << 20) / 2), rt;
+        double stream = bench_stream_triad(pool, (o.cold_mb << 20) / 2), rt;
         TIME_BEST(o.min_time / 4, rt, krn_pool_run(pool, empty_region, NULL));
         printf("\nthreads %d: STREAM triad %.1f GB/s (3 arrays x %zu MiB); empty pool region "
                "%.2f us\n", nth, stream, o.cold_mb / 2, rt * 1e6);

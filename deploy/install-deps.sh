@@ -1,7 +1,9 @@
 #!/bin/sh
-# deploy/install-deps.sh [base|test] — install the Debian packages bitdistill needs (idempotent).
-# Reads deploy/packages/base.list (and, for "test", every other *.list), installs only what is
-# missing, then runs deploy/setup.d/*.sh (project-local setup such as npm packages for tests).
+# deploy/install-deps.sh [base|test|bench] — install the Debian packages bitdistill needs
+# (idempotent). Reads deploy/packages/base.list, plus for "test" every other *.list except
+# bench.list, and for "bench" bench.list (bench/peers.sh: the tools to build llama.cpp and
+# ik_llama.cpp, which CI never does); installs only what is missing, then for "test" runs
+# deploy/setup.d/*.sh (project-local setup such as npm packages for tests).
 # Works as root or through sudo.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -9,7 +11,12 @@ what=${1:-base}
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
 
 lists="$here/packages/base.list"
-[ "$what" = test ] && lists="$here/packages/*.list"
+case $what in
+base) ;;
+test) lists=$(ls "$here"/packages/*.list | grep -v '/bench\.list$') ;;
+bench) lists="$lists $here/packages/bench.list" ;;
+*) echo "usage: deploy/install-deps.sh [base|test|bench]" >&2; exit 2 ;;
+esac
 # shellcheck disable=SC2086
 pkgs=$(cat $lists | sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u)
 missing=""
