@@ -115,7 +115,7 @@ AN void q4_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int qr, si
 {
     const size_t nb = w->k_pad / KRN_Q4_BLOCK;
     const uint8_t *p = w->data + 256 * g * nb + 16 * qr;
-    const float *sc = w->scales + 16 * g * nb + 4 * qr;
+    const uint16_t *sc = w->scales16 + 16 * g * nb + 4 * qr;
     const uint8x16_t m15 = vdupq_n_u8(15);
     const int8x16_t eight = vdupq_n_s8(8);
     float32x4_t f[4];
@@ -130,7 +130,8 @@ AN void q4_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int qr, si
             lo[c] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m15)), eight);
             hi[c] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight);
         }
-        float32x4_t s = vld1q_f32(sc + 16 * b);
+        /* the 4 rows' fp16 scales, converted exactly (FCVTL, as krn_f16_to_f32) */
+        float32x4_t s = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(sc + 16 * b)));
         #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const int8_t *xb = x->q + (t0 + t) * x->ldq + 32 * b;

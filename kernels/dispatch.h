@@ -29,7 +29,8 @@ typedef struct krn_act_view {
 /* A packed-weight view: I2, Q8 or Q4 (see quant.h for each layout). Any alignment. */
 typedef struct krn_w_view {
     const uint8_t *data;  /* packed codes (layout per format) */
-    const float *scales;  /* Q8: [m_pad] row scales; Q4: [m_pad/16][k_pad/32][16]; I2: unused */
+    const float *scales;  /* Q8: [m_pad] row scales; others unused */
+    const uint16_t *scales16; /* Q4: [m_pad/16][k_pad/32][16] fp16 block scales; others unused */
     const int32_t *csum;  /* I2: [m_pad] sum over k_pad of stored codes (c+1), for AMX */
     float d;              /* I2: tensor scale; others unused */
     size_t m;             /* real rows */
@@ -149,7 +150,10 @@ static inline int krn_cpu_amx_(void)
 static inline int krn_cpu_supports_(krn_variant v)
 {
     __builtin_cpu_init();
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    /* F16C: the AVX2 Q4 kernel converts the fp16 block scales with vcvtph2ps (every AVX2 CPU
+     * has it; checked all the same). AVX-512 converts with the AVX512F form. */
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
     int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
     switch (v) {

@@ -1,6 +1,6 @@
 /*
  * kernels/head.c — the LM-head / embedding formats Q8 (INT8 per row) and Q4 (4-bit, blocks of
- * 32 with fp32 scales): quantize + pack, dequantize a row, and the threaded drivers.
+ * 32 with fp16 scales): quantize + pack, dequantize a row, and the threaded drivers.
  * Layouts and int32 bounds: quant.h.
  */
 #include <math.h>
@@ -19,8 +19,8 @@ struct krn_q8 {
 
 struct krn_q4 {
     size_t m, k, m_pad, k_pad;
-    uint8_t *data;  /* [m_pad/16][k_pad/32][256]: nibbles w4 + 8 */
-    float *scales;  /* [m_pad/16][k_pad/32][16] s = absmax/7 per row and block */
+    uint8_t *data;     /* [m_pad/16][k_pad/32][256]: nibbles w4 + 8 */
+    uint16_t *scales;  /* [m_pad/16][k_pad/32][16] fp16 s = f16(absmax/7) per row and block */
 };
 
 static int check_finite(const float *w, size_t n)
@@ -139,15 +139,28 @@ void krn_q8_row(const krn_q8 *h, size_t r, float *out)
     }
 }
 
-int krn_q4_create_codes(const int8_t *codes, const float *scales, size_t m, size_t k,
+/* 1 if the fp16 bit pattern h is a usable block scale: finite and not negative (-0 is 0). */
+static int q4_scale_ok(uint16_t h)
+{
+    return (h & 0x7c00) != 0x7c00 && (!(h & 0x8000) || h == 0x8000);
+}
+
+int krn_q4_create_codes(const int8_t *codes, const uint16_t *scales, size_t m, size_t k,
                         krn_q4 **out)
 {
     *out = NULL;
     if (!m || !k)
         return KRN_EINVAL;
+    size_t nbk = (k + KRN_Q4_BLOCK - 1) / KRN_Q4_BLOCK;
     for (size_t i = 0; i < m * k; i++)
         if (codes[i] < -8 || codes[i] > 7)
             return KRN_EINVAL;
+    for (size_t i = 0; i < m * nbk; i++) {
+        uint16_t s16;
+        memcpy(&s16, &scales[i], sizeof(s16));
+        if (!q4_scale_ok(s16))
+            return KRN_EINVAL;
+    }
     krn_q4 *h = calloc(1, sizeof(*h));
     if (!h)
         return KRN_ENOMEM;
@@ -155,9 +168,9 @@ int krn_q4_create_codes(const int8_t *codes, const float *scales, size_t m, size
     h->k = k;
     h->m_pad = (m + 15) / 16 * 16;
     h->k_pad = krn_kpad(k);
-    size_t nb = h->k_pad / KRN_Q4_BLOCK, nbk = (k + KRN_Q4_BLOCK - 1) / KRN_Q4_BLOCK;
+    size_t nb = h->k_pad / KRN_Q4_BLOCK;
     h->data = krn_zalloc64(h->m_pad * h->k_pad / 2);
-    h->scales = krn_zalloc64(h->m_pad * nb * sizeof(float));
+    h->scales = krn_zalloc64(h->m_pad * nb * sizeof(uint16_t));
     if (!h->data || !h->scales) {
         krn_q4_free(h);
         return KRN_ENOMEM;
@@ -166,7 +179,7 @@ int krn_q4_create_codes(const int8_t *codes, const float *scales, size_t m, size
     for (size_t r = 0; r < m; r++) {
         size_t g = r / 16, rr = r % 16;
         for (size_t b = 0; b < nbk; b++)
-            h->scales[(g * nb + b) * 16 + rr] = ldf(&scales[r * nbk + b]);
+            memcpy(&h->scales[(g * nb + b) * 16 + rr], &scales[r * nbk + b], sizeof(uint16_t));
         for (size_t j = 0; j < k; j++) {
             size_t b = j / 32, kk = j % 32, c = kk / 8, hi = (kk % 8) / 4, jj = kk % 4;
             uint8_t *byte = &h->data[256 * (g * nb + b) + 64 * c + 4 * rr + jj];
@@ -178,33 +191,45 @@ int krn_q4_create_codes(const int8_t *codes, const float *scales, size_t m, size
     return KRN_OK;
 }
 
-int krn_q4_create(const float *w, size_t m, size_t k, krn_q4 **out)
+int krn_q4_quantize(const float *w, size_t m, size_t k, int8_t *codes, uint16_t *scales)
 {
-    *out = NULL;
     if (!m || !k)
         return KRN_EINVAL;
     if (!check_finite(w, m * k))
         return KRN_ENONFINITE;
     size_t nbk = (k + KRN_Q4_BLOCK - 1) / KRN_Q4_BLOCK;
-    int8_t *codes = malloc(m * k);
-    float *sc = malloc(m * nbk * sizeof(float));
-    int rc = KRN_ENOMEM;
-    if (!codes || !sc)
-        goto out;
     for (size_t r = 0; r < m; r++)
         for (size_t b = 0; b < nbk; b++) {
             size_t j1 = (b + 1) * 32 < k ? (b + 1) * 32 : k;
             float amax = 0.0f;
             for (size_t j = b * 32; j < j1; j++)
                 amax = fmaxf(amax, fabsf(ldf(&w[r * k + j])));
-            float inv = amax > 0 ? 7.0f / amax : 0.0f;
-            sc[r * nbk + b] = amax / 7.0f;
+            uint16_t s16 = krn_f32_to_f16(amax / 7.0f);
+            float s = krn_f16_to_f32(s16);
+            if (isinf(s))
+                return KRN_ERANGE;
+            memcpy(&scales[r * nbk + b], &s16, sizeof(s16));
             for (size_t j = b * 32; j < j1; j++) {
-                float q = rintf(ldf(&w[r * k + j]) * inv);
+                float q = s > 0 ? rintf(ldf(&w[r * k + j]) / s) : 0.0f;
                 codes[r * k + j] = (int8_t)(q > 7.0f ? 7 : q < -7.0f ? -7 : (int)q);
             }
         }
-    rc = krn_q4_create_codes(codes, sc, m, k, out);
+    return KRN_OK;
+}
+
+int krn_q4_create(const float *w, size_t m, size_t k, krn_q4 **out)
+{
+    *out = NULL;
+    if (!m || !k)
+        return KRN_EINVAL;
+    size_t nbk = (k + KRN_Q4_BLOCK - 1) / KRN_Q4_BLOCK;
+    int8_t *codes = malloc(m * k);
+    uint16_t *sc = malloc(m * nbk * sizeof(uint16_t));
+    int rc = KRN_ENOMEM;
+    if (!codes || !sc)
+        goto out;
+    if ((rc = krn_q4_quantize(w, m, k, codes, sc)) == KRN_OK)
+        rc = krn_q4_create_codes(codes, sc, m, k, out);
 out:
     free(codes);
     free(sc);
@@ -224,7 +249,7 @@ size_t krn_q4_rows(const krn_q4 *h) { return h->m; }
 size_t krn_q4_cols(const krn_q4 *h) { return h->k; }
 size_t krn_q4_bytes(const krn_q4 *h)
 {
-    return h->m_pad * h->k_pad / 2 + h->m_pad * (h->k_pad / 32) * sizeof(float);
+    return h->m_pad * h->k_pad / 2 + h->m_pad * (h->k_pad / 32) * sizeof(uint16_t);
 }
 
 void krn_q4_row(const krn_q4 *h, size_t r, float *out)
@@ -234,7 +259,7 @@ void krn_q4_row(const krn_q4 *h, size_t r, float *out)
         size_t b = j / 32, kk = j % 32, c = kk / 8, hi = (kk % 8) / 4, jj = kk % 4;
         uint8_t byte = h->data[256 * (g * nb + b) + 64 * c + 4 * rr + jj];
         int q = (hi ? byte >> 4 : byte & 15) - 8;
-        float v = (float)q * h->scales[(g * nb + b) * 16 + rr];
+        float v = (float)q * krn_f16_to_f32(h->scales[(g * nb + b) * 16 + rr]);
         memcpy(&out[j], &v, sizeof(v));
     }
 }
@@ -247,7 +272,7 @@ static krn_w_view q8_view(const krn_q8 *h)
 
 static krn_w_view q4_view(const krn_q4 *h)
 {
-    krn_w_view v = {.data = h->data, .scales = h->scales, .m = h->m, .k_pad = h->k_pad};
+    krn_w_view v = {.data = h->data, .scales16 = h->scales, .m = h->m, .k_pad = h->k_pad};
     return v;
 }
 

@@ -28,7 +28,8 @@
     X(KRN_ENOTSUP, -4, "kernel variant not supported on this CPU")                                 \
     X(KRN_ENONFINITE, -5, "input held NaN or Inf (output defined, see the function's contract)")   \
     X(KRN_ETOOBIG, -6, "dimension exceeds the int32 accumulation bound")                           \
-    X(KRN_ETHREAD, -7, "cannot start a thread")
+    X(KRN_ETHREAD, -7, "cannot start a thread")                                                    \
+    X(KRN_ERANGE, -8, "value outside the range of the storage format (fp16 Q4 block scale)")
 
 typedef enum {
 #define KRN_STATUS_ENUM_(name, val, msg) name = val,

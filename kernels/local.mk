@@ -5,7 +5,7 @@
 KRN_HDRS = kernels/krn.h kernels/quant.h kernels/gemm.h kernels/pool.h kernels/fops.h \
 	kernels/blas.h kernels/dispatch.h kernels/internal.h
 KRN_PORTABLE = kernels/krn.c kernels/pool.c kernels/i2.c kernels/qact.c kernels/head.c \
-	kernels/ref.c kernels/fops_ref.c kernels/fops.c
+	kernels/half.c kernels/ref.c kernels/fops_ref.c kernels/fops.c
 libbitdistill_a_SOURCES += $(KRN_HDRS) $(KRN_PORTABLE) kernels/blas.c
 
 KRN_X86_512 = -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -ffp-contract=off
@@ -17,7 +17,7 @@ libkrn_avx512_a_CPPFLAGS = $(AM_CPPFLAGS) -DKRN_SFX=avx512 -DKRN_VW=16
 libkrn_avx512_a_CFLAGS = $(AM_CFLAGS) $(KRN_X86_512)
 libkrn_avx2_a_SOURCES = kernels/x86_avx2.c kernels/fops_vec.c
 libkrn_avx2_a_CPPFLAGS = $(AM_CPPFLAGS) -DKRN_SFX=avx2 -DKRN_VW=8
-libkrn_avx2_a_CFLAGS = $(AM_CFLAGS) -mavx2 -mfma -ffp-contract=off
+libkrn_avx2_a_CFLAGS = $(AM_CFLAGS) -mavx2 -mfma -mf16c -ffp-contract=off
 libkrn_amx_a_SOURCES = kernels/x86_amx.c
 libkrn_amx_a_CFLAGS = $(AM_CFLAGS) $(KRN_X86_512) -mamx-tile -mamx-int8
 BD_SIMD_LIBS += libkrn_amx.a libkrn_avx512.a libkrn_avx2.a

@@ -37,11 +37,21 @@
  *       byte[64 * (g * k_pad/4 + k/4) + 4*r + k%4] = w8[16*g + r][k] + 128,   padding 128 (= 0)
  *   y[t][m] = s_m * (g_t/127) * (dot(w8 + 128, q_t) - 128 * sum(q_t)).
  *
- * Layout "Q4" (krn_q4, 4-bit block-scaled): blocks of 32 columns along K (KRN_Q4_BLOCK),
- *   s[m][b] = max |W[m][32b..32b+31]| / 7, w4 = clamp(round(W / s), -7, 7), stored w4 + 8 in
- *   {1..15} (padding 8 = 0). Per (group g, block b): 256 code bytes then nothing else; chunk
- *   c = 0..3 of 64 bytes: byte[4*r + j] = (w4[r][32b+8c+j] + 8) | (w4[r][32b+8c+4+j] + 8) << 4.
- *   Scales are a separate fp32 array s[g][b][16] (16 rows of a group contiguous). 5 bits/weight.
+ * Layout "Q4" (krn_q4, 4-bit block-scaled): blocks of 32 columns along K (KRN_Q4_BLOCK). The
+ *   block scale is stored as an IEEE binary16 (fp16) number, and the codes are computed with the
+ *   ROUNDED scale, so dequantization is exactly code * scale:
+ *     s[m][b] = f16(max |W[m][32b..32b+31]| / 7)       (f16(): round to nearest even, krn_f32_to_f16)
+ *     w4 = clamp(rint(W / f32(s[m][b])), -7, 7)        (division by the fp16 scale read back to fp32;
+ *                                                      s = 0: w4 = 0)
+ *   The float operations, exactly: amax = fmaxf over |W| of the block; s16 = krn_f32_to_f16(amax
+ *   / 7.0f); s = krn_f16_to_f32(s16); c = s > 0 ? rintf(W / s) : 0, clamped. A scale that
+ *   rounds to fp16 Inf (amax / 7 >= 65520) is refused (KRN_ERANGE).
+ *   Codes are stored w4 + 8 in {1..15} (padding 8 = 0). Per (group g, block b): 256 code bytes
+ *   then nothing else; chunk c = 0..3 of 64 bytes:
+ *       byte[4*r + j] = (w4[r][32b+8c+j] + 8) | (w4[r][32b+8c+4+j] + 8) << 4.
+ *   Scales are a separate array of fp16 bit patterns s[g][b][16] (16 rows of a group contiguous).
+ *   4.5 bits/weight. Every kernel variant converts a scale to fp32 (exact: every fp16 value is an
+ *   fp32 value) and then computes
  *   y[t][m] = (g_t/127) * sum_b fma-ordered( s[m][b] * (dot_b(w4 + 8, q_t) - 8 * bsum_b(q_t)) ),
  *   accumulated in block order with fmaf, so every variant is bit-exact with _ref.
  *
@@ -147,16 +157,23 @@ typedef struct krn_q8 krn_q8;
 typedef struct krn_q4 krn_q4;
 
 /* Quantize fp32 w [m][k] (borrowed). Non-finite weights: KRN_ENONFINITE, object not made.
- * KRN_ETOOBIG for k > KRN_Q8_MAX_K (Q8 only). */
+ * KRN_ETOOBIG for k > KRN_Q8_MAX_K (Q8 only); KRN_ERANGE (Q4) when a block's scale exceeds the
+ * fp16 range (max |w| / 7 >= 65520). */
 int krn_q8_create(const float *w, size_t m, size_t k, krn_q8 **out);
 int krn_q4_create(const float *w, size_t m, size_t k, krn_q4 **out);
+/* The Q4 quantizer alone (the formula of layout "Q4" above; krn_q4_create and the engine's
+ * student quantizer both use it): w [m][k] fp32 (borrowed) -> codes [m][k] int8 in [-7, 7] and
+ * scales [m][ceil(k/32)] fp16 bit patterns (caller's buffers). KRN_OK, KRN_EINVAL (m or k zero),
+ * KRN_ENONFINITE (a NaN/Inf weight) or KRN_ERANGE (a scale beyond fp16); outputs then undefined. */
+int krn_q4_quantize(const float *w, size_t m, size_t k, int8_t *codes, uint16_t *scales);
 /* Build from already-quantized codes (a student file), exactly, without requantizing:
  *   Q8: codes [m][k] int8 (any value; w8 = code), scales [m] fp32 (s_m);
- *   Q4: codes [m][k] int8 in [-8, 7] (KRN_EINVAL otherwise), scales [m][ceil(k/32)] fp32
- *       row-major (s[m][b]). Both borrowed and copied. KRN_ETOOBIG as above. */
+ *   Q4: codes [m][k] int8 in [-8, 7], scales [m][ceil(k/32)] fp16 bit patterns row-major
+ *       (s[m][b]), each finite and not negative (KRN_EINVAL otherwise).
+ * Both borrowed (any alignment) and copied. KRN_ETOOBIG as above. */
 int krn_q8_create_codes(const int8_t *codes, const float *scales, size_t m, size_t k,
                         krn_q8 **out);
-int krn_q4_create_codes(const int8_t *codes, const float *scales, size_t m, size_t k,
+int krn_q4_create_codes(const int8_t *codes, const uint16_t *scales, size_t m, size_t k,
                         krn_q4 **out);
 void krn_q8_free(krn_q8 *w);
 void krn_q4_free(krn_q4 *w);
@@ -165,10 +182,19 @@ size_t krn_q8_cols(const krn_q8 *w);
 size_t krn_q8_bytes(const krn_q8 *w); /* codes + scales */
 size_t krn_q4_rows(const krn_q4 *w);
 size_t krn_q4_cols(const krn_q4 *w);
-size_t krn_q4_bytes(const krn_q4 *w);
+size_t krn_q4_bytes(const krn_q4 *w); /* codes + fp16 scales: m_pad * k_pad / 2 + 2 * m_pad * k_pad / 32 */
 
 /* Dequantize row m into out[k] fp32 (embedding lookup; the tied head's input embeddings). */
 void krn_q8_row(const krn_q8 *w, size_t m, float *out);
 void krn_q4_row(const krn_q4 *w, size_t m, float *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * IEEE binary16 (fp16) <-> fp32, scalar and exact for every input (kernels/half.c):
+ * krn_f16_to_f32 is exact (subnormal halves become normal floats, Inf stays Inf, a NaN stays a
+ * NaN with its payload, made quiet); krn_f32_to_f16 rounds to nearest, ties to even, overflows
+ * to +-Inf (|f| >= 65520), underflows through the fp16 subnormals to +-0, NaN -> quiet NaN
+ * with the top payload bits. Both equal the F16C / AArch64 FCVT instructions bit for bit. */
+float krn_f16_to_f32(uint16_t h);
+uint16_t krn_f32_to_f16(float f);
 
 #endif

@@ -5,7 +5,8 @@
  * Float rounding contract shared by all variants (this is what makes them bit-exact):
  *   I2: y = (float)(dot - sum_t) * (d * scale_t)               [one float mul after the product]
  *   Q8: y = (float)(dot - 128 * sum_t) * (s_m * scale_t)
- *   Q4: acc = fmaf(s[m][b], (float)(dot_b - 8 * bsum_tb), acc) over b = 0.., y = acc * scale_t
+ *   Q4: acc = fmaf(f32(s[m][b]), (float)(dot_b - 8 * bsum_tb), acc) over b = 0.., y = acc * scale_t
+ *       (f32(): the exact fp16 -> fp32 conversion of the stored scale, krn_f16_to_f32)
  *   actq: inv = 127 / (g + eps), q = clamp(rint(x * inv), -128, 127) (round half to even).
  */
 #include <math.h>
@@ -77,7 +78,7 @@ void krn_q4_gemm_ref(const krn_w_view *w, const krn_act_view *x, size_t g0, size
 {
     size_t nb = w->k_pad / KRN_Q4_BLOCK;
     for (size_t m = g0 * KRN_I2_ROWS; m < g1 * KRN_I2_ROWS && m < w->m; m++) {
-        const float *s = w->scales + (m / KRN_I2_ROWS) * nb * KRN_I2_ROWS + m % KRN_I2_ROWS;
+        const uint16_t *s = w->scales16 + (m / KRN_I2_ROWS) * nb * KRN_I2_ROWS + m % KRN_I2_ROWS;
         for (size_t t = 0; t < x->n; t++) {
             const int8_t *q = x->q + t * x->ldq;
             const int32_t *bs = x->bsum + t * nb;
@@ -86,7 +87,9 @@ void krn_q4_gemm_ref(const krn_w_view *w, const krn_act_view *x, size_t g0, size
                 int32_t dot = 0;
                 for (size_t k = b * KRN_Q4_BLOCK; k < (b + 1) * KRN_Q4_BLOCK; k++)
                     dot += q4_code(w, m, k) * (int32_t)q[k];
-                acc = fmaf(s[b * KRN_I2_ROWS], (float)(dot - 8 * bs[b]), acc);
+                uint16_t s16;
+                memcpy(&s16, &s[b * KRN_I2_ROWS], sizeof(s16));
+                acc = fmaf(krn_f16_to_f32(s16), (float)(dot - 8 * bs[b]), acc);
             }
             float v = acc * x->scale[t];
             memcpy(&y[t * ldy + m - g0 * KRN_I2_ROWS], &v, sizeof(v));

@@ -1,6 +1,7 @@
 /*
  * kernels/x86_avx2.c — AVX2 kernels for CPUs without AVX-512 VNNI (Zen 2/3, Haswell..Alder Lake
- * P-cores without AVX-512). Built with -mavx2 -mfma.
+ * P-cores without AVX-512). Built with -mavx2 -mfma -mf16c (vcvtph2ps for the Q4 fp16 scales;
+ * dispatch.h requires F16C for this variant).
  *
  * I2 and Q4 use vpmaddubsw (u8 x s8 -> pairwise-summed s16, SATURATING) and vpmaddwd with ones
  * to widen to s32. Saturation cannot happen:
@@ -190,7 +191,7 @@ void krn_q4_gemm_avx2(const krn_w_view *w, const krn_act_view *x, size_t g0, siz
         const int8_t *xq = x->q + t * x->ldq;
         for (size_t g = g0; g < g1; g++) {
             const uint8_t *p = w->data + 256 * g * nb;
-            const float *sc = w->scales + 16 * g * nb;
+            const uint16_t *sc = w->scales16 + 16 * g * nb;
             for (int h = 0; h < 2; h++) {
                 if (16 * g + 8 * h >= w->m)
                     break;
@@ -210,8 +211,9 @@ void krn_q4_gemm_avx2(const krn_w_view *w, const krn_act_view *x, size_t g0, siz
                     }
                     __m256i d = _mm256_sub_epi32(_mm256_madd_epi16(s, ones),
                                                  _mm256_set1_epi32(8 * x->bsum[t * nb + b]));
-                    f = _mm256_fmadd_ps(_mm256_loadu_ps(sc + 16 * b + 8 * h),
-                                        _mm256_cvtepi32_ps(d), f);
+                    __m256 s8 = _mm256_cvtph_ps( /* exact, as krn_f16_to_f32 */
+                        _mm_loadu_si128((const __m128i *)(sc + 16 * b + 8 * h)));
+                    f = _mm256_fmadd_ps(s8, _mm256_cvtepi32_ps(d), f);
                 }
                 store8(y + t * ldy + 16 * (g - g0) + 8 * h,
                        _mm256_mul_ps(f, _mm256_set1_ps(x->scale[t])), 16 * g + 8 * h, w->m);

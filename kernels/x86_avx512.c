@@ -332,7 +332,7 @@ A512 void q4_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
 {
     const size_t nb = w->k_pad / KRN_Q4_BLOCK;
     const uint8_t *p = w->data + 256 * g * nb;
-    const float *sc = w->scales + 16 * g * nb;
+    const uint16_t *sc = w->scales16 + 16 * g * nb;
     const int8_t *xq = x->q + t0 * x->ldq;
     const __m512i m15 = _mm512_set1_epi8(15);
     __m512 f[8];
@@ -347,7 +347,8 @@ A512 void q4_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
             lo[c] = _mm512_and_si512(v, m15);
             hi[c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m15);
         }
-        __m512 s = _mm512_loadu_ps(sc + 16 * b);
+        /* the 16 rows' fp16 scales, converted exactly (as krn_f16_to_f32) */
+        __m512 s = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + 16 * b)));
         #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const int8_t *xb = xq + t * x->ldq + 32 * b;

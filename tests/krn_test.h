@@ -109,7 +109,7 @@ enum { KRN_X_RANDOM, KRN_X_MAX, KRN_X_MIN };
 enum { KRN_FMT_I2, KRN_FMT_Q8, KRN_FMT_Q4 };
 
 typedef struct {
-    krn_buf data, scales, csum;
+    krn_buf data, scales, scales16, csum;
     krn_w_view v;
 } krn_test_w;
 
@@ -145,10 +145,16 @@ static inline krn_test_w krn_test_w_make(int fmt, size_t m, size_t k, int mode, 
         }
         d[i] = b;
     }
-    size_t nsc = fmt == KRN_FMT_Q8 ? m_pad : fmt == KRN_FMT_Q4 ? m_pad * (k_pad / 32) : 1;
+    size_t nsc = fmt == KRN_FMT_Q8 ? m_pad : 1, nsc16 = fmt == KRN_FMT_Q4 ? m_pad * (k_pad / 32) : 1;
     w.scales = krn_buf_make(nsc * sizeof(float), 0);
     for (size_t i = 0; i < nsc; i++)
         ((float *)w.scales.p)[i] = 0.001f + (krn_rand() % 1000) * 1e-5f;
+    /* Q4 fp16 scales: any finite non-negative half (zero, subnormals up to 65504), unaligned */
+    w.scales16 = krn_buf_make(nsc16 * sizeof(uint16_t), off ? 2 * off : 0);
+    for (size_t i = 0; i < nsc16; i++) {
+        uint16_t h = (uint16_t)(krn_rand() % 0x7c00);
+        memcpy((char *)w.scales16.p + 2 * i, &h, 2);
+    }
     w.csum = krn_buf_make(m_pad * sizeof(int32_t), 0);
     int32_t *cs = w.csum.p;
     if (fmt == KRN_FMT_I2)
@@ -163,6 +169,7 @@ static inline krn_test_w krn_test_w_make(int fmt, size_t m, size_t k, int mode, 
         }
     w.v.data = d;
     w.v.scales = w.scales.p;
+    w.v.scales16 = w.scales16.p;
     w.v.csum = cs;
     w.v.d = 0.0123f;
     w.v.m = m;
@@ -174,6 +181,7 @@ static inline void krn_test_w_free(krn_test_w *w)
 {
     free(w->data.base);
     free(w->scales.base);
+    free(w->scales16.base);
     free(w->csum.base);
 }
 
