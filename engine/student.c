@@ -31,18 +31,21 @@ static void qmat_release(struct qmat *q)
 {
     free(q->codes);
     free(q->scales);
+    free(q->scales16);
     krn_q8_free(q->k8);
     krn_q4_free(q->k4);
     memset(q, 0, sizeof(*q));
 }
 
-/* Make the kernel object from file-format codes, exactly (krn_*_create_codes: no
- * requantization). Q4 codes are unpacked from two per byte into one int8 per weight first. */
-static int qmat_kernel(struct qmat *q, const int8_t *codes, const float *scales)
+/* Make the kernel object from file-format codes and scales (borrowed, any alignment), exactly
+ * (krn_*_create_codes: no requantization): Q8 takes s8 [m] fp32, Q4 s16 [m][nb] fp16 bit
+ * patterns (the other is unused). Q4 codes are unpacked from two per byte into one int8 per
+ * weight first. A Q4 scale that is NaN, Inf or negative gives ENG_ERANGE. */
+static int qmat_kernel(struct qmat *q, const int8_t *codes, const float *s8, const uint16_t *s16)
 {
     int rc;
     if (!q->q4) {
-        rc = krn_q8_create_codes(codes, scales, (size_t)q->m, (size_t)q->k, &q->k8);
+        rc = krn_q8_create_codes(codes, s8, (size_t)q->m, (size_t)q->k, &q->k8);
         return rc == KRN_OK ? 0 : rc == KRN_ENOMEM ? ENG_ENOMEM : ENG_ERANGE;
     }
     size_t rb = q4_nb(q->k) * 16;
@@ -54,9 +57,37 @@ static int qmat_kernel(struct qmat *q, const int8_t *codes, const float *scales)
             uint8_t b = (uint8_t)codes[(size_t)r * rb + j / 2];
             c[(size_t)r * q->k + j] = (int8_t)((j & 1 ? b >> 4 : b & 15) - 8);
         }
-    rc = krn_q4_create_codes(c, scales, (size_t)q->m, (size_t)q->k, &q->k4);
+    rc = krn_q4_create_codes(c, s16, (size_t)q->m, (size_t)q->k, &q->k4);
     free(c);
     return rc == KRN_OK ? 0 : rc == KRN_ENOMEM ? ENG_ENOMEM : ENG_ERANGE;
+}
+
+/* 4-bit part of qmat_from_fp: the kernels' quantizer itself (krn_q4_quantize: fp16 scale
+ * f16(absmax / 7), codes from the rounded scale), its codes packed two per byte into the file
+ * format, and the kernel object made from the same codes. */
+static int qmat_from_fp_q4(struct qmat *q, const float *w)
+{
+    size_t nb = q4_nb(q->k), m = (size_t)q->m, k = (size_t)q->k;
+    int8_t *c = malloc(m * k);
+    int rc = ENG_ENOMEM;
+    if (!c)
+        return rc;
+    int kr = krn_q4_quantize(w, m, k, c, q->scales16);
+    if (kr) {
+        rc = kr == KRN_ENOMEM ? ENG_ENOMEM : ENG_ERANGE;
+        goto out;
+    }
+    for (size_t r = 0; r < m; r++)
+        for (size_t j = 0; j < nb * Q4_BLK; j++) { /* padding codes = 0 (+8) */
+            unsigned v = (unsigned)((j < k ? c[r * k + j] : 0) + 8);
+            uint8_t *byte = (uint8_t *)&q->codes[r * nb * 16 + j / 2];
+            *byte = (uint8_t)(j & 1 ? (*byte & 0x0f) | (v << 4) : (*byte & 0xf0) | v);
+        }
+    kr = krn_q4_create_codes(c, q->scales16, m, k, &q->k4);
+    rc = kr == KRN_OK ? 0 : kr == KRN_ENOMEM ? ENG_ENOMEM : ENG_ERANGE;
+out:
+    free(c);
+    return rc;
 }
 
 /* Quantize fp32 w [m][k] into the file format (INT8 per row or 4-bit per block of 32), with
@@ -68,49 +99,31 @@ static int qmat_from_fp(struct qmat *q, const float *w, int m, int k, int q4)
     q->k = k;
     q->q4 = q4;
     q->codes = calloc((size_t)m * (q4 ? nb * 16 : (size_t)k), 1);
-    q->scales = calloc((size_t)m * (q4 ? nb : 1), sizeof(float));
-    if (!q->codes || !q->scales)
+    if (q4)
+        q->scales16 = calloc((size_t)m * nb, sizeof(uint16_t));
+    else
+        q->scales = calloc((size_t)m, sizeof(float));
+    if (!q->codes || !(q4 ? (void *)q->scales16 : (void *)q->scales))
         return ENG_ENOMEM;
+    if (q4)
+        return qmat_from_fp_q4(q, w);
     for (int r = 0; r < m; r++) {
         const float *wr = w + (size_t)r * k;
         if (!isfinite(wr[0]))
             return ENG_ERANGE;
-        if (!q4) {
-            float mx = 0;
-            for (int j = 0; j < k; j++)
-                mx = fmaxf(mx, fabsf(wr[j]));
-            if (!isfinite(mx))
-                return ENG_ERANGE;
-            float s = mx / 127.0f;
-            q->scales[r] = s;
-            for (int j = 0; j < k; j++) {
-                float c = s > 0 ? nearbyintf(wr[j] / s) : 0.0f;
-                q->codes[(size_t)r * k + j] = (int8_t)fmaxf(-127.0f, fminf(127.0f, c));
-            }
-            continue;
-        }
-        for (size_t b = 0; b < nb; b++) {
-            float mx = 0;
-            int j1 = (int)((b + 1) * Q4_BLK < (size_t)k ? (b + 1) * Q4_BLK : (size_t)k);
-            for (int j = (int)(b * Q4_BLK); j < j1; j++)
-                mx = fmaxf(mx, fabsf(wr[j]));
-            if (!isfinite(mx))
-                return ENG_ERANGE;
-            float s = mx / 7.0f;
-            q->scales[(size_t)r * nb + b] = s;
-            for (int j = (int)(b * Q4_BLK); j < j1; j++) {
-                float c = s > 0 ? nearbyintf(wr[j] / s) : 0.0f;
-                int v = (int)fmaxf(-7.0f, fminf(7.0f, c)) + 8;
-                uint8_t *byte = (uint8_t *)&q->codes[(size_t)r * nb * 16 + j / 2];
-                *byte = (uint8_t)(j & 1 ? (*byte & 0x0f) | (v << 4) : (*byte & 0xf0) | v);
-            }
-            for (int j = j1; j < (int)((b + 1) * Q4_BLK); j++) { /* padding codes = 0 (+8) */
-                uint8_t *byte = (uint8_t *)&q->codes[(size_t)r * nb * 16 + j / 2];
-                *byte = (uint8_t)(j & 1 ? (*byte & 0x0f) | (8 << 4) : (*byte & 0xf0) | 8);
-            }
+        float mx = 0;
+        for (int j = 0; j < k; j++)
+            mx = fmaxf(mx, fabsf(wr[j]));
+        if (!isfinite(mx))
+            return ENG_ERANGE;
+        float s = mx / 127.0f;
+        q->scales[r] = s;
+        for (int j = 0; j < k; j++) {
+            float c = s > 0 ? nearbyintf(wr[j] / s) : 0.0f;
+            q->codes[(size_t)r * k + j] = (int8_t)fmaxf(-127.0f, fminf(127.0f, c));
         }
     }
-    return qmat_kernel(q, q->codes, q->scales);
+    return qmat_kernel(q, q->codes, q->scales, NULL);
 }
 
 static size_t qmat_bytes(const struct qmat *q)
@@ -265,9 +278,10 @@ enum eng_head_fmt eng_student_head_fmt(const struct eng_model *m)
 
 /* ------------------------------------------------------------------------- building */
 
-int eng_student_qmat_kernel_(struct qmat *q, const int8_t *codes, const float *scales)
+int eng_student_qmat_kernel_(struct qmat *q, const int8_t *codes, const float *s8,
+                             const uint16_t *s16)
 {
-    return qmat_kernel(q, codes, scales);
+    return qmat_kernel(q, codes, s8, s16);
 }
 
 size_t eng_student_qmat_bytes_(const struct qmat *q)

@@ -21,7 +21,8 @@ struct qmat {
     int q4;           /* 1: 4-bit block-scaled, 0: INT8 per row */
     int8_t *codes;    /* owned file codes (students made from FP only), else NULL:
                        * q8 [m][k] int8; q4 [m][nb*16] bytes of two codes (w + 8), nb = ceil(k/32) */
-    float *scales;    /* owned: q8 [m]; q4 [m][nb] */
+    float *scales;    /* owned likewise: q8 [m] fp32; NULL for q4 */
+    uint16_t *scales16; /* owned likewise: q4 [m][nb] fp16 bit patterns (quant.h "Q4") */
     krn_q8 *k8;       /* kernel matrix (owned) */
     krn_q4 *k4;
 };
@@ -73,7 +74,8 @@ void eng_step_release(struct stu_ctx *sc);
 const struct qmat *eng_student_headmat_(const struct eng_student *s);
 
 struct eng_model *eng_student_new_(const struct eng_config *cfg, enum eng_head_fmt fmt);
-int eng_student_qmat_kernel_(struct qmat *q, const int8_t *codes, const float *scales);
+int eng_student_qmat_kernel_(struct qmat *q, const int8_t *codes, const float *s8,
+                             const uint16_t *s16);
 size_t eng_student_qmat_bytes_(const struct qmat *q);
 
 #endif

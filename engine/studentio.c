@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,8 +68,9 @@ static int put_qmat(struct eng_gguf_writer *w, const char *base, const struct qm
         return rc;
     ne[0] = q->q4 ? nb : 1;
     snprintf(name, sizeof(name), "%s.scale", base);
-    return eng_gguf_w_tensor(w, name, ENG_GGML_F32, q->q4 ? 2 : 1, q->q4 ? ne : &ne[1],
-                             q->scales, ne[0] * ne[1] * 4);
+    if (q->q4) /* fp16 block scales, as the kernels keep them (quant.h "Q4") */
+        return eng_gguf_w_tensor(w, name, ENG_GGML_F16, 2, ne, q->scales16, ne[0] * ne[1] * 2);
+    return eng_gguf_w_tensor(w, name, ENG_GGML_F32, 1, &ne[1], q->scales, ne[1] * 4);
 }
 
 static int put_tokenizer(struct eng_gguf_writer *w, const struct eng_tok *t)
@@ -306,11 +308,64 @@ static int read_config(const struct eng_gguf *g, const char *path, struct eng_co
     return 0;
 }
 
+/* The 4-bit matrix's `name` (.scale) tensor as fp16 [n]: F16 is used as stored (*s16 points
+ * into the mapping); F32, as files written before the scales became fp16 hold, is rounded to
+ * fp16 here (krn_f32_to_f16, nearest even) into *own (malloc'd, the caller frees), so such a
+ * file serves with the rounded scales, as if it had been written now (its codes were computed
+ * from the unrounded scale, which differs from the rounded one by at most 2^-11 relative). Any
+ * other type or size, or a scale that is NaN, Inf, negative or beyond the fp16 range, is
+ * refused with a message naming the tensor. */
+static int load_q4_scales(const struct eng_gguf *g, const char *path, const char *name,
+                          uint64_t n, const uint16_t **s16, uint16_t **own, char *err)
+{
+    const struct eng_gguf_tensor *t = eng_gguf_tensor(g, name);
+    *s16 = NULL;
+    *own = NULL;
+    if (!t)
+        return eng_fail(err, ENG_EMISSING, "'%s': tensor '%s' is missing", path, name);
+    int f16 = t->type == ENG_GGML_F16 && t->nbytes == n * 2;
+    if (!f16 && !(t->type == ENG_GGML_F32 && t->nbytes == n * 4))
+        return eng_fail(err, ENG_ESHAPE, "'%s': tensor '%s' has type %u and %llu bytes, the "
+                        "4-bit scales need F16 (type %u) with %llu bytes, or F32 (type %u, "
+                        "older files) with %llu bytes", path, name, t->type,
+                        (unsigned long long)t->nbytes, ENG_GGML_F16, (unsigned long long)(n * 2),
+                        ENG_GGML_F32, (unsigned long long)(n * 4));
+    if (f16) {
+        *s16 = t->data;
+    } else {
+        if (!(*own = malloc(n * sizeof(uint16_t))))
+            return eng_fail(err, ENG_ENOMEM, "out of memory");
+        const unsigned char *p = t->data;
+        for (uint64_t i = 0; i < n; i++) {
+            float v;
+            memcpy(&v, p + 4 * i, 4);
+            (*own)[i] = krn_f32_to_f16(v);
+        }
+        *s16 = *own;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, (const unsigned char *)*s16 + 2 * i, 2);
+        float v = krn_f16_to_f32(h);
+        if (!(v >= 0) || isinf(v)) {
+            free(*own);
+            *own = NULL;
+            *s16 = NULL;
+            return eng_fail(err, ENG_EFORMAT, "'%s': tensor '%s' holds an invalid scale at %llu "
+                            "(%g: not a finite, non-negative fp16 number)", path, name,
+                            (unsigned long long)i, (double)v);
+        }
+    }
+    return 0;
+}
+
 static int load_qmat(const struct eng_gguf *g, const char *path, const char *base, int m, int k,
                      int q4, struct qmat *q, char *err)
 {
     char name[128];
-    const void *codes, *scales;
+    const void *codes, *scales = NULL;
+    const uint16_t *s16 = NULL;
+    uint16_t *own = NULL;
     uint64_t nb = q4_nb(k);
     int rc;
     q->m = m;
@@ -320,9 +375,6 @@ static int load_qmat(const struct eng_gguf *g, const char *path, const char *bas
     if ((rc = want(g, path, name, ENG_GGML_I8, (uint64_t)m * (q4 ? nb * 16 : (uint64_t)k), 0,
                    &codes, err)))
         return rc;
-    snprintf(name, sizeof(name), "%s.scale", base);
-    if ((rc = want(g, path, name, ENG_GGML_F32, (uint64_t)m * (q4 ? nb : 1) * 4, 0, &scales, err)))
-        return rc;
     if (q4) { /* every code must be 1..15 (stored w4 + 8) */
         const uint8_t *p = codes;
         for (uint64_t i = 0; i < (uint64_t)m * nb * 16; i++)
@@ -330,7 +382,13 @@ static int load_qmat(const struct eng_gguf *g, const char *path, const char *bas
                 return eng_fail(err, ENG_EFORMAT, "'%s': tensor '%s' holds an invalid 4-bit code",
                                 path, name);
     }
-    rc = eng_student_qmat_kernel_(q, codes, scales);
+    snprintf(name, sizeof(name), "%s.scale", base);
+    rc = q4 ? load_q4_scales(g, path, name, (uint64_t)m * nb, &s16, &own, err)
+            : want(g, path, name, ENG_GGML_F32, (uint64_t)m * 4, 0, &scales, err);
+    if (rc)
+        return rc;
+    rc = eng_student_qmat_kernel_(q, codes, scales, s16);
+    free(own);
     return rc ? eng_fail(err, rc, "'%s': cannot build the %s matrix", path, base) : 0;
 }
 

@@ -2,7 +2,8 @@
  * tests/test-eng-student.c — the ternary student against an independent PyTorch
  * re-implementation of BitLinear + SubLN (tools/make_engine_fixtures.py: student_forward, which
  * the script first checks against transformers with quantization off), the GGUF student file
- * round trip, and corrupt student files.
+ * round trip, and corrupt student files; the 4-bit head's fp16 block scales in the file (F16;
+ * F32 scales of older files rounded to fp16 at load; other types refused).
  *
  * Tolerances: the reference quantizes with the same formulas (absmean ternary per tensor,
  * per-token absmax INT8, INT8 per-row embedding/head) in fp32 PyTorch; the kernels accumulate
@@ -17,6 +18,7 @@
 #include "engine/model.h"
 #include "engine/student.h"
 #include "engine/tokenizer.h"
+#include "kernels/quant.h"
 #include "tests/eng_util.h"
 #include "tests/tap.h"
 
@@ -180,6 +182,193 @@ static void wrong_contents(void)
     eng_gguf_free(g);
 }
 
+/* ---- fp16 block scales of the 4-bit head in the file ------------------------------------- */
+
+enum { SC_OLD_F32, SC_F16, SC_I32, SC_F16_SHORT, SC_F16_NAN };
+
+/* Copy one KV of the student file (the types eng_student_save writes); absent keys are skipped. */
+static int copy_kv(struct eng_gguf_writer *w, const struct eng_gguf *g, const char *key)
+{
+    const struct eng_gguf_kv *kv = eng_gguf_kv(g, key);
+    uint64_t u;
+    float f;
+    int b;
+    char *str;
+    if (!kv)
+        return 0;
+    switch (kv->type) {
+    case ENG_GGUF_STRING:
+        if (eng_gguf_get_str(g, key, &str, NULL))
+            return -1;
+        b = eng_gguf_w_str(w, key, str);
+        free(str);
+        return b;
+    case ENG_GGUF_U32: return eng_gguf_get_u64(g, key, &u, NULL) || eng_gguf_w_u32(w, key, (uint32_t)u);
+    case ENG_GGUF_U64: return eng_gguf_get_u64(g, key, &u, NULL) || eng_gguf_w_u64(w, key, u);
+    case ENG_GGUF_F32: return eng_gguf_get_f32(g, key, &f, NULL) || eng_gguf_w_f32(w, key, f);
+    case ENG_GGUF_BOOL: return eng_gguf_get_bool(g, key, &b, NULL) || eng_gguf_w_bool(w, key, b);
+    default: return -1;
+    }
+}
+
+/* The fp16 scale that F32 scale i of an old-style file (below) must load as: i % 3 == 0 lies
+ * 2^-12 (relative) above half h (rounds down to h), 1 three quarters of the way to h + 1
+ * (rounds up), 2 exactly halfway (the tie: to the even one). */
+static uint16_t sc_want(uint16_t h, size_t i)
+{
+    return i % 3 == 0 ? h : i % 3 == 1 ? (uint16_t)(h + 1) : (uint16_t)(h & 1 ? h + 1 : h);
+}
+
+static float sc_old(uint16_t h, size_t i)
+{
+    double lo = krn_f16_to_f32(h), hi = krn_f16_to_f32((uint16_t)(h + 1));
+    return (float)(i % 3 == 0 ? lo * (1 + 0x1p-12) : i % 3 == 1 ? lo + 0.75 * (hi - lo)
+                                                                : (lo + hi) / 2);
+}
+
+/* Rewrite the saved 4-bit student `src` (no tokenizer or task metadata) into `dst` with its
+ * token_embd.scale replaced per mode, every other KV and tensor copied as is. 0 on success. */
+static int rewrite_scales(const char *src, const char *dst, int layers, int mode)
+{
+    static const char *const lin[7] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                       "ffn_gate", "ffn_up", "ffn_down"};
+    static const char *const nrm[6] = {"attn_norm", "ffn_norm", "attn_q_norm", "attn_k_norm",
+                                       "attn_sub_norm", "ffn_sub_norm"};
+    static const char *const keys[] = {
+        "general.architecture", "general.alignment", "general.name",
+        "qwen3-bitdistill.context_length", "qwen3-bitdistill.embedding_length",
+        "qwen3-bitdistill.feed_forward_length", "qwen3-bitdistill.block_count",
+        "qwen3-bitdistill.attention.head_count", "qwen3-bitdistill.attention.head_count_kv",
+        "qwen3-bitdistill.attention.key_length", "qwen3-bitdistill.vocab_size",
+        "qwen3-bitdistill.rope.freq_base", "qwen3-bitdistill.attention.layer_norm_rms_epsilon",
+        "bitdistill.base_model_type", "bitdistill.tie_word_embeddings", "bitdistill.qk_norm",
+        "bitdistill.qkv_bias", "bitdistill.subln", "bitdistill.weight_format",
+        "bitdistill.head_format", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"};
+    char err[ENG_ERR_LEN], name[128];
+    struct eng_gguf *g = NULL;
+    struct eng_gguf_writer *w = NULL;
+    void *buf = NULL;
+    int rc = -1;
+    if (eng_gguf_open(src, &g, err) || eng_gguf_writer_create(&w))
+        goto out;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (copy_kv(w, g, keys[i]))
+            goto out;
+    size_t nt = 0;
+    char names[8 + 24 * 64][64];
+    snprintf(names[nt++], 64, "token_embd.weight");
+    snprintf(names[nt++], 64, "token_embd.scale");
+    snprintf(names[nt++], 64, "output.weight");
+    snprintf(names[nt++], 64, "output.scale");
+    snprintf(names[nt++], 64, "output_norm.weight");
+    for (int l = 0; l < layers && l < 64; l++) {
+        for (int j = 0; j < 6; j++)
+            snprintf(names[nt++], 64, "blk.%d.%s.weight", l, nrm[j]);
+        for (int j = 0; j < 7; j++) {
+            snprintf(names[nt++], 64, "blk.%d.%s.weight", l, lin[j]);
+            snprintf(names[nt++], 64, "blk.%d.%s.scale", l, lin[j]);
+            snprintf(names[nt++], 64, "blk.%d.%s.bias", l, lin[j]);
+        }
+    }
+    if (eng_gguf_tensor_count(g) > nt) /* a tensor this copy does not know: fail loudly */
+        goto out;
+    for (size_t i = 0; i < nt; i++) {
+        const struct eng_gguf_tensor *t = eng_gguf_tensor(g, names[i]);
+        if (!t)
+            continue;
+        if (strcmp(names[i], "token_embd.scale")) {
+            if (eng_gguf_w_tensor(w, names[i], t->type, t->n_dims, t->ne, t->data, t->nbytes))
+                goto out;
+            continue;
+        }
+        size_t n = (size_t)(t->ne[0] * t->ne[1]);
+        const uint16_t *h = t->data;
+        uint64_t ne[2] = {t->ne[0], t->ne[1]};
+        if (t->type != ENG_GGML_F16 || !(buf = calloc(n, 4)))
+            goto out;
+        for (size_t k = 0; k < n; k++) {
+            float v = sc_old(h[k], k);
+            uint16_t hw = sc_want(h[k], k);
+            if (mode == SC_OLD_F32 || mode == SC_I32)
+                memcpy((char *)buf + 4 * k, &v, 4);
+            else
+                memcpy((char *)buf + 2 * k, &hw, 2);
+        }
+        if (mode == SC_F16_NAN)
+            memcpy(buf, &(uint16_t){0x7e00}, 2);
+        snprintf(name, sizeof(name), "token_embd.scale");
+        uint32_t type = mode == SC_OLD_F32 ? ENG_GGML_F32 : mode == SC_I32 ? ENG_GGML_I32
+                                                                            : ENG_GGML_F16;
+        uint64_t nb = mode == SC_OLD_F32 || mode == SC_I32 ? 4 * n : 2 * n;
+        if (mode == SC_F16_SHORT) { /* one row of scales short */
+            ne[1]--;
+            nb -= 2 * ne[0];
+        }
+        if (eng_gguf_w_tensor(w, name, type, 2, ne, buf, nb))
+            goto out;
+    }
+    rc = eng_gguf_writer_write(w, dst, err);
+out:
+    eng_gguf_writer_free(w);
+    eng_gguf_free(g);
+    free(buf);
+    return rc;
+}
+
+/* A 4-bit student's file stores its block scales as F16; an older file with F32 scales loads
+ * with them rounded to fp16 (nearest even), giving bit for bit the model of the F16 file with
+ * those rounded scales; any other type or size, or a NaN scale, is refused naming the tensor. */
+static void q4_scale_file(struct eng_model *st4, int layers)
+{
+    char err[ENG_ERR_LEN] = "", src[512], dst[512], ref[512];
+    struct eng_gguf *g = NULL;
+    struct eng_model *a = NULL, *b = NULL, *o = NULL;
+    snprintf(src, sizeof(src), "%s/s4.gguf", eu_tmpdir());
+    snprintf(dst, sizeof(dst), "%s/s4old.gguf", eu_tmpdir());
+    snprintf(ref, sizeof(ref), "%s/s4new.gguf", eu_tmpdir());
+    int rc = st4 ? eng_student_save(st4, NULL, NULL, src, err) : -1;
+    const struct eng_gguf_tensor *t = NULL;
+    if (rc == 0 && eng_gguf_open(src, &g, err) == 0)
+        t = eng_gguf_tensor(g, "token_embd.scale");
+    size_t nsc = (size_t)V * ((48 + 31) / 32);
+    TAP_OK(t && t->type == ENG_GGML_F16 && t->nbytes == 2 * nsc,
+           "q4 student file: token_embd.scale is F16 with %zu scales (%zu bytes) (%s)", nsc,
+           2 * nsc, err);
+    eng_gguf_free(g);
+    rc = rewrite_scales(src, dst, layers, SC_OLD_F32) || rewrite_scales(src, ref, layers, SC_F16);
+    if (rc == 0)
+        rc = eng_student_load(dst, &a, NULL, NULL, err) || eng_student_load(ref, &b, NULL, NULL, err) ||
+             eng_student_load(src, &o, NULL, NULL, err);
+    float *la = a ? run(a) : NULL, *lb = b ? run(b) : NULL, *lo = o ? run(o) : NULL;
+    size_t n = (size_t)ntok * V * sizeof(float);
+    TAP_OK(la && lb && lo && !memcmp(la, lb, n) && memcmp(la, lo, n),
+           "old-style F32 scales (2^-12 above a half / 3/4 of the way up / the tie) load rounded "
+           "to fp16 (down / up / to even): logits equal the F16 file's bit for bit, and differ "
+           "from the unperturbed file's (%s)", err);
+    free(la);
+    free(lb);
+    free(lo);
+    eng_model_free(a);
+    eng_model_free(b);
+    eng_model_free(o);
+    static const struct {
+        int mode;
+        const char *what, *needle;
+    } bad[] = {{SC_I32, "I32 scale tensor", "4-bit scales need F16"},
+               {SC_F16_SHORT, "F16 scale tensor one row short", "4-bit scales need F16"},
+               {SC_F16_NAN, "F16 scale NaN", "invalid scale"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct eng_model *m = NULL;
+        err[0] = 0;
+        rc = rewrite_scales(src, dst, layers, bad[i].mode);
+        int lrc = rc ? 0 : eng_student_load(dst, &m, NULL, NULL, err);
+        TAP_OK(rc == 0 && lrc < 0 && !m && strstr(err, "'token_embd.scale'") &&
+                   strstr(err, bad[i].needle),
+               "%s refused: %s", bad[i].what, err);
+        eng_model_free(m);
+    }
+}
+
 int main(void)
 {
     char err[ENG_ERR_LEN] = "", path[512], q3tok[1024];
@@ -210,6 +399,8 @@ int main(void)
            "resident bytes: fp %zu > 3 x student q8 %zu > student q4 %zu",
            eng_model_resident_bytes(fp), st ? eng_model_resident_bytes(st) : 0,
            st4 ? eng_model_resident_bytes(st4) : 0);
+
+    q4_scale_file(st4, 3);
 
     /* Save with tokenizer and task metadata, load back. */
     struct eng_tok *tok0 = NULL, *tok1 = NULL;
