@@ -227,6 +227,32 @@ static inline void krn_test_x_free(krn_test_x *x)
     free(x->bsum.base);
 }
 
+/* The exact-result checks of the int32 bounds and scale extremes: run the fmt kernel (I2: the
+ * GEMV) of every variant this build and CPU run on group 0 of w and token 0 of x; 1 if rows
+ * [0, nrows) all equal want bit for bit, else prints the variant and 0. */
+static inline int krn_test_every_variant(int fmt, const krn_w_view *w, const krn_act_view *x,
+                                         size_t nrows, float want)
+{
+    int ok = 1;
+    for (int v = 0; v < KRN_VARIANT_COUNT; v++) {
+        const krn_ops *ops = krn_ops_variant((krn_variant)v);
+        if (!ops)
+            continue;
+        krn_mat_fn fn = fmt == KRN_FMT_I2 ? ops->i2_gemv : fmt == KRN_FMT_Q8 ? ops->q8_gemm
+                                                                             : ops->q4_gemm;
+        float y[16];
+        fn(w, x, 0, 1, y, 16);
+        for (size_t r = 0; r < nrows; r++)
+            if (y[r] != want) {
+                printf("# %s row %zu: got %.9g want %.9g\n", krn_variant_name((krn_variant)v), r,
+                       (double)y[r], (double)want);
+                ok = 0;
+                break;
+            }
+    }
+    return ok;
+}
+
 /* Run kernel fn and ref over all groups into unaligned outputs; compare bit for bit. With
  * unit scales (d = scale = 1 for I2) the output is the integer result itself. */
 static inline int krn_test_mat(krn_mat_fn fn, krn_mat_fn ref, const krn_w_view *w,

@@ -73,15 +73,8 @@ static void test_q8_bound(void)
     krn_test_x x = krn_test_x_make(1, k, KRN_X_MIN, 0);
     ((float *)w.scales.p)[0] = 1.0f;
     ((float *)x.scale.p)[0] = 1.0f;
-    int ok = 1;
-    for (int v = 0; v < KRN_VARIANT_COUNT; v++) {
-        const krn_ops *ops = krn_ops_variant((krn_variant)v);
-        if (!ops)
-            continue;
-        float y[16];
-        ops->q8_gemm(&w.v, &x.v, 0, 1, y, 16);
-        ok &= y[0] == (float)(-127.0 * 128.0 * (double)k);
-    }
+    int ok = krn_test_every_variant(KRN_FMT_Q8, &w.v, &x.v, 1,
+                                    (float)(-127.0 * 128.0 * (double)k));
     TAP_OK(ok, "Q8 int32 bound: K=%zu, w8=+127, q=-128 -> %.0f in every variant", k,
            -127.0 * 128.0 * (double)k);
     krn_test_w_free(&w);
@@ -102,19 +95,7 @@ static void test_q4_scale_extremes(void)
         for (size_t i = 0; i < 16 * nb; i++)
             memcpy((char *)w.scales16.p + 2 * i, &hs[e], 2);
         ((float *)x.scale.p)[0] = 1.0f;
-        int ok = 1;
-        for (int v = 0; v < KRN_VARIANT_COUNT; v++) {
-            const krn_ops *ops = krn_ops_variant((krn_variant)v);
-            if (!ops)
-                continue;
-            float y[16];
-            ops->q4_gemm(&w.v, &x.v, 0, 1, y, 16);
-            for (int r = 0; r < 16; r++)
-                ok &= y[r] == (float)want[e];
-            if (!ok)
-                printf("# %s: got %.9g want %.9g\n", krn_variant_name((krn_variant)v),
-                       (double)y[0], want[e]);
-        }
+        int ok = krn_test_every_variant(KRN_FMT_Q4, &w.v, &x.v, 16, (float)want[e]);
         TAP_OK(ok, "Q4 fp16 scale 0x%04x (%g): every variant gives the exact %.9g", hs[e],
                e ? 0x1p-24 : 65504.0, want[e]);
         krn_test_w_free(&w);

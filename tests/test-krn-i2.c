@@ -205,16 +205,8 @@ static void test_extremes(void)
     krn_test_x x = krn_test_x_make(1, k, KRN_X_MIN, 0);
     w.v.d = 1.0f;
     ((float *)x.scale.p)[0] = 1.0f;
-    int ok = 1;
-    for (int v = 0; v < KRN_VARIANT_COUNT; v++) {
-        const krn_ops *ops = krn_ops_variant((krn_variant)v);
-        if (!ops)
-            continue;
-        float y[16];
-        ops->i2_gemv(&w.v, &x.v, 0, 1, y, 16);
-        for (int i = 0; i < 16; i++)
-            ok &= y[i] == -128.0f * (float)k; /* dot(2, -128) - sum(-128) = -128 K */
-    }
+    /* dot(2, -128) - sum(-128) = -128 K */
+    int ok = krn_test_every_variant(KRN_FMT_I2, &w.v, &x.v, 16, -128.0f * (float)k);
     TAP_OK(ok, "int32 bound: K=65536, codes +1, q=-128: stored dot = -2^24, no wrap in any variant");
     krn_test_w_free(&w);
     krn_test_x_free(&x);
