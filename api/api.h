@@ -26,7 +26,8 @@ struct api_ctx {
     struct srv_server *srv;          /* borrowed */
     struct job_store *store;         /* borrowed */
     struct eng_registry *registry;   /* borrowed: models served */
-    struct eng_sched *sched;         /* borrowed: the engine thread */
+    struct eng_sched *sched;         /* borrowed: the engine workers */
+    int engine_threads;              /* threads of each worker's passes (models get this) */
     struct job_writer *writer;       /* borrowed: the database's writer thread */
     struct job_sup *sup;             /* borrowed: the job supervisor */
     const char *data_dir;            /* borrowed */

@@ -182,6 +182,8 @@ static void activation_load(uv_work_t *w)
     struct activation *a = w->data;
     if (eng_served_load(a->path, a->id, 0, &a->loaded, a->err))
         a->loaded = NULL;
+    else
+        eng_model_set_threads(a->loaded->model, a->ctx->engine_threads);
 }
 
 static void activation_loaded(uv_work_t *w, int status)

@@ -2,7 +2,10 @@
  * bench/loadgen.c — a closed-loop HTTP load generator for the serving benchmark.
  *
  *   loadgen PORT PATH BODY CONCURRENCY SECONDS
+ *   loadgen -c PORT PATH BODY CONNECTIONS SECONDS
  *
+ * The second form is the many-connection mode of loadgen_flood.c (overload runs: every
+ * connection resends at once; 2xx and 429 counted apart). The first:
  * CONCURRENCY threads each hold one keep-alive connection and send POST PATH with BODY (JSON)
  * back to back for SECONDS. Prints one line:
  *   requests=N errors=E rps=R p50_ms=A p99_ms=B tokens=K tokens_per_s=T
@@ -12,6 +15,7 @@
  */
 #include <pthread.h>
 
+#include "bench/loadgen.h"
 #include "tests/http_client.h"
 
 struct worker {
@@ -68,8 +72,11 @@ static void *run(void *arg)
 
 int main(int argc, char **argv)
 {
+    int flood = argc > 1 && !strcmp(argv[1], "-c");
+    argv += flood;
+    argc -= flood;
     if (argc != 6) {
-        fprintf(stderr, "usage: loadgen PORT PATH BODY CONCURRENCY SECONDS\n");
+        fprintf(stderr, "usage: loadgen [-c] PORT PATH BODY CONCURRENCY SECONDS\n");
         return 2;
     }
     int port = atoi(argv[1]), conc = atoi(argv[4]);
@@ -82,6 +89,11 @@ int main(int argc, char **argv)
              "Content-Length: %zu\r\n\r\n%s",
              path, strlen(body), body);
     signal(SIGPIPE, SIG_IGN);
+    if (flood) {
+        int rc = loadgen_flood(port, req, conc, secs);
+        free(req);
+        return rc;
+    }
     struct worker *ws = calloc((size_t)conc, sizeof(*ws));
     pthread_t *th = calloc((size_t)conc, sizeof(*th));
     double t0 = tc_now();

@@ -1,8 +1,15 @@
 /*
- * engine/sched.c — see sched.h. One engine thread; the loop thread only submits, cancels and
- * drains. Locking: `lock` guards the incoming queue, the ready list, each job's delta/done/
- * cancelled fields and the stats; everything else of a running job is touched by the engine
- * thread alone.
+ * engine/sched.c — see sched.h. `workers` engine threads share one incoming queue; each holds
+ * its own classifications and generations and runs its own passes (data parallelism: on a small
+ * model one pass per core beats one pass split over the cores, whose many short parallel
+ * regions leave the helpers spinning). The loop thread only submits, cancels and drains.
+ * Locking: `lock` guards the incoming queue, the ready list, the counters, each job's delta/
+ * done/cancelled/held fields and the stats; everything else of a held job is touched by its
+ * worker alone.
+ *
+ * A job's completion hands it to the loop thread, which may free it (and drop the last
+ * reference to its model) at once: a worker touches neither after job_finish, so it gives a
+ * generation's KV context back before finishing the job.
  */
 #include "config.h"
 
@@ -33,26 +40,36 @@ struct gen {
     int want;              /* this step computes logits for it */
 };
 
-struct eng_sched {
-    struct eng_sched_cfg cfg;
-    void (*notify)(void *arg);
-    void *arg;
+/* One engine thread and what it holds (touched by that thread alone unless noted). */
+struct eng_worker {
+    struct eng_sched *s;
     pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int stop;
-    struct eng_job *in_head, *in_tail; /* incoming, FIFO */
-    int n_in;
-    struct eng_job *ready;             /* jobs with news, LIFO */
-    struct eng_sched_stats stats;
-    /* engine thread */
-    struct eng_job **pend;             /* classify jobs being scored */
+    int started;
+    struct eng_job **pend;             /* classify jobs being scored [max_queue + 1] */
     int npend;
     struct gen *gens;                  /* [max_seqs] */
     int ngens;
     int32_t *scratch_idx;
     int scratch_n;
     unsigned rr;                       /* round robin over models */
+};
+
+struct eng_sched {
+    struct eng_sched_cfg cfg;
+    void (*notify)(void *arg);
+    void *arg;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int stop;
+    struct eng_job *in_head, *in_tail; /* incoming, FIFO */
+    int n_in;
+    int held_cls, held_gen;            /* jobs taken by workers and not finished */
+    int cls_active;                    /* classify jobs submitted and not finished */
+    double last_submit, gap;           /* time of the last submission; mean gap (EWMA), s */
+    struct eng_job *ready;             /* jobs with news, LIFO */
+    struct eng_sched_stats stats;
+    struct eng_worker *w;              /* [nworkers] */
+    int nworkers;
 };
 
 static double now_s(void)
@@ -151,6 +168,11 @@ static void job_finish(struct eng_sched *s, struct eng_job *j, int status, const
     }
     pthread_mutex_lock(&s->lock);
     j->done = 1;
+    if (j->held)
+        *(j->kind == ENG_JOB_CLASSIFY ? &s->held_cls : &s->held_gen) -= 1;
+    j->held = 0;
+    if (j->kind == ENG_JOB_CLASSIFY)
+        s->cls_active--;
     mark_ready(s, j);
     pthread_mutex_unlock(&s->lock);
     s->notify(s->arg);
@@ -278,10 +300,11 @@ static void label_probs(float *p, int n)
         p[i] /= sum;
 }
 
-/* Score up to max_batch pending inputs of the oldest job's model in one batched pass. */
-static void classify_pass(struct eng_sched *s)
+/* Score up to max_batch pending inputs of w's oldest job's model in one batched pass. */
+static void classify_pass(struct eng_worker *w)
 {
-    struct eng_served *m = s->pend[0]->model;
+    struct eng_sched *s = w->s;
+    struct eng_served *m = w->pend[0]->model;
     int cap = s->cfg.max_batch, nseg = 0, nl = m->meta.nlabels;
     struct eng_seg *segs = calloc((size_t)cap, sizeof(*segs));
     struct eng_job **owner = calloc((size_t)cap, sizeof(*owner));
@@ -292,8 +315,8 @@ static void classify_pass(struct eng_sched *s)
         rc = ENG_ENOMEM;
         goto out;
     }
-    for (int k = 0; k < s->npend && nseg < cap; k++) {
-        struct eng_job *j = s->pend[k];
+    for (int k = 0; k < w->npend && nseg < cap; k++) {
+        struct eng_job *j = w->pend[k];
         if (j->model != m)
             continue;
         while (j->cnext < j->ninputs && nseg < cap) {
@@ -321,9 +344,9 @@ out:;
         eng_served_ctx_put(m, segs[i].ctx);
     eng_served_scratch_put(m, scratch);
     /* Finish the jobs whose inputs are all scored (or all jobs of this pass on error). */
-    int w = 0;
-    for (int k = 0; k < s->npend; k++) {
-        struct eng_job *j = s->pend[k];
+    int keep = 0;
+    for (int k = 0; k < w->npend; k++) {
+        struct eng_job *j = w->pend[k];
         int in_pass = 0;
         for (int i = 0; i < nseg; i++)
             in_pass |= owner[i] == j;
@@ -332,9 +355,9 @@ out:;
         else if (!rc && j->cnext == j->ninputs)
             job_finish(s, j, 0, "stop", NULL);
         else
-            s->pend[w++] = j;
+            w->pend[keep++] = j;
     }
-    s->npend = w;
+    w->npend = keep;
     free(segs);
     free(owner);
 }
@@ -354,21 +377,26 @@ static int is_eos(const struct eng_served *m, int32_t t)
     return 0;
 }
 
-static void gen_release(struct eng_sched *s, int g)
+/*
+ * Take generation g out of w and return its job for the caller to finish. The KV context goes
+ * back to the model first: once job_finish hands the job over, the loop thread may free it and
+ * drop the last reference to its model (a hot-swap) at any moment.
+ */
+static struct eng_job *gen_release(struct eng_worker *w, int g)
 {
-    struct gen *x = &s->gens[g];
-    eng_served_ctx_put(x->job->model, x->ctx);
+    struct gen *x = &w->gens[g];
+    struct eng_job *j = x->job;
+    eng_served_ctx_put(j->model, x->ctx);
     free(x->ids);
     free(x->logits);
-    s->gens[g] = s->gens[--s->ngens];
-    pthread_mutex_lock(&s->lock);
-    s->stats.kv_used = s->ngens;
-    s->stats.running = s->ngens;
-    pthread_mutex_unlock(&s->lock);
+    w->gens[g] = w->gens[--w->ngens];
+    return j;
 }
 
-static int gen_admit(struct eng_sched *s, struct eng_job *j)
+/* Start generating j on w (tokenize, take a KV context); on failure j is finished. */
+static int gen_admit(struct eng_worker *w, struct eng_job *j)
 {
+    struct eng_sched *s = w->s;
     struct eng_served *m = j->model;
     struct gen x;
     int32_t *ids = NULL;
@@ -411,11 +439,7 @@ static int gen_admit(struct eng_sched *s, struct eng_job *j)
     x.ids = grown;
     j->prompt_tokens = (int)n;
     eng_sampler_init(&x.smp, j->temperature, j->top_p, j->seed);
-    s->gens[s->ngens++] = x;
-    pthread_mutex_lock(&s->lock);
-    s->stats.kv_used = s->ngens;
-    s->stats.running = s->ngens;
-    pthread_mutex_unlock(&s->lock);
+    w->gens[w->ngens++] = x;
     return 0;
 }
 
@@ -429,18 +453,20 @@ static size_t max_stop_len(const struct eng_job *j)
     return m;
 }
 
-/* Hand out new text of generation g; finish it if a stop condition holds. Returns 1 if done. */
-static int gen_text(struct eng_sched *s, int g, const char *reason)
+/*
+ * Hand out new text of generation g. Returns 0 while it goes on, 1 when a stop condition holds
+ * (*reason says which) and -1 when its tokens cannot be decoded; the caller then releases and
+ * finishes it.
+ */
+static int gen_text(struct eng_worker *w, int g, const char **reason)
 {
-    struct gen *x = &s->gens[g];
+    struct gen *x = &w->gens[g];
     struct eng_job *j = x->job;
     char *text = NULL;
     size_t len = 0;
     if (eng_tok_decode(j->model->tok, x->ids + x->n_prompt, (size_t)(x->n - x->n_prompt), 1,
-                       &text, &len)) {
-        job_finish(s, j, 500, NULL, "cannot decode the generated tokens");
-        return 1;
-    }
+                       &text, &len))
+        return -1;
     /* Stop strings: cut at the first occurrence after what was already handed out. */
     size_t cut = len;
     for (int i = 0; i < j->nstop; i++) {
@@ -448,11 +474,11 @@ static int gen_text(struct eng_sched *s, int g, const char *reason)
         char *at = strstr(text + from, j->stop[i]);
         if (at && (size_t)(at - text) < cut) {
             cut = (size_t)(at - text);
-            reason = "stop";
+            *reason = "stop";
         }
     }
     size_t upto = cut;
-    if (!reason) {
+    if (!*reason) {
         /* Hold back what may be the start of a stop string or a partial UTF-8 character
          * (decoded as U+FFFD, EF BF BD). */
         size_t hold = max_stop_len(j);
@@ -462,23 +488,19 @@ static int gen_text(struct eng_sched *s, int g, const char *reason)
             upto -= 3;
     }
     if (upto > x->emitted) {
-        job_emit(s, j, text + x->emitted, upto - x->emitted);
+        job_emit(w->s, j, text + x->emitted, upto - x->emitted);
         x->emitted = upto;
     }
     free(text);
-    if (reason) {
-        j->completion_tokens = x->n - x->n_prompt;
-        job_finish(s, j, 0, reason, NULL);
-        return 1;
-    }
-    return 0;
+    return *reason != NULL;
 }
 
-/* One step: prompt chunks of admitted sequences + one token of each decoding sequence. */
-static void gen_step(struct eng_sched *s)
+/* One step of w: prompt chunks of admitted sequences + one token of each decoding sequence. */
+static void gen_step(struct eng_worker *w)
 {
-    struct eng_seg *segs = calloc((size_t)s->ngens, sizeof(*segs));
-    int *owner = calloc((size_t)s->ngens, sizeof(int));
+    struct eng_sched *s = w->s;
+    struct eng_seg *segs = calloc((size_t)w->ngens, sizeof(*segs));
+    int *owner = calloc((size_t)w->ngens, sizeof(int));
     int budget = s->cfg.prefill_rows;
     if (!segs || !owner) {
         free(segs);
@@ -486,10 +508,10 @@ static void gen_step(struct eng_sched *s)
         return;
     }
     /* One model per pass, rotating between the models of the running sequences. */
-    struct eng_served *m = s->gens[s->rr++ % s->ngens].job->model;
+    struct eng_served *m = w->gens[w->rr++ % w->ngens].job->model;
     int nseg = 0, rc = 0;
-    for (int g = 0; g < s->ngens; g++) {
-        struct gen *x = &s->gens[g];
+    for (int g = 0; g < w->ngens; g++) {
+        struct gen *x = &w->gens[g];
         x->want = 0;
         if (x->job->model != m)
             continue;
@@ -517,24 +539,23 @@ static void gen_step(struct eng_sched *s)
     snprintf(why, sizeof(why), "%s", scratch ? eng_ctx_errmsg(scratch) : "out of memory");
     eng_served_scratch_put(m, scratch);
     int V = eng_model_config(m->model)->vocab;
-    if (s->scratch_n < V) {
-        free(s->scratch_idx);
-        s->scratch_idx = malloc((size_t)V * sizeof(int32_t));
-        s->scratch_n = s->scratch_idx ? V : 0;
+    if (w->scratch_n < V) {
+        free(w->scratch_idx);
+        w->scratch_idx = malloc((size_t)V * sizeof(int32_t));
+        w->scratch_n = w->scratch_idx ? V : 0;
     }
     /* Walk from the end so that releasing (swap with last) keeps earlier indices valid. */
     for (int k = nseg - 1; k >= 0; k--) {
         int g = owner[k];
-        struct gen *x = &s->gens[g];
+        struct gen *x = &w->gens[g];
         struct eng_job *j = x->job;
-        if (rc || !s->scratch_idx) {
-            job_finish(s, j, 500, NULL, "inference failed: %s", why);
-            gen_release(s, g);
+        if (rc || !w->scratch_idx) {
+            job_finish(s, gen_release(w, g), 500, NULL, "inference failed: %s", why);
             continue;
         }
         if (!x->want)
             continue;
-        int32_t t = eng_sampler_pick(&x->smp, x->logits, V, s->scratch_idx);
+        int32_t t = eng_sampler_pick(&x->smp, x->logits, V, w->scratch_idx);
         if (!j->t_first)
             j->t_first = now_s();
         const char *reason = NULL;
@@ -546,117 +567,179 @@ static void gen_step(struct eng_sched *s)
                 reason = "length";
         }
         j->completion_tokens = x->n - x->n_prompt;
-        if (gen_text(s, g, reason))
-            gen_release(s, g);
+        int r = gen_text(w, g, &reason);
+        if (r < 0)
+            job_finish(s, gen_release(w, g), 500, NULL, "cannot decode the generated tokens");
+        else if (r > 0)
+            job_finish(s, gen_release(w, g), 0, reason, NULL);
     }
     free(segs);
     free(owner);
 }
 
-/* ---- the engine thread --------------------------------------------------------------------- */
+/* ---- the engine threads -------------------------------------------------------------------- */
 
-static int pend_inputs(const struct eng_sched *s)
+static int pend_inputs(const struct eng_worker *w)
 {
     int n = 0;
-    for (int k = 0; k < s->npend; k++)
-        n += s->pend[k]->ninputs - s->pend[k]->cnext;
+    for (int k = 0; k < w->npend; k++)
+        n += w->pend[k]->ninputs - w->pend[k]->cnext;
     return n;
 }
 
-static void *sched_main(void *arg)
+/*
+ * Lock held. Whether w should wait for more classifications before its pass: it holds fewer
+ * than max_batch inputs, its oldest has waited less than max_wait_ms, and more are likely to
+ * arrive within the wait: requests have been arriving less than half the wait apart (the mean
+ * gap) and classifications other than w's are in flight. A lone client, which sends its next
+ * request only after this answer, never waits.
+ */
+static int should_wait(const struct eng_worker *w, double *due)
 {
-    struct eng_sched *s = arg;
-    for (;;) {
-        struct eng_job *take = NULL, **tail = &take;
-        pthread_mutex_lock(&s->lock);
-        for (;;) {
-            /* Move incoming jobs: every classification, and generations while slots are free
-             * (keeping their order). */
-            struct eng_job **pp = &s->in_head;
-            int slots = s->cfg.max_seqs - s->ngens;
-            s->in_tail = NULL;
-            while (*pp) {
-                struct eng_job *j = *pp;
-                if (j->kind == ENG_JOB_CLASSIFY || slots > 0 || j->cancelled) {
-                    if (j->kind == ENG_JOB_GENERATE && !j->cancelled)
-                        slots--;
-                    *pp = j->next;
-                    j->next = NULL;
-                    *tail = j;
-                    tail = &j->next;
-                    s->n_in--;
-                } else {
-                    s->in_tail = j;
-                    pp = &j->next;
-                }
+    const struct eng_sched *s = w->s;
+    if (w->npend == 0 || w->ngens > 0 || pend_inputs(w) >= s->cfg.max_batch)
+        return 0;
+    *due = w->pend[0]->t_submit + s->cfg.max_wait_ms / 1000.0;
+    return s->cls_active > w->npend && s->gap < s->cfg.max_wait_ms / 2000.0 && now_s() < *due;
+}
+
+/*
+ * Lock held. Move incoming jobs to w: cancelled ones; generations while the scheduler has
+ * slots (keeping their order); classifications up to max_batch inputs held by w (at least one
+ * job), so that idle workers share a burst. Returns the list taken.
+ */
+static struct eng_job *take_jobs(struct eng_worker *w)
+{
+    struct eng_sched *s = w->s;
+    struct eng_job *take = NULL, **tail = &take, **pp = &s->in_head;
+    int inputs = pend_inputs(w);
+    s->in_tail = NULL;
+    while (*pp) {
+        struct eng_job *j = *pp;
+        int ok = j->cancelled;
+        if (!ok && j->kind == ENG_JOB_GENERATE)
+            ok = s->held_gen < s->cfg.max_seqs;
+        else if (!ok)
+            ok = inputs == 0 || inputs + j->ninputs <= s->cfg.max_batch;
+        if (!ok) {
+            s->in_tail = j;
+            pp = &j->next;
+            continue;
+        }
+        if (!j->cancelled) {
+            j->held = 1;
+            if (j->kind == ENG_JOB_GENERATE) {
+                s->held_gen++;
+            } else {
+                s->held_cls++;
+                inputs += j->ninputs;
             }
-            s->stats.waiting = s->n_in + pend_inputs(s);
-            if (take || s->stop || s->ngens > 0)
-                break;
-            if (s->npend > 0) {
-                double due = s->pend[0]->t_submit + s->cfg.max_wait_ms / 1000.0;
-                if (pend_inputs(s) >= s->cfg.max_batch || now_s() >= due)
-                    break;
+        }
+        *pp = j->next;
+        j->next = NULL;
+        *tail = j;
+        tail = &j->next;
+        s->n_in--;
+    }
+    if (s->in_head)
+        pthread_cond_signal(&s->cond); /* work left for another idle worker */
+    return take;
+}
+
+/* Prepare what w took: classifications are tokenized, generations admitted. */
+static void start_jobs(struct eng_worker *w, struct eng_job *take, int stop)
+{
+    struct eng_sched *s = w->s;
+    while (take) {
+        struct eng_job *j = take;
+        take = j->next;
+        j->next = NULL;
+        if (j->cancelled || stop) {
+            job_finish(s, j, 0, "cancelled", NULL);
+        } else if (j->kind == ENG_JOB_CLASSIFY) {
+            if (classify_prepare(s, j))
+                job_finish(s, j, j->status, NULL, NULL);
+            else
+                w->pend[w->npend++] = j;
+        } else {
+            gen_admit(w, j);
+        }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct eng_worker *w = arg;
+    struct eng_sched *s = w->s;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        struct eng_job *take = take_jobs(w);
+        double due = 0;
+        while (!take && !s->stop && w->ngens == 0 && (w->npend == 0 || should_wait(w, &due))) {
+            if (w->npend == 0) {
+                pthread_cond_wait(&s->cond, &s->lock);
+            } else {
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
-                double wait = due - now_s();
-                long ns = ts.tv_nsec + (long)(wait * 1e9);
+                long ns = ts.tv_nsec + (long)((due - now_s()) * 1e9);
                 ts.tv_sec += ns / 1000000000L;
                 ts.tv_nsec = ns % 1000000000L;
                 pthread_cond_timedwait(&s->cond, &s->lock, &ts);
-                continue;
             }
-            pthread_cond_wait(&s->cond, &s->lock);
+            take = take_jobs(w);
         }
         int stop = s->stop;
+        s->stats.waiting = s->n_in;
         pthread_mutex_unlock(&s->lock);
 
-        while (take) {
-            struct eng_job *j = take;
-            take = j->next;
-            j->next = NULL;
-            if (j->cancelled || stop) {
-                job_finish(s, j, 0, "cancelled", NULL);
-            } else if (j->kind == ENG_JOB_CLASSIFY) {
-                if (classify_prepare(s, j))
-                    job_finish(s, j, j->status, NULL, NULL);
-                else
-                    s->pend[s->npend++] = j;
-            } else {
-                gen_admit(s, j);
-            }
-        }
+        int took = take != NULL;
+        start_jobs(w, take, stop);
         if (stop)
             break;
-        /* Cancelled generations leave now. */
-        for (int g = s->ngens - 1; g >= 0; g--) {
+        if (took) { /* what arrived may be worth waiting for more (or be all there is) */
             pthread_mutex_lock(&s->lock);
-            int c = s->gens[g].job->cancelled;
+            int again = should_wait(w, &due);
+            pthread_mutex_unlock(&s->lock);
+            if (again)
+                continue;
+        }
+        /* Cancelled generations leave now. */
+        for (int g = w->ngens - 1; g >= 0; g--) {
+            pthread_mutex_lock(&s->lock);
+            int c = w->gens[g].job->cancelled;
             pthread_mutex_unlock(&s->lock);
             if (c) {
-                struct eng_job *j = s->gens[g].job;
-                j->completion_tokens = s->gens[g].n - s->gens[g].n_prompt;
-                job_finish(s, j, 0, "cancelled", NULL);
-                gen_release(s, g);
+                w->gens[g].job->completion_tokens = w->gens[g].n - w->gens[g].n_prompt;
+                job_finish(s, gen_release(w, g), 0, "cancelled", NULL);
             }
         }
-        if (s->npend > 0) {
-            double due = s->pend[0]->t_submit + s->cfg.max_wait_ms / 1000.0;
-            if (pend_inputs(s) >= s->cfg.max_batch || now_s() >= due || s->ngens > 0)
-                classify_pass(s);
-        }
-        if (s->ngens > 0)
-            gen_step(s);
+        /* Classifications run at once unless should_wait (checked above) held them back; with
+         * generations running they share every step. */
+        if (w->npend > 0)
+            classify_pass(w);
+        if (w->ngens > 0)
+            gen_step(w);
     }
     /* Stopping: complete everything still here as cancelled. */
-    for (int k = 0; k < s->npend; k++)
-        job_finish(s, s->pend[k], 0, "cancelled", NULL);
-    s->npend = 0;
-    while (s->ngens > 0) {
-        job_finish(s, s->gens[s->ngens - 1].job, 0, "cancelled", NULL);
-        gen_release(s, s->ngens - 1);
-    }
+    for (int k = 0; k < w->npend; k++)
+        job_finish(s, w->pend[k], 0, "cancelled", NULL);
+    w->npend = 0;
+    while (w->ngens > 0)
+        job_finish(s, gen_release(w, w->ngens - 1), 0, "cancelled", NULL);
     return NULL;
+}
+
+static void sched_release(struct eng_sched *s)
+{
+    for (int i = 0; s->w && i < s->nworkers; i++) {
+        free(s->w[i].pend);
+        free(s->w[i].gens);
+        free(s->w[i].scratch_idx);
+    }
+    free(s->w);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s);
 }
 
 int eng_sched_create(const struct eng_sched_cfg *cfg, void (*notify)(void *arg), void *arg,
@@ -677,23 +760,37 @@ int eng_sched_create(const struct eng_sched_cfg *cfg, void (*notify)(void *arg),
         s->cfg.max_seqs = 8;
     if (s->cfg.prefill_rows <= 0)
         s->cfg.prefill_rows = 64;
+    if (s->cfg.workers <= 0)
+        s->cfg.workers = 1;
     s->notify = notify;
     s->arg = arg;
+    s->gap = 1e9;
     s->stats.kv_capacity = s->cfg.max_seqs;
-    s->pend = calloc((size_t)s->cfg.max_queue + 1, sizeof(*s->pend));
-    s->gens = calloc((size_t)s->cfg.max_seqs, sizeof(*s->gens));
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
-    if (!s->pend || !s->gens || pthread_create(&s->thread, NULL, sched_main, s)) {
-        free(s->pend);
-        free(s->gens);
-        pthread_mutex_destroy(&s->lock);
-        pthread_cond_destroy(&s->cond);
-        free(s);
-        return ENG_ENOMEM;
+    s->w = calloc((size_t)s->cfg.workers, sizeof(*s->w));
+    if (!s->w)
+        goto fail;
+    s->nworkers = s->cfg.workers;
+    for (int i = 0; i < s->nworkers; i++) {
+        struct eng_worker *w = &s->w[i];
+        w->s = s;
+        w->pend = calloc((size_t)s->cfg.max_queue + 1, sizeof(*w->pend));
+        w->gens = calloc((size_t)s->cfg.max_seqs, sizeof(*w->gens));
+        if (!w->pend || !w->gens)
+            goto fail;
+    }
+    for (int i = 0; i < s->nworkers; i++) {
+        if (pthread_create(&s->w[i].thread, NULL, worker_main, &s->w[i]))
+            goto fail;
+        s->w[i].started = 1;
     }
     *out = s;
     return 0;
+fail:
+    eng_sched_stop(s);
+    sched_release(s);
+    return ENG_ENOMEM;
 }
 
 void eng_sched_stop(struct eng_sched *s)
@@ -701,11 +798,13 @@ void eng_sched_stop(struct eng_sched *s)
     pthread_mutex_lock(&s->lock);
     int was = s->stop;
     s->stop = 1;
-    pthread_cond_signal(&s->cond);
+    pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
     if (was)
         return;
-    pthread_join(s->thread, NULL);
+    for (int i = 0; s->w && i < s->nworkers; i++)
+        if (s->w[i].started)
+            pthread_join(s->w[i].thread, NULL);
     /* Jobs still queued: complete them as cancelled. */
     while (s->in_head) {
         struct eng_job *j = s->in_head;
@@ -727,30 +826,31 @@ void eng_sched_free(struct eng_sched *s)
         s->ready = j->rnext;
         eng_job_free(j);
     }
-    free(s->pend);
-    free(s->gens);
-    free(s->scratch_idx);
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->cond);
-    free(s);
+    sched_release(s);
 }
 
 int eng_sched_submit(struct eng_sched *s, struct eng_job *j)
 {
     pthread_mutex_lock(&s->lock);
-    if (s->n_in + s->npend >= s->cfg.max_queue || s->stop) {
+    if (s->n_in + s->held_cls >= s->cfg.max_queue || s->stop) {
         pthread_mutex_unlock(&s->lock);
         return ENG_ERANGE;
     }
-    j->t_submit = now_s();
+    double now = now_s();
+    j->t_submit = now;
     j->next = NULL;
+    if (s->last_submit > 0)
+        s->gap = s->gap > 1e8 ? now - s->last_submit : 0.8 * s->gap + 0.2 * (now - s->last_submit);
+    s->last_submit = now;
+    if (j->kind == ENG_JOB_CLASSIFY)
+        s->cls_active++;
     if (s->in_tail)
         s->in_tail->next = j;
     else
         s->in_head = j;
     s->in_tail = j;
     s->n_in++;
-    s->stats.waiting++;
+    s->stats.waiting = s->n_in;
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);
     return 0;
@@ -760,7 +860,7 @@ void eng_sched_cancel(struct eng_sched *s, struct eng_job *j)
 {
     pthread_mutex_lock(&s->lock);
     j->cancelled = 1;
-    pthread_cond_signal(&s->cond);
+    pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -768,5 +868,8 @@ void eng_sched_stats(struct eng_sched *s, struct eng_sched_stats *st)
 {
     pthread_mutex_lock(&s->lock);
     *st = s->stats;
+    st->waiting = s->n_in;
+    st->running = s->held_gen + s->held_cls;
+    st->kv_used = s->held_gen;
     pthread_mutex_unlock(&s->lock);
 }

@@ -1,16 +1,20 @@
 /*
  * engine/sched.h — the serving scheduler: one engine thread that batches requests.
  *
- * Jobs are submitted from the loop thread into a bounded queue (full: ENG_ERANGE, the API's
- * 429). The engine thread
- *   - batches classifications dynamically: it waits up to max_wait_ms after the oldest pending
- *     input (or until max_batch inputs are pending) and scores them in one batched pass
- *     (engine/batch.h), grouped by model;
+ * Jobs are submitted from the loop thread into a bounded queue (full: ENG_ERANGE; the API then
+ * parks the request or answers 429). `workers` engine threads take jobs from it; each
+ *   - batches classifications adaptively: it takes up to max_batch pending inputs and scores
+ *     them at once in one batched pass (engine/batch.h), grouped by model. It waits (up to
+ *     max_wait_ms after its oldest input) for more only while there is evidence that more are
+ *     arriving: requests arrive less than half that wait apart and other classifications are in
+ *     flight. A lone client never pays the wait; under load, batches form from what queues up
+ *     while a pass runs;
  *   - batches generations continuously: every step runs one pass holding the next token of
  *     every running sequence plus prompt chunks of sequences being admitted; a new request joins
  *     at the next step, a finished or cancelled one leaves at once and frees its context
  *     (KV cache). At most max_seqs sequences run at once; the rest wait in the queue.
- * Parallelism inside a pass comes from the kernels' thread pool (the model's threads).
+ * Parallelism: the workers run passes side by side (each with its own scratch context and
+ * sequences), and inside a pass the kernels' thread pool has the model's threads.
  *
  * Results flow back through `notify` (called on the engine thread; the daemon makes it a
  * uv_async_send) and eng_sched_drain on the loop thread, which hands each job's new text and,
@@ -63,6 +67,7 @@ struct eng_job {
     int *cn;
     int cnext;                /* classify: inputs scored so far */
     int cancelled;
+    int held;                 /* taken by a worker and not finished (counted in the scheduler) */
     int queued_ready;
     int done;
     int delivered;
@@ -76,22 +81,23 @@ struct eng_sched_cfg {
     int max_queue;    /* jobs waiting at most (default 256) */
     int max_seqs;     /* generations running at once (default 8) */
     int prefill_rows; /* prompt tokens admitted per generation step (default 64) */
+    int workers;      /* engine threads (default 1) */
 };
 
 struct eng_sched_stats {
-    int waiting;        /* jobs queued */
-    int running;        /* generations running + classifications in the current pass */
-    int last_batch;     /* sequences in the last pass */
-    int kv_used;        /* contexts in use */
-    int kv_capacity;    /* max_seqs */
+    int waiting;        /* jobs queued, not taken by a worker yet */
+    int running;        /* jobs taken by workers: generations running + classifications */
+    int last_batch;     /* sequences in the last pass (of any worker) */
+    int kv_used;        /* generations holding a context */
+    int kv_capacity;    /* max_seqs (over all workers) */
 };
 
 struct eng_sched;
 
-/* Start the engine thread. notify(arg) is called (engine thread) when jobs have news. */
+/* Start the engine threads. notify(arg) is called (on an engine thread) when jobs have news. */
 int eng_sched_create(const struct eng_sched_cfg *cfg, void (*notify)(void *arg), void *arg,
                      struct eng_sched **out);
-/* Stop the thread; every job not completed is completed as cancelled (drain them after). */
+/* Stop the threads; every job not completed is completed as cancelled (drain them after). */
 void eng_sched_stop(struct eng_sched *s);
 /* Stop if needed and free; completions not drained are freed with their jobs. */
 void eng_sched_free(struct eng_sched *s);

@@ -33,13 +33,15 @@ struct srv_config {
     int idle_timeout_ms;      /* keep-alive connection idle between requests: closed */
     int drain_timeout_ms;     /* on SIGTERM, wait this long for in-flight requests */
     int log_level;            /* enum srv_log_level */
-    int threads;              /* inference threads; 0 = one per core */
+    int threads;              /* threads of each engine worker's passes; 0 = cores / workers */
+    int workers;              /* engine workers; 0 = cores / threads (one per core) */
     char *model;              /* student GGUF or HF directory served at start-up (NULL: none) */
     char *model_id;           /* its id (NULL: the file's base name) */
     int max_context;          /* positions per request; 0 = the model's own */
     int batch_max;            /* classification inputs per batched pass */
     int batch_wait_ms;        /* wait this long for more classifications */
-    int queue_size;           /* inference jobs waiting at most (429 above) */
+    int queue_size;           /* inference jobs queued in the engine at most */
+    int queue_wait_ms;        /* longest wait for a place in a full queue (then 429) */
     int max_seqs;             /* generations running at once (KV caches) */
     size_t max_upload_size;   /* bytes, POST /v1/files bodies */
     char *model_root;         /* HF directories jobs may name as `model` live under this */

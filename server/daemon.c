@@ -140,8 +140,7 @@ static void daemon_load_work(uv_work_t *w)
     struct daemon *d = w->data;
     if (eng_served_load(d->cfg->model, d->cfg->model_id, d->cfg->max_context, &d->loaded,
                         d->load_err) == 0) {
-        int threads = d->cfg->threads > 0 ? d->cfg->threads : (int)uv_available_parallelism();
-        eng_model_set_threads(d->loaded->model, threads);
+        eng_model_set_threads(d->loaded->model, d->api.engine_threads);
     }
 }
 
@@ -283,8 +282,16 @@ int srv_daemon_main(int argc, char **argv)
         goto out_loop;
     }
     d.api.srv = d.srv;
+    /* Engine workers x threads per worker = the cores, unless both are given. */
+    int cores = (int)uv_available_parallelism();
+    int workers = d.cfg->workers > 0   ? d.cfg->workers
+                  : d.cfg->threads > 0 ? cores / d.cfg->threads
+                                       : cores;
+    workers = workers > 0 ? workers : 1;
+    d.api.engine_threads = d.cfg->threads > 0 ? d.cfg->threads : cores / workers;
+    d.api.engine_threads = d.api.engine_threads > 0 ? d.api.engine_threads : 1;
     struct eng_sched_cfg scfg = {d.cfg->batch_max, d.cfg->batch_wait_ms, d.cfg->queue_size,
-                                 d.cfg->max_seqs, 64};
+                                 d.cfg->max_seqs, 64, workers};
     uv_async_init(&d.loop, &d.engine_async, daemon_on_engine);
     d.engine_async.data = &d;
     if (!(d.registry = eng_registry_create()) ||
@@ -352,6 +359,8 @@ int srv_daemon_main(int argc, char **argv)
     srv_log_info("bitdistilld %s listening on %s://%s:%d (data-dir %s, database %s)",
                  PACKAGE_VERSION, d.cfg->tls_cert ? "https" : "http", d.cfg->host,
                  srv_server_port(d.srv), d.cfg->data_dir, db);
+    srv_log_info("engine: %d worker(s) x %d thread(s), batches of up to %d, queue %d",
+                 workers, d.api.engine_threads, d.cfg->batch_max, d.cfg->queue_size);
     if (!d.cfg->model)
         srv_log_info("no model loaded: /readyz answers 503 until a model is activated");
     if (nkeys == 0)

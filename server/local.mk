@@ -25,7 +25,7 @@ TESTS += tests/test-srv-auth.sh
 
 # The serving benchmark's load generator (bench/serve.sh).
 noinst_PROGRAMS += bench/loadgen
-bench_loadgen_SOURCES = bench/loadgen.c
+bench_loadgen_SOURCES = bench/loadgen.c bench/loadgen_flood.c bench/loadgen.h
 bench_loadgen_LDADD = -lpthread
 dist_noinst_SCRIPTS += bench/serve.sh
 EXTRA_DIST += bench/serve-small.json
