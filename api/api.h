@@ -28,6 +28,7 @@ struct api_ctx {
     struct eng_registry *registry;   /* borrowed: models served */
     struct eng_sched *sched;         /* borrowed: the engine workers */
     int engine_threads;              /* threads of each worker's passes (models get this) */
+    struct api_infer *infer;         /* owned: requests waiting for a place (api/infer.c) */
     struct job_writer *writer;       /* borrowed: the database's writer thread */
     struct job_sup *sup;             /* borrowed: the job supervisor */
     const char *data_dir;            /* borrowed */

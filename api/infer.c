@@ -6,7 +6,14 @@
  *                         seed, stop, stream)
  * The handler validates the JSON, picks the model (the request's, or the active one of the
  * task) and submits a job to the engine scheduler (engine/sched.h); tokenization, truncation and
- * inference run on the engine thread. Results come back through the scheduler's drain on the
+ * inference run on the engine workers.
+ *
+ * Overload: when the engine's queue is full (--queue-size), the request waits, parked in a FIFO
+ * on the loop thread, for up to --queue-wait-ms; parked requests enter the queue in order as
+ * jobs finish, and one still parked at its deadline gets 429 with Retry-After. A parked client
+ * (one request per connection at a time) sends nothing more, so clients that resend at once do
+ * not turn the loop thread into a 429 generator that takes the engine's cores: the engine keeps
+ * its goodput and an accepted request waits at most queue-wait-ms plus its time in the queue. Results come back through the scheduler's drain on the
  * loop thread (api_infer_drain). A stream starts only when the first text (or the completion)
  * arrives, so every error the engine can find before generating is a proper HTTP status;
  * errors after the first byte are sent as `data: {"error":...}`.
@@ -34,6 +41,9 @@ enum infer_kind { INFER_CLASSIFY, INFER_SUMMARIZE, INFER_COMPLETE };
 struct infer_req {
     struct srv_req *req;       /* referenced */
     struct api_ctx *ctx;
+    struct eng_job *parked;    /* while parked: the job waiting for a place (owned) */
+    struct infer_req *park_next;
+    uint64_t park_deadline;    /* uv_now, ms */
     enum infer_kind kind;
     int stream;
     int started;               /* stream started (first byte sent) */
@@ -158,7 +168,105 @@ static struct eng_served *pick_model(struct srv_req *req, struct api_ctx *ctx, j
     return s;
 }
 
-/* Submit; answers 429 when the queue is full. Takes the job. */
+/* ---- waiting for a place in the engine's queue ------------------------------------------- */
+
+/* Requests parked while the engine's queue is full (loop thread only), oldest first. */
+struct api_infer {
+    struct infer_req *head, *tail;
+    int n;
+    uv_timer_t timer;          /* fires at the oldest deadline */
+};
+
+/* Refuse ir's job with 429 (its request, if still there) and free both. */
+static void refuse(struct infer_req *ir, struct eng_job *job)
+{
+    struct srv_req *req = ir->req;
+    if (srv_req_alive(req)) {
+        srv_res_header(req, "Retry-After", "1");
+        api_error(req, 429, "the inference queue is full: retry later", NULL, "queue_full");
+    }
+    srv_req_unref(req);
+    free(ir->text.p);
+    free(ir);
+    eng_job_free(job);
+}
+
+static void park_timer_cb(uv_timer_t *t);
+
+static void park_arm(struct api_infer *pk)
+{
+    if (!pk->head) {
+        uv_timer_stop(&pk->timer);
+        return;
+    }
+    uint64_t now = uv_now(pk->timer.loop);
+    uint64_t due = pk->head->park_deadline;
+    uv_timer_start(&pk->timer, park_timer_cb, due > now ? due - now : 0, 0);
+}
+
+/*
+ * Move parked requests into the engine's queue in order while it has room; drop those whose
+ * client left; with `expire`, refuse (429) those past their deadline. Re-arms the timer.
+ */
+static void park_flush(struct api_ctx *ctx, int expire)
+{
+    struct api_infer *pk = ctx->infer;
+    if (!pk)
+        return;
+    uint64_t now = uv_now(pk->timer.loop);
+    while (pk->head) {
+        struct infer_req *ir = pk->head;
+        struct eng_job *job = ir->parked;
+        int alive = srv_req_alive(ir->req);
+        int queued = alive && eng_sched_submit(ctx->sched, job) == 0;
+        if (alive && !queued && (!expire || ir->park_deadline > now))
+            break; /* still no room, and time left */
+        pk->head = ir->park_next;
+        if (!pk->head)
+            pk->tail = NULL;
+        pk->n--;
+        ir->parked = NULL;
+        ir->park_next = NULL;
+        if (!queued) /* the client left, or its wait is over: 429 */
+            refuse(ir, job);
+    }
+    park_arm(pk);
+}
+
+static void park_timer_cb(uv_timer_t *t)
+{
+    park_flush(t->data, 1);
+}
+
+/* Park ir with its job (ownership passes to the park). Returns 0, or -1 (out of memory). */
+static int park(struct api_ctx *ctx, struct infer_req *ir, struct eng_job *job)
+{
+    struct api_infer *pk = ctx->infer;
+    if (!pk) {
+        if (!(pk = calloc(1, sizeof(*pk))))
+            return -1;
+        uv_timer_init(srv_server_loop(ctx->srv), &pk->timer);
+        pk->timer.data = ctx;
+        ctx->infer = pk;
+    }
+    ir->parked = job;
+    ir->park_next = NULL;
+    ir->park_deadline = uv_now(pk->timer.loop) +
+                        (uint64_t)srv_server_config(ctx->srv)->queue_wait_ms;
+    if (pk->tail)
+        pk->tail->park_next = ir;
+    else
+        pk->head = ir;
+    pk->tail = ir;
+    if (pk->n++ == 0)
+        park_arm(pk);
+    return 0;
+}
+
+/*
+ * Submit the job; when the engine's queue is full (or others wait already: first come, first
+ * served), park it for up to queue-wait-ms; with no wait allowed, answer 429. Takes the job.
+ */
 static void submit(struct srv_req *req, struct api_ctx *ctx, struct eng_job *job,
                    struct infer_req *ir)
 {
@@ -170,13 +278,11 @@ static void submit(struct srv_req *req, struct api_ctx *ctx, struct eng_job *job
              srv_req_id(req));
     job->user = ir;
     srv_req_ref(req);
-    if (eng_sched_submit(ctx->sched, job)) {
-        srv_req_unref(req);
-        free(ir);
-        eng_job_free(job);
-        srv_res_header(req, "Retry-After", "1");
-        api_error(req, 429, "the inference queue is full: retry later", NULL, "queue_full");
-    }
+    if ((!ctx->infer || !ctx->infer->head) && !eng_sched_submit(ctx->sched, job))
+        return;
+    if (srv_server_config(ctx->srv)->queue_wait_ms > 0 && !park(ctx, ir, job))
+        return;
+    refuse(ir, job);
 }
 
 static void classify(struct srv_req *req, struct api_ctx *ctx)
@@ -569,6 +675,27 @@ static void on_job(struct eng_job *j, const char *text, size_t len, int done, vo
 void api_infer_drain(struct api_ctx *ctx)
 {
     eng_sched_drain(ctx->sched, on_job, ctx);
+    park_flush(ctx, 0); /* finished jobs made room */
+}
+
+static void park_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void api_infer_close(struct api_ctx *ctx)
+{
+    struct api_infer *pk = ctx->infer;
+    if (!pk)
+        return;
+    while (pk->head) {
+        struct infer_req *ir = pk->head;
+        pk->head = ir->park_next;
+        refuse(ir, ir->parked);
+    }
+    ctx->infer = NULL;
+    pk->timer.data = pk;
+    uv_close((uv_handle_t *)&pk->timer, park_closed);
 }
 
 const struct api_route api_route_classify = {"POST", "/v1/classify", "classify",

@@ -14,7 +14,11 @@ void api_models_load(struct api_ctx *ctx, const char *id, const char *path, int 
 /* Start-up: load the models the store says were active. */
 void api_models_restore(struct api_ctx *ctx);
 
-/* Loop thread: hand every finished or progressing inference job to its request. */
+/* Loop thread: hand every finished or progressing inference job to its request, then move
+ * requests waiting for a place into the engine's queue. */
 void api_infer_drain(struct api_ctx *ctx);
+/* Loop thread, at exit: refuse the requests still waiting for a place (429) and close the
+ * timer that bounds their wait. */
+void api_infer_close(struct api_ctx *ctx);
 
 #endif

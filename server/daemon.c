@@ -88,6 +88,7 @@ static void daemon_drained(struct srv_server *srv, int timed_out)
     srv_server_close(srv);
     eng_sched_stop(d->sched);
     api_infer_drain(&d->api); /* jobs cancelled by the stop: their requests are gone */
+    api_infer_close(&d->api);
     uv_close((uv_handle_t *)&d->engine_async, NULL);
     job_sup_close(d->sup);
     job_writer_free(d->writer); /* runs what is queued, then closes its handle */

@@ -521,50 +521,82 @@ static void test_disconnect(int port)
 struct flood {
     int port, status;
     char retry[16];
+    double secs; /* time to the answer */
 };
 
 static void *flood_one(void *arg)
 {
     struct flood *f = arg;
     struct tc_res r = {0};
+    double t0 = tc_now();
     f->status = post(f->port, "/v1/completions",
                      "{\"model\":\"sum\",\"prompt\":\"count to a hundred\",\"max_tokens\":60}", &r);
+    f->secs = tc_now() - t0;
     if (!tc_header(&r, "Retry-After", f->retry, sizeof(f->retry)))
         f->retry[0] = 0;
     tc_res_free(&r);
     return NULL;
 }
 
-static void test_overload(const char *cls, const char *sum)
+/*
+ * N generations at once at a daemon with a queue of 2 and one sequence at a time, with
+ * --queue-wait-ms `wait` (a string). Counts the answers: ok (200), busy (429), and whether every
+ * 429 carried Retry-After and came no earlier than the wait (min_busy_secs).
+ */
+static void flood(const char *sum, const char *wait, const char *tag, int *ok, int *busy,
+                  int *retry, double *min_busy_secs)
 {
     struct td d;
     char a1[600], a2[600];
     snprintf(a1, sizeof(a1), "--model=%s", sum);
     snprintf(a2, sizeof(a2), "--model-id=sum");
-    const char *args[] = {a1, a2, "--queue-size", "2", "--max-seqs", "1", NULL};
-    (void)cls;
-    TAP_OK(td_mkdir(&d, "overload") == 0 && td_start(&d, args) == 0 && wait_ready(d.port),
-           "daemon with a queue of 2");
+    const char *args[] = {a1, a2, "--queue-size", "2", "--max-seqs", "1", "--workers", "1",
+                          "--queue-wait-ms", wait, NULL};
+    TAP_OK(td_mkdir(&d, tag) == 0 && td_start(&d, args) == 0 && wait_ready(d.port),
+           "daemon with a queue of 2, queue-wait-ms %s", wait);
     enum { N = 12 };
     pthread_t th[N];
     struct flood f[N];
     for (int i = 0; i < N; i++) {
-        f[i] = (struct flood){d.port, 0, ""};
+        f[i] = (struct flood){d.port, 0, "", 0};
         pthread_create(&th[i], NULL, flood_one, &f[i]);
     }
-    int ok = 0, busy = 0, retry = 1;
+    *ok = *busy = 0;
+    *retry = 1;
+    *min_busy_secs = 1e9;
     for (int i = 0; i < N; i++) {
         pthread_join(th[i], NULL);
-        ok += f[i].status == 200;
-        busy += f[i].status == 429;
-        if (f[i].status == 429)
-            retry &= f[i].retry[0] != 0;
+        *ok += f[i].status == 200;
+        *busy += f[i].status == 429;
+        if (f[i].status == 429) {
+            *retry &= f[i].retry[0] != 0;
+            if (f[i].secs < *min_busy_secs)
+                *min_busy_secs = f[i].secs;
+        }
     }
-    TAP_OK(busy > 0 && ok > 0 && ok + busy == N,
-           "overload: %d answered, %d refused with 429 (none failed otherwise)", ok, busy);
-    TAP_OK(retry, "429 answers carry Retry-After");
+    TAP_OK(*ok + *busy == N, "queue-wait-ms %s: %d answered, %d refused with 429, none failed "
+           "otherwise", wait, *ok, *busy);
     TAP_OK(td_stop(&d) == 0, "daemon exits 0");
     td_cleanup(&d);
+}
+
+static void test_overload(const char *cls, const char *sum)
+{
+    int ok, busy, retry;
+    double min_busy;
+    (void)cls;
+    /* No wait: a full queue answers 429 at once. */
+    flood(sum, "0", "overload0", &ok, &busy, &retry, &min_busy);
+    TAP_OK(busy > 0 && ok > 0, "queue-wait-ms 0: a full queue refuses (%d of 12)", busy);
+    TAP_OK(retry, "429 answers carry Retry-After");
+    /* A long wait: every request waits for its place and is answered. */
+    flood(sum, "60000", "overload60", &ok, &busy, &retry, &min_busy);
+    TAP_OK(ok == 12 && busy == 0, "queue-wait-ms 60000: all 12 answered (%d), none refused", ok);
+    /* A short wait: a refusal comes only once the request has waited queue-wait-ms. */
+    flood(sum, "150", "overload150", &ok, &busy, &retry, &min_busy);
+    TAP_OK(ok > 0 && (busy == 0 || (retry && min_busy >= 0.150)),
+           "queue-wait-ms 150: %d answered, %d refused after >= 150 ms (first after %.0f ms)",
+           ok, busy, busy ? min_busy * 1e3 : 0.0);
 }
 
 int main(void)

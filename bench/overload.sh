@@ -1,0 +1,58 @@
+#!/bin/sh
+# bench/overload.sh [SECONDS] [CONNECTIONS] — does the daemon keep its goodput under overload?
+#
+# Serves the bundled demo model (models/demo/student.gguf) and, in one run, measures with
+# bench/loadgen's many-connection mode (every connection resends the moment it is answered, as
+# `wrk -cN` does; 2xx and 429 counted apart):
+#   1. unloaded capacity: 16 connections posting one sentence to /v1/classify;
+#   2. overload: CONNECTIONS (default 900) connections at once, with the daemon's defaults
+#      (a request finding the engine's queue full waits up to --queue-wait-ms for a place);
+#   3. the same overload with --queue-wait-ms 0 (a full queue answers 429 at once: the
+#      behaviour before queue-wait-ms existed).
+# Prints per run the 2xx/s (goodput), 429/s, p50/p99 latency of the 2xx answers, and the
+# ratios goodput / unloaded capacity. BIN=path overrides the daemon (e.g. an older build).
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+B=${BUILD:-$top/build/normal}
+BIN=${BIN:-$B/bitdistilld}
+secs=${1:-8}
+conns=${2:-900}
+T=$(mktemp -d /tmp/bd-bench-overload-XXXXXX)
+DPID=""
+trap 'kill $DPID 2>/dev/null || true; rm -rf "$T"' EXIT
+make -C "$B" -s bench/loadgen bitdistilld >/dev/null
+[ "$(ulimit -n)" -gt $((conns + 64)) ] || ulimit -n $((conns + 256))
+
+start() { # start EXTRA...
+    rm -rf "$T/port" "$T/data"
+    "$BIN" --port 0 --port-file "$T/port" --data-dir "$T/data" --log-level warn \
+        --model "$top/models/demo/student.gguf" --max-connections $((conns + 100)) "$@" >"$T/d.log" 2>&1 &
+    DPID=$!
+    for _ in $(seq 600); do
+        [ -s "$T/port" ] && curl -sf "http://127.0.0.1:$(cat "$T/port")/readyz" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    PORT=$(cat "$T/port")
+}
+stop() { kill $DPID; wait $DPID || true; DPID=""; }
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+row() { # row LABEL RESULT
+    printf '  %-34s %10s %10s %10s %10s\n' "$1" "$(field "$2" rps)" "$(field "$2" shed_rps)" \
+        "$(field "$2" p50_ms)" "$(field "$2" p99_ms)"
+}
+
+CLS='{"input":"The plot, though thin, carries enough wit and charm to stay afloat for ninety minutes."}'
+echo "overload benchmark: demo model, $(nproc) cores, ${secs}s per run, /v1/classify, one sentence"
+printf '  %-34s %10s %10s %10s %10s\n' run "2xx/s" "429/s" p50_ms_2xx p99_ms_2xx
+start
+base=$("$B/bench/loadgen" -c "$PORT" /v1/classify "$CLS" 16 "$secs")
+row "16 connections (capacity)" "$base"
+over=$("$B/bench/loadgen" -c "$PORT" /v1/classify "$CLS" "$conns" "$secs")
+row "$conns connections" "$over"
+stop
+start --queue-wait-ms 0
+shed=$("$B/bench/loadgen" -c "$PORT" /v1/classify "$CLS" "$conns" "$secs")
+row "$conns connections, queue-wait-ms 0" "$shed"
+stop
+awk -v c="$(field "$base" rps)" -v o="$(field "$over" rps)" -v s="$(field "$shed" rps)" 'BEGIN {
+    printf "  goodput / capacity: %.2f (default), %.2f (queue-wait-ms 0)\n", (c > 0 ? o / c : 0), (c > 0 ? s / c : 0) }'
