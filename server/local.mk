@@ -27,5 +27,5 @@ TESTS += tests/test-srv-auth.sh
 noinst_PROGRAMS += bench/loadgen
 bench_loadgen_SOURCES = bench/loadgen.c bench/loadgen_flood.c bench/loadgen.h
 bench_loadgen_LDADD = -lpthread
-dist_noinst_SCRIPTS += bench/serve.sh
+dist_noinst_SCRIPTS += bench/serve.sh bench/overload.sh
 EXTRA_DIST += bench/serve-small.json

@@ -15,6 +15,15 @@ tests_fault_fault_load_DEPENDENCIES = libbitdistill.a libllhttp.a
 dist_noinst_SCRIPTS += tests/fault/test-fault.sh
 TESTS += tests/fault/test-fault.sh
 EXTRA_DIST += tests/fault/failmalloc.c
+# The engine workers' hand-over of finished jobs, delayed by slownotify.so (LD_PRELOAD).
+check_DATA += tests/fault/slownotify.so
+tests/fault/slownotify.so: $(srcdir)/tests/fault/slownotify.c
+	@$(MKDIR_P) tests/fault
+	$(AM_V_CCLD)$(CC) -shared -fPIC -O2 -g $(WARN_CFLAGS) -o $@ $< -ldl
+CLEANFILES += tests/fault/slownotify.so
+EXTRA_DIST += tests/fault/slownotify.c
+dist_noinst_SCRIPTS += tests/fault/test-sched-race.sh
+TESTS += tests/fault/test-sched-race.sh
 # Load and soak (bench/soak.sh SECONDS for the full run; 45 s in make check).
 dist_noinst_SCRIPTS += tests/fault/test-soak.sh bench/soak.sh
 TESTS += tests/fault/test-soak.sh
