@@ -1,7 +1,11 @@
 #!/bin/sh
 # bench/serve.sh [CONFIG.json] [SECONDS] — serving throughput of bitdistilld on this machine.
 #
-# Makes a random-init model of CONFIG (default bench/serve-small.json: Qwen3 layout, hidden 512,
+# First the bundled demo model (models/demo/student.gguf, the SST-2 student quickstart serves),
+# with the daemon's defaults (access log off: --log-level warn): classification of one sentence with `wrk -t2 -c16` (requests/s,
+# p50, p99) and with one client (bench/loadgen: a lone client's latency). With BASE=path to an
+# older bitdistilld the same points are measured for it in the same run, with the ratios.
+# Then it makes a random-init model of CONFIG (default bench/serve-small.json: Qwen3 layout, hidden 512,
 # 8 layers, Qwen3's 151936-token vocabulary and tokenizer), converts it to ternary students
 # (a classifier with SST-2's verbalizer and a summarizer), then measures with bench/loadgen:
 #   - classification requests/s and p50/p99 latency at 1, 4, 16, 64 concurrent clients, with
@@ -33,7 +37,7 @@ rm -rf "$T/fp"
 start() { # start MODEL EXTRA...
     m=$1; shift
     rm -f "$T/port"
-    "$B/bitdistilld" --port 0 --port-file "$T/port" --data-dir "$T/data" --log-level warn \
+    ${BIN:-"$B/bitdistilld"} --port 0 --port-file "$T/port" --data-dir "$T/data" --log-level warn \
         --model "$m" --queue-size 1024 "$@" >"$T/d.log" 2>&1 &
     DPID=$!
     for _ in $(seq 600); do
@@ -46,6 +50,36 @@ stop() { kill $DPID; wait $DPID || true; DPID=""; }
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 CLS='{"input":"The plot, though thin, carries enough wit and charm to stay afloat for ninety minutes."}'
+printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$CLS" >"$T/cls.lua"
+wrk_point() { # wrk_point: requests/s p50_ms p99_ms of wrk -t2 -c16 on $PORT
+    wrk -t2 -c16 -d"${secs}s" --latency -s "$T/cls.lua" "http://127.0.0.1:$PORT/v1/classify" | awk '
+        function ms(v) { return v ~ /us$/ ? v / 1000 : v ~ /ms$/ ? v + 0 : v * 1000 }
+        $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
+        /Non-2xx/ { bad = $NF } END { printf "%s %.2f %.2f %s\n", rps, p50, p99, bad + 0 }'
+}
+demo() { # demo LABEL: one row for the daemon $BIN (default: this build)
+    start "$top/models/demo/student.gguf"
+    set -- "$1" $(wrk_point)
+    one=$("$B/bench/loadgen" "$PORT" /v1/classify "$CLS" 1 "$secs"); stop
+    printf '  %-10s %12s %10s %10s %8s %14s %12s\n' "$1" "$2" "$3" "$4" "$5" "$(field "$one" p50_ms)" \
+        "$(field "$one" p99_ms)"
+    eval "rps_$1=$2 lone_$1=$(field "$one" p50_ms)"
+}
+echo "serving benchmark: demo model (models/demo/student.gguf), $(nproc) cores, ${secs}s per point"
+echo "classification of one sentence: wrk -t2 -c16, and one client (bench/loadgen)"
+printf '  %-10s %12s %10s %10s %8s %14s %12s\n' daemon "rps(c16)" p50_ms p99_ms non2xx "p50_ms(1 cl)" "p99_ms(1 cl)"
+if command -v wrk >/dev/null; then
+    demo this
+    if [ -n "${BASE:-}" ]; then
+        BIN=$BASE demo base
+        awk -v a="$rps_this" -v b="$rps_base" -v c="$lone_this" -v d="$lone_base" 'BEGIN {
+            printf "  ratio this/base: %.2fx requests/s at 16 clients, %.2fx lone-client p50 latency\n",
+                (b > 0 ? a / b : 0), (d > 0 ? c / d : 0) }'
+    fi
+else
+    echo "  (skipped: wrk is not installed; deploy/install-deps.sh test installs it)"
+fi
+
 echo "serving benchmark: $(basename "$cfg"), $(nproc) cores, ${secs}s per point"
 echo "classification (one sentence per request)"
 printf '  %-8s %14s %10s %10s %14s %10s %10s %8s\n' clients "rps(batch)" p50_ms p99_ms "rps(no batch)" p50_ms p99_ms ratio

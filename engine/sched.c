@@ -64,6 +64,8 @@ struct eng_sched {
     struct eng_job *in_head, *in_tail; /* incoming, FIFO */
     int n_in;
     int held_cls, held_gen;            /* jobs taken by workers and not finished */
+    int in_inputs;                     /* classification inputs in the incoming queue */
+    int busy;                          /* workers running a pass */
     int cls_active;                    /* classify jobs submitted and not finished */
     double last_submit, gap;           /* time of the last submission; mean gap (EWMA), s */
     struct eng_job *ready;             /* jobs with news, LIFO */
@@ -605,14 +607,18 @@ static int should_wait(const struct eng_worker *w, double *due)
 
 /*
  * Lock held. Move incoming jobs to w: cancelled ones; generations while the scheduler has
- * slots (keeping their order); classifications up to max_batch inputs held by w (at least one
- * job), so that idle workers share a burst. Returns the list taken.
+ * slots (keeping their order); classifications up to w's share of the queued inputs (split
+ * over the idle workers, at most max_batch held by w, at least one job), so that a burst runs
+ * on every idle core at once. Returns the list taken.
  */
 static struct eng_job *take_jobs(struct eng_worker *w)
 {
     struct eng_sched *s = w->s;
     struct eng_job *take = NULL, **tail = &take, **pp = &s->in_head;
-    int inputs = pend_inputs(w);
+    int inputs = pend_inputs(w), idle = s->nworkers - s->busy;
+    int share = idle > 1 ? (inputs + s->in_inputs + idle - 1) / idle : s->cfg.max_batch;
+    if (share > s->cfg.max_batch)
+        share = s->cfg.max_batch;
     s->in_tail = NULL;
     while (*pp) {
         struct eng_job *j = *pp;
@@ -620,7 +626,7 @@ static struct eng_job *take_jobs(struct eng_worker *w)
         if (!ok && j->kind == ENG_JOB_GENERATE)
             ok = s->held_gen < s->cfg.max_seqs;
         else if (!ok)
-            ok = inputs == 0 || inputs + j->ninputs <= s->cfg.max_batch;
+            ok = inputs == 0 || inputs + j->ninputs <= share;
         if (!ok) {
             s->in_tail = j;
             pp = &j->next;
@@ -635,6 +641,8 @@ static struct eng_job *take_jobs(struct eng_worker *w)
                 inputs += j->ninputs;
             }
         }
+        if (j->kind == ENG_JOB_CLASSIFY)
+            s->in_inputs -= j->ninputs;
         *pp = j->next;
         j->next = NULL;
         *tail = j;
@@ -715,10 +723,16 @@ static void *worker_main(void *arg)
         }
         /* Classifications run at once unless should_wait (checked above) held them back; with
          * generations running they share every step. */
+        pthread_mutex_lock(&s->lock);
+        s->busy++;
+        pthread_mutex_unlock(&s->lock);
         if (w->npend > 0)
             classify_pass(w);
         if (w->ngens > 0)
             gen_step(w);
+        pthread_mutex_lock(&s->lock);
+        s->busy--;
+        pthread_mutex_unlock(&s->lock);
     }
     /* Stopping: complete everything still here as cancelled. */
     for (int k = 0; k < w->npend; k++)
@@ -842,8 +856,10 @@ int eng_sched_submit(struct eng_sched *s, struct eng_job *j)
     if (s->last_submit > 0)
         s->gap = s->gap > 1e8 ? now - s->last_submit : 0.8 * s->gap + 0.2 * (now - s->last_submit);
     s->last_submit = now;
-    if (j->kind == ENG_JOB_CLASSIFY)
+    if (j->kind == ENG_JOB_CLASSIFY) {
         s->cls_active++;
+        s->in_inputs += j->ninputs;
+    }
     if (s->in_tail)
         s->in_tail->next = j;
     else
