@@ -10,11 +10,11 @@
 #   3. the same overload with --queue-wait-ms 0 (a full queue answers 429 at once: the
 #      behaviour before queue-wait-ms existed).
 # Prints per run the 2xx/s (goodput), 429/s, p50/p99 latency of the 2xx answers, and the
-# ratios goodput / unloaded capacity. BIN=path overrides the daemon (e.g. an older build).
+# ratios goodput / unloaded capacity. With BASE=path to an older bitdistilld, runs 1 and 2 are
+# repeated for it in the same run.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 B=${BUILD:-$top/build/normal}
-BIN=${BIN:-$B/bitdistilld}
 secs=${1:-8}
 conns=${2:-900}
 T=$(mktemp -d /tmp/bd-bench-overload-XXXXXX)
@@ -25,7 +25,7 @@ make -C "$B" -s bench/loadgen bitdistilld >/dev/null
 
 start() { # start EXTRA...
     rm -rf "$T/port" "$T/data"
-    "$BIN" --port 0 --port-file "$T/port" --data-dir "$T/data" --log-level warn \
+    ${BIN:-"$B/bitdistilld"} --port 0 --port-file "$T/port" --data-dir "$T/data" --log-level warn \
         --model "$top/models/demo/student.gguf" --max-connections $((conns + 100)) "$@" >"$T/d.log" 2>&1 &
     DPID=$!
     for _ in $(seq 600); do
@@ -56,3 +56,13 @@ row "$conns connections, queue-wait-ms 0" "$shed"
 stop
 awk -v c="$(field "$base" rps)" -v o="$(field "$over" rps)" -v s="$(field "$shed" rps)" 'BEGIN {
     printf "  goodput / capacity: %.2f (default), %.2f (queue-wait-ms 0)\n", (c > 0 ? o / c : 0), (c > 0 ? s / c : 0) }'
+if [ -n "${BASE:-}" ]; then
+    BIN=$BASE start
+    bbase=$("$B/bench/loadgen" -c "$PORT" /v1/classify "$CLS" 16 "$secs")
+    row "BASE: 16 connections (capacity)" "$bbase"
+    bover=$("$B/bench/loadgen" -c "$PORT" /v1/classify "$CLS" "$conns" "$secs")
+    row "BASE: $conns connections" "$bover"
+    stop
+    awk -v c="$(field "$bbase" rps)" -v o="$(field "$bover" rps)" -v n="$(field "$over" rps)" 'BEGIN {
+        printf "  BASE goodput / capacity: %.2f; goodput this/BASE: %.2fx\n", (c > 0 ? o / c : 0), (o > 0 ? n / o : 0) }'
+fi

@@ -5,5 +5,5 @@
 out=$(sh "$top_srcdir/bench/soak.sh" "${SOAK_TIME:-45}" "${top_builddir:-.}" 2>&1)
 rc=$?
 echo "$out" | sed 's/^/# /'
-ok $rc "soak: $(echo "$out" | grep '^soak:' | sed 's/^soak: //'): zero failed requests, zero 5xx, 50/50 hot-swaps, daemon alive"
+ok $rc "soak: $(echo "$out" | grep '^soak:' | sed 's/^soak: //'): zero failed requests, zero 5xx, 50/50 hot-swaps, flat RSS, daemon alive"
 done_testing
