@@ -9,8 +9,10 @@
 #      (a request finding the engine's queue full waits up to --queue-wait-ms for a place);
 #   3. the same overload with --queue-wait-ms 0 (a full queue answers 429 at once: the
 #      behaviour before queue-wait-ms existed).
-# Prints per run the 2xx/s (goodput), 429/s, p50/p99 latency of the 2xx answers, and the
-# ratios goodput / unloaded capacity. With BASE=path to an older bitdistilld, runs 1 and 2 are
+# Prints per run the 2xx/s (goodput), 429/s, p50/p99 latency of the 2xx answers, the CPU
+# seconds per second the daemon's loop thread and its other threads (the engine) used, and the
+# ratios goodput / unloaded capacity. On a machine shared with other work the CPU columns say
+# whether the engine kept its cores or the loop thread took them. With BASE=path to an older bitdistilld, runs 1 and 2 are
 # repeated for it in the same run.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,31 +38,43 @@ start() { # start EXTRA...
 }
 stop() { kill $DPID; wait $DPID || true; DPID=""; }
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+ticks() { # ticks: "LOOP OTHERS" CPU clock ticks of the daemon's main thread and its other threads
+    for t in /proc/$DPID/task/*; do
+        awk -v main="$([ "${t##*/}" = "$DPID" ] && echo 1 || echo 0)" '{ print main, $14 + $15 }' "$t/stat"
+    done | awk '{ s[$1] += $2 } END { print s[1] + 0, s[0] + 0 }'
+}
+load() { # load CONNECTIONS: loadgen's result line plus loop_cpu= and engine_cpu= (CPU s per s)
+    t0=$(ticks)
+    r=$("$B/bench/loadgen" -c "$PORT" /v1/classify "$CLS" "$1" "$secs")
+    t1=$(ticks)
+    echo "$r $(echo "$t0 $t1" | awk -v hz="$(getconf CLK_TCK)" -v s="$secs" \
+        '{ printf "loop_cpu=%.2f engine_cpu=%.2f", ($3 - $1) / hz / s, ($4 - $2) / hz / s }')"
+}
 row() { # row LABEL RESULT
-    printf '  %-34s %10s %10s %10s %10s\n' "$1" "$(field "$2" rps)" "$(field "$2" shed_rps)" \
-        "$(field "$2" p50_ms)" "$(field "$2" p99_ms)"
+    printf '  %-34s %8s %8s %10s %10s %8s %10s\n' "$1" "$(field "$2" rps)" "$(field "$2" shed_rps)" \
+        "$(field "$2" p50_ms)" "$(field "$2" p99_ms)" "$(field "$2" loop_cpu)" "$(field "$2" engine_cpu)"
 }
 
 CLS='{"input":"The plot, though thin, carries enough wit and charm to stay afloat for ninety minutes."}'
 echo "overload benchmark: demo model, $(nproc) cores, ${secs}s per run, /v1/classify, one sentence"
-printf '  %-34s %10s %10s %10s %10s\n' run "2xx/s" "429/s" p50_ms_2xx p99_ms_2xx
+printf '  %-34s %8s %8s %10s %10s %8s %10s\n' run "2xx/s" "429/s" p50_ms_2xx p99_ms_2xx loop_cpu engine_cpu
 start
-base=$("$B/bench/loadgen" -c "$PORT" /v1/classify "$CLS" 16 "$secs")
+base=$(load 16)
 row "16 connections (capacity)" "$base"
-over=$("$B/bench/loadgen" -c "$PORT" /v1/classify "$CLS" "$conns" "$secs")
+over=$(load "$conns")
 row "$conns connections" "$over"
 stop
 start --queue-wait-ms 0
-shed=$("$B/bench/loadgen" -c "$PORT" /v1/classify "$CLS" "$conns" "$secs")
+shed=$(load "$conns")
 row "$conns connections, queue-wait-ms 0" "$shed"
 stop
 awk -v c="$(field "$base" rps)" -v o="$(field "$over" rps)" -v s="$(field "$shed" rps)" 'BEGIN {
     printf "  goodput / capacity: %.2f (default), %.2f (queue-wait-ms 0)\n", (c > 0 ? o / c : 0), (c > 0 ? s / c : 0) }'
 if [ -n "${BASE:-}" ]; then
     BIN=$BASE start
-    bbase=$("$B/bench/loadgen" -c "$PORT" /v1/classify "$CLS" 16 "$secs")
+    bbase=$(load 16)
     row "BASE: 16 connections (capacity)" "$bbase"
-    bover=$("$B/bench/loadgen" -c "$PORT" /v1/classify "$CLS" "$conns" "$secs")
+    bover=$(load "$conns")
     row "BASE: $conns connections" "$bover"
     stop
     awk -v c="$(field "$bbase" rps)" -v o="$(field "$bover" rps)" -v n="$(field "$over" rps)" 'BEGIN {
