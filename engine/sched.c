@@ -589,17 +589,30 @@ static int pend_inputs(const struct eng_worker *w)
     return n;
 }
 
+/* Token rows of w's inputs not scored yet. */
+static int pend_rows(const struct eng_worker *w)
+{
+    int n = 0;
+    for (int k = 0; k < w->npend; k++)
+        for (int i = w->pend[k]->cnext; i < w->pend[k]->ninputs; i++)
+            n += w->pend[k]->cn[i];
+    return n;
+}
+
 /*
- * Lock held. Whether w should wait for more classifications before its pass: it holds fewer
- * than max_batch inputs, its oldest has waited less than max_wait_ms, and more are likely to
- * arrive within the wait: requests have been arriving less than half the wait apart (the mean
- * gap) and classifications other than w's are in flight. A lone client, which sends its next
- * request only after this answer, never waits.
+ * Lock held. Whether w should wait for more classifications before its pass: what it holds
+ * does not fill one pass (fewer than max_batch inputs and fewer than ENG_BATCH_ROWS token rows:
+ * a pass costs about the same per row once its rows are full, so waiting to fill more passes
+ * gains nothing and idles a core), its oldest input has waited less than max_wait_ms, and more
+ * are likely to arrive within the wait: requests have been arriving less than half the wait
+ * apart (the mean gap) and classifications other than w's are in flight. A lone client, which
+ * sends its next request only after this answer, never waits.
  */
 static int should_wait(const struct eng_worker *w, double *due)
 {
     const struct eng_sched *s = w->s;
-    if (w->npend == 0 || w->ngens > 0 || pend_inputs(w) >= s->cfg.max_batch)
+    if (w->npend == 0 || w->ngens > 0 || pend_inputs(w) >= s->cfg.max_batch ||
+        pend_rows(w) >= ENG_BATCH_ROWS)
         return 0;
     *due = w->pend[0]->t_submit + s->cfg.max_wait_ms / 1000.0;
     return s->cls_active > w->npend && s->gap < s->cfg.max_wait_ms / 2000.0 && now_s() < *due;

@@ -3,12 +3,13 @@
  *
  * Jobs are submitted from the loop thread into a bounded queue (full: ENG_ERANGE; the API then
  * parks the request or answers 429). `workers` engine threads take jobs from it; each
- *   - batches classifications adaptively: it takes up to max_batch pending inputs and scores
- *     them at once in one batched pass (engine/batch.h), grouped by model. It waits (up to
- *     max_wait_ms after its oldest input) for more only while there is evidence that more are
- *     arriving: requests arrive less than half that wait apart and other classifications are in
- *     flight. A lone client never pays the wait; under load, batches form from what queues up
- *     while a pass runs;
+ *   - batches classifications adaptively: it takes its share of the pending inputs (at most
+ *     max_batch) and scores them at once in one batched pass (engine/batch.h), grouped by
+ *     model. It waits (up to max_wait_ms after its oldest input) for more only while they would
+ *     share its pass (fewer than ENG_BATCH_ROWS token rows held) and there is evidence that
+ *     more are arriving: requests arrive less than half that wait apart and other
+ *     classifications are in flight. A lone client never pays the wait; under load, batches
+ *     form from what queues up while a pass runs;
  *   - batches generations continuously: every step runs one pass holding the next token of
  *     every running sequence plus prompt chunks of sequences being admitted; a new request joins
  *     at the next step, a finished or cancelled one leaves at once and frees its context
