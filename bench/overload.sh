@@ -25,19 +25,13 @@ trap 'kill $DPID 2>/dev/null || true; rm -rf "$T"' EXIT
 make -C "$B" -s bench/loadgen bitdistilld >/dev/null
 [ "$(ulimit -n)" -gt $((conns + 64)) ] || ulimit -n $((conns + 256))
 
+. "$top/bench/serve-lib.sh"
 start() { # start EXTRA...
-    rm -rf "$T/port" "$T/data"
-    ${BIN:-"$B/bitdistilld"} --port 0 --port-file "$T/port" --data-dir "$T/data" --log-level warn \
-        --model "$top/models/demo/student.gguf" --max-connections $((conns + 100)) "$@" >"$T/d.log" 2>&1 &
-    DPID=$!
-    for _ in $(seq 600); do
-        [ -s "$T/port" ] && curl -sf "http://127.0.0.1:$(cat "$T/port")/readyz" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-    PORT=$(cat "$T/port")
+    rm -rf "$T/data"
+    daemon_start "${BIN:-$B/bitdistilld}" --data-dir "$T/data" --log-level warn \
+        --model "$top/models/demo/student.gguf" --max-connections $((conns + 100)) "$@"
 }
-stop() { kill $DPID; wait $DPID || true; DPID=""; }
-field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+stop() { daemon_stop; }
 ticks() { # ticks: "LOOP OTHERS" CPU clock ticks of the daemon's main thread and its other threads
     for t in /proc/$DPID/task/*; do
         awk -v main="$([ "${t##*/}" = "$DPID" ] && echo 1 || echo 0)" '{ print main, $14 + $15 }' "$t/stat"

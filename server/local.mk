@@ -28,6 +28,7 @@ noinst_PROGRAMS += bench/loadgen
 bench_loadgen_SOURCES = bench/loadgen.c bench/loadgen_flood.c bench/loadgen.h
 bench_loadgen_LDADD = -lpthread
 dist_noinst_SCRIPTS += bench/serve.sh bench/overload.sh
+EXTRA_DIST += bench/serve-lib.sh
 # CPU time per input of the batched classification pass, by batch size (bench/batchpass.c).
 noinst_PROGRAMS += bench/batchpass
 bench_batchpass_SOURCES = bench/batchpass.c

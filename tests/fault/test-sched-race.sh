@@ -15,16 +15,10 @@ PID=""
 trap 'kill -9 $PID 2>/dev/null; rm -rf "$T"' EXIT
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
 
-mk() { # mk SEED OUT TEMPLATE [labels...]
-    seed=$1 out=$2 tmpl=$3
-    shift 3
-    "$B/bitdistill" init --config "$top/tests/fuzz/micro-config.json" --out "$T/fp$seed" --seed "$seed" >/dev/null &&
-        cp "$top/tests/fixtures/train/tok-bytes.json" "$T/fp$seed/tokenizer.json" &&
-        "$B/bitdistill" convert --model "$T/fp$seed" --out "$out" --ternary --template "$tmpl" "$@" >/dev/null 2>&1
-}
-mk 1 "$T/cls-a.gguf" "$(printf 'Review: {text}\nSentiment:')" --label negative=' negative' --label positive=' positive' &&
-    mk 2 "$T/cls-b.gguf" "$(printf 'Review: {text}\nSentiment:')" --label negative=' negative' --label positive=' positive' &&
-    mk 3 "$T/sum.gguf" "$(printf '{text}\nTL;DR:')"
+. "$top/bench/serve-lib.sh"
+micro_student 1 "$T/cls-a.gguf" "$(printf 'Review: {text}\nSentiment:')" --label negative=' negative' --label positive=' positive' &&
+    micro_student 2 "$T/cls-b.gguf" "$(printf 'Review: {text}\nSentiment:')" --label negative=' negative' --label positive=' positive' &&
+    micro_student 3 "$T/sum.gguf" "$(printf '{text}\nTL;DR:')"
 ok $? "three micro students"
 
 LD_PRELOAD="$B/tests/fault/slownotify.so" MALLOC_PERTURB_=165 BD_NOTIFY_DELAY_US=3000 \
