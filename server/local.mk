@@ -22,15 +22,3 @@ TESTS += tests/test-srv-stream
 tests_test_srv_stream_LDADD = $(BD_ALL_LIBS)
 dist_noinst_SCRIPTS += tests/test-srv-auth.sh
 TESTS += tests/test-srv-auth.sh
-
-# The serving benchmark's load generator (bench/serve.sh).
-noinst_PROGRAMS += bench/loadgen
-bench_loadgen_SOURCES = bench/loadgen.c bench/loadgen_flood.c bench/loadgen.h
-bench_loadgen_LDADD = -lpthread
-dist_noinst_SCRIPTS += bench/serve.sh bench/overload.sh
-EXTRA_DIST += bench/serve-lib.sh
-# CPU time per input of the batched classification pass, by batch size (bench/batchpass.c).
-noinst_PROGRAMS += bench/batchpass
-bench_batchpass_SOURCES = bench/batchpass.c
-bench_batchpass_LDADD = $(BD_ALL_LIBS)
-EXTRA_DIST += bench/serve-small.json
