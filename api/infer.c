@@ -38,6 +38,8 @@ struct infer_req {
     int stream;
     int started;               /* stream started (first byte sent) */
     int top_k;
+    const struct api_infer_shape *shape; /* classify answered in another shape (api/compat.c) */
+    void *shape_arg;           /* owned (malloc'd) */
     char id[48];
     long created;
     struct srv_buf_text { char *p; size_t n, cap; } text;
@@ -61,6 +63,7 @@ static void text_add(struct infer_req *ir, const char *s, size_t n)
 static void infer_free(struct infer_req *ir)
 {
     srv_req_unref(ir->req);
+    free(ir->shape_arg);
     free(ir->text.p);
     free(ir);
 }
@@ -172,6 +175,7 @@ static void submit(struct srv_req *req, struct api_ctx *ctx, struct eng_job *job
     srv_req_ref(req);
     if (eng_sched_submit(ctx->sched, job)) {
         srv_req_unref(req);
+        free(ir->shape_arg);
         free(ir);
         eng_job_free(job);
         srv_res_header(req, "Retry-After", "1");
@@ -554,6 +558,9 @@ static void on_job(struct eng_job *j, const char *text, size_t len, int done, vo
             } else {
                 api_error(req, j->status, j->error, NULL, NULL);
             }
+        } else if (ir->kind == INFER_CLASSIFY && ir->shape) {
+            timing_headers(req, j, 1);
+            ir->shape->answer(req, j, ir->created, ir->shape_arg);
         } else if (ir->kind == INFER_CLASSIFY) {
             answer_classify(ir, j);
         } else {
@@ -564,6 +571,40 @@ static void on_job(struct eng_job *j, const char *text, size_t len, int done, vo
     }
     infer_free(ir);
     eng_job_free(j);
+}
+
+/* ---- for the other projects' shapes (api/compat.c) ----------------------------------------- */
+
+int api_infer_only_keys(struct srv_req *req, json_t *body, const char *const *allowed)
+{
+    return only_keys(req, body, allowed);
+}
+
+int api_infer_get_bool(struct srv_req *req, json_t *body, const char *name, int *out)
+{
+    return get_bool(req, body, name, out);
+}
+
+struct eng_served *api_infer_pick_model(struct srv_req *req, struct api_ctx *ctx, json_t *body,
+                                        enum eng_task task)
+{
+    return pick_model(req, ctx, body, task, 0);
+}
+
+void api_infer_classify_submit(struct srv_req *req, struct api_ctx *ctx, struct eng_job *job,
+                               const struct api_infer_shape *shape, void *arg)
+{
+    struct infer_req *ir = calloc(1, sizeof(*ir));
+    if (!ir) {
+        free(arg);
+        eng_job_free(job);
+        api_error(req, 500, "out of memory", NULL, NULL);
+        return;
+    }
+    ir->kind = INFER_CLASSIFY;
+    ir->shape = shape;
+    ir->shape_arg = arg;
+    submit(req, ctx, job, ir);
 }
 
 void api_infer_drain(struct api_ctx *ctx)
