@@ -12,3 +12,5 @@ dist_noinst_SCRIPTS += tests/test-api-ft-openai.sh
 TESTS += tests/test-api-ft-openai.sh
 dist_noinst_SCRIPTS += tests/test-api-compat.sh
 TESTS += tests/test-api-compat.sh
+dist_noinst_SCRIPTS += tests/test-api-better.sh
+TESTS += tests/test-api-better.sh
