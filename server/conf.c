@@ -53,7 +53,8 @@ static const struct cfg_opt cfg_opts[] = {
     {"log-level", CFG_LEVEL, OFF(log_level), "info", "error, warn, info or debug"},
     {"threads", CFG_INT, OFF(threads), "0", "inference threads (0 = one per core)"},
     {"model", CFG_STR, OFF(model), NULL,
-     "student .gguf file or Hugging Face directory to serve (loaded in the background)"},
+     "student .gguf file or Hugging Face directory to serve (loaded in the background); "
+     "several, comma-separated, each becomes the active model of its task"},
     {"model-id", CFG_STR, OFF(model_id), NULL, "id of --model (default: its base name)"},
     {"max-context", CFG_INT, OFF(max_context), "2048",
      "positions per request at most (0 = the model's own)"},

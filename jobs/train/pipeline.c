@@ -1509,3 +1509,91 @@ int trn_cli_train(int argc, char **argv)
     int rc = trn_run(&o);
     return rc == 0 ? 0 : rc == 3 || rc == TRN_PAUSED ? rc : 1;
 }
+
+/* `bitdistill eval`: one student file's figures on a dataset, as the trainer's stage 4 measures
+ * them (the same functions). Prints one JSON object. */
+int trn_cli_eval(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", 1, 0, 'm'}, {"task", 1, 0, 'k'}, {"data", 1, 0, 'd'}, {"max", 1, 0, 'n'},
+        {"max-new", 1, 0, 'g'}, {"max-len", 1, 0, 'l'}, {"threads", 1, 0, 't'},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *usage = "usage: bitdistill eval --model STUDENT.gguf --task sst2|mnli|qnli|cnndm "
+                        "--data FILE [--max N (0: all)] [--max-new 64] [--max-len 512] "
+                        "[--threads N]\n";
+    const char *model = NULL, *task = NULL, *data = NULL;
+    struct trn_run_opts o = {.events_fd = -1};
+    struct run *r = calloc(1, sizeof(*r));
+    struct eng_model *m = NULL;
+    struct eng_tok *tok = NULL;
+    json_t *res = NULL;
+    long max = 0;
+    int c, rc = 2;
+    if (!r)
+        return 1;
+    r->o = &o;
+    r->job.eval_max_new = 64;
+    r->job.dist.max_len = 512;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'k': task = optarg; break;
+        case 'd': data = optarg; break;
+        case 'n': max = atol(optarg); break;
+        case 'g': r->job.eval_max_new = atoi(optarg); break;
+        case 'l': r->job.dist.max_len = atoi(optarg); break;
+        case 't': o.threads = atoi(optarg); break;
+        case 'h':
+            printf("%sAccuracy (classification) or ROUGE-1/2/L/Lsum and BLEU of greedy summaries "
+                   "(summarization)\nof a student file on a dataset, measured as the trainer's "
+                   "stage 4 does; one JSON object.\n", usage);
+            rc = 0;
+            goto out;
+        default: fprintf(stderr, "%s", usage); goto out;
+        }
+    }
+    if (!model || !task || !data || optind != argc || max < 0 || r->job.eval_max_new < 1 ||
+        r->job.dist.max_len < 16) {
+        fprintf(stderr, "%s", usage);
+        goto out;
+    }
+    rc = 1;
+    if (trn_task_defaults(task, &r->job.task, r->err) ||
+        eng_student_load(model, &m, &tok, NULL, r->err))
+        goto fail;
+    if (!tok) {
+        eng_fail(r->err, ENG_ECONFIG, "'%s' carries no tokenizer", model);
+        goto fail;
+    }
+    r->tok = tok;
+    if (trn_task_resolve(&r->job.task, tok, eng_model_config(m)->eos_id, r->err) ||
+        trn_dataset_load(data, &r->job.task, (size_t)max, &r->val, r->err))
+        goto fail;
+    res = json_pack("{s:s, s:s, s:I}", "model", model, "data", data, "n", (json_int_t)r->val->n);
+    if (r->job.task.kind == TRN_TASK_CLS) {
+        double acc = 0;
+        size_t n = 0, skipped = 0;
+        if (eval_gguf_cls(r, model, &acc, &n, &skipped))
+            goto fail;
+        json_object_set_new(res, "accuracy", json_real(acc));
+        json_object_set_new(res, "n", json_integer((json_int_t)n));
+        json_object_set_new(res, "skipped", json_integer((json_int_t)skipped));
+    } else if (eval_sum_engine(r, m, tok, r->job.task.eos, res)) {
+        goto fail;
+    }
+    char *txt = json_dumps(res, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    printf("%s\n", txt ? txt : "{}");
+    free(txt);
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "bitdistill eval: %s\n", r->err);
+out:
+    json_decref(res);
+    trn_dataset_free(r->val);
+    eng_model_free(m);
+    eng_tok_free(tok);
+    free(r);
+    return rc;
+}
