@@ -68,29 +68,6 @@ int api_compat_error(struct srv_req *req, int status, const char *message, const
 
 /* ---- request parsing ---------------------------------------------------------------------- */
 
-/* A new classify job for model holding the strings `texts` (n of them). NULL: out of memory
- * (answered). */
-static struct eng_job *new_job(struct srv_req *req, struct eng_served *model, json_t **texts,
-                               size_t n)
-{
-    struct eng_job *job = eng_job_new(ENG_JOB_CLASSIFY, model);
-    if (job && !(job->inputs = calloc(n, sizeof(char *)))) {
-        eng_job_free(job);
-        job = NULL;
-    }
-    for (size_t i = 0; job && i < n; i++) {
-        if (!(job->inputs[i] = strndup(json_string_value(texts[i]), json_string_length(texts[i])))) {
-            eng_job_free(job);
-            job = NULL;
-            break;
-        }
-        job->ninputs = (int)i + 1;
-    }
-    if (!job)
-        api_error(req, 500, "out of memory", NULL, NULL);
-    return job;
-}
-
 /* "left" or "right" (any case) in body[name]; *left = 1 for left. Answers 400 otherwise. */
 static int get_side(struct srv_req *req, json_t *body, const char *name, int *left)
 {
@@ -106,20 +83,6 @@ static int get_side(struct srv_req *req, json_t *body, const char *name, int *le
         return -1;
     }
     return 0;
-}
-
-/* The model for body (the active classification model by default); answers and returns NULL on
- * failure. */
-static struct eng_served *classifier(struct srv_req *req, struct api_ctx *ctx, json_t *body)
-{
-    struct eng_served *m = api_infer_pick_model(req, ctx, body, ENG_TASK_CLASSIFICATION);
-    if (m && m->task != ENG_TASK_CLASSIFICATION) {
-        api_errorf(req, 400, "model", "wrong_task", "model '%s' is a %s model, not a "
-                   "classification model", m->id, eng_task_name(m->task));
-        eng_served_unref(m);
-        m = NULL;
-    }
-    return m;
 }
 
 /* Allocate job->logits when the answer wants raw scores. 0 or -1 (answered). */
@@ -181,11 +144,11 @@ static void vllm_classify(struct srv_req *req, struct api_ctx *ctx)
     static const char *const keys[] = {"model", "input", "truncate_prompt_tokens",
                                        "truncation_side", "use_activation", "user", NULL};
     json_t *body = api_body_json(req), *texts[COMPAT_MAX_INPUTS];
-    struct eng_served *model = NULL;
     struct eng_job *job = NULL;
     struct compat_arg *a = NULL;
     int left = 1, activation = 1;
     long tpt = 0;
+    size_t n;
     if (!body)
         return;
     if (api_infer_only_keys(req, body, keys) || get_side(req, body, "truncation_side", &left) ||
@@ -200,26 +163,8 @@ static void vllm_classify(struct srv_req *req, struct api_ctx *ctx)
             goto out;
         }
     }
-    json_t *in = json_object_get(body, "input");
-    size_t n = json_is_array(in) ? json_array_size(in) : 1;
-    if (!json_is_string(in) && !json_is_array(in)) {
-        api_error(req, 400, "'input' must be a string or an array of strings", "input",
-                  "invalid_value");
-        goto out;
-    }
-    if (n == 0 || n > COMPAT_MAX_INPUTS) {
-        api_errorf(req, n ? 413 : 400, "input", "invalid_value",
-                   "'input' has %zu items; send 1 to %d", n, COMPAT_MAX_INPUTS);
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        texts[i] = json_is_array(in) ? json_array_get(in, i) : in;
-        if (!json_is_string(texts[i])) {
-            api_errorf(req, 400, "input", "invalid_value", "'input[%zu]' must be a string", i);
-            goto out;
-        }
-    }
-    if (!(model = classifier(req, ctx, body)) || !(job = new_job(req, model, texts, n)))
+    if (api_infer_inputs(req, body, texts, &n) ||
+        !(job = api_infer_classify_job(req, ctx, body, texts, n)))
         goto out;
     job->truncate = tpt != 0;
     job->truncate_tokens = tpt > 0 ? (int)tpt : 0;
@@ -236,7 +181,6 @@ static void vllm_classify(struct srv_req *req, struct api_ctx *ctx)
     job = NULL;
 out:
     eng_job_free(job);
-    eng_served_unref(model);
     json_decref(body);
 }
 
@@ -350,19 +294,18 @@ static void tei_predict(struct srv_req *req, struct api_ctx *ctx)
     static const char *const keys[] = {"inputs", "truncate", "truncation_direction",
                                        "raw_scores", "model", NULL};
     json_t *body = api_body_json(req), *texts[COMPAT_MAX_INPUTS];
-    struct eng_served *model = NULL;
     struct eng_job *job = NULL;
     struct compat_arg *a = NULL;
     int truncate = 0, left = 0, raw = 0, batch = 0;
     size_t n = 0;
     if (!body)
         return;
-    if (api_infer_only_keys(req, body, keys) || api_infer_get_bool(req, body, "truncate", &truncate) ||
+    if (api_infer_only_keys(req, body, keys) ||
+        api_infer_get_bool(req, body, "truncate", &truncate) ||
         api_infer_get_bool(req, body, "raw_scores", &raw) ||
         get_side(req, body, "truncation_direction", &left) ||
-        tei_inputs(req, json_object_get(body, "inputs"), texts, &n, &batch))
-        goto out;
-    if (!(model = classifier(req, ctx, body)) || !(job = new_job(req, model, texts, n)))
+        tei_inputs(req, json_object_get(body, "inputs"), texts, &n, &batch) ||
+        !(job = api_infer_classify_job(req, ctx, body, texts, n)))
         goto out;
     job->truncate = truncate;
     job->truncate_left = left;
@@ -378,7 +321,6 @@ static void tei_predict(struct srv_req *req, struct api_ctx *ctx)
     job = NULL;
 out:
     eng_job_free(job);
-    eng_served_unref(model);
     json_decref(body);
 }
 

@@ -24,10 +24,13 @@ struct api_infer_shape {
 int api_infer_only_keys(struct srv_req *req, json_t *body, const char *const *allowed);
 /* Optional boolean body[name] into *out; answers 400 naming it and returns -1 if not one. */
 int api_infer_get_bool(struct srv_req *req, json_t *body, const char *name, int *out);
-/* /v1/classify's model choice: body's `model` or the active model of `task`; answers
- * 400/404/503 and returns NULL on failure. Returns a new reference. */
-struct eng_served *api_infer_pick_model(struct srv_req *req, struct api_ctx *ctx, json_t *body,
-                                        enum eng_task task);
+/* /v1/classify's `input`: a string or 1-256 strings, borrowed from body into texts[256]; answers
+ * 400/413 naming it and returns -1 on error. */
+int api_infer_inputs(struct srv_req *req, json_t *body, json_t **texts, size_t *n);
+/* /v1/classify's model choice (body's `model` or the active classifier) and a classify job with
+ * copies of texts[0..n). Answers 400/404/500/503 and returns NULL on failure. */
+struct eng_job *api_infer_classify_job(struct srv_req *req, struct api_ctx *ctx, json_t *body,
+                                       json_t *const *texts, size_t n);
 /* Queue classification `job` (inputs set) for req, to be answered by shape->answer(arg) (or an
  * error as every other route: 429 queue full, the engine's 400/500). Takes job and arg (a
  * malloc'd block, freed with free()). */

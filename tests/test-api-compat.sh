@@ -15,6 +15,7 @@
 #         {error, error_type} with validation 413, empty 400, overloaded 429, backend 424),
 # and every probability against /v1/classify's for the same input.
 . "$top_srcdir/tests/tap.sh"
+. "$top_srcdir/tests/daemon.sh"
 B=${top_builddir:-.}
 M=$top_srcdir/models/demo/student.gguf
 T=$(mktemp -d /tmp/bd-test-compat-XXXXXX)
@@ -27,11 +28,7 @@ if ! command -v python3 >/dev/null 2>&1; then
     exit $?
 fi
 
-"$B/bitdistilld" --port 0 --port-file "$T/port" --data-dir "$T/data" --model "$M" \
-    --log-level warn >"$T/d.log" 2>&1 &
-PID=$!
-for _ in $(seq 300); do [ -s "$T/port" ] && curl -sf "http://127.0.0.1:$(cat "$T/port")/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
-curl -sf "http://127.0.0.1:$(cat "$T/port")/readyz" >/dev/null
+bd_daemon "$T" --model "$M"
 ok $? "daemon serving the demo student"
 
 # The checker prints TAP lines without numbers ("ok - ..." / "not ok - ..."); they are counted here.

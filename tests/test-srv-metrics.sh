@@ -6,6 +6,7 @@
 # checked, then each family's TYPE against the list below (the dashboard reads some of them:
 # api/dashboard/server.js), and process_cpu_seconds_total as a counter that does not go down.
 . "$top_srcdir/tests/tap.sh"
+. "$top_srcdir/tests/daemon.sh"
 B=${top_builddir:-.}
 M=$top_srcdir/models/demo/student.gguf
 T=$(mktemp -d /tmp/bd-test-metrics-XXXXXX)
@@ -18,12 +19,7 @@ if ! command -v promtool >/dev/null 2>&1; then
     exit $?
 fi
 
-"$B/bitdistilld" --port 0 --port-file "$T/port" --data-dir "$T/data" --model "$M" \
-    --log-level warn >"$T/d.log" 2>&1 &
-PID=$!
-for _ in $(seq 300); do [ -s "$T/port" ] && curl -sf "http://127.0.0.1:$(cat "$T/port")/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
-U="http://127.0.0.1:$(cat "$T/port")"
-curl -sf "$U/readyz" >/dev/null
+bd_daemon "$T" --model "$M"
 ok $? "daemon serving the demo student"
 
 for _ in 1 2 3; do
