@@ -1105,7 +1105,7 @@ static int export_student(struct run *r, const char *teacher_dir, char *gguf)
         words[i] = r->job.task.words[i];
     }
     char *ev = json_dumps(r->metrics, JSON_COMPACT | JSON_SORT_KEYS);
-    meta.template = r->job.task.kind == TRN_TASK_CLS ? r->job.task.template : NULL;
+    meta.template = r->job.task.template; /* a summarizer is served by its template too */
     meta.nlabels = r->job.task.kind == TRN_TASK_CLS ? r->job.task.nlabels : 0;
     meta.labels = labels;
     meta.label_words = words;
