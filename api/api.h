@@ -64,6 +64,10 @@ void api_error(struct srv_req *req, int status, const char *message, const char 
 void api_errorf(struct srv_req *req, int status, const char *param, const char *code,
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* api/compat.c: answer the error in the shape of the request's route when that route has its
+ * own (TEI's /predict: {"error","error_type"}); returns 1 if it answered, 0 if not. */
+int api_compat_error(struct srv_req *req, int status, const char *message, const char *code);
+
 /* The error `type` for an HTTP status. */
 const char *api_error_type(int status);
 

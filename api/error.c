@@ -88,9 +88,13 @@ static char *utf8_clean(const char *s)
 void api_error(struct srv_req *req, int status, const char *message, const char *param,
                const char *code)
 {
+    char *msg = utf8_clean(message ? message : srv_status_text(status));
+    if (msg && api_compat_error(req, status, msg, code)) { /* a route with another shape */
+        free(msg);
+        return;
+    }
     if (!code)
         code = api_default_code(status);
-    char *msg = utf8_clean(message ? message : srv_status_text(status));
     char *par = utf8_clean(param);
     json_t *err = msg && (par || !param)
                       ? json_pack("{s:{s:s, s:s, s:s?, s:s?}}", "error", "message", msg, "type",

@@ -69,7 +69,7 @@ static void metrics(struct srv_req *req, struct api_ctx *ctx)
                           "Start time of the process since the unix epoch in seconds", NULL,
                           ctx->start_time);
     if (getrusage(RUSAGE_SELF, &ru) == 0)
-        srv_metrics_gauge_set(m, "process_cpu_seconds_total",
+        srv_metrics_counter_set(m, "process_cpu_seconds_total",
                               "Total user and system CPU time spent in seconds", NULL,
                               (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
                                   (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);

@@ -48,6 +48,8 @@ struct infer_req {
     int stream;
     int started;               /* stream started (first byte sent) */
     int top_k;
+    const struct api_infer_shape *shape; /* classify answered in another shape (api/compat.c) */
+    void *shape_arg;           /* owned (malloc'd) */
     char id[48];
     long created;
     struct srv_buf_text { char *p; size_t n, cap; } text;
@@ -71,6 +73,7 @@ static void text_add(struct infer_req *ir, const char *s, size_t n)
 static void infer_free(struct infer_req *ir)
 {
     srv_req_unref(ir->req);
+    free(ir->shape_arg);
     free(ir->text.p);
     free(ir);
 }
@@ -185,9 +188,7 @@ static void refuse(struct infer_req *ir, struct eng_job *job)
         srv_res_header(req, "Retry-After", "1");
         api_error(req, 429, "the inference queue is full: retry later", NULL, "queue_full");
     }
-    srv_req_unref(req);
-    free(ir->text.p);
-    free(ir);
+    infer_free(ir);
     eng_job_free(job);
 }
 
@@ -285,59 +286,78 @@ static void submit(struct srv_req *req, struct api_ctx *ctx, struct eng_job *job
     refuse(ir, job);
 }
 
-static void classify(struct srv_req *req, struct api_ctx *ctx)
+int api_infer_inputs(struct srv_req *req, json_t *body, json_t **texts, size_t *n)
 {
-    static const char *const keys[] = {"model", "input", "top_k", "truncate", "user", NULL};
-    json_t *body = api_body_json(req);
-    struct eng_served *model = NULL;
-    struct eng_job *job = NULL;
-    long top_k = 0;
-    int truncate = 1;
-    if (!body)
-        return;
-    if (only_keys(req, body, keys) || get_int(req, body, "top_k", 1, 1000, &top_k) ||
-        get_bool(req, body, "truncate", &truncate))
-        goto out;
     json_t *in = json_object_get(body, "input");
-    size_t n = json_is_array(in) ? json_array_size(in) : 1;
+    *n = json_is_array(in) ? json_array_size(in) : 1;
     if (!in || (!json_is_string(in) && !json_is_array(in))) {
         api_error(req, 400, "'input' must be a string or an array of strings", "input",
                   "invalid_value");
-        goto out;
+        return -1;
     }
-    if (n == 0 || n > MAX_INPUTS) {
-        api_errorf(req, n ? 413 : 400, "input", "invalid_value",
-                   "'input' has %zu items; send 1 to %d", n, MAX_INPUTS);
-        goto out;
+    if (*n == 0 || *n > MAX_INPUTS) {
+        api_errorf(req, *n ? 413 : 400, "input", "invalid_value",
+                   "'input' has %zu items; send 1 to %d", *n, MAX_INPUTS);
+        return -1;
     }
-    for (size_t i = 0; json_is_array(in) && i < n; i++)
-        if (!json_is_string(json_array_get(in, i))) {
+    for (size_t i = 0; i < *n; i++) {
+        texts[i] = json_is_array(in) ? json_array_get(in, i) : in;
+        if (!json_is_string(texts[i])) {
             api_errorf(req, 400, "input", "invalid_value", "'input[%zu]' must be a string", i);
-            goto out;
+            return -1;
         }
-    if (!(model = pick_model(req, ctx, body, ENG_TASK_CLASSIFICATION, 0)))
-        goto out;
+    }
+    return 0;
+}
+
+struct eng_job *api_infer_classify_job(struct srv_req *req, struct api_ctx *ctx, json_t *body,
+                                       json_t *const *texts, size_t n)
+{
+    struct eng_served *model = pick_model(req, ctx, body, ENG_TASK_CLASSIFICATION, 0);
+    struct eng_job *job = NULL;
+    if (!model)
+        return NULL;
     if (model->task != ENG_TASK_CLASSIFICATION) {
         api_errorf(req, 400, "model", "wrong_task", "model '%s' is a %s model, not a "
                    "classification model", model->id, eng_task_name(model->task));
         goto out;
     }
     job = eng_job_new(ENG_JOB_CLASSIFY, model);
+    if (!job || !(job->inputs = calloc(n, sizeof(char *))))
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        if (!(job->inputs[i] = strndup(json_string_value(texts[i]), json_string_length(texts[i]))))
+            goto oom;
+        job->ninputs = (int)i + 1;
+    }
+    goto out;
+oom:
+    eng_job_free(job);
+    job = NULL;
+    api_error(req, 500, "out of memory", NULL, NULL);
+out:
+    eng_served_unref(model);
+    return job;
+}
+
+static void classify(struct srv_req *req, struct api_ctx *ctx)
+{
+    static const char *const keys[] = {"model", "input", "top_k", "truncate", "user", NULL};
+    json_t *body = api_body_json(req), *texts[MAX_INPUTS];
+    struct eng_job *job = NULL;
+    long top_k = 0;
+    int truncate = 1;
+    size_t n;
+    if (!body)
+        return;
+    if (only_keys(req, body, keys) || get_int(req, body, "top_k", 1, 1000, &top_k) ||
+        get_bool(req, body, "truncate", &truncate) || api_infer_inputs(req, body, texts, &n) ||
+        !(job = api_infer_classify_job(req, ctx, body, texts, n)))
+        goto out;
     struct infer_req *ir = calloc(1, sizeof(*ir));
-    if (!job || !ir || !(job->inputs = calloc(n, sizeof(char *)))) {
-        free(ir);
+    if (!ir) {
         api_error(req, 500, "out of memory", NULL, NULL);
         goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *s = json_is_array(in) ? json_array_get(in, i) : in;
-        if (!(job->inputs[i] = strndup(json_string_value(s), json_string_length(s)))) {
-            job->ninputs = (int)i;
-            free(ir);
-            api_error(req, 500, "out of memory", NULL, NULL);
-            goto out;
-        }
-        job->ninputs = (int)i + 1;
     }
     job->truncate = truncate;
     ir->kind = INFER_CLASSIFY;
@@ -346,7 +366,6 @@ static void classify(struct srv_req *req, struct api_ctx *ctx)
     job = NULL;
 out:
     eng_job_free(job);
-    eng_served_unref(model);
     json_decref(body);
 }
 
@@ -660,6 +679,9 @@ static void on_job(struct eng_job *j, const char *text, size_t len, int done, vo
             } else {
                 api_error(req, j->status, j->error, NULL, NULL);
             }
+        } else if (ir->kind == INFER_CLASSIFY && ir->shape) {
+            timing_headers(req, j, 1);
+            ir->shape->answer(req, j, ir->created, ir->shape_arg);
         } else if (ir->kind == INFER_CLASSIFY) {
             answer_classify(ir, j);
         } else {
@@ -670,6 +692,34 @@ static void on_job(struct eng_job *j, const char *text, size_t len, int done, vo
     }
     infer_free(ir);
     eng_job_free(j);
+}
+
+/* ---- for the other projects' shapes (api/compat.c) ----------------------------------------- */
+
+int api_infer_only_keys(struct srv_req *req, json_t *body, const char *const *allowed)
+{
+    return only_keys(req, body, allowed);
+}
+
+int api_infer_get_bool(struct srv_req *req, json_t *body, const char *name, int *out)
+{
+    return get_bool(req, body, name, out);
+}
+
+void api_infer_classify_submit(struct srv_req *req, struct api_ctx *ctx, struct eng_job *job,
+                               const struct api_infer_shape *shape, void *arg)
+{
+    struct infer_req *ir = calloc(1, sizeof(*ir));
+    if (!ir) {
+        free(arg);
+        eng_job_free(job);
+        api_error(req, 500, "out of memory", NULL, NULL);
+        return;
+    }
+    ir->kind = INFER_CLASSIFY;
+    ir->shape = shape;
+    ir->shape_arg = arg;
+    submit(req, ctx, job, ir);
 }
 
 void api_infer_drain(struct api_ctx *ctx)

@@ -22,8 +22,13 @@
  *    "metadata"?: up to 16 string pairs (keys <= 64 characters, values <= 512),
  *    "chat_format"?: "chatml" (classification tasks as generative SFT in ChatML),
  *    "teacher"?: fine-tuned teacher directory (skips stage 0), "task"?: sst2|mnli|qnli|cnndm|chat,
- *    "device"?: "cpu"|"cuda:K"|"cuda:K,L"|"cuda:all", "suffix"?, "seed"?, "activate"?: bool, "threads"?}
+ *    "device"?: "cpu"|"cuda:K"|"cuda:K,L"|"cuda:all", "suffix"?, "seed"?,
+ *    "activate"?: true|false|"if_better", "threads"?}
  * and becomes the trainer's job.json (jobs/train/pipeline.h) in the job's directory.
+ * "if_better" (needs a validation file): the trainer also evaluates the model active for the
+ * job's task when the job is created (its "baseline"), unless a figure of it on a file with the
+ * same content is stored; the supervisor activates the student only if it scores higher
+ * (jobs/better.h) and records the decision as an event.
  */
 #include "config.h"
 
@@ -41,6 +46,7 @@
 #include "api/api.h"
 #include "engine/err.h"
 #include "engine/hfconfig.h"
+#include "engine/registry.h"
 #include "jobs/files.h"
 #include "jobs/jobrec.h"
 #include "jobs/supervisor.h"
@@ -319,6 +325,52 @@ static int use_file(struct srv_req *req, struct api_ctx *ctx, json_t *body, cons
     return 1;
 }
 
+/* The stored figure of registered model `id` (accuracy or ROUGE-L) when the job that made it was
+ * validated on a file with vf's content (the same examples: API jobs evaluate the file's first
+ * 200), else -1. */
+static double stored_figure(struct api_ctx *ctx, const char *id, int cls, const struct job_file *vf)
+{
+    struct job_model m;
+    struct job_rec jr;
+    struct job_file f;
+    double fig = -1;
+    if (job_model_get(ctx->store, id, &m))
+        return -1;
+    if (m.job_id[0] && m.metrics && job_rec_get(ctx->store, m.job_id, &jr) == 0) {
+        if (jr.validation_file[0] && job_file_get(ctx->store, jr.validation_file, &f) == 0 &&
+            !strcmp(f.sha256, vf->sha256)) {
+            json_t *mt = json_loads(m.metrics, 0, NULL);
+            json_t *v = cls ? json_object_get(json_object_get(mt, "student_gguf"), "accuracy")
+                            : json_object_get(json_object_get(mt, "student"), "rougeL");
+            if (cls && !v)
+                v = json_object_get(json_object_get(mt, "student"), "accuracy");
+            if (json_is_number(v))
+                fig = json_number_value(v);
+            json_decref(mt);
+        }
+        job_rec_release(&jr);
+    }
+    job_model_release(&m);
+    return fig;
+}
+
+/* "activate": "if_better": the trainer's "baseline", the model active for the task now, with its
+ * stored figure on vf's content or its path to evaluate. New reference; NULL when none is active
+ * (the student is then activated: there is nothing to beat). */
+static json_t *baseline_for(struct api_ctx *ctx, const char *task, const struct job_file *vf)
+{
+    int cls = strcmp(task, "cnndm") != 0;
+    struct eng_served *s = eng_registry_active(ctx->registry, cls ? ENG_TASK_CLASSIFICATION
+                                                                  : ENG_TASK_SUMMARIZATION);
+    if (!s)
+        return NULL;
+    double fig = stored_figure(ctx, s->id, cls, vf);
+    json_t *b = fig >= 0 ? json_pack("{s:s, s:f}", "id", s->id, "stored", fig)
+                         : json_pack("{s:s, s:s}", "id", s->id, "path", s->path);
+    eng_served_unref(s);
+    return b;
+}
+
 static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
 {
     static const char *const keys[] = {"model", "training_file", "validation_file",
@@ -587,11 +639,20 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
         }
     }
     json_t *act = json_object_get(body, "activate");
-    if (act && !json_is_boolean(act)) {
-        api_error(req, 400, "'activate' must be true or false", "activate", NULL);
+    int if_better = json_is_string(act) && !strcmp(json_string_value(act), "if_better");
+    if (act && !json_is_null(act) && !json_is_boolean(act) && !if_better) {
+        api_error(req, 400, "'activate' must be true, false or \"if_better\"", "activate", NULL);
         goto out;
     }
-    c->rec.activate = json_is_true(act);
+    if (if_better && !c->rec.validation_file[0]) {
+        api_error(req, 400, "'activate': \"if_better\" needs a 'validation_file' to compare on",
+                  "validation_file", "missing_field");
+        goto out;
+    }
+    c->rec.activate = if_better ? JOB_ACTIVATE_IF_BETTER : json_is_true(act);
+    json_t *baseline = if_better ? baseline_for(ctx, task, &vf) : NULL;
+    if (baseline)
+        json_object_set_new(trainer, "baseline", baseline);
 
     /* The record: id, directory, spec (as accepted, plus the task type). */
     unsigned char rnd[12];

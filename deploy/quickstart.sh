@@ -39,7 +39,9 @@ Try, from another terminal:
 Dashboard: $U/   Stop with Ctrl-C (drains in-flight requests first).
 EOF2
 # The live demonstration: a short BitDistill job from the bundled teacher on the CPU (about a
-# minute on 2 cores), activated into serving when it succeeds. BITDISTILL_DEMO_JOB=0 skips it.
+# minute on 2 cores), activated into serving only if it beats the active model on the same dev
+# sentences ("activate": "if_better"; the job's activation event says why either way).
+# BITDISTILL_DEMO_JOB=0 skips it.
 if [ "${BITDISTILL_DEMO_JOB:-1}" != 0 ] && curl -sf "$U/readyz" >/dev/null 2>&1; then
     (
         set +e
@@ -52,7 +54,7 @@ if [ "${BITDISTILL_DEMO_JOB:-1}" != 0 ] && curl -sf "$U/readyz" >/dev/null 2>&1;
             \"training_file\":\"$tf\",\"validation_file\":\"$vf\",\"task\":\"sst2\",
             \"method\":{\"type\":\"bitdistill\",\"bitdistill\":{\"distill\":{\"steps\":80}}},
             \"hyperparameters\":{\"batch_size\":16,\"learning_rate\":1e-3,\"max_len\":64},
-            \"suffix\":\"demo\",\"activate\":true}" | field id)
+            \"suffix\":\"demo\",\"activate\":\"if_better\"}" | field id)
         if [ -z "$job" ]; then
             echo "demo job: not submitted (API keys set? see docs/api.md); the daemon keeps serving"
             exit 0
@@ -65,7 +67,14 @@ if [ "${BITDISTILL_DEMO_JOB:-1}" != 0 ] && curl -sf "$U/readyz" >/dev/null 2>&1;
             s=$(echo "$st" | field status)
             case $s in
             succeeded)
-                echo "demo job $job: succeeded; $(echo "$st" | field fine_tuned_model) is now active:"
+                # the if_better decision is the job's activation event
+                ev=$(curl -sN "$U/v1/fine_tuning/jobs/$job/events?stream=true" | grep '"type":"activation"')
+                why=$(echo "$ev" | sed -n 's/.*"reason":"\([^"]*\)".*/\1/p' | head -1)
+                if echo "$ev" | grep -q '"activated":true'; then
+                    echo "demo job $job: succeeded; $(echo "$st" | field fine_tuned_model) is now active ($why):"
+                else
+                    echo "demo job $job: succeeded; its student $(echo "$st" | field fine_tuned_model) was not activated ($why)"
+                fi
                 curl -s "$U/v1/classify" -d '{"input":["a gorgeous, witty film","dull and lifeless"]}'
                 echo; exit 0 ;;
             failed|cancelled) echo "demo job $job: $s: $(echo "$st" | field message)"; exit 0 ;;

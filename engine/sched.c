@@ -112,6 +112,7 @@ void eng_job_free(struct eng_job *j)
         free(j->stop[i]);
     free(j->stop);
     free(j->probs);
+    free(j->logits);
     free(j->truncated);
     free(j->delta);
     eng_served_unref(j->model);
@@ -210,14 +211,18 @@ void eng_sched_drain(struct eng_sched *s,
 
 /* ---- classification ------------------------------------------------------------------------ */
 
-/* Tokenize input i of j into j->ctok[i], cutting the input's end if it does not fit. */
+/* Tokenize input i of j into j->ctok[i], cutting the input's end (start with truncate_left) if
+ * it does not fit the context or truncate_tokens. */
 static int classify_tokenize(struct eng_job *j, int i)
 {
     struct eng_served *m = j->model;
-    size_t len = strlen(j->inputs[i]), lo = 0, hi = len;
+    const char *in = j->inputs[i];
+    size_t total = strlen(in), len = total, lo = 0, hi = len;
     int limit = m->max_context;
+    if (j->truncate_tokens > 0 && j->truncate_tokens < limit)
+        limit = j->truncate_tokens;
     for (;;) {
-        char *p = eng_served_prompt(m, j->inputs[i], len);
+        char *p = eng_served_prompt(m, j->truncate_left ? in + (total - len) : in, len);
         int32_t *ids = NULL;
         size_t n = 0;
         if (!p)
@@ -228,12 +233,17 @@ static int classify_tokenize(struct eng_job *j, int i)
             snprintf(j->error, sizeof(j->error), "input %d is not valid UTF-8 text", i);
             return rc;
         }
-        if ((int)n <= limit && (len == strlen(j->inputs[i]) || hi - lo <= 1)) {
+        if ((int)n <= limit && (len == total || hi - lo <= 1)) {
             j->ctok[i] = ids;
             j->cn[i] = (int)n;
             return 0;
         }
         free(ids);
+        if (len == 0) {
+            snprintf(j->error, sizeof(j->error), "the template alone is %zu tokens, more than "
+                     "the limit of %d", n, limit);
+            return ENG_ERANGE;
+        }
         if (!j->truncate) {
             snprintf(j->error, sizeof(j->error),
                      "input %d is %zu tokens with the template, more than the model's context "
@@ -247,7 +257,7 @@ static int classify_tokenize(struct eng_job *j, int i)
         else
             lo = len;
         len = lo + (hi - lo) / 2;
-        while (len > 0 && ((unsigned char)j->inputs[i][len] & 0xC0) == 0x80)
+        while (len > 0 && ((unsigned char)in[j->truncate_left ? total - len : len] & 0xC0) == 0x80)
             len--;
         if (hi - lo <= 1 || len == lo) {
             len = lo;
@@ -337,8 +347,12 @@ static void classify_pass(struct eng_worker *w)
     s->stats.last_batch = nseg;
     pthread_mutex_unlock(&s->lock);
     rc = eng_batch_run(scratch, segs, nseg);
-    for (int i = 0; !rc && i < nseg; i++)
+    for (int i = 0; !rc && i < nseg; i++) {
+        if (owner[i]->logits) /* the same input's row */
+            memcpy(owner[i]->logits + (segs[i].out - owner[i]->probs), segs[i].out,
+                   (size_t)nl * sizeof(float));
         label_probs(segs[i].out, nl);
+    }
 out:;
     char why[300];
     snprintf(why, sizeof(why), "%s", scratch ? eng_ctx_errmsg(scratch) : eng_strerror(rc));

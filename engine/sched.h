@@ -41,6 +41,8 @@ struct eng_job {
     char **inputs;            /* [ninputs] UTF-8 texts (owned) */
     int ninputs;
     int truncate;             /* 1: cut inputs that do not fit; 0: fail with 400 */
+    int truncate_tokens;      /* > 0: also cut inputs to this many tokens with the template */
+    int truncate_left;        /* 1: cut the start of the input text instead of its end */
 
     /* generate */
     char *prompt;             /* owned; used as is (the API applies templates) */
@@ -55,6 +57,8 @@ struct eng_job {
     int status;               /* 0 or an HTTP-like status: 400 (input), 500 (engine) */
     char error[256];
     float *probs;             /* classify: [ninputs][nlabels] */
+    float *logits;            /* classify: [ninputs][nlabels] the label logits before the
+                               * softmax, filled when the caller allocated it (owned) */
     int *truncated;           /* classify: [ninputs] 1 if the input was cut */
     int prompt_tokens;
     int completion_tokens;

@@ -36,10 +36,13 @@ struct job_rec {
     char *error;             /* owned or NULL */
     char result_model[128];
     char *result_files;      /* JSON array of file ids (owned) or NULL */
-    int activate;
+    int activate;            /* 0, 1, or JOB_ACTIVATE_IF_BETTER */
     int attempts;
     int64_t created_at, started_at, finished_at;
 };
+
+/* "activate": "if_better": activated only when its evaluation beats the active model's. */
+#define JOB_ACTIVATE_IF_BETTER 2
 
 void job_rec_release(struct job_rec *r);
 int job_rec_terminal(const char *status);

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jobs/better.h"
 #include "jobs/files.h"
 #include "jobs/results.h"
 #include "jobs/supervisor.h"
@@ -387,6 +388,8 @@ struct reg_work {
     char why[256];
     char *csv;               /* the result file's text (owned), stored by reg_hash */
     char result_files[80];   /* ["file-..."] once stored, else "" */
+    char *decision;          /* if_better: the activation event (owned JSON text) or NULL */
+    int64_t decision_seq;
 };
 
 static void reg_free(struct reg_work *rw)
@@ -394,6 +397,7 @@ static void reg_free(struct reg_work *rw)
     job_model_release(&rw->m);
     job_rec_release(&rw->rec);
     free(rw->csv);
+    free(rw->decision);
     free(rw);
 }
 
@@ -446,6 +450,19 @@ static int reg_tx(sqlite3 *db, void *arg)
     int rc = job_model_insert_tx(db, &rw->m);
     if (rc)
         return rc;
+    if (rw->decision) { /* the if_better decision, an event before the job ends */
+        struct job_event_op ev;
+        memset(&ev, 0, sizeof(ev));
+        snprintf(ev.id, sizeof(ev.id), "%s", rw->rec.id);
+        snprintf(ev.type, sizeof(ev.type), "activation");
+        ev.seq = rw->decision_seq;
+        ev.data = rw->decision;
+        ev.stage = -1;
+        ev.progress = -1;
+        ev.tokens = -1;
+        if ((rc = job_event_tx(db, &ev)))
+            return rc;
+    }
     struct job_status_op op;
     memset(&op, 0, sizeof(op));
     snprintf(op.id, sizeof(op.id), "%s", rw->rec.id);
@@ -466,6 +483,8 @@ static void reg_written(void *arg, int status)
     } else {
         srv_log_info("job %s succeeded: model %s (%lld bytes, sha256 %.12s)", rw->rec.id, rw->m.id,
                      (long long)rw->m.bytes, rw->m.sha256);
+        if (rw->decision)
+            notify(s, rw->rec.id, rw->decision_seq, 0);
         if (s->hooks.on_success)
             s->hooks.on_success(s->hooks.arg, &rw->rec, &rw->m);
         notify(s, rw->rec.id, 0, 1);
@@ -515,6 +534,12 @@ static void run_succeeded(struct sup_run *r)
     rw->m.metrics = r->done_metrics ? strdup(r->done_metrics) : NULL;
     snprintf(rw->m.status, sizeof(rw->m.status), "unloaded");
     rw->csv = job_results_csv(s->st, r->id); /* the events are read here, on the loop thread */
+    if (rw->rec.activate == JOB_ACTIVATE_IF_BETTER) {
+        /* on_success reads rec.activate as "activate now" */
+        rw->decision = job_better_decide(r->done_metrics, &rw->rec.activate);
+        if (rw->decision)
+            rw->decision_seq = ++r->seq;
+    }
     rw->w.data = rw;
     if (uv_queue_work(s->loop, &rw->w, reg_hash, reg_hashed))
         reg_free(rw);

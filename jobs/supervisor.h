@@ -44,7 +44,9 @@ struct job_sup_cfg {
 };
 
 struct job_sup_hooks {
-    /* Loop thread: job `rec` succeeded and model `model` (registered row) is its student. */
+    /* Loop thread: job `rec` succeeded and model `model` (registered row) is its student;
+     * rec->activate is 1 when it should be activated now ("if_better" resolved by
+     * jobs/better.h, its decision already stored as an `activation` event), else 0. */
     void (*on_success)(void *arg, const struct job_rec *rec, const struct job_model *model);
     void *arg;
 };

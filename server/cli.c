@@ -27,6 +27,7 @@ static const struct srv_cli_cmd cli_cmds[] = {
     {"convert", "HF checkpoint -> ternary student GGUF (--ternary: post-training absmean)", eng_cli_convert},
     {"train", "run a training job (fp16_sft | bitnet_sft | bitdistill | pretrain) from a JSON config", trn_cli_train},
     {"cast", "rewrite an HF checkpoint with bf16 or f32 weights", trn_cli_cast},
+    {"eval", "accuracy or ROUGE/BLEU of a student file on a dataset (as training's stage 4)", trn_cli_eval},
     {"dist-check", "under a launcher (srun -N2 ...): connect the ranks, print their GPUs", trn_cli_dist_check},
     {"bench", "benchmarks: `bench kernels` (GEMV/GEMM vs STREAM and sgemm)", bench_cli_main},
     {"plot", "PNG charts: `plot line` (loss curves from events), `plot bar` (accuracy per method)", plot_cli_main},

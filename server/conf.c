@@ -56,7 +56,8 @@ static const struct cfg_opt cfg_opts[] = {
     {"workers", CFG_INT, OFF(workers), "0",
      "engine workers running passes side by side (0 = cores / threads, or one per core)"},
     {"model", CFG_STR, OFF(model), NULL,
-     "student .gguf file or Hugging Face directory to serve (loaded in the background)"},
+     "student .gguf file or Hugging Face directory to serve (loaded in the background); "
+     "several, comma-separated, each becomes the active model of its task"},
     {"model-id", CFG_STR, OFF(model_id), NULL, "id of --model (default: its base name)"},
     {"max-context", CFG_INT, OFF(max_context), "2048",
      "positions per request at most (0 = the model's own)"},

@@ -35,6 +35,8 @@
 
 extern char **environ;
 
+#define DAEMON_MAX_MODELS 8 /* --model A,B,... */
+
 struct daemon {
     uv_loop_t loop;
     struct srv_config *cfg;
@@ -51,8 +53,9 @@ struct daemon {
     struct job_sup *sup;
     char trainer[4096];
     uv_work_t load_work;           /* --model loading in the background */
-    struct eng_served *loaded;
-    char load_err[512];
+    struct eng_served *loaded[DAEMON_MAX_MODELS]; /* --model A,B,...: one per path, NULL if failed */
+    int nmodels;
+    char load_err[512];            /* the first failure */
     char not_ready[600];
     int stopping;
     int exit_code;
@@ -136,38 +139,66 @@ static void daemon_trainer_path(struct daemon *d)
     snprintf(d->trainer, sizeof(d->trainer), "%s/bitdistill", self);
 }
 
+/* Path i of --model (a comma-separated list) into out; 0, or -1 past the last. */
+static int daemon_model_path(const struct daemon *d, int i, char *out, size_t outlen)
+{
+    const char *p = d->cfg->model;
+    for (; i > 0 && p; i--)
+        if ((p = strchr(p, ',')))
+            p++;
+    if (!p)
+        return -1;
+    snprintf(out, outlen, "%.*s", (int)strcspn(p, ","), p);
+    return 0;
+}
+
+/* Worker: load every --model path (--model-id names the model when there is one path). */
 static void daemon_load_work(uv_work_t *w)
 {
     struct daemon *d = w->data;
-    if (eng_served_load(d->cfg->model, d->cfg->model_id, d->cfg->max_context, &d->loaded,
-                        d->load_err) == 0) {
-        eng_model_set_threads(d->loaded->model, d->api.engine_threads);
+    char path[4096], err[512];
+    for (int i = 0; i < d->nmodels && daemon_model_path(d, i, path, sizeof(path)) == 0; i++) {
+        if (eng_served_load(path, d->nmodels == 1 ? d->cfg->model_id : NULL, d->cfg->max_context,
+                            &d->loaded[i], err)) {
+            d->loaded[i] = NULL;
+            if (!d->load_err[0])
+                snprintf(d->load_err, sizeof(d->load_err), "'%.200s': %.290s", path, err);
+            continue;
+        }
+        eng_model_set_threads(d->loaded[i]->model, d->api.engine_threads);
     }
 }
 
+/* Loop thread: register each loaded model and make it the active one of its task; ready when
+ * every path loaded. */
 static void daemon_load_done(uv_work_t *w, int status)
 {
     struct daemon *d = w->data;
+    char path[4096];
     (void)status;
-    if (!d->loaded) {
-        srv_log_error("cannot load model '%s': %s", d->cfg->model, d->load_err);
-        snprintf(d->not_ready, sizeof(d->not_ready), "model '%s' failed to load: %s",
-                 d->cfg->model, d->load_err);
+    for (int i = 0; i < d->nmodels; i++) {
+        struct eng_served *m = d->loaded[i];
+        if (!m)
+            continue;
+        daemon_model_path(d, i, path, sizeof(path));
+        if (eng_registry_add(d->registry, m) || eng_registry_activate(d->registry, m->id))
+            srv_log_error("cannot register model '%s'", m->id);
+        else
+            srv_log_info("model '%s' loaded from %s: %s, %s, %.1f MiB resident", m->id, path,
+                         eng_task_name(m->task),
+                         eng_model_is_ternary(m->model) ? "ternary student" : "FP",
+                         m->resident_bytes / 1048576.0);
+        eng_served_unref(m);
+        d->loaded[i] = NULL;
+    }
+    if (d->load_err[0]) {
+        srv_log_error("cannot load model %s", d->load_err);
+        snprintf(d->not_ready, sizeof(d->not_ready), "model %s failed to load", d->load_err);
         srv_server_set_not_ready(d->srv, d->not_ready);
         return;
     }
-    if (eng_registry_add(d->registry, d->loaded) || eng_registry_activate(d->registry, d->loaded->id)) {
-        srv_log_error("cannot register model '%s'", d->loaded->id);
-    } else {
-        srv_log_info("model '%s' loaded from %s: %s, %s, %.1f MiB resident", d->loaded->id,
-                     d->cfg->model, eng_task_name(d->loaded->task),
-                     eng_model_is_ternary(d->loaded->model) ? "ternary student" : "FP",
-                     d->loaded->resident_bytes / 1048576.0);
-        srv_server_set_not_ready(d->srv, NULL);
-        srv_notify("STATUS=serving");
-    }
-    eng_served_unref(d->loaded);
-    d->loaded = NULL;
+    srv_server_set_not_ready(d->srv, NULL);
+    srv_notify("STATUS=serving");
 }
 
 static void daemon_on_stop(uv_signal_t *h, int signum)
@@ -347,6 +378,9 @@ int srv_daemon_main(int argc, char **argv)
         snprintf(d.not_ready, sizeof(d.not_ready), "loading model '%s'", d.cfg->model);
         srv_server_set_not_ready(d.srv, d.not_ready);
         d.load_work.data = &d;
+        d.nmodels = 1;
+        for (const char *p = d.cfg->model; (p = strchr(p, ',')) && d.nmodels < DAEMON_MAX_MODELS; p++)
+            d.nmodels++;
         uv_queue_work(&d.loop, &d.load_work, daemon_load_work, daemon_load_done);
     } else {
         srv_server_set_not_ready(d.srv, "no model loaded");

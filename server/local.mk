@@ -22,3 +22,5 @@ TESTS += tests/test-srv-stream
 tests_test_srv_stream_LDADD = $(BD_ALL_LIBS)
 dist_noinst_SCRIPTS += tests/test-srv-auth.sh
 TESTS += tests/test-srv-auth.sh
+dist_noinst_SCRIPTS += tests/test-srv-metrics.sh
+TESTS += tests/test-srv-metrics.sh

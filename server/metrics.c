@@ -96,7 +96,8 @@ char *srv_metrics_labels(char *out, size_t outlen, ...)
     return out;
 }
 
-/* Find or create the series; NULL only when out of memory. Lock held. */
+/* Find or create the series; NULL when out of memory or when the family exists with another
+ * type. Lock held. */
 static struct met_series *met_get(struct srv_metrics *m, const char *name, const char *help,
                                   enum met_type type, const char *labels)
 {
@@ -106,6 +107,8 @@ static struct met_series *met_get(struct srv_metrics *m, const char *name, const
             f = &m->fam[i];
             break;
         }
+    if (f && f->type != type)
+        return NULL;
     if (!f) {
         if (m->n == m->cap) {
             size_t ncap = m->cap ? m->cap * 2 : 16;
@@ -155,6 +158,16 @@ void srv_metrics_counter_add(struct srv_metrics *m, const char *name, const char
     struct met_series *s = met_get(m, name, help, MET_COUNTER, labels);
     if (s)
         s->value += v;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void srv_metrics_counter_set(struct srv_metrics *m, const char *name, const char *help,
+                             const char *labels, double v)
+{
+    pthread_mutex_lock(&m->lock);
+    struct met_series *s = met_get(m, name, help, MET_COUNTER, labels);
+    if (s && v > s->value)
+        s->value = v;
     pthread_mutex_unlock(&m->lock);
 }
 

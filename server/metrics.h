@@ -5,7 +5,10 @@
  * written in Prometheus syntax without braces (`handler="livez",method="GET"`), which the caller
  * builds with srv_metrics_labels so values are escaped. Counters only go up, gauges are set,
  * histograms use fixed latency buckets (seconds). Thread-safe (one mutex): engine threads may
- * record too. Metric names use `_`, never `:` or `-`.
+ * record too. Metric names use `_`, never `:` or `-`; `_total` ends every counter's name and no
+ * other's, units are base units named last (`_seconds`, `_bytes`), every family has HELP
+ * (`promtool check metrics` passes: tests/test-srv-metrics.sh). A family keeps the type it was
+ * created with: recording into it as another type is ignored.
  */
 #ifndef BD_SERVER_METRICS_H
 #define BD_SERVER_METRICS_H
@@ -24,6 +27,10 @@ void srv_metrics_free(struct srv_metrics *m);
 char *srv_metrics_labels(char *out, size_t outlen, ...) __attribute__((sentinel));
 
 void srv_metrics_counter_add(struct srv_metrics *m, const char *name, const char *help,
+                             const char *labels, double v);
+/* A counter mirrored from a monotonic source (e.g. the kernel's CPU time): set to v, never
+ * lowered. */
+void srv_metrics_counter_set(struct srv_metrics *m, const char *name, const char *help,
                              const char *labels, double v);
 void srv_metrics_gauge_set(struct srv_metrics *m, const char *name, const char *help,
                            const char *labels, double v);

@@ -1,5 +1,5 @@
 # tests: the shared TAP helpers; each folder's local.mk adds its own test programs.
-EXTRA_DIST += tests/tap.h tests/tap.sh
+EXTRA_DIST += tests/tap.h tests/tap.sh tests/daemon.sh
 
 # The bundled demo model against its model card (models/demo/README.md).
 dist_noinst_SCRIPTS += tests/test-demo-model.sh

@@ -2,8 +2,9 @@
 # tests/test-demo-model.sh — the bundled demo model (models/demo) does what its model card says:
 # the ternary student (student.gguf, through the engine as served) and the bf16 FP teacher
 # classify the 872 SST-2 dev sentences (models/demo/data/sst2-dev.txt) with the accuracy stated
-# in models/demo/README.md. Tolerance: 2 sentences either way (another CPU's kernels may round a
-# near-tie differently; the card's counts were measured on AVX-512 here and on the GPU host).
+# in models/demo/README.md, the student also through `bitdistill eval`. Tolerance: 2 sentences
+# either way (another CPU's kernels may round a near-tie differently; the card's counts were
+# measured on AVX-512 here and on the GPU host).
 . "$top_srcdir/tests/tap.sh"
 B=${top_builddir:-.}
 BD="$B/bitdistill"
@@ -29,6 +30,12 @@ is "$(wc -l <"$T/student.jsonl")" 872 "the student classifies every dev sentence
 got=$(correct "$T/student.jsonl") want=$(card student.gguf)
 near "$got" "$want"
 ok $? "student.gguf: $got/872 correct, the card says $want/872"
+
+# `bitdistill eval`, the trainer's stage-4 evaluation of a student file, finds the same count
+"$BD" eval --model "$M/student.gguf" --task sst2 --data "$M/data/sst2-dev.txt" >"$T/eval.json" 2>"$T/err"
+got=$(awk -v a="$(sed -n 's/.*"accuracy":\([0-9.e-]*\).*/\1/p' "$T/eval.json")" 'BEGIN { printf "%d", a * 872 + 0.5 }')
+grep -q '"n":872' "$T/eval.json" && near "$got" "$want"
+ok $? "bitdistill eval: student.gguf $got/872, the card says $want/872 ($(head -c 200 "$T/err"))"
 
 xargs -0 "$BD" classify --model "$M/teacher" --template "$(printf 'Review: {text}\nSentiment:')" \
     --label negative=' negative' --label positive=' positive' -- <"$T/texts" >"$T/teacher.jsonl" 2>"$T/err"

@@ -281,6 +281,17 @@ static void summarization(void)
     TAP_OK(d != NULL, "summarization: step events");
     json_decref(d);
     json_decref(e);
+    /* the student carries its template, so the daemon serves it as a summarizer */
+    char gguf[700], err[ENG_ERR_LEN];
+    struct eng_model *m = NULL;
+    struct eng_student_meta meta = {0};
+    snprintf(gguf, sizeof(gguf), "%s/student.gguf", out);
+    int lrc = eng_student_load(gguf, &m, NULL, &meta, err);
+    TAP_OK(lrc == 0 && meta.template && !strcmp(meta.template, "{text}\nTL;DR:") &&
+           meta.nlabels == 0, "summarization: student.gguf carries the template '{text}\\nTL;DR:' "
+           "and no labels (served as a summarizer) (%s)", lrc ? err : meta.template ? meta.template : "none");
+    eng_student_meta_release(&meta);
+    eng_model_free(m);
 }
 
 /* ---------------------------------------------------------------- resume */

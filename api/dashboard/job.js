@@ -99,16 +99,31 @@ export function jobView(id) {
     spec.replaceChildren(...rows.flatMap(([k, v]) => [h('dt', k), h('dd.mono', v ?? '—')]));
   }
 
+  // "activate": "if_better": the decision, with the student's and the active model's figures.
+  function activationLine(a) {
+    const fig = (v) => (typeof v === 'number' ? fmtNum(v) : '—');
+    return h('p#activation', { className: a.activated ? 'ok' : 'muted' },
+      h('strong', a.activated ? 'Activated (if better): ' : 'Not activated (if better): '),
+      `${a.metric} ${fig(a.student)} for the student vs ${fig(a.active)} for ` +
+      (a.active_model ? `the active model ${a.active_model}${a.active_stored ? ' (stored figure, same file)' : ''}` : 'no active model') +
+      ` — ${a.reason}`);
+  }
+
   function renderEval() {
-    const models = ['teacher', 'student', 'student_gguf'].filter((m) => st.evals[m]);
-    if (!models.length) return;
+    const models = ['teacher', 'student', 'student_gguf', 'baseline'].filter((m) => st.evals[m]);
+    if (!models.length) {
+      if (st.activation) evalBox.replaceChildren(activationLine(st.activation));
+      return;
+    }
     const keys = [...CLS_METRICS, ...SUM_METRICS].filter((k) => models.some((m) => typeof st.evals[m][k] === 'number'));
     evalBox.replaceChildren(h('div.table-wrap', h('table#eval-table',
-      h('thead', h('tr', h('th', 'metric'), models.map((m) => h('th.num', m.replace('_', ' '))))),
+      h('thead', h('tr', h('th', 'metric'), models.map((m) => h('th.num',
+        m === 'baseline' ? `active model${st.evals[m].id ? ' ' + st.evals[m].id : ''}` : m.replace('_', ' '))))),
       h('tbody', keys.map((k) => h('tr', h('td', k),
         models.map((m) => h('td.num', { dataset: { model: m, metric: k } },
           typeof st.evals[m][k] === 'number' ? fmtNum(st.evals[m][k]) : '—'))))),
-      h('caption.muted', `on ${Math.max(...models.map((m) => st.evals[m].n || 0))} validation examples`))));
+      h('caption.muted', `on ${Math.max(...models.map((m) => st.evals[m].n || 0))} validation examples`))),
+    st.activation ? activationLine(st.activation) : null);
   }
 
   function logLine(ev) {
@@ -124,6 +139,8 @@ export function jobView(id) {
         .map(([k, v]) => `${k} ${fmtNum(v)}`).join(' ');
     } else if (ev.type === 'checkpoint') {
       text = `checkpoint stage ${d.stage} step ${d.step}`;
+    } else if (ev.type === 'activation') {
+      text = `activation (${d.policy}): ${d.activated ? 'activated' : 'kept the active model'}: ${d.reason}`;
     }
     st.rows.push(h('div' + (ev.level === 'error' ? '.lvl-error' : ''),
       `#${ev.seq} ${new Date(ev.created_at * 1000).toLocaleTimeString()} ${ev.type.padEnd(10)} ${text}`));
@@ -175,6 +192,9 @@ export function jobView(id) {
     } else if (ev.type === 'stage' && d.status === 'start') {
       st.ran.add(d.stage);
       if (st.job) renderHead(st.job);
+    } else if (ev.type === 'activation') {
+      st.activation = d;
+      renderEval();
     } else if (ev.type === 'checkpoint') {
       loadCkpts();
     } else if (ev.type === 'done' && d.metrics) {

@@ -80,6 +80,7 @@ export function submitView() {
   const seed = h('input#f-seed', { name: 'seed', type: 'number', min: '0', placeholder: 'random' });
   const threads = h('input#f-threads', { name: 'threads', type: 'number', min: '1', max: '1024', placeholder: 'auto' });
   const activate = h('input#f-activate', { name: 'activate', type: 'checkbox' });
+  const ifBetter = h('input#f-if-better', { name: 'if_better', type: 'checkbox' });
   const hp = {
     n_epochs: h('input', { name: 'hyperparameters.n_epochs', placeholder: 'auto' }),
     batch_size: h('input#hp-batch', { name: 'hyperparameters.batch_size', placeholder: 'auto' }),
@@ -215,7 +216,7 @@ export function submitView() {
       fail(threads, Number.isInteger(v) && v >= 1 && v <= 1024 ? '' : "'threads' must be an integer from 1 to 1024");
       req.threads = v;
     }
-    if (activate.checked) req.activate = true;
+    if (activate.checked) req.activate = ifBetter.checked ? 'if_better' : true;
     for (const [k, inp] of Object.entries(hp)) {
       const raw = inp.value.trim();
       if (!raw || raw === 'auto') continue;
@@ -277,7 +278,8 @@ export function submitView() {
     h('div.panel', h('h2', 'Method'),
       h('div.form-grid', field('Method', method), field('Task', task, 'sets the λ/γ defaults'),
         field('Device', device), devices, field('Name suffix', suffix), field('Seed', seed),
-        field('Trainer threads', threads), h('label.inline', activate, 'activate the student when done'))),
+        field('Trainer threads', threads), h('label.inline', activate, 'activate the student when done'),
+        h('label.inline', ifBetter, 'only if it beats the active model on the validation file'))),
     h('div.panel', h('h2', 'Hyperparameters'), h('p.muted', 'Blank or "auto": the stage settings below decide.'),
       h('div.form-grid', field('epochs', hp.n_epochs), field('batch size', hp.batch_size),
         field('learning rate', hp.learning_rate), field('max length', hp.max_len), field('steps', hp.steps))),

@@ -86,6 +86,11 @@ struct job {
     enum eng_head_fmt head;
     struct stage_cfg sft, cpt, dist;
     char sha[65]; /* sha256 of the config text */
+    /* "baseline": the served model the student must beat ("activate": "if_better"), evaluated
+     * at stage 4 on validation_file: {"id", "path": its GGUF} or {"id", "stored": figure on
+     * this same file (accuracy or rougeL)} */
+    char baseline_id[128], baseline_path[PATH_LEN];
+    double baseline_stored; /* < 0: none */
 };
 
 /* An encoded example. */
@@ -333,6 +338,17 @@ static int job_parse(const char *path, struct job *j, char *err)
     j->log_every = (int)num(root, "log_every", 1);
     j->keep = (int)num(root, "keep_checkpoints", 2);
     j->eval_max_new = (int)num(root, "eval_max_new", 64);
+    json_t *bl = json_object_get(root, "baseline");
+    j->baseline_stored = json_is_number(json_object_get(bl, "stored"))
+                             ? json_number_value(json_object_get(bl, "stored")) : -1.0;
+    if (bl && (!json_is_string(json_object_get(bl, "id")) ||
+               (j->baseline_stored < 0 && (rc = get_path(bl, "path", j->baseline_path, 1, err))))) {
+        rc = rc ? rc : eng_fail(err, ENG_ECONFIG, "job config: baseline needs \"id\" and "
+                                "\"path\" or \"stored\"");
+        goto out;
+    }
+    if (bl)
+        snprintf(j->baseline_id, sizeof(j->baseline_id), "%s", json_string_value(json_object_get(bl, "id")));
     json_t *sl = json_object_get(root, "subln");
     if (sl && !json_is_boolean(sl)) {
         rc = eng_fail(err, ENG_ECONFIG, "job config: subln must be true or false");
@@ -839,43 +855,38 @@ static int eval_cls(struct run *r, struct trn_model *model, double *acc, size_t 
     return rc;
 }
 
-/* Greedy summaries and ROUGE/BLEU, decoded by the engine with a KV cache: the engine reads the
- * parameters in place (the ternary student converted exactly as for export, with its q8/q4
- * head), so the summaries are the ones the served model would write. */
-static int eval_sum(struct run *r, struct trn_model *model, json_t *res)
+/* Greedy summaries of the validation set by engine model m (borrowed; tok encodes and decodes,
+ * eos ends a summary) and their ROUGE/BLEU into res. */
+static int eval_sum_engine(struct run *r, struct eng_model *m, const struct eng_tok *tok,
+                           int32_t eos, json_t *res)
 {
     const struct trn_task *t = &r->job.task;
-    int max_pos = trn_model_config(model)->max_pos, rc;
+    int max_pos = eng_model_config(m)->max_pos, rc = 0;
     int mn = r->job.eval_max_new, ml = r->job.dist.max_len < max_pos ? r->job.dist.max_len : max_pos;
     int th = r->o->threads > 0 ? r->o->threads : (r->job.threads > 0 ? r->job.threads : 1);
     struct trn_rouge sum = {0};
     struct trn_bleu_stats bs = {0};
-    struct eng_model *fp = NULL, *stu = NULL, *m;
     size_t n = r->val->n;
     int32_t *gen = malloc(((size_t)mn + 1) * sizeof(int32_t));
     if (!gen)
         return eng_fail(r->err, ENG_ENOMEM, "out of memory");
-    if ((rc = trn_model_engine(model, &fp, r->err)) ||
-        (trn_model_quant(model) && (rc = eng_student_from_fp(fp, r->job.head, &stu, r->err))))
-        goto out;
-    m = stu ? stu : fp;
     eng_model_set_threads(m, th);
     for (size_t i = 0; i < n && !rc; i++) {
         struct enc e = {0};
         struct eng_ctx *ctx = NULL;
         int room = ml - mn > 8 ? ml - mn : 8, g = 0;
-        if ((rc = trn_encode(t, r->tok, &r->val->ex[i], room, 0, &e.ids, &e.n, &e.np)))
+        if ((rc = trn_encode(t, tok, &r->val->ex[i], room, 0, &e.ids, &e.n, &e.np)))
             break;
         if ((rc = eng_ctx_create(m, e.n + mn, &ctx))) {
             eng_fail(r->err, rc, "eval: cannot make a context of %d tokens", e.n + mn);
-        } else if ((g = eng_generate_greedy(ctx, e.ids, e.n, mn, t->eos, gen)) < 0) {
+        } else if ((g = eng_generate_greedy(ctx, e.ids, e.n, mn, eos, gen)) < 0) {
             rc = eng_fail(r->err, ENG_EINVAL, "eval: %s", eng_ctx_errmsg(ctx));
         }
         eng_ctx_free(ctx);
         free(e.ids);
         char *txt = NULL;
         size_t tl = 0;
-        if (!rc && eng_tok_decode(r->tok, gen, (size_t)g, 1, &txt, &tl) == 0) {
+        if (!rc && eng_tok_decode(tok, gen, (size_t)g, 1, &txt, &tl) == 0) {
             struct trn_rouge one;
             trn_rouge_score(txt, r->val->ex[i].target, &one);
             sum.r1 += one.r1;
@@ -892,10 +903,24 @@ static int eval_sum(struct run *r, struct trn_model *model, json_t *res)
     json_object_set_new(res, "rougeL", json_real(sum.rl / d));
     json_object_set_new(res, "rougeLsum", json_real(sum.rlsum / d));
     json_object_set_new(res, "bleu", json_real(trn_bleu_score(&bs, 0)));
+    free(gen);
+    return rc;
+}
+
+/* Greedy summaries and ROUGE/BLEU, decoded by the engine with a KV cache: the engine reads the
+ * parameters in place (the ternary student converted exactly as for export, with its q8/q4
+ * head), so the summaries are the ones the served model would write. */
+static int eval_sum(struct run *r, struct trn_model *model, json_t *res)
+{
+    struct eng_model *fp = NULL, *stu = NULL;
+    int rc;
+    if ((rc = trn_model_engine(model, &fp, r->err)) ||
+        (trn_model_quant(model) && (rc = eng_student_from_fp(fp, r->job.head, &stu, r->err))))
+        goto out;
+    rc = eval_sum_engine(r, stu ? stu : fp, r->tok, r->job.task.eos, res);
 out:
     eng_model_free(stu);
     eng_model_free(fp);
-    free(gen);
     return rc;
 }
 
@@ -992,13 +1017,74 @@ out:
     EVP_MD_CTX_free(md);
 }
 
+/* Accuracy of the student file `gguf` on the validation set, as the engine serves it: loaded by
+ * eng_student_load (its own tokenizer when it has one) and classifying with the task's label
+ * words (only {text} templates in the engine: others are filled here and passed whole).
+ * Examples longer than its context are not scored (*skipped). */
+static int eval_gguf_cls(struct run *r, const char *gguf, double *acc, size_t *n_out,
+                         size_t *skipped)
+{
+    struct eng_model *back = NULL;
+    struct eng_tok *btok = NULL;
+    struct eng_classifier *cl = NULL;
+    char *words[TRN_MAX_LABELS];
+    size_t correct = 0, n = r->val->n;
+    int rc;
+    *skipped = 0;
+    for (int i = 0; i < r->job.task.nlabels; i++)
+        words[i] = r->job.task.words[i];
+    if ((rc = eng_student_load(gguf, &back, &btok, NULL, r->err)))
+        goto out;
+    rc = eng_classifier_create(back, btok ? btok : r->tok, "{text}",
+                               (const char *const *)words, r->job.task.nlabels, &cl, r->err);
+    for (size_t i = 0; i < n && !rc; i++) {
+        const struct trn_example *e = &r->val->ex[i];
+        size_t cap = strlen(r->job.task.template) + strlen(e->text) +
+                     (e->text_b ? strlen(e->text_b) : 0) + 1;
+        char *p = malloc(cap), *o = p;
+        float probs[TRN_MAX_LABELS];
+        int best = -1;
+        if (!p) {
+            rc = ENG_ENOMEM;
+            break;
+        }
+        for (const char *s = r->job.task.template; *s;) {
+            if (!strncmp(s, "{text_b}", 8)) {
+                o += sprintf(o, "%s", e->text_b ? e->text_b : "");
+                s += 8;
+            } else if (!strncmp(s, "{text}", 6)) {
+                o += sprintf(o, "%s", e->text);
+                s += 6;
+            } else {
+                *o++ = *s++;
+            }
+        }
+        *o = 0;
+        rc = eng_classify(cl, p, probs, &best, r->err);
+        free(p);
+        if (rc == ENG_ERANGE) { /* longer than the model's context: not scored */
+            rc = 0;
+            (*skipped)++;
+            continue;
+        }
+        correct += !rc && best == e->label;
+    }
+    eng_classifier_free(cl);
+    n -= *skipped;
+    *acc = n ? (double)correct / (double)n : 0.0;
+    *n_out = n;
+out:
+    eng_model_free(back);
+    eng_tok_free(btok);
+    return rc;
+}
+
 /* student-hf/ (latent weights + SubLN + tokenizer), then student.gguf through the engine's
  * student writer, then the GGUF loaded back by the engine and classifying the validation set. */
 static int export_student(struct run *r, const char *teacher_dir, char *gguf)
 {
     char hf[PATH_LEN + 32], tsha[65] = "";
-    struct eng_model *fp = NULL, *stu = NULL, *back = NULL;
-    struct eng_tok *btok = NULL;
+    struct eng_model *fp = NULL, *stu = NULL;
     struct eng_student_meta meta = {0};
     char *labels[TRN_MAX_LABELS], *words[TRN_MAX_LABELS];
     int rc;
@@ -1019,7 +1105,7 @@ static int export_student(struct run *r, const char *teacher_dir, char *gguf)
         words[i] = r->job.task.words[i];
     }
     char *ev = json_dumps(r->metrics, JSON_COMPACT | JSON_SORT_KEYS);
-    meta.template = r->job.task.kind == TRN_TASK_CLS ? r->job.task.template : NULL;
+    meta.template = r->job.task.template; /* a summarizer is served by its template too */
     meta.nlabels = r->job.task.kind == TRN_TASK_CLS ? r->job.task.nlabels : 0;
     meta.labels = labels;
     meta.label_words = words;
@@ -1030,65 +1116,63 @@ static int export_student(struct run *r, const char *teacher_dir, char *gguf)
     free(ev);
     if (rc)
         goto out;
-    /* The engine reads it back and classifies with it (only {text} templates: others are
-     * filled here and passed whole). */
+    /* The engine reads it back and classifies with it. */
     if (r->job.task.kind == TRN_TASK_CLS && r->val) {
-        struct eng_classifier *cl = NULL;
-        if ((rc = eng_student_load(gguf, &back, &btok, NULL, r->err)))
+        double acc = 0;
+        size_t n = 0, skipped = 0;
+        if ((rc = eval_gguf_cls(r, gguf, &acc, &n, &skipped)))
             goto out;
-        rc = eng_classifier_create(back, btok ? btok : r->tok, "{text}",
-                                   (const char *const *)words, r->job.task.nlabels, &cl, r->err);
-        size_t correct = 0, n = r->val->n, skipped = 0;
-        for (size_t i = 0; i < n && !rc; i++) {
-            const struct trn_example *e = &r->val->ex[i];
-            size_t cap = strlen(r->job.task.template) + strlen(e->text) +
-                         (e->text_b ? strlen(e->text_b) : 0) + 1;
-            char *p = malloc(cap), *o = p;
-            float probs[TRN_MAX_LABELS];
-            int best = -1;
-            if (!p) {
-                rc = ENG_ENOMEM;
-                break;
-            }
-            for (const char *s = r->job.task.template; *s;) {
-                if (!strncmp(s, "{text_b}", 8)) {
-                    o += sprintf(o, "%s", e->text_b ? e->text_b : "");
-                    s += 8;
-                } else if (!strncmp(s, "{text}", 6)) {
-                    o += sprintf(o, "%s", e->text);
-                    s += 6;
-                } else {
-                    *o++ = *s++;
-                }
-            }
-            *o = 0;
-            rc = eng_classify(cl, p, probs, &best, r->err);
-            free(p);
-            if (rc == ENG_ERANGE) { /* longer than the model's context: not scored */
-                rc = 0;
-                skipped++;
-                continue;
-            }
-            correct += !rc && best == e->label;
-        }
-        eng_classifier_free(cl);
-        if (!rc) {
-            n -= skipped;
-            double acc = n ? (double)correct / (double)n : 0.0;
-            emit(r, json_pack("{s:s,s:i,s:s,s:f,s:I,s:I}", "type", "eval", "stage", 4, "model",
-                              "student_gguf", "accuracy", acc, "n", (json_int_t)n, "skipped",
-                              (json_int_t)skipped));
-            json_object_set_new(r->metrics, "student_gguf",
-                                json_pack("{s:f,s:I,s:I}", "accuracy", acc, "n", (json_int_t)n,
-                                          "skipped", (json_int_t)skipped));
-        }
+        emit(r, json_pack("{s:s,s:i,s:s,s:f,s:I,s:I}", "type", "eval", "stage", 4, "model",
+                          "student_gguf", "accuracy", acc, "n", (json_int_t)n, "skipped",
+                          (json_int_t)skipped));
+        json_object_set_new(r->metrics, "student_gguf",
+                            json_pack("{s:f,s:I,s:I}", "accuracy", acc, "n", (json_int_t)n,
+                                      "skipped", (json_int_t)skipped));
     }
 out:
-    eng_model_free(back);
-    eng_tok_free(btok);
     eng_model_free(stu);
     eng_model_free(fp);
     return rc;
+}
+
+/*
+ * "baseline" (activate if_better): the served model's figure on this validation set, measured as
+ * the student's (the engine, the task's template and label words; greedy summaries) or taken as
+ * stored when the daemon has one for this same file. An eval event with "model": "baseline"
+ * and metrics["baseline"]; a baseline that cannot be evaluated is reported ("error") and does not
+ * fail the job (the daemon then keeps the active model).
+ */
+static void evaluate_baseline(struct run *r)
+{
+    const struct job *j = &r->job;
+    int cls = j->task.kind == TRN_TASK_CLS, rc = 0;
+    json_t *res = json_pack("{s:s, s:s}", "id", j->baseline_id, "split", "validation");
+    if (j->baseline_stored >= 0) {
+        json_object_set_new(res, cls ? "accuracy" : "rougeL", json_real(j->baseline_stored));
+        json_object_set_new(res, "stored", json_true());
+    } else if (cls) {
+        double acc = 0;
+        size_t n = 0, skipped = 0;
+        if (!(rc = eval_gguf_cls(r, j->baseline_path, &acc, &n, &skipped)))
+            json_object_set_new(res, "accuracy", json_real(acc));
+        json_object_set_new(res, "n", json_integer((json_int_t)n));
+    } else {
+        struct eng_model *m = NULL;
+        struct eng_tok *tok = NULL;
+        if (!(rc = eng_student_load(j->baseline_path, &m, &tok, NULL, r->err)))
+            rc = eval_sum_engine(r, m, tok ? tok : r->tok,
+                                 tok ? eng_model_config(m)->eos_id : j->task.eos, res);
+        json_object_set_new(res, "n", json_integer((json_int_t)r->val->n));
+        eng_model_free(m);
+        eng_tok_free(tok);
+    }
+    if (rc)
+        json_object_set_new(res, "error", json_string(r->err));
+    json_object_set_new(r->metrics, "baseline", json_deep_copy(res));
+    json_object_set_new(res, "type", json_string("eval"));
+    json_object_set_new(res, "stage", json_integer(4));
+    json_object_set_new(res, "model", json_string("baseline"));
+    emit(r, res);
 }
 
 /* ------------------------------------------------------------------ the job */
@@ -1296,6 +1380,8 @@ static int run_job(struct run *r)
         return rc;
     if ((rc = evaluate(r, r->student, "student")) || (rc = export_student(r, teacher_dir, gguf)))
         return rc;
+    if (j->baseline_id[0] && r->val)
+        evaluate_baseline(r);
     stage_event(r, 4, "eval_export", "end", 0);
 done:
     write_metrics(r);
@@ -1422,4 +1508,92 @@ int trn_cli_train(int argc, char **argv)
     sigaction(SIGUSR1, &sa, NULL);
     int rc = trn_run(&o);
     return rc == 0 ? 0 : rc == 3 || rc == TRN_PAUSED ? rc : 1;
+}
+
+/* `bitdistill eval`: one student file's figures on a dataset, as the trainer's stage 4 measures
+ * them (the same functions). Prints one JSON object. */
+int trn_cli_eval(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", 1, 0, 'm'}, {"task", 1, 0, 'k'}, {"data", 1, 0, 'd'}, {"max", 1, 0, 'n'},
+        {"max-new", 1, 0, 'g'}, {"max-len", 1, 0, 'l'}, {"threads", 1, 0, 't'},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *usage = "usage: bitdistill eval --model STUDENT.gguf --task sst2|mnli|qnli|cnndm "
+                        "--data FILE [--max N (0: all)] [--max-new 64] [--max-len 512] "
+                        "[--threads N]\n";
+    const char *model = NULL, *task = NULL, *data = NULL;
+    struct trn_run_opts o = {.events_fd = -1};
+    struct run *r = calloc(1, sizeof(*r));
+    struct eng_model *m = NULL;
+    struct eng_tok *tok = NULL;
+    json_t *res = NULL;
+    long max = 0;
+    int c, rc = 2;
+    if (!r)
+        return 1;
+    r->o = &o;
+    r->job.eval_max_new = 64;
+    r->job.dist.max_len = 512;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'k': task = optarg; break;
+        case 'd': data = optarg; break;
+        case 'n': max = atol(optarg); break;
+        case 'g': r->job.eval_max_new = atoi(optarg); break;
+        case 'l': r->job.dist.max_len = atoi(optarg); break;
+        case 't': o.threads = atoi(optarg); break;
+        case 'h':
+            printf("%sAccuracy (classification) or ROUGE-1/2/L/Lsum and BLEU of greedy summaries "
+                   "(summarization)\nof a student file on a dataset, measured as the trainer's "
+                   "stage 4 does; one JSON object.\n", usage);
+            rc = 0;
+            goto out;
+        default: fprintf(stderr, "%s", usage); goto out;
+        }
+    }
+    if (!model || !task || !data || optind != argc || max < 0 || r->job.eval_max_new < 1 ||
+        r->job.dist.max_len < 16) {
+        fprintf(stderr, "%s", usage);
+        goto out;
+    }
+    rc = 1;
+    if (trn_task_defaults(task, &r->job.task, r->err) ||
+        eng_student_load(model, &m, &tok, NULL, r->err))
+        goto fail;
+    if (!tok) {
+        eng_fail(r->err, ENG_ECONFIG, "'%s' carries no tokenizer", model);
+        goto fail;
+    }
+    r->tok = tok;
+    if (trn_task_resolve(&r->job.task, tok, eng_model_config(m)->eos_id, r->err) ||
+        trn_dataset_load(data, &r->job.task, (size_t)max, &r->val, r->err))
+        goto fail;
+    res = json_pack("{s:s, s:s, s:I}", "model", model, "data", data, "n", (json_int_t)r->val->n);
+    if (r->job.task.kind == TRN_TASK_CLS) {
+        double acc = 0;
+        size_t n = 0, skipped = 0;
+        if (eval_gguf_cls(r, model, &acc, &n, &skipped))
+            goto fail;
+        json_object_set_new(res, "accuracy", json_real(acc));
+        json_object_set_new(res, "n", json_integer((json_int_t)n));
+        json_object_set_new(res, "skipped", json_integer((json_int_t)skipped));
+    } else if (eval_sum_engine(r, m, tok, r->job.task.eos, res)) {
+        goto fail;
+    }
+    char *txt = json_dumps(res, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    printf("%s\n", txt ? txt : "{}");
+    free(txt);
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "bitdistill eval: %s\n", r->err);
+out:
+    json_decref(res);
+    trn_dataset_free(r->val);
+    eng_model_free(m);
+    eng_tok_free(tok);
+    free(r);
+    return rc;
 }

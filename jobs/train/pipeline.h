@@ -68,6 +68,9 @@ int trn_run(const struct trn_run_opts *o);
 int trn_cli_train(int argc, char **argv);
 /* Copy file from to to (replacing it); 0 or ENG_EIO with a message naming both. */
 int trn_copy_file(const char *from, const char *to, char *err);
+/* `bitdistill eval --model STUDENT.gguf --task T --data FILE`: the stage-4 figures of a student
+ * file (accuracy, or ROUGE and BLEU of greedy summaries) as one JSON line: 0 ok, 1, 2 usage. */
+int trn_cli_eval(int argc, char **argv);
 /* `bitdistill cast`: an HF checkpoint rewritten in bf16 or f32 (cast.c). */
 int trn_cli_cast(int argc, char **argv);
 
