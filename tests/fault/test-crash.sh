@@ -49,6 +49,13 @@ for i in $(seq "$KILLS"); do
     uploads &
     UPID=$!
     sleep "$(awk -v s="$i$$" 'BEGIN { srand(s); printf "%.2f", 0.3 + rand() * 2.2 }')"
+    if [ $((i % 5)) -eq 0 ]; then # every fifth kill lands after a checkpoint exists, so that
+        # a loaded machine (slow trainer start-ups) still exercises at least one resume
+        for _ in $(seq 600); do
+            curl -s "$U/v1/fine_tuning/jobs/$J/checkpoints" | grep -q '"step_number"' && break
+            sleep 0.1
+        done
+    fi
     kill -9 "$PID" && kills=$((kills + 1))
     wait "$PID" 2>/dev/null
     kill "$UPID" 2>/dev/null; wait "$UPID" 2>/dev/null; UPID=""

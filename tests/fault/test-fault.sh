@@ -172,12 +172,12 @@ done
 curl -s "$U/v1/fine_tuning/jobs/$J" >"$T/job.json"
 [ "$st" = failed ] && grep -q -i -E 'no space|ENOSPC|disk' "$T/job.json"
 ok $? "a job whose checkpoints fill the disk ends failed, naming the error (status $st: $(grep -o '"error":{[^}]*}' "$T/job.json" | head -c 300))"
-# The newest checkpoint written before the disk filled is complete (renamed into place only
-# once written); older ones are rotated away by the trainer (the API still lists them: noted in
-# docs/security.md).
+# The newest checkpoint (listed first, as OpenAI lists them) written before the disk filled is
+# complete (renamed into place only once written); older ones are rotated away by the trainer
+# (the API still lists them: noted in docs/security.md).
 curl -s "$U/v1/fine_tuning/jobs/$J/checkpoints" >"$T/ck.json"
 nck=$(grep -o '"step_number"' "$T/ck.json" | wc -l)
-last=$(grep -o '"path":"[^"]*"' "$T/ck.json" | tail -1 | sed 's/"path":"//; s/"$//')
+last=$(grep -o '"path":"[^"]*"' "$T/ck.json" | head -1 | sed 's/"path":"//; s/"$//')
 gone=0
 for d in $(grep -o '"path":"[^"]*"' "$T/ck.json" | sed 's/"path":"//; s/"$//'); do [ -e "$d" ] || gone=$((gone + 1)); done
 [ -n "$last" ] && [ -s "$last/state.json" ] && [ "$(sqlite3 "$M/data/bitdistill.db" 'PRAGMA integrity_check')" = ok ]
