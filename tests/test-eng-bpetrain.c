@@ -645,7 +645,9 @@ static void parity_checks(const char *corpus_path, const struct sbuf *pool, cons
         free(back);
     }
     size_t ncases = json_array_size(texts);
-    TAP_OK(bad_rt == 0 && ncases >= 280,
+    /* 200 slices + 40 tricky strings always; SST-2's 60 only where ../shared/data has it (the
+     * count is printed, and the missing data said once at the start) */
+    TAP_OK(bad_rt == 0 && ncases >= (sst->n ? 280u : 220u),
            "engine: decode(encode(s)) == NFC(s) for %zu strings (%zu real slices, %zu SST-2, "
            "%zu tricky; %zu ids); %zu fail", ncases, nreal, nsst,
            sizeof(tricky) / sizeof(tricky[0]), nids, bad_rt);
