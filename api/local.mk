@@ -10,3 +10,6 @@ dist_noinst_SCRIPTS += tests/test-api-jobs.sh
 TESTS += tests/test-api-jobs.sh
 dist_noinst_SCRIPTS += tests/test-api-ft-openai.sh
 TESTS += tests/test-api-ft-openai.sh
+dist_noinst_SCRIPTS += tests/test-api-chat.sh
+TESTS += tests/test-api-chat.sh
+EXTRA_DIST += tests/npm/openai-chat.cjs
