@@ -920,14 +920,17 @@ static struct jinja_node *parse_not(struct parser *p)
     return parse_compare(p);
 }
 
-static struct jinja_node *parse_and(struct parser *p)
+/* `a and b and ...` (kind JN_AND over parse_not) or `a or b ...` (JN_OR over parse_and),
+ * left-associative. */
+static struct jinja_node *parse_chain(struct parser *p, int kind, const char *word,
+                                      struct jinja_node *(*sub)(struct parser *))
 {
-    struct jinja_node *n = parse_not(p);
-    while (n && is_name(cur(p), "and")) {
+    struct jinja_node *n = sub(p);
+    while (n && is_name(cur(p), word)) {
         int line = cur(p)->line;
         p->pos++;
-        struct jinja_node *b = parse_not(p);
-        struct jinja_node *x = b ? node(p, JN_AND, line) : NULL;
+        struct jinja_node *b = sub(p);
+        struct jinja_node *x = b ? node(p, kind, line) : NULL;
         if (x) {
             x->a = n;
             x->b = b;
@@ -937,21 +940,14 @@ static struct jinja_node *parse_and(struct parser *p)
     return n;
 }
 
+static struct jinja_node *parse_and(struct parser *p)
+{
+    return parse_chain(p, JN_AND, "and", parse_not);
+}
+
 static struct jinja_node *parse_or(struct parser *p)
 {
-    struct jinja_node *n = parse_and(p);
-    while (n && is_name(cur(p), "or")) {
-        int line = cur(p)->line;
-        p->pos++;
-        struct jinja_node *b = parse_and(p);
-        struct jinja_node *x = b ? node(p, JN_OR, line) : NULL;
-        if (x) {
-            x->a = n;
-            x->b = b;
-        }
-        n = x;
-    }
-    return n;
+    return parse_chain(p, JN_OR, "or", parse_and);
 }
 
 static struct jinja_node *parse_expr(struct parser *p, int with_cond)
