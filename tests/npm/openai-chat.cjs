@@ -66,6 +66,10 @@ async function main() {
      'n = 3 gives choices 0, 1, 2');
   ok(new Set(ta).size >= 2, `n = 3 choices differ: ${JSON.stringify(ta)}`);
   ok(JSON.stringify(ta) === JSON.stringify(tb), 'the same seed gives the same 3 choices');
+  // choice i samples with seed + i from the copied KV cache: alone with that seed it is the same
+  const one = await client.chat.completions.create({ ...nb, n: 1, seed: 12 });
+  ok(one.choices[0].message.content === ta[1],
+     'choice 1 of n = 3 (seed 11) = a single request with seed 12 (the KV cache copy is exact)');
   const allLength = a.choices.every((c) => c.finish_reason === 'length');
   ok(allLength ? a.usage.completion_tokens === 18 : a.usage.completion_tokens >= 3,
      `usage counts the tokens of all choices (${a.usage.completion_tokens})`);
