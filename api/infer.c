@@ -3,7 +3,11 @@
  *   POST /v1/classify     {"model"?, "input": str|[str], "top_k"?, "truncate"?}
  *   POST /v1/summarize    {"model"?, "input", "max_tokens"?, "stream"?, "truncate"?}
  *   POST /v1/completions  OpenAI text completions (prompt, max_tokens, temperature, top_p,
- *                         seed, stop, stream)
+ *                         seed, stop, stream, n, logprobs)
+ *   POST /v1/chat/completions  OpenAI chat completions: the messages rendered by the model's
+ *                         chat template (engine/chat.h), then generated as a completion
+ *                         (n choices share one prefill; logprobs, top_logprobs)
+ *   POST /apply-template  llama.cpp's: {"messages"} -> {"prompt"} (the rendered template)
  * The handler validates the JSON, picks the model (the request's, or the active one of the
  * task) and submits a job to the engine scheduler (engine/sched.h); tokenization, truncation and
  * inference run on the engine workers.
@@ -31,12 +35,16 @@
 
 #include "api/api.h"
 #include "api/infer.h"
+#include "engine/chat.h"
+#include "engine/err.h"
 #include "server/metrics.h"
 
 #define MAX_INPUTS 256
 #define MAX_STOP 4
 
-enum infer_kind { INFER_CLASSIFY, INFER_SUMMARIZE, INFER_COMPLETE };
+enum infer_kind { INFER_CLASSIFY, INFER_SUMMARIZE, INFER_COMPLETE, INFER_CHAT };
+
+struct infer_text { char *p; size_t n, cap; };
 
 struct infer_req {
     struct srv_req *req;       /* referenced */
@@ -46,35 +54,44 @@ struct infer_req {
     uint64_t park_deadline;    /* uv_now, ms */
     enum infer_kind kind;
     int stream;
+    int include_usage;         /* chat streams: stream_options.include_usage */
     int started;               /* stream started (first byte sent) */
     int top_k;
     const struct api_infer_shape *shape; /* classify answered in another shape (api/compat.c) */
     void *shape_arg;           /* owned (malloc'd) */
+    int logprobs;              /* -1: none; else alternatives per token */
+    size_t prompt_len;         /* completions: bytes of the prompt (text_offset) */
     char id[48];
     long created;
-    struct srv_buf_text { char *p; size_t n, cap; } text;
+    struct infer_text text[ENG_MAX_CHOICES];  /* per choice (non-stream answers) */
+    json_t *lp[ENG_MAX_CHOICES];              /* per choice logprob entries (owned) */
+    size_t lp_off[ENG_MAX_CHOICES];           /* completions: text bytes before the next token */
+    int role_sent[ENG_MAX_CHOICES];           /* chat streams: first delta with the role sent */
 };
 
-static void text_add(struct infer_req *ir, const char *s, size_t n)
+static void text_add(struct infer_text *t, const char *s, size_t n)
 {
-    if (ir->text.n + n + 1 > ir->text.cap) {
-        size_t nc = (ir->text.n + n + 1) * 2;
-        char *np = realloc(ir->text.p, nc);
+    if (t->n + n + 1 > t->cap) {
+        size_t nc = (t->n + n + 1) * 2;
+        char *np = realloc(t->p, nc);
         if (!np)
             return;
-        ir->text.p = np;
-        ir->text.cap = nc;
+        t->p = np;
+        t->cap = nc;
     }
-    memcpy(ir->text.p + ir->text.n, s, n);
-    ir->text.n += n;
-    ir->text.p[ir->text.n] = 0;
+    memcpy(t->p + t->n, s, n);
+    t->n += n;
+    t->p[t->n] = 0;
 }
 
 static void infer_free(struct infer_req *ir)
 {
     srv_req_unref(ir->req);
     free(ir->shape_arg);
-    free(ir->text.p);
+    for (int i = 0; i < ENG_MAX_CHOICES; i++) {
+        free(ir->text[i].p);
+        json_decref(ir->lp[i]);
+    }
     free(ir);
 }
 
@@ -275,7 +292,8 @@ static void submit(struct srv_req *req, struct api_ctx *ctx, struct eng_job *job
     ir->ctx = ctx;
     ir->created = (long)time(NULL);
     snprintf(ir->id, sizeof(ir->id), "%s-%.24s",
-             ir->kind == INFER_CLASSIFY ? "cls" : ir->kind == INFER_SUMMARIZE ? "sum" : "cmpl",
+             ir->kind == INFER_CLASSIFY ? "cls" : ir->kind == INFER_SUMMARIZE ? "sum"
+             : ir->kind == INFER_CHAT ? "chatcmpl" : "cmpl",
              srv_req_id(req));
     job->user = ir;
     srv_req_ref(req);
@@ -375,6 +393,7 @@ static int gen_options(struct srv_req *req, json_t *body, struct eng_job *job, i
     long max_tokens = max_default, seed = 0;
     double temp = 0.0, top_p = 1.0;
     if (get_int(req, body, "max_tokens", 1, 4096, &max_tokens) ||
+        get_int(req, body, "max_completion_tokens", 1, 4096, &max_tokens) ||
         get_num(req, body, "temperature", 0.0, 2.0, &temp) ||
         get_num(req, body, "top_p", 1e-6, 1.0, &top_p) ||
         get_int(req, body, "seed", -(1L << 62), 1L << 62, &seed))
@@ -430,15 +449,14 @@ static void generate(struct srv_req *req, struct api_ctx *ctx, enum infer_kind k
         api_errorf(req, 400, field, "invalid_value", "'%s' must be a non-empty string", field);
         goto out;
     }
-    json_t *nv = json_object_get(body, "n");
-    if (nv && !json_is_null(nv) && !(json_is_integer(nv) && json_integer_value(nv) == 1)) {
-        api_error(req, 400, "only n = 1 is supported", "n", "invalid_value");
+    long n_choices = 1, logprobs = -1;
+    if (get_int(req, body, "n", 1, ENG_MAX_CHOICES, &n_choices) ||
+        get_int(req, body, "logprobs", 0, ENG_MAX_TOP_LOGPROBS, &logprobs))
         goto out;
-    }
-    json_t *lp = json_object_get(body, "logprobs"), *echo = json_object_get(body, "echo");
-    if ((lp && !json_is_null(lp)) || json_is_true(echo)) {
-        api_error(req, 400, "logprobs and echo are not supported", lp ? "logprobs" : "echo",
-                  "unsupported");
+    if (kind == INFER_SUMMARIZE)
+        n_choices = 1;
+    if (json_is_true(json_object_get(body, "echo"))) {
+        api_error(req, 400, "echo is not supported", "echo", "unsupported");
         goto out;
     }
     if (!(model = pick_model(req, ctx, body,
@@ -457,6 +475,10 @@ static void generate(struct srv_req *req, struct api_ctx *ctx, enum infer_kind k
         free(ir);
         goto out;
     }
+    job->n_choices = (int)n_choices;
+    job->logprobs = (int)logprobs;
+    ir->logprobs = (int)logprobs;
+    ir->prompt_len = json_string_length(in);
     job->prompt = kind == INFER_SUMMARIZE
                       ? eng_served_prompt(model, json_string_value(in), json_string_length(in))
                       : strndup(json_string_value(in), json_string_length(in));
@@ -483,6 +505,228 @@ static void summarize(struct srv_req *req, struct api_ctx *ctx)
 static void completions(struct srv_req *req, struct api_ctx *ctx)
 {
     generate(req, ctx, INFER_COMPLETE);
+}
+
+/* ---- chat ------------------------------------------------------------------------------------ */
+
+/*
+ * The request's messages as the chat template sees them (a new array, or NULL after answering
+ * 400 naming the field): content as a string (a list of {type: "text"} parts is joined), and a
+ * tool call's `arguments` JSON string parsed into an object (as llama.cpp and vLLM pass it).
+ */
+static json_t *chat_messages(struct srv_req *req, json_t *msgs)
+{
+    static const char *const roles[] = {"system", "developer", "user", "assistant", "tool", NULL};
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
+        api_error(req, 400, "'messages' must be a non-empty array", "messages", "invalid_value");
+        return NULL;
+    }
+    json_t *out = json_array();
+    size_t i;
+    json_t *m;
+    char field[96];
+    json_array_foreach(msgs, i, m) {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        int known = 0;
+        for (int k = 0; role && roles[k]; k++)
+            known |= !strcmp(role, roles[k]);
+        if (!json_is_object(m) || !known) {
+            snprintf(field, sizeof(field), "messages[%zu].role", i);
+            api_errorf(req, 400, field, "invalid_value", "'%s' must be one of system, developer, "
+                       "user, assistant, tool", field);
+            goto fail;
+        }
+        json_t *c = json_deep_copy(m), *content = json_object_get(m, "content");
+        json_array_append_new(out, c);
+        if (json_is_array(content)) {
+            struct infer_text t = {0};
+            size_t k;
+            json_t *part;
+            json_array_foreach(content, k, part) {
+                const char *type = json_string_value(json_object_get(part, "type"));
+                json_t *txt = json_object_get(part, "text");
+                if (!type || strcmp(type, "text") || !json_is_string(txt)) {
+                    snprintf(field, sizeof(field), "messages[%zu].content[%zu]", i, k);
+                    api_errorf(req, 400, field, "invalid_value", "'%s' must be {\"type\": "
+                               "\"text\", \"text\": string} (%s parts are not supported)", field,
+                               type ? type : "untyped");
+                    free(t.p);
+                    goto fail;
+                }
+                text_add(&t, json_string_value(txt), json_string_length(txt));
+            }
+            json_object_set_new(c, "content", json_stringn(t.p ? t.p : "", t.n));
+            free(t.p);
+        } else if (content && !json_is_string(content) && !json_is_null(content)) {
+            snprintf(field, sizeof(field), "messages[%zu].content", i);
+            api_errorf(req, 400, field, "invalid_value", "'%s' must be a string, null or a list "
+                       "of text parts", field);
+            goto fail;
+        } else if (!content && strcmp(role, "assistant")) {
+            snprintf(field, sizeof(field), "messages[%zu].content", i);
+            api_errorf(req, 400, field, "missing_field", "'%s' is required", field);
+            goto fail;
+        }
+        json_t *calls = json_object_get(c, "tool_calls"), *call;
+        size_t k;
+        if (calls && !json_is_array(calls) && !json_is_null(calls)) {
+            snprintf(field, sizeof(field), "messages[%zu].tool_calls", i);
+            api_errorf(req, 400, field, "invalid_value", "'%s' must be an array", field);
+            goto fail;
+        }
+        json_array_foreach(calls, k, call) {
+            json_t *fn = json_object_get(call, "function");
+            json_t *args = json_object_get(fn, "arguments");
+            if (!json_is_object(fn) || !json_is_string(json_object_get(fn, "name"))) {
+                snprintf(field, sizeof(field), "messages[%zu].tool_calls[%zu].function", i, k);
+                api_errorf(req, 400, field, "invalid_value", "'%s' must be {\"name\", "
+                           "\"arguments\"}", field);
+                goto fail;
+            }
+            if (json_is_string(args)) {
+                json_t *parsed = json_loads(json_string_value(args), JSON_DECODE_ANY, NULL);
+                if (json_is_object(parsed))
+                    json_object_set_new(fn, "arguments", parsed);
+                else
+                    json_decref(parsed);
+            }
+        }
+    }
+    return out;
+fail:
+    json_decref(out);
+    return NULL;
+}
+
+/* Renders the request's conversation with the model's template: *prompt malloc'd, or answers
+ * 400 (no template, bad input, the template's raise_exception) and returns -1. */
+static int chat_render(struct srv_req *req, struct eng_served *model, json_t *body, char **prompt)
+{
+    char err[ENG_ERR_LEN];
+    int agp = 1;
+    json_t *tools = json_object_get(body, "tools"), *kw = json_object_get(body,
+                                                                          "chat_template_kwargs");
+    *prompt = NULL;
+    if (tools && !json_is_null(tools) && !json_is_array(tools)) {
+        api_error(req, 400, "'tools' must be an array", "tools", "invalid_value");
+        return -1;
+    }
+    if (kw && !json_is_null(kw) && !json_is_object(kw)) {
+        api_error(req, 400, "'chat_template_kwargs' must be an object", "chat_template_kwargs",
+                  "invalid_value");
+        return -1;
+    }
+    if (get_bool(req, body, "add_generation_prompt", &agp))
+        return -1;
+    if (!model->chat) {
+        api_errorf(req, 400, "model", "no_chat_template", "model '%s' has no chat template "
+                   "(tokenizer_config.json's chat_template was not carried into it)", model->id);
+        return -1;
+    }
+    json_t *msgs = chat_messages(req, json_object_get(body, "messages"));
+    if (!msgs)
+        return -1;
+    int rc = eng_chat_render(model, msgs, json_is_array(tools) && json_array_size(tools) ? tools
+                                                                                         : NULL,
+                             kw, agp, prompt, err);
+    json_decref(msgs);
+    if (rc == ENG_ENOMEM) {
+        api_error(req, 500, "out of memory", NULL, NULL);
+        return -1;
+    }
+    if (rc) {
+        api_errorf(req, 400, "messages", "template_error", "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void chat(struct srv_req *req, struct api_ctx *ctx)
+{
+    static const char *const keys[] = {"model", "messages", "max_tokens", "max_completion_tokens",
+                                       "stream", "stream_options", "temperature", "top_p", "seed",
+                                       "stop", "n", "logprobs", "top_logprobs", "tools",
+                                       "tool_choice", "chat_template_kwargs",
+                                       "add_generation_prompt", "user", "presence_penalty",
+                                       "frequency_penalty", NULL};
+    json_t *body = api_body_json(req);
+    struct eng_served *model = NULL;
+    struct eng_job *job = NULL;
+    struct infer_req *ir = NULL;
+    char *prompt = NULL;
+    int stream = 0, logprobs = 0, usage = 0;
+    long n_choices = 1, top = 0;
+    if (!body)
+        return;
+    if (only_keys(req, body, keys) || get_bool(req, body, "stream", &stream) ||
+        get_bool(req, body, "logprobs", &logprobs) ||
+        get_int(req, body, "top_logprobs", 0, ENG_MAX_TOP_LOGPROBS, &top) ||
+        get_int(req, body, "n", 1, ENG_MAX_CHOICES, &n_choices))
+        goto out;
+    json_t *so = json_object_get(body, "stream_options");
+    if (so && !json_is_null(so)) {
+        if (!json_is_object(so) || get_bool(req, so, "include_usage", &usage))
+            goto out;
+    }
+    json_t *tc = json_object_get(body, "tool_choice");
+    if (tc && !json_is_null(tc) && !(json_is_string(tc) && (!strcmp(json_string_value(tc), "auto") ||
+                                                           !strcmp(json_string_value(tc), "none")))) {
+        api_error(req, 400, "only tool_choice \"auto\" and \"none\" are supported (the tools go to "
+                  "the chat template; calls are not parsed out of the text)", "tool_choice",
+                  "unsupported");
+        goto out;
+    }
+    if (json_object_get(body, "top_logprobs") && !logprobs) {
+        api_error(req, 400, "'top_logprobs' needs 'logprobs': true", "top_logprobs",
+                  "invalid_value");
+        goto out;
+    }
+    if (!(model = pick_model(req, ctx, body, ENG_TASK_GENERATION, 1)) ||
+        chat_render(req, model, body, &prompt))
+        goto out;
+    job = eng_job_new(ENG_JOB_GENERATE, model);
+    ir = calloc(1, sizeof(*ir));
+    if (!job || !ir) {
+        api_error(req, 500, "out of memory", NULL, NULL);
+        goto out;
+    }
+    if (gen_options(req, body, job, 256))
+        goto out;
+    job->prompt = prompt;
+    prompt = NULL;
+    job->n_choices = (int)n_choices;
+    job->logprobs = logprobs ? (int)top : -1;
+    ir->logprobs = job->logprobs;
+    ir->kind = INFER_CHAT;
+    ir->stream = stream;
+    ir->include_usage = usage;
+    submit(req, ctx, job, ir);
+    job = NULL;
+    ir = NULL;
+out:
+    free(ir);
+    free(prompt);
+    eng_job_free(job);
+    eng_served_unref(model);
+    json_decref(body);
+}
+
+static void apply_template(struct srv_req *req, struct api_ctx *ctx)
+{
+    static const char *const keys[] = {"model", "messages", "tools", "chat_template_kwargs",
+                                       "add_generation_prompt", NULL};
+    json_t *body = api_body_json(req);
+    struct eng_served *model = NULL;
+    char *prompt = NULL;
+    if (!body)
+        return;
+    if (!only_keys(req, body, keys) &&
+        (model = pick_model(req, ctx, body, ENG_TASK_GENERATION, 1)) &&
+        !chat_render(req, model, body, &prompt))
+        srv_res_json(req, 200, json_pack("{s:s}", "prompt", prompt));
+    free(prompt);
+    eng_served_unref(model);
+    json_decref(body);
 }
 
 /* ---- answers ------------------------------------------------------------------------------- */
@@ -568,14 +812,94 @@ static void sse_json(struct srv_req *req, json_t *obj)
     free(t);
 }
 
-static json_t *chunk_json(struct infer_req *ir, const struct eng_job *j, const char *text,
-                          size_t len, const char *finish)
+/* Logprob entries of one choice as OpenAI shapes them: chat appends {token, logprob, bytes,
+ * top_logprobs} to the array *dst; completions append to the legacy object's parallel arrays
+ * (tokens, token_logprobs, top_logprobs, text_offset: byte offsets from the prompt's start). */
+static void lp_add(struct infer_req *ir, const struct eng_tok *tok, int choice,
+                   const struct eng_logprob *lp, int nlp, json_t **dst)
 {
+    int chat = ir->kind == INFER_CHAT;
+    if (!*dst)
+        *dst = chat ? json_array()
+                    : json_pack("{s:[], s:[], s:[], s:[]}", "tokens", "token_logprobs",
+                                "top_logprobs", "text_offset");
+    for (int i = 0; *dst && i < nlp; i++) {
+        char *t = NULL, *alt = NULL;
+        size_t n = 0, an = 0;
+        if (eng_tok_decode(tok, &lp[i].id, 1, 0, &t, &n))
+            continue;
+        if (chat) {
+            json_t *bytes = json_array(), *tops = json_array();
+            for (size_t k = 0; k < n; k++)
+                json_array_append_new(bytes, json_integer((unsigned char)t[k]));
+            for (int k = 0; k < lp[i].ntop; k++) {
+                if (eng_tok_decode(tok, &lp[i].top_id[k], 1, 0, &alt, &an))
+                    continue;
+                json_t *ab = json_array();
+                for (size_t q = 0; q < an; q++)
+                    json_array_append_new(ab, json_integer((unsigned char)alt[q]));
+                json_array_append_new(tops, json_pack("{s:s%, s:f, s:o}", "token", alt, an,
+                                                      "logprob", (double)lp[i].top_lp[k],
+                                                      "bytes", ab));
+                free(alt);
+            }
+            json_array_append_new(*dst, json_pack("{s:s%, s:f, s:o, s:o}", "token", t, n,
+                                                  "logprob", (double)lp[i].logprob, "bytes",
+                                                  bytes, "top_logprobs", tops));
+        } else {
+            json_t *tops = json_object();
+            for (int k = 0; k < lp[i].ntop; k++)
+                if (!eng_tok_decode(tok, &lp[i].top_id[k], 1, 0, &alt, &an)) {
+                    json_t *key = json_stringn(alt, an);
+                    if (key)
+                        json_object_set_new(tops, json_string_value(key),
+                                            json_real(lp[i].top_lp[k]));
+                    json_decref(key);
+                    free(alt);
+                }
+            json_array_append_new(json_object_get(*dst, "tokens"), json_stringn(t, n));
+            json_array_append_new(json_object_get(*dst, "token_logprobs"),
+                                  json_real(lp[i].logprob));
+            json_array_append_new(json_object_get(*dst, "top_logprobs"), tops);
+            json_array_append_new(json_object_get(*dst, "text_offset"),
+                                  json_integer((json_int_t)(ir->prompt_len + ir->lp_off[choice])));
+            ir->lp_off[choice] += n;
+        }
+        free(t);
+    }
+}
+
+static const char *choice_finish(const struct eng_job *j, int c)
+{
+    return j->choices && c < j->n_choices && j->choices[c].finish_reason
+               ? j->choices[c].finish_reason
+               : j->finish_reason;
+}
+
+/* One stream chunk of choice c: new text and logprobs (taken), or its finish reason. */
+static json_t *chunk_json(struct infer_req *ir, const struct eng_job *j, int c, const char *text,
+                          size_t len, json_t *lp, const char *finish)
+{
+    if (ir->kind == INFER_CHAT) {
+        json_t *delta = json_object();
+        if (!finish && !ir->role_sent[c]) {
+            json_object_set_new(delta, "role", json_string("assistant"));
+            ir->role_sent[c] = 1;
+        }
+        if (!finish)
+            json_object_set_new(delta, "content", json_stringn(text, len));
+        json_t *lpo = lp ? json_pack("{s:o}", "content", lp) : json_null();
+        return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:o, s:s?}]}", "id", ir->id,
+                         "object", "chat.completion.chunk", "created", (json_int_t)ir->created,
+                         "model", j->model->id, "choices", "index", c, "delta", delta,
+                         "logprobs", lpo, "finish_reason", finish);
+    }
     if (ir->kind == INFER_COMPLETE)
-        return json_pack("{s:s, s:s, s:I, s:s, s:[{s:s%, s:i, s:n, s:s?}]}", "id", ir->id,
+        return json_pack("{s:s, s:s, s:I, s:s, s:[{s:s%, s:i, s:o, s:s?}]}", "id", ir->id,
                          "object", "text_completion", "created", (json_int_t)ir->created,
-                         "model", j->model->id, "choices", "text", text, len, "index", 0,
-                         "logprobs", "finish_reason", finish);
+                         "model", j->model->id, "choices", "text", text, len, "index", c,
+                         "logprobs", lp ? lp : json_null(), "finish_reason", finish);
+    json_decref(lp);
     return json_pack("{s:s, s:s, s:s, s:s%, s:s?}", "id", ir->id, "object",
                      "summarization.chunk", "model", j->model->id, "text", text, len,
                      "finish_reason", finish);
@@ -584,25 +908,52 @@ static json_t *chunk_json(struct infer_req *ir, const struct eng_job *j, const c
 static void answer_generate(struct infer_req *ir, struct eng_job *j)
 {
     struct srv_req *req = ir->req;
+    int n = j->choices ? j->n_choices : 1;
     if (ir->started) {
-        json_t *last = chunk_json(ir, j, "", 0, j->finish_reason);
-        json_object_set_new(last, "usage", usage_json(j));
-        sse_json(req, last);
+        for (int c = 0; c < n; c++) {
+            json_t *last = chunk_json(ir, j, c, "", 0, NULL, choice_finish(j, c));
+            if (ir->kind != INFER_CHAT && c == n - 1)
+                json_object_set_new(last, "usage", usage_json(j));
+            sse_json(req, last);
+        }
+        if (ir->kind == INFER_CHAT && ir->include_usage)
+            sse_json(req, json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", ir->id, "object",
+                                    "chat.completion.chunk", "created", (json_int_t)ir->created,
+                                    "model", j->model->id, "choices", "usage", usage_json(j)));
         srv_res_stream_write(req, "data: [DONE]\n\n", 14);
         srv_res_stream_end(req);
         return;
     }
-    const char *text = ir->text.p ? ir->text.p : "";
     json_t *o;
-    if (ir->kind == INFER_COMPLETE)
-        o = json_pack("{s:s, s:s, s:I, s:s, s:[{s:s, s:i, s:n, s:s}], s:o}", "id", ir->id,
-                      "object", "text_completion", "created", (json_int_t)ir->created, "model",
-                      j->model->id, "choices", "text", text, "index", 0, "logprobs",
-                      "finish_reason", j->finish_reason, "usage", usage_json(j));
-    else
+    if (ir->kind == INFER_SUMMARIZE) {
         o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "id", ir->id, "object", "summarization",
-                      "model", j->model->id, "summary_text", text, "finish_reason",
-                      j->finish_reason, "usage", usage_json(j));
+                      "model", j->model->id, "summary_text", ir->text[0].p ? ir->text[0].p : "",
+                      "finish_reason", j->finish_reason, "usage", usage_json(j));
+    } else {
+        json_t *choices = json_array();
+        for (int c = 0; c < n; c++) {
+            const char *text = ir->text[c].p ? ir->text[c].p : "";
+            json_t *lp = ir->lp[c];
+            ir->lp[c] = NULL;
+            if (!lp)
+                lp = ir->logprobs >= 0 && ir->kind == INFER_CHAT ? json_array() : json_null();
+            if (ir->kind == INFER_CHAT) {
+                json_t *lpo = json_is_array(lp) ? json_pack("{s:o}", "content", lp) : lp;
+                json_array_append_new(choices, json_pack("{s:i, s:{s:s, s:s}, s:o, s:s}", "index",
+                                                         c, "message", "role", "assistant",
+                                                         "content", text, "logprobs", lpo,
+                                                         "finish_reason", choice_finish(j, c)));
+            } else {
+                json_array_append_new(choices, json_pack("{s:s, s:i, s:o, s:s}", "text", text,
+                                                         "index", c, "logprobs", lp,
+                                                         "finish_reason", choice_finish(j, c)));
+            }
+        }
+        o = json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", ir->id, "object",
+                      ir->kind == INFER_CHAT ? "chat.completion" : "text_completion", "created",
+                      (json_int_t)ir->created, "model", j->model->id, "choices", choices, "usage",
+                      usage_json(j));
+    }
     timing_headers(req, j, 1);
     srv_res_json(req, 200, o);
 }
@@ -646,7 +997,8 @@ static void record_metrics(struct api_ctx *ctx, const struct eng_job *j)
                             "Finished inference requests by finish reason", lb2, 1);
 }
 
-static void on_job(struct eng_job *j, const char *text, size_t len, int done, void *arg)
+static void on_job(struct eng_job *j, int choice, const char *text, size_t len,
+                   const struct eng_logprob *lps, int nlp, int done, void *arg)
 {
     struct api_ctx *ctx = arg;
     struct infer_req *ir = j->user;
@@ -656,13 +1008,18 @@ static void on_job(struct eng_job *j, const char *text, size_t len, int done, vo
             eng_sched_cancel(ctx->sched, j);
             return;
         }
-    } else if (len) {
+    } else if (choice >= 0 && choice < ENG_MAX_CHOICES) {
         if (ir->stream) {
+            json_t *lp = NULL;
+            if (nlp)
+                lp_add(ir, j->model->tok, choice, lps, nlp, &lp);
             if (!ir->started)
                 start_stream(ir, j);
-            sse_json(req, chunk_json(ir, j, text, len, NULL));
+            sse_json(req, chunk_json(ir, j, choice, text, len, lp, NULL));
         } else {
-            text_add(ir, text, len);
+            text_add(&ir->text[choice], text, len);
+            if (nlp)
+                lp_add(ir, j->model->tok, choice, lps, nlp, &ir->lp[choice]);
         }
     }
     if (!done)
@@ -754,3 +1111,7 @@ const struct api_route api_route_summarize = {"POST", "/v1/summarize", "summariz
                                               SRV_SCOPE_INFER, 0, summarize};
 const struct api_route api_route_completions = {"POST", "/v1/completions", "completions",
                                                 SRV_SCOPE_INFER, 0, completions};
+const struct api_route api_route_chat = {"POST", "/v1/chat/completions", "chat_completions",
+                                         SRV_SCOPE_INFER, 0, chat};
+const struct api_route api_route_apply_template = {"POST", "/apply-template", "apply_template",
+                                                   SRV_SCOPE_INFER, 0, apply_template};

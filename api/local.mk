@@ -14,3 +14,6 @@ dist_noinst_SCRIPTS += tests/test-api-compat.sh
 TESTS += tests/test-api-compat.sh
 dist_noinst_SCRIPTS += tests/test-api-better.sh
 TESTS += tests/test-api-better.sh
+dist_noinst_SCRIPTS += tests/test-api-chat.sh
+TESTS += tests/test-api-chat.sh
+EXTRA_DIST += tests/npm/openai-chat.cjs

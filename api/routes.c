@@ -7,7 +7,8 @@
 extern const struct api_route api_route_livez, api_route_readyz, api_route_health,
     api_route_metrics;
 extern const struct api_route api_route_keys_list, api_route_keys_create, api_route_keys_delete;
-extern const struct api_route api_route_classify, api_route_summarize, api_route_completions;
+extern const struct api_route api_route_classify, api_route_summarize, api_route_completions,
+    api_route_chat, api_route_apply_template;
 extern const struct api_route api_route_vllm_classify, api_route_tei_predict;
 extern const struct api_route api_route_models_list, api_route_models_get, api_route_tokenize,
     api_route_detokenize, api_route_models_activate, api_route_models_delete;
@@ -29,6 +30,8 @@ const struct api_route *const api_routes[] = {
     &api_route_classify,
     &api_route_summarize,
     &api_route_completions,
+    &api_route_chat,
+    &api_route_apply_template,
     &api_route_vllm_classify,
     &api_route_tei_predict,
     &api_route_models_list,

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <jansson.h>
 
+#include "engine/chat.h"
 #include "engine/classify.h"
 #include "engine/cli.h"
 #include "engine/err.h"
@@ -24,6 +25,7 @@
 #include "engine/model.h"
 #include "engine/student.h"
 #include "engine/tokenizer.h"
+#include "jinja/jinja.h"
 
 /* Read all of stdin (malloc'd, NUL-terminated). */
 static char *read_stdin(size_t *n)
@@ -441,10 +443,12 @@ int eng_cli_convert(int argc, char **argv)
     static const struct option opts[] = {
         {"model", 1, 0, 'm'}, {"out", 1, 0, 'o'},    {"ternary", 0, 0, 't'},
         {"head", 1, 0, 'H'},  {"template", 1, 0, 'T'}, {"label", 1, 0, 'l'},
-        {"job-id", 1, 0, 'j'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+        {"job-id", 1, 0, 'j'}, {"no-chat-template", 0, 0, 'C'}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
     const char *model = NULL, *outp = NULL, *head = "q8", *tmpl = NULL, *job = NULL;
     char *names[MAX_LABELS], *words[MAX_LABELS], err[ENG_ERR_LEN] = "", hex[65] = "";
-    int c, ternary = 0, nl = 0, rc = 1;
+    char *chat = NULL;
+    int c, ternary = 0, nl = 0, rc = 1, no_chat = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -454,6 +458,7 @@ int eng_cli_convert(int argc, char **argv)
         case 'H': head = optarg; break;
         case 'T': tmpl = optarg; break;
         case 'j': job = optarg; break;
+        case 'C': no_chat = 1; break;
         case 'l':
             if (add_label(optarg, names, words, &nl)) {
                 fprintf(stderr, "bitdistill convert: --label needs NAME=WORD (at most %d)\n",
@@ -465,9 +470,13 @@ int eng_cli_convert(int argc, char **argv)
             printf("usage: bitdistill convert --model HF_DIR --out student.gguf --ternary "
                    "[--head q8|q4]\n       [--template 'Review: {text}\\nSentiment:' --label "
                    "negative=' negative' --label positive=' positive'] [--job-id ID]\n"
+                   "       [--no-chat-template]\n"
                    "Post-training absmean ternary quantization of an FP checkpoint (the "
                    "no-training baseline).\nSubLN weights in the checkpoint "
-                   "(*.attn_sub_norm.weight, *.ffn_sub_norm.weight) are kept.\n");
+                   "(*.attn_sub_norm.weight, *.ffn_sub_norm.weight) are kept.\n"
+                   "The chat_template of tokenizer_config.json travels as "
+                   "tokenizer.chat_template;\nconvert refuses one the engine cannot render "
+                   "(--no-chat-template leaves it out).\n");
             return 0;
         default: return 2;
         }
@@ -482,8 +491,25 @@ int eng_cli_convert(int argc, char **argv)
     struct eng_model *st = NULL;
     char tokpath[4096];
     snprintf(tokpath, sizeof(tokpath), "%s/tokenizer.json", model);
-    if (open_model(model, 1, 0, &o))
+    if (!no_chat && (rc = eng_chat_template_read(model, &chat, err))) {
+        fprintf(stderr, "bitdistill convert: %s\n", err);
         return 1;
+    }
+    if (chat) {
+        struct jinja_tpl *jt = NULL;
+        char jerr[JINJA_ERR_LEN];
+        if (jinja_parse(chat, strlen(chat), &jt, jerr)) {
+            fprintf(stderr, "bitdistill convert: the chat template of %s/tokenizer_config.json "
+                    "cannot be served: %s (--no-chat-template leaves it out)\n", model, jerr);
+            free(chat);
+            return 1;
+        }
+        jinja_free(jt);
+    }
+    if (open_model(model, 1, 0, &o)) {
+        free(chat);
+        return 1;
+    }
     if (access(tokpath, R_OK) == 0 && (rc = eng_tok_load_json(tokpath, &o.tok, err))) {
         fprintf(stderr, "bitdistill convert: %s\n", err);
         rc = 1;
@@ -497,7 +523,7 @@ int eng_cli_convert(int argc, char **argv)
     }
     teacher_sha256(model, hex);
     struct eng_student_meta meta = {(char *)tmpl, nl, names, words, hex[0] ? hex : NULL,
-                                    (char *)job, NULL};
+                                    (char *)job, NULL, chat};
     if ((rc = eng_student_save(st, o.tok, &meta, outp, err))) {
         fprintf(stderr, "bitdistill convert: %s\n", err);
         rc = 1;
@@ -510,6 +536,7 @@ int eng_cli_convert(int argc, char **argv)
             eng_model_resident_bytes(o.m), eng_model_resident_bytes(st), head);
     rc = 0;
 out:
+    free(chat);
     eng_model_free(st);
     close_model(&o);
     return rc;

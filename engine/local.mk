@@ -3,7 +3,7 @@ libbitdistill_a_SOURCES += engine/err.c engine/safetensors.c engine/hfconfig.c e
 	engine/forward.c engine/tokenizer.c engine/tokload.c \
 	engine/init.c engine/cli.c engine/gguf.c \
 	engine/student.c engine/step.c engine/studentio.c engine/classify.c \
-	engine/bpetrain.c engine/bpecli.c
+	engine/bpetrain.c engine/bpecli.c engine/chat.c engine/chat.h
 
 EXTRA_DIST += engine/configs tests/fixtures/engine tools/make_engine_fixtures.py tests/eng_util.h \
 	tests/npm/package.json tests/npm/package-lock.json deploy/setup.d/npm-tokenizers.sh

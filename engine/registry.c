@@ -10,9 +10,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "engine/chat.h"
 #include "engine/err.h"
 #include "engine/model_impl.h"
 #include "engine/registry.h"
+#include "jinja/jinja.h"
 
 #define POOL_MAX 64 /* free contexts kept per model */
 
@@ -38,6 +40,9 @@ static void served_free(struct eng_served *s)
     }
     free(s->label_rows);
     eng_student_meta_release(&s->meta);
+    jinja_free(s->chat);
+    free(s->bos_token);
+    free(s->eos_token);
     eng_tok_free(s->tok);
     eng_model_free(s->model);
     free(s);
@@ -115,7 +120,8 @@ int eng_served_load(const char *path, const char *id, int max_context, struct en
     if (S_ISDIR(sb.st_mode)) {
         if ((rc = eng_model_load_hf(path, &s->model, err)))
             goto fail;
-        if ((rc = eng_tok_load_json(path, &s->tok, err)))
+        if ((rc = eng_tok_load_json(path, &s->tok, err)) ||
+            (rc = eng_chat_template_read(path, &s->meta.chat_template, err)))
             goto fail;
     } else {
         if ((rc = eng_student_load(path, &s->model, &s->tok, &s->meta, err)))
@@ -125,7 +131,7 @@ int eng_served_load(const char *path, const char *id, int max_context, struct en
             goto fail;
         }
     }
-    if ((rc = served_labels(s, err)))
+    if ((rc = served_labels(s, err)) || (rc = eng_chat_prepare(s, err)))
         goto fail;
     if (s->meta.nlabels > 0)
         s->task = ENG_TASK_CLASSIFICATION;

@@ -25,6 +25,8 @@ enum eng_task { ENG_TASK_GENERATION = 0, ENG_TASK_CLASSIFICATION = 1, ENG_TASK_S
 
 const char *eng_task_name(enum eng_task t);
 
+struct jinja_tpl;
+
 struct eng_served {
     char id[128];                /* registry id, e.g. "sst2-student" */
     char path[1024];             /* GGUF file or HF directory it came from */
@@ -33,6 +35,8 @@ struct eng_served {
     struct eng_model *model;     /* owned */
     struct eng_tok *tok;         /* owned */
     struct eng_student_meta meta; /* template, labels (may be empty for an FP directory) */
+    struct jinja_tpl *chat;      /* meta.chat_template parsed (engine/chat.h) or NULL; owned */
+    char *bos_token, *eos_token; /* the special tokens' text for the chat template, or NULL */
     int32_t *label_rows;         /* [meta.nlabels] first token of each label word */
     int max_context;             /* positions a request may use */
     double loaded_at;            /* unix seconds */

@@ -3,13 +3,15 @@
  * its own classifications and generations and runs its own passes (data parallelism: on a small
  * model one pass per core beats one pass split over the cores, whose many short parallel
  * regions leave the helpers spinning). The loop thread only submits, cancels and drains.
- * Locking: `lock` guards the incoming queue, the ready list, the counters, each job's delta/
- * done/cancelled/held fields and the stats; everything else of a held job is touched by its
+ * Locking: `lock` guards the incoming queue, the ready list, the counters, each job's choices'
+ * delta/lp, its done/cancelled/held fields and the stats; everything else of a held job is touched by its
  * worker alone.
  *
  * A job's completion hands it to the loop thread, which may free it (and drop the last
  * reference to its model) at once: a worker touches neither after job_finish, so it gives a
- * generation's KV context back before finishing the job.
+ * generation's KV contexts back before finishing the job. A generation of n choices runs as n
+ * sequences on one worker; finished ones are released by gen_sweep, which finishes the job when
+ * its last sequence is gone.
  */
 #include "config.h"
 
@@ -38,6 +40,10 @@ struct gen {
     struct eng_sampler smp;
     float *logits;         /* [vocab] */
     int want;              /* this step computes logits for it */
+    int choice;            /* which of the job's choices */
+    int waiting;           /* a choice > 0 waiting for choice 0's prefill (KV copied after) */
+    int forked;            /* its logits were copied from choice 0's this step: sample them */
+    int dead;              /* finished: released by gen_sweep */
 };
 
 /* One engine thread and what it holds (touched by that thread alone unless noted). */
@@ -50,6 +56,7 @@ struct eng_worker {
     struct gen *gens;                  /* [max_seqs] */
     int ngens;
     int32_t *scratch_idx;
+    float *scratch_lp;                 /* [vocab] raw logits for logprobs */
     int scratch_n;
     unsigned rr;                       /* round robin over models */
 };
@@ -63,7 +70,8 @@ struct eng_sched {
     int stop;
     struct eng_job *in_head, *in_tail; /* incoming, FIFO */
     int n_in;
-    int held_cls, held_gen;            /* jobs taken by workers and not finished */
+    int held_cls, held_gen;            /* taken by workers and not finished: classify jobs,
+                                        * generation sequences (a job's n choices) */
     int in_inputs;                     /* classification inputs in the incoming queue */
     int busy;                          /* workers running a pass */
     int cls_active;                    /* classify jobs submitted and not finished */
@@ -92,6 +100,8 @@ struct eng_job *eng_job_new(enum eng_job_kind kind, struct eng_served *model)
     j->truncate = 1;
     j->max_tokens = 16;
     j->top_p = 1.0f;
+    j->n_choices = 1;
+    j->logprobs = -1;
     return j;
 }
 
@@ -114,7 +124,11 @@ void eng_job_free(struct eng_job *j)
     free(j->probs);
     free(j->logits);
     free(j->truncated);
-    free(j->delta);
+    for (int i = 0; j->choices && i < j->n_choices; i++) {
+        free(j->choices[i].delta);
+        free(j->choices[i].lp);
+    }
+    free(j->choices);
     eng_served_unref(j->model);
     free(j);
 }
@@ -131,22 +145,35 @@ static void mark_ready(struct eng_sched *s, struct eng_job *j)
     }
 }
 
-static void job_emit(struct eng_sched *s, struct eng_job *j, const char *text, size_t len)
+/* New text and/or a logprob entry (lp may be NULL) of choice ch. */
+static void job_emit(struct eng_sched *s, struct eng_job *j, int ch, const char *text, size_t len,
+                     const struct eng_logprob *lp)
 {
+    struct eng_choice *c = &j->choices[ch];
     pthread_mutex_lock(&s->lock);
-    if (len && j->delta_len + len + 1 > j->delta_cap) {
-        size_t nc = (j->delta_len + len + 1) * 2;
-        char *nd = realloc(j->delta, nc);
+    if (len && c->delta_len + len + 1 > c->delta_cap) {
+        size_t nc = (c->delta_len + len + 1) * 2;
+        char *nd = realloc(c->delta, nc);
         if (nd) {
-            j->delta = nd;
-            j->delta_cap = nc;
+            c->delta = nd;
+            c->delta_cap = nc;
         }
     }
-    if (len && j->delta_len + len + 1 <= j->delta_cap) {
-        memcpy(j->delta + j->delta_len, text, len);
-        j->delta_len += len;
-        j->delta[j->delta_len] = 0;
+    if (len && c->delta_len + len + 1 <= c->delta_cap) {
+        memcpy(c->delta + c->delta_len, text, len);
+        c->delta_len += len;
+        c->delta[c->delta_len] = 0;
     }
+    if (lp && c->nlp == c->caplp) {
+        int nc = c->caplp ? c->caplp * 2 : 16;
+        struct eng_logprob *nl = realloc(c->lp, (size_t)nc * sizeof(*nl));
+        if (nl) {
+            c->lp = nl;
+            c->caplp = nc;
+        }
+    }
+    if (lp && c->nlp < c->caplp)
+        c->lp[c->nlp++] = *lp;
     mark_ready(s, j);
     pthread_mutex_unlock(&s->lock);
     s->notify(s->arg);
@@ -158,6 +185,8 @@ static void job_finish(struct eng_sched *s, struct eng_job *j, int status, const
 static void job_finish(struct eng_sched *s, struct eng_job *j, int status, const char *reason,
                        const char *fmt, ...)
 {
+    if (j->done)
+        return;
     j->t_end = now_s();
     if (!j->t_start)
         j->t_start = j->t_end;
@@ -172,7 +201,7 @@ static void job_finish(struct eng_sched *s, struct eng_job *j, int status, const
     pthread_mutex_lock(&s->lock);
     j->done = 1;
     if (j->held)
-        *(j->kind == ENG_JOB_CLASSIFY ? &s->held_cls : &s->held_gen) -= 1;
+        *(j->kind == ENG_JOB_CLASSIFY ? &s->held_cls : &s->held_gen) -= j->held;
     j->held = 0;
     if (j->kind == ENG_JOB_CLASSIFY)
         s->cls_active--;
@@ -181,12 +210,11 @@ static void job_finish(struct eng_sched *s, struct eng_job *j, int status, const
     s->notify(s->arg);
 }
 
-void eng_sched_drain(struct eng_sched *s,
-                     void (*cb)(struct eng_job *j, const char *text, size_t len, int done,
-                                void *arg),
-                     void *arg)
+void eng_sched_drain(struct eng_sched *s, eng_drain_cb cb, void *arg)
 {
     for (;;) {
+        struct eng_choice news[ENG_MAX_CHOICES];
+        int nc = 0;
         pthread_mutex_lock(&s->lock);
         struct eng_job *j = s->ready;
         if (!j) {
@@ -195,17 +223,28 @@ void eng_sched_drain(struct eng_sched *s,
         }
         s->ready = j->rnext;
         j->queued_ready = 0;
-        char *text = j->delta;
-        size_t len = j->delta_len;
-        j->delta = NULL;
-        j->delta_len = j->delta_cap = 0;
+        for (int i = 0; j->choices && i < j->n_choices; i++) {
+            struct eng_choice *c = &j->choices[i];
+            news[i] = *c;
+            c->delta = NULL;
+            c->delta_len = c->delta_cap = 0;
+            c->lp = NULL;
+            c->nlp = c->caplp = 0;
+            nc = i + 1;
+        }
         int done = j->done && !j->delivered;
         if (done)
             j->delivered = 1;
         pthread_mutex_unlock(&s->lock);
-        if (len || done)
-            cb(j, text ? text : "", len, done, arg);
-        free(text);
+        for (int i = 0; i < nc; i++) {
+            if (news[i].delta_len || news[i].nlp)
+                cb(j, i, news[i].delta ? news[i].delta : "", news[i].delta_len, news[i].lp,
+                   news[i].nlp, 0, arg);
+            free(news[i].delta);
+            free(news[i].lp);
+        }
+        if (done)
+            cb(j, -1, "", 0, NULL, 0, 1, arg);
     }
 }
 
@@ -394,9 +433,9 @@ static int is_eos(const struct eng_served *m, int32_t t)
 }
 
 /*
- * Take generation g out of w and return its job for the caller to finish. The KV context goes
- * back to the model first: once job_finish hands the job over, the loop thread may free it and
- * drop the last reference to its model (a hot-swap) at any moment.
+ * Take sequence g out of w and return its job. The KV context goes back to the model first:
+ * once job_finish hands the job over, the loop thread may free it and drop the last reference
+ * to its model (a hot-swap) at any moment.
  */
 static struct eng_job *gen_release(struct eng_worker *w, int g)
 {
@@ -409,16 +448,65 @@ static struct eng_job *gen_release(struct eng_worker *w, int g)
     return j;
 }
 
-/* Start generating j on w (tokenize, take a KV context); on failure j is finished. */
+/* Ends job j (first call wins): its sequences are released by gen_sweep, then it completes. */
+static void job_end(struct eng_job *j, int status, const char *reason, const char *msg)
+{
+    if (j->ending)
+        return;
+    j->ending = 1;
+    j->status = status;
+    j->finish_reason = reason;
+    if (msg) {
+        size_t n = strnlen(msg, sizeof(j->error) - 1);
+        memcpy(j->error, msg, n);
+        j->error[n] = 0;
+    }
+}
+
+/* Releases w's finished sequences and those of ending jobs; a job completes when its last
+ * sequence is gone (so the loop thread never frees a job a sequence still points to, and every
+ * context is back before the job is handed over). */
+static void gen_sweep(struct eng_worker *w)
+{
+    for (int g = w->ngens - 1; g >= 0; g--) {
+        struct eng_job *j = w->gens[g].job;
+        if (!w->gens[g].dead && !j->ending)
+            continue;
+        gen_release(w, g);
+        int left = 0;
+        for (int k = 0; k < w->ngens; k++)
+            left |= w->gens[k].job == j;
+        if (!left && j->ending) {
+            char msg[sizeof(j->error)];
+            snprintf(msg, sizeof(msg), "%s", j->error);
+            if (j->status)
+                job_finish(w->s, j, j->status, j->finish_reason, "%s", msg);
+            else
+                job_finish(w->s, j, 0, j->finish_reason, NULL);
+        }
+    }
+}
+
+/* Start generating j's choices on w (tokenize, take a KV context per choice); on failure j is
+ * finished. */
 static int gen_admit(struct eng_worker *w, struct eng_job *j)
 {
     struct eng_sched *s = w->s;
     struct eng_served *m = j->model;
-    struct gen x;
     int32_t *ids = NULL;
     size_t n = 0;
-    memset(&x, 0, sizeof(x));
+    int nch = j->n_choices < 1 ? 1 : j->n_choices;
     j->t_start = now_s();
+    if (nch > s->cfg.max_seqs || nch > ENG_MAX_CHOICES) {
+        job_finish(s, j, 400, NULL, "n = %d is more than the server runs at once (%d)", nch,
+                   s->cfg.max_seqs < ENG_MAX_CHOICES ? s->cfg.max_seqs : ENG_MAX_CHOICES);
+        return -1;
+    }
+    if (!(j->choices = calloc((size_t)nch, sizeof(*j->choices)))) {
+        job_finish(s, j, 500, NULL, "out of memory");
+        return -1;
+    }
+    j->n_choices = nch;
     if (eng_tok_encode(m->tok, j->prompt, strlen(j->prompt), &ids, &n)) {
         job_finish(s, j, 400, NULL, "the prompt is not valid UTF-8 text");
         return -1;
@@ -438,24 +526,34 @@ static int gen_admit(struct eng_worker *w, struct eng_job *j)
     int need = (int)n + j->max_tokens;
     if (need > m->max_context)
         need = m->max_context;
-    x.job = j;
-    x.ids = ids;
-    x.n_prompt = x.n = (int)n;
-    x.cap = (int)n + j->max_tokens + 1;
-    int32_t *grown = realloc(ids, (size_t)x.cap * sizeof(int32_t));
-    x.ctx = eng_served_ctx_get(m, need);
-    x.logits = malloc((size_t)eng_model_config(m->model)->vocab * sizeof(float));
-    if (!grown || !x.ctx || !x.logits) {
-        free(grown ? grown : ids);
-        eng_served_ctx_put(m, x.ctx);
-        free(x.logits);
-        job_finish(s, j, 500, NULL, "out of memory for a context of %d tokens", need);
-        return -1;
-    }
-    x.ids = grown;
     j->prompt_tokens = (int)n;
-    eng_sampler_init(&x.smp, j->temperature, j->top_p, j->seed);
-    w->gens[w->ngens++] = x;
+    for (int c = 0; c < nch; c++) {
+        struct gen x;
+        memset(&x, 0, sizeof(x));
+        x.job = j;
+        x.choice = c;
+        x.waiting = c > 0;
+        x.n_prompt = x.n = (int)n;
+        x.cap = (int)n + j->max_tokens + 1;
+        x.ids = malloc((size_t)x.cap * sizeof(int32_t));
+        x.ctx = eng_served_ctx_get(m, need);
+        x.logits = malloc((size_t)eng_model_config(m->model)->vocab * sizeof(float));
+        if (!x.ids || !x.ctx || !x.logits) {
+            free(x.ids);
+            eng_served_ctx_put(m, x.ctx);
+            free(x.logits);
+            free(ids);
+            job_end(j, 500, NULL, "out of memory for the contexts of the request");
+            gen_sweep(w);
+            if (!c)
+                job_finish(s, j, 500, NULL, "out of memory for a context of %d tokens", need);
+            return -1;
+        }
+        memcpy(x.ids, ids, n * sizeof(int32_t));
+        eng_sampler_init(&x.smp, j->temperature, j->top_p, j->seed + (uint64_t)c);
+        w->gens[w->ngens++] = x;
+    }
+    free(ids);
     return 0;
 }
 
@@ -469,20 +567,35 @@ static size_t max_stop_len(const struct eng_job *j)
     return m;
 }
 
-/*
- * Hand out new text of generation g. Returns 0 while it goes on, 1 when a stop condition holds
- * (*reason says which) and -1 when its tokens cannot be decoded; the caller then releases and
- * finishes it.
- */
-static int gen_text(struct eng_worker *w, int g, const char **reason)
+/* Choice of sequence x is finished: record it; the job ends with its last choice. */
+static void choice_finish(struct gen *x, const char *reason)
+{
+    struct eng_job *j = x->job;
+    struct eng_choice *c = &j->choices[x->choice];
+    x->dead = 1;
+    c->finished = 1;
+    c->finish_reason = reason;
+    c->completion_tokens = x->n - x->n_prompt;
+    j->completion_tokens = 0;
+    for (int i = 0; i < j->n_choices; i++)
+        j->completion_tokens += j->choices[i].completion_tokens;
+    if (++j->n_finished == j->n_choices)
+        job_end(j, 0, j->choices[0].finish_reason, NULL);
+}
+
+/* Hand out new text (and the logprob entry lp, may be NULL) of sequence g; finish its choice
+ * if a stop condition holds (reason, or a stop string); undecodable tokens end the job. */
+static void gen_text(struct eng_worker *w, int g, const char *reason, const struct eng_logprob *lp)
 {
     struct gen *x = &w->gens[g];
     struct eng_job *j = x->job;
     char *text = NULL;
     size_t len = 0;
     if (eng_tok_decode(j->model->tok, x->ids + x->n_prompt, (size_t)(x->n - x->n_prompt), 1,
-                       &text, &len))
-        return -1;
+                       &text, &len)) {
+        job_end(j, 500, NULL, "cannot decode the generated tokens");
+        return;
+    }
     /* Stop strings: cut at the first occurrence after what was already handed out. */
     size_t cut = len;
     for (int i = 0; i < j->nstop; i++) {
@@ -490,11 +603,11 @@ static int gen_text(struct eng_worker *w, int g, const char **reason)
         char *at = strstr(text + from, j->stop[i]);
         if (at && (size_t)(at - text) < cut) {
             cut = (size_t)(at - text);
-            *reason = "stop";
+            reason = "stop";
         }
     }
     size_t upto = cut;
-    if (!*reason) {
+    if (!reason) {
         /* Hold back what may be the start of a stop string or a partial UTF-8 character
          * (decoded as U+FFFD, EF BF BD). */
         size_t hold = max_stop_len(j);
@@ -503,15 +616,102 @@ static int gen_text(struct eng_worker *w, int g, const char **reason)
         while (upto >= 3 && upto > x->emitted && !memcmp(text + upto - 3, "\xEF\xBF\xBD", 3))
             upto -= 3;
     }
-    if (upto > x->emitted) {
-        job_emit(w->s, j, text + x->emitted, upto - x->emitted);
-        x->emitted = upto;
+    if (upto > x->emitted || lp) {
+        job_emit(w->s, j, x->choice, text + x->emitted,
+                 upto > x->emitted ? upto - x->emitted : 0, lp);
+        if (upto > x->emitted)
+            x->emitted = upto;
     }
     free(text);
-    return *reason != NULL;
+    if (reason)
+        choice_finish(x, reason);
 }
 
-/* One step of w: prompt chunks of admitted sequences + one token of each decoding sequence. */
+/* log-softmax of logits [V] at the chosen token and the k most likely tokens. */
+static void fill_logprob(const float *lg, int V, int32_t chosen, int k, struct eng_logprob *out)
+{
+    float mx = lg[0];
+    double sum = 0;
+    for (int i = 1; i < V; i++)
+        mx = lg[i] > mx ? lg[i] : mx;
+    for (int i = 0; i < V; i++)
+        sum += exp((double)(lg[i] - mx));
+    float lse = mx + (float)log(sum);
+    out->id = chosen;
+    out->logprob = lg[chosen] - lse;
+    out->ntop = 0;
+    for (int i = 0; i < V; i++) {
+        int p = out->ntop < k ? out->ntop++ : k;
+        if (p == k && (k == 0 || lg[i] - lse <= out->top_lp[k - 1]))
+            continue;
+        if (p == k)
+            p = k - 1;
+        while (p > 0 && out->top_lp[p - 1] < lg[i] - lse) { /* ties keep the lower id first */
+            out->top_id[p] = out->top_id[p - 1];
+            out->top_lp[p] = out->top_lp[p - 1];
+            p--;
+        }
+        out->top_id[p] = i;
+        out->top_lp[p] = lg[i] - lse;
+    }
+}
+
+/* Picks the next token of sequence g from its logits and hands out the text. */
+static void gen_pick(struct eng_worker *w, int g, int V)
+{
+    struct gen *x = &w->gens[g];
+    struct eng_job *j = x->job;
+    struct eng_logprob lp, *lpp = NULL;
+    if (j->logprobs >= 0)
+        memcpy(w->scratch_lp, x->logits, (size_t)V * sizeof(float));
+    int32_t t = eng_sampler_pick(&x->smp, x->logits, V, w->scratch_idx);
+    if (!j->t_first)
+        j->t_first = now_s();
+    const char *reason = NULL;
+    if (is_eos(j->model, t)) {
+        reason = "stop";
+    } else {
+        x->ids[x->n++] = t;
+        if (x->n - x->n_prompt >= j->max_tokens || x->n >= x->ctx->max_t)
+            reason = "length";
+        if (j->logprobs >= 0) {
+            fill_logprob(w->scratch_lp, V, t, j->logprobs, &lp);
+            lpp = &lp;
+        }
+    }
+    j->choices[x->choice].completion_tokens = x->n - x->n_prompt;
+    gen_text(w, g, reason, lpp);
+}
+
+/* Choice 0 of a job has its prompt's logits: the waiting choices (on the same worker) get a
+ * copy of its KV cache and of those logits, and sample from them in this step (one prefill for
+ * all n choices). */
+static void gen_fork(struct eng_worker *w, struct gen *leader, int V)
+{
+    const struct eng_ctx *src = leader->ctx;
+    const struct eng_config *cf = eng_model_config(leader->job->model->model);
+    size_t kd = (size_t)cf->kv_heads * cf->head_dim;
+    for (int g = 0; g < w->ngens; g++) {
+        struct gen *f = &w->gens[g];
+        if (f->job != leader->job || !f->waiting)
+            continue;
+        struct eng_ctx *dst = f->ctx;
+        for (int l = 0; l < cf->layers; l++) {
+            memcpy(dst->kc + (size_t)l * dst->max_t * kd, src->kc + (size_t)l * src->max_t * kd,
+                   (size_t)src->pos * kd * sizeof(float));
+            memcpy(dst->vc + (size_t)l * dst->max_t * kd, src->vc + (size_t)l * src->max_t * kd,
+                   (size_t)src->pos * kd * sizeof(float));
+        }
+        dst->pos = src->pos;
+        memcpy(f->logits, leader->logits, (size_t)V * sizeof(float));
+        f->fed = leader->fed;
+        f->waiting = 0;
+        f->forked = 1;
+    }
+}
+
+/* One step of w: prompt chunks of admitted sequences + one token of each decoding sequence
+ * (followers waiting for their leader's prefill sit out). */
 static void gen_step(struct eng_worker *w)
 {
     struct eng_sched *s = w->s;
@@ -529,7 +729,7 @@ static void gen_step(struct eng_worker *w)
     for (int g = 0; g < w->ngens; g++) {
         struct gen *x = &w->gens[g];
         x->want = 0;
-        if (x->job->model != m)
+        if (x->job->model != m || x->waiting)
             continue;
         int todo = x->n - x->fed;
         if (x->fed < x->n_prompt) { /* prefill, limited per step */
@@ -552,43 +752,37 @@ static void gen_step(struct eng_worker *w)
     pthread_mutex_unlock(&s->lock);
     rc = scratch ? eng_batch_run(scratch, segs, nseg) : ENG_ENOMEM;
     char why[300];
-    snprintf(why, sizeof(why), "%s", scratch ? eng_ctx_errmsg(scratch) : "out of memory");
+    snprintf(why, sizeof(why), "inference failed: %s",
+             scratch ? eng_ctx_errmsg(scratch) : "out of memory");
     eng_served_scratch_put(m, scratch);
     int V = eng_model_config(m->model)->vocab;
     if (w->scratch_n < V) {
         free(w->scratch_idx);
+        free(w->scratch_lp);
         w->scratch_idx = malloc((size_t)V * sizeof(int32_t));
-        w->scratch_n = w->scratch_idx ? V : 0;
+        w->scratch_lp = malloc((size_t)V * sizeof(float));
+        w->scratch_n = w->scratch_idx && w->scratch_lp ? V : 0;
     }
-    /* Walk from the end so that releasing (swap with last) keeps earlier indices valid. */
-    for (int k = nseg - 1; k >= 0; k--) {
-        int g = owner[k];
-        struct gen *x = &w->gens[g];
-        struct eng_job *j = x->job;
-        if (rc || !w->scratch_idx) {
-            job_finish(s, gen_release(w, g), 500, NULL, "inference failed: %s", why);
+    /* Sequences leave only in gen_sweep below, so the indices stay valid here. */
+    for (int k = 0; k < nseg; k++) {
+        struct gen *x = &w->gens[owner[k]];
+        if (rc || !w->scratch_n) {
+            job_end(x->job, 500, NULL, why);
             continue;
         }
-        if (!x->want)
+        if (!x->want || x->job->ending)
             continue;
-        int32_t t = eng_sampler_pick(&x->smp, x->logits, V, w->scratch_idx);
-        if (!j->t_first)
-            j->t_first = now_s();
-        const char *reason = NULL;
-        if (is_eos(j->model, t)) {
-            reason = "stop";
-        } else {
-            x->ids[x->n++] = t;
-            if (x->n - x->n_prompt >= j->max_tokens || x->n >= x->ctx->max_t)
-                reason = "length";
-        }
-        j->completion_tokens = x->n - x->n_prompt;
-        int r = gen_text(w, g, &reason);
-        if (r < 0)
-            job_finish(s, gen_release(w, g), 500, NULL, "cannot decode the generated tokens");
-        else if (r > 0)
-            job_finish(s, gen_release(w, g), 0, reason, NULL);
+        if (x->choice == 0 && x->n == x->n_prompt && x->job->n_choices > 1)
+            gen_fork(w, x, V);
+        gen_pick(w, owner[k], V);
     }
+    for (int g = 0; g < w->ngens; g++)
+        if (w->gens[g].forked) {
+            w->gens[g].forked = 0;
+            if (!w->gens[g].job->ending)
+                gen_pick(w, g, V);
+        }
+    gen_sweep(w);
     free(segs);
     free(owner);
 }
@@ -650,8 +844,11 @@ static struct eng_job *take_jobs(struct eng_worker *w)
     while (*pp) {
         struct eng_job *j = *pp;
         int ok = j->cancelled;
+        int need = j->n_choices > 1 ? j->n_choices : 1; /* sequences of a generation */
+        if (need > s->cfg.max_seqs)
+            need = 1; /* taken to be refused (gen_admit) */
         if (!ok && j->kind == ENG_JOB_GENERATE)
-            ok = s->held_gen < s->cfg.max_seqs;
+            ok = s->held_gen + need <= s->cfg.max_seqs;
         else if (!ok)
             ok = inputs == 0 || inputs + j->ninputs <= share;
         if (!ok) {
@@ -660,9 +857,9 @@ static struct eng_job *take_jobs(struct eng_worker *w)
             continue;
         }
         if (!j->cancelled) {
-            j->held = 1;
+            j->held = j->kind == ENG_JOB_GENERATE ? need : 1;
             if (j->kind == ENG_JOB_GENERATE) {
-                s->held_gen++;
+                s->held_gen += need;
             } else {
                 s->held_cls++;
                 inputs += j->ninputs;
@@ -744,10 +941,18 @@ static void *worker_main(void *arg)
             int c = w->gens[g].job->cancelled;
             pthread_mutex_unlock(&s->lock);
             if (c) {
-                w->gens[g].job->completion_tokens = w->gens[g].n - w->gens[g].n_prompt;
-                job_finish(s, gen_release(w, g), 0, "cancelled", NULL);
+                struct gen *x = &w->gens[g];
+                struct eng_job *j = x->job;
+                j->choices[x->choice].completion_tokens = x->n - x->n_prompt;
+                if (!j->choices[x->choice].finished)
+                    j->choices[x->choice].finish_reason = "cancelled";
+                j->completion_tokens = 0;
+                for (int i = 0; i < j->n_choices; i++)
+                    j->completion_tokens += j->choices[i].completion_tokens;
+                job_end(j, 0, "cancelled", NULL);
             }
         }
+        gen_sweep(w);
         /* Classifications run at once unless should_wait (checked above) held them back; with
          * generations running they share every step. */
         pthread_mutex_lock(&s->lock);
@@ -765,8 +970,9 @@ static void *worker_main(void *arg)
     for (int k = 0; k < w->npend; k++)
         job_finish(s, w->pend[k], 0, "cancelled", NULL);
     w->npend = 0;
-    while (w->ngens > 0)
-        job_finish(s, gen_release(w, w->ngens - 1), 0, "cancelled", NULL);
+    for (int g = 0; g < w->ngens; g++)
+        job_end(w->gens[g].job, 0, "cancelled", NULL);
+    gen_sweep(w);
     return NULL;
 }
 
@@ -776,6 +982,7 @@ static void sched_release(struct eng_sched *s)
         free(s->w[i].pend);
         free(s->w[i].gens);
         free(s->w[i].scratch_idx);
+        free(s->w[i].scratch_lp);
     }
     free(s->w);
     pthread_mutex_destroy(&s->lock);

@@ -32,6 +32,30 @@
 
 enum eng_job_kind { ENG_JOB_CLASSIFY = 0, ENG_JOB_GENERATE = 1 };
 
+#define ENG_MAX_CHOICES 8
+#define ENG_MAX_TOP_LOGPROBS 20
+
+/* One generated token: its log-probability under the model (log-softmax of the raw logits,
+ * before temperature and top_p) and the most likely alternatives at that position. */
+struct eng_logprob {
+    int32_t id;
+    float logprob;
+    int ntop;
+    int32_t top_id[ENG_MAX_TOP_LOGPROBS];
+    float top_lp[ENG_MAX_TOP_LOGPROBS];
+};
+
+/* One of a generation's n choices (engine thread writes; news read under the lock). */
+struct eng_choice {
+    int completion_tokens;
+    const char *finish_reason; /* "stop", "length", "cancelled" once finished */
+    int finished;
+    char *delta;               /* text produced since the last drain */
+    size_t delta_len, delta_cap;
+    struct eng_logprob *lp;    /* entries since the last drain (with logprobs >= 0) */
+    int nlp, caplp;
+};
+
 struct eng_job {
     enum eng_job_kind kind;
     struct eng_served *model; /* reference owned by the job */
@@ -52,6 +76,10 @@ struct eng_job {
     uint64_t seed;
     char **stop;              /* [nstop] stop strings (owned) */
     int nstop;
+    int n_choices;            /* 1..ENG_MAX_CHOICES: one prefill, its KV cache copied to the
+                               * others; choice i samples with seed + i */
+    int logprobs;             /* -1: none; else alternatives per token (0..20) */
+    struct eng_choice *choices; /* [n_choices], made at admission */
 
     /* results (engine thread writes; read on the loop thread after completion) */
     int status;               /* 0 or an HTTP-like status: 400 (input), 500 (engine) */
@@ -62,7 +90,7 @@ struct eng_job {
     int *truncated;           /* classify: [ninputs] 1 if the input was cut */
     int prompt_tokens;
     int completion_tokens;
-    const char *finish_reason; /* "stop", "length" or "cancelled" */
+    const char *finish_reason; /* choice 0's: "stop", "length" or "cancelled" */
     double t_submit, t_start, t_first, t_end; /* monotonic seconds */
 
     /* private */
@@ -72,12 +100,13 @@ struct eng_job {
     int *cn;
     int cnext;                /* classify: inputs scored so far */
     int cancelled;
-    int held;                 /* taken by a worker and not finished (counted in the scheduler) */
+    int held;                 /* taken by a worker and not finished: the slots it counts for
+                               * in the scheduler (a generation: its sequences) */
     int queued_ready;
     int done;
     int delivered;
-    char *delta;              /* text produced since the last drain */
-    size_t delta_len, delta_cap;
+    int ending;               /* engine thread: finishing once its sequences are released */
+    int n_finished;           /* choices finished */
 };
 
 struct eng_sched_cfg {
@@ -93,7 +122,7 @@ struct eng_sched_stats {
     int waiting;        /* jobs queued, not taken by a worker yet */
     int running;        /* jobs taken by workers: generations running + classifications */
     int last_batch;     /* sequences in the last pass (of any worker) */
-    int kv_used;        /* generations holding a context */
+    int kv_used;        /* generation sequences holding a context (n per job of n choices) */
     int kv_capacity;    /* max_seqs (over all workers) */
 };
 
@@ -118,14 +147,14 @@ int eng_sched_submit(struct eng_sched *s, struct eng_job *j);
 void eng_sched_cancel(struct eng_sched *s, struct eng_job *j);
 
 /*
- * Loop thread: for every job with news, call cb(job, text, len, done, arg) — text is the new
- * generated text since the last call (may be empty); done is 1 exactly once, last. After a done
+ * Loop thread: for every job with news, call cb(job, choice, text, len, lp, nlp, 0, arg) for
+ * each choice with new generated text (may be empty) or logprob entries since the last call,
+ * then cb(job, -1, "", 0, NULL, 0, 1, arg) exactly once when the job is complete. After a done
  * call the job belongs to the callback.
  */
-void eng_sched_drain(struct eng_sched *s,
-                     void (*cb)(struct eng_job *j, const char *text, size_t len, int done,
-                                void *arg),
-                     void *arg);
+typedef void (*eng_drain_cb)(struct eng_job *j, int choice, const char *text, size_t len,
+                             const struct eng_logprob *lp, int nlp, int done, void *arg);
+void eng_sched_drain(struct eng_sched *s, eng_drain_cb cb, void *arg);
 
 void eng_sched_stats(struct eng_sched *s, struct eng_sched_stats *st);
 

@@ -35,6 +35,7 @@ struct eng_student_meta {
     char *teacher_sha256;  /* of the teacher's weights, hex */
     char *job_id;
     char *eval_json;       /* eval metrics as a JSON object text */
+    char *chat_template;   /* Jinja2 chat template (tokenizer.chat_template) or NULL */
 };
 
 void eng_student_meta_release(struct eng_student_meta *m);

@@ -45,6 +45,7 @@ void eng_student_meta_release(struct eng_student_meta *m)
     free(m->teacher_sha256);
     free(m->job_id);
     free(m->eval_json);
+    free(m->chat_template);
     memset(m, 0, sizeof(*m));
 }
 
@@ -170,6 +171,8 @@ int eng_student_save(const struct eng_model *m, const struct eng_tok *tok,
             TRY(eng_gguf_w_str(w, "bitdistill.provenance.job_id", meta->job_id));
         if (meta->eval_json)
             TRY(eng_gguf_w_str(w, "bitdistill.provenance.eval_metrics", meta->eval_json));
+        if (meta->chat_template)
+            TRY(eng_gguf_w_str(w, "tokenizer.chat_template", meta->chat_template));
     }
     TRY(put_qmat(w, "token_embd", &s->emb));
     if (!c->tie)
@@ -479,6 +482,7 @@ static int load_meta(const struct eng_gguf *g, const char *path, struct eng_stud
     eng_gguf_get_str(g, "bitdistill.provenance.teacher_sha256", &m->teacher_sha256, NULL);
     eng_gguf_get_str(g, "bitdistill.provenance.job_id", &m->job_id, NULL);
     eng_gguf_get_str(g, "bitdistill.provenance.eval_metrics", &m->eval_json, NULL);
+    eng_gguf_get_str(g, "tokenizer.chat_template", &m->chat_template, NULL);
     const struct eng_gguf_kv *kl = eng_gguf_kv(g, "bitdistill.task.labels"),
                              *kw = eng_gguf_kv(g, "bitdistill.task.label_words");
     if (!kl && !kw)

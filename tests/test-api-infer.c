@@ -462,7 +462,7 @@ static void test_bad_inputs(int port)
         {"/v1/completions", "{\"prompt\":\"\"}", 400, "prompt"},
         {"/v1/completions", "{\"model\":\"sum\",\"prompt\":\"a\",\"max_tokens\":0}", 400, "max_tokens"},
         {"/v1/completions", "{\"model\":\"sum\",\"prompt\":\"a\",\"temperature\":-1}", 400, "temperature"},
-        {"/v1/completions", "{\"model\":\"sum\",\"prompt\":\"a\",\"n\":3}", 400, "n = 1"},
+        {"/v1/completions", "{\"model\":\"sum\",\"prompt\":\"a\",\"n\":9}", 400, "from 1 to 8"},
         {"/v1/completions", "{\"model\":\"sum\",\"prompt\":\"a\",\"stream\":\"yes\"}", 400, "stream"},
         {"/v1/summarize", "{\"input\":5}", 400, "input"},
     };

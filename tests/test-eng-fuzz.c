@@ -87,7 +87,8 @@ int main(void)
         eng_student_from_fp(fp, ENG_HEAD_Q4, &st, err))
         TAP_BAIL("cannot make the student: %s", err);
     char *labels[2] = {"no", "yes"}, *words[2] = {" no", " yes"};
-    struct eng_student_meta meta = {"Q: {text} A:", 2, labels, words, "00", "job", "{}"};
+    struct eng_student_meta meta = {"Q: {text} A:", 2, labels, words, "00", "job", "{}",
+                                    "{{ messages[0].content }}"};
     snprintf(path, sizeof(path), "%s/good.gguf", eu_tmpdir());
     if (eng_student_save(st, tok, &meta, path, err))
         TAP_BAIL("cannot save: %s", err);

@@ -410,7 +410,8 @@ int main(void)
         eng_tok_load_json(q3tok, &tok0, err);
     char *labels[2] = {"negative", "positive"}, *words[2] = {" negative", " positive"};
     struct eng_student_meta meta = {"Review: {text}\nSentiment:", 2, labels, words, "ab12",
-                                    "ftjob-1", "{\"accuracy\":0.5}"}, back;
+                                    "ftjob-1", "{\"accuracy\":0.5}",
+                                    "{% for m in messages %}{{ m.content }}{% endfor %}"}, back;
     snprintf(path, sizeof(path), "%s/s.gguf", eu_tmpdir());
     rc = st ? eng_student_save(st, tok0, &meta, path, err) : -1;
     TAP_OK(rc == 0, "student saved to GGUF (%s)", err);
@@ -427,8 +428,9 @@ int main(void)
                !strcmp(back.label_words[0], " negative") &&
                !strcmp(back.template, "Review: {text}\nSentiment:") &&
                !strcmp(back.teacher_sha256, "ab12") && !strcmp(back.job_id, "ftjob-1") &&
-               !strcmp(back.eval_json, "{\"accuracy\":0.5}"),
-           "task metadata and provenance round-trip");
+               !strcmp(back.eval_json, "{\"accuracy\":0.5}") && back.chat_template &&
+               !strcmp(back.chat_template, "{% for m in messages %}{{ m.content }}{% endfor %}"),
+           "task metadata, provenance and the chat template round-trip");
     if (!tok0) {
         TAP_SKIP("Qwen3 tokenizer not installed: tokenizer round trip through GGUF not run");
     } else {

@@ -23,11 +23,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/chat.h"
 #include "engine/classify.h"
 #include "engine/err.h"
 #include "engine/model.h"
 #include "engine/student.h"
 #include "engine/tokenizer.h"
+#include "jinja/jinja.h"
 #include "jobs/train/backend.h"
 #include "jobs/train/ckpt.h"
 #include "jobs/train/data.h"
@@ -1112,7 +1114,27 @@ static int export_student(struct run *r, const char *teacher_dir, char *gguf)
     meta.teacher_sha256 = tsha[0] ? tsha : NULL;
     meta.job_id = r->job.sha;
     meta.eval_json = ev;
+    /* the base model's chat template travels with the student (engine/chat.h) */
+    struct stat tst;
+    if (!stat(r->job.tokenizer, &tst) && S_ISDIR(tst.st_mode) &&
+        (rc = eng_chat_template_read(r->job.tokenizer, &meta.chat_template, r->err))) {
+        free(ev);
+        goto out;
+    }
+    if (meta.chat_template) {
+        /* a template the server could not render would keep the student from loading */
+        struct jinja_tpl *jt = NULL;
+        char jerr[JINJA_ERR_LEN];
+        if (jinja_parse(meta.chat_template, strlen(meta.chat_template), &jt, jerr)) {
+            fprintf(stderr, "bitdistill train: the chat template is left out of the student: "
+                    "%s\n", jerr);
+            free(meta.chat_template);
+            meta.chat_template = NULL;
+        }
+        jinja_free(jt);
+    }
     rc = eng_student_save(stu, r->tok, &meta, gguf, r->err);
+    free(meta.chat_template);
     free(ev);
     if (rc)
         goto out;

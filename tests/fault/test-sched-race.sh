@@ -35,7 +35,8 @@ done
 c=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$U/v1/models/cls-a/activate")
 ok "$([ "$c" = 200 ]; echo $?)" "cls-a activated ($c)"
 
-# Load: 4 streaming + 4 plain generation clients, 4 classify clients, 4 clients that leave
+# Load: 4 streaming + 4 plain generation clients, 2 + 2 of n = 3 choices (one prefill whose KV
+# cache is copied to the other choices), 4 classify clients, 4 + 2 (n = 3) clients that leave
 # mid-stream, 20 hot-swaps; 6 s.
 end=$(( $(date +%s) + 6 ))
 gen() { # gen STREAM
@@ -49,10 +50,22 @@ cls() {
         curl -s -o /dev/null -w '%{http_code}\n' --max-time 30 "$U/v1/classify" -d '{"input":["a good film","a dull one"]}'
     done
 }
+multi() { # multi STREAM
+    while [ "$(date +%s)" -lt "$end" ]; do
+        curl -s -o /dev/null -w '%{http_code}\n' --max-time 30 "$U/v1/completions" \
+            -d "{\"model\":\"sum\",\"prompt\":\"The cat sat\",\"max_tokens\":6,\"n\":3,\"logprobs\":2,\"stream\":$1}"
+    done
+}
 leave() {
     while [ "$(date +%s)" -lt "$end" ]; do
         curl -s -o /dev/null --max-time 0.05 "$U/v1/summarize" \
             -d '{"model":"sum","input":"The cat sat on the mat.","max_tokens":200,"stream":true}'
+    done
+}
+leave_multi() {
+    while [ "$(date +%s)" -lt "$end" ]; do
+        curl -s -o /dev/null --max-time 0.05 "$U/v1/completions" \
+            -d '{"model":"sum","prompt":"The cat sat","max_tokens":200,"n":3,"stream":true}'
     done
 }
 pids=""
@@ -61,6 +74,11 @@ for i in 1 2 3 4; do
     gen false >"$T/o.gp$i" & pids="$pids $!"
     cls >"$T/o.c$i" & pids="$pids $!"
     leave & pids="$pids $!"
+done
+for i in 1 2; do
+    multi true >"$T/o.ms$i" & pids="$pids $!"
+    multi false >"$T/o.mp$i" & pids="$pids $!"
+    leave_multi & pids="$pids $!"
 done
 swaps=0
 for i in $(seq 20); do
@@ -71,11 +89,12 @@ for i in $(seq 20); do
 done
 wait $pids
 n=$(cat "$T"/o.* | wc -l)
+nm=$(cat "$T"/o.m* | wc -l)
 bad=$(cat "$T"/o.* | grep -v -c '^200$')
 kill -0 $PID 2>/dev/null
 alive=$?
-ok "$([ "$n" -gt 8 ] && [ "$bad" -eq 0 ] && [ "$swaps" -eq 20 ]; echo $?)" \
-    "$n requests under delayed hand-over and 20 hot-swaps: $bad not 200, $swaps/20 swaps answered"
+ok "$([ "$n" -gt 8 ] && [ "$nm" -gt 0 ] && [ "$bad" -eq 0 ] && [ "$swaps" -eq 20 ]; echo $?)" \
+    "$n requests ($nm of n = 3) under delayed hand-over and 20 hot-swaps: $bad not 200, $swaps/20 swaps answered"
 ok $alive "the daemon is still running"
 if grep -q "AddressSanitizer\|runtime error" "$T/d.log" || [ $alive -ne 0 ]; then
     sed -n '1,40p' "$T/d.log" | sed 's/^/# /'

@@ -4,14 +4,15 @@
 # rest links from libbitdistill.a (the normal build's gcc objects). Not built in a sanitizer
 # build: clang's ASan runtime cannot link against gcc-ASan objects (the normal build runs them).
 FUZZ_TARGETS = tests/fuzz/fuzz-http tests/fuzz/fuzz-gguf tests/fuzz/fuzz-safetensors \
-	tests/fuzz/fuzz-tokenizer tests/fuzz/fuzz-data
+	tests/fuzz/fuzz-tokenizer tests/fuzz/fuzz-data tests/fuzz/fuzz-jinja
 FUZZ_SRCS = server/log.c server/conf.c server/metrics.c server/tls.c server/auth.c \
 	server/http.c server/server.c server/daemon.c \
 	api/error.c api/router.c api/health.c api/keys.c api/infer.c api/models.c api/files.c \
 	api/jobs.c api/query.c jobs/store.c jobs/files.c jobs/jobrec.c jobs/writer.c \
 	jobs/supervisor.c jobs/results.c \
 	engine/gguf.c engine/safetensors.c engine/tokenizer.c engine/tokload.c engine/hfconfig.c \
-	engine/student.c engine/studentio.c jobs/train/data.c
+	engine/student.c engine/studentio.c jobs/train/data.c \
+	jinja/value.c jinja/parse.c jinja/render.c jinja/builtins.c jinja/strings.c
 FUZZ_OBJS = $(FUZZ_SRCS:%.c=tests/fuzz/obj/%.o)
 FUZZ_CFLAGS = -std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror \
 	-Wno-unused-parameter -fsanitize=fuzzer-no-link,address,undefined \
@@ -44,4 +45,5 @@ dist_noinst_SCRIPTS += tests/fuzz/test-fuzz.sh
 TESTS += tests/fuzz/test-fuzz.sh
 EXTRA_DIST += tests/fuzz/fuzz_util.h tests/fuzz/fuzz-http.c tests/fuzz/fuzz-gguf.c \
 	tests/fuzz/fuzz-safetensors.c tests/fuzz/fuzz-tokenizer.c tests/fuzz/fuzz-data.c \
+	tests/fuzz/fuzz-jinja.c \
 	tests/fuzz/corpus tests/fuzz/micro-config.json

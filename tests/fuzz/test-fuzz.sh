@@ -26,7 +26,7 @@ else
     diag "could not make the tiny student: fuzz-http runs without a model"
 fi
 total=0
-for target in http gguf safetensors tokenizer data; do
+for target in http gguf safetensors tokenizer data jinja; do
     bin="$b/tests/fuzz/fuzz-$target"
     if [ ! -x "$bin" ]; then
         if grep -q 'define BD_SANITIZERS 1' "$b/config.h" 2>/dev/null; then
