@@ -37,6 +37,7 @@ struct gmodel {
     struct trn_model *host; /* borrowed */
     const struct eng_config *c;
     int quant, subln, train;
+    int wq_ok;              /* wq holds the ternary weights of the current p */
     size_t np;
     float *p, *gr, *wq;     /* device [np] (gr, wq NULL when unused) */
     struct loff *lo;        /* [layers] */
@@ -45,7 +46,7 @@ struct gmodel {
     float *arena;
     size_t arena_n;
     float *resid, *xf, *rf, *logits, *dlogits, *tmp, *dstate, *cs, *sn;
-    float *dres, *d1, *d2, *dg, *du, *dq, *dqn, *dk, *dkn, *dv, *dsc;
+    float *dres, *d1, *d2, *dg, *du, *dq, *dk, *dsc;
     struct glayer *acts;
 };
 
@@ -148,8 +149,8 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
                  (size_t)B * NH * T * T + N * (4 + NH + KH);
     size_t tot = (L + 1) * N * H + L * per + N * H + N + N * V + N * mx + 2 * (size_t)T * half;
     if (m->train)
-        tot += N * V + L * N * (QD + 2 * KD) + N * H + 2 * N * mx + 2 * N * I + 2 * N * QD +
-               3 * N * KD + (size_t)B * T * T;
+        tot += N * V + L * N * (QD + 2 * KD) + N * H + 2 * N * mx + 2 * N * I + N * QD + N * KD +
+               (size_t)B * NH * T * T;
     if (!m->arena || tot > m->arena_n) {
         krn_cuda_dfree(g->k, m->arena);
         free(m->acts);
@@ -179,6 +180,21 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
         a->xq4 = TAKE(N * I);
         a->r1 = TAKE(N); a->rq = TAKE(N * NH); a->rk = TAKE(N * KH); a->ra = TAKE(N);
         a->r2 = TAKE(N); a->rh = TAKE(N);
+        /* what would only be a copy aliases its source instead */
+        if (!c->qk_norm) {
+            a->qn = a->q;
+            a->kn = a->k;
+        }
+        if (!m->subln) {
+            a->an = a->a;
+            a->hn = a->h;
+        }
+        if (!m->quant) {
+            a->xq1 = a->xn1;
+            a->xq2 = a->an;
+            a->xq3 = a->xn2;
+            a->xq4 = a->hn;
+        }
     }
     m->xf = TAKE(N * H); m->rf = TAKE(N);
     m->logits = TAKE(N * V); m->tmp = TAKE(N * mx);
@@ -187,9 +203,8 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
         m->dlogits = TAKE(N * V);
         m->dstate = TAKE(L * N * (QD + 2 * KD));
         m->dres = TAKE(N * H); m->d1 = TAKE(N * mx); m->d2 = TAKE(N * mx);
-        m->dg = TAKE(N * I); m->du = TAKE(N * I); m->dq = TAKE(N * QD); m->dqn = TAKE(N * QD);
-        m->dk = TAKE(N * KD); m->dkn = TAKE(N * KD); m->dv = TAKE(N * KD);
-        m->dsc = TAKE((size_t)B * T * T);
+        m->dg = TAKE(N * I); m->du = TAKE(N * I); m->dq = TAKE(N * QD); m->dk = TAKE(N * KD);
+        m->dsc = TAKE((size_t)B * NH * T * T);
     }
 #undef TAKE
     float *cs = malloc((size_t)T * half * sizeof(float)), *sn = malloc((size_t)T * half * sizeof(float));
@@ -283,7 +298,7 @@ static void act_q(struct krn_cuda *k, const struct gmodel *m, float *xq, const f
 {
     if (m->quant)
         krn_cuda_aquant(k, xq, x, (int)N, C);
-    else
+    else if (xq != x)
         krn_cuda_d2d(k, xq, x, N * C * sizeof(float));
 }
 
@@ -294,12 +309,16 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
     int B = m->B, T = m->T, N = B * T, H = c->hidden, I = c->inter, hd = c->head_dim;
     int QD = c->heads * hd, KD = c->kv_heads * hd;
     float *P = m->p, *W = m->quant ? m->wq : m->p;
-    if (m->quant)
+    /* the ternary weights change only with the parameters: once per optimizer step, not
+     * once per micro-batch */
+    if (m->quant && !m->wq_ok) {
         for (int i = 0; i < trn_model_ntensors(m->host); i++) {
             const struct trn_tensor *t = trn_model_tensor(m->host, i);
             if (strstr(t->name, "_proj.weight"))
                 krn_cuda_wquant(k, m->wq + t->off, m->p + t->off, t->n);
         }
+        m->wq_ok = 1;
+    }
     krn_cuda_embed_forward(k, m->resid, g->tok, P + m->emb, N, H);
     for (int l = 0; l < c->layers; l++) {
         struct glayer *a = &m->acts[l];
@@ -315,18 +334,13 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
                                      c->eps);
             krn_cuda_rmsnorm_forward(k, a->kn, a->rk, a->k, P + o->k_norm, N * c->kv_heads, hd,
                                      c->eps);
-        } else {
-            krn_cuda_d2d(k, a->qn, a->q, (size_t)N * QD * sizeof(float));
-            krn_cuda_d2d(k, a->kn, a->k, (size_t)N * KD * sizeof(float));
-        }
+        } /* else qn, kn alias q, k */
         krn_cuda_rope_forward(k, a->qr, a->qn, m->cs, m->sn, B, T, c->heads, hd);
         krn_cuda_rope_forward(k, a->kr, a->kn, m->cs, m->sn, B, T, c->kv_heads, hd);
         krn_cuda_attention_forward(k, a->a, a->probs, a->qr, a->kr, a->v, B, T, c->heads,
                                    c->kv_heads, hd);
-        if (m->subln)
+        if (m->subln) /* else an aliases a */
             krn_cuda_rmsnorm_forward(k, a->an, a->ra, a->a, P + o->attn_sub, N, QD, c->eps);
-        else
-            krn_cuda_d2d(k, a->an, a->a, (size_t)N * QD * sizeof(float));
         act_q(k, m, a->xq2, a->an, N, QD);
         krn_cuda_linear_forward(k, m->tmp, a->xq2, W + o->o, N, QD, H);
         krn_cuda_add(k, a->xm, x, m->tmp, (size_t)N * H);
@@ -335,10 +349,8 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
         krn_cuda_linear_forward(k, a->g, a->xq3, W + o->gate, N, H, I);
         krn_cuda_linear_forward(k, a->u, a->xq3, W + o->up, N, H, I);
         krn_cuda_swiglu_forward(k, a->h, a->g, a->u, (size_t)N * I);
-        if (m->subln)
+        if (m->subln) /* else hn aliases h */
             krn_cuda_rmsnorm_forward(k, a->hn, a->rh, a->h, P + o->ffn_sub, N, I, c->eps);
-        else
-            krn_cuda_d2d(k, a->hn, a->h, (size_t)N * I * sizeof(float));
         act_q(k, m, a->xq4, a->hn, N, I);
         krn_cuda_linear_forward(k, m->tmp, a->xq4, W + o->down, N, I, H);
         krn_cuda_add(k, xo, a->xm, m->tmp, (size_t)N * H);
@@ -392,22 +404,22 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
                                       a->ra, N, QD);
             da = m->d2;
         }
+        /* the gradients of the states (qn, kn, v) accumulate where the relation loss left its
+         * part: this layer's dstate slice, read once */
+        float *dqn = dstate(m, l, TRN_Q), *dkn = dstate(m, l, TRN_K), *dv = dstate(m, l, TRN_V);
         krn_cuda_zero(k, m->dq, (size_t)N * QD * F);
         krn_cuda_zero(k, m->dk, (size_t)N * KD * F);
-        krn_cuda_d2d(k, m->dv, dstate(m, l, TRN_V), (size_t)N * KD * F);
-        krn_cuda_attention_backward(k, m->dq, m->dk, m->dv, da, a->probs, a->qr, a->kr, a->v, B,
+        krn_cuda_attention_backward(k, m->dq, m->dk, dv, da, a->probs, a->qr, a->kr, a->v, B,
                                     T, c->heads, c->kv_heads, hd, m->dsc);
-        krn_cuda_d2d(k, m->dqn, dstate(m, l, TRN_Q), (size_t)N * QD * F);
-        krn_cuda_d2d(k, m->dkn, dstate(m, l, TRN_K), (size_t)N * KD * F);
-        krn_cuda_rope_backward(k, m->dqn, m->dq, m->cs, m->sn, B, T, c->heads, hd);
-        krn_cuda_rope_backward(k, m->dkn, m->dk, m->cs, m->sn, B, T, c->kv_heads, hd);
-        float *dqp = m->dqn, *dkp = m->dkn;
+        krn_cuda_rope_backward(k, dqn, m->dq, m->cs, m->sn, B, T, c->heads, hd);
+        krn_cuda_rope_backward(k, dkn, m->dk, m->cs, m->sn, B, T, c->kv_heads, hd);
+        float *dqp = dqn, *dkp = dkn;
         if (c->qk_norm) {
             krn_cuda_zero(k, m->dq, (size_t)N * QD * F);
             krn_cuda_zero(k, m->dk, (size_t)N * KD * F);
-            krn_cuda_rmsnorm_backward(k, m->dq, G + o->q_norm, m->dqn, a->q, P + o->q_norm,
+            krn_cuda_rmsnorm_backward(k, m->dq, G + o->q_norm, dqn, a->q, P + o->q_norm,
                                       a->rq, N * c->heads, hd);
-            krn_cuda_rmsnorm_backward(k, m->dk, G + o->k_norm, m->dkn, a->k, P + o->k_norm,
+            krn_cuda_rmsnorm_backward(k, m->dk, G + o->k_norm, dkn, a->k, P + o->k_norm,
                                       a->rk, N * c->kv_heads, hd);
             dqp = m->dq;
             dkp = m->dk;
@@ -415,7 +427,7 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         krn_cuda_zero(k, m->d1, NH * F);
         krn_cuda_linear_backward(k, m->d1, G + o->q, dqp, a->xq1, W + o->q, N, H, QD);
         krn_cuda_linear_backward(k, m->d1, G + o->k, dkp, a->xq1, W + o->k, N, H, KD);
-        krn_cuda_linear_backward(k, m->d1, G + o->v, m->dv, a->xq1, W + o->v, N, H, KD);
+        krn_cuda_linear_backward(k, m->d1, G + o->v, dv, a->xq1, W + o->v, N, H, KD);
         krn_cuda_rmsnorm_backward(k, m->dres, G + o->in_norm, m->d1, x, P + o->in_norm, a->r1, N,
                                   H);
     }
@@ -564,6 +576,7 @@ int trn_cuda_adamw_update(struct trn_cuda *g, long t, float lr, const struct trn
     if (gnorm)
         *gnorm = norm;
     float bc1 = 1.0f - powf(c->beta1, (float)t), bc2 = 1.0f - powf(c->beta2, (float)t);
+    g->s.wq_ok = 0;
     for (int k = 0; k < trn_model_ntensors(g->s.host); k++) {
         const struct trn_tensor *tt = trn_model_tensor(g->s.host, k);
         krn_cuda_adamw(g->k, g->s.p + tt->off, g->s.gr + tt->off, g->m + tt->off, g->v + tt->off,
@@ -691,6 +704,19 @@ void trn_cuda_dp_free(struct trn_cuda_dp *d)
 }
 
 int trn_cuda_dp_size(const struct trn_cuda_dp *d) { return d->n; }
+
+size_t trn_cuda_dp_mem_used(struct trn_cuda_dp *d)
+{
+    size_t fr = 0, tot = 0;
+    krn_cuda_meminfo(d->k[0], &fr, &tot);
+    return tot - fr;
+}
+
+void trn_cuda_dp_profile(struct trn_cuda_dp *d, FILE *f)
+{
+    for (int i = 0; i < d->n; i++)
+        krn_cuda_prof_report(d->k[i], f);
+}
 
 struct shard {
     struct trn_cuda *g;
