@@ -1,7 +1,7 @@
 /*
  * kernels/cuda/ops.cu — the trainer's operations on a CUDA GPU (see kcuda.h for the contract).
  *
- * Each kernel is the device twin of the CPU op of the same name in jobs/train/ops.c and computes
+ * Each kernel is the device twin of the CPU op of the same name in train/ops.c and computes
  * the same formula in the same order where it matters (row reductions of the norms and the
  * losses, the quantizers' rounding); tests/test-cuda-ops.c checks every one against the CPU op.
  * Row-wise ops run one block of 256 threads per row with a warp-shuffle block reduction; matrix
