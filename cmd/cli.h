@@ -17,7 +17,7 @@ struct cmd_entry {
     cmd_fn fn;
 };
 
-/* Commands implemented in server/. */
+/* Commands implemented in cmd/ (keys_cli.c). */
 int cmd_keys(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 
