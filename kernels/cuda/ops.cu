@@ -286,8 +286,11 @@ static double reduce(struct krn_cuda *c, const float *x, size_t n, int mode)
 {
     double r = 0.0;
     chk(c, cudaMemsetAsync(c->red, 0, sizeof(double), c->st), "memset");
+    /* at most 1024 blocks: computed apart, because a '>' inside <<< >>> trips clang-format */
     unsigned nb = blocks(n, NT);
-    k_reduce<<<nb > 1024 ? 1024 : nb, NT, 0, c->st>>>(c->red, x, n, mode);
+    if (nb > 1024)
+        nb = 1024;
+    k_reduce<<<nb, NT, 0, c->st>>>(c->red, x, n, mode);
     LAUNCHED(c, "reduce");
     chk(c, cudaMemcpyAsync(&r, c->red, sizeof(double), cudaMemcpyDeviceToHost, c->st), "reduce");
     chk(c, cudaStreamSynchronize(c->st), "reduce");
@@ -368,8 +371,10 @@ __global__ void k_wquant(float *wq, const float *w, size_t n, const double *sabs
 extern "C" void krn_cuda_wquant(struct krn_cuda *c, float *wq, const float *w, size_t n)
 {
     chk(c, cudaMemsetAsync(c->red, 0, sizeof(double), c->st), "memset");
-    unsigned nb = blocks(n, NT);
-    k_reduce<<<nb > 1024 ? 1024 : nb, NT, 0, c->st>>>(c->red, w, n, 2);
+    unsigned nb = blocks(n, NT); /* at most 1024 blocks, as in reduce() */
+    if (nb > 1024)
+        nb = 1024;
+    k_reduce<<<nb, NT, 0, c->st>>>(c->red, w, n, 2);
     k_wquant<<<blocks(n, NT), NT, 0, c->st>>>(wq, w, n, c->red);
     LAUNCHED(c, "wquant");
 }
