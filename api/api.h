@@ -16,20 +16,21 @@
 #include "server/auth.h"
 #include "server/http.h"
 #include "server/server.h"
+#include "store/store.h"
 
 struct eng_registry;
 struct eng_sched;
-struct job_writer;
+struct store_writer;
 struct job_sup;
 
 struct api_ctx {
     struct srv_server *srv;          /* borrowed */
-    struct job_store *store;         /* borrowed */
+    struct store *store;         /* borrowed */
     struct eng_registry *registry;   /* borrowed: models served */
     struct eng_sched *sched;         /* borrowed: the engine workers */
     int engine_threads;              /* threads of each worker's passes (models get this) */
     struct api_infer *infer;         /* owned: requests waiting for a place (api/infer.c) */
-    struct job_writer *writer;       /* borrowed: the database's writer thread */
+    struct store_writer *writer;       /* borrowed: the database's writer thread */
     struct job_sup *sup;             /* borrowed: the job supervisor */
     const char *data_dir;            /* borrowed */
     char model_root[1024];           /* realpath of the model root */
@@ -54,6 +55,14 @@ extern const struct api_route *const api_routes[];
 
 /* Hooks for srv_server_create; ctx is borrowed and must outlive the server. */
 struct srv_hooks api_hooks(struct api_ctx *ctx);
+
+/*
+ * The keyring srv_auth_check asks (server/auth.h), answered from the API keys of `st` (borrowed,
+ * must outlive the keyring; reader connection, loop thread).
+ */
+struct srv_keyring api_keyring(struct store *st);
+/* Copy a key made by srv_auth_key_new into the store's record of it. */
+void api_key_record(const struct srv_key *key, struct store_key *rec);
 
 /*
  * Answer with the error format {"error":{"message","type","param","code"}}: `type` follows from

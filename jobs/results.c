@@ -82,13 +82,13 @@ static int cell(char **b, size_t *n, size_t *cap, double v)
     return isnan(v) ? buf_printf(b, n, cap, ",") : buf_printf(b, n, cap, ",%.9g", v);
 }
 
-char *job_results_csv(struct job_store *st, const char *id)
+char *job_results_csv(struct store *st, const char *id)
 {
     sqlite3_stmt *s;
     struct res_rows rs = {0};
     char *out = NULL;
     int bad = 0;
-    if (sqlite3_prepare_v2(job_store_reader(st),
+    if (sqlite3_prepare_v2(store_reader(st),
                            "SELECT type, data FROM job_events WHERE job_id = ? AND type IN "
                            "('step', 'checkpoint') ORDER BY seq",
                            -1, &s, NULL) != SQLITE_OK)

@@ -20,8 +20,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "log/log.h"
 #include "server/conn.h"
-#include "server/log.h"
 #include "server/metrics.h"
 #include "server/tls.h"
 
@@ -248,7 +248,7 @@ static void conn_write_cb(uv_write_t *w, int status)
     free(cw);
     conn->pending_writes--;
     if (status < 0 && status != UV_ECANCELED) {
-        srv_log_debug("write failed: %s", uv_strerror(status));
+        log_debug("write failed: %s", uv_strerror(status));
         srv_conn_close(conn);
         return;
     }
@@ -536,7 +536,7 @@ static void req_done(struct srv_req *req)
                                   srv_metrics_labels(labels, sizeof(labels), "handler",
                                                      req->handler, NULL),
                                   secs);
-    srv_log(req->status >= 500 ? SRV_LOG_WARN : SRV_LOG_INFO, "%s %s %d %zuB %.2fms rid=%s",
+    log_line(req->status >= 500 ? LOG_LEVEL_WARN : LOG_LEVEL_INFO, "%s %s %d %zuB %.2fms rid=%s",
             req->method, log_target(req, target, sizeof(target)), req->status, req->bytes_out,
             secs * 1e3, req->id);
     if (!conn)
@@ -964,7 +964,7 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         char err[256];
         if (srv_tls_feed(conn->tls, buf->base, (size_t)nread, conn_plain, conn, err,
                          sizeof(err))) {
-            srv_log_debug("closing connection: %s", err);
+            log_debug("closing connection: %s", err);
             srv_conn_close(conn);
             return;
         }

@@ -13,8 +13,8 @@
 
 #include "engine/err.h"
 #include "engine/tokenizer.h"
-#include "jobs/train/data.h"
 #include "tests/tap.h"
+#include "train/data.h"
 
 static char data[600];
 

@@ -25,11 +25,11 @@
 #include "engine/model.h"
 #include "engine/student.h"
 #include "engine/tokenizer.h"
-#include "jobs/train/data.h"
-#include "jobs/train/model.h"
-#include "jobs/train/pipeline.h"
-#include "jobs/train/step.h"
 #include "tests/tap.h"
+#include "train/data.h"
+#include "train/model.h"
+#include "train/pipeline.h"
+#include "train/step.h"
 
 #define ABOVE_CHANCE 0.55 /* 872 dev sentences: chance 0.5 +- 0.017 */
 
