@@ -80,6 +80,11 @@ int api_compat_error(struct srv_req *req, int status, const char *message, const
 /* The error `type` for an HTTP status. */
 const char *api_error_type(int status);
 
+/* The HTTP status for an engine status (engine/err.h): 200 for ENG_OK, 400 for a request the
+ * engine refuses (ENG_EINVAL, ENG_ERANGE), 500 for the engine's own failures (ENG_ENOMEM,
+ * ENG_EINTERNAL and anything else). The engine speaks no HTTP; this is the one place that does. */
+int api_eng_http_status(int eng_status);
+
 /*
  * Parse the request body as a JSON object. On failure answers 400 (naming the JSON error's
  * line and column) and returns NULL. Returns a new reference.

@@ -1028,13 +1028,14 @@ static void on_job(struct eng_request *j, int choice, const char *text, size_t l
     if (srv_req_alive(req)) {
         if (j->status) {
             if (ir->started) {
+                const char *type = api_error_type(api_eng_http_status(j->status));
                 sse_json(req, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message",
-                                        j->error, "type", api_error_type(j->status), "param",
-                                        "code", "inference_failed"));
+                                        j->error, "type", type, "param", "code",
+                                        "inference_failed"));
                 srv_res_stream_write(req, "data: [DONE]\n\n", 14);
                 srv_res_stream_end(req);
             } else {
-                api_error(req, j->status, j->error, NULL, NULL);
+                api_error(req, api_eng_http_status(j->status), j->error, NULL, NULL);
             }
         } else if (ir->kind == INFER_CLASSIFY && ir->shape) {
             timing_headers(req, j, 1);

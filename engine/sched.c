@@ -311,7 +311,7 @@ static int classify_prepare(struct eng_sched *s, struct eng_request *j)
     (void)s;
     j->t_start = now_s();
     if (nl <= 0) {
-        j->status = 400;
+        j->status = ENG_EINVAL;
         snprintf(j->error, sizeof(j->error), "model '%s' has no labels: it is not a "
                  "classification model", j->model->id);
         return -1;
@@ -321,14 +321,14 @@ static int classify_prepare(struct eng_sched *s, struct eng_request *j)
     j->probs = calloc((size_t)j->ninputs * nl, sizeof(float));
     j->truncated = calloc((size_t)j->ninputs, sizeof(int));
     if (!j->ctok || !j->cn || !j->probs || !j->truncated) {
-        j->status = 500;
+        j->status = ENG_ENOMEM;
         snprintf(j->error, sizeof(j->error), "out of memory");
         return -1;
     }
     for (int i = 0; i < j->ninputs; i++) {
         int rc = classify_tokenize(j, i);
         if (rc) {
-            j->status = rc == ENG_ENOMEM ? 500 : 400;
+            j->status = rc == ENG_ENOMEM || rc == ENG_ERANGE ? rc : ENG_EINVAL;
             return -1;
         }
         j->prompt_tokens += j->cn[i];
@@ -406,7 +406,7 @@ out:;
         for (int i = 0; i < nseg; i++)
             in_pass |= owner[i] == j;
         if (rc && (in_pass || !segs))
-            job_finish(s, j, 500, NULL, "inference failed: %s", why);
+            job_finish(s, j, ENG_EINTERNAL, NULL, "inference failed: %s", why);
         else if (!rc && j->cnext == j->ninputs)
             job_finish(s, j, 0, "stop", NULL);
         else
@@ -498,27 +498,27 @@ static int gen_admit(struct eng_worker *w, struct eng_request *j)
     int nch = j->n_choices < 1 ? 1 : j->n_choices;
     j->t_start = now_s();
     if (nch > s->cfg.max_seqs || nch > ENG_MAX_CHOICES) {
-        job_finish(s, j, 400, NULL, "n = %d is more than the server runs at once (%d)", nch,
+        job_finish(s, j, ENG_ERANGE, NULL, "n = %d is more than the server runs at once (%d)", nch,
                    s->cfg.max_seqs < ENG_MAX_CHOICES ? s->cfg.max_seqs : ENG_MAX_CHOICES);
         return -1;
     }
     if (!(j->choices = calloc((size_t)nch, sizeof(*j->choices)))) {
-        job_finish(s, j, 500, NULL, "out of memory");
+        job_finish(s, j, ENG_ENOMEM, NULL, "out of memory");
         return -1;
     }
     j->n_choices = nch;
     if (eng_tok_encode(m->tok, j->prompt, strlen(j->prompt), &ids, &n)) {
-        job_finish(s, j, 400, NULL, "the prompt is not valid UTF-8 text");
+        job_finish(s, j, ENG_EINVAL, NULL, "the prompt is not valid UTF-8 text");
         return -1;
     }
     if (n == 0) {
         free(ids);
-        job_finish(s, j, 400, NULL, "the prompt is empty");
+        job_finish(s, j, ENG_EINVAL, NULL, "the prompt is empty");
         return -1;
     }
     if ((int)n + 1 > m->max_context) {
         free(ids);
-        job_finish(s, j, 400, NULL,
+        job_finish(s, j, ENG_ERANGE, NULL,
                    "the prompt is %zu tokens; the model's context is %d tokens", n,
                    m->max_context);
         return -1;
@@ -543,10 +543,10 @@ static int gen_admit(struct eng_worker *w, struct eng_request *j)
             eng_served_ctx_put(m, x.ctx);
             free(x.logits);
             free(ids);
-            job_end(j, 500, NULL, "out of memory for the contexts of the request");
+            job_end(j, ENG_ENOMEM, NULL, "out of memory for the contexts of the request");
             gen_sweep(w);
             if (!c)
-                job_finish(s, j, 500, NULL, "out of memory for a context of %d tokens", need);
+                job_finish(s, j, ENG_ENOMEM, NULL, "out of memory for a context of %d tokens", need);
             return -1;
         }
         memcpy(x.ids, ids, n * sizeof(int32_t));
@@ -593,7 +593,7 @@ static void gen_text(struct eng_worker *w, int g, const char *reason, const stru
     size_t len = 0;
     if (eng_tok_decode(j->model->tok, x->ids + x->n_prompt, (size_t)(x->n - x->n_prompt), 1,
                        &text, &len)) {
-        job_end(j, 500, NULL, "cannot decode the generated tokens");
+        job_end(j, ENG_EINTERNAL, NULL, "cannot decode the generated tokens");
         return;
     }
     /* Stop strings: cut at the first occurrence after what was already handed out. */
@@ -767,7 +767,7 @@ static void gen_step(struct eng_worker *w)
     for (int k = 0; k < nseg; k++) {
         struct gen *x = &w->gens[owner[k]];
         if (rc || !w->scratch_n) {
-            job_end(x->job, 500, NULL, why);
+            job_end(x->job, ENG_EINTERNAL, NULL, why);
             continue;
         }
         if (!x->want || x->job->ending)

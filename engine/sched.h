@@ -64,7 +64,7 @@ struct eng_request {
     /* classify */
     char **inputs;            /* [ninputs] UTF-8 texts (owned) */
     int ninputs;
-    int truncate;             /* 1: cut inputs that do not fit; 0: fail with 400 */
+    int truncate;             /* 1: cut inputs that do not fit; 0: fail with ENG_ERANGE */
     int truncate_tokens;      /* > 0: also cut inputs to this many tokens with the template */
     int truncate_left;        /* 1: cut the start of the input text instead of its end */
 
@@ -82,7 +82,9 @@ struct eng_request {
     struct eng_choice *choices; /* [n_choices], made at admission */
 
     /* results (engine thread writes; read on the loop thread after completion) */
-    int status;               /* 0 or an HTTP-like status: 400 (input), 500 (engine) */
+    int status;               /* 0 or a negative ENG_E*: ENG_EINVAL / ENG_ERANGE (the request:
+                               * bad or too large input), ENG_ENOMEM, ENG_EINTERNAL (the engine);
+                               * api/ maps it to HTTP (api_eng_http_status) */
     char error[256];
     float *probs;             /* classify: [ninputs][nlabels] */
     float *logits;            /* classify: [ninputs][nlabels] the label logits before the

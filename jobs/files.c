@@ -6,7 +6,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -19,17 +18,9 @@
 #include "engine/err.h"
 #include "jobs/files.h"
 #include "train/data.h"
+#include "util/sha256.h"
 
 static const char *const detect_order[] = {"sst2", "mnli", "qnli", "cnndm", "chat"};
-
-static void sha256_hex(const char *data, size_t len, char hex[65])
-{
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-}
 
 static int write_all(const char *path, const char *data, size_t len, char *err, size_t errlen)
 {
@@ -225,7 +216,7 @@ static int file_store(struct store *st, const char *data_dir, const char *filena
         return rc;
     }
     f.bytes = (int64_t)len;
-    sha256_hex(data, len, f.sha256);
+    util_sha256_hex(data, len, f.sha256);
     f.created_at = (int64_t)time(NULL);
     if (rename(tmp, f.path)) {
         snprintf(err, errlen, "cannot move the upload into place: %s", strerror(errno));

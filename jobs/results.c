@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "jobs/results.h"
+#include "util/grow.h"
 
 /* One optimizer step's row. NAN: no value (an empty cell). */
 struct res_row {
@@ -32,14 +33,8 @@ static struct res_row *row_of(struct res_rows *rs, int stage, long step)
     for (size_t i = rs->n; i-- > 0;)
         if (rs->v[i].stage == stage && rs->v[i].step == step)
             return &rs->v[i];
-    if (rs->n == rs->cap) {
-        size_t nc = rs->cap ? rs->cap * 2 : 256;
-        struct res_row *nv = realloc(rs->v, nc * sizeof(*nv));
-        if (!nv)
-            return NULL;
-        rs->v = nv;
-        rs->cap = nc;
-    }
+    if (UTIL_GROW(rs->v, rs->cap, rs->n + 1, 256))
+        return NULL;
     struct res_row *r = &rs->v[rs->n++];
     *r = (struct res_row){stage, step, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
     return r;

@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +19,7 @@
 #include "jobs/results.h"
 #include "jobs/supervisor.h"
 #include "log/log.h"
+#include "util/sha256.h"
 
 #define MAX_LINE (1 << 20)
 
@@ -420,28 +420,16 @@ static void reg_store_results(struct reg_work *rw)
 static void reg_hash(uv_work_t *w)
 {
     struct reg_work *rw = w->data;
-    unsigned char md[32], buf[1 << 16];
-    unsigned int len = 0;
+    uint64_t bytes = 0;
     reg_store_results(rw);
-    FILE *f = fopen(rw->m.path, "rb");
-    if (!f) {
+    int rc = util_sha256_file(rw->m.path, rw->m.sha256, &bytes);
+    if (rc) {
         rw->hash_failed = 1;
         snprintf(rw->why, sizeof(rw->why), "student file '%.150s' is missing: %s", rw->m.path,
-                 strerror(errno));
+                 strerror(-rc));
         return;
     }
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    size_t k;
-    while ((k = fread(buf, 1, sizeof(buf), f)) > 0) {
-        EVP_DigestUpdate(ctx, buf, k);
-        rw->m.bytes += (int64_t)k;
-    }
-    EVP_DigestFinal_ex(ctx, md, &len);
-    EVP_MD_CTX_free(ctx);
-    fclose(f);
-    for (int i = 0; i < 32; i++)
-        snprintf(rw->m.sha256 + 2 * i, 3, "%02x", md[i]);
+    rw->m.bytes += (int64_t)bytes;
 }
 
 static int reg_tx(sqlite3 *db, void *arg)

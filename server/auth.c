@@ -3,12 +3,13 @@
  */
 #include "server/auth.h"
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+#include "util/sha256.h"
 
 int srv_scope_parse(const char *s)
 {
@@ -26,11 +27,7 @@ const char *srv_scope_name(enum srv_scope scope)
 
 void srv_auth_hash(const char *key, char hex[65])
 {
-    unsigned char md[32];
-    unsigned int len = 0;
-    EVP_Digest(key, strlen(key), md, &len, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    util_sha256_hex(key, strlen(key), hex);
 }
 
 int srv_auth_key_new(enum srv_scope scope, const char *name, char secret[48],

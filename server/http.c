@@ -24,6 +24,7 @@
 #include "server/conn.h"
 #include "server/metrics.h"
 #include "server/tls.h"
+#include "util/grow.h"
 
 #define CONN_MAX_BUFFERED (256 * 1024) /* pipelined bytes held while answering */
 #define CONN_LINGER_MS 1000
@@ -740,18 +741,10 @@ static int on_header_value_complete(llhttp_t *p)
         srv_req_reject(req, 431, "more than 100 request headers");
         return HPE_USER;
     }
-    if (req->nhdrs == req->hcap) {
-        size_t ncap = req->hcap ? req->hcap * 2 : 16;
-        struct srv_buf *nn = realloc(req->hdr_names, ncap * sizeof(*nn));
-        if (!nn)
-            return conn_oom(conn);
-        req->hdr_names = nn;
-        struct srv_buf *nv = realloc(req->hdr_values, ncap * sizeof(*nv));
-        if (!nv)
-            return conn_oom(conn);
-        req->hdr_values = nv;
-        req->hcap = ncap;
-    }
+    size_t ncap = req->hcap; /* both arrays grow to the same capacity, kept in req->hcap */
+    if (UTIL_GROW(req->hdr_names, ncap, req->nhdrs + 1, 16) ||
+        UTIL_GROW(req->hdr_values, req->hcap, req->nhdrs + 1, 16))
+        return conn_oom(conn);
     /* Hand the buffers over; empty values still need a string. */
     if (!conn->hval.p && srv_buf_add(&conn->hval, "", 0))
         return conn_oom(conn);

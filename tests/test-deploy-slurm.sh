@@ -16,7 +16,7 @@ for p in slurmctld slurmd srun scancel squeue munged; do
     fi
 done
 if [ "$(id -u)" -ne 0 ]; then skip "slurmd needs root"; done_testing; exit $?; fi
-if [ ! -f "$D/sst2/sentence/stsa.binary.train" ]; then skip "SST-2 data not found at $D"; done_testing; exit $?; fi
+if [ ! -f "$D/sst2/sentence/stsa.binary.train" ]; then skip "needs ../shared/data/sst2 (SST-2, not found at $D; set SHARED_DATA)"; done_testing; exit $?; fi
 
 T=$(mktemp -d /tmp/bd-test-slurm-XXXXXX)
 PID=""; MUNGE_STARTED=""

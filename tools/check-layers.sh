@@ -4,7 +4,8 @@
 # The folders are layers; a file may include headers of its own folder and of folders strictly
 # below it, never of one above or beside it. Lowest first:
 #
-#   0  log                    leveled logging, used by every layer above
+#   0  log util               leveled logging; SHA-256 and the growable array (util/): used by
+#                             every layer above; neither includes the other
 #   1  kernels jinja plot     libraries on libc/BLAS/zlib only; none includes another
 #                             (plot stands apart: only cmd includes it)
 #   2  engine                 models, tokenizer, forward passes, serving scheduler
@@ -42,7 +43,7 @@ fi
 # shellcheck disable=SC2086
 awk '
 BEGIN {
-    split("log:0 kernels:1 jinja:1 plot:1 engine:2 train:3 store:4 jobs:5 server:6 api:7 " \
+    split("log:0 util:0 kernels:1 jinja:1 plot:1 engine:2 train:3 store:4 jobs:5 server:6 api:7 " \
           "bench:8 cmd:9 tests:10", pairs, " ")
     for (i in pairs) { split(pairs[i], kv, ":"); rank[kv[1]] = kv[2] }
     bad = 0

@@ -15,6 +15,7 @@
 
 #include "engine/err.h"
 #include "train/data.h"
+#include "util/grow.h"
 
 /* ------------------------------------------------------------------ tasks */
 
@@ -182,14 +183,8 @@ static const char *jstr(json_t *o, const char *const *keys)
 static int push(struct trn_dataset *d, const char *a, const char *b, const char *target,
                 int label)
 {
-    if (d->n == d->cap) {
-        size_t nc = d->cap ? d->cap * 2 : 256;
-        struct trn_example *p = realloc(d->ex, nc * sizeof(*p));
-        if (!p)
-            return ENG_ENOMEM;
-        d->ex = p;
-        d->cap = nc;
-    }
+    if (UTIL_GROW(d->ex, d->cap, d->n + 1, 256))
+        return ENG_ENOMEM;
     struct trn_example *e = &d->ex[d->n];
     e->text = strdup(a);
     e->text_b = b ? strdup(b) : NULL;
@@ -700,15 +695,9 @@ static int corpus_append(struct trn_corpus *c, size_t *cap, int32_t eos, size_t 
         if (!j->doc[i] || !*j->doc[i] || (budget && c->ntok >= budget))
             continue;
         size_t n = j->len[i];
-        if (c->ntok + n + 1 > *cap) {
-            while (c->ntok + n + 1 > *cap)
-                *cap *= 2;
-            int32_t *nt = realloc(c->tok, *cap * sizeof(int32_t));
-            if (!nt) {
-                *rc = ENG_ENOMEM;
-                break;
-            }
-            c->tok = nt;
+        if (UTIL_GROW(c->tok, *cap, c->ntok + n + 1, 1)) {
+            *rc = ENG_ENOMEM;
+            break;
         }
         memcpy(c->tok + c->ntok, j->ids[i], n * sizeof(int32_t));
         c->ntok += n;

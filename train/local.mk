@@ -38,3 +38,8 @@ check_PROGRAMS += tests/test-trn-dist
 TESTS += tests/test-trn-dist
 tests_test_trn_dist_LDADD = $(BD_ALL_LIBS)
 EXTRA_DIST += tools/cuda_dist_check.sh
+
+# teacher_sha256 provenance: convert and train agree with sha256sum, single file and sharded
+check_PROGRAMS += tests/test-trn-provenance
+TESTS += tests/test-trn-provenance
+tests_test_trn_provenance_LDADD = $(BD_ALL_LIBS)

@@ -13,7 +13,6 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +26,7 @@
 #include "engine/classify.h"
 #include "engine/err.h"
 #include "engine/model.h"
+#include "engine/safetensors.h"
 #include "engine/student.h"
 #include "engine/tokenizer.h"
 #include "jinja/jinja.h"
@@ -39,6 +39,7 @@
 #include "train/model.h"
 #include "train/pipeline.h"
 #include "train/step.h"
+#include "util/sha256.h"
 
 #define PATH_LEN 4096
 
@@ -276,15 +277,6 @@ static int task_parse(json_t *root, struct trn_task *t, char *err)
     return 0;
 }
 
-static void sha256_hex(const void *p, size_t n, char hex[65])
-{
-    unsigned char d[32];
-    unsigned int dl = 0;
-    EVP_Digest(p, n, d, &dl, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", d[i]);
-}
-
 static int job_parse(const char *path, struct job *j, char *err)
 {
     json_error_t je;
@@ -296,7 +288,7 @@ static int job_parse(const char *path, struct job *j, char *err)
                         je.text, je.line);
     char *txt = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
     if (txt)
-        sha256_hex(txt, strlen(txt), j->sha);
+        util_sha256_hex(txt, strlen(txt), j->sha);
     free(txt);
     const char *m = json_string_value(json_object_get(root, "method"));
     int found = 0;
@@ -998,27 +990,6 @@ static int copy_tokenizer(struct run *r, const char *dir)
     return trn_copy_file(from, to, r->err);
 }
 
-static void file_sha256(const char *path, char hex[65])
-{
-    FILE *f = fopen(path, "rb");
-    unsigned char d[32], buf[65536];
-    unsigned int dl = 0;
-    size_t n;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    snprintf(hex, 65, "unknown");
-    if (!f || !md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
-        goto out;
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        EVP_DigestUpdate(md, buf, n);
-    if (EVP_DigestFinal_ex(md, d, &dl) == 1)
-        for (int i = 0; i < 32; i++)
-            snprintf(hex + 2 * i, 3, "%02x", d[i]);
-out:
-    if (f)
-        fclose(f);
-    EVP_MD_CTX_free(md);
-}
-
 /* Accuracy of the student file `gguf` on the validation set, as the engine serves it: loaded by
  * eng_student_load (its own tokenizer when it has one) and classifying with the task's label
  * words (only {text} templates in the engine: others are filled here and passed whole).
@@ -1094,11 +1065,10 @@ static int export_student(struct run *r, const char *teacher_dir, char *gguf)
     snprintf(gguf, PATH_LEN, "%s/student.gguf", r->o->out);
     if ((rc = trn_model_save_hf(r->student, hf, r->err)) || (rc = copy_tokenizer(r, hf)))
         return rc;
-    if (teacher_dir) {
-        char p[PATH_LEN + 128];
-        snprintf(p, sizeof(p), "%s/model.safetensors", teacher_dir);
-        file_sha256(p, tsha);
-    }
+    /* provenance: every shard of the teacher, as `bitdistill convert` hashes it */
+    char herr[ENG_ERR_LEN];
+    if (teacher_dir && eng_st_sha256(teacher_dir, tsha, herr))
+        snprintf(tsha, sizeof(tsha), "unknown");
     if ((rc = eng_model_load_hf(hf, &fp, r->err)) ||
         (rc = eng_student_from_fp(fp, r->job.head, &stu, r->err)))
         goto out;
