@@ -523,7 +523,7 @@ int eng_cli_convert(int argc, char **argv)
     }
     teacher_sha256(model, hex);
     struct eng_student_meta meta = {(char *)tmpl, nl, names, words, hex[0] ? hex : NULL,
-                                    (char *)job, NULL, chat};
+                                    (char *)job, NULL, chat, NULL};
     if ((rc = eng_student_save(st, o.tok, &meta, outp, err))) {
         fprintf(stderr, "bitdistill convert: %s\n", err);
         rc = 1;

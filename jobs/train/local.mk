@@ -1,6 +1,8 @@
 # jobs/train: the trainer (prefix trn_) and `bitdistill train`; included by the top Makefile.am.
 libbitdistill_a_SOURCES += jobs/train/ops.c jobs/train/model.c jobs/train/step.c \
 	jobs/train/data.c jobs/train/metrics.c jobs/train/ckpt.c jobs/train/pipeline.c jobs/train/cast.c \
+	jobs/train/spec.c jobs/train/spec.h jobs/train/eval.c jobs/train/export.c jobs/train/run.h \
+	jobs/train/chat_tpl.c \
 	jobs/train/dist.c jobs/train/dist.h jobs/train/device.c
 
 EXTRA_DIST += tests/fixtures/train tools/make_train_fixtures.py tools/make_byte_tokenizer.py \
