@@ -40,3 +40,9 @@ check_PROGRAMS += tests/test-trn-dist
 TESTS += tests/test-trn-dist
 tests_test_trn_dist_LDADD = $(BD_ALL_LIBS)
 EXTRA_DIST += tools/cuda_dist_check.sh
+
+# the job schema: docs/train.md's keys accepted, misspelled keys refused by name at every level,
+# by trn_spec_check and by `bitdistill train`
+check_PROGRAMS += tests/test-trn-spec
+TESTS += tests/test-trn-spec
+tests_test_trn_spec_LDADD = $(BD_ALL_LIBS)

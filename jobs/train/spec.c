@@ -483,6 +483,14 @@ static int check_value(const json_t *v, const struct key *k, const char *path, c
     case K_ENUM:
         if (json_is_string(v) && in_choices(json_string_value(v), k->choices))
             return 0;
+        if (!strcmp(path, "method")) {
+            if (where)
+                snprintf(where, wlen, "method");
+            if (json_is_string(v))
+                snprintf(val, sizeof(val), "'%.60s'", json_string_value(v));
+            return eng_fail(err, ENG_ECONFIG, "job config: unknown method %s (fp16_sft, "
+                            "bitnet_sft, bitdistill, pretrain)", val);
+        }
         snprintf(want, sizeof(want), "one of %s", k->choices);
         break;
     case K_LAYER:
