@@ -302,6 +302,7 @@ int trn_cli_eval(int argc, char **argv)
     struct run *r = calloc(1, sizeof(*r));
     struct eng_model *m = NULL;
     struct eng_tok *tok = NULL;
+    struct eng_student_meta meta = {0};
     json_t *res = NULL;
     long max = 0;
     int c, rc = 2;
@@ -336,13 +337,19 @@ int trn_cli_eval(int argc, char **argv)
     }
     rc = 1;
     if (trn_task_defaults(task, &r->job.task, r->err) ||
-        eng_student_load(model, &m, &tok, NULL, r->err))
+        eng_student_load(model, &m, &tok, &meta, r->err))
         goto fail;
     if (!tok) {
         eng_fail(r->err, ENG_ECONFIG, "'%s' carries no tokenizer", model);
         goto fail;
     }
     r->tok = tok;
+    /* a student trained with prompt_format "chat_template" is measured through its template */
+    if (meta.prompt_format &&
+        (trn_chat_tpl_parse(meta.chat_template, model, tok, eng_model_config(m)->bos_id,
+                            eng_model_config(m)->eos_id, &r->chat_tpl, r->err) ||
+         trn_task_chat_template(&r->job.task, r->chat_tpl, r->err)))
+        goto fail;
     if (trn_task_resolve(&r->job.task, tok, eng_model_config(m)->eos_id, r->err) ||
         trn_dataset_load(data, &r->job.task, (size_t)max, &r->val, r->err))
         goto fail;
@@ -367,6 +374,8 @@ fail:
     fprintf(stderr, "bitdistill eval: %s\n", r->err);
 out:
     json_decref(res);
+    trn_chat_tpl_free(r->chat_tpl);
+    eng_student_meta_release(&meta);
     trn_dataset_free(r->val);
     eng_model_free(m);
     eng_tok_free(tok);

@@ -46,3 +46,9 @@ EXTRA_DIST += tools/cuda_dist_check.sh
 check_PROGRAMS += tests/test-trn-spec
 TESTS += tests/test-trn-spec
 tests_test_trn_spec_LDADD = $(BD_ALL_LIBS)
+
+# prompt_format "chat_template": rendering vs transformers and jinja, a job end to end, the
+# served student's prompt
+check_PROGRAMS += tests/test-trn-chattpl
+TESTS += tests/test-trn-chattpl
+tests_test_trn_chattpl_LDADD = $(BD_ALL_LIBS)
