@@ -3,7 +3,7 @@ libbitdistill_a_SOURCES += jobs/train/ops.c jobs/train/model.c jobs/train/step.c
 	jobs/train/data.c jobs/train/metrics.c jobs/train/ckpt.c jobs/train/pipeline.c jobs/train/cast.c \
 	jobs/train/spec.c jobs/train/spec.h jobs/train/eval.c jobs/train/export.c jobs/train/run.h \
 	jobs/train/chat_tpl.c \
-	jobs/train/dist.c jobs/train/dist.h jobs/train/device.c
+	jobs/train/dist.c jobs/train/dist.h jobs/train/device.c jobs/train/arena.c jobs/train/arena.h
 
 EXTRA_DIST += tests/fixtures/train tools/make_train_fixtures.py tools/make_byte_tokenizer.py \
 	docs/train.md
