@@ -21,6 +21,8 @@
  *                         "auto", see resolve_auto),"learning_rate","max_len","steps"},
  *    "metadata"?: up to 16 string pairs (keys <= 64 characters, values <= 512),
  *    "chat_format"?: "chatml" (classification tasks as generative SFT in ChatML),
+ *    "prompt_format"?: "plain" | "chat_template" (task examples through the base model's own
+ *                      chat template; the base must have one),
  *    "teacher"?: fine-tuned teacher directory (skips stage 0), "task"?: sst2|mnli|qnli|cnndm|chat,
  *    "device"?: "cpu"|"cuda:K"|"cuda:K,L"|"cuda:all", "suffix"?, "seed"?,
  *    "activate"?: true|false|"if_better", "threads"?}
@@ -45,70 +47,15 @@
 
 #include "api/api.h"
 #include "engine/err.h"
+#include "engine/chat.h"
 #include "engine/hfconfig.h"
 #include "engine/registry.h"
+#include "jinja/jinja.h"
 #include "jobs/files.h"
 #include "jobs/jobrec.h"
 #include "jobs/supervisor.h"
 #include "store/writer.h"
-
-static const char *const stage_keys[] = {"epochs", "steps", "lr", "min_lr", "warmup",
-                                         "weight_decay", "clip", "batch", "grad_accum", "max_len",
-                                         "tokens", "lambda", "gamma", "tau", "layer",
-                                         "split_heads", "relation", "t_r", "gamma_warmup", NULL};
-
-/* Validate one stage object; err names the field. Returns 0 or -1. */
-static int check_stage(json_t *o, const char *path, char *err, size_t errlen, char *param,
-                       size_t plen)
-{
-    const char *key;
-    json_t *v;
-    if (!json_is_object(o)) {
-        snprintf(param, plen, "%s", path);
-        snprintf(err, errlen, "'%s' must be an object", path);
-        return -1;
-    }
-    json_object_foreach(o, key, v) {
-        int known = 0;
-        for (const char *const *k = stage_keys; *k; k++)
-            known |= !strcmp(*k, key);
-        if (snprintf(param, plen, "%s.%s", path, key) >= (int)plen)
-            param[plen - 1] = 0;
-        if (!known) {
-            snprintf(err, errlen, "unknown setting '%s'", param);
-            return -1;
-        }
-        if (!strcmp(key, "relation")) {
-            const char *r = json_string_value(v);
-            if (!r || (strcmp(r, "cosine") && strcmp(r, "scaled"))) {
-                snprintf(err, errlen, "'%s' must be \"cosine\" or \"scaled\"", param);
-                return -1;
-            }
-            continue;
-        }
-        if (!strcmp(key, "layer")) {
-            const char *l = json_string_value(v);
-            if (!json_is_integer(v) && !(l && (!strcmp(l, "last") || !strcmp(l, "all")))) {
-                snprintf(err, errlen, "'%s' must be an integer, \"last\" or \"all\"", param);
-                return -1;
-            }
-            continue;
-        }
-        if (!json_is_number(v) || json_number_value(v) < 0 ||
-            ((!strcmp(key, "lr") || !strcmp(key, "tau") || !strcmp(key, "t_r") ||
-              !strcmp(key, "batch") || !strcmp(key, "grad_accum") || !strcmp(key, "max_len") ||
-              !strcmp(key, "split_heads")) &&
-             json_number_value(v) <= 0)) {
-            snprintf(err, errlen, "'%s' must be a %s number", param,
-                     !strcmp(key, "lr") || !strcmp(key, "batch") || !strcmp(key, "max_len")
-                         ? "positive"
-                         : "non-negative");
-            return -1;
-        }
-    }
-    param[0] = 0;
-    return 0;
-}
+#include "train/spec.h"
 
 /* A model directory inside the model root; *out gets the real path. Returns 0, -1 (the
  * request's fault, err says why) or -2 (out of memory reading it). */
@@ -235,9 +182,16 @@ static json_t *resolve_auto(json_t *hp, int64_t n, json_t *trainer)
 struct create {
     struct api_ctx *ctx;
     struct job_rec rec;
-    json_t *trainer;         /* the trainer's job.json (owned) */
+    json_t *trainer;          /* the trainer's job.json (owned) */
     int status;
     char err[600], param[96];
+    /* while jobs_create's steps check the request: */
+    json_t *body;             /* the request (borrowed) */
+    const char *type;         /* method.type (borrowed from body) */
+    char task[32];
+    char model_dir[PATH_MAX]; /* the base model's real path */
+    struct job_file tf, vf, cf;
+    int has_corpus;
 };
 
 static int create_queued_tx(sqlite3 *db, void *arg)
@@ -371,221 +325,309 @@ static json_t *baseline_for(struct api_ctx *ctx, const char *task, const struct 
     return b;
 }
 
-static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
+/* ---- POST /v1/fine_tuning/jobs, one step per part of the request. Each step answers the
+ * request itself (4xx naming the field) and returns -1, or returns 0. ---- */
+
+static int create_check_keys(struct srv_req *req, struct create *c)
 {
     static const char *const keys[] = {"model", "training_file", "validation_file",
                                        "corpus_file", "method", "hyperparameters", "teacher",
                                        "task", "device", "suffix", "seed", "activate", "threads",
-                                       "integrations", "metadata", "chat_format", NULL};
-    json_t *body = NULL, *trainer = NULL;
-    struct create *c = NULL;
-    char err[600], param[96], path[PATH_MAX];
-    struct job_file tf, vf, cf;
-    if (!srv_server_config(ctx->srv)->run_jobs) {
-        api_error(req, 503, "this replica does not run fine-tuning jobs (run-jobs 0): submit "
-                  "them to the daemon that does", NULL, "jobs_disabled");
-        return;
-    }
-    if (!(body = api_body_json(req)))
-        return;
+                                       "integrations", "metadata", "chat_format",
+                                       "prompt_format", NULL};
     const char *key;
     json_t *v;
-    json_object_foreach(body, key, v) {
+    json_object_foreach(c->body, key, v) {
         int known = 0;
         for (const char *const *k = keys; *k; k++)
             known |= !strcmp(*k, key);
         if (!known) {
             api_errorf(req, 400, key, "unknown_parameter", "unknown parameter '%s'", key);
-            goto out;
+            return -1;
         }
     }
-    trainer = json_object();
-    c = calloc(1, sizeof(*c));
-    if (!c || !trainer) {
-        api_error(req, 500, "out of memory", NULL, NULL);
-        goto out;
-    }
-    /* method */
-    json_t *method = json_object_get(body, "method");
-    const char *type = json_string_value(json_object_get(method, "type"));
+    return 0;
+}
+
+/* method.type and method.<type>'s stage objects, copied into the trainer config as they are
+ * (the trainer's schema checks their keys: create_check_spec). */
+static int create_method(struct srv_req *req, struct create *c)
+{
+    json_t *method = json_object_get(c->body, "method"), *v;
+    const char *type = json_string_value(json_object_get(method, "type")), *key;
     if (!type || (strcmp(type, "bitdistill") && strcmp(type, "bitnet_sft") &&
                   strcmp(type, "fp16_sft"))) {
         api_error(req, 400, "'method.type' must be \"bitdistill\", \"bitnet_sft\" or \"fp16_sft\"",
                   "method.type", "invalid_method");
-        goto out;
+        return -1;
     }
-    json_object_set_new(trainer, "method", json_string(type));
+    c->type = type;
+    json_object_set_new(c->trainer, "method", json_string(type));
     json_t *settings = json_object_get(method, type);
     json_object_foreach(method, key, v) {
         if (strcmp(key, "type") && strcmp(key, type)) {
             api_errorf(req, 400, "method", "unknown_parameter",
                        "unknown 'method.%s' for method type '%s'", key, type);
-            goto out;
+            return -1;
         }
     }
-    if (settings && !json_is_null(settings)) {
-        if (!json_is_object(settings)) {
-            api_errorf(req, 400, "method", "invalid_value", "'method.%s' must be an object", type);
-            goto out;
-        }
-        json_object_foreach(settings, key, v) {
-            char where[96];
-            snprintf(where, sizeof(where), "method.%s.%s", type, key);
-            if (strcmp(key, "teacher_sft") && strcmp(key, "continue_pretrain") &&
-                strcmp(key, "distill")) {
-                api_errorf(req, 400, where, "unknown_parameter",
-                           "unknown stage '%s' (teacher_sft, continue_pretrain, distill)", where);
-                goto out;
-            }
-            if (check_stage(v, where, err, sizeof(err), param, sizeof(param))) {
-                api_error(req, 400, err, param, "invalid_value");
-                goto out;
-            }
-            json_object_set(trainer, key, v);
-        }
+    if (!settings || json_is_null(settings))
+        return 0;
+    if (!json_is_object(settings)) {
+        api_errorf(req, 400, "method", "invalid_value", "'method.%s' must be an object", type);
+        return -1;
     }
-    /* hyperparameters */
-    json_t *hp = json_object_get(body, "hyperparameters");
-    if (hp && !json_is_null(hp)) {
-        static const struct { const char *api, *trn; int integer; } map[] = {
-            {"n_epochs", "epochs", 0}, {"batch_size", "batch", 1}, {"learning_rate", "lr", 0},
-            {"learning_rate_multiplier", "lr_multiplier", 0}, {"max_len", "max_len", 1},
-            {"steps", "steps", 1}};
-        if (!json_is_object(hp)) {
-            api_error(req, 400, "'hyperparameters' must be an object", "hyperparameters", NULL);
-            goto out;
+    json_object_foreach(settings, key, v) {
+        char where[96];
+        snprintf(where, sizeof(where), "method.%s.%s", type, key);
+        if (strcmp(key, "teacher_sft") && strcmp(key, "continue_pretrain") &&
+            strcmp(key, "distill")) {
+            api_errorf(req, 400, where, "unknown_parameter",
+                       "unknown stage '%s' (teacher_sft, continue_pretrain, distill)", where);
+            return -1;
         }
-        json_object_foreach(hp, key, v) {
-            size_t i;
-            for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-                if (!strcmp(map[i].api, key))
-                    break;
-            snprintf(param, sizeof(param), "hyperparameters.%s", key);
-            if (i == sizeof(map) / sizeof(map[0])) {
-                api_errorf(req, 400, param, "unknown_parameter", "unknown '%s' (n_epochs, "
-                           "batch_size, learning_rate_multiplier, learning_rate, max_len, "
-                           "steps)", param);
-                goto out;
-            }
-            if (json_is_string(v) && !strcmp(json_string_value(v), "auto")) {
-                if (strcmp(key, "n_epochs") && strcmp(key, "batch_size") &&
-                    strcmp(key, "learning_rate_multiplier")) {
-                    api_errorf(req, 400, param, "invalid_value", "'%s' cannot be \"auto\" "
-                               "(only n_epochs, batch_size, learning_rate_multiplier)", param);
-                    goto out;
-                }
-                continue;
-            }
-            if (!json_is_number(v) || json_number_value(v) <= 0 ||
-                (map[i].integer && !json_is_integer(v))) {
-                api_errorf(req, 400, param, "invalid_value", "'%s' must be a positive %s or "
-                           "\"auto\"", param, map[i].integer ? "integer" : "number");
-                goto out;
-            }
-            json_object_set(trainer, map[i].trn, v);
+        /* the corpus is a stored file (corpus_file), never a path on this host */
+        if (json_is_object(v) && json_object_get(v, "corpus")) {
+            api_errorf(req, 400, where, "unknown_parameter", "'%s.corpus' cannot be given: "
+                       "upload the corpus (purpose \"corpus\") and pass it as 'corpus_file'",
+                       where);
+            return -1;
         }
+        json_object_set(c->trainer, key, v);
     }
-    /* model, teacher */
-    json_t *model = json_object_get(body, "model");
+    return 0;
+}
+
+/* The API's names of the trainer's top-level settings (hyperparameters). */
+static const struct {
+    const char *api, *trn;
+    int integer;
+} hp_map[] = {{"n_epochs", "epochs", 0},       {"batch_size", "batch", 1},
+              {"learning_rate", "lr", 0},      {"learning_rate_multiplier", "lr_multiplier", 0},
+              {"max_len", "max_len", 1},       {"steps", "steps", 1}};
+#define HP_N (sizeof(hp_map) / sizeof(hp_map[0]))
+
+static int create_hyperparameters(struct srv_req *req, struct create *c)
+{
+    json_t *hp = json_object_get(c->body, "hyperparameters"), *v;
+    const char *key;
+    char param[96];
+    if (!hp || json_is_null(hp))
+        return 0;
+    if (!json_is_object(hp)) {
+        api_error(req, 400, "'hyperparameters' must be an object", "hyperparameters", NULL);
+        return -1;
+    }
+    json_object_foreach(hp, key, v) {
+        size_t i;
+        for (i = 0; i < HP_N; i++)
+            if (!strcmp(hp_map[i].api, key))
+                break;
+        snprintf(param, sizeof(param), "hyperparameters.%s", key);
+        if (i == HP_N) {
+            api_errorf(req, 400, param, "unknown_parameter", "unknown '%s' (n_epochs, "
+                       "batch_size, learning_rate_multiplier, learning_rate, max_len, steps)",
+                       param);
+            return -1;
+        }
+        if (json_is_string(v) && !strcmp(json_string_value(v), "auto")) {
+            if (strcmp(key, "n_epochs") && strcmp(key, "batch_size") &&
+                strcmp(key, "learning_rate_multiplier")) {
+                api_errorf(req, 400, param, "invalid_value", "'%s' cannot be \"auto\" (only "
+                           "n_epochs, batch_size, learning_rate_multiplier)", param);
+                return -1;
+            }
+            continue;
+        }
+        if (!json_is_number(v) || json_number_value(v) <= 0 ||
+            (hp_map[i].integer && !json_is_integer(v))) {
+            api_errorf(req, 400, param, "invalid_value", "'%s' must be a positive %s or "
+                       "\"auto\"", param, hp_map[i].integer ? "integer" : "number");
+            return -1;
+        }
+        json_object_set(c->trainer, hp_map[i].trn, v);
+    }
+    return 0;
+}
+
+/* model and teacher: directories under the model root. */
+static int create_models(struct srv_req *req, struct api_ctx *ctx, struct create *c)
+{
+    char err[600], path[PATH_MAX];
+    json_t *model = json_object_get(c->body, "model");
     if (!json_is_string(model)) {
         api_error(req, 400, "'model' must name a model directory under the model root", "model",
                   "missing_field");
-        goto out;
+        return -1;
     }
-    int mrc = resolve_model(ctx, json_string_value(model), path, err, sizeof(err));
+    int mrc = resolve_model(ctx, json_string_value(model), c->model_dir, err, sizeof(err));
     if (mrc) {
         api_error(req, mrc == -2 ? 500 : strstr(err, "not found") ? 404 : 400, err, "model",
                   mrc == -2 ? NULL : "invalid_model");
-        goto out;
+        return -1;
     }
-    json_object_set_new(trainer, "model", json_string(path));
+    json_object_set_new(c->trainer, "model", json_string(c->model_dir));
     snprintf(c->rec.model, sizeof(c->rec.model), "%s", json_string_value(model));
-    json_t *teacher = json_object_get(body, "teacher");
-    if (teacher && !json_is_null(teacher)) {
-        int trc = json_is_string(teacher)
-                      ? resolve_model(ctx, json_string_value(teacher), path, err, sizeof(err))
-                      : -1;
-        if (trc) {
-            api_error(req, trc == -2 ? 500 : 400,
-                      json_is_string(teacher) ? err : "'teacher' must be a string", "teacher",
-                      trc == -2 ? NULL : "invalid_model");
-            goto out;
-        }
-        json_object_set_new(trainer, "teacher", json_string(path));
+    json_t *teacher = json_object_get(c->body, "teacher");
+    if (!teacher || json_is_null(teacher))
+        return 0;
+    int trc = json_is_string(teacher)
+                  ? resolve_model(ctx, json_string_value(teacher), path, err, sizeof(err))
+                  : -1;
+    if (trc) {
+        api_error(req, trc == -2 ? 500 : 400,
+                  json_is_string(teacher) ? err : "'teacher' must be a string", "teacher",
+                  trc == -2 ? NULL : "invalid_model");
+        return -1;
     }
-    /* files */
-    if (use_file(req, ctx, body, "training_file", "fine-tune", 1, trainer, "train_file",
-                 c->rec.training_file, &tf) < 0 ||
-        use_file(req, ctx, body, "validation_file", "fine-tune", 0, trainer, "validation_file",
-                 c->rec.validation_file, &vf) < 0)
-        goto out;
-    int has_corpus = use_file(req, ctx, body, "corpus_file", "corpus", 0, NULL, NULL,
-                              c->rec.corpus_file, &cf);
-    if (has_corpus < 0)
-        goto out;
-    /* task: the request's, else the training file's */
-    const char *task = json_string_value(json_object_get(body, "task"));
-    if (json_object_get(body, "task") && !task) {
+    json_object_set_new(c->trainer, "teacher", json_string(path));
+    return 0;
+}
+
+static int create_files(struct srv_req *req, struct api_ctx *ctx, struct create *c)
+{
+    if (use_file(req, ctx, c->body, "training_file", "fine-tune", 1, c->trainer, "train_file",
+                 c->rec.training_file, &c->tf) < 0 ||
+        use_file(req, ctx, c->body, "validation_file", "fine-tune", 0, c->trainer,
+                 "validation_file", c->rec.validation_file, &c->vf) < 0)
+        return -1;
+    c->has_corpus = use_file(req, ctx, c->body, "corpus_file", "corpus", 0, NULL, NULL,
+                             c->rec.corpus_file, &c->cf);
+    return c->has_corpus < 0 ? -1 : 0;
+}
+
+/* prompt_format "chat_template": the base model must carry a chat template the engine renders
+ * (the trainer formats the examples with it and the student is served with it). */
+static int check_chat_template(struct srv_req *req, struct create *c)
+{
+    char err[600], jerr[JINJA_ERR_LEN], *tpl = NULL;
+    struct jinja_tpl *jt = NULL;
+    if (eng_chat_template_read(c->model_dir, &tpl, err)) {
+        api_errorf(req, 400, "prompt_format", "invalid_model", "'prompt_format': model '%s': %s",
+                   c->rec.model, err);
+        return -1;
+    }
+    if (!tpl) {
+        api_errorf(req, 400, "prompt_format", "invalid_value", "'prompt_format': "
+                   "\"chat_template\" needs a base model with a chat template, and model '%s' "
+                   "has no chat_template in its tokenizer_config.json", c->rec.model);
+        return -1;
+    }
+    int bad = jinja_parse(tpl, strlen(tpl), &jt, jerr);
+    jinja_free(jt);
+    free(tpl);
+    if (bad) {
+        api_errorf(req, 400, "prompt_format", "invalid_value", "'prompt_format': the chat "
+                   "template of model '%s' cannot be rendered: %s", c->rec.model, jerr);
+        return -1;
+    }
+    return 0;
+}
+
+/* task (the request's, else the training file's) and how its examples are written. */
+static int create_task(struct srv_req *req, struct create *c)
+{
+    const char *task = json_string_value(json_object_get(c->body, "task"));
+    if (json_object_get(c->body, "task") && !task) {
         api_error(req, 400, "'task' must be a string", "task", "invalid_value");
-        goto out;
+        return -1;
     }
     if (!task)
-        task = tf.task;
+        task = c->tf.task;
     if (strcmp(task, "sst2") && strcmp(task, "mnli") && strcmp(task, "qnli") &&
         strcmp(task, "cnndm") && strcmp(task, "chat")) {
         api_errorf(req, 400, "task", "invalid_task", "unknown task '%s' (sst2, mnli, qnli, cnndm, "
                    "chat)", task);
-        goto out;
+        return -1;
     }
-    if (strcmp(task, tf.task)) {
+    if (strcmp(task, c->tf.task)) {
         api_errorf(req, 422, "training_file", "wrong_task", "training file '%s' is a %s dataset, "
-                   "not %s", tf.id, tf.task, task);
-        goto out;
+                   "not %s", c->tf.id, c->tf.task, task);
+        return -1;
     }
-    if (c->rec.validation_file[0] && strcmp(task, vf.task)) {
+    if (c->rec.validation_file[0] && strcmp(task, c->vf.task)) {
         api_errorf(req, 422, "validation_file", "wrong_task", "validation file '%s' is a %s "
-                   "dataset, not %s", vf.id, vf.task, task);
-        goto out;
+                   "dataset, not %s", c->vf.id, c->vf.task, task);
+        return -1;
     }
-    json_object_set_new(trainer, "task", json_string(task));
-    json_t *cfmt = json_object_get(body, "chat_format");
+    snprintf(c->task, sizeof(c->task), "%s", task);
+    json_object_set_new(c->trainer, "task", json_string(task));
+    json_t *cfmt = json_object_get(c->body, "chat_format");
     if (cfmt && !json_is_null(cfmt)) {
         if (!json_is_string(cfmt) || strcmp(json_string_value(cfmt), "chatml")) {
-            api_error(req, 400, "'chat_format' must be \"chatml\" (the model's own Jinja template "
-                      "is not supported yet)", "chat_format", "invalid_value");
-            goto out;
+            api_error(req, 400, "'chat_format' must be \"chatml\" (for the model's own template: "
+                      "'prompt_format': \"chat_template\")", "chat_format", "invalid_value");
+            return -1;
         }
         if (!strcmp(task, "cnndm") || !strcmp(task, "chat")) {
             api_errorf(req, 400, "chat_format", "invalid_value", "'chat_format' applies to the "
                        "classification tasks (sst2, mnli, qnli), not %s", task);
-            goto out;
+            return -1;
         }
-        json_object_set(trainer, "chat_format", cfmt);
+        json_object_set(c->trainer, "chat_format", cfmt);
     }
-    if (check_metadata(req, json_object_get(body, "metadata")))
-        goto out;
-    json_object_set_new(body, "hyperparameters", resolve_auto(hp, tf.rows, trainer));
-    if (has_corpus) {
-        json_t *cpt = json_object_get(trainer, "continue_pretrain");
+    json_t *pf = json_object_get(c->body, "prompt_format");
+    if (!pf || json_is_null(pf))
+        return 0;
+    const char *pfs = json_string_value(pf);
+    if (!pfs || (strcmp(pfs, "plain") && strcmp(pfs, "chat_template"))) {
+        api_error(req, 400, "'prompt_format' must be \"plain\" or \"chat_template\"",
+                  "prompt_format", "invalid_value");
+        return -1;
+    }
+    if (!strcmp(pfs, "chat_template")) {
+        if (!strcmp(task, "chat")) {
+            api_error(req, 400, "'prompt_format': \"chat_template\" formats the task examples "
+                      "(sst2, mnli, qnli, cnndm); a chat file's conversations are ChatML",
+                      "prompt_format", "invalid_value");
+            return -1;
+        }
+        if (cfmt && !json_is_null(cfmt)) {
+            api_error(req, 400, "'prompt_format': \"chat_template\" and 'chat_format' exclude "
+                      "each other", "prompt_format", "invalid_value");
+            return -1;
+        }
+        if (check_chat_template(req, c))
+            return -1;
+    }
+    json_object_set(c->trainer, "prompt_format", pf);
+    return 0;
+}
+
+/* "auto" hyperparameters resolved (reported in the spec) and the corpus of stage 2. */
+static int create_resolve(struct srv_req *req, struct create *c)
+{
+    json_object_set_new(c->body, "hyperparameters",
+                        resolve_auto(json_object_get(c->body, "hyperparameters"), c->tf.rows,
+                                     c->trainer));
+    json_t *cpt = json_object_get(c->trainer, "continue_pretrain");
+    if (c->has_corpus) {
         if (!cpt) {
             cpt = json_object();
-            json_object_set_new(trainer, "continue_pretrain", cpt);
+            json_object_set_new(c->trainer, "continue_pretrain", cpt);
         }
-        json_object_set_new(cpt, "corpus", json_string(cf.path));
-        if (!json_object_get(cpt, "tokens"))
-            json_object_set_new(cpt, "tokens", json_integer(20000));
-    } else if (json_number_value(json_object_get(json_object_get(trainer, "continue_pretrain"),
-                                                 "tokens")) > 0) {
+        if (json_is_object(cpt)) {
+            json_object_set_new(cpt, "corpus", json_string(c->cf.path));
+            if (!json_object_get(cpt, "tokens"))
+                json_object_set_new(cpt, "tokens", json_integer(20000));
+        }
+    } else if (json_number_value(json_object_get(cpt, "tokens")) > 0) {
         api_error(req, 400, "continued pre-training needs a 'corpus_file'", "corpus_file",
                   "missing_field");
-        goto out;
+        return -1;
     }
-    /* device, seed, suffix, threads, activate */
+    return 0;
+}
+
+/* device, seed, threads, suffix. */
+static int create_options(struct srv_req *req, struct create *c)
+{
+    json_t *body = c->body;
     const char *device = json_string_value(json_object_get(body, "device"));
     if (json_object_get(body, "device") && !device) {
         api_error(req, 400, "'device' must be a string such as \"cpu\" or \"cuda:0\"", "device",
                   NULL);
-        goto out;
+        return -1;
     }
     if (!device)
         device = "cpu";
@@ -599,13 +641,13 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
     if (!okdev) {
         api_errorf(req, 400, "device", "invalid_device", "device '%s' must be \"cpu\", "
                    "\"cuda:K\", \"cuda:K,L\" or \"cuda:all\"", device);
-        goto out;
+        return -1;
     }
 #ifndef BD_HAVE_CUDA
     if (strcmp(device, "cpu")) {
         api_errorf(req, 400, "device", "invalid_device", "device '%s': this bitdistilld was "
                    "built without CUDA", device);
-        goto out;
+        return -1;
     }
 #endif
     snprintf(c->rec.device, sizeof(c->rec.device), "%s", device);
@@ -613,18 +655,18 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
     if (seed && !json_is_null(seed)) {
         if (!json_is_integer(seed) || json_integer_value(seed) < 0) {
             api_error(req, 400, "'seed' must be a non-negative integer", "seed", NULL);
-            goto out;
+            return -1;
         }
-        json_object_set(trainer, "seed", seed);
+        json_object_set(c->trainer, "seed", seed);
     }
     json_t *threads = json_object_get(body, "threads");
     if (threads && !json_is_null(threads)) {
         if (!json_is_integer(threads) || json_integer_value(threads) < 1 ||
             json_integer_value(threads) > 1024) {
             api_error(req, 400, "'threads' must be an integer from 1 to 1024", "threads", NULL);
-            goto out;
+            return -1;
         }
-        json_object_set(trainer, "threads", threads);
+        json_object_set(c->trainer, "threads", threads);
     }
     const char *suffix = json_string_value(json_object_get(body, "suffix"));
     if (json_object_get(body, "suffix") && !json_is_null(json_object_get(body, "suffix"))) {
@@ -635,53 +677,114 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
         if (!okc) {
             api_error(req, 400, "'suffix' must be at most 40 letters, digits, '-' or '_'",
                       "suffix", NULL);
-            goto out;
+            return -1;
         }
     }
-    json_t *act = json_object_get(body, "activate");
+    return 0;
+}
+
+static int create_activate(struct srv_req *req, struct api_ctx *ctx, struct create *c)
+{
+    json_t *act = json_object_get(c->body, "activate");
     int if_better = json_is_string(act) && !strcmp(json_string_value(act), "if_better");
     if (act && !json_is_null(act) && !json_is_boolean(act) && !if_better) {
         api_error(req, 400, "'activate' must be true, false or \"if_better\"", "activate", NULL);
-        goto out;
+        return -1;
     }
     if (if_better && !c->rec.validation_file[0]) {
         api_error(req, 400, "'activate': \"if_better\" needs a 'validation_file' to compare on",
                   "validation_file", "missing_field");
-        goto out;
+        return -1;
     }
     c->rec.activate = if_better ? JOB_ACTIVATE_IF_BETTER : json_is_true(act);
-    json_t *baseline = if_better ? baseline_for(ctx, task, &vf) : NULL;
+    json_t *baseline = if_better ? baseline_for(ctx, c->task, &c->vf) : NULL;
     if (baseline)
-        json_object_set_new(trainer, "baseline", baseline);
+        json_object_set_new(c->trainer, "baseline", baseline);
+    return 0;
+}
 
-    /* The record: id, directory, spec (as accepted, plus the task type). */
+/* The trainer config through the trainer's own schema (train/spec.h): a key the trainer
+ * would not read is refused here as it would be there, named as the request spells it. */
+static int create_check_spec(struct srv_req *req, struct create *c)
+{
+    char where[256], err[ENG_ERR_LEN], param[320];
+    if (!trn_spec_check(c->trainer, where, sizeof(where), err))
+        return 0;
+    const char *dot = strchr(where, '.'), *msg = err;
+    size_t head = dot ? (size_t)(dot - where) : strlen(where);
+    snprintf(param, sizeof(param), "%s", where);
+    if (!strncmp(where, "teacher_sft", head) || !strncmp(where, "continue_pretrain", head) ||
+        !strncmp(where, "distill", head))
+        snprintf(param, sizeof(param), "method.%s.%s", c->type, where);
+    for (size_t i = 0; i < HP_N; i++)
+        if (!strcmp(where, hp_map[i].trn))
+            snprintf(param, sizeof(param), "hyperparameters.%s", hp_map[i].api);
+    if (!strncmp(msg, "job config: ", 12))
+        msg += 12;
+    api_errorf(req, 400, param, strstr(err, "unknown key") ? "unknown_parameter" : "invalid_value",
+               "'%s': %s", param, msg);
+    return -1;
+}
+
+/* The record (id, directory, the spec as accepted with the task type) and the deferred write
+ * of job.json and the queued row. Takes c. */
+static void create_queue(struct srv_req *req, struct api_ctx *ctx, struct create *c)
+{
     unsigned char rnd[12];
     RAND_bytes(rnd, sizeof(rnd));
     int n = snprintf(c->rec.id, sizeof(c->rec.id), "ftjob-");
     for (int i = 0; i < 12; i++)
         n += snprintf(c->rec.id + n, sizeof(c->rec.id) - n, "%02x", rnd[i]);
     snprintf(c->rec.dir, sizeof(c->rec.dir), "%s/jobs/%s", ctx->data_dir, c->rec.id);
-    snprintf(c->rec.method, sizeof(c->rec.method), "%s", type);
+    snprintf(c->rec.method, sizeof(c->rec.method), "%s", c->type);
     snprintf(c->rec.status, sizeof(c->rec.status), "validating_files");
     c->rec.created_at = (int64_t)time(NULL);
-    json_object_set_new(body, "task", json_string(task));
+    json_object_set_new(c->body, "task", json_string(c->task));
     /* a chat student has no template in its file: the engine serves it for generation */
-    json_object_set_new(body, "task_type",
-                        json_string(!strcmp(task, "cnndm")  ? "summarization"
-                                    : !strcmp(task, "chat") ? "generation"
-                                                            : "classification"));
-    json_object_set_new(trainer, "checkpoint_every", json_integer(20));
-    c->rec.spec = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    json_object_set_new(c->body, "task_type",
+                        json_string(!strcmp(c->task, "cnndm")  ? "summarization"
+                                    : !strcmp(c->task, "chat") ? "generation"
+                                                               : "classification"));
+    c->rec.spec = json_dumps(c->body, JSON_COMPACT | JSON_SORT_KEYS);
     c->ctx = ctx;
-    c->trainer = trainer;
-    trainer = NULL;
+    c->body = NULL;
     char jobs_dir[1100];
     snprintf(jobs_dir, sizeof(jobs_dir), "%s/jobs", ctx->data_dir);
     mkdir(jobs_dir, 0750);
     if (api_defer(req, ctx, create_work, create_done, c)) {
         api_error(req, 500, "cannot queue the job", NULL, NULL);
+        json_decref(c->trainer);
+        job_rec_release(&c->rec);
+        free(c);
+    }
+}
+
+static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
+{
+    json_t *body = NULL;
+    struct create *c = NULL;
+    if (!srv_server_config(ctx->srv)->run_jobs) {
+        api_error(req, 503, "this replica does not run fine-tuning jobs (run-jobs 0): submit "
+                  "them to the daemon that does", NULL, "jobs_disabled");
+        return;
+    }
+    if (!(body = api_body_json(req)))
+        return;
+    c = calloc(1, sizeof(*c));
+    if (c)
+        c->trainer = json_object();
+    if (!c || !c->trainer) {
+        api_error(req, 500, "out of memory", NULL, NULL);
         goto out;
     }
+    c->body = body;
+    if (create_check_keys(req, c) || create_method(req, c) || create_hyperparameters(req, c) ||
+        create_models(req, ctx, c) || create_files(req, ctx, c) || create_task(req, c) ||
+        check_metadata(req, json_object_get(body, "metadata")) || create_resolve(req, c) ||
+        create_options(req, c) || create_activate(req, ctx, c) || create_check_spec(req, c))
+        goto out;
+    json_object_set_new(c->trainer, "checkpoint_every", json_integer(20));
+    create_queue(req, ctx, c);
     c = NULL;
 out:
     if (c) {
@@ -689,7 +792,6 @@ out:
         job_rec_release(&c->rec);
         free(c);
     }
-    json_decref(trainer);
     json_decref(body);
 }
 

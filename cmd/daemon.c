@@ -245,12 +245,10 @@ static void daemon_on_hup(uv_signal_t *h, int signum)
     srv_notify("READY=1\nSTATUS=serving (configuration reloaded)");
 }
 
-int cmd_daemon_main(int argc, char **argv)
+/* --help, --print-config, --print-example-config, --version: answered without starting.
+ * Returns the exit status, or -1 when none of them was given. */
+static int daemon_early_flags(int argc, char **argv)
 {
-    struct daemon d;
-    char err[1024], status[256];
-    char *db = NULL;
-
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             srv_config_help(stdout, "bitdistilld");
@@ -262,10 +260,15 @@ int cmd_daemon_main(int argc, char **argv)
             int example = !strcmp(argv[i], "--print-example-config");
             char **rest = calloc((size_t)argc, sizeof(char *));
             int nr = 0;
+            if (!rest) {
+                fprintf(stderr, "bitdistilld: out of memory\n");
+                return 1;
+            }
             for (int k = 0; k < argc; k++)
                 if (k != i)
                     rest[nr++] = argv[k];
-            int rc = srv_config_init(&c) || (!example && srv_config_load(&c, nr, rest, environ, e, sizeof(e)));
+            int rc = srv_config_init(&c) ||
+                     (!example && srv_config_load(&c, nr, rest, environ, e, sizeof(e)));
             free(rest);
             if (rc) {
                 fprintf(stderr, "bitdistilld: %s\n", e);
@@ -281,12 +284,134 @@ int cmd_daemon_main(int argc, char **argv)
             return 0;
         }
     }
+    return -1;
+}
+
+/* The scheduler and the registry: engine workers x threads per worker = the cores, unless both
+ * are given. *workers gets the worker count. 0, or -1 out of memory. */
+static int daemon_start_engine(struct daemon *d, int *workers)
+{
+    int cores = (int)uv_available_parallelism();
+    int w = d->cfg->workers > 0   ? d->cfg->workers
+            : d->cfg->threads > 0 ? cores / d->cfg->threads
+                                  : cores;
+    w = w > 0 ? w : 1;
+    *workers = w;
+    d->api.engine_threads = d->cfg->threads > 0 ? d->cfg->threads : cores / w;
+    d->api.engine_threads = d->api.engine_threads > 0 ? d->api.engine_threads : 1;
+    struct eng_sched_cfg scfg = {d->cfg->batch_max, d->cfg->batch_wait_ms, d->cfg->queue_size,
+                                 d->cfg->max_seqs, 64, w};
+    uv_async_init(&d->loop, &d->engine_async, daemon_on_engine);
+    d->engine_async.data = d;
+    if (!(d->registry = eng_registry_create()) ||
+        eng_sched_create(&scfg, daemon_engine_notify, &d->engine_async, &d->sched))
+        return -1;
+    d->api.registry = d->registry;
+    d->api.sched = d->sched;
+    return 0;
+}
+
+/* The model root (--model-root, else DATA/models; created), as a real path in the API. */
+static void daemon_model_root(struct daemon *d)
+{
+    char root[4096];
+    if (d->cfg->model_root)
+        snprintf(root, sizeof(root), "%s", d->cfg->model_root);
+    else
+        snprintf(root, sizeof(root), "%s/models", d->cfg->data_dir);
+    mkdir_p(root);
+    if (!realpath(root, d->api.model_root))
+        d->api.model_root[0] = 0;
+}
+
+/* The store's writer and the job supervisor. 0, or -1 out of memory. */
+static int daemon_start_jobs(struct daemon *d)
+{
+    daemon_trainer_path(d);
+    struct job_sup_cfg jcfg = {d->cfg->data_dir,     d->trainer,          d->cfg->cpu_jobs,
+                               d->cfg->job_threads,  d->cfg->job_retries, 10000,
+                               d->cfg->job_launcher, d->cfg->job_cancel,  !d->cfg->run_jobs};
+    struct job_sup_hooks jhooks = {daemon_job_success, d};
+    if (!(d->writer = store_writer_create(&d->loop, d->store)) ||
+        !(d->sup = job_sup_create(&d->loop, d->store, d->writer, &jcfg, &jhooks)))
+        return -1;
+    d->api.writer = d->writer;
+    d->api.sup = d->sup;
+    return 0;
+}
+
+/* SIGTERM and SIGINT drain and stop, SIGHUP reloads. */
+static void daemon_start_signals(struct daemon *d)
+{
+    uv_signal_init(&d->loop, &d->sig_term);
+    uv_signal_init(&d->loop, &d->sig_int);
+    uv_signal_init(&d->loop, &d->sig_hup);
+    d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
+    uv_signal_start(&d->sig_term, daemon_on_stop, SIGTERM);
+    uv_signal_start(&d->sig_int, daemon_on_stop, SIGINT);
+    uv_signal_start(&d->sig_hup, daemon_on_hup, SIGHUP);
+}
+
+/* --model A,B,...: loaded in the background (not ready until then); the stored state: uploads
+ * a crash left, the registered models, the queued jobs. */
+static void daemon_restore(struct daemon *d)
+{
+    if (d->cfg->model) {
+        snprintf(d->not_ready, sizeof(d->not_ready), "loading model '%s'", d->cfg->model);
+        srv_server_set_not_ready(d->srv, d->not_ready);
+        d->load_work.data = d;
+        d->nmodels = 1;
+        for (const char *p = d->cfg->model;
+             (p = strchr(p, ',')) && d->nmodels < DAEMON_MAX_MODELS; p++)
+            d->nmodels++;
+        uv_queue_work(&d->loop, &d->load_work, daemon_load_work, daemon_load_done);
+    } else {
+        srv_server_set_not_ready(d->srv, "no model loaded");
+    }
+    int swept = job_file_sweep(d->store, d->cfg->data_dir);
+    if (swept > 0)
+        log_warn("removed %d partial or unrecorded upload(s) left by a crash", swept);
+    api_models_restore(&d->api);
+    job_sup_start(d->sup);
+}
+
+/* The start-up lines of the log, and READY=1 to systemd. */
+static void daemon_announce(struct daemon *d, const char *db, int workers)
+{
+    char status[256];
+    int nkeys = store_key_count(d->store);
+    log_info("bitdistilld %s listening on %s://%s:%d (data-dir %s, database %s)",
+                 PACKAGE_VERSION, d->cfg->tls_cert ? "https" : "http", d->cfg->host,
+                 srv_server_port(d->srv), d->cfg->data_dir, db);
+    log_info("engine: %d worker(s) x %d thread(s), batches of up to %d, queue %d",
+                 workers, d->api.engine_threads, d->cfg->batch_max, d->cfg->queue_size);
+    if (!d->cfg->model)
+        log_info("no model loaded: /readyz answers 503 until a model is activated");
+    if (nkeys == 0)
+        log_warn("no API keys exist: the API is open to anyone who can reach %s:%d "
+                     "(create one with `bitdistill keys create --scope admin`)",
+                     d->cfg->host, srv_server_port(d->srv));
+    snprintf(status, sizeof(status), "READY=1\nMAINPID=%d\nSTATUS=serving on port %d, %s",
+             (int)getpid(), srv_server_port(d->srv),
+             d->cfg->model ? "loading the model" : "no model loaded");
+    srv_notify(status);
+}
+
+int cmd_daemon_main(int argc, char **argv)
+{
+    struct daemon d;
+    char err[1024];
+    char *db = NULL;
+    int workers = 1, early = daemon_early_flags(argc, argv);
+    if (early >= 0)
+        return early;
     memset(&d, 0, sizeof(d));
     d.argc = argc;
     d.argv = argv;
     d.exit_code = 1;
     if (!(d.cfg = calloc(1, sizeof(*d.cfg))) || srv_config_init(d.cfg)) {
         fprintf(stderr, "bitdistilld: out of memory\n");
+        free(d.cfg);
         return 1;
     }
     if (srv_config_load(d.cfg, argc, argv, environ, err, sizeof(err))) {
@@ -314,51 +439,19 @@ int cmd_daemon_main(int argc, char **argv)
         goto out_loop;
     }
     d.api.srv = d.srv;
-    /* Engine workers x threads per worker = the cores, unless both are given. */
-    int cores = (int)uv_available_parallelism();
-    int workers = d.cfg->workers > 0   ? d.cfg->workers
-                  : d.cfg->threads > 0 ? cores / d.cfg->threads
-                                       : cores;
-    workers = workers > 0 ? workers : 1;
-    d.api.engine_threads = d.cfg->threads > 0 ? d.cfg->threads : cores / workers;
-    d.api.engine_threads = d.api.engine_threads > 0 ? d.api.engine_threads : 1;
-    struct eng_sched_cfg scfg = {d.cfg->batch_max, d.cfg->batch_wait_ms, d.cfg->queue_size,
-                                 d.cfg->max_seqs, 64, workers};
-    uv_async_init(&d.loop, &d.engine_async, daemon_on_engine);
-    d.engine_async.data = &d;
-    if (!(d.registry = eng_registry_create()) ||
-        eng_sched_create(&scfg, daemon_engine_notify, &d.engine_async, &d.sched)) {
+    if (daemon_start_engine(&d, &workers)) {
         log_error("cannot start the engine: out of memory");
         uv_close((uv_handle_t *)&d.engine_async, NULL);
         srv_server_close(d.srv);
         uv_run(&d.loop, UV_RUN_DEFAULT);
         goto out_srv;
     }
-    d.api.registry = d.registry;
-    d.api.sched = d.sched;
     d.api.data_dir = d.cfg->data_dir;
-    {
-        char root[4096];
-        if (d.cfg->model_root)
-            snprintf(root, sizeof(root), "%s", d.cfg->model_root);
-        else
-            snprintf(root, sizeof(root), "%s/models", d.cfg->data_dir);
-        mkdir_p(root);
-        if (!realpath(root, d.api.model_root))
-            d.api.model_root[0] = 0;
-    }
-    daemon_trainer_path(&d);
-    struct job_sup_cfg jcfg = {d.cfg->data_dir,    d.trainer,         d.cfg->cpu_jobs,
-                               d.cfg->job_threads, d.cfg->job_retries, 10000,
-                               d.cfg->job_launcher, d.cfg->job_cancel, !d.cfg->run_jobs};
-    struct job_sup_hooks jhooks = {daemon_job_success, &d};
-    if (!(d.writer = store_writer_create(&d.loop, d.store)) ||
-        !(d.sup = job_sup_create(&d.loop, d.store, d.writer, &jcfg, &jhooks))) {
+    daemon_model_root(&d);
+    if (daemon_start_jobs(&d)) {
         log_error("cannot start the job supervisor: out of memory");
         goto out_srv;
     }
-    d.api.writer = d.writer;
-    d.api.sup = d.sup;
     if (srv_server_listen(d.srv, err, sizeof(err))) {
         log_error("%s", err);
         srv_server_close(d.srv);
@@ -366,45 +459,9 @@ int cmd_daemon_main(int argc, char **argv)
         uv_run(&d.loop, UV_RUN_DEFAULT);
         goto out_srv;
     }
-    uv_signal_init(&d.loop, &d.sig_term);
-    uv_signal_init(&d.loop, &d.sig_int);
-    uv_signal_init(&d.loop, &d.sig_hup);
-    d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
-    uv_signal_start(&d.sig_term, daemon_on_stop, SIGTERM);
-    uv_signal_start(&d.sig_int, daemon_on_stop, SIGINT);
-    uv_signal_start(&d.sig_hup, daemon_on_hup, SIGHUP);
-
-    if (d.cfg->model) {
-        snprintf(d.not_ready, sizeof(d.not_ready), "loading model '%s'", d.cfg->model);
-        srv_server_set_not_ready(d.srv, d.not_ready);
-        d.load_work.data = &d;
-        d.nmodels = 1;
-        for (const char *p = d.cfg->model; (p = strchr(p, ',')) && d.nmodels < DAEMON_MAX_MODELS; p++)
-            d.nmodels++;
-        uv_queue_work(&d.loop, &d.load_work, daemon_load_work, daemon_load_done);
-    } else {
-        srv_server_set_not_ready(d.srv, "no model loaded");
-    }
-    int swept = job_file_sweep(d.store, d.cfg->data_dir);
-    if (swept > 0)
-        log_warn("removed %d partial or unrecorded upload(s) left by a crash", swept);
-    api_models_restore(&d.api);
-    job_sup_start(d.sup);
-    int nkeys = store_key_count(d.store);
-    log_info("bitdistilld %s listening on %s://%s:%d (data-dir %s, database %s)",
-                 PACKAGE_VERSION, d.cfg->tls_cert ? "https" : "http", d.cfg->host,
-                 srv_server_port(d.srv), d.cfg->data_dir, db);
-    log_info("engine: %d worker(s) x %d thread(s), batches of up to %d, queue %d",
-                 workers, d.api.engine_threads, d.cfg->batch_max, d.cfg->queue_size);
-    if (!d.cfg->model)
-        log_info("no model loaded: /readyz answers 503 until a model is activated");
-    if (nkeys == 0)
-        log_warn("no API keys exist: the API is open to anyone who can reach %s:%d "
-                     "(create one with `bitdistill keys create --scope admin`)",
-                     d.cfg->host, srv_server_port(d.srv));
-    snprintf(status, sizeof(status), "READY=1\nMAINPID=%d\nSTATUS=serving on port %d, %s",
-             (int)getpid(), srv_server_port(d.srv), d.cfg->model ? "loading the model" : "no model loaded");
-    srv_notify(status);
+    daemon_start_signals(&d);
+    daemon_restore(&d);
+    daemon_announce(&d, db, workers);
 
     uv_run(&d.loop, UV_RUN_DEFAULT);
     d.exit_code = 0;

@@ -478,7 +478,7 @@ int eng_cli_convert(int argc, char **argv)
     if (eng_st_sha256(model, hex, err))
         hex[0] = '\0';
     struct eng_student_meta meta = {(char *)tmpl, nl, names, words, hex[0] ? hex : NULL,
-                                    (char *)job, NULL, chat};
+                                    (char *)job, NULL, chat, NULL};
     if ((rc = eng_student_save(st, o.tok, &meta, outp, err))) {
         fprintf(stderr, "bitdistill convert: %s\n", err);
         rc = 1;

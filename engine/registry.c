@@ -214,6 +214,20 @@ void eng_served_ctx_put(struct eng_served *s, struct eng_ctx *c)
     eng_ctx_free(c);
 }
 
+/* prompt_format "chat_template": the filled task template p (consumed) as the user turn of the
+ * model's chat template with add_generation_prompt, as the trainer rendered its examples
+ * (train/chat_tpl.c). NULL when the template refuses it or out of memory. */
+static char *chat_prompt(const struct eng_served *s, char *p)
+{
+    char err[ENG_ERR_LEN], *out = NULL;
+    json_t *msgs = json_pack("[{s:s,s:s}]", "role", "user", "content", p);
+    if (msgs && eng_chat_render(s, msgs, NULL, NULL, 1, &out, err))
+        out = NULL;
+    json_decref(msgs);
+    free(p);
+    return out;
+}
+
 char *eng_served_prompt(const struct eng_served *s, const char *input, size_t len)
 {
     const char *t = s->task == ENG_TASK_GENERATION ? NULL : s->meta.template;
@@ -228,6 +242,8 @@ char *eng_served_prompt(const struct eng_served *s, const char *input, size_t le
     if (at)
         memcpy(p + pre + len, at + 6, post);
     p[pre + len + post] = 0;
+    if (t && s->meta.prompt_format && s->chat)
+        return chat_prompt(s, p);
     return p;
 }
 

@@ -74,7 +74,9 @@ void eng_served_scratch_put(struct eng_served *s, struct eng_ctx *c);
 
 /*
  * The prompt of `input` for this model's task: the template with {text} replaced (the input
- * unchanged for plain generation). Returns a new string or NULL.
+ * unchanged for plain generation); for a student trained with prompt_format "chat_template"
+ * that text is then the user turn of the model's chat template rendered with
+ * add_generation_prompt, as its training examples were. Returns a new string or NULL.
  */
 char *eng_served_prompt(const struct eng_served *s, const char *input, size_t len);
 

@@ -36,6 +36,8 @@ struct eng_student_meta {
     char *job_id;
     char *eval_json;       /* eval metrics as a JSON object text */
     char *chat_template;   /* Jinja2 chat template (tokenizer.chat_template) or NULL */
+    char *prompt_format;   /* "chat_template": the task template fills the user turn of the chat
+                            * template (add_generation_prompt); NULL: the task template alone */
 };
 
 void eng_student_meta_release(struct eng_student_meta *m);

@@ -36,6 +36,7 @@ void eng_student_meta_release(struct eng_student_meta *m)
     if (!m)
         return;
     free(m->template);
+    free(m->prompt_format);
     for (int i = 0; i < m->nlabels; i++) {
         free(m->labels ? m->labels[i] : NULL);
         free(m->label_words ? m->label_words[i] : NULL);
@@ -173,6 +174,8 @@ int eng_student_save(const struct eng_model *m, const struct eng_tok *tok,
             TRY(eng_gguf_w_str(w, "bitdistill.provenance.eval_metrics", meta->eval_json));
         if (meta->chat_template)
             TRY(eng_gguf_w_str(w, "tokenizer.chat_template", meta->chat_template));
+        if (meta->prompt_format)
+            TRY(eng_gguf_w_str(w, "bitdistill.task.prompt_format", meta->prompt_format));
     }
     TRY(put_qmat(w, "token_embd", &s->emb));
     if (!c->tie)
@@ -483,6 +486,12 @@ static int load_meta(const struct eng_gguf *g, const char *path, struct eng_stud
     eng_gguf_get_str(g, "bitdistill.provenance.job_id", &m->job_id, NULL);
     eng_gguf_get_str(g, "bitdistill.provenance.eval_metrics", &m->eval_json, NULL);
     eng_gguf_get_str(g, "tokenizer.chat_template", &m->chat_template, NULL);
+    eng_gguf_get_str(g, "bitdistill.task.prompt_format", &m->prompt_format, NULL);
+    if (m->prompt_format && (strcmp(m->prompt_format, "chat_template") || !m->chat_template))
+        return eng_fail(err, ENG_EFORMAT, "'%s': bitdistill.task.prompt_format \"%s\" %s", path,
+                        m->prompt_format, strcmp(m->prompt_format, "chat_template")
+                                              ? "is not \"chat_template\""
+                                              : "without a tokenizer.chat_template");
     const struct eng_gguf_kv *kl = eng_gguf_kv(g, "bitdistill.task.labels"),
                              *kw = eng_gguf_kv(g, "bitdistill.task.label_words");
     if (!kl && !kw)

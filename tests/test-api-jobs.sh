@@ -86,7 +86,13 @@ for c in \
     "400|hyperparameters.batch_size|{\"model\":\"tiny\",$GOOD,\"method\":{\"type\":\"bitnet_sft\"},\"hyperparameters\":{\"batch_size\":0}}" \
     "422|wrong_task|{\"model\":\"tiny\",$GOOD,\"task\":\"cnndm\",\"method\":{\"type\":\"bitnet_sft\"}}" \
     "400|device|{\"model\":\"tiny\",$GOOD,\"method\":{\"type\":\"bitnet_sft\"},\"device\":\"tpu\"}" \
-    "400|colour|{\"model\":\"tiny\",$GOOD,\"method\":{\"type\":\"bitnet_sft\"},\"colour\":1}"; do
+    "400|colour|{\"model\":\"tiny\",$GOOD,\"method\":{\"type\":\"bitnet_sft\"},\"colour\":1}" \
+    "400|method.bitdistill.distill.lamda|{\"model\":\"tiny\",$GOOD,\"method\":{\"type\":\"bitdistill\",\"bitdistill\":{\"distill\":{\"lamda\":1}}}}" \
+    "400|method.bitdistill.distill.relation|{\"model\":\"tiny\",$GOOD,\"method\":{\"type\":\"bitdistill\",\"bitdistill\":{\"distill\":{\"relation\":\"dot\"}}}}" \
+    "400|method.bitnet_sft.teacher_sft.tau|{\"model\":\"tiny\",$GOOD,\"method\":{\"type\":\"bitnet_sft\",\"bitnet_sft\":{\"teacher_sft\":{\"tau\":0}}}}" \
+    "400|continue_pretrain.corpus|{\"model\":\"tiny\",$GOOD,\"method\":{\"type\":\"bitdistill\",\"bitdistill\":{\"continue_pretrain\":{\"corpus\":\"/etc/passwd\"}}}}" \
+    "400|prompt_format|{\"model\":\"tiny\",$GOOD,\"method\":{\"type\":\"bitnet_sft\"},\"prompt_format\":\"jinja\"}" \
+    "400|has no chat_template|{\"model\":\"tiny\",$GOOD,\"method\":{\"type\":\"bitnet_sft\"},\"prompt_format\":\"chat_template\"}"; do
     want=${c%%|*}; rest=${c#*|}; needle=${rest%%|*}; body=${rest#*|}
     R=$(spec "$body")
     echo "$R" | grep -q " $want\$" && echo "$R" | grep -q -- "$needle"

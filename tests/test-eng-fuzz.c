@@ -88,7 +88,7 @@ int main(void)
         TAP_BAIL("cannot make the student: %s", err);
     char *labels[2] = {"no", "yes"}, *words[2] = {" no", " yes"};
     struct eng_student_meta meta = {"Q: {text} A:", 2, labels, words, "00", "job", "{}",
-                                    "{{ messages[0].content }}"};
+                                    "{{ messages[0].content }}", NULL};
     snprintf(path, sizeof(path), "%s/good.gguf", eu_tmpdir());
     if (eng_student_save(st, tok, &meta, path, err))
         TAP_BAIL("cannot save: %s", err);

@@ -411,7 +411,7 @@ int main(void)
     char *labels[2] = {"negative", "positive"}, *words[2] = {" negative", " positive"};
     struct eng_student_meta meta = {"Review: {text}\nSentiment:", 2, labels, words, "ab12",
                                     "ftjob-1", "{\"accuracy\":0.5}",
-                                    "{% for m in messages %}{{ m.content }}{% endfor %}"}, back;
+                                    "{% for m in messages %}{{ m.content }}{% endfor %}", NULL}, back;
     snprintf(path, sizeof(path), "%s/s.gguf", eu_tmpdir());
     rc = st ? eng_student_save(st, tok0, &meta, path, err) : -1;
     TAP_OK(rc == 0, "student saved to GGUF (%s)", err);

@@ -123,7 +123,10 @@ int trn_task_resolve(struct trn_task *t, const struct eng_tok *tok, int eos_id, 
                                     (int)t->label_tok[i]);
         }
     }
-    t->eos = t->chat ? eng_tok_find(tok, "<|im_end|>") : -1;
+    t->eos = t->chat || t->chat_tpl ? eng_tok_find(tok, "<|im_end|>") : -1;
+    if (t->eos < 0 && t->chat_tpl) /* the end of turn of Llama 3's and Phi's templates */
+        t->eos = eng_tok_find(tok, "<|eot_id|>") >= 0 ? eng_tok_find(tok, "<|eot_id|>")
+                                                      : eng_tok_find(tok, "<|end|>");
     if (t->eos < 0)
         t->eos = eos_id;
     if (t->eos < 0)
@@ -551,6 +554,45 @@ static size_t utf8_cut(const char *s, size_t n)
     return n;
 }
 
+/* prompt_format "chat_template": the summary's tokens as the template renders them after the
+ * generation prompt (the reply and the template's end of turn), the summary cut from its end
+ * until they fit max_target. The rendering is taken with the whole input as the user turn. */
+static int chat_target(const struct trn_task *t, const struct eng_tok *tok,
+                       const struct trn_example *e, int32_t **tg, size_t *ntg)
+{
+    char cerr[ENG_ERR_LEN], *user = fill(t->template, e->text, strlen(e->text), e->text_b,
+                                         e->text_b ? strlen(e->text_b) : 0);
+    size_t sl = strlen(e->target);
+    int rc = user ? 0 : ENG_ENOMEM;
+    char *s = user ? strdup(e->target) : NULL;
+    if (user && !s)
+        rc = ENG_ENOMEM;
+    *tg = NULL;
+    for (int iter = 0; !rc && iter < 64; iter++) {
+        char *reply = NULL;
+        s[sl] = 0;
+        if ((rc = trn_chat_reply(t->chat_tpl, user, s, &reply, cerr)))
+            break;
+        free(*tg);
+        *tg = NULL;
+        rc = eng_tok_encode(tok, reply, strlen(reply), tg, ntg);
+        free(reply);
+        if (rc || t->max_target < 1 || *ntg <= (size_t)t->max_target || sl == 0)
+            break;
+        size_t over = *ntg - (size_t)t->max_target, cut = over * sl / *ntg + 1;
+        sl = utf8_cut(s, sl > cut ? sl - cut : 0);
+    }
+    if (!rc && t->max_target >= 1 && *ntg > (size_t)t->max_target)
+        rc = ENG_ERANGE; /* the template's own end of turn is longer than max_target */
+    if (rc) {
+        free(*tg);
+        *tg = NULL;
+    }
+    free(s);
+    free(user);
+    return rc;
+}
+
 int trn_encode(const struct trn_task *t, const struct eng_tok *tok, const struct trn_example *e,
                int max_len, int with_target, int32_t **ids, int *n, int *nprompt)
 {
@@ -560,6 +602,9 @@ int trn_encode(const struct trn_task *t, const struct eng_tok *tok, const struct
     *ids = NULL;
     if (t->kind == TRN_TASK_CLS) {
         ntg = 1;
+    } else if (with_target && t->chat_tpl) {
+        if ((rc = chat_target(t, tok, e, &tg, &ntg)))
+            return rc;
     } else if (with_target) {
         size_t sl = strlen(e->target), sp = !t->chat; /* a summary follows "TL;DR:" after ' ' */
         char *s = malloc(sl + 2);
@@ -594,6 +639,15 @@ int trn_encode(const struct trn_task *t, const struct eng_tok *tok, const struct
         if (!p) {
             free(tg);
             return ENG_ENOMEM;
+        }
+        if (t->chat_tpl) { /* the filled template is the user turn */
+            char *u = p, cerr[ENG_ERR_LEN];
+            rc = trn_chat_render(t->chat_tpl, u, NULL, &p, cerr);
+            free(u);
+            if (rc) {
+                free(tg);
+                return rc;
+            }
         }
         rc = eng_tok_encode(tok, p, strlen(p), &pr, &npr);
         free(p);

@@ -48,7 +48,47 @@ struct trn_task {
     int max_target;                      /* summarization: summary tokens kept */
     int chat;                            /* "chat": ChatML conversations (kind SUM, eos
                                           * <|im_end|> when the tokenizer has it) */
+    const struct trn_chat_tpl *chat_tpl; /* prompt_format "chat_template": the base model's
+                                          * template (borrowed) or NULL: plain prompts */
 };
+
+/*
+ * prompt_format "chat_template" (as the BitNet repository's BitDistill code trains tasks as
+ * generative SFT through Qwen's chat template): the filled task template is the user turn of a
+ * one-message conversation rendered by the base model's own chat template (jinja/) with
+ * add_generation_prompt; the answer is what the template renders after that prompt for an
+ * assistant turn holding the label word (without its leading space; loss on its first token) or
+ * the summary (loss on all of it, the template's end-of-turn tokens included). The student
+ * carries the template and serving renders requests the same way (engine/registry.h).
+ */
+struct trn_chat_tpl;
+
+/* The chat_template of HF directory dir (tokenizer_config.json), parsed; bos_id/eos_id (-1:
+ * none) give the template's bos_token/eos_token through tok (borrowed). *out owns the template
+ * text (trn_chat_tpl_text). ENG_ECONFIG naming dir when it has no chat_template or the engine
+ * cannot render it. */
+int trn_chat_tpl_load(const char *dir, const struct eng_tok *tok, int bos_id, int eos_id,
+                      struct trn_chat_tpl **out, char *err);
+/* The same from template text (copied), e.g. a student file's tokenizer.chat_template; `from`
+ * names it in messages. */
+int trn_chat_tpl_parse(const char *text, const char *from, const struct eng_tok *tok,
+                       int bos_id, int eos_id, struct trn_chat_tpl **out, char *err);
+void trn_chat_tpl_free(struct trn_chat_tpl *c);
+/* The template's source text (borrowed from c). */
+const char *trn_chat_tpl_text(const struct trn_chat_tpl *c);
+/* Render the conversation [{"role": "user", "content": user}] (+ {"role": "assistant",
+ * "content": reply} when reply is not NULL) with add_generation_prompt when reply is NULL.
+ * *out is malloc'd. ENG_EINVAL with the template's message when it refuses the input. */
+int trn_chat_render(const struct trn_chat_tpl *c, const char *user, const char *reply,
+                    char **out, char *err);
+/* Use template c (borrowed; must outlive t) for task t's prompts: ENG_ECONFIG for a "chat"
+ * task (its conversations are ChatML) or a template whose rendering of an answer does not
+ * start with its generation prompt. */
+int trn_task_chat_template(struct trn_task *t, const struct trn_chat_tpl *c, char *err);
+/* *out (malloc'd) = what the template renders after the generation prompt of user turn `user`
+ * when the assistant answers `reply` (e.g. "positive<|im_end|>\n"). */
+int trn_chat_reply(const struct trn_chat_tpl *c, const char *user, const char *reply,
+                   char **out, char *err);
 
 /* Defaults of a named task ("sst2", "mnli", "qnli", "cnndm", "chat"; "classification" and
  * "summarization" need labels/template from the config). ENG_EINVAL for an unknown name. */

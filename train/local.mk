@@ -1,6 +1,8 @@
 # train: the trainer (prefix trn_) and `bitdistill train`; included by the top Makefile.am.
 libbitdistill_a_SOURCES += train/ops.c train/model.c train/step.c \
 	train/data.c train/metrics.c train/ckpt.c train/pipeline.c train/cast.c \
+	train/spec.c train/spec.h train/eval.c train/export.c train/run.h \
+	train/chat_tpl.c \
 	train/dist.c train/dist.h train/device.c train/arena.c train/arena.h
 
 EXTRA_DIST += tests/fixtures/train tools/make_train_fixtures.py tools/make_byte_tokenizer.py \
@@ -43,3 +45,15 @@ EXTRA_DIST += tools/cuda_dist_check.sh
 check_PROGRAMS += tests/test-trn-provenance
 TESTS += tests/test-trn-provenance
 tests_test_trn_provenance_LDADD = $(BD_ALL_LIBS)
+
+# the job schema: docs/train.md's keys accepted, misspelled keys refused by name at every level,
+# by trn_spec_check and by `bitdistill train`
+check_PROGRAMS += tests/test-trn-spec
+TESTS += tests/test-trn-spec
+tests_test_trn_spec_LDADD = $(BD_ALL_LIBS)
+
+# prompt_format "chat_template": rendering vs transformers and jinja, a job end to end, the
+# served student's prompt
+check_PROGRAMS += tests/test-trn-chattpl
+TESTS += tests/test-trn-chattpl
+tests_test_trn_chattpl_LDADD = $(BD_ALL_LIBS)
