@@ -106,17 +106,13 @@ static void vllm_answer(struct srv_req *req, const struct eng_request *j, long c
     json_t *data = json_array();
     int oom = !data;
     for (int i = 0; i < j->ninputs && !oom; i++) {
-        const float *p = j->probs + (size_t)i * nl, *v = a->raw ? j->logits + (size_t)i * nl : p;
-        int best = 0;
+        const float *v = (a->raw ? j->logits : j->probs) + (size_t)i * nl;
         json_t *probs = json_array();
         oom = !probs;
-        for (int k = 0; k < nl && !oom; k++) {
+        for (int k = 0; k < nl && !oom; k++)
             oom = json_array_append_new(probs, json_real(v[k]));
-            if (p[k] > p[best])
-                best = k;
-        }
         json_t *item = oom ? NULL : json_pack("{s:i, s:s, s:o, s:i}", "index", i, "label",
-                                              m->meta.labels[best], "probs", probs,
+                                              m->meta.labels[j->best[i]], "probs", probs,
                                               "num_classes", nl);
         if (oom) /* not handed to json_pack, which takes it even when it fails */
             json_decref(probs);

@@ -760,15 +760,18 @@ static void answer_classify(struct infer_req *ir, struct eng_request *j)
     int oom = !data; /* out of memory: 500, never a 200 with inputs missing */
     for (int i = 0; i < j->ninputs && !oom; i++) {
         const float *p = j->probs + (size_t)i * nl;
-        int *order = malloc((size_t)nl * sizeof(int));
+        int bi = j->best[i], *order = malloc((size_t)nl * sizeof(int));
         if (!order) {
             oom = 1;
             break;
         }
         for (int a = 0; a < nl; a++)
             order[a] = a;
-        for (int a = 1; a < nl; a++) /* insertion sort by probability, stable */
-            for (int b = a; b > 0 && p[order[b]] > p[order[b - 1]]; b--) {
+        /* insertion sort by probability, stable; on a tie in float the engine's choice (the
+         * larger logit) goes first, so "label" is always order[0] */
+        for (int a = 1; a < nl; a++)
+            for (int b = a; b > 0 && (p[order[b]] > p[order[b - 1]] ||
+                                      (p[order[b]] == p[order[b - 1]] && order[b] == bi)); b--) {
                 int t = order[b];
                 order[b] = order[b - 1];
                 order[b - 1] = t;

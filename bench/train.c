@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <cblas.h>
 
 #include "bench/bench.h"
 #include "engine/err.h"
@@ -59,8 +58,8 @@ static double gemm_seconds(const struct eng_config *c, int N)
                               (size_t)C, 0.0f, y, (size_t)OC);
                 krn_sgemm(0, (size_t)N, (size_t)C, (size_t)OC, 1.0f, y, (size_t)OC, w, (size_t)C,
                           1.0f, a, (size_t)C);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, y, OC, a, C,
-                            1.0f, w, C);
+                krn_sgemm_at((size_t)OC, (size_t)C, (size_t)N, 1.0f, y, (size_t)OC, a, (size_t)C,
+                             1.0f, w, (size_t)C);
             }
         }
     double t = bench_now() - t0;

@@ -5,7 +5,6 @@
  */
 #include "config.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,8 @@
 #include "engine/batch.h"
 #include "engine/model_impl.h"
 #include "engine/student_impl.h"
+#include "kernels/blas.h"
+#include "kernels/fops.h"
 
 /* A piece of a segment inside one pass: the rows, and which segment they belong to. */
 struct piece {
@@ -37,8 +38,8 @@ static int layers_head(struct eng_ctx *S, const struct eng_step_head *head)
     if (m->ternary)
         rc = m->ops->head(S, rows, head->n, head->logits);
     else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, head->n, cf->vocab, H, 1.0f, rows, H,
-                    m->head, H, 0.0f, head->logits, cf->vocab);
+        krn_sgemm(1, (size_t)head->n, (size_t)cf->vocab, (size_t)H, 1.0f, rows, (size_t)H, m->head,
+                  (size_t)H, 0.0f, head->logits, (size_t)cf->vocab);
     free(rows);
     return rc;
 }
@@ -71,14 +72,15 @@ int eng_layers_run_head(struct eng_ctx *S, const struct eng_piece *pc, int np, i
         }
     for (int l = 0; l < cf->layers; l++) {
         const struct eng_layer *L = &m->layers[l];
-        eng_rmsnorm(S->xn, S->x, L->in_norm, R, H, cf->eps);
+        krn_rmsnorm(S->xn, NULL, S->x, L->in_norm, (size_t)R, (size_t)H, cf->eps);
         if ((rc = eng_lin_forward(S, &L->q, S->xn, R, S->q)) ||
             (rc = eng_lin_forward(S, &L->k, S->xn, R, S->k)) ||
             (rc = eng_lin_forward(S, &L->v, S->xn, R, S->v)))
             return rc;
         if (L->q_norm) {
-            eng_rmsnorm(S->q, S->q, L->q_norm, R * cf->heads, hd, cf->eps);
-            eng_rmsnorm(S->k, S->k, L->k_norm, R * cf->kv_heads, hd, cf->eps);
+            krn_rmsnorm(S->q, NULL, S->q, L->q_norm, (size_t)R * cf->heads, (size_t)hd, cf->eps);
+            krn_rmsnorm(S->k, NULL, S->k, L->k_norm, (size_t)R * cf->kv_heads, (size_t)hd,
+                        cf->eps);
         }
         for (int p = 0; p < np; p++) {
             struct eng_ctx *c = pc[p].ctx;
@@ -91,27 +93,22 @@ int eng_layers_run_head(struct eng_ctx *S, const struct eng_piece *pc, int np, i
             eng_attention(c, l, q, S->att + (size_t)pc[p].row * qd, pc[p].n, pc[p].p0);
         }
         if (L->attn_sub)
-            eng_rmsnorm(S->att, S->att, L->attn_sub, R, qd, cf->eps);
+            krn_rmsnorm(S->att, NULL, S->att, L->attn_sub, (size_t)R, (size_t)qd, cf->eps);
         if ((rc = eng_lin_forward(S, &L->o, S->att, R, S->xn)))
             return rc;
-        for (size_t i = 0; i < (size_t)R * H; i++)
-            S->x[i] += S->xn[i];
-        eng_rmsnorm(S->xn, S->x, L->post_norm, R, H, cf->eps);
+        krn_add(S->x, S->x, S->xn, (size_t)R * H);
+        krn_rmsnorm(S->xn, NULL, S->x, L->post_norm, (size_t)R, (size_t)H, cf->eps);
         if ((rc = eng_lin_forward(S, &L->gate, S->xn, R, S->g)) ||
             (rc = eng_lin_forward(S, &L->up, S->xn, R, S->u)))
             return rc;
-        for (size_t i = 0; i < (size_t)R * cf->inter; i++) {
-            float g = S->g[i];
-            S->g[i] = g / (1.0f + expf(-g)) * S->u[i];
-        }
+        krn_silu_mul(S->g, S->g, S->u, (size_t)R * cf->inter);
         if (L->ffn_sub)
-            eng_rmsnorm(S->g, S->g, L->ffn_sub, R, cf->inter, cf->eps);
+            krn_rmsnorm(S->g, NULL, S->g, L->ffn_sub, (size_t)R, (size_t)cf->inter, cf->eps);
         if ((rc = eng_lin_forward(S, &L->down, S->g, R, S->xn)))
             return rc;
-        for (size_t i = 0; i < (size_t)R * H; i++)
-            S->x[i] += S->xn[i];
+        krn_add(S->x, S->x, S->xn, (size_t)R * H);
     }
-    eng_rmsnorm(S->xn, S->x, m->norm, R, H, cf->eps);
+    krn_rmsnorm(S->xn, NULL, S->x, m->norm, (size_t)R, (size_t)H, cf->eps);
     return head ? layers_head(S, head) : 0;
 }
 
@@ -147,7 +144,7 @@ static int batch_outputs(struct eng_ctx *S, struct piece *pc, int np, const floa
                 return rc;
         } else {
             for (int r = 0; r < s->nrows; r++)
-                s->out[r] = cblas_sdot(H, x, 1, m->head + (size_t)s->rows[r] * H, 1);
+                s->out[r] = krn_sdot((size_t)H, x, m->head + (size_t)s->rows[r] * H);
         }
     }
     return 0;

@@ -93,6 +93,20 @@ fail:
     return rc;
 }
 
+int eng_label_scores(const float *lg, int n, float *probs)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (lg[i] > lg[b])
+            b = i;
+    double mx = lg[b], sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += exp((double)lg[i] - mx);
+    for (int i = 0; i < n; i++)
+        probs[i] = (float)(exp((double)lg[i] - mx) / sum);
+    return b;
+}
+
 int eng_classify(struct eng_classifier *c, const char *text, float *probs, int *best, char *err)
 {
     size_t lp = strlen(c->pre), lt = strlen(text), lq = strlen(c->post), n = 0;
@@ -116,19 +130,7 @@ int eng_classify(struct eng_classifier *c, const char *text, float *probs, int *
                       n == 0 ? "empty input" : eng_ctx_errmsg(c->ctx));
         goto out;
     }
-    float mx = lg[0];
-    int b = 0;
-    for (int i = 1; i < c->n; i++)
-        if (lg[i] > mx) {
-            mx = lg[i];
-            b = i;
-        }
-    double sum = 0;
-    for (int i = 0; i < c->n; i++)
-        sum += exp((double)lg[i] - mx);
-    for (int i = 0; i < c->n; i++)
-        probs[i] = (float)(exp((double)lg[i] - mx) / sum);
-    *best = b;
+    *best = eng_label_scores(lg, c->n, probs);
     rc = 0;
 out:
     free(s);

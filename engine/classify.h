@@ -19,6 +19,12 @@ int eng_classifier_create(struct eng_model *m, const struct eng_tok *tok, const 
                           char *err);
 void eng_classifier_free(struct eng_classifier *c);
 
+/* The one scoring rule of verbalizer classification, shared by `bitdistill classify` and
+ * `bitdistill eval` (eng_classify), serving (sched.c) and the trainer's evaluation: probs[n] =
+ * softmax of the label logits lg[n] (in double, stored as float); returns the chosen label, the
+ * first maximum of lg (as torch.argmax). probs may equal lg. n >= 1. */
+int eng_label_scores(const float *lg, int n, float *probs);
+
 /* probs[n] = softmax over the label tokens' logits; *best = argmax. Not thread-safe per object
  * (one context inside). err gets the message on failure. */
 int eng_classify(struct eng_classifier *c, const char *text, float *probs, int *best, char *err);

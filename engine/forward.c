@@ -5,44 +5,32 @@
  *
  * Numerics follow transformers' eager fp32 path: RMSNorm x * rsqrt(mean(x^2) + eps) * w, RoPE
  * (NeoX rotate-half) with float32 inv_freq = 1 / theta^(2i/d) and angle = pos * inv_freq in
- * float32, scores q.k * d^-0.5, softmax in float32. Linear layers are OpenBLAS sgemm (FP) or the
- * kernels' ternary GEMM (student, student.c). Prefill runs in chunks of `chunk` tokens.
+ * float32, scores q.k * d^-0.5, softmax in float32. The float ops are the kernels' (kernels/fops.h,
+ * the same the trainer and the student's step use); linear layers are OpenBLAS sgemm through
+ * kernels/blas.h (FP) or the kernels' ternary GEMM (student, student.c). Prefill runs in chunks
+ * of `chunk` tokens.
  */
 #include "config.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/model_impl.h"
+#include "kernels/blas.h"
+#include "kernels/fops.h"
 
 #define CTX_CHUNK ENG_CTX_CHUNK_MAX /* tokens per prefill chunk: bounds the scratch to chunk x inter floats */
-
-/* y[i] = x[i] / sqrt(mean(x^2) + eps) * w, over rows of d; y may equal x. */
-void eng_rmsnorm(float *y, const float *x, const float *w, int rows, int d, float eps)
-{
-    for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * d;
-        float *yr = y + (size_t)r * d;
-        float ss = 0.0f;
-        for (int j = 0; j < d; j++)
-            ss += xr[j] * xr[j];
-        float inv = 1.0f / sqrtf(ss / (float)d + eps);
-        for (int j = 0; j < d; j++)
-            yr[j] = w[j] * (xr[j] * inv);
-    }
-}
 
 int eng_lin_forward(struct eng_ctx *c, const struct eng_lin *l, const float *x, int n, float *y)
 {
     if (l->q)
         return c->m->ops->lin(c, l, x, n, y);
     if (n == 1) /* decode: one pass over the weights */
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, l->out, l->in, 1.0f, l->w, l->in, x, 1, 0.0f, y, 1);
+        krn_sgemv((size_t)l->out, (size_t)l->in, l->w, (size_t)l->in, x, y);
     else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->in, 1.0f, x, l->in,
-                    l->w, l->in, 0.0f, y, l->out);
+        krn_sgemm(1, (size_t)n, (size_t)l->out, (size_t)l->in, 1.0f, x, (size_t)l->in, l->w,
+                  (size_t)l->in, 0.0f, y, (size_t)l->out);
     if (l->b)
         for (int t = 0; t < n; t++)
             for (int o = 0; o < l->out; o++)
@@ -87,16 +75,7 @@ static int ctx_create(struct eng_model *m, int max_tokens, int kv_only, struct e
         return eng_fail(m->err, ENG_ENOMEM, "out of memory for a context of %d tokens",
                         max_tokens);
     }
-    /* RoPE tables, as transformers computes them in float32. */
-    for (size_t i = 0; i < half; i++) {
-        float e = (float)(2 * i) / (float)cf->head_dim;
-        float inv = 1.0f / powf(cf->rope_theta, e);
-        for (int p = 0; p < max_tokens; p++) {
-            float a = (float)p * inv;
-            c->rc[(size_t)p * half + i] = cosf(a);
-            c->rs[(size_t)p * half + i] = sinf(a);
-        }
-    }
+    krn_rope_tables(c->rc, c->rs, (size_t)max_tokens, (size_t)cf->head_dim, cf->rope_theta);
     if (!kv_only && m->ternary && m->ops->ctx_init(c)) {
         eng_ctx_free(c);
         return eng_fail(m->err, ENG_ENOMEM, "out of memory for the student's activations");
@@ -152,21 +131,12 @@ const char *eng_ctx_errmsg(const struct eng_ctx *c)
     return c->err;
 }
 
-/* In place on x [n][nh][hd] for positions p0..p0+n-1. */
+/* In place on x [n][nh][hd] for positions p0..p0+n-1 (the context's tables from p0 on). */
 void eng_rope(const struct eng_ctx *c, float *x, int n, int nh, int hd, int p0)
 {
-    int half = hd / 2;
-    for (int t = 0; t < n; t++) {
-        const float *cs = c->rc + (size_t)(p0 + t) * half, *sn = c->rs + (size_t)(p0 + t) * half;
-        for (int h = 0; h < nh; h++) {
-            float *v = x + ((size_t)t * nh + h) * hd;
-            for (int i = 0; i < half; i++) {
-                float x1 = v[i], x2 = v[i + half];
-                v[i] = x1 * cs[i] - x2 * sn[i];
-                v[i + half] = x2 * cs[i] + x1 * sn[i];
-            }
-        }
-    }
+    size_t half = (size_t)hd / 2;
+    krn_rope(x, (size_t)n, (size_t)nh, (size_t)hd, c->rc + (size_t)p0 * half,
+             c->rs + (size_t)p0 * half);
 }
 
 /* Attention of the single query row c->q (position p0) over keys 0..p0 -> c->att. The `grp`
@@ -179,22 +149,11 @@ static void attention_one(struct eng_ctx *c, const float *q, float *att, const f
     int hd = cf->head_dim, grp = cf->heads / cf->kv_heads, np = p0 + 1;
     for (int g = 0; g < cf->kv_heads; g++) {
         size_t ko = (size_t)g * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, grp, np, hd, scale,
-                    q + (size_t)g * grp * hd, hd, K + ko, kd, 0.0f, c->sc, np);
-        for (int r = 0; r < grp; r++) {
-            float *row = c->sc + (size_t)r * np, mx = -INFINITY, sum = 0.0f;
-            for (int j = 0; j < np; j++)
-                mx = row[j] > mx ? row[j] : mx;
-            for (int j = 0; j < np; j++) {
-                row[j] = expf(row[j] - mx);
-                sum += row[j];
-            }
-            float inv = 1.0f / sum;
-            for (int j = 0; j < np; j++)
-                row[j] *= inv;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, grp, hd, np, 1.0f, c->sc, np,
-                    V + ko, kd, 0.0f, att + (size_t)g * grp * hd, hd);
+        krn_sgemm(1, (size_t)grp, (size_t)np, (size_t)hd, scale, q + (size_t)g * grp * hd,
+                  (size_t)hd, K + ko, (size_t)kd, 0.0f, c->sc, (size_t)np);
+        krn_softmax(c->sc, (size_t)grp, (size_t)np);
+        krn_sgemm(0, (size_t)grp, (size_t)hd, (size_t)np, 1.0f, c->sc, (size_t)np, V + ko,
+                  (size_t)kd, 0.0f, att + (size_t)g * grp * hd, (size_t)hd);
     }
 }
 
@@ -214,25 +173,16 @@ void eng_attention(struct eng_ctx *c, int l, const float *q, float *att, int n, 
     }
     for (int h = 0; h < nh; h++) {
         size_t ko = (size_t)(h / grp) * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, np, hd, scale, q + (size_t)h * hd,
-                    qd, K + ko, kd, 0.0f, c->sc, np);
+        krn_sgemm(1, (size_t)n, (size_t)np, (size_t)hd, scale, q + (size_t)h * hd, (size_t)qd,
+                  K + ko, (size_t)kd, 0.0f, c->sc, (size_t)np);
         for (int t = 0; t < n; t++) {
-            float *row = c->sc + (size_t)t * np, mx = -INFINITY, sum = 0.0f;
+            float *row = c->sc + (size_t)t * np;
             int nk = p0 + t + 1; /* keys 0..p0+t */
-            for (int j = 0; j < nk; j++)
-                mx = row[j] > mx ? row[j] : mx;
-            for (int j = 0; j < nk; j++) {
-                row[j] = expf(row[j] - mx);
-                sum += row[j];
-            }
-            float inv = 1.0f / sum;
-            for (int j = 0; j < nk; j++)
-                row[j] *= inv;
-            for (int j = nk; j < np; j++)
-                row[j] = 0.0f;
+            krn_softmax(row, 1, (size_t)nk);
+            memset(row + nk, 0, (size_t)(np - nk) * sizeof(float));
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, np, 1.0f, c->sc, np, V + ko,
-                    kd, 0.0f, att + (size_t)h * hd, qd);
+        krn_sgemm(0, (size_t)n, (size_t)hd, (size_t)np, 1.0f, c->sc, (size_t)np, V + ko,
+                  (size_t)kd, 0.0f, att + (size_t)h * hd, (size_t)qd);
     }
 }
 
@@ -342,7 +292,7 @@ int eng_ctx_score_rows(struct eng_ctx *c, const int32_t *tokens, int n, const in
             if (c->m->ternary)
                 return c->m->ops->head_rows(c, x, rows, nrows, out);
             for (int r = 0; r < nrows; r++) {
-                out[r] = cblas_sdot(cf->hidden, x, 1, c->m->head + (size_t)rows[r] * cf->hidden, 1);
+                out[r] = krn_sdot((size_t)cf->hidden, x, c->m->head + (size_t)rows[r] * cf->hidden);
             }
         }
     }
@@ -353,6 +303,6 @@ int eng_model_set_threads(struct eng_model *m, int n_threads)
 {
     if (m->ternary)
         return m->ops->set_threads(m, n_threads);
-    openblas_set_num_threads(n_threads > 0 ? n_threads : 1);
+    krn_blas_set_threads(n_threads > 0 ? n_threads : 1);
     return 0;
 }

@@ -84,11 +84,11 @@ struct eng_ctx {
 /* Register a heap buffer to free with the model; returns p, or NULL (and frees p) on OOM. */
 void *eng_model_own(struct eng_model *m, void *p);
 
-/* Linear layer on n rows; dispatches to sgemm (FP) or the student kernels. */
+/* Linear layer on n rows; dispatches to sgemm/sgemv (FP, kernels/blas.h) or the student kernels. */
 int eng_lin_forward(struct eng_ctx *c, const struct eng_lin *l, const float *x, int n, float *y);
 
-/* forward.c: the numerics shared by the single-sequence and batched passes. */
-void eng_rmsnorm(float *y, const float *x, const float *w, int rows, int d, float eps);
+/* forward.c: the numerics shared by the single-sequence and batched passes (the float ops
+ * themselves are kernels/fops.h's). */
 /* RoPE in place on x [n][nh][hd] at positions p0.. with c's tables. */
 void eng_rope(const struct eng_ctx *c, float *x, int n, int nh, int hd, int p0);
 /* Causal attention of n query rows q [n][heads*hd] at positions p0.. over sequence c's cache of

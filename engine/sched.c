@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "engine/batch.h"
+#include "engine/classify.h"
 #include "engine/err.h"
 #include "engine/model_impl.h"
 #include "engine/sampler.h"
@@ -124,6 +125,7 @@ void eng_request_free(struct eng_request *j)
     free(j->probs);
     free(j->logits);
     free(j->truncated);
+    free(j->best);
     for (int i = 0; j->choices && i < j->n_choices; i++) {
         free(j->choices[i].delta);
         free(j->choices[i].lp);
@@ -320,7 +322,8 @@ static int classify_prepare(struct eng_sched *s, struct eng_request *j)
     j->cn = calloc((size_t)j->ninputs, sizeof(*j->cn));
     j->probs = calloc((size_t)j->ninputs * nl, sizeof(float));
     j->truncated = calloc((size_t)j->ninputs, sizeof(int));
-    if (!j->ctok || !j->cn || !j->probs || !j->truncated) {
+    j->best = calloc((size_t)j->ninputs, sizeof(int));
+    if (!j->ctok || !j->cn || !j->probs || !j->truncated || !j->best) {
         j->status = ENG_ENOMEM;
         snprintf(j->error, sizeof(j->error), "out of memory");
         return -1;
@@ -334,21 +337,6 @@ static int classify_prepare(struct eng_sched *s, struct eng_request *j)
         j->prompt_tokens += j->cn[i];
     }
     return 0;
-}
-
-/* Softmax over the label logits of one input. */
-static void label_probs(float *p, int n)
-{
-    float mx = p[0], sum = 0.0f;
-    for (int i = 1; i < n; i++)
-        if (p[i] > mx)
-            mx = p[i];
-    for (int i = 0; i < n; i++) {
-        p[i] = expf(p[i] - mx);
-        sum += p[i];
-    }
-    for (int i = 0; i < n; i++)
-        p[i] /= sum;
 }
 
 /* Score up to max_batch pending inputs of w's oldest job's model in one batched pass. */
@@ -390,7 +378,8 @@ static void classify_pass(struct eng_worker *w)
         if (owner[i]->logits) /* the same input's row */
             memcpy(owner[i]->logits + (segs[i].out - owner[i]->probs), segs[i].out,
                    (size_t)nl * sizeof(float));
-        label_probs(segs[i].out, nl);
+        size_t in = (size_t)(segs[i].out - owner[i]->probs) / (size_t)nl; /* the input's index */
+        owner[i]->best[in] = eng_label_scores(segs[i].out, nl, segs[i].out);
     }
 out:;
     char why[300];

@@ -90,6 +90,7 @@ struct eng_request {
     float *logits;            /* classify: [ninputs][nlabels] the label logits before the
                                * softmax, filled when the caller allocated it (owned) */
     int *truncated;           /* classify: [ninputs] 1 if the input was cut */
+    int *best;                /* classify: [ninputs] the chosen label (eng_label_scores) */
     int prompt_tokens;
     int completion_tokens;
     const char *finish_reason; /* choice 0's: "stop", "length" or "cancelled" */

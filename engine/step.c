@@ -103,7 +103,7 @@ static void norm_quant(struct step *st, float *x, float *tmp, const float *w, in
     for (int t = ith; t < st->R; t += nth) {
         float *row = x + (size_t)t * d, *out = tmp ? tmp + (size_t)t * d : row;
         if (w)
-            krn_rmsnorm(out, row, w, 1, (size_t)d, eps);
+            krn_rmsnorm(out, NULL, row, w, 1, (size_t)d, eps);
         else
             out = row;
         krn_qact_quantize_row(qa, (size_t)t, out);
@@ -121,7 +121,7 @@ static void head_post(struct step *st, float *y, size_t ld, int h, const float *
         for (int t = 0; t < pc->n; t++) {
             float *v = y + (size_t)(pc->row + t) * ld + (size_t)h * hd;
             if (norm)
-                krn_rmsnorm(v, v, norm, 1, (size_t)hd, cf->eps);
+                krn_rmsnorm(v, NULL, v, norm, 1, (size_t)hd, cf->eps);
             int pos = pc->p0 + t;
             krn_rope(v, 1, 1, (size_t)hd, pc->ctx->rc + (size_t)pos * half,
                      pc->ctx->rs + (size_t)pos * half);
@@ -276,7 +276,7 @@ static void norm_quant_own(struct step *st, const float *x, const float *w, int 
                            float *tmp)
 {
     if (w) {
-        krn_rmsnorm(tmp, x, w, 1, (size_t)d, st->S->m->cfg.eps);
+        krn_rmsnorm(tmp, NULL, x, w, 1, (size_t)d, st->S->m->cfg.eps);
         x = tmp;
     }
     krn_qact_quantize_row(qa, 0, x);
@@ -395,7 +395,7 @@ static void step_run(void *arg, int ith, int nth)
     }
     if (own) { /* every thread: the final norm of the row and its quantization for the head */
         float *xn = ith == 0 ? S->xn : cu.tmp; /* thread 0 leaves it in S->xn for the caller */
-        krn_rmsnorm(xn, S->x, m->norm, 1, (size_t)H, cf->eps);
+        krn_rmsnorm(xn, NULL, S->x, m->norm, 1, (size_t)H, cf->eps);
         if (st->head)
             krn_qact_quantize_row(cu.qh, 0, xn);
         phase_mark(st, ith, 10, &t);
@@ -406,7 +406,7 @@ static void step_run(void *arg, int ith, int nth)
         return;
     }
     for (int i = ith; i < st->R; i += nth) {
-        krn_rmsnorm(S->xn + (size_t)i * H, S->x + (size_t)i * H, m->norm, 1, (size_t)H, cf->eps);
+        krn_rmsnorm(S->xn + (size_t)i * H, NULL, S->x + (size_t)i * H, m->norm, 1, (size_t)H, cf->eps);
         for (int j = 0; st->head && j < st->head->n; j++) /* row i wanted by the head: slot j */
             if (st->head->rows[j] == i)
                 krn_qact_quantize_row(st->sc->qh, (size_t)j, S->xn + (size_t)i * H);

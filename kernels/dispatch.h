@@ -47,8 +47,8 @@ typedef void (*krn_mat_fn)(const krn_w_view *w, const krn_act_view *x, size_t g0
 typedef size_t (*krn_actq_fn)(const float *x, size_t k, size_t k_pad, int8_t *q, float *scale,
                               int32_t *sum, int32_t *bsum);
 
-typedef void (*krn_rmsnorm_fn)(float *y, const float *x, const float *w, size_t n, size_t d,
-                               float eps);
+typedef void (*krn_rmsnorm_fn)(float *y, float *rstd, const float *x, const float *w, size_t n,
+                               size_t d, float eps);
 typedef void (*krn_rope_fn)(float *x, size_t n_tok, size_t n_head, size_t head_dim,
                             const float *cos, const float *sin);
 typedef void (*krn_softmax_fn)(float *x, size_t n, size_t d);
@@ -91,7 +91,7 @@ const krn_ops *krn_ops_variant(krn_variant v);
                            size_t);                                                                \
     size_t krn_actq_##sfx(const float *, size_t, size_t, int8_t *, float *, int32_t *, int32_t *);
 #define KRN_DECLARE_FOPS_(sfx)                                                                     \
-    void krn_rmsnorm_##sfx(float *, const float *, const float *, size_t, size_t, float);          \
+    void krn_rmsnorm_##sfx(float *, float *, const float *, const float *, size_t, size_t, float); \
     void krn_rope_##sfx(float *, size_t, size_t, size_t, const float *, const float *);            \
     void krn_softmax_##sfx(float *, size_t, size_t);                                               \
     void krn_silu_mul_##sfx(float *, const float *, const float *, size_t);                        \

@@ -19,9 +19,11 @@
 
 #define KRN_FOPS_RTOL 2e-5f
 
-/* RMSNorm over n rows of d: y[i][j] = x[i][j] / sqrt(mean_j x[i][j]^2 + eps) * w[j].
- * x, y [n][d] (y may equal x), w [d]. */
-void krn_rmsnorm(float *y, const float *x, const float *w, size_t n, size_t d, float eps);
+/* RMSNorm over n rows of d: y[i][j] = x[i][j] * r[i] * w[j], r[i] = 1 / sqrt(mean_j x[i][j]^2
+ * + eps). x, y [n][d] (y may equal x), w [d]; rstd [n] gets r (what the trainer's backward
+ * needs) unless it is NULL. */
+void krn_rmsnorm(float *y, float *rstd, const float *x, const float *w, size_t n, size_t d,
+                 float eps);
 
 /* RoPE, Qwen/NeoX rotate-half layout, in place on x [n_tok][n_head][head_dim]:
  * for i < head_dim/2 with c = cos[t][i], s = sin[t][i]:
@@ -30,6 +32,11 @@ void krn_rmsnorm(float *y, const float *x, const float *w, size_t n, size_t d, f
  * per position from theta). head_dim even. */
 void krn_rope(float *x, size_t n_tok, size_t n_head, size_t head_dim, const float *cos,
               const float *sin);
+
+/* The RoPE tables of positions 0..n_pos-1, as transformers computes them in float32:
+ * inv_freq[i] = 1 / theta^(2i/head_dim), angle = pos * inv_freq[i] (float32);
+ * cos, sin [n_pos][head_dim/2]. Scalar (built once per context or step, not per token). */
+void krn_rope_tables(float *cos, float *sin, size_t n_pos, size_t head_dim, float theta);
 
 /* Softmax of each of n rows of d, in place on x [n][d] (max-subtracted, sums to 1). */
 void krn_softmax(float *x, size_t n, size_t d);

@@ -16,7 +16,8 @@ static inline float ld(const float *p)
 
 static inline void st(float *p, float v) { memcpy(p, &v, sizeof(v)); }
 
-void krn_rmsnorm_ref(float *y, const float *x, const float *w, size_t n, size_t d, float eps)
+void krn_rmsnorm_ref(float *y, float *rstd, const float *x, const float *w, size_t n, size_t d,
+                     float eps)
 {
     for (size_t i = 0; i < n; i++) {
         const float *xr = x + i * d;
@@ -24,6 +25,8 @@ void krn_rmsnorm_ref(float *y, const float *x, const float *w, size_t n, size_t 
         for (size_t j = 0; j < d; j++)
             ss += (double)ld(&xr[j]) * ld(&xr[j]);
         float r = 1.0f / sqrtf((float)(ss / (double)d) + eps);
+        if (rstd)
+            st(&rstd[i], r);
         for (size_t j = 0; j < d; j++)
             st(&y[i * d + j], ld(&xr[j]) * r * ld(&w[j]));
     }

@@ -67,7 +67,8 @@ static inline float hsum(vf v)
     return s;
 }
 
-void FN(krn_rmsnorm)(float *y, const float *x, const float *w, size_t n, size_t d, float eps)
+void FN(krn_rmsnorm)(float *y, float *rstd, const float *x, const float *w, size_t n, size_t d,
+                     float eps)
 {
     for (size_t i = 0; i < n; i++) {
         const float *xr = x + i * d;
@@ -90,6 +91,8 @@ void FN(krn_rmsnorm)(float *y, const float *x, const float *w, size_t n, size_t 
             ss += v * v;
         }
         float r = 1.0f / sqrtf(ss / (float)d + eps);
+        if (rstd)
+            memcpy(rstd + i, &r, sizeof(r));
         vf vr = splat(r);
         for (j = 0; j + VW <= d; j += VW)
             stv(yr + j, ldv(xr + j) * vr * ldv(w + j));

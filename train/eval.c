@@ -43,11 +43,10 @@ static int eval_cls(struct run *r, struct trn_model *model, double *acc, size_t 
         for (int k = 0; k < nb && !rc; k++) {
             const float *lg = trn_model_logits(model) +
                               ((size_t)k * T + e[k].n - 1) * trn_model_config(model)->vocab;
-            int best = 0;
-            for (int l = 1; l < t->nlabels; l++)
-                if (lg[t->label_tok[l]] > lg[t->label_tok[best]])
-                    best = l;
-            correct += best == r->val->ex[i + k].label;
+            float ll[TRN_MAX_LABELS], probs[TRN_MAX_LABELS];
+            for (int l = 0; l < t->nlabels; l++)
+                ll[l] = lg[t->label_tok[l]];
+            correct += eng_label_scores(ll, t->nlabels, probs) == r->val->ex[i + k].label;
         }
         for (int k = 0; k < nb; k++) {
             free(e[k].ids);

@@ -1,16 +1,17 @@
 /*
  * train/ops.c — the trainer's forward/backward operations (see ops.h for the contract:
- * forwards write, backwards accumulate). Matrix products go to OpenBLAS through krn_sgemm; the
- * rest are plain loops (attention is O(T^2) per head and small next to the projections at the
- * sequence lengths we train). Reductions of losses are in double.
+ * forwards write, backwards accumulate). Matrix products go to OpenBLAS through kernels/blas.h;
+ * the forward float ops (RMSNorm, RoPE, softmax, SwiGLU) are the kernels' (kernels/fops.h), the
+ * same the engine serves with; the backwards are plain loops here (no twin elsewhere).
+ * Reductions of losses are in double.
  */
 #include "config.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "kernels/blas.h"
+#include "kernels/fops.h"
 #include "train/ops.h"
 
 /* ------------------------------------------------------------------ BitLinear quantizers */
@@ -82,10 +83,9 @@ void trn_linear_backward(float *dinp, float *dw, const float *dout, const float 
         krn_sgemm(0, (size_t)N, (size_t)C, (size_t)OC, 1.0f, dout, (size_t)OC, w, (size_t)C, 1.0f,
                   dinp, (size_t)C);
     /* dw[OC][C] += dout^T[OC][N] . inp[N][C] */
-    /* (krn_sgemm has no transposed A, so this one goes to OpenBLAS directly) */
     if (dw)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
-                    1.0f, dw, C);
+        krn_sgemm_at((size_t)OC, (size_t)C, (size_t)N, 1.0f, dout, (size_t)OC, inp, (size_t)C,
+                     1.0f, dw, (size_t)C);
 }
 
 /* ------------------------------------------------------------------ RMSNorm */
@@ -93,17 +93,7 @@ void trn_linear_backward(float *dinp, float *dw, const float *dout, const float 
 void trn_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
                          float eps)
 {
-    for (int r = 0; r < N; r++) {
-        const float *x = inp + (size_t)r * C;
-        float *y = out + (size_t)r * C;
-        float ss = 0.0f;
-        for (int j = 0; j < C; j++)
-            ss += x[j] * x[j];
-        float inv = 1.0f / sqrtf(ss / (float)C + eps);
-        rstd[r] = inv;
-        for (int j = 0; j < C; j++)
-            y[j] = w[j] * (x[j] * inv);
-    }
+    krn_rmsnorm(out, rstd, inp, w, (size_t)N, (size_t)C, eps);
 }
 
 void trn_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
@@ -129,36 +119,19 @@ void trn_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float
 
 void trn_rope_tables(float *cs, float *sn, int T, int HD, float theta)
 {
-    int half = HD / 2;
-    for (int i = 0; i < half; i++) {
-        float e = (float)(2 * i) / (float)HD;
-        float inv = 1.0f / powf(theta, e);
-        for (int p = 0; p < T; p++) {
-            float a = (float)p * inv;
-            cs[(size_t)p * half + i] = cosf(a);
-            sn[(size_t)p * half + i] = sinf(a);
-        }
-    }
+    krn_rope_tables(cs, sn, (size_t)T, (size_t)HD, theta);
 }
 
 void trn_rope_forward(float *out, const float *inp, const float *cs, const float *sn, int B,
                       int T, int NH, int HD)
 {
-    int half = HD / 2;
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            const float *c = cs + (size_t)t * half, *s = sn + (size_t)t * half;
-            for (int h = 0; h < NH; h++) {
-                size_t o = (((size_t)b * T + t) * NH + h) * HD;
-                const float *x = inp + o;
-                float *y = out + o;
-                for (int i = 0; i < half; i++) {
-                    float x1 = x[i], x2 = x[i + half];
-                    y[i] = x1 * c[i] - x2 * s[i];
-                    y[i + half] = x2 * c[i] + x1 * s[i];
-                }
-            }
-        }
+    /* every sequence of the batch sits at positions 0..T-1: the tables' first T rows */
+    size_t seq = (size_t)T * NH * HD;
+    for (int b = 0; b < B; b++) {
+        if (out != inp)
+            memcpy(out + b * seq, inp + b * seq, seq * sizeof(float));
+        krn_rope(out + b * seq, (size_t)T, (size_t)NH, (size_t)HD, cs, sn);
+    }
 }
 
 void trn_rope_backward(float *dinp, const float *dout, const float *cs, const float *sn, int B,
@@ -201,19 +174,10 @@ void trn_attention_forward(float *out, float *probs, const float *q, const float
             float *P = probs + ((size_t)b * NH + h) * T * T;
             krn_sgemm(1, (size_t)T, (size_t)T, (size_t)HD, scale, qb, qs, kb, ks, 0.0f, P,
                       (size_t)T);
-            for (int t = 0; t < T; t++) {
-                float *p = P + (size_t)t * T, mx = -INFINITY, sum = 0.0f;
-                for (int j = 0; j <= t; j++)
-                    mx = p[j] > mx ? p[j] : mx;
-                for (int j = 0; j <= t; j++) {
-                    p[j] = expf(p[j] - mx);
-                    sum += p[j];
-                }
-                float inv = 1.0f / sum;
-                for (int j = 0; j <= t; j++)
-                    p[j] *= inv;
-                for (int j = t + 1; j < T; j++)
-                    p[j] = 0.0f;
+            for (int t = 0; t < T; t++) { /* causal: keys 0..t */
+                float *p = P + (size_t)t * T;
+                krn_softmax(p, 1, (size_t)t + 1);
+                memset(p + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
             }
             krn_sgemm(0, (size_t)T, (size_t)HD, (size_t)T, 1.0f, P, (size_t)T, vb, ks, 0.0f,
                       out + (size_t)b * T * qs + (size_t)h * HD, qs);
@@ -237,8 +201,8 @@ void trn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
             const float *P = probs + ((size_t)b * NH + h) * T * T;
             krn_sgemm(1, (size_t)T, (size_t)T, (size_t)HD, 1.0f, dout + qo, qs, v + ko, ks, 0.0f,
                       dp, (size_t)T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, P, T, dout + qo,
-                        (int)qs, 1.0f, dv + ko, (int)ks);
+            krn_sgemm_at((size_t)T, (size_t)HD, (size_t)T, 1.0f, P, (size_t)T, dout + qo, qs, 1.0f,
+                         dv + ko, ks);
             for (int t = 0; t < T; t++) {
                 const float *p = P + (size_t)t * T;
                 float *d = dp + (size_t)t * T, dot = 0.0f;
@@ -251,8 +215,8 @@ void trn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
             }
             krn_sgemm(0, (size_t)T, (size_t)HD, (size_t)T, 1.0f, dp, (size_t)T, k + ko, ks, 1.0f,
                       dq + qo, qs);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, dp, T, q + qo,
-                        (int)qs, 1.0f, dk + ko, (int)ks);
+            krn_sgemm_at((size_t)T, (size_t)HD, (size_t)T, 1.0f, dp, (size_t)T, q + qo, qs, 1.0f,
+                         dk + ko, ks);
         }
 }
 
@@ -260,8 +224,7 @@ void trn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
 
 void trn_swiglu_forward(float *out, const float *g, const float *u, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    krn_silu_mul(out, g, u, n);
 }
 
 void trn_swiglu_backward(float *dg, float *du, const float *dout, const float *g, const float *u,
@@ -492,8 +455,8 @@ void trn_relation_backward(float *dsv, const float *s, const float *t, const int
             /* da = (dz + dz^T) a */
             krn_sgemm(0, (size_t)L, (size_t)ds, (size_t)L, 1.0f, dz, (size_t)L, as, (size_t)ds,
                       0.0f, da, (size_t)ds);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, ds, L, 1.0f, dz, L, as, ds,
-                        1.0f, da, ds);
+            krn_sgemm_at((size_t)L, (size_t)ds, (size_t)L, 1.0f, dz, (size_t)L, as, (size_t)ds,
+                         1.0f, da, (size_t)ds);
             for (int r = 0; r < L; r++) {
                 float *dx = dsv + ((size_t)b * T + r) * Cs + (size_t)h * ds;
                 const float *y = as + (size_t)r * ds, *dy = da + (size_t)r * ds;
