@@ -607,9 +607,10 @@ static void test_overload(const char *cls, const char *sum)
      * that all 12 one after the other stay far below the wait in a sanitizer build too). */
     flood(sum, "600000", 8, "overload600", &ok, &busy, &retry, &min_busy);
     TAP_OK(ok == 12 && busy == 0, "queue-wait-ms 600000: all 12 answered (%d), none refused", ok);
-    /* A short wait: a refusal comes only once the request has waited queue-wait-ms. */
+    /* A short wait: a refusal comes only once the request has waited queue-wait-ms (less the
+     * loop's cached clock, up to a few ms older than the request's arrival: seen 149.9 ms). */
     flood(sum, "150", 60, "overload150", &ok, &busy, &retry, &min_busy);
-    TAP_OK(ok > 0 && (busy == 0 || (retry && min_busy >= 0.150)),
+    TAP_OK(ok > 0 && (busy == 0 || (retry && min_busy >= 0.145)),
            "queue-wait-ms 150: %d answered, %d refused after >= 150 ms (first after %.0f ms)",
            ok, busy, busy ? min_busy * 1e3 : 0.0);
 }
