@@ -246,6 +246,7 @@ static void s_ctx_release(struct eng_ctx *c)
     eng_step_release(s);
     free(s->scores);
     free(s->ctr);
+    free(s->kmap);
     free(s);
     c->qa = NULL;
 }
