@@ -3,8 +3,11 @@
 #
 # First the bundled demo model (models/demo/student.gguf, the SST-2 student quickstart serves),
 # with the daemon's defaults (access log off: --log-level warn): classification of one sentence with `wrk -t2 -c16` (requests/s,
-# p50, p99) and with one client (bench/loadgen: a lone client's latency). With BASE=path to an
-# older bitdistilld the same points are measured for it in the same run, with the ratios.
+# p50, p99) and with one client (bench/loadgen: a lone client's latency), RUNS times (default
+# 3; each row shows the 1-minute load average when it started), then the best run against
+# issue #16's target (>= 2,000 requests/s with p99 < 20 ms at 16 clients) as ratios. With
+# BASE=path to an older bitdistilld the same points are measured for it in the same run, with
+# the ratios. DEMO_ONLY=1 stops after the demo model.
 # Then it makes a random-init model of CONFIG (default bench/serve-small.json: Qwen3 layout, hidden 512,
 # 8 layers, Qwen3's 151936-token vocabulary and tokenizer), converts it to ternary students
 # (a classifier with SST-2's verbalizer and a summarizer), then measures with bench/loadgen:
@@ -50,19 +53,33 @@ wrk_point() { # wrk_point: requests/s p50_ms p99_ms of wrk -t2 -c16 on $PORT
         $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
         /Non-2xx/ { bad = $NF } END { printf "%s %.2f %.2f %s\n", rps, p50, p99, bad + 0 }'
 }
-demo() { # demo LABEL: one row for the daemon $BIN (default: this build)
-    start "$top/models/demo/student.gguf"
-    set -- "$1" $(wrk_point)
-    one=$("$B/bench/loadgen" "$PORT" /v1/classify "$CLS" 1 "$secs"); stop
-    printf '  %-10s %12s %10s %10s %8s %14s %12s\n' "$1" "$2" "$3" "$4" "$5" "$(field "$one" p50_ms)" \
-        "$(field "$one" p99_ms)"
-    eval "rps_$1=$2 lone_$1=$(field "$one" p50_ms)"
+runs=${RUNS:-3}
+loadavg() { cut -d' ' -f1 /proc/loadavg; }
+demo() { # demo LABEL: RUNS rows for the daemon $BIN (default: this build); keeps the best run
+    best=0 bp99=0 lone=0
+    for r in $(seq "$runs"); do
+        la=$(loadavg)
+        start "$top/models/demo/student.gguf"
+        set -- "$1" $(wrk_point)
+        one=$("$B/bench/loadgen" "$PORT" /v1/classify "$CLS" 1 "$secs"); stop
+        printf '  %-10s %12s %10s %10s %8s %14s %12s %6s\n' "$1" "$2" "$3" "$4" "$5" \
+            "$(field "$one" p50_ms)" "$(field "$one" p99_ms)" "$la"
+        if awk -v a="$2" -v b="$best" 'BEGIN { exit !(a > b) }'; then
+            best=$2 bp99=$4 lone=$(field "$one" p50_ms)
+        fi
+    done
+    eval "rps_$1=$best p99_$1=$bp99 lone_$1=$lone"
 }
 echo "serving benchmark: demo model (models/demo/student.gguf), $(nproc) cores, ${secs}s per point"
 echo "classification of one sentence: wrk -t2 -c16, and one client (bench/loadgen)"
-printf '  %-10s %12s %10s %10s %8s %14s %12s\n' daemon "rps(c16)" p50_ms p99_ms non2xx "p50_ms(1 cl)" "p99_ms(1 cl)"
+printf '  %-10s %12s %10s %10s %8s %14s %12s %6s\n' daemon "rps(c16)" p50_ms p99_ms non2xx "p50_ms(1 cl)" \
+    "p99_ms(1 cl)" load
 if command -v wrk >/dev/null; then
     demo this
+    awk -v a="$rps_this" -v p="$p99_this" 'BEGIN {
+        printf "  target (issue #16): >= 2000 requests/s with p99 < 20 ms at 16 clients; best run: "
+        printf "%.2f of the rate, p99 %.2f ms = %.2f of the bound: %s\n", a / 2000, p, p / 20,
+            (a >= 2000 && p < 20) ? "MET" : "NOT MET" }'
     if [ -n "${BASE:-}" ]; then
         BIN=$BASE demo base
         awk -v a="$rps_this" -v b="$rps_base" -v c="$lone_this" -v d="$lone_base" 'BEGIN {
@@ -72,6 +89,7 @@ if command -v wrk >/dev/null; then
 else
     echo "  (skipped: wrk is not installed; deploy/install-deps.sh test installs it)"
 fi
+[ -z "${DEMO_ONLY:-}" ] || exit 0
 
 echo "serving benchmark: $(basename "$cfg"), $(nproc) cores, ${secs}s per point"
 echo "classification (one sentence per request)"

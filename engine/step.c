@@ -571,8 +571,8 @@ int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R
     sc->shapes_ok = 1;
     if (head && head->n == 0)
         head = NULL;
-    /* A decode row (R == 1) or every row kept: the plain pass. */
-    if (keep && (keep->n == R || (R == 1 && nth > 1)))
+    /* A decode row (R == 1), every row kept, or BITDISTILL_STEP=all-rows: the plain pass. */
+    if (keep && (keep->n == R || (R == 1 && nth > 1) || sc->all_rows))
         keep = NULL;
     if (keep && (rc = keep_check(S, sc, R, keep, head)))
         return rc;

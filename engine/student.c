@@ -230,6 +230,7 @@ static int s_ctx_init(struct eng_ctx *c)
         return ENG_ENOMEM;
     const char *how = getenv("BITDISTILL_STEP"), *prof = getenv("BITDISTILL_STEP_PROFILE");
     s->ops = how && !strcmp(how, "ops");
+    s->all_rows = how && !strcmp(how, "all-rows");
     s->profile = prof && *prof && strcmp(prof, "0");
     return 0;
 }

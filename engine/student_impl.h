@@ -58,6 +58,8 @@ struct stu_ctx {
     int own_n;
     size_t own_d;
     int ops;                /* BITDISTILL_STEP=ops: the op-by-op reference pass (batch.c) */
+    int all_rows;           /* BITDISTILL_STEP=all-rows: passes ignore keep and run every row
+                             * through the last layer (the pass before keep, for benchmarks) */
     int profile;            /* BITDISTILL_STEP_PROFILE set: time the phases (step.c) */
     double prof[STU_PHASES][2]; /* seconds of thread 0 per phase: working, waiting */
 };
