@@ -16,6 +16,8 @@
  *     columns; gate_proj and up_proj over the SAME groups, so SwiGLU of those columns follows
  *     on the same thread;
  *   - the LM head (when the caller wants logits) over its row groups, after the final norm.
+ * When the caller reads only some rows (eng_layers_run_keep: the scored row of each sequence),
+ * the last layer runs attention, o_proj and the FFN on those rows alone (keep_rows_x).
  * Units are handed out dynamically: each phase has its own counter and a thread that finishes
  * a chunk claims the next, so a thread that the OS or the hypervisor delays holds up only its
  * own chunk (chunks ~1/4 of a thread's share). Every output element is computed by one thread
