@@ -9,6 +9,9 @@
  * giving back the KV contexts as classify_pass does. Thread CPU time, so the figures hold on a
  * shared machine; the ratio to batch 1 is the gain of batching. The ceiling of a daemon with W
  * one-thread workers is about W / (ms per input) requests/s, before HTTP and the loop thread.
+ * BATCHPASS_INPUTS=N times N inputs per size instead of 640 (a short run under callgrind, whose
+ * instruction counts are repeatable on a loaded machine); BITDISTILL_STEP=all-rows runs every
+ * row through the last layer (the pass before the engine kept only the scored rows).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +53,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "batchpass: not a classification model, or the text does not encode\n");
         return 1;
     }
-    printf("batched classification pass, 1 thread: %s, %zu tokens per input\n", argv[1], n);
+    const char *ev = getenv("BATCHPASS_INPUTS");
+    int total = ev && atoi(ev) >= 32 ? atoi(ev) : 640;
+    printf("batched classification pass, 1 thread: %s, %zu tokens per input, %d inputs per size\n",
+           argv[1], n, total);
     printf("  %-6s %14s %14s %8s\n", "batch", "ms_cpu/input", "tokens/s/core", "gain");
     double base = 0;
     for (int bs = 1; bs <= 32; bs *= 2) {
@@ -58,7 +64,7 @@ int main(int argc, char **argv)
         float out[32 * 8];
         struct eng_ctx *scratch = eng_served_scratch_get(m);
         double t0 = cpu_s();
-        for (int r = 0; r < 640 / bs; r++) {
+        for (int r = 0; r < total / bs; r++) {
             for (int i = 0; i < bs; i++)
                 segs[i] = (struct eng_seg){eng_served_ctx_get(m, (int)n), ids, (int)n,
                                            ENG_WANT_ROWS, m->label_rows, nl, out + i * 8};
@@ -69,7 +75,7 @@ int main(int argc, char **argv)
             for (int i = 0; i < bs; i++)
                 eng_served_ctx_put(m, segs[i].ctx);
         }
-        double per = (cpu_s() - t0) / 640;
+        double per = (cpu_s() - t0) / (total / bs * bs);
         if (bs == 1)
             base = per;
         printf("  %-6d %14.3f %14.0f %7.2fx\n", bs, per * 1e3, n / per, base / per);

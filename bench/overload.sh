@@ -50,7 +50,7 @@ row() { # row LABEL RESULT
 }
 
 CLS='{"input":"The plot, though thin, carries enough wit and charm to stay afloat for ninety minutes."}'
-echo "overload benchmark: demo model, $(nproc) cores, ${secs}s per run, /v1/classify, one sentence"
+echo "overload benchmark: demo model, $(nproc) cores, ${secs}s per run, /v1/classify, one sentence, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '  %-34s %8s %8s %10s %10s %8s %10s\n' run "2xx/s" "429/s" p50_ms_2xx p99_ms_2xx loop_cpu engine_cpu
 start
 base=$(load 16)
@@ -62,8 +62,12 @@ start --queue-wait-ms 0
 shed=$(load "$conns")
 row "$conns connections, queue-wait-ms 0" "$shed"
 stop
-awk -v c="$(field "$base" rps)" -v o="$(field "$over" rps)" -v s="$(field "$shed" rps)" 'BEGIN {
-    printf "  goodput / capacity: %.2f (default), %.2f (queue-wait-ms 0)\n", (c > 0 ? o / c : 0), (c > 0 ? s / c : 0) }'
+awk -v c="$(field "$base" rps)" -v o="$(field "$over" rps)" -v s="$(field "$shed" rps)" \
+    -v p="$(field "$over" p99_ms)" -v n="$conns" 'BEGIN {
+    printf "  goodput / unloaded capacity (same run): %.2f (default), %.2f (queue-wait-ms 0)\n",
+        (c > 0 ? o / c : 0), (c > 0 ? s / c : 0)
+    printf "  target (issue #16 item 5): >= 0.90 at %d connections: %s; p99 of the accepted: %s ms\n",
+        n, (c > 0 && o / c >= 0.9) ? "MET" : "NOT MET", p }'
 if [ -n "${BASE:-}" ]; then
     BIN=$BASE start
     bbase=$(load 16)

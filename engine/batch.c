@@ -52,6 +52,12 @@ int eng_layers_run(struct eng_ctx *S, const struct eng_piece *pc, int np, int R)
 int eng_layers_run_head(struct eng_ctx *S, const struct eng_piece *pc, int np, int R,
                         const struct eng_step_head *head)
 {
+    return eng_layers_run_keep(S, pc, np, R, head, NULL);
+}
+
+int eng_layers_run_keep(struct eng_ctx *S, const struct eng_piece *pc, int np, int R,
+                        const struct eng_step_head *head, const struct eng_step_keep *keep)
+{
     struct eng_model *m = S->m;
     const struct eng_config *cf = &m->cfg;
     int H = cf->hidden, hd = cf->head_dim, qd = cf->heads * hd, kd = cf->kv_heads * hd, rc;
@@ -60,7 +66,7 @@ int eng_layers_run_head(struct eng_ctx *S, const struct eng_piece *pc, int np, i
      * student context made with BITDISTILL_STEP=ops, the op-by-op reference of step.c (each
      * projection its own region, everything else on this thread; tests/test-eng-step.c). */
     if (m->ternary && !((struct stu_ctx *)S->qa)->ops)
-        return eng_step_layers(S, pc, np, R, head);
+        return eng_step_layers(S, pc, np, R, head, keep);
     for (int p = 0; p < np; p++)
         for (int t = 0; t < pc[p].n; t++) {
             int32_t id = pc[p].tok[t];
@@ -121,6 +127,17 @@ static int logit_rows(const struct piece *pc, int np, int *rows)
         if (pc[p].last && pc[p].seg->want == ENG_WANT_LOGITS)
             rows[nl++] = pc[p].p.row + pc[p].p.n - 1;
     return nl;
+}
+
+/* The rows of the pass whose final state is read: the last row of every piece that ends a
+ * segment wanting logits or label rows (ascending, as the pieces are) -> rows[], count. */
+static int kept_rows(const struct piece *pc, int np, int *rows)
+{
+    int n = 0;
+    for (int p = 0; p < np; p++)
+        if (pc[p].last && pc[p].seg->want != ENG_WANT_NONE)
+            rows[n++] = pc[p].p.row + pc[p].p.n - 1;
+    return n;
 }
 
 /* Hand the pass's logits (lg [nl][vocab], in logit_rows order) to their segments, and score
@@ -200,7 +217,9 @@ int eng_batch_run(struct eng_ctx *S, struct eng_seg *segs, int nsegs)
             return eng_fail(S->err, ENG_ENOMEM, "out of memory for %d x %d logits", nl,
                             cf->vocab);
         struct eng_step_head hd = {lrows, nl, lg};
-        rc = eng_layers_run_head(S, rows, np, R, nl ? &hd : NULL);
+        int krows[ENG_BATCH_ROWS];
+        struct eng_step_keep keep = {krows, kept_rows(pc, np, krows)};
+        rc = eng_layers_run_keep(S, rows, np, R, nl ? &hd : NULL, &keep);
         if (!rc)
             rc = batch_outputs(S, pc, np, lg);
         free(lg);

@@ -284,9 +284,13 @@ int eng_ctx_score_rows(struct eng_ctx *c, const int32_t *tokens, int n, const in
     if ((rc = check_tokens(c, tokens, n)))
         return rc;
     for (int i = 0; i < n; i += c->chunk) {
-        int k = n - i < c->chunk ? n - i : c->chunk;
-        if ((rc = forward_chunk(c, tokens + i, k, NULL, 0)))
+        int k = n - i < c->chunk ? n - i : c->chunk, last = k - 1;
+        /* Only the last row of the last chunk is read: the others need only their k/v. */
+        struct eng_piece pc = {c, tokens + i, k, 0, c->pos};
+        struct eng_step_keep keep = {&last, i + k == n};
+        if ((rc = eng_layers_run_keep(c, &pc, 1, k, NULL, &keep)))
             return rc;
+        c->pos += k;
         if (i + k == n) {
             const float *x = c->xn + (size_t)(k - 1) * cf->hidden;
             if (c->m->ternary)

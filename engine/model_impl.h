@@ -118,4 +118,18 @@ struct eng_step_head {
 int eng_layers_run_head(struct eng_ctx *S, const struct eng_piece *pc, int np, int R,
                         const struct eng_step_head *head);
 
+/* Rows of a pass whose final-normed state the caller reads: rows[0..n-1], ascending pass rows
+ * that include every logit row (n may be 0: a prefill chunk whose output nobody reads). */
+struct eng_step_keep {
+    const int *rows;
+    int n;
+};
+/* eng_layers_run_head where only the `keep` rows of S->xn are wanted (NULL: all rows). A
+ * student then runs its last layer's attention, o_proj and FFN on those rows alone (llama.cpp's
+ * inp_out_ids; every row's k/v still enters the cache), and the other rows of S->xn are left
+ * undefined. The kept rows' numbers are those of the whole pass, bit for bit; the FP path and
+ * the op-by-op reference compute every row. */
+int eng_layers_run_keep(struct eng_ctx *S, const struct eng_piece *pc, int np, int R,
+                        const struct eng_step_head *head, const struct eng_step_keep *keep);
+
 #endif

@@ -16,6 +16,8 @@
  *     columns; gate_proj and up_proj over the SAME groups, so SwiGLU of those columns follows
  *     on the same thread;
  *   - the LM head (when the caller wants logits) over its row groups, after the final norm.
+ * When the caller reads only some rows (eng_layers_run_keep: the scored row of each sequence),
+ * the last layer runs attention, o_proj and the FFN on those rows alone (keep_rows_x).
  * Units are handed out dynamically: each phase has its own counter and a thread that finishes
  * a chunk claims the next, so a thread that the OS or the hypervisor delays holds up only its
  * own chunk (chunks ~1/4 of a thread's share). Every output element is computed by one thread
@@ -45,6 +47,11 @@ struct step {
     size_t keys;                 /* attention scratch floats per thread */
     const struct eng_step_head *head; /* logits wanted, or NULL */
     int nth;
+    const int *keep;             /* rows whose final state is wanted ([K], ascending), or NULL:
+                                  * all; the last layer then runs past attention on these alone */
+    int K;
+    const int *kmap;             /* keep: pass row -> its index in keep, or -1 */
+    size_t used;                 /* phase counters the pass claimed (set by thread 0) */
 };
 
 /* Per-thread cursor over the phase counters: every thread walks the phases in the same order,
@@ -54,12 +61,28 @@ struct cursor {
     size_t k;
     krn_qact *qh, *qq, *qi; /* the activations this thread's projections read */
     float *tmp;             /* private row [max(hidden, heads*head_dim, inter)] or NULL */
+    int R;                  /* rows the current phase runs on: the pass's, or K after the last
+                             * layer's attention when only `keep` rows are wanted */
 };
 
 /* The counter of the next phase (zeroed before the region). */
 static size_t *next_ctr(struct step *st, struct cursor *cu)
 {
     return st->sc->ctr + STU_CTR_STRIDE * cu->k++;
+}
+
+/* The last layer when only the `keep` rows are wanted (llama.cpp's inp_out_ids): every row still
+ * gets its k/v (the cache must hold the whole sequence), but attention, o_proj and the FFN run
+ * on the kept rows alone, moved to rows 0..K-1. Thread 0 moves the residual rows x while the
+ * others start on q/k/v (which reads only the quantized activations). Ascending keep rows
+ * (keep[j] >= j) let the moves run in order in place. */
+static void keep_rows_x(struct step *st)
+{
+    size_t H = (size_t)st->S->m->cfg.hidden;
+    for (int j = 0; j < st->K; j++)
+        if (st->keep[j] != j)
+            memcpy(st->S->x + (size_t)j * H, st->S->x + (size_t)st->keep[j] * H,
+                   H * sizeof(float));
 }
 
 /* Claim the next chunk [*lo, *hi) of [0, n) from counter c, chunks of `per` units; 0 when the
@@ -97,10 +120,10 @@ static void lin_part(const struct eng_lin *l, const krn_qact *qa, size_t g0, siz
 /* Rows x [R][d] (optionally RMS-normed with w into x itself, or into tmp when tmp != NULL)
  * quantized into qa, one row per thread in turn. */
 static void norm_quant(struct step *st, float *x, float *tmp, const float *w, int d, krn_qact *qa,
-                       int ith, int nth)
+                       int R, int ith, int nth)
 {
     float eps = st->S->m->cfg.eps;
-    for (int t = ith; t < st->R; t += nth) {
+    for (int t = ith; t < R; t += nth) {
         float *row = x + (size_t)t * d, *out = tmp ? tmp + (size_t)t * d : row;
         if (w)
             krn_rmsnorm(out, NULL, row, w, 1, (size_t)d, eps);
@@ -202,8 +225,9 @@ static void qkv(struct step *st, int l, struct cursor *cu)
 }
 
 /* Causal attention, one (piece, query head) unit at a time: for token t of the piece at
- * position p0 + t, keys 0..p0+t of its sequence's cache. Scores in this thread's scratch. */
-static void attention(struct step *st, int l, struct cursor *cu)
+ * position p0 + t, keys 0..p0+t of its sequence's cache. Scores in this thread's scratch. With
+ * map (the last layer of a keep pass): only rows map[row] >= 0, written to att row map[row]. */
+static void attention(struct step *st, int l, struct cursor *cu, const int *map)
 {
     struct eng_ctx *S = st->S;
     const struct eng_config *cf = &S->m->cfg;
@@ -218,10 +242,14 @@ static void attention(struct step *st, int l, struct cursor *cu)
         size_t base = (size_t)l * pc->ctx->max_t * kd + (size_t)(h / grp) * hd;
         const float *K = pc->ctx->kc + base, *V = pc->ctx->vc + base;
         for (int t = 0; t < pc->n; t++) {
-            size_t nk = (size_t)pc->p0 + t + 1, row = (size_t)pc->row + t;
+            size_t nk = (size_t)pc->p0 + t + 1, row = (size_t)pc->row + t, out = row;
+            if (map && map[row] < 0)
+                continue;
+            if (map)
+                out = (size_t)map[row];
             krn_attn_scores(sc, S->q + row * qd + (size_t)h * hd, K, kd, nk, (size_t)hd, scale);
             krn_softmax(sc, 1, nk);
-            krn_attn_values(S->att + row * qd + (size_t)h * hd, sc, V, kd, nk, (size_t)hd);
+            krn_attn_values(S->att + out * qd + (size_t)h * hd, sc, V, kd, nk, (size_t)hd);
         }
     }
 }
@@ -233,9 +261,9 @@ static void proj_residual(struct step *st, const struct eng_lin *l, const krn_qa
     struct eng_ctx *S = st->S;
     size_t H = (size_t)S->m->cfg.hidden, lo, hi, ng = krn_i2_groups(l->q), *c = next_ctr(st, cu);
     while (claim(c, ng, chunk(ng, cu->nth, 2), &lo, &hi)) {
-        lin_part(l, qa, lo, hi, S->xn, H, st->R);
+        lin_part(l, qa, lo, hi, S->xn, H, cu->R);
         size_t c0 = 16 * lo, c1 = 16 * hi < H ? 16 * hi : H;
-        for (int t = 0; t < st->R; t++)
+        for (int t = 0; t < cu->R; t++)
             krn_add(S->x + t * H + c0, S->x + t * H + c0, S->xn + t * H + c0, c1 - c0);
     }
 }
@@ -247,10 +275,10 @@ static void gate_up(struct step *st, const struct eng_layer *L, struct cursor *c
     size_t I = (size_t)S->m->cfg.inter, lo, hi, ng = krn_i2_groups(L->gate.q);
     size_t *c = next_ctr(st, cu);
     while (claim(c, ng, chunk(ng, cu->nth, 2), &lo, &hi)) {
-        lin_part(&L->gate, cu->qh, lo, hi, S->g, I, st->R);
-        lin_part(&L->up, cu->qh, lo, hi, S->u, I, st->R);
+        lin_part(&L->gate, cu->qh, lo, hi, S->g, I, cu->R);
+        lin_part(&L->up, cu->qh, lo, hi, S->u, I, cu->R);
         size_t c0 = 16 * lo, c1 = 16 * hi < I ? 16 * hi : I;
-        for (int t = 0; t < st->R; t++)
+        for (int t = 0; t < cu->R; t++)
             krn_silu_mul(S->g + t * I + c0, S->g + t * I + c0, S->u + t * I + c0, c1 - c0);
     }
 }
@@ -331,7 +359,7 @@ static void layer_own(struct step *st, int l, struct cursor *cu, double *t)
     phase_mark(st, ith, 1, t);
     qkv(st, l, cu);
     phase_end(st, ith, 2, t);
-    attention(st, l, cu);
+    attention(st, l, cu, NULL);
     phase_end(st, ith, 3, t);
     norm_quant_own(st, S->att, L->attn_sub, qd, cu->qq, cu->tmp);
     phase_mark(st, ith, 4, t);
@@ -357,7 +385,7 @@ static void step_run(void *arg, int ith, int nth)
     double t = st->sc->profile && ith == 0 ? now_s() : 0;
     struct stu_ctx *sc = st->sc;
     int own = st->R == 1 && nth > 1;
-    struct cursor cu = {ith, nth, 0, sc->qh, sc->qq, sc->qi, NULL};
+    struct cursor cu = {ith, nth, 0, sc->qh, sc->qq, sc->qi, NULL, st->R};
     if (own) {
         cu.qh = sc->own[3 * ith];
         cu.qq = sc->own[3 * ith + 1];
@@ -374,21 +402,34 @@ static void step_run(void *arg, int ith, int nth)
         layer_own(st, l, &cu, &t);
     for (int l = 0; !own && l < cf->layers; l++) {
         const struct eng_layer *L = &m->layers[l];
-        norm_quant(st, S->x, S->xn, L->in_norm, H, st->sc->qh, ith, nth);
+        int cut = st->keep && l == cf->layers - 1; /* the last layer on the kept rows only */
+        norm_quant(st, S->x, S->xn, L->in_norm, H, st->sc->qh, cu.R, ith, nth);
         phase_end(st, ith, 1, &t);
+        if (cut && ith == 0)
+            keep_rows_x(st);
         qkv(st, l, &cu);
         phase_end(st, ith, 2, &t);
-        attention(st, l, &cu);
+        if (cut && st->K == 0)
+            break; /* no row wanted: the cache has this layer's k/v, nothing else is read */
+        if (cut && ith == 0) { /* the activations from here on hold the K kept rows (all
+                                * threads finished reading qh's R rows at the barrier above) */
+            krn_qact_prepare(sc->qh, (size_t)st->K);
+            krn_qact_prepare(sc->qq, (size_t)st->K);
+            krn_qact_prepare(sc->qi, (size_t)st->K);
+        }
+        attention(st, l, &cu, cut ? st->kmap : NULL);
         phase_end(st, ith, 3, &t);
-        norm_quant(st, S->att, NULL, L->attn_sub, qd, st->sc->qq, ith, nth);
+        if (cut)
+            cu.R = st->K;
+        norm_quant(st, S->att, NULL, L->attn_sub, qd, st->sc->qq, cu.R, ith, nth);
         phase_end(st, ith, 4, &t);
         proj_residual(st, &L->o, st->sc->qq, &cu);
         phase_end(st, ith, 5, &t);
-        norm_quant(st, S->x, S->xn, L->post_norm, H, st->sc->qh, ith, nth);
+        norm_quant(st, S->x, S->xn, L->post_norm, H, st->sc->qh, cu.R, ith, nth);
         phase_end(st, ith, 6, &t);
         gate_up(st, L, &cu);
         phase_end(st, ith, 7, &t);
-        norm_quant(st, S->g, NULL, L->ffn_sub, cf->inter, st->sc->qi, ith, nth);
+        norm_quant(st, S->g, NULL, L->ffn_sub, cf->inter, st->sc->qi, cu.R, ith, nth);
         phase_end(st, ith, 8, &t);
         proj_residual(st, &L->down, st->sc->qi, &cu);
         phase_end(st, ith, 9, &t);
@@ -403,13 +444,19 @@ static void step_run(void *arg, int ith, int nth)
             head(st, &cu);
         if (st->sc->profile && ith == 0)
             st->sc->prof[11][0] += now_s() - t;
+        if (ith == 0)
+            st->used = cu.k;
         return;
     }
-    for (int i = ith; i < st->R; i += nth) {
-        krn_rmsnorm(S->xn + (size_t)i * H, NULL, S->x + (size_t)i * H, m->norm, 1, (size_t)H, cf->eps);
-        for (int j = 0; st->head && j < st->head->n; j++) /* row i wanted by the head: slot j */
-            if (st->head->rows[j] == i)
-                krn_qact_quantize_row(st->sc->qh, (size_t)j, S->xn + (size_t)i * H);
+    /* Final norm of each row into its pass row of S->xn; with keep, row i of x is pass row
+     * keep[i] (x was compacted, xn is not: the caller reads the rows where they were). */
+    for (int i = ith; i < (st->keep ? st->K : st->R); i += nth) {
+        int row = st->keep ? st->keep[i] : i;
+        float *xn = S->xn + (size_t)row * H;
+        krn_rmsnorm(xn, NULL, S->x + (size_t)i * H, m->norm, 1, (size_t)H, cf->eps);
+        for (int j = 0; st->head && j < st->head->n; j++) /* row wanted by the head: slot j */
+            if (st->head->rows[j] == row)
+                krn_qact_quantize_row(st->sc->qh, (size_t)j, xn);
     }
     if (st->head) {
         if (ith == 0) /* qh now holds the head's n rows (read by all after the barrier) */
@@ -419,6 +466,8 @@ static void step_run(void *arg, int ith, int nth)
     }
     if (st->sc->profile && ith == 0)
         st->sc->prof[11][0] += now_s() - t;
+    if (ith == 0) /* every thread walked the same phases: the same count */
+        st->used = cu.k;
 }
 
 void eng_step_profile_print(const struct stu_ctx *sc, FILE *f)
@@ -433,7 +482,8 @@ void eng_step_profile_print(const struct stu_ctx *sc, FILE *f)
                 sc->prof[i][1] * 1e3, tot > 0 ? 100 * (sc->prof[i][0] + sc->prof[i][1]) / tot : 0);
 }
 
-/* The shapes the pass relies on, checked once per pass (cheap: 7 per layer). */
+/* The shapes the pass relies on, checked on a context's first pass (the model's layers do not
+ * change under a context, and contexts are reused: not on every pass). */
 static int check_shapes(struct eng_ctx *S)
 {
     const struct eng_config *cf = &S->m->cfg;
@@ -483,12 +533,50 @@ void eng_step_release(struct stu_ctx *sc)
     sc->own_tmp = NULL;
 }
 
+/* The keep rows are ascending pass rows and hold every logit row; their map row -> index into
+ * kmap [R]. Returns 0 or a status. */
+static int keep_check(struct eng_ctx *S, struct stu_ctx *sc, int R,
+                      const struct eng_step_keep *keep, const struct eng_step_head *head)
+{
+    if (keep->n < 0 || keep->n > R)
+        return eng_fail(S->err, ENG_ERANGE, "%d kept rows of a %d-row pass", keep->n, R);
+    if ((size_t)R > sc->kmap_cap) {
+        int *k = realloc(sc->kmap, (size_t)R * sizeof(int));
+        if (!k)
+            return eng_fail(S->err, ENG_ENOMEM, "out of memory for the kept rows");
+        sc->kmap = k;
+        sc->kmap_cap = (size_t)R;
+    }
+    for (int i = 0; i < R; i++)
+        sc->kmap[i] = -1;
+    for (int j = 0; j < keep->n; j++) {
+        int r = keep->rows[j];
+        if (r < 0 || r >= R || (j > 0 && r <= keep->rows[j - 1]))
+            return eng_fail(S->err, ENG_EINVAL, "kept row %d: not an ascending row of the "
+                            "%d-row pass", r, R);
+        sc->kmap[r] = j;
+    }
+    for (int j = 0; head && j < head->n; j++)
+        if (head->rows[j] < 0 || head->rows[j] >= R || sc->kmap[head->rows[j]] < 0)
+            return eng_fail(S->err, ENG_EINVAL, "logit row %d is not among the kept rows",
+                            head->rows[j]);
+    return 0;
+}
+
 int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R,
-                    const struct eng_step_head *head)
+                    const struct eng_step_head *head, const struct eng_step_keep *keep)
 {
     struct stu_ctx *sc = S->qa;
     int rc, nth = krn_pool_size(sc->pool);
-    if ((rc = check_shapes(S)))
+    if (!sc->shapes_ok && (rc = check_shapes(S)))
+        return rc;
+    sc->shapes_ok = 1;
+    if (head && head->n == 0)
+        head = NULL;
+    /* A decode row (R == 1), every row kept, or BITDISTILL_STEP=all-rows: the plain pass. */
+    if (keep && (keep->n == R || (R == 1 && nth > 1) || sc->all_rows))
+        keep = NULL;
+    if (keep && (rc = keep_check(S, sc, R, keep, head)))
         return rc;
     if (krn_qact_prepare(sc->qh, (size_t)R) || krn_qact_prepare(sc->qq, (size_t)R) ||
         krn_qact_prepare(sc->qi, (size_t)R))
@@ -500,10 +588,13 @@ int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R
         free(sc->ctr);
         sc->ctr = krn_zalloc64(nctr * STU_CTR_STRIDE * sizeof(size_t));
         sc->nctr = sc->ctr ? nctr : 0;
+        sc->nctr_used = 0;
         if (!sc->ctr)
             return eng_fail(S->err, ENG_ENOMEM, "out of memory for the pass's counters");
     }
-    memset(sc->ctr, 0, sc->nctr * STU_CTR_STRIDE * sizeof(size_t));
+    /* Only the counters the last pass claimed are non-zero (the rest still hold the zeros of
+     * the allocation): reset those, ~6 cache lines a layer instead of the whole array. */
+    memset(sc->ctr, 0, sc->nctr_used * STU_CTR_STRIDE * sizeof(size_t));
     size_t keys = 1;
     for (int p = 0; p < np; p++)
         keys = (size_t)(pc[p].p0 + pc[p].n) > keys ? (size_t)(pc[p].p0 + pc[p].n) : keys;
@@ -517,7 +608,9 @@ int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R
     }
     if (R == 1 && nth > 1 && !sc->own && (rc = own_alloc(S, sc, nth)))
         return rc;
-    struct step st = {S, pc, np, R, sc->pool, sc, keys, head, nth};
+    struct step st = {S, pc, np, R, sc->pool, sc, keys, head, nth, keep ? keep->rows : NULL,
+                      keep ? keep->n : R, sc->kmap, 0};
     krn_pool_run(sc->pool, step_run, &st);
+    sc->nctr_used = st.used;
     return 0;
 }

@@ -230,6 +230,7 @@ static int s_ctx_init(struct eng_ctx *c)
         return ENG_ENOMEM;
     const char *how = getenv("BITDISTILL_STEP"), *prof = getenv("BITDISTILL_STEP_PROFILE");
     s->ops = how && !strcmp(how, "ops");
+    s->all_rows = how && !strcmp(how, "all-rows");
     s->profile = prof && *prof && strcmp(prof, "0");
     return 0;
 }
@@ -246,6 +247,7 @@ static void s_ctx_release(struct eng_ctx *c)
     eng_step_release(s);
     free(s->scores);
     free(s->ctr);
+    free(s->kmap);
     free(s);
     c->qa = NULL;
 }

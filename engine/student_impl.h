@@ -49,11 +49,17 @@ struct stu_ctx {
     size_t scores_cap;      /* floats allocated */
     size_t *ctr;            /* [nctr][STU_CTR_STRIDE] work counters of a pass's phases (owned) */
     size_t nctr;
+    size_t nctr_used;       /* counters the last pass claimed (the only ones not zero) */
+    int *kmap;              /* [kmap_cap] pass row -> index among the kept rows (owned) */
+    size_t kmap_cap;
+    int shapes_ok;          /* the model's shapes were checked on this context's first pass */
     krn_qact **own;         /* decode: [threads][3] private activations (hidden, q, inter) */
     float *own_tmp;         /* decode: [threads][own_d] private rows */
     int own_n;
     size_t own_d;
     int ops;                /* BITDISTILL_STEP=ops: the op-by-op reference pass (batch.c) */
+    int all_rows;           /* BITDISTILL_STEP=all-rows: passes ignore keep and run every row
+                             * through the last layer (the pass before keep, for benchmarks) */
     int profile;            /* BITDISTILL_STEP_PROFILE set: time the phases (step.c) */
     double prof[STU_PHASES][2]; /* seconds of thread 0 per phase: working, waiting */
 };
@@ -63,9 +69,10 @@ void eng_step_profile_print(const struct stu_ctx *sc, FILE *f);
 
 /* step.c: the decoder layers of a student over R rows in one pool region, leaving the
  * final-normed rows in S->xn (as eng_layers_run, which calls it for students), and, when head
- * is not NULL, the head's logits of the rows it names (n <= R) in the same region. */
+ * is not NULL, the head's logits of the rows it names (n <= R) in the same region. With keep
+ * (see eng_layers_run_keep) only the kept rows of S->xn are computed. */
 int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R,
-                    const struct eng_step_head *head);
+                    const struct eng_step_head *head, const struct eng_step_keep *keep);
 
 /* Free what eng_step_layers allocated in sc (not sc itself). */
 void eng_step_release(struct stu_ctx *sc);
