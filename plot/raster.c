@@ -104,6 +104,12 @@ static cairo_status_t canvas_write_file(void *closure, const unsigned char *data
 
 int plot_canvas_write_png(struct plot_canvas *c, const char *path, char *err)
 {
+    /* A cairo context that failed (out of memory mid-drawing) stops drawing: no half picture. */
+    cairo_status_t drawn = cairo_status(c->cr);
+    if (drawn != CAIRO_STATUS_SUCCESS)
+        return plot_fail(err, drawn == CAIRO_STATUS_NO_MEMORY ? PLOT_ENOMEM : PLOT_EIO,
+                         "cannot write '%s': drawing failed: %s", path,
+                         cairo_status_to_string(drawn));
     FILE *f = fopen(path, "wb");
     if (!f)
         return plot_fail(err, PLOT_EIO, "cannot write '%s': %s", path, strerror(errno));

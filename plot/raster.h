@@ -36,9 +36,9 @@ int plot_canvas_height(const struct plot_canvas *c);
 uint32_t plot_canvas_get(const struct plot_canvas *c, int x, int y);
 
 /*
- * Write the canvas to path as an 8-bit RGB PNG (replacing the file; a partly written file is
- * removed). Returns 0 or PLOT_EIO / PLOT_ENOMEM with the message, naming path, in err
- * (PLOT_ERR_LEN bytes or NULL).
+ * Write the canvas to path as an 8-bit RGB PNG, replacing the file; a partly written file is
+ * removed, and nothing is written when drawing failed (cairo ran out of memory). Returns 0 or
+ * PLOT_EIO / PLOT_ENOMEM with the message, naming path, in err (PLOT_ERR_LEN bytes or NULL).
  */
 int plot_canvas_write_png(struct plot_canvas *c, const char *path, char *err);
 
