@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include <cairo.h>
+#include <fontconfig/fontconfig.h>
 
 #include "plot/err.h"
 #include "plot/raster.h"
@@ -399,4 +400,10 @@ double plot_text_width(const char *s, double scale)
 double plot_text_height(double scale)
 {
     return 7 * scale;
+}
+
+void plot_text_release(void)
+{
+    cairo_debug_reset_static_data(); /* drops cairo's font faces, which hold fontconfig patterns */
+    FcFini();
 }

@@ -86,4 +86,11 @@ double plot_text_width(const char *s, double scale);
 /* Height in pixels of a line of text at scale, cap top to baseline (descenders not counted). */
 double plot_text_height(double scale);
 
+/*
+ * Free the font caches that cairo and fontconfig keep for the life of the process, so that a
+ * leak checker sees none. Only at the end of a program, once every canvas is freed, and never
+ * while another thread draws; text drawn afterwards loads the fonts again.
+ */
+void plot_text_release(void);
+
 #endif

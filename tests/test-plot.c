@@ -693,5 +693,6 @@ int main(void)
     test_chart_bar();
     test_bar_parse();
     test_data();
+    plot_text_release();
     return tap_done();
 }
