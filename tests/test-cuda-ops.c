@@ -197,7 +197,7 @@ static void t_attention(int B, int T, int NH, int KVH, int HD)
     float *dqr = dup(dq, nq), *dkr = dup(dk, nk), *dvr = dup(dv, nk);
     float *qd = up(q, nq * 4), *kd = up(k, nk * 4), *vd = up(v, nk * 4);
     float *od = krn_cuda_alloc(K, nq * 4), *Pd = krn_cuda_alloc(K, np * 4);
-    float *doutd = up(dout, nq * 4), *scd = krn_cuda_alloc(K, (size_t)B * T * T * 4);
+    float *doutd = up(dout, nq * 4), *scd = krn_cuda_alloc(K, np * 4);
     float *dqd = up(dq, nq * 4), *dkd = up(dk, nk * 4), *dvd = up(dv, nk * 4);
     trn_attention_forward(o, P, q, k, v, B, T, NH, KVH, HD);
     krn_cuda_attention_forward(K, od, Pd, qd, kd, vd, B, T, NH, KVH, HD);
@@ -354,11 +354,14 @@ int main(void)
     t_rmsnorm(17, 40);
     t_rmsnorm(15, 4095);
     t_rmsnorm(33, 8);
+    t_rmsnorm(1003, 128); /* QK-norm rows: one warp per row */
+    t_rmsnorm(9, 300);
     t_rope(2, 15, 5, 8);
     t_rope(1, 17, 2, 128);
     t_attention(2, 15, 5, 1, 8);
     t_attention(3, 17, 4, 2, 16);
     t_attention(2, 130, 16, 8, 128);
+    t_attention(2, 64, 6, 2, 32); /* groups of 3: three calls per key/value gradient */
     t_swiglu(17 * 72);
     t_swiglu(4095);
     t_losses(17, 97);

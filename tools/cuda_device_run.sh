@@ -2,7 +2,11 @@
 # tools/cuda_device_run.sh — what was run on the GPU machine for docs/cuda.md: the GPU op and
 # step tests, `bitdistill train --device cuda:0` against the CPU on SST-2, and the throughput
 # of bench-cuda-train against tools/bench_cuda_torch.py on a random-init Qwen3-0.6B.
-#   tools/cuda_device_run.sh BIN_DIR DATA_DIR OUT_DIR [tests|train|bench|dp]...
+#   tools/cuda_device_run.sh BIN_DIR DATA_DIR OUT_DIR [tests|train|bench|hf|dp]...
+# bench: bench-cuda-train (micro-batch $B x 512, default 8, accumulation 4, 3 steps; with
+# BITDISTILL_CUDA_PROFILE=1 set, the device time per op too) and the eager functional model;
+# hf: tools/bench_hf_bitdistill.py (transformers Qwen3 + BitLinear + SubLN, eager and
+# torch.compile), the baseline of docs/cuda.md's table, same shapes.
 # BIN_DIR holds bitdistill, bench-cuda-train, test-cuda-ops, test-cuda-step (built here with
 # --with-cuda) and lib/ with the shared libraries the target machine lacks.
 set -u
@@ -58,8 +62,14 @@ PY
 bench)
     M=/tmp/q06; rm -rf $M
     "$BIN"/bitdistill init --config tools/qwen3-0.6b-config.json --out $M --seed 1 >/dev/null || exit 1
-    timeout 200 "$BIN"/bench-cuda-train $M 4 512 8 3 2>&1 | tee "$OUT"/bench-c.txt
-    PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench_cuda_torch.py $M 4 512 8 3 2>&1 | tail -5 | tee "$OUT"/bench-torch.txt
+    timeout 200 "$BIN"/bench-cuda-train $M ${B:-8} 512 4 3 2>&1 | tee "$OUT"/bench-c.txt
+    [ -n "${NO_EAGER:-}" ] || PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench_cuda_torch.py $M ${B:-8} 512 4 3 2>&1 | tail -5 | tee "$OUT"/bench-torch.txt
+    ;;
+hf)
+    M=/tmp/q06
+    [ -d $M ] || "$BIN"/bitdistill init --config tools/qwen3-0.6b-config.json --out $M --seed 1 >/dev/null || exit 1
+    PYTHONUNBUFFERED=1 timeout 400 python3 tools/bench_hf_bitdistill.py $M ${B:-8} 512 4 3 ${HF:-both} ${HF_MODES:-distill,pretrain} 2>&1 |
+        grep -v Warning | tail -8 | tee "$OUT"/bench-hf.txt
     ;;
 dp)
     # data parallel: the same job on cuda:all vs cuda:0 (same global batch), then tokens/s of

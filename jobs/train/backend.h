@@ -14,6 +14,8 @@
 #ifndef BD_JOBS_TRAIN_BACKEND_H
 #define BD_JOBS_TRAIN_BACKEND_H
 
+#include <stdio.h>
+
 #include "jobs/train/step.h"
 
 struct trn_cuda;
@@ -72,6 +74,10 @@ int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,
                        struct trn_cuda_dp **out, char *err);
 void trn_cuda_dp_free(struct trn_cuda_dp *d);
 int trn_cuda_dp_size(const struct trn_cuda_dp *d);
+/* Bytes in use on the first GPU now (every process's, the CUDA context included). */
+size_t trn_cuda_dp_mem_used(struct trn_cuda_dp *d);
+/* BITDISTILL_CUDA_PROFILE=1: print each GPU's device time per op and reset it (kcuda.h). */
+void trn_cuda_dp_profile(struct trn_cuda_dp *d, FILE *f);
 int trn_cuda_dp_step_losses(struct trn_cuda_dp *d, const struct trn_batch *b,
                             const struct trn_loss_cfg *lc, float grad_scale,
                             struct trn_losses *out, char *err);

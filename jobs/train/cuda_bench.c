@@ -12,7 +12,10 @@
  * are random. FLOPs counted: 6 x (projections + head) per token for the student, 2 x for the
  * teacher forward, attention 12 L T QD (student) and 4 L T QD (teacher) per token, causal
  * products computed in full as the kernels do; MFU against the H100 SXM's dense bf16 peak of
- * 989 TFLOP/s. NGPU > 1: data parallel over cuda:0..NGPU-1 (each micro-batch split by rows).
+ * 989 TFLOP/s. device_used_gib: memory in use on the first GPU after the timed steps (every
+ * buffer is allocated by then and kept; the CUDA context and cuBLAS workspace included).
+ * BITDISTILL_CUDA_PROFILE=1: device time per op, for the warm-up and the timed steps, on stderr.
+ * NGPU > 1: data parallel over cuda:0..NGPU-1 (each micro-batch split by rows).
  */
 #include "config.h"
 
@@ -54,8 +57,10 @@ static int run(const char *mode, struct trn_model *s, struct trn_model *t, struc
     }
     double t0 = 0, gn = 0;
     for (int k = 0; k <= steps && !rc; k++) {
-        if (k == 1)
+        if (k == 1) {
+            trn_cuda_dp_profile(g, stderr); /* the warm-up step's, then reset */
             t0 = now();
+        }
         trn_cuda_dp_zero_grad(g);
         for (int a = 0; a < accum && !rc; a++)
             rc = trn_cuda_dp_step_losses(g, b, &lc, 1.0f / (float)accum, &L, err);
@@ -63,6 +68,10 @@ static int run(const char *mode, struct trn_model *s, struct trn_model *t, struc
             rc = trn_cuda_dp_adamw_update(g, k + 1, trn_lr_at(&ac, k), &ac, &gn, err);
     }
     double dt = now() - t0;
+    if (!rc && getenv("BITDISTILL_CUDA_PROFILE"))
+        fprintf(stderr, "%s: the %d timed steps:\n", mode, steps);
+    trn_cuda_dp_profile(g, stderr);
+    double used = (double)trn_cuda_dp_mem_used(g) / (1 << 30);
     if (rc) {
         fprintf(stderr, "%s: %s\n", mode, err);
         trn_cuda_dp_free(g);
@@ -78,9 +87,9 @@ static int run(const char *mode, struct trn_model *s, struct trn_model *t, struc
     double tok = (double)b->B * b->T * accum * steps;
     printf("{\"mode\":\"%s\",\"gpus\":%d,\"B\":%d,\"T\":%d,\"accum\":%d,\"steps\":%d,\"matmul\":\"%s\","
            "\"tokens_per_s\":%.1f,\"tflops\":%.1f,\"mfu\":%.3f,\"ce\":%.4f,\"ld\":%.4g,"
-           "\"ad\":%.4g,\"grad_norm\":%.4g}\n",
+           "\"ad\":%.4g,\"grad_norm\":%.4g,\"device_used_gib\":%.2f}\n",
            mode, ngpu, b->B, b->T, accum, steps, bf16 ? "bf16" : "fp32", tok / dt, fpt * tok / dt / 1e12,
-           fpt * tok / dt / PEAK_BF16, L.ce, L.ld, L.ad, gn);
+           fpt * tok / dt / PEAK_BF16, L.ce, L.ld, L.ad, gn, used);
     fflush(stdout);
     trn_cuda_dp_free(g);
     return 0;

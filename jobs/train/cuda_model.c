@@ -18,15 +18,10 @@
 #include <string.h>
 
 #include "engine/err.h"
+#include "jobs/train/arena.h"
 #include "jobs/train/backend.h"
 #include "jobs/train/dist.h"
 #include "kernels/cuda/kcuda.h"
-
-struct glayer {
-    float *xn1, *xq1, *q, *k, *v, *qn, *kn, *qr, *kr, *probs, *a, *an, *xq2, *xm, *xn2, *xq3, *g,
-        *u, *h, *hn, *xq4;
-    float *r1, *rq, *rk, *ra, *r2, *rh;
-};
 
 /* Offsets of one layer's tensors in the flat vector (SIZE_MAX when absent). */
 struct loff {
@@ -37,16 +32,15 @@ struct gmodel {
     struct trn_model *host; /* borrowed */
     const struct eng_config *c;
     int quant, subln, train;
+    int wq_ok;              /* wq holds the ternary weights of the current p */
     size_t np;
     float *p, *gr, *wq;     /* device [np] (gr, wq NULL when unused) */
     struct loff *lo;        /* [layers] */
     size_t emb, fnorm, head;
     int B, T;
-    float *arena;
+    float *arena;           /* device memory of ar */
     size_t arena_n;
-    float *resid, *xf, *rf, *logits, *dlogits, *tmp, *dstate, *cs, *sn;
-    float *dres, *d1, *d2, *dg, *du, *dq, *dqn, *dk, *dkn, *dv, *dsc;
-    struct glayer *acts;
+    struct trn_arena ar;    /* the activations and scratch (arena.h), over arena */
 };
 
 struct trn_cuda {
@@ -131,7 +125,7 @@ static void gmodel_release(struct trn_cuda *g, struct gmodel *m)
     krn_cuda_dfree(g->k, m->gr);
     krn_cuda_dfree(g->k, m->wq);
     krn_cuda_dfree(g->k, m->arena);
-    free(m->acts);
+    free(m->ar.acts);
     free(m->lo);
 }
 
@@ -140,23 +134,18 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
     if (m->B == B && m->T == T && m->arena)
         return 0;
     const struct eng_config *c = m->c;
-    size_t N = (size_t)B * T, H = c->hidden, I = c->inter, V = c->vocab, L = c->layers;
-    size_t QD = (size_t)c->heads * c->head_dim, KD = (size_t)c->kv_heads * c->head_dim;
-    size_t NH = c->heads, KH = c->kv_heads, mx = H > QD ? H : QD, half = c->head_dim / 2;
-    mx = mx > I ? mx : I;
-    size_t per = N * (3 * H + 4 * QD + 4 * KD + 2 * QD + H + H + H + 5 * I) +
-                 (size_t)B * NH * T * T + N * (4 + NH + KH);
-    size_t tot = (L + 1) * N * H + L * per + N * H + N + N * V + N * mx + 2 * (size_t)T * half;
-    if (m->train)
-        tot += N * V + L * N * (QD + 2 * KD) + N * H + 2 * N * mx + 2 * N * I + 2 * N * QD +
-               3 * N * KD + (size_t)B * T * T;
+    size_t half = c->head_dim / 2;
+    /* the attention backward's scratch holds every head's dP at once (ops.cu) */
+    struct trn_arena_spec sp = {.B = B, .T = T, .grad = m->train, .quant = m->quant,
+                                .subln = m->subln, .dsc = (size_t)B * c->heads * T * T};
+    size_t tot = trn_arena_floats(c, &sp);
     if (!m->arena || tot > m->arena_n) {
         krn_cuda_dfree(g->k, m->arena);
-        free(m->acts);
+        free(m->ar.acts);
         m->arena = NULL;
         m->B = m->T = 0;
-        m->acts = calloc(L, sizeof(*m->acts));
-        m->arena = m->acts ? krn_cuda_alloc(g->k, tot * sizeof(float)) : NULL;
+        m->ar.acts = calloc((size_t)c->layers, sizeof(*m->ar.acts));
+        m->arena = m->ar.acts ? krn_cuda_alloc(g->k, tot * sizeof(float)) : NULL;
         if (!m->arena) {
             m->arena_n = 0;
             return eng_fail(g->err, ENG_ENOMEM, "activations of a %d x %d batch (%.2f GiB): %s",
@@ -164,34 +153,7 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
         }
         m->arena_n = tot;
     }
-    float *p = m->arena;
-#define TAKE(n) (p += (n), p - (n))
-    m->resid = TAKE((L + 1) * N * H);
-    for (size_t l = 0; l < L; l++) {
-        struct glayer *a = &m->acts[l];
-        a->xn1 = TAKE(N * H); a->xq1 = TAKE(N * H);
-        a->q = TAKE(N * QD); a->k = TAKE(N * KD); a->v = TAKE(N * KD);
-        a->qn = TAKE(N * QD); a->kn = TAKE(N * KD); a->qr = TAKE(N * QD); a->kr = TAKE(N * KD);
-        a->probs = TAKE((size_t)B * NH * T * T);
-        a->a = TAKE(N * QD); a->an = TAKE(N * QD); a->xq2 = TAKE(N * QD);
-        a->xm = TAKE(N * H); a->xn2 = TAKE(N * H); a->xq3 = TAKE(N * H);
-        a->g = TAKE(N * I); a->u = TAKE(N * I); a->h = TAKE(N * I); a->hn = TAKE(N * I);
-        a->xq4 = TAKE(N * I);
-        a->r1 = TAKE(N); a->rq = TAKE(N * NH); a->rk = TAKE(N * KH); a->ra = TAKE(N);
-        a->r2 = TAKE(N); a->rh = TAKE(N);
-    }
-    m->xf = TAKE(N * H); m->rf = TAKE(N);
-    m->logits = TAKE(N * V); m->tmp = TAKE(N * mx);
-    m->cs = TAKE((size_t)T * half); m->sn = TAKE((size_t)T * half);
-    if (m->train) {
-        m->dlogits = TAKE(N * V);
-        m->dstate = TAKE(L * N * (QD + 2 * KD));
-        m->dres = TAKE(N * H); m->d1 = TAKE(N * mx); m->d2 = TAKE(N * mx);
-        m->dg = TAKE(N * I); m->du = TAKE(N * I); m->dq = TAKE(N * QD); m->dqn = TAKE(N * QD);
-        m->dk = TAKE(N * KD); m->dkn = TAKE(N * KD); m->dv = TAKE(N * KD);
-        m->dsc = TAKE((size_t)B * T * T);
-    }
-#undef TAKE
+    trn_arena_lay(&m->ar, m->arena, c, &sp);
     float *cs = malloc((size_t)T * half * sizeof(float)), *sn = malloc((size_t)T * half * sizeof(float));
     if (!cs || !sn) {
         free(cs);
@@ -199,8 +161,8 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
         return eng_fail(g->err, ENG_ENOMEM, "out of memory");
     }
     trn_rope_tables(cs, sn, T, c->head_dim, c->rope_theta);
-    krn_cuda_h2d(g->k, m->cs, cs, (size_t)T * half * sizeof(float));
-    krn_cuda_h2d(g->k, m->sn, sn, (size_t)T * half * sizeof(float));
+    krn_cuda_h2d(g->k, m->ar.cs, cs, (size_t)T * half * sizeof(float));
+    krn_cuda_h2d(g->k, m->ar.sn, sn, (size_t)T * half * sizeof(float));
     free(cs);
     free(sn);
     m->B = B;
@@ -212,13 +174,13 @@ static float *dstate(struct gmodel *m, int layer, enum trn_state w)
 {
     size_t N = (size_t)m->B * m->T, QD = (size_t)m->c->heads * m->c->head_dim;
     size_t KD = (size_t)m->c->kv_heads * m->c->head_dim;
-    float *base = m->dstate + (size_t)layer * N * (QD + 2 * KD);
+    float *base = m->ar.dstate + (size_t)layer * N * (QD + 2 * KD);
     return w == TRN_Q ? base : w == TRN_K ? base + N * QD : base + N * (QD + KD);
 }
 
 static const float *state(struct gmodel *m, int layer, enum trn_state w, int *C)
 {
-    const struct glayer *a = &m->acts[layer];
+    const struct trn_acts *a = &m->ar.acts[layer];
     *C = (w == TRN_Q ? m->c->heads : m->c->kv_heads) * m->c->head_dim;
     return w == TRN_Q ? a->qn : w == TRN_K ? a->kn : a->v;
 }
@@ -283,7 +245,7 @@ static void act_q(struct krn_cuda *k, const struct gmodel *m, float *xq, const f
 {
     if (m->quant)
         krn_cuda_aquant(k, xq, x, (int)N, C);
-    else
+    else if (xq != x)
         krn_cuda_d2d(k, xq, x, N * C * sizeof(float));
 }
 
@@ -294,17 +256,21 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
     int B = m->B, T = m->T, N = B * T, H = c->hidden, I = c->inter, hd = c->head_dim;
     int QD = c->heads * hd, KD = c->kv_heads * hd;
     float *P = m->p, *W = m->quant ? m->wq : m->p;
-    if (m->quant)
+    /* the ternary weights change only with the parameters: once per optimizer step, not
+     * once per micro-batch */
+    if (m->quant && !m->wq_ok) {
         for (int i = 0; i < trn_model_ntensors(m->host); i++) {
             const struct trn_tensor *t = trn_model_tensor(m->host, i);
             if (strstr(t->name, "_proj.weight"))
                 krn_cuda_wquant(k, m->wq + t->off, m->p + t->off, t->n);
         }
-    krn_cuda_embed_forward(k, m->resid, g->tok, P + m->emb, N, H);
+        m->wq_ok = 1;
+    }
+    krn_cuda_embed_forward(k, m->ar.resid, g->tok, P + m->emb, N, H);
     for (int l = 0; l < c->layers; l++) {
-        struct glayer *a = &m->acts[l];
+        struct trn_acts *a = &m->ar.acts[l];
         const struct loff *o = &m->lo[l];
-        float *x = m->resid + (size_t)l * N * H, *xo = x + (size_t)N * H;
+        float *x = m->ar.resid + (size_t)l * N * H, *xo = x + (size_t)N * H;
         krn_cuda_rmsnorm_forward(k, a->xn1, a->r1, x, P + o->in_norm, N, H, c->eps);
         act_q(k, m, a->xq1, a->xn1, N, H);
         krn_cuda_linear_forward(k, a->q, a->xq1, W + o->q, N, H, QD);
@@ -315,37 +281,30 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
                                      c->eps);
             krn_cuda_rmsnorm_forward(k, a->kn, a->rk, a->k, P + o->k_norm, N * c->kv_heads, hd,
                                      c->eps);
-        } else {
-            krn_cuda_d2d(k, a->qn, a->q, (size_t)N * QD * sizeof(float));
-            krn_cuda_d2d(k, a->kn, a->k, (size_t)N * KD * sizeof(float));
-        }
-        krn_cuda_rope_forward(k, a->qr, a->qn, m->cs, m->sn, B, T, c->heads, hd);
-        krn_cuda_rope_forward(k, a->kr, a->kn, m->cs, m->sn, B, T, c->kv_heads, hd);
+        } /* else qn, kn alias q, k */
+        krn_cuda_rope_forward(k, a->qr, a->qn, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
+        krn_cuda_rope_forward(k, a->kr, a->kn, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
         krn_cuda_attention_forward(k, a->a, a->probs, a->qr, a->kr, a->v, B, T, c->heads,
                                    c->kv_heads, hd);
-        if (m->subln)
+        if (m->subln) /* else an aliases a */
             krn_cuda_rmsnorm_forward(k, a->an, a->ra, a->a, P + o->attn_sub, N, QD, c->eps);
-        else
-            krn_cuda_d2d(k, a->an, a->a, (size_t)N * QD * sizeof(float));
         act_q(k, m, a->xq2, a->an, N, QD);
-        krn_cuda_linear_forward(k, m->tmp, a->xq2, W + o->o, N, QD, H);
-        krn_cuda_add(k, a->xm, x, m->tmp, (size_t)N * H);
+        krn_cuda_linear_forward(k, m->ar.tmp, a->xq2, W + o->o, N, QD, H);
+        krn_cuda_add(k, a->xm, x, m->ar.tmp, (size_t)N * H);
         krn_cuda_rmsnorm_forward(k, a->xn2, a->r2, a->xm, P + o->post_norm, N, H, c->eps);
         act_q(k, m, a->xq3, a->xn2, N, H);
         krn_cuda_linear_forward(k, a->g, a->xq3, W + o->gate, N, H, I);
         krn_cuda_linear_forward(k, a->u, a->xq3, W + o->up, N, H, I);
         krn_cuda_swiglu_forward(k, a->h, a->g, a->u, (size_t)N * I);
-        if (m->subln)
+        if (m->subln) /* else hn aliases h */
             krn_cuda_rmsnorm_forward(k, a->hn, a->rh, a->h, P + o->ffn_sub, N, I, c->eps);
-        else
-            krn_cuda_d2d(k, a->hn, a->h, (size_t)N * I * sizeof(float));
         act_q(k, m, a->xq4, a->hn, N, I);
-        krn_cuda_linear_forward(k, m->tmp, a->xq4, W + o->down, N, I, H);
-        krn_cuda_add(k, xo, a->xm, m->tmp, (size_t)N * H);
+        krn_cuda_linear_forward(k, m->ar.tmp, a->xq4, W + o->down, N, I, H);
+        krn_cuda_add(k, xo, a->xm, m->ar.tmp, (size_t)N * H);
     }
-    krn_cuda_rmsnorm_forward(k, m->xf, m->rf, m->resid + (size_t)c->layers * N * H,
+    krn_cuda_rmsnorm_forward(k, m->ar.xf, m->ar.rf, m->ar.resid + (size_t)c->layers * N * H,
                              P + m->fnorm, N, H, c->eps);
-    krn_cuda_linear_forward(k, m->logits, m->xf, P + m->head, N, H, c->vocab);
+    krn_cuda_linear_forward(k, m->ar.logits, m->ar.xf, P + m->head, N, H, c->vocab);
 }
 
 static void gbackward(struct trn_cuda *g, struct gmodel *m)
@@ -356,70 +315,70 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
     int QD = c->heads * hd, KD = c->kv_heads * hd;
     float *P = m->p, *W = m->quant ? m->wq : m->p, *G = m->gr;
     size_t NH = (size_t)N * H, F = sizeof(float);
-    krn_cuda_zero(k, m->d1, NH * F);
-    krn_cuda_linear_backward(k, m->d1, G + m->head, m->dlogits, m->xf, P + m->head, N, H,
+    krn_cuda_zero(k, m->ar.d1, NH * F);
+    krn_cuda_linear_backward(k, m->ar.d1, G + m->head, m->ar.dlogits, m->ar.xf, P + m->head, N, H,
                              c->vocab);
-    krn_cuda_zero(k, m->dres, NH * F);
-    krn_cuda_rmsnorm_backward(k, m->dres, G + m->fnorm, m->d1, m->resid + (size_t)c->layers * NH,
-                              P + m->fnorm, m->rf, N, H);
+    krn_cuda_zero(k, m->ar.dres, NH * F);
+    krn_cuda_rmsnorm_backward(k, m->ar.dres, G + m->fnorm, m->ar.d1, m->ar.resid + (size_t)c->layers * NH,
+                              P + m->fnorm, m->ar.rf, N, H);
     for (int l = c->layers - 1; l >= 0; l--) {
-        struct glayer *a = &m->acts[l];
+        struct trn_acts *a = &m->ar.acts[l];
         const struct loff *o = &m->lo[l];
-        float *x = m->resid + (size_t)l * NH;
-        krn_cuda_zero(k, m->d1, (size_t)N * I * F);
-        krn_cuda_linear_backward(k, m->d1, G + o->down, m->dres, a->xq4, W + o->down, N, I, H);
-        float *dh = m->d1;
+        float *x = m->ar.resid + (size_t)l * NH;
+        krn_cuda_zero(k, m->ar.d1, (size_t)N * I * F);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->down, m->ar.dres, a->xq4, W + o->down, N, I, H);
+        float *dh = m->ar.d1;
         if (m->subln) {
-            krn_cuda_zero(k, m->d2, (size_t)N * I * F);
-            krn_cuda_rmsnorm_backward(k, m->d2, G + o->ffn_sub, m->d1, a->h, P + o->ffn_sub,
+            krn_cuda_zero(k, m->ar.d2, (size_t)N * I * F);
+            krn_cuda_rmsnorm_backward(k, m->ar.d2, G + o->ffn_sub, m->ar.d1, a->h, P + o->ffn_sub,
                                       a->rh, N, I);
-            dh = m->d2;
+            dh = m->ar.d2;
         }
-        krn_cuda_zero(k, m->dg, (size_t)N * I * F);
-        krn_cuda_zero(k, m->du, (size_t)N * I * F);
-        krn_cuda_swiglu_backward(k, m->dg, m->du, dh, a->g, a->u, (size_t)N * I);
-        krn_cuda_zero(k, m->d1, NH * F);
-        krn_cuda_linear_backward(k, m->d1, G + o->gate, m->dg, a->xq3, W + o->gate, N, H, I);
-        krn_cuda_linear_backward(k, m->d1, G + o->up, m->du, a->xq3, W + o->up, N, H, I);
-        krn_cuda_rmsnorm_backward(k, m->dres, G + o->post_norm, m->d1, a->xm, P + o->post_norm,
+        krn_cuda_zero(k, m->ar.dg, (size_t)N * I * F);
+        krn_cuda_zero(k, m->ar.du, (size_t)N * I * F);
+        krn_cuda_swiglu_backward(k, m->ar.dg, m->ar.du, dh, a->g, a->u, (size_t)N * I);
+        krn_cuda_zero(k, m->ar.d1, NH * F);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->gate, m->ar.dg, a->xq3, W + o->gate, N, H, I);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->up, m->ar.du, a->xq3, W + o->up, N, H, I);
+        krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->post_norm, m->ar.d1, a->xm, P + o->post_norm,
                                   a->r2, N, H);
-        krn_cuda_zero(k, m->d1, (size_t)N * QD * F);
-        krn_cuda_linear_backward(k, m->d1, G + o->o, m->dres, a->xq2, W + o->o, N, QD, H);
-        float *da = m->d1;
+        krn_cuda_zero(k, m->ar.d1, (size_t)N * QD * F);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->o, m->ar.dres, a->xq2, W + o->o, N, QD, H);
+        float *da = m->ar.d1;
         if (m->subln) {
-            krn_cuda_zero(k, m->d2, (size_t)N * QD * F);
-            krn_cuda_rmsnorm_backward(k, m->d2, G + o->attn_sub, m->d1, a->a, P + o->attn_sub,
+            krn_cuda_zero(k, m->ar.d2, (size_t)N * QD * F);
+            krn_cuda_rmsnorm_backward(k, m->ar.d2, G + o->attn_sub, m->ar.d1, a->a, P + o->attn_sub,
                                       a->ra, N, QD);
-            da = m->d2;
+            da = m->ar.d2;
         }
-        krn_cuda_zero(k, m->dq, (size_t)N * QD * F);
-        krn_cuda_zero(k, m->dk, (size_t)N * KD * F);
-        krn_cuda_d2d(k, m->dv, dstate(m, l, TRN_V), (size_t)N * KD * F);
-        krn_cuda_attention_backward(k, m->dq, m->dk, m->dv, da, a->probs, a->qr, a->kr, a->v, B,
-                                    T, c->heads, c->kv_heads, hd, m->dsc);
-        krn_cuda_d2d(k, m->dqn, dstate(m, l, TRN_Q), (size_t)N * QD * F);
-        krn_cuda_d2d(k, m->dkn, dstate(m, l, TRN_K), (size_t)N * KD * F);
-        krn_cuda_rope_backward(k, m->dqn, m->dq, m->cs, m->sn, B, T, c->heads, hd);
-        krn_cuda_rope_backward(k, m->dkn, m->dk, m->cs, m->sn, B, T, c->kv_heads, hd);
-        float *dqp = m->dqn, *dkp = m->dkn;
+        /* the gradients of the states (qn, kn, v) accumulate where the relation loss left its
+         * part: this layer's dstate slice, read once */
+        float *dqn = dstate(m, l, TRN_Q), *dkn = dstate(m, l, TRN_K), *dv = dstate(m, l, TRN_V);
+        krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
+        krn_cuda_zero(k, m->ar.dk, (size_t)N * KD * F);
+        krn_cuda_attention_backward(k, m->ar.dq, m->ar.dk, dv, da, a->probs, a->qr, a->kr, a->v, B,
+                                    T, c->heads, c->kv_heads, hd, m->ar.dsc);
+        krn_cuda_rope_backward(k, dqn, m->ar.dq, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
+        krn_cuda_rope_backward(k, dkn, m->ar.dk, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
+        float *dqp = dqn, *dkp = dkn;
         if (c->qk_norm) {
-            krn_cuda_zero(k, m->dq, (size_t)N * QD * F);
-            krn_cuda_zero(k, m->dk, (size_t)N * KD * F);
-            krn_cuda_rmsnorm_backward(k, m->dq, G + o->q_norm, m->dqn, a->q, P + o->q_norm,
+            krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
+            krn_cuda_zero(k, m->ar.dk, (size_t)N * KD * F);
+            krn_cuda_rmsnorm_backward(k, m->ar.dq, G + o->q_norm, dqn, a->q, P + o->q_norm,
                                       a->rq, N * c->heads, hd);
-            krn_cuda_rmsnorm_backward(k, m->dk, G + o->k_norm, m->dkn, a->k, P + o->k_norm,
+            krn_cuda_rmsnorm_backward(k, m->ar.dk, G + o->k_norm, dkn, a->k, P + o->k_norm,
                                       a->rk, N * c->kv_heads, hd);
-            dqp = m->dq;
-            dkp = m->dk;
+            dqp = m->ar.dq;
+            dkp = m->ar.dk;
         }
-        krn_cuda_zero(k, m->d1, NH * F);
-        krn_cuda_linear_backward(k, m->d1, G + o->q, dqp, a->xq1, W + o->q, N, H, QD);
-        krn_cuda_linear_backward(k, m->d1, G + o->k, dkp, a->xq1, W + o->k, N, H, KD);
-        krn_cuda_linear_backward(k, m->d1, G + o->v, m->dv, a->xq1, W + o->v, N, H, KD);
-        krn_cuda_rmsnorm_backward(k, m->dres, G + o->in_norm, m->d1, x, P + o->in_norm, a->r1, N,
+        krn_cuda_zero(k, m->ar.d1, NH * F);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->q, dqp, a->xq1, W + o->q, N, H, QD);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->k, dkp, a->xq1, W + o->k, N, H, KD);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->v, dv, a->xq1, W + o->v, N, H, KD);
+        krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->in_norm, m->ar.d1, x, P + o->in_norm, a->r1, N,
                                   H);
     }
-    krn_cuda_embed_backward(k, G + m->emb, m->dres, g->tok, N, H);
+    krn_cuda_embed_backward(k, G + m->emb, m->ar.dres, g->tok, N, H);
 }
 
 /* ------------------------------------------------------------------ step */
@@ -493,15 +452,15 @@ static int step3(struct trn_cuda *g, const struct trn_batch *b, const struct trn
     gforward(g, &g->s);
     size_t nv = (size_t)N * V * sizeof(float);
     if (grad) {
-        krn_cuda_zero(g->k, g->s.dlogits, nv);
-        krn_cuda_zero(g->k, g->s.dstate, (size_t)sc->layers * N *
+        krn_cuda_zero(g->k, g->s.ar.dlogits, nv);
+        krn_cuda_zero(g->k, g->s.ar.dstate, (size_t)sc->layers * N *
                       (size_t)(sc->heads + 2 * sc->kv_heads) * sc->head_dim * sizeof(float));
     }
-    krn_cuda_ce(g->k, g->rowloss, grad ? g->s.dlogits : NULL, g->s.logits, g->target, N, V, kept,
+    krn_cuda_ce(g->k, g->rowloss, grad ? g->s.ar.dlogits : NULL, g->s.ar.logits, g->target, N, V, kept,
                 s_ce);
     out->ce = kept ? krn_cuda_sum(g->k, g->rowloss, (size_t)N) / kept : 0.0;
     if (use_t && lc->lambda > 0) {
-        krn_cuda_kl(g->k, g->rowloss, grad ? g->s.dlogits : NULL, g->s.logits, g->t.logits,
+        krn_cuda_kl(g->k, g->rowloss, grad ? g->s.ar.dlogits : NULL, g->s.ar.logits, g->t.ar.logits,
                     g->target, N, V, lc->tau, kept, s_ld * lc->lambda);
         out->ld = kept ? krn_cuda_sum(g->k, g->rowloss, (size_t)N) / kept : 0.0;
     }
@@ -564,6 +523,7 @@ int trn_cuda_adamw_update(struct trn_cuda *g, long t, float lr, const struct trn
     if (gnorm)
         *gnorm = norm;
     float bc1 = 1.0f - powf(c->beta1, (float)t), bc2 = 1.0f - powf(c->beta2, (float)t);
+    g->s.wq_ok = 0;
     for (int k = 0; k < trn_model_ntensors(g->s.host); k++) {
         const struct trn_tensor *tt = trn_model_tensor(g->s.host, k);
         krn_cuda_adamw(g->k, g->s.p + tt->off, g->s.gr + tt->off, g->m + tt->off, g->v + tt->off,
@@ -603,7 +563,7 @@ int trn_cuda_logits(struct trn_cuda *g, float *out, char *err)
     if (!g->s.arena)
         return eng_fail(err, ENG_EINVAL, "no forward yet");
     krn_cuda_bind(g->k);
-    krn_cuda_d2h(g->k, out, g->s.logits, (size_t)g->s.B * g->s.T * g->s.c->vocab * sizeof(float));
+    krn_cuda_d2h(g->k, out, g->s.ar.logits, (size_t)g->s.B * g->s.T * g->s.c->vocab * sizeof(float));
     return krn_cuda_sync(g->k) ? gfail(g, err, "downloading logits") : 0;
 }
 
@@ -691,6 +651,19 @@ void trn_cuda_dp_free(struct trn_cuda_dp *d)
 }
 
 int trn_cuda_dp_size(const struct trn_cuda_dp *d) { return d->n; }
+
+size_t trn_cuda_dp_mem_used(struct trn_cuda_dp *d)
+{
+    size_t fr = 0, tot = 0;
+    krn_cuda_meminfo(d->k[0], &fr, &tot);
+    return tot - fr;
+}
+
+void trn_cuda_dp_profile(struct trn_cuda_dp *d, FILE *f)
+{
+    for (int i = 0; i < d->n; i++)
+        krn_cuda_prof_report(d->k[i], f);
+}
 
 struct shard {
     struct trn_cuda *g;

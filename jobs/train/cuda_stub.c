@@ -73,6 +73,8 @@ int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,
 
 void trn_cuda_dp_free(struct trn_cuda_dp *d) { (void)d; }
 int trn_cuda_dp_size(const struct trn_cuda_dp *d) { (void)d; return 0; }
+size_t trn_cuda_dp_mem_used(struct trn_cuda_dp *d) { (void)d; return 0; }
+void trn_cuda_dp_profile(struct trn_cuda_dp *d, FILE *f) { (void)d; (void)f; }
 
 int trn_cuda_dp_step_losses(struct trn_cuda_dp *d, const struct trn_batch *b,
                             const struct trn_loss_cfg *lc, float grad_scale,

@@ -1,7 +1,7 @@
 # jobs/train: the trainer (prefix trn_) and `bitdistill train`; included by the top Makefile.am.
 libbitdistill_a_SOURCES += jobs/train/ops.c jobs/train/model.c jobs/train/step.c \
 	jobs/train/data.c jobs/train/metrics.c jobs/train/ckpt.c jobs/train/pipeline.c jobs/train/cast.c \
-	jobs/train/dist.c jobs/train/dist.h jobs/train/device.c
+	jobs/train/dist.c jobs/train/dist.h jobs/train/device.c jobs/train/arena.c jobs/train/arena.h
 
 EXTRA_DIST += tests/fixtures/train tools/make_train_fixtures.py tools/make_byte_tokenizer.py \
 	docs/train.md

@@ -23,6 +23,7 @@
 #include "engine/err.h"
 #include "engine/model.h"
 #include "engine/safetensors.h"
+#include "jobs/train/arena.h"
 #include "jobs/train/model.h"
 #include "jobs/train/ops.h"
 
@@ -30,13 +31,6 @@
 struct lptr {
     float *in_norm, *q, *k, *v, *q_norm, *k_norm, *o, *attn_sub, *post_norm, *gate, *up, *down,
         *ffn_sub;
-};
-
-/* Activations of one layer for the planned (B, T), kept for the backward. */
-struct lact {
-    float *xn1, *xq1, *q, *k, *v, *qn, *kn, *qr, *kr, *probs, *a, *an, *xq2, *xm, *xn2, *xq3, *g,
-        *u, *h, *hn, *xq4;
-    float *r1, *rq, *rk, *ra, *r2, *rh; /* rstd of each RMSNorm [rows] */
 };
 
 struct trn_model {
@@ -52,12 +46,7 @@ struct trn_model {
     float *arena;                   /* every activation and scratch buffer below */
     size_t arena_n, tok_n;          /* capacities (floats, tokens) */
     int32_t *tok;                   /* [N] copy of the last batch */
-    float *resid;                   /* [L+1][N][H] residual stream at layer boundaries */
-    struct lact *acts;              /* [L] */
-    float *xf, *rf, *logits, *dlogits, *tmp; /* [N][H], [N], [N][V], [N][V], [N][max] */
-    float *dstate;                  /* [L][N][QD+2KD] */
-    float *cs, *sn;                 /* RoPE [T][hd/2] */
-    float *dres, *d1, *d2, *dg, *du, *dq, *dqn, *dk, *dkn, *dv, *dsc; /* backward scratch */
+    struct trn_arena ar;            /* the activations and scratch (arena.h), over arena */
     char err[ENG_ERR_LEN];
 };
 
@@ -168,10 +157,10 @@ static int alloc_params(struct trn_model *m)
 static void release_acts(struct trn_model *m)
 {
     free(m->arena);
-    free(m->acts);
+    free(m->ar.acts);
     free(m->tok);
     m->arena = NULL;
-    m->acts = NULL;
+    m->ar.acts = NULL;
     m->tok = NULL;
     m->arena_n = m->tok_n = 0;
     m->B = m->T = 0;
@@ -306,8 +295,8 @@ float *trn_model_params(struct trn_model *m) { return m->params; }
 float *trn_model_grads(struct trn_model *m) { return m->grads; }
 int trn_model_ntensors(const struct trn_model *m) { return m->ntens; }
 const struct trn_tensor *trn_model_tensor(const struct trn_model *m, int i) { return &m->tens[i]; }
-float *trn_model_logits(struct trn_model *m) { return m->logits; }
-float *trn_model_dlogits(struct trn_model *m) { return m->dlogits; }
+float *trn_model_logits(struct trn_model *m) { return m->ar.logits; }
+float *trn_model_dlogits(struct trn_model *m) { return m->ar.dlogits; }
 void trn_model_zero_grad(struct trn_model *m) { memset(m->grads, 0, m->np * sizeof(float)); }
 
 int trn_model_save_hf(const struct trn_model *m, const char *dir, char *err)
@@ -386,21 +375,17 @@ static int plan(struct trn_model *m, int B, int T)
     if (m->B == B && m->T == T && m->arena)
         return 0;
     const struct eng_config *c = &m->cfg;
-    size_t N = (size_t)B * T, H = c->hidden, I = c->inter, V = c->vocab, L = c->layers;
-    size_t QD = (size_t)c->heads * c->head_dim, KD = (size_t)c->kv_heads * c->head_dim;
-    size_t NH = c->heads, KH = c->kv_heads, mx = H > QD ? H : QD, half = c->head_dim / 2;
-    mx = mx > I ? mx : I;
-    size_t per = N * (3 * H + 4 * QD + 4 * KD + 2 * QD + H + H + H + 5 * I) + (size_t)B * NH * T * T +
-                 N * (4 + NH + KH);
-    size_t tot = (L + 1) * N * H + L * per + N * H + N + 2 * N * V + N * mx + L * N * (QD + 2 * KD) +
-                 2 * (size_t)T * half + N * H + 2 * N * mx + 2 * N * I + 2 * N * QD + 3 * N * KD + (size_t)T * T;
+    size_t N = (size_t)B * T;
+    struct trn_arena_spec sp = {.B = B, .T = T, .grad = 1, .quant = m->quant,
+                                .subln = m->subln, .dsc = (size_t)T * T};
+    size_t tot = trn_arena_floats(c, &sp);
     /* a smaller shape reuses the arena (batches of varying length); a larger one grows it */
     if (!m->arena || tot > m->arena_n || N > m->tok_n) {
         release_acts(m);
         m->arena = calloc(tot, sizeof(float));
-        m->acts = calloc(L, sizeof(*m->acts));
+        m->ar.acts = calloc((size_t)c->layers, sizeof(*m->ar.acts));
         m->tok = calloc(N, sizeof(int32_t));
-        if (!m->arena || !m->acts || !m->tok) {
+        if (!m->arena || !m->ar.acts || !m->tok) {
             release_acts(m);
             return eng_fail(m->err, ENG_ENOMEM, "out of memory for activations of a %d x %d "
                             "batch", B, T);
@@ -408,35 +393,8 @@ static int plan(struct trn_model *m, int B, int T)
         m->arena_n = tot;
         m->tok_n = N;
     }
-    float *p = m->arena;
-#define TAKE(n) (p += (n), p - (n))
-    m->resid = TAKE((L + 1) * N * H);
-    for (size_t l = 0; l < L; l++) {
-        struct lact *a = &m->acts[l];
-        a->xn1 = TAKE(N * H); a->xq1 = TAKE(N * H);
-        a->q = TAKE(N * QD); a->k = TAKE(N * KD); a->v = TAKE(N * KD);
-        a->qn = TAKE(N * QD); a->kn = TAKE(N * KD); a->qr = TAKE(N * QD); a->kr = TAKE(N * KD);
-        a->probs = TAKE((size_t)B * NH * T * T);
-        a->a = TAKE(N * QD); a->an = TAKE(N * QD); a->xq2 = TAKE(N * QD);
-        a->xm = TAKE(N * H); a->xn2 = TAKE(N * H); a->xq3 = TAKE(N * H);
-        a->g = TAKE(N * I); a->u = TAKE(N * I); a->h = TAKE(N * I); a->hn = TAKE(N * I);
-        a->xq4 = TAKE(N * I);
-        a->r1 = TAKE(N); a->rq = TAKE(N * NH); a->rk = TAKE(N * KH); a->ra = TAKE(N);
-        a->r2 = TAKE(N); a->rh = TAKE(N);
-    }
-    m->xf = TAKE(N * H); m->rf = TAKE(N);
-    m->logits = TAKE(N * V); m->dlogits = TAKE(N * V); m->tmp = TAKE(N * mx);
-    m->dstate = TAKE(L * N * (QD + 2 * KD));
-    m->cs = TAKE((size_t)T * half); m->sn = TAKE((size_t)T * half);
-    m->dres = TAKE(N * H); m->d1 = TAKE(N * mx); m->d2 = TAKE(N * mx);
-    m->dg = TAKE(N * I); m->du = TAKE(N * I); m->dq = TAKE(N * QD); m->dqn = TAKE(N * QD);
-    m->dk = TAKE(N * KD); m->dkn = TAKE(N * KD); m->dv = TAKE(N * KD); m->dsc = TAKE((size_t)T * T);
-#undef TAKE
-    if ((size_t)(p - m->arena) > m->arena_n) {
-        release_acts(m);
-        return eng_fail(m->err, ENG_ERANGE, "activation plan overflow (bug)");
-    }
-    trn_rope_tables(m->cs, m->sn, T, c->head_dim, c->rope_theta);
+    trn_arena_lay(&m->ar, m->arena, c, &sp);
+    trn_rope_tables(m->ar.cs, m->ar.sn, T, c->head_dim, c->rope_theta);
     m->B = B;
     m->T = T;
     return 0;
@@ -445,7 +403,7 @@ static int plan(struct trn_model *m, int B, int T)
 const float *trn_model_state(const struct trn_model *m, int layer, enum trn_state which, int *C)
 {
     const struct eng_config *c = &m->cfg;
-    const struct lact *a = &m->acts[layer];
+    const struct trn_acts *a = &m->ar.acts[layer];
     *C = (which == TRN_Q ? c->heads : c->kv_heads) * c->head_dim;
     return which == TRN_Q ? a->qn : which == TRN_K ? a->kn : a->v;
 }
@@ -455,7 +413,7 @@ float *trn_model_dstate(struct trn_model *m, int layer, enum trn_state which)
     const struct eng_config *c = &m->cfg;
     size_t N = (size_t)m->B * m->T, QD = (size_t)c->heads * c->head_dim;
     size_t KD = (size_t)c->kv_heads * c->head_dim;
-    float *base = m->dstate + (size_t)layer * N * (QD + 2 * KD);
+    float *base = m->ar.dstate + (size_t)layer * N * (QD + 2 * KD);
     return which == TRN_Q ? base : which == TRN_K ? base + N * QD : base + N * (QD + KD);
 }
 
@@ -464,8 +422,8 @@ void trn_model_backward_begin(struct trn_model *m)
     const struct eng_config *c = &m->cfg;
     size_t N = (size_t)m->B * m->T;
     size_t QD = (size_t)c->heads * c->head_dim, KD = (size_t)c->kv_heads * c->head_dim;
-    memset(m->dlogits, 0, N * c->vocab * sizeof(float));
-    memset(m->dstate, 0, (size_t)c->layers * N * (QD + 2 * KD) * sizeof(float));
+    memset(m->ar.dlogits, 0, N * c->vocab * sizeof(float));
+    memset(m->ar.dstate, 0, (size_t)c->layers * N * (QD + 2 * KD) * sizeof(float));
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -475,7 +433,7 @@ static void act_q(const struct trn_model *m, float *xq, const float *x, size_t N
 {
     if (m->quant)
         trn_aquant(xq, x, (int)N, C);
-    else
+    else if (xq != x) /* the arena aliases them (arena.h) */
         memcpy(xq, x, N * C * sizeof(float));
 }
 
@@ -513,11 +471,11 @@ int trn_model_forward(struct trn_model *m, const int32_t *tok, int B, int T)
     int QD = c->heads * hd, KD = c->kv_heads * hd;
     float *W = m->quant ? m->wq : m->params;
     memcpy(m->tok, tok, (size_t)N * sizeof(int32_t));
-    trn_embed_forward(m->resid, tok, m->params + m->tens[0].off, N, H);
+    trn_embed_forward(m->ar.resid, tok, m->params + m->tens[0].off, N, H);
     for (int l = 0; l < c->layers; l++) {
-        struct lact *a = &m->acts[l];
+        struct trn_acts *a = &m->ar.acts[l];
         struct lptr p = layer_ptrs(m, m->params, l), w = layer_ptrs(m, W, l);
-        float *x = m->resid + (size_t)l * N * H, *xo = x + (size_t)N * H;
+        float *x = m->ar.resid + (size_t)l * N * H, *xo = x + (size_t)N * H;
         trn_rmsnorm_forward(a->xn1, a->r1, x, p.in_norm, N, H, c->eps);
         act_q(m, a->xq1, a->xn1, N, H);
         trn_linear_forward(a->q, a->xq1, w.q, N, H, QD);
@@ -526,38 +484,31 @@ int trn_model_forward(struct trn_model *m, const int32_t *tok, int B, int T)
         if (c->qk_norm) {
             trn_rmsnorm_forward(a->qn, a->rq, a->q, p.q_norm, N * c->heads, hd, c->eps);
             trn_rmsnorm_forward(a->kn, a->rk, a->k, p.k_norm, N * c->kv_heads, hd, c->eps);
-        } else {
-            memcpy(a->qn, a->q, (size_t)N * QD * sizeof(float));
-            memcpy(a->kn, a->k, (size_t)N * KD * sizeof(float));
-        }
-        trn_rope_forward(a->qr, a->qn, m->cs, m->sn, B, T, c->heads, hd);
-        trn_rope_forward(a->kr, a->kn, m->cs, m->sn, B, T, c->kv_heads, hd);
+        } /* else qn, kn alias q, k */
+        trn_rope_forward(a->qr, a->qn, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
+        trn_rope_forward(a->kr, a->kn, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
         trn_attention_forward(a->a, a->probs, a->qr, a->kr, a->v, B, T, c->heads, c->kv_heads, hd);
-        if (m->subln)
+        if (m->subln) /* else an aliases a */
             trn_rmsnorm_forward(a->an, a->ra, a->a, p.attn_sub, N, QD, c->eps);
-        else
-            memcpy(a->an, a->a, (size_t)N * QD * sizeof(float));
         act_q(m, a->xq2, a->an, N, QD);
-        trn_linear_forward(m->tmp, a->xq2, w.o, N, QD, H);
+        trn_linear_forward(m->ar.tmp, a->xq2, w.o, N, QD, H);
         for (size_t i = 0; i < (size_t)N * H; i++)
-            a->xm[i] = x[i] + m->tmp[i];
+            a->xm[i] = x[i] + m->ar.tmp[i];
         trn_rmsnorm_forward(a->xn2, a->r2, a->xm, p.post_norm, N, H, c->eps);
         act_q(m, a->xq3, a->xn2, N, H);
         trn_linear_forward(a->g, a->xq3, w.gate, N, H, I);
         trn_linear_forward(a->u, a->xq3, w.up, N, H, I);
         trn_swiglu_forward(a->h, a->g, a->u, (size_t)N * I);
-        if (m->subln)
+        if (m->subln) /* else hn aliases h */
             trn_rmsnorm_forward(a->hn, a->rh, a->h, p.ffn_sub, N, I, c->eps);
-        else
-            memcpy(a->hn, a->h, (size_t)N * I * sizeof(float));
         act_q(m, a->xq4, a->hn, N, I);
-        trn_linear_forward(m->tmp, a->xq4, w.down, N, I, H);
+        trn_linear_forward(m->ar.tmp, a->xq4, w.down, N, I, H);
         for (size_t i = 0; i < (size_t)N * H; i++)
-            xo[i] = a->xm[i] + m->tmp[i];
+            xo[i] = a->xm[i] + m->ar.tmp[i];
     }
-    trn_rmsnorm_forward(m->xf, m->rf, m->resid + (size_t)c->layers * N * H,
+    trn_rmsnorm_forward(m->ar.xf, m->ar.rf, m->ar.resid + (size_t)c->layers * N * H,
                         lp(m, m->params, -1, "model.norm.weight"), N, H, c->eps);
-    trn_linear_forward(m->logits, m->xf, head_w(m), N, H, c->vocab);
+    trn_linear_forward(m->ar.logits, m->ar.xf, head_w(m), N, H, c->vocab);
     return 0;
 }
 
@@ -574,69 +525,70 @@ int trn_model_backward(struct trn_model *m)
     size_t NH = (size_t)N * H;
     /* head and final norm */
     float *dhead = c->tie ? m->grads + m->tens[0].off : lp(m, m->grads, -1, "lm_head.weight");
-    memset(m->d1, 0, NH * sizeof(float));
-    trn_linear_backward(m->d1, dhead, m->dlogits, m->xf, head_w(m), N, H, c->vocab);
-    memset(m->dres, 0, NH * sizeof(float));
-    trn_rmsnorm_backward(m->dres, lp(m, m->grads, -1, "model.norm.weight"), m->d1,
-                         m->resid + (size_t)c->layers * NH, lp(m, m->params, -1,
-                         "model.norm.weight"), m->rf, N, H);
+    memset(m->ar.d1, 0, NH * sizeof(float));
+    trn_linear_backward(m->ar.d1, dhead, m->ar.dlogits, m->ar.xf, head_w(m), N, H, c->vocab);
+    memset(m->ar.dres, 0, NH * sizeof(float));
+    trn_rmsnorm_backward(m->ar.dres, lp(m, m->grads, -1, "model.norm.weight"), m->ar.d1,
+                         m->ar.resid + (size_t)c->layers * NH, lp(m, m->params, -1,
+                         "model.norm.weight"), m->ar.rf, N, H);
     for (int l = c->layers - 1; l >= 0; l--) {
-        struct lact *a = &m->acts[l];
+        struct trn_acts *a = &m->ar.acts[l];
         struct lptr p = layer_ptrs(m, m->params, l), w = layer_ptrs(m, W, l);
         struct lptr g = layer_ptrs(m, m->grads, l);
-        float *x = m->resid + (size_t)l * NH;
+        float *x = m->ar.resid + (size_t)l * NH;
         /* x' = xm + down(xq4): dxm = dres (kept in dres), dxq4 -> d1 */
-        memset(m->d1, 0, (size_t)N * I * sizeof(float));
-        trn_linear_backward(m->d1, g.down, m->dres, a->xq4, w.down, N, I, H);
+        memset(m->ar.d1, 0, (size_t)N * I * sizeof(float));
+        trn_linear_backward(m->ar.d1, g.down, m->ar.dres, a->xq4, w.down, N, I, H);
         /* STE: dhn = dxq4; SubLN */
-        float *dh = m->d1;
+        float *dh = m->ar.d1;
         if (m->subln) {
-            memset(m->d2, 0, (size_t)N * I * sizeof(float));
-            trn_rmsnorm_backward(m->d2, g.ffn_sub, m->d1, a->h, p.ffn_sub, a->rh, N, I);
-            dh = m->d2;
+            memset(m->ar.d2, 0, (size_t)N * I * sizeof(float));
+            trn_rmsnorm_backward(m->ar.d2, g.ffn_sub, m->ar.d1, a->h, p.ffn_sub, a->rh, N, I);
+            dh = m->ar.d2;
         }
-        memset(m->dg, 0, (size_t)N * I * sizeof(float));
-        memset(m->du, 0, (size_t)N * I * sizeof(float));
-        trn_swiglu_backward(m->dg, m->du, dh, a->g, a->u, (size_t)N * I);
-        memset(m->d1, 0, NH * sizeof(float));
-        trn_linear_backward(m->d1, g.gate, m->dg, a->xq3, w.gate, N, H, I);
-        trn_linear_backward(m->d1, g.up, m->du, a->xq3, w.up, N, H, I);
-        trn_rmsnorm_backward(m->dres, g.post_norm, m->d1, a->xm, p.post_norm, a->r2, N, H);
+        memset(m->ar.dg, 0, (size_t)N * I * sizeof(float));
+        memset(m->ar.du, 0, (size_t)N * I * sizeof(float));
+        trn_swiglu_backward(m->ar.dg, m->ar.du, dh, a->g, a->u, (size_t)N * I);
+        memset(m->ar.d1, 0, NH * sizeof(float));
+        trn_linear_backward(m->ar.d1, g.gate, m->ar.dg, a->xq3, w.gate, N, H, I);
+        trn_linear_backward(m->ar.d1, g.up, m->ar.du, a->xq3, w.up, N, H, I);
+        trn_rmsnorm_backward(m->ar.dres, g.post_norm, m->ar.d1, a->xm, p.post_norm, a->r2, N, H);
         /* xm = x + o(xq2): dx = dxm (dres), dxq2 -> d1 */
-        memset(m->d1, 0, (size_t)N * QD * sizeof(float));
-        trn_linear_backward(m->d1, g.o, m->dres, a->xq2, w.o, N, QD, H);
-        float *da = m->d1;
+        memset(m->ar.d1, 0, (size_t)N * QD * sizeof(float));
+        trn_linear_backward(m->ar.d1, g.o, m->ar.dres, a->xq2, w.o, N, QD, H);
+        float *da = m->ar.d1;
         if (m->subln) {
-            memset(m->d2, 0, (size_t)N * QD * sizeof(float));
-            trn_rmsnorm_backward(m->d2, g.attn_sub, m->d1, a->a, p.attn_sub, a->ra, N, QD);
-            da = m->d2;
+            memset(m->ar.d2, 0, (size_t)N * QD * sizeof(float));
+            trn_rmsnorm_backward(m->ar.d2, g.attn_sub, m->ar.d1, a->a, p.attn_sub, a->ra, N, QD);
+            da = m->ar.d2;
         }
         /* attention; the relation loss's gradients enter at qn, kn, v */
-        memset(m->dq, 0, (size_t)N * QD * sizeof(float)); /* d(qr) */
-        memset(m->dk, 0, (size_t)N * KD * sizeof(float)); /* d(kr) */
-        memcpy(m->dv, trn_model_dstate(m, l, TRN_V), (size_t)N * KD * sizeof(float));
-        trn_attention_backward(m->dq, m->dk, m->dv, da, a->probs, a->qr, a->kr, a->v, B, T,
-                               c->heads, c->kv_heads, hd, m->dsc);
-        memcpy(m->dqn, trn_model_dstate(m, l, TRN_Q), (size_t)N * QD * sizeof(float));
-        memcpy(m->dkn, trn_model_dstate(m, l, TRN_K), (size_t)N * KD * sizeof(float));
-        trn_rope_backward(m->dqn, m->dq, m->cs, m->sn, B, T, c->heads, hd);
-        trn_rope_backward(m->dkn, m->dk, m->cs, m->sn, B, T, c->kv_heads, hd);
-        float *dqp = m->dqn, *dkp = m->dkn;
+        /* the gradients of the states (qn, kn, v) accumulate where the relation loss left its
+         * part: this layer's dstate slice, read once */
+        float *dqn = trn_model_dstate(m, l, TRN_Q), *dkn = trn_model_dstate(m, l, TRN_K);
+        float *dv = trn_model_dstate(m, l, TRN_V);
+        memset(m->ar.dq, 0, (size_t)N * QD * sizeof(float)); /* d(qr) */
+        memset(m->ar.dk, 0, (size_t)N * KD * sizeof(float)); /* d(kr) */
+        trn_attention_backward(m->ar.dq, m->ar.dk, dv, da, a->probs, a->qr, a->kr, a->v, B, T,
+                               c->heads, c->kv_heads, hd, m->ar.dsc);
+        trn_rope_backward(dqn, m->ar.dq, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
+        trn_rope_backward(dkn, m->ar.dk, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
+        float *dqp = dqn, *dkp = dkn;
         if (c->qk_norm) {
-            memset(m->dq, 0, (size_t)N * QD * sizeof(float));
-            memset(m->dk, 0, (size_t)N * KD * sizeof(float));
-            trn_rmsnorm_backward(m->dq, g.q_norm, m->dqn, a->q, p.q_norm, a->rq, N * c->heads, hd);
-            trn_rmsnorm_backward(m->dk, g.k_norm, m->dkn, a->k, p.k_norm, a->rk, N * c->kv_heads,
+            memset(m->ar.dq, 0, (size_t)N * QD * sizeof(float));
+            memset(m->ar.dk, 0, (size_t)N * KD * sizeof(float));
+            trn_rmsnorm_backward(m->ar.dq, g.q_norm, dqn, a->q, p.q_norm, a->rq, N * c->heads, hd);
+            trn_rmsnorm_backward(m->ar.dk, g.k_norm, dkn, a->k, p.k_norm, a->rk, N * c->kv_heads,
                                  hd);
-            dqp = m->dq;
-            dkp = m->dk;
+            dqp = m->ar.dq;
+            dkp = m->ar.dk;
         }
-        memset(m->d1, 0, NH * sizeof(float));
-        trn_linear_backward(m->d1, g.q, dqp, a->xq1, w.q, N, H, QD);
-        trn_linear_backward(m->d1, g.k, dkp, a->xq1, w.k, N, H, KD);
-        trn_linear_backward(m->d1, g.v, m->dv, a->xq1, w.v, N, H, KD);
-        trn_rmsnorm_backward(m->dres, g.in_norm, m->d1, x, p.in_norm, a->r1, N, H);
+        memset(m->ar.d1, 0, NH * sizeof(float));
+        trn_linear_backward(m->ar.d1, g.q, dqp, a->xq1, w.q, N, H, QD);
+        trn_linear_backward(m->ar.d1, g.k, dkp, a->xq1, w.k, N, H, KD);
+        trn_linear_backward(m->ar.d1, g.v, dv, a->xq1, w.v, N, H, KD);
+        trn_rmsnorm_backward(m->ar.dres, g.in_norm, m->ar.d1, x, p.in_norm, a->r1, N, H);
     }
-    trn_embed_backward(m->grads + m->tens[0].off, m->dres, m->tok, N, H);
+    trn_embed_backward(m->grads + m->tens[0].off, m->ar.dres, m->tok, N, H);
     return 0;
 }

@@ -18,6 +18,7 @@
 #define BD_KERNELS_CUDA_KCUDA_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -40,6 +41,11 @@ int krn_cuda_device_count(char *why, size_t len);
 int krn_cuda_create(int dev, struct krn_cuda **out, char *err);
 void krn_cuda_free(struct krn_cuda *c); /* NULL: no-op */
 void krn_cuda_set_bf16(struct krn_cuda *c, int on);
+/* With BITDISTILL_CUDA_PROFILE=1 in the environment at krn_cuda_create, every op records CUDA
+ * events around itself (the outermost op of a nested call counts); this prints the device time
+ * per op name, largest first, and resets the counts. krn_cuda_free prints it too. No-op
+ * otherwise. */
+void krn_cuda_prof_report(struct krn_cuda *c, FILE *f);
 int krn_cuda_device(const struct krn_cuda *c);
 const char *krn_cuda_errmsg(const struct krn_cuda *c);
 /* Wait for the stream; 0 or the first sticky error (message in krn_cuda_errmsg). */
@@ -92,7 +98,7 @@ void krn_cuda_rope_backward(struct krn_cuda *c, float *dinp, const float *dout, 
 void krn_cuda_attention_forward(struct krn_cuda *c, float *out, float *probs, const float *q,
                                 const float *k, const float *v, int B, int T, int NH, int KVH,
                                 int HD);
-/* scratch: B*T*T floats (device). */
+/* scratch: B*NH*T*T floats (device): every head's dP/dS at once. */
 void krn_cuda_attention_backward(struct krn_cuda *c, float *dq, float *dk, float *dv,
                                  const float *dout, const float *probs, const float *q,
                                  const float *k, const float *v, int B, int T, int NH, int KVH,

@@ -5,7 +5,8 @@
 # jobs/train/cuda_model.c (the GPU model, plain C on kcuda.h) replaces jobs/train/cuda_stub.c.
 
 KRN_CUDA_SRCS = kernels/cuda/ops.cu kernels/cuda/nccl.cu
-EXTRA_DIST += $(KRN_CUDA_SRCS) kernels/cuda/kcuda.h docs/cuda.md tools/bench_cuda_torch.py
+EXTRA_DIST += $(KRN_CUDA_SRCS) kernels/cuda/kcuda.h docs/cuda.md tools/bench_cuda_torch.py \
+    tools/bench_hf_bitdistill.py
 
 if HAVE_CUDA
 NVCC_ARCH = -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90

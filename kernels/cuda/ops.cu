@@ -20,13 +20,102 @@
 
 #define NT 256 /* threads per block of the row kernels */
 
+#define CUBLAS_WS ((size_t)64 << 20)
+#define PROF_EVENTS 4096 /* event pairs recorded before they are resolved */
+#define PROF_NAMES 48
+
 struct krn_cuda {
     int dev, bf16, status;
     cudaStream_t st;
     cublasHandle_t blas;
     double *red; /* device reduction slots [4] */
     char err[KRN_CUDA_ERR_LEN];
+    /* BITDISTILL_CUDA_PROFILE=1: device time per op name, from an event pair around each
+     * outermost op call (recorded on the stream, resolved in batches and at the report) */
+    int prof, depth, nev, nnames;
+    cudaEvent_t *ev;                /* [2 * PROF_EVENTS] */
+    int ev_name[PROF_EVENTS];
+    const char *names[PROF_NAMES];
+    double ms[PROF_NAMES];
+    long calls[PROF_NAMES];
+    void **ptrs; /* device pointer arrays of the batched attention products [3 * nptr] */
+    void *ws;    /* cuBLAS workspace (Hopper's split-K and stream-K kernels want one) */
+    int nptr;
 };
+
+static void prof_resolve(struct krn_cuda *c)
+{
+    if (!c->nev)
+        return;
+    cudaEventSynchronize(c->ev[2 * (c->nev - 1) + 1]);
+    for (int i = 0; i < c->nev; i++) {
+        float ms = 0.0f;
+        if (cudaEventElapsedTime(&ms, c->ev[2 * i], c->ev[2 * i + 1]) == cudaSuccess) {
+            c->ms[c->ev_name[i]] += ms;
+            c->calls[c->ev_name[i]]++;
+        }
+    }
+    cudaGetLastError();
+    c->nev = 0;
+}
+
+static int prof_begin(struct krn_cuda *c, const char *name)
+{
+    int k = 0;
+    while (k < c->nnames && strcmp(c->names[k], name))
+        k++;
+    if (k == c->nnames) {
+        if (k == PROF_NAMES)
+            return -1;
+        c->names[c->nnames++] = name;
+    }
+    if (c->nev == PROF_EVENTS)
+        prof_resolve(c);
+    int i = c->nev++;
+    c->ev_name[i] = k;
+    cudaEventRecord(c->ev[2 * i], c->st);
+    return i;
+}
+
+/* One outermost op: ops called from inside another op count as part of it. */
+struct prof_scope {
+    struct krn_cuda *c;
+    int i;
+    prof_scope(struct krn_cuda *cc, const char *name) : c(cc), i(-1)
+    {
+        if (c->prof && c->depth++ == 0)
+            i = prof_begin(c, name);
+    }
+    ~prof_scope()
+    {
+        if (c->prof && --c->depth == 0 && i >= 0)
+            cudaEventRecord(c->ev[2 * i + 1], c->st);
+    }
+};
+#define PROF(c, name) prof_scope prof_scope_((c), (name))
+
+extern "C" void krn_cuda_prof_report(struct krn_cuda *c, FILE *f)
+{
+    if (!c->prof)
+        return;
+    prof_resolve(c);
+    double tot = 0.0;
+    for (int k = 0; k < c->nnames; k++)
+        tot += c->ms[k];
+    fprintf(f, "cuda:%d profile: %.1f ms of device time in ops\n", c->dev, tot);
+    int used[PROF_NAMES] = {0};
+    for (int n = 0; n < c->nnames; n++) {
+        int b = -1;
+        for (int k = 0; k < c->nnames; k++)
+            if (!used[k] && (b < 0 || c->ms[k] > c->ms[b]))
+                b = k;
+        used[b] = 1;
+        fprintf(f, "  %-26s %10.2f ms %5.1f%% %8ld calls\n", c->names[b], c->ms[b],
+                tot > 0 ? 100.0 * c->ms[b] / tot : 0.0, c->calls[b]);
+    }
+    memset(c->ms, 0, sizeof(c->ms));
+    memset(c->calls, 0, sizeof(c->calls));
+}
 
 static void fail(struct krn_cuda *c, int status, const char *fmt, ...)
 {
@@ -110,6 +199,20 @@ extern "C" int krn_cuda_create(int dev, struct krn_cuda **out, char *err)
     }
     cublasSetStream(c->blas, c->st);
     cublasSetMathMode(c->blas, CUBLAS_PEDANTIC_MATH);
+    if (cudaMalloc(&c->ws, CUBLAS_WS) == cudaSuccess)
+        cublasSetWorkspace(c->blas, c->ws, CUBLAS_WS);
+    else
+        c->ws = NULL; /* cuBLAS then works without one */
+    cudaGetLastError();
+    const char *pe = getenv("BITDISTILL_CUDA_PROFILE");
+    if (pe && *pe && strcmp(pe, "0")) {
+        c->ev = (cudaEvent_t *)calloc(2 * PROF_EVENTS, sizeof(cudaEvent_t));
+        c->prof = c->ev != NULL;
+        for (int i = 0; c->prof && i < 2 * PROF_EVENTS; i++)
+            if (cudaEventCreate(&c->ev[i]) != cudaSuccess)
+                c->prof = 0;
+        cudaGetLastError();
+    }
     *out = c;
     return 0;
 }
@@ -119,8 +222,20 @@ extern "C" void krn_cuda_free(struct krn_cuda *c)
     if (!c)
         return;
     cudaSetDevice(c->dev);
+    if (c->prof)
+        krn_cuda_prof_report(c, stderr);
+    if (c->ev) {
+        for (int i = 0; i < 2 * PROF_EVENTS; i++)
+            if (c->ev[i])
+                cudaEventDestroy(c->ev[i]);
+        free(c->ev);
+    }
     if (c->blas)
         cublasDestroy(c->blas);
+    if (c->ptrs)
+        cudaFree(c->ptrs);
+    if (c->ws)
+        cudaFree(c->ws);
     if (c->red)
         cudaFree(c->red);
     if (c->st)
@@ -197,11 +312,13 @@ extern "C" void krn_cuda_d2h(struct krn_cuda *c, void *dst, const void *src, siz
 
 extern "C" void krn_cuda_d2d(struct krn_cuda *c, void *dst, const void *src, size_t bytes)
 {
+    PROF(c, "copy");
     chk(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->st), "copy on device");
 }
 
 extern "C" void krn_cuda_zero(struct krn_cuda *c, void *p, size_t bytes)
 {
+    PROF(c, "zero");
     chk(c, cudaMemsetAsync(p, 0, bytes, c->st), "memset");
 }
 
@@ -284,6 +401,7 @@ __global__ void k_reduce(double *out, const float *x, size_t n, int mode)
 
 static double reduce(struct krn_cuda *c, const float *x, size_t n, int mode)
 {
+    PROF(c, "reduce (sync)");
     double r = 0.0;
     chk(c, cudaMemsetAsync(c->red, 0, sizeof(double), c->st), "memset");
     unsigned nb = blocks(n, NT);
@@ -311,6 +429,7 @@ extern "C" void krn_cuda_gemm(struct krn_cuda *c, int ta, int tb, int M, int N, 
                               int ldb, long long sb, float beta, float *C, int ldc, long long sc,
                               int batch)
 {
+    PROF(c, "gemm");
     /* row-major C[M][N] is column-major C^T: C^T = op(B)^T op(A)^T */
     cublasComputeType_t ct = c->bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
     cublasStatus_t s = cublasGemmStridedBatchedEx(
@@ -334,6 +453,7 @@ __global__ void k_add(float *out, const float *a, const float *b, size_t n)
 extern "C" void krn_cuda_add(struct krn_cuda *c, float *out, const float *a, const float *b,
                              size_t n)
 {
+    PROF(c, "add");
     k_add<<<blocks(n, NT), NT, 0, c->st>>>(out, a, b, n);
     LAUNCHED(c, "add");
 }
@@ -347,6 +467,7 @@ __global__ void k_scale(float *x, float a, size_t n)
 
 extern "C" void krn_cuda_scale(struct krn_cuda *c, float *x, float a, size_t n)
 {
+    PROF(c, "scale");
     k_scale<<<blocks(n, NT), NT, 0, c->st>>>(x, a, n);
     LAUNCHED(c, "scale");
 }
@@ -367,6 +488,7 @@ __global__ void k_wquant(float *wq, const float *w, size_t n, const double *sabs
 
 extern "C" void krn_cuda_wquant(struct krn_cuda *c, float *wq, const float *w, size_t n)
 {
+    PROF(c, "weight quant");
     chk(c, cudaMemsetAsync(c->red, 0, sizeof(double), c->st), "memset");
     unsigned nb = blocks(n, NT);
     k_reduce<<<nb > 1024 ? 1024 : nb, NT, 0, c->st>>>(c->red, w, n, 2);
@@ -391,6 +513,7 @@ __global__ void k_aquant(float *xq, const float *x, int C)
 
 extern "C" void krn_cuda_aquant(struct krn_cuda *c, float *xq, const float *x, int N, int C)
 {
+    PROF(c, "activation quant");
     k_aquant<<<N, NT, 0, c->st>>>(xq, x, C);
     LAUNCHED(c, "aquant");
 }
@@ -416,6 +539,7 @@ __global__ void k_embed_bwd(float *dwte, const float *dout, const int32_t *tok, 
 extern "C" void krn_cuda_embed_forward(struct krn_cuda *c, float *out, const int32_t *tok,
                                        const float *wte, int N, int C)
 {
+    PROF(c, "embed fwd");
     k_embed_fwd<<<N, NT, 0, c->st>>>(out, tok, wte, C);
     LAUNCHED(c, "embed forward");
 }
@@ -423,6 +547,7 @@ extern "C" void krn_cuda_embed_forward(struct krn_cuda *c, float *out, const int
 extern "C" void krn_cuda_embed_backward(struct krn_cuda *c, float *dwte, const float *dout,
                                         const int32_t *tok, int N, int C)
 {
+    PROF(c, "embed bwd");
     k_embed_bwd<<<N, NT, 0, c->st>>>(dwte, dout, tok, C);
     LAUNCHED(c, "embed backward");
 }
@@ -432,6 +557,7 @@ extern "C" void krn_cuda_embed_backward(struct krn_cuda *c, float *dwte, const f
 extern "C" void krn_cuda_linear_forward(struct krn_cuda *c, float *out, const float *inp,
                                         const float *w, int N, int C, int OC)
 {
+    PROF(c, OC > 65536 ? "head fwd" : "linear fwd");
     krn_cuda_gemm(c, 0, 1, N, OC, C, 1.0f, inp, C, 0, w, C, 0, 0.0f, out, OC, 0, 1);
 }
 
@@ -439,6 +565,7 @@ extern "C" void krn_cuda_linear_backward(struct krn_cuda *c, float *dinp, float 
                                          const float *dout, const float *inp, const float *w,
                                          int N, int C, int OC)
 {
+    PROF(c, OC > 65536 ? "head bwd" : "linear bwd");
     if (dinp)
         krn_cuda_gemm(c, 0, 0, N, C, OC, 1.0f, dout, OC, 0, w, C, 0, 1.0f, dinp, C, 0, 1);
     if (dw)
@@ -476,6 +603,43 @@ __global__ void k_rms_bwd(float *dinp, const float *dout, const float *inp, cons
         dx[j] += s * w[j] * dy[j] - x[j] * k;
 }
 
+/* The same two kernels with one warp per row, for short rows (QK-norm's head_dim): a block of
+ * 256 threads holds 8 rows and needs no block-wide synchronisation. */
+__global__ void k_rms_fwd_w(float *out, float *rstd, const float *inp, const float *w, int N,
+                            int C, float eps)
+{
+    int row = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (row >= N)
+        return;
+    const float *x = inp + (size_t)row * C;
+    float *y = out + (size_t)row * C, ss = 0.0f;
+    for (int j = lane; j < C; j += 32)
+        ss += x[j] * x[j];
+    ss = warp_sum(ss);
+    float inv = 1.0f / sqrtf(ss / (float)C + eps);
+    if (!lane)
+        rstd[row] = inv;
+    for (int j = lane; j < C; j += 32)
+        y[j] = w[j] * (x[j] * inv);
+}
+
+__global__ void k_rms_bwd_w(float *dinp, const float *dout, const float *inp, const float *w,
+                            const float *rstd, int N, int C)
+{
+    int row = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (row >= N)
+        return;
+    const float *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
+    float *dx = dinp + (size_t)row * C, s = rstd[row];
+    double dot = 0.0;
+    for (int j = lane; j < C; j += 32)
+        dot += (double)(w[j] * dy[j]) * x[j];
+    dot = warp_sumd(dot);
+    float k = (float)dot * s * s * s / (float)C;
+    for (int j = lane; j < C; j += 32)
+        dx[j] += s * w[j] * dy[j] - x[j] * k;
+}
+
 /* dw[j] += sum over this block's rows of dy * x * rstd (one atomic per column per block). */
 #define RMS_DW_ROWS 64
 __global__ void k_rms_dw(float *dw, const float *dout, const float *inp, const float *rstd,
@@ -495,7 +659,11 @@ extern "C" void krn_cuda_rmsnorm_forward(struct krn_cuda *c, float *out, float *
                                          const float *inp, const float *w, int N, int C,
                                          float eps)
 {
-    k_rms_fwd<<<N, C >= 1024 ? NT : 128, 0, c->st>>>(out, rstd, inp, w, C, eps);
+    PROF(c, "rmsnorm fwd");
+    if (C <= 256)
+        k_rms_fwd_w<<<(unsigned)((N + 7) / 8), 256, 0, c->st>>>(out, rstd, inp, w, N, C, eps);
+    else
+        k_rms_fwd<<<N, C >= 1024 ? NT : 128, 0, c->st>>>(out, rstd, inp, w, C, eps);
     LAUNCHED(c, "rmsnorm forward");
 }
 
@@ -503,7 +671,11 @@ extern "C" void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, float
                                           const float *dout, const float *inp, const float *w,
                                           const float *rstd, int N, int C)
 {
-    k_rms_bwd<<<N, C >= 1024 ? NT : 128, 0, c->st>>>(dinp, dout, inp, w, rstd, C);
+    PROF(c, "rmsnorm bwd");
+    if (C <= 256)
+        k_rms_bwd_w<<<(unsigned)((N + 7) / 8), 256, 0, c->st>>>(dinp, dout, inp, w, rstd, N, C);
+    else
+        k_rms_bwd<<<N, C >= 1024 ? NT : 128, 0, c->st>>>(dinp, dout, inp, w, rstd, C);
     if (dw) {
         dim3 g((unsigned)((C + 127) / 128), (unsigned)((N + RMS_DW_ROWS - 1) / RMS_DW_ROWS));
         k_rms_dw<<<g, 128, 0, c->st>>>(dw, dout, inp, rstd, N, C);
@@ -540,6 +712,7 @@ extern "C" void krn_cuda_rope_forward(struct krn_cuda *c, float *out, const floa
                                       const float *cs, const float *sn, int B, int T, int NH,
                                       int HD)
 {
+    PROF(c, "rope fwd");
     size_t n = (size_t)B * T * NH * (HD / 2);
     k_rope<<<(unsigned)((n + NT - 1) / NT), NT, 0, c->st>>>(out, inp, cs, sn, T, NH, HD, n, 0);
     LAUNCHED(c, "rope forward");
@@ -549,6 +722,7 @@ extern "C" void krn_cuda_rope_backward(struct krn_cuda *c, float *dinp, const fl
                                        const float *cs, const float *sn, int B, int T, int NH,
                                        int HD)
 {
+    PROF(c, "rope bwd");
     size_t n = (size_t)B * T * NH * (HD / 2);
     k_rope<<<(unsigned)((n + NT - 1) / NT), NT, 0, c->st>>>(dinp, dout, cs, sn, T, NH, HD, n, 1);
     LAUNCHED(c, "rope backward");
@@ -575,12 +749,12 @@ __global__ void k_causal_softmax(float *P, int T)
         p[j] = j <= t ? p[j] * inv : 0.0f;
 }
 
-/* dS = P * (dP - rowsum(P * dP)) * scale on the causal part, 0 above; dp [B][T][T] of head h,
- * P rows of head h at ((b*NH + h)*T + t)*T. */
-__global__ void k_softmax_bwd(float *dp, const float *P, int T, int NH, int h, float scale)
+/* dS = P * (dP - rowsum(P * dP)) * scale on the causal part, 0 above; one block per row of
+ * dP and P, both [B][NH][T][T] (row r is query t = r % T). */
+__global__ void k_softmax_bwd(float *dp, const float *P, int T, float scale)
 {
-    int b = blockIdx.x / T, t = blockIdx.x % T;
-    const float *p = P + (((size_t)b * NH + h) * T + t) * T;
+    int t = blockIdx.x % T;
+    const float *p = P + (size_t)blockIdx.x * T;
     float *d = dp + (size_t)blockIdx.x * T, dot = 0.0f;
     for (int j = threadIdx.x; j <= t; j += blockDim.x)
         dot += p[j] * d[j];
@@ -591,27 +765,84 @@ __global__ void k_softmax_bwd(float *dp, const float *P, int T, int NH, int h, f
 
 static unsigned row_threads(int T) { return T >= 512 ? NT : T >= 128 ? 128 : 32; }
 
+/* Where operand X of product (b, j) starts: base + b * sb + (j / div) * sj. */
+struct bptr {
+    const float *base;
+    long long sb, sj;
+    int div;
+};
+
+/* The pointer arrays of a batched product over (b < B, j < J), index b * J + j. */
+__global__ void k_bptrs(const float **pa, const float **pb, float **pc, struct bptr a,
+                        struct bptr b, struct bptr cc, int B, int J)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= B * J)
+        return;
+    int bi = i / J, j = i % J;
+    pa[i] = a.base + bi * a.sb + (j / a.div) * a.sj;
+    pb[i] = b.base + bi * b.sb + (j / b.div) * b.sj;
+    pc[i] = (float *)cc.base + bi * cc.sb + (j / cc.div) * cc.sj;
+}
+
+/* Row-major C[M][N] = alpha op(A) op(B) + beta C for every (b, j) at once (cuBLAS pointer-array
+ * batch): attention's per-head products as one call instead of one per head. Products of one
+ * call must not write the same C (GQA's key/value gradients go one group member per call). */
+static void gemm_heads(struct krn_cuda *c, int ta, int tb, int M, int N, int K, float alpha,
+                       struct bptr A, int lda, struct bptr B, int ldb, float beta, struct bptr C,
+                       int ldc, int nb, int nj)
+{
+    int n = nb * nj;
+    if (n > c->nptr) {
+        if (c->ptrs)
+            cudaFree(c->ptrs);
+        c->ptrs = NULL;
+        c->nptr = 0;
+        cudaError_t e = cudaMalloc((void **)&c->ptrs, 3 * (size_t)n * sizeof(void *));
+        if (e != cudaSuccess) {
+            chk(c, e, "attention pointer arrays");
+            return;
+        }
+        c->nptr = n;
+    }
+    const float **pa = (const float **)c->ptrs, **pb = pa + n;
+    float **pc = (float **)(pb + n);
+    k_bptrs<<<(unsigned)((n + 127) / 128), 128, 0, c->st>>>(pa, pb, pc, A, B, C, nb, nj);
+    LAUNCHED(c, "attention pointer arrays");
+    cublasComputeType_t ct = c->bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
+    /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T */
+    cublasStatus_t s = cublasGemmBatchedEx(
+        c->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha,
+        (const void *const *)pb, CUDA_R_32F, ldb, (const void *const *)pa, CUDA_R_32F, lda, &beta,
+        (void *const *)pc, CUDA_R_32F, ldc, n, ct, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        fail(c, s == CUBLAS_STATUS_ALLOC_FAILED ? KRN_CUDA_ENOMEM : KRN_CUDA_EDEVICE,
+             "cublas: batched gemm %dx%dx%d (batch %d): %s", M, N, K, n,
+             cublasGetStatusString(s));
+}
+
+static struct bptr bp(const float *base, long long sb, long long sj, int div)
+{
+    struct bptr r = {base, sb, sj, div};
+    return r;
+}
+
 extern "C" void krn_cuda_attention_forward(struct krn_cuda *c, float *out, float *probs,
                                            const float *q, const float *k, const float *v, int B,
                                            int T, int NH, int KVH, int HD)
 {
+    PROF(c, "attention fwd");
     int grp = NH / KVH, qs = NH * HD, ks = KVH * HD;
     float scale = 1.0f / sqrtf((float)HD);
-    long long tt = (long long)T * T;
-    for (int h = 0; h < NH; h++) {
-        int kh = h / grp;
-        krn_cuda_gemm(c, 0, 1, T, T, HD, scale, q + (size_t)h * HD, qs, (long long)T * qs,
-                      k + (size_t)kh * HD, ks, (long long)T * ks, 0.0f, probs + (size_t)h * tt,
-                      T, NH * tt, B);
-    }
+    long long tt = (long long)T * T, tq = (long long)T * qs, tk = (long long)T * ks;
+    /* S[b][h] = scale Q[b, :, h] K[b, :, h / grp]^T */
+    gemm_heads(c, 0, 1, T, T, HD, scale, bp(q, tq, HD, 1), qs, bp(k, tk, HD, grp), ks, 0.0f,
+               bp(probs, NH * tt, tt, 1), T, B, NH);
     k_causal_softmax<<<(unsigned)B * NH * T, row_threads(T), 0, c->st>>>(probs, T);
     LAUNCHED(c, "attention softmax");
-    for (int h = 0; h < NH; h++) {
-        int kh = h / grp;
-        krn_cuda_gemm(c, 0, 0, T, HD, T, 1.0f, probs + (size_t)h * tt, T, NH * tt,
-                      v + (size_t)kh * HD, ks, (long long)T * ks, 0.0f, out + (size_t)h * HD, qs,
-                      (long long)T * qs, B);
-    }
+    /* O[b, :, h] = P[b][h] V[b, :, h / grp] */
+    gemm_heads(c, 0, 0, T, HD, T, 1.0f, bp(probs, NH * tt, tt, 1), T, bp(v, tk, HD, grp), ks,
+               0.0f, bp(out, tq, HD, 1), qs, B, NH);
 }
 
 extern "C" void krn_cuda_attention_backward(struct krn_cuda *c, float *dq, float *dk, float *dv,
@@ -619,26 +850,28 @@ extern "C" void krn_cuda_attention_backward(struct krn_cuda *c, float *dq, float
                                             const float *q, const float *k, const float *v, int B,
                                             int T, int NH, int KVH, int HD, float *scratch)
 {
+    PROF(c, "attention bwd");
     int grp = NH / KVH, qs = NH * HD, ks = KVH * HD;
     float scale = 1.0f / sqrtf((float)HD);
     long long tt = (long long)T * T, tq = (long long)T * qs, tk = (long long)T * ks;
-    for (int h = 0; h < NH; h++) {
-        size_t qo = (size_t)h * HD, ko = (size_t)(h / grp) * HD;
-        const float *P = probs + (size_t)h * tt;
-        /* dP = dO V^T; dV += P^T dO */
-        krn_cuda_gemm(c, 0, 1, T, T, HD, 1.0f, dout + qo, qs, tq, v + ko, ks, tk, 0.0f, scratch,
-                      T, tt, B);
-        krn_cuda_gemm(c, 1, 0, T, HD, T, 1.0f, P, T, NH * tt, dout + qo, qs, tq, 1.0f, dv + ko,
-                      ks, tk, B);
-        k_softmax_bwd<<<(unsigned)B * T, row_threads(T), 0, c->st>>>(scratch, probs, T, NH, h,
-                                                                      scale);
-        LAUNCHED(c, "attention softmax backward");
-        /* dQ += dS K; dK += dS^T Q */
-        krn_cuda_gemm(c, 0, 0, T, HD, T, 1.0f, scratch, T, tt, k + ko, ks, tk, 1.0f, dq + qo, qs,
-                      tq, B);
-        krn_cuda_gemm(c, 1, 0, T, HD, T, 1.0f, scratch, T, tt, q + qo, qs, tq, 1.0f, dk + ko, ks,
-                      tk, B);
-    }
+    /* dP[b][h] = dO[b, :, h] V[b, :, h / grp]^T, every head at once */
+    gemm_heads(c, 0, 1, T, T, HD, 1.0f, bp(dout, tq, HD, 1), qs, bp(v, tk, HD, grp), ks, 0.0f,
+               bp(scratch, NH * tt, tt, 1), T, B, NH);
+    /* dV[b, :, g] += P[b][h]^T dO[b, :, h] for h = g * grp + r: one group member per call */
+    for (int r = 0; r < grp; r++)
+        gemm_heads(c, 1, 0, T, HD, T, 1.0f, bp(probs + r * tt, NH * tt, grp * tt, 1), T,
+                   bp(dout + (size_t)r * HD, tq, (long long)grp * HD, 1), qs, 1.0f,
+                   bp(dv, tk, HD, 1), ks, B, KVH);
+    k_softmax_bwd<<<(unsigned)B * NH * T, row_threads(T), 0, c->st>>>(scratch, probs, T, scale);
+    LAUNCHED(c, "attention softmax backward");
+    /* dQ[b, :, h] += dS[b][h] K[b, :, h / grp] */
+    gemm_heads(c, 0, 0, T, HD, T, 1.0f, bp(scratch, NH * tt, tt, 1), T, bp(k, tk, HD, grp), ks,
+               1.0f, bp(dq, tq, HD, 1), qs, B, NH);
+    /* dK[b, :, g] += dS[b][h]^T Q[b, :, h], one group member per call */
+    for (int r = 0; r < grp; r++)
+        gemm_heads(c, 1, 0, T, HD, T, 1.0f, bp(scratch + r * tt, NH * tt, grp * tt, 1), T,
+                   bp(q + (size_t)r * HD, tq, (long long)grp * HD, 1), qs, 1.0f,
+                   bp(dk, tk, HD, 1), ks, B, KVH);
 }
 
 /* ------------------------------------------------------------------ SwiGLU */
@@ -664,6 +897,7 @@ __global__ void k_swiglu_bwd(float *dg, float *du, const float *dout, const floa
 extern "C" void krn_cuda_swiglu_forward(struct krn_cuda *c, float *out, const float *g,
                                         const float *u, size_t n)
 {
+    PROF(c, "swiglu fwd");
     k_swiglu_fwd<<<blocks(n, NT), NT, 0, c->st>>>(out, g, u, n);
     LAUNCHED(c, "swiglu forward");
 }
@@ -672,6 +906,7 @@ extern "C" void krn_cuda_swiglu_backward(struct krn_cuda *c, float *dg, float *d
                                          const float *dout, const float *g, const float *u,
                                          size_t n)
 {
+    PROF(c, "swiglu bwd");
     k_swiglu_bwd<<<blocks(n, NT), NT, 0, c->st>>>(dg, du, dout, g, u, n);
     LAUNCHED(c, "swiglu backward");
 }
@@ -716,6 +951,7 @@ extern "C" void krn_cuda_ce(struct krn_cuda *c, float *rowloss, float *dlogits,
                             const float *logits, const int32_t *target, int N, int V, int kept,
                             float scale)
 {
+    PROF(c, "cross-entropy");
     float w = kept ? scale / (float)kept : 0.0f;
     k_ce<<<N, NT, 0, c->st>>>(rowloss, kept ? dlogits : NULL, logits, target, V, w);
     LAUNCHED(c, "cross-entropy");
@@ -747,6 +983,7 @@ extern "C" void krn_cuda_kl(struct krn_cuda *c, float *rowloss, float *ds, const
                             const float *t, const int32_t *target, int N, int V, float tau,
                             int kept, float scale)
 {
+    PROF(c, "logits kl");
     float w = kept ? scale / (float)kept / tau : 0.0f;
     k_kl<<<N, NT, 0, c->st>>>(rowloss, kept ? ds : NULL, s, t, target, V, tau, w);
     LAUNCHED(c, "logits kl");
@@ -855,6 +1092,7 @@ extern "C" double krn_cuda_relation(struct krn_cuda *c, float *dsv, const float 
                                     int Cs, int Ct, int S, int scaled, float t_r, float scale,
                                     float *scratch)
 {
+    PROF(c, "relation");
     if (rows <= 0)
         return 0.0;
     int ds = Cs / S, dt = Ct / S, R = B * S * T, cosine = !scaled;
@@ -910,6 +1148,7 @@ extern "C" void krn_cuda_adamw(struct krn_cuda *c, float *p, const float *g, flo
                                size_t n, float lr, float b1, float b2, float eps, float wd,
                                float bc1, float bc2, float cs)
 {
+    PROF(c, "adamw");
     k_adamw<<<blocks(n, NT), NT, 0, c->st>>>(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, cs);
     LAUNCHED(c, "adamw");
 }
