@@ -16,20 +16,21 @@
 #include "server/auth.h"
 #include "server/http.h"
 #include "server/server.h"
+#include "store/store.h"
 
 struct eng_registry;
 struct eng_sched;
-struct job_writer;
+struct store_writer;
 struct job_sup;
 
 struct api_ctx {
     struct srv_server *srv;          /* borrowed */
-    struct job_store *store;         /* borrowed */
+    struct store *store;         /* borrowed */
     struct eng_registry *registry;   /* borrowed: models served */
     struct eng_sched *sched;         /* borrowed: the engine workers */
     int engine_threads;              /* threads of each worker's passes (models get this) */
     struct api_infer *infer;         /* owned: requests waiting for a place (api/infer.c) */
-    struct job_writer *writer;       /* borrowed: the database's writer thread */
+    struct store_writer *writer;       /* borrowed: the database's writer thread */
     struct job_sup *sup;             /* borrowed: the job supervisor */
     const char *data_dir;            /* borrowed */
     char model_root[1024];           /* realpath of the model root */
@@ -56,6 +57,14 @@ extern const struct api_route *const api_routes[];
 struct srv_hooks api_hooks(struct api_ctx *ctx);
 
 /*
+ * The keyring srv_auth_check asks (server/auth.h), answered from the API keys of `st` (borrowed,
+ * must outlive the keyring; reader connection, loop thread).
+ */
+struct srv_keyring api_keyring(struct store *st);
+/* Copy a key made by srv_auth_key_new into the store's record of it. */
+void api_key_record(const struct srv_key *key, struct store_key *rec);
+
+/*
  * Answer with the error format {"error":{"message","type","param","code"}}: `type` follows from
  * the status (invalid_request_error, authentication_error, ...); param and code may be NULL.
  */
@@ -70,6 +79,11 @@ int api_compat_error(struct srv_req *req, int status, const char *message, const
 
 /* The error `type` for an HTTP status. */
 const char *api_error_type(int status);
+
+/* The HTTP status for an engine status (engine/err.h): 200 for ENG_OK, 400 for a request the
+ * engine refuses (ENG_EINVAL, ENG_ERANGE), 500 for the engine's own failures (ENG_ENOMEM,
+ * ENG_EINTERNAL and anything else). The engine speaks no HTTP; this is the one place that does. */
+int api_eng_http_status(int eng_status);
 
 /*
  * Parse the request body as a JSON object. On failure answers 400 (naming the JSON error's

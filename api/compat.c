@@ -86,7 +86,7 @@ static int get_side(struct srv_req *req, json_t *body, const char *name, int *le
 }
 
 /* Allocate job->logits when the answer wants raw scores. 0 or -1 (answered). */
-static int want_logits(struct srv_req *req, struct eng_job *job, int raw)
+static int want_logits(struct srv_req *req, struct eng_request *job, int raw)
 {
     if (raw && !(job->logits = calloc((size_t)job->ninputs * job->model->meta.nlabels,
                                       sizeof(float)))) {
@@ -98,7 +98,7 @@ static int want_logits(struct srv_req *req, struct eng_job *job, int raw)
 
 /* ---- vLLM: POST /classify ------------------------------------------------------------------ */
 
-static void vllm_answer(struct srv_req *req, const struct eng_job *j, long created, void *arg)
+static void vllm_answer(struct srv_req *req, const struct eng_request *j, long created, void *arg)
 {
     const struct compat_arg *a = arg;
     const struct eng_served *m = j->model;
@@ -144,7 +144,7 @@ static void vllm_classify(struct srv_req *req, struct api_ctx *ctx)
     static const char *const keys[] = {"model", "input", "truncate_prompt_tokens",
                                        "truncation_side", "use_activation", "user", NULL};
     json_t *body = api_body_json(req), *texts[COMPAT_MAX_INPUTS];
-    struct eng_job *job = NULL;
+    struct eng_request *job = NULL;
     struct compat_arg *a = NULL;
     int left = 1, activation = 1;
     long tpt = 0;
@@ -180,7 +180,7 @@ static void vllm_classify(struct srv_req *req, struct api_ctx *ctx)
     api_infer_classify_submit(req, ctx, job, &vllm_shape, a);
     job = NULL;
 out:
-    eng_job_free(job);
+    eng_request_free(job);
     json_decref(body);
 }
 
@@ -211,7 +211,7 @@ static json_t *tei_predictions(const struct eng_served *m, const float *v)
     return list;
 }
 
-static void tei_answer(struct srv_req *req, const struct eng_job *j, long created, void *arg)
+static void tei_answer(struct srv_req *req, const struct eng_request *j, long created, void *arg)
 {
     const struct compat_arg *a = arg;
     int nl = j->model->meta.nlabels;
@@ -294,7 +294,7 @@ static void tei_predict(struct srv_req *req, struct api_ctx *ctx)
     static const char *const keys[] = {"inputs", "truncate", "truncation_direction",
                                        "raw_scores", "model", NULL};
     json_t *body = api_body_json(req), *texts[COMPAT_MAX_INPUTS];
-    struct eng_job *job = NULL;
+    struct eng_request *job = NULL;
     struct compat_arg *a = NULL;
     int truncate = 0, left = 0, raw = 0, batch = 0;
     size_t n = 0;
@@ -320,7 +320,7 @@ static void tei_predict(struct srv_req *req, struct api_ctx *ctx)
     api_infer_classify_submit(req, ctx, job, &tei_shape, a);
     job = NULL;
 out:
-    eng_job_free(job);
+    eng_request_free(job);
     json_decref(body);
 }
 

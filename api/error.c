@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "engine/err.h"
 
 const char *api_error_type(int status)
 {
@@ -20,6 +21,16 @@ const char *api_error_type(int status)
     case 503: return "unavailable_error";
     }
     return status >= 500 ? "server_error" : "invalid_request_error";
+}
+
+int api_eng_http_status(int eng_status)
+{
+    switch (eng_status) {
+    case ENG_OK: return 200;
+    case ENG_EINVAL:
+    case ENG_ERANGE: return 400;
+    }
+    return 500;
 }
 
 static const char *api_default_code(int status)

@@ -271,9 +271,9 @@ static void fdel_done(struct srv_req *req, void *arg, struct api_ctx *ctx)
 {
     struct fdel *d = arg;
     (void)ctx;
-    if (d->rc == JOB_STORE_ENOTFOUND)
+    if (d->rc == STORE_ENOTFOUND)
         api_errorf(req, 404, "id", "file_not_found", "no file '%s'", d->id);
-    else if (d->rc == JOB_STORE_EEXIST)
+    else if (d->rc == STORE_EEXIST)
         api_errorf(req, 409, "id", "file_in_use", "file '%s' is used by job '%s', which has not "
                    "finished", d->id, d->job);
     else if (d->rc)

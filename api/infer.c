@@ -49,7 +49,7 @@ struct infer_text { char *p; size_t n, cap; };
 struct infer_req {
     struct srv_req *req;       /* referenced */
     struct api_ctx *ctx;
-    struct eng_job *parked;    /* while parked: the job waiting for a place (owned) */
+    struct eng_request *parked;    /* while parked: the job waiting for a place (owned) */
     struct infer_req *park_next;
     uint64_t park_deadline;    /* uv_now, ms */
     enum infer_kind kind;
@@ -198,7 +198,7 @@ struct api_infer {
 };
 
 /* Refuse ir's job with 429 (its request, if still there) and free both. */
-static void refuse(struct infer_req *ir, struct eng_job *job)
+static void refuse(struct infer_req *ir, struct eng_request *job)
 {
     struct srv_req *req = ir->req;
     if (srv_req_alive(req)) {
@@ -206,7 +206,7 @@ static void refuse(struct infer_req *ir, struct eng_job *job)
         api_error(req, 429, "the inference queue is full: retry later", NULL, "queue_full");
     }
     infer_free(ir);
-    eng_job_free(job);
+    eng_request_free(job);
 }
 
 static void park_timer_cb(uv_timer_t *t);
@@ -234,7 +234,7 @@ static void park_flush(struct api_ctx *ctx, int expire)
     uint64_t now = uv_now(pk->timer.loop);
     while (pk->head) {
         struct infer_req *ir = pk->head;
-        struct eng_job *job = ir->parked;
+        struct eng_request *job = ir->parked;
         int alive = srv_req_alive(ir->req);
         int queued = alive && eng_sched_submit(ctx->sched, job) == 0;
         if (alive && !queued && (!expire || ir->park_deadline > now))
@@ -257,7 +257,7 @@ static void park_timer_cb(uv_timer_t *t)
 }
 
 /* Park ir with its job (ownership passes to the park). Returns 0, or -1 (out of memory). */
-static int park(struct api_ctx *ctx, struct infer_req *ir, struct eng_job *job)
+static int park(struct api_ctx *ctx, struct infer_req *ir, struct eng_request *job)
 {
     struct api_infer *pk = ctx->infer;
     if (!pk) {
@@ -285,7 +285,7 @@ static int park(struct api_ctx *ctx, struct infer_req *ir, struct eng_job *job)
  * Submit the job; when the engine's queue is full (or others wait already: first come, first
  * served), park it for up to queue-wait-ms; with no wait allowed, answer 429. Takes the job.
  */
-static void submit(struct srv_req *req, struct api_ctx *ctx, struct eng_job *job,
+static void submit(struct srv_req *req, struct api_ctx *ctx, struct eng_request *job,
                    struct infer_req *ir)
 {
     ir->req = req;
@@ -328,11 +328,11 @@ int api_infer_inputs(struct srv_req *req, json_t *body, json_t **texts, size_t *
     return 0;
 }
 
-struct eng_job *api_infer_classify_job(struct srv_req *req, struct api_ctx *ctx, json_t *body,
+struct eng_request *api_infer_classify_job(struct srv_req *req, struct api_ctx *ctx, json_t *body,
                                        json_t *const *texts, size_t n)
 {
     struct eng_served *model = pick_model(req, ctx, body, ENG_TASK_CLASSIFICATION, 0);
-    struct eng_job *job = NULL;
+    struct eng_request *job = NULL;
     if (!model)
         return NULL;
     if (model->task != ENG_TASK_CLASSIFICATION) {
@@ -340,7 +340,7 @@ struct eng_job *api_infer_classify_job(struct srv_req *req, struct api_ctx *ctx,
                    "classification model", model->id, eng_task_name(model->task));
         goto out;
     }
-    job = eng_job_new(ENG_JOB_CLASSIFY, model);
+    job = eng_request_new(ENG_JOB_CLASSIFY, model);
     if (!job || !(job->inputs = calloc(n, sizeof(char *))))
         goto oom;
     for (size_t i = 0; i < n; i++) {
@@ -350,7 +350,7 @@ struct eng_job *api_infer_classify_job(struct srv_req *req, struct api_ctx *ctx,
     }
     goto out;
 oom:
-    eng_job_free(job);
+    eng_request_free(job);
     job = NULL;
     api_error(req, 500, "out of memory", NULL, NULL);
 out:
@@ -362,7 +362,7 @@ static void classify(struct srv_req *req, struct api_ctx *ctx)
 {
     static const char *const keys[] = {"model", "input", "top_k", "truncate", "user", NULL};
     json_t *body = api_body_json(req), *texts[MAX_INPUTS];
-    struct eng_job *job = NULL;
+    struct eng_request *job = NULL;
     long top_k = 0;
     int truncate = 1;
     size_t n;
@@ -383,12 +383,12 @@ static void classify(struct srv_req *req, struct api_ctx *ctx)
     submit(req, ctx, job, ir);
     job = NULL;
 out:
-    eng_job_free(job);
+    eng_request_free(job);
     json_decref(body);
 }
 
 /* Shared by summarize and completions: sampling options and stop strings. */
-static int gen_options(struct srv_req *req, json_t *body, struct eng_job *job, int max_default)
+static int gen_options(struct srv_req *req, json_t *body, struct eng_request *job, int max_default)
 {
     long max_tokens = max_default, seed = 0;
     double temp = 0.0, top_p = 1.0;
@@ -434,7 +434,7 @@ static void generate(struct srv_req *req, struct api_ctx *ctx, enum infer_kind k
                                            "presence_penalty", "frequency_penalty", NULL};
     json_t *body = api_body_json(req);
     struct eng_served *model = NULL;
-    struct eng_job *job = NULL;
+    struct eng_request *job = NULL;
     int stream = 0;
     if (!body)
         return;
@@ -464,7 +464,7 @@ static void generate(struct srv_req *req, struct api_ctx *ctx, enum infer_kind k
                                                      : ENG_TASK_GENERATION,
                              kind == INFER_COMPLETE)))
         goto out;
-    job = eng_job_new(ENG_JOB_GENERATE, model);
+    job = eng_request_new(ENG_JOB_GENERATE, model);
     struct infer_req *ir = calloc(1, sizeof(*ir));
     if (!job || !ir) {
         free(ir);
@@ -492,7 +492,7 @@ static void generate(struct srv_req *req, struct api_ctx *ctx, enum infer_kind k
     submit(req, ctx, job, ir);
     job = NULL;
 out:
-    eng_job_free(job);
+    eng_request_free(job);
     eng_served_unref(model);
     json_decref(body);
 }
@@ -651,7 +651,7 @@ static void chat(struct srv_req *req, struct api_ctx *ctx)
                                        "frequency_penalty", NULL};
     json_t *body = api_body_json(req);
     struct eng_served *model = NULL;
-    struct eng_job *job = NULL;
+    struct eng_request *job = NULL;
     struct infer_req *ir = NULL;
     char *prompt = NULL;
     int stream = 0, logprobs = 0, usage = 0;
@@ -684,7 +684,7 @@ static void chat(struct srv_req *req, struct api_ctx *ctx)
     if (!(model = pick_model(req, ctx, body, ENG_TASK_GENERATION, 1)) ||
         chat_render(req, model, body, &prompt))
         goto out;
-    job = eng_job_new(ENG_JOB_GENERATE, model);
+    job = eng_request_new(ENG_JOB_GENERATE, model);
     ir = calloc(1, sizeof(*ir));
     if (!job || !ir) {
         api_error(req, 500, "out of memory", NULL, NULL);
@@ -706,7 +706,7 @@ static void chat(struct srv_req *req, struct api_ctx *ctx)
 out:
     free(ir);
     free(prompt);
-    eng_job_free(job);
+    eng_request_free(job);
     eng_served_unref(model);
     json_decref(body);
 }
@@ -731,7 +731,7 @@ static void apply_template(struct srv_req *req, struct api_ctx *ctx)
 
 /* ---- answers ------------------------------------------------------------------------------- */
 
-static void timing_headers(struct srv_req *req, const struct eng_job *j, int final)
+static void timing_headers(struct srv_req *req, const struct eng_request *j, int final)
 {
     char v[32];
     snprintf(v, sizeof(v), "%.3f", (j->t_start - j->t_submit) * 1e3);
@@ -746,13 +746,13 @@ static void timing_headers(struct srv_req *req, const struct eng_job *j, int fin
     }
 }
 
-static json_t *usage_json(const struct eng_job *j)
+static json_t *usage_json(const struct eng_request *j)
 {
     return json_pack("{s:i, s:i, s:i}", "prompt_tokens", j->prompt_tokens, "completion_tokens",
                      j->completion_tokens, "total_tokens", j->prompt_tokens + j->completion_tokens);
 }
 
-static void answer_classify(struct infer_req *ir, struct eng_job *j)
+static void answer_classify(struct infer_req *ir, struct eng_request *j)
 {
     const struct eng_served *m = j->model;
     int nl = m->meta.nlabels, k = ir->top_k > 0 && ir->top_k < nl ? ir->top_k : nl;
@@ -869,7 +869,7 @@ static void lp_add(struct infer_req *ir, const struct eng_tok *tok, int choice,
     }
 }
 
-static const char *choice_finish(const struct eng_job *j, int c)
+static const char *choice_finish(const struct eng_request *j, int c)
 {
     return j->choices && c < j->n_choices && j->choices[c].finish_reason
                ? j->choices[c].finish_reason
@@ -877,7 +877,7 @@ static const char *choice_finish(const struct eng_job *j, int c)
 }
 
 /* One stream chunk of choice c: new text and logprobs (taken), or its finish reason. */
-static json_t *chunk_json(struct infer_req *ir, const struct eng_job *j, int c, const char *text,
+static json_t *chunk_json(struct infer_req *ir, const struct eng_request *j, int c, const char *text,
                           size_t len, json_t *lp, const char *finish)
 {
     if (ir->kind == INFER_CHAT) {
@@ -905,7 +905,7 @@ static json_t *chunk_json(struct infer_req *ir, const struct eng_job *j, int c, 
                      "finish_reason", finish);
 }
 
-static void answer_generate(struct infer_req *ir, struct eng_job *j)
+static void answer_generate(struct infer_req *ir, struct eng_request *j)
 {
     struct srv_req *req = ir->req;
     int n = j->choices ? j->n_choices : 1;
@@ -958,14 +958,14 @@ static void answer_generate(struct infer_req *ir, struct eng_job *j)
     srv_res_json(req, 200, o);
 }
 
-static void start_stream(struct infer_req *ir, struct eng_job *j)
+static void start_stream(struct infer_req *ir, struct eng_request *j)
 {
     timing_headers(ir->req, j, 0);
     srv_res_stream_start(ir->req, 200, "text/event-stream");
     ir->started = 1;
 }
 
-static void record_metrics(struct api_ctx *ctx, const struct eng_job *j)
+static void record_metrics(struct api_ctx *ctx, const struct eng_request *j)
 {
     struct srv_metrics *m = srv_server_metrics(ctx->srv);
     char lb[256], ver[16];
@@ -997,7 +997,7 @@ static void record_metrics(struct api_ctx *ctx, const struct eng_job *j)
                             "Finished inference requests by finish reason", lb2, 1);
 }
 
-static void on_job(struct eng_job *j, int choice, const char *text, size_t len,
+static void on_job(struct eng_request *j, int choice, const char *text, size_t len,
                    const struct eng_logprob *lps, int nlp, int done, void *arg)
 {
     struct api_ctx *ctx = arg;
@@ -1028,13 +1028,14 @@ static void on_job(struct eng_job *j, int choice, const char *text, size_t len,
     if (srv_req_alive(req)) {
         if (j->status) {
             if (ir->started) {
+                const char *type = api_error_type(api_eng_http_status(j->status));
                 sse_json(req, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message",
-                                        j->error, "type", api_error_type(j->status), "param",
-                                        "code", "inference_failed"));
+                                        j->error, "type", type, "param", "code",
+                                        "inference_failed"));
                 srv_res_stream_write(req, "data: [DONE]\n\n", 14);
                 srv_res_stream_end(req);
             } else {
-                api_error(req, j->status, j->error, NULL, NULL);
+                api_error(req, api_eng_http_status(j->status), j->error, NULL, NULL);
             }
         } else if (ir->kind == INFER_CLASSIFY && ir->shape) {
             timing_headers(req, j, 1);
@@ -1048,7 +1049,7 @@ static void on_job(struct eng_job *j, int choice, const char *text, size_t len,
         }
     }
     infer_free(ir);
-    eng_job_free(j);
+    eng_request_free(j);
 }
 
 /* ---- for the other projects' shapes (api/compat.c) ----------------------------------------- */
@@ -1063,13 +1064,13 @@ int api_infer_get_bool(struct srv_req *req, json_t *body, const char *name, int 
     return get_bool(req, body, name, out);
 }
 
-void api_infer_classify_submit(struct srv_req *req, struct api_ctx *ctx, struct eng_job *job,
+void api_infer_classify_submit(struct srv_req *req, struct api_ctx *ctx, struct eng_request *job,
                                const struct api_infer_shape *shape, void *arg)
 {
     struct infer_req *ir = calloc(1, sizeof(*ir));
     if (!ir) {
         free(arg);
-        eng_job_free(job);
+        eng_request_free(job);
         api_error(req, 500, "out of memory", NULL, NULL);
         return;
     }

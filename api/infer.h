@@ -18,7 +18,7 @@ void api_models_restore(struct api_ctx *ctx);
 struct api_infer_shape {
     /* The 200 answer of finished job j (timing headers already set); arg is the one given to
      * api_infer_classify_submit, borrowed (freed after). */
-    void (*answer)(struct srv_req *req, const struct eng_job *j, long created, void *arg);
+    void (*answer)(struct srv_req *req, const struct eng_request *j, long created, void *arg);
 };
 /* Answers 400 naming the first key of body not in `allowed` (NULL-terminated); returns -1 then. */
 int api_infer_only_keys(struct srv_req *req, json_t *body, const char *const *allowed);
@@ -29,12 +29,12 @@ int api_infer_get_bool(struct srv_req *req, json_t *body, const char *name, int 
 int api_infer_inputs(struct srv_req *req, json_t *body, json_t **texts, size_t *n);
 /* /v1/classify's model choice (body's `model` or the active classifier) and a classify job with
  * copies of texts[0..n). Answers 400/404/500/503 and returns NULL on failure. */
-struct eng_job *api_infer_classify_job(struct srv_req *req, struct api_ctx *ctx, json_t *body,
+struct eng_request *api_infer_classify_job(struct srv_req *req, struct api_ctx *ctx, json_t *body,
                                        json_t *const *texts, size_t n);
 /* Queue classification `job` (inputs set) for req, to be answered by shape->answer(arg) (or an
  * error as every other route: 429 queue full, the engine's 400/500). Takes job and arg (a
  * malloc'd block, freed with free()). */
-void api_infer_classify_submit(struct srv_req *req, struct api_ctx *ctx, struct eng_job *job,
+void api_infer_classify_submit(struct srv_req *req, struct api_ctx *ctx, struct eng_request *job,
                                const struct api_infer_shape *shape, void *arg);
 
 /* Loop thread: hand every finished or progressing inference job to its request, then move

@@ -24,7 +24,7 @@
  *    "teacher"?: fine-tuned teacher directory (skips stage 0), "task"?: sst2|mnli|qnli|cnndm|chat,
  *    "device"?: "cpu"|"cuda:K"|"cuda:K,L"|"cuda:all", "suffix"?, "seed"?,
  *    "activate"?: true|false|"if_better", "threads"?}
- * and becomes the trainer's job.json (jobs/train/pipeline.h) in the job's directory.
+ * and becomes the trainer's job.json (train/pipeline.h) in the job's directory.
  * "if_better" (needs a validation file): the trainer also evaluates the model active for the
  * job's task when the job is created (its "baseline"), unless a figure of it on a file with the
  * same content is stored; the supervisor activates the student only if it scores higher
@@ -50,7 +50,7 @@
 #include "jobs/files.h"
 #include "jobs/jobrec.h"
 #include "jobs/supervisor.h"
-#include "jobs/writer.h"
+#include "store/writer.h"
 
 static const char *const stage_keys[] = {"epochs", "steps", "lr", "min_lr", "warmup",
                                          "weight_decay", "clip", "batch", "grad_accum", "max_len",
@@ -268,7 +268,7 @@ static void create_work(void *arg)
         snprintf(c->err, sizeof(c->err), "cannot write '%.400s': %s", path, strerror(errno));
         return;
     }
-    if (job_store_write(c->ctx->store, create_queued_tx, c)) {
+    if (store_write(c->ctx->store, create_queued_tx, c)) {
         c->status = 500;
         snprintf(c->err, sizeof(c->err), "cannot record the job: database error");
     }
@@ -767,7 +767,7 @@ static void jobs_cancel(struct srv_req *req, struct api_ctx *ctx)
     const char *id = srv_req_param(req, "id");
     struct job_rec r;
     int rc = job_sup_cancel(ctx->sup, id);
-    if (rc == JOB_STORE_ENOTFOUND) {
+    if (rc == STORE_ENOTFOUND) {
         api_errorf(req, 404, "id", "job_not_found", "no fine-tuning job '%.64s'", id);
         return;
     }
@@ -775,7 +775,7 @@ static void jobs_cancel(struct srv_req *req, struct api_ctx *ctx)
         api_error(req, 500, "cannot read the job", NULL, NULL);
         return;
     }
-    if (rc == JOB_STORE_EEXIST) {
+    if (rc == STORE_EEXIST) {
         api_errorf(req, 409, "id", "job_finished", "job '%s' has already %s", id, r.status);
         job_rec_release(&r);
         return;
@@ -794,7 +794,7 @@ static void jobs_pause_resume(struct srv_req *req, struct api_ctx *ctx, int paus
     char status[24] = "";
     struct job_rec r;
     int rc = pause ? job_sup_pause(ctx->sup, id, status) : job_sup_resume(ctx->sup, id, status);
-    if (rc == JOB_STORE_ENOTFOUND) {
+    if (rc == STORE_ENOTFOUND) {
         api_errorf(req, 404, "id", "job_not_found", "no fine-tuning job '%.64s'", id);
         return;
     }

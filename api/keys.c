@@ -10,7 +10,45 @@
 
 #include "api/api.h"
 
-static json_t *key_json(const struct job_key *k)
+static int keyring_count(void *ctx)
+{
+    return store_key_count(ctx);
+}
+
+static int keyring_find(void *ctx, const char *hash_hex, struct srv_key *key)
+{
+    struct store_key rec;
+    int rc = store_key_find(ctx, hash_hex, &rec);
+    if (rc == STORE_ENOTFOUND)
+        return 1;
+    if (rc)
+        return -1;
+    memset(key, 0, sizeof(*key));
+    memcpy(key->id, rec.id, sizeof(key->id));
+    memcpy(key->name, rec.name, sizeof(key->name));
+    memcpy(key->scope, rec.scope, sizeof(key->scope));
+    memcpy(key->prefix, rec.prefix, sizeof(key->prefix));
+    key->created_at = rec.created_at;
+    return 0;
+}
+
+struct srv_keyring api_keyring(struct store *st)
+{
+    struct srv_keyring kr = {keyring_count, keyring_find, st};
+    return kr;
+}
+
+void api_key_record(const struct srv_key *key, struct store_key *rec)
+{
+    memset(rec, 0, sizeof(*rec));
+    memcpy(rec->id, key->id, sizeof(rec->id));
+    memcpy(rec->name, key->name, sizeof(rec->name));
+    memcpy(rec->scope, key->scope, sizeof(rec->scope));
+    memcpy(rec->prefix, key->prefix, sizeof(rec->prefix));
+    rec->created_at = key->created_at;
+}
+
+static json_t *key_json(const struct store_key *k)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "id", k->id, "object", "api_key", "name",
                      k->name, "scope", k->scope, "prefix", k->prefix, "created_at",
@@ -19,9 +57,9 @@ static json_t *key_json(const struct job_key *k)
 
 static void keys_list(struct srv_req *req, struct api_ctx *ctx)
 {
-    struct job_key *keys;
+    struct store_key *keys;
     size_t n;
-    if (job_store_key_list(ctx->store, 0, &keys, &n)) {
+    if (store_key_list(ctx->store, 0, &keys, &n)) {
         api_error(req, 500, "cannot list API keys: database error", NULL, NULL);
         return;
     }
@@ -33,8 +71,8 @@ static void keys_list(struct srv_req *req, struct api_ctx *ctx)
 }
 
 struct key_job {
-    struct job_store *store;
-    struct job_key rec;
+    struct store *store;
+    struct store_key rec;
     char secret[48];
     char hash[65];
     int rc;
@@ -43,7 +81,7 @@ struct key_job {
 static void key_insert_work(void *data)
 {
     struct key_job *j = data;
-    j->rc = job_store_key_insert(j->store, &j->rec, j->hash);
+    j->rc = store_key_insert(j->store, &j->rec, j->hash);
 }
 
 static void key_insert_done(struct srv_req *req, void *data, struct api_ctx *ctx)
@@ -52,7 +90,7 @@ static void key_insert_done(struct srv_req *req, void *data, struct api_ctx *ctx
     (void)ctx;
     if (j->rc) {
         api_errorf(req, 500, NULL, NULL, "cannot store the API key: %s",
-                   job_store_strerror(j->rc));
+                   store_strerror(j->rc));
     } else {
         json_t *o = key_json(&j->rec);
         json_object_set_new(o, "key", json_string(j->secret));
@@ -90,14 +128,16 @@ static void keys_create(struct srv_req *req, struct api_ctx *ctx)
         return;
     }
     struct key_job *j = calloc(1, sizeof(*j));
+    struct srv_key made;
     if (!j || srv_auth_key_new(srv_scope_parse(scope), jname ? json_string_value(jname) : "",
-                               j->secret, &j->rec, j->hash)) {
+                               j->secret, &made, j->hash)) {
         free(j);
         json_decref(body);
         api_error(req, 500, "cannot create a key: no entropy or out of memory", NULL, NULL);
         return;
     }
     json_decref(body);
+    api_key_record(&made, &j->rec);
     j->store = ctx->store;
     if (api_defer(req, ctx, key_insert_work, key_insert_done, j)) {
         free(j);
@@ -106,7 +146,7 @@ static void keys_create(struct srv_req *req, struct api_ctx *ctx)
 }
 
 struct key_del {
-    struct job_store *store;
+    struct store *store;
     char id[64];
     int rc;
 };
@@ -114,17 +154,17 @@ struct key_del {
 static void key_revoke_work(void *data)
 {
     struct key_del *d = data;
-    d->rc = job_store_key_revoke(d->store, d->id);
+    d->rc = store_key_revoke(d->store, d->id);
 }
 
 static void key_revoke_done(struct srv_req *req, void *data, struct api_ctx *ctx)
 {
     struct key_del *d = data;
     (void)ctx;
-    if (d->rc == JOB_STORE_ENOTFOUND)
+    if (d->rc == STORE_ENOTFOUND)
         api_errorf(req, 404, "id", "key_not_found", "no API key '%s'", d->id);
     else if (d->rc)
-        api_errorf(req, 500, NULL, NULL, "cannot revoke the key: %s", job_store_strerror(d->rc));
+        api_errorf(req, 500, NULL, NULL, "cannot revoke the key: %s", store_strerror(d->rc));
     else
         srv_res_json(req, 200,
                      json_pack("{s:s, s:s, s:b}", "id", d->id, "object", "api_key", "deleted", 1));

@@ -21,8 +21,8 @@
 #include "engine/err.h"
 #include "engine/registry.h"
 #include "jobs/jobrec.h"
-#include "jobs/writer.h"
-#include "server/log.h"
+#include "log/log.h"
+#include "store/writer.h"
 
 static json_t *model_json(struct api_ctx *ctx, const struct eng_served *s)
 {
@@ -129,7 +129,7 @@ static void activation_db_done(void *arg, int status)
 {
     struct activation *a = arg;
     if (status)
-        srv_log_error("model %s: cannot record the activation", a->id);
+        log_error("model %s: cannot record the activation", a->id);
     free(a);
 }
 
@@ -157,7 +157,7 @@ static void activation_finish(struct activation *a)
     }
     if (ok && a->activate) {
         srv_server_set_not_ready(ctx->srv, NULL);
-        srv_log_info("model %s is now active", a->id);
+        log_info("model %s is now active", a->id);
     }
     if (a->req) {
         if (ok) {
@@ -170,9 +170,9 @@ static void activation_finish(struct activation *a)
         srv_req_unref(a->req);
         a->req = NULL;
     } else if (!ok) {
-        srv_log_error("model %s: %s", a->id, a->err);
+        log_error("model %s: %s", a->id, a->err);
     }
-    if (ok && a->activate && !job_writer_submit(ctx->writer, activation_db_tx, activation_db_done, a))
+    if (ok && a->activate && !store_writer_submit(ctx->writer, activation_db_tx, activation_db_done, a))
         return;
     free(a);
 }
@@ -276,7 +276,7 @@ void api_models_restore(struct api_ctx *ctx)
     job_model_list(ctx->store, &rows, &n);
     for (int i = 0; i < n; i++) {
         if (rows[i].active) {
-            srv_log_info("restoring active model %s from %s", rows[i].id, rows[i].path);
+            log_info("restoring active model %s from %s", rows[i].id, rows[i].path);
             api_models_load(ctx, rows[i].id, rows[i].path, 1);
         }
         job_model_release(&rows[i]);
@@ -298,10 +298,10 @@ static int mdel_tx(sqlite3 *db, void *arg)
 static void mdel_done(void *arg, int status)
 {
     struct mdel *d = arg;
-    if (status == JOB_STORE_EEXIST)
+    if (status == STORE_EEXIST)
         api_errorf(d->req, 409, "id", "model_active", "model '%s' is active: activate another "
                    "first", d->m.id);
-    else if (status && status != JOB_STORE_ENOTFOUND)
+    else if (status && status != STORE_ENOTFOUND)
         api_error(d->req, 500, "cannot delete the model: database error", NULL, NULL);
     else
         srv_res_json(d->req, 200, json_pack("{s:s, s:s, s:b}", "id", d->m.id, "object", "model",
@@ -341,7 +341,7 @@ static void models_delete(struct srv_req *req, struct api_ctx *ctx)
     d->req = req;
     snprintf(d->m.id, sizeof(d->m.id), "%s", id);
     srv_req_ref(req);
-    if (job_writer_submit(ctx->writer, mdel_tx, mdel_done, d)) {
+    if (store_writer_submit(ctx->writer, mdel_tx, mdel_done, d)) {
         srv_req_unref(req);
         free(d);
         api_error(req, 500, "cannot queue the deletion", NULL, NULL);

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "api/api.h"
-#include "server/log.h"
+#include "log/log.h"
 
 /* Does `path` match `pattern`? With req, records {param}s. */
 static int route_match(const char *pattern, const char *path, struct srv_req *req)
@@ -94,7 +94,8 @@ static int api_on_headers(struct srv_req *req, void *arg)
     else if (found->max_body)
         srv_req_set_body_limit(req, found->max_body);
 
-    switch (srv_auth_check(ctx->store, srv_req_header(req, "Authorization"), found->scope, NULL)) {
+    struct srv_keyring keys = api_keyring(ctx->store);
+    switch (srv_auth_check(&keys, srv_req_header(req, "Authorization"), found->scope, NULL)) {
     case SRV_AUTH_OK:
         break;
     case SRV_AUTH_MISSING:

@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-/* Entry point of `bitdistill bench` (argv[0] = "bench"); listed in server/cli.c's table. */
+/* Entry point of `bitdistill bench` (argv[0] = "bench"); listed in cmd/cli.c's table. */
 int bench_cli_main(int argc, char **argv);
 
 /* Suites. */

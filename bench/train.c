@@ -1,6 +1,6 @@
 /*
  * bench/train.c — `bitdistill bench train`: CPU training throughput of one BitDistill step
- * (jobs/train) per phase, at 1 and 2 threads (or --threads N), on a small random-init Qwen3.
+ * (train) per phase, at 1 and 2 threads (or --threads N), on a small random-init Qwen3.
  *
  * Phases (tokens/s = B*T / seconds of the phase, median of --iters runs):
  *   teacher_fwd   FP teacher forward (no grad)
@@ -23,9 +23,9 @@
 #include "bench/bench.h"
 #include "engine/err.h"
 #include "engine/init.h"
-#include "jobs/train/model.h"
-#include "jobs/train/step.h"
 #include "kernels/blas.h"
+#include "train/model.h"
+#include "train/step.h"
 
 static int cmp_d(const void *a, const void *b)
 {

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <jansson.h>
 
@@ -23,6 +22,7 @@
 #include "engine/err.h"
 #include "engine/init.h"
 #include "engine/model.h"
+#include "engine/safetensors.h"
 #include "engine/student.h"
 #include "engine/tokenizer.h"
 #include "jinja/jinja.h"
@@ -376,53 +376,6 @@ out:
     return rc;
 }
 
-/* sha256 (hex) of the checkpoint's safetensors files, in index order. */
-static int teacher_sha256(const char *dir, char hex[65])
-{
-    char path[4096];
-    const char *files[4096];
-    int nf = 0, rc = -1;
-    json_t *idx = NULL;
-    snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
-    if ((idx = json_load_file(path, 0, NULL))) {
-        const char *k;
-        json_t *v;
-        json_object_foreach(json_object_get(idx, "weight_map"), k, v) {
-            int seen = 0;
-            for (int i = 0; i < nf; i++)
-                seen |= !strcmp(files[i], json_string_value(v));
-            if (!seen && nf < 4096 && json_string_value(v))
-                files[nf++] = json_string_value(v);
-        }
-    } else {
-        files[nf++] = "model.safetensors";
-    }
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    unsigned char buf[1 << 16], dig[32];
-    unsigned int dl = 0;
-    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
-        goto out;
-    for (int i = 0; i < nf; i++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-        FILE *f = fopen(path, "rb");
-        size_t r;
-        if (!f)
-            goto out;
-        while ((r = fread(buf, 1, sizeof(buf), f)) > 0)
-            EVP_DigestUpdate(md, buf, r);
-        fclose(f);
-    }
-    if (EVP_DigestFinal_ex(md, dig, &dl) != 1)
-        goto out;
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", dig[i]);
-    rc = 0;
-out:
-    EVP_MD_CTX_free(md);
-    json_decref(idx);
-    return rc;
-}
-
 #define MAX_LABELS 64
 
 /* "--label NAME=WORD": the label name and its verbalizer word (WORD may start with a space). */
@@ -521,7 +474,9 @@ int eng_cli_convert(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    teacher_sha256(model, hex);
+    /* provenance: the teacher's weights as the loader read them (a failure leaves it out) */
+    if (eng_st_sha256(model, hex, err))
+        hex[0] = '\0';
     struct eng_student_meta meta = {(char *)tmpl, nl, names, words, hex[0] ? hex : NULL,
                                     (char *)job, NULL, chat};
     if ((rc = eng_student_save(st, o.tok, &meta, outp, err))) {

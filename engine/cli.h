@@ -1,5 +1,5 @@
 /*
- * engine/cli.h — the engine's subcommands of the `bitdistill` CLI (listed in server/cli.c).
+ * engine/cli.h — the engine's subcommands of the `bitdistill` CLI (listed in cmd/cli.c).
  * Each is `int fn(int argc, char **argv)` with argv[0] the subcommand; returns 0 ok, 1 failure,
  * 2 usage error, and prints its own errors on stderr.
  */

@@ -24,7 +24,8 @@
     X(EINVAL, -8, "invalid argument")                                                              \
     X(ERANGE, -9, "value out of range")                                                            \
     X(EUNSUPPORTED, -10, "unsupported feature")                                                    \
-    X(ETOKENIZER, -11, "invalid tokenizer")
+    X(ETOKENIZER, -11, "invalid tokenizer")                                                        \
+    X(EINTERNAL, -12, "internal engine failure")
 
 enum eng_status {
     ENG_OK = 0,

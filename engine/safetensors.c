@@ -19,6 +19,7 @@
 
 #include "engine/err.h"
 #include "engine/safetensors.h"
+#include "util/sha256.h"
 
 #define ST_MAX_HEADER (100u << 20) /* the format's own limit: 100 MB of JSON */
 
@@ -206,6 +207,30 @@ size_t eng_st_mapped_bytes(const struct eng_st *st)
     for (size_t i = 0; i < st->nfiles; i++)
         n += st->files[i].size;
     return n;
+}
+
+int eng_st_sha256(const char *path, char hex[65], char *err)
+{
+    struct eng_st *st = NULL;
+    const char **paths = NULL;
+    size_t bad = 0;
+    int rc;
+    hex[0] = '\0';
+    if ((rc = eng_st_open(path, &st, err)))
+        return rc;
+    if (!(paths = malloc(st->nfiles * sizeof(*paths)))) {
+        rc = eng_fail(err, ENG_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < st->nfiles; i++)
+        paths[i] = st->files[i].path;
+    if ((rc = util_sha256_files(paths, st->nfiles, hex, &bad)))
+        rc = eng_fail(err, rc == -ENOMEM ? ENG_ENOMEM : ENG_EIO, "cannot hash '%s': %s",
+                      rc == -ENOMEM ? path : paths[bad], strerror(-rc));
+out:
+    free(paths);
+    eng_st_free(st);
+    return rc;
 }
 
 static int map_file(const char *path, struct st_file *f, char *err)

@@ -54,6 +54,12 @@ const struct eng_st_tensor *eng_st_at(const struct eng_st *st, size_t i);
 /* Total bytes of the mapped files. */
 size_t eng_st_mapped_bytes(const struct eng_st *st);
 
+/* SHA-256 (hex) of the weights at `path` as eng_st_open() finds them: the one file, or every
+ * shard in the order model.safetensors.index.json first names it, hashed as one stream (what
+ * `cat shard1 shard2 ... | sha256sum` prints). This is a model's provenance hash, the same for
+ * `bitdistill convert` and `bitdistill train`. 0, or a negative ENG_E* with a message in err. */
+int eng_st_sha256(const char *path, char hex[65], char *err);
+
 const char *eng_dtype_name(enum eng_dtype dt);
 size_t eng_dtype_size(enum eng_dtype dt);
 int64_t eng_st_numel(const struct eng_st_tensor *t);

@@ -31,7 +31,7 @@
 
 /* A running generation (engine thread only). */
 struct gen {
-    struct eng_job *job;
+    struct eng_request *job;
     struct eng_ctx *ctx;
     int32_t *ids;          /* prompt then generated tokens */
     int n_prompt, n, cap;
@@ -51,7 +51,7 @@ struct eng_worker {
     struct eng_sched *s;
     pthread_t thread;
     int started;
-    struct eng_job **pend;             /* classify jobs being scored [max_queue + 1] */
+    struct eng_request **pend;             /* classify jobs being scored [max_queue + 1] */
     int npend;
     struct gen *gens;                  /* [max_seqs] */
     int ngens;
@@ -68,7 +68,7 @@ struct eng_sched {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int stop;
-    struct eng_job *in_head, *in_tail; /* incoming, FIFO */
+    struct eng_request *in_head, *in_tail; /* incoming, FIFO */
     int n_in;
     int held_cls, held_gen;            /* taken by workers and not finished: classify jobs,
                                         * generation sequences (a job's n choices) */
@@ -76,7 +76,7 @@ struct eng_sched {
     int busy;                          /* workers running a pass */
     int cls_active;                    /* classify jobs submitted and not finished */
     double last_submit, gap;           /* time of the last submission; mean gap (EWMA), s */
-    struct eng_job *ready;             /* jobs with news, LIFO */
+    struct eng_request *ready;             /* jobs with news, LIFO */
     struct eng_sched_stats stats;
     struct eng_worker *w;              /* [nworkers] */
     int nworkers;
@@ -89,9 +89,9 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-struct eng_job *eng_job_new(enum eng_job_kind kind, struct eng_served *model)
+struct eng_request *eng_request_new(enum eng_request_kind kind, struct eng_served *model)
 {
-    struct eng_job *j = calloc(1, sizeof(*j));
+    struct eng_request *j = calloc(1, sizeof(*j));
     if (!j)
         return NULL;
     j->kind = kind;
@@ -105,7 +105,7 @@ struct eng_job *eng_job_new(enum eng_job_kind kind, struct eng_served *model)
     return j;
 }
 
-void eng_job_free(struct eng_job *j)
+void eng_request_free(struct eng_request *j)
 {
     if (!j)
         return;
@@ -136,7 +136,7 @@ void eng_job_free(struct eng_job *j)
 /* ---- handing results to the loop thread --------------------------------------------------- */
 
 /* Lock held. */
-static void mark_ready(struct eng_sched *s, struct eng_job *j)
+static void mark_ready(struct eng_sched *s, struct eng_request *j)
 {
     if (!j->queued_ready) {
         j->queued_ready = 1;
@@ -146,7 +146,7 @@ static void mark_ready(struct eng_sched *s, struct eng_job *j)
 }
 
 /* New text and/or a logprob entry (lp may be NULL) of choice ch. */
-static void job_emit(struct eng_sched *s, struct eng_job *j, int ch, const char *text, size_t len,
+static void job_emit(struct eng_sched *s, struct eng_request *j, int ch, const char *text, size_t len,
                      const struct eng_logprob *lp)
 {
     struct eng_choice *c = &j->choices[ch];
@@ -179,10 +179,10 @@ static void job_emit(struct eng_sched *s, struct eng_job *j, int ch, const char 
     s->notify(s->arg);
 }
 
-static void job_finish(struct eng_sched *s, struct eng_job *j, int status, const char *reason,
+static void job_finish(struct eng_sched *s, struct eng_request *j, int status, const char *reason,
                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static void job_finish(struct eng_sched *s, struct eng_job *j, int status, const char *reason,
+static void job_finish(struct eng_sched *s, struct eng_request *j, int status, const char *reason,
                        const char *fmt, ...)
 {
     if (j->done)
@@ -216,7 +216,7 @@ void eng_sched_drain(struct eng_sched *s, eng_drain_cb cb, void *arg)
         struct eng_choice news[ENG_MAX_CHOICES];
         int nc = 0;
         pthread_mutex_lock(&s->lock);
-        struct eng_job *j = s->ready;
+        struct eng_request *j = s->ready;
         if (!j) {
             pthread_mutex_unlock(&s->lock);
             return;
@@ -252,7 +252,7 @@ void eng_sched_drain(struct eng_sched *s, eng_drain_cb cb, void *arg)
 
 /* Tokenize input i of j into j->ctok[i], cutting the input's end (start with truncate_left) if
  * it does not fit the context or truncate_tokens. */
-static int classify_tokenize(struct eng_job *j, int i)
+static int classify_tokenize(struct eng_request *j, int i)
 {
     struct eng_served *m = j->model;
     const char *in = j->inputs[i];
@@ -305,13 +305,13 @@ static int classify_tokenize(struct eng_job *j, int i)
     }
 }
 
-static int classify_prepare(struct eng_sched *s, struct eng_job *j)
+static int classify_prepare(struct eng_sched *s, struct eng_request *j)
 {
     int nl = j->model->meta.nlabels;
     (void)s;
     j->t_start = now_s();
     if (nl <= 0) {
-        j->status = 400;
+        j->status = ENG_EINVAL;
         snprintf(j->error, sizeof(j->error), "model '%s' has no labels: it is not a "
                  "classification model", j->model->id);
         return -1;
@@ -321,14 +321,14 @@ static int classify_prepare(struct eng_sched *s, struct eng_job *j)
     j->probs = calloc((size_t)j->ninputs * nl, sizeof(float));
     j->truncated = calloc((size_t)j->ninputs, sizeof(int));
     if (!j->ctok || !j->cn || !j->probs || !j->truncated) {
-        j->status = 500;
+        j->status = ENG_ENOMEM;
         snprintf(j->error, sizeof(j->error), "out of memory");
         return -1;
     }
     for (int i = 0; i < j->ninputs; i++) {
         int rc = classify_tokenize(j, i);
         if (rc) {
-            j->status = rc == ENG_ENOMEM ? 500 : 400;
+            j->status = rc == ENG_ENOMEM || rc == ENG_ERANGE ? rc : ENG_EINVAL;
             return -1;
         }
         j->prompt_tokens += j->cn[i];
@@ -358,7 +358,7 @@ static void classify_pass(struct eng_worker *w)
     struct eng_served *m = w->pend[0]->model;
     int cap = s->cfg.max_batch, nseg = 0, nl = m->meta.nlabels;
     struct eng_seg *segs = calloc((size_t)cap, sizeof(*segs));
-    struct eng_job **owner = calloc((size_t)cap, sizeof(*owner));
+    struct eng_request **owner = calloc((size_t)cap, sizeof(*owner));
     struct eng_ctx *scratch = eng_served_scratch_get(m);
     int rc = 0;
 
@@ -367,7 +367,7 @@ static void classify_pass(struct eng_worker *w)
         goto out;
     }
     for (int k = 0; k < w->npend && nseg < cap; k++) {
-        struct eng_job *j = w->pend[k];
+        struct eng_request *j = w->pend[k];
         if (j->model != m)
             continue;
         while (j->cnext < j->ninputs && nseg < cap) {
@@ -401,12 +401,12 @@ out:;
     /* Finish the jobs whose inputs are all scored (or all jobs of this pass on error). */
     int keep = 0;
     for (int k = 0; k < w->npend; k++) {
-        struct eng_job *j = w->pend[k];
+        struct eng_request *j = w->pend[k];
         int in_pass = 0;
         for (int i = 0; i < nseg; i++)
             in_pass |= owner[i] == j;
         if (rc && (in_pass || !segs))
-            job_finish(s, j, 500, NULL, "inference failed: %s", why);
+            job_finish(s, j, ENG_EINTERNAL, NULL, "inference failed: %s", why);
         else if (!rc && j->cnext == j->ninputs)
             job_finish(s, j, 0, "stop", NULL);
         else
@@ -437,10 +437,10 @@ static int is_eos(const struct eng_served *m, int32_t t)
  * once job_finish hands the job over, the loop thread may free it and drop the last reference
  * to its model (a hot-swap) at any moment.
  */
-static struct eng_job *gen_release(struct eng_worker *w, int g)
+static struct eng_request *gen_release(struct eng_worker *w, int g)
 {
     struct gen *x = &w->gens[g];
-    struct eng_job *j = x->job;
+    struct eng_request *j = x->job;
     eng_served_ctx_put(j->model, x->ctx);
     free(x->ids);
     free(x->logits);
@@ -449,7 +449,7 @@ static struct eng_job *gen_release(struct eng_worker *w, int g)
 }
 
 /* Ends job j (first call wins): its sequences are released by gen_sweep, then it completes. */
-static void job_end(struct eng_job *j, int status, const char *reason, const char *msg)
+static void job_end(struct eng_request *j, int status, const char *reason, const char *msg)
 {
     if (j->ending)
         return;
@@ -469,7 +469,7 @@ static void job_end(struct eng_job *j, int status, const char *reason, const cha
 static void gen_sweep(struct eng_worker *w)
 {
     for (int g = w->ngens - 1; g >= 0; g--) {
-        struct eng_job *j = w->gens[g].job;
+        struct eng_request *j = w->gens[g].job;
         if (!w->gens[g].dead && !j->ending)
             continue;
         gen_release(w, g);
@@ -489,7 +489,7 @@ static void gen_sweep(struct eng_worker *w)
 
 /* Start generating j's choices on w (tokenize, take a KV context per choice); on failure j is
  * finished. */
-static int gen_admit(struct eng_worker *w, struct eng_job *j)
+static int gen_admit(struct eng_worker *w, struct eng_request *j)
 {
     struct eng_sched *s = w->s;
     struct eng_served *m = j->model;
@@ -498,27 +498,27 @@ static int gen_admit(struct eng_worker *w, struct eng_job *j)
     int nch = j->n_choices < 1 ? 1 : j->n_choices;
     j->t_start = now_s();
     if (nch > s->cfg.max_seqs || nch > ENG_MAX_CHOICES) {
-        job_finish(s, j, 400, NULL, "n = %d is more than the server runs at once (%d)", nch,
+        job_finish(s, j, ENG_ERANGE, NULL, "n = %d is more than the server runs at once (%d)", nch,
                    s->cfg.max_seqs < ENG_MAX_CHOICES ? s->cfg.max_seqs : ENG_MAX_CHOICES);
         return -1;
     }
     if (!(j->choices = calloc((size_t)nch, sizeof(*j->choices)))) {
-        job_finish(s, j, 500, NULL, "out of memory");
+        job_finish(s, j, ENG_ENOMEM, NULL, "out of memory");
         return -1;
     }
     j->n_choices = nch;
     if (eng_tok_encode(m->tok, j->prompt, strlen(j->prompt), &ids, &n)) {
-        job_finish(s, j, 400, NULL, "the prompt is not valid UTF-8 text");
+        job_finish(s, j, ENG_EINVAL, NULL, "the prompt is not valid UTF-8 text");
         return -1;
     }
     if (n == 0) {
         free(ids);
-        job_finish(s, j, 400, NULL, "the prompt is empty");
+        job_finish(s, j, ENG_EINVAL, NULL, "the prompt is empty");
         return -1;
     }
     if ((int)n + 1 > m->max_context) {
         free(ids);
-        job_finish(s, j, 400, NULL,
+        job_finish(s, j, ENG_ERANGE, NULL,
                    "the prompt is %zu tokens; the model's context is %d tokens", n,
                    m->max_context);
         return -1;
@@ -543,10 +543,10 @@ static int gen_admit(struct eng_worker *w, struct eng_job *j)
             eng_served_ctx_put(m, x.ctx);
             free(x.logits);
             free(ids);
-            job_end(j, 500, NULL, "out of memory for the contexts of the request");
+            job_end(j, ENG_ENOMEM, NULL, "out of memory for the contexts of the request");
             gen_sweep(w);
             if (!c)
-                job_finish(s, j, 500, NULL, "out of memory for a context of %d tokens", need);
+                job_finish(s, j, ENG_ENOMEM, NULL, "out of memory for a context of %d tokens", need);
             return -1;
         }
         memcpy(x.ids, ids, n * sizeof(int32_t));
@@ -558,7 +558,7 @@ static int gen_admit(struct eng_worker *w, struct eng_job *j)
 }
 
 /* Longest stop string, to know how much text to hold back while generating. */
-static size_t max_stop_len(const struct eng_job *j)
+static size_t max_stop_len(const struct eng_request *j)
 {
     size_t m = 0;
     for (int i = 0; i < j->nstop; i++)
@@ -570,7 +570,7 @@ static size_t max_stop_len(const struct eng_job *j)
 /* Choice of sequence x is finished: record it; the job ends with its last choice. */
 static void choice_finish(struct gen *x, const char *reason)
 {
-    struct eng_job *j = x->job;
+    struct eng_request *j = x->job;
     struct eng_choice *c = &j->choices[x->choice];
     x->dead = 1;
     c->finished = 1;
@@ -588,12 +588,12 @@ static void choice_finish(struct gen *x, const char *reason)
 static void gen_text(struct eng_worker *w, int g, const char *reason, const struct eng_logprob *lp)
 {
     struct gen *x = &w->gens[g];
-    struct eng_job *j = x->job;
+    struct eng_request *j = x->job;
     char *text = NULL;
     size_t len = 0;
     if (eng_tok_decode(j->model->tok, x->ids + x->n_prompt, (size_t)(x->n - x->n_prompt), 1,
                        &text, &len)) {
-        job_end(j, 500, NULL, "cannot decode the generated tokens");
+        job_end(j, ENG_EINTERNAL, NULL, "cannot decode the generated tokens");
         return;
     }
     /* Stop strings: cut at the first occurrence after what was already handed out. */
@@ -660,7 +660,7 @@ static void fill_logprob(const float *lg, int V, int32_t chosen, int k, struct e
 static void gen_pick(struct eng_worker *w, int g, int V)
 {
     struct gen *x = &w->gens[g];
-    struct eng_job *j = x->job;
+    struct eng_request *j = x->job;
     struct eng_logprob lp, *lpp = NULL;
     if (j->logprobs >= 0)
         memcpy(w->scratch_lp, x->logits, (size_t)V * sizeof(float));
@@ -767,7 +767,7 @@ static void gen_step(struct eng_worker *w)
     for (int k = 0; k < nseg; k++) {
         struct gen *x = &w->gens[owner[k]];
         if (rc || !w->scratch_n) {
-            job_end(x->job, 500, NULL, why);
+            job_end(x->job, ENG_EINTERNAL, NULL, why);
             continue;
         }
         if (!x->want || x->job->ending)
@@ -832,17 +832,17 @@ static int should_wait(const struct eng_worker *w, double *due)
  * over the idle workers, at most max_batch held by w, at least one job), so that a burst runs
  * on every idle core at once. Returns the list taken.
  */
-static struct eng_job *take_jobs(struct eng_worker *w)
+static struct eng_request *take_jobs(struct eng_worker *w)
 {
     struct eng_sched *s = w->s;
-    struct eng_job *take = NULL, **tail = &take, **pp = &s->in_head;
+    struct eng_request *take = NULL, **tail = &take, **pp = &s->in_head;
     int inputs = pend_inputs(w), idle = s->nworkers - s->busy;
     int share = idle > 1 ? (inputs + s->in_inputs + idle - 1) / idle : s->cfg.max_batch;
     if (share > s->cfg.max_batch)
         share = s->cfg.max_batch;
     s->in_tail = NULL;
     while (*pp) {
-        struct eng_job *j = *pp;
+        struct eng_request *j = *pp;
         int ok = j->cancelled;
         int need = j->n_choices > 1 ? j->n_choices : 1; /* sequences of a generation */
         if (need > s->cfg.max_seqs)
@@ -879,11 +879,11 @@ static struct eng_job *take_jobs(struct eng_worker *w)
 }
 
 /* Prepare what w took: classifications are tokenized, generations admitted. */
-static void start_jobs(struct eng_worker *w, struct eng_job *take, int stop)
+static void start_jobs(struct eng_worker *w, struct eng_request *take, int stop)
 {
     struct eng_sched *s = w->s;
     while (take) {
-        struct eng_job *j = take;
+        struct eng_request *j = take;
         take = j->next;
         j->next = NULL;
         if (j->cancelled || stop) {
@@ -905,7 +905,7 @@ static void *worker_main(void *arg)
     struct eng_sched *s = w->s;
     for (;;) {
         pthread_mutex_lock(&s->lock);
-        struct eng_job *take = take_jobs(w);
+        struct eng_request *take = take_jobs(w);
         double due = 0;
         while (!take && !s->stop && w->ngens == 0 && (w->npend == 0 || should_wait(w, &due))) {
             if (w->npend == 0) {
@@ -942,7 +942,7 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&s->lock);
             if (c) {
                 struct gen *x = &w->gens[g];
-                struct eng_job *j = x->job;
+                struct eng_request *j = x->job;
                 j->choices[x->choice].completion_tokens = x->n - x->n_prompt;
                 if (!j->choices[x->choice].finished)
                     j->choices[x->choice].finish_reason = "cancelled";
@@ -1055,7 +1055,7 @@ void eng_sched_stop(struct eng_sched *s)
             pthread_join(s->w[i].thread, NULL);
     /* Jobs still queued: complete them as cancelled. */
     while (s->in_head) {
-        struct eng_job *j = s->in_head;
+        struct eng_request *j = s->in_head;
         s->in_head = j->next;
         job_finish(s, j, 0, "cancelled", NULL);
     }
@@ -1070,14 +1070,14 @@ void eng_sched_free(struct eng_sched *s)
     eng_sched_stop(s);
     /* Undrained results are the caller's to drain before freeing; drop what is left. */
     while (s->ready) {
-        struct eng_job *j = s->ready;
+        struct eng_request *j = s->ready;
         s->ready = j->rnext;
-        eng_job_free(j);
+        eng_request_free(j);
     }
     sched_release(s);
 }
 
-int eng_sched_submit(struct eng_sched *s, struct eng_job *j)
+int eng_sched_submit(struct eng_sched *s, struct eng_request *j)
 {
     pthread_mutex_lock(&s->lock);
     if (s->n_in + s->held_cls >= s->cfg.max_queue || s->stop) {
@@ -1106,7 +1106,7 @@ int eng_sched_submit(struct eng_sched *s, struct eng_job *j)
     return 0;
 }
 
-void eng_sched_cancel(struct eng_sched *s, struct eng_job *j)
+void eng_sched_cancel(struct eng_sched *s, struct eng_request *j)
 {
     pthread_mutex_lock(&s->lock);
     j->cancelled = 1;

@@ -20,7 +20,7 @@
  * Results flow back through `notify` (called on the engine thread; the daemon makes it a
  * uv_async_send) and eng_sched_drain on the loop thread, which hands each job's new text and,
  * once, its completion to a callback. After the completion is handed over the loop thread owns
- * the job and frees it with eng_job_free.
+ * the job and frees it with eng_request_free.
  */
 #ifndef BD_ENGINE_SCHED_H
 #define BD_ENGINE_SCHED_H
@@ -30,7 +30,7 @@
 
 #include "engine/registry.h"
 
-enum eng_job_kind { ENG_JOB_CLASSIFY = 0, ENG_JOB_GENERATE = 1 };
+enum eng_request_kind { ENG_JOB_CLASSIFY = 0, ENG_JOB_GENERATE = 1 };
 
 #define ENG_MAX_CHOICES 8
 #define ENG_MAX_TOP_LOGPROBS 20
@@ -56,15 +56,15 @@ struct eng_choice {
     int nlp, caplp;
 };
 
-struct eng_job {
-    enum eng_job_kind kind;
+struct eng_request {
+    enum eng_request_kind kind;
     struct eng_served *model; /* reference owned by the job */
     void *user;               /* the caller's (the API's request) */
 
     /* classify */
     char **inputs;            /* [ninputs] UTF-8 texts (owned) */
     int ninputs;
-    int truncate;             /* 1: cut inputs that do not fit; 0: fail with 400 */
+    int truncate;             /* 1: cut inputs that do not fit; 0: fail with ENG_ERANGE */
     int truncate_tokens;      /* > 0: also cut inputs to this many tokens with the template */
     int truncate_left;        /* 1: cut the start of the input text instead of its end */
 
@@ -82,7 +82,9 @@ struct eng_job {
     struct eng_choice *choices; /* [n_choices], made at admission */
 
     /* results (engine thread writes; read on the loop thread after completion) */
-    int status;               /* 0 or an HTTP-like status: 400 (input), 500 (engine) */
+    int status;               /* 0 or a negative ENG_E*: ENG_EINVAL / ENG_ERANGE (the request:
+                               * bad or too large input), ENG_ENOMEM, ENG_EINTERNAL (the engine);
+                               * api/ maps it to HTTP (api_eng_http_status) */
     char error[256];
     float *probs;             /* classify: [ninputs][nlabels] */
     float *logits;            /* classify: [ninputs][nlabels] the label logits before the
@@ -94,8 +96,8 @@ struct eng_job {
     double t_submit, t_start, t_first, t_end; /* monotonic seconds */
 
     /* private */
-    struct eng_job *next;     /* incoming queue */
-    struct eng_job *rnext;    /* ready list */
+    struct eng_request *next;     /* incoming queue */
+    struct eng_request *rnext;    /* ready list */
     int32_t **ctok;           /* classify: token ids per input (engine thread) */
     int *cn;
     int cnext;                /* classify: inputs scored so far */
@@ -137,14 +139,14 @@ void eng_sched_stop(struct eng_sched *s);
 void eng_sched_free(struct eng_sched *s);
 
 /* A new job of kind; the caller fills its inputs. */
-struct eng_job *eng_job_new(enum eng_job_kind kind, struct eng_served *model);
-void eng_job_free(struct eng_job *j);
+struct eng_request *eng_request_new(enum eng_request_kind kind, struct eng_served *model);
+void eng_request_free(struct eng_request *j);
 
 /* Queue a job (ownership passes to the scheduler until its completion is drained). Returns 0,
  * or ENG_ERANGE when the queue is full (the job stays the caller's). */
-int eng_sched_submit(struct eng_sched *s, struct eng_job *j);
+int eng_sched_submit(struct eng_sched *s, struct eng_request *j);
 /* Ask a job to stop (its client left); it completes with finish_reason "cancelled". */
-void eng_sched_cancel(struct eng_sched *s, struct eng_job *j);
+void eng_sched_cancel(struct eng_sched *s, struct eng_request *j);
 
 /*
  * Loop thread: for every job with news, call cb(job, choice, text, len, lp, nlp, 0, arg) for
@@ -152,7 +154,7 @@ void eng_sched_cancel(struct eng_sched *s, struct eng_job *j);
  * then cb(job, -1, "", 0, NULL, 0, 1, arg) exactly once when the job is complete. After a done
  * call the job belongs to the callback.
  */
-typedef void (*eng_drain_cb)(struct eng_job *j, int choice, const char *text, size_t len,
+typedef void (*eng_drain_cb)(struct eng_request *j, int choice, const char *text, size_t len,
                              const struct eng_logprob *lp, int nlp, int done, void *arg);
 void eng_sched_drain(struct eng_sched *s, eng_drain_cb cb, void *arg);
 

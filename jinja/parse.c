@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "jinja/jinja_impl.h"
+#include "util/grow.h"
 
 enum tok_kind { T_EOF, T_TEXT, T_VAR_BEGIN, T_VAR_END, T_BLOCK_BEGIN, T_BLOCK_END, T_NAME,
                 T_STRING, T_INT, T_FLOAT, T_OP };
@@ -60,14 +61,8 @@ static int perr(struct parser *p, int line, const char *fmt, ...)
 
 static int push(struct parser *p, struct tok t)
 {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 256;
-        struct tok *nt = realloc(p->t, cap * sizeof(*nt));
-        if (!nt)
-            return JINJA_ENOMEM;
-        p->t = nt;
-        p->cap = cap;
-    }
+    if (UTIL_GROW(p->t, p->cap, p->n + 1, 256))
+        return JINJA_ENOMEM;
     p->t[p->n++] = t;
     return 0;
 }
@@ -396,18 +391,9 @@ struct nvec {
 };
 static int nvec_push(struct nvec *v, struct jinja_node *x, const char *name)
 {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 8;
-        struct jinja_node **nv = realloc(v->v, cap * sizeof(*nv));
-        if (!nv)
-            return -1;
-        v->v = nv;
-        const char **nn = realloc(v->names, cap * sizeof(*nn));
-        if (!nn)
-            return -1;
-        v->names = nn;
-        v->cap = cap;
-    }
+    size_t vcap = v->cap; /* both arrays grow to the same capacity, kept in v->cap */
+    if (UTIL_GROW(v->v, vcap, v->n + 1, 8) || UTIL_GROW(v->names, v->cap, v->n + 1, 8))
+        return -1;
     v->v[v->n] = x;
     v->names[v->n++] = name;
     return 0;

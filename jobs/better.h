@@ -3,7 +3,7 @@
  *
  * The trainer evaluates the student and the model that was active when the job was created (its
  * "baseline") on the same validation examples, and reports both in its done metrics
- * (jobs/train/pipeline.c): accuracy for classification (the student as served:
+ * (train/pipeline.c): accuracy for classification (the student as served:
  * "student_gguf"), ROUGE-L for summarization. The student is activated only when its figure is
  * strictly higher, or when there was no active model to beat.
  */

@@ -6,7 +6,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -16,20 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jobs/files.h"
 #include "engine/err.h"
-#include "jobs/train/data.h"
+#include "jobs/files.h"
+#include "train/data.h"
+#include "util/sha256.h"
 
 static const char *const detect_order[] = {"sst2", "mnli", "qnli", "cnndm", "chat"};
-
-static void sha256_hex(const char *data, size_t len, char hex[65])
-{
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-}
 
 static int write_all(const char *path, const char *data, size_t len, char *err, size_t errlen)
 {
@@ -166,7 +157,7 @@ static int file_insert(sqlite3 *db, void *arg)
                            "INSERT INTO files (id, filename, purpose, bytes, sha256, path, task, "
                            "rows, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
                            -1, &s, NULL) != SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, f->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, f->filename, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 3, f->purpose, -1, SQLITE_STATIC);
@@ -176,14 +167,14 @@ static int file_insert(sqlite3 *db, void *arg)
     sqlite3_bind_text(s, 7, f->task, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 8, f->rows);
     sqlite3_bind_int64(s, 9, f->created_at);
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : JOB_STORE_EIO;
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : STORE_EIO;
     sqlite3_finalize(s);
     return rc;
 }
 
 /* Store data as a new file (job_file_store's steps); `generated` files (the daemon's own) are
  * not validated: their rows are their lines. */
-static int file_store(struct job_store *st, const char *data_dir, const char *filename,
+static int file_store(struct store *st, const char *data_dir, const char *filename,
                       const char *purpose, const char *task, const char *data, size_t len,
                       int generated, struct job_file *out, char *err, size_t errlen)
 {
@@ -225,7 +216,7 @@ static int file_store(struct job_store *st, const char *data_dir, const char *fi
         return rc;
     }
     f.bytes = (int64_t)len;
-    sha256_hex(data, len, f.sha256);
+    util_sha256_hex(data, len, f.sha256);
     f.created_at = (int64_t)time(NULL);
     if (rename(tmp, f.path)) {
         snprintf(err, errlen, "cannot move the upload into place: %s", strerror(errno));
@@ -233,8 +224,8 @@ static int file_store(struct job_store *st, const char *data_dir, const char *fi
         return 500;
     }
     struct file_ins ins = {&f};
-    if (job_store_write(st, file_insert, &ins)) {
-        snprintf(err, errlen, "cannot record the file: %s", job_store_errmsg(st));
+    if (store_write(st, file_insert, &ins)) {
+        snprintf(err, errlen, "cannot record the file: %s", store_errmsg(st));
         unlink(f.path);
         return 500;
     }
@@ -242,7 +233,7 @@ static int file_store(struct job_store *st, const char *data_dir, const char *fi
     return 0;
 }
 
-int job_file_store(struct job_store *st, const char *data_dir, const char *filename,
+int job_file_store(struct store *st, const char *data_dir, const char *filename,
                    const char *purpose, const char *task, const char *data, size_t len,
                    struct job_file *out, char *err, size_t errlen)
 {
@@ -258,7 +249,7 @@ int job_file_store(struct job_store *st, const char *data_dir, const char *filen
     return file_store(st, data_dir, filename, purpose, task, data, len, 0, out, err, errlen);
 }
 
-int job_file_store_result(struct job_store *st, const char *data_dir, const char *filename,
+int job_file_store_result(struct store *st, const char *data_dir, const char *filename,
                           const char *data, size_t len, struct job_file *out, char *err,
                           size_t errlen)
 {
@@ -283,7 +274,7 @@ static void file_row(sqlite3_stmt *s, struct job_file *f)
 
 #define FILE_COLS "id, filename, purpose, bytes, sha256, path, task, rows, created_at"
 
-int job_file_sweep(struct job_store *st, const char *data_dir)
+int job_file_sweep(struct store *st, const char *data_dir)
 {
     char dir[1024], path[1400];
     struct job_file f;
@@ -298,7 +289,7 @@ int job_file_sweep(struct job_store *st, const char *data_dir)
         char id[64];
         snprintf(id, sizeof(id), "%.*s", (int)strcspn(n, "."), n);
         int tmp = n[0] == '.' && !strncmp(n + 1, "file-", 5) && strstr(n, ".tmp");
-        int orphan = !strncmp(n, "file-", 5) && job_file_get(st, id, &f) == JOB_STORE_ENOTFOUND;
+        int orphan = !strncmp(n, "file-", 5) && job_file_get(st, id, &f) == STORE_ENOTFOUND;
         if (!tmp && !orphan)
             continue;
         snprintf(path, sizeof(path), "%s/%s", dir, n);
@@ -308,13 +299,13 @@ int job_file_sweep(struct job_store *st, const char *data_dir)
     return removed;
 }
 
-int job_file_get(struct job_store *st, const char *id, struct job_file *out)
+int job_file_get(struct store *st, const char *id, struct job_file *out)
 {
     sqlite3_stmt *s;
-    int rc = JOB_STORE_ENOTFOUND;
-    if (sqlite3_prepare_v2(job_store_reader(st), "SELECT " FILE_COLS " FROM files WHERE id = ?",
+    int rc = STORE_ENOTFOUND;
+    if (sqlite3_prepare_v2(store_reader(st), "SELECT " FILE_COLS " FROM files WHERE id = ?",
                            -1, &s, NULL) != SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_ROW) {
         file_row(s, out);
@@ -333,11 +324,11 @@ json_t *job_file_json(const struct job_file *f)
                      (json_int_t)f->rows);
 }
 
-json_t *job_file_list(struct job_store *st)
+json_t *job_file_list(struct store *st)
 {
     sqlite3_stmt *s;
     json_t *arr = json_array();
-    if (sqlite3_prepare_v2(job_store_reader(st),
+    if (sqlite3_prepare_v2(store_reader(st),
                            "SELECT " FILE_COLS " FROM files ORDER BY created_at DESC, id", -1, &s,
                            NULL) != SQLITE_OK)
         return arr;
@@ -360,23 +351,23 @@ static int file_delete_tx(sqlite3 *db, void *arg)
 {
     struct file_del *d = arg;
     sqlite3_stmt *s;
-    int rc = JOB_STORE_ENOTFOUND;
+    int rc = STORE_ENOTFOUND;
     if (sqlite3_prepare_v2(db,
                            "SELECT id FROM jobs WHERE status NOT IN ('succeeded','failed',"
                            "'cancelled') AND (training_file = ?1 OR validation_file = ?1 OR "
                            "corpus_file = ?1) LIMIT 1",
                            -1, &s, NULL) != SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, d->id, -1, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_ROW) {
         snprintf(d->job, 48, "%s", (const char *)sqlite3_column_text(s, 0));
         sqlite3_finalize(s);
-        return JOB_STORE_EEXIST;
+        return STORE_EEXIST;
     }
     sqlite3_finalize(s);
     if (sqlite3_prepare_v2(db, "DELETE FROM files WHERE id = ? RETURNING path", -1, &s, NULL) !=
         SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, d->id, -1, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_ROW) {
         snprintf(d->path, sizeof(d->path), "%s", (const char *)sqlite3_column_text(s, 0));
@@ -386,10 +377,10 @@ static int file_delete_tx(sqlite3 *db, void *arg)
     return rc;
 }
 
-int job_file_delete(struct job_store *st, const char *id, char job[48])
+int job_file_delete(struct store *st, const char *id, char job[48])
 {
     struct file_del d = {id, job, ""};
-    int rc = job_store_write(st, file_delete_tx, &d);
+    int rc = store_write(st, file_delete_tx, &d);
     if (rc == 0)
         unlink(d.path); /* the row is gone first: a crash here leaves an orphan file, not a row
                            pointing nowhere */

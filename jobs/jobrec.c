@@ -72,13 +72,13 @@ static void job_row(sqlite3_stmt *s, struct job_rec *r)
     r->result_files = dup_col(s, 23);
 }
 
-int job_rec_get(struct job_store *st, const char *id, struct job_rec *r)
+int job_rec_get(struct store *st, const char *id, struct job_rec *r)
 {
     sqlite3_stmt *s;
-    int rc = JOB_STORE_ENOTFOUND;
-    if (sqlite3_prepare_v2(job_store_reader(st), "SELECT " JOB_COLS " FROM jobs WHERE id = ?", -1,
+    int rc = STORE_ENOTFOUND;
+    if (sqlite3_prepare_v2(store_reader(st), "SELECT " JOB_COLS " FROM jobs WHERE id = ?", -1,
                            &s, NULL) != SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_ROW) {
         job_row(s, r);
@@ -88,11 +88,11 @@ int job_rec_get(struct job_store *st, const char *id, struct job_rec *r)
     return rc;
 }
 
-int job_rec_ids_by_status(struct job_store *st, const char *status, char (*ids)[48], int max)
+int job_rec_ids_by_status(struct store *st, const char *status, char (*ids)[48], int max)
 {
     sqlite3_stmt *s;
     int n = 0;
-    if (sqlite3_prepare_v2(job_store_reader(st), "SELECT id FROM jobs WHERE status = ? ORDER BY seq",
+    if (sqlite3_prepare_v2(store_reader(st), "SELECT id FROM jobs WHERE status = ? ORDER BY seq",
                            -1, &s, NULL) != SQLITE_OK)
         return 0;
     sqlite3_bind_text(s, 1, status, -1, SQLITE_STATIC);
@@ -179,7 +179,7 @@ int job_rec_meta_match(const struct job_rec *r, const json_t *meta)
     return match;
 }
 
-json_t *job_rec_list_json(struct job_store *st, const char *after, int limit,
+json_t *job_rec_list_json(struct store *st, const char *after, int limit,
                           const json_t *meta, int *has_more)
 {
     sqlite3_stmt *s;
@@ -189,7 +189,7 @@ json_t *job_rec_list_json(struct job_store *st, const char *after, int limit,
     const char *sql = after ? "SELECT " JOB_COLS " FROM jobs WHERE seq < (SELECT seq FROM jobs "
                               "WHERE id = ?1) ORDER BY seq DESC LIMIT ?2"
                             : "SELECT " JOB_COLS " FROM jobs ORDER BY seq DESC LIMIT ?2";
-    if (sqlite3_prepare_v2(job_store_reader(st), sql, -1, &s, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(store_reader(st), sql, -1, &s, NULL) != SQLITE_OK)
         return arr;
     if (after)
         sqlite3_bind_text(s, 1, after, -1, SQLITE_STATIC);
@@ -224,7 +224,7 @@ int job_rec_insert_tx(sqlite3 *db, void *arg)
                            "created_at) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), "
                            "?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), ?, ?, ?, ?, ?)",
                            -1, &s, NULL) != SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, r->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, r->spec, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 3, r->method, -1, SQLITE_STATIC);
@@ -237,7 +237,7 @@ int job_rec_insert_tx(sqlite3 *db, void *arg)
     sqlite3_bind_text(s, 10, r->status, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 11, r->activate);
     sqlite3_bind_int64(s, 12, r->created_at);
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : JOB_STORE_EIO;
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : STORE_EIO;
     sqlite3_finalize(s);
     return rc;
 }
@@ -255,7 +255,7 @@ int job_status_tx(sqlite3 *db, void *arg)
             "finished_at = CASE WHEN ?6 THEN strftime('%s','now') ELSE finished_at END, "
             "attempts = attempts + ?7 WHERE id = ?1",
             -1, &s, NULL) != SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, op->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, op->status, -1, SQLITE_STATIC);
     if (op->error)
@@ -266,7 +266,7 @@ int job_status_tx(sqlite3 *db, void *arg)
     sqlite3_bind_int(s, 7, op->bump_attempts);
     if (op->result_files)
         sqlite3_bind_text(s, 8, op->result_files, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : JOB_STORE_EIO;
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : STORE_EIO;
     sqlite3_finalize(s);
     return rc;
 }
@@ -280,13 +280,13 @@ int job_event_tx(sqlite3 *db, void *arg)
                            "INSERT INTO job_events (job_id, seq, created_at, type, data) VALUES "
                            "(?, ?, strftime('%s','now'), ?, ?)",
                            -1, &s, NULL) != SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, op->id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, op->seq);
     sqlite3_bind_text(s, 3, op->type, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 4, op->data, -1, SQLITE_STATIC);
     if (sqlite3_step(s) != SQLITE_DONE)
-        rc = JOB_STORE_EIO;
+        rc = STORE_EIO;
     sqlite3_finalize(s);
     if (rc)
         return rc;
@@ -298,7 +298,7 @@ int job_event_tx(sqlite3 *db, void *arg)
             "trained_tokens = CASE WHEN ?5 >= 0 THEN ?5 ELSE trained_tokens END, "
             "metrics = CASE WHEN ?6 THEN ?7 ELSE metrics END WHERE id = ?1",
             -1, &s, NULL) != SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, op->id, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 2, op->stage);
     sqlite3_bind_text(s, 3, op->stage_name, -1, SQLITE_STATIC);
@@ -307,7 +307,7 @@ int job_event_tx(sqlite3 *db, void *arg)
     sqlite3_bind_int(s, 6, op->set_metrics);
     sqlite3_bind_text(s, 7, op->data, -1, SQLITE_STATIC);
     if (sqlite3_step(s) != SQLITE_DONE)
-        rc = JOB_STORE_EIO;
+        rc = STORE_EIO;
     sqlite3_finalize(s);
     if (rc || !op->ckpt_path[0])
         return rc;
@@ -315,7 +315,7 @@ int job_event_tx(sqlite3 *db, void *arg)
                            "INSERT OR REPLACE INTO checkpoints (job_id, stage, step, path, "
                            "created_at, metrics) VALUES (?, ?, ?, ?, strftime('%s','now'), ?)",
                            -1, &s, NULL) != SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, op->id, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 2, op->ckpt_stage);
     sqlite3_bind_int64(s, 3, op->ckpt_step);
@@ -323,16 +323,16 @@ int job_event_tx(sqlite3 *db, void *arg)
     if (op->ckpt_metrics)
         sqlite3_bind_text(s, 5, op->ckpt_metrics, -1, SQLITE_STATIC);
     if (sqlite3_step(s) != SQLITE_DONE)
-        rc = JOB_STORE_EIO;
+        rc = STORE_EIO;
     sqlite3_finalize(s);
     return rc;
 }
 
-int64_t job_events_max_seq(struct job_store *st, const char *id)
+int64_t job_events_max_seq(struct store *st, const char *id)
 {
     sqlite3_stmt *s;
     int64_t n = 0;
-    if (sqlite3_prepare_v2(job_store_reader(st),
+    if (sqlite3_prepare_v2(store_reader(st),
                            "SELECT COALESCE(MAX(seq), 0) FROM job_events WHERE job_id = ?", -1,
                            &s, NULL) != SQLITE_OK)
         return 0;
@@ -343,13 +343,13 @@ int64_t job_events_max_seq(struct job_store *st, const char *id)
     return n;
 }
 
-json_t *job_events_json(struct job_store *st, const char *id, int64_t after, int limit,
+json_t *job_events_json(struct store *st, const char *id, int64_t after, int limit,
                         int64_t *last)
 {
     sqlite3_stmt *s;
     json_t *arr = json_array();
     *last = after;
-    if (sqlite3_prepare_v2(job_store_reader(st),
+    if (sqlite3_prepare_v2(store_reader(st),
                            "SELECT seq, created_at, type, data FROM job_events WHERE job_id = ? "
                            "AND seq > ? ORDER BY seq LIMIT ?",
                            -1, &s, NULL) != SQLITE_OK)
@@ -389,7 +389,7 @@ void job_checkpoint_id(const char *job_id, int stage, int64_t step, char out[80]
              stage, (long long)step);
 }
 
-json_t *job_checkpoints_json(struct job_store *st, const char *id, const char *model,
+json_t *job_checkpoints_json(struct store *st, const char *id, const char *model,
                              const char *after, int limit, int *has_more)
 {
     sqlite3_stmt *s;
@@ -409,7 +409,7 @@ json_t *job_checkpoints_json(struct job_store *st, const char *id, const char *m
             return NULL;
     }
     json_t *arr = json_array();
-    if (sqlite3_prepare_v2(job_store_reader(st),
+    if (sqlite3_prepare_v2(store_reader(st),
                            "SELECT stage, step, path, created_at, metrics FROM checkpoints WHERE "
                            "job_id = ?1 AND (stage < ?2 OR (stage = ?2 AND step < ?3)) ORDER BY "
                            "stage DESC, step DESC LIMIT ?4",
@@ -483,7 +483,7 @@ int job_model_insert_tx(sqlite3 *db, void *arg)
                            "bytes, created_at) VALUES (?, ?, ?, ?, NULLIF(?, ''), ?, ?, ?, "
                            "strftime('%s','now')) ON CONFLICT DO NOTHING",
                            -1, &s, NULL) != SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, m->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, m->path, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 3, m->sha256, -1, SQLITE_STATIC);
@@ -493,7 +493,7 @@ int job_model_insert_tx(sqlite3 *db, void *arg)
         sqlite3_bind_text(s, 6, m->metrics, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 7, m->status[0] ? m->status : "unloaded", -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 8, m->bytes);
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : JOB_STORE_EIO;
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : STORE_EIO;
     sqlite3_finalize(s);
     return rc;
 }
@@ -507,11 +507,11 @@ int job_model_activate_tx(sqlite3 *db, void *arg)
                            "THEN ?3 ELSE version END, status = CASE WHEN id = ?1 THEN 'loaded' "
                            "ELSE status END WHERE task = ?2",
                            -1, &s, NULL) != SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, m->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, m->task, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 3, m->version);
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : JOB_STORE_EIO;
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : STORE_EIO;
     sqlite3_finalize(s);
     return rc;
 }
@@ -520,31 +520,31 @@ int job_model_delete_tx(sqlite3 *db, void *arg)
 {
     struct job_model *m = arg;
     sqlite3_stmt *s;
-    int rc = JOB_STORE_ENOTFOUND;
+    int rc = STORE_ENOTFOUND;
     if (sqlite3_prepare_v2(db, "SELECT active FROM models WHERE id = ?", -1, &s, NULL) !=
         SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, m->id, -1, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_ROW)
-        rc = sqlite3_column_int(s, 0) ? JOB_STORE_EEXIST : 0;
+        rc = sqlite3_column_int(s, 0) ? STORE_EEXIST : 0;
     sqlite3_finalize(s);
     if (rc)
         return rc;
     if (sqlite3_prepare_v2(db, "DELETE FROM models WHERE id = ?", -1, &s, NULL) != SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, m->id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(s) == SQLITE_DONE ? 0 : JOB_STORE_EIO;
+    rc = sqlite3_step(s) == SQLITE_DONE ? 0 : STORE_EIO;
     sqlite3_finalize(s);
     return rc;
 }
 
-int job_model_get(struct job_store *st, const char *id, struct job_model *m)
+int job_model_get(struct store *st, const char *id, struct job_model *m)
 {
     sqlite3_stmt *s;
-    int rc = JOB_STORE_ENOTFOUND;
-    if (sqlite3_prepare_v2(job_store_reader(st), "SELECT " MODEL_COLS " FROM models WHERE id = ?",
+    int rc = STORE_ENOTFOUND;
+    if (sqlite3_prepare_v2(store_reader(st), "SELECT " MODEL_COLS " FROM models WHERE id = ?",
                            -1, &s, NULL) != SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_ROW) {
         model_row(s, m);
@@ -554,16 +554,16 @@ int job_model_get(struct job_store *st, const char *id, struct job_model *m)
     return rc;
 }
 
-int job_model_list(struct job_store *st, struct job_model **out, int *n)
+int job_model_list(struct store *st, struct job_model **out, int *n)
 {
     sqlite3_stmt *s;
     int cap = 0;
     *out = NULL;
     *n = 0;
-    if (sqlite3_prepare_v2(job_store_reader(st),
+    if (sqlite3_prepare_v2(store_reader(st),
                            "SELECT " MODEL_COLS " FROM models ORDER BY created_at, id", -1, &s,
                            NULL) != SQLITE_OK)
-        return JOB_STORE_EIO;
+        return STORE_EIO;
     while (sqlite3_step(s) == SQLITE_ROW) {
         if (*n == cap) {
             cap = cap ? cap * 2 : 8;

@@ -1,7 +1,7 @@
 /*
  * jobs/jobrec.h — fine-tuning job records, their events and checkpoints, and registered models
  * in the store. Readers (`_get`, `_list`, `_json`) use the reader connection on the loop thread;
- * writers (`_tx`) are job_write_fn's for jobs/writer.h (run on the writer thread, inside a
+ * writers (`_tx`) are store_write_fn's for store/writer.h (run on the writer thread, inside a
  * transaction).
  *
  * Job status: validating_files -> queued -> running -> succeeded | failed | cancelled; a
@@ -16,7 +16,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "jobs/store.h"
+#include "store/store.h"
 
 struct job_rec {
     char id[48];             /* "ftjob-" + 24 hex */
@@ -47,16 +47,16 @@ struct job_rec {
 void job_rec_release(struct job_rec *r);
 int job_rec_terminal(const char *status);
 
-/* Reader. 0 or JOB_STORE_ENOTFOUND. */
-int job_rec_get(struct job_store *st, const char *id, struct job_rec *r);
+/* Reader. 0 or STORE_ENOTFOUND. */
+int job_rec_get(struct store *st, const char *id, struct job_rec *r);
 /* Reader: ids of jobs in `status` (oldest first), at most max; returns the count. */
-int job_rec_ids_by_status(struct job_store *st, const char *status, char (*ids)[48], int max);
+int job_rec_ids_by_status(struct store *st, const char *status, char (*ids)[48], int max);
 /* Reader: the OpenAI-shaped job object. */
 json_t *job_rec_json(const struct job_rec *r);
 /* Reader: newest first, after the job `after` (NULL: from the newest), at most limit. With
  * `meta` (borrowed), only jobs whose metadata matches: an object of key -> string (every pair
  * present), or JSON null (jobs without metadata). */
-json_t *job_rec_list_json(struct job_store *st, const char *after, int limit,
+json_t *job_rec_list_json(struct store *st, const char *after, int limit,
                           const json_t *meta, int *has_more);
 /* 1 when job r's metadata matches the filter meta (as job_rec_list_json). */
 int job_rec_meta_match(const struct job_rec *r, const json_t *meta);
@@ -94,14 +94,14 @@ struct job_event_op {
 int job_event_tx(sqlite3 *db, void *arg);
 
 /* Reader: the largest event seq of a job (0 if none). */
-int64_t job_events_max_seq(struct job_store *st, const char *id);
+int64_t job_events_max_seq(struct store *st, const char *id);
 /* Reader: events with seq > after, at most limit, oldest first; *last gets the last seq. */
-json_t *job_events_json(struct job_store *st, const char *id, int64_t after, int limit,
+json_t *job_events_json(struct store *st, const char *id, int64_t after, int limit,
                         int64_t *last);
 /* Reader: the job's checkpoints in OpenAI's shape (fine_tuning.job.checkpoint), newest first,
  * after the checkpoint id `after` (NULL: from the newest), at most limit; `model` names the
  * job's model for fine_tuned_model_checkpoint. */
-json_t *job_checkpoints_json(struct job_store *st, const char *id, const char *model,
+json_t *job_checkpoints_json(struct store *st, const char *id, const char *model,
                              const char *after, int limit, int *has_more);
 /* The checkpoint id of (job, stage, step): "ftckpt-<job hex>-<stage>-<step>". */
 void job_checkpoint_id(const char *job_id, int stage, int64_t step, char out[80]);
@@ -125,11 +125,11 @@ void job_model_release(struct job_model *m);
 int job_model_insert_tx(sqlite3 *db, void *arg);
 /* Writer: make `id` the only active model of its task (arg: struct job_model with id/task). */
 int job_model_activate_tx(sqlite3 *db, void *arg);
-/* Writer: delete (arg: struct job_model with id). JOB_STORE_EEXIST when active. */
+/* Writer: delete (arg: struct job_model with id). STORE_EEXIST when active. */
 int job_model_delete_tx(sqlite3 *db, void *arg);
 /* Reader. */
-int job_model_get(struct job_store *st, const char *id, struct job_model *m);
+int job_model_get(struct store *st, const char *id, struct job_model *m);
 /* Reader: every registered model; *n entries (caller frees each with release, then the array). */
-int job_model_list(struct job_store *st, struct job_model **out, int *n);
+int job_model_list(struct store *st, struct job_model **out, int *n);
 
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "jobs/results.h"
+#include "util/grow.h"
 
 /* One optimizer step's row. NAN: no value (an empty cell). */
 struct res_row {
@@ -32,14 +33,8 @@ static struct res_row *row_of(struct res_rows *rs, int stage, long step)
     for (size_t i = rs->n; i-- > 0;)
         if (rs->v[i].stage == stage && rs->v[i].step == step)
             return &rs->v[i];
-    if (rs->n == rs->cap) {
-        size_t nc = rs->cap ? rs->cap * 2 : 256;
-        struct res_row *nv = realloc(rs->v, nc * sizeof(*nv));
-        if (!nv)
-            return NULL;
-        rs->v = nv;
-        rs->cap = nc;
-    }
+    if (UTIL_GROW(rs->v, rs->cap, rs->n + 1, 256))
+        return NULL;
     struct res_row *r = &rs->v[rs->n++];
     *r = (struct res_row){stage, step, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
     return r;
@@ -82,13 +77,13 @@ static int cell(char **b, size_t *n, size_t *cap, double v)
     return isnan(v) ? buf_printf(b, n, cap, ",") : buf_printf(b, n, cap, ",%.9g", v);
 }
 
-char *job_results_csv(struct job_store *st, const char *id)
+char *job_results_csv(struct store *st, const char *id)
 {
     sqlite3_stmt *s;
     struct res_rows rs = {0};
     char *out = NULL;
     int bad = 0;
-    if (sqlite3_prepare_v2(job_store_reader(st),
+    if (sqlite3_prepare_v2(store_reader(st),
                            "SELECT type, data FROM job_events WHERE job_id = ? AND type IN "
                            "('step', 'checkpoint') ORDER BY seq",
                            -1, &s, NULL) != SQLITE_OK)

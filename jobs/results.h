@@ -11,10 +11,10 @@
 #ifndef BD_JOBS_RESULTS_H
 #define BD_JOBS_RESULTS_H
 
-#include "jobs/store.h"
+#include "store/store.h"
 
 /* Reader (loop thread): the CSV text of job id (malloc'd, NUL-terminated), or NULL when out of
  * memory or the store cannot be read. */
-char *job_results_csv(struct job_store *st, const char *id);
+char *job_results_csv(struct store *st, const char *id);
 
 #endif

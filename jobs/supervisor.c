@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,7 +18,8 @@
 #include "jobs/files.h"
 #include "jobs/results.h"
 #include "jobs/supervisor.h"
-#include "server/log.h"
+#include "log/log.h"
+#include "util/sha256.h"
 
 #define MAX_LINE (1 << 20)
 
@@ -66,8 +66,8 @@ struct sup_pending {
 
 struct job_sup {
     uv_loop_t *loop;
-    struct job_store *st;
-    struct job_writer *w;
+    struct store *st;
+    struct store_writer *w;
     struct job_sup_cfg cfg;
     struct job_sup_hooks hooks;
     struct sup_run *runs;
@@ -148,12 +148,12 @@ static void pending_pop(struct job_sup *s, const char *id)
 }
 
 /* The status of job id as the supervisor's queued writes will leave it (the stored one when none
- * is in flight) into status[24]. Returns 0 or JOB_STORE_ENOTFOUND. */
+ * is in flight) into status[24]. Returns 0 or STORE_ENOTFOUND. */
 static int effective_status(struct job_sup *s, const char *id, char status[24])
 {
     struct job_rec rec;
     if (job_rec_get(s->st, id, &rec))
-        return JOB_STORE_ENOTFOUND;
+        return STORE_ENOTFOUND;
     snprintf(status, 24, "%s", rec.status);
     job_rec_release(&rec);
     for (struct sup_pending *p = s->pending; p; p = p->next)
@@ -173,7 +173,7 @@ static void ev_written(void *arg, int status)
 {
     struct ev_done *d = arg;
     if (status)
-        srv_log_error("job %s: cannot store event %lld", d->op.id, (long long)d->op.seq);
+        log_error("job %s: cannot store event %lld", d->op.id, (long long)d->op.seq);
     else
         notify(d->sup, d->op.id, d->op.seq, 0);
     free(d->op.data);
@@ -196,7 +196,7 @@ static void st_written(void *arg, int status)
 {
     struct st_done *d = arg;
     if (status)
-        srv_log_error("job %s: cannot store status %s", d->op.id, d->op.status);
+        log_error("job %s: cannot store status %s", d->op.id, d->op.status);
     struct job_sup *s = d->sup;
     pending_pop(s, d->op.id);
     if (d->ended)
@@ -226,7 +226,7 @@ static void set_status(struct job_sup *s, const char *id, const char *status, co
     d->op.set_finished = finished;
     d->op.bump_attempts = bump;
     d->ended = job_rec_terminal(status);
-    if (job_writer_submit(s->w, st_tx, st_written, d)) {
+    if (store_writer_submit(s->w, st_tx, st_written, d)) {
         free(d->op.error);
         free(d);
         return;
@@ -294,7 +294,7 @@ static void run_event(struct sup_run *r, const char *line, size_t len)
     }
     op->data = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    if (!op->data || job_writer_submit(r->sup->w, ev_tx, ev_written, d)) {
+    if (!op->data || store_writer_submit(r->sup->w, ev_tx, ev_written, d)) {
         free(op->data);
         free(op->ckpt_metrics);
         free(d);
@@ -412,7 +412,7 @@ static void reg_store_results(struct reg_work *rw)
     snprintf(name, sizeof(name), "%s-results.csv", rw->rec.id);
     if (job_file_store_result(rw->sup->st, rw->sup->cfg.data_dir, name, rw->csv,
                               strlen(rw->csv), &f, err, sizeof(err)))
-        srv_log_warn("job %s: cannot store its result file: %s", rw->rec.id, err);
+        log_warn("job %s: cannot store its result file: %s", rw->rec.id, err);
     else
         snprintf(rw->result_files, sizeof(rw->result_files), "[\"%s\"]", f.id);
 }
@@ -420,28 +420,16 @@ static void reg_store_results(struct reg_work *rw)
 static void reg_hash(uv_work_t *w)
 {
     struct reg_work *rw = w->data;
-    unsigned char md[32], buf[1 << 16];
-    unsigned int len = 0;
+    uint64_t bytes = 0;
     reg_store_results(rw);
-    FILE *f = fopen(rw->m.path, "rb");
-    if (!f) {
+    int rc = util_sha256_file(rw->m.path, rw->m.sha256, &bytes);
+    if (rc) {
         rw->hash_failed = 1;
         snprintf(rw->why, sizeof(rw->why), "student file '%.150s' is missing: %s", rw->m.path,
-                 strerror(errno));
+                 strerror(-rc));
         return;
     }
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    size_t k;
-    while ((k = fread(buf, 1, sizeof(buf), f)) > 0) {
-        EVP_DigestUpdate(ctx, buf, k);
-        rw->m.bytes += (int64_t)k;
-    }
-    EVP_DigestFinal_ex(ctx, md, &len);
-    EVP_MD_CTX_free(ctx);
-    fclose(f);
-    for (int i = 0; i < 32; i++)
-        snprintf(rw->m.sha256 + 2 * i, 3, "%02x", md[i]);
+    rw->m.bytes += (int64_t)bytes;
 }
 
 static int reg_tx(sqlite3 *db, void *arg)
@@ -478,10 +466,10 @@ static void reg_written(void *arg, int status)
     struct reg_work *rw = arg;
     struct job_sup *s = rw->sup;
     if (status) {
-        srv_log_error("job %s: cannot register its model", rw->rec.id);
+        log_error("job %s: cannot register its model", rw->rec.id);
         set_status(s, rw->rec.id, "failed", "cannot register the student model", 0, 1, 0);
     } else {
-        srv_log_info("job %s succeeded: model %s (%lld bytes, sha256 %.12s)", rw->rec.id, rw->m.id,
+        log_info("job %s succeeded: model %s (%lld bytes, sha256 %.12s)", rw->rec.id, rw->m.id,
                      (long long)rw->m.bytes, rw->m.sha256);
         if (rw->decision)
             notify(s, rw->rec.id, rw->decision_seq, 0);
@@ -502,7 +490,7 @@ static void reg_hashed(uv_work_t *w, int status)
         reg_free(rw);
         return;
     }
-    if (job_writer_submit(rw->sup->w, reg_tx, reg_written, rw))
+    if (store_writer_submit(rw->sup->w, reg_tx, reg_written, rw))
         reg_free(rw);
 }
 
@@ -563,14 +551,14 @@ static void run_finish(struct sup_run *r)
     if (!s->closing) {
         unlink(pidfile);
         if (r->cancel) {
-            srv_log_info("job %s cancelled", r->id);
+            log_info("job %s cancelled", r->id);
             set_status(s, r->id, "cancelled", NULL, 0, 1, 0);
         } else if (r->exit_status == 0 && !r->term_signal && r->done_seen && r->student[0]) {
             run_succeeded(r);
         } else if (r->pause && (r->exit_status == 4 || r->term_signal == SIGUSR1)) {
             /* exit 4: checkpointed and stopped; SIGUSR1's default action: it came before the
              * trainer set its handler, and --resume starts from the last checkpoint if any */
-            srv_log_info("job %s paused", r->id);
+            log_info("job %s paused", r->id);
             set_status(s, r->id, "paused", NULL, 0, 0, 0);
         } else {
             char why[1600];
@@ -585,10 +573,10 @@ static void run_finish(struct sup_run *r)
                          (long long)r->exit_status, tail);
             free(tail);
             if (r->attempts <= s->cfg.retries) {
-                srv_log_warn("job %s failed (%s); retrying", r->id, why);
+                log_warn("job %s failed (%s); retrying", r->id, why);
                 set_status(s, r->id, "queued", why, 0, 0, 0);
             } else {
-                srv_log_warn("job %s failed: %s", r->id, why);
+                log_warn("job %s failed: %s", r->id, why);
                 set_status(s, r->id, "failed", why, 0, 1, 0);
             }
         }
@@ -613,7 +601,7 @@ static void run_kill_now(uv_timer_t *t)
 {
     struct sup_run *r = t->data;
     if (!r->exited) {
-        srv_log_warn("job %s: trainer ignored SIGTERM; sending SIGKILL", r->id);
+        log_warn("job %s: trainer ignored SIGTERM; sending SIGKILL", r->id);
         uv_process_kill(&r->proc, SIGKILL);
     }
 }
@@ -647,7 +635,7 @@ static void kill_leftover(const char *dir)
     cmd[k] = 0;
     if (!strstr(cmd, dir) || !strstr(cmd, " train "))
         return;
-    srv_log_warn("killing trainer %d left over from a previous run of job dir %s", pid, dir);
+    log_warn("killing trainer %d left over from a previous run of job dir %s", pid, dir);
     kill(pid, SIGKILL);
     for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
         usleep(10000);
@@ -701,7 +689,7 @@ static void run_cancel_cmd(struct job_sup *s, const char *id)
     opt.args = args;
     opt.exit_cb = cancel_cmd_exit;
     if (!p || uv_spawn(s->loop, p, &opt)) {
-        srv_log_warn("job %s: cannot run the cancel command '%s'", id, s->cfg.cancel_cmd);
+        log_warn("job %s: cannot run the cancel command '%s'", id, s->cfg.cancel_cmd);
         free(p);
     }
 }
@@ -822,7 +810,7 @@ static int run_start(struct job_sup *s, const struct job_rec *rec)
         char why[512];
         snprintf(why, sizeof(why), "cannot start the trainer '%s': %s", s->cfg.trainer,
                  uv_strerror(rc));
-        srv_log_error("job %s: %s", rec->id, why);
+        log_error("job %s: %s", rec->id, why);
         set_status(s, rec->id, "failed", why, 0, 1, 1);
         r->exited = r->eof = 1;
         uv_close((uv_handle_t *)&r->kill_timer, run_handle_closed);
@@ -839,7 +827,7 @@ static int run_start(struct job_sup *s, const struct job_rec *rec)
     uv_read_start((uv_stream_t *)&r->pipe, run_alloc, run_read);
     r->next = s->runs;
     s->runs = r;
-    srv_log_info("job %s: trainer %d started on %s%s (attempt %d)", rec->id, r->proc.pid,
+    log_info("job %s: trainer %d started on %s%s (attempt %d)", rec->id, r->proc.pid,
                  r->device, resume ? ", resuming from its last checkpoint" : "", r->attempts);
     set_status(s, rec->id, "running", NULL, !resume, 0, 1);
     return 0;
@@ -873,7 +861,7 @@ void job_sup_kick(struct job_sup *s)
 
 /* ---- life ------------------------------------------------------------------------------------ */
 
-struct job_sup *job_sup_create(uv_loop_t *loop, struct job_store *st, struct job_writer *w,
+struct job_sup *job_sup_create(uv_loop_t *loop, struct store *st, struct store_writer *w,
                                const struct job_sup_cfg *cfg, const struct job_sup_hooks *hooks)
 {
     struct job_sup *s = calloc(1, sizeof(*s));
@@ -900,7 +888,7 @@ void job_sup_start(struct job_sup *s)
         struct job_rec rec;
         if (job_rec_get(s->st, ids[i], &rec))
             continue;
-        srv_log_warn("job %s was running when the daemon stopped: resuming it", rec.id);
+        log_warn("job %s was running when the daemon stopped: resuming it", rec.id);
         run_start(s, &rec);
         job_rec_release(&rec);
     }
@@ -916,9 +904,9 @@ int job_sup_cancel(struct job_sup *s, const char *id)
 {
     char status[24];
     if (effective_status(s, id, status))
-        return JOB_STORE_ENOTFOUND;
+        return STORE_ENOTFOUND;
     if (job_rec_terminal(status))
-        return JOB_STORE_EEXIST;
+        return STORE_EEXIST;
     struct sup_run *r = run_find(s, id);
     if (!r) {
         set_status(s, id, "cancelled", NULL, 0, 1, 0);
@@ -937,12 +925,12 @@ int job_sup_cancel(struct job_sup *s, const char *id)
 int job_sup_pause(struct job_sup *s, const char *id, char status[24])
 {
     if (effective_status(s, id, status))
-        return JOB_STORE_ENOTFOUND;
+        return STORE_ENOTFOUND;
     if (strcmp(status, "running") && strcmp(status, "queued"))
-        return JOB_STORE_EEXIST;
+        return STORE_EEXIST;
     struct sup_run *r = run_find(s, id);
     if (r && r->cancel)
-        return JOB_STORE_EEXIST;
+        return STORE_EEXIST;
     if (r && s->cfg.launcher)
         return JOB_SUP_ENOPAUSE;
     if (!r) { /* queued, or running on a daemon that runs no jobs: nothing to stop */
@@ -961,9 +949,9 @@ int job_sup_pause(struct job_sup *s, const char *id, char status[24])
 int job_sup_resume(struct job_sup *s, const char *id, char status[24])
 {
     if (effective_status(s, id, status))
-        return JOB_STORE_ENOTFOUND;
+        return STORE_ENOTFOUND;
     if (strcmp(status, "paused"))
-        return JOB_STORE_EEXIST;
+        return STORE_EEXIST;
     set_status(s, id, "queued", NULL, 0, 0, 0); /* started by the kick after the write */
     snprintf(status, 24, "queued");
     return 0;
@@ -994,7 +982,7 @@ void job_sup_close(struct job_sup *s)
     while (s->runs) {
         struct sup_run *r = s->runs;
         s->runs = r->next;
-        srv_log_info("job %s: stopping its trainer; it resumes at the next start", r->id);
+        log_info("job %s: stopping its trainer; it resumes at the next start", r->id);
         if (!r->exited)
             uv_process_kill(&r->proc, SIGTERM);
         uv_close((uv_handle_t *)&r->kill_timer, run_handle_closed);

@@ -25,8 +25,8 @@
 #include <uv.h>
 
 #include "jobs/jobrec.h"
-#include "jobs/store.h"
-#include "jobs/writer.h"
+#include "store/store.h"
+#include "store/writer.h"
 
 struct job_sup_cfg {
     const char *data_dir;  /* borrowed */
@@ -53,7 +53,7 @@ struct job_sup_hooks {
 
 struct job_sup;
 
-struct job_sup *job_sup_create(uv_loop_t *loop, struct job_store *st, struct job_writer *w,
+struct job_sup *job_sup_create(uv_loop_t *loop, struct store *st, struct store_writer *w,
                                const struct job_sup_cfg *cfg, const struct job_sup_hooks *hooks);
 /* Resume jobs left running, queue the queued ones. Call once after create. */
 void job_sup_start(struct job_sup *s);
@@ -64,16 +64,16 @@ void job_sup_free(struct job_sup *s);
 
 /* A job was inserted with status `queued`: start it when its device is free. */
 void job_sup_kick(struct job_sup *s);
-/* Cancel: returns 0, JOB_STORE_ENOTFOUND, or JOB_STORE_EEXIST when already finished. */
+/* Cancel: returns 0, STORE_ENOTFOUND, or STORE_EEXIST when already finished. */
 int job_sup_cancel(struct job_sup *s, const char *id);
 /* Pause: a running job's trainer gets SIGUSR1, writes a checkpoint after its current step and
  * exits; the job becomes `paused` (*status "pausing" until then); a queued job is `paused` at
- * once. Returns 0, JOB_STORE_ENOTFOUND, JOB_STORE_EEXIST when its status (in *status) cannot be
+ * once. Returns 0, STORE_ENOTFOUND, STORE_EEXIST when its status (in *status) cannot be
  * paused, or JOB_SUP_ENOPAUSE for a trainer run through a launcher (signals do not reach it). */
 #define JOB_SUP_ENOPAUSE (-20)
 int job_sup_pause(struct job_sup *s, const char *id, char status[24]);
 /* Resume a paused job: queued again, it starts with --resume from its checkpoint when its device
- * is free. Returns 0, JOB_STORE_ENOTFOUND or JOB_STORE_EEXIST (not paused; *status says what). */
+ * is free. Returns 0, STORE_ENOTFOUND or STORE_EEXIST (not paused; *status says what). */
 int job_sup_resume(struct job_sup *s, const char *id, char status[24]);
 /* Jobs running now. */
 int job_sup_running(const struct job_sup *s);

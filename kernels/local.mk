@@ -65,7 +65,7 @@ TESTS += tests/test-krn-neon.sh
 EXTRA_DIST += tests/test-krn-neon.sh
 AM_TESTS_ENVIRONMENT += QEMU_AARCH64='$(QEMU_AARCH64)'; export QEMU_AARCH64;
 
-$(KRN_ARM_DIR)/stamp: $(KRN_PORTABLE:%=$(srcdir)/%) $(KRN_HEADERS:%=$(srcdir)/%) \
+$(KRN_ARM_DIR)/stamp: $(KRN_PORTABLE:%=$(srcdir)/%) $(KRN_HDRS:%=$(srcdir)/%) \
 		$(srcdir)/kernels/arm_neon.c $(srcdir)/kernels/fops_vec.c $(srcdir)/tests/krn_test.h \
 		$(srcdir)/tests/tap.h $(KRN_ARM_TESTS:%=$(srcdir)/tests/%.c)
 	$(AM_V_GEN)$(MKDIR_P) $(KRN_ARM_DIR); rm -f $@; \

@@ -1,5 +1,5 @@
 /*
- * plot/cli.h — `bitdistill plot line | bar` (docs/plot.md), listed in server/cli.c's table.
+ * plot/cli.h — `bitdistill plot line | bar` (docs/plot.md), listed in cmd/cli.c's table.
  */
 #ifndef BD_PLOT_CLI_H
 #define BD_PLOT_CLI_H

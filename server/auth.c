@@ -3,12 +3,13 @@
  */
 #include "server/auth.h"
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+#include "util/sha256.h"
 
 int srv_scope_parse(const char *s)
 {
@@ -26,15 +27,11 @@ const char *srv_scope_name(enum srv_scope scope)
 
 void srv_auth_hash(const char *key, char hex[65])
 {
-    unsigned char md[32];
-    unsigned int len = 0;
-    EVP_Digest(key, strlen(key), md, &len, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    util_sha256_hex(key, strlen(key), hex);
 }
 
 int srv_auth_key_new(enum srv_scope scope, const char *name, char secret[48],
-                     struct job_key *rec, char hash[65])
+                     struct srv_key *rec, char hash[65])
 {
     static const char b64[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -70,15 +67,15 @@ int srv_auth_key_new(enum srv_scope scope, const char *name, char secret[48],
     return 0;
 }
 
-enum srv_auth_result srv_auth_check(struct job_store *st, const char *authorization,
-                                    enum srv_scope need, struct job_key *who)
+enum srv_auth_result srv_auth_check(const struct srv_keyring *keys, const char *authorization,
+                                    enum srv_scope need, struct srv_key *who)
 {
-    struct job_key key;
+    struct srv_key key;
     char hash[65];
 
     if (need == SRV_SCOPE_OPEN)
         return SRV_AUTH_OK;
-    int n = job_store_key_count(st);
+    int n = keys->count(keys->ctx);
     if (n < 0)
         return SRV_AUTH_ERROR;
     if (n == 0)
@@ -91,8 +88,8 @@ enum srv_auth_result srv_auth_check(struct job_store *st, const char *authorizat
     if (!*tok || strlen(tok) > 256)
         return SRV_AUTH_INVALID;
     srv_auth_hash(tok, hash);
-    int rc = job_store_key_find(st, hash, &key);
-    if (rc == JOB_STORE_ENOTFOUND)
+    int rc = keys->find(keys->ctx, hash, &key);
+    if (rc == 1)
         return SRV_AUTH_INVALID;
     if (rc)
         return SRV_AUTH_ERROR;

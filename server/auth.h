@@ -5,11 +5,15 @@
  * Only its SHA-256 (hex) is stored; the secret is shown once, when created. While no key
  * exists the API is open (a fresh local install); once one exists every /v1 route needs one.
  * Scopes: `infer` may call inference routes, `admin` may call everything.
+ *
+ * Where keys are kept is not this file's business: srv_auth_check asks a keyring, two callbacks
+ * the application supplies (api/ answers them from the SQLite store), so the HTTP library does
+ * not depend on the database.
  */
 #ifndef BD_SERVER_AUTH_H
 #define BD_SERVER_AUTH_H
 
-#include "jobs/store.h"
+#include <stdint.h>
 
 enum srv_scope { SRV_SCOPE_OPEN = 0, SRV_SCOPE_INFER = 1, SRV_SCOPE_ADMIN = 2 };
 
@@ -21,6 +25,30 @@ enum srv_auth_result {
     SRV_AUTH_ERROR = -4,     /* database error: 500 */
 };
 
+/* One API key as the keyring reports it and as srv_auth_key_new makes it (never the secret). */
+struct srv_key {
+    char id[32];        /* "key_" + 16 hex */
+    char name[128];     /* free text, may be empty */
+    char scope[8];      /* "admin" or "infer" */
+    char prefix[16];    /* first characters of the secret, for display */
+    int64_t created_at; /* unix seconds */
+};
+
+/*
+ * The key lookup srv_auth_check needs, supplied by the application; both callbacks run on the
+ * loop thread and must not block. `ctx` is borrowed and passed back unchanged.
+ */
+struct srv_keyring {
+    /* Number of active keys (>= 0), or a negative value when the lookup failed. */
+    int (*count)(void *ctx);
+    /*
+     * Find the active key whose SHA-256 hex is `hash_hex` and fill *key: returns 0 when found,
+     * 1 when there is none, a negative value when the lookup failed.
+     */
+    int (*find)(void *ctx, const char *hash_hex, struct srv_key *key);
+    void *ctx;
+};
+
 /* Parse "admin" / "infer"; returns the scope or -1. */
 int srv_scope_parse(const char *s);
 const char *srv_scope_name(enum srv_scope scope);
@@ -30,16 +58,16 @@ void srv_auth_hash(const char *key, char hex[65]);
 
 /*
  * Make a new key: fills secret[48] ("bd_..." NUL-terminated), and *rec (id, prefix, scope,
- * name, created_at) plus hash[65], ready for job_store_key_insert. Returns 0 or -1 (no entropy).
+ * name, created_at) plus hash[65], ready to be stored. Returns 0 or -1 (no entropy).
  */
 int srv_auth_key_new(enum srv_scope scope, const char *name, char secret[48],
-                     struct job_key *rec, char hash[65]);
+                     struct srv_key *rec, char hash[65]);
 
 /*
- * Check `authorization` (the header's value, may be NULL) against the store for a route that
- * needs `need`. Loop thread (reads only). On success fills *who if not NULL.
+ * Check `authorization` (the header's value, may be NULL) against the keys of `keys` for a route
+ * that needs `need`. Loop thread. On success fills *who if not NULL.
  */
-enum srv_auth_result srv_auth_check(struct job_store *st, const char *authorization,
-                                    enum srv_scope need, struct job_key *who);
+enum srv_auth_result srv_auth_check(const struct srv_keyring *keys, const char *authorization,
+                                    enum srv_scope need, struct srv_key *who);
 
 #endif

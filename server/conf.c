@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/log.h"
+#include "log/log.h"
 
 enum cfg_type { CFG_STR, CFG_INT, CFG_SIZE, CFG_LEVEL };
 
@@ -156,7 +156,7 @@ static int cfg_set(struct srv_config *cfg, const struct cfg_opt *o, const char *
         }
         return 0;
     case CFG_LEVEL: {
-        int lv = srv_log_level_parse(val);
+        int lv = log_level_parse(val);
         if (lv < 0) {
             snprintf(err, errlen, "%s %s: '%s' is not one of error, warn, info, debug", src,
                      o->name, val);
@@ -386,7 +386,7 @@ void srv_config_dump(const struct srv_config *cfg, FILE *f, int with_help)
         }
         case CFG_INT: v = json_integer(*(const int *)field); break;
         case CFG_SIZE: v = json_integer((json_int_t) * (const size_t *)field); break;
-        case CFG_LEVEL: v = json_string(srv_log_level_name(*(const int *)field)); break;
+        case CFG_LEVEL: v = json_string(log_level_name(*(const int *)field)); break;
         }
         char *vt = json_dumps(v, JSON_ENCODE_ANY);
         json_t *h = json_string(o->help);

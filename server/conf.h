@@ -32,7 +32,7 @@ struct srv_config {
     int body_timeout_ms;      /* longest pause between two pieces of a request body (408) */
     int idle_timeout_ms;      /* keep-alive connection idle between requests: closed */
     int drain_timeout_ms;     /* on SIGTERM, wait this long for in-flight requests */
-    int log_level;            /* enum srv_log_level */
+    int log_level;            /* enum log_level */
     int threads;              /* threads of each engine worker's passes; 0 = cores / workers */
     int workers;              /* engine workers; 0 = cores / threads (one per core) */
     char *model;              /* student GGUF or HF directory served at start-up (NULL: none) */

@@ -26,7 +26,7 @@ void srv_buf_release(struct srv_buf *b);
 struct srv_server {
     uv_loop_t *loop;
     const struct srv_config *cfg; /* borrowed */
-    struct job_store *store;      /* borrowed */
+    struct store *store;      /* borrowed */
     struct srv_hooks hooks;
     struct srv_metrics *metrics;  /* owned */
     struct srv_tls_ctx *tls;      /* owned; NULL = plain HTTP */

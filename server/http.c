@@ -20,10 +20,11 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "log/log.h"
 #include "server/conn.h"
-#include "server/log.h"
 #include "server/metrics.h"
 #include "server/tls.h"
+#include "util/grow.h"
 
 #define CONN_MAX_BUFFERED (256 * 1024) /* pipelined bytes held while answering */
 #define CONN_LINGER_MS 1000
@@ -248,7 +249,7 @@ static void conn_write_cb(uv_write_t *w, int status)
     free(cw);
     conn->pending_writes--;
     if (status < 0 && status != UV_ECANCELED) {
-        srv_log_debug("write failed: %s", uv_strerror(status));
+        log_debug("write failed: %s", uv_strerror(status));
         srv_conn_close(conn);
         return;
     }
@@ -536,7 +537,7 @@ static void req_done(struct srv_req *req)
                                   srv_metrics_labels(labels, sizeof(labels), "handler",
                                                      req->handler, NULL),
                                   secs);
-    srv_log(req->status >= 500 ? SRV_LOG_WARN : SRV_LOG_INFO, "%s %s %d %zuB %.2fms rid=%s",
+    log_line(req->status >= 500 ? LOG_LEVEL_WARN : LOG_LEVEL_INFO, "%s %s %d %zuB %.2fms rid=%s",
             req->method, log_target(req, target, sizeof(target)), req->status, req->bytes_out,
             secs * 1e3, req->id);
     if (!conn)
@@ -740,18 +741,10 @@ static int on_header_value_complete(llhttp_t *p)
         srv_req_reject(req, 431, "more than 100 request headers");
         return HPE_USER;
     }
-    if (req->nhdrs == req->hcap) {
-        size_t ncap = req->hcap ? req->hcap * 2 : 16;
-        struct srv_buf *nn = realloc(req->hdr_names, ncap * sizeof(*nn));
-        if (!nn)
-            return conn_oom(conn);
-        req->hdr_names = nn;
-        struct srv_buf *nv = realloc(req->hdr_values, ncap * sizeof(*nv));
-        if (!nv)
-            return conn_oom(conn);
-        req->hdr_values = nv;
-        req->hcap = ncap;
-    }
+    size_t ncap = req->hcap; /* both arrays grow to the same capacity, kept in req->hcap */
+    if (UTIL_GROW(req->hdr_names, ncap, req->nhdrs + 1, 16) ||
+        UTIL_GROW(req->hdr_values, req->hcap, req->nhdrs + 1, 16))
+        return conn_oom(conn);
     /* Hand the buffers over; empty values still need a string. */
     if (!conn->hval.p && srv_buf_add(&conn->hval, "", 0))
         return conn_oom(conn);
@@ -964,7 +957,7 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         char err[256];
         if (srv_tls_feed(conn->tls, buf->base, (size_t)nread, conn_plain, conn, err,
                          sizeof(err))) {
-            srv_log_debug("closing connection: %s", err);
+            log_debug("closing connection: %s", err);
             srv_conn_close(conn);
             return;
         }

@@ -1,14 +1,8 @@
-# server: the daemon's main, config, HTTP core, TLS, auth, logging, metrics; the CLI's main.
-libbitdistill_a_SOURCES += server/log.c server/log.h server/conf.c server/conf.h \
+# server: the HTTP library — config, libuv loop, HTTP core, TLS, auth, metrics, sd_notify.
+libbitdistill_a_SOURCES += server/conf.c server/conf.h \
 	server/metrics.c server/metrics.h server/tls.c server/tls.h server/auth.c server/auth.h \
 	server/http.c server/http.h server/conn.h server/server.c server/server.h \
-	server/notify.c server/notify.h server/daemon.c server/daemon.h
-
-bin_PROGRAMS += bitdistilld bitdistill
-bitdistilld_SOURCES = server/main.c
-bitdistilld_LDADD = $(BD_ALL_LIBS)
-bitdistill_SOURCES = server/cli.c server/cli.h server/keys_cli.c
-bitdistill_LDADD = $(BD_ALL_LIBS)
+	server/notify.c server/notify.h
 
 EXTRA_DIST += tests/http_client.h
 check_PROGRAMS += tests/test-srv-http

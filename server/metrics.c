@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/grow.h"
+
 enum met_type { MET_COUNTER, MET_GAUGE, MET_HISTOGRAM };
 
 /* Latency buckets in seconds (upper bounds), +Inf implied. */
@@ -110,14 +112,8 @@ static struct met_series *met_get(struct srv_metrics *m, const char *name, const
     if (f && f->type != type)
         return NULL;
     if (!f) {
-        if (m->n == m->cap) {
-            size_t ncap = m->cap ? m->cap * 2 : 16;
-            struct met_family *nf = realloc(m->fam, ncap * sizeof(*nf));
-            if (!nf)
-                return NULL;
-            m->fam = nf;
-            m->cap = ncap;
-        }
+        if (UTIL_GROW(m->fam, m->cap, m->n + 1, 16))
+            return NULL;
         f = &m->fam[m->n];
         memset(f, 0, sizeof(*f));
         f->name = strdup(name);
@@ -135,14 +131,8 @@ static struct met_series *met_get(struct srv_metrics *m, const char *name, const
     for (size_t j = 0; j < f->n; j++)
         if (!strcmp(f->series[j].labels, labels))
             return &f->series[j];
-    if (f->n == f->cap) {
-        size_t ncap = f->cap ? f->cap * 2 : 8;
-        struct met_series *ns = realloc(f->series, ncap * sizeof(*ns));
-        if (!ns)
-            return NULL;
-        f->series = ns;
-        f->cap = ncap;
-    }
+    if (UTIL_GROW(f->series, f->cap, f->n + 1, 8))
+        return NULL;
     struct met_series *s = &f->series[f->n];
     memset(s, 0, sizeof(*s));
     if (!(s->labels = strdup(labels)))

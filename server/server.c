@@ -10,13 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log/log.h"
 #include "server/conn.h"
-#include "server/log.h"
 #include "server/metrics.h"
 #include "server/tls.h"
 
 struct srv_server *srv_server_create(uv_loop_t *loop, const struct srv_config *cfg,
-                                     struct job_store *store, const struct srv_hooks *hooks,
+                                     struct store *store, const struct srv_hooks *hooks,
                                      char *err, size_t errlen)
 {
     struct srv_server *srv = calloc(1, sizeof(*srv));
@@ -56,7 +56,7 @@ static void srv_on_connection(uv_stream_t *listener, int status)
 {
     struct srv_server *srv = listener->data;
     if (status < 0) {
-        srv_log_warn("accept: %s", uv_strerror(status));
+        log_warn("accept: %s", uv_strerror(status));
         return;
     }
     srv_accept(srv);
@@ -72,7 +72,7 @@ static void srv_accept(struct srv_server *srv)
     uv_stream_t *listener = (uv_stream_t *)&srv->listener;
     struct srv_conn *conn = calloc(1, sizeof(*conn));
     if (!conn) {
-        srv_log_error("accept: out of memory (retrying in 100 ms)");
+        log_error("accept: out of memory (retrying in 100 ms)");
         if (!srv->accept_timer_open) {
             uv_timer_init(srv->loop, &srv->accept_timer);
             srv->accept_timer.data = srv;
@@ -98,7 +98,7 @@ static void srv_accept(struct srv_server *srv)
     }
     srv_conn_accepted(conn);
     if (!conn->closing && srv->nconns > srv->cfg->max_connections) {
-        srv_log_warn("connection refused: %d open connections (max-connections %d)",
+        log_warn("connection refused: %d open connections (max-connections %d)",
                      srv->nconns - 1, srv->cfg->max_connections);
         if (srv->tls)
             srv_conn_close(conn); /* no handshake yet: nothing can be said */
@@ -174,7 +174,7 @@ int srv_server_reconfigure(struct srv_server *srv, const struct srv_config *cfg,
 static void srv_drain_timeout(uv_timer_t *t)
 {
     struct srv_server *srv = t->data;
-    srv_log_warn("drain timeout: closing %d connection(s) with requests in flight", srv->nconns);
+    log_warn("drain timeout: closing %d connection(s) with requests in flight", srv->nconns);
     void (*done)(struct srv_server *, int) = srv->drain_done;
     srv->drain_done = NULL;
     while (srv->conns)
@@ -260,7 +260,7 @@ void srv_server_free(struct srv_server *srv)
 }
 
 struct srv_metrics *srv_server_metrics(struct srv_server *srv) { return srv->metrics; }
-struct job_store *srv_server_store(struct srv_server *srv) { return srv->store; }
+struct store *srv_server_store(struct srv_server *srv) { return srv->store; }
 const struct srv_config *srv_server_config(struct srv_server *srv) { return srv->cfg; }
 uv_loop_t *srv_server_loop(struct srv_server *srv) { return srv->loop; }
 int srv_server_open_connections(const struct srv_server *srv) { return srv->nconns; }

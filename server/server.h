@@ -18,7 +18,7 @@
 #include "server/conf.h"
 #include "server/http.h"
 
-struct job_store;
+struct store;
 struct srv_metrics;
 
 struct srv_hooks {
@@ -36,7 +36,7 @@ struct srv_server;
  * srv_server_reconfigure) and `store` (borrowed). Returns NULL with err set.
  */
 struct srv_server *srv_server_create(uv_loop_t *loop, const struct srv_config *cfg,
-                                     struct job_store *store, const struct srv_hooks *hooks,
+                                     struct store *store, const struct srv_hooks *hooks,
                                      char *err, size_t errlen);
 /* Bind and listen on cfg->host:cfg->port; writes cfg->port_file. Returns 0 or -1 with err. */
 int srv_server_listen(struct srv_server *srv, char *err, size_t errlen);
@@ -64,7 +64,7 @@ void srv_server_free(struct srv_server *srv);
 
 /* Borrowed parts. */
 struct srv_metrics *srv_server_metrics(struct srv_server *srv);
-struct job_store *srv_server_store(struct srv_server *srv);
+struct store *srv_server_store(struct srv_server *srv);
 const struct srv_config *srv_server_config(struct srv_server *srv);
 uv_loop_t *srv_server_loop(struct srv_server *srv);
 int srv_server_open_connections(const struct srv_server *srv);

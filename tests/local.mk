@@ -8,3 +8,10 @@ EXTRA_DIST += models/demo/README.md models/demo/student.gguf models/demo/tokeniz
 	models/demo/teacher/config.json models/demo/teacher/model.safetensors \
 	models/demo/teacher/tokenizer.json models/demo/data/sst2-train-slice.txt \
 	models/demo/data/sst2-dev.txt
+
+# Habits: the folder layers (tools/check-layers.sh) and the format (.clang-format,
+# tools/check-format.sh; tools/format.sh formats the tree).
+dist_noinst_SCRIPTS += tests/test-layers.sh tests/test-format.sh tools/check-layers.sh \
+	tools/check-format.sh tools/format.sh
+TESTS += tests/test-layers.sh tests/test-format.sh
+EXTRA_DIST += .clang-format

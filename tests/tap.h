@@ -70,6 +70,20 @@ static inline int tap_ok_(int cond, const char *file, int line, const char *fmt,
         exit(1);                                                                                   \
     } while (0)
 
+/* The shared datasets (../shared/data beside the checkout, its README lists them): $SHARED_DATA
+ * when set, else $top_srcdir/../shared/data. Tests that need them skip with "needs ..." when a
+ * file is absent; SHARED_DATA=/nonexistent runs the suite as a clone without the data does. */
+static inline const char *tap_data_dir(void)
+{
+    static char dir[512];
+    const char *env = getenv("SHARED_DATA"), *top = getenv("top_srcdir");
+    if (env && *env)
+        snprintf(dir, sizeof(dir), "%s", env);
+    else
+        snprintf(dir, sizeof(dir), "%s/../shared/data", top ? top : ".");
+    return dir;
+}
+
 static inline int tap_done(void)
 {
     printf("1..%d\n", tap_count_);

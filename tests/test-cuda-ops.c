@@ -1,6 +1,6 @@
 /*
  * tests/test-cuda-ops.c — every GPU op of kernels/cuda/kcuda.h against its CPU twin in
- * jobs/train/ops.c, forward and backward, on random inputs of awkward shapes (1, 15, 17, ...).
+ * train/ops.c, forward and backward, on random inputs of awkward shapes (1, 15, 17, ...).
  * Error = ||gpu - cpu|| / ||cpu|| per output tensor; the tolerances are named below. Backward
  * outputs start from random values (not zeros), so the "accumulate" contract is checked too.
  * Without a GPU every check is a TAP SKIP with the reason.
@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jobs/train/ops.h"
 #include "kernels/cuda/kcuda.h"
 #include "tests/tap.h"
+#include "train/ops.h"
 
 #define TOL_EXACT 1e-6 /* quantizers: same float operations (d may differ by an ulp) */
 #define TOL_F32 2e-5   /* row ops and fp32 cuBLAS products: summation order only */

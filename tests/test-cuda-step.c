@@ -1,5 +1,5 @@
 /*
- * tests/test-cuda-step.c — one whole BitDistill training step on the GPU (jobs/train/backend.h)
+ * tests/test-cuda-step.c — one whole BitDistill training step on the GPU (train/backend.h)
  * against the CPU trainer (step.h) on the tiny Qwen3 fixtures of tests/fixtures/train: the
  * losses CE, LD, AD and their sum, the gradient of every student tensor, then 3 AdamW steps
  * (parameters after). Paths: fp32 products (tolerances 1e-4 on losses) and bf16 products with
@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "engine/err.h"
-#include "jobs/train/backend.h"
 #include "tests/tap.h"
+#include "train/backend.h"
 
 #define LOSS_TOL_F32 1e-4
 #define GRAD_TOL_F32 2e-3  /* a BitLinear INT8 code may flip at a rounding boundary */

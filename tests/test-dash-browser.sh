@@ -14,10 +14,10 @@ T=$(mktemp -d /tmp/bd-test-dash-XXXXXX)
 trap 'kill -9 $PID 2>/dev/null; rm -rf "$T"' EXIT
 
 why=""
-command -v node >/dev/null 2>&1 || why="node not found (apt-get install nodejs)"
-[ -n "$why" ] || [ -x "$CHROMIUM" ] || why="chromium not found at $CHROMIUM (deploy/packages/dashboard.list)"
-[ -n "$why" ] || [ -d "$PW" ] || why="playwright-core missing (run deploy/setup.d/npm-playwright.sh)"
-[ -n "$why" ] || [ -f "$D/sst2/sentence/stsa.binary.train" ] || why="SST-2 data not found at $D (set SHARED_DATA)"
+command -v node >/dev/null 2>&1 || why="needs node (apt-get install nodejs)"
+[ -n "$why" ] || [ -x "$CHROMIUM" ] || why="needs chromium at $CHROMIUM (deploy/packages/dashboard.list)"
+[ -n "$why" ] || [ -d "$PW" ] || why="needs the npm package playwright-core in tests/browser/node_modules (run deploy/setup.d/npm-playwright.sh)"
+[ -n "$why" ] || [ -f "$D/sst2/sentence/stsa.binary.train" ] || why="needs ../shared/data/sst2 (SST-2, not found at $D; set SHARED_DATA)"
 if [ -n "$why" ]; then
     skip "$why"
     done_testing

@@ -16,7 +16,7 @@ for p in slurmctld slurmd srun scancel squeue munged; do
     fi
 done
 if [ "$(id -u)" -ne 0 ]; then skip "slurmd needs root"; done_testing; exit $?; fi
-if [ ! -f "$D/sst2/sentence/stsa.binary.train" ]; then skip "SST-2 data not found at $D"; done_testing; exit $?; fi
+if [ ! -f "$D/sst2/sentence/stsa.binary.train" ]; then skip "needs ../shared/data/sst2 (SST-2, not found at $D; set SHARED_DATA)"; done_testing; exit $?; fi
 
 T=$(mktemp -d /tmp/bd-test-slurm-XXXXXX)
 PID=""; MUNGE_STARTED=""
@@ -99,7 +99,7 @@ cp "$top_srcdir/tests/fixtures/train/tok-bytes.json" "$T/data/models/tiny/tokeni
 head -64 "$D/sst2/sentence/stsa.binary.train" >"$T/train.txt"
 
 # Several trainer processes of one srun step find each other from Slurm's environment alone
-# (SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_STEP_NODELIST, SLURM_JOB_ID: jobs/train/dist.c).
+# (SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_STEP_NODELIST, SLURM_JOB_ID: train/dist.c).
 DC=$(srun -n2 -c1 -O -Q "$B/bitdistill" dist-check --device cpu 2>"$T/dist.err")
 rc=$?
 echo "$DC" | sed 's/^/# /'

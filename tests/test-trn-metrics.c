@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jobs/train/metrics.h"
 #include "tests/tap.h"
+#include "train/metrics.h"
 
 #define ROUGE_TOL 1e-9
 #define BLEU_TOL 1e-6 /* absolute, on the 0..100 scale */

@@ -1,5 +1,5 @@
 /*
- * tests/test-trn-ops.c — finite-difference checks of every backward op of jobs/train/ops.c on
+ * tests/test-trn-ops.c — finite-difference checks of every backward op of train/ops.c on
  * tiny odd shapes, of the whole network's backward (quantization off, every tensor), of the
  * parameters downstream of all quantizers with quantization on, and the BitLinear quantizers
  * against their definitions (DESIGN.md §1).
@@ -16,10 +16,10 @@
 #include <string.h>
 
 #include "engine/err.h"
-#include "jobs/train/model.h"
-#include "jobs/train/ops.h"
-#include "jobs/train/step.h"
 #include "tests/tap.h"
+#include "train/model.h"
+#include "train/ops.h"
+#include "train/step.h"
 
 #define FD_H 1e-2f      /* central-difference step (fp32 forward) */
 #define FD_TOL 2e-2     /* normalised error of the sampled gradient entries */

@@ -17,9 +17,9 @@
 #include "engine/err.h"
 #include "engine/model.h"
 #include "engine/student.h"
-#include "jobs/train/model.h"
-#include "jobs/train/step.h"
 #include "tests/tap.h"
+#include "train/model.h"
+#include "train/step.h"
 
 #define LOSS_TOL 1e-4   /* relative error of each loss */
 #define GRAD_TOL 1e-3   /* normalised error |a-b|/|b| of each gradient tensor */

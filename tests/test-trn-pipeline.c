@@ -25,11 +25,11 @@
 #include "engine/model.h"
 #include "engine/student.h"
 #include "engine/tokenizer.h"
-#include "jobs/train/data.h"
-#include "jobs/train/model.h"
-#include "jobs/train/pipeline.h"
-#include "jobs/train/step.h"
 #include "tests/tap.h"
+#include "train/data.h"
+#include "train/model.h"
+#include "train/pipeline.h"
+#include "train/step.h"
 
 #define ABOVE_CHANCE 0.55 /* 872 dev sentences: chance 0.5 +- 0.017 */
 
@@ -510,14 +510,20 @@ int main(void)
     const char *t = getenv("top_srcdir");
     char err[ENG_ERR_LEN] = "";
     snprintf(top, sizeof(top), "%s", t ? t : ".");
-    snprintf(data, sizeof(data), "%s/../shared/data", top);
+    snprintf(data, sizeof(data), "%s", tap_data_dir());
     snprintf(tmp, sizeof(tmp), "/tmp/test-trn-pipeline-XXXXXX");
     struct stat st;
-    char probe[600];
-    snprintf(probe, sizeof(probe), "%s/sst2/sentence/stsa.binary.train", data);
-    if (stat(probe, &st)) {
-        TAP_SKIP("no ../shared/data/sst2 beside the checkout (%s)", probe);
-        return tap_done();
+    char probe[1200];
+    static const char *const needs[] = {
+        "sst2/sentence/stsa.binary.train", "sst2/sentence/stsa.binary.dev", "cnndm/train.jsonl",
+        "cnndm/validation.jsonl", "corpus/wikitext2/valid.txt",
+        "corpus/speeches/inaugural/1789-Washington.txt"};
+    for (size_t i = 0; i < sizeof(needs) / sizeof(needs[0]); i++) {
+        snprintf(probe, sizeof(probe), "%s/%s", data, needs[i]);
+        if (stat(probe, &st)) {
+            TAP_SKIP("needs ../shared/data/%s (not at %s; set SHARED_DATA)", needs[i], probe);
+            return tap_done();
+        }
     }
     if (!mkdtemp(tmp))
         TAP_BAIL("mkdtemp failed");

@@ -3,7 +3,7 @@
 
     python3 tools/bench_cuda_torch.py MODEL_DIR B T ACCUM STEPS
 
-Same step as jobs/train/cuda_bench.c, built from tools/make_train_fixtures.py (the CPU trainer's
+Same step as train/cuda_bench.c, built from tools/make_train_fixtures.py (the CPU trainer's
 PyTorch reference): the teacher = MODEL_DIR (fp32 master weights, forward under bf16 autocast),
 the student = its copy with SubLN and BitLinear (STE), losses CE + 10*LD + 1e5*AD (cosine
 relation, last layer, split_heads 1), AdamW (foreach) with clipping at 1.0; and continued

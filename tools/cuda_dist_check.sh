@@ -1,5 +1,5 @@
 #!/bin/bash
-# tools/cuda_dist_check.sh — multi-process data parallel (jobs/train/dist.c) on one host with 2
+# tools/cuda_dist_check.sh — multi-process data parallel (train/dist.c) on one host with 2
 # GPUs: the small SST-2 BitDistill job of tools/cuda_device_run.sh (tiny Qwen3, teacher SFT,
 # continued pre-training, distillation; fp32 products) run
 #   (a) as one process driving both GPUs: --device cuda:0,1 (ncclCommInitAll);

@@ -3,7 +3,7 @@
 // two seconds while a job on the page is not finished.
 import { api, h, fmtTime, fmtDur } from './api.js';
 
-// Stage numbers of the trainer (jobs/train/pipeline.h): 0 teacher fine-tuning, 1 SubLN,
+// Stage numbers of the trainer (train/pipeline.h): 0 teacher fine-tuning, 1 SubLN,
 // 2 continued pre-training, 3 distillation (or SFT), 4 evaluation and export.
 export const STAGES = ['teacher SFT', 'SubLN', 'continued pre-training', 'distillation', 'export/eval'];
 export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);

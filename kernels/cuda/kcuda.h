@@ -1,6 +1,6 @@
 /*
  * kernels/cuda/kcuda.h — the trainer's operations on a CUDA GPU (prefix krn_cuda_), the device
- * twins of jobs/train/ops.h with the same contract: forwards write, backwards ACCUMULATE (+=)
+ * twins of train/ops.h with the same contract: forwards write, backwards ACCUMULATE (+=)
  * into the gradients of their inputs. Every tensor argument is a DEVICE pointer (fp32, row-major,
  * the same shapes as ops.h); int32 arguments (tokens, targets, lengths) are device pointers too.
  *
@@ -76,7 +76,7 @@ double krn_cuda_sumsq(struct krn_cuda *c, const float *x, size_t n);
 /* sum of x[n] (double accumulation); synchronises. */
 double krn_cuda_sum(struct krn_cuda *c, const float *x, size_t n);
 
-/* ---- the ops (shapes and meaning: jobs/train/ops.h) ---- */
+/* ---- the ops (shapes and meaning: train/ops.h) ---- */
 void krn_cuda_wquant(struct krn_cuda *c, float *wq, const float *w, size_t n);
 void krn_cuda_aquant(struct krn_cuda *c, float *xq, const float *x, int N, int C);
 void krn_cuda_embed_forward(struct krn_cuda *c, float *out, const int32_t *tok, const float *wte,

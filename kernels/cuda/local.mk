@@ -2,7 +2,7 @@
 # nvcc (--with-cuda; AM_CONDITIONAL HAVE_CUDA). The .cu files go through $(NVCC) by explicit
 # rules into libkrn_cuda.a, linked after libbitdistill.a with the CUDA runtime and cuBLAS.
 # Targets: sm_90 machine code (H100/H200) plus compute_90 PTX for newer GPUs.
-# jobs/train/cuda_model.c (the GPU model, plain C on kcuda.h) replaces jobs/train/cuda_stub.c.
+# train/cuda_model.c (the GPU model, plain C on kcuda.h) replaces train/cuda_stub.c.
 
 KRN_CUDA_SRCS = kernels/cuda/ops.cu kernels/cuda/nccl.cu
 EXTRA_DIST += $(KRN_CUDA_SRCS) kernels/cuda/kcuda.h docs/cuda.md tools/bench_cuda_torch.py \
@@ -29,11 +29,11 @@ kernels/cuda/nccl.$(OBJEXT): $(srcdir)/kernels/cuda/nccl.cu $(srcdir)/kernels/cu
 CLEANFILES += $(libkrn_cuda_a_LIBADD)
 BD_SIMD_LIBS += libkrn_cuda.a -L$(CUDA_DIR)/lib64 -lcublas -lcudart -lstdc++
 AM_LDFLAGS += -Wl,-rpath,$(CUDA_DIR)/lib64
-libbitdistill_a_SOURCES += jobs/train/backend.h jobs/train/cuda_model.c kernels/cuda/kcuda.h
+libbitdistill_a_SOURCES += train/backend.h train/cuda_model.c kernels/cuda/kcuda.h
 else
-libbitdistill_a_SOURCES += jobs/train/backend.h jobs/train/cuda_stub.c
+libbitdistill_a_SOURCES += train/backend.h train/cuda_stub.c
 endif
-EXTRA_DIST += jobs/train/cuda_model.c jobs/train/cuda_stub.c
+EXTRA_DIST += train/cuda_model.c train/cuda_stub.c
 
 # every GPU op against its CPU twin (SKIP without a GPU)
 if HAVE_CUDA
@@ -50,7 +50,7 @@ tests_test_cuda_step_LDADD = $(BD_ALL_LIBS)
 # tokens/s and MFU of the GPU step on a real-shaped model (docs/cuda.md); not run by make check
 if HAVE_CUDA
 noinst_PROGRAMS += bench-cuda-train
-bench_cuda_train_SOURCES = jobs/train/cuda_bench.c
+bench_cuda_train_SOURCES = train/cuda_bench.c
 bench_cuda_train_LDADD = $(BD_ALL_LIBS)
 endif
-EXTRA_DIST += jobs/train/cuda_bench.c tools/qwen3-0.6b-config.json tools/cuda_device_run.sh
+EXTRA_DIST += train/cuda_bench.c tools/qwen3-0.6b-config.json tools/cuda_device_run.sh

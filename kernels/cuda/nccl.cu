@@ -3,7 +3,7 @@
  * krn_cuda_comm_*). One process driving every GPU of its host: ncclCommInitAll makes one
  * communicator per device. Several processes (one per host, or one per GPU, started by a
  * launcher): rank 0 makes an id (ncclGetUniqueId), the caller hands it to every process
- * (jobs/train/dist.c), and each process joins its devices with ncclCommInitRankConfig inside
+ * (train/dist.c), and each process joins its devices with ncclCommInitRankConfig inside
  * one group, non-blocking, so a peer that never joins ends in an error at the deadline instead
  * of a hang. A sum is one ncclAllReduce per device inside a group, on each context's stream.
  * Completion is polled with a deadline: a collective that does not finish in time (a lost

@@ -1,7 +1,7 @@
 /*
  * kernels/cuda/ops.cu — the trainer's operations on a CUDA GPU (see kcuda.h for the contract).
  *
- * Each kernel is the device twin of the CPU op of the same name in jobs/train/ops.c and computes
+ * Each kernel is the device twin of the CPU op of the same name in train/ops.c and computes
  * the same formula in the same order where it matters (row reductions of the norms and the
  * losses, the quantizers' rounding); tests/test-cuda-ops.c checks every one against the CPU op.
  * Row-wise ops run one block of 256 threads per row with a warp-shuffle block reduction; matrix
@@ -404,8 +404,11 @@ static double reduce(struct krn_cuda *c, const float *x, size_t n, int mode)
     PROF(c, "reduce (sync)");
     double r = 0.0;
     chk(c, cudaMemsetAsync(c->red, 0, sizeof(double), c->st), "memset");
+    /* at most 1024 blocks: computed apart, because a '>' inside <<< >>> trips clang-format */
     unsigned nb = blocks(n, NT);
-    k_reduce<<<nb > 1024 ? 1024 : nb, NT, 0, c->st>>>(c->red, x, n, mode);
+    if (nb > 1024)
+        nb = 1024;
+    k_reduce<<<nb, NT, 0, c->st>>>(c->red, x, n, mode);
     LAUNCHED(c, "reduce");
     chk(c, cudaMemcpyAsync(&r, c->red, sizeof(double), cudaMemcpyDeviceToHost, c->st), "reduce");
     chk(c, cudaStreamSynchronize(c->st), "reduce");
@@ -490,8 +493,10 @@ extern "C" void krn_cuda_wquant(struct krn_cuda *c, float *wq, const float *w, s
 {
     PROF(c, "weight quant");
     chk(c, cudaMemsetAsync(c->red, 0, sizeof(double), c->st), "memset");
-    unsigned nb = blocks(n, NT);
-    k_reduce<<<nb > 1024 ? 1024 : nb, NT, 0, c->st>>>(c->red, w, n, 2);
+    unsigned nb = blocks(n, NT); /* at most 1024 blocks, as in reduce() */
+    if (nb > 1024)
+        nb = 1024;
+    k_reduce<<<nb, NT, 0, c->st>>>(c->red, w, n, 2);
     k_wquant<<<blocks(n, NT), NT, 0, c->st>>>(wq, w, n, c->red);
     LAUNCHED(c, "wquant");
 }

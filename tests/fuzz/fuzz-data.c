@@ -1,5 +1,5 @@
 /*
- * tests/fuzz/fuzz-data.c — libFuzzer target: training datasets and corpora (jobs/train/data.h).
+ * tests/fuzz/fuzz-data.c — libFuzzer target: training datasets and corpora (train/data.h).
  * The first byte picks the file type (.tsv, .jsonl, .json or the "LABEL text" sentence format,
  * and a plain-text or JSONL corpus) and the task (sst2, mnli or cnndm); the rest is the file.
  * Loading must fail with a message or give examples that then encode with the byte-level test
@@ -9,8 +9,8 @@
 
 #include "engine/err.h"
 #include "engine/tokenizer.h"
-#include "jobs/train/data.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "train/data.h"
 
 static struct eng_tok *tok;
 

@@ -1,6 +1,6 @@
 /*
  * tests/fuzz/fuzz-http.c — libFuzzer target: the input is the raw bytes a client sends on one
- * connection to the real daemon (srv_daemon_main, running in a thread of this process on an
+ * connection to the real daemon (cmd_daemon_main, running in a thread of this process on an
  * ephemeral loopback port with its own data directory): request line, headers, bodies,
  * pipelined requests, chunked encoding, multipart uploads, and every JSON body of the API
  * (classify, summarize, completions, tokenize, files, fine-tuning jobs, keys, models). The
@@ -24,10 +24,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "jobs/store.h"
+#include "cmd/daemon.h"
 #include "server/auth.h"
 #include "server/conf.h"
-#include "server/daemon.h"
+#include "store/store.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern char **environ;
@@ -39,15 +39,15 @@ static int dargc;
 static void *daemon_thread(void *arg)
 {
     (void)arg;
-    int rc = srv_daemon_main(dargc, dargv);
+    int rc = cmd_daemon_main(dargc, dargv);
     fprintf(stderr, "fuzz-http: the daemon exited with %d\n", rc);
     abort();
 }
 
-static void add_key(struct job_store *st, char c, const char *scope)
+static void add_key(struct store *st, char c, const char *scope)
 {
     char secret[48], hash[65];
-    struct job_key k;
+    struct store_key k;
     memset(&k, 0, sizeof(k));
     memcpy(secret, "bd_", 3);
     memset(secret + 3, c, 43);
@@ -58,9 +58,9 @@ static void add_key(struct job_store *st, char c, const char *scope)
     snprintf(k.scope, sizeof(k.scope), "%s", scope);
     snprintf(k.prefix, sizeof(k.prefix), "bd_%c%c%c%c", c, c, c, c);
     k.created_at = 1;
-    int rc = job_store_key_insert(st, &k, hash);
-    if (rc && rc != JOB_STORE_EEXIST) {
-        fprintf(stderr, "fuzz-http: cannot insert a key: %s\n", job_store_strerror(rc));
+    int rc = store_key_insert(st, &k, hash);
+    if (rc && rc != STORE_EEXIST) {
+        fprintf(stderr, "fuzz-http: cannot insert a key: %s\n", store_strerror(rc));
         exit(1);
     }
 }
@@ -94,14 +94,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     mkdir(datadir, 0700);
     char *db = srv_config_db_path(&cfg);
-    struct job_store *st = db ? job_store_open(db, err, sizeof(err)) : NULL;
+    struct store *st = db ? store_open(db, err, sizeof(err)) : NULL;
     if (!st) {
         fprintf(stderr, "fuzz-http: %s\n", db ? err : "out of memory");
         exit(1);
     }
     add_key(st, 'A', "admin");
     add_key(st, 'B', "infer");
-    job_store_free(st);
+    store_free(st);
     free(db);
     srv_config_release(&cfg);
 

@@ -5,13 +5,13 @@
 # build: clang's ASan runtime cannot link against gcc-ASan objects (the normal build runs them).
 FUZZ_TARGETS = tests/fuzz/fuzz-http tests/fuzz/fuzz-gguf tests/fuzz/fuzz-safetensors \
 	tests/fuzz/fuzz-tokenizer tests/fuzz/fuzz-data tests/fuzz/fuzz-jinja
-FUZZ_SRCS = server/log.c server/conf.c server/metrics.c server/tls.c server/auth.c \
-	server/http.c server/server.c server/daemon.c \
+FUZZ_SRCS = log/log.c server/conf.c server/metrics.c server/tls.c server/auth.c \
+	server/http.c server/server.c cmd/daemon.c \
 	api/error.c api/router.c api/health.c api/keys.c api/infer.c api/models.c api/files.c \
-	api/jobs.c api/query.c jobs/store.c jobs/files.c jobs/jobrec.c jobs/writer.c \
+	api/jobs.c api/query.c store/store.c jobs/files.c jobs/jobrec.c store/writer.c \
 	jobs/supervisor.c jobs/results.c \
 	engine/gguf.c engine/safetensors.c engine/tokenizer.c engine/tokload.c engine/hfconfig.c \
-	engine/student.c engine/studentio.c jobs/train/data.c \
+	engine/student.c engine/studentio.c train/data.c \
 	jinja/value.c jinja/parse.c jinja/render.c jinja/builtins.c jinja/strings.c
 FUZZ_OBJS = $(FUZZ_SRCS:%.c=tests/fuzz/obj/%.o)
 FUZZ_CFLAGS = -std=gnu11 -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Werror \

@@ -1,0 +1,53 @@
+/*
+ * train/arena.h — the activation arena of one trainer model for a planned batch shape
+ * (prefix trn_arena_): every activation the backward reads and every scratch buffer, laid out
+ * in one allocation. The CPU trainer (model.c, host memory) and the GPU trainer (cuda_model.c,
+ * device memory) use this one layout over their own allocation: laying it out is pointer
+ * arithmetic on a base, never a dereference. Shapes: N = B*T rows, H hidden, QD = heads*hd,
+ * KD = kv_heads*hd, I the FFN width, V the vocabulary.
+ *
+ * A copy that a model would only make to keep the layer's shape (the "activation quantization"
+ * of a model without BitLinear, the norm of a model without SubLN or QK-norm) is an alias of its
+ * source instead: the forwards skip it when the two pointers are equal.
+ */
+#ifndef BD_TRAIN_ARENA_H
+#define BD_TRAIN_ARENA_H
+
+#include <stddef.h>
+
+#include "engine/model.h"
+
+/* One layer's activations, kept for the backward. */
+struct trn_acts {
+    float *xn1, *xq1, *q, *k, *v, *qn, *kn, *qr, *kr, *probs, *a, *an, *xq2, *xm, *xn2, *xq3, *g,
+        *u, *h, *hn, *xq4;
+    float *r1, *rq, *rk, *ra, *r2, *rh; /* rstd of each RMSNorm [rows] */
+};
+
+struct trn_arena {
+    float *resid;                       /* [L+1][N][H] residual stream at layer boundaries */
+    struct trn_acts *acts;              /* [L], owned by the caller */
+    float *xf, *rf, *logits, *tmp;      /* [N][H], [N], [N][V], [N][max(H, QD, I)] */
+    float *cs, *sn;                     /* RoPE tables [T][hd/2] */
+    /* the backward's (NULL without grad) */
+    float *dlogits;                     /* [N][V] */
+    float *dstate;                      /* [L][N][QD+2KD]: gradients of the states qn, kn, v */
+    float *dres, *d1, *d2, *dg, *du, *dq, *dk; /* [N][H], 2 x [N][max], 2 x [N][I], dq, dk */
+    float *dsc;                         /* the attention backward's scratch (dsc floats) */
+};
+
+/* What a model lays out: grad adds the backward's buffers; dsc sizes the attention backward's
+ * scratch; quant (BitLinear) and subln say which copies are real. */
+struct trn_arena_spec {
+    int B, T, grad, quant, subln;
+    size_t dsc;
+};
+
+/* Floats the arena of spec needs. */
+size_t trn_arena_floats(const struct eng_config *c, const struct trn_arena_spec *s);
+/* Lay the arena out over base (at least trn_arena_floats floats); a->acts must hold c->layers
+ * entries. Returns the end of what was laid out. */
+float *trn_arena_lay(struct trn_arena *a, float *base, const struct eng_config *c,
+                     const struct trn_arena_spec *s);
+
+#endif

@@ -1,0 +1,810 @@
+/*
+ * train/cuda_model.c — the GPU backend of the trainer (backend.h): model.c's forward and
+ * backward and step.c's losses and AdamW, composed from the device ops of kernels/cuda/kcuda.h.
+ *
+ * The layer is model.c's, line for line (see its header for the formulas); the tensor layout is
+ * the host model's (the same offsets into one flat fp32 vector), so checkpoints, the optimizer
+ * and the parity tests see the same vector on both sides. Activations live in one device arena
+ * planned per (B, T) and reused for smaller shapes; nothing is allocated inside a step once the
+ * largest shape has been seen. Every device error is sticky in the kcuda context and reported
+ * at the end of a step with its message (out of memory, lost device), never as a crash.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/err.h"
+#include "kernels/cuda/kcuda.h"
+#include "train/arena.h"
+#include "train/backend.h"
+#include "train/dist.h"
+
+/* Offsets of one layer's tensors in the flat vector (SIZE_MAX when absent). */
+struct loff {
+    size_t in_norm, q, k, v, q_norm, k_norm, o, attn_sub, post_norm, gate, up, down, ffn_sub;
+};
+
+struct gmodel {
+    struct trn_model *host; /* borrowed */
+    const struct eng_config *c;
+    int quant, subln, train;
+    int wq_ok;              /* wq holds the ternary weights of the current p */
+    size_t np;
+    float *p, *gr, *wq;     /* device [np] (gr, wq NULL when unused) */
+    struct loff *lo;        /* [layers] */
+    size_t emb, fnorm, head;
+    int B, T;
+    float *arena;           /* device memory of ar */
+    size_t arena_n;
+    struct trn_arena ar;    /* the activations and scratch (arena.h), over arena */
+};
+
+struct trn_cuda {
+    struct krn_cuda *k;
+    struct gmodel s, t;
+    int has_t;
+    float *m, *v;           /* device AdamW moments [np] */
+    int32_t *tok, *target, *len; /* device [cap], [cap], [Bcap] */
+    float *rowloss, *rel;   /* device [cap], relation scratch */
+    size_t cap, bcap, rel_n;
+    char err[ENG_ERR_LEN];
+};
+
+#define NOFF ((size_t)-1)
+
+static size_t off_of(struct trn_model *m, int l, const char *s)
+{
+    char nm[96];
+    if (l >= 0)
+        snprintf(nm, sizeof(nm), "model.layers.%d.%s", l, s);
+    else
+        snprintf(nm, sizeof(nm), "%s", s);
+    const struct trn_tensor *t = trn_model_find(m, nm);
+    return t ? t->off : NOFF;
+}
+
+int trn_cuda_device_count(void) { return krn_cuda_device_count(NULL, 0); }
+
+static int gfail(struct trn_cuda *g, char *err, const char *what)
+{
+    int rc = krn_cuda_sync(g->k);
+    return eng_fail(err, rc ? rc : ENG_EIO, "%s: %s", what, krn_cuda_errmsg(g->k));
+}
+
+/* ------------------------------------------------------------------ upload and planning */
+
+static int gmodel_init(struct trn_cuda *g, struct gmodel *m, struct trn_model *host, int train)
+{
+    const struct eng_config *c = trn_model_config(host);
+    m->host = host;
+    m->c = c;
+    m->quant = trn_model_quant(host);
+    m->subln = trn_model_has_subln(host);
+    m->train = train;
+    m->np = trn_model_nparams(host);
+    m->lo = calloc((size_t)c->layers, sizeof(*m->lo));
+    if (!m->lo)
+        return ENG_ENOMEM;
+    for (int l = 0; l < c->layers; l++) {
+        struct loff *o = &m->lo[l];
+        o->in_norm = off_of(host, l, "input_layernorm.weight");
+        o->q = off_of(host, l, "self_attn.q_proj.weight");
+        o->k = off_of(host, l, "self_attn.k_proj.weight");
+        o->v = off_of(host, l, "self_attn.v_proj.weight");
+        o->q_norm = off_of(host, l, "self_attn.q_norm.weight");
+        o->k_norm = off_of(host, l, "self_attn.k_norm.weight");
+        o->o = off_of(host, l, "self_attn.o_proj.weight");
+        o->attn_sub = off_of(host, l, "self_attn.attn_sub_norm.weight");
+        o->post_norm = off_of(host, l, "post_attention_layernorm.weight");
+        o->gate = off_of(host, l, "mlp.gate_proj.weight");
+        o->up = off_of(host, l, "mlp.up_proj.weight");
+        o->down = off_of(host, l, "mlp.down_proj.weight");
+        o->ffn_sub = off_of(host, l, "mlp.ffn_sub_norm.weight");
+    }
+    m->emb = trn_model_tensor(host, 0)->off;
+    m->fnorm = off_of(host, -1, "model.norm.weight");
+    m->head = c->tie ? m->emb : off_of(host, -1, "lm_head.weight");
+    m->p = krn_cuda_alloc(g->k, m->np * sizeof(float));
+    if (m->quant)
+        m->wq = krn_cuda_alloc(g->k, m->np * sizeof(float));
+    if (train)
+        m->gr = krn_cuda_alloc(g->k, m->np * sizeof(float));
+    if (!m->p || (m->quant && !m->wq) || (train && !m->gr))
+        return ENG_ENOMEM;
+    krn_cuda_h2d(g->k, m->p, trn_model_params(host), m->np * sizeof(float));
+    return krn_cuda_sync(g->k);
+}
+
+static void gmodel_release(struct trn_cuda *g, struct gmodel *m)
+{
+    krn_cuda_dfree(g->k, m->p);
+    krn_cuda_dfree(g->k, m->gr);
+    krn_cuda_dfree(g->k, m->wq);
+    krn_cuda_dfree(g->k, m->arena);
+    free(m->ar.acts);
+    free(m->lo);
+}
+
+static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
+{
+    if (m->B == B && m->T == T && m->arena)
+        return 0;
+    const struct eng_config *c = m->c;
+    size_t half = c->head_dim / 2;
+    /* the attention backward's scratch holds every head's dP at once (ops.cu) */
+    struct trn_arena_spec sp = {.B = B, .T = T, .grad = m->train, .quant = m->quant,
+                                .subln = m->subln, .dsc = (size_t)B * c->heads * T * T};
+    size_t tot = trn_arena_floats(c, &sp);
+    if (!m->arena || tot > m->arena_n) {
+        krn_cuda_dfree(g->k, m->arena);
+        free(m->ar.acts);
+        m->arena = NULL;
+        m->B = m->T = 0;
+        m->ar.acts = calloc((size_t)c->layers, sizeof(*m->ar.acts));
+        m->arena = m->ar.acts ? krn_cuda_alloc(g->k, tot * sizeof(float)) : NULL;
+        if (!m->arena) {
+            m->arena_n = 0;
+            return eng_fail(g->err, ENG_ENOMEM, "activations of a %d x %d batch (%.2f GiB): %s",
+                            B, T, (double)tot * 4 / (1 << 30), krn_cuda_errmsg(g->k));
+        }
+        m->arena_n = tot;
+    }
+    trn_arena_lay(&m->ar, m->arena, c, &sp);
+    float *cs = malloc((size_t)T * half * sizeof(float)), *sn = malloc((size_t)T * half * sizeof(float));
+    if (!cs || !sn) {
+        free(cs);
+        free(sn);
+        return eng_fail(g->err, ENG_ENOMEM, "out of memory");
+    }
+    trn_rope_tables(cs, sn, T, c->head_dim, c->rope_theta);
+    krn_cuda_h2d(g->k, m->ar.cs, cs, (size_t)T * half * sizeof(float));
+    krn_cuda_h2d(g->k, m->ar.sn, sn, (size_t)T * half * sizeof(float));
+    free(cs);
+    free(sn);
+    m->B = B;
+    m->T = T;
+    return 0;
+}
+
+static float *dstate(struct gmodel *m, int layer, enum trn_state w)
+{
+    size_t N = (size_t)m->B * m->T, QD = (size_t)m->c->heads * m->c->head_dim;
+    size_t KD = (size_t)m->c->kv_heads * m->c->head_dim;
+    float *base = m->ar.dstate + (size_t)layer * N * (QD + 2 * KD);
+    return w == TRN_Q ? base : w == TRN_K ? base + N * QD : base + N * (QD + KD);
+}
+
+static const float *state(struct gmodel *m, int layer, enum trn_state w, int *C)
+{
+    const struct trn_acts *a = &m->ar.acts[layer];
+    *C = (w == TRN_Q ? m->c->heads : m->c->kv_heads) * m->c->head_dim;
+    return w == TRN_Q ? a->qn : w == TRN_K ? a->kn : a->v;
+}
+
+int trn_cuda_create(int dev, struct trn_model *student, struct trn_model *teacher, int bf16,
+                    struct trn_cuda **out, char *err)
+{
+    struct trn_cuda *g = calloc(1, sizeof(*g));
+    int rc;
+    *out = NULL;
+    if (!g)
+        return eng_fail(err, ENG_ENOMEM, "out of memory");
+    if ((rc = krn_cuda_create(dev, &g->k, err))) {
+        free(g);
+        return rc;
+    }
+    krn_cuda_set_bf16(g->k, bf16);
+    size_t np = trn_model_nparams(student);
+    if ((rc = gmodel_init(g, &g->s, student, 1)) ||
+        (teacher && (rc = gmodel_init(g, &g->t, teacher, 0)))) {
+        eng_fail(err, rc, "cuda:%d: uploading the models: %s", dev, krn_cuda_errmsg(g->k));
+        trn_cuda_free(g);
+        return rc;
+    }
+    g->has_t = teacher != NULL;
+    g->m = krn_cuda_alloc(g->k, np * sizeof(float));
+    g->v = krn_cuda_alloc(g->k, np * sizeof(float));
+    if (!g->m || !g->v || (rc = krn_cuda_sync(g->k))) {
+        rc = eng_fail(err, ENG_ENOMEM, "cuda:%d: optimizer state: %s", dev,
+                      krn_cuda_errmsg(g->k));
+        trn_cuda_free(g);
+        return rc;
+    }
+    *out = g;
+    return 0;
+}
+
+void trn_cuda_free(struct trn_cuda *g)
+{
+    if (!g)
+        return;
+    if (g->k) {
+        krn_cuda_bind(g->k);
+        gmodel_release(g, &g->s);
+        gmodel_release(g, &g->t);
+        krn_cuda_dfree(g->k, g->m);
+        krn_cuda_dfree(g->k, g->v);
+        krn_cuda_dfree(g->k, g->tok);
+        krn_cuda_dfree(g->k, g->target);
+        krn_cuda_dfree(g->k, g->len);
+        krn_cuda_dfree(g->k, g->rowloss);
+        krn_cuda_dfree(g->k, g->rel);
+        krn_cuda_free(g->k);
+    }
+    free(g);
+}
+
+/* ------------------------------------------------------------------ forward / backward */
+
+static void act_q(struct krn_cuda *k, const struct gmodel *m, float *xq, const float *x,
+                  size_t N, int C)
+{
+    if (m->quant)
+        krn_cuda_aquant(k, xq, x, (int)N, C);
+    else if (xq != x)
+        krn_cuda_d2d(k, xq, x, N * C * sizeof(float));
+}
+
+static void gforward(struct trn_cuda *g, struct gmodel *m)
+{
+    struct krn_cuda *k = g->k;
+    const struct eng_config *c = m->c;
+    int B = m->B, T = m->T, N = B * T, H = c->hidden, I = c->inter, hd = c->head_dim;
+    int QD = c->heads * hd, KD = c->kv_heads * hd;
+    float *P = m->p, *W = m->quant ? m->wq : m->p;
+    /* the ternary weights change only with the parameters: once per optimizer step, not
+     * once per micro-batch */
+    if (m->quant && !m->wq_ok) {
+        for (int i = 0; i < trn_model_ntensors(m->host); i++) {
+            const struct trn_tensor *t = trn_model_tensor(m->host, i);
+            if (strstr(t->name, "_proj.weight"))
+                krn_cuda_wquant(k, m->wq + t->off, m->p + t->off, t->n);
+        }
+        m->wq_ok = 1;
+    }
+    krn_cuda_embed_forward(k, m->ar.resid, g->tok, P + m->emb, N, H);
+    for (int l = 0; l < c->layers; l++) {
+        struct trn_acts *a = &m->ar.acts[l];
+        const struct loff *o = &m->lo[l];
+        float *x = m->ar.resid + (size_t)l * N * H, *xo = x + (size_t)N * H;
+        krn_cuda_rmsnorm_forward(k, a->xn1, a->r1, x, P + o->in_norm, N, H, c->eps);
+        act_q(k, m, a->xq1, a->xn1, N, H);
+        krn_cuda_linear_forward(k, a->q, a->xq1, W + o->q, N, H, QD);
+        krn_cuda_linear_forward(k, a->k, a->xq1, W + o->k, N, H, KD);
+        krn_cuda_linear_forward(k, a->v, a->xq1, W + o->v, N, H, KD);
+        if (c->qk_norm) {
+            krn_cuda_rmsnorm_forward(k, a->qn, a->rq, a->q, P + o->q_norm, N * c->heads, hd,
+                                     c->eps);
+            krn_cuda_rmsnorm_forward(k, a->kn, a->rk, a->k, P + o->k_norm, N * c->kv_heads, hd,
+                                     c->eps);
+        } /* else qn, kn alias q, k */
+        krn_cuda_rope_forward(k, a->qr, a->qn, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
+        krn_cuda_rope_forward(k, a->kr, a->kn, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
+        krn_cuda_attention_forward(k, a->a, a->probs, a->qr, a->kr, a->v, B, T, c->heads,
+                                   c->kv_heads, hd);
+        if (m->subln) /* else an aliases a */
+            krn_cuda_rmsnorm_forward(k, a->an, a->ra, a->a, P + o->attn_sub, N, QD, c->eps);
+        act_q(k, m, a->xq2, a->an, N, QD);
+        krn_cuda_linear_forward(k, m->ar.tmp, a->xq2, W + o->o, N, QD, H);
+        krn_cuda_add(k, a->xm, x, m->ar.tmp, (size_t)N * H);
+        krn_cuda_rmsnorm_forward(k, a->xn2, a->r2, a->xm, P + o->post_norm, N, H, c->eps);
+        act_q(k, m, a->xq3, a->xn2, N, H);
+        krn_cuda_linear_forward(k, a->g, a->xq3, W + o->gate, N, H, I);
+        krn_cuda_linear_forward(k, a->u, a->xq3, W + o->up, N, H, I);
+        krn_cuda_swiglu_forward(k, a->h, a->g, a->u, (size_t)N * I);
+        if (m->subln) /* else hn aliases h */
+            krn_cuda_rmsnorm_forward(k, a->hn, a->rh, a->h, P + o->ffn_sub, N, I, c->eps);
+        act_q(k, m, a->xq4, a->hn, N, I);
+        krn_cuda_linear_forward(k, m->ar.tmp, a->xq4, W + o->down, N, I, H);
+        krn_cuda_add(k, xo, a->xm, m->ar.tmp, (size_t)N * H);
+    }
+    krn_cuda_rmsnorm_forward(k, m->ar.xf, m->ar.rf, m->ar.resid + (size_t)c->layers * N * H,
+                             P + m->fnorm, N, H, c->eps);
+    krn_cuda_linear_forward(k, m->ar.logits, m->ar.xf, P + m->head, N, H, c->vocab);
+}
+
+static void gbackward(struct trn_cuda *g, struct gmodel *m)
+{
+    struct krn_cuda *k = g->k;
+    const struct eng_config *c = m->c;
+    int B = m->B, T = m->T, N = B * T, H = c->hidden, I = c->inter, hd = c->head_dim;
+    int QD = c->heads * hd, KD = c->kv_heads * hd;
+    float *P = m->p, *W = m->quant ? m->wq : m->p, *G = m->gr;
+    size_t NH = (size_t)N * H, F = sizeof(float);
+    krn_cuda_zero(k, m->ar.d1, NH * F);
+    krn_cuda_linear_backward(k, m->ar.d1, G + m->head, m->ar.dlogits, m->ar.xf, P + m->head, N, H,
+                             c->vocab);
+    krn_cuda_zero(k, m->ar.dres, NH * F);
+    krn_cuda_rmsnorm_backward(k, m->ar.dres, G + m->fnorm, m->ar.d1, m->ar.resid + (size_t)c->layers * NH,
+                              P + m->fnorm, m->ar.rf, N, H);
+    for (int l = c->layers - 1; l >= 0; l--) {
+        struct trn_acts *a = &m->ar.acts[l];
+        const struct loff *o = &m->lo[l];
+        float *x = m->ar.resid + (size_t)l * NH;
+        krn_cuda_zero(k, m->ar.d1, (size_t)N * I * F);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->down, m->ar.dres, a->xq4, W + o->down, N, I, H);
+        float *dh = m->ar.d1;
+        if (m->subln) {
+            krn_cuda_zero(k, m->ar.d2, (size_t)N * I * F);
+            krn_cuda_rmsnorm_backward(k, m->ar.d2, G + o->ffn_sub, m->ar.d1, a->h, P + o->ffn_sub,
+                                      a->rh, N, I);
+            dh = m->ar.d2;
+        }
+        krn_cuda_zero(k, m->ar.dg, (size_t)N * I * F);
+        krn_cuda_zero(k, m->ar.du, (size_t)N * I * F);
+        krn_cuda_swiglu_backward(k, m->ar.dg, m->ar.du, dh, a->g, a->u, (size_t)N * I);
+        krn_cuda_zero(k, m->ar.d1, NH * F);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->gate, m->ar.dg, a->xq3, W + o->gate, N, H, I);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->up, m->ar.du, a->xq3, W + o->up, N, H, I);
+        krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->post_norm, m->ar.d1, a->xm, P + o->post_norm,
+                                  a->r2, N, H);
+        krn_cuda_zero(k, m->ar.d1, (size_t)N * QD * F);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->o, m->ar.dres, a->xq2, W + o->o, N, QD, H);
+        float *da = m->ar.d1;
+        if (m->subln) {
+            krn_cuda_zero(k, m->ar.d2, (size_t)N * QD * F);
+            krn_cuda_rmsnorm_backward(k, m->ar.d2, G + o->attn_sub, m->ar.d1, a->a, P + o->attn_sub,
+                                      a->ra, N, QD);
+            da = m->ar.d2;
+        }
+        /* the gradients of the states (qn, kn, v) accumulate where the relation loss left its
+         * part: this layer's dstate slice, read once */
+        float *dqn = dstate(m, l, TRN_Q), *dkn = dstate(m, l, TRN_K), *dv = dstate(m, l, TRN_V);
+        krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
+        krn_cuda_zero(k, m->ar.dk, (size_t)N * KD * F);
+        krn_cuda_attention_backward(k, m->ar.dq, m->ar.dk, dv, da, a->probs, a->qr, a->kr, a->v, B,
+                                    T, c->heads, c->kv_heads, hd, m->ar.dsc);
+        krn_cuda_rope_backward(k, dqn, m->ar.dq, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
+        krn_cuda_rope_backward(k, dkn, m->ar.dk, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
+        float *dqp = dqn, *dkp = dkn;
+        if (c->qk_norm) {
+            krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
+            krn_cuda_zero(k, m->ar.dk, (size_t)N * KD * F);
+            krn_cuda_rmsnorm_backward(k, m->ar.dq, G + o->q_norm, dqn, a->q, P + o->q_norm,
+                                      a->rq, N * c->heads, hd);
+            krn_cuda_rmsnorm_backward(k, m->ar.dk, G + o->k_norm, dkn, a->k, P + o->k_norm,
+                                      a->rk, N * c->kv_heads, hd);
+            dqp = m->ar.dq;
+            dkp = m->ar.dk;
+        }
+        krn_cuda_zero(k, m->ar.d1, NH * F);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->q, dqp, a->xq1, W + o->q, N, H, QD);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->k, dkp, a->xq1, W + o->k, N, H, KD);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->v, dv, a->xq1, W + o->v, N, H, KD);
+        krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->in_norm, m->ar.d1, x, P + o->in_norm, a->r1, N,
+                                  H);
+    }
+    krn_cuda_embed_backward(k, G + m->emb, m->ar.dres, g->tok, N, H);
+}
+
+/* ------------------------------------------------------------------ step */
+
+static int ensure_batch(struct trn_cuda *g, const struct trn_batch *b)
+{
+    size_t n = (size_t)b->B * b->T;
+    if (n > g->cap || (size_t)b->B > g->bcap) {
+        krn_cuda_dfree(g->k, g->tok);
+        krn_cuda_dfree(g->k, g->target);
+        krn_cuda_dfree(g->k, g->len);
+        krn_cuda_dfree(g->k, g->rowloss);
+        g->tok = krn_cuda_alloc(g->k, n * sizeof(int32_t));
+        g->target = krn_cuda_alloc(g->k, n * sizeof(int32_t));
+        g->len = krn_cuda_alloc(g->k, (size_t)b->B * sizeof(int32_t));
+        g->rowloss = krn_cuda_alloc(g->k, n * sizeof(float));
+        if (!g->tok || !g->target || !g->len || !g->rowloss) {
+            g->cap = g->bcap = 0;
+            return ENG_ENOMEM;
+        }
+        g->cap = n;
+        g->bcap = (size_t)b->B;
+    }
+    krn_cuda_h2d(g->k, g->tok, b->tok, n * sizeof(int32_t));
+    krn_cuda_h2d(g->k, g->target, b->target, n * sizeof(int32_t));
+    if (b->len)
+        krn_cuda_h2d(g->k, g->len, b->len, (size_t)b->B * sizeof(int32_t));
+    return 0;
+}
+
+/* The step with a gradient scale per loss term (data parallel shards weigh CE/LD by their
+ * share of the target rows and AD by their share of the relation rows). */
+static int step3(struct trn_cuda *g, const struct trn_batch *b, const struct trn_loss_cfg *lc,
+                 int grad, float s_ce, float s_ld, float s_ad, struct trn_losses *out, char *err)
+{
+    const struct eng_config *sc = g->s.c;
+    int N = b->B * b->T, V = sc->vocab, rc, lo = 0, hi = 0, kept = 0, rows = 0;
+    int use_t = g->has_t && (lc->lambda > 0 || lc->gamma > 0);
+    memset(out, 0, sizeof(*out));
+    g->err[0] = 0;
+    for (int i = 0; i < N; i++) {
+        if (b->tok[i] < 0 || b->tok[i] >= V)
+            return eng_fail(err, ENG_EINVAL, "token id %d outside the vocabulary [0, %d)",
+                            (int)b->tok[i], V);
+        kept += b->target[i] >= 0;
+    }
+    for (int i = 0; i < b->B; i++)
+        rows += b->len ? (b->len[i] < b->T ? b->len[i] : b->T) : b->T;
+    if (use_t) {
+        const struct eng_config *tc = g->t.c;
+        if (tc->vocab != V)
+            return eng_fail(err, ENG_ECONFIG, "teacher vocabulary %d != student %d", tc->vocab,
+                            V);
+        if (lc->layer == -2) {
+            lo = 0;
+            hi = sc->layers;
+        } else {
+            lo = lc->layer < 0 ? sc->layers - 1 : lc->layer;
+            hi = lo + 1;
+        }
+        if (lc->gamma > 0 && (tc->layers != sc->layers || hi > sc->layers || lo < 0))
+            return eng_fail(err, ENG_ECONFIG, "relation layer %d needs teacher and student of "
+                            "the same depth (%d vs %d)", lc->layer, tc->layers, sc->layers);
+    }
+    if ((rc = ensure_batch(g, b)) || (rc = gplan(g, &g->s, b->B, b->T)) ||
+        (use_t && (rc = gplan(g, &g->t, b->B, b->T))))
+        return eng_fail(err, rc, "cuda:%d: %s", krn_cuda_device(g->k),
+                        g->err[0] ? g->err : krn_cuda_errmsg(g->k));
+    if (use_t)
+        gforward(g, &g->t);
+    gforward(g, &g->s);
+    size_t nv = (size_t)N * V * sizeof(float);
+    if (grad) {
+        krn_cuda_zero(g->k, g->s.ar.dlogits, nv);
+        krn_cuda_zero(g->k, g->s.ar.dstate, (size_t)sc->layers * N *
+                      (size_t)(sc->heads + 2 * sc->kv_heads) * sc->head_dim * sizeof(float));
+    }
+    krn_cuda_ce(g->k, g->rowloss, grad ? g->s.ar.dlogits : NULL, g->s.ar.logits, g->target, N, V, kept,
+                s_ce);
+    out->ce = kept ? krn_cuda_sum(g->k, g->rowloss, (size_t)N) / kept : 0.0;
+    if (use_t && lc->lambda > 0) {
+        krn_cuda_kl(g->k, g->rowloss, grad ? g->s.ar.dlogits : NULL, g->s.ar.logits, g->t.ar.logits,
+                    g->target, N, V, lc->tau, kept, s_ld * lc->lambda);
+        out->ld = kept ? krn_cuda_sum(g->k, g->rowloss, (size_t)N) / kept : 0.0;
+    }
+    if (use_t && lc->gamma > 0) {
+        int S = lc->split_heads > 0 ? lc->split_heads : 1;
+        for (int l = lo; l < hi; l++)
+            for (int w = 0; w < 3; w++) {
+                int Cs, Ct;
+                const float *s = state(&g->s, l, (enum trn_state)w, &Cs);
+                const float *t = state(&g->t, l, (enum trn_state)w, &Ct);
+                if (Cs % S || Ct % S)
+                    return eng_fail(err, ENG_ECONFIG, "split_heads %d does not divide the "
+                                    "state widths %d (student) and %d (teacher)", S, Cs, Ct);
+                size_t need = krn_cuda_relation_scratch(b->B, b->T, Cs, Ct, S);
+                if (need > g->rel_n) {
+                    krn_cuda_dfree(g->k, g->rel);
+                    g->rel = krn_cuda_alloc(g->k, need * sizeof(float));
+                    g->rel_n = g->rel ? need : 0;
+                    if (!g->rel)
+                        return eng_fail(err, ENG_ENOMEM, "relation scratch: %s",
+                                        krn_cuda_errmsg(g->k));
+                }
+                out->ad += krn_cuda_relation(g->k, grad ? dstate(&g->s, l, (enum trn_state)w)
+                                                        : NULL,
+                                             s, t, b->len ? g->len : NULL, rows, b->B, b->T, Cs,
+                                             Ct, S, lc->rel == TRN_REL_SCALED, lc->t_r,
+                                             s_ad * lc->gamma, g->rel);
+            }
+    }
+    out->loss = out->ce + (double)lc->lambda * out->ld + (double)lc->gamma * out->ad;
+    if (grad)
+        gbackward(g, &g->s);
+    if (krn_cuda_sync(g->k))
+        return gfail(g, err, "cuda step");
+    return 0;
+}
+
+int trn_cuda_step_losses(struct trn_cuda *g, const struct trn_batch *b,
+                         const struct trn_loss_cfg *lc, int grad, float grad_scale,
+                         struct trn_losses *out, char *err)
+{
+    krn_cuda_bind(g->k);
+    return step3(g, b, lc, grad, grad_scale, grad_scale, grad_scale, out, err);
+}
+
+void trn_cuda_zero_grad(struct trn_cuda *g)
+{
+    krn_cuda_bind(g->k);
+    krn_cuda_zero(g->k, g->s.gr, g->s.np * sizeof(float));
+}
+
+int trn_cuda_adamw_update(struct trn_cuda *g, long t, float lr, const struct trn_adamw_cfg *c,
+                          double *gnorm, char *err)
+{
+    krn_cuda_bind(g->k);
+    double norm = sqrt(krn_cuda_sumsq(g->k, g->s.gr, g->s.np));
+    float cs = 1.0f;
+    if (c->clip > 0 && norm > c->clip)
+        cs = (float)(c->clip / (norm + 1e-6));
+    if (gnorm)
+        *gnorm = norm;
+    float bc1 = 1.0f - powf(c->beta1, (float)t), bc2 = 1.0f - powf(c->beta2, (float)t);
+    g->s.wq_ok = 0;
+    for (int k = 0; k < trn_model_ntensors(g->s.host); k++) {
+        const struct trn_tensor *tt = trn_model_tensor(g->s.host, k);
+        krn_cuda_adamw(g->k, g->s.p + tt->off, g->s.gr + tt->off, g->m + tt->off, g->v + tt->off,
+                       tt->n, lr, c->beta1, c->beta2, c->eps, tt->decay ? c->weight_decay : 0.0f,
+                       bc1, bc2, cs);
+    }
+    if (krn_cuda_sync(g->k))
+        return gfail(g, err, "cuda optimizer");
+    return 0;
+}
+
+int trn_cuda_set_moments(struct trn_cuda *g, const float *m, const float *v, char *err)
+{
+    krn_cuda_bind(g->k);
+    krn_cuda_h2d(g->k, g->m, m, g->s.np * sizeof(float));
+    krn_cuda_h2d(g->k, g->v, v, g->s.np * sizeof(float));
+    return krn_cuda_sync(g->k) ? gfail(g, err, "uploading moments") : 0;
+}
+
+int trn_cuda_pull(struct trn_cuda *g, float *params, float *grads, float *m, float *v, char *err)
+{
+    size_t n = g->s.np * sizeof(float);
+    krn_cuda_bind(g->k);
+    if (params)
+        krn_cuda_d2h(g->k, params, g->s.p, n);
+    if (grads)
+        krn_cuda_d2h(g->k, grads, g->s.gr, n);
+    if (m)
+        krn_cuda_d2h(g->k, m, g->m, n);
+    if (v)
+        krn_cuda_d2h(g->k, v, g->v, n);
+    return krn_cuda_sync(g->k) ? gfail(g, err, "downloading the state") : 0;
+}
+
+int trn_cuda_logits(struct trn_cuda *g, float *out, char *err)
+{
+    if (!g->s.arena)
+        return eng_fail(err, ENG_EINVAL, "no forward yet");
+    krn_cuda_bind(g->k);
+    krn_cuda_d2h(g->k, out, g->s.ar.logits, (size_t)g->s.B * g->s.T * g->s.c->vocab * sizeof(float));
+    return krn_cuda_sync(g->k) ? gfail(g, err, "downloading logits") : 0;
+}
+
+/* ------------------------------------------------------------------ data parallel */
+
+struct trn_cuda_dp {
+    int n;                    /* GPUs of this process */
+    int gpus, first;          /* GPUs of the whole job; global index of this process's first */
+    struct trn_dist *dist;    /* borrowed; NULL: a single process */
+    struct trn_cuda **g;      /* [n] one session per device */
+    struct krn_cuda **k;      /* [n] their contexts (borrowed from g) */
+    struct krn_cuda_comm *comm; /* NULL when the job has one GPU */
+    float **grads;            /* [n] device gradient vectors */
+    double timeout_s;
+};
+
+/* Several processes: rank 0 makes the NCCL id, every rank reports whether its sessions (and
+ * rank 0 its id) are ready, so one rank's failure (out of memory...) fails every rank with its
+ * message instead of leaving the others waiting in NCCL; then all join. */
+static int dp_join(struct trn_cuda_dp *d, int rc, uint64_t check, char *err)
+{
+    unsigned char id[KRN_CUDA_COMM_ID_BYTES] = {0};
+    char kerr[KRN_CUDA_ERR_LEN];
+    if (!rc && trn_dist_rank(d->dist) == 0 && (rc = krn_cuda_comm_unique_id(id, kerr)))
+        eng_fail(err, rc, "%s", kerr);
+    if ((rc = trn_dist_reduce(d->dist, rc, err, check, NULL, 0, err)) ||
+        (rc = trn_dist_bcast(d->dist, id, sizeof(id), err)))
+        return rc;
+    if ((rc = krn_cuda_comm_create_rank(d->k, d->n, id, d->gpus, d->first, d->timeout_s,
+                                        &d->comm, kerr)))
+        return eng_fail(err, rc, "%s", kerr);
+    return 0;
+}
+
+int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,
+                       struct trn_model *teacher, int bf16, struct trn_dist *dist,
+                       struct trn_cuda_dp **out, char *err)
+{
+    struct trn_cuda_dp *d = calloc(1, sizeof(*d));
+    int rc = 0;
+    char kerr[KRN_CUDA_ERR_LEN];
+    *out = NULL;
+    if (!d || !(d->g = calloc((size_t)n, sizeof(*d->g))) ||
+        !(d->k = calloc((size_t)n, sizeof(*d->k))) ||
+        !(d->grads = calloc((size_t)n, sizeof(*d->grads)))) {
+        trn_cuda_dp_free(d);
+        return eng_fail(err, ENG_ENOMEM, "out of memory");
+    }
+    d->n = n;
+    d->dist = trn_dist_world(dist) > 1 ? dist : NULL;
+    d->gpus = d->dist ? trn_dist_gpus(dist) : n;
+    d->first = d->dist ? trn_dist_first_gpu(dist) : 0;
+    const char *to = getenv("BITDISTILL_NCCL_TIMEOUT");
+    d->timeout_s = to && atof(to) > 0 ? atof(to) : 300.0;
+    for (int i = 0; i < n && !rc; i++) {
+        rc = trn_cuda_create(devs[i], student, teacher, bf16, &d->g[i], err);
+        if (!rc) {
+            d->k[i] = d->g[i]->k;
+            d->grads[i] = d->g[i]->s.gr;
+        }
+    }
+    if (d->dist)
+        rc = dp_join(d, rc, (uint64_t)trn_model_nparams(student) << 1 | (teacher != NULL), err);
+    else if (!rc && n > 1 && (rc = krn_cuda_comm_create(d->k, n, &d->comm, kerr)))
+        eng_fail(err, rc, "%s", kerr);
+    if (rc) {
+        trn_cuda_dp_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+void trn_cuda_dp_free(struct trn_cuda_dp *d)
+{
+    if (!d)
+        return;
+    krn_cuda_comm_free(d->comm);
+    for (int i = 0; d->g && i < d->n; i++)
+        trn_cuda_free(d->g[i]);
+    free(d->g);
+    free(d->k);
+    free(d->grads);
+    free(d);
+}
+
+int trn_cuda_dp_size(const struct trn_cuda_dp *d) { return d->n; }
+
+size_t trn_cuda_dp_mem_used(struct trn_cuda_dp *d)
+{
+    size_t fr = 0, tot = 0;
+    krn_cuda_meminfo(d->k[0], &fr, &tot);
+    return tot - fr;
+}
+
+void trn_cuda_dp_profile(struct trn_cuda_dp *d, FILE *f)
+{
+    for (int i = 0; i < d->n; i++)
+        krn_cuda_prof_report(d->k[i], f);
+}
+
+struct shard {
+    struct trn_cuda *g;
+    struct trn_batch b;
+    const struct trn_loss_cfg *lc;
+    float s_ce, s_ld, s_ad;
+    double w_ce, w_ad; /* share of the target rows / relation rows */
+    struct trn_losses L;
+    int rc, running, empty;
+    char err[ENG_ERR_LEN];
+};
+
+/* FNV-1a of a micro-batch: the ranks of one job must all have built the same one. */
+static uint64_t batch_hash(const struct trn_batch *b)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)b->B << 32 ^ (uint64_t)b->T;
+    size_t n = (size_t)b->B * b->T;
+    const int32_t *arr[3] = {b->tok, b->target, b->len};
+    size_t len[3] = {n, n, b->len ? (size_t)b->B : 0};
+    for (int a = 0; a < 3; a++)
+        for (size_t i = 0; i < len[a]; i++)
+            h = (h ^ (uint32_t)arr[a][i]) * 1099511628211ULL;
+    return h;
+}
+
+static void *shard_run(void *arg)
+{
+    struct shard *h = arg;
+    krn_cuda_bind(h->g->k);
+    h->rc = step3(h->g, &h->b, h->lc, 1, h->s_ce, h->s_ld, h->s_ad, &h->L, h->err);
+    return NULL;
+}
+
+int trn_cuda_dp_step_losses(struct trn_cuda_dp *d, const struct trn_batch *b,
+                            const struct trn_loss_cfg *lc, float grad_scale,
+                            struct trn_losses *out, char *err)
+{
+    if (d->gpus == 1)
+        return trn_cuda_step_losses(d->g[0], b, lc, 1, grad_scale, out, err);
+    struct shard *h = calloc((size_t)d->n, sizeof(*h));
+    pthread_t *th = calloc((size_t)d->n, sizeof(*th));
+    int rc = 0, kept = 0, rows = 0;
+    if (!h || !th) {
+        free(h);
+        free(th);
+        return eng_fail(err, ENG_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < b->B * b->T; i++)
+        kept += b->target[i] >= 0;
+    for (int i = 0; i < b->B; i++)
+        rows += b->len ? (b->len[i] < b->T ? b->len[i] : b->T) : b->T;
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < d->n; i++) {
+        int gi = d->first + i; /* this GPU's rows of the job's micro-batch */
+        int r0 = b->B * gi / d->gpus, r1 = b->B * (gi + 1) / d->gpus, k = 0, r = 0;
+        struct shard *s = &h[i];
+        s->g = d->g[i];
+        s->lc = lc;
+        s->b = (struct trn_batch){.B = r1 - r0, .T = b->T, .tok = b->tok + (size_t)r0 * b->T,
+                                  .target = b->target + (size_t)r0 * b->T,
+                                  .len = b->len ? b->len + r0 : NULL};
+        if (r1 == r0) {
+            s->empty = 1; /* no rows: this GPU adds nothing (its gradients stay zero) */
+            continue;
+        }
+        for (int j = 0; j < s->b.B * s->b.T; j++)
+            k += s->b.target[j] >= 0;
+        for (int j = 0; j < s->b.B; j++)
+            r += s->b.len ? (s->b.len[j] < b->T ? s->b.len[j] : b->T) : b->T;
+        s->w_ce = kept ? (double)k / kept : 0.0;
+        s->w_ad = rows ? (double)r / rows : 0.0;
+        s->s_ce = s->s_ld = grad_scale * (float)s->w_ce;
+        s->s_ad = grad_scale * (float)s->w_ad;
+        if (pthread_create(&th[i], NULL, shard_run, s)) {
+            s->rc = ENG_ENOMEM;
+            snprintf(s->err, sizeof(s->err), "cannot start a thread for cuda:%d",
+                     krn_cuda_device(d->k[i]));
+            continue;
+        }
+        s->running = 1;
+    }
+    for (int i = 0; i < d->n; i++) {
+        struct shard *s = &h[i];
+        if (s->running)
+            pthread_join(th[i], NULL);
+        if (s->empty)
+            continue;
+        if (s->rc && !rc)
+            rc = eng_fail(err, s->rc, "cuda:%d: %s", krn_cuda_device(d->k[i]), s->err);
+        out->ce += s->w_ce * s->L.ce;
+        out->ld += s->w_ce * s->L.ld;
+        out->ad += s->w_ad * s->L.ad;
+    }
+    free(h);
+    free(th);
+    if (d->dist) {
+        /* the other processes' shares (added in rank order: equal on every rank) */
+        double v[3] = {out->ce, out->ld, out->ad};
+        rc = trn_dist_reduce(d->dist, rc, err, batch_hash(b), v, 3, err);
+        out->ce = v[0];
+        out->ld = v[1];
+        out->ad = v[2];
+    }
+    out->loss = out->ce + (double)lc->lambda * out->ld + (double)lc->gamma * out->ad;
+    return rc;
+}
+
+void trn_cuda_dp_zero_grad(struct trn_cuda_dp *d)
+{
+    for (int i = 0; i < d->n; i++)
+        trn_cuda_zero_grad(d->g[i]);
+}
+
+int trn_cuda_dp_adamw_update(struct trn_cuda_dp *d, long t, float lr,
+                             const struct trn_adamw_cfg *c, double *gnorm, char *err)
+{
+    char kerr[KRN_CUDA_ERR_LEN];
+    int rc;
+    if (d->comm) {
+        for (int i = 0; i < d->n; i++)
+            if (krn_cuda_sync(d->k[i]))
+                return gfail(d->g[i], err, "before the all-reduce");
+        if ((rc = krn_cuda_allreduce_sum(d->comm, d->grads, d->g[0]->s.np, d->timeout_s, kerr)))
+            return eng_fail(err, rc, "%s", kerr);
+    }
+    /* every replica applies the same update to the same summed gradients: they stay equal */
+    for (int i = 0; i < d->n; i++)
+        if ((rc = trn_cuda_adamw_update(d->g[i], t, lr, c, gnorm, err)))
+            return rc;
+    return 0;
+}
+
+int trn_cuda_dp_set_moments(struct trn_cuda_dp *d, const float *m, const float *v, char *err)
+{
+    int rc = 0;
+    for (int i = 0; i < d->n && !rc; i++)
+        rc = trn_cuda_set_moments(d->g[i], m, v, err);
+    return rc;
+}
+
+int trn_cuda_dp_pull(struct trn_cuda_dp *d, float *params, float *m, float *v, char *err)
+{
+    return trn_cuda_pull(d->g[0], params, NULL, m, v, err);
+}
