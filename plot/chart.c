@@ -1,9 +1,9 @@
 /*
  * plot/chart.c — line and bar charts (see chart.h): data, layout, drawing, layout JSON.
  *
- * Layout works outwards in: the text sizes follow the canvas size (an 800x500 canvas gets
- * 1.5-pixel font cells for ticks and 2-pixel ones for the title), the margins follow the text
- * (title above, y tick labels and the rotated y label to the left, x tick labels and the x
+ * Layout works outwards in: the text sizes follow the canvas size (an 800x500 canvas gets text
+ * scale 1.5, a cap height of 10.5 pixels, for ticks and 2 for the title), the margins follow
+ * the text (title above, y tick labels and the rotated y label to the left, x tick labels and the x
  * label below), and what is left is the plot area. The y axis is chosen first (its ticks depend
  * only on the height), its widest label then sets the left margin, and the x axis comes last.
  */

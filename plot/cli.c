@@ -21,7 +21,7 @@
 #include "plot/cli.h"
 #include "plot/data.h"
 #include "plot/err.h"
-#include "plot/png.h"
+#include "plot/raster.h"
 
 #define CLI_MAX_FILTERS 16
 #define CLI_MAX_Y       8
@@ -353,7 +353,7 @@ int plot_cli_main(int argc, char **argv)
     if (plot_chart_dropped(ch))
         fprintf(stderr, "bitdistill plot: %zu points with y <= 0 left out of the log y axis\n",
                 plot_chart_dropped(ch));
-    if (plot_png_write(o.out, plot_canvas_rgb(c), o.w, o.h, err)) {
+    if (plot_canvas_write_png(c, o.out, err)) {
         fprintf(stderr, "bitdistill plot: %s\n", err);
         rc = 1;
         goto out_canvas;
@@ -369,5 +369,6 @@ out_canvas:
     plot_canvas_free(c);
 out_chart:
     plot_chart_free(ch);
+    plot_text_release(); /* the command ends here: no font caches left for the leak checker */
     return rc;
 }

@@ -1,19 +1,25 @@
 /*
- * plot/raster.h — an RGB canvas with anti-aliased drawing: filled rectangles, thick polylines,
- * discs and text in the built-in bitmap font (plot/font.h) at any scale, upright or rotated.
+ * plot/raster.h — an RGB canvas that cairo draws on: filled rectangles, thick anti-aliased
+ * polylines, discs and text (DejaVu Sans through cairo's text API) at any size, upright or
+ * rotated, written out as PNG by cairo.
  *
- * Anti-aliasing works by coverage: each shape first accumulates the fraction of every pixel it
- * covers into a scratch mask (lines take the maximum, so the joints of a polyline are not drawn
- * twice; rectangles add areas, so the cells of a glyph meet without seams), then the mask is
- * blended once onto the pixels in the shape's colour and opacity. Coordinates are pixels with
- * (0,0) the top-left corner of the top-left pixel; pixel (i,j) covers [i,i+1) x [j,j+1).
- * Colours are 0xRRGGBB. Everything is clipped to the canvas.
+ * The canvas hides cairo from the chart code so that the layout speaks one unit: pixels, with
+ * (0,0) the top-left corner of the top-left pixel; pixel (i,j) covers [i,i+1) x [j,j+1), so a
+ * rectangle with whole-number corners fills whole pixels and a 1-pixel line along a pixel
+ * centre fills one row. Colours are 0xRRGGBB. Everything is clipped to the canvas.
+ *
+ * Text sizes are given as a scale: a line of text at scale s is 7*s pixels from cap top to
+ * baseline (the height of the 5x7 bitmap font the charts were first laid out with), so layouts
+ * that grow with the canvas keep their proportions.
  */
 #ifndef BD_PLOT_RASTER_H
 #define BD_PLOT_RASTER_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* The font family every chart draws its text in (Debian's fonts-dejavu-core). */
+#define PLOT_FONT_FAMILY "DejaVu Sans"
 
 struct plot_canvas;
 
@@ -26,11 +32,15 @@ void plot_canvas_free(struct plot_canvas *c);
 int plot_canvas_width(const struct plot_canvas *c);
 int plot_canvas_height(const struct plot_canvas *c);
 
-/* The pixels, h rows of w*3 bytes (R, G, B), top row first; borrowed, valid until _free. */
-const uint8_t *plot_canvas_rgb(const struct plot_canvas *c);
-
 /* The colour of pixel (x, y), or UINT32_MAX outside the canvas. */
 uint32_t plot_canvas_get(const struct plot_canvas *c, int x, int y);
+
+/*
+ * Write the canvas to path as an 8-bit RGB PNG, replacing the file; a partly written file is
+ * removed, and nothing is written when drawing failed (cairo ran out of memory). Returns 0 or
+ * PLOT_EIO / PLOT_ENOMEM with the message, naming path, in err (PLOT_ERR_LEN bytes or NULL).
+ */
+int plot_canvas_write_png(struct plot_canvas *c, const char *path, char *err);
 
 /*
  * Limit the shapes drawn from now on (polylines, discs, text; not plot_canvas_rect) to the
@@ -44,8 +54,9 @@ void plot_canvas_rect(struct plot_canvas *c, int x0, int y0, int x1, int y1, uin
 
 /*
  * A polyline through the n points (x[i], y[i]) (borrowed), width pixels wide with round joins
- * and caps, at opacity alpha. A point with a NaN coordinate breaks the line there; a lone point
- * between breaks draws as a dot.
+ * and caps, at opacity alpha (painted once, so the joints are not darker). A point with a NaN
+ * coordinate breaks the line there; a lone point between breaks draws as a dot. Points may lie
+ * far outside the canvas: segments are cut to it first.
  */
 void plot_canvas_polyline(struct plot_canvas *c, const double *x, const double *y, size_t n,
                           double width, uint32_t color, double alpha);
@@ -61,18 +72,25 @@ void plot_canvas_disc(struct plot_canvas *c, double cx, double cy, double r, uin
 enum plot_text_dir { PLOT_TEXT_RIGHT = 0, PLOT_TEXT_UP = 1 };
 
 /*
- * Draw the UTF-8 string s (borrowed) with each font cell scale pixels wide (any scale > 0; whole
- * numbers at whole-pixel positions draw crisp). (x, y) is the top-left corner of the text's box,
- * plot_text_width() x plot_text_height() for PLOT_TEXT_RIGHT, the same box turned on its side
- * (height x width) for PLOT_TEXT_UP; descenders hang below (or right of) the box.
+ * Draw the UTF-8 string s (borrowed) at scale (> 0). (x, y) is the top-left corner of the
+ * text's box, plot_text_width() x plot_text_height() for PLOT_TEXT_RIGHT, the same box turned
+ * on its side (height x width) for PLOT_TEXT_UP; descenders hang below (or right of) the box.
+ * Bytes that are not UTF-8 draw as U+FFFD.
  */
 void plot_canvas_text(struct plot_canvas *c, double x, double y, const char *s, double scale,
                       uint32_t color, enum plot_text_dir dir);
 
-/* Width in pixels of the string s drawn at scale (0 for ""). */
+/* Advance width in pixels of the string s drawn at scale (0 for ""). */
 double plot_text_width(const char *s, double scale);
 
 /* Height in pixels of a line of text at scale, cap top to baseline (descenders not counted). */
 double plot_text_height(double scale);
+
+/*
+ * Free the font caches that cairo and fontconfig keep for the life of the process, so that a
+ * leak checker sees none. Only at the end of a program, once every canvas is freed, and never
+ * while another thread draws; text drawn afterwards loads the fonts again.
+ */
+void plot_text_release(void);
 
 #endif

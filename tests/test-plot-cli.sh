@@ -2,7 +2,8 @@
 # tests/test-plot-cli.sh — `bitdistill plot` end to end: charts from event logs and tables, bar
 # charts, checked by Debian's pngcheck (chunk structure, CRCs, zlib stream) and, pixel by
 # pixel, by tests/plot/png.test.mjs through pngjs (an independent decoder; installed by
-# deploy/setup.d/npm-pngjs.sh); bad input exits non-zero with a message naming the problem.
+# deploy/setup.d/npm-pngjs.sh); the text's font is the DejaVu Sans that deploy installs; bad
+# input exits non-zero with a message naming the problem.
 . "$top_srcdir/tests/tap.sh"
 B=${top_builddir:-.}
 T=$(mktemp -d /tmp/bd-test-plot-XXXXXX)
@@ -41,6 +42,15 @@ $P bar --out "$T/grouped.png" --ymin 0.5 --ylabel accuracy \
 ok $? "grouped bar chart with error bars and --ymin ($(head -c 200 "$T/err"))"
 printf 'step\tloss\n1\t2\n2\t1\n' | $P line --out "$T/stdin.png" run=- 2>"$T/err"
 ok $? "a table on standard input ($(head -c 200 "$T/err"))"
+
+# ---- the font: the text is DejaVu Sans (fonts-dejavu-core), not whatever fontconfig falls back to
+if command -v fc-match >/dev/null 2>&1; then
+    f=$(fc-match -f '%{family[0]}|%{file}' 'DejaVu Sans')
+    case $f in "DejaVu Sans|"*DejaVuSans.ttf) true ;; *) false ;; esac
+    ok $? "fontconfig resolves the charts' font to DejaVu Sans ($f)"
+else
+    skip "fc-match not installed (fontconfig, deploy/packages/test.list)"
+fi
 
 # ---- structure: pngcheck ----
 if command -v pngcheck >/dev/null 2>&1; then

@@ -1,7 +1,8 @@
 /*
- * tests/test-plot.c — the plot/ module: the PNG encoder against a decoder written here (chunk
- * walk, CRC-32 computed bit by bit, zlib inflate, the five PNG filters undone), the bitmap font,
- * tick selection and labels, canvas drawing, chart geometry, and the argument and file parsers.
+ * tests/test-plot.c — the plot/ module: the PNGs cairo writes from a canvas against a decoder
+ * written here (chunk walk, CRC-32 computed bit by bit, zlib inflate, the five PNG filters
+ * undone), text drawing and metrics, tick selection and labels, canvas drawing, chart geometry,
+ * and the argument and file parsers.
  * The end-to-end checks of `bitdistill plot` (pngcheck, pngjs) are tests/test-plot-cli.sh.
  */
 #include "config.h"
@@ -18,8 +19,6 @@
 #include "plot/chart.h"
 #include "plot/data.h"
 #include "plot/err.h"
-#include "plot/font.h"
-#include "plot/png.h"
 #include "plot/raster.h"
 #include "tests/tap.h"
 
@@ -135,84 +134,180 @@ static const char *decode_png(const uint8_t *png, size_t n, uint8_t **rgb, int *
     return NULL;
 }
 
+/* Write c to a file, read it back and decode it here; 1 when every pixel matches. */
+static int png_round_trip(struct plot_canvas *c, const char *path, const char **why)
+{
+    char err[PLOT_ERR_LEN] = "";
+    int w = plot_canvas_width(c), h = plot_canvas_height(c), dw = 0, dh = 0, same = 1;
+    if (plot_canvas_write_png(c, path, err)) {
+        *why = "write failed";
+        TAP_DIAG("%s", err);
+        return 0;
+    }
+    FILE *f = fopen(path, "rb");
+    uint8_t *png = malloc(64 << 20), *back = NULL;
+    size_t n = f && png ? fread(png, 1, 64 << 20, f) : 0;
+    if (f)
+        fclose(f);
+    unsigned filters;
+    *why = n ? decode_png(png, n, &back, &dw, &dh, &filters) : "cannot read the file back";
+    free(png);
+    if (*why)
+        return 0;
+    for (int y = 0; y < h && same && dw == w && dh == h; y++)
+        for (int x = 0; x < w && same; x++) {
+            const uint8_t *p = back + ((size_t)y * w + x) * 3;
+            uint32_t want = plot_canvas_get(c, x, y);
+            same = ((uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2]) == want;
+            if (!same)
+                TAP_DIAG("pixel (%d,%d): file %02x%02x%02x, canvas %06x", x, y, p[0], p[1], p[2],
+                         (unsigned)want);
+        }
+    free(back);
+    *why = dw != w || dh != h ? "size differs" : same ? "ok" : "pixels differ";
+    return dw == w && dh == h && same;
+}
+
 static void test_png(void)
 {
     static const int sizes[][2] = {{1, 1}, {2, 3}, {15, 17}, {17, 15}, {64, 33}, {300, 7}};
-    unsigned all_filters = 0;
+    char dir[] = "/tmp/bd-test-png-XXXXXX", path[128];
+    if (!mkdtemp(dir))
+        TAP_BAIL("mkdtemp failed");
+    snprintf(path, sizeof(path), "%s/c.png", dir);
     uint64_t seed = 12345;
     for (size_t t = 0; t < sizeof(sizes) / sizeof(sizes[0]); t++) {
-        int w = sizes[t][0], h = sizes[t][1], ok = 1, dw = 0, dh = 0;
-        uint8_t *img = malloc((size_t)w * h * 3), *png, *back;
-        size_t n;
-        unsigned filters = 0;
-        /* Gradients, flat runs and noise, so that every filter wins somewhere. */
+        int w = sizes[t][0], h = sizes[t][1];
+        struct plot_canvas *c = plot_canvas_create(w, h, 0x336699);
+        /* Flat runs, single pixels of noise, an anti-aliased line and text: every kind of row. */
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++)
-                for (int k = 0; k < 3; k++) {
+                if ((x + y) % 7 == 0) {
                     seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-                    uint8_t v = (x + y) % 7 == 0 ? (uint8_t)(seed >> 56)
-                                : k == 0         ? (uint8_t)(x * 3)
-                                : k == 1         ? (uint8_t)(y * 5)
-                                                 : (uint8_t)(x * y);
-                    img[((size_t)y * w + x) * 3 + k] = v;
+                    plot_canvas_rect(c, x, y, x + 1, y + 1, (uint32_t)(seed >> 40) & 0xffffff, 1);
                 }
-        int rc = plot_png_encode(img, w, h, &png, &n, NULL);
-        const char *why = rc ? "encode failed" : decode_png(png, n, &back, &dw, &dh, &filters);
-        ok = !why && dw == w && dh == h && !memcmp(back, img, (size_t)w * h * 3);
-        TAP_OK(ok, "png %dx%d decodes to the same pixels (%s)", w, h, why ? why : "ok");
-        all_filters |= filters;
-        if (!why)
-            free(back);
-        if (!rc)
-            free(png);
-        free(img);
+        plot_canvas_line(c, 0.3, 0.2, w - 0.4, h - 0.7, 1.3, 0xff8800);
+        plot_canvas_text(c, 1, 1, "Ag", 1, 0x000000, PLOT_TEXT_RIGHT);
+        const char *why = "";
+        int same = png_round_trip(c, path, &why);
+        TAP_OK(same, "png %dx%d decodes to the canvas' pixels (%s)", w, h,
+               why);
+        plot_canvas_free(c);
     }
-    TAP_OK(__builtin_popcount(all_filters) >= 3, "png rows use several filter types (mask 0x%x)",
-           all_filters);
-    uint8_t px[3] = {0, 0, 0}, *png;
-    size_t n;
+    struct plot_canvas *c = plot_canvas_create(4, 4, 0);
     char err[PLOT_ERR_LEN] = "";
-    TAP_OK(plot_png_encode(px, 0, 1, &png, &n, err) == PLOT_EINVAL && strstr(err, "0x1"),
-           "png of width 0 refused: %s", err);
-    int rc = plot_png_write("/nonexistent-dir/x.png", px, 1, 1, err);
-    TAP_OK(rc == PLOT_EIO && strstr(err, "/nonexistent-dir/x.png"),
-           "png write error names the path: %s", err);
+    int rc = plot_canvas_write_png(c, "/nonexistent-dir/x.png", err);
+    TAP_OK(rc == PLOT_EIO && strstr(err, "/nonexistent-dir/x.png") && strstr(err, "No such file"),
+           "png write error names the path and the cause: %s", err);
+    plot_canvas_free(c);
+    remove(path);
+    rmdir(dir);
 }
 
-/* ---- font ---- */
+/* ---- text ---- */
 
-static void test_font(void)
+/* Ink (pixels not white) of canvas c: count, and its bounding box [x0,x1) x [y0,y1). */
+static int ink_box(const struct plot_canvas *c, int box[4])
 {
-    int bad = 0, dup = 0, empty = 0;
-    for (uint32_t cp = 0x20; cp < 0x7f; cp++) {
-        const char *g = plot_font_glyph(cp);
-        size_t len = strlen(g);
-        int ink = 0;
-        if ((len != 35 && len != 45) || strspn(g, "#.") != len) {
-            bad++;
-            TAP_DIAG("glyph '%c' malformed (%zu cells)", (char)cp, len);
-        }
-        for (size_t i = 0; i < len; i++)
-            ink += g[i] == '#';
-        if ((cp == ' ') != (ink == 0))
-            empty++;
-        for (uint32_t o = 0x21; o < cp; o++)
-            if (!strcmp(plot_font_glyph(o), g) && cp != ' ') {
-                dup++;
-                TAP_DIAG("glyphs '%c' and '%c' are the same", (char)o, (char)cp);
+    int n = 0;
+    box[0] = box[1] = 1 << 20;
+    box[2] = box[3] = -1;
+    for (int y = 0; y < plot_canvas_height(c); y++)
+        for (int x = 0; x < plot_canvas_width(c); x++)
+            if (plot_canvas_get(c, x, y) != 0xffffff) {
+                n++;
+                box[0] = x < box[0] ? x : box[0];
+                box[1] = y < box[1] ? y : box[1];
+                box[2] = x + 1 > box[2] ? x + 1 : box[2];
+                box[3] = y + 1 > box[3] ? y + 1 : box[3];
             }
+    return n;
+}
+
+/* Text s alone on a white w x h canvas at (x, y): a new canvas the caller frees. */
+static struct plot_canvas *text_alone(const char *s, double scale, enum plot_text_dir dir)
+{
+    struct plot_canvas *c = plot_canvas_create(120, 120, 0xffffff);
+    plot_canvas_text(c, 20, 20, s, scale, 0x000000, dir);
+    return c;
+}
+
+/* Whether two canvases of the same size hold the same pixels. */
+static int same_pixels(const struct plot_canvas *a, const struct plot_canvas *b)
+{
+    for (int y = 0; y < plot_canvas_height(a); y++)
+        for (int x = 0; x < plot_canvas_width(a); x++)
+            if (plot_canvas_get(a, x, y) != plot_canvas_get(b, x, y))
+                return 0;
+    return 1;
+}
+
+static void test_text(void)
+{
+    int box[4];
+    /* "H" has no descender and no side bearing to speak of: its ink is its cap box. */
+    struct plot_canvas *c = text_alone("H", 2, PLOT_TEXT_RIGHT);
+    int n = ink_box(c, box);
+    TAP_OK(n > 20 && abs(box[1] - 20) <= 1 && abs(box[3] - (20 + 14)) <= 1,
+           "'H' at scale 2: cap top to baseline is 14 px (ink rows %d..%d)", box[1], box[3]);
+    TAP_OK(box[0] >= 20 && box[2] <= 20 + (int)ceil(plot_text_width("H", 2)),
+           "'H' ink within its advance width (%d..%d, width %.1f)", box[0], box[2],
+           plot_text_width("H", 2));
+    plot_canvas_free(c);
+
+    /* "Ag" descends below the box by less than half a line; nothing above or left of it. */
+    c = text_alone("Ag", 2, PLOT_TEXT_RIGHT);
+    ink_box(c, box);
+    TAP_OK(box[0] >= 19 && box[1] >= 19 && box[3] > 34 && box[3] <= 34 + 7 &&
+               box[2] <= 20 + (int)ceil(plot_text_width("Ag", 2)) + 1,
+           "'Ag': ink in its box, the descender below it (%d,%d)-(%d,%d)", box[0], box[1], box[2],
+           box[3]);
+    plot_canvas_free(c);
+
+    /* Upward text: the same box turned on its side, reading bottom to top. */
+    const char *s = "loss";
+    double tw = plot_text_width(s, 2), th = plot_text_height(2);
+    c = text_alone(s, 2, PLOT_TEXT_UP);
+    ink_box(c, box);
+    TAP_OK(box[0] >= 19 && box[1] >= 19 && box[2] <= 20 + th + 5 && box[3] <= 20 + tw + 1 &&
+               box[3] - box[1] > tw - 4 && box[2] - box[0] < box[3] - box[1],
+           "upward text lies in its turned box, taller than wide (%d,%d)-(%d,%d)", box[0], box[1],
+           box[2], box[3]);
+    plot_canvas_free(c);
+
+    /* Metrics: hinting is off, so widths scale with the size and add up along the string. */
+    double w1 = plot_text_width("ab", 1), w2 = plot_text_width("ab", 2);
+    TAP_OK(w1 > 6 && fabs(w2 - 2 * w1) < 0.05 &&
+               fabs(plot_text_width("abab", 1) - 2 * w1) < 0.05 && plot_text_width("", 3) == 0 &&
+               plot_text_height(2) == 14,
+           "text metrics: 'ab' %.2f px at 1, %.2f at 2, '' 0, height 7 per scale", w1, w2);
+
+    /* The chart font has the symbols results need: each draws its own glyph, none the
+     * replacement box that a font without them (or a bad byte) gets. */
+    static const char *const sym[] = {"\xc2\xb1", "\xce\xb1", "\xce\xb2", "\xce\xb3",
+                                      "\xce\xbb", "\xe2\x80\x94", "\xef\xbf\xbd"};
+    enum { NSYM = sizeof(sym) / sizeof(sym[0]) };
+    struct plot_canvas *g[NSYM];
+    int distinct = 1, inked = 1;
+    for (int i = 0; i < NSYM; i++) {
+        g[i] = text_alone(sym[i], 3, PLOT_TEXT_RIGHT);
+        inked &= ink_box(g[i], box) > 10;
+        for (int k = 0; k < i; k++)
+            distinct &= !same_pixels(g[i], g[k]);
     }
-    TAP_OK(!bad, "every ASCII glyph is 5 wide, 7 or 9 rows of '#' and '.'");
-    TAP_OK(!empty, "every printable glyph but space has ink");
-    TAP_OK(!dup, "no two ASCII glyphs are the same");
-    TAP_OK(plot_font_has(0x03B3) && plot_font_has(0x00B1) && !plot_font_has(0x4E2D),
-           "font has γ and ±, not CJK");
-    const char *s = "a\xc2\xb1\xce\xb3\xff";
-    uint32_t c1 = plot_utf8_next(&s), c2 = plot_utf8_next(&s), c3 = plot_utf8_next(&s),
-             c4 = plot_utf8_next(&s), c5 = plot_utf8_next(&s);
-    TAP_OK(c1 == 'a' && c2 == 0xB1 && c3 == 0x3B3 && c4 == 0xFFFD && c5 == 0,
-           "utf8: a ± γ, a bad byte -> U+FFFD, end");
-    TAP_OK(plot_utf8_len("γ=1e5") == 5, "utf8 length counts characters");
+    TAP_OK(inked && distinct, "± α β γ λ — and U+FFFD each draw ink, all different");
+    c = text_alone("\xff", 3, PLOT_TEXT_RIGHT);
+    TAP_OK(same_pixels(c, g[NSYM - 1]), "a byte that is not UTF-8 draws as U+FFFD");
+    plot_canvas_rect(c, 0, 0, 2, 2, 0xff0000, 1);
+    TAP_OK(plot_canvas_get(c, 1, 1) == 0xff0000, "the canvas still draws after a bad byte");
+    plot_canvas_free(c);
+    for (int i = 0; i < NSYM; i++)
+        plot_canvas_free(g[i]);
+    c = text_alone("F", 2, PLOT_TEXT_RIGHT);
+    struct plot_canvas *l = text_alone("L", 2, PLOT_TEXT_RIGHT);
+    TAP_OK(!same_pixels(c, l), "'F' and 'L' differ");
+    plot_canvas_free(c);
+    plot_canvas_free(l);
 }
 
 /* ---- axes ---- */
@@ -321,31 +416,14 @@ static void test_raster(void)
            "a line between far-away end points is clipped, not lost");
     plot_canvas_free(c);
 
-    /* Text at scale 1 and 2 reproduces the glyph cells exactly; rotated text turns the box. */
-    c = plot_canvas_create(60, 60, 0xffffff);
-    plot_canvas_text(c, 3, 4, "F", 1, 0, PLOT_TEXT_RIGHT);
-    const char *g = plot_font_glyph('F');
-    int exact = 1;
-    for (int y = 0; y < 7; y++)
-        for (int x = 0; x < 5; x++)
-            exact &= (plot_canvas_get(c, 3 + x, 4 + y) == 0) == (g[y * 5 + x] == '#');
-    TAP_OK(exact, "text 'F' at scale 1 is the glyph, pixel for pixel");
-    plot_canvas_text(c, 20, 4, "F", 2, 0, PLOT_TEXT_RIGHT);
-    exact = 1;
-    for (int y = 0; y < 14; y++)
-        for (int x = 0; x < 10; x++)
-            exact &= (plot_canvas_get(c, 20 + x, 4 + y) == 0) == (g[(y / 2) * 5 + x / 2] == '#');
-    TAP_OK(exact, "text at scale 2 doubles each cell crisply");
-    plot_canvas_text(c, 40, 20, "F", 1, 0, PLOT_TEXT_UP);
-    /* Rotated a quarter turn: glyph row r is column 40 + r, glyph column k is row 20 + 4 - k. */
-    exact = 1;
-    for (int r = 0; r < 7; r++)
-        for (int k = 0; k < 5; k++)
-            exact &= (plot_canvas_get(c, 40 + r, 24 - k) == 0) == (g[r * 5 + k] == '#');
-    TAP_OK(exact, "upward text is the glyph turned a quarter");
-    TAP_OK(plot_text_width("ab", 1) == 11 && plot_text_width("", 3) == 0 &&
-               plot_text_height(2) == 14,
-           "text metrics: 'ab' 11 px, '' 0, height 7 per scale");
+    /* Clipping applies to text as well. */
+    c = plot_canvas_create(60, 30, 0xffffff);
+    plot_canvas_clip(c, 0, 0, 20, 30);
+    plot_canvas_text(c, 2, 5, "HHHHHH", 2, 0, PLOT_TEXT_RIGHT);
+    plot_canvas_clip(c, 0, 0, 60, 30);
+    int box[4];
+    ink_box(c, box);
+    TAP_OK(box[2] <= 20 && box[2] > 10, "clip box limits text (ink ends at x = %d)", box[2]);
     plot_canvas_free(c);
 }
 
@@ -608,12 +686,13 @@ static void test_data(void)
 int main(void)
 {
     test_png();
-    test_font();
+    test_text();
     test_axis();
     test_raster();
     test_chart_line();
     test_chart_bar();
     test_bar_parse();
     test_data();
+    plot_text_release();
     return tap_done();
 }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # deploy/setup.d/npm-pngjs.sh — install pngjs (a PNG decoder in pure JavaScript, independent of
-# the project's encoder and of zlib's C code) into tests/plot/node_modules, pinned by
+# cairo, the libpng it writes with and zlib's C code) into tests/plot/node_modules, pinned by
 # tests/plot/package-lock.json, for the pixel checks of tests/test-plot-cli.sh. Idempotent.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)

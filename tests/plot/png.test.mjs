@@ -1,6 +1,6 @@
 // tests/plot/png.test.mjs DIR — pixel checks of the charts that tests/test-plot-cli.sh made with
-// `bitdistill plot`, decoded by pngjs (pure JavaScript: independent of the project's encoder and
-// of zlib's C code). Each chart NAME comes as DIR/NAME.png and DIR/NAME.json (--layout output).
+// `bitdistill plot`, decoded by pngjs (pure JavaScript: independent of cairo, of the libpng it
+// writes with and of zlib's C code). Each chart NAME comes as DIR/NAME.png and DIR/NAME.json (--layout output).
 // Prints one line per check: "ok<TAB>name" or "not ok<TAB>name<TAB>detail"; the shell test turns
 // them into TAP.
 import fs from 'node:fs';
