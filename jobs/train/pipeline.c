@@ -1534,6 +1534,25 @@ int trn_cli_train(int argc, char **argv)
 
 /* `bitdistill eval`: one student file's figures on a dataset, as the trainer's stage 4 measures
  * them (the same functions). Prints one JSON object. */
+/* The task as the student file was trained on it: its stored template replaces the task's
+ * default (a summarizer trained with "chat_format": "chatml" is prompted in ChatML and stops at
+ * <|im_end|>), so `bitdistill eval` measures what the server runs. */
+static int eval_task_of_file(struct trn_task *t, const char *tpl, char *err)
+{
+    static const char pre[] = "<|im_start|>user\n", post[] = "<|im_end|>\n<|im_start|>assistant\n";
+    size_t n = tpl ? strlen(tpl) : 0, np = sizeof(pre) - 1, nq = sizeof(post) - 1;
+    if (!n)
+        return 0;
+    if (n >= sizeof(t->template))
+        return eng_fail(err, ENG_EFORMAT, "the student's template is too long (%zu bytes)", n);
+    if (n > np + nq && !strncmp(tpl, pre, np) && !strcmp(tpl + n - nq, post)) {
+        snprintf(t->template, sizeof(t->template), "%.*s", (int)(n - np - nq), tpl + np);
+        return trn_task_chatml(t, err);
+    }
+    snprintf(t->template, sizeof(t->template), "%s", tpl);
+    return 0;
+}
+
 int trn_cli_eval(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -1548,6 +1567,7 @@ int trn_cli_eval(int argc, char **argv)
     struct run *r = calloc(1, sizeof(*r));
     struct eng_model *m = NULL;
     struct eng_tok *tok = NULL;
+    struct eng_student_meta meta = {0};
     json_t *res = NULL;
     long max = 0;
     int c, rc = 2;
@@ -1582,7 +1602,8 @@ int trn_cli_eval(int argc, char **argv)
     }
     rc = 1;
     if (trn_task_defaults(task, &r->job.task, r->err) ||
-        eng_student_load(model, &m, &tok, NULL, r->err))
+        eng_student_load(model, &m, &tok, &meta, r->err) ||
+        eval_task_of_file(&r->job.task, meta.template, r->err))
         goto fail;
     if (!tok) {
         eng_fail(r->err, ENG_ECONFIG, "'%s' carries no tokenizer", model);
@@ -1616,6 +1637,7 @@ out:
     trn_dataset_free(r->val);
     eng_model_free(m);
     eng_tok_free(tok);
+    eng_student_meta_release(&meta);
     free(r);
     return rc;
 }
