@@ -24,8 +24,12 @@ card() {
     col=$(case $2 in rouge1) echo 3 ;; rouge2) echo 4 ;; rougeL) echo 5 ;; bleu) echo 6 ;; esac)
     grep "^| $1 |" "$M/README.md" | head -1 | cut -d'|' -f"$col" | tr -d ' '
 }
-# field JSON NAME: a number from one JSON line, as a percentage (the card's unit)
-pct() { sed -n "s/.*\"$2\":\([-0-9.e]*\).*/\1/p" "$1" | awk '{ printf "%.2f", $1 * 100 }'; }
+# pct JSON NAME: a figure from `bitdistill eval`'s line in the card's unit (ROUGE is a fraction
+# there and a percentage on the card; BLEU is on the 0-100 scale in both)
+pct() {
+    sed -n "s/.*\"$2\":\([-0-9.e]*\).*/\1/p" "$1" |
+        awk -v f="$2" '{ printf "%.2f", f == "bleu" ? $1 : $1 * 100 }'
+}
 near() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; exit !(b != "" && d <= 0.5 && d >= -0.5) }'; }
 
 if [ -f "$D/cnndm/validation.jsonl" ]; then

@@ -2,12 +2,12 @@
 # tools/summarize/device.sh BUNDLE SECONDS — the GPU machine's side of the summarizer's recipe,
 # in one device call of at most SECONDS: unpack the bundle (tools/summarize/bundle.sh), measure
 # pre-training tokens/s for 40 steps, size the base's pre-training to what the time left allows
-# after the fine-tuning and distillation runs (RESERVE seconds, default 250; at most 10 passes
+# after the fine-tuning and distillation runs (RESERVE seconds, default 270; at most 10 passes
 # over the corpus), run tools/summarize/recipe.sh, and put into $OUT the student GGUF, the logs
 # and events of every run (results.tar.xz) and the pre-trained base in bf16 (base.tar.xz.*).
 set -u
 t0=$(date +%s)
-BUNDLE=$(cd "$1" && pwd) SECONDS_ALL=$2 RESERVE=${RESERVE:-250}
+BUNDLE=$(cd "$1" && pwd) SECONDS_ALL=$2 RESERVE=${RESERVE:-270}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 S=${STATE:-/root/sum}
 export LD_LIBRARY_PATH=$S/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} NCCL_NVLS_ENABLE=0
@@ -37,7 +37,7 @@ CONFIG=$top/tools/summarize/config.json THREADS=8 "$top/tools/pretrain/pretrain.
 tps=$(grep '"type":"step"' "$S/probe/events.jsonl" | tail -10 |
     sed -n 's/.*"tokens_per_s":\([0-9.e+]*\).*/\1/p' | awk '{ s += $1; n++ } END { if (n) printf "%.0f\n", s / n }')
 [ -n "$tps" ] || { tail -20 "$S/probe.log"; echo "probe failed"; exit 1; }
-left=$(( SECONDS_ALL - ($(date +%s) - t0) - RESERVE - 20 ))
+left=$(( SECONDS_ALL - ($(date +%s) - t0) - RESERVE - 40 )) # 40 s: start-up, reading the corpus
 ntok=$(( $(stat -c %s "$S/corpus/train.txt") * 100 / 346 ))
 tokens=$(awk -v t="$tps" -v s="$left" -v n="$ntok" 'BEGIN { x = t * s; if (x > 10 * n) x = 10 * n;
     if (x < 16384 * 200) x = 16384 * 200; printf "%d\n", int(x / 16384) * 16384 }')
@@ -45,9 +45,13 @@ echo "pre-training: $tps tokens/s, $left s left for it: $tokens tokens"
 
 rm -rf "$S/r"
 mkdir -p "$S/r"
+# should the runs take longer than planned, what exists 20 s before the call's end comes back
+( sleep $(( SECONDS_ALL - 20 - ($(date +%s) - t0) )); echo "== out of time: collecting"; collect ) &
+dog=$!
 THREADS=$(nproc) "$top/tools/summarize/recipe.sh" "$BD" "$S/corpus" "$BUNDLE/cnndm" \
     "$BUNDLE/tokenizer.json" "$S/r" "$tokens"
 echo "recipe: rc $? after $(( $(date +%s) - t0 )) s"
+kill "$dog" 2>/dev/null
 collect
 if [ -f "$S/r/pt/model/model.safetensors" ]; then
     "$BD" cast --model "$S/r/pt/model" --out "$S/base" --dtype bf16 >/dev/null &&

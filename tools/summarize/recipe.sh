@@ -28,9 +28,9 @@ export NCCL_NVLS_ENABLE=0
 mkdir -p "$OUT/runs" "$OUT/data" "$OUT/tokenizer"
 OUT=$(cd "$OUT" && pwd) CORPUS=$(cd "$CORPUS" && pwd) CNN=$(cd "$CNN" && pwd)
 if [ "$SCALE" = smoke ]; then
-    EP=1 MAXTR=24 MAXEV=4 CPT=${CPT_TOKENS:-16384} CPT_LEN=128 BATCH=4
+    EP=1 MAXTR=24 MAXEV=4 CPT=${CPT_TOKENS:-16384} CPT_LEN=128 BATCH=4 MAXLEN=128
 else
-    EP=3 MAXTR=0 MAXEV=0 CPT=${CPT_TOKENS:-10485760} CPT_LEN=512 BATCH=16
+    EP=3 MAXTR=0 MAXEV=0 CPT=${CPT_TOKENS:-10485760} CPT_LEN=512 BATCH=16 MAXLEN=512
 fi
 cp "$TOK" "$OUT/tokenizer/tokenizer.json"
 cp "$top/tools/summarize/tokenizer_config.json" "$OUT/tokenizer/"
@@ -57,7 +57,7 @@ job() {
  "chat_format": "chatml",
  "train_file": "$OUT/data/train.jsonl", "validation_file": "$CNN/validation.jsonl",
  "selection_file": "$OUT/data/selection.jsonl", "max_train_examples": $MAXTR,
- "max_eval_examples": $MAXEV, "max_len": 512, "batch": $BATCH, "epochs": $EP, "warmup": -1,
+ "max_eval_examples": $MAXEV, "max_len": $MAXLEN, "batch": $BATCH, "epochs": $EP, "warmup": -1,
  "weight_decay": 0.01, "eval_max_new": 64, "log_every": 10, "checkpoint_every": 0,
  "continue_pretrain": {"corpus": "$CORPUS/train.txt", "tokens": $CPT, "max_len": $CPT_LEN,
                        "batch": 32, "lr": 1e-3, "epochs": 1}${5:+, $5}}
