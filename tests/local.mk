@@ -8,3 +8,10 @@ EXTRA_DIST += models/demo/README.md models/demo/student.gguf models/demo/tokeniz
 	models/demo/teacher/config.json models/demo/teacher/model.safetensors \
 	models/demo/teacher/tokenizer.json models/demo/data/sst2-train-slice.txt \
 	models/demo/data/sst2-dev.txt
+
+# The bundled CNN/DM summarizer against its card (models/summarize/README.md), served over HTTP.
+dist_noinst_SCRIPTS += tests/test-cnndm-model.sh
+TESTS += tests/test-cnndm-model.sh
+EXTRA_DIST += models/summarize/README.md models/summarize/summarizer.gguf \
+	tools/summarize/recipe.sh tools/summarize/device.sh tools/summarize/bundle.sh \
+	tools/summarize/corpus.sh tools/summarize/config.json tools/summarize/tokenizer_config.json

@@ -2,12 +2,12 @@
 # tools/summarize/device.sh BUNDLE SECONDS — the GPU machine's side of the summarizer's recipe,
 # in one device call of at most SECONDS: unpack the bundle (tools/summarize/bundle.sh), measure
 # pre-training tokens/s for 40 steps, size the base's pre-training to what the time left allows
-# after the fine-tuning and distillation runs (RESERVE seconds, default 270; at most 10 passes
+# after the fine-tuning and distillation runs (RESERVE seconds, default 200; at most 10 passes
 # over the corpus), run tools/summarize/recipe.sh, and put into $OUT the student GGUF, the logs
 # and events of every run (results.tar.xz) and the pre-trained base in bf16 (base.tar.xz.*).
 set -u
 t0=$(date +%s)
-BUNDLE=$(cd "$1" && pwd) SECONDS_ALL=$2 RESERVE=${RESERVE:-270}
+BUNDLE=$(cd "$1" && pwd) SECONDS_ALL=$2 RESERVE=${RESERVE:-200}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 S=${STATE:-/root/sum}
 export LD_LIBRARY_PATH=$S/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} NCCL_NVLS_ENABLE=0

@@ -55,7 +55,7 @@ job() {
 {"method": "$2", "model": "$4", "tokenizer": "$OUT/tokenizer", "seed": 1, "lr": $3,
  "task": {"type": "cnndm", "template": "Summarize this news article.\n\n{text}", "max_target": 128},
  "chat_format": "chatml",
- "train_file": "$OUT/data/train.jsonl", "validation_file": "$CNN/validation.jsonl",
+ "train_file": "$OUT/data/train.jsonl",$VALJ
  "selection_file": "$OUT/data/selection.jsonl", "max_train_examples": $MAXTR,
  "max_eval_examples": $MAXEV, "max_len": $MAXLEN, "batch": $BATCH, "epochs": $EP, "warmup": -1,
  "weight_decay": 0.01, "eval_max_new": 64, "log_every": 10, "checkpoint_every": 0,
@@ -94,6 +94,9 @@ best() {
 }
 
 echo "== 2. teachers ($(date +%T))"
+# the teachers' validation figures are for the card; the students are chosen on the selection
+# split alone and the kept one's file is measured in step 4 (no time spent on the others)
+VALJ=" \"validation_file\": \"$CNN/validation.jsonl\","
 for lr in 3e-4 1e-3; do job "teacher-lr$lr" fp16_sft "$lr" "$OUT/pt/model"; done
 run teacher-lr3e-4 teacher-lr1e-3
 T=$(best teacher teacher-lr3e-4 teacher-lr1e-3)
@@ -102,6 +105,7 @@ echo "teacher: $T"
 cp "$top/tools/summarize/tokenizer_config.json" "$OUT/runs/$T/teacher/"
 
 echo "== 3. students ($(date +%T))"
+VALJ=
 for lr in 1e-3 3e-3; do
     job "student-lr$lr" bitdistill "$lr" "$OUT/pt/model" "\"teacher\": \"$OUT/runs/$T/teacher\""
 done
