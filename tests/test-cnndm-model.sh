@@ -19,9 +19,10 @@ T=$(mktemp -d /tmp/bd-test-cnndm-XXXXXX)
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$T"' EXIT
 PID=
 
-# card ROW FIELD: the figure in column FIELD (rouge1 rouge2 rougeL bleu) of the card's row ROW
+# card ROW FIELD: the figure of FIELD (rouge1 rouge2 rougeL bleu) in the card's row ROW (its table:
+# | articles | n | ROUGE-1 | ROUGE-2 | ROUGE-L | BLEU |)
 card() {
-    col=$(case $2 in rouge1) echo 3 ;; rouge2) echo 4 ;; rougeL) echo 5 ;; bleu) echo 6 ;; esac)
+    col=$(case $2 in rouge1) echo 4 ;; rouge2) echo 5 ;; rougeL) echo 6 ;; bleu) echo 7 ;; esac)
     grep "^| $1 |" "$M/README.md" | head -1 | cut -d'|' -f"$col" | tr -d ' '
 }
 # pct JSON NAME: a figure from `bitdistill eval`'s line in the card's unit (ROUGE is a fraction
@@ -89,12 +90,12 @@ ok $? "a short article is read whole ($(jq -c .usage "$T/short.out"))"
 msg=$(jq -nc --arg a "$art" '{model: "summarizer", messages: [{role: "user",
     content: ("Summarize this news article.\n\n" + $a)}], max_tokens: 48}')
 sid=$(jq -r .model "$T/short.out")
-curl -s "$U/v1/chat/completions" -d "$(echo "$msg" | jq -c --arg m "$sid" '.model = $m')" >"$T/chat.out"
+curl -s "$U/v1/chat/completions" -d "$(printf '%s' "$msg" | jq -c --arg m "$sid" '.model = $m')" >"$T/chat.out"
 jq -e '.object == "chat.completion" and (.choices[0].message.content | length) > 0' "$T/chat.out" >/dev/null
 ok $? "/v1/chat/completions answers with the bundled summarizer ($(head -c 200 "$T/chat.out"))"
 is "$(jq -r '.choices[0].message.content' "$T/chat.out")" "$(jq -r .summary_text "$T/short.out")" \
     "the chat answer equals the summary: the chat template renders the trained prompt"
-curl -s "$U/apply-template" -d "$(echo "$msg" | jq -c --arg m "$sid" '.model = $m')" >"$T/tpl.out"
+curl -s "$U/apply-template" -d "$(printf '%s' "$msg" | jq -c --arg m "$sid" '.model = $m')" >"$T/tpl.out"
 is "$(jq -r .prompt "$T/tpl.out")" "$(printf '<|im_start|>user\nSummarize this news article.\n\n%s<|im_end|>\n<|im_start|>assistant\n' "$art")" \
     "/apply-template renders the ChatML turn the student was trained on"
 curl -s "$U/v1/classify" -d '{"input":"a gorgeous, witty film"}' >"$T/cls.out"
