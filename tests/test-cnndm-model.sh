@@ -95,7 +95,7 @@ jq -e '.object == "chat.completion" and (.choices[0].message.content | length) >
 ok $? "/v1/chat/completions answers with the bundled summarizer ($(head -c 200 "$T/chat.out"))"
 is "$(jq -r '.choices[0].message.content' "$T/chat.out")" "$(jq -r .summary_text "$T/short.out")" \
     "the chat answer equals the summary: the chat template renders the trained prompt"
-curl -s "$U/apply-template" -d "$(printf '%s' "$msg" | jq -c --arg m "$sid" '.model = $m')" >"$T/tpl.out"
+curl -s "$U/apply-template" -d "$(printf '%s' "$msg" | jq -c --arg m "$sid" '.model = $m | del(.max_tokens)')" >"$T/tpl.out"
 is "$(jq -r .prompt "$T/tpl.out")" "$(printf '<|im_start|>user\nSummarize this news article.\n\n%s<|im_end|>\n<|im_start|>assistant\n' "$art")" \
     "/apply-template renders the ChatML turn the student was trained on"
 curl -s "$U/v1/classify" -d '{"input":"a gorgeous, witty film"}' >"$T/cls.out"
