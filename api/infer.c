@@ -427,7 +427,8 @@ static int gen_options(struct srv_req *req, json_t *body, struct eng_request *jo
 static void generate(struct srv_req *req, struct api_ctx *ctx, enum infer_kind kind)
 {
     static const char *const sum_keys[] = {"model", "input", "max_tokens", "stream",
-                                           "temperature", "top_p", "seed", "user", NULL};
+                                           "temperature", "top_p", "seed", "user", "truncate",
+                                           NULL};
     static const char *const cmp_keys[] = {"model", "prompt", "max_tokens", "stream",
                                            "temperature", "top_p", "seed", "stop", "n",
                                            "user", "echo", "logprobs", "stream_options",
@@ -435,11 +436,12 @@ static void generate(struct srv_req *req, struct api_ctx *ctx, enum infer_kind k
     json_t *body = api_body_json(req);
     struct eng_served *model = NULL;
     struct eng_request *job = NULL;
-    int stream = 0;
+    int stream = 0, truncate = 1;
     if (!body)
         return;
     if (only_keys(req, body, kind == INFER_SUMMARIZE ? sum_keys : cmp_keys) ||
-        get_bool(req, body, "stream", &stream))
+        get_bool(req, body, "stream", &stream) ||
+        (kind == INFER_SUMMARIZE && get_bool(req, body, "truncate", &truncate)))
         goto out;
     const char *field = kind == INFER_SUMMARIZE ? "input" : "prompt";
     json_t *in = json_object_get(body, field);
@@ -486,6 +488,13 @@ static void generate(struct srv_req *req, struct api_ctx *ctx, enum infer_kind k
         free(ir);
         api_error(req, 500, "out of memory", NULL, NULL);
         goto out;
+    }
+    if (kind == INFER_SUMMARIZE) {
+        /* the article is the template's {text}: the engine cuts its end when it does not fit */
+        const char *t = model->meta.template, *at = t ? strstr(t, "{text}") : NULL;
+        job->truncate_prompt = truncate;
+        job->text_off = at ? (size_t)(at - t) : 0;
+        job->text_len = json_string_length(in);
     }
     ir->kind = kind;
     ir->stream = stream;
@@ -746,10 +755,28 @@ static void timing_headers(struct srv_req *req, const struct eng_request *j, int
     }
 }
 
+/* Characters (not bytes) in n bytes of UTF-8 at p: the units a client counts its input in. */
+static size_t utf8_chars(const char *p, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += ((unsigned char)p[i] & 0xC0) != 0x80;
+    return c;
+}
+
 static json_t *usage_json(const struct eng_request *j)
 {
-    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", j->prompt_tokens, "completion_tokens",
-                     j->completion_tokens, "total_tokens", j->prompt_tokens + j->completion_tokens);
+    json_t *u = json_pack("{s:i, s:i, s:i}", "prompt_tokens", j->prompt_tokens,
+                          "completion_tokens", j->completion_tokens, "total_tokens",
+                          j->prompt_tokens + j->completion_tokens);
+    if (u && j->truncate_prompt) { /* summarize: how much of the input the model read */
+        json_object_set_new(u, "truncated", json_boolean(j->prompt_truncated));
+        json_object_set_new(u, "input_chars", json_integer((json_int_t)utf8_chars(
+                                                  j->prompt + j->text_off, j->text_len)));
+        json_object_set_new(u, "input_chars_read", json_integer((json_int_t)utf8_chars(
+                                                       j->prompt + j->text_off, j->text_kept)));
+    }
+    return u;
 }
 
 static void answer_classify(struct infer_req *ir, struct eng_request *j)
@@ -929,9 +956,10 @@ static void answer_generate(struct infer_req *ir, struct eng_request *j)
     }
     json_t *o;
     if (ir->kind == INFER_SUMMARIZE) {
-        o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "id", ir->id, "object", "summarization",
-                      "model", j->model->id, "summary_text", ir->text[0].p ? ir->text[0].p : "",
-                      "finish_reason", j->finish_reason, "usage", usage_json(j));
+        o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:o}", "id", ir->id, "object",
+                      "summarization", "model", j->model->id, "summary_text",
+                      ir->text[0].p ? ir->text[0].p : "", "finish_reason", j->finish_reason,
+                      "truncated", j->prompt_truncated, "usage", usage_json(j));
     } else {
         json_t *choices = json_array();
         for (int c = 0; c < n; c++) {

@@ -21,19 +21,21 @@ for a in "$@"; do
 done
 demo=$top/models/demo
 U=http://127.0.0.1:$port
-# The bundled SST-2 student serves from the start; the bundled FP teacher is under the model
-# root, so jobs can name it ("model": "teacher").
+# The bundled SST-2 student and CNN/DM summarizer (models/summarize) serve from the start; the
+# bundled FP teacher is under the model root, so jobs can name it ("model": "teacher").
 build/normal/bitdistilld --host 127.0.0.1 --port "$port" --data-dir "$top/bitdistill-data" \
-    --model "$demo/student.gguf" --model-root "$demo" "$@" &
+    --model "$demo/student.gguf,$top/models/summarize/summarizer.gguf" --model-root "$demo" "$@" &
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 0' INT TERM
 for _ in $(seq 100); do curl -sf "$U/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 cat <<EOF2
 
-bitdistilld is serving on $U the bundled SST-2 student (models/demo), or the model
-activated last time (a restart keeps it: see /v1/models). Data in $top/bitdistill-data.
-Try, from another terminal:
+bitdistilld is serving on $U the bundled SST-2 student (models/demo) and CNN/DM
+summarizer (models/summarize), or the models activated last time (a restart keeps them: see
+/v1/models). Data in $top/bitdistill-data. Try, from another terminal:
   curl -s $U/v1/classify -d '{"input":["a gorgeous, witty film","dull and lifeless"]}'
+  curl -s $U/v1/summarize -d '{"input":"(CNN) The city council approved a plan on Tuesday to build a new bridge over the river. It will cost 40 million dollars, officials said."}'
+  curl -s $U/v1/chat/completions -d '{"model":"summarizer","messages":[{"role":"user","content":"Summarize this news article.\\n\\nThe city council approved a new bridge on Tuesday."}]}'
   curl -s $U/v1/models
   curl -s $U/metrics | head
 Dashboard: $U/   Stop with Ctrl-C (drains in-flight requests first).

@@ -476,6 +476,63 @@ static void gen_sweep(struct eng_worker *w)
     }
 }
 
+/*
+ * Tokenize j's prompt into *ids. With truncate_prompt, a prompt that leaves fewer than
+ * max_tokens positions of the context free (but at least half the context for the prompt) is
+ * re-made with the end of its {text} part cut, the largest start of the input that fits (binary
+ * search on bytes, cut at a UTF-8 boundary, the whole prompt tokenized again each time, as the
+ * trainer cuts an article to its max_len): a summarizer sees the article's beginning, which
+ * carries most of a news story, instead of refusing it.
+ */
+static int gen_fit(struct eng_request *j, int32_t **ids, size_t *n)
+{
+    struct eng_served *m = j->model;
+    const char *p = j->prompt, *in = p + j->text_off;
+    size_t total = j->text_len, len = total, lo = 0, hi = total;
+    size_t plen = strlen(p), post = plen - j->text_off - j->text_len;
+    int room = m->max_context - j->max_tokens;
+    if (room < m->max_context / 2)
+        room = m->max_context / 2;
+    j->text_kept = total;
+    if (eng_tok_encode(m->tok, p, plen, ids, n))
+        return ENG_EINVAL;
+    if (!j->truncate_prompt || (int)*n <= room || j->text_off + j->text_len > plen)
+        return 0;
+    char *buf = malloc(plen + 1);
+    if (!buf)
+        return ENG_ENOMEM;
+    memcpy(buf, p, j->text_off);
+    for (;;) {
+        int fits = (int)*n <= room;
+        if (fits && (len == total || hi - lo <= 1))
+            break;
+        if (fits)
+            lo = len;
+        else
+            hi = len;
+        if (hi == 0)
+            break; /* the template alone is too long: the caller refuses it */
+        len = lo + (hi - lo) / 2;
+        while (len > 0 && ((unsigned char)in[len] & 0xC0) == 0x80)
+            len--;
+        if (len <= lo) /* one character between lo and hi: lo is the answer */
+            len = hi = lo;
+        memcpy(buf + j->text_off, in, len);
+        memcpy(buf + j->text_off + len, in + total, post);
+        buf[j->text_off + len + post] = 0;
+        free(*ids);
+        *ids = NULL;
+        if (eng_tok_encode(m->tok, buf, j->text_off + len + post, ids, n)) {
+            free(buf);
+            return ENG_EINVAL;
+        }
+    }
+    free(buf);
+    j->prompt_truncated = len < total;
+    j->text_kept = len;
+    return 0;
+}
+
 /* Start generating j's choices on w (tokenize, take a KV context per choice); on failure j is
  * finished. */
 static int gen_admit(struct eng_worker *w, struct eng_request *j)
@@ -496,8 +553,13 @@ static int gen_admit(struct eng_worker *w, struct eng_request *j)
         return -1;
     }
     j->n_choices = nch;
-    if (eng_tok_encode(m->tok, j->prompt, strlen(j->prompt), &ids, &n)) {
-        job_finish(s, j, ENG_EINVAL, NULL, "the prompt is not valid UTF-8 text");
+    int frc = gen_fit(j, &ids, &n);
+    if (frc) {
+        free(ids);
+        if (frc == ENG_ENOMEM)
+            job_finish(s, j, ENG_ENOMEM, NULL, "out of memory");
+        else
+            job_finish(s, j, ENG_EINVAL, NULL, "the prompt is not valid UTF-8 text");
         return -1;
     }
     if (n == 0) {

@@ -70,7 +70,12 @@ struct eng_request {
 
     /* generate */
     char *prompt;             /* owned; used as is (the API applies templates) */
-    int truncate_prompt;      /* 1: cut the start of the prompt's {text} part... see sched.c */
+    int truncate_prompt;      /* 1: a prompt too long for the context and max_tokens loses
+                               * the end of its {text} part (text_off, text_len): the start of
+                               * the input is kept (summarize; see gen_fit in sched.c) */
+    size_t text_off, text_len; /* the input's bytes within prompt */
+    int prompt_truncated;     /* result: 1 if the input was cut */
+    size_t text_kept;         /* result: bytes of the input kept */
     int max_tokens;
     float temperature, top_p;
     uint64_t seed;

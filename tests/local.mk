@@ -18,3 +18,10 @@ dist_noinst_SCRIPTS += tests/test-layers.sh tests/test-format.sh tools/check-lay
 	tools/check-format.sh tools/format.sh
 TESTS += tests/test-layers.sh tests/test-format.sh
 EXTRA_DIST += .clang-format
+
+# The bundled CNN/DM summarizer against its card (models/summarize/README.md), served over HTTP.
+dist_noinst_SCRIPTS += tests/test-cnndm-model.sh
+TESTS += tests/test-cnndm-model.sh
+EXTRA_DIST += models/summarize/README.md models/summarize/summarizer.gguf \
+	tools/summarize/recipe.sh tools/summarize/device.sh tools/summarize/bundle.sh \
+	tools/summarize/corpus.sh tools/summarize/config.json tools/summarize/tokenizer_config.json

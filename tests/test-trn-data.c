@@ -262,6 +262,40 @@ int main(void)
            "chat_format chatml: \"%s\" (prompt + the first token of 'negative')", txt ? txt : "");
     free(ids);
     free(txt);
+    /* chat_format "chatml" on a summarization task: the article is the user turn (its end cut to
+     * fit), the summary the assistant's reply with no leading space, ended by <|im_end|> */
+    eng_tok_free(tok);
+    tok = NULL; /* the demo tokenizer: <|im_end|> is one of its special tokens */
+    snprintf(tokp, sizeof(tokp), "%s/models/demo/tokenizer.json", top ? top : ".");
+    rc = eng_tok_load_json(tokp, &tok, err);
+    trn_task_defaults("cnndm", &t, err);
+    snprintf(t.template, sizeof(t.template), "Summarize:\n{text}");
+    rc = rc || trn_task_chatml(&t, err) || trn_task_resolve(&t, tok, 8189, err);
+    int32_t im_end = tok ? eng_tok_find(tok, "<|im_end|>") : -1;
+    e.text = "one two three four five six seven eight nine ten eleven twelve";
+    e.target = "short";
+    ids = NULL;
+    txt = NULL;
+    if (!rc)
+        rc = trn_encode(&t, tok, &e, 20, 1, &ids, &n, &np);
+    if (!rc)
+        eng_tok_decode(tok, ids, (size_t)np, 0, &txt, &tl);
+    TAP_OK(rc == 0 && t.chatml && t.eos == im_end && im_end >= 0 && n <= 20 &&
+               ids[n - 1] == im_end && txt && !strncmp(txt, "<|im_start|>user\nSummarize:\none two",
+                                                       strlen("<|im_start|>user\nSummarize:\none two")) &&
+               strlen(txt) > 40 && !strcmp(txt + strlen(txt) - 33,
+                                           "<|im_end|>\n<|im_start|>assistant\n") &&
+               !strstr(txt, "twelve"),
+           "chat_format chatml, summarization: prompt \"%s\" (article cut, turn kept), eos "
+           "<|im_end|> %d", txt ? txt : "", (int)im_end);
+    free(txt);
+    txt = NULL;
+    if (!rc)
+        eng_tok_decode(tok, ids + np, (size_t)(n - np - 1), 0, &txt, &tl);
+    TAP_OK(rc == 0 && txt && !strcmp(txt, "short"), "the reply is \"%s\" (no leading space)",
+           txt ? txt : "");
+    free(ids);
+    free(txt);
     eng_tok_free(tok);
     return tap_done();
 }

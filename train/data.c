@@ -91,12 +91,13 @@ static int32_t first_token(const struct eng_tok *tok, const char *text)
 int trn_task_chatml(struct trn_task *t, char *err)
 {
     char tpl[sizeof(t->template)];
-    if (t->kind != TRN_TASK_CLS)
-        return eng_fail(err, ENG_ECONFIG, "chat_format applies to classification tasks only");
+    if (t->chat)
+        return eng_fail(err, ENG_ECONFIG, "chat_format: a chat task is ChatML already");
     if (snprintf(tpl, sizeof(tpl), "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n",
                  t->template) >= (int)sizeof(tpl))
         return eng_fail(err, ENG_ECONFIG, "chat_format: the task template is too long");
     memcpy(t->template, tpl, sizeof(tpl));
+    t->chatml = t->kind == TRN_TASK_SUM;
     for (int i = 0; i < t->nlabels; i++)
         if (t->words[i][0] == ' ')
             memmove(t->words[i], t->words[i] + 1, strlen(t->words[i]));
@@ -123,7 +124,7 @@ int trn_task_resolve(struct trn_task *t, const struct eng_tok *tok, int eos_id, 
                                     (int)t->label_tok[i]);
         }
     }
-    t->eos = t->chat || t->chat_tpl ? eng_tok_find(tok, "<|im_end|>") : -1;
+    t->eos = t->chat || t->chat_tpl || t->chatml ? eng_tok_find(tok, "<|im_end|>") : -1;
     if (t->eos < 0 && t->chat_tpl) /* the end of turn of Llama 3's and Phi's templates */
         t->eos = eng_tok_find(tok, "<|eot_id|>") >= 0 ? eng_tok_find(tok, "<|eot_id|>")
                                                       : eng_tok_find(tok, "<|end|>");
@@ -606,7 +607,8 @@ int trn_encode(const struct trn_task *t, const struct eng_tok *tok, const struct
         if ((rc = chat_target(t, tok, e, &tg, &ntg)))
             return rc;
     } else if (with_target) {
-        size_t sl = strlen(e->target), sp = !t->chat; /* a summary follows "TL;DR:" after ' ' */
+        size_t sl = strlen(e->target), sp = !t->chat && !t->chatml;
+        /* a summary follows "TL;DR:" after ' '; a ChatML reply starts the assistant turn */
         char *s = malloc(sl + 2);
         if (!s)
             return ENG_ENOMEM;

@@ -50,6 +50,8 @@ struct trn_task {
                                           * <|im_end|> when the tokenizer has it) */
     const struct trn_chat_tpl *chat_tpl; /* prompt_format "chat_template": the base model's
                                           * template (borrowed) or NULL: plain prompts */
+    int chatml;                          /* summaries as ChatML replies (trn_task_chatml):
+                                          * no leading space, eos <|im_end|> */
 };
 
 /*
@@ -97,11 +99,13 @@ int trn_task_defaults(const char *name, struct trn_task *t, char *err);
  * "<|endoftext|>" / "<|im_end|>"). */
 int trn_task_resolve(struct trn_task *t, const struct eng_tok *tok, int eos_id, char *err);
 
-/* Classification as generative SFT in ChatML (the job's "chat_format": "chatml", as the BitNet
+/* A task as generative SFT in ChatML (the job's "chat_format": "chatml", as the BitNet
  * repository's BitDistill code trains with Qwen's chat template): the prompt becomes the user turn
- * "<|im_start|>user\n" + template + "<|im_end|>\n<|im_start|>assistant\n" and the answer the
- * verbalizer without its leading space. The exported student carries that template, so serving
- * formats requests the same way. ENG_ECONFIG for a summarization task or a template too long. */
+ * "<|im_start|>user\n" + template + "<|im_end|>\n<|im_start|>assistant\n"; a classification
+ * answer is the verbalizer without its leading space, a summary the assistant's reply (no leading
+ * space, ended by <|im_end|>). The exported student carries that template, so serving (and a
+ * ChatML chat template rendering the same user turn) formats requests the same way. ENG_ECONFIG
+ * for a template too long. */
 int trn_task_chatml(struct trn_task *t, char *err);
 
 struct trn_example {

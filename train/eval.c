@@ -287,6 +287,25 @@ void trn_evaluate_baseline(struct run *r)
 }
 /* `bitdistill eval`: one student file's figures on a dataset, as the trainer's stage 4 measures
  * them (the same functions). Prints one JSON object. */
+/* The task as the student file was trained on it: its stored template replaces the task's
+ * default (a summarizer trained with "chat_format": "chatml" is prompted in ChatML and stops at
+ * <|im_end|>), so `bitdistill eval` measures what the server runs. */
+static int eval_task_of_file(struct trn_task *t, const char *tpl, char *err)
+{
+    static const char pre[] = "<|im_start|>user\n", post[] = "<|im_end|>\n<|im_start|>assistant\n";
+    size_t n = tpl ? strlen(tpl) : 0, np = sizeof(pre) - 1, nq = sizeof(post) - 1;
+    if (!n)
+        return 0;
+    if (n >= sizeof(t->template))
+        return eng_fail(err, ENG_EFORMAT, "the student's template is too long (%zu bytes)", n);
+    if (n > np + nq && !strncmp(tpl, pre, np) && !strcmp(tpl + n - nq, post)) {
+        snprintf(t->template, sizeof(t->template), "%.*s", (int)(n - np - nq), tpl + np);
+        return trn_task_chatml(t, err);
+    }
+    snprintf(t->template, sizeof(t->template), "%s", tpl);
+    return 0;
+}
+
 int trn_cli_eval(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -348,6 +367,8 @@ int trn_cli_eval(int argc, char **argv)
         (trn_chat_tpl_parse(meta.chat_template, model, tok, eng_model_config(m)->bos_id,
                             eng_model_config(m)->eos_id, &r->chat_tpl, r->err) ||
          trn_task_chat_template(&r->job.task, r->chat_tpl, r->err)))
+        goto fail;
+    if (!meta.prompt_format && eval_task_of_file(&r->job.task, meta.template, r->err))
         goto fail;
     if (trn_task_resolve(&r->job.task, tok, eng_model_config(m)->eos_id, r->err) ||
         trn_dataset_load(data, &r->job.task, (size_t)max, &r->val, r->err))

@@ -9,14 +9,16 @@
 # (method pretrain: FP, next-token loss) for TOKENS tokens in windows of 512, held-out perplexity
 # at every checkpoint. Resumable: run it again with the same arguments after an interruption
 # (also on another machine, with OUT_DIR copied over) and it continues from the last checkpoint.
-# The result is OUT_DIR/model (HF directory). DEVICE: cuda:0 (default) or cpu.
+# The result is OUT_DIR/model (HF directory). DEVICE: cuda:0 (default) or cpu. Environment:
+# CONFIG (the model's config.json; default tools/pretrain/demo-config.json), THREADS.
 set -eu
 BD=$1 CORPUS=$2 TOK=$3 OUT=$4 TOKENS=$5 DEVICE=${6:-cuda:0}
 top=$(cd "$(dirname "$0")/../.." && pwd)
+CONFIG=${CONFIG:-$top/tools/pretrain/demo-config.json}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd) CORPUS=$(cd "$CORPUS" && pwd)
 if [ ! -f "$OUT/init/model.safetensors" ]; then
-    "$BD" init --config "$top/tools/pretrain/demo-config.json" --out "$OUT/init" --seed 1 >/dev/null
+    "$BD" init --config "$CONFIG" --out "$OUT/init" --seed 1 >/dev/null
     cp "$TOK" "$OUT/init/tokenizer.json"
 fi
 cat > "$OUT/job.json" <<EOF
