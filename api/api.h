@@ -24,27 +24,27 @@ struct store_writer;
 struct job_sup;
 
 struct api_ctx {
-    struct srv_server *srv;          /* borrowed */
-    struct store *store;         /* borrowed */
-    struct eng_registry *registry;   /* borrowed: models served */
-    struct eng_sched *sched;         /* borrowed: the engine workers */
-    int engine_threads;              /* threads of each worker's passes (models get this) */
-    struct api_infer *infer;         /* owned: requests waiting for a place (api/infer.c) */
-    struct store_writer *writer;       /* borrowed: the database's writer thread */
-    struct job_sup *sup;             /* borrowed: the job supervisor */
-    const char *data_dir;            /* borrowed */
-    char model_root[1024];           /* realpath of the model root */
-    double start_time;               /* unix seconds, for process_start_time_seconds */
+    struct srv_server *srv;        /* borrowed */
+    struct store *store;           /* borrowed */
+    struct eng_registry *registry; /* borrowed: models served */
+    struct eng_sched *sched;       /* borrowed: the engine workers */
+    int engine_threads;            /* threads of each worker's passes (models get this) */
+    struct api_infer *infer;       /* owned: requests waiting for a place (api/infer.c) */
+    struct store_writer *writer;   /* borrowed: the database's writer thread */
+    struct job_sup *sup;           /* borrowed: the job supervisor */
+    const char *data_dir;          /* borrowed */
+    char model_root[1024];         /* realpath of the model root */
+    double start_time;             /* unix seconds, for process_start_time_seconds */
 };
 
 typedef void (*api_handler_fn)(struct srv_req *req, struct api_ctx *ctx);
 
 struct api_route {
-    const char *method;  /* "GET", "POST", "DELETE" (HEAD matches GET) */
-    const char *pattern; /* "/v1/keys/{id}": literal segments and {param} segments */
-    const char *name;    /* handler name for logs and metrics, e.g. "keys_delete" */
+    const char *method;   /* "GET", "POST", "DELETE" (HEAD matches GET) */
+    const char *pattern;  /* "/v1/keys/{id}": literal segments and {param} segments */
+    const char *name;     /* handler name for logs and metrics, e.g. "keys_delete" */
     enum srv_scope scope; /* SRV_SCOPE_OPEN: no key needed */
-    size_t max_body;     /* 0: the server's max-body-size; API_BODY_UPLOAD: max-upload-size */
+    size_t max_body;      /* 0: the server's max-body-size; API_BODY_UPLOAD: max-upload-size */
     api_handler_fn fn;
 };
 

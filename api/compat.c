@@ -58,8 +58,8 @@ int api_compat_error(struct srv_req *req, int status, const char *message, const
 {
     if (srv_req_data(req) != &api_route_tei_predict)
         return 0;
-    json_t *o = json_pack("{s:s, s:s}", "error", message, "error_type",
-                          tei_error_type(status, code));
+    json_t *o =
+        json_pack("{s:s, s:s}", "error", message, "error_type", tei_error_type(status, code));
     if (!o)
         return 0;
     srv_res_json(req, status, o);
@@ -88,8 +88,8 @@ static int get_side(struct srv_req *req, json_t *body, const char *name, int *le
 /* Allocate job->logits when the answer wants raw scores. 0 or -1 (answered). */
 static int want_logits(struct srv_req *req, struct eng_request *job, int raw)
 {
-    if (raw && !(job->logits = calloc((size_t)job->ninputs * job->model->meta.nlabels,
-                                      sizeof(float)))) {
+    if (raw &&
+        !(job->logits = calloc((size_t)job->ninputs * job->model->meta.nlabels, sizeof(float)))) {
         api_error(req, 500, "out of memory", NULL, NULL);
         return -1;
     }
@@ -111,19 +111,20 @@ static void vllm_answer(struct srv_req *req, const struct eng_request *j, long c
         oom = !probs;
         for (int k = 0; k < nl && !oom; k++)
             oom = json_array_append_new(probs, json_real(v[k]));
-        json_t *item = oom ? NULL : json_pack("{s:i, s:s, s:o, s:i}", "index", i, "label",
-                                              m->meta.labels[j->best[i]], "probs", probs,
-                                              "num_classes", nl);
+        json_t *item =
+            oom ? NULL
+                : json_pack("{s:i, s:s, s:o, s:i}", "index", i, "label", m->meta.labels[j->best[i]],
+                            "probs", probs, "num_classes", nl);
         if (oom) /* not handed to json_pack, which takes it even when it fails */
             json_decref(probs);
         oom = !item || json_array_append_new(data, item);
     }
-    json_t *o = oom ? NULL : json_pack("{s:s, s:s, s:I, s:s, s:o, s:{s:i, s:i, s:i, s:n}}",
-                                       "id", a->id, "object", "list", "created",
-                                       (json_int_t)created, "model", m->id, "data", data,
-                                       "usage", "prompt_tokens", j->prompt_tokens,
-                                       "total_tokens", j->prompt_tokens, "completion_tokens", 0,
-                                       "prompt_tokens_details");
+    json_t *o =
+        oom ? NULL
+            : json_pack("{s:s, s:s, s:I, s:s, s:o, s:{s:i, s:i, s:i, s:n}}", "id", a->id, "object",
+                        "list", "created", (json_int_t)created, "model", m->id, "data", data,
+                        "usage", "prompt_tokens", j->prompt_tokens, "total_tokens",
+                        j->prompt_tokens, "completion_tokens", 0, "prompt_tokens_details");
     if (!o) {
         if (oom)
             json_decref(data);
@@ -137,8 +138,9 @@ static const struct api_infer_shape vllm_shape = {vllm_answer};
 
 static void vllm_classify(struct srv_req *req, struct api_ctx *ctx)
 {
-    static const char *const keys[] = {"model", "input", "truncate_prompt_tokens",
-                                       "truncation_side", "use_activation", "user", NULL};
+    static const char *const keys[] = {
+        "model", "input", "truncate_prompt_tokens", "truncation_side", "use_activation",
+        "user",  NULL};
     json_t *body = api_body_json(req), *texts[COMPAT_MAX_INPUTS];
     struct eng_request *job = NULL;
     struct compat_arg *a = NULL;
@@ -154,8 +156,10 @@ static void vllm_classify(struct srv_req *req, struct api_ctx *ctx)
     if (t && !json_is_null(t)) {
         tpt = json_is_integer(t) ? (long)json_integer_value(t) : 0;
         if (tpt < -1 || tpt == 0 || tpt > 1L << 30) {
-            api_error(req, 400, "'truncate_prompt_tokens' must be -1 (the model's context) or "
-                      "a positive number of tokens", "truncate_prompt_tokens", "invalid_value");
+            api_error(req, 400,
+                      "'truncate_prompt_tokens' must be -1 (the model's context) or "
+                      "a positive number of tokens",
+                      "truncate_prompt_tokens", "invalid_value");
             goto out;
         }
     }
@@ -241,16 +245,17 @@ static const struct api_infer_shape tei_shape = {tei_answer};
  */
 static int tei_inputs(struct srv_req *req, json_t *in, json_t **texts, size_t *n, int *batch)
 {
-    *batch = json_is_array(in) && json_array_size(in) > 0 &&
-             json_is_array(json_array_get(in, 0));
+    *batch = json_is_array(in) && json_array_size(in) > 0 && json_is_array(json_array_get(in, 0));
     if (json_is_string(in)) {
         texts[0] = in;
         *n = 1;
         return 0;
     }
     if (!json_is_array(in)) {
-        api_error(req, 400, "'inputs' must be a string, a pair of strings [string, string] or a "
-                  "batch of them [[string], [string, string], ...]", "inputs", "invalid_value");
+        api_error(req, 400,
+                  "'inputs' must be a string, a pair of strings [string, string] or a "
+                  "batch of them [[string], [string, string], ...]",
+                  "inputs", "invalid_value");
         return -1;
     }
     if (json_array_size(in) == 0) {
@@ -276,8 +281,10 @@ static int tei_inputs(struct srv_req *req, json_t *in, json_t **texts, size_t *n
             return -1;
         }
         if (k == 2) {
-            api_errorf(req, 400, "inputs", "invalid_value", "sentence pairs are not supported: "
-                       "the served templates have one {text} slot (input %zu is a pair)", i);
+            api_errorf(req, 400, "inputs", "invalid_value",
+                       "sentence pairs are not supported: "
+                       "the served templates have one {text} slot (input %zu is a pair)",
+                       i);
             return -1;
         }
         texts[i] = json_array_get(seq, 0);
@@ -287,8 +294,8 @@ static int tei_inputs(struct srv_req *req, json_t *in, json_t **texts, size_t *n
 
 static void tei_predict(struct srv_req *req, struct api_ctx *ctx)
 {
-    static const char *const keys[] = {"inputs", "truncate", "truncation_direction",
-                                       "raw_scores", "model", NULL};
+    static const char *const keys[] = {"inputs",     "truncate", "truncation_direction",
+                                       "raw_scores", "model",    NULL};
     json_t *body = api_body_json(req), *texts[COMPAT_MAX_INPUTS];
     struct eng_request *job = NULL;
     struct compat_arg *a = NULL;
@@ -320,7 +327,7 @@ out:
     json_decref(body);
 }
 
-const struct api_route api_route_vllm_classify = {"POST", "/classify", "classify_vllm",
-                                                  SRV_SCOPE_INFER, 0, vllm_classify};
-const struct api_route api_route_tei_predict = {"POST", "/predict", "predict_tei",
-                                                SRV_SCOPE_INFER, 0, tei_predict};
+const struct api_route api_route_vllm_classify = {"POST",          "/classify", "classify_vllm",
+                                                  SRV_SCOPE_INFER, 0,           vllm_classify};
+const struct api_route api_route_tei_predict = {"POST",          "/predict", "predict_tei",
+                                                SRV_SCOPE_INFER, 0,          tei_predict};

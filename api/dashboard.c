@@ -13,8 +13,8 @@
 #include "api/dashboard.h"
 
 /* Only this origin: scripts, styles, fetches. Images from data: URLs (the favicon). */
-#define DASH_CSP                                                                                 \
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "               \
+#define DASH_CSP                                                                                   \
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "                \
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 const struct api_asset *api_dashboard_find(const char *name)
@@ -82,7 +82,7 @@ static void dashboard_file(struct srv_req *req, struct api_ctx *ctx)
     send_asset(req, a);
 }
 
-const struct api_route api_route_dashboard_index = {"GET", "/", "dashboard", SRV_SCOPE_OPEN, 0,
-                                                    dashboard_index};
-const struct api_route api_route_dashboard_file = {"GET", "/dashboard/{file}", "dashboard_file",
-                                                   SRV_SCOPE_OPEN, 0, dashboard_file};
+const struct api_route api_route_dashboard_index = {"GET",          "/", "dashboard",
+                                                    SRV_SCOPE_OPEN, 0,   dashboard_index};
+const struct api_route api_route_dashboard_file = {
+    "GET", "/dashboard/{file}", "dashboard_file", SRV_SCOPE_OPEN, 0, dashboard_file};

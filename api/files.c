@@ -48,8 +48,8 @@ static int multipart_field(const char *body, size_t len, const char *boundary, c
             return -1;
         /* Content-Disposition: form-data; name="x"; filename="y" */
         char hdr[1024];
-        size_t hl = (size_t)(hdr_end - cur) < sizeof(hdr) - 1 ? (size_t)(hdr_end - cur)
-                                                               : sizeof(hdr) - 1;
+        size_t hl =
+            (size_t)(hdr_end - cur) < sizeof(hdr) - 1 ? (size_t)(hdr_end - cur) : sizeof(hdr) - 1;
         memcpy(hdr, cur, hl);
         hdr[hl] = 0;
         char want[160];
@@ -121,7 +121,8 @@ static void files_create(struct srv_req *req, struct api_ctx *ctx)
         char boundary[200];
         if (!b) {
             free(u);
-            api_error(req, 400, "multipart/form-data without a boundary", NULL, "invalid_multipart");
+            api_error(req, 400, "multipart/form-data without a boundary", NULL,
+                      "invalid_multipart");
             return;
         }
         b += 9;
@@ -191,7 +192,7 @@ static void files_get(struct srv_req *req, struct api_ctx *ctx)
 
 struct fcontent {
     struct job_file f;
-    char *data;              /* the file's bytes (owned) */
+    char *data; /* the file's bytes (owned) */
     size_t len;
     char err[400];
 };
@@ -274,13 +275,15 @@ static void fdel_done(struct srv_req *req, void *arg, struct api_ctx *ctx)
     if (d->rc == STORE_ENOTFOUND)
         api_errorf(req, 404, "id", "file_not_found", "no file '%s'", d->id);
     else if (d->rc == STORE_EEXIST)
-        api_errorf(req, 409, "id", "file_in_use", "file '%s' is used by job '%s', which has not "
-                   "finished", d->id, d->job);
+        api_errorf(req, 409, "id", "file_in_use",
+                   "file '%s' is used by job '%s', which has not "
+                   "finished",
+                   d->id, d->job);
     else if (d->rc)
         api_error(req, 500, "cannot delete the file: database error", NULL, NULL);
     else
-        srv_res_json(req, 200, json_pack("{s:s, s:s, s:b}", "id", d->id, "object", "file",
-                                         "deleted", 1));
+        srv_res_json(req, 200,
+                     json_pack("{s:s, s:s, s:b}", "id", d->id, "object", "file", "deleted", 1));
     free(d);
 }
 
@@ -301,14 +304,13 @@ static void files_delete(struct srv_req *req, struct api_ctx *ctx)
     }
 }
 
-const struct api_route api_route_files_create = {"POST", "/v1/files", "files_create",
+const struct api_route api_route_files_create = {"POST",          "/v1/files",     "files_create",
                                                  SRV_SCOPE_ADMIN, API_BODY_UPLOAD, files_create};
-const struct api_route api_route_files_list = {"GET", "/v1/files", "files_list", SRV_SCOPE_ADMIN,
-                                               0, files_list};
-const struct api_route api_route_files_get = {"GET", "/v1/files/{id}", "files_get",
-                                              SRV_SCOPE_ADMIN, 0, files_get};
-const struct api_route api_route_files_content = {"GET", "/v1/files/{id}/content",
-                                                  "files_content", SRV_SCOPE_ADMIN, 0,
-                                                  files_content};
-const struct api_route api_route_files_delete = {"DELETE", "/v1/files/{id}", "files_delete",
-                                                 SRV_SCOPE_ADMIN, 0, files_delete};
+const struct api_route api_route_files_list = {"GET",           "/v1/files", "files_list",
+                                               SRV_SCOPE_ADMIN, 0,           files_list};
+const struct api_route api_route_files_get = {"GET", "/v1/files/{id}", "files_get", SRV_SCOPE_ADMIN,
+                                              0,     files_get};
+const struct api_route api_route_files_content = {
+    "GET", "/v1/files/{id}/content", "files_content", SRV_SCOPE_ADMIN, 0, files_content};
+const struct api_route api_route_files_delete = {
+    "DELETE", "/v1/files/{id}", "files_delete", SRV_SCOPE_ADMIN, 0, files_delete};

@@ -63,22 +63,21 @@ static void metrics(struct srv_req *req, struct api_ctx *ctx)
 
     srv_metrics_gauge_set(m, "http_open_connections", "Open HTTP connections", NULL,
                           srv_server_open_connections(ctx->srv));
-    srv_metrics_gauge_set(m, "process_resident_memory_bytes", "Resident memory size in bytes",
-                          NULL, process_rss_bytes());
+    srv_metrics_gauge_set(m, "process_resident_memory_bytes", "Resident memory size in bytes", NULL,
+                          process_rss_bytes());
     srv_metrics_gauge_set(m, "process_start_time_seconds",
                           "Start time of the process since the unix epoch in seconds", NULL,
                           ctx->start_time);
     if (getrusage(RUSAGE_SELF, &ru) == 0)
         srv_metrics_counter_set(m, "process_cpu_seconds_total",
-                              "Total user and system CPU time spent in seconds", NULL,
-                              (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-                                  (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+                                "Total user and system CPU time spent in seconds", NULL,
+                                (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+                                    (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
     srv_metrics_gauge_set(m, "bitdistill_ready", "1 when the daemon can serve inference", NULL,
                           srv_server_not_ready(ctx->srv) ? 0 : 1);
-    srv_metrics_gauge_set(m, "bitdistill_build_info", "Version of this bitdistilld",
-                          srv_metrics_labels(labels, sizeof(labels), "version", PACKAGE_VERSION,
-                                             NULL),
-                          1);
+    srv_metrics_gauge_set(
+        m, "bitdistill_build_info", "Version of this bitdistilld",
+        srv_metrics_labels(labels, sizeof(labels), "version", PACKAGE_VERSION, NULL), 1);
     if (ctx->sched) {
         struct eng_sched_stats st;
         eng_sched_stats(ctx->sched, &st);
@@ -105,5 +104,5 @@ static void metrics(struct srv_req *req, struct api_ctx *ctx)
 const struct api_route api_route_livez = {"GET", "/livez", "livez", SRV_SCOPE_OPEN, 0, livez};
 const struct api_route api_route_readyz = {"GET", "/readyz", "readyz", SRV_SCOPE_OPEN, 0, readyz};
 const struct api_route api_route_health = {"GET", "/health", "health", SRV_SCOPE_OPEN, 0, health};
-const struct api_route api_route_metrics = {"GET", "/metrics", "metrics", SRV_SCOPE_OPEN, 0,
-                                            metrics};
+const struct api_route api_route_metrics = {"GET",          "/metrics", "metrics",
+                                            SRV_SCOPE_OPEN, 0,          metrics};

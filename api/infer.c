@@ -44,29 +44,32 @@
 
 enum infer_kind { INFER_CLASSIFY, INFER_SUMMARIZE, INFER_COMPLETE, INFER_CHAT };
 
-struct infer_text { char *p; size_t n, cap; };
+struct infer_text {
+    char *p;
+    size_t n, cap;
+};
 
 struct infer_req {
-    struct srv_req *req;       /* referenced */
+    struct srv_req *req; /* referenced */
     struct api_ctx *ctx;
-    struct eng_request *parked;    /* while parked: the job waiting for a place (owned) */
+    struct eng_request *parked; /* while parked: the job waiting for a place (owned) */
     struct infer_req *park_next;
-    uint64_t park_deadline;    /* uv_now, ms */
+    uint64_t park_deadline; /* uv_now, ms */
     enum infer_kind kind;
     int stream;
-    int include_usage;         /* chat streams: stream_options.include_usage */
-    int started;               /* stream started (first byte sent) */
+    int include_usage; /* chat streams: stream_options.include_usage */
+    int started;       /* stream started (first byte sent) */
     int top_k;
     const struct api_infer_shape *shape; /* classify answered in another shape (api/compat.c) */
-    void *shape_arg;           /* owned (malloc'd) */
-    int logprobs;              /* -1: none; else alternatives per token */
-    size_t prompt_len;         /* completions: bytes of the prompt (text_offset) */
+    void *shape_arg;                     /* owned (malloc'd) */
+    int logprobs;                        /* -1: none; else alternatives per token */
+    size_t prompt_len;                   /* completions: bytes of the prompt (text_offset) */
     char id[48];
     long created;
-    struct infer_text text[ENG_MAX_CHOICES];  /* per choice (non-stream answers) */
-    json_t *lp[ENG_MAX_CHOICES];              /* per choice logprob entries (owned) */
-    size_t lp_off[ENG_MAX_CHOICES];           /* completions: text bytes before the next token */
-    int role_sent[ENG_MAX_CHOICES];           /* chat streams: first delta with the role sent */
+    struct infer_text text[ENG_MAX_CHOICES]; /* per choice (non-stream answers) */
+    json_t *lp[ENG_MAX_CHOICES];             /* per choice logprob entries (owned) */
+    size_t lp_off[ENG_MAX_CHOICES];          /* completions: text bytes before the next token */
+    int role_sent[ENG_MAX_CHOICES];          /* chat streams: first delta with the role sent */
 };
 
 static void text_add(struct infer_text *t, const char *s, size_t n)
@@ -102,7 +105,8 @@ static int only_keys(struct srv_req *req, json_t *body, const char *const *allow
 {
     const char *key;
     json_t *v;
-    json_object_foreach(body, key, v) {
+    json_object_foreach(body, key, v)
+    {
         int ok = 0;
         for (const char *const *a = allowed; *a; a++)
             ok |= !strcmp(*a, key);
@@ -115,15 +119,14 @@ static int only_keys(struct srv_req *req, json_t *body, const char *const *allow
 }
 
 /* Optional integer field in [lo, hi]; answers 400 naming it. */
-static int get_int(struct srv_req *req, json_t *body, const char *name, long lo, long hi,
-                   long *out)
+static int get_int(struct srv_req *req, json_t *body, const char *name, long lo, long hi, long *out)
 {
     json_t *v = json_object_get(body, name);
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        api_errorf(req, 400, name, "invalid_value", "'%s' must be an integer from %ld to %ld",
-                   name, lo, hi);
+        api_errorf(req, 400, name, "invalid_value", "'%s' must be an integer from %ld to %ld", name,
+                   lo, hi);
         return -1;
     }
     *out = (long)json_integer_value(v);
@@ -137,8 +140,8 @@ static int get_num(struct srv_req *req, json_t *body, const char *name, double l
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_number(v) || json_number_value(v) < lo || json_number_value(v) > hi) {
-        api_errorf(req, 400, name, "invalid_value", "'%s' must be a number from %g to %g", name,
-                   lo, hi);
+        api_errorf(req, 400, name, "invalid_value", "'%s' must be a number from %g to %g", name, lo,
+                   hi);
         return -1;
     }
     *out = json_number_value(v);
@@ -183,8 +186,10 @@ static struct eng_served *pick_model(struct srv_req *req, struct api_ctx *ctx, j
     if (!s)
         api_errorf(req, 503, "model", "no_active_model",
                    "no %smodel is active: name one with 'model' or activate one",
-                   any_task ? "" : task == ENG_TASK_CLASSIFICATION ? "classification "
-                                 : task == ENG_TASK_SUMMARIZATION ? "summarization " : "");
+                   any_task                          ? ""
+                   : task == ENG_TASK_CLASSIFICATION ? "classification "
+                   : task == ENG_TASK_SUMMARIZATION  ? "summarization "
+                                                     : "");
     return s;
 }
 
@@ -194,7 +199,7 @@ static struct eng_served *pick_model(struct srv_req *req, struct api_ctx *ctx, j
 struct api_infer {
     struct infer_req *head, *tail;
     int n;
-    uv_timer_t timer;          /* fires at the oldest deadline */
+    uv_timer_t timer; /* fires at the oldest deadline */
 };
 
 /* Refuse ir's job with 429 (its request, if still there) and free both. */
@@ -269,8 +274,8 @@ static int park(struct api_ctx *ctx, struct infer_req *ir, struct eng_request *j
     }
     ir->parked = job;
     ir->park_next = NULL;
-    ir->park_deadline = uv_now(pk->timer.loop) +
-                        (uint64_t)srv_server_config(ctx->srv)->queue_wait_ms;
+    ir->park_deadline =
+        uv_now(pk->timer.loop) + (uint64_t)srv_server_config(ctx->srv)->queue_wait_ms;
     if (pk->tail)
         pk->tail->park_next = ir;
     else
@@ -292,8 +297,10 @@ static void submit(struct srv_req *req, struct api_ctx *ctx, struct eng_request 
     ir->ctx = ctx;
     ir->created = (long)time(NULL);
     snprintf(ir->id, sizeof(ir->id), "%s-%.24s",
-             ir->kind == INFER_CLASSIFY ? "cls" : ir->kind == INFER_SUMMARIZE ? "sum"
-             : ir->kind == INFER_CHAT ? "chatcmpl" : "cmpl",
+             ir->kind == INFER_CLASSIFY    ? "cls"
+             : ir->kind == INFER_SUMMARIZE ? "sum"
+             : ir->kind == INFER_CHAT      ? "chatcmpl"
+                                           : "cmpl",
              srv_req_id(req));
     job->user = ir;
     srv_req_ref(req);
@@ -329,15 +336,17 @@ int api_infer_inputs(struct srv_req *req, json_t *body, json_t **texts, size_t *
 }
 
 struct eng_request *api_infer_classify_job(struct srv_req *req, struct api_ctx *ctx, json_t *body,
-                                       json_t *const *texts, size_t n)
+                                           json_t *const *texts, size_t n)
 {
     struct eng_served *model = pick_model(req, ctx, body, ENG_TASK_CLASSIFICATION, 0);
     struct eng_request *job = NULL;
     if (!model)
         return NULL;
     if (model->task != ENG_TASK_CLASSIFICATION) {
-        api_errorf(req, 400, "model", "wrong_task", "model '%s' is a %s model, not a "
-                   "classification model", model->id, eng_task_name(model->task));
+        api_errorf(req, 400, "model", "wrong_task",
+                   "model '%s' is a %s model, not a "
+                   "classification model",
+                   model->id, eng_task_name(model->task));
         goto out;
     }
     job = eng_request_new(ENG_JOB_CLASSIFY, model);
@@ -426,13 +435,25 @@ static int gen_options(struct srv_req *req, json_t *body, struct eng_request *jo
 
 static void generate(struct srv_req *req, struct api_ctx *ctx, enum infer_kind kind)
 {
-    static const char *const sum_keys[] = {"model", "input", "max_tokens", "stream",
-                                           "temperature", "top_p", "seed", "user", "truncate",
+    static const char *const sum_keys[] = {"model",       "input", "max_tokens", "stream",
+                                           "temperature", "top_p", "seed",       "user",
+                                           "truncate",    NULL};
+    static const char *const cmp_keys[] = {"model",
+                                           "prompt",
+                                           "max_tokens",
+                                           "stream",
+                                           "temperature",
+                                           "top_p",
+                                           "seed",
+                                           "stop",
+                                           "n",
+                                           "user",
+                                           "echo",
+                                           "logprobs",
+                                           "stream_options",
+                                           "presence_penalty",
+                                           "frequency_penalty",
                                            NULL};
-    static const char *const cmp_keys[] = {"model", "prompt", "max_tokens", "stream",
-                                           "temperature", "top_p", "seed", "stop", "n",
-                                           "user", "echo", "logprobs", "stream_options",
-                                           "presence_penalty", "frequency_penalty", NULL};
     json_t *body = api_body_json(req);
     struct eng_served *model = NULL;
     struct eng_request *job = NULL;
@@ -462,8 +483,7 @@ static void generate(struct srv_req *req, struct api_ctx *ctx, enum infer_kind k
         goto out;
     }
     if (!(model = pick_model(req, ctx, body,
-                             kind == INFER_SUMMARIZE ? ENG_TASK_SUMMARIZATION
-                                                     : ENG_TASK_GENERATION,
+                             kind == INFER_SUMMARIZE ? ENG_TASK_SUMMARIZATION : ENG_TASK_GENERATION,
                              kind == INFER_COMPLETE)))
         goto out;
     job = eng_request_new(ENG_JOB_GENERATE, model);
@@ -534,15 +554,18 @@ static json_t *chat_messages(struct srv_req *req, json_t *msgs)
     size_t i;
     json_t *m;
     char field[96];
-    json_array_foreach(msgs, i, m) {
+    json_array_foreach(msgs, i, m)
+    {
         const char *role = json_string_value(json_object_get(m, "role"));
         int known = 0;
         for (int k = 0; role && roles[k]; k++)
             known |= !strcmp(role, roles[k]);
         if (!json_is_object(m) || !known) {
             snprintf(field, sizeof(field), "messages[%zu].role", i);
-            api_errorf(req, 400, field, "invalid_value", "'%s' must be one of system, developer, "
-                       "user, assistant, tool", field);
+            api_errorf(req, 400, field, "invalid_value",
+                       "'%s' must be one of system, developer, "
+                       "user, assistant, tool",
+                       field);
             goto fail;
         }
         json_t *c = json_deep_copy(m), *content = json_object_get(m, "content");
@@ -551,14 +574,16 @@ static json_t *chat_messages(struct srv_req *req, json_t *msgs)
             struct infer_text t = {0};
             size_t k;
             json_t *part;
-            json_array_foreach(content, k, part) {
+            json_array_foreach(content, k, part)
+            {
                 const char *type = json_string_value(json_object_get(part, "type"));
                 json_t *txt = json_object_get(part, "text");
                 if (!type || strcmp(type, "text") || !json_is_string(txt)) {
                     snprintf(field, sizeof(field), "messages[%zu].content[%zu]", i, k);
-                    api_errorf(req, 400, field, "invalid_value", "'%s' must be {\"type\": "
-                               "\"text\", \"text\": string} (%s parts are not supported)", field,
-                               type ? type : "untyped");
+                    api_errorf(req, 400, field, "invalid_value",
+                               "'%s' must be {\"type\": "
+                               "\"text\", \"text\": string} (%s parts are not supported)",
+                               field, type ? type : "untyped");
                     free(t.p);
                     goto fail;
                 }
@@ -568,8 +593,10 @@ static json_t *chat_messages(struct srv_req *req, json_t *msgs)
             free(t.p);
         } else if (content && !json_is_string(content) && !json_is_null(content)) {
             snprintf(field, sizeof(field), "messages[%zu].content", i);
-            api_errorf(req, 400, field, "invalid_value", "'%s' must be a string, null or a list "
-                       "of text parts", field);
+            api_errorf(req, 400, field, "invalid_value",
+                       "'%s' must be a string, null or a list "
+                       "of text parts",
+                       field);
             goto fail;
         } else if (!content && strcmp(role, "assistant")) {
             snprintf(field, sizeof(field), "messages[%zu].content", i);
@@ -583,13 +610,16 @@ static json_t *chat_messages(struct srv_req *req, json_t *msgs)
             api_errorf(req, 400, field, "invalid_value", "'%s' must be an array", field);
             goto fail;
         }
-        json_array_foreach(calls, k, call) {
+        json_array_foreach(calls, k, call)
+        {
             json_t *fn = json_object_get(call, "function");
             json_t *args = json_object_get(fn, "arguments");
             if (!json_is_object(fn) || !json_is_string(json_object_get(fn, "name"))) {
                 snprintf(field, sizeof(field), "messages[%zu].tool_calls[%zu].function", i, k);
-                api_errorf(req, 400, field, "invalid_value", "'%s' must be {\"name\", "
-                           "\"arguments\"}", field);
+                api_errorf(req, 400, field, "invalid_value",
+                           "'%s' must be {\"name\", "
+                           "\"arguments\"}",
+                           field);
                 goto fail;
             }
             if (json_is_string(args)) {
@@ -613,8 +643,8 @@ static int chat_render(struct srv_req *req, struct eng_served *model, json_t *bo
 {
     char err[ENG_ERR_LEN];
     int agp = 1;
-    json_t *tools = json_object_get(body, "tools"), *kw = json_object_get(body,
-                                                                          "chat_template_kwargs");
+    json_t *tools = json_object_get(body, "tools"),
+           *kw = json_object_get(body, "chat_template_kwargs");
     *prompt = NULL;
     if (tools && !json_is_null(tools) && !json_is_array(tools)) {
         api_error(req, 400, "'tools' must be an array", "tools", "invalid_value");
@@ -628,16 +658,18 @@ static int chat_render(struct srv_req *req, struct eng_served *model, json_t *bo
     if (get_bool(req, body, "add_generation_prompt", &agp))
         return -1;
     if (!model->chat) {
-        api_errorf(req, 400, "model", "no_chat_template", "model '%s' has no chat template "
-                   "(tokenizer_config.json's chat_template was not carried into it)", model->id);
+        api_errorf(req, 400, "model", "no_chat_template",
+                   "model '%s' has no chat template "
+                   "(tokenizer_config.json's chat_template was not carried into it)",
+                   model->id);
         return -1;
     }
     json_t *msgs = chat_messages(req, json_object_get(body, "messages"));
     if (!msgs)
         return -1;
-    int rc = eng_chat_render(model, msgs, json_is_array(tools) && json_array_size(tools) ? tools
-                                                                                         : NULL,
-                             kw, agp, prompt, err);
+    int rc =
+        eng_chat_render(model, msgs, json_is_array(tools) && json_array_size(tools) ? tools : NULL,
+                        kw, agp, prompt, err);
     json_decref(msgs);
     if (rc == ENG_ENOMEM) {
         api_error(req, 500, "out of memory", NULL, NULL);
@@ -652,12 +684,27 @@ static int chat_render(struct srv_req *req, struct eng_served *model, json_t *bo
 
 static void chat(struct srv_req *req, struct api_ctx *ctx)
 {
-    static const char *const keys[] = {"model", "messages", "max_tokens", "max_completion_tokens",
-                                       "stream", "stream_options", "temperature", "top_p", "seed",
-                                       "stop", "n", "logprobs", "top_logprobs", "tools",
-                                       "tool_choice", "chat_template_kwargs",
-                                       "add_generation_prompt", "user", "presence_penalty",
-                                       "frequency_penalty", NULL};
+    static const char *const keys[] = {"model",
+                                       "messages",
+                                       "max_tokens",
+                                       "max_completion_tokens",
+                                       "stream",
+                                       "stream_options",
+                                       "temperature",
+                                       "top_p",
+                                       "seed",
+                                       "stop",
+                                       "n",
+                                       "logprobs",
+                                       "top_logprobs",
+                                       "tools",
+                                       "tool_choice",
+                                       "chat_template_kwargs",
+                                       "add_generation_prompt",
+                                       "user",
+                                       "presence_penalty",
+                                       "frequency_penalty",
+                                       NULL};
     json_t *body = api_body_json(req);
     struct eng_served *model = NULL;
     struct eng_request *job = NULL;
@@ -678,11 +725,13 @@ static void chat(struct srv_req *req, struct api_ctx *ctx)
             goto out;
     }
     json_t *tc = json_object_get(body, "tool_choice");
-    if (tc && !json_is_null(tc) && !(json_is_string(tc) && (!strcmp(json_string_value(tc), "auto") ||
-                                                           !strcmp(json_string_value(tc), "none")))) {
-        api_error(req, 400, "only tool_choice \"auto\" and \"none\" are supported (the tools go to "
-                  "the chat template; calls are not parsed out of the text)", "tool_choice",
-                  "unsupported");
+    if (tc && !json_is_null(tc) &&
+        !(json_is_string(tc) &&
+          (!strcmp(json_string_value(tc), "auto") || !strcmp(json_string_value(tc), "none")))) {
+        api_error(req, 400,
+                  "only tool_choice \"auto\" and \"none\" are supported (the tools go to "
+                  "the chat template; calls are not parsed out of the text)",
+                  "tool_choice", "unsupported");
         goto out;
     }
     if (json_object_get(body, "top_logprobs") && !logprobs) {
@@ -722,8 +771,8 @@ out:
 
 static void apply_template(struct srv_req *req, struct api_ctx *ctx)
 {
-    static const char *const keys[] = {"model", "messages", "tools", "chat_template_kwargs",
-                                       "add_generation_prompt", NULL};
+    static const char *const keys[] = {
+        "model", "messages", "tools", "chat_template_kwargs", "add_generation_prompt", NULL};
     json_t *body = api_body_json(req);
     struct eng_served *model = NULL;
     char *prompt = NULL;
@@ -766,15 +815,17 @@ static size_t utf8_chars(const char *p, size_t n)
 
 static json_t *usage_json(const struct eng_request *j)
 {
-    json_t *u = json_pack("{s:i, s:i, s:i}", "prompt_tokens", j->prompt_tokens,
-                          "completion_tokens", j->completion_tokens, "total_tokens",
-                          j->prompt_tokens + j->completion_tokens);
+    json_t *u =
+        json_pack("{s:i, s:i, s:i}", "prompt_tokens", j->prompt_tokens, "completion_tokens",
+                  j->completion_tokens, "total_tokens", j->prompt_tokens + j->completion_tokens);
     if (u && j->truncate_prompt) { /* summarize: how much of the input the model read */
         json_object_set_new(u, "truncated", json_boolean(j->prompt_truncated));
-        json_object_set_new(u, "input_chars", json_integer((json_int_t)utf8_chars(
-                                                  j->prompt + j->text_off, j->text_len)));
-        json_object_set_new(u, "input_chars_read", json_integer((json_int_t)utf8_chars(
-                                                       j->prompt + j->text_off, j->text_kept)));
+        json_object_set_new(
+            u, "input_chars",
+            json_integer((json_int_t)utf8_chars(j->prompt + j->text_off, j->text_len)));
+        json_object_set_new(
+            u, "input_chars_read",
+            json_integer((json_int_t)utf8_chars(j->prompt + j->text_off, j->text_kept)));
     }
     return u;
 }
@@ -798,7 +849,8 @@ static void answer_classify(struct infer_req *ir, struct eng_request *j)
          * larger logit) goes first, so "label" is always order[0] */
         for (int a = 1; a < nl; a++)
             for (int b = a; b > 0 && (p[order[b]] > p[order[b - 1]] ||
-                                      (p[order[b]] == p[order[b - 1]] && order[b] == bi)); b--) {
+                                      (p[order[b]] == p[order[b - 1]] && order[b] == bi));
+                 b--) {
                 int t = order[b];
                 order[b] = order[b - 1];
                 order[b - 1] = t;
@@ -807,18 +859,19 @@ static void answer_classify(struct infer_req *ir, struct eng_request *j)
         oom = !probs;
         for (int a = 0; a < k && !oom; a++)
             oom = json_object_set_new(probs, m->meta.labels[order[a]], json_real(p[order[a]]));
-        json_t *item = oom ? NULL : json_pack("{s:i, s:s, s:o, s:b}", "index", i, "label",
-                                              m->meta.labels[order[0]], "probs", probs,
-                                              "truncated", j->truncated[i]);
+        json_t *item =
+            oom ? NULL
+                : json_pack("{s:i, s:s, s:o, s:b}", "index", i, "label", m->meta.labels[order[0]],
+                            "probs", probs, "truncated", j->truncated[i]);
         if (oom)
             json_decref(probs);
         oom = !item || json_array_append_new(data, item);
         free(order);
     }
-    json_t *o = oom ? NULL : json_pack("{s:s, s:s, s:s, s:o, s:{s:i, s:i}}", "id", ir->id,
-                                       "object", "list", "model", m->id, "data", data, "usage",
-                                       "prompt_tokens", j->prompt_tokens, "total_tokens",
-                                       j->prompt_tokens);
+    json_t *o = oom ? NULL
+                    : json_pack("{s:s, s:s, s:s, s:o, s:{s:i, s:i}}", "id", ir->id, "object",
+                                "list", "model", m->id, "data", data, "usage", "prompt_tokens",
+                                j->prompt_tokens, "total_tokens", j->prompt_tokens);
     if (!o) {
         if (oom)
             json_decref(data);
@@ -868,14 +921,14 @@ static void lp_add(struct infer_req *ir, const struct eng_tok *tok, int choice,
                 json_t *ab = json_array();
                 for (size_t q = 0; q < an; q++)
                     json_array_append_new(ab, json_integer((unsigned char)alt[q]));
-                json_array_append_new(tops, json_pack("{s:s%, s:f, s:o}", "token", alt, an,
-                                                      "logprob", (double)lp[i].top_lp[k],
-                                                      "bytes", ab));
+                json_array_append_new(tops,
+                                      json_pack("{s:s%, s:f, s:o}", "token", alt, an, "logprob",
+                                                (double)lp[i].top_lp[k], "bytes", ab));
                 free(alt);
             }
-            json_array_append_new(*dst, json_pack("{s:s%, s:f, s:o, s:o}", "token", t, n,
-                                                  "logprob", (double)lp[i].logprob, "bytes",
-                                                  bytes, "top_logprobs", tops));
+            json_array_append_new(*dst, json_pack("{s:s%, s:f, s:o, s:o}", "token", t, n, "logprob",
+                                                  (double)lp[i].logprob, "bytes", bytes,
+                                                  "top_logprobs", tops));
         } else {
             json_t *tops = json_object();
             for (int k = 0; k < lp[i].ntop; k++)
@@ -907,8 +960,8 @@ static const char *choice_finish(const struct eng_request *j, int c)
 }
 
 /* One stream chunk of choice c: new text and logprobs (taken), or its finish reason. */
-static json_t *chunk_json(struct infer_req *ir, const struct eng_request *j, int c, const char *text,
-                          size_t len, json_t *lp, const char *finish)
+static json_t *chunk_json(struct infer_req *ir, const struct eng_request *j, int c,
+                          const char *text, size_t len, json_t *lp, const char *finish)
 {
     if (ir->kind == INFER_CHAT) {
         json_t *delta = json_object();
@@ -919,20 +972,19 @@ static json_t *chunk_json(struct infer_req *ir, const struct eng_request *j, int
         if (!finish)
             json_object_set_new(delta, "content", json_stringn(text, len));
         json_t *lpo = lp ? json_pack("{s:o}", "content", lp) : json_null();
-        return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:o, s:s?}]}", "id", ir->id,
-                         "object", "chat.completion.chunk", "created", (json_int_t)ir->created,
-                         "model", j->model->id, "choices", "index", c, "delta", delta,
-                         "logprobs", lpo, "finish_reason", finish);
+        return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:o, s:s?}]}", "id", ir->id, "object",
+                         "chat.completion.chunk", "created", (json_int_t)ir->created, "model",
+                         j->model->id, "choices", "index", c, "delta", delta, "logprobs", lpo,
+                         "finish_reason", finish);
     }
     if (ir->kind == INFER_COMPLETE)
-        return json_pack("{s:s, s:s, s:I, s:s, s:[{s:s%, s:i, s:o, s:s?}]}", "id", ir->id,
-                         "object", "text_completion", "created", (json_int_t)ir->created,
-                         "model", j->model->id, "choices", "text", text, len, "index", c,
-                         "logprobs", lp ? lp : json_null(), "finish_reason", finish);
+        return json_pack("{s:s, s:s, s:I, s:s, s:[{s:s%, s:i, s:o, s:s?}]}", "id", ir->id, "object",
+                         "text_completion", "created", (json_int_t)ir->created, "model",
+                         j->model->id, "choices", "text", text, len, "index", c, "logprobs",
+                         lp ? lp : json_null(), "finish_reason", finish);
     json_decref(lp);
-    return json_pack("{s:s, s:s, s:s, s:s%, s:s?}", "id", ir->id, "object",
-                     "summarization.chunk", "model", j->model->id, "text", text, len,
-                     "finish_reason", finish);
+    return json_pack("{s:s, s:s, s:s, s:s%, s:s?}", "id", ir->id, "object", "summarization.chunk",
+                     "model", j->model->id, "text", text, len, "finish_reason", finish);
 }
 
 static void answer_generate(struct infer_req *ir, struct eng_request *j)
@@ -1007,8 +1059,7 @@ static void record_metrics(struct api_ctx *ctx, const struct eng_request *j)
     srv_metrics_counter_add(m, "bitdistill_generation_tokens_total", "Tokens generated", lb,
                             j->completion_tokens);
     srv_metrics_histogram_observe(m, "bitdistill_e2e_request_latency_seconds",
-                                  "Time from queueing to completion", lb,
-                                  j->t_end - j->t_submit);
+                                  "Time from queueing to completion", lb, j->t_end - j->t_submit);
     srv_metrics_histogram_observe(m, "bitdistill_request_queue_time_seconds",
                                   "Time waiting before the engine took the request", lb,
                                   j->t_start - j->t_submit);
@@ -1060,9 +1111,8 @@ static void on_job(struct eng_request *j, int choice, const char *text, size_t l
         if (j->status) {
             if (ir->started) {
                 const char *type = api_error_type(api_eng_http_status(j->status));
-                sse_json(req, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message",
-                                        j->error, "type", type, "param", "code",
-                                        "inference_failed"));
+                sse_json(req, json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", j->error,
+                                        "type", type, "param", "code", "inference_failed"));
                 srv_res_stream_write(req, "data: [DONE]\n\n", 14);
                 srv_res_stream_end(req);
             } else {
@@ -1137,13 +1187,13 @@ void api_infer_close(struct api_ctx *ctx)
     uv_close((uv_handle_t *)&pk->timer, park_closed);
 }
 
-const struct api_route api_route_classify = {"POST", "/v1/classify", "classify",
-                                             SRV_SCOPE_INFER, 0, classify};
-const struct api_route api_route_summarize = {"POST", "/v1/summarize", "summarize",
-                                              SRV_SCOPE_INFER, 0, summarize};
-const struct api_route api_route_completions = {"POST", "/v1/completions", "completions",
-                                                SRV_SCOPE_INFER, 0, completions};
-const struct api_route api_route_chat = {"POST", "/v1/chat/completions", "chat_completions",
-                                         SRV_SCOPE_INFER, 0, chat};
-const struct api_route api_route_apply_template = {"POST", "/apply-template", "apply_template",
-                                                   SRV_SCOPE_INFER, 0, apply_template};
+const struct api_route api_route_classify = {"POST", "/v1/classify", "classify", SRV_SCOPE_INFER,
+                                             0,      classify};
+const struct api_route api_route_summarize = {"POST", "/v1/summarize", "summarize", SRV_SCOPE_INFER,
+                                              0,      summarize};
+const struct api_route api_route_completions = {
+    "POST", "/v1/completions", "completions", SRV_SCOPE_INFER, 0, completions};
+const struct api_route api_route_chat = {
+    "POST", "/v1/chat/completions", "chat_completions", SRV_SCOPE_INFER, 0, chat};
+const struct api_route api_route_apply_template = {
+    "POST", "/apply-template", "apply_template", SRV_SCOPE_INFER, 0, apply_template};

@@ -30,7 +30,7 @@ int api_infer_inputs(struct srv_req *req, json_t *body, json_t **texts, size_t *
 /* /v1/classify's model choice (body's `model` or the active classifier) and a classify job with
  * copies of texts[0..n). Answers 400/404/500/503 and returns NULL on failure. */
 struct eng_request *api_infer_classify_job(struct srv_req *req, struct api_ctx *ctx, json_t *body,
-                                       json_t *const *texts, size_t n);
+                                           json_t *const *texts, size_t n);
 /* Queue classification `job` (inputs set) for req, to be answered by shape->answer(arg) (or an
  * error as every other route: 429 queue full, the engine's 400/500). Takes job and arg (a
  * malloc'd block, freed with free()). */

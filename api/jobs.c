@@ -59,8 +59,7 @@
 
 /* A model directory inside the model root; *out gets the real path. Returns 0, -1 (the
  * request's fault, err says why) or -2 (out of memory reading it). */
-static int resolve_model(struct api_ctx *ctx, const char *name, char *out, char *err,
-                         size_t errlen)
+static int resolve_model(struct api_ctx *ctx, const char *name, char *out, char *err, size_t errlen)
 {
     char joined[PATH_MAX * 2], real[PATH_MAX];
     if (!ctx->model_root[0]) {
@@ -77,8 +76,10 @@ static int resolve_model(struct api_ctx *ctx, const char *name, char *out, char 
     }
     size_t rl = strlen(ctx->model_root);
     if (strncmp(real, ctx->model_root, rl) || real[rl] != '/') {
-        snprintf(err, errlen, "model '%s' is outside the model root: only directories under "
-                 "--model-root may be used", name);
+        snprintf(err, errlen,
+                 "model '%s' is outside the model root: only directories under "
+                 "--model-root may be used",
+                 name);
         return -1;
     }
     struct eng_config cfg;
@@ -111,17 +112,22 @@ static int check_metadata(struct srv_req *req, json_t *meta)
                    json_object_size(meta));
         return -1;
     }
-    json_object_foreach(meta, k, v) {
+    json_object_foreach(meta, k, v)
+    {
         char param[96];
         snprintf(param, sizeof(param), "metadata.%.64s", k);
         if (strlen(k) > 64) {
-            api_errorf(req, 400, "metadata", "invalid_value", "metadata key '%.64s...' is %zu "
-                       "characters: at most 64", k, strlen(k));
+            api_errorf(req, 400, "metadata", "invalid_value",
+                       "metadata key '%.64s...' is %zu "
+                       "characters: at most 64",
+                       k, strlen(k));
             return -1;
         }
         if (!json_is_string(v) || json_string_length(v) > 512) {
-            api_errorf(req, 400, param, "invalid_value", "'%s' must be a string of at most 512 "
-                       "characters", param);
+            api_errorf(req, 400, param, "invalid_value",
+                       "'%s' must be a string of at most 512 "
+                       "characters",
+                       param);
             return -1;
         }
     }
@@ -182,12 +188,12 @@ static json_t *resolve_auto(json_t *hp, int64_t n, json_t *trainer)
 struct create {
     struct api_ctx *ctx;
     struct job_rec rec;
-    json_t *trainer;          /* the trainer's job.json (owned) */
+    json_t *trainer; /* the trainer's job.json (owned) */
     int status;
     char err[600], param[96];
     /* while jobs_create's steps check the request: */
-    json_t *body;             /* the request (borrowed) */
-    const char *type;         /* method.type (borrowed from body) */
+    json_t *body;     /* the request (borrowed) */
+    const char *type; /* method.type (borrowed from body) */
     char task[32];
     char model_dir[PATH_MAX]; /* the base model's real path */
     struct job_file tf, vf, cf;
@@ -314,8 +320,8 @@ static double stored_figure(struct api_ctx *ctx, const char *id, int cls, const 
 static json_t *baseline_for(struct api_ctx *ctx, const char *task, const struct job_file *vf)
 {
     int cls = strcmp(task, "cnndm") != 0;
-    struct eng_served *s = eng_registry_active(ctx->registry, cls ? ENG_TASK_CLASSIFICATION
-                                                                  : ENG_TASK_SUMMARIZATION);
+    struct eng_served *s =
+        eng_registry_active(ctx->registry, cls ? ENG_TASK_CLASSIFICATION : ENG_TASK_SUMMARIZATION);
     if (!s)
         return NULL;
     double fig = stored_figure(ctx, s->id, cls, vf);
@@ -330,14 +336,16 @@ static json_t *baseline_for(struct api_ctx *ctx, const char *task, const struct 
 
 static int create_check_keys(struct srv_req *req, struct create *c)
 {
-    static const char *const keys[] = {"model", "training_file", "validation_file",
-                                       "corpus_file", "method", "hyperparameters", "teacher",
-                                       "task", "device", "suffix", "seed", "activate", "threads",
-                                       "integrations", "metadata", "chat_format",
-                                       "prompt_format", NULL};
+    static const char *const keys[] = {"model",       "training_file", "validation_file",
+                                       "corpus_file", "method",        "hyperparameters",
+                                       "teacher",     "task",          "device",
+                                       "suffix",      "seed",          "activate",
+                                       "threads",     "integrations",  "metadata",
+                                       "chat_format", "prompt_format", NULL};
     const char *key;
     json_t *v;
-    json_object_foreach(c->body, key, v) {
+    json_object_foreach(c->body, key, v)
+    {
         int known = 0;
         for (const char *const *k = keys; *k; k++)
             known |= !strcmp(*k, key);
@@ -355,8 +363,8 @@ static int create_method(struct srv_req *req, struct create *c)
 {
     json_t *method = json_object_get(c->body, "method"), *v;
     const char *type = json_string_value(json_object_get(method, "type")), *key;
-    if (!type || (strcmp(type, "bitdistill") && strcmp(type, "bitnet_sft") &&
-                  strcmp(type, "fp16_sft"))) {
+    if (!type ||
+        (strcmp(type, "bitdistill") && strcmp(type, "bitnet_sft") && strcmp(type, "fp16_sft"))) {
         api_error(req, 400, "'method.type' must be \"bitdistill\", \"bitnet_sft\" or \"fp16_sft\"",
                   "method.type", "invalid_method");
         return -1;
@@ -364,7 +372,8 @@ static int create_method(struct srv_req *req, struct create *c)
     c->type = type;
     json_object_set_new(c->trainer, "method", json_string(type));
     json_t *settings = json_object_get(method, type);
-    json_object_foreach(method, key, v) {
+    json_object_foreach(method, key, v)
+    {
         if (strcmp(key, "type") && strcmp(key, type)) {
             api_errorf(req, 400, "method", "unknown_parameter",
                        "unknown 'method.%s' for method type '%s'", key, type);
@@ -377,7 +386,8 @@ static int create_method(struct srv_req *req, struct create *c)
         api_errorf(req, 400, "method", "invalid_value", "'method.%s' must be an object", type);
         return -1;
     }
-    json_object_foreach(settings, key, v) {
+    json_object_foreach(settings, key, v)
+    {
         char where[96];
         snprintf(where, sizeof(where), "method.%s.%s", type, key);
         if (strcmp(key, "teacher_sft") && strcmp(key, "continue_pretrain") &&
@@ -388,7 +398,8 @@ static int create_method(struct srv_req *req, struct create *c)
         }
         /* the corpus is a stored file (corpus_file), never a path on this host */
         if (json_is_object(v) && json_object_get(v, "corpus")) {
-            api_errorf(req, 400, where, "unknown_parameter", "'%s.corpus' cannot be given: "
+            api_errorf(req, 400, where, "unknown_parameter",
+                       "'%s.corpus' cannot be given: "
                        "upload the corpus (purpose \"corpus\") and pass it as 'corpus_file'",
                        where);
             return -1;
@@ -402,9 +413,9 @@ static int create_method(struct srv_req *req, struct create *c)
 static const struct {
     const char *api, *trn;
     int integer;
-} hp_map[] = {{"n_epochs", "epochs", 0},       {"batch_size", "batch", 1},
-              {"learning_rate", "lr", 0},      {"learning_rate_multiplier", "lr_multiplier", 0},
-              {"max_len", "max_len", 1},       {"steps", "steps", 1}};
+} hp_map[] = {{"n_epochs", "epochs", 0},  {"batch_size", "batch", 1},
+              {"learning_rate", "lr", 0}, {"learning_rate_multiplier", "lr_multiplier", 0},
+              {"max_len", "max_len", 1},  {"steps", "steps", 1}};
 #define HP_N (sizeof(hp_map) / sizeof(hp_map[0]))
 
 static int create_hyperparameters(struct srv_req *req, struct create *c)
@@ -418,14 +429,16 @@ static int create_hyperparameters(struct srv_req *req, struct create *c)
         api_error(req, 400, "'hyperparameters' must be an object", "hyperparameters", NULL);
         return -1;
     }
-    json_object_foreach(hp, key, v) {
+    json_object_foreach(hp, key, v)
+    {
         size_t i;
         for (i = 0; i < HP_N; i++)
             if (!strcmp(hp_map[i].api, key))
                 break;
         snprintf(param, sizeof(param), "hyperparameters.%s", key);
         if (i == HP_N) {
-            api_errorf(req, 400, param, "unknown_parameter", "unknown '%s' (n_epochs, "
+            api_errorf(req, 400, param, "unknown_parameter",
+                       "unknown '%s' (n_epochs, "
                        "batch_size, learning_rate_multiplier, learning_rate, max_len, steps)",
                        param);
             return -1;
@@ -433,16 +446,20 @@ static int create_hyperparameters(struct srv_req *req, struct create *c)
         if (json_is_string(v) && !strcmp(json_string_value(v), "auto")) {
             if (strcmp(key, "n_epochs") && strcmp(key, "batch_size") &&
                 strcmp(key, "learning_rate_multiplier")) {
-                api_errorf(req, 400, param, "invalid_value", "'%s' cannot be \"auto\" (only "
-                           "n_epochs, batch_size, learning_rate_multiplier)", param);
+                api_errorf(req, 400, param, "invalid_value",
+                           "'%s' cannot be \"auto\" (only "
+                           "n_epochs, batch_size, learning_rate_multiplier)",
+                           param);
                 return -1;
             }
             continue;
         }
         if (!json_is_number(v) || json_number_value(v) <= 0 ||
             (hp_map[i].integer && !json_is_integer(v))) {
-            api_errorf(req, 400, param, "invalid_value", "'%s' must be a positive %s or "
-                       "\"auto\"", param, hp_map[i].integer ? "integer" : "number");
+            api_errorf(req, 400, param, "invalid_value",
+                       "'%s' must be a positive %s or "
+                       "\"auto\"",
+                       param, hp_map[i].integer ? "integer" : "number");
             return -1;
         }
         json_object_set(c->trainer, hp_map[i].trn, v);
@@ -462,8 +479,11 @@ static int create_models(struct srv_req *req, struct api_ctx *ctx, struct create
     }
     int mrc = resolve_model(ctx, json_string_value(model), c->model_dir, err, sizeof(err));
     if (mrc) {
-        api_error(req, mrc == -2 ? 500 : strstr(err, "not found") ? 404 : 400, err, "model",
-                  mrc == -2 ? NULL : "invalid_model");
+        api_error(req,
+                  mrc == -2                  ? 500
+                  : strstr(err, "not found") ? 404
+                                             : 400,
+                  err, "model", mrc == -2 ? NULL : "invalid_model");
         return -1;
     }
     json_object_set_new(c->trainer, "model", json_string(c->model_dir));
@@ -508,17 +528,21 @@ static int check_chat_template(struct srv_req *req, struct create *c)
         return -1;
     }
     if (!tpl) {
-        api_errorf(req, 400, "prompt_format", "invalid_value", "'prompt_format': "
+        api_errorf(req, 400, "prompt_format", "invalid_value",
+                   "'prompt_format': "
                    "\"chat_template\" needs a base model with a chat template, and model '%s' "
-                   "has no chat_template in its tokenizer_config.json", c->rec.model);
+                   "has no chat_template in its tokenizer_config.json",
+                   c->rec.model);
         return -1;
     }
     int bad = jinja_parse(tpl, strlen(tpl), &jt, jerr);
     jinja_free(jt);
     free(tpl);
     if (bad) {
-        api_errorf(req, 400, "prompt_format", "invalid_value", "'prompt_format': the chat "
-                   "template of model '%s' cannot be rendered: %s", c->rec.model, jerr);
+        api_errorf(req, 400, "prompt_format", "invalid_value",
+                   "'prompt_format': the chat "
+                   "template of model '%s' cannot be rendered: %s",
+                   c->rec.model, jerr);
         return -1;
     }
     return 0;
@@ -536,18 +560,24 @@ static int create_task(struct srv_req *req, struct create *c)
         task = c->tf.task;
     if (strcmp(task, "sst2") && strcmp(task, "mnli") && strcmp(task, "qnli") &&
         strcmp(task, "cnndm") && strcmp(task, "chat")) {
-        api_errorf(req, 400, "task", "invalid_task", "unknown task '%s' (sst2, mnli, qnli, cnndm, "
-                   "chat)", task);
+        api_errorf(req, 400, "task", "invalid_task",
+                   "unknown task '%s' (sst2, mnli, qnli, cnndm, "
+                   "chat)",
+                   task);
         return -1;
     }
     if (strcmp(task, c->tf.task)) {
-        api_errorf(req, 422, "training_file", "wrong_task", "training file '%s' is a %s dataset, "
-                   "not %s", c->tf.id, c->tf.task, task);
+        api_errorf(req, 422, "training_file", "wrong_task",
+                   "training file '%s' is a %s dataset, "
+                   "not %s",
+                   c->tf.id, c->tf.task, task);
         return -1;
     }
     if (c->rec.validation_file[0] && strcmp(task, c->vf.task)) {
-        api_errorf(req, 422, "validation_file", "wrong_task", "validation file '%s' is a %s "
-                   "dataset, not %s", c->vf.id, c->vf.task, task);
+        api_errorf(req, 422, "validation_file", "wrong_task",
+                   "validation file '%s' is a %s "
+                   "dataset, not %s",
+                   c->vf.id, c->vf.task, task);
         return -1;
     }
     snprintf(c->task, sizeof(c->task), "%s", task);
@@ -555,13 +585,17 @@ static int create_task(struct srv_req *req, struct create *c)
     json_t *cfmt = json_object_get(c->body, "chat_format");
     if (cfmt && !json_is_null(cfmt)) {
         if (!json_is_string(cfmt) || strcmp(json_string_value(cfmt), "chatml")) {
-            api_error(req, 400, "'chat_format' must be \"chatml\" (for the model's own template: "
-                      "'prompt_format': \"chat_template\")", "chat_format", "invalid_value");
+            api_error(req, 400,
+                      "'chat_format' must be \"chatml\" (for the model's own template: "
+                      "'prompt_format': \"chat_template\")",
+                      "chat_format", "invalid_value");
             return -1;
         }
         if (!strcmp(task, "cnndm") || !strcmp(task, "chat")) {
-            api_errorf(req, 400, "chat_format", "invalid_value", "'chat_format' applies to the "
-                       "classification tasks (sst2, mnli, qnli), not %s", task);
+            api_errorf(req, 400, "chat_format", "invalid_value",
+                       "'chat_format' applies to the "
+                       "classification tasks (sst2, mnli, qnli), not %s",
+                       task);
             return -1;
         }
         json_object_set(c->trainer, "chat_format", cfmt);
@@ -577,14 +611,17 @@ static int create_task(struct srv_req *req, struct create *c)
     }
     if (!strcmp(pfs, "chat_template")) {
         if (!strcmp(task, "chat")) {
-            api_error(req, 400, "'prompt_format': \"chat_template\" formats the task examples "
+            api_error(req, 400,
+                      "'prompt_format': \"chat_template\" formats the task examples "
                       "(sst2, mnli, qnli, cnndm); a chat file's conversations are ChatML",
                       "prompt_format", "invalid_value");
             return -1;
         }
         if (cfmt && !json_is_null(cfmt)) {
-            api_error(req, 400, "'prompt_format': \"chat_template\" and 'chat_format' exclude "
-                      "each other", "prompt_format", "invalid_value");
+            api_error(req, 400,
+                      "'prompt_format': \"chat_template\" and 'chat_format' exclude "
+                      "each other",
+                      "prompt_format", "invalid_value");
             return -1;
         }
         if (check_chat_template(req, c))
@@ -597,9 +634,9 @@ static int create_task(struct srv_req *req, struct create *c)
 /* "auto" hyperparameters resolved (reported in the spec) and the corpus of stage 2. */
 static int create_resolve(struct srv_req *req, struct create *c)
 {
-    json_object_set_new(c->body, "hyperparameters",
-                        resolve_auto(json_object_get(c->body, "hyperparameters"), c->tf.rows,
-                                     c->trainer));
+    json_object_set_new(
+        c->body, "hyperparameters",
+        resolve_auto(json_object_get(c->body, "hyperparameters"), c->tf.rows, c->trainer));
     json_t *cpt = json_object_get(c->trainer, "continue_pretrain");
     if (c->has_corpus) {
         if (!cpt) {
@@ -639,14 +676,18 @@ static int create_options(struct srv_req *req, struct create *c)
             okdev &= (*p >= '0' && *p <= '9') || (*p == ',' && p[1] && p[-1] != ',');
     }
     if (!okdev) {
-        api_errorf(req, 400, "device", "invalid_device", "device '%s' must be \"cpu\", "
-                   "\"cuda:K\", \"cuda:K,L\" or \"cuda:all\"", device);
+        api_errorf(req, 400, "device", "invalid_device",
+                   "device '%s' must be \"cpu\", "
+                   "\"cuda:K\", \"cuda:K,L\" or \"cuda:all\"",
+                   device);
         return -1;
     }
 #ifndef BD_HAVE_CUDA
     if (strcmp(device, "cpu")) {
-        api_errorf(req, 400, "device", "invalid_device", "device '%s': this bitdistilld was "
-                   "built without CUDA", device);
+        api_errorf(req, 400, "device", "invalid_device",
+                   "device '%s': this bitdistilld was "
+                   "built without CUDA",
+                   device);
         return -1;
     }
 #endif
@@ -675,8 +716,8 @@ static int create_options(struct srv_req *req, struct create *c)
             okc = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
                   (*p >= '0' && *p <= '9') || *p == '-' || *p == '_';
         if (!okc) {
-            api_error(req, 400, "'suffix' must be at most 40 letters, digits, '-' or '_'",
-                      "suffix", NULL);
+            api_error(req, 400, "'suffix' must be at most 40 letters, digits, '-' or '_'", "suffix",
+                      NULL);
             return -1;
         }
     }
@@ -764,8 +805,10 @@ static void jobs_create(struct srv_req *req, struct api_ctx *ctx)
     json_t *body = NULL;
     struct create *c = NULL;
     if (!srv_server_config(ctx->srv)->run_jobs) {
-        api_error(req, 503, "this replica does not run fine-tuning jobs (run-jobs 0): submit "
-                  "them to the daemon that does", NULL, "jobs_disabled");
+        api_error(req, 503,
+                  "this replica does not run fine-tuning jobs (run-jobs 0): submit "
+                  "them to the daemon that does",
+                  NULL, "jobs_disabled");
         return;
     }
     if (!(body = api_body_json(req)))
@@ -820,8 +863,10 @@ static int metadata_filter(struct srv_req *req, const char *q, json_t **out)
         if (key[8] != '[' || key[kl - 1] != ']' || kl < 11 || json_is_null(*out)) {
             json_decref(*out);
             *out = NULL;
-            api_error(req, 400, "a metadata filter is metadata[KEY]=VALUE (repeatable) or "
-                      "metadata=null", "metadata", "invalid_value");
+            api_error(req, 400,
+                      "a metadata filter is metadata[KEY]=VALUE (repeatable) or "
+                      "metadata=null",
+                      "metadata", "invalid_value");
             return -1;
         }
         key[kl - 1] = 0;
@@ -848,8 +893,9 @@ static void jobs_list(struct srv_req *req, struct api_ctx *ctx)
     json_t *data = job_rec_list_json(ctx->store, api_query_param(q, "after", after, sizeof(after)),
                                      (int)limit, meta, &has_more);
     json_decref(meta);
-    srv_res_json(req, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data", data,
-                                     "has_more", has_more));
+    srv_res_json(
+        req, 200,
+        json_pack("{s:s, s:o, s:b}", "object", "list", "data", data, "has_more", has_more));
 }
 
 static void jobs_get(struct srv_req *req, struct api_ctx *ctx)
@@ -883,8 +929,8 @@ static void jobs_cancel(struct srv_req *req, struct api_ctx *ctx)
         return;
     }
     json_t *o = job_rec_json(&r);
-    json_object_set_new(o, "status", json_string(strcmp(r.status, "running") ? "cancelled"
-                                                                             : "cancelling"));
+    json_object_set_new(o, "status",
+                        json_string(strcmp(r.status, "running") ? "cancelled" : "cancelling"));
     srv_res_json(req, 200, o);
     job_rec_release(&r);
 }
@@ -901,7 +947,8 @@ static void jobs_pause_resume(struct srv_req *req, struct api_ctx *ctx, int paus
         return;
     }
     if (rc == JOB_SUP_ENOPAUSE) {
-        api_errorf(req, 409, "id", "pause_unsupported", "job '%s' runs through the launcher "
+        api_errorf(req, 409, "id", "pause_unsupported",
+                   "job '%s' runs through the launcher "
                    "(--launcher), which does not pass the pause signal on: cancel it instead",
                    id);
         return;
@@ -960,15 +1007,18 @@ static void jobs_checkpoints(struct srv_req *req, struct api_ctx *ctx)
     const char *a = api_query_param(q, "after", after, sizeof(after));
     json_t *data = job_checkpoints_json(ctx->store, id, model, a, (int)limit, &has_more);
     if (!data) {
-        api_errorf(req, 400, "after", "invalid_value", "'after' must be a checkpoint id of job "
-                   "'%s' (ftckpt-...)", id);
+        api_errorf(req, 400, "after", "invalid_value",
+                   "'after' must be a checkpoint id of job "
+                   "'%s' (ftckpt-...)",
+                   id);
         return;
     }
-    json_t *first = json_array_get(data, 0), *last = json_array_get(data, json_array_size(data) - 1);
-    srv_res_json(req, 200, json_pack("{s:s, s:o, s:b, s:O?, s:O?}", "object", "list", "data", data,
-                                     "has_more", has_more, "first_id",
-                                     json_object_get(first, "id"), "last_id",
-                                     json_object_get(last, "id")));
+    json_t *first = json_array_get(data, 0),
+           *last = json_array_get(data, json_array_size(data) - 1);
+    srv_res_json(req, 200,
+                 json_pack("{s:s, s:o, s:b, s:O?, s:O?}", "object", "list", "data", data,
+                           "has_more", has_more, "first_id", json_object_get(first, "id"),
+                           "last_id", json_object_get(last, "id")));
 }
 
 /* ---- events, listed or streamed ---------------------------------------------------------- */
@@ -991,7 +1041,8 @@ static int ev_stream_flush(struct ev_stream *es)
         json_t *arr = job_events_json(es->ctx->store, es->id, es->last, 500, &es->last);
         size_t i, n = json_array_size(arr);
         json_t *ev;
-        json_array_foreach(arr, i, ev) {
+        json_array_foreach(arr, i, ev)
+        {
             char *t = json_dumps(ev, JSON_COMPACT | JSON_ENSURE_ASCII);
             char head[64];
             int hl = snprintf(head, sizeof(head), "id: %lld\ndata: ",
@@ -1050,8 +1101,9 @@ static void jobs_events(struct srv_req *req, struct api_ctx *ctx)
     char acur[96];
     const char *ac = api_query_param(q, "after", acur, sizeof(acur));
     const char *dash = ac ? strrchr(ac, '-') : NULL;
-    long after = !ac ? 0 : !strncmp(ac, "ftevent-", 8) && dash ? strtol(dash + 1, NULL, 10)
-                                                               : strtol(ac, NULL, 10);
+    long after = !ac                                   ? 0
+                 : !strncmp(ac, "ftevent-", 8) && dash ? strtol(dash + 1, NULL, 10)
+                                                       : strtol(ac, NULL, 10);
     const char *lei = srv_req_header(req, "Last-Event-ID");
     if (lei)
         after = strtol(lei, NULL, 10);
@@ -1067,8 +1119,9 @@ static void jobs_events(struct srv_req *req, struct api_ctx *ctx)
         int more = json_array_size(data) > (size_t)limit;
         if (more)
             json_array_remove(data, (size_t)limit);
-        srv_res_json(req, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data", data,
-                                         "has_more", more));
+        srv_res_json(
+            req, 200,
+            json_pack("{s:s, s:o, s:b}", "object", "list", "data", data, "has_more", more));
         return;
     }
     struct ev_stream *es = calloc(1, sizeof(*es));
@@ -1086,21 +1139,23 @@ static void jobs_events(struct srv_req *req, struct api_ctx *ctx)
         ev_stream_free(es);
 }
 
-const struct api_route api_route_jobs_create = {"POST", "/v1/fine_tuning/jobs", "jobs_create",
-                                                SRV_SCOPE_ADMIN, 0, jobs_create};
-const struct api_route api_route_jobs_list = {"GET", "/v1/fine_tuning/jobs", "jobs_list",
-                                              SRV_SCOPE_ADMIN, 0, jobs_list};
-const struct api_route api_route_jobs_get = {"GET", "/v1/fine_tuning/jobs/{id}", "jobs_get",
-                                             SRV_SCOPE_ADMIN, 0, jobs_get};
-const struct api_route api_route_jobs_cancel = {"POST", "/v1/fine_tuning/jobs/{id}/cancel",
-                                                "jobs_cancel", SRV_SCOPE_ADMIN, 0, jobs_cancel};
-const struct api_route api_route_jobs_events = {"GET", "/v1/fine_tuning/jobs/{id}/events",
-                                                "jobs_events", SRV_SCOPE_ADMIN, 0, jobs_events};
+const struct api_route api_route_jobs_create = {
+    "POST", "/v1/fine_tuning/jobs", "jobs_create", SRV_SCOPE_ADMIN, 0, jobs_create};
+const struct api_route api_route_jobs_list = {
+    "GET", "/v1/fine_tuning/jobs", "jobs_list", SRV_SCOPE_ADMIN, 0, jobs_list};
+const struct api_route api_route_jobs_get = {
+    "GET", "/v1/fine_tuning/jobs/{id}", "jobs_get", SRV_SCOPE_ADMIN, 0, jobs_get};
+const struct api_route api_route_jobs_cancel = {
+    "POST", "/v1/fine_tuning/jobs/{id}/cancel", "jobs_cancel", SRV_SCOPE_ADMIN, 0, jobs_cancel};
+const struct api_route api_route_jobs_events = {
+    "GET", "/v1/fine_tuning/jobs/{id}/events", "jobs_events", SRV_SCOPE_ADMIN, 0, jobs_events};
 const struct api_route api_route_jobs_checkpoints = {"GET",
                                                      "/v1/fine_tuning/jobs/{id}/checkpoints",
-                                                     "jobs_checkpoints", SRV_SCOPE_ADMIN, 0,
+                                                     "jobs_checkpoints",
+                                                     SRV_SCOPE_ADMIN,
+                                                     0,
                                                      jobs_checkpoints};
-const struct api_route api_route_jobs_pause = {"POST", "/v1/fine_tuning/jobs/{id}/pause",
-                                               "jobs_pause", SRV_SCOPE_ADMIN, 0, jobs_pause};
-const struct api_route api_route_jobs_resume = {"POST", "/v1/fine_tuning/jobs/{id}/resume",
-                                                "jobs_resume", SRV_SCOPE_ADMIN, 0, jobs_resume};
+const struct api_route api_route_jobs_pause = {
+    "POST", "/v1/fine_tuning/jobs/{id}/pause", "jobs_pause", SRV_SCOPE_ADMIN, 0, jobs_pause};
+const struct api_route api_route_jobs_resume = {
+    "POST", "/v1/fine_tuning/jobs/{id}/resume", "jobs_resume", SRV_SCOPE_ADMIN, 0, jobs_resume};

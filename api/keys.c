@@ -89,8 +89,7 @@ static void key_insert_done(struct srv_req *req, void *data, struct api_ctx *ctx
     struct key_job *j = data;
     (void)ctx;
     if (j->rc) {
-        api_errorf(req, 500, NULL, NULL, "cannot store the API key: %s",
-                   store_strerror(j->rc));
+        api_errorf(req, 500, NULL, NULL, "cannot store the API key: %s", store_strerror(j->rc));
     } else {
         json_t *o = key_json(&j->rec);
         json_object_set_new(o, "key", json_string(j->secret));
@@ -109,7 +108,8 @@ static void keys_create(struct srv_req *req, struct api_ctx *ctx)
     json_t *jname = json_object_get(body, "name");
     const char *key;
     json_t *v;
-    json_object_foreach(body, key, v) {
+    json_object_foreach(body, key, v)
+    {
         if (strcmp(key, "scope") && strcmp(key, "name")) {
             api_errorf(req, 400, key, "unknown_parameter",
                        "unknown parameter '%s' (allowed: scope, name)", key);
@@ -188,9 +188,9 @@ static void keys_delete(struct srv_req *req, struct api_ctx *ctx)
     }
 }
 
-const struct api_route api_route_keys_list = {"GET", "/v1/keys", "keys_list", SRV_SCOPE_ADMIN, 0,
-                                              keys_list};
-const struct api_route api_route_keys_create = {"POST", "/v1/keys", "keys_create",
-                                                SRV_SCOPE_ADMIN, 4096, keys_create};
-const struct api_route api_route_keys_delete = {"DELETE", "/v1/keys/{id}", "keys_delete",
-                                                SRV_SCOPE_ADMIN, 0, keys_delete};
+const struct api_route api_route_keys_list = {"GET",           "/v1/keys", "keys_list",
+                                              SRV_SCOPE_ADMIN, 0,          keys_list};
+const struct api_route api_route_keys_create = {"POST",          "/v1/keys", "keys_create",
+                                                SRV_SCOPE_ADMIN, 4096,       keys_create};
+const struct api_route api_route_keys_delete = {
+    "DELETE", "/v1/keys/{id}", "keys_delete", SRV_SCOPE_ADMIN, 0, keys_delete};

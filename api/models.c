@@ -118,7 +118,7 @@ static void models_get(struct srv_req *req, struct api_ctx *ctx)
 
 struct activation {
     struct api_ctx *ctx;
-    struct srv_req *req;       /* NULL when a finished job activates its model */
+    struct srv_req *req; /* NULL when a finished job activates its model */
     char id[128], path[1024];
     struct eng_served *loaded;
     int activate;
@@ -172,7 +172,8 @@ static void activation_finish(struct activation *a)
     } else if (!ok) {
         log_error("model %s: %s", a->id, a->err);
     }
-    if (ok && a->activate && !store_writer_submit(ctx->writer, activation_db_tx, activation_db_done, a))
+    if (ok && a->activate &&
+        !store_writer_submit(ctx->writer, activation_db_tx, activation_db_done, a))
         return;
     free(a);
 }
@@ -299,13 +300,15 @@ static void mdel_done(void *arg, int status)
 {
     struct mdel *d = arg;
     if (status == STORE_EEXIST)
-        api_errorf(d->req, 409, "id", "model_active", "model '%s' is active: activate another "
-                   "first", d->m.id);
+        api_errorf(d->req, 409, "id", "model_active",
+                   "model '%s' is active: activate another "
+                   "first",
+                   d->m.id);
     else if (status && status != STORE_ENOTFOUND)
         api_error(d->req, 500, "cannot delete the model: database error", NULL, NULL);
     else
-        srv_res_json(d->req, 200, json_pack("{s:s, s:s, s:b}", "id", d->m.id, "object", "model",
-                                            "deleted", 1));
+        srv_res_json(d->req, 200,
+                     json_pack("{s:s, s:s, s:b}", "id", d->m.id, "object", "model", "deleted", 1));
     srv_req_unref(d->req);
     free(d);
 }
@@ -382,8 +385,7 @@ static void tokenize(struct srv_req *req, struct api_ctx *ctx)
         goto out;
     int32_t *ids = NULL;
     size_t n = 0;
-    if (eng_tok_encode(s->tok, json_string_value(content), json_string_length(content), &ids,
-                       &n)) {
+    if (eng_tok_encode(s->tok, json_string_value(content), json_string_length(content), &ids, &n)) {
         api_error(req, 400, "'content' is not valid UTF-8", "content", "invalid_utf8");
         goto out;
     }
@@ -397,8 +399,8 @@ static void tokenize(struct srv_req *req, struct api_ctx *ctx)
         char *txt = NULL;
         size_t len = 0;
         eng_tok_decode(s->tok, &ids[i], 1, 0, &txt, &len);
-        json_array_append_new(arr, json_pack("{s:i, s:s%}", "id", ids[i], "piece",
-                                             txt ? txt : "", txt ? len : 0));
+        json_array_append_new(
+            arr, json_pack("{s:i, s:s%}", "id", ids[i], "piece", txt ? txt : "", txt ? len : 0));
         free(txt);
     }
     free(ids);
@@ -428,8 +430,10 @@ static void detokenize(struct srv_req *req, struct api_ctx *ctx)
     for (size_t i = 0; ids && i < n; i++) {
         json_t *v = json_array_get(toks, i);
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= vocab) {
-            api_errorf(req, 400, "tokens", "invalid_token", "tokens[%zu] is not a token id in "
-                       "[0, %d)", i, (int)vocab);
+            api_errorf(req, 400, "tokens", "invalid_token",
+                       "tokens[%zu] is not a token id in "
+                       "[0, %d)",
+                       i, (int)vocab);
             goto out;
         }
         ids[i] = (int32_t)json_integer_value(v);
@@ -448,16 +452,15 @@ out:
     json_decref(body);
 }
 
-const struct api_route api_route_models_list = {"GET", "/v1/models", "models_list",
-                                                SRV_SCOPE_INFER, 0, models_list};
-const struct api_route api_route_models_get = {"GET", "/v1/models/{id}", "models_get",
-                                               SRV_SCOPE_INFER, 0, models_get};
-const struct api_route api_route_models_activate = {"POST", "/v1/models/{id}/activate",
-                                                    "models_activate", SRV_SCOPE_ADMIN, 0,
-                                                    models_activate};
-const struct api_route api_route_models_delete = {"DELETE", "/v1/models/{id}", "models_delete",
-                                                  SRV_SCOPE_ADMIN, 0, models_delete};
-const struct api_route api_route_tokenize = {"POST", "/tokenize", "tokenize", SRV_SCOPE_INFER,
-                                             1 << 20, tokenize};
-const struct api_route api_route_detokenize = {"POST", "/detokenize", "detokenize",
-                                               SRV_SCOPE_INFER, 1 << 20, detokenize};
+const struct api_route api_route_models_list = {"GET", "/v1/models", "models_list", SRV_SCOPE_INFER,
+                                                0,     models_list};
+const struct api_route api_route_models_get = {
+    "GET", "/v1/models/{id}", "models_get", SRV_SCOPE_INFER, 0, models_get};
+const struct api_route api_route_models_activate = {
+    "POST", "/v1/models/{id}/activate", "models_activate", SRV_SCOPE_ADMIN, 0, models_activate};
+const struct api_route api_route_models_delete = {
+    "DELETE", "/v1/models/{id}", "models_delete", SRV_SCOPE_ADMIN, 0, models_delete};
+const struct api_route api_route_tokenize = {"POST",          "/tokenize", "tokenize",
+                                             SRV_SCOPE_INFER, 1 << 20,     tokenize};
+const struct api_route api_route_detokenize = {"POST",          "/detokenize", "detokenize",
+                                               SRV_SCOPE_INFER, 1 << 20,       detokenize};

@@ -8,8 +8,10 @@
 
 static int hexval(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
 }
 
 size_t api_url_decode(const char *src, size_t len, char *out, size_t outlen)
@@ -19,8 +21,7 @@ size_t api_url_decode(const char *src, size_t len, char *out, size_t outlen)
         char c = src[i];
         if (c == '+') {
             c = ' ';
-        } else if (c == '%' && i + 2 < len && hexval(src[i + 1]) >= 0 &&
-                   hexval(src[i + 2]) >= 0) {
+        } else if (c == '%' && i + 2 < len && hexval(src[i + 1]) >= 0 && hexval(src[i + 2]) >= 0) {
             c = (char)(hexval(src[i + 1]) * 16 + hexval(src[i + 2]));
             i += 2;
         }

@@ -96,8 +96,7 @@ static int api_on_headers(struct srv_req *req, void *arg)
 
     struct srv_keyring keys = api_keyring(ctx->store);
     switch (srv_auth_check(&keys, srv_req_header(req, "Authorization"), found->scope, NULL)) {
-    case SRV_AUTH_OK:
-        break;
+    case SRV_AUTH_OK: break;
     case SRV_AUTH_MISSING:
         srv_res_header(req, "WWW-Authenticate", "Bearer");
         srv_req_reject(req, 401, "missing API key: send 'Authorization: Bearer <key>'");
@@ -107,9 +106,10 @@ static int api_on_headers(struct srv_req *req, void *arg)
         srv_req_reject(req, 401, "invalid or revoked API key");
         break;
     case SRV_AUTH_FORBIDDEN:
-        srv_req_reject(req, 403, found->scope == SRV_SCOPE_ADMIN
-                                     ? "this route needs a key with the 'admin' scope"
-                                     : "this route needs a key with the 'infer' scope");
+        srv_req_reject(req, 403,
+                       found->scope == SRV_SCOPE_ADMIN
+                           ? "this route needs a key with the 'admin' scope"
+                           : "this route needs a key with the 'infer' scope");
         break;
     case SRV_AUTH_ERROR:
         srv_req_reject(req, 500, "cannot check the API key: database error");

@@ -66,8 +66,13 @@ int main(int argc, char **argv)
         double t0 = cpu_s();
         for (int r = 0; r < total / bs; r++) {
             for (int i = 0; i < bs; i++)
-                segs[i] = (struct eng_seg){eng_served_ctx_get(m, (int)n), ids, (int)n,
-                                           ENG_WANT_ROWS, m->label_rows, nl, out + i * 8};
+                segs[i] = (struct eng_seg){eng_served_ctx_get(m, (int)n),
+                                           ids,
+                                           (int)n,
+                                           ENG_WANT_ROWS,
+                                           m->label_rows,
+                                           nl,
+                                           out + i * 8};
             if (!scratch || eng_batch_run(scratch, segs, bs)) {
                 fprintf(stderr, "batchpass: the pass failed\n");
                 return 1;

@@ -21,7 +21,8 @@ static const struct bench_suite suites[] = {
      bench_kernels_main},
     {"e2e", "whole-model prefill/decode, memory, bandwidth ceiling: FP vs ternary student",
      bench_e2e_main},
-    {"train", "CPU training step per phase (teacher/student fwd, losses, backward, AdamW), sgemm share",
+    {"train",
+     "CPU training step per phase (teacher/student fwd, losses, backward, AdamW), sgemm share",
      bench_train_main},
 };
 
@@ -118,6 +119,7 @@ int bench_cli_main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++)
         if (!strcmp(argv[1], suites[i].name))
             return suites[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "bitdistill bench: unknown suite '%s' (see bitdistill bench --help)\n", argv[1]);
+    fprintf(stderr, "bitdistill bench: unknown suite '%s' (see bitdistill bench --help)\n",
+            argv[1]);
     return 2;
 }

@@ -35,8 +35,8 @@ struct e2e_opts {
     int threads[8], nthreads;
     int prompt, decode, reps;
     int stream_mb; /* MiB per STREAM array (default 256: beyond any LLC) */
-    int q8;  /* also measure the INT8-head student */
-    int no_fp; /* skip the FP path's measurements (ratios then not printed) */
+    int q8;        /* also measure the INT8-head student */
+    int no_fp;     /* skip the FP path's measurements (ratios then not printed) */
 };
 
 /* STREAM triad GB/s (3 arrays of mb MiB; bench_stream_triad) on nth threads; 0 when the pool or
@@ -131,8 +131,8 @@ out:
  * the next id is random as in llama-bench). One warm-up (the whole prompt, or one generated
  * token), then reps runs, each from an empty context; ts[rep] = tokens/s of run rep. ctx, tok
  * [max(n_prompt, 1)], lg [vocab] borrowed; *seed advanced. Returns 0 or the forward's status. */
-static int lb_test(struct eng_ctx *ctx, int vocab, int n_prompt, int n_gen, int reps,
-                   int32_t *tok, float *lg, uint32_t *seed, double *ts)
+static int lb_test(struct eng_ctx *ctx, int vocab, int n_prompt, int n_gen, int reps, int32_t *tok,
+                   float *lg, uint32_t *seed, double *ts)
 {
     int rc;
     for (int rep = -1; rep < reps; rep++) { /* rep -1: the warm-up */
@@ -196,14 +196,14 @@ static int gguf_bench(const struct e2e_opts *o, const double *stream)
         goto out;
     }
     printf("student %s: %lld bytes on disk, %d layers, hidden %d, vocab %d, %s head; resident "
-           "%.1f MB; a tg step reads %.1f MB (weights + KV cache at position %d)\n", o->gguf,
-           (long long)sb.st_size, c->layers, c->hidden, c->vocab,
+           "%.1f MB; a tg step reads %.1f MB (weights + KV cache at position %d)\n",
+           o->gguf, (long long)sb.st_size, c->layers, c->hidden, c->vocab,
            eng_student_head_fmt(m) == ENG_HEAD_Q4 ? "4-bit" : "INT8",
            eng_model_resident_bytes(m) / 1e6, tb / 1e6, o->decode / 2);
     printf("pp%d and tg%d as llama-bench measures them: one warm-up, then mean and sample sd of "
            "tokens/s over %d runs from an empty context (random ids, logits of the last position "
-           "of each forward); ceiling = STREAM / bytes a tg step reads\n", o->prompt, o->decode,
-           o->reps);
+           "of each forward); ceiling = STREAM / bytes a tg step reads\n",
+           o->prompt, o->decode, o->reps);
     printf("%7s %10s %8s %10s %8s %12s %12s %10s\n", "threads", "pp t/s", "sd", "tg t/s", "sd",
            "STREAM GB/s", "ceiling t/s", "tg/ceil");
     for (int t = 0; t < o->nthreads; t++) {
@@ -226,8 +226,8 @@ static int gguf_bench(const struct e2e_opts *o, const double *stream)
         eng_ctx_free(ctx);
         ctx = NULL;
         double ceil = stream[t] * 1e9 / (double)tb;
-        printf("%7d %10.2f %8.2f %10.2f %8.2f %12.1f %12.2f %9.1f%%\n", o->threads[t], pp, ppsd,
-               tg, tgsd, stream[t], ceil, 100.0 * tg / ceil);
+        printf("%7d %10.2f %8.2f %10.2f %8.2f %12.1f %12.2f %9.1f%%\n", o->threads[t], pp, ppsd, tg,
+               tgsd, stream[t], ceil, 100.0 * tg / ceil);
         fflush(stdout);
     }
     rc = 0;
@@ -252,16 +252,17 @@ static int parse(int argc, char **argv, struct e2e_opts *o)
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: bitdistill bench e2e (--config CONFIG.json | --model HF_DIR) "
-                   "[--threads 1,2] [--prompt 128]\n       [--decode 32] [--reps 3] [--q8] [--no-fp] "
-                   "[--dir TMPDIR]\n   or: bitdistill bench e2e --gguf STUDENT.gguf [--threads 1,2] "
-                   "[--prompt 128] [--decode 32] [--reps 3]\n"
-                   "STREAM triad: 3 arrays of --stream-mb MiB (default 256).\n"
-                   "Random weights from CONFIG (e.g. engine/configs/qwen3-0.6b.json) are written "
-                   "to TMPDIR (default /tmp) first.\n--gguf measures a student file with "
-                   "llama-bench's definitions: ppN = one N-token forward, tgN = N one-token\n"
-                   "forwards, each from an empty context, mean and sd over the reps after one "
-                   "warm-up.\n");
+            printf(
+                "usage: bitdistill bench e2e (--config CONFIG.json | --model HF_DIR) "
+                "[--threads 1,2] [--prompt 128]\n       [--decode 32] [--reps 3] [--q8] [--no-fp] "
+                "[--dir TMPDIR]\n   or: bitdistill bench e2e --gguf STUDENT.gguf [--threads 1,2] "
+                "[--prompt 128] [--decode 32] [--reps 3]\n"
+                "STREAM triad: 3 arrays of --stream-mb MiB (default 256).\n"
+                "Random weights from CONFIG (e.g. engine/configs/qwen3-0.6b.json) are written "
+                "to TMPDIR (default /tmp) first.\n--gguf measures a student file with "
+                "llama-bench's definitions: ppN = one N-token forward, tgN = N one-token\n"
+                "forwards, each from an empty context, mean and sd over the reps after one "
+                "warm-up.\n");
             exit(0);
         } else if (!strcmp(argv[i], "--config") && v) {
             o->config = v;
@@ -277,8 +278,10 @@ static int parse(int argc, char **argv, struct e2e_opts *o)
             i++;
         } else if (!strcmp(argv[i], "--threads") && v) {
             if ((o->nthreads = bench_parse_threads(v, o->threads, 8)) < 0) {
-                fprintf(stderr, "bitdistill bench e2e: --threads wants a list like 1,2,4 "
-                                "(at most 8 counts of 1..1024), not '%s'\n", v);
+                fprintf(stderr,
+                        "bitdistill bench e2e: --threads wants a list like 1,2,4 "
+                        "(at most 8 counts of 1..1024), not '%s'\n",
+                        v);
                 return 2;
             }
             i++;
@@ -352,12 +355,14 @@ int bench_e2e_main(int argc, char **argv)
     const struct eng_config *c = eng_model_config(fp);
     size_t params = eng_model_resident_bytes(fp) / 4; /* fp32 resident = 4 bytes a parameter */
     printf("model %s: %s, %d layers, hidden %d, vocab %d, %.3f G parameters; loaded and "
-           "quantized in %.1f s; process RSS %.2f GiB\n", o.model, c->model_type, c->layers,
-           c->hidden, c->vocab, params / 1e9, bench_now() - t0, rss_bytes() / 1073741824.0);
+           "quantized in %.1f s; process RSS %.2f GiB\n",
+           o.model, c->model_type, c->layers, c->hidden, c->vocab, params / 1e9, bench_now() - t0,
+           rss_bytes() / 1073741824.0);
     printf("prefill %d tokens, decode %d tokens after it, best of %d\n\n", o.prompt, o.decode,
            o.reps);
     struct eng_model *ms[3] = {fp, st[0], st[1]};
-    const char *names[3] = {"FP (fp32, OpenBLAS)", "student (I2 + Q4 head)", "student (I2 + Q8 head)"};
+    const char *names[3] = {"FP (fp32, OpenBLAS)", "student (I2 + Q4 head)",
+                            "student (I2 + Q8 head)"};
     printf("%-24s %3s %12s %12s %12s %10s %12s %10s %9s\n", "path", "thr", "resident MB",
            "prefill t/s", "decode t/s", "MB/token", "ceiling t/s", "STREAM", "fraction");
     for (int p = 0; p < 3; p++) {
@@ -379,8 +384,9 @@ int bench_e2e_main(int argc, char **argv)
     printf("\n");
     for (int t = 0; t < o.nthreads && !o.no_fp; t++)
         printf("threads %d: student/FP decode %.2fx (target >= 5), prefill %.2fx (target >= 3); "
-               "student at %.1f%% of its bandwidth ceiling (target >= 75%%)\n", o.threads[t],
-               r[1][t].decode_tps / r[0][t].decode_tps, r[1][t].prefill_tps / r[0][t].prefill_tps,
+               "student at %.1f%% of its bandwidth ceiling (target >= 75%%)\n",
+               o.threads[t], r[1][t].decode_tps / r[0][t].decode_tps,
+               r[1][t].prefill_tps / r[0][t].prefill_tps,
                100.0 * r[1][t].decode_tps / r[1][t].ceiling_tps);
     if (st[1]) { /* accuracy effect of the head format: same ternary body, Q4 vs Q8 head */
         size_t V = (size_t)c->vocab, T = (size_t)o.prompt;
@@ -399,14 +405,17 @@ int bench_e2e_main(int argc, char **argv)
                 for (size_t v = 0; v < V; v++) {
                     double d = a[t * V + v] - b[t * V + v];
                     mx = d > mx ? d : -d > mx ? -d : mx;
-                    ref = b[t * V + v] > ref ? b[t * V + v] : -b[t * V + v] > ref ? -b[t * V + v] : ref;
+                    ref = b[t * V + v] > ref    ? b[t * V + v]
+                          : -b[t * V + v] > ref ? -b[t * V + v]
+                                                : ref;
                     ia = a[t * V + v] > a[t * V + ia] ? v : ia;
                     ib = b[t * V + v] > b[t * V + ib] ? v : ib;
                 }
                 agree += ia == ib;
             }
             printf("head format effect (same ternary body, %zu positions): Q4 vs Q8 max abs logit "
-                   "diff %.4f (Q8 logits up to %.3f), top-1 agreement %d/%zu\n", T, mx, ref, agree, T);
+                   "diff %.4f (Q8 logits up to %.3f), top-1 agreement %d/%zu\n",
+                   T, mx, ref, agree, T);
         }
         eng_ctx_free(ca);
         eng_ctx_free(cb);

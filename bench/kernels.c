@@ -27,11 +27,11 @@
 struct bk_opts {
     int threads[8];
     int nthreads;
-    size_t tokens;    /* GEMM batch */
-    double min_time;  /* seconds per measurement */
-    size_t cold_mb;   /* working set of the cold GEMV */
-    int head;         /* include the 151936 x 1024 head */
-    int sgemm;        /* include the OpenBLAS comparison */
+    size_t tokens;   /* GEMM batch */
+    double min_time; /* seconds per measurement */
+    size_t cold_mb;  /* working set of the cold GEMV */
+    int head;        /* include the 151936 x 1024 head */
+    int sgemm;       /* include the OpenBLAS comparison */
 };
 
 struct bk_shape {
@@ -136,7 +136,8 @@ static int bench_shape(const struct bk_shape *s, const struct bk_opts *o, krn_po
         memcpy(big + i * wb, krn_i2_data(w), wb);
         krn_i2_create_packed(big + i * wb, m, k, 0.02f, &cp[i]);
     }
-    TIME_BEST(o->min_time, cold, for (size_t i_ = 0; i_ < ncopy; i_++) krn_i2_gemm(cp[i_], a1, y, m, pool));
+    TIME_BEST(o->min_time, cold,
+              for (size_t i_ = 0; i_ < ncopy; i_++) krn_i2_gemm(cp[i_], a1, y, m, pool));
     for (size_t i = 0; i < ncopy; i++)
         krn_i2_free(cp[i]);
     free(cp);
@@ -197,13 +198,14 @@ static int bench_decode(const struct bk_opts *o, krn_pool *pool, double stream)
     float *yq[3] = {y, y + 3072, y + 2 * 3072}, *ygu[2] = {y, y + 3072};
     size_t ldq[3] = {2048, 512, 512}, ldgu[2] = {3072, 3072};
     double t;
-    TIME_BEST(o->min_time, t, for (size_t l = 0; l < nl; l++) {
-        krn_i2 **lw = w + l * 7;
-        krn_i2_gemm_multi((const krn_i2 *const *)lw, 3, a1, yq, ldq, pool);
-        krn_i2_gemm(lw[3], a2, y, 1024, pool);
-        krn_i2_gemm_multi((const krn_i2 *const *)lw + 4, 2, a1, ygu, ldgu, pool);
-        krn_i2_gemm(lw[6], a3, y, 1024, pool);
-    });
+    TIME_BEST(
+        o->min_time, t, for (size_t l = 0; l < nl; l++) {
+            krn_i2 **lw = w + l * 7;
+            krn_i2_gemm_multi((const krn_i2 *const *)lw, 3, a1, yq, ldq, pool);
+            krn_i2_gemm(lw[3], a2, y, 1024, pool);
+            krn_i2_gemm_multi((const krn_i2 *const *)lw + 4, 2, a1, ygu, ldgu, pool);
+            krn_i2_gemm(lw[6], a3, y, 1024, pool);
+        });
     double gbs = (double)(nl * layer_bytes) / t / 1e9;
     printf("  decode step, %zu layers x 7 ternary GEMV (%.0f MiB, 4 regions/layer): %.1f GB/s = "
            "%.0f%% of STREAM; %.3f ms per 28 layers\n",
@@ -222,10 +224,16 @@ static int bench_decode(const struct bk_opts *o, krn_pool *pool, double stream)
     return 0;
 }
 
-static void empty_region(void *arg, int ith, int nth) { (void)arg, (void)ith, (void)nth; }
+static void empty_region(void *arg, int ith, int nth)
+{
+    (void)arg, (void)ith, (void)nth;
+}
 
 /* Let OpenBLAS's spinning threads (THREAD_TIMEOUT, ~2^28 cycles by default) go to sleep. */
-static void settle(void) { usleep(300000); }
+static void settle(void)
+{
+    usleep(300000);
+}
 
 static int bench_head(const struct bk_opts *o, krn_pool *pool, int nth, double stream,
                       const float *wf, krn_q8 *h8, krn_q4 *h4)
@@ -267,10 +275,11 @@ static int bench_head(const struct bk_opts *o, krn_pool *pool, int nth, double s
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: bitdistill bench kernels [--threads 1,2] [--tokens 128] [--time 0.3]\n"
-            "                                [--cold-mb MB] [--no-head] [--no-sgemm]\n"
-            "Kernel variant: BITDISTILL_KERNELS=ref|avx2|avx512|amx|neon|neondot (default: best).\n");
+    fprintf(
+        f,
+        "usage: bitdistill bench kernels [--threads 1,2] [--tokens 128] [--time 0.3]\n"
+        "                                [--cold-mb MB] [--no-head] [--no-sgemm]\n"
+        "Kernel variant: BITDISTILL_KERNELS=ref|avx2|avx512|amx|neon|neondot (default: best).\n");
 }
 
 static int parse(int argc, char **argv, struct bk_opts *o)
@@ -356,7 +365,8 @@ int bench_kernels_main(int argc, char **argv)
         double stream = bench_stream_triad(pool, (o.cold_mb << 20) / 2), rt;
         TIME_BEST(o.min_time / 4, rt, krn_pool_run(pool, empty_region, NULL));
         printf("\nthreads %d: STREAM triad %.1f GB/s (3 arrays x %zu MiB); empty pool region "
-               "%.2f us\n", nth, stream, o.cold_mb / 2, rt * 1e6);
+               "%.2f us\n",
+               nth, stream, o.cold_mb / 2, rt * 1e6);
         printf("  %-16s %9s %9s %9s %9s %9s %9s\n", "shape (MxK)", "GEMV hot", "GEMV cold",
                "cold/STR", "GEMM GOPS", "sgemm GF", "x sgemm");
         printf("  %-16s %9s %9s %9s %9s %9s %9s\n", "", "GB/s", "GB/s", "", "", "", "(time)");

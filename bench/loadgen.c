@@ -118,8 +118,9 @@ int main(int argc, char **argv)
     }
     qsort(all, (size_t)total, sizeof(double), cmp_d);
     double p50 = total ? all[total / 2] : 0, p99 = total ? all[(long)(total * 0.99)] : 0;
-    printf("requests=%ld errors=%ld rps=%.1f p50_ms=%.2f p99_ms=%.2f tokens=%ld tokens_per_s=%.1f\n",
-           total, errors, total / elapsed, p50 * 1e3, p99 * 1e3, events, events / elapsed);
+    printf(
+        "requests=%ld errors=%ld rps=%.1f p50_ms=%.2f p99_ms=%.2f tokens=%ld tokens_per_s=%.1f\n",
+        total, errors, total / elapsed, p50 * 1e3, p99 * 1e3, events, events / elapsed);
     free(all);
     free(ws);
     free(th);

@@ -27,9 +27,9 @@
 
 struct fconn {
     int fd;
-    size_t sent;      /* bytes of the request written */
-    size_t n;         /* bytes received of the current answer */
-    double t0;        /* when the request was first written */
+    size_t sent; /* bytes of the request written */
+    size_t n;    /* bytes received of the current answer */
+    double t0;   /* when the request was first written */
     char buf[FLOOD_BUF];
 };
 
@@ -37,7 +37,7 @@ struct flood {
     const char *req;
     size_t req_len;
     int port, epfd;
-    double *lat;      /* 2xx latencies, seconds */
+    double *lat; /* 2xx latencies, seconds */
     long nlat, cap;
     long shed, other, conn_errors;
 };
@@ -145,7 +145,8 @@ static void fc_read(struct flood *f, struct fconn *c, int sending)
         }
         int status = atoi(c->buf + 9);
         const char *cl = strcasestr(c->buf, "\r\nContent-Length:");
-        size_t head = (size_t)(end + 4 - c->buf), body = cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
+        size_t head = (size_t)(end + 4 - c->buf),
+               body = cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
         if (head + body > FLOOD_BUF - 1) {
             fc_reopen(f, c);
             return;

@@ -42,7 +42,8 @@ static double median(double *v, int n)
 static double gemm_seconds(const struct eng_config *c, int N)
 {
     int H = c->hidden, IN = c->inter, QD = c->heads * c->head_dim, KD = c->kv_heads * c->head_dim;
-    int shapes[8][2] = {{QD, H}, {KD, H}, {KD, H}, {H, QD}, {IN, H}, {IN, H}, {H, IN}, {c->vocab, H}};
+    int shapes[8][2] = {{QD, H}, {KD, H}, {KD, H}, {H, QD},
+                        {IN, H}, {IN, H}, {H, IN}, {c->vocab, H}};
     size_t mx = (size_t)c->vocab * H;
     float *a = calloc((size_t)N * (IN > c->vocab ? IN : c->vocab), sizeof(float));
     float *w = calloc(mx > (size_t)IN * H ? mx : (size_t)IN * H, sizeof(float));
@@ -54,8 +55,8 @@ static double gemm_seconds(const struct eng_config *c, int N)
             for (int k = 0; k < times; k++) {
                 /* student fwd, teacher fwd, dX, dW */
                 for (int f = 0; f < 2; f++)
-                    krn_sgemm(1, (size_t)N, (size_t)OC, (size_t)C, 1.0f, a, (size_t)C, w,
-                              (size_t)C, 0.0f, y, (size_t)OC);
+                    krn_sgemm(1, (size_t)N, (size_t)OC, (size_t)C, 1.0f, a, (size_t)C, w, (size_t)C,
+                              0.0f, y, (size_t)OC);
                 krn_sgemm(0, (size_t)N, (size_t)C, (size_t)OC, 1.0f, y, (size_t)OC, w, (size_t)C,
                           1.0f, a, (size_t)C);
                 krn_sgemm_at((size_t)OC, (size_t)C, (size_t)N, 1.0f, y, (size_t)OC, a, (size_t)C,
@@ -96,13 +97,11 @@ int bench_train_main(int argc, char **argv)
     }
     /* a small Qwen3: 4 layers, hidden 256, GQA 4/2 heads of 64, SwiGLU 768, vocab 4096 */
     json_t *c = json_pack("{s:[s],s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:b,s:b}",
-                          "architectures", "Qwen3ForCausalLM", "model_type", "qwen3",
-                          "vocab_size", 4096, "hidden_size", 256, "intermediate_size", 768,
-                          "num_hidden_layers", 4, "num_attention_heads", 4,
-                          "num_key_value_heads", 2, "head_dim", 64,
-                          "max_position_embeddings", 1024, "rope_theta", 10000.0,
-                          "rms_norm_eps", 1e-6, "tie_word_embeddings", 1,
-                          "use_sliding_window", 0);
+                          "architectures", "Qwen3ForCausalLM", "model_type", "qwen3", "vocab_size",
+                          4096, "hidden_size", 256, "intermediate_size", 768, "num_hidden_layers",
+                          4, "num_attention_heads", 4, "num_key_value_heads", 2, "head_dim", 64,
+                          "max_position_embeddings", 1024, "rope_theta", 10000.0, "rms_norm_eps",
+                          1e-6, "tie_word_embeddings", 1, "use_sliding_window", 0);
     snprintf(cfgp, sizeof(cfgp), "%s/config.json", dir);
     snprintf(mdir, sizeof(mdir), "%s/m", dir);
     json_dump_file(c, cfgp, 0);
@@ -135,10 +134,21 @@ int bench_train_main(int argc, char **argv)
     for (int b = 0; b < B; b++)
         len[b] = T;
     struct trn_batch bt = {.B = B, .T = T, .tok = tok, .target = tg, .len = len};
-    struct trn_loss_cfg lc = {.lambda = 10, .gamma = 1e5f, .tau = 5, .layer = -1,
-                              .split_heads = 1, .rel = TRN_REL_COSINE, .t_r = 1};
-    struct trn_adamw_cfg ac = {.lr = 1e-4f, .min_lr = 1e-5f, .beta1 = 0.9f, .beta2 = 0.999f,
-                               .eps = 1e-8f, .weight_decay = 0.01f, .clip = 1.0f, .total = 100};
+    struct trn_loss_cfg lc = {.lambda = 10,
+                              .gamma = 1e5f,
+                              .tau = 5,
+                              .layer = -1,
+                              .split_heads = 1,
+                              .rel = TRN_REL_COSINE,
+                              .t_r = 1};
+    struct trn_adamw_cfg ac = {.lr = 1e-4f,
+                               .min_lr = 1e-5f,
+                               .beta1 = 0.9f,
+                               .beta2 = 0.999f,
+                               .eps = 1e-8f,
+                               .weight_decay = 0.01f,
+                               .clip = 1.0f,
+                               .total = 100};
     printf("bench train: Qwen3 %d layers, hidden %d, inter %d, heads %d/%d x %d, vocab %d "
            "(%.1f M params); batch %d x %d tokens; BitDistill step (CE + LD + AD, last layer)\n",
            cf->layers, cf->hidden, cf->inter, cf->heads, cf->kv_heads, cf->head_dim, cf->vocab,
@@ -170,8 +180,8 @@ int bench_train_main(int argc, char **argv)
             tg2[i] = (e - d) - (d - c2);
             to[i] = f - e;
         }
-        double a1 = median(tt, it), a2 = median(ts, it), a3 = median(tn, it),
-               a4 = median(tg2, it), a5 = median(to, it), step = a1 + a2 + a3 + a4 + a5;
+        double a1 = median(tt, it), a2 = median(ts, it), a3 = median(tn, it), a4 = median(tg2, it),
+               a5 = median(to, it), step = a1 + a2 + a3 + a4 + a5;
         double g = gemm_seconds(cf, (int)N);
         printf("%-8d %10.0f/s %10.0f/s %10.0f/s %10.0f/s %10.0f/s %10.0f/s %7.1f%%\n", thr[k],
                N / a1, N / a2, N / (a3 > 0 ? a3 : 1e-9), N / a4, N / a5, N / step,

@@ -46,16 +46,17 @@ struct daemon {
     struct srv_server *srv;
     struct api_ctx api;
     uv_signal_t sig_term, sig_int, sig_hup;
-    uv_async_t engine_async;       /* the engine thread has results */
+    uv_async_t engine_async; /* the engine thread has results */
     struct eng_registry *registry;
     struct eng_sched *sched;
     struct store_writer *writer;
     struct job_sup *sup;
     char trainer[4096];
-    uv_work_t load_work;           /* --model loading in the background */
-    struct eng_served *loaded[DAEMON_MAX_MODELS]; /* --model A,B,...: one per path, NULL if failed */
+    uv_work_t load_work; /* --model loading in the background */
+    struct eng_served
+        *loaded[DAEMON_MAX_MODELS]; /* --model A,B,...: one per path, NULL if failed */
     int nmodels;
-    char load_err[512];            /* the first failure */
+    char load_err[512]; /* the first failure */
     char not_ready[600];
     int stopping;
     int exit_code;
@@ -185,9 +186,9 @@ static void daemon_load_done(uv_work_t *w, int status)
             log_error("cannot register model '%s'", m->id);
         else
             log_info("model '%s' loaded from %s: %s, %s, %.1f MiB resident", m->id, path,
-                         eng_task_name(m->task),
-                         eng_model_is_ternary(m->model) ? "ternary student" : "FP",
-                         m->resident_bytes / 1048576.0);
+                     eng_task_name(m->task),
+                     eng_model_is_ternary(m->model) ? "ternary student" : "FP",
+                     m->resident_bytes / 1048576.0);
         eng_served_unref(m);
         d->loaded[i] = NULL;
     }
@@ -210,7 +211,7 @@ static void daemon_on_stop(uv_signal_t *h, int signum)
     }
     d->stopping = 1;
     log_info("%s: draining (up to %d ms for in-flight requests)", strsignal(signum),
-                 d->cfg->drain_timeout_ms);
+             d->cfg->drain_timeout_ms);
     srv_notify("STOPPING=1\nSTATUS=draining");
     job_sup_close(d->sup); /* trainers stop (their jobs resume at the next start) */
     srv_server_drain(d->srv, daemon_drained);
@@ -241,7 +242,7 @@ static void daemon_on_hup(uv_signal_t *h, int signum)
     d->cfg = next;
     log_set_level(next->log_level);
     log_info("configuration reloaded%s%s", next->config_file ? " from " : "",
-                 next->config_file ? next->config_file : "");
+             next->config_file ? next->config_file : "");
     srv_notify("READY=1\nSTATUS=serving (configuration reloaded)");
 }
 
@@ -299,8 +300,8 @@ static int daemon_start_engine(struct daemon *d, int *workers)
     *workers = w;
     d->api.engine_threads = d->cfg->threads > 0 ? d->cfg->threads : cores / w;
     d->api.engine_threads = d->api.engine_threads > 0 ? d->api.engine_threads : 1;
-    struct eng_sched_cfg scfg = {d->cfg->batch_max, d->cfg->batch_wait_ms, d->cfg->queue_size,
-                                 d->cfg->max_seqs, 64, w};
+    struct eng_sched_cfg scfg = {
+        d->cfg->batch_max, d->cfg->batch_wait_ms, d->cfg->queue_size, d->cfg->max_seqs, 64, w};
     uv_async_init(&d->loop, &d->engine_async, daemon_on_engine);
     d->engine_async.data = d;
     if (!(d->registry = eng_registry_create()) ||
@@ -361,8 +362,8 @@ static void daemon_restore(struct daemon *d)
         srv_server_set_not_ready(d->srv, d->not_ready);
         d->load_work.data = d;
         d->nmodels = 1;
-        for (const char *p = d->cfg->model;
-             (p = strchr(p, ',')) && d->nmodels < DAEMON_MAX_MODELS; p++)
+        for (const char *p = d->cfg->model; (p = strchr(p, ',')) && d->nmodels < DAEMON_MAX_MODELS;
+             p++)
             d->nmodels++;
         uv_queue_work(&d->loop, &d->load_work, daemon_load_work, daemon_load_done);
     } else {
@@ -380,17 +381,17 @@ static void daemon_announce(struct daemon *d, const char *db, int workers)
 {
     char status[256];
     int nkeys = store_key_count(d->store);
-    log_info("bitdistilld %s listening on %s://%s:%d (data-dir %s, database %s)",
-                 PACKAGE_VERSION, d->cfg->tls_cert ? "https" : "http", d->cfg->host,
-                 srv_server_port(d->srv), d->cfg->data_dir, db);
-    log_info("engine: %d worker(s) x %d thread(s), batches of up to %d, queue %d",
-                 workers, d->api.engine_threads, d->cfg->batch_max, d->cfg->queue_size);
+    log_info("bitdistilld %s listening on %s://%s:%d (data-dir %s, database %s)", PACKAGE_VERSION,
+             d->cfg->tls_cert ? "https" : "http", d->cfg->host, srv_server_port(d->srv),
+             d->cfg->data_dir, db);
+    log_info("engine: %d worker(s) x %d thread(s), batches of up to %d, queue %d", workers,
+             d->api.engine_threads, d->cfg->batch_max, d->cfg->queue_size);
     if (!d->cfg->model)
         log_info("no model loaded: /readyz answers 503 until a model is activated");
     if (nkeys == 0)
         log_warn("no API keys exist: the API is open to anyone who can reach %s:%d "
-                     "(create one with `bitdistill keys create --scope admin`)",
-                     d->cfg->host, srv_server_port(d->srv));
+                 "(create one with `bitdistill keys create --scope admin`)",
+                 d->cfg->host, srv_server_port(d->srv));
     snprintf(status, sizeof(status), "READY=1\nMAINPID=%d\nSTATUS=serving on port %d, %s",
              (int)getpid(), srv_server_port(d->srv),
              d->cfg->model ? "loading the model" : "no model loaded");

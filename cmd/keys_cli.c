@@ -22,12 +22,11 @@ extern char **environ;
 
 static void keys_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: bitdistill keys create --scope admin|infer [--name NAME] [DB OPTIONS]\n"
-            "       bitdistill keys list [DB OPTIONS]\n"
-            "       bitdistill keys revoke KEY_ID [DB OPTIONS]\n\n"
-            "`create` prints the new secret key once, on stdout; only its SHA-256 is stored.\n"
-            "DB OPTIONS (as for bitdistilld): --data-dir DIR, --db FILE, --config FILE.\n");
+    fprintf(f, "usage: bitdistill keys create --scope admin|infer [--name NAME] [DB OPTIONS]\n"
+               "       bitdistill keys list [DB OPTIONS]\n"
+               "       bitdistill keys revoke KEY_ID [DB OPTIONS]\n\n"
+               "`create` prints the new secret key once, on stdout; only its SHA-256 is stored.\n"
+               "DB OPTIONS (as for bitdistilld): --data-dir DIR, --db FILE, --config FILE.\n");
 }
 
 /* Open the store named by the daemon's options in argv (other options already removed). */

@@ -85,8 +85,7 @@ int eng_layers_run_keep(struct eng_ctx *S, const struct eng_piece *pc, int np, i
             return rc;
         if (L->q_norm) {
             krn_rmsnorm(S->q, NULL, S->q, L->q_norm, (size_t)R * cf->heads, (size_t)hd, cf->eps);
-            krn_rmsnorm(S->k, NULL, S->k, L->k_norm, (size_t)R * cf->kv_heads, (size_t)hd,
-                        cf->eps);
+            krn_rmsnorm(S->k, NULL, S->k, L->k_norm, (size_t)R * cf->kv_heads, (size_t)hd, cf->eps);
         }
         for (int p = 0; p < np; p++) {
             struct eng_ctx *c = pc[p].ctx;
@@ -95,7 +94,8 @@ int eng_layers_run_keep(struct eng_ctx *S, const struct eng_piece *pc, int np, i
             eng_rope(c, k, pc[p].n, cf->kv_heads, hd, pc[p].p0);
             size_t off = ((size_t)l * c->max_t + pc[p].p0) * kd;
             memcpy(c->kc + off, k, (size_t)pc[p].n * kd * sizeof(float));
-            memcpy(c->vc + off, S->v + (size_t)pc[p].row * kd, (size_t)pc[p].n * kd * sizeof(float));
+            memcpy(c->vc + off, S->v + (size_t)pc[p].row * kd,
+                   (size_t)pc[p].n * kd * sizeof(float));
             eng_attention(c, l, q, S->att + (size_t)pc[p].row * qd, pc[p].n, pc[p].p0);
         }
         if (L->attn_sub)
@@ -180,12 +180,16 @@ int eng_batch_run(struct eng_ctx *S, struct eng_seg *segs, int nsegs)
         if (s->n <= 0 || s->ctx->m != S->m)
             return eng_fail(S->err, ENG_EINVAL, "segment %d: no tokens or another model", i);
         if (s->ctx->pos + s->n > s->ctx->max_t)
-            return eng_fail(S->err, ENG_ERANGE, "segment %d: context full: %d cached + %d new > "
-                            "%d positions", i, s->ctx->pos, s->n, s->ctx->max_t);
+            return eng_fail(S->err, ENG_ERANGE,
+                            "segment %d: context full: %d cached + %d new > "
+                            "%d positions",
+                            i, s->ctx->pos, s->n, s->ctx->max_t);
         for (int t = 0; t < s->n; t++)
             if (s->tok[t] < 0 || s->tok[t] >= cf->vocab)
-                return eng_fail(S->err, ENG_EINVAL, "segment %d: token id %d outside the "
-                                "vocabulary [0, %d)", i, (int)s->tok[t], cf->vocab);
+                return eng_fail(S->err, ENG_EINVAL,
+                                "segment %d: token id %d outside the "
+                                "vocabulary [0, %d)",
+                                i, (int)s->tok[t], cf->vocab);
         for (int r = 0; s->want == ENG_WANT_ROWS && r < s->nrows; r++)
             if (s->rows[r] < 0 || s->rows[r] >= cf->vocab)
                 return eng_fail(S->err, ENG_EINVAL, "label row %d outside the vocabulary",
@@ -197,8 +201,8 @@ int eng_batch_run(struct eng_ctx *S, struct eng_seg *segs, int nsegs)
         while (si < nsegs && R < cap) {
             struct eng_seg *s = &segs[si];
             int take = s->n - done < cap - R ? s->n - done : cap - R;
-            pc[np] = (struct piece){{s->ctx, s->tok + done, take, R, s->ctx->pos}, s,
-                                    done + take == s->n};
+            pc[np] = (struct piece){
+                {s->ctx, s->tok + done, take, R, s->ctx->pos}, s, done + take == s->n};
             R += take;
             s->ctx->pos += take; /* positions are claimed now; p0 recorded above */
             np++;
@@ -214,8 +218,7 @@ int eng_batch_run(struct eng_ctx *S, struct eng_seg *segs, int nsegs)
         int lrows[ENG_BATCH_ROWS], nl = logit_rows(pc, np, lrows);
         float *lg = nl ? malloc((size_t)nl * cf->vocab * sizeof(float)) : NULL;
         if (nl && !lg)
-            return eng_fail(S->err, ENG_ENOMEM, "out of memory for %d x %d logits", nl,
-                            cf->vocab);
+            return eng_fail(S->err, ENG_ENOMEM, "out of memory for %d x %d logits", nl, cf->vocab);
         struct eng_step_head hd = {lrows, nl, lg};
         int krows[ENG_BATCH_ROWS];
         struct eng_step_keep keep = {krows, kept_rows(pc, np, krows)};

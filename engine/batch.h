@@ -21,13 +21,13 @@
 enum eng_want { ENG_WANT_NONE = 0, ENG_WANT_LOGITS = 1, ENG_WANT_ROWS = 2 };
 
 struct eng_seg {
-    struct eng_ctx *ctx;  /* the sequence (borrowed; advanced by n) */
-    const int32_t *tok;   /* [n] token ids (borrowed) */
+    struct eng_ctx *ctx; /* the sequence (borrowed; advanced by n) */
+    const int32_t *tok;  /* [n] token ids (borrowed) */
     int n;
-    enum eng_want want;   /* what to compute for the segment's last token */
-    const int32_t *rows;  /* ENG_WANT_ROWS: vocabulary rows to score [nrows] */
+    enum eng_want want;  /* what to compute for the segment's last token */
+    const int32_t *rows; /* ENG_WANT_ROWS: vocabulary rows to score [nrows] */
     int nrows;
-    float *out;           /* LOGITS: [vocab]; ROWS: [nrows] (borrowed) */
+    float *out; /* LOGITS: [vocab]; ROWS: [nrows] (borrowed) */
 };
 
 /*

@@ -18,7 +18,7 @@
 #include "engine/err.h"
 
 #define USAGE                                                                                      \
-    "usage: bitdistill tokenizer-train --vocab N --out tokenizer.json [--min-frequency K]\n"     \
+    "usage: bitdistill tokenizer-train --vocab N --out tokenizer.json [--min-frequency K]\n"       \
     "                                  [--threads T] FILE...\n"
 
 static void print_help(void)
@@ -85,13 +85,15 @@ static int check_paths(char **files, int n, const char *out)
 
 int eng_cli_tokenizer_train(int argc, char **argv)
 {
-    static const struct option opts[] = {{"vocab", 1, 0, 'v'},   {"out", 1, 0, 'o'},
-                                         {"min-frequency", 1, 0, 'm'},
-                                         {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {{"vocab", 1, 0, 'v'},         {"out", 1, 0, 'o'},
+                                         {"min-frequency", 1, 0, 'm'}, {"threads", 1, 0, 't'},
+                                         {"help", 0, 0, 'h'},          {0, 0, 0, 0}};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    struct eng_bpe_opts o = {.vocab_size = -1, .min_frequency = 2,
-                             .threads = cpus < 1 ? 1 : cpus > 16 ? 16 : (int)cpus};
+    struct eng_bpe_opts o = {.vocab_size = -1,
+                             .min_frequency = 2,
+                             .threads = cpus < 1    ? 1
+                                        : cpus > 16 ? 16
+                                                    : (int)cpus};
     const char *out = NULL;
     long long v;
     char err[ENG_ERR_LEN];
@@ -101,8 +103,10 @@ int eng_cli_tokenizer_train(int argc, char **argv)
         switch (c) {
         case 'v':
             if (parse_num(optarg, 0, ENG_BPE_MAX_VOCAB + 1LL, &v)) {
-                fprintf(stderr, "bitdistill tokenizer-train: --vocab '%s' is not a number in "
-                        "%d..%d\n", optarg, 256 + ENG_BPE_N_SPECIAL, ENG_BPE_MAX_VOCAB);
+                fprintf(stderr,
+                        "bitdistill tokenizer-train: --vocab '%s' is not a number in "
+                        "%d..%d\n",
+                        optarg, 256 + ENG_BPE_N_SPECIAL, ENG_BPE_MAX_VOCAB);
                 return 2;
             }
             o.vocab_size = (int32_t)v;
@@ -110,16 +114,20 @@ int eng_cli_tokenizer_train(int argc, char **argv)
         case 'o': out = optarg; break;
         case 'm':
             if (parse_num(optarg, 0, 1LL << 62, &v)) {
-                fprintf(stderr, "bitdistill tokenizer-train: --min-frequency '%s' is not a "
-                        "non-negative number\n", optarg);
+                fprintf(stderr,
+                        "bitdistill tokenizer-train: --min-frequency '%s' is not a "
+                        "non-negative number\n",
+                        optarg);
                 return 2;
             }
             o.min_frequency = (uint64_t)v;
             break;
         case 't':
             if (parse_num(optarg, 1, 256, &v)) {
-                fprintf(stderr, "bitdistill tokenizer-train: --threads '%s' is not a number in "
-                        "1..256\n", optarg);
+                fprintf(stderr,
+                        "bitdistill tokenizer-train: --threads '%s' is not a number in "
+                        "1..256\n",
+                        optarg);
                 return 2;
             }
             o.threads = (int)v;
@@ -130,8 +138,9 @@ int eng_cli_tokenizer_train(int argc, char **argv)
     }
     if (o.vocab_size < 0 || !out || optind >= argc) {
         fprintf(stderr, "%sbitdistill tokenizer-train: %s\n", USAGE,
-                o.vocab_size < 0 ? "--vocab is required" : !out ? "--out is required"
-                                                                 : "no input FILE given");
+                o.vocab_size < 0 ? "--vocab is required"
+                : !out           ? "--out is required"
+                                 : "no input FILE given");
         return 2;
     }
     struct eng_bpe *b = NULL;
@@ -154,7 +163,8 @@ int eng_cli_tokenizer_train(int argc, char **argv)
     else if (rc)
         snprintf(err, sizeof(err), "%s", eng_bpe_errmsg(b));
     if (rc == 0) {
-        fprintf(stderr, "tokenizer-train: %llu file%s, %.1f MB, %llu lines (%llu not UTF-8, "
+        fprintf(stderr,
+                "tokenizer-train: %llu file%s, %.1f MB, %llu lines (%llu not UTF-8, "
                 "skipped), %llu pieces; counted in %.2f s on %d thread%s\n",
                 (unsigned long long)st.files, st.files == 1 ? "" : "s", (double)st.bytes / 1e6,
                 (unsigned long long)st.lines, (unsigned long long)st.bad_lines,
@@ -168,14 +178,17 @@ int eng_cli_tokenizer_train(int argc, char **argv)
         return 1;
     }
     eng_bpe_get_stats(b, &st);
-    fprintf(stderr, "tokenizer-train: %llu distinct words, %d merges in %.2f s; wrote '%s': %d "
-            "tokens (256 bytes + %d merged + %d special)\n", (unsigned long long)st.words,
-            (int)st.merges, st.merge_s, out, (int)st.vocab, (int)st.vocab - 256 - ENG_BPE_N_SPECIAL,
-            ENG_BPE_N_SPECIAL);
+    fprintf(stderr,
+            "tokenizer-train: %llu distinct words, %d merges in %.2f s; wrote '%s': %d "
+            "tokens (256 bytes + %d merged + %d special)\n",
+            (unsigned long long)st.words, (int)st.merges, st.merge_s, out, (int)st.vocab,
+            (int)st.vocab - 256 - ENG_BPE_N_SPECIAL, ENG_BPE_N_SPECIAL);
     if (st.vocab < o.vocab_size)
-        fprintf(stderr, "bitdistill tokenizer-train: warning: the vocabulary has %d tokens, not "
+        fprintf(stderr,
+                "bitdistill tokenizer-train: warning: the vocabulary has %d tokens, not "
                 "%d: no pair is left that occurs at least %llu times (give more text or a lower "
-                "--min-frequency)\n", (int)st.vocab, (int)o.vocab_size,
+                "--min-frequency)\n",
+                (int)st.vocab, (int)o.vocab_size,
                 (unsigned long long)(o.min_frequency > 1 ? o.min_frequency : 1));
     eng_bpe_free(b);
     return 0;

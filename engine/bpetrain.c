@@ -33,14 +33,14 @@
 
 /* ---------------------------------------------------------------------------- word counts */
 
-struct went {         /* one distinct word */
-    uint64_t h;       /* hash of its bytes */
-    uint64_t count;   /* occurrences; 0 = empty slot */
-    size_t off;       /* bytes at arena + off */
+struct went {       /* one distinct word */
+    uint64_t h;     /* hash of its bytes */
+    uint64_t count; /* occurrences; 0 = empty slot */
+    size_t off;     /* bytes at arena + off */
     uint32_t len;
 };
 
-struct wmap {         /* open addressing, power-of-two capacity, at most half full */
+struct wmap { /* open addressing, power-of-two capacity, at most half full */
     struct went *e;
     size_t cap, n;
     char *arena;
@@ -53,10 +53,10 @@ struct worker {
     struct job *job;
     struct wmap map;
     pcre2_match_data *md;
-    char *buf;            /* the block's valid, NFC lines */
+    char *buf; /* the block's valid, NFC lines */
     size_t blen, bcap;
     uint64_t lines, bad_lines, pieces;
-    size_t first_bad;     /* offset of the first invalid line in this input, SIZE_MAX if none */
+    size_t first_bad; /* offset of the first invalid line in this input, SIZE_MAX if none */
     int rc;
 };
 
@@ -64,22 +64,22 @@ struct worker {
 struct job {
     const char *text;
     size_t *cuts, nb;
-    size_t next;          /* atomic */
+    size_t next; /* atomic */
 };
 
 /* ------------------------------------------------------------------------------- merging */
 
 struct pair {
-    int32_t a, b;         /* token ids */
-    int64_t count;        /* occurrences over all words, weighted by word counts */
-    int32_t *w;           /* [wn] words that held the pair when it was raised (owned) */
+    int32_t a, b;  /* token ids */
+    int64_t count; /* occurrences over all words, weighted by word counts */
+    int32_t *w;    /* [wn] words that held the pair when it was raised (owned) */
     uint32_t wn, wcap;
-    int32_t last_w;       /* last word appended to w (no duplicates from one word) */
-    int32_t dirty;        /* merge step that last raised count (-1: none) */
-    int merged;           /* already recorded as a merge */
+    int32_t last_w; /* last word appended to w (no duplicates from one word) */
+    int32_t dirty;  /* merge step that last raised count (-1: none) */
+    int merged;     /* already recorded as a merge */
 };
 
-struct hent {             /* heap entry: count when queued, pair index */
+struct hent { /* heap entry: count when queued, pair index */
     int64_t count;
     int32_t pair;
 };
@@ -89,14 +89,14 @@ struct eng_bpe {
     char err[ENG_ERR_LEN];
     pcre2_code *re;
     pcre2_match_context *mctx; /* match limit raised: a 30 MB run of spaces backtracks 30M steps */
-    struct worker *wk;    /* [o.threads] */
+    struct worker *wk;         /* [o.threads] */
     struct eng_bpe_stats st;
     int trained;
 
     /* words (after train): the distinct words, compacted from worker 0's map */
     struct went *wd;
     uint64_t nwd;
-    const char *warena;   /* worker 0's arena */
+    const char *warena; /* worker 0's arena */
 
     /* tokens: raw bytes of id i at tarena + toff[i], length tlen[i] */
     char *tarena;
@@ -104,9 +104,9 @@ struct eng_bpe {
     size_t *toff;
     uint32_t *tlen;
     int32_t ntok, tcap;
-    int32_t *thash;       /* bytes -> id, open addressing (-1 empty) */
+    int32_t *thash; /* bytes -> id, open addressing (-1 empty) */
     size_t thcap;
-    uint8_t bs[256];      /* id -> byte for ids 0..255 (bytes_to_unicode order) */
+    uint8_t bs[256]; /* id -> byte for ids 0..255 (bytes_to_unicode order) */
     int32_t byte_id[256];
 
     /* merge-phase words: symbols of word w at sym + wstart[w], wlen[w] of them */
@@ -120,12 +120,12 @@ struct eng_bpe {
     /* pairs */
     struct pair *pairs;
     int32_t np, pcap;
-    uint64_t *pkey;       /* (a << 32 | b) + 1; 0 empty */
+    uint64_t *pkey; /* (a << 32 | b) + 1; 0 empty */
     int32_t *pval;
     size_t pmcap;
     struct hent *heap;
     size_t nh, hcap;
-    int32_t *dirty;       /* pairs raised in this step */
+    int32_t *dirty; /* pairs raised in this step */
     size_t ndirty, dcap;
     int32_t step;
 
@@ -313,9 +313,9 @@ static int count_block(struct worker *w, const char *p, size_t n, size_t base)
                 w->first_bad = base + i;
         } else if (nfc) {
             utf8proc_uint8_t *d = NULL;
-            utf8proc_ssize_t l = utf8proc_map((const utf8proc_uint8_t *)p + i,
-                                              (utf8proc_ssize_t)(e - i), &d,
-                                              UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+            utf8proc_ssize_t l =
+                utf8proc_map((const utf8proc_uint8_t *)p + i, (utf8proc_ssize_t)(e - i), &d,
+                             UTF8PROC_STABLE | UTF8PROC_COMPOSE);
             rc = l < 0 ? ENG_ENOMEM : buf_put(w, d, (size_t)l);
             free(d);
         } else {
@@ -373,9 +373,11 @@ static void add_warn(const char *name, const char *text, uint64_t bad, size_t fi
     uint64_t line = 1;
     for (const char *q = text; (q = memchr(q, '\n', (size_t)(text + first - q))); q++)
         line++;
-    snprintf(msg, sizeof(msg), "'%s': skipped %llu line%s that %s not valid UTF-8, the first is "
-             "line %llu", name, (unsigned long long)bad, bad == 1 ? "" : "s",
-             bad == 1 ? "is" : "are", (unsigned long long)line);
+    snprintf(msg, sizeof(msg),
+             "'%s': skipped %llu line%s that %s not valid UTF-8, the first is "
+             "line %llu",
+             name, (unsigned long long)bad, bad == 1 ? "" : "s", bad == 1 ? "is" : "are",
+             (unsigned long long)line);
     warn(msg);
 }
 
@@ -428,9 +430,9 @@ int eng_bpe_add_text(struct eng_bpe *b, const char *name, const char *text, size
     b->st.bytes += n;
     b->st.count_s += now_s() - t0;
     if (rc)
-        return eng_fail(b->err, rc, "'%s': %s", name, rc == ENG_ENOMEM
-                        ? "out of memory while counting words"
-                        : "the pre-tokenizer regex hit a PCRE2 limit");
+        return eng_fail(b->err, rc, "'%s': %s", name,
+                        rc == ENG_ENOMEM ? "out of memory while counting words"
+                                         : "the pre-tokenizer regex hit a PCRE2 limit");
     if (bad1 > bad0 && warn)
         add_warn(name, text, bad1 - bad0, first, warn);
     return 0;
@@ -480,8 +482,8 @@ int eng_bpe_add_file(struct eng_bpe *b, const char *path, void (*warn)(const cha
     if (!stdin_)
         close(fd);
     if (e)
-        return eng_fail(b->err, e == ENOMEM ? ENG_ENOMEM : ENG_EIO, "cannot read '%s': %s",
-                        path, strerror(e));
+        return eng_fail(b->err, e == ENOMEM ? ENG_ENOMEM : ENG_EIO, "cannot read '%s': %s", path,
+                        strerror(e));
     int rc = eng_bpe_add_text(b, stdin_ ? "(stdin)" : path, text, n, warn);
     free(text);
     if (rc == 0)
@@ -935,12 +937,13 @@ int eng_bpe_create(const struct eng_bpe_opts *o, struct eng_bpe **out, char *err
 {
     *out = NULL;
     if (o->vocab_size < 256 + ENG_BPE_N_SPECIAL)
-        return eng_fail(err, ENG_ERANGE, "vocabulary size %d is smaller than the 256 byte tokens "
-                        "plus %d special tokens (%d)", (int)o->vocab_size, ENG_BPE_N_SPECIAL,
-                        256 + ENG_BPE_N_SPECIAL);
+        return eng_fail(err, ENG_ERANGE,
+                        "vocabulary size %d is smaller than the 256 byte tokens "
+                        "plus %d special tokens (%d)",
+                        (int)o->vocab_size, ENG_BPE_N_SPECIAL, 256 + ENG_BPE_N_SPECIAL);
     if (o->vocab_size > ENG_BPE_MAX_VOCAB)
-        return eng_fail(err, ENG_ERANGE, "vocabulary size %d is larger than %d",
-                        (int)o->vocab_size, ENG_BPE_MAX_VOCAB);
+        return eng_fail(err, ENG_ERANGE, "vocabulary size %d is larger than %d", (int)o->vocab_size,
+                        ENG_BPE_MAX_VOCAB);
     if (o->threads < 1 || o->threads > 256)
         return eng_fail(err, ENG_ERANGE, "thread count %d is outside 1..256", o->threads);
     struct eng_bpe *b = calloc(1, sizeof(*b));
@@ -1097,8 +1100,8 @@ static char *byte_level(const char *p, size_t n)
 
 static json_t *byte_level_step(const char *type)
 {
-    return json_pack("{s:s, s:b, s:b, s:b}", "type", type, "add_prefix_space", 0, "trim_offsets",
-                     0, "use_regex", 0);
+    return json_pack("{s:s, s:b, s:b, s:b}", "type", type, "add_prefix_space", 0, "trim_offsets", 0,
+                     "use_regex", 0);
 }
 
 /* The tokenizer.json tree, or NULL when out of memory (or a special token clashes: *clash). */
@@ -1122,10 +1125,10 @@ static json_t *build(const struct eng_bpe *b, const char **clash)
         ok = !json_array_append_new(merges, json_pack("[s,s]", str[l], str[rt]));
     }
     for (int k = 0; ok && k < ENG_BPE_N_SPECIAL; k++)
-        ok = !json_array_append_new(added, json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id",
-                                                     nv + k, "content", specials[k],
-                                                     "single_word", 0, "lstrip", 0, "rstrip", 0,
-                                                     "normalized", 0, "special", 1));
+        ok = !json_array_append_new(added,
+                                    json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", nv + k,
+                                              "content", specials[k], "single_word", 0, "lstrip", 0,
+                                              "rstrip", 0, "normalized", 0, "special", 1));
     if (ok && !*clash) { /* "O" takes a new reference: every local is released below */
         json_t *split = json_pack("{s:s, s:{s:s}, s:s, s:b}", "type", "Split", "pattern", "Regex",
                                   ENG_BPE_QWEN2_REGEX, "behavior", "Isolated", "invert", 0);
@@ -1162,8 +1165,8 @@ int eng_bpe_save_json(struct eng_bpe *b, const char *path)
     json_t *root = tmp && b->trained ? build(b, &clash) : NULL;
     int rc = 0;
     if (clash) {
-        rc = eng_fail(err, ENG_EINVAL, "the learned vocabulary holds the special token '%s'",
-                      clash);
+        rc =
+            eng_fail(err, ENG_EINVAL, "the learned vocabulary holds the special token '%s'", clash);
         goto out;
     }
     if (!b->trained) {

@@ -36,7 +36,7 @@
 
 /* Qwen2/Qwen3's pre-tokenizer regex (Split, Isolated), as in their tokenizer.json. */
 #define ENG_BPE_QWEN2_REGEX                                                                        \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|"                          \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|"                           \
     " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
 #define ENG_BPE_N_SPECIAL 3 /* <|endoftext|>, <|im_start|>, <|im_end|> */

@@ -31,18 +31,23 @@ int eng_chat_template_read(const char *dir, char **out, char *err)
     if (json_is_array(t)) {
         size_t i;
         json_t *e, *found = NULL;
-        json_array_foreach(t, i, e) {
+        json_array_foreach(t, i, e)
+        {
             const char *name = json_string_value(json_object_get(e, "name"));
             if (name && !strcmp(name, "default"))
                 found = json_object_get(e, "template");
         }
         if (!json_is_string(found))
-            rc = eng_fail(err, ENG_EFORMAT, "'%s': chat_template is a list without a \"default\" "
-                          "template", path);
+            rc = eng_fail(err, ENG_EFORMAT,
+                          "'%s': chat_template is a list without a \"default\" "
+                          "template",
+                          path);
         t = found;
     } else if (t && !json_is_string(t) && !json_is_null(t)) {
-        rc = eng_fail(err, ENG_EFORMAT, "'%s': chat_template must be a string or a list of "
-                      "{name, template}", path);
+        rc = eng_fail(err, ENG_EFORMAT,
+                      "'%s': chat_template must be a string or a list of "
+                      "{name, template}",
+                      path);
     }
     if (!rc && json_is_string(t) && !(*out = strdup(json_string_value(t))))
         rc = eng_fail(err, ENG_ENOMEM, "out of memory");
@@ -81,8 +86,10 @@ int eng_chat_render(const struct eng_served *s, const json_t *messages, const js
     int rc;
     *out = NULL;
     if (!s->chat)
-        return eng_fail(err, ENG_EMISSING, "model '%s' has no chat template "
-                        "(tokenizer.chat_template)", s->id);
+        return eng_fail(err, ENG_EMISSING,
+                        "model '%s' has no chat template "
+                        "(tokenizer.chat_template)",
+                        s->id);
     json_t *ctx = json_object();
     if (!ctx)
         return eng_fail(err, ENG_ENOMEM, "out of memory");

@@ -12,11 +12,11 @@
 #include "engine/hfconfig.h"
 
 struct eng_classifier {
-    struct eng_model *m;     /* borrowed */
+    struct eng_model *m;       /* borrowed */
     const struct eng_tok *tok; /* borrowed */
-    char *pre, *post;        /* template around "{text}" (owned) */
+    char *pre, *post;          /* template around "{text}" (owned) */
     int n;
-    int32_t *rows;           /* [n] first token of each label word */
+    int32_t *rows; /* [n] first token of each label word */
     struct eng_ctx *ctx;
 };
 
@@ -32,8 +32,7 @@ void eng_classifier_free(struct eng_classifier *c)
 }
 
 int eng_classifier_create(struct eng_model *m, const struct eng_tok *tok, const char *template,
-                          const char *const *words, int n, struct eng_classifier **out,
-                          char *err)
+                          const char *const *words, int n, struct eng_classifier **out, char *err)
 {
     int rc;
     struct eng_classifier *c = calloc(1, sizeof(*c));
@@ -71,14 +70,18 @@ int eng_classifier_create(struct eng_model *m, const struct eng_tok *tok, const 
         c->rows[i] = ids[0];
         free(ids);
         if (c->rows[i] >= eng_model_config(m)->vocab) {
-            rc = eng_fail(err, ENG_EINVAL, "label word '%s' maps to token %d, outside the "
-                          "model's vocabulary", words[i], (int)c->rows[i]);
+            rc = eng_fail(err, ENG_EINVAL,
+                          "label word '%s' maps to token %d, outside the "
+                          "model's vocabulary",
+                          words[i], (int)c->rows[i]);
             goto fail;
         }
         for (int j = 0; j < i; j++)
             if (c->rows[j] == c->rows[i]) {
-                rc = eng_fail(err, ENG_EINVAL, "label words '%s' and '%s' start with the same "
-                              "token %d", words[j], words[i], (int)c->rows[i]);
+                rc = eng_fail(err, ENG_EINVAL,
+                              "label words '%s' and '%s' start with the same "
+                              "token %d",
+                              words[j], words[i], (int)c->rows[i]);
                 goto fail;
             }
     }

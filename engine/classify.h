@@ -15,8 +15,7 @@ struct eng_classifier;
  * Each word's first token is its label row; two labels sharing a first token are refused.
  * model and tok are borrowed and must outlive the classifier. */
 int eng_classifier_create(struct eng_model *m, const struct eng_tok *tok, const char *template,
-                          const char *const *words, int n, struct eng_classifier **out,
-                          char *err);
+                          const char *const *words, int n, struct eng_classifier **out, char *err);
 void eng_classifier_free(struct eng_classifier *c);
 
 /* The one scoring rule of verbalizer classification, shared by `bitdistill classify` and

@@ -146,10 +146,11 @@ int eng_cli_init(int argc, char **argv)
         case 's': seed = strtoull(optarg, NULL, 10); break;
         case 'd': dtype = optarg; break;
         case 'h':
-            printf("usage: bitdistill init --config CONFIG.json --out DIR [--seed N] "
-                   "[--dtype bf16|f32]\n"
-                   "Write a random-initialised model (config.json + model.safetensors) in Hugging "
-                   "Face format.\nShapes of real models: engine/configs/qwen3-{0.6b,1.7b,4b}.json.\n");
+            printf(
+                "usage: bitdistill init --config CONFIG.json --out DIR [--seed N] "
+                "[--dtype bf16|f32]\n"
+                "Write a random-initialised model (config.json + model.safetensors) in Hugging "
+                "Face format.\nShapes of real models: engine/configs/qwen3-{0.6b,1.7b,4b}.json.\n");
             return 0;
         default: return 2;
         }
@@ -169,8 +170,8 @@ int eng_cli_init(int argc, char **argv)
 
 int eng_cli_tokenize(int argc, char **argv)
 {
-    static const struct option opts[] = {{"model", 1, 0, 'm'}, {"decode", 0, 0, 'd'},
-                                         {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"model", 1, 0, 'm'}, {"decode", 0, 0, 'd'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     const char *model = NULL;
     int decode = 0, c, rc = 1;
     optind = 1;
@@ -219,9 +220,8 @@ int eng_cli_tokenize(int argc, char **argv)
         int32_t *ids = NULL;
         size_t k = 0;
         if ((rc = eng_tok_encode(o.tok, in, n, &ids, &k))) {
-            fprintf(stderr, "bitdistill tokenize: %s\n", rc == ENG_ETOKENIZER
-                                                             ? "input is not valid UTF-8"
-                                                             : eng_strerror(rc));
+            fprintf(stderr, "bitdistill tokenize: %s\n",
+                    rc == ENG_ETOKENIZER ? "input is not valid UTF-8" : eng_strerror(rc));
             rc = 1;
         } else {
             for (size_t i = 0; i < k; i++)
@@ -251,8 +251,9 @@ int eng_cli_forward(int argc, char **argv)
         case 'o': outp = optarg; break;
         case 'j': threads = atoi(optarg); break;
         case 'h':
-            printf("usage: bitdistill forward --model DIR --tokens 1,2,3 --out FILE [--threads N]\n"
-                   "Writes the logits of every position as raw little-endian float32 [T, vocab].\n");
+            printf(
+                "usage: bitdistill forward --model DIR --tokens 1,2,3 --out FILE [--threads N]\n"
+                "Writes the logits of every position as raw little-endian float32 [T, vocab].\n");
             return 0;
         default: return 2;
         }
@@ -393,11 +394,11 @@ static int add_label(char *arg, char **names, char **words, int *n)
 
 int eng_cli_convert(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"model", 1, 0, 'm'}, {"out", 1, 0, 'o'},    {"ternary", 0, 0, 't'},
-        {"head", 1, 0, 'H'},  {"template", 1, 0, 'T'}, {"label", 1, 0, 'l'},
-        {"job-id", 1, 0, 'j'}, {"no-chat-template", 0, 0, 'C'}, {"help", 0, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"model", 1, 0, 'm'},    {"out", 1, 0, 'o'},
+                                         {"ternary", 0, 0, 't'},  {"head", 1, 0, 'H'},
+                                         {"template", 1, 0, 'T'}, {"label", 1, 0, 'l'},
+                                         {"job-id", 1, 0, 'j'},   {"no-chat-template", 0, 0, 'C'},
+                                         {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
     const char *model = NULL, *outp = NULL, *head = "q8", *tmpl = NULL, *job = NULL;
     char *names[MAX_LABELS], *words[MAX_LABELS], err[ENG_ERR_LEN] = "", hex[65] = "";
     char *chat = NULL;
@@ -452,8 +453,10 @@ int eng_cli_convert(int argc, char **argv)
         struct jinja_tpl *jt = NULL;
         char jerr[JINJA_ERR_LEN];
         if (jinja_parse(chat, strlen(chat), &jt, jerr)) {
-            fprintf(stderr, "bitdistill convert: the chat template of %s/tokenizer_config.json "
-                    "cannot be served: %s (--no-chat-template leaves it out)\n", model, jerr);
+            fprintf(stderr,
+                    "bitdistill convert: the chat template of %s/tokenizer_config.json "
+                    "cannot be served: %s (--no-chat-template leaves it out)\n",
+                    model, jerr);
             free(chat);
             return 1;
         }
@@ -468,8 +471,7 @@ int eng_cli_convert(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    if ((rc = eng_student_from_fp(o.m, strcmp(head, "q4") ? ENG_HEAD_Q8 : ENG_HEAD_Q4, &st,
-                                  err))) {
+    if ((rc = eng_student_from_fp(o.m, strcmp(head, "q4") ? ENG_HEAD_Q8 : ENG_HEAD_Q4, &st, err))) {
         fprintf(stderr, "bitdistill convert: %s\n", err);
         rc = 1;
         goto out;
@@ -477,8 +479,8 @@ int eng_cli_convert(int argc, char **argv)
     /* provenance: the teacher's weights as the loader read them (a failure leaves it out) */
     if (eng_st_sha256(model, hex, err))
         hex[0] = '\0';
-    struct eng_student_meta meta = {(char *)tmpl, nl, names, words, hex[0] ? hex : NULL,
-                                    (char *)job, NULL, chat, NULL};
+    struct eng_student_meta meta = {(char *)tmpl, nl,   names, words, hex[0] ? hex : NULL,
+                                    (char *)job,  NULL, chat,  NULL};
     if ((rc = eng_student_save(st, o.tok, &meta, outp, err))) {
         fprintf(stderr, "bitdistill convert: %s\n", err);
         rc = 1;
@@ -486,9 +488,11 @@ int eng_cli_convert(int argc, char **argv)
     }
     struct stat sb;
     stat(outp, &sb);
-    fprintf(stderr, "bitdistill convert: wrote %s (%lld bytes; teacher resident %zu bytes, "
-            "student %zu bytes; head %s)\n", outp, (long long)sb.st_size,
-            eng_model_resident_bytes(o.m), eng_model_resident_bytes(st), head);
+    fprintf(stderr,
+            "bitdistill convert: wrote %s (%lld bytes; teacher resident %zu bytes, "
+            "student %zu bytes; head %s)\n",
+            outp, (long long)sb.st_size, eng_model_resident_bytes(o.m),
+            eng_model_resident_bytes(st), head);
     rc = 0;
 out:
     free(chat);
@@ -499,9 +503,9 @@ out:
 
 int eng_cli_classify(int argc, char **argv)
 {
-    static const struct option opts[] = {{"model", 1, 0, 'm'},    {"template", 1, 0, 'T'},
-                                         {"label", 1, 0, 'l'},    {"threads", 1, 0, 'j'},
-                                         {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
+    static const struct option opts[] = {{"model", 1, 0, 'm'}, {"template", 1, 0, 'T'},
+                                         {"label", 1, 0, 'l'}, {"threads", 1, 0, 'j'},
+                                         {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
     const char *model = NULL, *tmpl = NULL;
     char *names[MAX_LABELS], *words[MAX_LABELS], err[ENG_ERR_LEN] = "";
     int c, nl = 0, threads = 1, rc = 1;

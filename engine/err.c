@@ -11,11 +11,9 @@
 const char *eng_strerror(int status)
 {
     switch (status) {
-    case ENG_OK:
-        return "success";
+    case ENG_OK: return "success";
 #define ENG_STATUS_CASE_(name, code, text)                                                         \
-    case ENG_##name:                                                                               \
-        return text;
+    case ENG_##name: return text;
         ENG_STATUS_MAP(ENG_STATUS_CASE_)
 #undef ENG_STATUS_CASE_
     }

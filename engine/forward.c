@@ -20,7 +20,8 @@
 #include "kernels/blas.h"
 #include "kernels/fops.h"
 
-#define CTX_CHUNK ENG_CTX_CHUNK_MAX /* tokens per prefill chunk: bounds the scratch to chunk x inter floats */
+#define CTX_CHUNK                                                                                  \
+    ENG_CTX_CHUNK_MAX /* tokens per prefill chunk: bounds the scratch to chunk x inter floats */
 
 int eng_lin_forward(struct eng_ctx *c, const struct eng_lin *l, const float *x, int n, float *y)
 {
@@ -72,8 +73,7 @@ static int ctx_create(struct eng_model *m, int max_tokens, int kv_only, struct e
     if (!c->kc || !c->vc || !c->sc || !c->rc || !c->rs ||
         (!kv_only && (!c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->g || !c->u))) {
         eng_ctx_free(c);
-        return eng_fail(m->err, ENG_ENOMEM, "out of memory for a context of %d tokens",
-                        max_tokens);
+        return eng_fail(m->err, ENG_ENOMEM, "out of memory for a context of %d tokens", max_tokens);
     }
     krn_rope_tables(c->rc, c->rs, (size_t)max_tokens, (size_t)cf->head_dim, cf->rope_theta);
     if (!kv_only && m->ternary && m->ops->ctx_init(c)) {
@@ -181,8 +181,8 @@ void eng_attention(struct eng_ctx *c, int l, const float *q, float *att, int n, 
             krn_softmax(row, 1, (size_t)nk);
             memset(row + nk, 0, (size_t)(np - nk) * sizeof(float));
         }
-        krn_sgemm(0, (size_t)n, (size_t)hd, (size_t)np, 1.0f, c->sc, (size_t)np, V + ko,
-                  (size_t)kd, 0.0f, att + (size_t)h * hd, (size_t)qd);
+        krn_sgemm(0, (size_t)n, (size_t)hd, (size_t)np, 1.0f, c->sc, (size_t)np, V + ko, (size_t)kd,
+                  0.0f, att + (size_t)h * hd, (size_t)qd);
     }
 }
 
@@ -216,13 +216,14 @@ static int check_tokens(struct eng_ctx *c, const int32_t *tokens, int n)
                         c->pos, n, c->max_t);
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= c->m->cfg.vocab)
-            return eng_fail(c->err, ENG_EINVAL, "token id %d at position %d is outside the "
-                            "vocabulary [0, %d)", (int)tokens[i], i, c->m->cfg.vocab);
+            return eng_fail(c->err, ENG_EINVAL,
+                            "token id %d at position %d is outside the "
+                            "vocabulary [0, %d)",
+                            (int)tokens[i], i, c->m->cfg.vocab);
     return 0;
 }
 
-int eng_ctx_forward(struct eng_ctx *c, const int32_t *tokens, int n, float *logits,
-                    int all_logits)
+int eng_ctx_forward(struct eng_ctx *c, const int32_t *tokens, int n, float *logits, int all_logits)
 {
     int rc = check_tokens(c, tokens, n);
     if (rc)
@@ -230,8 +231,10 @@ int eng_ctx_forward(struct eng_ctx *c, const int32_t *tokens, int n, float *logi
     size_t V = (size_t)c->m->cfg.vocab;
     for (int i = 0; i < n; i += c->chunk) {
         int k = n - i < c->chunk ? n - i : c->chunk;
-        float *out = !logits ? NULL : all_logits ? logits + (size_t)i * V
-                                                 : i + k == n ? logits : NULL;
+        float *out = !logits      ? NULL
+                     : all_logits ? logits + (size_t)i * V
+                     : i + k == n ? logits
+                                  : NULL;
         if ((rc = forward_chunk(c, tokens + i, k, out, all_logits)))
             return rc;
     }

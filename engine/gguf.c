@@ -41,9 +41,10 @@ struct cur {
 static int need(struct cur *c, uint64_t n, const char *what)
 {
     if (n > c->size - c->off)
-        return eng_fail(c->err, ENG_ETRUNC, "'%s': truncated at byte %zu reading %s (%llu bytes "
-                        "needed, %zu left)", c->path, c->off, what, (unsigned long long)n,
-                        c->size - c->off);
+        return eng_fail(c->err, ENG_ETRUNC,
+                        "'%s': truncated at byte %zu reading %s (%llu bytes "
+                        "needed, %zu left)",
+                        c->path, c->off, what, (unsigned long long)n, c->size - c->off);
     return 0;
 }
 
@@ -93,12 +94,14 @@ static int skip_val(struct cur *c, uint32_t ty, const char *key, int depth)
     if ((rc = rd(c, &at, 4, key)) || (rc = rd(c, &n, 8, key)))
         return rc;
     if (at >= ENG_GGUF_NTYPES || at == ENG_GGUF_ARRAY)
-        return eng_fail(c->err, ENG_EFORMAT, "'%s': key '%s': bad array element type %u",
-                        c->path, key, at);
+        return eng_fail(c->err, ENG_EFORMAT, "'%s': key '%s': bad array element type %u", c->path,
+                        key, at);
     if (at != ENG_GGUF_STRING) {
         if (n > (c->size - c->off) / type_size[at])
-            return eng_fail(c->err, ENG_ETRUNC, "'%s': truncated: key '%s': array of %llu "
-                            "elements runs past the end of the file", c->path, key, (unsigned long long)n);
+            return eng_fail(c->err, ENG_ETRUNC,
+                            "'%s': truncated: key '%s': array of %llu "
+                            "elements runs past the end of the file",
+                            c->path, key, (unsigned long long)n);
         c->off += n * type_size[at];
         return 0;
     }
@@ -149,8 +152,8 @@ static int parse(struct eng_gguf *g, const char *path, char *err)
         (rc = rd(&c, &g->nkv, 8, "kv_count")))
         return rc;
     if (version != 3)
-        return eng_fail(err, ENG_EUNSUPPORTED, "'%s': GGUF version %u (only 3 is supported)",
-                        path, version);
+        return eng_fail(err, ENG_EUNSUPPORTED, "'%s': GGUF version %u (only 3 is supported)", path,
+                        version);
     if (g->nt > GGUF_MAX_COUNT || g->nkv > GGUF_MAX_COUNT)
         return eng_fail(err, ENG_EFORMAT, "'%s': implausible counts (%llu tensors, %llu keys)",
                         path, (unsigned long long)g->nt, (unsigned long long)g->nkv);
@@ -165,8 +168,7 @@ static int parse(struct eng_gguf *g, const char *path, char *err)
         char kname[128];
         if ((rc = rd_str(&c, &kv->key, "a key")) || (rc = rd(&c, &ty, 4, "a value type")))
             return rc;
-        snprintf(kname, sizeof(kname), "%.*s", (int)(kv->key.n < 100 ? kv->key.n : 100),
-                 kv->key.p);
+        snprintf(kname, sizeof(kname), "%.*s", (int)(kv->key.n < 100 ? kv->key.n : 100), kv->key.p);
         kv->type = (enum eng_gguf_type)ty;
         if (ty == ENG_GGUF_ARRAY) {
             uint32_t at;
@@ -191,8 +193,10 @@ static int parse(struct eng_gguf *g, const char *path, char *err)
                 return eng_fail(err, ENG_EFORMAT, "'%s': general.alignment must be u32", path);
             memcpy(&a, kv->val, 4);
             if (a == 0 || (a & (a - 1)) || a > 65536)
-                return eng_fail(err, ENG_EFORMAT, "'%s': general.alignment %u is not a power of "
-                                "two <= 65536", path, a);
+                return eng_fail(err, ENG_EFORMAT,
+                                "'%s': general.alignment %u is not a power of "
+                                "two <= 65536",
+                                path, a);
             g->alignment = a;
         }
     }
@@ -201,8 +205,7 @@ static int parse(struct eng_gguf *g, const char *path, char *err)
         char tname[128];
         if ((rc = rd_str(&c, &t->name, "a tensor name")))
             return rc;
-        snprintf(tname, sizeof(tname), "%.*s", (int)(t->name.n < 100 ? t->name.n : 100),
-                 t->name.p);
+        snprintf(tname, sizeof(tname), "%.*s", (int)(t->name.n < 100 ? t->name.n : 100), t->name.p);
         if ((rc = rd(&c, &t->n_dims, 4, tname)))
             return rc;
         if (t->n_dims < 1 || t->n_dims > 4)
@@ -214,8 +217,10 @@ static int parse(struct eng_gguf *g, const char *path, char *err)
             return rc;
         size_t es = ggml_elsize(t->type);
         if (!es)
-            return eng_fail(err, ENG_EUNSUPPORTED, "'%s': tensor '%s' has ggml type %u (F32, F16, "
-                            "I8, I32 supported)", path, tname, t->type);
+            return eng_fail(err, ENG_EUNSUPPORTED,
+                            "'%s': tensor '%s' has ggml type %u (F32, F16, "
+                            "I8, I32 supported)",
+                            path, tname, t->type);
         unsigned __int128 nb = es;
         for (uint32_t d = 0; d < t->n_dims; d++)
             nb *= t->ne[d];
@@ -224,9 +229,10 @@ static int parse(struct eng_gguf *g, const char *path, char *err)
                             tname);
         t->nbytes = (uint64_t)nb;
         if (off % g->alignment)
-            return eng_fail(err, ENG_EFORMAT, "'%s': tensor '%s' offset %llu is not aligned to "
-                            "%llu", path, tname, (unsigned long long)off,
-                            (unsigned long long)g->alignment);
+            return eng_fail(err, ENG_EFORMAT,
+                            "'%s': tensor '%s' offset %llu is not aligned to "
+                            "%llu",
+                            path, tname, (unsigned long long)off, (unsigned long long)g->alignment);
         t->data = (const void *)(uintptr_t)off; /* fixed up below */
         for (uint64_t j = 0; j < i; j++)
             if (g->t[j].name.n == t->name.n && !memcmp(g->t[j].name.p, t->name.p, t->name.n))
@@ -239,11 +245,11 @@ static int parse(struct eng_gguf *g, const char *path, char *err)
         struct eng_gguf_tensor *t = &g->t[i];
         uint64_t off = (uint64_t)(uintptr_t)t->data;
         if (off > g->size - data || t->nbytes > g->size - data - off)
-            return eng_fail(err, ENG_ETRUNC, "'%s': tensor '%.*s' [%llu, +%llu) runs past the end "
-                            "of the file (data block %zu bytes): truncated?", path,
-                            (int)(t->name.n < 100 ? t->name.n : 100), t->name.p,
-                            (unsigned long long)off, (unsigned long long)t->nbytes,
-                            g->size - data);
+            return eng_fail(err, ENG_ETRUNC,
+                            "'%s': tensor '%.*s' [%llu, +%llu) runs past the end "
+                            "of the file (data block %zu bytes): truncated?",
+                            path, (int)(t->name.n < 100 ? t->name.n : 100), t->name.p,
+                            (unsigned long long)off, (unsigned long long)t->nbytes, g->size - data);
         t->data = g->map + data + off;
     }
     return 0;
@@ -264,8 +270,8 @@ int eng_gguf_open(const char *path, struct eng_gguf **out, char *err)
     }
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size < 24) {
         close(fd);
-        rc = eng_fail(err, ENG_ETRUNC, "'%s': not a GGUF file (%lld bytes, header needs 24)",
-                      path, (long long)sb.st_size);
+        rc = eng_fail(err, ENG_ETRUNC, "'%s': not a GGUF file (%lld bytes, header needs 24)", path,
+                      (long long)sb.st_size);
         goto fail;
     }
     g->size = (size_t)sb.st_size;
@@ -285,8 +291,14 @@ fail:
     return rc;
 }
 
-size_t eng_gguf_file_size(const struct eng_gguf *g) { return g->size; }
-size_t eng_gguf_tensor_count(const struct eng_gguf *g) { return g->nt; }
+size_t eng_gguf_file_size(const struct eng_gguf *g)
+{
+    return g->size;
+}
+size_t eng_gguf_tensor_count(const struct eng_gguf *g)
+{
+    return g->nt;
+}
 
 const struct eng_gguf_kv *eng_gguf_kv(const struct eng_gguf *g, const char *key)
 {
@@ -315,9 +327,18 @@ int eng_gguf_get_u64(const struct eng_gguf *g, const char *key, uint64_t *v, cha
     int32_t i32;
     int64_t i64;
     switch (kv->type) {
-    case ENG_GGUF_U8: memcpy(&u8, kv->val, 1); *v = u8; return 0;
-    case ENG_GGUF_U16: memcpy(&u16, kv->val, 2); *v = u16; return 0;
-    case ENG_GGUF_U32: memcpy(&u32, kv->val, 4); *v = u32; return 0;
+    case ENG_GGUF_U8:
+        memcpy(&u8, kv->val, 1);
+        *v = u8;
+        return 0;
+    case ENG_GGUF_U16:
+        memcpy(&u16, kv->val, 2);
+        *v = u16;
+        return 0;
+    case ENG_GGUF_U32:
+        memcpy(&u32, kv->val, 4);
+        *v = u32;
+        return 0;
     case ENG_GGUF_U64: memcpy(v, kv->val, 8); return 0;
     case ENG_GGUF_I32:
         memcpy(&i32, kv->val, 4);
@@ -499,8 +520,7 @@ int eng_gguf_w_bool(struct eng_gguf_writer *w, const char *key, int val)
     return w->oom ? ENG_ENOMEM : 0;
 }
 
-int eng_gguf_w_arr_str(struct eng_gguf_writer *w, const char *key, const char *const *v,
-                       uint64_t n)
+int eng_gguf_w_arr_str(struct eng_gguf_writer *w, const char *key, const char *const *v, uint64_t n)
 {
     uint32_t at = ENG_GGUF_STRING;
     wkey(w, key, ENG_GGUF_ARRAY);
@@ -521,8 +541,8 @@ int eng_gguf_w_arr_i32(struct eng_gguf_writer *w, const char *key, const int32_t
     return w->oom ? ENG_ENOMEM : 0;
 }
 
-int eng_gguf_w_tensor(struct eng_gguf_writer *w, const char *name, uint32_t type,
-                      uint32_t n_dims, const uint64_t *ne, const void *data, uint64_t nbytes)
+int eng_gguf_w_tensor(struct eng_gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                      const uint64_t *ne, const void *data, uint64_t nbytes)
 {
     if (n_dims < 1 || n_dims > 4)
         return ENG_EINVAL;

@@ -17,9 +17,20 @@
 #include <stdint.h>
 
 enum eng_gguf_type {
-    ENG_GGUF_U8 = 0, ENG_GGUF_I8, ENG_GGUF_U16, ENG_GGUF_I16, ENG_GGUF_U32, ENG_GGUF_I32,
-    ENG_GGUF_F32, ENG_GGUF_BOOL, ENG_GGUF_STRING, ENG_GGUF_ARRAY, ENG_GGUF_U64, ENG_GGUF_I64,
-    ENG_GGUF_F64, ENG_GGUF_NTYPES
+    ENG_GGUF_U8 = 0,
+    ENG_GGUF_I8,
+    ENG_GGUF_U16,
+    ENG_GGUF_I16,
+    ENG_GGUF_U32,
+    ENG_GGUF_I32,
+    ENG_GGUF_F32,
+    ENG_GGUF_BOOL,
+    ENG_GGUF_STRING,
+    ENG_GGUF_ARRAY,
+    ENG_GGUF_U64,
+    ENG_GGUF_I64,
+    ENG_GGUF_F64,
+    ENG_GGUF_NTYPES
 };
 
 /* ggml tensor types used here (values from ggml.h). */
@@ -44,9 +55,9 @@ struct eng_gguf_kv {
 struct eng_gguf_tensor {
     struct eng_gguf_str name;
     uint32_t n_dims;
-    uint64_t ne[4];          /* ggml order: ne[0] contiguous */
+    uint64_t ne[4]; /* ggml order: ne[0] contiguous */
     uint32_t type;
-    const void *data;        /* inside the mapping, aligned to the file's alignment */
+    const void *data; /* inside the mapping, aligned to the file's alignment */
     uint64_t nbytes;
 };
 

@@ -41,7 +41,8 @@ static int get_token_id(const json_t *root, const char *key)
  * only the default (unscaled) RoPE is supported. */
 static int get_rope(const json_t *root, const char *what, float *theta, char *err)
 {
-    json_t *rp = json_object_get(root, "rope_parameters"), *rs = json_object_get(root, "rope_scaling");
+    json_t *rp = json_object_get(root, "rope_parameters"),
+           *rs = json_object_get(root, "rope_scaling");
     json_t *t = json_object_get(root, "rope_theta");
     const json_t *scal[2] = {rp, rs};
     for (int i = 0; i < 2; i++) {
@@ -54,9 +55,10 @@ static int get_rope(const json_t *root, const char *what, float *theta, char *er
         if (!ty)
             ty = json_object_get(scal[i], "type");
         if (ty && !(json_is_string(ty) && !strcmp(json_string_value(ty), "default")))
-            return eng_fail(err, ENG_EUNSUPPORTED, "%s: RoPE scaling type '%s' is not supported "
-                            "(only the default RoPE)", what,
-                            json_is_string(ty) ? json_string_value(ty) : "?");
+            return eng_fail(err, ENG_EUNSUPPORTED,
+                            "%s: RoPE scaling type '%s' is not supported "
+                            "(only the default RoPE)",
+                            what, json_is_string(ty) ? json_string_value(ty) : "?");
         if (!t && json_object_get(scal[i], "rope_theta"))
             t = json_object_get(scal[i], "rope_theta");
     }
@@ -86,8 +88,10 @@ int eng_config_from_json(const json_t *root, const char *what, struct eng_config
     else if (!strcmp(mt, "llama"))
         cfg->arch = ENG_ARCH_LLAMA;
     else
-        return eng_fail(err, ENG_EUNSUPPORTED, "%s: model_type '%s' is not supported (supported: "
-                        "qwen3, qwen2, llama)", what, mt);
+        return eng_fail(err, ENG_EUNSUPPORTED,
+                        "%s: model_type '%s' is not supported (supported: "
+                        "qwen3, qwen2, llama)",
+                        what, mt);
     snprintf(cfg->model_type, sizeof(cfg->model_type), "%s", mt);
     if ((rc = get_pos_int(root, "vocab_size", what, &cfg->vocab, err)) ||
         (rc = get_pos_int(root, "hidden_size", what, &cfg->hidden, err)) ||
@@ -101,17 +105,20 @@ int eng_config_from_json(const json_t *root, const char *what, struct eng_config
         (rc = get_pos_int(root, "num_key_value_heads", what, &cfg->kv_heads, err)))
         return rc;
     if (cfg->heads % cfg->kv_heads)
-        return eng_fail(err, ENG_ECONFIG, "%s: num_attention_heads %d is not a multiple of "
-                        "num_key_value_heads %d", what, cfg->heads, cfg->kv_heads);
+        return eng_fail(err, ENG_ECONFIG,
+                        "%s: num_attention_heads %d is not a multiple of "
+                        "num_key_value_heads %d",
+                        what, cfg->heads, cfg->kv_heads);
     json_t *hd = json_object_get(root, "head_dim");
     if (hd && !json_is_null(hd)) {
         if ((rc = get_pos_int(root, "head_dim", what, &cfg->head_dim, err)))
             return rc;
     } else {
         if (cfg->hidden % cfg->heads)
-            return eng_fail(err, ENG_ECONFIG, "%s: hidden_size %d is not a multiple of "
-                            "num_attention_heads %d and no head_dim is given", what, cfg->hidden,
-                            cfg->heads);
+            return eng_fail(err, ENG_ECONFIG,
+                            "%s: hidden_size %d is not a multiple of "
+                            "num_attention_heads %d and no head_dim is given",
+                            what, cfg->hidden, cfg->heads);
         cfg->head_dim = cfg->hidden / cfg->heads;
     }
     if (cfg->head_dim % 2)
@@ -173,15 +180,14 @@ int eng_config_load(const char *path, struct eng_config *cfg, char *err)
 json_t *eng_config_to_json(const struct eng_config *c)
 {
     static const char *const archs[] = {"Qwen3ForCausalLM", "Qwen2ForCausalLM", "LlamaForCausalLM"};
-    json_t *o = json_pack("{s:[s],s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:b,s:s,s:s}",
-                          "architectures", archs[c->arch], "model_type", c->model_type,
-                          "vocab_size", c->vocab, "hidden_size", c->hidden, "intermediate_size",
-                          c->inter, "num_hidden_layers", c->layers, "num_attention_heads",
-                          c->heads, "num_key_value_heads", c->kv_heads, "head_dim", c->head_dim,
-                          "max_position_embeddings", c->max_pos, "rope_theta",
-                          (double)c->rope_theta, "rms_norm_eps", (double)c->eps,
-                          "tie_word_embeddings", c->tie, "hidden_act", "silu", "torch_dtype",
-                          "float32");
+    json_t *o = json_pack(
+        "{s:[s],s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:b,s:s,s:s}", "architectures",
+        archs[c->arch], "model_type", c->model_type, "vocab_size", c->vocab, "hidden_size",
+        c->hidden, "intermediate_size", c->inter, "num_hidden_layers", c->layers,
+        "num_attention_heads", c->heads, "num_key_value_heads", c->kv_heads, "head_dim",
+        c->head_dim, "max_position_embeddings", c->max_pos, "rope_theta", (double)c->rope_theta,
+        "rms_norm_eps", (double)c->eps, "tie_word_embeddings", c->tie, "hidden_act", "silu",
+        "torch_dtype", "float32");
     if (!o)
         return NULL;
     if (c->arch != ENG_ARCH_QWEN2)

@@ -13,21 +13,21 @@ enum eng_arch { ENG_ARCH_QWEN3 = 0, ENG_ARCH_QWEN2, ENG_ARCH_LLAMA };
 
 struct eng_config {
     enum eng_arch arch;
-    char model_type[32];   /* "qwen3", "qwen2", "llama" */
-    int vocab;             /* vocab_size: rows of the embedding and the head */
-    int hidden;            /* hidden_size */
-    int inter;             /* intermediate_size (SwiGLU width) */
-    int layers;            /* num_hidden_layers */
-    int heads;             /* num_attention_heads */
-    int kv_heads;          /* num_key_value_heads (GQA groups); heads % kv_heads == 0 */
-    int head_dim;          /* per head; hidden/heads unless config.json says */
-    int max_pos;           /* max_position_embeddings */
-    float rope_theta;      /* RoPE base */
-    float eps;             /* rms_norm_eps */
-    int tie;               /* tie_word_embeddings: head = embedding matrix */
-    int qk_norm;           /* Qwen3: RMSNorm over head_dim on q and k before RoPE */
-    int qkv_bias;          /* Qwen2 always, others when attention_bias */
-    int bos_id, eos_id;    /* -1 when absent */
+    char model_type[32]; /* "qwen3", "qwen2", "llama" */
+    int vocab;           /* vocab_size: rows of the embedding and the head */
+    int hidden;          /* hidden_size */
+    int inter;           /* intermediate_size (SwiGLU width) */
+    int layers;          /* num_hidden_layers */
+    int heads;           /* num_attention_heads */
+    int kv_heads;        /* num_key_value_heads (GQA groups); heads % kv_heads == 0 */
+    int head_dim;        /* per head; hidden/heads unless config.json says */
+    int max_pos;         /* max_position_embeddings */
+    float rope_theta;    /* RoPE base */
+    float eps;           /* rms_norm_eps */
+    int tie;             /* tie_word_embeddings: head = embedding matrix */
+    int qk_norm;         /* Qwen3: RMSNorm over head_dim on q and k before RoPE */
+    int qkv_bias;        /* Qwen2 always, others when attention_bias */
+    int bos_id, eos_id;  /* -1 when absent */
 };
 
 /* Validate a parsed config.json object into cfg. Returns 0 or ENG_ECONFIG/ENG_EUNSUPPORTED with

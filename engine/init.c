@@ -25,8 +25,8 @@
 
 struct itensor {
     char name[128];
-    int64_t d0, d1;   /* shape [d0] (d1 == 0) or [d0][d1] */
-    int kind;         /* 0 normal(std), 1 ones, 2 zeros */
+    int64_t d0, d1; /* shape [d0] (d1 == 0) or [d0][d1] */
+    int kind;       /* 0 normal(std), 1 ones, 2 zeros */
 };
 
 static uint64_t splitmix(uint64_t *s)
@@ -49,7 +49,7 @@ static size_t list_tensors(const struct eng_config *c, struct itensor *t)
 #define ADD(nm, a, b, k)                                                                           \
     do {                                                                                           \
         if (t) {                                                                                   \
-            snprintf(t[n].name, sizeof(t[n].name), "%s", nm);                                     \
+            snprintf(t[n].name, sizeof(t[n].name), "%s", nm);                                      \
             t[n].d0 = a;                                                                           \
             t[n].d1 = b;                                                                           \
             t[n].kind = k;                                                                         \
@@ -60,9 +60,11 @@ static size_t list_tensors(const struct eng_config *c, struct itensor *t)
     ADD("model.embed_tokens.weight", c->vocab, c->hidden, 0);
     for (int i = 0; i < c->layers; i++) {
         const char *lin[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                              "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
-        int64_t sh[7][2] = {{qd, c->hidden}, {kd, c->hidden}, {kd, c->hidden}, {c->hidden, qd},
-                            {c->inter, c->hidden}, {c->inter, c->hidden}, {c->hidden, c->inter}};
+                              "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                              "mlp.down_proj"};
+        int64_t sh[7][2] = {{qd, c->hidden},      {kd, c->hidden},       {kd, c->hidden},
+                            {c->hidden, qd},      {c->inter, c->hidden}, {c->inter, c->hidden},
+                            {c->hidden, c->inter}};
         snprintf(nm, sizeof(nm), "model.layers.%d.input_layernorm.weight", i);
         ADD(nm, c->hidden, 0, 1);
         snprintf(nm, sizeof(nm), "model.layers.%d.post_attention_layernorm.weight", i);
@@ -89,8 +91,7 @@ static size_t list_tensors(const struct eng_config *c, struct itensor *t)
     return n;
 }
 
-int eng_init_write(const char *config_path, const char *out_dir, uint64_t seed, int bf16,
-                   char *err)
+int eng_init_write(const char *config_path, const char *out_dir, uint64_t seed, int bf16, char *err)
 {
     struct eng_config c;
     json_error_t je;
@@ -168,7 +169,8 @@ int eng_init_write(const char *config_path, const char *out_dir, uint64_t seed, 
             for (size_t j = 0; j < k; j++) {
                 float v = t[i].kind == 1 ? 1.0f : 0.0f;
                 if (t[i].kind == 0)
-                    v = (float)(std * sqrt(-2.0 * log(unif(&s))) * cos(6.283185307179586 * unif(&s)));
+                    v = (float)(std * sqrt(-2.0 * log(unif(&s))) *
+                                cos(6.283185307179586 * unif(&s)));
                 if (bf16) {
                     uint16_t h = eng_f32_to_bf16(v);
                     memcpy((char *)buf + 2 * j, &h, 2);

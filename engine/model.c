@@ -40,12 +40,17 @@ static int get_w(struct eng_model *m, const char *name, int64_t d0, int64_t d1, 
     const struct eng_st_tensor *t = eng_st_find(m->st, name);
     *out = NULL;
     if (!t)
-        return optional ? 0 : eng_fail(err, ENG_EMISSING, "tensor '%s' is missing from the "
-                                       "checkpoint", name);
+        return optional ? 0
+                        : eng_fail(err, ENG_EMISSING,
+                                   "tensor '%s' is missing from the "
+                                   "checkpoint",
+                                   name);
     int nd = d1 ? 2 : 1;
     if (t->dtype != ENG_DT_F32 && t->dtype != ENG_DT_BF16 && t->dtype != ENG_DT_F16)
-        return eng_fail(err, ENG_ESHAPE, "tensor '%s' in '%s' has dtype %s (need F32, BF16 or "
-                        "F16)", name, t->file, eng_dtype_name(t->dtype));
+        return eng_fail(err, ENG_ESHAPE,
+                        "tensor '%s' in '%s' has dtype %s (need F32, BF16 or "
+                        "F16)",
+                        name, t->file, eng_dtype_name(t->dtype));
     if (t->ndim != nd || t->shape[0] != d0 || (nd == 2 && t->shape[1] != d1)) {
         char got[128] = "";
         size_t o = 0;
@@ -53,10 +58,14 @@ static int get_w(struct eng_model *m, const char *name, int64_t d0, int64_t d1, 
             o += (size_t)snprintf(got + o, sizeof(got) - o, "%s%lld", i ? ", " : "",
                                   (long long)t->shape[i]);
         if (nd == 2)
-            return eng_fail(err, ENG_ESHAPE, "tensor '%s' has shape [%s], config.json implies "
-                            "[%lld, %lld]", name, got, (long long)d0, (long long)d1);
-        return eng_fail(err, ENG_ESHAPE, "tensor '%s' has shape [%s], config.json implies "
-                        "[%lld]", name, got, (long long)d0);
+            return eng_fail(err, ENG_ESHAPE,
+                            "tensor '%s' has shape [%s], config.json implies "
+                            "[%lld, %lld]",
+                            name, got, (long long)d0, (long long)d1);
+        return eng_fail(err, ENG_ESHAPE,
+                        "tensor '%s' has shape [%s], config.json implies "
+                        "[%lld]",
+                        name, got, (long long)d0);
     }
     size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
     if (t->dtype == ENG_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) {
@@ -72,8 +81,8 @@ static int get_w(struct eng_model *m, const char *name, int64_t d0, int64_t d1, 
     return 0;
 }
 
-static int get_lin(struct eng_model *m, const char *pfx, const char *nm, int out, int in,
-                   int bias, struct eng_lin *l, char *err)
+static int get_lin(struct eng_model *m, const char *pfx, const char *nm, int out, int in, int bias,
+                   struct eng_lin *l, char *err)
 {
     char name[256];
     int rc;
@@ -107,11 +116,15 @@ static int load_layers(struct eng_model *m, char *err)
         W1(ffn_sub, "mlp.ffn_sub_norm.weight", c->inter, 1)
 #undef W1
         if (!c->qk_norm && (eng_st_find(m->st, "model.layers.0.self_attn.q_norm.weight")))
-            return eng_fail(err, ENG_ECONFIG, "checkpoint has q_norm tensors but model_type "
-                            "'%s' has no QK-norm", c->model_type);
+            return eng_fail(err, ENG_ECONFIG,
+                            "checkpoint has q_norm tensors but model_type "
+                            "'%s' has no QK-norm",
+                            c->model_type);
         if (!L->attn_sub != !L->ffn_sub || (i > 0 && !L->attn_sub != !m->layers[0].attn_sub))
-            return eng_fail(err, ENG_EMISSING, "layer %d: SubLN tensors must be present for "
-                            "both attention and MLP in every layer or in none", i);
+            return eng_fail(err, ENG_EMISSING,
+                            "layer %d: SubLN tensors must be present for "
+                            "both attention and MLP in every layer or in none",
+                            i);
         snprintf(name, sizeof(name), "%sself_attn.", p);
         if ((rc = get_lin(m, name, "q_proj", qd, c->hidden, c->qkv_bias, &L->q, err)) ||
             (rc = get_lin(m, name, "k_proj", kd, c->hidden, c->qkv_bias, &L->k, err)) ||

@@ -58,8 +58,7 @@ const char *eng_ctx_errmsg(const struct eng_ctx *c);
 /* Run n tokens (ids borrowed) at positions pos..pos+n-1, appending to the KV cache.
  * logits: NULL, or [n][vocab] when all_logits, or [vocab] for the last token only.
  * Errors: ENG_EINVAL (bad id), ENG_ERANGE (cache full). */
-int eng_ctx_forward(struct eng_ctx *c, const int32_t *tokens, int n, float *logits,
-                    int all_logits);
+int eng_ctx_forward(struct eng_ctx *c, const int32_t *tokens, int n, float *logits, int all_logits);
 
 /* Greedy decoding: run the prompt, then append up to max_new argmax tokens to out (stops after
  * emitting stop_id when stop_id >= 0). Returns the number generated (>= 0) or a status. */

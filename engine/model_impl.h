@@ -16,18 +16,18 @@ struct eng_ctx;
 /* One linear layer y[n][out] = x[n][in] . W^T + b. FP: w [out][in] fp32; student: q (krn_i2*). */
 struct eng_lin {
     int out, in;
-    const float *w;   /* fp32 [out][in] (owned via model->owned, or in the mapping) or NULL */
-    void *q;          /* student: packed ternary weights (krn_i2 *), owned by the student */
-    const float *b;   /* bias [out] or NULL */
+    const float *w; /* fp32 [out][in] (owned via model->owned, or in the mapping) or NULL */
+    void *q;        /* student: packed ternary weights (krn_i2 *), owned by the student */
+    const float *b; /* bias [out] or NULL */
 };
 
 struct eng_layer {
-    const float *in_norm;    /* [hidden] */
-    const float *post_norm;  /* [hidden] */
-    const float *q_norm;     /* [head_dim] (Qwen3) or NULL */
-    const float *k_norm;     /* [head_dim] (Qwen3) or NULL */
-    const float *attn_sub;   /* SubLN before o_proj [heads*head_dim] or NULL */
-    const float *ffn_sub;    /* SubLN before down_proj [inter] or NULL */
+    const float *in_norm;   /* [hidden] */
+    const float *post_norm; /* [hidden] */
+    const float *q_norm;    /* [head_dim] (Qwen3) or NULL */
+    const float *k_norm;    /* [head_dim] (Qwen3) or NULL */
+    const float *attn_sub;  /* SubLN before o_proj [heads*head_dim] or NULL */
+    const float *ffn_sub;   /* SubLN before down_proj [inter] or NULL */
     struct eng_lin q, k, v, o, gate, up, down;
 };
 
@@ -39,8 +39,7 @@ struct eng_student_ops {
     int (*lin)(struct eng_ctx *c, const struct eng_lin *l, const float *x, int n, float *y);
     void (*embed)(const struct eng_model *m, int32_t id, float *out);
     int (*head)(struct eng_ctx *c, const float *x, int n, float *logits);
-    int (*head_rows)(struct eng_ctx *c, const float *x, const int32_t *rows, int nrows,
-                     float *out);
+    int (*head_rows)(struct eng_ctx *c, const float *x, const int32_t *rows, int nrows, float *out);
     int (*ctx_init)(struct eng_ctx *c);
     void (*ctx_release)(struct eng_ctx *c);
     void (*free)(struct eng_student *s);
@@ -49,35 +48,35 @@ struct eng_student_ops {
 
 struct eng_model {
     struct eng_config cfg;
-    int ternary;                  /* 1: student (lin.q, quantized embed/head) */
-    struct eng_st *st;            /* FP: the safetensors mapping (owned) */
-    const float *embed;           /* FP: [vocab][hidden] */
-    const float *head;            /* FP: [vocab][hidden] (== embed when tied) */
-    const float *norm;            /* final RMSNorm [hidden] */
-    struct eng_layer *layers;     /* [cfg.layers] */
-    void **owned;                 /* buffers freed with the model */
+    int ternary;              /* 1: student (lin.q, quantized embed/head) */
+    struct eng_st *st;        /* FP: the safetensors mapping (owned) */
+    const float *embed;       /* FP: [vocab][hidden] */
+    const float *head;        /* FP: [vocab][hidden] (== embed when tied) */
+    const float *norm;        /* final RMSNorm [hidden] */
+    struct eng_layer *layers; /* [cfg.layers] */
+    void **owned;             /* buffers freed with the model */
     size_t nowned, capowned;
-    size_t resident;              /* bytes: owned weights + mapped weights used */
-    size_t decode_bytes;          /* bytes of weights read per decoded token */
-    struct eng_student *stu;      /* student-only state (pool, head, activation quantizers) */
+    size_t resident;                   /* bytes: owned weights + mapped weights used */
+    size_t decode_bytes;               /* bytes of weights read per decoded token */
+    struct eng_student *stu;           /* student-only state (pool, head, activation quantizers) */
     const struct eng_student_ops *ops; /* student only */
     char err[ENG_ERR_LEN];
 };
 
 struct eng_ctx {
     struct eng_model *m;
-    int max_t;          /* KV capacity in positions */
-    int pos;            /* positions cached */
-    int chunk;          /* tokens per forward chunk (scratch rows) */
-    int kv_only;        /* 1: KV cache, RoPE tables and scores only (eng_ctx_create_kv) */
-    float *kc, *vc;     /* [layers][max_t][kv_heads*head_dim] */
-    float *x, *xn;      /* [chunk][hidden] residual stream, normed copy */
-    float *q, *k, *v;   /* [chunk][heads*hd], [chunk][kv*hd] x2 */
-    float *att;         /* [chunk][heads*hd] attention output */
-    float *g, *u;       /* [chunk][inter] */
-    float *sc;          /* [max(chunk, heads/kv_heads)][max_t] attention scores */
-    float *rc, *rs;     /* RoPE tables [max_t][hd/2] */
-    void *qa;           /* student: activation quantizer state (student.c) */
+    int max_t;        /* KV capacity in positions */
+    int pos;          /* positions cached */
+    int chunk;        /* tokens per forward chunk (scratch rows) */
+    int kv_only;      /* 1: KV cache, RoPE tables and scores only (eng_ctx_create_kv) */
+    float *kc, *vc;   /* [layers][max_t][kv_heads*head_dim] */
+    float *x, *xn;    /* [chunk][hidden] residual stream, normed copy */
+    float *q, *k, *v; /* [chunk][heads*hd], [chunk][kv*hd] x2 */
+    float *att;       /* [chunk][heads*hd] attention output */
+    float *g, *u;     /* [chunk][inter] */
+    float *sc;        /* [max(chunk, heads/kv_heads)][max_t] attention scores */
+    float *rc, *rs;   /* RoPE tables [max_t][hd/2] */
+    void *qa;         /* student: activation quantizer state (student.c) */
     char err[ENG_ERR_LEN];
 };
 
@@ -97,11 +96,11 @@ void eng_attention(struct eng_ctx *c, int l, const float *q, float *att, int n, 
 
 /* batch.c: rows of one sequence inside a pass. */
 struct eng_piece {
-    struct eng_ctx *ctx;  /* the sequence: KV cache, RoPE tables, score scratch */
-    const int32_t *tok;   /* [n] */
+    struct eng_ctx *ctx; /* the sequence: KV cache, RoPE tables, score scratch */
+    const int32_t *tok;  /* [n] */
     int n;
-    int row;              /* first row in the pass */
-    int p0;               /* position of tok[0] */
+    int row; /* first row in the pass */
+    int p0;  /* position of tok[0] */
 };
 /* The decoder layers over R rows made of np pieces, with S's buffers (R <= S->chunk); leaves
  * the final-normed rows in S->xn. Positions are not advanced. */

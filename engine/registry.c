@@ -68,20 +68,21 @@ static int served_labels(struct eng_served *s, char *err)
         return eng_fail(err, ENG_ENOMEM, "out of memory");
     for (int i = 0; i < s->meta.nlabels; i++) {
         const char *w = s->meta.label_words && s->meta.label_words[i] ? s->meta.label_words[i]
-                                                                       : s->meta.labels[i];
+                                                                      : s->meta.labels[i];
         int32_t *ids = NULL;
         size_t n = 0;
         int rc = eng_tok_encode(s->tok, w, strlen(w), &ids, &n);
         if (rc || n == 0) {
             free(ids);
-            return eng_fail(err, ENG_EFORMAT, "label word '%s' of label '%s' does not tokenize",
-                            w, s->meta.labels[i]);
+            return eng_fail(err, ENG_EFORMAT, "label word '%s' of label '%s' does not tokenize", w,
+                            s->meta.labels[i]);
         }
         s->label_rows[i] = ids[0];
         free(ids);
         for (int j = 0; j < i; j++)
             if (s->label_rows[j] == s->label_rows[i])
-                return eng_fail(err, ENG_EFORMAT, "labels '%s' and '%s' start with the same "
+                return eng_fail(err, ENG_EFORMAT,
+                                "labels '%s' and '%s' start with the same "
                                 "token: the verbalizer cannot tell them apart",
                                 s->meta.labels[j], s->meta.labels[i]);
     }

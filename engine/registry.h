@@ -28,25 +28,25 @@ const char *eng_task_name(enum eng_task t);
 struct jinja_tpl;
 
 struct eng_served {
-    char id[128];                /* registry id, e.g. "sst2-student" */
-    char path[1024];             /* GGUF file or HF directory it came from */
+    char id[128];    /* registry id, e.g. "sst2-student" */
+    char path[1024]; /* GGUF file or HF directory it came from */
     enum eng_task task;
-    int version;                 /* bumped each time the registry activates a model */
-    struct eng_model *model;     /* owned */
-    struct eng_tok *tok;         /* owned */
+    int version;                  /* bumped each time the registry activates a model */
+    struct eng_model *model;      /* owned */
+    struct eng_tok *tok;          /* owned */
     struct eng_student_meta meta; /* template, labels (may be empty for an FP directory) */
-    struct jinja_tpl *chat;      /* meta.chat_template parsed (engine/chat.h) or NULL; owned */
-    char *bos_token, *eos_token; /* the special tokens' text for the chat template, or NULL */
-    int32_t *label_rows;         /* [meta.nlabels] first token of each label word */
-    int max_context;             /* positions a request may use */
-    double loaded_at;            /* unix seconds */
+    struct jinja_tpl *chat;       /* meta.chat_template parsed (engine/chat.h) or NULL; owned */
+    char *bos_token, *eos_token;  /* the special tokens' text for the chat template, or NULL */
+    int32_t *label_rows;          /* [meta.nlabels] first token of each label word */
+    int max_context;              /* positions a request may use */
+    double loaded_at;             /* unix seconds */
     size_t resident_bytes;
     /* private: */
     int refs;
     void *pool_lock;
-    struct eng_ctx **pool;       /* free KV-only contexts */
+    struct eng_ctx **pool; /* free KV-only contexts */
     int npool;
-    struct eng_ctx *scratch[2];  /* free pass contexts (buffers + kernel pool) */
+    struct eng_ctx *scratch[2]; /* free pass contexts (buffers + kernel pool) */
     int nscratch;
 };
 

@@ -25,8 +25,8 @@
 
 struct st_file {
     char *path;
-    void *map;      /* whole file, PROT_READ */
-    size_t size;    /* bytes */
+    void *map;   /* whole file, PROT_READ */
+    size_t size; /* bytes */
 };
 
 struct eng_st {
@@ -107,9 +107,7 @@ void eng_to_f32(enum eng_dtype dt, const void *src, float *dst, size_t n)
     const unsigned char *p = src;
     uint16_t h;
     switch (dt) {
-    case ENG_DT_F32:
-        memcpy(dst, src, n * 4);
-        break;
+    case ENG_DT_F32: memcpy(dst, src, n * 4); break;
     case ENG_DT_BF16:
         for (size_t i = 0; i < n; i++) {
             memcpy(&h, p + 2 * i, 2);
@@ -122,9 +120,7 @@ void eng_to_f32(enum eng_dtype dt, const void *src, float *dst, size_t n)
             dst[i] = eng_f16_to_f32(h);
         }
         break;
-    default:
-        memset(dst, 0, n * sizeof(*dst));
-        break;
+    default: memset(dst, 0, n * sizeof(*dst)); break;
     }
 }
 
@@ -246,8 +242,10 @@ static int map_file(const char *path, struct st_file *f, char *err)
     f->size = (size_t)sb.st_size;
     if (f->size < 8) {
         close(fd);
-        return eng_fail(err, ENG_ETRUNC, "'%s': truncated safetensors file (%zu bytes, header "
-                        "length needs 8)", path, f->size);
+        return eng_fail(err, ENG_ETRUNC,
+                        "'%s': truncated safetensors file (%zu bytes, header "
+                        "length needs 8)",
+                        path, f->size);
     }
     f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
@@ -294,9 +292,10 @@ static int parse_file(struct eng_st *st, struct st_file *f, char *err)
         return eng_fail(err, ENG_EFORMAT, "'%s': header length %llu exceeds the 100 MB limit",
                         f->path, (unsigned long long)hlen);
     if (hlen > f->size - 8)
-        return eng_fail(err, ENG_ETRUNC, "'%s': truncated: header says %llu bytes of JSON, "
-                        "file has %zu after the length", f->path, (unsigned long long)hlen,
-                        f->size - 8);
+        return eng_fail(err, ENG_ETRUNC,
+                        "'%s': truncated: header says %llu bytes of JSON, "
+                        "file has %zu after the length",
+                        f->path, (unsigned long long)hlen, f->size - 8);
     root = json_loadb((const char *)f->map + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return eng_fail(err, ENG_EFORMAT, "'%s': header is not valid JSON: %s (at byte %d)",
@@ -312,15 +311,18 @@ static int parse_file(struct eng_st *st, struct st_file *f, char *err)
         rc = eng_fail(err, ENG_ENOMEM, "out of memory");
         goto out;
     }
-    json_object_foreach(root, key, val) {
+    json_object_foreach(root, key, val)
+    {
         if (!strcmp(key, "__metadata__"))
             continue;
         json_t *jd = json_object_get(val, "dtype"), *js = json_object_get(val, "shape"),
                *jo = json_object_get(val, "data_offsets");
         if (!json_is_object(val) || !json_is_string(jd) || !json_is_array(js) ||
             !json_is_array(jo) || json_array_size(jo) != 2) {
-            rc = eng_fail(err, ENG_EFORMAT, "'%s': tensor '%s': entry needs dtype, shape and "
-                          "data_offsets[2]", f->path, key);
+            rc = eng_fail(err, ENG_EFORMAT,
+                          "'%s': tensor '%s': entry needs dtype, shape and "
+                          "data_offsets[2]",
+                          f->path, key);
             goto out;
         }
         int dt = parse_dtype(json_string_value(jd));
@@ -330,8 +332,8 @@ static int parse_file(struct eng_st *st, struct st_file *f, char *err)
             goto out;
         }
         if (json_array_size(js) > ENG_ST_MAXDIM) {
-            rc = eng_fail(err, ENG_EFORMAT, "'%s': tensor '%s': %zu dims (max %d)", f->path,
-                          key, json_array_size(js), ENG_ST_MAXDIM);
+            rc = eng_fail(err, ENG_EFORMAT, "'%s': tensor '%s': %zu dims (max %d)", f->path, key,
+                          json_array_size(js), ENG_ST_MAXDIM);
             goto out;
         }
         if (st->ntensors == st->cap) {
@@ -355,8 +357,10 @@ static int parse_file(struct eng_st *st, struct st_file *f, char *err)
         for (int i = 0; i < t->ndim; i++) {
             json_t *d = json_array_get(js, (size_t)i);
             if (!json_is_integer(d) || json_integer_value(d) < 0) {
-                rc = eng_fail(err, ENG_EFORMAT, "'%s': tensor '%s': shape[%d] is not a "
-                              "non-negative integer", f->path, key, i);
+                rc = eng_fail(err, ENG_EFORMAT,
+                              "'%s': tensor '%s': shape[%d] is not a "
+                              "non-negative integer",
+                              f->path, key, i);
                 goto out;
             }
             t->shape[i] = json_integer_value(d);
@@ -370,15 +374,18 @@ static int parse_file(struct eng_st *st, struct st_file *f, char *err)
         }
         uint64_t b = (uint64_t)json_integer_value(b0), e = (uint64_t)json_integer_value(b1);
         if (numel * dt_sizes[dt] != (unsigned __int128)(e - b)) {
-            rc = eng_fail(err, ENG_ESHAPE, "'%s': tensor '%s': %s shape needs %llu bytes but "
-                          "data_offsets span %llu", f->path, key, dt_names[dt],
-                          (unsigned long long)(numel * dt_sizes[dt]), (unsigned long long)(e - b));
+            rc = eng_fail(err, ENG_ESHAPE,
+                          "'%s': tensor '%s': %s shape needs %llu bytes but "
+                          "data_offsets span %llu",
+                          f->path, key, dt_names[dt], (unsigned long long)(numel * dt_sizes[dt]),
+                          (unsigned long long)(e - b));
             goto out;
         }
         if (e > dsize) {
-            rc = eng_fail(err, ENG_ETRUNC, "'%s': tensor '%s': data [%llu, %llu) past the end of "
-                          "the data block (%llu bytes): truncated file?", f->path, key,
-                          (unsigned long long)b, (unsigned long long)e,
+            rc = eng_fail(err, ENG_ETRUNC,
+                          "'%s': tensor '%s': data [%llu, %llu) past the end of "
+                          "the data block (%llu bytes): truncated file?",
+                          f->path, key, (unsigned long long)b, (unsigned long long)e,
                           (unsigned long long)dsize);
             goto out;
         }
@@ -436,7 +443,8 @@ static int open_index(struct eng_st *st, const char *dir, const char *index, cha
         rc = eng_fail(err, ENG_EFORMAT, "'%s': no \"weight_map\" object", index);
         goto out;
     }
-    json_object_foreach(map, key, v) {
+    json_object_foreach(map, key, v)
+    {
         const char *shard = json_string_value(v);
         if (!shard || strchr(shard, '/') || !strcmp(shard, "..")) {
             rc = eng_fail(err, ENG_EFORMAT, "'%s': tensor '%s' maps to an invalid shard name",
@@ -450,12 +458,15 @@ static int open_index(struct eng_st *st, const char *dir, const char *index, cha
         if (!seen && (rc = add_file(st, path, err)))
             goto out;
     }
-    json_object_foreach(map, key, v) {
+    json_object_foreach(map, key, v)
+    {
         const struct eng_st_tensor *t = eng_st_find(st, key);
         snprintf(path, sizeof(path), "%s/%s", dir, json_string_value(v));
         if (!t || strcmp(t->file, path)) {
-            rc = eng_fail(err, ENG_EMISSING, "'%s' lists tensor '%s' in '%s' but it is not "
-                          "there", index, key, json_string_value(v));
+            rc = eng_fail(err, ENG_EMISSING,
+                          "'%s' lists tensor '%s' in '%s' but it is not "
+                          "there",
+                          index, key, json_string_value(v));
             goto out;
         }
     }
@@ -485,8 +496,10 @@ int eng_st_open(const char *path, struct eng_st **out, char *err)
         } else {
             snprintf(buf, sizeof(buf), "%s/model.safetensors", path);
             if (access(buf, R_OK) != 0) {
-                rc = eng_fail(err, ENG_EMISSING, "'%s' holds neither model.safetensors nor "
-                              "model.safetensors.index.json", path);
+                rc = eng_fail(err, ENG_EMISSING,
+                              "'%s' holds neither model.safetensors nor "
+                              "model.safetensors.index.json",
+                              path);
                 goto fail;
             }
             rc = add_file(st, buf, err);

@@ -31,13 +31,13 @@ enum eng_dtype {
 #define ENG_ST_MAXDIM 8
 
 struct eng_st_tensor {
-    const char *name;               /* borrowed from the eng_st */
+    const char *name; /* borrowed from the eng_st */
     enum eng_dtype dtype;
     int ndim;
-    int64_t shape[ENG_ST_MAXDIM];   /* elements per dim, outermost first */
-    const void *data;               /* inside the mapping; NOT aligned in general */
+    int64_t shape[ENG_ST_MAXDIM]; /* elements per dim, outermost first */
+    const void *data;             /* inside the mapping; NOT aligned in general */
     size_t nbytes;
-    const char *file;               /* path of the shard holding it (borrowed) */
+    const char *file; /* path of the shard holding it (borrowed) */
 };
 
 struct eng_st;

@@ -34,17 +34,17 @@
 struct gen {
     struct eng_request *job;
     struct eng_ctx *ctx;
-    int32_t *ids;          /* prompt then generated tokens */
+    int32_t *ids; /* prompt then generated tokens */
     int n_prompt, n, cap;
-    int fed;               /* tokens already in the KV cache */
-    size_t emitted;        /* bytes of generated text handed out */
+    int fed;        /* tokens already in the KV cache */
+    size_t emitted; /* bytes of generated text handed out */
     struct eng_sampler smp;
-    float *logits;         /* [vocab] */
-    int want;              /* this step computes logits for it */
-    int choice;            /* which of the job's choices */
-    int waiting;           /* a choice > 0 waiting for choice 0's prefill (KV copied after) */
-    int forked;            /* its logits were copied from choice 0's this step: sample them */
-    int dead;              /* finished: released by gen_sweep */
+    float *logits; /* [vocab] */
+    int want;      /* this step computes logits for it */
+    int choice;    /* which of the job's choices */
+    int waiting;   /* a choice > 0 waiting for choice 0's prefill (KV copied after) */
+    int forked;    /* its logits were copied from choice 0's this step: sample them */
+    int dead;      /* finished: released by gen_sweep */
 };
 
 /* One engine thread and what it holds (touched by that thread alone unless noted). */
@@ -52,14 +52,14 @@ struct eng_worker {
     struct eng_sched *s;
     pthread_t thread;
     int started;
-    struct eng_request **pend;             /* classify jobs being scored [max_queue + 1] */
+    struct eng_request **pend; /* classify jobs being scored [max_queue + 1] */
     int npend;
-    struct gen *gens;                  /* [max_seqs] */
+    struct gen *gens; /* [max_seqs] */
     int ngens;
     int32_t *scratch_idx;
-    float *scratch_lp;                 /* [vocab] raw logits for logprobs */
+    float *scratch_lp; /* [vocab] raw logits for logprobs */
     int scratch_n;
-    unsigned rr;                       /* round robin over models */
+    unsigned rr; /* round robin over models */
 };
 
 struct eng_sched {
@@ -71,15 +71,15 @@ struct eng_sched {
     int stop;
     struct eng_request *in_head, *in_tail; /* incoming, FIFO */
     int n_in;
-    int held_cls, held_gen;            /* taken by workers and not finished: classify jobs,
+    int held_cls, held_gen;    /* taken by workers and not finished: classify jobs,
                                         * generation sequences (a job's n choices) */
-    int in_inputs;                     /* classification inputs in the incoming queue */
-    int busy;                          /* workers running a pass */
-    int cls_active;                    /* classify jobs submitted and not finished */
-    double last_submit, gap;           /* time of the last submission; mean gap (EWMA), s */
-    struct eng_request *ready;             /* jobs with news, LIFO */
+    int in_inputs;             /* classification inputs in the incoming queue */
+    int busy;                  /* workers running a pass */
+    int cls_active;            /* classify jobs submitted and not finished */
+    double last_submit, gap;   /* time of the last submission; mean gap (EWMA), s */
+    struct eng_request *ready; /* jobs with news, LIFO */
     struct eng_sched_stats stats;
-    struct eng_worker *w;              /* [nworkers] */
+    struct eng_worker *w; /* [nworkers] */
     int nworkers;
 };
 
@@ -148,8 +148,8 @@ static void mark_ready(struct eng_sched *s, struct eng_request *j)
 }
 
 /* New text and/or a logprob entry (lp may be NULL) of choice ch. */
-static void job_emit(struct eng_sched *s, struct eng_request *j, int ch, const char *text, size_t len,
-                     const struct eng_logprob *lp)
+static void job_emit(struct eng_sched *s, struct eng_request *j, int ch, const char *text,
+                     size_t len, const struct eng_logprob *lp)
 {
     struct eng_choice *c = &j->choices[ch];
     pthread_mutex_lock(&s->lock);
@@ -281,14 +281,17 @@ static int classify_tokenize(struct eng_request *j, int i)
         }
         free(ids);
         if (len == 0) {
-            snprintf(j->error, sizeof(j->error), "the template alone is %zu tokens, more than "
-                     "the limit of %d", n, limit);
+            snprintf(j->error, sizeof(j->error),
+                     "the template alone is %zu tokens, more than "
+                     "the limit of %d",
+                     n, limit);
             return ENG_ERANGE;
         }
         if (!j->truncate) {
             snprintf(j->error, sizeof(j->error),
                      "input %d is %zu tokens with the template, more than the model's context "
-                     "of %d (set \"truncate\": true to cut it)", i, n, limit);
+                     "of %d (set \"truncate\": true to cut it)",
+                     i, n, limit);
             return ENG_ERANGE;
         }
         j->truncated[i] = 1;
@@ -314,8 +317,10 @@ static int classify_prepare(struct eng_sched *s, struct eng_request *j)
     j->t_start = now_s();
     if (nl <= 0) {
         j->status = ENG_EINVAL;
-        snprintf(j->error, sizeof(j->error), "model '%s' has no labels: it is not a "
-                 "classification model", j->model->id);
+        snprintf(j->error, sizeof(j->error),
+                 "model '%s' has no labels: it is not a "
+                 "classification model",
+                 j->model->id);
         return -1;
     }
     j->ctok = calloc((size_t)j->ninputs, sizeof(*j->ctok));
@@ -365,8 +370,13 @@ static void classify_pass(struct eng_worker *w)
                 rc = ENG_ENOMEM;
                 goto out;
             }
-            segs[nseg] = (struct eng_seg){c, j->ctok[i], j->cn[i], ENG_WANT_ROWS, m->label_rows,
-                                          nl, j->probs + (size_t)i * nl};
+            segs[nseg] = (struct eng_seg){c,
+                                          j->ctok[i],
+                                          j->cn[i],
+                                          ENG_WANT_ROWS,
+                                          m->label_rows,
+                                          nl,
+                                          j->probs + (size_t)i * nl};
             owner[nseg++] = j;
         }
     }
@@ -570,8 +580,7 @@ static int gen_admit(struct eng_worker *w, struct eng_request *j)
     if ((int)n + 1 > m->max_context) {
         free(ids);
         job_finish(s, j, ENG_ERANGE, NULL,
-                   "the prompt is %zu tokens; the model's context is %d tokens", n,
-                   m->max_context);
+                   "the prompt is %zu tokens; the model's context is %d tokens", n, m->max_context);
         return -1;
     }
     int need = (int)n + j->max_tokens;
@@ -597,7 +606,8 @@ static int gen_admit(struct eng_worker *w, struct eng_request *j)
             job_end(j, ENG_ENOMEM, NULL, "out of memory for the contexts of the request");
             gen_sweep(w);
             if (!c)
-                job_finish(s, j, ENG_ENOMEM, NULL, "out of memory for a context of %d tokens", need);
+                job_finish(s, j, ENG_ENOMEM, NULL, "out of memory for a context of %d tokens",
+                           need);
             return -1;
         }
         memcpy(x.ids, ids, n * sizeof(int32_t));
@@ -642,8 +652,8 @@ static void gen_text(struct eng_worker *w, int g, const char *reason, const stru
     struct eng_request *j = x->job;
     char *text = NULL;
     size_t len = 0;
-    if (eng_tok_decode(j->model->tok, x->ids + x->n_prompt, (size_t)(x->n - x->n_prompt), 1,
-                       &text, &len)) {
+    if (eng_tok_decode(j->model->tok, x->ids + x->n_prompt, (size_t)(x->n - x->n_prompt), 1, &text,
+                       &len)) {
         job_end(j, ENG_EINTERNAL, NULL, "cannot decode the generated tokens");
         return;
     }
@@ -668,8 +678,8 @@ static void gen_text(struct eng_worker *w, int g, const char *reason, const stru
             upto -= 3;
     }
     if (upto > x->emitted || lp) {
-        job_emit(w->s, j, x->choice, text + x->emitted,
-                 upto > x->emitted ? upto - x->emitted : 0, lp);
+        job_emit(w->s, j, x->choice, text + x->emitted, upto > x->emitted ? upto - x->emitted : 0,
+                 lp);
         if (upto > x->emitted)
             x->emitted = upto;
     }
@@ -791,9 +801,9 @@ static void gen_step(struct eng_worker *w)
             budget -= todo;
         }
         x->want = x->fed + todo == x->n;
-        segs[nseg] = (struct eng_seg){x->ctx, x->ids + x->fed, todo,
-                                      x->want ? ENG_WANT_LOGITS : ENG_WANT_NONE, NULL, 0,
-                                      x->logits};
+        segs[nseg] = (struct eng_seg){
+            x->ctx, x->ids + x->fed, todo, x->want ? ENG_WANT_LOGITS : ENG_WANT_NONE, NULL,
+            0,      x->logits};
         owner[nseg++] = g;
         x->fed += todo;
     }

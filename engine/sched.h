@@ -50,9 +50,9 @@ struct eng_choice {
     int completion_tokens;
     const char *finish_reason; /* "stop", "length", "cancelled" once finished */
     int finished;
-    char *delta;               /* text produced since the last drain */
+    char *delta; /* text produced since the last drain */
     size_t delta_len, delta_cap;
-    struct eng_logprob *lp;    /* entries since the last drain (with logprobs >= 0) */
+    struct eng_logprob *lp; /* entries since the last drain (with logprobs >= 0) */
     int nlp, caplp;
 };
 
@@ -62,59 +62,59 @@ struct eng_request {
     void *user;               /* the caller's (the API's request) */
 
     /* classify */
-    char **inputs;            /* [ninputs] UTF-8 texts (owned) */
+    char **inputs; /* [ninputs] UTF-8 texts (owned) */
     int ninputs;
-    int truncate;             /* 1: cut inputs that do not fit; 0: fail with ENG_ERANGE */
-    int truncate_tokens;      /* > 0: also cut inputs to this many tokens with the template */
-    int truncate_left;        /* 1: cut the start of the input text instead of its end */
+    int truncate;        /* 1: cut inputs that do not fit; 0: fail with ENG_ERANGE */
+    int truncate_tokens; /* > 0: also cut inputs to this many tokens with the template */
+    int truncate_left;   /* 1: cut the start of the input text instead of its end */
 
     /* generate */
-    char *prompt;             /* owned; used as is (the API applies templates) */
-    int truncate_prompt;      /* 1: a prompt too long for the context and max_tokens loses
+    char *prompt;              /* owned; used as is (the API applies templates) */
+    int truncate_prompt;       /* 1: a prompt too long for the context and max_tokens loses
                                * the end of its {text} part (text_off, text_len): the start of
                                * the input is kept (summarize; see gen_fit in sched.c) */
     size_t text_off, text_len; /* the input's bytes within prompt */
-    int prompt_truncated;     /* result: 1 if the input was cut */
-    size_t text_kept;         /* result: bytes of the input kept */
+    int prompt_truncated;      /* result: 1 if the input was cut */
+    size_t text_kept;          /* result: bytes of the input kept */
     int max_tokens;
     float temperature, top_p;
     uint64_t seed;
-    char **stop;              /* [nstop] stop strings (owned) */
+    char **stop; /* [nstop] stop strings (owned) */
     int nstop;
-    int n_choices;            /* 1..ENG_MAX_CHOICES: one prefill, its KV cache copied to the
+    int n_choices;              /* 1..ENG_MAX_CHOICES: one prefill, its KV cache copied to the
                                * others; choice i samples with seed + i */
-    int logprobs;             /* -1: none; else alternatives per token (0..20) */
+    int logprobs;               /* -1: none; else alternatives per token (0..20) */
     struct eng_choice *choices; /* [n_choices], made at admission */
 
     /* results (engine thread writes; read on the loop thread after completion) */
-    int status;               /* 0 or a negative ENG_E*: ENG_EINVAL / ENG_ERANGE (the request:
+    int status; /* 0 or a negative ENG_E*: ENG_EINVAL / ENG_ERANGE (the request:
                                * bad or too large input), ENG_ENOMEM, ENG_EINTERNAL (the engine);
                                * api/ maps it to HTTP (api_eng_http_status) */
     char error[256];
-    float *probs;             /* classify: [ninputs][nlabels] */
-    float *logits;            /* classify: [ninputs][nlabels] the label logits before the
+    float *probs;   /* classify: [ninputs][nlabels] */
+    float *logits;  /* classify: [ninputs][nlabels] the label logits before the
                                * softmax, filled when the caller allocated it (owned) */
-    int *truncated;           /* classify: [ninputs] 1 if the input was cut */
-    int *best;                /* classify: [ninputs] the chosen label (eng_label_scores) */
+    int *truncated; /* classify: [ninputs] 1 if the input was cut */
+    int *best;      /* classify: [ninputs] the chosen label (eng_label_scores) */
     int prompt_tokens;
     int completion_tokens;
-    const char *finish_reason; /* choice 0's: "stop", "length" or "cancelled" */
+    const char *finish_reason;                /* choice 0's: "stop", "length" or "cancelled" */
     double t_submit, t_start, t_first, t_end; /* monotonic seconds */
 
     /* private */
-    struct eng_request *next;     /* incoming queue */
-    struct eng_request *rnext;    /* ready list */
-    int32_t **ctok;           /* classify: token ids per input (engine thread) */
+    struct eng_request *next;  /* incoming queue */
+    struct eng_request *rnext; /* ready list */
+    int32_t **ctok;            /* classify: token ids per input (engine thread) */
     int *cn;
-    int cnext;                /* classify: inputs scored so far */
+    int cnext; /* classify: inputs scored so far */
     int cancelled;
-    int held;                 /* taken by a worker and not finished: the slots it counts for
+    int held; /* taken by a worker and not finished: the slots it counts for
                                * in the scheduler (a generation: its sequences) */
     int queued_ready;
     int done;
     int delivered;
-    int ending;               /* engine thread: finishing once its sequences are released */
-    int n_finished;           /* choices finished */
+    int ending;     /* engine thread: finishing once its sequences are released */
+    int n_finished; /* choices finished */
 };
 
 struct eng_sched_cfg {
@@ -127,11 +127,11 @@ struct eng_sched_cfg {
 };
 
 struct eng_sched_stats {
-    int waiting;        /* jobs queued, not taken by a worker yet */
-    int running;        /* jobs taken by workers: generations running + classifications */
-    int last_batch;     /* sequences in the last pass (of any worker) */
-    int kv_used;        /* generation sequences holding a context (n per job of n choices) */
-    int kv_capacity;    /* max_seqs (over all workers) */
+    int waiting;     /* jobs queued, not taken by a worker yet */
+    int running;     /* jobs taken by workers: generations running + classifications */
+    int last_batch;  /* sequences in the last pass (of any worker) */
+    int kv_used;     /* generation sequences holding a context (n per job of n choices) */
+    int kv_capacity; /* max_seqs (over all workers) */
 };
 
 struct eng_sched;

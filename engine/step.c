@@ -39,19 +39,19 @@
 #include "kernels/internal.h"
 
 struct step {
-    struct eng_ctx *S;           /* scratch context: pass buffers and the pool */
-    const struct eng_piece *pc;  /* [np] pieces of sequences */
-    int np, R;                   /* pieces, rows */
+    struct eng_ctx *S;          /* scratch context: pass buffers and the pool */
+    const struct eng_piece *pc; /* [np] pieces of sequences */
+    int np, R;                  /* pieces, rows */
     krn_pool *pool;
-    struct stu_ctx *sc;          /* S's student state */
-    size_t keys;                 /* attention scratch floats per thread */
+    struct stu_ctx *sc;               /* S's student state */
+    size_t keys;                      /* attention scratch floats per thread */
     const struct eng_step_head *head; /* logits wanted, or NULL */
     int nth;
-    const int *keep;             /* rows whose final state is wanted ([K], ascending), or NULL:
+    const int *keep; /* rows whose final state is wanted ([K], ascending), or NULL:
                                   * all; the last layer then runs past attention on these alone */
     int K;
-    const int *kmap;             /* keep: pass row -> its index in keep, or -1 */
-    size_t used;                 /* phase counters the pass claimed (set by thread 0) */
+    const int *kmap; /* keep: pass row -> its index in keep, or -1 */
+    size_t used;     /* phase counters the pass claimed (set by thread 0) */
 };
 
 /* Per-thread cursor over the phase counters: every thread walks the phases in the same order,
@@ -81,8 +81,7 @@ static void keep_rows_x(struct step *st)
     size_t H = (size_t)st->S->m->cfg.hidden;
     for (int j = 0; j < st->K; j++)
         if (st->keep[j] != j)
-            memcpy(st->S->x + (size_t)j * H, st->S->x + (size_t)st->keep[j] * H,
-                   H * sizeof(float));
+            memcpy(st->S->x + (size_t)j * H, st->S->x + (size_t)st->keep[j] * H, H * sizeof(float));
 }
 
 /* Claim the next chunk [*lo, *hi) of [0, n) from counter c, chunks of `per` units; 0 when the
@@ -204,8 +203,8 @@ static void qkv(struct step *st, int l, struct cursor *cu)
         if (lo < gq)
             lin_part(&L->q, qa, lo, hi < gq ? hi : gq, S->q, qd, st->R);
         if (hi > gq && lo < gq + gk)
-            lin_part(&L->k, qa, (lo > gq ? lo : gq) - gq, (hi < gq + gk ? hi : gq + gk) - gq,
-                     S->k, kd, st->R);
+            lin_part(&L->k, qa, (lo > gq ? lo : gq) - gq, (hi < gq + gk ? hi : gq + gk) - gq, S->k,
+                     kd, st->R);
         if (hi > gq + gk)
             lin_part(&L->v, qa, (lo > gq + gk ? lo : gq + gk) - gq - gk, hi - gq - gk, S->v, kd,
                      st->R);
@@ -311,10 +310,18 @@ static void norm_quant_own(struct step *st, const float *x, const float *w, int 
 }
 
 /* Phases of a layer, for the profile (BITDISTILL_STEP_PROFILE=1). */
-static const char *const phase_names[STU_PHASES] = {
-    "embed", "norm+quant (attn in)", "q/k/v + rope + cache", "attention", "subln+quant (o in)",
-    "o_proj + residual", "norm+quant (ffn in)", "gate/up + swiglu", "subln+quant (down in)",
-    "down_proj + residual", "final norm + quant", "head"};
+static const char *const phase_names[STU_PHASES] = {"embed",
+                                                    "norm+quant (attn in)",
+                                                    "q/k/v + rope + cache",
+                                                    "attention",
+                                                    "subln+quant (o in)",
+                                                    "o_proj + residual",
+                                                    "norm+quant (ffn in)",
+                                                    "gate/up + swiglu",
+                                                    "subln+quant (down in)",
+                                                    "down_proj + residual",
+                                                    "final norm + quant",
+                                                    "head"};
 
 static double now_s(void)
 {
@@ -495,9 +502,10 @@ static int check_shapes(struct eng_ctx *S)
         const size_t in[7] = {H, H, H, qd, H, H, I}, out[7] = {qd, kd, kd, H, I, I, H};
         for (int j = 0; j < 7; j++)
             if (!ls[j]->q || krn_i2_cols(ls[j]->q) != in[j] || krn_i2_rows(ls[j]->q) != out[j])
-                return eng_fail(S->err, ENG_ESHAPE, "layer %d projection %d: weights %zux%zu, "
-                                "the config wants %zux%zu", l, j,
-                                ls[j]->q ? krn_i2_rows(ls[j]->q) : 0,
+                return eng_fail(S->err, ENG_ESHAPE,
+                                "layer %d projection %d: weights %zux%zu, "
+                                "the config wants %zux%zu",
+                                l, j, ls[j]->q ? krn_i2_rows(ls[j]->q) : 0,
                                 ls[j]->q ? krn_i2_cols(ls[j]->q) : 0, out[j], in[j]);
     }
     return 0;
@@ -517,7 +525,8 @@ static int own_alloc(struct eng_ctx *S, struct stu_ctx *sc, int nth)
     sc->own_d = d;
     int ok = sc->own && sc->own_tmp;
     for (int i = 0; ok && i < nth; i++)
-        ok = !krn_qact_create(1, H, &sc->own[3 * i]) && !krn_qact_create(1, qd, &sc->own[3 * i + 1]) &&
+        ok = !krn_qact_create(1, H, &sc->own[3 * i]) &&
+             !krn_qact_create(1, qd, &sc->own[3 * i + 1]) &&
              !krn_qact_create(1, I, &sc->own[3 * i + 2]) && !krn_qact_prepare(sc->own[3 * i], 1) &&
              !krn_qact_prepare(sc->own[3 * i + 1], 1) && !krn_qact_prepare(sc->own[3 * i + 2], 1);
     return ok ? 0 : eng_fail(S->err, ENG_ENOMEM, "out of memory for the decode activations");
@@ -552,8 +561,10 @@ static int keep_check(struct eng_ctx *S, struct stu_ctx *sc, int R,
     for (int j = 0; j < keep->n; j++) {
         int r = keep->rows[j];
         if (r < 0 || r >= R || (j > 0 && r <= keep->rows[j - 1]))
-            return eng_fail(S->err, ENG_EINVAL, "kept row %d: not an ascending row of the "
-                            "%d-row pass", r, R);
+            return eng_fail(S->err, ENG_EINVAL,
+                            "kept row %d: not an ascending row of the "
+                            "%d-row pass",
+                            r, R);
         sc->kmap[r] = j;
     }
     for (int j = 0; head && j < head->n; j++)
@@ -608,8 +619,19 @@ int eng_step_layers(struct eng_ctx *S, const struct eng_piece *pc, int np, int R
     }
     if (R == 1 && nth > 1 && !sc->own && (rc = own_alloc(S, sc, nth)))
         return rc;
-    struct step st = {S, pc, np, R, sc->pool, sc, keys, head, nth, keep ? keep->rows : NULL,
-                      keep ? keep->n : R, sc->kmap, 0};
+    struct step st = {S,
+                      pc,
+                      np,
+                      R,
+                      sc->pool,
+                      sc,
+                      keys,
+                      head,
+                      nth,
+                      keep ? keep->rows : NULL,
+                      keep ? keep->n : R,
+                      sc->kmap,
+                      0};
     krn_pool_run(sc->pool, step_run, &st);
     sc->nctr_used = st.used;
     return 0;

@@ -22,10 +22,12 @@
 #define Q4_BLK ENG_Q4_BLK
 
 
-
 /* ------------------------------------------------------------------------- file formats */
 
-static size_t q4_nb(int k) { return ((size_t)k + Q4_BLK - 1) / Q4_BLK; }
+static size_t q4_nb(int k)
+{
+    return ((size_t)k + Q4_BLK - 1) / Q4_BLK;
+}
 
 static void qmat_release(struct qmat *q)
 {
@@ -157,8 +159,7 @@ static int s_lin(struct eng_ctx *c, const struct eng_lin *l, const float *x, int
     krn_qact *qa = pick_qa(c, l->in);
     int rc = krn_qact_quantize(qa, x, (size_t)n, (size_t)l->in);
     if (rc != KRN_OK && rc != KRN_ENONFINITE)
-        return eng_fail(c->err, ENG_ERANGE, "activation quantization failed: %s",
-                        krn_strerror(rc));
+        return eng_fail(c->err, ENG_ERANGE, "activation quantization failed: %s", krn_strerror(rc));
     rc = krn_i2_gemm(l->q, qa, y, (size_t)l->out, ((struct stu_ctx *)c->qa)->pool);
     if (rc != KRN_OK)
         return eng_fail(c->err, ENG_ESHAPE, "ternary GEMM failed: %s", krn_strerror(rc));
@@ -183,8 +184,8 @@ static int s_head(struct eng_ctx *c, const float *x, int n, float *logits)
 {
     const struct eng_student *s = c->m->stu;
     const struct qmat *h = eng_student_headmat_(s);
-    int rc = krn_qact_quantize(pick_qa(c, c->m->cfg.hidden), x, (size_t)n,
-                               (size_t)c->m->cfg.hidden);
+    int rc =
+        krn_qact_quantize(pick_qa(c, c->m->cfg.hidden), x, (size_t)n, (size_t)c->m->cfg.hidden);
     if (rc != KRN_OK && rc != KRN_ENONFINITE)
         return eng_fail(c->err, ENG_ERANGE, "head activation quantization failed");
     krn_qact *qa = pick_qa(c, c->m->cfg.hidden);
@@ -270,7 +271,7 @@ static int s_set_threads(struct eng_model *m, int n)
     return 0;
 }
 
-static const struct eng_student_ops stu_ops = {s_lin,    s_embed,       s_head, s_head_rows,
+static const struct eng_student_ops stu_ops = {s_lin,      s_embed,       s_head, s_head_rows,
                                                s_ctx_init, s_ctx_release, s_free, s_set_threads};
 
 enum eng_head_fmt eng_student_head_fmt(const struct eng_model *m)
@@ -343,7 +344,7 @@ int eng_student_from_fp(const struct eng_model *fp, enum eng_head_fmt fmt, struc
 {
     const struct eng_config *c = &fp->cfg;
     int rc = 0;
-    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj",
+    static const char *const names[7] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                          "gate_proj", "up_proj", "down_proj"};
     *out = NULL;
     if (fp->ternary)

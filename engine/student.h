@@ -28,15 +28,15 @@ enum eng_head_fmt { ENG_HEAD_Q8 = 0, ENG_HEAD_Q4 = 1 };
 
 /* Task and provenance metadata stored in the student file (all strings owned). */
 struct eng_student_meta {
-    char *template;        /* e.g. "Review: {text}\nSentiment:" ({text} = the input) or NULL */
+    char *template; /* e.g. "Review: {text}\nSentiment:" ({text} = the input) or NULL */
     int nlabels;
-    char **labels;         /* [nlabels] e.g. "positive" */
-    char **label_words;    /* [nlabels] verbalizer text, e.g. " positive" (first token used) */
-    char *teacher_sha256;  /* of the teacher's weights, hex */
+    char **labels;        /* [nlabels] e.g. "positive" */
+    char **label_words;   /* [nlabels] verbalizer text, e.g. " positive" (first token used) */
+    char *teacher_sha256; /* of the teacher's weights, hex */
     char *job_id;
-    char *eval_json;       /* eval metrics as a JSON object text */
-    char *chat_template;   /* Jinja2 chat template (tokenizer.chat_template) or NULL */
-    char *prompt_format;   /* "chat_template": the task template fills the user turn of the chat
+    char *eval_json;     /* eval metrics as a JSON object text */
+    char *chat_template; /* Jinja2 chat template (tokenizer.chat_template) or NULL */
+    char *prompt_format; /* "chat_template": the task template fills the user turn of the chat
                             * template (add_generation_prompt); NULL: the task template alone */
 };
 
@@ -44,8 +44,8 @@ void eng_student_meta_release(struct eng_student_meta *m);
 
 /* Quantize an FP model (borrowed; must outlive nothing: the student copies what it needs)
  * into a student with the given head format. *out owns the new model. */
-int eng_student_from_fp(const struct eng_model *fp, enum eng_head_fmt head,
-                        struct eng_model **out, char *err);
+int eng_student_from_fp(const struct eng_model *fp, enum eng_head_fmt head, struct eng_model **out,
+                        char *err);
 
 /* Write student (from eng_student_from_fp) + tokenizer (may be NULL) + meta (may be NULL). */
 int eng_student_save(const struct eng_model *stu, const struct eng_tok *tok,

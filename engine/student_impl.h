@@ -17,27 +17,27 @@
 
 /* An embedding/head matrix in its file format plus the kernel object made from it. */
 struct qmat {
-    int m, k;         /* rows (vocab), columns (hidden) */
-    int q4;           /* 1: 4-bit block-scaled, 0: INT8 per row */
-    int8_t *codes;    /* owned file codes (students made from FP only), else NULL:
+    int m, k;           /* rows (vocab), columns (hidden) */
+    int q4;             /* 1: 4-bit block-scaled, 0: INT8 per row */
+    int8_t *codes;      /* owned file codes (students made from FP only), else NULL:
                        * q8 [m][k] int8; q4 [m][nb*16] bytes of two codes (w + 8), nb = ceil(k/32) */
-    float *scales;    /* owned likewise: q8 [m] fp32; NULL for q4 */
+    float *scales;      /* owned likewise: q8 [m] fp32; NULL for q4 */
     uint16_t *scales16; /* owned likewise: q4 [m][nb] fp16 bit patterns (quant.h "Q4") */
-    krn_q8 *k8;       /* kernel matrix (owned) */
+    krn_q8 *k8;         /* kernel matrix (owned) */
     krn_q4 *k4;
 };
 
 struct eng_student {
-    int nthreads;          /* kernel threads of each new context (its own krn_pool) */
+    int nthreads; /* kernel threads of each new context (its own krn_pool) */
     enum eng_head_fmt fmt;
     struct qmat emb, head; /* head unused when tied */
     int tied;
-    krn_i2 **i2;           /* [layers * 7] ternary layers (owned) */
+    krn_i2 **i2; /* [layers * 7] ternary layers (owned) */
     size_t ni2;
-    struct eng_gguf *g;    /* loaded file (owned); the i2 objects and norms borrow its mapping */
+    struct eng_gguf *g; /* loaded file (owned); the i2 objects and norms borrow its mapping */
 };
 
-#define STU_PHASES 12 /* embed, 9 per layer, final norm, head (step.c) */
+#define STU_PHASES 12    /* embed, 9 per layer, final norm, head (step.c) */
 #define STU_CTR_STRIDE 8 /* size_t per phase counter: one cache line each */
 
 /* Per-context student state: each context has its own kernel pool, so one model can serve
@@ -49,18 +49,18 @@ struct stu_ctx {
     size_t scores_cap;      /* floats allocated */
     size_t *ctr;            /* [nctr][STU_CTR_STRIDE] work counters of a pass's phases (owned) */
     size_t nctr;
-    size_t nctr_used;       /* counters the last pass claimed (the only ones not zero) */
-    int *kmap;              /* [kmap_cap] pass row -> index among the kept rows (owned) */
+    size_t nctr_used; /* counters the last pass claimed (the only ones not zero) */
+    int *kmap;        /* [kmap_cap] pass row -> index among the kept rows (owned) */
     size_t kmap_cap;
-    int shapes_ok;          /* the model's shapes were checked on this context's first pass */
-    krn_qact **own;         /* decode: [threads][3] private activations (hidden, q, inter) */
-    float *own_tmp;         /* decode: [threads][own_d] private rows */
+    int shapes_ok;  /* the model's shapes were checked on this context's first pass */
+    krn_qact **own; /* decode: [threads][3] private activations (hidden, q, inter) */
+    float *own_tmp; /* decode: [threads][own_d] private rows */
     int own_n;
     size_t own_d;
-    int ops;                /* BITDISTILL_STEP=ops: the op-by-op reference pass (batch.c) */
-    int all_rows;           /* BITDISTILL_STEP=all-rows: passes ignore keep and run every row
+    int ops;                    /* BITDISTILL_STEP=ops: the op-by-op reference pass (batch.c) */
+    int all_rows;               /* BITDISTILL_STEP=all-rows: passes ignore keep and run every row
                              * through the last layer (the pass before keep, for benchmarks) */
-    int profile;            /* BITDISTILL_STEP_PROFILE set: time the phases (step.c) */
+    int profile;                /* BITDISTILL_STEP_PROFILE set: time the phases (step.c) */
     double prof[STU_PHASES][2]; /* seconds of thread 0 per phase: working, waiting */
 };
 

@@ -24,12 +24,18 @@
 #define Q4_BLK ENG_Q4_BLK
 
 
-static const char *const lin_names[7] = {"attn_q", "attn_k", "attn_v", "attn_output",
+static const char *const lin_names[7] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                          "ffn_gate", "ffn_up", "ffn_down"};
 
-static size_t q4_nb(int k) { return ((size_t)k + Q4_BLK - 1) / Q4_BLK; }
+static size_t q4_nb(int k)
+{
+    return ((size_t)k + Q4_BLK - 1) / Q4_BLK;
+}
 
-static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+static size_t round_up(size_t x, size_t a)
+{
+    return (x + a - 1) / a * a;
+}
 
 void eng_student_meta_release(struct eng_student_meta *m)
 {
@@ -78,7 +84,8 @@ static int put_qmat(struct eng_gguf_writer *w, const char *base, const struct qm
 static int put_tokenizer(struct eng_gguf_writer *w, const struct eng_tok *t)
 {
     int32_t n = eng_tok_vocab_size(t), nm = eng_tok_merge_count(t);
-    const char **toks = malloc((size_t)n * sizeof(*toks)), **mer = malloc(((size_t)nm + 1) * sizeof(*mer));
+    const char **toks = malloc((size_t)n * sizeof(*toks)),
+               **mer = malloc(((size_t)nm + 1) * sizeof(*mer));
     int32_t *types = malloc((size_t)n * sizeof(*types));
     int rc = ENG_ENOMEM;
     if (!toks || !mer || !types)
@@ -164,7 +171,8 @@ int eng_student_save(const struct eng_model *m, const struct eng_tok *tok,
             TRY(eng_gguf_w_arr_str(w, "bitdistill.task.labels", (const char *const *)meta->labels,
                                    (uint64_t)meta->nlabels));
             TRY(eng_gguf_w_arr_str(w, "bitdistill.task.label_words",
-                                   (const char *const *)meta->label_words, (uint64_t)meta->nlabels));
+                                   (const char *const *)meta->label_words,
+                                   (uint64_t)meta->nlabels));
         }
         if (meta->teacher_sha256)
             TRY(eng_gguf_w_str(w, "bitdistill.provenance.teacher_sha256", meta->teacher_sha256));
@@ -227,12 +235,14 @@ static int want(const struct eng_gguf *g, const char *path, const char *name, ui
     const struct eng_gguf_tensor *t = eng_gguf_tensor(g, name);
     *data = NULL;
     if (!t)
-        return optional ? 0 : eng_fail(err, ENG_EMISSING, "'%s': tensor '%s' is missing", path,
-                                        name);
+        return optional ? 0
+                        : eng_fail(err, ENG_EMISSING, "'%s': tensor '%s' is missing", path, name);
     if (t->type != type || t->nbytes != nbytes)
-        return eng_fail(err, ENG_ESHAPE, "'%s': tensor '%s' has type %u and %llu bytes, the "
-                        "hyperparameters imply type %u and %llu bytes", path, name, t->type,
-                        (unsigned long long)t->nbytes, type, (unsigned long long)nbytes);
+        return eng_fail(err, ENG_ESHAPE,
+                        "'%s': tensor '%s' has type %u and %llu bytes, the "
+                        "hyperparameters imply type %u and %llu bytes",
+                        path, name, t->type, (unsigned long long)t->nbytes, type,
+                        (unsigned long long)nbytes);
     *data = t->data;
     return 0;
 }
@@ -282,21 +292,28 @@ static int read_config(const struct eng_gguf *g, const char *path, struct eng_co
         (rc = eng_gguf_get_str(g, "bitdistill.base_model_type", &s, err)))
         return rc;
     snprintf(c->model_type, sizeof(c->model_type), "%s", s);
-    c->arch = !strcmp(s, "qwen3") ? ENG_ARCH_QWEN3 : !strcmp(s, "qwen2") ? ENG_ARCH_QWEN2
-                                                                          : ENG_ARCH_LLAMA;
+    c->arch = !strcmp(s, "qwen3")   ? ENG_ARCH_QWEN3
+              : !strcmp(s, "qwen2") ? ENG_ARCH_QWEN2
+                                    : ENG_ARCH_LLAMA;
     int known = !strcmp(s, "qwen3") || !strcmp(s, "qwen2") || !strcmp(s, "llama");
     free(s);
     if (!known)
-        return eng_fail(err, ENG_EUNSUPPORTED, "'%s': bitdistill.base_model_type '%s' is not "
-                        "supported", path, c->model_type);
+        return eng_fail(err, ENG_EUNSUPPORTED,
+                        "'%s': bitdistill.base_model_type '%s' is not "
+                        "supported",
+                        path, c->model_type);
     if (c->heads % c->kv_heads || c->head_dim % 2 || !(c->eps > 0) || !(c->rope_theta > 0))
-        return eng_fail(err, ENG_ECONFIG, "'%s': inconsistent hyperparameters (heads %d, kv %d, "
-                        "head_dim %d)", path, c->heads, c->kv_heads, c->head_dim);
+        return eng_fail(err, ENG_ECONFIG,
+                        "'%s': inconsistent hyperparameters (heads %d, kv %d, "
+                        "head_dim %d)",
+                        path, c->heads, c->kv_heads, c->head_dim);
     /* Each block holds 7 ternary matrices of two tensors each: a block count the tensor table
      * cannot hold is refused before anything is sized by it. */
     if ((uint64_t)c->layers * 14 > eng_gguf_tensor_count(g))
-        return eng_fail(err, ENG_ECONFIG, "'%s': block_count %d needs at least %llu tensors, the "
-                        "file holds %zu", path, c->layers, (unsigned long long)c->layers * 14,
+        return eng_fail(err, ENG_ECONFIG,
+                        "'%s': block_count %d needs at least %llu tensors, the "
+                        "file holds %zu",
+                        path, c->layers, (unsigned long long)c->layers * 14,
                         eng_gguf_tensor_count(g));
     if ((rc = eng_gguf_get_str(g, "bitdistill.head_format", &s, err)))
         return rc;
@@ -307,10 +324,14 @@ static int read_config(const struct eng_gguf *g, const char *path, struct eng_co
         return eng_fail(err, ENG_EUNSUPPORTED, "'%s': bitdistill.head_format must be q8 or q4",
                         path);
     uint64_t u;
-    c->bos_id = eng_gguf_get_u64(g, "tokenizer.ggml.bos_token_id", &u, NULL) == 0 &&
-                        u < (uint64_t)c->vocab ? (int)u : -1;
-    c->eos_id = eng_gguf_get_u64(g, "tokenizer.ggml.eos_token_id", &u, NULL) == 0 &&
-                        u < (uint64_t)c->vocab ? (int)u : -1;
+    c->bos_id =
+        eng_gguf_get_u64(g, "tokenizer.ggml.bos_token_id", &u, NULL) == 0 && u < (uint64_t)c->vocab
+            ? (int)u
+            : -1;
+    c->eos_id =
+        eng_gguf_get_u64(g, "tokenizer.ggml.eos_token_id", &u, NULL) == 0 && u < (uint64_t)c->vocab
+            ? (int)u
+            : -1;
     return 0;
 }
 
@@ -321,8 +342,8 @@ static int read_config(const struct eng_gguf *g, const char *path, struct eng_co
  * from the unrounded scale, which differs from the rounded one by at most 2^-11 relative). Any
  * other type or size, or a scale that is NaN, Inf, negative or beyond the fp16 range, is
  * refused with a message naming the tensor. */
-static int load_q4_scales(const struct eng_gguf *g, const char *path, const char *name,
-                          uint64_t n, const uint16_t **s16, uint16_t **own, char *err)
+static int load_q4_scales(const struct eng_gguf *g, const char *path, const char *name, uint64_t n,
+                          const uint16_t **s16, uint16_t **own, char *err)
 {
     const struct eng_gguf_tensor *t = eng_gguf_tensor(g, name);
     *s16 = NULL;
@@ -331,11 +352,12 @@ static int load_q4_scales(const struct eng_gguf *g, const char *path, const char
         return eng_fail(err, ENG_EMISSING, "'%s': tensor '%s' is missing", path, name);
     int f16 = t->type == ENG_GGML_F16 && t->nbytes == n * 2;
     if (!f16 && !(t->type == ENG_GGML_F32 && t->nbytes == n * 4))
-        return eng_fail(err, ENG_ESHAPE, "'%s': tensor '%s' has type %u and %llu bytes, the "
+        return eng_fail(err, ENG_ESHAPE,
+                        "'%s': tensor '%s' has type %u and %llu bytes, the "
                         "4-bit scales need F16 (type %u) with %llu bytes, or F32 (type %u, "
-                        "older files) with %llu bytes", path, name, t->type,
-                        (unsigned long long)t->nbytes, ENG_GGML_F16, (unsigned long long)(n * 2),
-                        ENG_GGML_F32, (unsigned long long)(n * 4));
+                        "older files) with %llu bytes",
+                        path, name, t->type, (unsigned long long)t->nbytes, ENG_GGML_F16,
+                        (unsigned long long)(n * 2), ENG_GGML_F32, (unsigned long long)(n * 4));
     if (f16) {
         *s16 = t->data;
     } else {
@@ -357,9 +379,10 @@ static int load_q4_scales(const struct eng_gguf *g, const char *path, const char
             free(*own);
             *own = NULL;
             *s16 = NULL;
-            return eng_fail(err, ENG_EFORMAT, "'%s': tensor '%s' holds an invalid scale at %llu "
-                            "(%g: not a finite, non-negative fp16 number)", path, name,
-                            (unsigned long long)i, (double)v);
+            return eng_fail(err, ENG_EFORMAT,
+                            "'%s': tensor '%s' holds an invalid scale at %llu "
+                            "(%g: not a finite, non-negative fp16 number)",
+                            path, name, (unsigned long long)i, (double)v);
         }
     }
     return 0;
@@ -416,8 +439,10 @@ static int load_tokenizer(const struct eng_gguf *g, const char *path, struct eng
         ky->type != ENG_GGUF_ARRAY || ky->atype != ENG_GGUF_I32 || ky->count != kt->count ||
         (km && (km->type != ENG_GGUF_ARRAY || km->atype != ENG_GGUF_STRING)) || kt->count == 0 ||
         kt->count > (1u << 24))
-        return eng_fail(err, ENG_ETOKENIZER, "'%s': tokenizer.ggml.tokens/token_type/merges are "
-                        "missing or of the wrong type", path);
+        return eng_fail(err, ENG_ETOKENIZER,
+                        "'%s': tokenizer.ggml.tokens/token_type/merges are "
+                        "missing or of the wrong type",
+                        path);
     n = kt->count;
     nm = km ? km->count : 0;
     toks = calloc(n, sizeof(*toks));
@@ -489,17 +514,20 @@ static int load_meta(const struct eng_gguf *g, const char *path, struct eng_stud
     eng_gguf_get_str(g, "bitdistill.task.prompt_format", &m->prompt_format, NULL);
     if (m->prompt_format && (strcmp(m->prompt_format, "chat_template") || !m->chat_template))
         return eng_fail(err, ENG_EFORMAT, "'%s': bitdistill.task.prompt_format \"%s\" %s", path,
-                        m->prompt_format, strcmp(m->prompt_format, "chat_template")
-                                              ? "is not \"chat_template\""
-                                              : "without a tokenizer.chat_template");
+                        m->prompt_format,
+                        strcmp(m->prompt_format, "chat_template")
+                            ? "is not \"chat_template\""
+                            : "without a tokenizer.chat_template");
     const struct eng_gguf_kv *kl = eng_gguf_kv(g, "bitdistill.task.labels"),
                              *kw = eng_gguf_kv(g, "bitdistill.task.label_words");
     if (!kl && !kw)
         return 0;
-    if (!kl || !kw || kl->count != kw->count || kl->count > 4096 ||
-        kl->atype != ENG_GGUF_STRING || kw->atype != ENG_GGUF_STRING)
-        return eng_fail(err, ENG_EFORMAT, "'%s': bitdistill.task.labels and label_words must be "
-                        "string arrays of the same length", path);
+    if (!kl || !kw || kl->count != kw->count || kl->count > 4096 || kl->atype != ENG_GGUF_STRING ||
+        kw->atype != ENG_GGUF_STRING)
+        return eng_fail(err, ENG_EFORMAT,
+                        "'%s': bitdistill.task.labels and label_words must be "
+                        "string arrays of the same length",
+                        path);
     m->nlabels = (int)kl->count;
     m->labels = calloc(kl->count + 1, sizeof(char *));
     m->label_words = calloc(kl->count + 1, sizeof(char *));
@@ -547,7 +575,8 @@ int eng_student_load(const char *path, struct eng_model **out, struct eng_tok **
         (!c.tie && (rc = load_qmat(s->g, path, "output", c.vocab, c.hidden, fmt == ENG_HEAD_Q4,
                                    &s->head, err))))
         goto fail;
-    m->resident += eng_student_qmat_bytes_(&s->emb) + (c.tie ? 0 : eng_student_qmat_bytes_(&s->head));
+    m->resident +=
+        eng_student_qmat_bytes_(&s->emb) + (c.tie ? 0 : eng_student_qmat_bytes_(&s->head));
     m->decode_bytes += m->resident;
     if ((rc = want(s->g, path, "output_norm.weight", ENG_GGML_F32, (uint64_t)c.hidden * 4, 0, &d,
                    err)))
@@ -559,10 +588,10 @@ int eng_student_load(const char *path, struct eng_model **out, struct eng_tok **
         struct eng_layer *L = &m->layers[i];
 #define NORM(field, nm, n, opt)                                                                    \
     snprintf(name, sizeof(name), "blk.%d." nm ".weight", i);                                       \
-    if ((rc = want(s->g, path, name, ENG_GGML_F32, (uint64_t)(n) * 4, opt, &d, err)))              \
+    if ((rc = want(s->g, path, name, ENG_GGML_F32, (uint64_t)(n)*4, opt, &d, err)))                \
         goto fail;                                                                                 \
     L->field = d;                                                                                  \
-    m->resident += d ? (size_t)(n) * 4 : 0;
+    m->resident += d ? (size_t)(n)*4 : 0;
         NORM(in_norm, "attn_norm", c.hidden, 0)
         NORM(post_norm, "ffn_norm", c.hidden, 0)
         NORM(q_norm, "attn_q_norm", c.head_dim, !c.qk_norm)

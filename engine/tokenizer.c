@@ -20,31 +20,31 @@
 #include "engine/err.h"
 #include "engine/tokenizer.h"
 
-struct bkey {       /* bytes -> id */
-    const char *p;  /* NULL = empty slot */
+struct bkey {      /* bytes -> id */
+    const char *p; /* NULL = empty slot */
     uint32_t n;
     int32_t id;
 };
 
-struct mkey {       /* (a, b) -> rank, id */
-    uint64_t k;     /* (a << 32 | b) + 1; 0 = empty */
+struct mkey {   /* (a, b) -> rank, id */
+    uint64_t k; /* (a << 32 | b) + 1; 0 = empty */
     int32_t rank, id;
 };
 
 struct eng_tok {
-    int32_t n_vocab;         /* ids 0..n_vocab-1 (holes allowed) */
-    char **str;              /* [n_vocab] byte-level form (owned) or NULL */
-    char **raw;              /* [n_vocab] raw bytes (owned) */
-    uint32_t *rawn;          /* [n_vocab] */
-    struct bkey *bt;         /* raw bytes -> id */
+    int32_t n_vocab; /* ids 0..n_vocab-1 (holes allowed) */
+    char **str;      /* [n_vocab] byte-level form (owned) or NULL */
+    char **raw;      /* [n_vocab] raw bytes (owned) */
+    uint32_t *rawn;  /* [n_vocab] */
+    struct bkey *bt; /* raw bytes -> id */
     size_t bcap;
     struct mkey *mt;
     size_t mcap;
-    char **merges;           /* [n_merges] "a b" (owned) */
+    char **merges; /* [n_merges] "a b" (owned) */
     int32_t n_merges;
     struct eng_tok_added *added; /* contents owned */
     int32_t n_added;
-    int32_t byte_id[256];    /* id of the single-byte token, -1 if absent */
+    int32_t byte_id[256]; /* id of the single-byte token, -1 if absent */
     char *regex;
     pcre2_code *re;
     int nfc, prefix_space;
@@ -285,8 +285,10 @@ int eng_tok_create(const struct eng_tok_spec *s, struct eng_tok **out, char *err
             goto fail;
         }
         if (a < 0 || b < 0 || id < 0) {
-            rc = eng_fail(err, ENG_ETOKENIZER, "merge %d ('%s') refers to a token that is not "
-                          "in the vocabulary", (int)r, m);
+            rc = eng_fail(err, ENG_ETOKENIZER,
+                          "merge %d ('%s') refers to a token that is not "
+                          "in the vocabulary",
+                          (int)r, m);
             goto fail;
         }
         t->merges[r] = strdup(m);
@@ -320,8 +322,10 @@ int eng_tok_create(const struct eng_tok_spec *s, struct eng_tok **out, char *err
     if (!t->re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof(msg));
-        rc = eng_fail(err, ENG_ETOKENIZER, "pre-tokenizer regex does not compile at offset %zu: "
-                      "%s", (size_t)eo, (const char *)msg);
+        rc = eng_fail(err, ENG_ETOKENIZER,
+                      "pre-tokenizer regex does not compile at offset %zu: "
+                      "%s",
+                      (size_t)eo, (const char *)msg);
         goto fail;
     }
     pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
@@ -530,7 +534,8 @@ static int encode_segment(const struct eng_tok *t, const char *s, size_t n, stru
         } else { /* empty match: step one character */
             uint32_t cp;
             int l = utf8_dec((const unsigned char *)s + ov[0], n - ov[0], &cp);
-            rc = rc ? rc : bpe_piece(t, (const unsigned char *)s + ov[0], l ? (size_t)l : 1, &sc, out);
+            rc = rc ? rc
+                    : bpe_piece(t, (const unsigned char *)s + ov[0], l ? (size_t)l : 1, &sc, out);
             off = ov[0] + (l ? (size_t)l : 1);
         }
     }
@@ -545,8 +550,7 @@ out:
     return rc;
 }
 
-int eng_tok_encode(const struct eng_tok *t, const char *text, size_t len, int32_t **ids,
-                   size_t *n)
+int eng_tok_encode(const struct eng_tok *t, const char *text, size_t len, int32_t **ids, size_t *n)
 {
     struct ids out = {0};
     int rc = 0;
@@ -713,24 +717,42 @@ int eng_tok_decode(const struct eng_tok *t, const int32_t *ids, size_t n, int sk
 
 /* ------------------------------------------------------------------------------- accessors */
 
-int32_t eng_tok_vocab_size(const struct eng_tok *t) { return t->n_vocab; }
+int32_t eng_tok_vocab_size(const struct eng_tok *t)
+{
+    return t->n_vocab;
+}
 const char *eng_tok_token(const struct eng_tok *t, int32_t id)
 {
     return id >= 0 && id < t->n_vocab ? t->str[id] : NULL;
 }
-int32_t eng_tok_merge_count(const struct eng_tok *t) { return t->n_merges; }
+int32_t eng_tok_merge_count(const struct eng_tok *t)
+{
+    return t->n_merges;
+}
 const char *eng_tok_merge(const struct eng_tok *t, int32_t r)
 {
     return r >= 0 && r < t->n_merges ? t->merges[r] : NULL;
 }
-int32_t eng_tok_added_count(const struct eng_tok *t) { return t->n_added; }
+int32_t eng_tok_added_count(const struct eng_tok *t)
+{
+    return t->n_added;
+}
 const struct eng_tok_added *eng_tok_added_at(const struct eng_tok *t, int32_t i)
 {
     return i >= 0 && i < t->n_added ? &t->added[i] : NULL;
 }
-const char *eng_tok_regex(const struct eng_tok *t) { return t->regex; }
-int eng_tok_nfc(const struct eng_tok *t) { return t->nfc; }
-int eng_tok_add_prefix_space(const struct eng_tok *t) { return t->prefix_space; }
+const char *eng_tok_regex(const struct eng_tok *t)
+{
+    return t->regex;
+}
+int eng_tok_nfc(const struct eng_tok *t)
+{
+    return t->nfc;
+}
+int eng_tok_add_prefix_space(const struct eng_tok *t)
+{
+    return t->prefix_space;
+}
 
 int32_t eng_tok_find(const struct eng_tok *t, const char *text)
 {

@@ -27,7 +27,7 @@ struct eng_tok;
 struct eng_tok_added {
     const char *content; /* literal text, matched before pre-tokenization */
     int32_t id;
-    int special;         /* skipped by decode when asked to skip special tokens */
+    int special; /* skipped by decode when asked to skip special tokens */
 };
 
 /* Everything a tokenizer is made of (all borrowed during eng_tok_create). */
@@ -38,8 +38,8 @@ struct eng_tok_spec {
     int32_t n_merges;
     const struct eng_tok_added *added;
     int32_t n_added;
-    const char *regex;   /* pre-tokenizer split pattern (Isolated) */
-    int nfc;             /* NFC normaliser */
+    const char *regex; /* pre-tokenizer split pattern (Isolated) */
+    int nfc;           /* NFC normaliser */
     int add_prefix_space;
 };
 
@@ -53,15 +53,14 @@ void eng_tok_free(struct eng_tok *t);
 
 /* Encode len bytes of UTF-8 text. *ids (malloc'd, caller frees) gets *n ids. ENG_ETOKENIZER
  * for invalid UTF-8 input. */
-int eng_tok_encode(const struct eng_tok *t, const char *text, size_t len, int32_t **ids,
-                   size_t *n);
+int eng_tok_encode(const struct eng_tok *t, const char *text, size_t len, int32_t **ids, size_t *n);
 /* Decode ids into malloc'd, NUL-terminated UTF-8 (*out, caller frees; *len without the NUL).
  * Unknown ids give ENG_EINVAL. */
 int eng_tok_decode(const struct eng_tok *t, const int32_t *ids, size_t n, int skip_special,
                    char **out, size_t *len);
 
 /* Accessors (for the student file writer). Strings are borrowed from the tokenizer. */
-int32_t eng_tok_vocab_size(const struct eng_tok *t);       /* max id + 1 (incl. added) */
+int32_t eng_tok_vocab_size(const struct eng_tok *t);            /* max id + 1 (incl. added) */
 const char *eng_tok_token(const struct eng_tok *t, int32_t id); /* byte-level form or NULL */
 int32_t eng_tok_merge_count(const struct eng_tok *t);
 const char *eng_tok_merge(const struct eng_tok *t, int32_t rank); /* "left right" */

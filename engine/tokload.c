@@ -24,7 +24,8 @@ static int vocab_array(json_t *vocab, const char *what, const char ***out, int32
     *out = NULL;
     if (!json_is_object(vocab) || json_object_size(vocab) == 0)
         return eng_fail(err, ENG_ETOKENIZER, "%s: model.vocab must be a non-empty object", what);
-    json_object_foreach(vocab, key, v) {
+    json_object_foreach(vocab, key, v)
+    {
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= (1 << 24))
             return eng_fail(err, ENG_ETOKENIZER, "%s: vocab entry '%s' has no valid id", what, key);
         if (json_integer_value(v) > mx)
@@ -33,7 +34,8 @@ static int vocab_array(json_t *vocab, const char *what, const char ***out, int32
     const char **a = calloc((size_t)mx + 1, sizeof(*a));
     if (!a)
         return eng_fail(err, ENG_ENOMEM, "out of memory");
-    json_object_foreach(vocab, key, v) {
+    json_object_foreach(vocab, key, v)
+    {
         json_int_t id = json_integer_value(v);
         if (a[id]) {
             int rc = eng_fail(err, ENG_ETOKENIZER, "%s: id %lld is given to both '%s' and '%s'",
@@ -68,44 +70,56 @@ static int parse_pretok(json_t *pt, const char *what, const char **regex, int *p
         json_t *ur = json_object_get(pt, "use_regex");
         *prefix = json_is_true(json_object_get(pt, "add_prefix_space"));
         if (ur && !json_is_true(ur))
-            return eng_fail(err, ENG_EUNSUPPORTED, "%s: ByteLevel pre-tokenizer without a regex "
-                            "and without a Split before it", what);
+            return eng_fail(err, ENG_EUNSUPPORTED,
+                            "%s: ByteLevel pre-tokenizer without a regex "
+                            "and without a Split before it",
+                            what);
         *regex = ENG_TOK_GPT2_REGEX;
         return 0;
     }
     if (strcmp(ty, "Sequence"))
-        return eng_fail(err, ENG_EUNSUPPORTED, "%s: pre_tokenizer type '%s' is not supported",
-                        what, ty);
+        return eng_fail(err, ENG_EUNSUPPORTED, "%s: pre_tokenizer type '%s' is not supported", what,
+                        ty);
     json_t *seq = json_object_get(pt, "pretokenizers"), *p;
     size_t i;
     int have_bl = 0;
-    json_array_foreach(seq, i, p) {
+    json_array_foreach(seq, i, p)
+    {
         const char *t = json_string_value(json_object_get(p, "type"));
         if (t && !strcmp(t, "Split") && !*regex && !have_bl) {
             json_t *pat = json_object_get(p, "pattern");
             const char *re = json_string_value(json_object_get(pat, "Regex"));
             const char *beh = json_string_value(json_object_get(p, "behavior"));
-            if (!re || !beh || strcmp(beh, "Isolated") || json_is_true(json_object_get(p, "invert")))
-                return eng_fail(err, ENG_EUNSUPPORTED, "%s: only Split{Regex, Isolated, invert "
-                                "false} is supported", what);
+            if (!re || !beh || strcmp(beh, "Isolated") ||
+                json_is_true(json_object_get(p, "invert")))
+                return eng_fail(err, ENG_EUNSUPPORTED,
+                                "%s: only Split{Regex, Isolated, invert "
+                                "false} is supported",
+                                what);
             *regex = re;
         } else if (t && !strcmp(t, "ByteLevel") && !have_bl) {
             have_bl = 1;
             *prefix = json_is_true(json_object_get(p, "add_prefix_space"));
             if (json_is_true(json_object_get(p, "use_regex"))) {
                 if (*regex)
-                    return eng_fail(err, ENG_EUNSUPPORTED, "%s: Split followed by a ByteLevel "
-                                    "with use_regex is not supported", what);
+                    return eng_fail(err, ENG_EUNSUPPORTED,
+                                    "%s: Split followed by a ByteLevel "
+                                    "with use_regex is not supported",
+                                    what);
                 *regex = ENG_TOK_GPT2_REGEX;
             }
         } else {
-            return eng_fail(err, ENG_EUNSUPPORTED, "%s: pre_tokenizer step %zu ('%s') is not "
-                            "supported", what, i, t ? t : "?");
+            return eng_fail(err, ENG_EUNSUPPORTED,
+                            "%s: pre_tokenizer step %zu ('%s') is not "
+                            "supported",
+                            what, i, t ? t : "?");
         }
     }
     if (!have_bl || !*regex)
-        return eng_fail(err, ENG_EUNSUPPORTED, "%s: pre_tokenizer must end in ByteLevel after a "
-                        "regex Split", what);
+        return eng_fail(err, ENG_EUNSUPPORTED,
+                        "%s: pre_tokenizer must end in ByteLevel after a "
+                        "regex Split",
+                        what);
     return 0;
 }
 
@@ -122,7 +136,8 @@ static int parse_norm(json_t *n, const char *what, int *nfc, char *err)
     if (ty && !strcmp(ty, "Sequence")) {
         json_t *a = json_object_get(n, "normalizers"), *x;
         size_t i;
-        json_array_foreach(a, i, x) {
+        json_array_foreach(a, i, x)
+        {
             int sub;
             int rc = parse_norm(x, what, &sub, err);
             if (rc)
@@ -131,8 +146,8 @@ static int parse_norm(json_t *n, const char *what, int *nfc, char *err)
         }
         return 0;
     }
-    return eng_fail(err, ENG_EUNSUPPORTED, "%s: normalizer '%s' is not supported (NFC only)",
-                    what, ty ? ty : "?");
+    return eng_fail(err, ENG_EUNSUPPORTED, "%s: normalizer '%s' is not supported (NFC only)", what,
+                    ty ? ty : "?");
 }
 
 int eng_tok_load_json(const char *path, struct eng_tok **out, char *err)
@@ -186,7 +201,8 @@ int eng_tok_load_json(const char *path, struct eng_tok **out, char *err)
         rc = eng_fail(err, ENG_ENOMEM, "out of memory");
         goto out;
     }
-    json_array_foreach(jm, i, x) {
+    json_array_foreach(jm, i, x)
+    {
         if (json_is_string(x)) {
             merges[i] = json_string_value(x);
         } else if (json_is_array(x) && json_array_size(x) == 2 &&
@@ -204,8 +220,8 @@ int eng_tok_load_json(const char *path, struct eng_tok **out, char *err)
             memcpy(mbuf[i] + la + 1, b, lb + 1);
             merges[i] = mbuf[i];
         } else {
-            rc = eng_fail(err, ENG_ETOKENIZER, "'%s': merge %zu is neither \"a b\" nor [a, b]",
-                          buf, i);
+            rc = eng_fail(err, ENG_ETOKENIZER, "'%s': merge %zu is neither \"a b\" nor [a, b]", buf,
+                          i);
             goto out;
         }
     }
@@ -218,13 +234,16 @@ int eng_tok_load_json(const char *path, struct eng_tok **out, char *err)
         rc = eng_fail(err, ENG_ENOMEM, "out of memory");
         goto out;
     }
-    json_array_foreach(ja, i, x) {
+    json_array_foreach(ja, i, x)
+    {
         json_t *id = json_object_get(x, "id");
         const char *c = json_string_value(json_object_get(x, "content"));
         if (!json_is_integer(id) || json_integer_value(id) < 0 ||
             json_integer_value(id) >= (1 << 24) || !c || !c[0]) {
-            rc = eng_fail(err, ENG_ETOKENIZER, "'%s': added_tokens[%zu] needs an id and a "
-                          "non-empty content", buf, i);
+            rc = eng_fail(err, ENG_ETOKENIZER,
+                          "'%s': added_tokens[%zu] needs an id and a "
+                          "non-empty content",
+                          buf, i);
             goto out;
         }
         added[i] = (struct eng_tok_added){c, (int32_t)json_integer_value(id),

@@ -12,16 +12,19 @@
 #include "jinja/jinja_impl.h"
 
 static const char *const FILTERS[] = {
-    "abs", "capitalize", "count", "d", "default", "dictsort", "e", "escape", "first", "float",
-    "indent", "int", "items", "join", "last", "length", "list", "lower", "map", "max", "min",
-    "reject", "rejectattr", "replace", "reverse", "round", "safe", "select", "selectattr", "sort",
-    "string", "sum", "title", "tojson", "trim", "unique", "upper", "wordcount", NULL};
+    "abs",     "capitalize", "count",  "d",      "default",    "dictsort",  "e",          "escape",
+    "first",   "float",      "indent", "int",    "items",      "join",      "last",       "length",
+    "list",    "lower",      "map",    "max",    "min",        "reject",    "rejectattr", "replace",
+    "reverse", "round",      "safe",   "select", "selectattr", "sort",      "string",     "sum",
+    "title",   "tojson",     "trim",   "unique", "upper",      "wordcount", NULL};
 
 static const char *const TESTS[] = {
-    "defined", "undefined", "none", "string", "mapping", "iterable", "sequence", "number",
-    "integer", "float", "boolean", "true", "false", "in", "equalto", "eq", "==", "ne", "!=", "lt",
-    "<", "le", "<=", "gt", ">", "ge", ">=", "greaterthan", "lessthan", "even", "odd",
-    "divisibleby", "lower", "upper", "callable", "sameas", "escaped", NULL};
+    "defined",  "undefined", "none",  "string",      "mapping", "iterable", "sequence",
+    "number",   "integer",   "float", "boolean",     "true",    "false",    "in",
+    "equalto",  "eq",        "==",    "ne",          "!=",      "lt",       "<",
+    "le",       "<=",        "gt",    ">",           "ge",      ">=",       "greaterthan",
+    "lessthan", "even",      "odd",   "divisibleby", "lower",   "upper",    "callable",
+    "sameas",   "escaped",   NULL};
 
 static int in_list(const char *const *list, const char *name)
 {
@@ -31,8 +34,14 @@ static int in_list(const char *const *list, const char *name)
     return 0;
 }
 
-int jinja_known_filter(const char *name) { return in_list(FILTERS, name); }
-int jinja_known_test(const char *name) { return in_list(TESTS, name); }
+int jinja_known_filter(const char *name)
+{
+    return in_list(FILTERS, name);
+}
+int jinja_known_test(const char *name)
+{
+    return in_list(TESTS, name);
+}
 
 jv jinja_arg(jv *args, size_t nargs, const char **kwn, jv *kwv, size_t nkw, size_t pos,
              const char *name)
@@ -47,10 +56,19 @@ jv jinja_arg(jv *args, size_t nargs, const char **kwn, jv *kwv, size_t nkw, size
 
 #define ARG(pos, name) jinja_arg(args, nargs, kwn, kwv, nkw, pos, name)
 
-static int oom(struct jinja_ctx *c) { return jinja_fail(c, JINJA_ELIMIT, "out of memory"); }
+static int oom(struct jinja_ctx *c)
+{
+    return jinja_fail(c, JINJA_ELIMIT, "out of memory");
+}
 
-static int is_num(jv v) { return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL; }
-static double fnum(jv v) { return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : v.u.b; }
+static int is_num(jv v)
+{
+    return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL;
+}
+static double fnum(jv v)
+{
+    return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : v.u.b;
+}
 
 static jv list_val(struct jinja_list *l)
 {
@@ -63,9 +81,7 @@ static int to_list(struct jinja_ctx *c, jv v, struct jinja_list **out)
 {
     struct jinja_list *l;
     switch (v.t) {
-    case JV_UNDEF:
-        *out = jv_list_new(&c->arena, 1);
-        return *out ? 0 : oom(c);
+    case JV_UNDEF: *out = jv_list_new(&c->arena, 1); return *out ? 0 : oom(c);
     case JV_LIST: *out = v.u.l; return 0;
     case JV_DICT:
         if (!(l = jv_list_new(&c->arena, v.u.d->n + 1)))
@@ -91,8 +107,7 @@ static int to_list(struct jinja_ctx *c, jv v, struct jinja_list **out)
         *out = l;
         return 0;
     }
-    default:
-        return jinja_fail(c, JINJA_ERENDER, "'%s' object is not iterable", jv_type_name(v));
+    default: return jinja_fail(c, JINJA_ERENDER, "'%s' object is not iterable", jv_type_name(v));
     }
 }
 
@@ -189,7 +204,8 @@ static int sort_by(struct jinja_ctx *c, jv *items, jv *keys, size_t n, int rever
     }
     for (size_t width = 1; width < n && !rc; width *= 2) {
         for (size_t lo = 0; lo < n && !rc; lo += 2 * width) {
-            size_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t mid = lo + width < n ? lo + width : n,
+                   hi = lo + 2 * width < n ? lo + 2 * width : n;
             size_t i = lo, j = mid, o = lo;
             while (i < mid || j < hi) {
                 int take_right = 0;
@@ -431,8 +447,8 @@ static int filter_minmax(struct jinja_ctx *c, jv v, int want_max, int cs, jv att
     return 0;
 }
 
-static int filter_map(struct jinja_ctx *c, jv v, jv *args, size_t nargs, const char **kwn,
-                      jv *kwv, size_t nkw, jv *out)
+static int filter_map(struct jinja_ctx *c, jv v, jv *args, size_t nargs, const char **kwn, jv *kwv,
+                      size_t nkw, jv *out)
 {
     struct jinja_list *in, *l;
     if (to_list(c, v, &in) || !(l = jv_list_new(&c->arena, in->n + 1)))
@@ -483,8 +499,12 @@ static int filter_escape(struct jinja_ctx *c, jv v, jv *out)
     int rc = 0;
     for (size_t i = 0; i < s.u.s->len; i++) {
         char ch = s.u.s->s[i];
-        const char *e = ch == '&' ? "&amp;" : ch == '<' ? "&lt;" : ch == '>' ? "&gt;"
-                        : ch == '"' ? "&#34;" : ch == '\'' ? "&#39;" : NULL;
+        const char *e = ch == '&'    ? "&amp;"
+                        : ch == '<'  ? "&lt;"
+                        : ch == '>'  ? "&gt;"
+                        : ch == '"'  ? "&#34;"
+                        : ch == '\'' ? "&#39;"
+                                     : NULL;
         rc |= e ? jinja_buf_put(&b, e, strlen(e)) : jinja_buf_putc(&b, ch);
     }
     if (!rc)
@@ -514,8 +534,10 @@ int jinja_filter(struct jinja_ctx *c, const char *name, jv v, jv *args, size_t n
     if (!strcmp(name, "upper") || !strcmp(name, "lower") || !strcmp(name, "title") ||
         !strcmp(name, "capitalize")) {
         s = jv_to_str(c, v);
-        int mode = name[0] == 'u' ? JC_UPPER : name[0] == 'l' ? JC_LOWER
-                   : name[0] == 't' ? JC_TITLE : JC_CAPITALIZE;
+        int mode = name[0] == 'u'   ? JC_UPPER
+                   : name[0] == 'l' ? JC_LOWER
+                   : name[0] == 't' ? JC_TITLE
+                                    : JC_CAPITALIZE;
         return s.t == JV_UNDEF ? c->status : jinja_str_case(c, s, mode, out);
     }
     if (!strcmp(name, "trim")) {
@@ -625,9 +647,9 @@ int jinja_filter(struct jinja_ctx *c, const char *name, jv v, jv *args, size_t n
         if (v.t == JV_INT || v.t == JV_BOOL)
             *out = want_int ? jv_int(v.t == JV_INT ? v.u.i : v.u.b) : jv_float(fnum(v));
         else if (v.t == JV_FLOAT)
-            *out = want_int ? (isfinite(v.u.f) && fabs(v.u.f) < 9.2e18 ? jv_int((int64_t)v.u.f)
-                                                                      : dflt)
-                            : v;
+            *out = want_int
+                       ? (isfinite(v.u.f) && fabs(v.u.f) < 9.2e18 ? jv_int((int64_t)v.u.f) : dflt)
+                       : v;
         else if (v.t != JV_STR || parse_number(v.u.s->s, want_int, out))
             *out = dflt;
         return 0;
@@ -735,21 +757,66 @@ static int test_cmp(struct jinja_ctx *c, int op, jv v, jv *args, size_t nargs, i
 int jinja_test(struct jinja_ctx *c, const char *name, jv v, jv *args, size_t nargs, int *out)
 {
     const char *n = name;
-    if (!strcmp(n, "defined")) { *out = v.t != JV_UNDEF; return 0; }
-    if (!strcmp(n, "undefined")) { *out = v.t == JV_UNDEF; return 0; }
-    if (!strcmp(n, "none")) { *out = v.t == JV_NONE; return 0; }
-    if (!strcmp(n, "string")) { *out = v.t == JV_STR; return 0; }
-    if (!strcmp(n, "mapping")) { *out = v.t == JV_DICT; return 0; }
-    if (!strcmp(n, "iterable")) { *out = v.t == JV_STR || v.t == JV_LIST || v.t == JV_DICT; return 0; }
-    if (!strcmp(n, "sequence")) { *out = v.t == JV_STR || v.t == JV_LIST || v.t == JV_DICT; return 0; }
-    if (!strcmp(n, "number")) { *out = is_num(v); return 0; }
-    if (!strcmp(n, "integer")) { *out = v.t == JV_INT; return 0; }
-    if (!strcmp(n, "float")) { *out = v.t == JV_FLOAT; return 0; }
-    if (!strcmp(n, "boolean")) { *out = v.t == JV_BOOL; return 0; }
-    if (!strcmp(n, "true")) { *out = v.t == JV_BOOL && v.u.b; return 0; }
-    if (!strcmp(n, "false")) { *out = v.t == JV_BOOL && !v.u.b; return 0; }
-    if (!strcmp(n, "callable")) { *out = v.t == JV_FUNC; return 0; }
-    if (!strcmp(n, "escaped")) { *out = 0; return 0; }
+    if (!strcmp(n, "defined")) {
+        *out = v.t != JV_UNDEF;
+        return 0;
+    }
+    if (!strcmp(n, "undefined")) {
+        *out = v.t == JV_UNDEF;
+        return 0;
+    }
+    if (!strcmp(n, "none")) {
+        *out = v.t == JV_NONE;
+        return 0;
+    }
+    if (!strcmp(n, "string")) {
+        *out = v.t == JV_STR;
+        return 0;
+    }
+    if (!strcmp(n, "mapping")) {
+        *out = v.t == JV_DICT;
+        return 0;
+    }
+    if (!strcmp(n, "iterable")) {
+        *out = v.t == JV_STR || v.t == JV_LIST || v.t == JV_DICT;
+        return 0;
+    }
+    if (!strcmp(n, "sequence")) {
+        *out = v.t == JV_STR || v.t == JV_LIST || v.t == JV_DICT;
+        return 0;
+    }
+    if (!strcmp(n, "number")) {
+        *out = is_num(v);
+        return 0;
+    }
+    if (!strcmp(n, "integer")) {
+        *out = v.t == JV_INT;
+        return 0;
+    }
+    if (!strcmp(n, "float")) {
+        *out = v.t == JV_FLOAT;
+        return 0;
+    }
+    if (!strcmp(n, "boolean")) {
+        *out = v.t == JV_BOOL;
+        return 0;
+    }
+    if (!strcmp(n, "true")) {
+        *out = v.t == JV_BOOL && v.u.b;
+        return 0;
+    }
+    if (!strcmp(n, "false")) {
+        *out = v.t == JV_BOOL && !v.u.b;
+        return 0;
+    }
+    if (!strcmp(n, "callable")) {
+        *out = v.t == JV_FUNC;
+        return 0;
+    }
+    if (!strcmp(n, "escaped")) {
+        *out = 0;
+        return 0;
+    }
     if (!strcmp(n, "lower") || !strcmp(n, "upper")) {
         jv m;
         if (v.t != JV_STR) {
@@ -798,9 +865,9 @@ int jinja_test(struct jinja_ctx *c, const char *name, jv v, jv *args, size_t nar
         jv cont = args[0];
         if (cont.t == JV_STR) {
             if (v.t != JV_STR)
-                return jinja_fail(c, JINJA_ERENDER, "'in <string>' requires string as left operand");
-            *out = memmem(cont.u.s->s, cont.u.s->len, v.u.s->s, v.u.s->len) != NULL ||
-                   !v.u.s->len;
+                return jinja_fail(c, JINJA_ERENDER,
+                                  "'in <string>' requires string as left operand");
+            *out = memmem(cont.u.s->s, cont.u.s->len, v.u.s->s, v.u.s->len) != NULL || !v.u.s->len;
         } else if (cont.t == JV_LIST) {
             *out = 0;
             for (size_t i = 0; i < cont.u.l->n && !*out; i++)

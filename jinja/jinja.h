@@ -22,10 +22,10 @@
 
 enum jinja_status {
     JINJA_OK = 0,
-    JINJA_ESYNTAX = -1,  /* parse error or unsupported construct */
-    JINJA_ERENDER = -2,  /* runtime error: undefined attribute, type error, ... */
-    JINJA_ERAISE = -3,   /* the template called raise_exception(message) */
-    JINJA_ELIMIT = -4,   /* output, memory, recursion or step limit reached */
+    JINJA_ESYNTAX = -1, /* parse error or unsupported construct */
+    JINJA_ERENDER = -2, /* runtime error: undefined attribute, type error, ... */
+    JINJA_ERAISE = -3,  /* the template called raise_exception(message) */
+    JINJA_ELIMIT = -4,  /* output, memory, recursion or step limit reached */
     JINJA_ENOMEM = -5,
 };
 
@@ -33,9 +33,9 @@ struct jinja_tpl;
 
 /* Options of one rendering; zeroed fields take the defaults. */
 struct jinja_opts {
-    time_t now;            /* the time strftime_now formats (local time); 0: the current time */
-    size_t max_output;     /* bytes; default 4 MiB */
-    size_t max_memory;     /* bytes of the rendering's arena; default 256 MiB */
+    time_t now;        /* the time strftime_now formats (local time); 0: the current time */
+    size_t max_output; /* bytes; default 4 MiB */
+    size_t max_memory; /* bytes of the rendering's arena; default 256 MiB */
 };
 
 /* Parses `src` (len bytes, UTF-8). Returns JINJA_OK with *out owned by the caller (free with

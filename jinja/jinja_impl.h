@@ -28,7 +28,15 @@ char *jinja_strndup(struct jinja_arena *a, const char *s, size_t n);
 
 /* ---- values ---- */
 enum jinja_type {
-    JV_UNDEF = 0, JV_NONE, JV_BOOL, JV_INT, JV_FLOAT, JV_STR, JV_LIST, JV_DICT, JV_FUNC
+    JV_UNDEF = 0,
+    JV_NONE,
+    JV_BOOL,
+    JV_INT,
+    JV_FLOAT,
+    JV_STR,
+    JV_LIST,
+    JV_DICT,
+    JV_FUNC
 };
 
 struct jinja_str {
@@ -68,37 +76,63 @@ struct jinja_frame;
 enum jinja_fkind { JF_MACRO, JF_CALLER, JF_GLOBAL, JF_METHOD, JF_CYCLE };
 struct jinja_func {
     int kind;
-    const char *name;            /* global or method name */
-    jv self;                     /* JF_METHOD: the object; JF_CYCLE: the list */
+    const char *name;              /* global or method name */
+    jv self;                       /* JF_METHOD: the object; JF_CYCLE: the list */
     const struct jinja_node *node; /* JF_MACRO: the macro; JF_CALLER: the call block */
-    struct jinja_frame *frame;   /* where it was defined */
+    struct jinja_frame *frame;     /* where it was defined */
 };
 
 /* ---- syntax tree ---- */
 enum jinja_nkind {
     /* expressions */
-    JN_LIT, JN_NAME, JN_ATTR, JN_ITEM, JN_SLICE, JN_CALL, JN_FILTER, JN_TEST, JN_NEG, JN_POS,
-    JN_NOT, JN_AND, JN_OR, JN_BIN, JN_CMP, JN_COND, JN_LIST, JN_DICT,
+    JN_LIT,
+    JN_NAME,
+    JN_ATTR,
+    JN_ITEM,
+    JN_SLICE,
+    JN_CALL,
+    JN_FILTER,
+    JN_TEST,
+    JN_NEG,
+    JN_POS,
+    JN_NOT,
+    JN_AND,
+    JN_OR,
+    JN_BIN,
+    JN_CMP,
+    JN_COND,
+    JN_LIST,
+    JN_DICT,
     /* statements */
-    JN_TEXT, JN_OUT, JN_IF, JN_FOR, JN_SET, JN_SETBLOCK, JN_MACRO, JN_CALLBLOCK, JN_FILTERBLOCK,
-    JN_BREAK, JN_CONTINUE, JN_BODY
+    JN_TEXT,
+    JN_OUT,
+    JN_IF,
+    JN_FOR,
+    JN_SET,
+    JN_SETBLOCK,
+    JN_MACRO,
+    JN_CALLBLOCK,
+    JN_FILTERBLOCK,
+    JN_BREAK,
+    JN_CONTINUE,
+    JN_BODY
 };
 
 struct jinja_node {
     int kind;
-    int op;   /* JN_BIN/JN_CMP: the operator token; JN_TEST: 1 when negated */
+    int op; /* JN_BIN/JN_CMP: the operator token; JN_TEST: 1 when negated */
     int line;
-    const char *name;            /* NAME, ATTR, FILTER, TEST, SET target, MACRO name */
-    const char *name2;           /* SET: the attribute of `set ns.attr` */
-    jv val;                      /* LIT; TEXT: the text */
+    const char *name;             /* NAME, ATTR, FILTER, TEST, SET target, MACRO name */
+    const char *name2;            /* SET: the attribute of `set ns.attr` */
+    jv val;                       /* LIT; TEXT: the text */
     struct jinja_node *a, *b, *c; /* operands; IF: cond/then/else; FOR: iter/body/else */
-    struct jinja_node *d;        /* FOR: the inline `if` filter; SLICE: the step */
-    struct jinja_node **kids;    /* args, list items, body statements, CMP operands */
+    struct jinja_node *d;         /* FOR: the inline `if` filter; SLICE: the step */
+    struct jinja_node **kids;     /* args, list items, body statements, CMP operands */
     size_t nkids;
-    const char **kwnames;        /* CALL/FILTER kwargs; MACRO/FOR/SET: parameter or target names */
-    struct jinja_node **kwvals;  /* CALL/FILTER kwargs; MACRO: defaults (NULL: none) */
+    const char **kwnames;       /* CALL/FILTER kwargs; MACRO/FOR/SET: parameter or target names */
+    struct jinja_node **kwvals; /* CALL/FILTER kwargs; MACRO: defaults (NULL: none) */
     size_t nkw;
-    int *cmpops;                 /* JN_CMP: nkids-1 operators */
+    int *cmpops; /* JN_CMP: nkids-1 operators */
 };
 
 struct jinja_tpl {
@@ -121,19 +155,33 @@ struct jinja_ctx {
     struct jinja_arena arena;
     struct jinja_frame *globals;
     const struct jinja_opts *opts;
-    char *err;       /* JINJA_ERR_LEN */
-    int status;      /* the error's status once set */
-    int line;        /* the statement being rendered */
-    int depth;       /* call depth */
-    uint64_t steps;  /* loop iterations and calls, bounded */
-    int loopctl;     /* 1 break, 2 continue pending */
-    jv hole;         /* {% filter %}: the body's text, read by the JN_LIT with op 1 */
+    char *err;      /* JINJA_ERR_LEN */
+    int status;     /* the error's status once set */
+    int line;       /* the statement being rendered */
+    int depth;      /* call depth */
+    uint64_t steps; /* loop iterations and calls, bounded */
+    int loopctl;    /* 1 break, 2 continue pending */
+    jv hole;        /* {% filter %}: the body's text, read by the JN_LIT with op 1 */
 };
 
 /* Token codes shared by the parser and the evaluator (operators). */
 enum jinja_op {
-    JO_ADD = 1, JO_SUB, JO_MUL, JO_DIV, JO_FLOORDIV, JO_MOD, JO_POW, JO_CONCAT,
-    JO_EQ, JO_NE, JO_LT, JO_LE, JO_GT, JO_GE, JO_IN, JO_NOTIN
+    JO_ADD = 1,
+    JO_SUB,
+    JO_MUL,
+    JO_DIV,
+    JO_FLOORDIV,
+    JO_MOD,
+    JO_POW,
+    JO_CONCAT,
+    JO_EQ,
+    JO_NE,
+    JO_LT,
+    JO_LE,
+    JO_GT,
+    JO_GE,
+    JO_IN,
+    JO_NOTIN
 };
 
 /* value.c */
@@ -166,8 +214,8 @@ int jv_write_repr(struct jinja_buf *b, jv v);
 int jv_write_float(struct jinja_buf *b, double f);
 /* json.dumps(v, ensure_ascii=False, indent, separators, sort_keys): indent < 0 for none;
  * returns -1 on a value JSON cannot hold (message in *why). */
-int jv_write_json(struct jinja_buf *b, jv v, int indent, const char *item_sep,
-                  const char *key_sep, int sort_keys, int level, const char **why);
+int jv_write_json(struct jinja_buf *b, jv v, int indent, const char *item_sep, const char *key_sep,
+                  int sort_keys, int level, const char **why);
 /* str(v) as a new arena string. */
 jv jv_to_str(struct jinja_ctx *c, jv v);
 
@@ -179,8 +227,8 @@ int jinja_known_method(const char *name);
 /* render.c */
 int jinja_fail(struct jinja_ctx *c, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int jinja_call_value(struct jinja_ctx *c, jv fn, jv *args, size_t nargs, const char **kwn,
-                     jv *kwv, size_t nkw, jv *out);
+int jinja_call_value(struct jinja_ctx *c, jv fn, jv *args, size_t nargs, const char **kwn, jv *kwv,
+                     size_t nkw, jv *out);
 int jinja_getattr(struct jinja_ctx *c, jv obj, const char *name, jv *out);
 
 /* builtins.c */

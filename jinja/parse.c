@@ -19,8 +19,19 @@
 #include "jinja/jinja_impl.h"
 #include "util/grow.h"
 
-enum tok_kind { T_EOF, T_TEXT, T_VAR_BEGIN, T_VAR_END, T_BLOCK_BEGIN, T_BLOCK_END, T_NAME,
-                T_STRING, T_INT, T_FLOAT, T_OP };
+enum tok_kind {
+    T_EOF,
+    T_TEXT,
+    T_VAR_BEGIN,
+    T_VAR_END,
+    T_BLOCK_BEGIN,
+    T_BLOCK_END,
+    T_NAME,
+    T_STRING,
+    T_INT,
+    T_FLOAT,
+    T_OP
+};
 
 struct tok {
     int kind;
@@ -78,15 +89,25 @@ static int count_lines(const char *s, size_t n)
 /* Appends code point cp as UTF-8. */
 static size_t put_utf8(char *o, unsigned cp)
 {
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 63)); return 2; }
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xC0 | cp >> 6);
+        o[1] = (char)(0x80 | (cp & 63));
+        return 2;
+    }
     if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | (cp >> 6 & 63));
+        o[0] = (char)(0xE0 | cp >> 12);
+        o[1] = (char)(0x80 | (cp >> 6 & 63));
         o[2] = (char)(0x80 | (cp & 63));
         return 3;
     }
-    o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | (cp >> 12 & 63));
-    o[2] = (char)(0x80 | (cp >> 6 & 63)); o[3] = (char)(0x80 | (cp & 63));
+    o[0] = (char)(0xF0 | cp >> 18);
+    o[1] = (char)(0x80 | (cp >> 12 & 63));
+    o[2] = (char)(0x80 | (cp >> 6 & 63));
+    o[3] = (char)(0x80 | (cp & 63));
     return 4;
 }
 
@@ -126,7 +147,9 @@ static int lex_string(struct parser *p, size_t *i, struct tok *t)
         case 'b': *o++ = '\b'; break;
         case 'f': *o++ = '\f'; break;
         case 'v': *o++ = '\v'; break;
-        case '\\': case '\'': case '"': *o++ = e; break;
+        case '\\':
+        case '\'':
+        case '"': *o++ = e; break;
         case '\n': p->line++; break;
         case 'x': nhex = 2; break;
         case 'u': nhex = 4; break;
@@ -138,8 +161,8 @@ static int lex_string(struct parser *p, size_t *i, struct tok *t)
             for (int k = 0; k < nhex; k++, j++) {
                 if (j >= p->srclen || !isxdigit((unsigned char)s[j]))
                     return perr(p, p->line, "bad \\%c escape in a string literal", e);
-                cp = cp * 16 + (unsigned)(isdigit((unsigned char)s[j]) ? s[j] - '0'
-                                                                       : (s[j] | 32) - 'a' + 10);
+                cp = cp * 16 +
+                     (unsigned)(isdigit((unsigned char)s[j]) ? s[j] - '0' : (s[j] | 32) - 'a' + 10);
             }
             if (cp > 0x10FFFF)
                 return perr(p, p->line, "bad \\%c escape in a string literal", e);
@@ -289,12 +312,14 @@ static int lex(struct parser *p)
             size_t ls = tend;
             while (ls > tstart && (s[ls - 1] == ' ' || s[ls - 1] == '\t'))
                 ls--;
-            if ((ls > tstart && s[ls - 1] == '\n') || (ls == tstart && (ls == 0 || s[ls - 1] == '\n')))
+            if ((ls > tstart && s[ls - 1] == '\n') ||
+                (ls == tstart && (ls == 0 || s[ls - 1] == '\n')))
                 tend = ls;
         }
         int text_line = p->line + count_lines(s + pos, tstart - pos);
         if (tend > tstart) {
-            struct tok t = {.kind = T_TEXT, .line = text_line, .s = s + tstart, .len = tend - tstart};
+            struct tok t = {
+                .kind = T_TEXT, .line = text_line, .s = s + tstart, .len = tend - tstart};
             if (push(p, t))
                 return JINJA_ENOMEM;
         }
@@ -333,7 +358,10 @@ static int lex(struct parser *p)
 
 /* ---- parser ---- */
 
-static struct tok *cur(struct parser *p) { return &p->t[p->pos]; }
+static struct tok *cur(struct parser *p)
+{
+    return &p->t[p->pos];
+}
 static struct tok *peek(struct parser *p, size_t k)
 {
     return p->pos + k < p->n ? &p->t[p->pos + k] : &p->t[p->n - 1];
@@ -356,7 +384,8 @@ static const char *tok_desc(struct parser *p, const struct tok *t)
     case T_VAR_BEGIN: return "'{{'";
     case T_BLOCK_BEGIN: return "'{%'";
     case T_STRING: return "a string";
-    case T_INT: case T_FLOAT: return "a number";
+    case T_INT:
+    case T_FLOAT: return "a number";
     default: {
         char *d = jinja_strndup(p->a, t->s, t->len > 40 ? 40 : t->len);
         return d ? d : "?";
@@ -660,7 +689,8 @@ static struct jinja_node *parse_primary(struct parser *p)
             p->pos++;
         }
         break;
-    case T_INT: case T_FLOAT:
+    case T_INT:
+    case T_FLOAT:
         n = node(p, JN_LIT, t->line);
         if (!n)
             return NULL;
@@ -749,8 +779,7 @@ static struct jinja_node *parse_primary(struct parser *p)
             return NULL;
         }
         /* fall through */
-    default:
-        return perr(p, t->line, "unexpected %s in an expression", tok_desc(p, t)), NULL;
+    default: return perr(p, t->line, "unexpected %s in an expression", tok_desc(p, t)), NULL;
     }
     p->depth--;
     return n;
@@ -807,8 +836,11 @@ static struct jinja_node *parse_math2(struct parser *p)
     struct jinja_node *n = parse_pow(p);
     for (;;) {
         struct tok *t = cur(p);
-        int op = is_op(t, "*") ? JO_MUL : is_op(t, "/") ? JO_DIV : is_op(t, "//") ? JO_FLOORDIV
-                 : is_op(t, "%") ? JO_MOD : 0;
+        int op = is_op(t, "*")    ? JO_MUL
+                 : is_op(t, "/")  ? JO_DIV
+                 : is_op(t, "//") ? JO_FLOORDIV
+                 : is_op(t, "%")  ? JO_MOD
+                                  : 0;
         if (!n || !op)
             return n;
         p->pos++;
@@ -852,10 +884,15 @@ static struct jinja_node *parse_compare(struct parser *p)
         goto fail;
     for (;;) {
         struct tok *t = cur(p);
-        int op = is_op(t, "==") ? JO_EQ : is_op(t, "!=") ? JO_NE : is_op(t, "<") ? JO_LT
-                 : is_op(t, "<=") ? JO_LE : is_op(t, ">") ? JO_GT : is_op(t, ">=") ? JO_GE
-                 : is_name(t, "in") ? JO_IN
-                 : (is_name(t, "not") && is_name(peek(p, 1), "in")) ? JO_NOTIN : 0;
+        int op = is_op(t, "==")                                     ? JO_EQ
+                 : is_op(t, "!=")                                   ? JO_NE
+                 : is_op(t, "<")                                    ? JO_LT
+                 : is_op(t, "<=")                                   ? JO_LE
+                 : is_op(t, ">")                                    ? JO_GT
+                 : is_op(t, ">=")                                   ? JO_GE
+                 : is_name(t, "in")                                 ? JO_IN
+                 : (is_name(t, "not") && is_name(peek(p, 1), "in")) ? JO_NOTIN
+                                                                    : 0;
         if (!op)
             break;
         if (ops.n > 60) {
@@ -966,8 +1003,8 @@ static struct jinja_node *parse_expr(struct parser *p, int with_cond)
 
 /* ---- statements ---- */
 
-static struct jinja_node *parse_body(struct parser *p, const char *const *ends,
-                                     const char *opener, int open_line);
+static struct jinja_node *parse_body(struct parser *p, const char *const *ends, const char *opener,
+                                     int open_line);
 
 static int expect_block_end(struct parser *p)
 {
@@ -1230,17 +1267,16 @@ static struct jinja_node *parse_filterblock(struct parser *p, int line)
     return n;
 }
 
-static const char *const UNSUPPORTED[] = {"include", "import", "from", "extends", "block",
-                                          "with", "autoescape", "raw", "do", "trans", "pluralize",
-                                          NULL};
+static const char *const UNSUPPORTED[] = {"include", "import", "from",       "extends",
+                                          "block",   "with",   "autoescape", "raw",
+                                          "do",      "trans",  "pluralize",  NULL};
 
 static struct jinja_node *parse_stmt(struct parser *p)
 {
     struct tok *t = cur(p);
     int line = t->line;
     if (t->kind != T_NAME)
-        return perr(p, line, "expected a statement name after '{%%', got %s", tok_desc(p, t)),
-               NULL;
+        return perr(p, line, "expected a statement name after '{%%', got %s", tok_desc(p, t)), NULL;
     p->pos++;
     if (is_name(t, "if"))
         return parse_if(p, line);
@@ -1265,7 +1301,8 @@ static struct jinja_node *parse_stmt(struct parser *p)
     }
     if (is_name(t, "break") || is_name(t, "continue")) {
         if (!p->loops)
-            return perr(p, line, "'%s' outside a for loop", is_name(t, "break") ? "break" : "continue"),
+            return perr(p, line, "'%s' outside a for loop",
+                        is_name(t, "break") ? "break" : "continue"),
                    NULL;
         struct jinja_node *n = node(p, is_name(t, "break") ? JN_BREAK : JN_CONTINUE, line);
         return n && !expect_block_end(p) ? n : NULL;
@@ -1275,12 +1312,13 @@ static struct jinja_node *parse_stmt(struct parser *p)
             return perr(p, line, "unsupported construct '{%% %s %%}'", UNSUPPORTED[i]), NULL;
     char *name = jinja_strndup(p->a, t->s, t->len > 40 ? 40 : t->len);
     return perr(p, line, "unknown statement '{%% %s %%}' (or a block tag outside its block)",
-                name ? name : "?"), NULL;
+                name ? name : "?"),
+           NULL;
 }
 
 /* Statements up to `{% end... %}` (one of ends, not consumed) or the end of the template. */
-static struct jinja_node *parse_body(struct parser *p, const char *const *ends,
-                                     const char *opener, int open_line)
+static struct jinja_node *parse_body(struct parser *p, const char *const *ends, const char *opener,
+                                     int open_line)
 {
     struct nvec body = {0};
     struct jinja_node *res = NULL;
@@ -1293,8 +1331,7 @@ static struct jinja_node *parse_body(struct parser *p, const char *const *ends,
         struct jinja_node *n = NULL;
         if (t->kind == T_EOF) {
             if (ends) {
-                perr(p, open_line, "unclosed '{%% %s %%}' (missing '{%% %s %%}')", opener,
-                     ends[0]);
+                perr(p, open_line, "unclosed '{%% %s %%}' (missing '{%% %s %%}')", opener, ends[0]);
                 goto out;
             }
             break;

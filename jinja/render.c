@@ -34,8 +34,7 @@ int jinja_fail(struct jinja_ctx *c, int status, const char *fmt, ...)
 
 static int oom(struct jinja_ctx *c)
 {
-    return jinja_fail(c, JINJA_ELIMIT, "out of memory (rendering limit %zu bytes)",
-                      c->arena.limit);
+    return jinja_fail(c, JINJA_ELIMIT, "out of memory (rendering limit %zu bytes)", c->arena.limit);
 }
 
 static int undefined_error(struct jinja_ctx *c, jv v)
@@ -74,8 +73,8 @@ static struct jinja_frame *frame_new(struct jinja_ctx *c, struct jinja_frame *pa
     return f;
 }
 
-static const char *const GLOBALS[] = {"namespace", "dict", "range", "raise_exception",
-                                      "strftime_now", NULL};
+static const char *const GLOBALS[] = {"namespace",       "dict",         "range",
+                                      "raise_exception", "strftime_now", NULL};
 
 static jv make_func(struct jinja_ctx *c, int kind, const char *name)
 {
@@ -168,7 +167,8 @@ static int get_int(struct jinja_ctx *c, jv v, int64_t *out, const char *what)
 static int slice(struct jinja_ctx *c, jv obj, jv *bounds, jv *out)
 {
     int64_t step = 1;
-    if (bounds[2].t != JV_UNDEF && bounds[2].t != JV_NONE && get_int(c, bounds[2], &step, "slice step"))
+    if (bounds[2].t != JV_UNDEF && bounds[2].t != JV_NONE &&
+        get_int(c, bounds[2], &step, "slice step"))
         return c->status;
     if (step == 0)
         return jinja_fail(c, JINJA_ERENDER, "slice step cannot be zero");
@@ -176,8 +176,8 @@ static int slice(struct jinja_ctx *c, jv obj, jv *bounds, jv *out)
         return undefined_error(c, obj);
     if (obj.t != JV_LIST && obj.t != JV_STR)
         return jinja_fail(c, JINJA_ERENDER, "'%s' object is not subscriptable", jv_type_name(obj));
-    int64_t n = obj.t == JV_LIST ? (int64_t)obj.u.l->n
-                                 : (int64_t)jinja_utf8_len(obj.u.s->s, obj.u.s->len);
+    int64_t n =
+        obj.t == JV_LIST ? (int64_t)obj.u.l->n : (int64_t)jinja_utf8_len(obj.u.s->s, obj.u.s->len);
     int64_t lo, hi;
     for (int k = 0; k < 2; k++) {
         int64_t *dst = k ? &hi : &lo, x = 0;
@@ -297,8 +297,8 @@ static int call_macro(struct jinja_ctx *c, const struct jinja_func *fn, jv *args
     return rc;
 }
 
-int jinja_call_value(struct jinja_ctx *c, jv fn, jv *args, size_t nargs, const char **kwn,
-                     jv *kwv, size_t nkw, jv *out)
+int jinja_call_value(struct jinja_ctx *c, jv fn, jv *args, size_t nargs, const char **kwn, jv *kwv,
+                     size_t nkw, jv *out)
 {
     if (++c->steps > MAX_STEPS)
         return jinja_fail(c, JINJA_ELIMIT, "template ran more than %llu steps", MAX_STEPS);
@@ -308,12 +308,10 @@ int jinja_call_value(struct jinja_ctx *c, jv fn, jv *args, size_t nargs, const c
         return jinja_fail(c, JINJA_ERENDER, "'%s' object is not callable", jv_type_name(fn));
     const struct jinja_func *f = fn.u.fn;
     switch (f->kind) {
-    case JF_MACRO: case JF_CALLER:
-        return call_macro(c, f, args, nargs, kwn, kwv, nkw, jv_undef(NULL), out);
-    case JF_METHOD:
-        return jinja_method(c, f->self, f->name, args, nargs, kwn, kwv, nkw, out);
-    case JF_GLOBAL:
-        return jinja_global(c, f->name, args, nargs, kwn, kwv, nkw, out);
+    case JF_MACRO:
+    case JF_CALLER: return call_macro(c, f, args, nargs, kwn, kwv, nkw, jv_undef(NULL), out);
+    case JF_METHOD: return jinja_method(c, f->self, f->name, args, nargs, kwn, kwv, nkw, out);
+    case JF_GLOBAL: return jinja_global(c, f->name, args, nargs, kwn, kwv, nkw, out);
     case JF_CYCLE:
         if (!nargs)
             return jinja_fail(c, JINJA_ERENDER, "loop.cycle() needs at least one argument");
@@ -323,14 +321,23 @@ int jinja_call_value(struct jinja_ctx *c, jv fn, jv *args, size_t nargs, const c
     return jinja_fail(c, JINJA_ERENDER, "not callable");
 }
 
-static int is_numv(jv v) { return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL; }
-static double fnum(jv v) { return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : v.u.b; }
-static int64_t inum(jv v) { return v.t == JV_INT ? v.u.i : v.u.b; }
+static int is_numv(jv v)
+{
+    return v.t == JV_INT || v.t == JV_FLOAT || v.t == JV_BOOL;
+}
+static double fnum(jv v)
+{
+    return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : v.u.b;
+}
+static int64_t inum(jv v)
+{
+    return v.t == JV_INT ? v.u.i : v.u.b;
+}
 
 static const char *op_name(int op)
 {
-    static const char *const names[] = {"", "+", "-", "*", "/", "//", "%", "**", "~", "==", "!=",
-                                        "<", "<=", ">", ">=", "in", "not in"};
+    static const char *const names[] = {"",   "+",  "-", "*",  "/", "//", "%",  "**",    "~",
+                                        "==", "!=", "<", "<=", ">", ">=", "in", "not in"};
     return names[op];
 }
 
@@ -421,10 +428,23 @@ static int arith(struct jinja_ctx *c, int op, jv a, jv b, jv *out)
     if (ints) {
         int64_t x = inum(a), y = inum(b), r;
         switch (op) {
-        case JO_ADD: if (__builtin_add_overflow(x, y, &r)) goto overflow; *out = jv_int(r); return 0;
-        case JO_SUB: if (__builtin_sub_overflow(x, y, &r)) goto overflow; *out = jv_int(r); return 0;
-        case JO_MUL: if (__builtin_mul_overflow(x, y, &r)) goto overflow; *out = jv_int(r); return 0;
-        case JO_FLOORDIV: case JO_MOD:
+        case JO_ADD:
+            if (__builtin_add_overflow(x, y, &r))
+                goto overflow;
+            *out = jv_int(r);
+            return 0;
+        case JO_SUB:
+            if (__builtin_sub_overflow(x, y, &r))
+                goto overflow;
+            *out = jv_int(r);
+            return 0;
+        case JO_MUL:
+            if (__builtin_mul_overflow(x, y, &r))
+                goto overflow;
+            *out = jv_int(r);
+            return 0;
+        case JO_FLOORDIV:
+        case JO_MOD:
             if (y == 0)
                 return jinja_fail(c, JINJA_ERENDER, "integer division or modulo by zero");
             if (x == INT64_MIN && y == -1)
@@ -459,7 +479,8 @@ static int arith(struct jinja_ctx *c, int op, jv a, jv b, jv *out)
             return jinja_fail(c, JINJA_ERENDER, "division by zero");
         *out = jv_float(x / y);
         return 0;
-    case JO_FLOORDIV: case JO_MOD: {
+    case JO_FLOORDIV:
+    case JO_MOD: {
         if (y == 0)
             return jinja_fail(c, JINJA_ERENDER, "float division or modulo by zero");
         double m = fmod(x, y);
@@ -485,8 +506,8 @@ static int contains(struct jinja_ctx *c, jv item, jv cont, int *out)
             return jinja_fail(c, JINJA_ERENDER,
                               "'in <string>' requires string as left operand, not %s",
                               jv_type_name(item));
-        *out = item.u.s->len == 0 || memmem(cont.u.s->s, cont.u.s->len, item.u.s->s,
-                                            item.u.s->len) != NULL;
+        *out = item.u.s->len == 0 ||
+               memmem(cont.u.s->s, cont.u.s->len, item.u.s->s, item.u.s->len) != NULL;
         return 0;
     case JV_LIST:
         *out = 0;
@@ -514,9 +535,8 @@ static int compare(struct jinja_ctx *c, int op, jv a, jv b, int *out)
         return 0;
     }
     if (jv_compare(a, b, &r))
-        return jinja_fail(c, JINJA_ERENDER,
-                          "'%s' not supported between instances of '%s' and '%s'", op_name(op),
-                          jv_type_name(a), jv_type_name(b));
+        return jinja_fail(c, JINJA_ERENDER, "'%s' not supported between instances of '%s' and '%s'",
+                          op_name(op), jv_type_name(a), jv_type_name(b));
     *out = op == JO_LT ? r < 0 : op == JO_LE ? r <= 0 : op == JO_GT ? r > 0 : r >= 0;
     return 0;
 }
@@ -536,10 +556,8 @@ static int eval_call(struct jinja_ctx *c, struct jinja_frame *f, const struct ji
             if (eval_args(c, f, n, &args, &kwv))
                 return c->status;
             if (++c->steps > MAX_STEPS)
-                return jinja_fail(c, JINJA_ELIMIT, "template ran more than %llu steps",
-                                  MAX_STEPS);
-            return jinja_method(c, obj, callee->name, args, n->nkids, n->kwnames, kwv, n->nkw,
-                                out);
+                return jinja_fail(c, JINJA_ELIMIT, "template ran more than %llu steps", MAX_STEPS);
+            return jinja_method(c, obj, callee->name, args, n->nkids, n->kwnames, kwv, n->nkw, out);
         }
         if (jinja_getattr(c, obj, callee->name, &fn))
             return c->status;
@@ -563,9 +581,7 @@ static int eval(struct jinja_ctx *c, struct jinja_frame *f, const struct jinja_n
     jv a, b;
     int r;
     switch (n->kind) {
-    case JN_LIT:
-        *out = n->op ? c->hole : n->val;
-        return 0;
+    case JN_LIT: *out = n->op ? c->hole : n->val; return 0;
     case JN_NAME: {
         jv *v = lookup(f, n->name);
         if (v) {
@@ -595,8 +611,7 @@ static int eval(struct jinja_ctx *c, struct jinja_frame *f, const struct jinja_n
             return c->status;
         return slice(c, a, bounds, out);
     }
-    case JN_CALL:
-        return eval_call(c, f, n, jv_undef(NULL), out);
+    case JN_CALL: return eval_call(c, f, n, jv_undef(NULL), out);
     case JN_FILTER: {
         jv *args, *kwv;
         if (eval(c, f, n->a, &a) || eval_args(c, f, n, &args, &kwv))
@@ -612,7 +627,8 @@ static int eval(struct jinja_ctx *c, struct jinja_frame *f, const struct jinja_n
         *out = jv_bool(n->op ? !r : r);
         return 0;
     }
-    case JN_NEG: case JN_POS:
+    case JN_NEG:
+    case JN_POS:
         if (eval(c, f, n->a, &a))
             return c->status;
         if (a.t == JV_UNDEF)
@@ -634,7 +650,8 @@ static int eval(struct jinja_ctx *c, struct jinja_frame *f, const struct jinja_n
             return c->status;
         *out = jv_bool(!jv_truthy(a));
         return 0;
-    case JN_AND: case JN_OR:
+    case JN_AND:
+    case JN_OR:
         if (eval(c, f, n->a, &a))
             return c->status;
         if (jv_truthy(a) == (n->kind == JN_OR)) {
@@ -726,27 +743,24 @@ static int iter_items(struct jinja_ctx *c, jv v, struct jinja_list **out)
         *out = l;
         return 0;
     }
-    default:
-        return jinja_fail(c, JINJA_ERENDER, "'%s' object is not iterable", jv_type_name(v));
+    default: return jinja_fail(c, JINJA_ERENDER, "'%s' object is not iterable", jv_type_name(v));
     }
 }
 
-static int assign_targets(struct jinja_ctx *c, struct jinja_frame *f, const char **names,
-                          size_t n, jv v)
+static int assign_targets(struct jinja_ctx *c, struct jinja_frame *f, const char **names, size_t n,
+                          jv v)
 {
     if (n == 1)
         return frame_set(c, f, names[0], v);
     if (v.t != JV_LIST || v.u.l->n != n)
-        return jinja_fail(c, JINJA_ERENDER, "cannot unpack %s into %zu names", jv_type_name(v),
-                          n);
+        return jinja_fail(c, JINJA_ERENDER, "cannot unpack %s into %zu names", jv_type_name(v), n);
     for (size_t i = 0; i < n; i++)
         if (frame_set(c, f, names[i], v.u.l->v[i]))
             return c->status;
     return 0;
 }
 
-static int set_loop(struct jinja_ctx *c, struct jinja_frame *lf, struct jinja_list *items,
-                    size_t i)
+static int set_loop(struct jinja_ctx *c, struct jinja_frame *lf, struct jinja_list *items, size_t i)
 {
     struct jinja_dict *d = jv_dict_new(&c->arena, 16);
     jv cyc = make_func(c, JF_CYCLE, "cycle");
@@ -754,12 +768,22 @@ static int set_loop(struct jinja_ctx *c, struct jinja_frame *lf, struct jinja_li
         return oom(c);
     cyc.u.fn->self = jv_int((int64_t)i);
     int64_t n = (int64_t)items->n, k = (int64_t)i;
-    struct { const char *name; jv v; } kv[] = {
-        {"index", jv_int(k + 1)}, {"index0", jv_int(k)}, {"revindex", jv_int(n - k)},
-        {"revindex0", jv_int(n - k - 1)}, {"first", jv_bool(k == 0)}, {"last", jv_bool(k == n - 1)},
-        {"length", jv_int(n)}, {"depth", jv_int(1)}, {"depth0", jv_int(0)},
+    struct {
+        const char *name;
+        jv v;
+    } kv[] = {
+        {"index", jv_int(k + 1)},
+        {"index0", jv_int(k)},
+        {"revindex", jv_int(n - k)},
+        {"revindex0", jv_int(n - k - 1)},
+        {"first", jv_bool(k == 0)},
+        {"last", jv_bool(k == n - 1)},
+        {"length", jv_int(n)},
+        {"depth", jv_int(1)},
+        {"depth0", jv_int(0)},
         {"previtem", k > 0 ? items->v[k - 1] : jv_undef("previtem")},
-        {"nextitem", k + 1 < n ? items->v[k + 1] : jv_undef("nextitem")}, {"cycle", cyc},
+        {"nextitem", k + 1 < n ? items->v[k + 1] : jv_undef("nextitem")},
+        {"cycle", cyc},
     };
     for (size_t j = 0; j < sizeof(kv) / sizeof(kv[0]); j++) {
         jv key = jv_str(&c->arena, kv[j].name, strlen(kv[j].name));
@@ -832,8 +856,7 @@ static int exec_stmt(struct jinja_ctx *c, struct jinja_frame *f, const struct ji
         if (jv_truthy(v))
             return exec_body(c, f, n->b, b);
         return n->c ? exec_body(c, f, n->c, b) : 0;
-    case JN_FOR:
-        return exec_for(c, f, n, b);
+    case JN_FOR: return exec_for(c, f, n, b);
     case JN_SET:
         if (eval(c, f, n->a, &v))
             return c->status;
@@ -841,15 +864,15 @@ static int exec_stmt(struct jinja_ctx *c, struct jinja_frame *f, const struct ji
             jv *ns = lookup(f, n->name);
             if (!ns || ns->t != JV_DICT || !ns->u.d->ns)
                 return jinja_fail(c, JINJA_ERENDER,
-                                  "cannot assign attribute on non-namespace object '%s'",
-                                  n->name);
+                                  "cannot assign attribute on non-namespace object '%s'", n->name);
             jv k = jv_str(&c->arena, n->name2, strlen(n->name2));
             if (k.t == JV_UNDEF || jv_dict_set(&c->arena, ns->u.d, k, v))
                 return oom(c);
             return 0;
         }
         return assign_targets(c, f, n->kwnames, n->nkw, v);
-    case JN_SETBLOCK: case JN_FILTERBLOCK: {
+    case JN_SETBLOCK:
+    case JN_FILTERBLOCK: {
         struct jinja_buf sb = {.max = c->opts->max_output};
         int rc = exec_body(c, f, n->b, &sb);
         if (!rc) {
@@ -888,14 +911,9 @@ static int exec_stmt(struct jinja_ctx *c, struct jinja_frame *f, const struct ji
             return jinja_fail(c, JINJA_ELIMIT, "output larger than %zu bytes", b->max);
         return 0;
     }
-    case JN_BREAK:
-        c->loopctl = 1;
-        return 0;
-    case JN_CONTINUE:
-        c->loopctl = 2;
-        return 0;
-    case JN_BODY:
-        return exec_body(c, f, n, b);
+    case JN_BREAK: c->loopctl = 1; return 0;
+    case JN_CONTINUE: c->loopctl = 2; return 0;
+    case JN_BODY: return exec_body(c, f, n, b);
     }
     return jinja_fail(c, JINJA_ERENDER, "bad statement node %d", n->kind);
 }
@@ -932,7 +950,8 @@ int jinja_render(const struct jinja_tpl *tpl, const json_t *ctx, const struct ji
     if (c.globals && ctx && json_is_object(ctx)) {
         const char *k;
         json_t *x;
-        json_object_foreach((json_t *)ctx, k, x) {
+        json_object_foreach((json_t *)ctx, k, x)
+        {
             jv v = jv_from_json(&c.arena, x);
             if (v.t == JV_UNDEF) {
                 oom(&c);

@@ -16,9 +16,10 @@
 #include "jinja/jinja_impl.h"
 
 static const char *const STR_METHODS[] = {
-    "startswith", "endswith", "strip", "lstrip", "rstrip", "split", "rsplit", "replace", "upper",
-    "lower", "title", "capitalize", "format", "find", "rfind", "count", "join", "isdigit",
-    "isalpha", "isspace", "isalnum", "islower", "isupper", "splitlines", NULL};
+    "startswith", "endswith", "strip",      "lstrip",  "rstrip",     "split",   "rsplit",
+    "replace",    "upper",    "lower",      "title",   "capitalize", "format",  "find",
+    "rfind",      "count",    "join",       "isdigit", "isalpha",    "isspace", "isalnum",
+    "islower",    "isupper",  "splitlines", NULL};
 static const char *const DICT_METHODS[] = {"get", "items", "keys", "values", NULL};
 static const char *const LIST_METHODS[] = {"index", "count", NULL};
 
@@ -49,13 +50,19 @@ int jinja_has_method(jv self, const char *name)
 
 #define ARG(pos, name) jinja_arg(args, nargs, kwn, kwv, nkw, pos, name)
 
-static int oom(struct jinja_ctx *c) { return jinja_fail(c, JINJA_ELIMIT, "out of memory"); }
+static int oom(struct jinja_ctx *c)
+{
+    return jinja_fail(c, JINJA_ELIMIT, "out of memory");
+}
 
 /* ---- UTF-8 ---- */
 
 static locale_t utf8_locale;
 static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
-static void utf8_init(void) { utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0); }
+static void utf8_init(void)
+{
+    utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
 
 /* Decodes one code point at s[*i] (invalid bytes decode as themselves). */
 static unsigned utf8_next(const char *s, size_t n, size_t *i)
@@ -82,14 +89,24 @@ static int utf8_put(struct jinja_buf *b, unsigned cp)
 {
     char o[4];
     size_t n;
-    if (cp < 0x80) { o[0] = (char)cp; n = 1; }
-    else if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 63)); n = 2; }
-    else if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | (cp >> 6 & 63));
-        o[2] = (char)(0x80 | (cp & 63)); n = 3;
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        o[0] = (char)(0xC0 | cp >> 6);
+        o[1] = (char)(0x80 | (cp & 63));
+        n = 2;
+    } else if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | cp >> 12);
+        o[1] = (char)(0x80 | (cp >> 6 & 63));
+        o[2] = (char)(0x80 | (cp & 63));
+        n = 3;
     } else {
-        o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | (cp >> 12 & 63));
-        o[2] = (char)(0x80 | (cp >> 6 & 63)); o[3] = (char)(0x80 | (cp & 63)); n = 4;
+        o[0] = (char)(0xF0 | cp >> 18);
+        o[1] = (char)(0x80 | (cp >> 12 & 63));
+        o[2] = (char)(0x80 | (cp >> 6 & 63));
+        o[3] = (char)(0x80 | (cp & 63));
+        n = 4;
     }
     return jinja_buf_put(b, o, n);
 }
@@ -145,7 +162,10 @@ int jinja_str_case(struct jinja_ctx *c, jv s, int mode, jv *out)
         switch (mode) {
         case JC_UPPER: m = cp_upper(cp); break;
         case JC_LOWER: m = cp_lower(cp); break;
-        case JC_CAPITALIZE: m = prev_cased ? cp_lower(cp) : cp_upper(cp); prev_cased = 1; break;
+        case JC_CAPITALIZE:
+            m = prev_cased ? cp_lower(cp) : cp_upper(cp);
+            prev_cased = 1;
+            break;
         default: /* title: a letter after a non-letter is upper, others lower */
             m = prev_cased ? cp_lower(cp) : cp_upper(cp);
             prev_cased = cp_alpha(cp);
@@ -331,8 +351,8 @@ static int str_split(struct jinja_ctx *c, jv s, jv sep, int64_t maxsplit, int fr
 }
 
 /* str.format with {} / {N} / {name} fields and {{ }} escapes (no format specs). */
-static int str_format(struct jinja_ctx *c, jv s, jv *args, size_t nargs, const char **kwn,
-                      jv *kwv, size_t nkw, jv *out)
+static int str_format(struct jinja_ctx *c, jv s, jv *args, size_t nargs, const char **kwn, jv *kwv,
+                      size_t nkw, jv *out)
 {
     struct jinja_buf b = {.max = c->opts->max_output};
     const char *p = s.u.s->s, *end = p + s.u.s->len;
@@ -428,8 +448,7 @@ static int affix(jv s, jv x, int end, int *out)
     if (x.t != JV_STR)
         return -1;
     size_t n = x.u.s->len;
-    *out = n <= s.u.s->len &&
-           !memcmp(s.u.s->s + (end ? s.u.s->len - n : 0), x.u.s->s, n);
+    *out = n <= s.u.s->len && !memcmp(s.u.s->s + (end ? s.u.s->len - n : 0), x.u.s->s, n);
     return 0;
 }
 
@@ -459,8 +478,12 @@ static int str_method(struct jinja_ctx *c, jv s, const char *m, jv *args, size_t
     }
     if (!strcmp(m, "upper") || !strcmp(m, "lower") || !strcmp(m, "title") ||
         !strcmp(m, "capitalize"))
-        return jinja_str_case(c, s, m[0] == 'u' ? JC_UPPER : m[0] == 'l' ? JC_LOWER
-                                    : m[0] == 't' ? JC_TITLE : JC_CAPITALIZE, out);
+        return jinja_str_case(c, s,
+                              m[0] == 'u'   ? JC_UPPER
+                              : m[0] == 'l' ? JC_LOWER
+                              : m[0] == 't' ? JC_TITLE
+                                            : JC_CAPITALIZE,
+                              out);
     if (!strcmp(m, "format"))
         return str_format(c, s, args, nargs, kwn, kwv, nkw, out);
     if (!strcmp(m, "find") || !strcmp(m, "rfind") || !strcmp(m, "count")) {

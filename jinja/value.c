@@ -67,11 +67,31 @@ char *jinja_strndup(struct jinja_arena *a, const char *s, size_t n)
     return p;
 }
 
-jv jv_none(void) { jv v = {.t = JV_NONE}; return v; }
-jv jv_bool(int b) { jv v = {.t = JV_BOOL, .u.b = !!b}; return v; }
-jv jv_int(int64_t i) { jv v = {.t = JV_INT, .u.i = i}; return v; }
-jv jv_float(double f) { jv v = {.t = JV_FLOAT, .u.f = f}; return v; }
-jv jv_undef(const char *name) { jv v = {.t = JV_UNDEF, .u.undef_name = name}; return v; }
+jv jv_none(void)
+{
+    jv v = {.t = JV_NONE};
+    return v;
+}
+jv jv_bool(int b)
+{
+    jv v = {.t = JV_BOOL, .u.b = !!b};
+    return v;
+}
+jv jv_int(int64_t i)
+{
+    jv v = {.t = JV_INT, .u.i = i};
+    return v;
+}
+jv jv_float(double f)
+{
+    jv v = {.t = JV_FLOAT, .u.f = f};
+    return v;
+}
+jv jv_undef(const char *name)
+{
+    jv v = {.t = JV_UNDEF, .u.undef_name = name};
+    return v;
+}
 
 /* A string value copying s[0..n) into the arena; JV_UNDEF (with no name) when out of memory. */
 jv jv_str(struct jinja_arena *a, const char *s, size_t n)
@@ -183,7 +203,8 @@ jv jv_from_json(struct jinja_arena *a, const json_t *j)
             return bad;
         size_t i;
         json_t *x;
-        json_array_foreach(j, i, x) {
+        json_array_foreach(j, i, x)
+        {
             jv e = jv_from_json(a, x);
             if (e.t == JV_UNDEF || jv_list_push(a, l, e))
                 return bad;
@@ -198,7 +219,8 @@ jv jv_from_json(struct jinja_arena *a, const json_t *j)
         const char *k;
         size_t klen;
         json_t *x;
-        json_object_keylen_foreach((json_t *)j, k, klen, x) {
+        json_object_keylen_foreach((json_t *)j, k, klen, x)
+        {
             jv kv = jv_str(a, k, klen), e = jv_from_json(a, x);
             if (kv.t == JV_UNDEF || e.t == JV_UNDEF || jv_dict_set(a, d, kv, e))
                 return bad;
@@ -213,7 +235,8 @@ jv jv_from_json(struct jinja_arena *a, const json_t *j)
 int jv_truthy(jv v)
 {
     switch (v.t) {
-    case JV_UNDEF: case JV_NONE: return 0;
+    case JV_UNDEF:
+    case JV_NONE: return 0;
     case JV_BOOL: return v.u.b;
     case JV_INT: return v.u.i != 0;
     case JV_FLOAT: return v.u.f != 0;
@@ -224,8 +247,14 @@ int jv_truthy(jv v)
     }
 }
 
-static int is_num(jv v) { return v.t == JV_BOOL || v.t == JV_INT || v.t == JV_FLOAT; }
-static double num(jv v) { return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : v.u.b; }
+static int is_num(jv v)
+{
+    return v.t == JV_BOOL || v.t == JV_INT || v.t == JV_FLOAT;
+}
+static double num(jv v)
+{
+    return v.t == JV_FLOAT ? v.u.f : v.t == JV_INT ? (double)v.u.i : v.u.b;
+}
 
 /* Python's ==. */
 int jv_equal(jv a, jv b)
@@ -238,7 +267,8 @@ int jv_equal(jv a, jv b)
     if (a.t != b.t)
         return 0;
     switch (a.t) {
-    case JV_UNDEF: case JV_NONE: return 1;
+    case JV_UNDEF:
+    case JV_NONE: return 1;
     case JV_STR: return a.u.s->len == b.u.s->len && !memcmp(a.u.s->s, b.u.s->s, a.u.s->len);
     case JV_LIST:
         if (a.u.l->n != b.u.l->n)
@@ -295,8 +325,8 @@ int jv_compare(jv a, jv b, int *out)
 
 const char *jv_type_name(jv v)
 {
-    static const char *const names[] = {"Undefined", "NoneType", "bool", "int", "float",
-                                        "str", "list", "dict", "function"};
+    static const char *const names[] = {"Undefined", "NoneType", "bool", "int",     "float",
+                                        "str",       "list",     "dict", "function"};
     if (v.t == JV_LIST && v.u.l->tuple)
         return "tuple";
     if (v.t == JV_DICT && v.u.d->ns)
@@ -345,9 +375,15 @@ int jinja_buf_put(struct jinja_buf *b, const char *s, size_t n)
     return 0;
 }
 
-int jinja_buf_putc(struct jinja_buf *b, char c) { return jinja_buf_put(b, &c, 1); }
+int jinja_buf_putc(struct jinja_buf *b, char c)
+{
+    return jinja_buf_put(b, &c, 1);
+}
 
-static int buf_puts(struct jinja_buf *b, const char *s) { return jinja_buf_put(b, s, strlen(s)); }
+static int buf_puts(struct jinja_buf *b, const char *s)
+{
+    return jinja_buf_put(b, s, strlen(s));
+}
 
 /* Python's repr(float): the shortest digits that read back to f, in fixed notation for
  * exponents -4..15, else d.ddde+XX; "1.0" for integral values. */
@@ -459,9 +495,7 @@ int jv_write_str(struct jinja_buf *b, jv v)
     case JV_UNDEF: return 0;
     case JV_NONE: return buf_puts(b, "None");
     case JV_BOOL: return buf_puts(b, v.u.b ? "True" : "False");
-    case JV_INT:
-        snprintf(tmp, sizeof(tmp), "%lld", (long long)v.u.i);
-        return buf_puts(b, tmp);
+    case JV_INT: snprintf(tmp, sizeof(tmp), "%lld", (long long)v.u.i); return buf_puts(b, tmp);
     case JV_FLOAT: return jv_write_float(b, v.u.f);
     case JV_STR: return jinja_buf_put(b, v.u.s->s, v.u.s->len);
     case JV_LIST: {
@@ -485,9 +519,7 @@ int jv_write_str(struct jinja_buf *b, jv v)
                 return -1;
         return buf_puts(b, d->ns ? "}>" : "}");
     }
-    case JV_FUNC:
-        snprintf(tmp, sizeof(tmp), "<function>");
-        return buf_puts(b, tmp);
+    case JV_FUNC: snprintf(tmp, sizeof(tmp), "<function>"); return buf_puts(b, tmp);
     }
     return 0;
 }
@@ -539,13 +571,15 @@ static int cmp_keys(const void *x, const void *y)
 }
 
 /* json.dumps as transformers' tojson calls it (ensure_ascii=False). */
-int jv_write_json(struct jinja_buf *b, jv v, int indent, const char *item_sep,
-                  const char *key_sep, int sort_keys, int level, const char **why)
+int jv_write_json(struct jinja_buf *b, jv v, int indent, const char *item_sep, const char *key_sep,
+                  int sort_keys, int level, const char **why)
 {
     switch (v.t) {
     case JV_NONE: return buf_puts(b, "null");
     case JV_BOOL: return buf_puts(b, v.u.b ? "true" : "false");
-    case JV_INT: case JV_FUNC: case JV_UNDEF:
+    case JV_INT:
+    case JV_FUNC:
+    case JV_UNDEF:
         if (v.t == JV_INT)
             return jv_write_str(b, v);
         *why = v.t == JV_UNDEF ? "Object of type Undefined is not JSON serializable"
@@ -612,8 +646,8 @@ int jv_write_json(struct jinja_buf *b, jv v, int indent, const char *item_sep,
             if (!rc && buf_puts(b, key_sep))
                 rc = -1;
             if (!rc)
-                rc = jv_write_json(b, d->v[k], indent, item_sep, key_sep, sort_keys, level + 1,
-                                   why);
+                rc =
+                    jv_write_json(b, d->v[k], indent, item_sep, key_sep, sort_keys, level + 1, why);
         }
         free(order);
         if (rc)

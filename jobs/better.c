@@ -35,22 +35,25 @@ char *job_better_decide(const char *metrics, int *activate)
         *activate = 1;
         snprintf(reason, sizeof(reason), "no model was active for the task: nothing to beat");
     } else if (act < 0) {
-        snprintf(reason, sizeof(reason), "the active model '%s' could not be evaluated (%s): "
-                 "kept it", active_id ? active_id : "?", err ? err : "no figure");
+        snprintf(reason, sizeof(reason),
+                 "the active model '%s' could not be evaluated (%s): "
+                 "kept it",
+                 active_id ? active_id : "?", err ? err : "no figure");
     } else if (stu > act) {
         *activate = 1;
-        snprintf(reason, sizeof(reason), "%s %.4f beats the active model's %.4f", metric, stu,
-                 act);
+        snprintf(reason, sizeof(reason), "%s %.4f beats the active model's %.4f", metric, stu, act);
     } else {
-        snprintf(reason, sizeof(reason), "%s %.4f does not beat the active model's %.4f: kept "
-                 "it", metric, stu, act);
+        snprintf(reason, sizeof(reason),
+                 "%s %.4f does not beat the active model's %.4f: kept "
+                 "it",
+                 metric, stu, act);
     }
-    json_t *ev = json_pack("{s:s, s:s, s:b, s:s, s:o, s:o, s:s?, s:b, s:s}", "type", "activation",
-                           "policy", "if_better", "activated", *activate, "metric", metric,
-                           "student", stu >= 0 ? json_real(stu) : json_null(), "active",
-                           act >= 0 ? json_real(act) : json_null(), "active_model", active_id,
-                           "active_stored", json_is_true(json_object_get(base, "stored")),
-                           "reason", reason);
+    json_t *ev =
+        json_pack("{s:s, s:s, s:b, s:s, s:o, s:o, s:s?, s:b, s:s}", "type", "activation", "policy",
+                  "if_better", "activated", *activate, "metric", metric, "student",
+                  stu >= 0 ? json_real(stu) : json_null(), "active",
+                  act >= 0 ? json_real(act) : json_null(), "active_model", active_id,
+                  "active_stored", json_is_true(json_object_get(base, "stored")), "reason", reason);
     char *text = ev ? json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(ev);
     json_decref(m);

@@ -140,8 +140,10 @@ static int validate(const char *path, const char *purpose, const char *task, con
     if (nnames == 1)
         snprintf(err, errlen, "not a valid %s dataset: %s", task, first_err);
     else
-        snprintf(err, errlen, "not a dataset of any known task (sst2, mnli, qnli, cnndm, chat); "
-                 "as sst2: %s", first_err);
+        snprintf(err, errlen,
+                 "not a dataset of any known task (sst2, mnli, qnli, cnndm, chat); "
+                 "as sst2: %s",
+                 first_err);
     return 422;
 }
 
@@ -303,8 +305,8 @@ int job_file_get(struct store *st, const char *id, struct job_file *out)
 {
     sqlite3_stmt *s;
     int rc = STORE_ENOTFOUND;
-    if (sqlite3_prepare_v2(store_reader(st), "SELECT " FILE_COLS " FROM files WHERE id = ?",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(store_reader(st), "SELECT " FILE_COLS " FROM files WHERE id = ?", -1, &s,
+                           NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_ROW) {
@@ -318,10 +320,9 @@ int job_file_get(struct store *st, const char *id, struct job_file *out)
 json_t *job_file_json(const struct job_file *f)
 {
     return json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:s?, s:I}", "id", f->id, "object",
-                     "file", "bytes", (json_int_t)f->bytes, "created_at",
-                     (json_int_t)f->created_at, "filename", f->filename, "purpose", f->purpose,
-                     "sha256", f->sha256, "task", f->task[0] ? f->task : NULL, "rows",
-                     (json_int_t)f->rows);
+                     "file", "bytes", (json_int_t)f->bytes, "created_at", (json_int_t)f->created_at,
+                     "filename", f->filename, "purpose", f->purpose, "sha256", f->sha256, "task",
+                     f->task[0] ? f->task : NULL, "rows", (json_int_t)f->rows);
 }
 
 json_t *job_file_list(struct store *st)

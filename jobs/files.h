@@ -19,14 +19,14 @@
 #include "store/store.h"
 
 struct job_file {
-    char id[48];          /* "file-" + 24 hex */
+    char id[48]; /* "file-" + 24 hex */
     char filename[256];
-    char purpose[24];     /* "fine-tune", "corpus" or "fine-tune-results" (made by a job) */
-    char task[32];        /* detected or declared task ("" for corpora) */
+    char purpose[24]; /* "fine-tune", "corpus" or "fine-tune-results" (made by a job) */
+    char task[32];    /* detected or declared task ("" for corpora) */
     int64_t bytes;
     char sha256[65];
     char path[1024];
-    int64_t rows;         /* examples (datasets) or lines (corpora) */
+    int64_t rows; /* examples (datasets) or lines (corpora) */
     int64_t created_at;
 };
 

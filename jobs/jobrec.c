@@ -76,8 +76,8 @@ int job_rec_get(struct store *st, const char *id, struct job_rec *r)
 {
     sqlite3_stmt *s;
     int rc = STORE_ENOTFOUND;
-    if (sqlite3_prepare_v2(store_reader(st), "SELECT " JOB_COLS " FROM jobs WHERE id = ?", -1,
-                           &s, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(store_reader(st), "SELECT " JOB_COLS " FROM jobs WHERE id = ?", -1, &s,
+                           NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_ROW) {
@@ -115,9 +115,9 @@ json_t *job_rec_json(const struct job_rec *r)
     json_t *spec = r->spec ? json_loads(r->spec, 0, &e) : NULL;
     json_t *metrics = r->metrics ? json_loads(r->metrics, 0, &e) : NULL;
     json_t *files = r->result_files ? json_loads(r->result_files, 0, &e) : NULL;
-    json_t *err = r->error ? json_pack("{s:s, s:s, s:n}", "message", r->error, "code",
-                                       "job_failed", "param")
-                           : json_null();
+    json_t *err =
+        r->error ? json_pack("{s:s, s:s, s:n}", "message", r->error, "code", "job_failed", "param")
+                 : json_null();
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:I, s:O?, s:s, s:s, s:s?, s:s?, s:s, s:s, s:{s:i, s:s, s:f}, s:I, "
         "s:o, s:o, s:s?, s:O?, s:O?, s:I, s:i}",
@@ -128,8 +128,8 @@ json_t *job_rec_json(const struct job_rec *r)
         r->corpus_file[0] ? r->corpus_file : NULL, "device", r->device, "stage_name",
         r->stage_name[0] ? r->stage_name : stage_label(r->stage), "stage", "index", r->stage,
         "name", r->stage_name[0] ? r->stage_name : stage_label(r->stage), "fraction_done",
-        r->progress, "trained_tokens", (json_int_t)r->trained_tokens, "error", err,
-        "metrics", metrics ? metrics : json_null(), "fine_tuned_model",
+        r->progress, "trained_tokens", (json_int_t)r->trained_tokens, "error", err, "metrics",
+        metrics ? metrics : json_null(), "fine_tuned_model",
         r->result_model[0] ? r->result_model : NULL, "hyperparameters",
         spec ? json_object_get(spec, "hyperparameters") : NULL, "seed",
         spec ? json_object_get(spec, "seed") : NULL, "finished_at", (json_int_t)r->finished_at,
@@ -137,8 +137,8 @@ json_t *job_rec_json(const struct job_rec *r)
     if (o) {
         json_t *meta = spec ? json_object_get(spec, "metadata") : NULL;
         json_object_set(o, "metadata", meta ? meta : json_null());
-        json_object_set_new(o, "result_files", json_is_array(files) ? json_incref(files)
-                                                                    : json_array());
+        json_object_set_new(o, "result_files",
+                            json_is_array(files) ? json_incref(files) : json_array());
         json_t *sfx = spec ? json_object_get(spec, "suffix") : NULL;
         json_object_set(o, "user_provided_suffix", sfx ? sfx : json_null());
     }
@@ -151,9 +151,9 @@ json_t *job_rec_json(const struct job_rec *r)
     if (o && !strcmp(r->status, "running") && r->started_at) {
         double total = (r->stage + r->progress) / 5.0;
         if (total > 0.02)
-            json_object_set_new(o, "estimated_finish",
-                                json_integer(r->started_at +
-                                             (json_int_t)((time(NULL) - r->started_at) / total)));
+            json_object_set_new(
+                o, "estimated_finish",
+                json_integer(r->started_at + (json_int_t)((time(NULL) - r->started_at) / total)));
     }
     json_decref(spec);
     return o;
@@ -170,7 +170,8 @@ int job_rec_meta_match(const struct job_rec *r, const json_t *meta)
     } else {
         const char *k;
         json_t *v;
-        json_object_foreach((json_t *)meta, k, v) {
+        json_object_foreach((json_t *)meta, k, v)
+        {
             const char *hv = json_string_value(json_object_get(have, k));
             match &= hv && json_is_string(v) && !strcmp(hv, json_string_value(v));
         }
@@ -179,8 +180,8 @@ int job_rec_meta_match(const struct job_rec *r, const json_t *meta)
     return match;
 }
 
-json_t *job_rec_list_json(struct store *st, const char *after, int limit,
-                          const json_t *meta, int *has_more)
+json_t *job_rec_list_json(struct store *st, const char *after, int limit, const json_t *meta,
+                          int *has_more)
 {
     sqlite3_stmt *s;
     json_t *arr = json_array();
@@ -290,14 +291,13 @@ int job_event_tx(sqlite3 *db, void *arg)
     sqlite3_finalize(s);
     if (rc)
         return rc;
-    if (sqlite3_prepare_v2(
-            db,
-            "UPDATE jobs SET stage = CASE WHEN ?2 >= 0 THEN ?2 ELSE stage END, "
-            "stage_name = COALESCE(NULLIF(?3, ''), stage_name), "
-            "progress = CASE WHEN ?4 >= 0 THEN ?4 ELSE progress END, "
-            "trained_tokens = CASE WHEN ?5 >= 0 THEN ?5 ELSE trained_tokens END, "
-            "metrics = CASE WHEN ?6 THEN ?7 ELSE metrics END WHERE id = ?1",
-            -1, &s, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db,
+                           "UPDATE jobs SET stage = CASE WHEN ?2 >= 0 THEN ?2 ELSE stage END, "
+                           "stage_name = COALESCE(NULLIF(?3, ''), stage_name), "
+                           "progress = CASE WHEN ?4 >= 0 THEN ?4 ELSE progress END, "
+                           "trained_tokens = CASE WHEN ?5 >= 0 THEN ?5 ELSE trained_tokens END, "
+                           "metrics = CASE WHEN ?6 THEN ?7 ELSE metrics END WHERE id = ?1",
+                           -1, &s, NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_text(s, 1, op->id, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 2, op->stage);
@@ -333,8 +333,8 @@ int64_t job_events_max_seq(struct store *st, const char *id)
     sqlite3_stmt *s;
     int64_t n = 0;
     if (sqlite3_prepare_v2(store_reader(st),
-                           "SELECT COALESCE(MAX(seq), 0) FROM job_events WHERE job_id = ?", -1,
-                           &s, NULL) != SQLITE_OK)
+                           "SELECT COALESCE(MAX(seq), 0) FROM job_events WHERE job_id = ?", -1, &s,
+                           NULL) != SQLITE_OK)
         return 0;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_ROW)
@@ -343,8 +343,7 @@ int64_t job_events_max_seq(struct store *st, const char *id)
     return n;
 }
 
-json_t *job_events_json(struct store *st, const char *id, int64_t after, int limit,
-                        int64_t *last)
+json_t *job_events_json(struct store *st, const char *id, int64_t after, int limit, int64_t *last)
 {
     sqlite3_stmt *s;
     json_t *arr = json_array();
@@ -371,13 +370,12 @@ json_t *job_events_json(struct store *st, const char *id, int64_t after, int lim
         char eid[96];
         snprintf(eid, sizeof(eid), "ftevent-%.40s-%lld", strncmp(id, "ftjob-", 6) ? id : id + 6,
                  (long long)*last);
-        json_array_append_new(
-            arr, json_pack("{s:s, s:I, s:s, s:I, s:s, s:s, s:s, s:o}", "id", eid, "seq",
-                           (json_int_t)*last,
-                           "object", "fine_tuning.job.event", "created_at",
-                           (json_int_t)sqlite3_column_int64(s, 1), "level",
-                           !strcmp(type, "error") ? "error" : "info", "type", type, "message",
-                           msg, "data", data ? data : json_null()));
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:I, s:s, s:I, s:s, s:s, s:s, s:o}", "id", eid,
+                                        "seq", (json_int_t)*last, "object", "fine_tuning.job.event",
+                                        "created_at", (json_int_t)sqlite3_column_int64(s, 1),
+                                        "level", !strcmp(type, "error") ? "error" : "info", "type",
+                                        type, "message", msg, "data", data ? data : json_null()));
     }
     sqlite3_finalize(s);
     return arr;
@@ -389,8 +387,8 @@ void job_checkpoint_id(const char *job_id, int stage, int64_t step, char out[80]
              stage, (long long)step);
 }
 
-json_t *job_checkpoints_json(struct store *st, const char *id, const char *model,
-                             const char *after, int limit, int *has_more)
+json_t *job_checkpoints_json(struct store *st, const char *id, const char *model, const char *after,
+                             int limit, int *has_more)
 {
     sqlite3_stmt *s;
     int astage = INT32_MAX, n = 0;
@@ -436,13 +434,13 @@ json_t *job_checkpoints_json(struct store *st, const char *id, const char *model
         }
         job_checkpoint_id(id, stage, step, cid);
         snprintf(name, sizeof(name), "%s:ckpt-%d-%lld", model, stage, (long long)step);
-        json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:I, s:s, s:I, s:o, s:s, s:i, s:s}", "object",
-                           "fine_tuning.job.checkpoint", "id", cid, "created_at",
-                           (json_int_t)sqlite3_column_int64(s, 3), "fine_tuned_model_checkpoint",
-                           name, "step_number", (json_int_t)step, "metrics", m,
-                           "fine_tuning_job_id", id, "stage", stage, "path",
-                           (const char *)sqlite3_column_text(s, 2)));
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:s, s:I, s:o, s:s, s:i, s:s}",
+                                             "object", "fine_tuning.job.checkpoint", "id", cid,
+                                             "created_at", (json_int_t)sqlite3_column_int64(s, 3),
+                                             "fine_tuned_model_checkpoint", name, "step_number",
+                                             (json_int_t)step, "metrics", m, "fine_tuning_job_id",
+                                             id, "stage", stage, "path",
+                                             (const char *)sqlite3_column_text(s, 2)));
     }
     sqlite3_finalize(s);
     return arr;
@@ -456,7 +454,8 @@ void job_model_release(struct job_model *m)
     m->metrics = NULL;
 }
 
-#define MODEL_COLS "id, path, sha256, task, job_id, metrics, status, active, version, bytes, created_at"
+#define MODEL_COLS                                                                                 \
+    "id, path, sha256, task, job_id, metrics, status, active, version, bytes, created_at"
 
 static void model_row(sqlite3_stmt *s, struct job_model *m)
 {
@@ -521,8 +520,7 @@ int job_model_delete_tx(sqlite3 *db, void *arg)
     struct job_model *m = arg;
     sqlite3_stmt *s;
     int rc = STORE_ENOTFOUND;
-    if (sqlite3_prepare_v2(db, "SELECT active FROM models WHERE id = ?", -1, &s, NULL) !=
-        SQLITE_OK)
+    if (sqlite3_prepare_v2(db, "SELECT active FROM models WHERE id = ?", -1, &s, NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_text(s, 1, m->id, -1, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_ROW)
@@ -542,8 +540,8 @@ int job_model_get(struct store *st, const char *id, struct job_model *m)
 {
     sqlite3_stmt *s;
     int rc = STORE_ENOTFOUND;
-    if (sqlite3_prepare_v2(store_reader(st), "SELECT " MODEL_COLS " FROM models WHERE id = ?",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(store_reader(st), "SELECT " MODEL_COLS " FROM models WHERE id = ?", -1,
+                           &s, NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     if (sqlite3_step(s) == SQLITE_ROW) {

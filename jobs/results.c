@@ -115,7 +115,8 @@ char *job_results_csv(struct store *st, const char *id)
     size_t n = 0, cap = 4096;
     if (bad || !(out = malloc(cap)))
         goto out;
-    bad = buf_printf(&out, &n, &cap, "step,train_loss,train_accuracy,valid_loss,"
+    bad = buf_printf(&out, &n, &cap,
+                     "step,train_loss,train_accuracy,valid_loss,"
                      "valid_mean_token_accuracy,stage,stage_step,full_valid_loss,"
                      "full_valid_mean_token_accuracy,loss,lr\n");
     for (size_t i = 0; i < rs.n && !bad; i++) {

@@ -32,15 +32,15 @@ struct sup_run {
     uv_process_t proc;
     uv_pipe_t pipe;
     uv_timer_t kill_timer;
-    int handles;            /* open handles; freed at 0 */
+    int handles; /* open handles; freed at 0 */
     int exited, eof;
     int64_t exit_status;
     int term_signal;
     char *line;
     size_t n, cap;
-    int64_t seq;            /* last event seq given */
+    int64_t seq; /* last event seq given */
     int cancel;
-    int pause;              /* pause asked: SIGUSR1 sent, the trainer checkpoints and exits 4 */
+    int pause; /* pause asked: SIGUSR1 sent, the trainer checkpoints and exits 4 */
     int done_seen;
     char student[1024];
     char *done_metrics;
@@ -60,8 +60,8 @@ struct sup_watch {
 struct sup_pending {
     struct sup_pending *next;
     char id[48];
-    char status[24];  /* the last status queued */
-    int writes;       /* writes in flight */
+    char status[24]; /* the last status queued */
+    int writes;      /* writes in flight */
 };
 
 struct job_sup {
@@ -386,9 +386,9 @@ struct reg_work {
     struct job_rec rec;
     int hash_failed;
     char why[256];
-    char *csv;               /* the result file's text (owned), stored by reg_hash */
-    char result_files[80];   /* ["file-..."] once stored, else "" */
-    char *decision;          /* if_better: the activation event (owned JSON text) or NULL */
+    char *csv;             /* the result file's text (owned), stored by reg_hash */
+    char result_files[80]; /* ["file-..."] once stored, else "" */
+    char *decision;        /* if_better: the activation event (owned JSON text) or NULL */
     int64_t decision_seq;
 };
 
@@ -410,8 +410,8 @@ static void reg_store_results(struct reg_work *rw)
     if (!rw->csv)
         return;
     snprintf(name, sizeof(name), "%s-results.csv", rw->rec.id);
-    if (job_file_store_result(rw->sup->st, rw->sup->cfg.data_dir, name, rw->csv,
-                              strlen(rw->csv), &f, err, sizeof(err)))
+    if (job_file_store_result(rw->sup->st, rw->sup->cfg.data_dir, name, rw->csv, strlen(rw->csv),
+                              &f, err, sizeof(err)))
         log_warn("job %s: cannot store its result file: %s", rw->rec.id, err);
     else
         snprintf(rw->result_files, sizeof(rw->result_files), "[\"%s\"]", f.id);
@@ -470,7 +470,7 @@ static void reg_written(void *arg, int status)
         set_status(s, rw->rec.id, "failed", "cannot register the student model", 0, 1, 0);
     } else {
         log_info("job %s succeeded: model %s (%lld bytes, sha256 %.12s)", rw->rec.id, rw->m.id,
-                     (long long)rw->m.bytes, rw->m.sha256);
+                 (long long)rw->m.bytes, rw->m.sha256);
         if (rw->decision)
             notify(s, rw->rec.id, rw->decision_seq, 0);
         if (s->hooks.on_success)
@@ -827,8 +827,8 @@ static int run_start(struct job_sup *s, const struct job_rec *rec)
     uv_read_start((uv_stream_t *)&r->pipe, run_alloc, run_read);
     r->next = s->runs;
     s->runs = r;
-    log_info("job %s: trainer %d started on %s%s (attempt %d)", rec->id, r->proc.pid,
-                 r->device, resume ? ", resuming from its last checkpoint" : "", r->attempts);
+    log_info("job %s: trainer %d started on %s%s (attempt %d)", rec->id, r->proc.pid, r->device,
+             resume ? ", resuming from its last checkpoint" : "", r->attempts);
     set_status(s, rec->id, "running", NULL, !resume, 0, 1);
     return 0;
 }
@@ -895,8 +895,8 @@ void job_sup_start(struct job_sup *s)
     /* Jobs whose submission was interrupted before they were queued. */
     n = job_rec_ids_by_status(s->st, "validating_files", ids, 64);
     for (int i = 0; i < n; i++)
-        set_status(s, ids[i], "failed", "the daemon stopped while the job was being validated",
-                   0, 1, 0);
+        set_status(s, ids[i], "failed", "the daemon stopped while the job was being validated", 0,
+                   1, 0);
     job_sup_kick(s);
 }
 

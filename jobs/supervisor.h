@@ -29,18 +29,18 @@
 #include "store/writer.h"
 
 struct job_sup_cfg {
-    const char *data_dir;  /* borrowed */
-    const char *trainer;   /* path of the `bitdistill` binary (borrowed) */
-    int cpu_jobs;          /* concurrent CPU jobs (default 1) */
-    int threads;           /* --threads for CPU trainers (0: the trainer's default) */
-    int retries;           /* extra attempts after a failure (default 0) */
-    int kill_grace_ms;     /* SIGTERM -> SIGKILL (default 10000) */
-    const char *launcher;  /* command prefix running the trainer on a cluster (NULL: local);
+    const char *data_dir;   /* borrowed */
+    const char *trainer;    /* path of the `bitdistill` binary (borrowed) */
+    int cpu_jobs;           /* concurrent CPU jobs (default 1) */
+    int threads;            /* --threads for CPU trainers (0: the trainer's default) */
+    int retries;            /* extra attempts after a failure (default 0) */
+    int kill_grace_ms;      /* SIGTERM -> SIGKILL (default 10000) */
+    const char *launcher;   /* command prefix running the trainer on a cluster (NULL: local);
                             * words split on spaces, {name} -> bd-<job id>; the trainer then
                             * writes its events on stdout (--events-fd 1), which srun and
                             * kubectl forward */
     const char *cancel_cmd; /* run on cancel, {name} expanded (e.g. scancel --name={name}) */
-    int disabled;          /* 1: never start jobs here (a serving-only replica) */
+    int disabled;           /* 1: never start jobs here (a serving-only replica) */
 };
 
 struct job_sup_hooks {

@@ -58,7 +58,7 @@ AN void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int qr, si
     const uint8_t *p = w->data + 64 * g * nb + 16 * qr;
     const uint8x16_t m3 = vdupq_n_u8(3);
     int32x4_t acc[4];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         acc[t] = vdupq_n_s32(0);
     for (size_t b = 0; b < nb; b++) {
@@ -67,7 +67,7 @@ AN void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int qr, si
         int8x16_t c1 = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v, 2), m3));
         int8x16_t c2 = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(v, 4), m3));
         int8x16_t c3 = vreinterpretq_s8_u8(vshrq_n_u8(v, 6));
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const int8_t *xb = x->q + (t0 + t) * x->ldq + 16 * b;
             acc[t] = dot4(acc[t], c0, bcast4(xb));
@@ -76,7 +76,7 @@ AN void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int qr, si
             acc[t] = dot4(acc[t], c3, bcast4(xb + 12));
         }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
         int32x4_t d = vsubq_s32(acc[t], vdupq_n_s32(x->sum[t0 + t]));
         float32x4_t f = vmulq_f32(vcvtq_f32_s32(d), vdupq_n_f32(w->d * x->scale[t0 + t]));
@@ -92,17 +92,17 @@ AN void q8_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int qr, si
     const uint8_t *p = w->data + 64 * g * nc + 16 * qr;
     const uint8x16_t flip = vdupq_n_u8(0x80);
     int32x4_t acc[4];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         acc[t] = vdupq_n_s32(0);
     for (size_t c = 0; c < nc; c++) {
         int8x16_t v = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p + 64 * c), flip));
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++)
             acc[t] = dot4(acc[t], v, bcast4(x->q + (t0 + t) * x->ldq + 4 * c));
     }
     float32x4_t s = vld1q_f32(w->scales + 16 * g + 4 * qr);
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
         float32x4_t f = vmulq_f32(vcvtq_f32_s32(acc[t]), vmulq_n_f32(s, x->scale[t0 + t]));
         store4(y + (t0 + t) * ldy + 4 * qr, f, 16 * g + 4 * qr, w->m);
@@ -119,12 +119,12 @@ AN void q4_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int qr, si
     const uint8x16_t m15 = vdupq_n_u8(15);
     const int8x16_t eight = vdupq_n_s8(8);
     float32x4_t f[4];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         f[t] = vdupq_n_f32(0.0f);
     for (size_t b = 0; b < nb; b++) {
         int8x16_t lo[4], hi[4];
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int c = 0; c < 4; c++) {
             uint8x16_t v = vld1q_u8(p + 256 * b + 64 * c);
             lo[c] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m15)), eight);
@@ -132,11 +132,11 @@ AN void q4_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int qr, si
         }
         /* the 4 rows' fp16 scales, converted exactly (FCVTL, as krn_f16_to_f32) */
         float32x4_t s = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(sc + 16 * b)));
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const int8_t *xb = x->q + (t0 + t) * x->ldq + 32 * b;
             int32x4_t a = vdupq_n_s32(0);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int c = 0; c < 4; c++) {
                 a = dot4(a, lo[c], bcast4(xb + 8 * c));
                 a = dot4(a, hi[c], bcast4(xb + 8 * c + 4));
@@ -144,14 +144,14 @@ AN void q4_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int qr, si
             f[t] = vfmaq_f32(f[t], s, vcvtq_f32_s32(a));
         }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         store4(y + (t0 + t) * ldy + 4 * qr, vmulq_n_f32(f[t], x->scale[t0 + t]), 16 * g + 4 * qr,
                w->m);
 }
 
 #define DRIVER_(name, tile)                                                                        \
-    void FN(name)(const krn_w_view *w, const krn_act_view *x, size_t g0, size_t g1, float *y,     \
+    void FN(name)(const krn_w_view *w, const krn_act_view *x, size_t g0, size_t g1, float *y,      \
                   size_t ldy)                                                                      \
     {                                                                                              \
         for (size_t g = g0; g < g1; g++)                                                           \

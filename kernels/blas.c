@@ -32,6 +32,12 @@ float krn_sdot(size_t n, const float *x, const float *y)
     return cblas_sdot((blasint)n, x, 1, y, 1);
 }
 
-void krn_blas_set_threads(int n) { openblas_set_num_threads(n); }
+void krn_blas_set_threads(int n)
+{
+    openblas_set_num_threads(n);
+}
 
-int krn_blas_threads(void) { return openblas_get_num_threads(); }
+int krn_blas_threads(void)
+{
+    return openblas_get_num_threads();
+}

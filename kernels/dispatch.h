@@ -17,24 +17,24 @@
 
 /* A quantized-activation view (see quant.h krn_qact). Any alignment. */
 typedef struct krn_act_view {
-    const int8_t *q;      /* [n][ldq] int8, columns k..k_pad-1 zero */
-    size_t ldq;           /* row stride of q in bytes, >= k_pad */
-    const float *scale;   /* [n] g_t / 127 */
-    const int32_t *sum;   /* [n] sum of q over k */
-    const int32_t *bsum;  /* [n][k_pad/32] sums over blocks of 32 (Q4); may be NULL otherwise */
-    size_t n;             /* tokens */
-    size_t k_pad;         /* padded columns (multiple of KRN_KPAD) */
+    const int8_t *q;     /* [n][ldq] int8, columns k..k_pad-1 zero */
+    size_t ldq;          /* row stride of q in bytes, >= k_pad */
+    const float *scale;  /* [n] g_t / 127 */
+    const int32_t *sum;  /* [n] sum of q over k */
+    const int32_t *bsum; /* [n][k_pad/32] sums over blocks of 32 (Q4); may be NULL otherwise */
+    size_t n;            /* tokens */
+    size_t k_pad;        /* padded columns (multiple of KRN_KPAD) */
 } krn_act_view;
 
 /* A packed-weight view: I2, Q8 or Q4 (see quant.h for each layout). Any alignment. */
 typedef struct krn_w_view {
-    const uint8_t *data;  /* packed codes (layout per format) */
-    const float *scales;  /* Q8: [m_pad] row scales; others unused */
+    const uint8_t *data;      /* packed codes (layout per format) */
+    const float *scales;      /* Q8: [m_pad] row scales; others unused */
     const uint16_t *scales16; /* Q4: [m_pad/16][k_pad/32][16] fp16 block scales; others unused */
-    const int32_t *csum;  /* I2: [m_pad] sum over k_pad of stored codes (c+1), for AMX */
-    float d;              /* I2: tensor scale; others unused */
-    size_t m;             /* real rows */
-    size_t k_pad;         /* padded columns */
+    const int32_t *csum;      /* I2: [m_pad] sum over k_pad of stored codes (c+1), for AMX */
+    float d;                  /* I2: tensor scale; others unused */
+    size_t m;                 /* real rows */
+    size_t k_pad;             /* padded columns */
 } krn_w_view;
 
 /* Raw matrix kernel: for rows m of groups [g0, g1) with m < w->m and tokens t < x->n, writes
@@ -61,10 +61,10 @@ typedef void (*krn_attn_values_fn)(float *o, const float *p, const float *V, siz
 
 typedef struct krn_ops {
     krn_variant variant;
-    krn_mat_fn i2_gemv;   /* n == 1 */
-    krn_mat_fn i2_gemm;   /* n >= 1 */
-    krn_mat_fn q8_gemm;   /* n >= 1 */
-    krn_mat_fn q4_gemm;   /* n >= 1 */
+    krn_mat_fn i2_gemv; /* n == 1 */
+    krn_mat_fn i2_gemm; /* n >= 1 */
+    krn_mat_fn q8_gemm; /* n >= 1 */
+    krn_mat_fn q4_gemm; /* n >= 1 */
     krn_actq_fn actq;
     krn_rmsnorm_fn rmsnorm;
     krn_rope_fn rope;
@@ -95,7 +95,7 @@ const krn_ops *krn_ops_variant(krn_variant v);
     void krn_rope_##sfx(float *, size_t, size_t, size_t, const float *, const float *);            \
     void krn_softmax_##sfx(float *, size_t, size_t);                                               \
     void krn_silu_mul_##sfx(float *, const float *, const float *, size_t);                        \
-    void krn_add_##sfx(float *, const float *, const float *, size_t);                              \
+    void krn_add_##sfx(float *, const float *, const float *, size_t);                             \
     void krn_attn_scores_##sfx(float *, const float *, const float *, size_t, size_t, size_t,      \
                                float);                                                             \
     void krn_attn_values_##sfx(float *, const float *, const float *, size_t, size_t, size_t);
@@ -231,7 +231,10 @@ static inline void krn_fill_(krn_ops *t, krn_variant v)
     }
 }
 #else
-static inline int krn_cpu_supports_(krn_variant v) { return v == KRN_VARIANT_REF; }
+static inline int krn_cpu_supports_(krn_variant v)
+{
+    return v == KRN_VARIANT_REF;
+}
 static inline void krn_fill_(krn_ops *t, krn_variant v)
 {
     t->variant = KRN_VARIANT_REF;

@@ -33,14 +33,20 @@ void krn_rope_tables(float *cos, float *sin, size_t n_pos, size_t head_dim, floa
     }
 }
 
-void krn_softmax(float *x, size_t n, size_t d) { krn_ops_get()->softmax(x, n, d); }
+void krn_softmax(float *x, size_t n, size_t d)
+{
+    krn_ops_get()->softmax(x, n, d);
+}
 
 void krn_silu_mul(float *y, const float *g, const float *u, size_t n)
 {
     krn_ops_get()->silu_mul(y, g, u, n);
 }
 
-void krn_add(float *y, const float *a, const float *b, size_t n) { krn_ops_get()->add(y, a, b, n); }
+void krn_add(float *y, const float *a, const float *b, size_t n)
+{
+    krn_ops_get()->add(y, a, b, n);
+}
 
 void krn_attn_scores(float *s, const float *q, const float *K, size_t ldk, size_t n, size_t d,
                      float scale)

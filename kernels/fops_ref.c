@@ -14,7 +14,10 @@ static inline float ld(const float *p)
     return v;
 }
 
-static inline void st(float *p, float v) { memcpy(p, &v, sizeof(v)); }
+static inline void st(float *p, float v)
+{
+    memcpy(p, &v, sizeof(v));
+}
 
 void krn_rmsnorm_ref(float *y, float *rstd, const float *x, const float *w, size_t n, size_t d,
                      float eps)

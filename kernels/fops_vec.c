@@ -29,11 +29,20 @@ static inline vf ldv(const float *p)
     return v;
 }
 
-static inline void stv(float *p, vf v) { memcpy(p, &v, sizeof(v)); }
+static inline void stv(float *p, vf v)
+{
+    memcpy(p, &v, sizeof(v));
+}
 
-static inline vf splat(float s) { return (vf){0} + s; }
+static inline vf splat(float s)
+{
+    return (vf){0} + s;
+}
 
-static inline vf sel(vi m, vf a, vf b) { return (vf)((m & (vi)a) | (~m & (vi)b)); }
+static inline vf sel(vi m, vf a, vf b)
+{
+    return (vf)((m & (vi)a) | (~m & (vi)b));
+}
 
 static inline vf vexp(vf x)
 {

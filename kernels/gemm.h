@@ -40,12 +40,12 @@ int krn_q4_gemm(const krn_q4 *w, const krn_qact *x, float *y, size_t ldy, krn_po
  * y[t * ldy + i] = row rows[i] . token t (rows borrowed, any order, repeats allowed; ldy >=
  * nrows). Same numbers, bit for bit, as the full kernel's columns rows[i]. KRN_EINVAL for a
  * row index >= M. Cost: the 16-row groups that hold the requested rows. */
-int krn_q8_gemm_rows(const krn_q8 *w, const size_t *rows, size_t nrows, const krn_qact *x,
-                     float *y, size_t ldy, krn_pool *pool);
-int krn_q4_gemm_rows(const krn_q4 *w, const size_t *rows, size_t nrows, const krn_qact *x,
-                     float *y, size_t ldy, krn_pool *pool);
-int krn_i2_gemm_rows(const krn_i2 *w, const size_t *rows, size_t nrows, const krn_qact *x,
-                     float *y, size_t ldy, krn_pool *pool);
+int krn_q8_gemm_rows(const krn_q8 *w, const size_t *rows, size_t nrows, const krn_qact *x, float *y,
+                     size_t ldy, krn_pool *pool);
+int krn_q4_gemm_rows(const krn_q4 *w, const size_t *rows, size_t nrows, const krn_qact *x, float *y,
+                     size_t ldy, krn_pool *pool);
+int krn_i2_gemm_rows(const krn_i2 *w, const size_t *rows, size_t nrows, const krn_qact *x, float *y,
+                     size_t ldy, krn_pool *pool);
 
 /* ---- In-region parts -----------------------------------------------------------------------
  * For a caller that runs a whole forward step as ONE pool region and splits the work itself

@@ -13,14 +13,14 @@
 
 struct krn_q8 {
     size_t m, k, m_pad, k_pad;
-    uint8_t *data;  /* [m_pad/16][k_pad/4][64]: w8 + 128 */
-    float *scales;  /* [m_pad] s_m = absmax/127 */
+    uint8_t *data; /* [m_pad/16][k_pad/4][64]: w8 + 128 */
+    float *scales; /* [m_pad] s_m = absmax/127 */
 };
 
 struct krn_q4 {
     size_t m, k, m_pad, k_pad;
-    uint8_t *data;     /* [m_pad/16][k_pad/32][256]: nibbles w4 + 8 */
-    uint16_t *scales;  /* [m_pad/16][k_pad/32][16] fp16 s = f16(absmax/7) per row and block */
+    uint8_t *data;    /* [m_pad/16][k_pad/32][256]: nibbles w4 + 8 */
+    uint16_t *scales; /* [m_pad/16][k_pad/32][16] fp16 s = f16(absmax/7) per row and block */
 };
 
 static int check_finite(const float *w, size_t n)
@@ -66,8 +66,7 @@ static int q8_alloc(size_t m, size_t k, krn_q8 **out)
     return KRN_OK;
 }
 
-int krn_q8_create_codes(const int8_t *codes, const float *scales, size_t m, size_t k,
-                        krn_q8 **out)
+int krn_q8_create_codes(const int8_t *codes, const float *scales, size_t m, size_t k, krn_q8 **out)
 {
     krn_q8 *h;
     int rc = q8_alloc(m, k, &h);
@@ -125,9 +124,18 @@ void krn_q8_free(krn_q8 *h)
     free(h);
 }
 
-size_t krn_q8_rows(const krn_q8 *h) { return h->m; }
-size_t krn_q8_cols(const krn_q8 *h) { return h->k; }
-size_t krn_q8_bytes(const krn_q8 *h) { return h->m_pad * h->k_pad + h->m_pad * sizeof(float); }
+size_t krn_q8_rows(const krn_q8 *h)
+{
+    return h->m;
+}
+size_t krn_q8_cols(const krn_q8 *h)
+{
+    return h->k;
+}
+size_t krn_q8_bytes(const krn_q8 *h)
+{
+    return h->m_pad * h->k_pad + h->m_pad * sizeof(float);
+}
 
 void krn_q8_row(const krn_q8 *h, size_t r, float *out)
 {
@@ -245,8 +253,14 @@ void krn_q4_free(krn_q4 *h)
     free(h);
 }
 
-size_t krn_q4_rows(const krn_q4 *h) { return h->m; }
-size_t krn_q4_cols(const krn_q4 *h) { return h->k; }
+size_t krn_q4_rows(const krn_q4 *h)
+{
+    return h->m;
+}
+size_t krn_q4_cols(const krn_q4 *h)
+{
+    return h->k;
+}
 size_t krn_q4_bytes(const krn_q4 *h)
 {
     return h->m_pad * h->k_pad / 2 + h->m_pad * (h->k_pad / 32) * sizeof(uint16_t);
@@ -276,8 +290,14 @@ static krn_w_view q4_view(const krn_q4 *h)
     return v;
 }
 
-size_t krn_q8_groups(const krn_q8 *w) { return w->m_pad / 16; }
-size_t krn_q4_groups(const krn_q4 *w) { return w->m_pad / 16; }
+size_t krn_q8_groups(const krn_q8 *w)
+{
+    return w->m_pad / 16;
+}
+size_t krn_q4_groups(const krn_q4 *w)
+{
+    return w->m_pad / 16;
+}
 
 /* The one driver of both heads' part products: clamp [g0, g1) to the matrix's groups and run
  * the variant's row kernel `fn` on this thread (the caller splits groups over its own pool). */
@@ -339,15 +359,15 @@ int krn_q4_gemm(const krn_q4 *w, const krn_qact *x, float *y, size_t ldy, krn_po
     return gemm_all(krn_ops_get()->q4_gemm, &wv, w->k, w->m_pad, x, y, ldy, pool);
 }
 
-int krn_q8_gemm_rows(const krn_q8 *w, const size_t *rows, size_t nrows, const krn_qact *x,
-                     float *y, size_t ldy, krn_pool *pool)
+int krn_q8_gemm_rows(const krn_q8 *w, const size_t *rows, size_t nrows, const krn_qact *x, float *y,
+                     size_t ldy, krn_pool *pool)
 {
     krn_w_view wv = q8_view(w);
     return gemm_rows(krn_ops_get()->q8_gemm, &wv, w->k, rows, nrows, x, y, ldy, pool);
 }
 
-int krn_q4_gemm_rows(const krn_q4 *w, const size_t *rows, size_t nrows, const krn_qact *x,
-                     float *y, size_t ldy, krn_pool *pool)
+int krn_q4_gemm_rows(const krn_q4 *w, const size_t *rows, size_t nrows, const krn_qact *x, float *y,
+                     size_t ldy, krn_pool *pool)
 {
     krn_w_view wv = q4_view(w);
     return gemm_rows(krn_ops_get()->q4_gemm, &wv, w->k, rows, nrows, x, y, ldy, pool);

@@ -165,11 +165,26 @@ void krn_i2_free(krn_i2 *w)
     free(w);
 }
 
-size_t krn_i2_rows(const krn_i2 *w) { return w->m; }
-size_t krn_i2_cols(const krn_i2 *w) { return w->k; }
-float krn_i2_scale(const krn_i2 *w) { return w->d; }
-size_t krn_i2_bytes(const krn_i2 *w) { return w->m_pad * w->k_pad / 4; }
-const uint8_t *krn_i2_data(const krn_i2 *w) { return w->data; }
+size_t krn_i2_rows(const krn_i2 *w)
+{
+    return w->m;
+}
+size_t krn_i2_cols(const krn_i2 *w)
+{
+    return w->k;
+}
+float krn_i2_scale(const krn_i2 *w)
+{
+    return w->d;
+}
+size_t krn_i2_bytes(const krn_i2 *w)
+{
+    return w->m_pad * w->k_pad / 4;
+}
+const uint8_t *krn_i2_data(const krn_i2 *w)
+{
+    return w->data;
+}
 
 void krn_i2_unpack(const krn_i2 *w, int8_t *codes)
 {
@@ -204,8 +219,8 @@ int krn_i2_gemm(const krn_i2 *w, const krn_qact *x, float *y, size_t ldy, krn_po
     return KRN_OK;
 }
 
-int krn_i2_gemm_rows(const krn_i2 *w, const size_t *rows, size_t nrows, const krn_qact *x,
-                     float *y, size_t ldy, krn_pool *pool)
+int krn_i2_gemm_rows(const krn_i2 *w, const size_t *rows, size_t nrows, const krn_qact *x, float *y,
+                     size_t ldy, krn_pool *pool)
 {
     if (krn_qact_cols(x) != w->k || ldy < nrows)
         return KRN_ESHAPE;
@@ -216,7 +231,10 @@ int krn_i2_gemm_rows(const krn_i2 *w, const size_t *rows, size_t nrows, const kr
                         pool);
 }
 
-size_t krn_i2_groups(const krn_i2 *w) { return w->m_pad / KRN_I2_ROWS; }
+size_t krn_i2_groups(const krn_i2 *w)
+{
+    return w->m_pad / KRN_I2_ROWS;
+}
 
 void krn_i2_gemm_part(const krn_i2 *w, const krn_qact *x, size_t g0, size_t g1, float *y,
                       size_t ldy)

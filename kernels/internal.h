@@ -17,22 +17,22 @@
 void *krn_zalloc64(size_t n);
 
 struct krn_i2 {
-    size_t m, k;      /* logical shape: M output rows x K inputs */
-    size_t m_pad;     /* round_up(M, 16) */
-    size_t k_pad;     /* round_up(K, 64) */
-    float d;          /* tensor scale mean(|W|) */
-    uint8_t *own;     /* owned packed buffer or NULL when wrapping */
+    size_t m, k;         /* logical shape: M output rows x K inputs */
+    size_t m_pad;        /* round_up(M, 16) */
+    size_t k_pad;        /* round_up(K, 64) */
+    float d;             /* tensor scale mean(|W|) */
+    uint8_t *own;        /* owned packed buffer or NULL when wrapping */
     const uint8_t *data; /* [m_pad/16][k_pad/16][64] packed codes */
-    int32_t *csum;    /* [m_pad] sum over k_pad of stored codes (c + 1) */
+    int32_t *csum;       /* [m_pad] sum over k_pad of stored codes (c + 1) */
 };
 
 struct krn_qact {
     size_t max_tok, k, k_pad;
-    size_t n;          /* tokens of the last quantize */
-    int8_t *q;         /* [max_tok][k_pad] */
-    float *scale;      /* [max_tok] */
-    int32_t *sum;      /* [max_tok] */
-    int32_t *bsum;     /* [max_tok][k_pad/32] */
+    size_t n;      /* tokens of the last quantize */
+    int8_t *q;     /* [max_tok][k_pad] */
+    float *scale;  /* [max_tok] */
+    int32_t *sum;  /* [max_tok] */
+    int32_t *bsum; /* [max_tok][k_pad/32] */
 };
 
 /* The views the raw kernels take. */

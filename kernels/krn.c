@@ -13,8 +13,8 @@
 #include "kernels/dispatch.h"
 #include "kernels/krn.h"
 
-static const char *const variant_names[KRN_VARIANT_COUNT] = {"ref",    "avx2", "avx512",
-                                                             "amx",    "neon", "neondot"};
+static const char *const variant_names[KRN_VARIANT_COUNT] = {"ref", "avx2", "avx512",
+                                                             "amx", "neon", "neondot"};
 
 static krn_ops tables[KRN_VARIANT_COUNT];
 static int supported[KRN_VARIANT_COUNT];
@@ -100,9 +100,15 @@ int krn_init_variant(krn_variant v)
     return KRN_OK;
 }
 
-krn_variant krn_variant_current(void) { return krn_init(); }
+krn_variant krn_variant_current(void)
+{
+    return krn_init();
+}
 
-const krn_ops *krn_ops_get(void) { return &tables[krn_init()]; }
+const krn_ops *krn_ops_get(void)
+{
+    return &tables[krn_init()];
+}
 
 const krn_ops *krn_ops_variant(krn_variant v)
 {

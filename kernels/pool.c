@@ -33,10 +33,10 @@ struct krn_pool {
     struct pool_worker *workers; /* [nth - 1] */
     krn_pool_fn fn;              /* current region's work (written before gen is bumped) */
     void *arg;
-    unsigned gen;      /* region counter (atomic) */
-    int pending;       /* workers not yet done with the region (atomic) */
-    int stop;          /* set by krn_pool_free (atomic) */
-    int sleepers;      /* threads asleep or about to sleep (under mu) */
+    unsigned gen; /* region counter (atomic) */
+    int pending;  /* workers not yet done with the region (atomic) */
+    int stop;     /* set by krn_pool_free (atomic) */
+    int sleepers; /* threads asleep or about to sleep (under mu) */
     /* Barrier (krn_pool_barrier): arrivals of the current phase and the phase counter, each on
      * its own cache line so the spinning readers of `phase` do not slow the arrivals. */
     _Alignas(64) unsigned bar_count;
@@ -170,7 +170,10 @@ void krn_pool_free(krn_pool *p)
     free(p);
 }
 
-int krn_pool_size(const krn_pool *p) { return p ? p->nth : 1; }
+int krn_pool_size(const krn_pool *p)
+{
+    return p ? p->nth : 1;
+}
 
 void krn_pool_set_spin(krn_pool *p, int spin_us)
 {

@@ -48,8 +48,8 @@ int krn_qact_quantize(krn_qact *a, const float *x, size_t n, size_t ldx)
     const krn_ops *ops = krn_ops_get();
     size_t bad = 0, nb = a->k_pad / KRN_Q4_BLOCK;
     for (size_t t = 0; t < n; t++)
-        bad += ops->actq(x + t * ldx, a->k, a->k_pad, a->q + t * a->k_pad, &a->scale[t],
-                         &a->sum[t], a->bsum + t * nb);
+        bad += ops->actq(x + t * ldx, a->k, a->k_pad, a->q + t * a->k_pad, &a->scale[t], &a->sum[t],
+                         a->bsum + t * nb);
     a->n = n;
     return bad ? KRN_ENONFINITE : KRN_OK;
 }
@@ -69,11 +69,26 @@ size_t krn_qact_quantize_row(krn_qact *a, size_t t, const float *x)
                                a->bsum + t * nb);
 }
 
-size_t krn_qact_tokens(const krn_qact *a) { return a->n; }
-size_t krn_qact_cols(const krn_qact *a) { return a->k; }
-const int8_t *krn_qact_q(const krn_qact *a, size_t t) { return a->q + t * a->k_pad; }
-float krn_qact_scale(const krn_qact *a, size_t t) { return a->scale[t]; }
-int32_t krn_qact_sum(const krn_qact *a, size_t t) { return a->sum[t]; }
+size_t krn_qact_tokens(const krn_qact *a)
+{
+    return a->n;
+}
+size_t krn_qact_cols(const krn_qact *a)
+{
+    return a->k;
+}
+const int8_t *krn_qact_q(const krn_qact *a, size_t t)
+{
+    return a->q + t * a->k_pad;
+}
+float krn_qact_scale(const krn_qact *a, size_t t)
+{
+    return a->scale[t];
+}
+int32_t krn_qact_sum(const krn_qact *a, size_t t)
+{
+    return a->sum[t];
+}
 
 krn_act_view krn_qact_view(const krn_qact *a)
 {

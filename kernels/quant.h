@@ -68,16 +68,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KRN_W_EPS 1e-5f  /* absmean epsilon of the weight quantizer */
-#define KRN_A_EPS 1e-5f  /* absmax epsilon of the activation quantizer */
-#define KRN_I2_ROWS 16   /* rows per group in I2/Q8/Q4 */
-#define KRN_KPAD 64      /* K is padded to a multiple of this in every format and in krn_qact */
-#define KRN_Q4_BLOCK 32  /* Q4 block length along K */
+#define KRN_W_EPS 1e-5f /* absmean epsilon of the weight quantizer */
+#define KRN_A_EPS 1e-5f /* absmax epsilon of the activation quantizer */
+#define KRN_I2_ROWS 16  /* rows per group in I2/Q8/Q4 */
+#define KRN_KPAD 64     /* K is padded to a multiple of this in every format and in krn_qact */
+#define KRN_Q4_BLOCK 32 /* Q4 block length along K */
 #define KRN_I2_MAX_K 8388607u
 #define KRN_Q8_MAX_K 65536u
 
 /* round_up(k, KRN_KPAD) */
-static inline size_t krn_kpad(size_t k) { return (k + KRN_KPAD - 1) / KRN_KPAD * KRN_KPAD; }
+static inline size_t krn_kpad(size_t k)
+{
+    return (k + KRN_KPAD - 1) / KRN_KPAD * KRN_KPAD;
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Ternary weight quantizer (absmean), the unpacked form.
@@ -108,10 +111,10 @@ int krn_i2_create_packed(const uint8_t *packed, size_t m, size_t k, float d, krn
 
 void krn_i2_free(krn_i2 *w); /* NULL is a no-op */
 
-size_t krn_i2_rows(const krn_i2 *w);       /* M */
-size_t krn_i2_cols(const krn_i2 *w);       /* K */
-float krn_i2_scale(const krn_i2 *w);       /* d */
-size_t krn_i2_bytes(const krn_i2 *w);      /* packed bytes: m_pad * k_pad / 4 */
+size_t krn_i2_rows(const krn_i2 *w);         /* M */
+size_t krn_i2_cols(const krn_i2 *w);         /* K */
+float krn_i2_scale(const krn_i2 *w);         /* d */
+size_t krn_i2_bytes(const krn_i2 *w);        /* packed bytes: m_pad * k_pad / 4 */
 const uint8_t *krn_i2_data(const krn_i2 *w); /* packed bytes (reference, for writing files) */
 
 /* Unpack back to codes [m][k] in {-1,0,1} (caller's buffer). */
@@ -144,8 +147,8 @@ int krn_qact_quantize(krn_qact *a, const float *x, size_t n, size_t ldx);
 int krn_qact_prepare(krn_qact *a, size_t n);
 size_t krn_qact_quantize_row(krn_qact *a, size_t t, const float *x);
 
-size_t krn_qact_tokens(const krn_qact *a);  /* n of the last quantize */
-size_t krn_qact_cols(const krn_qact *a);    /* k */
+size_t krn_qact_tokens(const krn_qact *a);             /* n of the last quantize */
+size_t krn_qact_cols(const krn_qact *a);               /* k */
 const int8_t *krn_qact_q(const krn_qact *a, size_t t); /* row t (reference) */
 float krn_qact_scale(const krn_qact *a, size_t t);
 int32_t krn_qact_sum(const krn_qact *a, size_t t);
@@ -171,8 +174,7 @@ int krn_q4_quantize(const float *w, size_t m, size_t k, int8_t *codes, uint16_t 
  *   Q4: codes [m][k] int8 in [-8, 7], scales [m][ceil(k/32)] fp16 bit patterns row-major
  *       (s[m][b]), each finite and not negative (KRN_EINVAL otherwise).
  * Both borrowed (any alignment) and copied. KRN_ETOOBIG as above. */
-int krn_q8_create_codes(const int8_t *codes, const float *scales, size_t m, size_t k,
-                        krn_q8 **out);
+int krn_q8_create_codes(const int8_t *codes, const float *scales, size_t m, size_t k, krn_q8 **out);
 int krn_q4_create_codes(const int8_t *codes, const uint16_t *scales, size_t m, size_t k,
                         krn_q4 **out);
 void krn_q8_free(krn_q8 *w);
@@ -182,7 +184,8 @@ size_t krn_q8_cols(const krn_q8 *w);
 size_t krn_q8_bytes(const krn_q8 *w); /* codes + scales */
 size_t krn_q4_rows(const krn_q4 *w);
 size_t krn_q4_cols(const krn_q4 *w);
-size_t krn_q4_bytes(const krn_q4 *w); /* codes + fp16 scales: m_pad * k_pad / 2 + 2 * m_pad * k_pad / 32 */
+size_t
+krn_q4_bytes(const krn_q4 *w); /* codes + fp16 scales: m_pad * k_pad / 2 + 2 * m_pad * k_pad / 32 */
 
 /* Dequantize row m into out[k] fp32 (embedding lookup; the tied head's input embeddings). */
 void krn_q8_row(const krn_q8 *w, size_t m, float *out);

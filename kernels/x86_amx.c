@@ -43,8 +43,8 @@ int krn_amx_enable(void)
 /* Per-thread scratch kept between calls (no malloc or page faults per call); freed by the
  * thread-exit destructor of a pthread key. */
 struct amx_scratch {
-    uint8_t *xu;       /* [n_pad][k_pad] activations as u8 */
-    uint8_t *wb;       /* [2][k_pad/64][16][64] unpacked B tiles of two row groups */
+    uint8_t *xu; /* [n_pad][k_pad] activations as u8 */
+    uint8_t *wb; /* [2][k_pad/64][16][64] unpacked B tiles of two row groups */
     size_t xu_cap, wb_cap;
     int32_t c[4 * 16 * 16] __attribute__((aligned(64))); /* 4 C tiles */
 };
@@ -60,7 +60,10 @@ static void scratch_free(void *p)
     free(sc);
 }
 
-static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
+static void scratch_init(void)
+{
+    pthread_key_create(&scratch_key, scratch_free);
+}
 
 static struct amx_scratch *scratch_get(size_t xu_bytes, size_t wb_bytes)
 {
@@ -144,7 +147,8 @@ void krn_i2_gemm_amx(const krn_w_view *w, const krn_act_view *x, size_t g0, size
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (size_t t = 0; t < n_pad; t++)
         for (size_t k = 0; k < w->k_pad; k += 64) {
-            __m512i v = t < x->n ? _mm512_loadu_si512(x->q + t * x->ldq + k) : _mm512_setzero_si512();
+            __m512i v =
+                t < x->n ? _mm512_loadu_si512(x->q + t * x->ldq + k) : _mm512_setzero_si512();
             _mm512_store_si512(xu + t * w->k_pad + k, _mm512_xor_si512(v, flip));
         }
     struct tile_cfg cfg;

@@ -56,7 +56,7 @@ A2 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int h, siz
     const uint8_t *p = w->data + 64 * g * nb + 32 * h;
     const int8_t *xq = x->q + t0 * x->ldq;
     __m256i acc[4];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         acc[t] = _mm256_setzero_si256();
     for (size_t b = 0; b < nb; b++) {
@@ -65,7 +65,7 @@ A2 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int h, siz
         __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), m3);
         __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m3);
         __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), m3);
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const int8_t *xb = xq + t * x->ldq + 16 * b;
             __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(c0, bcast4(xb)),
@@ -75,7 +75,7 @@ A2 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, int h, siz
             acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(s, ones));
         }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         store8(y + (t0 + t) * ldy + 8 * h,
                i2_finish(acc[t], x->sum[t0 + t], w->d, x->scale[t0 + t]), 16 * g + 8 * h, w->m);
@@ -121,18 +121,18 @@ void krn_i2_gemv_avx2(const krn_w_view *w, const krn_act_view *x, size_t g0, siz
                 __m256i x2 = bcast4(xq + 16 * b + 8), x3 = bcast4(xq + 16 * b + 12);
                 __m256i s0 = _mm256_maddubs_epi16(_mm256_and_si256(v0, m3), x0);
                 __m256i s1 = _mm256_maddubs_epi16(_mm256_and_si256(v1, m3), x0);
-                s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(
-                                              _mm256_and_si256(_mm256_srli_epi16(v0, 2), m3), x1));
-                s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(
-                                              _mm256_and_si256(_mm256_srli_epi16(v1, 2), m3), x1));
-                s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(
-                                              _mm256_and_si256(_mm256_srli_epi16(v0, 4), m3), x2));
-                s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(
-                                              _mm256_and_si256(_mm256_srli_epi16(v1, 4), m3), x2));
-                s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(
-                                              _mm256_and_si256(_mm256_srli_epi16(v0, 6), m3), x3));
-                s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(
-                                              _mm256_and_si256(_mm256_srli_epi16(v1, 6), m3), x3));
+                s0 = _mm256_add_epi16(
+                    s0, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 2), m3), x1));
+                s1 = _mm256_add_epi16(
+                    s1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 2), m3), x1));
+                s0 = _mm256_add_epi16(
+                    s0, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m3), x2));
+                s1 = _mm256_add_epi16(
+                    s1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), m3), x2));
+                s0 = _mm256_add_epi16(
+                    s0, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 6), m3), x3));
+                s1 = _mm256_add_epi16(
+                    s1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 6), m3), x3));
                 a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(s0, ones));
                 a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(s1, ones));
             }
@@ -159,10 +159,14 @@ void krn_q8_gemm_avx2(const krn_w_view *w, const krn_act_view *x, size_t g0, siz
                 memcpy(&xv, xq + 4 * c, 4);
                 __m256i x16 = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(xv)));
                 const __m128i *pc = (const __m128i *)(p + 64 * c);
-                a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(pc)), x16));
-                a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(pc + 1)), x16));
-                a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(pc + 2)), x16));
-                a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(pc + 3)), x16));
+                a0 = _mm256_add_epi32(
+                    a0, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(pc)), x16));
+                a1 = _mm256_add_epi32(
+                    a1, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(pc + 1)), x16));
+                a2 = _mm256_add_epi32(
+                    a2, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(pc + 2)), x16));
+                a3 = _mm256_add_epi32(
+                    a3, _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(pc + 3)), x16));
             }
             /* a0 = rows 0-3 as (k01, k23) pairs; hadd + lane fix gives rows 0-7 then 8-15 */
             __m256i r07 = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a0, a1), 0xD8);
@@ -199,10 +203,10 @@ void krn_q4_gemm_avx2(const krn_w_view *w, const krn_act_view *x, size_t g0, siz
                 for (size_t b = 0; b < nb; b++) {
                     const int8_t *xb = xq + 32 * b;
                     __m256i s = _mm256_setzero_si256();
-                    #pragma GCC unroll 8
+#pragma GCC unroll 8
                     for (int c = 0; c < 4; c++) {
-                        __m256i v = _mm256_loadu_si256(
-                            (const __m256i *)(p + 256 * b + 64 * c + 32 * h));
+                        __m256i v =
+                            _mm256_loadu_si256((const __m256i *)(p + 256 * b + 64 * c + 32 * h));
                         s = _mm256_add_epi16(
                             s, _mm256_maddubs_epi16(_mm256_and_si256(v, m15), bcast4(xb + 8 * c)));
                         s = _mm256_add_epi16(
@@ -211,8 +215,9 @@ void krn_q4_gemm_avx2(const krn_w_view *w, const krn_act_view *x, size_t g0, siz
                     }
                     __m256i d = _mm256_sub_epi32(_mm256_madd_epi16(s, ones),
                                                  _mm256_set1_epi32(8 * x->bsum[t * nb + b]));
-                    __m256 s8 = _mm256_cvtph_ps( /* exact, as krn_f16_to_f32 */
-                        _mm_loadu_si128((const __m128i *)(sc + 16 * b + 8 * h)));
+                    __m256 s8 =
+                        _mm256_cvtph_ps(/* exact, as krn_f16_to_f32 */
+                                        _mm_loadu_si128((const __m128i *)(sc + 16 * b + 8 * h)));
                     f = _mm256_fmadd_ps(s8, _mm256_cvtepi32_ps(d), f);
                 }
                 store8(y + t * ldy + 16 * (g - g0) + 8 * h,
@@ -234,8 +239,8 @@ static inline int32_t q_scalar(float v, float inv)
     return r > 127.0f ? 127 : r < -128.0f ? -128 : (int32_t)r;
 }
 
-size_t krn_actq_avx2(const float *x, size_t k, size_t k_pad, int8_t *q, float *scale,
-                     int32_t *sum, int32_t *bsum)
+size_t krn_actq_avx2(const float *x, size_t k, size_t k_pad, int8_t *q, float *scale, int32_t *sum,
+                     int32_t *bsum)
 {
     const __m256i absmask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
     __m256 gmax = _mm256_setzero_ps();
@@ -243,7 +248,8 @@ size_t krn_actq_avx2(const float *x, size_t k, size_t k_pad, int8_t *q, float *s
     for (; i + 8 <= k; i += 8) {
         __m256i v = _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(x + i)), absmask);
         __m256i fin = _mm256_cmpgt_epi32(inf, v);
-        bad += 8 - (size_t)__builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(fin)));
+        bad +=
+            8 - (size_t)__builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(fin)));
         gmax = _mm256_max_ps(gmax, _mm256_and_ps(_mm256_castsi256_ps(v), _mm256_castsi256_ps(fin)));
     }
     float tmp[8], g = 0.0f;
@@ -281,10 +287,11 @@ size_t krn_actq_avx2(const float *x, size_t k, size_t k_pad, int8_t *q, float *s
                 acc = _mm256_add_epi32(acc, qi);
                 r[j] = qi;
             }
-            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]),
-                                           _mm256_packs_epi32(r[2], r[3]));
+            __m256i p =
+                _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
             _mm256_storeu_si256((__m256i *)(q + b), _mm256_permutevar8x32_epi32(p, perm));
-            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+            __m128i s4 =
+                _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
             s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
             s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
             bs = _mm_cvtsi128_si32(s4);

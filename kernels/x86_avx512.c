@@ -48,8 +48,8 @@ A512 __m512 i2_finish(__m512i acc, int32_t sum, float d, float scale)
     return _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_set1_ps(d * scale));
 }
 
-void krn_i2_gemv_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, size_t g1,
-                        float *y, size_t ldy)
+void krn_i2_gemv_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, size_t g1, float *y,
+                        size_t ldy)
 {
     const size_t nb = w->k_pad / 16;
     const __m512i m3 = _mm512_set1_epi8(3);
@@ -105,15 +105,15 @@ void krn_i2_gemv_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, s
 }
 
 /* One group x T tokens (T <= 8, a compile-time constant after inlining). */
-A512 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t0, int T,
-                  float *y, size_t ldy)
+A512 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t0, int T, float *y,
+                  size_t ldy)
 {
     const size_t nb = w->k_pad / 16;
     const __m512i m3 = _mm512_set1_epi8(3);
     const uint8_t *p = w->data + 64 * g * nb;
     const int8_t *xq = x->q + t0 * x->ldq;
     __m512i acc[8];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         acc[t] = _mm512_setzero_si512();
     for (size_t b = 0; b < nb; b++) {
@@ -122,7 +122,7 @@ A512 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
         __m512i c1 = _mm512_and_si512(_mm512_srli_epi16(v, 2), m3);
         __m512i c2 = _mm512_and_si512(_mm512_srli_epi16(v, 4), m3);
         __m512i c3 = _mm512_and_si512(_mm512_srli_epi16(v, 6), m3);
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const int8_t *xb = xq + t * x->ldq + 16 * b;
             acc[t] = _mm512_dpbusd_epi32(acc[t], c0, bcast4(xb));
@@ -131,7 +131,7 @@ A512 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
             acc[t] = _mm512_dpbusd_epi32(acc[t], c3, bcast4(xb + 12));
         }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         store_rows(y + (t0 + t) * ldy, i2_finish(acc[t], x->sum[t0 + t], w->d, x->scale[t0 + t]),
                    16 * g, w->m);
@@ -139,15 +139,15 @@ A512 void i2_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
 
 /* Two groups (32 rows) x T tokens: each broadcast activation feeds two vpdpbusd, each
  * unpacked code vector T of them (16 accumulators + 8 code registers at T = 8). */
-A512 void i2_tile2(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t0, int T,
-                   float *y, size_t ldy)
+A512 void i2_tile2(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t0, int T, float *y,
+                   size_t ldy)
 {
     const size_t nb = w->k_pad / 16;
     const __m512i m3 = _mm512_set1_epi8(3);
     const uint8_t *pa = w->data + 64 * g * nb, *pb = pa + 64 * nb;
     const int8_t *xq = x->q + t0 * x->ldq;
     __m512i acc[8], bcc[8];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         acc[t] = bcc[t] = _mm512_setzero_si512();
     for (size_t b = 0; b < nb; b++) {
@@ -159,7 +159,7 @@ A512 void i2_tile2(const krn_w_view *w, const krn_act_view *x, size_t g, size_t 
         __m512i b2 = _mm512_and_si512(_mm512_srli_epi16(vb, 4), m3);
         __m512i a3 = _mm512_and_si512(_mm512_srli_epi16(va, 6), m3);
         __m512i b3 = _mm512_and_si512(_mm512_srli_epi16(vb, 6), m3);
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const int8_t *xb = xq + t * x->ldq + 16 * b;
             __m512i x0 = bcast4(xb), x1 = bcast4(xb + 4), x2 = bcast4(xb + 8), x3 = bcast4(xb + 12);
@@ -173,17 +173,17 @@ A512 void i2_tile2(const krn_w_view *w, const krn_act_view *x, size_t g, size_t 
             bcc[t] = _mm512_dpbusd_epi32(bcc[t], b3, x3);
         }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
         float *yt = y + (t0 + t) * ldy;
         store_rows(yt, i2_finish(acc[t], x->sum[t0 + t], w->d, x->scale[t0 + t]), 16 * g, w->m);
-        store_rows(yt + 16, i2_finish(bcc[t], x->sum[t0 + t], w->d, x->scale[t0 + t]),
-                   16 * g + 16, w->m);
+        store_rows(yt + 16, i2_finish(bcc[t], x->sum[t0 + t], w->d, x->scale[t0 + t]), 16 * g + 16,
+                   w->m);
     }
 }
 
-void krn_i2_gemm_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, size_t g1,
-                        float *y, size_t ldy)
+void krn_i2_gemm_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, size_t g1, float *y,
+                        size_t ldy)
 {
     size_t g = g0;
     for (; g + 2 <= g1; g += 2) {
@@ -220,14 +220,14 @@ void krn_i2_gemm_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, s
 
 /* ---- Q8: codes already bytes (w8 + 128), 64 bytes = 16 rows x 4 k ------------------------- */
 
-A512 void q8_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t0, int T,
-                  float *y, size_t ldy)
+A512 void q8_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t0, int T, float *y,
+                  size_t ldy)
 {
     const size_t nc = w->k_pad / 4;
     const uint8_t *p = w->data + 64 * g * nc;
     const int8_t *xq = x->q + t0 * x->ldq;
     __m512i acc[8], acc2[8];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         acc[t] = acc2[t] = _mm512_setzero_si512();
     for (size_t c = 0; c < nc; c += 2) { /* k_pad is a multiple of 64: nc even */
@@ -236,14 +236,14 @@ A512 void q8_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
             _mm_prefetch((const char *)p + 64 * c + 8256, _MM_HINT_T1);
         }
         __m512i v0 = _mm512_loadu_si512(p + 64 * c), v1 = _mm512_loadu_si512(p + 64 * c + 64);
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             acc[t] = _mm512_dpbusd_epi32(acc[t], v0, bcast4(xq + t * x->ldq + 4 * c));
             acc2[t] = _mm512_dpbusd_epi32(acc2[t], v1, bcast4(xq + t * x->ldq + 4 * c + 4));
         }
     }
     __m512 s = _mm512_loadu_ps(w->scales + 16 * g); /* scales padded to m_pad */
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
         __m512i d = _mm512_sub_epi32(_mm512_add_epi32(acc[t], acc2[t]),
                                      _mm512_set1_epi32(128 * x->sum[t0 + t]));
@@ -254,19 +254,19 @@ A512 void q8_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
 }
 
 /* Two groups x T tokens (T <= 8): each broadcast feeds two vpdpbusd (prefill, n >= 2). */
-A512 void q8_tile2(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t0, int T,
-                   float *y, size_t ldy)
+A512 void q8_tile2(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t0, int T, float *y,
+                   size_t ldy)
 {
     const size_t nc = w->k_pad / 4;
     const uint8_t *pa = w->data + 64 * g * nc, *pb = pa + 64 * nc;
     const int8_t *xq = x->q + t0 * x->ldq;
     __m512i acc[8], bcc[8];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         acc[t] = bcc[t] = _mm512_setzero_si512();
     for (size_t c = 0; c < nc; c++) {
         __m512i va = _mm512_loadu_si512(pa + 64 * c), vb = _mm512_loadu_si512(pb + 64 * c);
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             __m512i xv = bcast4(xq + t * x->ldq + 4 * c);
             acc[t] = _mm512_dpbusd_epi32(acc[t], va, xv);
@@ -274,20 +274,24 @@ A512 void q8_tile2(const krn_w_view *w, const krn_act_view *x, size_t g, size_t 
         }
     }
     __m512 sa = _mm512_loadu_ps(w->scales + 16 * g), sb = _mm512_loadu_ps(w->scales + 16 * g + 16);
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
         __m512i corr = _mm512_set1_epi32(128 * x->sum[t0 + t]);
         __m512 sx = _mm512_set1_ps(x->scale[t0 + t]);
         float *yt = y + (t0 + t) * ldy;
-        store_rows(yt, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[t], corr)),
-                                     _mm512_mul_ps(sa, sx)), 16 * g, w->m);
-        store_rows(yt + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(bcc[t], corr)),
-                                          _mm512_mul_ps(sb, sx)), 16 * g + 16, w->m);
+        store_rows(yt,
+                   _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[t], corr)),
+                                 _mm512_mul_ps(sa, sx)),
+                   16 * g, w->m);
+        store_rows(yt + 16,
+                   _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(bcc[t], corr)),
+                                 _mm512_mul_ps(sb, sx)),
+                   16 * g + 16, w->m);
     }
 }
 
-void krn_q8_gemm_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, size_t g1,
-                        float *y, size_t ldy)
+void krn_q8_gemm_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, size_t g1, float *y,
+                        size_t ldy)
 {
     size_t g = g0;
     if (x->n >= 2)
@@ -327,8 +331,8 @@ void krn_q8_gemm_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, s
 
 /* ---- Q4: per block of 32 k, 4 chunks of 64 bytes, low nibble k 8c..8c+3, high 8c+4..8c+7 -- */
 
-A512 void q4_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t0, int T,
-                  float *y, size_t ldy)
+A512 void q4_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t0, int T, float *y,
+                  size_t ldy)
 {
     const size_t nb = w->k_pad / KRN_Q4_BLOCK;
     const uint8_t *p = w->data + 256 * g * nb;
@@ -336,12 +340,12 @@ A512 void q4_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
     const int8_t *xq = x->q + t0 * x->ldq;
     const __m512i m15 = _mm512_set1_epi8(15);
     __m512 f[8];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         f[t] = _mm512_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
         __m512i lo[4], hi[4];
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int c = 0; c < 4; c++) {
             __m512i v = _mm512_loadu_si512(p + 256 * b + 64 * c);
             lo[c] = _mm512_and_si512(v, m15);
@@ -349,11 +353,11 @@ A512 void q4_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
         }
         /* the 16 rows' fp16 scales, converted exactly (as krn_f16_to_f32) */
         __m512 s = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + 16 * b)));
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
             const int8_t *xb = xq + t * x->ldq + 32 * b;
             __m512i a = _mm512_setzero_si512(), a2 = _mm512_setzero_si512();
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int c = 0; c < 4; c += 2) {
                 a = _mm512_dpbusd_epi32(a, lo[c], bcast4(xb + 8 * c));
                 a2 = _mm512_dpbusd_epi32(a2, hi[c], bcast4(xb + 8 * c + 4));
@@ -365,14 +369,14 @@ A512 void q4_tile(const krn_w_view *w, const krn_act_view *x, size_t g, size_t t
             f[t] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(d), f[t]);
         }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         store_rows(y + (t0 + t) * ldy, _mm512_mul_ps(f[t], _mm512_set1_ps(x->scale[t0 + t])),
                    16 * g, w->m);
 }
 
-void krn_q4_gemm_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, size_t g1,
-                        float *y, size_t ldy)
+void krn_q4_gemm_avx512(const krn_w_view *w, const krn_act_view *x, size_t g0, size_t g1, float *y,
+                        size_t ldy)
 {
     for (size_t g = g0; g < g1; g++) {
         float *yg = y + 16 * (g - g0);
@@ -398,7 +402,8 @@ size_t krn_actq_avx512(const float *x, size_t k, size_t k_pad, int8_t *q, float 
     size_t bad = 0;
     for (size_t i = 0; i < k; i += 16) {
         __mmask16 lm = k - i >= 16 ? 0xffff : (__mmask16)((1u << (k - i)) - 1);
-        __m512i v = _mm512_and_si512(_mm512_castps_si512(_mm512_maskz_loadu_ps(lm, x + i)), absmask);
+        __m512i v =
+            _mm512_and_si512(_mm512_castps_si512(_mm512_maskz_loadu_ps(lm, x + i)), absmask);
         __mmask16 fin = _mm512_cmplt_epi32_mask(v, inf);
         bad += (size_t)__builtin_popcount((unsigned)(lm & ~fin));
         gmax = _mm512_mask_max_ps(gmax, fin, gmax, _mm512_castsi512_ps(v));

@@ -23,13 +23,13 @@
 /* Colours: matplotlib's "tab10" palette, grey last; ink and rules of the frame. */
 static const uint32_t chart_palette[10] = {0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd,
                                            0x8c564b, 0xe377c2, 0x17becf, 0xbcbd22, 0x7f7f7f};
-#define CHART_BG         0xffffff
-#define CHART_INK        0x222222 /* text, error bars */
-#define CHART_SPINE      0x555555 /* axis lines and tick marks */
-#define CHART_GRID       0xe3e3e3 /* major grid lines */
-#define CHART_MINOR      0xf2f2f2 /* minor grid lines (log axes) */
-#define CHART_MARKER_MAX 40       /* series with at most this many points get markers */
-#define CHART_RAW_ALPHA  0.25     /* opacity of the raw series under a smoothed one */
+#define CHART_BG 0xffffff
+#define CHART_INK 0x222222   /* text, error bars */
+#define CHART_SPINE 0x555555 /* axis lines and tick marks */
+#define CHART_GRID 0xe3e3e3  /* major grid lines */
+#define CHART_MINOR 0xf2f2f2 /* minor grid lines (log axes) */
+#define CHART_MARKER_MAX 40  /* series with at most this many points get markers */
+#define CHART_RAW_ALPHA 0.25 /* opacity of the raw series under a smoothed one */
 
 struct chart_series {
     char *label;

@@ -22,7 +22,7 @@
 #include "plot/raster.h"
 
 #define PLOT_MAX_SERIES 10 /* line series, or distinct bar labels in a grouped bar chart */
-#define PLOT_MAX_BARS   256
+#define PLOT_MAX_BARS 256
 
 enum plot_kind { PLOT_LINE, PLOT_BAR };
 

@@ -24,7 +24,7 @@
 #include "plot/raster.h"
 
 #define CLI_MAX_FILTERS 16
-#define CLI_MAX_Y       8
+#define CLI_MAX_Y 8
 
 struct cli_opts {
     enum plot_kind kind;

@@ -215,7 +215,7 @@ static int data_split(char *line, char sep, char **cells, int max)
     return n;
 }
 
-#define DATA_MAX_COLS    256
+#define DATA_MAX_COLS 256
 #define DATA_MAX_FILTERS 16
 
 static int data_read_table(FILE *f, const char *path, char **line, size_t *cap, const char *xf,

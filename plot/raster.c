@@ -309,8 +309,11 @@ static char *text_valid_utf8(const char *s)
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
         unsigned b = p[i];
-        size_t len = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3
-                                 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+        size_t len = b < 0x80                 ? 1
+                     : b >= 0xc2 && b <= 0xdf ? 2
+                     : b >= 0xe0 && b <= 0xef ? 3
+                     : b >= 0xf0 && b <= 0xf4 ? 4
+                                              : 0;
         int good = len > 0 && i + len <= n;
         for (size_t k = 1; good && k < len; k++)
             good = (p[i + k] & 0xc0) == 0x80;
@@ -344,8 +347,7 @@ static void text_font(cairo_t *cr, double scale)
     cairo_font_options_set_antialias(fo, CAIRO_ANTIALIAS_GRAY);
     cairo_set_font_options(cr, fo);
     cairo_font_options_destroy(fo);
-    cairo_select_font_face(cr, PLOT_FONT_FAMILY, CAIRO_FONT_SLANT_NORMAL,
-                           CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_select_font_face(cr, PLOT_FONT_FAMILY, CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
     cairo_text_extents_t e = {0};
     cairo_set_font_size(cr, 100);
     cairo_text_extents(cr, "H", &e);

@@ -30,11 +30,10 @@ void srv_auth_hash(const char *key, char hex[65])
     util_sha256_hex(key, strlen(key), hex);
 }
 
-int srv_auth_key_new(enum srv_scope scope, const char *name, char secret[48],
-                     struct srv_key *rec, char hash[65])
+int srv_auth_key_new(enum srv_scope scope, const char *name, char secret[48], struct srv_key *rec,
+                     char hash[65])
 {
-    static const char b64[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     unsigned char raw[32], idraw[8];
     if (RAND_bytes(raw, sizeof(raw)) != 1 || RAND_bytes(idraw, sizeof(idraw)) != 1)
         return -1;

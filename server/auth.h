@@ -60,8 +60,8 @@ void srv_auth_hash(const char *key, char hex[65]);
  * Make a new key: fills secret[48] ("bd_..." NUL-terminated), and *rec (id, prefix, scope,
  * name, created_at) plus hash[65], ready to be stored. Returns 0 or -1 (no entropy).
  */
-int srv_auth_key_new(enum srv_scope scope, const char *name, char secret[48],
-                     struct srv_key *rec, char hash[65]);
+int srv_auth_key_new(enum srv_scope scope, const char *name, char secret[48], struct srv_key *rec,
+                     char hash[65]);
 
 /*
  * Check `authorization` (the header's value, may be NULL) against the keys of `keys` for a route

@@ -30,7 +30,8 @@ static const struct cfg_opt cfg_opts[] = {
     {"config", CFG_STR, OFF(config_file), NULL, "JSON config file (keys are these option names)"},
     {"host", CFG_STR, OFF(host), "127.0.0.1", "address to listen on"},
     {"port", CFG_INT, OFF(port), "8080", "TCP port to listen on (0 = pick a free one)"},
-    {"port-file", CFG_STR, OFF(port_file), NULL, "write the bound port to this file once listening"},
+    {"port-file", CFG_STR, OFF(port_file), NULL,
+     "write the bound port to this file once listening"},
     {"data-dir", CFG_STR, OFF(data_dir), "bitdistill-data",
      "directory for the database, uploads, jobs and models (created if missing)"},
     {"db", CFG_STR, OFF(db_path), NULL, "SQLite database path (default DATA_DIR/bitdistill.db)"},
@@ -107,9 +108,21 @@ static int cfg_parse_size(const char *s, size_t *out)
         return -1;
     unsigned long long mul = 1;
     switch (*end) {
-    case 'k': case 'K': mul = 1ull << 10; end++; break;
-    case 'm': case 'M': mul = 1ull << 20; end++; break;
-    case 'g': case 'G': mul = 1ull << 30; end++; break;
+    case 'k':
+    case 'K':
+        mul = 1ull << 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1ull << 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1ull << 30;
+        end++;
+        break;
     default: break;
     }
     if (*end == 'B' || *end == 'b')
@@ -150,8 +163,8 @@ static int cfg_set(struct srv_config *cfg, const struct cfg_opt *o, const char *
     }
     case CFG_SIZE:
         if (cfg_parse_size(val, (size_t *)field)) {
-            snprintf(err, errlen, "%s %s: '%s' is not a size (e.g. 8M, 16k, 1048576)", src,
-                     o->name, val);
+            snprintf(err, errlen, "%s %s: '%s' is not a size (e.g. 8M, 16k, 1048576)", src, o->name,
+                     val);
             return -1;
         }
         return 0;
@@ -174,8 +187,8 @@ int srv_config_init(struct srv_config *cfg)
     char err[256];
     memset(cfg, 0, sizeof(*cfg));
     for (size_t i = 0; i < N_OPTS; i++)
-        if (cfg_opts[i].def && cfg_set(cfg, &cfg_opts[i], cfg_opts[i].def, "default", err,
-                                       sizeof(err)))
+        if (cfg_opts[i].def &&
+            cfg_set(cfg, &cfg_opts[i], cfg_opts[i].def, "default", err, sizeof(err)))
             return -1;
     return 0;
 }
@@ -207,7 +220,8 @@ static int cfg_load_file(struct srv_config *cfg, const char *path, char *err, si
         json_decref(root);
         return -1;
     }
-    json_object_foreach(root, key, val) {
+    json_object_foreach(root, key, val)
+    {
         const struct cfg_opt *o = cfg_find(key, strlen(key));
         char num[64], src[300];
         const char *text;
@@ -232,8 +246,8 @@ static int cfg_load_file(struct srv_config *cfg, const char *path, char *err, si
             snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(val));
             text = num;
         } else {
-            snprintf(err, errlen, "config file '%s': option '%s' must be a string or integer",
-                     path, key);
+            snprintf(err, errlen, "config file '%s': option '%s' must be a string or integer", path,
+                     key);
             rc = -1;
             break;
         }
@@ -271,8 +285,8 @@ static int cfg_load_env(struct srv_config *cfg, char **envp, char *err, size_t e
 }
 
 /* Walk argv; with only_config, handle --config alone (the file must be read before env/flags). */
-static int cfg_load_argv(struct srv_config *cfg, int argc, char **argv, int only_config,
-                         char *err, size_t errlen)
+static int cfg_load_argv(struct srv_config *cfg, int argc, char **argv, int only_config, char *err,
+                         size_t errlen)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -334,8 +348,9 @@ int srv_config_load(struct srv_config *cfg, int argc, char **argv, char **envp, 
         return -1;
     }
     if (cfg->max_connections < 1 || cfg->max_header_size < 256 || cfg->max_url_size < 16) {
-        snprintf(err, errlen, "max-connections must be >= 1, max-header-size >= 256, "
-                              "max-url-size >= 16");
+        snprintf(err, errlen,
+                 "max-connections must be >= 1, max-header-size >= 256, "
+                 "max-url-size >= 16");
         return -1;
     }
     return 0;

@@ -16,42 +16,42 @@
 #include <stdio.h>
 
 struct srv_config {
-    char *config_file;        /* --config: JSON file, NULL if none */
-    char *host;               /* listen address */
-    int port;                 /* listen port; 0 = ephemeral */
-    char *port_file;          /* write the bound port here once listening (NULL: don't) */
-    char *data_dir;           /* database, uploads, jobs, models */
-    char *db_path;            /* SQLite database; NULL = DATA_DIR/bitdistill.db */
-    char *tls_cert;           /* PEM certificate chain; with tls_key enables TLS */
-    char *tls_key;            /* PEM private key */
-    size_t max_body_size;     /* bytes, request bodies (413 above) */
-    size_t max_header_size;   /* bytes, request line + headers (431 above) */
-    size_t max_url_size;      /* bytes, request target (414 above) */
-    int max_connections;      /* open connections; further ones get 503 and are closed */
-    int header_timeout_ms;    /* from a request's first byte to its last header byte (408) */
-    int body_timeout_ms;      /* longest pause between two pieces of a request body (408) */
-    int idle_timeout_ms;      /* keep-alive connection idle between requests: closed */
-    int drain_timeout_ms;     /* on SIGTERM, wait this long for in-flight requests */
-    int log_level;            /* enum log_level */
-    int threads;              /* threads of each engine worker's passes; 0 = cores / workers */
-    int workers;              /* engine workers; 0 = cores / threads (one per core) */
-    char *model;              /* student GGUF or HF directory served at start-up (NULL: none) */
-    char *model_id;           /* its id (NULL: the file's base name) */
-    int max_context;          /* positions per request; 0 = the model's own */
-    int batch_max;            /* classification inputs per batched pass */
-    int batch_wait_ms;        /* wait this long for more classifications */
-    int queue_size;           /* inference jobs queued in the engine at most */
-    int queue_wait_ms;        /* longest wait for a place in a full queue (then 429) */
-    int max_seqs;             /* generations running at once (KV caches) */
-    size_t max_upload_size;   /* bytes, POST /v1/files bodies */
-    char *model_root;         /* HF directories jobs may name as `model` live under this */
-    char *trainer;            /* the `bitdistill` binary that runs jobs (NULL: beside us) */
-    int cpu_jobs;             /* fine-tuning jobs running on the CPU at once */
-    int job_threads;          /* threads of each CPU job (0: the trainer's default) */
-    int job_retries;          /* extra attempts of a failed job */
-    int run_jobs;             /* 0: a serving-only replica (queued jobs wait for another) */
-    char *job_launcher;       /* command prefix that runs the trainer (e.g. srun ...) or NULL */
-    char *job_cancel;         /* command that cancels a launched trainer ({name}) or NULL */
+    char *config_file;      /* --config: JSON file, NULL if none */
+    char *host;             /* listen address */
+    int port;               /* listen port; 0 = ephemeral */
+    char *port_file;        /* write the bound port here once listening (NULL: don't) */
+    char *data_dir;         /* database, uploads, jobs, models */
+    char *db_path;          /* SQLite database; NULL = DATA_DIR/bitdistill.db */
+    char *tls_cert;         /* PEM certificate chain; with tls_key enables TLS */
+    char *tls_key;          /* PEM private key */
+    size_t max_body_size;   /* bytes, request bodies (413 above) */
+    size_t max_header_size; /* bytes, request line + headers (431 above) */
+    size_t max_url_size;    /* bytes, request target (414 above) */
+    int max_connections;    /* open connections; further ones get 503 and are closed */
+    int header_timeout_ms;  /* from a request's first byte to its last header byte (408) */
+    int body_timeout_ms;    /* longest pause between two pieces of a request body (408) */
+    int idle_timeout_ms;    /* keep-alive connection idle between requests: closed */
+    int drain_timeout_ms;   /* on SIGTERM, wait this long for in-flight requests */
+    int log_level;          /* enum log_level */
+    int threads;            /* threads of each engine worker's passes; 0 = cores / workers */
+    int workers;            /* engine workers; 0 = cores / threads (one per core) */
+    char *model;            /* student GGUF or HF directory served at start-up (NULL: none) */
+    char *model_id;         /* its id (NULL: the file's base name) */
+    int max_context;        /* positions per request; 0 = the model's own */
+    int batch_max;          /* classification inputs per batched pass */
+    int batch_wait_ms;      /* wait this long for more classifications */
+    int queue_size;         /* inference jobs queued in the engine at most */
+    int queue_wait_ms;      /* longest wait for a place in a full queue (then 429) */
+    int max_seqs;           /* generations running at once (KV caches) */
+    size_t max_upload_size; /* bytes, POST /v1/files bodies */
+    char *model_root;       /* HF directories jobs may name as `model` live under this */
+    char *trainer;          /* the `bitdistill` binary that runs jobs (NULL: beside us) */
+    int cpu_jobs;           /* fine-tuning jobs running on the CPU at once */
+    int job_threads;        /* threads of each CPU job (0: the trainer's default) */
+    int job_retries;        /* extra attempts of a failed job */
+    int run_jobs;           /* 0: a serving-only replica (queued jobs wait for another) */
+    char *job_launcher;     /* command prefix that runs the trainer (e.g. srun ...) or NULL */
+    char *job_cancel;       /* command that cancels a launched trainer ({name}) or NULL */
 };
 
 /* Fill defaults. Returns 0 or -1 (out of memory). The config owns every string. */

@@ -26,10 +26,10 @@ void srv_buf_release(struct srv_buf *b);
 struct srv_server {
     uv_loop_t *loop;
     const struct srv_config *cfg; /* borrowed */
-    struct store *store;      /* borrowed */
+    struct store *store;          /* borrowed */
     struct srv_hooks hooks;
-    struct srv_metrics *metrics;  /* owned */
-    struct srv_tls_ctx *tls;      /* owned; NULL = plain HTTP */
+    struct srv_metrics *metrics; /* owned */
+    struct srv_tls_ctx *tls;     /* owned; NULL = plain HTTP */
     uv_tcp_t listener;
     int listening, listener_open;
     int port;
@@ -56,21 +56,21 @@ struct srv_conn {
     struct srv_conn *prev, *next;
     llhttp_t parser;
     struct srv_tls *tls;
-    struct srv_buf in;       /* received, not yet parsed */
-    struct srv_req *req;     /* request being parsed or answered (the connection's reference) */
+    struct srv_buf in;          /* received, not yet parsed */
+    struct srv_req *req;        /* request being parsed or answered (the connection's reference) */
     struct srv_buf hname, hval; /* header being parsed */
-    int hstate;              /* 0 none, 1 in field, 2 in value */
-    size_t header_bytes;     /* request line + headers so far */
-    int paused;              /* a complete request is being answered; parsing waits */
-    int in_parse;            /* inside conn_parse (no re-entry) */
-    int close_after;         /* close once the response is written */
-    int closing;             /* uv_close called */
-    int handles;             /* open libuv handles; freed at 0 */
+    int hstate;                 /* 0 none, 1 in field, 2 in value */
+    size_t header_bytes;        /* request line + headers so far */
+    int paused;                 /* a complete request is being answered; parsing waits */
+    int in_parse;               /* inside conn_parse (no re-entry) */
+    int close_after;            /* close once the response is written */
+    int closing;                /* uv_close called */
+    int handles;                /* open libuv handles; freed at 0 */
     int pending_writes;
     int reading;
-    int lingering;           /* shut down for writing, discarding input until EOF */
-    int timer_kind;          /* 0 idle, 1 headers, 2 body, 3 none, 4 linger */
-    int oom;                 /* a parser callback ran out of memory (answer 500) */
+    int lingering;  /* shut down for writing, discarding input until EOF */
+    int timer_kind; /* 0 idle, 1 headers, 2 body, 3 none, 4 linger */
+    int oom;        /* a parser callback ran out of memory (answer 500) */
 };
 
 struct srv_param {
@@ -84,7 +84,7 @@ struct srv_req {
     char method[24];
     int http_minor;
     struct srv_buf url;
-    char *path, *query;    /* into pathq */
+    char *path, *query; /* into pathq */
     char *pathq;
     struct srv_buf *hdr_names, *hdr_values;
     size_t nhdrs, hcap;
@@ -94,19 +94,19 @@ struct srv_req {
     char *reject_msg;
     int keep_alive;
     int expect_continue;
-    int head;              /* HEAD: headers only */
+    int head; /* HEAD: headers only */
     char id[80];
     const char *handler;
     const void *data;
     struct srv_param params[8];
     int nparams;
     struct srv_buf res_headers;
-    uint64_t t_start;      /* uv_hrtime at the first byte */
+    uint64_t t_start; /* uv_hrtime at the first byte */
     int status;
     size_t bytes_out;
-    int state;             /* 0 parsing, 1 complete (being answered), 2 streaming, 3 answered */
+    int state; /* 0 parsing, 1 complete (being answered), 2 streaming, 3 answered */
     int chunked;
-    int reject_close;      /* the connection closes after this answer */
+    int reject_close; /* the connection closes after this answer */
 };
 
 /* http.c */

@@ -175,15 +175,42 @@ int srv_req_alive(const struct srv_req *req)
     return req->conn != NULL;
 }
 
-const char *srv_req_method(const struct srv_req *req) { return req->method; }
-const char *srv_req_path(const struct srv_req *req) { return req->path ? req->path : "/"; }
-const char *srv_req_query(const struct srv_req *req) { return req->query ? req->query : ""; }
-const char *srv_req_id(const struct srv_req *req) { return req->id; }
-struct srv_server *srv_req_server(const struct srv_req *req) { return req->srv; }
-void srv_req_set_handler(struct srv_req *req, const char *name) { req->handler = name; }
-void srv_req_set_data(struct srv_req *req, const void *data) { req->data = data; }
-const void *srv_req_data(const struct srv_req *req) { return req->data; }
-void srv_req_set_body_limit(struct srv_req *req, size_t limit) { req->body_limit = limit; }
+const char *srv_req_method(const struct srv_req *req)
+{
+    return req->method;
+}
+const char *srv_req_path(const struct srv_req *req)
+{
+    return req->path ? req->path : "/";
+}
+const char *srv_req_query(const struct srv_req *req)
+{
+    return req->query ? req->query : "";
+}
+const char *srv_req_id(const struct srv_req *req)
+{
+    return req->id;
+}
+struct srv_server *srv_req_server(const struct srv_req *req)
+{
+    return req->srv;
+}
+void srv_req_set_handler(struct srv_req *req, const char *name)
+{
+    req->handler = name;
+}
+void srv_req_set_data(struct srv_req *req, const void *data)
+{
+    req->data = data;
+}
+const void *srv_req_data(const struct srv_req *req)
+{
+    return req->data;
+}
+void srv_req_set_body_limit(struct srv_req *req, size_t limit)
+{
+    req->body_limit = limit;
+}
 
 const char *srv_req_body(const struct srv_req *req, size_t *len)
 {
@@ -495,9 +522,9 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
  */
 static const char *log_target(const struct srv_req *req, char *out, size_t cap)
 {
-    static const char *const secret[] = {"key", "api_key", "apikey", "api-key", "token",
-                                         "access_token", "secret", "password", "auth",
-                                         "authorization", NULL};
+    static const char *const secret[] = {"key",   "api_key",       "apikey", "api-key",
+                                         "token", "access_token",  "secret", "password",
+                                         "auth",  "authorization", NULL};
     if (!req->url.p)
         return "-";
     const char *q = req->pathq ? strchr(req->url.p, '?') : NULL;
@@ -532,14 +559,13 @@ static void req_done(struct srv_req *req)
                             srv_metrics_labels(labels, sizeof(labels), "handler", req->handler,
                                                "method", req->method, "status", status, NULL),
                             1);
-    srv_metrics_histogram_observe(srv->metrics, "http_request_duration_seconds",
-                                  "Time from a request's first byte to its last response byte",
-                                  srv_metrics_labels(labels, sizeof(labels), "handler",
-                                                     req->handler, NULL),
-                                  secs);
+    srv_metrics_histogram_observe(
+        srv->metrics, "http_request_duration_seconds",
+        "Time from a request's first byte to its last response byte",
+        srv_metrics_labels(labels, sizeof(labels), "handler", req->handler, NULL), secs);
     log_line(req->status >= 500 ? LOG_LEVEL_WARN : LOG_LEVEL_INFO, "%s %s %d %zuB %.2fms rid=%s",
-            req->method, log_target(req, target, sizeof(target)), req->status, req->bytes_out,
-            secs * 1e3, req->id);
+             req->method, log_target(req, target, sizeof(target)), req->status, req->bytes_out,
+             secs * 1e3, req->id);
     if (!conn)
         return;
     int keep = req_keep_alive(req);
@@ -955,8 +981,7 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return; /* dropping what arrives after our final answer */
     if (conn->tls) {
         char err[256];
-        if (srv_tls_feed(conn->tls, buf->base, (size_t)nread, conn_plain, conn, err,
-                         sizeof(err))) {
+        if (srv_tls_feed(conn->tls, buf->base, (size_t)nread, conn_plain, conn, err, sizeof(err))) {
             log_debug("closing connection: %s", err);
             srv_conn_close(conn);
             return;
@@ -978,9 +1003,7 @@ static void conn_timer_cb(uv_timer_t *t)
     case TIMER_BODY:
         srv_conn_fail(conn, 408, "request body stalled for longer than body-timeout-ms");
         break;
-    default: /* idle keep-alive, or linger after our final answer */
-        srv_conn_close(conn);
-        break;
+    default: /* idle keep-alive, or linger after our final answer */ srv_conn_close(conn); break;
     }
 }
 

@@ -22,10 +22,10 @@ struct srv_server;
 struct srv_req;
 
 /* Request fields (borrowed; valid while the request lives). */
-const char *srv_req_method(const struct srv_req *req);   /* "GET" */
-const char *srv_req_path(const struct srv_req *req);     /* "/v1/keys" (no query) */
-const char *srv_req_query(const struct srv_req *req);    /* after '?', "" if none */
-const char *srv_req_id(const struct srv_req *req);       /* X-Request-Id (echoed or made) */
+const char *srv_req_method(const struct srv_req *req); /* "GET" */
+const char *srv_req_path(const struct srv_req *req);   /* "/v1/keys" (no query) */
+const char *srv_req_query(const struct srv_req *req);  /* after '?', "" if none */
+const char *srv_req_id(const struct srv_req *req);     /* X-Request-Id (echoed or made) */
 const char *srv_req_body(const struct srv_req *req, size_t *len); /* NUL-terminated */
 /* First header named `name` (case-insensitive) or NULL. */
 const char *srv_req_header(const struct srv_req *req, const char *name);

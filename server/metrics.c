@@ -23,8 +23,8 @@ static const double met_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 
 struct met_series {
     char *labels;
-    double value;                  /* counter/gauge; histogram: sum */
-    unsigned long long count;      /* histogram: observations */
+    double value;             /* counter/gauge; histogram: sum */
+    unsigned long long count; /* histogram: observations */
     unsigned long long bucket[N_BUCKETS];
 };
 
@@ -192,7 +192,8 @@ struct met_buf {
     int oom;
 };
 
-static void met_printf(struct met_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void met_printf(struct met_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void met_printf(struct met_buf *b, const char *fmt, ...)
 {
@@ -235,8 +236,8 @@ static void met_value(struct met_buf *b, double v)
         met_printf(b, "%.9g", v);
 }
 
-static void met_sample(struct met_buf *b, const char *name, const char *suffix,
-                       const char *labels, const char *extra, double v)
+static void met_sample(struct met_buf *b, const char *name, const char *suffix, const char *labels,
+                       const char *extra, double v)
 {
     int has = labels && *labels;
     met_printf(b, "%s%s", name, suffix);

@@ -16,8 +16,8 @@
 #include "server/tls.h"
 
 struct srv_server *srv_server_create(uv_loop_t *loop, const struct srv_config *cfg,
-                                     struct store *store, const struct srv_hooks *hooks,
-                                     char *err, size_t errlen)
+                                     struct store *store, const struct srv_hooks *hooks, char *err,
+                                     size_t errlen)
 {
     struct srv_server *srv = calloc(1, sizeof(*srv));
     if (!srv) {
@@ -98,8 +98,8 @@ static void srv_accept(struct srv_server *srv)
     }
     srv_conn_accepted(conn);
     if (!conn->closing && srv->nconns > srv->cfg->max_connections) {
-        log_warn("connection refused: %d open connections (max-connections %d)",
-                     srv->nconns - 1, srv->cfg->max_connections);
+        log_warn("connection refused: %d open connections (max-connections %d)", srv->nconns - 1,
+                 srv->cfg->max_connections);
         if (srv->tls)
             srv_conn_close(conn); /* no handshake yet: nothing can be said */
         else
@@ -134,7 +134,8 @@ int srv_server_listen(struct srv_server *srv, char *err, size_t errlen)
         char tmp[4096];
         snprintf(tmp, sizeof(tmp), "%s.tmp", srv->cfg->port_file);
         FILE *f = fopen(tmp, "w");
-        if (!f || fprintf(f, "%d\n", srv->port) < 0 || fclose(f) || rename(tmp, srv->cfg->port_file)) {
+        if (!f || fprintf(f, "%d\n", srv->port) < 0 || fclose(f) ||
+            rename(tmp, srv->cfg->port_file)) {
             snprintf(err, errlen, "cannot write --port-file '%s': %s", srv->cfg->port_file,
                      strerror(errno));
             return -1;
@@ -259,11 +260,26 @@ void srv_server_free(struct srv_server *srv)
     free(srv);
 }
 
-struct srv_metrics *srv_server_metrics(struct srv_server *srv) { return srv->metrics; }
-struct store *srv_server_store(struct srv_server *srv) { return srv->store; }
-const struct srv_config *srv_server_config(struct srv_server *srv) { return srv->cfg; }
-uv_loop_t *srv_server_loop(struct srv_server *srv) { return srv->loop; }
-int srv_server_open_connections(const struct srv_server *srv) { return srv->nconns; }
+struct srv_metrics *srv_server_metrics(struct srv_server *srv)
+{
+    return srv->metrics;
+}
+struct store *srv_server_store(struct srv_server *srv)
+{
+    return srv->store;
+}
+const struct srv_config *srv_server_config(struct srv_server *srv)
+{
+    return srv->cfg;
+}
+uv_loop_t *srv_server_loop(struct srv_server *srv)
+{
+    return srv->loop;
+}
+int srv_server_open_connections(const struct srv_server *srv)
+{
+    return srv->nconns;
+}
 
 const char *srv_server_not_ready(const struct srv_server *srv)
 {

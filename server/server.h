@@ -36,8 +36,8 @@ struct srv_server;
  * srv_server_reconfigure) and `store` (borrowed). Returns NULL with err set.
  */
 struct srv_server *srv_server_create(uv_loop_t *loop, const struct srv_config *cfg,
-                                     struct store *store, const struct srv_hooks *hooks,
-                                     char *err, size_t errlen);
+                                     struct store *store, const struct srv_hooks *hooks, char *err,
+                                     size_t errlen);
 /* Bind and listen on cfg->host:cfg->port; writes cfg->port_file. Returns 0 or -1 with err. */
 int srv_server_listen(struct srv_server *srv, char *err, size_t errlen);
 /* The port actually bound (after listen). */

@@ -114,8 +114,8 @@ static void tls_flush(struct srv_tls *t)
         t->out_fn(t->arg, buf, (size_t)n);
 }
 
-int srv_tls_feed(struct srv_tls *t, const char *data, size_t len, srv_tls_plain_fn plain,
-                 void *arg, char *err, size_t errlen)
+int srv_tls_feed(struct srv_tls *t, const char *data, size_t len, srv_tls_plain_fn plain, void *arg,
+                 char *err, size_t errlen)
 {
     char buf[16384];
     if (len && BIO_write(t->in, data, (int)len) != (int)len) {

@@ -29,8 +29,8 @@ void srv_tls_free(struct srv_tls *t);
  * Feed ciphertext from the peer; decrypted application bytes go to plain(arg, ...).
  * Returns 0, or -1 on a fatal TLS error (message in err): close the connection.
  */
-int srv_tls_feed(struct srv_tls *t, const char *data, size_t len, srv_tls_plain_fn plain,
-                 void *arg, char *err, size_t errlen);
+int srv_tls_feed(struct srv_tls *t, const char *data, size_t len, srv_tls_plain_fn plain, void *arg,
+                 char *err, size_t errlen);
 /* Encrypt and send application bytes. Returns 0 or -1. */
 int srv_tls_write(struct srv_tls *t, const char *data, size_t len);
 /* Send close_notify. */

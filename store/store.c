@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 
 struct store {
-    sqlite3 *rd;           /* reader: loop thread only */
-    sqlite3 *wr;           /* writer: under wr_lock */
+    sqlite3 *rd; /* reader: loop thread only */
+    sqlite3 *wr; /* writer: under wr_lock */
     pthread_mutex_t wr_lock;
     sqlite3_stmt *key_find; /* on rd */
     sqlite3_stmt *key_count;
@@ -62,7 +62,8 @@ static const char *const store_migrations[] = {
     "  version INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,"
     "  created_at INTEGER NOT NULL);",
     /* 3: OpenAI parity: checkpoint metrics, a job's result files (JSON array of file ids). */
-    "ALTER TABLE checkpoints ADD COLUMN metrics TEXT; ALTER TABLE jobs ADD COLUMN result_files TEXT;",
+    "ALTER TABLE checkpoints ADD COLUMN metrics TEXT; ALTER TABLE jobs ADD COLUMN result_files "
+    "TEXT;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -138,8 +139,10 @@ static int store_migrate(struct store *st, const char *path, char *err, size_t e
     int v = store_user_version(st->wr);
     if (v > N_MIGRATIONS) {
         store_exec(st->wr, "ROLLBACK", msg, sizeof(msg));
-        snprintf(err, errlen, "database '%s' has schema version %d, newer than this bitdistill "
-                              "(%d): upgrade bitdistill", path, v, N_MIGRATIONS);
+        snprintf(err, errlen,
+                 "database '%s' has schema version %d, newer than this bitdistill "
+                 "(%d): upgrade bitdistill",
+                 path, v, N_MIGRATIONS);
         return STORE_EVERSION;
     }
     for (; v < N_MIGRATIONS; v++) {
@@ -174,8 +177,10 @@ static sqlite3 *store_connect(const char *path, int flags, char *err, size_t err
         return NULL;
     }
     sqlite3_busy_timeout(db, 5000);
-    if (store_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; "
-                       "PRAGMA foreign_keys = ON;", msg, sizeof(msg))) {
+    if (store_exec(db,
+                   "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; "
+                   "PRAGMA foreign_keys = ON;",
+                   msg, sizeof(msg))) {
         snprintf(err, errlen, "database '%s': %s", path, msg);
         sqlite3_close(db);
         return NULL;
@@ -282,9 +287,7 @@ int store_key_insert(struct store *st, const struct store_key *key, const char *
     sqlite3_bind_text(s, 5, key->prefix, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 6, key->created_at);
     rc = sqlite3_step(s);
-    rc = rc == SQLITE_DONE ? STORE_OK
-         : (rc == SQLITE_CONSTRAINT) ? STORE_EEXIST
-                                     : STORE_EIO;
+    rc = rc == SQLITE_DONE ? STORE_OK : (rc == SQLITE_CONSTRAINT) ? STORE_EEXIST : STORE_EIO;
 out:
     sqlite3_finalize(s);
     pthread_mutex_unlock(&st->wr_lock);

@@ -52,10 +52,10 @@ const char *store_strerror(int status);
 
 /* API keys. `hash_hex` is the lower-case SHA-256 hex (64 chars) of the secret key. */
 struct store_key {
-    char id[32];       /* "key_" + 16 hex */
-    char name[128];    /* free text, may be empty */
-    char scope[8];     /* "admin" or "infer" */
-    char prefix[16];   /* first characters of the secret, for display */
+    char id[32];        /* "key_" + 16 hex */
+    char name[128];     /* free text, may be empty */
+    char scope[8];      /* "admin" or "infer" */
+    char prefix[16];    /* first characters of the secret, for display */
     int64_t created_at; /* unix seconds */
 };
 

@@ -26,7 +26,8 @@ void store_writer_free(struct store_writer *w);
 
 /* Queue fn(db, arg); done(arg, status) follows on the loop thread (done may be NULL; then the
  * writer frees nothing: fn owns arg). Returns 0 or -1 (out of memory: nothing queued). */
-int store_writer_submit(struct store_writer *w, store_write_fn fn, store_write_done done, void *arg);
+int store_writer_submit(struct store_writer *w, store_write_fn fn, store_write_done done,
+                        void *arg);
 
 /* Writes queued and not yet done. */
 int store_writer_pending(struct store_writer *w);

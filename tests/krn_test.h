@@ -123,29 +123,39 @@ static inline krn_test_w krn_test_w_make(int fmt, size_t m, size_t k, int mode, 
 {
     krn_test_w w;
     size_t m_pad = (m + 15) / 16 * 16, k_pad = krn_kpad(k);
-    size_t bytes = fmt == KRN_FMT_I2 ? m_pad * k_pad / 4 : fmt == KRN_FMT_Q8 ? m_pad * k_pad
-                                                                              : m_pad * k_pad / 2;
+    size_t bytes = fmt == KRN_FMT_I2   ? m_pad * k_pad / 4
+                   : fmt == KRN_FMT_Q8 ? m_pad * k_pad
+                                       : m_pad * k_pad / 2;
     w.data = krn_buf_make(bytes, off);
     uint8_t *d = w.data.p;
     for (size_t i = 0; i < bytes; i++) {
         uint8_t b;
         if (fmt == KRN_FMT_I2) {
-            unsigned c = mode == KRN_W_ALL_NEG ? 0 : mode == KRN_W_ALL_POS ? 2 : mode == KRN_W_ALL_ZERO ? 1 : 3;
+            unsigned c = mode == KRN_W_ALL_NEG    ? 0
+                         : mode == KRN_W_ALL_POS  ? 2
+                         : mode == KRN_W_ALL_ZERO ? 1
+                                                  : 3;
             b = c == 3 ? 0 : (uint8_t)(c | c << 2 | c << 4 | c << 6);
             if (c == 3)
                 for (int p = 0; p < 4; p++)
                     b |= (uint8_t)((krn_rand() % 3) << (2 * p));
         } else if (fmt == KRN_FMT_Q8) {
-            b = mode == KRN_W_ALL_NEG ? 1 : mode == KRN_W_ALL_POS ? 255 : mode == KRN_W_ALL_ZERO ? 128
-                                                                        : (uint8_t)(1 + krn_rand() % 255);
+            b = mode == KRN_W_ALL_NEG    ? 1
+                : mode == KRN_W_ALL_POS  ? 255
+                : mode == KRN_W_ALL_ZERO ? 128
+                                         : (uint8_t)(1 + krn_rand() % 255);
         } else {
-            unsigned lo = mode == KRN_W_ALL_NEG ? 1 : mode == KRN_W_ALL_POS ? 15 : mode == KRN_W_ALL_ZERO ? 8 : 1 + krn_rand() % 15;
+            unsigned lo = mode == KRN_W_ALL_NEG    ? 1
+                          : mode == KRN_W_ALL_POS  ? 15
+                          : mode == KRN_W_ALL_ZERO ? 8
+                                                   : 1 + krn_rand() % 15;
             unsigned hi = mode == KRN_W_RANDOM ? 1 + krn_rand() % 15 : lo;
             b = (uint8_t)(lo | hi << 4);
         }
         d[i] = b;
     }
-    size_t nsc = fmt == KRN_FMT_Q8 ? m_pad : 1, nsc16 = fmt == KRN_FMT_Q4 ? m_pad * (k_pad / 32) : 1;
+    size_t nsc = fmt == KRN_FMT_Q8 ? m_pad : 1,
+           nsc16 = fmt == KRN_FMT_Q4 ? m_pad * (k_pad / 32) : 1;
     w.scales = krn_buf_make(nsc * sizeof(float), 0);
     for (size_t i = 0; i < nsc; i++)
         ((float *)w.scales.p)[i] = 0.001f + (krn_rand() % 1000) * 1e-5f;
@@ -198,8 +208,10 @@ static inline krn_test_x krn_test_x_make(size_t n, size_t k, int mode, size_t of
     for (size_t t = 0; t < n; t++) {
         int32_t s = 0;
         for (size_t i = 0; i < k_pad; i++) {
-            int v = i >= k ? 0 : mode == KRN_X_MAX ? 127 : mode == KRN_X_MIN ? -128
-                                                                            : (int)(krn_rand() % 256) - 128;
+            int v = i >= k              ? 0
+                    : mode == KRN_X_MAX ? 127
+                    : mode == KRN_X_MIN ? -128
+                                        : (int)(krn_rand() % 256) - 128;
             q[t * ldq + i] = (int8_t)v;
             s += v;
             if (i % 32 == 0)
@@ -238,8 +250,9 @@ static inline int krn_test_every_variant(int fmt, const krn_w_view *w, const krn
         const krn_ops *ops = krn_ops_variant((krn_variant)v);
         if (!ops)
             continue;
-        krn_mat_fn fn = fmt == KRN_FMT_I2 ? ops->i2_gemv : fmt == KRN_FMT_Q8 ? ops->q8_gemm
-                                                                             : ops->q4_gemm;
+        krn_mat_fn fn = fmt == KRN_FMT_I2   ? ops->i2_gemv
+                        : fmt == KRN_FMT_Q8 ? ops->q8_gemm
+                                            : ops->q4_gemm;
         float y[16];
         fn(w, x, 0, 1, y, 16);
         for (size_t r = 0; r < nrows; r++)

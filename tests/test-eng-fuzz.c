@@ -87,8 +87,8 @@ int main(void)
         eng_student_from_fp(fp, ENG_HEAD_Q4, &st, err))
         TAP_BAIL("cannot make the student: %s", err);
     char *labels[2] = {"no", "yes"}, *words[2] = {" no", " yes"};
-    struct eng_student_meta meta = {"Q: {text} A:", 2, labels, words, "00", "job", "{}",
-                                    "{{ messages[0].content }}", NULL};
+    struct eng_student_meta meta = {
+        "Q: {text} A:", 2, labels, words, "00", "job", "{}", "{{ messages[0].content }}", NULL};
     snprintf(path, sizeof(path), "%s/good.gguf", eu_tmpdir());
     if (eng_student_save(st, tok, &meta, path, err))
         TAP_BAIL("cannot save: %s", err);
@@ -171,7 +171,8 @@ int main(void)
     }
     TAP_OK(silent == 0 && rejected > ROUNDS / 3,
            "%d mutated safetensors checkpoints: %d rejected with a message, %d loaded and ran, "
-           "no crash", ROUNDS, rejected, ran);
+           "no crash",
+           ROUNDS, rejected, ran);
     free(good);
     free(b);
 
@@ -207,7 +208,8 @@ int main(void)
     }
     TAP_OK(silent == 0 && rejected > ROUNDS / 3,
            "%d mutated tokenizer.json files: %d rejected with a message, %d loaded and encoded, "
-           "no crash", ROUNDS, rejected, ran);
+           "no crash",
+           ROUNDS, rejected, ran);
     free(b);
     eng_model_free(fp);
     eu_rmrf(eu_tmpdir());

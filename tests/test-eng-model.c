@@ -18,7 +18,8 @@
 #include "tests/tap.h"
 
 #define FP_TOL 1e-4 /* max abs logit error vs transformers, fp32 math */
-#define FP16_TOL 0.1 /* fp16-rounded weights (rel. 2^-11 each) vs fp32 reference, logits ~30;
+#define FP16_TOL                                                                                   \
+    0.1 /* fp16-rounded weights (rel. 2^-11 each) vs fp32 reference, logits ~30;
                        * measured 0.024 */
 
 static json_t *refs;
@@ -79,8 +80,8 @@ static void parity(const char *name, int mem)
         goto out;
     rc = eng_ctx_forward(c, tok, n, lg, 1);
     double e = eu_maxabs(lg, ref, (size_t)n * V);
-    TAP_OK(rc == 0 && e < FP_TOL, "%s: prefill logits [%d x %d] max abs err %.3g < %g", name, n,
-           V, e, FP_TOL);
+    TAP_OK(rc == 0 && e < FP_TOL, "%s: prefill logits [%d x %d] max abs err %.3g < %g", name, n, V,
+           e, FP_TOL);
     /* The same logits one token at a time through the KV cache. */
     eng_ctx_reset(c);
     double ei = 0;
@@ -145,8 +146,8 @@ static void st_case(const char *label, const char *hdr, uint64_t hlen, size_t nd
     snprintf(path, sizeof(path), "%s/bad.safetensors", eu_tmpdir());
     write_st(path, hdr, hlen, data, nd);
     int rc = eng_st_open(path, &st, err);
-    TAP_OK(rc == want && strstr(err, needle), "safetensors %s: %s (%s)", label,
-           eng_strerror(rc), err);
+    TAP_OK(rc == want && strstr(err, needle), "safetensors %s: %s (%s)", label, eng_strerror(rc),
+           err);
     eng_st_free(st);
 }
 
@@ -161,24 +162,24 @@ static void corrupt_safetensors(void)
     st_case("header length > 100MB", ok, 1ull << 40, 24, ENG_EFORMAT, "100 MB");
     st_case("header not JSON", "{\"a\":", 0, 24, ENG_EFORMAT, "not valid JSON");
     st_case("header not an object", "[1,2]", 0, 24, ENG_EFORMAT, "not a JSON object");
-    st_case("unknown dtype", "{\"a\":{\"dtype\":\"F8\",\"shape\":[2],\"data_offsets\":[0,2]}}", 0, 24,
-            ENG_EUNSUPPORTED, "tensor 'a': unsupported dtype 'F8'");
+    st_case("unknown dtype", "{\"a\":{\"dtype\":\"F8\",\"shape\":[2],\"data_offsets\":[0,2]}}", 0,
+            24, ENG_EUNSUPPORTED, "tensor 'a': unsupported dtype 'F8'");
     st_case("shape/offset mismatch",
-            "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[0,24]}}", 0, 24, ENG_ESHAPE,
-            "tensor 'w'");
+            "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[0,24]}}", 0, 24,
+            ENG_ESHAPE, "tensor 'w'");
     st_case("data past end (truncated data)",
-            "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}}", 0, 20, ENG_ETRUNC,
-            "tensor 'w'");
+            "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}}", 0, 20,
+            ENG_ETRUNC, "tensor 'w'");
     st_case("overlapping tensors",
             "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
-            "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}", 0, 24, ENG_EFORMAT,
-            "overlap");
+            "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
+            0, 24, ENG_EFORMAT, "overlap");
     st_case("negative shape", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}",
             0, 24, ENG_EFORMAT, "shape[0]");
     st_case("offsets reversed", "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,4]}}",
             0, 24, ENG_EFORMAT, "bad data_offsets");
-    st_case("missing data_offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 0, 24,
-            ENG_EFORMAT, "data_offsets");
+    st_case("missing data_offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 0, 24, ENG_EFORMAT,
+            "data_offsets");
     {
         FILE *f;
         snprintf(path, sizeof(path), "%s/short.safetensors", eu_tmpdir());
@@ -189,9 +190,11 @@ static void corrupt_safetensors(void)
         TAP_OK(rc == ENG_ETRUNC && strstr(err, "truncated"), "safetensors 3-byte file: %s", err);
     }
     /* A real checkpoint cut in half: the model load must name a tensor and say truncated. */
-    snprintf(cmd, sizeof(cmd), "rm -rf %s/cut && mkdir -p %s/cut && cp %s/config.json %s/cut/ && "
-             "head -c 150000 %s/model.safetensors > %s/cut/model.safetensors", eu_tmpdir(),
-             eu_tmpdir(), eu_fx("qwen3-f32"), eu_tmpdir(), eu_fx("qwen3-f32"), eu_tmpdir());
+    snprintf(cmd, sizeof(cmd),
+             "rm -rf %s/cut && mkdir -p %s/cut && cp %s/config.json %s/cut/ && "
+             "head -c 150000 %s/model.safetensors > %s/cut/model.safetensors",
+             eu_tmpdir(), eu_tmpdir(), eu_fx("qwen3-f32"), eu_tmpdir(), eu_fx("qwen3-f32"),
+             eu_tmpdir());
     if (system(cmd) != 0)
         TAP_BAIL("cannot prepare %s", cmd);
     snprintf(path, sizeof(path), "%s/cut", eu_tmpdir());
@@ -201,7 +204,8 @@ static void corrupt_safetensors(void)
            "checkpoint truncated at 150000 bytes: %s", err);
     eng_model_free(m);
     /* Sharded: the index names a shard that is missing. */
-    snprintf(cmd, sizeof(cmd), "rm -rf %s/sh && cp -r %s %s/sh && rm %s/sh/model-00003-of-00004.safetensors",
+    snprintf(cmd, sizeof(cmd),
+             "rm -rf %s/sh && cp -r %s %s/sh && rm %s/sh/model-00003-of-00004.safetensors",
              eu_tmpdir(), eu_fx("qwen2-sharded"), eu_tmpdir(), eu_tmpdir());
     if (system(cmd) != 0)
         TAP_BAIL("cannot prepare %s", cmd);
@@ -211,18 +215,24 @@ static void corrupt_safetensors(void)
            "sharded checkpoint with a missing shard: %s", err);
     eng_model_free(m);
     /* A tensor of the wrong shape for config.json (hidden 48 claimed as 40 by the config). */
-    snprintf(cmd, sizeof(cmd), "rm -rf %s/cfg && mkdir -p %s/cfg && cp %s/model.safetensors %s/cfg/ && "
-             "sed 's/\"intermediate_size\": 80/\"intermediate_size\": 96/' %s/config.json > %s/cfg/config.json",
-             eu_tmpdir(), eu_tmpdir(), eu_fx("qwen3-f32"), eu_tmpdir(), eu_fx("qwen3-f32"), eu_tmpdir());
+    snprintf(cmd, sizeof(cmd),
+             "rm -rf %s/cfg && mkdir -p %s/cfg && cp %s/model.safetensors %s/cfg/ && "
+             "sed 's/\"intermediate_size\": 80/\"intermediate_size\": 96/' %s/config.json > "
+             "%s/cfg/config.json",
+             eu_tmpdir(), eu_tmpdir(), eu_fx("qwen3-f32"), eu_tmpdir(), eu_fx("qwen3-f32"),
+             eu_tmpdir());
     if (system(cmd) != 0)
         TAP_BAIL("cannot prepare %s", cmd);
     snprintf(path, sizeof(path), "%s/cfg", eu_tmpdir());
     rc = eng_model_load_hf(path, &m, err);
     TAP_OK(rc == ENG_ESHAPE && strstr(err, "gate_proj.weight' has shape [80, 48], config.json "
-                                      "implies [96, 48]"), "shape vs config: %s", err);
+                                           "implies [96, 48]"),
+           "shape vs config: %s", err);
     eng_model_free(m);
     /* The Qwen3 checkpoint declared as Llama: q_norm tensors are unexpected. */
-    snprintf(cmd, sizeof(cmd), "sed 's/\"model_type\": \"qwen3\"/\"model_type\": \"llama\"/' %s/config.json > %s/cfg/config.json",
+    snprintf(cmd, sizeof(cmd),
+             "sed 's/\"model_type\": \"qwen3\"/\"model_type\": \"llama\"/' %s/config.json > "
+             "%s/cfg/config.json",
              eu_fx("qwen3-f32"), eu_tmpdir());
     if (system(cmd) != 0)
         TAP_BAIL("cannot prepare %s", cmd);
@@ -230,7 +240,9 @@ static void corrupt_safetensors(void)
     TAP_OK(rc == ENG_ECONFIG && strstr(err, "q_norm"), "qwen3 weights as llama: %s", err);
     eng_model_free(m);
     /* Qwen2 weights declared as qwen3: the q_norm tensor is missing. */
-    snprintf(cmd, sizeof(cmd), "rm -rf %s/q2 && cp -r %s %s/q2 && sed -i 's/\"model_type\": \"qwen2\"/\"model_type\": \"qwen3\"/' %s/q2/config.json",
+    snprintf(cmd, sizeof(cmd),
+             "rm -rf %s/q2 && cp -r %s %s/q2 && sed -i 's/\"model_type\": "
+             "\"qwen2\"/\"model_type\": \"qwen3\"/' %s/q2/config.json",
              eu_tmpdir(), eu_fx("qwen2-sharded"), eu_tmpdir(), eu_tmpdir());
     if (system(cmd) != 0)
         TAP_BAIL("cannot prepare %s", cmd);
@@ -252,36 +264,51 @@ static void cfg_case(const char *label, const char *json, int want, const char *
     json_decref(j);
 }
 
-#define CFG_BASE "\"vocab_size\":100,\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_layers\":2,"
+#define CFG_BASE                                                                                   \
+    "\"vocab_size\":100,\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_layers\":2,"
 
 static void configs(void)
 {
-    cfg_case("valid qwen3", "{\"model_type\":\"qwen3\"," CFG_BASE "\"num_attention_heads\":4,"
-             "\"num_key_value_heads\":2,\"head_dim\":16,\"rope_theta\":1000000}", 0, "");
+    cfg_case("valid qwen3",
+             "{\"model_type\":\"qwen3\"," CFG_BASE "\"num_attention_heads\":4,"
+             "\"num_key_value_heads\":2,\"head_dim\":16,\"rope_theta\":1000000}",
+             0, "");
     cfg_case("gemma refused", "{\"model_type\":\"gemma3\"," CFG_BASE "\"num_attention_heads\":4}",
              ENG_EUNSUPPORTED, "model_type 'gemma3' is not supported");
     cfg_case("no model_type", "{" CFG_BASE "\"num_attention_heads\":4}", ENG_ECONFIG,
              "missing \"model_type\"");
-    cfg_case("missing hidden_size", "{\"model_type\":\"qwen2\",\"vocab_size\":10,"
+    cfg_case("missing hidden_size",
+             "{\"model_type\":\"qwen2\",\"vocab_size\":10,"
              "\"intermediate_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2}",
              ENG_ECONFIG, "missing \"hidden_size\"");
-    cfg_case("heads not multiple of kv", "{\"model_type\":\"qwen3\"," CFG_BASE
-             "\"num_attention_heads\":6,\"num_key_value_heads\":4,\"head_dim\":8}", ENG_ECONFIG,
-             "not a multiple of num_key_value_heads");
-    cfg_case("odd head_dim", "{\"model_type\":\"llama\"," CFG_BASE "\"num_attention_heads\":4,"
-             "\"head_dim\":7}", ENG_ECONFIG, "head_dim 7 must be even");
-    cfg_case("llama3 rope scaling", "{\"model_type\":\"llama\"," CFG_BASE
+    cfg_case("heads not multiple of kv",
+             "{\"model_type\":\"qwen3\"," CFG_BASE
+             "\"num_attention_heads\":6,\"num_key_value_heads\":4,\"head_dim\":8}",
+             ENG_ECONFIG, "not a multiple of num_key_value_heads");
+    cfg_case("odd head_dim",
+             "{\"model_type\":\"llama\"," CFG_BASE "\"num_attention_heads\":4,"
+             "\"head_dim\":7}",
+             ENG_ECONFIG, "head_dim 7 must be even");
+    cfg_case("llama3 rope scaling",
+             "{\"model_type\":\"llama\"," CFG_BASE
              "\"num_attention_heads\":4,\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8}}",
              ENG_EUNSUPPORTED, "RoPE scaling type 'llama3'");
-    cfg_case("gelu", "{\"model_type\":\"qwen2\"," CFG_BASE "\"num_attention_heads\":4,"
-             "\"hidden_act\":\"gelu\"}", ENG_EUNSUPPORTED, "hidden_act 'gelu'");
-    cfg_case("negative vocab", "{\"model_type\":\"qwen2\",\"vocab_size\":-3,\"hidden_size\":8,"
+    cfg_case("gelu",
+             "{\"model_type\":\"qwen2\"," CFG_BASE "\"num_attention_heads\":4,"
+             "\"hidden_act\":\"gelu\"}",
+             ENG_EUNSUPPORTED, "hidden_act 'gelu'");
+    cfg_case("negative vocab",
+             "{\"model_type\":\"qwen2\",\"vocab_size\":-3,\"hidden_size\":8,"
              "\"intermediate_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2}",
              ENG_ECONFIG, "\"vocab_size\" must be a positive integer");
-    cfg_case("sliding window", "{\"model_type\":\"qwen2\"," CFG_BASE "\"num_attention_heads\":4,"
-             "\"use_sliding_window\":true}", ENG_EUNSUPPORTED, "use_sliding_window");
-    cfg_case("string eps", "{\"model_type\":\"qwen2\"," CFG_BASE "\"num_attention_heads\":4,"
-             "\"rms_norm_eps\":\"1e-6\"}", ENG_ECONFIG, "rms_norm_eps");
+    cfg_case("sliding window",
+             "{\"model_type\":\"qwen2\"," CFG_BASE "\"num_attention_heads\":4,"
+             "\"use_sliding_window\":true}",
+             ENG_EUNSUPPORTED, "use_sliding_window");
+    cfg_case("string eps",
+             "{\"model_type\":\"qwen2\"," CFG_BASE "\"num_attention_heads\":4,"
+             "\"rms_norm_eps\":\"1e-6\"}",
+             ENG_ECONFIG, "rms_norm_eps");
     struct eng_config c;
     char err[ENG_ERR_LEN];
     int rc = eng_config_load(eu_fx("qwen3-f32"), &c, err);
@@ -291,7 +318,8 @@ static void configs(void)
            "qwen3 fixture config: rope_parameters.rope_theta (transformers 5) read");
     rc = eng_config_load(eu_fx("qwen2-sharded"), &c, err);
     TAP_OK(rc == 0 && c.arch == ENG_ARCH_QWEN2 && c.head_dim == 8 && !c.tie && c.qkv_bias &&
-               !c.qk_norm, "qwen2 fixture config: bias on, head_dim from hidden/heads");
+               !c.qk_norm,
+           "qwen2 fixture config: bias on, head_dim from hidden/heads");
 }
 
 /* fp32 -> fp16, round to nearest even (normals and subnormals; the test data has no inf/nan). */
@@ -328,7 +356,8 @@ static void fp16_checkpoint(void)
     struct eng_model *m = NULL;
     struct eng_ctx *c = NULL;
     snprintf(dir, sizeof(dir), "%s/f16", eu_tmpdir());
-    snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp %s/config.json %s/", dir, eu_fx("qwen3-f32"), dir);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp %s/config.json %s/", dir, eu_fx("qwen3-f32"),
+             dir);
     if (system(cmd) != 0 || eng_st_open(eu_fx("qwen3-f32"), &st, err))
         TAP_BAIL("cannot prepare the fp16 checkpoint: %s", err);
     size_t n = eng_st_count(st);
@@ -361,8 +390,8 @@ static void fp16_checkpoint(void)
     int nt = 0, V = 211;
     size_t i;
     json_t *x;
-    json_array_foreach(json_object_get(r, "tokens"), i, x)
-        tok[nt++] = (int32_t)json_integer_value(x);
+    json_array_foreach(json_object_get(r, "tokens"), i, x) tok[nt++] =
+        (int32_t)json_integer_value(x);
     float *ref = (float *)eu_read(eu_fx("qwen3-f32.logits.bin"), NULL);
     float *lg = malloc((size_t)nt * V * sizeof(float));
     rc = eng_ctx_create(m, 32, &c);

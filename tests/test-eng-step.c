@@ -88,8 +88,8 @@ static void batch_case(const char *name, struct eng_model *m, const int32_t *pro
     struct eng_seg seg[3];
     for (int i = 0; ok && i < 3; i++) {
         ok = !eng_ctx_create(m, 128, &c[i]);
-        seg[i] = (struct eng_seg){c[i], prompt + 10 * i, lens[i], ENG_WANT_LOGITS, NULL, 0,
-                                  got + (size_t)i * V};
+        seg[i] = (struct eng_seg){c[i], prompt + 10 * i,    lens[i], ENG_WANT_LOGITS, NULL,
+                                  0,    got + (size_t)i * V};
     }
     ok = ok && !eng_batch_run(S, seg, 3);
     double e = 0;
@@ -100,8 +100,10 @@ static void batch_case(const char *name, struct eng_model *m, const int32_t *pro
         double d = ok ? maxabs(got + (size_t)i * V, want, (size_t)V, &w) : 1;
         e = d > e ? d : e;
     }
-    TAP_OK(ok && e == 0, "%s: a batched pass of 3 sequences (5, 37, 1 tokens) equals each run "
-           "alone, bit for bit (max diff %g)", name, e);
+    TAP_OK(ok && e == 0,
+           "%s: a batched pass of 3 sequences (5, 37, 1 tokens) equals each run "
+           "alone, bit for bit (max diff %g)",
+           name, e);
     for (int i = 0; i < 3; i++)
         eng_ctx_free(c[i]);
     eng_ctx_free(S);
@@ -118,7 +120,8 @@ static int same_cache(struct eng_ctx *const *c, struct eng_ctx *const *d, const 
     for (int i = 0; i < 3; i++)
         for (int l = 0; l < cf->layers; l++) {
             size_t off = (size_t)l * c[i]->max_t * kd, len = (size_t)n[i] * kd * sizeof(float);
-            if (memcmp(c[i]->kc + off, d[i]->kc + off, len) || memcmp(c[i]->vc + off, d[i]->vc + off, len))
+            if (memcmp(c[i]->kc + off, d[i]->kc + off, len) ||
+                memcmp(c[i]->vc + off, d[i]->vc + off, len))
                 return 0;
         }
     return 1;
@@ -134,7 +137,8 @@ static void keep_case(const char *name, struct eng_model *m, const int32_t *prom
     int R = 43, H = cf->hidden;
     for (int th = 1; th <= 3; th += 2) {
         struct eng_ctx *S = NULL, *K = NULL, *ref = NULL, *c[3] = {0}, *d[3] = {0};
-        float *lg_all = malloc(3 * (size_t)V * sizeof(float)), *lg = malloc(3 * (size_t)V * sizeof(float));
+        float *lg_all = malloc(3 * (size_t)V * sizeof(float)),
+              *lg = malloc(3 * (size_t)V * sizeof(float));
         float *xn_all = malloc((size_t)R * H * sizeof(float));
         int ok = lg_all && lg && xn_all && !eng_model_set_threads(m, th) &&
                  !eng_ctx_create(m, 128, &S) && !eng_ctx_create(m, 128, &K);
@@ -163,7 +167,8 @@ static void keep_case(const char *name, struct eng_model *m, const int32_t *prom
                 same = !memcmp(xn_all + (size_t)rows[j] * H, K->xn + (size_t)rows[j] * H,
                                (size_t)H * sizeof(float));
             same = same && !memcmp(lg_all, lg, (size_t)nh * V * sizeof(float));
-            TAP_OK(same, "%s, %d threads: keeping %d of 43 rows (first %d): their final states, "
+            TAP_OK(same,
+                   "%s, %d threads: keeping %d of 43 rows (first %d): their final states, "
                    "their logits and every row's KV cache equal the whole pass bit for bit (%s)",
                    name, th, n, n ? rows[0] : -1, ok ? "" : eng_ctx_errmsg(K));
             if (!nh)
@@ -171,19 +176,23 @@ static void keep_case(const char *name, struct eng_model *m, const int32_t *prom
             ok = !eng_layers_run_keep(ref, pa, 3, R, &ha, &keep);
             size_t w = 0;
             double e = ok ? maxabs(lg_all, lg, (size_t)nh * V, &w) : INFINITY;
-            TAP_OK(e < STEP_TOL, "%s, %d threads: keeping %d rows vs the op-by-op reference: "
-                   "logits within %.3g < %g", name, th, n, e, STEP_TOL);
+            TAP_OK(e < STEP_TOL,
+                   "%s, %d threads: keeping %d rows vs the op-by-op reference: "
+                   "logits within %.3g < %g",
+                   name, th, n, e, STEP_TOL);
         }
         static const int unsorted[2] = {9, 3}, outside[1] = {43};
         struct eng_step_keep bad1 = {unsorted, 2}, bad2 = {outside, 1}, one = {sets[2], 1};
         struct eng_step_head hd = {sets[0], 1, lg};
         TAP_OK(eng_layers_run_keep(K, pb, 3, R, NULL, &bad1) == ENG_EINVAL &&
-               strstr(eng_ctx_errmsg(K), "ascending"), "%s: kept rows out of order are refused "
-               "(%s)", name, eng_ctx_errmsg(K));
+                   strstr(eng_ctx_errmsg(K), "ascending"),
+               "%s: kept rows out of order are refused "
+               "(%s)",
+               name, eng_ctx_errmsg(K));
         TAP_OK(eng_layers_run_keep(K, pb, 3, R, NULL, &bad2) == ENG_EINVAL,
                "%s: a kept row outside the pass is refused (%s)", name, eng_ctx_errmsg(K));
         TAP_OK(eng_layers_run_keep(K, pb, 3, R, &hd, &one) == ENG_EINVAL &&
-               strstr(eng_ctx_errmsg(K), "not among the kept rows"),
+                   strstr(eng_ctx_errmsg(K), "not among the kept rows"),
                "%s: a logit row that is not kept is refused (%s)", name, eng_ctx_errmsg(K));
     next:
         for (int i = 0; i < 3; i++) {
@@ -225,8 +234,10 @@ static void model_case(const char *name, const char *cfg, enum eng_head_fmt fmt)
     for (int i = 0; i < 4; i++) {
         float *lg = run(m, nths[i], prompt, V, why);
         double e = lg ? maxabs(lg, one, n, &w) : INFINITY;
-        TAP_OK(lg && e == 0, "%s: %d threads give the 1-thread logits bit for bit (max diff %g "
-               "at position %zu) %s", name, nths[i], e, w / (size_t)V, why);
+        TAP_OK(lg && e == 0,
+               "%s: %d threads give the 1-thread logits bit for bit (max diff %g "
+               "at position %zu) %s",
+               name, nths[i], e, w / (size_t)V, why);
         free(lg);
     }
     setenv("BITDISTILL_STEP", "ops", 1);
@@ -235,8 +246,10 @@ static void model_case(const char *name, const char *cfg, enum eng_head_fmt fmt)
     double e = ref ? maxabs(ref, one, n, &w) : INFINITY, scale = 0;
     for (size_t i = 0; ref && i < n; i++)
         scale = fabs(ref[i]) > scale ? fabs(ref[i]) : scale;
-    TAP_OK(ref && e < STEP_TOL, "%s: one-region pass vs the op-by-op reference: max abs diff %.3g "
-           "< %g (logits up to %.3g)", name, e, STEP_TOL, scale);
+    TAP_OK(ref && e < STEP_TOL,
+           "%s: one-region pass vs the op-by-op reference: max abs diff %.3g "
+           "< %g (logits up to %.3g)",
+           name, e, STEP_TOL, scale);
     free(ref);
     free(one);
     batch_case(name, m, prompt, V);

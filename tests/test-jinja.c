@@ -98,7 +98,8 @@ static void check_fixtures(const char *dir)
            json_string_value(json_object_get(made, "jinja2")));
     json_t *cases = json_object_get(root, "cases"), *cs;
     size_t i, n_ok = 0, n_real = 0;
-    json_array_foreach(cases, i, cs) {
+    json_array_foreach(cases, i, cs)
+    {
         const char *name = json_string_value(json_object_get(cs, "name"));
         const char *tname = json_string_value(json_object_get(cs, "template"));
         json_t *want = json_object_get(cs, "expected");
@@ -168,7 +169,8 @@ static void check_errors(void)
         {"{{ 1 + 'a' }}", JINJA_ERENDER, {"unsupported operand", "'int' and 'str'"}},
         {"{{ 'x' * 100000000 }}", JINJA_ELIMIT, {"too large", ""}},
         {"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-         JINJA_ELIMIT, {"", ""}},
+         JINJA_ELIMIT,
+         {"", ""}},
         {"{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", JINJA_ELIMIT, {"nested", ""}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -134,16 +134,18 @@ int main(void)
         for (int p = 0; p < NP; p++)
             for (int i = 0; i < HD / 2; i++) {
                 double a = p / pow(10000.0, 2.0 * i / HD);
-                double ec = fabs(cs[p * HD / 2 + i] - cos(a)), es = fabs(sn[p * HD / 2 + i] - sin(a));
+                double ec = fabs(cs[p * HD / 2 + i] - cos(a)),
+                       es = fabs(sn[p * HD / 2 + i] - sin(a));
                 if (ec > ROPE_TAB_ATOL(a) || es > ROPE_TAB_ATOL(a)) {
                     if (bad++ < 5)
                         printf("# rope table p=%d i=%d: cos %.9g want %.9g, sin %.9g want %.9g\n",
-                               p, i, (double)cs[p * HD / 2 + i], cos(a),
-                               (double)sn[p * HD / 2 + i], sin(a));
+                               p, i, (double)cs[p * HD / 2 + i], cos(a), (double)sn[p * HD / 2 + i],
+                               sin(a));
                 }
             }
         TAP_OK(bad == 0 && cs[0] == 1.0f && sn[0] == 0.0f,
-               "krn_rope_tables: %d positions x %d frequencies match cos/sin in double", NP, HD / 2);
+               "krn_rope_tables: %d positions x %d frequencies match cos/sin in double", NP,
+               HD / 2);
     }
     /* public entry points route to the chosen variant */
     float a[5] = {1, 2, 3, 4, 5}, b[5] = {1, 1, 1, 1, 1}, y[5];

@@ -44,7 +44,8 @@ static void test_variants(int fmt)
                 krn_test_w w = krn_test_w_make(fmt, m, k, KRN_W_RANDOM, 1);
                 krn_test_x x = krn_test_x_make(n, k, KRN_X_RANDOM, 3);
                 char what[96];
-                snprintf(what, sizeof(what), "%s %s %zux%zu n=%zu", fn, krn_variant_name(v), m, k, n);
+                snprintf(what, sizeof(what), "%s %s %zux%zu n=%zu", fn, krn_variant_name(v), m, k,
+                         n);
                 TAP_OK(krn_test_mat(f, r, &w.v, &x.v, what), "%s == ref", what);
                 krn_test_w_free(&w);
                 krn_test_x_free(&x);
@@ -73,8 +74,7 @@ static void test_q8_bound(void)
     krn_test_x x = krn_test_x_make(1, k, KRN_X_MIN, 0);
     ((float *)w.scales.p)[0] = 1.0f;
     ((float *)x.scale.p)[0] = 1.0f;
-    int ok = krn_test_every_variant(KRN_FMT_Q8, &w.v, &x.v, 1,
-                                    (float)(-127.0 * 128.0 * (double)k));
+    int ok = krn_test_every_variant(KRN_FMT_Q8, &w.v, &x.v, 1, (float)(-127.0 * 128.0 * (double)k));
     TAP_OK(ok, "Q8 int32 bound: K=%zu, w8=+127, q=-128 -> %.0f in every variant", k,
            -127.0 * 128.0 * (double)k);
     krn_test_w_free(&w);
@@ -105,7 +105,10 @@ static void test_q4_scale_extremes(void)
 
 /* The hardware conversions, when this CPU has them: 1 and *h2f / *f2h set, else 0. */
 #if defined(__x86_64__)
-__attribute__((target("f16c"))) static float hw_h2f(uint16_t h) { return _cvtsh_ss(h); }
+__attribute__((target("f16c"))) static float hw_h2f(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
 __attribute__((target("f16c"))) static uint16_t hw_f2h(float f)
 {
     return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
@@ -130,12 +133,24 @@ static uint16_t hw_f2h(float f)
     memcpy(&h, &v, 2);
     return h;
 }
-static int hw_have(void) { return 1; }
+static int hw_have(void)
+{
+    return 1;
+}
 #define HW_NAME "AArch64 FCVT (__fp16)"
 #else
-static float hw_h2f(uint16_t h) { return (float)h; }
-static uint16_t hw_f2h(float f) { return (uint16_t)f; }
-static int hw_have(void) { return 0; }
+static float hw_h2f(uint16_t h)
+{
+    return (float)h;
+}
+static uint16_t hw_f2h(float f)
+{
+    return (uint16_t)f;
+}
+static int hw_have(void)
+{
+    return 0;
+}
 #define HW_NAME "none"
 #endif
 
@@ -181,10 +196,10 @@ static void test_half(void)
      * (and 65504..65536, the overflow tie) and the floats just either side of it */
     for (uint32_t h = 0; h < 0x7c00; h++)
         for (uint32_t sg = 0; sg < 2; sg++) {
-            double lo = krn_f16_to_f32((uint16_t)h), hi = h == 0x7bff ? 65536.0
-                                                           : krn_f16_to_f32((uint16_t)(h + 1));
-            float mid = (float)((lo + hi) / 2), mids[3] = {mid, nextafterf(mid, 0.0f),
-                                                              nextafterf(mid, INFINITY)};
+            double lo = krn_f16_to_f32((uint16_t)h),
+                   hi = h == 0x7bff ? 65536.0 : krn_f16_to_f32((uint16_t)(h + 1));
+            float mid = (float)((lo + hi) / 2),
+                  mids[3] = {mid, nextafterf(mid, 0.0f), nextafterf(mid, INFINITY)};
             for (int i = 0; i < 3; i++) {
                 float f = sg ? -mids[i] : mids[i];
                 uint16_t want = (uint16_t)(i == 1 ? h : i == 2 ? h + 1 : h + (h & 1));
@@ -194,7 +209,8 @@ static void test_half(void)
                     ok_mid &= f2h_agrees(f, &shown);
             }
         }
-    TAP_OK(ok_trip && ok_mid, "fp16: all 65536 halves round-trip (NaNs made quiet); the ties "
+    TAP_OK(ok_trip && ok_mid,
+           "fp16: all 65536 halves round-trip (NaNs made quiet); the ties "
            "between neighbouring halves round to even, the floats either side of them to the "
            "near side, 65520 to Inf");
     if (!hw) {
@@ -204,8 +220,10 @@ static void test_half(void)
     for (int i = 0; i < HALF_RANDOM; i++)
         ok_rand &= f2h_agrees(float_of(krn_rand() << 1 ^ krn_rand()), &shown);
     TAP_OK(ok_exact, "fp16 -> fp32 equals %s for all 65536 halves, bit for bit", HW_NAME);
-    TAP_OK(ok_mid && ok_rand, "fp32 -> fp16 equals %s at every rounding boundary and on %d "
-           "random bit patterns", HW_NAME, HALF_RANDOM);
+    TAP_OK(ok_mid && ok_rand,
+           "fp32 -> fp16 equals %s at every rounding boundary and on %d "
+           "random bit patterns",
+           HW_NAME, HALF_RANDOM);
 }
 
 /* krn_q4_quantize against the formula of quant.h, written out here: s = f16(amax / 7) and
@@ -240,7 +258,7 @@ static void test_q4_quantize(void)
             ok &= good;
         }
     TAP_OK(ok, "krn_q4_quantize: fp16 scale = f16(absmax / 7), codes from the rounded scale "
-           "(magnitudes 1e-9 .. 4e5, a zero row)");
+               "(magnitudes 1e-9 .. 4e5, a zero row)");
     w[3] = 7.0f * 65520.0f; /* absmax / 7 rounds to fp16 Inf */
     krn_q4 *h = NULL;
     TAP_OK(krn_q4_quantize(w, m, k, c, s) == KRN_ERANGE &&
@@ -264,8 +282,7 @@ static void test_public(void)
     krn_qact *a;
     krn_pool *pool;
     int rc = krn_q8_create(wf, m, k, &h8) | krn_q4_create(wf, m, k, &h4) |
-             krn_qact_create(4, k, &a) | krn_pool_create(2, &pool) |
-             krn_qact_quantize(a, xf, n, k);
+             krn_qact_create(4, k, &a) | krn_pool_create(2, &pool) | krn_qact_quantize(a, xf, n, k);
     TAP_OK(rc == 0, "create Q8/Q4 heads, quantize activations");
     float *row = malloc(k * sizeof(float));
     double e8 = 0, e4 = 0;
@@ -340,16 +357,19 @@ static void test_public(void)
         bad4 = NULL;
         c4[7] = 8;
         ok &= krn_q4_create_codes(c4, s4, 3, 40, &bad4) == KRN_EINVAL && !bad4;
-        TAP_OK(ok, "Q8/Q4 from file codes: rows dequantize to code * scale exactly (Q4 fp16 "
+        TAP_OK(ok,
+               "Q8/Q4 from file codes: rows dequantize to code * scale exactly (Q4 fp16 "
                "scales incl. subnormal and 65504); Q4 code 8, NaN/Inf/negative scales rejected");
         krn_q8_free(f8);
         krn_q4_free(f4);
     }
     size_t badrow = m;
-    TAP_OK(krn_q8_gemm_rows(h8, &badrow, 1, a, yr, 1, pool) == KRN_EINVAL, "row >= M -> KRN_EINVAL");
+    TAP_OK(krn_q8_gemm_rows(h8, &badrow, 1, a, yr, 1, pool) == KRN_EINVAL,
+           "row >= M -> KRN_EINVAL");
     wf[3] = NAN;
     krn_q8 *hbad = NULL;
-    TAP_OK(krn_q8_create(wf, m, k, &hbad) == KRN_ENONFINITE && !hbad, "NaN weight -> KRN_ENONFINITE");
+    TAP_OK(krn_q8_create(wf, m, k, &hbad) == KRN_ENONFINITE && !hbad,
+           "NaN weight -> KRN_ENONFINITE");
     free(y);
     free(row);
     krn_pool_free(pool);

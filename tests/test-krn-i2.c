@@ -67,7 +67,8 @@ static void test_pack_roundtrip(void)
             int ok = rc == KRN_OK;
             if (ok) {
                 krn_i2_unpack(w, u);
-                ok = !memcmp(c, u, m * k) && krn_i2_bytes(w) == (m + 15) / 16 * 16 * krn_kpad(k) / 4;
+                ok =
+                    !memcmp(c, u, m * k) && krn_i2_bytes(w) == (m + 15) / 16 * 16 * krn_kpad(k) / 4;
                 /* wrapping the same bytes (as from a file) gives the same codes */
                 ok = ok && krn_i2_create_packed(krn_i2_data(w), m, k, 0.5f, &w2) == KRN_OK;
                 if (ok) {
@@ -183,7 +184,10 @@ static void test_extremes(void)
                 ((float *)x.scale.p)[t] = 1.0f;
             float *y = malloc(n * m * sizeof(float));
             krn_i2_gemm_ref(&w.v, &x.v, 0, 3, y, m);
-            float expect = (float)((a == 0 ? -1 : a == 1 ? 1 : 0) * (b == 0 ? 127 : -128) * (long)k);
+            float expect = (float)((a == 0   ? -1
+                                    : a == 1 ? 1
+                                             : 0) *
+                                   (b == 0 ? 127 : -128) * (long)k);
             int ok = 1;
             for (size_t i = 0; i < n * m; i++)
                 ok &= y[i] == expect;
@@ -207,7 +211,8 @@ static void test_extremes(void)
     ((float *)x.scale.p)[0] = 1.0f;
     /* dot(2, -128) - sum(-128) = -128 K */
     int ok = krn_test_every_variant(KRN_FMT_I2, &w.v, &x.v, 16, -128.0f * (float)k);
-    TAP_OK(ok, "int32 bound: K=65536, codes +1, q=-128: stored dot = -2^24, no wrap in any variant");
+    TAP_OK(ok,
+           "int32 bound: K=65536, codes +1, q=-128: stored dot = -2^24, no wrap in any variant");
     krn_test_w_free(&w);
     krn_test_x_free(&x);
 }

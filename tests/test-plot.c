@@ -190,8 +190,7 @@ static void test_png(void)
         plot_canvas_text(c, 1, 1, "Ag", 1, 0x000000, PLOT_TEXT_RIGHT);
         const char *why = "";
         int same = png_round_trip(c, path, &why);
-        TAP_OK(same, "png %dx%d decodes to the canvas' pixels (%s)", w, h,
-               why);
+        TAP_OK(same, "png %dx%d decodes to the canvas' pixels (%s)", w, h, why);
         plot_canvas_free(c);
     }
     struct plot_canvas *c = plot_canvas_create(4, 4, 0);
@@ -277,14 +276,13 @@ static void test_text(void)
 
     /* Metrics: hinting is off, so widths scale with the size and add up along the string. */
     double w1 = plot_text_width("ab", 1), w2 = plot_text_width("ab", 2);
-    TAP_OK(w1 > 6 && fabs(w2 - 2 * w1) < 0.05 &&
-               fabs(plot_text_width("abab", 1) - 2 * w1) < 0.05 && plot_text_width("", 3) == 0 &&
-               plot_text_height(2) == 14,
+    TAP_OK(w1 > 6 && fabs(w2 - 2 * w1) < 0.05 && fabs(plot_text_width("abab", 1) - 2 * w1) < 0.05 &&
+               plot_text_width("", 3) == 0 && plot_text_height(2) == 14,
            "text metrics: 'ab' %.2f px at 1, %.2f at 2, '' 0, height 7 per scale", w1, w2);
 
     /* The chart font has the symbols results need: each draws its own glyph, none the
      * replacement box that a font without them (or a bad byte) gets. */
-    static const char *const sym[] = {"\xc2\xb1", "\xce\xb1", "\xce\xb2", "\xce\xb3",
+    static const char *const sym[] = {"\xc2\xb1", "\xce\xb1",     "\xce\xb2",    "\xce\xb3",
                                       "\xce\xbb", "\xe2\x80\x94", "\xef\xbf\xbd"};
     enum { NSYM = sizeof(sym) / sizeof(sym[0]) };
     struct plot_canvas *g[NSYM];

@@ -53,16 +53,20 @@ int main(void)
     /* Environment over file; BITDISTILL_CONFIG names the file. */
     char envcfg[64];
     snprintf(envcfg, sizeof(envcfg), "BITDISTILL_CONFIG=%s", path);
-    char *env[] = {envcfg, "BITDISTILL_PORT=9002", "BITDISTILL_MAX_BODY_SIZE=512k",
-                   "BITDISTILL_UNRELATED_THING=1", "PATH=/bin", NULL};
+    char *env[] = {envcfg,
+                   "BITDISTILL_PORT=9002",
+                   "BITDISTILL_MAX_BODY_SIZE=512k",
+                   "BITDISTILL_UNRELATED_THING=1",
+                   "PATH=/bin",
+                   NULL};
     TAP_OK(load(&c, 1, a0, env, err) == 0, "env loads (%s)", err);
     TAP_OK(c.port == 9002 && c.max_body_size == 512u << 10 && !strcmp(c.host, "0.0.0.0"),
            "environment overrides the file; file still applies to the rest");
     srv_config_release(&c);
 
     /* Flags over environment, both --k v and --k=v forms. */
-    char *a2[] = {"bitdistilld", "--port", "9003", "--max-body-size=1G", "--data-dir", "/x/y",
-                  NULL};
+    char *a2[] = {"bitdistilld", "--port", "9003", "--max-body-size=1G",
+                  "--data-dir",  "/x/y",   NULL};
     TAP_OK(load(&c, 6, a2, env, err) == 0, "flags load (%s)", err);
     TAP_OK(c.port == 9003 && c.max_body_size == 1u << 30 && !strcmp(c.data_dir, "/x/y") &&
                c.idle_timeout_ms == 1234,
@@ -78,16 +82,14 @@ int main(void)
            "bad integer named: %s", err);
     srv_config_release(&c);
     char *b2[] = {"bitdistilld", "--bogus", "1", NULL};
-    TAP_OK(load(&c, 3, b2, NULL, err) < 0 && strstr(err, "--bogus"), "unknown flag named: %s",
-           err);
+    TAP_OK(load(&c, 3, b2, NULL, err) < 0 && strstr(err, "--bogus"), "unknown flag named: %s", err);
     srv_config_release(&c);
     char *b3[] = {"bitdistilld", "--port", NULL};
     TAP_OK(load(&c, 2, b3, NULL, err) < 0 && strstr(err, "needs a value"),
            "missing value named: %s", err);
     srv_config_release(&c);
     char *b4[] = {"bitdistilld", "--max-body-size", "12Q", NULL};
-    TAP_OK(load(&c, 3, b4, NULL, err) < 0 && strstr(err, "not a size"), "bad size named: %s",
-           err);
+    TAP_OK(load(&c, 3, b4, NULL, err) < 0 && strstr(err, "not a size"), "bad size named: %s", err);
     srv_config_release(&c);
     char *b5[] = {"bitdistilld", "--tls-cert", "/c.pem", NULL};
     TAP_OK(load(&c, 3, b5, NULL, err) < 0 && strstr(err, "together"),
@@ -99,8 +101,7 @@ int main(void)
            "bad environment value names the variable: %s", err);
     srv_config_release(&c);
     char *b6[] = {"bitdistilld", "--port", "70000", NULL};
-    TAP_OK(load(&c, 3, b6, NULL, err) < 0 && strstr(err, "70000"), "port range checked: %s",
-           err);
+    TAP_OK(load(&c, 3, b6, NULL, err) < 0 && strstr(err, "70000"), "port range checked: %s", err);
     srv_config_release(&c);
 
     f = fopen(path, "w");

@@ -113,8 +113,7 @@ static void test_bodies(int port)
 
     /* Malformed JSON: 400 naming the position. */
     tc_request(port,
-               "POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n{\"scope\":",
-               &r);
+               "POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n{\"scope\":", &r);
     TAP_OK(r.status == 400 && strstr(r.body, "invalid JSON at line 1") && is_error_body(&r),
            "malformed JSON -> 400 with position: %s", r.body);
     tc_res_free(&r);
@@ -297,7 +296,8 @@ static void test_concurrency(int port)
     char *g = strstr(r.body, "\nhttp_open_connections ");
     int open_now = g ? atoi(g + strlen("\nhttp_open_connections ")) : -1;
     TAP_OK(open_now >= N + 1, "http_open_connections counts the open connections (%d)", open_now);
-    char *line = strstr(r.body, "http_requests_total{handler=\"livez\",method=\"GET\",status=\"200\"} ");
+    char *line =
+        strstr(r.body, "http_requests_total{handler=\"livez\",method=\"GET\",status=\"200\"} ");
     long cnt = line ? atol(strchr(line, '}') + 2) : -1;
     TAP_OK(cnt >= N, "http_requests_total counts livez requests (%ld)", cnt);
     TAP_OK(strstr(r.body, "http_request_duration_seconds_bucket{handler=\"livez\",le=\"+Inf\"}") &&
@@ -306,7 +306,8 @@ static void test_concurrency(int port)
     char *rss = strstr(r.body, "\nprocess_resident_memory_bytes ");
     TAP_OK(rss && atof(rss + 31) > 1e6, "process_resident_memory_bytes exported (%.0f)",
            rss ? atof(rss + 31) : 0.0);
-    TAP_OK(strstr(r.body, "http_requests_total{handler=\"unmatched\",method=\"GET\",status=\"404\"}") !=
+    TAP_OK(strstr(r.body,
+                  "http_requests_total{handler=\"unmatched\",method=\"GET\",status=\"404\"}") !=
                NULL,
            "unmatched requests counted under handler=\"unmatched\"");
     tc_res_free(&r);
@@ -319,7 +320,8 @@ static void test_max_connections(void)
 {
     struct td d;
     const char *args[] = {"--max-connections", "4", NULL};
-    TAP_OK(td_mkdir(&d, "maxconn") == 0 && td_start(&d, args) == 0, "daemon with max-connections 4");
+    TAP_OK(td_mkdir(&d, "maxconn") == 0 && td_start(&d, args) == 0,
+           "daemon with max-connections 4");
     struct tc cs[5];
     for (int i = 0; i < 4; i++)
         tc_open(&cs[i], d.port);
@@ -398,8 +400,8 @@ static void test_drain(void)
     tc_res_free(&r);
     static const char body[] = "{\"scope\":\"infer\",\"name\":\"drain\"}";
     char head[200];
-    snprintf(head, sizeof(head),
-             "POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", sizeof(body) - 1);
+    snprintf(head, sizeof(head), "POST /v1/keys HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+             sizeof(body) - 1);
     tc_sends(&busy, head);
     tc_send(&busy, body, 10);
     usleep(100000);

@@ -129,8 +129,7 @@ static void *client(void *arg)
     TAP_OK(tc_open(&c, port) == 0, "connect");
     tc_sends(&c, "GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n");
     int got = tc_read_response(&c, &r, 5, 0);
-    TAP_OK(got == 0 && r.status == 200 && r.chunked &&
-               !strcmp(r.body, "hello world"),
+    TAP_OK(got == 0 && r.status == 200 && r.chunked && !strcmp(r.body, "hello world"),
            "chunked response written in two parts over time: '%s'", r.body ? r.body : "");
     tc_res_free(&r);
 

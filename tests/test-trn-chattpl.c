@@ -51,9 +51,8 @@ static char *reference(const char *user, const char *reply)
     struct jinja_tpl *t = NULL;
     char jerr[JINJA_ERR_LEN], *out = NULL;
     size_t len;
-    json_t *ctx = json_pack("{s:[{s:s,s:s}],s:n,s:n,s:b}", "messages", "role", "user",
-                            "content", user, "tools", "documents", "add_generation_prompt",
-                            reply == NULL);
+    json_t *ctx = json_pack("{s:[{s:s,s:s}],s:n,s:n,s:b}", "messages", "role", "user", "content",
+                            user, "tools", "documents", "add_generation_prompt", reply == NULL);
     if (reply)
         json_array_append_new(json_object_get(ctx, "messages"),
                               json_pack("{s:s,s:s}", "role", "assistant", "content", reply));
@@ -85,8 +84,8 @@ static void write_file(const char *path, const char *text)
 static int make_base(const char *dir, int with_tpl)
 {
     char p[1024], err[ENG_ERR_LEN], tok[1024];
-    json_t *c = json_load_file(strcat(strcpy(p, top), "/tests/fixtures/train/tiny-config.json"),
-                               0, NULL);
+    json_t *c =
+        json_load_file(strcat(strcpy(p, top), "/tests/fixtures/train/tiny-config.json"), 0, NULL);
     json_object_set_new(c, "max_position_embeddings", json_integer(512));
     snprintf(p, sizeof(p), "%s/config-512.json", tmp);
     json_dump_file(c, p, 0);
@@ -119,13 +118,16 @@ static void against_transformers(const struct trn_chat_tpl *ct)
     json_t *e = json_load_file(p, 0, NULL), *c;
     size_t i;
     const char *want = NULL;
-    json_array_foreach(json_object_get(e, "cases"), i, c)
-        if (!strcmp(json_string_value(json_object_get(c, "name")), "qwen2.5/single"))
-            want = json_string_value(json_object_get(c, "expected"));
+    json_array_foreach(
+        json_object_get(e, "cases"), i,
+        c) if (!strcmp(json_string_value(json_object_get(c, "name")), "qwen2.5/single")) want =
+        json_string_value(json_object_get(c, "expected"));
     char *got = NULL;
     trn_chat_render(ct, "What is 2+2?", NULL, &got, err);
-    TAP_OK(want && got && !strcmp(want, got), "a user turn renders as transformers' "
-           "apply_chat_template (qwen2.5/single): \"%s\"", got ? got : err);
+    TAP_OK(want && got && !strcmp(want, got),
+           "a user turn renders as transformers' "
+           "apply_chat_template (qwen2.5/single): \"%s\"",
+           got ? got : err);
     free(got);
     json_decref(e);
 }
@@ -153,8 +155,8 @@ static void encoding(const char *base)
     char *want = reference("Review: a fine film\nSentiment:", NULL);
     char *prompt = rc ? NULL : decode(tok, ids, np), *ans = rc ? NULL : decode(tok, ids + np, 1);
     TAP_OK(rc == 0 && want && prompt && !strcmp(prompt, want) && n == np + 1,
-           "classification: the training prompt is the rendered user turn (%d tokens): \"%s\"",
-           np, prompt ? prompt : err);
+           "classification: the training prompt is the rendered user turn (%d tokens): \"%s\"", np,
+           prompt ? prompt : err);
     TAP_OK(ans && !strcmp(t.words[1], "positive") && !strncmp("positive", ans, strlen(ans)),
            "its target is the first token of \"positive\" (no leading space): \"%s\"",
            ans ? ans : "");
@@ -168,7 +170,8 @@ static void encoding(const char *base)
     s.max_target = 64;
     rc = trn_task_chat_template(&s, ct, err) || trn_task_resolve(&s, tok, 506, err);
     struct trn_example se = {.text = "The council met on Tuesday and approved the new park.",
-                             .target = "Park approved.", .label = -1};
+                             .target = "Park approved.",
+                             .label = -1};
     ids = NULL;
     if (!rc)
         rc = trn_encode(&s, tok, &se, 400, 1, &ids, &n, &np);
@@ -177,11 +180,13 @@ static void encoding(const char *base)
     char *gp = reference("The council met on Tuesday and approved the new park.\nTL;DR:", NULL);
     char *all = rc ? NULL : decode(tok, ids, n);
     prompt = rc ? NULL : decode(tok, ids, np);
-    TAP_OK(rc == 0 && want && all && !strcmp(all, want), "summarization: the training text is "
-           "the rendered [user, assistant] conversation: \"%s\"", all ? all : err);
+    TAP_OK(rc == 0 && want && all && !strcmp(all, want),
+           "summarization: the training text is "
+           "the rendered [user, assistant] conversation: \"%s\"",
+           all ? all : err);
     TAP_OK(prompt && gp && !strcmp(prompt, gp) && n > np,
-           "the loss starts after the generation prompt (%d of %d tokens are the answer)",
-           n - np, n);
+           "the loss starts after the generation prompt (%d of %d tokens are the answer)", n - np,
+           n);
     free(want);
     free(gp);
     free(all);
@@ -203,8 +208,8 @@ static int run(const char *name, const char *json, const char *out, char *events
     snprintf(events, 1024, "%s/%s.events", tmp, name);
     write_file(cfg, json);
     FILE *ev = fopen(events, "w");
-    struct trn_run_opts o = {.config = cfg, .out = out, .threads = 1,
-                             .events_fd = ev ? fileno(ev) : -1};
+    struct trn_run_opts o = {
+        .config = cfg, .out = out, .threads = 1, .events_fd = ev ? fileno(ev) : -1};
     int rc = trn_run(&o);
     if (ev)
         fclose(ev);
@@ -226,21 +231,21 @@ static int events_have(const char *events, const char *a, const char *b)
 static void job(const char *base, const char *nochat)
 {
     char train[1024], val[1024], out[1024], ev[1024], cfg[4096], err[ENG_ERR_LEN] = "";
-    static const char *const words[] = {"a fine film", "dull and long", "a joy to watch",
+    static const char *const words[] = {"a fine film",     "dull and long",  "a joy to watch",
                                         "a waste of time", "warm and funny", "badly acted"};
     snprintf(train, sizeof(train), "%s/train.jsonl", tmp);
     snprintf(val, sizeof(val), "%s/val.jsonl", tmp);
     FILE *f = fopen(train, "w"), *g = fopen(val, "w");
     for (int i = 0; f && g && i < 24; i++)
-        fprintf(i < 18 ? f : g, "{\"text\": \"%s\", \"label\": %d}\n", words[i % 6],
-                i % 2 ? 0 : 1);
+        fprintf(i < 18 ? f : g, "{\"text\": \"%s\", \"label\": %d}\n", words[i % 6], i % 2 ? 0 : 1);
     if (f)
         fclose(f);
     if (g)
         fclose(g);
-#define JOB "{\"method\": \"bitnet_sft\", \"model\": \"%s\", \"task\": \"sst2\", " \
-            "\"train_file\": \"%s\", \"validation_file\": \"%s\", \"batch\": 4, \"max_len\": 256, " \
-            "\"lr\": 1e-3, \"distill\": {\"steps\": 3}, \"prompt_format\": \"chat_template\"}"
+#define JOB                                                                                        \
+    "{\"method\": \"bitnet_sft\", \"model\": \"%s\", \"task\": \"sst2\", "                         \
+    "\"train_file\": \"%s\", \"validation_file\": \"%s\", \"batch\": 4, \"max_len\": 256, "        \
+    "\"lr\": 1e-3, \"distill\": {\"steps\": 3}, \"prompt_format\": \"chat_template\"}"
     snprintf(out, sizeof(out), "%s/nochat-out", tmp);
     snprintf(cfg, sizeof(cfg), JOB, nochat, train, val);
     int rc = run("nochat", cfg, out, ev);
@@ -253,7 +258,8 @@ static void job(const char *base, const char *nochat)
     TAP_OK(rc == 0 && events_have(ev, "\"type\":\"done\"", NULL) &&
                events_have(ev, "\"model\":\"student_gguf\"", "\"accuracy\""),
            "a bitnet_sft job with prompt_format chat_template trains, exports and scores its "
-           "student file (rc %d)", rc);
+           "student file (rc %d)",
+           rc);
     /* the student file */
     char gguf[1100];
     snprintf(gguf, sizeof(gguf), "%s/student.gguf", out);
@@ -264,7 +270,8 @@ static void job(const char *base, const char *nochat)
                meta.chat_template && !strcmp(meta.chat_template, tpl_text) && meta.nlabels == 2 &&
                !strcmp(meta.label_words[1], "positive"),
            "the student carries the template, prompt_format and label words without their "
-           "space (%s)", err);
+           "space (%s)",
+           err);
     eng_student_meta_release(&meta);
     eng_model_free(m);
     /* serving renders a request as training rendered its examples */
@@ -272,8 +279,7 @@ static void job(const char *base, const char *nochat)
     rc = eng_served_load(gguf, "chat-student", 0, &s, err);
     char *served = rc ? NULL : eng_served_prompt(s, "a fine film", strlen("a fine film"));
     char *want = reference("Review: a fine film\nSentiment:", NULL);
-    TAP_OK(rc == 0 && s->task == ENG_TASK_CLASSIFICATION && served && want &&
-               !strcmp(served, want),
+    TAP_OK(rc == 0 && s->task == ENG_TASK_CLASSIFICATION && served && want && !strcmp(served, want),
            "the served student's prompt is the rendered user turn: \"%s\"", served ? served : err);
     free(served);
     free(want);
@@ -289,7 +295,7 @@ int main(void)
     snprintf(top, sizeof(top), "%s", t ? t : ".");
     snprintf(p, sizeof(p), "%s/tests/fixtures/chat/qwen2.5.jinja", top);
     if (!TAP_OK(slurp(p, tpl_text, sizeof(tpl_text)) == 0 && mkdtemp(tmp), "fixture and "
-                "temporary directory"))
+                                                                           "temporary directory"))
         return tap_done();
     snprintf(base, sizeof(base), "%s/base", tmp);
     snprintf(nochat, sizeof(nochat), "%s/nochat", tmp);

@@ -66,11 +66,14 @@ static void test_chat(const struct eng_tok *tok)
     struct trn_dataset *d = NULL;
     trn_task_defaults("chat", &t, err);
     int rc = trn_dataset_load(path, &t, 0, &d, err);
-    TAP_OK(rc == 0 && d->n == 3, "two conversations with 2 + 1 weighted assistant messages give "
-           "3 examples (%zu; %s)", d ? d->n : 0, err);
+    TAP_OK(rc == 0 && d->n == 3,
+           "two conversations with 2 + 1 weighted assistant messages give "
+           "3 examples (%zu; %s)",
+           d ? d->n : 0, err);
     if (!rc && d->n == 3) {
-        TAP_OK(!strcmp(d->ex[0].text, "<|im_start|>system\nBe brief.<|im_end|>\n"
-                                      "<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n") &&
+        TAP_OK(!strcmp(d->ex[0].text,
+                       "<|im_start|>system\nBe brief.<|im_end|>\n"
+                       "<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n") &&
                    !strcmp(d->ex[0].target, "2"),
                "first turn: the conversation so far in ChatML, then the reply as the target");
         TAP_OK(!strcmp(d->ex[1].text, "<|im_start|>system\nBe brief.<|im_end|>\n"
@@ -95,10 +98,11 @@ static void test_chat(const struct eng_tok *tok)
             eng_tok_decode(tok, ids + np, (size_t)(n - np - 1), 0, &rep, &rl);
             eng_tok_decode(tok, ids, (size_t)np, 0, &pr, &pl);
         }
-        TAP_OK(rc == 0 && pn == np && rep && !strcmp(rep, "hello") && ids[n - 1] == t.eos &&
-                   pr && !strcmp(pr, d->ex[2].text),
+        TAP_OK(rc == 0 && pn == np && rep && !strcmp(rep, "hello") && ids[n - 1] == t.eos && pr &&
+                   !strcmp(pr, d->ex[2].text),
                "encoded: the prompt, then the reply without a leading space (\"%s\") and the end "
-               "token %d", rep ? rep : "", t.eos);
+               "token %d",
+               rep ? rep : "", t.eos);
         free(ids);
         free(pids);
         free(rep);
@@ -122,8 +126,10 @@ static void test_chat(const struct eng_tok *tok)
         d = NULL;
         err[0] = 0;
         rc = trn_dataset_load(path, &t, 0, &d, err);
-        TAP_OK(rc && strstr(err, ":2:") && strstr(err, bad[i][1]), "bad chat line 2 refused, "
-               "naming the line and '%s' (%s)", bad[i][1], err);
+        TAP_OK(rc && strstr(err, ":2:") && strstr(err, bad[i][1]),
+               "bad chat line 2 refused, "
+               "naming the line and '%s' (%s)",
+               bad[i][1], err);
         trn_dataset_free(d);
     }
     unlink(path);
@@ -135,13 +141,18 @@ int main(void)
     char err[ENG_ERR_LEN] = "", tokp[600];
     struct stat st;
     snprintf(data, sizeof(data), "%s", tap_data_dir());
-    static const char *const needs[] = {
-        "sst2/sentence/stsa.binary.dev", "sst2/sentence/stsa.binary.train", "sst2/glue/dev.tsv",
-        "sst2/glue/train.tsv", "mnli/validation.json", "qnli/validation.json",
-        "cnndm/validation.jsonl", "corpus/wikitext2/valid.txt"};
+    static const char *const needs[] = {"sst2/sentence/stsa.binary.dev",
+                                        "sst2/sentence/stsa.binary.train",
+                                        "sst2/glue/dev.tsv",
+                                        "sst2/glue/train.tsv",
+                                        "mnli/validation.json",
+                                        "qnli/validation.json",
+                                        "cnndm/validation.jsonl",
+                                        "corpus/wikitext2/valid.txt"};
     for (size_t i = 0; i < sizeof(needs) / sizeof(needs[0]); i++)
         if (stat(dp(needs[i]), &st)) {
-            TAP_SKIP("needs ../shared/data/%s (not at %s; set SHARED_DATA)", needs[i], dp(needs[i]));
+            TAP_SKIP("needs ../shared/data/%s (not at %s; set SHARED_DATA)", needs[i],
+                     dp(needs[i]));
             return tap_done();
         }
     /* counts from ../shared/data/README.md; label balances counted with awk/jq */
@@ -190,8 +201,8 @@ int main(void)
     if (!rc)
         eng_tok_decode(tok, ids, (size_t)np, 0, &txt, &tl);
     TAP_OK(rc == 0 && n == np + 1 && ids[np] == t.label_tok[1] && pn == np &&
-           !memcmp(ids, pids, (size_t)np * sizeof(int32_t)) && txt &&
-           !strcmp(txt, "Review: a gripping , funny movie .\nSentiment:"),
+               !memcmp(ids, pids, (size_t)np * sizeof(int32_t)) && txt &&
+               !strcmp(txt, "Review: a gripping , funny movie .\nSentiment:"),
            "classification: template filled, prompt + label token (\"%s\")", txt ? txt : "");
     free(ids);
     free(pids);
@@ -229,8 +240,10 @@ int main(void)
     /* corpus packing */
     struct trn_corpus *c = NULL;
     rc = trn_corpus_load(dp("corpus/wikitext2/valid.txt"), tok, 506, 5000, &c, err);
-    TAP_OK(rc == 0 && c->ntok >= 5000 && c->ntok < 5000 + 16384, "corpus: %zu tokens for a "
-           "5000-token budget (%s)", c ? c->ntok : 0, err);
+    TAP_OK(rc == 0 && c->ntok >= 5000 && c->ntok < 5000 + 16384,
+           "corpus: %zu tokens for a "
+           "5000-token budget (%s)",
+           c ? c->ntok : 0, err);
     trn_corpus_free(c);
     /* shuffling: a permutation, deterministic per seed */
     size_t p1[1000], p2[1000], p3[1000];
@@ -281,13 +294,15 @@ int main(void)
     if (!rc)
         eng_tok_decode(tok, ids, (size_t)np, 0, &txt, &tl);
     TAP_OK(rc == 0 && t.chatml && t.eos == im_end && im_end >= 0 && n <= 20 &&
-               ids[n - 1] == im_end && txt && !strncmp(txt, "<|im_start|>user\nSummarize:\none two",
-                                                       strlen("<|im_start|>user\nSummarize:\none two")) &&
-               strlen(txt) > 40 && !strcmp(txt + strlen(txt) - 33,
-                                           "<|im_end|>\n<|im_start|>assistant\n") &&
+               ids[n - 1] == im_end && txt &&
+               !strncmp(txt, "<|im_start|>user\nSummarize:\none two",
+                        strlen("<|im_start|>user\nSummarize:\none two")) &&
+               strlen(txt) > 40 &&
+               !strcmp(txt + strlen(txt) - 33, "<|im_end|>\n<|im_start|>assistant\n") &&
                !strstr(txt, "twelve"),
            "chat_format chatml, summarization: prompt \"%s\" (article cut, turn kept), eos "
-           "<|im_end|> %d", txt ? txt : "", (int)im_end);
+           "<|im_end|> %d",
+           txt ? txt : "", (int)im_end);
     free(txt);
     txt = NULL;
     if (!rc)

@@ -27,15 +27,18 @@
 #include "tests/tap.h"
 #include "train/dist.h"
 
-#define DEADLINE_S 2     /* BITDISTILL_DIST_TIMEOUT of the failure cases */
-#define SLACK_S 4.0      /* what a failure may take beyond it (peers wait 5 s more at most) */
+#define DEADLINE_S 2 /* BITDISTILL_DIST_TIMEOUT of the failure cases */
+#define SLACK_S 4.0  /* what a failure may take beyond it (peers wait 5 s more at most) */
 #define MAXR 8
 
-static const char *const vars[] = {
-    "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_ID", "SLURM_STEPID",
-    "SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_STEP_NODELIST", "SLURM_LOCALID",
-    "BITDISTILL_DIST_RANK", "BITDISTILL_DIST_WORLD", "BITDISTILL_DIST_ADDR",
-    "BITDISTILL_DIST_PORT", "BITDISTILL_DIST_TIMEOUT", "CUDA_VISIBLE_DEVICES"};
+static const char *const vars[] = {"SLURM_PROCID",          "SLURM_NTASKS",
+                                   "SLURM_STEP_NUM_TASKS",  "SLURM_STEP_ID",
+                                   "SLURM_STEPID",          "SLURM_JOB_ID",
+                                   "SLURM_JOB_NODELIST",    "SLURM_STEP_NODELIST",
+                                   "SLURM_LOCALID",         "BITDISTILL_DIST_RANK",
+                                   "BITDISTILL_DIST_WORLD", "BITDISTILL_DIST_ADDR",
+                                   "BITDISTILL_DIST_PORT",  "BITDISTILL_DIST_TIMEOUT",
+                                   "CUDA_VISIBLE_DEVICES"};
 
 static void clear_env(void)
 {
@@ -132,20 +135,19 @@ static void environment(void)
     int rc;
 #define CFG(env) (set_env(env), rc = trn_dist_cfg_env(&c, err))
     CFG("");
-    TAP_OK(rc == 0 && c.world == 1 && c.rank == 0 &&
-               !strcmp(c.source, "none") && c.timeout_s == TRN_DIST_DEFAULT_TIMEOUT,
+    TAP_OK(rc == 0 && c.world == 1 && c.rank == 0 && !strcmp(c.source, "none") &&
+               c.timeout_s == TRN_DIST_DEFAULT_TIMEOUT,
            "no launcher: a single process");
     CFG("SLURM_PROCID=1 SLURM_NTASKS=4 SLURM_STEP_ID=0 SLURM_JOB_ID=1234 "
-            "SLURM_JOB_NODELIST=gpu[01-04]");
-    TAP_OK(rc == 0 && c.rank == 1 && c.world == 4 &&
-               !strcmp(c.addr, "gpu01") && c.port == 20000 + 234 * 10 &&
-               !strcmp(c.source, "slurm"),
-           "srun step: rank %d of %d, rank 0 at %s port %d (%s)", c.rank, c.world, c.addr,
-           c.port, c.source);
+        "SLURM_JOB_NODELIST=gpu[01-04]");
+    TAP_OK(rc == 0 && c.rank == 1 && c.world == 4 && !strcmp(c.addr, "gpu01") &&
+               c.port == 20000 + 234 * 10 && !strcmp(c.source, "slurm"),
+           "srun step: rank %d of %d, rank 0 at %s port %d (%s)", c.rank, c.world, c.addr, c.port,
+           c.source);
     CFG("SLURM_PROCID=2 SLURM_NTASKS=8 SLURM_STEP_NUM_TASKS=3 SLURM_STEPID=3 "
-            "SLURM_JOB_ID=77 SLURM_JOB_NODELIST=a[1-9] SLURM_STEP_NODELIST=a[4-6]");
-    TAP_OK(rc == 0 && c.rank == 2 && c.world == 3 &&
-               !strcmp(c.addr, "a4") && c.port == 20000 + 770 + 3,
+        "SLURM_JOB_ID=77 SLURM_JOB_NODELIST=a[1-9] SLURM_STEP_NODELIST=a[4-6]");
+    TAP_OK(rc == 0 && c.rank == 2 && c.world == 3 && !strcmp(c.addr, "a4") &&
+               c.port == 20000 + 770 + 3,
            "the step's task count and node list win over the job's (rank %d of %d at %s:%d)",
            c.rank, c.world, c.addr, c.port);
     CFG("SLURM_PROCID=0 SLURM_NTASKS=4 SLURM_JOB_ID=5 SLURM_JOB_NODELIST=gpu[01-04]");
@@ -154,23 +156,21 @@ static void environment(void)
     CFG("SLURM_PROCID=0 SLURM_NTASKS=1 SLURM_STEP_ID=0 SLURM_JOB_NODELIST=n1");
     TAP_OK(rc == 0 && c.world == 1, "srun -n1: one process");
     CFG("BITDISTILL_DIST_RANK=1 BITDISTILL_DIST_WORLD=2 BITDISTILL_DIST_ADDR=127.0.0.1 "
-            "BITDISTILL_DIST_PORT=4567 BITDISTILL_DIST_TIMEOUT=9");
-    TAP_OK(rc == 0 && c.rank == 1 && c.world == 2 &&
-               !strcmp(c.addr, "127.0.0.1") && c.port == 4567 && c.timeout_s == 9 &&
-               !strcmp(c.source, "env"),
+        "BITDISTILL_DIST_PORT=4567 BITDISTILL_DIST_TIMEOUT=9");
+    TAP_OK(rc == 0 && c.rank == 1 && c.world == 2 && !strcmp(c.addr, "127.0.0.1") &&
+               c.port == 4567 && c.timeout_s == 9 && !strcmp(c.source, "env"),
            "BITDISTILL_DIST_*: rank %d of %d at %s:%d, timeout %.0f s", c.rank, c.world, c.addr,
            c.port, c.timeout_s);
     CFG("BITDISTILL_DIST_RANK=0 BITDISTILL_DIST_WORLD=2 BITDISTILL_DIST_ADDR=h");
     TAP_OK(rc == 0 && c.port == TRN_DIST_DEFAULT_PORT,
            "no port and no Slurm job: the default port %d", c.port);
     CFG("SLURM_PROCID=3 SLURM_NTASKS=4 SLURM_STEP_ID=0 SLURM_JOB_NODELIST=n[1-4] "
-            "BITDISTILL_DIST_RANK=0 BITDISTILL_DIST_WORLD=1");
+        "BITDISTILL_DIST_RANK=0 BITDISTILL_DIST_WORLD=1");
     TAP_OK(rc == 0 && c.world == 1 && c.rank == 0,
            "BITDISTILL_DIST_WORLD=1 overrides Slurm (one process)");
     CFG("SLURM_PROCID=3 SLURM_NTASKS=4 SLURM_STEP_ID=0 SLURM_JOB_NODELIST=n[1-4] "
-            "BITDISTILL_DIST_ADDR=10.1.2.3 BITDISTILL_DIST_PORT=999");
-    TAP_OK(rc == 0 && c.rank == 3 && !strcmp(c.addr, "10.1.2.3") &&
-               c.port == 999,
+        "BITDISTILL_DIST_ADDR=10.1.2.3 BITDISTILL_DIST_PORT=999");
+    TAP_OK(rc == 0 && c.rank == 3 && !strcmp(c.addr, "10.1.2.3") && c.port == 999,
            "BITDISTILL_DIST_ADDR and _PORT override the node list and the derived port");
     static const struct {
         const char *env, *want;
@@ -180,9 +180,10 @@ static void environment(void)
          "BITDISTILL_DIST_RANK='2'"},
         {"BITDISTILL_DIST_RANK=x BITDISTILL_DIST_WORLD=2", "BITDISTILL_DIST_RANK='x'"},
         {"BITDISTILL_DIST_RANK=0 BITDISTILL_DIST_WORLD=2 BITDISTILL_DIST_ADDR=h "
-         "BITDISTILL_DIST_PORT=70000", "BITDISTILL_DIST_PORT='70000'"},
+         "BITDISTILL_DIST_PORT=70000",
+         "BITDISTILL_DIST_PORT='70000'"},
         {"BITDISTILL_DIST_RANK=0 BITDISTILL_DIST_WORLD=2", "BITDISTILL_DIST_ADDR"},
-        {"SLURM_PROCID=0 SLURM_NTASKS=2 SLURM_STEP_ID=0 SLURM_JOB_NODELIST=gpu[1-", 
+        {"SLURM_PROCID=0 SLURM_NTASKS=2 SLURM_STEP_ID=0 SLURM_JOB_NODELIST=gpu[1-",
          "SLURM_JOB_NODELIST='gpu[1-'"},
         {"SLURM_PROCID=5 SLURM_NTASKS=2 SLURM_STEP_ID=0 SLURM_JOB_NODELIST=a", "SLURM_PROCID"},
         {"BITDISTILL_DIST_TIMEOUT=0", "BITDISTILL_DIST_TIMEOUT"},
@@ -190,8 +191,8 @@ static void environment(void)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = 0;
         CFG(bad[i].env);
-        TAP_OK(rc == ENG_EINVAL && strstr(err, bad[i].want), "%s: fails naming %s (%s)",
-               bad[i].env, bad[i].want, err);
+        TAP_OK(rc == ENG_EINVAL && strstr(err, bad[i].want), "%s: fails naming %s (%s)", bad[i].env,
+               bad[i].want, err);
     }
 #undef CFG
     clear_env();
@@ -205,28 +206,25 @@ static void placement(void)
         const char *dev;
         int visible, lr, lw, shared, n, first;
     } c[] = {
-        {"cuda:all", 8, 0, 1, 1, 8, 0},  /* one task per node: every GPU */
-        {"cuda:all", 8, 1, 2, 1, 4, 4},  /* two tasks sharing 8 GPUs: the second half */
-        {"cuda:all", 8, 2, 3, 1, 3, 5},  /* three tasks: 2, 3, 3 GPUs */
-        {"cuda:all", 1, 1, 2, 0, 1, 0},  /* bound one GPU per task (CUDA_VISIBLE_DEVICES) */
-        {"cuda:all", 2, 1, 2, 0, 2, 0},  /* bound two per task */
-        {"cuda:all", 1, 1, 2, 1, 1, 0},  /* fewer GPUs than tasks: each its visible one */
-        {"cuda:1,3", 8, 1, 2, 1, 2, 1},  /* an explicit list is used as given */
-        {"cuda:2", 8, 0, 4, 1, 1, 2},
-        {"cuda", 8, 3, 4, 1, 1, 0},
-        {"cpu", 8, 0, 1, 1, 0, 0},
-        {"cuda:1,1", 8, 0, 1, 1, -1, 0},
-        {"cuda:x", 8, 0, 1, 1, -1, 0},
-        {"cuda:1,", 8, 0, 1, 1, -1, 0},
+        {"cuda:all", 8, 0, 1, 1, 8, 0}, /* one task per node: every GPU */
+        {"cuda:all", 8, 1, 2, 1, 4, 4}, /* two tasks sharing 8 GPUs: the second half */
+        {"cuda:all", 8, 2, 3, 1, 3, 5}, /* three tasks: 2, 3, 3 GPUs */
+        {"cuda:all", 1, 1, 2, 0, 1, 0}, /* bound one GPU per task (CUDA_VISIBLE_DEVICES) */
+        {"cuda:all", 2, 1, 2, 0, 2, 0}, /* bound two per task */
+        {"cuda:all", 1, 1, 2, 1, 1, 0}, /* fewer GPUs than tasks: each its visible one */
+        {"cuda:1,3", 8, 1, 2, 1, 2, 1}, /* an explicit list is used as given */
+        {"cuda:2", 8, 0, 4, 1, 1, 2},   {"cuda", 8, 3, 4, 1, 1, 0},
+        {"cpu", 8, 0, 1, 1, 0, 0},      {"cuda:1,1", 8, 0, 1, 1, -1, 0},
+        {"cuda:x", 8, 0, 1, 1, -1, 0},  {"cuda:1,", 8, 0, 1, 1, -1, 0},
         {"gpu", 8, 0, 1, 1, -1, 0},
     };
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         int devs[64] = {0};
-        int n = trn_dist_pick_devices(c[i].dev, c[i].visible, c[i].lr, c[i].lw, c[i].shared,
-                                      devs, 64);
+        int n =
+            trn_dist_pick_devices(c[i].dev, c[i].visible, c[i].lr, c[i].lw, c[i].shared, devs, 64);
         TAP_OK(n == c[i].n && (n <= 0 || devs[0] == c[i].first),
-               "%s, %d visible, local rank %d of %d%s: %d GPUs from %d (want %d from %d)",
-               c[i].dev, c[i].visible, c[i].lr, c[i].lw, c[i].shared ? " (shared)" : "", n,
+               "%s, %d visible, local rank %d of %d%s: %d GPUs from %d (want %d from %d)", c[i].dev,
+               c[i].visible, c[i].lr, c[i].lw, c[i].shared ? " (shared)" : "", n,
                n > 0 ? devs[0] : -1, c[i].n, c[i].first);
     }
 }
@@ -250,7 +248,7 @@ struct scen {
     const char *device[MAXR];
     int visible, need_gpu;
     enum act act;
-    int who;               /* the process that acts */
+    int who; /* the process that acts */
 };
 
 static uint64_t hash(const unsigned char *p, size_t n)
@@ -290,8 +288,8 @@ static void child(const struct scen *s, int k, int port, int fd)
     double t0 = now();
     r.rc = trn_dist_cfg_env(&c, r.err);
     if (!r.rc)
-        r.rc = trn_dist_start(&c, s->device[k] ? s->device[k] : "cuda:all", s->visible,
-                              s->need_gpu, &d, r.dev, sizeof(r.dev), r.err);
+        r.rc = trn_dist_start(&c, s->device[k] ? s->device[k] : "cuda:all", s->visible, s->need_gpu,
+                              &d, r.dev, sizeof(r.dev), r.err);
     if (!r.rc && d) {
         r.rank = trn_dist_rank(d);
         r.world = trn_dist_world(d);
@@ -363,11 +361,16 @@ static void rendezvous_ok(void)
     struct res r[MAXR];
     int port;
     /* four ranks of one srun step on one node, sharing 8 (pretend) GPUs: 2 each */
-    struct scen s = {"srun -n4, one node, 8 GPUs shared", 4,
+    struct scen s = {"srun -n4, one node, 8 GPUs shared",
+                     4,
                      {"SLURM_PROCID=%d SLURM_NTASKS=4 SLURM_STEP_ID=0 SLURM_JOB_ID=42 "
                       "SLURM_JOB_NODELIST=localhost BITDISTILL_DIST_PORT=%P "
                       "BITDISTILL_DIST_TIMEOUT=20"},
-                     {0}, 8, 1, ACT_OK, -1};
+                     {0},
+                     8,
+                     1,
+                     ACT_OK,
+                     -1};
     run_scen(&s, r, &port);
     int same = 1, layout = 1;
     for (int k = 0; k < s.n; k++) {
@@ -381,16 +384,22 @@ static void rendezvous_ok(void)
             TAP_DIAG("process %d: rc %d %s", k, r[k].rc, r[k].err);
     }
     TAP_OK(same, "%s: all 4 ranks got rank 0's 128-byte id", s.name);
-    TAP_OK(layout, "%s: ranks 0-3, local ranks 0-3 of 4, GPUs cuda:0,1 .. cuda:6,7 = global "
-           "0-7 of 8, sum over ranks 10 (rank 3: %s first %d of %d, sum %g)", s.name, r[3].dev,
-           r[3].first, r[3].gpus, r[3].sum);
+    TAP_OK(layout,
+           "%s: ranks 0-3, local ranks 0-3 of 4, GPUs cuda:0,1 .. cuda:6,7 = global "
+           "0-7 of 8, sum over ranks 10 (rank 3: %s first %d of %d, sum %g)",
+           s.name, r[3].dev, r[3].first, r[3].gpus, r[3].sum);
 
     /* one GPU bound per task (Slurm --gpus-per-task=1): each drives its own, world of 3 */
-    struct scen b = {"srun -n3 --gpus-per-task=1", 3,
+    struct scen b = {"srun -n3 --gpus-per-task=1",
+                     3,
                      {"SLURM_PROCID=%d SLURM_STEP_NUM_TASKS=3 SLURM_NTASKS=3 SLURM_STEP_ID=1 "
                       "SLURM_STEP_NODELIST=localhost BITDISTILL_DIST_PORT=%P "
                       "CUDA_VISIBLE_DEVICES=%d"},
-                     {0}, 1, 1, ACT_OK, -1};
+                     {0},
+                     1,
+                     1,
+                     ACT_OK,
+                     -1};
     run_scen(&b, r, &port);
     int ok = 1;
     for (int k = 0; k < b.n; k++)
@@ -400,14 +409,18 @@ static void rendezvous_ok(void)
            b.name, r[0].err);
 
     /* torchrun/Kubernetes style: the generic variables, a list of devices per rank */
-    struct scen g = {"BITDISTILL_DIST_*", 2,
+    struct scen g = {"BITDISTILL_DIST_*",
+                     2,
                      {"BITDISTILL_DIST_RANK=%d BITDISTILL_DIST_WORLD=2 "
                       "BITDISTILL_DIST_ADDR=127.0.0.1 BITDISTILL_DIST_PORT=%P"},
-                     {"cuda:0", "cuda:1,2,3"}, 4, 1, ACT_OK, -1};
+                     {"cuda:0", "cuda:1,2,3"},
+                     4,
+                     1,
+                     ACT_OK,
+                     -1};
     run_scen(&g, r, &port);
     TAP_OK(r[0].got && r[1].got && !r[0].rc && !r[1].rc && r[0].gpus == 4 && r[1].first == 1 &&
-               !strcmp(r[1].dev, "cuda:1,2,3") && !memcmp(r[0].id, r[1].id, 128) &&
-               r[1].sum == 3,
+               !strcmp(r[1].dev, "cuda:1,2,3") && !memcmp(r[0].id, r[1].id, 128) && r[1].sum == 3,
            "%s: 1 + 3 GPUs, rank 1 starts at global GPU %d of %d (%s %s)", g.name, r[1].first,
            r[1].gpus, r[0].err, r[1].err);
 }
@@ -429,14 +442,14 @@ static void expect_fail(const struct scen *s, const char *want0, const char *wan
         if (r[k].rc == 0 || !strstr(r[k].err, want))
             TAP_DIAG("process %d: rc %d '%s' (want '%s')", k, r[k].rc, r[k].err, want);
     }
-    TAP_OK(ok && reported > 0, "%s: %d processes fail naming the cause ('%s')", s->name,
-           reported, r[0].got ? r[0].err : r[s->n - 1].err);
+    TAP_OK(ok && reported > 0, "%s: %d processes fail naming the cause ('%s')", s->name, reported,
+           r[0].got ? r[0].err : r[s->n - 1].err);
     TAP_OK(worst < DEADLINE_S + SLACK_S, "%s: within %.1f s (deadline %d s)", s->name, worst,
            DEADLINE_S);
 }
 
-#define ENV_SLURM(n)                                                                             \
-    "SLURM_PROCID=%d SLURM_NTASKS=" #n " SLURM_STEP_ID=0 SLURM_JOB_NODELIST=localhost "          \
+#define ENV_SLURM(n)                                                                               \
+    "SLURM_PROCID=%d SLURM_NTASKS=" #n " SLURM_STEP_ID=0 SLURM_JOB_NODELIST=localhost "            \
     "BITDISTILL_DIST_PORT=%P BITDISTILL_DIST_TIMEOUT=2"
 
 static void rendezvous_failures(void)
@@ -451,18 +464,24 @@ static void rendezvous_failures(void)
     expect_fail(&fl, "cuda:0: out of memory (test)", "cuda:0: out of memory (test)");
     struct scen ck = {"a rank out of step", 3, {ENV_SLURM(3)}, {0}, 3, 1, ACT_CHECK, 2};
     expect_fail(&ck, "is not in step", "is not in step");
-    struct scen ng = {"a rank without a GPU", 2, {ENV_SLURM(2)}, {"cuda:all", "cpu"}, 2, 1,
-                      ACT_OK, -1};
+    struct scen ng = {
+        "a rank without a GPU", 2, {ENV_SLURM(2)}, {"cuda:all", "cpu"}, 2, 1, ACT_OK, -1};
     expect_fail(&ng, "has no GPU to train on (--device cpu", "has no GPU to train on");
     /* rank 0 never starts: the others cannot reach it */
-    struct scen nr = {"no rank 0", 2,
+    struct scen nr = {"no rank 0",
+                      2,
                       {"SLURM_PROCID=1 SLURM_NTASKS=2 SLURM_STEP_ID=0 "
                        "SLURM_JOB_NODELIST=localhost BITDISTILL_DIST_PORT=%P "
                        "BITDISTILL_DIST_TIMEOUT=2"},
-                      {0}, 1, 1, ACT_OK, -1};
+                      {0},
+                      1,
+                      1,
+                      ACT_OK,
+                      -1};
     expect_fail(&nr, "cannot reach rank 0 at localhost port", "cannot reach rank 0");
     /* two processes say they are rank 1 */
-    struct scen dup = {"a duplicate rank", 3,
+    struct scen dup = {"a duplicate rank",
+                       3,
                        {"BITDISTILL_DIST_RANK=0 BITDISTILL_DIST_WORLD=3 "
                         "BITDISTILL_DIST_ADDR=localhost BITDISTILL_DIST_PORT=%P "
                         "BITDISTILL_DIST_TIMEOUT=2",
@@ -472,24 +491,29 @@ static void rendezvous_failures(void)
                         "BITDISTILL_DIST_RANK=1 BITDISTILL_DIST_WORLD=3 "
                         "BITDISTILL_DIST_ADDR=localhost BITDISTILL_DIST_PORT=%P "
                         "BITDISTILL_DIST_TIMEOUT=2"},
-                       {0}, 1, 1, ACT_OK, -1};
+                       {0},
+                       1,
+                       1,
+                       ACT_OK,
+                       -1};
     expect_fail(&dup, "two processes claim rank 1", "claim rank 1");
 
     /* the port is taken on rank 0's host */
     int fd = socket(AF_INET6, SOCK_STREAM, 0), port = free_port(), zero = 0;
-    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
-                             .sin6_addr = in6addr_any};
+    struct sockaddr_in6 a = {
+        .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = in6addr_any};
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     int bound = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 1) == 0;
     char env[512], err[ENG_ERR_LEN] = "", dev[64];
     struct trn_dist_cfg c;
     struct trn_dist *d = NULL;
-    snprintf(env, sizeof(env), "BITDISTILL_DIST_RANK=0 BITDISTILL_DIST_WORLD=2 "
+    snprintf(env, sizeof(env),
+             "BITDISTILL_DIST_RANK=0 BITDISTILL_DIST_WORLD=2 "
              "BITDISTILL_DIST_ADDR=localhost BITDISTILL_DIST_PORT=%d BITDISTILL_DIST_TIMEOUT=2",
              port);
     set_env(env);
-    int rc = trn_dist_cfg_env(&c, err) || trn_dist_start(&c, "cuda:all", 1, 1, &d, dev,
-                                                         sizeof(dev), err);
+    int rc = trn_dist_cfg_env(&c, err) ||
+             trn_dist_start(&c, "cuda:all", 1, 1, &d, dev, sizeof(dev), err);
     TAP_OK(!bound || (rc && strstr(err, "is in use") && strstr(err, "BITDISTILL_DIST_PORT")),
            "a port in use: %s", bound ? err : "(could not take the port: not checked)");
     trn_dist_free(d);
@@ -509,8 +533,10 @@ static void dist_check_cli(void)
         pid[k] = fork();
         if (pid[k] == 0) {
             char env[512];
-            snprintf(env, sizeof(env), "BITDISTILL_DIST_RANK=%d BITDISTILL_DIST_WORLD=2 "
-                     "BITDISTILL_DIST_ADDR=127.0.0.1 BITDISTILL_DIST_PORT=%d", k, port);
+            snprintf(env, sizeof(env),
+                     "BITDISTILL_DIST_RANK=%d BITDISTILL_DIST_WORLD=2 "
+                     "BITDISTILL_DIST_ADDR=127.0.0.1 BITDISTILL_DIST_PORT=%d",
+                     k, port);
             set_env(env);
             dup2(out, 1);
             char *argv[] = {"dist-check", "--device", "cpu", NULL};

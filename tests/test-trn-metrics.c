@@ -53,8 +53,9 @@ static void rouge(void)
     for (size_t i = 0; i < sizeof(RC) / sizeof(RC[0]); i++) {
         struct trn_rouge r;
         int rc = trn_rouge_score(RC[i].pred, RC[i].ref, &r);
-        int ok = rc == 0 && fabs(r.r1 - RC[i].r1) < ROUGE_TOL && fabs(r.r2 - RC[i].r2) < ROUGE_TOL &&
-                 fabs(r.rl - RC[i].rl) < ROUGE_TOL && fabs(r.rlsum - RC[i].rlsum) < ROUGE_TOL;
+        int ok = rc == 0 && fabs(r.r1 - RC[i].r1) < ROUGE_TOL &&
+                 fabs(r.r2 - RC[i].r2) < ROUGE_TOL && fabs(r.rl - RC[i].rl) < ROUGE_TOL &&
+                 fabs(r.rlsum - RC[i].rlsum) < ROUGE_TOL;
         TAP_OK(ok, "ROUGE case %zu: 1/2/L/Lsum = %.6f %.6f %.6f %.6f (want %.6f %.6f %.6f %.6f)",
                i + 1, r.r1, r.r2, r.rl, r.rlsum, RC[i].r1, RC[i].r2, RC[i].rl, RC[i].rlsum);
     }
@@ -95,8 +96,8 @@ static void bleu(void)
         trn_bleu_add(&corpus, p, r);
         trn_bleu_add(&one, p, r);
         double want = json_number_value(json_array_get(sent, i)), got = trn_bleu_score(&one, 1);
-        TAP_OK(fabs(got - want) < BLEU_TOL, "sentence BLEU %zu: %.6f (sacrebleu %.6f)", i + 1,
-               got, want);
+        TAP_OK(fabs(got - want) < BLEU_TOL, "sentence BLEU %zu: %.6f (sacrebleu %.6f)", i + 1, got,
+               want);
     }
     double want = json_number_value(json_object_get(m, "bleu_corpus"));
     double got = trn_bleu_score(&corpus, 0);

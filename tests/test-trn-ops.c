@@ -21,8 +21,8 @@
 #include "train/ops.h"
 #include "train/step.h"
 
-#define FD_H 1e-2f      /* central-difference step (fp32 forward) */
-#define FD_TOL 2e-2     /* normalised error of the sampled gradient entries */
+#define FD_H 1e-2f  /* central-difference step (fp32 forward) */
+#define FD_TOL 2e-2 /* normalised error of the sampled gradient entries */
 #define FD_SAMPLES 48
 
 static unsigned long long rs = 88172645463325252ULL;
@@ -40,7 +40,10 @@ static float *rnd(size_t n, float scale)
         p[i] = frand() * scale;
     return p;
 }
-static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
+static float *zeros(size_t n)
+{
+    return calloc(n, sizeof(float));
+}
 
 static double dot(const float *a, const float *b, size_t n)
 {
@@ -67,7 +70,8 @@ static void fd_check(const char *what, float *x, const float *g, size_t n, doubl
         s2 += fd * fd;
     }
     double e = sqrt(d2) / (sqrt(s2) > 1e-12 ? sqrt(s2) : 1e-12);
-    TAP_OK(e < FD_TOL && s2 > 0, "%s: analytic vs finite differences, normalised err %.3g", what, e);
+    TAP_OK(e < FD_TOL && s2 > 0, "%s: analytic vs finite differences, normalised err %.3g", what,
+           e);
 }
 
 /* ---------------------------------------------------------------- per-op state */
@@ -106,8 +110,14 @@ static double l_embed(void)
     trn_embed_forward(OUT, TOK, W, N, C);
     return dot(OUT, R, (size_t)N * C);
 }
-static double l_ce(void) { return trn_ce_forward(X, TGT, N, V); }
-static double l_kl(void) { return trn_kl_forward(X, X2, TGT, N, V, 3.0f); }
+static double l_ce(void)
+{
+    return trn_ce_forward(X, TGT, N, V);
+}
+static double l_kl(void)
+{
+    return trn_kl_forward(X, X2, TGT, N, V, 3.0f);
+}
 static enum trn_rel REL;
 static float *SCR;
 static double l_rel(void)
@@ -192,23 +202,39 @@ static void ops(void)
         REL = k ? TRN_REL_SCALED : TRN_REL_COSINE;
         memset(dq, 0, (size_t)N * NH * HD * sizeof(float));
         trn_relation_backward(dq, Q, K, LEN, B, T, NH * HD, KVH * HD, 2, REL, 0.7f, 1.0f, SCR);
-        fd_check(k ? "relation KL (scaled, eq. 12) dstudent" : "relation KL (cosine, Alg. 1) "
-                 "dstudent", Q, dq, (size_t)N * NH * HD, l_rel);
+        fd_check(k ? "relation KL (scaled, eq. 12) dstudent"
+                   : "relation KL (cosine, Alg. 1) "
+                     "dstudent",
+                 Q, dq, (size_t)N * NH * HD, l_rel);
         int pad_zero = 1;
         for (int t = LEN[1]; t < T; t++)
             for (int i = 0; i < NH * HD; i++)
                 pad_zero &= dq[((size_t)T + t) * NH * HD + i] == 0.0f;
         TAP_OK(pad_zero, "relation (%s): padding rows get no gradient", k ? "scaled" : "cosine");
     }
-    double r0 = trn_relation_forward(Q, Q, LEN, B, T, NH * HD, NH * HD, 2, TRN_REL_COSINE, 1.0f,
-                                     SCR);
+    double r0 =
+        trn_relation_forward(Q, Q, LEN, B, T, NH * HD, NH * HD, 2, TRN_REL_COSINE, 1.0f, SCR);
     TAP_OK(fabs(r0) < 1e-6, "relation KL of identical states is 0 (%.3g)", r0);
 
     free(SCR);
-    free(dq); free(dk); free(dv); free(sc);
-    free(Q); free(K); free(VV); free(PR); free(CS); free(SN);
-    free(dx); free(dw); free(d2);
-    free(X); free(X2); free(W); free(R); free(OUT);
+    free(dq);
+    free(dk);
+    free(dv);
+    free(sc);
+    free(Q);
+    free(K);
+    free(VV);
+    free(PR);
+    free(CS);
+    free(SN);
+    free(dx);
+    free(dw);
+    free(d2);
+    free(X);
+    free(X2);
+    free(W);
+    free(R);
+    free(OUT);
 }
 
 /* ---------------------------------------------------------------- quantizers */

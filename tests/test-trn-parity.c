@@ -21,10 +21,10 @@
 #include "train/model.h"
 #include "train/step.h"
 
-#define LOSS_TOL 1e-4   /* relative error of each loss */
-#define GRAD_TOL 1e-3   /* normalised error |a-b|/|b| of each gradient tensor */
-#define ADAM_TOL 1e-4   /* normalised error of each tensor after 3 AdamW steps */
-#define FWD_TOL 1e-4    /* max abs logit error vs the engine / PyTorch */
+#define LOSS_TOL 1e-4 /* relative error of each loss */
+#define GRAD_TOL 1e-3 /* normalised error |a-b|/|b| of each gradient tensor */
+#define ADAM_TOL 1e-4 /* normalised error of each tensor after 3 AdamW steps */
+#define FWD_TOL 1e-4  /* max abs logit error vs the engine / PyTorch */
 
 static char pbuf[4096];
 
@@ -124,8 +124,10 @@ static void fwd_vs_engine(const char *name)
     if (!rm)
         rm = eng_ctx_forward(cm, tok, 13, lm, 1);
     d = rc || rm ? 1e9 : maxabs(lm, lg, (size_t)13 * V);
-    TAP_OK(d == 0, "%s: engine over the trainer's parameters == engine from the file, max abs "
-           "diff %.3g (%s)", name, d, rm ? err : "");
+    TAP_OK(d == 0,
+           "%s: engine over the trainer's parameters == engine from the file, max abs "
+           "diff %.3g (%s)",
+           name, d, rm ? err : "");
     eng_ctx_free(cm);
     eng_model_free(em);
     free(lm);
@@ -155,8 +157,7 @@ static void fwd_student(void)
         rc = trn_model_forward(t, tok, 1, n);
         int V = trn_model_config(t)->vocab;
         double d = rc || nr != (size_t)n * V ? 1e9 : maxabs(trn_model_logits(t), ref, nr);
-        TAP_OK(d < FWD_TOL * 10, "BitLinear+SubLN forward vs PyTorch student: max abs err %.3g",
-               d);
+        TAP_OK(d < FWD_TOL * 10, "BitLinear+SubLN forward vs PyTorch student: max abs err %.3g", d);
         /* The student evaluation's path: the engine over the latent weights in place, made
          * ternary with its INT8 head, against PyTorch's INT8-head student. */
         struct eng_model *fp = NULL, *st = NULL;
@@ -172,8 +173,10 @@ static void fwd_student(void)
         if (!rc)
             rc = eng_ctx_forward(c, tok, n, lg, 1);
         d = rc || !q8 || nq != (size_t)n * V ? 1e9 : maxabs(lg, q8, nq);
-        TAP_OK(d < 2e-2, "engine student over the trainer's latent weights vs PyTorch INT8-head "
-               "student: max abs err %.3g (%s)", d, rc ? err : "");
+        TAP_OK(d < 2e-2,
+               "engine student over the trainer's latent weights vs PyTorch INT8-head "
+               "student: max abs err %.3g (%s)",
+               d, rc ? err : "");
         eng_ctx_free(c);
         eng_model_free(st);
         eng_model_free(fp);
@@ -209,7 +212,7 @@ static void load_case(const char *cn, struct trn_loss_cfg *lc)
     lc->layer = (int)json_integer_value(json_object_get(c, "layer"));
     lc->split_heads = (int)json_integer_value(json_object_get(c, "split_heads"));
     lc->rel = strcmp(json_string_value(json_object_get(c, "rel")), "cosine") ? TRN_REL_SCALED
-                                                                              : TRN_REL_COSINE;
+                                                                             : TRN_REL_COSINE;
     lc->t_r = (float)json_number_value(json_object_get(c, "t_r"));
 }
 
@@ -237,8 +240,10 @@ static void step_case(const char *cn, struct trn_batch *b)
         TAP_OK(0, "%s: models load", cn);
         return;
     }
-    TAP_OK(trn_model_has_subln(s) && !trn_model_has_subln(t), "%s: student has SubLN, teacher "
-           "not", cn);
+    TAP_OK(trn_model_has_subln(s) && !trn_model_has_subln(t),
+           "%s: student has SubLN, teacher "
+           "not",
+           cn);
     trn_model_zero_grad(s);
     int rc = trn_step_losses(s, t, b, &lc, 1, 1.0f, &L, err);
     TAP_OK(rc == 0, "%s: step runs (%s)", cn, err);
@@ -322,8 +327,8 @@ static void adam_case(struct trn_batch *b)
         }
         const float *w = trn_model_params(s) + tt->off;
         double e = nerr(w, rw, n);
-        if (!TAP_OK(e < ADAM_TOL, "after %d AdamW steps: %s normalised err %.3g < %g", steps, nm,
-                    e, ADAM_TOL))
+        if (!TAP_OK(e < ADAM_TOL, "after %d AdamW steps: %s normalised err %.3g < %g", steps, nm, e,
+                    ADAM_TOL))
             first_mismatches(w, rw, n);
     }
     free(m);

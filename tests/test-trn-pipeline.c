@@ -48,8 +48,13 @@ static int run_job(const char *name, const char *json, const char *out, long sto
     FILE *ev = fopen(events, resume ? "a" : "w");
     if (!ev)
         return -101;
-    struct trn_run_opts o = {.config = cfg, .out = out, .threads = 1, .events_fd = fileno(ev),
-                             .resume = resume, .stop_after = stop, .progress = 0};
+    struct trn_run_opts o = {.config = cfg,
+                             .out = out,
+                             .threads = 1,
+                             .events_fd = fileno(ev),
+                             .resume = resume,
+                             .stop_after = stop,
+                             .progress = 0};
     int rc = trn_run(&o);
     fclose(ev);
     return rc;
@@ -98,9 +103,9 @@ static char *cfg_text(const char *fmt, ...)
     return buf;
 }
 
-#define COMMON                                                                                   \
-    "\"model\":\"%s\",\"tokenizer\":\"%s/tests/fixtures/train/tok-bytes.json\","                 \
-    "\"task\":\"sst2\",\"train_file\":\"%s/sst2/sentence/stsa.binary.train\","                   \
+#define COMMON                                                                                     \
+    "\"model\":\"%s\",\"tokenizer\":\"%s/tests/fixtures/train/tok-bytes.json\","                   \
+    "\"task\":\"sst2\",\"train_file\":\"%s/sst2/sentence/stsa.binary.train\","                     \
     "\"validation_file\":\"%s/sst2/sentence/stsa.binary.dev\","
 
 /* ---------------------------------------------------------------- bad configs */
@@ -121,22 +126,31 @@ static void bad(const char *what, const char *json, const char *expect)
 static void bad_configs(void)
 {
     char other[600], wrong[600];
-    bad("unknown method", cfg_text("{\"method\":\"magic\"," COMMON "\"batch\":4}", base, top, data,
-                                   data), "unknown method 'magic'");
-    bad("missing train file", cfg_text("{\"method\":\"bitnet_sft\",\"model\":\"%s\",\"tokenizer\":"
-                                       "\"%s/tests/fixtures/train/tok-bytes.json\",\"task\":"
-                                       "\"sst2\",\"train_file\":\"%s/nope.jsonl\"}", base, top,
-                                       tmp), "cannot read dataset");
-    bad("missing model", cfg_text("{\"method\":\"bitnet_sft\",\"model\":\"%s/none\",\"task\":"
-                                  "\"sst2\",\"train_file\":\"x\"}", tmp), "none");
+    bad("unknown method",
+        cfg_text("{\"method\":\"magic\"," COMMON "\"batch\":4}", base, top, data, data),
+        "unknown method 'magic'");
+    bad("missing train file",
+        cfg_text("{\"method\":\"bitnet_sft\",\"model\":\"%s\",\"tokenizer\":"
+                 "\"%s/tests/fixtures/train/tok-bytes.json\",\"task\":"
+                 "\"sst2\",\"train_file\":\"%s/nope.jsonl\"}",
+                 base, top, tmp),
+        "cannot read dataset");
+    bad("missing model",
+        cfg_text("{\"method\":\"bitnet_sft\",\"model\":\"%s/none\",\"task\":"
+                 "\"sst2\",\"train_file\":\"x\"}",
+                 tmp),
+        "none");
     /* a label outside the task's label set */
     snprintf(wrong, sizeof(wrong), "%s/wrong.jsonl", tmp);
     FILE *f = fopen(wrong, "w");
-    fputs("{\"text\":\"fine\",\"label\":\"positive\"}\n{\"text\":\"meh\",\"label\":\"neutral\"}\n", f);
+    fputs("{\"text\":\"fine\",\"label\":\"positive\"}\n{\"text\":\"meh\",\"label\":\"neutral\"}\n",
+          f);
     fclose(f);
-    bad("wrong label set", cfg_text("{\"method\":\"bitnet_sft\",\"model\":\"%s\",\"tokenizer\":"
-                                    "\"%s/tests/fixtures/train/tok-bytes.json\",\"task\":\"sst2\","
-                                    "\"train_file\":\"%s\"}", base, top, wrong),
+    bad("wrong label set",
+        cfg_text("{\"method\":\"bitnet_sft\",\"model\":\"%s\",\"tokenizer\":"
+                 "\"%s/tests/fixtures/train/tok-bytes.json\",\"task\":\"sst2\","
+                 "\"train_file\":\"%s\"}",
+                 base, top, wrong),
         "label \"neutral\" is not in the task's label set");
     /* a teacher with another vocabulary */
     char cfgp[600], err[ENG_ERR_LEN];
@@ -147,12 +161,15 @@ static void bad_configs(void)
     json_decref(c);
     snprintf(other, sizeof(other), "%s/other", tmp);
     eng_init_write(cfgp, other, 3, 0, err);
-    bad("incompatible vocabularies", cfg_text("{\"method\":\"bitdistill\",\"teacher\":\"%s\","
-                                              COMMON "\"batch\":4}", other, base, top, data,
-                                              data), "incompatible teacher/student vocabularies");
+    bad("incompatible vocabularies",
+        cfg_text("{\"method\":\"bitdistill\",\"teacher\":\"%s\"," COMMON "\"batch\":4}", other,
+                 base, top, data, data),
+        "incompatible teacher/student vocabularies");
     bad("verbalizers sharing a first token",
         cfg_text("{\"method\":\"bitnet_sft\"," COMMON "\"task\":{\"type\":\"sst2\",\"verbalizers\":"
-                 "[\" pos\",\" posh\"]}}", base, top, data, data), "start with the same token");
+                 "[\" pos\",\" posh\"]}}",
+                 base, top, data, data),
+        "start with the same token");
 }
 
 /* ---------------------------------------------------------------- the three methods */
@@ -165,7 +182,8 @@ static double accuracy(const char *events, const char *model)
     return a;
 }
 
-#define TRAIN_SET "\"max_len\":48,\"batch\":16,\"lr\":1e-3,\"weight_decay\":0,\"max_eval_examples\":872,"
+#define TRAIN_SET                                                                                  \
+    "\"max_len\":48,\"batch\":16,\"lr\":1e-3,\"weight_decay\":0,\"max_eval_examples\":872,"
 
 static void methods(void)
 {
@@ -173,9 +191,11 @@ static void methods(void)
     /* fp16_sft: the teacher */
     snprintf(ev, sizeof(ev), "%s/fp16.events", tmp);
     snprintf(out, sizeof(out), "%s/fp16", tmp);
-    int rc = run_job("fp16", cfg_text("{\"method\":\"fp16_sft\"," COMMON TRAIN_SET
-                                      "\"teacher_sft\":{\"steps\":600},\"log_every\":50}", base,
-                                      top, data, data), out, 0, 0, ev);
+    int rc = run_job("fp16",
+                     cfg_text("{\"method\":\"fp16_sft\"," COMMON TRAIN_SET
+                              "\"teacher_sft\":{\"steps\":600},\"log_every\":50}",
+                              base, top, data, data),
+                     out, 0, 0, ev);
     double a = accuracy(ev, "teacher");
     TAP_OK(rc == 0 && count_events(ev, "done") == 1, "fp16_sft finishes (rc %d)", rc);
     TAP_OK(a > ABOVE_CHANCE, "fp16_sft teacher learns SST-2: dev accuracy %.3f > %.2f", a,
@@ -185,9 +205,11 @@ static void methods(void)
     /* bitnet_sft: ternary student, CE only */
     snprintf(ev, sizeof(ev), "%s/bitnet.events", tmp);
     snprintf(out, sizeof(out), "%s/bitnet", tmp);
-    rc = run_job("bitnet", cfg_text("{\"method\":\"bitnet_sft\"," COMMON TRAIN_SET
-                                    "\"distill\":{\"steps\":300},\"log_every\":50}", base, top,
-                                    data, data), out, 0, 0, ev);
+    rc = run_job("bitnet",
+                 cfg_text("{\"method\":\"bitnet_sft\"," COMMON TRAIN_SET
+                          "\"distill\":{\"steps\":300},\"log_every\":50}",
+                          base, top, data, data),
+                 out, 0, 0, ev);
     a = accuracy(ev, "student");
     TAP_OK(rc == 0 && count_events(ev, "done") == 1, "bitnet_sft finishes (rc %d)", rc);
     TAP_OK(a > ABOVE_CHANCE, "bitnet_sft student learns SST-2: dev accuracy %.3f", a);
@@ -197,12 +219,14 @@ static void methods(void)
     /* bitdistill with that teacher: SubLN, continued pre-training, CE + LD + AD */
     snprintf(ev, sizeof(ev), "%s/bitdistill.events", tmp);
     snprintf(out, sizeof(out), "%s/bitdistill", tmp);
-    rc = run_job("bitdistill", cfg_text("{\"method\":\"bitdistill\",\"teacher\":\"%s\"," COMMON
-                                        TRAIN_SET "\"continue_pretrain\":{\"corpus\":"
-                                        "\"%s/corpus/wikitext2/valid.txt\",\"tokens\":4000},"
-                                        "\"distill\":{\"steps\":300,\"lambda\":10,"
-                                        "\"gamma\":100,\"gamma_warmup\":20},\"log_every\":50}", teacher, base,
-                                        top, data, data, data), out, 0, 0, ev);
+    rc = run_job("bitdistill",
+                 cfg_text("{\"method\":\"bitdistill\",\"teacher\":\"%s\"," COMMON TRAIN_SET
+                          "\"continue_pretrain\":{\"corpus\":"
+                          "\"%s/corpus/wikitext2/valid.txt\",\"tokens\":4000},"
+                          "\"distill\":{\"steps\":300,\"lambda\":10,"
+                          "\"gamma\":100,\"gamma_warmup\":20},\"log_every\":50}",
+                          teacher, base, top, data, data, data),
+                 out, 0, 0, ev);
     a = accuracy(ev, "student");
     TAP_OK(rc == 0 && count_events(ev, "done") == 1, "bitdistill finishes (rc %d)", rc);
     json_t *st = find_event(ev, "step", NULL);
@@ -234,9 +258,11 @@ static void methods(void)
     snprintf(gguf, sizeof(gguf), "%s/student.gguf", out);
     rc = eng_student_load(gguf, &m, &tok, &meta, err);
     TAP_OK(rc == 0 && tok && meta.nlabels == 2 && meta.template &&
-           !strcmp(meta.template, "Review: {text}\nSentiment:") && meta.eval_json &&
-           meta.teacher_sha256, "student.gguf loads in the engine with tokenizer, template, "
-           "labels, eval metrics and teacher sha256 (%s)", err);
+               !strcmp(meta.template, "Review: {text}\nSentiment:") && meta.eval_json &&
+               meta.teacher_sha256,
+           "student.gguf loads in the engine with tokenizer, template, "
+           "labels, eval metrics and teacher sha256 (%s)",
+           err);
     if (rc == 0 && tok) {
         float probs[2];
         int best = -1;
@@ -261,22 +287,25 @@ static void summarization(void)
     char ev[600], out[600];
     snprintf(ev, sizeof(ev), "%s/sum.events", tmp);
     snprintf(out, sizeof(out), "%s/sum", tmp);
-    int rc = run_job("sum", cfg_text("{\"method\":\"bitdistill\",\"model\":\"%s\",\"tokenizer\":"
-                                     "\"%s/tests/fixtures/train/tok-bytes.json\",\"task\":{\"type\":"
-                                     "\"cnndm\",\"max_target\":24},\"train_file\":"
-                                     "\"%s/cnndm/train.jsonl\",\"validation_file\":"
-                                     "\"%s/cnndm/validation.jsonl\",\"max_train_examples\":16,"
-                                     "\"max_eval_examples\":2,\"eval_max_new\":4,\"max_len\":96,"
-                                     "\"batch\":2,\"teacher_sft\":{\"steps\":2},\"distill\":"
-                                     "{\"steps\":2,\"layer\":\"all\",\"relation\":\"scaled\"}}",
-                                     base, top, data, data), out, 0, 0, ev);
+    int rc = run_job("sum",
+                     cfg_text("{\"method\":\"bitdistill\",\"model\":\"%s\",\"tokenizer\":"
+                              "\"%s/tests/fixtures/train/tok-bytes.json\",\"task\":{\"type\":"
+                              "\"cnndm\",\"max_target\":24},\"train_file\":"
+                              "\"%s/cnndm/train.jsonl\",\"validation_file\":"
+                              "\"%s/cnndm/validation.jsonl\",\"max_train_examples\":16,"
+                              "\"max_eval_examples\":2,\"eval_max_new\":4,\"max_len\":96,"
+                              "\"batch\":2,\"teacher_sft\":{\"steps\":2},\"distill\":"
+                              "{\"steps\":2,\"layer\":\"all\",\"relation\":\"scaled\"}}",
+                              base, top, data, data),
+                     out, 0, 0, ev);
     json_t *e = find_event(ev, "eval", "student");
     TAP_OK(rc == 0 && e && json_is_number(json_object_get(e, "rouge1")) &&
-           json_is_number(json_object_get(e, "rouge2")) &&
-           json_is_number(json_object_get(e, "rougeLsum")) &&
-           json_is_number(json_object_get(e, "bleu")),
+               json_is_number(json_object_get(e, "rouge2")) &&
+               json_is_number(json_object_get(e, "rougeLsum")) &&
+               json_is_number(json_object_get(e, "bleu")),
            "summarization (CNN/DM): bitdistill finishes and reports ROUGE-1/2/L/Lsum and BLEU "
-           "(rc %d)", rc);
+           "(rc %d)",
+           rc);
     json_t *d = find_event(ev, "step", NULL);
     TAP_OK(d != NULL, "summarization: step events");
     json_decref(d);
@@ -288,8 +317,12 @@ static void summarization(void)
     snprintf(gguf, sizeof(gguf), "%s/student.gguf", out);
     int lrc = eng_student_load(gguf, &m, NULL, &meta, err);
     TAP_OK(lrc == 0 && meta.template && !strcmp(meta.template, "{text}\nTL;DR:") &&
-           meta.nlabels == 0, "summarization: student.gguf carries the template '{text}\\nTL;DR:' "
-           "and no labels (served as a summarizer) (%s)", lrc ? err : meta.template ? meta.template : "none");
+               meta.nlabels == 0,
+           "summarization: student.gguf carries the template '{text}\\nTL;DR:' "
+           "and no labels (served as a summarizer) (%s)",
+           lrc             ? err
+           : meta.template ? meta.template
+                           : "none");
     eng_student_meta_release(&meta);
     eng_model_free(m);
 }
@@ -364,8 +397,8 @@ static void resume(void)
                  "\"max_train_examples\":64,\"max_eval_examples\":16,\"checkpoint_every\":3,"
                  "\"teacher_sft\":{\"steps\":6},\"continue_pretrain\":{\"corpus\":"
                  "\"%s/corpus/wikitext2/valid.txt\",\"tokens\":640},"
-                 "\"distill\":{\"steps\":7,\"lambda\":2,\"gamma\":50,\"split_heads\":2}}", base,
-                 top, data, data, data);
+                 "\"distill\":{\"steps\":7,\"lambda\":2,\"gamma\":50,\"split_heads\":2}}",
+                 base, top, data, data, data);
     char jobc[4096];
     snprintf(jobc, sizeof(jobc), "%s", job);
     char eva[600], evb[600], outa[600], outb[600], fa[700], fb[700];
@@ -458,13 +491,15 @@ static void pretrain(void)
         rc = trn_eval_corpus(m, c->tok, c->ntok, 64, 8, &ce, &n, err);
     TAP_OK(rc == 0 && fabs(ce - json_number_value(json_object_get(last, "loss"))) < 1e-6,
            "pretrain: %s (with tokenizer.json) reloads to held-out loss %.9f over %zu tokens "
-           "(event %.9f) (%s)", f1, ce, n, json_number_value(json_object_get(last, "loss")), err);
+           "(event %.9f) (%s)",
+           f1, ce, n, json_number_value(json_object_get(last, "loss")), err);
     /* bitdistill cast: the same weights in bf16 (round to nearest even), half the bytes */
     snprintf(f2, sizeof(f2), "%s/model-bf16", out);
     struct trn_model *h = NULL;
     double worst = 0;
     int bad = 0;
-    if (m && !(rc = trn_model_save_hf_as(m, f2, 1, err)) && !(rc = trn_model_load_hf(f2, &h, err))) {
+    if (m && !(rc = trn_model_save_hf_as(m, f2, 1, err)) &&
+        !(rc = trn_model_load_hf(f2, &h, err))) {
         const float *a = trn_model_params(m), *b = trn_model_params(h);
         for (size_t i = 0; i < trn_model_nparams(m); i++) {
             double d = fabs((double)a[i] - b[i]), lim = fabs((double)a[i]) / 256.0 * 1.000001;
@@ -478,9 +513,12 @@ static void pretrain(void)
     snprintf(p16, sizeof(p16), "%s/model.safetensors", f2);
     int st_ok = !stat(p32, &s32) && !stat(p16, &s16);
     TAP_OK(rc == 0 && h && bad == 0 && st_ok &&
-               llabs((long long)(s32.st_size - s16.st_size) - 2LL * (long long)trn_model_nparams(m)) < 4096,
-           "cast to bf16: every weight within 2^-8 relative (%d over, worst abs %.2e), %lld -> %lld bytes "
-           "(%s)", bad, worst, (long long)s32.st_size, (long long)s16.st_size, err);
+               llabs((long long)(s32.st_size - s16.st_size) -
+                     2LL * (long long)trn_model_nparams(m)) < 4096,
+           "cast to bf16: every weight within 2^-8 relative (%d over, worst abs %.2e), %lld -> "
+           "%lld bytes "
+           "(%s)",
+           bad, worst, (long long)s32.st_size, (long long)s16.st_size, err);
     trn_model_free(h);
     trn_corpus_free(c);
     eng_tok_free(tok);
@@ -497,10 +535,13 @@ static void pretrain(void)
     snprintf(f2, sizeof(f2), "%s/model/model.safetensors", out2);
     TAP_OK(rc == 3 && rc2 == 0 && same && same_file(f1, f2),
            "pretrain: stopped at step 25 and resumed, %d/%d step events and the weights identical "
-           "to the uninterrupted run (rc %d, %d)", na, nb, rc, rc2);
+           "to the uninterrupted run (rc %d, %d)",
+           na, nb, rc, rc2);
     /* a pretrain job without a corpus is refused before training */
-    rc = run_job("pc", cfg_text("{\"method\":\"pretrain\",\"model\":\"%s\",\"tokenizer\":\"%s/"
-                                "tests/fixtures/train/tok-bytes.json\"}", base, top),
+    rc = run_job("pc",
+                 cfg_text("{\"method\":\"pretrain\",\"model\":\"%s\",\"tokenizer\":\"%s/"
+                          "tests/fixtures/train/tok-bytes.json\"}",
+                          base, top),
                  out2, 0, 0, ev2);
     TAP_OK(rc != 0, "pretrain: a job without pretrain.corpus is refused (rc %d)", rc);
 }
@@ -514,10 +555,12 @@ int main(void)
     snprintf(tmp, sizeof(tmp), "/tmp/test-trn-pipeline-XXXXXX");
     struct stat st;
     char probe[1200];
-    static const char *const needs[] = {
-        "sst2/sentence/stsa.binary.train", "sst2/sentence/stsa.binary.dev", "cnndm/train.jsonl",
-        "cnndm/validation.jsonl", "corpus/wikitext2/valid.txt",
-        "corpus/speeches/inaugural/1789-Washington.txt"};
+    static const char *const needs[] = {"sst2/sentence/stsa.binary.train",
+                                        "sst2/sentence/stsa.binary.dev",
+                                        "cnndm/train.jsonl",
+                                        "cnndm/validation.jsonl",
+                                        "corpus/wikitext2/valid.txt",
+                                        "corpus/speeches/inaugural/1789-Washington.txt"};
     for (size_t i = 0; i < sizeof(needs) / sizeof(needs[0]); i++) {
         snprintf(probe, sizeof(probe), "%s/%s", data, needs[i]);
         if (stat(probe, &st)) {
@@ -528,8 +571,8 @@ int main(void)
     if (!mkdtemp(tmp))
         TAP_BAIL("mkdtemp failed");
     snprintf(base, sizeof(base), "%s/base", tmp);
-    int rc = eng_init_write(cfg_text("%s/tests/fixtures/train/tiny-config.json", top), base, 1, 0,
-                            err);
+    int rc =
+        eng_init_write(cfg_text("%s/tests/fixtures/train/tiny-config.json", top), base, 1, 0, err);
     if (!TAP_OK(rc == 0, "tiny random-init Qwen3 written (%s)", err))
         return tap_done();
     bad_configs();

@@ -124,7 +124,8 @@ static int convert(const char *teacher, const char *gguf)
 {
     return sh(fmt("'%s/bitdistill' convert --model '%s' --out '%s' --ternary --head q8 "
                   "--template 'Review: {text}\nSentiment:' --label negative=' negative' "
-                  "--label positive=' positive' 2>'%s/convert.err'", bld, teacher, gguf, tmp));
+                  "--label positive=' positive' 2>'%s/convert.err'",
+                  bld, teacher, gguf, tmp));
 }
 
 /* One bitdistill job with `teacher` (also the student's base), one distillation step. */
@@ -139,15 +140,17 @@ static int train(const char *teacher, const char *out)
             fclose(c);
         return -100;
     }
-    static const char *const texts[] = {"a wonderful film", "dull and slow", "great acting",
-                                        "a waste of time", "moving and funny", "boring plot",
-                                        "a triumph", "badly written"};
+    static const char *const texts[] = {"a wonderful film", "dull and slow",    "great acting",
+                                        "a waste of time",  "moving and funny", "boring plot",
+                                        "a triumph",        "badly written"};
     for (int i = 0; i < 8; i++)
-        fprintf(f, "{\"text\": \"%s\", \"label\": \"%s\"}\n", texts[i], i % 2 ? "negative" : "positive");
+        fprintf(f, "{\"text\": \"%s\", \"label\": \"%s\"}\n", texts[i],
+                i % 2 ? "negative" : "positive");
     fclose(f);
-    fprintf(c, "{\"method\":\"bitdistill\",\"model\":\"%s\",\"teacher\":\"%s\",\"tokenizer\":"
-               "\"%s/tests/fixtures/train/tok-bytes.json\",\"task\":\"sst2\",\"train_file\":\"%s\","
-               "\"validation_file\":\"%s\",\"batch\":2,\"max_len\":32,\"distill\":{\"steps\":1}}",
+    fprintf(c,
+            "{\"method\":\"bitdistill\",\"model\":\"%s\",\"teacher\":\"%s\",\"tokenizer\":"
+            "\"%s/tests/fixtures/train/tok-bytes.json\",\"task\":\"sst2\",\"train_file\":\"%s\","
+            "\"validation_file\":\"%s\",\"batch\":2,\"max_len\":32,\"distill\":{\"steps\":1}}",
             teacher, teacher, top, data, data);
     fclose(c);
     FILE *ev = fopen(fmt("%s.events", out), "w");
@@ -179,48 +182,66 @@ int main(void)
     if (!TAP_OK(rc == 0, "tiny random-init Qwen3 written (%s)", err))
         return tap_done();
     rc = sh(fmt("mkdir -p '%s' && cp '%s/config.json' '%s/' && cp '%s/tests/fixtures/train/"
-                "tok-bytes.json' '%s/tokenizer.json' && cp '%s/tokenizer.json' '%s/'", sharded, one,
-                sharded, top, one, one, sharded));
-    if (!TAP_OK(rc == 0 && write_sharded(one, sharded, err) == 0, "split into two shards with an "
-                "index naming the second shard first (%s)", err))
+                "tok-bytes.json' '%s/tokenizer.json' && cp '%s/tokenizer.json' '%s/'",
+                sharded, one, sharded, top, one, one, sharded));
+    if (!TAP_OK(rc == 0 && write_sharded(one, sharded, err) == 0,
+                "split into two shards with an "
+                "index naming the second shard first (%s)",
+                err))
         return tap_done();
 
     /* the independent references */
     snprintf(list, sizeof(list), "'%s/model.safetensors'", one);
     sha256sum_of(list, want1);
-    snprintf(list, sizeof(list), "'%s/model-00002-of-00002.safetensors' "
-             "'%s/model-00001-of-00002.safetensors'", sharded, sharded);
+    snprintf(list, sizeof(list),
+             "'%s/model-00002-of-00002.safetensors' "
+             "'%s/model-00001-of-00002.safetensors'",
+             sharded, sharded);
     sha256sum_of(list, want2);
-    snprintf(list, sizeof(list), "'%s/model-00001-of-00002.safetensors' "
-             "'%s/model-00002-of-00002.safetensors'", sharded, sharded);
+    snprintf(list, sizeof(list),
+             "'%s/model-00001-of-00002.safetensors' "
+             "'%s/model-00002-of-00002.safetensors'",
+             sharded, sharded);
     sha256sum_of(list, wrong);
-    TAP_OK(want1[0] && want2[0] && strcmp(want2, wrong), "sha256sum references: single %.12s, "
-           "shards in index order %.12s (file-name order would give %.12s)", want1, want2, wrong);
+    TAP_OK(want1[0] && want2[0] && strcmp(want2, wrong),
+           "sha256sum references: single %.12s, "
+           "shards in index order %.12s (file-name order would give %.12s)",
+           want1, want2, wrong);
 
     rc = eng_st_sha256(sharded, got, err);
     TAP_OK(rc == 0 && !strcmp(got, want2), "eng_st_sha256 of the sharded directory: %s (%s)", got,
            rc ? err : "ok");
     rc = eng_st_sha256(fmt("%s/none", tmp), got, err);
-    TAP_OK(rc != 0 && got[0] == '\0' && strstr(err, "none"), "of a missing directory: an error "
-           "naming it (%s)", err);
+    TAP_OK(rc != 0 && got[0] == '\0' && strstr(err, "none"),
+           "of a missing directory: an error "
+           "naming it (%s)",
+           err);
 
     rc = convert(one, c1);
     gguf_teacher_sha(c1, got);
-    TAP_OK(rc == 0 && !strcmp(got, want1), "convert, single-file teacher: teacher_sha256 %s = "
-           "sha256sum model.safetensors (rc %d)", got, rc);
+    TAP_OK(rc == 0 && !strcmp(got, want1),
+           "convert, single-file teacher: teacher_sha256 %s = "
+           "sha256sum model.safetensors (rc %d)",
+           got, rc);
     rc = convert(sharded, c2);
     gguf_teacher_sha(c2, got);
-    TAP_OK(rc == 0 && !strcmp(got, want2), "convert, sharded teacher: teacher_sha256 %s = "
-           "sha256sum of the shards in index order (rc %d)", got, rc);
+    TAP_OK(rc == 0 && !strcmp(got, want2),
+           "convert, sharded teacher: teacher_sha256 %s = "
+           "sha256sum of the shards in index order (rc %d)",
+           got, rc);
 
     rc = train(one, t1);
     gguf_teacher_sha(fmt("%s/student.gguf", t1), got);
-    TAP_OK(rc == 0 && !strcmp(got, want1), "train, single-file teacher: teacher_sha256 %s = "
-           "sha256sum model.safetensors (rc %d)", got, rc);
+    TAP_OK(rc == 0 && !strcmp(got, want1),
+           "train, single-file teacher: teacher_sha256 %s = "
+           "sha256sum model.safetensors (rc %d)",
+           got, rc);
     rc = train(sharded, t2);
     gguf_teacher_sha(fmt("%s/student.gguf", t2), got);
-    TAP_OK(rc == 0 && !strcmp(got, want2), "train, sharded teacher: teacher_sha256 %s = the "
-           "same hash as convert (rc %d)", got, rc);
+    TAP_OK(rc == 0 && !strcmp(got, want2),
+           "train, sharded teacher: teacher_sha256 %s = the "
+           "same hash as convert (rc %d)",
+           got, rc);
 
     if (sh(fmt("rm -rf '%s'", tmp)) != 0)
         TAP_DIAG("could not remove %s", tmp);

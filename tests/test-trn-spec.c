@@ -47,7 +47,8 @@ static void misspell_all(json_t *root, json_t *o, const char *path, int *bad)
     const char *k;
     json_t *v;
     void *tmp;
-    json_object_foreach_safe(o, tmp, k, v) {
+    json_object_foreach_safe(o, tmp, k, v)
+    {
         char wrong[128], sub[256], where[256], err[ENG_ERR_LEN], want[300];
         snprintf(wrong, sizeof(wrong), "%sx", k);
         snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "." : "", wrong);
@@ -96,12 +97,44 @@ static int recognised(const json_t *good, const char *key)
 }
 
 /* Backticked words of docs/train.md's "Job config" section that are values or names, not keys. */
-static const char *const not_keys[] = {
-    "fp16_sft", "bitnet_sft", "bitdistill", "true", "false", "error", "clip_grad_norm_", "sst2", "mnli", "qnli", "cnndm",
-    "classification", "summarization", "cosine", "scaled", "all", "last", "chatml", "chat",
-    "chat_template", "plain", "split", "selection", "validation", "teacher_selection",
-    "student_selection", "model", "student", "student_gguf", "eval", "perplexity", "loss",
-    "step", "trn_model_engine", "text", "text_b", "summary", NULL};
+static const char *const not_keys[] = {"fp16_sft",
+                                       "bitnet_sft",
+                                       "bitdistill",
+                                       "true",
+                                       "false",
+                                       "error",
+                                       "clip_grad_norm_",
+                                       "sst2",
+                                       "mnli",
+                                       "qnli",
+                                       "cnndm",
+                                       "classification",
+                                       "summarization",
+                                       "cosine",
+                                       "scaled",
+                                       "all",
+                                       "last",
+                                       "chatml",
+                                       "chat",
+                                       "chat_template",
+                                       "plain",
+                                       "split",
+                                       "selection",
+                                       "validation",
+                                       "teacher_selection",
+                                       "student_selection",
+                                       "model",
+                                       "student",
+                                       "student_gguf",
+                                       "eval",
+                                       "perplexity",
+                                       "loss",
+                                       "step",
+                                       "trn_model_engine",
+                                       "text",
+                                       "text_b",
+                                       "summary",
+                                       NULL};
 
 static int is_not_key(const char *w)
 {
@@ -120,7 +153,8 @@ static void documented(const char *top, json_t **good_out)
         return;
     char *sec = strstr(md, "## Job config"), *end = sec ? strstr(sec, "\n## Evaluating") : NULL;
     char *js = sec ? strstr(sec, "```json\n") : NULL, *je = js ? strstr(js + 8, "```") : NULL;
-    if (!TAP_OK(sec && end && js && je, "docs/train.md has a Job config section with a JSON block")) {
+    if (!TAP_OK(sec && end && js && je,
+                "docs/train.md has a Job config section with a JSON block")) {
         free(md);
         return;
     }
@@ -208,8 +242,8 @@ static void trainer_door(json_t *good)
     json_dump_file(c, cfg, 0);
     json_decref(c);
     FILE *f = fopen(ev, "w");
-    struct trn_run_opts o = {.config = cfg, .out = out, .threads = 1,
-                             .events_fd = f ? fileno(f) : -1};
+    struct trn_run_opts o = {
+        .config = cfg, .out = out, .threads = 1, .events_fd = f ? fileno(f) : -1};
     int rc = trn_run(&o);
     if (f)
         fclose(f);
@@ -238,16 +272,18 @@ int main(void)
     int bad = 0;
     if (good) {
         json_t *c = json_deep_copy(good);
-        json_object_set_new(c, "task", json_pack("{s:s,s:s,s:[s,s],s:[s,s],s:i}", "type",
-                                                 "classification", "template", "{text} =",
-                                                 "labels", "no", "yes", "verbalizers", " n",
-                                                 " y", "max_target", 8));
+        json_object_set_new(c, "task",
+                            json_pack("{s:s,s:s,s:[s,s],s:[s,s],s:i}", "type", "classification",
+                                      "template", "{text} =", "labels", "no", "yes", "verbalizers",
+                                      " n", " y", "max_target", 8));
         json_object_set_new(c, "baseline", json_pack("{s:s,s:s}", "id", "m", "path", "/m.gguf"));
         TAP_OK(trn_spec_check(c, NULL, 0, (char[ENG_ERR_LEN]){0}) == 0,
                "a task object and a baseline are accepted");
         misspell_all(c, c, "", &bad);
-        TAP_OK(bad == 0, "a misspelled sibling of every key at every level is refused by name "
-               "(%d not)", bad);
+        TAP_OK(bad == 0,
+               "a misspelled sibling of every key at every level is refused by name "
+               "(%d not)",
+               bad);
         json_decref(c);
     }
     values(good);

@@ -51,8 +51,9 @@ int main(void)
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"};
     for (int i = 0; i < 3; i++) {
         int rc = util_sha256_hex(msgs[i], strlen(msgs[i]), hex);
-        TAP_OK(rc == 0 && !strcmp(hex, digests[i]), "bytes: \"%.20s\" hashes to FIPS 180-2's %.16s... (got %s)",
-               msgs[i], digests[i], hex);
+        TAP_OK(rc == 0 && !strcmp(hex, digests[i]),
+               "bytes: \"%.20s\" hashes to FIPS 180-2's %.16s... (got %s)", msgs[i], digests[i],
+               hex);
     }
 
     char dir[] = "/tmp/bd-test-sha-XXXXXX";
@@ -85,13 +86,15 @@ int main(void)
     rc = util_sha256_hex(buf, na, hex);
     TAP_OK(rc == 0 && !strcmp(hex, want), "the same bytes in memory hash the same");
     rc = util_sha256_file(e, hex, &bytes);
-    TAP_OK(rc == 0 && bytes == 0 && !strcmp(hex, digests[2]), "an empty file hashes as the empty message");
+    TAP_OK(rc == 0 && bytes == 0 && !strcmp(hex, digests[2]),
+           "an empty file hashes as the empty message");
 
     const char *list[] = {a, b, e};
     snprintf(args, sizeof(args), "%s %s %s", a, b, e);
     sha256sum_of(args, want);
     rc = util_sha256_files(list, 3, hex, NULL);
-    TAP_OK(rc == 0 && want[0] && !strcmp(hex, want), "three files as one stream: as `cat | sha256sum` (%s)", want);
+    TAP_OK(rc == 0 && want[0] && !strcmp(hex, want),
+           "three files as one stream: as `cat | sha256sum` (%s)", want);
     const char *swapped[] = {b, a, e};
     rc = util_sha256_files(swapped, 3, hex, NULL);
     TAP_OK(rc == 0 && strcmp(hex, want), "the order of the files matters");
@@ -101,7 +104,8 @@ int main(void)
     const char *holed[] = {a, none, b};
     size_t bad = 99;
     rc = util_sha256_files(holed, 3, hex, &bad);
-    TAP_OK(rc == -ENOENT && bad == 1 && hex[0] == '\0', "a missing file in a list: -ENOENT, index %zu", bad);
+    TAP_OK(rc == -ENOENT && bad == 1 && hex[0] == '\0',
+           "a missing file in a list: -ENOENT, index %zu", bad);
 
     free(buf);
     unlink(a);

@@ -19,16 +19,33 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
     a->resid = TAKE((L + 1) * N * H);
     for (size_t l = 0; l < L; l++) {
         struct trn_acts *x = base ? &a->acts[l] : &scratch;
-        x->xn1 = TAKE(N * H); x->xq1 = TAKE(N * H);
-        x->q = TAKE(N * QD); x->k = TAKE(N * KD); x->v = TAKE(N * KD);
-        x->qn = TAKE(N * QD); x->kn = TAKE(N * KD); x->qr = TAKE(N * QD); x->kr = TAKE(N * KD);
+        x->xn1 = TAKE(N * H);
+        x->xq1 = TAKE(N * H);
+        x->q = TAKE(N * QD);
+        x->k = TAKE(N * KD);
+        x->v = TAKE(N * KD);
+        x->qn = TAKE(N * QD);
+        x->kn = TAKE(N * KD);
+        x->qr = TAKE(N * QD);
+        x->kr = TAKE(N * KD);
         x->probs = TAKE((size_t)s->B * NH * s->T * s->T);
-        x->a = TAKE(N * QD); x->an = TAKE(N * QD); x->xq2 = TAKE(N * QD);
-        x->xm = TAKE(N * H); x->xn2 = TAKE(N * H); x->xq3 = TAKE(N * H);
-        x->g = TAKE(N * I); x->u = TAKE(N * I); x->h = TAKE(N * I); x->hn = TAKE(N * I);
+        x->a = TAKE(N * QD);
+        x->an = TAKE(N * QD);
+        x->xq2 = TAKE(N * QD);
+        x->xm = TAKE(N * H);
+        x->xn2 = TAKE(N * H);
+        x->xq3 = TAKE(N * H);
+        x->g = TAKE(N * I);
+        x->u = TAKE(N * I);
+        x->h = TAKE(N * I);
+        x->hn = TAKE(N * I);
         x->xq4 = TAKE(N * I);
-        x->r1 = TAKE(N); x->rq = TAKE(N * NH); x->rk = TAKE(N * KH); x->ra = TAKE(N);
-        x->r2 = TAKE(N); x->rh = TAKE(N);
+        x->r1 = TAKE(N);
+        x->rq = TAKE(N * NH);
+        x->rk = TAKE(N * KH);
+        x->ra = TAKE(N);
+        x->r2 = TAKE(N);
+        x->rh = TAKE(N);
         /* what would only be a copy aliases its source */
         if (!c->qk_norm) {
             x->qn = x->q;
@@ -45,16 +62,24 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
             x->xq4 = x->hn;
         }
     }
-    a->xf = TAKE(N * H); a->rf = TAKE(N);
-    a->logits = TAKE(N * V); a->tmp = TAKE(N * mx);
-    a->cs = TAKE((size_t)s->T * half); a->sn = TAKE((size_t)s->T * half);
+    a->xf = TAKE(N * H);
+    a->rf = TAKE(N);
+    a->logits = TAKE(N * V);
+    a->tmp = TAKE(N * mx);
+    a->cs = TAKE((size_t)s->T * half);
+    a->sn = TAKE((size_t)s->T * half);
     a->dlogits = a->dstate = a->dres = a->d1 = a->d2 = a->dg = a->du = a->dq = a->dk = a->dsc =
         NULL;
     if (s->grad) {
         a->dlogits = TAKE(N * V);
         a->dstate = TAKE(L * N * (QD + 2 * KD));
-        a->dres = TAKE(N * H); a->d1 = TAKE(N * mx); a->d2 = TAKE(N * mx);
-        a->dg = TAKE(N * I); a->du = TAKE(N * I); a->dq = TAKE(N * QD); a->dk = TAKE(N * KD);
+        a->dres = TAKE(N * H);
+        a->d1 = TAKE(N * mx);
+        a->d2 = TAKE(N * mx);
+        a->dg = TAKE(N * I);
+        a->du = TAKE(N * I);
+        a->dq = TAKE(N * QD);
+        a->dk = TAKE(N * KD);
         a->dsc = TAKE(s->dsc);
     }
 #undef TAKE

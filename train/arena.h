@@ -25,15 +25,15 @@ struct trn_acts {
 };
 
 struct trn_arena {
-    float *resid;                       /* [L+1][N][H] residual stream at layer boundaries */
-    struct trn_acts *acts;              /* [L], owned by the caller */
-    float *xf, *rf, *logits, *tmp;      /* [N][H], [N], [N][V], [N][max(H, QD, I)] */
-    float *cs, *sn;                     /* RoPE tables [T][hd/2] */
+    float *resid;                  /* [L+1][N][H] residual stream at layer boundaries */
+    struct trn_acts *acts;         /* [L], owned by the caller */
+    float *xf, *rf, *logits, *tmp; /* [N][H], [N], [N][V], [N][max(H, QD, I)] */
+    float *cs, *sn;                /* RoPE tables [T][hd/2] */
     /* the backward's (NULL without grad) */
-    float *dlogits;                     /* [N][V] */
-    float *dstate;                      /* [L][N][QD+2KD]: gradients of the states qn, kn, v */
+    float *dlogits; /* [N][V] */
+    float *dstate;  /* [L][N][QD+2KD]: gradients of the states qn, kn, v */
     float *dres, *d1, *d2, *dg, *du, *dq, *dk; /* [N][H], 2 x [N][max], 2 x [N][I], dq, dk */
-    float *dsc;                         /* the attention backward's scratch (dsc floats) */
+    float *dsc;                                /* the attention backward's scratch (dsc floats) */
 };
 
 /* What a model lays out: grad adds the backward's buffers; dsc sizes the attention backward's

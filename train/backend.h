@@ -43,8 +43,7 @@ int trn_cuda_adamw_update(struct trn_cuda *g, long t, float lr, const struct trn
 int trn_cuda_set_moments(struct trn_cuda *g, const float *m, const float *v, char *err);
 /* Download to the host (any pointer may be NULL): parameters into the student model's own
  * vector when params is the model's, gradients, moments [nparams]. */
-int trn_cuda_pull(struct trn_cuda *g, float *params, float *grads, float *m, float *v,
-                  char *err);
+int trn_cuda_pull(struct trn_cuda *g, float *params, float *grads, float *m, float *v, char *err);
 /* Logits [B*T][vocab] of the last student forward, downloaded into out. */
 int trn_cuda_logits(struct trn_cuda *g, float *out, char *err);
 
@@ -69,9 +68,8 @@ int trn_cuda_parse_devices(const char *s, int *devs, int max);
  * or -1 for a malformed list or more than max ids. */
 int trn_parse_device_ids(const char *list, int *devs, int max);
 /* dist is borrowed (NULL: a single process); it must outlive the result. */
-int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,
-                       struct trn_model *teacher, int bf16, struct trn_dist *dist,
-                       struct trn_cuda_dp **out, char *err);
+int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student, struct trn_model *teacher,
+                       int bf16, struct trn_dist *dist, struct trn_cuda_dp **out, char *err);
 void trn_cuda_dp_free(struct trn_cuda_dp *d);
 int trn_cuda_dp_size(const struct trn_cuda_dp *d);
 /* Bytes in use on the first GPU now (every process's, the CUDA context included). */
@@ -79,11 +77,11 @@ size_t trn_cuda_dp_mem_used(struct trn_cuda_dp *d);
 /* BITDISTILL_CUDA_PROFILE=1: print each GPU's device time per op and reset it (kcuda.h). */
 void trn_cuda_dp_profile(struct trn_cuda_dp *d, FILE *f);
 int trn_cuda_dp_step_losses(struct trn_cuda_dp *d, const struct trn_batch *b,
-                            const struct trn_loss_cfg *lc, float grad_scale,
-                            struct trn_losses *out, char *err);
+                            const struct trn_loss_cfg *lc, float grad_scale, struct trn_losses *out,
+                            char *err);
 void trn_cuda_dp_zero_grad(struct trn_cuda_dp *d);
-int trn_cuda_dp_adamw_update(struct trn_cuda_dp *d, long t, float lr,
-                             const struct trn_adamw_cfg *c, double *gnorm, char *err);
+int trn_cuda_dp_adamw_update(struct trn_cuda_dp *d, long t, float lr, const struct trn_adamw_cfg *c,
+                             double *gnorm, char *err);
 int trn_cuda_dp_set_moments(struct trn_cuda_dp *d, const float *m, const float *v, char *err);
 /* Parameters and moments of replica 0 (all replicas are equal). */
 int trn_cuda_dp_pull(struct trn_cuda_dp *d, float *params, float *m, float *v, char *err);

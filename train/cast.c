@@ -16,8 +16,10 @@
 
 int trn_cli_cast(int argc, char **argv)
 {
-    static const struct option opts[] = {{"model", 1, 0, 'm'}, {"out", 1, 0, 'o'},
-                                         {"dtype", 1, 0, 'd'}, {"help", 0, 0, 'h'},
+    static const struct option opts[] = {{"model", 1, 0, 'm'},
+                                         {"out", 1, 0, 'o'},
+                                         {"dtype", 1, 0, 'd'},
+                                         {"help", 0, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *in = NULL, *out = NULL, *dtype = NULL;
     int c;

@@ -16,9 +16,9 @@
 #include "train/data.h"
 
 struct trn_chat_tpl {
-    char *text;              /* the template source (owned) */
-    struct jinja_tpl *tpl;   /* parsed (owned) */
-    char *bos, *eos;         /* bos_token / eos_token text, or NULL (owned) */
+    char *text;            /* the template source (owned) */
+    struct jinja_tpl *tpl; /* parsed (owned) */
+    char *bos, *eos;       /* bos_token / eos_token text, or NULL (owned) */
 };
 
 static char *token_text(const struct eng_tok *tok, int32_t id)
@@ -31,20 +31,22 @@ static char *token_text(const struct eng_tok *tok, int32_t id)
 }
 
 /* c->text parsed, the special tokens' text found; `from` names its origin in messages. */
-static int prepare(struct trn_chat_tpl *c, const char *from, const struct eng_tok *tok,
-                   int bos_id, int eos_id, char *err)
+static int prepare(struct trn_chat_tpl *c, const char *from, const struct eng_tok *tok, int bos_id,
+                   int eos_id, char *err)
 {
     char jerr[JINJA_ERR_LEN];
     if (jinja_parse(c->text, strlen(c->text), &c->tpl, jerr))
-        return eng_fail(err, ENG_ECONFIG, "prompt_format \"chat_template\": the chat template "
-                        "of '%s' cannot be rendered: %s", from, jerr);
+        return eng_fail(err, ENG_ECONFIG,
+                        "prompt_format \"chat_template\": the chat template "
+                        "of '%s' cannot be rendered: %s",
+                        from, jerr);
     c->bos = token_text(tok, bos_id);
     c->eos = token_text(tok, eos_id);
     return 0;
 }
 
-int trn_chat_tpl_parse(const char *text, const char *from, const struct eng_tok *tok,
-                       int bos_id, int eos_id, struct trn_chat_tpl **out, char *err)
+int trn_chat_tpl_parse(const char *text, const char *from, const struct eng_tok *tok, int bos_id,
+                       int eos_id, struct trn_chat_tpl **out, char *err)
 {
     struct trn_chat_tpl *c = calloc(1, sizeof(*c));
     int rc;
@@ -72,8 +74,10 @@ int trn_chat_tpl_load(const char *dir, const struct eng_tok *tok, int bos_id, in
     if ((rc = eng_chat_template_read(dir, &c->text, err)))
         goto fail;
     if (!c->text) {
-        rc = eng_fail(err, ENG_ECONFIG, "prompt_format \"chat_template\": the base model '%s' "
-                      "has no chat_template in its tokenizer_config.json", dir);
+        rc = eng_fail(err, ENG_ECONFIG,
+                      "prompt_format \"chat_template\": the base model '%s' "
+                      "has no chat_template in its tokenizer_config.json",
+                      dir);
         goto fail;
     }
     if ((rc = prepare(c, dir, tok, bos_id, eos_id, err)))
@@ -96,10 +100,13 @@ void trn_chat_tpl_free(struct trn_chat_tpl *c)
     free(c);
 }
 
-const char *trn_chat_tpl_text(const struct trn_chat_tpl *c) { return c->text; }
+const char *trn_chat_tpl_text(const struct trn_chat_tpl *c)
+{
+    return c->text;
+}
 
-int trn_chat_render(const struct trn_chat_tpl *c, const char *user, const char *reply,
-                    char **out, char *err)
+int trn_chat_render(const struct trn_chat_tpl *c, const char *user, const char *reply, char **out,
+                    char *err)
 {
     char jerr[JINJA_ERR_LEN];
     size_t len;
@@ -125,8 +132,8 @@ int trn_chat_render(const struct trn_chat_tpl *c, const char *user, const char *
     return 0;
 }
 
-int trn_chat_reply(const struct trn_chat_tpl *c, const char *user, const char *reply,
-                   char **out, char *err)
+int trn_chat_reply(const struct trn_chat_tpl *c, const char *user, const char *reply, char **out,
+                   char *err)
 {
     char *prompt = NULL, *full = NULL;
     int rc;
@@ -136,7 +143,8 @@ int trn_chat_reply(const struct trn_chat_tpl *c, const char *user, const char *r
         goto out;
     size_t pl = strlen(prompt);
     if (strncmp(full, prompt, pl)) {
-        rc = eng_fail(err, ENG_ECONFIG, "the chat template does not render an answer after its "
+        rc = eng_fail(err, ENG_ECONFIG,
+                      "the chat template does not render an answer after its "
                       "generation prompt (the conversation with the assistant turn does not start "
                       "with the prompt rendered with add_generation_prompt)");
         goto out;
@@ -154,7 +162,8 @@ int trn_task_chat_template(struct trn_task *t, const struct trn_chat_tpl *c, cha
     char *probe = NULL;
     int rc;
     if (t->chat)
-        return eng_fail(err, ENG_ECONFIG, "prompt_format \"chat_template\" applies to "
+        return eng_fail(err, ENG_ECONFIG,
+                        "prompt_format \"chat_template\" applies to "
                         "classification and summarization tasks (a \"chat\" task's conversations "
                         "are written in ChatML)");
     /* the answer must follow the generation prompt, as it will when served */

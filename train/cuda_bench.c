@@ -44,10 +44,21 @@ static int run(const char *mode, struct trn_model *s, struct trn_model *t, struc
     for (int i = 0; i < ngpu && i < 64; i++)
         devs[i] = i;
     char err[ENG_ERR_LEN] = "";
-    struct trn_loss_cfg lc = {.lambda = t ? 10.0f : 0.0f, .gamma = t ? 1e5f : 0.0f, .tau = 5.0f,
-                              .layer = -1, .split_heads = 1, .rel = TRN_REL_COSINE, .t_r = 1.0f};
-    struct trn_adamw_cfg ac = {.lr = 1e-5f, .min_lr = 1e-6f, .beta1 = 0.9f, .beta2 = 0.999f,
-                               .eps = 1e-8f, .weight_decay = 0.01f, .clip = 1.0f, .warmup = 1,
+    struct trn_loss_cfg lc = {.lambda = t ? 10.0f : 0.0f,
+                              .gamma = t ? 1e5f : 0.0f,
+                              .tau = 5.0f,
+                              .layer = -1,
+                              .split_heads = 1,
+                              .rel = TRN_REL_COSINE,
+                              .t_r = 1.0f};
+    struct trn_adamw_cfg ac = {.lr = 1e-5f,
+                               .min_lr = 1e-6f,
+                               .beta1 = 0.9f,
+                               .beta2 = 0.999f,
+                               .eps = 1e-8f,
+                               .weight_decay = 0.01f,
+                               .clip = 1.0f,
+                               .warmup = 1,
                                .total = steps + 1};
     struct trn_losses L = {0};
     int rc = trn_cuda_dp_create(devs, ngpu, s, t, bf16, NULL, &g, err);
@@ -78,18 +89,20 @@ static int run(const char *mode, struct trn_model *s, struct trn_model *t, struc
         return rc;
     }
     const struct eng_config *c = trn_model_config(s);
-    double lin = (double)c->layers * ((double)c->hidden * (2.0 * c->heads * c->head_dim +
-                                                           2.0 * c->kv_heads * c->head_dim) +
-                                      3.0 * c->hidden * c->inter) +
-                 (double)c->vocab * c->hidden;
+    double lin =
+        (double)c->layers *
+            ((double)c->hidden * (2.0 * c->heads * c->head_dim + 2.0 * c->kv_heads * c->head_dim) +
+             3.0 * c->hidden * c->inter) +
+        (double)c->vocab * c->hidden;
     double att = (double)c->layers * b->T * c->heads * c->head_dim;
     double fpt = 6 * lin + 12 * att + (t ? 2 * lin + 4 * att : 0);
     double tok = (double)b->B * b->T * accum * steps;
-    printf("{\"mode\":\"%s\",\"gpus\":%d,\"B\":%d,\"T\":%d,\"accum\":%d,\"steps\":%d,\"matmul\":\"%s\","
+    printf("{\"mode\":\"%s\",\"gpus\":%d,\"B\":%d,\"T\":%d,\"accum\":%d,\"steps\":%d,\"matmul\":\"%"
+           "s\","
            "\"tokens_per_s\":%.1f,\"tflops\":%.1f,\"mfu\":%.3f,\"ce\":%.4f,\"ld\":%.4g,"
            "\"ad\":%.4g,\"grad_norm\":%.4g,\"device_used_gib\":%.2f}\n",
-           mode, ngpu, b->B, b->T, accum, steps, bf16 ? "bf16" : "fp32", tok / dt, fpt * tok / dt / 1e12,
-           fpt * tok / dt / PEAK_BF16, L.ce, L.ld, L.ad, gn, used);
+           mode, ngpu, b->B, b->T, accum, steps, bf16 ? "bf16" : "fp32", tok / dt,
+           fpt * tok / dt / 1e12, fpt * tok / dt / PEAK_BF16, L.ce, L.ld, L.ad, gn, used);
     fflush(stdout);
     trn_cuda_dp_free(g);
     return 0;

@@ -32,24 +32,24 @@ struct gmodel {
     struct trn_model *host; /* borrowed */
     const struct eng_config *c;
     int quant, subln, train;
-    int wq_ok;              /* wq holds the ternary weights of the current p */
+    int wq_ok; /* wq holds the ternary weights of the current p */
     size_t np;
-    float *p, *gr, *wq;     /* device [np] (gr, wq NULL when unused) */
-    struct loff *lo;        /* [layers] */
+    float *p, *gr, *wq; /* device [np] (gr, wq NULL when unused) */
+    struct loff *lo;    /* [layers] */
     size_t emb, fnorm, head;
     int B, T;
-    float *arena;           /* device memory of ar */
+    float *arena; /* device memory of ar */
     size_t arena_n;
-    struct trn_arena ar;    /* the activations and scratch (arena.h), over arena */
+    struct trn_arena ar; /* the activations and scratch (arena.h), over arena */
 };
 
 struct trn_cuda {
     struct krn_cuda *k;
     struct gmodel s, t;
     int has_t;
-    float *m, *v;           /* device AdamW moments [np] */
+    float *m, *v;                /* device AdamW moments [np] */
     int32_t *tok, *target, *len; /* device [cap], [cap], [Bcap] */
-    float *rowloss, *rel;   /* device [cap], relation scratch */
+    float *rowloss, *rel;        /* device [cap], relation scratch */
     size_t cap, bcap, rel_n;
     char err[ENG_ERR_LEN];
 };
@@ -67,7 +67,10 @@ static size_t off_of(struct trn_model *m, int l, const char *s)
     return t ? t->off : NOFF;
 }
 
-int trn_cuda_device_count(void) { return krn_cuda_device_count(NULL, 0); }
+int trn_cuda_device_count(void)
+{
+    return krn_cuda_device_count(NULL, 0);
+}
 
 static int gfail(struct trn_cuda *g, char *err, const char *what)
 {
@@ -136,8 +139,12 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
     const struct eng_config *c = m->c;
     size_t half = c->head_dim / 2;
     /* the attention backward's scratch holds every head's dP at once (ops.cu) */
-    struct trn_arena_spec sp = {.B = B, .T = T, .grad = m->train, .quant = m->quant,
-                                .subln = m->subln, .dsc = (size_t)B * c->heads * T * T};
+    struct trn_arena_spec sp = {.B = B,
+                                .T = T,
+                                .grad = m->train,
+                                .quant = m->quant,
+                                .subln = m->subln,
+                                .dsc = (size_t)B * c->heads * T * T};
     size_t tot = trn_arena_floats(c, &sp);
     if (!m->arena || tot > m->arena_n) {
         krn_cuda_dfree(g->k, m->arena);
@@ -148,13 +155,14 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
         m->arena = m->ar.acts ? krn_cuda_alloc(g->k, tot * sizeof(float)) : NULL;
         if (!m->arena) {
             m->arena_n = 0;
-            return eng_fail(g->err, ENG_ENOMEM, "activations of a %d x %d batch (%.2f GiB): %s",
-                            B, T, (double)tot * 4 / (1 << 30), krn_cuda_errmsg(g->k));
+            return eng_fail(g->err, ENG_ENOMEM, "activations of a %d x %d batch (%.2f GiB): %s", B,
+                            T, (double)tot * 4 / (1 << 30), krn_cuda_errmsg(g->k));
         }
         m->arena_n = tot;
     }
     trn_arena_lay(&m->ar, m->arena, c, &sp);
-    float *cs = malloc((size_t)T * half * sizeof(float)), *sn = malloc((size_t)T * half * sizeof(float));
+    float *cs = malloc((size_t)T * half * sizeof(float)),
+          *sn = malloc((size_t)T * half * sizeof(float));
     if (!cs || !sn) {
         free(cs);
         free(sn);
@@ -209,8 +217,7 @@ int trn_cuda_create(int dev, struct trn_model *student, struct trn_model *teache
     g->m = krn_cuda_alloc(g->k, np * sizeof(float));
     g->v = krn_cuda_alloc(g->k, np * sizeof(float));
     if (!g->m || !g->v || (rc = krn_cuda_sync(g->k))) {
-        rc = eng_fail(err, ENG_ENOMEM, "cuda:%d: optimizer state: %s", dev,
-                      krn_cuda_errmsg(g->k));
+        rc = eng_fail(err, ENG_ENOMEM, "cuda:%d: optimizer state: %s", dev, krn_cuda_errmsg(g->k));
         trn_cuda_free(g);
         return rc;
     }
@@ -240,8 +247,8 @@ void trn_cuda_free(struct trn_cuda *g)
 
 /* ------------------------------------------------------------------ forward / backward */
 
-static void act_q(struct krn_cuda *k, const struct gmodel *m, float *xq, const float *x,
-                  size_t N, int C)
+static void act_q(struct krn_cuda *k, const struct gmodel *m, float *xq, const float *x, size_t N,
+                  int C)
 {
     if (m->quant)
         krn_cuda_aquant(k, xq, x, (int)N, C);
@@ -319,14 +326,15 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
     krn_cuda_linear_backward(k, m->ar.d1, G + m->head, m->ar.dlogits, m->ar.xf, P + m->head, N, H,
                              c->vocab);
     krn_cuda_zero(k, m->ar.dres, NH * F);
-    krn_cuda_rmsnorm_backward(k, m->ar.dres, G + m->fnorm, m->ar.d1, m->ar.resid + (size_t)c->layers * NH,
-                              P + m->fnorm, m->ar.rf, N, H);
+    krn_cuda_rmsnorm_backward(k, m->ar.dres, G + m->fnorm, m->ar.d1,
+                              m->ar.resid + (size_t)c->layers * NH, P + m->fnorm, m->ar.rf, N, H);
     for (int l = c->layers - 1; l >= 0; l--) {
         struct trn_acts *a = &m->ar.acts[l];
         const struct loff *o = &m->lo[l];
         float *x = m->ar.resid + (size_t)l * NH;
         krn_cuda_zero(k, m->ar.d1, (size_t)N * I * F);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->down, m->ar.dres, a->xq4, W + o->down, N, I, H);
+        krn_cuda_linear_backward(k, m->ar.d1, G + o->down, m->ar.dres, a->xq4, W + o->down, N, I,
+                                 H);
         float *dh = m->ar.d1;
         if (m->subln) {
             krn_cuda_zero(k, m->ar.d2, (size_t)N * I * F);
@@ -340,8 +348,8 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         krn_cuda_zero(k, m->ar.d1, NH * F);
         krn_cuda_linear_backward(k, m->ar.d1, G + o->gate, m->ar.dg, a->xq3, W + o->gate, N, H, I);
         krn_cuda_linear_backward(k, m->ar.d1, G + o->up, m->ar.du, a->xq3, W + o->up, N, H, I);
-        krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->post_norm, m->ar.d1, a->xm, P + o->post_norm,
-                                  a->r2, N, H);
+        krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->post_norm, m->ar.d1, a->xm,
+                                  P + o->post_norm, a->r2, N, H);
         krn_cuda_zero(k, m->ar.d1, (size_t)N * QD * F);
         krn_cuda_linear_backward(k, m->ar.d1, G + o->o, m->ar.dres, a->xq2, W + o->o, N, QD, H);
         float *da = m->ar.d1;
@@ -364,10 +372,10 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         if (c->qk_norm) {
             krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
             krn_cuda_zero(k, m->ar.dk, (size_t)N * KD * F);
-            krn_cuda_rmsnorm_backward(k, m->ar.dq, G + o->q_norm, dqn, a->q, P + o->q_norm,
-                                      a->rq, N * c->heads, hd);
-            krn_cuda_rmsnorm_backward(k, m->ar.dk, G + o->k_norm, dkn, a->k, P + o->k_norm,
-                                      a->rk, N * c->kv_heads, hd);
+            krn_cuda_rmsnorm_backward(k, m->ar.dq, G + o->q_norm, dqn, a->q, P + o->q_norm, a->rq,
+                                      N * c->heads, hd);
+            krn_cuda_rmsnorm_backward(k, m->ar.dk, G + o->k_norm, dkn, a->k, P + o->k_norm, a->rk,
+                                      N * c->kv_heads, hd);
             dqp = m->ar.dq;
             dkp = m->ar.dk;
         }
@@ -375,8 +383,8 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         krn_cuda_linear_backward(k, m->ar.d1, G + o->q, dqp, a->xq1, W + o->q, N, H, QD);
         krn_cuda_linear_backward(k, m->ar.d1, G + o->k, dkp, a->xq1, W + o->k, N, H, KD);
         krn_cuda_linear_backward(k, m->ar.d1, G + o->v, dv, a->xq1, W + o->v, N, H, KD);
-        krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->in_norm, m->ar.d1, x, P + o->in_norm, a->r1, N,
-                                  H);
+        krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->in_norm, m->ar.d1, x, P + o->in_norm, a->r1,
+                                  N, H);
     }
     krn_cuda_embed_backward(k, G + m->emb, m->ar.dres, g->tok, N, H);
 }
@@ -430,8 +438,7 @@ static int step3(struct trn_cuda *g, const struct trn_batch *b, const struct trn
     if (use_t) {
         const struct eng_config *tc = g->t.c;
         if (tc->vocab != V)
-            return eng_fail(err, ENG_ECONFIG, "teacher vocabulary %d != student %d", tc->vocab,
-                            V);
+            return eng_fail(err, ENG_ECONFIG, "teacher vocabulary %d != student %d", tc->vocab, V);
         if (lc->layer == -2) {
             lo = 0;
             hi = sc->layers;
@@ -440,8 +447,10 @@ static int step3(struct trn_cuda *g, const struct trn_batch *b, const struct trn
             hi = lo + 1;
         }
         if (lc->gamma > 0 && (tc->layers != sc->layers || hi > sc->layers || lo < 0))
-            return eng_fail(err, ENG_ECONFIG, "relation layer %d needs teacher and student of "
-                            "the same depth (%d vs %d)", lc->layer, tc->layers, sc->layers);
+            return eng_fail(err, ENG_ECONFIG,
+                            "relation layer %d needs teacher and student of "
+                            "the same depth (%d vs %d)",
+                            lc->layer, tc->layers, sc->layers);
     }
     if ((rc = ensure_batch(g, b)) || (rc = gplan(g, &g->s, b->B, b->T)) ||
         (use_t && (rc = gplan(g, &g->t, b->B, b->T))))
@@ -453,11 +462,12 @@ static int step3(struct trn_cuda *g, const struct trn_batch *b, const struct trn
     size_t nv = (size_t)N * V * sizeof(float);
     if (grad) {
         krn_cuda_zero(g->k, g->s.ar.dlogits, nv);
-        krn_cuda_zero(g->k, g->s.ar.dstate, (size_t)sc->layers * N *
-                      (size_t)(sc->heads + 2 * sc->kv_heads) * sc->head_dim * sizeof(float));
+        krn_cuda_zero(g->k, g->s.ar.dstate,
+                      (size_t)sc->layers * N * (size_t)(sc->heads + 2 * sc->kv_heads) *
+                          sc->head_dim * sizeof(float));
     }
-    krn_cuda_ce(g->k, g->rowloss, grad ? g->s.ar.dlogits : NULL, g->s.ar.logits, g->target, N, V, kept,
-                s_ce);
+    krn_cuda_ce(g->k, g->rowloss, grad ? g->s.ar.dlogits : NULL, g->s.ar.logits, g->target, N, V,
+                kept, s_ce);
     out->ce = kept ? krn_cuda_sum(g->k, g->rowloss, (size_t)N) / kept : 0.0;
     if (use_t && lc->lambda > 0) {
         krn_cuda_kl(g->k, g->rowloss, grad ? g->s.ar.dlogits : NULL, g->s.ar.logits, g->t.ar.logits,
@@ -472,8 +482,10 @@ static int step3(struct trn_cuda *g, const struct trn_batch *b, const struct trn
                 const float *s = state(&g->s, l, (enum trn_state)w, &Cs);
                 const float *t = state(&g->t, l, (enum trn_state)w, &Ct);
                 if (Cs % S || Ct % S)
-                    return eng_fail(err, ENG_ECONFIG, "split_heads %d does not divide the "
-                                    "state widths %d (student) and %d (teacher)", S, Cs, Ct);
+                    return eng_fail(err, ENG_ECONFIG,
+                                    "split_heads %d does not divide the "
+                                    "state widths %d (student) and %d (teacher)",
+                                    S, Cs, Ct);
                 size_t need = krn_cuda_relation_scratch(b->B, b->T, Cs, Ct, S);
                 if (need > g->rel_n) {
                     krn_cuda_dfree(g->k, g->rel);
@@ -483,11 +495,10 @@ static int step3(struct trn_cuda *g, const struct trn_batch *b, const struct trn
                         return eng_fail(err, ENG_ENOMEM, "relation scratch: %s",
                                         krn_cuda_errmsg(g->k));
                 }
-                out->ad += krn_cuda_relation(g->k, grad ? dstate(&g->s, l, (enum trn_state)w)
-                                                        : NULL,
-                                             s, t, b->len ? g->len : NULL, rows, b->B, b->T, Cs,
-                                             Ct, S, lc->rel == TRN_REL_SCALED, lc->t_r,
-                                             s_ad * lc->gamma, g->rel);
+                out->ad +=
+                    krn_cuda_relation(g->k, grad ? dstate(&g->s, l, (enum trn_state)w) : NULL, s, t,
+                                      b->len ? g->len : NULL, rows, b->B, b->T, Cs, Ct, S,
+                                      lc->rel == TRN_REL_SCALED, lc->t_r, s_ad * lc->gamma, g->rel);
             }
     }
     out->loss = out->ce + (double)lc->lambda * out->ld + (double)lc->gamma * out->ad;
@@ -563,20 +574,21 @@ int trn_cuda_logits(struct trn_cuda *g, float *out, char *err)
     if (!g->s.arena)
         return eng_fail(err, ENG_EINVAL, "no forward yet");
     krn_cuda_bind(g->k);
-    krn_cuda_d2h(g->k, out, g->s.ar.logits, (size_t)g->s.B * g->s.T * g->s.c->vocab * sizeof(float));
+    krn_cuda_d2h(g->k, out, g->s.ar.logits,
+                 (size_t)g->s.B * g->s.T * g->s.c->vocab * sizeof(float));
     return krn_cuda_sync(g->k) ? gfail(g, err, "downloading logits") : 0;
 }
 
 /* ------------------------------------------------------------------ data parallel */
 
 struct trn_cuda_dp {
-    int n;                    /* GPUs of this process */
-    int gpus, first;          /* GPUs of the whole job; global index of this process's first */
-    struct trn_dist *dist;    /* borrowed; NULL: a single process */
-    struct trn_cuda **g;      /* [n] one session per device */
-    struct krn_cuda **k;      /* [n] their contexts (borrowed from g) */
+    int n;                      /* GPUs of this process */
+    int gpus, first;            /* GPUs of the whole job; global index of this process's first */
+    struct trn_dist *dist;      /* borrowed; NULL: a single process */
+    struct trn_cuda **g;        /* [n] one session per device */
+    struct krn_cuda **k;        /* [n] their contexts (borrowed from g) */
     struct krn_cuda_comm *comm; /* NULL when the job has one GPU */
-    float **grads;            /* [n] device gradient vectors */
+    float **grads;              /* [n] device gradient vectors */
     double timeout_s;
 };
 
@@ -592,15 +604,14 @@ static int dp_join(struct trn_cuda_dp *d, int rc, uint64_t check, char *err)
     if ((rc = trn_dist_reduce(d->dist, rc, err, check, NULL, 0, err)) ||
         (rc = trn_dist_bcast(d->dist, id, sizeof(id), err)))
         return rc;
-    if ((rc = krn_cuda_comm_create_rank(d->k, d->n, id, d->gpus, d->first, d->timeout_s,
-                                        &d->comm, kerr)))
+    if ((rc = krn_cuda_comm_create_rank(d->k, d->n, id, d->gpus, d->first, d->timeout_s, &d->comm,
+                                        kerr)))
         return eng_fail(err, rc, "%s", kerr);
     return 0;
 }
 
-int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student,
-                       struct trn_model *teacher, int bf16, struct trn_dist *dist,
-                       struct trn_cuda_dp **out, char *err)
+int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student, struct trn_model *teacher,
+                       int bf16, struct trn_dist *dist, struct trn_cuda_dp **out, char *err)
 {
     struct trn_cuda_dp *d = calloc(1, sizeof(*d));
     int rc = 0;
@@ -650,7 +661,10 @@ void trn_cuda_dp_free(struct trn_cuda_dp *d)
     free(d);
 }
 
-int trn_cuda_dp_size(const struct trn_cuda_dp *d) { return d->n; }
+int trn_cuda_dp_size(const struct trn_cuda_dp *d)
+{
+    return d->n;
+}
 
 size_t trn_cuda_dp_mem_used(struct trn_cuda_dp *d)
 {
@@ -698,8 +712,8 @@ static void *shard_run(void *arg)
 }
 
 int trn_cuda_dp_step_losses(struct trn_cuda_dp *d, const struct trn_batch *b,
-                            const struct trn_loss_cfg *lc, float grad_scale,
-                            struct trn_losses *out, char *err)
+                            const struct trn_loss_cfg *lc, float grad_scale, struct trn_losses *out,
+                            char *err)
 {
     if (d->gpus == 1)
         return trn_cuda_step_losses(d->g[0], b, lc, 1, grad_scale, out, err);
@@ -722,7 +736,9 @@ int trn_cuda_dp_step_losses(struct trn_cuda_dp *d, const struct trn_batch *b,
         struct shard *s = &h[i];
         s->g = d->g[i];
         s->lc = lc;
-        s->b = (struct trn_batch){.B = r1 - r0, .T = b->T, .tok = b->tok + (size_t)r0 * b->T,
+        s->b = (struct trn_batch){.B = r1 - r0,
+                                  .T = b->T,
+                                  .tok = b->tok + (size_t)r0 * b->T,
                                   .target = b->target + (size_t)r0 * b->T,
                                   .len = b->len ? b->len + r0 : NULL};
         if (r1 == r0) {
@@ -777,8 +793,8 @@ void trn_cuda_dp_zero_grad(struct trn_cuda_dp *d)
         trn_cuda_zero_grad(d->g[i]);
 }
 
-int trn_cuda_dp_adamw_update(struct trn_cuda_dp *d, long t, float lr,
-                             const struct trn_adamw_cfg *c, double *gnorm, char *err)
+int trn_cuda_dp_adamw_update(struct trn_cuda_dp *d, long t, float lr, const struct trn_adamw_cfg *c,
+                             double *gnorm, char *err)
 {
     char kerr[KRN_CUDA_ERR_LEN];
     int rc;

@@ -68,8 +68,10 @@ int trn_task_defaults(const char *name, struct trn_task *t, char *err)
         t->kind = TRN_TASK_CLS;
         snprintf(t->template, sizeof(t->template), "{text}\nLabel:");
     } else {
-        return eng_fail(err, ENG_EINVAL, "unknown task type '%s' (sst2, mnli, qnli, cnndm, chat, "
-                        "classification, summarization)", name);
+        return eng_fail(err, ENG_EINVAL,
+                        "unknown task type '%s' (sst2, mnli, qnli, cnndm, chat, "
+                        "classification, summarization)",
+                        name);
     }
     return 0;
 }
@@ -118,10 +120,11 @@ int trn_task_resolve(struct trn_task *t, const struct eng_tok *tok, int eos_id, 
                                 t->words[i]);
             for (int j = 0; j < i; j++)
                 if (t->label_tok[j] == t->label_tok[i])
-                    return eng_fail(err, ENG_ECONFIG, "label words \"%s\" and \"%s\" start with "
+                    return eng_fail(err, ENG_ECONFIG,
+                                    "label words \"%s\" and \"%s\" start with "
                                     "the same token %d: choose verbalizers that differ in "
-                                    "their first token", t->words[j], t->words[i],
-                                    (int)t->label_tok[i]);
+                                    "their first token",
+                                    t->words[j], t->words[i], (int)t->label_tok[i]);
         }
     }
     t->eos = t->chat || t->chat_tpl || t->chatml ? eng_tok_find(tok, "<|im_end|>") : -1;
@@ -135,15 +138,16 @@ int trn_task_resolve(struct trn_task *t, const struct eng_tok *tok, int eos_id, 
     if (t->eos < 0)
         t->eos = eng_tok_find(tok, "<|im_end|>");
     if (t->kind == TRN_TASK_SUM && t->eos < 0)
-        return eng_fail(err, ENG_ECONFIG, "summarization needs an EOS token (eos_token_id or "
+        return eng_fail(err, ENG_ECONFIG,
+                        "summarization needs an EOS token (eos_token_id or "
                         "<|endoftext|> in the tokenizer)");
     return 0;
 }
 
 /* ------------------------------------------------------------------ datasets */
 
-static int label_of(const struct trn_task *t, json_t *v, const char *what, size_t line,
-                    int *label, char *err)
+static int label_of(const struct trn_task *t, json_t *v, const char *what, size_t line, int *label,
+                    char *err)
 {
     if (json_is_integer(v)) {
         json_int_t k = json_integer_value(v);
@@ -167,9 +171,10 @@ static int label_of(const struct trn_task *t, json_t *v, const char *what, size_
             *label = (int)k;
             return 0;
         }
-        return eng_fail(err, ENG_EINVAL, "%s:%zu: label \"%s\" is not in the task's label set "
-                        "(%s, %s%s)", what, line, s, t->labels[0], t->labels[1],
-                        t->nlabels > 2 ? ", ..." : "");
+        return eng_fail(err, ENG_EINVAL,
+                        "%s:%zu: label \"%s\" is not in the task's label set "
+                        "(%s, %s%s)",
+                        what, line, s, t->labels[0], t->labels[1], t->nlabels > 2 ? ", ..." : "");
     }
     return eng_fail(err, ENG_EINVAL, "%s:%zu: missing or invalid label", what, line);
 }
@@ -184,8 +189,7 @@ static const char *jstr(json_t *o, const char *const *keys)
     return NULL;
 }
 
-static int push(struct trn_dataset *d, const char *a, const char *b, const char *target,
-                int label)
+static int push(struct trn_dataset *d, const char *a, const char *b, const char *target, int label)
 {
     if (UTIL_GROW(d->ex, d->cap, d->n + 1, 256))
         return ENG_ENOMEM;
@@ -214,7 +218,8 @@ static char *chat_content(json_t *c)
         return NULL;
     size_t i, n = 0;
     json_t *p;
-    json_array_foreach(c, i, p) {
+    json_array_foreach(c, i, p)
+    {
         const char *tx = json_string_value(json_object_get(p, "text"));
         const char *ty = json_string_value(json_object_get(p, "type"));
         if (!tx || (ty && strcmp(ty, "text")))
@@ -225,8 +230,7 @@ static char *chat_content(json_t *c)
     if (!s)
         return NULL;
     s[0] = 0;
-    json_array_foreach(c, i, p)
-        strcat(s, json_string_value(json_object_get(p, "text")));
+    json_array_foreach(c, i, p) strcat(s, json_string_value(json_object_get(p, "text")));
     return s;
 }
 
@@ -253,25 +257,30 @@ static int add_chat(struct trn_dataset *d, json_t *o, const char *what, size_t l
     size_t i, len = 0, before = d->n;
     int rc = 0;
     if (!json_is_array(msgs) || !json_array_size(msgs))
-        return eng_fail(err, ENG_EINVAL, "%s:%zu: a chat record needs a non-empty \"messages\" "
-                        "array", what, line);
-    json_array_foreach(msgs, i, m) {
+        return eng_fail(err, ENG_EINVAL,
+                        "%s:%zu: a chat record needs a non-empty \"messages\" "
+                        "array",
+                        what, line);
+    json_array_foreach(msgs, i, m)
+    {
         const char *role = json_string_value(json_object_get(m, "role"));
         json_t *w = json_object_get(m, "weight");
         char *content = chat_content(json_object_get(m, "content"));
-        if (!role || (strcmp(role, "system") && strcmp(role, "developer") &&
-                      strcmp(role, "user") && strcmp(role, "assistant")))
-            rc = eng_fail(err, ENG_EINVAL, "%s:%zu: message %zu: role must be \"system\", "
-                          "\"user\" or \"assistant\"%s%s", what, line, i + 1,
-                          role ? ", not " : "", role ? role : "");
+        if (!role || (strcmp(role, "system") && strcmp(role, "developer") && strcmp(role, "user") &&
+                      strcmp(role, "assistant")))
+            rc = eng_fail(err, ENG_EINVAL,
+                          "%s:%zu: message %zu: role must be \"system\", "
+                          "\"user\" or \"assistant\"%s%s",
+                          what, line, i + 1, role ? ", not " : "", role ? role : "");
         else if (!content)
-            rc = eng_fail(err, ENG_EINVAL, "%s:%zu: message %zu: content must be a string or "
-                          "an array of text parts (tool calls are not supported)", what, line,
+            rc = eng_fail(err, ENG_EINVAL,
+                          "%s:%zu: message %zu: content must be a string or "
+                          "an array of text parts (tool calls are not supported)",
+                          what, line, i + 1);
+        else if (w &&
+                 (!json_is_integer(w) || json_integer_value(w) < 0 || json_integer_value(w) > 1))
+            rc = eng_fail(err, ENG_EINVAL, "%s:%zu: message %zu: weight must be 0 or 1", what, line,
                           i + 1);
-        else if (w && (!json_is_integer(w) || json_integer_value(w) < 0 ||
-                       json_integer_value(w) > 1))
-            rc = eng_fail(err, ENG_EINVAL, "%s:%zu: message %zu: weight must be 0 or 1", what,
-                          line, i + 1);
         else if (!strcmp(role, "assistant") && (!w || json_integer_value(w) == 1)) {
             size_t l0 = len;
             rc = chatml_append(&conv, &len, "assistant", NULL);
@@ -281,35 +290,40 @@ static int add_chat(struct trn_dataset *d, json_t *o, const char *what, size_t l
             conv[len] = 0;
         }
         if (!rc)
-            rc = chatml_append(&conv, &len, !strcmp(role, "developer") ? "system" : role,
-                               content);
+            rc = chatml_append(&conv, &len, !strcmp(role, "developer") ? "system" : role, content);
         free(content);
         if (rc)
             break;
     }
     free(conv);
     if (!rc && d->n == before)
-        rc = eng_fail(err, ENG_EINVAL, "%s:%zu: the conversation has no assistant message to "
-                      "learn from (with weight 1)", what, line);
+        rc = eng_fail(err, ENG_EINVAL,
+                      "%s:%zu: the conversation has no assistant message to "
+                      "learn from (with weight 1)",
+                      what, line);
     return rc;
 }
 
-static int add_record(struct trn_dataset *d, const struct trn_task *t, json_t *o,
-                      const char *what, size_t line, char *err)
+static int add_record(struct trn_dataset *d, const struct trn_task *t, json_t *o, const char *what,
+                      size_t line, char *err)
 {
     if (t->chat)
         return json_is_object(o) ? add_chat(d, o, what, line, err)
-                                 : eng_fail(err, ENG_EINVAL, "%s:%zu: a chat record must be a "
-                                            "JSON object", what, line);
-    static const char *const ka[] = {"text", "sentence", "text_a", "premise", "question",
-                                     "article", NULL};
+                                 : eng_fail(err, ENG_EINVAL,
+                                            "%s:%zu: a chat record must be a "
+                                            "JSON object",
+                                            what, line);
+    static const char *const ka[] = {"text",     "sentence", "text_a", "premise",
+                                     "question", "article",  NULL};
     static const char *const kb[] = {"text_b", "hypothesis", "sentence2", NULL};
     static const char *const ks[] = {"summary", "highlights", NULL};
     const char *a = jstr(o, ka), *b = jstr(o, kb), *s = jstr(o, ks);
     int label = -1, rc;
     if (!json_is_object(o) || !a)
-        return eng_fail(err, ENG_EINVAL, "%s:%zu: record has no text field (text, sentence, "
-                        "text_a, premise, question, article)", what, line);
+        return eng_fail(err, ENG_EINVAL,
+                        "%s:%zu: record has no text field (text, sentence, "
+                        "text_a, premise, question, article)",
+                        what, line);
     if (t->kind == TRN_TASK_CLS) {
         if ((rc = label_of(t, json_object_get(o, "label"), what, line, &label, err)))
             return rc;
@@ -317,8 +331,10 @@ static int add_record(struct trn_dataset *d, const struct trn_task *t, json_t *o
         return eng_fail(err, ENG_EINVAL, "%s:%zu: record has no summary", what, line);
     }
     if (strstr(t->template, "{text_b}") && !b)
-        return eng_fail(err, ENG_EINVAL, "%s:%zu: the task needs a second text (text_b, "
-                        "hypothesis)", what, line);
+        return eng_fail(err, ENG_EINVAL,
+                        "%s:%zu: the task needs a second text (text_b, "
+                        "hypothesis)",
+                        what, line);
     if ((rc = push(d, a, b, s, label)))
         return eng_fail(err, rc, "out of memory");
     return 0;
@@ -408,13 +424,15 @@ int trn_dataset_load(const char *path, const struct trn_task *t, size_t max_exam
         if (!root) {
             rc = eng_fail(err, ENG_EFORMAT, "%s:%d: %s", path, je.line, je.text);
         } else if (json_is_object(root)) {
-            json_object_foreach(root, key, v) {
+            json_object_foreach(root, key, v)
+            {
                 if ((rc = add_record(d, t, v, path, ++line, err)) ||
                     (max_examples && d->n >= max_examples))
                     break;
             }
         } else if (json_is_array(root)) {
-            json_array_foreach(root, i, v) {
+            json_array_foreach(root, i, v)
+            {
                 if ((rc = add_record(d, t, v, path, ++line, err)) ||
                     (max_examples && d->n >= max_examples))
                     break;
@@ -463,8 +481,10 @@ int trn_dataset_load(const char *path, const struct trn_task *t, size_t max_exam
                     if (found < 0 && nc == 2)
                         found = col_label == 0 ? 1 : 0;
                     if (found < 0 || found == col_label) {
-                        rc = eng_fail(err, ENG_EFORMAT, "%s:1: the header names no text column "
-                                      "(sentence, text, content or review) besides label", path);
+                        rc = eng_fail(err, ENG_EFORMAT,
+                                      "%s:1: the header names no text column "
+                                      "(sentence, text, content or review) besides label",
+                                      path);
                         break;
                     }
                     col_text = found;
@@ -482,8 +502,10 @@ int trn_dataset_load(const char *path, const struct trn_task *t, size_t max_exam
             } else { /* "label text" (SST-2 sentence files) */
                 if (t->kind != TRN_TASK_CLS || !isdigit((unsigned char)ln[0]) ||
                     (ln[1] != ' ' && ln[1] != '\t')) {
-                    rc = eng_fail(err, ENG_EFORMAT, "%s:%zu: expected \"LABEL text\" (or use "
-                                  ".jsonl/.json/.tsv)", path, line);
+                    rc = eng_fail(err, ENG_EFORMAT,
+                                  "%s:%zu: expected \"LABEL text\" (or use "
+                                  ".jsonl/.json/.tsv)",
+                                  path, line);
                     break;
                 }
                 char lab[2] = {ln[0], 0};
@@ -717,7 +739,7 @@ static char *para_end(char *p)
 /* Documents of a corpus batch, encoded by worker threads (the tokenizer is read-only). */
 struct doc_job {
     const struct eng_tok *tok;
-    char **doc;            /* [n] NUL-terminated, NULL = skipped */
+    char **doc; /* [n] NUL-terminated, NULL = skipped */
     int32_t **ids;
     size_t *len;
     int *rc;
@@ -730,9 +752,9 @@ static void *encode_docs(void *arg)
     for (size_t i = j->first; i < j->n; i += j->stride) {
         j->ids[i] = NULL;
         j->len[i] = 0;
-        j->rc[i] = j->doc[i] && *j->doc[i]
-                       ? eng_tok_encode(j->tok, j->doc[i], strlen(j->doc[i]), &j->ids[i], &j->len[i])
-                       : 0;
+        j->rc[i] = j->doc[i] && *j->doc[i] ? eng_tok_encode(j->tok, j->doc[i], strlen(j->doc[i]),
+                                                            &j->ids[i], &j->len[i])
+                                           : 0;
     }
     return NULL;
 }
@@ -821,8 +843,13 @@ int trn_corpus_load(const char *path, const struct eng_tok *tok, int32_t eos, si
         pthread_t th[CORPUS_THREADS];
         int nt = nd < 64 ? 1 : nth, started = 0;
         for (int t = 0; t < nt; t++) {
-            jobs[t] = (struct doc_job){.tok = tok, .doc = docs, .ids = ids, .len = lens,
-                                       .rc = rcs, .n = nd, .stride = (size_t)nt,
+            jobs[t] = (struct doc_job){.tok = tok,
+                                       .doc = docs,
+                                       .ids = ids,
+                                       .len = lens,
+                                       .rc = rcs,
+                                       .n = nd,
+                                       .stride = (size_t)nt,
                                        .first = (size_t)t};
             if (t > 0 && pthread_create(&th[t], NULL, encode_docs, &jobs[t]) == 0)
                 started |= 1 << t;

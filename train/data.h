@@ -38,8 +38,8 @@ enum trn_task_kind { TRN_TASK_CLS = 0, TRN_TASK_SUM = 1 };
 
 struct trn_task {
     enum trn_task_kind kind;
-    char name[32];                       /* "sst2", "mnli", "qnli", "cnndm", "classification"... */
-    char template[512];                  /* "{text}" and optionally "{text_b}" */
+    char name[32];      /* "sst2", "mnli", "qnli", "cnndm", "classification"... */
+    char template[512]; /* "{text}" and optionally "{text_b}" */
     int nlabels;
     char labels[TRN_MAX_LABELS][64];     /* label names, e.g. "positive" */
     char words[TRN_MAX_LABELS][64];      /* verbalizers, e.g. " positive" */
@@ -73,24 +73,24 @@ int trn_chat_tpl_load(const char *dir, const struct eng_tok *tok, int bos_id, in
                       struct trn_chat_tpl **out, char *err);
 /* The same from template text (copied), e.g. a student file's tokenizer.chat_template; `from`
  * names it in messages. */
-int trn_chat_tpl_parse(const char *text, const char *from, const struct eng_tok *tok,
-                       int bos_id, int eos_id, struct trn_chat_tpl **out, char *err);
+int trn_chat_tpl_parse(const char *text, const char *from, const struct eng_tok *tok, int bos_id,
+                       int eos_id, struct trn_chat_tpl **out, char *err);
 void trn_chat_tpl_free(struct trn_chat_tpl *c);
 /* The template's source text (borrowed from c). */
 const char *trn_chat_tpl_text(const struct trn_chat_tpl *c);
 /* Render the conversation [{"role": "user", "content": user}] (+ {"role": "assistant",
  * "content": reply} when reply is not NULL) with add_generation_prompt when reply is NULL.
  * *out is malloc'd. ENG_EINVAL with the template's message when it refuses the input. */
-int trn_chat_render(const struct trn_chat_tpl *c, const char *user, const char *reply,
-                    char **out, char *err);
+int trn_chat_render(const struct trn_chat_tpl *c, const char *user, const char *reply, char **out,
+                    char *err);
 /* Use template c (borrowed; must outlive t) for task t's prompts: ENG_ECONFIG for a "chat"
  * task (its conversations are ChatML) or a template whose rendering of an answer does not
  * start with its generation prompt. */
 int trn_task_chat_template(struct trn_task *t, const struct trn_chat_tpl *c, char *err);
 /* *out (malloc'd) = what the template renders after the generation prompt of user turn `user`
  * when the assistant answers `reply` (e.g. "positive<|im_end|>\n"). */
-int trn_chat_reply(const struct trn_chat_tpl *c, const char *user, const char *reply,
-                   char **out, char *err);
+int trn_chat_reply(const struct trn_chat_tpl *c, const char *user, const char *reply, char **out,
+                   char *err);
 
 /* Defaults of a named task ("sst2", "mnli", "qnli", "cnndm", "chat"; "classification" and
  * "summarization" need labels/template from the config). ENG_EINVAL for an unknown name. */

@@ -38,21 +38,21 @@
 #define MAGIC_ERROR 0x42444552u /* "BDER" */
 #define MAGIC_HELLO 0x48454c4fu /* "HELO" */
 #define MAX_FRAME (64u << 20)
-#define HELLO_WAIT 5.0          /* s a new connection has to say who it is */
-#define PEER_GRACE 5.0          /* s more a rank waits for rank 0 (whose error names the cause) */
+#define HELLO_WAIT 5.0 /* s a new connection has to say who it is */
+#define PEER_GRACE 5.0 /* s more a rank waits for rank 0 (whose error names the cause) */
 #define HOST_LEN 64
 #define MSG_LEN 240
 
 struct peer {
-    int fd;                /* rank 0: one per rank (fd of rank 0 itself: -1); others: [0] */
-    char addr[64];         /* where it connected from, for messages before the hosts are known */
+    int fd;        /* rank 0: one per rank (fd of rank 0 itself: -1); others: [0] */
+    char addr[64]; /* where it connected from, for messages before the hosts are known */
 };
 
 struct trn_dist {
     int rank, world;
     double timeout_s;
     uint32_t seq;
-    struct peer *p;        /* rank 0: [world]; others: [1], rank 0 */
+    struct peer *p;         /* rank 0: [world]; others: [1], rank 0 */
     char (*host)[HOST_LEN]; /* [world] after trn_dist_start */
     int local_rank, local_world, nlocal, first, gpus;
     int broken;            /* a failed collective leaves the job unusable */
@@ -102,10 +102,10 @@ static int bad_env(char *err, const char *name, const char *want)
 
 struct hl_range {
     long lo, hi;
-    int width;             /* zero padding: the digits of lo as written */
+    int width; /* zero padding: the digits of lo as written */
 };
 
-struct hl_part {           /* literal text, then a bracket group (nr 0: none) */
+struct hl_part { /* literal text, then a bracket group (nr 0: none) */
     const char *text;
     int tlen, nr;
     long count;
@@ -114,7 +114,7 @@ struct hl_part {           /* literal text, then a bracket group (nr 0: none) */
 
 struct hl_item {
     int np;
-    long count;            /* hosts of the item (product of the groups) */
+    long count; /* hosts of the item (product of the groups) */
     struct hl_part part[HL_GROUPS + 1];
 };
 
@@ -265,7 +265,8 @@ int trn_dist_cfg_env(struct trn_dist_cfg *c, char *err)
         c->timeout_s = (double)v;
     if (er || ew) {
         if (!er || !ew)
-            return eng_fail(err, ENG_EINVAL, "BITDISTILL_DIST_RANK and BITDISTILL_DIST_WORLD "
+            return eng_fail(err, ENG_EINVAL,
+                            "BITDISTILL_DIST_RANK and BITDISTILL_DIST_WORLD "
                             "are set together (one of them is missing)");
         if (env_int("BITDISTILL_DIST_WORLD", 1, TRN_DIST_MAX_WORLD, &world))
             return bad_env(err, "BITDISTILL_DIST_WORLD", "the number of processes (1-4096)");
@@ -296,9 +297,11 @@ int trn_dist_cfg_env(struct trn_dist_cfg *c, char *err)
         if (!getenv(nl))
             nl = "SLURM_JOB_NODELIST";
         if (!getenv(nl))
-            return eng_fail(err, ENG_EINVAL, "%d processes but no address for rank 0: set "
+            return eng_fail(err, ENG_EINVAL,
+                            "%d processes but no address for rank 0: set "
                             "BITDISTILL_DIST_ADDR (or run under srun, which sets "
-                            "SLURM_STEP_NODELIST)", c->world);
+                            "SLURM_STEP_NODELIST)",
+                            c->world);
         if (trn_dist_hostlist_nth(getenv(nl), 0, c->addr, sizeof(c->addr)))
             return bad_env(err, nl, "a Slurm hostlist such as gpu[01-04],login1");
     }
@@ -420,8 +423,10 @@ static int recv_frame(int fd, uint32_t seq, void *buf, size_t n, double deadline
 
 static const char *io_what(int r)
 {
-    return r == IO_TIMEOUT ? "no answer" : r == IO_CLOSED ? "connection closed (the process "
-           "exited or was killed: see its own log)" : "unexpected data (not in step)";
+    return r == IO_TIMEOUT  ? "no answer"
+           : r == IO_CLOSED ? "connection closed (the process "
+                              "exited or was killed: see its own log)"
+                            : "unexpected data (not in step)";
 }
 
 static void set_sock_opts(int fd)
@@ -487,8 +492,8 @@ static int listen_on(int port, char *err)
 {
     int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, zero = 0;
     if (fd >= 0) {
-        struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
-                                 .sin6_addr = in6addr_any};
+        struct sockaddr_in6 a = {
+            .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = in6addr_any};
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)); /* IPv4 too */
         if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
@@ -500,7 +505,8 @@ static int listen_on(int port, char *err)
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); /* no IPv6 on this host */
     if (fd < 0)
         return eng_fail(err, ENG_EIO, "rendezvous: socket: %s", strerror(errno));
-    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a4 = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_ANY)};
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&a4, sizeof(a4))) {
@@ -522,8 +528,10 @@ bound:
     return fd;
 in_use:
     close(fd);
-    return eng_fail(err, ENG_EIO, "rendezvous: port %d is in use on rank 0's host (another "
-                    "job?); choose another with BITDISTILL_DIST_PORT", port);
+    return eng_fail(err, ENG_EIO,
+                    "rendezvous: port %d is in use on rank 0's host (another "
+                    "job?); choose another with BITDISTILL_DIST_PORT",
+                    port);
 }
 
 static void addr_text(const struct sockaddr_storage *sa, char *out, size_t len)
@@ -556,10 +564,10 @@ static int accept_ranks(struct trn_dist *d, int lfd, int port, double deadline, 
             for (int r = 1; r < d->world; r++)
                 if (d->p[r].fd < 0 && nm++ < 16 && o < sizeof(miss) - 16)
                     o += (size_t)snprintf(miss + o, sizeof(miss) - o, "%s%d", o ? ", " : "", r);
-            eng_fail(err, ENG_EIO, "rendezvous: rank%s %s%s of %d did not connect to rank 0 "
+            eng_fail(err, ENG_EIO,
+                     "rendezvous: rank%s %s%s of %d did not connect to rank 0 "
                      "(port %d) within %.0f s (not started, or cannot reach this host)",
-                     nm > 1 ? "s" : "", miss, nm > 16 ? ", ..." : "", d->world, port,
-                     d->timeout_s);
+                     nm > 1 ? "s" : "", miss, nm > 16 ? ", ..." : "", d->world, port, d->timeout_s);
             return -1;
         }
         struct sockaddr_storage sa;
@@ -580,9 +588,11 @@ static int accept_ranks(struct trn_dist *d, int lfd, int port, double deadline, 
         char at[64];
         addr_text(&sa, at, sizeof(at));
         if (wr != d->world || r < 1 || r >= d->world)
-            eng_fail(err, ENG_EINVAL, "rendezvous: a process at %s says it is rank %d of %d, "
+            eng_fail(err, ENG_EINVAL,
+                     "rendezvous: a process at %s says it is rank %d of %d, "
                      "but rank 0 has %d processes (two jobs on one port, or ranks started "
-                     "with different settings)", at, r, wr, d->world);
+                     "with different settings)",
+                     at, r, wr, d->world);
         else if (d->p[r].fd >= 0)
             eng_fail(err, ENG_EINVAL, "rendezvous: two processes claim rank %d (%s and %s)", r,
                      d->p[r].addr, at);
@@ -639,8 +649,10 @@ static int connect_rank0(const struct trn_dist_cfg *c, double deadline, char *er
             break;
         nap(0.2);
     }
-    return eng_fail(err, ENG_EIO, "rendezvous: rank %d cannot reach rank 0 at %s port %d "
-                    "within %.0f s: %s", c->rank, c->addr, c->port, c->timeout_s, last);
+    return eng_fail(err, ENG_EIO,
+                    "rendezvous: rank %d cannot reach rank 0 at %s port %d "
+                    "within %.0f s: %s",
+                    c->rank, c->addr, c->port, c->timeout_s, last);
 }
 
 int trn_dist_connect(const struct trn_dist_cfg *c, struct trn_dist **out, char *err)
@@ -683,7 +695,8 @@ int trn_dist_connect(const struct trn_dist_cfg *c, struct trn_dist **out, char *
         d->p[0].fd = fd;
         snprintf(d->p[0].addr, sizeof(d->p[0].addr), "%.48s:%d", c->addr, c->port);
         uint32_t hello[3] = {htonl(MAGIC_HELLO), htonl((uint32_t)c->rank),
-                             htonl((uint32_t)c->world)}, ok = 0, got = 0;
+                             htonl((uint32_t)c->world)},
+                 ok = 0, got = 0;
         char msg[MSG_LEN] = "";
         int is_err = 0;
         int r = send_frame(fd, MAGIC_DATA, 0, hello, sizeof(hello), deadline);
@@ -693,9 +706,10 @@ int trn_dist_connect(const struct trn_dist_cfg *c, struct trn_dist **out, char *
             if (is_err)
                 eng_fail(err, ENG_EIO, "rank 0 ended the rendezvous: %s", msg);
             else
-                eng_fail(err, ENG_EIO, "rendezvous: rank %d connected to rank 0 at %s port %d "
-                         "but then: %s (waiting %.0f s for the other ranks)", c->rank, c->addr,
-                         c->port, io_what(r), c->timeout_s + PEER_GRACE);
+                eng_fail(err, ENG_EIO,
+                         "rendezvous: rank %d connected to rank 0 at %s port %d "
+                         "but then: %s (waiting %.0f s for the other ranks)",
+                         c->rank, c->addr, c->port, io_what(r), c->timeout_s + PEER_GRACE);
             trn_dist_free(d);
             return ENG_EIO;
         }
@@ -705,8 +719,14 @@ int trn_dist_connect(const struct trn_dist_cfg *c, struct trn_dist **out, char *
     return 0;
 }
 
-int trn_dist_rank(const struct trn_dist *d) { return d ? d->rank : 0; }
-int trn_dist_world(const struct trn_dist *d) { return d ? d->world : 1; }
+int trn_dist_rank(const struct trn_dist *d)
+{
+    return d ? d->rank : 0;
+}
+int trn_dist_world(const struct trn_dist *d)
+{
+    return d ? d->world : 1;
+}
 
 const char *trn_dist_host(const struct trn_dist *d, int rank)
 {
@@ -745,12 +765,14 @@ static int gather(struct trn_dist *d, const void *mine, size_t n, void *all, cha
         int is_err;
         uint32_t got;
         char msg[MSG_LEN];
-        int r = recv_frame(d->p[k].fd, seq, (char *)all + (size_t)k * n, n, deadline, &is_err,
-                           msg, &got);
+        int r = recv_frame(d->p[k].fd, seq, (char *)all + (size_t)k * n, n, deadline, &is_err, msg,
+                           &got);
         if (r) {
             if (r == IO_ERROR && got != seq)
-                eng_fail(err, ENG_EIO, "%s is out of step (message %u, rank 0 is at %u): "
-                         "all ranks must run the same job", who(d, k, w, sizeof(w)), got, seq);
+                eng_fail(err, ENG_EIO,
+                         "%s is out of step (message %u, rank 0 is at %u): "
+                         "all ranks must run the same job",
+                         who(d, k, w, sizeof(w)), got, seq);
             else if (r == IO_TIMEOUT)
                 eng_fail(err, ENG_EIO, "%s: no answer within %.0f s (BITDISTILL_DIST_TIMEOUT)",
                          who(d, k, w, sizeof(w)), d->timeout_s);
@@ -790,9 +812,10 @@ static int scatter_same(struct trn_dist *d, void *buf, size_t n, char *err)
         if (is_err)
             snprintf(d->why, sizeof(d->why), "%s", msg);
         else if (r == IO_TIMEOUT)
-            snprintf(d->why, sizeof(d->why), "rank %d: no answer from rank 0 (%s) within %.0f s "
-                     "(BITDISTILL_DIST_TIMEOUT)", d->rank, d->p[0].addr,
-                     d->timeout_s + PEER_GRACE);
+            snprintf(d->why, sizeof(d->why),
+                     "rank %d: no answer from rank 0 (%s) within %.0f s "
+                     "(BITDISTILL_DIST_TIMEOUT)",
+                     d->rank, d->p[0].addr, d->timeout_s + PEER_GRACE);
         else
             snprintf(d->why, sizeof(d->why), "rank %d: rank 0 (%s): %s", d->rank, d->p[0].addr,
                      io_what(r));
@@ -855,9 +878,11 @@ int trn_dist_reduce(struct trn_dist *d, int status, const char *msg, uint64_t ch
             }
             if (!o->status && a->check != m->check) {
                 o->status = ENG_EINVAL;
-                snprintf(o->msg, sizeof(o->msg), "%s is not in step with rank 0 (another batch "
+                snprintf(o->msg, sizeof(o->msg),
+                         "%s is not in step with rank 0 (another batch "
                          "or model: every rank needs the same config, data and checkpoint "
-                         "directory)", who(d, k, w, sizeof(w)));
+                         "directory)",
+                         who(d, k, w, sizeof(w)));
             }
             for (int i = 0; i < n; i++)
                 sum[i] += ((const double *)(a + 1))[i];
@@ -910,10 +935,10 @@ int trn_dist_pick_devices(const char *device, int visible, int local_rank, int l
 
 /* What each rank reports about itself at start-up. */
 struct place_rec {
-    char host[HOST_LEN];   /* gethostname() */
-    char boot[40];         /* /proc/sys/kernel/random/boot_id: one machine, even if renamed */
-    char cvd[128];         /* CUDA_VISIBLE_DEVICES ("\1" when unset) */
-    char device[48];       /* its --device */
+    char host[HOST_LEN]; /* gethostname() */
+    char boot[40];       /* /proc/sys/kernel/random/boot_id: one machine, even if renamed */
+    char cvd[128];       /* CUDA_VISIBLE_DEVICES ("\1" when unset) */
+    char device[48];     /* its --device */
     int32_t visible;
 };
 
@@ -983,7 +1008,8 @@ int trn_dist_start(const struct trn_dist_cfg *c, const char *device, int visible
     d->gpus = 0;
     for (int k = 0; k < d->world; k++) {
         if (counts[k] < 0 || (need_gpu && counts[k] == 0)) {
-            rc = eng_fail(err, ENG_EINVAL, "%s has %s to train on (--device %s, %d CUDA "
+            rc = eng_fail(err, ENG_EINVAL,
+                          "%s has %s to train on (--device %s, %d CUDA "
                           "device%s visible): every rank needs at least one GPU",
                           who(d, k, w, sizeof(w)), counts[k] < 0 ? "a malformed device" : "no GPU",
                           all[k].device, all[k].visible, all[k].visible == 1 ? "" : "s");
@@ -1006,10 +1032,22 @@ fail:
     return rc;
 }
 
-int trn_dist_gpus(const struct trn_dist *d) { return d ? d->gpus : 0; }
-int trn_dist_first_gpu(const struct trn_dist *d) { return d ? d->first : 0; }
-int trn_dist_local_rank(const struct trn_dist *d) { return d ? d->local_rank : 0; }
-int trn_dist_local_world(const struct trn_dist *d) { return d ? d->local_world : 1; }
+int trn_dist_gpus(const struct trn_dist *d)
+{
+    return d ? d->gpus : 0;
+}
+int trn_dist_first_gpu(const struct trn_dist *d)
+{
+    return d ? d->first : 0;
+}
+int trn_dist_local_rank(const struct trn_dist *d)
+{
+    return d ? d->local_rank : 0;
+}
+int trn_dist_local_world(const struct trn_dist *d)
+{
+    return d ? d->local_world : 1;
+}
 
 /* ------------------------------------------------------------------ dist-check */
 
@@ -1023,8 +1061,8 @@ static uint64_t fnv1a(const void *p, size_t n)
 
 int trn_cli_dist_check(int argc, char **argv)
 {
-    static const struct option opts[] = {{"device", required_argument, 0, 'd'},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"device", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *device = "cuda:all";
     struct trn_dist_cfg c;
     struct trn_dist *d = NULL;
@@ -1049,7 +1087,8 @@ int trn_cli_dist_check(int argc, char **argv)
         goto out;
     if (!d) {
         printf("dist-check: a single process (no BITDISTILL_DIST_RANK/WORLD, no srun step with "
-               "several tasks); devices %s\n", dev);
+               "several tasks); devices %s\n",
+               dev);
         return 0;
     }
     if (d->rank == 0 && getrandom(id, sizeof(id), 0) != (ssize_t)sizeof(id)) {
@@ -1067,9 +1106,10 @@ int trn_cli_dist_check(int argc, char **argv)
     if (d->nlocal)
         snprintf(gpus, sizeof(gpus), "%d-%d", d->first, d->first + d->nlocal - 1);
     printf("dist-check: rank %d of %d (%s) host %s local %d of %d devices %s (%d visible) "
-           "global GPUs %s of %d id %016llx sum %s\n", d->rank, d->world, c.source,
-           d->host[d->rank], d->local_rank, d->local_world, dev, visible, gpus, d->gpus,
-           (unsigned long long)h, v[0] == want && (int)v[1] == d->gpus ? "ok" : "WRONG");
+           "global GPUs %s of %d id %016llx sum %s\n",
+           d->rank, d->world, c.source, d->host[d->rank], d->local_rank, d->local_world, dev,
+           visible, gpus, d->gpus, (unsigned long long)h,
+           v[0] == want && (int)v[1] == d->gpus ? "ok" : "WRONG");
     fflush(stdout);
     rc = v[0] == want && (int)v[1] == d->gpus ? 0 : ENG_EIO;
 out:

@@ -32,10 +32,10 @@
 /* Where this process stands, read from the environment. world == 1: a single process. */
 struct trn_dist_cfg {
     int rank, world;
-    char addr[256];     /* rank 0's host name or address (resolved with getaddrinfo) */
+    char addr[256]; /* rank 0's host name or address (resolved with getaddrinfo) */
     int port;
-    double timeout_s;   /* every wait: connecting, each collective */
-    char source[16];    /* "env", "slurm" or "none": where rank and world came from */
+    double timeout_s; /* every wait: connecting, each collective */
+    char source[16];  /* "env", "slurm" or "none": where rank and world came from */
 };
 
 /* Read the environment into c. Returns 0 (c->world 1 when it names no multi-process job) or

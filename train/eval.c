@@ -66,7 +66,8 @@ static int eval_sum_engine(struct run *r, struct eng_model *m, const struct eng_
 {
     const struct trn_task *t = &r->job.task;
     int max_pos = eng_model_config(m)->max_pos, rc = 0;
-    int mn = r->job.eval_max_new, ml = r->job.dist.max_len < max_pos ? r->job.dist.max_len : max_pos;
+    int mn = r->job.eval_max_new,
+        ml = r->job.dist.max_len < max_pos ? r->job.dist.max_len : max_pos;
     int th = r->o->threads > 0 ? r->o->threads : (r->job.threads > 0 ? r->job.threads : 1);
     struct trn_rouge sum = {0};
     struct trn_bleu_stats bs = {0};
@@ -132,8 +133,8 @@ static int evaluate_on(struct run *r, struct trn_model *model, const char *who, 
 {
     if (!r->val)
         return 0;
-    json_t *res = json_pack("{s:s,s:i,s:s,s:s}", "type", "eval", "stage", 4, "model", who,
-                            "split", selection ? "selection" : "validation");
+    json_t *res = json_pack("{s:s,s:i,s:s,s:s}", "type", "eval", "stage", 4, "model", who, "split",
+                            selection ? "selection" : "validation");
     int rc;
     if (r->job.task.kind == TRN_TASK_CLS) {
         double acc = 0;
@@ -171,8 +172,7 @@ int trn_evaluate(struct run *r, struct trn_model *model, const char *who)
  * eng_student_load (its own tokenizer when it has one) and classifying with the task's label
  * words (only {text} templates in the engine: others are filled here and passed whole).
  * Examples longer than its context are not scored (*skipped). */
-int trn_eval_gguf_cls(struct run *r, const char *gguf, double *acc, size_t *n_out,
-                         size_t *skipped)
+int trn_eval_gguf_cls(struct run *r, const char *gguf, double *acc, size_t *n_out, size_t *skipped)
 {
     struct eng_model *back = NULL;
     struct eng_tok *btok = NULL;
@@ -193,8 +193,8 @@ int trn_eval_gguf_cls(struct run *r, const char *gguf, double *acc, size_t *n_ou
                                  eng_model_config(back)->bos_id, eng_model_config(back)->eos_id,
                                  &chat, r->err)))
         goto out;
-    rc = eng_classifier_create(back, btok ? btok : r->tok, "{text}",
-                               (const char *const *)words, r->job.task.nlabels, &cl, r->err);
+    rc = eng_classifier_create(back, btok ? btok : r->tok, "{text}", (const char *const *)words,
+                               r->job.task.nlabels, &cl, r->err);
     for (size_t i = 0; i < n && !rc; i++) {
         const struct trn_example *e = &r->val->ex[i];
         size_t cap = strlen(r->job.task.template) + strlen(e->text) +
@@ -309,9 +309,9 @@ static int eval_task_of_file(struct trn_task *t, const char *tpl, char *err)
 int trn_cli_eval(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"model", 1, 0, 'm'}, {"task", 1, 0, 'k'}, {"data", 1, 0, 'd'}, {"max", 1, 0, 'n'},
-        {"max-new", 1, 0, 'g'}, {"max-len", 1, 0, 'l'}, {"threads", 1, 0, 't'},
-        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"model", 1, 0, 'm'},   {"task", 1, 0, 'k'},    {"data", 1, 0, 'd'},
+        {"max", 1, 0, 'n'},     {"max-new", 1, 0, 'g'}, {"max-len", 1, 0, 'l'},
+        {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     const char *usage = "usage: bitdistill eval --model STUDENT.gguf --task sst2|mnli|qnli|cnndm "
                         "--data FILE [--max N (0: all)] [--max-new 64] [--max-len 512] "
                         "[--threads N]\n";
@@ -342,7 +342,8 @@ int trn_cli_eval(int argc, char **argv)
         case 'h':
             printf("%sAccuracy (classification) or ROUGE-1/2/L/Lsum and BLEU of greedy summaries "
                    "(summarization)\nof a student file on a dataset, measured as the trainer's "
-                   "stage 4 does; one JSON object.\n", usage);
+                   "stage 4 does; one JSON object.\n",
+                   usage);
             rc = 0;
             goto out;
         default: fprintf(stderr, "%s", usage); goto out;

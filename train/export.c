@@ -102,8 +102,10 @@ int trn_export_student(struct run *r, const char *teacher_dir, char *gguf)
         struct jinja_tpl *jt = NULL;
         char jerr[JINJA_ERR_LEN];
         if (jinja_parse(meta.chat_template, strlen(meta.chat_template), &jt, jerr)) {
-            fprintf(stderr, "bitdistill train: the chat template is left out of the student: "
-                    "%s\n", jerr);
+            fprintf(stderr,
+                    "bitdistill train: the chat template is left out of the student: "
+                    "%s\n",
+                    jerr);
             free(meta.chat_template);
             meta.chat_template = NULL;
         }
@@ -121,8 +123,8 @@ int trn_export_student(struct run *r, const char *teacher_dir, char *gguf)
         if ((rc = trn_eval_gguf_cls(r, gguf, &acc, &n, &skipped)))
             goto out;
         trn_emit(r, json_pack("{s:s,s:i,s:s,s:f,s:I,s:I}", "type", "eval", "stage", 4, "model",
-                          "student_gguf", "accuracy", acc, "n", (json_int_t)n, "skipped",
-                          (json_int_t)skipped));
+                              "student_gguf", "accuracy", acc, "n", (json_int_t)n, "skipped",
+                              (json_int_t)skipped));
         json_object_set_new(r->metrics, "student_gguf",
                             json_pack("{s:f,s:I,s:I}", "accuracy", acc, "n", (json_int_t)n,
                                       "skipped", (json_int_t)skipped));

@@ -50,8 +50,14 @@ static int split(struct toks *k, char *s, int (*sep)(int))
     return 0;
 }
 
-static int rouge_sep(int c) { return !((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')); }
-static int space_sep(int c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static int rouge_sep(int c)
+{
+    return !((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'));
+}
+static int space_sep(int c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 /* rouge_score's tokenizer: lower-case, non-[a-z0-9] -> separator. */
 static int rouge_tok(struct toks *k, const char *s, size_t len)
@@ -281,7 +287,10 @@ static int in13a_class(int c)
            (c >= 0x3A && c <= 0x40) || (c >= 0x5B && c <= 0x60) || (c >= 0x7B && c <= 0x7E);
 }
 
-static int isdig(int c) { return c >= '0' && c <= '9'; }
+static int isdig(int c)
+{
+    return c >= '0' && c <= '9';
+}
 
 /* replace all occurrences of a by b in s (len shrinks or stays). */
 static void replace_all(char *s, const char *a, const char *b)

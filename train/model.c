@@ -40,13 +40,13 @@ struct trn_model {
     int ntens;
     size_t np;
     float *params, *grads;
-    float *wq;                      /* quantized copies of the projections [np] (same offsets) */
+    float *wq; /* quantized copies of the projections [np] (same offsets) */
     /* planned activations */
     int B, T;
-    float *arena;                   /* every activation and scratch buffer below */
-    size_t arena_n, tok_n;          /* capacities (floats, tokens) */
-    int32_t *tok;                   /* [N] copy of the last batch */
-    struct trn_arena ar;            /* the activations and scratch (arena.h), over arena */
+    float *arena;          /* every activation and scratch buffer below */
+    size_t arena_n, tok_n; /* capacities (floats, tokens) */
+    int32_t *tok;          /* [N] copy of the last batch */
+    struct trn_arena ar;   /* the activations and scratch (arena.h), over arena */
     char err[ENG_ERR_LEN];
 };
 
@@ -81,8 +81,10 @@ static int layout(struct trn_model *m)
     m->np = 0;
     add_tensor(m, cap, "model.embed_tokens.weight", c->vocab, c->hidden, 2);
     for (int l = 0; l < c->layers; l++) {
-#define T2(s, r, cc) (snprintf(nm, sizeof(nm), "model.layers.%d.%s", l, s), add_tensor(m, cap, nm, r, cc, 2))
-#define T1(s, r) (snprintf(nm, sizeof(nm), "model.layers.%d.%s", l, s), add_tensor(m, cap, nm, r, 1, 1))
+#define T2(s, r, cc)                                                                               \
+    (snprintf(nm, sizeof(nm), "model.layers.%d.%s", l, s), add_tensor(m, cap, nm, r, cc, 2))
+#define T1(s, r)                                                                                   \
+    (snprintf(nm, sizeof(nm), "model.layers.%d.%s", l, s), add_tensor(m, cap, nm, r, 1, 1))
         T1("input_layernorm.weight", c->hidden);
         T2("self_attn.q_proj.weight", qd, c->hidden);
         T2("self_attn.k_proj.weight", kd, c->hidden);
@@ -132,12 +134,18 @@ static float *lp(const struct trn_model *m, float *base, int l, const char *s)
 static struct lptr layer_ptrs(const struct trn_model *m, float *base, int l)
 {
     struct lptr p = {
-        lp(m, base, l, "input_layernorm.weight"),  lp(m, base, l, "self_attn.q_proj.weight"),
-        lp(m, base, l, "self_attn.k_proj.weight"), lp(m, base, l, "self_attn.v_proj.weight"),
-        lp(m, base, l, "self_attn.q_norm.weight"), lp(m, base, l, "self_attn.k_norm.weight"),
-        lp(m, base, l, "self_attn.o_proj.weight"), lp(m, base, l, "self_attn.attn_sub_norm.weight"),
-        lp(m, base, l, "post_attention_layernorm.weight"), lp(m, base, l, "mlp.gate_proj.weight"),
-        lp(m, base, l, "mlp.up_proj.weight"),      lp(m, base, l, "mlp.down_proj.weight"),
+        lp(m, base, l, "input_layernorm.weight"),
+        lp(m, base, l, "self_attn.q_proj.weight"),
+        lp(m, base, l, "self_attn.k_proj.weight"),
+        lp(m, base, l, "self_attn.v_proj.weight"),
+        lp(m, base, l, "self_attn.q_norm.weight"),
+        lp(m, base, l, "self_attn.k_norm.weight"),
+        lp(m, base, l, "self_attn.o_proj.weight"),
+        lp(m, base, l, "self_attn.attn_sub_norm.weight"),
+        lp(m, base, l, "post_attention_layernorm.weight"),
+        lp(m, base, l, "mlp.gate_proj.weight"),
+        lp(m, base, l, "mlp.up_proj.weight"),
+        lp(m, base, l, "mlp.down_proj.weight"),
         lp(m, base, l, "mlp.ffn_sub_norm.weight"),
     };
     return p;
@@ -189,8 +197,10 @@ int trn_model_load_hf(const char *dir, struct trn_model **out, char *err)
     if ((rc = eng_config_load(dir, &m->cfg, err)))
         goto fail;
     if (m->cfg.qkv_bias) {
-        rc = eng_fail(err, ENG_EUNSUPPORTED, "%s: q/k/v bias (%s) is not supported by the "
-                      "trainer", dir, m->cfg.model_type);
+        rc = eng_fail(err, ENG_EUNSUPPORTED,
+                      "%s: q/k/v bias (%s) is not supported by the "
+                      "trainer",
+                      dir, m->cfg.model_type);
         goto fail;
     }
     if ((rc = eng_st_open(dir, &st, err)))
@@ -211,9 +221,10 @@ int trn_model_load_hf(const char *dir, struct trn_model **out, char *err)
         }
         if ((s->dtype != ENG_DT_F32 && s->dtype != ENG_DT_BF16 && s->dtype != ENG_DT_F16) ||
             eng_st_numel(s) != (int64_t)t->n || s->shape[0] != t->shape[0]) {
-            rc = eng_fail(err, ENG_ESHAPE, "%s: tensor %s has dtype %s and %lld elements, "
-                          "expected float with shape [%lld, %lld]", dir, t->name,
-                          eng_dtype_name(s->dtype), (long long)eng_st_numel(s),
+            rc = eng_fail(err, ENG_ESHAPE,
+                          "%s: tensor %s has dtype %s and %lld elements, "
+                          "expected float with shape [%lld, %lld]",
+                          dir, t->name, eng_dtype_name(s->dtype), (long long)eng_st_numel(s),
                           (long long)t->shape[0], (long long)t->shape[1]);
             goto fail;
         }
@@ -285,19 +296,58 @@ int trn_model_add_subln(struct trn_model *m)
     return 0;
 }
 
-int trn_model_has_subln(const struct trn_model *m) { return m->subln; }
-void trn_model_set_quant(struct trn_model *m, int on) { m->quant = on != 0; }
-int trn_model_quant(const struct trn_model *m) { return m->quant; }
-const struct eng_config *trn_model_config(const struct trn_model *m) { return &m->cfg; }
-const char *trn_model_errmsg(const struct trn_model *m) { return m->err; }
-size_t trn_model_nparams(const struct trn_model *m) { return m->np; }
-float *trn_model_params(struct trn_model *m) { return m->params; }
-float *trn_model_grads(struct trn_model *m) { return m->grads; }
-int trn_model_ntensors(const struct trn_model *m) { return m->ntens; }
-const struct trn_tensor *trn_model_tensor(const struct trn_model *m, int i) { return &m->tens[i]; }
-float *trn_model_logits(struct trn_model *m) { return m->ar.logits; }
-float *trn_model_dlogits(struct trn_model *m) { return m->ar.dlogits; }
-void trn_model_zero_grad(struct trn_model *m) { memset(m->grads, 0, m->np * sizeof(float)); }
+int trn_model_has_subln(const struct trn_model *m)
+{
+    return m->subln;
+}
+void trn_model_set_quant(struct trn_model *m, int on)
+{
+    m->quant = on != 0;
+}
+int trn_model_quant(const struct trn_model *m)
+{
+    return m->quant;
+}
+const struct eng_config *trn_model_config(const struct trn_model *m)
+{
+    return &m->cfg;
+}
+const char *trn_model_errmsg(const struct trn_model *m)
+{
+    return m->err;
+}
+size_t trn_model_nparams(const struct trn_model *m)
+{
+    return m->np;
+}
+float *trn_model_params(struct trn_model *m)
+{
+    return m->params;
+}
+float *trn_model_grads(struct trn_model *m)
+{
+    return m->grads;
+}
+int trn_model_ntensors(const struct trn_model *m)
+{
+    return m->ntens;
+}
+const struct trn_tensor *trn_model_tensor(const struct trn_model *m, int i)
+{
+    return &m->tens[i];
+}
+float *trn_model_logits(struct trn_model *m)
+{
+    return m->ar.logits;
+}
+float *trn_model_dlogits(struct trn_model *m)
+{
+    return m->ar.dlogits;
+}
+void trn_model_zero_grad(struct trn_model *m)
+{
+    memset(m->grads, 0, m->np * sizeof(float));
+}
 
 int trn_model_save_hf(const struct trn_model *m, const char *dir, char *err)
 {
@@ -376,8 +426,8 @@ static int plan(struct trn_model *m, int B, int T)
         return 0;
     const struct eng_config *c = &m->cfg;
     size_t N = (size_t)B * T;
-    struct trn_arena_spec sp = {.B = B, .T = T, .grad = 1, .quant = m->quant,
-                                .subln = m->subln, .dsc = (size_t)T * T};
+    struct trn_arena_spec sp = {
+        .B = B, .T = T, .grad = 1, .quant = m->quant, .subln = m->subln, .dsc = (size_t)T * T};
     size_t tot = trn_arena_floats(c, &sp);
     /* a smaller shape reuses the arena (batches of varying length); a larger one grows it */
     if (!m->arena || tot > m->arena_n || N > m->tok_n) {
@@ -387,8 +437,10 @@ static int plan(struct trn_model *m, int B, int T)
         m->tok = calloc(N, sizeof(int32_t));
         if (!m->arena || !m->ar.acts || !m->tok) {
             release_acts(m);
-            return eng_fail(m->err, ENG_ENOMEM, "out of memory for activations of a %d x %d "
-                            "batch", B, T);
+            return eng_fail(m->err, ENG_ENOMEM,
+                            "out of memory for activations of a %d x %d "
+                            "batch",
+                            B, T);
         }
         m->arena_n = tot;
         m->tok_n = N;
@@ -529,8 +581,8 @@ int trn_model_backward(struct trn_model *m)
     trn_linear_backward(m->ar.d1, dhead, m->ar.dlogits, m->ar.xf, head_w(m), N, H, c->vocab);
     memset(m->ar.dres, 0, NH * sizeof(float));
     trn_rmsnorm_backward(m->ar.dres, lp(m, m->grads, -1, "model.norm.weight"), m->ar.d1,
-                         m->ar.resid + (size_t)c->layers * NH, lp(m, m->params, -1,
-                         "model.norm.weight"), m->ar.rf, N, H);
+                         m->ar.resid + (size_t)c->layers * NH,
+                         lp(m, m->params, -1, "model.norm.weight"), m->ar.rf, N, H);
     for (int l = c->layers - 1; l >= 0; l--) {
         struct trn_acts *a = &m->ar.acts[l];
         struct lptr p = layer_ptrs(m, m->params, l), w = layer_ptrs(m, W, l);

@@ -26,11 +26,11 @@ struct trn_model;
 
 /* One named parameter tensor inside the flat parameter vector. */
 struct trn_tensor {
-    char name[96];   /* Hugging Face name, e.g. "model.layers.0.self_attn.q_proj.weight" */
-    size_t off, n;   /* offset and element count in the flat vector */
-    int ndim;        /* 1 (norm weights) or 2 (matrices) */
+    char name[96]; /* Hugging Face name, e.g. "model.layers.0.self_attn.q_proj.weight" */
+    size_t off, n; /* offset and element count in the flat vector */
+    int ndim;      /* 1 (norm weights) or 2 (matrices) */
     int64_t shape[2];
-    int decay;       /* 1: weight decay applies (matrices), 0: norms */
+    int decay; /* 1: weight decay applies (matrices), 0: norms */
 };
 
 /* Which projection state of a layer the relation loss reads (after projection and QK-norm,
@@ -79,7 +79,7 @@ const float *trn_model_state(const struct trn_model *m, int layer, enum trn_stat
 
 /* Zero dlogits and the state gradients (call after forward, before the losses add to them). */
 void trn_model_backward_begin(struct trn_model *m);
-float *trn_model_dlogits(struct trn_model *m);                             /* [B*T][vocab] */
+float *trn_model_dlogits(struct trn_model *m);                                 /* [B*T][vocab] */
 float *trn_model_dstate(struct trn_model *m, int layer, enum trn_state which); /* [B*T][C] */
 /* Backpropagate dlogits and the state gradients of the last forward; ACCUMULATES into the
  * parameter gradients (gradient accumulation); zero them with trn_model_zero_grad. */

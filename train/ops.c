@@ -84,8 +84,8 @@ void trn_linear_backward(float *dinp, float *dw, const float *dout, const float 
                   dinp, (size_t)C);
     /* dw[OC][C] += dout^T[OC][N] . inp[N][C] */
     if (dw)
-        krn_sgemm_at((size_t)OC, (size_t)C, (size_t)N, 1.0f, dout, (size_t)OC, inp, (size_t)C,
-                     1.0f, dw, (size_t)C);
+        krn_sgemm_at((size_t)OC, (size_t)C, (size_t)N, 1.0f, dout, (size_t)OC, inp, (size_t)C, 1.0f,
+                     dw, (size_t)C);
 }
 
 /* ------------------------------------------------------------------ RMSNorm */
@@ -122,8 +122,8 @@ void trn_rope_tables(float *cs, float *sn, int T, int HD, float theta)
     krn_rope_tables(cs, sn, (size_t)T, (size_t)HD, theta);
 }
 
-void trn_rope_forward(float *out, const float *inp, const float *cs, const float *sn, int B,
-                      int T, int NH, int HD)
+void trn_rope_forward(float *out, const float *inp, const float *cs, const float *sn, int B, int T,
+                      int NH, int HD)
 {
     /* every sequence of the batch sits at positions 0..T-1: the tables' first T rows */
     size_t seq = (size_t)T * NH * HD;
@@ -159,8 +159,8 @@ void trn_rope_backward(float *dinp, const float *dout, const float *cs, const fl
 /* Per (batch, head): S = scale * Q K^T by sgemm (full T x T; the causal half above the
  * diagonal is overwritten), causal softmax per row, O = P V by sgemm. Q rows have stride
  * NH*HD, K/V rows KVH*HD (GQA: query head h reads kv head h / (NH/KVH)). */
-void trn_attention_forward(float *out, float *probs, const float *q, const float *k,
-                           const float *v, int B, int T, int NH, int KVH, int HD)
+void trn_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                           int B, int T, int NH, int KVH, int HD)
 {
     int grp = NH / KVH;
     float scale = 1.0f / sqrtf((float)HD);
@@ -186,9 +186,9 @@ void trn_attention_forward(float *out, float *probs, const float *q, const float
 
 /* dP = dO V^T; dV += P^T dO; dS = P * (dP - rowsum(P * dP)) * scale; dQ += dS K; dK += dS^T Q.
  * scratch: T*T floats (dP / dS). */
-void trn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
-                            const float *probs, const float *q, const float *k, const float *v,
-                            int B, int T, int NH, int KVH, int HD, float *scratch)
+void trn_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                            const float *q, const float *k, const float *v, int B, int T, int NH,
+                            int KVH, int HD, float *scratch)
 {
     int grp = NH / KVH;
     float scale = 1.0f / sqrtf((float)HD);
@@ -197,7 +197,8 @@ void trn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             int kh = h / grp;
-            size_t qo = (size_t)b * T * qs + (size_t)h * HD, ko = (size_t)b * T * ks + (size_t)kh * HD;
+            size_t qo = (size_t)b * T * qs + (size_t)h * HD,
+                   ko = (size_t)b * T * ks + (size_t)kh * HD;
             const float *P = probs + ((size_t)b * NH + h) * T * T;
             krn_sgemm(1, (size_t)T, (size_t)T, (size_t)HD, 1.0f, dout + qo, qs, v + ko, ks, 0.0f,
                       dp, (size_t)T);
@@ -331,8 +332,8 @@ double trn_kl_forward(const float *s_logits, const float *t_logits, const int32_
     return kept ? tot / kept : 0.0;
 }
 
-void trn_kl_backward(float *ds, const float *s_logits, const float *t_logits,
-                     const int32_t *target, int N, int V, float tau, float scale)
+void trn_kl_backward(float *ds, const float *s_logits, const float *t_logits, const int32_t *target,
+                     int N, int V, float tau, float scale)
 {
     int kept = kept_rows(target, N);
     if (!kept)
@@ -431,8 +432,8 @@ double trn_relation_forward(const float *s, const float *t, const int32_t *len, 
 }
 
 void trn_relation_backward(float *dsv, const float *s, const float *t, const int32_t *len, int B,
-                           int T, int Cs, int Ct, int S, enum trn_rel kind, float t_r,
-                           float scale, float *scratch)
+                           int T, int Cs, int Ct, int S, enum trn_rel kind, float t_r, float scale,
+                           float *scratch)
 {
     int ds = Cs / S, dt = Ct / S, rows = rel_rows(len, B, T);
     if (!rows)

@@ -45,8 +45,8 @@ void trn_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float
 
 /* ---- RoPE (NeoX rotate-half) on x[B][T][NH][HD] at positions 0..T-1; cs, sn [T][HD/2] ---- */
 void trn_rope_tables(float *cs, float *sn, int T, int HD, float theta);
-void trn_rope_forward(float *out, const float *inp, const float *cs, const float *sn, int B,
-                      int T, int NH, int HD);
+void trn_rope_forward(float *out, const float *inp, const float *cs, const float *sn, int B, int T,
+                      int NH, int HD);
 /* dinp += R^T dout */
 void trn_rope_backward(float *dinp, const float *dout, const float *cs, const float *sn, int B,
                        int T, int NH, int HD);
@@ -54,12 +54,12 @@ void trn_rope_backward(float *dinp, const float *dout, const float *cs, const fl
 /* ---- causal attention (GQA) ----
  * q [B][T][NH][HD], k, v [B][T][KVH][HD] -> out [B][T][NH][HD]; probs [B][NH][T][T] (softmax of
  * q.k/sqrt(HD) over keys 0..t, zeros above the diagonal) kept for the backward. */
-void trn_attention_forward(float *out, float *probs, const float *q, const float *k,
-                           const float *v, int B, int T, int NH, int KVH, int HD);
+void trn_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                           int B, int T, int NH, int KVH, int HD);
 /* dq, dk, dv += ...; scratch [T*T] floats. */
-void trn_attention_backward(float *dq, float *dk, float *dv, const float *dout,
-                            const float *probs, const float *q, const float *k, const float *v,
-                            int B, int T, int NH, int KVH, int HD, float *scratch);
+void trn_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                            const float *q, const float *k, const float *v, int B, int T, int NH,
+                            int KVH, int HD, float *scratch);
 
 /* ---- SwiGLU: out[n] = silu(g[n]) * u[n] over n elements ---- */
 void trn_swiglu_forward(float *out, const float *g, const float *u, size_t n);
@@ -78,8 +78,8 @@ size_t trn_token_hits(const float *logits, const int32_t *target, int N, int V, 
 /* Logits distillation: mean over rows with target >= 0 of KL(softmax(t/tau) || softmax(s/tau)). */
 double trn_kl_forward(const float *s_logits, const float *t_logits, const int32_t *target, int N,
                       int V, float tau);
-void trn_kl_backward(float *ds, const float *s_logits, const float *t_logits,
-                     const int32_t *target, int N, int V, float tau, float scale);
+void trn_kl_backward(float *ds, const float *s_logits, const float *t_logits, const int32_t *target,
+                     int N, int V, float tau, float scale);
 
 /* Attention-relation distillation of one state (Q, K or V of one layer), DESIGN.md §1.
  * s [B][T][Cs], t [B][T][Ct] (heads concatenated) are split into S relation heads of Cs/S and
@@ -92,7 +92,7 @@ double trn_relation_forward(const float *s, const float *t, const int32_t *len, 
                             int Cs, int Ct, int S, enum trn_rel kind, float t_r, float *scratch);
 /* ds [B][T][Cs] += scale * d(loss)/d(s). */
 void trn_relation_backward(float *ds, const float *s, const float *t, const int32_t *len, int B,
-                           int T, int Cs, int Ct, int S, enum trn_rel kind, float t_r,
-                           float scale, float *scratch);
+                           int T, int Cs, int Ct, int S, enum trn_rel kind, float t_r, float scale,
+                           float *scratch);
 
 #endif

@@ -69,11 +69,10 @@ void trn_message(struct run *r, const char *fmt, ...)
     trn_emit(r, json_pack("{s:s,s:s}", "type", "message", "message", buf));
 }
 
-void trn_stage_event(struct run *r, int stage, const char *name, const char *status,
-                        long steps)
+void trn_stage_event(struct run *r, int stage, const char *name, const char *status, long steps)
 {
     trn_emit(r, json_pack("{s:s,s:i,s:s,s:s,s:I}", "type", "stage", "stage", stage, "name", name,
-                      "status", status, "steps", (json_int_t)steps));
+                          "status", status, "steps", (json_int_t)steps));
     if (r->o->progress)
         fprintf(stderr, "bitdistill train: stage %d %s %s (%ld steps)\n", stage, name, status,
                 steps);
@@ -107,11 +106,11 @@ static int encode_set(struct run *r, const struct trn_dataset *d, const char *fi
     if (!*e)
         return eng_fail(r->err, ENG_ENOMEM, "out of memory");
     for (size_t i = 0; i < d->n; i++) {
-        int rc = trn_encode(&r->job.task, r->tok, &d->ex[i], max_len, 1, &(*e)[i].ids,
-                            &(*e)[i].n, &(*e)[i].np);
+        int rc = trn_encode(&r->job.task, r->tok, &d->ex[i], max_len, 1, &(*e)[i].ids, &(*e)[i].n,
+                            &(*e)[i].np);
         if (rc)
-            return eng_fail(r->err, rc, "%s: example %zu cannot be encoded in %d tokens (%s)",
-                            file, i + 1, max_len, eng_strerror(rc));
+            return eng_fail(r->err, rc, "%s: example %zu cannot be encoded in %d tokens (%s)", file,
+                            i + 1, max_len, eng_strerror(rc));
     }
     *len = max_len;
     return 0;
@@ -133,8 +132,7 @@ static size_t fill_batch(const struct enc *const *e, int B, struct trn_batch *b)
     for (int i = 0; i < B; i++) {
         for (int t = 0; t < T; t++) {
             b->tok[i * T + t] = t < e[i]->n ? e[i]->ids[t] : 0;
-            b->target[i * T + t] =
-                t >= e[i]->np - 1 && t < e[i]->n - 1 ? e[i]->ids[t + 1] : -1;
+            b->target[i * T + t] = t >= e[i]->np - 1 && t < e[i]->n - 1 ? e[i]->ids[t + 1] : -1;
         }
         b->len[i] = e[i]->n;
         ntok += (size_t)e[i]->n;
@@ -154,15 +152,18 @@ static size_t draw_n(struct run *r, int stage, size_t i, size_t n)
             r->perm = malloc(n * sizeof(size_t));
             r->perm_n = n;
         }
-        trn_shuffle(r->perm, n, r->job.seed * 1000003ULL + (uint64_t)stage * 7919ULL +
-                    (uint64_t)epoch);
+        trn_shuffle(r->perm, n,
+                    r->job.seed * 1000003ULL + (uint64_t)stage * 7919ULL + (uint64_t)epoch);
         r->perm_epoch = epoch;
         r->perm_stage = stage;
     }
     return r->perm[i % n];
 }
 
-static size_t draw(struct run *r, int stage, size_t i) { return draw_n(r, stage, i, r->train->n); }
+static size_t draw(struct run *r, int stage, size_t i)
+{
+    return draw_n(r, stage, i, r->train->n);
+}
 
 /* Fill b (arrays of B*maxT) with micro-batch k of the stage: task examples or corpus rows. */
 static size_t make_batch(struct run *r, int stage, const struct stage_cfg *s, long k,
@@ -233,15 +234,14 @@ static long stage_steps(struct run *r, int stage, const struct stage_cfg *s)
     if (s->steps > 0)
         return s->steps;
     double per = (double)s->batch * s->accum;
-    double n = stage != 2       ? s->epochs * (double)r->train->n
+    double n = stage != 2      ? s->epochs * (double)r->train->n
                : s->tokens > 0 ? (double)s->tokens / s->max_len
                                : s->epochs * (double)(r->corpus->ntok - 1) / s->max_len;
     long k = (long)ceil(n / per);
     return k > 0 ? k : 1;
 }
 
-static json_t *state_json(struct run *r, int stage, long step, long steps, int accum,
-                          double tokens)
+static json_t *state_json(struct run *r, int stage, long step, long steps, int accum, double tokens)
 {
     return json_pack("{s:i,s:I,s:I,s:f,s:s,s:I,s:{s:I,s:I},s:s}", "stage", stage, "step",
                      (json_int_t)step, "steps", (json_int_t)steps, "tokens", tokens, "job_sha256",
@@ -256,17 +256,18 @@ static int eval_heldout(struct run *r, struct trn_model *model, long step, doubl
 {
     if (!r->heldout)
         return 0;
-    int T = r->job.cpt.max_len < trn_model_config(model)->max_pos ? r->job.cpt.max_len
-                                                                    : trn_model_config(model)->max_pos;
+    int T = r->job.cpt.max_len < trn_model_config(model)->max_pos
+                ? r->job.cpt.max_len
+                : trn_model_config(model)->max_pos;
     double ce = 0;
     size_t n = 0;
     int rc = trn_eval_corpus(model, r->heldout->tok, r->heldout->ntok, T, 8, &ce, &n, r->err);
     if (rc)
         return rc;
-    json_t *res = json_pack("{s:s,s:i,s:s,s:I,s:I,s:f,s:f,s:I}", "type", "eval", "stage", 2,
-                            "model", "pretrain", "step", (json_int_t)step, "tokens",
-                            (json_int_t)tokens, "loss", ce, "perplexity", exp(ce), "n",
-                            (json_int_t)n);
+    json_t *res =
+        json_pack("{s:s,s:i,s:s,s:I,s:I,s:f,s:f,s:I}", "type", "eval", "stage", 2, "model",
+                  "pretrain", "step", (json_int_t)step, "tokens", (json_int_t)tokens, "loss", ce,
+                  "perplexity", exp(ce), "n", (json_int_t)n);
     json_t *copy = json_deep_copy(res);
     json_object_del(copy, "type");
     json_object_del(copy, "stage");
@@ -305,9 +306,15 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
 {
     long steps = stage_steps(r, stage, s);
     size_t np = trn_model_nparams(model), cap = (size_t)s->batch * (size_t)s->max_len;
-    struct trn_adamw_cfg ac = {.lr = s->lr, .min_lr = s->min_lr, .beta1 = 0.9f, .beta2 = 0.999f,
-                               .eps = 1e-8f, .weight_decay = s->weight_decay, .clip = s->clip,
-                               .warmup = s->warmup >= 0 ? s->warmup : steps / 20, .total = steps};
+    struct trn_adamw_cfg ac = {.lr = s->lr,
+                               .min_lr = s->min_lr,
+                               .beta1 = 0.9f,
+                               .beta2 = 0.999f,
+                               .eps = 1e-8f,
+                               .weight_decay = s->weight_decay,
+                               .clip = s->clip,
+                               .warmup = s->warmup >= 0 ? s->warmup : steps / 20,
+                               .total = steps};
     struct trn_batch b = {0};
     struct trn_cuda_dp *gpu = NULL; /* --device cuda:...: the stage runs on GPUs (backend.h) */
     int rc = 0;
@@ -345,10 +352,10 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
             trn_model_zero_grad(model);
         for (int a = 0; a < s->accum; a++) {
             ntok += make_batch(r, stage, s, k * s->accum + a, &b);
-            if ((rc = gpu ? trn_cuda_dp_step_losses(gpu, &b, &lc, 1.0f / (float)s->accum, &L,
-                                                    r->err)
-                          : trn_step_losses(model, teacher, &b, &lc, 1, 1.0f / (float)s->accum,
-                                            &L, r->err)))
+            if ((rc =
+                     gpu ? trn_cuda_dp_step_losses(gpu, &b, &lc, 1.0f / (float)s->accum, &L, r->err)
+                         : trn_step_losses(model, teacher, &b, &lc, 1, 1.0f / (float)s->accum, &L,
+                                           r->err)))
                 goto out;
             acc.ce += L.ce / s->accum;
             acc.ld += L.ld / s->accum;
@@ -366,27 +373,29 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         if (!isfinite(acc.loss)) {
-            rc = eng_fail(r->err, ENG_ERANGE, "stage %d step %ld: loss is not finite (ce %g, ld "
-                          "%g, ad %g); lower the lr or gamma", stage, k + 1, acc.ce, acc.ld,
-                          acc.ad);
+            rc = eng_fail(r->err, ENG_ERANGE,
+                          "stage %d step %ld: loss is not finite (ce %g, ld "
+                          "%g, ad %g); lower the lr or gamma",
+                          stage, k + 1, acc.ce, acc.ld, acc.ad);
             goto out;
         }
         if ((k + 1) % (r->job.log_every > 0 ? r->job.log_every : 1) == 0 || k + 1 == steps) {
-            json_t *ev = json_pack("{s:s,s:i,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}",
-                                   "type", "step", "stage", stage, "step", (json_int_t)(k + 1),
-                                   "steps", (json_int_t)steps, "tokens", (json_int_t)tokens, "ce",
-                                   acc.ce, "ld", acc.ld, "ad", acc.ad, "loss", acc.loss, "lr",
-                                   (double)lr, "grad_norm", gn, "tokens_per_s",
-                                   dt > 0 ? (double)ntok / dt : 0.0, "gamma",
-                                   teacher ? (double)lc.gamma : 0.0);
+            json_t *ev = json_pack(
+                "{s:s,s:i,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "type", "step", "stage",
+                stage, "step", (json_int_t)(k + 1), "steps", (json_int_t)steps, "tokens",
+                (json_int_t)tokens, "ce", acc.ce, "ld", acc.ld, "ad", acc.ad, "loss", acc.loss,
+                "lr", (double)lr, "grad_norm", gn, "tokens_per_s", dt > 0 ? (double)ntok / dt : 0.0,
+                "gamma", teacher ? (double)lc.gamma : 0.0);
             if (!gpu) /* token accuracy is computed on the CPU path only */
                 json_object_set_new(ev, "acc", json_real(acc.acc));
             trn_emit(r, ev);
         }
         if (r->o->progress && isatty(2))
-            fprintf(stderr, "\r[stage %d %s] step %ld/%ld loss %.4f ce %.4f ld %.4f ad %.4g "
-                    "lr %.2e %.0f tok/s   ", stage, name, k + 1, steps, acc.loss, acc.ce, acc.ld,
-                    acc.ad, (double)lr, dt > 0 ? (double)ntok / dt : 0.0);
+            fprintf(stderr,
+                    "\r[stage %d %s] step %ld/%ld loss %.4f ce %.4f ld %.4f ad %.4g "
+                    "lr %.2e %.0f tok/s   ",
+                    stage, name, k + 1, steps, acc.loss, acc.ce, acc.ld, acc.ad, (double)lr,
+                    dt > 0 ? (double)ntok / dt : 0.0);
         int end = k + 1 == steps;
         /* a pause is honoured by a single process only (ranks of a launcher cannot agree) */
         int pause = pause_requested && !r->dist;
@@ -394,27 +403,26 @@ static int train_stage(struct run *r, int stage, const char *name, struct trn_mo
              (r->job.checkpoint_every > 0 && (k + 1) % r->job.checkpoint_every == 0)) &&
             trn_dist_rank(r->dist) == 0) {
             char path[PATH_LEN];
-            if (gpu && (rc = trn_cuda_dp_pull(gpu, trn_model_params(model), r->m, r->v,
-                                              r->err)))
+            if (gpu && (rc = trn_cuda_dp_pull(gpu, trn_model_params(model), r->m, r->v, r->err)))
                 goto out;
             json_t *st = state_json(r, stage, k + 1, steps, s->accum, tokens);
-            rc = trn_ckpt_save(r->o->out, stage, k + 1, st, trn_model_params(model), r->m, r->v,
-                               np, r->job.keep, path, r->err);
+            rc = trn_ckpt_save(r->o->out, stage, k + 1, st, trn_model_params(model), r->m, r->v, np,
+                               r->job.keep, path, r->err);
             json_decref(st);
-            json_t *cm = rc ? NULL : ckpt_metrics(r, stage, model, s, &b, k + 1, end, &acc,
-                                                  gpu != NULL);
+            json_t *cm =
+                rc ? NULL : ckpt_metrics(r, stage, model, s, &b, k + 1, end, &acc, gpu != NULL);
             if (rc || (rc = cm ? 0 : ENG_EIO))
                 goto out;
             trn_emit(r, json_pack("{s:s,s:i,s:I,s:s,s:o}", "type", "checkpoint", "stage", stage,
-                              "step", (json_int_t)(k + 1), "path", path, "metrics", cm));
+                                  "step", (json_int_t)(k + 1), "path", path, "metrics", cm));
             if (r->job.method == M_PRETRAIN && (rc = eval_heldout(r, model, k + 1, tokens)))
                 goto out;
         }
         if (pause) {
             trn_emit(r, json_pack("{s:s,s:i,s:I,s:I}", "type", "paused", "stage", stage, "step",
-                              (json_int_t)(k + 1), "steps", (json_int_t)steps));
+                                  (json_int_t)(k + 1), "steps", (json_int_t)steps));
             trn_message(r, "paused at stage %d step %ld: checkpoint written, --resume continues",
-                    stage, k + 1);
+                        stage, k + 1);
             rc = TRN_PAUSED;
             goto out;
         }
@@ -462,7 +470,7 @@ static int restore(struct run *r, struct trn_model *model, long *step, double *t
     *step = (long)json_integer_value(json_object_get(st, "step"));
     *tokens = json_number_value(json_object_get(st, "tokens"));
     trn_message(r, "resumed from %s (stage %d, step %ld)", path,
-            (int)json_integer_value(json_object_get(st, "stage")), *step);
+                (int)json_integer_value(json_object_get(st, "stage")), *step);
     json_decref(st);
     return 0;
 }
@@ -478,8 +486,9 @@ static void write_metrics(struct run *r)
 static int load_corpus(struct run *r)
 {
     const struct stage_cfg *c = &r->job.cpt;
-    int rc = trn_corpus_load(c->corpus, r->tok, r->job.task.eos,
-                             c->tokens ? c->tokens + (size_t)c->max_len + 1 : 0, &r->corpus, r->err);
+    int rc =
+        trn_corpus_load(c->corpus, r->tok, r->job.task.eos,
+                        c->tokens ? c->tokens + (size_t)c->max_len + 1 : 0, &r->corpus, r->err);
     if (!rc && r->corpus->ntok < (size_t)c->max_len + 2)
         rc = eng_fail(r->err, ENG_EINVAL, "corpus '%s' has fewer than max_len + 2 tokens",
                       c->corpus);
@@ -508,8 +517,7 @@ static int run_pretrain(struct run *r, int rstage)
                                                 &r->heldout, r->err))))
         return rc;
     trn_message(r, "pretrain: %zu corpus tokens, %zu held-out tokens, %zu parameters",
-            r->corpus->ntok, r->heldout ? r->heldout->ntok : 0,
-            trn_model_nparams(r->student));
+                r->corpus->ntok, r->heldout ? r->heldout->ntok : 0, trn_model_nparams(r->student));
     if (rstage < 2 && (rc = eval_heldout(r, r->student, 0, 0)))
         return rc;
     if ((rc = train_stage(r, 2, "pretrain", r->student, NULL, &j->cpt, s2, t2)))
@@ -521,7 +529,7 @@ static int run_pretrain(struct run *r, int rstage)
         return rc;
     write_metrics(r);
     trn_emit(r, json_pack("{s:s,s:n,s:n,s:s,s:O}", "type", "done", "student", "teacher", "model",
-                      mdir, "metrics", r->metrics));
+                          mdir, "metrics", r->metrics));
     return 0;
 }
 
@@ -538,8 +546,10 @@ static int run_job(struct run *r)
             rstage = (int)json_integer_value(json_object_get(st, "stage"));
             if (!sha || strcmp(sha, j->sha)) {
                 json_decref(st);
-                return eng_fail(r->err, ENG_ECONFIG, "--resume: the checkpoint in '%s' belongs "
-                                "to another job config", r->o->out);
+                return eng_fail(r->err, ENG_ECONFIG,
+                                "--resume: the checkpoint in '%s' belongs "
+                                "to another job config",
+                                r->o->out);
             }
             json_decref(st);
         } else {
@@ -639,7 +649,8 @@ static int run_job(struct run *r)
     trn_stage_event(r, 4, "eval_export", "start", 0);
     if (r->teacher && (rc = trn_evaluate(r, r->teacher, "teacher")))
         return rc;
-    if ((rc = trn_evaluate(r, r->student, "student")) || (rc = trn_export_student(r, teacher_dir, gguf)))
+    if ((rc = trn_evaluate(r, r->student, "student")) ||
+        (rc = trn_export_student(r, teacher_dir, gguf)))
         return rc;
     if (j->baseline_id[0] && r->val)
         trn_evaluate_baseline(r);
@@ -647,7 +658,7 @@ static int run_job(struct run *r)
 done:
     write_metrics(r);
     trn_emit(r, json_pack("{s:s,s:s?,s:s?,s:O}", "type", "done", "student", gguf[0] ? gguf : NULL,
-                      "teacher", need_sft ? tdir : NULL, "metrics", r->metrics));
+                          "teacher", need_sft ? tdir : NULL, "metrics", r->metrics));
     return 0;
 }
 
@@ -684,13 +695,13 @@ int trn_run(const struct trn_run_opts *o)
     if ((rc = trn_job_validate(&r)))
         goto out;
     trn_message(&r, "method %s, %zu training examples, %zu validation, %d thread(s)",
-            trn_method_names[r.job.method], r.train ? r.train->n : 0, r.val ? r.val->n : 0, th);
+                trn_method_names[r.job.method], r.train ? r.train->n : 0, r.val ? r.val->n : 0, th);
     rc = run_job(&r);
 out:
     if (rc && rc != 3 && rc != TRN_PAUSED) {
         fprintf(stderr, "bitdistill train: %s\n", r.err[0] ? r.err : eng_strerror(rc));
         trn_emit(&r, json_pack("{s:s,s:s}", "type", "error", "message",
-                           r.err[0] ? r.err : eng_strerror(rc)));
+                               r.err[0] ? r.err : eng_strerror(rc)));
     }
     if (r.ev)
         fclose(r.ev);
@@ -714,12 +725,16 @@ out:
 
 int trn_cli_train(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'}, {"out", required_argument, 0, 'o'},
-        {"threads", required_argument, 0, 't'}, {"device", required_argument, 0, 'd'},
-        {"events-fd", required_argument, 0, 'e'}, {"resume", no_argument, 0, 'r'},
-        {"stop-after", required_argument, 0, 's'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                         {"out", required_argument, 0, 'o'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"device", required_argument, 0, 'd'},
+                                         {"events-fd", required_argument, 0, 'e'},
+                                         {"resume", no_argument, 0, 'r'},
+                                         {"stop-after", required_argument, 0, 's'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     struct trn_run_opts o = {.events_fd = -1, .progress = 1};
     const char *usage = "usage: bitdistill train --config JOB.json --out DIR [--threads N] "
                         "[--device cpu|cuda:K|cuda:all] [--events-fd N] [--resume] [--quiet]\n";
@@ -734,15 +749,19 @@ int trn_cli_train(int argc, char **argv)
             o.device = optarg;
             int devs[64], nd = trn_cuda_parse_devices(optarg, devs, 64), vis;
             if (nd < 0) {
-                fprintf(stderr, "bitdistill train: --device %s: expected cpu, cuda, cuda:K, "
-                        "cuda:K,L,... or cuda:all (with a GPU)\n", optarg);
+                fprintf(stderr,
+                        "bitdistill train: --device %s: expected cpu, cuda, cuda:K, "
+                        "cuda:K,L,... or cuda:all (with a GPU)\n",
+                        optarg);
                 return 2;
             }
             vis = trn_cuda_device_count();
             for (int i = 0; i < nd; i++)
                 if (devs[i] >= vis) {
-                    fprintf(stderr, "bitdistill train: --device %s: no CUDA device %d (%d "
-                            "visible; a build without CUDA sees none)\n", optarg, devs[i], vis);
+                    fprintf(stderr,
+                            "bitdistill train: --device %s: no CUDA device %d (%d "
+                            "visible; a build without CUDA sees none)\n",
+                            optarg, devs[i], vis);
                     return 2;
                 }
             break;
@@ -752,8 +771,9 @@ int trn_cli_train(int argc, char **argv)
         case 'q': o.progress = 0; break;
         case 'h':
             printf("%s", usage);
-            printf("Runs a training job (method fp16_sft | bitnet_sft | bitdistill | pretrain): see "
-                   "docs/train.md.\n");
+            printf(
+                "Runs a training job (method fp16_sft | bitnet_sft | bitdistill | pretrain): see "
+                "docs/train.md.\n");
             return 0;
         default: fprintf(stderr, "%s", usage); return 2;
         }

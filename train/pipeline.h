@@ -50,14 +50,14 @@
 #define BD_JOBS_TRAIN_PIPELINE_H
 
 struct trn_run_opts {
-    const char *config;   /* JSON file path */
-    const char *out;      /* output directory (created) */
-    int threads;          /* 0: config's or 1 */
-    int events_fd;        /* -1: none */
-    int resume;           /* continue from out/checkpoints/LATEST */
-    long stop_after;      /* testing: exit(3) after this many optimizer steps (0: off) */
-    int progress;         /* progress line on stderr */
-    const char *device;   /* NULL or "cpu": CPU; "cuda" or "cuda:K": GPU K (backend.h) */
+    const char *config; /* JSON file path */
+    const char *out;    /* output directory (created) */
+    int threads;        /* 0: config's or 1 */
+    int events_fd;      /* -1: none */
+    int resume;         /* continue from out/checkpoints/LATEST */
+    long stop_after;    /* testing: exit(3) after this many optimizer steps (0: off) */
+    int progress;       /* progress line on stderr */
+    const char *device; /* NULL or "cpu": CPU; "cuda" or "cuda:K": GPU K (backend.h) */
 };
 
 /* Run a job. Returns 0, or a negative status (the message is printed and sent as an event). */

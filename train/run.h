@@ -29,15 +29,15 @@ extern const char *const trn_method_names[M_COUNT];
 /* Settings of one training stage. */
 struct stage_cfg {
     double epochs;
-    long steps;            /* > 0 overrides epochs */
+    long steps; /* > 0 overrides epochs */
     float lr, min_lr;
-    long warmup;           /* -1: 5% of the steps */
+    long warmup; /* -1: 5% of the steps */
     float weight_decay, clip;
     int batch, accum, max_len;
-    size_t tokens;         /* continued pre-training budget */
+    size_t tokens; /* continued pre-training budget */
     char corpus[PATH_LEN];
     struct trn_loss_cfg loss;
-    long gamma_warmup;     /* steps of linear gamma ramp (0: off) */
+    long gamma_warmup; /* steps of linear gamma ramp (0: off) */
 };
 
 struct job {
@@ -45,15 +45,15 @@ struct job {
     char model[PATH_LEN], teacher[PATH_LEN], tokenizer[PATH_LEN];
     char train_file[PATH_LEN], validation_file[PATH_LEN];
     char selection_file[PATH_LEN]; /* optional second eval set (model selection, not report) */
-    char heldout[PATH_LEN]; /* pretrain: held-out text for perplexity */
-    size_t eval_tokens;     /* pretrain: held-out tokens read (default 65536) */
+    char heldout[PATH_LEN];        /* pretrain: held-out text for perplexity */
+    size_t eval_tokens;            /* pretrain: held-out tokens read (default 65536) */
     struct trn_task task;
     size_t max_train, max_eval;
     uint64_t seed;
     int threads, checkpoint_every, log_every, keep, eval_max_new;
-    int subln;              /* bitdistill: insert SubLN (stage 1); false for the ablation */
-    int chat_template;      /* prompt_format "chat_template" (data.h) */
-    int save_cpt;           /* bitdistill: write the stage-2 student as DIR/student-cpt */
+    int subln;         /* bitdistill: insert SubLN (stage 1); false for the ablation */
+    int chat_template; /* prompt_format "chat_template" (data.h) */
+    int save_cpt;      /* bitdistill: write the stage-2 student as DIR/student-cpt */
     enum eng_head_fmt head;
     struct stage_cfg sft, cpt, dist;
     char sha[65]; /* sha256 of the config text */
@@ -77,9 +77,9 @@ struct run {
     struct eng_tok *tok;
     struct trn_chat_tpl *chat_tpl; /* prompt_format "chat_template": the base's template */
     struct trn_dataset *train, *val, *sel;
-    struct enc *tr;        /* [train->n] at the stage's max_len */
-    int tr_len;            /* max_len tr was encoded at */
-    struct enc *va;        /* [val->n] with their targets, for validation loss/accuracy */
+    struct enc *tr; /* [train->n] at the stage's max_len */
+    int tr_len;     /* max_len tr was encoded at */
+    struct enc *va; /* [val->n] with their targets, for validation loss/accuracy */
     int va_len;
     struct trn_corpus *corpus, *heldout;
     struct trn_model *teacher, *student;
@@ -87,7 +87,7 @@ struct run {
     size_t *perm, perm_n;
     long perm_epoch;
     int perm_stage;
-    long total_steps;      /* optimizer steps run in this process (for --stop-after) */
+    long total_steps; /* optimizer steps run in this process (for --stop-after) */
     json_t *metrics;
     struct trn_dist *dist; /* one rank of several processes (dist.h): rank 0 alone writes */
     char err[ENG_ERR_LEN];
@@ -117,8 +117,7 @@ int trn_job_validate(struct run *r);
 int trn_evaluate(struct run *r, struct trn_model *model, const char *who);
 /* Accuracy of a student GGUF on r->val as the engine classifies it; examples longer than its
  * context are not scored (*skipped). */
-int trn_eval_gguf_cls(struct run *r, const char *gguf, double *acc, size_t *n_out,
-                      size_t *skipped);
+int trn_eval_gguf_cls(struct run *r, const char *gguf, double *acc, size_t *n_out, size_t *skipped);
 /* The "baseline" of activate if_better: evaluated or stored, as an eval event (never fails). */
 void trn_evaluate_baseline(struct run *r);
 

@@ -74,12 +74,16 @@ static int stage_parse(json_t *top, const char *name, struct stage_cfg *s,
     else if (json_is_string(l) && !strcmp(json_string_value(l), "last"))
         s->loss.layer = -1;
     else if (l)
-        return eng_fail(err, ENG_ECONFIG, "job config: %s.layer must be an integer, \"last\" or "
-                        "\"all\"", name);
+        return eng_fail(err, ENG_ECONFIG,
+                        "job config: %s.layer must be an integer, \"last\" or "
+                        "\"all\"",
+                        name);
     const char *rel = json_string_value(json_object_get(o, "relation"));
     if (rel && strcmp(rel, "cosine") && strcmp(rel, "scaled"))
-        return eng_fail(err, ENG_ECONFIG, "job config: %s.relation must be \"cosine\" or "
-                        "\"scaled\"", name);
+        return eng_fail(err, ENG_ECONFIG,
+                        "job config: %s.relation must be \"cosine\" or "
+                        "\"scaled\"",
+                        name);
     if (rel)
         s->loss.rel = strcmp(rel, "cosine") ? TRN_REL_SCALED : TRN_REL_COSINE;
     if (get_path(o, "corpus", s->corpus, 0, err))
@@ -88,16 +92,18 @@ static int stage_parse(json_t *top, const char *name, struct stage_cfg *s,
         snprintf(s->corpus, sizeof(s->corpus), "%s", base->corpus);
     if (s->batch < 1 || s->accum < 1 || s->max_len < 2 || s->lr < 0 || s->epochs < 0 ||
         s->loss.tau <= 0 || s->loss.split_heads < 1 || s->loss.t_r <= 0)
-        return eng_fail(err, ENG_ECONFIG, "job config: %s has a non-positive batch, grad_accum, "
-                        "max_len, tau, split_heads or t_r, or a negative lr/epochs", name);
+        return eng_fail(err, ENG_ECONFIG,
+                        "job config: %s has a non-positive batch, grad_accum, "
+                        "max_len, tau, split_heads or t_r, or a negative lr/epochs",
+                        name);
     return 0;
 }
 
 static int task_parse(json_t *root, struct trn_task *t, char *err)
 {
     json_t *tj = json_object_get(root, "task");
-    const char *type = json_is_string(tj) ? json_string_value(tj)
-                                          : json_string_value(json_object_get(tj, "type"));
+    const char *type =
+        json_is_string(tj) ? json_string_value(tj) : json_string_value(json_object_get(tj, "type"));
     int rc;
     if (!type)
         return eng_fail(err, ENG_ECONFIG, "job config: \"task\" must name a task type");
@@ -115,15 +121,16 @@ static int task_parse(json_t *root, struct trn_task *t, char *err)
     if (lb || vb) {
         size_t n = json_array_size(lb ? lb : vb);
         if (n < 2 || n > TRN_MAX_LABELS || (lb && vb && json_array_size(vb) != n))
-            return eng_fail(err, ENG_ECONFIG, "job config: task.labels/verbalizers must be "
-                            "arrays of 2..%d strings of the same length", TRN_MAX_LABELS);
+            return eng_fail(err, ENG_ECONFIG,
+                            "job config: task.labels/verbalizers must be "
+                            "arrays of 2..%d strings of the same length",
+                            TRN_MAX_LABELS);
         t->nlabels = (int)n;
         for (size_t i = 0; i < n; i++) {
             const char *l = json_string_value(json_array_get(lb ? lb : vb, i));
             const char *w = json_string_value(json_array_get(vb ? vb : lb, i));
             if (!l || !w)
-                return eng_fail(err, ENG_ECONFIG, "job config: task label %zu is not a string",
-                                i);
+                return eng_fail(err, ENG_ECONFIG, "job config: task label %zu is not a string", i);
             snprintf(t->labels[i], sizeof(t->labels[i]), "%s", l);
             if (vb)
                 snprintf(t->words[i], sizeof(t->words[i]), "%s", w);
@@ -157,8 +164,10 @@ int trn_job_parse(const char *path, struct job *j, char *err)
             found = 1;
         }
     if (!found) {
-        rc = eng_fail(err, ENG_ECONFIG, "job config: unknown method '%s' (fp16_sft, bitnet_sft, "
-                      "bitdistill, pretrain)", m ? m : "(missing)");
+        rc = eng_fail(err, ENG_ECONFIG,
+                      "job config: unknown method '%s' (fp16_sft, bitnet_sft, "
+                      "bitdistill, pretrain)",
+                      m ? m : "(missing)");
         goto out;
     }
     int pre = j->method == M_PRETRAIN;
@@ -201,15 +210,19 @@ int trn_job_parse(const char *path, struct job *j, char *err)
     j->eval_max_new = (int)num(root, "eval_max_new", 64);
     json_t *bl = json_object_get(root, "baseline");
     j->baseline_stored = json_is_number(json_object_get(bl, "stored"))
-                             ? json_number_value(json_object_get(bl, "stored")) : -1.0;
+                             ? json_number_value(json_object_get(bl, "stored"))
+                             : -1.0;
     if (bl && (!json_is_string(json_object_get(bl, "id")) ||
                (j->baseline_stored < 0 && (rc = get_path(bl, "path", j->baseline_path, 1, err))))) {
-        rc = rc ? rc : eng_fail(err, ENG_ECONFIG, "job config: baseline needs \"id\" and "
-                                "\"path\" or \"stored\"");
+        rc = rc ? rc
+                : eng_fail(err, ENG_ECONFIG,
+                           "job config: baseline needs \"id\" and "
+                           "\"path\" or \"stored\"");
         goto out;
     }
     if (bl)
-        snprintf(j->baseline_id, sizeof(j->baseline_id), "%s", json_string_value(json_object_get(bl, "id")));
+        snprintf(j->baseline_id, sizeof(j->baseline_id), "%s",
+                 json_string_value(json_object_get(bl, "id")));
     json_t *sl = json_object_get(root, "subln");
     if (sl && !json_is_boolean(sl)) {
         rc = eng_fail(err, ENG_ECONFIG, "job config: subln must be true or false");
@@ -225,13 +238,22 @@ int trn_job_parse(const char *path, struct job *j, char *err)
     j->head = head && !strcmp(head, "q4") ? ENG_HEAD_Q4 : ENG_HEAD_Q8;
     int cls = j->task.kind == TRN_TASK_CLS;
     struct stage_cfg base = {
-        .epochs = num(root, "epochs", 1.0), .steps = (long)num(root, "steps", 0),
-        .lr = (float)num(root, "lr", 1e-4), .warmup = (long)num(root, "warmup", -1),
+        .epochs = num(root, "epochs", 1.0),
+        .steps = (long)num(root, "steps", 0),
+        .lr = (float)num(root, "lr", 1e-4),
+        .warmup = (long)num(root, "warmup", -1),
         .weight_decay = (float)num(root, "weight_decay", 0.01),
-        .clip = (float)num(root, "clip", 1.0), .batch = (int)num(root, "batch", 32),
-        .accum = (int)num(root, "grad_accum", 1), .max_len = (int)num(root, "max_len", 512),
-        .loss = {.lambda = cls ? 10.0f : 1.0f, .gamma = cls ? 1e5f : 1e3f, .tau = 5.0f,
-                 .layer = -1, .split_heads = 1, .rel = TRN_REL_COSINE, .t_r = 1.0f},
+        .clip = (float)num(root, "clip", 1.0),
+        .batch = (int)num(root, "batch", 32),
+        .accum = (int)num(root, "grad_accum", 1),
+        .max_len = (int)num(root, "max_len", 512),
+        .loss = {.lambda = cls ? 10.0f : 1.0f,
+                 .gamma = cls ? 1e5f : 1e3f,
+                 .tau = 5.0f,
+                 .layer = -1,
+                 .split_heads = 1,
+                 .rel = TRN_REL_COSINE,
+                 .t_r = 1.0f},
     };
     base.min_lr = (float)num(root, "min_lr", 0.1 * base.lr);
     if ((rc = stage_parse(root, "teacher_sft", &j->sft, &base, err)) ||
@@ -270,19 +292,24 @@ int trn_job_validate(struct run *r)
         if ((rc = eng_config_load(j->teacher, &tc, err)))
             return rc;
         if (tc.vocab != mc.vocab)
-            return eng_fail(err, ENG_ECONFIG, "incompatible teacher/student vocabularies: "
-                            "teacher '%s' has %d tokens, model '%s' has %d", j->teacher, tc.vocab,
-                            j->model, mc.vocab);
+            return eng_fail(err, ENG_ECONFIG,
+                            "incompatible teacher/student vocabularies: "
+                            "teacher '%s' has %d tokens, model '%s' has %d",
+                            j->teacher, tc.vocab, j->model, mc.vocab);
         if (j->method == M_BITDISTILL && j->dist.loss.gamma > 0 && tc.layers != mc.layers &&
             j->dist.loss.layer == -2)
-            return eng_fail(err, ENG_ECONFIG, "relation distillation over all layers needs the "
-                            "same depth (teacher %d, student %d)", tc.layers, mc.layers);
+            return eng_fail(err, ENG_ECONFIG,
+                            "relation distillation over all layers needs the "
+                            "same depth (teacher %d, student %d)",
+                            tc.layers, mc.layers);
     }
     if ((rc = eng_tok_load_json(j->tokenizer, &r->tok, err)))
         return rc;
     if (eng_tok_vocab_size(r->tok) > mc.vocab)
-        return eng_fail(err, ENG_ECONFIG, "incompatible tokenizer: %d tokens but the model has "
-                        "%d rows", eng_tok_vocab_size(r->tok), mc.vocab);
+        return eng_fail(err, ENG_ECONFIG,
+                        "incompatible tokenizer: %d tokens but the model has "
+                        "%d rows",
+                        eng_tok_vocab_size(r->tok), mc.vocab);
     if (j->method == M_PRETRAIN) {
         struct stat st;
         j->task.eos = mc.eos_id;
@@ -297,8 +324,7 @@ int trn_job_validate(struct run *r)
     if (j->chat_template) {
         /* the template of the tokenizer's directory (the one exported), else the model's */
         struct stat st;
-        const char *dir = !stat(j->tokenizer, &st) && S_ISDIR(st.st_mode) ? j->tokenizer
-                                                                           : j->model;
+        const char *dir = !stat(j->tokenizer, &st) && S_ISDIR(st.st_mode) ? j->tokenizer : j->model;
         if ((rc = trn_chat_tpl_load(dir, r->tok, mc.bos_id, mc.eos_id, &r->chat_tpl, err)) ||
             (rc = trn_task_chat_template(&j->task, r->chat_tpl, err)))
             return rc;
@@ -316,18 +342,20 @@ int trn_job_validate(struct run *r)
     if (j->method == M_BITDISTILL && j->cpt.tokens > 0) {
         struct stat st;
         if (!j->cpt.corpus[0] || stat(j->cpt.corpus, &st))
-            return eng_fail(err, ENG_ECONFIG, "continue_pretrain.tokens is set but the corpus "
-                            "'%s' cannot be read", j->cpt.corpus);
+            return eng_fail(err, ENG_ECONFIG,
+                            "continue_pretrain.tokens is set but the corpus "
+                            "'%s' cannot be read",
+                            j->cpt.corpus);
     }
     return 0;
 }
 /* ------------------------------------------------------------------ the schema */
 
 enum kind {
-    K_PATH,     /* a non-empty string shorter than PATH_LEN */
-    K_STR,      /* any string */
-    K_NUM,      /* a number >= min (> min when excl) */
-    K_INT,      /* a number with an integral value >= min */
+    K_PATH, /* a non-empty string shorter than PATH_LEN */
+    K_STR,  /* any string */
+    K_NUM,  /* a number >= min (> min when excl) */
+    K_INT,  /* a number with an integral value >= min */
     K_BOOL,
     K_ENUM,     /* one of the strings in choices, '|'-separated */
     K_LAYER,    /* an integer, "last" or "all" */
@@ -345,26 +373,27 @@ struct key {
     const char *choices;
 };
 
-#define STAGE_COMMON                                                                             \
-    {"epochs", K_NUM, 0, 0, NULL}, {"steps", K_INT, 0, 0, NULL}, {"lr", K_NUM, 0, 0, NULL},     \
-        {"min_lr", K_NUM, 0, 0, NULL}, {"warmup", K_INT, -1, 0, NULL},                           \
-        {"weight_decay", K_NUM, 0, 0, NULL}, {"clip", K_NUM, 0, 0, NULL},                        \
-        {"batch", K_INT, 1, 0, NULL}, {"grad_accum", K_INT, 1, 0, NULL},                         \
-        {"max_len", K_INT, 2, 0, NULL}
+#define STAGE_COMMON                                                                               \
+    {"epochs", K_NUM, 0, 0, NULL}, {"steps", K_INT, 0, 0, NULL}, {"lr", K_NUM, 0, 0, NULL},        \
+        {"min_lr", K_NUM, 0, 0, NULL}, {"warmup", K_INT, -1, 0, NULL},                             \
+        {"weight_decay", K_NUM, 0, 0, NULL}, {"clip", K_NUM, 0, 0, NULL},                          \
+        {"batch", K_INT, 1, 0, NULL}, {"grad_accum", K_INT, 1, 0, NULL},                           \
+    {                                                                                              \
+        "max_len", K_INT, 2, 0, NULL                                                               \
+    }
 
-static const struct key stage_keys[] = {
-    STAGE_COMMON,
-    {"tokens", K_INT, 0, 0, NULL},
-    {"corpus", K_PATH, 0, 0, NULL},
-    {"lambda", K_NUM, 0, 0, NULL},
-    {"gamma", K_NUM, 0, 0, NULL},
-    {"tau", K_NUM, 0, 1, NULL},
-    {"layer", K_LAYER, 0, 0, NULL},
-    {"split_heads", K_INT, 1, 0, NULL},
-    {"relation", K_ENUM, 0, 0, "cosine|scaled"},
-    {"t_r", K_NUM, 0, 1, NULL},
-    {"gamma_warmup", K_INT, 0, 0, NULL},
-    {NULL, 0, 0, 0, NULL}};
+static const struct key stage_keys[] = {STAGE_COMMON,
+                                        {"tokens", K_INT, 0, 0, NULL},
+                                        {"corpus", K_PATH, 0, 0, NULL},
+                                        {"lambda", K_NUM, 0, 0, NULL},
+                                        {"gamma", K_NUM, 0, 0, NULL},
+                                        {"tau", K_NUM, 0, 1, NULL},
+                                        {"layer", K_LAYER, 0, 0, NULL},
+                                        {"split_heads", K_INT, 1, 0, NULL},
+                                        {"relation", K_ENUM, 0, 0, "cosine|scaled"},
+                                        {"t_r", K_NUM, 0, 1, NULL},
+                                        {"gamma_warmup", K_INT, 0, 0, NULL},
+                                        {NULL, 0, 0, 0, NULL}};
 
 static const struct key task_keys[] = {
     {"type", K_ENUM, 0, 0, "sst2|mnli|qnli|cnndm|chat|classification|summarization"},
@@ -375,11 +404,10 @@ static const struct key task_keys[] = {
     {"max_target", K_INT, 1, 0, NULL},
     {NULL, 0, 0, 0, NULL}};
 
-static const struct key baseline_keys[] = {
-    {"id", K_STR, 0, 0, NULL},
-    {"path", K_PATH, 0, 0, NULL},
-    {"stored", K_NUM, 0, 0, NULL},
-    {NULL, 0, 0, 0, NULL}};
+static const struct key baseline_keys[] = {{"id", K_STR, 0, 0, NULL},
+                                           {"path", K_PATH, 0, 0, NULL},
+                                           {"stored", K_NUM, 0, 0, NULL},
+                                           {NULL, 0, 0, 0, NULL}};
 
 static const struct key top_keys[] = {
     {"method", K_ENUM, 0, 0, "fp16_sft|bitnet_sft|bitdistill|pretrain"},
@@ -479,13 +507,16 @@ static int check_value(const json_t *v, const struct key *k, const char *path, c
                 snprintf(where, wlen, "method");
             if (json_is_string(v))
                 snprintf(val, sizeof(val), "'%.60s'", json_string_value(v));
-            return eng_fail(err, ENG_ECONFIG, "job config: unknown method %s (fp16_sft, "
-                            "bitnet_sft, bitdistill, pretrain)", val);
+            return eng_fail(err, ENG_ECONFIG,
+                            "job config: unknown method %s (fp16_sft, "
+                            "bitnet_sft, bitdistill, pretrain)",
+                            val);
         }
         snprintf(want, sizeof(want), "one of %s", k->choices);
         break;
     case K_LAYER:
-        if (json_is_integer(v) || (json_is_string(v) && in_choices(json_string_value(v), "last|all")))
+        if (json_is_integer(v) ||
+            (json_is_string(v) && in_choices(json_string_value(v), "last|all")))
             return 0;
         snprintf(want, sizeof(want), "an integer, \"last\" or \"all\"");
         break;
@@ -526,7 +557,8 @@ static int check_object(const json_t *o, const struct key *keys, const char *pat
 {
     const char *name;
     json_t *v;
-    json_object_foreach((json_t *)o, name, v) {
+    json_object_foreach((json_t *)o, name, v)
+    {
         char sub[256];
         const struct key *k = keys;
         snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "." : "", name);
@@ -556,18 +588,21 @@ int trn_spec_check(const json_t *job, char *where, size_t wlen, char *err)
     /* a stage object for a stage the method does not run would be ignored */
     const char *m = json_string_value(json_object_get(job, "method"));
     int pre = m && !strcmp(m, "pretrain");
-    const char *stray = pre && json_object_get(job, "continue_pretrain")  ? "continue_pretrain"
+    const char *stray = pre && json_object_get(job, "continue_pretrain") ? "continue_pretrain"
                         : !pre && json_object_get(job, "pretrain")       ? "pretrain"
                         : pre && json_object_get(job, "teacher_sft")     ? "teacher_sft"
                         : pre && json_object_get(job, "distill")         ? "distill"
-                                                                          : NULL;
+                                                                         : NULL;
     if (stray) {
         if (where)
             snprintf(where, wlen, "%s", stray);
-        return eng_fail(err, ENG_ECONFIG, "job config: '%s' does not apply to method %s "
-                        "(%s)", stray, m ? m : "(missing)",
-                        pre ? "pretrain reads 'pretrain'" : "'pretrain' is method pretrain's "
-                        "stage; stage 2 of bitdistill is 'continue_pretrain'");
+        return eng_fail(err, ENG_ECONFIG,
+                        "job config: '%s' does not apply to method %s "
+                        "(%s)",
+                        stray, m ? m : "(missing)",
+                        pre ? "pretrain reads 'pretrain'"
+                            : "'pretrain' is method pretrain's "
+                              "stage; stage 2 of bitdistill is 'continue_pretrain'");
     }
     return 0;
 }

@@ -22,9 +22,9 @@ static void ad_layers(const struct trn_loss_cfg *lc, int L, int *lo, int *hi)
     }
 }
 
-int trn_step_losses(struct trn_model *student, struct trn_model *teacher,
-                    const struct trn_batch *b, const struct trn_loss_cfg *lc, int grad,
-                    float grad_scale, struct trn_losses *out, char *err)
+int trn_step_losses(struct trn_model *student, struct trn_model *teacher, const struct trn_batch *b,
+                    const struct trn_loss_cfg *lc, int grad, float grad_scale,
+                    struct trn_losses *out, char *err)
 {
     const struct eng_config *sc = trn_model_config(student);
     int N = b->B * b->T, V = sc->vocab, rc, lo = 0, hi = 0;
@@ -34,12 +34,13 @@ int trn_step_losses(struct trn_model *student, struct trn_model *teacher,
     if (use_t) {
         const struct eng_config *tc = trn_model_config(teacher);
         if (tc->vocab != V)
-            return eng_fail(err, ENG_ECONFIG, "teacher vocabulary %d != student %d", tc->vocab,
-                            V);
+            return eng_fail(err, ENG_ECONFIG, "teacher vocabulary %d != student %d", tc->vocab, V);
         ad_layers(lc, sc->layers, &lo, &hi);
         if (lc->gamma > 0 && (tc->layers != sc->layers || hi > sc->layers || lo < 0))
-            return eng_fail(err, ENG_ECONFIG, "relation layer %d needs teacher and student of "
-                            "the same depth (%d vs %d)", lc->layer, tc->layers, sc->layers);
+            return eng_fail(err, ENG_ECONFIG,
+                            "relation layer %d needs teacher and student of "
+                            "the same depth (%d vs %d)",
+                            lc->layer, tc->layers, sc->layers);
         if ((rc = trn_model_forward(teacher, b->tok, b->B, b->T)))
             return eng_fail(err, rc, "teacher: %s", trn_model_errmsg(teacher));
     }
@@ -70,8 +71,10 @@ int trn_step_losses(struct trn_model *student, struct trn_model *teacher,
                 const float *t = trn_model_state(teacher, l, (enum trn_state)w, &Ct);
                 if (Cs % S || Ct % S) {
                     free(scratch);
-                    return eng_fail(err, ENG_ECONFIG, "split_heads %d does not divide the "
-                                    "state widths %d (student) and %d (teacher)", S, Cs, Ct);
+                    return eng_fail(err, ENG_ECONFIG,
+                                    "split_heads %d does not divide the "
+                                    "state widths %d (student) and %d (teacher)",
+                                    S, Cs, Ct);
                 }
                 if (!scratch) {
                     int mx = sc->heads > tc->heads ? sc->heads : tc->heads;
@@ -149,8 +152,10 @@ int trn_eval_corpus(struct trn_model *m, const int32_t *tok, size_t ntok, int T,
     *mean_ce = 0.0;
     *ntargets = 0;
     if (!nwin)
-        return eng_fail(err, ENG_EINVAL, "held-out text has %zu tokens, fewer than one window of "
-                        "%d", ntok, T + 1);
+        return eng_fail(err, ENG_EINVAL,
+                        "held-out text has %zu tokens, fewer than one window of "
+                        "%d",
+                        ntok, T + 1);
     int32_t *target = malloc((size_t)B * T * sizeof(int32_t));
     if (!target)
         return eng_fail(err, ENG_ENOMEM, "out of memory");

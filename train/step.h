@@ -22,13 +22,13 @@
 
 /* Distillation settings of one step. */
 struct trn_loss_cfg {
-    float lambda;       /* LD weight (0: no logits distillation) */
-    float gamma;        /* AD weight (0: no relation distillation) */
-    float tau;          /* LD temperature (paper: 5.0) */
-    int layer;          /* distilled layer: 0..L-1, -1 = the last, -2 = all layers */
-    int split_heads;    /* relation heads (MiniLM-v2 "split_heads") */
-    enum trn_rel rel;   /* cosine (Algorithm 1) or scaled (eq. 12) */
-    float t_r;          /* relation temperature of the cosine variant */
+    float lambda;     /* LD weight (0: no logits distillation) */
+    float gamma;      /* AD weight (0: no relation distillation) */
+    float tau;        /* LD temperature (paper: 5.0) */
+    int layer;        /* distilled layer: 0..L-1, -1 = the last, -2 = all layers */
+    int split_heads;  /* relation heads (MiniLM-v2 "split_heads") */
+    enum trn_rel rel; /* cosine (Algorithm 1) or scaled (eq. 12) */
+    float t_r;        /* relation temperature of the cosine variant */
 };
 
 /* One batch: tok [B][T], target [B][T] (-1 = no loss), len [B] (real tokens; the rest is pad). */
@@ -48,9 +48,9 @@ struct trn_losses {
 /* Forward the student (and the teacher when given and lambda or gamma > 0), compute the losses
  * and, when `grad` is set, backpropagate (loss * grad_scale) into the student's gradients
  * (accumulating). teacher may be NULL (CE only). Returns 0 or a status (message in err). */
-int trn_step_losses(struct trn_model *student, struct trn_model *teacher,
-                    const struct trn_batch *b, const struct trn_loss_cfg *lc, int grad,
-                    float grad_scale, struct trn_losses *out, char *err);
+int trn_step_losses(struct trn_model *student, struct trn_model *teacher, const struct trn_batch *b,
+                    const struct trn_loss_cfg *lc, int grad, float grad_scale,
+                    struct trn_losses *out, char *err);
 
 /* AdamW over a flat vector (decay only where the model's tensor says so). */
 struct trn_adamw_cfg {

@@ -27,7 +27,6 @@ int util_sha256_file(const char *path, char hex[UTIL_SHA256_HEX], uint64_t *byte
 /* SHA-256 of the n files concatenated in the given order (what `cat paths... | sha256sum`
  * prints). 0, or a negative errno with hex "" and *bad (may be NULL) the index of the file that
  * failed. */
-int util_sha256_files(const char *const *paths, size_t n, char hex[UTIL_SHA256_HEX],
-                      size_t *bad);
+int util_sha256_files(const char *const *paths, size_t n, char hex[UTIL_SHA256_HEX], size_t *bad);
 
 #endif

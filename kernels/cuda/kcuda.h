@@ -81,8 +81,8 @@ void krn_cuda_wquant(struct krn_cuda *c, float *wq, const float *w, size_t n);
 void krn_cuda_aquant(struct krn_cuda *c, float *xq, const float *x, int N, int C);
 void krn_cuda_embed_forward(struct krn_cuda *c, float *out, const int32_t *tok, const float *wte,
                             int N, int C);
-void krn_cuda_embed_backward(struct krn_cuda *c, float *dwte, const float *dout,
-                             const int32_t *tok, int N, int C);
+void krn_cuda_embed_backward(struct krn_cuda *c, float *dwte, const float *dout, const int32_t *tok,
+                             int N, int C);
 void krn_cuda_linear_forward(struct krn_cuda *c, float *out, const float *inp, const float *w,
                              int N, int C, int OC);
 void krn_cuda_linear_backward(struct krn_cuda *c, float *dinp, float *dw, const float *dout,

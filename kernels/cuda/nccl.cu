@@ -65,8 +65,10 @@ static int nccl_load(char *err)
     }
     if (!nc.ok) {
         const char *de = dlerror();
-        snprintf(err, KRN_CUDA_ERR_LEN, "data parallel needs NCCL: cannot load libnccl.so.2 "
-                 "(%s)", de ? de : "missing symbols");
+        snprintf(err, KRN_CUDA_ERR_LEN,
+                 "data parallel needs NCCL: cannot load libnccl.so.2 "
+                 "(%s)",
+                 de ? de : "missing symbols");
     }
     return nc.ok;
 }
@@ -138,8 +140,7 @@ extern "C" int krn_cuda_comm_create(struct krn_cuda **ctx, int n, struct krn_cud
     ncclResult_t r = nc.init_all(m->comm, n, devs);
     free(devs);
     if (r != ncclSuccess) {
-        snprintf(err, KRN_CUDA_ERR_LEN, "nccl: initialising %d GPUs: %s", n,
-                 nc.error_string(r));
+        snprintf(err, KRN_CUDA_ERR_LEN, "nccl: initialising %d GPUs: %s", n, nc.error_string(r));
         free(m->comm);
         free(m);
         return KRN_CUDA_EDEVICE;
@@ -157,7 +158,8 @@ extern "C" int krn_cuda_comm_unique_id(unsigned char *id, char *err)
     if (!nccl_load(err))
         return KRN_CUDA_EINVAL;
     if (!nc.unique_id || !nc.init_rank_config || !nc.finalize) {
-        snprintf(err, KRN_CUDA_ERR_LEN, "multi-process data parallel needs NCCL 2.14 or newer "
+        snprintf(err, KRN_CUDA_ERR_LEN,
+                 "multi-process data parallel needs NCCL 2.14 or newer "
                  "(ncclCommInitRankConfig missing from libnccl.so.2)");
         return KRN_CUDA_EINVAL;
     }
@@ -179,7 +181,8 @@ extern "C" int krn_cuda_comm_create_rank(struct krn_cuda **ctx, int n, const uns
     if (!nccl_load(err))
         return KRN_CUDA_EINVAL;
     if (!nc.init_rank_config || !nc.finalize) {
-        snprintf(err, KRN_CUDA_ERR_LEN, "multi-process data parallel needs NCCL 2.14 or newer "
+        snprintf(err, KRN_CUDA_ERR_LEN,
+                 "multi-process data parallel needs NCCL 2.14 or newer "
                  "(ncclCommInitRankConfig missing from libnccl.so.2)");
         return KRN_CUDA_EINVAL;
     }
@@ -218,7 +221,8 @@ extern "C" int krn_cuda_comm_create_rank(struct krn_cuda **ctx, int n, const uns
         r = wait_ready(m, mono() + timeout_s, &bad);
     if (r != ncclSuccess) {
         if (r == ncclInProgress)
-            snprintf(err, KRN_CUDA_ERR_LEN, "nccl: rank %d (cuda:%d) could not join the %d "
+            snprintf(err, KRN_CUDA_ERR_LEN,
+                     "nccl: rank %d (cuda:%d) could not join the %d "
                      "ranks within %.0f s (a peer never arrived or cannot be reached: check "
                      "NCCL_SOCKET_IFNAME, NCCL_DEBUG=WARN); communicators aborted",
                      first_rank + bad, krn_cuda_device(ctx[bad]), nranks, timeout_s);
@@ -280,8 +284,8 @@ extern "C" int krn_cuda_allreduce_sum(struct krn_cuda_comm *m, float **buf, size
             r = ae;
             break;
         }
-        cudaError_t e = ae == ncclSuccess ? cudaStreamQuery(krn_cuda_stream_(m->ctx[i]))
-                                          : cudaErrorNotReady;
+        cudaError_t e =
+            ae == ncclSuccess ? cudaStreamQuery(krn_cuda_stream_(m->ctx[i])) : cudaErrorNotReady;
         if (e == cudaSuccess) {
             i++;
             continue;
@@ -293,9 +297,10 @@ extern "C" int krn_cuda_allreduce_sum(struct krn_cuda_comm *m, float **buf, size
             return KRN_CUDA_EDEVICE;
         }
         if (mono() - t0 > timeout_s) {
-            snprintf(err, KRN_CUDA_ERR_LEN, "nccl all-reduce of %zu floats did not finish in "
-                     "%.0f s on cuda:%d (lost device or peer); communicators aborted", count,
-                     timeout_s, krn_cuda_device(m->ctx[i]));
+            snprintf(err, KRN_CUDA_ERR_LEN,
+                     "nccl all-reduce of %zu floats did not finish in "
+                     "%.0f s on cuda:%d (lost device or peer); communicators aborted",
+                     count, timeout_s, krn_cuda_device(m->ctx[i]));
             m->dead = 1;
             return KRN_CUDA_EDEVICE;
         }
@@ -316,15 +321,18 @@ extern "C" int krn_cuda_comm_create(struct krn_cuda **ctx, int n, struct krn_cud
 {
     (void)ctx;
     *out = NULL;
-    snprintf(err, KRN_CUDA_ERR_LEN, "data parallel over %d GPUs needs NCCL, which this build "
-             "lacks (no nccl.h in the CUDA directory)", n);
+    snprintf(err, KRN_CUDA_ERR_LEN,
+             "data parallel over %d GPUs needs NCCL, which this build "
+             "lacks (no nccl.h in the CUDA directory)",
+             n);
     return KRN_CUDA_EINVAL;
 }
 
 extern "C" int krn_cuda_comm_unique_id(unsigned char *id, char *err)
 {
     (void)id;
-    snprintf(err, KRN_CUDA_ERR_LEN, "multi-process data parallel needs NCCL, which this build "
+    snprintf(err, KRN_CUDA_ERR_LEN,
+             "multi-process data parallel needs NCCL, which this build "
              "lacks (no nccl.h in the CUDA directory)");
     return KRN_CUDA_EINVAL;
 }
@@ -335,12 +343,17 @@ extern "C" int krn_cuda_comm_create_rank(struct krn_cuda **ctx, int n, const uns
 {
     (void)ctx, (void)n, (void)id, (void)first_rank, (void)timeout_s;
     *out = NULL;
-    snprintf(err, KRN_CUDA_ERR_LEN, "data parallel over %d ranks needs NCCL, which this build "
-             "lacks (no nccl.h in the CUDA directory)", nranks);
+    snprintf(err, KRN_CUDA_ERR_LEN,
+             "data parallel over %d ranks needs NCCL, which this build "
+             "lacks (no nccl.h in the CUDA directory)",
+             nranks);
     return KRN_CUDA_EINVAL;
 }
 
-extern "C" void krn_cuda_comm_free(struct krn_cuda_comm *m) { (void)m; }
+extern "C" void krn_cuda_comm_free(struct krn_cuda_comm *m)
+{
+    (void)m;
+}
 
 extern "C" int krn_cuda_allreduce_sum(struct krn_cuda_comm *m, float **buf, size_t count,
                                       double timeout_s, char *err)

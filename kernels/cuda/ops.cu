@@ -33,7 +33,7 @@ struct krn_cuda {
     /* BITDISTILL_CUDA_PROFILE=1: device time per op name, from an event pair around each
      * outermost op call (recorded on the stream, resolved in batches and at the report) */
     int prof, depth, nev, nnames;
-    cudaEvent_t *ev;                /* [2 * PROF_EVENTS] */
+    cudaEvent_t *ev; /* [2 * PROF_EVENTS] */
     int ev_name[PROF_EVENTS];
     const char *names[PROF_NAMES];
     double ms[PROF_NAMES];
@@ -176,8 +176,7 @@ extern "C" int krn_cuda_create(int dev, struct krn_cuda **out, char *err)
     c->dev = dev;
     int n = krn_cuda_device_count(why, sizeof(why));
     if (dev < 0 || dev >= n) {
-        snprintf(err, KRN_CUDA_ERR_LEN, "cuda:%d: %s", dev,
-                 n ? "no such device" : why);
+        snprintf(err, KRN_CUDA_ERR_LEN, "cuda:%d: %s", dev, n ? "no such device" : why);
         free(c);
         return KRN_CUDA_EINVAL;
     }
@@ -249,8 +248,14 @@ extern "C" void krn_cuda_set_bf16(struct krn_cuda *c, int on)
     cublasSetMathMode(c->blas, on ? CUBLAS_DEFAULT_MATH : CUBLAS_PEDANTIC_MATH);
 }
 
-extern "C" int krn_cuda_device(const struct krn_cuda *c) { return c->dev; }
-extern "C" const char *krn_cuda_errmsg(const struct krn_cuda *c) { return c->err; }
+extern "C" int krn_cuda_device(const struct krn_cuda *c)
+{
+    return c->dev;
+}
+extern "C" const char *krn_cuda_errmsg(const struct krn_cuda *c)
+{
+    return c->err;
+}
 
 extern "C" int krn_cuda_sync(struct krn_cuda *c)
 {
@@ -258,10 +263,16 @@ extern "C" int krn_cuda_sync(struct krn_cuda *c)
     return c->status;
 }
 
-extern "C" void krn_cuda_bind(struct krn_cuda *c) { chk(c, cudaSetDevice(c->dev), "set device"); }
+extern "C" void krn_cuda_bind(struct krn_cuda *c)
+{
+    chk(c, cudaSetDevice(c->dev), "set device");
+}
 
 /* The context's stream, for kernels/cuda/nccl.cu. */
-extern "C" cudaStream_t krn_cuda_stream_(struct krn_cuda *c) { return c->st; }
+extern "C" cudaStream_t krn_cuda_stream_(struct krn_cuda *c)
+{
+    return c->st;
+}
 
 extern "C" void krn_cuda_meminfo(struct krn_cuda *c, size_t *free_b, size_t *total_b)
 {
@@ -282,8 +293,10 @@ extern "C" void *krn_cuda_alloc(struct krn_cuda *c, size_t bytes)
         cudaMemGetInfo(&fr, &tot);
         cudaGetLastError();
         if (!c->status)
-            snprintf(c->err, sizeof(c->err), "cuda:%d: cannot allocate %.2f GiB (%.2f of %.2f "
-                     "GiB free): %s", c->dev, (double)bytes / (1 << 30), (double)fr / (1 << 30),
+            snprintf(c->err, sizeof(c->err),
+                     "cuda:%d: cannot allocate %.2f GiB (%.2f of %.2f "
+                     "GiB free): %s",
+                     c->dev, (double)bytes / (1 << 30), (double)fr / (1 << 30),
                      (double)tot / (1 << 30), cudaGetErrorString(e));
         return NULL;
     }
@@ -427,17 +440,16 @@ extern "C" double krn_cuda_sum(struct krn_cuda *c, const float *x, size_t n)
 
 /* ------------------------------------------------------------------ GEMM */
 
-extern "C" void krn_cuda_gemm(struct krn_cuda *c, int ta, int tb, int M, int N, int K,
-                              float alpha, const float *A, int lda, long long sa, const float *B,
-                              int ldb, long long sb, float beta, float *C, int ldc, long long sc,
-                              int batch)
+extern "C" void krn_cuda_gemm(struct krn_cuda *c, int ta, int tb, int M, int N, int K, float alpha,
+                              const float *A, int lda, long long sa, const float *B, int ldb,
+                              long long sb, float beta, float *C, int ldc, long long sc, int batch)
 {
     PROF(c, "gemm");
     /* row-major C[M][N] is column-major C^T: C^T = op(B)^T op(A)^T */
     cublasComputeType_t ct = c->bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
     cublasStatus_t s = cublasGemmStridedBatchedEx(
-        c->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha,
-        B, CUDA_R_32F, ldb, sb, A, CUDA_R_32F, lda, sa, &beta, C, CUDA_R_32F, ldc, sc, batch, ct,
+        c->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B,
+        CUDA_R_32F, ldb, sb, A, CUDA_R_32F, lda, sa, &beta, C, CUDA_R_32F, ldc, sc, batch, ct,
         CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS)
         fail(c, s == CUBLAS_STATUS_ALLOC_FAILED ? KRN_CUDA_ENOMEM : KRN_CUDA_EDEVICE,
@@ -567,8 +579,8 @@ extern "C" void krn_cuda_linear_forward(struct krn_cuda *c, float *out, const fl
 }
 
 extern "C" void krn_cuda_linear_backward(struct krn_cuda *c, float *dinp, float *dw,
-                                         const float *dout, const float *inp, const float *w,
-                                         int N, int C, int OC)
+                                         const float *dout, const float *inp, const float *w, int N,
+                                         int C, int OC)
 {
     PROF(c, OC > 65536 ? "head bwd" : "linear bwd");
     if (dinp)
@@ -610,8 +622,8 @@ __global__ void k_rms_bwd(float *dinp, const float *dout, const float *inp, cons
 
 /* The same two kernels with one warp per row, for short rows (QK-norm's head_dim): a block of
  * 256 threads holds 8 rows and needs no block-wide synchronisation. */
-__global__ void k_rms_fwd_w(float *out, float *rstd, const float *inp, const float *w, int N,
-                            int C, float eps)
+__global__ void k_rms_fwd_w(float *out, float *rstd, const float *inp, const float *w, int N, int C,
+                            float eps)
 {
     int row = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (row >= N)
@@ -647,8 +659,8 @@ __global__ void k_rms_bwd_w(float *dinp, const float *dout, const float *inp, co
 
 /* dw[j] += sum over this block's rows of dy * x * rstd (one atomic per column per block). */
 #define RMS_DW_ROWS 64
-__global__ void k_rms_dw(float *dw, const float *dout, const float *inp, const float *rstd,
-                         int N, int C)
+__global__ void k_rms_dw(float *dw, const float *dout, const float *inp, const float *rstd, int N,
+                         int C)
 {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= C)
@@ -661,8 +673,7 @@ __global__ void k_rms_dw(float *dw, const float *dout, const float *inp, const f
 }
 
 extern "C" void krn_cuda_rmsnorm_forward(struct krn_cuda *c, float *out, float *rstd,
-                                         const float *inp, const float *w, int N, int C,
-                                         float eps)
+                                         const float *inp, const float *w, int N, int C, float eps)
 {
     PROF(c, "rmsnorm fwd");
     if (C <= 256)
@@ -768,7 +779,10 @@ __global__ void k_softmax_bwd(float *dp, const float *P, int T, float scale)
         d[j] = j <= t ? p[j] * (d[j] - dot) * scale : 0.0f;
 }
 
-static unsigned row_threads(int T) { return T >= 512 ? NT : T >= 128 ? 128 : 32; }
+static unsigned row_threads(int T)
+{
+    return T >= 512 ? NT : T >= 128 ? 128 : 32;
+}
 
 /* Where operand X of product (b, j) starts: base + b * sb + (j / div) * sj. */
 struct bptr {
@@ -822,8 +836,7 @@ static void gemm_heads(struct krn_cuda *c, int ta, int tb, int M, int N, int K, 
         (void *const *)pc, CUDA_R_32F, ldc, n, ct, CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS)
         fail(c, s == CUBLAS_STATUS_ALLOC_FAILED ? KRN_CUDA_ENOMEM : KRN_CUDA_EDEVICE,
-             "cublas: batched gemm %dx%dx%d (batch %d): %s", M, N, K, n,
-             cublasGetStatusString(s));
+             "cublas: batched gemm %dx%dx%d (batch %d): %s", M, N, K, n, cublasGetStatusString(s));
 }
 
 static struct bptr bp(const float *base, long long sb, long long sj, int div)
@@ -846,14 +859,14 @@ extern "C" void krn_cuda_attention_forward(struct krn_cuda *c, float *out, float
     k_causal_softmax<<<(unsigned)B * NH * T, row_threads(T), 0, c->st>>>(probs, T);
     LAUNCHED(c, "attention softmax");
     /* O[b, :, h] = P[b][h] V[b, :, h / grp] */
-    gemm_heads(c, 0, 0, T, HD, T, 1.0f, bp(probs, NH * tt, tt, 1), T, bp(v, tk, HD, grp), ks,
-               0.0f, bp(out, tq, HD, 1), qs, B, NH);
+    gemm_heads(c, 0, 0, T, HD, T, 1.0f, bp(probs, NH * tt, tt, 1), T, bp(v, tk, HD, grp), ks, 0.0f,
+               bp(out, tq, HD, 1), qs, B, NH);
 }
 
 extern "C" void krn_cuda_attention_backward(struct krn_cuda *c, float *dq, float *dk, float *dv,
-                                            const float *dout, const float *probs,
-                                            const float *q, const float *k, const float *v, int B,
-                                            int T, int NH, int KVH, int HD, float *scratch)
+                                            const float *dout, const float *probs, const float *q,
+                                            const float *k, const float *v, int B, int T, int NH,
+                                            int KVH, int HD, float *scratch)
 {
     PROF(c, "attention bwd");
     int grp = NH / KVH, qs = NH * HD, ks = KVH * HD;
@@ -875,8 +888,8 @@ extern "C" void krn_cuda_attention_backward(struct krn_cuda *c, float *dq, float
     /* dK[b, :, g] += dS[b][h]^T Q[b, :, h], one group member per call */
     for (int r = 0; r < grp; r++)
         gemm_heads(c, 1, 0, T, HD, T, 1.0f, bp(scratch + r * tt, NH * tt, grp * tt, 1), T,
-                   bp(q + (size_t)r * HD, tq, (long long)grp * HD, 1), qs, 1.0f,
-                   bp(dk, tk, HD, 1), ks, B, KVH);
+                   bp(q + (size_t)r * HD, tq, (long long)grp * HD, 1), qs, 1.0f, bp(dk, tk, HD, 1),
+                   ks, B, KVH);
 }
 
 /* ------------------------------------------------------------------ SwiGLU */
@@ -932,8 +945,8 @@ __device__ static float row_lse(const float *x, int V, float it)
     return mx * it + logf(s);
 }
 
-__global__ void k_ce(float *rowloss, float *dl, const float *logits, const int32_t *target,
-                     int V, float w)
+__global__ void k_ce(float *rowloss, float *dl, const float *logits, const int32_t *target, int V,
+                     float w)
 {
     int n = blockIdx.x, tg = target[n];
     if (tg < 0) {
@@ -952,9 +965,8 @@ __global__ void k_ce(float *rowloss, float *dl, const float *logits, const int32
     }
 }
 
-extern "C" void krn_cuda_ce(struct krn_cuda *c, float *rowloss, float *dlogits,
-                            const float *logits, const int32_t *target, int N, int V, int kept,
-                            float scale)
+extern "C" void krn_cuda_ce(struct krn_cuda *c, float *rowloss, float *dlogits, const float *logits,
+                            const int32_t *target, int N, int V, int kept, float scale)
 {
     PROF(c, "cross-entropy");
     float w = kept ? scale / (float)kept : 0.0f;
@@ -1005,8 +1017,8 @@ extern "C" size_t krn_cuda_relation_scratch(int B, int T, int Cs, int Ct, int S)
 
 /* Row (b, h, t) of a [B][S][T][d] from x [B][T][C]: L2-normalised (cosine) or copied; rows at
  * t >= len[b] are zero. One warp per row. */
-__global__ void k_rel_gather(float *a, float *nrm, const float *x, const int32_t *len, int S,
-                             int T, int C, int cosine, int R)
+__global__ void k_rel_gather(float *a, float *nrm, const float *x, const int32_t *len, int S, int T,
+                             int C, int cosine, int R)
 {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (row >= R)
@@ -1092,10 +1104,9 @@ __global__ void k_rel_scatter(float *dsv, const float *a, const float *da, const
         dx[i] += cosine ? (dy[i] - y[i] * yd) / nrm[row] : dy[i];
 }
 
-extern "C" double krn_cuda_relation(struct krn_cuda *c, float *dsv, const float *s,
-                                    const float *t, const int32_t *len, int rows, int B, int T,
-                                    int Cs, int Ct, int S, int scaled, float t_r, float scale,
-                                    float *scratch)
+extern "C" double krn_cuda_relation(struct krn_cuda *c, float *dsv, const float *s, const float *t,
+                                    const int32_t *len, int rows, int B, int T, int Cs, int Ct,
+                                    int S, int scaled, float t_r, float scale, float *scratch)
 {
     PROF(c, "relation");
     if (rows <= 0)
@@ -1111,10 +1122,10 @@ extern "C" double krn_cuda_relation(struct krn_cuda *c, float *dsv, const float 
     k_rel_gather<<<wb, 256, 0, c->st>>>(as, ns, s, len, S, T, Cs, cosine, R);
     k_rel_gather<<<wb, 256, 0, c->st>>>(at, nt, t, len, S, T, Ct, cosine, R);
     LAUNCHED(c, "relation gather");
-    krn_cuda_gemm(c, 0, 1, T, T, ds, ks, as, ds, (long long)T * ds, as, ds, (long long)T * ds,
-                  0.0f, zs, T, tt, B * S);
-    krn_cuda_gemm(c, 0, 1, T, T, dt, kt, at, dt, (long long)T * dt, at, dt, (long long)T * dt,
-                  0.0f, zt, T, tt, B * S);
+    krn_cuda_gemm(c, 0, 1, T, T, ds, ks, as, ds, (long long)T * ds, as, ds, (long long)T * ds, 0.0f,
+                  zs, T, tt, B * S);
+    krn_cuda_gemm(c, 0, 1, T, T, dt, kt, at, dt, (long long)T * dt, at, dt, (long long)T * dt, 0.0f,
+                  zt, T, tt, B * S);
     float w = (float)(scale / ((double)rows * S)) * ks;
     k_rel_kl<<<R, row_threads(T), 0, c->st>>>(rl, zs, zt, len, S, T, w, dsv != NULL);
     LAUNCHED(c, "relation kl");
@@ -1133,8 +1144,8 @@ extern "C" double krn_cuda_relation(struct krn_cuda *c, float *dsv, const float 
 
 /* ------------------------------------------------------------------ AdamW */
 
-__global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
-                        float b1, float b2, float eps, float wd, float bc1, float bc2, float cs)
+__global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
+                        float b2, float eps, float wd, float bc1, float bc2, float cs)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {

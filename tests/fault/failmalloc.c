@@ -35,7 +35,7 @@ static void (*real_free)(void *);
 static int (*real_posix_memalign)(void **, size_t, size_t);
 static void *(*real_aligned_alloc)(size_t, size_t);
 
-static atomic_long fail_at;   /* 0: disarmed */
+static atomic_long fail_at; /* 0: disarmed */
 static atomic_long count;
 static atomic_long fired;
 static atomic_int repeat;

@@ -78,7 +78,8 @@ int main(int argc, char **argv)
             clean++;
         else {
             silent++;
-            fprintf(stderr, "fault-load: allocation %ld failed: status %d without a message\n", n, rc);
+            fprintf(stderr, "fault-load: allocation %ld failed: status %d without a message\n", n,
+                    rc);
         }
     }
     printf("sweep %s allocations=%ld failed_cleanly=%ld recovered=%ld silent=%ld\n", kind, n - 1,

@@ -73,10 +73,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     snprintf(datadir, sizeof(datadir), "%s/data", fuzz_dir());
     snprintf(portfile, sizeof(portfile), "%s/port", fuzz_dir());
-    const char *args[] = {"bitdistilld", "--host", "127.0.0.1", "--port", "0", "--port-file",
-                          portfile, "--data-dir", datadir, "--run-jobs", "0", "--log-level",
-                          getenv("FUZZ_LOG") ? getenv("FUZZ_LOG") : "error", "--max-upload-size",
-                          "1M", NULL};
+    const char *args[] = {"bitdistilld",
+                          "--host",
+                          "127.0.0.1",
+                          "--port",
+                          "0",
+                          "--port-file",
+                          portfile,
+                          "--data-dir",
+                          datadir,
+                          "--run-jobs",
+                          "0",
+                          "--log-level",
+                          getenv("FUZZ_LOG") ? getenv("FUZZ_LOG") : "error",
+                          "--max-upload-size",
+                          "1M",
+                          NULL};
     for (dargc = 0; args[dargc]; dargc++)
         dargv[dargc] = (char *)args[dargc];
     if (getenv("FUZZ_MODEL")) { /* a student to serve: classify/summarize run to the engine */
@@ -227,7 +239,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     close(fd);
     /* Every status line in the first 64 KiB: a 500 from input alone is a bug. */
-    const char *bad = !strncmp(first, "HTTP/1.1 500 ", 13) ? first : strstr(first, "\nHTTP/1.1 500 ");
+    const char *bad =
+        !strncmp(first, "HTTP/1.1 500 ", 13) ? first : strstr(first, "\nHTTP/1.1 500 ");
     if (bad) {
         fprintf(stderr, "fuzz-http: 500 answer: %.400s\n", bad);
         abort();

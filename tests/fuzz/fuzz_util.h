@@ -28,7 +28,8 @@ static inline const char *fuzz_dir(void)
 
 /* Write data to fuzz_dir()/name (replacing it); path gets the full name. Aborts on I/O
  * errors (those are the harness's, not the target's). */
-static inline void fuzz_write(const char *name, const uint8_t *data, size_t size, char *path, size_t plen)
+static inline void fuzz_write(const char *name, const uint8_t *data, size_t size, char *path,
+                              size_t plen)
 {
     snprintf(path, plen, "%s/%s", fuzz_dir(), name);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
