@@ -62,8 +62,8 @@ static const char *const store_migrations[] = {
     "  version INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,"
     "  created_at INTEGER NOT NULL);",
     /* 3: OpenAI parity: checkpoint metrics, a job's result files (JSON array of file ids). */
-    "ALTER TABLE checkpoints ADD COLUMN metrics TEXT; ALTER TABLE jobs ADD COLUMN result_files "
-    "TEXT;",
+    ("ALTER TABLE checkpoints ADD COLUMN metrics TEXT;"
+     "ALTER TABLE jobs ADD COLUMN result_files TEXT;"),
 };
 
 #define N_MIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))

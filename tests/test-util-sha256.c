@@ -34,7 +34,8 @@ static void write_file(const char *path, const unsigned char *p, size_t n)
 {
     FILE *f = fopen(path, "wb");
     if (f) {
-        fwrite(p, 1, n, f);
+        if (n)
+            fwrite(p, 1, n, f);
         fclose(f);
     }
 }
