@@ -172,12 +172,17 @@ done
 curl -s "$U/v1/fine_tuning/jobs/$J" >"$T/job.json"
 [ "$st" = failed ] && grep -q -i -E 'no space|ENOSPC|disk' "$T/job.json"
 ok $? "a job whose checkpoints fill the disk ends failed, naming the error (status $st: $(grep -o '"error":{[^}]*}' "$T/job.json" | head -c 300))"
-# The newest checkpoint (listed first, as OpenAI lists them) written before the disk filled is
-# complete (renamed into place only once written); older ones are rotated away by the trainer
-# (the API still lists them: noted in docs/security.md).
+# The newest checkpoint written before the disk filled (the one LATEST names: the trainer writes
+# LATEST only once a checkpoint is renamed into place, and rotates older ones only after that)
+# is complete; older ones are rotated away by the trainer (the API still lists them: noted in
+# docs/security.md). Not the newest *listed* one: with the disk full, the database may fail to
+# record the last checkpoints the trainer managed to write (seen once in a sanitizer build), so
+# the list can lag the disk.
 curl -s "$U/v1/fine_tuning/jobs/$J/checkpoints" >"$T/ck.json"
 nck=$(grep -o '"step_number"' "$T/ck.json" | wc -l)
-last=$(grep -o '"path":"[^"]*"' "$T/ck.json" | head -1 | sed 's/"path":"//; s/"$//')
+any=$(grep -o '"path":"[^"]*"' "$T/ck.json" | head -1 | sed 's/"path":"//; s/"$//')
+last=""
+[ -n "$any" ] && [ -s "$(dirname "$any")/LATEST" ] && last="$(dirname "$any")/$(cat "$(dirname "$any")/LATEST")"
 gone=0
 for d in $(grep -o '"path":"[^"]*"' "$T/ck.json" | sed 's/"path":"//; s/"$//'); do [ -e "$d" ] || gone=$((gone + 1)); done
 [ -n "$last" ] && [ -s "$last/state.json" ] && [ "$(sqlite3 "$M/data/bitdistill.db" 'PRAGMA integrity_check')" = ok ]
