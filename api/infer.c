@@ -349,7 +349,7 @@ struct eng_request *api_infer_classify_job(struct srv_req *req, struct api_ctx *
                    model->id, eng_task_name(model->task));
         goto out;
     }
-    job = eng_request_new(ENG_JOB_CLASSIFY, model);
+    job = eng_request_new(ENG_REQ_CLASSIFY, model);
     if (!job || !(job->inputs = calloc(n, sizeof(char *))))
         goto oom;
     for (size_t i = 0; i < n; i++) {
@@ -486,7 +486,7 @@ static void generate(struct srv_req *req, struct api_ctx *ctx, enum infer_kind k
                              kind == INFER_SUMMARIZE ? ENG_TASK_SUMMARIZATION : ENG_TASK_GENERATION,
                              kind == INFER_COMPLETE)))
         goto out;
-    job = eng_request_new(ENG_JOB_GENERATE, model);
+    job = eng_request_new(ENG_REQ_GENERATE, model);
     struct infer_req *ir = calloc(1, sizeof(*ir));
     if (!job || !ir) {
         free(ir);
@@ -742,7 +742,7 @@ static void chat(struct srv_req *req, struct api_ctx *ctx)
     if (!(model = pick_model(req, ctx, body, ENG_TASK_GENERATION, 1)) ||
         chat_render(req, model, body, &prompt))
         goto out;
-    job = eng_request_new(ENG_JOB_GENERATE, model);
+    job = eng_request_new(ENG_REQ_GENERATE, model);
     ir = calloc(1, sizeof(*ir));
     if (!job || !ir) {
         api_error(req, 500, "out of memory", NULL, NULL);

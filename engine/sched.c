@@ -203,9 +203,9 @@ static void job_finish(struct eng_sched *s, struct eng_request *j, int status, c
     pthread_mutex_lock(&s->lock);
     j->done = 1;
     if (j->held)
-        *(j->kind == ENG_JOB_CLASSIFY ? &s->held_cls : &s->held_gen) -= j->held;
+        *(j->kind == ENG_REQ_CLASSIFY ? &s->held_cls : &s->held_gen) -= j->held;
     j->held = 0;
-    if (j->kind == ENG_JOB_CLASSIFY)
+    if (j->kind == ENG_REQ_CLASSIFY)
         s->cls_active--;
     mark_ready(s, j);
     pthread_mutex_unlock(&s->lock);
@@ -908,7 +908,7 @@ static struct eng_request *take_jobs(struct eng_worker *w)
         int need = j->n_choices > 1 ? j->n_choices : 1; /* sequences of a generation */
         if (need > s->cfg.max_seqs)
             need = 1; /* taken to be refused (gen_admit) */
-        if (!ok && j->kind == ENG_JOB_GENERATE)
+        if (!ok && j->kind == ENG_REQ_GENERATE)
             ok = s->held_gen + need <= s->cfg.max_seqs;
         else if (!ok)
             ok = inputs == 0 || inputs + j->ninputs <= share;
@@ -918,15 +918,15 @@ static struct eng_request *take_jobs(struct eng_worker *w)
             continue;
         }
         if (!j->cancelled) {
-            j->held = j->kind == ENG_JOB_GENERATE ? need : 1;
-            if (j->kind == ENG_JOB_GENERATE) {
+            j->held = j->kind == ENG_REQ_GENERATE ? need : 1;
+            if (j->kind == ENG_REQ_GENERATE) {
                 s->held_gen += need;
             } else {
                 s->held_cls++;
                 inputs += j->ninputs;
             }
         }
-        if (j->kind == ENG_JOB_CLASSIFY)
+        if (j->kind == ENG_REQ_CLASSIFY)
             s->in_inputs -= j->ninputs;
         *pp = j->next;
         j->next = NULL;
@@ -949,7 +949,7 @@ static void start_jobs(struct eng_worker *w, struct eng_request *take, int stop)
         j->next = NULL;
         if (j->cancelled || stop) {
             job_finish(s, j, 0, "cancelled", NULL);
-        } else if (j->kind == ENG_JOB_CLASSIFY) {
+        } else if (j->kind == ENG_REQ_CLASSIFY) {
             if (classify_prepare(s, j))
                 job_finish(s, j, j->status, NULL, NULL);
             else
@@ -1151,7 +1151,7 @@ int eng_sched_submit(struct eng_sched *s, struct eng_request *j)
     if (s->last_submit > 0)
         s->gap = s->gap > 1e8 ? now - s->last_submit : 0.8 * s->gap + 0.2 * (now - s->last_submit);
     s->last_submit = now;
-    if (j->kind == ENG_JOB_CLASSIFY) {
+    if (j->kind == ENG_REQ_CLASSIFY) {
         s->cls_active++;
         s->in_inputs += j->ninputs;
     }

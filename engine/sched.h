@@ -30,7 +30,7 @@
 
 #include "engine/registry.h"
 
-enum eng_request_kind { ENG_JOB_CLASSIFY = 0, ENG_JOB_GENERATE = 1 };
+enum eng_request_kind { ENG_REQ_CLASSIFY = 0, ENG_REQ_GENERATE = 1 };
 
 #define ENG_MAX_CHOICES 8
 #define ENG_MAX_TOP_LOGPROBS 20
