@@ -21,25 +21,7 @@
 #include "train/pipeline.h"
 #include "train/spec.h"
 #include "tests/tap.h"
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s)
-        s[n] = 0;
-    fclose(f);
-    return s;
-}
+#include "tests/eng_util.h"
 
 /* For every key of object o (at path), a sibling key+"x" must be refused, naming its path. */
 static void misspell_all(json_t *root, json_t *o, const char *path, int *bad)
@@ -148,7 +130,7 @@ static void documented(const char *top, json_t **good_out)
 {
     char path[600];
     snprintf(path, sizeof(path), "%s/docs/train.md", top);
-    char *md = slurp(path);
+    char *md = eu_read(path, NULL);
     if (!TAP_OK(md != NULL, "docs/train.md read"))
         return;
     char *sec = strstr(md, "## Job config"), *end = sec ? strstr(sec, "\n## Evaluating") : NULL;
