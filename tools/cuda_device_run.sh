@@ -6,7 +6,8 @@
 # bench: bench-cuda-train (micro-batch $B x 512, default 8, accumulation 4, 3 steps; with
 # BITDISTILL_CUDA_PROFILE=1 set, the device time per op too) and the eager functional model;
 # hf: tools/bench_hf_bitdistill.py (transformers Qwen3 + BitLinear + SubLN, eager and
-# torch.compile), the baseline of docs/cuda.md's table, same shapes.
+# torch.compile), the baseline of docs/cuda.md's table, same shapes. SIZE (0.6b, default, or
+# 1.7b) picks the random-init Qwen3 of bench and hf (tools/qwen3-SIZE-config.json).
 # BIN_DIR holds bitdistill, bench-cuda-train, test-cuda-ops, test-cuda-step (built here with
 # --with-cuda) and lib/ with the shared libraries the target machine lacks.
 set -u
@@ -14,6 +15,8 @@ BIN=$1 DATA=$2 OUT=$3
 shift 3
 export LD_LIBRARY_PATH=$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export NCCL_NVLS_ENABLE=0 top_srcdir=$PWD
+SIZE=${SIZE:-0.6b}
+[ -f tools/qwen3-$SIZE-config.json ] || { echo "no tools/qwen3-$SIZE-config.json"; exit 1; }
 mkdir -p "$OUT"
 nvidia-smi -L
 for what in "$@"; do
@@ -60,16 +63,16 @@ for d, v in ev.items():
 PY
     ;;
 bench)
-    M=/tmp/q06; rm -rf $M
-    "$BIN"/bitdistill init --config tools/qwen3-0.6b-config.json --out $M --seed 1 >/dev/null || exit 1
-    timeout 200 "$BIN"/bench-cuda-train $M ${B:-8} 512 4 3 2>&1 | tee "$OUT"/bench-c.txt
-    [ -n "${NO_EAGER:-}" ] || PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench_cuda_torch.py $M ${B:-8} 512 4 3 2>&1 | tail -5 | tee "$OUT"/bench-torch.txt
+    M=/tmp/q$SIZE; rm -rf $M
+    "$BIN"/bitdistill init --config tools/qwen3-$SIZE-config.json --out $M --seed 1 >/dev/null || exit 1
+    timeout 200 "$BIN"/bench-cuda-train $M ${B:-8} 512 4 3 2>&1 | tee "$OUT"/bench-c-$SIZE.txt
+    [ -n "${NO_EAGER:-}" ] || PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench_cuda_torch.py $M ${B:-8} 512 4 3 2>&1 | tail -5 | tee "$OUT"/bench-torch-$SIZE.txt
     ;;
 hf)
-    M=/tmp/q06
-    [ -d $M ] || "$BIN"/bitdistill init --config tools/qwen3-0.6b-config.json --out $M --seed 1 >/dev/null || exit 1
-    PYTHONUNBUFFERED=1 timeout 400 python3 tools/bench_hf_bitdistill.py $M ${B:-8} 512 4 3 ${HF:-both} ${HF_MODES:-distill,pretrain} 2>&1 |
-        grep -v Warning | tail -8 | tee "$OUT"/bench-hf.txt
+    M=/tmp/q$SIZE
+    [ -d $M ] || "$BIN"/bitdistill init --config tools/qwen3-$SIZE-config.json --out $M --seed 1 >/dev/null || exit 1
+    PYTHONUNBUFFERED=1 timeout ${HF_TIMEOUT:-400} python3 tools/bench_hf_bitdistill.py $M ${B:-8} 512 4 3 ${HF:-both} ${HF_MODES:-distill,pretrain} 2>&1 |
+        grep -v Warning | tail -8 | tee "$OUT"/bench-hf-$SIZE.txt
     ;;
 dp)
     # data parallel: the same job on cuda:all vs cuda:0 (same global batch), then tokens/s of
