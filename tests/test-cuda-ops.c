@@ -19,6 +19,8 @@
 #define TOL_EXACT 1e-6 /* quantizers: same float operations (d may differ by an ulp) */
 #define TOL_F32 2e-5   /* row ops and fp32 cuBLAS products: summation order only */
 #define TOL_BF16 1e-2  /* products in bf16 with fp32 accumulation */
+#define TOL_FLASH 1e-2 /* flash attention: bf16 operands, fp32 softmax and accumulation */
+#define TOL_LSE 1e-4   /* its log-sum-exp, relative to the fp64 reference */
 
 static struct krn_cuda *K;
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -54,8 +56,11 @@ static void *up(const void *h, size_t bytes)
     return d;
 }
 
-/* Download d[n] and compare with ref; prints the first mismatches on failure. */
-static double cmp(const char *what, const float *d, const float *ref, size_t n, double tol)
+/* Download d[n] and compare with ref; prints the first mismatches on failure. With base
+ * (the values an accumulating backward started from), the increments d - base and ref - base
+ * are compared, so the error is not diluted by the starting values. */
+static double cmp_base(const char *what, const float *d, const float *ref, const float *base,
+                       size_t n, double tol)
 {
     float *g = malloc((n ? n : 1) * sizeof(float));
     krn_cuda_d2h(K, g, d, n * sizeof(float));
@@ -63,9 +68,9 @@ static double cmp(const char *what, const float *d, const float *ref, size_t n, 
     double num = 0, den = 0;
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
-        double e = (double)g[i] - ref[i];
+        double e = (double)g[i] - ref[i], r = base ? (double)ref[i] - base[i] : ref[i];
         num += e * e;
-        den += (double)ref[i] * ref[i];
+        den += r * r;
         if (!isfinite(g[i]))
             bad = 1;
     }
@@ -81,6 +86,11 @@ static double cmp(const char *what, const float *d, const float *ref, size_t n, 
             }
     free(g);
     return rel;
+}
+
+static double cmp(const char *what, const float *d, const float *ref, size_t n, double tol)
+{
+    return cmp_base(what, d, ref, NULL, n, tol);
 }
 
 static void t_quant(int N, int C)
@@ -223,6 +233,108 @@ static void t_attention(int B, int T, int NH, int KVH, int HD)
     krn_cuda_dfree(K, dqd), krn_cuda_dfree(K, dkd), krn_cuda_dfree(K, dvd);
 }
 
+/* The fused attention (head dim 128, bf16 tensor cores) against the CPU's materialising ops
+ * (fp32): out, the log-sum-exp (against fp64 on the host), and dQ, dK, dV as increments over
+ * random starting values (they accumulate). qs scales q: larger scores test the online softmax.
+ * off > 0 shifts every device tensor by off floats (not 16-byte aligned: the scalar loads). The
+ * backward runs twice from the same start: the results must be bit-identical (no atomics). */
+static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
+{
+    enum { HD = 128 };
+    size_t nq = (size_t)B * T * NH * HD, nk = (size_t)B * T * KVH * HD, nl = (size_t)B * NH * T;
+    size_t np = (size_t)B * NH * T * T;
+    char nm[96], n2[160];
+    float *q = hrand(nq, qs), *k = hrand(nk, 1), *v = hrand(nk, 1), *o = malloc(nq * 4);
+    float *P = malloc(np * 4), *dout = hrand(nq, 1), *sc = malloc((size_t)T * T * 4);
+    float *dq = hrand(nq, 1), *dk = hrand(nk, 1), *dv = hrand(nk, 1), *lse = malloc(nl * 4);
+    float *dqr = dup(dq, nq), *dkr = dup(dk, nk), *dvr = dup(dv, nk);
+    float *buf[9];
+    size_t bn[9] = {nq, nk, nk, nq, nl, nq, nq, nk, nk}, scn = nl;
+    const float *init[9] = {q, k, v, NULL, NULL, dout, dq, dk, dv};
+    for (int i = 0; i < 9; i++) {
+        float *d = krn_cuda_alloc(K, (bn[i] + (size_t)off) * 4);
+        buf[i] = d ? d + off : NULL;
+        if (d && init[i])
+            krn_cuda_h2d(K, buf[i], init[i], bn[i] * 4);
+    }
+    float *qd = buf[0], *kd = buf[1], *vd = buf[2], *od = buf[3], *ld = buf[4], *doutd = buf[5];
+    float *dqd = buf[6], *dkd = buf[7], *dvd = buf[8], *scd = krn_cuda_alloc(K, scn * 4);
+    float scale = 1.0f / sqrtf((float)HD);
+    int grp = NH / KVH;
+    for (int b = 0; b < B; b++) /* lse in fp64 */
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                const float *qr = q + (((size_t)b * T + t) * NH + h) * HD;
+                double mx = -INFINITY, sum = 0;
+                for (int pass = 0; pass < 2; pass++)
+                    for (int j = 0; j <= t; j++) {
+                        const float *kr = k + (((size_t)b * T + j) * KVH + h / grp) * HD;
+                        double x = 0;
+                        for (int d = 0; d < HD; d++)
+                            x += (double)qr[d] * kr[d];
+                        x *= scale;
+                        if (pass == 0)
+                            mx = x > mx ? x : mx;
+                        else
+                            sum += exp(x - mx);
+                    }
+                lse[((size_t)b * NH + h) * T + t] = (float)(mx + log(sum));
+            }
+    trn_attention_forward(o, P, q, k, v, B, T, NH, KVH, HD);
+    krn_cuda_flash_forward(K, od, ld, qd, kd, vd, B, T, NH, KVH, HD);
+    snprintf(nm, sizeof(nm), "flash B%d T%d H%d/%d q*%g%s", B, T, NH, KVH, (double)qs,
+             off ? " unaligned" : "");
+    snprintf(n2, sizeof(n2), "%s out", nm);
+    cmp(n2, od, o, nq, TOL_FLASH);
+    snprintf(n2, sizeof(n2), "%s lse", nm);
+    cmp(n2, ld, lse, nl, TOL_LSE);
+    trn_attention_backward(dqr, dkr, dvr, dout, P, q, k, v, B, T, NH, KVH, HD, sc);
+    krn_cuda_flash_backward(K, dqd, dkd, dvd, doutd, od, ld, qd, kd, vd, B, T, NH, KVH, HD, scd);
+    float *g1 = malloc((nq + 2 * nk) * 4), *g2 = malloc((nq + 2 * nk) * 4);
+    krn_cuda_d2h(K, g1, dqd, nq * 4);
+    krn_cuda_d2h(K, g1 + nq, dkd, nk * 4);
+    krn_cuda_d2h(K, g1 + nq + nk, dvd, nk * 4);
+    snprintf(n2, sizeof(n2), "%s dQ", nm);
+    cmp_base(n2, dqd, dqr, dq, nq, TOL_FLASH);
+    snprintf(n2, sizeof(n2), "%s dK", nm);
+    cmp_base(n2, dkd, dkr, dk, nk, TOL_FLASH);
+    snprintf(n2, sizeof(n2), "%s dV", nm);
+    cmp_base(n2, dvd, dvr, dv, nk, TOL_FLASH);
+    krn_cuda_h2d(K, dqd, dq, nq * 4);
+    krn_cuda_h2d(K, dkd, dk, nk * 4);
+    krn_cuda_h2d(K, dvd, dv, nk * 4);
+    krn_cuda_flash_backward(K, dqd, dkd, dvd, doutd, od, ld, qd, kd, vd, B, T, NH, KVH, HD, scd);
+    krn_cuda_d2h(K, g2, dqd, nq * 4);
+    krn_cuda_d2h(K, g2 + nq, dkd, nk * 4);
+    krn_cuda_d2h(K, g2 + nq + nk, dvd, nk * 4);
+    TAP_OK(!memcmp(g1, g2, (nq + 2 * nk) * 4), "%s backward: two runs bit-identical", nm);
+    free(q), free(k), free(v), free(o), free(P), free(dout), free(sc), free(dq), free(dk);
+    free(dv), free(lse), free(dqr), free(dkr), free(dvr), free(g1), free(g2);
+    for (int i = 0; i < 9; i++)
+        krn_cuda_dfree(K, buf[i] ? buf[i] - off : NULL);
+    krn_cuda_dfree(K, scd);
+}
+
+/* A head dim the fused kernels do not take fails with EINVAL and a message (on a context of its
+ * own: the error is sticky). */
+static void t_flash_bad(void)
+{
+    struct krn_cuda *k2 = NULL;
+    char err[KRN_CUDA_ERR_LEN];
+    if (krn_cuda_create(0, &k2, err)) {
+        TAP_OK(0, "second context: %s", err);
+        return;
+    }
+    float *x = krn_cuda_alloc(k2, 4 * 64 * 4);
+    krn_cuda_flash_forward(k2, x, x, x, x, x, 1, 2, 2, 1, 64);
+    int rc = krn_cuda_sync(k2);
+    TAP_OK(rc == KRN_CUDA_EINVAL && strstr(krn_cuda_errmsg(k2), "head dim 128") &&
+               !krn_cuda_flash_supported(64) && krn_cuda_flash_supported(128),
+           "flash with head dim 64: EINVAL (%d: %s)", rc, krn_cuda_errmsg(k2));
+    krn_cuda_dfree(k2, x);
+    krn_cuda_free(k2);
+}
+
 static void t_swiglu(size_t n)
 {
     float *g = hrand(n, 4), *u = hrand(n, 2), *o = malloc(n * 4), *dy = hrand(n, 1);
@@ -363,6 +475,14 @@ int main(void)
     t_attention(3, 17, 4, 2, 16);
     t_attention(2, 130, 16, 8, 128);
     t_attention(2, 64, 6, 2, 32); /* groups of 3: three calls per key/value gradient */
+    t_flash(1, 1, 4, 1, 1.0f, 0); /* T 1 */
+    t_flash(2, 15, 4, 1, 3.0f, 0);
+    t_flash(3, 64, 2, 2, 3.0f, 0);   /* exactly one tile, no GQA */
+    t_flash(2, 130, 16, 8, 3.0f, 0); /* the model's heads, a tail of 2 */
+    t_flash(1, 200, 4, 1, 8.0f, 0);  /* groups of 4, peaked scores */
+    t_flash(2, 97, 6, 2, 3.0f, 1);   /* groups of 3, unaligned tensors */
+    t_flash(1, 512, 16, 8, 3.0f, 0); /* the benchmark's shape per sequence */
+    t_flash_bad();
     t_swiglu(17 * 72);
     t_swiglu(4095);
     t_losses(17, 97);

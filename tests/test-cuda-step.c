@@ -4,6 +4,9 @@
  * losses CE, LD, AD and their sum, the gradient of every student tensor, then 3 AdamW steps
  * (parameters after). Paths: fp32 products (tolerances 1e-4 on losses) and bf16 products with
  * fp32 accumulation (1e-2 on losses). Gradient error is ||g_gpu - g_cpu|| / ||g_cpu|| per tensor.
+ * The fixtures' head dim (16) keeps the materialising attention; a random-init model with head
+ * dim 128 (made here with eng_init_write) runs the bf16 path's fused (flash) attention and, in
+ * fp32, the materialising one, against the same CPU step.
  * Without a GPU every check is a TAP SKIP with the reason.
  */
 #include "config.h"
@@ -13,6 +16,8 @@
 #include <string.h>
 
 #include "engine/err.h"
+#include "engine/init.h"
+#include "tests/eng_util.h"
 #include "tests/tap.h"
 #include "train/backend.h"
 
@@ -43,12 +48,20 @@ static double nerr(const float *a, const float *b, size_t n)
     return sqrt(num) / (den > 0 ? sqrt(den) : 1.0);
 }
 
-static int load(struct trn_model **s, struct trn_model **t)
+/* The fixtures (dir NULL), or the teacher in dir and its copy with SubLN as the student. */
+static int load_dir(const char *dir, struct trn_model **s, struct trn_model **t)
 {
     char err[ENG_ERR_LEN] = "";
-    int rc = trn_model_load_hf(fx("student"), s, err);
-    if (!rc)
-        rc = trn_model_load_hf(fx("teacher"), t, err);
+    int rc;
+    if (dir) {
+        rc = trn_model_load_hf(dir, t, err);
+        if (!rc && !(rc = trn_model_clone(*t, s, err)))
+            trn_model_add_subln(*s);
+    } else {
+        rc = trn_model_load_hf(fx("student"), s, err);
+        if (!rc)
+            rc = trn_model_load_hf(fx("teacher"), t, err);
+    }
     if (rc)
         TAP_DIAG("cannot load the fixtures: %s", err);
     else
@@ -56,15 +69,21 @@ static int load(struct trn_model **s, struct trn_model **t)
     return rc;
 }
 
-static void one_case(const char *name, struct trn_batch *b, const struct trn_loss_cfg *lc, int bf16)
+static int load(struct trn_model **s, struct trn_model **t)
+{
+    return load_dir(NULL, s, t);
+}
+
+static void one_case_dir(const char *name, const char *dir, struct trn_batch *b,
+                         const struct trn_loss_cfg *lc, int bf16)
 {
     struct trn_model *s = NULL, *t = NULL;
     struct trn_cuda *g = NULL;
     struct trn_losses Lc, Lg;
     char err[ENG_ERR_LEN] = "";
     double ltol = bf16 ? LOSS_TOL_BF16 : LOSS_TOL_F32, gtol = bf16 ? GRAD_TOL_BF16 : GRAD_TOL_F32;
-    if (load(&s, &t)) {
-        TAP_OK(0, "%s: fixtures load", name);
+    if (load_dir(dir, &s, &t)) {
+        TAP_OK(0, "%s: models load", name);
         return;
     }
     int rc = trn_cuda_create(0, s, t, bf16, &g, err);
@@ -146,6 +165,48 @@ out:
     trn_cuda_free(g);
     trn_model_free(s);
     trn_model_free(t);
+}
+
+static void one_case(const char *name, struct trn_batch *b, const struct trn_loss_cfg *lc, int bf16)
+{
+    one_case_dir(name, NULL, b, lc, bf16);
+}
+
+/* A random-init Qwen3 with head dim 128 (the fused attention's), 2 layers, in a temp dir:
+ * B 2 x T 70 (a partial second tile, one padded row), distillation of every layer's relations,
+ * bf16 (flash) and fp32 (materialising) against the CPU. */
+static void hd128_cases(const struct trn_loss_cfg *lc0)
+{
+    char err[ENG_ERR_LEN] = "", cfgp[512], dir[512];
+    enum { B = 2, T = 70 };
+    int32_t tok[B * T], target[B * T], len[B] = {T, 41};
+    struct trn_batch b = {.B = B, .T = T, .tok = tok, .target = target, .len = len};
+    unsigned x = 777;
+    for (int i = 0; i < B * T; i++) {
+        x = x * 1103515245u + 12345u;
+        tok[i] = (int32_t)((x >> 16) % 500);
+    }
+    for (int r = 0; r < B; r++)
+        for (int t = 0; t < T; t++)
+            target[r * T + t] = t < len[r] - 1 ? tok[r * T + t + 1] : -1;
+    snprintf(cfgp, sizeof(cfgp), "%s/cfg.json", eu_tmpdir());
+    snprintf(dir, sizeof(dir), "%s/hd128", eu_tmpdir());
+    const char *cfg = "{\"model_type\":\"qwen3\",\"vocab_size\":512,\"hidden_size\":128,"
+                      "\"intermediate_size\":256,\"num_hidden_layers\":2,"
+                      "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":128,"
+                      "\"max_position_embeddings\":256,\"tie_word_embeddings\":true,"
+                      "\"initializer_range\":0.2}";
+    int rc = eu_write(cfgp, cfg, strlen(cfg));
+    if (!rc)
+        rc = eng_init_write(cfgp, dir, 5, 0, err);
+    if (TAP_OK(rc == 0, "head dim 128 model written (%s)", err)) {
+        struct trn_loss_cfg lc = *lc0;
+        lc.layer = -2;
+        lc.split_heads = 4;
+        one_case_dir("head dim 128 distill bf16 (flash attention)", dir, &b, &lc, 1);
+        one_case_dir("head dim 128 distill fp32", dir, &b, &lc, 0);
+    }
+    eu_rmrf(eu_tmpdir());
 }
 
 /* Out of device memory: a batch whose activations cannot fit (attention probabilities alone
@@ -276,6 +337,7 @@ int main(void)
     lc.layer = -1;
     lc.rel = TRN_REL_COSINE;
     one_case("distill cosine bf16", &b, &lc, 1);
+    hd128_cases(&lc);
     oom_case(&b, &lc);
     if (trn_cuda_device_count() < 2) {
         TAP_SKIP("data parallel: fewer than 2 GPUs here (%d)", trn_cuda_device_count());

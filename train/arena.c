@@ -28,7 +28,11 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
         x->kn = TAKE(N * KD);
         x->qr = TAKE(N * QD);
         x->kr = TAKE(N * KD);
-        x->probs = TAKE((size_t)s->B * NH * s->T * s->T);
+        x->probs = x->lse = NULL;
+        if (s->flash)
+            x->lse = TAKE((size_t)s->B * NH * s->T);
+        else
+            x->probs = TAKE((size_t)s->B * NH * s->T * s->T);
         x->a = TAKE(N * QD);
         x->an = TAKE(N * QD);
         x->xq2 = TAKE(N * QD);

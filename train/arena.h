@@ -21,6 +21,9 @@
 struct trn_acts {
     float *xn1, *xq1, *q, *k, *v, *qn, *kn, *qr, *kr, *probs, *a, *an, *xq2, *xm, *xn2, *xq3, *g,
         *u, *h, *hn, *xq4;
+    /* attention's saved state: probs [B][NH][T][T], or with flash (spec) lse [B][NH][T] instead
+     * (the other NULL) */
+    float *lse;
     float *r1, *rq, *rk, *ra, *r2, *rh; /* rstd of each RMSNorm [rows] */
 };
 
@@ -37,9 +40,10 @@ struct trn_arena {
 };
 
 /* What a model lays out: grad adds the backward's buffers; dsc sizes the attention backward's
- * scratch; quant (BitLinear) and subln say which copies are real. */
+ * scratch; quant (BitLinear) and subln say which copies are real; flash keeps attention's
+ * per-row log-sum-exp (lse) instead of the probabilities (the GPU's fused attention). */
 struct trn_arena_spec {
-    int B, T, grad, quant, subln;
+    int B, T, grad, quant, subln, flash;
     size_t dsc;
 };
 

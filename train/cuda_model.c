@@ -32,6 +32,7 @@ struct gmodel {
     struct trn_model *host; /* borrowed */
     const struct eng_config *c;
     int quant, subln, train;
+    int flash; /* attention by the fused kernels (bf16 products, head dim 128): no T x T probs */
     int wq_ok; /* wq holds the ternary weights of the current p */
     size_t np;
     float *p, *gr, *wq; /* device [np] (gr, wq NULL when unused) */
@@ -45,6 +46,7 @@ struct gmodel {
 
 struct trn_cuda {
     struct krn_cuda *k;
+    int bf16; /* bf16 products (and flash attention where the head dim allows) */
     struct gmodel s, t;
     int has_t;
     float *m, *v;                /* device AdamW moments [np] */
@@ -89,6 +91,9 @@ static int gmodel_init(struct trn_cuda *g, struct gmodel *m, struct trn_model *h
     m->subln = trn_model_has_subln(host);
     m->train = train;
     m->np = trn_model_nparams(host);
+    /* BITDISTILL_CUDA_FLASH=0 keeps the materialising attention in bf16 mode too (comparisons) */
+    const char *fe = getenv("BITDISTILL_CUDA_FLASH");
+    m->flash = g->bf16 && krn_cuda_flash_supported(c->head_dim) && !(fe && !strcmp(fe, "0"));
     m->lo = calloc((size_t)c->layers, sizeof(*m->lo));
     if (!m->lo)
         return ENG_ENOMEM;
@@ -138,13 +143,16 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
         return 0;
     const struct eng_config *c = m->c;
     size_t half = c->head_dim / 2;
-    /* the attention backward's scratch holds every head's dP at once (ops.cu) */
+    /* the attention backward's scratch: every head's dP at once (ops.cu), or with flash the
+     * rows' D = rowsum(dO * O) */
+    size_t bht = (size_t)B * c->heads * T;
     struct trn_arena_spec sp = {.B = B,
                                 .T = T,
                                 .grad = m->train,
                                 .quant = m->quant,
                                 .subln = m->subln,
-                                .dsc = (size_t)B * c->heads * T * T};
+                                .flash = m->flash,
+                                .dsc = m->flash ? bht : bht * T};
     size_t tot = trn_arena_floats(c, &sp);
     if (!m->arena || tot > m->arena_n) {
         krn_cuda_dfree(g->k, m->arena);
@@ -206,6 +214,7 @@ int trn_cuda_create(int dev, struct trn_model *student, struct trn_model *teache
         return rc;
     }
     krn_cuda_set_bf16(g->k, bf16);
+    g->bf16 = bf16 != 0;
     size_t np = trn_model_nparams(student);
     if ((rc = gmodel_init(g, &g->s, student, 1)) ||
         (teacher && (rc = gmodel_init(g, &g->t, teacher, 0)))) {
@@ -291,8 +300,12 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
         } /* else qn, kn alias q, k */
         krn_cuda_rope_forward(k, a->qr, a->qn, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
         krn_cuda_rope_forward(k, a->kr, a->kn, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
-        krn_cuda_attention_forward(k, a->a, a->probs, a->qr, a->kr, a->v, B, T, c->heads,
-                                   c->kv_heads, hd);
+        if (m->flash)
+            krn_cuda_flash_forward(k, a->a, a->lse, a->qr, a->kr, a->v, B, T, c->heads, c->kv_heads,
+                                   hd);
+        else
+            krn_cuda_attention_forward(k, a->a, a->probs, a->qr, a->kr, a->v, B, T, c->heads,
+                                       c->kv_heads, hd);
         if (m->subln) /* else an aliases a */
             krn_cuda_rmsnorm_forward(k, a->an, a->ra, a->a, P + o->attn_sub, N, QD, c->eps);
         act_q(k, m, a->xq2, a->an, N, QD);
@@ -364,8 +377,12 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         float *dqn = dstate(m, l, TRN_Q), *dkn = dstate(m, l, TRN_K), *dv = dstate(m, l, TRN_V);
         krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
         krn_cuda_zero(k, m->ar.dk, (size_t)N * KD * F);
-        krn_cuda_attention_backward(k, m->ar.dq, m->ar.dk, dv, da, a->probs, a->qr, a->kr, a->v, B,
-                                    T, c->heads, c->kv_heads, hd, m->ar.dsc);
+        if (m->flash)
+            krn_cuda_flash_backward(k, m->ar.dq, m->ar.dk, dv, da, a->a, a->lse, a->qr, a->kr, a->v,
+                                    B, T, c->heads, c->kv_heads, hd, m->ar.dsc);
+        else
+            krn_cuda_attention_backward(k, m->ar.dq, m->ar.dk, dv, da, a->probs, a->qr, a->kr, a->v,
+                                        B, T, c->heads, c->kv_heads, hd, m->ar.dsc);
         krn_cuda_rope_backward(k, dqn, m->ar.dq, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
         krn_cuda_rope_backward(k, dkn, m->ar.dk, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
         float *dqp = dqn, *dkp = dkn;

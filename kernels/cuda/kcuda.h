@@ -103,6 +103,19 @@ void krn_cuda_attention_backward(struct krn_cuda *c, float *dq, float *dk, float
                                  const float *dout, const float *probs, const float *q,
                                  const float *k, const float *v, int B, int T, int NH, int KVH,
                                  int HD, float *scratch);
+/* Fused causal GQA attention (kernels/cuda/flash.cu: FlashAttention-2 on bf16 tensor cores,
+ * softmax statistics and accumulation in fp32): the out of krn_cuda_attention_forward without
+ * the T x T probabilities; lse [B][NH][T] (natural log-sum-exp of each query row's scaled
+ * scores) is all the backward keeps. Head dim 128 only (krn_cuda_flash_supported; any other
+ * fails with EINVAL): the caller keeps the materialising ops for the rest. */
+int krn_cuda_flash_supported(int HD);
+void krn_cuda_flash_forward(struct krn_cuda *c, float *out, float *lse, const float *q,
+                            const float *k, const float *v, int B, int T, int NH, int KVH, int HD);
+/* dq, dk, dv += ... (P recomputed from q, k and lse; out is the forward's); scratch: B*NH*T
+ * floats (device) for D = rowsum(dout * out). Deterministic: no atomics. */
+void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk, float *dv, const float *dout,
+                             const float *out, const float *lse, const float *q, const float *k,
+                             const float *v, int B, int T, int NH, int KVH, int HD, float *scratch);
 void krn_cuda_swiglu_forward(struct krn_cuda *c, float *out, const float *g, const float *u,
                              size_t n);
 void krn_cuda_swiglu_backward(struct krn_cuda *c, float *dg, float *du, const float *dout,

@@ -892,6 +892,56 @@ extern "C" void krn_cuda_attention_backward(struct krn_cuda *c, float *dq, float
                    ks, B, KVH);
 }
 
+/* ------------------------------------------------------------------ flash attention */
+
+/* kernels/cuda/flash.cu */
+extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *lse, const float *q,
+                                           const float *k, const float *v, int B, int T, int NH,
+                                           int KVH);
+extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk, float *dv,
+                                           const float *dout, const float *out, const float *lse,
+                                           const float *q, const float *k, const float *v, int B,
+                                           int T, int NH, int KVH, float *dd);
+
+extern "C" int krn_cuda_flash_supported(int HD)
+{
+    return HD == 128;
+}
+
+static int flash_shape(struct krn_cuda *c, int B, int T, int NH, int KVH, int HD)
+{
+    if (!krn_cuda_flash_supported(HD) || B < 1 || T < 1 || KVH < 1 || NH % KVH) {
+        fail(c, KRN_CUDA_EINVAL,
+             "flash attention: unsupported shape B %d T %d heads %d/%d dim %d "
+             "(head dim 128, heads a multiple of kv heads)",
+             B, T, NH, KVH, HD);
+        return 0;
+    }
+    return 1;
+}
+
+extern "C" void krn_cuda_flash_forward(struct krn_cuda *c, float *out, float *lse, const float *q,
+                                       const float *k, const float *v, int B, int T, int NH,
+                                       int KVH, int HD)
+{
+    PROF(c, "attention fwd (flash)");
+    if (flash_shape(c, B, T, NH, KVH, HD))
+        chk(c, krn_cuda_flash_fwd_(c->st, out, lse, q, k, v, B, T, NH, KVH),
+            "flash attention forward");
+}
+
+extern "C" void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk, float *dv,
+                                        const float *dout, const float *out, const float *lse,
+                                        const float *q, const float *k, const float *v, int B,
+                                        int T, int NH, int KVH, int HD, float *scratch)
+{
+    PROF(c, "attention bwd (flash)");
+    if (flash_shape(c, B, T, NH, KVH, HD))
+        chk(c,
+            krn_cuda_flash_bwd_(c->st, dq, dk, dv, dout, out, lse, q, k, v, B, T, NH, KVH, scratch),
+            "flash attention backward");
+}
+
 /* ------------------------------------------------------------------ SwiGLU */
 
 __global__ void k_swiglu_fwd(float *out, const float *g, const float *u, size_t n)

@@ -1,0 +1,566 @@
+/*
+ * kernels/cuda/flash.cu — fused causal GQA attention, forward and backward (the
+ * FlashAttention-2 algorithm), for head dim 128 on tensor cores (sm_80+ mma.sync, built for
+ * sm_90). The public entry points (krn_cuda_flash_*, kcuda.h) are in ops.cu beside the
+ * materialising path; this file holds the kernels and their launchers.
+ *
+ * Layouts are those of train/ops.h: q, out, dout [B][T][NH][HD], k, v [B][T][KVH][HD] fp32;
+ * lse [B][NH][T] fp32 is the natural-log log-sum-exp of each query row's scaled scores, the only
+ * thing the forward keeps besides out. Tiles of 64 rows x 128 features are staged into shared
+ * memory as bf16 (converted from fp32 on the way); the products are mma.sync m16n8k16 bf16 x
+ * bf16 -> fp32, and every softmax statistic, D = rowsum(dO * O) and every accumulator is fp32.
+ *
+ * Blocks have 4 warps; each warp owns 16 rows of its block's 64-row tile:
+ *  - forward: a block per (query tile, head, sequence); online softmax over the key tiles
+ *    0..its own (causal), O in registers, rescaled per key tile;
+ *  - dQ: a block per (query tile, head, sequence); recomputes P = exp(S - L) per key tile,
+ *    dP = dO V^T, dS = P (dP - D), dQ += dS K; it also writes D for the dK/dV kernel;
+ *  - dK/dV: a block per (key tile, kv head, sequence) loops over the group's query heads and
+ *    the query tiles at or after its keys: S^T = K Q^T, P^T, dV += P^T dO, dP^T = V dO^T,
+ *    dK += dS^T Q. Each output element has one owner thread: no atomics, deterministic.
+ * Rows past T are staged as zeros and masked (any T, including 1).
+ *
+ * Fragment layout of mma.m16n8k16 (PTX ISA "Matrix fragments for mma.m16n8k16"), with
+ * g = lane / 4 and q4 = lane % 4: A (16x16, row): a0 = A[g][2q4..+1], a1 = A[g+8][2q4..+1],
+ * a2 = A[g][2q4+8..+9], a3 = A[g+8][2q4+8..+9]; B (16x8, col): b0 = B[2q4..+1][g], b1 =
+ * B[2q4+8..+9][g]; C (16x8): c0, c1 = C[g][2q4..+1], c2, c3 = C[g+8][2q4..+1]. Two adjacent C
+ * tiles (16x16) are therefore one A fragment, which is how P goes from scores to the next
+ * product without shared memory. A B operand stored [k][n] (V, K, Q, dO when they are the
+ * right-hand side over their rows) is read with ldmatrix .trans.
+ */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+
+#define FB 64           /* rows of a tile (queries or keys) */
+#define FD 128          /* head dim */
+#define FLD (FD + 8)    /* shared row stride in bf16: 272 bytes, conflict-free fragment reads */
+#define FT 128          /* threads per block (4 warps x 16 rows) */
+#define TILE (FB * FLD) /* bf16 per staged tile */
+#define LOG2E 1.4426950408889634f
+#define LN2 0.6931471805599453f
+
+typedef __nv_bfloat16 bf16;
+
+__device__ __forceinline__ uint32_t pack2(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+__device__ __forceinline__ float2 unpack2(uint32_t u)
+{
+    __nv_bfloat162 v = *(__nv_bfloat162 *)&u;
+    return __bfloat1622float2(v);
+}
+
+__device__ __forceinline__ uint32_t ld32(const bf16 *p)
+{
+    return *(const uint32_t *)p;
+}
+
+/* c += a . b (m16n8k16, bf16 in, fp32 accumulate) */
+__device__ __forceinline__ void mma(float *c, const uint32_t *a, uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* A fragment of rows r0..r0+15, columns k0..k0+15 of a staged tile X[row][FLD]. */
+__device__ __forceinline__ void lda(uint32_t *a, const bf16 *X, int r0, int k0)
+{
+    int lane = threadIdx.x & 31, g = lane >> 2, q4 = lane & 3;
+    const bf16 *p = X + (r0 + g) * FLD + k0 + 2 * q4;
+    a[0] = ld32(p);
+    a[1] = ld32(p + 8 * FLD);
+    a[2] = ld32(p + 8);
+    a[3] = ld32(p + 8 * FLD + 8);
+}
+
+/* B fragment (k = features k0..k0+15, n = rows n0..n0+7) of X^T: B[k][n] = X[n0 + n][k0 + k]. */
+__device__ __forceinline__ void ldb(uint32_t *b, const bf16 *X, int n0, int k0)
+{
+    int lane = threadIdx.x & 31, g = lane >> 2, q4 = lane & 3;
+    const bf16 *p = X + (n0 + g) * FLD + k0 + 2 * q4;
+    b[0] = ld32(p);
+    b[1] = ld32(p + 8);
+}
+
+/* B fragments of X itself, B[k][n] = X[k0 + k][n0 + n], for the two n-tiles n0 and n0 + 8:
+ * b[0], b[1] of n0 and b[2], b[3] of n0 + 8 (ldmatrix x4 .trans; matrix i's rows come from
+ * lanes 8i..8i+7). */
+__device__ __forceinline__ void ldbt(uint32_t *b, const bf16 *X, int k0, int n0)
+{
+    int lane = threadIdx.x & 31, m = lane >> 3;
+    const bf16 *p = X + (k0 + (lane & 7) + 8 * (m & 1)) * FLD + n0 + 8 * (m >> 1);
+    uint32_t s = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+                 : "r"(s));
+}
+
+/* Stage rows row0..row0+63 of one head (src: the head's row 0, rows rs floats apart) into
+ * X[64][FLD] as bf16; rows at or past T are zeros. vec: src is 16-byte aligned. */
+__device__ __forceinline__ void stage(bf16 *X, const float *src, size_t rs, int row0, int T,
+                                      int vec)
+{
+    for (int i = threadIdx.x; i < FB * FD / 4; i += FT) {
+        int r = i >> 5, c = (i & 31) * 4, t = row0 + r;
+        float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (t < T) {
+            const float *p = src + (size_t)t * rs + c;
+            if (vec)
+                x = *(const float4 *)p;
+            else
+                x = make_float4(p[0], p[1], p[2], p[3]);
+        }
+        uint2 u;
+        u.x = pack2(x.x, x.y);
+        u.y = pack2(x.z, x.w);
+        *(uint2 *)(X + r * FLD + c) = u;
+    }
+}
+
+/* max / sum over the 4 lanes that share a fragment row */
+__device__ __forceinline__ float quad_max(float v)
+{
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+
+__device__ __forceinline__ float quad_sum(float v)
+{
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+struct flash_args {
+    float *out, *lse, *dq, *dk, *dv, *dd; /* dd: D [B][NH][T] of the backward */
+    const float *q, *k, *v, *o, *dout;
+    int T, NH, KVH;
+    float scale; /* 1/sqrt(HD) */
+    int vec;     /* bit i: pointer i of (q, k, v, o, dout) is 16-byte aligned */
+};
+
+/* ------------------------------------------------------------------ forward */
+
+__global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_args f)
+{
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16 *Qs = (bf16 *)smem, *Ks = Qs + TILE, *Vs = Ks + TILE;
+    int T = f.T, NH = f.NH, qb = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int kvh = h / (NH / f.KVH), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int g = lane >> 2, q4 = lane & 3, wr = warp * 16;
+    size_t qs = (size_t)NH * FD, ks = (size_t)f.KVH * FD;
+    const float *qh = f.q + (size_t)b * T * qs + (size_t)h * FD;
+    const float *kh = f.k + (size_t)b * T * ks + (size_t)kvh * FD;
+    const float *vh = f.v + (size_t)b * T * ks + (size_t)kvh * FD;
+    float c = f.scale * LOG2E; /* scores in log2 units */
+    int q0 = qb * FB, row[2] = {q0 + wr + g, q0 + wr + g + 8};
+    stage(Qs, qh, qs, q0, T, f.vec & 1);
+    __syncthreads();
+    uint32_t qf[8][4];
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++)
+        lda(qf[kk], Qs, wr, kk * 16);
+    float o[16][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < 16; i++)
+        o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    for (int kb = 0; kb <= qb; kb++) {
+        __syncthreads(); /* the previous tile's reads are done */
+        stage(Ks, kh, ks, kb * FB, T, f.vec >> 1 & 1);
+        stage(Vs, vh, ks, kb * FB, T, f.vec >> 2 & 1);
+        __syncthreads();
+        float s[8][4];
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < 8; kk++) {
+                uint32_t bb[2];
+                ldb(bb, Ks, n * 8, kk * 16);
+                mma(s[n], qf[kk], bb[0], bb[1]);
+            }
+        }
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int key = kb * FB + n * 8 + 2 * q4 + (e & 1);
+                float x = key <= row[e >> 1] ? s[n][e] * c : -INFINITY;
+                s[n][e] = x;
+                mx[e >> 1] = fmaxf(mx[e >> 1], x);
+            }
+        float al[2];
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            /* key 0 is in every row's first tile: m is finite from there on */
+            float mn = fmaxf(m[i], quad_max(mx[i]));
+            al[i] = exp2f(m[i] - mn);
+            m[i] = mn;
+            l[i] *= al[i];
+        }
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float p = exp2f(s[n][e] - m[e >> 1]);
+                s[n][e] = p;
+                l[e >> 1] += p;
+            }
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            o[i][0] *= al[0];
+            o[i][1] *= al[0];
+            o[i][2] *= al[1];
+            o[i][3] *= al[1];
+        }
+#pragma unroll
+        for (int j = 0; j < 4; j++) { /* keys 16j..16j+15 of the tile */
+            uint32_t a[4] = {pack2(s[2 * j][0], s[2 * j][1]), pack2(s[2 * j][2], s[2 * j][3]),
+                             pack2(s[2 * j + 1][0], s[2 * j + 1][1]),
+                             pack2(s[2 * j + 1][2], s[2 * j + 1][3])};
+#pragma unroll
+            for (int d = 0; d < 8; d++) {
+                uint32_t bb[4];
+                ldbt(bb, Vs, j * 16, d * 16);
+                mma(o[2 * d], a, bb[0], bb[1]);
+                mma(o[2 * d + 1], a, bb[2], bb[3]);
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        l[i] = quad_sum(l[i]);
+        if (row[i] >= T)
+            continue;
+        float inv = 1.0f / l[i];
+        float *dst = f.out + ((size_t)b * T + row[i]) * qs + (size_t)h * FD + 2 * q4;
+#pragma unroll
+        for (int d = 0; d < 16; d++) {
+            dst[d * 8] = o[d][2 * i] * inv;
+            dst[d * 8 + 1] = o[d][2 * i + 1] * inv;
+        }
+        if (q4 == 0)
+            f.lse[((size_t)b * NH + h) * T + row[i]] = (m[i] + log2f(l[i])) * LN2;
+    }
+}
+
+/* ------------------------------------------------------------------ dQ (and D) */
+
+__global__ void __launch_bounds__(FT) k_flash_dq(struct flash_args f)
+{
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16 *Qs = (bf16 *)smem, *Os = Qs + TILE, *Ks = Os + TILE, *Vs = Ks + TILE;
+    int T = f.T, NH = f.NH, qb = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int kvh = h / (NH / f.KVH), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int g = lane >> 2, q4 = lane & 3, wr = warp * 16;
+    size_t qs = (size_t)NH * FD, ks = (size_t)f.KVH * FD, hrow = ((size_t)b * NH + h) * T;
+    const float *qh = f.q + (size_t)b * T * qs + (size_t)h * FD;
+    const float *oh = f.o + (size_t)b * T * qs + (size_t)h * FD;
+    const float *doh = f.dout + (size_t)b * T * qs + (size_t)h * FD;
+    const float *kh = f.k + (size_t)b * T * ks + (size_t)kvh * FD;
+    const float *vh = f.v + (size_t)b * T * ks + (size_t)kvh * FD;
+    float c = f.scale * LOG2E;
+    int q0 = qb * FB, row[2] = {q0 + wr + g, q0 + wr + g + 8};
+    /* D = rowsum(dO * O) in fp32 from the fp32 tensors: warp w takes rows w, w+4, ... */
+    for (int r = warp; r < FB; r += FT / 32) {
+        int t = q0 + r;
+        if (t >= T)
+            break;
+        const float *a = oh + (size_t)t * qs, *d = doh + (size_t)t * qs;
+        float s = 0.0f;
+        for (int i = lane; i < FD; i += 32)
+            s += a[i] * d[i];
+        for (int x = 16; x > 0; x >>= 1)
+            s += __shfl_xor_sync(0xffffffffu, s, x);
+        if (!lane)
+            f.dd[hrow + t] = s;
+    }
+    stage(Qs, qh, qs, q0, T, f.vec & 1);
+    stage(Os, doh, qs, q0, T, f.vec >> 4 & 1); /* Os holds dO */
+    __syncthreads();
+    float L[2], D[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        L[i] = row[i] < T ? f.lse[hrow + row[i]] * LOG2E : 0.0f;
+        D[i] = row[i] < T ? f.dd[hrow + row[i]] : 0.0f; /* written above by this block */
+    }
+    float acc[16][4];
+#pragma unroll
+    for (int i = 0; i < 16; i++)
+        acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
+    for (int kb = 0; kb <= qb; kb++) {
+        __syncthreads();
+        stage(Ks, kh, ks, kb * FB, T, f.vec >> 1 & 1);
+        stage(Vs, vh, ks, kb * FB, T, f.vec >> 2 & 1);
+        __syncthreads();
+        float s[8][4], dp[8][4];
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                s[n][e] = dp[n][e] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++) {
+            uint32_t a[4], ad[4];
+            lda(a, Qs, wr, kk * 16);
+            lda(ad, Os, wr, kk * 16);
+#pragma unroll
+            for (int n = 0; n < 8; n++) {
+                uint32_t bb[2];
+                ldb(bb, Ks, n * 8, kk * 16);
+                mma(s[n], a, bb[0], bb[1]);
+                ldb(bb, Vs, n * 8, kk * 16);
+                mma(dp[n], ad, bb[0], bb[1]);
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int key = kb * FB + n * 8 + 2 * q4 + (e & 1), i = e >> 1;
+                float p = key <= row[i] && row[i] < T ? exp2f(s[n][e] * c - L[i]) : 0.0f;
+                s[n][e] = p * (dp[n][e] - D[i]); /* dS, unscaled */
+            }
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            uint32_t a[4] = {pack2(s[2 * j][0], s[2 * j][1]), pack2(s[2 * j][2], s[2 * j][3]),
+                             pack2(s[2 * j + 1][0], s[2 * j + 1][1]),
+                             pack2(s[2 * j + 1][2], s[2 * j + 1][3])};
+#pragma unroll
+            for (int d = 0; d < 8; d++) {
+                uint32_t bb[4];
+                ldbt(bb, Ks, j * 16, d * 16);
+                mma(acc[2 * d], a, bb[0], bb[1]);
+                mma(acc[2 * d + 1], a, bb[2], bb[3]);
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        if (row[i] >= T)
+            continue;
+        float *dst = f.dq + ((size_t)b * T + row[i]) * qs + (size_t)h * FD + 2 * q4;
+#pragma unroll
+        for (int d = 0; d < 16; d++) {
+            dst[d * 8] += acc[d][2 * i] * f.scale;
+            dst[d * 8 + 1] += acc[d][2 * i + 1] * f.scale;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ dK, dV */
+
+__global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash_args f)
+{
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16 *Ks = (bf16 *)smem, *Vs = Ks + TILE, *Qs = Vs + TILE, *Gs = Qs + TILE; /* Gs: dO */
+    float *Ls = (float *)(Gs + TILE), *Ds = Ls + FB;
+    int T = f.T, NH = f.NH, kb = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+    int grp = NH / f.KVH, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int g = lane >> 2, q4 = lane & 3, wr = warp * 16, nqb = (T + FB - 1) / FB;
+    size_t qs = (size_t)NH * FD, ks = (size_t)f.KVH * FD;
+    const float *kh = f.k + (size_t)b * T * ks + (size_t)kvh * FD;
+    const float *vh = f.v + (size_t)b * T * ks + (size_t)kvh * FD;
+    float c = f.scale * LOG2E;
+    int k0 = kb * FB, key[2] = {k0 + wr + g, k0 + wr + g + 8};
+    stage(Ks, kh, ks, k0, T, f.vec >> 1 & 1);
+    stage(Vs, vh, ks, k0, T, f.vec >> 2 & 1);
+    float dk[16][4], dv[16][4];
+#pragma unroll
+    for (int i = 0; i < 16; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            dk[i][e] = dv[i][e] = 0.0f;
+    for (int r = 0; r < grp; r++) {
+        int h = kvh * grp + r;
+        size_t hrow = ((size_t)b * NH + h) * T;
+        const float *qh = f.q + (size_t)b * T * qs + (size_t)h * FD;
+        const float *doh = f.dout + (size_t)b * T * qs + (size_t)h * FD;
+        for (int qb = kb; qb < nqb; qb++) {
+            int q0 = qb * FB;
+            __syncthreads();
+            stage(Qs, qh, qs, q0, T, f.vec & 1);
+            stage(Gs, doh, qs, q0, T, f.vec >> 4 & 1);
+            for (int i = threadIdx.x; i < FB; i += FT) {
+                int t = q0 + i;
+                Ls[i] = t < T ? f.lse[hrow + t] * LOG2E : 0.0f;
+                Ds[i] = t < T ? f.dd[hrow + t] : 0.0f;
+            }
+            __syncthreads();
+            /* S^T = K Q^T: rows = this warp's 16 keys, columns = the tile's 64 queries */
+            float st[8][4];
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+                st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < 8; kk++) {
+                uint32_t a[4];
+                lda(a, Ks, wr, kk * 16);
+#pragma unroll
+                for (int n = 0; n < 8; n++) {
+                    uint32_t bb[2];
+                    ldb(bb, Qs, n * 8, kk * 16);
+                    mma(st[n], a, bb[0], bb[1]);
+                }
+            }
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int col = n * 8 + 2 * q4 + (e & 1), qt = q0 + col;
+                    st[n][e] = key[e >> 1] <= qt && qt < T ? exp2f(st[n][e] * c - Ls[col]) : 0.0f;
+                }
+            /* P^T as bf16 A fragments (keys 16j..16j+15 of the query tile): 16 registers
+             * instead of 32, which keeps dK and dV in registers */
+            uint32_t pa[4][4];
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                pa[j][0] = pack2(st[2 * j][0], st[2 * j][1]);
+                pa[j][1] = pack2(st[2 * j][2], st[2 * j][3]);
+                pa[j][2] = pack2(st[2 * j + 1][0], st[2 * j + 1][1]);
+                pa[j][3] = pack2(st[2 * j + 1][2], st[2 * j + 1][3]);
+            }
+            /* dV += P^T dO */
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int d = 0; d < 8; d++) {
+                    uint32_t bb[4];
+                    ldbt(bb, Gs, j * 16, d * 16);
+                    mma(dv[2 * d], pa[j], bb[0], bb[1]);
+                    mma(dv[2 * d + 1], pa[j], bb[2], bb[3]);
+                }
+            /* dP^T = V dO^T, then dS^T = P^T (dP^T - D) in place of P^T */
+            float dp[8][4];
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+                dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < 8; kk++) {
+                uint32_t a[4];
+                lda(a, Vs, wr, kk * 16);
+#pragma unroll
+                for (int n = 0; n < 8; n++) {
+                    uint32_t bb[2];
+                    ldb(bb, Gs, n * 8, kk * 16);
+                    mma(dp[n], a, bb[0], bb[1]);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int w = 0; w < 4; w++) { /* pa[j][w]: tile n, elements e0, e0 + 1 */
+                    int n = 2 * j + (w >> 1), e0 = (w & 1) * 2, col = n * 8 + 2 * q4;
+                    float2 p = unpack2(pa[j][w]);
+                    pa[j][w] =
+                        pack2(p.x * (dp[n][e0] - Ds[col]), p.y * (dp[n][e0 + 1] - Ds[col + 1]));
+                }
+                /* dK += dS^T Q */
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int d = 0; d < 8; d++) {
+                    uint32_t bb[4];
+                    ldbt(bb, Qs, j * 16, d * 16);
+                    mma(dk[2 * d], pa[j], bb[0], bb[1]);
+                    mma(dk[2 * d + 1], pa[j], bb[2], bb[3]);
+                }
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        if (key[i] >= T)
+            continue;
+        size_t off = ((size_t)b * T + key[i]) * ks + (size_t)kvh * FD + 2 * q4;
+#pragma unroll
+        for (int d = 0; d < 16; d++) {
+            f.dk[off + d * 8] += dk[d][2 * i] * f.scale;
+            f.dk[off + d * 8 + 1] += dk[d][2 * i + 1] * f.scale;
+            f.dv[off + d * 8] += dv[d][2 * i];
+            f.dv[off + d * 8 + 1] += dv[d][2 * i + 1];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ launchers (ops.cu) */
+
+static int aligned16(const void *p)
+{
+    return ((uintptr_t)p & 15) == 0;
+}
+
+static int vec_bits(const struct flash_args *f)
+{
+    return aligned16(f->q) | aligned16(f->k) << 1 | aligned16(f->v) << 2 |
+           (f->o ? aligned16(f->o) : 0) << 3 | (f->dout ? aligned16(f->dout) : 0) << 4;
+}
+
+#define SMEM_FWD (3 * TILE * (int)sizeof(bf16))
+#define SMEM_BWD (4 * TILE * (int)sizeof(bf16) + 2 * FB * (int)sizeof(float))
+
+extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *lse, const float *q,
+                                           const float *k, const float *v, int B, int T, int NH,
+                                           int KVH)
+{
+    struct flash_args f = {};
+    f.out = out;
+    f.lse = lse;
+    f.q = q;
+    f.k = k;
+    f.v = v;
+    f.T = T;
+    f.NH = NH;
+    f.KVH = KVH;
+    f.scale = 1.0f / sqrtf((float)FD);
+    f.vec = vec_bits(&f);
+    cudaError_t e =
+        cudaFuncSetAttribute(k_flash_fwd, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD);
+    if (e != cudaSuccess)
+        return e;
+    dim3 grid((unsigned)((T + FB - 1) / FB), (unsigned)NH, (unsigned)B);
+    k_flash_fwd<<<grid, FT, SMEM_FWD, st>>>(f);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk, float *dv,
+                                           const float *dout, const float *out, const float *lse,
+                                           const float *q, const float *k, const float *v, int B,
+                                           int T, int NH, int KVH, float *dd)
+{
+    struct flash_args f = {};
+    f.dq = dq;
+    f.dk = dk;
+    f.dv = dv;
+    f.dd = dd;
+    f.dout = dout;
+    f.o = out;
+    f.lse = (float *)lse;
+    f.q = q;
+    f.k = k;
+    f.v = v;
+    f.T = T;
+    f.NH = NH;
+    f.KVH = KVH;
+    f.scale = 1.0f / sqrtf((float)FD);
+    f.vec = vec_bits(&f);
+    cudaError_t e =
+        cudaFuncSetAttribute(k_flash_dq, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BWD);
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(k_flash_dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 SMEM_BWD);
+    if (e != cudaSuccess)
+        return e;
+    unsigned nt = (unsigned)((T + FB - 1) / FB);
+    k_flash_dq<<<dim3(nt, (unsigned)NH, (unsigned)B), FT, SMEM_BWD, st>>>(f);
+    if ((e = cudaGetLastError()) != cudaSuccess)
+        return e;
+    /* D (written by k_flash_dq) is read here: same stream, so ordered */
+    k_flash_dkdv<<<dim3(nt, (unsigned)KVH, (unsigned)B), FT, SMEM_BWD, st>>>(f);
+    return cudaGetLastError();
+}
