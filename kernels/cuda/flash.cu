@@ -103,24 +103,33 @@ __device__ __forceinline__ void ldbt(uint32_t *b, const bf16 *X, int k0, int n0)
 }
 
 /* Stage rows row0..row0+63 of one head (src: the head's row 0, rows rs floats apart) into
- * X[64][FLD] as bf16; rows at or past T are zeros. vec: src is 16-byte aligned. */
-__device__ __forceinline__ void stage(bf16 *X, const float *src, size_t rs, int row0, int T,
-                                      int vec)
+ * X[64][FLD] as bf16; rows at or past T are zeros. V: src is 16-byte aligned (float4 loads).
+ * The loads of 8 chunks are issued before any is used (rows clamped to T - 1, so every load is
+ * in bounds and unconditional): 8 round trips to L2 in flight per thread instead of one. */
+template <int V>
+__device__ __forceinline__ void stage(bf16 *X, const float *src, size_t rs, int row0, int T)
 {
-    for (int i = threadIdx.x; i < FB * FD / 4; i += FT) {
-        int r = i >> 5, c = (i & 31) * 4, t = row0 + r;
-        float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (t < T) {
-            const float *p = src + (size_t)t * rs + c;
-            if (vec)
-                x = *(const float4 *)p;
+#pragma unroll
+    for (int i0 = 0; i0 < FB * FD / 4 / FT; i0 += 8) {
+        float4 x[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            int i = threadIdx.x + (i0 + u) * FT, r = i >> 5, c = (i & 31) * 4;
+            const float *p = src + (size_t)min(row0 + r, T - 1) * rs + c;
+            if (V)
+                x[u] = __ldg((const float4 *)p);
             else
-                x = make_float4(p[0], p[1], p[2], p[3]);
+                x[u] = make_float4(__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3));
         }
-        uint2 u;
-        u.x = pack2(x.x, x.y);
-        u.y = pack2(x.z, x.w);
-        *(uint2 *)(X + r * FLD + c) = u;
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            int i = threadIdx.x + (i0 + u) * FT, r = i >> 5, c = (i & 31) * 4;
+            float4 y = row0 + r < T ? x[u] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            uint2 w;
+            w.x = pack2(y.x, y.y);
+            w.y = pack2(y.z, y.w);
+            *(uint2 *)(X + r * FLD + c) = w;
+        }
     }
 }
 
@@ -142,12 +151,12 @@ struct flash_args {
     const float *q, *k, *v, *o, *dout;
     int T, NH, KVH;
     float scale; /* 1/sqrt(HD) */
-    int vec;     /* bit i: pointer i of (q, k, v, o, dout) is 16-byte aligned */
+    int vec;     /* q, k, v, o and dout (those given) are 16-byte aligned */
 };
 
 /* ------------------------------------------------------------------ forward */
 
-__global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_args f)
+template <int V> __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_args f)
 {
     extern __shared__ __align__(16) unsigned char smem[];
     bf16 *Qs = (bf16 *)smem, *Ks = Qs + TILE, *Vs = Ks + TILE;
@@ -160,30 +169,30 @@ __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_args f)
     const float *vh = f.v + (size_t)b * T * ks + (size_t)kvh * FD;
     float c = f.scale * LOG2E; /* scores in log2 units */
     int q0 = qb * FB, row[2] = {q0 + wr + g, q0 + wr + g + 8};
-    stage(Qs, qh, qs, q0, T, f.vec & 1);
+    stage<V>(Qs, qh, qs, q0, T);
     __syncthreads();
-    uint32_t qf[8][4];
-#pragma unroll
-    for (int kk = 0; kk < 8; kk++)
-        lda(qf[kk], Qs, wr, kk * 16);
     float o[16][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int i = 0; i < 16; i++)
         o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     for (int kb = 0; kb <= qb; kb++) {
         __syncthreads(); /* the previous tile's reads are done */
-        stage(Ks, kh, ks, kb * FB, T, f.vec >> 1 & 1);
-        stage(Vs, vh, ks, kb * FB, T, f.vec >> 2 & 1);
+        stage<V>(Ks, kh, ks, kb * FB, T);
+        stage<V>(Vs, vh, ks, kb * FB, T);
         __syncthreads();
         float s[8][4];
 #pragma unroll
-        for (int n = 0; n < 8; n++) {
+        for (int n = 0; n < 8; n++)
             s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
 #pragma unroll
-            for (int kk = 0; kk < 8; kk++) {
+        for (int kk = 0; kk < 8; kk++) {
+            uint32_t a[4];
+            lda(a, Qs, wr, kk * 16); /* Q from shared memory: registers go to the staging */
+#pragma unroll
+            for (int n = 0; n < 8; n++) {
                 uint32_t bb[2];
                 ldb(bb, Ks, n * 8, kk * 16);
-                mma(s[n], qf[kk], bb[0], bb[1]);
+                mma(s[n], a, bb[0], bb[1]);
             }
         }
         float mx[2] = {-INFINITY, -INFINITY};
@@ -253,7 +262,7 @@ __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_args f)
 
 /* ------------------------------------------------------------------ dQ (and D) */
 
-__global__ void __launch_bounds__(FT) k_flash_dq(struct flash_args f)
+template <int V> __global__ void __launch_bounds__(FT, 3) k_flash_dq(struct flash_args f)
 {
     extern __shared__ __align__(16) unsigned char smem[];
     bf16 *Qs = (bf16 *)smem, *Os = Qs + TILE, *Ks = Os + TILE, *Vs = Ks + TILE;
@@ -282,8 +291,8 @@ __global__ void __launch_bounds__(FT) k_flash_dq(struct flash_args f)
         if (!lane)
             f.dd[hrow + t] = s;
     }
-    stage(Qs, qh, qs, q0, T, f.vec & 1);
-    stage(Os, doh, qs, q0, T, f.vec >> 4 & 1); /* Os holds dO */
+    stage<V>(Qs, qh, qs, q0, T);
+    stage<V>(Os, doh, qs, q0, T); /* Os holds dO */
     __syncthreads();
     float L[2], D[2];
 #pragma unroll
@@ -297,8 +306,8 @@ __global__ void __launch_bounds__(FT) k_flash_dq(struct flash_args f)
         acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     for (int kb = 0; kb <= qb; kb++) {
         __syncthreads();
-        stage(Ks, kh, ks, kb * FB, T, f.vec >> 1 & 1);
-        stage(Vs, vh, ks, kb * FB, T, f.vec >> 2 & 1);
+        stage<V>(Ks, kh, ks, kb * FB, T);
+        stage<V>(Vs, vh, ks, kb * FB, T);
         __syncthreads();
         float s[8][4], dp[8][4];
 #pragma unroll
@@ -357,7 +366,7 @@ __global__ void __launch_bounds__(FT) k_flash_dq(struct flash_args f)
 
 /* ------------------------------------------------------------------ dK, dV */
 
-__global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash_args f)
+template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash_args f)
 {
     extern __shared__ __align__(16) unsigned char smem[];
     bf16 *Ks = (bf16 *)smem, *Vs = Ks + TILE, *Qs = Vs + TILE, *Gs = Qs + TILE; /* Gs: dO */
@@ -370,8 +379,8 @@ __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash_args f)
     const float *vh = f.v + (size_t)b * T * ks + (size_t)kvh * FD;
     float c = f.scale * LOG2E;
     int k0 = kb * FB, key[2] = {k0 + wr + g, k0 + wr + g + 8};
-    stage(Ks, kh, ks, k0, T, f.vec >> 1 & 1);
-    stage(Vs, vh, ks, k0, T, f.vec >> 2 & 1);
+    stage<V>(Ks, kh, ks, k0, T);
+    stage<V>(Vs, vh, ks, k0, T);
     float dk[16][4], dv[16][4];
 #pragma unroll
     for (int i = 0; i < 16; i++)
@@ -386,8 +395,8 @@ __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash_args f)
         for (int qb = kb; qb < nqb; qb++) {
             int q0 = qb * FB;
             __syncthreads();
-            stage(Qs, qh, qs, q0, T, f.vec & 1);
-            stage(Gs, doh, qs, q0, T, f.vec >> 4 & 1);
+            stage<V>(Qs, qh, qs, q0, T);
+            stage<V>(Gs, doh, qs, q0, T);
             for (int i = threadIdx.x; i < FB; i += FT) {
                 int t = q0 + i;
                 Ls[i] = t < T ? f.lse[hrow + t] * LOG2E : 0.0f;
@@ -495,10 +504,10 @@ static int aligned16(const void *p)
     return ((uintptr_t)p & 15) == 0;
 }
 
-static int vec_bits(const struct flash_args *f)
+static int all_aligned(const struct flash_args *f)
 {
-    return aligned16(f->q) | aligned16(f->k) << 1 | aligned16(f->v) << 2 |
-           (f->o ? aligned16(f->o) : 0) << 3 | (f->dout ? aligned16(f->dout) : 0) << 4;
+    return aligned16(f->q) && aligned16(f->k) && aligned16(f->v) && (!f->o || aligned16(f->o)) &&
+           (!f->dout || aligned16(f->dout));
 }
 
 #define SMEM_FWD (3 * TILE * (int)sizeof(bf16))
@@ -518,13 +527,13 @@ extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *l
     f.NH = NH;
     f.KVH = KVH;
     f.scale = 1.0f / sqrtf((float)FD);
-    f.vec = vec_bits(&f);
-    cudaError_t e =
-        cudaFuncSetAttribute(k_flash_fwd, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD);
+    f.vec = all_aligned(&f);
+    void (*kf)(struct flash_args) = f.vec ? k_flash_fwd<1> : k_flash_fwd<0>;
+    cudaError_t e = cudaFuncSetAttribute(kf, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD);
     if (e != cudaSuccess)
         return e;
     dim3 grid((unsigned)((T + FB - 1) / FB), (unsigned)NH, (unsigned)B);
-    k_flash_fwd<<<grid, FT, SMEM_FWD, st>>>(f);
+    kf<<<grid, FT, SMEM_FWD, st>>>(f);
     return cudaGetLastError();
 }
 
@@ -548,19 +557,19 @@ extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk
     f.NH = NH;
     f.KVH = KVH;
     f.scale = 1.0f / sqrtf((float)FD);
-    f.vec = vec_bits(&f);
-    cudaError_t e =
-        cudaFuncSetAttribute(k_flash_dq, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BWD);
+    f.vec = all_aligned(&f);
+    void (*kq)(struct flash_args) = f.vec ? k_flash_dq<1> : k_flash_dq<0>;
+    void (*kkv)(struct flash_args) = f.vec ? k_flash_dkdv<1> : k_flash_dkdv<0>;
+    cudaError_t e = cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BWD);
     if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(k_flash_dkdv, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 SMEM_BWD);
+        e = cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BWD);
     if (e != cudaSuccess)
         return e;
     unsigned nt = (unsigned)((T + FB - 1) / FB);
-    k_flash_dq<<<dim3(nt, (unsigned)NH, (unsigned)B), FT, SMEM_BWD, st>>>(f);
+    kq<<<dim3(nt, (unsigned)NH, (unsigned)B), FT, SMEM_BWD, st>>>(f);
     if ((e = cudaGetLastError()) != cudaSuccess)
         return e;
     /* D (written by k_flash_dq) is read here: same stream, so ordered */
-    k_flash_dkdv<<<dim3(nt, (unsigned)KVH, (unsigned)B), FT, SMEM_BWD, st>>>(f);
+    kkv<<<dim3(nt, (unsigned)KVH, (unsigned)B), FT, SMEM_BWD, st>>>(f);
     return cudaGetLastError();
 }
