@@ -51,6 +51,13 @@ int eng_classifier_create(struct eng_model *m, const struct eng_tok *tok, const 
         rc = eng_fail(err, ENG_EINVAL, "the template has no {text} placeholder");
         goto fail;
     }
+    if (eng_template_is_pair(template)) { /* one text in, so {text_b} would stay as written */
+        rc = eng_fail(err, ENG_EINVAL,
+                      "the template has a {text_b} slot (a sentence-pair task): classify the "
+                      "filled prompt with --template '{text}', or serve it (/v1/classify "
+                      "text_pair)");
+        goto fail;
+    }
     c->pre = strndup(template, (size_t)(ph - template));
     c->post = strdup(ph + 6);
     c->rows = calloc((size_t)n, sizeof(*c->rows));

@@ -48,7 +48,7 @@ typedef int (*eng_fit_encode_fn)(void *arg, const char *a, size_t alen, const ch
 int eng_fit_texts(const char *a, size_t *alen, const char *b, size_t *blen, size_t room, int left,
                   eng_fit_encode_fn encode, void *arg, int32_t **ids, size_t *n);
 
-/* template: text with one "{text}" (borrowed, copied); words[n]: label words, e.g. " positive".
+/* template: text with one "{text}" and no "{text_b}" (borrowed, copied); words[n]: label words, e.g. " positive".
  * Each word's first token is its label row; two labels sharing a first token are refused.
  * model and tok are borrowed and must outlive the classifier. */
 int eng_classifier_create(struct eng_model *m, const struct eng_tok *tok, const char *template,

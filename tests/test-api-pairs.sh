@@ -37,6 +37,10 @@ TPL=$(printf 'Question: {text}\nSentence: {text_b}\nDoes the sentence answer the
     --label entailment=' yes' --label not_entailment=' no' >/dev/null 2>"$T/err"
 ok $? "a QNLI student from the demo teacher ($(tail -c 200 "$T/err"))"
 
+"$BD" classify --model "$T/qnli.gguf" "a question" >/dev/null 2>"$T/err"
+[ $? -ne 0 ] && grep -q '{text_b}' "$T/err"
+ok $? "bitdistill classify (one text) refuses the pair template, naming {text_b}: $(head -c 200 "$T/err")"
+
 cat >"$T/pairs.jsonl" <<'EOF'
 {"text": "What did the critic think of the film?", "text_b": "The critic called it a gorgeous, witty film.", "label": "entailment"}
 {"text": "Where was the treaty signed?", "text_b": "The weather was cold that winter.", "label": "not_entailment"}
