@@ -13,6 +13,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,10 +33,16 @@ struct gmodel {
     struct trn_model *host; /* borrowed */
     const struct eng_config *c;
     int quant, subln, train;
-    int wq_ok; /* wq holds the ternary weights of the current p */
+    int narrow; /* bf16 mode BitLinear: the products take the narrow codes (ops.cu) */
+    int wq_ok;  /* wq holds the ternary weights of the current p */
     size_t np;
     float *p, *gr, *wq; /* device [np] (gr, wq NULL when unused) */
-    struct loff *lo;    /* [layers] */
+    /* narrow: wq's memory holds instead the int8 codes w8 [np], their bf16 values wb [np] and
+     * one scale per tensor wsc [ntensors], each at the parameter's offset (tensor's index) */
+    int8_t *w8;
+    uint16_t *wb;
+    float *wsc;
+    struct loff *lo; /* [layers] */
     size_t emb, fnorm, head;
     int B, T;
     float *arena; /* device memory of ar */
@@ -45,6 +52,7 @@ struct gmodel {
 
 struct trn_cuda {
     struct krn_cuda *k;
+    int bf16;
     struct gmodel s, t;
     int has_t;
     float *m, *v;                /* device AdamW moments [np] */
@@ -79,6 +87,8 @@ static int gfail(struct trn_cuda *g, char *err, const char *what)
 }
 
 /* ------------------------------------------------------------------ upload and planning */
+
+static void narrow_views(struct trn_cuda *g, struct gmodel *m);
 
 static int gmodel_init(struct trn_cuda *g, struct gmodel *m, struct trn_model *host, int train)
 {
@@ -118,8 +128,59 @@ static int gmodel_init(struct trn_cuda *g, struct gmodel *m, struct trn_model *h
         m->gr = krn_cuda_alloc(g->k, m->np * sizeof(float));
     if (!m->p || (m->quant && !m->wq) || (train && !m->gr))
         return ENG_ENOMEM;
+    narrow_views(g, m);
     krn_cuda_h2d(g->k, m->p, trn_model_params(host), m->np * sizeof(float));
     return krn_cuda_sync(g->k);
+}
+
+/* The narrow layout of wq (bytes): w8 [np], wb [np] and wsc [ntensors], each 256-aligned; it
+ * fits in wq's 4 np bytes for any model with np >= 1024 + ntensors. The activations' narrow
+ * codes (qact) fit in an [N][C] fp32 buffer when C >= 64. BITDISTILL_CUDA_NARROW=0 turns the
+ * narrow products off (today's fp32-storage products, for comparisons). */
+static void narrow_views(struct trn_cuda *g, struct gmodel *m)
+{
+    const struct eng_config *c = m->c;
+    const char *e = getenv("BITDISTILL_CUDA_NARROW");
+    size_t nt = (size_t)trn_model_ntensors(m->host), a = (m->np + 255) & ~(size_t)255;
+    m->narrow = g->bf16 && m->quant && !(e && !strcmp(e, "0")) && m->np >= 1024 + nt &&
+                c->hidden >= 64 && c->inter >= 64 && c->heads * c->head_dim >= 64;
+    if (!m->narrow)
+        return;
+    m->w8 = (int8_t *)m->wq;
+    m->wb = (uint16_t *)((char *)m->wq + a);
+    m->wsc = (float *)((char *)m->wq + a + ((2 * m->np + 255) & ~(size_t)255));
+}
+
+/* The scale of the projection at offset off (narrow). */
+static const float *wscale(const struct gmodel *m, size_t off)
+{
+    int n = trn_model_ntensors(m->host);
+    for (int i = 0; i < n; i++)
+        if (trn_model_tensor(m->host, i)->off == off)
+            return m->wsc + i;
+    return m->wsc; /* not reached: every projection is a tensor */
+}
+
+/* The narrow codes of the activations of a BitLinear input, laid over its fp32 buffer xq
+ * [N][C] (x8 [N][C], sx [N], xb [N][C] bf16, each 16-aligned: 3NC + 4N + 45 <= 4NC bytes). */
+struct qact {
+    int8_t *x8;
+    float *sx;
+    uint16_t *xb;
+};
+
+static char *align16(void *p)
+{
+    return (char *)(((uintptr_t)p + 15) & ~(uintptr_t)15);
+}
+
+static struct qact qact_of(float *xq, size_t N, size_t C)
+{
+    struct qact q;
+    q.x8 = (int8_t *)align16(xq);
+    q.sx = (float *)align16(q.x8 + N * C);
+    q.xb = (uint16_t *)align16(q.sx + N);
+    return q;
 }
 
 static void gmodel_release(struct trn_cuda *g, struct gmodel *m)
@@ -206,6 +267,7 @@ int trn_cuda_create(int dev, struct trn_model *student, struct trn_model *teache
         return rc;
     }
     krn_cuda_set_bf16(g->k, bf16);
+    g->bf16 = bf16 != 0;
     size_t np = trn_model_nparams(student);
     if ((rc = gmodel_init(g, &g->s, student, 1)) ||
         (teacher && (rc = gmodel_init(g, &g->t, teacher, 0)))) {
@@ -250,10 +312,47 @@ void trn_cuda_free(struct trn_cuda *g)
 static void act_q(struct krn_cuda *k, const struct gmodel *m, float *xq, const float *x, size_t N,
                   int C)
 {
-    if (m->quant)
+    if (m->narrow) {
+        struct qact q = qact_of(xq, N, (size_t)C);
+        krn_cuda_aquant_narrow(k, q.x8, q.xb, q.sx, x, (int)N, C);
+    } else if (m->quant)
         krn_cuda_aquant(k, xq, x, (int)N, C);
     else if (xq != x)
         krn_cuda_d2d(k, xq, x, N * C * sizeof(float));
+}
+
+/* out [N][OC] = res + xq . W^T for the projection at offset wo (res NULL: no add): the INT8
+ * product on the narrow codes, else the fp32-storage product (through tmp for the add). */
+static void lin_fwd(struct krn_cuda *k, struct gmodel *m, float *out, const float *res, float *xq,
+                    size_t wo, int N, int C, int OC)
+{
+    if (m->narrow) {
+        struct qact q = qact_of(xq, (size_t)N, (size_t)C);
+        krn_cuda_qlinear_forward(k, out, res, q.x8, q.sx, m->w8 + wo, wscale(m, wo), N, C, OC);
+        return;
+    }
+    const float *W = (m->quant ? m->wq : m->p) + wo;
+    if (!res) {
+        krn_cuda_linear_forward(k, out, xq, W, N, C, OC);
+        return;
+    }
+    krn_cuda_linear_forward(k, m->ar.tmp, xq, W, N, C, OC);
+    krn_cuda_add(k, out, res, m->ar.tmp, (size_t)N * OC);
+}
+
+/* dinp += dout . W and the projection's gradient += dout^T . xq: bf16 operands (the narrow
+ * codes' bf16 values, dout through tmp) when narrow, else the fp32-storage products. */
+static void lin_bwd(struct krn_cuda *k, struct gmodel *m, float *dinp, const float *dout, float *xq,
+                    size_t wo, int N, int C, int OC)
+{
+    if (m->narrow) {
+        struct qact q = qact_of(xq, (size_t)N, (size_t)C);
+        krn_cuda_qlinear_backward(k, dinp, m->gr + wo, dout, q.xb, m->wb + wo,
+                                  (uint16_t *)m->ar.tmp, N, C, OC);
+        return;
+    }
+    krn_cuda_linear_backward(k, dinp, m->gr + wo, dout, xq, (m->quant ? m->wq : m->p) + wo, N, C,
+                             OC);
 }
 
 static void gforward(struct trn_cuda *g, struct gmodel *m)
@@ -262,13 +361,18 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
     const struct eng_config *c = m->c;
     int B = m->B, T = m->T, N = B * T, H = c->hidden, I = c->inter, hd = c->head_dim;
     int QD = c->heads * hd, KD = c->kv_heads * hd;
-    float *P = m->p, *W = m->quant ? m->wq : m->p;
+    float *P = m->p;
     /* the ternary weights change only with the parameters: once per optimizer step, not
      * once per micro-batch */
     if (m->quant && !m->wq_ok) {
         for (int i = 0; i < trn_model_ntensors(m->host); i++) {
             const struct trn_tensor *t = trn_model_tensor(m->host, i);
-            if (strstr(t->name, "_proj.weight"))
+            if (!strstr(t->name, "_proj.weight"))
+                continue;
+            if (m->narrow)
+                krn_cuda_wquant_narrow(k, m->w8 + t->off, m->wb + t->off, m->wsc + i, m->p + t->off,
+                                       t->n);
+            else
                 krn_cuda_wquant(k, m->wq + t->off, m->p + t->off, t->n);
         }
         m->wq_ok = 1;
@@ -280,9 +384,9 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
         float *x = m->ar.resid + (size_t)l * N * H, *xo = x + (size_t)N * H;
         krn_cuda_rmsnorm_forward(k, a->xn1, a->r1, x, P + o->in_norm, N, H, c->eps);
         act_q(k, m, a->xq1, a->xn1, N, H);
-        krn_cuda_linear_forward(k, a->q, a->xq1, W + o->q, N, H, QD);
-        krn_cuda_linear_forward(k, a->k, a->xq1, W + o->k, N, H, KD);
-        krn_cuda_linear_forward(k, a->v, a->xq1, W + o->v, N, H, KD);
+        lin_fwd(k, m, a->q, NULL, a->xq1, o->q, N, H, QD);
+        lin_fwd(k, m, a->k, NULL, a->xq1, o->k, N, H, KD);
+        lin_fwd(k, m, a->v, NULL, a->xq1, o->v, N, H, KD);
         if (c->qk_norm) {
             krn_cuda_rmsnorm_forward(k, a->qn, a->rq, a->q, P + o->q_norm, N * c->heads, hd,
                                      c->eps);
@@ -296,18 +400,16 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
         if (m->subln) /* else an aliases a */
             krn_cuda_rmsnorm_forward(k, a->an, a->ra, a->a, P + o->attn_sub, N, QD, c->eps);
         act_q(k, m, a->xq2, a->an, N, QD);
-        krn_cuda_linear_forward(k, m->ar.tmp, a->xq2, W + o->o, N, QD, H);
-        krn_cuda_add(k, a->xm, x, m->ar.tmp, (size_t)N * H);
+        lin_fwd(k, m, a->xm, x, a->xq2, o->o, N, QD, H);
         krn_cuda_rmsnorm_forward(k, a->xn2, a->r2, a->xm, P + o->post_norm, N, H, c->eps);
         act_q(k, m, a->xq3, a->xn2, N, H);
-        krn_cuda_linear_forward(k, a->g, a->xq3, W + o->gate, N, H, I);
-        krn_cuda_linear_forward(k, a->u, a->xq3, W + o->up, N, H, I);
+        lin_fwd(k, m, a->g, NULL, a->xq3, o->gate, N, H, I);
+        lin_fwd(k, m, a->u, NULL, a->xq3, o->up, N, H, I);
         krn_cuda_swiglu_forward(k, a->h, a->g, a->u, (size_t)N * I);
         if (m->subln) /* else hn aliases h */
             krn_cuda_rmsnorm_forward(k, a->hn, a->rh, a->h, P + o->ffn_sub, N, I, c->eps);
         act_q(k, m, a->xq4, a->hn, N, I);
-        krn_cuda_linear_forward(k, m->ar.tmp, a->xq4, W + o->down, N, I, H);
-        krn_cuda_add(k, xo, a->xm, m->ar.tmp, (size_t)N * H);
+        lin_fwd(k, m, xo, a->xm, a->xq4, o->down, N, I, H);
     }
     krn_cuda_rmsnorm_forward(k, m->ar.xf, m->ar.rf, m->ar.resid + (size_t)c->layers * N * H,
                              P + m->fnorm, N, H, c->eps);
@@ -320,7 +422,7 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
     const struct eng_config *c = m->c;
     int B = m->B, T = m->T, N = B * T, H = c->hidden, I = c->inter, hd = c->head_dim;
     int QD = c->heads * hd, KD = c->kv_heads * hd;
-    float *P = m->p, *W = m->quant ? m->wq : m->p, *G = m->gr;
+    float *P = m->p, *G = m->gr;
     size_t NH = (size_t)N * H, F = sizeof(float);
     krn_cuda_zero(k, m->ar.d1, NH * F);
     krn_cuda_linear_backward(k, m->ar.d1, G + m->head, m->ar.dlogits, m->ar.xf, P + m->head, N, H,
@@ -333,8 +435,7 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         const struct loff *o = &m->lo[l];
         float *x = m->ar.resid + (size_t)l * NH;
         krn_cuda_zero(k, m->ar.d1, (size_t)N * I * F);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->down, m->ar.dres, a->xq4, W + o->down, N, I,
-                                 H);
+        lin_bwd(k, m, m->ar.d1, m->ar.dres, a->xq4, o->down, N, I, H);
         float *dh = m->ar.d1;
         if (m->subln) {
             krn_cuda_zero(k, m->ar.d2, (size_t)N * I * F);
@@ -346,12 +447,12 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         krn_cuda_zero(k, m->ar.du, (size_t)N * I * F);
         krn_cuda_swiglu_backward(k, m->ar.dg, m->ar.du, dh, a->g, a->u, (size_t)N * I);
         krn_cuda_zero(k, m->ar.d1, NH * F);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->gate, m->ar.dg, a->xq3, W + o->gate, N, H, I);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->up, m->ar.du, a->xq3, W + o->up, N, H, I);
+        lin_bwd(k, m, m->ar.d1, m->ar.dg, a->xq3, o->gate, N, H, I);
+        lin_bwd(k, m, m->ar.d1, m->ar.du, a->xq3, o->up, N, H, I);
         krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->post_norm, m->ar.d1, a->xm,
                                   P + o->post_norm, a->r2, N, H);
         krn_cuda_zero(k, m->ar.d1, (size_t)N * QD * F);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->o, m->ar.dres, a->xq2, W + o->o, N, QD, H);
+        lin_bwd(k, m, m->ar.d1, m->ar.dres, a->xq2, o->o, N, QD, H);
         float *da = m->ar.d1;
         if (m->subln) {
             krn_cuda_zero(k, m->ar.d2, (size_t)N * QD * F);
@@ -380,9 +481,9 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
             dkp = m->ar.dk;
         }
         krn_cuda_zero(k, m->ar.d1, NH * F);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->q, dqp, a->xq1, W + o->q, N, H, QD);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->k, dkp, a->xq1, W + o->k, N, H, KD);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->v, dv, a->xq1, W + o->v, N, H, KD);
+        lin_bwd(k, m, m->ar.d1, dqp, a->xq1, o->q, N, H, QD);
+        lin_bwd(k, m, m->ar.d1, dkp, a->xq1, o->k, N, H, KD);
+        lin_bwd(k, m, m->ar.d1, dv, a->xq1, o->v, N, H, KD);
         krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->in_norm, m->ar.d1, x, P + o->in_norm, a->r1,
                                   N, H);
     }

@@ -79,6 +79,29 @@ double krn_cuda_sum(struct krn_cuda *c, const float *x, size_t n);
 /* ---- the ops (shapes and meaning: train/ops.h) ---- */
 void krn_cuda_wquant(struct krn_cuda *c, float *wq, const float *w, size_t n);
 void krn_cuda_aquant(struct krn_cuda *c, float *xq, const float *x, int N, int C);
+/* The bf16 mode's BitLinear operands (ops.cu "narrow BitLinear"): the ternary codes w8[n] in
+ * {-1, 0, 1}, wb[n] = bf16(t d) and the scale *sw = d (device float) of one matrix; the INT8
+ * activation codes x8[N][C], xb = bf16(q g / 127) and the row scales sx[N] = g / 127. The codes
+ * times their scales are exactly what krn_cuda_wquant / krn_cuda_aquant write. bf16 values are
+ * stored as uint16_t. */
+void krn_cuda_wquant_narrow(struct krn_cuda *c, int8_t *w8, uint16_t *wb, float *sw, const float *w,
+                            size_t n);
+void krn_cuda_aquant_narrow(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx, const float *x,
+                            int N, int C);
+/* out[N][OC] = res + (X8 . W8^T) sx[n] sw: exact int32 sums on the INT8 tensor cores (cublasLt;
+ * a plain kernel for shapes it does not take), the scales in fp32 after; res may be NULL (no
+ * add) and must not be out. out's memory holds the int32 sums in between. */
+void krn_cuda_qlinear_forward(struct krn_cuda *c, float *out, const float *res, const int8_t *x8,
+                              const float *sx, const int8_t *w8, const float *sw, int N, int C,
+                              int OC);
+/* dinp [N][C] += dY . Wb and dw [OC][C] += dY^T . Xb (either may be NULL) in bf16 x bf16 with
+ * fp32 accumulation; dY goes through scratch (N*OC bf16) first. */
+void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float *dw, const float *dout,
+                               const uint16_t *xb, const uint16_t *wb, uint16_t *scratch, int N,
+                               int C, int OC);
+/* Micro-benchmark of the linear products at one shape: device ms and TFLOP/s per call of
+ * today's fp32-storage products and the narrow ones, one line each on f. 0 or a status. */
+int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, int reps, FILE *f);
 void krn_cuda_embed_forward(struct krn_cuda *c, float *out, const int32_t *tok, const float *wte,
                             int N, int C);
 void krn_cuda_embed_backward(struct krn_cuda *c, float *dwte, const float *dout, const int32_t *tok,
