@@ -243,6 +243,11 @@ static void t_qlinear(int N, int C, int OC, int with_res, int off)
              with_res ? " + residual" : "");
     cmp(nm, yd, y, ny, TOL_INT8);
 
+    krn_cuda_blinear_forward(K, yd, with_res ? resd : NULL, xbd, wbd, N, C, OC);
+    snprintf(nm, sizeof(nm), "bf16 linear %dx%d->%d forward%s vs CPU BitLinear", N, C, OC,
+             with_res ? " + residual" : "");
+    cmp(nm, yd, y, ny, TOL_BF16);
+
     trn_linear_backward(dxr, dwr, dy, xq, wq, N, C, OC);
     krn_cuda_qlinear_backward(K, dxd, dwd, dyd, xbd, wbd, scr, N, C, OC);
     snprintf(nm, sizeof(nm), "bf16 linear %dx%d->%d dX vs CPU BitLinear", N, C, OC);

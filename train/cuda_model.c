@@ -33,7 +33,8 @@ struct gmodel {
     struct trn_model *host; /* borrowed */
     const struct eng_config *c;
     int quant, subln, train;
-    int narrow; /* bf16 mode BitLinear: the products take the narrow codes (ops.cu) */
+    int narrow; /* bf16 mode BitLinear: the products take the narrow codes (ops.cu); which
+                 * forward: one of enum narrow_fwd */
     int wq_ok;  /* wq holds the ternary weights of the current p */
     size_t np;
     float *p, *gr, *wq; /* device [np] (gr, wq NULL when unused) */
@@ -48,6 +49,17 @@ struct gmodel {
     float *arena; /* device memory of ar */
     size_t arena_n;
     struct trn_arena ar; /* the activations and scratch (arena.h), over arena */
+};
+
+/* The forward of the narrow BitLinear products. INT8 sums are exact but their per-token scale
+ * is one more pass over the output unless it folds into the residual add (o_proj, down_proj);
+ * bf16 products on the scaled codes round like FAST_16BF did and need no pass (measured:
+ * docs/cuda.md). */
+enum narrow_fwd {
+    NARROW_OFF,   /* fp32 storage, FAST_16BF (BITDISTILL_CUDA_NARROW=0) */
+    NARROW_MIXED, /* INT8 where the product adds to the residual, bf16 elsewhere (default) */
+    NARROW_BF16,  /* bf16 everywhere (BITDISTILL_CUDA_NARROW=bf16) */
+    NARROW_INT8,  /* INT8 everywhere, exact (BITDISTILL_CUDA_NARROW=int8) */
 };
 
 struct trn_cuda {
@@ -135,15 +147,19 @@ static int gmodel_init(struct trn_cuda *g, struct gmodel *m, struct trn_model *h
 
 /* The narrow layout of wq (bytes): w8 [np], wb [np] and wsc [ntensors], each 256-aligned; it
  * fits in wq's 4 np bytes for any model with np >= 1024 + ntensors. The activations' narrow
- * codes (qact) fit in an [N][C] fp32 buffer when C >= 64. BITDISTILL_CUDA_NARROW=0 turns the
- * narrow products off (today's fp32-storage products, for comparisons). */
+ * codes (qact) fit in an [N][C] fp32 buffer when C >= 64. BITDISTILL_CUDA_NARROW (0, bf16,
+ * int8; enum narrow_fwd) picks the forward, for comparisons. */
 static void narrow_views(struct trn_cuda *g, struct gmodel *m)
 {
     const struct eng_config *c = m->c;
     const char *e = getenv("BITDISTILL_CUDA_NARROW");
     size_t nt = (size_t)trn_model_ntensors(m->host), a = (m->np + 255) & ~(size_t)255;
-    m->narrow = g->bf16 && m->quant && !(e && !strcmp(e, "0")) && m->np >= 1024 + nt &&
-                c->hidden >= 64 && c->inter >= 64 && c->heads * c->head_dim >= 64;
+    int ok = g->bf16 && m->quant && m->np >= 1024 + nt && c->hidden >= 64 && c->inter >= 64 &&
+             c->heads * c->head_dim >= 64;
+    m->narrow = !ok || (e && !strcmp(e, "0")) ? NARROW_OFF
+                : e && !strcmp(e, "bf16")     ? NARROW_BF16
+                : e && !strcmp(e, "int8")     ? NARROW_INT8
+                                              : NARROW_MIXED;
     if (!m->narrow)
         return;
     m->w8 = (int8_t *)m->wq;
@@ -321,14 +337,18 @@ static void act_q(struct krn_cuda *k, const struct gmodel *m, float *xq, const f
         krn_cuda_d2d(k, xq, x, N * C * sizeof(float));
 }
 
-/* out [N][OC] = res + xq . W^T for the projection at offset wo (res NULL: no add): the INT8
- * product on the narrow codes, else the fp32-storage product (through tmp for the add). */
+/* out [N][OC] = res + xq . W^T for the projection at offset wo (res NULL: no add): on the
+ * narrow codes (INT8 or bf16, enum narrow_fwd), else the fp32-storage product (through tmp for
+ * the add). */
 static void lin_fwd(struct krn_cuda *k, struct gmodel *m, float *out, const float *res, float *xq,
                     size_t wo, int N, int C, int OC)
 {
     if (m->narrow) {
         struct qact q = qact_of(xq, (size_t)N, (size_t)C);
-        krn_cuda_qlinear_forward(k, out, res, q.x8, q.sx, m->w8 + wo, wscale(m, wo), N, C, OC);
+        if (m->narrow == NARROW_INT8 || (m->narrow == NARROW_MIXED && res))
+            krn_cuda_qlinear_forward(k, out, res, q.x8, q.sx, m->w8 + wo, wscale(m, wo), N, C, OC);
+        else
+            krn_cuda_blinear_forward(k, out, res, q.xb, m->wb + wo, N, C, OC);
         return;
     }
     const float *W = (m->quant ? m->wq : m->p) + wo;

@@ -94,6 +94,10 @@ void krn_cuda_aquant_narrow(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float 
 void krn_cuda_qlinear_forward(struct krn_cuda *c, float *out, const float *res, const int8_t *x8,
                               const float *sx, const int8_t *w8, const float *sw, int N, int C,
                               int OC);
+/* The same product on the bf16 values (xb . wb^T, fp32 accumulation; not exact: today's
+ * FAST_16BF rounding), for comparison (BITDISTILL_CUDA_NARROW=bf16). */
+void krn_cuda_blinear_forward(struct krn_cuda *c, float *out, const float *res, const uint16_t *xb,
+                              const uint16_t *wb, int N, int C, int OC);
 /* dinp [N][C] += dY . Wb and dw [OC][C] += dY^T . Xb (either may be NULL) in bf16 x bf16 with
  * fp32 accumulation; dY goes through scratch (N*OC bf16) first. */
 void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float *dw, const float *dout,

@@ -790,13 +790,38 @@ __global__ void k_qscale(float *io, const float *res, const float *sx, const flo
     }
 }
 
+/* The same four columns at a time (OC % 4 == 0, io and res 16-byte aligned). */
+__global__ void k_qscale4(float4 *io, const float4 *res, const float *sx, const float *sw, int OC4)
+{
+    size_t r0 = (size_t)blockIdx.x * OC4;
+    float s = sx[blockIdx.x], d = *sw;
+    for (int j = threadIdx.x; j < OC4; j += blockDim.x) {
+        float4 v = io[r0 + j], y;
+        y.x = (float)__float_as_int(v.x) * s * d;
+        y.y = (float)__float_as_int(v.y) * s * d;
+        y.z = (float)__float_as_int(v.z) * s * d;
+        y.w = (float)__float_as_int(v.w) * s * d;
+        if (res) {
+            float4 r = res[r0 + j];
+            y.x = r.x + y.x;
+            y.y = r.y + y.y;
+            y.z = r.z + y.z;
+            y.w = r.w + y.w;
+        }
+        io[r0 + j] = y;
+    }
+}
+
 extern "C" void krn_cuda_qlinear_forward(struct krn_cuda *c, float *out, const float *res,
                                          const int8_t *x8, const float *sx, const int8_t *w8,
                                          const float *sw, int N, int C, int OC)
 {
     PROF(c, "linear fwd");
     qgemm(c, (int32_t *)out, x8, w8, N, C, OC);
-    k_qscale<<<N, NT, 0, c->st>>>(out, res, sx, sw, OC);
+    if (OC % 4 == 0 && ptr_align(out) >= 16 && (!res || ptr_align(res) >= 16))
+        k_qscale4<<<N, NT, 0, c->st>>>((float4 *)out, (const float4 *)res, sx, sw, OC / 4);
+    else
+        k_qscale<<<N, NT, 0, c->st>>>(out, res, sx, sw, OC);
     LAUNCHED(c, "int8 product scale");
 }
 
@@ -805,6 +830,27 @@ __global__ void k_to_bf16(__nv_bfloat16 *o, const float *x, size_t n)
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
         o[i] = __float2bfloat16_rn(x[i]);
+}
+
+/* The same four at a time (n4 = n / 4; x 16-byte, o 8-byte aligned). */
+__global__ void k_to_bf16_4(__nv_bfloat162 *o, const float4 *x, size_t n4)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float4 v = x[i];
+        o[2 * i] = __floats2bfloat162_rn(v.x, v.y);
+        o[2 * i + 1] = __floats2bfloat162_rn(v.z, v.w);
+    }
+}
+
+static void to_bf16(struct krn_cuda *c, uint16_t *o, const float *x, size_t n)
+{
+    if (n % 4 == 0 && ptr_align(x) >= 16 && ptr_align(o) >= 8)
+        k_to_bf16_4<<<blocks(n / 4, NT), NT, 0, c->st>>>((__nv_bfloat162 *)o, (const float4 *)x,
+                                                         n / 4);
+    else
+        k_to_bf16<<<blocks(n, NT), NT, 0, c->st>>>((__nv_bfloat16 *)o, x, n);
+    LAUNCHED(c, "bf16 copy");
 }
 
 /* Row-major C[M][N] = op(A) op(B) + beta C, A and B bf16, C fp32, fp32 accumulation. */
@@ -821,14 +867,25 @@ static void gemm_bf16(struct krn_cuda *c, int ta, int tb, int M, int N, int K, c
              "cublas: bf16 gemm %dx%dx%d: %s", M, N, K, cublasGetStatusString(s));
 }
 
+extern "C" void krn_cuda_blinear_forward(struct krn_cuda *c, float *out, const float *res,
+                                         const uint16_t *xb, const uint16_t *wb, int N, int C,
+                                         int OC)
+{
+    PROF(c, "linear fwd");
+    if (res)
+        chk(c,
+            cudaMemcpyAsync(out, res, (size_t)N * OC * sizeof(float), cudaMemcpyDeviceToDevice,
+                            c->st),
+            "copy on device");
+    gemm_bf16(c, 0, 1, N, OC, C, xb, C, wb, C, res ? 1.0f : 0.0f, out, OC);
+}
+
 extern "C" void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float *dw,
                                           const float *dout, const uint16_t *xb, const uint16_t *wb,
                                           uint16_t *scratch, int N, int C, int OC)
 {
     PROF(c, "linear bwd");
-    k_to_bf16<<<blocks((size_t)N * OC, NT), NT, 0, c->st>>>((__nv_bfloat16 *)scratch, dout,
-                                                            (size_t)N * OC);
-    LAUNCHED(c, "bf16 copy of dY");
+    to_bf16(c, scratch, dout, (size_t)N * OC);
     if (dinp) /* dX [N][C] += dY [N][OC] . Wb [OC][C] */
         gemm_bf16(c, 0, 0, N, C, OC, scratch, OC, wb, C, 1.0f, dinp, C);
     if (dw) /* dW [OC][C] += dY^T . Xb [N][C] */
@@ -1483,13 +1540,15 @@ extern "C" int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, i
         struct {
             const char *name;
             double ms, flops;
-        } r[16];
+        } r[20];
         int n = 0;
 #define B_(nm, fl_, body)                                                                          \
     (r[n].name = (nm), r[n].flops = (fl_), r[n++].ms = bench_ms(c, reps, [&] { body; }))
         B_("fwd fp32 storage FAST_16BF (today)", fl,
            krn_cuda_linear_forward(c, y, xq, wq, N, C, OC));
         B_("fwd bf16 storage", fl, gemm_bf16(c, 0, 1, N, OC, C, xb, C, wb, C, 0.0f, y, OC));
+        B_("fwd bf16 storage + residual add", fl,
+           krn_cuda_blinear_forward(c, y, res, xb, wb, N, C, OC));
         B_("fwd int8 cublasLt product only", fl, qgemm(c, (int32_t *)y, x8, w8, N, C, OC));
         B_("fwd int8 + scales (new)", fl,
            krn_cuda_qlinear_forward(c, y, NULL, x8, sx, w8, sw, N, C, OC));
@@ -1506,8 +1565,7 @@ extern "C" int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, i
         B_("dW fp32 storage FAST_16BF (today)", fl,
            krn_cuda_gemm(c, 1, 0, OC, C, N, 1.0f, dy, OC, 0, xq, C, 0, 1.0f, dw, C, 0, 1));
         B_("dW bf16 storage", fl, gemm_bf16(c, 1, 0, OC, C, N, yb, OC, xb, C, 1.0f, dw, C));
-        B_("dY to bf16", 0,
-           (k_to_bf16<<<blocks(ny, NT), NT, 0, c->st>>>((__nv_bfloat16 *)yb, dy, ny)));
+        B_("dY to bf16", 0, to_bf16(c, yb, dy, ny));
         B_("bwd fp32 storage FAST_16BF (today)", 2 * fl,
            krn_cuda_linear_backward(c, dx, dw, dy, xq, wq, N, C, OC));
         B_("bwd bf16 storage + dY copy (new)", 2 * fl,
