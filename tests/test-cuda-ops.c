@@ -156,6 +156,21 @@ static uint16_t bf16_of(float f)
     return (uint16_t)(u >> 16);
 }
 
+/* krn_cuda_to_bf16 against the host rounding, bit for bit (n % 4 == 0: the vector kernel). */
+static void t_to_bf16(size_t n)
+{
+    float *x = hrand(n, 1e3f), *d = up(x, n * 4);
+    uint16_t *o = malloc(n * 2), *od = krn_cuda_alloc(K, n * 2);
+    size_t bad = 0;
+    krn_cuda_to_bf16(K, od, d, n);
+    krn_cuda_d2h(K, o, od, n * 2);
+    for (size_t i = 0; i < n; i++)
+        bad += o[i] != bf16_of(x[i]);
+    TAP_OK(bad == 0 && krn_cuda_sync(K) == 0, "bf16 copy of %zu floats: %zu differ from the host's",
+           n, bad);
+    free(x), free(o), krn_cuda_dfree(K, d), krn_cuda_dfree(K, od);
+}
+
 /* The narrow codes against the CPU quantizer's output ref[n] (codes times scales): the codes
  * equal the CPU's (recovered as ref / scale), the scales (one, or one per `per` elements) equal
  * the CPU's within TOL_EXACT (the absmean's double sum may differ by an ulp), and the bf16 copy
@@ -467,6 +482,8 @@ int main(void)
     t_linear(17, 40, 15, 0);
     t_linear(257, 1024, 3072, 0);
     t_linear(257, 1024, 3072, 1);
+    t_to_bf16(4095);
+    t_to_bf16(4096);
     t_qlinear(17, 40, 15, 0, 0);
     t_qlinear(15, 30, 17, 1, 1); /* C not a multiple of 4, unaligned codes */
     t_qlinear(1, 64, 64, 1, 0);

@@ -43,6 +43,11 @@ struct gmodel {
     int8_t *w8;
     uint16_t *wb;
     float *wsc;
+    /* wbf16: a frozen full-precision model (the teacher) in bf16 mode keeps its projections in
+     * bf16, in the first half of each one's fp32 storage in p; xb_src: the input whose bf16
+     * copy tmp holds (q/k/v and gate/up share theirs) */
+    int wbf16;
+    const float *xb_src;
     struct loff *lo; /* [layers] */
     size_t emb, fnorm, head;
     int B, T;
@@ -199,6 +204,35 @@ static struct qact qact_of(float *xq, size_t N, size_t C)
     return q;
 }
 
+/* The frozen teacher's projections to bf16 in place (see wbf16): what FAST_16BF rounded them to
+ * at every product. Off in fp32 mode and with BITDISTILL_CUDA_NARROW=0. */
+static int weights_bf16(struct trn_cuda *g, struct gmodel *m)
+{
+    const char *e = getenv("BITDISTILL_CUDA_NARROW");
+    if (!g->bf16 || m->train || m->quant || (e && !strcmp(e, "0")))
+        return 0;
+    size_t mx = 0;
+    for (int i = 0; i < trn_model_ntensors(m->host); i++) {
+        const struct trn_tensor *t = trn_model_tensor(m->host, i);
+        if (strstr(t->name, "_proj.weight") && t->n > mx)
+            mx = t->n;
+    }
+    uint16_t *tmp = krn_cuda_alloc(g->k, mx * sizeof(uint16_t) + 16);
+    if (!tmp)
+        return ENG_ENOMEM;
+    for (int i = 0; i < trn_model_ntensors(m->host); i++) {
+        const struct trn_tensor *t = trn_model_tensor(m->host, i);
+        if (!strstr(t->name, "_proj.weight"))
+            continue;
+        krn_cuda_to_bf16(g->k, tmp, m->p + t->off, t->n);
+        krn_cuda_d2d(g->k, m->p + t->off, tmp, t->n * sizeof(uint16_t));
+    }
+    int rc = krn_cuda_sync(g->k);
+    krn_cuda_dfree(g->k, tmp);
+    m->wbf16 = !rc;
+    return rc;
+}
+
 static void gmodel_release(struct trn_cuda *g, struct gmodel *m)
 {
     krn_cuda_dfree(g->k, m->p);
@@ -286,7 +320,7 @@ int trn_cuda_create(int dev, struct trn_model *student, struct trn_model *teache
     g->bf16 = bf16 != 0;
     size_t np = trn_model_nparams(student);
     if ((rc = gmodel_init(g, &g->s, student, 1)) ||
-        (teacher && (rc = gmodel_init(g, &g->t, teacher, 0)))) {
+        (teacher && ((rc = gmodel_init(g, &g->t, teacher, 0)) || (rc = weights_bf16(g, &g->t))))) {
         eng_fail(err, rc, "cuda:%d: uploading the models: %s", dev, krn_cuda_errmsg(g->k));
         trn_cuda_free(g);
         return rc;
@@ -343,6 +377,14 @@ static void act_q(struct krn_cuda *k, const struct gmodel *m, float *xq, const f
 static void lin_fwd(struct krn_cuda *k, struct gmodel *m, float *out, const float *res, float *xq,
                     size_t wo, int N, int C, int OC)
 {
+    if (m->wbf16) {
+        uint16_t *xb = (uint16_t *)m->ar.tmp; /* [N][C] bf16 in tmp's [N][max] floats */
+        if (m->xb_src != xq)
+            krn_cuda_to_bf16(k, xb, xq, (size_t)N * C);
+        m->xb_src = xq;
+        krn_cuda_blinear_forward(k, out, res, xb, (const uint16_t *)(m->p + wo), N, C, OC);
+        return;
+    }
     if (m->narrow) {
         struct qact q = qact_of(xq, (size_t)N, (size_t)C);
         if (m->narrow == NARROW_INT8 || (m->narrow == NARROW_MIXED && res))
@@ -382,6 +424,7 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
     int B = m->B, T = m->T, N = B * T, H = c->hidden, I = c->inter, hd = c->head_dim;
     int QD = c->heads * hd, KD = c->kv_heads * hd;
     float *P = m->p;
+    m->xb_src = NULL;
     /* the ternary weights change only with the parameters: once per optimizer step, not
      * once per micro-batch */
     if (m->quant && !m->wq_ok) {

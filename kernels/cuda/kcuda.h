@@ -98,6 +98,8 @@ void krn_cuda_qlinear_forward(struct krn_cuda *c, float *out, const float *res, 
  * FAST_16BF rounding), for comparison (BITDISTILL_CUDA_NARROW=bf16). */
 void krn_cuda_blinear_forward(struct krn_cuda *c, float *out, const float *res, const uint16_t *xb,
                               const uint16_t *wb, int N, int C, int OC);
+/* out[n] = bf16(x[n]), rounded to nearest even. */
+void krn_cuda_to_bf16(struct krn_cuda *c, uint16_t *out, const float *x, size_t n);
 /* dinp [N][C] += dY . Wb and dw [OC][C] += dY^T . Xb (either may be NULL) in bf16 x bf16 with
  * fp32 accumulation; dY goes through scratch (N*OC bf16) first. */
 void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float *dw, const float *dout,

@@ -880,6 +880,12 @@ extern "C" void krn_cuda_blinear_forward(struct krn_cuda *c, float *out, const f
     gemm_bf16(c, 0, 1, N, OC, C, xb, C, wb, C, res ? 1.0f : 0.0f, out, OC);
 }
 
+extern "C" void krn_cuda_to_bf16(struct krn_cuda *c, uint16_t *out, const float *x, size_t n)
+{
+    PROF(c, "bf16 copy");
+    to_bf16(c, out, x, n);
+}
+
 extern "C" void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float *dw,
                                           const float *dout, const uint16_t *xb, const uint16_t *wb,
                                           uint16_t *scratch, int N, int C, int OC)
