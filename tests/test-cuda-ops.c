@@ -20,6 +20,9 @@
 #define TOL_F32 2e-5   /* row ops and fp32 cuBLAS products: summation order only */
 #define TOL_BF16 1e-2  /* products in bf16 with fp32 accumulation */
 #define TOL_INT8 2e-6  /* INT8 forward: exact integer sums, then fp32 rounding of the scales */
+#define TOL_NORMQ                                                                                  \
+    1e-3 /* RMSNorm + INT8 codes: a code may flip where the norm's sum order moves
+                          a value across a rounding boundary (one flip ~ 1e-4 here) */
 
 static struct krn_cuda *K;
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -276,6 +279,42 @@ static void t_qlinear(int N, int C, int OC, int with_res, int off)
         krn_cuda_dfree(K, dev[i]);
 }
 
+/* The fused RMSNorm + narrow activation quantizer against the CPU's norm then quantizer. */
+static void t_rms_aquant(int N, int C)
+{
+    size_t n = (size_t)N * C;
+    char nm[96];
+    float *x = hrand(n, 2), *w = hrand(C, 1), *y = malloc(n * 4), *yq = malloc(n * 4);
+    float *rs = malloc(N * 4), *sx = malloc(N * 4), *got = malloc(n * 4);
+    int8_t *x8 = malloc(n);
+    uint16_t *xb = malloc(n * 2);
+    float *xd = up(x, n * 4), *wd = up(w, C * 4), *rsd = krn_cuda_alloc(K, N * 4);
+    float *sxd = krn_cuda_alloc(K, N * 4);
+    int8_t *x8d = krn_cuda_alloc(K, n);
+    uint16_t *xbd = krn_cuda_alloc(K, n * 2);
+    trn_rmsnorm_forward(y, rs, x, w, N, C, 1e-6f);
+    trn_aquant(yq, y, N, C);
+    int rc = krn_cuda_rmsnorm_aquant(K, x8d, xbd, sxd, rsd, xd, wd, N, C, 1e-6f);
+    krn_cuda_d2h(K, x8, x8d, n);
+    krn_cuda_d2h(K, xb, xbd, n * 2);
+    krn_cuda_d2h(K, sx, sxd, N * 4);
+    size_t badb = 0;
+    for (size_t i = 0; i < n; i++) {
+        got[i] = (float)x8[i] * sx[i / C];
+        badb += xb[i] != bf16_of(got[i]);
+    }
+    TAP_OK(rc == 0 && badb == 0, "rmsnorm+aquant %dx%d: rc %d, bf16 values differ in %zu", N, C, rc,
+           badb);
+    float *gd = up(got, n * 4);
+    snprintf(nm, sizeof(nm), "rmsnorm+aquant %dx%d codes x scales vs CPU norm then aquant", N, C);
+    cmp(nm, gd, yq, n, TOL_NORMQ);
+    snprintf(nm, sizeof(nm), "rmsnorm+aquant %dx%d rstd", N, C);
+    cmp(nm, rsd, rs, N, TOL_F32);
+    free(x), free(w), free(y), free(yq), free(rs), free(sx), free(got), free(x8), free(xb);
+    krn_cuda_dfree(K, xd), krn_cuda_dfree(K, wd), krn_cuda_dfree(K, rsd), krn_cuda_dfree(K, sxd);
+    krn_cuda_dfree(K, x8d), krn_cuda_dfree(K, xbd), krn_cuda_dfree(K, gd);
+}
+
 static void t_rmsnorm(int N, int C)
 {
     size_t n = (size_t)N * C;
@@ -482,6 +521,10 @@ int main(void)
     t_linear(17, 40, 15, 0);
     t_linear(257, 1024, 3072, 0);
     t_linear(257, 1024, 3072, 1);
+    t_rms_aquant(17, 1024);
+    t_rms_aquant(15, 3072);
+    t_rms_aquant(9, 300);
+    t_rms_aquant(3, 5000); /* 1024 threads */
     t_to_bf16(4095);
     t_to_bf16(4096);
     t_qlinear(17, 40, 15, 0, 0);

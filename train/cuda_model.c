@@ -371,6 +371,20 @@ static void act_q(struct krn_cuda *k, const struct gmodel *m, float *xq, const f
         krn_cuda_d2d(k, xq, x, N * C * sizeof(float));
 }
 
+/* xn = RMSNorm(x) (rstd r), then the BitLinear input xq of it: narrow, in one pass that never
+ * stores xn (the backward reads only x, r and xq). */
+static void norm_q(struct krn_cuda *k, const struct gmodel *m, float *xn, float *r, float *xq,
+                   const float *x, const float *w, size_t N, int C, float eps)
+{
+    if (m->narrow) {
+        struct qact q = qact_of(xq, N, (size_t)C);
+        if (!krn_cuda_rmsnorm_aquant(k, q.x8, q.xb, q.sx, r, x, w, (int)N, C, eps))
+            return;
+    }
+    krn_cuda_rmsnorm_forward(k, xn, r, x, w, (int)N, C, eps);
+    act_q(k, m, xq, xn, N, C);
+}
+
 /* out [N][OC] = res + xq . W^T for the projection at offset wo (res NULL: no add): on the
  * narrow codes (INT8 or bf16, enum narrow_fwd), else the fp32-storage product (through tmp for
  * the add). */
@@ -445,8 +459,7 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
         struct trn_acts *a = &m->ar.acts[l];
         const struct loff *o = &m->lo[l];
         float *x = m->ar.resid + (size_t)l * N * H, *xo = x + (size_t)N * H;
-        krn_cuda_rmsnorm_forward(k, a->xn1, a->r1, x, P + o->in_norm, N, H, c->eps);
-        act_q(k, m, a->xq1, a->xn1, N, H);
+        norm_q(k, m, a->xn1, a->r1, a->xq1, x, P + o->in_norm, N, H, c->eps);
         lin_fwd(k, m, a->q, NULL, a->xq1, o->q, N, H, QD);
         lin_fwd(k, m, a->k, NULL, a->xq1, o->k, N, H, KD);
         lin_fwd(k, m, a->v, NULL, a->xq1, o->v, N, H, KD);
@@ -461,17 +474,18 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
         krn_cuda_attention_forward(k, a->a, a->probs, a->qr, a->kr, a->v, B, T, c->heads,
                                    c->kv_heads, hd);
         if (m->subln) /* else an aliases a */
-            krn_cuda_rmsnorm_forward(k, a->an, a->ra, a->a, P + o->attn_sub, N, QD, c->eps);
-        act_q(k, m, a->xq2, a->an, N, QD);
+            norm_q(k, m, a->an, a->ra, a->xq2, a->a, P + o->attn_sub, N, QD, c->eps);
+        else
+            act_q(k, m, a->xq2, a->an, N, QD);
         lin_fwd(k, m, a->xm, x, a->xq2, o->o, N, QD, H);
-        krn_cuda_rmsnorm_forward(k, a->xn2, a->r2, a->xm, P + o->post_norm, N, H, c->eps);
-        act_q(k, m, a->xq3, a->xn2, N, H);
+        norm_q(k, m, a->xn2, a->r2, a->xq3, a->xm, P + o->post_norm, N, H, c->eps);
         lin_fwd(k, m, a->g, NULL, a->xq3, o->gate, N, H, I);
         lin_fwd(k, m, a->u, NULL, a->xq3, o->up, N, H, I);
         krn_cuda_swiglu_forward(k, a->h, a->g, a->u, (size_t)N * I);
         if (m->subln) /* else hn aliases h */
-            krn_cuda_rmsnorm_forward(k, a->hn, a->rh, a->h, P + o->ffn_sub, N, I, c->eps);
-        act_q(k, m, a->xq4, a->hn, N, I);
+            norm_q(k, m, a->hn, a->rh, a->xq4, a->h, P + o->ffn_sub, N, I, c->eps);
+        else
+            act_q(k, m, a->xq4, a->hn, N, I);
         lin_fwd(k, m, xo, a->xm, a->xq4, o->down, N, I, H);
     }
     krn_cuda_rmsnorm_forward(k, m->ar.xf, m->ar.rf, m->ar.resid + (size_t)c->layers * N * H,

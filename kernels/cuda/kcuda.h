@@ -88,6 +88,11 @@ void krn_cuda_wquant_narrow(struct krn_cuda *c, int8_t *w8, uint16_t *wb, float 
                             size_t n);
 void krn_cuda_aquant_narrow(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx, const float *x,
                             int N, int C);
+/* krn_cuda_rmsnorm_forward of inp (rstd written, the output not stored) followed by
+ * krn_cuda_aquant_narrow of its output, in one pass. KRN_CUDA_EINVAL (nothing launched) when
+ * C > 16384. */
+int krn_cuda_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx, float *rstd,
+                            const float *inp, const float *w, int N, int C, float eps);
 /* out[N][OC] = res + (X8 . W8^T) sx[n] sw: exact int32 sums on the INT8 tensor cores (cublasLt;
  * a plain kernel for shapes it does not take), the scales in fp32 after; res may be NULL (no
  * add) and must not be out. out's memory holds the int32 sums in between. */

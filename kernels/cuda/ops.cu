@@ -681,6 +681,60 @@ extern "C" void krn_cuda_aquant_narrow(struct krn_cuda *c, int8_t *x8, uint16_t 
     LAUNCHED(c, "aquant narrow");
 }
 
+/* RMSNorm (k_rms_fwd's formula) and then k_aquant_narrow of its output in one pass, the row
+ * held in registers (RQ_PER values per thread) and the normalised row never stored. */
+#define RQ_PER 16
+__global__ void k_rms_aquant(int8_t *x8, __nv_bfloat16 *xb, float *sx, float *rstd,
+                             const float *inp, const float *w, int C, float eps)
+{
+    size_t r0 = (size_t)blockIdx.x * C;
+    const float *x = inp + r0;
+    float v[RQ_PER], ss = 0.0f, g = 0.0f;
+#pragma unroll
+    for (int i = 0; i < RQ_PER; i++) {
+        int j = threadIdx.x + i * blockDim.x;
+        v[i] = j < C ? x[j] : 0.0f;
+        ss += v[i] * v[i];
+    }
+    ss = block_sum(ss);
+    float inv = 1.0f / sqrtf(ss / (float)C + eps);
+    if (!threadIdx.x)
+        rstd[blockIdx.x] = inv;
+#pragma unroll
+    for (int i = 0; i < RQ_PER; i++) {
+        int j = threadIdx.x + i * blockDim.x;
+        v[i] = j < C ? w[j] * (v[i] * inv) : 0.0f;
+        g = fmaxf(g, fabsf(v[i]));
+    }
+    g = block_max(g);
+    float s = 127.0f / (g + 1e-5f), back = g / 127.0f;
+    if (!threadIdx.x)
+        sx[blockIdx.x] = back;
+#pragma unroll
+    for (int i = 0; i < RQ_PER; i++) {
+        int j = threadIdx.x + i * blockDim.x;
+        if (j < C) {
+            float q = rintf(__fmul_rn(v[i], s));
+            q = q > 127.0f ? 127.0f : (q < -128.0f ? -128.0f : q);
+            x8[r0 + j] = (int8_t)q;
+            xb[r0 + j] = __float2bfloat16_rn(__fmul_rn(q, back));
+        }
+    }
+}
+
+extern "C" int krn_cuda_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx,
+                                       float *rstd, const float *inp, const float *w, int N, int C,
+                                       float eps)
+{
+    if (C > RQ_PER * 1024)
+        return KRN_CUDA_EINVAL;
+    PROF(c, "rmsnorm+quant fwd");
+    unsigned t = C <= RQ_PER * 128 ? 128 : C <= RQ_PER * 256 ? 256 : 1024;
+    k_rms_aquant<<<N, t, 0, c->st>>>(x8, (__nv_bfloat16 *)xb, sx, rstd, inp, w, C, eps);
+    LAUNCHED(c, "rmsnorm + aquant");
+    return 0;
+}
+
 /* The largest power of two (<= 256) that divides the address. */
 static int ptr_align(const void *p)
 {
