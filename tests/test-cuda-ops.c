@@ -266,9 +266,13 @@ static void t_qlinear(int N, int C, int OC, int with_res, int off)
              with_res ? " + residual" : "");
     cmp(nm, yd, y, ny, TOL_BF16);
 
+    float beta = with_res ? 0.0f : 1.0f; /* 0: dX overwritten (the caller's zero-fill spared) */
+    if (beta == 0.0f)
+        memset(dxr, 0, nx * 4);
     trn_linear_backward(dxr, dwr, dy, xq, wq, N, C, OC);
-    krn_cuda_qlinear_backward(K, dxd, dwd, dyd, xbd, wbd, scr, N, C, OC);
-    snprintf(nm, sizeof(nm), "bf16 linear %dx%d->%d dX vs CPU BitLinear", N, C, OC);
+    krn_cuda_qlinear_backward(K, dxd, beta, dwd, dyd, xbd, wbd, scr, N, C, OC);
+    snprintf(nm, sizeof(nm), "bf16 linear %dx%d->%d dX (beta %g) vs CPU BitLinear", N, C, OC,
+             (double)beta);
     cmp(nm, dxd, dxr, nx, TOL_BF16);
     snprintf(nm, sizeof(nm), "bf16 linear %dx%d->%d dW vs CPU BitLinear", N, C, OC);
     cmp(nm, dwd, dwr, nw, TOL_BF16);

@@ -416,17 +416,20 @@ static void lin_fwd(struct krn_cuda *k, struct gmodel *m, float *out, const floa
     krn_cuda_add(k, out, res, m->ar.tmp, (size_t)N * OC);
 }
 
-/* dinp += dout . W and the projection's gradient += dout^T . xq: bf16 operands (the narrow
- * codes' bf16 values, dout through tmp) when narrow, else the fp32-storage products. */
-static void lin_bwd(struct krn_cuda *k, struct gmodel *m, float *dinp, const float *dout, float *xq,
-                    size_t wo, int N, int C, int OC)
+/* dinp (= when first, else +=) dout . W and the projection's gradient += dout^T . xq: bf16
+ * operands (the narrow codes' bf16 values, dout through tmp; first: the product overwrites,
+ * no zero-fill) when narrow, else the fp32-storage products. */
+static void lin_bwd(struct krn_cuda *k, struct gmodel *m, float *dinp, int first, const float *dout,
+                    float *xq, size_t wo, int N, int C, int OC)
 {
     if (m->narrow) {
         struct qact q = qact_of(xq, (size_t)N, (size_t)C);
-        krn_cuda_qlinear_backward(k, dinp, m->gr + wo, dout, q.xb, m->wb + wo,
+        krn_cuda_qlinear_backward(k, dinp, first ? 0.0f : 1.0f, m->gr + wo, dout, q.xb, m->wb + wo,
                                   (uint16_t *)m->ar.tmp, N, C, OC);
         return;
     }
+    if (first)
+        krn_cuda_zero(k, dinp, (size_t)N * C * sizeof(float));
     krn_cuda_linear_backward(k, dinp, m->gr + wo, dout, xq, (m->quant ? m->wq : m->p) + wo, N, C,
                              OC);
 }
@@ -511,8 +514,7 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         struct trn_acts *a = &m->ar.acts[l];
         const struct loff *o = &m->lo[l];
         float *x = m->ar.resid + (size_t)l * NH;
-        krn_cuda_zero(k, m->ar.d1, (size_t)N * I * F);
-        lin_bwd(k, m, m->ar.d1, m->ar.dres, a->xq4, o->down, N, I, H);
+        lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq4, o->down, N, I, H);
         float *dh = m->ar.d1;
         if (m->subln) {
             krn_cuda_zero(k, m->ar.d2, (size_t)N * I * F);
@@ -523,13 +525,11 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         krn_cuda_zero(k, m->ar.dg, (size_t)N * I * F);
         krn_cuda_zero(k, m->ar.du, (size_t)N * I * F);
         krn_cuda_swiglu_backward(k, m->ar.dg, m->ar.du, dh, a->g, a->u, (size_t)N * I);
-        krn_cuda_zero(k, m->ar.d1, NH * F);
-        lin_bwd(k, m, m->ar.d1, m->ar.dg, a->xq3, o->gate, N, H, I);
-        lin_bwd(k, m, m->ar.d1, m->ar.du, a->xq3, o->up, N, H, I);
+        lin_bwd(k, m, m->ar.d1, 1, m->ar.dg, a->xq3, o->gate, N, H, I);
+        lin_bwd(k, m, m->ar.d1, 0, m->ar.du, a->xq3, o->up, N, H, I);
         krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->post_norm, m->ar.d1, a->xm,
                                   P + o->post_norm, a->r2, N, H);
-        krn_cuda_zero(k, m->ar.d1, (size_t)N * QD * F);
-        lin_bwd(k, m, m->ar.d1, m->ar.dres, a->xq2, o->o, N, QD, H);
+        lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq2, o->o, N, QD, H);
         float *da = m->ar.d1;
         if (m->subln) {
             krn_cuda_zero(k, m->ar.d2, (size_t)N * QD * F);
@@ -557,10 +557,9 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
             dqp = m->ar.dq;
             dkp = m->ar.dk;
         }
-        krn_cuda_zero(k, m->ar.d1, NH * F);
-        lin_bwd(k, m, m->ar.d1, dqp, a->xq1, o->q, N, H, QD);
-        lin_bwd(k, m, m->ar.d1, dkp, a->xq1, o->k, N, H, KD);
-        lin_bwd(k, m, m->ar.d1, dv, a->xq1, o->v, N, H, KD);
+        lin_bwd(k, m, m->ar.d1, 1, dqp, a->xq1, o->q, N, H, QD);
+        lin_bwd(k, m, m->ar.d1, 0, dkp, a->xq1, o->k, N, H, KD);
+        lin_bwd(k, m, m->ar.d1, 0, dv, a->xq1, o->v, N, H, KD);
         krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->in_norm, m->ar.d1, x, P + o->in_norm, a->r1,
                                   N, H);
     }

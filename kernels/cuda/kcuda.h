@@ -105,11 +105,12 @@ void krn_cuda_blinear_forward(struct krn_cuda *c, float *out, const float *res, 
                               const uint16_t *wb, int N, int C, int OC);
 /* out[n] = bf16(x[n]), rounded to nearest even. */
 void krn_cuda_to_bf16(struct krn_cuda *c, uint16_t *out, const float *x, size_t n);
-/* dinp [N][C] += dY . Wb and dw [OC][C] += dY^T . Xb (either may be NULL) in bf16 x bf16 with
- * fp32 accumulation; dY goes through scratch (N*OC bf16) first. */
-void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float *dw, const float *dout,
-                               const uint16_t *xb, const uint16_t *wb, uint16_t *scratch, int N,
-                               int C, int OC);
+/* dinp [N][C] = beta dinp + dY . Wb and dw [OC][C] += dY^T . Xb (either may be NULL) in bf16 x
+ * bf16 with fp32 accumulation; dY goes through scratch (N*OC bf16) first. beta 0 spares the
+ * caller a zero-fill (beta 1: the accumulating contract of the other backwards). */
+void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw,
+                               const float *dout, const uint16_t *xb, const uint16_t *wb,
+                               uint16_t *scratch, int N, int C, int OC);
 /* Micro-benchmark of the linear products at one shape: device ms and TFLOP/s per call of
  * today's fp32-storage products and the narrow ones, one line each on f. 0 or a status. */
 int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, int reps, FILE *f);

@@ -940,14 +940,14 @@ extern "C" void krn_cuda_to_bf16(struct krn_cuda *c, uint16_t *out, const float 
     to_bf16(c, out, x, n);
 }
 
-extern "C" void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float *dw,
+extern "C" void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw,
                                           const float *dout, const uint16_t *xb, const uint16_t *wb,
                                           uint16_t *scratch, int N, int C, int OC)
 {
     PROF(c, "linear bwd");
     to_bf16(c, scratch, dout, (size_t)N * OC);
     if (dinp) /* dX [N][C] += dY [N][OC] . Wb [OC][C] */
-        gemm_bf16(c, 0, 0, N, C, OC, scratch, OC, wb, C, 1.0f, dinp, C);
+        gemm_bf16(c, 0, 0, N, C, OC, scratch, OC, wb, C, beta, dinp, C);
     if (dw) /* dW [OC][C] += dY^T . Xb [N][C] */
         gemm_bf16(c, 1, 0, OC, C, N, scratch, OC, xb, C, 1.0f, dw, C);
 }
@@ -1629,7 +1629,7 @@ extern "C" int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, i
         B_("bwd fp32 storage FAST_16BF (today)", 2 * fl,
            krn_cuda_linear_backward(c, dx, dw, dy, xq, wq, N, C, OC));
         B_("bwd bf16 storage + dY copy (new)", 2 * fl,
-           krn_cuda_qlinear_backward(c, dx, dw, dy, xb, wb, yb, N, C, OC));
+           krn_cuda_qlinear_backward(c, dx, 1.0f, dw, dy, xb, wb, yb, N, C, OC));
         B_("aquant fp32 (today)", 0, krn_cuda_aquant(c, xq, x, N, C));
         B_("aquant int8 + bf16 (new)", 0, krn_cuda_aquant_narrow(c, x8, xb, sx, x, N, C));
 #undef B_
