@@ -20,8 +20,11 @@
  * unless the request asks to cut it (vLLM: truncate_prompt_tokens -1 = the context, or k tokens
  * counting the template, keeping the end by default; TEI: truncate true, cutting the end by
  * default). The cut always comes off the input text; the template stays whole.
- * Sentence pairs ([a, b]) parse as TEI's grammar says but are refused: served templates have one
- * {text} slot.
+ * Sentence pairs: TEI's [a, b] fills a model's {text} with a and {text_b} with b (a student of a
+ * pair task such as MNLI or QNLI carries that template); truncate then cuts a first, then b, as
+ * the trainer does (eng_fit_texts). A pair sent to a one-slot model, or one text sent to a pair
+ * model, is refused (400 naming inputs). vLLM's /classify has no pair form (its pairs go to
+ * /score), so a pair model answers it 400 naming input.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -164,7 +167,9 @@ static void vllm_classify(struct srv_req *req, struct api_ctx *ctx)
         }
     }
     if (api_infer_inputs(req, body, texts, &n) ||
-        !(job = api_infer_classify_job(req, ctx, body, texts, n)))
+        !(job = api_infer_classify_job(req, ctx, body, texts, NULL, n, "input",
+                                       "/predict's \"inputs\": [text, text_b] or /v1/classify's "
+                                       "'text_pair' (vLLM's /classify has no pair form)")))
         goto out;
     job->truncate = tpt != 0;
     job->truncate_tokens = tpt > 0 ? (int)tpt : 0;
@@ -240,14 +245,16 @@ static const struct api_infer_shape tei_shape = {tei_answer};
 /*
  * TEI's grammar of `inputs` (types.rs, PredictInput): a string; a list whose first element is a
  * string is ONE sequence: [a] or the pair [a, b]; a list whose first element is a list is a
- * batch of [a] / [a, b]. Fills texts (one per sequence) and *batch; answers 400/413 and returns
- * -1 on error, pairs included.
+ * batch of [a] / [a, b]. Fills texts (one per sequence), texts_b (b of a pair, else NULL) and
+ * *batch; answers 400/413 and returns -1 on error.
  */
-static int tei_inputs(struct srv_req *req, json_t *in, json_t **texts, size_t *n, int *batch)
+static int tei_inputs(struct srv_req *req, json_t *in, json_t **texts, json_t **texts_b, size_t *n,
+                      int *batch)
 {
     *batch = json_is_array(in) && json_array_size(in) > 0 && json_is_array(json_array_get(in, 0));
     if (json_is_string(in)) {
         texts[0] = in;
+        texts_b[0] = NULL;
         *n = 1;
         return 0;
     }
@@ -280,14 +287,8 @@ static int tei_inputs(struct srv_req *req, json_t *in, json_t **texts, size_t *n
                        *batch ? "[i]" : "");
             return -1;
         }
-        if (k == 2) {
-            api_errorf(req, 400, "inputs", "invalid_value",
-                       "sentence pairs are not supported: "
-                       "the served templates have one {text} slot (input %zu is a pair)",
-                       i);
-            return -1;
-        }
         texts[i] = json_array_get(seq, 0);
+        texts_b[i] = k == 2 ? json_array_get(seq, 1) : NULL;
     }
     return 0;
 }
@@ -296,7 +297,7 @@ static void tei_predict(struct srv_req *req, struct api_ctx *ctx)
 {
     static const char *const keys[] = {"inputs",     "truncate", "truncation_direction",
                                        "raw_scores", "model",    NULL};
-    json_t *body = api_body_json(req), *texts[COMPAT_MAX_INPUTS];
+    json_t *body = api_body_json(req), *texts[COMPAT_MAX_INPUTS], *texts_b[COMPAT_MAX_INPUTS];
     struct eng_request *job = NULL;
     struct compat_arg *a = NULL;
     int truncate = 0, left = 0, raw = 0, batch = 0;
@@ -307,8 +308,9 @@ static void tei_predict(struct srv_req *req, struct api_ctx *ctx)
         api_infer_get_bool(req, body, "truncate", &truncate) ||
         api_infer_get_bool(req, body, "raw_scores", &raw) ||
         get_side(req, body, "truncation_direction", &left) ||
-        tei_inputs(req, json_object_get(body, "inputs"), texts, &n, &batch) ||
-        !(job = api_infer_classify_job(req, ctx, body, texts, n)))
+        tei_inputs(req, json_object_get(body, "inputs"), texts, texts_b, &n, &batch) ||
+        !(job = api_infer_classify_job(req, ctx, body, texts, texts_b, n, "inputs",
+                                       "'inputs' as a pair [text, text_b]")))
         goto out;
     job->truncate = truncate;
     job->truncate_left = left;

@@ -1,6 +1,7 @@
 /*
  * api/infer.c — inference routes (infer scope):
- *   POST /v1/classify     {"model"?, "input": str|[str], "top_k"?, "truncate"?}
+ *   POST /v1/classify     {"model"?, "input": str|[str], "text_pair"?: str|[str], "top_k"?,
+ *                          "truncate"?} (text_pair: the second texts of sentence pairs)
  *   POST /v1/summarize    {"model"?, "input", "max_tokens"?, "stream"?, "truncate"?}
  *   POST /v1/completions  OpenAI text completions (prompt, max_tokens, temperature, top_p,
  *                         seed, stop, stream, n, logprobs)
@@ -335,8 +336,32 @@ int api_infer_inputs(struct srv_req *req, json_t *body, json_t **texts, size_t *
     return 0;
 }
 
+int api_infer_text_pairs(struct srv_req *req, json_t *body, json_t **texts_b, size_t n, int *has)
+{
+    json_t *in = json_object_get(body, "input"), *tp = json_object_get(body, "text_pair");
+    *has = tp && !json_is_null(tp);
+    if (!*has)
+        return 0;
+    if (json_is_array(in) ? !json_is_array(tp) || json_array_size(tp) != n : !json_is_string(tp)) {
+        api_errorf(req, 400, "text_pair", "invalid_value",
+                   "'text_pair' must be shaped as 'input': %s",
+                   json_is_array(in) ? "a list of as many strings" : "a string");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        texts_b[i] = json_is_array(tp) ? json_array_get(tp, i) : tp;
+        if (!json_is_string(texts_b[i])) {
+            api_errorf(req, 400, "text_pair", "invalid_value", "'text_pair[%zu]' must be a string",
+                       i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 struct eng_request *api_infer_classify_job(struct srv_req *req, struct api_ctx *ctx, json_t *body,
-                                           json_t *const *texts, size_t n)
+                                           json_t *const *texts, json_t *const *texts_b, size_t n,
+                                           const char *pair_field, const char *pair_how)
 {
     struct eng_served *model = pick_model(req, ctx, body, ENG_TASK_CLASSIFICATION, 0);
     struct eng_request *job = NULL;
@@ -349,13 +374,34 @@ struct eng_request *api_infer_classify_job(struct srv_req *req, struct api_ctx *
                    model->id, eng_task_name(model->task));
         goto out;
     }
+    int pair = eng_served_is_pair(model);
+    for (size_t i = 0; i < n; i++) {
+        if (pair && !(texts_b && texts_b[i])) {
+            api_errorf(req, 400, pair_field, "invalid_value",
+                       "model '%s' classifies sentence pairs (its template has {text} and "
+                       "{text_b}): input %zu has no second text; send it in %s",
+                       model->id, i, pair_how);
+            goto out;
+        }
+        if (!pair && texts_b && texts_b[i]) {
+            api_errorf(req, 400, pair_field, "invalid_value",
+                       "sentence pairs are not supported by model '%s': its template has one "
+                       "{text} slot (input %zu is a pair)",
+                       model->id, i);
+            goto out;
+        }
+    }
     job = eng_request_new(ENG_REQ_CLASSIFY, model);
-    if (!job || !(job->inputs = calloc(n, sizeof(char *))))
+    if (!job || !(job->inputs = calloc(n, sizeof(char *))) ||
+        (pair && !(job->inputs_b = calloc(n, sizeof(char *)))))
         goto oom;
     for (size_t i = 0; i < n; i++) {
+        job->ninputs = (int)i + 1;
         if (!(job->inputs[i] = strndup(json_string_value(texts[i]), json_string_length(texts[i]))))
             goto oom;
-        job->ninputs = (int)i + 1;
+        if (pair && !(job->inputs_b[i] =
+                          strndup(json_string_value(texts_b[i]), json_string_length(texts_b[i]))))
+            goto oom;
     }
     goto out;
 oom:
@@ -369,17 +415,20 @@ out:
 
 static void classify(struct srv_req *req, struct api_ctx *ctx)
 {
-    static const char *const keys[] = {"model", "input", "top_k", "truncate", "user", NULL};
-    json_t *body = api_body_json(req), *texts[MAX_INPUTS];
+    static const char *const keys[] = {"model",    "input", "text_pair", "top_k",
+                                       "truncate", "user",  NULL};
+    json_t *body = api_body_json(req), *texts[MAX_INPUTS], *texts_b[MAX_INPUTS];
     struct eng_request *job = NULL;
     long top_k = 0;
-    int truncate = 1;
+    int truncate = 1, pairs = 0;
     size_t n;
     if (!body)
         return;
     if (only_keys(req, body, keys) || get_int(req, body, "top_k", 1, 1000, &top_k) ||
         get_bool(req, body, "truncate", &truncate) || api_infer_inputs(req, body, texts, &n) ||
-        !(job = api_infer_classify_job(req, ctx, body, texts, n)))
+        api_infer_text_pairs(req, body, texts_b, n, &pairs) ||
+        !(job = api_infer_classify_job(req, ctx, body, texts, pairs ? texts_b : NULL, n,
+                                       "text_pair", "'text_pair'")))
         goto out;
     struct infer_req *ir = calloc(1, sizeof(*ir));
     if (!ir) {

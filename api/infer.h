@@ -27,10 +27,18 @@ int api_infer_get_bool(struct srv_req *req, json_t *body, const char *name, int 
 /* /v1/classify's `input`: a string or 1-256 strings, borrowed from body into texts[256]; answers
  * 400/413 naming it and returns -1 on error. */
 int api_infer_inputs(struct srv_req *req, json_t *body, json_t **texts, size_t *n);
+/* /v1/classify's optional `text_pair`: absent (*has = 0), or the second texts of sentence pairs
+ * shaped as `input` (a string for a string, a list of as many strings for a list), borrowed into
+ * texts_b[n]. Answers 400 naming it and returns -1 on error. */
+int api_infer_text_pairs(struct srv_req *req, json_t *body, json_t **texts_b, size_t n, int *has);
 /* /v1/classify's model choice (body's `model` or the active classifier) and a classify job with
- * copies of texts[0..n). Answers 400/404/500/503 and returns NULL on failure. */
+ * copies of texts[0..n) and, where texts_b (NULL or [n]) has a string, the second text of that
+ * sentence pair. A model whose template has {text_b} needs a second text for every input, one
+ * with only {text} takes none: else 400 naming pair_field, its message saying how to send one
+ * (pair_how, e.g. "'text_pair'"). Answers 400/404/500/503 and returns NULL on failure. */
 struct eng_request *api_infer_classify_job(struct srv_req *req, struct api_ctx *ctx, json_t *body,
-                                           json_t *const *texts, size_t n);
+                                           json_t *const *texts, json_t *const *texts_b, size_t n,
+                                           const char *pair_field, const char *pair_how);
 /* Queue classification `job` (inputs set) for req, to be answered by shape->answer(arg) (or an
  * error as every other route: 429 queue full, the engine's 400/500). Takes job and arg (a
  * malloc'd block, freed with free()). */

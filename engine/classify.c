@@ -51,6 +51,13 @@ int eng_classifier_create(struct eng_model *m, const struct eng_tok *tok, const 
         rc = eng_fail(err, ENG_EINVAL, "the template has no {text} placeholder");
         goto fail;
     }
+    if (eng_template_is_pair(template)) { /* one text in, so {text_b} would stay as written */
+        rc = eng_fail(err, ENG_EINVAL,
+                      "the template has a {text_b} slot (a sentence-pair task): classify the "
+                      "filled prompt with --template '{text}', or serve it (/v1/classify "
+                      "text_pair)");
+        goto fail;
+    }
     c->pre = strndup(template, (size_t)(ph - template));
     c->post = strdup(ph + 6);
     c->rows = calloc((size_t)n, sizeof(*c->rows));
@@ -94,6 +101,88 @@ int eng_classifier_create(struct eng_model *m, const struct eng_tok *tok, const 
 fail:
     eng_classifier_free(c);
     return rc;
+}
+
+char *eng_template_fill(const char *tpl, const char *a, size_t alen, const char *b, size_t blen)
+{
+    size_t na = 0, nb = 0;
+    for (const char *p = tpl; (p = strchr(p, '{')); p++) {
+        na += !strncmp(p, "{text}", 6);
+        nb += !strncmp(p, "{text_b}", 8);
+    }
+    size_t o = 0;
+    char *s = malloc(strlen(tpl) + na * alen + nb * (b ? blen : 0) + 1);
+    if (!s)
+        return NULL;
+    for (const char *p = tpl; *p;) {
+        if (!strncmp(p, "{text_b}", 8)) {
+            if (b)
+                memcpy(s + o, b, blen);
+            o += b ? blen : 0;
+            p += 8;
+        } else if (!strncmp(p, "{text}", 6)) {
+            memcpy(s + o, a, alen);
+            o += alen;
+            p += 6;
+        } else {
+            s[o++] = *p++;
+        }
+    }
+    s[o] = 0;
+    return s;
+}
+
+int eng_template_is_pair(const char *tpl)
+{
+    return tpl && strstr(tpl, "{text_b}") != NULL;
+}
+
+size_t eng_utf8_cut(const char *s, size_t n)
+{
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+size_t eng_utf8_cut_left(const char *s, size_t total, size_t n)
+{
+    while (n > 0 && n < total && ((unsigned char)s[total - n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+int eng_fit_texts(const char *a, size_t *alen, const char *b, size_t *blen, size_t room, int left,
+                  eng_fit_encode_fn encode, void *arg, int32_t **ids, size_t *n)
+{
+    size_t atot = *alen, btot = b ? *blen : 0, al = atot, bl = btot;
+    int rc;
+    *ids = NULL;
+    *n = 0;
+    for (int iter = 0; iter < 128; iter++) {
+        free(*ids);
+        *ids = NULL;
+        if ((rc = encode(arg, left ? a + (atot - al) : a, al, b && left ? b + (btot - bl) : b, bl,
+                         ids, n)))
+            return rc;
+        if (*n <= room || (al == 0 && bl == 0))
+            break;
+        size_t over = *n - room, len = al ? al : bl, cut = over * len / (*n ? *n : 1) + 1;
+        size_t keep = len > cut ? len - cut : 0;
+        if (al)
+            al = left ? eng_utf8_cut_left(a, atot, keep) : eng_utf8_cut(a, keep);
+        else
+            bl = left ? eng_utf8_cut_left(b, btot, keep) : eng_utf8_cut(b, keep);
+    }
+    if (*n > room) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+        return ENG_ERANGE;
+    }
+    *alen = al;
+    if (b)
+        *blen = bl;
+    return 0;
 }
 
 int eng_label_scores(const float *lg, int n, float *probs)

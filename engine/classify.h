@@ -11,7 +11,44 @@
 
 struct eng_classifier;
 
-/* template: text with one "{text}" (borrowed, copied); words[n]: label words, e.g. " positive".
+/*
+ * The task template tpl with every "{text}" replaced by a[0..alen) and every "{text_b}" (the
+ * second text of a sentence-pair task: MNLI's hypothesis, QNLI's sentence) by b[0..blen), or by
+ * nothing when b is NULL. The one filling rule of training (train/data.c), evaluation
+ * (train/eval.c) and serving (eng_served_prompt_pair). Returns a malloc'd string or NULL (out of
+ * memory).
+ */
+char *eng_template_fill(const char *tpl, const char *a, size_t alen, const char *b, size_t blen);
+
+/* 1 if tpl has a "{text_b}" slot: the task classifies sentence pairs. */
+int eng_template_is_pair(const char *tpl);
+
+/* The longest prefix of s of at most n bytes that ends on a UTF-8 character boundary (s[n]
+ * readable: s is NUL-terminated or longer than n). */
+size_t eng_utf8_cut(const char *s, size_t n);
+
+/* The longest suffix of s[0..total) of at most n bytes that starts on a character boundary. */
+size_t eng_utf8_cut_left(const char *s, size_t total, size_t n);
+
+/* Encode the prompt of the texts a[0..alen) and b[0..blen) (b NULL: none) into *ids[*n]
+ * (malloc'd); 0 or a status. */
+typedef int (*eng_fit_encode_fn)(void *arg, const char *a, size_t alen, const char *b, size_t blen,
+                                 int32_t **ids, size_t *n);
+
+/*
+ * The one truncation rule of a filled template, shared by training (trn_encode) and serving
+ * (sched.c, sentence pairs): encode the whole texts; while the prompt has more than `room`
+ * tokens, shrink the first text by its share of the excess (cut = over * len / tokens + 1 bytes,
+ * at a UTF-8 boundary) until it is empty, then the second; at most 128 rounds. With left the
+ * start of each text is cut instead of its end (the kept part is its last *alen bytes).
+ * In: *alen, *blen the texts' lengths; out: the bytes kept of each. On 0, *ids[*n] holds the
+ * prompt (the caller frees it). Returns ENG_ERANGE when even empty texts do not fit (nothing
+ * allocated) or the encoder's status.
+ */
+int eng_fit_texts(const char *a, size_t *alen, const char *b, size_t *blen, size_t room, int left,
+                  eng_fit_encode_fn encode, void *arg, int32_t **ids, size_t *n);
+
+/* template: text with one "{text}" and no "{text_b}" (borrowed, copied); words[n]: label words, e.g. " positive".
  * Each word's first token is its label row; two labels sharing a first token are refused.
  * model and tok are borrowed and must outlive the classifier. */
 int eng_classifier_create(struct eng_model *m, const struct eng_tok *tok, const char *template,

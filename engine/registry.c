@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "engine/chat.h"
+#include "engine/classify.h"
 #include "engine/err.h"
 #include "engine/model_impl.h"
 #include "engine/registry.h"
@@ -229,23 +230,24 @@ static char *chat_prompt(const struct eng_served *s, char *p)
     return out;
 }
 
-char *eng_served_prompt(const struct eng_served *s, const char *input, size_t len)
+char *eng_served_prompt_pair(const struct eng_served *s, const char *a, size_t alen, const char *b,
+                             size_t blen)
 {
     const char *t = s->task == ENG_TASK_GENERATION ? NULL : s->meta.template;
-    const char *at = t ? strstr(t, "{text}") : NULL;
-    size_t pre = at ? (size_t)(at - t) : 0, post = at ? strlen(at + 6) : 0;
-    char *p = malloc(pre + len + post + 1);
-    if (!p)
-        return NULL;
-    if (at)
-        memcpy(p, t, pre);
-    memcpy(p + pre, input, len);
-    if (at)
-        memcpy(p + pre + len, at + 6, post);
-    p[pre + len + post] = 0;
-    if (t && s->meta.prompt_format && s->chat)
+    char *p = t ? eng_template_fill(t, a, alen, b, blen) : strndup(a, alen);
+    if (p && t && s->meta.prompt_format && s->chat)
         return chat_prompt(s, p);
     return p;
+}
+
+char *eng_served_prompt(const struct eng_served *s, const char *input, size_t len)
+{
+    return eng_served_prompt_pair(s, input, len, NULL, 0);
+}
+
+int eng_served_is_pair(const struct eng_served *s)
+{
+    return s->task == ENG_TASK_CLASSIFICATION && eng_template_is_pair(s->meta.template);
 }
 
 /* ---- the registry ------------------------------------------------------------------------- */

@@ -79,6 +79,12 @@ void eng_served_scratch_put(struct eng_served *s, struct eng_ctx *c);
  * add_generation_prompt, as its training examples were. Returns a new string or NULL.
  */
 char *eng_served_prompt(const struct eng_served *s, const char *input, size_t len);
+/* The same for a sentence-pair task: {text} <- a[0..alen), {text_b} <- b[0..blen) (b NULL:
+ * nothing), by the trainer's filling rule (eng_template_fill). */
+char *eng_served_prompt_pair(const struct eng_served *s, const char *a, size_t alen, const char *b,
+                             size_t blen);
+/* 1 for a classification model whose template has a {text_b} slot: every input is a pair. */
+int eng_served_is_pair(const struct eng_served *s);
 
 struct eng_registry;
 

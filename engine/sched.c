@@ -112,10 +112,13 @@ void eng_request_free(struct eng_request *j)
         return;
     for (int i = 0; i < j->ninputs; i++) {
         free(j->inputs[i]);
+        if (j->inputs_b)
+            free(j->inputs_b[i]);
         if (j->ctok)
             free(j->ctok[i]);
     }
     free(j->inputs);
+    free(j->inputs_b);
     free(j->ctok);
     free(j->cn);
     free(j->prompt);
@@ -252,6 +255,51 @@ void eng_sched_drain(struct eng_sched *s, eng_drain_cb cb, void *arg)
 
 /* ---- classification ------------------------------------------------------------------------ */
 
+/* eng_fit_texts' encoder for a served model: its prompt of the pair, tokenized. */
+static int pair_encode(void *arg, const char *a, size_t alen, const char *b, size_t blen,
+                       int32_t **ids, size_t *n)
+{
+    const struct eng_served *m = arg;
+    char *p = eng_served_prompt_pair(m, a, alen, b, blen);
+    if (!p)
+        return ENG_ENOMEM;
+    int rc = eng_tok_encode(m->tok, p, strlen(p), ids, n);
+    free(p);
+    return rc;
+}
+
+/* Tokenize the sentence pair i of j into j->ctok[i], its texts cut by the trainer's rule
+ * (eng_fit_texts) when it does not fit the limit and the job allows truncation. */
+static int classify_tokenize_pair(struct eng_request *j, int i, int limit)
+{
+    const char *a = j->inputs[i], *b = j->inputs_b[i];
+    size_t atot = strlen(a), btot = strlen(b), al = atot, bl = btot, n = 0;
+    int32_t *ids = NULL;
+    int rc = eng_fit_texts(a, &al, b, &bl, j->truncate ? (size_t)limit : SIZE_MAX, j->truncate_left,
+                           pair_encode, j->model, &ids, &n);
+    if (rc == ENG_ERANGE) {
+        snprintf(j->error, sizeof(j->error),
+                 "the template alone is more than the limit of %d tokens", limit);
+        return rc;
+    }
+    if (rc) {
+        snprintf(j->error, sizeof(j->error), "input %d is not valid UTF-8 text", i);
+        return rc;
+    }
+    if ((int)n > limit) {
+        snprintf(j->error, sizeof(j->error),
+                 "input %d is %zu tokens with the template, more than the model's context "
+                 "of %d (set \"truncate\": true to cut it)",
+                 i, n, limit);
+        free(ids);
+        return ENG_ERANGE;
+    }
+    j->truncated[i] = al < atot || bl < btot;
+    j->ctok[i] = ids;
+    j->cn[i] = (int)n;
+    return 0;
+}
+
 /* Tokenize input i of j into j->ctok[i], cutting the input's end (start with truncate_left) if
  * it does not fit the context or truncate_tokens. */
 static int classify_tokenize(struct eng_request *j, int i)
@@ -262,6 +310,8 @@ static int classify_tokenize(struct eng_request *j, int i)
     int limit = m->max_context;
     if (j->truncate_tokens > 0 && j->truncate_tokens < limit)
         limit = j->truncate_tokens;
+    if (j->inputs_b && j->inputs_b[i])
+        return classify_tokenize_pair(j, i, limit);
     for (;;) {
         char *p = eng_served_prompt(m, j->truncate_left ? in + (total - len) : in, len);
         int32_t *ids = NULL;
@@ -333,7 +383,16 @@ static int classify_prepare(struct eng_sched *s, struct eng_request *j)
         snprintf(j->error, sizeof(j->error), "out of memory");
         return -1;
     }
+    int pair = eng_served_is_pair(j->model);
     for (int i = 0; i < j->ninputs; i++) {
+        if (pair != (j->inputs_b && j->inputs_b[i])) { /* the API refuses these first */
+            j->status = ENG_EINVAL;
+            snprintf(j->error, sizeof(j->error),
+                     pair ? "model '%s' classifies sentence pairs: input %d has no second text"
+                          : "model '%s' has one {text} slot: input %d is a sentence pair",
+                     j->model->id, i);
+            return -1;
+        }
         int rc = classify_tokenize(j, i);
         if (rc) {
             j->status = rc == ENG_ENOMEM || rc == ENG_ERANGE ? rc : ENG_EINVAL;

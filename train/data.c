@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <utf8proc.h>
 
+#include "engine/classify.h"
 #include "engine/err.h"
 #include "train/data.h"
 #include "util/grow.h"
@@ -544,47 +545,14 @@ void trn_dataset_free(struct trn_dataset *d)
 
 /* ------------------------------------------------------------------ encoding */
 
-/* template with {text} -> a[0..alen), {text_b} -> b; malloc'd. */
-static char *fill(const char *tpl, const char *a, size_t alen, const char *b, size_t blen)
-{
-    size_t cap = strlen(tpl) + alen + blen + 1, o = 0;
-    char *s = malloc(cap);
-    if (!s)
-        return NULL;
-    for (const char *p = tpl; *p;) {
-        if (!strncmp(p, "{text_b}", 8)) {
-            size_t k = b ? blen : 0;
-            memcpy(s + o, b ? b : "", k);
-            o += k;
-            p += 8;
-        } else if (!strncmp(p, "{text}", 6)) {
-            memcpy(s + o, a, alen);
-            o += alen;
-            p += 6;
-        } else {
-            s[o++] = *p++;
-        }
-    }
-    s[o] = 0;
-    return s;
-}
-
-/* Longest prefix of s of at most n bytes ending on a UTF-8 boundary. */
-static size_t utf8_cut(const char *s, size_t n)
-{
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
-    return n;
-}
-
 /* prompt_format "chat_template": the summary's tokens as the template renders them after the
  * generation prompt (the reply and the template's end of turn), the summary cut from its end
  * until they fit max_target. The rendering is taken with the whole input as the user turn. */
 static int chat_target(const struct trn_task *t, const struct eng_tok *tok,
                        const struct trn_example *e, int32_t **tg, size_t *ntg)
 {
-    char cerr[ENG_ERR_LEN], *user = fill(t->template, e->text, strlen(e->text), e->text_b,
-                                         e->text_b ? strlen(e->text_b) : 0);
+    char cerr[ENG_ERR_LEN], *user = eng_template_fill(t->template, e->text, strlen(e->text),
+                                                      e->text_b, e->text_b ? strlen(e->text_b) : 0);
     size_t sl = strlen(e->target);
     int rc = user ? 0 : ENG_ENOMEM;
     char *s = user ? strdup(e->target) : NULL;
@@ -603,7 +571,7 @@ static int chat_target(const struct trn_task *t, const struct eng_tok *tok,
         if (rc || t->max_target < 1 || *ntg <= (size_t)t->max_target || sl == 0)
             break;
         size_t over = *ntg - (size_t)t->max_target, cut = over * sl / *ntg + 1;
-        sl = utf8_cut(s, sl > cut ? sl - cut : 0);
+        sl = eng_utf8_cut(s, sl > cut ? sl - cut : 0);
     }
     if (!rc && t->max_target >= 1 && *ntg > (size_t)t->max_target)
         rc = ENG_ERANGE; /* the template's own end of turn is longer than max_target */
@@ -613,6 +581,33 @@ static int chat_target(const struct trn_task *t, const struct eng_tok *tok,
     }
     free(s);
     free(user);
+    return rc;
+}
+
+/* eng_fit_texts' encoder: the task template filled with the texts (then rendered as the user
+ * turn of the chat template, for prompt_format "chat_template"), tokenized. */
+struct prompt_enc {
+    const struct trn_task *t;
+    const struct eng_tok *tok;
+};
+
+static int prompt_encode(void *arg, const char *a, size_t alen, const char *b, size_t blen,
+                         int32_t **ids, size_t *n)
+{
+    const struct prompt_enc *pe = arg;
+    char *p = eng_template_fill(pe->t->template, a, alen, b, blen);
+    int rc;
+    if (!p)
+        return ENG_ENOMEM;
+    if (pe->t->chat_tpl) { /* the filled template is the user turn */
+        char *u = p, cerr[ENG_ERR_LEN];
+        rc = trn_chat_render(pe->t->chat_tpl, u, NULL, &p, cerr);
+        free(u);
+        if (rc)
+            return rc;
+    }
+    rc = eng_tok_encode(pe->tok, p, strlen(p), ids, n);
+    free(p);
     return rc;
 }
 
@@ -657,43 +652,14 @@ int trn_encode(const struct trn_task *t, const struct eng_tok *tok, const struct
         free(tg);
         return ENG_ERANGE;
     }
-    /* Shrink the input text (then text_b) until the prompt fits max_len - target. */
-    for (int iter = 0; iter < 128; iter++) {
-        char *p = fill(t->template, e->text, alen, e->text_b, blen);
-        if (!p) {
-            free(tg);
-            return ENG_ENOMEM;
-        }
-        if (t->chat_tpl) { /* the filled template is the user turn */
-            char *u = p, cerr[ENG_ERR_LEN];
-            rc = trn_chat_render(t->chat_tpl, u, NULL, &p, cerr);
-            free(u);
-            if (rc) {
-                free(tg);
-                return rc;
-            }
-        }
-        rc = eng_tok_encode(tok, p, strlen(p), &pr, &npr);
-        free(p);
-        if (rc) {
-            free(tg);
-            return rc;
-        }
-        if (npr + tgt_room <= (size_t)max_len || (alen == 0 && blen == 0))
-            break;
-        size_t over = npr + tgt_room - (size_t)max_len, len = alen ? alen : blen;
-        size_t cut = over * len / (npr ? npr : 1) + 1;
-        if (alen)
-            alen = utf8_cut(e->text, alen > cut ? alen - cut : 0);
-        else
-            blen = utf8_cut(e->text_b, blen > cut ? blen - cut : 0);
-        free(pr);
-        pr = NULL;
-    }
-    if (npr + tgt_room > (size_t)max_len) {
-        free(pr);
+    /* Shrink the input text (then text_b) until the prompt fits max_len - target: the rule the
+     * server applies to sentence pairs too (eng_fit_texts). */
+    struct prompt_enc pe = {t, tok};
+    rc = eng_fit_texts(e->text, &alen, e->text_b, &blen, (size_t)max_len - tgt_room, 0,
+                       prompt_encode, &pe, &pr, &npr);
+    if (rc) {
         free(tg);
-        return ENG_ERANGE;
+        return rc;
     }
     int32_t *out = malloc((npr + tgt_room + 1) * sizeof(int32_t));
     if (!out) {

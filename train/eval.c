@@ -170,8 +170,9 @@ int trn_evaluate(struct run *r, struct trn_model *model, const char *who)
 
 /* Accuracy of the student file `gguf` on the validation set, as the engine serves it: loaded by
  * eng_student_load (its own tokenizer when it has one) and classifying with the task's label
- * words (only {text} templates in the engine: others are filled here and passed whole).
- * Examples longer than its context are not scored (*skipped). */
+ * words (the task's template, {text_b} included, filled here by the engine's rule,
+ * eng_template_fill, and passed whole). Examples longer than its context are not scored
+ * (*skipped). */
 int trn_eval_gguf_cls(struct run *r, const char *gguf, double *acc, size_t *n_out, size_t *skipped)
 {
     struct eng_model *back = NULL;
@@ -197,27 +198,14 @@ int trn_eval_gguf_cls(struct run *r, const char *gguf, double *acc, size_t *n_ou
                                r->job.task.nlabels, &cl, r->err);
     for (size_t i = 0; i < n && !rc; i++) {
         const struct trn_example *e = &r->val->ex[i];
-        size_t cap = strlen(r->job.task.template) + strlen(e->text) +
-                     (e->text_b ? strlen(e->text_b) : 0) + 1;
-        char *p = malloc(cap), *o = p;
+        char *p = eng_template_fill(r->job.task.template, e->text, strlen(e->text), e->text_b,
+                                    e->text_b ? strlen(e->text_b) : 0);
         float probs[TRN_MAX_LABELS];
         int best = -1;
         if (!p) {
             rc = ENG_ENOMEM;
             break;
         }
-        for (const char *s = r->job.task.template; *s;) {
-            if (!strncmp(s, "{text_b}", 8)) {
-                o += sprintf(o, "%s", e->text_b ? e->text_b : "");
-                s += 8;
-            } else if (!strncmp(s, "{text}", 6)) {
-                o += sprintf(o, "%s", e->text);
-                s += 6;
-            } else {
-                *o++ = *s++;
-            }
-        }
-        *o = 0;
         if (chat) {
             char *u = p;
             rc = trn_chat_render(chat, u, NULL, &p, r->err);
