@@ -12,7 +12,9 @@
  * Matrix products go through cuBLAS with fp32 storage. krn_cuda_set_bf16(ctx, 1) switches them to
  * bf16 tensor-core arithmetic with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_16BF, the master
  * weights staying fp32); 0 (the default) is plain fp32 arithmetic, which matches the CPU trainer
- * to ~1e-5 relative.
+ * to ~1e-5 relative. The bf16 mode's BitLinear products have their own ops on narrow operands
+ * (int8 codes through cublasLt, bf16 storage: krn_cuda_*_narrow, krn_cuda_qlinear_*), which
+ * the GPU model uses in place of krn_cuda_wquant/aquant/linear_* for the student's projections.
  */
 #ifndef BD_KERNELS_CUDA_KCUDA_H
 #define BD_KERNELS_CUDA_KCUDA_H

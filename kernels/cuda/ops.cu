@@ -5,7 +5,8 @@
  * the same formula in the same order where it matters (row reductions of the norms and the
  * losses, the quantizers' rounding); tests/test-cuda-ops.c checks every one against the CPU op.
  * Row-wise ops run one block of 256 threads per row with a warp-shuffle block reduction; matrix
- * products, including attention's per-head products (batched over the batch), go to cuBLAS.
+ * products, including attention's per-head products (batched over the batch), go to cuBLAS;
+ * the bf16 mode's INT8 BitLinear forward goes to cublasLt (one cached plan per shape).
  * Nothing here allocates during a step except krn_cuda_alloc itself.
  */
 #include <cublasLt.h>
