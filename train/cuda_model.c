@@ -151,7 +151,7 @@ static int gmodel_init(struct trn_cuda *g, struct gmodel *m, struct trn_model *h
 }
 
 /* The narrow layout of wq (bytes): w8 [np], wb [np] and wsc [ntensors], each 256-aligned; it
- * fits in wq's 4 np bytes for any model with np >= 1024 + ntensors. The activations' narrow
+ * fits in wq's 4 np bytes when np >= 1024 + 4 ntensors. The activations' narrow
  * codes (qact) fit in an [N][C] fp32 buffer when C >= 64. BITDISTILL_CUDA_NARROW (0, bf16,
  * int8; enum narrow_fwd) picks the forward, for comparisons. */
 static void narrow_views(struct trn_cuda *g, struct gmodel *m)
@@ -159,7 +159,7 @@ static void narrow_views(struct trn_cuda *g, struct gmodel *m)
     const struct eng_config *c = m->c;
     const char *e = getenv("BITDISTILL_CUDA_NARROW");
     size_t nt = (size_t)trn_model_ntensors(m->host), a = (m->np + 255) & ~(size_t)255;
-    int ok = g->bf16 && m->quant && m->np >= 1024 + nt && c->hidden >= 64 && c->inter >= 64 &&
+    int ok = g->bf16 && m->quant && m->np >= 1024 + 4 * nt && c->hidden >= 64 && c->inter >= 64 &&
              c->heads * c->head_dim >= 64;
     m->narrow = !ok || (e && !strcmp(e, "0")) ? NARROW_OFF
                 : e && !strcmp(e, "bf16")     ? NARROW_BF16
