@@ -21,6 +21,10 @@
 #define TOL_BF16 1e-2  /* products in bf16 with fp32 accumulation */
 #define TOL_FLASH 1e-2 /* flash attention: bf16 operands, fp32 softmax and accumulation */
 #define TOL_LSE 1e-4   /* its log-sum-exp against fp64 on the same bf16-rounded q and k */
+#define TOL_INT8 2e-6  /* INT8 forward: exact integer sums, then fp32 rounding of the scales */
+#define TOL_NORMQ                                                                                  \
+    1e-3 /* RMSNorm + INT8 codes: a code may flip where the norm's sum order moves
+                          a value across a rounding boundary (one flip ~ 1e-4 here) */
 
 static struct krn_cuda *K;
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -154,6 +158,185 @@ static void t_linear(int N, int C, int OC, int bf16)
     free(x), free(w), free(y), free(dy), free(dx), free(dw), free(dxr), free(dwr);
     krn_cuda_dfree(K, xd), krn_cuda_dfree(K, wd), krn_cuda_dfree(K, yd);
     krn_cuda_dfree(K, dyd), krn_cuda_dfree(K, dxd), krn_cuda_dfree(K, dwd);
+}
+
+/* Host bf16 of a finite float, rounded to nearest even (what __float2bfloat16_rn does). */
+static uint16_t bf16_of(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof(u));
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* The float value of a bf16 bit pattern. */
+static float bf16_val(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, sizeof(f));
+    return f;
+}
+
+/* krn_cuda_to_bf16 against the host rounding, bit for bit (n % 4 == 0: the vector kernel). */
+static void t_to_bf16(size_t n)
+{
+    float *x = hrand(n, 1e3f), *d = up(x, n * 4);
+    uint16_t *o = malloc(n * 2), *od = krn_cuda_alloc(K, n * 2);
+    size_t bad = 0;
+    krn_cuda_to_bf16(K, od, d, n);
+    krn_cuda_d2h(K, o, od, n * 2);
+    for (size_t i = 0; i < n; i++)
+        bad += o[i] != bf16_of(x[i]);
+    TAP_OK(bad == 0 && krn_cuda_sync(K) == 0, "bf16 copy of %zu floats: %zu differ from the host's",
+           n, bad);
+    free(x), free(o), krn_cuda_dfree(K, d), krn_cuda_dfree(K, od);
+}
+
+/* The narrow codes against the CPU quantizer's output ref[n] (codes times scales): the codes
+ * equal the CPU's (recovered as ref / scale), the scales (one, or one per `per` elements) equal
+ * the CPU's within TOL_EXACT (the absmean's double sum may differ by an ulp), and the bf16 copy
+ * is the code times the GPU's scale rounded to bf16. */
+static void check_codes(const char *what, const int8_t *c8, const uint16_t *cb, const float *sc,
+                        const float *rsc, int per, const float *ref, size_t n)
+{
+    size_t bad = 0, badb = 0, bads = 0, first = n;
+    for (size_t i = 0; i < n; i++) {
+        size_t r = per ? i / (size_t)per : 0;
+        float code = rintf(ref[i] / rsc[r]);
+        if ((float)c8[i] != code && bad++ == 0)
+            first = i;
+        /* by value: the kernels' zero codes may be -0 (rintf of a small negative) */
+        badb += bf16_val(cb[i]) != bf16_val(bf16_of((float)c8[i] * sc[r]));
+        if ((!per || i % (size_t)per == 0) && fabs((double)sc[r] - rsc[r]) > TOL_EXACT * rsc[r])
+            bads++;
+    }
+    TAP_OK(bad == 0 && badb == 0 && bads == 0,
+           "%s: codes equal the CPU's in %zu/%zu, bf16 values in %zu/%zu, %zu scales off", what,
+           n - bad, n, n - badb, n, bads);
+    if (first < n)
+        TAP_DIAG("  [%zu] code %d, cpu %.9g / scale %.9g", first, c8[first], (double)ref[first],
+                 (double)rsc[per ? first / (size_t)per : 0]);
+}
+
+/* The bf16 mode's BitLinear: narrow quantizers, the INT8 forward (against the exact integer sums
+ * and against the CPU's fp32 BitLinear) and the bf16 backward. off: byte offset of the int8 codes
+ * (unaligned pointers go to the fallback kernel or an aligned-enough cublasLt kernel). */
+static void t_qlinear(int N, int C, int OC, int with_res, int off)
+{
+    size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
+    char nm[128];
+    float *x = hrand(nx, 2), *w = hrand(nw, 1), *xq = malloc(nx * 4), *wq = malloc(nw * 4);
+    float *res = hrand(ny, 1), *y = malloc(ny * 4), *ye = malloc(ny * 4), *dy = hrand(ny, 1);
+    float *dx = hrand(nx, 1), *dw = hrand(nw, 1), *dxr = dup(dx, nx), *dwr = dup(dw, nw);
+    float *sx = malloc((size_t)N * 4), sw = 0;
+    int8_t *x8 = malloc(nx), *w8 = malloc(nw);
+    uint16_t *xb = malloc(nx * 2), *wb = malloc(nw * 2);
+    float rsw = trn_wquant(wq, w, nw), *rsx = malloc((size_t)N * 4);
+    trn_aquant(xq, x, N, C);
+    for (int n = 0; n < N; n++) { /* the CPU's row scale g / 127 */
+        float g = 0.0f;
+        for (int k = 0; k < C; k++)
+            g = fmaxf(g, fabsf(x[(size_t)n * C + k]));
+        rsx[n] = g / 127.0f;
+    }
+    float *xd = up(x, nx * 4), *wd = up(w, nw * 4), *resd = up(res, ny * 4);
+    float *yd = krn_cuda_alloc(K, ny * 4), *sxd = krn_cuda_alloc(K, (size_t)N * 4);
+    float *swd = krn_cuda_alloc(K, 4), *dyd = up(dy, ny * 4), *dxd = up(dx, nx * 4);
+    float *dwd = up(dw, nw * 4);
+    char *x8d = krn_cuda_alloc(K, nx + 16), *w8d = krn_cuda_alloc(K, nw + 16);
+    uint16_t *xbd = krn_cuda_alloc(K, nx * 2), *wbd = krn_cuda_alloc(K, nw * 2);
+    uint16_t *scr = krn_cuda_alloc(K, ny * 2);
+    krn_cuda_wquant_narrow(K, (int8_t *)w8d + off, wbd, swd, wd, nw);
+    krn_cuda_aquant_narrow(K, (int8_t *)x8d + off, xbd, sxd, xd, N, C);
+    krn_cuda_d2h(K, x8, x8d + off, nx);
+    krn_cuda_d2h(K, w8, w8d + off, nw);
+    krn_cuda_d2h(K, xb, xbd, nx * 2);
+    krn_cuda_d2h(K, wb, wbd, nw * 2);
+    krn_cuda_d2h(K, sx, sxd, (size_t)N * 4);
+    krn_cuda_d2h(K, &sw, swd, 4);
+    snprintf(nm, sizeof(nm), "aquant narrow %dx%d", N, C);
+    check_codes(nm, x8, xb, sx, rsx, C, xq, nx);
+    snprintf(nm, sizeof(nm), "wquant narrow %dx%d", OC, C);
+    check_codes(nm, w8, wb, &sw, &rsw, 0, wq, nw);
+
+    krn_cuda_qlinear_forward(K, yd, with_res ? resd : NULL, (int8_t *)x8d + off, sxd,
+                             (int8_t *)w8d + off, swd, N, C, OC);
+    for (int n = 0; n < N; n++) /* the exact integer sums, scaled in double */
+        for (int o = 0; o < OC; o++) {
+            long long acc = 0;
+            for (int k = 0; k < C; k++)
+                acc += (long long)x8[(size_t)n * C + k] * w8[(size_t)o * C + k];
+            ye[(size_t)n * OC + o] =
+                (float)((with_res ? res[(size_t)n * OC + o] : 0.0) + (double)acc * sx[n] * sw);
+        }
+    snprintf(nm, sizeof(nm), "int8 linear %dx%d->%d forward%s vs exact integer sums", N, C, OC,
+             with_res ? " + residual" : "");
+    cmp(nm, yd, ye, ny, TOL_INT8);
+    trn_linear_forward(y, xq, wq, N, C, OC);
+    if (with_res)
+        for (size_t i = 0; i < ny; i++)
+            y[i] += res[i];
+    snprintf(nm, sizeof(nm), "int8 linear %dx%d->%d forward%s vs CPU BitLinear", N, C, OC,
+             with_res ? " + residual" : "");
+    cmp(nm, yd, y, ny, TOL_INT8);
+
+    krn_cuda_blinear_forward(K, yd, with_res ? resd : NULL, xbd, wbd, N, C, OC);
+    snprintf(nm, sizeof(nm), "bf16 linear %dx%d->%d forward%s vs CPU BitLinear", N, C, OC,
+             with_res ? " + residual" : "");
+    cmp(nm, yd, y, ny, TOL_BF16);
+
+    float beta = with_res ? 0.0f : 1.0f; /* 0: dX overwritten (the caller's zero-fill spared) */
+    if (beta == 0.0f)
+        memset(dxr, 0, nx * 4);
+    trn_linear_backward(dxr, dwr, dy, xq, wq, N, C, OC);
+    krn_cuda_qlinear_backward(K, dxd, beta, dwd, dyd, xbd, wbd, scr, N, C, OC);
+    snprintf(nm, sizeof(nm), "bf16 linear %dx%d->%d dX (beta %g) vs CPU BitLinear", N, C, OC,
+             (double)beta);
+    cmp(nm, dxd, dxr, nx, TOL_BF16);
+    snprintf(nm, sizeof(nm), "bf16 linear %dx%d->%d dW vs CPU BitLinear", N, C, OC);
+    cmp(nm, dwd, dwr, nw, TOL_BF16);
+    free(x), free(w), free(xq), free(wq), free(res), free(y), free(ye), free(dy), free(dx);
+    free(dw), free(dxr), free(dwr), free(sx), free(rsx), free(x8), free(w8), free(xb), free(wb);
+    void *dev[] = {xd, wd, resd, yd, sxd, swd, dyd, dxd, dwd, x8d, w8d, xbd, wbd, scr};
+    for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
+        krn_cuda_dfree(K, dev[i]);
+}
+
+/* The fused RMSNorm + narrow activation quantizer against the CPU's norm then quantizer. */
+static void t_rms_aquant(int N, int C)
+{
+    size_t n = (size_t)N * C;
+    char nm[96];
+    float *x = hrand(n, 2), *w = hrand(C, 1), *y = malloc(n * 4), *yq = malloc(n * 4);
+    float *rs = malloc(N * 4), *sx = malloc(N * 4), *got = malloc(n * 4);
+    int8_t *x8 = malloc(n);
+    uint16_t *xb = malloc(n * 2);
+    float *xd = up(x, n * 4), *wd = up(w, C * 4), *rsd = krn_cuda_alloc(K, N * 4);
+    float *sxd = krn_cuda_alloc(K, N * 4);
+    int8_t *x8d = krn_cuda_alloc(K, n);
+    uint16_t *xbd = krn_cuda_alloc(K, n * 2);
+    trn_rmsnorm_forward(y, rs, x, w, N, C, 1e-6f);
+    trn_aquant(yq, y, N, C);
+    int rc = krn_cuda_rmsnorm_aquant(K, x8d, xbd, sxd, rsd, xd, wd, N, C, 1e-6f);
+    krn_cuda_d2h(K, x8, x8d, n);
+    krn_cuda_d2h(K, xb, xbd, n * 2);
+    krn_cuda_d2h(K, sx, sxd, N * 4);
+    size_t badb = 0;
+    for (size_t i = 0; i < n; i++) {
+        got[i] = (float)x8[i] * sx[i / C];
+        badb += bf16_val(xb[i]) != bf16_val(bf16_of(got[i])); /* by value: -0 == 0 */
+    }
+    TAP_OK(rc == 0 && badb == 0, "rmsnorm+aquant %dx%d: rc %d, bf16 values differ in %zu", N, C, rc,
+           badb);
+    float *gd = up(got, n * 4);
+    snprintf(nm, sizeof(nm), "rmsnorm+aquant %dx%d codes x scales vs CPU norm then aquant", N, C);
+    cmp(nm, gd, yq, n, TOL_NORMQ);
+    snprintf(nm, sizeof(nm), "rmsnorm+aquant %dx%d rstd", N, C);
+    cmp(nm, rsd, rs, N, TOL_F32);
+    free(x), free(w), free(y), free(yq), free(rs), free(sx), free(got), free(x8), free(xb);
+    krn_cuda_dfree(K, xd), krn_cuda_dfree(K, wd), krn_cuda_dfree(K, rsd), krn_cuda_dfree(K, sxd);
+    krn_cuda_dfree(K, x8d), krn_cuda_dfree(K, xbd), krn_cuda_dfree(K, gd);
 }
 
 static void t_rmsnorm(int N, int C)
@@ -481,6 +664,17 @@ int main(void)
     t_linear(17, 40, 15, 0);
     t_linear(257, 1024, 3072, 0);
     t_linear(257, 1024, 3072, 1);
+    t_rms_aquant(17, 1024);
+    t_rms_aquant(15, 3072);
+    t_rms_aquant(9, 300);
+    t_rms_aquant(3, 5000); /* 1024 threads */
+    t_to_bf16(4095);
+    t_to_bf16(4096);
+    t_qlinear(17, 40, 15, 0, 0);
+    t_qlinear(15, 30, 17, 1, 1); /* C not a multiple of 4, unaligned codes */
+    t_qlinear(1, 64, 64, 1, 0);
+    t_qlinear(257, 1024, 3072, 1, 0);
+    t_qlinear(64, 3072, 1024, 0, 0);
     t_rmsnorm(17, 40);
     t_rmsnorm(15, 4095);
     t_rmsnorm(33, 8);

@@ -2,9 +2,11 @@
 # tools/cuda_device_run.sh — what was run on the GPU machine for docs/cuda.md: the GPU op and
 # step tests, `bitdistill train --device cuda:0` against the CPU on SST-2, and the throughput
 # of bench-cuda-train against tools/bench_cuda_torch.py on a random-init Qwen3-0.6B.
-#   tools/cuda_device_run.sh BIN_DIR DATA_DIR OUT_DIR [tests|train|bench|hf|dp]...
+#   tools/cuda_device_run.sh BIN_DIR DATA_DIR OUT_DIR [tests|train|bench|linear|hf|dp]...
 # bench: bench-cuda-train (micro-batch $B x 512, default 8, accumulation 4, 3 steps; with
-# BITDISTILL_CUDA_PROFILE=1 set, the device time per op too) and the eager functional model;
+# BITDISTILL_CUDA_PROFILE=1 set, the device time per op too; BITDISTILL_CUDA_NARROW=0 for the
+# products before the narrow BitLinear operands) and the eager functional model; linear: the
+# linear-product micro-benchmark (bench-cuda-train --linear);
 # hf: tools/bench_hf_bitdistill.py (transformers Qwen3 + BitLinear + SubLN, eager and
 # torch.compile), the baseline of docs/cuda.md's table, same shapes. SIZE (0.6b, default, or
 # 1.7b) picks the random-init Qwen3 of bench and hf (tools/qwen3-SIZE-config.json).
@@ -67,6 +69,10 @@ bench)
     "$BIN"/bitdistill init --config tools/qwen3-$SIZE-config.json --out $M --seed 1 >/dev/null || exit 1
     timeout 200 "$BIN"/bench-cuda-train $M ${B:-8} 512 4 3 2>&1 | tee "$OUT"/bench-c-$SIZE.txt
     [ -n "${NO_EAGER:-}" ] || PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench_cuda_torch.py $M ${B:-8} 512 4 3 2>&1 | tail -5 | tee "$OUT"/bench-torch-$SIZE.txt
+    ;;
+linear)
+    # the BitLinear products alone at Qwen3-0.6B's shapes (docs/cuda.md "BitLinear products")
+    timeout 60 "$BIN"/bench-cuda-train --linear 4096 50 2>&1 | tee "$OUT"/linear-bench.txt
     ;;
 hf)
     M=/tmp/q$SIZE

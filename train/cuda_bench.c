@@ -4,6 +4,7 @@
  * eager (tools/bench_cuda_torch.py runs the same step).
  *
  *   bench-cuda-train MODEL_DIR B T ACCUM STEPS [fp32|bf16] [NGPU]
+ *   bench-cuda-train --linear [N [REPS]]
  *
  * MODEL_DIR is the teacher (an HF directory, e.g. `bitdistill init --config
  * tools/qwen3-0.6b-config.json`); the student is its copy with SubLN and BitLinear. Two modes are
@@ -16,6 +17,9 @@
  * buffer is allocated by then and kept; the CUDA context and cuBLAS workspace included).
  * BITDISTILL_CUDA_PROFILE=1: device time per op, for the warm-up and the timed steps, on stderr.
  * NGPU > 1: data parallel over cuda:0..NGPU-1 (each micro-batch split by rows).
+ * --linear: the BitLinear products alone at Qwen3-0.6B's shapes (N tokens, default 4096; C -> OC
+ * 1024 -> 2048, 1024 -> 1024, 2048 -> 1024, 1024 -> 3072, 3072 -> 1024) on cuda:0: today's
+ * fp32-storage FAST_16BF products against bf16 storage and INT8 (krn_cuda_linear_bench).
  */
 #include "config.h"
 
@@ -25,6 +29,7 @@
 #include <time.h>
 
 #include "engine/err.h"
+#include "kernels/cuda/kcuda.h"
 #include "train/backend.h"
 
 #define PEAK_BF16 989e12
@@ -108,10 +113,32 @@ static int run(const char *mode, struct trn_model *s, struct trn_model *t, struc
     return 0;
 }
 
+static int linear_bench(int N, int reps)
+{
+    static const int shapes[][2] = {
+        {1024, 2048}, {1024, 1024}, {2048, 1024}, {1024, 3072}, {3072, 1024}};
+    struct krn_cuda *k = NULL;
+    char err[KRN_CUDA_ERR_LEN];
+    int rc = krn_cuda_create(0, &k, err);
+    if (rc) {
+        fprintf(stderr, "bench-cuda-train --linear: %s\n", err);
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]) && !rc; i++)
+        rc = krn_cuda_linear_bench(k, N, shapes[i][0], shapes[i][1], reps, stdout);
+    if (rc)
+        fprintf(stderr, "bench-cuda-train --linear: %s\n", krn_cuda_errmsg(k));
+    krn_cuda_free(k);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "--linear"))
+        return linear_bench(argc > 2 ? atoi(argv[2]) : 4096, argc > 3 ? atoi(argv[3]) : 50);
     if (argc < 6) {
-        fprintf(stderr, "usage: bench-cuda-train MODEL_DIR B T ACCUM STEPS [fp32|bf16] [NGPU]\n");
+        fprintf(stderr, "usage: bench-cuda-train MODEL_DIR B T ACCUM STEPS [fp32|bf16] [NGPU]\n"
+                        "       bench-cuda-train --linear [N [REPS]]\n");
         return 2;
     }
     int B = atoi(argv[2]), T = atoi(argv[3]), accum = atoi(argv[4]), steps = atoi(argv[5]);

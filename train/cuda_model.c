@@ -13,6 +13,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,16 +33,39 @@ struct gmodel {
     struct trn_model *host; /* borrowed */
     const struct eng_config *c;
     int quant, subln, train;
-    int flash; /* attention by the fused kernels (bf16 products, head dim 128): no T x T probs */
-    int wq_ok; /* wq holds the ternary weights of the current p */
+    int flash;  /* attention by the fused kernels (bf16 products, head dim 128): no T x T probs */
+    int narrow; /* bf16 mode BitLinear: the products take the narrow codes (ops.cu); which
+                 * forward: one of enum narrow_fwd */
+    int wq_ok;  /* wq holds the ternary weights of the current p */
     size_t np;
     float *p, *gr, *wq; /* device [np] (gr, wq NULL when unused) */
-    struct loff *lo;    /* [layers] */
+    /* narrow: wq's memory holds instead the int8 codes w8 [np], their bf16 values wb [np] and
+     * one scale per tensor wsc [ntensors], each at the parameter's offset (tensor's index) */
+    int8_t *w8;
+    uint16_t *wb;
+    float *wsc;
+    /* wbf16: a frozen full-precision model (the teacher) in bf16 mode keeps its projections in
+     * bf16, in the first half of each one's fp32 storage in p; xb_src: the input whose bf16
+     * copy tmp holds (q/k/v and gate/up share theirs) */
+    int wbf16;
+    const float *xb_src;
+    struct loff *lo; /* [layers] */
     size_t emb, fnorm, head;
     int B, T;
     float *arena; /* device memory of ar */
     size_t arena_n;
     struct trn_arena ar; /* the activations and scratch (arena.h), over arena */
+};
+
+/* The forward of the narrow BitLinear products. INT8 sums are exact but their per-token scale
+ * is one more pass over the output unless it folds into the residual add (o_proj, down_proj);
+ * bf16 products on the scaled codes round like FAST_16BF did and need no pass (measured:
+ * docs/cuda.md). */
+enum narrow_fwd {
+    NARROW_OFF,   /* fp32 storage, FAST_16BF (BITDISTILL_CUDA_NARROW=0) */
+    NARROW_MIXED, /* INT8 where the product adds to the residual, bf16 elsewhere (default) */
+    NARROW_BF16,  /* bf16 everywhere (BITDISTILL_CUDA_NARROW=bf16) */
+    NARROW_INT8,  /* INT8 everywhere, exact (BITDISTILL_CUDA_NARROW=int8) */
 };
 
 struct trn_cuda {
@@ -81,6 +105,8 @@ static int gfail(struct trn_cuda *g, char *err, const char *what)
 }
 
 /* ------------------------------------------------------------------ upload and planning */
+
+static void narrow_views(struct trn_cuda *g, struct gmodel *m);
 
 static int gmodel_init(struct trn_cuda *g, struct gmodel *m, struct trn_model *host, int train)
 {
@@ -123,8 +149,92 @@ static int gmodel_init(struct trn_cuda *g, struct gmodel *m, struct trn_model *h
         m->gr = krn_cuda_alloc(g->k, m->np * sizeof(float));
     if (!m->p || (m->quant && !m->wq) || (train && !m->gr))
         return ENG_ENOMEM;
+    narrow_views(g, m);
     krn_cuda_h2d(g->k, m->p, trn_model_params(host), m->np * sizeof(float));
     return krn_cuda_sync(g->k);
+}
+
+/* The narrow layout of wq (bytes): w8 [np], wb [np] and wsc [ntensors], each 256-aligned; it
+ * fits in wq's 4 np bytes when np >= 1024 + 4 ntensors. The activations' narrow
+ * codes (qact) fit in an [N][C] fp32 buffer when C >= 64. BITDISTILL_CUDA_NARROW (0, bf16,
+ * int8; enum narrow_fwd) picks the forward, for comparisons. */
+static void narrow_views(struct trn_cuda *g, struct gmodel *m)
+{
+    const struct eng_config *c = m->c;
+    const char *e = getenv("BITDISTILL_CUDA_NARROW");
+    size_t nt = (size_t)trn_model_ntensors(m->host), a = (m->np + 255) & ~(size_t)255;
+    int ok = g->bf16 && m->quant && m->np >= 1024 + 4 * nt && c->hidden >= 64 && c->inter >= 64 &&
+             c->heads * c->head_dim >= 64;
+    m->narrow = !ok || (e && !strcmp(e, "0")) ? NARROW_OFF
+                : e && !strcmp(e, "bf16")     ? NARROW_BF16
+                : e && !strcmp(e, "int8")     ? NARROW_INT8
+                                              : NARROW_MIXED;
+    if (!m->narrow)
+        return;
+    m->w8 = (int8_t *)m->wq;
+    m->wb = (uint16_t *)((char *)m->wq + a);
+    m->wsc = (float *)((char *)m->wq + a + ((2 * m->np + 255) & ~(size_t)255));
+}
+
+/* The scale of the projection at offset off (narrow). */
+static const float *wscale(const struct gmodel *m, size_t off)
+{
+    int n = trn_model_ntensors(m->host);
+    for (int i = 0; i < n; i++)
+        if (trn_model_tensor(m->host, i)->off == off)
+            return m->wsc + i;
+    return m->wsc; /* not reached: every projection is a tensor */
+}
+
+/* The narrow codes of the activations of a BitLinear input, laid over its fp32 buffer xq
+ * [N][C] (x8 [N][C], sx [N], xb [N][C] bf16, each 16-aligned: 3NC + 4N + 45 <= 4NC bytes). */
+struct qact {
+    int8_t *x8;
+    float *sx;
+    uint16_t *xb;
+};
+
+static char *align16(void *p)
+{
+    return (char *)(((uintptr_t)p + 15) & ~(uintptr_t)15);
+}
+
+static struct qact qact_of(float *xq, size_t N, size_t C)
+{
+    struct qact q;
+    q.x8 = (int8_t *)align16(xq);
+    q.sx = (float *)align16(q.x8 + N * C);
+    q.xb = (uint16_t *)align16(q.sx + N);
+    return q;
+}
+
+/* The frozen teacher's projections to bf16 in place (see wbf16): what FAST_16BF rounded them to
+ * at every product. Off in fp32 mode and with BITDISTILL_CUDA_NARROW=0. */
+static int weights_bf16(struct trn_cuda *g, struct gmodel *m)
+{
+    const char *e = getenv("BITDISTILL_CUDA_NARROW");
+    if (!g->bf16 || m->train || m->quant || (e && !strcmp(e, "0")))
+        return 0;
+    size_t mx = 0;
+    for (int i = 0; i < trn_model_ntensors(m->host); i++) {
+        const struct trn_tensor *t = trn_model_tensor(m->host, i);
+        if (strstr(t->name, "_proj.weight") && t->n > mx)
+            mx = t->n;
+    }
+    uint16_t *tmp = krn_cuda_alloc(g->k, mx * sizeof(uint16_t) + 16);
+    if (!tmp)
+        return ENG_ENOMEM;
+    for (int i = 0; i < trn_model_ntensors(m->host); i++) {
+        const struct trn_tensor *t = trn_model_tensor(m->host, i);
+        if (!strstr(t->name, "_proj.weight"))
+            continue;
+        krn_cuda_to_bf16(g->k, tmp, m->p + t->off, t->n);
+        krn_cuda_d2d(g->k, m->p + t->off, tmp, t->n * sizeof(uint16_t));
+    }
+    int rc = krn_cuda_sync(g->k);
+    krn_cuda_dfree(g->k, tmp);
+    m->wbf16 = !rc;
+    return rc;
 }
 
 static void gmodel_release(struct trn_cuda *g, struct gmodel *m)
@@ -217,7 +327,7 @@ int trn_cuda_create(int dev, struct trn_model *student, struct trn_model *teache
     g->bf16 = bf16 != 0;
     size_t np = trn_model_nparams(student);
     if ((rc = gmodel_init(g, &g->s, student, 1)) ||
-        (teacher && (rc = gmodel_init(g, &g->t, teacher, 0)))) {
+        (teacher && ((rc = gmodel_init(g, &g->t, teacher, 0)) || (rc = weights_bf16(g, &g->t))))) {
         eng_fail(err, rc, "cuda:%d: uploading the models: %s", dev, krn_cuda_errmsg(g->k));
         trn_cuda_free(g);
         return rc;
@@ -259,10 +369,76 @@ void trn_cuda_free(struct trn_cuda *g)
 static void act_q(struct krn_cuda *k, const struct gmodel *m, float *xq, const float *x, size_t N,
                   int C)
 {
-    if (m->quant)
+    if (m->narrow) {
+        struct qact q = qact_of(xq, N, (size_t)C);
+        krn_cuda_aquant_narrow(k, q.x8, q.xb, q.sx, x, (int)N, C);
+    } else if (m->quant)
         krn_cuda_aquant(k, xq, x, (int)N, C);
     else if (xq != x)
         krn_cuda_d2d(k, xq, x, N * C * sizeof(float));
+}
+
+/* xn = RMSNorm(x) (rstd r), then the BitLinear input xq of it: narrow, in one pass that never
+ * stores xn (the backward reads only x, r and xq). */
+static void norm_q(struct krn_cuda *k, const struct gmodel *m, float *xn, float *r, float *xq,
+                   const float *x, const float *w, size_t N, int C, float eps)
+{
+    if (m->narrow) {
+        struct qact q = qact_of(xq, N, (size_t)C);
+        if (!krn_cuda_rmsnorm_aquant(k, q.x8, q.xb, q.sx, r, x, w, (int)N, C, eps))
+            return;
+    }
+    krn_cuda_rmsnorm_forward(k, xn, r, x, w, (int)N, C, eps);
+    act_q(k, m, xq, xn, N, C);
+}
+
+/* out [N][OC] = res + xq . W^T for the projection at offset wo (res NULL: no add): on the
+ * narrow codes (INT8 or bf16, enum narrow_fwd), else the fp32-storage product (through tmp for
+ * the add). */
+static void lin_fwd(struct krn_cuda *k, struct gmodel *m, float *out, const float *res, float *xq,
+                    size_t wo, int N, int C, int OC)
+{
+    if (m->wbf16) {
+        uint16_t *xb = (uint16_t *)m->ar.tmp; /* [N][C] bf16 in tmp's [N][max] floats */
+        if (m->xb_src != xq)
+            krn_cuda_to_bf16(k, xb, xq, (size_t)N * C);
+        m->xb_src = xq;
+        krn_cuda_blinear_forward(k, out, res, xb, (const uint16_t *)(m->p + wo), N, C, OC);
+        return;
+    }
+    if (m->narrow) {
+        struct qact q = qact_of(xq, (size_t)N, (size_t)C);
+        if (m->narrow == NARROW_INT8 || (m->narrow == NARROW_MIXED && res))
+            krn_cuda_qlinear_forward(k, out, res, q.x8, q.sx, m->w8 + wo, wscale(m, wo), N, C, OC);
+        else
+            krn_cuda_blinear_forward(k, out, res, q.xb, m->wb + wo, N, C, OC);
+        return;
+    }
+    const float *W = (m->quant ? m->wq : m->p) + wo;
+    if (!res) {
+        krn_cuda_linear_forward(k, out, xq, W, N, C, OC);
+        return;
+    }
+    krn_cuda_linear_forward(k, m->ar.tmp, xq, W, N, C, OC);
+    krn_cuda_add(k, out, res, m->ar.tmp, (size_t)N * OC);
+}
+
+/* dinp (= when first, else +=) dout . W and the projection's gradient += dout^T . xq: bf16
+ * operands (the narrow codes' bf16 values, dout through tmp; first: the product overwrites,
+ * no zero-fill) when narrow, else the fp32-storage products. */
+static void lin_bwd(struct krn_cuda *k, struct gmodel *m, float *dinp, int first, const float *dout,
+                    float *xq, size_t wo, int N, int C, int OC)
+{
+    if (m->narrow) {
+        struct qact q = qact_of(xq, (size_t)N, (size_t)C);
+        krn_cuda_qlinear_backward(k, dinp, first ? 0.0f : 1.0f, m->gr + wo, dout, q.xb, m->wb + wo,
+                                  (uint16_t *)m->ar.tmp, N, C, OC);
+        return;
+    }
+    if (first)
+        krn_cuda_zero(k, dinp, (size_t)N * C * sizeof(float));
+    krn_cuda_linear_backward(k, dinp, m->gr + wo, dout, xq, (m->quant ? m->wq : m->p) + wo, N, C,
+                             OC);
 }
 
 static void gforward(struct trn_cuda *g, struct gmodel *m)
@@ -271,13 +447,19 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
     const struct eng_config *c = m->c;
     int B = m->B, T = m->T, N = B * T, H = c->hidden, I = c->inter, hd = c->head_dim;
     int QD = c->heads * hd, KD = c->kv_heads * hd;
-    float *P = m->p, *W = m->quant ? m->wq : m->p;
+    float *P = m->p;
+    m->xb_src = NULL;
     /* the ternary weights change only with the parameters: once per optimizer step, not
      * once per micro-batch */
     if (m->quant && !m->wq_ok) {
         for (int i = 0; i < trn_model_ntensors(m->host); i++) {
             const struct trn_tensor *t = trn_model_tensor(m->host, i);
-            if (strstr(t->name, "_proj.weight"))
+            if (!strstr(t->name, "_proj.weight"))
+                continue;
+            if (m->narrow)
+                krn_cuda_wquant_narrow(k, m->w8 + t->off, m->wb + t->off, m->wsc + i, m->p + t->off,
+                                       t->n);
+            else
                 krn_cuda_wquant(k, m->wq + t->off, m->p + t->off, t->n);
         }
         m->wq_ok = 1;
@@ -287,11 +469,10 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
         struct trn_acts *a = &m->ar.acts[l];
         const struct loff *o = &m->lo[l];
         float *x = m->ar.resid + (size_t)l * N * H, *xo = x + (size_t)N * H;
-        krn_cuda_rmsnorm_forward(k, a->xn1, a->r1, x, P + o->in_norm, N, H, c->eps);
-        act_q(k, m, a->xq1, a->xn1, N, H);
-        krn_cuda_linear_forward(k, a->q, a->xq1, W + o->q, N, H, QD);
-        krn_cuda_linear_forward(k, a->k, a->xq1, W + o->k, N, H, KD);
-        krn_cuda_linear_forward(k, a->v, a->xq1, W + o->v, N, H, KD);
+        norm_q(k, m, a->xn1, a->r1, a->xq1, x, P + o->in_norm, N, H, c->eps);
+        lin_fwd(k, m, a->q, NULL, a->xq1, o->q, N, H, QD);
+        lin_fwd(k, m, a->k, NULL, a->xq1, o->k, N, H, KD);
+        lin_fwd(k, m, a->v, NULL, a->xq1, o->v, N, H, KD);
         if (c->qk_norm) {
             krn_cuda_rmsnorm_forward(k, a->qn, a->rq, a->q, P + o->q_norm, N * c->heads, hd,
                                      c->eps);
@@ -307,20 +488,19 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
             krn_cuda_attention_forward(k, a->a, a->probs, a->qr, a->kr, a->v, B, T, c->heads,
                                        c->kv_heads, hd);
         if (m->subln) /* else an aliases a */
-            krn_cuda_rmsnorm_forward(k, a->an, a->ra, a->a, P + o->attn_sub, N, QD, c->eps);
-        act_q(k, m, a->xq2, a->an, N, QD);
-        krn_cuda_linear_forward(k, m->ar.tmp, a->xq2, W + o->o, N, QD, H);
-        krn_cuda_add(k, a->xm, x, m->ar.tmp, (size_t)N * H);
-        krn_cuda_rmsnorm_forward(k, a->xn2, a->r2, a->xm, P + o->post_norm, N, H, c->eps);
-        act_q(k, m, a->xq3, a->xn2, N, H);
-        krn_cuda_linear_forward(k, a->g, a->xq3, W + o->gate, N, H, I);
-        krn_cuda_linear_forward(k, a->u, a->xq3, W + o->up, N, H, I);
+            norm_q(k, m, a->an, a->ra, a->xq2, a->a, P + o->attn_sub, N, QD, c->eps);
+        else
+            act_q(k, m, a->xq2, a->an, N, QD);
+        lin_fwd(k, m, a->xm, x, a->xq2, o->o, N, QD, H);
+        norm_q(k, m, a->xn2, a->r2, a->xq3, a->xm, P + o->post_norm, N, H, c->eps);
+        lin_fwd(k, m, a->g, NULL, a->xq3, o->gate, N, H, I);
+        lin_fwd(k, m, a->u, NULL, a->xq3, o->up, N, H, I);
         krn_cuda_swiglu_forward(k, a->h, a->g, a->u, (size_t)N * I);
         if (m->subln) /* else hn aliases h */
-            krn_cuda_rmsnorm_forward(k, a->hn, a->rh, a->h, P + o->ffn_sub, N, I, c->eps);
-        act_q(k, m, a->xq4, a->hn, N, I);
-        krn_cuda_linear_forward(k, m->ar.tmp, a->xq4, W + o->down, N, I, H);
-        krn_cuda_add(k, xo, a->xm, m->ar.tmp, (size_t)N * H);
+            norm_q(k, m, a->hn, a->rh, a->xq4, a->h, P + o->ffn_sub, N, I, c->eps);
+        else
+            act_q(k, m, a->xq4, a->hn, N, I);
+        lin_fwd(k, m, xo, a->xm, a->xq4, o->down, N, I, H);
     }
     krn_cuda_rmsnorm_forward(k, m->ar.xf, m->ar.rf, m->ar.resid + (size_t)c->layers * N * H,
                              P + m->fnorm, N, H, c->eps);
@@ -333,7 +513,7 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
     const struct eng_config *c = m->c;
     int B = m->B, T = m->T, N = B * T, H = c->hidden, I = c->inter, hd = c->head_dim;
     int QD = c->heads * hd, KD = c->kv_heads * hd;
-    float *P = m->p, *W = m->quant ? m->wq : m->p, *G = m->gr;
+    float *P = m->p, *G = m->gr;
     size_t NH = (size_t)N * H, F = sizeof(float);
     krn_cuda_zero(k, m->ar.d1, NH * F);
     krn_cuda_linear_backward(k, m->ar.d1, G + m->head, m->ar.dlogits, m->ar.xf, P + m->head, N, H,
@@ -345,9 +525,7 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         struct trn_acts *a = &m->ar.acts[l];
         const struct loff *o = &m->lo[l];
         float *x = m->ar.resid + (size_t)l * NH;
-        krn_cuda_zero(k, m->ar.d1, (size_t)N * I * F);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->down, m->ar.dres, a->xq4, W + o->down, N, I,
-                                 H);
+        lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq4, o->down, N, I, H);
         float *dh = m->ar.d1;
         if (m->subln) {
             krn_cuda_zero(k, m->ar.d2, (size_t)N * I * F);
@@ -358,13 +536,11 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         krn_cuda_zero(k, m->ar.dg, (size_t)N * I * F);
         krn_cuda_zero(k, m->ar.du, (size_t)N * I * F);
         krn_cuda_swiglu_backward(k, m->ar.dg, m->ar.du, dh, a->g, a->u, (size_t)N * I);
-        krn_cuda_zero(k, m->ar.d1, NH * F);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->gate, m->ar.dg, a->xq3, W + o->gate, N, H, I);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->up, m->ar.du, a->xq3, W + o->up, N, H, I);
+        lin_bwd(k, m, m->ar.d1, 1, m->ar.dg, a->xq3, o->gate, N, H, I);
+        lin_bwd(k, m, m->ar.d1, 0, m->ar.du, a->xq3, o->up, N, H, I);
         krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->post_norm, m->ar.d1, a->xm,
                                   P + o->post_norm, a->r2, N, H);
-        krn_cuda_zero(k, m->ar.d1, (size_t)N * QD * F);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->o, m->ar.dres, a->xq2, W + o->o, N, QD, H);
+        lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq2, o->o, N, QD, H);
         float *da = m->ar.d1;
         if (m->subln) {
             krn_cuda_zero(k, m->ar.d2, (size_t)N * QD * F);
@@ -396,10 +572,9 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
             dqp = m->ar.dq;
             dkp = m->ar.dk;
         }
-        krn_cuda_zero(k, m->ar.d1, NH * F);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->q, dqp, a->xq1, W + o->q, N, H, QD);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->k, dkp, a->xq1, W + o->k, N, H, KD);
-        krn_cuda_linear_backward(k, m->ar.d1, G + o->v, dv, a->xq1, W + o->v, N, H, KD);
+        lin_bwd(k, m, m->ar.d1, 1, dqp, a->xq1, o->q, N, H, QD);
+        lin_bwd(k, m, m->ar.d1, 0, dkp, a->xq1, o->k, N, H, KD);
+        lin_bwd(k, m, m->ar.d1, 0, dv, a->xq1, o->v, N, H, KD);
         krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->in_norm, m->ar.d1, x, P + o->in_norm, a->r1,
                                   N, H);
     }

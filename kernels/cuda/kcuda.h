@@ -12,7 +12,9 @@
  * Matrix products go through cuBLAS with fp32 storage. krn_cuda_set_bf16(ctx, 1) switches them to
  * bf16 tensor-core arithmetic with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_16BF, the master
  * weights staying fp32); 0 (the default) is plain fp32 arithmetic, which matches the CPU trainer
- * to ~1e-5 relative.
+ * to ~1e-5 relative. The bf16 mode's BitLinear products have their own ops on narrow operands
+ * (int8 codes through cublasLt, bf16 storage: krn_cuda_*_narrow, krn_cuda_qlinear_*), which
+ * the GPU model uses in place of krn_cuda_wquant/aquant/linear_* for the student's projections.
  */
 #ifndef BD_KERNELS_CUDA_KCUDA_H
 #define BD_KERNELS_CUDA_KCUDA_H
@@ -79,6 +81,41 @@ double krn_cuda_sum(struct krn_cuda *c, const float *x, size_t n);
 /* ---- the ops (shapes and meaning: train/ops.h) ---- */
 void krn_cuda_wquant(struct krn_cuda *c, float *wq, const float *w, size_t n);
 void krn_cuda_aquant(struct krn_cuda *c, float *xq, const float *x, int N, int C);
+/* The bf16 mode's BitLinear operands (ops.cu "narrow BitLinear"): the ternary codes w8[n] in
+ * {-1, 0, 1}, wb[n] = bf16(t d) and the scale *sw = d (device float) of one matrix; the INT8
+ * activation codes x8[N][C], xb = bf16(q g / 127) and the row scales sx[N] = g / 127. The codes
+ * times their scales are exactly what krn_cuda_wquant / krn_cuda_aquant write. bf16 values are
+ * stored as uint16_t. */
+void krn_cuda_wquant_narrow(struct krn_cuda *c, int8_t *w8, uint16_t *wb, float *sw, const float *w,
+                            size_t n);
+void krn_cuda_aquant_narrow(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx, const float *x,
+                            int N, int C);
+/* krn_cuda_rmsnorm_forward of inp (rstd written, the output not stored) followed by
+ * krn_cuda_aquant_narrow of its output, in one pass. KRN_CUDA_EINVAL (nothing launched) when
+ * C > 16384. */
+int krn_cuda_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx, float *rstd,
+                            const float *inp, const float *w, int N, int C, float eps);
+/* out[N][OC] = res + (X8 . W8^T) sx[n] sw: exact int32 sums on the INT8 tensor cores (cublasLt;
+ * a plain kernel for shapes it does not take), the scales in fp32 after; res may be NULL (no
+ * add) and must not be out. out's memory holds the int32 sums in between. */
+void krn_cuda_qlinear_forward(struct krn_cuda *c, float *out, const float *res, const int8_t *x8,
+                              const float *sx, const int8_t *w8, const float *sw, int N, int C,
+                              int OC);
+/* The same product on the bf16 values (xb . wb^T, fp32 accumulation; not exact: today's
+ * FAST_16BF rounding), for comparison (BITDISTILL_CUDA_NARROW=bf16). */
+void krn_cuda_blinear_forward(struct krn_cuda *c, float *out, const float *res, const uint16_t *xb,
+                              const uint16_t *wb, int N, int C, int OC);
+/* out[n] = bf16(x[n]), rounded to nearest even. */
+void krn_cuda_to_bf16(struct krn_cuda *c, uint16_t *out, const float *x, size_t n);
+/* dinp [N][C] = beta dinp + dY . Wb and dw [OC][C] += dY^T . Xb (either may be NULL) in bf16 x
+ * bf16 with fp32 accumulation; dY goes through scratch (N*OC bf16) first. beta 0 spares the
+ * caller a zero-fill (beta 1: the accumulating contract of the other backwards). */
+void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw,
+                               const float *dout, const uint16_t *xb, const uint16_t *wb,
+                               uint16_t *scratch, int N, int C, int OC);
+/* Micro-benchmark of the linear products at one shape: device ms and TFLOP/s per call of
+ * today's fp32-storage products and the narrow ones, one line each on f. 0 or a status. */
+int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, int reps, FILE *f);
 void krn_cuda_embed_forward(struct krn_cuda *c, float *out, const int32_t *tok, const float *wte,
                             int N, int C);
 void krn_cuda_embed_backward(struct krn_cuda *c, float *dwte, const float *dout, const int32_t *tok,

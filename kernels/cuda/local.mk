@@ -1,6 +1,6 @@
 # kernels/cuda: the trainer's GPU backend (prefix krn_cuda_), built only when configure found
 # nvcc (--with-cuda; AM_CONDITIONAL HAVE_CUDA). The .cu files go through $(NVCC) by explicit
-# rules into libkrn_cuda.a, linked after libbitdistill.a with the CUDA runtime and cuBLAS.
+# rules into libkrn_cuda.a, linked after libbitdistill.a with the CUDA runtime, cuBLAS and cublasLt.
 # Targets: sm_90 machine code (H100/H200) plus compute_90 PTX for newer GPUs.
 # train/cuda_model.c (the GPU model, plain C on kcuda.h) replaces train/cuda_stub.c.
 
@@ -31,7 +31,7 @@ kernels/cuda/nccl.$(OBJEXT): $(srcdir)/kernels/cuda/nccl.cu $(srcdir)/kernels/cu
 	$(AM_V_GEN)$(NVCC) $(NVCC_FLAGS) $(if $(KRN_NCCL_H),-DKRN_HAVE_NCCL,) -c -o $@ \
 	  $(srcdir)/kernels/cuda/nccl.cu
 CLEANFILES += $(libkrn_cuda_a_LIBADD)
-BD_SIMD_LIBS += libkrn_cuda.a -L$(CUDA_DIR)/lib64 -lcublas -lcudart -lstdc++
+BD_SIMD_LIBS += libkrn_cuda.a -L$(CUDA_DIR)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 AM_LDFLAGS += -Wl,-rpath,$(CUDA_DIR)/lib64
 libbitdistill_a_SOURCES += train/backend.h train/cuda_model.c kernels/cuda/kcuda.h
 else

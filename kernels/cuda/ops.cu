@@ -5,11 +5,15 @@
  * the same formula in the same order where it matters (row reductions of the norms and the
  * losses, the quantizers' rounding); tests/test-cuda-ops.c checks every one against the CPU op.
  * Row-wise ops run one block of 256 threads per row with a warp-shuffle block reduction; matrix
- * products, including attention's per-head products (batched over the batch), go to cuBLAS.
+ * products, including attention's per-head products (batched over the batch), go to cuBLAS;
+ * the bf16 mode's INT8 BitLinear forward goes to cublasLt (one cached plan per shape).
  * Nothing here allocates during a step except krn_cuda_alloc itself.
  */
+#include <cublasLt.h>
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +27,15 @@
 #define CUBLAS_WS ((size_t)64 << 20)
 #define PROF_EVENTS 4096 /* event pairs recorded before they are resolved */
 #define PROF_NAMES 48
+#define LT_PLANS 32 /* cached cublasLt INT8 product plans (one per shape and alignment) */
+
+/* One cublasLt INT8 product shape: out^T [OC][N] (int32, column-major) = W8 [OC][C] . X8^T. */
+struct lt_plan {
+    int N, C, OC, al, ok; /* al: the smallest alignment of the three pointers, in bytes */
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+};
 
 struct krn_cuda {
     int dev, bf16, status;
@@ -41,6 +54,9 @@ struct krn_cuda {
     void **ptrs; /* device pointer arrays of the batched attention products [3 * nptr] */
     void *ws;    /* cuBLAS workspace (Hopper's split-K and stream-K kernels want one) */
     int nptr;
+    cublasLtHandle_t lt; /* the INT8 BitLinear forward (NULL: the fallback kernel) */
+    struct lt_plan plans[LT_PLANS];
+    int nplans;
 };
 
 static void prof_resolve(struct krn_cuda *c)
@@ -202,6 +218,8 @@ extern "C" int krn_cuda_create(int dev, struct krn_cuda **out, char *err)
         cublasSetWorkspace(c->blas, c->ws, CUBLAS_WS);
     else
         c->ws = NULL; /* cuBLAS then works without one */
+    if (cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS)
+        c->lt = NULL; /* the INT8 products then run on the fallback kernel */
     cudaGetLastError();
     const char *pe = getenv("BITDISTILL_CUDA_PROFILE");
     if (pe && *pe && strcmp(pe, "0")) {
@@ -229,6 +247,15 @@ extern "C" void krn_cuda_free(struct krn_cuda *c)
                 cudaEventDestroy(c->ev[i]);
         free(c->ev);
     }
+    for (int i = 0; i < c->nplans; i++) {
+        struct lt_plan *p = &c->plans[i];
+        cublasLtMatrixLayoutDestroy(p->la);
+        cublasLtMatrixLayoutDestroy(p->lb);
+        cublasLtMatrixLayoutDestroy(p->lc);
+        cublasLtMatmulDescDestroy(p->op);
+    }
+    if (c->lt)
+        cublasLtDestroy(c->lt);
     if (c->blas)
         cublasDestroy(c->blas);
     if (c->ptrs)
@@ -587,6 +614,343 @@ extern "C" void krn_cuda_linear_backward(struct krn_cuda *c, float *dinp, float 
         krn_cuda_gemm(c, 0, 0, N, C, OC, 1.0f, dout, OC, 0, w, C, 0, 1.0f, dinp, C, 0, 1);
     if (dw)
         krn_cuda_gemm(c, 1, 0, OC, C, N, 1.0f, dout, OC, 0, inp, C, 0, 1.0f, dw, C, 0, 1);
+}
+
+/* ------------------------------------------------------------------ narrow BitLinear */
+
+/* The bf16 mode's BitLinear products take their operands in the narrow types the quantizers
+ * write: the ternary weights as int8 codes t in {-1, 0, 1} with the matrix scale d (the INT8
+ * forward) and as bf16(t d) (the backward's dX: exactly what CUBLAS_COMPUTE_32F_FAST_16BF made
+ * of the fp32 t d); the activations as int8 codes q in [-128, 127] with the row scale g / 127
+ * (the forward) and as bf16(q g / 127) (the backward's dW, again what FAST_16BF made of them).
+ * The forward's integer sums are exact (int32 accumulation on the INT8 tensor cores); the scales
+ * are applied after, in fp32. */
+
+__global__ void k_wquant_narrow(int8_t *w8, __nv_bfloat16 *wb, float *sw, const float *w, size_t n,
+                                const double *sabs)
+{
+    float d = (float)(*sabs / (double)(n ? n : 1));
+    float inv = 1.0f / (d + 1e-5f);
+    if (!blockIdx.x && !threadIdx.x)
+        *sw = d;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float r = rintf(__fmul_rn(w[i], inv));
+        r = r > 1.0f ? 1.0f : (r < -1.0f ? -1.0f : r);
+        w8[i] = (int8_t)r;
+        wb[i] = __float2bfloat16_rn(__fmul_rn(r, d));
+    }
+}
+
+extern "C" void krn_cuda_wquant_narrow(struct krn_cuda *c, int8_t *w8, uint16_t *wb, float *sw,
+                                       const float *w, size_t n)
+{
+    PROF(c, "weight quant");
+    chk(c, cudaMemsetAsync(c->red, 0, sizeof(double), c->st), "memset");
+    unsigned nb = blocks(n, NT); /* at most 1024 blocks, as in reduce() */
+    if (nb > 1024)
+        nb = 1024;
+    k_reduce<<<nb, NT, 0, c->st>>>(c->red, w, n, 2);
+    k_wquant_narrow<<<blocks(n, NT), NT, 0, c->st>>>(w8, (__nv_bfloat16 *)wb, sw, w, n, c->red);
+    LAUNCHED(c, "wquant narrow");
+}
+
+__global__ void k_aquant_narrow(int8_t *x8, __nv_bfloat16 *xb, float *sx, const float *x, int C)
+{
+    size_t r0 = (size_t)blockIdx.x * C;
+    const float *xr = x + r0;
+    float g = 0.0f;
+    for (int j = threadIdx.x; j < C; j += blockDim.x)
+        g = fmaxf(g, fabsf(xr[j]));
+    g = block_max(g);
+    float s = 127.0f / (g + 1e-5f), back = g / 127.0f;
+    if (!threadIdx.x)
+        sx[blockIdx.x] = back;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        float q = rintf(__fmul_rn(xr[j], s));
+        q = q > 127.0f ? 127.0f : (q < -128.0f ? -128.0f : q);
+        x8[r0 + j] = (int8_t)q;
+        xb[r0 + j] = __float2bfloat16_rn(__fmul_rn(q, back));
+    }
+}
+
+extern "C" void krn_cuda_aquant_narrow(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx,
+                                       const float *x, int N, int C)
+{
+    PROF(c, "activation quant");
+    k_aquant_narrow<<<N, NT, 0, c->st>>>(x8, (__nv_bfloat16 *)xb, sx, x, C);
+    LAUNCHED(c, "aquant narrow");
+}
+
+/* RMSNorm (k_rms_fwd's formula) and then k_aquant_narrow of its output in one pass, the row
+ * held in registers (RQ_PER values per thread) and the normalised row never stored. */
+#define RQ_PER 16
+__global__ void k_rms_aquant(int8_t *x8, __nv_bfloat16 *xb, float *sx, float *rstd,
+                             const float *inp, const float *w, int C, float eps)
+{
+    size_t r0 = (size_t)blockIdx.x * C;
+    const float *x = inp + r0;
+    float v[RQ_PER], ss = 0.0f, g = 0.0f;
+#pragma unroll
+    for (int i = 0; i < RQ_PER; i++) {
+        int j = threadIdx.x + i * blockDim.x;
+        v[i] = j < C ? x[j] : 0.0f;
+        ss += v[i] * v[i];
+    }
+    ss = block_sum(ss);
+    float inv = 1.0f / sqrtf(ss / (float)C + eps);
+    if (!threadIdx.x)
+        rstd[blockIdx.x] = inv;
+#pragma unroll
+    for (int i = 0; i < RQ_PER; i++) {
+        int j = threadIdx.x + i * blockDim.x;
+        v[i] = j < C ? w[j] * (v[i] * inv) : 0.0f;
+        g = fmaxf(g, fabsf(v[i]));
+    }
+    g = block_max(g);
+    float s = 127.0f / (g + 1e-5f), back = g / 127.0f;
+    if (!threadIdx.x)
+        sx[blockIdx.x] = back;
+#pragma unroll
+    for (int i = 0; i < RQ_PER; i++) {
+        int j = threadIdx.x + i * blockDim.x;
+        if (j < C) {
+            float q = rintf(__fmul_rn(v[i], s));
+            q = q > 127.0f ? 127.0f : (q < -128.0f ? -128.0f : q);
+            x8[r0 + j] = (int8_t)q;
+            xb[r0 + j] = __float2bfloat16_rn(__fmul_rn(q, back));
+        }
+    }
+}
+
+extern "C" int krn_cuda_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx,
+                                       float *rstd, const float *inp, const float *w, int N, int C,
+                                       float eps)
+{
+    if (C > RQ_PER * 1024)
+        return KRN_CUDA_EINVAL;
+    PROF(c, "rmsnorm+quant fwd");
+    unsigned t = C <= RQ_PER * 128 ? 128 : C <= RQ_PER * 256 ? 256 : 1024;
+    k_rms_aquant<<<N, t, 0, c->st>>>(x8, (__nv_bfloat16 *)xb, sx, rstd, inp, w, C, eps);
+    LAUNCHED(c, "rmsnorm + aquant");
+    return 0;
+}
+
+/* The largest power of two (<= 256) that divides the address. */
+static int ptr_align(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    int al = 256;
+    while (al > 1 && a % (uintptr_t)al)
+        al >>= 1;
+    return al;
+}
+
+/* The cached cublasLt plan of one INT8 product shape (NULL: the table is full). A plan whose
+ * heuristic found no kernel (odd shapes, unaligned pointers) has ok 0: the fallback kernel. */
+static struct lt_plan *lt_plan_get(struct krn_cuda *c, int N, int C, int OC, int al)
+{
+    for (int i = 0; i < c->nplans; i++) {
+        struct lt_plan *p = &c->plans[i];
+        if (p->N == N && p->C == C && p->OC == OC && p->al == al)
+            return p;
+    }
+    if (c->nplans == LT_PLANS)
+        return NULL;
+    struct lt_plan *p = &c->plans[c->nplans++];
+    memset(p, 0, sizeof(*p));
+    p->N = N;
+    p->C = C;
+    p->OC = OC;
+    p->al = al;
+    cublasOperation_t ta = CUBLAS_OP_T;
+    uint64_t wsb = c->ws ? CUBLAS_WS : 0;
+    uint32_t alb = (uint32_t)al;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t r;
+    int got = 0;
+    /* column-major: D [OC][N] = op(A) B with A = W8 stored [C][OC] (transposed: the "TN" form
+     * the INT8 kernels want), B = X8 stored [C][N] */
+    int ok =
+        cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32I, CUDA_R_32I) == 0 &&
+        cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)) == 0 &&
+        cublasLtMatrixLayoutCreate(&p->la, CUDA_R_8I, C, OC, C) == 0 &&
+        cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_8I, C, N, C) == 0 &&
+        cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32I, OC, N, OC) == 0 &&
+        cublasLtMatmulPreferenceCreate(&pref) == 0;
+    cublasLtMatmulPreferenceAttributes_t al_attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    ok = ok && cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                    &wsb, sizeof(wsb)) == 0;
+    for (int i = 0; i < 4 && ok; i++)
+        ok = cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &alb, sizeof(alb)) == 0;
+    ok = ok && cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->la, p->lb, p->lc, p->lc, pref, 1, &r,
+                                              &got) == 0;
+    p->ok = ok && got > 0 && r.state == CUBLAS_STATUS_SUCCESS;
+    if (p->ok)
+        p->algo = r.algo;
+    if (pref)
+        cublasLtMatmulPreferenceDestroy(pref);
+    return p;
+}
+
+/* acc[n][o] = sum_k x8[n][k] w8[o][k]: one thread per output, for what cublasLt does not take. */
+__global__ void k_qgemm_ref(int32_t *acc, const int8_t *x8, const int8_t *w8, int N, int C, int OC)
+{
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= OC)
+        return;
+    for (int n = blockIdx.y; n < N; n += gridDim.y) {
+        const int8_t *xr = x8 + (size_t)n * C, *wr = w8 + (size_t)o * C;
+        int s = 0;
+        for (int k = 0; k < C; k++)
+            s += (int)xr[k] * (int)wr[k];
+        acc[(size_t)n * OC + o] = s;
+    }
+}
+
+/* Row-major acc [N][OC] = X8 [N][C] . W8 [OC][C]^T in exact int32. */
+static void qgemm(struct krn_cuda *c, int32_t *acc, const int8_t *x8, const int8_t *w8, int N,
+                  int C, int OC)
+{
+    int al = ptr_align(x8), aw = ptr_align(w8), ac = ptr_align(acc);
+    al = al < aw ? al : aw;
+    al = al < ac ? al : ac;
+    struct lt_plan *p = c->lt ? lt_plan_get(c, N, C, OC, al) : NULL;
+    if (p && p->ok) {
+        int32_t one = 1, zero = 0;
+        cublasStatus_t s =
+            cublasLtMatmul(c->lt, p->op, &one, w8, p->la, x8, p->lb, &zero, acc, p->lc, acc, p->lc,
+                           &p->algo, c->ws, c->ws ? CUBLAS_WS : 0, c->st);
+        if (s != CUBLAS_STATUS_SUCCESS)
+            fail(c, KRN_CUDA_EDEVICE, "cublasLt: int8 product %dx%dx%d: %s", N, OC, C,
+                 cublasGetStatusString(s));
+        return;
+    }
+    unsigned gy = (unsigned)(N < 65535 ? N : 65535);
+    k_qgemm_ref<<<dim3((unsigned)((OC + 127) / 128), gy), 128, 0, c->st>>>(acc, x8, w8, N, C, OC);
+    LAUNCHED(c, "int8 product");
+}
+
+/* io[n][o] = res[n][o] + acc[n][o] sx[n] sw, the int32 acc read from io itself; one block per
+ * row. */
+__global__ void k_qscale(float *io, const float *res, const float *sx, const float *sw, int OC)
+{
+    size_t r0 = (size_t)blockIdx.x * OC;
+    float s = sx[blockIdx.x], d = *sw;
+    for (int j = threadIdx.x; j < OC; j += blockDim.x) {
+        float y = (float)__float_as_int(io[r0 + j]) * s * d;
+        io[r0 + j] = res ? res[r0 + j] + y : y;
+    }
+}
+
+/* The same four columns at a time (OC % 4 == 0, io and res 16-byte aligned). */
+__global__ void k_qscale4(float4 *io, const float4 *res, const float *sx, const float *sw, int OC4)
+{
+    size_t r0 = (size_t)blockIdx.x * OC4;
+    float s = sx[blockIdx.x], d = *sw;
+    for (int j = threadIdx.x; j < OC4; j += blockDim.x) {
+        float4 v = io[r0 + j], y;
+        y.x = (float)__float_as_int(v.x) * s * d;
+        y.y = (float)__float_as_int(v.y) * s * d;
+        y.z = (float)__float_as_int(v.z) * s * d;
+        y.w = (float)__float_as_int(v.w) * s * d;
+        if (res) {
+            float4 r = res[r0 + j];
+            y.x = r.x + y.x;
+            y.y = r.y + y.y;
+            y.z = r.z + y.z;
+            y.w = r.w + y.w;
+        }
+        io[r0 + j] = y;
+    }
+}
+
+extern "C" void krn_cuda_qlinear_forward(struct krn_cuda *c, float *out, const float *res,
+                                         const int8_t *x8, const float *sx, const int8_t *w8,
+                                         const float *sw, int N, int C, int OC)
+{
+    PROF(c, "linear fwd");
+    qgemm(c, (int32_t *)out, x8, w8, N, C, OC);
+    if (OC % 4 == 0 && ptr_align(out) >= 16 && (!res || ptr_align(res) >= 16))
+        k_qscale4<<<N, NT, 0, c->st>>>((float4 *)out, (const float4 *)res, sx, sw, OC / 4);
+    else
+        k_qscale<<<N, NT, 0, c->st>>>(out, res, sx, sw, OC);
+    LAUNCHED(c, "int8 product scale");
+}
+
+__global__ void k_to_bf16(__nv_bfloat16 *o, const float *x, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        o[i] = __float2bfloat16_rn(x[i]);
+}
+
+/* The same four at a time (n4 = n / 4; x 16-byte, o 8-byte aligned). */
+__global__ void k_to_bf16_4(__nv_bfloat162 *o, const float4 *x, size_t n4)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float4 v = x[i];
+        o[2 * i] = __floats2bfloat162_rn(v.x, v.y);
+        o[2 * i + 1] = __floats2bfloat162_rn(v.z, v.w);
+    }
+}
+
+static void to_bf16(struct krn_cuda *c, uint16_t *o, const float *x, size_t n)
+{
+    if (n % 4 == 0 && ptr_align(x) >= 16 && ptr_align(o) >= 8)
+        k_to_bf16_4<<<blocks(n / 4, NT), NT, 0, c->st>>>((__nv_bfloat162 *)o, (const float4 *)x,
+                                                         n / 4);
+    else
+        k_to_bf16<<<blocks(n, NT), NT, 0, c->st>>>((__nv_bfloat16 *)o, x, n);
+    LAUNCHED(c, "bf16 copy");
+}
+
+/* Row-major C[M][N] = op(A) op(B) + beta C, A and B bf16, C fp32, fp32 accumulation. */
+static void gemm_bf16(struct krn_cuda *c, int ta, int tb, int M, int N, int K, const void *A,
+                      int lda, const void *B, int ldb, float beta, float *C, int ldc)
+{
+    float alpha = 1.0f;
+    cublasStatus_t s =
+        cublasGemmEx(c->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M,
+                     K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc,
+                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        fail(c, s == CUBLAS_STATUS_ALLOC_FAILED ? KRN_CUDA_ENOMEM : KRN_CUDA_EDEVICE,
+             "cublas: bf16 gemm %dx%dx%d: %s", M, N, K, cublasGetStatusString(s));
+}
+
+extern "C" void krn_cuda_blinear_forward(struct krn_cuda *c, float *out, const float *res,
+                                         const uint16_t *xb, const uint16_t *wb, int N, int C,
+                                         int OC)
+{
+    PROF(c, "linear fwd");
+    if (res)
+        chk(c,
+            cudaMemcpyAsync(out, res, (size_t)N * OC * sizeof(float), cudaMemcpyDeviceToDevice,
+                            c->st),
+            "copy on device");
+    gemm_bf16(c, 0, 1, N, OC, C, xb, C, wb, C, res ? 1.0f : 0.0f, out, OC);
+}
+
+extern "C" void krn_cuda_to_bf16(struct krn_cuda *c, uint16_t *out, const float *x, size_t n)
+{
+    PROF(c, "bf16 copy");
+    to_bf16(c, out, x, n);
+}
+
+extern "C" void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw,
+                                          const float *dout, const uint16_t *xb, const uint16_t *wb,
+                                          uint16_t *scratch, int N, int C, int OC)
+{
+    PROF(c, "linear bwd");
+    to_bf16(c, scratch, dout, (size_t)N * OC);
+    if (dinp) /* dX [N][C] += dY [N][OC] . Wb [OC][C] */
+        gemm_bf16(c, 0, 0, N, C, OC, scratch, OC, wb, C, beta, dinp, C);
+    if (dw) /* dW [OC][C] += dY^T . Xb [N][C] */
+        gemm_bf16(c, 1, 0, OC, C, N, scratch, OC, xb, C, 1.0f, dw, C);
 }
 
 /* ------------------------------------------------------------------ RMSNorm */
@@ -1217,4 +1581,119 @@ extern "C" void krn_cuda_adamw(struct krn_cuda *c, float *p, const float *g, flo
     PROF(c, "adamw");
     k_adamw<<<blocks(n, NT), NT, 0, c->st>>>(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, cs);
     LAUNCHED(c, "adamw");
+}
+
+/* ------------------------------------------------------------------ product micro-benchmark */
+
+__global__ void k_fill(float *x, size_t n, unsigned seed)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        unsigned h = (unsigned)i * 2654435761u ^ seed;
+        h ^= h >> 15;
+        h *= 2246822519u;
+        h ^= h >> 13;
+        x[i] = (float)(h & 0xffffff) / 8388608.0f - 1.0f;
+    }
+}
+
+/* Device ms per call of f: two calls to warm up, then reps calls between two events. */
+template <typename F> static double bench_ms(struct krn_cuda *c, int reps, F f)
+{
+    cudaEvent_t a, b;
+    float ms = 0.0f;
+    f();
+    f();
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    cudaEventRecord(a, c->st);
+    for (int i = 0; i < reps; i++)
+        f();
+    cudaEventRecord(b, c->st);
+    cudaEventSynchronize(b);
+    cudaEventElapsedTime(&ms, a, b);
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return (double)ms / reps;
+}
+
+extern "C" int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, int reps, FILE *f)
+{
+    size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
+    float *x = (float *)krn_cuda_alloc(c, nx * 4), *w = (float *)krn_cuda_alloc(c, nw * 4);
+    float *y = (float *)krn_cuda_alloc(c, ny * 4), *dy = (float *)krn_cuda_alloc(c, ny * 4);
+    float *res = (float *)krn_cuda_alloc(c, ny * 4), *dx = (float *)krn_cuda_alloc(c, nx * 4);
+    float *dw = (float *)krn_cuda_alloc(c, nw * 4), *xq = (float *)krn_cuda_alloc(c, nx * 4);
+    float *wq = (float *)krn_cuda_alloc(c, nw * 4), *sx = (float *)krn_cuda_alloc(c, N * 4);
+    float *sw = (float *)krn_cuda_alloc(c, 4);
+    int8_t *x8 = (int8_t *)krn_cuda_alloc(c, nx), *w8 = (int8_t *)krn_cuda_alloc(c, nw);
+    uint16_t *xb = (uint16_t *)krn_cuda_alloc(c, nx * 2),
+             *wb = (uint16_t *)krn_cuda_alloc(c, nw * 2);
+    uint16_t *yb = (uint16_t *)krn_cuda_alloc(c, ny * 2);
+    int rc = 0;
+    if (!x || !w || !y || !dy || !res || !dx || !dw || !xq || !wq || !sx || !sw || !x8 || !w8 ||
+        !xb || !wb || !yb) {
+        rc = KRN_CUDA_ENOMEM;
+        goto out;
+    }
+    {
+        k_fill<<<blocks(nx, NT), NT, 0, c->st>>>(x, nx, 1);
+        k_fill<<<blocks(nw, NT), NT, 0, c->st>>>(w, nw, 2);
+        k_fill<<<blocks(ny, NT), NT, 0, c->st>>>(dy, ny, 3);
+        k_fill<<<blocks(ny, NT), NT, 0, c->st>>>(res, ny, 4);
+        krn_cuda_wquant(c, wq, w, nw);
+        krn_cuda_aquant(c, xq, x, N, C);
+        krn_cuda_wquant_narrow(c, w8, wb, sw, w, nw);
+        krn_cuda_aquant_narrow(c, x8, xb, sx, x, N, C);
+        int bf = c->bf16;
+        krn_cuda_set_bf16(c, 1);
+        double fl = 2.0 * N * C * OC;
+        struct {
+            const char *name;
+            double ms, flops;
+        } r[20];
+        int n = 0;
+#define B_(nm, fl_, body)                                                                          \
+    (r[n].name = (nm), r[n].flops = (fl_), r[n++].ms = bench_ms(c, reps, [&] { body; }))
+        B_("fwd fp32 storage FAST_16BF (today)", fl,
+           krn_cuda_linear_forward(c, y, xq, wq, N, C, OC));
+        B_("fwd bf16 storage", fl, gemm_bf16(c, 0, 1, N, OC, C, xb, C, wb, C, 0.0f, y, OC));
+        B_("fwd bf16 storage + residual add", fl,
+           krn_cuda_blinear_forward(c, y, res, xb, wb, N, C, OC));
+        B_("fwd int8 cublasLt product only", fl, qgemm(c, (int32_t *)y, x8, w8, N, C, OC));
+        B_("fwd int8 + scales (new)", fl,
+           krn_cuda_qlinear_forward(c, y, NULL, x8, sx, w8, sw, N, C, OC));
+        B_("fwd int8 + scales + residual add", fl,
+           krn_cuda_qlinear_forward(c, y, res, x8, sx, w8, sw, N, C, OC));
+        int32_t i1 = 1, i0 = 0;
+        B_("fwd int8 cublasGemmEx 32I", fl,
+           cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, &i1, w8, CUDA_R_8I, C, x8,
+                        CUDA_R_8I, C, &i0, y, CUDA_R_32I, OC, CUBLAS_COMPUTE_32I,
+                        CUBLAS_GEMM_DEFAULT));
+        B_("dX fp32 storage FAST_16BF (today)", fl,
+           krn_cuda_gemm(c, 0, 0, N, C, OC, 1.0f, dy, OC, 0, wq, C, 0, 1.0f, dx, C, 0, 1));
+        B_("dX bf16 storage", fl, gemm_bf16(c, 0, 0, N, C, OC, yb, OC, wb, C, 1.0f, dx, C));
+        B_("dW fp32 storage FAST_16BF (today)", fl,
+           krn_cuda_gemm(c, 1, 0, OC, C, N, 1.0f, dy, OC, 0, xq, C, 0, 1.0f, dw, C, 0, 1));
+        B_("dW bf16 storage", fl, gemm_bf16(c, 1, 0, OC, C, N, yb, OC, xb, C, 1.0f, dw, C));
+        B_("dY to bf16", 0, to_bf16(c, yb, dy, ny));
+        B_("bwd fp32 storage FAST_16BF (today)", 2 * fl,
+           krn_cuda_linear_backward(c, dx, dw, dy, xq, wq, N, C, OC));
+        B_("bwd bf16 storage + dY copy (new)", 2 * fl,
+           krn_cuda_qlinear_backward(c, dx, 1.0f, dw, dy, xb, wb, yb, N, C, OC));
+        B_("aquant fp32 (today)", 0, krn_cuda_aquant(c, xq, x, N, C));
+        B_("aquant int8 + bf16 (new)", 0, krn_cuda_aquant_narrow(c, x8, xb, sx, x, N, C));
+#undef B_
+        krn_cuda_set_bf16(c, bf);
+        for (int i = 0; i < n; i++)
+            fprintf(f, "linear-bench N %d C %d OC %d  %-36s %8.4f ms %7.1f TFLOP/s\n", N, C, OC,
+                    r[i].name, r[i].ms, r[i].flops ? r[i].flops / r[i].ms / 1e9 : 0.0);
+        fflush(f);
+        rc = krn_cuda_sync(c);
+    }
+out:
+    void *all[] = {x, w, y, dy, res, dx, dw, xq, wq, sx, sw, x8, w8, xb, wb, yb};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        krn_cuda_dfree(c, all[i]);
+    return rc;
 }

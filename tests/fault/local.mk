@@ -9,7 +9,7 @@ CLEANFILES += tests/fault/failmalloc.so
 check_PROGRAMS += tests/fault/fault-load
 # Without the CUDA libraries (not needed to load models): their constructors allocate before the
 # hook is ready and their destructors free through ASan, which refuses glibc's pointers.
-tests_fault_fault_load_LDADD = $(filter-out libkrn_cuda.a -L% -lcublas -lcudart -lstdc++ \
+tests_fault_fault_load_LDADD = $(filter-out libkrn_cuda.a -L% -lcublasLt -lcublas -lcudart -lstdc++ \
 	-lnccl,$(BD_ALL_LIBS)) -ldl
 tests_fault_fault_load_DEPENDENCIES = libbitdistill.a libllhttp.a
 dist_noinst_SCRIPTS += tests/fault/test-fault.sh
