@@ -135,6 +135,33 @@ static void test_chat(const struct eng_tok *tok)
     unlink(path);
 }
 
+/* GLUE's own field names for pair tasks: QNLI {question, sentence}, MRPC/RTE-style {sentence1,
+ * sentence2}, QQP-style {question1, question2}: first and second text in that order. */
+static void glue_pairs(void)
+{
+    char err[ENG_ERR_LEN] = "", path[] = "/tmp/bd-trn-data-pairs-XXXXXX.jsonl";
+    int fd = mkstemps(path, 6);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!TAP_OK(f != NULL, "temporary pair file"))
+        return;
+    fputs("{\"question\": \"Who won?\", \"sentence\": \"Ann won.\", \"label\": \"entailment\"}\n"
+          "{\"sentence1\": \"A cat.\", \"sentence2\": \"An animal.\", \"label\": 1}\n"
+          "{\"question1\": \"Why?\", \"question2\": \"How?\", \"label\": 0}\n",
+          f);
+    fclose(f);
+    struct trn_task t;
+    struct trn_dataset *d = NULL;
+    trn_task_defaults("qnli", &t, err);
+    int rc = trn_dataset_load(path, &t, 0, &d, err);
+    TAP_OK(rc == 0 && d->n == 3 && !strcmp(d->ex[0].text, "Who won?") && d->ex[0].text_b &&
+               !strcmp(d->ex[0].text_b, "Ann won.") && !strcmp(d->ex[1].text, "A cat.") &&
+               !strcmp(d->ex[1].text_b, "An animal.") && !strcmp(d->ex[2].text, "Why?") &&
+               !strcmp(d->ex[2].text_b, "How?"),
+           "GLUE pair fields: question+sentence, sentence1/2, question1/2 read in order (%s)", err);
+    trn_dataset_free(d);
+    unlink(path);
+}
+
 int main(void)
 {
     const char *top = getenv("top_srcdir");
@@ -179,6 +206,7 @@ int main(void)
     load("mnli", "mnli/validation.json", 0, 1000, 2, 320); /* contradiction */
     load("qnli", "qnli/validation.json", 0, 1000, 1, 496); /* not_entailment */
     load("cnndm", "cnndm/validation.jsonl", 0, 100, -1, -1);
+    glue_pairs();
 
     snprintf(tokp, sizeof(tokp), "%s/tests/fixtures/train/tok-bytes.json", top ? top : ".");
     struct eng_tok *tok = NULL;

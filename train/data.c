@@ -314,17 +314,23 @@ static int add_record(struct trn_dataset *d, const struct trn_task *t, json_t *o
                                             "%s:%zu: a chat record must be a "
                                             "JSON object",
                                             what, line);
-    static const char *const ka[] = {"text",     "sentence", "text_a", "premise",
-                                     "question", "article",  NULL};
-    static const char *const kb[] = {"text_b", "hypothesis", "sentence2", NULL};
+    static const char *const ka[] = {"text",      "sentence",  "text_a",  "premise", "question",
+                                     "sentence1", "question1", "article", NULL};
+    static const char *const kb[] = {"text_b", "hypothesis", "sentence2", "question2", NULL};
     static const char *const ks[] = {"summary", "highlights", NULL};
     const char *a = jstr(o, ka), *b = jstr(o, kb), *s = jstr(o, ks);
     int label = -1, rc;
     if (!json_is_object(o) || !a)
         return eng_fail(err, ENG_EINVAL,
-                        "%s:%zu: record has no text field (text, sentence, "
-                        "text_a, premise, question, article)",
+                        "%s:%zu: record has no text field (text, sentence, text_a, premise, "
+                        "question, sentence1, question1, article)",
                         what, line);
+    /* GLUE's QNLI names its pair {question, sentence}: the question is the first text */
+    static const char *const kq[] = {"question", NULL}, *const kqs[] = {"sentence", NULL};
+    if (!b && jstr(o, kq) && jstr(o, kqs)) {
+        a = jstr(o, kq);
+        b = jstr(o, kqs);
+    }
     if (t->kind == TRN_TASK_CLS) {
         if ((rc = label_of(t, json_object_get(o, "label"), what, line, &label, err)))
             return rc;
@@ -334,7 +340,7 @@ static int add_record(struct trn_dataset *d, const struct trn_task *t, json_t *o
     if (strstr(t->template, "{text_b}") && !b)
         return eng_fail(err, ENG_EINVAL,
                         "%s:%zu: the task needs a second text (text_b, "
-                        "hypothesis)",
+                        "hypothesis, sentence2, question2, or GLUE QNLI's question + sentence)",
                         what, line);
     if ((rc = push(d, a, b, s, label)))
         return eng_fail(err, rc, "out of memory");
