@@ -5,14 +5,30 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "kernels/gemm.h"
 #include "kernels/internal.h"
 #include "kernels/krn.h"
 
+/* Weights are streamed once per token: on 4 KiB pages a decode step takes a TLB miss every few
+ * KiB of every matrix (two-dimensional page walks in a VM). Buffers of 2 MiB and more are
+ * 2 MiB-aligned and asked for transparent huge pages (MADV_HUGEPAGE: the usual setting is
+ * "madvise", which gives none without asking) before the zero-fill faults them in. */
+#define KRN_HUGE ((size_t)2 << 20)
+
 void *krn_zalloc64(size_t n)
 {
     n = (n + 63) / 64 * 64;
+    if (n >= KRN_HUGE) {
+        n = (n + KRN_HUGE - 1) / KRN_HUGE * KRN_HUGE;
+        void *p = aligned_alloc(KRN_HUGE, n);
+        if (p) {
+            (void)madvise(p, n, MADV_HUGEPAGE); /* advice only: 4 KiB pages still work */
+            memset(p, 0, n);
+        }
+        return p;
+    }
     void *p = aligned_alloc(64, n ? n : 64);
     if (p)
         memset(p, 0, n ? n : 64);
