@@ -9,9 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25 /* Linux 6.1; glibc 2.36's headers predate it */
-#endif
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -285,14 +282,6 @@ int eng_gguf_open(const char *path, struct eng_gguf **out, char *err)
         rc = eng_fail(err, ENG_EIO, "cannot mmap '%s': %s", path, strerror(errno));
         goto fail;
     }
-    /* The ternary body is used in place from this mapping and streamed once per decoded token:
-     * ask for PMD-sized page-cache folios (read-ahead honours MADV_HUGEPAGE on file mappings),
-     * so the stream is not a TLB miss every 4 KiB; MADV_COLLAPSE (Linux 6.1) also turns the
-     * file's pages already cached in small folios (a file just written) into huge ones. Advice
-     * only: where either is refused, 4 KiB pages work as before. */
-    (void)madvise(g->map, g->size, MADV_HUGEPAGE);
-    if (g->size >= (size_t)4 << 20)
-        (void)madvise(g->map, g->size, MADV_COLLAPSE);
     if ((rc = parse(g, path, err)))
         goto fail;
     *out = g;
