@@ -102,6 +102,26 @@ __device__ __forceinline__ void ldbt(uint32_t *b, const bf16 *X, int k0, int n0)
                  : "r"(s));
 }
 
+/* acc = X[r0, r0 + 16) . Y[0, 64)^T over the 128-wide head dimension: a warp's 16 x 64 tile of
+ * scores from two bf16 tiles in shared memory (each row a head-dim vector; fp32 accumulators). */
+__device__ __forceinline__ void warp_xyt(float (*acc)[4], const bf16 *X, int r0, const bf16 *Y)
+{
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+        acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++) {
+        uint32_t a[4];
+        lda(a, X, r0, kk * 16);
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            uint32_t bb[2];
+            ldb(bb, Y, n * 8, kk * 16);
+            mma(acc[n], a, bb[0], bb[1]);
+        }
+    }
+}
+
 /* Stage rows row0..row0+63 of one head (src: the head's row 0, rows rs floats apart) into
  * X[64][FLD] as bf16; rows at or past T are zeros. V: src is 16-byte aligned (float4 loads).
  * The loads of 8 chunks are issued before any is used (rows clamped to T - 1, so every load is
@@ -181,20 +201,7 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_
         stage<V>(Vs, vh, ks, kb * FB, T);
         __syncthreads();
         float s[8][4];
-#pragma unroll
-        for (int n = 0; n < 8; n++)
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < 8; kk++) {
-            uint32_t a[4];
-            lda(a, Qs, wr, kk * 16); /* Q from shared memory: registers go to the staging */
-#pragma unroll
-            for (int n = 0; n < 8; n++) {
-                uint32_t bb[2];
-                ldb(bb, Ks, n * 8, kk * 16);
-                mma(s[n], a, bb[0], bb[1]);
-            }
-        }
+        warp_xyt(s, Qs, wr, Ks); /* Q from shared memory: registers go to the staging */
         float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
         for (int n = 0; n < 8; n++)
@@ -405,20 +412,7 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash
             __syncthreads();
             /* S^T = K Q^T: rows = this warp's 16 keys, columns = the tile's 64 queries */
             float st[8][4];
-#pragma unroll
-            for (int n = 0; n < 8; n++)
-                st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.0f;
-#pragma unroll
-            for (int kk = 0; kk < 8; kk++) {
-                uint32_t a[4];
-                lda(a, Ks, wr, kk * 16);
-#pragma unroll
-                for (int n = 0; n < 8; n++) {
-                    uint32_t bb[2];
-                    ldb(bb, Qs, n * 8, kk * 16);
-                    mma(st[n], a, bb[0], bb[1]);
-                }
-            }
+            warp_xyt(st, Ks, wr, Qs);
 #pragma unroll
             for (int n = 0; n < 8; n++)
 #pragma unroll
@@ -448,20 +442,7 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash
                 }
             /* dP^T = V dO^T, then dS^T = P^T (dP^T - D) in place of P^T */
             float dp[8][4];
-#pragma unroll
-            for (int n = 0; n < 8; n++)
-                dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
-#pragma unroll
-            for (int kk = 0; kk < 8; kk++) {
-                uint32_t a[4];
-                lda(a, Vs, wr, kk * 16);
-#pragma unroll
-                for (int n = 0; n < 8; n++) {
-                    uint32_t bb[2];
-                    ldb(bb, Gs, n * 8, kk * 16);
-                    mma(dp[n], a, bb[0], bb[1]);
-                }
-            }
+            warp_xyt(dp, Vs, wr, Gs);
 #pragma unroll
             for (int j = 0; j < 4; j++)
 #pragma unroll

@@ -439,16 +439,22 @@ __global__ void k_reduce(double *out, const float *x, size_t n, int mode)
         atomicAdd(out, s);
 }
 
-static double reduce(struct krn_cuda *c, const float *x, size_t n, int mode)
+/* c->red = k_reduce's sum over x[n] (mode as there), left on the device. */
+static void reduce_launch(struct krn_cuda *c, const float *x, size_t n, int mode)
 {
-    PROF(c, "reduce (sync)");
-    double r = 0.0;
     chk(c, cudaMemsetAsync(c->red, 0, sizeof(double), c->st), "memset");
     /* at most 1024 blocks: computed apart, because a '>' inside <<< >>> trips clang-format */
     unsigned nb = blocks(n, NT);
     if (nb > 1024)
         nb = 1024;
     k_reduce<<<nb, NT, 0, c->st>>>(c->red, x, n, mode);
+}
+
+static double reduce(struct krn_cuda *c, const float *x, size_t n, int mode)
+{
+    PROF(c, "reduce (sync)");
+    double r = 0.0;
+    reduce_launch(c, x, n, mode);
     LAUNCHED(c, "reduce");
     chk(c, cudaMemcpyAsync(&r, c->red, sizeof(double), cudaMemcpyDeviceToHost, c->st), "reduce");
     chk(c, cudaStreamSynchronize(c->st), "reduce");
@@ -531,11 +537,7 @@ __global__ void k_wquant(float *wq, const float *w, size_t n, const double *sabs
 extern "C" void krn_cuda_wquant(struct krn_cuda *c, float *wq, const float *w, size_t n)
 {
     PROF(c, "weight quant");
-    chk(c, cudaMemsetAsync(c->red, 0, sizeof(double), c->st), "memset");
-    unsigned nb = blocks(n, NT); /* at most 1024 blocks, as in reduce() */
-    if (nb > 1024)
-        nb = 1024;
-    k_reduce<<<nb, NT, 0, c->st>>>(c->red, w, n, 2);
+    reduce_launch(c, w, n, 2); /* sum |w|: the absmean */
     k_wquant<<<blocks(n, NT), NT, 0, c->st>>>(wq, w, n, c->red);
     LAUNCHED(c, "wquant");
 }
@@ -646,11 +648,7 @@ extern "C" void krn_cuda_wquant_narrow(struct krn_cuda *c, int8_t *w8, uint16_t 
                                        const float *w, size_t n)
 {
     PROF(c, "weight quant");
-    chk(c, cudaMemsetAsync(c->red, 0, sizeof(double), c->st), "memset");
-    unsigned nb = blocks(n, NT); /* at most 1024 blocks, as in reduce() */
-    if (nb > 1024)
-        nb = 1024;
-    k_reduce<<<nb, NT, 0, c->st>>>(c->red, w, n, 2);
+    reduce_launch(c, w, n, 2); /* sum |w|: the absmean */
     k_wquant_narrow<<<blocks(n, NT), NT, 0, c->st>>>(w8, (__nv_bfloat16 *)wb, sw, w, n, c->red);
     LAUNCHED(c, "wquant narrow");
 }
