@@ -12,4 +12,13 @@ is() { # is GOT WANT "name"
 }
 skip() { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N # SKIP $1"; }
 diag() { echo "# $*"; }
+relay() { # relay FILE: a checker's "ok - name" / "not ok - name" lines as assertions, the rest as diag
+    while IFS= read -r line; do
+        case "$line" in
+        "ok - "*) ok 0 "${line#ok - }" ;;
+        "not ok - "*) ok 1 "${line#not ok - }" ;;
+        *) diag "$line" ;;
+        esac
+    done <"$1"
+}
 done_testing() { echo "1..$TAP_N"; [ "$TAP_FAILED" -eq 0 ]; }

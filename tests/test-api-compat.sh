@@ -189,20 +189,7 @@ st, _, e = post("/predict", "{not json")
 check(st == 400 and set(e) == {"error", "error_type"}, "bad JSON -> 400 in TEI's shape")
 EOF
 rc=$?
-cat "$T/out.txt" | while IFS= read -r line; do
-    case "$line" in
-    "ok - "*) echo "OK ${line#ok - }" ;;
-    "not ok - "*) echo "NOTOK ${line#not ok - }" ;;
-    *) echo "DIAG $line" ;;
-    esac
-done >"$T/lines.txt"
-while IFS= read -r line; do
-    case "$line" in
-    "OK "*) ok 0 "${line#OK }" ;;
-    "NOTOK "*) ok 1 "${line#NOTOK }" ;;
-    *) diag "${line#DIAG }" ;;
-    esac
-done <"$T/lines.txt"
+relay "$T/out.txt"
 is "$rc" 0 "the checker ran to its end"
 kill -0 "$PID"
 ok $? "the daemon is still serving"

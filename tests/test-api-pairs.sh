@@ -274,13 +274,7 @@ st, r = post("/v1/classify", {"model": "student", "input": "a fine film"})
 check(st == 200, "the one-slot model still answers one text")
 EOF
 rc=$?
-while IFS= read -r line; do
-    case "$line" in
-    "ok - "*) ok 0 "${line#ok - }" ;;
-    "not ok - "*) ok 1 "${line#not ok - }" ;;
-    *) diag "$line" ;;
-    esac
-done <"$T/out.txt"
+relay "$T/out.txt"
 is "$rc" 0 "the checker ran to its end"
 kill -0 "$PID"
 ok $? "the daemon is still serving"
