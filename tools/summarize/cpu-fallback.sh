@@ -5,11 +5,11 @@
 # call: BitNet-SFT (ternary QAT, CE only) of the bundled demo teacher (models/demo/teacher: the
 # demo base pre-trained on the corpus, then fine-tuned on SST-2) on the 800 CNN/DM training pairs
 # as ChatML turns (the same task line and template as the recipe), articles cut to fit 192
-# tokens with their start kept, summaries to 64 tokens, STEPS (default 40) steps of 8, lr 3e-3,
+# tokens with their start kept, summaries to 64 tokens, STEPS (default 300) steps of 8, lr 3e-3,
 # then measured by `bitdistill eval` on the validation articles. No distillation: the CPU had
-# time for one short run. Writes OUT_DIR/run (the job) and OUT_DIR/summarizer.gguf.
+# time for one run (about 30 minutes on 2 cores). Writes OUT_DIR/run (the job) and OUT_DIR/summarizer.gguf.
 set -eu
-BD=$1 CNN=$(cd "$2" && pwd) OUT=$3 STEPS=${4:-40}
+BD=$1 CNN=$(cd "$2" && pwd) OUT=$3 STEPS=${4:-300}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$OUT/tokenizer"
 OUT=$(cd "$OUT" && pwd)
