@@ -122,6 +122,41 @@ __device__ __forceinline__ void warp_xyt(float (*acc)[4], const bf16 *X, int r0,
     }
 }
 
+/* The warp's 16 x 64 score tile s (fp32 accumulators of warp_xyt) as bf16 A fragments, pa[j]
+ * for keys 16j..16j+15: 16 registers instead of 32. */
+__device__ __forceinline__ void pack_scores(uint32_t (*pa)[4], const float (*s)[4])
+{
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        pa[j][0] = pack2(s[2 * j][0], s[2 * j][1]);
+        pa[j][1] = pack2(s[2 * j][2], s[2 * j][3]);
+        pa[j][2] = pack2(s[2 * j + 1][0], s[2 * j + 1][1]);
+        pa[j][3] = pack2(s[2 * j + 1][2], s[2 * j + 1][3]);
+    }
+}
+
+/* acc += A_j . Y[16j, 16j + 16): A_j the fragment a of keys 16j..16j+15 of the warp's 16 x 64
+ * tile, Y a 64 x 128 bf16 tile in shared memory; acc [16][4] covers the warp's 16 rows x 128
+ * head-dim columns. */
+__device__ __forceinline__ void warp_ay_j(float (*acc)[4], const uint32_t *a, const bf16 *Y, int j)
+{
+#pragma unroll
+    for (int d = 0; d < 8; d++) {
+        uint32_t bb[4];
+        ldbt(bb, Y, j * 16, d * 16);
+        mma(acc[2 * d], a, bb[0], bb[1]);
+        mma(acc[2 * d + 1], a, bb[2], bb[3]);
+    }
+}
+
+/* acc += A . Y over the whole tile, A as fragments pa (pack_scores). */
+__device__ __forceinline__ void warp_ay(float (*acc)[4], const uint32_t (*pa)[4], const bf16 *Y)
+{
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        warp_ay_j(acc, pa[j], Y, j);
+}
+
 /* Stage rows row0..row0+63 of one head (src: the head's row 0, rows rs floats apart) into
  * X[64][FLD] as bf16; rows at or past T are zeros. V: src is 16-byte aligned (float4 loads).
  * The loads of 8 chunks are issued before any is used (rows clamped to T - 1, so every load is
@@ -241,13 +276,7 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_
             uint32_t a[4] = {pack2(s[2 * j][0], s[2 * j][1]), pack2(s[2 * j][2], s[2 * j][3]),
                              pack2(s[2 * j + 1][0], s[2 * j + 1][1]),
                              pack2(s[2 * j + 1][2], s[2 * j + 1][3])};
-#pragma unroll
-            for (int d = 0; d < 8; d++) {
-                uint32_t bb[4];
-                ldbt(bb, Vs, j * 16, d * 16);
-                mma(o[2 * d], a, bb[0], bb[1]);
-                mma(o[2 * d + 1], a, bb[2], bb[3]);
-            }
+            warp_ay_j(o, a, Vs, j); /* O += P V, packed per j: fewer live registers */
         }
     }
 #pragma unroll
@@ -349,13 +378,7 @@ template <int V> __global__ void __launch_bounds__(FT, 3) k_flash_dq(struct flas
             uint32_t a[4] = {pack2(s[2 * j][0], s[2 * j][1]), pack2(s[2 * j][2], s[2 * j][3]),
                              pack2(s[2 * j + 1][0], s[2 * j + 1][1]),
                              pack2(s[2 * j + 1][2], s[2 * j + 1][3])};
-#pragma unroll
-            for (int d = 0; d < 8; d++) {
-                uint32_t bb[4];
-                ldbt(bb, Ks, j * 16, d * 16);
-                mma(acc[2 * d], a, bb[0], bb[1]);
-                mma(acc[2 * d + 1], a, bb[2], bb[3]);
-            }
+            warp_ay_j(acc, a, Ks, j); /* dQ += dS K */
         }
     }
 #pragma unroll
@@ -423,23 +446,8 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash
             /* P^T as bf16 A fragments (keys 16j..16j+15 of the query tile): 16 registers
              * instead of 32, which keeps dK and dV in registers */
             uint32_t pa[4][4];
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                pa[j][0] = pack2(st[2 * j][0], st[2 * j][1]);
-                pa[j][1] = pack2(st[2 * j][2], st[2 * j][3]);
-                pa[j][2] = pack2(st[2 * j + 1][0], st[2 * j + 1][1]);
-                pa[j][3] = pack2(st[2 * j + 1][2], st[2 * j + 1][3]);
-            }
-            /* dV += P^T dO */
-#pragma unroll
-            for (int j = 0; j < 4; j++)
-#pragma unroll
-                for (int d = 0; d < 8; d++) {
-                    uint32_t bb[4];
-                    ldbt(bb, Gs, j * 16, d * 16);
-                    mma(dv[2 * d], pa[j], bb[0], bb[1]);
-                    mma(dv[2 * d + 1], pa[j], bb[2], bb[3]);
-                }
+            pack_scores(pa, st);
+            warp_ay(dv, pa, Gs); /* dV += P^T dO */
             /* dP^T = V dO^T, then dS^T = P^T (dP^T - D) in place of P^T */
             float dp[8][4];
             warp_xyt(dp, Vs, wr, Gs);
@@ -452,16 +460,7 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash
                     pa[j][w] =
                         pack2(p.x * (dp[n][e0] - Ds[col]), p.y * (dp[n][e0 + 1] - Ds[col + 1]));
                 }
-                /* dK += dS^T Q */
-#pragma unroll
-            for (int j = 0; j < 4; j++)
-#pragma unroll
-                for (int d = 0; d < 8; d++) {
-                    uint32_t bb[4];
-                    ldbt(bb, Qs, j * 16, d * 16);
-                    mma(dk[2 * d], pa[j], bb[0], bb[1]);
-                    mma(dk[2 * d + 1], pa[j], bb[2], bb[3]);
-                }
+            warp_ay(dk, pa, Qs); /* dK += dS^T Q */
         }
     }
     for (int i = 0; i < 2; i++) {
