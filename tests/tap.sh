@@ -12,6 +12,12 @@ is() { # is GOT WANT "name"
 }
 skip() { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N # SKIP $1"; }
 diag() { echo "# $*"; }
+need() { # need COMMAND: without it, one SKIP naming it and the test ends (passing)
+    command -v "$1" >/dev/null 2>&1 && return 0
+    skip "$1 not installed (deploy/install-deps.sh test installs it)"
+    done_testing
+    exit $?
+}
 relay() { # relay FILE: a checker's "ok - name" / "not ok - name" lines as assertions, the rest as diag
     while IFS= read -r line; do
         case "$line" in

@@ -22,11 +22,7 @@ T=$(mktemp -d /tmp/bd-test-compat-XXXXXX)
 PID=""
 trap 'kill -9 $PID 2>/dev/null; rm -rf "$T"' EXIT
 
-if ! command -v python3 >/dev/null 2>&1; then
-    skip "python3 not installed (deploy/install-deps.sh test installs it)"
-    done_testing
-    exit $?
-fi
+need python3
 
 bd_daemon "$T" --model "$M"
 ok $? "daemon serving the demo student"

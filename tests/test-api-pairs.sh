@@ -26,11 +26,7 @@ T=$(mktemp -d /tmp/bd-test-pairs-XXXXXX)
 PID=""
 trap 'kill -9 $PID 2>/dev/null; rm -rf "$T"' EXIT
 
-if ! command -v python3 >/dev/null 2>&1; then
-    skip "python3 not installed (deploy/install-deps.sh test installs it)"
-    done_testing
-    exit $?
-fi
+need python3
 
 TPL=$(printf 'Question: {text}\nSentence: {text_b}\nDoes the sentence answer the question?')
 "$BD" convert --model "$M/teacher" --out "$T/qnli.gguf" --ternary --template "$TPL" \

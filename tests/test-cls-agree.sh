@@ -24,11 +24,7 @@ T=$(mktemp -d /tmp/bd-test-agree-XXXXXX)
 PID=""
 trap 'kill -9 $PID 2>/dev/null; rm -rf "$T"' EXIT
 
-if ! command -v python3 >/dev/null 2>&1; then
-    skip "python3 not installed (deploy/install-deps.sh test installs it)"
-    done_testing
-    exit $?
-fi
+need python3
 
 head -n $N "$M/data/sst2-dev.txt" >"$T/dev.txt"
 cut -d' ' -f1 "$T/dev.txt" >"$T/labels"
