@@ -430,8 +430,10 @@ static void bf16_round(float *x, size_t n)
 /* The fused attention (head dim 128, bf16 tensor cores) against the CPU's materialising ops
  * (fp32): out, the log-sum-exp (against fp64 on the host), and dQ, dK, dV as increments over
  * random starting values (they accumulate). qs scales q: larger scores test the online softmax.
- * off > 0 shifts every device tensor by off floats (not 16-byte aligned: the scalar loads). The
- * backward runs twice from the same start: the results must be bit-identical (no atomics). */
+ * off > 0 shifts every device tensor by off floats and the bf16 operands by off elements (not
+ * 16-byte aligned: the plain copies instead of cp.async). q, k, v go to the kernels in bf16
+ * (krn_cuda_to_bf16). The backward runs twice from the same start: the results must be
+ * bit-identical (no atomics). */
 static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
 {
     enum { HD = 128 };
@@ -451,8 +453,17 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
         if (d && init[i])
             krn_cuda_h2d(K, buf[i], init[i], bn[i] * 4);
     }
-    float *qd = buf[0], *kd = buf[1], *vd = buf[2], *od = buf[3], *ld = buf[4], *doutd = buf[5];
-    float *dqd = buf[6], *dkd = buf[7], *dvd = buf[8], *scd = krn_cuda_alloc(K, scn * 4);
+    float *od = buf[3], *ld = buf[4], *doutd = buf[5];
+    float *dqd = buf[6], *dkd = buf[7], *dvd = buf[8];
+    float *scd = krn_cuda_alloc(K, krn_cuda_flash_scratch(B, T, NH) * 4 + 64);
+    uint16_t *b16[3];
+    size_t b16n[3] = {nq, nk, nk};
+    for (int i = 0; i < 3; i++) {
+        uint16_t *d = krn_cuda_alloc(K, (b16n[i] + (size_t)off) * 2);
+        b16[i] = d ? d + off : NULL;
+        krn_cuda_to_bf16(K, b16[i], buf[i], b16n[i]);
+    }
+    (void)scn;
     float scale = 1.0f / sqrtf((float)HD);
     int grp = NH / KVH;
     /* lse in fp64 from q and k rounded to bf16 as the kernel stages them (the rounding alone
@@ -481,7 +492,7 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
             }
     free(qb), free(kb);
     trn_attention_forward(o, P, q, k, v, B, T, NH, KVH, HD);
-    krn_cuda_flash_forward(K, od, ld, qd, kd, vd, B, T, NH, KVH, HD);
+    krn_cuda_flash_forward(K, od, ld, b16[0], b16[1], b16[2], B, T, NH, KVH, HD);
     snprintf(nm, sizeof(nm), "flash B%d T%d H%d/%d q*%g%s", B, T, NH, KVH, (double)qs,
              off ? " unaligned" : "");
     snprintf(n2, sizeof(n2), "%s out", nm);
@@ -489,7 +500,8 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     snprintf(n2, sizeof(n2), "%s lse", nm);
     cmp(n2, ld, lse, nl, TOL_LSE);
     trn_attention_backward(dqr, dkr, dvr, dout, P, q, k, v, B, T, NH, KVH, HD, sc);
-    krn_cuda_flash_backward(K, dqd, dkd, dvd, doutd, od, ld, qd, kd, vd, B, T, NH, KVH, HD, scd);
+    krn_cuda_flash_backward(K, dqd, dkd, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH, KVH,
+                            HD, scd + off);
     float *g1 = malloc((nq + 2 * nk) * 4), *g2 = malloc((nq + 2 * nk) * 4);
     krn_cuda_d2h(K, g1, dqd, nq * 4);
     krn_cuda_d2h(K, g1 + nq, dkd, nk * 4);
@@ -503,7 +515,8 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     krn_cuda_h2d(K, dqd, dq, nq * 4);
     krn_cuda_h2d(K, dkd, dk, nk * 4);
     krn_cuda_h2d(K, dvd, dv, nk * 4);
-    krn_cuda_flash_backward(K, dqd, dkd, dvd, doutd, od, ld, qd, kd, vd, B, T, NH, KVH, HD, scd);
+    krn_cuda_flash_backward(K, dqd, dkd, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH, KVH,
+                            HD, scd + off);
     krn_cuda_d2h(K, g2, dqd, nq * 4);
     krn_cuda_d2h(K, g2 + nq, dkd, nk * 4);
     krn_cuda_d2h(K, g2 + nq + nk, dvd, nk * 4);
@@ -512,6 +525,8 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     free(dv), free(lse), free(dqr), free(dkr), free(dvr), free(g1), free(g2);
     for (int i = 0; i < 9; i++)
         krn_cuda_dfree(K, buf[i] ? buf[i] - off : NULL);
+    for (int i = 0; i < 3; i++)
+        krn_cuda_dfree(K, b16[i] ? b16[i] - off : NULL);
     krn_cuda_dfree(K, scd);
 }
 
@@ -526,7 +541,8 @@ static void t_flash_bad(void)
         return;
     }
     float *x = krn_cuda_alloc(k2, 4 * 64 * 4);
-    krn_cuda_flash_forward(k2, x, x, x, x, x, 1, 2, 2, 1, 64);
+    uint16_t *xb = (uint16_t *)x;
+    krn_cuda_flash_forward(k2, x, x, xb, xb, xb, 1, 2, 2, 1, 64);
     int rc = krn_cuda_sync(k2);
     TAP_OK(rc == KRN_CUDA_EINVAL && strstr(krn_cuda_errmsg(k2), "head dim 128") &&
                !krn_cuda_flash_supported(64) && krn_cuda_flash_supported(128),

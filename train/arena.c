@@ -45,13 +45,19 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
         /* without the relation loss, QK-norm's outputs are read only by RoPE right after */
         x->qn = s->nostates && l > 0 ? first.qn : TAKE(N * QD);
         x->kn = s->nostates && l > 0 ? first.kn : TAKE(N * KD);
-        x->qr = TAKE(N * QD);
-        x->kr = TAKE(N * KD);
-        x->probs = x->lse = NULL;
-        if (s->flash)
+        x->probs = x->lse = x->qr = x->kr = NULL;
+        x->qb = x->kb = x->vb = NULL;
+        if (s->flash) {
             x->lse = TAKE((size_t)s->B * NH * s->T);
-        else
+            off = (off + 3) & ~(size_t)3; /* 16-byte aligned bf16 rows */
+            x->qb = (uint16_t *)TAKE(N * QD / 2 + 4);
+            x->kb = (uint16_t *)TAKE(N * KD / 2 + 4);
+            x->vb = (uint16_t *)TAKE(N * KD / 2 + 4);
+        } else {
+            x->qr = TAKE(N * QD);
+            x->kr = TAKE(N * KD);
             x->probs = TAKE((size_t)s->B * NH * s->T * s->T);
+        }
         x->a = TAKE(N * QD);
         x->an = s->subln ? NORM_OUT(N * QD) : NULL;
         x->xq2 = TAKE(N * QD);

@@ -14,6 +14,7 @@
 #define BD_TRAIN_ARENA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "engine/model.h"
 
@@ -25,6 +26,8 @@ struct trn_acts {
     /* attention's saved state: probs [B][NH][T][T], or with flash (spec) lse [B][NH][T] instead
      * (the other NULL) */
     float *lse;
+    /* flash: the attention's operands in bf16 (16-byte aligned) instead of qr, kr (NULL) */
+    uint16_t *qb, *kb, *vb;
     float *r1, *rq, *rk, *ra, *r2, *rh; /* rstd of each RMSNorm [rows] */
 };
 

@@ -280,7 +280,7 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
                                 .flash = m->flash,
                                 .nologits = m->fhead,
                                 .nostates = m->nostates,
-                                .dsc = m->flash ? bht : bht * T};
+                                .dsc = m->flash ? krn_cuda_flash_scratch(B, T, c->heads) : bht * T};
     size_t tot = trn_arena_floats(c, &sp);
     if (!m->arena || tot > m->arena_n) {
         krn_cuda_dfree(g->k, m->arena);
@@ -504,15 +504,19 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
                                      c->eps);
             krn_cuda_rmsnorm_forward(k, a->kn, a->rk, a->k, P + o->k_norm, N * c->kv_heads, hd,
                                      c->eps);
-        } /* else qn, kn alias q, k */
-        krn_cuda_rope_forward(k, a->qr, a->qn, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
-        krn_cuda_rope_forward(k, a->kr, a->kn, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
-        if (m->flash)
-            krn_cuda_flash_forward(k, a->a, a->lse, a->qr, a->kr, a->v, B, T, c->heads, c->kv_heads,
-                                   hd);
-        else
+        }               /* else qn, kn alias q, k */
+        if (m->flash) { /* its operands in bf16 */
+            krn_cuda_rope_forward_bf16(k, a->qb, a->qn, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
+            krn_cuda_rope_forward_bf16(k, a->kb, a->kn, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
+            krn_cuda_to_bf16(k, a->vb, a->v, (size_t)N * KD);
+            krn_cuda_flash_forward(k, a->a, a->lse, a->qb, a->kb, a->vb, B, T, c->heads,
+                                   c->kv_heads, hd);
+        } else {
+            krn_cuda_rope_forward(k, a->qr, a->qn, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
+            krn_cuda_rope_forward(k, a->kr, a->kn, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
             krn_cuda_attention_forward(k, a->a, a->probs, a->qr, a->kr, a->v, B, T, c->heads,
                                        c->kv_heads, hd);
+        }
         if (m->subln) /* else an aliases a */
             norm_q(k, m, a->an, a->ra, a->xq2, a->a, P + o->attn_sub, N, QD, c->eps);
         else
@@ -585,8 +589,8 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
         krn_cuda_zero(k, m->ar.dk, (size_t)N * KD * F);
         if (m->flash)
-            krn_cuda_flash_backward(k, m->ar.dq, m->ar.dk, dv, da, a->a, a->lse, a->qr, a->kr, a->v,
-                                    B, T, c->heads, c->kv_heads, hd, m->ar.dsc);
+            krn_cuda_flash_backward(k, m->ar.dq, m->ar.dk, dv, da, a->a, a->lse, a->qb, a->kb,
+                                    a->vb, B, T, c->heads, c->kv_heads, hd, m->ar.dsc);
         else
             krn_cuda_attention_backward(k, m->ar.dq, m->ar.dk, dv, da, a->probs, a->qr, a->kr, a->v,
                                         B, T, c->heads, c->kv_heads, hd, m->ar.dsc);

@@ -157,35 +157,40 @@ __device__ __forceinline__ void warp_ay(float (*acc)[4], const uint32_t (*pa)[4]
         warp_ay_j(acc, pa[j], Y, j);
 }
 
-/* Stage rows row0..row0+63 of one head (src: the head's row 0, rows rs floats apart) into
- * X[64][FLD] as bf16; rows at or past T are zeros. V: src is 16-byte aligned (float4 loads).
- * The loads of 8 chunks are issued before any is used (rows clamped to T - 1, so every load is
- * in bounds and unconditional): 8 round trips to L2 in flight per thread instead of one. */
+/* Stage rows row0..row0+63 of one head (src: bf16, the head's row 0, rows rs elements apart)
+ * into X[64][FLD]; rows at or past T are zeros. V (src 16-byte aligned, rs a multiple of 8): 16-byte
+ * cp.async copies, asynchronous (cp_commit(), then cp_wait<n>() and a barrier before use: the
+ * loops stage the next tile while the tensor cores work on this one); else plain 2-byte copies. */
 template <int V>
-__device__ __forceinline__ void stage(bf16 *X, const float *src, size_t rs, int row0, int T)
+__device__ __forceinline__ void stage(bf16 *X, const bf16 *src, size_t rs, int row0, int T)
 {
+    if (V) {
 #pragma unroll
-    for (int i0 = 0; i0 < FB * FD / 4 / FT; i0 += 8) {
-        float4 x[8];
-#pragma unroll
-        for (int u = 0; u < 8; u++) {
-            int i = threadIdx.x + (i0 + u) * FT, r = i >> 5, c = (i & 31) * 4;
-            const float *p = src + (size_t)min(row0 + r, T - 1) * rs + c;
-            if (V)
-                x[u] = __ldg((const float4 *)p);
-            else
-                x[u] = make_float4(__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3));
+        for (int u = 0; u < FB * FD / 8 / FT; u++) {
+            int i = threadIdx.x + u * FT, r = i >> 4, c = (i & 15) * 8, ok = row0 + r < T;
+            const bf16 *p = src + (size_t)(ok ? row0 + r : 0) * rs + c;
+            uint32_t d = (uint32_t)__cvta_generic_to_shared(X + r * FLD + c);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(p),
+                         "r"(ok ? 16 : 0)); /* source size 0: zeros */
         }
-#pragma unroll
-        for (int u = 0; u < 8; u++) {
-            int i = threadIdx.x + (i0 + u) * FT, r = i >> 5, c = (i & 31) * 4;
-            float4 y = row0 + r < T ? x[u] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            uint2 w;
-            w.x = pack2(y.x, y.y);
-            w.y = pack2(y.z, y.w);
-            *(uint2 *)(X + r * FLD + c) = w;
+    } else {
+        for (int i = threadIdx.x; i < FB * FD; i += FT) {
+            int r = i >> 7, c = i & (FD - 1);
+            X[r * FLD + c] =
+                row0 + r < T ? src[(size_t)(row0 + r) * rs + c] : __float2bfloat16(0.0f);
         }
     }
+}
+
+__device__ __forceinline__ void cp_commit(void)
+{
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+
+/* wait until at most n of this thread's committed groups are still in flight */
+template <int n> __device__ __forceinline__ void cp_wait(void)
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(n));
 }
 
 /* max / sum over the 4 lanes that share a fragment row */
@@ -203,10 +208,11 @@ __device__ __forceinline__ float quad_sum(float v)
 
 struct flash_args {
     float *out, *lse, *dq, *dk, *dv, *dd; /* dd: D [B][NH][T] of the backward */
-    const float *q, *k, *v, *o, *dout;
+    const bf16 *q, *k, *v, *dob;          /* dob: dout in bf16 (the backward's prep) */
+    const float *o, *dout;                /* fp32: the prep's D = rowsum(dout * o) */
     int T, NH, KVH;
     float scale; /* 1/sqrt(HD) */
-    int vec;     /* q, k, v, o and dout (those given) are 16-byte aligned */
+    int vec;     /* q, k, v (and dob) are 16-byte aligned */
 };
 
 /* ------------------------------------------------------------------ forward */
@@ -214,26 +220,33 @@ struct flash_args {
 template <int V> __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_args f)
 {
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16 *Qs = (bf16 *)smem, *Ks = Qs + TILE, *Vs = Ks + TILE;
+    bf16 *Qs = (bf16 *)smem, *KV = Qs + TILE; /* KV: two buffers of a K and a V tile */
     int T = f.T, NH = f.NH, qb = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int kvh = h / (NH / f.KVH), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int g = lane >> 2, q4 = lane & 3, wr = warp * 16;
     size_t qs = (size_t)NH * FD, ks = (size_t)f.KVH * FD;
-    const float *qh = f.q + (size_t)b * T * qs + (size_t)h * FD;
-    const float *kh = f.k + (size_t)b * T * ks + (size_t)kvh * FD;
-    const float *vh = f.v + (size_t)b * T * ks + (size_t)kvh * FD;
+    const bf16 *qh = f.q + (size_t)b * T * qs + (size_t)h * FD;
+    const bf16 *kh = f.k + (size_t)b * T * ks + (size_t)kvh * FD;
+    const bf16 *vh = f.v + (size_t)b * T * ks + (size_t)kvh * FD;
     float c = f.scale * LOG2E; /* scores in log2 units */
     int q0 = qb * FB, row[2] = {q0 + wr + g, q0 + wr + g + 8};
     stage<V>(Qs, qh, qs, q0, T);
-    __syncthreads();
+    stage<V>(KV, kh, ks, 0, T);
+    stage<V>(KV + TILE, vh, ks, 0, T);
+    cp_commit();
     float o[16][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int i = 0; i < 16; i++)
         o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     for (int kb = 0; kb <= qb; kb++) {
-        __syncthreads(); /* the previous tile's reads are done */
-        stage<V>(Ks, kh, ks, kb * FB, T);
-        stage<V>(Vs, vh, ks, kb * FB, T);
+        bf16 *Ks = KV + (kb & 1) * 2 * TILE, *Vs = Ks + TILE;
+        if (kb < qb) { /* the next key tile into the other buffer, while this one computes */
+            bf16 *Kn = KV + ((kb + 1) & 1) * 2 * TILE;
+            stage<V>(Kn, kh, ks, (kb + 1) * FB, T);
+            stage<V>(Kn + TILE, vh, ks, (kb + 1) * FB, T);
+        }
+        cp_commit();
+        cp_wait<1>(); /* this tile's group has landed */
         __syncthreads();
         float s[8][4];
         warp_xyt(s, Qs, wr, Ks); /* Q from shared memory: registers go to the staging */
@@ -278,6 +291,7 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_
                              pack2(s[2 * j + 1][2], s[2 * j + 1][3])};
             warp_ay_j(o, a, Vs, j); /* O += P V, packed per j: fewer live registers */
         }
+        __syncthreads(); /* every warp is done with this buffer before it is refilled */
     }
 #pragma unroll
     for (int i = 0; i < 2; i++) {
@@ -296,54 +310,70 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_
     }
 }
 
-/* ------------------------------------------------------------------ dQ (and D) */
+/* ------------------------------------------------------------------ backward prep */
 
-template <int V> __global__ void __launch_bounds__(FT, 3) k_flash_dq(struct flash_args f)
+/* One warp per (token, head) row of 128: D = rowsum(dO * O) in fp32 from the fp32 tensors (into
+ * dd [B][NH][T]) and dO in bf16 (dob, the layout of dout), for the two backward kernels. */
+__global__ void k_flash_prep(float *dd, bf16 *dob, const float *o, const float *dout, int T, int NH,
+                             size_t rows)
+{
+    size_t w = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5;
+    int lane = threadIdx.x & 31;
+    if (w >= rows)
+        return;
+    const float *a = o + w * FD, *d = dout + w * FD;
+    float s = 0.0f;
+    for (int i = lane; i < FD; i += 32) {
+        s += a[i] * d[i];
+        dob[w * FD + i] = __float2bfloat16_rn(d[i]);
+    }
+    for (int x = 16; x > 0; x >>= 1)
+        s += __shfl_xor_sync(0xffffffffu, s, x);
+    size_t b = w / ((size_t)T * NH), t = w / NH % T, h = w % NH;
+    if (!lane)
+        dd[(b * NH + h) * T + t] = s;
+}
+
+/* ------------------------------------------------------------------ dQ */
+
+template <int V> __global__ void __launch_bounds__(FT, 2) k_flash_dq(struct flash_args f)
 {
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16 *Qs = (bf16 *)smem, *Os = Qs + TILE, *Ks = Os + TILE, *Vs = Ks + TILE;
+    bf16 *Qs = (bf16 *)smem, *Os = Qs + TILE, *KV = Os + TILE; /* Os: dO; KV as the forward's */
     int T = f.T, NH = f.NH, qb = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int kvh = h / (NH / f.KVH), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int g = lane >> 2, q4 = lane & 3, wr = warp * 16;
     size_t qs = (size_t)NH * FD, ks = (size_t)f.KVH * FD, hrow = ((size_t)b * NH + h) * T;
-    const float *qh = f.q + (size_t)b * T * qs + (size_t)h * FD;
-    const float *oh = f.o + (size_t)b * T * qs + (size_t)h * FD;
-    const float *doh = f.dout + (size_t)b * T * qs + (size_t)h * FD;
-    const float *kh = f.k + (size_t)b * T * ks + (size_t)kvh * FD;
-    const float *vh = f.v + (size_t)b * T * ks + (size_t)kvh * FD;
+    const bf16 *qh = f.q + (size_t)b * T * qs + (size_t)h * FD;
+    const bf16 *doh = f.dob + (size_t)b * T * qs + (size_t)h * FD;
+    const bf16 *kh = f.k + (size_t)b * T * ks + (size_t)kvh * FD;
+    const bf16 *vh = f.v + (size_t)b * T * ks + (size_t)kvh * FD;
     float c = f.scale * LOG2E;
     int q0 = qb * FB, row[2] = {q0 + wr + g, q0 + wr + g + 8};
-    /* D = rowsum(dO * O) in fp32 from the fp32 tensors: warp w takes rows w, w+4, ... */
-    for (int r = warp; r < FB; r += FT / 32) {
-        int t = q0 + r;
-        if (t >= T)
-            break;
-        const float *a = oh + (size_t)t * qs, *d = doh + (size_t)t * qs;
-        float s = 0.0f;
-        for (int i = lane; i < FD; i += 32)
-            s += a[i] * d[i];
-        for (int x = 16; x > 0; x >>= 1)
-            s += __shfl_xor_sync(0xffffffffu, s, x);
-        if (!lane)
-            f.dd[hrow + t] = s;
-    }
     stage<V>(Qs, qh, qs, q0, T);
-    stage<V>(Os, doh, qs, q0, T); /* Os holds dO */
-    __syncthreads();
+    stage<V>(Os, doh, qs, q0, T);
+    stage<V>(KV, kh, ks, 0, T);
+    stage<V>(KV + TILE, vh, ks, 0, T);
+    cp_commit();
     float L[2], D[2];
 #pragma unroll
     for (int i = 0; i < 2; i++) {
         L[i] = row[i] < T ? f.lse[hrow + row[i]] * LOG2E : 0.0f;
-        D[i] = row[i] < T ? f.dd[hrow + row[i]] : 0.0f; /* written above by this block */
+        D[i] = row[i] < T ? f.dd[hrow + row[i]] : 0.0f; /* the prep kernel's */
     }
     float acc[16][4];
 #pragma unroll
     for (int i = 0; i < 16; i++)
         acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     for (int kb = 0; kb <= qb; kb++) {
-        __syncthreads();
-        stage<V>(Ks, kh, ks, kb * FB, T);
-        stage<V>(Vs, vh, ks, kb * FB, T);
+        bf16 *Ks = KV + (kb & 1) * 2 * TILE, *Vs = Ks + TILE;
+        if (kb < qb) {
+            bf16 *Kn = KV + ((kb + 1) & 1) * 2 * TILE;
+            stage<V>(Kn, kh, ks, (kb + 1) * FB, T);
+            stage<V>(Kn + TILE, vh, ks, (kb + 1) * FB, T);
+        }
+        cp_commit();
+        cp_wait<1>();
         __syncthreads();
         float s[8][4], dp[8][4];
 #pragma unroll
@@ -380,6 +410,7 @@ template <int V> __global__ void __launch_bounds__(FT, 3) k_flash_dq(struct flas
                              pack2(s[2 * j + 1][2], s[2 * j + 1][3])};
             warp_ay_j(acc, a, Ks, j); /* dQ += dS K */
         }
+        __syncthreads();
     }
 #pragma unroll
     for (int i = 0; i < 2; i++) {
@@ -399,40 +430,52 @@ template <int V> __global__ void __launch_bounds__(FT, 3) k_flash_dq(struct flas
 template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash_args f)
 {
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16 *Ks = (bf16 *)smem, *Vs = Ks + TILE, *Qs = Vs + TILE, *Gs = Qs + TILE; /* Gs: dO */
-    float *Ls = (float *)(Gs + TILE), *Ds = Ls + FB;
+    /* K, V, then two buffers of a (Q, dO) tile pair and their rows' L and D */
+    bf16 *Ks = (bf16 *)smem, *Vs = Ks + TILE, *QG = Vs + TILE;
+    float *LD = (float *)(QG + 4 * TILE);
     int T = f.T, NH = f.NH, kb = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
     int grp = NH / f.KVH, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int g = lane >> 2, q4 = lane & 3, wr = warp * 16, nqb = (T + FB - 1) / FB;
+    int g = lane >> 2, q4 = lane & 3, wr = warp * 16, nqb = (T + FB - 1) / FB, nq = nqb - kb;
     size_t qs = (size_t)NH * FD, ks = (size_t)f.KVH * FD;
-    const float *kh = f.k + (size_t)b * T * ks + (size_t)kvh * FD;
-    const float *vh = f.v + (size_t)b * T * ks + (size_t)kvh * FD;
+    const bf16 *kh = f.k + (size_t)b * T * ks + (size_t)kvh * FD;
+    const bf16 *vh = f.v + (size_t)b * T * ks + (size_t)kvh * FD;
     float c = f.scale * LOG2E;
     int k0 = kb * FB, key[2] = {k0 + wr + g, k0 + wr + g + 8};
-    stage<V>(Ks, kh, ks, k0, T);
-    stage<V>(Vs, vh, ks, k0, T);
     float dk[16][4], dv[16][4];
 #pragma unroll
     for (int i = 0; i < 16; i++)
 #pragma unroll
         for (int e = 0; e < 4; e++)
             dk[i][e] = dv[i][e] = 0.0f;
-    for (int r = 0; r < grp; r++) {
-        int h = kvh * grp + r;
-        size_t hrow = ((size_t)b * NH + h) * T;
-        const float *qh = f.q + (size_t)b * T * qs + (size_t)h * FD;
-        const float *doh = f.dout + (size_t)b * T * qs + (size_t)h * FD;
-        for (int qb = kb; qb < nqb; qb++) {
-            int q0 = qb * FB;
+    /* iteration it: query head kvh * grp + it / nq, query tile kb + it % nq (those at or after
+     * this key tile); the next one's tiles are staged while this one computes */
+    stage<V>(Ks, kh, ks, k0, T);
+    stage<V>(Vs, vh, ks, k0, T);
+    for (int it = 0; it <= grp * nq; it++) {
+        if (it > 0) {
+            cp_wait<0>(); /* iteration it - 1's tiles (and K, V) have landed */
             __syncthreads();
-            stage<V>(Qs, qh, qs, q0, T);
-            stage<V>(Gs, doh, qs, q0, T);
+        }
+        if (it < grp * nq) { /* stage iteration it into buffer it & 1 */
+            int h = kvh * grp + it / nq, q0 = (kb + it % nq) * FB;
+            size_t hrow = ((size_t)b * NH + h) * T;
+            bf16 *Qn = QG + (it & 1) * 2 * TILE;
+            float *Ln = LD + (it & 1) * 2 * FB;
+            stage<V>(Qn, f.q + (size_t)b * T * qs + (size_t)h * FD, qs, q0, T);
+            stage<V>(Qn + TILE, f.dob + (size_t)b * T * qs + (size_t)h * FD, qs, q0, T);
             for (int i = threadIdx.x; i < FB; i += FT) {
                 int t = q0 + i;
-                Ls[i] = t < T ? f.lse[hrow + t] * LOG2E : 0.0f;
-                Ds[i] = t < T ? f.dd[hrow + t] : 0.0f;
+                Ln[i] = t < T ? f.lse[hrow + t] * LOG2E : 0.0f;
+                Ln[FB + i] = t < T ? f.dd[hrow + t] : 0.0f;
             }
-            __syncthreads();
+            cp_commit();
+        }
+        if (it == 0)
+            continue;
+        int pb = (it - 1) & 1, q0 = (kb + (it - 1) % nq) * FB;
+        const bf16 *Qs = QG + pb * 2 * TILE, *Gs = Qs + TILE; /* Gs: dO */
+        const float *Ls = LD + pb * 2 * FB, *Ds = Ls + FB;
+        {
             /* S^T = K Q^T: rows = this warp's 16 keys, columns = the tile's 64 queries */
             float st[8][4];
             warp_xyt(st, Ks, wr, Qs);
@@ -486,23 +529,29 @@ static int aligned16(const void *p)
 
 static int all_aligned(const struct flash_args *f)
 {
-    return aligned16(f->q) && aligned16(f->k) && aligned16(f->v) && (!f->o || aligned16(f->o)) &&
-           (!f->dout || aligned16(f->dout));
+    return aligned16(f->q) && aligned16(f->k) && aligned16(f->v) && (!f->dob || aligned16(f->dob));
 }
 
-#define SMEM_FWD (3 * TILE * (int)sizeof(bf16))
-#define SMEM_BWD (4 * TILE * (int)sizeof(bf16) + 2 * FB * (int)sizeof(float))
+#define SMEM_FWD (5 * TILE * (int)sizeof(bf16))
+#define SMEM_DQ (6 * TILE * (int)sizeof(bf16))
+#define SMEM_DKDV (6 * TILE * (int)sizeof(bf16) + 4 * FB * (int)sizeof(float))
 
-extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *lse, const float *q,
-                                           const float *k, const float *v, int B, int T, int NH,
-                                           int KVH)
+extern "C" size_t krn_cuda_flash_scratch_(int B, int T, int NH)
+{
+    size_t bht = (size_t)B * NH * T;
+    return bht + 4 + bht * FD / 2; /* D, then dO in bf16 (16-byte aligned) */
+}
+
+extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *lse,
+                                           const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                           int B, int T, int NH, int KVH)
 {
     struct flash_args f = {};
     f.out = out;
     f.lse = lse;
-    f.q = q;
-    f.k = k;
-    f.v = v;
+    f.q = (const bf16 *)q;
+    f.k = (const bf16 *)k;
+    f.v = (const bf16 *)v;
     f.T = T;
     f.NH = NH;
     f.KVH = KVH;
@@ -519,20 +568,22 @@ extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *l
 
 extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk, float *dv,
                                            const float *dout, const float *out, const float *lse,
-                                           const float *q, const float *k, const float *v, int B,
-                                           int T, int NH, int KVH, float *dd)
+                                           const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                           int B, int T, int NH, int KVH, float *scratch)
 {
     struct flash_args f = {};
+    size_t bht = (size_t)B * NH * T;
     f.dq = dq;
     f.dk = dk;
     f.dv = dv;
-    f.dd = dd;
+    f.dd = scratch;
+    f.dob = (const bf16 *)(((uintptr_t)(scratch + bht) + 15) & ~(uintptr_t)15);
     f.dout = dout;
     f.o = out;
     f.lse = (float *)lse;
-    f.q = q;
-    f.k = k;
-    f.v = v;
+    f.q = (const bf16 *)q;
+    f.k = (const bf16 *)k;
+    f.v = (const bf16 *)v;
     f.T = T;
     f.NH = NH;
     f.KVH = KVH;
@@ -540,16 +591,17 @@ extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk
     f.vec = all_aligned(&f);
     void (*kq)(struct flash_args) = f.vec ? k_flash_dq<1> : k_flash_dq<0>;
     void (*kkv)(struct flash_args) = f.vec ? k_flash_dkdv<1> : k_flash_dkdv<0>;
-    cudaError_t e = cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BWD);
+    cudaError_t e = cudaFuncSetAttribute(kq, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_DQ);
     if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BWD);
+        e = cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_DKDV);
     if (e != cudaSuccess)
         return e;
+    k_flash_prep<<<(unsigned)((bht * 32 + 255) / 256), 256, 0, st>>>(f.dd, (bf16 *)f.dob, out, dout,
+                                                                     T, NH, bht);
     unsigned nt = (unsigned)((T + FB - 1) / FB);
-    kq<<<dim3(nt, (unsigned)NH, (unsigned)B), FT, SMEM_BWD, st>>>(f);
+    kq<<<dim3(nt, (unsigned)NH, (unsigned)B), FT, SMEM_DQ, st>>>(f);
     if ((e = cudaGetLastError()) != cudaSuccess)
         return e;
-    /* D (written by k_flash_dq) is read here: same stream, so ordered */
-    kkv<<<dim3(nt, (unsigned)KVH, (unsigned)B), FT, SMEM_BWD, st>>>(f);
+    kkv<<<dim3(nt, (unsigned)KVH, (unsigned)B), FT, SMEM_DKDV, st>>>(f);
     return cudaGetLastError();
 }

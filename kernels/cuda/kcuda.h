@@ -135,6 +135,9 @@ void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, float *dw, const
                                const float *inp, const float *w, const float *rstd, int N, int C);
 void krn_cuda_rope_forward(struct krn_cuda *c, float *out, const float *inp, const float *cs,
                            const float *sn, int B, int T, int NH, int HD);
+/* The forward written in bf16 (the fused attention's q and k). */
+void krn_cuda_rope_forward_bf16(struct krn_cuda *c, uint16_t *out, const float *inp,
+                                const float *cs, const float *sn, int B, int T, int NH, int HD);
 void krn_cuda_rope_backward(struct krn_cuda *c, float *dinp, const float *dout, const float *cs,
                             const float *sn, int B, int T, int NH, int HD);
 void krn_cuda_attention_forward(struct krn_cuda *c, float *out, float *probs, const float *q,
@@ -147,17 +150,22 @@ void krn_cuda_attention_backward(struct krn_cuda *c, float *dq, float *dk, float
                                  int HD, float *scratch);
 /* Fused causal GQA attention (kernels/cuda/flash.cu: FlashAttention-2 on bf16 tensor cores,
  * softmax statistics and accumulation in fp32): the out of krn_cuda_attention_forward without
- * the T x T probabilities; lse [B][NH][T] (natural log-sum-exp of each query row's scaled
+ * the T x T probabilities, from q, k, v in bf16 (same layouts; krn_cuda_rope_forward_bf16,
+ * krn_cuda_to_bf16 make them); lse [B][NH][T] (natural log-sum-exp of each query row's scaled
  * scores) is all the backward keeps. Head dim 128 only (krn_cuda_flash_supported; any other
  * fails with EINVAL): the caller keeps the materialising ops for the rest. */
 int krn_cuda_flash_supported(int HD);
-void krn_cuda_flash_forward(struct krn_cuda *c, float *out, float *lse, const float *q,
-                            const float *k, const float *v, int B, int T, int NH, int KVH, int HD);
-/* dq, dk, dv += ... (P recomputed from q, k and lse; out is the forward's); scratch: B*NH*T
- * floats (device) for D = rowsum(dout * out). Deterministic: no atomics. */
+void krn_cuda_flash_forward(struct krn_cuda *c, float *out, float *lse, const uint16_t *q,
+                            const uint16_t *k, const uint16_t *v, int B, int T, int NH, int KVH,
+                            int HD);
+/* dq, dk, dv += ... (fp32; P recomputed from q, k and lse; out and dout fp32, the forward's and
+ * its gradient); scratch: krn_cuda_flash_scratch(B, T, NH) floats of device memory (D =
+ * rowsum(dout * out) and dout in bf16). Deterministic: no atomics. */
+size_t krn_cuda_flash_scratch(int B, int T, int NH);
 void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk, float *dv, const float *dout,
-                             const float *out, const float *lse, const float *q, const float *k,
-                             const float *v, int B, int T, int NH, int KVH, int HD, float *scratch);
+                             const float *out, const float *lse, const uint16_t *q,
+                             const uint16_t *k, const uint16_t *v, int B, int T, int NH, int KVH,
+                             int HD, float *scratch);
 void krn_cuda_swiglu_forward(struct krn_cuda *c, float *out, const float *g, const float *u,
                              size_t n);
 void krn_cuda_swiglu_backward(struct krn_cuda *c, float *dg, float *du, const float *dout,

@@ -1104,6 +1104,35 @@ extern "C" void krn_cuda_rope_forward(struct krn_cuda *c, float *out, const floa
     LAUNCHED(c, "rope forward");
 }
 
+/* The forward into bf16 (the fused attention's operands): the same float operations, rounded. */
+__global__ void k_rope_b16(__nv_bfloat16 *out, const float *inp, const float *cs, const float *sn,
+                           int T, int NH, int HD, size_t n)
+{
+    int half = HD / 2;
+    size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (idx >= n)
+        return;
+    size_t row = idx / half;
+    int i = (int)(idx % half), t = (int)((row / NH) % T);
+    float co = cs[(size_t)t * half + i], si = sn[(size_t)t * half + i];
+    const float *x = inp + row * HD;
+    __nv_bfloat16 *y = out + row * HD;
+    float x1 = x[i], x2 = x[i + half];
+    y[i] = __float2bfloat16_rn(x1 * co - x2 * si);
+    y[i + half] = __float2bfloat16_rn(x2 * co + x1 * si);
+}
+
+extern "C" void krn_cuda_rope_forward_bf16(struct krn_cuda *c, uint16_t *out, const float *inp,
+                                           const float *cs, const float *sn, int B, int T, int NH,
+                                           int HD)
+{
+    PROF(c, "rope fwd");
+    size_t n = (size_t)B * T * NH * (HD / 2);
+    k_rope_b16<<<(unsigned)((n + NT - 1) / NT), NT, 0, c->st>>>((__nv_bfloat16 *)out, inp, cs, sn,
+                                                                T, NH, HD, n);
+    LAUNCHED(c, "rope forward");
+}
+
 extern "C" void krn_cuda_rope_backward(struct krn_cuda *c, float *dinp, const float *dout,
                                        const float *cs, const float *sn, int B, int T, int NH,
                                        int HD)
@@ -1265,13 +1294,19 @@ extern "C" void krn_cuda_attention_backward(struct krn_cuda *c, float *dq, float
 /* ------------------------------------------------------------------ flash attention */
 
 /* kernels/cuda/flash.cu */
-extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *lse, const float *q,
-                                           const float *k, const float *v, int B, int T, int NH,
-                                           int KVH);
+extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *lse,
+                                           const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                           int B, int T, int NH, int KVH);
 extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk, float *dv,
                                            const float *dout, const float *out, const float *lse,
-                                           const float *q, const float *k, const float *v, int B,
-                                           int T, int NH, int KVH, float *dd);
+                                           const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                           int B, int T, int NH, int KVH, float *scratch);
+extern "C" size_t krn_cuda_flash_scratch_(int B, int T, int NH);
+
+extern "C" size_t krn_cuda_flash_scratch(int B, int T, int NH)
+{
+    return krn_cuda_flash_scratch_(B, T, NH);
+}
 
 extern "C" int krn_cuda_flash_supported(int HD)
 {
@@ -1290,9 +1325,9 @@ static int flash_shape(struct krn_cuda *c, int B, int T, int NH, int KVH, int HD
     return 1;
 }
 
-extern "C" void krn_cuda_flash_forward(struct krn_cuda *c, float *out, float *lse, const float *q,
-                                       const float *k, const float *v, int B, int T, int NH,
-                                       int KVH, int HD)
+extern "C" void krn_cuda_flash_forward(struct krn_cuda *c, float *out, float *lse,
+                                       const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                       int B, int T, int NH, int KVH, int HD)
 {
     PROF(c, "attention fwd (flash)");
     if (flash_shape(c, B, T, NH, KVH, HD))
@@ -1302,8 +1337,8 @@ extern "C" void krn_cuda_flash_forward(struct krn_cuda *c, float *out, float *ls
 
 extern "C" void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk, float *dv,
                                         const float *dout, const float *out, const float *lse,
-                                        const float *q, const float *k, const float *v, int B,
-                                        int T, int NH, int KVH, int HD, float *scratch)
+                                        const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                        int B, int T, int NH, int KVH, int HD, float *scratch)
 {
     PROF(c, "attention bwd (flash)");
     if (flash_shape(c, B, T, NH, KVH, HD))
