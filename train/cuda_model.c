@@ -519,7 +519,7 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
     krn_cuda_linear_backward(k, m->ar.d1, G + m->head, m->ar.dlogits, m->ar.xf, P + m->head, N, H,
                              c->vocab);
     krn_cuda_zero(k, m->ar.dres, NH * F);
-    krn_cuda_rmsnorm_backward(k, m->ar.dres, G + m->fnorm, m->ar.d1,
+    krn_cuda_rmsnorm_backward(k, m->ar.dres, 1, G + m->fnorm, m->ar.d1,
                               m->ar.resid + (size_t)c->layers * NH, P + m->fnorm, m->ar.rf, N, H);
     for (int l = c->layers - 1; l >= 0; l--) {
         struct trn_acts *a = &m->ar.acts[l];
@@ -528,55 +528,50 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq4, o->down, N, I, H);
         float *dh = m->ar.d1;
         if (m->subln) {
-            krn_cuda_zero(k, m->ar.d2, (size_t)N * I * F);
-            krn_cuda_rmsnorm_backward(k, m->ar.d2, G + o->ffn_sub, m->ar.d1, a->h, P + o->ffn_sub,
-                                      a->rh, N, I);
+            krn_cuda_rmsnorm_backward(k, m->ar.d2, 0, G + o->ffn_sub, m->ar.d1, a->h,
+                                      P + o->ffn_sub, a->rh, N, I);
             dh = m->ar.d2;
         }
-        krn_cuda_zero(k, m->ar.dg, (size_t)N * I * F);
-        krn_cuda_zero(k, m->ar.du, (size_t)N * I * F);
-        krn_cuda_swiglu_backward(k, m->ar.dg, m->ar.du, dh, a->g, a->u, (size_t)N * I);
+        krn_cuda_swiglu_backward(k, m->ar.dg, m->ar.du, 0, dh, a->g, a->u, (size_t)N * I);
         lin_bwd(k, m, m->ar.d1, 1, m->ar.dg, a->xq3, o->gate, N, H, I);
         lin_bwd(k, m, m->ar.d1, 0, m->ar.du, a->xq3, o->up, N, H, I);
-        krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->post_norm, m->ar.d1, a->xm,
+        krn_cuda_rmsnorm_backward(k, m->ar.dres, 1, G + o->post_norm, m->ar.d1, a->xm,
                                   P + o->post_norm, a->r2, N, H);
         lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq2, o->o, N, QD, H);
         float *da = m->ar.d1;
         if (m->subln) {
-            krn_cuda_zero(k, m->ar.d2, (size_t)N * QD * F);
-            krn_cuda_rmsnorm_backward(k, m->ar.d2, G + o->attn_sub, m->ar.d1, a->a, P + o->attn_sub,
-                                      a->ra, N, QD);
+            krn_cuda_rmsnorm_backward(k, m->ar.d2, 0, G + o->attn_sub, m->ar.d1, a->a,
+                                      P + o->attn_sub, a->ra, N, QD);
             da = m->ar.d2;
         }
         /* the gradients of the states (qn, kn, v) accumulate where the relation loss left its
          * part: this layer's dstate slice, read once */
         float *dqn = dstate(m, l, TRN_Q), *dkn = dstate(m, l, TRN_K), *dv = dstate(m, l, TRN_V);
-        krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
-        krn_cuda_zero(k, m->ar.dk, (size_t)N * KD * F);
-        if (m->flash)
-            krn_cuda_flash_backward(k, m->ar.dq, m->ar.dk, dv, da, a->a, a->lse, a->qr, a->kr, a->v,
-                                    B, T, c->heads, c->kv_heads, hd, m->ar.dsc);
-        else
+        if (m->flash) { /* dq, dk overwritten */
+            krn_cuda_flash_backward(k, m->ar.dq, m->ar.dk, 0, dv, da, a->a, a->lse, a->qr, a->kr,
+                                    a->v, B, T, c->heads, c->kv_heads, hd, m->ar.dsc);
+        } else {
+            krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
+            krn_cuda_zero(k, m->ar.dk, (size_t)N * KD * F);
             krn_cuda_attention_backward(k, m->ar.dq, m->ar.dk, dv, da, a->probs, a->qr, a->kr, a->v,
                                         B, T, c->heads, c->kv_heads, hd, m->ar.dsc);
+        }
         krn_cuda_rope_backward(k, dqn, m->ar.dq, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
         krn_cuda_rope_backward(k, dkn, m->ar.dk, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
         float *dqp = dqn, *dkp = dkn;
         if (c->qk_norm) {
-            krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
-            krn_cuda_zero(k, m->ar.dk, (size_t)N * KD * F);
-            krn_cuda_rmsnorm_backward(k, m->ar.dq, G + o->q_norm, dqn, a->q, P + o->q_norm, a->rq,
-                                      N * c->heads, hd);
-            krn_cuda_rmsnorm_backward(k, m->ar.dk, G + o->k_norm, dkn, a->k, P + o->k_norm, a->rk,
-                                      N * c->kv_heads, hd);
+            krn_cuda_rmsnorm_backward(k, m->ar.dq, 0, G + o->q_norm, dqn, a->q, P + o->q_norm,
+                                      a->rq, N * c->heads, hd);
+            krn_cuda_rmsnorm_backward(k, m->ar.dk, 0, G + o->k_norm, dkn, a->k, P + o->k_norm,
+                                      a->rk, N * c->kv_heads, hd);
             dqp = m->ar.dq;
             dkp = m->ar.dk;
         }
         lin_bwd(k, m, m->ar.d1, 1, dqp, a->xq1, o->q, N, H, QD);
         lin_bwd(k, m, m->ar.d1, 0, dkp, a->xq1, o->k, N, H, KD);
         lin_bwd(k, m, m->ar.d1, 0, dv, a->xq1, o->v, N, H, KD);
-        krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->in_norm, m->ar.d1, x, P + o->in_norm, a->r1,
-                                  N, H);
+        krn_cuda_rmsnorm_backward(k, m->ar.dres, 1, G + o->in_norm, m->ar.d1, x, P + o->in_norm,
+                                  a->r1, N, H);
     }
     krn_cuda_embed_backward(k, G + m->emb, m->ar.dres, g->tok, N, H);
 }

@@ -17,7 +17,8 @@
  *    dP = dO V^T, dS = P (dP - D), dQ += dS K; it also writes D for the dK/dV kernel;
  *  - dK/dV: a block per (key tile, kv head, sequence) loops over the group's query heads and
  *    the query tiles at or after its keys: S^T = K Q^T, P^T, dV += P^T dO, dP^T = V dO^T,
- *    dK += dS^T Q. Each output element has one owner thread: no atomics, deterministic.
+ *    dK += dS^T Q. Each output element has one owner thread: no atomics, deterministic; so
+ *    dQ and dK may as well be overwritten (acc_qk 0: the caller's zero-fill spared).
  * Rows past T are staged as zeros and masked (any T, including 1).
  *
  * Fragment layout of mma.m16n8k16 (PTX ISA "Matrix fragments for mma.m16n8k16"), with
@@ -207,6 +208,7 @@ struct flash_args {
     int T, NH, KVH;
     float scale; /* 1/sqrt(HD) */
     int vec;     /* q, k, v, o and dout (those given) are 16-byte aligned */
+    int acc_qk;  /* the backward: dq, dk += (1) or = (0; dv always +=) */
 };
 
 /* ------------------------------------------------------------------ forward */
@@ -388,8 +390,9 @@ template <int V> __global__ void __launch_bounds__(FT, 3) k_flash_dq(struct flas
         float *dst = f.dq + ((size_t)b * T + row[i]) * qs + (size_t)h * FD + 2 * q4;
 #pragma unroll
         for (int d = 0; d < 16; d++) {
-            dst[d * 8] += acc[d][2 * i] * f.scale;
-            dst[d * 8 + 1] += acc[d][2 * i + 1] * f.scale;
+            float v0 = acc[d][2 * i] * f.scale, v1 = acc[d][2 * i + 1] * f.scale;
+            dst[d * 8] = f.acc_qk ? dst[d * 8] + v0 : v0;
+            dst[d * 8 + 1] = f.acc_qk ? dst[d * 8 + 1] + v1 : v1;
         }
     }
 }
@@ -469,8 +472,9 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash
         size_t off = ((size_t)b * T + key[i]) * ks + (size_t)kvh * FD + 2 * q4;
 #pragma unroll
         for (int d = 0; d < 16; d++) {
-            f.dk[off + d * 8] += dk[d][2 * i] * f.scale;
-            f.dk[off + d * 8 + 1] += dk[d][2 * i + 1] * f.scale;
+            float k0 = dk[d][2 * i] * f.scale, k1 = dk[d][2 * i + 1] * f.scale;
+            f.dk[off + d * 8] = f.acc_qk ? f.dk[off + d * 8] + k0 : k0;
+            f.dk[off + d * 8 + 1] = f.acc_qk ? f.dk[off + d * 8 + 1] + k1 : k1;
             f.dv[off + d * 8] += dv[d][2 * i];
             f.dv[off + d * 8 + 1] += dv[d][2 * i + 1];
         }
@@ -517,14 +521,15 @@ extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *l
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk, float *dv,
-                                           const float *dout, const float *out, const float *lse,
-                                           const float *q, const float *k, const float *v, int B,
-                                           int T, int NH, int KVH, float *dd)
+extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk, int acc_qk,
+                                           float *dv, const float *dout, const float *out,
+                                           const float *lse, const float *q, const float *k,
+                                           const float *v, int B, int T, int NH, int KVH, float *dd)
 {
     struct flash_args f = {};
     f.dq = dq;
     f.dk = dk;
+    f.acc_qk = acc_qk;
     f.dv = dv;
     f.dd = dd;
     f.dout = dout;
