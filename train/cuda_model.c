@@ -441,6 +441,42 @@ static void lin_bwd(struct krn_cuda *k, struct gmodel *m, float *dinp, int first
                              OC);
 }
 
+/* The FFN's down-projection input from g and u: h = silu(g) u, its SubLN (rstd rh) and the
+ * BitLinear input xq4. Narrow with SubLN: one fused pass that stores neither h nor hn (the
+ * backward recomputes h: ffn_act_bwd); else h is stored. */
+static void ffn_act(struct krn_cuda *k, const struct gmodel *m, struct trn_acts *a, const float *w,
+                    int N, int I, float eps)
+{
+    if (m->narrow && m->subln) {
+        struct qact q = qact_of(a->xq4, (size_t)N, (size_t)I);
+        if (!krn_cuda_swiglu_rmsnorm_aquant(k, q.x8, q.xb, q.sx, a->rh, a->g, a->u, w, N, I, eps))
+            return;
+    }
+    krn_cuda_swiglu_forward(k, a->h, a->g, a->u, (size_t)N * I);
+    if (m->subln) /* else hn aliases h */
+        norm_q(k, m, a->hn, a->rh, a->xq4, a->h, w, (size_t)N, I, eps);
+    else
+        act_q(k, m, a->xq4, a->hn, (size_t)N, I);
+}
+
+/* dg, du (overwritten) from dh1, the gradient of ffn_act's output (SubLN's weight gradient
+ * gw += ; d2 scratch): narrow with SubLN fused, h recomputed from g and u (ffn_act stored none;
+ * both fall back together, on rows wider than the fused kernels take). */
+static void ffn_act_bwd(struct krn_cuda *k, const struct gmodel *m, const struct trn_acts *a,
+                        float *dg, float *du, float *d2, float *gw, const float *dh1,
+                        const float *w, int N, int I)
+{
+    if (m->narrow && m->subln &&
+        !krn_cuda_swiglu_rmsnorm_backward(k, dg, du, gw, dh1, a->g, a->u, w, a->rh, N, I))
+        return;
+    const float *dh = dh1;
+    if (m->subln) {
+        krn_cuda_rmsnorm_backward(k, d2, 0, gw, dh1, a->h, w, a->rh, N, I);
+        dh = d2;
+    }
+    krn_cuda_swiglu_backward(k, dg, du, 0, dh, a->g, a->u, (size_t)N * I);
+}
+
 static void gforward(struct trn_cuda *g, struct gmodel *m)
 {
     struct krn_cuda *k = g->k;
@@ -495,11 +531,7 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
         norm_q(k, m, a->xn2, a->r2, a->xq3, a->xm, P + o->post_norm, N, H, c->eps);
         lin_fwd(k, m, a->g, NULL, a->xq3, o->gate, N, H, I);
         lin_fwd(k, m, a->u, NULL, a->xq3, o->up, N, H, I);
-        krn_cuda_swiglu_forward(k, a->h, a->g, a->u, (size_t)N * I);
-        if (m->subln) /* else hn aliases h */
-            norm_q(k, m, a->hn, a->rh, a->xq4, a->h, P + o->ffn_sub, N, I, c->eps);
-        else
-            act_q(k, m, a->xq4, a->hn, N, I);
+        ffn_act(k, m, a, P + o->ffn_sub, N, I, c->eps);
         lin_fwd(k, m, xo, a->xm, a->xq4, o->down, N, I, H);
     }
     krn_cuda_rmsnorm_forward(k, m->ar.xf, m->ar.rf, m->ar.resid + (size_t)c->layers * N * H,
@@ -526,13 +558,8 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         const struct loff *o = &m->lo[l];
         float *x = m->ar.resid + (size_t)l * NH;
         lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq4, o->down, N, I, H);
-        float *dh = m->ar.d1;
-        if (m->subln) {
-            krn_cuda_rmsnorm_backward(k, m->ar.d2, 0, G + o->ffn_sub, m->ar.d1, a->h,
-                                      P + o->ffn_sub, a->rh, N, I);
-            dh = m->ar.d2;
-        }
-        krn_cuda_swiglu_backward(k, m->ar.dg, m->ar.du, 0, dh, a->g, a->u, (size_t)N * I);
+        ffn_act_bwd(k, m, a, m->ar.dg, m->ar.du, m->ar.d2, G + o->ffn_sub, m->ar.d1, P + o->ffn_sub,
+                    N, I);
         lin_bwd(k, m, m->ar.d1, 1, m->ar.dg, a->xq3, o->gate, N, H, I);
         lin_bwd(k, m, m->ar.d1, 0, m->ar.du, a->xq3, o->up, N, H, I);
         krn_cuda_rmsnorm_backward(k, m->ar.dres, 1, G + o->post_norm, m->ar.d1, a->xm,
