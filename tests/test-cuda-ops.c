@@ -795,6 +795,53 @@ static void t_losses(int N, int V)
     krn_cuda_dfree(K, tgd);
 }
 
+/* The fused head's losses (head.cu) against the CPU's CE and KL: the row losses, and the bf16
+ * gradient rows (written over a NaN-filled buffer: every element, padded rows included, must be
+ * overwritten) against trn_ce_backward + trn_kl_backward from zeros. kl 0: CE only. */
+static void t_head_loss(int N, int V, int kl, int off)
+{
+    size_t n = (size_t)N * V;
+    int32_t *tg = malloc(N * 4);
+    int kept = 0;
+    for (int i = 0; i < N; i++) {
+        tg[i] = i % 4 == 2 ? -1 : (int32_t)((unsigned)(frand() * 1e6f + 1e6f) % V);
+        kept += tg[i] >= 0;
+    }
+    float *s = hrand(n, 12), *t = hrand(n, 12), *dr = calloc(n, 4), *gh = malloc(n * 4);
+    float *sd = krn_cuda_alloc(K, (n + off) * 4), *td = up(t, n * 4);
+    float *ce = krn_cuda_alloc(K, N * 4), *kd = krn_cuda_alloc(K, N * 4);
+    uint16_t *gd = krn_cuda_alloc(K, n * 2), *gb = malloc(n * 2);
+    int32_t *tgd = up(tg, N * 4);
+    float tau = kl ? 2.0f : 1.0f, sc = 0.8f, lam = 3.0f;
+    krn_cuda_h2d(K, sd + off, s, n * 4); /* off 1: unaligned rows, the scalar path */
+    for (size_t i = 0; i < n; i++)
+        gb[i] = 0xffff; /* NaN */
+    krn_cuda_h2d(K, gd, gb, n * 2);
+    krn_cuda_head_loss(K, ce, kl ? kd : NULL, gd, sd + off, kl ? td : NULL, tgd, N, V, tau,
+                       sc / (float)kept, sc * lam / (float)kept / tau);
+    char nm[96];
+    snprintf(nm, sizeof(nm), "head loss %dx%d%s%s: CE", N, V, kl ? " +KL" : "",
+             off ? " unaligned" : "");
+    cmp_scalar(nm, krn_cuda_sum(K, ce, N) / kept, trn_ce_forward(s, tg, N, V), TOL_F32);
+    trn_ce_backward(dr, s, tg, N, V, sc);
+    if (kl) {
+        snprintf(nm, sizeof(nm), "head loss %dx%d: KL", N, V);
+        cmp_scalar(nm, krn_cuda_sum(K, kd, N) / kept, trn_kl_forward(s, t, tg, N, V, tau), 1e-4);
+        trn_kl_backward(dr, s, t, tg, N, V, tau, sc * lam);
+    }
+    krn_cuda_d2h(K, gb, gd, n * 2);
+    krn_cuda_sync(K);
+    for (size_t i = 0; i < n; i++)
+        gh[i] = bf16_val(gb[i]);
+    float *gup = up(gh, n * 4);
+    snprintf(nm, sizeof(nm), "head loss %dx%d%s: bf16 gradient (padded rows zero)", N, V,
+             kl ? " +KL" : "");
+    cmp(nm, gup, dr, n, TOL_BF16);
+    free(tg), free(s), free(t), free(dr), free(gh), free(gb);
+    krn_cuda_dfree(K, sd), krn_cuda_dfree(K, td), krn_cuda_dfree(K, ce), krn_cuda_dfree(K, kd);
+    krn_cuda_dfree(K, gd), krn_cuda_dfree(K, tgd), krn_cuda_dfree(K, gup);
+}
+
 static void t_relation(int B, int T, int Cs, int Ct, int S, enum trn_rel kind)
 {
     size_t ns = (size_t)B * T * Cs, nt = (size_t)B * T * Ct;
@@ -931,6 +978,12 @@ int main(void)
     t_relation(3, 17, 64, 32, 4, TRN_REL_COSINE);
     t_relation(3, 17, 64, 32, 4, TRN_REL_SCALED);
     t_relation(2, 130, 2048, 1024, 8, TRN_REL_COSINE);
+    t_head_loss(17, 97, 1, 0);
+    t_head_loss(15, 4096, 1, 0);
+    t_head_loss(15, 4096, 0, 0);
+    t_head_loss(9, 4096, 1, 1);
+    t_head_loss(6, 151936, 1, 0); /* Qwen3's vocabulary */
+    t_head_loss(6, 151936, 0, 0);
     t_adamw(1);
     t_adamw(100003);
     TAP_OK(krn_cuda_sync(K) == 0, "no sticky cuda error (%s)", krn_cuda_errmsg(K));

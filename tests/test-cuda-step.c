@@ -6,7 +6,8 @@
  * fp32 accumulation (1e-2 on losses). Gradient error is ||g_gpu - g_cpu|| / ||g_cpu|| per tensor.
  * The fixtures' head dim (16) keeps the materialising attention; a random-init model with head
  * dim 128 (made here with eng_init_write) runs the bf16 path's fused (flash) attention and, in
- * fp32, the materialising one, against the same CPU step.
+ * fp32, the materialising one, against the same CPU step. The bf16 path's head and losses are
+ * fused (no logits matrix, a chunk of rows at a time): one case forces chunks of 7 rows.
  * Without a GPU every check is a TAP SKIP with the reason.
  */
 #include "config.h"
@@ -337,6 +338,11 @@ int main(void)
     lc.layer = -1;
     lc.rel = TRN_REL_COSINE;
     one_case("distill cosine bf16", &b, &lc, 1);
+    /* the fused head a chunk of 7 of the 39 rows at a time (6 chunks, a tail of 4) */
+    setenv("BITDISTILL_CUDA_HEAD_ROWS", "7", 1);
+    one_case("distill cosine bf16, head in chunks of 7 rows", &b, &lc, 1);
+    one_case("CE only bf16, head in chunks of 7 rows", &b, &ce, 1);
+    unsetenv("BITDISTILL_CUDA_HEAD_ROWS");
     hd128_cases(&lc);
     oom_case(&b, &lc);
     if (trn_cuda_device_count() < 2) {

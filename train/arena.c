@@ -14,18 +14,37 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
     size_t NH = c->heads, KH = c->kv_heads, half = (size_t)c->head_dim / 2;
     size_t mx = H > QD ? H : QD, off = 0;
     mx = mx > I ? mx : I;
-    struct trn_acts scratch;
+    struct trn_acts scratch, first = {0};
 #define TAKE(n) (off += (n), base ? base + off - (n) : NULL)
+    /* With BitLinear, a norm's output is read only by the quantizer right after it (the
+     * backward reads the norm's input, its rstd and the codes): it lives in tmp. */
+#define NORM_OUT(n) (s->quant ? a->tmp : TAKE(n))
     a->resid = TAKE((L + 1) * N * H);
+    a->tmp = TAKE(N * mx); /* first: NORM_OUT uses it */
     for (size_t l = 0; l < L; l++) {
         struct trn_acts *x = base ? &a->acts[l] : &scratch;
-        x->xn1 = TAKE(N * H);
+        if (!s->grad && l > 0) {
+            /* no backward: a layer's activations are dead once the next one has read them,
+             * so every layer reuses the first's, except the states (qn, kn, v) that the
+             * relation loss reads after the forward */
+            *x = first;
+            x->v = TAKE(N * KD);
+            x->qn = TAKE(N * QD);
+            x->kn = TAKE(N * KD);
+            if (!c->qk_norm) {
+                x->q = x->qn;
+                x->k = x->kn;
+            }
+            continue;
+        }
+        x->xn1 = NORM_OUT(N * H);
         x->xq1 = TAKE(N * H);
         x->q = TAKE(N * QD);
         x->k = TAKE(N * KD);
         x->v = TAKE(N * KD);
-        x->qn = TAKE(N * QD);
-        x->kn = TAKE(N * KD);
+        /* without the relation loss, QK-norm's outputs are read only by RoPE right after */
+        x->qn = s->nostates && l > 0 ? first.qn : TAKE(N * QD);
+        x->kn = s->nostates && l > 0 ? first.kn : TAKE(N * KD);
         x->qr = TAKE(N * QD);
         x->kr = TAKE(N * KD);
         x->probs = x->lse = NULL;
@@ -34,15 +53,15 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
         else
             x->probs = TAKE((size_t)s->B * NH * s->T * s->T);
         x->a = TAKE(N * QD);
-        x->an = TAKE(N * QD);
+        x->an = s->subln ? NORM_OUT(N * QD) : NULL;
         x->xq2 = TAKE(N * QD);
         x->xm = TAKE(N * H);
-        x->xn2 = TAKE(N * H);
+        x->xn2 = NORM_OUT(N * H);
         x->xq3 = TAKE(N * H);
         x->g = TAKE(N * I);
         x->u = TAKE(N * I);
         x->h = TAKE(N * I);
-        x->hn = TAKE(N * I);
+        x->hn = s->subln ? NORM_OUT(N * I) : NULL;
         x->xq4 = TAKE(N * I);
         x->r1 = TAKE(N);
         x->rq = TAKE(N * NH);
@@ -65,18 +84,18 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
             x->xq3 = x->xn2;
             x->xq4 = x->hn;
         }
+        first = *x;
     }
     a->xf = TAKE(N * H);
     a->rf = TAKE(N);
-    a->logits = TAKE(N * V);
-    a->tmp = TAKE(N * mx);
+    a->logits = s->nologits ? NULL : TAKE(N * V);
     a->cs = TAKE((size_t)s->T * half);
     a->sn = TAKE((size_t)s->T * half);
     a->dlogits = a->dstate = a->dres = a->d1 = a->d2 = a->dg = a->du = a->dq = a->dk = a->dsc =
         NULL;
     if (s->grad) {
-        a->dlogits = TAKE(N * V);
-        a->dstate = TAKE(L * N * (QD + 2 * KD));
+        a->dlogits = s->nologits ? NULL : TAKE(N * V);
+        a->dstate = TAKE((s->nostates ? 1 : L) * N * (QD + 2 * KD));
         a->dres = TAKE(N * H);
         a->d1 = TAKE(N * mx);
         a->d2 = TAKE(N * mx);
@@ -86,6 +105,7 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
         a->dk = TAKE(N * KD);
         a->dsc = TAKE(s->dsc);
     }
+#undef NORM_OUT
 #undef TAKE
     return off;
 }

@@ -19,6 +19,7 @@
 
 /* One layer's activations, kept for the backward. */
 struct trn_acts {
+    /* xn1, an, xn2, hn: the norms' outputs (tmp with BitLinear, see trn_arena_spec) */
     float *xn1, *xq1, *q, *k, *v, *qn, *kn, *qr, *kr, *probs, *a, *an, *xq2, *xm, *xn2, *xq3, *g,
         *u, *h, *hn, *xq4;
     /* attention's saved state: probs [B][NH][T][T], or with flash (spec) lse [B][NH][T] instead
@@ -34,16 +35,20 @@ struct trn_arena {
     float *cs, *sn;                /* RoPE tables [T][hd/2] */
     /* the backward's (NULL without grad) */
     float *dlogits; /* [N][V] */
-    float *dstate;  /* [L][N][QD+2KD]: gradients of the states qn, kn, v */
+    float *dstate;  /* [L][N][QD+2KD]: gradients of the states qn, kn, v ([1]: nostates) */
     float *dres, *d1, *d2, *dg, *du, *dq, *dk; /* [N][H], 2 x [N][max], 2 x [N][I], dq, dk */
     float *dsc;                                /* the attention backward's scratch (dsc floats) */
 };
 
-/* What a model lays out: grad adds the backward's buffers; dsc sizes the attention backward's
- * scratch; quant (BitLinear) and subln say which copies are real; flash keeps attention's
- * per-row log-sum-exp (lse) instead of the probabilities (the GPU's fused attention). */
+/* What a model lays out: grad adds the backward's buffers (without it, the layers share one
+ * set of activations and keep only their states qn, kn, v); dsc sizes the attention backward's
+ * scratch; quant (BitLinear) and subln say which copies are real (with quant, the norms'
+ * outputs live in tmp: only their quantized copies are kept); flash keeps attention's per-row
+ * log-sum-exp (lse) instead of the probabilities (the GPU's fused attention); nologits leaves
+ * out logits and dlogits (the GPU's fused head computes them a chunk at a time); nostates: no
+ * relation loss reads the states, so the layers share qn and kn and one layer of dstate. */
 struct trn_arena_spec {
-    int B, T, grad, quant, subln, flash;
+    int B, T, grad, quant, subln, flash, nologits, nostates;
     size_t dsc;
 };
 

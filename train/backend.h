@@ -44,8 +44,6 @@ int trn_cuda_set_moments(struct trn_cuda *g, const float *m, const float *v, cha
 /* Download to the host (any pointer may be NULL): parameters into the student model's own
  * vector when params is the model's, gradients, moments [nparams]. */
 int trn_cuda_pull(struct trn_cuda *g, float *params, float *grads, float *m, float *v, char *err);
-/* Logits [B*T][vocab] of the last student forward, downloaded into out. */
-int trn_cuda_logits(struct trn_cuda *g, float *out, char *err);
 
 /* ---- data parallel: one process drives the GPUs of its host, one session and one host
  * thread per GPU, gradients summed by an NCCL all-reduce (timeout: BITDISTILL_NCCL_TIMEOUT

@@ -49,6 +49,12 @@ struct gmodel {
      * copy tmp holds (q/k/v and gate/up share theirs) */
     int wbf16;
     const float *xb_src;
+    /* fhead (bf16 mode): the head and its losses run a chunk of rows at a time (head_losses)
+     * and the arena has no B x T x V logits; hb is the head weight in bf16 [V][H], current
+     * while hb_ok */
+    int fhead, hb_ok;
+    uint16_t *hb;
+    int nostates;    /* a student without a teacher: no relation loss (arena.h) */
     struct loff *lo; /* [layers] */
     size_t emb, fnorm, head;
     int B, T;
@@ -77,6 +83,12 @@ struct trn_cuda {
     int32_t *tok, *target, *len; /* device [cap], [cap], [Bcap] */
     float *rowloss, *rel;        /* device [cap], relation scratch */
     size_t cap, bcap, rel_n;
+    /* the fused head's scratch (head_losses): a chunk of student and teacher logits [hrows][V]
+     * fp32, the gradient of every row [hcap][V] bf16, xf of both models in bf16 [hcap][H],
+     * the rows' KL [hcap] */
+    float *hs, *ht, *rowkl;
+    uint16_t *hg, *hx, *hxt;
+    size_t hrows, hcap;
     char err[ENG_ERR_LEN];
 };
 
@@ -142,6 +154,9 @@ static int gmodel_init(struct trn_cuda *g, struct gmodel *m, struct trn_model *h
     m->emb = trn_model_tensor(host, 0)->off;
     m->fnorm = off_of(host, -1, "model.norm.weight");
     m->head = c->tie ? m->emb : off_of(host, -1, "lm_head.weight");
+    m->fhead = g->bf16;
+    if (m->fhead && !(m->hb = krn_cuda_alloc(g->k, (size_t)c->vocab * c->hidden * 2)))
+        return ENG_ENOMEM;
     m->p = krn_cuda_alloc(g->k, m->np * sizeof(float));
     if (m->quant)
         m->wq = krn_cuda_alloc(g->k, m->np * sizeof(float));
@@ -242,6 +257,7 @@ static void gmodel_release(struct trn_cuda *g, struct gmodel *m)
     krn_cuda_dfree(g->k, m->p);
     krn_cuda_dfree(g->k, m->gr);
     krn_cuda_dfree(g->k, m->wq);
+    krn_cuda_dfree(g->k, m->hb);
     krn_cuda_dfree(g->k, m->arena);
     free(m->ar.acts);
     free(m->lo);
@@ -262,6 +278,8 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
                                 .quant = m->quant,
                                 .subln = m->subln,
                                 .flash = m->flash,
+                                .nologits = m->fhead,
+                                .nostates = m->nostates,
                                 .dsc = m->flash ? bht : bht * T};
     size_t tot = trn_arena_floats(c, &sp);
     if (!m->arena || tot > m->arena_n) {
@@ -300,7 +318,7 @@ static float *dstate(struct gmodel *m, int layer, enum trn_state w)
 {
     size_t N = (size_t)m->B * m->T, QD = (size_t)m->c->heads * m->c->head_dim;
     size_t KD = (size_t)m->c->kv_heads * m->c->head_dim;
-    float *base = m->ar.dstate + (size_t)layer * N * (QD + 2 * KD);
+    float *base = m->ar.dstate + (size_t)(m->nostates ? 0 : layer) * N * (QD + 2 * KD);
     return w == TRN_Q ? base : w == TRN_K ? base + N * QD : base + N * (QD + KD);
 }
 
@@ -326,6 +344,7 @@ int trn_cuda_create(int dev, struct trn_model *student, struct trn_model *teache
     krn_cuda_set_bf16(g->k, bf16);
     g->bf16 = bf16 != 0;
     size_t np = trn_model_nparams(student);
+    g->s.nostates = teacher == NULL;
     if ((rc = gmodel_init(g, &g->s, student, 1)) ||
         (teacher && ((rc = gmodel_init(g, &g->t, teacher, 0)) || (rc = weights_bf16(g, &g->t))))) {
         eng_fail(err, rc, "cuda:%d: uploading the models: %s", dev, krn_cuda_errmsg(g->k));
@@ -359,6 +378,12 @@ void trn_cuda_free(struct trn_cuda *g)
         krn_cuda_dfree(g->k, g->len);
         krn_cuda_dfree(g->k, g->rowloss);
         krn_cuda_dfree(g->k, g->rel);
+        krn_cuda_dfree(g->k, g->hs);
+        krn_cuda_dfree(g->k, g->ht);
+        krn_cuda_dfree(g->k, g->rowkl);
+        krn_cuda_dfree(g->k, g->hg);
+        krn_cuda_dfree(g->k, g->hx);
+        krn_cuda_dfree(g->k, g->hxt);
         krn_cuda_free(g->k);
     }
     free(g);
@@ -505,6 +530,7 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
         struct trn_acts *a = &m->ar.acts[l];
         const struct loff *o = &m->lo[l];
         float *x = m->ar.resid + (size_t)l * N * H, *xo = x + (size_t)N * H;
+        m->xb_src = NULL; /* without a backward, the layers share their buffers (arena.h) */
         norm_q(k, m, a->xn1, a->r1, a->xq1, x, P + o->in_norm, N, H, c->eps);
         lin_fwd(k, m, a->q, NULL, a->xq1, o->q, N, H, QD);
         lin_fwd(k, m, a->k, NULL, a->xq1, o->k, N, H, KD);
@@ -536,7 +562,8 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
     }
     krn_cuda_rmsnorm_forward(k, m->ar.xf, m->ar.rf, m->ar.resid + (size_t)c->layers * N * H,
                              P + m->fnorm, N, H, c->eps);
-    krn_cuda_linear_forward(k, m->ar.logits, m->ar.xf, P + m->head, N, H, c->vocab);
+    if (!m->fhead) /* else head_losses */
+        krn_cuda_linear_forward(k, m->ar.logits, m->ar.xf, P + m->head, N, H, c->vocab);
 }
 
 static void gbackward(struct trn_cuda *g, struct gmodel *m)
@@ -547,9 +574,11 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
     int QD = c->heads * hd, KD = c->kv_heads * hd;
     float *P = m->p, *G = m->gr;
     size_t NH = (size_t)N * H, F = sizeof(float);
-    krn_cuda_zero(k, m->ar.d1, NH * F);
-    krn_cuda_linear_backward(k, m->ar.d1, G + m->head, m->ar.dlogits, m->ar.xf, P + m->head, N, H,
-                             c->vocab);
+    if (!m->fhead) { /* else head_losses wrote d1 and the head's gradient */
+        krn_cuda_zero(k, m->ar.d1, NH * F);
+        krn_cuda_linear_backward(k, m->ar.d1, G + m->head, m->ar.dlogits, m->ar.xf, P + m->head, N,
+                                 H, c->vocab);
+    }
     krn_cuda_zero(k, m->ar.dres, NH * F);
     krn_cuda_rmsnorm_backward(k, m->ar.dres, 1, G + m->fnorm, m->ar.d1,
                               m->ar.resid + (size_t)c->layers * NH, P + m->fnorm, m->ar.rf, N, H);
@@ -574,6 +603,8 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         /* the gradients of the states (qn, kn, v) accumulate where the relation loss left its
          * part: this layer's dstate slice, read once */
         float *dqn = dstate(m, l, TRN_Q), *dkn = dstate(m, l, TRN_K), *dv = dstate(m, l, TRN_V);
+        if (m->nostates)
+            krn_cuda_zero(k, dqn, (size_t)N * (QD + 2 * KD) * F);
         if (m->flash) { /* dq, dk overwritten */
             krn_cuda_flash_backward(k, m->ar.dq, m->ar.dk, 0, dv, da, a->a, a->lse, a->qr, a->kr,
                                     a->v, B, T, c->heads, c->kv_heads, hd, m->ar.dsc);
@@ -631,6 +662,84 @@ static int ensure_batch(struct trn_cuda *g, const struct trn_batch *b)
     return 0;
 }
 
+/* The fused head's scratch for N rows: chunks of at most HEAD_CHUNK_BYTES of fp32 logits per
+ * model (4 chunks of 1,024 rows at Qwen3's vocabulary and 8 x 512 tokens), or of
+ * BITDISTILL_CUDA_HEAD_ROWS rows (tests). Grows, never shrinks. */
+#define HEAD_CHUNK_BYTES ((size_t)640 << 20)
+static int head_scratch(struct trn_cuda *g, size_t N)
+{
+    size_t V = (size_t)g->s.c->vocab, H = (size_t)g->s.c->hidden;
+    size_t Ht = g->has_t ? (size_t)g->t.c->hidden : 0;
+    size_t nc = (N * V * 4 + HEAD_CHUNK_BYTES - 1) / HEAD_CHUNK_BYTES, rows = (N + nc - 1) / nc;
+    const char *e = getenv("BITDISTILL_CUDA_HEAD_ROWS");
+    if (e && atoi(e) > 0 && (size_t)atoi(e) < rows)
+        rows = (size_t)atoi(e);
+    if (N <= g->hcap && rows <= g->hrows)
+        return 0;
+    rows = rows > g->hrows ? rows : g->hrows;
+    N = N > g->hcap ? N : g->hcap;
+    float **f[] = {&g->hs, &g->ht, &g->rowkl};
+    uint16_t **h[] = {&g->hg, &g->hx, &g->hxt};
+    for (int i = 0; i < 3; i++) {
+        krn_cuda_dfree(g->k, *f[i]);
+        krn_cuda_dfree(g->k, *h[i]);
+        *f[i] = NULL;
+        *h[i] = NULL;
+    }
+    g->hs = krn_cuda_alloc(g->k, rows * V * 4);
+    g->rowkl = krn_cuda_alloc(g->k, N * 4);
+    g->hg = krn_cuda_alloc(g->k, N * V * 2);
+    g->hx = krn_cuda_alloc(g->k, N * H * 2);
+    if (g->has_t) {
+        g->ht = krn_cuda_alloc(g->k, rows * V * 4);
+        g->hxt = krn_cuda_alloc(g->k, N * Ht * 2);
+    }
+    if (!g->hs || !g->rowkl || !g->hg || !g->hx || (g->has_t && (!g->ht || !g->hxt))) {
+        g->hcap = g->hrows = 0;
+        return eng_fail(g->err, ENG_ENOMEM, "the head's scratch for %zu rows (%.2f GiB): %s", N,
+                        (double)(rows * V * 4 * (g->has_t ? 2 : 1) + N * V * 2) / (1 << 30),
+                        krn_cuda_errmsg(g->k));
+    }
+    g->hcap = N;
+    g->hrows = rows;
+    return 0;
+}
+
+/* The bf16 mode's head and its losses (fhead): for each chunk of rows, the student's (and for
+ * the logits KL the teacher's) logits in fp32 from bf16 operands, then krn_cuda_head_loss (CE
+ * into rowloss, KL into rowkl, the bf16 gradient rows); with grad, the gradient of all rows then
+ * goes through the head's two backward products once (d1 = g . W_head, overwritten; the head's
+ * gradient += g^T xf). The B x T x V logits never exist at once. */
+static int head_losses(struct trn_cuda *g, int N, int kl, int grad, float wce, float wkl, float tau)
+{
+    struct krn_cuda *k = g->k;
+    struct gmodel *s = &g->s, *t = &g->t;
+    int H = s->c->hidden, Ht = kl ? t->c->hidden : 0, V = s->c->vocab, rc;
+    if ((rc = head_scratch(g, (size_t)N)))
+        return rc;
+    struct gmodel *ms[2] = {s, kl ? t : NULL};
+    for (int i = 0; i < 2; i++)
+        if (ms[i] && !ms[i]->hb_ok) { /* once per optimizer step (the teacher's: once) */
+            krn_cuda_to_bf16(k, ms[i]->hb, ms[i]->p + ms[i]->head, (size_t)V * ms[i]->c->hidden);
+            ms[i]->hb_ok = 1;
+        }
+    krn_cuda_to_bf16(k, g->hx, s->ar.xf, (size_t)N * H);
+    if (kl)
+        krn_cuda_to_bf16(k, g->hxt, t->ar.xf, (size_t)N * Ht);
+    for (int r0 = 0; r0 < N; r0 += (int)g->hrows) {
+        int n = N - r0 < (int)g->hrows ? N - r0 : (int)g->hrows;
+        krn_cuda_blinear_forward(k, g->hs, NULL, g->hx + (size_t)r0 * H, s->hb, n, H, V);
+        if (kl)
+            krn_cuda_blinear_forward(k, g->ht, NULL, g->hxt + (size_t)r0 * Ht, t->hb, n, Ht, V);
+        krn_cuda_head_loss(k, g->rowloss + r0, kl ? g->rowkl + r0 : NULL,
+                           grad ? g->hg + (size_t)r0 * V : NULL, g->hs, kl ? g->ht : NULL,
+                           g->target + r0, n, V, tau, wce, wkl);
+    }
+    if (grad)
+        krn_cuda_blinear_backward(k, s->ar.d1, 0.0f, s->gr + s->head, g->hg, g->hx, s->hb, N, H, V);
+    return 0;
+}
+
 /* The step with a gradient scale per loss term (data parallel shards weigh CE/LD by their
  * share of the target rows and AD by their share of the relation rows). */
 static int step3(struct trn_cuda *g, const struct trn_batch *b, const struct trn_loss_cfg *lc,
@@ -675,18 +784,29 @@ static int step3(struct trn_cuda *g, const struct trn_batch *b, const struct trn
     gforward(g, &g->s);
     size_t nv = (size_t)N * V * sizeof(float);
     if (grad) {
-        krn_cuda_zero(g->k, g->s.ar.dlogits, nv);
-        krn_cuda_zero(g->k, g->s.ar.dstate,
-                      (size_t)sc->layers * N * (size_t)(sc->heads + 2 * sc->kv_heads) *
-                          sc->head_dim * sizeof(float));
+        if (!g->s.fhead)
+            krn_cuda_zero(g->k, g->s.ar.dlogits, nv);
+        if (!g->s.nostates) /* else one layer's, zeroed by gbackward */
+            krn_cuda_zero(g->k, g->s.ar.dstate,
+                          (size_t)sc->layers * N * (size_t)(sc->heads + 2 * sc->kv_heads) *
+                              sc->head_dim * sizeof(float));
     }
-    krn_cuda_ce(g->k, g->rowloss, grad ? g->s.ar.dlogits : NULL, g->s.ar.logits, g->target, N, V,
-                kept, s_ce);
+    int kl = use_t && lc->lambda > 0;
+    if (g->s.fhead) {
+        float wce = kept ? s_ce / (float)kept : 0.0f;
+        float wkl = kept ? s_ld * lc->lambda / (float)kept / lc->tau : 0.0f;
+        if ((rc = head_losses(g, N, kl, grad, wce, wkl, lc->tau)))
+            return eng_fail(err, rc, "cuda:%d: %s", krn_cuda_device(g->k), g->err);
+    } else
+        krn_cuda_ce(g->k, g->rowloss, grad ? g->s.ar.dlogits : NULL, g->s.ar.logits, g->target, N,
+                    V, kept, s_ce);
     out->ce = kept ? krn_cuda_sum(g->k, g->rowloss, (size_t)N) / kept : 0.0;
-    if (use_t && lc->lambda > 0) {
-        krn_cuda_kl(g->k, g->rowloss, grad ? g->s.ar.dlogits : NULL, g->s.ar.logits, g->t.ar.logits,
-                    g->target, N, V, lc->tau, kept, s_ld * lc->lambda);
-        out->ld = kept ? krn_cuda_sum(g->k, g->rowloss, (size_t)N) / kept : 0.0;
+    if (kl) {
+        if (!g->s.fhead)
+            krn_cuda_kl(g->k, g->rowloss, grad ? g->s.ar.dlogits : NULL, g->s.ar.logits,
+                        g->t.ar.logits, g->target, N, V, lc->tau, kept, s_ld * lc->lambda);
+        out->ld =
+            kept ? krn_cuda_sum(g->k, g->s.fhead ? g->rowkl : g->rowloss, (size_t)N) / kept : 0.0;
     }
     if (use_t && lc->gamma > 0) {
         int S = lc->split_heads > 0 ? lc->split_heads : 1;
@@ -748,7 +868,7 @@ int trn_cuda_adamw_update(struct trn_cuda *g, long t, float lr, const struct trn
     if (gnorm)
         *gnorm = norm;
     float bc1 = 1.0f - powf(c->beta1, (float)t), bc2 = 1.0f - powf(c->beta2, (float)t);
-    g->s.wq_ok = 0;
+    g->s.wq_ok = g->s.hb_ok = 0;
     for (int k = 0; k < trn_model_ntensors(g->s.host); k++) {
         const struct trn_tensor *tt = trn_model_tensor(g->s.host, k);
         krn_cuda_adamw(g->k, g->s.p + tt->off, g->s.gr + tt->off, g->m + tt->off, g->v + tt->off,
@@ -781,16 +901,6 @@ int trn_cuda_pull(struct trn_cuda *g, float *params, float *grads, float *m, flo
     if (v)
         krn_cuda_d2h(g->k, v, g->v, n);
     return krn_cuda_sync(g->k) ? gfail(g, err, "downloading the state") : 0;
-}
-
-int trn_cuda_logits(struct trn_cuda *g, float *out, char *err)
-{
-    if (!g->s.arena)
-        return eng_fail(err, ENG_EINVAL, "no forward yet");
-    krn_cuda_bind(g->k);
-    krn_cuda_d2h(g->k, out, g->s.ar.logits,
-                 (size_t)g->s.B * g->s.T * g->s.c->vocab * sizeof(float));
-    return krn_cuda_sync(g->k) ? gfail(g, err, "downloading logits") : 0;
 }
 
 /* ------------------------------------------------------------------ data parallel */

@@ -67,12 +67,6 @@ int trn_cuda_pull(struct trn_cuda *g, float *params, float *grads, float *m, flo
     return NOCUDA(err);
 }
 
-int trn_cuda_logits(struct trn_cuda *g, float *out, char *err)
-{
-    (void)g, (void)out;
-    return NOCUDA(err);
-}
-
 int trn_cuda_dp_create(const int *devs, int n, struct trn_model *student, struct trn_model *teacher,
                        int bf16, struct trn_dist *dist, struct trn_cuda_dp **out, char *err)
 {

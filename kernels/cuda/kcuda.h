@@ -119,6 +119,11 @@ void krn_cuda_to_bf16(struct krn_cuda *c, uint16_t *out, const float *x, size_t 
 void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw,
                                const float *dout, const uint16_t *xb, const uint16_t *wb,
                                uint16_t *scratch, int N, int C, int OC);
+/* The same on a dout already in bf16 (dob [N][OC]): dinp = beta dinp + dob . wb; dw += dob^T xb
+ * (either output may be NULL). */
+void krn_cuda_blinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw,
+                               const uint16_t *dob, const uint16_t *xb, const uint16_t *wb, int N,
+                               int C, int OC);
 /* Micro-benchmark of the linear products at one shape: device ms and TFLOP/s per call of
  * today's fp32-storage products and the narrow ones, one line each on f. 0 or a status. */
 int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, int reps, FILE *f);
@@ -183,6 +188,14 @@ void krn_cuda_ce(struct krn_cuda *c, float *rowloss, float *dlogits, const float
 /* Logits KL: rowloss[N] = KL(softmax(t/tau) || softmax(s/tau)); ds += scale/kept/tau*(ps - pt). */
 void krn_cuda_kl(struct krn_cuda *c, float *rowloss, float *ds, const float *s, const float *t,
                  const int32_t *target, int N, int V, float tau, int kept, float scale);
+/* The head's losses in one pass pair over N logit rows (kernels/cuda/head.cu, the bf16 mode's
+ * fused head): ce[N] = -log softmax(s)[target]; with t (else NULL), kl[N] = KL(softmax(t/tau) ||
+ * softmax(s/tau)); with g (else NULL), g [N][V] bf16 = wce (softmax(s) - onehot) + wkl
+ * (softmax(s/tau) - softmax(t/tau)), OVERWRITTEN (zero rows where target < 0, whose losses are
+ * 0). The callers' weights: wce = scale/kept, wkl = scale/kept/tau (krn_cuda_ce / krn_cuda_kl). */
+void krn_cuda_head_loss(struct krn_cuda *c, float *ce, float *kl, uint16_t *g, const float *s,
+                        const float *t, const int32_t *target, int N, int V, float tau, float wce,
+                        float wkl);
 /* Relation distillation of one state (ops.h trn_relation_*): returns the loss (synchronises);
  * when ds is non-NULL, ds += scale * dloss/ds. len: device [B] (NULL = all T); rows: the sum over
  * b of min(len[b], T) (the host knows it). The scratch is krn_cuda_relation_scratch() floats of

@@ -4,7 +4,7 @@
 # Targets: sm_90 machine code (H100/H200) plus compute_90 PTX for newer GPUs.
 # train/cuda_model.c (the GPU model, plain C on kcuda.h) replaces train/cuda_stub.c.
 
-KRN_CUDA_SRCS = kernels/cuda/ops.cu kernels/cuda/flash.cu kernels/cuda/nccl.cu
+KRN_CUDA_SRCS = kernels/cuda/ops.cu kernels/cuda/flash.cu kernels/cuda/head.cu kernels/cuda/nccl.cu
 EXTRA_DIST += $(KRN_CUDA_SRCS) kernels/cuda/kcuda.h docs/cuda.md tools/bench_cuda_torch.py \
     tools/bench_hf_bitdistill.py
 
@@ -15,7 +15,7 @@ NVCC_FLAGS = -std=c++17 -O3 -g -lineinfo $(NVCC_ARCH) -I$(top_srcdir) -I$(top_bu
 noinst_LIBRARIES += libkrn_cuda.a
 libkrn_cuda_a_SOURCES =
 libkrn_cuda_a_LIBADD = kernels/cuda/ops.$(OBJEXT) kernels/cuda/flash.$(OBJEXT) \
-	kernels/cuda/nccl.$(OBJEXT)
+	kernels/cuda/head.$(OBJEXT) kernels/cuda/nccl.$(OBJEXT)
 EXTRA_libkrn_cuda_a_DEPENDENCIES = $(libkrn_cuda_a_LIBADD)
 kernels/cuda/ops.$(OBJEXT): $(srcdir)/kernels/cuda/ops.cu $(srcdir)/kernels/cuda/kcuda.h
 	@$(MKDIR_P) kernels/cuda
@@ -23,6 +23,9 @@ kernels/cuda/ops.$(OBJEXT): $(srcdir)/kernels/cuda/ops.cu $(srcdir)/kernels/cuda
 kernels/cuda/flash.$(OBJEXT): $(srcdir)/kernels/cuda/flash.cu
 	@$(MKDIR_P) kernels/cuda
 	$(AM_V_GEN)$(NVCC) $(NVCC_FLAGS) -c -o $@ $(srcdir)/kernels/cuda/flash.cu
+kernels/cuda/head.$(OBJEXT): $(srcdir)/kernels/cuda/head.cu
+	@$(MKDIR_P) kernels/cuda
+	$(AM_V_GEN)$(NVCC) $(NVCC_FLAGS) -c -o $@ $(srcdir)/kernels/cuda/head.cu
 # NCCL (data parallel) only where its header is installed beside CUDA, else a stub that says
 # so; libnccl.so.2 itself is opened at run time (dlopen) by the first multi-GPU job
 KRN_NCCL_H = $(wildcard $(CUDA_DIR)/include/nccl.h)

@@ -969,10 +969,18 @@ extern "C" void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float
 {
     PROF(c, "linear bwd");
     to_bf16(c, scratch, dout, (size_t)N * OC);
+    krn_cuda_blinear_backward(c, dinp, beta, dw, scratch, xb, wb, N, C, OC);
+}
+
+extern "C" void krn_cuda_blinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw,
+                                          const uint16_t *dob, const uint16_t *xb,
+                                          const uint16_t *wb, int N, int C, int OC)
+{
+    PROF(c, "linear bwd");
     if (dinp) /* dX [N][C] += dY [N][OC] . Wb [OC][C] */
-        gemm_bf16(c, 0, 0, N, C, OC, scratch, OC, wb, C, beta, dinp, C);
+        gemm_bf16(c, 0, 0, N, C, OC, dob, OC, wb, C, beta, dinp, C);
     if (dw) /* dW [OC][C] += dY^T . Xb [N][C] */
-        gemm_bf16(c, 1, 0, OC, C, N, scratch, OC, xb, C, 1.0f, dw, C);
+        gemm_bf16(c, 1, 0, OC, C, N, dob, OC, xb, C, 1.0f, dw, C);
 }
 
 /* ------------------------------------------------------------------ RMSNorm */
@@ -1634,6 +1642,19 @@ extern "C" void krn_cuda_kl(struct krn_cuda *c, float *rowloss, float *ds, const
     float w = kept ? scale / (float)kept / tau : 0.0f;
     k_kl<<<N, NT, 0, c->st>>>(rowloss, kept ? ds : NULL, s, t, target, V, tau, w);
     LAUNCHED(c, "logits kl");
+}
+
+/* kernels/cuda/head.cu */
+extern "C" cudaError_t krn_cuda_head_loss_(cudaStream_t st, float *ce, float *kl, uint16_t *g,
+                                           const float *s, const float *t, const int32_t *target,
+                                           int N, int V, float tau, float wce, float wkl);
+
+extern "C" void krn_cuda_head_loss(struct krn_cuda *c, float *ce, float *kl, uint16_t *g,
+                                   const float *s, const float *t, const int32_t *target, int N,
+                                   int V, float tau, float wce, float wkl)
+{
+    PROF(c, "head loss");
+    chk(c, krn_cuda_head_loss_(c->st, ce, kl, g, s, t, target, N, V, tau, wce, wkl), "head loss");
 }
 
 /* ------------------------------------------------------------------ relation distillation */
