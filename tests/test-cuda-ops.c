@@ -942,8 +942,10 @@ int main(void)
     t_rmsnorm(512, 3072, 0);
     t_rmsnorm(64, 2048, 0);
     t_rmsnorm(65536, 128, 0); /* the QK-norm's rows of a 4096-token micro-batch */
-    t_rmsnorm(3, 12000, 0);   /* four float4 per thread */
-    t_rmsnorm(2, 9001, 0);    /* sixteen floats per thread */
+    t_rmsnorm(5, 6000, 0);    /* four float4 per thread, <= 512 threads */
+    t_rmsnorm(5, 5001, 0);    /* sixteen floats per thread, <= 512 threads */
+    t_rmsnorm(3, 12000, 0);   /* four float4 per thread, 1024 threads */
+    t_rmsnorm(2, 9001, 0);    /* sixteen floats per thread, 1024 threads */
     t_rmsnorm(2, 20000, 0);   /* wider than the fused kernel: the two-pass fallback */
     t_swiglu_norm_q(17, 3072);
     t_swiglu_norm_q(9, 300);
@@ -955,6 +957,8 @@ int main(void)
     t_swiglu_norm_bwd(33, 128, 0); /* warp groups */
     t_swiglu_norm_bwd(33, 40, 1);
     t_swiglu_norm_bwd(512, 3072, 0);
+    t_swiglu_norm_bwd(3, 9728, 0); /* a larger model's FFN: 1024 threads */
+    t_swiglu_norm_bwd(3, 6000, 1);
     t_swiglu_norm_wide();
     t_rope(2, 15, 5, 8);
     t_rope(1, 17, 2, 128);
