@@ -751,6 +751,8 @@ extern "C" int krn_cuda_swiglu_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, ui
 {
     if (C > RQ_PER * 1024)
         return KRN_CUDA_EINVAL;
+    if (N <= 0 || C <= 0)
+        return 0;
     PROF(c, "swiglu+rmsnorm+quant fwd");
     unsigned t = C <= RQ_PER * 128 ? 128 : C <= RQ_PER * 256 ? 256 : 1024;
     k_rms_aquant<1><<<N, t, 0, c->st>>>(x8, (__nv_bfloat16 *)xb, sx, rstd, NULL, g, u, w, C, eps);
