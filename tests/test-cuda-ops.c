@@ -339,26 +339,199 @@ static void t_rms_aquant(int N, int C)
     krn_cuda_dfree(K, x8d), krn_cuda_dfree(K, xbd), krn_cuda_dfree(K, gd);
 }
 
-static void t_rmsnorm(int N, int C)
+/* A device copy of h[n] at an offset of off floats (off 1: not 16-byte aligned, the scalar
+ * paths); free with dfree_off. */
+static float *up_off(const float *h, size_t n, int off)
+{
+    float *d = krn_cuda_alloc(K, (n + (size_t)off) * 4);
+    if (!d)
+        return NULL;
+    krn_cuda_h2d(K, d + off, h, n * 4);
+    return d + off;
+}
+
+static void dfree_off(float *d, int off)
+{
+    krn_cuda_dfree(K, d ? d - off : NULL);
+}
+
+static float *nans(size_t n)
+{
+    float *p = malloc((n ? n : 1) * 4);
+    for (size_t i = 0; i < n; i++)
+        p[i] = NAN;
+    return p;
+}
+
+/* The RMSNorm backward's weight gradient as the reference for long sums: the CPU's float terms
+ * dy x rstd added in double (a float sum over 65536 rows is itself off by ~1e-5). */
+static void dw_ref(float *dw, const float *dy, const float *x, const float *rs, int N, int C)
+{
+    double *s = calloc(C ? C : 1, sizeof(double));
+    for (int r = 0; r < N; r++)
+        for (int j = 0; j < C; j++)
+            s[j] += dy[(size_t)r * C + j] * x[(size_t)r * C + j] * rs[r];
+    for (int j = 0; j < C; j++)
+        dw[j] = (float)(dw[j] + s[j]);
+    free(s);
+}
+
+/* Forward; backward accumulating (acc 1) over random dX and dW; backward overwriting (acc 0)
+ * a NaN-filled dX without a weight gradient. off 1: dX unaligned (the scalar path). */
+static void t_rmsnorm(int N, int C, int off)
 {
     size_t n = (size_t)N * C;
+    char nm[96], n2[128];
     float *x = hrand(n, 2), *w = hrand(C, 1), *y = malloc(n * 4), *rs = malloc(N * 4);
     float *dy = hrand(n, 1), *dx = hrand(n, 1), *dw = hrand(C, 1), *dxr = dup(dx, n);
-    float *dwr = dup(dw, C);
+    float *dwr = dup(dw, C), *dx0 = calloc(n ? n : 1, 4), *nan = nans(n);
     float *xd = up(x, n * 4), *wd = up(w, C * 4), *yd = krn_cuda_alloc(K, n * 4);
-    float *rsd = krn_cuda_alloc(K, N * 4), *dyd = up(dy, n * 4), *dxd = up(dx, n * 4);
+    float *rsd = krn_cuda_alloc(K, N * 4), *dyd = up(dy, n * 4), *dxd = up_off(dx, n, off);
     float *dwd = up(dw, C * 4);
+    snprintf(nm, sizeof(nm), "rmsnorm %dx%d%s", N, C, off ? " unaligned dX" : "");
     trn_rmsnorm_forward(y, rs, x, w, N, C, 1e-6f);
     krn_cuda_rmsnorm_forward(K, yd, rsd, xd, wd, N, C, 1e-6f);
-    cmp("rmsnorm forward", yd, y, n, TOL_F32);
-    cmp("rmsnorm rstd", rsd, rs, N, TOL_F32);
-    trn_rmsnorm_backward(dxr, dwr, dy, x, w, rs, N, C);
-    krn_cuda_rmsnorm_backward(K, dxd, dwd, dyd, xd, wd, rsd, N, C);
-    cmp("rmsnorm dX", dxd, dxr, n, TOL_F32);
-    cmp("rmsnorm dW", dwd, dwr, C, TOL_F32);
+    snprintf(n2, sizeof(n2), "%s forward", nm);
+    cmp(n2, yd, y, n, TOL_F32);
+    snprintf(n2, sizeof(n2), "%s rstd", nm);
+    cmp(n2, rsd, rs, N, TOL_F32);
+    krn_cuda_h2d(K, rsd, rs, N * 4); /* both backwards on the same rstd */
+    trn_rmsnorm_backward(dxr, NULL, dy, x, w, rs, N, C);
+    dw_ref(dwr, dy, x, rs, N, C);
+    krn_cuda_rmsnorm_backward(K, dxd, 1, dwd, dyd, xd, wd, rsd, N, C);
+    snprintf(n2, sizeof(n2), "%s dX += (acc 1)", nm);
+    cmp_base(n2, dxd, dxr, dx, n, TOL_F32);
+    snprintf(n2, sizeof(n2), "%s dW += (fused)", nm);
+    cmp_base(n2, dwd, dwr, dw, C, TOL_F32);
+    trn_rmsnorm_backward(dx0, NULL, dy, x, w, rs, N, C);
+    krn_cuda_h2d(K, dxd, nan, n * 4);
+    krn_cuda_rmsnorm_backward(K, dxd, 0, NULL, dyd, xd, wd, rsd, N, C);
+    snprintf(n2, sizeof(n2), "%s dX = (acc 0, over NaN, no dW)", nm);
+    cmp(n2, dxd, dx0, n, TOL_F32);
     free(x), free(w), free(y), free(rs), free(dy), free(dx), free(dw), free(dxr), free(dwr);
+    free(dx0), free(nan);
     krn_cuda_dfree(K, xd), krn_cuda_dfree(K, wd), krn_cuda_dfree(K, yd), krn_cuda_dfree(K, rsd);
-    krn_cuda_dfree(K, dyd), krn_cuda_dfree(K, dxd), krn_cuda_dfree(K, dwd);
+    krn_cuda_dfree(K, dyd), dfree_off(dxd, off), krn_cuda_dfree(K, dwd);
+}
+
+/* The fused SwiGLU + SubLN + quantizer against the CPU's SwiGLU, norm, then quantizer (a code
+ * may flip by one where expf or the norm's sum order differ by an ulp: TOL_NORMQ on the values,
+ * the codes that differ from the CPU's counted and shown) and against the GPU's own three steps
+ * (the same float operations in the same order: nothing may differ). */
+static void t_swiglu_norm_q(int N, int C)
+{
+    size_t n = (size_t)N * C;
+    char nm[96], n2[256];
+    float *g = hrand(n, 4), *u = hrand(n, 2), *w = hrand(C, 1), *h = malloc(n * 4);
+    float *y = malloc(n * 4), *yq = malloc(n * 4), *rs = malloc(N * 4), *got = malloc(n * 4);
+    float *sx = malloc(N * 4), *sx2 = malloc(N * 4), *rs1 = malloc(N * 4), *rs2 = malloc(N * 4);
+    int8_t *x8 = malloc(n), *x82 = malloc(n);
+    uint16_t *xb = malloc(n * 2), *xb2 = malloc(n * 2);
+    float *gd = up(g, n * 4), *ud = up(u, n * 4), *wd = up(w, C * 4);
+    float *hd = krn_cuda_alloc(K, n * 4), *rsd = krn_cuda_alloc(K, N * 4);
+    float *sxd = krn_cuda_alloc(K, N * 4);
+    int8_t *x8d = krn_cuda_alloc(K, n);
+    uint16_t *xbd = krn_cuda_alloc(K, n * 2);
+    snprintf(nm, sizeof(nm), "swiglu+rmsnorm+aquant %dx%d", N, C);
+    trn_swiglu_forward(h, g, u, n);
+    trn_rmsnorm_forward(y, rs, h, w, N, C, 1e-6f);
+    trn_aquant(yq, y, N, C);
+    /* the GPU's three steps first, then the fused pass over the same buffers */
+    krn_cuda_swiglu_forward(K, hd, gd, ud, n);
+    int rc2 = krn_cuda_rmsnorm_aquant(K, x8d, xbd, sxd, rsd, hd, wd, N, C, 1e-6f);
+    krn_cuda_d2h(K, x82, x8d, n);
+    krn_cuda_d2h(K, xb2, xbd, n * 2);
+    krn_cuda_d2h(K, sx2, sxd, N * 4);
+    krn_cuda_d2h(K, rs2, rsd, N * 4);
+    int rc = krn_cuda_swiglu_rmsnorm_aquant(K, x8d, xbd, sxd, rsd, gd, ud, wd, N, C, 1e-6f);
+    krn_cuda_d2h(K, x8, x8d, n);
+    krn_cuda_d2h(K, xb, xbd, n * 2);
+    krn_cuda_d2h(K, sx, sxd, N * 4);
+    krn_cuda_d2h(K, rs1, rsd, N * 4);
+    int st = krn_cuda_sync(K);
+    int same = !memcmp(x8, x82, n) && !memcmp(xb, xb2, n * 2) && !memcmp(sx, sx2, N * 4) &&
+               !memcmp(rs1, rs2, N * 4);
+    TAP_OK(!st && rc == 0 && rc2 == 0 && same,
+           "%s: codes, bf16 values, scales and rstd bit-identical to swiglu fwd then "
+           "rmsnorm+aquant (rc %d %d, cuda %d)",
+           nm, rc, rc2, st);
+    size_t flips = 0; /* the CPU's codes: trn_aquant's formula on its normalised rows */
+    for (int r = 0; r < N; r++) {
+        const float *yr = y + (size_t)r * C;
+        float mx = 0.0f;
+        for (int j = 0; j < C; j++)
+            mx = fmaxf(mx, fabsf(yr[j]));
+        float sc = 127.0f / (mx + TRN_QEPS);
+        for (int j = 0; j < C; j++) {
+            float q = rintf(yr[j] * sc);
+            q = q > 127.0f ? 127.0f : (q < -128.0f ? -128.0f : q);
+            flips += (float)x8[(size_t)r * C + j] != q;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        got[i] = (float)x8[i] * sx[i / C];
+    float *gotd = up(got, n * 4);
+    snprintf(n2, sizeof(n2),
+             "%s codes x scales vs CPU swiglu, norm, aquant (%zu of %zu codes differ)", nm, flips,
+             n);
+    cmp(n2, gotd, yq, n, TOL_NORMQ);
+    snprintf(n2, sizeof(n2), "%s rstd", nm);
+    cmp(n2, rsd, rs, N, TOL_F32);
+    free(g), free(u), free(w), free(h), free(y), free(yq), free(rs), free(got), free(sx);
+    free(sx2), free(rs1), free(rs2), free(x8), free(x82), free(xb), free(xb2);
+    krn_cuda_dfree(K, gd), krn_cuda_dfree(K, ud), krn_cuda_dfree(K, wd), krn_cuda_dfree(K, hd);
+    krn_cuda_dfree(K, rsd), krn_cuda_dfree(K, sxd), krn_cuda_dfree(K, x8d);
+    krn_cuda_dfree(K, xbd), krn_cuda_dfree(K, gotd);
+}
+
+/* The fused SubLN backward chained into the SwiGLU backward against the CPU's RMSNorm backward
+ * (into zeros) then SwiGLU backward (into zeros): dg, du start NaN (overwritten), dW random
+ * (accumulated). off 1: unaligned g (the scalar path). */
+static void t_swiglu_norm_bwd(int N, int C, int off)
+{
+    size_t n = (size_t)N * C;
+    char nm[96], n2[128];
+    float *g = hrand(n, 4), *u = hrand(n, 2), *w = hrand(C, 1), *h = malloc(n * 4);
+    float *y = malloc(n * 4), *rs = malloc(N * 4), *dy = hrand(n, 1), *dw = hrand(C, 1);
+    float *dh = calloc(n ? n : 1, 4), *dgr = calloc(n ? n : 1, 4), *dur = calloc(n ? n : 1, 4);
+    float *dwr = dup(dw, C), *nan = nans(n);
+    float *gd = up_off(g, n, off), *ud = up(u, n * 4), *wd = up(w, C * 4), *rsd;
+    float *dyd = up(dy, n * 4), *dgd = up(nan, n * 4), *dud = up(nan, n * 4), *dwd = up(dw, C * 4);
+    snprintf(nm, sizeof(nm), "swiglu+rmsnorm bwd %dx%d%s", N, C, off ? " unaligned" : "");
+    trn_swiglu_forward(h, g, u, n);
+    trn_rmsnorm_forward(y, rs, h, w, N, C, 1e-6f);
+    rsd = up(rs, N * 4);
+    trn_rmsnorm_backward(dh, NULL, dy, h, w, rs, N, C);
+    dw_ref(dwr, dy, h, rs, N, C);
+    trn_swiglu_backward(dgr, dur, dh, g, u, n);
+    int rc = krn_cuda_swiglu_rmsnorm_backward(K, dgd, dud, dwd, dyd, gd, ud, wd, rsd, N, C);
+    TAP_OK(rc == 0, "%s: rc %d", nm, rc);
+    snprintf(n2, sizeof(n2), "%s dG = (over NaN)", nm);
+    cmp(n2, dgd, dgr, n, TOL_F32);
+    snprintf(n2, sizeof(n2), "%s dU = (over NaN)", nm);
+    cmp(n2, dud, dur, n, TOL_F32);
+    snprintf(n2, sizeof(n2), "%s dW +=", nm);
+    cmp_base(n2, dwd, dwr, dw, C, TOL_F32);
+    free(g), free(u), free(w), free(h), free(y), free(rs), free(dy), free(dw), free(dh);
+    free(dgr), free(dur), free(dwr), free(nan);
+    dfree_off(gd, off), krn_cuda_dfree(K, ud), krn_cuda_dfree(K, wd), krn_cuda_dfree(K, rsd);
+    krn_cuda_dfree(K, dyd), krn_cuda_dfree(K, dgd), krn_cuda_dfree(K, dud);
+    krn_cuda_dfree(K, dwd);
+}
+
+/* Rows wider than the fused kernels hold: EINVAL, nothing launched (the caller falls back). */
+static void t_swiglu_norm_wide(void)
+{
+    int C = 16385;
+    int r1 =
+        krn_cuda_swiglu_rmsnorm_aquant(K, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1, C, 1e-6f);
+    int r2 =
+        krn_cuda_swiglu_rmsnorm_backward(K, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1, C);
+    int r3 = krn_cuda_rmsnorm_aquant(K, NULL, NULL, NULL, NULL, NULL, NULL, 1, C, 1e-6f);
+    TAP_OK(r1 == KRN_CUDA_EINVAL && r2 == KRN_CUDA_EINVAL && r3 == KRN_CUDA_EINVAL &&
+               krn_cuda_sync(K) == 0,
+           "fused swiglu+rmsnorm with C %d: EINVAL forward %d backward %d (rmsnorm+aquant %d)", C,
+           r1, r2, r3);
 }
 
 static void t_rope(int B, int T, int NH, int HD)
@@ -500,8 +673,8 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     snprintf(n2, sizeof(n2), "%s lse", nm);
     cmp(n2, ld, lse, nl, TOL_LSE);
     trn_attention_backward(dqr, dkr, dvr, dout, P, q, k, v, B, T, NH, KVH, HD, sc);
-    krn_cuda_flash_backward(K, dqd, dkd, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH, KVH,
-                            HD, scd + off);
+    krn_cuda_flash_backward(K, dqd, dkd, 1, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
+                            KVH, HD, scd + off);
     float *g1 = malloc((nq + 2 * nk) * 4), *g2 = malloc((nq + 2 * nk) * 4);
     krn_cuda_d2h(K, g1, dqd, nq * 4);
     krn_cuda_d2h(K, g1 + nq, dkd, nk * 4);
@@ -515,12 +688,40 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     krn_cuda_h2d(K, dqd, dq, nq * 4);
     krn_cuda_h2d(K, dkd, dk, nk * 4);
     krn_cuda_h2d(K, dvd, dv, nk * 4);
-    krn_cuda_flash_backward(K, dqd, dkd, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH, KVH,
-                            HD, scd + off);
+    krn_cuda_flash_backward(K, dqd, dkd, 1, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
+                            KVH, HD, scd + off);
     krn_cuda_d2h(K, g2, dqd, nq * 4);
     krn_cuda_d2h(K, g2 + nq, dkd, nk * 4);
     krn_cuda_d2h(K, g2 + nq + nk, dvd, nk * 4);
     TAP_OK(!memcmp(g1, g2, (nq + 2 * nk) * 4), "%s backward: two runs bit-identical", nm);
+    /* acc_qk 0 over NaN-filled dq, dk against acc_qk 1 over zeros (dv accumulates in both,
+     * from zeros): the same values (by value: 0 + -0 is +0) */
+    float *z = calloc(nq + 2 * nk, 4), *nn = malloc((nq + 2 * nk) * 4);
+    for (size_t i = 0; i < nq + 2 * nk; i++)
+        nn[i] = NAN;
+    krn_cuda_h2d(K, dqd, z, nq * 4);
+    krn_cuda_h2d(K, dkd, z, nk * 4);
+    krn_cuda_h2d(K, dvd, z, nk * 4);
+    krn_cuda_flash_backward(K, dqd, dkd, 1, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
+                            KVH, HD, scd + off);
+    krn_cuda_d2h(K, g1, dqd, nq * 4);
+    krn_cuda_d2h(K, g1 + nq, dkd, nk * 4);
+    krn_cuda_d2h(K, g1 + nq + nk, dvd, nk * 4);
+    krn_cuda_h2d(K, dqd, nn, nq * 4);
+    krn_cuda_h2d(K, dkd, nn, nk * 4);
+    krn_cuda_h2d(K, dvd, z, nk * 4);
+    krn_cuda_flash_backward(K, dqd, dkd, 0, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
+                            KVH, HD, scd + off);
+    krn_cuda_d2h(K, g2, dqd, nq * 4);
+    krn_cuda_d2h(K, g2 + nq, dkd, nk * 4);
+    krn_cuda_d2h(K, g2 + nq + nk, dvd, nk * 4);
+    size_t diff = 0;
+    for (size_t i = 0; i < nq + 2 * nk; i++)
+        diff += !(g1[i] == g2[i]); /* a NaN left over differs too */
+    TAP_OK(krn_cuda_sync(K) == 0 && diff == 0,
+           "%s backward acc_qk 0 over NaN = acc_qk 1 over zeros (%zu of %zu differ)", nm, diff,
+           nq + 2 * nk);
+    free(z), free(nn);
     free(q), free(k), free(v), free(o), free(P), free(dout), free(sc), free(dq), free(dk);
     free(dv), free(lse), free(dqr), free(dkr), free(dvr), free(g1), free(g2);
     for (int i = 0; i < 9; i++)
@@ -555,16 +756,24 @@ static void t_swiglu(size_t n)
 {
     float *g = hrand(n, 4), *u = hrand(n, 2), *o = malloc(n * 4), *dy = hrand(n, 1);
     float *dg = hrand(n, 1), *du = hrand(n, 1), *dgr = dup(dg, n), *dur = dup(du, n);
+    float *dg0 = calloc(n ? n : 1, 4), *du0 = calloc(n ? n : 1, 4), *nan = nans(n);
     float *gd = up(g, n * 4), *ud = up(u, n * 4), *od = krn_cuda_alloc(K, n * 4);
     float *dyd = up(dy, n * 4), *dgd = up(dg, n * 4), *dud = up(du, n * 4);
     trn_swiglu_forward(o, g, u, n);
     krn_cuda_swiglu_forward(K, od, gd, ud, n);
     cmp("swiglu forward", od, o, n, TOL_F32);
     trn_swiglu_backward(dgr, dur, dy, g, u, n);
-    krn_cuda_swiglu_backward(K, dgd, dud, dyd, gd, ud, n);
-    cmp("swiglu dG", dgd, dgr, n, TOL_F32);
-    cmp("swiglu dU", dud, dur, n, TOL_F32);
+    krn_cuda_swiglu_backward(K, dgd, dud, 1, dyd, gd, ud, n);
+    cmp_base("swiglu dG += (acc 1)", dgd, dgr, dg, n, TOL_F32);
+    cmp_base("swiglu dU += (acc 1)", dud, dur, du, n, TOL_F32);
+    trn_swiglu_backward(dg0, du0, dy, g, u, n);
+    krn_cuda_h2d(K, dgd, nan, n * 4);
+    krn_cuda_h2d(K, dud, nan, n * 4);
+    krn_cuda_swiglu_backward(K, dgd, dud, 0, dyd, gd, ud, n);
+    cmp("swiglu dG = (acc 0, over NaN)", dgd, dg0, n, TOL_F32);
+    cmp("swiglu dU = (acc 0, over NaN)", dud, du0, n, TOL_F32);
     free(g), free(u), free(o), free(dy), free(dg), free(du), free(dgr), free(dur);
+    free(dg0), free(du0), free(nan);
     krn_cuda_dfree(K, gd), krn_cuda_dfree(K, ud), krn_cuda_dfree(K, od);
     krn_cuda_dfree(K, dyd), krn_cuda_dfree(K, dgd), krn_cuda_dfree(K, dud);
 }
@@ -738,11 +947,37 @@ int main(void)
     t_qlinear(1, 64, 64, 1, 0);
     t_qlinear(257, 1024, 3072, 1, 0);
     t_qlinear(64, 3072, 1024, 0, 0);
-    t_rmsnorm(17, 40);
-    t_rmsnorm(15, 4095);
-    t_rmsnorm(33, 8);
-    t_rmsnorm(1003, 128); /* QK-norm rows: one warp per row */
-    t_rmsnorm(9, 300);
+    t_rmsnorm(17, 40, 0);
+    t_rmsnorm(15, 4095, 0);
+    t_rmsnorm(33, 8, 0);
+    t_rmsnorm(1003, 128, 0); /* QK-norm rows: warp groups */
+    t_rmsnorm(1003, 128, 1);
+    t_rmsnorm(9, 300, 0);
+    t_rmsnorm(77, 256, 0);
+    t_rmsnorm(5, 257, 0);
+    t_rmsnorm(4096, 1024, 0); /* the model's norms: fused dW over many blocks */
+    t_rmsnorm(4096, 1024, 1);
+    t_rmsnorm(512, 3072, 0);
+    t_rmsnorm(64, 2048, 0);
+    t_rmsnorm(65536, 128, 0); /* the QK-norm's rows of a 4096-token micro-batch */
+    t_rmsnorm(5, 6000, 0);    /* four float4 per thread, <= 512 threads */
+    t_rmsnorm(5, 5001, 0);    /* sixteen floats per thread, <= 512 threads */
+    t_rmsnorm(3, 12000, 0);   /* four float4 per thread, 1024 threads */
+    t_rmsnorm(2, 9001, 0);    /* sixteen floats per thread, 1024 threads */
+    t_rmsnorm(2, 20000, 0);   /* wider than the fused kernel: the two-pass fallback */
+    t_swiglu_norm_q(17, 3072);
+    t_swiglu_norm_q(9, 300);
+    t_swiglu_norm_q(3, 5000);
+    t_swiglu_norm_q(512, 3072);
+    t_swiglu_norm_bwd(17, 3072, 0);
+    t_swiglu_norm_bwd(17, 3072, 1);
+    t_swiglu_norm_bwd(9, 300, 0);
+    t_swiglu_norm_bwd(33, 128, 0); /* warp groups */
+    t_swiglu_norm_bwd(33, 40, 1);
+    t_swiglu_norm_bwd(512, 3072, 0);
+    t_swiglu_norm_bwd(3, 9728, 0); /* a larger model's FFN: 1024 threads */
+    t_swiglu_norm_bwd(3, 6000, 1);
+    t_swiglu_norm_wide();
     t_rope(2, 15, 5, 8);
     t_rope(1, 17, 2, 128);
     t_attention(2, 15, 5, 1, 8);

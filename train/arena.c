@@ -66,7 +66,7 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
         x->xq3 = TAKE(N * H);
         x->g = TAKE(N * I);
         x->u = TAKE(N * I);
-        x->h = TAKE(N * I);
+        x->h = s->noh ? NULL : TAKE(N * I);
         x->hn = s->subln ? NORM_OUT(N * I) : NULL;
         x->xq4 = TAKE(N * I);
         x->r1 = TAKE(N);

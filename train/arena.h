@@ -49,9 +49,10 @@ struct trn_arena {
  * outputs live in tmp: only their quantized copies are kept); flash keeps attention's per-row
  * log-sum-exp (lse) instead of the probabilities (the GPU's fused attention); nologits leaves
  * out logits and dlogits (the GPU's fused head computes them a chunk at a time); nostates: no
- * relation loss reads the states, so the layers share qn and kn and one layer of dstate. */
+ * relation loss reads the states, so the layers share qn and kn and one layer of dstate; noh: the
+ * SwiGLU output h is never stored (the GPU's fused SwiGLU + SubLN recomputes it from g and u). */
 struct trn_arena_spec {
-    int B, T, grad, quant, subln, flash, nologits, nostates;
+    int B, T, grad, quant, subln, flash, nologits, nostates, noh;
     size_t dsc;
 };
 

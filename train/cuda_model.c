@@ -280,6 +280,7 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
                                 .flash = m->flash,
                                 .nologits = m->fhead,
                                 .nostates = m->nostates,
+                                .noh = m->narrow && m->subln && c->inter <= KRN_CUDA_NORM_MAX,
                                 .dsc = m->flash ? krn_cuda_flash_scratch(B, T, c->heads) : bht * T};
     size_t tot = trn_arena_floats(c, &sp);
     if (!m->arena || tot > m->arena_n) {
@@ -466,6 +467,42 @@ static void lin_bwd(struct krn_cuda *k, struct gmodel *m, float *dinp, int first
                              OC);
 }
 
+/* The FFN's down-projection input from g and u: h = silu(g) u, its SubLN (rstd rh) and the
+ * BitLinear input xq4. Narrow with SubLN: one fused pass that stores neither h nor hn (the
+ * backward recomputes h: ffn_act_bwd); else h is stored. */
+static void ffn_act(struct krn_cuda *k, const struct gmodel *m, struct trn_acts *a, const float *w,
+                    int N, int I, float eps)
+{
+    if (m->narrow && m->subln) {
+        struct qact q = qact_of(a->xq4, (size_t)N, (size_t)I);
+        if (!krn_cuda_swiglu_rmsnorm_aquant(k, q.x8, q.xb, q.sx, a->rh, a->g, a->u, w, N, I, eps))
+            return;
+    }
+    krn_cuda_swiglu_forward(k, a->h, a->g, a->u, (size_t)N * I);
+    if (m->subln) /* else hn aliases h */
+        norm_q(k, m, a->hn, a->rh, a->xq4, a->h, w, (size_t)N, I, eps);
+    else
+        act_q(k, m, a->xq4, a->hn, (size_t)N, I);
+}
+
+/* dg, du (overwritten) from dh1, the gradient of ffn_act's output (SubLN's weight gradient
+ * gw += ; d2 scratch): narrow with SubLN fused, h recomputed from g and u (ffn_act stored none;
+ * both fall back together, on rows wider than the fused kernels take). */
+static void ffn_act_bwd(struct krn_cuda *k, const struct gmodel *m, const struct trn_acts *a,
+                        float *dg, float *du, float *d2, float *gw, const float *dh1,
+                        const float *w, int N, int I)
+{
+    if (m->narrow && m->subln &&
+        !krn_cuda_swiglu_rmsnorm_backward(k, dg, du, gw, dh1, a->g, a->u, w, a->rh, N, I))
+        return;
+    const float *dh = dh1;
+    if (m->subln) {
+        krn_cuda_rmsnorm_backward(k, d2, 0, gw, dh1, a->h, w, a->rh, N, I);
+        dh = d2;
+    }
+    krn_cuda_swiglu_backward(k, dg, du, 0, dh, a->g, a->u, (size_t)N * I);
+}
+
 static void gforward(struct trn_cuda *g, struct gmodel *m)
 {
     struct krn_cuda *k = g->k;
@@ -525,11 +562,7 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
         norm_q(k, m, a->xn2, a->r2, a->xq3, a->xm, P + o->post_norm, N, H, c->eps);
         lin_fwd(k, m, a->g, NULL, a->xq3, o->gate, N, H, I);
         lin_fwd(k, m, a->u, NULL, a->xq3, o->up, N, H, I);
-        krn_cuda_swiglu_forward(k, a->h, a->g, a->u, (size_t)N * I);
-        if (m->subln) /* else hn aliases h */
-            norm_q(k, m, a->hn, a->rh, a->xq4, a->h, P + o->ffn_sub, N, I, c->eps);
-        else
-            act_q(k, m, a->xq4, a->hn, N, I);
+        ffn_act(k, m, a, P + o->ffn_sub, N, I, c->eps);
         lin_fwd(k, m, xo, a->xm, a->xq4, o->down, N, I, H);
     }
     krn_cuda_rmsnorm_forward(k, m->ar.xf, m->ar.rf, m->ar.resid + (size_t)c->layers * N * H,
@@ -551,34 +584,24 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         krn_cuda_linear_backward(k, m->ar.d1, G + m->head, m->ar.dlogits, m->ar.xf, P + m->head, N,
                                  H, c->vocab);
     }
-    krn_cuda_zero(k, m->ar.dres, NH * F);
-    krn_cuda_rmsnorm_backward(k, m->ar.dres, G + m->fnorm, m->ar.d1,
+    krn_cuda_rmsnorm_backward(k, m->ar.dres, 0, G + m->fnorm, m->ar.d1,
                               m->ar.resid + (size_t)c->layers * NH, P + m->fnorm, m->ar.rf, N, H);
     for (int l = c->layers - 1; l >= 0; l--) {
         struct trn_acts *a = &m->ar.acts[l];
         const struct loff *o = &m->lo[l];
         float *x = m->ar.resid + (size_t)l * NH;
         lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq4, o->down, N, I, H);
-        float *dh = m->ar.d1;
-        if (m->subln) {
-            krn_cuda_zero(k, m->ar.d2, (size_t)N * I * F);
-            krn_cuda_rmsnorm_backward(k, m->ar.d2, G + o->ffn_sub, m->ar.d1, a->h, P + o->ffn_sub,
-                                      a->rh, N, I);
-            dh = m->ar.d2;
-        }
-        krn_cuda_zero(k, m->ar.dg, (size_t)N * I * F);
-        krn_cuda_zero(k, m->ar.du, (size_t)N * I * F);
-        krn_cuda_swiglu_backward(k, m->ar.dg, m->ar.du, dh, a->g, a->u, (size_t)N * I);
+        ffn_act_bwd(k, m, a, m->ar.dg, m->ar.du, m->ar.d2, G + o->ffn_sub, m->ar.d1, P + o->ffn_sub,
+                    N, I);
         lin_bwd(k, m, m->ar.d1, 1, m->ar.dg, a->xq3, o->gate, N, H, I);
         lin_bwd(k, m, m->ar.d1, 0, m->ar.du, a->xq3, o->up, N, H, I);
-        krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->post_norm, m->ar.d1, a->xm,
+        krn_cuda_rmsnorm_backward(k, m->ar.dres, 1, G + o->post_norm, m->ar.d1, a->xm,
                                   P + o->post_norm, a->r2, N, H);
         lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq2, o->o, N, QD, H);
         float *da = m->ar.d1;
         if (m->subln) {
-            krn_cuda_zero(k, m->ar.d2, (size_t)N * QD * F);
-            krn_cuda_rmsnorm_backward(k, m->ar.d2, G + o->attn_sub, m->ar.d1, a->a, P + o->attn_sub,
-                                      a->ra, N, QD);
+            krn_cuda_rmsnorm_backward(k, m->ar.d2, 0, G + o->attn_sub, m->ar.d1, a->a,
+                                      P + o->attn_sub, a->ra, N, QD);
             da = m->ar.d2;
         }
         /* the gradients of the states (qn, kn, v) accumulate where the relation loss left its
@@ -586,32 +609,31 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         float *dqn = dstate(m, l, TRN_Q), *dkn = dstate(m, l, TRN_K), *dv = dstate(m, l, TRN_V);
         if (m->nostates)
             krn_cuda_zero(k, dqn, (size_t)N * (QD + 2 * KD) * F);
-        krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
-        krn_cuda_zero(k, m->ar.dk, (size_t)N * KD * F);
-        if (m->flash)
-            krn_cuda_flash_backward(k, m->ar.dq, m->ar.dk, dv, da, a->a, a->lse, a->qb, a->kb,
+        if (m->flash) { /* dq, dk overwritten */
+            krn_cuda_flash_backward(k, m->ar.dq, m->ar.dk, 0, dv, da, a->a, a->lse, a->qb, a->kb,
                                     a->vb, B, T, c->heads, c->kv_heads, hd, m->ar.dsc);
-        else
+        } else {
+            krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
+            krn_cuda_zero(k, m->ar.dk, (size_t)N * KD * F);
             krn_cuda_attention_backward(k, m->ar.dq, m->ar.dk, dv, da, a->probs, a->qr, a->kr, a->v,
                                         B, T, c->heads, c->kv_heads, hd, m->ar.dsc);
+        }
         krn_cuda_rope_backward(k, dqn, m->ar.dq, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
         krn_cuda_rope_backward(k, dkn, m->ar.dk, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
         float *dqp = dqn, *dkp = dkn;
         if (c->qk_norm) {
-            krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
-            krn_cuda_zero(k, m->ar.dk, (size_t)N * KD * F);
-            krn_cuda_rmsnorm_backward(k, m->ar.dq, G + o->q_norm, dqn, a->q, P + o->q_norm, a->rq,
-                                      N * c->heads, hd);
-            krn_cuda_rmsnorm_backward(k, m->ar.dk, G + o->k_norm, dkn, a->k, P + o->k_norm, a->rk,
-                                      N * c->kv_heads, hd);
+            krn_cuda_rmsnorm_backward(k, m->ar.dq, 0, G + o->q_norm, dqn, a->q, P + o->q_norm,
+                                      a->rq, N * c->heads, hd);
+            krn_cuda_rmsnorm_backward(k, m->ar.dk, 0, G + o->k_norm, dkn, a->k, P + o->k_norm,
+                                      a->rk, N * c->kv_heads, hd);
             dqp = m->ar.dq;
             dkp = m->ar.dk;
         }
         lin_bwd(k, m, m->ar.d1, 1, dqp, a->xq1, o->q, N, H, QD);
         lin_bwd(k, m, m->ar.d1, 0, dkp, a->xq1, o->k, N, H, KD);
         lin_bwd(k, m, m->ar.d1, 0, dv, a->xq1, o->v, N, H, KD);
-        krn_cuda_rmsnorm_backward(k, m->ar.dres, G + o->in_norm, m->ar.d1, x, P + o->in_norm, a->r1,
-                                  N, H);
+        krn_cuda_rmsnorm_backward(k, m->ar.dres, 1, G + o->in_norm, m->ar.d1, x, P + o->in_norm,
+                                  a->r1, N, H);
     }
     krn_cuda_embed_backward(k, G + m->emb, m->ar.dres, g->tok, N, H);
 }

@@ -4,20 +4,24 @@
  * sm_90). The public entry points (krn_cuda_flash_*, kcuda.h) are in ops.cu beside the
  * materialising path; this file holds the kernels and their launchers.
  *
- * Layouts are those of train/ops.h: q, out, dout [B][T][NH][HD], k, v [B][T][KVH][HD] fp32;
- * lse [B][NH][T] fp32 is the natural-log log-sum-exp of each query row's scaled scores, the only
- * thing the forward keeps besides out. Tiles of 64 rows x 128 features are staged into shared
- * memory as bf16 (converted from fp32 on the way); the products are mma.sync m16n8k16 bf16 x
- * bf16 -> fp32, and every softmax statistic, D = rowsum(dO * O) and every accumulator is fp32.
+ * Layouts are those of train/ops.h: q, out, dout [B][T][NH][HD], k, v [B][T][KVH][HD]; q, k, v
+ * arrive in bf16 (the trainer's RoPE writes q and k in bf16, v is converted once), out, dout and
+ * the gradients are fp32; lse [B][NH][T] fp32 is the natural-log log-sum-exp of each query row's
+ * scaled scores, the only thing the forward keeps besides out. Tiles of 64 rows x 128 features
+ * are copied into shared memory by cp.async, the next tile into a second buffer while the tensor
+ * cores work on the current one; the products are mma.sync m16n8k16 bf16 x bf16 -> fp32, and
+ * every softmax statistic, D = rowsum(dO * O) and every accumulator is fp32.
  *
  * Blocks have 4 warps; each warp owns 16 rows of its block's 64-row tile:
  *  - forward: a block per (query tile, head, sequence); online softmax over the key tiles
  *    0..its own (causal), O in registers, rescaled per key tile;
+ *  - prep: D = rowsum(dO * O) from the fp32 tensors and dO in bf16, one warp per row;
  *  - dQ: a block per (query tile, head, sequence); recomputes P = exp(S - L) per key tile,
- *    dP = dO V^T, dS = P (dP - D), dQ += dS K; it also writes D for the dK/dV kernel;
+ *    dP = dO V^T, dS = P (dP - D), dQ += dS K;
  *  - dK/dV: a block per (key tile, kv head, sequence) loops over the group's query heads and
  *    the query tiles at or after its keys: S^T = K Q^T, P^T, dV += P^T dO, dP^T = V dO^T,
- *    dK += dS^T Q. Each output element has one owner thread: no atomics, deterministic.
+ *    dK += dS^T Q. Each output element has one owner thread: no atomics, deterministic; so
+ *    dQ and dK may as well be overwritten (acc_qk 0: the caller's zero-fill spared).
  * Rows past T are staged as zeros and masked (any T, including 1).
  *
  * Fragment layout of mma.m16n8k16 (PTX ISA "Matrix fragments for mma.m16n8k16"), with
@@ -213,6 +217,7 @@ struct flash_args {
     int T, NH, KVH;
     float scale; /* 1/sqrt(HD) */
     int vec;     /* q, k, v (and dob) are 16-byte aligned */
+    int acc_qk;  /* the backward: dq, dk += (1) or = (0; dv always +=) */
 };
 
 /* ------------------------------------------------------------------ forward */
@@ -419,8 +424,9 @@ template <int V> __global__ void __launch_bounds__(FT, 2) k_flash_dq(struct flas
         float *dst = f.dq + ((size_t)b * T + row[i]) * qs + (size_t)h * FD + 2 * q4;
 #pragma unroll
         for (int d = 0; d < 16; d++) {
-            dst[d * 8] += acc[d][2 * i] * f.scale;
-            dst[d * 8 + 1] += acc[d][2 * i + 1] * f.scale;
+            float v0 = acc[d][2 * i] * f.scale, v1 = acc[d][2 * i + 1] * f.scale;
+            dst[d * 8] = f.acc_qk ? dst[d * 8] + v0 : v0;
+            dst[d * 8 + 1] = f.acc_qk ? dst[d * 8 + 1] + v1 : v1;
         }
     }
 }
@@ -512,8 +518,9 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash
         size_t off = ((size_t)b * T + key[i]) * ks + (size_t)kvh * FD + 2 * q4;
 #pragma unroll
         for (int d = 0; d < 16; d++) {
-            f.dk[off + d * 8] += dk[d][2 * i] * f.scale;
-            f.dk[off + d * 8 + 1] += dk[d][2 * i + 1] * f.scale;
+            float k0 = dk[d][2 * i] * f.scale, k1 = dk[d][2 * i + 1] * f.scale;
+            f.dk[off + d * 8] = f.acc_qk ? f.dk[off + d * 8] + k0 : k0;
+            f.dk[off + d * 8 + 1] = f.acc_qk ? f.dk[off + d * 8 + 1] + k1 : k1;
             f.dv[off + d * 8] += dv[d][2 * i];
             f.dv[off + d * 8 + 1] += dv[d][2 * i + 1];
         }
@@ -566,15 +573,17 @@ extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *l
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk, float *dv,
-                                           const float *dout, const float *out, const float *lse,
-                                           const uint16_t *q, const uint16_t *k, const uint16_t *v,
-                                           int B, int T, int NH, int KVH, float *scratch)
+extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk, int acc_qk,
+                                           float *dv, const float *dout, const float *out,
+                                           const float *lse, const uint16_t *q, const uint16_t *k,
+                                           const uint16_t *v, int B, int T, int NH, int KVH,
+                                           float *scratch)
 {
     struct flash_args f = {};
     size_t bht = (size_t)B * NH * T;
     f.dq = dq;
     f.dk = dk;
+    f.acc_qk = acc_qk;
     f.dv = dv;
     f.dd = scratch;
     f.dob = (const bf16 *)(((uintptr_t)(scratch + bht) + 15) & ~(uintptr_t)15);

@@ -95,6 +95,14 @@ void krn_cuda_aquant_narrow(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float 
  * C > 16384. */
 int krn_cuda_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx, float *rstd,
                             const float *inp, const float *w, int N, int C, float eps);
+/* The widest row the fused norm kernels take (wider: KRN_CUDA_EINVAL, nothing launched). */
+#define KRN_CUDA_NORM_MAX 16384
+/* The same on the row h = silu(g) u of the SwiGLU (krn_cuda_swiglu_forward's formula; h is not
+ * stored): the same codes and scales as krn_cuda_swiglu_forward then krn_cuda_rmsnorm_aquant.
+ * KRN_CUDA_EINVAL (nothing launched) when C > 16384. */
+int krn_cuda_swiglu_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx,
+                                   float *rstd, const float *g, const float *u, const float *w,
+                                   int N, int C, float eps);
 /* out[N][OC] = res + (X8 . W8^T) sx[n] sw: exact int32 sums on the INT8 tensor cores (cublasLt;
  * a plain kernel for shapes it does not take), the scales in fp32 after; res may be NULL (no
  * add) and must not be out. out's memory holds the int32 sums in between. */
@@ -131,8 +139,18 @@ void krn_cuda_linear_backward(struct krn_cuda *c, float *dinp, float *dw, const 
                               const float *inp, const float *w, int N, int C, int OC);
 void krn_cuda_rmsnorm_forward(struct krn_cuda *c, float *out, float *rstd, const float *inp,
                               const float *w, int N, int C, float eps);
-void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, float *dw, const float *dout,
-                               const float *inp, const float *w, const float *rstd, int N, int C);
+/* dinp += (acc 1) or = (acc 0: no zero-fill needed) the input gradient; dw += the weight's (dw
+ * NULL: none), in the same pass over dout and inp (C <= 16384). */
+void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, int acc, float *dw,
+                               const float *dout, const float *inp, const float *w,
+                               const float *rstd, int N, int C);
+/* The backward of RMSNorm(h = silu(g) u) (rstd from the forward) chained into the SwiGLU
+ * backward, h recomputed from g and u: dg, du [N][C] = (overwritten), dw += (may be NULL). One
+ * read of g, u and dout, one write of dg and du. KRN_CUDA_EINVAL (nothing launched) when
+ * C > 16384. */
+int krn_cuda_swiglu_rmsnorm_backward(struct krn_cuda *c, float *dg, float *du, float *dw,
+                                     const float *dout, const float *g, const float *u,
+                                     const float *w, const float *rstd, int N, int C);
 void krn_cuda_rope_forward(struct krn_cuda *c, float *out, const float *inp, const float *cs,
                            const float *sn, int B, int T, int NH, int HD);
 /* The forward written in bf16 (the fused attention's q and k). */
@@ -158,17 +176,19 @@ int krn_cuda_flash_supported(int HD);
 void krn_cuda_flash_forward(struct krn_cuda *c, float *out, float *lse, const uint16_t *q,
                             const uint16_t *k, const uint16_t *v, int B, int T, int NH, int KVH,
                             int HD);
-/* dq, dk, dv += ... (fp32; P recomputed from q, k and lse; out and dout fp32, the forward's and
- * its gradient); scratch: krn_cuda_flash_scratch(B, T, NH) floats of device memory (D =
- * rowsum(dout * out) and dout in bf16). Deterministic: no atomics. */
+/* dq, dk += (acc_qk 1) or = (acc_qk 0: no zero-fill needed) and dv += ... (fp32; P recomputed
+ * from q, k and lse; out and dout fp32, the forward's and its gradient); scratch:
+ * krn_cuda_flash_scratch(B, T, NH) floats of device memory (D = rowsum(dout * out) and dout in
+ * bf16). Deterministic: no atomics. */
 size_t krn_cuda_flash_scratch(int B, int T, int NH);
-void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk, float *dv, const float *dout,
-                             const float *out, const float *lse, const uint16_t *q,
-                             const uint16_t *k, const uint16_t *v, int B, int T, int NH, int KVH,
-                             int HD, float *scratch);
+void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk, int acc_qk, float *dv,
+                             const float *dout, const float *out, const float *lse,
+                             const uint16_t *q, const uint16_t *k, const uint16_t *v, int B, int T,
+                             int NH, int KVH, int HD, float *scratch);
 void krn_cuda_swiglu_forward(struct krn_cuda *c, float *out, const float *g, const float *u,
                              size_t n);
-void krn_cuda_swiglu_backward(struct krn_cuda *c, float *dg, float *du, const float *dout,
+/* dg, du += (acc 1) or = (acc 0) the gradients. */
+void krn_cuda_swiglu_backward(struct krn_cuda *c, float *dg, float *du, int acc, const float *dout,
                               const float *g, const float *u, size_t n);
 /* Cross-entropy: rowloss[N] = -log softmax(logits)[target] (0 for target < 0); when dlogits is
  * non-NULL, dlogits += scale/kept * (softmax - onehot) on the kept rows. */

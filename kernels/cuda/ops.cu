@@ -680,19 +680,28 @@ extern "C" void krn_cuda_aquant_narrow(struct krn_cuda *c, int8_t *x8, uint16_t 
     LAUNCHED(c, "aquant narrow");
 }
 
+/* silu(g) u: the one formula of the SwiGLU forward, the fused SubLN forward and the backward's
+ * recomputed h (the same float operations, so the same values). */
+__device__ __forceinline__ static float swiglu1(float g, float u)
+{
+    return g / (1.0f + expf(-g)) * u;
+}
+
 /* RMSNorm (k_rms_fwd's formula) and then k_aquant_narrow of its output in one pass, the row
- * held in registers (RQ_PER values per thread) and the normalised row never stored. */
-#define RQ_PER 16
-__global__ void k_rms_aquant(int8_t *x8, __nv_bfloat16 *xb, float *sx, float *rstd,
-                             const float *inp, const float *w, int C, float eps)
+ * held in registers (RQ_PER values per thread) and the normalised row never stored. SW: the
+ * row is h = silu(gg) uu, computed here (the SwiGLU forward's h never stored either). */
+#define RQ_PER 16 /* RQ_PER * 1024 = KRN_CUDA_NORM_MAX */
+template <int SW>
+__global__ void __launch_bounds__(1024)
+    k_rms_aquant(int8_t *x8, __nv_bfloat16 *xb, float *sx, float *rstd, const float *inp,
+                 const float *gg, const float *uu, const float *w, int C, float eps)
 {
     size_t r0 = (size_t)blockIdx.x * C;
-    const float *x = inp + r0;
     float v[RQ_PER], ss = 0.0f, g = 0.0f;
 #pragma unroll
     for (int i = 0; i < RQ_PER; i++) {
         int j = threadIdx.x + i * blockDim.x;
-        v[i] = j < C ? x[j] : 0.0f;
+        v[i] = j >= C ? 0.0f : SW ? swiglu1(gg[r0 + j], uu[r0 + j]) : inp[r0 + j];
         ss += v[i] * v[i];
     }
     ss = block_sum(ss);
@@ -729,8 +738,25 @@ extern "C" int krn_cuda_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t 
         return KRN_CUDA_EINVAL;
     PROF(c, "rmsnorm+quant fwd");
     unsigned t = C <= RQ_PER * 128 ? 128 : C <= RQ_PER * 256 ? 256 : 1024;
-    k_rms_aquant<<<N, t, 0, c->st>>>(x8, (__nv_bfloat16 *)xb, sx, rstd, inp, w, C, eps);
+    k_rms_aquant<0>
+        <<<N, t, 0, c->st>>>(x8, (__nv_bfloat16 *)xb, sx, rstd, inp, NULL, NULL, w, C, eps);
     LAUNCHED(c, "rmsnorm + aquant");
+    return 0;
+}
+
+extern "C" int krn_cuda_swiglu_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t *xb,
+                                              float *sx, float *rstd, const float *g,
+                                              const float *u, const float *w, int N, int C,
+                                              float eps)
+{
+    if (C > RQ_PER * 1024)
+        return KRN_CUDA_EINVAL;
+    if (N <= 0 || C <= 0)
+        return 0;
+    PROF(c, "swiglu+rmsnorm+quant fwd");
+    unsigned t = C <= RQ_PER * 128 ? 128 : C <= RQ_PER * 256 ? 256 : 1024;
+    k_rms_aquant<1><<<N, t, 0, c->st>>>(x8, (__nv_bfloat16 *)xb, sx, rstd, NULL, g, u, w, C, eps);
+    LAUNCHED(c, "swiglu + rmsnorm + aquant");
     return 0;
 }
 
@@ -976,22 +1002,8 @@ __global__ void k_rms_fwd(float *out, float *rstd, const float *inp, const float
         y[j] = w[j] * (x[j] * inv);
 }
 
-__global__ void k_rms_bwd(float *dinp, const float *dout, const float *inp, const float *w,
-                          const float *rstd, int C)
-{
-    const float *x = inp + (size_t)blockIdx.x * C, *dy = dout + (size_t)blockIdx.x * C;
-    float *dx = dinp + (size_t)blockIdx.x * C, s = rstd[blockIdx.x];
-    double dot = 0.0;
-    for (int j = threadIdx.x; j < C; j += blockDim.x)
-        dot += (double)(w[j] * dy[j]) * x[j];
-    dot = block_sumd(dot);
-    float k = (float)dot * s * s * s / (float)C;
-    for (int j = threadIdx.x; j < C; j += blockDim.x)
-        dx[j] += s * w[j] * dy[j] - x[j] * k;
-}
-
-/* The same two kernels with one warp per row, for short rows (QK-norm's head_dim): a block of
- * 256 threads holds 8 rows and needs no block-wide synchronisation. */
+/* The forward with one warp per row, for short rows (QK-norm's head_dim): a block of 256
+ * threads holds 8 rows and needs no block-wide synchronisation. */
 __global__ void k_rms_fwd_w(float *out, float *rstd, const float *inp, const float *w, int N, int C,
                             float eps)
 {
@@ -1010,24 +1022,24 @@ __global__ void k_rms_fwd_w(float *out, float *rstd, const float *inp, const flo
         y[j] = w[j] * (x[j] * inv);
 }
 
-__global__ void k_rms_bwd_w(float *dinp, const float *dout, const float *inp, const float *w,
-                            const float *rstd, int N, int C)
+/* The backward of rows wider than the fused kernel holds (C > RB_MAX): dX by one block per row,
+ * dW by a second pass over dy and x (one atomic per column per RMS_DW_ROWS rows). */
+__global__ void k_rms_bwd(float *dinp, int acc, const float *dout, const float *inp, const float *w,
+                          const float *rstd, int C)
 {
-    int row = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x & 31;
-    if (row >= N)
-        return;
-    const float *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
-    float *dx = dinp + (size_t)row * C, s = rstd[row];
+    const float *x = inp + (size_t)blockIdx.x * C, *dy = dout + (size_t)blockIdx.x * C;
+    float *dx = dinp + (size_t)blockIdx.x * C, s = rstd[blockIdx.x];
     double dot = 0.0;
-    for (int j = lane; j < C; j += 32)
+    for (int j = threadIdx.x; j < C; j += blockDim.x)
         dot += (double)(w[j] * dy[j]) * x[j];
-    dot = warp_sumd(dot);
+    dot = block_sumd(dot);
     float k = (float)dot * s * s * s / (float)C;
-    for (int j = lane; j < C; j += 32)
-        dx[j] += s * w[j] * dy[j] - x[j] * k;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        float d = s * w[j] * dy[j] - x[j] * k;
+        dx[j] = acc ? dx[j] + d : d;
+    }
 }
 
-/* dw[j] += sum over this block's rows of dy * x * rstd (one atomic per column per block). */
 #define RMS_DW_ROWS 64
 __global__ void k_rms_dw(float *dw, const float *dout, const float *inp, const float *rstd, int N,
                          int C)
@@ -1042,6 +1054,187 @@ __global__ void k_rms_dw(float *dw, const float *dout, const float *inp, const f
     atomicAdd(dw + j, s);
 }
 
+/* The fused RMSNorm backward. A group of G threads (a warp: RB_WARP, 8 groups per block; else
+ * the whole block) takes one row at a time, PER vectors of V floats per thread (V 4: float4
+ * loads), the row held in registers between the dot and dX: dy and x are read once, dX
+ * written once (acc 0) or read and written (acc 1). Each thread owns its columns for all the
+ * rows of its group: w is read once per block and dW's partial sums dy x rstd stay in
+ * registers; the warp groups add theirs in shared memory; one atomic per column per block.
+ * SW: x is h = silu(g) u recomputed from g and u, and dX goes on through the SwiGLU backward
+ * into dg, du (overwritten). */
+#define RB_MAX KRN_CUDA_NORM_MAX /* widest row the fused kernels hold in registers */
+#define RB_ROWS 8                /* rows per group and block */
+struct rms_bw {
+    float *dx, *dg, *du, *dw;
+    const float *dy, *x, *g, *u, *w, *rstd;
+    int N, C, acc;
+};
+
+template <int V> __device__ __forceinline__ static void ldv(float *d, const float *p)
+{
+    if (V == 4) {
+        float4 t = *(const float4 *)p;
+        d[0] = t.x, d[1] = t.y, d[2] = t.z, d[3] = t.w;
+    } else
+        d[0] = *p;
+}
+
+template <int V> __device__ __forceinline__ static void stv(float *p, const float *d)
+{
+    if (V == 4)
+        *(float4 *)p = make_float4(d[0], d[1], d[2], d[3]);
+    else
+        *p = d[0];
+}
+
+template <int V, int PER, int WARP, int SW, int LB>
+__global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
+{
+    __shared__ float red[WARP ? 8 * 256 : 1];
+    int G = WARP ? 32 : blockDim.x, t = WARP ? threadIdx.x & 31 : threadIdx.x;
+    int ng = WARP ? blockDim.x >> 5 : 1, grp = WARP ? threadIdx.x >> 5 : 0, C = a.C;
+    float wv[PER][V], dwp[PER][V];
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        int col = (t + i * G) * V;
+#pragma unroll
+        for (int e = 0; e < V; e++)
+            wv[i][e] = dwp[i][e] = 0.0f;
+        if (col < C)
+            ldv<V>(wv[i], a.w + col);
+    }
+    for (int row = blockIdx.x * ng + grp; row < a.N; row += gridDim.x * ng) {
+        size_t r0 = (size_t)row * C;
+        float xv[PER][V], dyv[PER][V], gv[SW ? PER : 1][V], uv[SW ? PER : 1][V];
+        float dxv[SW ? 1 : PER][V]; /* acc: dX's old values, loaded with the row */
+        double dot = 0.0;
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            int col = (t + i * G) * V;
+            if (col >= C)
+                continue;
+            ldv<V>(dyv[i], a.dy + r0 + col);
+            if (SW) {
+                ldv<V>(gv[SW ? i : 0], a.g + r0 + col);
+                ldv<V>(uv[SW ? i : 0], a.u + r0 + col);
+#pragma unroll
+                for (int e = 0; e < V; e++)
+                    xv[i][e] = swiglu1(gv[SW ? i : 0][e], uv[SW ? i : 0][e]);
+            } else {
+                ldv<V>(xv[i], a.x + r0 + col);
+                if (a.acc)
+                    ldv<V>(dxv[SW ? 0 : i], a.dx + r0 + col);
+            }
+#pragma unroll
+            for (int e = 0; e < V; e++)
+                dot += (double)(wv[i][e] * dyv[i][e]) * xv[i][e];
+        }
+        dot = WARP ? warp_sumd(dot) : block_sumd(dot);
+        float s = a.rstd[row], k = (float)dot * s * s * s / (float)C;
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            int col = (t + i * G) * V;
+            if (col >= C)
+                continue;
+            float d[V], o[V];
+#pragma unroll
+            for (int e = 0; e < V; e++) {
+                d[e] = s * wv[i][e] * dyv[i][e] - xv[i][e] * k;
+                dwp[i][e] += dyv[i][e] * xv[i][e] * s;
+            }
+            if (SW) { /* k_swiglu_bwd's formula with dout = d */
+                float dgv[V];
+#pragma unroll
+                for (int e = 0; e < V; e++) {
+                    float g = gv[SW ? i : 0][e], u = uv[SW ? i : 0][e];
+                    float sg = 1.0f / (1.0f + expf(-g)), silu = g * sg;
+                    o[e] = d[e] * silu;
+                    dgv[e] = d[e] * u * sg * (1.0f + g * (1.0f - sg));
+                }
+                stv<V>(a.du + r0 + col, o);
+                stv<V>(a.dg + r0 + col, dgv);
+            } else {
+#pragma unroll
+                for (int e = 0; e < V; e++)
+                    o[e] = a.acc ? dxv[SW ? 0 : i][e] + d[e] : d[e];
+                stv<V>(a.dx + r0 + col, o);
+            }
+        }
+    }
+    if (!a.dw)
+        return;
+    if (WARP) { /* the warps' partials of each column added in shared memory first */
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            int col = (t + i * G) * V;
+            if (col >= C)
+                continue;
+#pragma unroll
+            for (int e = 0; e < V; e++)
+                red[grp * 256 + col + e] = dwp[i][e];
+        }
+        __syncthreads();
+        for (int j = threadIdx.x; j < C; j += blockDim.x) {
+            float s = 0.0f;
+            for (int q = 0; q < ng; q++)
+                s += red[q * 256 + j];
+            atomicAdd(a.dw + j, s);
+        }
+    } else { /* the block is one group: each column has one owner */
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            int col = (t + i * G) * V;
+            if (col >= C)
+                continue;
+#pragma unroll
+            for (int e = 0; e < V; e++)
+                atomicAdd(a.dw + col + e, dwp[i][e]);
+        }
+    }
+}
+
+static int al16(const void *p)
+{
+    return !p || ptr_align(p) >= 16;
+}
+
+/* Launches the fused backward for a (C <= RB_MAX): warp groups for C <= 256, else one group of
+ * G threads per block, G the fewest warps that hold the row in PER vectors per thread; up to
+ * 512 threads (128 registers each) for C <= 8192, 1024 (64 registers) beyond. */
+#define RB_KERNELS(V, PER, WARP, LB)                                                               \
+    (sw ? k_rms_bwd_f<V, PER, WARP, 1, LB> : k_rms_bwd_f<V, PER, WARP, 0, LB>)
+static void rms_bw_launch(struct krn_cuda *c, const struct rms_bw *a, int sw)
+{
+    int C = a->C, N = a->N;
+    int v4 = C % 4 == 0 && al16(a->dx) && al16(a->dg) && al16(a->du) && al16(a->dy) && al16(a->x) &&
+             al16(a->g) && al16(a->u) && al16(a->w);
+    void (*kf)(struct rms_bw);
+    int per;
+    unsigned nt = 256, grid = (unsigned)((N + 8 * RB_ROWS - 1) / (8 * RB_ROWS));
+    if (C <= 256) {
+        if (v4)
+            kf = C <= 128 ? RB_KERNELS(4, 1, 1, 256) : RB_KERNELS(4, 2, 1, 256);
+        else
+            kf = RB_KERNELS(1, 8, 1, 256);
+    } else {
+        if (v4) {
+            per = C <= 4096 ? 2 : 4;
+            kf = C <= 4096   ? RB_KERNELS(4, 2, 0, 512)
+                 : C <= 8192 ? RB_KERNELS(4, 4, 0, 512)
+                             : RB_KERNELS(4, 4, 0, 1024);
+        } else {
+            per = C <= 4096 ? 8 : 16;
+            kf = C <= 4096   ? RB_KERNELS(1, 8, 0, 512)
+                 : C <= 8192 ? RB_KERNELS(1, 16, 0, 512)
+                             : RB_KERNELS(1, 16, 0, 1024);
+        }
+        int nv = v4 ? C / 4 : C, g = (nv + per - 1) / per;
+        nt = (unsigned)((g + 31) / 32 * 32);
+        grid = (unsigned)((N + RB_ROWS - 1) / RB_ROWS);
+    }
+    kf<<<grid, nt, 0, c->st>>>(*a);
+}
+
 extern "C" void krn_cuda_rmsnorm_forward(struct krn_cuda *c, float *out, float *rstd,
                                          const float *inp, const float *w, int N, int C, float eps)
 {
@@ -1053,20 +1246,43 @@ extern "C" void krn_cuda_rmsnorm_forward(struct krn_cuda *c, float *out, float *
     LAUNCHED(c, "rmsnorm forward");
 }
 
-extern "C" void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, float *dw,
+extern "C" void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, int acc, float *dw,
                                           const float *dout, const float *inp, const float *w,
                                           const float *rstd, int N, int C)
 {
+    if (N <= 0 || C <= 0)
+        return;
     PROF(c, "rmsnorm bwd");
-    if (C <= 256)
-        k_rms_bwd_w<<<(unsigned)((N + 7) / 8), 256, 0, c->st>>>(dinp, dout, inp, w, rstd, N, C);
-    else
-        k_rms_bwd<<<N, C >= 1024 ? NT : 128, 0, c->st>>>(dinp, dout, inp, w, rstd, C);
-    if (dw) {
-        dim3 g((unsigned)((C + 127) / 128), (unsigned)((N + RMS_DW_ROWS - 1) / RMS_DW_ROWS));
-        k_rms_dw<<<g, 128, 0, c->st>>>(dw, dout, inp, rstd, N, C);
+    if (C <= RB_MAX) {
+        struct rms_bw a = {};
+        a.dx = dinp, a.dw = dw, a.dy = dout, a.x = inp, a.w = w, a.rstd = rstd;
+        a.N = N, a.C = C, a.acc = acc;
+        rms_bw_launch(c, &a, 0);
+    } else {
+        k_rms_bwd<<<N, NT, 0, c->st>>>(dinp, acc, dout, inp, w, rstd, C);
+        if (dw) {
+            dim3 g((unsigned)((C + 127) / 128), (unsigned)((N + RMS_DW_ROWS - 1) / RMS_DW_ROWS));
+            k_rms_dw<<<g, 128, 0, c->st>>>(dw, dout, inp, rstd, N, C);
+        }
     }
     LAUNCHED(c, "rmsnorm backward");
+}
+
+extern "C" int krn_cuda_swiglu_rmsnorm_backward(struct krn_cuda *c, float *dg, float *du, float *dw,
+                                                const float *dout, const float *g, const float *u,
+                                                const float *w, const float *rstd, int N, int C)
+{
+    if (C > RB_MAX)
+        return KRN_CUDA_EINVAL;
+    if (N <= 0 || C <= 0)
+        return 0;
+    PROF(c, "swiglu+rmsnorm bwd");
+    struct rms_bw a = {};
+    a.dg = dg, a.du = du, a.dw = dw, a.dy = dout, a.g = g, a.u = u, a.w = w, a.rstd = rstd;
+    a.N = N, a.C = C;
+    rms_bw_launch(c, &a, 1);
+    LAUNCHED(c, "swiglu + rmsnorm backward");
+    return 0;
 }
 
 /* ------------------------------------------------------------------ RoPE */
@@ -1297,10 +1513,11 @@ extern "C" void krn_cuda_attention_backward(struct krn_cuda *c, float *dq, float
 extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *lse,
                                            const uint16_t *q, const uint16_t *k, const uint16_t *v,
                                            int B, int T, int NH, int KVH);
-extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk, float *dv,
-                                           const float *dout, const float *out, const float *lse,
-                                           const uint16_t *q, const uint16_t *k, const uint16_t *v,
-                                           int B, int T, int NH, int KVH, float *scratch);
+extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk, int acc_qk,
+                                           float *dv, const float *dout, const float *out,
+                                           const float *lse, const uint16_t *q, const uint16_t *k,
+                                           const uint16_t *v, int B, int T, int NH, int KVH,
+                                           float *scratch);
 extern "C" size_t krn_cuda_flash_scratch_(int B, int T, int NH);
 
 extern "C" size_t krn_cuda_flash_scratch(int B, int T, int NH)
@@ -1335,15 +1552,17 @@ extern "C" void krn_cuda_flash_forward(struct krn_cuda *c, float *out, float *ls
             "flash attention forward");
 }
 
-extern "C" void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk, float *dv,
-                                        const float *dout, const float *out, const float *lse,
-                                        const uint16_t *q, const uint16_t *k, const uint16_t *v,
-                                        int B, int T, int NH, int KVH, int HD, float *scratch)
+extern "C" void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk, int acc_qk,
+                                        float *dv, const float *dout, const float *out,
+                                        const float *lse, const uint16_t *q, const uint16_t *k,
+                                        const uint16_t *v, int B, int T, int NH, int KVH, int HD,
+                                        float *scratch)
 {
     PROF(c, "attention bwd (flash)");
     if (flash_shape(c, B, T, NH, KVH, HD))
         chk(c,
-            krn_cuda_flash_bwd_(c->st, dq, dk, dv, dout, out, lse, q, k, v, B, T, NH, KVH, scratch),
+            krn_cuda_flash_bwd_(c->st, dq, dk, acc_qk, dv, dout, out, lse, q, k, v, B, T, NH, KVH,
+                                scratch),
             "flash attention backward");
 }
 
@@ -1353,17 +1572,18 @@ __global__ void k_swiglu_fwd(float *out, const float *g, const float *u, size_t 
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
-        out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        out[i] = swiglu1(g[i], u[i]);
 }
 
-__global__ void k_swiglu_bwd(float *dg, float *du, const float *dout, const float *g,
+__global__ void k_swiglu_bwd(float *dg, float *du, int acc, const float *dout, const float *g,
                              const float *u, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float sg = 1.0f / (1.0f + expf(-g[i])), silu = g[i] * sg;
-        du[i] += dout[i] * silu;
-        dg[i] += dout[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+        float eu = dout[i] * silu, eg = dout[i] * u[i] * sg * (1.0f + g[i] * (1.0f - sg));
+        du[i] = acc ? du[i] + eu : eu;
+        dg[i] = acc ? dg[i] + eg : eg;
     }
 }
 
@@ -1375,12 +1595,12 @@ extern "C" void krn_cuda_swiglu_forward(struct krn_cuda *c, float *out, const fl
     LAUNCHED(c, "swiglu forward");
 }
 
-extern "C" void krn_cuda_swiglu_backward(struct krn_cuda *c, float *dg, float *du,
+extern "C" void krn_cuda_swiglu_backward(struct krn_cuda *c, float *dg, float *du, int acc,
                                          const float *dout, const float *g, const float *u,
                                          size_t n)
 {
     PROF(c, "swiglu bwd");
-    k_swiglu_bwd<<<blocks(n, NT), NT, 0, c->st>>>(dg, du, dout, g, u, n);
+    k_swiglu_bwd<<<blocks(n, NT), NT, 0, c->st>>>(dg, du, acc, dout, g, u, n);
     LAUNCHED(c, "swiglu backward");
 }
 
