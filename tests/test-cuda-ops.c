@@ -408,6 +408,20 @@ static void t_rmsnorm(int N, int C, int off)
     krn_cuda_rmsnorm_backward(K, dxd, 0, NULL, dyd, xd, wd, rsd, N, C);
     snprintf(n2, sizeof(n2), "%s dX = (acc 0, over NaN, no dW)", nm);
     cmp(n2, dxd, dx0, n, TOL_F32);
+    if (C <= KRN_CUDA_NORM_MAX) { /* the bf16 dX: the fp32 one just made, rounded, bit for bit */
+        float *f = malloc(n * 4 + 4);
+        uint16_t *hb = malloc(n * 2 + 2), *db = krn_cuda_alloc(K, n * 2 + 16);
+        krn_cuda_d2h(K, f, dxd, n * 4);
+        int rc = krn_cuda_rmsnorm_backward_bf16(K, db, NULL, dyd, xd, wd, rsd, N, C);
+        krn_cuda_d2h(K, hb, db, n * 2);
+        size_t bad = krn_cuda_sync(K) != 0;
+        for (size_t i = 0; !bad && i < n; i++)
+            bad += hb[i] != bf16_of(f[i]);
+        TAP_OK(rc == 0 && bad == 0, "%s dX in bf16 = the fp32 one rounded (%zu of %zu differ)", nm,
+               bad, n);
+        free(f), free(hb);
+        krn_cuda_dfree(K, db);
+    }
     free(x), free(w), free(y), free(rs), free(dy), free(dx), free(dw), free(dxr), free(dwr);
     free(dx0), free(nan);
     krn_cuda_dfree(K, xd), krn_cuda_dfree(K, wd), krn_cuda_dfree(K, yd), krn_cuda_dfree(K, rsd);
@@ -512,6 +526,25 @@ static void t_swiglu_norm_bwd(int N, int C, int off)
     cmp(n2, dud, dur, n, TOL_F32);
     snprintf(n2, sizeof(n2), "%s dW +=", nm);
     cmp_base(n2, dwd, dwr, dw, C, TOL_F32);
+    /* the bf16 variant: the fp32 outputs above, rounded, bit for bit */
+    float *gf = malloc(n * 4 + 4), *uf = malloc(n * 4 + 4);
+    uint16_t *gb = malloc(n * 2 + 2), *ub = malloc(n * 2 + 2);
+    uint16_t *gbd = krn_cuda_alloc(K, n * 2 + 16), *ubd = krn_cuda_alloc(K, n * 2 + 16);
+    krn_cuda_d2h(K, gf, dgd, n * 4);
+    krn_cuda_d2h(K, uf, dud, n * 4);
+    rc = krn_cuda_swiglu_rmsnorm_backward_bf16(K, gbd, ubd, NULL, dyd, gd, ud, wd, rsd, N, C);
+    krn_cuda_d2h(K, gb, gbd, n * 2);
+    krn_cuda_d2h(K, ub, ubd, n * 2);
+    size_t bad = 0;
+    if (krn_cuda_sync(K) == 0)
+        for (size_t i = 0; i < n; i++)
+            bad += (gb[i] != bf16_of(gf[i])) + (ub[i] != bf16_of(uf[i]));
+    else
+        bad = 1;
+    TAP_OK(rc == 0 && bad == 0, "%s bf16: dG, dU = the fp32 ones rounded (%zu of %zu differ)", nm,
+           bad, 2 * n);
+    free(gf), free(uf), free(gb), free(ub);
+    krn_cuda_dfree(K, gbd), krn_cuda_dfree(K, ubd);
     free(g), free(u), free(w), free(h), free(y), free(rs), free(dy), free(dw), free(dh);
     free(dgr), free(dur), free(dwr), free(nan);
     dfree_off(gd, off), krn_cuda_dfree(K, ud), krn_cuda_dfree(K, wd), krn_cuda_dfree(K, rsd);
@@ -674,7 +707,7 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     cmp(n2, ld, lse, nl, TOL_LSE);
     trn_attention_backward(dqr, dkr, dvr, dout, P, q, k, v, B, T, NH, KVH, HD, sc);
     krn_cuda_flash_backward(K, dqd, dkd, 1, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
-                            KVH, HD, scd + off);
+                            KVH, HD, scd + off, NULL, NULL);
     float *g1 = malloc((nq + 2 * nk) * 4), *g2 = malloc((nq + 2 * nk) * 4);
     krn_cuda_d2h(K, g1, dqd, nq * 4);
     krn_cuda_d2h(K, g1 + nq, dkd, nk * 4);
@@ -689,7 +722,7 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     krn_cuda_h2d(K, dkd, dk, nk * 4);
     krn_cuda_h2d(K, dvd, dv, nk * 4);
     krn_cuda_flash_backward(K, dqd, dkd, 1, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
-                            KVH, HD, scd + off);
+                            KVH, HD, scd + off, NULL, NULL);
     krn_cuda_d2h(K, g2, dqd, nq * 4);
     krn_cuda_d2h(K, g2 + nq, dkd, nk * 4);
     krn_cuda_d2h(K, g2 + nq + nk, dvd, nk * 4);
@@ -703,7 +736,7 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     krn_cuda_h2d(K, dkd, z, nk * 4);
     krn_cuda_h2d(K, dvd, z, nk * 4);
     krn_cuda_flash_backward(K, dqd, dkd, 1, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
-                            KVH, HD, scd + off);
+                            KVH, HD, scd + off, NULL, NULL);
     krn_cuda_d2h(K, g1, dqd, nq * 4);
     krn_cuda_d2h(K, g1 + nq, dkd, nk * 4);
     krn_cuda_d2h(K, g1 + nq + nk, dvd, nk * 4);
@@ -711,7 +744,7 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     krn_cuda_h2d(K, dkd, nn, nk * 4);
     krn_cuda_h2d(K, dvd, z, nk * 4);
     krn_cuda_flash_backward(K, dqd, dkd, 0, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
-                            KVH, HD, scd + off);
+                            KVH, HD, scd + off, NULL, NULL);
     krn_cuda_d2h(K, g2, dqd, nq * 4);
     krn_cuda_d2h(K, g2 + nq, dkd, nk * 4);
     krn_cuda_d2h(K, g2 + nq + nk, dvd, nk * 4);
@@ -721,6 +754,31 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     TAP_OK(krn_cuda_sync(K) == 0 && diff == 0,
            "%s backward acc_qk 0 over NaN = acc_qk 1 over zeros (%zu of %zu differ)", nm, diff,
            nq + 2 * nk);
+    /* RoPE's backward folded in (tables of theta 1e6): dq, dk += RoPE^T of the attention's
+     * gradients, against the CPU's trn_rope_backward of the increments found above */
+    float *cs = malloc((size_t)T * HD / 2 * 4), *sn = malloc((size_t)T * HD / 2 * 4);
+    trn_rope_tables(cs, sn, T, HD, 1e6f);
+    float *csd = up(cs, (size_t)T * HD / 2 * 4), *snd = up(sn, (size_t)T * HD / 2 * 4);
+    float *iq = malloc(nq * 4), *ik = malloc(nk * 4), *rq = dup(dq, nq), *rk = dup(dk, nk);
+    for (size_t i = 0; i < nq; i++)
+        iq[i] = dqr[i] - dq[i];
+    for (size_t i = 0; i < nk; i++)
+        ik[i] = dkr[i] - dk[i];
+    trn_rope_backward(rq, iq, cs, sn, B, T, NH, HD);
+    trn_rope_backward(rk, ik, cs, sn, B, T, KVH, HD);
+    krn_cuda_h2d(K, dqd, dq, nq * 4);
+    krn_cuda_h2d(K, dkd, dk, nk * 4);
+    krn_cuda_h2d(K, dvd, dv, nk * 4);
+    krn_cuda_flash_backward(K, dqd, dkd, 1, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
+                            KVH, HD, scd + off, csd, snd);
+    snprintf(n2, sizeof(n2), "%s dQ through RoPE", nm);
+    cmp_base(n2, dqd, rq, dq, nq, TOL_FLASH);
+    snprintf(n2, sizeof(n2), "%s dK through RoPE", nm);
+    cmp_base(n2, dkd, rk, dk, nk, TOL_FLASH);
+    snprintf(n2, sizeof(n2), "%s dV beside RoPE", nm);
+    cmp_base(n2, dvd, dvr, dv, nk, TOL_FLASH);
+    free(cs), free(sn), free(iq), free(ik), free(rq), free(rk);
+    krn_cuda_dfree(K, csd), krn_cuda_dfree(K, snd);
     free(z), free(nn);
     free(q), free(k), free(v), free(o), free(P), free(dout), free(sc), free(dq), free(dk);
     free(dv), free(lse), free(dqr), free(dkr), free(dvr), free(g1), free(g2);

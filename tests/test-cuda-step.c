@@ -75,8 +75,10 @@ static int load(struct trn_model **s, struct trn_model **t)
     return load_dir(NULL, s, t);
 }
 
+/* with_t 0: the session has no teacher (continued pre-training; lc must be CE only): the GPU
+ * keeps one layer of state gradients and writes them through the fused attention's RoPE. */
 static void one_case_dir(const char *name, const char *dir, struct trn_batch *b,
-                         const struct trn_loss_cfg *lc, int bf16)
+                         const struct trn_loss_cfg *lc, int bf16, int with_t)
 {
     struct trn_model *s = NULL, *t = NULL;
     struct trn_cuda *g = NULL;
@@ -86,6 +88,10 @@ static void one_case_dir(const char *name, const char *dir, struct trn_batch *b,
     if (load_dir(dir, &s, &t)) {
         TAP_OK(0, "%s: models load", name);
         return;
+    }
+    if (!with_t) {
+        trn_model_free(t);
+        t = NULL;
     }
     int rc = trn_cuda_create(0, s, t, bf16, &g, err);
     if (!TAP_OK(rc == 0, "%s: session on cuda:0 (%s)", name, err))
@@ -170,12 +176,12 @@ out:
 
 static void one_case(const char *name, struct trn_batch *b, const struct trn_loss_cfg *lc, int bf16)
 {
-    one_case_dir(name, NULL, b, lc, bf16);
+    one_case_dir(name, NULL, b, lc, bf16, 1);
 }
 
 /* A random-init Qwen3 with head dim 128 (the fused attention's), 2 layers, in a temp dir:
  * B 2 x T 70 (a partial second tile, one padded row), distillation of every layer's relations,
- * bf16 (flash) and fp32 (materialising) against the CPU. */
+ * bf16 (flash) and fp32 (materialising) against the CPU; and CE alone without a teacher. */
 static void hd128_cases(const struct trn_loss_cfg *lc0)
 {
     char err[ENG_ERR_LEN] = "", cfgp[512], dir[512];
@@ -204,8 +210,10 @@ static void hd128_cases(const struct trn_loss_cfg *lc0)
         struct trn_loss_cfg lc = *lc0;
         lc.layer = -2;
         lc.split_heads = 4;
-        one_case_dir("head dim 128 distill bf16 (flash attention)", dir, &b, &lc, 1);
-        one_case_dir("head dim 128 distill fp32", dir, &b, &lc, 0);
+        one_case_dir("head dim 128 distill bf16 (flash attention)", dir, &b, &lc, 1, 1);
+        one_case_dir("head dim 128 distill fp32", dir, &b, &lc, 0, 1);
+        struct trn_loss_cfg ce = {.tau = 5.0f, .layer = -1, .split_heads = 1, .t_r = 1.0f};
+        one_case_dir("head dim 128 pre-training bf16 (no teacher, flash)", dir, &b, &ce, 1, 0);
     }
     eu_rmrf(eu_tmpdir());
 }

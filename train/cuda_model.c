@@ -487,20 +487,23 @@ static void ffn_act(struct krn_cuda *k, const struct gmodel *m, struct trn_acts 
 
 /* dg, du (overwritten) from dh1, the gradient of ffn_act's output (SubLN's weight gradient
  * gw += ; d2 scratch): narrow with SubLN fused, h recomputed from g and u (ffn_act stored none;
- * both fall back together, on rows wider than the fused kernels take). */
-static void ffn_act_bwd(struct krn_cuda *k, const struct gmodel *m, const struct trn_acts *a,
-                        float *dg, float *du, float *d2, float *gw, const float *dh1,
-                        const float *w, int N, int I)
+ * both fall back together, on rows wider than the fused kernels take), dg and du then written
+ * in bf16 for the gate and up products (returns 1); else fp32 (returns 0). */
+static int ffn_act_bwd(struct krn_cuda *k, const struct gmodel *m, const struct trn_acts *a,
+                       float *dg, float *du, float *d2, float *gw, const float *dh1, const float *w,
+                       int N, int I)
 {
     if (m->narrow && m->subln &&
-        !krn_cuda_swiglu_rmsnorm_backward(k, dg, du, gw, dh1, a->g, a->u, w, a->rh, N, I))
-        return;
+        !krn_cuda_swiglu_rmsnorm_backward_bf16(k, (uint16_t *)dg, (uint16_t *)du, gw, dh1, a->g,
+                                               a->u, w, a->rh, N, I))
+        return 1;
     const float *dh = dh1;
     if (m->subln) {
         krn_cuda_rmsnorm_backward(k, d2, 0, gw, dh1, a->h, w, a->rh, N, I);
         dh = d2;
     }
     krn_cuda_swiglu_backward(k, dg, du, 0, dh, a->g, a->u, (size_t)N * I);
+    return 0;
 }
 
 static void gforward(struct trn_cuda *g, struct gmodel *m)
@@ -591,10 +594,17 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         const struct loff *o = &m->lo[l];
         float *x = m->ar.resid + (size_t)l * NH;
         lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq4, o->down, N, I, H);
-        ffn_act_bwd(k, m, a, m->ar.dg, m->ar.du, m->ar.d2, G + o->ffn_sub, m->ar.d1, P + o->ffn_sub,
-                    N, I);
-        lin_bwd(k, m, m->ar.d1, 1, m->ar.dg, a->xq3, o->gate, N, H, I);
-        lin_bwd(k, m, m->ar.d1, 0, m->ar.du, a->xq3, o->up, N, H, I);
+        if (ffn_act_bwd(k, m, a, m->ar.dg, m->ar.du, m->ar.d2, G + o->ffn_sub, m->ar.d1,
+                        P + o->ffn_sub, N, I)) { /* dg, du in bf16: the products take them as is */
+            struct qact q = qact_of(a->xq3, (size_t)N, (size_t)H);
+            krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->gate, (uint16_t *)m->ar.dg, q.xb,
+                                      m->wb + o->gate, N, H, I);
+            krn_cuda_blinear_backward(k, m->ar.d1, 1.0f, G + o->up, (uint16_t *)m->ar.du, q.xb,
+                                      m->wb + o->up, N, H, I);
+        } else {
+            lin_bwd(k, m, m->ar.d1, 1, m->ar.dg, a->xq3, o->gate, N, H, I);
+            lin_bwd(k, m, m->ar.d1, 0, m->ar.du, a->xq3, o->up, N, H, I);
+        }
         krn_cuda_rmsnorm_backward(k, m->ar.dres, 1, G + o->post_norm, m->ar.d1, a->xm,
                                   P + o->post_norm, a->r2, N, H);
         lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq2, o->o, N, QD, H);
@@ -607,30 +617,48 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         /* the gradients of the states (qn, kn, v) accumulate where the relation loss left its
          * part: this layer's dstate slice, read once */
         float *dqn = dstate(m, l, TRN_Q), *dkn = dstate(m, l, TRN_K), *dv = dstate(m, l, TRN_V);
-        if (m->nostates)
-            krn_cuda_zero(k, dqn, (size_t)N * (QD + 2 * KD) * F);
-        if (m->flash) { /* dq, dk overwritten */
-            krn_cuda_flash_backward(k, m->ar.dq, m->ar.dk, 0, dv, da, a->a, a->lse, a->qb, a->kb,
-                                    a->vb, B, T, c->heads, c->kv_heads, hd, m->ar.dsc);
+        if (m->flash) {
+            /* RoPE's backward folded in: dqn, dkn directly (overwritten without a relation
+             * loss, whose slice is one layer's, so only dv needs zeros) */
+            krn_cuda_zero(k, dv, m->nostates ? (size_t)N * KD * F : 0);
+            krn_cuda_flash_backward(k, dqn, dkn, !m->nostates, dv, da, a->a, a->lse, a->qb, a->kb,
+                                    a->vb, B, T, c->heads, c->kv_heads, hd, m->ar.dsc, m->ar.cs,
+                                    m->ar.sn);
         } else {
+            if (m->nostates)
+                krn_cuda_zero(k, dqn, (size_t)N * (QD + 2 * KD) * F);
             krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
             krn_cuda_zero(k, m->ar.dk, (size_t)N * KD * F);
             krn_cuda_attention_backward(k, m->ar.dq, m->ar.dk, dv, da, a->probs, a->qr, a->kr, a->v,
                                         B, T, c->heads, c->kv_heads, hd, m->ar.dsc);
+            krn_cuda_rope_backward(k, dqn, m->ar.dq, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
+            krn_cuda_rope_backward(k, dkn, m->ar.dk, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
         }
-        krn_cuda_rope_backward(k, dqn, m->ar.dq, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
-        krn_cuda_rope_backward(k, dkn, m->ar.dk, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
-        float *dqp = dqn, *dkp = dkn;
-        if (c->qk_norm) {
-            krn_cuda_rmsnorm_backward(k, m->ar.dq, 0, G + o->q_norm, dqn, a->q, P + o->q_norm,
-                                      a->rq, N * c->heads, hd);
-            krn_cuda_rmsnorm_backward(k, m->ar.dk, 0, G + o->k_norm, dkn, a->k, P + o->k_norm,
-                                      a->rk, N * c->kv_heads, hd);
-            dqp = m->ar.dq;
-            dkp = m->ar.dk;
+        if (c->qk_norm && m->narrow && hd <= KRN_CUDA_NORM_MAX) {
+            /* QK-norm's input gradients in bf16, as the q and k products take them */
+            struct qact q = qact_of(a->xq1, (size_t)N, (size_t)H);
+            uint16_t *dqb = (uint16_t *)m->ar.dq, *dkb = (uint16_t *)m->ar.dk;
+            krn_cuda_rmsnorm_backward_bf16(k, dqb, G + o->q_norm, dqn, a->q, P + o->q_norm, a->rq,
+                                           N * c->heads, hd);
+            krn_cuda_rmsnorm_backward_bf16(k, dkb, G + o->k_norm, dkn, a->k, P + o->k_norm, a->rk,
+                                           N * c->kv_heads, hd);
+            krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->q, dqb, q.xb, m->wb + o->q, N, H,
+                                      QD);
+            krn_cuda_blinear_backward(k, m->ar.d1, 1.0f, G + o->k, dkb, q.xb, m->wb + o->k, N, H,
+                                      KD);
+        } else {
+            float *dqp = dqn, *dkp = dkn;
+            if (c->qk_norm) {
+                krn_cuda_rmsnorm_backward(k, m->ar.dq, 0, G + o->q_norm, dqn, a->q, P + o->q_norm,
+                                          a->rq, N * c->heads, hd);
+                krn_cuda_rmsnorm_backward(k, m->ar.dk, 0, G + o->k_norm, dkn, a->k, P + o->k_norm,
+                                          a->rk, N * c->kv_heads, hd);
+                dqp = m->ar.dq;
+                dkp = m->ar.dk;
+            }
+            lin_bwd(k, m, m->ar.d1, 1, dqp, a->xq1, o->q, N, H, QD);
+            lin_bwd(k, m, m->ar.d1, 0, dkp, a->xq1, o->k, N, H, KD);
         }
-        lin_bwd(k, m, m->ar.d1, 1, dqp, a->xq1, o->q, N, H, QD);
-        lin_bwd(k, m, m->ar.d1, 0, dkp, a->xq1, o->k, N, H, KD);
         lin_bwd(k, m, m->ar.d1, 0, dv, a->xq1, o->v, N, H, KD);
         krn_cuda_rmsnorm_backward(k, m->ar.dres, 1, G + o->in_norm, m->ar.d1, x, P + o->in_norm,
                                   a->r1, N, H);

@@ -215,9 +215,10 @@ struct flash_args {
     const bf16 *q, *k, *v, *dob;          /* dob: dout in bf16 (the backward's prep) */
     const float *o, *dout;                /* fp32: the prep's D = rowsum(dout * o) */
     int T, NH, KVH;
-    float scale; /* 1/sqrt(HD) */
-    int vec;     /* q, k, v (and dob) are 16-byte aligned */
-    int acc_qk;  /* the backward: dq, dk += (1) or = (0; dv always +=) */
+    float scale;          /* 1/sqrt(HD) */
+    int vec;              /* q, k, v (and dob) are 16-byte aligned */
+    int acc_qk;           /* the backward: dq, dk += (1) or = (0; dv always +=) */
+    const float *cs, *sn; /* the backward: RoPE tables [T][FD/2]: dq, dk get RoPE's backward */
 };
 
 /* ------------------------------------------------------------------ forward */
@@ -313,6 +314,36 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_
         if (q4 == 0)
             f.lse[((size_t)b * NH + h) * T + row[i]] = (m[i] + log2f(l[i])) * LN2;
     }
+}
+
+/* A warp's gradient row out: g(c) = acc[c / 8][2i + c % 2] * sc at column c = (c / 8) * 8 + 2 q4
+ * + c % 2, dst the row's start + 2 q4; with RoPE's tables of the row's position (cs, sn: [FD/2],
+ * else NULL) RoPE's backward first, column j < 64 pairing with j + 64 (held by the same thread:
+ * acc[d] and acc[d + 8]) as train/ops.c's trn_rope_backward. dst += (acc) or =. */
+__device__ __forceinline__ void put_row(float *dst, const float (*g)[4], int i, float sc, int acc,
+                                        const float *cs, const float *sn, int q4)
+{
+    if (cs) {
+#pragma unroll
+        for (int d = 0; d < 8; d++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int j = d * 8 + 2 * q4 + e;
+                float x1 = g[d][2 * i + e] * sc, x2 = g[d + 8][2 * i + e] * sc;
+                float co = cs[j], si = sn[j], y1 = x1 * co + x2 * si, y2 = x2 * co - x1 * si;
+                float *a = dst + d * 8 + e, *b = dst + (d + 8) * 8 + e;
+                *a = acc ? *a + y1 : y1;
+                *b = acc ? *b + y2 : y2;
+            }
+        return;
+    }
+#pragma unroll
+    for (int d = 0; d < 16; d++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            float v = g[d][2 * i + e] * sc, *a = dst + d * 8 + e;
+            *a = acc ? *a + v : v;
+        }
 }
 
 /* ------------------------------------------------------------------ backward prep */
@@ -422,12 +453,9 @@ template <int V> __global__ void __launch_bounds__(FT, 2) k_flash_dq(struct flas
         if (row[i] >= T)
             continue;
         float *dst = f.dq + ((size_t)b * T + row[i]) * qs + (size_t)h * FD + 2 * q4;
-#pragma unroll
-        for (int d = 0; d < 16; d++) {
-            float v0 = acc[d][2 * i] * f.scale, v1 = acc[d][2 * i + 1] * f.scale;
-            dst[d * 8] = f.acc_qk ? dst[d * 8] + v0 : v0;
-            dst[d * 8 + 1] = f.acc_qk ? dst[d * 8 + 1] + v1 : v1;
-        }
+        size_t tr = (size_t)row[i] * (FD / 2);
+        put_row(dst, acc, i, f.scale, f.acc_qk, f.cs ? f.cs + tr : NULL, f.sn ? f.sn + tr : NULL,
+                q4);
     }
 }
 
@@ -516,14 +544,10 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash
         if (key[i] >= T)
             continue;
         size_t off = ((size_t)b * T + key[i]) * ks + (size_t)kvh * FD + 2 * q4;
-#pragma unroll
-        for (int d = 0; d < 16; d++) {
-            float k0 = dk[d][2 * i] * f.scale, k1 = dk[d][2 * i + 1] * f.scale;
-            f.dk[off + d * 8] = f.acc_qk ? f.dk[off + d * 8] + k0 : k0;
-            f.dk[off + d * 8 + 1] = f.acc_qk ? f.dk[off + d * 8 + 1] + k1 : k1;
-            f.dv[off + d * 8] += dv[d][2 * i];
-            f.dv[off + d * 8 + 1] += dv[d][2 * i + 1];
-        }
+        size_t tr = (size_t)key[i] * (FD / 2);
+        put_row(f.dk + off, dk, i, f.scale, f.acc_qk, f.cs ? f.cs + tr : NULL,
+                f.sn ? f.sn + tr : NULL, q4);
+        put_row(f.dv + off, dv, i, 1.0f, 1, NULL, NULL, q4);
     }
 }
 
@@ -577,13 +601,15 @@ extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk
                                            float *dv, const float *dout, const float *out,
                                            const float *lse, const uint16_t *q, const uint16_t *k,
                                            const uint16_t *v, int B, int T, int NH, int KVH,
-                                           float *scratch)
+                                           float *scratch, const float *cs, const float *sn)
 {
     struct flash_args f = {};
     size_t bht = (size_t)B * NH * T;
     f.dq = dq;
     f.dk = dk;
     f.acc_qk = acc_qk;
+    f.cs = cs;
+    f.sn = sn;
     f.dv = dv;
     f.dd = scratch;
     f.dob = (const bf16 *)(((uintptr_t)(scratch + bht) + 15) & ~(uintptr_t)15);

@@ -144,6 +144,11 @@ void krn_cuda_rmsnorm_forward(struct krn_cuda *c, float *out, float *rstd, const
 void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, int acc, float *dw,
                                const float *dout, const float *inp, const float *w,
                                const float *rstd, int N, int C);
+/* The same with dinp written (overwritten) in bf16, a product's dY (KRN_CUDA_EINVAL, nothing
+ * launched, when C > KRN_CUDA_NORM_MAX). */
+int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp, float *dw, const float *dout,
+                                   const float *inp, const float *w, const float *rstd, int N,
+                                   int C);
 /* The backward of RMSNorm(h = silu(g) u) (rstd from the forward) chained into the SwiGLU
  * backward, h recomputed from g and u: dg, du [N][C] = (overwritten), dw += (may be NULL). One
  * read of g, u and dout, one write of dg and du. KRN_CUDA_EINVAL (nothing launched) when
@@ -151,6 +156,10 @@ void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, int acc, float *
 int krn_cuda_swiglu_rmsnorm_backward(struct krn_cuda *c, float *dg, float *du, float *dw,
                                      const float *dout, const float *g, const float *u,
                                      const float *w, const float *rstd, int N, int C);
+/* The same with dg, du written in bf16 (the gate and up products' dY; the fp32 values rounded). */
+int krn_cuda_swiglu_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dg, uint16_t *du, float *dw,
+                                          const float *dout, const float *g, const float *u,
+                                          const float *w, const float *rstd, int N, int C);
 void krn_cuda_rope_forward(struct krn_cuda *c, float *out, const float *inp, const float *cs,
                            const float *sn, int B, int T, int NH, int HD);
 /* The forward written in bf16 (the fused attention's q and k). */
@@ -179,12 +188,15 @@ void krn_cuda_flash_forward(struct krn_cuda *c, float *out, float *lse, const ui
 /* dq, dk += (acc_qk 1) or = (acc_qk 0: no zero-fill needed) and dv += ... (fp32; P recomputed
  * from q, k and lse; out and dout fp32, the forward's and its gradient); scratch:
  * krn_cuda_flash_scratch(B, T, NH) floats of device memory (D = rowsum(dout * out) and dout in
- * bf16). Deterministic: no atomics. */
+ * bf16). With RoPE's tables cs, sn [T][HD/2] (else NULL), dq and dk are the gradients of RoPE's
+ * input instead (krn_cuda_rope_backward folded in; q and k are then RoPE's outputs).
+ * Deterministic: no atomics. */
 size_t krn_cuda_flash_scratch(int B, int T, int NH);
 void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk, int acc_qk, float *dv,
                              const float *dout, const float *out, const float *lse,
                              const uint16_t *q, const uint16_t *k, const uint16_t *v, int B, int T,
-                             int NH, int KVH, int HD, float *scratch);
+                             int NH, int KVH, int HD, float *scratch, const float *cs,
+                             const float *sn);
 void krn_cuda_swiglu_forward(struct krn_cuda *c, float *out, const float *g, const float *u,
                              size_t n);
 /* dg, du += (acc 1) or = (acc 0) the gradients. */

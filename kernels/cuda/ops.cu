@@ -1068,6 +1068,7 @@ struct rms_bw {
     float *dx, *dg, *du, *dw;
     const float *dy, *x, *g, *u, *w, *rstd;
     int N, C, acc;
+    int b16; /* dx (acc 0), or with SW dg and du, are bf16 [N][C] (products' operands) */
 };
 
 template <int V> __device__ __forceinline__ static void ldv(float *d, const float *p)
@@ -1085,6 +1086,26 @@ template <int V> __device__ __forceinline__ static void stv(float *p, const floa
         *(float4 *)p = make_float4(d[0], d[1], d[2], d[3]);
     else
         *p = d[0];
+}
+
+/* d[0..V) to p as fp32 (b16 0) or bf16 (b16 1; p is then a bf16 array's element index base) */
+template <int V>
+__device__ __forceinline__ static void stv2(float *p, size_t i, const float *d, int b16)
+{
+    if (!b16) {
+        stv<V>(p + i, d);
+        return;
+    }
+    __nv_bfloat16 *q = (__nv_bfloat16 *)p + i;
+    if (V == 4) {
+        __nv_bfloat162 lo = __floats2bfloat162_rn(d[0], d[1]),
+                       hi = __floats2bfloat162_rn(d[2], d[3]);
+        uint2 u;
+        u.x = *(uint32_t *)&lo;
+        u.y = *(uint32_t *)&hi;
+        *(uint2 *)q = u;
+    } else
+        *q = __float2bfloat16_rn(d[0]);
 }
 
 template <int V, int PER, int WARP, int SW, int LB>
@@ -1151,13 +1172,13 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
                     o[e] = d[e] * silu;
                     dgv[e] = d[e] * u * sg * (1.0f + g * (1.0f - sg));
                 }
-                stv<V>(a.du + r0 + col, o);
-                stv<V>(a.dg + r0 + col, dgv);
+                stv2<V>(a.du, r0 + col, o, a.b16);
+                stv2<V>(a.dg, r0 + col, dgv, a.b16);
             } else {
 #pragma unroll
                 for (int e = 0; e < V; e++)
                     o[e] = a.acc ? dxv[SW ? 0 : i][e] + d[e] : d[e];
-                stv<V>(a.dx + r0 + col, o);
+                stv2<V>(a.dx, r0 + col, o, a.b16);
             }
         }
     }
@@ -1268,9 +1289,26 @@ extern "C" void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, int a
     LAUNCHED(c, "rmsnorm backward");
 }
 
-extern "C" int krn_cuda_swiglu_rmsnorm_backward(struct krn_cuda *c, float *dg, float *du, float *dw,
-                                                const float *dout, const float *g, const float *u,
-                                                const float *w, const float *rstd, int N, int C)
+extern "C" int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp, float *dw,
+                                              const float *dout, const float *inp, const float *w,
+                                              const float *rstd, int N, int C)
+{
+    if (C > RB_MAX)
+        return KRN_CUDA_EINVAL;
+    if (N <= 0 || C <= 0)
+        return 0;
+    PROF(c, "rmsnorm bwd");
+    struct rms_bw a = {};
+    a.dx = (float *)dinp, a.dw = dw, a.dy = dout, a.x = inp, a.w = w, a.rstd = rstd;
+    a.N = N, a.C = C, a.b16 = 1;
+    rms_bw_launch(c, &a, 0);
+    LAUNCHED(c, "rmsnorm backward");
+    return 0;
+}
+
+static int swiglu_rms_bw(struct krn_cuda *c, float *dg, float *du, int b16, float *dw,
+                         const float *dout, const float *g, const float *u, const float *w,
+                         const float *rstd, int N, int C)
 {
     if (C > RB_MAX)
         return KRN_CUDA_EINVAL;
@@ -1279,10 +1317,25 @@ extern "C" int krn_cuda_swiglu_rmsnorm_backward(struct krn_cuda *c, float *dg, f
     PROF(c, "swiglu+rmsnorm bwd");
     struct rms_bw a = {};
     a.dg = dg, a.du = du, a.dw = dw, a.dy = dout, a.g = g, a.u = u, a.w = w, a.rstd = rstd;
-    a.N = N, a.C = C;
+    a.N = N, a.C = C, a.b16 = b16;
     rms_bw_launch(c, &a, 1);
     LAUNCHED(c, "swiglu + rmsnorm backward");
     return 0;
+}
+
+extern "C" int krn_cuda_swiglu_rmsnorm_backward(struct krn_cuda *c, float *dg, float *du, float *dw,
+                                                const float *dout, const float *g, const float *u,
+                                                const float *w, const float *rstd, int N, int C)
+{
+    return swiglu_rms_bw(c, dg, du, 0, dw, dout, g, u, w, rstd, N, C);
+}
+
+extern "C" int krn_cuda_swiglu_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dg, uint16_t *du,
+                                                     float *dw, const float *dout, const float *g,
+                                                     const float *u, const float *w,
+                                                     const float *rstd, int N, int C)
+{
+    return swiglu_rms_bw(c, (float *)dg, (float *)du, 1, dw, dout, g, u, w, rstd, N, C);
 }
 
 /* ------------------------------------------------------------------ RoPE */
@@ -1517,7 +1570,7 @@ extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk
                                            float *dv, const float *dout, const float *out,
                                            const float *lse, const uint16_t *q, const uint16_t *k,
                                            const uint16_t *v, int B, int T, int NH, int KVH,
-                                           float *scratch);
+                                           float *scratch, const float *cs, const float *sn);
 extern "C" size_t krn_cuda_flash_scratch_(int B, int T, int NH);
 
 extern "C" size_t krn_cuda_flash_scratch(int B, int T, int NH)
@@ -1556,13 +1609,13 @@ extern "C" void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk
                                         float *dv, const float *dout, const float *out,
                                         const float *lse, const uint16_t *q, const uint16_t *k,
                                         const uint16_t *v, int B, int T, int NH, int KVH, int HD,
-                                        float *scratch)
+                                        float *scratch, const float *cs, const float *sn)
 {
     PROF(c, "attention bwd (flash)");
     if (flash_shape(c, B, T, NH, KVH, HD))
         chk(c,
             krn_cuda_flash_bwd_(c->st, dq, dk, acc_qk, dv, dout, out, lse, q, k, v, B, T, NH, KVH,
-                                scratch),
+                                scratch, cs, sn),
             "flash attention backward");
 }
 
