@@ -169,6 +169,21 @@ static uint16_t bf16_of(float f)
     return (uint16_t)(u >> 16);
 }
 
+/* A bf16 output (device, n) against an fp32 device output of the same op rounded on the host,
+ * bit for bit (the same float operations, then __float2bfloat16_rn). */
+static void same_rounded(const char *what, const uint16_t *bd, const float *fd, size_t n)
+{
+    float *f = malloc(n * 4 + 4);
+    uint16_t *b = malloc(n * 2 + 2);
+    krn_cuda_d2h(K, f, fd, n * 4);
+    krn_cuda_d2h(K, b, bd, n * 2);
+    size_t bad = krn_cuda_sync(K) != 0;
+    for (size_t i = 0; !bad && i < n; i++)
+        bad += b[i] != bf16_of(f[i]);
+    TAP_OK(bad == 0, "%s: the fp32 output rounded, bit for bit (%zu of %zu differ)", what, bad, n);
+    free(f), free(b);
+}
+
 /* The float value of a bf16 bit pattern. */
 static float bf16_val(uint16_t b)
 {
@@ -395,6 +410,11 @@ static void t_rmsnorm(int N, int C, int off)
     cmp(n2, yd, y, n, TOL_F32);
     snprintf(n2, sizeof(n2), "%s rstd", nm);
     cmp(n2, rsd, rs, N, TOL_F32);
+    uint16_t *yb = krn_cuda_alloc(K, n * 2 + 16);
+    krn_cuda_rmsnorm_forward_bf16(K, yb, rsd, xd, wd, N, C, 1e-6f);
+    snprintf(n2, sizeof(n2), "%s forward in bf16", nm);
+    same_rounded(n2, yb, yd, n);
+    krn_cuda_dfree(K, yb);
     krn_cuda_h2d(K, rsd, rs, N * 4); /* both backwards on the same rstd */
     trn_rmsnorm_backward(dxr, NULL, dy, x, w, rs, N, C);
     dw_ref(dwr, dy, x, rs, N, C);
@@ -820,6 +840,10 @@ static void t_swiglu(size_t n)
     trn_swiglu_forward(o, g, u, n);
     krn_cuda_swiglu_forward(K, od, gd, ud, n);
     cmp("swiglu forward", od, o, n, TOL_F32);
+    uint16_t *ob = krn_cuda_alloc(K, n * 2 + 16);
+    krn_cuda_swiglu_forward_bf16(K, ob, gd, ud, n);
+    same_rounded("swiglu forward in bf16", ob, od, n);
+    krn_cuda_dfree(K, ob);
     trn_swiglu_backward(dgr, dur, dy, g, u, n);
     krn_cuda_swiglu_backward(K, dgd, dud, 1, dyd, gd, ud, n);
     cmp_base("swiglu dG += (acc 1)", dgd, dgr, dg, n, TOL_F32);

@@ -406,13 +406,18 @@ static void act_q(struct krn_cuda *k, const struct gmodel *m, float *xq, const f
 
 /* xn = RMSNorm(x) (rstd r), then the BitLinear input xq of it: narrow, in one pass that never
  * stores xn (the backward reads only x, r and xq). */
-static void norm_q(struct krn_cuda *k, const struct gmodel *m, float *xn, float *r, float *xq,
+static void norm_q(struct krn_cuda *k, struct gmodel *m, float *xn, float *r, float *xq,
                    const float *x, const float *w, size_t N, int C, float eps)
 {
     if (m->narrow) {
         struct qact q = qact_of(xq, N, (size_t)C);
         if (!krn_cuda_rmsnorm_aquant(k, q.x8, q.xb, q.sx, r, x, w, (int)N, C, eps))
             return;
+    }
+    if (m->wbf16 && xq == xn) { /* the teacher: the norm feeds only its bf16 products */
+        krn_cuda_rmsnorm_forward_bf16(k, (uint16_t *)m->ar.tmp, r, x, w, (int)N, C, eps);
+        m->xb_src = xq; /* lin_fwd finds its bf16 copy made */
+        return;
     }
     krn_cuda_rmsnorm_forward(k, xn, r, x, w, (int)N, C, eps);
     act_q(k, m, xq, xn, N, C);
@@ -470,13 +475,18 @@ static void lin_bwd(struct krn_cuda *k, struct gmodel *m, float *dinp, int first
 /* The FFN's down-projection input from g and u: h = silu(g) u, its SubLN (rstd rh) and the
  * BitLinear input xq4. Narrow with SubLN: one fused pass that stores neither h nor hn (the
  * backward recomputes h: ffn_act_bwd); else h is stored. */
-static void ffn_act(struct krn_cuda *k, const struct gmodel *m, struct trn_acts *a, const float *w,
-                    int N, int I, float eps)
+static void ffn_act(struct krn_cuda *k, struct gmodel *m, struct trn_acts *a, const float *w, int N,
+                    int I, float eps)
 {
     if (m->narrow && m->subln) {
         struct qact q = qact_of(a->xq4, (size_t)N, (size_t)I);
         if (!krn_cuda_swiglu_rmsnorm_aquant(k, q.x8, q.xb, q.sx, a->rh, a->g, a->u, w, N, I, eps))
             return;
+    }
+    if (m->wbf16 && a->xq4 == a->h) { /* the teacher: h feeds only the down product, in bf16 */
+        krn_cuda_swiglu_forward_bf16(k, (uint16_t *)m->ar.tmp, a->g, a->u, (size_t)N * I);
+        m->xb_src = a->xq4;
+        return;
     }
     krn_cuda_swiglu_forward(k, a->h, a->g, a->u, (size_t)N * I);
     if (m->subln) /* else hn aliases h */

@@ -12,7 +12,9 @@
  * cores work on the current one; the products are mma.sync m16n8k16 bf16 x bf16 -> fp32, and
  * every softmax statistic, D = rowsum(dO * O) and every accumulator is fp32.
  *
- * Blocks have 4 warps; each warp owns 16 rows of its block's 64-row tile:
+ * Blocks have 4 warps; each warp owns 16 rows of its block's 64-row tile. The tile index is the
+ * grid's slowest dimension, ordered so the blocks with the most key (query) tiles to visit start
+ * first and the short ones fill the last wave:
  *  - forward: a block per (query tile, head, sequence); online softmax over the key tiles
  *    0..its own (causal), O in registers, rescaled per key tile;
  *  - prep: D = rowsum(dO * O) from the fp32 tensors and dO in bf16, one warp per row;
@@ -227,7 +229,7 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_
 {
     extern __shared__ __align__(16) unsigned char smem[];
     bf16 *Qs = (bf16 *)smem, *KV = Qs + TILE; /* KV: two buffers of a K and a V tile */
-    int T = f.T, NH = f.NH, qb = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int T = f.T, NH = f.NH, qb = gridDim.z - 1 - blockIdx.z, h = blockIdx.x, b = blockIdx.y;
     int kvh = h / (NH / f.KVH), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int g = lane >> 2, q4 = lane & 3, wr = warp * 16;
     size_t qs = (size_t)NH * FD, ks = (size_t)f.KVH * FD;
@@ -323,6 +325,15 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_
 __device__ __forceinline__ void put_row(float *dst, const float (*g)[4], int i, float sc, int acc,
                                         const float *cs, const float *sn, int q4)
 {
+    /* every old value is loaded before any store: the 32 loads go out together instead of one
+     * DRAM round trip per element (the compiler cannot reorder loads past possibly aliasing
+     * stores) */
+    float v[16][2], old[16][2];
+#pragma unroll
+    for (int d = 0; d < 16; d++)
+#pragma unroll
+        for (int e = 0; e < 2; e++)
+            old[d][e] = acc ? dst[d * 8 + e] : 0.0f;
     if (cs) {
 #pragma unroll
         for (int d = 0; d < 8; d++)
@@ -330,20 +341,26 @@ __device__ __forceinline__ void put_row(float *dst, const float (*g)[4], int i, 
             for (int e = 0; e < 2; e++) {
                 int j = d * 8 + 2 * q4 + e;
                 float x1 = g[d][2 * i + e] * sc, x2 = g[d + 8][2 * i + e] * sc;
-                float co = cs[j], si = sn[j], y1 = x1 * co + x2 * si, y2 = x2 * co - x1 * si;
-                float *a = dst + d * 8 + e, *b = dst + (d + 8) * 8 + e;
-                *a = acc ? *a + y1 : y1;
-                *b = acc ? *b + y2 : y2;
+                float co = cs[j], si = sn[j];
+                v[d][e] = x1 * co + x2 * si;
+                v[d + 8][e] = x2 * co - x1 * si;
             }
-        return;
+    } else {
+#pragma unroll
+        for (int d = 0; d < 16; d++)
+#pragma unroll
+            for (int e = 0; e < 2; e++)
+                v[d][e] = g[d][2 * i + e] * sc;
     }
 #pragma unroll
-    for (int d = 0; d < 16; d++)
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-            float v = g[d][2 * i + e] * sc, *a = dst + d * 8 + e;
-            *a = acc ? *a + v : v;
-        }
+    for (int d = 0; d < 16; d++) {
+        float2 o =
+            make_float2(acc ? old[d][0] + v[d][0] : v[d][0], acc ? old[d][1] + v[d][1] : v[d][1]);
+        if (((uintptr_t)dst & 7) == 0)
+            *(float2 *)(dst + d * 8) = o;
+        else
+            dst[d * 8] = o.x, dst[d * 8 + 1] = o.y;
+    }
 }
 
 /* ------------------------------------------------------------------ backward prep */
@@ -376,7 +393,7 @@ template <int V> __global__ void __launch_bounds__(FT, 2) k_flash_dq(struct flas
 {
     extern __shared__ __align__(16) unsigned char smem[];
     bf16 *Qs = (bf16 *)smem, *Os = Qs + TILE, *KV = Os + TILE; /* Os: dO; KV as the forward's */
-    int T = f.T, NH = f.NH, qb = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int T = f.T, NH = f.NH, qb = gridDim.z - 1 - blockIdx.z, h = blockIdx.x, b = blockIdx.y;
     int kvh = h / (NH / f.KVH), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int g = lane >> 2, q4 = lane & 3, wr = warp * 16;
     size_t qs = (size_t)NH * FD, ks = (size_t)f.KVH * FD, hrow = ((size_t)b * NH + h) * T;
@@ -467,7 +484,7 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash
     /* K, V, then two buffers of a (Q, dO) tile pair and their rows' L and D */
     bf16 *Ks = (bf16 *)smem, *Vs = Ks + TILE, *QG = Vs + TILE;
     float *LD = (float *)(QG + 4 * TILE);
-    int T = f.T, NH = f.NH, kb = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+    int T = f.T, NH = f.NH, kb = blockIdx.z, kvh = blockIdx.x, b = blockIdx.y;
     int grp = NH / f.KVH, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int g = lane >> 2, q4 = lane & 3, wr = warp * 16, nqb = (T + FB - 1) / FB, nq = nqb - kb;
     size_t qs = (size_t)NH * FD, ks = (size_t)f.KVH * FD;
@@ -592,7 +609,7 @@ extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *l
     cudaError_t e = cudaFuncSetAttribute(kf, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD);
     if (e != cudaSuccess)
         return e;
-    dim3 grid((unsigned)((T + FB - 1) / FB), (unsigned)NH, (unsigned)B);
+    dim3 grid((unsigned)NH, (unsigned)B, (unsigned)((T + FB - 1) / FB));
     kf<<<grid, FT, SMEM_FWD, st>>>(f);
     return cudaGetLastError();
 }
@@ -634,9 +651,9 @@ extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk
     k_flash_prep<<<(unsigned)((bht * 32 + 255) / 256), 256, 0, st>>>(f.dd, (bf16 *)f.dob, out, dout,
                                                                      T, NH, bht);
     unsigned nt = (unsigned)((T + FB - 1) / FB);
-    kq<<<dim3(nt, (unsigned)NH, (unsigned)B), FT, SMEM_DQ, st>>>(f);
+    kq<<<dim3((unsigned)NH, (unsigned)B, nt), FT, SMEM_DQ, st>>>(f);
     if ((e = cudaGetLastError()) != cudaSuccess)
         return e;
-    kkv<<<dim3(nt, (unsigned)KVH, (unsigned)B), FT, SMEM_DKDV, st>>>(f);
+    kkv<<<dim3((unsigned)KVH, (unsigned)B, nt), FT, SMEM_DKDV, st>>>(f);
     return cudaGetLastError();
 }

@@ -139,6 +139,9 @@ void krn_cuda_linear_backward(struct krn_cuda *c, float *dinp, float *dw, const 
                               const float *inp, const float *w, int N, int C, int OC);
 void krn_cuda_rmsnorm_forward(struct krn_cuda *c, float *out, float *rstd, const float *inp,
                               const float *w, int N, int C, float eps);
+/* The same written in bf16 (an output that only feeds bf16 products: the frozen teacher's). */
+void krn_cuda_rmsnorm_forward_bf16(struct krn_cuda *c, uint16_t *out, float *rstd, const float *inp,
+                                   const float *w, int N, int C, float eps);
 /* dinp += (acc 1) or = (acc 0: no zero-fill needed) the input gradient; dw += the weight's (dw
  * NULL: none), in the same pass over dout and inp (C <= 16384). */
 void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, int acc, float *dw,
@@ -199,6 +202,8 @@ void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk, int acc_q
                              const float *sn);
 void krn_cuda_swiglu_forward(struct krn_cuda *c, float *out, const float *g, const float *u,
                              size_t n);
+void krn_cuda_swiglu_forward_bf16(struct krn_cuda *c, uint16_t *out, const float *g, const float *u,
+                                  size_t n);
 /* dg, du += (acc 1) or = (acc 0) the gradients. */
 void krn_cuda_swiglu_backward(struct krn_cuda *c, float *dg, float *du, int acc, const float *dout,
                               const float *g, const float *u, size_t n);

@@ -987,11 +987,23 @@ extern "C" void krn_cuda_blinear_backward(struct krn_cuda *c, float *dinp, float
 
 /* ------------------------------------------------------------------ RMSNorm */
 
-__global__ void k_rms_fwd(float *out, float *rstd, const float *inp, const float *w, int C,
-                          float eps)
+/* A float as an output element: fp32, or bf16 for outputs that only feed bf16 products. */
+template <typename O> __device__ __forceinline__ static O out_of(float v);
+template <> __device__ __forceinline__ float out_of<float>(float v)
+{
+    return v;
+}
+template <> __device__ __forceinline__ __nv_bfloat16 out_of<__nv_bfloat16>(float v)
+{
+    return __float2bfloat16_rn(v);
+}
+
+template <typename O>
+__global__ void k_rms_fwd(O *out, float *rstd, const float *inp, const float *w, int C, float eps)
 {
     const float *x = inp + (size_t)blockIdx.x * C;
-    float *y = out + (size_t)blockIdx.x * C, ss = 0.0f;
+    O *y = out + (size_t)blockIdx.x * C;
+    float ss = 0.0f;
     for (int j = threadIdx.x; j < C; j += blockDim.x)
         ss += x[j] * x[j];
     ss = block_sum(ss);
@@ -999,19 +1011,21 @@ __global__ void k_rms_fwd(float *out, float *rstd, const float *inp, const float
     if (!threadIdx.x)
         rstd[blockIdx.x] = inv;
     for (int j = threadIdx.x; j < C; j += blockDim.x)
-        y[j] = w[j] * (x[j] * inv);
+        y[j] = out_of<O>(w[j] * (x[j] * inv));
 }
 
 /* The forward with one warp per row, for short rows (QK-norm's head_dim): a block of 256
  * threads holds 8 rows and needs no block-wide synchronisation. */
-__global__ void k_rms_fwd_w(float *out, float *rstd, const float *inp, const float *w, int N, int C,
+template <typename O>
+__global__ void k_rms_fwd_w(O *out, float *rstd, const float *inp, const float *w, int N, int C,
                             float eps)
 {
     int row = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (row >= N)
         return;
     const float *x = inp + (size_t)row * C;
-    float *y = out + (size_t)row * C, ss = 0.0f;
+    O *y = out + (size_t)row * C;
+    float ss = 0.0f;
     for (int j = lane; j < C; j += 32)
         ss += x[j] * x[j];
     ss = warp_sum(ss);
@@ -1019,7 +1033,7 @@ __global__ void k_rms_fwd_w(float *out, float *rstd, const float *inp, const flo
     if (!lane)
         rstd[row] = inv;
     for (int j = lane; j < C; j += 32)
-        y[j] = w[j] * (x[j] * inv);
+        y[j] = out_of<O>(w[j] * (x[j] * inv));
 }
 
 /* The backward of rows wider than the fused kernel holds (C > RB_MAX): dX by one block per row,
@@ -1256,15 +1270,30 @@ static void rms_bw_launch(struct krn_cuda *c, const struct rms_bw *a, int sw)
     kf<<<grid, nt, 0, c->st>>>(*a);
 }
 
+template <typename O>
+static void rms_fwd(struct krn_cuda *c, O *out, float *rstd, const float *inp, const float *w,
+                    int N, int C, float eps)
+{
+    if (C <= 256)
+        k_rms_fwd_w<O><<<(unsigned)((N + 7) / 8), 256, 0, c->st>>>(out, rstd, inp, w, N, C, eps);
+    else
+        k_rms_fwd<O><<<N, C >= 1024 ? NT : 128, 0, c->st>>>(out, rstd, inp, w, C, eps);
+    LAUNCHED(c, "rmsnorm forward");
+}
+
 extern "C" void krn_cuda_rmsnorm_forward(struct krn_cuda *c, float *out, float *rstd,
                                          const float *inp, const float *w, int N, int C, float eps)
 {
     PROF(c, "rmsnorm fwd");
-    if (C <= 256)
-        k_rms_fwd_w<<<(unsigned)((N + 7) / 8), 256, 0, c->st>>>(out, rstd, inp, w, N, C, eps);
-    else
-        k_rms_fwd<<<N, C >= 1024 ? NT : 128, 0, c->st>>>(out, rstd, inp, w, C, eps);
-    LAUNCHED(c, "rmsnorm forward");
+    rms_fwd(c, out, rstd, inp, w, N, C, eps);
+}
+
+extern "C" void krn_cuda_rmsnorm_forward_bf16(struct krn_cuda *c, uint16_t *out, float *rstd,
+                                              const float *inp, const float *w, int N, int C,
+                                              float eps)
+{
+    PROF(c, "rmsnorm fwd");
+    rms_fwd(c, (__nv_bfloat16 *)out, rstd, inp, w, N, C, eps);
 }
 
 extern "C" void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, int acc, float *dw,
@@ -1621,11 +1650,11 @@ extern "C" void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk
 
 /* ------------------------------------------------------------------ SwiGLU */
 
-__global__ void k_swiglu_fwd(float *out, const float *g, const float *u, size_t n)
+template <typename O> __global__ void k_swiglu_fwd(O *out, const float *g, const float *u, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
-        out[i] = swiglu1(g[i], u[i]);
+        out[i] = out_of<O>(swiglu1(g[i], u[i]));
 }
 
 __global__ void k_swiglu_bwd(float *dg, float *du, int acc, const float *dout, const float *g,
@@ -1644,7 +1673,15 @@ extern "C" void krn_cuda_swiglu_forward(struct krn_cuda *c, float *out, const fl
                                         const float *u, size_t n)
 {
     PROF(c, "swiglu fwd");
-    k_swiglu_fwd<<<blocks(n, NT), NT, 0, c->st>>>(out, g, u, n);
+    k_swiglu_fwd<float><<<blocks(n, NT), NT, 0, c->st>>>(out, g, u, n);
+    LAUNCHED(c, "swiglu forward");
+}
+
+extern "C" void krn_cuda_swiglu_forward_bf16(struct krn_cuda *c, uint16_t *out, const float *g,
+                                             const float *u, size_t n)
+{
+    PROF(c, "swiglu fwd");
+    k_swiglu_fwd<__nv_bfloat16><<<blocks(n, NT), NT, 0, c->st>>>((__nv_bfloat16 *)out, g, u, n);
     LAUNCHED(c, "swiglu forward");
 }
 
