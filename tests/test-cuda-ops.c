@@ -653,6 +653,23 @@ static void bf16_round(float *x, size_t n)
     }
 }
 
+/* Three device tensors of nq, nk, nk floats from three host arrays (put3), or into one host
+ * array end to end (get3). */
+static void put3(float *dq, float *dk, float *dv, const float *a, const float *b, const float *c,
+                 size_t nq, size_t nk)
+{
+    krn_cuda_h2d(K, dq, a, nq * 4);
+    krn_cuda_h2d(K, dk, b, nk * 4);
+    krn_cuda_h2d(K, dv, c, nk * 4);
+}
+
+static void get3(float *g, const float *dq, const float *dk, const float *dv, size_t nq, size_t nk)
+{
+    krn_cuda_d2h(K, g, dq, nq * 4);
+    krn_cuda_d2h(K, g + nq, dk, nk * 4);
+    krn_cuda_d2h(K, g + nq + nk, dv, nk * 4);
+}
+
 /* The fused attention (head dim 128, bf16 tensor cores) against the CPU's materialising ops
  * (fp32): out, the log-sum-exp (against fp64 on the host), and dQ, dK, dV as increments over
  * random starting values (they accumulate). qs scales q: larger scores test the online softmax.
@@ -729,45 +746,31 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     krn_cuda_flash_backward(K, dqd, dkd, 1, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
                             KVH, HD, scd + off, NULL, NULL);
     float *g1 = malloc((nq + 2 * nk) * 4), *g2 = malloc((nq + 2 * nk) * 4);
-    krn_cuda_d2h(K, g1, dqd, nq * 4);
-    krn_cuda_d2h(K, g1 + nq, dkd, nk * 4);
-    krn_cuda_d2h(K, g1 + nq + nk, dvd, nk * 4);
+    get3(g1, dqd, dkd, dvd, nq, nk);
     snprintf(n2, sizeof(n2), "%s dQ", nm);
     cmp_base(n2, dqd, dqr, dq, nq, TOL_FLASH);
     snprintf(n2, sizeof(n2), "%s dK", nm);
     cmp_base(n2, dkd, dkr, dk, nk, TOL_FLASH);
     snprintf(n2, sizeof(n2), "%s dV", nm);
     cmp_base(n2, dvd, dvr, dv, nk, TOL_FLASH);
-    krn_cuda_h2d(K, dqd, dq, nq * 4);
-    krn_cuda_h2d(K, dkd, dk, nk * 4);
-    krn_cuda_h2d(K, dvd, dv, nk * 4);
+    put3(dqd, dkd, dvd, dq, dk, dv, nq, nk);
     krn_cuda_flash_backward(K, dqd, dkd, 1, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
                             KVH, HD, scd + off, NULL, NULL);
-    krn_cuda_d2h(K, g2, dqd, nq * 4);
-    krn_cuda_d2h(K, g2 + nq, dkd, nk * 4);
-    krn_cuda_d2h(K, g2 + nq + nk, dvd, nk * 4);
+    get3(g2, dqd, dkd, dvd, nq, nk);
     TAP_OK(!memcmp(g1, g2, (nq + 2 * nk) * 4), "%s backward: two runs bit-identical", nm);
     /* acc_qk 0 over NaN-filled dq, dk against acc_qk 1 over zeros (dv accumulates in both,
      * from zeros): the same values (by value: 0 + -0 is +0) */
     float *z = calloc(nq + 2 * nk, 4), *nn = malloc((nq + 2 * nk) * 4);
     for (size_t i = 0; i < nq + 2 * nk; i++)
         nn[i] = NAN;
-    krn_cuda_h2d(K, dqd, z, nq * 4);
-    krn_cuda_h2d(K, dkd, z, nk * 4);
-    krn_cuda_h2d(K, dvd, z, nk * 4);
+    put3(dqd, dkd, dvd, z, z, z, nq, nk);
     krn_cuda_flash_backward(K, dqd, dkd, 1, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
                             KVH, HD, scd + off, NULL, NULL);
-    krn_cuda_d2h(K, g1, dqd, nq * 4);
-    krn_cuda_d2h(K, g1 + nq, dkd, nk * 4);
-    krn_cuda_d2h(K, g1 + nq + nk, dvd, nk * 4);
-    krn_cuda_h2d(K, dqd, nn, nq * 4);
-    krn_cuda_h2d(K, dkd, nn, nk * 4);
-    krn_cuda_h2d(K, dvd, z, nk * 4);
+    get3(g1, dqd, dkd, dvd, nq, nk);
+    put3(dqd, dkd, dvd, nn, nn, z, nq, nk);
     krn_cuda_flash_backward(K, dqd, dkd, 0, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
                             KVH, HD, scd + off, NULL, NULL);
-    krn_cuda_d2h(K, g2, dqd, nq * 4);
-    krn_cuda_d2h(K, g2 + nq, dkd, nk * 4);
-    krn_cuda_d2h(K, g2 + nq + nk, dvd, nk * 4);
+    get3(g2, dqd, dkd, dvd, nq, nk);
     size_t diff = 0;
     for (size_t i = 0; i < nq + 2 * nk; i++)
         diff += !(g1[i] == g2[i]); /* a NaN left over differs too */
@@ -786,9 +789,7 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
         ik[i] = dkr[i] - dk[i];
     trn_rope_backward(rq, iq, cs, sn, B, T, NH, HD);
     trn_rope_backward(rk, ik, cs, sn, B, T, KVH, HD);
-    krn_cuda_h2d(K, dqd, dq, nq * 4);
-    krn_cuda_h2d(K, dkd, dk, nk * 4);
-    krn_cuda_h2d(K, dvd, dv, nk * 4);
+    put3(dqd, dkd, dvd, dq, dk, dv, nq, nk);
     krn_cuda_flash_backward(K, dqd, dkd, 1, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
                             KVH, HD, scd + off, csd, snd);
     snprintf(n2, sizeof(n2), "%s dQ through RoPE", nm);

@@ -18,6 +18,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "kernels/cuda/reduce.cuh"
+
 #define HT 512 /* threads per row block */
 
 /* Running (max, sums) of one thread: a1 = sum exp(s - m), at = sum exp((s - m) / tau) for the
@@ -48,41 +50,6 @@ __device__ __forceinline__ void add_t(struct run *r, float x, float it)
     r->b += __expf((x - r->mt) * it);
 }
 
-__device__ static float warp_max(float v)
-{
-    for (int o = 16; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-__device__ static float warp_sum(float v)
-{
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-/* Block-wide max / sum over HT threads; every thread gets the result. */
-__device__ static float bmax(float v, float *sh)
-{
-    v = warp_max(v);
-    __syncthreads();
-    if (!(threadIdx.x & 31))
-        sh[threadIdx.x >> 5] = v;
-    __syncthreads();
-    return warp_max((threadIdx.x & 31) < HT / 32 ? sh[threadIdx.x & 31] : -INFINITY);
-}
-
-__device__ static float bsum(float v, float *sh)
-{
-    v = warp_sum(v);
-    __syncthreads();
-    if (!(threadIdx.x & 31))
-        sh[threadIdx.x >> 5] = v;
-    __syncthreads();
-    return warp_sum((threadIdx.x & 31) < HT / 32 ? sh[threadIdx.x & 31] : 0.0f);
-}
-
 /* A thread's sum scaled from its maximum m to the block's M (0 for a thread that saw nothing). */
 __device__ __forceinline__ float rescale(float a, float m, float M, float it)
 {
@@ -95,7 +62,6 @@ __global__ void __launch_bounds__(HT)
     k_head_loss(float *ce, float *kl, __nv_bfloat16 *g, const float *s, const float *t,
                 const int32_t *target, int V, float tau, float wce, float wkl)
 {
-    __shared__ float sh[32];
     size_t row = blockIdx.x;
     int tg = target[row];
     __nv_bfloat16 *gr = g ? g + row * V : NULL;
@@ -130,16 +96,16 @@ __global__ void __launch_bounds__(HT)
                 add_t(&r, tr[i], it);
         }
     }
-    float M = bmax(r.m, sh);
-    float A1 = bsum(rescale(r.a1, r.m, M, 1.0f), sh);
+    float M = block_max(r.m);
+    float A1 = block_sum(rescale(r.a1, r.m, M, 1.0f));
     float l1 = M + __logf(A1); /* log-sum-exp of s */
     if (!threadIdx.x)
         ce[row] = l1 - sr[tg];
     float lst = 0.0f, ltt = 0.0f; /* log-sum-exps of s / tau and t / tau */
     if (KL) {
-        float At = bsum(rescale(r.at, r.m, M, it), sh);
-        float Mt = bmax(r.mt, sh);
-        float Bt = bsum(rescale(r.b, r.mt, Mt, it), sh);
+        float At = block_sum(rescale(r.at, r.m, M, it));
+        float Mt = block_max(r.mt);
+        float Bt = block_sum(rescale(r.b, r.mt, Mt, it));
         lst = M * it + __logf(At);
         ltt = Mt * it + __logf(Bt);
     }
@@ -183,7 +149,7 @@ __global__ void __launch_bounds__(HT)
     }
 #undef HEAD_ELEM
     if (KL) {
-        acc = bsum(acc, sh);
+        acc = block_sum(acc);
         if (!threadIdx.x)
             kl[row] = acc;
     }

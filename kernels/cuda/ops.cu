@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "kernels/cuda/kcuda.h"
+#include "kernels/cuda/reduce.cuh"
 
 #define NT 256 /* threads per block of the row kernels */
 
@@ -363,67 +364,6 @@ extern "C" void krn_cuda_zero(struct krn_cuda *c, void *p, size_t bytes)
 }
 
 /* ------------------------------------------------------------------ reductions */
-
-__device__ static float warp_sum(float v)
-{
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-__device__ static float warp_max(float v)
-{
-    for (int o = 16; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-__device__ static double warp_sumd(double v)
-{
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-/* Block-wide sum / max of blockDim.x (multiple of 32, <= 1024) threads; every thread gets it. */
-__device__ static float block_sum(float v)
-{
-    __shared__ float sh[32];
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = warp_sum(v);
-    __syncthreads();
-    if (!lane)
-        sh[w] = v;
-    __syncthreads();
-    v = lane < nw ? sh[lane] : 0.0f;
-    return warp_sum(v);
-}
-
-__device__ static float block_max(float v)
-{
-    __shared__ float sh[32];
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (!lane)
-        sh[w] = v;
-    __syncthreads();
-    v = lane < nw ? sh[lane] : -INFINITY;
-    return warp_max(v);
-}
-
-__device__ static double block_sumd(double v)
-{
-    __shared__ double sh[32];
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = warp_sumd(v);
-    __syncthreads();
-    if (!lane)
-        sh[w] = v;
-    __syncthreads();
-    v = lane < nw ? sh[lane] : 0.0;
-    return warp_sumd(v);
-}
 
 /* mode 0: sum x, 1: sum x^2, 2: sum |x| into *out (atomic). */
 __global__ void k_reduce(double *out, const float *x, size_t n, int mode)
@@ -1369,9 +1309,11 @@ extern "C" int krn_cuda_swiglu_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_
 
 /* ------------------------------------------------------------------ RoPE */
 
-/* one thread per (row = b*T*NH + t*NH + h, i < half) */
-__global__ void k_rope(float *out, const float *inp, const float *cs, const float *sn, int T,
-                       int NH, int HD, size_t n, int bwd)
+/* one thread per (row = b*T*NH + t*NH + h, i < half); O: the forward's output type (bf16: the
+ * fused attention's operands, the same float operations rounded); bwd: out += the backward's */
+template <typename O>
+__global__ void k_rope(O *out, const float *inp, const float *cs, const float *sn, int T, int NH,
+                       int HD, size_t n, int bwd)
 {
     int half = HD / 2;
     size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
@@ -1381,54 +1323,39 @@ __global__ void k_rope(float *out, const float *inp, const float *cs, const floa
     int i = (int)(idx % half), t = (int)((row / NH) % T);
     float co = cs[(size_t)t * half + i], si = sn[(size_t)t * half + i];
     const float *x = inp + row * HD;
-    float *y = out + row * HD;
+    O *y = out + row * HD;
     float x1 = x[i], x2 = x[i + half];
     if (!bwd) {
-        y[i] = x1 * co - x2 * si;
-        y[i + half] = x2 * co + x1 * si;
-    } else {
-        y[i] += x1 * co + x2 * si;
-        y[i + half] += x2 * co - x1 * si;
+        y[i] = out_of<O>(x1 * co - x2 * si);
+        y[i + half] = out_of<O>(x2 * co + x1 * si);
+    } else { /* O is float */
+        y[i] = out_of<O>((float)y[i] + (x1 * co + x2 * si));
+        y[i + half] = out_of<O>((float)y[i + half] + (x2 * co - x1 * si));
     }
+}
+
+template <typename O>
+static void rope_fwd(struct krn_cuda *c, O *out, const float *inp, const float *cs, const float *sn,
+                     int B, int T, int NH, int HD)
+{
+    PROF(c, "rope fwd");
+    size_t n = (size_t)B * T * NH * (HD / 2);
+    k_rope<O><<<(unsigned)((n + NT - 1) / NT), NT, 0, c->st>>>(out, inp, cs, sn, T, NH, HD, n, 0);
+    LAUNCHED(c, "rope forward");
 }
 
 extern "C" void krn_cuda_rope_forward(struct krn_cuda *c, float *out, const float *inp,
                                       const float *cs, const float *sn, int B, int T, int NH,
                                       int HD)
 {
-    PROF(c, "rope fwd");
-    size_t n = (size_t)B * T * NH * (HD / 2);
-    k_rope<<<(unsigned)((n + NT - 1) / NT), NT, 0, c->st>>>(out, inp, cs, sn, T, NH, HD, n, 0);
-    LAUNCHED(c, "rope forward");
-}
-
-/* The forward into bf16 (the fused attention's operands): the same float operations, rounded. */
-__global__ void k_rope_b16(__nv_bfloat16 *out, const float *inp, const float *cs, const float *sn,
-                           int T, int NH, int HD, size_t n)
-{
-    int half = HD / 2;
-    size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (idx >= n)
-        return;
-    size_t row = idx / half;
-    int i = (int)(idx % half), t = (int)((row / NH) % T);
-    float co = cs[(size_t)t * half + i], si = sn[(size_t)t * half + i];
-    const float *x = inp + row * HD;
-    __nv_bfloat16 *y = out + row * HD;
-    float x1 = x[i], x2 = x[i + half];
-    y[i] = __float2bfloat16_rn(x1 * co - x2 * si);
-    y[i + half] = __float2bfloat16_rn(x2 * co + x1 * si);
+    rope_fwd(c, out, inp, cs, sn, B, T, NH, HD);
 }
 
 extern "C" void krn_cuda_rope_forward_bf16(struct krn_cuda *c, uint16_t *out, const float *inp,
                                            const float *cs, const float *sn, int B, int T, int NH,
                                            int HD)
 {
-    PROF(c, "rope fwd");
-    size_t n = (size_t)B * T * NH * (HD / 2);
-    k_rope_b16<<<(unsigned)((n + NT - 1) / NT), NT, 0, c->st>>>((__nv_bfloat16 *)out, inp, cs, sn,
-                                                                T, NH, HD, n);
-    LAUNCHED(c, "rope forward");
+    rope_fwd(c, (__nv_bfloat16 *)out, inp, cs, sn, B, T, NH, HD);
 }
 
 extern "C" void krn_cuda_rope_backward(struct krn_cuda *c, float *dinp, const float *dout,
@@ -1437,7 +1364,8 @@ extern "C" void krn_cuda_rope_backward(struct krn_cuda *c, float *dinp, const fl
 {
     PROF(c, "rope bwd");
     size_t n = (size_t)B * T * NH * (HD / 2);
-    k_rope<<<(unsigned)((n + NT - 1) / NT), NT, 0, c->st>>>(dinp, dout, cs, sn, T, NH, HD, n, 1);
+    k_rope<float>
+        <<<(unsigned)((n + NT - 1) / NT), NT, 0, c->st>>>(dinp, dout, cs, sn, T, NH, HD, n, 1);
     LAUNCHED(c, "rope backward");
 }
 
