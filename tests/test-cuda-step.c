@@ -257,6 +257,38 @@ out:
     trn_model_free(t);
 }
 
+/* Token and target ids outside the vocabulary fail with EINVAL naming them, before any device
+ * work (the fused head indexes the target's logit), and the session then steps normally. */
+static void bad_ids_case(struct trn_batch *small, const struct trn_loss_cfg *lc)
+{
+    struct trn_model *s = NULL, *t = NULL;
+    struct trn_cuda *g = NULL;
+    struct trn_losses L;
+    char err[ENG_ERR_LEN] = "";
+    if (load(&s, &t) || trn_cuda_create(0, s, t, 1, &g, err)) {
+        TAP_OK(0, "bad ids: session (%s)", err);
+        goto out;
+    }
+    int V = trn_model_config(s)->vocab, n = small->B * small->T;
+    int32_t *tg = small->target, *tk = small->tok, keep = tg[n - 1], keept = tk[0];
+    tg[n - 1] = V;
+    int rc = trn_cuda_step_losses(g, small, lc, 1, 1.0f, &L, err);
+    TAP_OK(rc == ENG_EINVAL && strstr(err, "target id") && strstr(err, "outside the vocabulary"),
+           "bad ids: target %d of vocabulary %d: EINVAL (%s)", V, V, err);
+    tg[n - 1] = keep;
+    tk[0] = -1;
+    rc = trn_cuda_step_losses(g, small, lc, 1, 1.0f, &L, err);
+    TAP_OK(rc == ENG_EINVAL && strstr(err, "token id -1"), "bad ids: token -1: EINVAL (%s)", err);
+    tk[0] = keept;
+    rc = trn_cuda_step_losses(g, small, lc, 1, 1.0f, &L, err);
+    TAP_OK(rc == 0 && isfinite(L.loss), "bad ids: the session then steps (loss %.6g) %s", L.loss,
+           rc ? err : "");
+out:
+    trn_cuda_free(g);
+    trn_model_free(s);
+    trn_model_free(t);
+}
+
 /* Data parallel over cuda:0,1 vs one GPU on the same batch: losses, then the parameters after
  * one all-reduce + AdamW step (replica 0). Needs 2 GPUs and NCCL. */
 static void dp_case(struct trn_batch *b, const struct trn_loss_cfg *lc)
@@ -353,6 +385,7 @@ int main(void)
     unsetenv("BITDISTILL_CUDA_HEAD_ROWS");
     hd128_cases(&lc);
     oom_case(&b, &lc);
+    bad_ids_case(&b, &lc);
     if (trn_cuda_device_count() < 2) {
         TAP_SKIP("data parallel: fewer than 2 GPUs here (%d)", trn_cuda_device_count());
     } else {

@@ -630,7 +630,8 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         if (m->flash) {
             /* RoPE's backward folded in: dqn, dkn directly (overwritten without a relation
              * loss, whose slice is one layer's, so only dv needs zeros) */
-            krn_cuda_zero(k, dv, m->nostates ? (size_t)N * KD * F : 0);
+            if (m->nostates)
+                krn_cuda_zero(k, dv, (size_t)N * KD * F);
             krn_cuda_flash_backward(k, dqn, dkn, !m->nostates, dv, da, a->a, a->lse, a->qb, a->kb,
                                     a->vb, B, T, c->heads, c->kv_heads, hd, m->ar.dsc, m->ar.cs,
                                     m->ar.sn);
@@ -796,6 +797,9 @@ static int step3(struct trn_cuda *g, const struct trn_batch *b, const struct trn
         if (b->tok[i] < 0 || b->tok[i] >= V)
             return eng_fail(err, ENG_EINVAL, "token id %d outside the vocabulary [0, %d)",
                             (int)b->tok[i], V);
+        if (b->target[i] >= V)
+            return eng_fail(err, ENG_EINVAL, "target id %d outside the vocabulary [0, %d)",
+                            (int)b->target[i], V);
         kept += b->target[i] >= 0;
     }
     for (int i = 0; i < b->B; i++)

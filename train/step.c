@@ -31,6 +31,10 @@ int trn_step_losses(struct trn_model *student, struct trn_model *teacher, const 
     int use_t = teacher && (lc->lambda > 0 || lc->gamma > 0);
     float *scratch = NULL;
     memset(out, 0, sizeof(*out));
+    for (int i = 0; i < N; i++)
+        if (b->target[i] >= V)
+            return eng_fail(err, ENG_EINVAL, "target id %d outside the vocabulary [0, %d)",
+                            (int)b->target[i], V);
     if (use_t) {
         const struct eng_config *tc = trn_model_config(teacher);
         if (tc->vocab != V)
