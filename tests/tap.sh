@@ -27,4 +27,11 @@ relay() { # relay FILE: a checker's "ok - name" / "not ok - name" lines as asser
         esac
     done <"$1"
 }
+relay_end() { # relay_end RC FILE PID: relay a checker's lines, then: it ran to its end (RC 0) and
+    # the daemon PID still serves
+    relay "$2"
+    is "$1" 0 "the checker ran to its end"
+    kill -0 "$3"
+    ok $? "the daemon is still serving"
+}
 done_testing() { echo "1..$TAP_N"; [ "$TAP_FAILED" -eq 0 ]; }

@@ -184,9 +184,5 @@ for body, want, etype in [({"inputs": []}, 400, "empty"),
 st, _, e = post("/predict", "{not json")
 check(st == 400 and set(e) == {"error", "error_type"}, "bad JSON -> 400 in TEI's shape")
 EOF
-rc=$?
-relay "$T/out.txt"
-is "$rc" 0 "the checker ran to its end"
-kill -0 "$PID"
-ok $? "the daemon is still serving"
+relay_end $? "$T/out.txt" "$PID"
 done_testing

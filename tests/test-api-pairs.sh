@@ -269,9 +269,5 @@ check(st == 400 and r["error_type"] == "validation" and "input 1 is a pair" in r
 st, r = post("/v1/classify", {"model": "student", "input": "a fine film"})
 check(st == 200, "the one-slot model still answers one text")
 EOF
-rc=$?
-relay "$T/out.txt"
-is "$rc" 0 "the checker ran to its end"
-kill -0 "$PID"
-ok $? "the daemon is still serving"
+relay_end $? "$T/out.txt" "$PID"
 done_testing
