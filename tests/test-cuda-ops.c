@@ -300,6 +300,25 @@ static void t_qlinear(int N, int C, int OC, int with_res, int off)
     snprintf(nm, sizeof(nm), "bf16 linear %dx%d->%d forward%s vs CPU BitLinear", N, C, OC,
              with_res ? " + residual" : "");
     cmp(nm, yd, y, ny, TOL_BF16);
+    if (!with_res) { /* written in bf16: the fp32 output just made, rounded (one ulp: cuBLAS
+                      * may pick another kernel for a bf16 output) */
+        uint16_t *ybd = krn_cuda_alloc(K, ny * 2 + 16), *yb = malloc(ny * 2 + 2);
+        float *yf = malloc(ny * 4 + 4);
+        krn_cuda_blinear_forward_bf16(K, ybd, xbd, wbd, N, C, OC);
+        krn_cuda_d2h(K, yb, ybd, ny * 2);
+        krn_cuda_d2h(K, yf, yd, ny * 4);
+        size_t far = krn_cuda_sync(K) != 0, diff = 0;
+        for (size_t i = 0; !far && i < ny; i++) {
+            int d = (int)yb[i] - (int)bf16_of(yf[i]);
+            diff += d != 0;
+            far += d > 1 || d < -1;
+        }
+        TAP_OK(far == 0,
+               "bf16 linear %dx%d->%d forward written in bf16: the fp32 one rounded "
+               "(%zu of %zu an ulp off, none further)",
+               N, C, OC, diff, ny);
+        free(yb), free(yf), krn_cuda_dfree(K, ybd);
+    }
 
     float beta = with_res ? 0.0f : 1.0f; /* 0: dX overwritten (the caller's zero-fill spared) */
     if (beta == 0.0f)
@@ -432,7 +451,7 @@ static void t_rmsnorm(int N, int C, int off)
         float *f = malloc(n * 4 + 4);
         uint16_t *hb = malloc(n * 2 + 2), *db = krn_cuda_alloc(K, n * 2 + 16);
         krn_cuda_d2h(K, f, dxd, n * 4);
-        int rc = krn_cuda_rmsnorm_backward_bf16(K, db, NULL, dyd, xd, wd, rsd, N, C);
+        int rc = krn_cuda_rmsnorm_backward_bf16(K, db, 0, 0, NULL, dyd, xd, wd, rsd, N, C);
         krn_cuda_d2h(K, hb, db, n * 2);
         size_t bad = krn_cuda_sync(K) != 0;
         for (size_t i = 0; !bad && i < n; i++)
@@ -552,7 +571,7 @@ static void t_swiglu_norm_bwd(int N, int C, int off)
     uint16_t *gbd = krn_cuda_alloc(K, n * 2 + 16), *ubd = krn_cuda_alloc(K, n * 2 + 16);
     krn_cuda_d2h(K, gf, dgd, n * 4);
     krn_cuda_d2h(K, uf, dud, n * 4);
-    rc = krn_cuda_swiglu_rmsnorm_backward_bf16(K, gbd, ubd, NULL, dyd, gd, ud, wd, rsd, N, C);
+    rc = krn_cuda_swiglu_rmsnorm_backward_bf16(K, gbd, ubd, 0, NULL, dyd, gd, ud, wd, rsd, N, C);
     krn_cuda_d2h(K, gb, gbd, n * 2);
     krn_cuda_d2h(K, ub, ubd, n * 2);
     size_t bad = 0;
@@ -974,6 +993,156 @@ static void t_relation(int B, int T, int Cs, int Ct, int S, enum trn_rel kind)
     krn_cuda_dfree(K, lend);
 }
 
+/* Download a bf16 buffer of n elements. */
+static uint16_t *down16(const uint16_t *d, size_t n)
+{
+    uint16_t *h = malloc(n * 2 + 2);
+    krn_cuda_d2h(K, h, d, n * 2);
+    return h;
+}
+
+#define GAP16 0x7fc1 /* a bf16 NaN no kernel writes: the columns a placed output must not touch */
+
+/* A wide [rows][ld] bf16 buffer filled with GAP16. */
+static uint16_t *gaps16(size_t rows, size_t ld)
+{
+    uint16_t *h = malloc(rows * ld * 2 + 2), *d;
+    for (size_t i = 0; i < rows * ld; i++)
+        h[i] = GAP16;
+    d = up(h, rows * ld * 2);
+    free(h);
+    return d;
+}
+
+/* wide [rows][ld] (downloaded) holds ref [rows][C] at column c0 bit for bit and GAP16
+ * elsewhere: the count of elements that break this. */
+static size_t placed_bad(const uint16_t *wide, size_t rows, size_t ld, size_t c0,
+                         const uint16_t *ref, size_t C)
+{
+    size_t bad = 0;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < ld; j++) {
+            int in = j >= c0 && j < c0 + C;
+            bad += wide[r * ld + j] != (in ? ref[r * C + j - c0] : GAP16);
+        }
+    return bad;
+}
+
+/* The fused backward's placed outputs: QK-norm's bf16 dX for NH heads of HD per token written
+ * into columns [c0, c0 + NH HD) of a wider row (rpt NH, ldo), SwiGLU+SubLN's dG and dU side by
+ * side in one [N][2C] row, and a float row block rounded into columns of a wider bf16 row: each
+ * equal, bit for bit, to the same kernel's contiguous output (itself checked against the CPU
+ * above), and nothing else written. */
+static void t_placed(int N, int NH, int HD, int C)
+{
+    size_t nq = (size_t)N * NH * HD, n = (size_t)N * C;
+    int R = N * NH, W = NH * HD + 2 * HD + 8, c0 = 8; /* a q slot in a q|k|v row */
+    float *x = hrand(nq, 2), *w = hrand(HD > C ? HD : C, 1), *dy = hrand(nq > n ? nq : n, 1);
+    float *rs = malloc((size_t)(R > N ? R : N) * 4), *y = malloc((nq > n ? nq : n) * 4);
+    float *g = hrand(n, 4), *u = hrand(n, 2), *h = malloc(n * 4);
+    float *xd = up(x, nq * 4), *wd = up(w, (HD > C ? HD : C) * 4),
+          *dyd = up(dy, (nq > n ? nq : n) * 4);
+    trn_rmsnorm_forward(y, rs, x, w, R, HD, 1e-6f);
+    float *rsd = up(rs, (size_t)R * 4);
+    uint16_t *cd = krn_cuda_alloc(K, nq * 2 + 16), *wide = gaps16((size_t)N, (size_t)W);
+    int r1 = krn_cuda_rmsnorm_backward_bf16(K, cd, 0, 0, NULL, dyd, xd, wd, rsd, R, HD);
+    int r2 = krn_cuda_rmsnorm_backward_bf16(K, wide + c0, NH, W, NULL, dyd, xd, wd, rsd, R, HD);
+    uint16_t *ch = down16(cd, nq), *wh = down16(wide, (size_t)N * W);
+    size_t bad = krn_cuda_sync(K) != 0 ? 1 : placed_bad(wh, N, W, c0, ch, (size_t)NH * HD);
+    TAP_OK(r1 == 0 && r2 == 0 && bad == 0,
+           "qk-norm bwd bf16 %dx%dx%d placed at column %d of %d-wide rows: %zu elements differ "
+           "from the contiguous output or touch the gaps",
+           N, NH, HD, c0, W, bad);
+    free(ch), free(wh), krn_cuda_dfree(K, cd), krn_cuda_dfree(K, wide), krn_cuda_dfree(K, rsd);
+
+    trn_swiglu_forward(h, g, u, n);
+    trn_rmsnorm_forward(y, rs, h, w, N, C, 1e-6f);
+    float *gd = up(g, n * 4), *ud = up(u, n * 4);
+    rsd = up(rs, (size_t)N * 4);
+    uint16_t *gbd = krn_cuda_alloc(K, n * 2 + 16), *ubd = krn_cuda_alloc(K, n * 2 + 16);
+    wide = gaps16((size_t)N, 2 * (size_t)C);
+    r1 = krn_cuda_swiglu_rmsnorm_backward_bf16(K, gbd, ubd, 0, NULL, dyd, gd, ud, wd, rsd, N, C);
+    r2 = krn_cuda_swiglu_rmsnorm_backward_bf16(K, wide, wide + C, 2 * C, NULL, dyd, gd, ud, wd, rsd,
+                                               N, C);
+    uint16_t *gh = down16(gbd, n), *uh = down16(ubd, n), *both = down16(wide, 2 * n);
+    bad = krn_cuda_sync(K) != 0;
+    for (size_t r = 0; !bad && r < (size_t)N; r++)
+        for (size_t j = 0; j < (size_t)C; j++)
+            bad +=
+                (both[r * 2 * C + j] != gh[r * C + j]) + (both[r * 2 * C + C + j] != uh[r * C + j]);
+    TAP_OK(r1 == 0 && r2 == 0 && bad == 0,
+           "swiglu+rmsnorm bwd bf16 %dx%d as one [N][2C] dY: %zu of %zu differ from the separate "
+           "outputs",
+           N, C, bad, 2 * n);
+    free(gh), free(uh), free(both);
+    krn_cuda_dfree(K, gbd), krn_cuda_dfree(K, ubd), krn_cuda_dfree(K, wide);
+    krn_cuda_dfree(K, gd), krn_cuda_dfree(K, ud), krn_cuda_dfree(K, rsd);
+
+    for (int odd = 0; odd < 2; odd++) { /* C % 4 == 0: float4 loads; else one at a time */
+        int Cc = C + odd, L = Cc + 12 + odd;
+        size_t nc = (size_t)N * Cc;
+        float *xf = hrand(nc, 100), *xfd = up(xf, nc * 4);
+        uint16_t *ref = malloc(nc * 2 + 2);
+        for (size_t i = 0; i < nc; i++)
+            ref[i] = bf16_of(xf[i]);
+        wide = gaps16((size_t)N, (size_t)L);
+        krn_cuda_to_bf16_rows(K, wide + 4, L, xfd, N, Cc);
+        uint16_t *wh2 = down16(wide, (size_t)N * L);
+        bad = krn_cuda_sync(K) != 0 ? 1 : placed_bad(wh2, N, L, 4, ref, (size_t)Cc);
+        TAP_OK(bad == 0, "bf16 row copy %dx%d into %d-wide rows: %zu elements wrong", N, Cc, L,
+               bad);
+        free(xf), free(ref), free(wh2), krn_cuda_dfree(K, xfd), krn_cuda_dfree(K, wide);
+    }
+    free(x), free(w), free(dy), free(rs), free(y), free(g), free(u), free(h);
+    krn_cuda_dfree(K, xd), krn_cuda_dfree(K, wd), krn_cuda_dfree(K, dyd);
+}
+
+/* QK-norm + RoPE in one pass against the two kernels it replaces (krn_cuda_rmsnorm_forward,
+ * krn_cuda_rope_forward_bf16; each checked against the CPU above): rstd, the normed rows and
+ * the bf16 operands bit for bit, with and without the normed rows kept. */
+static void t_qknorm_rope(int B, int T, int NH, int HD)
+{
+    size_t R = (size_t)B * T * NH, n = R * HD, nt = (size_t)T * (HD / 2);
+    float *cs = malloc(nt * 4), *sn = malloc(nt * 4), *x = hrand(n, 3), *w = hrand(HD, 1);
+    trn_rope_tables(cs, sn, T, HD, 1000000.0f);
+    float *csd = up(cs, nt * 4), *snd = up(sn, nt * 4), *xd = up(x, n * 4), *wd = up(w, HD * 4);
+    float *on1 = krn_cuda_alloc(K, n * 4), *on2 = krn_cuda_alloc(K, n * 4);
+    float *rs1 = krn_cuda_alloc(K, R * 4), *rs2 = krn_cuda_alloc(K, R * 4),
+          *rs3 = krn_cuda_alloc(K, R * 4);
+    uint16_t *o1 = krn_cuda_alloc(K, n * 2), *o2 = krn_cuda_alloc(K, n * 2),
+             *o3 = krn_cuda_alloc(K, n * 2);
+    krn_cuda_rmsnorm_forward(K, on1, rs1, xd, wd, (int)R, HD, 1e-6f);
+    krn_cuda_rope_forward_bf16(K, o1, on1, csd, snd, B, T, NH, HD);
+    int r2 = krn_cuda_qknorm_rope_bf16(K, o2, on2, rs2, xd, wd, csd, snd, B, T, NH, HD, 1e-6f);
+    int r3 = krn_cuda_qknorm_rope_bf16(K, o3, NULL, rs3, xd, wd, csd, snd, B, T, NH, HD, 1e-6f);
+    float *a1 = malloc(n * 4), *a2 = malloc(n * 4), *s1 = malloc(R * 4), *s2 = malloc(R * 4),
+          *s3 = malloc(R * 4);
+    krn_cuda_d2h(K, a1, on1, n * 4), krn_cuda_d2h(K, a2, on2, n * 4);
+    krn_cuda_d2h(K, s1, rs1, R * 4), krn_cuda_d2h(K, s2, rs2, R * 4),
+        krn_cuda_d2h(K, s3, rs3, R * 4);
+    uint16_t *b1 = down16(o1, n), *b2 = down16(o2, n), *b3 = down16(o3, n);
+    size_t bo = 0, bn = 0, br = 0;
+    int st = krn_cuda_sync(K);
+    for (size_t i = 0; !st && i < n; i++) {
+        bo += (b2[i] != b1[i]) + (b3[i] != b1[i]);
+        bn += memcmp(&a1[i], &a2[i], 4) != 0;
+    }
+    for (size_t i = 0; !st && i < R; i++)
+        br += (memcmp(&s1[i], &s2[i], 4) != 0) + (memcmp(&s1[i], &s3[i], 4) != 0);
+    TAP_OK(!st && r2 == 0 && r3 == 0 && bo == 0 && bn == 0 && br == 0,
+           "qk-norm+rope %dx%dx%dx%d fused vs rmsnorm then rope: %zu bf16 operands, %zu normed "
+           "values, %zu rstd differ",
+           B, T, NH, HD, bo, bn, br);
+    int bad_hd = krn_cuda_qknorm_rope_bf16(K, o3, NULL, rs3, xd, wd, csd, snd, B, T, NH, 96, 1e-6f);
+    TAP_OK(bad_hd == KRN_CUDA_EINVAL && krn_cuda_sync(K) == 0,
+           "qk-norm+rope with head dim 96: EINVAL (%d), nothing launched", bad_hd);
+    free(cs), free(sn), free(x), free(w), free(a1), free(a2), free(s1), free(s2), free(s3);
+    free(b1), free(b2), free(b3);
+    void *dev[] = {csd, snd, xd, wd, on1, on2, rs1, rs2, rs3, o1, o2, o3};
+    for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
+        krn_cuda_dfree(K, dev[i]);
+}
+
 static void t_adamw(size_t n)
 {
     float *p = hrand(n, 1), *g = hrand(n, 1), *m = hrand(n, 0.1f), *v = hrand(n, 0.1f);
@@ -1091,6 +1260,12 @@ int main(void)
     t_head_loss(6, 151936, 0, 0);
     t_adamw(1);
     t_adamw(100003);
+    t_adamw(100004);             /* four at a time */
+    t_placed(37, 16, 128, 3072); /* Qwen3's q heads, its FFN width */
+    t_placed(5, 3, 64, 40);
+    t_qknorm_rope(2, 37, 16, 128);
+    t_qknorm_rope(1, 9, 3, 64);
+    t_qknorm_rope(2, 5, 2, 256);
     TAP_OK(krn_cuda_sync(K) == 0, "no sticky cuda error (%s)", krn_cuda_errmsg(K));
     krn_cuda_free(K);
     return tap_done();

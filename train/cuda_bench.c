@@ -5,6 +5,7 @@
  *
  *   bench-cuda-train MODEL_DIR B T ACCUM STEPS [fp32|bf16] [NGPU]
  *   bench-cuda-train --linear [N [REPS]]
+ *   bench-cuda-train --norms [N [REPS]]
  *
  * MODEL_DIR is the teacher (an HF directory, e.g. `bitdistill init --config
  * tools/qwen3-0.6b-config.json`); the student is its copy with SubLN and BitLinear. Two modes are
@@ -18,8 +19,11 @@
  * BITDISTILL_CUDA_PROFILE=1: device time per op, for the warm-up and the timed steps, on stderr.
  * NGPU > 1: data parallel over cuda:0..NGPU-1 (each micro-batch split by rows).
  * --linear: the BitLinear products alone at Qwen3-0.6B's shapes (N tokens, default 4096; C -> OC
- * 1024 -> 2048, 1024 -> 1024, 2048 -> 1024, 1024 -> 3072, 3072 -> 1024) on cuda:0: today's
+ * 1024 -> 2048, 1024 -> 1024, 2048 -> 1024, 1024 -> 3072, 3072 -> 1024, and the fused
+ * backward's 1024 -> 4096 (q|k|v) and 1024 -> 6144 (gate|up)) on cuda:0: today's
  * fp32-storage FAST_16BF products against bf16 storage and INT8 (krn_cuda_linear_bench).
+ * --norms: the memory-bound row kernels of one layer at the same widths, GB/s against a
+ * device-to-device copy (krn_cuda_norm_bench).
  */
 #include "config.h"
 
@@ -116,7 +120,10 @@ static int run(const char *mode, struct trn_model *s, struct trn_model *t, struc
 static int linear_bench(int N, int reps)
 {
     static const int shapes[][2] = {
-        {1024, 2048}, {1024, 1024}, {2048, 1024}, {1024, 3072}, {3072, 1024}};
+        {1024, 2048}, {1024, 1024}, {2048, 1024}, {1024, 3072},
+        {3072, 1024}, {1024, 4096}, /* q|k|v as one product (the fused backward's dY) */
+        {1024, 6144}                /* gate|up as one */
+    };
     struct krn_cuda *k = NULL;
     char err[KRN_CUDA_ERR_LEN];
     int rc = krn_cuda_create(0, &k, err);
@@ -132,10 +139,27 @@ static int linear_bench(int N, int reps)
     return rc ? 1 : 0;
 }
 
+static int norm_bench(int N, int reps)
+{
+    struct krn_cuda *k = NULL;
+    char err[KRN_CUDA_ERR_LEN];
+    if (krn_cuda_create(0, &k, err)) {
+        fprintf(stderr, "bench-cuda-train --norms: %s\n", err);
+        return 1;
+    }
+    int rc = krn_cuda_norm_bench(k, N, reps, stdout);
+    if (rc)
+        fprintf(stderr, "bench-cuda-train --norms: %s\n", krn_cuda_errmsg(k));
+    krn_cuda_free(k);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "--linear"))
         return linear_bench(argc > 2 ? atoi(argv[2]) : 4096, argc > 3 ? atoi(argv[3]) : 50);
+    if (argc > 1 && !strcmp(argv[1], "--norms"))
+        return norm_bench(argc > 2 ? atoi(argv[2]) : 4096, argc > 3 ? atoi(argv[3]) : 50);
     if (argc < 6) {
         fprintf(stderr, "usage: bench-cuda-train MODEL_DIR B T ACCUM STEPS [fp32|bf16] [NGPU]\n"
                         "       bench-cuda-train --linear [N [REPS]]\n");

@@ -37,6 +37,10 @@ struct gmodel {
     int narrow; /* bf16 mode BitLinear: the products take the narrow codes (ops.cu); which
                  * forward: one of enum narrow_fwd */
     int wq_ok;  /* wq holds the ternary weights of the current p */
+    /* q|k|v and gate|up lie back to back in every layer (p, wb and gr alike): the backward
+     * runs each group's two products once over one wider dY (gbackward) */
+    int qkv_cat, gu_cat;
+    int st_lo, st_hi; /* the layers whose states (qn, kn, v) the relation loss reads this step */
     size_t np;
     float *p, *gr, *wq; /* device [np] (gr, wq NULL when unused) */
     /* narrow: wq's memory holds instead the int8 codes w8 [np], their bf16 values wb [np] and
@@ -150,6 +154,13 @@ static int gmodel_init(struct trn_cuda *g, struct gmodel *m, struct trn_model *h
         o->up = off_of(host, l, "mlp.up_proj.weight");
         o->down = off_of(host, l, "mlp.down_proj.weight");
         o->ffn_sub = off_of(host, l, "mlp.ffn_sub_norm.weight");
+    }
+    size_t QD = (size_t)c->heads * c->head_dim, KD = (size_t)c->kv_heads * c->head_dim;
+    m->qkv_cat = m->gu_cat = 1;
+    for (int l = 0; l < c->layers; l++) {
+        const struct loff *o = &m->lo[l];
+        m->qkv_cat &= o->k == o->q + QD * c->hidden && o->v == o->k + KD * c->hidden;
+        m->gu_cat &= o->up == o->gate + (size_t)c->inter * c->hidden;
     }
     m->emb = trn_model_tensor(host, 0)->off;
     m->fnorm = off_of(host, -1, "model.norm.weight");
@@ -454,6 +465,27 @@ static void lin_fwd(struct krn_cuda *k, struct gmodel *m, float *out, const floa
     krn_cuda_add(k, out, res, m->ar.tmp, (size_t)N * OC);
 }
 
+/* outb [N][OC] = xq . W^T written in bf16 (an output that only feeds bf16 products: the fused
+ * attention's v), on the bf16 operands; 0 when this model's forward has none (fp32 storage,
+ * INT8 everywhere): then lin_fwd and a copy. */
+static int lin_fwd_b16(struct krn_cuda *k, struct gmodel *m, uint16_t *outb, float *xq, size_t wo,
+                       int N, int C, int OC)
+{
+    if (m->wbf16) {
+        uint16_t *xb = (uint16_t *)m->ar.tmp;
+        if (m->xb_src != xq)
+            krn_cuda_to_bf16(k, xb, xq, (size_t)N * C);
+        m->xb_src = xq;
+        krn_cuda_blinear_forward_bf16(k, outb, xb, (const uint16_t *)(m->p + wo), N, C, OC);
+        return 1;
+    }
+    if (!m->narrow || m->narrow == NARROW_INT8)
+        return 0;
+    struct qact q = qact_of(xq, (size_t)N, (size_t)C);
+    krn_cuda_blinear_forward_bf16(k, outb, q.xb, m->wb + wo, N, C, OC);
+    return 1;
+}
+
 /* dinp (= when first, else +=) dout . W and the projection's gradient += dout^T . xq: bf16
  * operands (the narrow codes' bf16 values, dout through tmp; first: the product overwrites,
  * no zero-fill) when narrow, else the fp32-storage products. */
@@ -498,13 +530,15 @@ static void ffn_act(struct krn_cuda *k, struct gmodel *m, struct trn_acts *a, co
 /* dg, du (overwritten) from dh1, the gradient of ffn_act's output (SubLN's weight gradient
  * gw += ; d2 scratch): narrow with SubLN fused, h recomputed from g and u (ffn_act stored none;
  * both fall back together, on rows wider than the fused kernels take), dg and du then written
- * in bf16 for the gate and up products (returns 1); else fp32 (returns 0). */
+ * in bf16 for the gate and up products (returns 1): with gu_cat one [N][2I] dY in dg's memory
+ * (du's columns after dg's); else fp32 (returns 0). */
 static int ffn_act_bwd(struct krn_cuda *k, const struct gmodel *m, const struct trn_acts *a,
                        float *dg, float *du, float *d2, float *gw, const float *dh1, const float *w,
                        int N, int I)
 {
+    uint16_t *gb = (uint16_t *)dg, *ub = m->gu_cat ? gb + I : (uint16_t *)du;
     if (m->narrow && m->subln &&
-        !krn_cuda_swiglu_rmsnorm_backward_bf16(k, (uint16_t *)dg, (uint16_t *)du, gw, dh1, a->g,
+        !krn_cuda_swiglu_rmsnorm_backward_bf16(k, gb, ub, m->gu_cat ? 2 * I : 0, gw, dh1, a->g,
                                                a->u, w, a->rh, N, I))
         return 1;
     const float *dh = dh1;
@@ -548,17 +582,35 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
         norm_q(k, m, a->xn1, a->r1, a->xq1, x, P + o->in_norm, N, H, c->eps);
         lin_fwd(k, m, a->q, NULL, a->xq1, o->q, N, H, QD);
         lin_fwd(k, m, a->k, NULL, a->xq1, o->k, N, H, KD);
-        lin_fwd(k, m, a->v, NULL, a->xq1, o->v, N, H, KD);
-        if (c->qk_norm) {
+        /* the relation loss reads this layer's states (qn, kn, v in fp32); else the fused
+         * attention's bf16 operands are all that is written */
+        int states = l >= m->st_lo && l < m->st_hi;
+        int vb = m->flash && !states && lin_fwd_b16(k, m, a->vb, a->xq1, o->v, N, H, KD);
+        if (!vb)
+            lin_fwd(k, m, a->v, NULL, a->xq1, o->v, N, H, KD);
+        /* QK-norm and RoPE in one pass to the bf16 operands */
+        int qkr = m->flash && c->qk_norm && (hd == 64 || hd == 128 || hd == 256);
+        if (c->qk_norm && !qkr) {
             krn_cuda_rmsnorm_forward(k, a->qn, a->rq, a->q, P + o->q_norm, N * c->heads, hd,
                                      c->eps);
             krn_cuda_rmsnorm_forward(k, a->kn, a->rk, a->k, P + o->k_norm, N * c->kv_heads, hd,
                                      c->eps);
         }               /* else qn, kn alias q, k */
         if (m->flash) { /* its operands in bf16 */
-            krn_cuda_rope_forward_bf16(k, a->qb, a->qn, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
-            krn_cuda_rope_forward_bf16(k, a->kb, a->kn, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
-            krn_cuda_to_bf16(k, a->vb, a->v, (size_t)N * KD);
+            if (qkr) {
+                krn_cuda_qknorm_rope_bf16(k, a->qb, states ? a->qn : NULL, a->rq, a->q,
+                                          P + o->q_norm, m->ar.cs, m->ar.sn, B, T, c->heads, hd,
+                                          c->eps);
+                krn_cuda_qknorm_rope_bf16(k, a->kb, states ? a->kn : NULL, a->rk, a->k,
+                                          P + o->k_norm, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd,
+                                          c->eps);
+            } else {
+                krn_cuda_rope_forward_bf16(k, a->qb, a->qn, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
+                krn_cuda_rope_forward_bf16(k, a->kb, a->kn, m->ar.cs, m->ar.sn, B, T, c->kv_heads,
+                                           hd);
+            }
+            if (!vb)
+                krn_cuda_to_bf16(k, a->vb, a->v, (size_t)N * KD);
             krn_cuda_flash_forward(k, a->a, a->lse, a->qb, a->kb, a->vb, B, T, c->heads,
                                    c->kv_heads, hd);
         } else {
@@ -607,10 +659,16 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         if (ffn_act_bwd(k, m, a, m->ar.dg, m->ar.du, m->ar.d2, G + o->ffn_sub, m->ar.d1,
                         P + o->ffn_sub, N, I)) { /* dg, du in bf16: the products take them as is */
             struct qact q = qact_of(a->xq3, (size_t)N, (size_t)H);
-            krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->gate, (uint16_t *)m->ar.dg, q.xb,
-                                      m->wb + o->gate, N, H, I);
-            krn_cuda_blinear_backward(k, m->ar.d1, 1.0f, G + o->up, (uint16_t *)m->ar.du, q.xb,
-                                      m->wb + o->up, N, H, I);
+            uint16_t *dgb = (uint16_t *)m->ar.dg;
+            if (m->gu_cat) /* [N][2I]: one product pair over both */
+                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->gate, dgb, q.xb,
+                                          m->wb + o->gate, N, H, 2 * I);
+            else {
+                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->gate, dgb, q.xb,
+                                          m->wb + o->gate, N, H, I);
+                krn_cuda_blinear_backward(k, m->ar.d1, 1.0f, G + o->up, (uint16_t *)m->ar.du, q.xb,
+                                          m->wb + o->up, N, H, I);
+            }
         } else {
             lin_bwd(k, m, m->ar.d1, 1, m->ar.dg, a->xq3, o->gate, N, H, I);
             lin_bwd(k, m, m->ar.d1, 0, m->ar.du, a->xq3, o->up, N, H, I);
@@ -646,17 +704,28 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
             krn_cuda_rope_backward(k, dkn, m->ar.dk, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
         }
         if (c->qk_norm && m->narrow && hd <= KRN_CUDA_NORM_MAX) {
-            /* QK-norm's input gradients in bf16, as the q and k products take them */
+            /* QK-norm's input gradients in bf16, as the q and k products take them; with
+             * qkv_cat they and dv's bf16 copy share one [N][QD + 2 KD] dY (over dq and dk's
+             * memory) and the three projections' products run once over it */
             struct qact q = qact_of(a->xq1, (size_t)N, (size_t)H);
-            uint16_t *dqb = (uint16_t *)m->ar.dq, *dkb = (uint16_t *)m->ar.dk;
-            krn_cuda_rmsnorm_backward_bf16(k, dqb, G + o->q_norm, dqn, a->q, P + o->q_norm, a->rq,
-                                           N * c->heads, hd);
-            krn_cuda_rmsnorm_backward_bf16(k, dkb, G + o->k_norm, dkn, a->k, P + o->k_norm, a->rk,
-                                           N * c->kv_heads, hd);
-            krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->q, dqb, q.xb, m->wb + o->q, N, H,
-                                      QD);
-            krn_cuda_blinear_backward(k, m->ar.d1, 1.0f, G + o->k, dkb, q.xb, m->wb + o->k, N, H,
-                                      KD);
+            int W = m->qkv_cat ? QD + 2 * KD : 0;
+            uint16_t *dqb = (uint16_t *)m->ar.dq,
+                     *dkb = m->qkv_cat ? dqb + QD : (uint16_t *)m->ar.dk;
+            krn_cuda_rmsnorm_backward_bf16(k, dqb, c->heads, W, G + o->q_norm, dqn, a->q,
+                                           P + o->q_norm, a->rq, N * c->heads, hd);
+            krn_cuda_rmsnorm_backward_bf16(k, dkb, c->kv_heads, W, G + o->k_norm, dkn, a->k,
+                                           P + o->k_norm, a->rk, N * c->kv_heads, hd);
+            if (m->qkv_cat) {
+                krn_cuda_to_bf16_rows(k, dqb + QD + KD, W, dv, N, KD);
+                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->q, dqb, q.xb, m->wb + o->q, N,
+                                          H, W);
+            } else {
+                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->q, dqb, q.xb, m->wb + o->q, N,
+                                          H, QD);
+                krn_cuda_blinear_backward(k, m->ar.d1, 1.0f, G + o->k, dkb, q.xb, m->wb + o->k, N,
+                                          H, KD);
+                lin_bwd(k, m, m->ar.d1, 0, dv, a->xq1, o->v, N, H, KD);
+            }
         } else {
             float *dqp = dqn, *dkp = dkn;
             if (c->qk_norm) {
@@ -669,8 +738,8 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
             }
             lin_bwd(k, m, m->ar.d1, 1, dqp, a->xq1, o->q, N, H, QD);
             lin_bwd(k, m, m->ar.d1, 0, dkp, a->xq1, o->k, N, H, KD);
+            lin_bwd(k, m, m->ar.d1, 0, dv, a->xq1, o->v, N, H, KD);
         }
-        lin_bwd(k, m, m->ar.d1, 0, dv, a->xq1, o->v, N, H, KD);
         krn_cuda_rmsnorm_backward(k, m->ar.dres, 1, G + o->in_norm, m->ar.d1, x, P + o->in_norm,
                                   a->r1, N, H);
     }
@@ -825,6 +894,10 @@ static int step3(struct trn_cuda *g, const struct trn_batch *b, const struct trn
         (use_t && (rc = gplan(g, &g->t, b->B, b->T))))
         return eng_fail(err, rc, "cuda:%d: %s", krn_cuda_device(g->k),
                         g->err[0] ? g->err : krn_cuda_errmsg(g->k));
+    /* only the relation loss's layers keep their states in fp32 (gforward) */
+    int rel = use_t && lc->gamma > 0;
+    g->s.st_lo = g->t.st_lo = rel ? lo : 0;
+    g->s.st_hi = g->t.st_hi = rel ? hi : 0;
     if (use_t)
         gforward(g, &g->t);
     gforward(g, &g->s);

@@ -113,8 +113,16 @@ void krn_cuda_qlinear_forward(struct krn_cuda *c, float *out, const float *res, 
  * FAST_16BF rounding), for comparison (BITDISTILL_CUDA_NARROW=bf16). */
 void krn_cuda_blinear_forward(struct krn_cuda *c, float *out, const float *res, const uint16_t *xb,
                               const uint16_t *wb, int N, int C, int OC);
+/* The same product written in bf16 (out [N][OC], the fp32 sums rounded to nearest even): an
+ * output that only feeds bf16 products (the fused attention's v). */
+void krn_cuda_blinear_forward_bf16(struct krn_cuda *c, uint16_t *out, const uint16_t *xb,
+                                   const uint16_t *wb, int N, int C, int OC);
 /* out[n] = bf16(x[n]), rounded to nearest even. */
 void krn_cuda_to_bf16(struct krn_cuda *c, uint16_t *out, const float *x, size_t n);
+/* The same over rows: out[r * ldo + j] = bf16(x[r * C + j]) for r < N, j < C (a product's dY
+ * placed in the columns of a wider fused row). */
+void krn_cuda_to_bf16_rows(struct krn_cuda *c, uint16_t *out, int ldo, const float *x, int N,
+                           int C);
 /* dinp [N][C] = beta dinp + dY . Wb and dw [OC][C] += dY^T . Xb (either may be NULL) in bf16 x
  * bf16 with fp32 accumulation; dY goes through scratch (N*OC bf16) first. beta 0 spares the
  * caller a zero-fill (beta 1: the accumulating contract of the other backwards). */
@@ -129,6 +137,9 @@ void krn_cuda_blinear_backward(struct krn_cuda *c, float *dinp, float beta, floa
 /* Micro-benchmark of the linear products at one shape: device ms and TFLOP/s per call of
  * today's fp32-storage products and the narrow ones, one line each on f. 0 or a status. */
 int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, int reps, FILE *f);
+/* Micro-benchmark of the memory-bound row kernels of one layer (RMSNorm, SwiGLU, QK-norm,
+ * RoPE, AdamW) at Qwen3-0.6B's widths over N tokens: device ms and GB/s per call. */
+int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, FILE *f);
 void krn_cuda_embed_forward(struct krn_cuda *c, float *out, const int32_t *tok, const float *wte,
                             int N, int C);
 void krn_cuda_embed_backward(struct krn_cuda *c, float *dwte, const float *dout, const int32_t *tok,
@@ -148,10 +159,12 @@ void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, int acc, float *
                                const float *dout, const float *inp, const float *w,
                                const float *rstd, int N, int C);
 /* The same with dinp written (overwritten) in bf16, a product's dY (KRN_CUDA_EINVAL, nothing
- * launched, when C > KRN_CUDA_NORM_MAX). */
-int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp, float *dw, const float *dout,
-                                   const float *inp, const float *w, const float *rstd, int N,
-                                   int C);
+ * launched, when C > KRN_CUDA_NORM_MAX). Row r's gradient goes to dinp + (r / rpt) ldo +
+ * (r % rpt) C (rpt 0 or 1 and ldo 0: [N][C]; QK-norm's heads with rpt = heads and ldo the width
+ * of a fused q|k|v row: its q or k columns). */
+int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp, int rpt, int ldo, float *dw,
+                                   const float *dout, const float *inp, const float *w,
+                                   const float *rstd, int N, int C);
 /* The backward of RMSNorm(h = silu(g) u) (rstd from the forward) chained into the SwiGLU
  * backward, h recomputed from g and u: dg, du [N][C] = (overwritten), dw += (may be NULL). One
  * read of g, u and dout, one write of dg and du. KRN_CUDA_EINVAL (nothing launched) when
@@ -159,15 +172,26 @@ int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp, float *dw
 int krn_cuda_swiglu_rmsnorm_backward(struct krn_cuda *c, float *dg, float *du, float *dw,
                                      const float *dout, const float *g, const float *u,
                                      const float *w, const float *rstd, int N, int C);
-/* The same with dg, du written in bf16 (the gate and up products' dY; the fp32 values rounded). */
-int krn_cuda_swiglu_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dg, uint16_t *du, float *dw,
-                                          const float *dout, const float *g, const float *u,
-                                          const float *w, const float *rstd, int N, int C);
+/* The same with dg, du written in bf16 (the gate and up products' dY; the fp32 values rounded),
+ * rows ldo elements apart (0: C; 2C with du = dg + C: one [N][2C] dY for the fused gate|up
+ * product). */
+int krn_cuda_swiglu_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dg, uint16_t *du, int ldo,
+                                          float *dw, const float *dout, const float *g,
+                                          const float *u, const float *w, const float *rstd, int N,
+                                          int C);
 void krn_cuda_rope_forward(struct krn_cuda *c, float *out, const float *inp, const float *cs,
                            const float *sn, int B, int T, int NH, int HD);
 /* The forward written in bf16 (the fused attention's q and k). */
 void krn_cuda_rope_forward_bf16(struct krn_cuda *c, uint16_t *out, const float *inp,
                                 const float *cs, const float *sn, int B, int T, int NH, int HD);
+/* QK-norm then RoPE in one pass, one warp per head row of inp [B][T][NH][HD]: rstd [B*T*NH],
+ * on (may be NULL: the normed rows are needed only as the relation loss's states) =
+ * krn_cuda_rmsnorm_forward's rows, out = krn_cuda_rope_forward_bf16 of them, the same float
+ * operations in the same order. KRN_CUDA_EINVAL (nothing launched) unless HD is 64, 128 or
+ * 256. */
+int krn_cuda_qknorm_rope_bf16(struct krn_cuda *c, uint16_t *out, float *on, float *rstd,
+                              const float *inp, const float *w, const float *cs, const float *sn,
+                              int B, int T, int NH, int HD, float eps);
 void krn_cuda_rope_backward(struct krn_cuda *c, float *dinp, const float *dout, const float *cs,
                             const float *sn, int B, int T, int NH, int HD);
 void krn_cuda_attention_forward(struct krn_cuda *c, float *out, float *probs, const float *q,

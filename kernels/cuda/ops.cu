@@ -58,6 +58,7 @@ struct krn_cuda {
     cublasLtHandle_t lt; /* the INT8 BitLinear forward (NULL: the fallback kernel) */
     struct lt_plan plans[LT_PLANS];
     int nplans;
+    int rb_rows; /* rows per block of the fused RMSNorm backward (0: RB_ROWS; the bench's knob) */
 };
 
 static void prof_resolve(struct krn_cuda *c)
@@ -872,18 +873,63 @@ static void to_bf16(struct krn_cuda *c, uint16_t *o, const float *x, size_t n)
     LAUNCHED(c, "bf16 copy");
 }
 
+/* out[r][0..C) (rows ldo apart) = bf16(x[r][0..C)); V 4: float4 loads, 8-byte stores */
+template <int V>
+__global__ void k_to_bf16_rows(__nv_bfloat16 *o, int ldo, const float *x, int N, int C)
+{
+    int cv = C / V;
+    size_t n = (size_t)N * cv;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / cv, j = (i % cv) * V;
+        const float *s = x + r * C + j;
+        __nv_bfloat16 *d = o + r * ldo + j;
+        if (V == 4) {
+            float4 v = *(const float4 *)s;
+            __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y),
+                           hi = __floats2bfloat162_rn(v.z, v.w);
+            uint2 u;
+            u.x = *(uint32_t *)&lo;
+            u.y = *(uint32_t *)&hi;
+            *(uint2 *)d = u;
+        } else
+            *d = __float2bfloat16_rn(*s);
+    }
+}
+
+extern "C" void krn_cuda_to_bf16_rows(struct krn_cuda *c, uint16_t *out, int ldo, const float *x,
+                                      int N, int C)
+{
+    if (N <= 0 || C <= 0)
+        return;
+    PROF(c, "bf16 copy");
+    size_t n = (size_t)N * C;
+    if (C % 4 == 0 && ldo % 4 == 0 && ptr_align(x) >= 16 && ptr_align(out) >= 8)
+        k_to_bf16_rows<4><<<blocks(n / 4, NT), NT, 0, c->st>>>((__nv_bfloat16 *)out, ldo, x, N, C);
+    else
+        k_to_bf16_rows<1><<<blocks(n, NT), NT, 0, c->st>>>((__nv_bfloat16 *)out, ldo, x, N, C);
+    LAUNCHED(c, "bf16 row copy");
+}
+
 /* Row-major C[M][N] = op(A) op(B) + beta C, A and B bf16, C fp32, fp32 accumulation. */
-static void gemm_bf16(struct krn_cuda *c, int ta, int tb, int M, int N, int K, const void *A,
-                      int lda, const void *B, int ldb, float beta, float *C, int ldc)
+static void gemm_bf16t(struct krn_cuda *c, int ta, int tb, int M, int N, int K, const void *A,
+                       int lda, const void *B, int ldb, float beta, void *C, cudaDataType ct,
+                       int ldc)
 {
     float alpha = 1.0f;
     cublasStatus_t s =
         cublasGemmEx(c->blas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M,
-                     K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc,
+                     K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C, ct, ldc,
                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS)
         fail(c, s == CUBLAS_STATUS_ALLOC_FAILED ? KRN_CUDA_ENOMEM : KRN_CUDA_EDEVICE,
              "cublas: bf16 gemm %dx%dx%d: %s", M, N, K, cublasGetStatusString(s));
+}
+
+static void gemm_bf16(struct krn_cuda *c, int ta, int tb, int M, int N, int K, const void *A,
+                      int lda, const void *B, int ldb, float beta, float *C, int ldc)
+{
+    gemm_bf16t(c, ta, tb, M, N, K, A, lda, B, ldb, beta, C, CUDA_R_32F, ldc);
 }
 
 extern "C" void krn_cuda_blinear_forward(struct krn_cuda *c, float *out, const float *res,
@@ -897,6 +943,13 @@ extern "C" void krn_cuda_blinear_forward(struct krn_cuda *c, float *out, const f
                             c->st),
             "copy on device");
     gemm_bf16(c, 0, 1, N, OC, C, xb, C, wb, C, res ? 1.0f : 0.0f, out, OC);
+}
+
+extern "C" void krn_cuda_blinear_forward_bf16(struct krn_cuda *c, uint16_t *out, const uint16_t *xb,
+                                              const uint16_t *wb, int N, int C, int OC)
+{
+    PROF(c, "linear fwd");
+    gemm_bf16t(c, 0, 1, N, OC, C, xb, C, wb, C, 0.0f, out, CUDA_R_16BF, OC);
 }
 
 extern "C" void krn_cuda_to_bf16(struct krn_cuda *c, uint16_t *out, const float *x, size_t n)
@@ -1023,7 +1076,16 @@ struct rms_bw {
     const float *dy, *x, *g, *u, *w, *rstd;
     int N, C, acc;
     int b16; /* dx (acc 0), or with SW dg and du, are bf16 [N][C] (products' operands) */
+    /* where row r's outputs go: (r / rpt) ldo + (r % rpt) C elements from dx (dg, du), so
+     * that several products' dY can share one wider row (rpt 1, ldo C: [N][C]) */
+    int rpt, ldo;
 };
+
+__device__ __forceinline__ static size_t rms_out_row(const struct rms_bw &a, int row)
+{
+    return a.rpt > 1 ? (size_t)(row / a.rpt) * a.ldo + (size_t)(row % a.rpt) * a.C
+                     : (size_t)row * a.ldo;
+}
 
 template <int V> __device__ __forceinline__ static void ldv(float *d, const float *p)
 {
@@ -1079,7 +1141,7 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
             ldv<V>(wv[i], a.w + col);
     }
     for (int row = blockIdx.x * ng + grp; row < a.N; row += gridDim.x * ng) {
-        size_t r0 = (size_t)row * C;
+        size_t r0 = (size_t)row * C, o0 = rms_out_row(a, row);
         float xv[PER][V], dyv[PER][V], gv[SW ? PER : 1][V], uv[SW ? PER : 1][V];
         float dxv[SW ? 1 : PER][V]; /* acc: dX's old values, loaded with the row */
         double dot = 0.0;
@@ -1098,7 +1160,7 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
             } else {
                 ldv<V>(xv[i], a.x + r0 + col);
                 if (a.acc)
-                    ldv<V>(dxv[SW ? 0 : i], a.dx + r0 + col);
+                    ldv<V>(dxv[SW ? 0 : i], a.dx + o0 + col);
             }
 #pragma unroll
             for (int e = 0; e < V; e++)
@@ -1126,13 +1188,13 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
                     o[e] = d[e] * silu;
                     dgv[e] = d[e] * u * sg * (1.0f + g * (1.0f - sg));
                 }
-                stv2<V>(a.du, r0 + col, o, a.b16);
-                stv2<V>(a.dg, r0 + col, dgv, a.b16);
+                stv2<V>(a.du, o0 + col, o, a.b16);
+                stv2<V>(a.dg, o0 + col, dgv, a.b16);
             } else {
 #pragma unroll
                 for (int e = 0; e < V; e++)
                     o[e] = a.acc ? dxv[SW ? 0 : i][e] + d[e] : d[e];
-                stv2<V>(a.dx, r0 + col, o, a.b16);
+                stv2<V>(a.dx, o0 + col, o, a.b16);
             }
         }
     }
@@ -1178,14 +1240,18 @@ static int al16(const void *p)
  * 512 threads (128 registers each) for C <= 8192, 1024 (64 registers) beyond. */
 #define RB_KERNELS(V, PER, WARP, LB)                                                               \
     (sw ? k_rms_bwd_f<V, PER, WARP, 1, LB> : k_rms_bwd_f<V, PER, WARP, 0, LB>)
-static void rms_bw_launch(struct krn_cuda *c, const struct rms_bw *a, int sw)
+static void rms_bw_launch(struct krn_cuda *c, struct rms_bw *a, int sw)
 {
     int C = a->C, N = a->N;
-    int v4 = C % 4 == 0 && al16(a->dx) && al16(a->dg) && al16(a->du) && al16(a->dy) && al16(a->x) &&
-             al16(a->g) && al16(a->u) && al16(a->w);
+    if (a->rpt < 1)
+        a->rpt = 1;
+    if (a->ldo < 1)
+        a->ldo = a->rpt * C;
+    int v4 = C % 4 == 0 && a->ldo % 4 == 0 && al16(a->dx) && al16(a->dg) && al16(a->du) &&
+             al16(a->dy) && al16(a->x) && al16(a->g) && al16(a->u) && al16(a->w);
     void (*kf)(struct rms_bw);
-    int per;
-    unsigned nt = 256, grid = (unsigned)((N + 8 * RB_ROWS - 1) / (8 * RB_ROWS));
+    int per, rows = c->rb_rows > 0 ? c->rb_rows : RB_ROWS;
+    unsigned nt = 256, grid = (unsigned)((N + 8 * rows - 1) / (8 * rows));
     if (C <= 256) {
         if (v4)
             kf = C <= 128 ? RB_KERNELS(4, 1, 1, 256) : RB_KERNELS(4, 2, 1, 256);
@@ -1205,7 +1271,7 @@ static void rms_bw_launch(struct krn_cuda *c, const struct rms_bw *a, int sw)
         }
         int nv = v4 ? C / 4 : C, g = (nv + per - 1) / per;
         nt = (unsigned)((g + 31) / 32 * 32);
-        grid = (unsigned)((N + RB_ROWS - 1) / RB_ROWS);
+        grid = (unsigned)((N + rows - 1) / rows);
     }
     kf<<<grid, nt, 0, c->st>>>(*a);
 }
@@ -1258,9 +1324,9 @@ extern "C" void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, int a
     LAUNCHED(c, "rmsnorm backward");
 }
 
-extern "C" int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp, float *dw,
-                                              const float *dout, const float *inp, const float *w,
-                                              const float *rstd, int N, int C)
+extern "C" int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp, int rpt, int ldo,
+                                              float *dw, const float *dout, const float *inp,
+                                              const float *w, const float *rstd, int N, int C)
 {
     if (C > RB_MAX)
         return KRN_CUDA_EINVAL;
@@ -1269,13 +1335,13 @@ extern "C" int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp
     PROF(c, "rmsnorm bwd");
     struct rms_bw a = {};
     a.dx = (float *)dinp, a.dw = dw, a.dy = dout, a.x = inp, a.w = w, a.rstd = rstd;
-    a.N = N, a.C = C, a.b16 = 1;
+    a.N = N, a.C = C, a.b16 = 1, a.rpt = rpt, a.ldo = ldo;
     rms_bw_launch(c, &a, 0);
     LAUNCHED(c, "rmsnorm backward");
     return 0;
 }
 
-static int swiglu_rms_bw(struct krn_cuda *c, float *dg, float *du, int b16, float *dw,
+static int swiglu_rms_bw(struct krn_cuda *c, float *dg, float *du, int ldo, int b16, float *dw,
                          const float *dout, const float *g, const float *u, const float *w,
                          const float *rstd, int N, int C)
 {
@@ -1286,7 +1352,7 @@ static int swiglu_rms_bw(struct krn_cuda *c, float *dg, float *du, int b16, floa
     PROF(c, "swiglu+rmsnorm bwd");
     struct rms_bw a = {};
     a.dg = dg, a.du = du, a.dw = dw, a.dy = dout, a.g = g, a.u = u, a.w = w, a.rstd = rstd;
-    a.N = N, a.C = C, a.b16 = b16;
+    a.N = N, a.C = C, a.b16 = b16, a.ldo = ldo;
     rms_bw_launch(c, &a, 1);
     LAUNCHED(c, "swiglu + rmsnorm backward");
     return 0;
@@ -1296,15 +1362,15 @@ extern "C" int krn_cuda_swiglu_rmsnorm_backward(struct krn_cuda *c, float *dg, f
                                                 const float *dout, const float *g, const float *u,
                                                 const float *w, const float *rstd, int N, int C)
 {
-    return swiglu_rms_bw(c, dg, du, 0, dw, dout, g, u, w, rstd, N, C);
+    return swiglu_rms_bw(c, dg, du, 0, 0, dw, dout, g, u, w, rstd, N, C);
 }
 
 extern "C" int krn_cuda_swiglu_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dg, uint16_t *du,
-                                                     float *dw, const float *dout, const float *g,
-                                                     const float *u, const float *w,
+                                                     int ldo, float *dw, const float *dout,
+                                                     const float *g, const float *u, const float *w,
                                                      const float *rstd, int N, int C)
 {
-    return swiglu_rms_bw(c, (float *)dg, (float *)du, 1, dw, dout, g, u, w, rstd, N, C);
+    return swiglu_rms_bw(c, (float *)dg, (float *)du, ldo, 1, dw, dout, g, u, w, rstd, N, C);
 }
 
 /* ------------------------------------------------------------------ RoPE */
@@ -1356,6 +1422,69 @@ extern "C" void krn_cuda_rope_forward_bf16(struct krn_cuda *c, uint16_t *out, co
                                            int HD)
 {
     rope_fwd(c, (__nv_bfloat16 *)out, inp, cs, sn, B, T, NH, HD);
+}
+
+/* QK-norm (k_rms_fwd_w) then RoPE (k_rope) of one head row per warp, 8 rows per block: lane l
+ * holds elements l + 32 i (i < PER = HD / 32), so the sum of squares runs in k_rms_fwd_w's
+ * order and RoPE's pairs (j, j + HD / 2) are the lane's own elements i and i + PER / 2. */
+template <int PER>
+__global__ void k_qknorm_rope(__nv_bfloat16 *out, float *on, float *rstd, const float *inp,
+                              const float *w, const float *cs, const float *sn, int N, int T,
+                              int NH, float eps)
+{
+    const int HD = PER * 32, half = HD / 2;
+    int row = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (row >= N)
+        return;
+    const float *x = inp + (size_t)row * HD;
+    float v[PER], ss = 0.0f;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        v[i] = x[lane + 32 * i];
+        ss += v[i] * v[i];
+    }
+    ss = warp_sum(ss);
+    float inv = 1.0f / sqrtf(ss / (float)HD + eps);
+    if (!lane)
+        rstd[row] = inv;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        v[i] = w[lane + 32 * i] * (v[i] * inv);
+        if (on)
+            on[(size_t)row * HD + lane + 32 * i] = v[i];
+    }
+    int t = (row / NH) % T;
+    __nv_bfloat16 *y = out + (size_t)row * HD;
+#pragma unroll
+    for (int i = 0; i < PER / 2; i++) {
+        int j = lane + 32 * i;
+        float co = cs[(size_t)t * half + j], si = sn[(size_t)t * half + j];
+        float x1 = v[i], x2 = v[i + PER / 2];
+        y[j] = __float2bfloat16_rn(x1 * co - x2 * si);
+        y[j + half] = __float2bfloat16_rn(x2 * co + x1 * si);
+    }
+}
+
+extern "C" int krn_cuda_qknorm_rope_bf16(struct krn_cuda *c, uint16_t *out, float *on, float *rstd,
+                                         const float *inp, const float *w, const float *cs,
+                                         const float *sn, int B, int T, int NH, int HD, float eps)
+{
+    int N = B * T * NH;
+    if (HD != 64 && HD != 128 && HD != 256)
+        return KRN_CUDA_EINVAL;
+    if (N <= 0)
+        return 0;
+    PROF(c, "qknorm+rope fwd");
+    unsigned g = (unsigned)((N + 7) / 8);
+    __nv_bfloat16 *o = (__nv_bfloat16 *)out;
+    if (HD == 64)
+        k_qknorm_rope<2><<<g, 256, 0, c->st>>>(o, on, rstd, inp, w, cs, sn, N, T, NH, eps);
+    else if (HD == 128)
+        k_qknorm_rope<4><<<g, 256, 0, c->st>>>(o, on, rstd, inp, w, cs, sn, N, T, NH, eps);
+    else
+        k_qknorm_rope<8><<<g, 256, 0, c->st>>>(o, on, rstd, inp, w, cs, sn, N, T, NH, eps);
+    LAUNCHED(c, "qknorm + rope forward");
+    return 0;
 }
 
 extern "C" void krn_cuda_rope_backward(struct krn_cuda *c, float *dinp, const float *dout,
@@ -1866,12 +1995,44 @@ __global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, 
     }
 }
 
+/* The same four elements at a time (n4 = n / 4; every array 16-byte aligned): 16-byte loads
+ * and stores, k_adamw's arithmetic per element. */
+__global__ void k_adamw4(float4 *p4, const float4 *g4, float4 *m4, float4 *v4, size_t n4, float lr,
+                         float b1, float b2, float eps, float wd, float bc1, float bc2, float cs)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float4 P = p4[i], G = g4[i], M = m4[i], V = v4[i];
+        float *p = &P.x, *g = &G.x, *m = &M.x, *v = &V.x;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float gi = g[e] * cs;
+            float mi = b1 * m[e] + (1.0f - b1) * gi, vi = b2 * v[e] + (1.0f - b2) * gi * gi;
+            m[e] = mi;
+            v[e] = vi;
+            float pi = p[e];
+            pi -= lr * wd * pi;
+            pi -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+            p[e] = pi;
+        }
+        p4[i] = P;
+        m4[i] = M;
+        v4[i] = V;
+    }
+}
+
 extern "C" void krn_cuda_adamw(struct krn_cuda *c, float *p, const float *g, float *m, float *v,
                                size_t n, float lr, float b1, float b2, float eps, float wd,
                                float bc1, float bc2, float cs)
 {
     PROF(c, "adamw");
-    k_adamw<<<blocks(n, NT), NT, 0, c->st>>>(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, cs);
+    if (n % 4 == 0 && ptr_align(p) >= 16 && ptr_align(g) >= 16 && ptr_align(m) >= 16 &&
+        ptr_align(v) >= 16)
+        k_adamw4<<<blocks(n / 4, NT), NT, 0, c->st>>>((float4 *)p, (const float4 *)g, (float4 *)m,
+                                                      (float4 *)v, n / 4, lr, b1, b2, eps, wd, bc1,
+                                                      bc2, cs);
+    else
+        k_adamw<<<blocks(n, NT), NT, 0, c->st>>>(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, cs);
     LAUNCHED(c, "adamw");
 }
 
@@ -1988,4 +2149,100 @@ out:
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         krn_cuda_dfree(c, all[i]);
     return rc;
+}
+
+/* ------------------------------------------------------------------ memory-bound micro-benchmark */
+
+/* The row kernels of one decoder layer at Qwen3-0.6B's widths (H 1024, q 2048, FFN 3072, 16 + 8
+ * heads of 128) over N tokens: device ms per call and GB/s of the bytes each must move, beside
+ * a device-to-device copy; the fused RMSNorm backward at several rows per block. */
+extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, FILE *f)
+{
+    const int H = 1024, QD = 2048, KD = 1024, I = 3072, HD = 128, T = 512;
+    size_t big = (size_t)N * I;
+    float *a = (float *)krn_cuda_alloc(c, big * 4), *b = (float *)krn_cuda_alloc(c, big * 4);
+    float *d = (float *)krn_cuda_alloc(c, big * 4), *e = (float *)krn_cuda_alloc(c, big * 4);
+    float *w = (float *)krn_cuda_alloc(c, (size_t)I * 4), *dw = (float *)krn_cuda_alloc(c, I * 4);
+    float *rs = (float *)krn_cuda_alloc(c, (size_t)N * 16 * 4);
+    float *cs = (float *)krn_cuda_alloc(c, (size_t)T * HD / 2 * 4),
+          *sn = (float *)krn_cuda_alloc(c, (size_t)T * HD / 2 * 4);
+    int rc = 0;
+    if (!a || !b || !d || !e || !w || !dw || !rs || !cs || !sn) {
+        rc = KRN_CUDA_ENOMEM;
+        goto out;
+    }
+    {
+        k_fill<<<blocks(big, NT), NT, 0, c->st>>>(a, big, 1);
+        k_fill<<<blocks(big, NT), NT, 0, c->st>>>(b, big, 2);
+        k_fill<<<blocks(big, NT), NT, 0, c->st>>>(d, big, 3);
+        k_fill<<<blocks(big, NT), NT, 0, c->st>>>(e, big, 4);
+        k_fill<<<blocks(I, NT), NT, 0, c->st>>>(w, I, 5);
+        k_fill<<<blocks((size_t)T * HD / 2, NT), NT, 0, c->st>>>(cs, (size_t)T * HD / 2, 6);
+        k_fill<<<blocks((size_t)T * HD / 2, NT), NT, 0, c->st>>>(sn, (size_t)T * HD / 2, 7);
+        krn_cuda_rmsnorm_forward(c, e, rs, a, w, N, H, 1e-6f); /* rstd values */
+        struct {
+            char name[64];
+            double ms, bytes;
+        } r[24];
+        int n = 0;
+        size_t nh = (size_t)N * H, nq = (size_t)N * QD, nk = (size_t)N * KD, ni = (size_t)N * I;
+        uint16_t *ob = (uint16_t *)d;
+        int8_t *x8 = (int8_t *)e;
+        uint16_t *xb = (uint16_t *)(e + big / 2);
+#define NB_(nm, by, body)                                                                          \
+    (snprintf(r[n].name, sizeof(r[n].name), "%s", (nm)), r[n].bytes = (double)(by),                \
+     r[n++].ms = bench_ms(c, reps, [&] { body; }))
+        NB_("d2d copy (reference)", 8.0 * nh * 2,
+            cudaMemcpyAsync(d, a, nh * 2 * 4, cudaMemcpyDeviceToDevice, c->st));
+        int rows[] = {RB_ROWS, 4, 2, 16};
+        for (int i = 0; i < 4; i++) {
+            char nm[64];
+            c->rb_rows = rows[i];
+            snprintf(nm, sizeof nm, "rmsnorm bwd C 1024 acc+dW, %d rows/block", rows[i]);
+            NB_(nm, 16.0 * nh, krn_cuda_rmsnorm_backward(c, d, 1, dw, a, b, w, rs, N, H));
+            snprintf(nm, sizeof nm, "swiglu+rms bwd bf16 C 3072, %d rows/block", rows[i]);
+            NB_(nm, 16.0 * ni,
+                krn_cuda_swiglu_rmsnorm_backward_bf16(c, ob, ob + ni, 0, dw, a, b, d, w, rs, N, I));
+        }
+        c->rb_rows = 0;
+        NB_("rmsnorm bwd C 2048 dW", 12.0 * nq,
+            krn_cuda_rmsnorm_backward(c, d, 0, dw, a, b, w, rs, N, QD));
+        NB_("qk-norm bwd bf16 (q, C 128)", 10.0 * nq,
+            krn_cuda_rmsnorm_backward_bf16(c, ob, 0, 0, dw, a, b, w, rs, N * 16, HD));
+        NB_("rmsnorm+quant fwd C 1024", 7.0 * nh,
+            krn_cuda_rmsnorm_aquant(c, x8, xb, rs, rs, a, w, N, H, 1e-6f));
+        NB_("swiglu+rmsnorm+quant fwd C 3072", 11.0 * ni,
+            krn_cuda_swiglu_rmsnorm_aquant(c, x8, xb, rs, rs, a, b, w, N, I, 1e-6f));
+        NB_("qk-norm fwd + rope bf16 (q, before)", 12.0 * nq,
+            (krn_cuda_rmsnorm_forward(c, d, rs, a, w, N * 16, HD, 1e-6f),
+             krn_cuda_rope_forward_bf16(c, (uint16_t *)e, d, cs, sn, N / T, T, 16, HD)));
+        NB_("qk-norm+rope fwd bf16 (q, fused)", 6.0 * nq,
+            krn_cuda_qknorm_rope_bf16(c, (uint16_t *)e, NULL, rs, a, w, cs, sn, N / T, T, 16, HD,
+                                      1e-6f));
+        NB_("v to bf16", 6.0 * nk, krn_cuda_to_bf16(c, (uint16_t *)e, a, nk));
+        NB_("adamw 3072 x 1024", 28.0 * 1024 * I,
+            krn_cuda_adamw(c, a, b, d, e, (size_t)1024 * I, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f,
+                           0.5f, 1.0f));
+        NB_("adamw 3072 x 1024 (scalar)", 28.0 * 1024 * I,
+            krn_cuda_adamw(c, a + 1, b + 1, d + 1, e + 1, (size_t)1024 * I - 1, 1e-4f, 0.9f, 0.95f,
+                           1e-8f, 0.1f, 0.5f, 0.5f, 1.0f));
+#undef NB_
+        for (int i = 0; i < n; i++)
+            fprintf(f, "norm-bench N %d  %-44s %8.4f ms %7.1f GB/s\n", N, r[i].name, r[i].ms,
+                    r[i].bytes / r[i].ms / 1e6);
+        fflush(f);
+        rc = krn_cuda_sync(c);
+    }
+out:
+    c->rb_rows = 0;
+    krn_cuda_dfree(c, a);
+    krn_cuda_dfree(c, b);
+    krn_cuda_dfree(c, d);
+    krn_cuda_dfree(c, e);
+    krn_cuda_dfree(c, w);
+    krn_cuda_dfree(c, dw);
+    krn_cuda_dfree(c, rs);
+    krn_cuda_dfree(c, cs);
+    krn_cuda_dfree(c, sn);
+    return rc ? rc : c->status;
 }
