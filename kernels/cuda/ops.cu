@@ -58,7 +58,10 @@ struct krn_cuda {
     cublasLtHandle_t lt; /* the INT8 BitLinear forward (NULL: the fallback kernel) */
     struct lt_plan plans[LT_PLANS];
     int nplans;
-    int rb_rows; /* rows per block of the fused RMSNorm backward (0: RB_ROWS; the bench's knob) */
+    int rb_rows;   /* rows per block of the fused RMSNorm backward (0: RB_ROWS; the bench's knob) */
+    int rb_atomic; /* 1: its dW by atomics, not partials (the bench's comparison) */
+    float *part;   /* dW partials of the fused RMSNorm backward (part_buf) */
+    size_t part_n;
 };
 
 static void prof_resolve(struct krn_cuda *c)
@@ -264,6 +267,8 @@ extern "C" void krn_cuda_free(struct krn_cuda *c)
         cudaFree(c->ptrs);
     if (c->ws)
         cudaFree(c->ws);
+    if (c->part)
+        cudaFree(c->part);
     if (c->red)
         cudaFree(c->red);
     if (c->st)
@@ -632,15 +637,15 @@ __device__ __forceinline__ static float swiglu1(float g, float u)
  * held in registers (RQ_PER values per thread) and the normalised row never stored. SW: the
  * row is h = silu(gg) uu, computed here (the SwiGLU forward's h never stored either). */
 #define RQ_PER 16 /* RQ_PER * 1024 = KRN_CUDA_NORM_MAX */
-template <int SW>
-__global__ void __launch_bounds__(1024)
+template <int SW, int PER, int MINB>
+__global__ void __launch_bounds__(1024, MINB)
     k_rms_aquant(int8_t *x8, __nv_bfloat16 *xb, float *sx, float *rstd, const float *inp,
                  const float *gg, const float *uu, const float *w, int C, float eps)
 {
     size_t r0 = (size_t)blockIdx.x * C;
-    float v[RQ_PER], ss = 0.0f, g = 0.0f;
+    float v[PER], ss = 0.0f, g = 0.0f;
 #pragma unroll
-    for (int i = 0; i < RQ_PER; i++) {
+    for (int i = 0; i < PER; i++) {
         int j = threadIdx.x + i * blockDim.x;
         v[i] = j >= C ? 0.0f : SW ? swiglu1(gg[r0 + j], uu[r0 + j]) : inp[r0 + j];
         ss += v[i] * v[i];
@@ -650,7 +655,7 @@ __global__ void __launch_bounds__(1024)
     if (!threadIdx.x)
         rstd[blockIdx.x] = inv;
 #pragma unroll
-    for (int i = 0; i < RQ_PER; i++) {
+    for (int i = 0; i < PER; i++) {
         int j = threadIdx.x + i * blockDim.x;
         v[i] = j < C ? w[j] * (v[i] * inv) : 0.0f;
         g = fmaxf(g, fabsf(v[i]));
@@ -660,7 +665,7 @@ __global__ void __launch_bounds__(1024)
     if (!threadIdx.x)
         sx[blockIdx.x] = back;
 #pragma unroll
-    for (int i = 0; i < RQ_PER; i++) {
+    for (int i = 0; i < PER; i++) {
         int j = threadIdx.x + i * blockDim.x;
         if (j < C) {
             float q = rintf(__fmul_rn(v[i], s));
@@ -671,6 +676,26 @@ __global__ void __launch_bounds__(1024)
     }
 }
 
+/* A block per row. Rows up to 4096 wide: 4 values per thread and up to 2 blocks of 1024 threads
+ * per multiprocessor (32 registers), so that enough rows are in flight to keep the memory busy
+ * (one warp's loads wait on the row's sums); wider rows: 16 values per thread. */
+static void rms_aquant_launch(struct krn_cuda *c, int sw, int8_t *x8, uint16_t *xb, float *sx,
+                              float *rstd, const float *inp, const float *g, const float *u,
+                              const float *w, int N, int C, float eps)
+{
+    __nv_bfloat16 *b = (__nv_bfloat16 *)xb;
+    if (C <= 4 * 1024) {
+        unsigned t = (unsigned)((C + 4 * 32 - 1) / (4 * 32) * 32);
+        if (sw)
+            k_rms_aquant<1, 4, 2><<<N, t, 0, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps);
+        else
+            k_rms_aquant<0, 4, 2><<<N, t, 0, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps);
+    } else if (sw)
+        k_rms_aquant<1, RQ_PER, 1><<<N, 1024, 0, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps);
+    else
+        k_rms_aquant<0, RQ_PER, 1><<<N, 1024, 0, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps);
+}
+
 extern "C" int krn_cuda_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx,
                                        float *rstd, const float *inp, const float *w, int N, int C,
                                        float eps)
@@ -678,9 +703,7 @@ extern "C" int krn_cuda_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t 
     if (C > RQ_PER * 1024)
         return KRN_CUDA_EINVAL;
     PROF(c, "rmsnorm+quant fwd");
-    unsigned t = C <= RQ_PER * 128 ? 128 : C <= RQ_PER * 256 ? 256 : 1024;
-    k_rms_aquant<0>
-        <<<N, t, 0, c->st>>>(x8, (__nv_bfloat16 *)xb, sx, rstd, inp, NULL, NULL, w, C, eps);
+    rms_aquant_launch(c, 0, x8, xb, sx, rstd, inp, NULL, NULL, w, N, C, eps);
     LAUNCHED(c, "rmsnorm + aquant");
     return 0;
 }
@@ -695,8 +718,7 @@ extern "C" int krn_cuda_swiglu_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, ui
     if (N <= 0 || C <= 0)
         return 0;
     PROF(c, "swiglu+rmsnorm+quant fwd");
-    unsigned t = C <= RQ_PER * 128 ? 128 : C <= RQ_PER * 256 ? 256 : 1024;
-    k_rms_aquant<1><<<N, t, 0, c->st>>>(x8, (__nv_bfloat16 *)xb, sx, rstd, NULL, g, u, w, C, eps);
+    rms_aquant_launch(c, 1, x8, xb, sx, rstd, NULL, g, u, w, N, C, eps);
     LAUNCHED(c, "swiglu + rmsnorm + aquant");
     return 0;
 }
@@ -1007,6 +1029,33 @@ __global__ void k_rms_fwd(O *out, float *rstd, const float *inp, const float *w,
         y[j] = out_of<O>(w[j] * (x[j] * inv));
 }
 
+/* The same for rows up to 4 x 1024 wide, held in registers (PER values per thread, read once)
+ * and up to 2 blocks of 1024 threads per multiprocessor (k_rms_aquant's launch). */
+template <typename O, int PER>
+__global__ void __launch_bounds__(1024, 2)
+    k_rms_fwd_r(O *out, float *rstd, const float *inp, const float *w, int C, float eps)
+{
+    const float *x = inp + (size_t)blockIdx.x * C;
+    O *y = out + (size_t)blockIdx.x * C;
+    float v[PER], ss = 0.0f;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        int j = threadIdx.x + i * blockDim.x;
+        v[i] = j < C ? x[j] : 0.0f;
+        ss += v[i] * v[i];
+    }
+    ss = block_sum(ss);
+    float inv = 1.0f / sqrtf(ss / (float)C + eps);
+    if (!threadIdx.x)
+        rstd[blockIdx.x] = inv;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        int j = threadIdx.x + i * blockDim.x;
+        if (j < C)
+            y[j] = out_of<O>(w[j] * (v[i] * inv));
+    }
+}
+
 /* The forward with one warp per row, for short rows (QK-norm's head_dim): a block of 256
  * threads holds 8 rows and needs no block-wide synchronisation. */
 template <typename O>
@@ -1079,6 +1128,9 @@ struct rms_bw {
     /* where row r's outputs go: (r / rpt) ldo + (r % rpt) C elements from dx (dg, du), so
      * that several products' dY can share one wider row (rpt 1, ldo C: [N][C]) */
     int rpt, ldo;
+    /* dW's per-block partial sums [gridDim.x][C], added into dw by k_colsum after (no
+     * same-column atomics from every block); NULL: atomics */
+    float *part;
 };
 
 __device__ __forceinline__ static size_t rms_out_row(const struct rms_bw &a, int row)
@@ -1223,16 +1275,58 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
             int col = (t + i * G) * V;
             if (col >= C)
                 continue;
+            if (a.part)
+                stv<V>(a.part + (size_t)blockIdx.x * C + col, dwp[i]);
+            else
 #pragma unroll
-            for (int e = 0; e < V; e++)
-                atomicAdd(a.dw + col + e, dwp[i][e]);
+                for (int e = 0; e < V; e++)
+                    atomicAdd(a.dw + col + e, dwp[i][e]);
         }
+    }
+}
+
+/* dw[j] += sum over nb rows of part[r][j]: 32 columns per block, its 32 warps over the rows */
+__global__ void __launch_bounds__(1024) k_colsum(float *dw, const float *part, int nb, int C)
+{
+    __shared__ float sh[32][33];
+    int lane = threadIdx.x & 31, wp = threadIdx.x >> 5, j = blockIdx.x * 32 + lane;
+    float s = 0.0f;
+    if (j < C)
+#pragma unroll 4
+        for (int r = wp; r < nb; r += 32)
+            s += part[(size_t)r * C + j];
+    sh[wp][lane] = s;
+    __syncthreads();
+    if (wp == 0 && j < C) {
+        float t = 0.0f;
+        for (int q = 0; q < 32; q++)
+            t += sh[q][lane];
+        dw[j] += t;
     }
 }
 
 static int al16(const void *p)
 {
     return !p || ptr_align(p) >= 16;
+}
+
+/* The context's scratch of at least n floats for dW partials (kept, grown on demand; NULL when
+ * it cannot be had: the caller uses atomics). */
+static float *part_buf(struct krn_cuda *c, size_t n)
+{
+    if (n > c->part_n) {
+        if (c->part)
+            cudaFree(c->part);
+        c->part = NULL;
+        c->part_n = 0;
+        if (cudaMalloc((void **)&c->part, n * sizeof(float)) != cudaSuccess) {
+            cudaGetLastError(); /* not sticky: the atomics take over */
+            c->part = NULL;
+            return NULL;
+        }
+        c->part_n = n;
+    }
+    return c->part;
 }
 
 /* Launches the fused backward for a (C <= RB_MAX): warp groups for C <= 256, else one group of
@@ -1272,8 +1366,11 @@ static void rms_bw_launch(struct krn_cuda *c, struct rms_bw *a, int sw)
         int nv = v4 ? C / 4 : C, g = (nv + per - 1) / per;
         nt = (unsigned)((g + 31) / 32 * 32);
         grid = (unsigned)((N + rows - 1) / rows);
+        a->part = a->dw && !c->rb_atomic ? part_buf(c, (size_t)grid * C) : NULL;
     }
     kf<<<grid, nt, 0, c->st>>>(*a);
+    if (a->part)
+        k_colsum<<<(unsigned)((C + 31) / 32), 1024, 0, c->st>>>(a->dw, a->part, (int)grid, C);
 }
 
 template <typename O>
@@ -1282,6 +1379,9 @@ static void rms_fwd(struct krn_cuda *c, O *out, float *rstd, const float *inp, c
 {
     if (C <= 256)
         k_rms_fwd_w<O><<<(unsigned)((N + 7) / 8), 256, 0, c->st>>>(out, rstd, inp, w, N, C, eps);
+    else if (C <= 4 * 1024)
+        k_rms_fwd_r<O, 4>
+            <<<N, (unsigned)((C + 127) / 128 * 32), 0, c->st>>>(out, rstd, inp, w, C, eps);
     else
         k_rms_fwd<O><<<N, C >= 1024 ? NT : 128, 0, c->st>>>(out, rstd, inp, w, C, eps);
     LAUNCHED(c, "rmsnorm forward");
@@ -1734,11 +1834,30 @@ extern "C" void krn_cuda_swiglu_forward(struct krn_cuda *c, float *out, const fl
     LAUNCHED(c, "swiglu forward");
 }
 
+/* The bf16 forward four at a time (n4 = n / 4; g, u 16-byte, out 8-byte aligned). */
+__global__ void k_swiglu_fwd4(uint2 *out, const float4 *g, const float4 *u, size_t n4)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float4 a = g[i], b = u[i];
+        __nv_bfloat162 lo = __floats2bfloat162_rn(swiglu1(a.x, b.x), swiglu1(a.y, b.y)),
+                       hi = __floats2bfloat162_rn(swiglu1(a.z, b.z), swiglu1(a.w, b.w));
+        uint2 o;
+        o.x = *(uint32_t *)&lo;
+        o.y = *(uint32_t *)&hi;
+        out[i] = o;
+    }
+}
+
 extern "C" void krn_cuda_swiglu_forward_bf16(struct krn_cuda *c, uint16_t *out, const float *g,
                                              const float *u, size_t n)
 {
     PROF(c, "swiglu fwd");
-    k_swiglu_fwd<__nv_bfloat16><<<blocks(n, NT), NT, 0, c->st>>>((__nv_bfloat16 *)out, g, u, n);
+    if (n % 4 == 0 && ptr_align(g) >= 16 && ptr_align(u) >= 16 && ptr_align(out) >= 8)
+        k_swiglu_fwd4<<<blocks(n / 4, NT), NT, 0, c->st>>>((uint2 *)out, (const float4 *)g,
+                                                           (const float4 *)u, n / 4);
+    else
+        k_swiglu_fwd<__nv_bfloat16><<<blocks(n, NT), NT, 0, c->st>>>((__nv_bfloat16 *)out, g, u, n);
     LAUNCHED(c, "swiglu forward");
 }
 
@@ -2183,7 +2302,7 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, FILE *f)
         struct {
             char name[64];
             double ms, bytes;
-        } r[24];
+        } r[32];
         int n = 0;
         size_t nh = (size_t)N * H, nq = (size_t)N * QD, nk = (size_t)N * KD, ni = (size_t)N * I;
         uint16_t *ob = (uint16_t *)d;
@@ -2194,17 +2313,27 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, FILE *f)
      r[n++].ms = bench_ms(c, reps, [&] { body; }))
         NB_("d2d copy (reference)", 8.0 * nh * 2,
             cudaMemcpyAsync(d, a, nh * 2 * 4, cudaMemcpyDeviceToDevice, c->st));
-        int rows[] = {RB_ROWS, 4, 2, 16};
-        for (int i = 0; i < 4; i++) {
+        int rows[] = {RB_ROWS, 4, 2, 16, RB_ROWS};
+        for (int i = 0; i < 5; i++) {
             char nm[64];
             c->rb_rows = rows[i];
-            snprintf(nm, sizeof nm, "rmsnorm bwd C 1024 acc+dW, %d rows/block", rows[i]);
+            c->rb_atomic = i == 4;
+            snprintf(nm, sizeof nm, "rmsnorm bwd C 1024 acc+dW, %d rows/block%s", rows[i],
+                     c->rb_atomic ? ", atomics" : "");
             NB_(nm, 16.0 * nh, krn_cuda_rmsnorm_backward(c, d, 1, dw, a, b, w, rs, N, H));
-            snprintf(nm, sizeof nm, "swiglu+rms bwd bf16 C 3072, %d rows/block", rows[i]);
+            snprintf(nm, sizeof nm, "swiglu+rms bwd bf16 C 3072, %d rows/block%s", rows[i],
+                     c->rb_atomic ? ", atomics" : "");
             NB_(nm, 16.0 * ni,
                 krn_cuda_swiglu_rmsnorm_backward_bf16(c, ob, ob + ni, 0, dw, a, b, d, w, rs, N, I));
         }
         c->rb_rows = 0;
+        c->rb_atomic = 0;
+        NB_("rmsnorm bwd C 1024 acc, no dW", 16.0 * nh,
+            krn_cuda_rmsnorm_backward(c, d, 1, NULL, a, b, w, rs, N, H));
+        NB_("rmsnorm fwd bf16 C 1024 (teacher)", 6.0 * nh,
+            krn_cuda_rmsnorm_forward_bf16(c, ob, rs, a, w, N, H, 1e-6f));
+        NB_("swiglu fwd bf16 C 3072 (teacher)", 10.0 * ni,
+            krn_cuda_swiglu_forward_bf16(c, ob, a, b, ni));
         NB_("rmsnorm bwd C 2048 dW", 12.0 * nq,
             krn_cuda_rmsnorm_backward(c, d, 0, dw, a, b, w, rs, N, QD));
         NB_("qk-norm bwd bf16 (q, C 128)", 10.0 * nq,
@@ -2235,6 +2364,7 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, FILE *f)
     }
 out:
     c->rb_rows = 0;
+    c->rb_atomic = 0;
     krn_cuda_dfree(c, a);
     krn_cuda_dfree(c, b);
     krn_cuda_dfree(c, d);
