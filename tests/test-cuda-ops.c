@@ -1191,7 +1191,9 @@ int main(void)
     t_rms_aquant(17, 1024);
     t_rms_aquant(15, 3072);
     t_rms_aquant(9, 300);
-    t_rms_aquant(3, 5000); /* 1024 threads */
+    t_rms_aquant(3, 5000);  /* the row in shared memory */
+    t_rms_aquant(7, 1022);  /* not float4-aligned: the row in registers, 4 values per thread */
+    t_rms_aquant(3, 13001); /* wider than the shared row: 16 values per thread */
     t_to_bf16(4095);
     t_to_bf16(4096);
     t_qlinear(17, 40, 15, 0, 0);
@@ -1220,6 +1222,8 @@ int main(void)
     t_swiglu_norm_q(17, 3072);
     t_swiglu_norm_q(9, 300);
     t_swiglu_norm_q(3, 5000);
+    t_swiglu_norm_q(5, 1030);
+    t_swiglu_norm_q(2, 12500);
     t_swiglu_norm_q(512, 3072);
     t_swiglu_norm_bwd(17, 3072, 0);
     t_swiglu_norm_bwd(17, 3072, 1);

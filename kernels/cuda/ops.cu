@@ -162,6 +162,8 @@ static void chk(struct krn_cuda *c, cudaError_t e, const char *what)
 
 #define LAUNCHED(c, name) chk((c), cudaGetLastError(), (name))
 
+static int ptr_align(const void *p);
+
 static unsigned blocks(size_t n, unsigned t)
 {
     size_t b = (n + t - 1) / t;
@@ -676,7 +678,75 @@ __global__ void __launch_bounds__(1024, MINB)
     }
 }
 
-/* A block per row. Rows up to 4096 wide: 4 values per thread and up to 2 blocks of 1024 threads
+/* The same with the row staged in shared memory (C floats) instead of registers: float4 loads,
+ * few registers, 256 threads, so that up to 8 rows per multiprocessor are in flight (the
+ * register variant fits 2 rows of 3072); the sums in the same order for SW and not (the fused
+ * pass equals swiglu then this, bit for bit). C % 4 == 0, inp/g/u 16-byte, x8 4-byte and xb
+ * 8-byte aligned. */
+template <int SW>
+__global__ void __launch_bounds__(256)
+    k_rms_aquant_s(int8_t *x8, __nv_bfloat16 *xb, float *sx, float *rstd, const float *inp,
+                   const float *gg, const float *uu, const float *w, int C, float eps)
+{
+    extern __shared__ float4 srow[];
+    size_t r0 = (size_t)blockIdx.x * C;
+    int C4 = C / 4;
+    float ss = 0.0f, g = 0.0f;
+#pragma unroll 4
+    for (int j = threadIdx.x; j < C4; j += blockDim.x) {
+        float4 v;
+        if (SW) {
+            float4 a = ((const float4 *)(gg + r0))[j], b = ((const float4 *)(uu + r0))[j];
+            v = make_float4(swiglu1(a.x, b.x), swiglu1(a.y, b.y), swiglu1(a.z, b.z),
+                            swiglu1(a.w, b.w));
+        } else
+            v = ((const float4 *)(inp + r0))[j];
+        srow[j] = v;
+        ss += v.x * v.x;
+        ss += v.y * v.y;
+        ss += v.z * v.z;
+        ss += v.w * v.w;
+    }
+    ss = block_sum(ss);
+    float inv = 1.0f / sqrtf(ss / (float)C + eps);
+    if (!threadIdx.x)
+        rstd[blockIdx.x] = inv;
+    const float4 *w4 = (const float4 *)w;
+    for (int j = threadIdx.x; j < C4; j += blockDim.x) {
+        float4 v = srow[j], ww = w4[j];
+        g = fmaxf(g, fabsf(ww.x * (v.x * inv)));
+        g = fmaxf(g, fabsf(ww.y * (v.y * inv)));
+        g = fmaxf(g, fabsf(ww.z * (v.z * inv)));
+        g = fmaxf(g, fabsf(ww.w * (v.w * inv)));
+    }
+    g = block_max(g);
+    float s = 127.0f / (g + 1e-5f), back = g / 127.0f;
+    if (!threadIdx.x)
+        sx[blockIdx.x] = back;
+    for (int j = threadIdx.x; j < C4; j += blockDim.x) {
+        float4 v = srow[j], ww = w4[j];
+        float y[4] = {ww.x * (v.x * inv), ww.y * (v.y * inv), ww.z * (v.z * inv),
+                      ww.w * (v.w * inv)},
+              q[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            q[e] = rintf(__fmul_rn(y[e], s));
+            q[e] = q[e] > 127.0f ? 127.0f : (q[e] < -128.0f ? -128.0f : q[e]);
+        }
+        char4 c8 =
+            make_char4((signed char)q[0], (signed char)q[1], (signed char)q[2], (signed char)q[3]);
+        *(char4 *)(x8 + r0 + 4 * (size_t)j) = c8;
+        __nv_bfloat162 lo = __floats2bfloat162_rn(__fmul_rn(q[0], back), __fmul_rn(q[1], back)),
+                       hi = __floats2bfloat162_rn(__fmul_rn(q[2], back), __fmul_rn(q[3], back));
+        uint2 u;
+        u.x = *(uint32_t *)&lo;
+        u.y = *(uint32_t *)&hi;
+        *(uint2 *)(xb + r0 + 4 * (size_t)j) = u;
+    }
+}
+
+/* A block per row. Rows up to 12288 wide with float4 alignment: k_rms_aquant_s; else rows up
+ * to 4096 wide: 4 values per thread and up to 2 blocks of 1024 threads
  * per multiprocessor (32 registers), so that enough rows are in flight to keep the memory busy
  * (one warp's loads wait on the row's sums); wider rows: 16 values per thread. */
 static void rms_aquant_launch(struct krn_cuda *c, int sw, int8_t *x8, uint16_t *xb, float *sx,
@@ -684,7 +754,15 @@ static void rms_aquant_launch(struct krn_cuda *c, int sw, int8_t *x8, uint16_t *
                               const float *w, int N, int C, float eps)
 {
     __nv_bfloat16 *b = (__nv_bfloat16 *)xb;
-    if (C <= 4 * 1024) {
+    if (C % 4 == 0 && C <= 12288 && ptr_align(sw ? (const void *)g : inp) >= 16 &&
+        (!sw || ptr_align(u) >= 16) && ptr_align(w) >= 16 && ptr_align(x8) >= 4 &&
+        ptr_align(xb) >= 8) {
+        size_t sm = (size_t)C * sizeof(float);
+        if (sw)
+            k_rms_aquant_s<1><<<N, 256, sm, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps);
+        else
+            k_rms_aquant_s<0><<<N, 256, sm, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps);
+    } else if (C <= 4 * 1024) {
         unsigned t = (unsigned)((C + 4 * 32 - 1) / (4 * 32) * 32);
         if (sw)
             k_rms_aquant<1, 4, 2><<<N, t, 0, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps);
@@ -1196,7 +1274,7 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
         size_t r0 = (size_t)row * C, o0 = rms_out_row(a, row);
         float xv[PER][V], dyv[PER][V], gv[SW ? PER : 1][V], uv[SW ? PER : 1][V];
         float dxv[SW ? 1 : PER][V]; /* acc: dX's old values, loaded with the row */
-        double dot = 0.0;
+        float dotf = 0.0f;          /* the thread's few products in fp32, the row's sum in double */
 #pragma unroll
         for (int i = 0; i < PER; i++) {
             int col = (t + i * G) * V;
@@ -1216,9 +1294,9 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
             }
 #pragma unroll
             for (int e = 0; e < V; e++)
-                dot += (double)(wv[i][e] * dyv[i][e]) * xv[i][e];
+                dotf += (wv[i][e] * dyv[i][e]) * xv[i][e];
         }
-        dot = WARP ? warp_sumd(dot) : block_sumd(dot);
+        double dot = WARP ? warp_sumd((double)dotf) : block_sumd((double)dotf);
         float s = a.rstd[row], k = (float)dot * s * s * s / (float)C;
 #pragma unroll
         for (int i = 0; i < PER; i++) {
@@ -1365,6 +1443,10 @@ static void rms_bw_launch(struct krn_cuda *c, struct rms_bw *a, int sw)
         }
         int nv = v4 ? C / 4 : C, g = (nv + per - 1) / per;
         nt = (unsigned)((g + 31) / 32 * 32);
+        /* rows per block: as many as the group has warps, 4 to 16 (bench-cuda-train --norms:
+         * 4 best at C 1024, 12 to 16 at 3072) */
+        if (c->rb_rows <= 0)
+            rows = nt / 32 < 4 ? 4 : nt / 32 > 16 ? 16 : (int)(nt / 32);
         grid = (unsigned)((N + rows - 1) / rows);
         a->part = a->dw && !c->rb_atomic ? part_buf(c, (size_t)grid * C) : NULL;
     }
