@@ -447,17 +447,23 @@ static void t_rmsnorm(int N, int C, int off)
     krn_cuda_rmsnorm_backward(K, dxd, 0, NULL, dyd, xd, wd, rsd, N, C);
     snprintf(n2, sizeof(n2), "%s dX = (acc 0, over NaN, no dW)", nm);
     cmp(n2, dxd, dx0, n, TOL_F32);
-    if (C <= KRN_CUDA_NORM_MAX) { /* the bf16 dX: the fp32 one just made, rounded, bit for bit */
+    if (C <= KRN_CUDA_NORM_MAX) {
+        /* the bf16 dX: the fp32 one just made, rounded; bit for bit where both ran the same
+         * kernel, else (unaligned fp32 dX: the scalar kernel, whose threads split the row's
+         * dot differently) within one bf16 step, the fp32 dot's last bit */
         float *f = malloc(n * 4 + 4);
         uint16_t *hb = malloc(n * 2 + 2), *db = krn_cuda_alloc(K, n * 2 + 16);
         krn_cuda_d2h(K, f, dxd, n * 4);
         int rc = krn_cuda_rmsnorm_backward_bf16(K, db, 0, 0, NULL, dyd, xd, wd, rsd, N, C);
         krn_cuda_d2h(K, hb, db, n * 2);
-        size_t bad = krn_cuda_sync(K) != 0;
-        for (size_t i = 0; !bad && i < n; i++)
-            bad += hb[i] != bf16_of(f[i]);
-        TAP_OK(rc == 0 && bad == 0, "%s dX in bf16 = the fp32 one rounded (%zu of %zu differ)", nm,
-               bad, n);
+        size_t bad = krn_cuda_sync(K) != 0, diff = 0;
+        for (size_t i = 0; !bad && i < n; i++) {
+            int d = (int)hb[i] - (int)bf16_of(f[i]);
+            diff += d != 0;
+            bad += off ? d > 1 || d < -1 : d != 0;
+        }
+        TAP_OK(rc == 0 && bad == 0, "%s dX in bf16 = the fp32 one rounded (%zu of %zu differ%s)",
+               nm, diff, n, off ? " by one bf16 step at most" : "");
         free(f), free(hb);
         krn_cuda_dfree(K, db);
     }

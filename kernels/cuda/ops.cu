@@ -1276,7 +1276,7 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
         size_t r0 = (size_t)row * C, o0 = rms_out_row(a, row);
         float xv[PER][V], dyv[PER][V], gv[SW ? PER : 1][V], uv[SW ? PER : 1][V];
         float dxv[SW ? 1 : PER][V]; /* acc: dX's old values, loaded with the row */
-        double dot = 0.0;
+        float dot = 0.0f; /* fp32: a double per element cost a fifth of the kernel's time */
 #pragma unroll
         for (int i = 0; i < PER; i++) {
             int col = (t + i * G) * V;
@@ -1296,10 +1296,10 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
             }
 #pragma unroll
             for (int e = 0; e < V; e++)
-                dot += (double)(wv[i][e] * dyv[i][e]) * xv[i][e];
+                dot += wv[i][e] * dyv[i][e] * xv[i][e];
         }
-        dot = WARP ? warp_sumd(dot) : block_sumd(dot);
-        float s = a.rstd[row], k = (float)dot * s * s * s / (float)C;
+        dot = WARP ? warp_sum(dot) : block_sum(dot);
+        float s = a.rstd[row], k = dot * s * s * s / (float)C;
 #pragma unroll
         for (int i = 0; i < PER; i++) {
             int col = (t + i * G) * V;
@@ -1365,7 +1365,7 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
     }
 }
 
-/* The SwiGLU + SubLN backward of k_rms_bwd_f (SW 1: the same formulas, the same double dot)
+/* The SwiGLU + SubLN backward of k_rms_bwd_f (SW 1: the same formulas)
  * with each row's dy, g and u copied into shared memory by cp.async, two rows deep: the next
  * row's copies are in flight while this row's sums are reduced (the register kernel holds 2
  * rows of 3072 per multiprocessor and waits on each; bench-cuda-train --norms). A thread reads
@@ -1411,7 +1411,7 @@ __global__ void __launch_bounds__(256, 2) k_swiglu_rms_bwd_s(struct rms_bw a)
         sb_stage(sb + ((it + 1) & 1) * 3 * C4, a, row + gridDim.x);
         asm volatile("cp.async.wait_group 1;\n" ::); /* this row's copies have landed */
         size_t o0 = rms_out_row(a, row);
-        double dot = 0.0;
+        float dot = 0.0f;
 #pragma unroll
         for (int i = 0; i < SB_NJ; i++) {
             int j = t + i * 256;
@@ -1423,10 +1423,10 @@ __global__ void __launch_bounds__(256, 2) k_swiglu_rms_bwd_s(struct rms_bw a)
             ldv<4>(wv, a.w + 4 * j);
 #pragma unroll
             for (int e = 0; e < 4; e++)
-                dot += (double)(wv[e] * dy[e]) * swiglu1(g[e], u[e]);
+                dot += wv[e] * dy[e] * swiglu1(g[e], u[e]);
         }
-        dot = block_sumd(dot);
-        float s = a.rstd[row], k = (float)dot * s * s * s / (float)C;
+        dot = block_sum(dot);
+        float s = a.rstd[row], k = dot * s * s * s / (float)C;
 #pragma unroll
         for (int i = 0; i < SB_NJ; i++) {
             int j = t + i * 256;
@@ -1525,8 +1525,8 @@ static void rms_bw_launch(struct krn_cuda *c, struct rms_bw *a, int sw)
     int v4 = C % 4 == 0 && a->ldo % 4 == 0 && al16(a->dx) && al16(a->dg) && al16(a->du) &&
              al16(a->dy) && al16(a->x) && al16(a->g) && al16(a->u) && al16(a->w);
     if (sw && v4 && C <= SB_NJ * 4 * 256 && a->ldo % 4 == 0 && !c->rb_regs) {
-        /* rows per block: 12, so that N 4096 is one wave of 3 blocks per multiprocessor */
-        int rows = c->rb_rows > 0 ? c->rb_rows : 12;
+        /* rows per block: 16 (bench-cuda-train --norms: 8 to 16, fewest blocks best) */
+        int rows = c->rb_rows > 0 ? c->rb_rows : 16;
         unsigned grid = (unsigned)((N + rows - 1) / rows);
         a->part = a->dw && !c->rb_atomic ? part_buf(c, (size_t)grid * C) : NULL;
         size_t sm = (size_t)6 * C * sizeof(float); /* two rows of dy, g, u */
