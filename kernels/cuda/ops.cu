@@ -60,9 +60,14 @@ struct krn_cuda {
     int nplans;
     int rb_rows;   /* rows per block of the fused RMSNorm backward (0: RB_ROWS; the bench's knob) */
     int rb_atomic; /* 1: its dW by atomics, not partials (the bench's comparison) */
-    int rb_regs;   /* 1: SwiGLU + SubLN's backward by the register kernel (the same) */
-    int sb_attr;   /* k_swiglu_rms_bwd_s may take more than 48 KB of shared memory */
-    float *part;   /* dW partials of the fused RMSNorm backward (part_buf) */
+    int nsm;       /* multiprocessors */
+    struct {
+        void *f;
+        unsigned nt;
+        int n;
+    } occ[16]; /* resident blocks per multiprocessor of (kernel, threads), as asked */
+    int nocc;
+    float *part; /* dW partials of the fused RMSNorm backward (part_buf) */
     size_t part_n;
 };
 
@@ -223,6 +228,9 @@ extern "C" int krn_cuda_create(int dev, struct krn_cuda **out, char *err)
     }
     cublasSetStream(c->blas, c->st);
     cublasSetMathMode(c->blas, CUBLAS_PEDANTIC_MATH);
+    if (cudaDeviceGetAttribute(&c->nsm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        c->nsm < 1)
+        c->nsm = 1;
     if (cudaMalloc(&c->ws, CUBLAS_WS) == cudaSuccess)
         cublasSetWorkspace(c->blas, c->ws, CUBLAS_WS);
     else
@@ -1365,107 +1373,6 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
     }
 }
 
-/* The SwiGLU + SubLN backward of k_rms_bwd_f (SW 1: the same formulas)
- * with each row's dy, g and u copied into shared memory by cp.async, two rows deep: the next
- * row's copies are in flight while this row's sums are reduced (the register kernel holds 2
- * rows of 3072 per multiprocessor and waits on each; bench-cuda-train --norms). A thread reads
- * back only the slots it copied (its own cp.async group waits, no barrier for them); w is read
- * where used (cached). C % 4 == 0, C <= SB_NJ * 1024, inputs 16-byte aligned, ldo % 4 == 0;
- * 24 C bytes of dynamic shared memory. */
-#define SB_NJ 4 /* float4 columns per thread */
-__device__ __forceinline__ static void cp16(void *dst, const void *src)
-{
-    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
-}
-
-__device__ __forceinline__ static void sb_stage(float4 *buf, const struct rms_bw &a, int row)
-{
-    int C4 = a.C / 4;
-    size_t r0 = (size_t)row * a.C;
-#pragma unroll
-    for (int i = 0; i < SB_NJ; i++) {
-        int j = threadIdx.x + i * 256;
-        if (row < a.N && j < C4) {
-            cp16(buf + j, a.dy + r0 + 4 * j);
-            cp16(buf + C4 + j, a.g + r0 + 4 * j);
-            cp16(buf + 2 * C4 + j, a.u + r0 + 4 * j);
-        }
-    }
-    asm volatile("cp.async.commit_group;\n" ::);
-}
-
-__global__ void __launch_bounds__(256, 2) k_swiglu_rms_bwd_s(struct rms_bw a)
-{
-    extern __shared__ float4 sb[];
-    int C = a.C, C4 = C / 4, t = threadIdx.x;
-    float dwp[SB_NJ][4];
-#pragma unroll
-    for (int i = 0; i < SB_NJ; i++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            dwp[i][e] = 0.0f;
-    sb_stage(sb, a, blockIdx.x);
-    for (int row = blockIdx.x, it = 0; row < a.N; row += gridDim.x, it++) {
-        float4 *cur = sb + (it & 1) * 3 * C4;
-        sb_stage(sb + ((it + 1) & 1) * 3 * C4, a, row + gridDim.x);
-        asm volatile("cp.async.wait_group 1;\n" ::); /* this row's copies have landed */
-        size_t o0 = rms_out_row(a, row);
-        float dot = 0.0f;
-#pragma unroll
-        for (int i = 0; i < SB_NJ; i++) {
-            int j = t + i * 256;
-            if (j >= C4)
-                continue;
-            float4 d4 = cur[j], g4 = cur[C4 + j], u4 = cur[2 * C4 + j];
-            float dy[4] = {d4.x, d4.y, d4.z, d4.w}, g[4] = {g4.x, g4.y, g4.z, g4.w},
-                  u[4] = {u4.x, u4.y, u4.z, u4.w}, wv[4];
-            ldv<4>(wv, a.w + 4 * j);
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                dot += wv[e] * dy[e] * swiglu1(g[e], u[e]);
-        }
-        dot = block_sum(dot);
-        float s = a.rstd[row], k = dot * s * s * s / (float)C;
-#pragma unroll
-        for (int i = 0; i < SB_NJ; i++) {
-            int j = t + i * 256;
-            if (j >= C4)
-                continue;
-            float4 d4 = cur[j], g4 = cur[C4 + j], u4 = cur[2 * C4 + j];
-            float dy[4] = {d4.x, d4.y, d4.z, d4.w}, g[4] = {g4.x, g4.y, g4.z, g4.w},
-                  u[4] = {u4.x, u4.y, u4.z, u4.w}, wv[4], o[4], dgv[4];
-            ldv<4>(wv, a.w + 4 * j);
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = swiglu1(g[e], u[e]);
-                float d = s * wv[e] * dy[e] - x * k;
-                dwp[i][e] += dy[e] * x * s;
-                float sgm = 1.0f / (1.0f + expf(-g[e])), silu = g[e] * sgm;
-                o[e] = d * silu;
-                dgv[e] = d * u[e] * sgm * (1.0f + g[e] * (1.0f - sgm));
-            }
-            stv2<4>(a.du, o0 + 4 * j, o, a.b16);
-            stv2<4>(a.dg, o0 + 4 * j, dgv, a.b16);
-        }
-    }
-    asm volatile("cp.async.wait_group 0;\n" ::);
-    if (!a.dw)
-        return;
-#pragma unroll
-    for (int i = 0; i < SB_NJ; i++) {
-        int j = t + i * 256;
-        if (j >= C4)
-            continue;
-        if (a.part)
-            stv<4>(a.part + (size_t)blockIdx.x * C + 4 * j, dwp[i]);
-        else
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                atomicAdd(a.dw + 4 * j + e, dwp[i][e]);
-    }
-}
-
 /* dw[j] += sum over nb rows of part[r][j]: 32 columns per block, its 32 warps over the rows */
 __global__ void __launch_bounds__(1024) k_colsum(float *dw, const float *part, int nb, int C)
 {
@@ -1510,6 +1417,25 @@ static float *part_buf(struct krn_cuda *c, size_t n)
     return c->part;
 }
 
+/* Blocks of kernel f with nt threads resident per multiprocessor (cached; 1 if unknown). */
+static int occupancy(struct krn_cuda *c, void *f, unsigned nt)
+{
+    for (int i = 0; i < c->nocc; i++)
+        if (c->occ[i].f == f && c->occ[i].nt == nt)
+            return c->occ[i].n;
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, f, (int)nt, 0) != cudaSuccess || n < 1) {
+        cudaGetLastError();
+        n = 1;
+    }
+    if (c->nocc < (int)(sizeof(c->occ) / sizeof(c->occ[0]))) {
+        c->occ[c->nocc].f = f;
+        c->occ[c->nocc].nt = nt;
+        c->occ[c->nocc++].n = n;
+    }
+    return n;
+}
+
 /* Launches the fused backward for a (C <= RB_MAX): warp groups for C <= 256, else one group of
  * G threads per block, G the fewest warps that hold the row in PER vectors per thread; up to
  * 512 threads (128 registers each) for C <= 8192, 1024 (64 registers) beyond. */
@@ -1524,22 +1450,6 @@ static void rms_bw_launch(struct krn_cuda *c, struct rms_bw *a, int sw)
         a->ldo = a->rpt * C;
     int v4 = C % 4 == 0 && a->ldo % 4 == 0 && al16(a->dx) && al16(a->dg) && al16(a->du) &&
              al16(a->dy) && al16(a->x) && al16(a->g) && al16(a->u) && al16(a->w);
-    if (sw && v4 && C <= SB_NJ * 4 * 256 && a->ldo % 4 == 0 && !c->rb_regs) {
-        /* rows per block: 16 (bench-cuda-train --norms: 8 to 16, fewest blocks best) */
-        int rows = c->rb_rows > 0 ? c->rb_rows : 16;
-        unsigned grid = (unsigned)((N + rows - 1) / rows);
-        a->part = a->dw && !c->rb_atomic ? part_buf(c, (size_t)grid * C) : NULL;
-        size_t sm = (size_t)6 * C * sizeof(float); /* two rows of dy, g, u */
-        if (sm > 48 * 1024 && !c->sb_attr) {
-            cudaFuncSetAttribute(k_swiglu_rms_bwd_s, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 SB_NJ * 1024 * 6 * (int)sizeof(float));
-            c->sb_attr = 1;
-        }
-        k_swiglu_rms_bwd_s<<<grid, 256, sm, c->st>>>(*a);
-        if (a->part)
-            k_colsum<<<(unsigned)((C + 31) / 32), 1024, 0, c->st>>>(a->dw, a->part, (int)grid, C);
-        return;
-    }
     void (*kf)(struct rms_bw);
     int per, rows = c->rb_rows > 0 ? c->rb_rows : RB_ROWS;
     unsigned nt = 256, grid = (unsigned)((N + 8 * rows - 1) / (8 * rows));
@@ -1562,10 +1472,12 @@ static void rms_bw_launch(struct krn_cuda *c, struct rms_bw *a, int sw)
         }
         int nv = v4 ? C / 4 : C, g = (nv + per - 1) / per;
         nt = (unsigned)((g + 31) / 32 * 32);
-        /* rows per block: as many as the group has warps, 4 to 16 (bench-cuda-train --norms:
-         * 4 best at C 1024, 12 to 16 at 3072) */
-        if (c->rb_rows <= 0)
-            rows = nt / 32 < 4 ? 4 : nt / 32 > 16 ? 16 : (int)(nt / 32);
+        /* rows per block: the fewest that make the grid one wave of resident blocks (a second,
+         * partial wave cost up to a quarter: bench-cuda-train --norms at C 1024 and 3072) */
+        if (c->rb_rows <= 0) {
+            int wave = c->nsm * occupancy(c, (void *)kf, nt);
+            rows = (N + wave - 1) / wave;
+        }
         grid = (unsigned)((N + rows - 1) / rows);
         a->part = a->dw && !c->rb_atomic ? part_buf(c, (size_t)grid * C) : NULL;
     }
@@ -2529,10 +2441,10 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, FILE *f)
         }
         c->rb_rows = 0;
         c->rb_atomic = 0;
-        c->rb_regs = 1;
-        NB_("swiglu+rms bwd bf16 C 3072, in registers", 16.0 * ni,
+        NB_("swiglu+rms bwd bf16 C 3072, one wave (default)", 16.0 * ni,
             krn_cuda_swiglu_rmsnorm_backward_bf16(c, ob, ob + ni, 0, dw, a, b, d, w, rs, N, I));
-        c->rb_regs = 0;
+        NB_("rmsnorm bwd C 1024 acc+dW, one wave (default)", 16.0 * nh,
+            krn_cuda_rmsnorm_backward(c, d, 1, dw, a, b, w, rs, N, H));
         NB_("rmsnorm bwd C 1024 acc, no dW", 16.0 * nh,
             krn_cuda_rmsnorm_backward(c, d, 1, NULL, a, b, w, rs, N, H));
         NB_("rmsnorm fwd bf16 C 1024 (teacher)", 6.0 * nh,
@@ -2570,7 +2482,6 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, FILE *f)
 out:
     c->rb_rows = 0;
     c->rb_atomic = 0;
-    c->rb_regs = 0;
     krn_cuda_dfree(c, a);
     krn_cuda_dfree(c, b);
     krn_cuda_dfree(c, d);
