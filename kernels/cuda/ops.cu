@@ -1203,11 +1203,13 @@ __global__ void k_rms_dw(float *dw, const float *dout, const float *inp, const f
  * loads), the row held in registers between the dot and dX: dy and x are read once, dX
  * written once (acc 0) or read and written (acc 1). Each thread owns its columns for all the
  * rows of its group: w is read once per block and dW's partial sums dy x rstd stay in
- * registers; the warp groups add theirs in shared memory; one atomic per column per block.
- * SW: x is h = silu(g) u recomputed from g and u, and dX goes on through the SwiGLU backward
- * into dg, du (overwritten). */
+ * registers; the warp groups add theirs in shared memory, then one atomic per column per
+ * block; a one-group block writes them to a.part instead (k_colsum adds the blocks' rows: 512
+ * blocks' same-column atomics had cost more than the row work). The row's dot is an fp32 sum
+ * per thread, then across threads. SW: x is h = silu(g) u recomputed from g and u, and dX goes
+ * on through the SwiGLU backward into dg, du (overwritten). */
 #define RB_MAX KRN_CUDA_NORM_MAX /* widest row the fused kernels hold in registers */
-#define RB_ROWS 8                /* rows per group and block */
+#define RB_ROWS 8                /* rows per warp group (C <= 256); wider: by occupancy */
 struct rms_bw {
     float *dx, *dg, *du, *dw;
     const float *dy, *x, *g, *u, *w, *rstd;
