@@ -788,8 +788,8 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
                             KVH, HD, scd + off, NULL, NULL);
     get3(g2, dqd, dkd, dvd, nq, nk);
     TAP_OK(!memcmp(g1, g2, (nq + 2 * nk) * 4), "%s backward: two runs bit-identical", nm);
-    /* acc_qk 0 over NaN-filled dq, dk against acc_qk 1 over zeros (dv accumulates in both,
-     * from zeros): the same values (by value: 0 + -0 is +0) */
+    /* acc_qk 0 over NaN-filled dq, dk, dv against acc_qk 1 over zeros: the same values (by
+     * value: 0 + -0 is +0) */
     float *z = calloc(nq + 2 * nk, 4), *nn = malloc((nq + 2 * nk) * 4);
     for (size_t i = 0; i < nq + 2 * nk; i++)
         nn[i] = NAN;
@@ -797,7 +797,7 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     krn_cuda_flash_backward(K, dqd, dkd, 1, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
                             KVH, HD, scd + off, NULL, NULL);
     get3(g1, dqd, dkd, dvd, nq, nk);
-    put3(dqd, dkd, dvd, nn, nn, z, nq, nk);
+    put3(dqd, dkd, dvd, nn, nn, nn, nq, nk);
     krn_cuda_flash_backward(K, dqd, dkd, 0, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
                             KVH, HD, scd + off, NULL, NULL);
     get3(g2, dqd, dkd, dvd, nq, nk);
@@ -838,6 +838,66 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     for (int i = 0; i < 3; i++)
         krn_cuda_dfree(K, b16[i] ? b16[i] - off : NULL);
     krn_cuda_dfree(K, scd);
+}
+
+/* The fused attention's first backward pass folded into SubLN's backward
+ * (krn_cuda_rmsnorm_backward_flash, then krn_cuda_flash_backward without dout) against the two
+ * passes it replaces (krn_cuda_rmsnorm_backward's fp32 dX, then krn_cuda_flash_backward from it;
+ * each checked against the CPU above): dQ, dK, dV to 1e-5 (D is summed in another order) and
+ * dW bit-identical. x, SubLN's input, is the flash forward's out, as in the trainer. */
+static void t_flash_norm(int B, int T, int NH, int KVH)
+{
+    enum { HD = 128 };
+    int N = B * T, C = NH * HD;
+    size_t nq = (size_t)N * C, nk = (size_t)N * KVH * HD, nl = (size_t)B * NH * T;
+    float *hq = hrand(nq, 3), *hk = hrand(nk, 1), *hv = hrand(nk, 1), *hdy = hrand(nq, 1);
+    float *hw = hrand((size_t)C, 1), *g1 = malloc((nq + 2 * nk) * 4), *w1 = malloc((size_t)C * 4);
+    float *q = up(hq, nq * 4), *k = up(hk, nk * 4), *v = up(hv, nk * 4), *dy = up(hdy, nq * 4);
+    float *w = up(hw, (size_t)C * 4), *x = krn_cuda_alloc(K, nq * 4),
+          *lse = krn_cuda_alloc(K, nl * 4);
+    float *xn = krn_cuda_alloc(K, nq * 4), *rs = krn_cuda_alloc(K, (size_t)N * 4);
+    float *dx = krn_cuda_alloc(K, nq * 4), *dw = krn_cuda_alloc(K, (size_t)C * 4);
+    float *dq = krn_cuda_alloc(K, nq * 4), *dk = krn_cuda_alloc(K, nk * 4);
+    float *dv = krn_cuda_alloc(K, nk * 4),
+          *sc = krn_cuda_alloc(K, krn_cuda_flash_scratch(B, T, NH) * 4);
+    uint16_t *qb = krn_cuda_alloc(K, nq * 2), *kb = krn_cuda_alloc(K, nk * 2);
+    uint16_t *vb = krn_cuda_alloc(K, nk * 2);
+    char nm[96], n2[160];
+    snprintf(nm, sizeof(nm), "flash + SubLN backward B%d T%d H%d/%d", B, T, NH, KVH);
+    krn_cuda_to_bf16(K, qb, q, nq);
+    krn_cuda_to_bf16(K, kb, k, nk);
+    krn_cuda_to_bf16(K, vb, v, nk);
+    krn_cuda_flash_forward(K, x, lse, qb, kb, vb, B, T, NH, KVH, HD);
+    krn_cuda_rmsnorm_forward(K, xn, rs, x, w, N, C, 1e-6f);
+    krn_cuda_zero(K, dw, (size_t)C * 4);
+    krn_cuda_rmsnorm_backward(K, dx, 0, dw, dy, x, w, rs, N, C);
+    krn_cuda_flash_backward(K, dq, dk, 0, dv, dx, x, lse, qb, kb, vb, B, T, NH, KVH, HD, sc, NULL,
+                            NULL);
+    get3(g1, dq, dk, dv, nq, nk);
+    krn_cuda_d2h(K, w1, dw, (size_t)C * 4);
+    krn_cuda_zero(K, dw, (size_t)C * 4);
+    int rc = krn_cuda_rmsnorm_backward_flash(K, sc, dw, dy, x, w, rs, B, T, NH);
+    TAP_OK(rc == 0, "%s: taken (%d)", nm, rc);
+    krn_cuda_flash_backward(K, dq, dk, 0, dv, NULL, NULL, lse, qb, kb, vb, B, T, NH, KVH, HD, sc,
+                            NULL, NULL);
+    snprintf(n2, sizeof(n2), "%s dQ = two passes'", nm);
+    cmp(n2, dq, g1, nq, 1e-5);
+    snprintf(n2, sizeof(n2), "%s dK = two passes'", nm);
+    cmp(n2, dk, g1 + nq, nk, 1e-5);
+    snprintf(n2, sizeof(n2), "%s dV = two passes'", nm);
+    cmp(n2, dv, g1 + nq + nk, nk, 1e-5);
+    float *w2 = malloc((size_t)C * 4);
+    krn_cuda_d2h(K, w2, dw, (size_t)C * 4);
+    TAP_OK(krn_cuda_sync(K) == 0 && !memcmp(w1, w2, (size_t)C * 4), "%s: dW bit-identical", nm);
+    /* rows of 256 or fewer (two heads of 128): EINVAL, nothing written, the two passes serve */
+    if (NH > 2)
+        TAP_OK(krn_cuda_rmsnorm_backward_flash(K, sc, dw, dy, x, w, rs, 1, N * NH / 2, 2) ==
+                   KRN_CUDA_EINVAL,
+               "%s: two heads (256 columns) refused", nm);
+    void *all[] = {q, k, v, dy, w, x, lse, xn, rs, dx, dw, dq, dk, dv, sc, qb, kb, vb};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        krn_cuda_dfree(K, all[i]);
+    free(hq), free(hk), free(hv), free(hdy), free(hw), free(g1), free(w1), free(w2);
 }
 
 /* A head dim the fused kernels do not take fails with EINVAL and a message (on a context of its
@@ -1258,6 +1318,8 @@ int main(void)
     t_flash(1, 200, 4, 1, 8.0f, 0);  /* groups of 4, peaked scores */
     t_flash(2, 97, 6, 2, 3.0f, 1);   /* groups of 3, unaligned tensors */
     t_flash(1, 512, 16, 8, 3.0f, 0); /* the benchmark's shape per sequence */
+    t_flash_norm(2, 130, 16, 8);     /* the model's heads, a tail of 2 */
+    t_flash_norm(1, 64, 4, 2);       /* 512 columns */
     t_flash_bad();
     t_swiglu(17 * 72);
     t_swiglu(4095);

@@ -2,12 +2,12 @@
 # tools/cuda_device_run.sh — what was run on the GPU machine for docs/cuda.md: the GPU op and
 # step tests, `bitdistill train --device cuda:0` against the CPU on SST-2, and the throughput
 # of bench-cuda-train against tools/bench_cuda_torch.py on a random-init Qwen3-0.6B.
-#   tools/cuda_device_run.sh BIN_DIR DATA_DIR OUT_DIR [tests|train|bench|linear|norms|hf|dp]...
+#   tools/cuda_device_run.sh BIN_DIR DATA_DIR OUT_DIR [tests|train|bench|linear|norms|attn|hf|dp]...
 # bench: bench-cuda-train (micro-batch $B x 512, default 8, accumulation 4, 3 steps; with
 # BITDISTILL_CUDA_PROFILE=1 set, the device time per op too; BITDISTILL_CUDA_NARROW=0 for the
 # products before the narrow BitLinear operands) and the eager functional model; linear: the
 # linear-product micro-benchmark (bench-cuda-train --linear); norms: the row kernels' one
-# (bench-cuda-train --norms);
+# (bench-cuda-train --norms); attn: the fused attention's (bench-cuda-train --attn);
 # hf: tools/bench_hf_bitdistill.py (transformers Qwen3 + BitLinear + SubLN, eager and
 # torch.compile), the baseline of docs/cuda.md's table, same shapes. SIZE (0.6b, default, or
 # 1.7b) picks the random-init Qwen3 of bench and hf (tools/qwen3-SIZE-config.json).
@@ -78,6 +78,10 @@ linear)
 norms)
     # the memory-bound row kernels of one 0.6B layer (docs/cuda.md "Fewer bytes per layer")
     timeout 60 "$BIN"/bench-cuda-train --norms 4096 50 2>&1 | tee "$OUT"/norms-bench.txt
+    ;;
+attn)
+    # the fused attention alone at Qwen3-0.6B's heads, 8 x 512 (docs/cuda.md "Attention")
+    timeout 60 "$BIN"/bench-cuda-train --attn 8 512 16 8 50 2>&1 | tee "$OUT"/attn-bench.txt
     ;;
 hf)
     M=/tmp/q$SIZE

@@ -6,6 +6,7 @@
  *   bench-cuda-train MODEL_DIR B T ACCUM STEPS [fp32|bf16] [NGPU]
  *   bench-cuda-train --linear [N [REPS]]
  *   bench-cuda-train --norms [N [REPS]]
+ *   bench-cuda-train --attn [B [T [NH [KVH [REPS]]]]]
  *
  * MODEL_DIR is the teacher (an HF directory, e.g. `bitdistill init --config
  * tools/qwen3-0.6b-config.json`); the student is its copy with SubLN and BitLinear. Two modes are
@@ -24,6 +25,9 @@
  * fp32-storage FAST_16BF products against bf16 storage and INT8 (krn_cuda_linear_bench).
  * --norms: the memory-bound row kernels of one layer at the same widths, GB/s against a
  * device-to-device copy (krn_cuda_norm_bench).
+ * --attn: the fused attention's forward and backward (and each backward kernel) at B x T, NH / KVH
+ * heads of 128 (default 8 x 512, 16 / 8: Qwen3-0.6B), TFLOP/s beside the materialising fp32
+ * path's in the same run (krn_cuda_attn_bench).
  */
 #include "config.h"
 
@@ -139,27 +143,46 @@ static int linear_bench(int N, int reps)
     return rc ? 1 : 0;
 }
 
-static int norm_bench(int N, int reps)
+/* --norms and --attn: one micro-benchmark on cuda:0; a[] its integer arguments */
+static int micro_bench(const char *what, int (*fn)(struct krn_cuda *, const int *), const int *a)
 {
     struct krn_cuda *k = NULL;
     char err[KRN_CUDA_ERR_LEN];
     if (krn_cuda_create(0, &k, err)) {
-        fprintf(stderr, "bench-cuda-train --norms: %s\n", err);
+        fprintf(stderr, "bench-cuda-train %s: %s\n", what, err);
         return 1;
     }
-    int rc = krn_cuda_norm_bench(k, N, reps, stdout);
+    int rc = fn(k, a);
     if (rc)
-        fprintf(stderr, "bench-cuda-train --norms: %s\n", krn_cuda_errmsg(k));
+        fprintf(stderr, "bench-cuda-train %s: %s\n", what, krn_cuda_errmsg(k));
     krn_cuda_free(k);
     return rc ? 1 : 0;
+}
+
+static int norms(struct krn_cuda *k, const int *a)
+{
+    return krn_cuda_norm_bench(k, a[0], a[1], stdout);
+}
+
+static int attn(struct krn_cuda *k, const int *a)
+{
+    return krn_cuda_attn_bench(k, a[0], a[1], a[2], a[3], a[4], stdout);
 }
 
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "--linear"))
         return linear_bench(argc > 2 ? atoi(argv[2]) : 4096, argc > 3 ? atoi(argv[3]) : 50);
-    if (argc > 1 && !strcmp(argv[1], "--norms"))
-        return norm_bench(argc > 2 ? atoi(argv[2]) : 4096, argc > 3 ? atoi(argv[3]) : 50);
+    if (argc > 1 && !strcmp(argv[1], "--norms")) {
+        int a[] = {argc > 2 ? atoi(argv[2]) : 4096, argc > 3 ? atoi(argv[3]) : 50};
+        return micro_bench("--norms", norms, a);
+    }
+    if (argc > 1 && !strcmp(argv[1], "--attn")) { /* Qwen3-0.6B's 16 / 8 heads by default */
+        int a[] = {argc > 2 ? atoi(argv[2]) : 8, argc > 3 ? atoi(argv[3]) : 512,
+                   argc > 4 ? atoi(argv[4]) : 16, argc > 5 ? atoi(argv[5]) : 8,
+                   argc > 6 ? atoi(argv[6]) : 50};
+        return micro_bench("--attn", attn, a);
+    }
     if (argc < 6) {
         fprintf(stderr, "usage: bench-cuda-train MODEL_DIR B T ACCUM STEPS [fp32|bf16] [NGPU]\n"
                         "       bench-cuda-train --linear [N [REPS]]\n");

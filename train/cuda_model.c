@@ -677,7 +677,11 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
                                   P + o->post_norm, a->r2, N, H);
         lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq2, o->o, N, QD, H);
         float *da = m->ar.d1;
-        if (m->subln) {
+        if (m->subln && m->flash &&
+            !krn_cuda_rmsnorm_backward_flash(k, m->ar.dsc, G + o->attn_sub, m->ar.d1, a->a,
+                                             P + o->attn_sub, a->ra, B, T, c->heads))
+            da = NULL; /* SubLN's backward wrote dO in bf16 and D into the flash scratch */
+        else if (m->subln) {
             krn_cuda_rmsnorm_backward(k, m->ar.d2, 0, G + o->attn_sub, m->ar.d1, a->a,
                                       P + o->attn_sub, a->ra, N, QD);
             da = m->ar.d2;
@@ -686,13 +690,11 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
          * part: this layer's dstate slice, read once */
         float *dqn = dstate(m, l, TRN_Q), *dkn = dstate(m, l, TRN_K), *dv = dstate(m, l, TRN_V);
         if (m->flash) {
-            /* RoPE's backward folded in: dqn, dkn directly (overwritten without a relation
-             * loss, whose slice is one layer's, so only dv needs zeros) */
-            if (m->nostates)
-                krn_cuda_zero(k, dv, (size_t)N * KD * F);
-            krn_cuda_flash_backward(k, dqn, dkn, !m->nostates, dv, da, a->a, a->lse, a->qb, a->kb,
-                                    a->vb, B, T, c->heads, c->kv_heads, hd, m->ar.dsc, m->ar.cs,
-                                    m->ar.sn);
+            /* RoPE's backward folded in: dqn, dkn directly; dqn, dkn, dv overwritten without a
+             * relation loss (nothing of its own in the slice: no zero-fill) */
+            krn_cuda_flash_backward(k, dqn, dkn, !m->nostates, dv, da, da ? a->a : NULL, a->lse,
+                                    a->qb, a->kb, a->vb, B, T, c->heads, c->kv_heads, hd, m->ar.dsc,
+                                    m->ar.cs, m->ar.sn);
         } else {
             if (m->nostates)
                 krn_cuda_zero(k, dqn, (size_t)N * (QD + 2 * KD) * F);

@@ -18,12 +18,14 @@
  *  - forward: a block per (query tile, head, sequence); online softmax over the key tiles
  *    0..its own (causal), O in registers, rescaled per key tile;
  *  - prep: D = rowsum(dO * O) from the fp32 tensors and dO in bf16, one warp per row;
- *  - dQ: a block per (query tile, head, sequence); recomputes P = exp(S - L) per key tile,
- *    dP = dO V^T, dS = P (dP - D), dQ += dS K;
  *  - dK/dV: a block per (key tile, kv head, sequence) loops over the group's query heads and
  *    the query tiles at or after its keys: S^T = K Q^T, P^T, dV += P^T dO, dP^T = V dO^T,
- *    dK += dS^T Q. Each output element has one owner thread: no atomics, deterministic; so
- *    dQ and dK may as well be overwritten (acc_qk 0: the caller's zero-fill spared).
+ *    dK += dS^T Q, and writes dS^T (bf16, the operand dK used) to the scratch, causal tiles only;
+ *  - dQ: a block per (query tile, head, sequence) reads those tiles back: dQ += dS K, five
+ *    products in all instead of seven (a dQ kernel that recomputed S and dP did two more) for
+ *    B NH T^2 bytes of scratch traffic each way.
+ *    Each output element has one owner thread: no atomics, deterministic; so dQ, dK and dV may
+ *    as well be overwritten (acc_qk 0: the caller's zero-fill spared).
  * Rows past T are staged as zeros and masked (any T, including 1).
  *
  * Fragment layout of mma.m16n8k16 (PTX ISA "Matrix fragments for mma.m16n8k16"), with
@@ -61,11 +63,6 @@ __device__ __forceinline__ float2 unpack2(uint32_t u)
     return __bfloat1622float2(v);
 }
 
-__device__ __forceinline__ uint32_t ld32(const bf16 *p)
-{
-    return *(const uint32_t *)p;
-}
-
 /* c += a . b (m16n8k16, bf16 in, fp32 accumulate) */
 __device__ __forceinline__ void mma(float *c, const uint32_t *a, uint32_t b0, uint32_t b1)
 {
@@ -75,24 +72,32 @@ __device__ __forceinline__ void mma(float *c, const uint32_t *a, uint32_t b0, ui
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* A fragment of rows r0..r0+15, columns k0..k0+15 of a staged tile X[row][FLD]. */
-__device__ __forceinline__ void lda(uint32_t *a, const bf16 *X, int r0, int k0)
+/* ldmatrix x4 (non-transposed): four 8 x 8 bf16 matrices from shared memory, matrix i's eight
+ * row addresses from lanes 8i..8i+7; lane l receives row l / 4, columns 2 (l % 4)..+1 of each,
+ * which is the mma fragment layout of an A row block and of a B column block alike. */
+__device__ __forceinline__ void ldm4(uint32_t *r, const bf16 *p)
 {
-    int lane = threadIdx.x & 31, g = lane >> 2, q4 = lane & 3;
-    const bf16 *p = X + (r0 + g) * FLD + k0 + 2 * q4;
-    a[0] = ld32(p);
-    a[1] = ld32(p + 8 * FLD);
-    a[2] = ld32(p + 8);
-    a[3] = ld32(p + 8 * FLD + 8);
+    uint32_t s = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
 }
 
-/* B fragment (k = features k0..k0+15, n = rows n0..n0+7) of X^T: B[k][n] = X[n0 + n][k0 + k]. */
-__device__ __forceinline__ void ldb(uint32_t *b, const bf16 *X, int n0, int k0)
+/* A fragment of rows r0..r0+15, columns k0..k0+15 of a staged tile X[row][FLD]: matrix i holds
+ * rows r0 + 8 (i & 1), columns k0 + 8 (i >> 1) (a0..a3 as the fragment layout above). */
+__device__ __forceinline__ void lda(uint32_t *a, const bf16 *X, int r0, int k0)
 {
-    int lane = threadIdx.x & 31, g = lane >> 2, q4 = lane & 3;
-    const bf16 *p = X + (n0 + g) * FLD + k0 + 2 * q4;
-    b[0] = ld32(p);
-    b[1] = ld32(p + 8);
+    int lane = threadIdx.x & 31, m = lane >> 3;
+    ldm4(a, X + (r0 + (lane & 7) + 8 * (m & 1)) * FLD + k0 + 8 * (m >> 1));
+}
+
+/* B fragments (k = features k0..k0+15) of X^T for the two n-tiles n0 and n0 + 8: B[k][n] =
+ * X[n0 + n][k0 + k]; b[0], b[1] of n0 and b[2], b[3] of n0 + 8 (matrix i: rows n0 + 8 (i >> 1),
+ * columns k0 + 8 (i & 1)). */
+__device__ __forceinline__ void ldb2(uint32_t *b, const bf16 *X, int n0, int k0)
+{
+    int lane = threadIdx.x & 31, m = lane >> 3;
+    ldm4(b, X + (n0 + (lane & 7) + 8 * (m >> 1)) * FLD + k0 + 8 * (m & 1));
 }
 
 /* B fragments of X itself, B[k][n] = X[k0 + k][n0 + n], for the two n-tiles n0 and n0 + 8:
@@ -120,10 +125,11 @@ __device__ __forceinline__ void warp_xyt(float (*acc)[4], const bf16 *X, int r0,
         uint32_t a[4];
         lda(a, X, r0, kk * 16);
 #pragma unroll
-        for (int n = 0; n < 8; n++) {
-            uint32_t bb[2];
-            ldb(bb, Y, n * 8, kk * 16);
+        for (int n = 0; n < 8; n += 2) {
+            uint32_t bb[4];
+            ldb2(bb, Y, n * 8, kk * 16);
             mma(acc[n], a, bb[0], bb[1]);
+            mma(acc[n + 1], a, bb[2], bb[3]);
         }
     }
 }
@@ -215,11 +221,12 @@ __device__ __forceinline__ float quad_sum(float v)
 struct flash_args {
     float *out, *lse, *dq, *dk, *dv, *dd; /* dd: D [B][NH][T] of the backward */
     const bf16 *q, *k, *v, *dob;          /* dob: dout in bf16 (the backward's prep) */
+    bf16 *ds;                             /* the backward: dS^T tiles (ds_tile) */
     const float *o, *dout;                /* fp32: the prep's D = rowsum(dout * o) */
     int T, NH, KVH;
     float scale;          /* 1/sqrt(HD) */
     int vec;              /* q, k, v (and dob) are 16-byte aligned */
-    int acc_qk;           /* the backward: dq, dk += (1) or = (0; dv always +=) */
+    int acc_qk;           /* the backward: dq, dk, dv += (1) or = (0) */
     const float *cs, *sn; /* the backward: RoPE tables [T][FD/2]: dq, dk get RoPE's backward */
 };
 
@@ -389,78 +396,76 @@ __global__ void k_flash_prep(float *dd, bf16 *dob, const float *o, const float *
 
 /* ------------------------------------------------------------------ dQ */
 
-template <int V> __global__ void __launch_bounds__(FT, 2) k_flash_dq(struct flash_args f)
+#define SLD (FB + 8) /* shared row stride of a staged dS^T tile: 144 bytes, conflict-free */
+#define STILE (FB * SLD)
+#define DSN (FB * FB) /* bf16 of one dS^T tile in the scratch */
+
+/* The dS^T tiles of one (sequence, head): the causal ones only, (query tile qb, key tile kb <= qb)
+ * at qb (qb + 1) / 2 + kb, each [64 keys][64 queries] bf16 (the dK/dV kernel writes them). */
+__device__ __forceinline__ size_t ds_tile(int b, int h, int NH, int nt, int qb, int kb)
+{
+    return (((size_t)b * NH + h) * (nt * (nt + 1) / 2) + qb * (qb + 1) / 2 + kb) * DSN;
+}
+
+/* A fragment of dS (rows = queries r0..r0+15, columns = keys k0..k0+15) from a staged dS^T tile
+ * X[key][SLD]: ldmatrix .trans of the stored 8 x 8 blocks (matrix i: keys k0 + 8 (i >> 1),
+ * queries r0 + 8 (i & 1)). */
+__device__ __forceinline__ void lda_t(uint32_t *a, const bf16 *X, int r0, int k0)
+{
+    int lane = threadIdx.x & 31, m = lane >> 3;
+    const bf16 *p = X + (k0 + (lane & 7) + 8 * (m >> 1)) * SLD + r0 + 8 * (m & 1);
+    uint32_t s = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+                 : "r"(s));
+}
+
+/* one dS^T tile (16-byte aligned in the scratch) into X[64][SLD], asynchronously */
+__device__ __forceinline__ void stage_ds(bf16 *X, const bf16 *src)
+{
+#pragma unroll
+    for (int u = 0; u < FB * FB / 8 / FT; u++) {
+        int i = threadIdx.x + u * FT, r = i >> 3, c = (i & 7) * 8;
+        uint32_t d = (uint32_t)__cvta_generic_to_shared(X + r * SLD + c);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src + r * FB + c));
+    }
+}
+
+/* dQ = dS K over the key tiles 0..qb, from the dS^T tiles the dK/dV kernel left in the scratch:
+ * a block per (query tile, head, sequence), the next (dS^T, K) pair staged while this one
+ * computes; no recomputation of S or dP. */
+template <int V> __global__ void __launch_bounds__(FT) k_flash_dq(struct flash_args f)
 {
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16 *Qs = (bf16 *)smem, *Os = Qs + TILE, *KV = Os + TILE; /* Os: dO; KV as the forward's */
+    bf16 *buf = (bf16 *)smem; /* two buffers of a dS^T tile then a K tile */
     int T = f.T, NH = f.NH, qb = gridDim.z - 1 - blockIdx.z, h = blockIdx.x, b = blockIdx.y;
     int kvh = h / (NH / f.KVH), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int g = lane >> 2, q4 = lane & 3, wr = warp * 16;
-    size_t qs = (size_t)NH * FD, ks = (size_t)f.KVH * FD, hrow = ((size_t)b * NH + h) * T;
-    const bf16 *qh = f.q + (size_t)b * T * qs + (size_t)h * FD;
-    const bf16 *doh = f.dob + (size_t)b * T * qs + (size_t)h * FD;
+    int g = lane >> 2, q4 = lane & 3, wr = warp * 16, nt = gridDim.z;
+    size_t qs = (size_t)NH * FD, ks = (size_t)f.KVH * FD;
     const bf16 *kh = f.k + (size_t)b * T * ks + (size_t)kvh * FD;
-    const bf16 *vh = f.v + (size_t)b * T * ks + (size_t)kvh * FD;
-    float c = f.scale * LOG2E;
+    const bf16 *ds = f.ds + ds_tile(b, h, NH, nt, qb, 0);
     int q0 = qb * FB, row[2] = {q0 + wr + g, q0 + wr + g + 8};
-    stage<V>(Qs, qh, qs, q0, T);
-    stage<V>(Os, doh, qs, q0, T);
-    stage<V>(KV, kh, ks, 0, T);
-    stage<V>(KV + TILE, vh, ks, 0, T);
+    stage_ds(buf, ds);
+    stage<V>(buf + STILE, kh, ks, 0, T);
     cp_commit();
-    float L[2], D[2];
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        L[i] = row[i] < T ? f.lse[hrow + row[i]] * LOG2E : 0.0f;
-        D[i] = row[i] < T ? f.dd[hrow + row[i]] : 0.0f; /* the prep kernel's */
-    }
     float acc[16][4];
 #pragma unroll
     for (int i = 0; i < 16; i++)
         acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.0f;
     for (int kb = 0; kb <= qb; kb++) {
-        bf16 *Ks = KV + (kb & 1) * 2 * TILE, *Vs = Ks + TILE;
+        bf16 *Ss = buf + (kb & 1) * (STILE + TILE), *Ks = Ss + STILE;
         if (kb < qb) {
-            bf16 *Kn = KV + ((kb + 1) & 1) * 2 * TILE;
-            stage<V>(Kn, kh, ks, (kb + 1) * FB, T);
-            stage<V>(Kn + TILE, vh, ks, (kb + 1) * FB, T);
+            bf16 *Sn = buf + ((kb + 1) & 1) * (STILE + TILE);
+            stage_ds(Sn, ds + (size_t)(kb + 1) * DSN);
+            stage<V>(Sn + STILE, kh, ks, (kb + 1) * FB, T);
         }
         cp_commit();
         cp_wait<1>();
         __syncthreads();
-        float s[8][4], dp[8][4];
 #pragma unroll
-        for (int n = 0; n < 8; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                s[n][e] = dp[n][e] = 0.0f;
-#pragma unroll
-        for (int kk = 0; kk < 8; kk++) {
-            uint32_t a[4], ad[4];
-            lda(a, Qs, wr, kk * 16);
-            lda(ad, Os, wr, kk * 16);
-#pragma unroll
-            for (int n = 0; n < 8; n++) {
-                uint32_t bb[2];
-                ldb(bb, Ks, n * 8, kk * 16);
-                mma(s[n], a, bb[0], bb[1]);
-                ldb(bb, Vs, n * 8, kk * 16);
-                mma(dp[n], ad, bb[0], bb[1]);
-            }
-        }
-#pragma unroll
-        for (int n = 0; n < 8; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int key = kb * FB + n * 8 + 2 * q4 + (e & 1), i = e >> 1;
-                float p = key <= row[i] && row[i] < T ? exp2f(s[n][e] * c - L[i]) : 0.0f;
-                s[n][e] = p * (dp[n][e] - D[i]); /* dS, unscaled */
-            }
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            uint32_t a[4] = {pack2(s[2 * j][0], s[2 * j][1]), pack2(s[2 * j][2], s[2 * j][3]),
-                             pack2(s[2 * j + 1][0], s[2 * j + 1][1]),
-                             pack2(s[2 * j + 1][2], s[2 * j + 1][3])};
+        for (int j = 0; j < 4; j++) { /* keys 16j..16j+15 of the tile */
+            uint32_t a[4];
+            lda_t(a, Ss, wr, j * 16);
             warp_ay_j(acc, a, Ks, j); /* dQ += dS K */
         }
         __syncthreads();
@@ -555,8 +560,17 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash
                         pack2(p.x * (dp[n][e0] - Ds[col]), p.y * (dp[n][e0 + 1] - Ds[col + 1]));
                 }
             warp_ay(dk, pa, Qs); /* dK += dS^T Q */
+            /* and dS^T itself for the dQ kernel: rows wr + g (+ 8), queries 16j + 2 q4 (+ 8) */
+            bf16 *dst = f.ds + ds_tile(b, kvh * grp + (it - 1) / nq, NH, nqb, q0 / FB, kb) +
+                        (wr + g) * FB + 2 * q4;
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int w = 0; w < 4; w++)
+                    *(uint32_t *)(dst + (w & 1) * 8 * FB + 16 * j + (w >> 1) * 8) = pa[j][w];
         }
     }
+#pragma unroll /* constant i: dk and dv stay in registers (a runtime index puts them on the stack) */
     for (int i = 0; i < 2; i++) {
         if (key[i] >= T)
             continue;
@@ -564,7 +578,7 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash
         size_t tr = (size_t)key[i] * (FD / 2);
         put_row(f.dk + off, dk, i, f.scale, f.acc_qk, f.cs ? f.cs + tr : NULL,
                 f.sn ? f.sn + tr : NULL, q4);
-        put_row(f.dv + off, dv, i, 1.0f, 1, NULL, NULL, q4);
+        put_row(f.dv + off, dv, i, 1.0f, f.acc_qk, NULL, NULL, q4);
     }
 }
 
@@ -581,13 +595,29 @@ static int all_aligned(const struct flash_args *f)
 }
 
 #define SMEM_FWD (5 * TILE * (int)sizeof(bf16))
-#define SMEM_DQ (6 * TILE * (int)sizeof(bf16))
+#define SMEM_DQ (2 * (STILE + TILE) * (int)sizeof(bf16))
 #define SMEM_DKDV (6 * TILE * (int)sizeof(bf16) + 4 * FB * (int)sizeof(float))
 
 extern "C" size_t krn_cuda_flash_scratch_(int B, int T, int NH)
 {
-    size_t bht = (size_t)B * NH * T;
-    return bht + 4 + bht * FD / 2; /* D, then dO in bf16 (16-byte aligned) */
+    size_t bht = (size_t)B * NH * T, nt = (size_t)(T + FB - 1) / FB;
+    /* D, then dO in bf16 (16-byte aligned), then the dS^T tiles (16-byte aligned) */
+    return bht + 4 + bht * FD / 2 + 4 + (size_t)B * NH * (nt * (nt + 1) / 2) * DSN / 2;
+}
+
+static void slots(float *scratch, size_t bht, float **dd, bf16 **dob, bf16 **ds)
+{
+    *dd = scratch;
+    *dob = (bf16 *)(((uintptr_t)(scratch + bht) + 15) & ~(uintptr_t)15);
+    *ds = (bf16 *)(((uintptr_t)(*dob + bht * FD) + 15) & ~(uintptr_t)15);
+}
+
+extern "C" void krn_cuda_flash_slots_(float *scratch, int B, int T, int NH, float **dd,
+                                      uint16_t **dob)
+{
+    bf16 *b, *ds;
+    slots(scratch, (size_t)B * NH * T, dd, &b, &ds);
+    *dob = (uint16_t *)b;
 }
 
 extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *lse,
@@ -618,7 +648,8 @@ extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk
                                            float *dv, const float *dout, const float *out,
                                            const float *lse, const uint16_t *q, const uint16_t *k,
                                            const uint16_t *v, int B, int T, int NH, int KVH,
-                                           float *scratch, const float *cs, const float *sn)
+                                           float *scratch, const float *cs, const float *sn,
+                                           int parts)
 {
     struct flash_args f = {};
     size_t bht = (size_t)B * NH * T;
@@ -628,8 +659,9 @@ extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk
     f.cs = cs;
     f.sn = sn;
     f.dv = dv;
-    f.dd = scratch;
-    f.dob = (const bf16 *)(((uintptr_t)(scratch + bht) + 15) & ~(uintptr_t)15);
+    bf16 *dob;
+    slots(scratch, bht, &f.dd, &dob, &f.ds);
+    f.dob = dob;
     f.dout = dout;
     f.o = out;
     f.lse = (float *)lse;
@@ -648,12 +680,15 @@ extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk
         e = cudaFuncSetAttribute(kkv, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_DKDV);
     if (e != cudaSuccess)
         return e;
-    k_flash_prep<<<(unsigned)((bht * 32 + 255) / 256), 256, 0, st>>>(f.dd, (bf16 *)f.dob, out, dout,
-                                                                     T, NH, bht);
+    if ((parts & 1) && dout) /* else the scratch holds them (krn_cuda_rmsnorm_backward_flash) */
+        k_flash_prep<<<(unsigned)((bht * 32 + 255) / 256), 256, 0, st>>>(f.dd, (bf16 *)f.dob, out,
+                                                                         dout, T, NH, bht);
     unsigned nt = (unsigned)((T + FB - 1) / FB);
-    kq<<<dim3((unsigned)NH, (unsigned)B, nt), FT, SMEM_DQ, st>>>(f);
+    if (parts & 2) /* dK, dV and the dS^T tiles */
+        kkv<<<dim3((unsigned)KVH, (unsigned)B, nt), FT, SMEM_DKDV, st>>>(f);
     if ((e = cudaGetLastError()) != cudaSuccess)
         return e;
-    kkv<<<dim3((unsigned)KVH, (unsigned)B, nt), FT, SMEM_DKDV, st>>>(f);
+    if (parts & 4) /* dQ from them */
+        kq<<<dim3((unsigned)NH, (unsigned)B, nt), FT, SMEM_DQ, st>>>(f);
     return cudaGetLastError();
 }

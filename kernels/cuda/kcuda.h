@@ -140,6 +140,9 @@ int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, int reps, FI
 /* Micro-benchmark of the memory-bound row kernels of one layer (RMSNorm, SwiGLU, QK-norm,
  * RoPE, AdamW) at Qwen3-0.6B's widths over N tokens: device ms and GB/s per call. */
 int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, FILE *f);
+/* The fused attention's forward, backward and backward kernels at one shape (head dim 128),
+ * TFLOP/s beside the materialising path's in the same run. */
+int krn_cuda_attn_bench(struct krn_cuda *c, int B, int T, int NH, int KVH, int reps, FILE *f);
 void krn_cuda_embed_forward(struct krn_cuda *c, float *out, const int32_t *tok, const float *wte,
                             int N, int C);
 void krn_cuda_embed_backward(struct krn_cuda *c, float *dwte, const float *dout, const int32_t *tok,
@@ -212,13 +215,22 @@ int krn_cuda_flash_supported(int HD);
 void krn_cuda_flash_forward(struct krn_cuda *c, float *out, float *lse, const uint16_t *q,
                             const uint16_t *k, const uint16_t *v, int B, int T, int NH, int KVH,
                             int HD);
-/* dq, dk += (acc_qk 1) or = (acc_qk 0: no zero-fill needed) and dv += ... (fp32; P recomputed
+/* dq, dk, dv += (acc_qk 1) or = (acc_qk 0: no zero-fill needed) (fp32; P recomputed
  * from q, k and lse; out and dout fp32, the forward's and its gradient); scratch:
- * krn_cuda_flash_scratch(B, T, NH) floats of device memory (D = rowsum(dout * out) and dout in
- * bf16). With RoPE's tables cs, sn [T][HD/2] (else NULL), dq and dk are the gradients of RoPE's
+ * krn_cuda_flash_scratch(B, T, NH) floats of device memory (D = rowsum(dout * out), dout in
+ * bf16 and the causal 64 x 64 tiles of dS in bf16: about B NH T (66 + T / 4) floats). With RoPE's tables cs, sn [T][HD/2] (else NULL), dq and dk are the gradients of RoPE's
  * input instead (krn_cuda_rope_backward folded in; q and k are then RoPE's outputs).
  * Deterministic: no atomics. */
 size_t krn_cuda_flash_scratch(int B, int T, int NH);
+/* The backward's first pass folded into the RMSNorm before the output projection (SubLN): its
+ * backward (dw += as krn_cuda_rmsnorm_backward; x = inp is the attention's out, [B T][NH 128])
+ * writes dX in bf16 and D = rowsum(dX * out) per head straight into the flash scratch, and
+ * krn_cuda_flash_backward with dout and out NULL then starts from them: no fp32 dout and no
+ * second pass over it. EINVAL (nothing done) for rows of 256 or fewer or wider than
+ * KRN_CUDA_NORM_MAX, or tensors not 16-byte aligned: the caller keeps the two-pass path. */
+int krn_cuda_rmsnorm_backward_flash(struct krn_cuda *c, float *scratch, float *dw,
+                                    const float *dout, const float *inp, const float *w,
+                                    const float *rstd, int B, int T, int NH);
 void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk, int acc_qk, float *dv,
                              const float *dout, const float *out, const float *lse,
                              const uint16_t *q, const uint16_t *k, const uint16_t *v, int B, int T,

@@ -1221,6 +1221,10 @@ struct rms_bw {
     /* dW's per-block partial sums [gridDim.x][C], added into dw by k_colsum after (no
      * same-column atomics from every block); NULL: atomics */
     float *part;
+    /* the fused attention's D (krn_cuda_rmsnorm_backward_flash): hd [B][C / 128][T] the dot of
+     * dX and x over each 128 columns of row b T + t, one warp's float4s (NULL: none) */
+    float *hd;
+    int hT;
 };
 
 __device__ __forceinline__ static size_t rms_out_row(const struct rms_bw &a, int row)
@@ -1337,6 +1341,17 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
                 for (int e = 0; e < V; e++)
                     o[e] = a.acc ? dxv[SW ? 0 : i][e] + d[e] : d[e];
                 stv2<V>(a.dx, o0 + col, o, a.b16);
+                if (!WARP && V == 4 &&
+                    a.hd) { /* the launcher checked: a warp is one head's 128 columns */
+                    float hs = 0.0f;
+#pragma unroll
+                    for (int e = 0; e < V; e++)
+                        hs += d[e] * xv[i][e];
+                    hs = warp_sum(hs);
+                    if ((threadIdx.x & 31) == 0)
+                        a.hd[((size_t)(row / a.hT) * (C / 128) + col / 128) * a.hT + row % a.hT] =
+                            hs;
+                }
             }
         }
     }
@@ -1552,6 +1567,29 @@ extern "C" int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp
     a.dx = (float *)dinp, a.dw = dw, a.dy = dout, a.x = inp, a.w = w, a.rstd = rstd;
     a.N = N, a.C = C, a.b16 = 1, a.rpt = rpt, a.ldo = ldo;
     rms_bw_launch(c, &a, 0);
+    LAUNCHED(c, "rmsnorm backward");
+    return 0;
+}
+
+/* kernels/cuda/flash.cu: where the backward's prep writes D and dO in bf16 in its scratch */
+extern "C" void krn_cuda_flash_slots_(float *scratch, int B, int T, int NH, float **dd,
+                                      uint16_t **dob);
+
+extern "C" int krn_cuda_rmsnorm_backward_flash(struct krn_cuda *c, float *scratch, float *dw,
+                                               const float *dout, const float *inp, const float *w,
+                                               const float *rstd, int B, int T, int NH)
+{
+    int N = B * T, C = NH * 128;
+    if (N <= 0 || C > RB_MAX || C <= 256 || !al16(dout) || !al16(inp) || !al16(w))
+        return KRN_CUDA_EINVAL;
+    PROF(c, "rmsnorm bwd");
+    float *dd;
+    uint16_t *dob;
+    krn_cuda_flash_slots_(scratch, B, T, NH, &dd, &dob);
+    struct rms_bw a = {};
+    a.dx = (float *)dob, a.dw = dw, a.dy = dout, a.x = inp, a.w = w, a.rstd = rstd;
+    a.N = N, a.C = C, a.b16 = 1, a.hd = dd, a.hT = T;
+    rms_bw_launch(c, &a, 0); /* C > 256, float4s: one group of 32 k-thread warps per row */
     LAUNCHED(c, "rmsnorm backward");
     return 0;
 }
@@ -1871,7 +1909,8 @@ extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk
                                            float *dv, const float *dout, const float *out,
                                            const float *lse, const uint16_t *q, const uint16_t *k,
                                            const uint16_t *v, int B, int T, int NH, int KVH,
-                                           float *scratch, const float *cs, const float *sn);
+                                           float *scratch, const float *cs, const float *sn,
+                                           int parts); /* 1 prep, 2 dK/dV + dS, 4 dQ */
 extern "C" size_t krn_cuda_flash_scratch_(int B, int T, int NH);
 
 extern "C" size_t krn_cuda_flash_scratch(int B, int T, int NH)
@@ -1916,7 +1955,7 @@ extern "C" void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk
     if (flash_shape(c, B, T, NH, KVH, HD))
         chk(c,
             krn_cuda_flash_bwd_(c->st, dq, dk, acc_qk, dv, dout, out, lse, q, k, v, B, T, NH, KVH,
-                                scratch, cs, sn),
+                                scratch, cs, sn, dout ? 7 : 6),
             "flash attention backward");
 }
 
@@ -2383,6 +2422,81 @@ out:
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         krn_cuda_dfree(c, all[i]);
     return rc;
+}
+
+/* ------------------------------------------------------------------ attention micro-benchmark */
+
+/* The fused attention at one shape (B sequences of T, NH query and KVH kv heads of 128): device
+ * ms per call of the forward, of the backward and of each backward kernel, TFLOP/s by
+ * FlashAttention's count (4 B NH T(T+1)/2 HD forward, 2.5x that backward), beside the
+ * materialising fp32 path (krn_cuda_attention_*) at the same shape as the same run's baseline. */
+extern "C" int krn_cuda_attn_bench(struct krn_cuda *c, int B, int T, int NH, int KVH, int reps,
+                                   FILE *f)
+{
+    const int HD = 128;
+    size_t nq = (size_t)B * T * NH * HD, nk = (size_t)B * T * KVH * HD, bht = (size_t)B * NH * T;
+    size_t np = bht * T, nsc = krn_cuda_flash_scratch(B, T, NH);
+    float *q = (float *)krn_cuda_alloc(c, nq * 4), *k = (float *)krn_cuda_alloc(c, nk * 4);
+    float *v = (float *)krn_cuda_alloc(c, nk * 4), *o = (float *)krn_cuda_alloc(c, nq * 4);
+    float *dout = (float *)krn_cuda_alloc(c, nq * 4), *dq = (float *)krn_cuda_alloc(c, nq * 4);
+    float *dk = (float *)krn_cuda_alloc(c, nk * 4), *dv = (float *)krn_cuda_alloc(c, nk * 4);
+    float *lse = (float *)krn_cuda_alloc(c, bht * 4), *sc = (float *)krn_cuda_alloc(c, nsc * 4);
+    float *probs = (float *)krn_cuda_alloc(c, np * 4), *scr = (float *)krn_cuda_alloc(c, np * 4);
+    uint16_t *qb = (uint16_t *)krn_cuda_alloc(c, nq * 2),
+             *kb = (uint16_t *)krn_cuda_alloc(c, nk * 2);
+    uint16_t *vb = (uint16_t *)krn_cuda_alloc(c, nk * 2);
+    int rc = 0;
+    void *all[] = {q, k, v, o, dout, dq, dk, dv, lse, sc, probs, scr, qb, kb, vb};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        if (!all[i])
+            rc = KRN_CUDA_ENOMEM;
+    if (!rc) {
+        k_fill<<<blocks(nq, NT), NT, 0, c->st>>>(q, nq, 1);
+        k_fill<<<blocks(nk, NT), NT, 0, c->st>>>(k, nk, 2);
+        k_fill<<<blocks(nk, NT), NT, 0, c->st>>>(v, nk, 3);
+        k_fill<<<blocks(nq, NT), NT, 0, c->st>>>(dout, nq, 4);
+        krn_cuda_to_bf16(c, qb, q, nq);
+        krn_cuda_to_bf16(c, kb, k, nk);
+        krn_cuda_to_bf16(c, vb, v, nk);
+        double fl = 4.0 * B * NH * ((double)T * (T + 1) / 2) * HD;
+        struct {
+            const char *name;
+            double ms, flops;
+        } r[16];
+        int n = 0;
+#define AB_(nm, fl_, body)                                                                         \
+    (r[n].name = (nm), r[n].flops = (fl_), r[n++].ms = bench_ms(c, reps, [&] { body; }))
+        AB_("materialising fwd fp32 (baseline)", fl,
+            krn_cuda_attention_forward(c, o, probs, q, k, v, B, T, NH, KVH, HD));
+        AB_("materialising bwd fp32 (baseline)", 2.5 * fl,
+            krn_cuda_attention_backward(c, dq, dk, dv, dout, probs, q, k, v, B, T, NH, KVH, HD,
+                                        scr));
+        AB_("flash fwd", fl, krn_cuda_flash_forward(c, o, lse, qb, kb, vb, B, T, NH, KVH, HD));
+        AB_("flash bwd (prep + dQ + dK/dV)", 2.5 * fl,
+            krn_cuda_flash_backward(c, dq, dk, 0, dv, dout, o, lse, qb, kb, vb, B, T, NH, KVH, HD,
+                                    sc, NULL, NULL));
+        static const char *pn[] = {"flash bwd: prep", "flash bwd: dK/dV (+ dS)", "flash bwd: dQ"};
+        static const double pf[] = {0.0, 2.0, 0.5}; /* S, dV, dP, dK; then dS K alone */
+        for (int i = 0; i < 3; i++)
+            AB_(pn[i], pf[i] * fl,
+                chk(c,
+                    krn_cuda_flash_bwd_(c->st, dq, dk, 0, dv, dout, o, lse, qb, kb, vb, B, T, NH,
+                                        KVH, sc, NULL, NULL, 1 << i),
+                    "flash attention backward"));
+#undef AB_
+        for (int i = 0; i < n; i++) {
+            fprintf(f, "attn-bench B %d T %d heads %d/%d  %-34s %8.4f ms %7.1f TFLOP/s", B, T, NH,
+                    KVH, r[i].name, r[i].ms, r[i].flops ? r[i].flops / r[i].ms / 1e9 : 0.0);
+            if (i == 2 || i == 3) /* against the materialising path's same direction */
+                fprintf(f, "  %.2fx the baseline", r[i - 2].ms / r[i].ms);
+            fputc('\n', f);
+        }
+        fflush(f);
+        rc = krn_cuda_sync(c);
+    }
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        krn_cuda_dfree(c, all[i]);
+    return rc ? rc : c->status;
 }
 
 /* ------------------------------------------------------------------ memory-bound micro-benchmark */
