@@ -330,6 +330,25 @@ static void t_qlinear(int N, int C, int OC, int with_res, int off)
     cmp(nm, dxd, dxr, nx, TOL_BF16);
     snprintf(nm, sizeof(nm), "bf16 linear %dx%d->%d dW vs CPU BitLinear", N, C, OC);
     cmp(nm, dwd, dwr, nw, TOL_BF16);
+    if (beta == 0.0f) { /* dX written in bf16: the overwriting fp32 one just made, rounded (one
+                         * ulp: cuBLAS may pick another kernel for a bf16 output) */
+        uint16_t *xbo = krn_cuda_alloc(K, nx * 2 + 16), *xh = malloc(nx * 2 + 2);
+        float *xf = malloc(nx * 4 + 4);
+        krn_cuda_blinear_backward_b16(K, xbo, NULL, scr, xbd, wbd, N, C, OC); /* scr: dY bf16 */
+        krn_cuda_d2h(K, xh, xbo, nx * 2);
+        krn_cuda_d2h(K, xf, dxd, nx * 4);
+        size_t far = krn_cuda_sync(K) != 0, diff = 0;
+        for (size_t i = 0; !far && i < nx; i++) {
+            int d = (int)xh[i] - (int)bf16_of(xf[i]);
+            diff += d != 0;
+            far += d > 1 || d < -1;
+        }
+        TAP_OK(far == 0,
+               "bf16 linear %dx%d->%d dX written in bf16: the fp32 one rounded (%zu of %zu an "
+               "ulp off, none further)",
+               N, C, OC, diff, nx);
+        free(xh), free(xf), krn_cuda_dfree(K, xbo);
+    }
     free(x), free(w), free(xq), free(wq), free(res), free(y), free(ye), free(dy), free(dx);
     free(dw), free(dxr), free(dwr), free(sx), free(rsx), free(x8), free(w8), free(xb), free(wb);
     void *dev[] = {xd, wd, resd, yd, sxd, swd, dyd, dxd, dwd, x8d, w8d, xbd, wbd, scr};
@@ -469,6 +488,21 @@ static void t_rmsnorm(int N, int C, int off)
         }
         TAP_OK(rc == 0 && bad == 0, "%s dX in bf16 = the fp32 one rounded (%zu of %zu differ%s)",
                nm, diff, n, off ? ", each within a bf16 step" : "");
+        /* the mirror: dX += as above (onto the acc-0 result) and its bf16 copy, bit for bit the
+         * fp32 result rounded */
+        float *r2 = malloc(n * 4 + 4), *f2 = malloc(n * 4 + 4);
+        for (size_t i = 0; i < n; i++)
+            r2[i] = f[i] + dx0[i];
+        rc = krn_cuda_rmsnorm_backward_mirror(K, dxd, 1, db, NULL, dyd, xd, wd, rsd, N, C);
+        snprintf(n2, sizeof(n2), "%s dX += with a bf16 mirror", nm);
+        cmp(n2, dxd, r2, n, TOL_F32);
+        krn_cuda_d2h(K, f2, dxd, n * 4);
+        krn_cuda_d2h(K, hb, db, n * 2);
+        bad = krn_cuda_sync(K) != 0;
+        for (size_t i = 0; !bad && i < n; i++)
+            bad += hb[i] != bf16_of(f2[i]);
+        TAP_OK(rc == 0 && bad == 0, "%s mirror = the fp32 dX rounded, bit for bit", nm);
+        free(r2), free(f2);
         free(f), free(hb);
         krn_cuda_dfree(K, db);
     }
@@ -593,6 +627,25 @@ static void t_swiglu_norm_bwd(int N, int C, int off)
         bad = 1;
     TAP_OK(rc == 0 && bad == 0, "%s bf16: dG, dU = the fp32 ones rounded (%zu of %zu differ)", nm,
            bad, 2 * n);
+    /* dout in bf16 (the down product's dX): the fp32 variant on the same values widened, bit
+     * for bit */
+    uint16_t *dyb = malloc(n * 2 + 2), *gb2 = malloc(n * 2 + 2), *ub2 = malloc(n * 2 + 2);
+    float *dyw = malloc(n * 4 + 4);
+    for (size_t i = 0; i < n; i++)
+        dyb[i] = bf16_of(dy[i]), dyw[i] = bf16_val(dyb[i]);
+    uint16_t *dybd = up(dyb, n * 2 + 2);
+    float *dywd = up(dyw, n * 4 + 4);
+    rc = krn_cuda_swiglu_rmsnorm_backward_bf16(K, gbd, ubd, 0, NULL, dywd, gd, ud, wd, rsd, N, C);
+    int rc2 = krn_cuda_swiglu_rmsnorm_backward_b16(K, (uint16_t *)dgd, (uint16_t *)dud, 0, NULL,
+                                                   dybd, gd, ud, wd, rsd, N, C);
+    krn_cuda_d2h(K, gb, gbd, n * 2);
+    krn_cuda_d2h(K, ub, ubd, n * 2);
+    krn_cuda_d2h(K, gb2, dgd, n * 2);
+    krn_cuda_d2h(K, ub2, dud, n * 2);
+    bad = krn_cuda_sync(K) != 0 || memcmp(gb, gb2, n * 2) || memcmp(ub, ub2, n * 2);
+    TAP_OK(rc == 0 && rc2 == 0 && !bad, "%s bf16 dout: = the fp32 dout's of the same values", nm);
+    free(dyb), free(gb2), free(ub2), free(dyw);
+    krn_cuda_dfree(K, dybd), krn_cuda_dfree(K, dywd);
     free(gf), free(uf), free(gb), free(ub);
     krn_cuda_dfree(K, gbd), krn_cuda_dfree(K, ubd);
     free(g), free(u), free(w), free(h), free(y), free(rs), free(dy), free(dw), free(dh);

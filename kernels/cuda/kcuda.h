@@ -134,6 +134,11 @@ void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float beta, floa
 void krn_cuda_blinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw,
                                const uint16_t *dob, const uint16_t *xb, const uint16_t *wb, int N,
                                int C, int OC);
+/* The same with dinp written in bf16 (overwritten; for an input gradient that only feeds
+ * krn_cuda_swiglu_rmsnorm_backward_b16): the product's fp32 sums rounded once. */
+void krn_cuda_blinear_backward_b16(struct krn_cuda *c, uint16_t *dinp, float *dw,
+                                   const uint16_t *dob, const uint16_t *xb, const uint16_t *wb,
+                                   int N, int C, int OC);
 /* Micro-benchmark of the linear products at one shape: device ms and TFLOP/s per call of
  * today's fp32-storage products and the narrow ones, one line each on f. 0 or a status. */
 int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, int reps, FILE *f);
@@ -161,6 +166,12 @@ void krn_cuda_rmsnorm_forward_bf16(struct krn_cuda *c, uint16_t *out, float *rst
 void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, int acc, float *dw,
                                const float *dout, const float *inp, const float *w,
                                const float *rstd, int N, int C);
+/* krn_cuda_rmsnorm_backward that also writes the resulting dinp in bf16 to dinpb [N][C] (the
+ * next product's dY, without a conversion pass); KRN_CUDA_EINVAL (nothing launched) when
+ * C > KRN_CUDA_NORM_MAX. */
+int krn_cuda_rmsnorm_backward_mirror(struct krn_cuda *c, float *dinp, int acc, uint16_t *dinpb,
+                                     float *dw, const float *dout, const float *inp, const float *w,
+                                     const float *rstd, int N, int C);
 /* The same with dinp written (overwritten) in bf16, a product's dY (KRN_CUDA_EINVAL, nothing
  * launched, when C > KRN_CUDA_NORM_MAX). Row r's gradient goes to dinp + (r / rpt) ldo +
  * (r % rpt) C (rpt 0 or 1 and ldo 0: [N][C]; QK-norm's heads with rpt = heads and ldo the width
@@ -182,6 +193,11 @@ int krn_cuda_swiglu_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dg, uint
                                           float *dw, const float *dout, const float *g,
                                           const float *u, const float *w, const float *rstd, int N,
                                           int C);
+/* The same from a dout in bf16 (krn_cuda_blinear_backward_b16's dX), as autocast keeps it. */
+int krn_cuda_swiglu_rmsnorm_backward_b16(struct krn_cuda *c, uint16_t *dg, uint16_t *du, int ldo,
+                                         float *dw, const uint16_t *dout, const float *g,
+                                         const float *u, const float *w, const float *rstd, int N,
+                                         int C);
 void krn_cuda_rope_forward(struct krn_cuda *c, float *out, const float *inp, const float *cs,
                            const float *sn, int B, int T, int NH, int HD);
 /* The forward written in bf16 (the fused attention's q and k). */

@@ -1077,6 +1077,15 @@ extern "C" void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float
     krn_cuda_blinear_backward(c, dinp, beta, dw, scratch, xb, wb, N, C, OC);
 }
 
+extern "C" void krn_cuda_blinear_backward_b16(struct krn_cuda *c, uint16_t *dinp, float *dw,
+                                              const uint16_t *dob, const uint16_t *xb,
+                                              const uint16_t *wb, int N, int C, int OC)
+{
+    PROF(c, "linear bwd");
+    gemm_bf16t(c, 0, 0, N, C, OC, dob, OC, wb, C, 0.0f, dinp, CUDA_R_16BF, C);
+    krn_cuda_blinear_backward(c, NULL, 0.0f, dw, dob, xb, wb, N, C, OC);
+}
+
 extern "C" void krn_cuda_blinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw,
                                           const uint16_t *dob, const uint16_t *xb,
                                           const uint16_t *wb, int N, int C, int OC)
@@ -1225,6 +1234,8 @@ struct rms_bw {
      * dX and x over each 128 columns of row b T + t, one warp's float4s (NULL: none) */
     float *hd;
     int hT;
+    int dy16; /* dy is bf16 [N][C] (the down product's dX, krn_cuda_swiglu_rmsnorm_backward_b16) */
+    __nv_bfloat16 *mirror; /* the fp32 dX [N][C] written there in bf16 too (NULL: not) */
 };
 
 __device__ __forceinline__ static size_t rms_out_row(const struct rms_bw &a, int row)
@@ -1270,6 +1281,24 @@ __device__ __forceinline__ static void stv2(float *p, size_t i, const float *d, 
         *q = __float2bfloat16_rn(d[0]);
 }
 
+/* dy's elements i..i+V as floats (fp32, or bf16 with a.dy16) */
+template <int V>
+__device__ __forceinline__ static void lddy(float *d, const struct rms_bw &a, size_t i)
+{
+    if (!a.dy16) {
+        ldv<V>(d, a.dy + i);
+        return;
+    }
+    const __nv_bfloat16 *p = (const __nv_bfloat16 *)a.dy + i;
+    if (V == 4) {
+        uint2 u = *(const uint2 *)p;
+        float2 lo = __bfloat1622float2(*(__nv_bfloat162 *)&u.x),
+               hi = __bfloat1622float2(*(__nv_bfloat162 *)&u.y);
+        d[0] = lo.x, d[1] = lo.y, d[2] = hi.x, d[3] = hi.y;
+    } else
+        d[0] = __bfloat162float(*p);
+}
+
 template <int V, int PER, int WARP, int SW, int LB>
 __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
 {
@@ -1296,7 +1325,7 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
             int col = (t + i * G) * V;
             if (col >= C)
                 continue;
-            ldv<V>(dyv[i], a.dy + r0 + col);
+            lddy<V>(dyv[i], a, r0 + col);
             if (SW) {
                 ldv<V>(gv[SW ? i : 0], a.g + r0 + col);
                 ldv<V>(uv[SW ? i : 0], a.u + r0 + col);
@@ -1341,6 +1370,8 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
                 for (int e = 0; e < V; e++)
                     o[e] = a.acc ? dxv[SW ? 0 : i][e] + d[e] : d[e];
                 stv2<V>(a.dx, o0 + col, o, a.b16);
+                if (a.mirror)
+                    stv2<V>((float *)a.mirror, r0 + col, o, 1);
                 if (!WARP && V == 4 &&
                     a.hd) { /* the launcher checked: a warp is one head's 128 columns */
                     float hs = 0.0f;
@@ -1466,7 +1497,7 @@ static void rms_bw_launch(struct krn_cuda *c, struct rms_bw *a, int sw)
     if (a->ldo < 1)
         a->ldo = a->rpt * C;
     int v4 = C % 4 == 0 && a->ldo % 4 == 0 && al16(a->dx) && al16(a->dg) && al16(a->du) &&
-             al16(a->dy) && al16(a->x) && al16(a->g) && al16(a->u) && al16(a->w);
+             al16(a->dy) && al16(a->x) && al16(a->g) && al16(a->u) && al16(a->w) && al16(a->mirror);
     void (*kf)(struct rms_bw);
     int per, rows = c->rb_rows > 0 ? c->rb_rows : RB_ROWS;
     unsigned nt = 256, grid = (unsigned)((N + 8 * rows - 1) / (8 * rows));
@@ -1554,6 +1585,24 @@ extern "C" void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, int a
     LAUNCHED(c, "rmsnorm backward");
 }
 
+extern "C" int krn_cuda_rmsnorm_backward_mirror(struct krn_cuda *c, float *dinp, int acc,
+                                                uint16_t *dinpb, float *dw, const float *dout,
+                                                const float *inp, const float *w, const float *rstd,
+                                                int N, int C)
+{
+    if (C > RB_MAX)
+        return KRN_CUDA_EINVAL;
+    if (N <= 0 || C <= 0)
+        return 0;
+    PROF(c, "rmsnorm bwd");
+    struct rms_bw a = {};
+    a.dx = dinp, a.dw = dw, a.dy = dout, a.x = inp, a.w = w, a.rstd = rstd;
+    a.N = N, a.C = C, a.acc = acc, a.mirror = (__nv_bfloat16 *)dinpb;
+    rms_bw_launch(c, &a, 0);
+    LAUNCHED(c, "rmsnorm backward");
+    return 0;
+}
+
 extern "C" int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp, int rpt, int ldo,
                                               float *dw, const float *dout, const float *inp,
                                               const float *w, const float *rstd, int N, int C)
@@ -1596,7 +1645,7 @@ extern "C" int krn_cuda_rmsnorm_backward_flash(struct krn_cuda *c, float *scratc
 
 static int swiglu_rms_bw(struct krn_cuda *c, float *dg, float *du, int ldo, int b16, float *dw,
                          const float *dout, const float *g, const float *u, const float *w,
-                         const float *rstd, int N, int C)
+                         const float *rstd, int N, int C, int dy16 = 0)
 {
     if (C > RB_MAX)
         return KRN_CUDA_EINVAL;
@@ -1605,7 +1654,7 @@ static int swiglu_rms_bw(struct krn_cuda *c, float *dg, float *du, int ldo, int 
     PROF(c, "swiglu+rmsnorm bwd");
     struct rms_bw a = {};
     a.dg = dg, a.du = du, a.dw = dw, a.dy = dout, a.g = g, a.u = u, a.w = w, a.rstd = rstd;
-    a.N = N, a.C = C, a.b16 = b16, a.ldo = ldo;
+    a.N = N, a.C = C, a.b16 = b16, a.ldo = ldo, a.dy16 = dy16;
     rms_bw_launch(c, &a, 1);
     LAUNCHED(c, "swiglu + rmsnorm backward");
     return 0;
@@ -1624,6 +1673,15 @@ extern "C" int krn_cuda_swiglu_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_
                                                      const float *rstd, int N, int C)
 {
     return swiglu_rms_bw(c, (float *)dg, (float *)du, ldo, 1, dw, dout, g, u, w, rstd, N, C);
+}
+
+extern "C" int krn_cuda_swiglu_rmsnorm_backward_b16(struct krn_cuda *c, uint16_t *dg, uint16_t *du,
+                                                    int ldo, float *dw, const uint16_t *dout,
+                                                    const float *g, const float *u, const float *w,
+                                                    const float *rstd, int N, int C)
+{
+    return swiglu_rms_bw(c, (float *)dg, (float *)du, ldo, 1, dw, (const float *)dout, g, u, w,
+                         rstd, N, C, 1);
 }
 
 /* ------------------------------------------------------------------ RoPE */
