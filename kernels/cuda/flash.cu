@@ -232,7 +232,11 @@ struct flash_args {
 
 /* ------------------------------------------------------------------ forward */
 
-template <int V> __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_args f)
+/* SB 0: two buffers of a (K, V) tile pair (5 tiles of shared memory, 2 blocks per
+ * multiprocessor); SB 1: two K buffers and one V buffer (4 tiles, 3 blocks), V's next tile
+ * staged once every warp is done with this one's O += P V, while S and the softmax run. */
+template <int V, int SB>
+__global__ void __launch_bounds__(FT, SB ? 3 : 2) k_flash_fwd(struct flash_args f)
 {
     extern __shared__ __align__(16) unsigned char smem[];
     bf16 *Qs = (bf16 *)smem, *KV = Qs + TILE; /* KV: two buffers of a K and a V tile */
@@ -247,21 +251,31 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_
     int q0 = qb * FB, row[2] = {q0 + wr + g, q0 + wr + g + 8};
     stage<V>(Qs, qh, qs, q0, T);
     stage<V>(KV, kh, ks, 0, T);
-    stage<V>(KV + TILE, vh, ks, 0, T);
+    if (SB)
+        cp_commit(); /* groups in order: Q K0, V0, then K(kb + 1) and V(kb + 1) per tile */
+    stage<V>(SB ? KV + 2 * TILE : KV + TILE, vh, ks, 0, T);
     cp_commit();
     float o[16][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int i = 0; i < 16; i++)
         o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     for (int kb = 0; kb <= qb; kb++) {
-        bf16 *Ks = KV + (kb & 1) * 2 * TILE, *Vs = Ks + TILE;
+        bf16 *Ks = SB ? KV + (kb & 1) * TILE : KV + (kb & 1) * 2 * TILE;
+        bf16 *Vs = SB ? KV + 2 * TILE : Ks + TILE;
         if (kb < qb) { /* the next key tile into the other buffer, while this one computes */
-            bf16 *Kn = KV + ((kb + 1) & 1) * 2 * TILE;
-            stage<V>(Kn, kh, ks, (kb + 1) * FB, T);
-            stage<V>(Kn + TILE, vh, ks, (kb + 1) * FB, T);
+            if (SB)
+                stage<V>(KV + ((kb + 1) & 1) * TILE, kh, ks, (kb + 1) * FB, T);
+            else {
+                bf16 *Kn = KV + ((kb + 1) & 1) * 2 * TILE;
+                stage<V>(Kn, kh, ks, (kb + 1) * FB, T);
+                stage<V>(Kn + TILE, vh, ks, (kb + 1) * FB, T);
+            }
         }
         cp_commit();
-        cp_wait<1>(); /* this tile's group has landed */
+        if (SB)
+            cp_wait<2>(); /* K(kb) has landed (V(kb) and K(kb + 1) may not have) */
+        else
+            cp_wait<1>(); /* this tile's group has landed */
         __syncthreads();
         float s[8][4];
         warp_xyt(s, Qs, wr, Ks); /* Q from shared memory: registers go to the staging */
@@ -299,6 +313,10 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_
             o[i][2] *= al[1];
             o[i][3] *= al[1];
         }
+        if (SB) {
+            cp_wait<1>(); /* V(kb) too */
+            __syncthreads();
+        }
 #pragma unroll
         for (int j = 0; j < 4; j++) { /* keys 16j..16j+15 of the tile */
             uint32_t a[4] = {pack2(s[2 * j][0], s[2 * j][1]), pack2(s[2 * j][2], s[2 * j][3]),
@@ -307,6 +325,11 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_fwd(struct flash_
             warp_ay_j(o, a, Vs, j); /* O += P V, packed per j: fewer live registers */
         }
         __syncthreads(); /* every warp is done with this buffer before it is refilled */
+        if (SB) {
+            if (kb < qb)
+                stage<V>(Vs, vh, ks, (kb + 1) * FB, T);
+            cp_commit();
+        }
     }
 #pragma unroll
     for (int i = 0; i < 2; i++) {
@@ -594,7 +617,7 @@ static int all_aligned(const struct flash_args *f)
     return aligned16(f->q) && aligned16(f->k) && aligned16(f->v) && (!f->dob || aligned16(f->dob));
 }
 
-#define SMEM_FWD (5 * TILE * (int)sizeof(bf16))
+#define SMEM_FWD(sb) ((sb ? 4 : 5) * TILE * (int)sizeof(bf16))
 #define SMEM_DQ (2 * (STILE + TILE) * (int)sizeof(bf16))
 #define SMEM_DKDV (6 * TILE * (int)sizeof(bf16) + 4 * FB * (int)sizeof(float))
 
@@ -622,7 +645,7 @@ extern "C" void krn_cuda_flash_slots_(float *scratch, int B, int T, int NH, floa
 
 extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *lse,
                                            const uint16_t *q, const uint16_t *k, const uint16_t *v,
-                                           int B, int T, int NH, int KVH)
+                                           int B, int T, int NH, int KVH, int sb)
 {
     struct flash_args f = {};
     f.out = out;
@@ -635,12 +658,14 @@ extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *l
     f.KVH = KVH;
     f.scale = 1.0f / sqrtf((float)FD);
     f.vec = all_aligned(&f);
-    void (*kf)(struct flash_args) = f.vec ? k_flash_fwd<1> : k_flash_fwd<0>;
-    cudaError_t e = cudaFuncSetAttribute(kf, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD);
+    void (*kf)(struct flash_args) = f.vec ? (sb ? k_flash_fwd<1, 1> : k_flash_fwd<1, 0>)
+                                          : (sb ? k_flash_fwd<0, 1> : k_flash_fwd<0, 0>);
+    cudaError_t e =
+        cudaFuncSetAttribute(kf, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_FWD(sb));
     if (e != cudaSuccess)
         return e;
     dim3 grid((unsigned)NH, (unsigned)B, (unsigned)((T + FB - 1) / FB));
-    kf<<<grid, FT, SMEM_FWD, st>>>(f);
+    kf<<<grid, FT, SMEM_FWD(sb), st>>>(f);
     return cudaGetLastError();
 }
 

@@ -1959,10 +1959,12 @@ extern "C" void krn_cuda_attention_backward(struct krn_cuda *c, float *dq, float
 
 /* ------------------------------------------------------------------ flash attention */
 
-/* kernels/cuda/flash.cu */
+/* kernels/cuda/flash.cu; FLASH_FWD_SB: the forward's shared-memory plan (flash.cu's SB) */
+#define FLASH_FWD_SB 1
 extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *lse,
                                            const uint16_t *q, const uint16_t *k, const uint16_t *v,
-                                           int B, int T, int NH, int KVH);
+                                           int B, int T, int NH, int KVH,
+                                           int sb); /* 1: single V buffer */
 extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk, int acc_qk,
                                            float *dv, const float *dout, const float *out,
                                            const float *lse, const uint16_t *q, const uint16_t *k,
@@ -1999,7 +2001,7 @@ extern "C" void krn_cuda_flash_forward(struct krn_cuda *c, float *out, float *ls
 {
     PROF(c, "attention fwd (flash)");
     if (flash_shape(c, B, T, NH, KVH, HD))
-        chk(c, krn_cuda_flash_fwd_(c->st, out, lse, q, k, v, B, T, NH, KVH),
+        chk(c, krn_cuda_flash_fwd_(c->st, out, lse, q, k, v, B, T, NH, KVH, FLASH_FWD_SB),
             "flash attention forward");
 }
 
@@ -2530,6 +2532,10 @@ extern "C" int krn_cuda_attn_bench(struct krn_cuda *c, int B, int T, int NH, int
             krn_cuda_attention_backward(c, dq, dk, dv, dout, probs, q, k, v, B, T, NH, KVH, HD,
                                         scr));
         AB_("flash fwd", fl, krn_cuda_flash_forward(c, o, lse, qb, kb, vb, B, T, NH, KVH, HD));
+        AB_(FLASH_FWD_SB ? "flash fwd, (K, V) pairs double-buffered" : "flash fwd, one V buffer",
+            fl,
+            chk(c, krn_cuda_flash_fwd_(c->st, o, lse, qb, kb, vb, B, T, NH, KVH, !FLASH_FWD_SB),
+                "flash attention forward"));
         AB_("flash bwd (prep + dQ + dK/dV)", 2.5 * fl,
             krn_cuda_flash_backward(c, dq, dk, 0, dv, dout, o, lse, qb, kb, vb, B, T, NH, KVH, HD,
                                     sc, NULL, NULL));
@@ -2545,8 +2551,8 @@ extern "C" int krn_cuda_attn_bench(struct krn_cuda *c, int B, int T, int NH, int
         for (int i = 0; i < n; i++) {
             fprintf(f, "attn-bench B %d T %d heads %d/%d  %-34s %8.4f ms %7.1f TFLOP/s", B, T, NH,
                     KVH, r[i].name, r[i].ms, r[i].flops ? r[i].flops / r[i].ms / 1e9 : 0.0);
-            if (i == 2 || i == 3) /* against the materialising path's same direction */
-                fprintf(f, "  %.2fx the baseline", r[i - 2].ms / r[i].ms);
+            if (i >= 2 && i <= 4) /* against the materialising path's same direction */
+                fprintf(f, "  %.2fx the baseline", r[i == 4].ms / r[i].ms);
             fputc('\n', f);
         }
         fflush(f);
