@@ -2403,6 +2403,14 @@ template <typename F> static double bench_ms(struct krn_cuda *c, int reps, F f)
     return (double)ms / reps;
 }
 
+/* one timed row of a micro-benchmark: r[n] gets the name, the FLOPs and the ms of body */
+struct bench_row {
+    const char *name;
+    double ms, flops;
+};
+#define BENCH_ROW(r, n, nm, fl_, body)                                                             \
+    ((r)[n].name = (nm), (r)[n].flops = (fl_), (r)[(n)++].ms = bench_ms(c, reps, [&] { body; }))
+
 extern "C" int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, int reps, FILE *f)
 {
     size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC;
@@ -2434,13 +2442,9 @@ extern "C" int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, i
         int bf = c->bf16;
         krn_cuda_set_bf16(c, 1);
         double fl = 2.0 * N * C * OC;
-        struct {
-            const char *name;
-            double ms, flops;
-        } r[20];
+        struct bench_row r[20];
         int n = 0;
-#define B_(nm, fl_, body)                                                                          \
-    (r[n].name = (nm), r[n].flops = (fl_), r[n++].ms = bench_ms(c, reps, [&] { body; }))
+#define B_(nm, fl_, body) BENCH_ROW(r, n, nm, fl_, body)
         B_("fwd fp32 storage FAST_16BF (today)", fl,
            krn_cuda_linear_forward(c, y, xq, wq, N, C, OC));
         B_("fwd bf16 storage", fl, gemm_bf16(c, 0, 1, N, OC, C, xb, C, wb, C, 0.0f, y, OC));
@@ -2519,13 +2523,9 @@ extern "C" int krn_cuda_attn_bench(struct krn_cuda *c, int B, int T, int NH, int
         krn_cuda_to_bf16(c, kb, k, nk);
         krn_cuda_to_bf16(c, vb, v, nk);
         double fl = 4.0 * B * NH * ((double)T * (T + 1) / 2) * HD;
-        struct {
-            const char *name;
-            double ms, flops;
-        } r[16];
+        struct bench_row r[16];
         int n = 0;
-#define AB_(nm, fl_, body)                                                                         \
-    (r[n].name = (nm), r[n].flops = (fl_), r[n++].ms = bench_ms(c, reps, [&] { body; }))
+#define AB_(nm, fl_, body) BENCH_ROW(r, n, nm, fl_, body)
         AB_("materialising fwd fp32 (baseline)", fl,
             krn_cuda_attention_forward(c, o, probs, q, k, v, B, T, NH, KVH, HD));
         AB_("materialising bwd fp32 (baseline)", 2.5 * fl,
