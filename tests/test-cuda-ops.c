@@ -841,8 +841,8 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
                             KVH, HD, scd + off, NULL, NULL);
     get3(g2, dqd, dkd, dvd, nq, nk);
     TAP_OK(!memcmp(g1, g2, (nq + 2 * nk) * 4), "%s backward: two runs bit-identical", nm);
-    /* acc_qk 0 over NaN-filled dq, dk against acc_qk 1 over zeros (dv accumulates in both,
-     * from zeros): the same values (by value: 0 + -0 is +0) */
+    /* acc_qk 0 over NaN-filled dq, dk, dv against acc_qk 1 over zeros: the same values (by
+     * value: 0 + -0 is +0) */
     float *z = calloc(nq + 2 * nk, 4), *nn = malloc((nq + 2 * nk) * 4);
     for (size_t i = 0; i < nq + 2 * nk; i++)
         nn[i] = NAN;
@@ -850,7 +850,7 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     krn_cuda_flash_backward(K, dqd, dkd, 1, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
                             KVH, HD, scd + off, NULL, NULL);
     get3(g1, dqd, dkd, dvd, nq, nk);
-    put3(dqd, dkd, dvd, nn, nn, z, nq, nk);
+    put3(dqd, dkd, dvd, nn, nn, nn, nq, nk);
     krn_cuda_flash_backward(K, dqd, dkd, 0, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
                             KVH, HD, scd + off, NULL, NULL);
     get3(g2, dqd, dkd, dvd, nq, nk);

@@ -40,6 +40,7 @@ struct gmodel {
     /* q|k|v and gate|up lie back to back in every layer (p, wb and gr alike): the backward
      * runs each group's two products once over one wider dY (gbackward) */
     int qkv_cat, gu_cat;
+    int dres_b16;     /* the backward: tmp holds dres in bf16 (dres_bwd) */
     int st_lo, st_hi; /* the layers whose states (qn, kn, v) the relation loss reads this step */
     size_t np;
     float *p, *gr, *wq; /* device [np] (gr, wq NULL when unused) */
@@ -527,19 +528,42 @@ static void ffn_act(struct krn_cuda *k, struct gmodel *m, struct trn_acts *a, co
         act_q(k, m, a->xq4, a->hn, (size_t)N, I);
 }
 
+/* The down product's input gradient is kept in bf16 (as autocast keeps it) where only the
+ * fused SwiGLU + SubLN backward reads it: narrow with SubLN, rows the fused kernels take. */
+static int ffn_dh16(const struct gmodel *m, int I)
+{
+    return m->narrow && m->subln && I <= KRN_CUDA_NORM_MAX && m->c->hidden <= KRN_CUDA_NORM_MAX;
+}
+
+/* dres += (acc) or = the RMSNorm backward on the residual stream; narrow (rows the fused
+ * kernels take), its bf16 copy too, in tmp: the dY of the product whose input the norm's
+ * output was not (down or o), read next without a conversion pass (dres_b16). */
+static void dres_bwd(struct krn_cuda *k, struct gmodel *m, int acc, float *dw, const float *dout,
+                     const float *x, const float *w, const float *rstd, int N, int H)
+{
+    m->dres_b16 = m->narrow && H <= KRN_CUDA_NORM_MAX &&
+                  !krn_cuda_rmsnorm_backward_mirror(k, m->ar.dres, acc, (uint16_t *)m->ar.tmp, dw,
+                                                    dout, x, w, rstd, N, H);
+    if (!m->dres_b16)
+        krn_cuda_rmsnorm_backward(k, m->ar.dres, acc, dw, dout, x, w, rstd, N, H);
+}
+
 /* dg, du (overwritten) from dh1, the gradient of ffn_act's output (SubLN's weight gradient
- * gw += ; d2 scratch): narrow with SubLN fused, h recomputed from g and u (ffn_act stored none;
- * both fall back together, on rows wider than the fused kernels take), dg and du then written
- * in bf16 for the gate and up products (returns 1): with gu_cat one [N][2I] dY in dg's memory
- * (du's columns after dg's); else fp32 (returns 0). */
+ * gw += ; d2 scratch; bf16 when ffn_dh16): narrow with SubLN fused, h recomputed from g and u
+ * (ffn_act stored none; both fall back together, on rows wider than the fused kernels take), dg
+ * and du then written in bf16 for the gate and up products (returns 1): with gu_cat one [N][2I]
+ * dY in dg's memory (du's columns after dg's); else fp32 (returns 0). */
 static int ffn_act_bwd(struct krn_cuda *k, const struct gmodel *m, const struct trn_acts *a,
                        float *dg, float *du, float *d2, float *gw, const float *dh1, const float *w,
                        int N, int I)
 {
     uint16_t *gb = (uint16_t *)dg, *ub = m->gu_cat ? gb + I : (uint16_t *)du;
+    int ldo = m->gu_cat ? 2 * I : 0;
+    if (ffn_dh16(m, I))
+        return !krn_cuda_swiglu_rmsnorm_backward_b16(k, gb, ub, ldo, gw, (const uint16_t *)dh1,
+                                                     a->g, a->u, w, a->rh, N, I);
     if (m->narrow && m->subln &&
-        !krn_cuda_swiglu_rmsnorm_backward_bf16(k, gb, ub, m->gu_cat ? 2 * I : 0, gw, dh1, a->g,
-                                               a->u, w, a->rh, N, I))
+        !krn_cuda_swiglu_rmsnorm_backward_bf16(k, gb, ub, ldo, gw, dh1, a->g, a->u, w, a->rh, N, I))
         return 1;
     const float *dh = dh1;
     if (m->subln) {
@@ -649,13 +673,19 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         krn_cuda_linear_backward(k, m->ar.d1, G + m->head, m->ar.dlogits, m->ar.xf, P + m->head, N,
                                  H, c->vocab);
     }
-    krn_cuda_rmsnorm_backward(k, m->ar.dres, 0, G + m->fnorm, m->ar.d1,
-                              m->ar.resid + (size_t)c->layers * NH, P + m->fnorm, m->ar.rf, N, H);
+    dres_bwd(k, m, 0, G + m->fnorm, m->ar.d1, m->ar.resid + (size_t)c->layers * NH, P + m->fnorm,
+             m->ar.rf, N, H);
     for (int l = c->layers - 1; l >= 0; l--) {
         struct trn_acts *a = &m->ar.acts[l];
         const struct loff *o = &m->lo[l];
         float *x = m->ar.resid + (size_t)l * NH;
-        lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq4, o->down, N, I, H);
+        if (ffn_dh16(m, I) && m->dres_b16) { /* dY in bf16 from dres_bwd, dX in bf16 */
+            struct qact q = qact_of(a->xq4, (size_t)N, (size_t)I);
+            krn_cuda_blinear_backward_b16(k, (uint16_t *)m->ar.d1, G + o->down,
+                                          (const uint16_t *)m->ar.tmp, q.xb, m->wb + o->down, N, I,
+                                          H);
+        } else
+            lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq4, o->down, N, I, H);
         if (ffn_act_bwd(k, m, a, m->ar.dg, m->ar.du, m->ar.d2, G + o->ffn_sub, m->ar.d1,
                         P + o->ffn_sub, N, I)) { /* dg, du in bf16: the products take them as is */
             struct qact q = qact_of(a->xq3, (size_t)N, (size_t)H);
@@ -673,11 +703,19 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
             lin_bwd(k, m, m->ar.d1, 1, m->ar.dg, a->xq3, o->gate, N, H, I);
             lin_bwd(k, m, m->ar.d1, 0, m->ar.du, a->xq3, o->up, N, H, I);
         }
-        krn_cuda_rmsnorm_backward(k, m->ar.dres, 1, G + o->post_norm, m->ar.d1, a->xm,
-                                  P + o->post_norm, a->r2, N, H);
-        lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq2, o->o, N, QD, H);
+        dres_bwd(k, m, 1, G + o->post_norm, m->ar.d1, a->xm, P + o->post_norm, a->r2, N, H);
+        if (m->dres_b16) {
+            struct qact q = qact_of(a->xq2, (size_t)N, (size_t)QD);
+            krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->o, (const uint16_t *)m->ar.tmp,
+                                      q.xb, m->wb + o->o, N, QD, H);
+        } else
+            lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq2, o->o, N, QD, H);
         float *da = m->ar.d1;
-        if (m->subln) {
+        if (m->subln && m->flash &&
+            !krn_cuda_rmsnorm_backward_flash(k, m->ar.dsc, G + o->attn_sub, m->ar.d1, a->a,
+                                             P + o->attn_sub, a->ra, B, T, c->heads))
+            da = NULL; /* SubLN's backward wrote dO in bf16 and D into the flash scratch */
+        else if (m->subln) {
             krn_cuda_rmsnorm_backward(k, m->ar.d2, 0, G + o->attn_sub, m->ar.d1, a->a,
                                       P + o->attn_sub, a->ra, N, QD);
             da = m->ar.d2;
@@ -686,13 +724,11 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
          * part: this layer's dstate slice, read once */
         float *dqn = dstate(m, l, TRN_Q), *dkn = dstate(m, l, TRN_K), *dv = dstate(m, l, TRN_V);
         if (m->flash) {
-            /* RoPE's backward folded in: dqn, dkn directly (overwritten without a relation
-             * loss, whose slice is one layer's, so only dv needs zeros) */
-            if (m->nostates)
-                krn_cuda_zero(k, dv, (size_t)N * KD * F);
-            krn_cuda_flash_backward(k, dqn, dkn, !m->nostates, dv, da, a->a, a->lse, a->qb, a->kb,
-                                    a->vb, B, T, c->heads, c->kv_heads, hd, m->ar.dsc, m->ar.cs,
-                                    m->ar.sn);
+            /* RoPE's backward folded in: dqn, dkn directly; dqn, dkn, dv overwritten without a
+             * relation loss (nothing of its own in the slice: no zero-fill) */
+            krn_cuda_flash_backward(k, dqn, dkn, !m->nostates, dv, da, da ? a->a : NULL, a->lse,
+                                    a->qb, a->kb, a->vb, B, T, c->heads, c->kv_heads, hd, m->ar.dsc,
+                                    m->ar.cs, m->ar.sn);
         } else {
             if (m->nostates)
                 krn_cuda_zero(k, dqn, (size_t)N * (QD + 2 * KD) * F);
@@ -740,8 +776,11 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
             lin_bwd(k, m, m->ar.d1, 0, dkp, a->xq1, o->k, N, H, KD);
             lin_bwd(k, m, m->ar.d1, 0, dv, a->xq1, o->v, N, H, KD);
         }
-        krn_cuda_rmsnorm_backward(k, m->ar.dres, 1, G + o->in_norm, m->ar.d1, x, P + o->in_norm,
-                                  a->r1, N, H);
+        if (l > 0) /* the next layer down reads dres in bf16 */
+            dres_bwd(k, m, 1, G + o->in_norm, m->ar.d1, x, P + o->in_norm, a->r1, N, H);
+        else
+            krn_cuda_rmsnorm_backward(k, m->ar.dres, 1, G + o->in_norm, m->ar.d1, x, P + o->in_norm,
+                                      a->r1, N, H);
     }
     krn_cuda_embed_backward(k, G + m->emb, m->ar.dres, g->tok, N, H);
 }

@@ -24,8 +24,8 @@
  *  - dQ: a block per (query tile, head, sequence) reads those tiles back: dQ += dS K, five
  *    products in all instead of seven (a dQ kernel that recomputed S and dP did two more) for
  *    B NH T^2 bytes of scratch traffic each way.
- *    Each output element has one owner thread: no atomics, deterministic; so dQ and dK may as
- *    well be overwritten (acc_qk 0: the caller's zero-fill spared).
+ *    Each output element has one owner thread: no atomics, deterministic; so dQ, dK and dV may
+ *    as well be overwritten (acc_qk 0: the caller's zero-fill spared).
  * Rows past T are staged as zeros and masked (any T, including 1).
  *
  * Fragment layout of mma.m16n8k16 (PTX ISA "Matrix fragments for mma.m16n8k16"), with
@@ -226,7 +226,7 @@ struct flash_args {
     int T, NH, KVH;
     float scale;          /* 1/sqrt(HD) */
     int vec;              /* q, k, v (and dob) are 16-byte aligned */
-    int acc_qk;           /* the backward: dq, dk += (1) or = (0; dv always +=) */
+    int acc_qk;           /* the backward: dq, dk, dv += (1) or = (0) */
     const float *cs, *sn; /* the backward: RoPE tables [T][FD/2]: dq, dk get RoPE's backward */
 };
 
@@ -601,7 +601,7 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash
         size_t tr = (size_t)key[i] * (FD / 2);
         put_row(f.dk + off, dk, i, f.scale, f.acc_qk, f.cs ? f.cs + tr : NULL,
                 f.sn ? f.sn + tr : NULL, q4);
-        put_row(f.dv + off, dv, i, 1.0f, 1, NULL, NULL, q4);
+        put_row(f.dv + off, dv, i, 1.0f, f.acc_qk, NULL, NULL, q4);
     }
 }
 

@@ -231,7 +231,7 @@ int krn_cuda_flash_supported(int HD);
 void krn_cuda_flash_forward(struct krn_cuda *c, float *out, float *lse, const uint16_t *q,
                             const uint16_t *k, const uint16_t *v, int B, int T, int NH, int KVH,
                             int HD);
-/* dq, dk += (acc_qk 1) or = (acc_qk 0: no zero-fill needed) and dv += ... (fp32; P recomputed
+/* dq, dk, dv += (acc_qk 1) or = (acc_qk 0: no zero-fill needed) (fp32; P recomputed
  * from q, k and lse; out and dout fp32, the forward's and its gradient); scratch:
  * krn_cuda_flash_scratch(B, T, NH) floats of device memory (D = rowsum(dout * out), dout in
  * bf16 and the causal 64 x 64 tiles of dS in bf16: about B NH T (66 + T / 4) floats). With RoPE's tables cs, sn [T][HD/2] (else NULL), dq and dk are the gradients of RoPE's

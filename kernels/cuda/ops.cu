@@ -1960,7 +1960,7 @@ extern "C" void krn_cuda_attention_backward(struct krn_cuda *c, float *dq, float
 /* ------------------------------------------------------------------ flash attention */
 
 /* kernels/cuda/flash.cu; FLASH_FWD_SB: the forward's shared-memory plan (flash.cu's SB) */
-#define FLASH_FWD_SB 0
+#define FLASH_FWD_SB 1
 extern "C" cudaError_t krn_cuda_flash_fwd_(cudaStream_t st, float *out, float *lse,
                                            const uint16_t *q, const uint16_t *k, const uint16_t *v,
                                            int B, int T, int NH, int KVH,
