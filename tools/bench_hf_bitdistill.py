@@ -16,9 +16,19 @@ bf16 autocast, fused AdamW (lr 1e-5, weight decay 0.01 on matrices), clipping at
 or one of them. Tokens are random, as in
 bench-cuda-train. One warm-up optimizer step (compilation happens there), then STEPS timed
 steps. Prints one JSON line per (implementation, mode) with tokens/s, MFU (the FLOP count of
-jobs/train/cuda_bench.c) and the peak allocated memory.
+jobs/train/cuda_bench.c) and the peak memory: allocated (peak_gib, tensors alone) and held by
+the caching allocator (peak_reserved_gib: what the GPU had to have, less the CUDA context that
+bench-cuda-train's device_used_gib counts too).
+
+With BENCH_LOCK=FILE and BENCH_PEERS=N set, N runs (say distill and pretrain, one process
+each) compile side by side on the host's cores and still time their steps with the GPU to
+themselves: each waits after its warm-up step until all N have warmed up (a barrier of files
+in FILE.ready/, at most 15 minutes), then takes an exclusive flock(2) on FILE, runs one more
+untimed step (the wait emptied the allocator's cache) and times its steps.
 """
+import fcntl
 import json
+import os
 import sys
 import time
 
@@ -99,6 +109,20 @@ def relation(s, t):
     return F.kl_div(logrel(s), logrel(t), log_target=True, reduction="sum") / (B * T)
 
 
+def mark_ready(folder, name):
+    """Counts this process in the barrier of folder (also when it fails: peers go on)."""
+    os.makedirs(folder, exist_ok=True)
+    open(os.path.join(folder, f"{name}.{os.getpid()}"), "w").close()
+
+
+def barrier(folder, n, name):
+    """Marks this run warmed up in folder and waits until n runs have (15 minutes at most)."""
+    mark_ready(folder, name)
+    t = time.perf_counter()
+    while len(os.listdir(folder)) < n and time.perf_counter() - t < 900:
+        time.sleep(0.2)
+
+
 def main():
     d, B, T, accum, steps = sys.argv[1], *map(int, sys.argv[2:6])
     which = sys.argv[6] if len(sys.argv) > 6 else "both"
@@ -140,8 +164,22 @@ def main():
                  {"params": [p for p in params if p.dim() != 2], "weight_decay": 0.0}],
                 lr=1e-5, fused=True)
             t0, tc = None, time.perf_counter()
-            for k in range(steps + 1):
-                if k == 1:
+            lock = None
+            # with peers, a second untimed step after the wait refills the emptied cache
+            warm = 2 if os.environ.get("BENCH_LOCK") else 1
+            for k in range(steps + warm):
+                if k == 1 and warm == 2:
+                    torch.cuda.synchronize()
+                    tw = time.perf_counter()
+                    # while peers warm up, hold only weights and moments
+                    opt.zero_grad(set_to_none=True)
+                    torch.cuda.empty_cache()
+                    barrier(os.environ["BENCH_LOCK"] + ".ready",
+                            int(os.environ.get("BENCH_PEERS", "1")), mode)
+                    lock = open(os.environ["BENCH_LOCK"], "a")
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    tc += time.perf_counter() - tw  # the wait is not warm-up
+                if k == warm:
                     torch.cuda.synchronize()
                     t0 = time.perf_counter()
                     tc = t0 - tc
@@ -165,6 +203,8 @@ def main():
                 opt.step()
             torch.cuda.synchronize()
             dt = time.perf_counter() - t0
+            if lock is not None:
+                lock.close()  # releases the flock
             fpt = 6 * lin + 12 * att + ((2 * lin + 4 * att) if mode == "distill" else 0)
             ntok = B * T * accum * steps
             print(json.dumps({"impl": "hf-sdpa-" + impl, "mode": mode, "B": B, "T": T,
@@ -173,6 +213,8 @@ def main():
                               "tflops": round(fpt * ntok / dt / 1e12, 1),
                               "mfu": round(fpt * ntok / dt / 989e12, 3),
                               "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                              "peak_reserved_gib":
+                                  round(torch.cuda.max_memory_reserved() / 2**30, 2),
                               "warmup_s": round(tc, 1), "ce": float(ce),
                               "grad_norm": float(gn)}), flush=True)
             del opt, student, teacher, smod, tmod
@@ -180,4 +222,7 @@ def main():
 
 
 if __name__ == "__main__":
+    if os.environ.get("BENCH_LOCK"):
+        import atexit
+        atexit.register(mark_ready, os.environ["BENCH_LOCK"] + ".ready", "exit")
     main()

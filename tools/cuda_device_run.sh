@@ -10,7 +10,9 @@
 # (bench-cuda-train --norms); attn: the fused attention's (bench-cuda-train --attn);
 # hf: tools/bench_hf_bitdistill.py (transformers Qwen3 + BitLinear + SubLN, eager and
 # torch.compile), the baseline of docs/cuda.md's table, same shapes. SIZE (0.6b, default, or
-# 1.7b) picks the random-init Qwen3 of bench and hf (tools/qwen3-SIZE-config.json).
+# 1.7b) picks the random-init Qwen3 of bench and hf (tools/qwen3-SIZE-config.json). HF_PAR=1:
+# hf runs one process per mode of HF_MODES (HF=compile by default), compiling side by side
+# and timing one after another (BENCH_LOCK in tools/bench_hf_bitdistill.py).
 # BIN_DIR holds bitdistill, bench-cuda-train, test-cuda-ops, test-cuda-step (built here with
 # --with-cuda) and lib/ with the shared libraries the target machine lacks.
 set -u
@@ -86,8 +88,20 @@ attn)
 hf)
     M=/tmp/q$SIZE
     [ -d $M ] || "$BIN"/bitdistill init --config tools/qwen3-$SIZE-config.json --out $M --seed 1 >/dev/null || exit 1
+    if [ -n "${HF_PAR:-}" ]; then # one process per mode: compiled side by side, timed one by one
+        lock=/tmp/hf-lock.$$; rm -rf $lock $lock.ready
+        modes=${HF_MODES:-distill,pretrain}
+        for mode in ${modes//,/ }; do
+            BENCH_LOCK=$lock BENCH_PEERS=$(echo ${modes//,/ } | wc -w) PYTHONUNBUFFERED=1 \
+                timeout ${HF_TIMEOUT:-400} python3 tools/bench_hf_bitdistill.py $M ${B:-8} 512 4 3 ${HF:-compile} $mode 2>&1 |
+                grep -v Warning | tail -8 > "$OUT"/bench-hf-$SIZE-$mode.txt &
+        done
+        wait
+        cat "$OUT"/bench-hf-$SIZE-*.txt
+    else
     PYTHONUNBUFFERED=1 timeout ${HF_TIMEOUT:-400} python3 tools/bench_hf_bitdistill.py $M ${B:-8} 512 4 3 ${HF:-both} ${HF_MODES:-distill,pretrain} 2>&1 |
         grep -v Warning | tail -8 | tee "$OUT"/bench-hf-$SIZE.txt
+    fi
     ;;
 dp)
     # data parallel: the same job on cuda:all vs cuda:0 (same global batch), then tokens/s of

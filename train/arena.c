@@ -19,6 +19,9 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
     /* With BitLinear, a norm's output is read only by the quantizer right after it (the
      * backward reads the norm's input, its rstd and the codes): it lives in tmp. */
 #define NORM_OUT(n) (s->quant ? a->tmp : TAKE(n))
+    /* a BitLinear input: [N][C] floats, or its narrow codes (int8 and bf16 values, a scale per
+     * row, each 16-aligned: 3 NC + 4 N + 46 bytes) */
+#define XQ(C) TAKE(s->narrow ? (3 * N * (C) + 4 * N + 48 + 3) / 4 : N *(C))
     a->resid = TAKE((L + 1) * N * H);
     a->tmp = TAKE(N * mx); /* first: NORM_OUT uses it */
     for (size_t l = 0; l < L; l++) {
@@ -38,10 +41,12 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
             continue;
         }
         x->xn1 = NORM_OUT(N * H);
-        x->xq1 = TAKE(N * H);
+        x->xq1 = XQ(H);
         x->q = TAKE(N * QD);
         x->k = TAKE(N * KD);
-        x->v = TAKE(N * KD);
+        /* flash without the relation loss: v goes to its bf16 operand, the fp32 copy (if any)
+         * is only a way there */
+        x->v = s->nostates && s->flash && l > 0 ? first.v : TAKE(N * KD);
         /* without the relation loss, QK-norm's outputs are read only by RoPE right after */
         x->qn = s->nostates && l > 0 ? first.qn : TAKE(N * QD);
         x->kn = s->nostates && l > 0 ? first.kn : TAKE(N * KD);
@@ -60,15 +65,15 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
         }
         x->a = TAKE(N * QD);
         x->an = s->subln ? NORM_OUT(N * QD) : NULL;
-        x->xq2 = TAKE(N * QD);
+        x->xq2 = XQ(QD);
         x->xm = TAKE(N * H);
         x->xn2 = NORM_OUT(N * H);
-        x->xq3 = TAKE(N * H);
+        x->xq3 = XQ(H);
         x->g = TAKE(N * I);
         x->u = TAKE(N * I);
         x->h = s->noh ? NULL : TAKE(N * I);
         x->hn = s->subln ? NORM_OUT(N * I) : NULL;
-        x->xq4 = TAKE(N * I);
+        x->xq4 = XQ(I);
         x->r1 = TAKE(N);
         x->rq = TAKE(N * NH);
         x->rk = TAKE(N * KH);
@@ -111,6 +116,7 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
         a->dk = TAKE(N * KD);
         a->dsc = TAKE(s->dsc);
     }
+#undef XQ
 #undef NORM_OUT
 #undef TAKE
     return off;

@@ -50,9 +50,11 @@ struct trn_arena {
  * log-sum-exp (lse) instead of the probabilities (the GPU's fused attention); nologits leaves
  * out logits and dlogits (the GPU's fused head computes them a chunk at a time); nostates: no
  * relation loss reads the states, so the layers share qn and kn and one layer of dstate; noh: the
- * SwiGLU output h is never stored (the GPU's fused SwiGLU + SubLN recomputes it from g and u). */
+ * SwiGLU output h is never stored (the GPU's fused SwiGLU + SubLN recomputes it from g and u);
+ * narrow: the BitLinear inputs xq1..xq4 hold the GPU's narrow codes (int8 and bf16 values and a
+ * scale per row, 3 NC + 4 N bytes and alignment) instead of [N][C] floats. */
 struct trn_arena_spec {
-    int B, T, grad, quant, subln, flash, nologits, nostates, noh;
+    int B, T, grad, quant, subln, flash, nologits, nostates, noh, narrow;
     size_t dsc;
 };
 

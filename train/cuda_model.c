@@ -45,7 +45,8 @@ struct gmodel {
     size_t np;
     float *p, *gr, *wq; /* device [np] (gr, wq NULL when unused) */
     /* narrow: wq's memory holds instead the int8 codes w8 [np], their bf16 values wb [np] and
-     * one scale per tensor wsc [ntensors], each at the parameter's offset (tensor's index) */
+     * one scale per tensor wsc [ntensors], each at the parameter's offset (tensor's index);
+     * only the projections' slices are codes (narrow_bytes) */
     int8_t *w8;
     uint16_t *wb;
     float *wsc;
@@ -56,8 +57,8 @@ struct gmodel {
     const float *xb_src;
     /* fhead (bf16 mode): the head and its losses run a chunk of rows at a time (head_losses)
      * and the arena has no B x T x V logits; hb is the head weight in bf16 [V][H], current
-     * while hb_ok */
-    int fhead, hb_ok;
+     * while hb_ok: the head's slice of wb when narrow (hb_own 0), else its own memory */
+    int fhead, hb_ok, hb_own;
     uint16_t *hb;
     int nostates;    /* a student without a teacher: no relation loss (arena.h) */
     struct loff *lo; /* [layers] */
@@ -123,7 +124,8 @@ static int gfail(struct trn_cuda *g, char *err, const char *what)
 
 /* ------------------------------------------------------------------ upload and planning */
 
-static void narrow_views(struct trn_cuda *g, struct gmodel *m);
+static size_t narrow_bytes(struct trn_cuda *g, struct gmodel *m);
+static void narrow_views(struct gmodel *m);
 
 static int gmodel_init(struct trn_cuda *g, struct gmodel *m, struct trn_model *host, int train)
 {
@@ -167,37 +169,50 @@ static int gmodel_init(struct trn_cuda *g, struct gmodel *m, struct trn_model *h
     m->fnorm = off_of(host, -1, "model.norm.weight");
     m->head = c->tie ? m->emb : off_of(host, -1, "lm_head.weight");
     m->fhead = g->bf16;
-    if (m->fhead && !(m->hb = krn_cuda_alloc(g->k, (size_t)c->vocab * c->hidden * 2)))
-        return ENG_ENOMEM;
     m->p = krn_cuda_alloc(g->k, m->np * sizeof(float));
+    size_t wqb = narrow_bytes(g, m);
     if (m->quant)
-        m->wq = krn_cuda_alloc(g->k, m->np * sizeof(float));
+        m->wq = krn_cuda_alloc(g->k, wqb ? wqb : m->np * sizeof(float));
     if (train)
         m->gr = krn_cuda_alloc(g->k, m->np * sizeof(float));
     if (!m->p || (m->quant && !m->wq) || (train && !m->gr))
         return ENG_ENOMEM;
-    narrow_views(g, m);
+    narrow_views(m);
+    /* the head is no projection: its slice of wb is free for the head's bf16 copy (hb) */
+    m->hb_own = m->fhead && !(m->narrow && ((m->head * 2) & 15) == 0);
+    if (m->fhead)
+        m->hb =
+            m->hb_own ? krn_cuda_alloc(g->k, (size_t)c->vocab * c->hidden * 2) : m->wb + m->head;
+    if (m->fhead && !m->hb)
+        return ENG_ENOMEM;
     krn_cuda_h2d(g->k, m->p, trn_model_params(host), m->np * sizeof(float));
     return krn_cuda_sync(g->k);
 }
 
-/* The narrow layout of wq (bytes): w8 [np], wb [np] and wsc [ntensors], each 256-aligned; it
- * fits in wq's 4 np bytes when np >= 1024 + 4 ntensors. The activations' narrow
- * codes (qact) fit in an [N][C] fp32 buffer when C >= 64. BITDISTILL_CUDA_NARROW (0, bf16,
- * int8; enum narrow_fwd) picks the forward, for comparisons. */
-static void narrow_views(struct trn_cuda *g, struct gmodel *m)
+/* The narrow layout of wq (bytes): w8 [np], wb [np] and wsc [ntensors], each 256-aligned
+ * (3 np bytes and the scales, where the fp32 ternary weights would take 4 np). The
+ * activations' narrow codes (qact) take 3 NC + 4 N bytes of an [N][C] buffer (arena.h).
+ * BITDISTILL_CUDA_NARROW (0, bf16, int8; enum narrow_fwd) picks the forward, for comparisons.
+ * narrow_bytes sets m->narrow and returns wq's size in bytes (0: not narrow, fp32 wq). */
+static size_t narrow_bytes(struct trn_cuda *g, struct gmodel *m)
 {
     const struct eng_config *c = m->c;
     const char *e = getenv("BITDISTILL_CUDA_NARROW");
     size_t nt = (size_t)trn_model_ntensors(m->host), a = (m->np + 255) & ~(size_t)255;
-    int ok = g->bf16 && m->quant && m->np >= 1024 + 4 * nt && c->hidden >= 64 && c->inter >= 64 &&
-             c->heads * c->head_dim >= 64;
+    int ok =
+        g->bf16 && m->quant && c->hidden >= 64 && c->inter >= 64 && c->heads * c->head_dim >= 64;
     m->narrow = !ok || (e && !strcmp(e, "0")) ? NARROW_OFF
                 : e && !strcmp(e, "bf16")     ? NARROW_BF16
                 : e && !strcmp(e, "int8")     ? NARROW_INT8
                                               : NARROW_MIXED;
+    return m->narrow ? a + ((2 * m->np + 255) & ~(size_t)255) + 4 * nt : 0;
+}
+
+static void narrow_views(struct gmodel *m)
+{
     if (!m->narrow)
         return;
+    size_t a = (m->np + 255) & ~(size_t)255;
     m->w8 = (int8_t *)m->wq;
     m->wb = (uint16_t *)((char *)m->wq + a);
     m->wsc = (float *)((char *)m->wq + a + ((2 * m->np + 255) & ~(size_t)255));
@@ -269,7 +284,8 @@ static void gmodel_release(struct trn_cuda *g, struct gmodel *m)
     krn_cuda_dfree(g->k, m->p);
     krn_cuda_dfree(g->k, m->gr);
     krn_cuda_dfree(g->k, m->wq);
-    krn_cuda_dfree(g->k, m->hb);
+    if (m->hb_own)
+        krn_cuda_dfree(g->k, m->hb);
     krn_cuda_dfree(g->k, m->arena);
     free(m->ar.acts);
     free(m->lo);
@@ -293,6 +309,7 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
                                 .nologits = m->fhead,
                                 .nostates = m->nostates,
                                 .noh = m->narrow && m->subln && c->inter <= KRN_CUDA_NORM_MAX,
+                                .narrow = m->narrow != NARROW_OFF,
                                 .dsc = m->flash ? krn_cuda_flash_scratch(B, T, c->heads) : bht * T};
     size_t tot = trn_arena_floats(c, &sp);
     if (!m->arena || tot > m->arena_n) {
