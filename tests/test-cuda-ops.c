@@ -974,6 +974,122 @@ static void t_flash_bad(void)
     krn_cuda_free(k2);
 }
 
+/* A device copy of n bf16 values at an offset of off elements (off 1: 2 bytes off 16-byte
+ * alignment); free with dfree_off16. */
+static uint16_t *up16_off(const uint16_t *h, size_t n, int off)
+{
+    uint16_t *d = krn_cuda_alloc(K, (n + (size_t)off) * 2 + 16);
+    if (!d)
+        return NULL;
+    krn_cuda_h2d(K, d + off, h, n * 2);
+    return d + off;
+}
+
+static void dfree_off16(uint16_t *d, int off)
+{
+    krn_cuda_dfree(K, d ? d - off : NULL);
+}
+
+/* g and u kept in bf16 (the gate and up products' outputs): the fused SwiGLU + SubLN forward and
+ * backward and the teacher's SwiGLU forward on bf16 g, u against the fp32 entries on the same
+ * values widened, bit for bit: codes, bf16 values, scales, rstd; dG, dU, dW; h. off 1: g, u
+ * and the norm weight off 16-byte alignment (the 8-byte loads, w read as floats; the backward's
+ * scalar path). */
+static void t_gu16(int N, int C, int off)
+{
+    size_t n = (size_t)N * C;
+    char nm[96];
+    snprintf(nm, sizeof(nm), "gu16 %dx%d%s", N, C, off ? " unaligned" : "");
+    float *g = hrand(n, 4), *u = hrand(n, 2), *w = hrand(C, 1), *dy = hrand(n, 1);
+    float *gw = malloc(n * 4 + 4), *uw = malloc(n * 4 + 4), *dyw = malloc(n * 4 + 4);
+    uint16_t *gb = malloc(n * 2 + 2), *ub = malloc(n * 2 + 2), *dyb = malloc(n * 2 + 2);
+    for (size_t i = 0; i < n; i++) {
+        gb[i] = bf16_of(g[i]), gw[i] = bf16_val(gb[i]);
+        ub[i] = bf16_of(u[i]), uw[i] = bf16_val(ub[i]);
+        dyb[i] = bf16_of(dy[i]), dyw[i] = bf16_val(dyb[i]);
+    }
+    float *gwd = up(gw, n * 4), *uwd = up(uw, n * 4), *wd = up(w, C * 4), *dywd = up(dyw, n * 4);
+    float *wod = up_off(w, C, off);
+    uint16_t *gbd = up16_off(gb, n, off), *ubd = up16_off(ub, n, off), *dybd = up(dyb, n * 2 + 2);
+    uint16_t *gba = up(gb, n * 2 + 2), *uba = up(ub, n * 2 + 2); /* the forward's: 16-aligned */
+    /* forward: two sets of outputs */
+    int8_t *x8d[2];
+    uint16_t *xbd[2];
+    float *sxd[2], *rsd[2];
+    for (int i = 0; i < 2; i++) {
+        x8d[i] = krn_cuda_alloc(K, n + 16);
+        xbd[i] = krn_cuda_alloc(K, n * 2 + 16);
+        sxd[i] = krn_cuda_alloc(K, N * 4);
+        rsd[i] = krn_cuda_alloc(K, N * 4);
+    }
+    int r1 = krn_cuda_swiglu_rmsnorm_aquant(K, x8d[0], xbd[0], sxd[0], rsd[0], gwd, uwd, wd, N, C,
+                                            1e-6f);
+    int r2 = krn_cuda_swiglu_rmsnorm_aquant_b16(K, x8d[1], xbd[1], sxd[1], rsd[1], gba, uba, wod, N,
+                                                C, 1e-6f);
+    size_t hb = 4 * n + 8 * (size_t)N + 4 * (size_t)C; /* the largest comparison's bytes */
+    char *h0 = malloc(hb), *h1 = malloc(hb);
+    for (int i = 0; i < 2; i++) {
+        char *h = i ? h1 : h0;
+        krn_cuda_d2h(K, h, x8d[i], n);
+        krn_cuda_d2h(K, h + n, xbd[i], n * 2);
+        krn_cuda_d2h(K, h + 3 * n, sxd[i], N * 4);
+        krn_cuda_d2h(K, h + 3 * n + N * 4, rsd[i], N * 4);
+    }
+    int st = krn_cuda_sync(K);
+    TAP_OK(!st && r1 == 0 && r2 == 0 && !memcmp(h0, h1, 3 * n + 8 * (size_t)N),
+           "%s: swiglu+rmsnorm+aquant from bf16 g, u = from their fp32 values (codes, bf16 "
+           "values, scales, rstd bit for bit; rc %d %d, cuda %d)",
+           nm, r1, r2, st);
+    /* backward, from the forward's rstd: dG, dU (bf16) and dW (+= from zero) */
+    float *z = calloc(C, 4), *dw0 = up(z, C * 4), *dw1 = up(z, C * 4);
+    uint16_t *dg[2], *du[2];
+    for (int i = 0; i < 2; i++) {
+        dg[i] = krn_cuda_alloc(K, n * 2 + 16);
+        du[i] = krn_cuda_alloc(K, n * 2 + 16);
+    }
+    float *gwo = up_off(gw, n, off), *uwo = up_off(uw, n, off);
+    r1 = krn_cuda_swiglu_rmsnorm_backward_b16(K, dg[0], du[0], 0, dw0, dybd, gwo, uwo, wd, rsd[0],
+                                              N, C);
+    r2 = krn_cuda_swiglu_rmsnorm_backward_gu16(K, dg[1], du[1], 0, dw1, dybd, gbd, ubd, wd, rsd[0],
+                                               N, C);
+    size_t bb = n * 4 + C * 4;
+    for (int i = 0; i < 2; i++) {
+        char *h = i ? h1 : h0;
+        krn_cuda_d2h(K, h, dg[i], n * 2);
+        krn_cuda_d2h(K, h + n * 2, du[i], n * 2);
+        krn_cuda_d2h(K, h + n * 4, i ? dw1 : dw0, C * 4);
+    }
+    st = krn_cuda_sync(K);
+    TAP_OK(!st && r1 == 0 && r2 == 0 && !memcmp(h0, h1, bb),
+           "%s: swiglu+rmsnorm backward from bf16 g, u = from their fp32 values (dG, dU, dW bit "
+           "for bit; rc %d %d)",
+           nm, r1, r2);
+    /* the teacher's SwiGLU forward (n - off values: odd counts take the scalar kernel) */
+    size_t m = n - (size_t)off;
+    krn_cuda_swiglu_forward_bf16(K, dg[0], gwd, uwd, m);
+    krn_cuda_swiglu_forward_b16(K, dg[1], gbd, ubd, m);
+    krn_cuda_d2h(K, h0, dg[0], m * 2);
+    krn_cuda_d2h(K, h1, dg[1], m * 2);
+    st = krn_cuda_sync(K);
+    TAP_OK(!st && !memcmp(h0, h1, m * 2),
+           "%s: swiglu forward from bf16 g, u = from their fp32 values (%zu values)", nm, m);
+    for (int i = 0; i < 2; i++) {
+        krn_cuda_dfree(K, x8d[i]), krn_cuda_dfree(K, xbd[i]), krn_cuda_dfree(K, sxd[i]);
+        krn_cuda_dfree(K, rsd[i]), krn_cuda_dfree(K, dg[i]), krn_cuda_dfree(K, du[i]);
+    }
+    free(g), free(u), free(w), free(dy), free(gw), free(uw), free(dyw), free(gb), free(ub);
+    free(dyb), free(h0), free(h1), free(z);
+    krn_cuda_dfree(K, gwd), krn_cuda_dfree(K, uwd), krn_cuda_dfree(K, wd), krn_cuda_dfree(K, dywd);
+    dfree_off(wod, off), dfree_off(gwo, off), dfree_off(uwo, off);
+    dfree_off16(gbd, off), dfree_off16(ubd, off), krn_cuda_dfree(K, dybd);
+    krn_cuda_dfree(K, gba), krn_cuda_dfree(K, uba);
+    krn_cuda_dfree(K, dw0), krn_cuda_dfree(K, dw1);
+    /* rows the staged kernel cannot hold: EINVAL, nothing launched */
+    int r3 = krn_cuda_swiglu_rmsnorm_aquant_b16(K, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1,
+                                                KRN_CUDA_SWIGLU16_MAX + 4, 1e-6f);
+    TAP_OK(r3 == KRN_CUDA_EINVAL, "%s: C %d: EINVAL (%d)", nm, KRN_CUDA_SWIGLU16_MAX + 4, r3);
+}
+
 static void t_swiglu(size_t n)
 {
     float *g = hrand(n, 4), *u = hrand(n, 2), *o = malloc(n * 4), *dy = hrand(n, 1);
@@ -1357,6 +1473,9 @@ int main(void)
     t_swiglu_norm_bwd(512, 3072, 0);
     t_swiglu_norm_bwd(3, 9728, 0); /* a larger model's FFN: 1024 threads */
     t_swiglu_norm_bwd(3, 6000, 1);
+    t_gu16(512, 3072, 0);
+    t_gu16(7, 6144, 0);
+    t_gu16(5, 1000, 1);
     t_swiglu_norm_wide();
     t_rope(2, 15, 5, 8);
     t_rope(1, 17, 2, 128);

@@ -69,8 +69,16 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
         x->xm = TAKE(N * H);
         x->xn2 = NORM_OUT(N * H);
         x->xq3 = XQ(H);
-        x->g = TAKE(N * I);
-        x->u = TAKE(N * I);
+        x->gb = x->ub = NULL;
+        if (s->gu16) { /* bf16 rows, 16-byte aligned */
+            off = (off + 3) & ~(size_t)3;
+            x->gb = (uint16_t *)TAKE(N * I / 2 + 4);
+            x->ub = (uint16_t *)TAKE(N * I / 2 + 4);
+            x->g = x->u = NULL;
+        } else {
+            x->g = TAKE(N * I);
+            x->u = TAKE(N * I);
+        }
         x->h = s->noh ? NULL : TAKE(N * I);
         x->hn = s->subln ? NORM_OUT(N * I) : NULL;
         x->xq4 = XQ(I);

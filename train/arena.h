@@ -28,6 +28,8 @@ struct trn_acts {
     float *lse;
     /* flash: the attention's operands in bf16 (16-byte aligned) instead of qr, kr (NULL) */
     uint16_t *qb, *kb, *vb;
+    /* gu16: the gate and up outputs in bf16 [N][I] (16-byte aligned) instead of g, u (NULL) */
+    uint16_t *gb, *ub;
     float *r1, *rq, *rk, *ra, *r2, *rh; /* rstd of each RMSNorm [rows] */
 };
 
@@ -52,9 +54,11 @@ struct trn_arena {
  * relation loss reads the states, so the layers share qn and kn and one layer of dstate; noh: the
  * SwiGLU output h is never stored (the GPU's fused SwiGLU + SubLN recomputes it from g and u);
  * narrow: the BitLinear inputs xq1..xq4 hold the GPU's narrow codes (int8 and bf16 values and a
- * scale per row, 3 NC + 4 N bytes and alignment) instead of [N][C] floats. */
+ * scale per row, 3 NC + 4 N bytes and alignment) instead of [N][C] floats; gu16: the gate and
+ * up products' outputs in bf16 (gb, ub), as autocast keeps them (the GPU's fused SwiGLU kernels
+ * read them so). */
 struct trn_arena_spec {
-    int B, T, grad, quant, subln, flash, nologits, nostates, noh, narrow;
+    int B, T, grad, quant, subln, flash, nologits, nostates, noh, narrow, gu16;
     size_t dsc;
 };
 

@@ -40,7 +40,10 @@ struct gmodel {
     /* q|k|v and gate|up lie back to back in every layer (p, wb and gr alike): the backward
      * runs each group's two products once over one wider dY (gbackward) */
     int qkv_cat, gu_cat;
-    int dres_b16;     /* the backward: tmp holds dres in bf16 (dres_bwd) */
+    int dres_b16; /* the backward: tmp holds dres in bf16 (dres_bwd) */
+    /* the gate and up products write bf16 (arena gb, ub), as autocast keeps them; the fused
+     * SwiGLU kernels read them so (gu16_of) */
+    int gu16;
     int st_lo, st_hi; /* the layers whose states (qn, kn, v) the relation loss reads this step */
     size_t np;
     float *p, *gr, *wq; /* device [np] (gr, wq NULL when unused) */
@@ -291,10 +294,27 @@ static void gmodel_release(struct trn_cuda *g, struct gmodel *m)
     free(m->lo);
 }
 
+static int ffn_dh16(const struct gmodel *m, int I);
+
+/* Whether m keeps g and u in bf16: the narrow student whose FFN runs the fused SwiGLU + SubLN
+ * kernels both ways (bf16 products, not INT8 everywhere), or the frozen bf16 teacher without
+ * SubLN; BITDISTILL_CUDA_GU16=0 keeps them in fp32 (comparisons). */
+static int gu16_of(const struct gmodel *m)
+{
+    const char *e = getenv("BITDISTILL_CUDA_GU16");
+    int I = m->c->inter;
+    if ((e && !strcmp(e, "0")) || I % 4 || I > KRN_CUDA_SWIGLU16_MAX)
+        return 0;
+    if (m->narrow)
+        return m->narrow != NARROW_INT8 && m->subln && ffn_dh16(m, I);
+    return m->wbf16 && !m->train && !m->quant && !m->subln;
+}
+
 static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
 {
     if (m->B == B && m->T == T && m->arena)
         return 0;
+    m->gu16 = gu16_of(m);
     const struct eng_config *c = m->c;
     size_t half = c->head_dim / 2;
     /* the attention backward's scratch: every head's dP at once (ops.cu), or with flash the
@@ -310,6 +330,7 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
                                 .nostates = m->nostates,
                                 .noh = m->narrow && m->subln && c->inter <= KRN_CUDA_NORM_MAX,
                                 .narrow = m->narrow != NARROW_OFF,
+                                .gu16 = m->gu16,
                                 .dsc = m->flash ? krn_cuda_flash_scratch(B, T, c->heads) : bht * T};
     size_t tot = trn_arena_floats(c, &sp);
     if (!m->arena || tot > m->arena_n) {
@@ -528,6 +549,16 @@ static void lin_bwd(struct krn_cuda *k, struct gmodel *m, float *dinp, int first
 static void ffn_act(struct krn_cuda *k, struct gmodel *m, struct trn_acts *a, const float *w, int N,
                     int I, float eps)
 {
+    if (m->gu16 && m->narrow) { /* gu16_of chose the shapes the kernel takes */
+        struct qact q = qact_of(a->xq4, (size_t)N, (size_t)I);
+        krn_cuda_swiglu_rmsnorm_aquant_b16(k, q.x8, q.xb, q.sx, a->rh, a->gb, a->ub, w, N, I, eps);
+        return;
+    }
+    if (m->gu16) { /* the teacher: h feeds only the down product, in bf16 */
+        krn_cuda_swiglu_forward_b16(k, (uint16_t *)m->ar.tmp, a->gb, a->ub, (size_t)N * I);
+        m->xb_src = a->xq4;
+        return;
+    }
     if (m->narrow && m->subln) {
         struct qact q = qact_of(a->xq4, (size_t)N, (size_t)I);
         if (!krn_cuda_swiglu_rmsnorm_aquant(k, q.x8, q.xb, q.sx, a->rh, a->g, a->u, w, N, I, eps))
@@ -576,6 +607,9 @@ static int ffn_act_bwd(struct krn_cuda *k, const struct gmodel *m, const struct 
 {
     uint16_t *gb = (uint16_t *)dg, *ub = m->gu_cat ? gb + I : (uint16_t *)du;
     int ldo = m->gu_cat ? 2 * I : 0;
+    if (m->gu16)
+        return !krn_cuda_swiglu_rmsnorm_backward_gu16(k, gb, ub, ldo, gw, (const uint16_t *)dh1,
+                                                      a->gb, a->ub, w, a->rh, N, I);
     if (ffn_dh16(m, I))
         return !krn_cuda_swiglu_rmsnorm_backward_b16(k, gb, ub, ldo, gw, (const uint16_t *)dh1,
                                                      a->g, a->u, w, a->rh, N, I);
@@ -666,8 +700,13 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
             act_q(k, m, a->xq2, a->an, N, QD);
         lin_fwd(k, m, a->xm, x, a->xq2, o->o, N, QD, H);
         norm_q(k, m, a->xn2, a->r2, a->xq3, a->xm, P + o->post_norm, N, H, c->eps);
-        lin_fwd(k, m, a->g, NULL, a->xq3, o->gate, N, H, I);
-        lin_fwd(k, m, a->u, NULL, a->xq3, o->up, N, H, I);
+        if (m->gu16) { /* gu16_of: bf16 products (lin_fwd_b16 takes them) */
+            lin_fwd_b16(k, m, a->gb, a->xq3, o->gate, N, H, I);
+            lin_fwd_b16(k, m, a->ub, a->xq3, o->up, N, H, I);
+        } else {
+            lin_fwd(k, m, a->g, NULL, a->xq3, o->gate, N, H, I);
+            lin_fwd(k, m, a->u, NULL, a->xq3, o->up, N, H, I);
+        }
         ffn_act(k, m, a, P + o->ffn_sub, N, I, c->eps);
         lin_fwd(k, m, xo, a->xm, a->xq4, o->down, N, I, H);
     }

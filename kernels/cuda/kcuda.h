@@ -103,6 +103,14 @@ int krn_cuda_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float 
 int krn_cuda_swiglu_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx,
                                    float *rstd, const float *g, const float *u, const float *w,
                                    int N, int C, float eps);
+/* The same from g and u in bf16 (the gate and up products' outputs kept in bf16, as autocast
+ * keeps them: the same values as the fp32 entry on their widened copies). KRN_CUDA_EINVAL
+ * (nothing launched) unless C % 4 == 0, C <= KRN_CUDA_SWIGLU16_MAX, g, u 8-byte, x8 4-byte and
+ * xb 8-byte aligned. */
+#define KRN_CUDA_SWIGLU16_MAX 12288
+int krn_cuda_swiglu_rmsnorm_aquant_b16(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx,
+                                       float *rstd, const uint16_t *g, const uint16_t *u,
+                                       const float *w, int N, int C, float eps);
 /* out[N][OC] = res + (X8 . W8^T) sx[n] sw: exact int32 sums on the INT8 tensor cores (cublasLt;
  * a plain kernel for shapes it does not take), the scales in fp32 after; res may be NULL (no
  * add) and must not be out. out's memory holds the int32 sums in between. */
@@ -198,6 +206,11 @@ int krn_cuda_swiglu_rmsnorm_backward_b16(struct krn_cuda *c, uint16_t *dg, uint1
                                          float *dw, const uint16_t *dout, const float *g,
                                          const float *u, const float *w, const float *rstd, int N,
                                          int C);
+/* The same with g and u in bf16 too (krn_cuda_swiglu_rmsnorm_aquant_b16's inputs). */
+int krn_cuda_swiglu_rmsnorm_backward_gu16(struct krn_cuda *c, uint16_t *dg, uint16_t *du, int ldo,
+                                          float *dw, const uint16_t *dout, const uint16_t *g,
+                                          const uint16_t *u, const float *w, const float *rstd,
+                                          int N, int C);
 void krn_cuda_rope_forward(struct krn_cuda *c, float *out, const float *inp, const float *cs,
                            const float *sn, int B, int T, int NH, int HD);
 /* The forward written in bf16 (the fused attention's q and k). */
@@ -256,6 +269,9 @@ void krn_cuda_swiglu_forward(struct krn_cuda *c, float *out, const float *g, con
                              size_t n);
 void krn_cuda_swiglu_forward_bf16(struct krn_cuda *c, uint16_t *out, const float *g, const float *u,
                                   size_t n);
+/* The same from bf16 g and u (the frozen teacher's gate and up outputs). */
+void krn_cuda_swiglu_forward_b16(struct krn_cuda *c, uint16_t *out, const uint16_t *g,
+                                 const uint16_t *u, size_t n);
 /* dg, du += (acc 1) or = (acc 0) the gradients. */
 void krn_cuda_swiglu_backward(struct krn_cuda *c, float *dg, float *du, int acc, const float *dout,
                               const float *g, const float *u, size_t n);

@@ -638,6 +638,14 @@ extern "C" void krn_cuda_aquant_narrow(struct krn_cuda *c, int8_t *x8, uint16_t 
     LAUNCHED(c, "aquant narrow");
 }
 
+/* Four bf16 values (8 bytes) as floats (exact). */
+__device__ __forceinline__ static float4 bf16x4(uint2 u)
+{
+    float2 lo = __bfloat1622float2(*(__nv_bfloat162 *)&u.x),
+           hi = __bfloat1622float2(*(__nv_bfloat162 *)&u.y);
+    return make_float4(lo.x, lo.y, hi.x, hi.y);
+}
+
 /* silu(g) u: the one formula of the SwiGLU forward, the fused SubLN forward and the backward's
  * recomputed h (the same float operations, so the same values). */
 __device__ __forceinline__ static float swiglu1(float g, float u)
@@ -696,7 +704,8 @@ __global__ void __launch_bounds__(1024, MINB)
 template <int SW>
 __global__ void __launch_bounds__(256)
     k_rms_aquant_s(int8_t *x8, __nv_bfloat16 *xb, float *sx, float *rstd, const float *inp,
-                   const float *gg, const float *uu, const float *w, int C, float eps)
+                   const float *gg, const float *uu, const float *w, int C, float eps, int gu16,
+                   int wal)
 {
     extern __shared__ float4 srow[];
     size_t r0 = (size_t)blockIdx.x * C;
@@ -706,7 +715,10 @@ __global__ void __launch_bounds__(256)
     for (int j = threadIdx.x; j < C4; j += blockDim.x) {
         float4 v;
         if (SW) {
-            float4 a = ((const float4 *)(gg + r0))[j], b = ((const float4 *)(uu + r0))[j];
+            float4 a = gu16 ? bf16x4(((const uint2 *)((const __nv_bfloat16 *)gg + r0))[j])
+                            : ((const float4 *)(gg + r0))[j],
+                   b = gu16 ? bf16x4(((const uint2 *)((const __nv_bfloat16 *)uu + r0))[j])
+                            : ((const float4 *)(uu + r0))[j];
             v = make_float4(swiglu1(a.x, b.x), swiglu1(a.y, b.y), swiglu1(a.z, b.z),
                             swiglu1(a.w, b.w));
         } else
@@ -723,7 +735,8 @@ __global__ void __launch_bounds__(256)
         rstd[blockIdx.x] = inv;
     const float4 *w4 = (const float4 *)w;
     for (int j = threadIdx.x; j < C4; j += blockDim.x) {
-        float4 v = srow[j], ww = w4[j];
+        float4 v = srow[j],
+               ww = wal ? w4[j] : make_float4(w[4 * j], w[4 * j + 1], w[4 * j + 2], w[4 * j + 3]);
         g = fmaxf(g, fabsf(ww.x * (v.x * inv)));
         g = fmaxf(g, fabsf(ww.y * (v.y * inv)));
         g = fmaxf(g, fabsf(ww.z * (v.z * inv)));
@@ -734,7 +747,8 @@ __global__ void __launch_bounds__(256)
     if (!threadIdx.x)
         sx[blockIdx.x] = back;
     for (int j = threadIdx.x; j < C4; j += blockDim.x) {
-        float4 v = srow[j], ww = w4[j];
+        float4 v = srow[j],
+               ww = wal ? w4[j] : make_float4(w[4 * j], w[4 * j + 1], w[4 * j + 2], w[4 * j + 3]);
         float y[4] = {ww.x * (v.x * inv), ww.y * (v.y * inv), ww.z * (v.z * inv),
                       ww.w * (v.w * inv)},
               q[4];
@@ -759,19 +773,29 @@ __global__ void __launch_bounds__(256)
  * to 4096 wide: 4 values per thread and up to 2 blocks of 1024 threads
  * per multiprocessor (32 registers), so that enough rows are in flight to keep the memory busy
  * (one warp's loads wait on the row's sums); wider rows: 16 values per thread. */
+/* k_rms_aquant_s takes the row (gu16: bf16 g and u need only C % 4 and 8-byte alignment, and
+ * w is read as floats where it is not 16-byte aligned) */
+static int rms_aquant_s_ok(const void *x, const void *u, const float *w, const int8_t *x8,
+                           const uint16_t *xb, int C, int gu16)
+{
+    return C % 4 == 0 && C <= 12288 && ptr_align(x) >= (gu16 ? 8 : 16) &&
+           (!u || ptr_align(u) >= (gu16 ? 8 : 16)) && (gu16 || ptr_align(w) >= 16) &&
+           ptr_align(x8) >= 4 && ptr_align(xb) >= 8;
+}
+
 static void rms_aquant_launch(struct krn_cuda *c, int sw, int8_t *x8, uint16_t *xb, float *sx,
                               float *rstd, const float *inp, const float *g, const float *u,
-                              const float *w, int N, int C, float eps)
+                              const float *w, int N, int C, float eps, int gu16 = 0)
 {
     __nv_bfloat16 *b = (__nv_bfloat16 *)xb;
-    if (C % 4 == 0 && C <= 12288 && ptr_align(sw ? (const void *)g : inp) >= 16 &&
-        (!sw || ptr_align(u) >= 16) && ptr_align(w) >= 16 && ptr_align(x8) >= 4 &&
-        ptr_align(xb) >= 8) {
+    if (gu16 || rms_aquant_s_ok(sw ? (const void *)g : inp, sw ? u : NULL, w, x8, xb, C, 0)) {
         size_t sm = (size_t)C * sizeof(float);
+        int wal = ptr_align(w) >= 16;
         if (sw)
-            k_rms_aquant_s<1><<<N, 256, sm, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps);
+            k_rms_aquant_s<1>
+                <<<N, 256, sm, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps, gu16, wal);
         else
-            k_rms_aquant_s<0><<<N, 256, sm, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps);
+            k_rms_aquant_s<0><<<N, 256, sm, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps, 0, wal);
     } else if (C <= 4 * 1024) {
         unsigned t = (unsigned)((C + 4 * 32 - 1) / (4 * 32) * 32);
         if (sw)
@@ -807,6 +831,22 @@ extern "C" int krn_cuda_swiglu_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, ui
         return 0;
     PROF(c, "swiglu+rmsnorm+quant fwd");
     rms_aquant_launch(c, 1, x8, xb, sx, rstd, NULL, g, u, w, N, C, eps);
+    LAUNCHED(c, "swiglu + rmsnorm + aquant");
+    return 0;
+}
+
+extern "C" int krn_cuda_swiglu_rmsnorm_aquant_b16(struct krn_cuda *c, int8_t *x8, uint16_t *xb,
+                                                  float *sx, float *rstd, const uint16_t *g,
+                                                  const uint16_t *u, const float *w, int N, int C,
+                                                  float eps)
+{
+    if (!rms_aquant_s_ok(g, u, w, x8, xb, C, 1))
+        return KRN_CUDA_EINVAL;
+    if (N <= 0)
+        return 0;
+    PROF(c, "swiglu+rmsnorm+quant fwd");
+    rms_aquant_launch(c, 1, x8, xb, sx, rstd, NULL, (const float *)g, (const float *)u, w, N, C,
+                      eps, 1);
     LAUNCHED(c, "swiglu + rmsnorm + aquant");
     return 0;
 }
@@ -1235,6 +1275,7 @@ struct rms_bw {
     float *hd;
     int hT;
     int dy16; /* dy is bf16 [N][C] (the down product's dX, krn_cuda_swiglu_rmsnorm_backward_b16) */
+    int gu16; /* g and u are bf16 [N][C] (the gate and up products' outputs, as autocast keeps them) */
     __nv_bfloat16 *mirror; /* the fp32 dX [N][C] written there in bf16 too (NULL: not) */
 };
 
@@ -1281,20 +1322,18 @@ __device__ __forceinline__ static void stv2(float *p, size_t i, const float *d, 
         *q = __float2bfloat16_rn(d[0]);
 }
 
-/* dy's elements i..i+V as floats (fp32, or bf16 with a.dy16) */
+/* Elements i..i+V of x as floats: fp32, or with b16 bf16 (x is then a bf16 array) */
 template <int V>
-__device__ __forceinline__ static void lddy(float *d, const struct rms_bw &a, size_t i)
+__device__ __forceinline__ static void ldx(float *d, const float *x, size_t i, int b16)
 {
-    if (!a.dy16) {
-        ldv<V>(d, a.dy + i);
+    if (!b16) {
+        ldv<V>(d, x + i);
         return;
     }
-    const __nv_bfloat16 *p = (const __nv_bfloat16 *)a.dy + i;
+    const __nv_bfloat16 *p = (const __nv_bfloat16 *)x + i;
     if (V == 4) {
-        uint2 u = *(const uint2 *)p;
-        float2 lo = __bfloat1622float2(*(__nv_bfloat162 *)&u.x),
-               hi = __bfloat1622float2(*(__nv_bfloat162 *)&u.y);
-        d[0] = lo.x, d[1] = lo.y, d[2] = hi.x, d[3] = hi.y;
+        float4 t = bf16x4(*(const uint2 *)p);
+        d[0] = t.x, d[1] = t.y, d[2] = t.z, d[3] = t.w;
     } else
         d[0] = __bfloat162float(*p);
 }
@@ -1325,10 +1364,10 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
             int col = (t + i * G) * V;
             if (col >= C)
                 continue;
-            lddy<V>(dyv[i], a, r0 + col);
+            ldx<V>(dyv[i], a.dy, r0 + col, a.dy16);
             if (SW) {
-                ldv<V>(gv[SW ? i : 0], a.g + r0 + col);
-                ldv<V>(uv[SW ? i : 0], a.u + r0 + col);
+                ldx<V>(gv[SW ? i : 0], a.g, r0 + col, a.gu16);
+                ldx<V>(uv[SW ? i : 0], a.u, r0 + col, a.gu16);
 #pragma unroll
                 for (int e = 0; e < V; e++)
                     xv[i][e] = swiglu1(gv[SW ? i : 0][e], uv[SW ? i : 0][e]);
@@ -1645,7 +1684,7 @@ extern "C" int krn_cuda_rmsnorm_backward_flash(struct krn_cuda *c, float *scratc
 
 static int swiglu_rms_bw(struct krn_cuda *c, float *dg, float *du, int ldo, int b16, float *dw,
                          const float *dout, const float *g, const float *u, const float *w,
-                         const float *rstd, int N, int C, int dy16 = 0)
+                         const float *rstd, int N, int C, int dy16 = 0, int gu16 = 0)
 {
     if (C > RB_MAX)
         return KRN_CUDA_EINVAL;
@@ -1654,7 +1693,7 @@ static int swiglu_rms_bw(struct krn_cuda *c, float *dg, float *du, int ldo, int 
     PROF(c, "swiglu+rmsnorm bwd");
     struct rms_bw a = {};
     a.dg = dg, a.du = du, a.dw = dw, a.dy = dout, a.g = g, a.u = u, a.w = w, a.rstd = rstd;
-    a.N = N, a.C = C, a.b16 = b16, a.ldo = ldo, a.dy16 = dy16;
+    a.N = N, a.C = C, a.b16 = b16, a.ldo = ldo, a.dy16 = dy16, a.gu16 = gu16;
     rms_bw_launch(c, &a, 1);
     LAUNCHED(c, "swiglu + rmsnorm backward");
     return 0;
@@ -1682,6 +1721,16 @@ extern "C" int krn_cuda_swiglu_rmsnorm_backward_b16(struct krn_cuda *c, uint16_t
 {
     return swiglu_rms_bw(c, (float *)dg, (float *)du, ldo, 1, dw, (const float *)dout, g, u, w,
                          rstd, N, C, 1);
+}
+
+extern "C" int krn_cuda_swiglu_rmsnorm_backward_gu16(struct krn_cuda *c, uint16_t *dg, uint16_t *du,
+                                                     int ldo, float *dw, const uint16_t *dout,
+                                                     const uint16_t *g, const uint16_t *u,
+                                                     const float *w, const float *rstd, int N,
+                                                     int C)
+{
+    return swiglu_rms_bw(c, (float *)dg, (float *)du, ldo, 1, dw, (const float *)dout,
+                         (const float *)g, (const float *)u, w, rstd, N, C, 1, 1);
 }
 
 /* ------------------------------------------------------------------ RoPE */
@@ -2072,6 +2121,42 @@ extern "C" void krn_cuda_swiglu_forward_bf16(struct krn_cuda *c, uint16_t *out, 
                                                            (const float4 *)u, n / 4);
     else
         k_swiglu_fwd<__nv_bfloat16><<<blocks(n, NT), NT, 0, c->st>>>((__nv_bfloat16 *)out, g, u, n);
+    LAUNCHED(c, "swiglu forward");
+}
+
+/* The same from bf16 g and u (n4 = n / 4; g, u, out 8-byte aligned). */
+__global__ void k_swiglu16_fwd4(uint2 *out, const uint2 *g, const uint2 *u, size_t n4)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float4 a = bf16x4(g[i]), b = bf16x4(u[i]);
+        __nv_bfloat162 lo = __floats2bfloat162_rn(swiglu1(a.x, b.x), swiglu1(a.y, b.y)),
+                       hi = __floats2bfloat162_rn(swiglu1(a.z, b.z), swiglu1(a.w, b.w));
+        uint2 o;
+        o.x = *(uint32_t *)&lo;
+        o.y = *(uint32_t *)&hi;
+        out[i] = o;
+    }
+}
+
+__global__ void k_swiglu16_fwd(__nv_bfloat16 *out, const __nv_bfloat16 *g, const __nv_bfloat16 *u,
+                               size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        out[i] = __float2bfloat16_rn(swiglu1(__bfloat162float(g[i]), __bfloat162float(u[i])));
+}
+
+extern "C" void krn_cuda_swiglu_forward_b16(struct krn_cuda *c, uint16_t *out, const uint16_t *g,
+                                            const uint16_t *u, size_t n)
+{
+    PROF(c, "swiglu fwd");
+    if (n % 4 == 0 && ptr_align(g) >= 8 && ptr_align(u) >= 8 && ptr_align(out) >= 8)
+        k_swiglu16_fwd4<<<blocks(n / 4, NT), NT, 0, c->st>>>((uint2 *)out, (const uint2 *)g,
+                                                             (const uint2 *)u, n / 4);
+    else
+        k_swiglu16_fwd<<<blocks(n, NT), NT, 0, c->st>>>(
+            (__nv_bfloat16 *)out, (const __nv_bfloat16 *)g, (const __nv_bfloat16 *)u, n);
     LAUNCHED(c, "swiglu forward");
 }
 
