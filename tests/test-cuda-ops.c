@@ -392,20 +392,32 @@ static void t_rms_aquant(int N, int C)
     krn_cuda_dfree(K, x8d), krn_cuda_dfree(K, xbd), krn_cuda_dfree(K, gd);
 }
 
+/* A device copy of the bytes of h at shift bytes past an allocation's start; free with
+ * dfree_shift. */
+static void *up_shift(const void *h, size_t bytes, size_t shift)
+{
+    char *d = krn_cuda_alloc(K, bytes + shift + 16);
+    if (!d)
+        return NULL;
+    krn_cuda_h2d(K, d + shift, h, bytes);
+    return d + shift;
+}
+
+static void dfree_shift(void *d, size_t shift)
+{
+    krn_cuda_dfree(K, d ? (char *)d - shift : NULL);
+}
+
 /* A device copy of h[n] at an offset of off floats (off 1: not 16-byte aligned, the scalar
  * paths); free with dfree_off. */
 static float *up_off(const float *h, size_t n, int off)
 {
-    float *d = krn_cuda_alloc(K, (n + (size_t)off) * 4);
-    if (!d)
-        return NULL;
-    krn_cuda_h2d(K, d + off, h, n * 4);
-    return d + off;
+    return up_shift(h, n * 4, (size_t)off * 4);
 }
 
 static void dfree_off(float *d, int off)
 {
-    krn_cuda_dfree(K, d ? d - off : NULL);
+    dfree_shift(d, (size_t)off * 4);
 }
 
 static float *nans(size_t n)
@@ -974,22 +986,6 @@ static void t_flash_bad(void)
     krn_cuda_free(k2);
 }
 
-/* A device copy of n bf16 values at an offset of off elements (off 1: 2 bytes off 16-byte
- * alignment); free with dfree_off16. */
-static uint16_t *up16_off(const uint16_t *h, size_t n, int off)
-{
-    uint16_t *d = krn_cuda_alloc(K, (n + (size_t)off) * 2 + 16);
-    if (!d)
-        return NULL;
-    krn_cuda_h2d(K, d + off, h, n * 2);
-    return d + off;
-}
-
-static void dfree_off16(uint16_t *d, int off)
-{
-    krn_cuda_dfree(K, d ? d - off : NULL);
-}
-
 /* g and u kept in bf16 (the gate and up products' outputs): the fused SwiGLU + SubLN forward and
  * backward and the teacher's SwiGLU forward on bf16 g, u against the fp32 entries on the same
  * values widened, bit for bit: codes, bf16 values, scales, rstd; dG, dU, dW; h. off 1: g, u
@@ -1013,7 +1009,8 @@ static void t_gu16(int N, int C, int off)
     }
     float *gwd = up(gw, n * 4), *uwd = up(uw, n * 4), *wd = up(w, C * 4), *dywd = up(dyw, n * 4);
     float *wod = up_off(w, C, off);
-    uint16_t *gbd = up16_off(gb, n, off), *ubd = up16_off(ub, n, off), *dybd = up(dyb, n * 2 + 2);
+    uint16_t *gbd = up_shift(gb, n * 2, (size_t)off * 2),
+             *ubd = up_shift(ub, n * 2, (size_t)off * 2), *dybd = up(dyb, n * 2 + 2);
     uint16_t *gba = up(gb, n * 2 + 2), *uba = up(ub, n * 2 + 2); /* the forward's: 16-aligned */
     /* forward: two sets of outputs */
     int8_t *x8d[2];
@@ -1084,7 +1081,7 @@ static void t_gu16(int N, int C, int off)
     free(dyb), free(h0), free(h1), free(z);
     krn_cuda_dfree(K, gwd), krn_cuda_dfree(K, uwd), krn_cuda_dfree(K, wd), krn_cuda_dfree(K, dywd);
     dfree_off(wod, off), dfree_off(gwo, off), dfree_off(uwo, off);
-    dfree_off16(gbd, off), dfree_off16(ubd, off), krn_cuda_dfree(K, dybd);
+    dfree_shift(gbd, (size_t)off * 2), dfree_shift(ubd, (size_t)off * 2), krn_cuda_dfree(K, dybd);
     krn_cuda_dfree(K, gba), krn_cuda_dfree(K, uba);
     krn_cuda_dfree(K, dw0), krn_cuda_dfree(K, dw1);
     /* rows the staged kernel cannot hold: EINVAL, nothing launched */

@@ -2070,11 +2070,31 @@ extern "C" void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk
 
 /* ------------------------------------------------------------------ SwiGLU */
 
-template <typename O> __global__ void k_swiglu_fwd(O *out, const float *g, const float *u, size_t n)
+/* An input element or four of them as floats: fp32, or bf16 (exact). */
+__device__ __forceinline__ static float in_f(float v)
+{
+    return v;
+}
+__device__ __forceinline__ static float in_f(__nv_bfloat16 v)
+{
+    return __bfloat162float(v);
+}
+__device__ __forceinline__ static float4 in_f4(float4 v)
+{
+    return v;
+}
+__device__ __forceinline__ static float4 in_f4(uint2 v)
+{
+    return bf16x4(v);
+}
+
+/* I: fp32 or bf16 g and u (the gate and up outputs kept in bf16: gu16) */
+template <typename O, typename I>
+__global__ void k_swiglu_fwd(O *out, const I *g, const I *u, size_t n)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
-        out[i] = out_of<O>(swiglu1(g[i], u[i]));
+        out[i] = out_of<O>(swiglu1(in_f(g[i]), in_f(u[i])));
 }
 
 __global__ void k_swiglu_bwd(float *dg, float *du, int acc, const float *dout, const float *g,
@@ -2093,16 +2113,18 @@ extern "C" void krn_cuda_swiglu_forward(struct krn_cuda *c, float *out, const fl
                                         const float *u, size_t n)
 {
     PROF(c, "swiglu fwd");
-    k_swiglu_fwd<float><<<blocks(n, NT), NT, 0, c->st>>>(out, g, u, n);
+    k_swiglu_fwd<float, float><<<blocks(n, NT), NT, 0, c->st>>>(out, g, u, n);
     LAUNCHED(c, "swiglu forward");
 }
 
-/* The bf16 forward four at a time (n4 = n / 4; g, u 16-byte, out 8-byte aligned). */
-__global__ void k_swiglu_fwd4(uint2 *out, const float4 *g, const float4 *u, size_t n4)
+/* The bf16 forward four at a time (n4 = n / 4; V4: float4 of fp32 g, u, 16-byte aligned, or
+ * uint2 of bf16 ones, 8-byte aligned; out 8-byte aligned). */
+template <typename V4>
+__global__ void k_swiglu_fwd4(uint2 *out, const V4 *g, const V4 *u, size_t n4)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4;
          i += (size_t)gridDim.x * blockDim.x) {
-        float4 a = g[i], b = u[i];
+        float4 a = in_f4(g[i]), b = in_f4(u[i]);
         __nv_bfloat162 lo = __floats2bfloat162_rn(swiglu1(a.x, b.x), swiglu1(a.y, b.y)),
                        hi = __floats2bfloat162_rn(swiglu1(a.z, b.z), swiglu1(a.w, b.w));
         uint2 o;
@@ -2110,54 +2132,35 @@ __global__ void k_swiglu_fwd4(uint2 *out, const float4 *g, const float4 *u, size
         o.y = *(uint32_t *)&hi;
         out[i] = o;
     }
+}
+
+/* out = silu(g) u in bf16 from I (fp32 or bf16) g and u: four at a time where aligned (al, the
+ * inputs' alignment for that), else one. */
+template <typename I, typename V4>
+static void swiglu_bf16_launch(struct krn_cuda *c, uint16_t *out, const I *g, const I *u, size_t n,
+                               int al)
+{
+    PROF(c, "swiglu fwd");
+    if (n % 4 == 0 && ptr_align(g) >= al && ptr_align(u) >= al && ptr_align(out) >= 8)
+        k_swiglu_fwd4<V4><<<blocks(n / 4, NT), NT, 0, c->st>>>((uint2 *)out, (const V4 *)g,
+                                                               (const V4 *)u, n / 4);
+    else
+        k_swiglu_fwd<__nv_bfloat16, I>
+            <<<blocks(n, NT), NT, 0, c->st>>>((__nv_bfloat16 *)out, g, u, n);
+    LAUNCHED(c, "swiglu forward");
 }
 
 extern "C" void krn_cuda_swiglu_forward_bf16(struct krn_cuda *c, uint16_t *out, const float *g,
                                              const float *u, size_t n)
 {
-    PROF(c, "swiglu fwd");
-    if (n % 4 == 0 && ptr_align(g) >= 16 && ptr_align(u) >= 16 && ptr_align(out) >= 8)
-        k_swiglu_fwd4<<<blocks(n / 4, NT), NT, 0, c->st>>>((uint2 *)out, (const float4 *)g,
-                                                           (const float4 *)u, n / 4);
-    else
-        k_swiglu_fwd<__nv_bfloat16><<<blocks(n, NT), NT, 0, c->st>>>((__nv_bfloat16 *)out, g, u, n);
-    LAUNCHED(c, "swiglu forward");
-}
-
-/* The same from bf16 g and u (n4 = n / 4; g, u, out 8-byte aligned). */
-__global__ void k_swiglu16_fwd4(uint2 *out, const uint2 *g, const uint2 *u, size_t n4)
-{
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4;
-         i += (size_t)gridDim.x * blockDim.x) {
-        float4 a = bf16x4(g[i]), b = bf16x4(u[i]);
-        __nv_bfloat162 lo = __floats2bfloat162_rn(swiglu1(a.x, b.x), swiglu1(a.y, b.y)),
-                       hi = __floats2bfloat162_rn(swiglu1(a.z, b.z), swiglu1(a.w, b.w));
-        uint2 o;
-        o.x = *(uint32_t *)&lo;
-        o.y = *(uint32_t *)&hi;
-        out[i] = o;
-    }
-}
-
-__global__ void k_swiglu16_fwd(__nv_bfloat16 *out, const __nv_bfloat16 *g, const __nv_bfloat16 *u,
-                               size_t n)
-{
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        out[i] = __float2bfloat16_rn(swiglu1(__bfloat162float(g[i]), __bfloat162float(u[i])));
+    swiglu_bf16_launch<float, float4>(c, out, g, u, n, 16);
 }
 
 extern "C" void krn_cuda_swiglu_forward_b16(struct krn_cuda *c, uint16_t *out, const uint16_t *g,
                                             const uint16_t *u, size_t n)
 {
-    PROF(c, "swiglu fwd");
-    if (n % 4 == 0 && ptr_align(g) >= 8 && ptr_align(u) >= 8 && ptr_align(out) >= 8)
-        k_swiglu16_fwd4<<<blocks(n / 4, NT), NT, 0, c->st>>>((uint2 *)out, (const uint2 *)g,
-                                                             (const uint2 *)u, n / 4);
-    else
-        k_swiglu16_fwd<<<blocks(n, NT), NT, 0, c->st>>>(
-            (__nv_bfloat16 *)out, (const __nv_bfloat16 *)g, (const __nv_bfloat16 *)u, n);
-    LAUNCHED(c, "swiglu forward");
+    swiglu_bf16_launch<__nv_bfloat16, uint2>(c, out, (const __nv_bfloat16 *)g,
+                                             (const __nv_bfloat16 *)u, n, 8);
 }
 
 extern "C" void krn_cuda_swiglu_backward(struct krn_cuda *c, float *dg, float *du, int acc,
