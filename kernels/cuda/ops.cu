@@ -769,7 +769,7 @@ __global__ void __launch_bounds__(256)
     }
 }
 
-/* A block per row. Rows up to 12288 wide with float4 alignment: k_rms_aquant_s; else rows up
+/* A block per row. Rows up to KRN_CUDA_SWIGLU16_MAX (12288) wide with float4 alignment: k_rms_aquant_s; else rows up
  * to 4096 wide: 4 values per thread and up to 2 blocks of 1024 threads
  * per multiprocessor (32 registers), so that enough rows are in flight to keep the memory busy
  * (one warp's loads wait on the row's sums); wider rows: 16 values per thread. */
@@ -778,7 +778,7 @@ __global__ void __launch_bounds__(256)
 static int rms_aquant_s_ok(const void *x, const void *u, const float *w, const int8_t *x8,
                            const uint16_t *xb, int C, int gu16)
 {
-    return C % 4 == 0 && C <= 12288 && ptr_align(x) >= (gu16 ? 8 : 16) &&
+    return C % 4 == 0 && C <= KRN_CUDA_SWIGLU16_MAX && ptr_align(x) >= (gu16 ? 8 : 16) &&
            (!u || ptr_align(u) >= (gu16 ? 8 : 16)) && (gu16 || ptr_align(w) >= 16) &&
            ptr_align(x8) >= 4 && ptr_align(xb) >= 8;
 }
