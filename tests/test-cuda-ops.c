@@ -1091,6 +1091,92 @@ static void t_gu16(int N, int C, int off)
     rng = keep;
 }
 
+/* The gate|up product in INT8 and the fused SwiGLU + SubLN + quantizer from its int32 sums:
+ * krn_cuda_qlinear_sums equals the exact sums; krn_cuda_swiglu_rmsnorm_aquant_i32's g and u
+ * (bf16) equal the host's bf16((float)acc sx sw), and its codes, bf16 values, scales and rstd
+ * equal krn_cuda_swiglu_rmsnorm_aquant_b16's from those g and u, bit for bit. H the product's
+ * input width, C the FFN width (its own random stream). */
+static void t_gu_i8(int N, int H, int C)
+{
+    uint64_t keep = rng;
+    rng = 0x5851f42d4c957f2dull + (uint64_t)N * 977 + (uint64_t)C * 31 + (uint64_t)H;
+    char nm[64];
+    snprintf(nm, sizeof(nm), "gate|up int8 %dx%d->2x%d", N, H, C);
+    size_t nx = (size_t)N * H, nw = (size_t)2 * C * H, ns = (size_t)N * 2 * C, n = (size_t)N * C;
+    int8_t *x8 = malloc(nx), *w8 = malloc(nw);
+    float *sx = malloc((size_t)N * 4), sg = 0.0123f, su = 0.0456f, *w = hrand(C, 1);
+    for (size_t i = 0; i < nx; i++)
+        x8[i] = (int8_t)(int)floorf(frand() * 128.0f);
+    for (size_t i = 0; i < nw; i++)
+        w8[i] = (int8_t)(int)lrintf(frand());
+    for (int r = 0; r < N; r++)
+        sx[r] = (1.5f + frand()) / 127.0f;
+    int32_t *acc = malloc(ns * 4), *gacc = malloc(ns * 4);
+    uint16_t *gb = malloc(n * 2), *ub = malloc(n * 2);
+    for (int r = 0; r < N; r++)
+        for (int o = 0; o < 2 * C; o++) {
+            long long a = 0;
+            for (int k = 0; k < H; k++)
+                a += (long long)x8[(size_t)r * H + k] * w8[(size_t)o * H + k];
+            acc[(size_t)r * 2 * C + o] = (int32_t)a;
+            float y = (float)a * sx[r] * (o < C ? sg : su); /* k_qscale4's order */
+            (o < C ? gb : ub)[(size_t)r * C + (o % C)] = bf16_of(y);
+        }
+    int8_t *x8d = up(x8, nx), *w8d = up(w8, nw);
+    float *sxd = up(sx, (size_t)N * 4), *sgd = up(&sg, 4), *sud = up(&su, 4), *wd = up(w, C * 4);
+    int32_t *accd = krn_cuda_alloc(K, ns * 4 + 16);
+    uint16_t *gbr = up(gb, n * 2), *ubr = up(ub, n * 2);
+    uint16_t *gbd = krn_cuda_alloc(K, n * 2 + 16), *ubd = krn_cuda_alloc(K, n * 2 + 16);
+    int8_t *o8[2];
+    uint16_t *ob[2];
+    float *osx[2], *ors[2];
+    for (int i = 0; i < 2; i++) {
+        o8[i] = krn_cuda_alloc(K, n + 16), ob[i] = krn_cuda_alloc(K, n * 2 + 16);
+        osx[i] = krn_cuda_alloc(K, (size_t)N * 4), ors[i] = krn_cuda_alloc(K, (size_t)N * 4);
+    }
+    krn_cuda_qlinear_sums(K, accd, x8d, w8d, N, H, 2 * C);
+    krn_cuda_d2h(K, gacc, accd, ns * 4);
+    int st = krn_cuda_sync(K);
+    TAP_OK(!st && !memcmp(gacc, acc, ns * 4), "%s: int32 sums = the exact sums (cuda %d)", nm, st);
+    int r1 = krn_cuda_swiglu_rmsnorm_aquant_i32(K, o8[0], ob[0], osx[0], ors[0], gbd, ubd, accd,
+                                                2 * C, sxd, sgd, sud, wd, N, C, 1e-6f);
+    int r2 = krn_cuda_swiglu_rmsnorm_aquant_b16(K, o8[1], ob[1], osx[1], ors[1], gbr, ubr, wd, N,
+                                                C, 1e-6f);
+    size_t hb = 3 * n + 8 * (size_t)N;
+    char *h[2] = {malloc(hb + 4 * n), malloc(hb + 4 * n)};
+    for (int i = 0; i < 2; i++) {
+        krn_cuda_d2h(K, h[i], o8[i], n);
+        krn_cuda_d2h(K, h[i] + n, ob[i], n * 2);
+        krn_cuda_d2h(K, h[i] + 3 * n, osx[i], (size_t)N * 4);
+        krn_cuda_d2h(K, h[i] + 3 * n + (size_t)N * 4, ors[i], (size_t)N * 4);
+    }
+    krn_cuda_d2h(K, h[0] + hb, gbd, n * 2);
+    krn_cuda_d2h(K, h[0] + hb + 2 * n, ubd, n * 2);
+    st = krn_cuda_sync(K);
+    TAP_OK(!st && r1 == 0 && r2 == 0 && !memcmp(h[0] + hb, gb, n * 2) &&
+               !memcmp(h[0] + hb + 2 * n, ub, n * 2),
+           "%s: g, u written = bf16 of the scaled sums (rc %d %d, cuda %d)", nm, r1, r2, st);
+    TAP_OK(!st && !memcmp(h[0], h[1], hb),
+           "%s: codes, bf16 values, scales, rstd = the bf16-input kernel's, bit for bit", nm);
+    int r3 = krn_cuda_swiglu_rmsnorm_aquant_i32(K, o8[0], ob[0], osx[0], ors[0], gbd, ubd,
+                                                (const int32_t *)((char *)accd + 4), 2 * C, sxd,
+                                                sgd, sud, wd, N, C, 1e-6f);
+    int r4 = krn_cuda_swiglu_rmsnorm_aquant_i32(K, o8[0], ob[0], osx[0], ors[0], gbd, ubd, accd,
+                                                2 * C - 4, sxd, sgd, sud, wd, N, C, 1e-6f);
+    TAP_OK(r3 == KRN_CUDA_EINVAL && r4 == KRN_CUDA_EINVAL,
+           "%s: unaligned sums, rows narrower than 2 C: EINVAL (%d, %d)", nm, r3, r4);
+    for (int i = 0; i < 2; i++) {
+        krn_cuda_dfree(K, o8[i]), krn_cuda_dfree(K, ob[i]), krn_cuda_dfree(K, osx[i]);
+        krn_cuda_dfree(K, ors[i]);
+        free(h[i]);
+    }
+    void *dev[] = {x8d, w8d, sxd, sgd, sud, wd, accd, gbr, ubr, gbd, ubd};
+    for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
+        krn_cuda_dfree(K, dev[i]);
+    free(x8), free(w8), free(sx), free(w), free(acc), free(gacc), free(gb), free(ub);
+    rng = keep;
+}
+
 static void t_swiglu(size_t n)
 {
     float *g = hrand(n, 4), *u = hrand(n, 2), *o = malloc(n * 4), *dy = hrand(n, 1);
@@ -1412,6 +1498,85 @@ static void t_adamw(size_t n)
     krn_cuda_dfree(K, pd), krn_cuda_dfree(K, gd), krn_cuda_dfree(K, md), krn_cuda_dfree(K, vd);
 }
 
+/* The weight quantizer fed by the optimizer: krn_cuda_adamw_abs updates p, m, v bit for bit as
+ * krn_cuda_adamw and sums |p| (against the CPU's double sum); krn_cuda_wquant_narrow_sum's codes,
+ * bf16 values and scale from that sum equal the CPU quantizer's from the same sum and the
+ * reduce-fed krn_cuda_wquant_narrow's (off: floats the arrays are shifted by, so that the scalar
+ * kernels run) */
+static void t_adamw_wquant(size_t n, int off)
+{
+    char nm[64];
+    snprintf(nm, sizeof(nm), "adamw + wquant %zu%s", n, off ? " unaligned" : "");
+    float *p = hrand(n, 1), *g = hrand(n, 1), *m = hrand(n, 0.1f), *v = hrand(n, 0.1f);
+    for (size_t i = 0; i < n; i++)
+        v[i] = fabsf(v[i]);
+    float *d[2][4];
+    for (int k = 0; k < 2; k++) {
+        d[k][0] = up_off(p, n, off), d[k][1] = up_off(g, n, off);
+        d[k][2] = up_off(m, n, off), d[k][3] = up_off(v, n, off);
+    }
+    double *sad = krn_cuda_alloc(K, 8), sa = -1.0, ref = 0.0;
+    krn_cuda_zero(K, sad, 8);
+    float lr = 1e-2f, b1 = 0.9f, b2 = 0.95f, bc1 = 1 - powf(b1, 2.0f), bc2 = 1 - powf(b2, 2.0f);
+    krn_cuda_adamw(K, d[0][0], d[0][1], d[0][2], d[0][3], n, lr, b1, b2, 1e-8f, 0.1f, bc1, bc2,
+                   0.7f);
+    krn_cuda_adamw_abs(K, d[1][0], d[1][1], d[1][2], d[1][3], n, lr, b1, b2, 1e-8f, 0.1f, bc1,
+                       bc2, 0.7f, sad);
+    float *h[2][3];
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 3; j++) {
+            h[k][j] = malloc(n * 4);
+            krn_cuda_d2h(K, h[k][j], d[k][j == 0 ? 0 : j + 1], n * 4);
+        }
+    krn_cuda_d2h(K, &sa, sad, 8);
+    int st = krn_cuda_sync(K);
+    for (size_t i = 0; i < n; i++)
+        ref += fabs((double)h[1][0][i]);
+    TAP_OK(!st && !memcmp(h[0][0], h[1][0], n * 4) && !memcmp(h[0][1], h[1][1], n * 4) &&
+               !memcmp(h[0][2], h[1][2], n * 4),
+           "%s: p, m, v bit for bit as krn_cuda_adamw (cuda %d)", nm, st);
+    cmp_scalar(nm, sa, ref, 1e-12);
+    /* the quantizer from the sum, from its own reduce, and the CPU's from the sum */
+    int8_t *w8d[2], *w8 = malloc(2 * n + 2);
+    uint16_t *wbd[2], *wb = malloc(4 * n + 4);
+    float *swd[2], sw[2];
+    for (int k = 0; k < 2; k++) {
+        w8d[k] = krn_cuda_alloc(K, n + 16), wbd[k] = krn_cuda_alloc(K, 2 * n + 16);
+        swd[k] = krn_cuda_alloc(K, 4);
+    }
+    krn_cuda_wquant_narrow(K, w8d[0], wbd[0], swd[0], d[0][0], n);
+    krn_cuda_wquant_narrow_sum(K, w8d[1], wbd[1], swd[1], d[1][0], n, sad);
+    for (int k = 0; k < 2; k++) {
+        krn_cuda_d2h(K, w8 + k * n, w8d[k], n);
+        krn_cuda_d2h(K, wb + k * n, wbd[k], 2 * n);
+        krn_cuda_d2h(K, sw + k, swd[k], 4);
+    }
+    st = krn_cuda_sync(K);
+    float dd = (float)(sa / (double)n), inv = 1.0f / (dd + 1e-5f);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float r = rintf(h[1][0][i] * inv);
+        r = r > 1.0f ? 1.0f : (r < -1.0f ? -1.0f : r);
+        bad += w8[n + i] != (int8_t)r || wb[n + i] != bf16_of(r * dd);
+    }
+    TAP_OK(!st && bad == 0 && sw[1] == dd,
+           "%s: codes and bf16 values from the summed absmean = the CPU's (%zu of %zu differ; "
+           "scale %.9g, cpu %.9g)",
+           nm, bad, n, (double)sw[1], (double)dd);
+    TAP_OK(!memcmp(w8, w8 + n, n) && !memcmp(wb, wb + n, 2 * n) && sw[0] == sw[1],
+           "%s: = the quantizer that sums |w| itself (scales %.9g, %.9g)", nm, (double)sw[0],
+           (double)sw[1]);
+    for (int k = 0; k < 2; k++) {
+        for (int j = 0; j < 4; j++)
+            dfree_off(d[k][j], off);
+        for (int j = 0; j < 3; j++)
+            free(h[k][j]);
+        krn_cuda_dfree(K, w8d[k]), krn_cuda_dfree(K, wbd[k]), krn_cuda_dfree(K, swd[k]);
+    }
+    krn_cuda_dfree(K, sad);
+    free(p), free(g), free(m), free(v), free(w8), free(wb);
+}
+
 int main(void)
 {
     char why[256], err[KRN_CUDA_ERR_LEN];
@@ -1511,6 +1676,12 @@ int main(void)
     t_adamw(1);
     t_adamw(100003);
     t_adamw(100004);             /* four at a time */
+    t_gu_i8(7, 64, 6144);
+    t_gu_i8(40, 1024, 3072); /* Qwen3-0.6B's widths */
+    t_gu_i8(5, 36, 1000);
+    t_adamw_wquant(100004, 0);   /* four at a time */
+    t_adamw_wquant(100004, 1);
+    t_adamw_wquant(4099, 0);
     t_placed(37, 16, 128, 3072); /* Qwen3's q heads, its FFN width */
     t_placed(5, 3, 64, 40);
     t_qknorm_rope(2, 37, 16, 128);

@@ -7,7 +7,7 @@
 # BITDISTILL_CUDA_PROFILE=1 set, the device time per op too; BITDISTILL_CUDA_NARROW=0 for the
 # products before the narrow BitLinear operands) and the eager functional model; linear: the
 # linear-product micro-benchmark (bench-cuda-train --linear); norms: the row kernels' one
-# (bench-cuda-train --norms); attn: the fused attention's (bench-cuda-train --attn);
+# (bench-cuda-train --norms), both at SIZE's widths; attn: the fused attention's (bench-cuda-train --attn);
 # hf: tools/bench_hf_bitdistill.py (transformers Qwen3 + BitLinear + SubLN, eager and
 # torch.compile), the baseline of docs/cuda.md's table, same shapes. SIZE (0.6b, default, or
 # 1.7b) picks the random-init Qwen3 of bench and hf (tools/qwen3-SIZE-config.json). HF_PAR=1:
@@ -22,6 +22,8 @@ export LD_LIBRARY_PATH=$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export NCCL_NVLS_ENABLE=0 top_srcdir=$PWD
 SIZE=${SIZE:-0.6b}
 [ -f tools/qwen3-$SIZE-config.json ] || { echo "no tools/qwen3-$SIZE-config.json"; exit 1; }
+# hidden and FFN widths of SIZE (linear, norms)
+WIDTHS=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['hidden_size'], c['intermediate_size'])" tools/qwen3-$SIZE-config.json)
 mkdir -p "$OUT"
 nvidia-smi -L
 for what in "$@"; do
@@ -74,12 +76,12 @@ bench)
     [ -n "${NO_EAGER:-}" ] || PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench_cuda_torch.py $M ${B:-8} 512 4 3 2>&1 | tail -5 | tee "$OUT"/bench-torch-$SIZE.txt
     ;;
 linear)
-    # the BitLinear products alone at Qwen3-0.6B's shapes (docs/cuda.md "BitLinear products")
-    timeout 60 "$BIN"/bench-cuda-train --linear 4096 50 2>&1 | tee "$OUT"/linear-bench.txt
+    # the BitLinear products alone at SIZE's shapes (docs/cuda.md "BitLinear products")
+    timeout 60 "$BIN"/bench-cuda-train --linear 4096 50 $WIDTHS 2>&1 | tee "$OUT"/linear-bench-$SIZE.txt
     ;;
 norms)
-    # the memory-bound row kernels of one 0.6B layer (docs/cuda.md "Fewer bytes per layer")
-    timeout 60 "$BIN"/bench-cuda-train --norms 4096 50 2>&1 | tee "$OUT"/norms-bench.txt
+    # the memory-bound row kernels of one layer of SIZE (docs/cuda.md "Fewer bytes per layer")
+    timeout 60 "$BIN"/bench-cuda-train --norms 4096 50 $WIDTHS 2>&1 | tee "$OUT"/norms-bench-$SIZE.txt
     ;;
 attn)
     # the fused attention alone at Qwen3-0.6B's heads, 8 x 512 (docs/cuda.md "Attention")

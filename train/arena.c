@@ -112,17 +112,25 @@ static size_t walk(struct trn_arena *a, float *base, const struct eng_config *c,
     a->sn = TAKE((size_t)s->T * half);
     a->dlogits = a->dstate = a->dres = a->d1 = a->d2 = a->dg = a->du = a->dq = a->dk = a->dsc =
         NULL;
+    a->gsum = NULL;
     if (s->grad) {
         a->dlogits = s->nologits ? NULL : TAKE(N * V);
         a->dstate = TAKE((s->nostates ? 1 : L) * N * (QD + 2 * KD));
         a->dres = TAKE(N * H);
         a->d1 = TAKE(N * mx);
         a->d2 = TAKE(N * mx);
+        if (s->gui8)
+            off = (off + 3) & ~(size_t)3;
         a->dg = TAKE(N * I);
-        a->du = TAKE(N * I);
+        a->du = TAKE(N * I); /* right after dg: gsum spans both */
+        if (s->gui8)
+            a->gsum = (int32_t *)a->dg;
         a->dq = TAKE(N * QD);
         a->dk = TAKE(N * KD);
         a->dsc = TAKE(s->dsc);
+    } else if (s->gui8) {
+        off = (off + 3) & ~(size_t)3;
+        a->gsum = (int32_t *)TAKE(N * 2 * I);
     }
 #undef XQ
 #undef NORM_OUT

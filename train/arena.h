@@ -43,6 +43,9 @@ struct trn_arena {
     float *dstate;  /* [L][N][QD+2KD]: gradients of the states qn, kn, v ([1]: nostates) */
     float *dres, *d1, *d2, *dg, *du, *dq, *dk; /* [N][H], 2 x [N][max], 2 x [N][I], dq, dk */
     float *dsc;                                /* the attention backward's scratch (dsc floats) */
+    /* gui8: the gate|up INT8 product's int32 sums [N][2I], 16-byte aligned, read by the fused
+     * SwiGLU right after (with grad: the memory of dg and du, unused until the backward) */
+    int32_t *gsum;
 };
 
 /* What a model lays out: grad adds the backward's buffers (without it, the layers share one
@@ -56,9 +59,9 @@ struct trn_arena {
  * narrow: the BitLinear inputs xq1..xq4 hold the GPU's narrow codes (int8 and bf16 values and a
  * scale per row, 3 NC + 4 N bytes and alignment) instead of [N][C] floats; gu16: the gate and
  * up products' outputs in bf16 (gb, ub), as autocast keeps them (the GPU's fused SwiGLU kernels
- * read them so). */
+ * read them so); gui8: the gate|up product's INT8 sums have a place (gsum). */
 struct trn_arena_spec {
-    int B, T, grad, quant, subln, flash, nologits, nostates, noh, narrow, gu16;
+    int B, T, grad, quant, subln, flash, nologits, nostates, noh, narrow, gu16, gui8;
     size_t dsc;
 };
 

@@ -4,8 +4,8 @@
  * eager (tools/bench_cuda_torch.py runs the same step).
  *
  *   bench-cuda-train MODEL_DIR B T ACCUM STEPS [fp32|bf16] [NGPU]
- *   bench-cuda-train --linear [N [REPS]]
- *   bench-cuda-train --norms [N [REPS]]
+ *   bench-cuda-train --linear [N [REPS [H [I]]]]
+ *   bench-cuda-train --norms [N [REPS [H [I]]]]
  *   bench-cuda-train --attn [B [T [NH [KVH [REPS]]]]]
  *
  * MODEL_DIR is the teacher (an HF directory, e.g. `bitdistill init --config
@@ -19,9 +19,9 @@
  * buffer is allocated by then and kept; the CUDA context and cuBLAS workspace included).
  * BITDISTILL_CUDA_PROFILE=1: device time per op, for the warm-up and the timed steps, on stderr.
  * NGPU > 1: data parallel over cuda:0..NGPU-1 (each micro-batch split by rows).
- * --linear: the BitLinear products alone at Qwen3-0.6B's shapes (N tokens, default 4096; C -> OC
- * 1024 -> 2048, 1024 -> 1024, 2048 -> 1024, 1024 -> 3072, 3072 -> 1024, and the fused
- * backward's 1024 -> 4096 (q|k|v) and 1024 -> 6144 (gate|up)) on cuda:0: today's
+ * --linear: the BitLinear products alone at Qwen3-0.6B's shapes (N tokens, default 4096; hidden
+ * H 1024, FFN I 3072; 2048 6144 for 1.7B; C -> OC H -> 2048, H -> 1024, 2048 -> H, H -> I,
+ * I -> H, and the fused backward's H -> 4096 (q|k|v) and H -> 2 I (gate|up)) on cuda:0: the
  * fp32-storage FAST_16BF products against bf16 storage and INT8 (krn_cuda_linear_bench).
  * --norms: the memory-bound row kernels of one layer at the same widths, GB/s against a
  * device-to-device copy (krn_cuda_norm_bench).
@@ -121,12 +121,13 @@ static int run(const char *mode, struct trn_model *s, struct trn_model *t, struc
     return 0;
 }
 
-static int linear_bench(int N, int reps)
+static int linear_bench(int N, int reps, int H, int I)
 {
-    static const int shapes[][2] = {
-        {1024, 2048}, {1024, 1024}, {2048, 1024}, {1024, 3072},
-        {3072, 1024}, {1024, 4096}, /* q|k|v as one product (the fused backward's dY) */
-        {1024, 6144}                /* gate|up as one */
+    const int QD = 2048, KD = 1024; /* Qwen3-0.6B's and 1.7B's q and k/v widths */
+    const int shapes[][2] = {
+        {H, QD}, {H, KD},      {QD, H}, {H, I},
+        {I, H},  {H, QD + 2 * KD}, /* q|k|v as one product (the fused backward's dY) */
+        {H, 2 * I}                 /* gate|up as one */
     };
     struct krn_cuda *k = NULL;
     char err[KRN_CUDA_ERR_LEN];
@@ -161,7 +162,7 @@ static int micro_bench(const char *what, int (*fn)(struct krn_cuda *, const int 
 
 static int norms(struct krn_cuda *k, const int *a)
 {
-    return krn_cuda_norm_bench(k, a[0], a[1], stdout);
+    return krn_cuda_norm_bench(k, a[0], a[1], a[2], a[3], stdout);
 }
 
 static int attn(struct krn_cuda *k, const int *a)
@@ -172,9 +173,11 @@ static int attn(struct krn_cuda *k, const int *a)
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "--linear"))
-        return linear_bench(argc > 2 ? atoi(argv[2]) : 4096, argc > 3 ? atoi(argv[3]) : 50);
+        return linear_bench(argc > 2 ? atoi(argv[2]) : 4096, argc > 3 ? atoi(argv[3]) : 50,
+                            argc > 4 ? atoi(argv[4]) : 1024, argc > 5 ? atoi(argv[5]) : 3072);
     if (argc > 1 && !strcmp(argv[1], "--norms")) {
-        int a[] = {argc > 2 ? atoi(argv[2]) : 4096, argc > 3 ? atoi(argv[3]) : 50};
+        int a[] = {argc > 2 ? atoi(argv[2]) : 4096, argc > 3 ? atoi(argv[3]) : 50,
+                   argc > 4 ? atoi(argv[4]) : 1024, argc > 5 ? atoi(argv[5]) : 3072};
         return micro_bench("--norms", norms, a);
     }
     if (argc > 1 && !strcmp(argv[1], "--attn")) { /* Qwen3-0.6B's 16 / 8 heads by default */
@@ -185,7 +188,8 @@ int main(int argc, char **argv)
     }
     if (argc < 6) {
         fprintf(stderr, "usage: bench-cuda-train MODEL_DIR B T ACCUM STEPS [fp32|bf16] [NGPU]\n"
-                        "       bench-cuda-train --linear [N [REPS]]\n");
+                        "       bench-cuda-train --linear|--norms [N [REPS [H [I]]]]\n"
+                        "       bench-cuda-train --attn [B [T [NH [KVH [REPS]]]]]\n");
         return 2;
     }
     int B = atoi(argv[2]), T = atoi(argv[3]), accum = atoi(argv[4]), steps = atoi(argv[5]);

@@ -44,6 +44,9 @@ struct gmodel {
     /* the gate and up products write bf16 (arena gb, ub), as autocast keeps them; the fused
      * SwiGLU kernels read them so (gu16_of) */
     int gu16;
+    /* gui8 (narrow MIXED with gu16 and gu_cat): the gate|up product runs in INT8 as one product
+     * into the arena's gsum and the fused SwiGLU scales the sums and writes gb, ub (gui8_of) */
+    int gui8;
     int st_lo, st_hi; /* the layers whose states (qn, kn, v) the relation loss reads this step */
     size_t np;
     float *p, *gr, *wq; /* device [np] (gr, wq NULL when unused) */
@@ -53,6 +56,11 @@ struct gmodel {
     int8_t *w8;
     uint16_t *wb;
     float *wsc;
+    /* wabs [ntensors] (narrow): each projection's sum |p|, added by the optimizer's pass over p
+     * (krn_cuda_adamw_abs) and valid while wabs_ok: the weight quantizer then need not read p
+     * for its absmean */
+    double *wabs;
+    int wabs_ok;
     /* wbf16: a frozen full-precision model (the teacher) in bf16 mode keeps its projections in
      * bf16, in the first half of each one's fp32 storage in p; xb_src: the input whose bf16
      * copy tmp holds (q/k/v and gate/up share theirs) */
@@ -192,8 +200,8 @@ static int gmodel_init(struct trn_cuda *g, struct gmodel *m, struct trn_model *h
     return krn_cuda_sync(g->k);
 }
 
-/* The narrow layout of wq (bytes): w8 [np], wb [np] and wsc [ntensors], each 256-aligned
- * (3 np bytes and the scales, where the fp32 ternary weights would take 4 np). The
+/* The narrow layout of wq (bytes): w8 [np], wb [np] (each 256-aligned), wsc [ntensors] and wabs
+ * [ntensors] (3 np bytes and the scales, where the fp32 ternary weights would take 4 np). The
  * activations' narrow codes (qact) take 3 NC + 4 N bytes of an [N][C] buffer (arena.h).
  * BITDISTILL_CUDA_NARROW (0, bf16, int8; enum narrow_fwd) picks the forward, for comparisons.
  * narrow_bytes sets m->narrow and returns wq's size in bytes (0: not narrow, fp32 wq). */
@@ -208,7 +216,8 @@ static size_t narrow_bytes(struct trn_cuda *g, struct gmodel *m)
                 : e && !strcmp(e, "bf16")     ? NARROW_BF16
                 : e && !strcmp(e, "int8")     ? NARROW_INT8
                                               : NARROW_MIXED;
-    return m->narrow ? a + ((2 * m->np + 255) & ~(size_t)255) + 4 * nt : 0;
+    return m->narrow ? a + ((2 * m->np + 255) & ~(size_t)255) + ((4 * nt + 7) & ~(size_t)7) + 8 * nt
+                     : 0;
 }
 
 static void narrow_views(struct gmodel *m)
@@ -219,6 +228,7 @@ static void narrow_views(struct gmodel *m)
     m->w8 = (int8_t *)m->wq;
     m->wb = (uint16_t *)((char *)m->wq + a);
     m->wsc = (float *)((char *)m->wq + a + ((2 * m->np + 255) & ~(size_t)255));
+    m->wabs = (double *)((char *)m->wsc + ((4 * (size_t)trn_model_ntensors(m->host) + 7) & ~(size_t)7));
 }
 
 /* The scale of the projection at offset off (narrow). */
@@ -310,11 +320,23 @@ static int gu16_of(const struct gmodel *m)
     return m->wbf16 && !m->train && !m->quant && !m->subln;
 }
 
+/* Whether the gate and up products run in INT8 (exact sums; their scales applied by the fused
+ * SwiGLU + SubLN forward, which reads the int32 sums in place of the bf16 outputs, so the
+ * scaling pass that kept q/k/v/gate/up on bf16 products costs no pass of its own): the narrow
+ * MIXED student with gu16 whose gate and up lie back to back (one product); BITDISTILL_CUDA_GUI8=0
+ * keeps the bf16 products (comparisons). */
+static int gui8_of(const struct gmodel *m)
+{
+    const char *e = getenv("BITDISTILL_CUDA_GUI8");
+    return m->gu16 && m->narrow == NARROW_MIXED && m->gu_cat && m->subln && !(e && !strcmp(e, "0"));
+}
+
 static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
 {
     if (m->B == B && m->T == T && m->arena)
         return 0;
     m->gu16 = gu16_of(m);
+    m->gui8 = gui8_of(m);
     const struct eng_config *c = m->c;
     size_t half = c->head_dim / 2;
     /* the attention backward's scratch: every head's dP at once (ops.cu), or with flash the
@@ -331,6 +353,7 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
                                 .noh = m->narrow && m->subln && c->inter <= KRN_CUDA_NORM_MAX,
                                 .narrow = m->narrow != NARROW_OFF,
                                 .gu16 = m->gu16,
+                                .gui8 = m->gui8,
                                 .dsc = m->flash ? krn_cuda_flash_scratch(B, T, c->heads) : bht * T};
     size_t tot = trn_arena_floats(c, &sp);
     if (!m->arena || tot > m->arena_n) {
@@ -546,9 +569,21 @@ static void lin_bwd(struct krn_cuda *k, struct gmodel *m, float *dinp, int first
 /* The FFN's down-projection input from g and u: h = silu(g) u, its SubLN (rstd rh) and the
  * BitLinear input xq4. Narrow with SubLN: one fused pass that stores neither h nor hn (the
  * backward recomputes h: ffn_act_bwd); else h is stored. */
-static void ffn_act(struct krn_cuda *k, struct gmodel *m, struct trn_acts *a, const float *w, int N,
-                    int I, float eps)
+static void ffn_act(struct krn_cuda *k, struct gmodel *m, struct trn_acts *a, const struct loff *o,
+                    int N, int I, float eps)
 {
+    const float *w = m->p + o->ffn_sub;
+    if (m->gui8) { /* the gate|up sums in gsum (gforward) */
+        struct qact q = qact_of(a->xq4, (size_t)N, (size_t)I), x = qact_of(a->xq3, (size_t)N,
+                                                                           (size_t)m->c->hidden);
+        if (!krn_cuda_swiglu_rmsnorm_aquant_i32(k, q.x8, q.xb, q.sx, a->rh, a->gb, a->ub,
+                                                m->ar.gsum, 2 * I, x.sx, wscale(m, o->gate),
+                                                wscale(m, o->up), w, N, I, eps))
+            return;
+        /* not reached (gui8_of and the arena's alignment): the bf16 products instead */
+        lin_fwd_b16(k, m, a->gb, a->xq3, o->gate, N, m->c->hidden, I);
+        lin_fwd_b16(k, m, a->ub, a->xq3, o->up, N, m->c->hidden, I);
+    }
     if (m->gu16 && m->narrow) { /* gu16_of chose the shapes the kernel takes */
         struct qact q = qact_of(a->xq4, (size_t)N, (size_t)I);
         krn_cuda_swiglu_rmsnorm_aquant_b16(k, q.x8, q.xb, q.sx, a->rh, a->gb, a->ub, w, N, I, eps);
@@ -640,7 +675,10 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
             const struct trn_tensor *t = trn_model_tensor(m->host, i);
             if (!strstr(t->name, "_proj.weight"))
                 continue;
-            if (m->narrow)
+            if (m->narrow && m->wabs_ok)
+                krn_cuda_wquant_narrow_sum(k, m->w8 + t->off, m->wb + t->off, m->wsc + i,
+                                           m->p + t->off, t->n, m->wabs + i);
+            else if (m->narrow)
                 krn_cuda_wquant_narrow(k, m->w8 + t->off, m->wb + t->off, m->wsc + i, m->p + t->off,
                                        t->n);
             else
@@ -700,14 +738,17 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
             act_q(k, m, a->xq2, a->an, N, QD);
         lin_fwd(k, m, a->xm, x, a->xq2, o->o, N, QD, H);
         norm_q(k, m, a->xn2, a->r2, a->xq3, a->xm, P + o->post_norm, N, H, c->eps);
-        if (m->gu16) { /* gu16_of: bf16 products (lin_fwd_b16 takes them) */
+        if (m->gui8) { /* one INT8 product over gate|up; ffn_act scales the sums */
+            struct qact q = qact_of(a->xq3, (size_t)N, (size_t)H);
+            krn_cuda_qlinear_sums(k, m->ar.gsum, q.x8, m->w8 + o->gate, N, H, 2 * I);
+        } else if (m->gu16) { /* gu16_of: bf16 products (lin_fwd_b16 takes them) */
             lin_fwd_b16(k, m, a->gb, a->xq3, o->gate, N, H, I);
             lin_fwd_b16(k, m, a->ub, a->xq3, o->up, N, H, I);
         } else {
             lin_fwd(k, m, a->g, NULL, a->xq3, o->gate, N, H, I);
             lin_fwd(k, m, a->u, NULL, a->xq3, o->up, N, H, I);
         }
-        ffn_act(k, m, a, P + o->ffn_sub, N, I, c->eps);
+        ffn_act(k, m, a, o, N, I, c->eps);
         lin_fwd(k, m, xo, a->xm, a->xq4, o->down, N, I, H);
     }
     krn_cuda_rmsnorm_forward(k, m->ar.xf, m->ar.rf, m->ar.resid + (size_t)c->layers * N * H,
@@ -1083,12 +1124,18 @@ int trn_cuda_adamw_update(struct trn_cuda *g, long t, float lr, const struct trn
         *gnorm = norm;
     float bc1 = 1.0f - powf(c->beta1, (float)t), bc2 = 1.0f - powf(c->beta2, (float)t);
     g->s.wq_ok = g->s.hb_ok = 0;
-    for (int k = 0; k < trn_model_ntensors(g->s.host); k++) {
+    /* the narrow quantizer's absmeans summed in this pass (the projections, as gforward quantizes) */
+    int nt = trn_model_ntensors(g->s.host), fold = g->s.narrow && g->s.quant;
+    if (fold)
+        krn_cuda_zero(g->k, g->s.wabs, (size_t)nt * sizeof(double));
+    for (int k = 0; k < nt; k++) {
         const struct trn_tensor *tt = trn_model_tensor(g->s.host, k);
-        krn_cuda_adamw(g->k, g->s.p + tt->off, g->s.gr + tt->off, g->m + tt->off, g->v + tt->off,
-                       tt->n, lr, c->beta1, c->beta2, c->eps, tt->decay ? c->weight_decay : 0.0f,
-                       bc1, bc2, cs);
+        double *sa = fold && strstr(tt->name, "_proj.weight") ? g->s.wabs + k : NULL;
+        krn_cuda_adamw_abs(g->k, g->s.p + tt->off, g->s.gr + tt->off, g->m + tt->off,
+                           g->v + tt->off, tt->n, lr, c->beta1, c->beta2, c->eps,
+                           tt->decay ? c->weight_decay : 0.0f, bc1, bc2, cs, sa);
     }
+    g->s.wabs_ok = fold;
     if (krn_cuda_sync(g->k))
         return gfail(g, err, "cuda optimizer");
     return 0;

@@ -88,6 +88,9 @@ void krn_cuda_aquant(struct krn_cuda *c, float *xq, const float *x, int N, int C
  * stored as uint16_t. */
 void krn_cuda_wquant_narrow(struct krn_cuda *c, int8_t *w8, uint16_t *wb, float *sw, const float *w,
                             size_t n);
+/* The same with sum |w| given (*sabs, device; krn_cuda_adamw_abs's) instead of computed. */
+void krn_cuda_wquant_narrow_sum(struct krn_cuda *c, int8_t *w8, uint16_t *wb, float *sw,
+                                const float *w, size_t n, const double *sabs);
 void krn_cuda_aquant_narrow(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx, const float *x,
                             int N, int C);
 /* krn_cuda_rmsnorm_forward of inp (rstd written, the output not stored) followed by
@@ -111,12 +114,25 @@ int krn_cuda_swiglu_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t *xb,
 int krn_cuda_swiglu_rmsnorm_aquant_b16(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx,
                                        float *rstd, const uint16_t *g, const uint16_t *u,
                                        const float *w, int N, int C, float eps);
+/* The fused SwiGLU + SubLN + quantizer from the gate|up INT8 product's exact sums (gu [N][ld]:
+ * the gate's C columns, then the up's; krn_cuda_qlinear_sums over the two matrices' codes back to
+ * back): g = bf16((float)acc gsx[n] sg), u likewise with su (as krn_cuda_qlinear_forward scales,
+ * then rounded as a bf16-output product rounds), written to gb, ub [N][C] for the backward, then
+ * krn_cuda_swiglu_rmsnorm_aquant_b16 of them. KRN_CUDA_EINVAL (nothing launched) unless gu is
+ * 16-byte aligned, ld % 4 == 0, ld >= 2 C, and the _b16 entry's conditions hold. */
+int krn_cuda_swiglu_rmsnorm_aquant_i32(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx,
+                                       float *rstd, uint16_t *gb, uint16_t *ub, const int32_t *gu,
+                                       int ld, const float *gsx, const float *sg, const float *su,
+                                       const float *w, int N, int C, float eps);
 /* out[N][OC] = res + (X8 . W8^T) sx[n] sw: exact int32 sums on the INT8 tensor cores (cublasLt;
  * a plain kernel for shapes it does not take), the scales in fp32 after; res may be NULL (no
  * add) and must not be out. out's memory holds the int32 sums in between. */
 void krn_cuda_qlinear_forward(struct krn_cuda *c, float *out, const float *res, const int8_t *x8,
                               const float *sx, const int8_t *w8, const float *sw, int N, int C,
                               int OC);
+/* acc [N][OC] = x8 . w8^T, the exact int32 sums alone (the caller scales them). */
+void krn_cuda_qlinear_sums(struct krn_cuda *c, int32_t *acc, const int8_t *x8, const int8_t *w8,
+                           int N, int C, int OC);
 /* The same product on the bf16 values (xb . wb^T, fp32 accumulation; not exact: today's
  * FAST_16BF rounding), for comparison (BITDISTILL_CUDA_NARROW=bf16). */
 void krn_cuda_blinear_forward(struct krn_cuda *c, float *out, const float *res, const uint16_t *xb,
@@ -152,7 +168,7 @@ void krn_cuda_blinear_backward_b16(struct krn_cuda *c, uint16_t *dinp, float *dw
 int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, int reps, FILE *f);
 /* Micro-benchmark of the memory-bound row kernels of one layer (RMSNorm, SwiGLU, QK-norm,
  * RoPE, AdamW) at Qwen3-0.6B's widths over N tokens: device ms and GB/s per call. */
-int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, FILE *f);
+int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, int H, int I, FILE *f);
 /* The fused attention's forward, backward and backward kernels at one shape (head dim 128),
  * TFLOP/s beside the materialising path's in the same run. */
 int krn_cuda_attn_bench(struct krn_cuda *c, int B, int T, int NH, int KVH, int reps, FILE *f);
@@ -302,6 +318,10 @@ double krn_cuda_relation(struct krn_cuda *c, float *ds, const float *s, const fl
 void krn_cuda_adamw(struct krn_cuda *c, float *p, const float *g, float *m, float *v, size_t n,
                     float lr, float b1, float b2, float eps, float wd, float bc1, float bc2,
                     float cs);
+/* krn_cuda_adamw that also adds sum |p| of the updated p into *sabs (device, double). */
+void krn_cuda_adamw_abs(struct krn_cuda *c, float *p, const float *g, float *m, float *v, size_t n,
+                        float lr, float b1, float b2, float eps, float wd, float bc1, float bc2,
+                        float cs, double *sabs);
 void krn_cuda_scale(struct krn_cuda *c, float *x, float a, size_t n);
 
 /* ---- all-reduce over GPUs (NCCL, kernels/cuda/nccl.cu) ----

@@ -60,6 +60,8 @@ struct krn_cuda {
     int nplans;
     int rb_rows;   /* rows per block of the fused RMSNorm backward (0: RB_ROWS; the bench's knob) */
     int rb_atomic; /* 1: its dW by atomics, not partials (the bench's comparison) */
+    int swb_old; /* the SwiGLU + SubLN backward (the bench's comparison): 1 by k_rms_bwd_f, 2 by
+                  * k_swrms_bwd at one block per multiprocessor */
     int nsm;       /* multiprocessors */
     struct {
         void *f;
@@ -586,6 +588,17 @@ extern "C" void krn_cuda_linear_backward(struct krn_cuda *c, float *dinp, float 
  * The forward's integer sums are exact (int32 accumulation on the INT8 tensor cores); the scales
  * are applied after, in fp32. */
 
+/* one weight's code and bf16 value (d the absmean, inv 1 / (d + 1e-5)) */
+__device__ __forceinline__ static float wcode(float w, float inv)
+{
+    float r = rintf(__fmul_rn(w, inv));
+    return r > 1.0f ? 1.0f : (r < -1.0f ? -1.0f : r);
+}
+
+/* V 4: four weights at a time (n % 4 == 0, w 16-byte, w8 4-byte, wb 8-byte aligned): one
+ * 16-byte load, a 4-byte and an 8-byte store, where one byte and one bf16 a thread had left
+ * the stores at a third of the bandwidth */
+template <int V>
 __global__ void k_wquant_narrow(int8_t *w8, __nv_bfloat16 *wb, float *sw, const float *w, size_t n,
                                 const double *sabs)
 {
@@ -593,13 +606,36 @@ __global__ void k_wquant_narrow(int8_t *w8, __nv_bfloat16 *wb, float *sw, const 
     float inv = 1.0f / (d + 1e-5f);
     if (!blockIdx.x && !threadIdx.x)
         *sw = d;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n / V;
          i += (size_t)gridDim.x * blockDim.x) {
-        float r = rintf(__fmul_rn(w[i], inv));
-        r = r > 1.0f ? 1.0f : (r < -1.0f ? -1.0f : r);
-        w8[i] = (int8_t)r;
-        wb[i] = __float2bfloat16_rn(__fmul_rn(r, d));
+        if (V == 4) {
+            float4 x = ((const float4 *)w)[i];
+            float r0 = wcode(x.x, inv), r1 = wcode(x.y, inv), r2 = wcode(x.z, inv),
+                  r3 = wcode(x.w, inv);
+            ((char4 *)w8)[i] =
+                make_char4((signed char)r0, (signed char)r1, (signed char)r2, (signed char)r3);
+            __nv_bfloat162 lo = __floats2bfloat162_rn(__fmul_rn(r0, d), __fmul_rn(r1, d)),
+                           hi = __floats2bfloat162_rn(__fmul_rn(r2, d), __fmul_rn(r3, d));
+            uint2 u;
+            u.x = *(uint32_t *)&lo;
+            u.y = *(uint32_t *)&hi;
+            ((uint2 *)wb)[i] = u;
+        } else {
+            float r = wcode(w[i], inv);
+            w8[i] = (int8_t)r;
+            wb[i] = __float2bfloat16_rn(__fmul_rn(r, d));
+        }
     }
+}
+
+static void wquant_narrow_launch(struct krn_cuda *c, int8_t *w8, uint16_t *wb, float *sw,
+                                 const float *w, size_t n, const double *sabs)
+{
+    __nv_bfloat16 *b = (__nv_bfloat16 *)wb;
+    if (n % 4 == 0 && ptr_align(w) >= 16 && ptr_align(w8) >= 4 && ptr_align(wb) >= 8)
+        k_wquant_narrow<4><<<blocks(n / 4, NT), NT, 0, c->st>>>(w8, b, sw, w, n, sabs);
+    else
+        k_wquant_narrow<1><<<blocks(n, NT), NT, 0, c->st>>>(w8, b, sw, w, n, sabs);
 }
 
 extern "C" void krn_cuda_wquant_narrow(struct krn_cuda *c, int8_t *w8, uint16_t *wb, float *sw,
@@ -607,7 +643,15 @@ extern "C" void krn_cuda_wquant_narrow(struct krn_cuda *c, int8_t *w8, uint16_t 
 {
     PROF(c, "weight quant");
     reduce_launch(c, w, n, 2); /* sum |w|: the absmean */
-    k_wquant_narrow<<<blocks(n, NT), NT, 0, c->st>>>(w8, (__nv_bfloat16 *)wb, sw, w, n, c->red);
+    wquant_narrow_launch(c, w8, wb, sw, w, n, c->red);
+    LAUNCHED(c, "wquant narrow");
+}
+
+extern "C" void krn_cuda_wquant_narrow_sum(struct krn_cuda *c, int8_t *w8, uint16_t *wb, float *sw,
+                                           const float *w, size_t n, const double *sabs)
+{
+    PROF(c, "weight quant");
+    wquant_narrow_launch(c, w8, wb, sw, w, n, sabs);
     LAUNCHED(c, "wquant narrow");
 }
 
@@ -701,20 +745,50 @@ __global__ void __launch_bounds__(1024, MINB)
  * register variant fits 2 rows of 3072); the sums in the same order for SW and not (the fused
  * pass equals swiglu then this, bit for bit). C % 4 == 0, inp/g/u 16-byte, x8 4-byte and xb
  * 8-byte aligned. */
+/* SW 2: g and u from the gate|up INT8 product's exact sums (k_gu_i32 below) */
+struct gu_i32 {
+    const int32_t *sum;   /* [N][ld]: the gate's sums, then the up's at + C */
+    const float *sx;      /* the input codes' row scales */
+    const float *sg, *su; /* the gate's and the up's matrix scales */
+    __nv_bfloat16 *gb, *ub; /* g and u written in bf16 [N][C] for the backward */
+    int ld;
+};
+
+/* Four of one matrix's sums scaled as k_qscale4 scales them ((float)acc sx sw) and rounded to
+ * bf16, as a product with a bf16 output rounds: the 8 bytes written, the values returned */
+__device__ __forceinline__ static float4 gu_scale(int4 a, float s, float d, __nv_bfloat16 *o)
+{
+    __nv_bfloat162 lo = __floats2bfloat162_rn((float)a.x * s * d, (float)a.y * s * d),
+                   hi = __floats2bfloat162_rn((float)a.z * s * d, (float)a.w * s * d);
+    uint2 u;
+    u.x = *(uint32_t *)&lo;
+    u.y = *(uint32_t *)&hi;
+    *(uint2 *)o = u;
+    return bf16x4(u);
+}
+
 template <int SW>
 __global__ void __launch_bounds__(256)
     k_rms_aquant_s(int8_t *x8, __nv_bfloat16 *xb, float *sx, float *rstd, const float *inp,
                    const float *gg, const float *uu, const float *w, int C, float eps, int gu16,
-                   int wal)
+                   int wal, struct gu_i32 gi)
 {
     extern __shared__ float4 srow[];
     size_t r0 = (size_t)blockIdx.x * C;
     int C4 = C / 4;
     float ss = 0.0f, g = 0.0f;
+    float gs = SW == 2 ? gi.sx[blockIdx.x] : 0.0f, gd = SW == 2 ? *gi.sg : 0.0f,
+          ud = SW == 2 ? *gi.su : 0.0f;
 #pragma unroll 4
     for (int j = threadIdx.x; j < C4; j += blockDim.x) {
         float4 v;
-        if (SW) {
+        if (SW == 2) {
+            const int4 *sr = (const int4 *)(gi.sum + (size_t)blockIdx.x * gi.ld);
+            float4 a = gu_scale(sr[j], gs, gd, gi.gb + r0 + 4 * (size_t)j),
+                   b = gu_scale(sr[C4 + j], gs, ud, gi.ub + r0 + 4 * (size_t)j);
+            v = make_float4(swiglu1(a.x, b.x), swiglu1(a.y, b.y), swiglu1(a.z, b.z),
+                            swiglu1(a.w, b.w));
+        } else if (SW) {
             float4 a = gu16 ? bf16x4(((const uint2 *)((const __nv_bfloat16 *)gg + r0))[j])
                             : ((const float4 *)(gg + r0))[j],
                    b = gu16 ? bf16x4(((const uint2 *)((const __nv_bfloat16 *)uu + r0))[j])
@@ -788,14 +862,16 @@ static void rms_aquant_launch(struct krn_cuda *c, int sw, int8_t *x8, uint16_t *
                               const float *w, int N, int C, float eps, int gu16 = 0)
 {
     __nv_bfloat16 *b = (__nv_bfloat16 *)xb;
+    struct gu_i32 gi = {};
     if (gu16 || rms_aquant_s_ok(sw ? (const void *)g : inp, sw ? u : NULL, w, x8, xb, C, 0)) {
         size_t sm = (size_t)C * sizeof(float);
         int wal = ptr_align(w) >= 16;
         if (sw)
             k_rms_aquant_s<1>
-                <<<N, 256, sm, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps, gu16, wal);
+                <<<N, 256, sm, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps, gu16, wal, gi);
         else
-            k_rms_aquant_s<0><<<N, 256, sm, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps, 0, wal);
+            k_rms_aquant_s<0>
+                <<<N, 256, sm, c->st>>>(x8, b, sx, rstd, inp, g, u, w, C, eps, 0, wal, gi);
     } else if (C <= 4 * 1024) {
         unsigned t = (unsigned)((C + 4 * 32 - 1) / (4 * 32) * 32);
         if (sw)
@@ -848,6 +924,25 @@ extern "C" int krn_cuda_swiglu_rmsnorm_aquant_b16(struct krn_cuda *c, int8_t *x8
     rms_aquant_launch(c, 1, x8, xb, sx, rstd, NULL, (const float *)g, (const float *)u, w, N, C,
                       eps, 1);
     LAUNCHED(c, "swiglu + rmsnorm + aquant");
+    return 0;
+}
+
+extern "C" int krn_cuda_swiglu_rmsnorm_aquant_i32(struct krn_cuda *c, int8_t *x8, uint16_t *xb,
+                                                  float *sx, float *rstd, uint16_t *gb,
+                                                  uint16_t *ub, const int32_t *gu, int ld,
+                                                  const float *gsx, const float *sg,
+                                                  const float *su, const float *w, int N, int C,
+                                                  float eps)
+{
+    if (!rms_aquant_s_ok(gb, ub, w, x8, xb, C, 1) || ptr_align(gu) < 16 || ld % 4 || ld < 2 * C)
+        return KRN_CUDA_EINVAL;
+    if (N <= 0)
+        return 0;
+    PROF(c, "swiglu+rmsnorm+quant fwd");
+    struct gu_i32 gi = {gu, gsx, sg, su, (__nv_bfloat16 *)gb, (__nv_bfloat16 *)ub, ld};
+    k_rms_aquant_s<2><<<N, 256, (size_t)C * sizeof(float), c->st>>>(
+        x8, (__nv_bfloat16 *)xb, sx, rstd, NULL, NULL, NULL, w, C, eps, 1, ptr_align(w) >= 16, gi);
+    LAUNCHED(c, "swiglu + rmsnorm + aquant from int32 sums");
     return 0;
 }
 
@@ -993,6 +1088,13 @@ extern "C" void krn_cuda_qlinear_forward(struct krn_cuda *c, float *out, const f
     else
         k_qscale<<<N, NT, 0, c->st>>>(out, res, sx, sw, OC);
     LAUNCHED(c, "int8 product scale");
+}
+
+extern "C" void krn_cuda_qlinear_sums(struct krn_cuda *c, int32_t *acc, const int8_t *x8,
+                                      const int8_t *w8, int N, int C, int OC)
+{
+    PROF(c, "linear fwd");
+    qgemm(c, acc, x8, w8, N, C, OC);
 }
 
 __global__ void k_to_bf16(__nv_bfloat16 *o, const float *x, size_t n)
@@ -1523,6 +1625,154 @@ static int occupancy(struct krn_cuda *c, void *f, unsigned nt)
     return n;
 }
 
+/* Four values of a row as loaded: fp32 (a float4) or bf16 (B16: 8 bytes, half the registers) */
+template <int B16> struct quad;
+template <> struct quad<0> {
+    float4 r;
+    __device__ __forceinline__ void ld(const float *p, size_t i) { r = *(const float4 *)(p + i); }
+    __device__ __forceinline__ float4 get() const { return r; }
+};
+template <> struct quad<1> {
+    uint2 r;
+    __device__ __forceinline__ void ld(const float *p, size_t i)
+    {
+        r = *(const uint2 *)((const __nv_bfloat16 *)p + i);
+    }
+    __device__ __forceinline__ float4 get() const { return bf16x4(r); }
+};
+
+/* The SwiGLU + SubLN backward for rows of C % 4 == 0 (16-byte aligned fp32, 8-byte aligned
+ * bf16), at C 6144 (Qwen3-1.7B's FFN) the widest row kernel of the step. k_rms_bwd_f's SW
+ * path held dy, g, u, h and w as floats and dW's partials in registers: 128 registers for 384
+ * threads a row, one block (12 warps) per multiprocessor, and a row's loads never overlapped
+ * another row's sums (1.2 TB/s). Here dy, g and u stay as loaded (bf16: 2 registers per 4
+ * values), h is recomputed in the second pass from the one exp of g that also gives sigmoid(g),
+ * and w and dW's partials live in shared memory (each thread owns the same columns for all of
+ * its block's rows, so neither needs a barrier): up to 42 registers, 2 blocks of 768 threads
+ * (48 warps) per multiprocessor. The formulas and their order per element are k_rms_bwd_f's;
+ * the dot and dW sum in an order fixed by C alone (the launch depends only on C and the
+ * device), so the fp32 and the bf16 instances of one row give the same bits on the same
+ * values. */
+#define SWB_SMEM(C) ((size_t)(C) * 2 * sizeof(float)) /* w, dW partials */
+template <int DY16, int GU16, int O16, int PER, int LB, int MINB>
+__global__ void __launch_bounds__(LB, MINB) k_swrms_bwd(struct rms_bw a)
+{
+    extern __shared__ float4 swb4[];
+    int C = a.C, C4 = C / 4, t = threadIdx.x;
+    float4 *sw = swb4, *sdw = swb4 + C4;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        int j = t + i * (int)blockDim.x;
+        if (j < C4) {
+            sw[j] = ((const float4 *)a.w)[j];
+            sdw[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+    }
+    for (int row = blockIdx.x; row < a.N; row += gridDim.x) {
+        size_t r0 = (size_t)row * C, o0 = rms_out_row(a, row);
+        quad<DY16> dy[PER];
+        quad<GU16> gq[PER], uq[PER];
+        float dot = 0.0f;
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            int j = t + i * (int)blockDim.x;
+            if (j < C4) {
+                dy[i].ld(a.dy, r0 + 4 * (size_t)j);
+                gq[i].ld(a.g, r0 + 4 * (size_t)j);
+                uq[i].ld(a.u, r0 + 4 * (size_t)j);
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            int j = t + i * (int)blockDim.x;
+            if (j >= C4)
+                continue;
+            float4 W = sw[j], D = dy[i].get(), G = gq[i].get(), U = uq[i].get();
+            const float *wv = &W.x, *dv = &D.x, *gv = &G.x, *uv = &U.x;
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                dot += wv[e] * dv[e] * swiglu1(gv[e], uv[e]);
+        }
+        dot = block_sum(dot);
+        float s = a.rstd[row], k = dot * s * s * s / (float)C;
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            int j = t + i * (int)blockDim.x;
+            if (j >= C4)
+                continue;
+            float4 W = sw[j], D = dy[i].get(), G = gq[i].get(), U = uq[i].get(), P = sdw[j];
+            const float *wv = &W.x, *dv = &D.x, *gv = &G.x, *uv = &U.x;
+            float *pv = &P.x, o[4], dgv[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float g = gv[e], u = uv[e], ex = expf(-g);
+                float x = g / (1.0f + ex) * u; /* swiglu1(g, u), the same operations */
+                float d = s * wv[e] * dv[e] - x * k;
+                pv[e] += dv[e] * x * s;
+                float sg = 1.0f / (1.0f + ex), silu = g * sg;
+                o[e] = d * silu;
+                dgv[e] = d * u * sg * (1.0f + g * (1.0f - sg));
+            }
+            sdw[j] = P;
+            stv2<4>(a.du, o0 + 4 * (size_t)j, o, O16);
+            stv2<4>(a.dg, o0 + 4 * (size_t)j, dgv, O16);
+        }
+    }
+    if (!a.dw)
+        return;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        int j = t + i * (int)blockDim.x;
+        if (j >= C4)
+            continue;
+        if (a.part)
+            ((float4 *)(a.part + (size_t)blockIdx.x * C))[j] = sdw[j];
+        else {
+            float4 P = sdw[j];
+            atomicAdd(a.dw + 4 * j, P.x);
+            atomicAdd(a.dw + 4 * j + 1, P.y);
+            atomicAdd(a.dw + 4 * j + 2, P.z);
+            atomicAdd(a.dw + 4 * j + 3, P.w);
+        }
+    }
+}
+
+/* k_swrms_bwd's instance for a's input types: 768 threads hold a row of up to 6144 (PER 2, 2
+ * blocks per multiprocessor: 40 registers) or 12288 (PER 4, 1 block: 80 registers) */
+#define SWB_KERNEL(PER, MINB)                                                                      \
+    (a->dy16 ? (a->gu16 ? k_swrms_bwd<1, 1, 1, PER, 768, MINB> : k_swrms_bwd<1, 0, 1, PER, 768, MINB>) \
+     : a->b16 ? k_swrms_bwd<0, 0, 1, PER, 768, MINB>                                              \
+              : k_swrms_bwd<0, 0, 0, PER, 768, MINB>)
+static int swrms_bw_launch(struct krn_cuda *c, struct rms_bw *a)
+{
+    int C = a->C, N = a->N, per = C <= 6144 ? 2 : 4, minb = per == 2 && c->swb_old != 2 ? 2 : 1;
+    void (*kf)(struct rms_bw) = per == 4 ? SWB_KERNEL(4, 1) : minb == 2 ? SWB_KERNEL(2, 2)
+                                                                        : SWB_KERNEL(2, 1);
+    size_t sm = SWB_SMEM(C);
+    if (sm > 32 * 1024 && /* 48 KiB with the static block_sum slots passes the default limit */
+        cudaFuncSetAttribute(kf, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm) !=
+            cudaSuccess) {
+        cudaGetLastError();
+        return -1; /* the caller keeps k_rms_bwd_f */
+    }
+    unsigned nt = (unsigned)(((C / 4 + per - 1) / per + 31) / 32 * 32);
+    /* rows per block: the grid one wave of the blocks that fit by threads, by the registers the
+     * launch bounds allow and by shared memory (not the instance's own register count: the
+     * launch must not depend on the input types) */
+    int regs = 65536 / (768 * minb) / 8 * 8, fit = 2048 / (int)nt;
+    int fr = 65536 / ((int)nt * regs), fs = (int)((200 * 1024) / sm);
+    fit = fr < fit ? fr : fit;
+    fit = fs < fit ? fs : fit;
+    fit = fit < 1 ? 1 : fit;
+    int wave = c->nsm * fit, rows = (N + wave - 1) / wave;
+    unsigned grid = (unsigned)((N + rows - 1) / rows);
+    a->part = a->dw && !c->rb_atomic ? part_buf(c, (size_t)grid * C) : NULL;
+    kf<<<grid, nt, sm, c->st>>>(*a);
+    if (a->part)
+        k_colsum<<<(unsigned)((C + 31) / 32), 1024, 0, c->st>>>(a->dw, a->part, (int)grid, C);
+    return 0;
+}
+
 /* Launches the fused backward for a (C <= RB_MAX): warp groups for C <= 256, else one group of
  * G threads per block, G the fewest warps that hold the row in PER vectors per thread; up to
  * 512 threads (128 registers each) for C <= 8192, 1024 (64 registers) beyond. */
@@ -1537,6 +1787,9 @@ static void rms_bw_launch(struct krn_cuda *c, struct rms_bw *a, int sw)
         a->ldo = a->rpt * C;
     int v4 = C % 4 == 0 && a->ldo % 4 == 0 && al16(a->dx) && al16(a->dg) && al16(a->du) &&
              al16(a->dy) && al16(a->x) && al16(a->g) && al16(a->u) && al16(a->w) && al16(a->mirror);
+    if (sw && v4 && C > 256 && C <= KRN_CUDA_SWIGLU16_MAX && a->rpt == 1 && c->swb_old != 1 &&
+        !swrms_bw_launch(c, a))
+        return;
     void (*kf)(struct rms_bw);
     int per, rows = c->rb_rows > 0 ? c->rb_rows : RB_ROWS;
     unsigned nt = 256, grid = (unsigned)((N + 8 * rows - 1) / (8 * rows));
@@ -2400,9 +2653,21 @@ extern "C" double krn_cuda_relation(struct krn_cuda *c, float *dsv, const float 
 
 /* ------------------------------------------------------------------ AdamW */
 
-__global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
-                        float b2, float eps, float wd, float bc1, float bc2, float cs)
+/* sabs: the block's sum of |p| after the update added into *sabs (double, one atomic per block):
+ * the absmean of the weight quantizer that reads p next (krn_cuda_wquant_narrow_sum), so it
+ * need not read p once more for it */
+__device__ __forceinline__ static void abs_sum_out(double *sabs, double s)
 {
+    s = block_sumd(s);
+    if (!threadIdx.x)
+        atomicAdd(sabs, s);
+}
+
+template <int ABS>
+__global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
+                        float b2, float eps, float wd, float bc1, float bc2, float cs, double *sabs)
+{
+    double sa = 0.0;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float gi = g[i] * cs;
@@ -2413,14 +2678,21 @@ __global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, 
         pi -= lr * wd * pi;
         pi -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
         p[i] = pi;
+        if (ABS)
+            sa += fabs((double)pi);
     }
+    if (ABS)
+        abs_sum_out(sabs, sa);
 }
 
 /* The same four elements at a time (n4 = n / 4; every array 16-byte aligned): 16-byte loads
  * and stores, k_adamw's arithmetic per element. */
+template <int ABS>
 __global__ void k_adamw4(float4 *p4, const float4 *g4, float4 *m4, float4 *v4, size_t n4, float lr,
-                         float b1, float b2, float eps, float wd, float bc1, float bc2, float cs)
+                         float b1, float b2, float eps, float wd, float bc1, float bc2, float cs,
+                         double *sabs)
 {
+    double sa = 0.0;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4;
          i += (size_t)gridDim.x * blockDim.x) {
         float4 P = p4[i], G = g4[i], M = m4[i], V = v4[i];
@@ -2435,26 +2707,47 @@ __global__ void k_adamw4(float4 *p4, const float4 *g4, float4 *m4, float4 *v4, s
             pi -= lr * wd * pi;
             pi -= lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
             p[e] = pi;
+            if (ABS)
+                sa += fabs((double)pi);
         }
         p4[i] = P;
         m4[i] = M;
         v4[i] = V;
     }
+    if (ABS)
+        abs_sum_out(sabs, sa);
+}
+
+extern "C" void krn_cuda_adamw_abs(struct krn_cuda *c, float *p, const float *g, float *m,
+                                   float *v, size_t n, float lr, float b1, float b2, float eps,
+                                   float wd, float bc1, float bc2, float cs, double *sabs)
+{
+    PROF(c, "adamw");
+    if (n % 4 == 0 && ptr_align(p) >= 16 && ptr_align(g) >= 16 && ptr_align(m) >= 16 &&
+        ptr_align(v) >= 16) {
+        float4 *p4 = (float4 *)p, *m4 = (float4 *)m, *v4 = (float4 *)v;
+        const float4 *g4 = (const float4 *)g;
+        unsigned nb = blocks(n / 4, NT);
+        if (sabs)
+            k_adamw4<1><<<nb, NT, 0, c->st>>>(p4, g4, m4, v4, n / 4, lr, b1, b2, eps, wd, bc1,
+                                               bc2, cs, sabs);
+        else
+            k_adamw4<0><<<nb, NT, 0, c->st>>>(p4, g4, m4, v4, n / 4, lr, b1, b2, eps, wd, bc1,
+                                               bc2, cs, sabs);
+    } else if (sabs)
+        k_adamw<1><<<blocks(n, NT), NT, 0, c->st>>>(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2,
+                                                     cs, sabs);
+    else
+        k_adamw<0><<<blocks(n, NT), NT, 0, c->st>>>(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2,
+                                                     cs, sabs);
+    LAUNCHED(c, "adamw");
 }
 
 extern "C" void krn_cuda_adamw(struct krn_cuda *c, float *p, const float *g, float *m, float *v,
                                size_t n, float lr, float b1, float b2, float eps, float wd,
                                float bc1, float bc2, float cs)
 {
-    PROF(c, "adamw");
-    if (n % 4 == 0 && ptr_align(p) >= 16 && ptr_align(g) >= 16 && ptr_align(m) >= 16 &&
-        ptr_align(v) >= 16)
-        k_adamw4<<<blocks(n / 4, NT), NT, 0, c->st>>>((float4 *)p, (const float4 *)g, (float4 *)m,
-                                                      (float4 *)v, n / 4, lr, b1, b2, eps, wd, bc1,
-                                                      bc2, cs);
-    else
-        k_adamw<<<blocks(n, NT), NT, 0, c->st>>>(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, cs);
-    LAUNCHED(c, "adamw");
+    krn_cuda_adamw_abs(c, p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2, cs, NULL);
 }
 
 /* ------------------------------------------------------------------ product micro-benchmark */
@@ -2653,12 +2946,14 @@ extern "C" int krn_cuda_attn_bench(struct krn_cuda *c, int B, int T, int NH, int
 
 /* ------------------------------------------------------------------ memory-bound micro-benchmark */
 
-/* The row kernels of one decoder layer at Qwen3-0.6B's widths (H 1024, q 2048, FFN 3072, 16 + 8
- * heads of 128) over N tokens: device ms per call and GB/s of the bytes each must move, beside
- * a device-to-device copy; the fused RMSNorm backward at several rows per block. */
-extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, FILE *f)
+/* The row kernels of one decoder layer at the widths of Qwen3-0.6B (H 1024, FFN I 3072; 1.7B:
+ * 2048, 6144), q 2048, 16 + 8 heads of 128, over N tokens: device ms per call and GB/s of the
+ * bytes each must move, beside a device-to-device copy; the fused RMSNorm backward at several
+ * rows per block; the SwiGLU + SubLN backward on the step's bf16 operands by each kernel; the
+ * weight quantizer of an H x I projection with its own absmean pass and fed by AdamW's. */
+extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, int H, int I, FILE *f)
 {
-    const int H = 1024, QD = 2048, KD = 1024, I = 3072, HD = 128, T = 512;
+    const int QD = 2048, KD = 1024, HD = 128, T = 512;
     size_t big = (size_t)N * I;
     float *a = (float *)krn_cuda_alloc(c, big * 4), *b = (float *)krn_cuda_alloc(c, big * 4);
     float *d = (float *)krn_cuda_alloc(c, big * 4), *e = (float *)krn_cuda_alloc(c, big * 4);
@@ -2666,8 +2961,10 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, FILE *f)
     float *rs = (float *)krn_cuda_alloc(c, (size_t)N * 16 * 4);
     float *cs = (float *)krn_cuda_alloc(c, (size_t)T * HD / 2 * 4),
           *sn = (float *)krn_cuda_alloc(c, (size_t)T * HD / 2 * 4);
+    uint16_t *b3 = (uint16_t *)krn_cuda_alloc(c, big * 6); /* bf16 g, u, dy */
+    double *sa = (double *)krn_cuda_alloc(c, 8);
     int rc = 0;
-    if (!a || !b || !d || !e || !w || !dw || !rs || !cs || !sn) {
+    if (!a || !b || !d || !e || !w || !dw || !rs || !cs || !sn || !b3 || !sa) {
         rc = KRN_CUDA_ENOMEM;
         goto out;
     }
@@ -2679,6 +2976,10 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, FILE *f)
         k_fill<<<blocks(I, NT), NT, 0, c->st>>>(w, I, 5);
         k_fill<<<blocks((size_t)T * HD / 2, NT), NT, 0, c->st>>>(cs, (size_t)T * HD / 2, 6);
         k_fill<<<blocks((size_t)T * HD / 2, NT), NT, 0, c->st>>>(sn, (size_t)T * HD / 2, 7);
+        krn_cuda_to_bf16(c, b3, a, big);
+        krn_cuda_to_bf16(c, b3 + big, b, big);
+        krn_cuda_to_bf16(c, b3 + 2 * big, d, big);
+        krn_cuda_zero(c, sa, 8);
         krn_cuda_rmsnorm_forward(c, e, rs, a, w, N, H, 1e-6f); /* rstd values */
         struct {
             char name[64];
@@ -2699,33 +3000,45 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, FILE *f)
             char nm[64];
             c->rb_rows = rows[i];
             c->rb_atomic = i == 4;
-            snprintf(nm, sizeof nm, "rmsnorm bwd C 1024 acc+dW, %d rows/block%s", rows[i],
+            snprintf(nm, sizeof nm, "rmsnorm bwd C H acc+dW, %d rows/block%s", rows[i],
                      c->rb_atomic ? ", atomics" : "");
             NB_(nm, 16.0 * nh, krn_cuda_rmsnorm_backward(c, d, 1, dw, a, b, w, rs, N, H));
-            snprintf(nm, sizeof nm, "swiglu+rms bwd bf16 C 3072, %d rows/block%s", rows[i],
-                     c->rb_atomic ? ", atomics" : "");
-            NB_(nm, 16.0 * ni,
-                krn_cuda_swiglu_rmsnorm_backward_bf16(c, ob, ob + ni, 0, dw, a, b, d, w, rs, N, I));
         }
         c->rb_rows = 0;
         c->rb_atomic = 0;
-        NB_("swiglu+rms bwd bf16 C 3072, one wave (default)", 16.0 * ni,
+        NB_("swiglu+rms bwd fp32 in, bf16 out, C I", 16.0 * ni,
             krn_cuda_swiglu_rmsnorm_backward_bf16(c, ob, ob + ni, 0, dw, a, b, d, w, rs, N, I));
-        NB_("rmsnorm bwd C 1024 acc+dW, one wave (default)", 16.0 * nh,
+        NB_("rmsnorm bwd C H acc+dW, one wave (default)", 16.0 * nh,
             krn_cuda_rmsnorm_backward(c, d, 1, dw, a, b, w, rs, N, H));
-        NB_("rmsnorm bwd C 1024 acc, no dW", 16.0 * nh,
+        const char *swn[] = {"k_swrms_bwd, 2 blocks/SM", "k_rms_bwd_f (before)",
+                             "k_swrms_bwd, 1 block/SM"};
+        for (int i = 0; i < 3; i++) {
+            char nm[64];
+            c->swb_old = i;
+            snprintf(nm, sizeof nm, "swiglu+rms bwd gu16 C I, %s", swn[i]);
+            NB_(nm, 10.0 * ni,
+                krn_cuda_swiglu_rmsnorm_backward_gu16(c, ob, ob + ni, 0, dw, b3 + 2 * big, b3,
+                                                      b3 + big, w, rs, N, I));
+        }
+        c->swb_old = 0;
+        size_t nw = (size_t)H * I;
+        NB_("weight quant H x I, own absmean pass", 11.0 * nw,
+            krn_cuda_wquant_narrow(c, x8, xb, rs, a, nw));
+        NB_("weight quant H x I, absmean from adamw", 7.0 * nw,
+            krn_cuda_wquant_narrow_sum(c, x8, xb, rs, a, nw, sa));
+        NB_("rmsnorm bwd C H acc, no dW", 16.0 * nh,
             krn_cuda_rmsnorm_backward(c, d, 1, NULL, a, b, w, rs, N, H));
-        NB_("rmsnorm fwd bf16 C 1024 (teacher)", 6.0 * nh,
+        NB_("rmsnorm fwd bf16 C H (teacher)", 6.0 * nh,
             krn_cuda_rmsnorm_forward_bf16(c, ob, rs, a, w, N, H, 1e-6f));
-        NB_("swiglu fwd bf16 C 3072 (teacher)", 10.0 * ni,
+        NB_("swiglu fwd bf16 C I (teacher)", 10.0 * ni,
             krn_cuda_swiglu_forward_bf16(c, ob, a, b, ni));
         NB_("rmsnorm bwd C 2048 dW", 12.0 * nq,
             krn_cuda_rmsnorm_backward(c, d, 0, dw, a, b, w, rs, N, QD));
         NB_("qk-norm bwd bf16 (q, C 128)", 10.0 * nq,
             krn_cuda_rmsnorm_backward_bf16(c, ob, 0, 0, dw, a, b, w, rs, N * 16, HD));
-        NB_("rmsnorm+quant fwd C 1024", 7.0 * nh,
+        NB_("rmsnorm+quant fwd C H", 7.0 * nh,
             krn_cuda_rmsnorm_aquant(c, x8, xb, rs, rs, a, w, N, H, 1e-6f));
-        NB_("swiglu+rmsnorm+quant fwd C 3072", 11.0 * ni,
+        NB_("swiglu+rmsnorm+quant fwd C I", 11.0 * ni,
             krn_cuda_swiglu_rmsnorm_aquant(c, x8, xb, rs, rs, a, b, w, N, I, 1e-6f));
         NB_("qk-norm fwd + rope bf16 (q, before)", 12.0 * nq,
             (krn_cuda_rmsnorm_forward(c, d, rs, a, w, N * 16, HD, 1e-6f),
@@ -2734,15 +3047,19 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, FILE *f)
             krn_cuda_qknorm_rope_bf16(c, (uint16_t *)e, NULL, rs, a, w, cs, sn, N / T, T, 16, HD,
                                       1e-6f));
         NB_("v to bf16", 6.0 * nk, krn_cuda_to_bf16(c, (uint16_t *)e, a, nk));
-        NB_("adamw 3072 x 1024", 28.0 * 1024 * I,
-            krn_cuda_adamw(c, a, b, d, e, (size_t)1024 * I, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f,
+        NB_("adamw H x I + sum |p|", 28.0 * nw,
+            krn_cuda_adamw_abs(c, a, b, d, e, nw, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 0.5f,
+                               1.0f, sa));
+        NB_("adamw H x I", 28.0 * nw,
+            krn_cuda_adamw(c, a, b, d, e, nw, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f,
                            0.5f, 1.0f));
-        NB_("adamw 3072 x 1024 (scalar)", 28.0 * 1024 * I,
-            krn_cuda_adamw(c, a + 1, b + 1, d + 1, e + 1, (size_t)1024 * I - 1, 1e-4f, 0.9f, 0.95f,
+        NB_("adamw H x I (scalar)", 28.0 * nw,
+            krn_cuda_adamw(c, a + 1, b + 1, d + 1, e + 1, nw - 1, 1e-4f, 0.9f, 0.95f,
                            1e-8f, 0.1f, 0.5f, 0.5f, 1.0f));
 #undef NB_
+        fprintf(f, "norm-bench N %d H %d I %d\n", N, H, I);
         for (int i = 0; i < n; i++)
-            fprintf(f, "norm-bench N %d  %-44s %8.4f ms %7.1f GB/s\n", N, r[i].name, r[i].ms,
+            fprintf(f, "norm-bench N %d  %-52s %8.4f ms %7.1f GB/s\n", N, r[i].name, r[i].ms,
                     r[i].bytes / r[i].ms / 1e6);
         fflush(f);
         rc = krn_cuda_sync(c);
@@ -2759,5 +3076,7 @@ out:
     krn_cuda_dfree(c, rs);
     krn_cuda_dfree(c, cs);
     krn_cuda_dfree(c, sn);
+    krn_cuda_dfree(c, b3);
+    krn_cuda_dfree(c, sa);
     return rc ? rc : c->status;
 }
