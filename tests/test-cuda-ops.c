@@ -1140,8 +1140,8 @@ static void t_gu_i8(int N, int H, int C)
     TAP_OK(!st && !memcmp(gacc, acc, ns * 4), "%s: int32 sums = the exact sums (cuda %d)", nm, st);
     int r1 = krn_cuda_swiglu_rmsnorm_aquant_i32(K, o8[0], ob[0], osx[0], ors[0], gbd, ubd, accd,
                                                 2 * C, sxd, sgd, sud, wd, N, C, 1e-6f);
-    int r2 = krn_cuda_swiglu_rmsnorm_aquant_b16(K, o8[1], ob[1], osx[1], ors[1], gbr, ubr, wd, N,
-                                                C, 1e-6f);
+    int r2 = krn_cuda_swiglu_rmsnorm_aquant_b16(K, o8[1], ob[1], osx[1], ors[1], gbr, ubr, wd, N, C,
+                                                1e-6f);
     size_t hb = 3 * n + 8 * (size_t)N;
     char *h[2] = {malloc(hb + 4 * n), malloc(hb + 4 * n)};
     for (int i = 0; i < 2; i++) {
@@ -1520,8 +1520,8 @@ static void t_adamw_wquant(size_t n, int off)
     float lr = 1e-2f, b1 = 0.9f, b2 = 0.95f, bc1 = 1 - powf(b1, 2.0f), bc2 = 1 - powf(b2, 2.0f);
     krn_cuda_adamw(K, d[0][0], d[0][1], d[0][2], d[0][3], n, lr, b1, b2, 1e-8f, 0.1f, bc1, bc2,
                    0.7f);
-    krn_cuda_adamw_abs(K, d[1][0], d[1][1], d[1][2], d[1][3], n, lr, b1, b2, 1e-8f, 0.1f, bc1,
-                       bc2, 0.7f, sad);
+    krn_cuda_adamw_abs(K, d[1][0], d[1][1], d[1][2], d[1][3], n, lr, b1, b2, 1e-8f, 0.1f, bc1, bc2,
+                       0.7f, sad);
     float *h[2][3];
     for (int k = 0; k < 2; k++)
         for (int j = 0; j < 3; j++) {
@@ -1675,11 +1675,11 @@ int main(void)
     t_head_loss(6, 151936, 0, 0);
     t_adamw(1);
     t_adamw(100003);
-    t_adamw(100004);             /* four at a time */
+    t_adamw(100004); /* four at a time */
     t_gu_i8(7, 64, 6144);
     t_gu_i8(40, 1024, 3072); /* Qwen3-0.6B's widths */
     t_gu_i8(5, 36, 1000);
-    t_adamw_wquant(100004, 0);   /* four at a time */
+    t_adamw_wquant(100004, 0); /* four at a time */
     t_adamw_wquant(100004, 1);
     t_adamw_wquant(4099, 0);
     t_placed(37, 16, 128, 3072); /* Qwen3's q heads, its FFN width */

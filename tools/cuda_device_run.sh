@@ -2,7 +2,7 @@
 # tools/cuda_device_run.sh — what was run on the GPU machine for docs/cuda.md: the GPU op and
 # step tests, `bitdistill train --device cuda:0` against the CPU on SST-2, and the throughput
 # of bench-cuda-train against tools/bench_cuda_torch.py on a random-init Qwen3-0.6B.
-#   tools/cuda_device_run.sh BIN_DIR DATA_DIR OUT_DIR [tests|train|bench|linear|norms|attn|hf|dp]...
+#   tools/cuda_device_run.sh BIN_DIR DATA_DIR OUT_DIR [tests|train|bench|linear|norms|attn|hf|same|dp]...
 # bench: bench-cuda-train (micro-batch $B x 512, default 8, accumulation 4, 3 steps; with
 # BITDISTILL_CUDA_PROFILE=1 set, the device time per op too; BITDISTILL_CUDA_NARROW=0 for the
 # products before the narrow BitLinear operands) and the eager functional model; linear: the
@@ -12,7 +12,9 @@
 # torch.compile), the baseline of docs/cuda.md's table, same shapes. SIZE (0.6b, default, or
 # 1.7b) picks the random-init Qwen3 of bench and hf (tools/qwen3-SIZE-config.json). HF_PAR=1:
 # hf runs one process per mode of HF_MODES (HF=compile by default), compiling side by side
-# and timing one after another (BENCH_LOCK in tools/bench_hf_bitdistill.py).
+# and timing one after another (BENCH_LOCK in tools/bench_hf_bitdistill.py). same: the GPU tests,
+# bench and hf (HF=compile) in one pass, the baseline compiling while the tests run, every timed
+# run alone on the GPU.
 # BIN_DIR holds bitdistill, bench-cuda-train, test-cuda-ops, test-cuda-step (built here with
 # --with-cuda) and lib/ with the shared libraries the target machine lacks.
 set -u
@@ -104,6 +106,34 @@ hf)
     PYTHONUNBUFFERED=1 timeout ${HF_TIMEOUT:-400} python3 tools/bench_hf_bitdistill.py $M ${B:-8} 512 4 3 ${HF:-both} ${HF_MODES:-distill,pretrain} 2>&1 |
         grep -v Warning | tail -8 | tee "$OUT"/bench-hf-$SIZE.txt
     fi
+    ;;
+same)
+    # ours and the compiled baseline in one call, the baseline's compile (CPU, minutes) overlapping
+    # the GPU tests: its HF_MODES processes and ours meet in the barrier of
+    # tools/bench_hf_bitdistill.py (BENCH_LOCK; ours counts itself in once the tests are done),
+    # then each timed run holds the GPU alone under the lock's flock
+    M=/tmp/q$SIZE; rm -rf $M
+    "$BIN"/bitdistill init --config tools/qwen3-$SIZE-config.json --out $M --seed 1 >/dev/null || exit 1
+    lock=/tmp/same-lock.$$; rm -rf $lock $lock.ready; mkdir -p $lock.ready
+    modes=${HF_MODES:-distill,pretrain}
+    n=$(( $(echo ${modes//,/ } | wc -w) + 1 ))
+    for mode in ${modes//,/ }; do
+        BENCH_LOCK=$lock BENCH_PEERS=$n PYTHONUNBUFFERED=1 \
+            timeout ${HF_TIMEOUT:-400} python3 tools/bench_hf_bitdistill.py $M ${B:-8} 512 4 3 ${HF:-compile} $mode 2>&1 |
+            grep -v Warning | tail -8 > "$OUT"/bench-hf-$SIZE-$mode.txt &
+    done
+    timeout 120 "$BIN"/test-cuda-ops > "$OUT"/test-cuda-ops.txt 2>&1
+    timeout 120 "$BIN"/test-cuda-step > "$OUT"/test-cuda-step.txt 2>&1
+    echo "ops: $(grep -c '^ok' "$OUT"/test-cuda-ops.txt) ok, $(grep -c '^not ok' "$OUT"/test-cuda-ops.txt) not ok;" \
+         "step: $(grep -c '^ok' "$OUT"/test-cuda-step.txt) ok, $(grep -c '^not ok' "$OUT"/test-cuda-step.txt) not ok"
+    touch $lock.ready/ours.$$
+    t=$SECONDS
+    while [ $(ls $lock.ready | wc -l) -lt $n ] && [ $((SECONDS - t)) -lt ${HF_TIMEOUT:-400} ]; do sleep 0.5; done
+    python3 -c 'import fcntl, subprocess, sys
+f = open(sys.argv[1], "a"); fcntl.flock(f, fcntl.LOCK_EX); sys.exit(subprocess.call(sys.argv[2:]))' \
+        $lock timeout 200 "$BIN"/bench-cuda-train $M ${B:-8} 512 4 3 2>&1 | tee "$OUT"/bench-c-$SIZE.txt
+    wait
+    cat "$OUT"/bench-hf-$SIZE-*.txt
     ;;
 dp)
     # data parallel: the same job on cuda:all vs cuda:0 (same global batch), then tokens/s of

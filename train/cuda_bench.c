@@ -125,9 +125,9 @@ static int linear_bench(int N, int reps, int H, int I)
 {
     const int QD = 2048, KD = 1024; /* Qwen3-0.6B's and 1.7B's q and k/v widths */
     const int shapes[][2] = {
-        {H, QD}, {H, KD},      {QD, H}, {H, I},
-        {I, H},  {H, QD + 2 * KD}, /* q|k|v as one product (the fused backward's dY) */
-        {H, 2 * I}                 /* gate|up as one */
+        {H, QD},   {H, KD}, {QD, H},
+        {H, I},    {I, H},  {H, QD + 2 * KD}, /* q|k|v as one product (the fused backward's dY) */
+        {H, 2 * I}                            /* gate|up as one */
     };
     struct krn_cuda *k = NULL;
     char err[KRN_CUDA_ERR_LEN];

@@ -228,7 +228,8 @@ static void narrow_views(struct gmodel *m)
     m->w8 = (int8_t *)m->wq;
     m->wb = (uint16_t *)((char *)m->wq + a);
     m->wsc = (float *)((char *)m->wq + a + ((2 * m->np + 255) & ~(size_t)255));
-    m->wabs = (double *)((char *)m->wsc + ((4 * (size_t)trn_model_ntensors(m->host) + 7) & ~(size_t)7));
+    m->wabs =
+        (double *)((char *)m->wsc + ((4 * (size_t)trn_model_ntensors(m->host) + 7) & ~(size_t)7));
 }
 
 /* The scale of the projection at offset off (narrow). */
@@ -574,8 +575,8 @@ static void ffn_act(struct krn_cuda *k, struct gmodel *m, struct trn_acts *a, co
 {
     const float *w = m->p + o->ffn_sub;
     if (m->gui8) { /* the gate|up sums in gsum (gforward) */
-        struct qact q = qact_of(a->xq4, (size_t)N, (size_t)I), x = qact_of(a->xq3, (size_t)N,
-                                                                           (size_t)m->c->hidden);
+        struct qact q = qact_of(a->xq4, (size_t)N, (size_t)I),
+                    x = qact_of(a->xq3, (size_t)N, (size_t)m->c->hidden);
         if (!krn_cuda_swiglu_rmsnorm_aquant_i32(k, q.x8, q.xb, q.sx, a->rh, a->gb, a->ub,
                                                 m->ar.gsum, 2 * I, x.sx, wscale(m, o->gate),
                                                 wscale(m, o->up), w, N, I, eps))

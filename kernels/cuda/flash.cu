@@ -41,6 +41,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "kernels/cuda/async.cuh"
+
 #define FB 64           /* rows of a tile (queries or keys) */
 #define FD 128          /* head dim */
 #define FLD (FD + 8)    /* shared row stride in bf16: 272 bytes, conflict-free fragment reads */
@@ -192,17 +194,6 @@ __device__ __forceinline__ void stage(bf16 *X, const bf16 *src, size_t rs, int r
                 row0 + r < T ? src[(size_t)(row0 + r) * rs + c] : __float2bfloat16(0.0f);
         }
     }
-}
-
-__device__ __forceinline__ void cp_commit(void)
-{
-    asm volatile("cp.async.commit_group;\n" ::);
-}
-
-/* wait until at most n of this thread's committed groups are still in flight */
-template <int n> __device__ __forceinline__ void cp_wait(void)
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(n));
 }
 
 /* max / sum over the 4 lanes that share a fragment row */

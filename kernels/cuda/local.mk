@@ -5,7 +5,7 @@
 # train/cuda_model.c (the GPU model, plain C on kcuda.h) replaces train/cuda_stub.c.
 
 KRN_CUDA_SRCS = kernels/cuda/ops.cu kernels/cuda/flash.cu kernels/cuda/head.cu kernels/cuda/nccl.cu
-EXTRA_DIST += $(KRN_CUDA_SRCS) kernels/cuda/kcuda.h kernels/cuda/reduce.cuh docs/cuda.md tools/bench_cuda_torch.py \
+EXTRA_DIST += $(KRN_CUDA_SRCS) kernels/cuda/kcuda.h kernels/cuda/reduce.cuh kernels/cuda/async.cuh docs/cuda.md tools/bench_cuda_torch.py \
     tools/bench_hf_bitdistill.py
 
 if HAVE_CUDA
@@ -18,10 +18,10 @@ libkrn_cuda_a_LIBADD = kernels/cuda/ops.$(OBJEXT) kernels/cuda/flash.$(OBJEXT) \
 	kernels/cuda/head.$(OBJEXT) kernels/cuda/nccl.$(OBJEXT)
 EXTRA_libkrn_cuda_a_DEPENDENCIES = $(libkrn_cuda_a_LIBADD)
 kernels/cuda/ops.$(OBJEXT): $(srcdir)/kernels/cuda/ops.cu $(srcdir)/kernels/cuda/kcuda.h \
-	$(srcdir)/kernels/cuda/reduce.cuh
+	$(srcdir)/kernels/cuda/reduce.cuh $(srcdir)/kernels/cuda/async.cuh
 	@$(MKDIR_P) kernels/cuda
 	$(AM_V_GEN)$(NVCC) $(NVCC_FLAGS) -c -o $@ $(srcdir)/kernels/cuda/ops.cu
-kernels/cuda/flash.$(OBJEXT): $(srcdir)/kernels/cuda/flash.cu
+kernels/cuda/flash.$(OBJEXT): $(srcdir)/kernels/cuda/flash.cu $(srcdir)/kernels/cuda/async.cuh
 	@$(MKDIR_P) kernels/cuda
 	$(AM_V_GEN)$(NVCC) $(NVCC_FLAGS) -c -o $@ $(srcdir)/kernels/cuda/flash.cu
 kernels/cuda/head.$(OBJEXT): $(srcdir)/kernels/cuda/head.cu $(srcdir)/kernels/cuda/reduce.cuh

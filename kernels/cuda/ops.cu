@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "kernels/cuda/kcuda.h"
+#include "kernels/cuda/async.cuh"
 #include "kernels/cuda/reduce.cuh"
 
 #define NT 256 /* threads per block of the row kernels */
@@ -60,8 +61,9 @@ struct krn_cuda {
     int nplans;
     int rb_rows;   /* rows per block of the fused RMSNorm backward (0: RB_ROWS; the bench's knob) */
     int rb_atomic; /* 1: its dW by atomics, not partials (the bench's comparison) */
-    int swb_old; /* the SwiGLU + SubLN backward (the bench's comparison): 1 by k_rms_bwd_f, 2 by
-                  * k_swrms_bwd at one block per multiprocessor */
+    int swb_old;   /* the SwiGLU + SubLN backward (the bench's comparisons): 1 by k_rms_bwd_f, 2 by
+                  * k_swrms_bwd at one block per multiprocessor, 3 by k_swrms_bwd (not the
+                  * pipelined k_swrms_bwd_p) */
     int nsm;       /* multiprocessors */
     struct {
         void *f;
@@ -385,15 +387,36 @@ extern "C" void krn_cuda_zero(struct krn_cuda *c, void *p, size_t bytes)
 
 /* ------------------------------------------------------------------ reductions */
 
-/* mode 0: sum x, 1: sum x^2, 2: sum |x| into *out (atomic). */
-__global__ void k_reduce(double *out, const float *x, size_t n, int mode)
+__device__ __forceinline__ static double red1(float x, int mode)
+{
+    double v = x;
+    return mode == 0 ? v : mode == 1 ? v * v : fabs(v);
+}
+
+/* mode 0: sum x, 1: sum x^2, 2: sum |x| into *out (atomic). V 4 (x 16-byte aligned): two float4
+ * loads a thread in flight per step (a scalar load each had held the 6.9 GB gradient norm of
+ * Qwen3-1.7B at 2.3 TB/s), the n % 4 tail by the first threads. */
+template <int V> __global__ void k_reduce(double *out, const float *x, size_t n, int mode)
 {
     double s = 0.0;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x) {
-        double v = x[i];
-        s += mode == 0 ? v : mode == 1 ? v * v : fabs(v);
-    }
+    size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x, st = (size_t)gridDim.x * blockDim.x;
+    if (V == 4) {
+        const float4 *x4 = (const float4 *)x;
+        size_t n4 = n / 4, i = t;
+        for (; i + st < n4; i += 2 * st) {
+            float4 a = x4[i], b = x4[i + st];
+            s += red1(a.x, mode) + red1(a.y, mode) + red1(a.z, mode) + red1(a.w, mode);
+            s += red1(b.x, mode) + red1(b.y, mode) + red1(b.z, mode) + red1(b.w, mode);
+        }
+        if (i < n4) {
+            float4 a = x4[i];
+            s += red1(a.x, mode) + red1(a.y, mode) + red1(a.z, mode) + red1(a.w, mode);
+        }
+        if (t < n % 4)
+            s += red1(x[n4 * 4 + t], mode);
+    } else
+        for (size_t i = t; i < n; i += st)
+            s += red1(x[i], mode);
     s = block_sumd(s);
     if (!threadIdx.x)
         atomicAdd(out, s);
@@ -407,7 +430,10 @@ static void reduce_launch(struct krn_cuda *c, const float *x, size_t n, int mode
     unsigned nb = blocks(n, NT);
     if (nb > 1024)
         nb = 1024;
-    k_reduce<<<nb, NT, 0, c->st>>>(c->red, x, n, mode);
+    if (ptr_align(x) >= 16)
+        k_reduce<4><<<nb, NT, 0, c->st>>>(c->red, x, n, mode);
+    else
+        k_reduce<1><<<nb, NT, 0, c->st>>>(c->red, x, n, mode);
 }
 
 static double reduce(struct krn_cuda *c, const float *x, size_t n, int mode)
@@ -747,9 +773,9 @@ __global__ void __launch_bounds__(1024, MINB)
  * 8-byte aligned. */
 /* SW 2: g and u from the gate|up INT8 product's exact sums (k_gu_i32 below) */
 struct gu_i32 {
-    const int32_t *sum;   /* [N][ld]: the gate's sums, then the up's at + C */
-    const float *sx;      /* the input codes' row scales */
-    const float *sg, *su; /* the gate's and the up's matrix scales */
+    const int32_t *sum;     /* [N][ld]: the gate's sums, then the up's at + C */
+    const float *sx;        /* the input codes' row scales */
+    const float *sg, *su;   /* the gate's and the up's matrix scales */
     __nv_bfloat16 *gb, *ub; /* g and u written in bf16 [N][C] for the backward */
     int ld;
 };
@@ -808,24 +834,24 @@ __global__ void __launch_bounds__(256)
     if (!threadIdx.x)
         rstd[blockIdx.x] = inv;
     const float4 *w4 = (const float4 *)w;
-    for (int j = threadIdx.x; j < C4; j += blockDim.x) {
+    for (int j = threadIdx.x; j < C4; j += blockDim.x) { /* the normalised row, kept in srow */
         float4 v = srow[j],
                ww = wal ? w4[j] : make_float4(w[4 * j], w[4 * j + 1], w[4 * j + 2], w[4 * j + 3]);
-        g = fmaxf(g, fabsf(ww.x * (v.x * inv)));
-        g = fmaxf(g, fabsf(ww.y * (v.y * inv)));
-        g = fmaxf(g, fabsf(ww.z * (v.z * inv)));
-        g = fmaxf(g, fabsf(ww.w * (v.w * inv)));
+        v = make_float4(ww.x * (v.x * inv), ww.y * (v.y * inv), ww.z * (v.z * inv),
+                        ww.w * (v.w * inv));
+        srow[j] = v;
+        g = fmaxf(g, fabsf(v.x));
+        g = fmaxf(g, fabsf(v.y));
+        g = fmaxf(g, fabsf(v.z));
+        g = fmaxf(g, fabsf(v.w));
     }
     g = block_max(g);
     float s = 127.0f / (g + 1e-5f), back = g / 127.0f;
     if (!threadIdx.x)
         sx[blockIdx.x] = back;
     for (int j = threadIdx.x; j < C4; j += blockDim.x) {
-        float4 v = srow[j],
-               ww = wal ? w4[j] : make_float4(w[4 * j], w[4 * j + 1], w[4 * j + 2], w[4 * j + 3]);
-        float y[4] = {ww.x * (v.x * inv), ww.y * (v.y * inv), ww.z * (v.z * inv),
-                      ww.w * (v.w * inv)},
-              q[4];
+        float4 v = srow[j];
+        float y[4] = {v.x, v.y, v.z, v.w}, q[4];
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             q[e] = rintf(__fmul_rn(y[e], s));
@@ -1629,8 +1655,14 @@ static int occupancy(struct krn_cuda *c, void *f, unsigned nt)
 template <int B16> struct quad;
 template <> struct quad<0> {
     float4 r;
-    __device__ __forceinline__ void ld(const float *p, size_t i) { r = *(const float4 *)(p + i); }
-    __device__ __forceinline__ float4 get() const { return r; }
+    __device__ __forceinline__ void ld(const float *p, size_t i)
+    {
+        r = *(const float4 *)(p + i);
+    }
+    __device__ __forceinline__ float4 get() const
+    {
+        return r;
+    }
 };
 template <> struct quad<1> {
     uint2 r;
@@ -1638,7 +1670,10 @@ template <> struct quad<1> {
     {
         r = *(const uint2 *)((const __nv_bfloat16 *)p + i);
     }
-    __device__ __forceinline__ float4 get() const { return bf16x4(r); }
+    __device__ __forceinline__ float4 get() const
+    {
+        return bf16x4(r);
+    }
 };
 
 /* The SwiGLU + SubLN backward for rows of C % 4 == 0 (16-byte aligned fp32, 8-byte aligned
@@ -1653,7 +1688,7 @@ template <> struct quad<1> {
  * the dot and dW sum in an order fixed by C alone (the launch depends only on C and the
  * device), so the fp32 and the bf16 instances of one row give the same bits on the same
  * values. */
-#define SWB_SMEM(C) ((size_t)(C) * 2 * sizeof(float)) /* w, dW partials */
+#define SWB_SMEM(C) ((size_t)(C)*2 * sizeof(float)) /* w, dW partials */
 template <int DY16, int GU16, int O16, int PER, int LB, int MINB>
 __global__ void __launch_bounds__(LB, MINB) k_swrms_bwd(struct rms_bw a)
 {
@@ -1737,20 +1772,124 @@ __global__ void __launch_bounds__(LB, MINB) k_swrms_bwd(struct rms_bw a)
     }
 }
 
+/* k_swrms_bwd for the step's own operands (dy, g, u and dG, dU all bf16), pipelined: each thread
+ * copies its columns of the block's next row into shared memory (cp.async, two stages) while it
+ * works on this one, so that a row's loads no longer wait behind the row before's sums; w and
+ * dW's partials in registers. Each thread reads only the slots it copied (no barrier for them).
+ * The same operations in the same order as k_swrms_bwd<1, 1, 1>, on the same grid: the same bits. */
+#define SWP_SMEM(C) ((size_t)(C)*12) /* 2 stages of dy, g, u rows in bf16 */
+template <int PER, int MINB>
+__global__ void __launch_bounds__(768, MINB) k_swrms_bwd_p(struct rms_bw a)
+{
+    extern __shared__ uint2 swp[];
+    int C = a.C, C4 = C / 4, t = threadIdx.x;
+    const __nv_bfloat16 *dy = (const __nv_bfloat16 *)a.dy, *gg = (const __nv_bfloat16 *)a.g,
+                        *uu = (const __nv_bfloat16 *)a.u;
+    float4 wv[PER], pv[PER];
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        int j = t + i * (int)blockDim.x;
+        wv[i] = j < C4 ? ((const float4 *)a.w)[j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        pv[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    auto issue = [&](int row, int b) {
+        size_t r0 = (size_t)row * C;
+        uint2 *st = swp + (size_t)b * 3 * C4;
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            int j = t + i * (int)blockDim.x;
+            if (j < C4) {
+                cp_async8(st + j, dy + r0 + 4 * (size_t)j);
+                cp_async8(st + C4 + j, gg + r0 + 4 * (size_t)j);
+                cp_async8(st + 2 * C4 + j, uu + r0 + 4 * (size_t)j);
+            }
+        }
+    };
+    int row = blockIdx.x, b = 0;
+    if (row < a.N)
+        issue(row, 0);
+    cp_commit();
+    for (; row < a.N; row += gridDim.x, b ^= 1) {
+        if (row + (int)gridDim.x < a.N)
+            issue(row + gridDim.x, b ^ 1);
+        cp_commit();
+        cp_wait<1>(); /* this row's copies (the next row's may still be in flight) */
+        const uint2 *st = swp + (size_t)b * 3 * C4;
+        size_t o0 = rms_out_row(a, row);
+        float dot = 0.0f;
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            int j = t + i * (int)blockDim.x;
+            if (j >= C4)
+                continue;
+            float4 D = bf16x4(st[j]), G = bf16x4(st[C4 + j]), U = bf16x4(st[2 * C4 + j]);
+            const float *wq = &wv[i].x, *dv = &D.x, *gv = &G.x, *uv = &U.x;
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                dot += wq[e] * dv[e] * swiglu1(gv[e], uv[e]);
+        }
+        dot = block_sum(dot);
+        float s = a.rstd[row], k = dot * s * s * s / (float)C;
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            int j = t + i * (int)blockDim.x;
+            if (j >= C4)
+                continue;
+            float4 D = bf16x4(st[j]), G = bf16x4(st[C4 + j]), U = bf16x4(st[2 * C4 + j]);
+            const float *wq = &wv[i].x, *dv = &D.x, *gv = &G.x, *uv = &U.x;
+            float *p = &pv[i].x, o[4], dgv[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float g = gv[e], u = uv[e], ex = expf(-g);
+                float x = g / (1.0f + ex) * u; /* swiglu1(g, u), the same operations */
+                float d = s * wq[e] * dv[e] - x * k;
+                p[e] += dv[e] * x * s;
+                float sg = 1.0f / (1.0f + ex), silu = g * sg;
+                o[e] = d * silu;
+                dgv[e] = d * u * sg * (1.0f + g * (1.0f - sg));
+            }
+            stv2<4>(a.du, o0 + 4 * (size_t)j, o, 1);
+            stv2<4>(a.dg, o0 + 4 * (size_t)j, dgv, 1);
+        }
+    }
+    if (!a.dw)
+        return;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        int j = t + i * (int)blockDim.x;
+        if (j >= C4)
+            continue;
+        if (a.part)
+            ((float4 *)(a.part + (size_t)blockIdx.x * C))[j] = pv[i];
+        else {
+            atomicAdd(a.dw + 4 * j, pv[i].x);
+            atomicAdd(a.dw + 4 * j + 1, pv[i].y);
+            atomicAdd(a.dw + 4 * j + 2, pv[i].z);
+            atomicAdd(a.dw + 4 * j + 3, pv[i].w);
+        }
+    }
+}
+
 /* k_swrms_bwd's instance for a's input types: 768 threads hold a row of up to 6144 (PER 2, 2
  * blocks per multiprocessor: 40 registers) or 12288 (PER 4, 1 block: 80 registers) */
 #define SWB_KERNEL(PER, MINB)                                                                      \
-    (a->dy16 ? (a->gu16 ? k_swrms_bwd<1, 1, 1, PER, 768, MINB> : k_swrms_bwd<1, 0, 1, PER, 768, MINB>) \
-     : a->b16 ? k_swrms_bwd<0, 0, 1, PER, 768, MINB>                                              \
+    (a->dy16                                                                                       \
+         ? (a->gu16 ? k_swrms_bwd<1, 1, 1, PER, 768, MINB> : k_swrms_bwd<1, 0, 1, PER, 768, MINB>) \
+     : a->b16 ? k_swrms_bwd<0, 0, 1, PER, 768, MINB>                                               \
               : k_swrms_bwd<0, 0, 0, PER, 768, MINB>)
 static int swrms_bw_launch(struct krn_cuda *c, struct rms_bw *a)
 {
     int C = a->C, N = a->N, per = C <= 6144 ? 2 : 4, minb = per == 2 && c->swb_old != 2 ? 2 : 1;
-    void (*kf)(struct rms_bw) = per == 4 ? SWB_KERNEL(4, 1) : minb == 2 ? SWB_KERNEL(2, 2)
-                                                                        : SWB_KERNEL(2, 1);
-    size_t sm = SWB_SMEM(C);
-    if (sm > 32 * 1024 && /* 48 KiB with the static block_sum slots passes the default limit */
-        cudaFuncSetAttribute(kf, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm) !=
+    void (*kf)(struct rms_bw) = per == 4    ? SWB_KERNEL(4, 1)
+                                : minb == 2 ? SWB_KERNEL(2, 2)
+                                            : SWB_KERNEL(2, 1);
+    size_t sm = SWB_SMEM(C), smk = sm;
+    if (a->dy16 && a->gu16 && a->b16 && !c->swb_old) { /* the step's operands: pipelined */
+        kf = per == 4 ? k_swrms_bwd_p<4, 1> : k_swrms_bwd_p<2, 2>;
+        smk = SWP_SMEM(C);
+    }
+    if (smk > 32 * 1024 && /* 48 KiB with the static block_sum slots passes the default limit */
+        cudaFuncSetAttribute(kf, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smk) !=
             cudaSuccess) {
         cudaGetLastError();
         return -1; /* the caller keeps k_rms_bwd_f */
@@ -1767,7 +1906,7 @@ static int swrms_bw_launch(struct krn_cuda *c, struct rms_bw *a)
     int wave = c->nsm * fit, rows = (N + wave - 1) / wave;
     unsigned grid = (unsigned)((N + rows - 1) / rows);
     a->part = a->dw && !c->rb_atomic ? part_buf(c, (size_t)grid * C) : NULL;
-    kf<<<grid, nt, sm, c->st>>>(*a);
+    kf<<<grid, nt, smk, c->st>>>(*a);
     if (a->part)
         k_colsum<<<(unsigned)((C + 31) / 32), 1024, 0, c->st>>>(a->dw, a->part, (int)grid, C);
     return 0;
@@ -2718,9 +2857,9 @@ __global__ void k_adamw4(float4 *p4, const float4 *g4, float4 *m4, float4 *v4, s
         abs_sum_out(sabs, sa);
 }
 
-extern "C" void krn_cuda_adamw_abs(struct krn_cuda *c, float *p, const float *g, float *m,
-                                   float *v, size_t n, float lr, float b1, float b2, float eps,
-                                   float wd, float bc1, float bc2, float cs, double *sabs)
+extern "C" void krn_cuda_adamw_abs(struct krn_cuda *c, float *p, const float *g, float *m, float *v,
+                                   size_t n, float lr, float b1, float b2, float eps, float wd,
+                                   float bc1, float bc2, float cs, double *sabs)
 {
     PROF(c, "adamw");
     if (n % 4 == 0 && ptr_align(p) >= 16 && ptr_align(g) >= 16 && ptr_align(m) >= 16 &&
@@ -2729,17 +2868,17 @@ extern "C" void krn_cuda_adamw_abs(struct krn_cuda *c, float *p, const float *g,
         const float4 *g4 = (const float4 *)g;
         unsigned nb = blocks(n / 4, NT);
         if (sabs)
-            k_adamw4<1><<<nb, NT, 0, c->st>>>(p4, g4, m4, v4, n / 4, lr, b1, b2, eps, wd, bc1,
-                                               bc2, cs, sabs);
+            k_adamw4<1><<<nb, NT, 0, c->st>>>(p4, g4, m4, v4, n / 4, lr, b1, b2, eps, wd, bc1, bc2,
+                                              cs, sabs);
         else
-            k_adamw4<0><<<nb, NT, 0, c->st>>>(p4, g4, m4, v4, n / 4, lr, b1, b2, eps, wd, bc1,
-                                               bc2, cs, sabs);
+            k_adamw4<0><<<nb, NT, 0, c->st>>>(p4, g4, m4, v4, n / 4, lr, b1, b2, eps, wd, bc1, bc2,
+                                              cs, sabs);
     } else if (sabs)
         k_adamw<1><<<blocks(n, NT), NT, 0, c->st>>>(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2,
-                                                     cs, sabs);
+                                                    cs, sabs);
     else
         k_adamw<0><<<blocks(n, NT), NT, 0, c->st>>>(p, g, m, v, n, lr, b1, b2, eps, wd, bc1, bc2,
-                                                     cs, sabs);
+                                                    cs, sabs);
     LAUNCHED(c, "adamw");
 }
 
@@ -3010,9 +3149,9 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, int H, i
             krn_cuda_swiglu_rmsnorm_backward_bf16(c, ob, ob + ni, 0, dw, a, b, d, w, rs, N, I));
         NB_("rmsnorm bwd C H acc+dW, one wave (default)", 16.0 * nh,
             krn_cuda_rmsnorm_backward(c, d, 1, dw, a, b, w, rs, N, H));
-        const char *swn[] = {"k_swrms_bwd, 2 blocks/SM", "k_rms_bwd_f (before)",
-                             "k_swrms_bwd, 1 block/SM"};
-        for (int i = 0; i < 3; i++) {
+        const char *swn[] = {"k_swrms_bwd_p (default)", "k_rms_bwd_f (before)",
+                             "k_swrms_bwd, 1 block/SM", "k_swrms_bwd, 2 blocks/SM"};
+        for (int i = 0; i < 4; i++) {
             char nm[64];
             c->swb_old = i;
             snprintf(nm, sizeof nm, "swiglu+rms bwd gu16 C I, %s", swn[i]);
@@ -3047,15 +3186,15 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, int H, i
             krn_cuda_qknorm_rope_bf16(c, (uint16_t *)e, NULL, rs, a, w, cs, sn, N / T, T, 16, HD,
                                       1e-6f));
         NB_("v to bf16", 6.0 * nk, krn_cuda_to_bf16(c, (uint16_t *)e, a, nk));
+        NB_("sum of squares (the gradient norm), N x I", 4.0 * big, reduce_launch(c, a, big, 1));
         NB_("adamw H x I + sum |p|", 28.0 * nw,
-            krn_cuda_adamw_abs(c, a, b, d, e, nw, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 0.5f,
-                               1.0f, sa));
+            krn_cuda_adamw_abs(c, a, b, d, e, nw, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 0.5f, 1.0f,
+                               sa));
         NB_("adamw H x I", 28.0 * nw,
-            krn_cuda_adamw(c, a, b, d, e, nw, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f,
-                           0.5f, 1.0f));
+            krn_cuda_adamw(c, a, b, d, e, nw, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 0.5f, 1.0f));
         NB_("adamw H x I (scalar)", 28.0 * nw,
-            krn_cuda_adamw(c, a + 1, b + 1, d + 1, e + 1, nw - 1, 1e-4f, 0.9f, 0.95f,
-                           1e-8f, 0.1f, 0.5f, 0.5f, 1.0f));
+            krn_cuda_adamw(c, a + 1, b + 1, d + 1, e + 1, nw - 1, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f,
+                           0.5f, 0.5f, 1.0f));
 #undef NB_
         fprintf(f, "norm-bench N %d H %d I %d\n", N, H, I);
         for (int i = 0; i < n; i++)
