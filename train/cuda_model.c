@@ -81,12 +81,13 @@ struct gmodel {
 };
 
 /* The forward of the narrow BitLinear products. INT8 sums are exact but their per-token scale
- * is one more pass over the output unless it folds into the residual add (o_proj, down_proj);
- * bf16 products on the scaled codes round like FAST_16BF did and need no pass (measured:
- * docs/cuda.md). */
+ * is one more pass over the output unless it folds into the residual add (o_proj, down_proj) or
+ * into the kernel that reads the output next (gate|up: the fused SwiGLU, gui8); bf16 products on
+ * the scaled codes round like FAST_16BF did and need no pass (measured: docs/cuda.md). */
 enum narrow_fwd {
     NARROW_OFF,   /* fp32 storage, FAST_16BF (BITDISTILL_CUDA_NARROW=0) */
-    NARROW_MIXED, /* INT8 where the product adds to the residual, bf16 elsewhere (default) */
+    NARROW_MIXED, /* INT8 where the product adds to the residual or feeds the fused SwiGLU
+                   * (gate|up: gui8), bf16 elsewhere (default) */
     NARROW_BF16,  /* bf16 everywhere (BITDISTILL_CUDA_NARROW=bf16) */
     NARROW_INT8,  /* INT8 everywhere, exact (BITDISTILL_CUDA_NARROW=int8) */
 };

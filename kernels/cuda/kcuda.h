@@ -167,7 +167,8 @@ void krn_cuda_blinear_backward_b16(struct krn_cuda *c, uint16_t *dinp, float *dw
  * today's fp32-storage products and the narrow ones, one line each on f. 0 or a status. */
 int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, int reps, FILE *f);
 /* Micro-benchmark of the memory-bound row kernels of one layer (RMSNorm, SwiGLU, QK-norm,
- * RoPE, AdamW) at Qwen3-0.6B's widths over N tokens: device ms and GB/s per call. */
+ * RoPE, AdamW, the weight quantizer, the gradient norm) at hidden width H and FFN width I (q
+ * 2048, k/v 1024) over N tokens: device ms and GB/s per call. */
 int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, int H, int I, FILE *f);
 /* The fused attention's forward, backward and backward kernels at one shape (head dim 128),
  * TFLOP/s beside the materialising path's in the same run. */
