@@ -1688,6 +1688,52 @@ template <> struct quad<1> {
  * the dot and dW sum in an order fixed by C alone (the launch depends only on C and the
  * device), so the fp32 and the bf16 instances of one row give the same bits on the same
  * values. */
+/* The SwiGLU + SubLN backward's arithmetic on four columns of a row (both kernels below, the
+ * same operations in the same order): the row's dot sum w dy h, added to dot */
+__device__ __forceinline__ static float swb_dot4(float dot, float4 W, float4 D, float4 G, float4 U)
+{
+    const float *wv = &W.x, *dv = &D.x, *gv = &G.x, *uv = &U.x;
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+        dot += wv[e] * dv[e] * swiglu1(gv[e], uv[e]);
+    return dot;
+}
+
+/* ... then dG, dU of the four (s the row's rstd, k its dot s^3 / C) written at o (bf16 when O16),
+ * dW's partials P += dy h s */
+template <int O16>
+__device__ __forceinline__ static void swb_out4(const struct rms_bw &a, size_t o, float s, float k,
+                                                float4 W, float4 D, float4 G, float4 U, float4 &P)
+{
+    const float *wv = &W.x, *dv = &D.x, *gv = &G.x, *uv = &U.x;
+    float *pv = &P.x, du[4], dg[4];
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        float g = gv[e], u = uv[e], ex = expf(-g);
+        float x = g / (1.0f + ex) * u; /* swiglu1(g, u), the same operations */
+        float d = s * wv[e] * dv[e] - x * k;
+        pv[e] += dv[e] * x * s;
+        float sg = 1.0f / (1.0f + ex), silu = g * sg;
+        du[e] = d * silu;
+        dg[e] = d * u * sg * (1.0f + g * (1.0f - sg));
+    }
+    stv2<4>(a.du, o, du, O16);
+    stv2<4>(a.dg, o, dg, O16);
+}
+
+/* the block's dW partials of columns 4 j.. to its row of a.part (else atomics into a.dw) */
+__device__ __forceinline__ static void swb_dw4(const struct rms_bw &a, int j, float4 P)
+{
+    if (a.part)
+        ((float4 *)(a.part + (size_t)blockIdx.x * a.C))[j] = P;
+    else {
+        atomicAdd(a.dw + 4 * j, P.x);
+        atomicAdd(a.dw + 4 * j + 1, P.y);
+        atomicAdd(a.dw + 4 * j + 2, P.z);
+        atomicAdd(a.dw + 4 * j + 3, P.w);
+    }
+}
+
 #define SWB_SMEM(C) ((size_t)(C)*2 * sizeof(float)) /* w, dW partials */
 template <int DY16, int GU16, int O16, int PER, int LB, int MINB>
 __global__ void __launch_bounds__(LB, MINB) k_swrms_bwd(struct rms_bw a)
@@ -1720,13 +1766,8 @@ __global__ void __launch_bounds__(LB, MINB) k_swrms_bwd(struct rms_bw a)
 #pragma unroll
         for (int i = 0; i < PER; i++) {
             int j = t + i * (int)blockDim.x;
-            if (j >= C4)
-                continue;
-            float4 W = sw[j], D = dy[i].get(), G = gq[i].get(), U = uq[i].get();
-            const float *wv = &W.x, *dv = &D.x, *gv = &G.x, *uv = &U.x;
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                dot += wv[e] * dv[e] * swiglu1(gv[e], uv[e]);
+            if (j < C4)
+                dot = swb_dot4(dot, sw[j], dy[i].get(), gq[i].get(), uq[i].get());
         }
         dot = block_sum(dot);
         float s = a.rstd[row], k = dot * s * s * s / (float)C;
@@ -1735,22 +1776,10 @@ __global__ void __launch_bounds__(LB, MINB) k_swrms_bwd(struct rms_bw a)
             int j = t + i * (int)blockDim.x;
             if (j >= C4)
                 continue;
-            float4 W = sw[j], D = dy[i].get(), G = gq[i].get(), U = uq[i].get(), P = sdw[j];
-            const float *wv = &W.x, *dv = &D.x, *gv = &G.x, *uv = &U.x;
-            float *pv = &P.x, o[4], dgv[4];
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float g = gv[e], u = uv[e], ex = expf(-g);
-                float x = g / (1.0f + ex) * u; /* swiglu1(g, u), the same operations */
-                float d = s * wv[e] * dv[e] - x * k;
-                pv[e] += dv[e] * x * s;
-                float sg = 1.0f / (1.0f + ex), silu = g * sg;
-                o[e] = d * silu;
-                dgv[e] = d * u * sg * (1.0f + g * (1.0f - sg));
-            }
+            float4 P = sdw[j];
+            swb_out4<O16>(a, o0 + 4 * (size_t)j, s, k, sw[j], dy[i].get(), gq[i].get(), uq[i].get(),
+                          P);
             sdw[j] = P;
-            stv2<4>(a.du, o0 + 4 * (size_t)j, o, O16);
-            stv2<4>(a.dg, o0 + 4 * (size_t)j, dgv, O16);
         }
     }
     if (!a.dw)
@@ -1758,17 +1787,8 @@ __global__ void __launch_bounds__(LB, MINB) k_swrms_bwd(struct rms_bw a)
 #pragma unroll
     for (int i = 0; i < PER; i++) {
         int j = t + i * (int)blockDim.x;
-        if (j >= C4)
-            continue;
-        if (a.part)
-            ((float4 *)(a.part + (size_t)blockIdx.x * C))[j] = sdw[j];
-        else {
-            float4 P = sdw[j];
-            atomicAdd(a.dw + 4 * j, P.x);
-            atomicAdd(a.dw + 4 * j + 1, P.y);
-            atomicAdd(a.dw + 4 * j + 2, P.z);
-            atomicAdd(a.dw + 4 * j + 3, P.w);
-        }
+        if (j < C4)
+            swb_dw4(a, j, sdw[j]);
     }
 }
 
@@ -1820,36 +1840,18 @@ __global__ void __launch_bounds__(768, MINB) k_swrms_bwd_p(struct rms_bw a)
 #pragma unroll
         for (int i = 0; i < PER; i++) {
             int j = t + i * (int)blockDim.x;
-            if (j >= C4)
-                continue;
-            float4 D = bf16x4(st[j]), G = bf16x4(st[C4 + j]), U = bf16x4(st[2 * C4 + j]);
-            const float *wq = &wv[i].x, *dv = &D.x, *gv = &G.x, *uv = &U.x;
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                dot += wq[e] * dv[e] * swiglu1(gv[e], uv[e]);
+            if (j < C4)
+                dot =
+                    swb_dot4(dot, wv[i], bf16x4(st[j]), bf16x4(st[C4 + j]), bf16x4(st[2 * C4 + j]));
         }
         dot = block_sum(dot);
         float s = a.rstd[row], k = dot * s * s * s / (float)C;
 #pragma unroll
         for (int i = 0; i < PER; i++) {
             int j = t + i * (int)blockDim.x;
-            if (j >= C4)
-                continue;
-            float4 D = bf16x4(st[j]), G = bf16x4(st[C4 + j]), U = bf16x4(st[2 * C4 + j]);
-            const float *wq = &wv[i].x, *dv = &D.x, *gv = &G.x, *uv = &U.x;
-            float *p = &pv[i].x, o[4], dgv[4];
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float g = gv[e], u = uv[e], ex = expf(-g);
-                float x = g / (1.0f + ex) * u; /* swiglu1(g, u), the same operations */
-                float d = s * wq[e] * dv[e] - x * k;
-                p[e] += dv[e] * x * s;
-                float sg = 1.0f / (1.0f + ex), silu = g * sg;
-                o[e] = d * silu;
-                dgv[e] = d * u * sg * (1.0f + g * (1.0f - sg));
-            }
-            stv2<4>(a.du, o0 + 4 * (size_t)j, o, 1);
-            stv2<4>(a.dg, o0 + 4 * (size_t)j, dgv, 1);
+            if (j < C4)
+                swb_out4<1>(a, o0 + 4 * (size_t)j, s, k, wv[i], bf16x4(st[j]), bf16x4(st[C4 + j]),
+                            bf16x4(st[2 * C4 + j]), pv[i]);
         }
     }
     if (!a.dw)
@@ -1857,16 +1859,8 @@ __global__ void __launch_bounds__(768, MINB) k_swrms_bwd_p(struct rms_bw a)
 #pragma unroll
     for (int i = 0; i < PER; i++) {
         int j = t + i * (int)blockDim.x;
-        if (j >= C4)
-            continue;
-        if (a.part)
-            ((float4 *)(a.part + (size_t)blockIdx.x * C))[j] = pv[i];
-        else {
-            atomicAdd(a.dw + 4 * j, pv[i].x);
-            atomicAdd(a.dw + 4 * j + 1, pv[i].y);
-            atomicAdd(a.dw + 4 * j + 2, pv[i].z);
-            atomicAdd(a.dw + 4 * j + 3, pv[i].w);
-        }
+        if (j < C4)
+            swb_dw4(a, j, pv[i]);
     }
 }
 
