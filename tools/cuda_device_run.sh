@@ -134,6 +134,7 @@ f = open(sys.argv[1], "a"); fcntl.flock(f, fcntl.LOCK_EX); sys.exit(subprocess.c
         $lock timeout 200 "$BIN"/bench-cuda-train $M ${B:-8} 512 4 3 2>&1 | tee "$OUT"/bench-c-$SIZE.txt
     wait
     cat "$OUT"/bench-hf-$SIZE-*.txt
+    python3 tools/cuda_same_ratio.py "$OUT"/bench-c-$SIZE.txt "$OUT"/bench-hf-$SIZE-*.txt
     ;;
 dp)
     # data parallel: the same job on cuda:all vs cuda:0 (same global batch), then tokens/s of

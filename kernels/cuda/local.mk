@@ -6,7 +6,7 @@
 
 KRN_CUDA_SRCS = kernels/cuda/ops.cu kernels/cuda/flash.cu kernels/cuda/head.cu kernels/cuda/nccl.cu
 EXTRA_DIST += $(KRN_CUDA_SRCS) kernels/cuda/kcuda.h kernels/cuda/reduce.cuh kernels/cuda/async.cuh docs/cuda.md tools/bench_cuda_torch.py \
-    tools/bench_hf_bitdistill.py
+    tools/bench_hf_bitdistill.py tools/cuda_same_ratio.py
 
 if HAVE_CUDA
 NVCC_ARCH = -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
