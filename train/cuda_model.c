@@ -128,6 +128,13 @@ int trn_cuda_device_count(void)
     return krn_cuda_device_count(NULL, 0);
 }
 
+/* The BitLinear projections: the tensors the narrow codes, the weight quantizer and the
+ * teacher's bf16 weights cover. */
+static int is_proj(const struct trn_tensor *t)
+{
+    return strstr(t->name, "_proj.weight") != NULL;
+}
+
 static int gfail(struct trn_cuda *g, char *err, const char *what)
 {
     int rc = krn_cuda_sync(g->k);
@@ -201,6 +208,17 @@ static int gmodel_init(struct trn_cuda *g, struct gmodel *m, struct trn_model *h
     return krn_cuda_sync(g->k);
 }
 
+/* The byte offsets of wb, wsc and wabs in wq's narrow layout (off, when not NULL); returns its
+ * size (narrow_bytes' comment). */
+static size_t narrow_layout(const struct gmodel *m, size_t off[3])
+{
+    size_t nt = (size_t)trn_model_ntensors(m->host), wb = (m->np + 255) & ~(size_t)255;
+    size_t wsc = wb + ((2 * m->np + 255) & ~(size_t)255), wabs = wsc + ((4 * nt + 7) & ~(size_t)7);
+    if (off)
+        off[0] = wb, off[1] = wsc, off[2] = wabs;
+    return wabs + 8 * nt;
+}
+
 /* The narrow layout of wq (bytes): w8 [np], wb [np] (each 256-aligned), wsc [ntensors] and wabs
  * [ntensors] (3 np bytes and the scales, where the fp32 ternary weights would take 4 np). The
  * activations' narrow codes (qact) take 3 NC + 4 N bytes of an [N][C] buffer (arena.h).
@@ -210,27 +228,25 @@ static size_t narrow_bytes(struct trn_cuda *g, struct gmodel *m)
 {
     const struct eng_config *c = m->c;
     const char *e = getenv("BITDISTILL_CUDA_NARROW");
-    size_t nt = (size_t)trn_model_ntensors(m->host), a = (m->np + 255) & ~(size_t)255;
     int ok =
         g->bf16 && m->quant && c->hidden >= 64 && c->inter >= 64 && c->heads * c->head_dim >= 64;
     m->narrow = !ok || (e && !strcmp(e, "0")) ? NARROW_OFF
                 : e && !strcmp(e, "bf16")     ? NARROW_BF16
                 : e && !strcmp(e, "int8")     ? NARROW_INT8
                                               : NARROW_MIXED;
-    return m->narrow ? a + ((2 * m->np + 255) & ~(size_t)255) + ((4 * nt + 7) & ~(size_t)7) + 8 * nt
-                     : 0;
+    return m->narrow ? narrow_layout(m, NULL) : 0;
 }
 
 static void narrow_views(struct gmodel *m)
 {
     if (!m->narrow)
         return;
-    size_t a = (m->np + 255) & ~(size_t)255;
+    size_t off[3];
+    narrow_layout(m, off);
     m->w8 = (int8_t *)m->wq;
-    m->wb = (uint16_t *)((char *)m->wq + a);
-    m->wsc = (float *)((char *)m->wq + a + ((2 * m->np + 255) & ~(size_t)255));
-    m->wabs =
-        (double *)((char *)m->wsc + ((4 * (size_t)trn_model_ntensors(m->host) + 7) & ~(size_t)7));
+    m->wb = (uint16_t *)((char *)m->wq + off[0]);
+    m->wsc = (float *)((char *)m->wq + off[1]);
+    m->wabs = (double *)((char *)m->wq + off[2]);
 }
 
 /* The scale of the projection at offset off (narrow). */
@@ -275,7 +291,7 @@ static int weights_bf16(struct trn_cuda *g, struct gmodel *m)
     size_t mx = 0;
     for (int i = 0; i < trn_model_ntensors(m->host); i++) {
         const struct trn_tensor *t = trn_model_tensor(m->host, i);
-        if (strstr(t->name, "_proj.weight") && t->n > mx)
+        if (is_proj(t) && t->n > mx)
             mx = t->n;
     }
     uint16_t *tmp = krn_cuda_alloc(g->k, mx * sizeof(uint16_t) + 16);
@@ -283,7 +299,7 @@ static int weights_bf16(struct trn_cuda *g, struct gmodel *m)
         return ENG_ENOMEM;
     for (int i = 0; i < trn_model_ntensors(m->host); i++) {
         const struct trn_tensor *t = trn_model_tensor(m->host, i);
-        if (!strstr(t->name, "_proj.weight"))
+        if (!is_proj(t))
             continue;
         krn_cuda_to_bf16(g->k, tmp, m->p + t->off, t->n);
         krn_cuda_d2d(g->k, m->p + t->off, tmp, t->n * sizeof(uint16_t));
@@ -675,7 +691,7 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
     if (m->quant && !m->wq_ok) {
         for (int i = 0; i < trn_model_ntensors(m->host); i++) {
             const struct trn_tensor *t = trn_model_tensor(m->host, i);
-            if (!strstr(t->name, "_proj.weight"))
+            if (!is_proj(t))
                 continue;
             if (m->narrow && m->wabs_ok)
                 krn_cuda_wquant_narrow_sum(k, m->w8 + t->off, m->wb + t->off, m->wsc + i,
@@ -1132,7 +1148,7 @@ int trn_cuda_adamw_update(struct trn_cuda *g, long t, float lr, const struct trn
         krn_cuda_zero(g->k, g->s.wabs, (size_t)nt * sizeof(double));
     for (int k = 0; k < nt; k++) {
         const struct trn_tensor *tt = trn_model_tensor(g->s.host, k);
-        double *sa = fold && strstr(tt->name, "_proj.weight") ? g->s.wabs + k : NULL;
+        double *sa = fold && is_proj(tt) ? g->s.wabs + k : NULL;
         krn_cuda_adamw_abs(g->k, g->s.p + tt->off, g->s.gr + tt->off, g->m + tt->off,
                            g->v + tt->off, tt->n, lr, c->beta1, c->beta2, c->eps,
                            tt->decay ? c->weight_decay : 0.0f, bc1, bc2, cs, sa);

@@ -62,8 +62,7 @@ struct krn_cuda {
     int rb_rows;   /* rows per block of the fused RMSNorm backward (0: RB_ROWS; the bench's knob) */
     int rb_atomic; /* 1: its dW by atomics, not partials (the bench's comparison) */
     int swb_old;   /* the SwiGLU + SubLN backward (the bench's comparisons): 1 by k_rms_bwd_f, 2 by
-                  * k_swrms_bwd at one block per multiprocessor, 3 by k_swrms_bwd (not the
-                  * pipelined k_swrms_bwd_p) */
+                  * k_swrms_bwd (not the pipelined k_swrms_bwd_p) */
     int nsm;       /* multiprocessors */
     struct {
         void *f;
@@ -1873,10 +1872,8 @@ __global__ void __launch_bounds__(768, MINB) k_swrms_bwd_p(struct rms_bw a)
               : k_swrms_bwd<0, 0, 0, PER, 768, MINB>)
 static int swrms_bw_launch(struct krn_cuda *c, struct rms_bw *a)
 {
-    int C = a->C, N = a->N, per = C <= 6144 ? 2 : 4, minb = per == 2 && c->swb_old != 2 ? 2 : 1;
-    void (*kf)(struct rms_bw) = per == 4    ? SWB_KERNEL(4, 1)
-                                : minb == 2 ? SWB_KERNEL(2, 2)
-                                            : SWB_KERNEL(2, 1);
+    int C = a->C, N = a->N, per = C <= 6144 ? 2 : 4, minb = per == 2 ? 2 : 1;
+    void (*kf)(struct rms_bw) = per == 4 ? SWB_KERNEL(4, 1) : SWB_KERNEL(2, 2);
     size_t sm = SWB_SMEM(C), smk = sm;
     if (a->dy16 && a->gu16 && a->b16 && !c->swb_old) { /* the step's operands: pipelined */
         kf = per == 4 ? k_swrms_bwd_p<4, 1> : k_swrms_bwd_p<2, 2>;
@@ -3144,8 +3141,8 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, int H, i
         NB_("rmsnorm bwd C H acc+dW, one wave (default)", 16.0 * nh,
             krn_cuda_rmsnorm_backward(c, d, 1, dw, a, b, w, rs, N, H));
         const char *swn[] = {"k_swrms_bwd_p (default)", "k_rms_bwd_f (before)",
-                             "k_swrms_bwd, 1 block/SM", "k_swrms_bwd, 2 blocks/SM"};
-        for (int i = 0; i < 4; i++) {
+                             "k_swrms_bwd, 2 blocks/SM"};
+        for (int i = 0; i < 3; i++) {
             char nm[64];
             c->swb_old = i;
             snprintf(nm, sizeof nm, "swiglu+rms bwd gu16 C I, %s", swn[i]);
