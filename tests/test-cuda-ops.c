@@ -234,6 +234,8 @@ static void check_codes(const char *what, const int8_t *c8, const uint16_t *cb, 
                  (double)rsc[per ? first / (size_t)per : 0]);
 }
 
+static float *nans(size_t n);
+
 /* The bf16 mode's BitLinear: narrow quantizers, the INT8 forward (against the exact integer sums
  * and against the CPU's fp32 BitLinear) and the bf16 backward. off: byte offset of the int8 codes
  * (unaligned pointers go to the fallback kernel or an aligned-enough cublasLt kernel). */
@@ -320,21 +322,28 @@ static void t_qlinear(int N, int C, int OC, int with_res, int off)
         free(yb), free(yf), krn_cuda_dfree(K, ybd);
     }
 
-    float beta = with_res ? 0.0f : 1.0f; /* 0: dX overwritten (the caller's zero-fill spared) */
-    if (beta == 0.0f)
+    /* 0: dX and dW overwritten (the caller's zero-fills spared), over NaN-filled dW */
+    float beta = with_res ? 0.0f : 1.0f;
+    if (beta == 0.0f) {
         memset(dxr, 0, nx * 4);
+        memset(dwr, 0, nw * 4);
+        float *nn = nans(nw);
+        krn_cuda_h2d(K, dwd, nn, nw * 4);
+        free(nn);
+    }
     trn_linear_backward(dxr, dwr, dy, xq, wq, N, C, OC);
-    krn_cuda_qlinear_backward(K, dxd, beta, dwd, dyd, xbd, wbd, scr, N, C, OC);
+    krn_cuda_qlinear_backward(K, dxd, beta, dwd, beta, dyd, xbd, wbd, scr, N, C, OC);
     snprintf(nm, sizeof(nm), "bf16 linear %dx%d->%d dX (beta %g) vs CPU BitLinear", N, C, OC,
              (double)beta);
     cmp(nm, dxd, dxr, nx, TOL_BF16);
-    snprintf(nm, sizeof(nm), "bf16 linear %dx%d->%d dW vs CPU BitLinear", N, C, OC);
+    snprintf(nm, sizeof(nm), "bf16 linear %dx%d->%d dW (wbeta %g) vs CPU BitLinear", N, C, OC,
+             (double)beta);
     cmp(nm, dwd, dwr, nw, TOL_BF16);
     if (beta == 0.0f) { /* dX written in bf16: the overwriting fp32 one just made, rounded (one
                          * ulp: cuBLAS may pick another kernel for a bf16 output) */
         uint16_t *xbo = krn_cuda_alloc(K, nx * 2 + 16), *xh = malloc(nx * 2 + 2);
         float *xf = malloc(nx * 4 + 4);
-        krn_cuda_blinear_backward_b16(K, xbo, NULL, scr, xbd, wbd, N, C, OC); /* scr: dY bf16 */
+        krn_cuda_blinear_backward_b16(K, xbo, NULL, 1.0f, scr, xbd, wbd, N, C, OC); /* dY bf16 */
         krn_cuda_d2h(K, xh, xbo, nx * 2);
         krn_cuda_d2h(K, xf, dxd, nx * 4);
         size_t far = krn_cuda_sync(K) != 0, diff = 0;
@@ -872,6 +881,39 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     TAP_OK(krn_cuda_sync(K) == 0 && diff == 0,
            "%s backward acc_qk 0 over NaN = acc_qk 1 over zeros (%zu of %zu differ)", nm, diff,
            nq + 2 * nk);
+    /* dV in bf16 into the v columns of a q|k|v-wide dY (rows W apart, starting at column
+     * (NH + KVH) HD): dq, dk as the acc_qk 0 run's, dV = bf16 of its fp32 dV, bit
+     * for bit, and every other column untouched */
+    size_t W = (size_t)(NH + 2 * KVH) * HD, nr = (size_t)B * T, c0 = (size_t)(NH + KVH) * HD;
+    uint16_t *yb = malloc(nr * W * 2), *yr = malloc(nr * W * 2);
+    for (size_t i = 0; i < nr * W; i++)
+        yr[i] = 0x7fc1; /* a bf16 NaN as the sentinel */
+    for (size_t r = 0; r < nr; r++)
+        for (size_t j = 0; j < nk / nr; j++)
+            yr[r * W + c0 + j] = bf16_of(g2[nq + nk + r * (nk / nr) + j]);
+    uint16_t *ybd = krn_cuda_alloc(K, nr * W * 2);
+    for (size_t i = 0; i < nr * W; i++)
+        yb[i] = 0x7fc1;
+    krn_cuda_h2d(K, ybd, yb, nr * W * 2);
+    put3(dqd, dkd, dvd, nn, nn, nn, nq, nk);
+    int rv = krn_cuda_flash_backward_v16(K, dqd, dkd, ybd + c0, (int)W, doutd, od, ld, b16[0],
+                                         b16[1], b16[2], B, T, NH, KVH, HD, scd + off, NULL, NULL);
+    get3(g1, dqd, dkd, dvd, nq, nk);
+    krn_cuda_d2h(K, yb, ybd, nr * W * 2);
+    int sv = krn_cuda_sync(K);
+    TAP_OK(!sv && rv == 0 && !memcmp(g1, g2, (nq + nk) * 4) && !memcmp(yb, yr, nr * W * 2),
+           "%s backward, dV in bf16 rows of %zu: dQ, dK = acc_qk 0's, dV = its bf16, the other "
+           "columns untouched (rc %d, cuda %d)",
+           nm, W, rv, sv);
+    int rv2 = krn_cuda_flash_backward_v16(K, dqd, dkd, ybd + 1, (int)W, doutd, od, ld, b16[0],
+                                          b16[1], b16[2], B, T, NH, KVH, HD, scd + off, NULL, NULL);
+    int rv3 = krn_cuda_flash_backward_v16(K, dqd, dkd, ybd, KVH * HD - 2, doutd, od, ld, b16[0],
+                                          b16[1], b16[2], B, T, NH, KVH, HD, scd + off, NULL, NULL);
+    TAP_OK(rv2 == KRN_CUDA_EINVAL && rv3 == KRN_CUDA_EINVAL,
+           "%s backward, dV in bf16: unaligned rows, rows narrower than KVH HD: EINVAL (%d, %d)",
+           nm, rv2, rv3);
+    krn_cuda_dfree(K, ybd);
+    free(yb), free(yr);
     /* RoPE's backward folded in (tables of theta 1e6): dq, dk += RoPE^T of the attention's
      * gradients, against the CPU's trn_rope_backward of the increments found above */
     float *cs = malloc((size_t)T * HD / 2 * 4), *sn = malloc((size_t)T * HD / 2 * 4);
@@ -1470,6 +1512,229 @@ static void t_qknorm_rope(int B, int T, int NH, int HD)
         krn_cuda_dfree(K, dev[i]);
 }
 
+/* Random INT8 codes x8 [N][C] and ternary w8 [OC][C] with row scales, and their exact sums
+ * acc [N][OC] on the host (for the INT8 products' fused consumers). */
+struct i8prod {
+    int8_t *x8, *w8;
+    float *sx;
+    int32_t *acc;
+};
+
+static struct i8prod i8prod_make(int N, int C, int OC)
+{
+    struct i8prod p = {malloc((size_t)N * C), malloc((size_t)OC * C), malloc((size_t)N * 4),
+                       malloc((size_t)N * OC * 4)};
+    for (size_t i = 0; i < (size_t)N * C; i++)
+        p.x8[i] = (int8_t)(int)floorf(frand() * 128.0f);
+    for (size_t i = 0; i < (size_t)OC * C; i++)
+        p.w8[i] = (int8_t)(int)lrintf(frand());
+    for (int r = 0; r < N; r++) {
+        p.sx[r] = (1.5f + frand()) / 127.0f;
+        for (int o = 0; o < OC; o++) {
+            long long a = 0;
+            for (int k = 0; k < C; k++)
+                a += (long long)p.x8[(size_t)r * C + k] * p.w8[(size_t)o * C + k];
+            p.acc[(size_t)r * OC + o] = (int32_t)a;
+        }
+    }
+    return p;
+}
+
+static void i8prod_free(struct i8prod *p)
+{
+    free(p->x8), free(p->w8), free(p->sx), free(p->acc);
+}
+
+/* The o / down product folded into the next RMSNorm + quantizer: krn_cuda_qlinear_sums then
+ * krn_cuda_res_rmsnorm_aquant against krn_cuda_qlinear_forward (with the residual) then
+ * krn_cuda_rmsnorm_aquant: x written over the sums = the host's res + (float)acc sx sw and the
+ * scaling pass's x, codes, bf16 values, scales and rstd the two passes', bit for bit. off
+ * shifts x and res by a float (the fallback's two passes). */
+static void t_res_norm(int N, int C, int OC, int off)
+{
+    uint64_t keep = rng;
+    rng = 0x2545f4914f6cdd1dull + (uint64_t)N * 131 + (uint64_t)OC * 7 + (uint64_t)off;
+    char nm[64];
+    snprintf(nm, sizeof(nm), "residual+norm int8 %dx%d->%d%s", N, C, OC, off ? " unaligned" : "");
+    struct i8prod p = i8prod_make(N, C, OC);
+    size_t n = (size_t)N * OC;
+    float sw = 0.0173f, *res = hrand(n, 2), *w = hrand(OC, 1), *xr = malloc(n * 4);
+    for (size_t i = 0; i < n; i++)
+        xr[i] = res[i] + (float)p.acc[i] * p.sx[i / OC] * sw;
+    int8_t *x8d = up(p.x8, (size_t)N * C), *w8d = up(p.w8, (size_t)OC * C);
+    float *sxd = up(p.sx, (size_t)N * 4), *swd = up(&sw, 4), *wd = up(w, (size_t)OC * 4);
+    float *resd = krn_cuda_alloc(K, (n + 1) * 4), *io[2];
+    krn_cuda_h2d(K, resd + off, res, n * 4);
+    int8_t *o8[2];
+    uint16_t *ob[2];
+    float *osx[2], *ors[2];
+    for (int i = 0; i < 2; i++) {
+        io[i] = krn_cuda_alloc(K, (n + 1) * 4);
+        o8[i] = krn_cuda_alloc(K, n + 16), ob[i] = krn_cuda_alloc(K, n * 2 + 16);
+        osx[i] = krn_cuda_alloc(K, (size_t)N * 4), ors[i] = krn_cuda_alloc(K, (size_t)N * 4);
+    }
+    krn_cuda_qlinear_forward(K, io[1] + off, resd + off, x8d, sxd, w8d, swd, N, C, OC);
+    int r1 =
+        krn_cuda_rmsnorm_aquant(K, o8[1], ob[1], osx[1], ors[1], io[1] + off, wd, N, OC, 1e-6f);
+    krn_cuda_qlinear_sums(K, (int32_t *)(io[0] + off), x8d, w8d, N, C, OC);
+    int r0 = krn_cuda_res_rmsnorm_aquant(K, o8[0], ob[0], osx[0], ors[0], io[0] + off, resd + off,
+                                         sxd, swd, wd, N, OC, 1e-6f);
+    size_t hb = 7 * n + 8 * (size_t)N;
+    char *h[2] = {malloc(hb), malloc(hb)};
+    for (int i = 0; i < 2; i++) {
+        krn_cuda_d2h(K, h[i], io[i] + off, n * 4);
+        krn_cuda_d2h(K, h[i] + 4 * n, o8[i], n);
+        krn_cuda_d2h(K, h[i] + 5 * n, ob[i], n * 2);
+        krn_cuda_d2h(K, h[i] + 7 * n, osx[i], (size_t)N * 4);
+        krn_cuda_d2h(K, h[i] + 7 * n + (size_t)N * 4, ors[i], (size_t)N * 4);
+    }
+    int st = krn_cuda_sync(K);
+    TAP_OK(!st && r0 == 0 && r1 == 0 && !memcmp(h[0], xr, n * 4),
+           "%s: x written over the sums = res + acc sx sw on the host, bit for bit (rc %d %d, "
+           "cuda %d)",
+           nm, r0, r1, st);
+    TAP_OK(
+        !st && !memcmp(h[0], h[1], hb),
+        "%s: x, codes, bf16 values, scales, rstd = the scaling pass then the norm's, bit for bit",
+        nm);
+    int r2 = krn_cuda_res_rmsnorm_aquant(K, o8[0], ob[0], osx[0], ors[0], io[0], resd, sxd, swd, wd,
+                                         1, KRN_CUDA_NORM_MAX + 4, 1e-6f);
+    TAP_OK(r2 == KRN_CUDA_EINVAL && krn_cuda_sync(K) == 0,
+           "%s: rows wider than KRN_CUDA_NORM_MAX: EINVAL (%d), nothing launched", nm, r2);
+    for (int i = 0; i < 2; i++) {
+        krn_cuda_dfree(K, io[i]), krn_cuda_dfree(K, o8[i]), krn_cuda_dfree(K, ob[i]);
+        krn_cuda_dfree(K, osx[i]), krn_cuda_dfree(K, ors[i]);
+        free(h[i]);
+    }
+    void *dev[] = {x8d, w8d, sxd, swd, wd, resd};
+    for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
+        krn_cuda_dfree(K, dev[i]);
+    i8prod_free(&p);
+    free(res), free(w), free(xr);
+    rng = keep;
+}
+
+/* q|k|v as one INT8 product and krn_cuda_qkv_i32 from its sums: q and k (fp32) = the host's
+ * (float)acc sx sw, bit for bit; their bf16 operands, rstd and normed rows =
+ * krn_cuda_qknorm_rope_bf16's from those q and k, bit for bit; vb = the host's bf16 of the
+ * scaled v (and v in fp32 when asked); without the states the same operands. H the product's
+ * input width. */
+static void t_qkv_i8(int B, int T, int NH, int KVH, int HD, int H)
+{
+    uint64_t keep = rng;
+    rng = 0x9fb21c651e98df25ull + (uint64_t)NH * 17 + (uint64_t)HD * 3 + (uint64_t)T;
+    char nm[80];
+    snprintf(nm, sizeof(nm), "qkv int8 %dx%d heads %d/%d x %d", B, T, NH, KVH, HD);
+    int N = B * T, QD = NH * HD, KD = KVH * HD, W = QD + 2 * KD;
+    struct i8prod p = i8prod_make(N, H, W);
+    float sw[3] = {0.011f, 0.023f, 0.037f};
+    size_t nq = (size_t)N * QD, nk = (size_t)N * KD, nt = (size_t)T * (HD / 2);
+    float *hq = malloc(nq * 4), *hk = malloc(nk * 4), *hv = malloc(nk * 4);
+    uint16_t *hvb = malloc(nk * 2);
+    for (int r = 0; r < N; r++)
+        for (int j = 0; j < W; j++) {
+            int part = j < QD        ? 0
+                       : j < QD + KD ? 1
+                                     : 2,
+                col = j - (part ? QD + (part - 1) * KD : 0);
+            float y = (float)p.acc[(size_t)r * W + j] * p.sx[r] * sw[part];
+            float *dst = part == 0 ? hq : part == 1 ? hk : hv;
+            dst[(size_t)r * (part ? KD : QD) + col] = y;
+            if (part == 2)
+                hvb[(size_t)r * KD + col] = bf16_of(y);
+        }
+    float *cs = malloc(nt * 4), *sn = malloc(nt * 4), *wq = hrand(HD, 1), *wk = hrand(HD, 1);
+    trn_rope_tables(cs, sn, T, HD, 1000000.0f);
+    int8_t *x8d = up(p.x8, (size_t)N * H), *w8d = up(p.w8, (size_t)W * H);
+    float *sxd = up(p.sx, (size_t)N * 4), *swd = up(sw, 12), *csd = up(cs, nt * 4),
+          *snd = up(sn, nt * 4), *wqd = up(wq, HD * 4), *wkd = up(wk, HD * 4);
+    float *hqd = up(hq, nq * 4), *hkd = up(hk, nk * 4);
+    int32_t *sum = krn_cuda_alloc(K, (size_t)N * W * 4);
+    krn_cuda_qlinear_sums(K, sum, x8d, w8d, N, H, W);
+    /* the reference: the fused QK-norm + RoPE kernel on the host's q and k */
+    float *rf[4]; /* qn, kn, rq, rk */
+    uint16_t *rb[2];
+    size_t fn[4] = {nq, nk, (size_t)N * NH, (size_t)N * KVH};
+    for (int i = 0; i < 4; i++)
+        rf[i] = krn_cuda_alloc(K, fn[i] * 4);
+    rb[0] = krn_cuda_alloc(K, nq * 2), rb[1] = krn_cuda_alloc(K, nk * 2);
+    krn_cuda_qknorm_rope_bf16(K, rb[0], rf[0], rf[2], hqd, wqd, csd, snd, B, T, NH, HD, 1e-6f);
+    krn_cuda_qknorm_rope_bf16(K, rb[1], rf[1], rf[3], hkd, wkd, csd, snd, B, T, KVH, HD, 1e-6f);
+    int ok = 1, rc[2];
+    for (int states = 1; states >= 0; states--) {
+        float *of[7]; /* q, k, v, qn, kn, rq, rk */
+        size_t on[7] = {nq, nk, nk, nq, nk, (size_t)N * NH, (size_t)N * KVH};
+        uint16_t *ob[3] = {krn_cuda_alloc(K, nq * 2), krn_cuda_alloc(K, nk * 2),
+                           krn_cuda_alloc(K, nk * 2)};
+        for (int i = 0; i < 7; i++)
+            of[i] = krn_cuda_alloc(K, on[i] * 4);
+        struct krn_cuda_qkv a = {.sum = sum,
+                                 .sx = sxd,
+                                 .swq = swd,
+                                 .swk = swd + 1,
+                                 .swv = swd + 2,
+                                 .q = of[0],
+                                 .k = of[1],
+                                 .v = states ? of[2] : NULL,
+                                 .qn = states ? of[3] : NULL,
+                                 .kn = states ? of[4] : NULL,
+                                 .rq = of[5],
+                                 .rk = of[6],
+                                 .qb = ob[0],
+                                 .kb = ob[1],
+                                 .vb = ob[2],
+                                 .wq = wqd,
+                                 .wk = wkd,
+                                 .cs = csd,
+                                 .sn = snd};
+        rc[states] = krn_cuda_qkv_i32(K, &a, B, T, NH, KVH, HD, 1e-6f);
+        /* device outputs against: the host (q, k, v, vb), the reference kernel (the rest) */
+        const void *want[10] = {hq, hk, hv, NULL, NULL, NULL, NULL, NULL, NULL, hvb};
+        const void *wantd[10] = {NULL, NULL, NULL, rf[0], rf[1], rf[2], rf[3], rb[0], rb[1], NULL};
+        const void *got[10] = {of[0], of[1], of[2], of[3], of[4],
+                               of[5], of[6], ob[0], ob[1], ob[2]};
+        size_t bytes[10] = {nq * 4,    nk * 4,    nk * 4, nq * 4, nk * 4,
+                            fn[2] * 4, fn[3] * 4, nq * 2, nk * 2, nk * 2};
+        for (int i = 0; i < 10; i++) {
+            if (!states && (i == 2 || i == 3 || i == 4))
+                continue; /* not written without the states */
+            char *g = malloc(bytes[i]), *r = want[i] ? NULL : malloc(bytes[i]);
+            krn_cuda_d2h(K, g, got[i], bytes[i]);
+            if (r)
+                krn_cuda_d2h(K, r, wantd[i], bytes[i]);
+            int st = krn_cuda_sync(K);
+            int same = !st && !memcmp(g, r ? r : want[i], bytes[i]);
+            if (!same)
+                fprintf(stderr, "# %s states %d: output %d differs (cuda %d)\n", nm, states, i, st);
+            ok &= same;
+            free(g), free(r);
+        }
+        for (int i = 0; i < 7; i++)
+            krn_cuda_dfree(K, of[i]);
+        for (int i = 0; i < 3; i++)
+            krn_cuda_dfree(K, ob[i]);
+    }
+    TAP_OK(ok && rc[0] == 0 && rc[1] == 0,
+           "%s: q, k, v = the host's scaled sums; operands, rstd, normed rows = the QK-norm + "
+           "RoPE kernel's on them, bit for bit, with and without the states (rc %d %d)",
+           nm, rc[1], rc[0]);
+    struct krn_cuda_qkv bad = {.sum = sum, .q = hqd, .k = hkd};
+    int r96 = krn_cuda_qkv_i32(K, &bad, B, T, NH, KVH, 96, 1e-6f);
+    bad.k = NULL;
+    int rnk = krn_cuda_qkv_i32(K, &bad, B, T, NH, KVH, HD, 1e-6f);
+    TAP_OK(r96 == KRN_CUDA_EINVAL && rnk == KRN_CUDA_EINVAL && krn_cuda_sync(K) == 0,
+           "%s: head dim 96, no k: EINVAL (%d, %d), nothing launched", nm, r96, rnk);
+    for (int i = 0; i < 4; i++)
+        krn_cuda_dfree(K, rf[i]);
+    krn_cuda_dfree(K, rb[0]), krn_cuda_dfree(K, rb[1]);
+    void *dev[] = {x8d, w8d, sxd, swd, csd, snd, wqd, wkd, hqd, hkd, sum};
+    for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
+        krn_cuda_dfree(K, dev[i]);
+    i8prod_free(&p);
+    free(hq), free(hk), free(hv), free(hvb), free(cs), free(sn), free(wq), free(wk);
+    rng = keep;
+}
+
 static void t_adamw(size_t n)
 {
     float *p = hrand(n, 1), *g = hrand(n, 1), *m = hrand(n, 0.1f), *v = hrand(n, 0.1f);
@@ -1687,6 +1952,12 @@ int main(void)
     t_qknorm_rope(2, 37, 16, 128);
     t_qknorm_rope(1, 9, 3, 64);
     t_qknorm_rope(2, 5, 2, 256);
+    t_res_norm(37, 96, 2048, 0);     /* o_proj's width into the hidden size */
+    t_res_norm(5, 64, 1000, 0);      /* rows of 1000 */
+    t_res_norm(9, 40, 516, 1);       /* unaligned: the two passes */
+    t_qkv_i8(2, 37, 16, 8, 128, 96); /* Qwen3's heads */
+    t_qkv_i8(1, 9, 3, 1, 64, 40);
+    t_qkv_i8(1, 5, 2, 2, 256, 32);
     TAP_OK(krn_cuda_sync(K) == 0, "no sticky cuda error (%s)", krn_cuda_errmsg(K));
     krn_cuda_free(K);
     return tap_done();

@@ -7,7 +7,8 @@
  * The fixtures' head dim (16) keeps the materialising attention; a random-init model with head
  * dim 128 (made here with eng_init_write) runs the bf16 path's fused (flash) attention and, in
  * fp32, the materialising one, against the same CPU step. The bf16 path's head and losses are
- * fused (no logits matrix, a chunk of rows at a time): one case forces chunks of 7 rows.
+ * fused (no logits matrix, a chunk of rows at a time): one case forces chunks of 7 rows. The
+ * bf16 pre-training case also checks zero_grad's contract (fresh_case).
  * Without a GPU every check is a TAP SKIP with the reason.
  */
 #include "config.h"
@@ -182,6 +183,53 @@ static void one_case(const char *name, struct trn_batch *b, const struct trn_los
 /* A random-init Qwen3 with head dim 128 (the fused attention's), 2 layers, in a temp dir:
  * B 2 x T 70 (a partial second tile, one padded row), distillation of every layer's relations,
  * bf16 (flash) and fp32 (materialising) against the CPU; and CE alone without a teacher. */
+/* zero_grad's contract where the backward's products overwrite stale gradient slices instead
+ * of adding to a zero-fill (the narrow student's projections and fused head): a step after
+ * zero_grad gives the gradients of one step, not of two; a second step without zero_grad adds
+ * (twice the first's); zero_grad with no step then leaves zeros, as read by trn_cuda_pull. */
+static void fresh_case(const char *dir, const struct trn_batch *b, const struct trn_loss_cfg *lc)
+{
+    struct trn_model *s = NULL, *t = NULL;
+    struct trn_cuda *g = NULL;
+    struct trn_losses L;
+    char err[ENG_ERR_LEN] = "";
+    if (load_dir(dir, &s, &t) || trn_cuda_create(0, s, NULL, 1, &g, err)) {
+        TAP_OK(0, "fresh gradients: session (%s)", err);
+        trn_model_free(s);
+        trn_model_free(t);
+        return;
+    }
+    size_t np = trn_model_nparams(s);
+    float *g1 = calloc(np, 4), *g2 = calloc(np, 4), *g3 = calloc(np, 4), *two = calloc(np, 4);
+    int rc = 0;
+    trn_cuda_zero_grad(g);
+    rc |= trn_cuda_step_losses(g, b, lc, 1, 1.0f, &L, err);
+    rc |= trn_cuda_pull(g, NULL, g1, NULL, NULL, err);
+    trn_cuda_zero_grad(g);
+    rc |= trn_cuda_step_losses(g, b, lc, 1, 1.0f, &L, err);
+    rc |= trn_cuda_pull(g, NULL, g2, NULL, NULL, err);
+    rc |= trn_cuda_step_losses(g, b, lc, 1, 1.0f, &L, err);
+    rc |= trn_cuda_pull(g, NULL, g3, NULL, NULL, err);
+    for (size_t i = 0; i < np; i++)
+        two[i] = 2.0f * g1[i];
+    double e1 = nerr(g2, g1, np), e2 = nerr(g3, two, np);
+    TAP_OK(rc == 0 && e1 <= 1e-6 && e2 <= 1e-6,
+           "fresh gradients: zero_grad then a step = one step's (err %.1e), a second step adds "
+           "(err %.1e against twice) (%s)",
+           e1, e2, err);
+    trn_cuda_zero_grad(g);
+    rc = trn_cuda_pull(g, NULL, g2, NULL, NULL, err);
+    size_t nz = 0;
+    for (size_t i = 0; i < np; i++)
+        nz += g2[i] != 0.0f;
+    TAP_OK(rc == 0 && nz == 0, "fresh gradients: zero_grad, no step: all %zu zero (%zu not)", np,
+           nz);
+    free(g1), free(g2), free(g3), free(two);
+    trn_cuda_free(g);
+    trn_model_free(s);
+    trn_model_free(t);
+}
+
 static void hd128_cases(const struct trn_loss_cfg *lc0)
 {
     char err[ENG_ERR_LEN] = "", cfgp[512], dir[512];
@@ -196,24 +244,38 @@ static void hd128_cases(const struct trn_loss_cfg *lc0)
     for (int r = 0; r < B; r++)
         for (int t = 0; t < T; t++)
             target[r * T + t] = t < len[r] - 1 ? tok[r * T + t + 1] : -1;
-    snprintf(cfgp, sizeof(cfgp), "%s/cfg.json", eu_tmpdir());
-    snprintf(dir, sizeof(dir), "%s/hd128", eu_tmpdir());
-    const char *cfg = "{\"model_type\":\"qwen3\",\"vocab_size\":512,\"hidden_size\":128,"
-                      "\"intermediate_size\":256,\"num_hidden_layers\":2,"
-                      "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":128,"
-                      "\"max_position_embeddings\":256,\"tie_word_embeddings\":true,"
-                      "\"initializer_range\":0.2}";
-    int rc = eu_write(cfgp, cfg, strlen(cfg));
-    if (!rc)
-        rc = eng_init_write(cfgp, dir, 5, 0, err);
-    if (TAP_OK(rc == 0, "head dim 128 model written (%s)", err)) {
+    /* FFN width 256; then 512, where q|k|v's INT8 sums (4 + 2 x 2 heads of 128) fit the gate|up
+     * product's int32 memory, so the bf16 student's forward takes every fused INT8 path
+     * (fuse8_of) */
+    for (int w = 0; w < 2; w++) {
+        snprintf(cfgp, sizeof(cfgp), "%s/cfg%d.json", eu_tmpdir(), w);
+        snprintf(dir, sizeof(dir), "%s/hd128-%d", eu_tmpdir(), w);
+        char cfg[512], nm[128];
+        snprintf(cfg, sizeof(cfg),
+                 "{\"model_type\":\"qwen3\",\"vocab_size\":512,\"hidden_size\":128,"
+                 "\"intermediate_size\":%d,\"num_hidden_layers\":2,"
+                 "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":128,"
+                 "\"max_position_embeddings\":256,\"tie_word_embeddings\":true,"
+                 "\"initializer_range\":0.2}",
+                 w ? 512 : 256);
+        const char *wn = w ? ", FFN 512 (fused INT8 q|k|v)" : "";
+        int rc = eu_write(cfgp, cfg, strlen(cfg));
+        if (!rc)
+            rc = eng_init_write(cfgp, dir, 5, 0, err);
+        if (!TAP_OK(rc == 0, "head dim 128 model%s written (%s)", wn, err))
+            continue;
         struct trn_loss_cfg lc = *lc0;
         lc.layer = -2;
         lc.split_heads = 4;
-        one_case_dir("head dim 128 distill bf16 (flash attention)", dir, &b, &lc, 1, 1);
-        one_case_dir("head dim 128 distill fp32", dir, &b, &lc, 0, 1);
+        snprintf(nm, sizeof(nm), "head dim 128%s distill bf16 (flash attention)", wn);
+        one_case_dir(nm, dir, &b, &lc, 1, 1);
+        if (!w)
+            one_case_dir("head dim 128 distill fp32", dir, &b, &lc, 0, 1);
         struct trn_loss_cfg ce = {.tau = 5.0f, .layer = -1, .split_heads = 1, .t_r = 1.0f};
-        one_case_dir("head dim 128 pre-training bf16 (no teacher, flash)", dir, &b, &ce, 1, 0);
+        snprintf(nm, sizeof(nm), "head dim 128%s pre-training bf16 (no teacher, flash)", wn);
+        one_case_dir(nm, dir, &b, &ce, 1, 0);
+        if (w)
+            fresh_case(dir, &b, &ce);
     }
     eu_rmrf(eu_tmpdir());
 }

@@ -47,6 +47,15 @@ struct gmodel {
     /* gui8 (narrow MIXED with gu16 and gu_cat): the gate|up product runs in INT8 as one product
      * into the arena's gsum and the fused SwiGLU scales the sums and writes gb, ub (gui8_of) */
     int gui8;
+    /* fuse8 (with gui8, BITDISTILL_CUDA_FUSE8=0 to compare): the o and down products in INT8
+     * whose sums the next RMSNorm + quantizer scales and adds to the residual (resq), and q|k|v
+     * as one INT8 product whose sums the QK-norm + RoPE kernel scales (qkv8; fuse8_of) */
+    int resq, qkv8;
+    /* gr_fresh: trn_cuda_zero_grad left the slices of gr that the backward's products write
+     * stale (fresh_of: the projections and the fused head's), so their first product this
+     * step overwrites (wbeta 0) instead of adding to a zero-fill; gr_settle zeroes them should
+     * gr be read before a backward ran */
+    int gr_fresh;
     int st_lo, st_hi; /* the layers whose states (qn, kn, v) the relation loss reads this step */
     size_t np;
     float *p, *gr, *wq; /* device [np] (gr, wq NULL when unused) */
@@ -349,12 +358,26 @@ static int gui8_of(const struct gmodel *m)
     return m->gu16 && m->narrow == NARROW_MIXED && m->gu_cat && m->subln && !(e && !strcmp(e, "0"));
 }
 
+/* resq and qkv8 (gmodel) where gui8 holds and the fused kernels take the shapes: rows up to
+ * KRN_CUDA_NORM_MAX, q|k|v back to back and their sums within gsum's [N][2I], head dims the
+ * QK-norm + RoPE kernel takes. */
+static void fuse8_of(struct gmodel *m)
+{
+    const char *e = getenv("BITDISTILL_CUDA_FUSE8");
+    const struct eng_config *c = m->c;
+    int on = m->gui8 && !(e && !strcmp(e, "0")), hd = c->head_dim;
+    m->resq = on && c->hidden <= KRN_CUDA_NORM_MAX;
+    m->qkv8 = on && m->qkv_cat && m->flash && c->qk_norm && (hd == 64 || hd == 128 || hd == 256) &&
+              (c->heads + 2 * c->kv_heads) * hd <= 2 * c->inter;
+}
+
 static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
 {
     if (m->B == B && m->T == T && m->arena)
         return 0;
     m->gu16 = gu16_of(m);
     m->gui8 = gui8_of(m);
+    fuse8_of(m);
     const struct eng_config *c = m->c;
     size_t half = c->head_dim / 2;
     /* the attention backward's scratch: every head's dP at once (ops.cu), or with flash the
@@ -483,6 +506,12 @@ void trn_cuda_free(struct trn_cuda *g)
 
 /* ------------------------------------------------------------------ forward / backward */
 
+/* The weight gradients' beta for a product that writes them: 0 for the first since zero_grad. */
+static float wbeta(const struct gmodel *m)
+{
+    return m->gr_fresh ? 0.0f : 1.0f;
+}
+
 static void act_q(struct krn_cuda *k, const struct gmodel *m, float *xq, const float *x, size_t N,
                   int C)
 {
@@ -545,6 +574,24 @@ static void lin_fwd(struct krn_cuda *k, struct gmodel *m, float *out, const floa
     krn_cuda_add(k, out, res, m->ar.tmp, (size_t)N * OC);
 }
 
+/* out = res + xq . W^T (lin_fwd), then norm_q of out (weight w) into xn, r, nq; with resq
+ * the product's int32 sums are scaled and added by the norm's own pass
+ * (krn_cuda_res_rmsnorm_aquant: the same values as the two passes). */
+static void lin_norm_q(struct krn_cuda *k, struct gmodel *m, float *out, const float *res,
+                       float *xq, size_t wo, int N, int C, int OC, float *xn, float *r, float *nq,
+                       const float *w, float eps)
+{
+    if (m->resq) {
+        struct qact q = qact_of(xq, (size_t)N, (size_t)C), n = qact_of(nq, (size_t)N, (size_t)OC);
+        krn_cuda_qlinear_sums(k, (int32_t *)out, q.x8, m->w8 + wo, N, C, OC);
+        if (!krn_cuda_res_rmsnorm_aquant(k, n.x8, n.xb, n.sx, r, out, res, q.sx, wscale(m, wo), w,
+                                         N, OC, eps))
+            return;
+    } /* (not reached: fuse8_of) the product again, then the norm */
+    lin_fwd(k, m, out, res, xq, wo, N, C, OC);
+    norm_q(k, m, xn, r, nq, out, w, (size_t)N, OC, eps);
+}
+
 /* outb [N][OC] = xq . W^T written in bf16 (an output that only feeds bf16 products: the fused
  * attention's v), on the bf16 operands; 0 when this model's forward has none (fp32 storage,
  * INT8 everywhere): then lin_fwd and a copy. */
@@ -574,8 +621,8 @@ static void lin_bwd(struct krn_cuda *k, struct gmodel *m, float *dinp, int first
 {
     if (m->narrow) {
         struct qact q = qact_of(xq, (size_t)N, (size_t)C);
-        krn_cuda_qlinear_backward(k, dinp, first ? 0.0f : 1.0f, m->gr + wo, dout, q.xb, m->wb + wo,
-                                  (uint16_t *)m->ar.tmp, N, C, OC);
+        krn_cuda_qlinear_backward(k, dinp, first ? 0.0f : 1.0f, m->gr + wo, wbeta(m), dout, q.xb,
+                                  m->wb + wo, (uint16_t *)m->ar.tmp, N, C, OC);
         return;
     }
     if (first)
@@ -678,12 +725,85 @@ static int ffn_act_bwd(struct krn_cuda *k, const struct gmodel *m, const struct 
     return 0;
 }
 
+/* The attention of layer l from its input codes xq1: the q, k, v products, QK-norm and RoPE,
+ * then the attention itself into a->a. With qkv8 one INT8 product over q|k|v into gsum and one
+ * kernel from its sums to q, k (fp32, for the backward) and the bf16 operands. */
+static void attn_fwd(struct krn_cuda *k, struct gmodel *m, struct trn_acts *a, const struct loff *o,
+                     int l)
+{
+    const struct eng_config *c = m->c;
+    int B = m->B, T = m->T, N = B * T, H = c->hidden, hd = c->head_dim;
+    int QD = c->heads * hd, KD = c->kv_heads * hd;
+    float *P = m->p;
+    /* the relation loss reads this layer's states (qn, kn, v in fp32); else the fused
+     * attention's bf16 operands are all that is written */
+    int states = l >= m->st_lo && l < m->st_hi;
+    if (m->qkv8) {
+        struct qact q = qact_of(a->xq1, (size_t)N, (size_t)H);
+        krn_cuda_qlinear_sums(k, m->ar.gsum, q.x8, m->w8 + o->q, N, H, QD + 2 * KD);
+        struct krn_cuda_qkv qa = {.sum = m->ar.gsum,
+                                  .sx = q.sx,
+                                  .swq = wscale(m, o->q),
+                                  .swk = wscale(m, o->k),
+                                  .swv = wscale(m, o->v),
+                                  .q = a->q,
+                                  .k = a->k,
+                                  .v = states ? a->v : NULL,
+                                  .qn = states ? a->qn : NULL,
+                                  .kn = states ? a->kn : NULL,
+                                  .rq = a->rq,
+                                  .rk = a->rk,
+                                  .qb = a->qb,
+                                  .kb = a->kb,
+                                  .vb = a->vb,
+                                  .wq = P + o->q_norm,
+                                  .wk = P + o->k_norm,
+                                  .cs = m->ar.cs,
+                                  .sn = m->ar.sn};
+        if (!krn_cuda_qkv_i32(k, &qa, B, T, c->heads, c->kv_heads, hd, c->eps)) {
+            krn_cuda_flash_forward(k, a->a, a->lse, a->qb, a->kb, a->vb, B, T, c->heads,
+                                   c->kv_heads, hd);
+            return;
+        }
+    } /* (not reached: fuse8_of) the three products */
+    lin_fwd(k, m, a->q, NULL, a->xq1, o->q, N, H, QD);
+    lin_fwd(k, m, a->k, NULL, a->xq1, o->k, N, H, KD);
+    int vb = m->flash && !states && lin_fwd_b16(k, m, a->vb, a->xq1, o->v, N, H, KD);
+    if (!vb)
+        lin_fwd(k, m, a->v, NULL, a->xq1, o->v, N, H, KD);
+    /* QK-norm and RoPE in one pass to the bf16 operands */
+    int qkr = m->flash && c->qk_norm && (hd == 64 || hd == 128 || hd == 256);
+    if (c->qk_norm && !qkr) {
+        krn_cuda_rmsnorm_forward(k, a->qn, a->rq, a->q, P + o->q_norm, N * c->heads, hd, c->eps);
+        krn_cuda_rmsnorm_forward(k, a->kn, a->rk, a->k, P + o->k_norm, N * c->kv_heads, hd, c->eps);
+    }               /* else qn, kn alias q, k */
+    if (m->flash) { /* its operands in bf16 */
+        if (qkr) {
+            krn_cuda_qknorm_rope_bf16(k, a->qb, states ? a->qn : NULL, a->rq, a->q, P + o->q_norm,
+                                      m->ar.cs, m->ar.sn, B, T, c->heads, hd, c->eps);
+            krn_cuda_qknorm_rope_bf16(k, a->kb, states ? a->kn : NULL, a->rk, a->k, P + o->k_norm,
+                                      m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd, c->eps);
+        } else {
+            krn_cuda_rope_forward_bf16(k, a->qb, a->qn, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
+            krn_cuda_rope_forward_bf16(k, a->kb, a->kn, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
+        }
+        if (!vb)
+            krn_cuda_to_bf16(k, a->vb, a->v, (size_t)N * KD);
+        krn_cuda_flash_forward(k, a->a, a->lse, a->qb, a->kb, a->vb, B, T, c->heads, c->kv_heads,
+                               hd);
+    } else {
+        krn_cuda_rope_forward(k, a->qr, a->qn, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
+        krn_cuda_rope_forward(k, a->kr, a->kn, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
+        krn_cuda_attention_forward(k, a->a, a->probs, a->qr, a->kr, a->v, B, T, c->heads,
+                                   c->kv_heads, hd);
+    }
+}
+
 static void gforward(struct trn_cuda *g, struct gmodel *m)
 {
     struct krn_cuda *k = g->k;
     const struct eng_config *c = m->c;
-    int B = m->B, T = m->T, N = B * T, H = c->hidden, I = c->inter, hd = c->head_dim;
-    int QD = c->heads * hd, KD = c->kv_heads * hd;
+    int N = m->B * m->T, H = c->hidden, I = c->inter, QD = c->heads * c->head_dim;
     float *P = m->p;
     m->xb_src = NULL;
     /* the ternary weights change only with the parameters: once per optimizer step, not
@@ -709,53 +829,16 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
         struct trn_acts *a = &m->ar.acts[l];
         const struct loff *o = &m->lo[l];
         float *x = m->ar.resid + (size_t)l * N * H, *xo = x + (size_t)N * H;
-        m->xb_src = NULL; /* without a backward, the layers share their buffers (arena.h) */
-        norm_q(k, m, a->xn1, a->r1, a->xq1, x, P + o->in_norm, N, H, c->eps);
-        lin_fwd(k, m, a->q, NULL, a->xq1, o->q, N, H, QD);
-        lin_fwd(k, m, a->k, NULL, a->xq1, o->k, N, H, KD);
-        /* the relation loss reads this layer's states (qn, kn, v in fp32); else the fused
-         * attention's bf16 operands are all that is written */
-        int states = l >= m->st_lo && l < m->st_hi;
-        int vb = m->flash && !states && lin_fwd_b16(k, m, a->vb, a->xq1, o->v, N, H, KD);
-        if (!vb)
-            lin_fwd(k, m, a->v, NULL, a->xq1, o->v, N, H, KD);
-        /* QK-norm and RoPE in one pass to the bf16 operands */
-        int qkr = m->flash && c->qk_norm && (hd == 64 || hd == 128 || hd == 256);
-        if (c->qk_norm && !qkr) {
-            krn_cuda_rmsnorm_forward(k, a->qn, a->rq, a->q, P + o->q_norm, N * c->heads, hd,
-                                     c->eps);
-            krn_cuda_rmsnorm_forward(k, a->kn, a->rk, a->k, P + o->k_norm, N * c->kv_heads, hd,
-                                     c->eps);
-        }               /* else qn, kn alias q, k */
-        if (m->flash) { /* its operands in bf16 */
-            if (qkr) {
-                krn_cuda_qknorm_rope_bf16(k, a->qb, states ? a->qn : NULL, a->rq, a->q,
-                                          P + o->q_norm, m->ar.cs, m->ar.sn, B, T, c->heads, hd,
-                                          c->eps);
-                krn_cuda_qknorm_rope_bf16(k, a->kb, states ? a->kn : NULL, a->rk, a->k,
-                                          P + o->k_norm, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd,
-                                          c->eps);
-            } else {
-                krn_cuda_rope_forward_bf16(k, a->qb, a->qn, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
-                krn_cuda_rope_forward_bf16(k, a->kb, a->kn, m->ar.cs, m->ar.sn, B, T, c->kv_heads,
-                                           hd);
-            }
-            if (!vb)
-                krn_cuda_to_bf16(k, a->vb, a->v, (size_t)N * KD);
-            krn_cuda_flash_forward(k, a->a, a->lse, a->qb, a->kb, a->vb, B, T, c->heads,
-                                   c->kv_heads, hd);
-        } else {
-            krn_cuda_rope_forward(k, a->qr, a->qn, m->ar.cs, m->ar.sn, B, T, c->heads, hd);
-            krn_cuda_rope_forward(k, a->kr, a->kn, m->ar.cs, m->ar.sn, B, T, c->kv_heads, hd);
-            krn_cuda_attention_forward(k, a->a, a->probs, a->qr, a->kr, a->v, B, T, c->heads,
-                                       c->kv_heads, hd);
-        }
+        m->xb_src = NULL;       /* without a backward, the layers share their buffers (arena.h) */
+        if (l == 0 || !m->resq) /* else the layer below's down product wrote xq1 */
+            norm_q(k, m, a->xn1, a->r1, a->xq1, x, P + o->in_norm, N, H, c->eps);
+        attn_fwd(k, m, a, o, l);
         if (m->subln) /* else an aliases a */
             norm_q(k, m, a->an, a->ra, a->xq2, a->a, P + o->attn_sub, N, QD, c->eps);
         else
             act_q(k, m, a->xq2, a->an, N, QD);
-        lin_fwd(k, m, a->xm, x, a->xq2, o->o, N, QD, H);
-        norm_q(k, m, a->xn2, a->r2, a->xq3, a->xm, P + o->post_norm, N, H, c->eps);
+        lin_norm_q(k, m, a->xm, x, a->xq2, o->o, N, QD, H, a->xn2, a->r2, a->xq3, P + o->post_norm,
+                   c->eps);
         if (m->gui8) { /* one INT8 product over gate|up; ffn_act scales the sums */
             struct qact q = qact_of(a->xq3, (size_t)N, (size_t)H);
             krn_cuda_qlinear_sums(k, m->ar.gsum, q.x8, m->w8 + o->gate, N, H, 2 * I);
@@ -767,7 +850,12 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
             lin_fwd(k, m, a->u, NULL, a->xq3, o->up, N, H, I);
         }
         ffn_act(k, m, a, o, N, I, c->eps);
-        lin_fwd(k, m, xo, a->xm, a->xq4, o->down, N, I, H);
+        if (m->resq && l + 1 < c->layers) { /* the next layer's input norm and codes too */
+            struct trn_acts *b = &m->ar.acts[l + 1];
+            lin_norm_q(k, m, xo, a->xm, a->xq4, o->down, N, I, H, b->xn1, b->r1, b->xq1,
+                       P + m->lo[l + 1].in_norm, c->eps);
+        } else
+            lin_fwd(k, m, xo, a->xm, a->xq4, o->down, N, I, H);
     }
     krn_cuda_rmsnorm_forward(k, m->ar.xf, m->ar.rf, m->ar.resid + (size_t)c->layers * N * H,
                              P + m->fnorm, N, H, c->eps);
@@ -796,7 +884,7 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         float *x = m->ar.resid + (size_t)l * NH;
         if (ffn_dh16(m, I) && m->dres_b16) { /* dY in bf16 from dres_bwd, dX in bf16 */
             struct qact q = qact_of(a->xq4, (size_t)N, (size_t)I);
-            krn_cuda_blinear_backward_b16(k, (uint16_t *)m->ar.d1, G + o->down,
+            krn_cuda_blinear_backward_b16(k, (uint16_t *)m->ar.d1, G + o->down, wbeta(m),
                                           (const uint16_t *)m->ar.tmp, q.xb, m->wb + o->down, N, I,
                                           H);
         } else
@@ -806,13 +894,13 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
             struct qact q = qact_of(a->xq3, (size_t)N, (size_t)H);
             uint16_t *dgb = (uint16_t *)m->ar.dg;
             if (m->gu_cat) /* [N][2I]: one product pair over both */
-                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->gate, dgb, q.xb,
+                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->gate, wbeta(m), dgb, q.xb,
                                           m->wb + o->gate, N, H, 2 * I);
             else {
-                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->gate, dgb, q.xb,
+                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->gate, wbeta(m), dgb, q.xb,
                                           m->wb + o->gate, N, H, I);
-                krn_cuda_blinear_backward(k, m->ar.d1, 1.0f, G + o->up, (uint16_t *)m->ar.du, q.xb,
-                                          m->wb + o->up, N, H, I);
+                krn_cuda_blinear_backward(k, m->ar.d1, 1.0f, G + o->up, wbeta(m),
+                                          (uint16_t *)m->ar.du, q.xb, m->wb + o->up, N, H, I);
             }
         } else {
             lin_bwd(k, m, m->ar.d1, 1, m->ar.dg, a->xq3, o->gate, N, H, I);
@@ -821,8 +909,8 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         dres_bwd(k, m, 1, G + o->post_norm, m->ar.d1, a->xm, P + o->post_norm, a->r2, N, H);
         if (m->dres_b16) {
             struct qact q = qact_of(a->xq2, (size_t)N, (size_t)QD);
-            krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->o, (const uint16_t *)m->ar.tmp,
-                                      q.xb, m->wb + o->o, N, QD, H);
+            krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->o, wbeta(m),
+                                      (const uint16_t *)m->ar.tmp, q.xb, m->wb + o->o, N, QD, H);
         } else
             lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq2, o->o, N, QD, H);
         float *da = m->ar.d1;
@@ -838,13 +926,22 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         /* the gradients of the states (qn, kn, v) accumulate where the relation loss left its
          * part: this layer's dstate slice, read once */
         float *dqn = dstate(m, l, TRN_Q), *dkn = dstate(m, l, TRN_K), *dv = dstate(m, l, TRN_V);
-        if (m->flash) {
+        /* q|k|v's one dY in bf16 [N][QD + 2 KD] over dq and dk's memory (qkv_cat below): dv's
+         * columns written there by the attention backward itself when nothing accumulates */
+        int W = QD + 2 * KD,
+            qkv16 = c->qk_norm && m->narrow && hd <= KRN_CUDA_NORM_MAX && m->qkv_cat;
+        uint16_t *dqkv = (uint16_t *)m->ar.dq;
+        int dvb = m->flash && qkv16 && m->nostates &&
+                  !krn_cuda_flash_backward_v16(k, dqn, dkn, dqkv + QD + KD, W, da, da ? a->a : NULL,
+                                               a->lse, a->qb, a->kb, a->vb, B, T, c->heads,
+                                               c->kv_heads, hd, m->ar.dsc, m->ar.cs, m->ar.sn);
+        if (m->flash && !dvb) {
             /* RoPE's backward folded in: dqn, dkn directly; dqn, dkn, dv overwritten without a
              * relation loss (nothing of its own in the slice: no zero-fill) */
             krn_cuda_flash_backward(k, dqn, dkn, !m->nostates, dv, da, da ? a->a : NULL, a->lse,
                                     a->qb, a->kb, a->vb, B, T, c->heads, c->kv_heads, hd, m->ar.dsc,
                                     m->ar.cs, m->ar.sn);
-        } else {
+        } else if (!m->flash) {
             if (m->nostates)
                 krn_cuda_zero(k, dqn, (size_t)N * (QD + 2 * KD) * F);
             krn_cuda_zero(k, m->ar.dq, (size_t)N * QD * F);
@@ -856,25 +953,25 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         }
         if (c->qk_norm && m->narrow && hd <= KRN_CUDA_NORM_MAX) {
             /* QK-norm's input gradients in bf16, as the q and k products take them; with
-             * qkv_cat they and dv's bf16 copy share one [N][QD + 2 KD] dY (over dq and dk's
-             * memory) and the three projections' products run once over it */
+             * qkv_cat they and dv's bf16 copy share one [N][QD + 2 KD] dY (dqkv) and the three
+             * projections' products run once over it */
             struct qact q = qact_of(a->xq1, (size_t)N, (size_t)H);
-            int W = m->qkv_cat ? QD + 2 * KD : 0;
-            uint16_t *dqb = (uint16_t *)m->ar.dq,
-                     *dkb = m->qkv_cat ? dqb + QD : (uint16_t *)m->ar.dk;
+            W = m->qkv_cat ? W : 0;
+            uint16_t *dqb = dqkv, *dkb = m->qkv_cat ? dqb + QD : (uint16_t *)m->ar.dk;
             krn_cuda_rmsnorm_backward_bf16(k, dqb, c->heads, W, G + o->q_norm, dqn, a->q,
                                            P + o->q_norm, a->rq, N * c->heads, hd);
             krn_cuda_rmsnorm_backward_bf16(k, dkb, c->kv_heads, W, G + o->k_norm, dkn, a->k,
                                            P + o->k_norm, a->rk, N * c->kv_heads, hd);
             if (m->qkv_cat) {
-                krn_cuda_to_bf16_rows(k, dqb + QD + KD, W, dv, N, KD);
-                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->q, dqb, q.xb, m->wb + o->q, N,
-                                          H, W);
+                if (!dvb)
+                    krn_cuda_to_bf16_rows(k, dqb + QD + KD, W, dv, N, KD);
+                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->q, wbeta(m), dqb, q.xb,
+                                          m->wb + o->q, N, H, W);
             } else {
-                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->q, dqb, q.xb, m->wb + o->q, N,
-                                          H, QD);
-                krn_cuda_blinear_backward(k, m->ar.d1, 1.0f, G + o->k, dkb, q.xb, m->wb + o->k, N,
-                                          H, KD);
+                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->q, wbeta(m), dqb, q.xb,
+                                          m->wb + o->q, N, H, QD);
+                krn_cuda_blinear_backward(k, m->ar.d1, 1.0f, G + o->k, wbeta(m), dkb, q.xb,
+                                          m->wb + o->k, N, H, KD);
                 lin_bwd(k, m, m->ar.d1, 0, dv, a->xq1, o->v, N, H, KD);
             }
         } else {
@@ -898,6 +995,7 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
                                       a->r1, N, H);
     }
     krn_cuda_embed_backward(k, G + m->emb, m->ar.dres, g->tok, N, H);
+    m->gr_fresh = 0;
 }
 
 /* ------------------------------------------------------------------ step */
@@ -1002,7 +1100,8 @@ static int head_losses(struct trn_cuda *g, int N, int kl, int grad, float wce, f
                            g->target + r0, n, V, tau, wce, wkl);
     }
     if (grad)
-        krn_cuda_blinear_backward(k, s->ar.d1, 0.0f, s->gr + s->head, g->hg, g->hx, s->hb, N, H, V);
+        krn_cuda_blinear_backward(k, s->ar.d1, 0.0f, s->gr + s->head, wbeta(s), g->hg, g->hx, s->hb,
+                                  N, H, V);
     return 0;
 }
 
@@ -1124,16 +1223,54 @@ int trn_cuda_step_losses(struct trn_cuda *g, const struct trn_batch *b,
     return step3(g, b, lc, grad, grad_scale, grad_scale, grad_scale, out, err);
 }
 
+/* Whether tensor t's gradient is written first by a product that overwrites when gr_fresh:
+ * the narrow student's projections (every one a BitLinear product with wbeta) and the fused
+ * head's (with a tied head, the embedding's scatter adds after it). Elsewhere none is. */
+static int fresh_of(const struct gmodel *m, const struct trn_tensor *t)
+{
+    return m->narrow && m->fhead && (is_proj(t) || t->off == m->head);
+}
+
+/* Zero the gradient of every tensor for which fresh_of(t) == want, contiguous runs at once. */
+static void zero_grads(struct trn_cuda *g, int want)
+{
+    struct gmodel *m = &g->s;
+    int nt = trn_model_ntensors(m->host);
+    size_t lo = 0, hi = 0; /* the run being gathered, [lo, hi) */
+    for (int i = 0; i <= nt; i++) {
+        const struct trn_tensor *t = i < nt ? trn_model_tensor(m->host, i) : NULL;
+        int in = t && fresh_of(m, t) == want;
+        if (in && hi > lo && t->off == hi) {
+            hi += t->n;
+            continue;
+        }
+        if (hi > lo)
+            krn_cuda_zero(g->k, m->gr + lo, (hi - lo) * sizeof(float));
+        lo = in ? t->off : 0;
+        hi = in ? t->off + t->n : 0;
+    }
+}
+
 void trn_cuda_zero_grad(struct trn_cuda *g)
 {
     krn_cuda_bind(g->k);
-    krn_cuda_zero(g->k, g->s.gr, g->s.np * sizeof(float));
+    zero_grads(g, 0);
+    g->s.gr_fresh = g->s.narrow && g->s.fhead; /* fresh_of: else every tensor was zeroed */
+}
+
+/* gr as zero_grad promised it (the stale slices zeroed) when no backward ran since. */
+static void gr_settle(struct trn_cuda *g)
+{
+    if (g->s.gr_fresh)
+        zero_grads(g, 1);
+    g->s.gr_fresh = 0;
 }
 
 int trn_cuda_adamw_update(struct trn_cuda *g, long t, float lr, const struct trn_adamw_cfg *c,
                           double *gnorm, char *err)
 {
     krn_cuda_bind(g->k);
+    gr_settle(g);
     double norm = sqrt(krn_cuda_sumsq(g->k, g->s.gr, g->s.np));
     float cs = 1.0f;
     if (c->clip > 0 && norm > c->clip)
@@ -1173,8 +1310,10 @@ int trn_cuda_pull(struct trn_cuda *g, float *params, float *grads, float *m, flo
     krn_cuda_bind(g->k);
     if (params)
         krn_cuda_d2h(g->k, params, g->s.p, n);
-    if (grads)
+    if (grads) {
+        gr_settle(g);
         krn_cuda_d2h(g->k, grads, g->s.gr, n);
+    }
     if (m)
         krn_cuda_d2h(g->k, m, g->m, n);
     if (v)
@@ -1402,6 +1541,10 @@ int trn_cuda_dp_adamw_update(struct trn_cuda_dp *d, long t, float lr, const stru
     char kerr[KRN_CUDA_ERR_LEN];
     int rc;
     if (d->comm) {
+        for (int i = 0; i < d->n; i++) {
+            krn_cuda_bind(d->k[i]);
+            gr_settle(d->g[i]);
+        }
         for (int i = 0; i < d->n; i++)
             if (krn_cuda_sync(d->k[i]))
                 return gfail(d->g[i], err, "before the all-reduce");

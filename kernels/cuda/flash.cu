@@ -215,9 +215,11 @@ struct flash_args {
     bf16 *ds;                             /* the backward: dS^T tiles (ds_tile) */
     const float *o, *dout;                /* fp32: the prep's D = rowsum(dout * o) */
     int T, NH, KVH;
-    float scale;          /* 1/sqrt(HD) */
-    int vec;              /* q, k, v (and dob) are 16-byte aligned */
-    int acc_qk;           /* the backward: dq, dk, dv += (1) or = (0) */
+    float scale; /* 1/sqrt(HD) */
+    int vec;     /* q, k, v (and dob) are 16-byte aligned */
+    int acc_qk;  /* the backward: dq, dk, dv += (1) or = (0) */
+    bf16 *dvb;   /* else NULL: dv overwritten in bf16 here instead, rows ldv apart */
+    int ldv;
     const float *cs, *sn; /* the backward: RoPE tables [T][FD/2]: dq, dk get RoPE's backward */
 };
 
@@ -382,6 +384,15 @@ __device__ __forceinline__ void put_row(float *dst, const float (*g)[4], int i, 
         else
             dst[d * 8] = o.x, dst[d * 8 + 1] = o.y;
     }
+}
+
+/* put_row's overwrite of an unscaled row (dV without accumulation) in bf16: the 32 values of
+ * this thread, two adjacent ones per 4-byte store. */
+__device__ __forceinline__ void put_row_b16(bf16 *dst, const float (*g)[4], int i)
+{
+#pragma unroll
+    for (int d = 0; d < 16; d++)
+        *(uint32_t *)(dst + d * 8) = pack2(g[d][2 * i], g[d][2 * i + 1]);
 }
 
 /* ------------------------------------------------------------------ backward prep */
@@ -592,7 +603,11 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash
         size_t tr = (size_t)key[i] * (FD / 2);
         put_row(f.dk + off, dk, i, f.scale, f.acc_qk, f.cs ? f.cs + tr : NULL,
                 f.sn ? f.sn + tr : NULL, q4);
-        put_row(f.dv + off, dv, i, 1.0f, f.acc_qk, NULL, NULL, q4);
+        if (f.dvb)
+            put_row_b16(f.dvb + ((size_t)b * T + key[i]) * f.ldv + (size_t)kvh * FD + 2 * q4, dv,
+                        i);
+        else
+            put_row(f.dv + off, dv, i, 1.0f, f.acc_qk, NULL, NULL, q4);
     }
 }
 
@@ -665,9 +680,11 @@ extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk
                                            const float *lse, const uint16_t *q, const uint16_t *k,
                                            const uint16_t *v, int B, int T, int NH, int KVH,
                                            float *scratch, const float *cs, const float *sn,
-                                           int parts)
+                                           int parts, uint16_t *dvb, int ldv)
 {
     struct flash_args f = {};
+    f.dvb = (bf16 *)dvb;
+    f.ldv = ldv;
     size_t bht = (size_t)B * NH * T;
     f.dq = dq;
     f.dk = dk;

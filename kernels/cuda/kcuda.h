@@ -133,6 +133,15 @@ void krn_cuda_qlinear_forward(struct krn_cuda *c, float *out, const float *res, 
 /* acc [N][OC] = x8 . w8^T, the exact int32 sums alone (the caller scales them). */
 void krn_cuda_qlinear_sums(struct krn_cuda *c, int32_t *acc, const int8_t *x8, const int8_t *w8,
                            int N, int C, int OC);
+/* The o or down product's output folded into the RMSNorm + quantizer that reads it next: io holds
+ * the product's int32 sums [N][C] (krn_cuda_qlinear_sums, input row scales isx, matrix scale isw)
+ * and gets x = res + (float)acc isx[n] isw written over them (krn_cuda_qlinear_forward's
+ * values, bit for bit), then krn_cuda_rmsnorm_aquant of x: the same codes, scales and rstd, one
+ * pass instead of two. res must not be io. KRN_CUDA_EINVAL (nothing launched) when
+ * C > KRN_CUDA_NORM_MAX; unaligned tensors take the two passes. */
+int krn_cuda_res_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx,
+                                float *rstd, float *io, const float *res, const float *isx,
+                                const float *isw, const float *w, int N, int C, float eps);
 /* The same product on the bf16 values (xb . wb^T, fp32 accumulation; not exact: today's
  * FAST_16BF rounding), for comparison (BITDISTILL_CUDA_NARROW=bf16). */
 void krn_cuda_blinear_forward(struct krn_cuda *c, float *out, const float *res, const uint16_t *xb,
@@ -147,20 +156,21 @@ void krn_cuda_to_bf16(struct krn_cuda *c, uint16_t *out, const float *x, size_t 
  * placed in the columns of a wider fused row). */
 void krn_cuda_to_bf16_rows(struct krn_cuda *c, uint16_t *out, int ldo, const float *x, int N,
                            int C);
-/* dinp [N][C] = beta dinp + dY . Wb and dw [OC][C] += dY^T . Xb (either may be NULL) in bf16 x
- * bf16 with fp32 accumulation; dY goes through scratch (N*OC bf16) first. beta 0 spares the
- * caller a zero-fill (beta 1: the accumulating contract of the other backwards). */
-void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw,
+/* dinp [N][C] = beta dinp + dY . Wb and dw [OC][C] = wbeta dw + dY^T . Xb (either may be NULL)
+ * in bf16 x bf16 with fp32 accumulation; dY goes through scratch (N*OC bf16) first. beta 0
+ * spares the caller a zero-fill (beta 1: the accumulating contract of the other backwards);
+ * wbeta 0 likewise the weight gradient's (its first writer after a zero_grad). */
+void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw, float wbeta,
                                const float *dout, const uint16_t *xb, const uint16_t *wb,
                                uint16_t *scratch, int N, int C, int OC);
-/* The same on a dout already in bf16 (dob [N][OC]): dinp = beta dinp + dob . wb; dw += dob^T xb
- * (either output may be NULL). */
-void krn_cuda_blinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw,
+/* The same on a dout already in bf16 (dob [N][OC]): dinp = beta dinp + dob . wb; dw = wbeta dw +
+ * dob^T xb (either output may be NULL). */
+void krn_cuda_blinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw, float wbeta,
                                const uint16_t *dob, const uint16_t *xb, const uint16_t *wb, int N,
                                int C, int OC);
 /* The same with dinp written in bf16 (overwritten; for an input gradient that only feeds
  * krn_cuda_swiglu_rmsnorm_backward_b16): the product's fp32 sums rounded once. */
-void krn_cuda_blinear_backward_b16(struct krn_cuda *c, uint16_t *dinp, float *dw,
+void krn_cuda_blinear_backward_b16(struct krn_cuda *c, uint16_t *dinp, float *dw, float wbeta,
                                    const uint16_t *dob, const uint16_t *xb, const uint16_t *wb,
                                    int N, int C, int OC);
 /* Micro-benchmark of the linear products at one shape: device ms and TFLOP/s per call of
@@ -241,6 +251,21 @@ void krn_cuda_rope_forward_bf16(struct krn_cuda *c, uint16_t *out, const float *
 int krn_cuda_qknorm_rope_bf16(struct krn_cuda *c, uint16_t *out, float *on, float *rstd,
                               const float *inp, const float *w, const float *cs, const float *sn,
                               int B, int T, int NH, int HD, float eps);
+/* The q|k|v INT8 product's sums (krn_cuda_qlinear_sums over the three matrices' codes back to
+ * back: sum [B T][(NH + 2 KVH) HD]) straight to the attention's operands: q = (float)acc sx[n]
+ * swq (krn_cuda_qlinear_forward's values, bit for bit) written to q [B T][NH HD] for the
+ * backward, then krn_cuda_qknorm_rope_bf16 of it (qb, rq, qn when not NULL); k likewise with
+ * swk, wk; v scaled with swv and written in bf16 to vb (and in fp32 to v when not NULL). */
+struct krn_cuda_qkv {
+    const int32_t *sum;
+    const float *sx, *swq, *swk, *swv; /* the input codes' row scales, the matrices' scales */
+    float *q, *k, *v, *qn, *kn, *rq, *rk;
+    uint16_t *qb, *kb, *vb;
+    const float *wq, *wk, *cs, *sn; /* QK-norm's weights, RoPE's tables [T][HD/2] */
+};
+/* KRN_CUDA_EINVAL (nothing launched) unless HD is 64, 128 or 256 and q, k are given. */
+int krn_cuda_qkv_i32(struct krn_cuda *c, const struct krn_cuda_qkv *a, int B, int T, int NH,
+                     int KVH, int HD, float eps);
 void krn_cuda_rope_backward(struct krn_cuda *c, float *dinp, const float *dout, const float *cs,
                             const float *sn, int B, int T, int NH, int HD);
 void krn_cuda_attention_forward(struct krn_cuda *c, float *out, float *probs, const float *q,
@@ -282,6 +307,15 @@ void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk, int acc_q
                              const uint16_t *q, const uint16_t *k, const uint16_t *v, int B, int T,
                              int NH, int KVH, int HD, float *scratch, const float *cs,
                              const float *sn);
+/* krn_cuda_flash_backward overwriting (acc_qk 0), with dV written in bf16 to dvb, rows ldv
+ * elements apart (the q|k|v products' dY, whose v columns it is), instead of an fp32 dv.
+ * KRN_CUDA_EINVAL (nothing launched) unless ldv >= KVH HD, ldv is even and dvb 4-byte
+ * aligned. */
+int krn_cuda_flash_backward_v16(struct krn_cuda *c, float *dq, float *dk, uint16_t *dvb, int ldv,
+                                const float *dout, const float *out, const float *lse,
+                                const uint16_t *q, const uint16_t *k, const uint16_t *v, int B,
+                                int T, int NH, int KVH, int HD, float *scratch, const float *cs,
+                                const float *sn);
 void krn_cuda_swiglu_forward(struct krn_cuda *c, float *out, const float *g, const float *u,
                              size_t n);
 void krn_cuda_swiglu_forward_bf16(struct krn_cuda *c, uint16_t *out, const float *g, const float *u,

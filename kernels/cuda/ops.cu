@@ -707,6 +707,24 @@ extern "C" void krn_cuda_aquant_narrow(struct krn_cuda *c, int8_t *x8, uint16_t 
     LAUNCHED(c, "aquant narrow");
 }
 
+/* An INT8 product's output element from its exact sum a, the row's scale s and the matrix's d:
+ * the one rounding sequence of every kernel that scales sums (no contraction into an FMA), so
+ * the fused consumers equal the scaling pass bit for bit; qres adds it to the residual r. */
+__device__ __forceinline__ static float qval1(int a, float s, float d)
+{
+    return __fmul_rn(__fmul_rn((float)a, s), d);
+}
+__device__ __forceinline__ static float4 qval4(int4 a, float s, float d)
+{
+    return make_float4(qval1(a.x, s, d), qval1(a.y, s, d), qval1(a.z, s, d), qval1(a.w, s, d));
+}
+__device__ __forceinline__ static float4 qres4(float4 r, int4 a, float s, float d)
+{
+    float4 y = qval4(a, s, d);
+    return make_float4(__fadd_rn(r.x, y.x), __fadd_rn(r.y, y.y), __fadd_rn(r.z, y.z),
+                       __fadd_rn(r.w, y.w));
+}
+
 /* Four bf16 values (8 bytes) as floats (exact). */
 __device__ __forceinline__ static float4 bf16x4(uint2 u)
 {
@@ -770,21 +788,25 @@ __global__ void __launch_bounds__(1024, MINB)
  * register variant fits 2 rows of 3072); the sums in the same order for SW and not (the fused
  * pass equals swiglu then this, bit for bit). C % 4 == 0, inp/g/u 16-byte, x8 4-byte and xb
  * 8-byte aligned. */
-/* SW 2: g and u from the gate|up INT8 product's exact sums (k_gu_i32 below) */
+/* An INT8 product's exact sums read by the kernel that consumes the product's output, which
+ * scales them itself (no scaling pass of its own). SW 2: g and u from the gate|up product's sums;
+ * SW 3: the residual stream x = inp + the o or down product's scaled sums, written over the
+ * sums (k_qscale4's arithmetic), then normalised. */
 struct gu_i32 {
-    const int32_t *sum;     /* [N][ld]: the gate's sums, then the up's at + C */
+    const int32_t *sum;     /* [N][ld]: the gate's sums, then the up's at + C (SW 3: xo's) */
     const float *sx;        /* the input codes' row scales */
-    const float *sg, *su;   /* the gate's and the up's matrix scales */
+    const float *sg, *su;   /* the gate's and the up's matrix scales (SW 3: sg, the matrix's) */
     __nv_bfloat16 *gb, *ub; /* g and u written in bf16 [N][C] for the backward */
     int ld;
+    float *xo; /* SW 3: x [N][C] (the same memory as sum, ld C) */
 };
 
 /* Four of one matrix's sums scaled as k_qscale4 scales them ((float)acc sx sw) and rounded to
  * bf16, as a product with a bf16 output rounds: the 8 bytes written, the values returned */
 __device__ __forceinline__ static float4 gu_scale(int4 a, float s, float d, __nv_bfloat16 *o)
 {
-    __nv_bfloat162 lo = __floats2bfloat162_rn((float)a.x * s * d, (float)a.y * s * d),
-                   hi = __floats2bfloat162_rn((float)a.z * s * d, (float)a.w * s * d);
+    float4 y = qval4(a, s, d);
+    __nv_bfloat162 lo = __floats2bfloat162_rn(y.x, y.y), hi = __floats2bfloat162_rn(y.z, y.w);
     uint2 u;
     u.x = *(uint32_t *)&lo;
     u.y = *(uint32_t *)&hi;
@@ -802,12 +824,15 @@ __global__ void __launch_bounds__(256)
     size_t r0 = (size_t)blockIdx.x * C;
     int C4 = C / 4;
     float ss = 0.0f, g = 0.0f;
-    float gs = SW == 2 ? gi.sx[blockIdx.x] : 0.0f, gd = SW == 2 ? *gi.sg : 0.0f,
+    float gs = SW >= 2 ? gi.sx[blockIdx.x] : 0.0f, gd = SW >= 2 ? *gi.sg : 0.0f,
           ud = SW == 2 ? *gi.su : 0.0f;
 #pragma unroll 4
     for (int j = threadIdx.x; j < C4; j += blockDim.x) {
         float4 v;
-        if (SW == 2) {
+        if (SW == 3) { /* as k_qscale4: x = res + acc sx sw */
+            v = qres4(((const float4 *)(inp + r0))[j], ((const int4 *)(gi.sum + r0))[j], gs, gd);
+            ((float4 *)(gi.xo + r0))[j] = v;
+        } else if (SW == 2) {
             const int4 *sr = (const int4 *)(gi.sum + (size_t)blockIdx.x * gi.ld);
             float4 a = gu_scale(sr[j], gs, gd, gi.gb + r0 + 4 * (size_t)j),
                    b = gu_scale(sr[C4 + j], gs, ud, gi.ub + r0 + 4 * (size_t)j);
@@ -964,7 +989,7 @@ extern "C" int krn_cuda_swiglu_rmsnorm_aquant_i32(struct krn_cuda *c, int8_t *x8
     if (N <= 0)
         return 0;
     PROF(c, "swiglu+rmsnorm+quant fwd");
-    struct gu_i32 gi = {gu, gsx, sg, su, (__nv_bfloat16 *)gb, (__nv_bfloat16 *)ub, ld};
+    struct gu_i32 gi = {gu, gsx, sg, su, (__nv_bfloat16 *)gb, (__nv_bfloat16 *)ub, ld, NULL};
     k_rms_aquant_s<2><<<N, 256, (size_t)C * sizeof(float), c->st>>>(
         x8, (__nv_bfloat16 *)xb, sx, rstd, NULL, NULL, NULL, w, C, eps, 1, ptr_align(w) >= 16, gi);
     LAUNCHED(c, "swiglu + rmsnorm + aquant from int32 sums");
@@ -1075,8 +1100,8 @@ __global__ void k_qscale(float *io, const float *res, const float *sx, const flo
     size_t r0 = (size_t)blockIdx.x * OC;
     float s = sx[blockIdx.x], d = *sw;
     for (int j = threadIdx.x; j < OC; j += blockDim.x) {
-        float y = (float)__float_as_int(io[r0 + j]) * s * d;
-        io[r0 + j] = res ? res[r0 + j] + y : y;
+        float y = qval1(__float_as_int(io[r0 + j]), s, d);
+        io[r0 + j] = res ? __fadd_rn(res[r0 + j], y) : y;
     }
 }
 
@@ -1086,19 +1111,10 @@ __global__ void k_qscale4(float4 *io, const float4 *res, const float *sx, const 
     size_t r0 = (size_t)blockIdx.x * OC4;
     float s = sx[blockIdx.x], d = *sw;
     for (int j = threadIdx.x; j < OC4; j += blockDim.x) {
-        float4 v = io[r0 + j], y;
-        y.x = (float)__float_as_int(v.x) * s * d;
-        y.y = (float)__float_as_int(v.y) * s * d;
-        y.z = (float)__float_as_int(v.z) * s * d;
-        y.w = (float)__float_as_int(v.w) * s * d;
-        if (res) {
-            float4 r = res[r0 + j];
-            y.x = r.x + y.x;
-            y.y = r.y + y.y;
-            y.z = r.z + y.z;
-            y.w = r.w + y.w;
-        }
-        io[r0 + j] = y;
+        float4 v = io[r0 + j];
+        int4 a = make_int4(__float_as_int(v.x), __float_as_int(v.y), __float_as_int(v.z),
+                           __float_as_int(v.w));
+        io[r0 + j] = res ? qres4(res[r0 + j], a, s, d) : qval4(a, s, d);
     }
 }
 
@@ -1120,6 +1136,28 @@ extern "C" void krn_cuda_qlinear_sums(struct krn_cuda *c, int32_t *acc, const in
 {
     PROF(c, "linear fwd");
     qgemm(c, acc, x8, w8, N, C, OC);
+}
+
+extern "C" int krn_cuda_res_rmsnorm_aquant(struct krn_cuda *c, int8_t *x8, uint16_t *xb, float *sx,
+                                           float *rstd, float *io, const float *res,
+                                           const float *isx, const float *isw, const float *w,
+                                           int N, int C, float eps)
+{
+    if (C > RQ_PER * 1024)
+        return KRN_CUDA_EINVAL;
+    if (N <= 0 || C <= 0)
+        return 0;
+    PROF(c, "residual+rmsnorm+quant fwd");
+    if (rms_aquant_s_ok(io, res, w, x8, xb, C, 0)) {
+        struct gu_i32 gi = {(const int32_t *)io, isx, isw, NULL, NULL, NULL, C, io};
+        k_rms_aquant_s<3><<<N, 256, (size_t)C * sizeof(float), c->st>>>(
+            x8, (__nv_bfloat16 *)xb, sx, rstd, res, NULL, NULL, w, C, eps, 0, 1, gi);
+    } else { /* the two passes it fuses */
+        k_qscale<<<N, NT, 0, c->st>>>(io, res, isx, isw, C);
+        rms_aquant_launch(c, 0, x8, xb, sx, rstd, io, NULL, NULL, w, N, C, eps);
+    }
+    LAUNCHED(c, "residual + rmsnorm + aquant from int32 sums");
+    return 0;
 }
 
 __global__ void k_to_bf16(__nv_bfloat16 *o, const float *x, size_t n)
@@ -1236,32 +1274,33 @@ extern "C" void krn_cuda_to_bf16(struct krn_cuda *c, uint16_t *out, const float 
 }
 
 extern "C" void krn_cuda_qlinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw,
-                                          const float *dout, const uint16_t *xb, const uint16_t *wb,
-                                          uint16_t *scratch, int N, int C, int OC)
+                                          float wbeta, const float *dout, const uint16_t *xb,
+                                          const uint16_t *wb, uint16_t *scratch, int N, int C,
+                                          int OC)
 {
     PROF(c, "linear bwd");
     to_bf16(c, scratch, dout, (size_t)N * OC);
-    krn_cuda_blinear_backward(c, dinp, beta, dw, scratch, xb, wb, N, C, OC);
+    krn_cuda_blinear_backward(c, dinp, beta, dw, wbeta, scratch, xb, wb, N, C, OC);
 }
 
 extern "C" void krn_cuda_blinear_backward_b16(struct krn_cuda *c, uint16_t *dinp, float *dw,
-                                              const uint16_t *dob, const uint16_t *xb,
+                                              float wbeta, const uint16_t *dob, const uint16_t *xb,
                                               const uint16_t *wb, int N, int C, int OC)
 {
     PROF(c, "linear bwd");
     gemm_bf16t(c, 0, 0, N, C, OC, dob, OC, wb, C, 0.0f, dinp, CUDA_R_16BF, C);
-    krn_cuda_blinear_backward(c, NULL, 0.0f, dw, dob, xb, wb, N, C, OC);
+    krn_cuda_blinear_backward(c, NULL, 0.0f, dw, wbeta, dob, xb, wb, N, C, OC);
 }
 
 extern "C" void krn_cuda_blinear_backward(struct krn_cuda *c, float *dinp, float beta, float *dw,
-                                          const uint16_t *dob, const uint16_t *xb,
+                                          float wbeta, const uint16_t *dob, const uint16_t *xb,
                                           const uint16_t *wb, int N, int C, int OC)
 {
     PROF(c, "linear bwd");
     if (dinp) /* dX [N][C] += dY [N][OC] . Wb [OC][C] */
         gemm_bf16(c, 0, 0, N, C, OC, dob, OC, wb, C, beta, dinp, C);
-    if (dw) /* dW [OC][C] += dY^T . Xb [N][C] */
-        gemm_bf16(c, 1, 0, OC, C, N, dob, OC, xb, C, 1.0f, dw, C);
+    if (dw) /* dW [OC][C] = wbeta dW + dY^T . Xb [N][C] */
+        gemm_bf16(c, 1, 0, OC, C, N, dob, OC, xb, C, wbeta, dw, C);
 }
 
 /* ------------------------------------------------------------------ RMSNorm */
@@ -2167,37 +2206,30 @@ extern "C" void krn_cuda_rope_forward_bf16(struct krn_cuda *c, uint16_t *out, co
     rope_fwd(c, (__nv_bfloat16 *)out, inp, cs, sn, B, T, NH, HD);
 }
 
-/* QK-norm (k_rms_fwd_w) then RoPE (k_rope) of one head row per warp, 8 rows per block: lane l
- * holds elements l + 32 i (i < PER = HD / 32), so the sum of squares runs in k_rms_fwd_w's
- * order and RoPE's pairs (j, j + HD / 2) are the lane's own elements i and i + PER / 2. */
+/* QK-norm (k_rms_fwd_w) then RoPE (k_rope) of one head row held by a warp: lane l holds
+ * elements l + 32 i (i < PER = HD / 32) in v, so the sum of squares runs in k_rms_fwd_w's order
+ * and RoPE's pairs (j, j + HD / 2) are the lane's own elements i and i + PER / 2; y, on (may be
+ * NULL) the row's outputs, rstd its slot, t its position. */
 template <int PER>
-__global__ void k_qknorm_rope(__nv_bfloat16 *out, float *on, float *rstd, const float *inp,
-                              const float *w, const float *cs, const float *sn, int N, int T,
-                              int NH, float eps)
+__device__ __forceinline__ static void qknorm_rope_row(float (&v)[PER], __nv_bfloat16 *y, float *on,
+                                                       float *rstd, const float *w, const float *cs,
+                                                       const float *sn, int t, float eps, int lane)
 {
     const int HD = PER * 32, half = HD / 2;
-    int row = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x & 31;
-    if (row >= N)
-        return;
-    const float *x = inp + (size_t)row * HD;
-    float v[PER], ss = 0.0f;
+    float ss = 0.0f;
 #pragma unroll
-    for (int i = 0; i < PER; i++) {
-        v[i] = x[lane + 32 * i];
+    for (int i = 0; i < PER; i++)
         ss += v[i] * v[i];
-    }
     ss = warp_sum(ss);
     float inv = 1.0f / sqrtf(ss / (float)HD + eps);
     if (!lane)
-        rstd[row] = inv;
+        *rstd = inv;
 #pragma unroll
     for (int i = 0; i < PER; i++) {
         v[i] = w[lane + 32 * i] * (v[i] * inv);
         if (on)
-            on[(size_t)row * HD + lane + 32 * i] = v[i];
+            on[lane + 32 * i] = v[i];
     }
-    int t = (row / NH) % T;
-    __nv_bfloat16 *y = out + (size_t)row * HD;
 #pragma unroll
     for (int i = 0; i < PER / 2; i++) {
         int j = lane + 32 * i;
@@ -2206,6 +2238,26 @@ __global__ void k_qknorm_rope(__nv_bfloat16 *out, float *on, float *rstd, const 
         y[j] = __float2bfloat16_rn(x1 * co - x2 * si);
         y[j + half] = __float2bfloat16_rn(x2 * co + x1 * si);
     }
+}
+
+/* One warp per head row (row = b*T*NH + t*NH + h), 8 rows per block. */
+template <int PER>
+__global__ void k_qknorm_rope(__nv_bfloat16 *out, float *on, float *rstd, const float *inp,
+                              const float *w, const float *cs, const float *sn, int N, int T,
+                              int NH, float eps)
+{
+    const int HD = PER * 32;
+    int row = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (row >= N)
+        return;
+    const float *x = inp + (size_t)row * HD;
+    float v[PER];
+#pragma unroll
+    for (int i = 0; i < PER; i++)
+        v[i] = x[lane + 32 * i];
+    size_t o = (size_t)row * HD;
+    qknorm_rope_row<PER>(v, out + o, on ? on + o : NULL, rstd + row, w, cs, sn, (row / NH) % T, eps,
+                         lane);
 }
 
 extern "C" int krn_cuda_qknorm_rope_bf16(struct krn_cuda *c, uint16_t *out, float *on, float *rstd,
@@ -2227,6 +2279,63 @@ extern "C" int krn_cuda_qknorm_rope_bf16(struct krn_cuda *c, uint16_t *out, floa
     else
         k_qknorm_rope<8><<<g, 256, 0, c->st>>>(o, on, rstd, inp, w, cs, sn, N, T, NH, eps);
     LAUNCHED(c, "qknorm + rope forward");
+    return 0;
+}
+
+/* The q|k|v INT8 product's sums to the attention's operands: one warp per head row of the
+ * token's NH + 2 KVH heads (8 per block), each scaled as krn_cuda_qlinear_forward scales
+ * (qval1); q and k heads then go on as k_qknorm_rope, v heads to bf16. */
+template <int PER>
+__global__ void k_qkv_i32(struct krn_cuda_qkv a, int N, int T, int NH, int KVH, float eps)
+{
+    const int HD = PER * 32;
+    int S = NH + 2 * KVH, lane = threadIdx.x & 31;
+    long long row = (long long)blockIdx.x * 8 + threadIdx.x / 32;
+    if (row >= (long long)N * S)
+        return;
+    int n = (int)(row / S), h = (int)(row % S);
+    int part = h < NH ? 0 : h < NH + KVH ? 1 : 2, nh = part ? KVH : NH;
+    int hh = h - (part == 0 ? 0 : part == 1 ? NH : NH + KVH);
+    const int32_t *src = a.sum + (size_t)n * S * HD + (size_t)h * HD;
+    float s = a.sx[n], d = *(part == 0 ? a.swq : part == 1 ? a.swk : a.swv), v[PER];
+#pragma unroll
+    for (int i = 0; i < PER; i++)
+        v[i] = qval1(src[lane + 32 * i], s, d);
+    size_t o = ((size_t)n * nh + hh) * HD;
+    float *x = part == 0 ? a.q : part == 1 ? a.k : a.v;
+    if (x)
+#pragma unroll
+        for (int i = 0; i < PER; i++)
+            x[o + lane + 32 * i] = v[i];
+    if (part == 2) {
+#pragma unroll
+        for (int i = 0; i < PER; i++)
+            ((__nv_bfloat16 *)a.vb)[o + lane + 32 * i] = __float2bfloat16_rn(v[i]);
+        return;
+    }
+    float *on = part ? a.kn : a.qn;
+    qknorm_rope_row<PER>(v, (__nv_bfloat16 *)(part ? a.kb : a.qb) + o, on ? on + o : NULL,
+                         (part ? a.rk : a.rq) + (size_t)n * nh + hh, part ? a.wk : a.wq, a.cs, a.sn,
+                         n % T, eps, lane);
+}
+
+extern "C" int krn_cuda_qkv_i32(struct krn_cuda *c, const struct krn_cuda_qkv *a, int B, int T,
+                                int NH, int KVH, int HD, float eps)
+{
+    int N = B * T;
+    if ((HD != 64 && HD != 128 && HD != 256) || !a->q || !a->k)
+        return KRN_CUDA_EINVAL;
+    if (N <= 0)
+        return 0;
+    PROF(c, "qkv scale+qknorm+rope fwd");
+    unsigned g = (unsigned)(((long long)N * (NH + 2 * KVH) + 7) / 8);
+    if (HD == 64)
+        k_qkv_i32<2><<<g, 256, 0, c->st>>>(*a, N, T, NH, KVH, eps);
+    else if (HD == 128)
+        k_qkv_i32<4><<<g, 256, 0, c->st>>>(*a, N, T, NH, KVH, eps);
+    else
+        k_qkv_i32<8><<<g, 256, 0, c->st>>>(*a, N, T, NH, KVH, eps);
+    LAUNCHED(c, "qkv from int32 sums + qknorm + rope forward");
     return 0;
 }
 
@@ -2402,7 +2511,8 @@ extern "C" cudaError_t krn_cuda_flash_bwd_(cudaStream_t st, float *dq, float *dk
                                            const float *lse, const uint16_t *q, const uint16_t *k,
                                            const uint16_t *v, int B, int T, int NH, int KVH,
                                            float *scratch, const float *cs, const float *sn,
-                                           int parts); /* 1 prep, 2 dK/dV + dS, 4 dQ */
+                                           int parts, /* 1 prep, 2 dK/dV + dS, 4 dQ */
+                                           uint16_t *dvb, int ldv);
 extern "C" size_t krn_cuda_flash_scratch_(int B, int T, int NH);
 
 extern "C" size_t krn_cuda_flash_scratch(int B, int T, int NH)
@@ -2447,8 +2557,25 @@ extern "C" void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk
     if (flash_shape(c, B, T, NH, KVH, HD))
         chk(c,
             krn_cuda_flash_bwd_(c->st, dq, dk, acc_qk, dv, dout, out, lse, q, k, v, B, T, NH, KVH,
-                                scratch, cs, sn, dout ? 7 : 6),
+                                scratch, cs, sn, dout ? 7 : 6, NULL, 0),
             "flash attention backward");
+}
+
+extern "C" int krn_cuda_flash_backward_v16(struct krn_cuda *c, float *dq, float *dk, uint16_t *dvb,
+                                           int ldv, const float *dout, const float *out,
+                                           const float *lse, const uint16_t *q, const uint16_t *k,
+                                           const uint16_t *v, int B, int T, int NH, int KVH, int HD,
+                                           float *scratch, const float *cs, const float *sn)
+{
+    if (ldv < KVH * HD || ldv % 2 || ptr_align(dvb) < 4)
+        return KRN_CUDA_EINVAL;
+    PROF(c, "attention bwd (flash)");
+    if (flash_shape(c, B, T, NH, KVH, HD))
+        chk(c,
+            krn_cuda_flash_bwd_(c->st, dq, dk, 0, NULL, dout, out, lse, q, k, v, B, T, NH, KVH,
+                                scratch, cs, sn, dout ? 7 : 6, dvb, ldv),
+            "flash attention backward");
+    return 0;
 }
 
 /* ------------------------------------------------------------------ SwiGLU */
@@ -2981,7 +3108,7 @@ extern "C" int krn_cuda_linear_bench(struct krn_cuda *c, int N, int C, int OC, i
         B_("bwd fp32 storage FAST_16BF (today)", 2 * fl,
            krn_cuda_linear_backward(c, dx, dw, dy, xq, wq, N, C, OC));
         B_("bwd bf16 storage + dY copy (new)", 2 * fl,
-           krn_cuda_qlinear_backward(c, dx, 1.0f, dw, dy, xb, wb, yb, N, C, OC));
+           krn_cuda_qlinear_backward(c, dx, 1.0f, dw, 1.0f, dy, xb, wb, yb, N, C, OC));
         B_("aquant fp32 (today)", 0, krn_cuda_aquant(c, xq, x, N, C));
         B_("aquant int8 + bf16 (new)", 0, krn_cuda_aquant_narrow(c, x8, xb, sx, x, N, C));
 #undef B_
@@ -3056,7 +3183,7 @@ extern "C" int krn_cuda_attn_bench(struct krn_cuda *c, int B, int T, int NH, int
             AB_(pn[i], pf[i] * fl,
                 chk(c,
                     krn_cuda_flash_bwd_(c->st, dq, dk, 0, dv, dout, o, lse, qb, kb, vb, B, T, NH,
-                                        KVH, sc, NULL, NULL, 1 << i),
+                                        KVH, sc, NULL, NULL, 1 << i, NULL, 0),
                     "flash attention backward"));
 #undef AB_
         for (int i = 0; i < n; i++) {
