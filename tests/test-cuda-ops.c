@@ -495,7 +495,7 @@ static void t_rmsnorm(int N, int C, int off)
         float *f = malloc(n * 4 + 4);
         uint16_t *hb = malloc(n * 2 + 2), *db = krn_cuda_alloc(K, n * 2 + 16);
         krn_cuda_d2h(K, f, dxd, n * 4);
-        int rc = krn_cuda_rmsnorm_backward_bf16(K, db, 0, 0, NULL, dyd, xd, wd, rsd, N, C);
+        int rc = krn_cuda_rmsnorm_backward_bf16(K, db, 0, 0, NULL, dyd, 0, xd, wd, rsd, N, C);
         krn_cuda_d2h(K, hb, db, n * 2);
         size_t bad = krn_cuda_sync(K) != 0, diff = 0;
         double ms = 0.0;
@@ -514,7 +514,7 @@ static void t_rmsnorm(int N, int C, int off)
         float *r2 = malloc(n * 4 + 4), *f2 = malloc(n * 4 + 4);
         for (size_t i = 0; i < n; i++)
             r2[i] = f[i] + dx0[i];
-        rc = krn_cuda_rmsnorm_backward_mirror(K, dxd, 1, db, NULL, dyd, xd, wd, rsd, N, C);
+        rc = krn_cuda_rmsnorm_backward_mirror(K, dxd, 1, db, NULL, dyd, 0, xd, wd, rsd, N, C);
         snprintf(n2, sizeof(n2), "%s dX += with a bf16 mirror", nm);
         cmp(n2, dxd, r2, n, TOL_F32);
         krn_cuda_d2h(K, f2, dxd, n * 4);
@@ -523,6 +523,37 @@ static void t_rmsnorm(int N, int C, int off)
         for (size_t i = 0; !bad && i < n; i++)
             bad += hb[i] != bf16_of(f2[i]);
         TAP_OK(rc == 0 && bad == 0, "%s mirror = the fp32 dX rounded, bit for bit", nm);
+        /* dout in bf16 (dout16): dX and its mirror = the fp32 entry's on dout's bf16 values
+         * (widened on the host), bit for bit; dW too */
+        uint16_t *y16 = malloc(n * 2 + 2);
+        float *yw = malloc(n * 4 + 4), *o[2][2];
+        for (size_t i = 0; i < n; i++)
+            yw[i] = bf16_val(y16[i] = bf16_of(dy[i]));
+        uint16_t *y16d = up(y16, n * 2);
+        float *ywd = up(yw, n * 4), *dwb = krn_cuda_alloc(K, (size_t)C * 4);
+        for (int k = 0; k < 2; k++) {
+            o[k][0] = malloc(n * 6 + (size_t)C * 4 + 8), o[k][1] = NULL;
+            krn_cuda_h2d(K, dxd, dx, n * 4);
+            krn_cuda_zero(K, dwb, (size_t)C * 4);
+            rc |= krn_cuda_rmsnorm_backward_mirror(K, dxd, 1, db, dwb, k ? (float *)y16d : ywd, k,
+                                                   xd, wd, rsd, N, C);
+            krn_cuda_d2h(K, o[k][0], dxd, n * 4);
+            krn_cuda_d2h(K, (char *)o[k][0] + n * 4, db, n * 2);
+            krn_cuda_d2h(K, (char *)o[k][0] + n * 6, dwb, (size_t)C * 4);
+        }
+        bad = krn_cuda_sync(K) != 0;
+        TAP_OK(rc == 0 && !bad && !memcmp(o[0][0], o[1][0], n * 6 + (size_t)C * 4),
+               "%s from a bf16 dout: dX, mirror, dW = the fp32 entry's on its values", nm);
+        for (int k = 0; k < 2; k++) { /* the bf16-output entry likewise */
+            rc |= krn_cuda_rmsnorm_backward_bf16(K, db, 0, 0, NULL, k ? (float *)y16d : ywd, k, xd,
+                                                 wd, rsd, N, C);
+            krn_cuda_d2h(K, o[k][0], db, n * 2);
+        }
+        bad = krn_cuda_sync(K) != 0;
+        TAP_OK(rc == 0 && !bad && !memcmp(o[0][0], o[1][0], n * 2),
+               "%s bf16 dX from a bf16 dout = from its values in fp32", nm);
+        free(o[0][0]), free(o[1][0]), free(y16), free(yw);
+        krn_cuda_dfree(K, y16d), krn_cuda_dfree(K, ywd), krn_cuda_dfree(K, dwb);
         free(r2), free(f2);
         free(f), free(hb);
         krn_cuda_dfree(K, db);
@@ -774,6 +805,48 @@ static void get3(float *g, const float *dq, const float *dk, const float *dv, si
     krn_cuda_d2h(K, g + nq + nk, dv, nk * 4);
 }
 
+/* One flash backward's device operands, for v16_bad. */
+struct v16_case {
+    float *dq, *dk;
+    const float *dout, *o, *lse;
+    const uint16_t *q, *k, *v;
+    float *sc;
+    const float *cs, *sn;
+    int B, T, NH, KVH;
+};
+
+/* krn_cuda_flash_backward_v16 (dQ, dK in bf16 over dq, dk; dV into the v columns of a q|k|v-wide
+ * bf16 row, (NH + 2 KVH) 128 wide, its other columns a NaN sentinel) against ref, the fp32
+ * entry's acc_qk 0 results [dq | dk | dv]: the elements that are not ref's bf16 rounding, or
+ * not the sentinel outside the v columns (+1 on a refused launch or a CUDA error). */
+static size_t v16_bad(const struct v16_case *f, const float *ref)
+{
+    enum { HD = 128 };
+    size_t nr = (size_t)f->B * f->T, nq = nr * f->NH * HD, nk = nr * f->KVH * HD;
+    size_t W = (size_t)(f->NH + 2 * f->KVH) * HD, c0 = (size_t)(f->NH + f->KVH) * HD;
+    uint16_t *yb = malloc(nr * W * 2), *qk = malloc((nq + nk) * 2);
+    for (size_t i = 0; i < nr * W; i++)
+        yb[i] = 0x7fc1;
+    uint16_t *ybd = up(yb, nr * W * 2);
+    int rc = krn_cuda_flash_backward_v16(K, (uint16_t *)f->dq, (uint16_t *)f->dk, ybd + c0, (int)W,
+                                         f->dout, f->o, f->lse, f->q, f->k, f->v, f->B, f->T, f->NH,
+                                         f->KVH, HD, f->sc, f->cs, f->sn);
+    krn_cuda_d2h(K, yb, ybd, nr * W * 2);
+    krn_cuda_d2h(K, qk, f->dq, nq * 2);
+    krn_cuda_d2h(K, qk + nq, f->dk, nk * 2);
+    size_t bad = (rc != 0) + (krn_cuda_sync(K) != 0);
+    for (size_t i = 0; i < nq + nk; i++)
+        bad += qk[i] != bf16_of(ref[i]);
+    for (size_t r = 0; r < nr; r++)
+        for (size_t j = 0; j < W; j++) {
+            int in = j >= c0 && j < c0 + nk / nr;
+            bad += yb[r * W + j] != (in ? bf16_of(ref[nq + nk + r * (nk / nr) + j - c0]) : 0x7fc1);
+        }
+    krn_cuda_dfree(K, ybd);
+    free(yb), free(qk);
+    return bad;
+}
+
 /* The fused attention (head dim 128, bf16 tensor cores) against the CPU's materialising ops
  * (fp32): out, the log-sum-exp (against fp64 on the host), and dQ, dK, dV as increments over
  * random starting values (they accumulate). qs scales q: larger scores test the online softmax.
@@ -881,39 +954,23 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     TAP_OK(krn_cuda_sync(K) == 0 && diff == 0,
            "%s backward acc_qk 0 over NaN = acc_qk 1 over zeros (%zu of %zu differ)", nm, diff,
            nq + 2 * nk);
-    /* dV in bf16 into the v columns of a q|k|v-wide dY (rows W apart, starting at column
-     * (NH + KVH) HD): dq, dk as the acc_qk 0 run's, dV = bf16 of its fp32 dV, bit
-     * for bit, and every other column untouched */
-    size_t W = (size_t)(NH + 2 * KVH) * HD, nr = (size_t)B * T, c0 = (size_t)(NH + KVH) * HD;
-    uint16_t *yb = malloc(nr * W * 2), *yr = malloc(nr * W * 2);
-    for (size_t i = 0; i < nr * W; i++)
-        yr[i] = 0x7fc1; /* a bf16 NaN as the sentinel */
-    for (size_t r = 0; r < nr; r++)
-        for (size_t j = 0; j < nk / nr; j++)
-            yr[r * W + c0 + j] = bf16_of(g2[nq + nk + r * (nk / nr) + j]);
-    uint16_t *ybd = krn_cuda_alloc(K, nr * W * 2);
-    for (size_t i = 0; i < nr * W; i++)
-        yb[i] = 0x7fc1;
-    krn_cuda_h2d(K, ybd, yb, nr * W * 2);
-    put3(dqd, dkd, dvd, nn, nn, nn, nq, nk);
-    int rv = krn_cuda_flash_backward_v16(K, dqd, dkd, ybd + c0, (int)W, doutd, od, ld, b16[0],
-                                         b16[1], b16[2], B, T, NH, KVH, HD, scd + off, NULL, NULL);
-    get3(g1, dqd, dkd, dvd, nq, nk);
-    krn_cuda_d2h(K, yb, ybd, nr * W * 2);
-    int sv = krn_cuda_sync(K);
-    TAP_OK(!sv && rv == 0 && !memcmp(g1, g2, (nq + nk) * 4) && !memcmp(yb, yr, nr * W * 2),
-           "%s backward, dV in bf16 rows of %zu: dQ, dK = acc_qk 0's, dV = its bf16, the other "
-           "columns untouched (rc %d, cuda %d)",
-           nm, W, rv, sv);
-    int rv2 = krn_cuda_flash_backward_v16(K, dqd, dkd, ybd + 1, (int)W, doutd, od, ld, b16[0],
-                                          b16[1], b16[2], B, T, NH, KVH, HD, scd + off, NULL, NULL);
-    int rv3 = krn_cuda_flash_backward_v16(K, dqd, dkd, ybd, KVH * HD - 2, doutd, od, ld, b16[0],
-                                          b16[1], b16[2], B, T, NH, KVH, HD, scd + off, NULL, NULL);
+    /* the v16 mode against the acc_qk 0 run: see v16_bad */
+    struct v16_case vc = {dqd,       dkd,  doutd, od, ld, b16[0], b16[1], b16[2],
+                          scd + off, NULL, NULL,  B,  T,  NH,     KVH};
+    size_t vb = v16_bad(&vc, g2);
+    TAP_OK(vb == 0,
+           "%s backward in bf16 (dV into q|k|v-wide rows): dQ, dK, dV = acc_qk 0's rounded, the "
+           "other columns untouched (%zu differ)",
+           nm, vb);
+    int rv2 = krn_cuda_flash_backward_v16(K, (uint16_t *)dqd, (uint16_t *)dkd, (uint16_t *)dvd + 1,
+                                          KVH * HD, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
+                                          KVH, HD, scd + off, NULL, NULL);
+    int rv3 = krn_cuda_flash_backward_v16(K, (uint16_t *)dqd, (uint16_t *)dkd, (uint16_t *)dvd,
+                                          KVH * HD - 2, doutd, od, ld, b16[0], b16[1], b16[2], B, T,
+                                          NH, KVH, HD, scd + off, NULL, NULL);
     TAP_OK(rv2 == KRN_CUDA_EINVAL && rv3 == KRN_CUDA_EINVAL,
-           "%s backward, dV in bf16: unaligned rows, rows narrower than KVH HD: EINVAL (%d, %d)",
-           nm, rv2, rv3);
-    krn_cuda_dfree(K, ybd);
-    free(yb), free(yr);
+           "%s backward in bf16: unaligned rows, rows narrower than KVH HD: EINVAL (%d, %d)", nm,
+           rv2, rv3);
     /* RoPE's backward folded in (tables of theta 1e6): dq, dk += RoPE^T of the attention's
      * gradients, against the CPU's trn_rope_backward of the increments found above */
     float *cs = malloc((size_t)T * HD / 2 * 4), *sn = malloc((size_t)T * HD / 2 * 4);
@@ -935,6 +992,13 @@ static void t_flash(int B, int T, int NH, int KVH, float qs, int off)
     cmp_base(n2, dkd, rk, dk, nk, TOL_FLASH);
     snprintf(n2, sizeof(n2), "%s dV beside RoPE", nm);
     cmp_base(n2, dvd, dvr, dv, nk, TOL_FLASH);
+    put3(dqd, dkd, dvd, nn, nn, nn, nq, nk);
+    krn_cuda_flash_backward(K, dqd, dkd, 0, dvd, doutd, od, ld, b16[0], b16[1], b16[2], B, T, NH,
+                            KVH, HD, scd + off, csd, snd);
+    get3(g2, dqd, dkd, dvd, nq, nk);
+    vc.cs = csd, vc.sn = snd;
+    vb = v16_bad(&vc, g2);
+    TAP_OK(vb == 0, "%s backward in bf16 through RoPE: = acc_qk 0's rounded (%zu differ)", nm, vb);
     free(cs), free(sn), free(iq), free(ik), free(rq), free(rk);
     krn_cuda_dfree(K, csd), krn_cuda_dfree(K, snd);
     free(z), free(nn);
@@ -983,7 +1047,7 @@ static void t_flash_norm(int B, int T, int NH, int KVH)
     get3(g1, dq, dk, dv, nq, nk);
     krn_cuda_d2h(K, w1, dw, (size_t)C * 4);
     krn_cuda_zero(K, dw, (size_t)C * 4);
-    int rc = krn_cuda_rmsnorm_backward_flash(K, sc, dw, dy, x, w, rs, B, T, NH);
+    int rc = krn_cuda_rmsnorm_backward_flash(K, sc, dw, dy, 0, x, w, rs, B, T, NH);
     TAP_OK(rc == 0, "%s: taken (%d)", nm, rc);
     krn_cuda_flash_backward(K, dq, dk, 0, dv, NULL, NULL, lse, qb, kb, vb, B, T, NH, KVH, HD, sc,
                             NULL, NULL);
@@ -996,9 +1060,35 @@ static void t_flash_norm(int B, int T, int NH, int KVH)
     float *w2 = malloc((size_t)C * 4);
     krn_cuda_d2h(K, w2, dw, (size_t)C * 4);
     TAP_OK(krn_cuda_sync(K) == 0 && !memcmp(w1, w2, (size_t)C * 4), "%s: dW bit-identical", nm);
+    /* dout in bf16 (dout16) = the fp32 entry on dout's bf16 values: dQ, dK, dV and dW bit for
+     * bit */
+    {
+        uint16_t *h16 = malloc(nq * 2);
+        float *hw16 = malloc(nq * 4), *gg[2] = {malloc((nq + 2 * nk) * 4 + (size_t)C * 4),
+                                                malloc((nq + 2 * nk) * 4 + (size_t)C * 4)};
+        for (size_t i = 0; i < nq; i++)
+            hw16[i] = bf16_val(h16[i] = bf16_of(hdy[i]));
+        uint16_t *d16 = up(h16, nq * 2);
+        float *dw16 = up(hw16, nq * 4);
+        int r16 = 0;
+        for (int k = 0; k < 2; k++) {
+            krn_cuda_zero(K, dw, (size_t)C * 4);
+            r16 |= krn_cuda_rmsnorm_backward_flash(K, sc, dw, k ? (float *)d16 : dw16, k, x, w, rs,
+                                                   B, T, NH);
+            krn_cuda_flash_backward(K, dq, dk, 0, dv, NULL, NULL, lse, qb, kb, vb, B, T, NH, KVH,
+                                    HD, sc, NULL, NULL);
+            get3(gg[k], dq, dk, dv, nq, nk);
+            krn_cuda_d2h(K, gg[k] + nq + 2 * nk, dw, (size_t)C * 4);
+        }
+        TAP_OK(krn_cuda_sync(K) == 0 && r16 == 0 &&
+                   !memcmp(gg[0], gg[1], (nq + 2 * nk) * 4 + (size_t)C * 4),
+               "%s: from a bf16 dout: dQ, dK, dV, dW = the fp32 entry's on its values", nm);
+        krn_cuda_dfree(K, d16), krn_cuda_dfree(K, dw16);
+        free(h16), free(hw16), free(gg[0]), free(gg[1]);
+    }
     /* rows of 256 or fewer (two heads of 128): EINVAL, nothing written, the two passes serve */
     if (NH > 2)
-        TAP_OK(krn_cuda_rmsnorm_backward_flash(K, sc, dw, dy, x, w, rs, 1, N * NH / 2, 2) ==
+        TAP_OK(krn_cuda_rmsnorm_backward_flash(K, sc, dw, dy, 0, x, w, rs, 1, N * NH / 2, 2) ==
                    KRN_CUDA_EINVAL,
                "%s: two heads (256 columns) refused", nm);
     void *all[] = {q, k, v, dy, w, x, lse, xn, rs, dx, dw, dq, dk, dv, sc, qb, kb, vb};
@@ -1414,8 +1504,8 @@ static void t_placed(int N, int NH, int HD, int C)
     trn_rmsnorm_forward(y, rs, x, w, R, HD, 1e-6f);
     float *rsd = up(rs, (size_t)R * 4);
     uint16_t *cd = krn_cuda_alloc(K, nq * 2 + 16), *wide = gaps16((size_t)N, (size_t)W);
-    int r1 = krn_cuda_rmsnorm_backward_bf16(K, cd, 0, 0, NULL, dyd, xd, wd, rsd, R, HD);
-    int r2 = krn_cuda_rmsnorm_backward_bf16(K, wide + c0, NH, W, NULL, dyd, xd, wd, rsd, R, HD);
+    int r1 = krn_cuda_rmsnorm_backward_bf16(K, cd, 0, 0, NULL, dyd, 0, xd, wd, rsd, R, HD);
+    int r2 = krn_cuda_rmsnorm_backward_bf16(K, wide + c0, NH, W, NULL, dyd, 0, xd, wd, rsd, R, HD);
     uint16_t *ch = down16(cd, nq), *wh = down16(wide, (size_t)N * W);
     size_t bad = krn_cuda_sync(K) != 0 ? 1 : placed_bad(wh, N, W, c0, ch, (size_t)NH * HD);
     TAP_OK(r1 == 0 && r2 == 0 && bad == 0,

@@ -51,6 +51,9 @@ struct gmodel {
      * whose sums the next RMSNorm + quantizer scales and adds to the residual (resq), and q|k|v
      * as one INT8 product whose sums the QK-norm + RoPE kernel scales (qkv8; fuse8_of) */
     int resq, qkv8;
+    /* dx16: the gate|up, o and q|k|v products write their input gradient in bf16 (as autocast
+     * keeps it) for the RMSNorm backwards that read it next (dx16_of) */
+    int dx16;
     /* gr_fresh: trn_cuda_zero_grad left the slices of gr that the backward's products write
      * stale (fresh_of: the projections and the fused head's), so their first product this
      * step overwrites (wbeta 0) instead of adding to a zero-fill; gr_settle zeroes them should
@@ -371,6 +374,19 @@ static void fuse8_of(struct gmodel *m)
               (c->heads + 2 * c->kv_heads) * hd <= 2 * c->inter;
 }
 
+/* dx16 where the three products run once over their group (gu_cat, qkv_cat), SubLN's backward
+ * folds into the attention's (flash) and the fused norm backwards take every row (the attention's
+ * over 2 heads); BITDISTILL_CUDA_DX16=0 keeps fp32 (comparisons). */
+static int dx16_of(const struct gmodel *m)
+{
+    const char *e = getenv("BITDISTILL_CUDA_DX16");
+    const struct eng_config *c = m->c;
+    int QD = c->heads * c->head_dim;
+    return m->narrow && m->subln && m->flash && m->gu_cat && m->qkv_cat && c->qk_norm &&
+           c->hidden <= KRN_CUDA_NORM_MAX && QD > 256 && QD <= KRN_CUDA_NORM_MAX &&
+           !(e && !strcmp(e, "0"));
+}
+
 static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
 {
     if (m->B == B && m->T == T && m->arena)
@@ -378,6 +394,7 @@ static int gplan(struct trn_cuda *g, struct gmodel *m, int B, int T)
     m->gu16 = gu16_of(m);
     m->gui8 = gui8_of(m);
     fuse8_of(m);
+    m->dx16 = dx16_of(m);
     const struct eng_config *c = m->c;
     size_t half = c->head_dim / 2;
     /* the attention backward's scratch: every head's dP at once (ops.cu), or with flash the
@@ -683,15 +700,26 @@ static int ffn_dh16(const struct gmodel *m, int I)
     return m->narrow && m->subln && I <= KRN_CUDA_NORM_MAX && m->c->hidden <= KRN_CUDA_NORM_MAX;
 }
 
+/* krn_cuda_rmsnorm_backward from a dout in bf16 when d16 (dx16: rows the fused kernels take). */
+static void rms_bwd(struct krn_cuda *k, float *dinp, int acc, float *dw, const float *dout, int d16,
+                    const float *x, const float *w, const float *rstd, int N, int C)
+{
+    if (d16) /* dx16's rows: the fused kernels take them */
+        krn_cuda_rmsnorm_backward_mirror(k, dinp, acc, NULL, dw, dout, 1, x, w, rstd, N, C);
+    else
+        krn_cuda_rmsnorm_backward(k, dinp, acc, dw, dout, x, w, rstd, N, C);
+}
+
 /* dres += (acc) or = the RMSNorm backward on the residual stream; narrow (rows the fused
  * kernels take), its bf16 copy too, in tmp: the dY of the product whose input the norm's
- * output was not (down or o), read next without a conversion pass (dres_b16). */
+ * output was not (down or o), read next without a conversion pass (dres_b16). dout in bf16
+ * when d16 (dx16: then narrow, rows the fused kernels take). */
 static void dres_bwd(struct krn_cuda *k, struct gmodel *m, int acc, float *dw, const float *dout,
-                     const float *x, const float *w, const float *rstd, int N, int H)
+                     int d16, const float *x, const float *w, const float *rstd, int N, int H)
 {
     m->dres_b16 = m->narrow && H <= KRN_CUDA_NORM_MAX &&
                   !krn_cuda_rmsnorm_backward_mirror(k, m->ar.dres, acc, (uint16_t *)m->ar.tmp, dw,
-                                                    dout, x, w, rstd, N, H);
+                                                    dout, d16, x, w, rstd, N, H);
     if (!m->dres_b16)
         krn_cuda_rmsnorm_backward(k, m->ar.dres, acc, dw, dout, x, w, rstd, N, H);
 }
@@ -876,12 +904,13 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         krn_cuda_linear_backward(k, m->ar.d1, G + m->head, m->ar.dlogits, m->ar.xf, P + m->head, N,
                                  H, c->vocab);
     }
-    dres_bwd(k, m, 0, G + m->fnorm, m->ar.d1, m->ar.resid + (size_t)c->layers * NH, P + m->fnorm,
+    dres_bwd(k, m, 0, G + m->fnorm, m->ar.d1, 0, m->ar.resid + (size_t)c->layers * NH, P + m->fnorm,
              m->ar.rf, N, H);
     for (int l = c->layers - 1; l >= 0; l--) {
         struct trn_acts *a = &m->ar.acts[l];
         const struct loff *o = &m->lo[l];
         float *x = m->ar.resid + (size_t)l * NH;
+        int d16 = 0;                         /* d1 holds a product's dX in bf16 (dx16) */
         if (ffn_dh16(m, I) && m->dres_b16) { /* dY in bf16 from dres_bwd, dX in bf16 */
             struct qact q = qact_of(a->xq4, (size_t)N, (size_t)I);
             krn_cuda_blinear_backward_b16(k, (uint16_t *)m->ar.d1, G + o->down, wbeta(m),
@@ -893,7 +922,11 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
                         P + o->ffn_sub, N, I)) { /* dg, du in bf16: the products take them as is */
             struct qact q = qact_of(a->xq3, (size_t)N, (size_t)H);
             uint16_t *dgb = (uint16_t *)m->ar.dg;
-            if (m->gu_cat) /* [N][2I]: one product pair over both */
+            if (m->gu_cat && m->dx16) { /* [N][2I]: one product pair over both */
+                krn_cuda_blinear_backward_b16(k, (uint16_t *)m->ar.d1, G + o->gate, wbeta(m), dgb,
+                                              q.xb, m->wb + o->gate, N, H, 2 * I);
+                d16 = 1;
+            } else if (m->gu_cat)
                 krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->gate, wbeta(m), dgb, q.xb,
                                           m->wb + o->gate, N, H, 2 * I);
             else {
@@ -906,35 +939,44 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
             lin_bwd(k, m, m->ar.d1, 1, m->ar.dg, a->xq3, o->gate, N, H, I);
             lin_bwd(k, m, m->ar.d1, 0, m->ar.du, a->xq3, o->up, N, H, I);
         }
-        dres_bwd(k, m, 1, G + o->post_norm, m->ar.d1, a->xm, P + o->post_norm, a->r2, N, H);
+        dres_bwd(k, m, 1, G + o->post_norm, m->ar.d1, d16, a->xm, P + o->post_norm, a->r2, N, H);
+        d16 = 0;
         if (m->dres_b16) {
             struct qact q = qact_of(a->xq2, (size_t)N, (size_t)QD);
-            krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->o, wbeta(m),
-                                      (const uint16_t *)m->ar.tmp, q.xb, m->wb + o->o, N, QD, H);
+            const uint16_t *dyb = (const uint16_t *)m->ar.tmp;
+            if (m->dx16)
+                krn_cuda_blinear_backward_b16(k, (uint16_t *)m->ar.d1, G + o->o, wbeta(m), dyb,
+                                              q.xb, m->wb + o->o, N, QD, H);
+            else
+                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->o, wbeta(m), dyb, q.xb,
+                                          m->wb + o->o, N, QD, H);
+            d16 = m->dx16;
         } else
             lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq2, o->o, N, QD, H);
         float *da = m->ar.d1;
         if (m->subln && m->flash &&
-            !krn_cuda_rmsnorm_backward_flash(k, m->ar.dsc, G + o->attn_sub, m->ar.d1, a->a,
+            !krn_cuda_rmsnorm_backward_flash(k, m->ar.dsc, G + o->attn_sub, m->ar.d1, d16, a->a,
                                              P + o->attn_sub, a->ra, B, T, c->heads))
             da = NULL; /* SubLN's backward wrote dO in bf16 and D into the flash scratch */
         else if (m->subln) {
-            krn_cuda_rmsnorm_backward(k, m->ar.d2, 0, G + o->attn_sub, m->ar.d1, a->a,
-                                      P + o->attn_sub, a->ra, N, QD);
+            rms_bwd(k, m->ar.d2, 0, G + o->attn_sub, m->ar.d1, d16, a->a, P + o->attn_sub, a->ra, N,
+                    QD);
             da = m->ar.d2;
         }
         /* the gradients of the states (qn, kn, v) accumulate where the relation loss left its
          * part: this layer's dstate slice, read once */
         float *dqn = dstate(m, l, TRN_Q), *dkn = dstate(m, l, TRN_K), *dv = dstate(m, l, TRN_V);
-        /* q|k|v's one dY in bf16 [N][QD + 2 KD] over dq and dk's memory (qkv_cat below): dv's
-         * columns written there by the attention backward itself when nothing accumulates */
+        /* q|k|v's one dY in bf16 [N][QD + 2 KD] over dq and dk's memory (qkv_cat below): when
+         * nothing accumulates (no relation loss), the attention backward writes its dv columns
+         * there itself, and dqn, dkn in bf16 (over their memory) for QK-norm's backwards (dvb) */
         int W = QD + 2 * KD,
             qkv16 = c->qk_norm && m->narrow && hd <= KRN_CUDA_NORM_MAX && m->qkv_cat;
         uint16_t *dqkv = (uint16_t *)m->ar.dq;
-        int dvb = m->flash && qkv16 && m->nostates &&
-                  !krn_cuda_flash_backward_v16(k, dqn, dkn, dqkv + QD + KD, W, da, da ? a->a : NULL,
-                                               a->lse, a->qb, a->kb, a->vb, B, T, c->heads,
-                                               c->kv_heads, hd, m->ar.dsc, m->ar.cs, m->ar.sn);
+        int dvb =
+            m->flash && qkv16 && m->nostates &&
+            !krn_cuda_flash_backward_v16(k, (uint16_t *)dqn, (uint16_t *)dkn, dqkv + QD + KD, W, da,
+                                         da ? a->a : NULL, a->lse, a->qb, a->kb, a->vb, B, T,
+                                         c->heads, c->kv_heads, hd, m->ar.dsc, m->ar.cs, m->ar.sn);
         if (m->flash && !dvb) {
             /* RoPE's backward folded in: dqn, dkn directly; dqn, dkn, dv overwritten without a
              * relation loss (nothing of its own in the slice: no zero-fill) */
@@ -958,15 +1000,20 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
             struct qact q = qact_of(a->xq1, (size_t)N, (size_t)H);
             W = m->qkv_cat ? W : 0;
             uint16_t *dqb = dqkv, *dkb = m->qkv_cat ? dqb + QD : (uint16_t *)m->ar.dk;
-            krn_cuda_rmsnorm_backward_bf16(k, dqb, c->heads, W, G + o->q_norm, dqn, a->q,
+            krn_cuda_rmsnorm_backward_bf16(k, dqb, c->heads, W, G + o->q_norm, dqn, dvb, a->q,
                                            P + o->q_norm, a->rq, N * c->heads, hd);
-            krn_cuda_rmsnorm_backward_bf16(k, dkb, c->kv_heads, W, G + o->k_norm, dkn, a->k,
+            krn_cuda_rmsnorm_backward_bf16(k, dkb, c->kv_heads, W, G + o->k_norm, dkn, dvb, a->k,
                                            P + o->k_norm, a->rk, N * c->kv_heads, hd);
             if (m->qkv_cat) {
                 if (!dvb)
                     krn_cuda_to_bf16_rows(k, dqb + QD + KD, W, dv, N, KD);
-                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->q, wbeta(m), dqb, q.xb,
-                                          m->wb + o->q, N, H, W);
+                if (m->dx16)
+                    krn_cuda_blinear_backward_b16(k, (uint16_t *)m->ar.d1, G + o->q, wbeta(m), dqb,
+                                                  q.xb, m->wb + o->q, N, H, W);
+                else
+                    krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->q, wbeta(m), dqb, q.xb,
+                                              m->wb + o->q, N, H, W);
+                d16 = m->dx16;
             } else {
                 krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->q, wbeta(m), dqb, q.xb,
                                           m->wb + o->q, N, H, QD);
@@ -989,10 +1036,10 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
             lin_bwd(k, m, m->ar.d1, 0, dv, a->xq1, o->v, N, H, KD);
         }
         if (l > 0) /* the next layer down reads dres in bf16 */
-            dres_bwd(k, m, 1, G + o->in_norm, m->ar.d1, x, P + o->in_norm, a->r1, N, H);
+            dres_bwd(k, m, 1, G + o->in_norm, m->ar.d1, d16, x, P + o->in_norm, a->r1, N, H);
         else
-            krn_cuda_rmsnorm_backward(k, m->ar.dres, 1, G + o->in_norm, m->ar.d1, x, P + o->in_norm,
-                                      a->r1, N, H);
+            rms_bwd(k, m->ar.dres, 1, G + o->in_norm, m->ar.d1, d16, x, P + o->in_norm, a->r1, N,
+                    H);
     }
     krn_cuda_embed_backward(k, G + m->emb, m->ar.dres, g->tok, N, H);
     m->gr_fresh = 0;

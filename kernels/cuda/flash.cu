@@ -218,7 +218,9 @@ struct flash_args {
     float scale; /* 1/sqrt(HD) */
     int vec;     /* q, k, v (and dob) are 16-byte aligned */
     int acc_qk;  /* the backward: dq, dk, dv += (1) or = (0) */
-    bf16 *dvb;   /* else NULL: dv overwritten in bf16 here instead, rows ldv apart */
+    /* v16 (else NULL): dq, dk overwritten in bf16 over the first half of their memory, dv in
+     * bf16 to dvb, rows ldv elements apart */
+    bf16 *dvb;
     int ldv;
     const float *cs, *sn; /* the backward: RoPE tables [T][FD/2]: dq, dk get RoPE's backward */
 };
@@ -341,22 +343,13 @@ __global__ void __launch_bounds__(FT, SB ? 3 : 2) k_flash_fwd(struct flash_args 
     }
 }
 
-/* A warp's gradient row out: g(c) = acc[c / 8][2i + c % 2] * sc at column c = (c / 8) * 8 + 2 q4
- * + c % 2, dst the row's start + 2 q4; with RoPE's tables of the row's position (cs, sn: [FD/2],
- * else NULL) RoPE's backward first, column j < 64 pairing with j + 64 (held by the same thread:
- * acc[d] and acc[d + 8]) as train/ops.c's trn_rope_backward. dst += (acc) or =. */
-__device__ __forceinline__ void put_row(float *dst, const float (*g)[4], int i, float sc, int acc,
-                                        const float *cs, const float *sn, int q4)
+/* A warp's gradient row: v[d][e] = g(c) = acc[c / 8][2i + c % 2] * sc at column c = (c / 8) * 8
+ * + 2 q4 + e (the thread's 32 of the row); with RoPE's tables of the row's position (cs, sn:
+ * [FD/2], else NULL) RoPE's backward first, column j < 64 pairing with j + 64 (held by the same
+ * thread: acc[d] and acc[d + 8]) as train/ops.c's trn_rope_backward. */
+__device__ __forceinline__ void row_vals(float (*v)[2], const float (*g)[4], int i, float sc,
+                                         const float *cs, const float *sn, int q4)
 {
-    /* every old value is loaded before any store: the 32 loads go out together instead of one
-     * DRAM round trip per element (the compiler cannot reorder loads past possibly aliasing
-     * stores) */
-    float v[16][2], old[16][2];
-#pragma unroll
-    for (int d = 0; d < 16; d++)
-#pragma unroll
-        for (int e = 0; e < 2; e++)
-            old[d][e] = acc ? dst[d * 8 + e] : 0.0f;
     if (cs) {
 #pragma unroll
         for (int d = 0; d < 8; d++)
@@ -375,6 +368,22 @@ __device__ __forceinline__ void put_row(float *dst, const float (*g)[4], int i, 
             for (int e = 0; e < 2; e++)
                 v[d][e] = g[d][2 * i + e] * sc;
     }
+}
+
+/* The row out (row_vals), dst the row's start + 2 q4: dst += (acc) or =. */
+__device__ __forceinline__ void put_row(float *dst, const float (*g)[4], int i, float sc, int acc,
+                                        const float *cs, const float *sn, int q4)
+{
+    /* every old value is loaded before any store: the 32 loads go out together instead of one
+     * DRAM round trip per element (the compiler cannot reorder loads past possibly aliasing
+     * stores) */
+    float v[16][2], old[16][2];
+#pragma unroll
+    for (int d = 0; d < 16; d++)
+#pragma unroll
+        for (int e = 0; e < 2; e++)
+            old[d][e] = acc ? dst[d * 8 + e] : 0.0f;
+    row_vals(v, g, i, sc, cs, sn, q4);
 #pragma unroll
     for (int d = 0; d < 16; d++) {
         float2 o =
@@ -386,13 +395,15 @@ __device__ __forceinline__ void put_row(float *dst, const float (*g)[4], int i, 
     }
 }
 
-/* put_row's overwrite of an unscaled row (dV without accumulation) in bf16: the 32 values of
- * this thread, two adjacent ones per 4-byte store. */
-__device__ __forceinline__ void put_row_b16(bf16 *dst, const float (*g)[4], int i)
+/* put_row's overwrite in bf16 (the backward's v16 mode): two adjacent values per 4-byte store. */
+__device__ __forceinline__ void put_row_b16(bf16 *dst, const float (*g)[4], int i, float sc,
+                                            const float *cs, const float *sn, int q4)
 {
+    float v[16][2];
+    row_vals(v, g, i, sc, cs, sn, q4);
 #pragma unroll
     for (int d = 0; d < 16; d++)
-        *(uint32_t *)(dst + d * 8) = pack2(g[d][2 * i], g[d][2 * i + 1]);
+        *(uint32_t *)(dst + d * 8) = pack2(v[d][0], v[d][1]);
 }
 
 /* ------------------------------------------------------------------ backward prep */
@@ -499,10 +510,13 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_dq(struct flash_a
     for (int i = 0; i < 2; i++) {
         if (row[i] >= T)
             continue;
-        float *dst = f.dq + ((size_t)b * T + row[i]) * qs + (size_t)h * FD + 2 * q4;
+        size_t o = ((size_t)b * T + row[i]) * qs + (size_t)h * FD + 2 * q4;
         size_t tr = (size_t)row[i] * (FD / 2);
-        put_row(dst, acc, i, f.scale, f.acc_qk, f.cs ? f.cs + tr : NULL, f.sn ? f.sn + tr : NULL,
-                q4);
+        const float *rc = f.cs ? f.cs + tr : NULL, *rs = f.sn ? f.sn + tr : NULL;
+        if (f.dvb)
+            put_row_b16((bf16 *)f.dq + o, acc, i, f.scale, rc, rs, q4);
+        else
+            put_row(f.dq + o, acc, i, f.scale, f.acc_qk, rc, rs, q4);
     }
 }
 
@@ -601,13 +615,15 @@ template <int V> __global__ void __launch_bounds__(FT) k_flash_dkdv(struct flash
             continue;
         size_t off = ((size_t)b * T + key[i]) * ks + (size_t)kvh * FD + 2 * q4;
         size_t tr = (size_t)key[i] * (FD / 2);
-        put_row(f.dk + off, dk, i, f.scale, f.acc_qk, f.cs ? f.cs + tr : NULL,
-                f.sn ? f.sn + tr : NULL, q4);
-        if (f.dvb)
-            put_row_b16(f.dvb + ((size_t)b * T + key[i]) * f.ldv + (size_t)kvh * FD + 2 * q4, dv,
-                        i);
-        else
+        const float *rc = f.cs ? f.cs + tr : NULL, *rs = f.sn ? f.sn + tr : NULL;
+        if (f.dvb) {
+            put_row_b16((bf16 *)f.dk + off, dk, i, f.scale, rc, rs, q4);
+            put_row_b16(f.dvb + ((size_t)b * T + key[i]) * f.ldv + (size_t)kvh * FD + 2 * q4, dv, i,
+                        1.0f, NULL, NULL, q4);
+        } else {
+            put_row(f.dk + off, dk, i, f.scale, f.acc_qk, rc, rs, q4);
             put_row(f.dv + off, dv, i, 1.0f, f.acc_qk, NULL, NULL, q4);
+        }
     }
 }
 

@@ -202,17 +202,18 @@ void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, int acc, float *
                                const float *dout, const float *inp, const float *w,
                                const float *rstd, int N, int C);
 /* krn_cuda_rmsnorm_backward that also writes the resulting dinp in bf16 to dinpb [N][C] (the
- * next product's dY, without a conversion pass); KRN_CUDA_EINVAL (nothing launched) when
- * C > KRN_CUDA_NORM_MAX. */
+ * next product's dY, without a conversion pass; NULL: not), from a dout in bf16 when dout16 (a
+ * product's dX kept in bf16, as autocast keeps it: the fp32 entry's values on its widened
+ * copy); KRN_CUDA_EINVAL (nothing launched) when C > KRN_CUDA_NORM_MAX. */
 int krn_cuda_rmsnorm_backward_mirror(struct krn_cuda *c, float *dinp, int acc, uint16_t *dinpb,
-                                     float *dw, const float *dout, const float *inp, const float *w,
-                                     const float *rstd, int N, int C);
+                                     float *dw, const float *dout, int dout16, const float *inp,
+                                     const float *w, const float *rstd, int N, int C);
 /* The same with dinp written (overwritten) in bf16, a product's dY (KRN_CUDA_EINVAL, nothing
  * launched, when C > KRN_CUDA_NORM_MAX). Row r's gradient goes to dinp + (r / rpt) ldo +
  * (r % rpt) C (rpt 0 or 1 and ldo 0: [N][C]; QK-norm's heads with rpt = heads and ldo the width
- * of a fused q|k|v row: its q or k columns). */
+ * of a fused q|k|v row: its q or k columns). dout in bf16 when dout16. */
 int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp, int rpt, int ldo, float *dw,
-                                   const float *dout, const float *inp, const float *w,
+                                   const float *dout, int dout16, const float *inp, const float *w,
                                    const float *rstd, int N, int C);
 /* The backward of RMSNorm(h = silu(g) u) (rstd from the forward) chained into the SwiGLU
  * backward, h recomputed from g and u: dg, du [N][C] = (overwritten), dw += (may be NULL). One
@@ -298,21 +299,23 @@ size_t krn_cuda_flash_scratch(int B, int T, int NH);
  * writes dX in bf16 and D = rowsum(dX * out) per head straight into the flash scratch, and
  * krn_cuda_flash_backward with dout and out NULL then starts from them: no fp32 dout and no
  * second pass over it. EINVAL (nothing done) for rows of 256 or fewer or wider than
- * KRN_CUDA_NORM_MAX, or tensors not 16-byte aligned: the caller keeps the two-pass path. */
+ * KRN_CUDA_NORM_MAX, or tensors not 16-byte aligned: the caller keeps the two-pass path. dout
+ * in bf16 when dout16, as for krn_cuda_rmsnorm_backward_mirror. */
 int krn_cuda_rmsnorm_backward_flash(struct krn_cuda *c, float *scratch, float *dw,
-                                    const float *dout, const float *inp, const float *w,
+                                    const float *dout, int dout16, const float *inp, const float *w,
                                     const float *rstd, int B, int T, int NH);
 void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk, int acc_qk, float *dv,
                              const float *dout, const float *out, const float *lse,
                              const uint16_t *q, const uint16_t *k, const uint16_t *v, int B, int T,
                              int NH, int KVH, int HD, float *scratch, const float *cs,
                              const float *sn);
-/* krn_cuda_flash_backward overwriting (acc_qk 0), with dV written in bf16 to dvb, rows ldv
- * elements apart (the q|k|v products' dY, whose v columns it is), instead of an fp32 dv.
- * KRN_CUDA_EINVAL (nothing launched) unless ldv >= KVH HD, ldv is even and dvb 4-byte
- * aligned. */
-int krn_cuda_flash_backward_v16(struct krn_cuda *c, float *dq, float *dk, uint16_t *dvb, int ldv,
-                                const float *dout, const float *out, const float *lse,
+/* krn_cuda_flash_backward overwriting (acc_qk 0) in bf16: dq and dk [B T][NH|KVH HD] (the
+ * fp32 entry's values rounded, for the QK-norm backwards that read them next, as autocast
+ * keeps them), dV to dvb, rows ldv elements apart (the q|k|v products' dY, whose v columns it
+ * is). KRN_CUDA_EINVAL (nothing launched) unless ldv >= KVH HD, ldv is even and the three are
+ * 4-byte aligned. */
+int krn_cuda_flash_backward_v16(struct krn_cuda *c, uint16_t *dqb, uint16_t *dkb, uint16_t *dvb,
+                                int ldv, const float *dout, const float *out, const float *lse,
                                 const uint16_t *q, const uint16_t *k, const uint16_t *v, int B,
                                 int T, int NH, int KVH, int HD, float *scratch, const float *cs,
                                 const float *sn);

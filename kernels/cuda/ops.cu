@@ -2048,8 +2048,8 @@ extern "C" void krn_cuda_rmsnorm_backward(struct krn_cuda *c, float *dinp, int a
 
 extern "C" int krn_cuda_rmsnorm_backward_mirror(struct krn_cuda *c, float *dinp, int acc,
                                                 uint16_t *dinpb, float *dw, const float *dout,
-                                                const float *inp, const float *w, const float *rstd,
-                                                int N, int C)
+                                                int dout16, const float *inp, const float *w,
+                                                const float *rstd, int N, int C)
 {
     if (C > RB_MAX)
         return KRN_CUDA_EINVAL;
@@ -2058,15 +2058,16 @@ extern "C" int krn_cuda_rmsnorm_backward_mirror(struct krn_cuda *c, float *dinp,
     PROF(c, "rmsnorm bwd");
     struct rms_bw a = {};
     a.dx = dinp, a.dw = dw, a.dy = dout, a.x = inp, a.w = w, a.rstd = rstd;
-    a.N = N, a.C = C, a.acc = acc, a.mirror = (__nv_bfloat16 *)dinpb;
+    a.N = N, a.C = C, a.acc = acc, a.mirror = (__nv_bfloat16 *)dinpb, a.dy16 = dout16 != 0;
     rms_bw_launch(c, &a, 0);
     LAUNCHED(c, "rmsnorm backward");
     return 0;
 }
 
 extern "C" int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp, int rpt, int ldo,
-                                              float *dw, const float *dout, const float *inp,
-                                              const float *w, const float *rstd, int N, int C)
+                                              float *dw, const float *dout, int dout16,
+                                              const float *inp, const float *w, const float *rstd,
+                                              int N, int C)
 {
     if (C > RB_MAX)
         return KRN_CUDA_EINVAL;
@@ -2075,7 +2076,7 @@ extern "C" int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp
     PROF(c, "rmsnorm bwd");
     struct rms_bw a = {};
     a.dx = (float *)dinp, a.dw = dw, a.dy = dout, a.x = inp, a.w = w, a.rstd = rstd;
-    a.N = N, a.C = C, a.b16 = 1, a.rpt = rpt, a.ldo = ldo;
+    a.N = N, a.C = C, a.b16 = 1, a.rpt = rpt, a.ldo = ldo, a.dy16 = dout16 != 0;
     rms_bw_launch(c, &a, 0);
     LAUNCHED(c, "rmsnorm backward");
     return 0;
@@ -2086,8 +2087,9 @@ extern "C" void krn_cuda_flash_slots_(float *scratch, int B, int T, int NH, floa
                                       uint16_t **dob);
 
 extern "C" int krn_cuda_rmsnorm_backward_flash(struct krn_cuda *c, float *scratch, float *dw,
-                                               const float *dout, const float *inp, const float *w,
-                                               const float *rstd, int B, int T, int NH)
+                                               const float *dout, int dout16, const float *inp,
+                                               const float *w, const float *rstd, int B, int T,
+                                               int NH)
 {
     int N = B * T, C = NH * 128;
     if (N <= 0 || C > RB_MAX || C <= 256 || !al16(dout) || !al16(inp) || !al16(w))
@@ -2098,7 +2100,7 @@ extern "C" int krn_cuda_rmsnorm_backward_flash(struct krn_cuda *c, float *scratc
     krn_cuda_flash_slots_(scratch, B, T, NH, &dd, &dob);
     struct rms_bw a = {};
     a.dx = (float *)dob, a.dw = dw, a.dy = dout, a.x = inp, a.w = w, a.rstd = rstd;
-    a.N = N, a.C = C, a.b16 = 1, a.hd = dd, a.hT = T;
+    a.N = N, a.C = C, a.b16 = 1, a.hd = dd, a.hT = T, a.dy16 = dout16 != 0;
     rms_bw_launch(c, &a, 0); /* C > 256, float4s: one group of 32 k-thread warps per row */
     LAUNCHED(c, "rmsnorm backward");
     return 0;
@@ -2561,19 +2563,20 @@ extern "C" void krn_cuda_flash_backward(struct krn_cuda *c, float *dq, float *dk
             "flash attention backward");
 }
 
-extern "C" int krn_cuda_flash_backward_v16(struct krn_cuda *c, float *dq, float *dk, uint16_t *dvb,
-                                           int ldv, const float *dout, const float *out,
-                                           const float *lse, const uint16_t *q, const uint16_t *k,
-                                           const uint16_t *v, int B, int T, int NH, int KVH, int HD,
-                                           float *scratch, const float *cs, const float *sn)
+extern "C" int krn_cuda_flash_backward_v16(struct krn_cuda *c, uint16_t *dqb, uint16_t *dkb,
+                                           uint16_t *dvb, int ldv, const float *dout,
+                                           const float *out, const float *lse, const uint16_t *q,
+                                           const uint16_t *k, const uint16_t *v, int B, int T,
+                                           int NH, int KVH, int HD, float *scratch, const float *cs,
+                                           const float *sn)
 {
-    if (ldv < KVH * HD || ldv % 2 || ptr_align(dvb) < 4)
+    if (ldv < KVH * HD || ldv % 2 || ptr_align(dvb) < 4 || ptr_align(dqb) < 4 || ptr_align(dkb) < 4)
         return KRN_CUDA_EINVAL;
     PROF(c, "attention bwd (flash)");
     if (flash_shape(c, B, T, NH, KVH, HD))
         chk(c,
-            krn_cuda_flash_bwd_(c->st, dq, dk, 0, NULL, dout, out, lse, q, k, v, B, T, NH, KVH,
-                                scratch, cs, sn, dout ? 7 : 6, dvb, ldv),
+            krn_cuda_flash_bwd_(c->st, (float *)dqb, (float *)dkb, 0, NULL, dout, out, lse, q, k, v,
+                                B, T, NH, KVH, scratch, cs, sn, dout ? 7 : 6, dvb, ldv),
             "flash attention backward");
     return 0;
 }
@@ -3267,6 +3270,11 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, int H, i
             krn_cuda_swiglu_rmsnorm_backward_bf16(c, ob, ob + ni, 0, dw, a, b, d, w, rs, N, I));
         NB_("rmsnorm bwd C H acc+dW, one wave (default)", 16.0 * nh,
             krn_cuda_rmsnorm_backward(c, d, 1, dw, a, b, w, rs, N, H));
+        NB_("rmsnorm bwd C H acc+dW + mirror (dres)", 18.0 * nh,
+            krn_cuda_rmsnorm_backward_mirror(c, d, 1, (uint16_t *)e, dw, a, 0, b, w, rs, N, H));
+        NB_("rmsnorm bwd C H acc+dW + mirror, bf16 dout", 16.0 * nh,
+            krn_cuda_rmsnorm_backward_mirror(c, d, 1, (uint16_t *)e, dw, (const float *)b3, 1, b, w,
+                                             rs, N, H));
         const char *swn[] = {"k_swrms_bwd_p (default)", "k_rms_bwd_f (before)",
                              "k_swrms_bwd, 2 blocks/SM"};
         for (int i = 0; i < 3; i++) {
@@ -3292,7 +3300,10 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, int H, i
         NB_("rmsnorm bwd C 2048 dW", 12.0 * nq,
             krn_cuda_rmsnorm_backward(c, d, 0, dw, a, b, w, rs, N, QD));
         NB_("qk-norm bwd bf16 (q, C 128)", 10.0 * nq,
-            krn_cuda_rmsnorm_backward_bf16(c, ob, 0, 0, dw, a, b, w, rs, N * 16, HD));
+            krn_cuda_rmsnorm_backward_bf16(c, ob, 0, 0, dw, a, 0, b, w, rs, N * 16, HD));
+        NB_("qk-norm bwd bf16 (q, C 128), bf16 dout", 8.0 * nq,
+            krn_cuda_rmsnorm_backward_bf16(c, ob, 0, 0, dw, (const float *)b3, 1, b, w, rs, N * 16,
+                                           HD));
         NB_("rmsnorm+quant fwd C H", 7.0 * nh,
             krn_cuda_rmsnorm_aquant(c, x8, xb, rs, rs, a, w, N, H, 1e-6f));
         NB_("swiglu+rmsnorm+quant fwd C I", 11.0 * ni,
