@@ -1376,8 +1376,9 @@ static void t_losses(int N, int V)
 
 /* The fused head's losses (head.cu) against the CPU's CE and KL: the row losses, and the bf16
  * gradient rows (written over a NaN-filled buffer: every element, padded rows included, must be
- * overwritten) against trn_ce_backward + trn_kl_backward from zeros. kl 0: CE only. */
-static void t_head_loss(int N, int V, int kl, int off)
+ * overwritten) against trn_ce_backward + trn_kl_backward from zeros. kl 0: CE only. b16: the
+ * logits given in bf16 (the CPU's reference on their values). */
+static void t_head_loss(int N, int V, int kl, int off, int b16)
 {
     size_t n = (size_t)N * V;
     int32_t *tg = malloc(N * 4);
@@ -1387,24 +1388,32 @@ static void t_head_loss(int N, int V, int kl, int off)
         kept += tg[i] >= 0;
     }
     float *s = hrand(n, 12), *t = hrand(n, 12), *dr = calloc(n, 4), *gh = malloc(n * 4);
-    float *sd = krn_cuda_alloc(K, (n + off) * 4), *td = up(t, n * 4);
+    uint16_t *s16 = malloc(n * 2), *t16 = malloc(n * 2);
+    for (size_t i = 0; b16 && i < n; i++) { /* the bf16 logits and their values */
+        s[i] = bf16_val(s16[i] = bf16_of(s[i]));
+        t[i] = bf16_val(t16[i] = bf16_of(t[i]));
+    }
+    size_t es = b16 ? 2 : 4;
+    char *sd = krn_cuda_alloc(K, (n + off) * es), *td = up(b16 ? (void *)t16 : t, n * es);
     float *ce = krn_cuda_alloc(K, N * 4), *kd = krn_cuda_alloc(K, N * 4);
     uint16_t *gd = krn_cuda_alloc(K, n * 2), *gb = malloc(n * 2);
     int32_t *tgd = up(tg, N * 4);
     float tau = kl ? 2.0f : 1.0f, sc = 0.8f, lam = 3.0f;
-    krn_cuda_h2d(K, sd + off, s, n * 4); /* off 1: unaligned rows, the scalar path */
+    /* off 1: unaligned rows, the scalar path */
+    krn_cuda_h2d(K, sd + off * es, b16 ? (void *)s16 : s, n * es);
     for (size_t i = 0; i < n; i++)
         gb[i] = 0xffff; /* NaN */
     krn_cuda_h2d(K, gd, gb, n * 2);
-    krn_cuda_head_loss(K, ce, kl ? kd : NULL, gd, sd + off, kl ? td : NULL, tgd, N, V, tau,
-                       sc / (float)kept, sc * lam / (float)kept / tau);
+    krn_cuda_head_loss(K, ce, kl ? kd : NULL, gd, sd + off * es, kl ? td : NULL, b16, tgd, N, V,
+                       tau, sc / (float)kept, sc * lam / (float)kept / tau);
     char nm[96];
-    snprintf(nm, sizeof(nm), "head loss %dx%d%s%s: CE", N, V, kl ? " +KL" : "",
-             off ? " unaligned" : "");
+    snprintf(nm, sizeof(nm), "head loss %dx%d%s%s%s: CE", N, V, kl ? " +KL" : "",
+             off ? " unaligned" : "", b16 ? " bf16 logits" : "");
     cmp_scalar(nm, krn_cuda_sum(K, ce, N) / kept, trn_ce_forward(s, tg, N, V), TOL_F32);
     trn_ce_backward(dr, s, tg, N, V, sc);
     if (kl) {
-        snprintf(nm, sizeof(nm), "head loss %dx%d: KL", N, V);
+        snprintf(nm, sizeof(nm), "head loss %dx%d%s%s: KL", N, V, off ? " unaligned" : "",
+                 b16 ? " bf16 logits" : "");
         cmp_scalar(nm, krn_cuda_sum(K, kd, N) / kept, trn_kl_forward(s, t, tg, N, V, tau), 1e-4);
         trn_kl_backward(dr, s, t, tg, N, V, tau, sc * lam);
     }
@@ -1413,10 +1422,10 @@ static void t_head_loss(int N, int V, int kl, int off)
     for (size_t i = 0; i < n; i++)
         gh[i] = bf16_val(gb[i]);
     float *gup = up(gh, n * 4);
-    snprintf(nm, sizeof(nm), "head loss %dx%d%s: bf16 gradient (padded rows zero)", N, V,
-             kl ? " +KL" : "");
+    snprintf(nm, sizeof(nm), "head loss %dx%d%s%s%s: bf16 gradient (padded rows zero)", N, V,
+             kl ? " +KL" : "", off ? " unaligned" : "", b16 ? " bf16 logits" : "");
     cmp(nm, gup, dr, n, TOL_BF16);
-    free(tg), free(s), free(t), free(dr), free(gh), free(gb);
+    free(tg), free(s), free(t), free(dr), free(gh), free(gb), free(s16), free(t16);
     krn_cuda_dfree(K, sd), krn_cuda_dfree(K, td), krn_cuda_dfree(K, ce), krn_cuda_dfree(K, kd);
     krn_cuda_dfree(K, gd), krn_cuda_dfree(K, tgd), krn_cuda_dfree(K, gup);
 }
@@ -2022,12 +2031,16 @@ int main(void)
     t_relation(3, 17, 64, 32, 4, TRN_REL_COSINE);
     t_relation(3, 17, 64, 32, 4, TRN_REL_SCALED);
     t_relation(2, 130, 2048, 1024, 8, TRN_REL_COSINE);
-    t_head_loss(17, 97, 1, 0);
-    t_head_loss(15, 4096, 1, 0);
-    t_head_loss(15, 4096, 0, 0);
-    t_head_loss(9, 4096, 1, 1);
-    t_head_loss(6, 151936, 1, 0); /* Qwen3's vocabulary */
-    t_head_loss(6, 151936, 0, 0);
+    t_head_loss(17, 97, 1, 0, 0);
+    t_head_loss(15, 4096, 1, 0, 0);
+    t_head_loss(15, 4096, 0, 0, 0);
+    t_head_loss(9, 4096, 1, 1, 0);
+    t_head_loss(6, 151936, 1, 0, 0); /* Qwen3's vocabulary */
+    t_head_loss(6, 151936, 0, 0, 0);
+    t_head_loss(15, 4096, 1, 0, 1); /* bf16 logits */
+    t_head_loss(9, 4096, 1, 1, 1);
+    t_head_loss(6, 151936, 1, 0, 1);
+    t_head_loss(6, 151936, 0, 0, 1);
     t_adamw(1);
     t_adamw(100003);
     t_adamw(100004); /* four at a time */

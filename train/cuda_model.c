@@ -1074,8 +1074,8 @@ static int ensure_batch(struct trn_cuda *g, const struct trn_batch *b)
 }
 
 /* The fused head's scratch for N rows: chunks of at most HEAD_CHUNK_BYTES of fp32 logits per
- * model (4 chunks of 1,024 rows at Qwen3's vocabulary and 8 x 512 tokens), or of
- * BITDISTILL_CUDA_HEAD_ROWS rows (tests). Grows, never shrinks. */
+ * model (4 chunks of 1,024 rows at Qwen3's vocabulary and 8 x 512 tokens; bf16 logits use half),
+ * or of BITDISTILL_CUDA_HEAD_ROWS rows (tests). Grows, never shrinks. */
 #define HEAD_CHUNK_BYTES ((size_t)640 << 20)
 static int head_scratch(struct trn_cuda *g, size_t N)
 {
@@ -1117,7 +1117,8 @@ static int head_scratch(struct trn_cuda *g, size_t N)
 }
 
 /* The bf16 mode's head and its losses (fhead): for each chunk of rows, the student's (and for
- * the logits KL the teacher's) logits in fp32 from bf16 operands, then krn_cuda_head_loss (CE
+ * the logits KL the teacher's) logits in bf16 (fp32 sums rounded, as autocast keeps them) from
+ * bf16 operands, then krn_cuda_head_loss (CE
  * into rowloss, KL into rowkl, the bf16 gradient rows); with grad, the gradient of all rows then
  * goes through the head's two backward products once (d1 = g . W_head, overwritten; the head's
  * gradient += g^T xf). The B x T x V logits never exist at once. */
@@ -1137,13 +1138,23 @@ static int head_losses(struct trn_cuda *g, int N, int kl, int grad, float wce, f
     krn_cuda_to_bf16(k, g->hx, s->ar.xf, (size_t)N * H);
     if (kl)
         krn_cuda_to_bf16(k, g->hxt, t->ar.xf, (size_t)N * Ht);
+    /* the logits in bf16, as autocast keeps them (BITDISTILL_CUDA_HEAD16=0: fp32, to compare) */
+    const char *e = getenv("BITDISTILL_CUDA_HEAD16");
+    int b16 = !(e && !strcmp(e, "0"));
     for (int r0 = 0; r0 < N; r0 += (int)g->hrows) {
         int n = N - r0 < (int)g->hrows ? N - r0 : (int)g->hrows;
-        krn_cuda_blinear_forward(k, g->hs, NULL, g->hx + (size_t)r0 * H, s->hb, n, H, V);
-        if (kl)
-            krn_cuda_blinear_forward(k, g->ht, NULL, g->hxt + (size_t)r0 * Ht, t->hb, n, Ht, V);
+        const uint16_t *xs = g->hx + (size_t)r0 * H, *xt = kl ? g->hxt + (size_t)r0 * Ht : NULL;
+        if (b16) {
+            krn_cuda_blinear_forward_bf16(k, (uint16_t *)g->hs, xs, s->hb, n, H, V);
+            if (kl)
+                krn_cuda_blinear_forward_bf16(k, (uint16_t *)g->ht, xt, t->hb, n, Ht, V);
+        } else {
+            krn_cuda_blinear_forward(k, g->hs, NULL, xs, s->hb, n, H, V);
+            if (kl)
+                krn_cuda_blinear_forward(k, g->ht, NULL, xt, t->hb, n, Ht, V);
+        }
         krn_cuda_head_loss(k, g->rowloss + r0, kl ? g->rowkl + r0 : NULL,
-                           grad ? g->hg + (size_t)r0 * V : NULL, g->hs, kl ? g->ht : NULL,
+                           grad ? g->hg + (size_t)r0 * V : NULL, g->hs, kl ? g->ht : NULL, b16,
                            g->target + r0, n, V, tau, wce, wkl);
     }
     if (grad)

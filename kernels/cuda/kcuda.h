@@ -340,10 +340,12 @@ void krn_cuda_kl(struct krn_cuda *c, float *rowloss, float *ds, const float *s, 
  * fused head): ce[N] = -log softmax(s)[target]; with t (else NULL), kl[N] = KL(softmax(t/tau) ||
  * softmax(s/tau)); with g (else NULL), g [N][V] bf16 = wce (softmax(s) - onehot) + wkl
  * (softmax(s/tau) - softmax(t/tau)), OVERWRITTEN (zero rows where target < 0, whose losses are
- * 0). The callers' weights: wce = scale/kept, wkl = scale/kept/tau (krn_cuda_ce / krn_cuda_kl). */
-void krn_cuda_head_loss(struct krn_cuda *c, float *ce, float *kl, uint16_t *g, const float *s,
-                        const float *t, const int32_t *target, int N, int V, float tau, float wce,
-                        float wkl);
+ * 0). The callers' weights: wce = scale/kept, wkl = scale/kept/tau (krn_cuda_ce / krn_cuda_kl).
+ * s and t are fp32 [N][V], or bf16 when b16 (the head product's bf16 output, as autocast keeps
+ * the logits; every statistic still in fp32). */
+void krn_cuda_head_loss(struct krn_cuda *c, float *ce, float *kl, uint16_t *g, const void *s,
+                        const void *t, int b16, const int32_t *target, int N, int V, float tau,
+                        float wce, float wkl);
 /* Relation distillation of one state (ops.h trn_relation_*): returns the loss (synchronises);
  * when ds is non-NULL, ds += scale * dloss/ds. len: device [B] (NULL = all T); rows: the sum over
  * b of min(len[b], T) (the host knows it). The scratch is krn_cuda_relation_scratch() floats of

@@ -2764,15 +2764,17 @@ extern "C" void krn_cuda_kl(struct krn_cuda *c, float *rowloss, float *ds, const
 
 /* kernels/cuda/head.cu */
 extern "C" cudaError_t krn_cuda_head_loss_(cudaStream_t st, float *ce, float *kl, uint16_t *g,
-                                           const float *s, const float *t, const int32_t *target,
-                                           int N, int V, float tau, float wce, float wkl);
+                                           const void *s, const void *t, int b16,
+                                           const int32_t *target, int N, int V, float tau,
+                                           float wce, float wkl);
 
 extern "C" void krn_cuda_head_loss(struct krn_cuda *c, float *ce, float *kl, uint16_t *g,
-                                   const float *s, const float *t, const int32_t *target, int N,
-                                   int V, float tau, float wce, float wkl)
+                                   const void *s, const void *t, int b16, const int32_t *target,
+                                   int N, int V, float tau, float wce, float wkl)
 {
     PROF(c, "head loss");
-    chk(c, krn_cuda_head_loss_(c->st, ce, kl, g, s, t, target, N, V, tau, wce, wkl), "head loss");
+    chk(c, krn_cuda_head_loss_(c->st, ce, kl, g, s, t, b16, target, N, V, tau, wce, wkl),
+        "head loss");
 }
 
 /* ------------------------------------------------------------------ relation distillation */
