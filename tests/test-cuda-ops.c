@@ -495,7 +495,7 @@ static void t_rmsnorm(int N, int C, int off)
         float *f = malloc(n * 4 + 4);
         uint16_t *hb = malloc(n * 2 + 2), *db = krn_cuda_alloc(K, n * 2 + 16);
         krn_cuda_d2h(K, f, dxd, n * 4);
-        int rc = krn_cuda_rmsnorm_backward_bf16(K, db, 0, 0, NULL, dyd, 0, xd, wd, rsd, N, C);
+        int rc = krn_cuda_rmsnorm_backward_bf16(K, db, 0, 0, NULL, dyd, 0, xd, 0, wd, rsd, N, C);
         krn_cuda_d2h(K, hb, db, n * 2);
         size_t bad = krn_cuda_sync(K) != 0, diff = 0;
         double ms = 0.0;
@@ -526,33 +526,47 @@ static void t_rmsnorm(int N, int C, int off)
         /* dout in bf16 (dout16): dX and its mirror = the fp32 entry's on dout's bf16 values
          * (widened on the host), bit for bit; dW too */
         uint16_t *y16 = malloc(n * 2 + 2);
-        float *yw = malloc(n * 4 + 4), *o[2][2];
+        float *yw = malloc(n * 4 + 4);
+        char *o[2];
         for (size_t i = 0; i < n; i++)
             yw[i] = bf16_val(y16[i] = bf16_of(dy[i]));
         uint16_t *y16d = up(y16, n * 2);
         float *ywd = up(yw, n * 4), *dwb = krn_cuda_alloc(K, (size_t)C * 4);
         for (int k = 0; k < 2; k++) {
-            o[k][0] = malloc(n * 6 + (size_t)C * 4 + 8), o[k][1] = NULL;
+            o[k] = malloc(n * 6 + (size_t)C * 4 + 8);
             krn_cuda_h2d(K, dxd, dx, n * 4);
             krn_cuda_zero(K, dwb, (size_t)C * 4);
             rc |= krn_cuda_rmsnorm_backward_mirror(K, dxd, 1, db, dwb, k ? (float *)y16d : ywd, k,
                                                    xd, wd, rsd, N, C);
-            krn_cuda_d2h(K, o[k][0], dxd, n * 4);
-            krn_cuda_d2h(K, (char *)o[k][0] + n * 4, db, n * 2);
-            krn_cuda_d2h(K, (char *)o[k][0] + n * 6, dwb, (size_t)C * 4);
+            krn_cuda_d2h(K, o[k], dxd, n * 4);
+            krn_cuda_d2h(K, o[k] + n * 4, db, n * 2);
+            krn_cuda_d2h(K, o[k] + n * 6, dwb, (size_t)C * 4);
         }
         bad = krn_cuda_sync(K) != 0;
-        TAP_OK(rc == 0 && !bad && !memcmp(o[0][0], o[1][0], n * 6 + (size_t)C * 4),
+        TAP_OK(rc == 0 && !bad && !memcmp(o[0], o[1], n * 6 + (size_t)C * 4),
                "%s from a bf16 dout: dX, mirror, dW = the fp32 entry's on its values", nm);
         for (int k = 0; k < 2; k++) { /* the bf16-output entry likewise */
             rc |= krn_cuda_rmsnorm_backward_bf16(K, db, 0, 0, NULL, k ? (float *)y16d : ywd, k, xd,
-                                                 wd, rsd, N, C);
-            krn_cuda_d2h(K, o[k][0], db, n * 2);
+                                                 0, wd, rsd, N, C);
+            krn_cuda_d2h(K, o[k], db, n * 2);
         }
         bad = krn_cuda_sync(K) != 0;
-        TAP_OK(rc == 0 && !bad && !memcmp(o[0][0], o[1][0], n * 2),
+        TAP_OK(rc == 0 && !bad && !memcmp(o[0], o[1], n * 2),
                "%s bf16 dX from a bf16 dout = from its values in fp32", nm);
-        free(o[0][0]), free(o[1][0]), free(y16), free(yw);
+        /* and x in bf16 (inp16: q and k kept so before QK-norm) = its values in fp32 */
+        for (size_t i = 0; i < n; i++)
+            yw[i] = bf16_val(y16[i] = bf16_of(x[i]));
+        krn_cuda_h2d(K, y16d, y16, n * 2);
+        krn_cuda_h2d(K, ywd, yw, n * 4);
+        for (int k = 0; k < 2; k++) {
+            rc |= krn_cuda_rmsnorm_backward_bf16(K, db, 0, 0, NULL, dyd, 0, k ? (float *)y16d : ywd,
+                                                 k, wd, rsd, N, C);
+            krn_cuda_d2h(K, o[k], db, n * 2);
+        }
+        bad = krn_cuda_sync(K) != 0;
+        TAP_OK(rc == 0 && !bad && !memcmp(o[0], o[1], n * 2),
+               "%s bf16 dX from a bf16 x = from its values in fp32", nm);
+        free(o[0]), free(o[1]), free(y16), free(yw);
         krn_cuda_dfree(K, y16d), krn_cuda_dfree(K, ywd), krn_cuda_dfree(K, dwb);
         free(r2), free(f2);
         free(f), free(hb);
@@ -1513,8 +1527,9 @@ static void t_placed(int N, int NH, int HD, int C)
     trn_rmsnorm_forward(y, rs, x, w, R, HD, 1e-6f);
     float *rsd = up(rs, (size_t)R * 4);
     uint16_t *cd = krn_cuda_alloc(K, nq * 2 + 16), *wide = gaps16((size_t)N, (size_t)W);
-    int r1 = krn_cuda_rmsnorm_backward_bf16(K, cd, 0, 0, NULL, dyd, 0, xd, wd, rsd, R, HD);
-    int r2 = krn_cuda_rmsnorm_backward_bf16(K, wide + c0, NH, W, NULL, dyd, 0, xd, wd, rsd, R, HD);
+    int r1 = krn_cuda_rmsnorm_backward_bf16(K, cd, 0, 0, NULL, dyd, 0, xd, 0, wd, rsd, R, HD);
+    int r2 =
+        krn_cuda_rmsnorm_backward_bf16(K, wide + c0, NH, W, NULL, dyd, 0, xd, 0, wd, rsd, R, HD);
     uint16_t *ch = down16(cd, nq), *wh = down16(wide, (size_t)N * W);
     size_t bad = krn_cuda_sync(K) != 0 ? 1 : placed_bad(wh, N, W, c0, ch, (size_t)NH * HD);
     TAP_OK(r1 == 0 && r2 == 0 && bad == 0,
@@ -1713,11 +1728,11 @@ static void t_res_norm(int N, int C, int OC, int off)
     rng = keep;
 }
 
-/* q|k|v as one INT8 product and krn_cuda_qkv_i32 from its sums: q and k (fp32) = the host's
- * (float)acc sx sw, bit for bit; their bf16 operands, rstd and normed rows =
- * krn_cuda_qknorm_rope_bf16's from those q and k, bit for bit; vb = the host's bf16 of the
- * scaled v (and v in fp32 when asked); without the states the same operands. H the product's
- * input width. */
+/* q|k|v as one INT8 product and krn_cuda_qkv_i32 from its sums: q and k (bf16) = the host's
+ * bf16 of (float)acc sx sw, bit for bit; their bf16 operands, rstd and normed rows =
+ * krn_cuda_qknorm_rope_bf16's from those q and k's values, bit for bit; vb = the host's bf16 of
+ * the scaled v (and v in fp32 when asked); without the states the same operands. H the
+ * product's input width. */
 static void t_qkv_i8(int B, int T, int NH, int KVH, int HD, int H)
 {
     uint64_t keep = rng;
@@ -1729,7 +1744,7 @@ static void t_qkv_i8(int B, int T, int NH, int KVH, int HD, int H)
     float sw[3] = {0.011f, 0.023f, 0.037f};
     size_t nq = (size_t)N * QD, nk = (size_t)N * KD, nt = (size_t)T * (HD / 2);
     float *hq = malloc(nq * 4), *hk = malloc(nk * 4), *hv = malloc(nk * 4);
-    uint16_t *hvb = malloc(nk * 2);
+    uint16_t *hvb = malloc(nk * 2), *hq16 = malloc(nq * 2), *hk16 = malloc(nk * 2);
     for (int r = 0; r < N; r++)
         for (int j = 0; j < W; j++) {
             int part = j < QD        ? 0
@@ -1737,10 +1752,10 @@ static void t_qkv_i8(int B, int T, int NH, int KVH, int HD, int H)
                                      : 2,
                 col = j - (part ? QD + (part - 1) * KD : 0);
             float y = (float)p.acc[(size_t)r * W + j] * p.sx[r] * sw[part];
-            float *dst = part == 0 ? hq : part == 1 ? hk : hv;
-            dst[(size_t)r * (part ? KD : QD) + col] = y;
-            if (part == 2)
-                hvb[(size_t)r * KD + col] = bf16_of(y);
+            size_t at = (size_t)r * (part ? KD : QD) + col;
+            uint16_t *d16 = part == 0 ? hq16 : part == 1 ? hk16 : hvb;
+            d16[at] = bf16_of(y);
+            (part == 0 ? hq : part == 1 ? hk : hv)[at] = part == 2 ? y : bf16_val(d16[at]);
         }
     float *cs = malloc(nt * 4), *sn = malloc(nt * 4), *wq = hrand(HD, 1), *wk = hrand(HD, 1);
     trn_rope_tables(cs, sn, T, HD, 1000000.0f);
@@ -1761,7 +1776,7 @@ static void t_qkv_i8(int B, int T, int NH, int KVH, int HD, int H)
     krn_cuda_qknorm_rope_bf16(K, rb[1], rf[1], rf[3], hkd, wkd, csd, snd, B, T, KVH, HD, 1e-6f);
     int ok = 1, rc[2];
     for (int states = 1; states >= 0; states--) {
-        float *of[7]; /* q, k, v, qn, kn, rq, rk */
+        float *of[7]; /* q, k (bf16), v, qn, kn, rq, rk */
         size_t on[7] = {nq, nk, nk, nq, nk, (size_t)N * NH, (size_t)N * KVH};
         uint16_t *ob[3] = {krn_cuda_alloc(K, nq * 2), krn_cuda_alloc(K, nk * 2),
                            krn_cuda_alloc(K, nk * 2)};
@@ -1772,8 +1787,8 @@ static void t_qkv_i8(int B, int T, int NH, int KVH, int HD, int H)
                                  .swq = swd,
                                  .swk = swd + 1,
                                  .swv = swd + 2,
-                                 .q = of[0],
-                                 .k = of[1],
+                                 .q = (uint16_t *)of[0],
+                                 .k = (uint16_t *)of[1],
                                  .v = states ? of[2] : NULL,
                                  .qn = states ? of[3] : NULL,
                                  .kn = states ? of[4] : NULL,
@@ -1788,11 +1803,11 @@ static void t_qkv_i8(int B, int T, int NH, int KVH, int HD, int H)
                                  .sn = snd};
         rc[states] = krn_cuda_qkv_i32(K, &a, B, T, NH, KVH, HD, 1e-6f);
         /* device outputs against: the host (q, k, v, vb), the reference kernel (the rest) */
-        const void *want[10] = {hq, hk, hv, NULL, NULL, NULL, NULL, NULL, NULL, hvb};
+        const void *want[10] = {hq16, hk16, hv, NULL, NULL, NULL, NULL, NULL, NULL, hvb};
         const void *wantd[10] = {NULL, NULL, NULL, rf[0], rf[1], rf[2], rf[3], rb[0], rb[1], NULL};
         const void *got[10] = {of[0], of[1], of[2], of[3], of[4],
                                of[5], of[6], ob[0], ob[1], ob[2]};
-        size_t bytes[10] = {nq * 4,    nk * 4,    nk * 4, nq * 4, nk * 4,
+        size_t bytes[10] = {nq * 2,    nk * 2,    nk * 4, nq * 4, nk * 4,
                             fn[2] * 4, fn[3] * 4, nq * 2, nk * 2, nk * 2};
         for (int i = 0; i < 10; i++) {
             if (!states && (i == 2 || i == 3 || i == 4))
@@ -1817,7 +1832,7 @@ static void t_qkv_i8(int B, int T, int NH, int KVH, int HD, int H)
            "%s: q, k, v = the host's scaled sums; operands, rstd, normed rows = the QK-norm + "
            "RoPE kernel's on them, bit for bit, with and without the states (rc %d %d)",
            nm, rc[1], rc[0]);
-    struct krn_cuda_qkv bad = {.sum = sum, .q = hqd, .k = hkd};
+    struct krn_cuda_qkv bad = {.sum = sum, .q = (uint16_t *)hqd, .k = (uint16_t *)hkd};
     int r96 = krn_cuda_qkv_i32(K, &bad, B, T, NH, KVH, 96, 1e-6f);
     bad.k = NULL;
     int rnk = krn_cuda_qkv_i32(K, &bad, B, T, NH, KVH, HD, 1e-6f);
@@ -1830,7 +1845,8 @@ static void t_qkv_i8(int B, int T, int NH, int KVH, int HD, int H)
     for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
         krn_cuda_dfree(K, dev[i]);
     i8prod_free(&p);
-    free(hq), free(hk), free(hv), free(hvb), free(cs), free(sn), free(wq), free(wk);
+    free(hq), free(hk), free(hv), free(hvb), free(hq16), free(hk16), free(cs), free(sn), free(wq),
+        free(wk);
     rng = keep;
 }
 

@@ -51,6 +51,7 @@ struct gmodel {
      * whose sums the next RMSNorm + quantizer scales and adds to the residual (resq), and q|k|v
      * as one INT8 product whose sums the QK-norm + RoPE kernel scales (qkv8; fuse8_of) */
     int resq, qkv8;
+    int qk16; /* the forward kept q and k (before QK-norm) in bf16 in a->q, a->k (qkv8) */
     /* dx16: the gate|up, o and q|k|v products write their input gradient in bf16 (as autocast
      * keeps it) for the RMSNorm backwards that read it next (dx16_of) */
     int dx16;
@@ -774,8 +775,8 @@ static void attn_fwd(struct krn_cuda *k, struct gmodel *m, struct trn_acts *a, c
                                   .swq = wscale(m, o->q),
                                   .swk = wscale(m, o->k),
                                   .swv = wscale(m, o->v),
-                                  .q = a->q,
-                                  .k = a->k,
+                                  .q = (uint16_t *)a->q,
+                                  .k = (uint16_t *)a->k,
                                   .v = states ? a->v : NULL,
                                   .qn = states ? a->qn : NULL,
                                   .kn = states ? a->kn : NULL,
@@ -789,11 +790,13 @@ static void attn_fwd(struct krn_cuda *k, struct gmodel *m, struct trn_acts *a, c
                                   .cs = m->ar.cs,
                                   .sn = m->ar.sn};
         if (!krn_cuda_qkv_i32(k, &qa, B, T, c->heads, c->kv_heads, hd, c->eps)) {
+            m->qk16 = 1; /* a->q, a->k hold bf16 */
             krn_cuda_flash_forward(k, a->a, a->lse, a->qb, a->kb, a->vb, B, T, c->heads,
                                    c->kv_heads, hd);
             return;
         }
     } /* (not reached: fuse8_of) the three products */
+    m->qk16 = 0;
     lin_fwd(k, m, a->q, NULL, a->xq1, o->q, N, H, QD);
     lin_fwd(k, m, a->k, NULL, a->xq1, o->k, N, H, KD);
     int vb = m->flash && !states && lin_fwd_b16(k, m, a->vb, a->xq1, o->v, N, H, KD);
@@ -1001,9 +1004,9 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
             W = m->qkv_cat ? W : 0;
             uint16_t *dqb = dqkv, *dkb = m->qkv_cat ? dqb + QD : (uint16_t *)m->ar.dk;
             krn_cuda_rmsnorm_backward_bf16(k, dqb, c->heads, W, G + o->q_norm, dqn, dvb, a->q,
-                                           P + o->q_norm, a->rq, N * c->heads, hd);
+                                           m->qk16, P + o->q_norm, a->rq, N * c->heads, hd);
             krn_cuda_rmsnorm_backward_bf16(k, dkb, c->kv_heads, W, G + o->k_norm, dkn, dvb, a->k,
-                                           P + o->k_norm, a->rk, N * c->kv_heads, hd);
+                                           m->qk16, P + o->k_norm, a->rk, N * c->kv_heads, hd);
             if (m->qkv_cat) {
                 if (!dvb)
                     krn_cuda_to_bf16_rows(k, dqb + QD + KD, W, dv, N, KD);

@@ -211,10 +211,10 @@ int krn_cuda_rmsnorm_backward_mirror(struct krn_cuda *c, float *dinp, int acc, u
 /* The same with dinp written (overwritten) in bf16, a product's dY (KRN_CUDA_EINVAL, nothing
  * launched, when C > KRN_CUDA_NORM_MAX). Row r's gradient goes to dinp + (r / rpt) ldo +
  * (r % rpt) C (rpt 0 or 1 and ldo 0: [N][C]; QK-norm's heads with rpt = heads and ldo the width
- * of a fused q|k|v row: its q or k columns). dout in bf16 when dout16. */
+ * of a fused q|k|v row: its q or k columns). dout in bf16 when dout16, inp when inp16. */
 int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp, int rpt, int ldo, float *dw,
-                                   const float *dout, int dout16, const float *inp, const float *w,
-                                   const float *rstd, int N, int C);
+                                   const float *dout, int dout16, const float *inp, int inp16,
+                                   const float *w, const float *rstd, int N, int C);
 /* The backward of RMSNorm(h = silu(g) u) (rstd from the forward) chained into the SwiGLU
  * backward, h recomputed from g and u: dg, du [N][C] = (overwritten), dw += (may be NULL). One
  * read of g, u and dout, one write of dg and du. KRN_CUDA_EINVAL (nothing launched) when
@@ -253,14 +253,16 @@ int krn_cuda_qknorm_rope_bf16(struct krn_cuda *c, uint16_t *out, float *on, floa
                               const float *inp, const float *w, const float *cs, const float *sn,
                               int B, int T, int NH, int HD, float eps);
 /* The q|k|v INT8 product's sums (krn_cuda_qlinear_sums over the three matrices' codes back to
- * back: sum [B T][(NH + 2 KVH) HD]) straight to the attention's operands: q = (float)acc sx[n]
- * swq (krn_cuda_qlinear_forward's values, bit for bit) written to q [B T][NH HD] for the
- * backward, then krn_cuda_qknorm_rope_bf16 of it (qb, rq, qn when not NULL); k likewise with
- * swk, wk; v scaled with swv and written in bf16 to vb (and in fp32 to v when not NULL). */
+ * back: sum [B T][(NH + 2 KVH) HD]) straight to the attention's operands: q = bf16((float)acc
+ * sx[n] swq) (krn_cuda_qlinear_forward's values rounded as a bf16-output product rounds, as
+ * autocast keeps them) written to q [B T][NH HD] for the backward, then
+ * krn_cuda_qknorm_rope_bf16 of its values (qb, rq, qn when not NULL); k likewise with swk, wk;
+ * v scaled with swv and written in bf16 to vb (and in fp32 to v when not NULL). */
 struct krn_cuda_qkv {
     const int32_t *sum;
     const float *sx, *swq, *swk, *swv; /* the input codes' row scales, the matrices' scales */
-    float *q, *k, *v, *qn, *kn, *rq, *rk;
+    uint16_t *q, *k;
+    float *v, *qn, *kn, *rq, *rk;
     uint16_t *qb, *kb, *vb;
     const float *wq, *wk, *cs, *sn; /* QK-norm's weights, RoPE's tables [T][HD/2] */
 };

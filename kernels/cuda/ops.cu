@@ -1441,6 +1441,7 @@ struct rms_bw {
     float *hd;
     int hT;
     int dy16; /* dy is bf16 [N][C] (the down product's dX, krn_cuda_swiglu_rmsnorm_backward_b16) */
+    int x16;  /* x is bf16 [N][C] (q and k before QK-norm, kept in bf16 by krn_cuda_qkv_i32) */
     int gu16; /* g and u are bf16 [N][C] (the gate and up products' outputs, as autocast keeps them) */
     __nv_bfloat16 *mirror; /* the fp32 dX [N][C] written there in bf16 too (NULL: not) */
 };
@@ -1538,7 +1539,7 @@ __global__ void __launch_bounds__(LB) k_rms_bwd_f(struct rms_bw a)
                 for (int e = 0; e < V; e++)
                     xv[i][e] = swiglu1(gv[SW ? i : 0][e], uv[SW ? i : 0][e]);
             } else {
-                ldv<V>(xv[i], a.x + r0 + col);
+                ldx<V>(xv[i], a.x, r0 + col, a.x16);
                 if (a.acc)
                     ldv<V>(dxv[SW ? 0 : i], a.dx + o0 + col);
             }
@@ -2066,8 +2067,8 @@ extern "C" int krn_cuda_rmsnorm_backward_mirror(struct krn_cuda *c, float *dinp,
 
 extern "C" int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp, int rpt, int ldo,
                                               float *dw, const float *dout, int dout16,
-                                              const float *inp, const float *w, const float *rstd,
-                                              int N, int C)
+                                              const float *inp, int inp16, const float *w,
+                                              const float *rstd, int N, int C)
 {
     if (C > RB_MAX)
         return KRN_CUDA_EINVAL;
@@ -2077,6 +2078,7 @@ extern "C" int krn_cuda_rmsnorm_backward_bf16(struct krn_cuda *c, uint16_t *dinp
     struct rms_bw a = {};
     a.dx = (float *)dinp, a.dw = dw, a.dy = dout, a.x = inp, a.w = w, a.rstd = rstd;
     a.N = N, a.C = C, a.b16 = 1, a.rpt = rpt, a.ldo = ldo, a.dy16 = dout16 != 0;
+    a.x16 = inp16 != 0;
     rms_bw_launch(c, &a, 0);
     LAUNCHED(c, "rmsnorm backward");
     return 0;
@@ -2300,21 +2302,20 @@ __global__ void k_qkv_i32(struct krn_cuda_qkv a, int N, int T, int NH, int KVH, 
     int hh = h - (part == 0 ? 0 : part == 1 ? NH : NH + KVH);
     const int32_t *src = a.sum + (size_t)n * S * HD + (size_t)h * HD;
     float s = a.sx[n], d = *(part == 0 ? a.swq : part == 1 ? a.swk : a.swv), v[PER];
-#pragma unroll
-    for (int i = 0; i < PER; i++)
-        v[i] = qval1(src[lane + 32 * i], s, d);
     size_t o = ((size_t)n * nh + hh) * HD;
-    float *x = part == 0 ? a.q : part == 1 ? a.k : a.v;
-    if (x)
+    /* q and k rounded to bf16 as a bf16-output product rounds (what QK-norm reads both ways);
+     * v's fp32 values for the relation loss, its bf16 ones for the attention */
+    __nv_bfloat16 *xb = (__nv_bfloat16 *)(part == 0 ? a.q : part == 1 ? a.k : a.vb);
 #pragma unroll
-        for (int i = 0; i < PER; i++)
-            x[o + lane + 32 * i] = v[i];
-    if (part == 2) {
-#pragma unroll
-        for (int i = 0; i < PER; i++)
-            ((__nv_bfloat16 *)a.vb)[o + lane + 32 * i] = __float2bfloat16_rn(v[i]);
-        return;
+    for (int i = 0; i < PER; i++) {
+        v[i] = qval1(src[lane + 32 * i], s, d);
+        if (part == 2 && a.v)
+            a.v[o + lane + 32 * i] = v[i];
+        xb[o + lane + 32 * i] = __float2bfloat16_rn(v[i]);
+        v[i] = __bfloat162float(xb[o + lane + 32 * i]);
     }
+    if (part == 2)
+        return;
     float *on = part ? a.kn : a.qn;
     qknorm_rope_row<PER>(v, (__nv_bfloat16 *)(part ? a.kb : a.qb) + o, on ? on + o : NULL,
                          (part ? a.rk : a.rq) + (size_t)n * nh + hh, part ? a.wk : a.wq, a.cs, a.sn,
@@ -3302,10 +3303,13 @@ extern "C" int krn_cuda_norm_bench(struct krn_cuda *c, int N, int reps, int H, i
         NB_("rmsnorm bwd C 2048 dW", 12.0 * nq,
             krn_cuda_rmsnorm_backward(c, d, 0, dw, a, b, w, rs, N, QD));
         NB_("qk-norm bwd bf16 (q, C 128)", 10.0 * nq,
-            krn_cuda_rmsnorm_backward_bf16(c, ob, 0, 0, dw, a, 0, b, w, rs, N * 16, HD));
+            krn_cuda_rmsnorm_backward_bf16(c, ob, 0, 0, dw, a, 0, b, 0, w, rs, N * 16, HD));
         NB_("qk-norm bwd bf16 (q, C 128), bf16 dout", 8.0 * nq,
-            krn_cuda_rmsnorm_backward_bf16(c, ob, 0, 0, dw, (const float *)b3, 1, b, w, rs, N * 16,
-                                           HD));
+            krn_cuda_rmsnorm_backward_bf16(c, ob, 0, 0, dw, (const float *)b3, 1, b, 0, w, rs,
+                                           N * 16, HD));
+        NB_("qk-norm bwd bf16 (q, C 128), bf16 dout and x", 6.0 * nq,
+            krn_cuda_rmsnorm_backward_bf16(c, ob, 0, 0, dw, (const float *)b3, 1,
+                                           (const float *)(b3 + big), 1, w, rs, N * 16, HD));
         NB_("rmsnorm+quant fwd C H", 7.0 * nh,
             krn_cuda_rmsnorm_aquant(c, x8, xb, rs, rs, a, w, N, H, 1e-6f));
         NB_("swiglu+rmsnorm+quant fwd C I", 11.0 * ni,
