@@ -894,6 +894,21 @@ static void gforward(struct trn_cuda *g, struct gmodel *m)
         krn_cuda_linear_forward(k, m->ar.logits, m->ar.xf, P + m->head, N, H, c->vocab);
 }
 
+/* The backward products of the projection at wo (or a group back to back: gate|up, q|k|v) on
+ * bf16 operands: d1 = dY . W (overwritten), in bf16 with dx16 (the RMSNorm backward that reads
+ * it next takes it so), else fp32; its gradient = wbeta gr + dY^T X. Returns whether d1 is bf16. */
+static int proj_bwd(struct krn_cuda *k, struct gmodel *m, size_t wo, const uint16_t *dyb,
+                    const uint16_t *xb, int N, int C, int OC)
+{
+    if (m->dx16)
+        krn_cuda_blinear_backward_b16(k, (uint16_t *)m->ar.d1, m->gr + wo, wbeta(m), dyb, xb,
+                                      m->wb + wo, N, C, OC);
+    else
+        krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, m->gr + wo, wbeta(m), dyb, xb, m->wb + wo, N,
+                                  C, OC);
+    return m->dx16;
+}
+
 static void gbackward(struct trn_cuda *g, struct gmodel *m)
 {
     struct krn_cuda *k = g->k;
@@ -925,13 +940,8 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
                         P + o->ffn_sub, N, I)) { /* dg, du in bf16: the products take them as is */
             struct qact q = qact_of(a->xq3, (size_t)N, (size_t)H);
             uint16_t *dgb = (uint16_t *)m->ar.dg;
-            if (m->gu_cat && m->dx16) { /* [N][2I]: one product pair over both */
-                krn_cuda_blinear_backward_b16(k, (uint16_t *)m->ar.d1, G + o->gate, wbeta(m), dgb,
-                                              q.xb, m->wb + o->gate, N, H, 2 * I);
-                d16 = 1;
-            } else if (m->gu_cat)
-                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->gate, wbeta(m), dgb, q.xb,
-                                          m->wb + o->gate, N, H, 2 * I);
+            if (m->gu_cat) /* [N][2I]: one product pair over both */
+                d16 = proj_bwd(k, m, o->gate, dgb, q.xb, N, H, 2 * I);
             else {
                 krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->gate, wbeta(m), dgb, q.xb,
                                           m->wb + o->gate, N, H, I);
@@ -946,14 +956,7 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
         d16 = 0;
         if (m->dres_b16) {
             struct qact q = qact_of(a->xq2, (size_t)N, (size_t)QD);
-            const uint16_t *dyb = (const uint16_t *)m->ar.tmp;
-            if (m->dx16)
-                krn_cuda_blinear_backward_b16(k, (uint16_t *)m->ar.d1, G + o->o, wbeta(m), dyb,
-                                              q.xb, m->wb + o->o, N, QD, H);
-            else
-                krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->o, wbeta(m), dyb, q.xb,
-                                          m->wb + o->o, N, QD, H);
-            d16 = m->dx16;
+            d16 = proj_bwd(k, m, o->o, (const uint16_t *)m->ar.tmp, q.xb, N, QD, H);
         } else
             lin_bwd(k, m, m->ar.d1, 1, m->ar.dres, a->xq2, o->o, N, QD, H);
         float *da = m->ar.d1;
@@ -1010,13 +1013,7 @@ static void gbackward(struct trn_cuda *g, struct gmodel *m)
             if (m->qkv_cat) {
                 if (!dvb)
                     krn_cuda_to_bf16_rows(k, dqb + QD + KD, W, dv, N, KD);
-                if (m->dx16)
-                    krn_cuda_blinear_backward_b16(k, (uint16_t *)m->ar.d1, G + o->q, wbeta(m), dqb,
-                                                  q.xb, m->wb + o->q, N, H, W);
-                else
-                    krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->q, wbeta(m), dqb, q.xb,
-                                              m->wb + o->q, N, H, W);
-                d16 = m->dx16;
+                d16 = proj_bwd(k, m, o->q, dqb, q.xb, N, H, W);
             } else {
                 krn_cuda_blinear_backward(k, m->ar.d1, 0.0f, G + o->q, wbeta(m), dqb, q.xb,
                                           m->wb + o->q, N, H, QD);
