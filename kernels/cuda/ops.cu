@@ -2311,8 +2311,9 @@ __global__ void k_qkv_i32(struct krn_cuda_qkv a, int N, int T, int NH, int KVH, 
         v[i] = qval1(src[lane + 32 * i], s, d);
         if (part == 2 && a.v)
             a.v[o + lane + 32 * i] = v[i];
-        xb[o + lane + 32 * i] = __float2bfloat16_rn(v[i]);
-        v[i] = __bfloat162float(xb[o + lane + 32 * i]);
+        __nv_bfloat16 h = __float2bfloat16_rn(v[i]); /* rounded in registers, not re-read */
+        xb[o + lane + 32 * i] = h;
+        v[i] = __bfloat162float(h);
     }
     if (part == 2)
         return;
