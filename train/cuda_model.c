@@ -756,7 +756,7 @@ static int ffn_act_bwd(struct krn_cuda *k, const struct gmodel *m, const struct 
 
 /* The attention of layer l from its input codes xq1: the q, k, v products, QK-norm and RoPE,
  * then the attention itself into a->a. With qkv8 one INT8 product over q|k|v into gsum and one
- * kernel from its sums to q, k (fp32, for the backward) and the bf16 operands. */
+ * kernel from its sums to q, k (in bf16, for the backward) and the attention's operands. */
 static void attn_fwd(struct krn_cuda *k, struct gmodel *m, struct trn_acts *a, const struct loff *o,
                      int l)
 {
