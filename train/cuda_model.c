@@ -108,6 +108,9 @@ enum narrow_fwd {
 struct trn_cuda {
     struct krn_cuda *k;
     int bf16; /* bf16 products (and flash attention where the head dim allows) */
+    /* the fused head's logits in bf16, as autocast keeps them (BITDISTILL_CUDA_HEAD16=0: fp32,
+     * to compare); read once at creation */
+    int head16;
     struct gmodel s, t;
     int has_t;
     float *m, *v;                /* device AdamW moments [np] */
@@ -476,6 +479,8 @@ int trn_cuda_create(int dev, struct trn_model *student, struct trn_model *teache
     }
     krn_cuda_set_bf16(g->k, bf16);
     g->bf16 = bf16 != 0;
+    const char *h16 = getenv("BITDISTILL_CUDA_HEAD16");
+    g->head16 = !(h16 && !strcmp(h16, "0"));
     size_t np = trn_model_nparams(student);
     g->s.nostates = teacher == NULL;
     if ((rc = gmodel_init(g, &g->s, student, 1)) ||
@@ -1138,9 +1143,7 @@ static int head_losses(struct trn_cuda *g, int N, int kl, int grad, float wce, f
     krn_cuda_to_bf16(k, g->hx, s->ar.xf, (size_t)N * H);
     if (kl)
         krn_cuda_to_bf16(k, g->hxt, t->ar.xf, (size_t)N * Ht);
-    /* the logits in bf16, as autocast keeps them (BITDISTILL_CUDA_HEAD16=0: fp32, to compare) */
-    const char *e = getenv("BITDISTILL_CUDA_HEAD16");
-    int b16 = !(e && !strcmp(e, "0"));
+    int b16 = g->head16;
     for (int r0 = 0; r0 < N; r0 += (int)g->hrows) {
         int n = N - r0 < (int)g->hrows ? N - r0 : (int)g->hrows;
         const uint16_t *xs = g->hx + (size_t)r0 * H, *xt = kl ? g->hxt + (size_t)r0 * Ht : NULL;
